@@ -1,0 +1,3 @@
+"""fraudwatch: real-time fraud detection with a live analyst dashboard."""
+
+__version__ = "0.1.0"

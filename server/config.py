@@ -1,0 +1,174 @@
+"""Settings: one frozen dataclass read from defaults, a TOML file, FRAUDWATCH_* env and flags.
+
+Precedence, lowest first: defaults, the TOML file (`--config` or FRAUDWATCH_CONFIG), the
+environment, command-line flags. Every setting has a help string; docs/settings.md lists
+them all and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+ENV_PREFIX = "FRAUDWATCH_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+def _s(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    host: str = _s("127.0.0.1", "Address the HTTP server binds to.")
+    port: int = _s(8000, "TCP port of the HTTP server.")
+    data_dir: Path = _s(
+        Path("fraudwatch-data"),
+        "Directory for the SQLite database, the session secret and the demo credentials.",
+    )
+    api_key: str | None = _s(
+        None,
+        "Bearer key for machine clients (ingest API, /ws). Unset: one is generated and kept "
+        "in DATA_DIR/api-key.",
+    )
+    simulator: bool = _s(False, "Feed the server from the built-in transaction simulator.")
+    rate: float = _s(50.0, "Simulator transactions per second.")
+    seed: int = _s(7, "Simulator random seed; the same seed gives the same stream.")
+    fraud_rate: float = _s(0.02, "Fraction of simulated accounts that get a fraud scenario.")
+    default_currency: str = _s("USD", "ISO 4217 currency assumed when a transaction has none.")
+    review_threshold: float = _s(0.5, "Score at or above which a transaction is flagged.")
+    block_threshold: float = _s(0.8, "Score at or above which a transaction is blocked.")
+    batch_max: int = _s(1000, "Most transactions the detection loop scores in one batch.")
+    batch_wait_ms: float = _s(
+        10.0, "Longest the detection loop waits to fill a batch after its first transaction."
+    )
+    queue_max: int = _s(
+        20000, "Transactions that may wait for detection; feeds wait when it is full."
+    )
+    max_body_bytes: int = _s(8 * 1024 * 1024, "Largest accepted request body, in bytes.")
+    ws_max_msg_size: int = _s(16 * 1024, "Largest message a WebSocket client may send, in bytes.")
+    ws_heartbeat: float = _s(20.0, "Seconds between WebSocket pings; a silent peer is dropped.")
+    ws_queue_max: int = _s(
+        2000,
+        "Messages a WebSocket client may have waiting before it is disconnected "
+        "(it resumes by seq on reconnect, so it loses nothing).",
+    )
+    session_max_age: int = _s(12 * 3600, "Seconds an analyst's login lasts.")
+    cookie_secure: bool = _s(False, "Mark the session cookie Secure (set when served over TLS).")
+    pipeline: Literal["batched", "naive"] = _s(
+        "batched",
+        "Detection design. 'naive' (one task per transaction, each verdict awaited to every "
+        "client in turn) exists only as the benchmark's baseline.",
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"Setting 'port' must be 1-65535, got {self.port}")
+        if not 0 <= self.review_threshold <= self.block_threshold <= 1:
+            raise ConfigError(
+                "Settings 'review_threshold' and 'block_threshold' must satisfy "
+                f"0 <= review <= block <= 1, got {self.review_threshold} and {self.block_threshold}"
+            )
+        for name in ("rate", "batch_wait_ms"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"Setting '{name}' must be > 0, got {getattr(self, name)}")
+        for name in ("batch_max", "queue_max", "max_body_bytes", "ws_max_msg_size", "ws_queue_max"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"Setting '{name}' must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.fraud_rate <= 1:
+            raise ConfigError(f"Setting 'fraud_rate' must be in [0, 1], got {self.fraud_rate}")
+        if self.pipeline not in ("batched", "naive"):
+            raise ConfigError(
+                f"Setting 'pipeline' must be 'batched' or 'naive', got {self.pipeline!r}"
+            )
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "fraudwatch.db"
+
+
+def setting_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Settings)]
+
+
+def setting_help() -> dict[str, str]:
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    hint = get_type_hints(Settings)[name]
+    kinds = [a for a in get_args(hint) if a is not type(None)] or [hint]
+    target = kinds[0]
+    if value is None:
+        return None
+    try:
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if target is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError("expected a whole number")
+            return int(value)
+        if target is float:
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        if target is Path:
+            return Path(value).expanduser()
+        if isinstance(value, (dict, list)):
+            raise ValueError("expected a single value")
+        return str(value)
+    except ValueError as exc:
+        raise ConfigError(
+            f"Setting '{name}' from {source}: {value!r} is not valid ({exc})"
+        ) from None
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Build Settings from the layers; unknown names in the file are errors, not ignored."""
+    env = os.environ if env is None else env
+    names = set(setting_names())
+    values: dict[str, Any] = {}
+    path = config_file or (
+        Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None
+    )
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"Config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"Config file {path} is not valid TOML: {exc}") from None
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                raise ConfigError(f"Config file {path}: unknown setting '{key}'")
+            values[name] = _coerce(name, value, f"config file {path}")
+    for name in names:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = _coerce(name, raw, f"environment {ENV_PREFIX}{name.upper()}")
+    for name, value in (flags or {}).items():
+        if value is not None:
+            if name not in names:
+                raise ConfigError(f"Unknown setting '{name}'")
+            values[name] = _coerce(name, value, f"flag --{name.replace('_', '-')}")
+    return Settings(**values)

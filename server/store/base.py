@@ -1,0 +1,160 @@
+"""The store interface: what the pipeline, the API and the hub need from persistence.
+
+SQLite implements it for one box; a PostgreSQL implementation can replace it for several
+workers without touching the callers. Every method is async and must never block the event
+loop. Alert events carry a `seq` that is strictly increasing in commit order: it is what
+dashboards resume from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from typing import Literal, NamedTuple, Protocol
+
+import msgspec
+
+from server.detection.verdict import Reason, Severity, Verdict
+from server.transactions import Transaction
+
+AlertStatus = Literal["open", "acknowledged", "resolved"]
+Disposition = Literal["fraud", "legitimate"]
+Role = Literal["analyst", "admin", "viewer"]
+
+
+class Alert(msgspec.Struct, kw_only=True):
+    """An alert as the API and the WebSocket show it (the contract)."""
+
+    id: str
+    status: AlertStatus
+    severity: Severity
+    score: float
+    decision: str
+    reasons: list[Reason]
+    transaction: msgspec.Raw  # the validated transaction, JSON as stored
+    transaction_id: str
+    account_id: str
+    rules_version: str
+    owner: str | None
+    disposition: Disposition | None
+    note: str | None
+    created_at: str  # RFC 3339, UTC, wall clock of the server
+    updated_at: str
+
+
+class AlertEvent(msgspec.Struct, kw_only=True):
+    """One change to one alert, numbered by `seq` in commit order."""
+
+    seq: int
+    type: Literal["alert", "alert_updated"]
+    alert: Alert
+
+
+class AlertPage(msgspec.Struct, kw_only=True):
+    """A page of alerts and the last event seq at the moment it was read: a client that
+    loads this page and then connects to /ws?since=seq misses nothing."""
+
+    alerts: list[Alert]
+    next_cursor: str | None
+    seq: int
+
+
+class StoredRecord(NamedTuple):
+    """One scored transaction as the detection loop hands it to the store."""
+
+    transaction: Transaction
+    verdict: Verdict
+    severity: Severity
+
+
+class User(msgspec.Struct, kw_only=True):
+    name: str
+    password_hash: str
+    role: Role
+
+
+class AuditEntry(msgspec.Struct, kw_only=True):
+    at: str
+    actor: str
+    action: str
+    alert_id: str | None
+    detail: dict[str, object]
+
+
+class AlertNotFound(LookupError):
+    pass
+
+
+class AlertConflict(Exception):
+    """The alert's state forbids the change; `alert` is the state that won."""
+
+    def __init__(self, message: str, alert: Alert) -> None:
+        super().__init__(message)
+        self.alert = alert
+
+
+EventListener = Callable[[list[AlertEvent]], None]
+
+
+class Store(Protocol):
+    async def start(self, on_events: EventListener) -> None:
+        """Open, migrate, and from now on call `on_events` (on the event loop, in commit order)
+        with every committed alert event."""
+
+    async def close(self) -> None: ...
+
+    async def known_verdicts(self, transaction_ids: Collection[str]) -> dict[str, Verdict]:
+        """The stored verdicts of those ids that were already accepted."""
+
+    async def write_batch(self, records: Sequence[StoredRecord]) -> list[AlertEvent]:
+        """Persist a batch in one transaction: every transaction with its verdict, and an alert
+        (with its `alert` event) for every verdict that has an `alert_id`."""
+
+    async def acknowledge(self, alert_id: str, user: str) -> AlertEvent | None:
+        """Make `user` the owner of an open alert; None if they already own it.
+        Raises AlertNotFound, or AlertConflict naming the current owner. Durable on return."""
+
+    async def resolve(
+        self, alert_id: str, user: str, disposition: Disposition, note: str | None
+    ) -> AlertEvent:
+        """Close an open alert, or one acknowledged by `user`. Durable on return."""
+
+    async def get_alert(self, alert_id: str) -> Alert | None: ...
+
+    async def list_alerts(
+        self, statuses: Collection[AlertStatus] | None, limit: int, cursor: str | None
+    ) -> AlertPage:
+        """Newest first (by created_at, then id), filtered to `statuses` when given; `cursor`
+        is opaque and comes from the previous page's next_cursor. Read in one snapshot."""
+
+    async def events_since(self, seq: int, limit: int) -> list[AlertEvent]:
+        """Events with seq > `seq`, oldest first, at most `limit`."""
+
+    async def last_seq(self) -> int: ...
+
+    async def count_open_alerts(self) -> int:
+        """Alerts not yet resolved."""
+
+    async def audit_log(self, alert_id: str) -> list[AuditEntry]: ...
+
+    async def add_user(self, name: str, password_hash: str, role: Role) -> None:
+        """Create or replace a user."""
+
+    async def get_user(self, name: str) -> User | None: ...
+
+
+__all__ = [
+    "Alert",
+    "AlertConflict",
+    "AlertEvent",
+    "AlertNotFound",
+    "AlertPage",
+    "AlertStatus",
+    "AuditEntry",
+    "Disposition",
+    "EventListener",
+    "Role",
+    "Sequence",
+    "Store",
+    "StoredRecord",
+    "User",
+]
