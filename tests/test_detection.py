@@ -1,0 +1,493 @@
+"""The detector end to end: each rule, score arithmetic, decisions, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import random
+import time
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from server.detection import Detector, RuleParams, Scored
+from server.transactions import Transaction
+
+T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+NYC: dict[str, Any] = {"lat": 40.71, "lon": -74.01, "country": "US"}
+LONDON: dict[str, Any] = {"lat": 51.51, "lon": -0.13, "country": "GB"}
+_ids = itertools.count()
+
+
+def make_tx(seconds: float = 0.0, *, amount: str = "40.00", **fields: Any) -> Transaction:
+    values: dict[str, Any] = {
+        "account_id": "acct-1",
+        "merchant_id": "m-1",
+        "currency": "USD",
+        "device_id": "d-1",
+    }
+    values.update(fields)
+    timestamp = values.pop("timestamp", T0 + dt.timedelta(seconds=seconds))
+    return Transaction(id=f"tx-{next(_ids)}", timestamp=timestamp, amount=Decimal(amount), **values)
+
+
+def history(det: Detector, n: int = 10, **fields: Any) -> None:
+    """n ordinary purchases an hour apart ending an hour before T0, amounts 35/40/45."""
+    for i in range(n):
+        amount = ("35.00", "40.00", "45.00")[i % 3]
+        scored = det.score(make_tx((i - n) * 3600.0, amount=amount, **(NYC | fields)))
+        assert scored.decision == "allow", scored
+
+
+def codes(scored: Scored) -> list[str]:
+    return [r.code for r in scored.reasons]
+
+
+def reason(scored: Scored, code: str) -> Any:
+    matches = [r for r in scored.reasons if r.code == code]
+    assert matches, f"{code} did not fire: {codes(scored)}"
+    return matches[0]
+
+
+# --- amount_outlier ----------------------------------------------------------------------
+
+
+def test_amount_outlier_fires_with_ratio_and_threshold_in_message() -> None:
+    det = Detector()
+    history(det)
+    scored = det.score(make_tx(amount="1250.00", **NYC))
+    assert codes(scored) == ["amount_outlier"]
+    r = reason(scored, "amount_outlier")
+    mean = (4 * 35 + 3 * 40 + 3 * 45) / 10
+    assert r.observed == pytest.approx(1250 / mean, abs=0.01)
+    assert r.threshold == 5.0
+    assert "1,250.00 USD" in r.message
+    assert f"{1250 / mean:.1f}×" in r.message
+    assert f"average of {mean:.2f}" in r.message
+    assert "threshold 5×" in r.message
+    assert (scored.score, scored.decision, scored.severity) == (0.6, "review", "medium")
+
+
+def test_amount_outlier_quiet_below_ratio() -> None:
+    det = Detector()
+    history(det)
+    assert "amount_outlier" not in codes(det.score(make_tx(amount="190.00", **NYC)))
+
+
+def test_amount_outlier_needs_history() -> None:
+    det = Detector()
+    history(det, n=4)
+    assert "amount_outlier" not in codes(det.score(make_tx(amount="5000.00", **NYC)))
+
+
+def test_amount_outlier_respects_an_erratic_account() -> None:
+    det = Detector()
+    for i in range(10):
+        det.score(make_tx(i * 3600.0 - 40000, amount="1000.00" if i == 5 else "10.00"))
+    # 600 is 5.5 times the mean of 109 but under two standard deviations (313) above it.
+    assert "amount_outlier" not in codes(det.score(make_tx(amount="600.00")))
+
+
+# --- velocity -----------------------------------------------------------------------------
+
+
+def test_velocity_1m_fires_at_the_fifth_in_a_minute() -> None:
+    det = Detector()
+    results = [det.score(make_tx(s)) for s in (0, 10, 20, 30, 40)]
+    assert all("velocity_1m" not in codes(s) for s in results[:4])
+    r = reason(results[4], "velocity_1m")
+    assert (r.observed, r.threshold) == (5, 5)
+    assert r.message == "5 transactions in the last minute, this one included (threshold 5)"
+    assert results[4].decision == "review"
+
+
+def test_velocity_1m_uses_event_time_window() -> None:
+    det = Detector()
+    for s in (0, 15, 30, 45):
+        det.score(make_tx(s))
+    # 61 s: the first has left the minute, so this is only the fourth in it.
+    assert "velocity_1m" not in codes(det.score(make_tx(61)))
+
+
+def test_velocity_1h_alone_stays_allow() -> None:
+    det = Detector()
+    results = [det.score(make_tx(i * 120.0)) for i in range(20)]
+    assert all("velocity_1h" not in codes(s) for s in results[:19])
+    last = results[19]
+    r = reason(last, "velocity_1h")
+    assert (r.observed, r.threshold) == (20, 20)
+    assert "20 transactions in the last hour" in r.message
+    assert "(threshold 20)" in r.message
+    assert codes(last) == ["velocity_1h"]
+    assert last.decision == "allow"
+
+
+# --- impossible_travel --------------------------------------------------------------------
+
+
+def test_impossible_travel_new_york_to_london_in_an_hour() -> None:
+    det = Detector()
+    det.score(make_tx(-3600, **NYC))
+    scored = det.score(make_tx(0, **(LONDON | {"country": "US"})))
+    r = reason(scored, "impossible_travel")
+    assert r.observed == pytest.approx(5570, rel=0.01)
+    assert r.threshold == 900.0
+    assert "5,57" in r.message
+    assert "in 1.0 h" in r.message
+    assert "threshold 900 km/h" in r.message
+    assert scored.score == 0.7
+    assert (scored.decision, scored.severity) == ("review", "high")
+
+
+def test_travel_at_airliner_speed_is_fine() -> None:
+    det = Detector()
+    det.score(make_tx(-8 * 3600, **NYC))
+    assert "impossible_travel" not in codes(det.score(make_tx(0, **LONDON)))
+
+
+def test_short_hops_never_count_as_travel() -> None:
+    det = Detector()
+    det.score(make_tx(-60, lat=40.71, lon=-74.01))
+    # About 30 km in a minute: 1,800 km/h, but within geolocation noise.
+    assert "impossible_travel" not in codes(det.score(make_tx(0, lat=40.98, lon=-74.01)))
+
+
+def test_travel_skips_unlocated_transactions() -> None:
+    det = Detector()
+    det.score(make_tx(-7200, **NYC))
+    det.score(make_tx(-3600))
+    r = reason(det.score(make_tx(0, **LONDON)), "impossible_travel")
+    assert "in 2.0 h" in r.message
+
+
+# --- novelty ------------------------------------------------------------------------------
+
+
+def test_new_country_fires_after_history() -> None:
+    det = Detector()
+    history(det)
+    scored = det.score(make_tx(0, country="FR"))
+    r = reason(scored, "new_country")
+    assert r.observed == "FR"
+    assert r.threshold == 5
+    assert "country FR" in r.message
+    assert "10 prior transactions" in r.message
+    assert "from 5" in r.message
+    assert scored.decision == "allow"
+    assert "new_country" not in codes(det.score(make_tx(60, country="FR")))
+
+
+def test_new_country_silent_for_a_new_account() -> None:
+    det = Detector()
+    history(det, n=4)
+    assert "new_country" not in codes(det.score(make_tx(0, country="FR")))
+
+
+def test_new_country_needs_a_known_country() -> None:
+    det = Detector()
+    for i in range(10):
+        det.score(make_tx(i * 3600.0 - 40000))
+    assert "new_country" not in codes(det.score(make_tx(0, country="FR")))
+
+
+def test_new_merchant_alone_stays_allow() -> None:
+    det = Detector()
+    history(det)
+    scored = det.score(make_tx(0, merchant_id="m-77", merchant_name="Corner Shop", **NYC))
+    assert codes(scored) == ["new_merchant"]
+    r = reason(scored, "new_merchant")
+    assert r.observed == "m-77"
+    assert "Corner Shop" in r.message
+    assert (scored.decision, scored.severity) == ("allow", "low")
+    assert scored.score < 0.5
+    assert codes(det.score(make_tx(60, merchant_id="m-77", **NYC))) == []
+
+
+def test_new_merchant_silent_for_a_new_account() -> None:
+    det = Detector()
+    results = [det.score(make_tx(i * 3600.0, merchant_id=f"m-{i}")) for i in range(5)]
+    assert all(codes(s) == [] for s in results)
+
+
+def test_new_device_fires_once() -> None:
+    det = Detector()
+    history(det)
+    r = reason(det.score(make_tx(0, device_id="d-9", **NYC)), "new_device")
+    assert r.observed == "d-9"
+    assert "device d-9" in r.message
+    assert "new_device" not in codes(det.score(make_tx(60, device_id="d-9", **NYC)))
+
+
+def test_account_takeover_pattern_reaches_review() -> None:
+    det = Detector()
+    history(det)
+    scored = det.score(make_tx(0, merchant_id="m-9", device_id="d-9", country="FR"))
+    assert codes(scored) == ["new_country", "new_device", "new_merchant"]
+    assert scored.decision == "review"
+
+
+# --- card_testing -------------------------------------------------------------------------
+
+
+def test_card_testing_fires_on_third_tiny_charge() -> None:
+    det = Detector()
+    first, second, third = (det.score(make_tx(s, amount="1.00")) for s in (0, 120, 240))
+    assert "card_testing" not in codes(first) + codes(second)
+    r = reason(third, "card_testing")
+    assert (r.observed, r.threshold) == (3, 3)
+    assert r.message == "3 transactions under 5.00 USD in the last 10 min (threshold 3)"
+    assert third.score == 0.65
+    assert (third.decision, third.severity) == ("review", "high")
+
+
+def test_card_testing_flags_the_purchase_after_the_tests() -> None:
+    det = Detector()
+    for s in (0, 60, 120):
+        det.score(make_tx(s, amount="0.99"))
+    assert "card_testing" in codes(det.score(make_tx(180, amount="900.00")))
+
+
+def test_card_testing_quiet_when_spread_out() -> None:
+    det = Detector()
+    det.score(make_tx(0, amount="1.00"))
+    det.score(make_tx(300, amount="1.00"))
+    assert "card_testing" not in codes(det.score(make_tx(601, amount="1.00")))
+
+
+def test_card_testing_ignores_ordinary_small_purchases() -> None:
+    det = Detector()
+    for s in (0, 60, 120):
+        assert "card_testing" not in codes(det.score(make_tx(s, amount="5.00")))
+
+
+# --- night_high_amount --------------------------------------------------------------------
+
+
+def tokyo(hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime(2026, 3, 3, hour, minute, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+
+
+def test_night_amount_relative_to_norm_in_local_time() -> None:
+    det = Detector()
+    history(det)
+    scored = det.score(make_tx(timestamp=tokyo(3, 12), amount="150.00", **NYC))
+    r = reason(scored, "night_high_amount")
+    mean = 39.5
+    assert r.observed == pytest.approx(150 / mean, abs=0.01)
+    assert r.threshold == 3.0
+    assert "03:12 local time" in r.message
+    assert "3.8×" in r.message
+    assert "night threshold 3×" in r.message
+    assert scored.decision == "allow"
+
+
+def test_night_is_read_in_the_timestamps_own_offset() -> None:
+    det = Detector()
+    history(det)
+    same_instant_in_utc = tokyo(3, 12).astimezone(dt.UTC)  # 18:12 UTC
+    scored = det.score(make_tx(timestamp=same_instant_in_utc, amount="150.00", **NYC))
+    assert "night_high_amount" not in codes(scored)
+
+
+def test_night_absolute_limit_for_a_new_account() -> None:
+    det = Detector()
+    r = reason(det.score(make_tx(timestamp=tokyo(2), amount="1500.00")), "night_high_amount")
+    assert (r.observed, r.threshold) == (1500.0, 1000.0)
+    assert "1,500.00 USD at 02:00 local time" in r.message
+    assert "night limit of 1,000.00 USD" in r.message
+
+
+def test_night_ends_at_five() -> None:
+    det = Detector()
+    scored = det.score(make_tx(timestamp=tokyo(5), amount="1500.00"))
+    assert "night_high_amount" not in codes(scored)
+    assert "night_high_amount" not in codes(det.score(make_tx(timestamp=tokyo(1), amount="20")))
+
+
+def test_night_window_may_wrap_midnight() -> None:
+    det = Detector(params=RuleParams(night_start_hour=22, night_end_hour=5))
+    assert "night_high_amount" in codes(det.score(make_tx(timestamp=tokyo(23), amount="2000")))
+    assert "night_high_amount" not in codes(det.score(make_tx(timestamp=tokyo(21), amount="2000")))
+
+
+# --- score, decision, severity ------------------------------------------------------------
+
+
+def test_two_strong_signals_block() -> None:
+    det = Detector()
+    history(det)
+    scored = det.score(make_tx(0, amount="1250.00", **(LONDON | {"country": "US"})))
+    assert codes(scored) == ["impossible_travel", "amount_outlier"]
+    assert scored.score == pytest.approx(1 - 0.3 * 0.4)
+    assert (scored.decision, scored.severity) == ("block", "critical")
+
+
+def test_reasons_are_ordered_by_weight() -> None:
+    det = Detector()
+    history(det)
+    scored = det.score(make_tx(0, amount="1250.00", merchant_id="m-2", device_id="d-2", **LONDON))
+    weights = [r.weight for r in scored.reasons]
+    assert len(weights) == 5
+    assert weights == sorted(weights, reverse=True)
+    assert scored.score == pytest.approx(1 - 0.3 * 0.4 * 0.7 * 0.8 * 0.85, abs=1e-4)
+
+
+def test_quiet_transaction_scores_zero() -> None:
+    scored = Detector().score(make_tx())
+    assert scored == Scored(0.0, "allow", "low", (), Detector().rules_version)
+
+
+@pytest.mark.parametrize(
+    ("score", "decision", "severity"),
+    [
+        (0.0, "allow", "low"),
+        (0.4999, "allow", "low"),
+        (0.5, "review", "medium"),
+        (0.6499, "review", "medium"),
+        (0.65, "review", "high"),
+        (0.7999, "review", "high"),
+        (0.8, "block", "critical"),
+        (1.0, "block", "critical"),
+    ],
+)
+def test_decision_and_severity_bands(score: float, decision: str, severity: str) -> None:
+    assert Detector().decide(score) == (decision, severity)
+
+
+def test_thresholds_are_configurable() -> None:
+    det = Detector(review_threshold=0.1, block_threshold=0.6)
+    history(det, merchant_id="m-1")
+    scored = det.score(make_tx(0, merchant_id="m-2", **NYC))
+    assert (scored.decision, scored.severity) == ("review", "medium")
+    assert det.decide(0.6) == ("block", "critical")
+
+
+@pytest.mark.parametrize(("review", "block"), [(0.9, 0.5), (-0.1, 0.5), (0.5, 1.5)])
+def test_bad_thresholds_are_refused(review: float, block: float) -> None:
+    with pytest.raises(ValueError, match="Thresholds"):
+        Detector(review_threshold=review, block_threshold=block)
+
+
+def test_default_weights_are_calibrated() -> None:
+    p = RuleParams()
+    strong = [p.outlier_weight, p.travel_weight, p.card_testing_weight, p.velocity_1m_weight]
+    weak = [p.new_merchant_weight, p.new_country_weight, p.new_device_weight]
+    weak += [p.velocity_1h_weight, p.night_weight]
+    assert all(w >= 0.5 for w in strong)
+    assert all(1 - (1 - a) * (1 - b) >= 0.8 for a, b in itertools.combinations(strong, 2))
+    assert all(w < 0.5 for w in weak)
+
+
+def test_rules_version_follows_params() -> None:
+    det = Detector()
+    assert det.rules_version.startswith("core-1+")
+    assert len(det.rules_version) == len("core-1+") + 8
+    assert Detector().rules_version == det.rules_version
+    assert Detector(params=RuleParams(outlier_ratio=5)).rules_version == det.rules_version
+    changed = Detector(params=RuleParams(outlier_ratio=6.0))
+    assert changed.rules_version != det.rules_version
+    assert changed.score(make_tx()).rules_version == changed.rules_version
+    history(det)
+    assert det.score(make_tx(amount="5000")).rules_version == det.rules_version
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"outlier_weight": 1.5}, {"velocity_1m_count": 0}, {"tiny_window_s": 7200.0}],
+)
+def test_bad_params_are_refused(change: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(change))):
+        dataclasses.replace(RuleParams(), **change)
+
+
+# --- event time ---------------------------------------------------------------------------
+
+
+def stream(seed: int = 3, n: int = 600) -> list[Transaction]:
+    rng = random.Random(seed)
+    places: list[dict[str, Any]] = [NYC, LONDON, {"lat": 35.68, "lon": 139.69, "country": "JP"}, {}]
+    out = []
+    t = 0.0
+    for _ in range(n):
+        t += rng.choice((1.0, 20.0, 300.0))
+        out.append(
+            make_tx(
+                t,
+                amount=rng.choice(("0.50", "12.00", "40.00", "2500.00")),
+                account_id=f"acct-{rng.randrange(6)}",
+                merchant_id=f"m-{rng.randrange(12)}",
+                device_id=rng.choice(("d-1", "d-2", None)),
+                **rng.choice(places),
+            )
+        )
+    return out
+
+
+def score_all(txs: Iterable[Transaction]) -> dict[str, Scored]:
+    det = Detector()
+    return {tx.id: det.score(tx) for tx in txs}
+
+
+def test_same_stream_same_verdicts() -> None:
+    txs = stream()
+    first = score_all(txs)
+    assert first == score_all(txs)
+    assert sum(1 for s in first.values() if s.reasons) > 50  # the stream exercises the rules
+
+
+def test_replay_ignores_the_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    txs = stream()
+    live = score_all(txs)
+    later = time.time() + 86400 * 400
+    monkeypatch.setattr(time, "time", lambda: later)
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    det = Detector()
+    replay = {}
+    for i, tx in enumerate(txs):
+        if i % 100 == 0:
+            time.sleep(0.01)  # replayed slower than real time in places
+        replay[tx.id] = det.score(tx)
+    assert replay == live
+
+
+def test_interleaving_accounts_differently_changes_nothing() -> None:
+    txs = stream()
+    by_account: dict[str, list[Transaction]] = {}
+    for tx in txs:
+        by_account.setdefault(tx.account_id, []).append(tx)
+    one_account_at_a_time = [tx for group in by_account.values() for tx in group]
+    assert one_account_at_a_time != txs
+    assert score_all(one_account_at_a_time) == score_all(txs)
+
+
+def test_out_of_order_events_are_scored_without_error() -> None:
+    txs = stream(n=300)
+    rng = random.Random(9)
+    shuffled = txs[:]
+    for i in range(0, len(shuffled) - 5, 5):  # swap neighbours: mildly out of order
+        j = i + rng.randrange(1, 5)
+        shuffled[i], shuffled[j] = shuffled[j], shuffled[i]
+    results = score_all(shuffled)
+    assert len(results) == len(txs)
+    assert all(0.0 <= s.score <= 1.0 for s in results.values())
+
+
+# --- missing fields -----------------------------------------------------------------------
+
+
+def test_bare_transactions_never_crash_and_location_rules_stay_quiet() -> None:
+    det = Detector()
+    for i in range(30):
+        scored = det.score(make_tx(i * 3600.0, device_id=None))
+        assert not {"impossible_travel", "new_country", "new_device"} & set(codes(scored))
+    mixed = [
+        make_tx(200000, **NYC),
+        make_tx(200100, device_id=None),
+        make_tx(200200, lat=51.5, lon=-0.1),  # located, no country
+        make_tx(200300, country="FR"),  # country, no location
+    ]
+    for tx in mixed:
+        det.score(tx)

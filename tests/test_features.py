@@ -1,0 +1,207 @@
+"""Per-account state and features: event-time windows, bounds, late events, missing fields."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from server.detection.features import (
+    MAX_DEVICES,
+    MAX_MERCHANTS,
+    MAX_RECENT,
+    AccountState,
+    Featurizer,
+    haversine_km,
+)
+from server.transactions import Transaction
+
+T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+_ids = itertools.count()
+
+
+def make_tx(seconds: float = 0.0, **fields: Any) -> Transaction:
+    values: dict[str, Any] = {
+        "account_id": "acct-1",
+        "merchant_id": "m-1",
+        "amount": Decimal("40.00"),
+        "currency": "USD",
+    }
+    values.update(fields)
+    return Transaction(
+        id=f"tx-{next(_ids)}", timestamp=T0 + dt.timedelta(seconds=seconds), **values
+    )
+
+
+def test_haversine_new_york_to_london() -> None:
+    assert haversine_km(40.71, -74.01, 51.51, -0.13) == pytest.approx(5570, rel=0.01)
+    assert haversine_km(10.0, 20.0, 10.0, 20.0) == 0.0
+
+
+def test_features_describe_the_account_before_the_transaction() -> None:
+    fz = Featurizer()
+    for i, amount in enumerate(["30.00", "40.00", "50.00"]):
+        fz.process_one(make_tx(i * 10, amount=Decimal(amount)))
+    f = fz.process_one(make_tx(30, amount=Decimal("400.00")))
+    assert f.history == 3
+    assert f.mean == pytest.approx(40.0)
+    assert f.std == pytest.approx(10.0)
+    assert f.amount == 400.0
+    assert f.tx_1m == 4  # three earlier ones plus this one
+    state = fz.accounts["acct-1"]
+    assert state.count == 4
+    assert state.mean == pytest.approx(130.0)
+
+
+def test_windows_are_half_open_in_event_time() -> None:
+    fz = Featurizer()
+    for s in (0, 15, 30, 45):
+        fz.process_one(make_tx(s))
+    # At t=60 the event at t=0 is exactly a minute old: out of (t-60, t].
+    assert fz.process_one(make_tx(60)).tx_1m == 4
+
+
+def test_features_one_is_a_pure_probe() -> None:
+    fz = Featurizer()
+    fz.process_one(make_tx(0))
+    fz.process_one(make_tx(10))
+    state = fz.accounts["acct-1"]
+
+    def hour_count(seconds: float) -> int:
+        probe = make_tx(seconds)
+        return fz.features_one(state, probe, probe.timestamp.timestamp(), 40.0).tx_1h
+
+    assert hour_count(3599) == 3
+    assert hour_count(3600) == 2  # the event at 0 is exactly an hour old
+    assert hour_count(3610) == 1
+    assert state.count == 2
+
+
+def test_accounts_are_independent() -> None:
+    fz = Featurizer()
+    for s in range(5):
+        fz.process_one(make_tx(s, account_id="busy"))
+    f = fz.process_one(make_tx(6, account_id="quiet"))
+    assert f.history == 0
+    assert f.tx_1m == 1
+
+
+def test_late_event_is_counted_against_its_own_time() -> None:
+    fz = Featurizer()
+    for s in (0, 100, 110):
+        fz.process_one(make_tx(s))
+    late = fz.process_one(make_tx(50))
+    # (-10, 50] holds only the event at 0; the later ones at 100 and 110 do not count.
+    assert late.tx_1m == 2
+    times = list(fz.accounts["acct-1"].recent_times)
+    assert times == sorted(times)
+    assert len(times) == 4
+
+
+def test_very_late_event_updates_stats_but_not_windows_or_location() -> None:
+    fz = Featurizer()
+    fz.process_one(make_tx(7200, lat=51.5, lon=-0.1))
+    fz.process_one(make_tx(0, lat=40.7, lon=-74.0))  # two hours late
+    state = fz.accounts["acct-1"]
+    assert state.count == 2
+    assert len(state.recent_times) == 1
+    assert (state.loc_lat, state.loc_lon) == (51.5, -0.1)
+
+
+def test_travel_features_use_last_located_transaction() -> None:
+    fz = Featurizer()
+    fz.process_one(make_tx(0, lat=40.71, lon=-74.01))
+    unlocated = fz.process_one(make_tx(1800))
+    assert unlocated.distance_km is None
+    assert unlocated.speed_kmh is None
+    f = fz.process_one(make_tx(7200, lat=51.51, lon=-0.13))
+    assert f.distance_km == pytest.approx(5570, rel=0.01)
+    assert f.elapsed_s == 7200
+    assert f.speed_kmh == pytest.approx(2785, rel=0.01)
+
+
+def test_same_second_travel_is_treated_as_one_second() -> None:
+    fz = Featurizer()
+    fz.process_one(make_tx(0, lat=0.0, lon=0.0))
+    f = fz.process_one(make_tx(0, lat=0.0, lon=1.0))
+    assert f.elapsed_s == 0
+    assert f.speed_kmh == pytest.approx(111.2 * 3600, rel=0.01)
+
+
+def test_novelty_needs_something_seen_before() -> None:
+    fz = Featurizer()
+    first = fz.process_one(make_tx(0, country=None, device_id=None))
+    assert first.is_new_merchant is None
+    assert first.is_new_country is None
+    assert first.is_new_device is None
+    second = fz.process_one(make_tx(1, merchant_id="m-2", country="US", device_id="d-1"))
+    assert second.is_new_merchant is True
+    assert second.is_new_country is None  # nothing to compare against yet
+    third = fz.process_one(make_tx(2, merchant_id="m-1", country="FR", device_id="d-1"))
+    assert third.is_new_merchant is False
+    assert third.is_new_country is True
+    assert third.is_new_device is False
+
+
+def test_tiny_amounts_counted_in_their_own_window() -> None:
+    fz = Featurizer(tiny_amount=5.0, tiny_window_s=600.0)
+    fz.process_one(make_tx(0, amount=Decimal("1.00")))
+    fz.process_one(make_tx(100, amount=Decimal("2.00")))
+    fz.process_one(make_tx(200, amount=Decimal("50.00")))
+    assert fz.process_one(make_tx(300, amount=Decimal("4.99"))).tiny_recent == 3
+    assert fz.process_one(make_tx(301, amount=Decimal("5.00"))).tiny_recent == 3
+    # At 650 the charge at 0 has left the ten-minute window.
+    assert fz.process_one(make_tx(650, amount=Decimal("100.00"))).tiny_recent == 2
+
+
+def test_tiny_window_cannot_outlast_retention() -> None:
+    with pytest.raises(ValueError, match="tiny_window_s"):
+        Featurizer(tiny_window_s=7200.0)
+
+
+def test_state_is_bounded_under_a_flood() -> None:
+    fz = Featurizer()
+    countries = ["".join(p) for p in itertools.product("ABCDEFGHIJKLMNOPQRSTUVWXYZ", repeat=2)]
+    for i in range(10_000):
+        fz.process_one(
+            make_tx(
+                i * 0.3,  # all within the hour, so only the length cap limits the window
+                merchant_id=f"m-{i}",
+                device_id=f"d-{i}",
+                country=countries[i % len(countries)],
+            )
+        )
+    state = fz.accounts["acct-1"]
+    assert state.count == 10_000
+    assert len(state.recent_times) == len(state.recent_amounts) == MAX_RECENT
+    assert state.recent_times[-1] == pytest.approx(T0.timestamp() + 9999 * 0.3)
+    assert state.merchants is not None and len(state.merchants) == MAX_MERCHANTS
+    assert state.devices is not None and len(state.devices) == MAX_DEVICES
+    assert state.countries is not None and len(state.countries) == 256
+    # A full list can no longer tell what is new, so it stops claiming novelty.
+    assert fz.process_one(make_tx(3000, merchant_id="m-brand-new")).is_new_merchant is None
+
+
+def test_window_is_pruned_by_age() -> None:
+    fz = Featurizer()
+    for i in range(600):
+        fz.process_one(make_tx(i * 60.0))  # ten hours, one a minute
+    assert len(fz.accounts["acct-1"].recent_times) == 60
+
+
+def test_account_state_uses_slots() -> None:
+    state = AccountState()
+    assert not hasattr(state, "__dict__")
+
+
+def test_missing_optional_fields_give_empty_features() -> None:
+    fz = Featurizer()
+    for s in range(10):
+        f = fz.process_one(make_tx(s * 3600))
+    assert f.distance_km is None
+    assert f.is_new_country is None
+    assert f.is_new_device is None
+    assert f.history == 9
