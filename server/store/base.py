@@ -153,7 +153,6 @@ __all__ = [
     "Disposition",
     "EventListener",
     "Role",
-    "Sequence",
     "Store",
     "StoredRecord",
     "User",

@@ -1,0 +1,187 @@
+"""SqliteStore write throughput: 1000-record batches against one commit per record, same run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import platform
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from server.detection.verdict import Reason, Severity, Verdict
+from server.store.base import AlertEvent, StoredRecord
+from server.store.sqlite import SqliteStore
+from server.transactions import Transaction
+
+START = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+SEVERITIES: tuple[Severity, ...] = ("medium", "high", "critical")
+
+
+def generate(n: int, alert_rate: float, seed: int) -> list[StoredRecord]:
+    """Records shaped like the detection loop's: full transactions, random ids, a few alerts."""
+    rng = random.Random(seed)
+    records = []
+    for k in range(n):
+        tx = Transaction(
+            id=f"tx-{rng.getrandbits(64):016x}",
+            timestamp=START + dt.timedelta(milliseconds=50 * k),
+            account_id=f"acct-{rng.randrange(50_000):06d}",
+            merchant_id=f"m-{rng.randrange(5000):04d}",
+            amount=Decimal(f"{rng.lognormvariate(3.5, 0.8):.2f}"),
+            currency="USD",
+            merchant_name="Corner Shop",
+            mcc="5411",
+            country="US",
+            lat=40.71 + rng.uniform(-0.1, 0.1),
+            lon=-74.01 + rng.uniform(-0.1, 0.1),
+            channel="card_present",
+            device_id=f"dev-{rng.randrange(50_000):06d}",
+            ip=f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}",
+        )
+        alert = rng.random() < alert_rate
+        reasons = (
+            [
+                Reason("velocity", "7 payments in 10 minutes", 7.0, 5.0, 0.35),
+                Reason("amount_zscore", "amount 6.1 sd above the account's mean", 6.1, 4.0, 0.3),
+            ]
+            if alert
+            else []
+        )
+        verdict = Verdict(
+            transaction_id=tx.id,
+            score=0.82 if alert else round(rng.uniform(0, 0.3), 3),
+            decision="review" if alert else "allow",
+            reasons=reasons,
+            alert_id=f"al-{rng.getrandbits(64):016x}" if alert else None,
+            rules_version="2026.03.1",
+            latency_ms=1.5,
+        )
+        records.append(StoredRecord(tx, verdict, rng.choice(SEVERITIES) if alert else "low"))
+    return records
+
+
+def _ignore(_events: list[AlertEvent]) -> None:
+    pass
+
+
+async def _loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
+    """How late a 1 ms sleep wakes up: the time the loop could not run anything else."""
+    while not stop.is_set():
+        start = time.perf_counter()
+        await asyncio.sleep(0.001)
+        lags.append((time.perf_counter() - start) * 1000 - 1.0)
+
+
+async def batched(
+    path: Path, records: list[StoredRecord], size: int
+) -> tuple[list[float], list[float], float]:
+    store = SqliteStore(path)
+    await store.start(_ignore)
+    await store.write_batch(generate(size, 0.03, seed=99))  # warm-up: statements, pages
+    stop = asyncio.Event()
+    lags: list[float] = []
+    ticker = asyncio.create_task(_loop_lag(stop, lags))
+    times = []
+    cpu = time.process_time()
+    for i in range(0, len(records), size):
+        start = time.perf_counter()
+        await store.write_batch(records[i : i + size])
+        times.append((time.perf_counter() - start) * 1000)
+    cpu = time.process_time() - cpu
+    stop.set()
+    await ticker
+    await store.close()
+    return times, lags, cpu
+
+
+async def one_per_commit(path: Path, records: list[StoredRecord]) -> float:
+    """The same records through the same store, one transaction (and commit) each."""
+    store = SqliteStore(path)
+    await store.start(_ignore)
+    await store.write_batch(generate(10, 0.03, seed=99))
+    start = time.perf_counter()
+    for record in records:
+        await store.write_batch([record])
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return elapsed
+
+
+async def known_verdicts(path: Path, records: list[StoredRecord], size: int) -> list[float]:
+    store = SqliteStore(path)
+    await store.start(_ignore)
+    times = []
+    for i in range(0, min(len(records), 20 * size), size):
+        ids = [r.transaction.id for r in records[i : i + size]]
+        start = time.perf_counter()
+        await store.known_verdicts(ids)
+        times.append((time.perf_counter() - start) * 1000)
+    await store.close()
+    return times
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--alert-rate", type=float, default=0.03)
+    parser.add_argument("--baseline", type=int, default=3000, help="records for the baseline")
+    parser.add_argument("--dir", type=Path, help="where to put the databases (default: a tmp dir)")
+    args = parser.parse_args()
+    size = args.batch_size
+    records = generate(args.batches * size, args.alert_rate, seed=7)
+    # The server never holds this many records at once; without freezing them, the cyclic GC
+    # would walk them all, and its pauses would be charged to the store.
+    gc.freeze()
+    alerts = sum(r.verdict.alert_id is not None for r in records)
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        times, lags, cpu_s = await batched(Path(tmp) / "batched.db", records, size)
+        lookups = await known_verdicts(Path(tmp) / "batched.db", records, size)
+        baseline_s = await one_per_commit(Path(tmp) / "baseline.db", records[: args.baseline])
+
+    total_s = sum(times) / 1000
+    batched_rate = len(records) / total_s
+    baseline_rate = args.baseline / baseline_s
+    print(
+        f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {platform.machine()}"
+    )
+    print(
+        f"batched: {len(records)} records in {len(times)} batches of {size} "
+        f"({alerts} alerts, {alerts / len(records):.1%})"
+    )
+    print(f"  {batched_rate:,.0f} records/s")
+    print(
+        f"  ms per {size}-record batch: mean {statistics.fmean(times):.2f}, "
+        f"median {statistics.median(times):.2f}, p90 {_pct(times, 0.9):.2f}, max {max(times):.2f}"
+    )
+    # CPU time of the whole process (all threads): less sensitive to a busy machine than wall
+    # time, though the loop-lag ticker adds a little.
+    print(f"  CPU per batch: {1000 * cpu_s / len(times):.2f} ms")
+    print(
+        f"  event loop late by: median {statistics.median(lags):.2f} ms, "
+        f"p99 {_pct(lags, 0.99):.2f} ms, max {max(lags):.2f} ms"
+    )
+    print(
+        f"  known_verdicts({size} ids): median {statistics.median(lookups):.2f} ms, "
+        f"max {max(lookups):.2f} ms"
+    )
+    print(f"baseline: {args.baseline} records, one commit each")
+    print(f"  {baseline_rate:,.0f} records/s = {1000 * size / baseline_rate:.1f} ms per {size}")
+    print(f"ratio: batched is {batched_rate / baseline_rate:.1f}x the baseline")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,179 @@
+"""The Store on one SQLite file: WAL, all writes on one writer thread, reads on a small pool."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar, get_args
+
+from server.detection.verdict import Verdict
+from server.store import sqlite_reads as reads
+from server.store.base import (
+    Alert,
+    AlertEvent,
+    AlertPage,
+    AlertStatus,
+    AuditEntry,
+    Disposition,
+    EventListener,
+    Role,
+    StoredRecord,
+    User,
+)
+from server.store.sqlite_writer import Writer
+
+T = TypeVar("T")
+
+READERS = 4
+_DISPOSITIONS: frozenset[str] = frozenset(get_args(Disposition))
+_ROLES: frozenset[str] = frozenset(get_args(Role))
+
+
+class SqliteStore:
+    """The Store for one server process on one SQLite file.
+
+    Writes are jobs for a single thread that owns the write connection, so they are serialised
+    and seq follows commit order. Reads run on a few threads with their own connections, which
+    WAL lets proceed while a write is in progress. The event loop only waits on futures.
+    """
+
+    def __init__(self, path: Path, *, readers: int = READERS) -> None:
+        self._path = path
+        self._readers = readers
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._write_pool: ThreadPoolExecutor | None = None
+        self._read_pool: ThreadPoolExecutor | None = None
+        self._writer: Writer | None = None
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_conns_lock = threading.Lock()
+        self._closed = False
+
+    async def start(self, on_events: EventListener) -> None:
+        """Open, migrate, and from now on call `on_events` (on the event loop, in commit order)
+        with every committed alert event. Raises migrations.SchemaError for a database written
+        by a newer fraudwatch."""
+        if self._loop is not None:
+            raise RuntimeError("SqliteStore.start() was already called")
+        loop = self._loop = asyncio.get_running_loop()
+        self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="store-reader")
+        try:
+            self._writer = await loop.run_in_executor(
+                self._write_pool, Writer.open, self._path, loop, on_events
+            )
+        except BaseException:
+            # aiohttp runs a cleanup only if its startup finished: leave no thread behind.
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Finish the writes already submitted, then close every connection and thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            # The writer's queue is FIFO: this runs after every write submitted before it.
+            await asyncio.get_running_loop().run_in_executor(self._write_pool, self._writer.close)
+        # Joining threads blocks, so not on the loop.
+        await asyncio.to_thread(self._shut_down_threads)
+
+    def _shut_down_threads(self) -> None:
+        for pool in (self._write_pool, self._read_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        with self._read_conns_lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
+
+    async def _write(self, job: Callable[[Writer], T]) -> T:
+        if self._closed or self._writer is None or self._loop is None:
+            raise RuntimeError("SqliteStore is not open")
+        return await self._loop.run_in_executor(self._write_pool, job, self._writer)
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed or self._loop is None:
+            raise RuntimeError("SqliteStore is not open")
+        return await self._loop.run_in_executor(self._read_pool, self._run_query, query)
+
+    def _run_query(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """On a reader thread: run `query` on this thread's own connection."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = reads.connect(self._path)
+            conn.execute("PRAGMA query_only = ON")
+            with self._read_conns_lock:
+                self._read_conns.append(conn)
+            self._local.conn = conn
+        return query(conn)
+
+    async def known_verdicts(self, transaction_ids: Collection[str]) -> dict[str, Verdict]:
+        """The stored verdicts of those ids that were already accepted."""
+        if not transaction_ids:
+            return {}
+        return await self._read(lambda conn: reads.known_verdicts(conn, transaction_ids))
+
+    async def write_batch(self, records: Sequence[StoredRecord]) -> list[AlertEvent]:
+        """Persist a batch in one transaction: every transaction with its verdict, and an alert
+        (with its `alert` event) for every verdict that has an `alert_id`.
+
+        An id already stored, or repeated in the batch, keeps its first verdict and gets no
+        second alert. `on_events` runs before this returns.
+        """
+        if not records:
+            return []
+        return await self._write(lambda writer: writer.write_batch(records))
+
+    async def acknowledge(self, alert_id: str, user: str) -> AlertEvent | None:
+        """Make `user` the owner of an open alert; None if they already own it.
+        Raises AlertNotFound, or AlertConflict naming the current owner. Durable on return."""
+        return await self._write(lambda writer: writer.acknowledge(alert_id, user))
+
+    async def resolve(
+        self, alert_id: str, user: str, disposition: Disposition, note: str | None
+    ) -> AlertEvent:
+        """Close an open alert, or one acknowledged by `user`. Durable on return.
+        Raises AlertNotFound, or AlertConflict when resolved or owned by someone else."""
+        if disposition not in _DISPOSITIONS:
+            # Stored as is, a bad value would make the alert undecodable from then on.
+            raise ValueError(f"disposition must be one of {sorted(_DISPOSITIONS)}")
+        return await self._write(lambda writer: writer.resolve(alert_id, user, disposition, note))
+
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        return await self._read(lambda conn: reads.alert(conn, alert_id))
+
+    async def list_alerts(
+        self, statuses: Collection[AlertStatus] | None, limit: int, cursor: str | None
+    ) -> AlertPage:
+        """Newest first (by created_at, then id), filtered to `statuses` when given; `cursor`
+        is opaque and comes from the previous page's next_cursor. Read in one snapshot.
+        Raises ValueError for a limit below 1, an unknown status or a malformed cursor."""
+        return await self._read(lambda conn: reads.alert_page(conn, statuses, limit, cursor))
+
+    async def events_since(self, seq: int, limit: int) -> list[AlertEvent]:
+        """Events with seq > `seq`, oldest first, at most `limit`."""
+        return await self._read(lambda conn: reads.events_since(conn, seq, limit))
+
+    async def last_seq(self) -> int:
+        return await self._read(reads.last_seq)
+
+    async def count_open_alerts(self) -> int:
+        """Alerts not yet resolved."""
+        return await self._read(reads.count_open_alerts)
+
+    async def audit_log(self, alert_id: str) -> list[AuditEntry]:
+        return await self._read(lambda conn: reads.audit_log(conn, alert_id))
+
+    async def add_user(self, name: str, password_hash: str, role: Role) -> None:
+        """Create or replace a user. Durable on return."""
+        if role not in _ROLES:
+            raise ValueError(f"role must be one of {sorted(_ROLES)}")
+        await self._write(lambda writer: writer.add_user(name, password_hash, role))
+
+    async def get_user(self, name: str) -> User | None:
+        return await self._read(lambda conn: reads.user(conn, name))

@@ -1,0 +1,182 @@
+"""SQLite read queries (plain functions of a connection), and what the writer shares with them."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import sqlite3
+from collections.abc import Collection
+from pathlib import Path
+from typing import get_args
+
+import msgspec
+
+from server.detection.verdict import Verdict
+from server.store.base import Alert, AlertEvent, AlertPage, AlertStatus, AuditEntry, User
+
+BUSY_TIMEOUT_S = 10.0
+
+encoder = msgspec.json.Encoder()
+_alert_decoder = msgspec.json.Decoder(Alert)
+_verdict_decoder = msgspec.json.Decoder(Verdict)
+_detail_decoder = msgspec.json.Decoder(dict[str, object])
+_STATUSES: frozenset[str] = frozenset(get_args(AlertStatus))
+
+_LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+# One bound JSON array instead of IN (?, ?, ...): no limit on the number of ids, and a single
+# prepared statement whatever the batch size.
+_STORED = "SELECT id, verdict_json FROM transactions WHERE id IN (SELECT value FROM json_each(?))"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: the sqlite3 module issues no implicit BEGIN/COMMIT; we do.
+    # check_same_thread=False only so that close() may run on another thread once the owning
+    # thread has finished.
+    return sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC with milliseconds; fixed width, so text order is time order."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def last_seq(conn: sqlite3.Connection) -> int:
+    # sqlite_sequence, not max(seq): the last seq ever given, even if events were pruned.
+    return int(conn.execute(_LAST_SEQ).fetchone()[0])
+
+
+def stored_verdicts(conn: sqlite3.Connection, transaction_ids: Collection[str]) -> dict[str, str]:
+    """The verdict JSON of those ids that are stored."""
+    ids = encoder.encode(list(transaction_ids)).decode()
+    return dict(conn.execute(_STORED, (ids,)).fetchall())
+
+
+def known_verdicts(
+    conn: sqlite3.Connection, transaction_ids: Collection[str]
+) -> dict[str, Verdict]:
+    return {
+        tx_id: _verdict_decoder.decode(verdict)
+        for tx_id, verdict in stored_verdicts(conn, transaction_ids).items()
+    }
+
+
+def alert(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
+    row = conn.execute("SELECT alert_json FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+    return None if row is None else _alert_decoder.decode(row[0])
+
+
+def alert_page(
+    conn: sqlite3.Connection,
+    statuses: Collection[AlertStatus] | None,
+    limit: int,
+    cursor: str | None,
+) -> AlertPage:
+    """Raises ValueError for a limit below 1, an unknown status or a malformed cursor."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    wanted = None if statuses is None else frozenset(statuses)
+    if wanted is not None and not wanted <= _STATUSES:
+        raise ValueError(f"Unknown alert status in {sorted(wanted)}")
+    after = None if cursor is None else decode_cursor(cursor)
+    sql, params = _page_query(wanted, limit + 1, after)
+    # One read transaction: the seq and the alerts come from the same snapshot, so a client
+    # that loads this page and then resumes from seq misses nothing and sees nothing twice.
+    conn.execute("BEGIN")
+    try:
+        seq = last_seq(conn)
+        rows = conn.execute(sql, params).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    more = len(rows) > limit
+    return AlertPage(
+        alerts=[_alert_decoder.decode(row[2]) for row in rows[:limit]],
+        next_cursor=encode_cursor(rows[limit - 1][0], rows[limit - 1][1]) if more else None,
+        seq=seq,
+    )
+
+
+def _page_query(
+    statuses: frozenset[str] | None, limit: int, after: tuple[str, str] | None
+) -> tuple[str, tuple[object, ...]]:
+    """SQL for alerts newest first, after the cursor position.
+
+    Several statuses become one index range per status, merged under a final sort: a single
+    `status IN (...)` either sorts every match or walks the whole history looking for them.
+    """
+    order = " ORDER BY created_at DESC, id DESC LIMIT ?"
+    columns = "SELECT created_at, id, alert_json FROM alerts"
+    position = tuple(after or ())
+    if statuses is None or statuses == _STATUSES:
+        where = " WHERE (created_at, id) < (?, ?)" if after else ""
+        return f"{columns}{where}{order}", (*position, limit)
+    if not statuses:
+        return f"{columns} WHERE 0", ()
+    keyset = " AND (created_at, id) < (?, ?)" if after else ""
+    arm = f"{columns} WHERE status = ?{keyset}{order}"
+    params: list[object] = []
+    for status in sorted(statuses):
+        params += [status, *position, limit]
+    if len(statuses) == 1:
+        return arm, tuple(params)
+    union = " UNION ALL ".join(f"SELECT * FROM ({arm})" for _ in statuses)
+    return f"{union}{order}", (*params, limit)
+
+
+def encode_cursor(created_at: str, alert_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at}|{alert_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError are both ValueErrors
+        raise ValueError("Invalid cursor") from None
+    created_at, bar, alert_id = text.partition("|")
+    if not bar:
+        raise ValueError("Invalid cursor")
+    return created_at, alert_id
+
+
+def events_since(conn: sqlite3.Connection, seq: int, limit: int) -> list[AlertEvent]:
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    rows = conn.execute(
+        "SELECT seq, type, alert_json FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        (seq, limit),
+    )
+    return [
+        AlertEvent(seq=s, type=kind, alert=_alert_decoder.decode(snapshot))
+        for s, kind, snapshot in rows
+    ]
+
+
+def count_open_alerts(conn: sqlite3.Connection) -> int:
+    # Two ranges of alerts_by_status: proportional to the backlog, not to the history.
+    sql = "SELECT count(*) FROM alerts WHERE status IN ('open', 'acknowledged')"
+    return int(conn.execute(sql).fetchone()[0])
+
+
+def audit_log(conn: sqlite3.Connection, alert_id: str) -> list[AuditEntry]:
+    rows = conn.execute(
+        "SELECT at, actor, action, alert_id, detail_json FROM audit WHERE alert_id = ? ORDER BY id",
+        (alert_id,),
+    )
+    return [
+        AuditEntry(
+            at=at,
+            actor=actor,
+            action=action,
+            alert_id=subject,
+            detail=_detail_decoder.decode(detail),
+        )
+        for at, actor, action, subject, detail in rows
+    ]
+
+
+def user(conn: sqlite3.Connection, name: str) -> User | None:
+    row = conn.execute(
+        "SELECT name, password_hash, role FROM users WHERE name = ?", (name,)
+    ).fetchone()
+    return None if row is None else User(name=row[0], password_hash=row[1], role=row[2])
