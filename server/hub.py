@@ -1,0 +1,220 @@
+"""The WebSocket hub: fans encoded messages out to subscribers without ever waiting on one.
+
+`publish_*` are synchronous: each message is encoded once and the same bytes are appended to
+every subscriber's queue; a per-connection writer task does the sending. Overflow policy,
+per message kind:
+- alerts and alert updates are never dropped for a connected client. A client whose queue
+  has held more than `queue_max` of them for `stall_seconds` (or ever holds HARD_LIMIT_FACTOR
+  times that) is disconnected (1013, try again later): it is not keeping up and memory must
+  stay bounded. A burst alone does not count, since every writer lags while the loop runs.
+  It loses nothing: it reconnects with `?since=<last seq>` and the store replays the rest.
+- verdict batches are coalesced: only the newest `VERDICT_BACKLOG` wait; older ones are
+  dropped and counted.
+- stats: only the latest waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from server import messages
+from server.detection.verdict import Verdict
+from server.stats import Stats
+from server.store.base import AlertEvent
+
+log = logging.getLogger(__name__)
+
+VERDICT_BACKLOG = 8
+HARD_LIMIT_FACTOR = 4
+
+
+class Subscriber:
+    """One connected client: its queues, its writer task, and where its replay stands."""
+
+    def __init__(self, ws: web.WebSocketResponse, user: str, queue_max: int) -> None:
+        self.ws = ws
+        self.user = user
+        self.queue_max = queue_max
+        self.wants_verdicts = False
+        self.alerts: deque[bytes] = deque()
+        self.verdicts: deque[bytes] = deque()
+        self.stats: bytes | None = None
+        self.direct: deque[bytes] = deque()
+        # While replaying from the store, live events wait here so none is lost or doubled.
+        self.held: list[AlertEvent] | None = []
+        self.last_seq = 0
+        self.behind_since: float | None = None
+        self.sent = 0
+        self.dropped_verdicts = 0
+        self.closing = False
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.writer: asyncio.Task[None] | None = None
+
+    def pending(self) -> int:
+        return len(self.alerts) + len(self.verdicts) + len(self.direct) + (self.stats is not None)
+
+    def wake(self) -> None:
+        self._drained.clear()
+        self._wake.set()
+
+    async def drained(self) -> None:
+        await self._drained.wait()
+
+    async def run_writer(self) -> None:
+        ws = self.ws
+        try:
+            while not self.closing:
+                await self._wake.wait()
+                self._wake.clear()
+                while True:
+                    if self.direct:
+                        frame = self.direct.popleft()
+                    elif self.alerts:
+                        frame = self.alerts.popleft()
+                    elif self.verdicts:
+                        frame = self.verdicts.popleft()
+                    elif self.stats is not None:
+                        frame, self.stats = self.stats, None
+                    else:
+                        break
+                    await ws.send_frame(frame, WSMsgType.TEXT)
+                    self.sent += 1
+                    if self.behind_since is not None and len(self.alerts) <= self.queue_max:
+                        self.behind_since = None
+                self._drained.set()
+        except (ConnectionError, RuntimeError):
+            # The peer went away mid-send; the handler's finally unregisters us.
+            pass
+        finally:
+            self._drained.set()
+
+
+class Hub:
+    def __init__(self, stats: Stats, queue_max: int, stall_seconds: float = 5.0) -> None:
+        self.stats = stats
+        self.queue_max = queue_max
+        self.stall_seconds = stall_seconds
+        self.subscribers: set[Subscriber] = set()
+        self.last_seq = 0
+        self._closing_tasks: set[asyncio.Task[Any]] = set()
+
+    def __len__(self) -> int:
+        return len(self.subscribers)
+
+    def subscribe(self, ws: web.WebSocketResponse, user: str) -> Subscriber:
+        sub = Subscriber(ws, user, self.queue_max)
+        sub.writer = asyncio.create_task(sub.run_writer(), name=f"ws-writer-{user}")
+        self.subscribers.add(sub)
+        return sub
+
+    async def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+        sub.closing = True
+        sub._wake.set()
+        if sub.writer is not None:
+            sub.writer.cancel()
+            # wait() rather than await: our own cancellation must still propagate.
+            await asyncio.wait([sub.writer])
+
+    def send(self, sub: Subscriber, frame: bytes) -> None:
+        """A reply to one client (hello, pong, errors, replayed events)."""
+        sub.direct.append(frame)
+        sub.wake()
+
+    def replay(self, sub: Subscriber, events: Sequence[AlertEvent]) -> None:
+        for event in events:
+            if event.seq > sub.last_seq:
+                sub.direct.append(messages.alert_event(event))
+                sub.last_seq = event.seq
+        sub.wake()
+
+    def go_live(self, sub: Subscriber) -> None:
+        """End replay: queue what was held back, skipping anything replay already sent."""
+        held, sub.held = sub.held or [], None
+        self.replay(sub, held)
+
+    def publish_events(self, events: Sequence[AlertEvent]) -> None:
+        """Store listener: committed alert events, in seq order."""
+        if not events:
+            return
+        self.last_seq = max(self.last_seq, events[-1].seq)
+        frames = [(e.seq, messages.alert_event(e)) for e in events]
+        now = time.monotonic()
+        for sub in list(self.subscribers):
+            if sub.held is not None:
+                sub.held.extend(events)
+                continue
+            for seq, frame in frames:
+                if seq > sub.last_seq:
+                    sub.alerts.append(frame)
+                    sub.last_seq = seq
+            backlog = len(sub.alerts)
+            if backlog > self.queue_max:
+                if sub.behind_since is None:
+                    sub.behind_since = now
+                if (
+                    backlog > self.queue_max * HARD_LIMIT_FACTOR
+                    or now - sub.behind_since > self.stall_seconds
+                ):
+                    self._disconnect_slow(sub)
+                    continue
+            sub.wake()
+
+    def publish_verdicts(self, verdicts: Sequence[Verdict]) -> None:
+        listeners = [s for s in self.subscribers if s.wants_verdicts and s.held is None]
+        if not listeners:
+            return
+        frame = messages.verdicts(verdicts)
+        for sub in listeners:
+            if len(sub.verdicts) >= VERDICT_BACKLOG:
+                sub.verdicts.popleft()
+                sub.dropped_verdicts += 1
+                self.stats.ws_verdicts_dropped += 1
+            sub.verdicts.append(frame)
+            sub.wake()
+
+    def publish_stats(self, snapshot: dict[str, Any]) -> None:
+        if not self.subscribers:
+            return
+        frame = messages.stats(snapshot)
+        for sub in self.subscribers:
+            sub.stats = frame
+            sub.wake()
+
+    def _disconnect_slow(self, sub: Subscriber) -> None:
+        log.warning("disconnecting %s: %d alert messages behind", sub.user, len(sub.alerts))
+        self.stats.ws_slow_disconnects += 1
+        self.subscribers.discard(sub)
+        sub.closing = True
+        sub.alerts.clear()
+        sub.verdicts.clear()
+        if sub.writer is not None:
+            sub.writer.cancel()
+        # close() awaits the peer; run it aside so publish stays synchronous.
+        task = asyncio.create_task(
+            sub.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; resume with since")
+        )
+        self._closing_tasks.add(task)
+        task.add_done_callback(self._closing_tasks.discard)
+
+    async def close(self) -> None:
+        """On shutdown: every socket closed with GOING_AWAY."""
+        subs = list(self.subscribers)
+        self.subscribers.clear()
+        for sub in subs:
+            sub.closing = True
+            if sub.writer is not None:
+                sub.writer.cancel()
+        await asyncio.gather(
+            *(s.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for s in subs),
+            return_exceptions=True,
+        )

@@ -1,0 +1,69 @@
+"""Every server→client WebSocket message and error code, built and encoded in one place.
+
+Messages are encoded once to bytes and the same bytes go to every subscriber.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from server.detection.verdict import Verdict
+from server.store.base import AlertEvent
+
+# Error codes sent as {"type": "error", "code": ..., "message": ...}.
+BAD_MESSAGE = "bad_message"
+UNKNOWN_TYPE = "unknown_type"
+RATE_LIMITED = "rate_limited"
+
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+class _Verdicts(msgspec.Struct):
+    type: str
+    items: Sequence[Verdict]
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return _encoder.encode(message)
+
+
+def hello(seq: int, user: str, simulated: bool, subscribed_verdicts: bool) -> bytes:
+    return encode(
+        {
+            "type": "hello",
+            "seq": seq,
+            "user": user,
+            "simulated": simulated,
+            "verdicts": subscribed_verdicts,
+            "server_time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        }
+    )
+
+
+def alert_event(event: AlertEvent) -> bytes:
+    # {"seq", "type", "alert"}: type is "alert" for a new alert, "alert_updated" after.
+    return _encoder.encode(event)
+
+
+def verdicts(items: Sequence[Verdict]) -> bytes:
+    return _encoder.encode(_Verdicts("verdicts", items))
+
+
+def stats(snapshot: dict[str, Any]) -> bytes:
+    return encode({"type": "stats", **snapshot})
+
+
+def subscribed(verdicts: bool) -> bytes:
+    return encode({"type": "subscribed", "verdicts": verdicts})
+
+
+def pong() -> bytes:
+    return b'{"type":"pong"}'
+
+
+def error(code: str, message: str) -> bytes:
+    return encode({"type": "error", "code": code, "message": message})

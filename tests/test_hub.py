@@ -1,0 +1,178 @@
+"""The hub's fan-out policy: encode once, never wait on a client, cut off who stays behind."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from aiohttp import WSCloseCode
+
+from server.detection.verdict import Verdict
+from server.hub import VERDICT_BACKLOG, Hub
+from server.stats import Stats
+from server.store.base import Alert, AlertEvent
+
+
+class RecordingSocket:
+    """Stands in for aiohttp's WebSocketResponse (a boundary we do not own)."""
+
+    def __init__(self, stalled: bool = False) -> None:
+        self.frames: list[bytes] = []
+        self.stalled = stalled
+        self.closed_with: int | None = None
+        self._never = asyncio.Event()
+
+    async def send_frame(self, frame: bytes, opcode: Any) -> None:
+        if self.stalled:
+            await self._never.wait()  # a peer that stopped reading
+        self.frames.append(frame)
+
+    async def close(self, code: int = 1000, message: bytes = b"") -> bool:
+        self.closed_with = code
+        return True
+
+
+def event(seq: int) -> AlertEvent:
+    alert = Alert(
+        id=f"al-{seq}",
+        status="open",
+        severity="high",
+        score=0.7,
+        decision="review",
+        reasons=[],
+        transaction=msgspec.Raw(b'{"id":"t"}'),
+        transaction_id="t",
+        account_id="a",
+        rules_version="v",
+        owner=None,
+        disposition=None,
+        note=None,
+        created_at="2026-01-01T00:00:00.000Z",
+        updated_at="2026-01-01T00:00:00.000Z",
+    )
+    return AlertEvent(seq=seq, type="alert", alert=alert)
+
+
+def verdict(i: int) -> Verdict:
+    return Verdict(f"t-{i}", 0.1, "allow", [], None, "v", 1.0)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def live(hub: Hub, ws: RecordingSocket, verdicts: bool = False) -> Any:
+    sub = hub.subscribe(ws, "u")  # type: ignore[arg-type]
+    sub.wants_verdicts = verdicts
+    hub.go_live(sub)
+    return sub
+
+
+async def test_each_event_is_encoded_once_for_all_subscribers() -> None:
+    hub = Hub(Stats(), queue_max=100)
+    sockets = [RecordingSocket() for _ in range(3)]
+    for ws in sockets:
+        await live(hub, ws)
+    hub.publish_events([event(1), event(2)])
+    await settle()
+    assert all(len(ws.frames) == 2 for ws in sockets)
+    # The very same bytes objects went to everyone: encoded once, not per client.
+    assert all(ws.frames[0] is sockets[0].frames[0] for ws in sockets)
+    assert msgspec.json.decode(sockets[0].frames[1])["seq"] == 2
+
+
+async def test_a_client_that_stays_behind_is_cut_off_and_others_get_everything() -> None:
+    stats = Stats()
+    hub = Hub(stats, queue_max=10, stall_seconds=0.05)
+    healthy, stalled = RecordingSocket(), RecordingSocket(stalled=True)
+    await live(hub, healthy)
+    await live(hub, stalled)
+    for seq in range(1, 31):
+        hub.publish_events([event(seq)])  # synchronous: returns without waiting on anyone
+        await asyncio.sleep(0.005)  # the loop yields between batches (store writes)
+    await settle()
+    assert stalled.closed_with == WSCloseCode.TRY_AGAIN_LATER
+    assert stats.ws_slow_disconnects == 1
+    assert len(hub) == 1
+    assert [msgspec.json.decode(f)["seq"] for f in healthy.frames] == list(range(1, 31))
+
+
+async def test_a_burst_bigger_than_the_queue_does_not_cut_off_healthy_clients() -> None:
+    stats = Stats()
+    hub = Hub(stats, queue_max=10)
+    sockets = [RecordingSocket() for _ in range(3)]
+    for ws in sockets:
+        await live(hub, ws)
+    hub.publish_events([event(seq) for seq in range(1, 26)])  # one batch of 25 alerts
+    await settle()
+    assert stats.ws_slow_disconnects == 0
+    assert all(len(ws.frames) == 25 for ws in sockets)
+
+
+async def test_a_runaway_backlog_is_cut_off_at_once() -> None:
+    stats = Stats()
+    hub = Hub(stats, queue_max=10, stall_seconds=60)
+    ws = RecordingSocket(stalled=True)
+    await live(hub, ws)
+    hub.publish_events([event(seq) for seq in range(1, 42)])
+    await settle()
+    assert ws.closed_with == WSCloseCode.TRY_AGAIN_LATER
+
+
+async def test_alerts_are_never_dropped_below_the_limit() -> None:
+    hub = Hub(Stats(), queue_max=50, stall_seconds=60)
+    ws = RecordingSocket(stalled=True)
+    sub = await live(hub, ws)
+    for seq in range(1, 151):
+        hub.publish_events([event(seq)])
+    await settle()
+    assert ws.closed_with is None
+    assert len(sub.alerts) == 149  # one is in flight in the stalled writer
+
+
+async def test_verdicts_for_a_slow_client_are_coalesced_and_counted() -> None:
+    stats = Stats()
+    hub = Hub(stats, queue_max=10)
+    ws = RecordingSocket(stalled=True)
+    sub = await live(hub, ws, verdicts=True)
+    for i in range(VERDICT_BACKLOG + 20):
+        hub.publish_verdicts([verdict(i)])
+    await settle()
+    assert len(sub.verdicts) <= VERDICT_BACKLOG
+    assert stats.ws_verdicts_dropped >= 19
+    assert ws.closed_with is None  # verdicts alone never get a client cut off
+    newest = msgspec.json.decode(sub.verdicts[-1])["items"][0]["transaction_id"]
+    assert newest == f"t-{VERDICT_BACKLOG + 19}"
+
+
+async def test_only_the_latest_stats_wait() -> None:
+    hub = Hub(Stats(), queue_max=10)
+    ws = RecordingSocket(stalled=True)
+    sub = await live(hub, ws)
+    for i in range(5):
+        hub.publish_stats({"tx_per_s": i})
+    assert msgspec.json.decode(sub.stats or b"{}")["tx_per_s"] == 4
+
+
+async def test_replay_then_live_has_no_gap_and_no_duplicate() -> None:
+    hub = Hub(Stats(), queue_max=100)
+    ws = RecordingSocket()
+    sub = hub.subscribe(ws, "u")  # type: ignore[arg-type]
+    sub.last_seq = 2
+    hub.publish_events([event(4), event(5)])  # live while replay runs: held back
+    hub.replay(sub, [event(3), event(4)])  # the store had up to 4 committed
+    hub.go_live(sub)
+    hub.publish_events([event(6)])
+    await settle()
+    assert [msgspec.json.decode(f)["seq"] for f in ws.frames] == [3, 4, 5, 6]
+
+
+async def test_close_says_going_away() -> None:
+    hub = Hub(Stats(), queue_max=10)
+    sockets = [RecordingSocket(), RecordingSocket(stalled=True)]
+    for ws in sockets:
+        await live(hub, ws)
+    await hub.close()
+    assert [ws.closed_with for ws in sockets] == [WSCloseCode.GOING_AWAY] * 2

@@ -1,0 +1,108 @@
+"""The queue's backpressure and batching, and the detection loop over a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from server.detection.detector import Detector
+from server.hub import Hub
+from server.pipeline import DetectionLoop, IntakeClosed, Submission, TxQueue
+from server.stats import Stats
+from server.store.sqlite import SqliteStore
+from server.transactions import Transaction
+
+T0 = dt.datetime(2026, 3, 2, 14, 0, tzinfo=dt.UTC)
+
+
+def txs(n: int, prefix: str = "t", amount: str = "20.00") -> list[Transaction]:
+    return [
+        Transaction(
+            id=f"{prefix}-{i}",
+            timestamp=T0 + dt.timedelta(seconds=i),
+            account_id=f"acct-{i % 7}",
+            merchant_id="m",
+            amount=Decimal(amount),
+            currency="USD",
+        )
+        for i in range(n)
+    ]
+
+
+async def test_put_waits_while_full_and_resumes_when_drained() -> None:
+    queue = TxQueue(maxsize=10)
+    await queue.put(Submission(txs(8)))
+    blocked = asyncio.create_task(queue.put(Submission(txs(5, "b"))))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()  # backpressure, not a drop
+    batch = await queue.get_batch(limit=100, wait=0)
+    assert sum(len(s) for s in batch) == 8
+    await asyncio.wait_for(blocked, 1)
+    assert queue.qsize() == 5
+
+
+async def test_an_oversized_submission_enters_an_empty_queue() -> None:
+    queue = TxQueue(maxsize=10)
+    await asyncio.wait_for(queue.put(Submission(txs(25))), 1)
+    assert queue.qsize() == 25
+
+
+async def test_get_batch_stops_at_the_limit_and_keeps_order() -> None:
+    queue = TxQueue(maxsize=1000)
+    for i in range(5):
+        await queue.put(Submission(txs(3, f"s{i}")))
+    batch = await queue.get_batch(limit=6, wait=0)
+    assert [s.transactions[0].id for s in batch] == ["s0-0", "s1-0"]
+    rest = await queue.get_batch(limit=100, wait=0)
+    assert [s.transactions[0].id for s in rest] == ["s2-0", "s3-0", "s4-0"]
+
+
+async def test_get_batch_waits_briefly_to_fill_a_batch() -> None:
+    queue = TxQueue(maxsize=1000)
+    await queue.put(Submission(txs(1, "first")))
+
+    async def later() -> None:
+        await asyncio.sleep(0.01)
+        await queue.put(Submission(txs(1, "second")))
+
+    task = asyncio.create_task(later())
+    batch = await queue.get_batch(limit=100, wait=0.2)
+    await task
+    assert [s.transactions[0].id for s in batch] == ["first-0", "second-0"]
+
+
+async def test_closed_queue_refuses_new_work_but_hands_out_the_rest() -> None:
+    queue = TxQueue(maxsize=100)
+    await queue.put(Submission(txs(2)))
+    queue.close()
+    with pytest.raises(IntakeClosed):
+        await queue.put(Submission(txs(1, "late")))
+    assert len(await queue.get_batch(limit=100, wait=0.1)) == 1
+    assert await queue.get_batch(limit=100, wait=0.1) == []
+
+
+async def test_loop_drains_everything_accepted_before_stopping(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    stats = Stats()
+    hub = Hub(stats, queue_max=100)
+    await store.start(hub.publish_events)
+    queue = TxQueue(maxsize=50)
+    loop = DetectionLoop(queue, Detector(), store, hub, stats, batch_max=20, batch_wait=0.001)
+    task = asyncio.create_task(loop.run())
+    waiters = []
+    for i in range(10):
+        waiter: asyncio.Future[list] = asyncio.get_running_loop().create_future()  # type: ignore[type-arg]
+        await queue.put(Submission(txs(15, f"w{i}"), waiter=waiter))
+        waiters.append(waiter)
+    queue.close()
+    await asyncio.wait_for(task, 10)
+    answered = [v for w in waiters for v in w.result()]
+    assert len(answered) == 150
+    assert stats.transactions_total == 150
+    known = await store.known_verdicts([v.transaction_id for v in answered])
+    assert len(known) == 150
+    await store.close()
