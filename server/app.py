@@ -1,0 +1,223 @@
+"""The application factory: wires the parts; all I/O starts in cleanup_ctx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_session import session_middleware
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+
+from server import naive
+from server.auth import load_or_create_secret
+from server.config import Settings
+from server.detection.detector import Detector
+from server.detection.verdict import Verdict
+from server.feeds.simulator import SimulatorFeed
+from server.hub import Hub
+from server.pipeline import DetectionLoop, TxQueue
+from server.resources import web_dir
+from server.state import DETECTOR, HUB, QUEUE, SETTINGS, STATS, STORE
+from server.stats import Stats
+from server.store.sqlite import SqliteStore
+from server.transactions import Transaction
+from server.views import api, pages, ws
+from server.views.responses import json_response
+
+log = logging.getLogger(__name__)
+
+SESSION_MIDDLEWARE = web.AppKey("session_middleware", object)
+SIMULATOR_FEED = web.AppKey("simulator_feed", SimulatorFeed)
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    """API callers always get the JSON error shape, even for aiohttp's own 404/405/413."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        return json_response(api.error_for_status(exc.status, exc.reason), status=exc.status)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _secure(exc)
+        raise
+    _secure(response)
+    return response
+
+
+def _secure(response: web.StreamResponse) -> None:
+    if response.prepared:
+        return
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+
+
+@web.middleware
+async def revalidate_static(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    # ES modules import each other by plain URL, so they cannot carry a version: make the
+    # browser revalidate (ETag/Last-Modified) so a deploy never runs a mix of old and new.
+    response = await handler(request)
+    if request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@web.middleware
+async def sessions(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    # The cookie key is read from the data dir at startup (I/O), so the real middleware is
+    # built in a cleanup_ctx and looked up here.
+    middleware = request.app[SESSION_MIDDLEWARE]
+    return await middleware(request, handler)  # type: ignore[operator, no-any-return]
+
+
+async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    key = load_or_create_secret(settings.data_dir / "session.key", 32)
+    storage = EncryptedCookieStorage(
+        key,
+        cookie_name="fraudwatch_session",
+        max_age=settings.session_max_age,
+        httponly=True,
+        samesite="Strict",
+        secure=settings.cookie_secure,
+    )
+    app[SESSION_MIDDLEWARE] = session_middleware(storage)
+    yield
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = app[STORE]
+    hub = app[HUB]
+    listener = hub.publish_events if app[SETTINGS].pipeline == "batched" else (lambda _: None)
+    await store.start(listener)
+    hub.last_seq = await store.last_seq()
+    yield
+    await store.close()
+
+
+async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    loop = DetectionLoop(
+        app[QUEUE],
+        app[DETECTOR],
+        app[STORE],
+        app[HUB],
+        app[STATS],
+        batch_max=settings.batch_max,
+        batch_wait=settings.batch_wait_ms / 1000,
+    )
+    task = asyncio.create_task(loop.run(), name="detection-loop")
+    yield
+    # Stop intake, then let the loop score and persist everything already accepted.
+    app[QUEUE].close()
+    try:
+        await asyncio.wait_for(task, timeout=30)
+    except TimeoutError:
+        log.error("detection loop did not drain in 30 s; %d left", app[QUEUE].qsize())
+
+
+async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if not settings.simulator:
+        yield
+        return
+    from simulator import Simulator
+
+    feed = SimulatorFeed(
+        Simulator(seed=settings.seed, fraud_rate=settings.fraud_rate, rate=settings.rate)
+    )
+    app[SIMULATOR_FEED] = feed
+    task = asyncio.create_task(feed.run(app[QUEUE]), name="simulator-feed")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:
+    async def tick() -> None:
+        stats, hub, store, queue = app[STATS], app[HUB], app[STORE], app[QUEUE]
+        while True:
+            await asyncio.sleep(1.0)
+            snapshot = dict(stats.tick())
+            try:
+                snapshot["open_alerts"] = await store.count_open_alerts()
+            except Exception:
+                log.exception("could not count open alerts")
+                snapshot["open_alerts"] = None
+            snapshot["clients"] = len(hub)
+            snapshot["queue_depth"] = queue.qsize()
+            stats.last = snapshot
+            hub.publish_stats(snapshot)
+
+    task = asyncio.create_task(tick(), name="stats")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_sockets(app: web.Application) -> None:
+    await app[HUB].close()
+
+
+async def _naive_ingest(request: web.Request, transactions: list[Transaction]) -> list[Verdict]:
+    app = request.app
+    return await naive.submit(transactions, app[DETECTOR], app[STORE], app[HUB])
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the application from settings; nothing is opened until it starts."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[errors, security_headers, revalidate_static, sessions],
+    )
+    stats = Stats()
+    app[SETTINGS] = settings
+    app[STATS] = stats
+    app[HUB] = Hub(stats, settings.ws_queue_max)
+    app[QUEUE] = TxQueue(settings.queue_max)
+    app[DETECTOR] = Detector(
+        review_threshold=settings.review_threshold, block_threshold=settings.block_threshold
+    )
+    app[STORE] = SqliteStore(settings.db_path)
+    if settings.pipeline == "naive":
+        app[api.INGEST_OVERRIDE] = _naive_ingest
+
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(web_dir("templates")), autoescape=True)
+    app.router.add_get("/", pages.index)
+    app.router.add_get("/login", pages.login_form)
+    app.router.add_post("/login", pages.login)
+    app.router.add_post("/logout", pages.logout)
+    app.router.add_get("/ws", ws.websocket)
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/metrics", api.metrics)
+    app.router.add_post("/api/v1/transactions", api.ingest)
+    app.router.add_get("/api/v1/alerts", api.list_alerts)
+    app.router.add_get("/api/v1/alerts/{alert_id}", api.get_alert)
+    app.router.add_post("/api/v1/alerts/{alert_id}/ack", api.acknowledge)
+    app.router.add_post("/api/v1/alerts/{alert_id}/resolve", api.resolve)
+    app.router.add_static("/static", web_dir("static"))
+
+    app.cleanup_ctx.extend([_sessions_ctx, _store_ctx, _detection_ctx, _feed_ctx, _stats_ctx])
+    app.on_shutdown.append(_close_sockets)
+    return app

@@ -1,0 +1,19 @@
+"""Typed application state: every long-lived part, reachable as app[KEY]."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.config import Settings
+from server.detection.detector import Detector
+from server.hub import Hub
+from server.pipeline import TxQueue
+from server.stats import Stats
+from server.store.base import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+HUB = web.AppKey("hub", Hub)
+QUEUE = web.AppKey("queue", TxQueue)
+DETECTOR = web.AppKey("detector", Detector)
+STATS = web.AppKey("stats", Stats)

@@ -1,0 +1,24 @@
+"""The one error shape every API answer uses: {"error": {"code", "message", "field"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(data), status=status, content_type="application/json")
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+def json_error(
+    status: int, code: str, message: str, field: str | None = None, **extra: Any
+) -> web.Response:
+    return json_response({**error_body(code, message, field), **extra}, status=status)

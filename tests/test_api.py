@@ -1,0 +1,281 @@
+"""The REST contract: ingest verdicts, batch results, idempotency, alerts, ack races."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from server.app import create_app
+from tests.conftest import AUTH, Login, card_testing, make_settings, tx
+
+VERDICT_FIELDS = {
+    "transaction_id",
+    "score",
+    "decision",
+    "reasons",
+    "alert_id",
+    "rules_version",
+    "latency_ms",
+}
+ALERT_FIELDS = {
+    "id",
+    "status",
+    "severity",
+    "score",
+    "reasons",
+    "transaction",
+    "owner",
+    "disposition",
+    "created_at",
+    "updated_at",
+}
+
+
+async def post_batch(client: TestClient, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    resp = await client.post("/api/v1/transactions", json=records, headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    return (await resp.json())["results"]  # type: ignore[no-any-return]
+
+
+async def raise_alert(client: TestClient, prefix: str = "ct", account: str = "acct-ct") -> str:
+    results = await post_batch(client, card_testing(prefix, account))
+    alert_ids = [r["alert_id"] for r in results if r["alert_id"]]
+    assert alert_ids, results
+    return alert_ids[0]  # type: ignore[no-any-return]
+
+
+async def test_single_transaction_gets_a_verdict(client: TestClient) -> None:
+    resp = await client.post("/api/v1/transactions", json=tx("t-1"), headers=AUTH)
+    assert resp.status == 200
+    verdict = await resp.json()
+    assert set(verdict) == VERDICT_FIELDS
+    assert verdict["transaction_id"] == "t-1"
+    assert verdict["decision"] == "allow"
+    assert verdict["alert_id"] is None
+    assert 0 <= verdict["score"] <= 1
+    assert verdict["latency_ms"] >= 0
+
+
+async def test_ingest_requires_the_api_key(client: TestClient) -> None:
+    resp = await client.post("/api/v1/transactions", json=tx("t-1"))
+    assert resp.status == 401
+    assert (await resp.json())["error"]["code"] == "unauthorized"
+    bad = await client.post(
+        "/api/v1/transactions", json=tx("t-1"), headers={"Authorization": "Bearer nope"}
+    )
+    assert bad.status == 401
+
+
+async def test_batch_answers_each_record_in_order(client: TestClient) -> None:
+    records: list[Any] = [tx("b-1"), {**tx("b-2"), "amount": -5}, tx("b-3"), {"id": "b-4"}]
+    results = await post_batch(client, records)
+    assert [r.get("transaction_id") for r in results] == ["b-1", None, "b-3", None]
+    assert results[1]["error"]["field"] == "amount"
+    assert results[3]["error"]["code"] == "missing_field"
+
+
+async def test_ndjson_batch(client: TestClient) -> None:
+    body = "\n".join(json.dumps(tx(f"n-{i}")) for i in range(5)) + "\n{not json}\n"
+    resp = await client.post(
+        "/api/v1/transactions",
+        data=body,
+        headers={**AUTH, "Content-Type": "application/x-ndjson"},
+    )
+    assert resp.status == 200
+    results = (await resp.json())["results"]
+    assert [r.get("transaction_id") for r in results[:5]] == [f"n-{i}" for i in range(5)]
+    assert results[5]["error"]["code"] == "malformed_json"
+
+
+async def test_invalid_single_record_is_a_400_naming_the_field(client: TestClient) -> None:
+    resp = await client.post("/api/v1/transactions", json={**tx("x"), "amount": True}, headers=AUTH)
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["field"] == "amount"
+    assert error["message"]
+
+
+async def test_malformed_json_and_oversized_body(aiohttp_client: Any, tmp_path: Any) -> None:
+    client = await aiohttp_client(create_app(make_settings(tmp_path, max_body_bytes=2000)))
+    resp = await client.post(
+        "/api/v1/transactions", data=b"{oops", headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    assert (await resp.json())["error"]["code"] == "malformed_json"
+    big = json.dumps([tx(f"big-{i}") for i in range(50)])
+    resp = await client.post(
+        "/api/v1/transactions", data=big, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "body_too_large"
+
+
+async def test_resending_an_id_returns_the_original_verdict(client: TestClient) -> None:
+    first = await post_batch(client, card_testing("dup", "acct-dup"))
+    again = await post_batch(client, card_testing("dup", "acct-dup"))
+    assert again == first
+    alerts = (await (await client.get("/api/v1/alerts", headers=AUTH)).json())["alerts"]
+    assert len(alerts) == sum(1 for r in first if r["alert_id"])
+    # Duplicates inside one batch are answered once and scored once.
+    results = await post_batch(client, [tx("same"), tx("same")])
+    assert results[0] == results[1]
+
+
+async def test_alert_contract_and_listing(client: TestClient) -> None:
+    alert_id = await raise_alert(client)
+    resp = await client.get(f"/api/v1/alerts/{alert_id}", headers=AUTH)
+    assert resp.status == 200
+    alert = (await resp.json())["alert"]
+    assert set(alert) >= ALERT_FIELDS
+    assert alert["status"] == "open"
+    assert alert["owner"] is None
+    assert alert["transaction"]["account_id"] == "acct-ct"
+    assert alert["reasons"][0]["code"] == "card_testing"
+    page = await (await client.get("/api/v1/alerts?status=open&limit=1", headers=AUTH)).json()
+    assert len(page["alerts"]) == 1
+    assert page["seq"] >= 1
+    bad = await client.get("/api/v1/alerts?status=nope", headers=AUTH)
+    assert bad.status == 400
+    assert (await bad.json())["error"]["field"] == "status"
+    missing = await client.get("/api/v1/alerts/does-not-exist", headers=AUTH)
+    assert missing.status == 404
+
+
+async def test_pagination_visits_every_alert_once(client: TestClient) -> None:
+    for i in range(4):
+        await post_batch(client, card_testing(f"p{i}", f"acct-p{i}", n=5))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        url = "/api/v1/alerts?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = await (await client.get(url, headers=AUTH)).json()
+        seen += [a["id"] for a in page["alerts"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) >= 8
+
+
+async def test_ack_then_resolve_with_audit(client: TestClient, login: Login) -> None:
+    csrf = await login("alice")
+    alert_id = await raise_alert(client)
+    resp = await client.post(f"/api/v1/alerts/{alert_id}/ack", headers={"X-CSRF-Token": csrf})
+    assert resp.status == 200
+    alert = (await resp.json())["alert"]
+    assert (alert["status"], alert["owner"]) == ("acknowledged", "alice")
+    resp = await client.post(
+        f"/api/v1/alerts/{alert_id}/resolve",
+        json={"disposition": "fraud", "note": "confirmed with cardholder"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert resp.status == 200
+    alert = (await resp.json())["alert"]
+    assert (alert["status"], alert["disposition"]) == ("resolved", "fraud")
+    detail = await (await client.get(f"/api/v1/alerts/{alert_id}")).json()
+    assert [e["action"] for e in detail["audit"]] == ["acknowledge", "resolve"]
+    assert all(e["actor"] == "alice" for e in detail["audit"])
+
+
+async def test_state_changes_need_csrf_and_an_analyst(client: TestClient, login: Login) -> None:
+    alert_id = await raise_alert(client)
+    # The API key reads but cannot triage: a person owns every decision.
+    resp = await client.post(f"/api/v1/alerts/{alert_id}/ack", headers=AUTH)
+    assert resp.status == 403
+    await login("alice")
+    resp = await client.post(f"/api/v1/alerts/{alert_id}/ack")
+    assert resp.status == 403
+    assert (await resp.json())["error"]["code"] == "csrf"
+
+
+async def test_resolve_validates_its_body(client: TestClient, login: Login) -> None:
+    csrf = await login("alice")
+    alert_id = await raise_alert(client)
+    headers = {"X-CSRF-Token": csrf}
+    for body, field in (
+        ({"disposition": "maybe"}, "disposition"),
+        ({"disposition": "fraud", "note": 5}, "note"),
+    ):
+        resp = await client.post(f"/api/v1/alerts/{alert_id}/resolve", json=body, headers=headers)
+        assert resp.status == 400
+        assert (await resp.json())["error"]["field"] == field
+
+
+async def test_second_analyst_gets_409_naming_the_owner(
+    client: TestClient, login: Login, aiohttp_client: Any
+) -> None:
+    bob_client: TestClient = await aiohttp_client(client.server)
+    alice = await login("alice")
+    bob = await login("bob", session=bob_client)
+    alert_id = await raise_alert(client)
+    first, second = await asyncio.gather(
+        client.post(f"/api/v1/alerts/{alert_id}/ack", headers={"X-CSRF-Token": alice}),
+        bob_client.post(f"/api/v1/alerts/{alert_id}/ack", headers={"X-CSRF-Token": bob}),
+    )
+    statuses = sorted([first.status, second.status])
+    assert statuses == [200, 409]
+    loser = second if second.status == 409 else first
+    winner = "alice" if loser is second else "bob"
+    body = await loser.json()
+    assert body["owner"] == winner
+    assert winner in body["error"]["message"]
+    # The loser cannot resolve what the winner holds either.
+    loser_client, loser_csrf = (bob_client, bob) if loser is second else (client, alice)
+    resp = await loser_client.post(
+        f"/api/v1/alerts/{alert_id}/resolve",
+        json={"disposition": "legitimate"},
+        headers={"X-CSRF-Token": loser_csrf},
+    )
+    assert resp.status == 409
+
+
+async def test_everything_survives_a_restart(aiohttp_client: Any, tmp_path: Any) -> None:
+    settings = make_settings(tmp_path)
+    first = await aiohttp_client(create_app(settings))
+    results = await post_batch(first, card_testing("r", "acct-r", n=5))
+    alert_ids = [r["alert_id"] for r in results if r["alert_id"]]
+    await first.close()
+
+    second = await aiohttp_client(create_app(settings))
+    again = await post_batch(second, card_testing("r", "acct-r", n=5))
+    assert again == results
+    page = await (await second.get("/api/v1/alerts", headers=AUTH)).json()
+    assert sorted(a["id"] for a in page["alerts"]) == sorted(alert_ids)
+
+
+async def test_health_and_metrics(client: TestClient) -> None:
+    await post_batch(client, [tx("h-1"), tx("h-2")])
+    health = await client.get("/healthz")
+    assert health.status == 200
+    assert (await health.json())["status"] == "ok"
+    text = await (await client.get("/metrics")).text()
+    assert "fraudwatch_transactions_total 2" in text
+    assert "# TYPE fraudwatch_queue_depth gauge" in text
+
+
+async def test_api_errors_are_json(client: TestClient) -> None:
+    resp = await client.get("/api/v1/nothing-here")
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "not_found"
+    resp = await client.delete("/api/v1/transactions")
+    assert resp.status == 405
+
+
+async def test_pages_carry_security_headers_and_static_revalidates(client: TestClient) -> None:
+    login = await client.get("/login")
+    assert login.status == 200
+    csp = login.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert login.headers["X-Content-Type-Options"] == "nosniff"
+    script = await client.get("/static/js/app.js")
+    assert script.status == 200
+    assert script.headers["Cache-Control"] == "no-cache"
+
+
+async def test_dashboard_redirects_to_login(client: TestClient) -> None:
+    resp = await client.get("/", allow_redirects=False)
+    assert resp.status == 303
+    assert resp.headers["Location"] == "/login"
