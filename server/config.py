@@ -42,7 +42,7 @@ class Settings:
     simulator: bool = _s(False, "Feed the server from the built-in transaction simulator.")
     rate: float = _s(50.0, "Simulator transactions per second.")
     seed: int = _s(7, "Simulator random seed; the same seed gives the same stream.")
-    fraud_rate: float = _s(0.02, "Fraction of simulated accounts that get a fraud scenario.")
+    fraud_rate: float = _s(0.02, "Expected share of simulated transactions that are fraudulent.")
     default_currency: str = _s("USD", "ISO 4217 currency assumed when a transaction has none.")
     review_threshold: float = _s(0.5, "Score at or above which a transaction is flagged.")
     block_threshold: float = _s(0.8, "Score at or above which a transaction is blocked.")
@@ -83,8 +83,8 @@ class Settings:
         for name in ("batch_max", "queue_max", "max_body_bytes", "ws_max_msg_size", "ws_queue_max"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"Setting '{name}' must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.fraud_rate <= 1:
-            raise ConfigError(f"Setting 'fraud_rate' must be in [0, 1], got {self.fraud_rate}")
+        if not 0 <= self.fraud_rate <= 0.5:
+            raise ConfigError(f"Setting 'fraud_rate' must be in [0, 0.5], got {self.fraud_rate}")
         if self.pipeline not in ("batched", "naive"):
             raise ConfigError(
                 f"Setting 'pipeline' must be 'batched' or 'naive', got {self.pipeline!r}"

@@ -1,0 +1,150 @@
+"""The `fraudwatch` command: demo, serve, users."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import getpass
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from server.auth import create_user, load_or_create_api_key
+from server.config import ConfigError, Settings, load_settings
+from server.store.sqlite import SqliteStore
+
+DEMO_USER = "analyst"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="data directory (default ./fraudwatch-data)")
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+
+
+def _server_flags(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--host", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8000)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fraudwatch", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="server + built-in simulator + demo login")
+    _server_flags(demo)
+    demo.add_argument("--rate", type=float, help="simulated transactions per second (default 50)")
+    demo.add_argument("--seed", type=int, help="simulator seed (default 7)")
+
+    serve = commands.add_parser("serve", help="server fed by the ingest API")
+    _server_flags(serve)
+
+    users = commands.add_parser("users", help="manage analyst accounts")
+    user_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = user_commands.add_parser("add", help="create a user, or reset their password")
+    _common(add)
+    add.add_argument("name")
+    add.add_argument("--role", choices=["analyst", "admin", "viewer"], default="analyst")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    flags = {
+        name: getattr(args, name, None)
+        for name in ("host", "port", "data_dir", "rate", "seed")
+        if getattr(args, name, None) is not None
+    }
+    flags.update(overrides)
+    return load_settings(flags, config_file=args.config)
+
+
+async def _with_store(settings: Settings, name: str, password: str, role: str) -> None:
+    store = SqliteStore(settings.db_path)
+    await store.start(lambda _events: None)
+    try:
+        await create_user(store, name, password, role)  # type: ignore[arg-type]
+    finally:
+        await store.close()
+
+
+def _demo_password(settings: Settings) -> str:
+    # Kept beside the database so every demo start can print the same login.
+    path = settings.data_dir / "demo-password"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    password = secrets.token_urlsafe(9)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(password + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    asyncio.run(_with_store(settings, DEMO_USER, password, "analyst"))
+    return password
+
+
+def _run(settings: Settings, banner: Sequence[str]) -> None:
+    from server.app import create_app
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for line in banner:
+        print(line, flush=True)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=10,
+        access_log=None,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in ("demo", "serve"):
+            settings = (
+                _settings(args, simulator=True) if args.command == "demo" else _settings(args)
+            )
+            if settings.api_key is None:
+                settings = dataclasses.replace(
+                    settings, api_key=load_or_create_api_key(settings.data_dir)
+                )
+            url = f"http://{settings.host}:{settings.port}/"
+            banner = [f"fraudwatch {args.command}: {url}", f"  API key:  {settings.api_key}"]
+            if args.command == "demo":
+                banner.insert(1, f"  login:    {DEMO_USER} / {_demo_password(settings)}")
+                banner.append(f"  simulator: {settings.rate:g} tx/s (seed {settings.seed})")
+            banner.append(f"  data dir: {settings.data_dir.resolve()}")
+            _run(settings, banner)
+            return 0
+        if args.command == "users":
+            settings = _settings(args)
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\n")
+            else:
+                password = getpass.getpass(f"Password for {args.name}: ")
+                if getpass.getpass("Again: ") != password:
+                    print("error: passwords differ", file=sys.stderr)
+                    return 2
+            asyncio.run(_with_store(settings, args.name, password, args.role))
+            print(f"user {args.name} ({args.role}) saved in {settings.db_path}")
+            return 0
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc} (is another server on that port?)", file=sys.stderr)
+        return 1
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The `fraudwatch` command as users run it: real processes, real ports, real files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from server.auth import authenticate
+from server.store.sqlite import SqliteStore
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fraudwatch(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args], capture_output=True, text=True, timeout=60, **kw
+    )
+
+
+def get(url: str, key: str | None = None) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+async def test_users_add_stores_a_hash_that_logs_in(tmp_path: Path) -> None:
+    done = fraudwatch(
+        "users",
+        "add",
+        "carol",
+        "--role",
+        "admin",
+        "--password-stdin",
+        "--data-dir",
+        str(tmp_path),
+        input="s3cret-enough\n",
+    )
+    assert done.returncode == 0, done.stderr
+    store = SqliteStore(tmp_path / "fraudwatch.db")
+    await store.start(lambda _: None)
+    try:
+        user = await store.get_user("carol")
+        assert user is not None
+        assert user.role == "admin"
+        assert "s3cret" not in user.password_hash
+        assert user.password_hash.startswith("$argon2id$")
+        assert await authenticate(store, "carol", "s3cret-enough") == "admin"
+        assert await authenticate(store, "carol", "wrong-password") is None
+    finally:
+        await store.close()
+
+
+def test_users_add_refuses_a_short_password(tmp_path: Path) -> None:
+    done = fraudwatch(
+        "users", "add", "dave", "--password-stdin", "--data-dir", str(tmp_path), input="short\n"
+    )
+    assert done.returncode == 2
+    assert "at least 8" in done.stderr
+
+
+def test_bad_setting_is_reported_not_a_traceback(tmp_path: Path) -> None:
+    done = fraudwatch(
+        "serve", "--data-dir", str(tmp_path), env={**os.environ, "FRAUDWATCH_PORT": "eighty"}
+    )
+    assert done.returncode == 2
+    assert "Setting 'port'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@contextlib.contextmanager
+def running_demo(data_dir: Path, port: int) -> Iterator[dict[str, str]]:
+    """`fraudwatch demo` in its own process; yields its banner, stops it with SIGTERM."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "demo",
+            "--port",
+            str(port),
+            "--rate",
+            "300",
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    output: list[str] = []
+    try:
+        banner: dict[str, str] = {}
+        deadline = time.monotonic() + 30
+        while "data dir" not in banner and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            key, _, value = line.strip().partition(":")
+            banner[key.strip()] = value.strip()
+        # Keep reading so the server never blocks on a full pipe.
+        drain = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
+        drain.start()
+        yield banner
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        proc.stdout.close()
+    assert code == 0, "".join(output)
+    assert "Traceback" not in "".join(output), "".join(output)
+
+
+def _wait_for(check: Any, seconds: float = 30) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("condition not met in time")
+
+
+def test_demo_runs_alerts_arrive_and_survive_a_restart(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with running_demo(tmp_path, port) as banner:
+        assert banner.get("fraudwatch demo") == f"{url}/", banner
+        user, _, password = banner["login"].partition(" / ")
+        assert user == "analyst" and password
+        key = banner["API key"]
+        first = _wait_for(lambda: get(f"{url}/api/v1/alerts?limit=1000", key)["alerts"])
+        assert first[0]["status"] == "open"
+    with running_demo(tmp_path, port) as again:
+        assert (again["API key"], again["login"]) == (key, banner["login"])
+        after = _wait_for(lambda: get(f"{url}/api/v1/alerts?limit=1000", key)["alerts"])
+        assert {a["id"] for a in after} >= {a["id"] for a in first}
+
+
+def test_package_imports_cleanly() -> None:
+    # The console script and `python -m server` share one entry point.
+    done = fraudwatch("--help")
+    assert done.returncode == 0
+    assert "demo" in done.stdout and "serve" in done.stdout and "users" in done.stdout
+    assert asyncio.iscoroutinefunction(authenticate)

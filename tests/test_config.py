@@ -1,0 +1,70 @@
+"""Settings: layered sources, clear errors naming the setting, every setting documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.config import ConfigError, Settings, load_settings, setting_help, setting_names
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
+
+
+def test_defaults() -> None:
+    settings = load_settings({}, env={})
+    assert settings == Settings()
+    assert settings.port == 8000
+    assert settings.db_path == Path("fraudwatch-data") / "fraudwatch.db"
+
+
+def test_flags_beat_env_beat_file(tmp_path: Path) -> None:
+    config = tmp_path / "fw.toml"
+    config.write_text('port = 7000\nrate = 5\nhost = "0.0.0.0"\n')
+    env = {"FRAUDWATCH_PORT": "7100", "FRAUDWATCH_RATE": "9.5"}
+    settings = load_settings({"port": 7200}, env=env, config_file=config)
+    assert (settings.port, settings.rate, settings.host) == (7200, 9.5, "0.0.0.0")
+    env_config = load_settings({}, env={"FRAUDWATCH_CONFIG": str(config)})
+    assert env_config.port == 7000
+
+
+def test_api_key_from_environment() -> None:
+    assert load_settings({}, env={"FRAUDWATCH_API_KEY": "k-123"}).api_key == "k-123"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FRAUDWATCH_PORT": "eighty"}, "port"),
+        ({"FRAUDWATCH_PORT": "70000"}, "port"),
+        ({"FRAUDWATCH_COOKIE_SECURE": "perhaps"}, "cookie_secure"),
+        ({"FRAUDWATCH_REVIEW_THRESHOLD": "0.9", "FRAUDWATCH_BLOCK_THRESHOLD": "0.5"}, "threshold"),
+        ({"FRAUDWATCH_PIPELINE": "turbo"}, "pipeline"),
+        ({"FRAUDWATCH_BATCH_MAX": "0"}, "batch_max"),
+    ],
+)
+def test_bad_values_name_the_setting(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings({}, env=env)
+
+
+def test_file_errors_are_clear(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("prot = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting 'prot'"):
+        load_settings({}, env={}, config_file=bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings({}, env={}, config_file=tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("port = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({}, env={}, config_file=broken)
+
+
+def test_every_setting_is_documented() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    missing = [name for name in setting_names() if f"`{name}`" not in text]
+    assert not missing, f"docs/settings.md lacks {missing}"
+    assert all(help_text for help_text in setting_help().values())
+    for name in setting_names():
+        assert f"FRAUDWATCH_{name.upper()}" in text, name
