@@ -1,0 +1,75 @@
+// fetch helpers: same-origin credentials, CSRF header on every state change, one error shape.
+
+export class ApiError extends Error {
+  constructor(status, code, message, { field = null, body = null } = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.field = field;
+    this.body = body;
+  }
+
+  get unauthenticated() {
+    return this.status === 401;
+  }
+}
+
+function csrfToken() {
+  return document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+}
+
+async function request(method, url, body) {
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (method !== "GET") {
+    init.headers["Content-Type"] = "application/json";
+    init.headers["X-CSRF-Token"] = csrfToken();
+    init.body = JSON.stringify(body ?? {});
+  }
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch {
+    throw new ApiError(0, "network", "The server could not be reached. Check your connection.");
+  }
+  // An expired session may answer with a redirect to the login page rather than JSON.
+  if (response.redirected && new URL(response.url).pathname === "/login") {
+    throw new ApiError(401, "unauthenticated", "Your session has ended. Sign in again.");
+  }
+  let data = null;
+  if ((response.headers.get("Content-Type") ?? "").includes("application/json")) {
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+  }
+  if (!response.ok) {
+    const error = data?.error ?? {};
+    throw new ApiError(
+      response.status,
+      error.code ?? `http_${response.status}`,
+      error.message ?? `The server answered ${response.status} ${response.statusText}.`.trim(),
+      { field: error.field ?? null, body: data },
+    );
+  }
+  if (data === null) {
+    throw new ApiError(response.status, "bad_response", "The server sent an unexpected answer.");
+  }
+  return data;
+}
+
+export function listAlerts({ statuses = ["open", "acknowledged"], limit = 500 } = {}) {
+  const query = new URLSearchParams({ status: statuses.join(","), limit: String(limit) });
+  return request("GET", `/api/v1/alerts?${query}`);
+}
+
+export function acknowledgeAlert(id) {
+  return request("POST", `/api/v1/alerts/${encodeURIComponent(id)}/ack`, {});
+}
+
+export function resolveAlert(id, disposition, note) {
+  const body = { disposition };
+  if (note) body.note = note;
+  return request("POST", `/api/v1/alerts/${encodeURIComponent(id)}/resolve`, body);
+}

@@ -1,0 +1,89 @@
+// Formatting of money, time, scores and counters for display. Pure functions, no DOM.
+
+const moneyFormats = new Map();
+
+function moneyFormat(currency) {
+  let fmt = moneyFormats.get(currency);
+  if (fmt === undefined) {
+    try {
+      fmt = new Intl.NumberFormat(undefined, { style: "currency", currency });
+    } catch {
+      // An unknown ISO code must not break the row: fall back to "1,234.50 XYZ".
+      fmt = null;
+    }
+    moneyFormats.set(currency, fmt);
+  }
+  return fmt;
+}
+
+const plainAmount = new Intl.NumberFormat(undefined, {
+  minimumFractionDigits: 2,
+  maximumFractionDigits: 2,
+});
+
+export function formatMoney(amount, currency) {
+  const value = Number(amount);
+  if (!Number.isFinite(value)) return String(amount ?? "");
+  const code = typeof currency === "string" ? currency : "";
+  const fmt = code ? moneyFormat(code) : null;
+  return fmt ? fmt.format(value) : `${plainAmount.format(value)} ${code}`.trim();
+}
+
+// 24-hour clock whatever the locale: unambiguous, and the column stays narrow.
+const timeOfDay = new Intl.DateTimeFormat(undefined, {
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hourCycle: "h23",
+});
+const dayOfYear = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+const yearDay = new Intl.DateTimeFormat(undefined, {
+  year: "numeric",
+  month: "short",
+  day: "numeric",
+});
+
+// Event time in the analyst's time zone: {time, date}, where date is "" for today.
+export function formatEventTime(iso, now = new Date()) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return { time: String(iso ?? ""), date: "" };
+  const sameDay =
+    date.getFullYear() === now.getFullYear() &&
+    date.getMonth() === now.getMonth() &&
+    date.getDate() === now.getDate();
+  const day = date.getFullYear() === now.getFullYear() ? dayOfYear : yearDay;
+  return { time: timeOfDay.format(date), date: sameDay ? "" : day.format(date) };
+}
+
+// null and undefined mean "no value", not zero.
+const toNumber = (value) => (value === null || value === undefined ? Number.NaN : Number(value));
+
+export function formatScore(score) {
+  const value = toNumber(score);
+  return Number.isFinite(value) ? value.toFixed(2) : "—";
+}
+
+const rate = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+const count = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+
+export function formatRate(value) {
+  const n = toNumber(value);
+  if (!Number.isFinite(n)) return "—";
+  return n >= 100 ? count.format(n) : rate.format(n);
+}
+
+export function formatCount(value) {
+  const n = toNumber(value);
+  return Number.isFinite(n) ? count.format(n) : "—";
+}
+
+export function formatMs(value) {
+  const n = toNumber(value);
+  if (!Number.isFinite(n)) return "—";
+  return n >= 100 ? `${count.format(n)} ms` : `${rate.format(n)} ms`;
+}
+
+export function capitalize(word) {
+  const text = String(word ?? "");
+  return text ? text[0].toUpperCase() + text.slice(1) : text;
+}

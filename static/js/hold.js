@@ -1,0 +1,35 @@
+// When the live table holds still: while the pointer is over it, while keyboard focus is
+// in it, and while something else says so (the resolve dialog). Rows that slide away under
+// the cursor at hundreds of alerts a second would make every click a gamble.
+
+export function holdWhileWorking(container, table, alsoHold = () => false) {
+  let pointerInside = false;
+  let keyboardInside = false;
+  const update = () => table.setFrozen(pointerInside || keyboardInside || alsoHold());
+
+  container.addEventListener("pointerenter", () => {
+    pointerInside = true;
+    update();
+  });
+  container.addEventListener("pointerleave", () => {
+    pointerInside = false;
+    update();
+  });
+  // Keyboard focus counts; a mouse click's leftover focus does not, or the table would stay
+  // frozen long after the pointer has gone.
+  container.addEventListener("focusin", (event) => {
+    keyboardInside = event.target !== container && event.target.matches(":focus-visible");
+    update();
+  });
+  container.addEventListener("focusout", (event) => {
+    if (!container.contains(event.relatedTarget)) {
+      keyboardInside = false;
+      update();
+    }
+  });
+  // Esc hands focus back to the container itself, which releases the table.
+  container.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && event.target !== container) container.focus();
+  });
+  return update;
+}

@@ -1,0 +1,76 @@
+// Non-blocking messages: short-lived notices in a polite live region, and a throttled
+// screen-reader announcer that sums up new alerts instead of reading each one.
+
+import { h } from "./dom.js";
+
+const MAX_NOTICES = 4;
+const NOTICE_MS = 8_000;
+const ANNOUNCE_EVERY_MS = 10_000;
+
+export class Notices {
+  constructor(container) {
+    this.container = container;
+  }
+
+  // kind: "info" | "warning" | "error". `sticky` notices stay until dismissed.
+  show(message, { kind = "info", sticky = false, link = null, key = null } = {}) {
+    if (key) this.container.querySelector(`[data-key="${CSS.escape(key)}"]`)?.remove();
+    const dismiss = h("button", {
+      type: "button",
+      className: "notice-dismiss",
+      "aria-label": "Dismiss",
+      text: "×",
+    });
+    const notice = h("div", { className: `notice notice-${kind}`, dataset: key ? { key } : {} }, [
+      h("p", { className: "notice-text", text: message }),
+      link ? h("a", { href: link.href, className: "notice-link", text: link.text }) : null,
+      dismiss,
+    ]);
+    let timer = null;
+    const remove = () => {
+      clearTimeout(timer);
+      notice.remove();
+    };
+    const arm = () => {
+      if (!sticky) timer = setTimeout(remove, NOTICE_MS);
+    };
+    dismiss.addEventListener("click", remove);
+    // Hold a notice while it is being read or reached by keyboard.
+    notice.addEventListener("mouseenter", () => clearTimeout(timer));
+    notice.addEventListener("mouseleave", arm);
+    notice.addEventListener("focusin", () => clearTimeout(timer));
+    notice.addEventListener("focusout", arm);
+    this.container.append(notice);
+    while (this.container.children.length > MAX_NOTICES) this.container.firstElementChild.remove();
+    arm();
+    return remove;
+  }
+
+  clear(key) {
+    this.container.querySelector(`[data-key="${CSS.escape(key)}"]`)?.remove();
+  }
+}
+
+export class Announcer {
+  constructor(region) {
+    this.region = region;
+    this._count = 0;
+    this._timer = null;
+    this._lastAt = 0;
+  }
+
+  newAlerts(n = 1) {
+    this._count += n;
+    if (this._timer !== null) return;
+    const wait = Math.max(0, this._lastAt + ANNOUNCE_EVERY_MS - Date.now());
+    this._timer = setTimeout(() => this._flush(), wait);
+  }
+
+  _flush() {
+    this._timer = null;
+    this._lastAt = Date.now();
+    const n = this._count;
+    this._count = 0;
+    if (n > 0) this.region.textContent = n === 1 ? "1 new alert" : `${n} new alerts`;
+  }
+}

@@ -1,0 +1,483 @@
+"""The dashboard in a real Chromium: live rows across analysts, 409s, resume, text-only data."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
+
+from server.app import create_app
+from server.auth import create_user
+from server.config import Settings
+from server.state import STORE
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+API_KEY = "test-key"
+PASSWORD = "correct horse battery"
+VIEWPORT = {"width": 1440, "height": 900}
+T0 = dt.datetime(2026, 3, 2, 14, 0, tzinfo=dt.UTC)
+XSS = '<img src=x onerror="window.__xss=1">'
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "dashboard.png"
+# Set to refresh docs/screenshots/dashboard.png; otherwise the shot goes to tmp_path.
+UPDATE_SCREENSHOTS = os.environ.get("FRAUDWATCH_UPDATE_SCREENSHOTS") == "1"
+HAVE_CHROMIUM = CHROMIUM.exists()
+
+NEW_YORK = {"lat": 40.7128, "lon": -74.0060, "country": "US"}
+LONDON = {"lat": 51.5072, "lon": -0.1276, "country": "GB"}
+PARIS = {"lat": 48.8566, "lon": 2.3522, "country": "FR"}
+
+
+def tx(
+    id: str,
+    account: str,
+    at: dt.datetime,
+    amount: float | str = 25.0,
+    merchant: str = "m-1",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "timestamp": at.isoformat(),
+        "account_id": account,
+        "merchant_id": merchant,
+        "amount": amount,
+        "currency": "USD",
+        **extra,
+    }
+
+
+def impossible_travel(
+    account: str, merchant_name: str, at: dt.datetime = T0
+) -> list[dict[str, Any]]:
+    """New York, then London ten minutes later: the second one raises an alert."""
+    return [
+        tx(f"{account}-1", account, at, 42.5, "m-deli", merchant_name="Corner Deli", **NEW_YORK),
+        tx(
+            f"{account}-2",
+            account,
+            at + dt.timedelta(minutes=10),
+            1299.0,
+            "m-elec",
+            merchant_name=merchant_name,
+            **LONDON,
+        ),
+    ]
+
+
+Ingest = Callable[[list[dict[str, Any]]], Awaitable[list[str]]]
+
+
+@pytest.fixture
+async def server(aiohttp_server: Any, tmp_path: Path) -> TestServer:
+    settings = Settings(data_dir=tmp_path, api_key=API_KEY, batch_wait_ms=2.0)
+    srv: TestServer = await aiohttp_server(create_app(settings))
+    for name in ("alice", "bob"):
+        await create_user(srv.app[STORE], name, PASSWORD, "analyst")
+    return srv
+
+
+@pytest.fixture
+async def ingest(server: TestServer) -> AsyncIterator[Ingest]:
+    """Post transactions through the ingest API; returns the ids of the alerts raised."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+
+        async def _ingest(transactions: list[dict[str, Any]]) -> list[str]:
+            async with http.post(server.make_url("/api/v1/transactions"), json=transactions) as r:
+                assert r.status == 200, await r.text()
+                results = (await r.json())["results"]
+            assert all("error" not in result for result in results), results
+            return [result["alert_id"] for result in results if result["alert_id"]]
+
+        yield _ingest
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not HAVE_CHROMIUM:
+        pytest.skip("Debian chromium is not installed (run `make chromium`)")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+class Analyst:
+    """One signed-in browser context, and every script error or CSP refusal it logged."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.problems: list[str] = []
+        page.on("pageerror", lambda exc: self.problems.append(f"pageerror: {exc}"))
+        page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        # Expected HTTP errors (a 409 in a test) are logged as failed resource loads.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.problems.append(f"console: {message.text}")
+
+    def row(self, alert_id: str) -> Any:
+        return self.page.locator(f'#alert-rows tr[data-id="{alert_id}"]')
+
+    def cell(self, alert_id: str, column: int) -> Any:
+        return self.row(alert_id).locator("td").nth(column)
+
+
+STATUS, OWNER = 7, 8
+
+
+async def sign_in(
+    browser: Browser,
+    server: TestServer,
+    name: str,
+    before_load: Callable[[Page], Awaitable[None]] | None = None,
+) -> Analyst:
+    context = await browser.new_context(base_url=str(server.make_url("/")), viewport=VIEWPORT)
+    page = await context.new_page()
+    analyst = Analyst(page)
+    if before_load is not None:
+        await before_load(page)
+    await page.goto("/login")
+    await page.get_by_label("Username").fill(name)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(str(server.make_url("/")))
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    return analyst
+
+
+async def test_login_failure_shows_an_error(browser: Browser, server: TestServer) -> None:
+    context = await browser.new_context(base_url=str(server.make_url("/")))
+    page = await context.new_page()
+    await page.goto("/")
+    await expect(page).to_have_url(str(server.make_url("/login")))
+    await page.get_by_label("Username").fill("alice")
+    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
+    await expect(page.get_by_label("Username")).to_have_value("alice")
+    await expect(page.get_by_label("Password")).to_be_focused()
+
+
+async def test_connection_indicator_is_live_after_load_and_sign_out_works(
+    browser: Browser, server: TestServer
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    indicator = page.locator("#connection")
+    await expect(indicator).to_have_text("Live")
+    await expect(indicator).to_have_attribute("role", "status")
+    await expect(page.locator("header")).to_contain_text("alice")
+    await expect(page.locator("#simulated-banner")).to_have_count(0)
+    await expect(page.locator("#alerts-empty")).to_be_visible()
+    # The counters fill in from the first stats message, about a second after connecting.
+    await expect(page.locator('[data-stat="open_alerts"]')).to_have_text("0", timeout=5000)
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page).to_have_url(str(server.make_url("/login")))
+    await page.goto("/")
+    await expect(page).to_have_url(str(server.make_url("/login")))
+    assert alice.problems == []
+
+
+async def test_alert_is_acknowledged_and_resolved_live_across_analysts(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    bob = await sign_in(browser, server, "bob")
+
+    [alert_id] = await ingest(impossible_travel("acct-travel", "Harrods Electronics"))
+
+    for analyst in (alice, bob):
+        row = analyst.row(alert_id)
+        await expect(row).to_be_visible()
+        await expect(row).to_contain_text("acct-travel")
+        await expect(row).to_contain_text("Harrods Electronics")
+        await expect(row).to_contain_text("$1,299.00")
+        await expect(row).to_contain_text("High")
+        await expect(row).to_contain_text("km/h")
+        await expect(analyst.cell(alert_id, STATUS)).to_have_text("Open")
+
+    # By keyboard: the row's buttons are ordinary, focusable buttons.
+    await alice.page.get_by_role("button", name="Acknowledge alert for account acct-travel").focus()
+    await alice.page.keyboard.press("Enter")
+
+    await expect(alice.cell(alert_id, STATUS)).to_have_text("Acknowledged")
+    await expect(alice.cell(alert_id, OWNER)).to_have_text("alice (you)")
+    await expect(bob.cell(alert_id, STATUS)).to_have_text("Acknowledged")
+    await expect(bob.cell(alert_id, OWNER)).to_have_text("alice")
+    # Alice holds it now: Bob has nothing left to press on that row.
+    await expect(bob.row(alert_id).get_by_role("button")).to_have_count(0)
+    # Focus moved from the vanished Ack button to the next action, not to <body>.
+    await expect(alice.page.locator(":focus")).to_have_attribute("data-action", "fraud")
+
+    await alice.page.get_by_role(
+        "button", name="Resolve alert for account acct-travel as fraud"
+    ).click()
+    dialog = alice.page.get_by_role("dialog")
+    await expect(dialog).to_be_visible()
+    await expect(dialog).to_contain_text("Resolve as fraud")
+    await expect(alice.page.get_by_label("Note")).to_be_focused()
+    await alice.page.get_by_label("Note").fill("Card holder was in New York all day.")
+    await dialog.get_by_role("button", name="Resolve as fraud").click()
+    await expect(dialog).to_be_hidden()
+
+    for analyst in (alice, bob):
+        await expect(analyst.cell(alert_id, STATUS)).to_have_text("Resolved Fraud")
+        await expect(analyst.row(alert_id)).to_have_class(re.compile(r"\bis-resolved\b"))
+        await expect(analyst.row(alert_id).get_by_role("button")).to_have_count(0)
+    assert alice.problems == []
+    assert bob.problems == []
+
+
+async def test_conflict_names_the_owner_without_blocking(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # Bob's feed can be held back, so his page still offers Ack after Alice has taken the alert.
+    holding = False
+    held: list[str | bytes] = []
+    routes: list[WebSocketRoute] = []
+
+    async def delay_bobs_feed(page: Page) -> None:
+        def route(ws: WebSocketRoute) -> None:
+            routes.append(ws)
+
+            def forward(message: str | bytes) -> None:
+                if holding:
+                    held.append(message)
+                else:
+                    ws.send(message)
+
+            ws.connect_to_server().on_message(forward)
+
+        await page.route_web_socket("**/ws*", route)
+
+    alice = await sign_in(browser, server, "alice")
+    bob = await sign_in(browser, server, "bob", before_load=delay_bobs_feed)
+    [alert_id] = await ingest(impossible_travel("acct-race", "Selfridges"))
+    await expect(bob.row(alert_id)).to_be_visible()
+
+    holding = True
+    await alice.page.get_by_role("button", name="Acknowledge alert for account acct-race").click()
+    await expect(alice.cell(alert_id, OWNER)).to_have_text("alice (you)")
+    await expect(bob.cell(alert_id, STATUS)).to_have_text("Open")
+
+    await bob.page.get_by_role("button", name="Acknowledge alert for account acct-race").click()
+    notice = bob.page.locator("#notices .notice")
+    await expect(notice).to_contain_text("already acknowledged by alice")
+    # The 409 carried the winning state, so Bob's row is right before his feed catches up.
+    await expect(bob.cell(alert_id, STATUS)).to_have_text("Acknowledged")
+    await expect(bob.cell(alert_id, OWNER)).to_have_text("alice")
+    await expect(bob.page.locator("#connection")).to_have_text("Live")
+
+    # The held feed now delivers the same update again: applied once, nothing breaks.
+    holding = False
+    assert any("alert_updated" in str(message) for message in held)
+    for message in held:
+        routes[-1].send(message)
+    await bob.page.wait_for_timeout(300)  # nothing to wait for when nothing should change
+    await expect(bob.page.locator("#alert-rows tr")).to_have_count(1)
+    await expect(bob.cell(alert_id, OWNER)).to_have_text("alice")
+    await notice.get_by_role("button", name="Dismiss").click()
+    await expect(notice).to_have_count(0)
+    assert bob.problems == []
+
+
+async def test_reconnect_resumes_from_last_seq(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    routes: list[WebSocketRoute] = []
+    dead_line = asyncio.Event()
+
+    async def cut_the_line(page: Page) -> None:
+        def route(ws: WebSocketRoute) -> None:
+            routes.append(ws)
+            # The second connection is accepted but never answered (no hello): a dead line.
+            if len(routes) == 2:
+                dead_line.set()
+            else:
+                ws.connect_to_server().on_message(ws.send)
+
+        await page.route_web_socket("**/ws*", route)
+
+    alice = await sign_in(browser, server, "alice", before_load=cut_the_line)
+    page = alice.page
+    indicator = page.locator("#connection")
+    [before] = await ingest(impossible_travel("acct-before", "Before Ltd"))
+    await expect(alice.row(before)).to_be_visible()
+
+    await routes[0].close(code=1012, reason="service restart")
+    await expect(indicator).to_have_text("Reconnecting…")
+    await expect(indicator).to_have_attribute("data-state", "reconnecting")
+    await expect(page.locator("#stats")).to_have_class(re.compile(r"\bis-stale\b"))
+
+    # Raised while the dashboard is away: it must arrive by replay, not by a reload.
+    later = T0 + dt.timedelta(hours=1)
+    [during] = await ingest(impossible_travel("acct-during", "During Ltd", later))
+    async with asyncio.timeout(5):
+        await dead_line.wait()
+    await expect(indicator).to_have_text("Reconnecting…")
+    await expect(alice.row(during)).to_have_count(0)
+    await routes[1].close(code=1012, reason="service restart")
+
+    await expect(indicator).to_have_text("Live", timeout=15_000)
+    await expect(alice.row(during)).to_be_visible()
+    await expect(page.locator("#alert-rows tr")).to_have_count(2)
+    since = [int(ws.url.rpartition("since=")[2]) for ws in routes]
+    assert since[0] == 0, routes[0].url  # the snapshot's seq on an empty store
+    assert since[1] == since[2] > 0, since  # the last seq applied, not the snapshot's
+    assert all(ws.url.startswith("ws://") for ws in routes)
+    assert alice.problems == []
+
+
+async def test_rows_hold_still_while_the_pointer_is_on_the_table(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    bob = await sign_in(browser, server, "bob")
+    page = alice.page
+    [first] = await ingest(impossible_travel("acct-first", "First Ltd"))
+    await expect(alice.row(first)).to_be_visible()
+
+    await alice.row(first).hover()
+    later = T0 + dt.timedelta(hours=2)
+    [second] = await ingest(impossible_travel("acct-second", "Second Ltd", later))
+    await expect(page.locator("#alerts-paused")).to_have_text("Paused · 1 new")
+    await expect(alice.row(second)).to_have_count(0)
+    # Still live underneath: rows on screen take updates in place.
+    await bob.page.get_by_role("button", name="Acknowledge alert for account acct-first").click()
+    await expect(alice.cell(first, OWNER)).to_have_text("bob")
+    await expect(alice.row(second)).to_have_count(0)
+
+    await page.mouse.move(5, 5)
+    await expect(alice.row(second)).to_be_visible()
+    await expect(page.locator("#alerts-paused")).to_be_hidden()
+    await expect(page.locator("#alert-rows tr").first).to_have_attribute("data-id", second)
+    assert alice.problems == []
+
+
+async def test_transaction_text_is_rendered_as_text(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    [alert_id] = await ingest(impossible_travel("<b>acct-x</b>", XSS))
+
+    merchant = alice.cell(alert_id, 2)
+    await expect(merchant).to_have_text(XSS)
+    await expect(alice.cell(alert_id, 1)).to_have_text("<b>acct-x</b>")
+    await page.get_by_role("button", name="as fraud").click()
+    await expect(page.locator("#resolve-summary")).to_contain_text(XSS)
+    await page.keyboard.press("Escape")
+    await expect(page.get_by_role("dialog")).to_be_hidden()
+
+    assert await page.locator("#alert-rows img, #alert-rows b, dialog img").count() == 0
+    assert await page.evaluate("() => window.__xss") is None
+    assert alice.problems == []
+
+
+async def test_dashboard_screenshot(
+    browser: Browser, server: TestServer, ingest: Ingest, tmp_path: Path
+) -> None:
+    """A few alerts of each kind, one taken and one closed: the picture in the docs."""
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    night = dt.timezone(dt.timedelta(hours=1))
+    at = dt.datetime(2026, 3, 2, 2, 10, tzinfo=night)
+    outlier = [
+        tx(f"o-{i}", "acct-20931", T0 + dt.timedelta(hours=i), 30 + 7 * i, "m-grocer")
+        for i in range(6)
+    ] + [
+        tx(
+            "o-6",
+            "acct-20931",
+            T0 + dt.timedelta(hours=7),
+            912.4,
+            "m-jewel",
+            merchant_name="Tiffany & Co.",
+        )
+    ]
+    velocity = [
+        tx(
+            f"v-{i}",
+            "acct-55120",
+            T0 + dt.timedelta(seconds=9 * i),
+            19.99,
+            "m-steam",
+            merchant_name="Steam Games",
+        )
+        for i in range(5)
+    ]
+    card_testing = [
+        tx(
+            f"c-{i}",
+            "acct-78002",
+            T0 + dt.timedelta(seconds=40 * i),
+            "1.00",
+            f"m-don-{i}",
+            merchant_name="Charity Donate",
+        )
+        for i in range(3)
+    ]
+    travel_at_night = [
+        tx("n-1", "acct-31877", at, 12.0, "m-cafe", merchant_name="Café de Flore", **PARIS),
+        tx(
+            "n-2",
+            "acct-31877",
+            at + dt.timedelta(minutes=25),
+            2450.0,
+            "m-lux",
+            merchant_name="Saks Fifth Avenue",
+            **NEW_YORK,
+        ),
+    ]
+    ids = []
+    for batch in (
+        outlier,
+        velocity,
+        card_testing,
+        impossible_travel("acct-40417", "Harrods"),
+        travel_at_night,
+    ):
+        ids += await ingest(batch)
+    assert len(ids) == 5, ids
+    for alert_id in ids:
+        await expect(alice.row(alert_id)).to_be_visible()
+
+    await page.get_by_role("button", name="Acknowledge alert for account acct-78002").click()
+    await expect(alice.cell(ids[2], OWNER)).to_have_text("alice (you)")
+    await page.get_by_role(
+        "button", name="Resolve alert for account acct-20931 as legitimate"
+    ).click()
+    await page.get_by_role("dialog").get_by_role("button", name="Resolve as legitimate").click()
+    await expect(alice.cell(ids[0], STATUS)).to_have_text("Resolved Legitimate")
+    await expect(page.locator('[data-stat="open_alerts"]')).to_have_text("4", timeout=5000)
+    await page.mouse.move(5, 5)
+    await page.locator("#table-wrap").focus()
+    await expect(page.locator("#alerts-paused")).to_be_hidden()
+    await page.wait_for_timeout(2600)  # let the arrival highlight fade
+
+    # Playwright creates the directory; the picture is only kept in docs/ on request.
+    target = SCREENSHOT if UPDATE_SCREENSHOTS else tmp_path / "dashboard.png"
+    png = await page.screenshot(path=str(target))
+    assert len(png) > 10_000
+    assert alice.problems == []
