@@ -1,0 +1,271 @@
+"""The Simulator: a seeded, event-time stream of labelled transactions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import math
+import random
+import sys
+from decimal import Decimal
+from typing import NamedTuple
+
+from faker import Faker
+
+from server.transactions import Transaction, encode_transaction
+from simulator.accounts import Accounts, default_accounts, name_pool
+from simulator.population import Population, build_population
+from simulator.scenarios import (
+    FRAUD,
+    LEGIT,
+    LEGIT_TO_FRAUD_EPISODES,
+    SECOND,
+    Episode,
+    Planned,
+    Planner,
+    Scenario,
+    ticket,
+)
+
+CURRENCY = "USD"
+MAX_FRAUD_RATE = 0.5
+_CENT = Decimal("0.01")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_NEVER = sys.maxsize
+_AMOUNT_SIGMA = 0.8
+# A favourite shop most of the time, otherwise anywhere within reach.
+_FAVORITE_SHARE = 0.8
+
+
+class Labeled(NamedTuple):
+    """A simulated transaction with its ground truth: fraud or not, and which episode."""
+
+    transaction: Transaction
+    is_fraud: bool
+    scenario: str | None
+
+
+def ndjson(batch: list[Labeled]) -> bytes:
+    """The request body the ingest API takes: one encoded transaction per line."""
+    return b"".join([encode_transaction(item.transaction) + b"\n" for item in batch])
+
+
+def _to_us(moment: dt.datetime, name: str) -> int:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"'{name}' must be a timezone-aware datetime, got {moment!r}")
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _mean_size(scenarios: tuple[Scenario, ...], *, fraud_only: bool) -> float:
+    """Expected transactions (or fraudulent ones) per episode of this kind."""
+    total = sum(s.weight for s in scenarios)
+    size = sum(s.weight * (s.fraud_txs + (0 if fraud_only else s.other_txs)) for s in scenarios)
+    return size / total
+
+
+class Simulator:
+    """Normal shoppers plus fraud and decoy episodes, merged in event-time order.
+
+    Arrivals are a Poisson process of `rate` per event-time second in total: normal
+    transactions fill whatever share the episodes leave. `fraud_rate` is the expected share
+    of transactions that are fraudulent; episodes pick their victims uniformly over accounts.
+    `accounts=None` sizes the population so that a card is used about six times a day, as
+    real cards are: ~740,000 accounts at 50 tx/s. Accounts are built on first use, so the
+    size costs nothing until they shop.
+    """
+
+    def __init__(
+        self,
+        seed: int = 7,
+        accounts: int | None = None,
+        merchants: int = 300,
+        fraud_rate: float = 0.02,
+        rate: float = 50.0,
+        start: dt.datetime | None = None,
+    ) -> None:
+        if not rate > 0 or not math.isfinite(rate):
+            raise ValueError(f"rate must be a positive number of transactions/s, got {rate}")
+        if not 0 <= fraud_rate <= MAX_FRAUD_RATE:
+            raise ValueError(f"fraud_rate must be within [0, {MAX_FRAUD_RATE}], got {fraud_rate}")
+        if accounts is not None and accounts < 1:
+            raise ValueError(f"accounts must be at least 1, got {accounts}")
+        start_us = None if start is None else _to_us(start, "start")
+        self.seed = seed
+        self.rate = rate
+        self.fraud_rate = fraud_rate
+        self._rng = random.Random(seed)
+        fake = Faker("en_US")
+        fake.seed_instance(seed)
+        self.population: Population = build_population(self._rng, fake, merchants)
+        self.accounts = Accounts(
+            self.population,
+            default_accounts(rate) if accounts is None else accounts,
+            salt=self._rng.getrandbits(64),
+            names=name_pool(fake),
+        )
+        self._planner = Planner(self._rng, self.population, self.accounts)
+
+        # Episode starts are Poisson processes sized so that fraudulent transactions make up
+        # `fraud_rate` of the stream and the total stays at `rate`.
+        fraud_episodes = rate * fraud_rate / _mean_size(FRAUD, fraud_only=True)
+        legit_episodes = fraud_episodes * LEGIT_TO_FRAUD_EPISODES
+        episode_txs = fraud_episodes * _mean_size(FRAUD, fraud_only=False)
+        episode_txs += legit_episodes * _mean_size(LEGIT, fraud_only=False)
+        self._normal_rate = rate - episode_txs
+        self._fraud_episode_rate = fraud_episodes
+        self._legit_episode_rate = legit_episodes
+
+        # "Now" is read after the population is built so a live stream starts without a backlog.
+        now_us = _to_us(dt.datetime.now(dt.UTC), "start") if start_us is None else start_us
+        self._pending: list[tuple[int, int, Planned]] = []
+        self._planned = 0  # heap tie-breaker: equal times come out in planning order
+        self._away: dict[int, int] = {}
+        # Trips last hours: uncapped, everyone in a small population would soon be abroad.
+        self._max_away = max(1, len(self.accounts) // 100)
+        self._count = 0
+        self._next_normal = now_us + self._gap(self._normal_rate)
+        self._next_fraud = now_us + self._gap(fraud_episodes)
+        self._next_legit = now_us + self._gap(legit_episodes)
+
+    def generate(self, n: int) -> list[Labeled]:
+        """The next `n` transactions in event-time order."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        return self._run(n, _NEVER)
+
+    def generate_until(self, t: dt.datetime) -> list[Labeled]:
+        """Every transaction not yet produced whose timestamp is <= `t`, in order."""
+        return self._run(_NEVER, _to_us(t, "t"))
+
+    def _gap(self, rate: float) -> int:
+        if rate <= 0:
+            return _NEVER // 2
+        return int(self._rng.expovariate(rate) * SECOND)
+
+    def _start_episode(self, kind: tuple[Scenario, ...], at_us: int) -> None:
+        rng = self._rng
+        weights = [s.weight for s in kind]
+        # Pruned in place: the hot loop holds a reference to this dict.
+        for index in [i for i, until in self._away.items() if until < at_us]:
+            del self._away[index]
+        # A scenario may not fit a tiny population (no far city with shops), or too many
+        # cardholders may be abroad already: then try another.
+        for _ in range(2 * len(kind)):
+            scenario = rng.choices(kind, weights=weights)[0]
+            episode: Episode | None = scenario.plan(self._planner, at_us)
+            if episode is not None and (episode.away is None or len(self._away) < self._max_away):
+                break
+        else:
+            return
+        for event in episode.events:
+            self._planned += 1
+            heapq.heappush(self._pending, (event.at_us, self._planned, event))
+        if episode.away is not None:
+            index, until = episode.away
+            self._away[index] = max(until, self._away.get(index, 0))
+
+    def _emit(self, event: Planned) -> Labeled:
+        self._count += 1
+        account, merchant, where = event.account, event.merchant, event.where
+        tx = Transaction(
+            id=f"tx-{self.seed}-{self._count}",
+            timestamp=account.city.epoch + dt.timedelta(microseconds=event.at_us),
+            account_id=account.id,
+            merchant_id=merchant.id,
+            amount=Decimal(event.cents) * _CENT,
+            currency=CURRENCY,
+            merchant_name=merchant.name,
+            mcc=merchant.mcc,
+            country=where.country,
+            lat=where.lat,
+            lon=where.lon,
+            channel=merchant.channel,
+            device_id=event.device_id,
+            ip=event.ip,
+        )
+        return Labeled(tx, event.is_fraud, event.scenario)
+
+    def _run(self, n: int, limit_us: int) -> list[Labeled]:
+        # The hot loop: locals instead of attribute lookups, and Faker never called here.
+        out: list[Labeled] = []
+        append = out.append
+        rng_random = self._rng.random
+        gauss = self._rng.gauss
+        exp = math.exp
+        pending = self._pending
+        accounts = self.accounts
+        shopper = accounts.shopper
+        away = self._away
+        seed = self.seed
+        timedelta = dt.timedelta
+        while len(out) < n:
+            t = self._next_normal
+            due = pending[0][0] if pending else _NEVER
+            starts = min(self._next_fraud, self._next_legit)
+            if due <= t and due <= starts:
+                if due > limit_us:
+                    break
+                append(self._emit(heapq.heappop(pending)[2]))
+                continue
+            if starts <= t:
+                if starts > limit_us:
+                    break
+                if self._next_fraud <= self._next_legit:
+                    self._start_episode(FRAUD, starts)
+                    self._next_fraud = starts + self._gap(self._fraud_episode_rate)
+                else:
+                    self._start_episode(LEGIT, starts)
+                    self._next_legit = starts + self._gap(self._legit_episode_rate)
+                continue
+            if t > limit_us:
+                break
+
+            t_s = t // SECOND
+            travelling = 0
+            while True:
+                index = shopper(rng_random, t_s)
+                if not away or away.get(index, 0) < t:
+                    break
+                # With a handful of accounts all of them may be away at once; better a stray
+                # purchase at home than a loop that never ends.
+                travelling += 1
+                if travelling > 1000:
+                    break
+            account = accounts[index]
+            shops = account.favorites if rng_random() < _FAVORITE_SHARE else account.nearby
+            merchant = shops[int(rng_random() * len(shops))]
+            dollars = account.typical * merchant.scale * exp(_AMOUNT_SIGMA * gauss(0.0, 1.0))
+            if merchant.channel == "ecom":
+                devices = account.devices
+                device: str | None = devices[int(rng_random() * len(devices))]
+                ip: str | None = account.ip
+                amount = max(50, round(dollars * 100))
+            else:
+                device = ip = None
+                amount = ticket(merchant, dollars)
+            self._count += 1
+            city = account.city
+            append(
+                Labeled(
+                    Transaction(
+                        id=f"tx-{seed}-{self._count}",
+                        timestamp=city.epoch + timedelta(microseconds=t),
+                        account_id=account.id,
+                        merchant_id=merchant.id,
+                        amount=Decimal(amount) * _CENT,
+                        currency=CURRENCY,
+                        merchant_name=merchant.name,
+                        mcc=merchant.mcc,
+                        country=city.country,
+                        lat=city.lat,
+                        lon=city.lon,
+                        channel=merchant.channel,
+                        device_id=device,
+                        ip=ip,
+                    ),
+                    False,
+                    None,
+                )
+            )
+            self._next_normal = t + self._gap(self._normal_rate)
+        return out

@@ -1,0 +1,472 @@
+"""Tests for the transaction simulator and its standalone NDJSON client."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import itertools
+import socket
+import statistics
+from collections import Counter, defaultdict
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from server.transactions import parse_transaction, validate_transaction
+from simulator import Labeled, Simulator, ndjson
+from simulator.accounts import MEAN_DAILY_TX
+from simulator.client import ClientOptions, TargetRefused, parse_args, run_client
+from simulator.geo import CITIES, distance_km
+
+START = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+FRAUD_SCENARIOS = {
+    "card_testing",
+    "account_takeover",
+    "impossible_travel",
+    "velocity_burst",
+    "amount_outlier",
+    "night_spree",
+}
+LEGIT_SCENARIOS = {"legit_travel", "legit_big_purchase"}
+
+
+def fingerprint(batch: list[Labeled]) -> list[tuple[bytes, bool, str | None]]:
+    return [
+        (line, item.is_fraud, item.scenario)
+        for line, item in zip(ndjson(batch).splitlines(), batch, strict=True)
+    ]
+
+
+@pytest.fixture(scope="module")
+def long_run() -> tuple[Simulator, list[Labeled]]:
+    # A low rate stretches 150k transactions over ~1.7 days of event time: every local hour
+    # everywhere, and every scenario many times over. The population is sized from the rate
+    # (~15,000 accounts), so each card is used as often as at any other rate.
+    sim = Simulator(seed=11, merchants=400, fraud_rate=0.05, rate=1.0, start=START)
+    return sim, sim.generate(150_000)
+
+
+def test_same_seed_gives_the_same_stream() -> None:
+    a = Simulator(seed=7, fraud_rate=0.1, start=START).generate(3000)
+    b = Simulator(seed=7, fraud_rate=0.1, start=START).generate(3000)
+    c = Simulator(seed=8, fraud_rate=0.1, start=START).generate(3000)
+    assert fingerprint(a) == fingerprint(b)
+    assert fingerprint(a) != fingerprint(c)
+
+
+def test_how_calls_are_chunked_does_not_change_the_stream() -> None:
+    whole = Simulator(seed=3, fraud_rate=0.1, start=START).generate(5000)
+    sim = Simulator(seed=3, fraud_rate=0.1, start=START)
+    parts = sim.generate(1234) + sim.generate(0) + sim.generate(3766)
+    assert fingerprint(parts) == fingerprint(whole)
+
+
+def test_event_time_is_ordered() -> None:
+    batch = Simulator(seed=5, fraud_rate=0.2, start=START).generate(20_000)
+    times = [item.transaction.timestamp for item in batch]
+    assert all(earlier <= later for earlier, later in itertools.pairwise(times))
+    assert sum(item.scenario is not None for item in batch) > 500  # episodes were interleaved
+
+
+def test_generate_until_skips_nothing_and_overshoots_nothing() -> None:
+    reference = Simulator(seed=9, fraud_rate=0.1, start=START).generate(4000)
+    sim = Simulator(seed=9, fraud_rate=0.1, start=START)
+    collected: list[Labeled] = []
+    for step in range(1, 60):
+        t = START + dt.timedelta(seconds=1.37 * step)
+        batch = sim.generate_until(t)
+        assert all(item.transaction.timestamp <= t for item in batch)
+        collected += batch
+    assert sim.generate_until(START) == []  # going back in time yields nothing
+    collected += sim.generate(4000 - len(collected))
+    assert fingerprint(collected) == fingerprint(reference)
+    assert len({item.transaction.id for item in collected}) == 4000
+
+
+def test_generate_until_includes_a_transaction_exactly_at_t() -> None:
+    first = Simulator(seed=2, start=START).generate(1)[0].transaction.timestamp
+    sim = Simulator(seed=2, start=START)
+    assert sim.generate_until(first - dt.timedelta(microseconds=1)) == []
+    assert [i.transaction.timestamp for i in sim.generate_until(first)] == [first]
+
+
+def test_rate_is_transactions_per_event_time_second() -> None:
+    sim = Simulator(seed=4, rate=50.0, start=START)
+    produced = len(sim.generate_until(START + dt.timedelta(seconds=200)))
+    assert 9_400 < produced < 10_600  # Poisson: 10,000 expected, sd 100
+
+
+def test_start_defaults_to_now() -> None:
+    before = dt.datetime.now(dt.UTC)
+    first = Simulator(seed=1, rate=1000.0).generate(1)[0].transaction.timestamp
+    assert before <= first < before + dt.timedelta(seconds=5)
+
+
+def test_every_transaction_validates(long_run: tuple[Simulator, list[Labeled]]) -> None:
+    sim, batch = long_run
+    ids = set()
+    for item in batch:
+        tx = validate_transaction(item.transaction)
+        ids.add(tx.id)
+        assert tx.currency == "USD"
+        assert tx.amount.as_tuple().exponent == -2 and tx.amount >= Decimal("0.50")
+        # Local hour is meaningful: the timestamp carries the cardholder's home offset.
+        home = sim.accounts.by_id(tx.account_id).city
+        assert tx.timestamp.utcoffset() == dt.timedelta(hours=home.utc_offset_hours)
+        assert (tx.device_id is not None) == (tx.channel == "ecom")
+        assert item.is_fraud == (item.scenario in FRAUD_SCENARIOS)
+    assert len(ids) == len(batch)
+
+
+def test_ndjson_round_trips_through_the_ingest_parser() -> None:
+    batch = Simulator(seed=6, fraud_rate=0.1, start=START).generate(500)
+    body = ndjson(batch)
+    assert body.endswith(b"\n")
+    lines = body.split(b"\n")[:-1]
+    assert [parse_transaction(line) for line in lines] == [item.transaction for item in batch]
+
+
+def test_fraud_share_follows_fraud_rate(long_run: tuple[Simulator, list[Labeled]]) -> None:
+    _, batch = long_run
+    share = sum(item.is_fraud for item in batch) / len(batch)
+    assert 0.042 < share < 0.058
+    clean = Simulator(seed=11, fraud_rate=0.0, start=START).generate(20_000)
+    assert not any(item.is_fraud or item.scenario for item in clean)
+
+
+def test_every_scenario_appears(long_run: tuple[Simulator, list[Labeled]]) -> None:
+    _, batch = long_run
+    seen = Counter(item.scenario for item in batch if item.scenario)
+    assert set(seen) == FRAUD_SCENARIOS | LEGIT_SCENARIOS
+    assert all(count >= 20 for count in seen.values()), seen
+    assert not any(item.is_fraud for item in batch if item.scenario in LEGIT_SCENARIOS)
+
+
+def episodes(batch: list[Labeled], scenario: str) -> dict[str, list[Labeled]]:
+    by_account: dict[str, list[Labeled]] = defaultdict(list)
+    for item in batch:
+        if item.scenario == scenario:
+            by_account[item.transaction.account_id].append(item)
+    return by_account
+
+
+def test_card_testing_probes_small_then_cashes_out(
+    long_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    sim, batch = long_run
+    runs = episodes(batch, "card_testing")
+    assert runs
+    # An episode still probing when the batch ends has its cash-out still to come.
+    cut = batch[-1].transaction.timestamp - dt.timedelta(minutes=20)
+    for account_id, items in runs.items():
+        if items[0].transaction.timestamp > cut:
+            continue
+        amounts = [item.transaction.amount for item in items]
+        assert all(item.transaction.channel == "ecom" for item in items)
+        probes = [a for a in amounts if a <= Decimal("3.00")]
+        assert len(probes) >= 5 and all(a >= Decimal("0.50") for a in probes)
+        typical = sim.accounts.by_id(account_id).typical
+        assert max(amounts) >= Decimal(str(round(typical * 8, 2)))
+
+
+def test_impossible_travel_is_far_and_soon(long_run: tuple[Simulator, list[Labeled]]) -> None:
+    sim, batch = long_run
+    where = {(c.lat, c.lon): c for c in CITIES}
+    history: dict[str, list[Labeled]] = defaultdict(list)
+    for item in batch:
+        history[item.transaction.account_id].append(item)
+    runs = episodes(batch, "impossible_travel")
+    assert runs
+    for account_id, items in runs.items():
+        home = sim.accounts.by_id(account_id).city
+        for item in items:
+            tx = item.transaction
+            assert tx.channel in ("pos", "atm") and tx.lat is not None and tx.lon is not None
+            assert distance_km(home, where[(tx.lat, tx.lon)]) >= 3000
+        # The genuine purchase at home shortly before is unlabelled: find it in the history.
+        first = items[0].transaction.timestamp
+        assert any(
+            first - dt.timedelta(hours=1) <= other.transaction.timestamp < first
+            and other.transaction.channel != "ecom"
+            and (other.transaction.lat, other.transaction.lon) == (home.lat, home.lon)
+            for other in history[account_id]
+        )
+
+
+def test_account_takeover_brings_new_device_and_country(
+    long_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    sim, batch = long_run
+    runs = episodes(batch, "account_takeover")
+    assert runs
+    for account_id, items in runs.items():
+        account = sim.accounts.by_id(account_id)
+        for item in items:
+            tx = item.transaction
+            assert tx.device_id not in account.devices
+            assert tx.country != account.city.country
+            assert tx.amount >= Decimal(str(round(account.typical * 5, 2)))
+
+
+def test_velocity_burst_is_quick(long_run: tuple[Simulator, list[Labeled]]) -> None:
+    _, batch = long_run
+    runs = episodes(batch, "velocity_burst")
+    assert runs
+    for items in runs.values():
+        times = [item.transaction.timestamp for item in items]
+        # One account can be hit twice, far apart: split its bursts at quiet gaps.
+        bursts: list[list[dt.datetime]] = [[times[0]]]
+        for earlier, later in itertools.pairwise(times):
+            if later - earlier > dt.timedelta(minutes=10):
+                bursts.append([])
+            bursts[-1].append(later)
+        for burst in bursts:
+            assert 8 <= len(burst) <= 20
+            assert burst[-1] - burst[0] <= dt.timedelta(minutes=2)
+
+
+def test_travellers_fly_home_before_shopping_at_home(
+    long_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    _, batch = long_run
+    where = {(c.lat, c.lon): c for c in CITIES}
+    abroad: dict[str, Labeled] = {}
+    speeds = []
+    for item in batch:
+        tx = item.transaction
+        if item.scenario == "legit_travel":
+            abroad[tx.account_id] = item
+        elif item.scenario is None and tx.account_id in abroad:
+            last = abroad.pop(tx.account_id).transaction
+            km = distance_km(where[(last.lat, last.lon)], where[(tx.lat, tx.lon)])
+            speeds.append(km / ((tx.timestamp - last.timestamp) / dt.timedelta(hours=1)))
+    assert len(speeds) >= 20
+    # A fraud episode planned on a traveller can still place a purchase at home; rarely.
+    assert sum(speed > 900 for speed in speeds) <= len(speeds) // 20
+
+
+def test_night_spree_happens_at_night(long_run: tuple[Simulator, list[Labeled]]) -> None:
+    _, batch = long_run
+    hours = {item.transaction.timestamp.hour for item in batch if item.scenario == "night_spree"}
+    assert hours and hours <= {1, 2, 3}
+
+
+def test_nights_are_quieter_than_days(long_run: tuple[Simulator, list[Labeled]]) -> None:
+    _, batch = long_run
+    by_hour = Counter(item.transaction.timestamp.hour for item in batch if item.scenario is None)
+    night = sum(by_hour[h] for h in (1, 2, 3, 4)) / 4
+    day = sum(by_hour[h] for h in range(10, 17)) / 7
+    assert night < 0.2 * day
+
+
+def test_accounts_default_to_a_realistic_population_for_the_rate() -> None:
+    # About six transactions a day per card, whatever the rate.
+    assert 5.5 < MEAN_DAILY_TX < 6.5
+    sizes = {rate: len(Simulator(rate=rate, start=START).accounts) for rate in (5.0, 50.0, 200.0)}
+    assert sizes == {rate: round(rate * 86_400 / MEAN_DAILY_TX) for rate in sizes}
+    assert 700_000 < sizes[50.0] < 760_000 and 2_800_000 < sizes[200.0] < 3_000_000
+    assert len(Simulator(accounts=123, rate=50.0, start=START).accounts) == 123
+
+
+def test_accounts_are_built_only_when_used() -> None:
+    sim = Simulator(seed=3, accounts=2_000_000, fraud_rate=0.1, start=START)
+    assert len(sim.accounts) == 2_000_000 and sim.accounts.materialised == 0
+    batch = sim.generate(10_000)
+    used = {item.transaction.account_id for item in batch}
+    # Episodes planned for later have built their accounts already; no one else has.
+    assert len(used) <= sim.accounts.materialised < len(used) + 100
+    assert sim.accounts.materialised < 10_000
+
+
+def test_an_account_does_not_depend_on_when_it_is_first_used() -> None:
+    def snapshot(sim: Simulator, index: int) -> tuple[Any, ...]:
+        a = sim.accounts[index]
+        favorites = tuple(m.id for m in a.favorites)
+        return (a.id, a.name, a.city.name, a.segment, a.typical, a.devices, a.ip, favorites)
+
+    fresh = Simulator(seed=5, accounts=500_000, start=START)
+    busy = Simulator(seed=5, accounts=500_000, start=START)
+    busy.generate(5000)
+    for index in (0, 1, 77_777, 499_999):
+        assert snapshot(fresh, index) == snapshot(busy, index)
+    assert busy.accounts.by_id("acct-0077777") is busy.accounts[77_777]
+    other_seed = Simulator(seed=6, accounts=500_000, start=START)
+    assert snapshot(other_seed, 77_777) != snapshot(fresh, 77_777)
+    with pytest.raises(IndexError):
+        fresh.accounts[500_000]
+
+
+def _first_day(batch: list[Labeled]) -> list[Labeled]:
+    return [item for item in batch if item.transaction.timestamp < START + dt.timedelta(days=1)]
+
+
+def test_cards_are_used_a_few_times_a_day(long_run: tuple[Simulator, list[Labeled]]) -> None:
+    _, batch = long_run
+    per_account = Counter(
+        item.transaction.account_id for item in _first_day(batch) if not item.is_fraud
+    )
+    counts = sorted(per_account.values())
+    percentiles = statistics.quantiles(counts, n=100)
+    # Of the cards used that day: most a few times, a busy tail up to a few dozen.
+    assert 2 <= statistics.median(counts) <= 5
+    assert 15 <= percentiles[98] <= 35
+    assert counts[-1] < 60
+
+
+def test_legit_small_tickets_do_not_look_like_card_testing(
+    long_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    _, batch = long_run
+    tiny: dict[str, list[dt.datetime]] = defaultdict(list)
+    for item in _first_day(batch):
+        if not item.is_fraud and item.transaction.amount < Decimal("5.00"):
+            tiny[item.transaction.account_id].append(item.transaction.timestamp)
+    assert sum(len(times) for times in tiny.values()) > 1000  # small tickets are common...
+    tested = {
+        account_id
+        for account_id, times in tiny.items()
+        for first, third in zip(times, times[2:], strict=False)
+        if third - first <= dt.timedelta(minutes=10)
+    }
+    # ...but three within ten minutes, what the detector's card_testing rule looks for, is not.
+    legit_accounts = {item.transaction.account_id for item in batch if not item.is_fraud}
+    assert len(tested) <= 0.001 * len(legit_accounts)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"rate": 0.0},
+        {"fraud_rate": 0.9},
+        {"fraud_rate": -0.1},
+        {"merchants": 1},
+        {"accounts": 0},
+        {"start": dt.datetime(2026, 1, 1)},
+    ],
+)
+def test_invalid_arguments_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Simulator(**{"start": START, **kwargs})
+
+
+def test_naive_until_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Simulator(start=START).generate_until(dt.datetime(2026, 1, 1))
+
+
+def test_tiny_population_still_runs() -> None:
+    batch = Simulator(seed=1, accounts=1, merchants=2, fraud_rate=0.3, start=START).generate(3000)
+    assert len(batch) == 3000
+    assert any(item.is_fraud for item in batch)
+
+
+RECEIVED = web.AppKey("received", list[dict[str, Any]])
+POSTED = web.AppKey("posted", asyncio.Event)
+
+
+def ingest_app(status: int = 200) -> web.Application:
+    async def ingest(request: web.Request) -> web.Response:
+        if status != 200:
+            return web.json_response({"error": "unauthorized"}, status=status)
+        body = await request.read()
+        lines = body.splitlines()
+        request.app[RECEIVED].append(
+            {
+                "authorization": request.headers.get("Authorization"),
+                "content_type": request.content_type,
+                "lines": lines,
+            }
+        )
+        request.app[POSTED].set()
+        results = []
+        for line in lines:
+            tx = parse_transaction(line)
+            decision = "block" if tx.amount > 1000 else "allow"
+            results.append({"transaction_id": tx.id, "decision": decision})
+        return web.json_response({"results": results})
+
+    app = web.Application()
+    app[RECEIVED] = []
+    app[POSTED] = asyncio.Event()
+    app.router.add_post("/api/v1/transactions", ingest)
+    return app
+
+
+async def test_client_posts_ndjson_at_the_rate(aiohttp_server: Any) -> None:
+    app = ingest_app()
+    server = await aiohttp_server(app)
+    out = io.StringIO()
+    options = ClientOptions(
+        target=str(server.make_url("/")),
+        api_key="sekrit",
+        rate=200.0,
+        duration=0.6,
+        batch_ms=100.0,
+        fraud_rate=0.2,
+        report_s=0.25,
+    )
+    stats = await run_client(options, out=out)
+
+    posts = app[RECEIVED]
+    assert len(posts) >= 3  # several ticks, not one burst
+    assert {p["authorization"] for p in posts} == {"Bearer sekrit"}
+    assert {p["content_type"] for p in posts} == {"application/x-ndjson"}
+    txs = [parse_transaction(line) for p in posts for line in p["lines"]]
+    assert 40 <= len(txs) <= 240  # ~120 expected at 200/s for 0.6 s
+    assert len({tx.id for tx in txs}) == len(txs)
+    assert stats.sent == stats.accepted == len(txs)
+    assert sum(stats.decisions.values()) == len(txs)
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 2 and lines[-1].startswith("done ")
+    assert f"sent={len(txs)}" in lines[-1]
+
+
+async def test_client_stops_when_asked(aiohttp_server: Any) -> None:
+    app = ingest_app()
+    server = await aiohttp_server(app)
+    stop = asyncio.Event()
+    options = ClientOptions(target=str(server.make_url("/")), api_key="k", batch_ms=50.0)
+    task = asyncio.create_task(run_client(options, stop=stop, out=io.StringIO()))
+    await asyncio.wait_for(app[POSTED].wait(), timeout=10)
+    assert not task.done()
+    stop.set()
+    stats = await asyncio.wait_for(task, timeout=2)
+    assert stats.sent == sum(len(post["lines"]) for post in app[RECEIVED]) > 0
+
+
+async def test_client_gives_up_on_bad_credentials(aiohttp_server: Any) -> None:
+    server = await aiohttp_server(ingest_app(status=401))
+    options = ClientOptions(target=str(server.make_url("/")), api_key="wrong", duration=1.0)
+    with pytest.raises(TargetRefused, match="api-key"):
+        await run_client(options, out=io.StringIO())
+
+
+async def test_client_counts_failures_and_keeps_going() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: connections fail
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    options = ClientOptions(
+        target=f"http://127.0.0.1:{port}", api_key="k", rate=200.0, duration=0.3, batch_ms=100.0
+    )
+    out = io.StringIO()
+    stats = await run_client(options, out=out)
+    assert stats.sent > 0 and stats.failed == stats.sent and stats.accepted == 0
+    assert "failed=" in out.getvalue()
+
+
+def test_cli_flags() -> None:
+    options = parse_args(
+        ["--target", "http://h:1", "--api-key", "K", "--rate", "5", "--seed", "3",
+         "--duration", "2", "--batch-ms", "50"]
+    )  # fmt: skip
+    assert options == ClientOptions(
+        target="http://h:1", api_key="K", rate=5.0, seed=3, duration=2.0, batch_ms=50.0
+    )
+    assert options.accounts is None  # sized from the rate
+    assert parse_args(["--target", "http://h:1", "--api-key", "K", "--accounts", "9"]).accounts == 9
+    for bad in (["--rate", "0"], ["--accounts", "0"]):
+        with pytest.raises(SystemExit):
+            parse_args(["--target", "http://h:1", "--api-key", "K", *bad])
