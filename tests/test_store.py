@@ -588,3 +588,17 @@ async def test_a_database_from_a_newer_version_is_refused(db_path: Path) -> None
     assert "upgrade fraudwatch" in str(caught.value)
     await newer.close()  # start() already cleaned up; closing again is harmless
     assert not [t for t in threading.enumerate() if t.name.startswith("store-")]
+
+
+async def test_close_checkpoints_the_wal_away(tmp_path: Path) -> None:
+    # Checkpoints run on their own thread, off the commit path; on close the WAL is folded
+    # into the database and truncated, so a stopped server leaves one self-contained file.
+    path = tmp_path / "fw.db"
+    store = SqliteStore(path)
+    await store.start(lambda _events: None)
+    for i in range(5):
+        await store.write_batch([make_record(i * 200 + j) for j in range(200)])
+    assert Path(f"{path}-wal").stat().st_size > 0
+    await store.close()
+    wal = Path(f"{path}-wal")
+    assert not wal.exists() or wal.stat().st_size == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Sequence
@@ -27,6 +28,8 @@ from server.store.base import (
 from server.store.sqlite_writer import Writer
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+CHECKPOINT_INTERVAL_S = 1.0
 
 READERS = 4
 _DISPOSITIONS: frozenset[str] = frozenset(get_args(Disposition))
@@ -52,6 +55,8 @@ class SqliteStore:
         self._read_conns: list[sqlite3.Connection] = []
         self._read_conns_lock = threading.Lock()
         self._closed = False
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer: threading.Thread | None = None
 
     async def start(self, on_events: EventListener) -> None:
         """Open, migrate, and from now on call `on_events` (on the event loop, in commit order)
@@ -70,6 +75,24 @@ class SqliteStore:
             # aiohttp runs a cleanup only if its startup finished: leave no thread behind.
             await self.close()
             raise
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="store-checkpointer", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the WAL into the database every second, beside the writer, never blocking it
+        (PASSIVE). Readers are short, so each pass catches up and the WAL stays small."""
+        conn = reads.connect(self._path)
+        try:
+            while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.OperationalError:
+                    log.warning("WAL checkpoint failed; retrying", exc_info=True)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
 
     async def close(self) -> None:
         """Finish the writes already submitted, then close every connection and thread."""
@@ -83,6 +106,9 @@ class SqliteStore:
         await asyncio.to_thread(self._shut_down_threads)
 
     def _shut_down_threads(self) -> None:
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         for pool in (self._write_pool, self._read_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
