@@ -8,6 +8,7 @@ import time
 
 import msgspec
 
+from server import messages
 from server.detection.detector import Detector
 from server.detection.verdict import Verdict
 from server.hub import Hub
@@ -33,7 +34,8 @@ async def _one(tx: Transaction, detector: Detector, store: Store, hub: Hub) -> V
     )
     events = await store.write_batch([StoredRecord(tx, verdict, scored.severity)])
     verdict_message = {"type": "verdicts", "items": [msgspec.to_builtins(verdict)]}
-    alert_messages = [msgspec.to_builtins(event) for event in events]
+    # Back to plain dicts so that, as in the naive design, each client serialises its own copy.
+    alert_messages = [msgspec.json.decode(messages.alert_event(event)) for event in events]
     for sub in list(hub.subscribers):
         try:
             # Serialised per client and awaited client after client: the pattern under test.

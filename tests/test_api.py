@@ -279,3 +279,20 @@ async def test_dashboard_redirects_to_login(client: TestClient) -> None:
     resp = await client.get("/", allow_redirects=False)
     assert resp.status == 303
     assert resp.headers["Location"] == "/login"
+
+
+async def test_naive_baseline_answers_and_delivers(aiohttp_client: Any, tmp_path: Any) -> None:
+    # The benchmark compares against this design, so it must work behind the same endpoints.
+    # Its verdicts may differ from the batched ones: concurrent per-transaction tasks can score
+    # one account's transactions out of order (one more reason it is only a baseline).
+    naive = await aiohttp_client(create_app(make_settings(tmp_path, pipeline="naive")))
+    records = [*card_testing("nv", "acct-nv", n=8), tx("nv-plain", "acct-other")]
+    async with naive.ws_connect("/ws", headers=AUTH) as ws:
+        await ws.send_json({"type": "subscribe", "verdicts": True})
+        got = await post_batch(naive, records)
+        assert [r["transaction_id"] for r in got] == [r["id"] for r in records]
+        assert any(r["alert_id"] for r in got)
+        kinds: set[str] = set()
+        async with asyncio.timeout(5):
+            while not {"verdicts", "alert"} <= kinds:
+                kinds.add((await ws.receive_json())["type"])

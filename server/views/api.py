@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, cast, get_args
 
@@ -17,6 +18,7 @@ from server.store.base import AlertConflict, AlertNotFound, AlertStatus, Disposi
 from server.transactions import FieldError, InvalidTransaction, Transaction, parse_transaction
 from server.views.responses import error_body, json_error, json_response
 
+log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SubmitFn = Callable[[web.Request, list[Transaction]], Awaitable[list[Verdict]]]
 # The benchmark's naive baseline replaces the batched submit path through this key.
@@ -74,6 +76,7 @@ async def ingest(request: web.Request) -> web.Response:
         except IntakeClosed:
             return json_error(503, "shutting_down", "The server is shutting down; retry shortly")
         except Exception:
+            log.exception("ingest of %d transactions failed", len(valid))
             return json_error(503, "store_unavailable", "Could not persist the transactions; retry")
         for (i, _), verdict in zip(valid, verdicts, strict=True):
             results[i] = verdict
