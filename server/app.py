@@ -14,16 +14,17 @@ from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from server import naive
-from server.auth import load_or_create_secret
+from server.auth import Authenticator, load_or_create_secret
 from server.config import Settings
 from server.detection.detector import Detector
 from server.detection.verdict import Verdict
 from server.feeds.simulator import SimulatorFeed
 from server.hub import Hub
-from server.pipeline import DetectionLoop, TxQueue
+from server.pipeline import DetectionLoop, IntakeClosed, TxQueue
 from server.resources import web_dir
-from server.state import DETECTOR, HUB, QUEUE, SETTINGS, STATS, STORE
+from server.state import AUTH, DETECTOR, HUB, QUEUE, SETTINGS, STATS, STORE
 from server.stats import Stats
+from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
 from server.views import api, pages, ws
@@ -49,6 +50,11 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
         return json_response(api.error_for_status(exc.status, exc.reason), status=exc.status)
+    except StoreUnavailable as exc:
+        # Reads, acknowledgements, resolutions: nothing was changed, the caller may retry.
+        if not request.path.startswith("/api/"):
+            raise
+        return api.store_unavailable(exc)
 
 
 @web.middleware
@@ -127,12 +133,15 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     task = asyncio.create_task(loop.run(), name="detection-loop")
     yield
-    # Stop intake, then let the loop score and persist everything already accepted.
+    # Intake stopped on shutdown (_stop_intake), and the requests in flight have been
+    # answered: let the loop score and persist everything still accepted.
     app[QUEUE].close()
     try:
         await asyncio.wait_for(task, timeout=30)
     except TimeoutError:
-        log.error("detection loop did not drain in 30 s; %d left", app[QUEUE].qsize())
+        # Only a store failing past the deadline gets here; none of these got a 200.
+        left = app[QUEUE].qsize() + loop.in_hand
+        log.error("detection loop did not drain in 30 s: %d transactions not stored", left)
 
 
 async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -149,7 +158,8 @@ async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(feed.run(app[QUEUE]), name="simulator-feed")
     yield
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    # IntakeClosed: the feed already stopped when intake closed on shutdown.
+    with contextlib.suppress(asyncio.CancelledError, IntakeClosed):
         await task
 
 
@@ -176,6 +186,12 @@ async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _stop_intake(app: web.Application) -> None:
+    # aiohttp has stopped listening; the requests in flight are answered after this. From now
+    # on ingest answers 503 shutting_down and /healthz 503, while the loop drains the queue.
+    app[QUEUE].close()
+
+
 async def _close_sockets(app: web.Application) -> None:
     await app[HUB].close()
 
@@ -189,17 +205,19 @@ def create_app(settings: Settings) -> web.Application:
     """Build the application from settings; nothing is opened until it starts."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[errors, security_headers, revalidate_static, sessions],
+        # security_headers outermost: the JSON errors built by `errors` get the headers too.
+        middlewares=[security_headers, errors, revalidate_static, sessions],
     )
     stats = Stats()
     app[SETTINGS] = settings
     app[STATS] = stats
-    app[HUB] = Hub(stats, settings.ws_queue_max)
+    app[HUB] = Hub(stats, settings.ws_queue_max, stall_seconds=settings.ws_stall_seconds)
     app[QUEUE] = TxQueue(settings.queue_max)
     app[DETECTOR] = Detector(
         review_threshold=settings.review_threshold, block_threshold=settings.block_threshold
     )
-    app[STORE] = SqliteStore(settings.db_path)
+    app[STORE] = SqliteStore(settings.db_path, busy_timeout=settings.store_busy_timeout)
+    app[AUTH] = Authenticator(settings, app[STORE], app[HUB])
     if settings.pipeline == "naive":
         app[api.INGEST_OVERRIDE] = _naive_ingest
 
@@ -219,5 +237,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_static("/static", web_dir("static"))
 
     app.cleanup_ctx.extend([_sessions_ctx, _store_ctx, _detection_ctx, _feed_ctx, _stats_ctx])
-    app.on_shutdown.append(_close_sockets)
+    app.on_shutdown.extend([_stop_intake, _close_sockets])
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
 ENV_PREFIX = "FRAUDWATCH_"
+_ORIGIN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[^/\s:@\[\]]+)(:[0-9]{1,5})?")
 
 
 class ConfigError(ValueError):
@@ -36,8 +38,9 @@ class Settings:
     )
     api_key: str | None = _s(
         None,
-        "Bearer key for machine clients (ingest API, /ws). Unset: one is generated and kept "
-        "in DATA_DIR/api-key.",
+        "The bootstrap Bearer key for machine clients, with every scope; more keys, each with "
+        "its own scopes, come from `fraudwatch keys`. Unset: one is generated and kept in "
+        "DATA_DIR/api-key.",
     )
     simulator: bool = _s(False, "Feed the server from the built-in transaction simulator.")
     rate: float = _s(50.0, "Simulator transactions per second.")
@@ -53,6 +56,16 @@ class Settings:
     queue_max: int = _s(
         20000, "Transactions that may wait for detection; feeds wait when it is full."
     )
+    ingest_timeout: float = _s(
+        10.0,
+        "Seconds an ingest request waits for its verdicts to be stored; then it gets 503 "
+        "'store_unavailable' (what it sent is still stored; re-send for the verdicts).",
+    )
+    store_busy_timeout: float = _s(
+        5.0,
+        "Seconds a store write waits for a lock another process holds before it counts as "
+        "failed and is retried (intake pauses meanwhile).",
+    )
     max_body_bytes: int = _s(8 * 1024 * 1024, "Largest accepted request body, in bytes.")
     ws_max_msg_size: int = _s(16 * 1024, "Largest message a WebSocket client may send, in bytes.")
     ws_heartbeat: float = _s(20.0, "Seconds between WebSocket pings; a silent peer is dropped.")
@@ -61,8 +74,37 @@ class Settings:
         "Messages a WebSocket client may have waiting before it is disconnected "
         "(it resumes by seq on reconnect, so it loses nothing).",
     )
+    ws_stall_seconds: float = _s(
+        5.0,
+        "Seconds a WebSocket client may stay more than 'ws_queue_max' alerts behind before "
+        "it is disconnected (1013).",
+    )
+    ws_rate_limit: float = _s(
+        20.0,
+        "WebSocket messages per second a client may send (token bucket); over it a message "
+        "is refused with a 'rate_limited' error, and a sustained flood closes the socket.",
+    )
+    ws_rate_burst: int = _s(40, "WebSocket messages a client may send at once above the rate.")
+    allowed_origins: str = _s(
+        "",
+        "Comma-separated origins (scheme://host[:port]) besides the server's own that may "
+        "open /ws and post the login form, e.g. the public URL behind a TLS proxy. "
+        "Empty: same origin only.",
+    )
     session_max_age: int = _s(12 * 3600, "Seconds an analyst's login lasts.")
     cookie_secure: bool = _s(False, "Mark the session cookie Secure (set when served over TLS).")
+    login_max_failures: int = _s(
+        5, "Failed logins per user name within 'login_window' before it is locked (429)."
+    )
+    login_max_failures_per_ip: int = _s(
+        20, "Failed logins per client address within 'login_window' before it is locked (429)."
+    )
+    login_window: float = _s(300.0, "Seconds over which failed logins are counted.")
+    api_key_cache_ttl: float = _s(
+        5.0,
+        "Seconds a running server trusts its cached lookup of an API key: the longest a key "
+        "revoked by 'fraudwatch keys revoke' keeps working.",
+    )
     pipeline: Literal["batched", "naive"] = _s(
         "batched",
         "Detection design. 'naive' (one task per transaction, each verdict awaited to every "
@@ -77,12 +119,40 @@ class Settings:
                 "Settings 'review_threshold' and 'block_threshold' must satisfy "
                 f"0 <= review <= block <= 1, got {self.review_threshold} and {self.block_threshold}"
             )
-        for name in ("rate", "batch_wait_ms"):
+        for name in (
+            "rate",
+            "batch_wait_ms",
+            "ws_rate_limit",
+            "login_window",
+            "ingest_timeout",
+            "store_busy_timeout",
+            "ws_stall_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"Setting '{name}' must be > 0, got {getattr(self, name)}")
-        for name in ("batch_max", "queue_max", "max_body_bytes", "ws_max_msg_size", "ws_queue_max"):
+        for name in (
+            "batch_max",
+            "queue_max",
+            "max_body_bytes",
+            "ws_max_msg_size",
+            "ws_queue_max",
+            "ws_rate_burst",
+            "session_max_age",
+            "login_max_failures",
+            "login_max_failures_per_ip",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"Setting '{name}' must be >= 1, got {getattr(self, name)}")
+        if self.api_key_cache_ttl < 0:
+            raise ConfigError(
+                f"Setting 'api_key_cache_ttl' must be >= 0, got {self.api_key_cache_ttl}"
+            )
+        for origin in self.origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ConfigError(
+                    f"Setting 'allowed_origins': {origin!r} is not an origin "
+                    "(scheme://host[:port], no path)"
+                )
         if not 0 <= self.fraud_rate <= 0.5:
             raise ConfigError(f"Setting 'fraud_rate' must be in [0, 0.5], got {self.fraud_rate}")
         if self.pipeline not in ("batched", "naive"):
@@ -93,6 +163,12 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "fraudwatch.db"
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """`allowed_origins` as browsers send them: lower case, no trailing slash."""
+        items = (o.strip().rstrip("/").lower() for o in self.allowed_origins.split(","))
+        return frozenset(o for o in items if o)
 
 
 def setting_names() -> list[str]:

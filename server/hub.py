@@ -16,7 +16,9 @@ per message kind:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -33,14 +35,24 @@ log = logging.getLogger(__name__)
 
 VERDICT_BACKLOG = 8
 HARD_LIMIT_FACTOR = 4
+# How long a peer being closed may take nothing before the kernel drops its connection. One
+# that stopped reading never takes the close frame, and aiohttp closes a transport only once
+# its buffer is sent: without this, the connection, its buffers and its handler stay (a slow
+# client cut off with 1013), or hold up the exit (shutdown).
+SLOW_CLOSE_STALL_MS = 30_000
+SHUTDOWN_STALL_MS = 1000
 
 
 class Subscriber:
     """One connected client: its queues, its writer task, and where its replay stands."""
 
-    def __init__(self, ws: web.WebSocketResponse, user: str, queue_max: int) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, user: str, queue_max: int, session: str | None = None
+    ) -> None:
         self.ws = ws
         self.user = user
+        # The analyst session this socket belongs to (its id hash): logout closes it.
+        self.session = session
         self.queue_max = queue_max
         self.wants_verdicts = False
         self.alerts: deque[bytes] = deque()
@@ -105,13 +117,16 @@ class Hub:
         self.stall_seconds = stall_seconds
         self.subscribers: set[Subscriber] = set()
         self.last_seq = 0
-        self._closing_tasks: set[asyncio.Task[Any]] = set()
+        # Closes running aside (slow or logged-out clients), with the socket each is closing.
+        self._closing_tasks: dict[asyncio.Task[Any], web.WebSocketResponse] = {}
 
     def __len__(self) -> int:
         return len(self.subscribers)
 
-    def subscribe(self, ws: web.WebSocketResponse, user: str) -> Subscriber:
-        sub = Subscriber(ws, user, self.queue_max)
+    def subscribe(
+        self, ws: web.WebSocketResponse, user: str, session: str | None = None
+    ) -> Subscriber:
+        sub = Subscriber(ws, user, self.queue_max, session)
         sub.writer = asyncio.create_task(sub.run_writer(), name=f"ws-writer-{user}")
         self.subscribers.add(sub)
         return sub
@@ -193,28 +208,51 @@ class Hub:
     def _disconnect_slow(self, sub: Subscriber) -> None:
         log.warning("disconnecting %s: %d alert messages behind", sub.user, len(sub.alerts))
         self.stats.ws_slow_disconnects += 1
+        _drop_when_stalled(sub.ws, SLOW_CLOSE_STALL_MS)
+        self.disconnect(sub, WSCloseCode.TRY_AGAIN_LATER, b"too slow; resume with since")
+
+    def disconnect(self, sub: Subscriber, code: int, message: bytes) -> None:
+        """Close one client's socket from outside its handler; its handler then unregisters."""
         self.subscribers.discard(sub)
         sub.closing = True
         sub.alerts.clear()
         sub.verdicts.clear()
         if sub.writer is not None:
             sub.writer.cancel()
-        # close() awaits the peer; run it aside so publish stays synchronous.
-        task = asyncio.create_task(
-            sub.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; resume with since")
-        )
-        self._closing_tasks.add(task)
-        task.add_done_callback(self._closing_tasks.discard)
+        # close() awaits the peer; run it aside so callers (publish) stay synchronous.
+        task = asyncio.create_task(sub.ws.close(code=code, message=message))
+        self._closing_tasks[task] = sub.ws
+        task.add_done_callback(self._closing_tasks.pop)
+
+    def close_session(self, session: str, code: int, message: bytes) -> int:
+        """Close every socket of one analyst session (logout); returns how many."""
+        subs = [sub for sub in self.subscribers if sub.session == session]
+        for sub in subs:
+            self.disconnect(sub, code, message)
+        return len(subs)
 
     async def close(self) -> None:
-        """On shutdown: every socket closed with GOING_AWAY."""
+        """On shutdown: every socket closed with GOING_AWAY. A peer that has stopped reading
+        is dropped by the kernel after SHUTDOWN_STALL_MS, so it cannot hold up the exit."""
         subs = list(self.subscribers)
         self.subscribers.clear()
+        for ws in [s.ws for s in subs] + list(self._closing_tasks.values()):
+            _drop_when_stalled(ws, SHUTDOWN_STALL_MS)
         for sub in subs:
             sub.closing = True
             if sub.writer is not None:
                 sub.writer.cancel()
         await asyncio.gather(
             *(s.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for s in subs),
+            *self._closing_tasks,
             return_exceptions=True,
         )
+
+
+def _drop_when_stalled(ws: web.WebSocketResponse, after_ms: int) -> None:
+    # TCP_USER_TIMEOUT also bounds how long buffered data may wait on a zero window; a peer
+    # that reads and acknowledges is not affected.
+    sock = ws.get_extra_info("socket")
+    if sock is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, after_ms)

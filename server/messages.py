@@ -18,6 +18,12 @@ from server.store.base import AlertEvent
 BAD_MESSAGE = "bad_message"
 UNKNOWN_TYPE = "unknown_type"
 RATE_LIMITED = "rate_limited"
+FORBIDDEN = "forbidden"
+
+# Close code for a socket whose credentials ended: its session was logged out or expired, or
+# its API key was revoked. 4000-4999 are the application's (RFC 6455); 4401 echoes HTTP 401
+# so a client knows to log in again rather than just reconnect.
+CLOSE_UNAUTHORIZED = 4401
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 

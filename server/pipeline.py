@@ -5,6 +5,11 @@ fast feed waits (backpressure) instead of growing memory or dropping anything. O
 up to `batch_max` transactions or whatever arrived within `batch_wait_ms`, scores them in a
 tight synchronous loop, persists the batch in one store transaction, then answers the waiting
 callers and hands the verdicts to the hub. It never awaits a socket.
+
+When the store fails (a lock held elsewhere, a full disk, a file it may not write), the loop
+keeps the batch it has scored and retries the same write with capped backoff; it takes no new
+batch meanwhile, so intake pauses: feeds wait on the full queue, the API answers 503 at once,
+and /healthz reports why. Nothing taken from the queue is dropped or scored twice.
 """
 
 from __future__ import annotations
@@ -14,17 +19,24 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from server.detection.detector import Detector
 from server.detection.verdict import Verdict
 from server.hub import Hub
 from server.stats import Stats
 from server.store.base import Store, StoredRecord
-from server.transactions import Transaction
+from server.store.errors import StoreUnavailable
+from server.transactions import FieldError, Transaction, id_conflict, same_transaction
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
+# Backoff between attempts at a failing store: quick to notice it is back, gentle on a disk
+# or a lock holder that needs time.
+RETRY_FIRST_S = 0.1
+RETRY_MAX_S = 2.0
 
 
 class IntakeClosed(Exception):
@@ -35,8 +47,9 @@ class IntakeClosed(Exception):
 class Submission:
     transactions: list[Transaction]
     received: float = field(default_factory=time.monotonic)
-    # Resolved with one verdict per transaction, in order, once they are durable.
-    waiter: asyncio.Future[list[Verdict]] | None = None
+    # Resolved with one answer per transaction, in order, once they are durable: its verdict,
+    # or an `id_conflict` error for an id that an accepted, different transaction holds.
+    waiter: asyncio.Future[list[Verdict | FieldError]] | None = None
 
     def __len__(self) -> int:
         return len(self.transactions)
@@ -52,6 +65,11 @@ class TxQueue:
         self._closed = False
         self._not_empty = asyncio.Event()
         self._space = asyncio.Condition()
+        self._wake_putters: asyncio.Task[None] | None = None
+        # The store's health as the detection loop last saw it, read by intake (the API,
+        # /healthz, /metrics): why the store is failing, and how many attempts have failed.
+        self.paused: StoreUnavailable | None = None
+        self.store_failures = 0
 
     def qsize(self) -> int:
         return self._size
@@ -78,6 +96,13 @@ class TxQueue:
         """Refuse new submissions; what is queued is still handed out."""
         self._closed = True
         self._not_empty.set()
+        # Feeds waiting for room hear it now, not when the loop next takes a batch (which
+        # may be a while if it is retrying a failing store).
+        self._wake_putters = asyncio.get_running_loop().create_task(self._notify_space())
+
+    async def _notify_space(self) -> None:
+        async with self._space:
+            self._space.notify_all()
 
     def _take(self, batch: list[Submission], count: int, limit: int) -> int:
         while self._items and count < limit:
@@ -106,6 +131,41 @@ class TxQueue:
         return batch
 
 
+async def submit(
+    queue: TxQueue, transactions: Sequence[Transaction], *, chunk: int, within: float
+) -> list[Verdict | FieldError]:
+    """Queue `transactions` and wait for their verdicts (or `id_conflict` errors), in order,
+    once they are durable.
+
+    Raises IntakeClosed while shutting down. Raises StoreUnavailable at once while the store
+    is failing (nothing is queued then), or when the verdicts are not all durable within
+    `within` seconds: what was queued by then stays queued and is stored when the store
+    recovers, so re-sending the same ids answers with their original verdicts.
+    """
+    if queue.paused is not None:
+        raise StoreUnavailable(queue.paused.cause)
+    loop = asyncio.get_running_loop()
+    waiters: list[asyncio.Future[list[Verdict | FieldError]]] = []
+    try:
+        async with asyncio.timeout(within):
+            # Chunks keep one huge request from holding the whole queue; order is kept.
+            for start in range(0, len(transactions), chunk):
+                waiter: asyncio.Future[list[Verdict | FieldError]] = loop.create_future()
+                part = list(transactions[start : start + chunk])
+                await queue.put(Submission(part, waiter=waiter))
+                waiters.append(waiter)
+            answers = await asyncio.gather(*waiters)
+    except TimeoutError:
+        paused = queue.paused
+        cause = paused.cause if paused else f"verdicts not durable within {within:g} s"
+        raise StoreUnavailable(cause) from None
+    finally:
+        # Queued parts nobody waits for any more are still scored and stored.
+        for waiter in waiters:
+            waiter.cancel()
+    return [verdict for answer in answers for verdict in answer]
+
+
 def new_alert_id() -> str:
     # Time-ordered and unique across processes without coordination (workers scale out).
     return f"{time.time_ns() // 1_000_000:011x}{os.urandom(5).hex()}"
@@ -130,6 +190,8 @@ class DetectionLoop:
         self.stats = stats
         self.batch_max = batch_max
         self.batch_wait = batch_wait
+        # Transactions taken from the queue and not yet stored (for shutdown's report).
+        self.in_hand = 0
 
     async def run(self) -> None:
         """Process batches until the queue is closed and drained."""
@@ -137,43 +199,75 @@ class DetectionLoop:
             batch = await self.queue.get_batch(self.batch_max, self.batch_wait)
             if not batch:
                 return
+            self.in_hand = sum(len(sub) for sub in batch)
             try:
                 await self.process(batch)
             except Exception as exc:
+                # Not the store being unavailable (process retries that): a fault that the
+                # same batch would hit again. Its callers get an error, never a 200, and
+                # may re-send; the loop goes on with the next batch.
                 log.exception("detection batch of %d submissions failed", len(batch))
                 for sub in batch:
                     if sub.waiter is not None and not sub.waiter.done():
                         sub.waiter.set_exception(exc)
+            self.in_hand = 0
+
+    async def _until_stored(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Make the store call `call` until the store takes it, backing off between attempts.
+        Meanwhile no new batch is taken: intake pauses, and what was scored is kept."""
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                result = await call()
+            except StoreUnavailable as exc:
+                if self.queue.paused is None or self.queue.paused.cause != exc.cause:
+                    log.error("store unavailable: %s; intake paused, retrying", exc.cause)
+                self.queue.paused = exc
+                self.queue.store_failures += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            if self.queue.paused is not None:
+                log.warning("store available again; intake resumed")
+                self.queue.paused = None
+            return result
 
     async def process(self, batch: Sequence[Submission]) -> None:
         ids = [tx.id for sub in batch for tx in sub.transactions]
-        known = await self.store.known_verdicts(ids)
+        known = await self._until_stored(lambda: self.store.known_transactions(ids))
         detector = self.detector
         records: list[StoredRecord] = []
-        answers: list[list[Verdict]] = []
-        fresh: dict[str, Verdict] = {}
+        answers: list[list[Verdict | FieldError]] = []
+        fresh: dict[str, tuple[Verdict, Transaction]] = {}
         latencies: list[float] = []
         for sub in batch:
-            out: list[Verdict] = []
+            out: list[Verdict | FieldError] = []
             for tx in sub.transactions:
-                verdict = known.get(tx.id) or fresh.get(tx.id)
-                if verdict is None:
-                    scored = detector.score(tx)
-                    verdict = Verdict(
-                        transaction_id=tx.id,
-                        score=scored.score,
-                        decision=scored.decision,
-                        reasons=list(scored.reasons),
-                        alert_id=new_alert_id() if scored.decision != "allow" else None,
-                        rules_version=scored.rules_version,
-                        latency_ms=round((time.monotonic() - sub.received) * 1000, 3),
-                    )
-                    fresh[tx.id] = verdict
-                    records.append(StoredRecord(tx, verdict, scored.severity))
+                # An id seen before gets its first verdict back if this is the same payment
+                # (a retry), and a conflict if not: the first transaction stays as it was.
+                first = known.get(tx.id) or fresh.get(tx.id)
+                if first is not None:
+                    verdict, original = first
+                    out.append(verdict if same_transaction(tx, original) else id_conflict(tx.id))
+                    continue
+                scored = detector.score(tx)
+                verdict = Verdict(
+                    transaction_id=tx.id,
+                    score=scored.score,
+                    decision=scored.decision,
+                    reasons=list(scored.reasons),
+                    alert_id=new_alert_id() if scored.decision != "allow" else None,
+                    rules_version=scored.rules_version,
+                    latency_ms=round((time.monotonic() - sub.received) * 1000, 3),
+                )
+                fresh[tx.id] = (verdict, tx)
+                records.append(StoredRecord(tx, verdict, scored.severity))
                 out.append(verdict)
             answers.append(out)
         if records:
-            await self.store.write_batch(records)
+            # The records are scored once and kept: a retry writes the same verdicts, so the
+            # detector's account state never counts a transaction twice.
+            await self._until_stored(lambda: self.store.write_batch(records))
         now = time.monotonic()
         for sub, out in zip(batch, answers, strict=True):
             latencies.append((now - sub.received) * 1000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server.auth import Authenticator
 from server.config import Settings
 from server.detection.detector import Detector
 from server.hub import Hub
@@ -17,3 +18,4 @@ HUB = web.AppKey("hub", Hub)
 QUEUE = web.AppKey("queue", TxQueue)
 DETECTOR = web.AppKey("detector", Detector)
 STATS = web.AppKey("stats", Stats)
+AUTH = web.AppKey("auth", Authenticator)

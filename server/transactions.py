@@ -3,20 +3,73 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 256
+# A transaction is flat: nesting can only come from extra fields, which are ignored. The cap
+# keeps every decoder, ours and stdlib json's, far from its recursion limit.
+MAX_DEPTH = 32
+MAX_AMOUNT = Decimal(10) ** 15
+# Detection runs on event time; this only refuses a sender whose clock is plainly wrong.
+# Measured against the server's wall clock when the record is validated.
+MAX_FUTURE_SKEW = dt.timedelta(minutes=5)
+DEFAULT_MINOR_UNITS = 2
+# ISO 4217 minor units of the currencies that do not have 2.
+MINOR_UNITS: dict[str, int] = {
+    code: units
+    for units, codes in (
+        (0, "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"),
+        (3, "BHD IQD JOD KWD LYD OMR TND"),
+        (4, "CLF UYW"),
+    )
+    for code in codes.split()
+}
+REQUIRED_FIELDS = ("id", "timestamp", "account_id", "merchant_id", "amount")
+# What the server decides: a client that sends them is confused, or probing.
+SERVER_OWNED_FIELDS = ("score", "decision", "alert_id", "status", "verdict", "reasons")
+
+_ID_FIELDS = ("id", "account_id", "merchant_id")
+_TEXT_FIELDS = ("merchant_name", "mcc", "channel", "device_id", "ip")
+_REQUIRED = frozenset(REQUIRED_FIELDS)
+_SERVER_OWNED = frozenset(SERVER_OWNED_FIELDS)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+_TIMESTAMP_FORMAT = (
+    "'timestamp' must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T12:00:00Z"
+)
+# Controls (C0, DEL, C1), bidi embeddings, overrides and isolates (they reorder what an
+# analyst reads), and surrogates (not characters; UTF-8 cannot even store them).
+_BAD_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NUMBER = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+# msgspec reads JSON numbers strictly, but a string through Decimal(): " 5", "1_000", "+5".
+_AMOUNT_FORM = re.compile(rb"%s|\"%s\"" % (_NUMBER, _NUMBER))
+_QUOTED_NUMBER = re.compile(rb'"%s"' % _NUMBER)
+_NOT_FINITE = re.compile(rb'"[+-]?(?:nan|inf|infinity)"', re.IGNORECASE)
+_AMOUNT_KEY = re.compile(rb'"amount"[ \t\r\n]*:[ \t\r\n]*("?)')
+_BLANKS = b" \t\r\n"
+_STRUCTURE = re.compile(rb'[][{}"\\]')
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+_QUANTA = {units: Decimal(1).scaleb(-units) for units in range(5)}
+# Wide enough that quantizing anything below MAX_AMOUNT is exact, whatever the thread's context.
+_DECIMAL = decimal.Context(prec=40)
 
 
-class Transaction(msgspec.Struct, omit_defaults=True, kw_only=True):
-    """A payment as a feed delivers it; `currency` is filled from settings when absent."""
+class Transaction(msgspec.Struct, omit_defaults=True, kw_only=True, forbid_unknown_fields=True):
+    """A payment as a feed delivers it; `currency` is filled from settings when absent.
+
+    Decoding it directly refuses unknown fields: that is parse_transaction's fast path, which
+    hands any unusual record to a careful one (which ignores extra fields).
+    """
 
     id: str
     timestamp: dt.datetime
@@ -34,16 +87,25 @@ class Transaction(msgspec.Struct, omit_defaults=True, kw_only=True):
     ip: str | None = None
 
 
+class _Lenient(Transaction, forbid_unknown_fields=False):
+    """The same fields, skipping any others."""
+
+
 @dataclass(frozen=True, slots=True)
 class FieldError:
-    """Why one input record was refused: machine code, human message, offending field."""
+    """Why one input record was refused: machine code, human message, offending field
+    (and, for `missing_field`, every missing one)."""
 
     code: str
     message: str
     field: str | None = None
+    fields: tuple[str, ...] = ()
 
-    def as_dict(self) -> dict[str, str | None]:
-        return {"code": self.code, "message": self.message, "field": self.field}
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message, "field": self.field}
+        if self.fields:
+            out["fields"] = list(self.fields)
+        return out
 
 
 class InvalidTransaction(Exception):
@@ -52,86 +114,366 @@ class InvalidTransaction(Exception):
         self.error = error
 
 
+def _invalid(code: str, message: str, field: str | None = None) -> InvalidTransaction:
+    return InvalidTransaction(FieldError(code, message, field))
+
+
 _decoder = msgspec.json.Decoder(Transaction)
+_lenient = msgspec.json.Decoder(_Lenient)
+_members = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 _encoder = msgspec.json.Encoder(decimal_format="number")
-_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 
 
-def _from_msgspec(exc: msgspec.DecodeError) -> FieldError:
-    text = str(exc)
-    if not isinstance(exc, msgspec.ValidationError):
-        return FieldError("malformed_json", f"Malformed JSON: {text}")
-    match = _PATH.search(text)
-    field = match.group(1) if match else None
-    message = text[: match.start()] if match else text
-    if message.startswith("Object missing required field"):
-        missing = message.split("`")[1]
-        return FieldError("missing_field", f"Field '{missing}' is required", missing)
-    return FieldError(
-        "invalid_field", f"{message}" + (f" (field '{field}')" if field else ""), field
-    )
-
-
-def _check(tx: Transaction, default_currency: str) -> Transaction:
-    for name in ("id", "account_id", "merchant_id"):
-        value = getattr(tx, name)
-        if not value or not value.strip():
-            raise InvalidTransaction(
-                FieldError("invalid_field", f"'{name}' must not be empty", name)
-            )
-        if len(value) > MAX_ID_LENGTH:
-            raise InvalidTransaction(
-                FieldError("too_long", f"'{name}' is longer than {MAX_ID_LENGTH} characters", name)
-            )
-    if tx.timestamp.tzinfo is None:
-        raise InvalidTransaction(
-            FieldError(
-                "invalid_field",
-                "'timestamp' must be RFC 3339 with an offset, e.g. 2026-01-31T12:00:00Z",
-                "timestamp",
-            )
-        )
-    if not tx.amount.is_finite() or tx.amount <= 0:
-        raise InvalidTransaction(FieldError("invalid_field", "'amount' must be > 0", "amount"))
-    if not tx.currency:
-        tx.currency = default_currency
-    elif not _CURRENCY.match(tx.currency):
-        raise InvalidTransaction(
-            FieldError("invalid_field", "'currency' must be an ISO 4217 code like USD", "currency")
-        )
-    if tx.country is not None and not _COUNTRY.match(tx.country):
-        raise InvalidTransaction(
-            FieldError("invalid_field", "'country' must be an ISO 3166 alpha-2 code", "country")
-        )
-    if tx.lat is not None and not -90.0 <= tx.lat <= 90.0:
-        raise InvalidTransaction(FieldError("invalid_field", "'lat' must be in [-90, 90]", "lat"))
-    if tx.lon is not None and not -180.0 <= tx.lon <= 180.0:
-        raise InvalidTransaction(FieldError("invalid_field", "'lon' must be in [-180, 180]", "lon"))
-    for name in ("merchant_name", "mcc", "channel", "device_id", "ip"):
-        value = getattr(tx, name)
-        if value is not None and len(value) > MAX_TEXT_LENGTH:
-            raise InvalidTransaction(
-                FieldError(
-                    "too_long", f"'{name}' is longer than {MAX_TEXT_LENGTH} characters", name
-                )
-            )
+def _decode(data: bytes) -> Transaction:
+    """One msgspec pass for the usual record: known fields only, each once, plain amount."""
+    try:
+        tx = _decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return _decode_carefully(data)
+    # What decodes strictly is a flat object of known fields. If it has no more key ends than
+    # fields present, no key is repeated. An explicit null or "" is not counted as present,
+    # so such a record (or a numeric string amount) is checked member by member.
+    texts = (tx.merchant_name, tx.mcc, tx.country, tx.channel, tx.device_id, tx.ip)
+    present = len(REQUIRED_FIELDS) + (tx.currency != "") + len(texts) - texts.count(None)
+    present += (tx.lat is not None) + (tx.lon is not None)
+    key = _AMOUNT_KEY.search(data)
+    if (
+        _key_ends(data) != present
+        or key is None
+        or (key.group(1) and not _QUOTED_NUMBER.match(data, key.end() - 1))
+    ):
+        _check_members(data, _members.decode(data))
     return tx
 
 
-def parse_transaction(raw: bytes | str, default_currency: str = "USD") -> Transaction:
-    """Decode and validate one JSON object; raise InvalidTransaction with the field at fault."""
+def _decode_carefully(data: bytes) -> Transaction:
+    """Find exactly what is wrong with a record, or accept it, ignoring extra fields."""
+    if data.count(b"{") + data.count(b"[") > MAX_DEPTH and _nests_deeper_than(data, MAX_DEPTH):
+        raise _invalid("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        tx = _decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise InvalidTransaction(_from_msgspec(exc)) from None
-    return _check(tx, default_currency)
+        # msgspec checks UTF-8 only in the strings it decodes, not in those it skips.
+        data.decode()
+        members = _members.decode(data)
+    except msgspec.ValidationError:
+        raise _invalid("invalid_body", "A transaction must be a JSON object") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise _malformed(data, exc) from None
+    _check_members(data, members)
+    try:
+        lenient = _lenient.decode(data)
+    except msgspec.ValidationError as exc:
+        raise InvalidTransaction(_type_error(exc)) from None
+    return Transaction(**msgspec.structs.asdict(lenient))
 
 
-def validate_transaction(tx: Transaction, default_currency: str = "USD") -> Transaction:
+def _nests_deeper_than(data: bytes, limit: int) -> bool:
+    """Whether brackets outside strings nest deeper than `limit`; linear, even on bad input."""
+    depth = 0
+    in_string = False
+    escaped = -1
+    for match in _STRUCTURE.finditer(data):
+        pos = match.start()
+        if pos == escaped:
+            continue
+        char = data[pos]
+        if in_string:
+            if char == 0x5C:  # a backslash: the next byte is escaped
+                escaped = pos + 1
+            elif char == 0x22:
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in b"]}":
+            depth -= 1
+    return False
+
+
+def _key_ends(data: bytes) -> int:
+    """At least the number of object members in `data`: each key ends in `"`, blanks, `:`."""
+    return data.translate(None, _BLANKS).count(b'":')
+
+
+def _check_members(data: bytes, members: dict[str, msgspec.Raw]) -> None:
+    # A flat object with no more key ends than distinct keys repeats none; otherwise look.
+    if data.count(b"{") != 1 or _key_ends(data) != len(members):
+        duplicate = _first_duplicate(data)
+        if duplicate is not None:
+            message = f"Key '{duplicate}' appears more than once"
+            raise _invalid("duplicate_key", message, duplicate)
+    if not _SERVER_OWNED.isdisjoint(members):
+        owned = [name for name in SERVER_OWNED_FIELDS if name in members]
+        raise _invalid(
+            "server_owned_field",
+            f"{_plural(owned, 'Field')} set by the server, never by a client: {_listed(owned)}",
+            owned[0],
+        )
+    if not _REQUIRED.issubset(members):
+        missing = tuple(name for name in REQUIRED_FIELDS if name not in members)
+        message = f"Missing required {_plural(missing, 'field')}: {_listed(missing)}"
+        raise InvalidTransaction(FieldError("missing_field", message, missing[0], missing))
+    amount = bytes(members["amount"])
+    if _NOT_FINITE.fullmatch(amount):
+        raise _invalid("invalid_field", "'amount' must be a finite number", "amount")
+    if not _AMOUNT_FORM.fullmatch(amount):
+        raise _invalid(
+            "invalid_field",
+            "'amount' must be a JSON number or a numeric string, like 12.50 or \"12.50\"",
+            "amount",
+        )
+
+
+def _plural(names: Sequence[str], word: str) -> str:
+    return word if len(names) == 1 else f"{word}s"
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(f"'{name}'" for name in names)
+
+
+def _ignore(_: str) -> None:
+    return None
+
+
+def _stdlib_pairs(data: bytes, hook: Any) -> Any:
+    """Decode with stdlib json, which shows every key/value pair (msgspec keeps the last) and
+    keeps lone surrogates. Numbers are not converted: only keys and text matter here."""
+    try:
+        return json.loads(
+            data,
+            object_pairs_hook=hook,
+            parse_int=_ignore,
+            parse_float=_ignore,
+            parse_constant=_ignore,
+        )
+    except (ValueError, RecursionError):
+        raise _invalid("malformed_json", "Malformed JSON") from None
+
+
+def _first_duplicate(data: bytes) -> str | None:
+    """The first key repeated within one object, at any depth."""
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> None:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                repeated.append(key)
+                return
+            seen.add(key)
+
+    _stdlib_pairs(data, pairs)
+    return repeated[0] if repeated else None
+
+
+def _malformed(data: bytes, exc: Exception) -> InvalidTransaction:
+    # msgspec refuses a lone surrogate escape as malformed JSON; say so, naming the field.
+    if _SURROGATE_ESCAPE.search(data):
+        try:
+            top = _stdlib_pairs(data, lambda items: items)
+        except InvalidTransaction:
+            top = None  # malformed for stdlib json too: msgspec's message says more
+        for key, value in top if isinstance(top, list) else ():
+            if _has_surrogate(key) or _has_surrogate(value):
+                return _invalid(
+                    "invalid_text",
+                    f"'{key}' contains a lone UTF-16 surrogate, which is not text",
+                    key,
+                )
+    detail = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+    return _invalid("malformed_json", f"Malformed JSON: {detail}")
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, list | tuple):
+        return any(_has_surrogate(item) for item in value)
+    return False
+
+
+def _type_error(exc: msgspec.ValidationError) -> FieldError:
+    text = str(exc)
+    match = _PATH.search(text)
+    field = match.group(1) if match else None
+    if field == "timestamp":
+        return FieldError("invalid_field", _TIMESTAMP_FORMAT, field)
+    if match is None:
+        return FieldError("invalid_field", text)
+    detail = text[: match.start()]
+    return FieldError("invalid_field", f"'{field}': {detail[:1].lower()}{detail[1:]}", field)
+
+
+def _check_text(tx: Transaction) -> None:
+    texts = (tx.id, tx.account_id, tx.merchant_id, tx.currency, tx.country, tx.merchant_name)
+    joined = "".join(filter(None, (*texts, tx.mcc, tx.channel, tx.device_id, tx.ip)))
+    # One pass clears the usual record: isprintable() is false for everything _BAD_TEXT
+    # refuses (and for a few harmless characters, like a no-break space), and when all the
+    # text together fits the shortest limit, so does every field.
+    if (
+        len(joined) <= MAX_ID_LENGTH
+        and joined.isprintable()
+        and tx.id.strip()
+        and tx.account_id.strip()
+        and tx.merchant_id.strip()
+    ):
+        return
+    for name in _ID_FIELDS:
+        value: str = getattr(tx, name)
+        if not value.strip():
+            raise _invalid("invalid_field", f"'{name}' must not be empty", name)
+        if len(value) > MAX_ID_LENGTH:
+            raise _invalid("too_long", f"'{name}' is longer than {MAX_ID_LENGTH} characters", name)
+    for name in _TEXT_FIELDS:
+        text: str | None = getattr(tx, name)
+        if text is not None and len(text) > MAX_TEXT_LENGTH:
+            raise _invalid(
+                "too_long", f"'{name}' is longer than {MAX_TEXT_LENGTH} characters", name
+            )
+    for name in (*_ID_FIELDS, "currency", "country", *_TEXT_FIELDS):
+        value = getattr(tx, name)
+        if value and (bad := _BAD_TEXT.search(value)):
+            raise _invalid(
+                "invalid_text",
+                f"'{name}' contains U+{ord(bad.group()):04X}: control, bidi and surrogate "
+                "characters are not allowed",
+                name,
+            )
+
+
+def _check_timestamp(timestamp: dt.datetime, now: dt.datetime | None) -> None:
+    if timestamp.tzinfo is None or timestamp.utcoffset() is None:
+        raise _invalid("invalid_field", _TIMESTAMP_FORMAT, "timestamp")
+    if now is None:
+        now = dt.datetime.now(dt.UTC)
+    if timestamp > now + MAX_FUTURE_SKEW:
+        minutes = int(MAX_FUTURE_SKEW.total_seconds() // 60)
+        raise _invalid(
+            "invalid_field",
+            f"'timestamp' is more than {minutes} minutes ahead of the server clock "
+            f"({now.isoformat(timespec='seconds')}); check the sender's clock",
+            "timestamp",
+        )
+
+
+def _check_amount(amount: Decimal, currency: str) -> None:
+    if not amount.is_finite():
+        raise _invalid("invalid_field", "'amount' must be a finite number", "amount")
+    if amount <= 0:
+        raise _invalid("invalid_field", "'amount' must be > 0", "amount")
+    if amount >= MAX_AMOUNT:
+        raise _invalid("invalid_field", f"'amount' must be less than {MAX_AMOUNT}", "amount")
+    units = MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS)
+    # The value must fit the unit; trailing zeros do not count (1200.0 JPY is fine).
+    if amount != amount.quantize(_QUANTA[units], context=_DECIMAL):
+        raise _invalid(
+            "invalid_field",
+            f"'amount' has more decimal places than {currency} allows ({units})",
+            "amount",
+        )
+
+
+def _check(tx: Transaction, default_currency: str, now: dt.datetime | None) -> Transaction:
+    _check_text(tx)
+    _check_timestamp(tx.timestamp, now)
+    if not tx.currency:
+        tx.currency = default_currency
+    elif not _CURRENCY.match(tx.currency):
+        raise _invalid("invalid_field", "'currency' must be an ISO 4217 code like USD", "currency")
+    _check_amount(tx.amount, tx.currency)
+    if tx.country is not None and not _COUNTRY.match(tx.country):
+        raise _invalid("invalid_field", "'country' must be an ISO 3166 alpha-2 code", "country")
+    if tx.lat is not None and not -90.0 <= tx.lat <= 90.0:
+        raise _invalid("invalid_field", "'lat' must be in [-90, 90]", "lat")
+    if tx.lon is not None and not -180.0 <= tx.lon <= 180.0:
+        raise _invalid("invalid_field", "'lon' must be in [-180, 180]", "lon")
+    return tx
+
+
+def parse_transaction(
+    raw: bytes | str | msgspec.Raw,
+    default_currency: str = "USD",
+    *,
+    now: dt.datetime | None = None,
+) -> Transaction:
+    """Decode and validate one JSON object; raise InvalidTransaction with the field at fault.
+
+    Extra fields are ignored and never stored. `now` (default: the wall clock) is what the
+    timestamp may not be more than MAX_FUTURE_SKEW ahead of; pass it once for a whole batch.
+    """
+    if isinstance(raw, str):
+        data = raw.encode("utf-8", "surrogatepass")
+    else:
+        data = raw if isinstance(raw, bytes) else bytes(raw)
+    return _check(_decode(data), default_currency, now)
+
+
+def validate_transaction(
+    tx: Transaction, default_currency: str = "USD", *, now: dt.datetime | None = None
+) -> Transaction:
     """Validate a Transaction built in code (simulator, replay) the same way as parsed input."""
-    return _check(tx, default_currency)
+    return _check(tx, default_currency, now)
+
+
+def split_array(body: bytes) -> list[bytes | msgspec.Raw]:
+    """The elements of a JSON array, undecoded, so that each can be refused on its own.
+
+    Raises InvalidTransaction (`malformed_json`, `too_deep`) when the array cannot be split.
+    """
+    try:
+        return list(_raw_list.decode(body))
+    except RecursionError:
+        raise _invalid("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except msgspec.DecodeError as exc:
+        error = _invalid("malformed_json", f"Malformed JSON: {exc}")
+    # msgspec will not even skip a lone surrogate escape. Mask every surrogate escape with one
+    # of the same length, split that, and cut the same spans out of the real body: the record
+    # holding it is then refused on its own, naming its field.
+    masked = _SURROGATE_ESCAPE.sub(rb"\\ufffd", body)
+    if masked == body:
+        raise error
+    try:
+        parts = _raw_list.decode(masked)
+    except (msgspec.DecodeError, RecursionError):
+        raise error from None
+    records: list[bytes | msgspec.Raw] = []
+    pos = 0
+    for part in parts:
+        # Between two elements there are only a comma and blanks: the first match is the one.
+        text = bytes(part)
+        start = masked.index(text, pos)
+        pos = start + len(text)
+        records.append(body[start:pos])
+    return records
 
 
 def encode_transaction(tx: Transaction) -> bytes:
     """JSON with the amount as an exact number (never through float)."""
     return _encoder.encode(tx)
+
+
+def same_transaction(tx: Transaction, other: Transaction | bytes) -> bool:
+    """Whether `other` (a transaction, or its JSON as stored) is the same payment as `tx`:
+    equal field by field, amounts by value (25 and "25.00" agree) and timestamps by instant
+    and offset (the local hour is a feature)."""
+    if isinstance(other, bytes):
+        if encode_transaction(tx) == other:
+            return True
+        try:
+            other = Transaction(**msgspec.structs.asdict(_lenient.decode(other)))
+        except msgspec.DecodeError:
+            return False
+    return other == tx and other.timestamp.utcoffset() == tx.timestamp.utcoffset()
+
+
+def id_conflict(tx_id: str) -> FieldError:
+    """The answer for a transaction reusing the id of a different one (HTTP 409)."""
+    return FieldError(
+        "id_conflict",
+        f"Id '{tx_id}' belongs to a different transaction, which is kept; use a new id",
+        "id",
+    )

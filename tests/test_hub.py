@@ -32,6 +32,9 @@ class RecordingSocket:
         self.closed_with = code
         return True
 
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default  # no transport behind this socket
+
 
 def event(seq: int) -> AlertEvent:
     alert = Alert(

@@ -22,7 +22,14 @@ from server.store.base import (
     AlertStatus,
     StoredRecord,
 )
-from server.store.migrations import MIGRATIONS, Migration, SchemaError, migrate, schema_version
+from server.store.migrations import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    Migration,
+    SchemaError,
+    migrate,
+    schema_version,
+)
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction, encode_transaction
 
@@ -555,23 +562,25 @@ async def test_migrating_a_current_database_is_a_no_op(db_path: Path) -> None:
 
 def test_pending_migrations_are_applied_once(tmp_path: Path) -> None:
     with raw(tmp_path / "db") as conn:
-        assert migrate(conn) == [1]
-        step = Migration(2, "an extra table", ("CREATE TABLE extra (x INTEGER)",))
-        assert migrate(conn, (*MIGRATIONS, step)) == [2]
+        assert migrate(conn) == [m.version for m in MIGRATIONS]
+        step = Migration(LATEST_VERSION + 1, "an extra table", ("CREATE TABLE extra (x INTEGER)",))
+        assert migrate(conn, (*MIGRATIONS, step)) == [LATEST_VERSION + 1]
         assert migrate(conn, (*MIGRATIONS, step)) == []
-        assert schema_version(conn) == 2
+        assert schema_version(conn) == LATEST_VERSION + 1
 
 
 def test_a_failing_migration_changes_nothing(tmp_path: Path) -> None:
     with raw(tmp_path / "db") as conn:
         migrate(conn)
         schema = _schema(conn)
-        step = Migration(2, "broken", ("CREATE TABLE extra (x INTEGER)", "CREATE TABLE ("))
+        step = Migration(
+            LATEST_VERSION + 1, "broken", ("CREATE TABLE extra (x INTEGER)", "CREATE TABLE (")
+        )
         with pytest.raises(sqlite3.OperationalError):
             migrate(conn, (*MIGRATIONS, step))
         assert not conn.in_transaction
         assert _schema(conn) == schema
-        assert schema_version(conn) == 1
+        assert schema_version(conn) == LATEST_VERSION
 
 
 async def test_a_database_from_a_newer_version_is_refused(db_path: Path) -> None:

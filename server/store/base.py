@@ -72,6 +72,26 @@ class User(msgspec.Struct, kw_only=True):
     role: Role
 
 
+class ApiKey(msgspec.Struct, kw_only=True):
+    """A machine client's key: only its SHA-256 is stored, never the key itself."""
+
+    name: str
+    key_hash: str
+    scopes: list[str]
+    created_at: str
+    revoked_at: str | None = None
+    last_used_at: str | None = None
+
+
+class SessionRecord(msgspec.Struct, kw_only=True):
+    """An analyst's login, with the user's current role (a role change applies at once)."""
+
+    user: str
+    role: Role
+    expires_at: int  # Unix seconds
+    revoked: bool
+
+
 class AuditEntry(msgspec.Struct, kw_only=True):
     at: str
     actor: str
@@ -82,6 +102,10 @@ class AuditEntry(msgspec.Struct, kw_only=True):
 
 class AlertNotFound(LookupError):
     pass
+
+
+class NameTaken(ValueError):
+    """An API key of that name exists (revoked keys keep their names)."""
 
 
 class AlertConflict(Exception):
@@ -104,6 +128,12 @@ class Store(Protocol):
 
     async def known_verdicts(self, transaction_ids: Collection[str]) -> dict[str, Verdict]:
         """The stored verdicts of those ids that were already accepted."""
+
+    async def known_transactions(
+        self, transaction_ids: Collection[str]
+    ) -> dict[str, tuple[Verdict, bytes]]:
+        """For those ids already accepted: the stored verdict and transaction JSON (to tell a
+        resend from a different transaction reusing an id)."""
 
     async def write_batch(self, records: Sequence[StoredRecord]) -> list[AlertEvent]:
         """Persist a batch in one transaction: every transaction with its verdict, and an alert
@@ -141,6 +171,29 @@ class Store(Protocol):
 
     async def get_user(self, name: str) -> User | None: ...
 
+    async def add_api_key(self, name: str, key_hash: str, scopes: Sequence[str]) -> None:
+        """Store a new key; raises NameTaken if the name was ever used."""
+
+    async def revoke_api_key(self, name: str) -> bool:
+        """Mark a key revoked; False if no live key has that name."""
+
+    async def list_api_keys(self) -> list[ApiKey]: ...
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key with that hash, revoked or not."""
+
+    async def touch_api_key(self, name: str) -> None:
+        """Record that the key was just used."""
+
+    async def add_session(self, id_hash: str, user: str, expires_at: int) -> None:
+        """Record a login; expired sessions are pruned on the way."""
+
+    async def get_session(self, id_hash: str) -> SessionRecord | None:
+        """The session with that id hash and its user's current role; None if unknown or its
+        user is gone."""
+
+    async def revoke_session(self, id_hash: str) -> None: ...
+
 
 __all__ = [
     "Alert",
@@ -149,10 +202,13 @@ __all__ = [
     "AlertNotFound",
     "AlertPage",
     "AlertStatus",
+    "ApiKey",
     "AuditEntry",
     "Disposition",
     "EventListener",
+    "NameTaken",
     "Role",
+    "SessionRecord",
     "Store",
     "StoredRecord",
     "User",

@@ -92,6 +92,37 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "api keys and analyst sessions",
+        (
+            # Only a SHA-256 of each key is kept: keys are 192-bit random, so a fast hash is
+            # as safe as a slow KDF and keeps per-request authentication cheap. A revoked key
+            # keeps its row (and name) so `keys list` can show when it was revoked.
+            """
+            CREATE TABLE api_keys (
+                name TEXT PRIMARY KEY,
+                key_hash TEXT NOT NULL UNIQUE,   -- hex SHA-256 of the whole key
+                scopes TEXT NOT NULL,            -- comma-separated: ingest, read, labels
+                created_at TEXT NOT NULL,
+                revoked_at TEXT,
+                last_used_at TEXT                -- refreshed about once a minute, not per use
+            )
+            """,
+            # One row per login. The cookie carries the session id; only its hash is stored.
+            # Logout sets revoked_at, so a copy of the cookie is worthless afterwards.
+            """
+            CREATE TABLE sessions (
+                id_hash TEXT PRIMARY KEY,        -- hex SHA-256 of the session id
+                user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+                created_at TEXT NOT NULL,
+                expires_at INTEGER NOT NULL,     -- Unix seconds
+                revoked_at TEXT
+            )
+            """,
+            "CREATE INDEX sessions_by_expiry ON sessions (expires_at)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

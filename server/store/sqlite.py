@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,13 +19,16 @@ from server.store.base import (
     AlertEvent,
     AlertPage,
     AlertStatus,
+    ApiKey,
     AuditEntry,
     Disposition,
     EventListener,
     Role,
+    SessionRecord,
     StoredRecord,
     User,
 )
+from server.store.errors import StoreUnavailable
 from server.store.sqlite_writer import Writer
 
 T = TypeVar("T")
@@ -34,6 +38,31 @@ CHECKPOINT_INTERVAL_S = 1.0
 READERS = 4
 _DISPOSITIONS: frozenset[str] = frozenset(get_args(Disposition))
 _ROLES: frozenset[str] = frozenset(get_args(Role))
+# Failures of the file, the disk or a lock held elsewhere: they say nothing about the data,
+# so the caller keeps it and retries. Anything else (a constraint, a bug) is raised as is.
+_UNAVAILABLE = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+def _unavailable(exc: sqlite3.Error) -> StoreUnavailable | None:
+    """The StoreUnavailable this error means, or None if it is not about availability."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in _UNAVAILABLE:
+        return None
+    return StoreUnavailable(f"{exc} ({exc.sqlite_errorname})")
 
 
 class SqliteStore:
@@ -44,9 +73,12 @@ class SqliteStore:
     WAL lets proceed while a write is in progress. The event loop only waits on futures.
     """
 
-    def __init__(self, path: Path, *, readers: int = READERS) -> None:
+    def __init__(
+        self, path: Path, *, readers: int = READERS, busy_timeout: float = reads.BUSY_TIMEOUT_S
+    ) -> None:
         self._path = path
         self._readers = readers
+        self._busy_timeout = busy_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._write_pool: ThreadPoolExecutor | None = None
         self._read_pool: ThreadPoolExecutor | None = None
@@ -69,7 +101,7 @@ class SqliteStore:
         self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="store-reader")
         try:
             self._writer = await loop.run_in_executor(
-                self._write_pool, Writer.open, self._path, loop, on_events
+                self._write_pool, Writer.open, self._path, loop, on_events, self._busy_timeout
             )
         except BaseException:
             # aiohttp runs a cleanup only if its startup finished: leave no thread behind.
@@ -88,9 +120,13 @@ class SqliteStore:
             while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_S):
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.OperationalError:
-                    log.warning("WAL checkpoint failed; retrying", exc_info=True)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as exc:
+                    # A full disk or a lock held elsewhere: the WAL keeps the data meanwhile.
+                    log.warning("WAL checkpoint failed (%s); retrying", exc)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("final WAL checkpoint failed (%s); the next start replays it", exc)
         finally:
             conn.close()
 
@@ -118,14 +154,26 @@ class SqliteStore:
             self._read_conns.clear()
 
     async def _write(self, job: Callable[[Writer], T]) -> T:
+        """Raises StoreUnavailable when a lock, the disk or the file stops the write."""
         if self._closed or self._writer is None or self._loop is None:
             raise RuntimeError("SqliteStore is not open")
-        return await self._loop.run_in_executor(self._write_pool, job, self._writer)
+        try:
+            return await self._loop.run_in_executor(self._write_pool, job, self._writer)
+        except sqlite3.Error as exc:
+            if (unavailable := _unavailable(exc)) is not None:
+                raise unavailable from exc
+            raise
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Raises StoreUnavailable when a lock, the disk or the file stops the read."""
         if self._closed or self._loop is None:
             raise RuntimeError("SqliteStore is not open")
-        return await self._loop.run_in_executor(self._read_pool, self._run_query, query)
+        try:
+            return await self._loop.run_in_executor(self._read_pool, self._run_query, query)
+        except sqlite3.Error as exc:
+            if (unavailable := _unavailable(exc)) is not None:
+                raise unavailable from exc
+            raise
 
     def _run_query(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """On a reader thread: run `query` on this thread's own connection."""
@@ -143,6 +191,14 @@ class SqliteStore:
         if not transaction_ids:
             return {}
         return await self._read(lambda conn: reads.known_verdicts(conn, transaction_ids))
+
+    async def known_transactions(
+        self, transaction_ids: Collection[str]
+    ) -> dict[str, tuple[Verdict, bytes]]:
+        """For those ids already accepted: the stored verdict and transaction JSON."""
+        if not transaction_ids:
+            return {}
+        return await self._read(lambda conn: reads.known_transactions(conn, transaction_ids))
 
     async def write_batch(self, records: Sequence[StoredRecord]) -> list[AlertEvent]:
         """Persist a batch in one transaction: every transaction with its verdict, and an alert
@@ -203,3 +259,31 @@ class SqliteStore:
 
     async def get_user(self, name: str) -> User | None:
         return await self._read(lambda conn: reads.user(conn, name))
+
+    async def add_api_key(self, name: str, key_hash: str, scopes: Sequence[str]) -> None:
+        """Store a new key; raises NameTaken if the name was ever used. Durable on return."""
+        await self._write(lambda writer: writer.add_api_key(name, key_hash, scopes))
+
+    async def revoke_api_key(self, name: str) -> bool:
+        """Mark a key revoked; False if no live key has that name. Durable on return."""
+        return await self._write(lambda writer: writer.revoke_api_key(name))
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return await self._read(reads.api_keys)
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        return await self._read(lambda conn: reads.api_key_by_hash(conn, key_hash))
+
+    async def touch_api_key(self, name: str) -> None:
+        await self._write(lambda writer: writer.touch_api_key(name))
+
+    async def add_session(self, id_hash: str, user: str, expires_at: int) -> None:
+        now = int(time.time())
+        await self._write(lambda writer: writer.add_session(id_hash, user, expires_at, now))
+
+    async def get_session(self, id_hash: str) -> SessionRecord | None:
+        return await self._read(lambda conn: reads.session(conn, id_hash))
+
+    async def revoke_session(self, id_hash: str) -> None:
+        """Durable on return: a logout survives a crash."""
+        await self._write(lambda writer: writer.revoke_session(id_hash))

@@ -12,7 +12,16 @@ from typing import get_args
 import msgspec
 
 from server.detection.verdict import Verdict
-from server.store.base import Alert, AlertEvent, AlertPage, AlertStatus, AuditEntry, User
+from server.store.base import (
+    Alert,
+    AlertEvent,
+    AlertPage,
+    AlertStatus,
+    ApiKey,
+    AuditEntry,
+    SessionRecord,
+    User,
+)
 
 BUSY_TIMEOUT_S = 10.0
 
@@ -26,6 +35,10 @@ _LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'even
 # One bound JSON array instead of IN (?, ?, ...): no limit on the number of ids, and a single
 # prepared statement whatever the batch size.
 _STORED = "SELECT id, verdict_json FROM transactions WHERE id IN (SELECT value FROM json_each(?))"
+_STORED_BOTH = (
+    "SELECT id, verdict_json, transaction_json FROM transactions "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -59,6 +72,16 @@ def known_verdicts(
     return {
         tx_id: _verdict_decoder.decode(verdict)
         for tx_id, verdict in stored_verdicts(conn, transaction_ids).items()
+    }
+
+
+def known_transactions(
+    conn: sqlite3.Connection, transaction_ids: Collection[str]
+) -> dict[str, tuple[Verdict, bytes]]:
+    ids = encoder.encode(list(transaction_ids)).decode()
+    return {
+        tx_id: (_verdict_decoder.decode(verdict), transaction.encode())
+        for tx_id, verdict, transaction in conn.execute(_STORED_BOTH, (ids,))
     }
 
 
@@ -180,3 +203,40 @@ def user(conn: sqlite3.Connection, name: str) -> User | None:
         "SELECT name, password_hash, role FROM users WHERE name = ?", (name,)
     ).fetchone()
     return None if row is None else User(name=row[0], password_hash=row[1], role=row[2])
+
+
+_API_KEY_COLUMNS = (
+    "SELECT name, key_hash, scopes, created_at, revoked_at, last_used_at FROM api_keys"
+)
+
+
+def _api_key(row: tuple[str, str, str, str, str | None, str | None]) -> ApiKey:
+    name, key_hash, scopes, created_at, revoked_at, last_used_at = row
+    return ApiKey(
+        name=name,
+        key_hash=key_hash,
+        scopes=scopes.split(","),
+        created_at=created_at,
+        revoked_at=revoked_at,
+        last_used_at=last_used_at,
+    )
+
+
+def api_key_by_hash(conn: sqlite3.Connection, key_hash: str) -> ApiKey | None:
+    row = conn.execute(f"{_API_KEY_COLUMNS} WHERE key_hash = ?", (key_hash,)).fetchone()
+    return None if row is None else _api_key(row)
+
+
+def api_keys(conn: sqlite3.Connection) -> list[ApiKey]:
+    return [_api_key(row) for row in conn.execute(f"{_API_KEY_COLUMNS} ORDER BY name")]
+
+
+def session(conn: sqlite3.Connection, id_hash: str) -> SessionRecord | None:
+    row = conn.execute(
+        "SELECT s.user, u.role, s.expires_at, s.revoked_at IS NOT NULL FROM sessions s "
+        "JOIN users u ON u.name = s.user WHERE s.id_hash = ?",
+        (id_hash,),
+    ).fetchone()
+    if row is None:
+        return None
+    return SessionRecord(user=row[0], role=row[1], expires_at=row[2], revoked=bool(row[3]))

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from server.store.base import (
     AlertNotFound,
     Disposition,
     EventListener,
+    NameTaken,
     Role,
     StoredRecord,
 )
@@ -56,6 +57,8 @@ _UPSERT_USER = (
     "ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, "
     "role = excluded.role, updated_at = excluded.updated_at"
 )
+_INSERT_API_KEY = "INSERT INTO api_keys (name, key_hash, scopes, created_at) VALUES (?, ?, ?, ?)"
+_INSERT_SESSION = "INSERT INTO sessions (id_hash, user, created_at, expires_at) VALUES (?, ?, ?, ?)"
 
 
 class Writer:
@@ -70,11 +73,19 @@ class Writer:
         self._on_events = on_events
 
     @classmethod
-    def open(cls, path: Path, loop: asyncio.AbstractEventLoop, on_events: EventListener) -> Writer:
-        """Create the file if needed, switch it to WAL and migrate it."""
+    def open(
+        cls,
+        path: Path,
+        loop: asyncio.AbstractEventLoop,
+        on_events: EventListener,
+        busy_timeout: float = reads.BUSY_TIMEOUT_S,
+    ) -> Writer:
+        """Create the file if needed, switch it to WAL and migrate it. `busy_timeout`: how long
+        a write waits for a lock another process holds before it fails (and is retried)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = reads.connect(path)
         try:
+            conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
             (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode != "wal":
                 raise RuntimeError(f"Database {path} cannot use WAL (journal_mode is {mode})")
@@ -97,8 +108,9 @@ class Writer:
             # SQLite recommends this before closing a long-lived connection: it refreshes the
             # query planner's statistics where they have drifted. The limit keeps it quick on
             # a large database.
-            self._conn.execute("PRAGMA analysis_limit = 400")
-            self._conn.execute("PRAGMA optimize")
+            with suppress(sqlite3.Error):  # only an optimisation; the store may be failing
+                self._conn.execute("PRAGMA analysis_limit = 400")
+                self._conn.execute("PRAGMA optimize")
         finally:
             self._conn.close()
 
@@ -106,13 +118,19 @@ class Writer:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         # IMMEDIATE takes the write lock up front: what we read inside cannot change before
         # we write, even if another process opens the same file.
+        if self._conn.in_transaction:
+            # Left open by a rollback that failed (full disk, I/O error): end it first.
+            self._conn.execute("ROLLBACK")
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
             self._conn.execute("COMMIT")
         except BaseException:
             if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+                # After a full disk or an I/O error the rollback can fail too; the error to
+                # report is the first one (the next transaction retries the rollback).
+                with suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
             raise
 
     @contextmanager
@@ -205,6 +223,35 @@ class Writer:
         now = reads.utc_now()
         with self._durable(), self._transaction() as conn:
             conn.execute(_UPSERT_USER, (name, password_hash, role, now, now))
+
+    def add_api_key(self, name: str, key_hash: str, scopes: Sequence[str]) -> None:
+        with self._durable(), self._transaction() as conn:
+            try:
+                conn.execute(_INSERT_API_KEY, (name, key_hash, ",".join(scopes), reads.utc_now()))
+            except sqlite3.IntegrityError:
+                raise NameTaken(f"an API key named {name!r} already exists") from None
+
+    def revoke_api_key(self, name: str) -> bool:
+        with self._durable(), self._transaction() as conn:
+            sql = "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL"
+            return conn.execute(sql, (reads.utc_now(), name)).rowcount == 1
+
+    def touch_api_key(self, name: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE api_keys SET last_used_at = ? WHERE name = ?", (reads.utc_now(), name)
+            )
+
+    def add_session(self, id_hash: str, user: str, expires_at: int, now: int) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
+            conn.execute(_INSERT_SESSION, (id_hash, user, reads.utc_now(), expires_at))
+
+    def revoke_session(self, id_hash: str) -> None:
+        # Durable: a logout must not come back to life after a crash.
+        with self._durable(), self._transaction() as conn:
+            sql = "UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL"
+            conn.execute(sql, (reads.utc_now(), id_hash))
 
     def _current(self, alert_id: str) -> Alert:
         current = reads.alert(self._conn, alert_id)

@@ -2,70 +2,87 @@
 
 from __future__ import annotations
 
-import asyncio
+import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast, get_args
 
 import msgspec
 from aiohttp import web
 
-from server.auth import Principal, csrf_ok, principal
+from server.auth import Permission, Principal, csrf_ok
 from server.detection.verdict import Verdict
-from server.pipeline import IntakeClosed, Submission
-from server.state import HUB, QUEUE, SETTINGS, STATS, STORE
+from server.pipeline import IntakeClosed, submit
+from server.state import AUTH, HUB, QUEUE, SETTINGS, STATS, STORE
 from server.store.base import AlertConflict, AlertNotFound, AlertStatus, Disposition
-from server.transactions import FieldError, InvalidTransaction, Transaction, parse_transaction
+from server.store.errors import StoreUnavailable
+from server.transactions import (
+    FieldError,
+    InvalidTransaction,
+    Transaction,
+    parse_transaction,
+    split_array,
+)
 from server.views.responses import error_body, json_error, json_response
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-SubmitFn = Callable[[web.Request, list[Transaction]], Awaitable[list[Verdict]]]
+SubmitFn = Callable[[web.Request, list[Transaction]], Awaitable[Sequence[Verdict | FieldError]]]
 # The benchmark's naive baseline replaces the batched submit path through this key.
 INGEST_OVERRIDE: web.AppKey[SubmitFn] = web.AppKey("ingest_override")
 MAX_NOTE_LENGTH = 2000
-_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+# Refusals other than 400, by error code.
+_ERROR_STATUS = {"id_conflict": 409}
 _STATUSES = set(get_args(AlertStatus))
 _DISPOSITIONS = set(get_args(Disposition))
-
-
-async def _caller(request: web.Request) -> Principal | None:
-    settings = request.app[SETTINGS]
-    return await principal(request, settings.api_key, settings.session_max_age)
 
 
 def _unauthorized() -> web.Response:
     return json_error(401, "unauthorized", "Log in, or send 'Authorization: Bearer <api key>'")
 
 
+async def _permitted(
+    request: web.Request, permission: Permission, refusal: str
+) -> Principal | web.Response:
+    """The caller, if it may do `permission`; else a 401 (no one) or a 403 (not allowed)."""
+    who = await request.app[AUTH].principal(request)
+    if who is None:
+        return _unauthorized()
+    if not who.can(permission):
+        return json_error(403, "forbidden", refusal)
+    return who
+
+
 def _split_body(body: bytes, content_type: str) -> tuple[list[bytes | msgspec.Raw], bool]:
-    """The records of a request body, and whether it was a batch."""
+    """The records of a request body, and whether it was a batch. Raises InvalidTransaction
+    when a JSON array body cannot even be split into records."""
     if content_type == "application/x-ndjson":
         return [line for line in body.split(b"\n") if line.strip()], True
     stripped = body.lstrip()
     if stripped.startswith(b"["):
-        return list(_raw_list.decode(body)), True
+        return split_array(body), True
     return [body], False
 
 
 async def ingest(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    who = await _caller(request)
-    if who is None or not who.is_machine:
-        return json_error(401, "unauthorized", "Send 'Authorization: Bearer <api key>'")
+    who = await _permitted(request, "ingest", "Ingest needs an API key with the 'ingest' scope")
+    if isinstance(who, web.Response):
+        return who
     body = await request.read()
     if not body.strip():
         return json_error(400, "empty_body", "Send a JSON object, a JSON array or NDJSON")
     try:
         records, is_batch = _split_body(body, request.content_type)
-    except msgspec.DecodeError as exc:
-        return json_error(400, "malformed_json", f"Malformed JSON: {exc}")
+    except InvalidTransaction as exc:
+        return json_response({"error": exc.error.as_dict()}, status=400)
 
     results: list[Verdict | FieldError | None] = [None] * len(records)
     valid: list[tuple[int, Transaction]] = []
+    now = dt.datetime.now(dt.UTC)
     for i, raw in enumerate(records):
         try:
-            valid.append((i, parse_transaction(raw, settings.default_currency)))
+            valid.append((i, parse_transaction(raw, settings.default_currency, now=now)))
         except InvalidTransaction as exc:
             results[i] = exc.error
     request.app[STATS].record_rejected(len(records) - len(valid))
@@ -75,40 +92,46 @@ async def ingest(request: web.Request) -> web.Response:
             verdicts = await _submit(request, [tx for _, tx in valid])
         except IntakeClosed:
             return json_error(503, "shutting_down", "The server is shutting down; retry shortly")
+        except StoreUnavailable as exc:
+            # Whatever was queued is kept and stored once the store is back (guarantees.md).
+            return store_unavailable(exc, "re-sending the same ids is safe")
         except Exception:
             log.exception("ingest of %d transactions failed", len(valid))
             return json_error(503, "store_unavailable", "Could not persist the transactions; retry")
         for (i, _), verdict in zip(valid, verdicts, strict=True):
             results[i] = verdict
+        # Ids already taken by a different transaction.
+        request.app[STATS].record_rejected(sum(isinstance(v, FieldError) for v in verdicts))
 
     if not is_batch:
         only = results[0]
         if isinstance(only, FieldError):
-            return json_response({"error": only.as_dict()}, status=400)
+            status = _ERROR_STATUS.get(only.code, 400)
+            return json_response({"error": only.as_dict()}, status=status)
         return json_response(only)
     return json_response(
         {"results": [{"error": r.as_dict()} if isinstance(r, FieldError) else r for r in results]}
     )
 
 
-async def _submit(request: web.Request, transactions: list[Transaction]) -> list[Verdict]:
+async def _submit(
+    request: web.Request, transactions: list[Transaction]
+) -> Sequence[Verdict | FieldError]:
     override = request.app.get(INGEST_OVERRIDE)
     if override is not None:
         return await override(request, transactions)
     settings = request.app[SETTINGS]
-    queue = request.app[QUEUE]
-    loop = asyncio.get_running_loop()
-    chunk = settings.batch_max
-    waiters: list[asyncio.Future[list[Verdict]]] = []
-    # Chunks keep one huge request from holding the whole queue; order is kept per chunk.
-    for start in range(0, len(transactions), chunk):
-        waiter: asyncio.Future[list[Verdict]] = loop.create_future()
-        await queue.put(Submission(transactions[start : start + chunk], waiter=waiter))
-        waiters.append(waiter)
-    verdicts: list[Verdict] = []
-    for part in await asyncio.gather(*waiters):
-        verdicts.extend(part)
-    return verdicts
+    return await submit(
+        request.app[QUEUE], transactions, chunk=settings.batch_max, within=settings.ingest_timeout
+    )
+
+
+def store_unavailable(exc: StoreUnavailable, advice: str = "nothing was changed") -> web.Response:
+    response = json_error(
+        503, "store_unavailable", f"The store is unavailable ({exc.cause}); retry shortly: {advice}"
+    )
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 def _parse_statuses(raw: str | None) -> list[AlertStatus] | None:
@@ -122,8 +145,9 @@ def _parse_statuses(raw: str | None) -> list[AlertStatus] | None:
 
 
 async def list_alerts(request: web.Request) -> web.Response:
-    if await _caller(request) is None:
-        return _unauthorized()
+    who = await _permitted(request, "read", "Reading alerts needs the 'read' scope")
+    if isinstance(who, web.Response):
+        return who
     try:
         statuses = _parse_statuses(request.query.get("status"))
     except ValueError as exc:
@@ -143,8 +167,9 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 
 async def get_alert(request: web.Request) -> web.Response:
-    if await _caller(request) is None:
-        return _unauthorized()
+    who = await _permitted(request, "read", "Reading alerts needs the 'read' scope")
+    if isinstance(who, web.Response):
+        return who
     store = request.app[STORE]
     alert_id = request.match_info["alert_id"]
     alert = await store.get_alert(alert_id)
@@ -154,11 +179,10 @@ async def get_alert(request: web.Request) -> web.Response:
 
 
 async def _analyst(request: web.Request) -> Principal | web.Response:
-    who = await _caller(request)
-    if who is None:
-        return _unauthorized()
-    if who.is_machine or who.role not in ("analyst", "admin"):
-        return json_error(403, "forbidden", "Only analysts can change alerts")
+    # `triage` is never an API key's: a decision about an alert belongs to a person.
+    who = await _permitted(request, "triage", "Only analysts and admins can change alerts")
+    if isinstance(who, web.Response):
+        return who
     if not csrf_ok(request, who):
         return json_error(403, "csrf", "Missing or wrong X-CSRF-Token header")
     return who
@@ -214,11 +238,12 @@ async def resolve(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     queue = request.app[QUEUE]
-    ok = not queue.closed
-    return json_response(
-        {"status": "ok" if ok else "shutting_down", "queue_depth": queue.qsize()},
-        status=200 if ok else 503,
-    )
+    body: dict[str, Any] = {"status": "ok", "queue_depth": queue.qsize()}
+    if queue.closed:
+        body["status"] = "shutting_down"
+    elif queue.paused is not None:
+        body.update(status="store_unavailable", reason=queue.paused.cause)
+    return json_response(body, status=200 if body["status"] == "ok" else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -253,6 +278,18 @@ async def metrics(request: web.Request) -> web.Response:
             request.app[QUEUE].qsize(),
         ),
         ("fraudwatch_ws_clients", "gauge", "Connected WebSocket clients.", len(request.app[HUB])),
+        (
+            "fraudwatch_store_up",
+            "gauge",
+            "1 while the store takes writes, 0 while it fails and intake is paused.",
+            int(request.app[QUEUE].paused is None),
+        ),
+        (
+            "fraudwatch_store_failures_total",
+            "counter",
+            "Store reads and writes that failed and were retried.",
+            request.app[QUEUE].store_failures,
+        ),
         (
             "fraudwatch_tx_per_second",
             "gauge",

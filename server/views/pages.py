@@ -1,20 +1,19 @@
-"""The server-rendered pages: login, logout, and the dashboard shell."""
+"""The server-rendered pages: login (throttled), logout, and the dashboard shell."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from server import __version__
-from server.auth import authenticate, csrf_ok, log_in, log_out, principal
-from server.state import SETTINGS, STORE
+from server.auth import Principal, authenticate, csrf_ok
+from server.state import AUTH, SETTINGS, STORE
 
 
-async def _who(request: web.Request) -> Any:
-    settings = request.app[SETTINGS]
-    who = await principal(request, settings.api_key, settings.session_max_age)
+async def _who(request: web.Request) -> Principal | None:
+    who = await request.app[AUTH].principal(request)
     return who if who is not None and not who.is_machine else None
 
 
@@ -41,22 +40,39 @@ async def login_form(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template("login.html", request, {"error": None, "username": None})
 
 
+def _login_page(request: web.Request, error: str, username: str, status: int) -> web.Response:
+    return aiohttp_jinja2.render_template(
+        "login.html", request, {"error": error, "username": username}, status=status
+    )
+
+
 async def login(request: web.Request) -> web.Response:
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
+    auth = request.app[AUTH]
+    # Login CSRF: a foreign page must not sign the analyst in as someone else.
+    if not auth.origin_allowed(request):
         raise web.HTTPForbidden(text="Cross-site login refused")
     form = await request.post()
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
+    address = request.remote or "unknown"
+    # Checked before the password is: a locked-out guess learns nothing.
+    wait = auth.throttle.retry_after(username, address)
+    if wait is not None:
+        minutes = max(1, math.ceil(wait / 60))
+        response = _login_page(
+            request,
+            f"Too many failed sign-ins. Try again in {minutes} minute{'s' * (minutes > 1)}.",
+            username,
+            429,
+        )
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return response
     role = await authenticate(request.app[STORE], username, password) if username else None
     if role is None:
-        return aiohttp_jinja2.render_template(
-            "login.html",
-            request,
-            {"error": "Wrong user name or password.", "username": username},
-            status=401,
-        )
-    await log_in(request, username, role)
+        auth.throttle.failed(username, address)
+        return _login_page(request, "Wrong user name or password.", username, 401)
+    auth.throttle.succeeded(username)
+    await auth.log_in(request, username)
     raise web.HTTPSeeOther("/")
 
 
@@ -66,5 +82,5 @@ async def logout(request: web.Request) -> web.Response:
         form = await request.post()
         if not csrf_ok(request, who, str(form.get("csrf_token", ""))):
             raise web.HTTPForbidden(text="Missing or wrong CSRF token")
-        await log_out(request)
+        await request.app[AUTH].log_out(request, who)
     raise web.HTTPSeeOther("/login")

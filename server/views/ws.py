@@ -1,37 +1,58 @@
-"""GET /ws: the live feed. Replays from the store after `?since=SEQ`, then goes live."""
+"""GET /ws: the live feed. Replays from the store after `?since=SEQ`, then goes live.
+
+Before the upgrade: the Origin is checked (403), then the caller (401) and its `read`
+permission (403). After it: every client message is rate limited, validated and checked
+against the permission its type needs; the socket closes when its credentials end.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from server import messages
-from server.auth import principal
+from server.auth import Authenticator, Permission, Principal
 from server.hub import Hub, Subscriber
-from server.state import HUB, SETTINGS, STORE
+from server.ratelimit import TokenBucket
+from server.state import AUTH, HUB, SETTINGS, STORE
 from server.views.responses import json_error
 
 log = logging.getLogger(__name__)
 REPLAY_PAGE = 500
+# Messages refused for the rate limit before the socket is closed (1008). One refusal is
+# answered with a `rate_limited` error; a client that keeps going anyway is flooding.
+FLOOD_LIMIT = 200
+# How often a socket opened with a `fraudwatch keys` key checks that the key is still live.
+MIN_KEY_RECHECK_S = 1.0
 
 
-def _same_origin(request: web.Request) -> bool:
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True  # not a browser: cookies are not ambient there
-    return origin == f"{request.scheme}://{request.host}"
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A client message type: the permission it needs, and what it does."""
+
+    needs: Permission
+    run: Callable[[Hub, Subscriber, Principal, dict[str, Any]], None]
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    who = await principal(request, settings.api_key, settings.session_max_age)
+    auth = request.app[AUTH]
+    # A cross-site page could otherwise ride the analyst's cookie (CSWSH): refused before
+    # anything else is looked at.
+    if not auth.origin_allowed(request):
+        return json_error(403, "bad_origin", "WebSocket origin not allowed")
+    who = await auth.principal(request)
     if who is None:
         return json_error(401, "unauthorized", "Log in, or send 'Authorization: Bearer <api key>'")
-    # A cross-site page could otherwise ride the analyst's cookie (CSWSH).
-    if not who.is_machine and not _same_origin(request):
-        return json_error(403, "bad_origin", "WebSocket origin not allowed")
+    if not who.can("read"):
+        return json_error(403, "forbidden", "The live feed needs the 'read' scope")
     since: int | None = None
     if "since" in request.query:
         try:
@@ -46,7 +67,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     hub = request.app[HUB]
-    sub = hub.subscribe(ws, who.name)
+    sub = hub.subscribe(ws, who.name, who.session)
+    guard = asyncio.create_task(_guard(auth, hub, sub, who), name=f"ws-guard-{who.name}")
+    bucket = TokenBucket(settings.ws_rate_limit, settings.ws_rate_burst)
+    refused = 0
+    limited = False  # one `rate_limited` error per run of refused messages, not one each
     try:
         hub.send(sub, messages.hello(hub.last_seq, who.name, settings.simulator, False))
         if since is None:
@@ -55,13 +80,51 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             await _replay(request, hub, sub, since)
         hub.go_live(sub)
         async for msg in ws:
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            if not bucket.take():
+                refused += 1
+                if refused > FLOOD_LIMIT:
+                    log.warning("closing %s's socket: message flood", who.name)
+                    hub.disconnect(sub, WSCloseCode.POLICY_VIOLATION, b"message flood")
+                    break
+                if not limited:
+                    hub.send(sub, messages.error(messages.RATE_LIMITED, "Too many messages"))
+                limited = True
+                continue
+            limited = False
             if msg.type == WSMsgType.TEXT:
-                _handle(hub, sub, msg.data)
-            elif msg.type == WSMsgType.BINARY:
+                _handle(hub, sub, who, msg.data)
+            else:
                 hub.send(sub, messages.error(messages.BAD_MESSAGE, "Send JSON text messages"))
     finally:
+        guard.cancel()
         await hub.unsubscribe(sub)
+        # wait() rather than await: our own cancellation must still propagate.
+        await asyncio.wait([guard])
     return ws
+
+
+async def _guard(auth: Authenticator, hub: Hub, sub: Subscriber, who: Principal) -> None:
+    """Close the socket when its credentials end: the session expires or the key is revoked.
+    (Logging out closes a session's sockets at once, through the hub.)"""
+    if who.expires_at is not None:
+        await asyncio.sleep(max(0.0, who.expires_at - time.time()))
+        hub.disconnect(sub, messages.CLOSE_UNAUTHORIZED, b"session expired")
+        return
+    if who.key_hash is None:
+        return  # the bootstrap key lives as long as the process
+    while True:
+        await asyncio.sleep(max(auth.keys.ttl, MIN_KEY_RECHECK_S))
+        try:
+            live = await auth.keys.check(who.key_hash) is not None
+        except Exception:
+            # The store is having trouble: keep the socket, look again next time.
+            log.warning("could not re-check %s's API key", who.name, exc_info=True)
+            continue
+        if not live:
+            hub.disconnect(sub, messages.CLOSE_UNAUTHORIZED, b"api key revoked")
+            return
 
 
 async def _replay(request: web.Request, hub: Hub, sub: Subscriber, since: int) -> None:
@@ -76,7 +139,7 @@ async def _replay(request: web.Request, hub: Hub, sub: Subscriber, since: int) -
             return
 
 
-def _handle(hub: Hub, sub: Subscriber, data: str) -> None:
+def _handle(hub: Hub, sub: Subscriber, who: Principal, data: str) -> None:
     try:
         message = msgspec.json.decode(data)
     except msgspec.DecodeError:
@@ -86,10 +149,32 @@ def _handle(hub: Hub, sub: Subscriber, data: str) -> None:
         hub.send(sub, messages.error(messages.BAD_MESSAGE, "Messages need a string 'type'"))
         return
     kind = message["type"]
-    if kind == "ping":
-        hub.send(sub, messages.pong())
-    elif kind == "subscribe":
-        sub.wants_verdicts = bool(message.get("verdicts", False))
-        hub.send(sub, messages.subscribed(sub.wants_verdicts))
-    else:
+    command = COMMANDS.get(kind)
+    if command is None:
         hub.send(sub, messages.error(messages.UNKNOWN_TYPE, f"Unknown message type {kind!r}"))
+    elif not who.can(command.needs):
+        text = f"{kind!r} needs the {command.needs!r} permission, which {who.name} lacks"
+        hub.send(sub, messages.error(messages.FORBIDDEN, text))
+    else:
+        command.run(hub, sub, who, message)
+
+
+def _ping(hub: Hub, sub: Subscriber, who: Principal, message: dict[str, Any]) -> None:
+    hub.send(sub, messages.pong())
+
+
+def _subscribe(hub: Hub, sub: Subscriber, who: Principal, message: dict[str, Any]) -> None:
+    wanted = message.get("verdicts", False)
+    if not isinstance(wanted, bool):
+        hub.send(sub, messages.error(messages.BAD_MESSAGE, "'verdicts' must be true or false"))
+        return
+    sub.wants_verdicts = wanted
+    hub.send(sub, messages.subscribed(wanted))
+
+
+# Every client message type, with the permission it needs. A type that changes state (say,
+# acknowledging over the socket) must need `triage`, so a viewer's socket cannot send it.
+COMMANDS: dict[str, Command] = {
+    "ping": Command("read", _ping),
+    "subscribe": Command("read", _subscribe),
+}

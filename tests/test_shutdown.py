@@ -1,0 +1,141 @@
+"""Graceful shutdown: intake stops, the queue drains, every 200 is stored, sockets say 1001."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import itertools
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSCloseCode, WSMsgType
+from aiohttp.test_utils import TestClient
+
+from server.pipeline import IntakeClosed, Submission, TxQueue
+from tests.conftest import AUTH, tx
+from tests.live_server import BASE, Loader, alert_ids, start_live, stored_verdicts
+from tests.test_faults import alert_run, small_window
+from tests.test_pipeline import txs
+
+
+async def test_sigterm_stores_every_answered_transaction_and_exits_cleanly(
+    tmp_path: Path,
+) -> None:
+    with contextlib.ExitStack() as stack:
+        server = await start_live(tmp_path / "data", stack)
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            ws = await http.ws_connect(f"{server.url}/ws")
+            assert (await ws.receive_json())["type"] == "hello"
+            async with Loader(server.url) as loader:
+                await loader.until(answered=1500)
+                # One big request, surely in flight when the signal comes: its 20 000
+                # transactions are all queued (accepted) once the queue holds over 1000,
+                # which the six small clients alone never reach.
+                big = [tx(f"big-{i}", f"acct-{i % 50}", at=BASE) for i in range(20_000)]
+                posting = asyncio.create_task(_post(http, server.url, big))
+                await _until_queued(http, server.url, more_than=1000)
+                server.proc.send_signal(signal.SIGTERM)
+                close = await _until_closed(ws)
+                status, answer = await posting
+                code = await asyncio.to_thread(server.proc.wait, 30)
+    output = server.output()
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    assert close == WSCloseCode.GOING_AWAY
+    # The request in flight at the signal was answered, in full.
+    assert status == 200, answer
+    assert [r["transaction_id"] for r in answer["results"]] == [r["id"] for r in big]
+    # Every other request was answered 200 or refused as shutting down, or never got in.
+    assert set(loader.outcomes) <= {"200", "503 shutting_down", "no answer"}, loader.outcomes
+    answered = {**loader.verdicts, **{r["transaction_id"]: r for r in answer["results"]}}
+    assert stored_verdicts(server.db, list(answered)) == answered
+    raised = {v["alert_id"] for v in answered.values() if v["alert_id"]}
+    assert raised and raised <= alert_ids(server.db)
+
+
+async def test_a_stalled_dashboard_does_not_hold_up_shutdown(tmp_path: Path) -> None:
+    # A client that stopped reading never takes the close frame, and aiohttp would wait for
+    # it until its handler is cancelled (2 x shutdown_timeout, ~20 s). The kernel drops it.
+    with contextlib.ExitStack() as stack:
+        server = await start_live(
+            tmp_path / "data", stack, ws_queue_max=100_000, ws_stall_seconds=600
+        )
+        connector = aiohttp.TCPConnector(socket_factory=small_window)
+        async with (
+            aiohttp.ClientSession(headers=AUTH, connector=connector) as slow_http,
+            aiohttp.ClientSession(headers=AUTH) as http,
+        ):
+            stalled = await slow_http.ws_connect(f"{server.url}/ws")
+            for n in range(60):  # ~5 MB of alerts: more than the socket buffers hold
+                status, _ = await _post(http, server.url, alert_run(f"s{n}"))
+                assert status == 200
+            server.proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(server.proc.wait, 8)
+            await stalled.close()
+    assert code == 0, server.output()
+
+
+async def _post(
+    http: aiohttp.ClientSession, url: str, records: list[dict[str, Any]]
+) -> tuple[int, Any]:
+    # A large body goes as a stream: aiohttp warns against sending it as one bytes object.
+    body = io.BytesIO(json.dumps(records).encode())
+    headers = {"Content-Type": "application/json"}
+    async with http.post(f"{url}/api/v1/transactions", data=body, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+async def _until_queued(http: aiohttp.ClientSession, url: str, more_than: int) -> None:
+    async with asyncio.timeout(30):
+        for _ in itertools.count():
+            async with http.get(f"{url}/metrics") as resp:
+                metrics = await resp.text()
+            depth = next(
+                float(line.split()[1])
+                for line in metrics.splitlines()
+                if line.startswith("fraudwatch_queue_depth ")
+            )
+            if depth > more_than:
+                return
+            await asyncio.sleep(0.005)
+
+
+async def _until_closed(ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    async with asyncio.timeout(20):
+        while (await ws.receive()).type not in (WSMsgType.CLOSE, WSMsgType.CLOSED):
+            pass
+    return ws.close_code
+
+
+async def test_after_shutdown_starts_ingest_and_health_say_shutting_down(
+    client: TestClient,
+) -> None:
+    # The window a real process shows only for a moment: the listener is closed but a
+    # connection already open sends one more request.
+    assert (await client.get("/healthz")).status == 200
+    await client.app.shutdown()
+    health = await client.get("/healthz")
+    assert health.status == 503
+    assert (await health.json())["status"] == "shutting_down"
+    resp = await client.post("/api/v1/transactions", json=tx("late", at=BASE), headers=AUTH)
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "shutting_down"
+
+
+async def test_closing_intake_answers_feeds_waiting_for_room_at_once() -> None:
+    # A feed blocked on a full queue was not accepted yet: it hears "shutting down" at once,
+    # not when the loop next frees room (it may be busy retrying a failing store).
+    queue = TxQueue(maxsize=10)
+    await queue.put(Submission(txs(8)))
+    blocked = asyncio.create_task(queue.put(Submission(txs(5, "late"))))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()
+    queue.close()
+    with pytest.raises(IntakeClosed):
+        await asyncio.wait_for(blocked, 1)
+    assert queue.qsize() == 8  # what was accepted is still handed out
