@@ -1,4 +1,4 @@
-"""The `fraudwatch` command: demo, serve, users."""
+"""The `fraudwatch` command: demo, serve, users, keys, replay, backtest."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import getpass
 import logging
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+from server import backtest, replay
+from server.api_keys import SCOPES, KeyRing
 from server.auth import create_user, load_or_create_api_key
 from server.config import ConfigError, Settings, load_settings
+from server.store.base import ApiKey
 from server.store.sqlite import SqliteStore
 
+T = TypeVar("T")
 DEMO_USER = "analyst"
 
 
@@ -52,6 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--role", choices=["analyst", "admin", "viewer"], default="analyst")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+    keys = commands.add_parser("keys", help="manage API keys for machine clients")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = key_commands.add_parser("create", help="create a key and print it (only once)")
+    _common(create)
+    create.add_argument("name")
+    create.add_argument(
+        "--scopes", required=True, help=f"comma-separated, from: {', '.join(SCOPES)}"
+    )
+    _common(key_commands.add_parser("list", help="list keys (never the keys themselves)"))
+    revoke = key_commands.add_parser("revoke", help="revoke a key")
+    _common(revoke)
+    revoke.add_argument("name")
+
+    replay.register(commands)
+    backtest.register(commands)
     return parser
 
 
@@ -65,6 +85,15 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     return load_settings(flags, config_file=args.config)
 
 
+async def _in_store(settings: Settings, job: Callable[[SqliteStore], Awaitable[T]]) -> T:
+    store = SqliteStore(settings.db_path)
+    await store.start(lambda _events: None)
+    try:
+        return await job(store)
+    finally:
+        await store.close()
+
+
 async def _with_store(settings: Settings, name: str, password: str, role: str) -> None:
     store = SqliteStore(settings.db_path)
     await store.start(lambda _events: None)
@@ -72,6 +101,54 @@ async def _with_store(settings: Settings, name: str, password: str, role: str) -
         await create_user(store, name, password, role)  # type: ignore[arg-type]
     finally:
         await store.close()
+
+
+def _keys(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    def ring(store: SqliteStore) -> KeyRing:
+        return KeyRing(store, None, settings.api_key_cache_ttl)
+
+    if args.keys_command == "create":
+        key = asyncio.run(
+            _in_store(settings, lambda store: ring(store).create(args.name, args.scopes.split(",")))
+        )
+        # The key alone on stdout, so `KEY=$(fraudwatch keys create ...)` works.
+        print(key)
+        print(
+            f"API key {args.name!r} created; it is shown only this once (only its hash is kept).",
+            file=sys.stderr,
+        )
+        return 0
+    if args.keys_command == "revoke":
+        if not asyncio.run(_in_store(settings, lambda store: ring(store).revoke(args.name))):
+            print(f"error: no live API key named {args.name!r}", file=sys.stderr)
+            return 1
+        print(
+            f"API key {args.name!r} revoked; a running server refuses it within "
+            f"{settings.api_key_cache_ttl:g} s (api_key_cache_ttl)."
+        )
+        return 0
+    keys = asyncio.run(_in_store(settings, lambda store: store.list_api_keys()))
+    print(_key_table(keys))
+    return 0
+
+
+def _key_table(keys: Sequence[ApiKey]) -> str:
+    rows = [("NAME", "SCOPES", "CREATED", "LAST USED", "STATUS")]
+    for key in keys:
+        status = f"revoked {key.revoked_at}" if key.revoked_at else "active"
+        used = key.last_used_at or "never"
+        rows.append((key.name, ",".join(key.scopes), key.created_at, used, status))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]])
+        for row in rows
+    ]
+    lines.append(
+        "(and the bootstrap key, from the 'api_key' setting or DATA_DIR/api-key: all scopes)"
+    )
+    return "\n".join(lines)
 
 
 def _demo_password(settings: Settings) -> str:
@@ -108,6 +185,11 @@ def _run(settings: Settings, banner: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Offline tools: they need no settings or store, and report their own errors.
+    if args.command == "replay":
+        return replay.run(args)
+    if args.command == "backtest":
+        return backtest.run(args)
     try:
         if args.command in ("demo", "serve"):
             settings = (
@@ -137,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_with_store(settings, args.name, password, args.role))
             print(f"user {args.name} ({args.role}) saved in {settings.db_path}")
             return 0
+        if args.command == "keys":
+            return _keys(args)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

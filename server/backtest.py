@@ -1,0 +1,350 @@
+"""`fraudwatch backtest`: score a labelled file in event time, labels known only after a delay."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import re
+import sys
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from server.backtest_report import build_report, summary_lines, write_report
+from server.progress import Progress
+from server.replay import Scorer, add_detector_flags, detector_from_args, paused_gc
+from server.replay_source import (
+    Row,
+    RowErrors,
+    Source,
+    SourceError,
+    SourceOptions,
+    add_source_flags,
+    source_options,
+)
+from server.transactions import Transaction
+
+DECISIONS = ("allow", "review", "block")
+REPORT_SUFFIXES = (".json", ".html")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+_UNIT_S = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_US = dt.timedelta(microseconds=1)
+_DAY_US = 86_400_000_000
+
+LabelHook = Callable[[Transaction, bool, dt.datetime], None]
+"""Called once per label, at the event time `at` when it becomes known (after the delay)."""
+
+
+def label_hook(detector: object) -> LabelHook:
+    """Feed labels to `detector.learn_label(tx_id, account_id, is_fraud, at)` if it has one.
+
+    The detector has no learning API yet; until it does, labels go nowhere and the backtest
+    measures the rules alone. The hook exists so that the delay is enforced here, once.
+    """
+    learn = getattr(detector, "learn_label", None)
+    if learn is None:
+        return _ignore
+
+    def on_label(tx: Transaction, is_fraud: bool, at: dt.datetime) -> None:
+        learn(tx.id, tx.account_id, is_fraud, at)
+
+    return on_label
+
+
+def _ignore(tx: Transaction, is_fraud: bool, at: dt.datetime) -> None:
+    return None
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """'7d', '36h', '1d12h', '90m', '0' → timedelta."""
+    compact = text.strip().lower().replace(" ", "")
+    if compact in ("0", "0s"):
+        return dt.timedelta(0)
+    parts = _DURATION.findall(compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        raise SourceError(f"a duration looks like 7d, 36h, 1d12h, 90m or 0; got {text!r}")
+    return dt.timedelta(seconds=sum(float(n) * _UNIT_S[u] for n, u in parts))
+
+
+def day_function(tz: dt.tzinfo) -> Callable[[int], int]:
+    """Calendar day (proleptic ordinal) in `tz` of a POSIX time in microseconds."""
+    offset = tz.utcoffset(None) if isinstance(tz, dt.timezone) else None
+    if offset is not None:
+        shift = offset // _US
+        return lambda us: (us + shift) // _DAY_US + _EPOCH_ORDINAL
+    return lambda us: dt.datetime.fromtimestamp(us / 1e6, tz).toordinal()
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Per scored transaction, in event-time order: what the report is computed from."""
+
+    scores: array[float] = field(default_factory=lambda: array("d"))
+    labels: array[int] = field(default_factory=lambda: array("b"))  # 1, 0, -1: no label
+    days: array[int] = field(default_factory=lambda: array("i"))
+    accounts: array[int] = field(default_factory=lambda: array("i"))
+    decisions: bytearray = field(default_factory=bytearray)  # index into DECISIONS
+    reasons: dict[int, tuple[str, ...]] = field(default_factory=dict)  # only where any fired
+    labels_revealed: int = 0
+    labels_pending: int = 0  # not yet due when the stream ended
+    first_event: dt.datetime | None = None
+    last_event: dt.datetime | None = None
+
+
+class OutOfOrder(Exception):
+    """A row is earlier in event time than one already scored."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(f"line {line} is earlier than a row before it")
+        self.line = line
+
+
+def in_event_time(rows: list[Row]) -> tuple[list[Row], int]:
+    """Rows sorted by timestamp (stable), and how many were out of order."""
+    epochs = [row.transaction.timestamp.timestamp() for row in rows]
+    latest = float("-inf")
+    late = 0
+    for t in epochs:
+        if t < latest:
+            late += 1
+        else:
+            latest = t
+    if not late:
+        return rows, 0
+    order = sorted(range(len(rows)), key=epochs.__getitem__)
+    return [rows[i] for i in order], late
+
+
+def run_backtest(
+    rows: Iterable[Row],
+    scorer: Scorer,
+    *,
+    label_delay: dt.timedelta,
+    on_label: LabelHook,
+    day_of: Callable[[int], int],
+    scores_out: TextIO | None = None,
+) -> Outcome:
+    """Score `rows` one by one in event-time order, revealing each label once it is due.
+
+    A label of a transaction at time t is due at t + label_delay: it is handed to `on_label`
+    just before the first transaction whose timestamp is >= that, never earlier. Constant
+    delay and ordered input make due times ordered too, so a FIFO is enough. A row earlier
+    than the one before raises OutOfOrder: its labels could otherwise arrive early.
+    """
+    if label_delay < dt.timedelta(0):
+        raise ValueError(f"label_delay must be >= 0, got {label_delay}")
+    out = Outcome()
+    scores, labels, days, accounts = out.scores, out.labels, out.days, out.accounts
+    decisions, reasons = out.decisions, out.reasons
+    decision_code = {name: i for i, name in enumerate(DECISIONS)}
+    account_index: dict[str, int] = {}
+    # Event time as integer microseconds: exact, so "due" never drifts by a float rounding.
+    delay_us = label_delay // _US
+    pending: deque[tuple[int, Transaction, bool]] = deque()
+    writer = csv.writer(scores_out, lineterminator="\n") if scores_out is not None else None
+    if writer is not None:
+        writer.writerow(("transaction_id", "score", "decision"))
+    score = scorer.score
+    last_us = -(2**63)
+    tx: Transaction | None = None
+    for i, row in enumerate(rows):
+        tx = row.transaction
+        now_us = round(tx.timestamp.timestamp() * 1e6)
+        if now_us < last_us:
+            raise OutOfOrder(row.line)
+        if i == 0:
+            out.first_event = tx.timestamp
+        last_us = now_us
+        while pending and pending[0][0] <= now_us:
+            _, known, is_fraud = pending.popleft()
+            on_label(known, is_fraud, known.timestamp + label_delay)
+            out.labels_revealed += 1
+        scored = score(tx)
+        scores.append(scored.score)
+        decisions.append(decision_code[scored.decision])
+        if scored.reasons:
+            reasons[i] = tuple(r.code for r in scored.reasons)
+        days.append(day_of(now_us))
+        account = account_index.get(tx.account_id)
+        if account is None:
+            account = account_index[tx.account_id] = len(account_index)
+        accounts.append(account)
+        if row.label is None:
+            labels.append(-1)
+        else:
+            labels.append(row.label)
+            pending.append((now_us + delay_us, tx, row.label))
+        if writer is not None:
+            writer.writerow((tx.id, scored.score, scored.decision))
+    out.last_event = tx.timestamp if tx is not None else None
+    out.labels_pending = len(pending)
+    return out
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def register(commands: Any) -> None:
+    """Add `backtest` to the `fraudwatch` subcommands."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "backtest",
+        help="score a labelled file in event time and measure detection quality",
+        description="Replay FILE in event time in-process, reveal each label only after "
+        "--label-delay of event time, and report ROC AUC, average precision, precision@k "
+        "and card precision@k, overall and per calendar day. See docs/backtest.md.",
+    )
+    add_source_flags(parser)
+    parser.add_argument(
+        "--label", required=True, metavar="COLUMN", help="column holding the fraud label"
+    )
+    parser.add_argument(
+        "--label-delay",
+        default="7d",
+        metavar="DURATION",
+        help="event time after a transaction when its label becomes known (default 7d)",
+    )
+    parser.add_argument("--k", type=int, default=100, help="k of the top-k metrics (default 100)")
+    parser.add_argument(
+        "--scores-out", type=Path, metavar="F.csv", help="transaction_id,score,decision per row"
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="F.json|F.html",
+        help="write the report as JSON or self-contained HTML (repeatable)",
+    )
+    add_detector_flags(parser)
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out
+    try:
+        options = source_options(args, label=args.label)
+        delay = parse_duration(args.label_delay)
+        if args.k < 1:
+            raise SourceError(f"--k must be >= 1, got {args.k}")
+        for path in args.report:
+            if path.suffix.lower() not in REPORT_SUFFIXES:
+                raise SourceError(f"--report {path}: the name must end in .json or .html")
+        detector_from_args(args)  # refuse bad thresholds before reading anything
+        started, cpu_started = time.perf_counter(), time.process_time()
+        with paused_gc():
+            detector, outcome, errors, late = _score_file(args, options, delay)
+            scored_s = time.perf_counter() - started
+            report = build_report(
+                outcome,
+                k=args.k,
+                review_threshold=detector.review_threshold,
+                block_threshold=detector.block_threshold,
+                meta=_meta(args, detector, outcome, errors, late, delay),
+            )
+        total_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
+        n = len(outcome.scores)
+        report["throughput"] = {
+            "transactions": n,
+            "read_validate_score_s": round(scored_s, 3),
+            "metrics_s": round(total_s - scored_s, 3),
+            "total_s": round(total_s, 3),
+            "cpu_s": round(cpu_s, 3),
+            "tx_per_s": round(n / total_s) if total_s else None,
+            "tx_per_cpu_s": round(n / cpu_s) if cpu_s else None,
+        }
+        for path in args.report:
+            write_report(report, path)
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for line in [*errors.lines(), *summary_lines(report)]:
+        print(line, file=out)
+    for path in [*([args.scores_out] if args.scores_out else []), *args.report]:
+        print(f"wrote {path}", file=out)
+    return 0
+
+
+def _score_file(
+    args: argparse.Namespace, options: SourceOptions, delay: dt.timedelta
+) -> tuple[Scorer, Outcome, RowErrors, int]:
+    """Stream the file through a fresh detector; if it is not in event-time order, sort it
+    in memory and start again (the only way to keep every label from arriving early)."""
+    scores_file = (
+        args.scores_out.open("w", encoding="utf-8", newline="") if args.scores_out else None
+    )
+    try:
+        with Source(args.file, options) as source:
+            errors = RowErrors()
+            progress = Progress("backtest", fraction=source.fraction_read, unit="tx")
+            detector = detector_from_args(args)
+            try:
+                outcome = run_backtest(
+                    _valid(source, errors, progress), detector, label_delay=delay,
+                    on_label=label_hook(detector), day_of=day_function(options.timezone),
+                    scores_out=scores_file,
+                )  # fmt: skip
+                progress.close()
+                return detector, outcome, errors, 0
+            except OutOfOrder as exc:
+                progress.close()
+                print(f"{args.file}: {exc}; sorting it in memory", file=sys.stderr)
+        with Source(args.file, options) as source:
+            errors = RowErrors()
+            progress = Progress("reading", fraction=source.fraction_read)
+            rows, late = in_event_time(list(_valid(source, errors, progress)))
+            progress.close()
+        if scores_file is not None:
+            scores_file.seek(0)
+            scores_file.truncate()
+        detector = detector_from_args(args)
+        outcome = run_backtest(
+            rows, detector, label_delay=delay, on_label=label_hook(detector),
+            day_of=day_function(options.timezone), scores_out=scores_file,
+        )  # fmt: skip
+        return detector, outcome, errors, late
+    finally:
+        if scores_file is not None:
+            scores_file.close()
+
+
+def _valid(source: Source, errors: RowErrors, progress: Progress) -> Iterator[Row]:
+    for chunk in source.chunks():
+        for item in chunk:
+            if type(item) is Row:
+                yield item
+            else:
+                errors.add(item)  # type: ignore[arg-type]
+        progress.update(source.rows_read)
+
+
+def _meta(
+    args: argparse.Namespace,
+    detector: Scorer,
+    outcome: Outcome,
+    errors: RowErrors,
+    late: int,
+    delay: dt.timedelta,
+) -> dict[str, Any]:
+    return {
+        "file": str(args.file),
+        "rows_read": len(outcome.scores) + errors.count,
+        "invalid_rows": errors.count,
+        "invalid_examples": [str(e) for e in errors.first],
+        "unlabelled_rows": outcome.labels.count(-1),
+        "out_of_order_rows": late,
+        "label_column": args.label,
+        "label_delay_s": delay.total_seconds(),
+        "timezone": args.timezone,
+        "rules_version": detector.rules_version,
+        "detector_learns_labels": hasattr(detector, "learn_label"),
+        "first_event": outcome.first_event.isoformat() if outcome.first_event else None,
+        "last_event": outcome.last_event.isoformat() if outcome.last_event else None,
+    }

@@ -1,0 +1,261 @@
+"""The backtest report: metrics overall and per day, curves, alerts and rules, as JSON or text."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from server.metrics_offline import (
+    average_precision,
+    card_precision_at_k,
+    mean,
+    pr_curve,
+    precision_at_k,
+    roc_auc,
+    score_groups,
+)
+
+if TYPE_CHECKING:
+    from server.backtest import Outcome
+
+MAX_CURVE_POINTS = 400
+SWEEP = (0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, 0.9)
+ALERT = 1  # decision index at or above which a transaction raised an alert
+
+
+def _r(value: float | None, places: int = 4) -> float | None:
+    return None if value is None else round(value, places)
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def build_report(
+    outcome: Outcome,
+    *,
+    k: int,
+    review_threshold: float,
+    block_threshold: float,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything the JSON and HTML reports show, from the labelled transactions only."""
+    keep = [i for i, label in enumerate(outcome.labels) if label >= 0]
+    scores = [outcome.scores[i] for i in keep]
+    labels = [outcome.labels[i] for i in keep]
+    days = [outcome.days[i] for i in keep]
+    accounts = [outcome.accounts[i] for i in keep]
+    decisions = [outcome.decisions[i] for i in keep]
+
+    per_day = _per_day(days, accounts, scores, labels, decisions, k)
+    frauds = sum(labels)
+    alerts = sum(1 for d in decisions if d >= ALERT)
+    caught = sum(1 for d, y in zip(decisions, labels, strict=True) if d >= ALERT and y)
+    overall = {
+        "transactions": len(labels),
+        "frauds": frauds,
+        "fraud_rate": _ratio(frauds, len(labels)),
+        "roc_auc": _r(roc_auc(scores, labels)),
+        "average_precision": _r(average_precision(scores, labels)),
+        "precision_at_k": _r(mean([d["precision_at_k"] for d in per_day])),
+        "card_precision_at_k": _r(mean([d["card_precision_at_k"] for d in per_day])),
+        "alerts": alerts,
+        "alerts_per_day": round(alerts / len(per_day), 1) if per_day else None,
+        "alert_precision": _ratio(caught, alerts),
+        "alert_recall": _ratio(caught, frauds),
+        "blocks": sum(1 for d in decisions if d == 2),
+    }
+    groups = score_groups(scores, labels)
+    return {
+        "meta": {
+            **meta,
+            "k": k,
+            "review_threshold": review_threshold,
+            "block_threshold": block_threshold,
+            "labels_revealed": outcome.labels_revealed,
+            "labels_not_yet_due": outcome.labels_pending,
+            "days": len(per_day),
+        },
+        "overall": overall,
+        "per_day": per_day,
+        "pr_curve": _curve(scores, labels),
+        "thresholds": _sweep(groups, len(per_day), review_threshold, block_threshold),
+        "rules": _rules(outcome, keep),
+    }
+
+
+def _per_day(
+    days: Sequence[int],
+    accounts: Sequence[int],
+    scores: Sequence[float],
+    labels: Sequence[int],
+    decisions: Sequence[int],
+    k: int,
+) -> list[dict[str, Any]]:
+    index: dict[int, list[int]] = {}
+    for i, day in enumerate(days):
+        index.setdefault(day, []).append(i)
+    cards = {c.day: c for c in card_precision_at_k(days, accounts, scores, labels, k)}
+    out = []
+    for day in sorted(index):
+        rows = index[day]
+        s = [scores[i] for i in rows]
+        y = [labels[i] for i in rows]
+        alerts = [i for i in rows if decisions[i] >= ALERT]
+        card = cards[day]
+        out.append(
+            {
+                "day": dt.date.fromordinal(day).isoformat(),
+                "transactions": len(rows),
+                "frauds": sum(y),
+                "alerts": len(alerts),
+                "true_alerts": sum(labels[i] for i in alerts),
+                "roc_auc": _r(roc_auc(s, y)),
+                "average_precision": _r(average_precision(s, y)),
+                "precision_at_k": _r(precision_at_k(s, y, k)),
+                "card_precision_at_k": _r(card.precision),
+                "cards": card.cards,
+                "compromised_cards": card.compromised,
+                "cards_detected": card.detected,
+            }
+        )
+    return out
+
+
+def _curve(scores: Sequence[float], labels: Sequence[int]) -> list[dict[str, float]]:
+    points = pr_curve(scores, labels)
+    if len(points) > MAX_CURVE_POINTS:
+        step = math.ceil(len(points) / MAX_CURVE_POINTS)
+        points = points[::step] + ([points[-1]] if (len(points) - 1) % step else [])
+    return [
+        {
+            "threshold": p.threshold,
+            "flagged": p.flagged,
+            "precision": round(p.precision, 4),
+            "recall": round(p.recall, 4),
+        }
+        for p in points
+    ]
+
+
+def _sweep(
+    groups: Sequence[tuple[float, int, int]], n_days: int, review: float, block: float
+) -> list[dict[str, Any]]:
+    frauds = sum(p for _, p, _ in groups)
+    out = []
+    for threshold in sorted({*SWEEP, review, block}):
+        tp = sum(p for s, p, _ in groups if s >= threshold)
+        flagged = sum(p + n for s, p, n in groups if s >= threshold)
+        out.append(
+            {
+                "threshold": threshold,
+                "role": "review" if threshold == review else "block" if threshold == block else "",
+                "flagged": flagged,
+                "per_day": round(flagged / n_days, 1) if n_days else None,
+                "precision": _ratio(tp, flagged),
+                "recall": _ratio(tp, frauds),
+            }
+        )
+    return out
+
+
+def _rules(outcome: Outcome, keep: Sequence[int]) -> list[dict[str, Any]]:
+    """Per reason code: how often it fired, how often rightly, and frauds only it flagged.
+
+    "Only it caught" = fraudulent transactions that raised an alert with this rule as the
+    sole reason. That stays well defined whatever combines the reasons into a score.
+    """
+    labelled = set(keep) if len(keep) != len(outcome.labels) else None
+    stats: dict[str, list[int]] = {}  # fired, fired frauds, alerts, alert frauds, sole frauds
+    for i, codes in outcome.reasons.items():
+        if labelled is not None and i not in labelled:
+            continue
+        fraud = outcome.labels[i]
+        alert = outcome.decisions[i] >= ALERT
+        for code in codes:
+            row = stats.setdefault(code, [0, 0, 0, 0, 0])
+            row[0] += 1
+            row[1] += fraud
+            row[2] += alert
+            row[3] += alert and fraud
+            row[4] += alert and fraud and len(codes) == 1
+    ranked = sorted(stats.items(), key=lambda item: (-item[1][1] / item[1][0], -item[1][0]))
+    return [
+        {
+            "code": code,
+            "fired": fired,
+            "precision": _ratio(fired_frauds, fired),
+            "alerts": alerts,
+            "alert_precision": _ratio(alert_frauds, alerts),
+            "frauds_flagged": alert_frauds,
+            "sole_reason_frauds": sole,
+        }
+        for code, (fired, fired_frauds, alerts, alert_frauds, sole) in ranked
+    ]
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    if path.suffix.lower() == ".html":
+        from server.backtest_html import render
+
+        text = render(report)
+    else:
+        text = json.dumps(report, indent=2) + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def delay_text(seconds: float) -> str:
+    """7 days as '7d', 36 hours as '36h': how --label-delay was most likely written."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _f(value: float | None) -> str:
+    return "   -  " if value is None else f"{value:.4f}"
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The report as the terminal shows it."""
+    meta, overall, k = report["meta"], report["overall"], report["meta"]["k"]
+    lines = [
+        f"backtest {meta['file']}: {overall['transactions']:,} labelled transactions over "
+        f"{meta['days']} days, {overall['frauds']:,} frauds ({(overall['fraud_rate'] or 0):.2%}); "
+        f"{meta['unlabelled_rows']:,} unlabelled",
+        f"  rules {meta['rules_version']}, review >= {meta['review_threshold']}, "
+        f"block >= {meta['block_threshold']}; days in {meta['timezone']}",
+        f"  labels: delay {delay_text(meta['label_delay_s'])} of event time; "
+        f"{meta['labels_revealed']:,} revealed during the run, "
+        f"{meta['labels_not_yet_due']:,} not yet due at its end; detector learns "
+        f"from labels: {'yes' if meta['detector_learns_labels'] else 'no (no learn_label)'}",
+    ]
+    if meta["out_of_order_rows"]:
+        lines.append(f"  {meta['out_of_order_rows']:,} rows were out of event-time order: sorted")
+    lines += [
+        f"  overall: ROC AUC {_f(overall['roc_auc'])}  average precision "
+        f"{_f(overall['average_precision'])}  precision@{k} {_f(overall['precision_at_k'])}  "
+        f"card precision@{k} {_f(overall['card_precision_at_k'])}  (top-k: mean of days)",
+        f"  alerts: {overall['alerts']:,} ({overall['alerts_per_day']}/day), precision "
+        f"{_f(overall['alert_precision'])}, recall {_f(overall['alert_recall'])}",
+        f"  {'day':<10} {'tx':>8} {'frauds':>6} {'alerts':>6} {'ROC AUC':>7} {'AP':>6} "
+        f"{'P@' + str(k):>6} {'CP@' + str(k):>6}",
+    ]
+    for d in report["per_day"]:
+        lines.append(
+            f"  {d['day']:<10} {d['transactions']:>8,} {d['frauds']:>6,} {d['alerts']:>6,} "
+            f"{_f(d['roc_auc']):>7} {_f(d['average_precision']):>6} "
+            f"{_f(d['precision_at_k']):>6} {_f(d['card_precision_at_k']):>6}"
+        )
+    t = report.get("throughput")
+    if t:
+        lines.append(
+            f"  throughput: {t['tx_per_s'] or 0:,} tx/s end to end over {t['transactions']:,} tx "
+            f"in {t['total_s']} s (read+validate+score {t['read_validate_score_s']} s, metrics "
+            f"{t['metrics_s']} s); {t['tx_per_cpu_s'] or 0:,} tx per CPU second"
+        )
+    return lines

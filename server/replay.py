@@ -1,0 +1,397 @@
+"""`fraudwatch replay`: stream a file through a Detector in-process, or into a running server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any, Protocol, TextIO
+
+import aiohttp
+
+from server.detection.detector import Detector
+from server.detection.verdict import Scored
+from server.progress import Progress
+from server.replay_source import (
+    Row,
+    RowError,
+    RowErrors,
+    Source,
+    SourceError,
+    add_source_flags,
+    source_options,
+)
+from server.transactions import Transaction, encode_transaction
+
+INGEST_PATH = "/api/v1/transactions"
+PROGRESS_EVERY = 1024
+# Paced replays send whatever falls due within this much wall time in one request.
+TICK_S = 0.05
+RETRIES = 4
+FLAGGED = ("review", "block")
+
+
+class Scorer(Protocol):
+    """What replay and backtest need of a detector (tests pass recording fakes)."""
+
+    review_threshold: float
+    block_threshold: float
+    rules_version: str
+
+    def score(self, tx: Transaction) -> Scored: ...
+
+
+class TargetRefused(Exception):
+    """The server rejected the API key; retrying cannot help."""
+
+
+class TargetUnavailable(Exception):
+    """A batch got no answer after every retry: the rest would fare no better."""
+
+
+@dataclass
+class ReplaySummary:
+    rows_read: int = 0
+    errors: RowErrors = field(default_factory=RowErrors)
+    sent: int = 0
+    refused: RowErrors = field(default_factory=RowErrors)  # valid here, refused by the server
+    failed: int = 0  # requests that never got an answer
+    last_error: str | None = None
+    stopped: str | None = None  # why a replay into a server gave up early
+    decisions: Counter[str] = field(default_factory=Counter)
+    first_event: str | None = None
+    last_event: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def scored(self) -> int:
+        return sum(self.decisions.values())
+
+    def lines(self, where: str, speed: float | None) -> list[str]:
+        scored = self.scored
+        alerts = sum(self.decisions[d] for d in FLAGGED)
+        decisions = " ".join(f"{d}={self.decisions[d]:,}" for d in ("allow", *FLAGGED))
+        lines = [
+            f"replay → {where}: {self.rows_read:,} rows read, {scored:,} scored, "
+            f"{self.errors.count:,} invalid",
+            *self.errors.lines(),
+        ]
+        if self.sent:
+            lines.append(
+                f"  sent {self.sent:,}; refused by the server {self.refused.count:,}; "
+                f"failed (no answer) {self.failed:,}"
+                + (f"; last error: {self.last_error}" if self.last_error else "")
+            )
+            lines += ["  " + line for line in self.refused.lines()]
+        if self.stopped:
+            lines.append(f"  STOPPED EARLY: {self.stopped}")
+        lines += [
+            f"  decisions: {decisions}; alerts {alerts:,} ({alerts / max(scored, 1):.2%})",
+            f"  event time: {self.first_event} → {self.last_event} at speed "
+            + ("max" if speed is None else f"{speed:g}×"),
+            f"  throughput: {scored / max(self.seconds, 1e-9):,.0f} tx/s ({self.seconds:.2f} s)",
+        ]
+        return lines
+
+
+class Pacer:
+    """When each event is due in wall time, replaying event time `speed` times faster."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._t0: float | None = None
+        self._w0 = 0.0
+
+    def wait(self, tx: Transaction) -> float:
+        """Seconds until `tx` is due (<= 0: due now). The first event is due immediately."""
+        t = tx.timestamp.timestamp()
+        if self._t0 is None:
+            self._t0, self._w0 = t, time.monotonic()
+        return self._w0 + (t - self._t0) / self.speed - time.monotonic()
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a bulk run.
+
+    Hundreds of thousands of live transactions and account states make each full
+    collection walk all of them, for nothing: they form no reference cycles. Measured on a
+    300k-row backtest this cost about a quarter of the reading time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def parse_speed(text: str) -> float | None:
+    """'max' → None (as fast as possible); otherwise a positive multiple of real time."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not speed > 0 or speed == float("inf"):
+        raise SourceError(f"--speed takes 'max' or a positive multiple of real time, got {text!r}")
+    return speed
+
+
+def _note_time(summary: ReplaySummary, tx: Transaction) -> None:
+    stamp = tx.timestamp.isoformat()
+    if summary.first_event is None:
+        summary.first_event = stamp
+    summary.last_event = stamp
+
+
+def replay_in_process(
+    items: Iterable[Row | RowError],
+    detector: Scorer,
+    *,
+    speed: float | None = None,
+    progress: Progress | None = None,
+) -> ReplaySummary:
+    """Score every valid row with `detector`, in file order, paced when `speed` is given."""
+    summary = ReplaySummary()
+    pacer = Pacer(speed) if speed is not None else None
+    decisions = summary.decisions
+    score = detector.score
+    start = time.perf_counter()
+    last: Transaction | None = None
+    for n, item in enumerate(items, start=1):
+        if isinstance(item, RowError):
+            summary.errors.add(item)
+            continue
+        tx = item.transaction
+        if last is None:
+            _note_time(summary, tx)
+        last = tx
+        if pacer is not None and (wait := pacer.wait(tx)) > 0:
+            time.sleep(wait)
+        decisions[score(tx).decision] += 1
+        if progress is not None and not n % PROGRESS_EVERY:
+            progress.update(n)
+    if last is not None:
+        _note_time(summary, last)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, batch: list[Row], summary: ReplaySummary
+) -> None:
+    body = b"".join([encode_transaction(row.transaction) + b"\n" for row in batch])
+    summary.sent += len(batch)
+    wait = 0.0
+    for attempt in range(RETRIES):
+        if attempt:
+            await asyncio.sleep(max(wait, 0.25 * 2**attempt))
+        try:
+            async with session.post(url, data=body) as response:
+                if response.status in (401, 403):
+                    raise TargetRefused(f"{url} answered {response.status}: check --api-key")
+                if response.status >= 500 or response.status == 429:
+                    # Busy, shutting down or store trouble: worth another try. Ids make a
+                    # repeat harmless (the server answers a known id with its first verdict).
+                    summary.last_error = f"HTTP {response.status}"
+                    wait = _retry_after(response.headers.get("Retry-After"))
+                    continue
+                if response.status >= 300:
+                    # Refused as a whole (e.g. 413): other batches may still pass.
+                    summary.last_error = f"HTTP {response.status}: {(await response.text())[:200]}"
+                    summary.failed += len(batch)
+                    return
+                reply = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            summary.last_error = f"{type(exc).__name__}: {exc}"
+            continue
+        _tally(summary, batch, reply)
+        return
+    summary.failed += len(batch)
+    raise TargetUnavailable(f"no answer from {url} after {RETRIES} tries: {summary.last_error}")
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return min(float(value), 30.0) if value else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _tally(summary: ReplaySummary, batch: list[Row], reply: Any) -> None:
+    results = reply.get("results") if isinstance(reply, dict) else None
+    if not isinstance(results, list) or len(results) != len(batch):
+        summary.failed += len(batch)
+        summary.last_error = "the server's answer has no result per transaction"
+        return
+    for row, result in zip(batch, results, strict=True):
+        decision = result.get("decision") if isinstance(result, dict) else None
+        if isinstance(decision, str):
+            summary.decisions[decision] += 1
+            continue
+        error = result.get("error") if isinstance(result, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        summary.refused.add(RowError(row.line, str(message or result)))
+
+
+async def replay_to_target(
+    items: Iterable[Row | RowError],
+    target: str,
+    api_key: str,
+    *,
+    speed: float | None = None,
+    batch_size: int = 1000,
+    progress: Progress | None = None,
+) -> ReplaySummary:
+    """POST valid rows as NDJSON batches to `target`, one request in flight to keep order."""
+    summary = ReplaySummary()
+    pacer = Pacer(speed) if speed is not None else None
+    url = target.rstrip("/") + INGEST_PATH
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/x-ndjson"}
+    timeout = aiohttp.ClientTimeout(total=120)
+    batch: list[Row] = []
+    in_flight: asyncio.Task[None] | None = None
+    start = time.perf_counter()
+    last: Transaction | None = None
+
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+
+        async def flush() -> None:
+            nonlocal in_flight
+            if in_flight is not None:
+                await in_flight
+                in_flight = None
+            if batch:
+                # The next batch is read while the server scores this one.
+                in_flight = asyncio.create_task(_post(session, url, batch.copy(), summary))
+                batch.clear()
+                await asyncio.sleep(0)
+
+        try:
+            for n, item in enumerate(items, start=1):
+                if isinstance(item, RowError):
+                    summary.errors.add(item)
+                    continue
+                tx = item.transaction
+                if last is None:
+                    _note_time(summary, tx)
+                last = tx
+                if pacer is not None and pacer.wait(tx) > TICK_S:
+                    await flush()
+                    await asyncio.sleep(pacer.wait(tx))
+                batch.append(item)
+                if len(batch) >= batch_size:
+                    await flush()
+                if progress is not None and not n % PROGRESS_EVERY:
+                    progress.update(n)
+            await flush()
+            await flush()
+        except TargetUnavailable as exc:
+            summary.stopped = str(exc)
+        finally:
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()
+    if last is not None:
+        _note_time(summary, last)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def add_detector_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--review-threshold", type=float, default=0.5, metavar="SCORE", help="default 0.5"
+    )
+    parser.add_argument(
+        "--block-threshold", type=float, default=0.8, metavar="SCORE", help="default 0.8"
+    )
+
+
+def detector_from_args(args: argparse.Namespace) -> Detector:
+    try:
+        return Detector(
+            review_threshold=args.review_threshold, block_threshold=args.block_threshold
+        )
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+
+
+def register(commands: Any) -> None:
+    """Add `replay` to the `fraudwatch` subcommands."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "replay",
+        help="stream a CSV or NDJSON file through the detector or into a running server",
+        description="Stream FILE through the same pipeline: in-process through a Detector "
+        "(default), or into a running server with --target. See docs/backtest.md.",
+    )
+    add_source_flags(parser)
+    parser.add_argument("--target", metavar="URL", help="post to this server's ingest API")
+    parser.add_argument(
+        "--api-key", help="the server's API key (default: $FRAUDWATCH_API_KEY); with --target"
+    )
+    parser.add_argument(
+        "--speed",
+        default="max",
+        help="'max' (default), or a multiple of real time: 10 replays 10 s of event time per s",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=1000, help="transactions per request with --target"
+    )
+    add_detector_flags(parser)
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out
+    try:
+        options = source_options(args)
+        speed = parse_speed(args.speed)
+        api_key = args.api_key or os.environ.get("FRAUDWATCH_API_KEY")
+        if args.target and not api_key:
+            raise SourceError("--target needs --api-key (or FRAUDWATCH_API_KEY)")
+        if args.batch < 1:
+            raise SourceError(f"--batch must be >= 1, got {args.batch}")
+        detector = None if args.target else detector_from_args(args)
+        with Source(args.file, options) as source:
+            progress = Progress("replay", fraction=source.fraction_read)
+            if detector is None:
+                where = args.target
+                summary = asyncio.run(
+                    replay_to_target(
+                        source, args.target, api_key or "", speed=speed,
+                        batch_size=args.batch, progress=progress,
+                    )
+                )  # fmt: skip
+            else:
+                where = f"in-process detector (rules {detector.rules_version})"
+                # Not around the network client: its futures and tracebacks do make cycles.
+                with paused_gc():
+                    rows = chain.from_iterable(source.chunks())
+                    summary = replay_in_process(rows, detector, speed=speed, progress=progress)
+            summary.rows_read = source.rows_read
+            progress.update(source.rows_read)
+            progress.close()
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TargetRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for line in summary.lines(where, speed):
+        print(line, file=out)
+    return 1 if summary.stopped else 0

@@ -1,0 +1,579 @@
+"""Backtest: metrics against hand-computed values, label delay, report files, the command."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+import random
+from decimal import Decimal
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server import backtest
+from server.backtest import (
+    day_function,
+    in_event_time,
+    label_hook,
+    parse_duration,
+    run_backtest,
+)
+from server.backtest_report import build_report
+from server.cli import main
+from server.detection.detector import Detector
+from server.detection.verdict import Scored
+from server.metrics_offline import (
+    average_precision,
+    card_precision_at_k,
+    pr_curve,
+    precision_at_k,
+    roc_auc,
+)
+from server.replay_source import Row, Source, SourceError, SourceOptions
+from server.transactions import Transaction
+from simulator import Simulator
+
+T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+HOUR = dt.timedelta(hours=1)
+
+
+def txn(id: str, at: dt.datetime, account: str = "a-1", amount: str = "20.00") -> Transaction:
+    return Transaction(
+        id=id, timestamp=at, account_id=account, merchant_id="m-1", amount=Decimal(amount),
+        currency="USD",
+    )  # fmt: skip
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def test_roc_auc_by_hand() -> None:
+    # scikit-learn's documented example: 3 of the 4 fraud/legit pairs are ordered right.
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert roc_auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert roc_auc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+
+
+def test_roc_auc_averages_ties() -> None:
+    # Fraud at 0.9 beats both legit (2 pairs); fraud at 0.5 ties both (2 * 1/2).
+    assert roc_auc([0.5, 0.5, 0.5, 0.9], [1, 0, 0, 1]) == pytest.approx(0.75)
+    assert roc_auc([0.3, 0.3, 0.3], [1, 0, 1]) == pytest.approx(0.5)
+
+
+def test_metrics_undefined_with_one_class() -> None:
+    assert roc_auc([0.1, 0.2], [0, 0]) is None
+    assert roc_auc([0.1, 0.2], [1, 1]) is None
+    assert average_precision([0.1, 0.2], [0, 0]) is None
+    assert average_precision([], []) is None
+
+
+def test_average_precision_by_hand() -> None:
+    # Thresholds 0.8, 0.4, 0.35, 0.1 → (P, R) = (1, ½), (½, ½), (⅔, 1), (½, 1):
+    # AP = ½·1 + 0·½ + ½·⅔ + 0·½ = 5/6 (scikit-learn's example gives 0.8333).
+    assert average_precision([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(5 / 6)
+    # A tie is one threshold: (1, ½) at 0.9, then (½, 1) at 0.5 → ½ + ½·½.
+    assert average_precision([0.5, 0.5, 0.5, 0.9], [1, 0, 0, 1]) == pytest.approx(0.75)
+    assert average_precision([0.9, 0.1], [1, 0]) == 1.0
+
+
+def test_pr_curve_points() -> None:
+    points = pr_curve([0.5, 0.5, 0.5, 0.9], [1, 0, 0, 1])
+    assert [(p.threshold, p.flagged, p.precision, p.recall) for p in points] == [
+        (0.9, 1, 1.0, 0.5),
+        (0.5, 4, 0.5, 1.0),
+    ]
+
+
+def _auc_by_pairs(scores: list[float], labels: list[int]) -> float:
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def _ap_by_definition(scores: list[float], labels: list[int]) -> float:
+    total, previous = 0.0, 0.0
+    for threshold in sorted(set(scores), reverse=True):
+        flagged = [y for s, y in zip(scores, labels, strict=True) if s >= threshold]
+        recall = sum(flagged) / sum(labels)
+        total += (recall - previous) * sum(flagged) / len(flagged)
+        previous = recall
+    return total
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_match_their_definitions_on_random_ties(seed: int) -> None:
+    rng = random.Random(seed)
+    scores = [rng.choice([0.0, 0.15, 0.5, 0.65, 0.8, rng.random()]) for _ in range(300)]
+    labels = [int(rng.random() < 0.1 + 0.5 * s) for s in scores]
+    assert roc_auc(scores, labels) == pytest.approx(_auc_by_pairs(scores, labels))
+    assert average_precision(scores, labels) == pytest.approx(_ap_by_definition(scores, labels))
+
+
+def test_precision_at_k_divides_by_k_and_keeps_order_in_ties() -> None:
+    scores = [0.2, 0.9, 0.5, 0.5, 0.1]
+    labels = [1, 1, 0, 1, 0]
+    # Top 2: 0.9 (fraud), then the first 0.5 (legit): ties go to the earlier transaction.
+    assert precision_at_k(scores, labels, 2) == 0.5
+    assert precision_at_k(scores, labels, 3) == pytest.approx(2 / 3)
+    # Fewer transactions than k: still divided by k.
+    assert precision_at_k(scores, labels, 10) == pytest.approx(3 / 10)
+
+
+def test_card_precision_at_k_on_a_crafted_example() -> None:
+    # (day, account, score, label); k = 2.
+    rows = [
+        # Day 1: top 2 accounts by max score are A (0.9, fraud) and B (0.8, legit).
+        (1, "A", 0.9, 1),
+        (1, "B", 0.8, 0),
+        (1, "C", 0.3, 1),
+        (1, "C", 0.7, 1),
+        (1, "D", 0.1, 1),
+        # Day 2: A was detected on day 1 and is left out despite scoring highest;
+        # D's max score (0.55) and max label (fraud) come from different transactions;
+        # E ties D at 0.55 but reached it later, so D ranks first.
+        (2, "A", 0.95, 1),
+        (2, "C", 0.6, 1),
+        (2, "D", 0.55, 0),
+        (2, "E", 0.55, 0),
+        (2, "D", 0.1, 1),
+        (2, "B", 0.2, 0),
+    ]
+    ids = {name: i for i, name in enumerate("ABCDE")}
+    result = card_precision_at_k(
+        [r[0] for r in rows],
+        [ids[r[1]] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        2,
+    )
+    assert [(d.day, d.cards, d.compromised, d.detected, d.precision) for d in result] == [
+        (1, 4, 3, 1, 0.5),  # A, C, D compromised (C at 0.7 is third): only A in the top 2
+        (2, 4, 2, 2, 1.0),  # without A: C (0.6) and D (0.55, fraud) — both fraudulent
+    ]
+
+
+def test_card_precision_at_k_keeps_undetected_fraud_cards() -> None:
+    # C was fraudulent on day 1 but not in the top 1: it is not "detected" and stays in day 2.
+    days, accounts = [1, 1, 2], [0, 1, 1]
+    result = card_precision_at_k(days, accounts, [0.9, 0.5, 0.4], [0, 1, 1], 1)
+    assert [d.precision for d in result] == [0.0, 1.0]
+
+
+# --- event time and label delay ------------------------------------------------------------
+
+
+class Recorder:
+    """A detector stand-in that logs what it is shown, in order."""
+
+    review_threshold = 0.5
+    block_threshold = 0.8
+    rules_version = "test"
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dt.datetime]] = []
+        self.seen: list[Transaction] = []
+
+    def score(self, tx: Transaction) -> Scored:
+        self.events.append(("score", tx.id, tx.timestamp))
+        self.seen.append(tx)
+        return Scored(0.1, "allow", "low", (), self.rules_version)
+
+    def learn_label(self, tx_id: str, account_id: str, is_fraud: bool, at: dt.datetime) -> None:
+        self.events.append(("label", tx_id, at))
+
+
+def _rows(times: list[dt.datetime]) -> list[Row]:
+    return [Row(i + 2, txn(f"t{i}", at), i % 3 == 0) for i, at in enumerate(times)]
+
+
+def test_labels_are_revealed_after_the_delay_and_never_before() -> None:
+    delay = 3 * HOUR
+    # Irregular times, mixed offsets, and one transaction exactly when t0's label is due.
+    east = dt.timezone(dt.timedelta(hours=5))
+    times = [
+        T0,
+        T0 + 0.5 * HOUR,
+        (T0 + 2.99 * HOUR).astimezone(east),
+        T0 + delay,  # exactly due: t0's label is known by then
+        T0 + 3.2 * HOUR,
+        (T0 + 9 * HOUR).astimezone(east),
+        T0 + 9.5 * HOUR,
+    ]
+    rows = _rows(times)
+    recorder = Recorder()
+    outcome = run_backtest(
+        rows,
+        recorder,
+        label_delay=delay,
+        on_label=label_hook(recorder),
+        day_of=day_function(dt.UTC),
+    )
+    events = recorder.events
+    scored_at = {tx_id: at for kind, tx_id, at in events if kind == "score"}
+    labels = [(i, tx_id, at) for i, (kind, tx_id, at) in enumerate(events) if kind == "label"]
+    assert labels, "no label was revealed"
+    for position, tx_id, at in labels:
+        assert at == scored_at[tx_id] + delay
+        before = [t for kind, _, t in events[:position] if kind == "score"]
+        after = [t for kind, _, t in events[position + 1 :] if kind == "score"]
+        assert all(t >= at for t in after), "a label was revealed before its delay had passed"
+        assert all(t < at for t in before[before.index(scored_at[tx_id]) + 1 :]), "revealed late"
+    # Every labelled row is revealed or still pending; t0's label comes right before t3.
+    assert [e[:2] for e in events[3:5]] == [("label", "t0"), ("score", "t3")]
+    assert outcome.labels_revealed + outcome.labels_pending == sum(
+        r.label is not None for r in rows
+    )
+    # Due at +3 h, +3.5 h, +5.99 h, +6 h, +6.2 h, +12 h, +12.5 h; the stream ends at +9.5 h.
+    assert outcome.labels_revealed == 5
+
+
+def test_zero_delay_reveals_a_label_only_after_its_transaction() -> None:
+    recorder = Recorder()
+    rows = _rows([T0, T0, T0 + HOUR])
+    run_backtest(
+        rows,
+        recorder,
+        label_delay=dt.timedelta(0),
+        on_label=label_hook(recorder),
+        day_of=day_function(dt.UTC),
+    )
+    assert [e[:2] for e in recorder.events] == [
+        ("score", "t0"),
+        ("label", "t0"),  # due at T0: known before the next transaction at T0
+        ("score", "t1"),
+        ("label", "t1"),
+        ("score", "t2"),
+    ]
+
+
+def test_the_current_detector_has_no_learning_api_and_the_hook_is_a_no_op() -> None:
+    detector = Detector()
+    assert not hasattr(detector, "learn_label")
+    hook = label_hook(detector)
+    hook(txn("x", T0), True, T0)  # nothing to call, nothing raised
+    outcome = run_backtest(
+        _rows([T0, T0 + 2 * HOUR]),
+        detector,
+        label_delay=HOUR,
+        on_label=hook,
+        day_of=day_function(dt.UTC),
+    )
+    assert outcome.labels_revealed == 1
+
+
+def test_rows_out_of_order_are_refused_by_the_engine() -> None:
+    rows = _rows([T0, T0 + HOUR, T0 + 0.5 * HOUR])
+    with pytest.raises(backtest.OutOfOrder) as caught:
+        run_backtest(
+            rows, Recorder(), label_delay=HOUR, on_label=lambda *_: None,
+            day_of=day_function(dt.UTC),
+        )  # fmt: skip
+    assert caught.value.line == rows[2].line
+
+
+def test_out_of_order_rows_are_sorted_by_instant() -> None:
+    west = dt.timezone(dt.timedelta(hours=-8))
+    rows = _rows([T0 + HOUR, (T0 + 0.5 * HOUR).astimezone(west), T0 + 2 * HOUR, T0])
+    ordered, late = in_event_time(rows)
+    assert late == 2
+    assert [r.transaction.id for r in ordered] == ["t3", "t1", "t0", "t2"]
+    assert in_event_time(ordered) == (ordered, 0)
+
+
+def test_days_are_calendar_days_in_the_chosen_zone() -> None:
+    us = round((T0.replace(hour=23, minute=30)).timestamp() * 1e6)  # 23:30 UTC
+    assert day_function(dt.UTC)(us) == dt.date(2026, 3, 2).toordinal()
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    assert day_function(plus2)(us) == dt.date(2026, 3, 3).toordinal()
+    from zoneinfo import ZoneInfo
+
+    assert day_function(ZoneInfo("America/New_York"))(us) == dt.date(2026, 3, 2).toordinal()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7d", dt.timedelta(days=7)),
+        ("36h", dt.timedelta(hours=36)),
+        ("1d12h", dt.timedelta(days=1, hours=12)),
+        ("90m", dt.timedelta(minutes=90)),
+        ("2w", dt.timedelta(weeks=2)),
+        ("0", dt.timedelta(0)),
+    ],
+)
+def test_parse_duration(text: str, expected: dt.timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "7", "7x", "d", "-1d", "1d 2x"])
+def test_parse_duration_refuses(text: str) -> None:
+    with pytest.raises(SourceError):
+        parse_duration(text)
+
+
+# --- files in, files out -----------------------------------------------------------------------
+
+
+def _labelled_csv(path: Path, n_days: int = 3) -> Path:
+    """Card testing on some accounts each day (fraud), steady shopping elsewhere (legit)."""
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "TX_ID",
+                "TX_DATETIME",
+                "CUSTOMER_ID",
+                "TERMINAL_ID",
+                "TX_AMOUNT",
+                "TX_FRAUD",
+                "TX_FRAUD_SCENARIO",
+            ]
+        )
+        n = 0
+        for day in range(n_days):
+            base = T0.replace(tzinfo=None) + dt.timedelta(days=day)
+            for a in range(8):
+                for j in range(6):
+                    at = base + dt.timedelta(minutes=37 * j + a)
+                    w.writerow(
+                        [
+                            f"ok-{n}",
+                            at.strftime("%Y-%m-%d %H:%M:%S"),
+                            f"c{a}",
+                            f"t{j}",
+                            f"{20 + a + j}.00",
+                            0,
+                            0,
+                        ]
+                    )
+                    n += 1
+            victim = f"v{day}"
+            for j in range(5):
+                at = base + dt.timedelta(hours=5, seconds=20 * j)
+                w.writerow(
+                    [f"ct-{n}", at.strftime("%Y-%m-%d %H:%M:%S"), victim, f"s{j}", "1.00", 1, 2]
+                )
+                n += 1
+        w.writerow(["bad-1", "not a time", "c1", "t1", "5.00", 0, 0])
+        w.writerow(["bad-2", T0.strftime("%Y-%m-%d %H:%M:%S"), "c1", "t1", "-5.00", 0, 0])
+    return path
+
+
+MAP = ["--map", "id=TX_ID", "--map", "timestamp=TX_DATETIME", "--map", "account_id=CUSTOMER_ID",
+       "--map", "merchant_id=TERMINAL_ID", "--map", "amount=TX_AMOUNT"]  # fmt: skip
+
+
+def test_backtest_command_writes_scores_and_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _labelled_csv(tmp_path / "tx.csv")
+    scores, as_json, as_html = tmp_path / "s.csv", tmp_path / "r.json", tmp_path / "r.html"
+    code = main(
+        ["backtest", str(data), "--label", "TX_FRAUD", "--label-delay", "1d", "--k", "3", *MAP,
+         "--scores-out", str(scores), "--report", str(as_json), "--report", str(as_html)]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2 invalid rows" in out and "line " in out
+    assert "ROC AUC" in out and "tx/s" in out
+
+    with scores.open(newline="") as f:
+        written = list(csv.reader(f))
+    assert written[0] == ["transaction_id", "score", "decision"]
+    assert len(written) == 1 + 3 * (48 + 5)
+    assert all(
+        0.0 <= float(s) <= 1.0 and d in ("allow", "review", "block") for _, s, d in written[1:]
+    )
+    by_id = {row[0]: row for row in written[1:]}
+    assert by_id["ct-48"][2] == "allow"
+    assert by_id["ct-50"][2] != "allow"  # the third tiny amount in minutes: card testing
+    assert "bad-1" not in by_id
+
+    report = json.loads(as_json.read_text())
+    assert report["meta"]["days"] == 3 and report["meta"]["invalid_rows"] == 2
+    # The file interleaves accounts out of time order: it was sorted, then scored once
+    # (the scores file above has each transaction exactly once).
+    assert report["meta"]["out_of_order_rows"] > 0
+    assert report["overall"]["transactions"] == 3 * 53
+    assert report["overall"]["frauds"] == 15
+    assert 0.0 <= report["overall"]["average_precision"] <= 1.0
+    assert [d["day"] for d in report["per_day"]] == ["2026-03-02", "2026-03-03", "2026-03-04"]
+    assert {"card_testing"} <= {r["code"] for r in report["rules"]}
+    assert report["pr_curve"][-1]["recall"] == 1.0
+    _assert_well_formed_html(as_html.read_text(), min_charts=5)
+
+
+def test_backtest_of_a_simulated_stream_gives_the_detectors_own_verdicts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = Simulator(seed=3, rate=1.0, start=T0, accounts=300).generate(3000)
+    data = tmp_path / "sim.csv.gz"
+    fields = list(Transaction.__struct_fields__)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([*fields, "is_fraud", "scenario"])
+    for item in stream:
+        cells = [getattr(item.transaction, name) for name in fields]
+        cells[1] = item.transaction.timestamp.isoformat()
+        writer.writerow(
+            ["" if c is None else c for c in cells] + [int(item.is_fraud), item.scenario]
+        )
+    data.write_bytes(gzip.compress(buffer.getvalue().encode()))
+    scores, as_json = tmp_path / "s.csv", tmp_path / "r.json"
+    args = ["backtest", str(data), "--label", "is_fraud", "--label-delay", "1h"]
+    assert main([*args, "--scores-out", str(scores), "--report", str(as_json)]) == 0
+    captured = capsys.readouterr()
+    assert "sorting" not in captured.err  # in order: streamed, read once
+
+    detector = Detector()
+    expected = [(item.transaction.id, detector.score(item.transaction)) for item in stream]
+    with scores.open(newline="") as f:
+        written = list(csv.reader(f))[1:]
+    assert written == [[tx_id, str(s.score), s.decision] for tx_id, s in expected]
+    report = json.loads(as_json.read_text())
+    assert report["meta"]["out_of_order_rows"] == 0
+    assert report["overall"]["frauds"] == sum(item.is_fraud for item in stream)
+    assert report["overall"]["alerts"] == sum(s.decision != "allow" for _, s in expected)
+
+
+def test_report_escapes_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _labelled_csv(tmp_path / 'x<b>&"y.csv', n_days=1)
+    page = tmp_path / "r.html"
+    assert main(["backtest", str(data), "--label", "TX_FRAUD", *MAP, "--report", str(page)]) == 0
+    text = page.read_text()
+    assert "x<b>" not in text
+    assert "x&lt;b&gt;&amp;&quot;y.csv" in text
+    _assert_well_formed_html(text, min_charts=5)
+
+
+def test_backtest_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _labelled_csv(tmp_path / "tx.csv", n_days=1)
+    base = ["backtest", str(data), "--label", "TX_FRAUD", *MAP]
+    assert main([*base, "--report", str(tmp_path / "r.txt")]) == 2
+    assert "must end in .json or .html" in capsys.readouterr().err
+    assert main([*base, "--label-delay", "soon"]) == 2
+    assert main([*base, "--k", "0"]) == 2
+    assert main(["backtest", str(data), "--label", "NOPE", *MAP]) == 2
+    assert "label column 'NOPE' is not in" in capsys.readouterr().err
+    # A label column that would also be read as a transaction field is refused outright.
+    assert main(["backtest", str(data), "--label", "TX_AMOUNT", *MAP]) == 2
+    assert "must never see the label" in capsys.readouterr().err
+
+
+def test_the_detector_never_sees_the_label_or_other_columns(tmp_path: Path) -> None:
+    data = _labelled_csv(tmp_path / "tx.csv", n_days=1)
+    options = SourceOptions(
+        mapping={"id": "TX_ID", "timestamp": "TX_DATETIME", "account_id": "CUSTOMER_ID",
+                 "merchant_id": "TERMINAL_ID", "amount": "TX_AMOUNT"},
+        label="TX_FRAUD",
+    )  # fmt: skip
+    with Source(data, options) as source:
+        rows, _ = in_event_time([r for r in source if isinstance(r, Row)])
+    recorder = Recorder()
+    run_backtest(
+        rows, recorder, label_delay=HOUR, on_label=label_hook(recorder), day_of=day_function(dt.UTC)
+    )
+    assert len(recorder.seen) == 53
+    for tx in recorder.seen:
+        # Only the five mapped columns reach the transaction (currency is the default).
+        assert {k for k in Transaction.__struct_fields__ if getattr(tx, k) not in (None, "")} == {
+            "id", "timestamp", "account_id", "merchant_id", "amount", "currency",
+        }  # fmt: skip
+
+
+def test_report_rules_count_sole_reasons() -> None:
+    outcome = backtest.Outcome()
+    # The last transaction has no label: it counts nowhere.
+    reasons = [
+        ("card_testing",),
+        ("card_testing", "new_merchant"),
+        ("new_merchant",),
+        (),
+        ("card_testing",),
+    ]
+    for i, (codes, label, decision) in enumerate(
+        zip(reasons, [1, 1, 0, 0, -1], [1, 2, 0, 0, 1], strict=True)
+    ):
+        outcome.scores.append([0.65, 0.7, 0.15, 0.0, 0.65][i])
+        outcome.labels.append(label)
+        outcome.days.append(1)
+        outcome.accounts.append(i)
+        outcome.decisions.append(decision)
+        if codes:
+            outcome.reasons[i] = codes
+    report = build_report(outcome, k=2, review_threshold=0.5, block_threshold=0.8, meta={})
+    rules = {r["code"]: r for r in report["rules"]}
+    assert rules["card_testing"] == {
+        "code": "card_testing", "fired": 2, "precision": 1.0, "alerts": 2,
+        "alert_precision": 1.0, "frauds_flagged": 2, "sole_reason_frauds": 1,
+    }  # fmt: skip
+    assert rules["new_merchant"]["precision"] == 0.5
+    assert rules["new_merchant"]["sole_reason_frauds"] == 0
+    assert [r["code"] for r in report["rules"]] == ["card_testing", "new_merchant"]
+    assert report["overall"]["transactions"] == 4
+    assert report["overall"]["alerts"] == 2
+
+
+def test_scores_out_quotes_awkward_ids() -> None:
+    buffer = io.StringIO()
+    rows = [Row(2, txn('id,with "quotes"', T0), False)]
+    run_backtest(
+        rows, Recorder(), label_delay=HOUR, on_label=lambda *_: None,
+        day_of=day_function(dt.UTC), scores_out=buffer,
+    )  # fmt: skip
+    assert list(csv.reader(io.StringIO(buffer.getvalue()))) == [
+        ["transaction_id", "score", "decision"],
+        ['id,with "quotes"', "0.1", "allow"],
+    ]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+_VOID = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "wbr", "source"}
+_SVG_LEAVES = {"line", "rect", "circle", "polyline", "path"}
+
+
+class _Checker(HTMLParser):
+    """Checks that tags nest properly and counts what the page holds."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.counts[tag] = self.counts.get(tag, 0) + 1
+        if tag not in _VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.counts[tag] = self.counts.get(tag, 0) + 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:]}")
+        else:
+            self.stack.pop()
+
+
+def _assert_well_formed_html(text: str, min_charts: int) -> Any:
+    checker = _Checker()
+    checker.feed(text)
+    checker.close()
+    assert not checker.errors, checker.errors[:5]
+    assert not checker.stack, checker.stack
+    assert text.startswith("<!doctype html>")
+    assert "script" not in checker.counts
+    assert "<script" not in text.lower()
+    assert checker.counts.get("svg", 0) >= min_charts
+    assert checker.counts.get("table", 0) >= 3
+    assert checker.counts.get("style", 0) == 1
+    assert "http://" not in text and "https://" not in text  # self-contained
+    return checker

@@ -1,0 +1,352 @@
+"""Replay: reading CSV/NDJSON/gzip into transactions, pacing, and posting into a running server."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.app import create_app
+from server.cli import main
+from server.detection.detector import Detector
+from server.detection.verdict import Scored
+from server.progress import Progress
+from server.replay import (
+    TargetRefused,
+    parse_speed,
+    replay_in_process,
+    replay_to_target,
+)
+from server.replay_source import (
+    Row,
+    RowError,
+    Source,
+    SourceError,
+    SourceOptions,
+    parse_mapping,
+    parse_timezone,
+)
+from server.state import STORE
+from server.transactions import Transaction
+from tests.conftest import API_KEY, make_settings
+
+HEADER = ["TX_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "country", "lat",
+          "TX_FRAUD", "TX_FRAUD_SCENARIO"]  # fmt: skip
+ROWS = [
+    ["1", "2026-03-02 09:00:00", "c-1", "t-1", "12.10", "FR", "48.85", "0", "0"],
+    ["2", "2026-03-02T09:01:00+02:00", "c-2", "t-2", "99.99", "", "", "1", "3"],
+    ["3", "2026-03-02 09:02:30", "c-1", "t-3", "7", "DE", "", "0", "0"],
+]
+MAPPING = {"id": "TX_ID", "timestamp": "TX_DATETIME", "account_id": "CUSTOMER_ID",
+           "merchant_id": "TERMINAL_ID", "amount": "TX_AMOUNT"}  # fmt: skip
+MAP_FLAGS = [f"--map={field}={column}" for field, column in MAPPING.items()]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    data = buffer.getvalue().encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def write_ndjson(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    lines = []
+    for row in rows:
+        obj: dict[str, Any] = {k: v for k, v in zip(header, row, strict=True) if v != ""}
+        if "lat" in obj:
+            obj["lat"] = float(obj["lat"])
+        # JSON files carry numbers as numbers, written as is: 12.10 must arrive as 12.10.
+        amount = obj.pop("TX_AMOUNT")
+        lines.append(json.dumps(obj)[:-1] + f', "TX_AMOUNT": {amount}}}')
+    data = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def read(path: Path, **options: Any) -> list[Row | RowError]:
+    options.setdefault("mapping", MAPPING)
+    with Source(path, SourceOptions(**options)) as source:
+        return list(source)
+
+
+def transactions(items: list[Row | RowError]) -> list[Transaction]:
+    return [item.transaction for item in items if isinstance(item, Row)]
+
+
+@pytest.mark.parametrize("name", ["tx.csv", "tx.csv.gz", "tx.ndjson", "tx.jsonl.gz", "tx.data"])
+def test_csv_ndjson_and_gzip_read_the_same(tmp_path: Path, name: str) -> None:
+    writer = write_ndjson if "json" in name else write_csv
+    items = read(writer(tmp_path / name, HEADER, ROWS), label="TX_FRAUD")
+    assert all(isinstance(item, Row) for item in items), items
+    first, second, third = transactions(items)
+    assert first.id == "1" and first.account_id == "c-1" and first.merchant_id == "t-1"
+    # A naive timestamp is UTC by default; one with an offset keeps it.
+    assert first.timestamp == dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    assert second.timestamp.utcoffset() == dt.timedelta(hours=2)
+    assert first.amount == Decimal("12.10") and str(first.amount) == "12.10"
+    assert third.amount == Decimal("7")
+    assert (first.country, first.lat) == ("FR", 48.85)
+    # Empty cells are absent values, not empty strings.
+    assert (second.country, second.lat) == (None, None)
+    assert third.lat is None
+    assert first.currency == "USD"  # the default currency
+    assert [item.label for item in items if isinstance(item, Row)] == [False, True, False]
+
+
+def test_columns_named_like_fields_are_taken_and_others_ignored(tmp_path: Path) -> None:
+    header = ["timestamp", "account_id", "merchant_id", "amount", "channel", "notes", "is_fraud"]
+    rows = [["2026-03-02T09:00:00Z", "a", "m", "5.00", "ecom", "stolen card!", "1"]]
+    items = read(write_csv(tmp_path / "f.csv", header, rows), mapping={})
+    (tx,) = transactions(items)
+    assert tx.channel == "ecom"
+    values = [getattr(tx, name) for name in Transaction.__struct_fields__]
+    assert "stolen card!" not in values and "1" not in values[1:]
+    # No id column: ids are data row numbers.
+    assert tx.id == "1"
+
+
+def test_missing_id_column_numbers_rows_counting_invalid_ones(tmp_path: Path) -> None:
+    header = HEADER[1:]
+    rows = [r[1:] for r in ROWS]
+    rows.insert(1, ["2026-03-02 09:00:30", "c-9", "t-9", "-1", "", "", "0", "0"])
+    mapping = {k: v for k, v in MAPPING.items() if k != "id"}
+    items = read(write_csv(tmp_path / "f.csv", header, rows), mapping=mapping)
+    assert [tx.id for tx in transactions(items)] == ["1", "3", "4"]
+    assert [(e.line, e.field) for e in items if isinstance(e, RowError)] == [(3, "amount")]
+
+
+def test_invalid_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
+    rows = [
+        ROWS[0],
+        ["x1", "yesterday", "c-1", "t-1", "5", "", "", "0", "0"],
+        ["x2", "2026-03-02 09:00:00", "", "t-1", "5", "", "", "0", "0"],
+        ["x3", "2026-03-02 09:00:00", "c-1", "t-1", "lots", "", "", "0", "0"],
+        ["x4", "2026-03-02 09:00:00", "c-1", "t-1", "5", "France", "", "0", "0"],
+        ["x5", "2026-03-02 09:00:00", "c-1", "t-1", "5", "", "123", "0", "0"],
+        ["x6", "2026-03-02"],
+        ROWS[1],
+    ]
+    items = read(write_csv(tmp_path / "f.csv", HEADER, rows))
+    errors = {e.line: e for e in items if isinstance(e, RowError)}
+    assert sorted(errors) == [3, 4, 5, 6, 7, 8]
+    assert errors[3].field == "timestamp" and errors[4].field == "account_id"
+    assert errors[5].field == "amount" and errors[6].field == "country"
+    assert errors[7].field == "lat" and "header has 9" in errors[8].message
+    assert str(errors[5]).startswith("line 5: ")
+    assert [tx.id for tx in transactions(items)] == ["1", "2"]
+
+
+def test_unreadable_ndjson_lines_are_counted(tmp_path: Path) -> None:
+    path = tmp_path / "f.ndjson"
+    good = {"id": "a", "timestamp": "2026-03-02T09:00:00Z", "account_id": "c", "merchant_id": "m",
+            "amount": 5}  # fmt: skip
+    path.write_text(
+        json.dumps(good) + "\n{not json\n\n[1, 2]\n" + json.dumps({**good, "amount": True}) + "\n"
+    )
+    items = read(path, mapping={})
+    assert [type(i).__name__ for i in items] == ["Row", "RowError", "RowError", "RowError"]
+    assert [i.line for i in items] == [1, 2, 4, 5]
+
+
+def test_a_label_column_read_as_a_field_is_refused(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "f.csv", HEADER, ROWS)
+    with pytest.raises(SourceError, match="must never see the label"):
+        read(path, label="TX_AMOUNT")
+    header = ["timestamp", "account_id", "merchant_id", "amount", "channel"]
+    path = write_csv(tmp_path / "g.csv", header, [["2026-03-02T09:00:00Z", "a", "m", "5", "1"]])
+    with pytest.raises(SourceError, match="'channel'"):
+        read(path, mapping={}, label="channel")
+    # Mapping the field elsewhere makes the column free to be the label.
+    read(path, mapping={"channel": "account_id"}, label="channel")
+
+
+def test_mapping_and_columns_are_checked_up_front(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "f.csv", HEADER, ROWS)
+    with pytest.raises(SourceError, match="no column for account_id, merchant_id"):
+        read(path, mapping={"timestamp": "TX_DATETIME", "amount": "TX_AMOUNT"})
+    with pytest.raises(SourceError, match="no column 'NOPE'"):
+        read(path, mapping={**MAPPING, "ip": "NOPE"})
+    with pytest.raises(SourceError, match="not a transaction field"):
+        parse_mapping(["colour=TX_ID"])
+    with pytest.raises(SourceError, match="FIELD=COLUMN"):
+        parse_mapping(["account_id"])
+    assert parse_mapping(["account_id = CUSTOMER_ID"]) == {"account_id": "CUSTOMER_ID"}
+
+
+def test_timezone_of_naive_timestamps(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "f.csv", HEADER, ROWS[:1])
+    (tx,) = transactions(read(path, timezone=parse_timezone("+02:00")))
+    assert tx.timestamp == dt.datetime(2026, 3, 2, 7, 0, tzinfo=dt.UTC)
+    (tx,) = transactions(read(path, timezone=parse_timezone("Europe/Paris")))
+    assert tx.timestamp == dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+    with pytest.raises(SourceError, match="--timezone"):
+        parse_timezone("Mars/Olympus")
+
+
+def test_parse_speed() -> None:
+    assert parse_speed("max") is None
+    assert parse_speed("10") == 10.0
+    for bad in ("0", "-2", "fast", "inf"):
+        with pytest.raises(SourceError):
+            parse_speed(bad)
+
+
+class Recorder:
+    review_threshold, block_threshold, rules_version = 0.5, 0.8, "test"
+
+    def __init__(self) -> None:
+        self.seen: list[Transaction] = []
+
+    def score(self, tx: Transaction) -> Scored:
+        self.seen.append(tx)
+        return Scored(0.0, "allow", "low", (), self.rules_version)
+
+
+def test_replay_in_process_scores_in_file_order() -> None:
+    t0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    items: list[Row | RowError] = [
+        Row(2, Transaction(id="a", timestamp=t0, account_id="c", merchant_id="m",
+                           amount=Decimal(5), currency="USD")),
+        RowError(3, "bad"),
+        Row(4, Transaction(id="b", timestamp=t0, account_id="c", merchant_id="m",
+                           amount=Decimal(6), currency="USD")),
+    ]  # fmt: skip
+    recorder = Recorder()
+    summary = replay_in_process(items, recorder)
+    assert [tx.id for tx in recorder.seen] == ["a", "b"]
+    assert summary.decisions == {"allow": 2}
+    assert summary.errors.count == 1
+
+
+def test_replay_paces_event_time() -> None:
+    t0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    items: list[Row | RowError] = [
+        Row(i, Transaction(id=str(i), timestamp=t0 + dt.timedelta(seconds=2 * i), account_id="c",
+                           merchant_id="m", amount=Decimal(5), currency="USD"))
+        for i in range(3)
+    ]  # fmt: skip
+    started = time.monotonic()
+    replay_in_process(items, Detector(), speed=10.0)  # 4 s of event time at 10x: 0.4 s
+    assert 0.35 <= time.monotonic() - started < 2.0
+
+
+def test_replay_command_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_csv(
+        tmp_path / "f.csv.gz", HEADER, [*ROWS, ["4", "later", "c", "t", "1", "", "", "0", "0"]]
+    )
+    assert main(["replay", str(path), *MAP_FLAGS]) == 0
+    out = capsys.readouterr().out
+    assert "4 rows read, 3 scored, 1 invalid" in out
+    assert "line 5: 'timestamp'" in out
+    assert "decisions: allow=3" in out and "tx/s" in out
+    assert main(["replay", str(path), "--speed", "slow"]) == 2
+    assert main(["replay", str(tmp_path / "missing.csv"), *MAP_FLAGS]) == 1
+
+
+def test_progress_bar_on_a_terminal_and_lines_otherwise() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, plain = Tty(), io.StringIO()
+    for stream in (tty, plain):
+        progress = Progress("scoring", total=200, stream=stream, unit="tx", interval=0.0)
+        progress.update(50)
+        progress.update(200)
+        progress.close()
+    assert tty.getvalue().count("\r") == 3 and tty.getvalue().endswith("\n")
+    assert "[######" in tty.getvalue() and "ETA" in tty.getvalue()
+    lines = plain.getvalue().splitlines()
+    assert len(lines) == 3 and "\r" not in plain.getvalue()
+    assert lines[0].startswith("scoring: 50/200 tx") and "25%" in lines[0]
+    assert "100%" in lines[-1] and "in 0:00" in lines[-1]
+
+
+# --- into a running server ----------------------------------------------------------------------
+
+
+def _card_testing_rows(n: int) -> list[list[str]]:
+    t0 = dt.datetime(2026, 3, 2, 14, 0, tzinfo=dt.UTC)
+    return [
+        [f"r-{i}", (t0 + dt.timedelta(seconds=20 * i)).isoformat(), "victim", f"shop-{i}", "1.00",
+         "", "", "1", "0"]
+        for i in range(n)
+    ]  # fmt: skip
+
+
+async def test_replay_into_a_running_server(aiohttp_server: Any, tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path))
+    server = await aiohttp_server(app)
+    rows = _card_testing_rows(5)
+    # Valid offline, but the server refuses a timestamp far ahead of its clock.
+    rows.append(["future", "2999-01-01T00:00:00Z", "c", "m", "5.00", "", "", "0", "0"])
+    rows.append(["broken", "2026-03-02T14:00:00Z", "c", "m", "0", "", "", "0", "0"])
+    path = write_csv(tmp_path / "f.csv", HEADER, rows)
+    with Source(path, SourceOptions(mapping=MAPPING, label="TX_FRAUD")) as source:
+        summary = await replay_to_target(source, str(server.make_url("/")), API_KEY, batch_size=2)
+    assert summary.sent == 6 and summary.failed == 0 and summary.stopped is None
+    assert summary.errors.count == 1 and summary.errors.first[0].line == 8
+    assert summary.refused.count == 1 and summary.refused.first[0].line == 7
+    # Card testing fires from the third tiny amount on: three alerts, committed in the store.
+    assert summary.decisions["allow"] == 2
+    assert summary.decisions["review"] + summary.decisions["block"] == 3
+    page = await app[STORE].list_alerts(None, 100, None)
+    alerted = {alert.transaction_id for alert in page.alerts}
+    assert alerted == {"r-2", "r-3", "r-4"}
+
+
+async def test_replay_with_a_wrong_key_stops(aiohttp_server: Any, tmp_path: Path) -> None:
+    server = await aiohttp_server(create_app(make_settings(tmp_path)))
+    path = write_csv(tmp_path / "f.csv", HEADER, ROWS)
+    with Source(path, SourceOptions(mapping=MAPPING)) as source, pytest.raises(TargetRefused):
+        await replay_to_target(source, str(server.make_url("/")), "wrong-key")
+
+
+async def test_replay_to_a_server_that_is_gone_stops_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("server.replay.RETRIES", 2)
+    path = write_csv(tmp_path / "f.csv", HEADER, ROWS)
+    with Source(path, SourceOptions(mapping=MAPPING)) as source:
+        summary = await replay_to_target(source, "http://127.0.0.1:9", API_KEY)
+    assert summary.stopped is not None and "no answer" in summary.stopped
+    assert summary.failed == 3
+
+
+async def test_replay_command_into_a_running_server_paced(
+    aiohttp_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = await aiohttp_server(create_app(make_settings(tmp_path)))
+    rows = _card_testing_rows(5)  # 20 s apart: 80 s of event time, 0.4 s at 200x
+    path = write_csv(tmp_path / "f.csv", HEADER, rows)
+    argv = ["replay", str(path), *MAP_FLAGS, "--target", str(server.make_url("/")),
+            "--api-key", API_KEY, "--speed", "200", "--batch", "2"]  # fmt: skip
+    started = time.monotonic()
+    # The command runs its own event loop: give it a thread, as a terminal would a process.
+    assert await asyncio.to_thread(main, argv) == 0
+    assert 0.35 <= time.monotonic() - started < 5.0
+    out = capsys.readouterr().out
+    assert "5 rows read, 5 scored, 0 invalid" in out
+    assert "sent 5; refused by the server 0; failed (no answer) 0" in out
+    assert "alerts 3 " in out
+
+
+def test_delimiter_and_format_flags(tmp_path: Path) -> None:
+    path = tmp_path / "export.txt"
+    path.write_text("timestamp;account_id;merchant_id;amount\n2026-03-02 09:00:00;a;m;1,5\n"
+                    "2026-03-02 09:00:01;a;m;2.5\n")  # fmt: skip
+    items = read(path, mapping={}, delimiter=";", format="csv")
+    assert [type(i).__name__ for i in items] == ["RowError", "Row"]  # no decimal commas
+    assert transactions(items)[0].amount == Decimal("2.5")
