@@ -1,8 +1,10 @@
 """The WebSocket hub: fans encoded messages out to subscribers without ever waiting on one.
 
-`publish_*` are synchronous: each message is encoded once and the same bytes are appended to
-every subscriber's queue; a per-connection writer task does the sending. Overflow policy,
-per message kind:
+`publish_*` are synchronous: each message is encoded once, wrapped once in a WebSocket frame,
+and the same bytes are appended to every subscriber's queue; a per-connection writer task does
+the sending. The writer hands everything queued to the socket's transport in one write (whole
+frames, in order), so a burst of alerts costs each client one system call, not one per alert.
+Overflow policy, per message kind:
 - alerts and alert updates are never dropped for a connected client. A client whose queue
   has held more than `queue_max` of them for `stall_seconds` (or ever holds HARD_LIMIT_FACTOR
   times that) is disconnected (1013, try again later): it is not keeping up and memory must
@@ -19,12 +21,13 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from server import messages
 from server.detection.verdict import Verdict
@@ -41,15 +44,47 @@ HARD_LIMIT_FACTOR = 4
 # client cut off with 1013), or hold up the exit (shutdown).
 SLOW_CLOSE_STALL_MS = 30_000
 SHUTDOWN_STALL_MS = 1000
+# The writer hands the transport at most this much per write, and waits while more than
+# WRITE_HIGH_WATER is still unsent (asyncio's own default high-water mark): a client that
+# does not read stops taking frames, its queue grows, and the overflow policy takes over.
+WRITE_CHUNK = 64 * 1024
+WRITE_HIGH_WATER = 64 * 1024
+DRAIN_POLL_S = 0.005
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, uncompressed, final text frame (RFC 6455 §5.2), as a server sends it.
+
+    The hub frames each message once and writes the same bytes to every socket, which is
+    valid only because compression is off for every socket (`compress=False` in views/ws.py).
+    """
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x81, n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    return header + payload
 
 
 class Subscriber:
     """One connected client: its queues, its writer task, and where its replay stands."""
 
     def __init__(
-        self, ws: web.WebSocketResponse, user: str, queue_max: int, session: str | None = None
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
+        user: str,
+        queue_max: int,
+        session: str | None = None,
     ) -> None:
         self.ws = ws
+        # Frames go straight to the connection's transport, below aiohttp's per-frame writer.
+        # aiohttp writes its own frames (pings, pongs, close) to the same transport, each in
+        # one synchronous write, so frames never interleave; the writer stops once the
+        # socket is closed, so nothing follows a close frame.
+        self.transport = transport
         self.user = user
         # The analyst session this socket belongs to (its id hash): logout closes it.
         self.session = session
@@ -81,27 +116,42 @@ class Subscriber:
     async def drained(self) -> None:
         await self._drained.wait()
 
+    def _take(self) -> list[bytes]:
+        """Up to WRITE_CHUNK bytes of queued frames: replies first, then alerts, verdicts,
+        and the latest stats."""
+        chunk: list[bytes] = []
+        size = 0
+        for queue in (self.direct, self.alerts, self.verdicts):
+            while queue and size < WRITE_CHUNK:
+                frame = queue.popleft()
+                chunk.append(frame)
+                size += len(frame)
+        if self.stats is not None and size < WRITE_CHUNK:
+            chunk.append(self.stats)
+            self.stats = None
+        return chunk
+
+    def _writable(self) -> bool:
+        return not (self.closing or self.ws.closed or self.transport.is_closing())
+
     async def run_writer(self) -> None:
-        ws = self.ws
         try:
             while not self.closing:
                 await self._wake.wait()
                 self._wake.clear()
-                while True:
-                    if self.direct:
-                        frame = self.direct.popleft()
-                    elif self.alerts:
-                        frame = self.alerts.popleft()
-                    elif self.verdicts:
-                        frame = self.verdicts.popleft()
-                    elif self.stats is not None:
-                        frame, self.stats = self.stats, None
-                    else:
+                while self._writable():
+                    chunk = self._take()
+                    if not chunk:
                         break
-                    await ws.send_frame(frame, WSMsgType.TEXT)
-                    self.sent += 1
+                    self.transport.write(b"".join(chunk))
+                    self.sent += len(chunk)
                     if self.behind_since is not None and len(self.alerts) <= self.queue_max:
                         self.behind_since = None
+                    # Public asyncio API rather than aiohttp's private drain helper.
+                    while self.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+                        await asyncio.sleep(DRAIN_POLL_S)
+                        if not self._writable():
+                            return
                 self._drained.set()
         except (ConnectionError, RuntimeError):
             # The peer went away mid-send; the handler's finally unregisters us.
@@ -124,9 +174,13 @@ class Hub:
         return len(self.subscribers)
 
     def subscribe(
-        self, ws: web.WebSocketResponse, user: str, session: str | None = None
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
+        user: str,
+        session: str | None = None,
     ) -> Subscriber:
-        sub = Subscriber(ws, user, self.queue_max, session)
+        sub = Subscriber(ws, transport, user, self.queue_max, session)
         sub.writer = asyncio.create_task(sub.run_writer(), name=f"ws-writer-{user}")
         self.subscribers.add(sub)
         return sub
@@ -140,15 +194,15 @@ class Hub:
             # wait() rather than await: our own cancellation must still propagate.
             await asyncio.wait([sub.writer])
 
-    def send(self, sub: Subscriber, frame: bytes) -> None:
-        """A reply to one client (hello, pong, errors, replayed events)."""
-        sub.direct.append(frame)
+    def send(self, sub: Subscriber, message: bytes) -> None:
+        """A reply to one client (hello, pong, errors): an encoded message."""
+        sub.direct.append(text_frame(message))
         sub.wake()
 
     def replay(self, sub: Subscriber, events: Sequence[AlertEvent]) -> None:
         for event in events:
             if event.seq > sub.last_seq:
-                sub.direct.append(messages.alert_event(event))
+                sub.direct.append(text_frame(messages.alert_event(event)))
                 sub.last_seq = event.seq
         sub.wake()
 
@@ -162,7 +216,7 @@ class Hub:
         if not events:
             return
         self.last_seq = max(self.last_seq, events[-1].seq)
-        frames = [(e.seq, messages.alert_event(e)) for e in events]
+        frames = [(e.seq, text_frame(messages.alert_event(e))) for e in events]
         now = time.monotonic()
         for sub in list(self.subscribers):
             if sub.held is not None:
@@ -188,7 +242,7 @@ class Hub:
         listeners = [s for s in self.subscribers if s.wants_verdicts and s.held is None]
         if not listeners:
             return
-        frame = messages.verdicts(verdicts)
+        frame = text_frame(messages.verdicts(verdicts))
         for sub in listeners:
             if len(sub.verdicts) >= VERDICT_BACKLOG:
                 sub.verdicts.popleft()
@@ -200,7 +254,7 @@ class Hub:
     def publish_stats(self, snapshot: dict[str, Any]) -> None:
         if not self.subscribers:
             return
-        frame = messages.stats(snapshot)
+        frame = text_frame(messages.stats(snapshot))
         for sub in self.subscribers:
             sub.stats = frame
             sub.wake()

@@ -66,8 +66,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_msg_size, compress=False
     )
     await ws.prepare(request)
+    transport = request.transport
+    if transport is None:  # the peer left during the handshake
+        return ws
     hub = request.app[HUB]
-    sub = hub.subscribe(ws, who.name, who.session)
+    sub = hub.subscribe(ws, transport, who.name, who.session)
     guard = asyncio.create_task(_guard(auth, hub, sub, who), name=f"ws-guard-{who.name}")
     bucket = TokenBucket(settings.ws_rate_limit, settings.ws_rate_burst)
     refused = 0
