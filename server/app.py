@@ -51,10 +51,18 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
             raise
         return json_response(api.error_for_status(exc.status, exc.reason), status=exc.status)
     except StoreUnavailable as exc:
-        # Reads, acknowledgements, resolutions: nothing was changed, the caller may retry.
-        if not request.path.startswith("/api/"):
-            raise
-        return api.store_unavailable(exc)
+        # Reads, acknowledgements, resolutions, logins: nothing was changed, the caller may
+        # retry. Machines (the API, the socket's handshake) get the JSON error; a person at
+        # the login page or dashboard gets a page that says the same.
+        if request.path.startswith("/api/") or request.path == "/ws":
+            return api.store_unavailable(exc)
+        log.warning("%s %s: store unavailable (%s)", request.method, request.path, exc.cause)
+        return web.Response(
+            status=503,
+            text=f"fraudwatch cannot reach its store ({exc.cause}). Nothing was changed; "
+            "try again in a moment.",
+            headers={"Retry-After": "1"},
+        )
 
 
 @web.middleware

@@ -174,6 +174,24 @@ async def test_an_acknowledgement_while_the_store_is_locked_gets_a_503(
     assert (await resp.json())["alert"]["owner"] == "alice"
 
 
+async def test_a_login_while_the_store_is_locked_gets_a_503_page(
+    client: TestClient, settings: Settings, login: Login
+) -> None:
+    await login("alice")  # creates alice; this client is now logged in
+    async with lock_held_by_another_process(settings.db_path):
+        # A login writes its session: refused with a page saying why, not a 500.
+        other = await client.post(
+            "/login", data={"username": "alice", "password": "correct horse battery"}
+        )
+        assert other.status == 503
+        assert other.headers["Retry-After"] == "1"
+        assert "database is locked" in await other.text()
+    again = await client.post(
+        "/login", data={"username": "alice", "password": "correct horse battery"}
+    )
+    assert again.status == 200
+
+
 # ---------------------------------------------------------------------------------------------
 # WebSocket clients that stop reading
 
