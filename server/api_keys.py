@@ -9,6 +9,7 @@ from the `api_key` setting, is compared in constant time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -90,6 +91,7 @@ class KeyRing:
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
         self._touched: dict[str, float] = {}
+        self._touching: set[asyncio.Task[None]] = set()
 
     async def lookup(self, key: str) -> KeyGrant | None:
         if self._bootstrap is not None and hmac.compare_digest(key.encode(), self._bootstrap):
@@ -108,17 +110,24 @@ class KeyRing:
             cached = self._cache[digest] = _Cached(live, now)
         if cached.key is None:
             return None
-        await self._touch(cached.key.name, now)
+        self._touch(cached.key.name, now)
         return KeyGrant(cached.key.name, frozenset(cached.key.scopes), digest)
 
-    async def _touch(self, name: str, now: float) -> None:
+    def _touch(self, name: str, now: float) -> None:
+        """Record that a key was used (at most every TOUCH_EVERY_S), beside the request: a
+        slow or locked store must not hold up a request over bookkeeping."""
         if now - self._touched.get(name, -TOUCH_EVERY_S) < TOUCH_EVERY_S:
             return
         self._touched[name] = now
+        task = asyncio.create_task(self._record_use(name), name=f"touch-key-{name}")
+        self._touching.add(task)
+        task.add_done_callback(self._touching.discard)
+
+    async def _record_use(self, name: str) -> None:
         try:
             await self._store.touch_api_key(name)
         except Exception:
-            # Bookkeeping only: never fail a request over it.
+            # Bookkeeping only: never fail anything over it.
             log.warning("could not record the use of API key %s", name, exc_info=True)
 
     async def create(self, name: str, scopes: Iterable[str]) -> str:

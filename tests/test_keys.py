@@ -127,8 +127,14 @@ async def test_last_use_is_recorded(aiohttp_client: Any, tmp_path: Path) -> None
     key = create_key(tmp_path, "reader", "read")
     client = await server(aiohttp_client, tmp_path)
     assert (await client.get("/api/v1/alerts", headers=bearer(key))).status == 200
-    [stored] = await client.app[AUTH].store.list_api_keys()  # type: ignore[index]
-    assert stored.last_used_at is not None and stored.last_used_at.startswith("20")
+    # Recorded beside the request (never holding it up): wait for the write to land.
+    async with asyncio.timeout(5):
+        while True:
+            [stored] = await client.app[AUTH].store.list_api_keys()  # type: ignore[index]
+            if stored.last_used_at is not None:
+                break
+            await asyncio.sleep(0.01)
+    assert stored.last_used_at.startswith("20")
 
 
 # --- revocation ---------------------------------------------------------------------------
@@ -210,6 +216,7 @@ async def test_key_ring_caches_hits_and_misses_for_the_ttl() -> None:
         assert await ring.lookup(key) is not None
         assert await ring.lookup("fw_not-a-key") is None
     assert store.lookups == 2  # one per distinct key, not per request
+    await asyncio.sleep(0)  # the use is recorded beside the request, not in it
     assert store.touches == 1
     boot = await ring.lookup("boot-key")
     assert boot is not None and boot.scopes == frozenset(api_keys.SCOPES)
