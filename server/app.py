@@ -27,7 +27,7 @@ from server.stats import Stats
 from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
-from server.views import api, pages, ws
+from server.views import admin, api, pages, ws
 from server.views.responses import json_response
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,10 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", api.metrics)
     app.router.add_post("/api/v1/transactions", api.ingest)
     app.router.add_get("/api/v1/alerts", api.list_alerts)
+    app.router.add_get("/api/v1/users", admin.list_users)
+    app.router.add_put("/api/v1/users/{name}", admin.put_user)
+    app.router.add_delete("/api/v1/users/{name}", admin.delete_user)
+    app.router.add_get("/api/v1/settings", admin.settings)
     app.router.add_get("/api/v1/alerts/{alert_id}", api.get_alert)
     app.router.add_post("/api/v1/alerts/{alert_id}/ack", api.acknowledge)
     app.router.add_post("/api/v1/alerts/{alert_id}/resolve", api.resolve)

@@ -285,6 +285,13 @@ class Hub:
             self.disconnect(sub, code, message)
         return len(subs)
 
+    def close_user(self, user: str, code: int, message: bytes) -> int:
+        """Close every analyst socket of one user (removed, or given another role)."""
+        subs = [sub for sub in self.subscribers if sub.user == user and sub.session is not None]
+        for sub in subs:
+            self.disconnect(sub, code, message)
+        return len(subs)
+
     async def close(self) -> None:
         """On shutdown: every socket closed with GOING_AWAY. A peer that has stopped reading
         is dropped by the kernel after SHUTDOWN_STALL_MS, so it cannot hold up the exit."""

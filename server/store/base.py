@@ -72,6 +72,15 @@ class User(msgspec.Struct, kw_only=True):
     role: Role
 
 
+class UserInfo(msgspec.Struct, kw_only=True):
+    """A user as an admin sees one: never the password hash."""
+
+    name: str
+    role: Role
+    created_at: str
+    updated_at: str
+
+
 class ApiKey(msgspec.Struct, kw_only=True):
     """A machine client's key: only its SHA-256 is stored, never the key itself."""
 
@@ -171,6 +180,11 @@ class Store(Protocol):
 
     async def get_user(self, name: str) -> User | None: ...
 
+    async def list_users(self) -> list[UserInfo]: ...
+
+    async def delete_user(self, name: str) -> bool:
+        """Remove a user and end their sessions; False if there was no such user."""
+
     async def add_api_key(self, name: str, key_hash: str, scopes: Sequence[str]) -> None:
         """Store a new key; raises NameTaken if the name was ever used."""
 
@@ -212,4 +226,5 @@ __all__ = [
     "Store",
     "StoredRecord",
     "User",
+    "UserInfo",
 ]

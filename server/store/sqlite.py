@@ -27,6 +27,7 @@ from server.store.base import (
     SessionRecord,
     StoredRecord,
     User,
+    UserInfo,
 )
 from server.store.errors import StoreUnavailable
 from server.store.sqlite_writer import Writer
@@ -259,6 +260,13 @@ class SqliteStore:
 
     async def get_user(self, name: str) -> User | None:
         return await self._read(lambda conn: reads.user(conn, name))
+
+    async def list_users(self) -> list[UserInfo]:
+        return await self._read(reads.users)
+
+    async def delete_user(self, name: str) -> bool:
+        """Remove a user and revoke their sessions. Durable on return."""
+        return await self._write(lambda writer: writer.delete_user(name))
 
     async def add_api_key(self, name: str, key_hash: str, scopes: Sequence[str]) -> None:
         """Store a new key; raises NameTaken if the name was ever used. Durable on return."""

@@ -21,6 +21,7 @@ from server.store.base import (
     AuditEntry,
     SessionRecord,
     User,
+    UserInfo,
 )
 
 BUSY_TIMEOUT_S = 10.0
@@ -203,6 +204,11 @@ def user(conn: sqlite3.Connection, name: str) -> User | None:
         "SELECT name, password_hash, role FROM users WHERE name = ?", (name,)
     ).fetchone()
     return None if row is None else User(name=row[0], password_hash=row[1], role=row[2])
+
+
+def users(conn: sqlite3.Connection) -> list[UserInfo]:
+    rows = conn.execute("SELECT name, role, created_at, updated_at FROM users ORDER BY name")
+    return [UserInfo(name=n, role=r, created_at=c, updated_at=u) for n, r, c, u in rows]
 
 
 _API_KEY_COLUMNS = (

@@ -224,6 +224,13 @@ class Writer:
         with self._durable(), self._transaction() as conn:
             conn.execute(_UPSERT_USER, (name, password_hash, role, now, now))
 
+    def delete_user(self, name: str) -> bool:
+        now = reads.utc_now()
+        with self._durable(), self._transaction() as conn:
+            sql = "UPDATE sessions SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL"
+            conn.execute(sql, (now, name))
+            return conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 1
+
     def add_api_key(self, name: str, key_hash: str, scopes: Sequence[str]) -> None:
         with self._durable(), self._transaction() as conn:
             try:
