@@ -69,12 +69,17 @@ def session_cookie(client: TestClient) -> str:
 
 
 async def closed(ws: aiohttp.ClientWebSocketResponse, within: float = 5) -> tuple[int | None, str]:
-    """Read until the server closes the socket; its close code and reason."""
+    """Read until the server closes the socket; the code and reason of its close frame.
+
+    That code is what a browser reports (CloseEvent.code is the code of the first close
+    frame received). aiohttp's client may instead report 1006 in `close_code` when the
+    server, closing from outside the socket's handler, drops the connection before the
+    client's close reply is written."""
     async with asyncio.timeout(within):
         while True:
             msg = await ws.receive()
             if msg.type == WSMsgType.CLOSE:
-                return ws.close_code, str(msg.extra or "")
+                return msg.data, str(msg.extra or "")
             if msg.type in (WSMsgType.CLOSED, WSMsgType.CLOSING):
                 return ws.close_code, ""
 
