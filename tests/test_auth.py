@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -150,6 +151,29 @@ async def test_logout_closes_that_sessions_sockets_only(
         assert await closed(alice_ws) == (4401, "logged out")
         assert await answers_ping(bob_ws)
         assert await answers_ping(machine_ws)
+
+
+async def test_a_role_changed_by_another_process_closes_the_users_sockets(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client = await app_client(aiohttp_client, tmp_path, api_key_cache_ttl=0.5)
+    await add_user(client, "alice")
+    assert (await post_login(client, "alice")).status == 303
+    async with client.ws_connect("/ws") as ws:
+        await receive(ws, "hello")
+        # The operator demotes alice with the CLI, in its own process, on the same database.
+        demote = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "server", "users", "add", "alice", "--role", "viewer"),
+            *("--password-stdin", "--data-dir", str(tmp_path)),
+            stdin=asyncio.subprocess.PIPE,
+        )
+        await demote.communicate(PASSWORD.encode() + b"\n")
+        assert demote.returncode == 0
+        assert await closed(ws, within=10) == (4401, "role changed")
+    async with client.ws_connect("/ws") as ws:  # the same login, now as a viewer
+        assert (await receive(ws, "hello"))["user"] == "alice"
+    refused = await client.post("/api/v1/alerts/x/ack", headers={"X-CSRF-Token": "x"})
+    assert refused.status == 403
 
 
 async def test_expired_session_is_refused_and_its_sockets_closed(

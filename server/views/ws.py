@@ -29,7 +29,8 @@ REPLAY_PAGE = 500
 # Messages refused for the rate limit before the socket is closed (1008). One refusal is
 # answered with a `rate_limited` error; a client that keeps going anyway is flooding.
 FLOOD_LIMIT = 200
-# How often a socket opened with a `fraudwatch keys` key checks that the key is still live.
+# How often a socket checks that its key or session is still live (and the same role): the
+# API key cache's TTL, and never more often than this.
 MIN_KEY_RECHECK_S = 1.0
 
 
@@ -109,16 +110,18 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 
 async def _guard(auth: Authenticator, hub: Hub, sub: Subscriber, who: Principal) -> None:
-    """Close the socket when its credentials end: the session expires or the key is revoked.
-    (Logging out closes a session's sockets at once, through the hub.)"""
-    if who.expires_at is not None:
-        await asyncio.sleep(max(0.0, who.expires_at - time.time()))
-        hub.disconnect(sub, messages.CLOSE_UNAUTHORIZED, b"session expired")
+    """Close the socket when its credentials end or change: the session expires, is ended
+    elsewhere (another process, `fraudwatch users add` giving another role, the user being
+    removed), or the key is revoked. A logout or an admin's change through this process
+    closes the sockets at once, through the hub; this catches the rest within a recheck."""
+    recheck = max(auth.keys.ttl, MIN_KEY_RECHECK_S)
+    if who.session is not None:
+        await _guard_session(auth, hub, sub, who, who.session, recheck)
         return
     if who.key_hash is None:
         return  # the bootstrap key lives as long as the process
     while True:
-        await asyncio.sleep(max(auth.keys.ttl, MIN_KEY_RECHECK_S))
+        await asyncio.sleep(recheck)
         try:
             live = await auth.keys.check(who.key_hash) is not None
         except Exception:
@@ -127,6 +130,29 @@ async def _guard(auth: Authenticator, hub: Hub, sub: Subscriber, who: Principal)
             continue
         if not live:
             hub.disconnect(sub, messages.CLOSE_UNAUTHORIZED, b"api key revoked")
+            return
+
+
+async def _guard_session(
+    auth: Authenticator, hub: Hub, sub: Subscriber, who: Principal, digest: str, recheck: float
+) -> None:
+    expires_at = who.expires_at if who.expires_at is not None else float("inf")
+    while True:
+        left = expires_at - time.time()
+        if left <= 0:
+            hub.disconnect(sub, messages.CLOSE_UNAUTHORIZED, b"session expired")
+            return
+        await asyncio.sleep(min(left, recheck))
+        try:
+            record = await auth.store.get_session(digest)
+        except Exception:
+            log.warning("could not re-check %s's session", who.name, exc_info=True)
+            continue
+        if record is None or record.revoked:
+            hub.disconnect(sub, messages.CLOSE_UNAUTHORIZED, b"session ended")
+            return
+        if record.role != who.role:
+            hub.disconnect(sub, messages.CLOSE_UNAUTHORIZED, b"role changed")
             return
 
 
