@@ -323,6 +323,7 @@ def _valid(source: Source, errors: RowErrors, progress: Progress) -> Iterator[Ro
             else:
                 errors.add(item)  # type: ignore[arg-type]
         progress.update(source.rows_read)
+    errors.notes = source.notes()
 
 
 def _meta(
@@ -338,6 +339,7 @@ def _meta(
         "rows_read": len(outcome.scores) + errors.count,
         "invalid_rows": errors.count,
         "invalid_examples": [str(e) for e in errors.first],
+        "notes": errors.notes,
         "unlabelled_rows": outcome.labels.count(-1),
         "out_of_order_rows": late,
         "label_column": args.label,

@@ -382,6 +382,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     rows = chain.from_iterable(source.chunks())
                     summary = replay_in_process(rows, detector, speed=speed, progress=progress)
             summary.rows_read = source.rows_read
+            summary.errors.notes = source.notes()
             progress.update(source.rows_read)
             progress.close()
     except SourceError as exc:

@@ -19,7 +19,13 @@ from typing import IO, Any, Literal, NamedTuple
 
 import msgspec
 
-from server.transactions import InvalidTransaction, Transaction, validate_transaction
+from server.transactions import (
+    MAX_AMOUNT,
+    InvalidTransaction,
+    Transaction,
+    round_amount,
+    validate_transaction,
+)
 
 FIELDS: tuple[str, ...] = Transaction.__struct_fields__
 CHUNK_ROWS = 1000
@@ -59,6 +65,8 @@ class RowErrors:
         self.count = 0
         self.first: list[RowError] = []
         self._keep = keep
+        # Rows kept but changed on the way in (Source.notes()), shown after the refusals.
+        self.notes: list[str] = []
 
     def add(self, error: RowError) -> None:
         self.count += 1
@@ -67,9 +75,13 @@ class RowErrors:
 
     def lines(self) -> list[str]:
         if not self.count:
-            return []
+            return list(self.notes)
         shown = ", first " + str(len(self.first)) if self.count > len(self.first) else ""
-        return [f"{self.count:,} invalid rows (skipped{shown}):"] + [f"  {e}" for e in self.first]
+        return [
+            f"{self.count:,} invalid rows (skipped{shown}):",
+            *(f"  {e}" for e in self.first),
+            *self.notes,
+        ]
 
 
 class Row(NamedTuple):
@@ -88,6 +100,9 @@ class SourceOptions:
     default_currency: str = "USD"
     delimiter: str = ","
     format: Format | None = None
+    # Round amounts with more decimals than their currency allows (57.950001 from a float
+    # export) instead of refusing the row.
+    round_amounts: bool = True
 
 
 # --- flags shared by `replay` and `backtest` -------------------------------------------------
@@ -117,6 +132,12 @@ def add_source_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delimiter", default=",", help="CSV delimiter (default ',')")
     parser.add_argument(
         "--currency", default="USD", help="currency of rows without one (default USD)"
+    )
+    parser.add_argument(
+        "--exact-amounts",
+        action="store_true",
+        help="refuse rows whose amount has more decimals than its currency allows; by "
+        "default such amounts (float exports like 57.950001) are rounded half-even and counted",
     )
 
 
@@ -163,6 +184,7 @@ def source_options(args: argparse.Namespace, label: str | None = None) -> Source
         default_currency=args.currency,
         delimiter=args.delimiter,
         format=args.format,
+        round_amounts=not args.exact_amounts,
     )
 
 
@@ -247,6 +269,7 @@ class Source:
         self.path = path
         self.options = options
         self.rows_read = 0
+        self.amounts_rounded = 0
         read_as = {options.mapping.get(field, field): field for field in FIELDS}
         if options.label is not None and options.label in read_as:
             raise SourceError(
@@ -291,6 +314,15 @@ class Source:
             return min(1.0, self._raw.tell() / self._size)
         except ValueError:
             return 1.0  # closed: the reader reached the end
+
+    def notes(self) -> list[str]:
+        """What was changed on the way in, for the command's summary."""
+        if not self.amounts_rounded:
+            return []
+        return [
+            f"{self.amounts_rounded:,} amounts had more decimals than their currency allows "
+            "and were rounded half-even (--exact-amounts refuses those rows instead)"
+        ]
 
     def close(self) -> None:
         self._text.close()
@@ -420,6 +452,11 @@ class Source:
             # Only a missing required field gets here: every key is a field.
             field = next(f for f in REQUIRED if f not in values)
             return RowError(line, f"'{field}' is required (empty or missing)", field)
+        if self.options.round_amounts and tx.amount.is_finite() and abs(tx.amount) < MAX_AMOUNT:
+            rounded = round_amount(tx.amount, tx.currency or self.options.default_currency)
+            if rounded != tx.amount:
+                tx.amount = rounded
+                self.amounts_rounded += 1
         try:
             tx = validate_transaction(tx, self.options.default_currency, now=NO_CLOCK)
         except InvalidTransaction as exc:

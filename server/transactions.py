@@ -377,6 +377,15 @@ def _check_amount(amount: Decimal, currency: str) -> None:
         )
 
 
+def round_amount(amount: Decimal, currency: str) -> Decimal:
+    """`amount` rounded half-even to the currency's minor units (for files exported through
+    float, like 57.950001; the ingest API refuses such amounts instead)."""
+    if not amount.is_finite():
+        return amount
+    units = MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS)
+    return amount.quantize(_QUANTA[units], rounding=decimal.ROUND_HALF_EVEN, context=_DECIMAL)
+
+
 def _check(tx: Transaction, default_currency: str, now: dt.datetime | None) -> Transaction:
     _check_text(tx)
     _check_timestamp(tx.timestamp, now)

@@ -242,6 +242,51 @@ def test_replay_paces_event_time() -> None:
     assert 0.35 <= time.monotonic() - started < 2.0
 
 
+@pytest.mark.parametrize("name", ["f.csv", "f.ndjson"])
+def test_amounts_from_float_exports_are_rounded_unless_exact_is_asked(
+    tmp_path: Path, name: str
+) -> None:
+    def row(id: str, amount: str) -> list[str]:
+        return [id, "2026-03-02 09:00:00", "c-1", "t-1", amount, "", "", "0", "0"]
+
+    rows = [row("1", "57.950001"), row("2", "12.345"), row("3", "12.355"), row("4", "0.004")]
+    rows += [row("5", "1e400"), row("6", "12.10")]
+    write = write_csv if name.endswith(".csv") else write_ndjson
+    path = write(tmp_path / name, HEADER, rows)
+    with Source(path, SourceOptions(mapping=MAPPING)) as source:
+        items = list(source)
+        assert source.amounts_rounded == 4  # rows 1-4; 0.004 rounds to 0.00 and is refused
+        assert "4 amounts had more decimals" in source.notes()[0]
+    amounts = {tx.id: tx.amount for tx in transactions(items)}
+    assert amounts == {
+        "1": Decimal("57.95"),
+        "2": Decimal("12.34"),  # half-even: banker's rounding, as ledgers do
+        "3": Decimal("12.36"),
+        "6": Decimal("12.10"),
+    }
+    refused = {e.line: e.field for e in items if isinstance(e, RowError)}
+    header = 1 if name.endswith(".csv") else 0
+    assert refused == {4 + header: "amount", 5 + header: "amount"}
+    exact = read(path, round_amounts=False)
+    assert [tx.id for tx in transactions(exact)] == ["6"]
+
+
+def test_replay_and_backtest_say_how_many_amounts_were_rounded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [[*r[:4], "12.101", *r[5:]] for r in ROWS]
+    path = write_csv(tmp_path / "f.csv", HEADER, rows)
+    assert main(["replay", str(path), *MAP_FLAGS]) == 0
+    out = capsys.readouterr().out
+    assert "3 rows read, 3 scored, 0 invalid" in out
+    assert "3 amounts had more decimals than their currency allows" in out
+    assert main(["replay", str(path), *MAP_FLAGS, "--exact-amounts"]) == 0
+    assert "3 rows read, 0 scored, 3 invalid" in capsys.readouterr().out
+    flags = [*MAP_FLAGS, "--label", "TX_FRAUD", "--label-delay", "0s"]
+    assert main(["backtest", str(path), *flags]) == 0
+    assert "3 amounts had more decimals" in capsys.readouterr().out
+
+
 def test_replay_command_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_csv(
         tmp_path / "f.csv.gz", HEADER, [*ROWS, ["4", "later", "c", "t", "1", "", "", "0", "0"]]
