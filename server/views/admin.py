@@ -9,16 +9,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, cast, get_args
+from typing import cast, get_args
 
-import msgspec
 from aiohttp import web
 
 from server import messages
 from server.auth import Principal, create_user, csrf_ok
 from server.state import AUTH, HUB, SETTINGS, STORE
 from server.store.base import Role
-from server.views.responses import json_error, json_response
+from server.views.responses import json_error, json_object, json_response
 
 log = logging.getLogger(__name__)
 ROLES = get_args(Role)
@@ -50,12 +49,9 @@ async def put_user(request: web.Request) -> web.Response:
     if isinstance(who, web.Response):
         return who
     name = request.match_info["name"]
-    try:
-        body: Any = await request.json(loads=msgspec.json.decode)
-    except (msgspec.DecodeError, ValueError):
-        return json_error(400, "malformed_json", "Send a JSON object")
-    if not isinstance(body, dict):
-        return json_error(400, "invalid_body", "Send a JSON object")
+    body = await json_object(request)
+    if isinstance(body, web.Response):
+        return body
     role, password = body.get("role"), body.get("password")
     if role not in ROLES:
         return json_error(400, "invalid_field", f"'role' must be one of {', '.join(ROLES)}", "role")

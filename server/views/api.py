@@ -23,7 +23,7 @@ from server.transactions import (
     parse_transaction,
     split_array,
 )
-from server.views.responses import error_body, json_error, json_response
+from server.views.responses import error_body, json_error, json_object, json_response
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -207,12 +207,9 @@ async def resolve(request: web.Request) -> web.Response:
     who = await _analyst(request)
     if isinstance(who, web.Response):
         return who
-    try:
-        body: Any = await request.json(loads=msgspec.json.decode)
-    except (msgspec.DecodeError, ValueError):
-        return json_error(400, "malformed_json", "Send a JSON object")
-    if not isinstance(body, dict):
-        return json_error(400, "invalid_body", "Send a JSON object")
+    body = await json_object(request)
+    if isinstance(body, web.Response):
+        return body
     disposition = body.get("disposition")
     if not isinstance(disposition, str) or disposition not in _DISPOSITIONS:
         return json_error(

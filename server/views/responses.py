@@ -18,6 +18,17 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"error": {"code": code, "message": message, "field": field}}
 
 
+async def json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's body as a JSON object, or the 400 to answer instead."""
+    try:
+        body: Any = await request.json(loads=msgspec.json.decode)
+    except (msgspec.DecodeError, ValueError):
+        return json_error(400, "malformed_json", "Send a JSON object")
+    if not isinstance(body, dict):
+        return json_error(400, "invalid_body", "Send a JSON object")
+    return body
+
+
 def json_error(
     status: int, code: str, message: str, field: str | None = None, **extra: Any
 ) -> web.Response:
