@@ -315,6 +315,14 @@ class Source:
         except ValueError:
             return 1.0  # closed: the reader reached the end
 
+    def _rounded(self, tx: Transaction) -> Transaction | None:
+        """`tx` with its amount rounded to the currency's minor units, if that changes it."""
+        amount = tx.amount
+        if not self.options.round_amounts or not amount.is_finite() or abs(amount) >= MAX_AMOUNT:
+            return None
+        rounded = round_amount(amount, tx.currency or self.options.default_currency)
+        return None if rounded == amount else msgspec.structs.replace(tx, amount=rounded)
+
     def notes(self) -> list[str]:
         """What was changed on the way in, for the command's summary."""
         if not self.amounts_rounded:
@@ -452,13 +460,15 @@ class Source:
             # Only a missing required field gets here: every key is a field.
             field = next(f for f in REQUIRED if f not in values)
             return RowError(line, f"'{field}' is required (empty or missing)", field)
-        if self.options.round_amounts and tx.amount.is_finite() and abs(tx.amount) < MAX_AMOUNT:
-            rounded = round_amount(tx.amount, tx.currency or self.options.default_currency)
-            if rounded != tx.amount:
-                tx.amount = rounded
-                self.amounts_rounded += 1
         try:
             tx = validate_transaction(tx, self.options.default_currency, now=NO_CLOCK)
         except InvalidTransaction as exc:
-            return RowError(line, exc.error.message, exc.error.field)
+            # Rounding is tried only for a refused amount, so valid rows pay nothing for it.
+            if exc.error.field != "amount" or (rounded := self._rounded(tx)) is None:
+                return RowError(line, exc.error.message, exc.error.field)
+            try:
+                tx = validate_transaction(rounded, self.options.default_currency, now=NO_CLOCK)
+            except InvalidTransaction as again:
+                return RowError(line, again.error.message, again.error.field)
+            self.amounts_rounded += 1
         return Row(line, tx, label)

@@ -255,8 +255,8 @@ def test_amounts_from_float_exports_are_rounded_unless_exact_is_asked(
     path = write(tmp_path / name, HEADER, rows)
     with Source(path, SourceOptions(mapping=MAPPING)) as source:
         items = list(source)
-        assert source.amounts_rounded == 4  # rows 1-4; 0.004 rounds to 0.00 and is refused
-        assert "4 amounts had more decimals" in source.notes()[0]
+        assert source.amounts_rounded == 3  # rows 1-3; 0.004 would be 0.00: refused, not kept
+        assert "3 amounts had more decimals" in source.notes()[0]
     amounts = {tx.id: tx.amount for tx in transactions(items)}
     assert amounts == {
         "1": Decimal("57.95"),
