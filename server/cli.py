@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import getpass
 import logging
 import secrets
@@ -164,6 +165,24 @@ def _demo_password(settings: Settings) -> str:
     return password
 
 
+# Allocations between two collections of the youngest generation (CPython's default: 700).
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Collect cyclic garbage less often in the server process.
+
+    Every transaction allocates a few dozen short-lived objects, nearly all freed by
+    reference counting; at the default threshold the collector still walked the young
+    generation every 700 allocations. With everything alive at start-up frozen out of the
+    collector's walks and a threshold of 50,000, the event loop's CPU per transaction in
+    benchmarks/e2e.py fell from 53-55 to 44-45 us (two runs each, alternated).
+    """
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 def _run(settings: Settings, banner: Sequence[str]) -> None:
     from server.app import create_app
 
@@ -173,6 +192,7 @@ def _run(settings: Settings, banner: Sequence[str]) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     for line in banner:
         print(line, flush=True)
+    tune_gc()
     web.run_app(
         create_app(settings),
         host=settings.host,
