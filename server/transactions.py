@@ -309,8 +309,10 @@ def _type_error(exc: msgspec.ValidationError) -> FieldError:
 
 
 def _check_text(tx: Transaction) -> None:
-    texts = (tx.id, tx.account_id, tx.merchant_id, tx.currency, tx.country, tx.merchant_name)
-    joined = "".join(filter(None, (*texts, tx.mcc, tx.channel, tx.device_id, tx.ip)))
+    joined = (
+        f"{tx.id}{tx.account_id}{tx.merchant_id}{tx.currency}{tx.country or ''}"
+        f"{tx.merchant_name or ''}{tx.mcc or ''}{tx.channel or ''}{tx.device_id or ''}{tx.ip or ''}"
+    )
     # One pass clears the usual record: isprintable() is false for everything _BAD_TEXT
     # refuses (and for a few harmless characters, like a no-break space), and when all the
     # text together fits the shortest limit, so does every field.
@@ -346,11 +348,14 @@ def _check_text(tx: Transaction) -> None:
 
 
 def _check_timestamp(timestamp: dt.datetime, now: dt.datetime | None) -> None:
-    if timestamp.tzinfo is None or timestamp.utcoffset() is None:
+    tz = timestamp.tzinfo
+    # msgspec gives a fixed-offset dt.timezone, whose offset is never None; other tzinfos
+    # (records built in code) are asked.
+    if tz is None or (type(tz) is not dt.timezone and timestamp.utcoffset() is None):
         raise _invalid("invalid_field", _TIMESTAMP_FORMAT, "timestamp")
     if now is None:
         now = dt.datetime.now(dt.UTC)
-    if timestamp > now + MAX_FUTURE_SKEW:
+    if timestamp > _latest_allowed(now):
         minutes = int(MAX_FUTURE_SKEW.total_seconds() // 60)
         raise _invalid(
             "invalid_field",
@@ -360,21 +365,54 @@ def _check_timestamp(timestamp: dt.datetime, now: dt.datetime | None) -> None:
         )
 
 
-def _check_amount(amount: Decimal, currency: str) -> None:
+# (now, now + MAX_FUTURE_SKEW) for the last `now` seen: one tuple, swapped whole.
+_skew: list[tuple[dt.datetime, dt.datetime]] = []
+
+
+def _latest_allowed(now: dt.datetime) -> dt.datetime:
+    """`now + MAX_FUTURE_SKEW`, computed once per batch (a batch passes one `now`)."""
+    last = _skew[0] if _skew else None
+    if last is None or last[0] is not now:
+        last = (now, now + MAX_FUTURE_SKEW)
+        _skew[:] = [last]
+    return last[1]
+
+
+def _check_amount(amount: Decimal, currency: str, units: int) -> None:
     if not amount.is_finite():
         raise _invalid("invalid_field", "'amount' must be a finite number", "amount")
     if amount <= 0:
         raise _invalid("invalid_field", "'amount' must be > 0", "amount")
     if amount >= MAX_AMOUNT:
         raise _invalid("invalid_field", f"'amount' must be less than {MAX_AMOUNT}", "amount")
-    units = MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS)
     # The value must fit the unit; trailing zeros do not count (1200.0 JPY is fine).
-    if amount != amount.quantize(_QUANTA[units], context=_DECIMAL):
+    if amount != _DECIMAL.quantize(amount, _QUANTA[units]):
         raise _invalid(
             "invalid_field",
             f"'amount' has more decimal places than {currency} allows ({units})",
             "amount",
         )
+
+
+# Codes already seen to be well formed, so that the usual record skips the regexes. Bounded:
+# past the cap a new code is checked each time, never trusted unchecked.
+_KNOWN_CODES_MAX = 1024
+_currency_units: dict[str, int] = {}
+_countries: set[str] = set()
+
+
+def _units(currency: str) -> int:
+    """The currency's minor units; raises if it is not an ISO 4217-shaped code."""
+    units = _currency_units.get(currency)
+    if units is None:
+        if not _CURRENCY.match(currency):
+            raise _invalid(
+                "invalid_field", "'currency' must be an ISO 4217 code like USD", "currency"
+            )
+        units = MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS)
+        if len(_currency_units) < _KNOWN_CODES_MAX:
+            _currency_units[currency] = units
+    return units
 
 
 def round_amount(amount: Decimal, currency: str) -> Decimal:
@@ -391,11 +429,16 @@ def _check(tx: Transaction, default_currency: str, now: dt.datetime | None) -> T
     _check_timestamp(tx.timestamp, now)
     if not tx.currency:
         tx.currency = default_currency
-    elif not _CURRENCY.match(tx.currency):
-        raise _invalid("invalid_field", "'currency' must be an ISO 4217 code like USD", "currency")
-    _check_amount(tx.amount, tx.currency)
-    if tx.country is not None and not _COUNTRY.match(tx.country):
-        raise _invalid("invalid_field", "'country' must be an ISO 3166 alpha-2 code", "country")
+        units = MINOR_UNITS.get(default_currency, DEFAULT_MINOR_UNITS)
+    else:
+        units = _units(tx.currency)
+    _check_amount(tx.amount, tx.currency, units)
+    country = tx.country
+    if country is not None and country not in _countries:
+        if not _COUNTRY.match(country):
+            raise _invalid("invalid_field", "'country' must be an ISO 3166 alpha-2 code", "country")
+        if len(_countries) < _KNOWN_CODES_MAX:
+            _countries.add(country)
     if tx.lat is not None and not -90.0 <= tx.lat <= 90.0:
         raise _invalid("invalid_field", "'lat' must be in [-90, 90]", "lat")
     if tx.lon is not None and not -180.0 <= tx.lon <= 180.0:
