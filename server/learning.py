@@ -15,17 +15,16 @@ import logging
 import os
 import queue
 import threading
-from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.detection.model import ModelSlot, OnlineLogit, Predictor
+from server.detection.model import ModelSlot, OnlineLogit, Predictor, unpack
 from server.scorecard import Scorecard
 from server.store.base import Label, LabelOutcome, Store
 
 log = logging.getLogger(__name__)
-Example = tuple["array[float]", bool]
+Example = tuple[bytes, bool]  # packed inputs (model.pack) and whether it was fraud
 
 
 @dataclass(slots=True)
@@ -126,7 +125,9 @@ class Trainer:
                 return
 
     def _round(self, learner: OnlineLogit, batches: Sequence[list[Example]]) -> None:
-        learnt = sum(learner.learn_many(batch) for batch in batches)
+        learnt = sum(
+            learner.learn_many((unpack(x), is_fraud) for x, is_fraud in batch) for batch in batches
+        )
         self.status.last_round_thread = threading.get_ident()
         ready = self.slot.ready(learner.count, learner.frauds)
         predictor = learner.freeze(learner.count) if ready else None

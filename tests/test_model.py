@@ -19,7 +19,9 @@ from server.detection.model import (
     ModelSlot,
     OnlineLogit,
     named_features,
+    pack,
     sigmoid,
+    unpack,
 )
 from server.detection.verdict import Reason
 from server.metrics_offline import roc_auc
@@ -202,7 +204,7 @@ def test_memory_is_bounded_and_each_label_is_learnt_once() -> None:
         detector.score(make_tx(n))
     assert list(slot.remembered) == [f"tx-{n}" for n in range(3, 8)]
     examples, missing = slot.pop_examples([("tx-1", True), ("tx-4", False), ("tx-4", False)])
-    assert [(len(x), y) for x, y in examples] == [(len(FEATURE_NAMES), False)]
+    assert [(len(unpack(x)), y) for x, y in examples] == [(len(FEATURE_NAMES), False)]
     assert missing == 2
     assert not slot.learn_label("tx-0", True)
     assert slot.learn_label("tx-5", True)
@@ -240,3 +242,10 @@ def test_a_ready_model_scores_and_explains_itself() -> None:
     assert ordinary.decision == "allow"
     assert ordinary.score < 0.5
     assert all(r.code != "model" for r in ordinary.reasons)
+
+
+def test_packed_inputs_round_trip_as_float32() -> None:
+    x = [0.0, 1.0, -2.5, 1e-3, 123456.789] + [0.5] * (len(FEATURE_NAMES) - 5)
+    back = unpack(pack(x))
+    assert len(back) == len(FEATURE_NAMES)
+    assert back == pytest.approx(x, rel=1e-6)

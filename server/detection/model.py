@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from array import array
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import mul
@@ -65,14 +65,63 @@ FEATURE_LABELS: dict[str, str] = {
     "night_ratio": "night-time log amount over average",
     "new_country_ratio": "new country with log amount over average",
     "new_device_ratio": "new device with log amount over average",
+    "first_device": "first device this account has used",
+    "new_country_device": "new country and a new device at once",
+    "prior_flag_24h": "highest rules score on this account in the previous 24 h",
+    "flagged_1h": "rules flagged this account in the previous hour",
+    "log_flags_24h": "log transactions flagged on this account in the previous 24 h",
     "ecom": "online purchase",
     "atm": "cash withdrawal",
     "rules_logit": "rules' combined score (logit)",
     **{f"rule_{code}": f"rule {code} fired" for code in RULE_INPUTS},
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_LABELS)
+_PACKED = struct.Struct(f"<{len(FEATURE_NAMES)}f")
 FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:8]
 """Changes whenever the inputs do: a saved model of another feature set is not loaded."""
+
+
+RecentFlags = tuple[float, float, int]
+"""(highest rules score, seconds since the last flag, flags) on the account in 24 h."""
+FLAG_SCORE = 0.3
+"""A rules score at or above this flags the account for a day (new merchant or device alone
+do not; a new country does)."""
+FLAG_WINDOW_S = 86_400.0
+MAX_FLAGS = 16
+
+
+class AccountFlags:
+    """Which accounts the rules flagged in the last day, in event time: fraud comes in
+    episodes, so a card flagged an hour ago makes its next transaction more suspect. Only
+    flagged accounts are kept (a few per cent), oldest forgotten first past `max_accounts`."""
+
+    __slots__ = ("accounts", "max_accounts")
+
+    def __init__(self, max_accounts: int = 200_000) -> None:
+        self.max_accounts = max_accounts
+        self.accounts: dict[str, list[tuple[float, float]]] = {}
+
+    def recent(self, account_id: str, t: float) -> RecentFlags:
+        flags = self.accounts.get(account_id)
+        if not flags:
+            return (0.0, 0.0, 0)
+        live = [(at, s) for at, s in flags if t - FLAG_WINDOW_S < at <= t]
+        if not live:
+            return (0.0, 0.0, 0)
+        return (max(s for _, s in live), t - max(at for at, _ in live), len(live))
+
+    def note(self, account_id: str, t: float, score: float) -> None:
+        if score < FLAG_SCORE:
+            return
+        accounts = self.accounts
+        flags = accounts.pop(account_id, None)  # re-inserted last: the newest stays longest
+        if flags is None:
+            flags = []
+        flags = [(at, s) for at, s in flags if at > t - FLAG_WINDOW_S][-(MAX_FLAGS - 1) :]
+        flags.append((t, score))
+        accounts[account_id] = flags
+        if len(accounts) > self.max_accounts:
+            del accounts[next(iter(accounts))]
 
 
 _RULE_KEY = {code: "rule_" + code for code in RULE_INPUTS}
@@ -90,11 +139,16 @@ _ZERO_RULES_LOGIT = rules_logit(0.0)
 
 
 def named_features(
-    f: Features, tx: Transaction, reasons: Sequence[Reason], rules_score: float
+    f: Features,
+    tx: Transaction,
+    reasons: Sequence[Reason],
+    rules_score: float,
+    recent: RecentFlags = (0.0, 0.0, 0),
 ) -> dict[str, float]:
     """The model's inputs for one transaction, by name, in FEATURE_NAMES order: the one
-    mapping from the detector's features (and the rules that fired) to numbers. An unknown
-    value is 0, with a flag where "unknown" itself says something."""
+    mapping from the detector's features, the rules that fired and the account's recent
+    flags (`AccountFlags.recent`) to numbers. An unknown value is 0, with a flag where
+    "unknown" itself says something."""
     # Runs for every transaction: written for speed (no helper calls, one dict literal).
     history = f.history
     amount = f.amount
@@ -115,6 +169,9 @@ def named_features(
     night = 1.0 if f.local_hour < 5 else 0.0
     new_country = 1.0 if f.is_new_country else 0.0
     new_device = 1.0 if f.is_new_device else 0.0
+    # No device on record yet: novelty is unknown, but a first device is a signal of its own.
+    first_device = 1.0 if f.is_new_device is None and tx.device_id is not None else 0.0
+    prior_max, since_s, flags = recent
     channel = tx.channel
     x = {
         "log_amount": _log1p(amount) if amount > 0 else 0.0,
@@ -137,6 +194,11 @@ def named_features(
         "night_ratio": night * log_ratio,
         "new_country_ratio": new_country * log_ratio,
         "new_device_ratio": new_device * log_ratio,
+        "first_device": first_device,
+        "new_country_device": new_country * (new_device or first_device),
+        "prior_flag_24h": prior_max,
+        "flagged_1h": 1.0 if flags and since_s <= 3600.0 else 0.0,
+        "log_flags_24h": _log1p(flags),
         "ecom": 1.0 if channel == "ecom" else 0.0,
         "atm": 1.0 if channel == "atm" else 0.0,
         "rules_logit": rules_logit(rules_score) if rules_score else _ZERO_RULES_LOGIT,
@@ -149,9 +211,14 @@ def named_features(
     return x
 
 
-def vector(named: Mapping[str, float]) -> array[float]:
-    """The inputs in FEATURE_NAMES order, as float32: what is kept until a label arrives."""
-    return array("f", [named.get(name, 0.0) for name in FEATURE_NAMES])
+def pack(x: Sequence[float]) -> bytes:
+    """The inputs as float32 bytes (~180 bytes): what is kept until a label arrives. Packing
+    is C-fast on the loop; unpacking happens on the trainer's thread."""
+    return _PACKED.pack(*x)
+
+
+def unpack(packed: bytes) -> tuple[float, ...]:
+    return _PACKED.unpack(packed)
 
 
 def sigmoid(z: float) -> float:
@@ -206,7 +273,7 @@ class OnlineLogit:
     """
 
     def __init__(
-        self, *, learning_rate: float = 0.1, l2: float = 1e-5, rescale_every: int = 256
+        self, *, learning_rate: float = 0.2, l2: float = 1e-5, rescale_every: int = 256
     ) -> None:
         n = len(FEATURE_NAMES)
         self.learning_rate = learning_rate
@@ -342,7 +409,15 @@ class ModelSlot:
     assignment, made on the event loop); `pop_examples` hands it inputs to learn from.
     """
 
-    __slots__ = ("learner", "memory", "min_frauds", "min_labels", "predictor", "remembered")
+    __slots__ = (
+        "flags",
+        "learner",
+        "memory",
+        "min_frauds",
+        "min_labels",
+        "predictor",
+        "remembered",
+    )
 
     def __init__(
         self,
@@ -361,7 +436,8 @@ class ModelSlot:
         self.learner = learner
         self.predictor = predictor
         # Insertion order is scoring order: the oldest inputs are forgotten first.
-        self.remembered: dict[str, array[float]] = {}
+        self.remembered: dict[str, bytes] = {}
+        self.flags = AccountFlags()
 
     def ready(self, labels: int, frauds: int) -> bool:
         """Enough labels, of both kinds, for the model's score to replace the rules'."""
@@ -377,9 +453,13 @@ class ModelSlot:
     ) -> Scored:
         """The verdict with the model: its probability replaces the rules' score once it is
         ready, and the `model` reason joins the rules' when that flags the transaction."""
-        x = array("f", named_features(features, tx, rules.reasons, rules.score).values())
+        t = tx.timestamp.timestamp()
+        flags = self.flags
+        recent = flags.recent(tx.account_id, t) if flags.accounts else (0.0, 0.0, 0)
+        x = list(named_features(features, tx, rules.reasons, rules.score, recent).values())
+        flags.note(tx.account_id, t, rules.score)
         remembered = self.remembered
-        remembered[tx.id] = x
+        remembered[tx.id] = _PACKED.pack(*x)
         if len(remembered) > self.memory:
             del remembered[next(iter(remembered))]
         predictor = self.predictor
@@ -395,10 +475,11 @@ class ModelSlot:
 
     def pop_examples(
         self, labels: Iterable[tuple[str, bool]]
-    ) -> tuple[list[tuple[array[float], bool]], int]:
-        """The remembered inputs of labelled transactions (forgotten here: each is learnt
-        once), and how many labels had none (scored too long ago, or before a restart)."""
-        examples: list[tuple[array[float], bool]] = []
+    ) -> tuple[list[tuple[bytes, bool]], int]:
+        """The remembered inputs of labelled transactions, packed (forgotten here: each is
+        learnt once), and how many labels had none (scored too long ago, or before a
+        restart)."""
+        examples: list[tuple[bytes, bool]] = []
         missing = 0
         for tx_id, is_fraud in labels:
             x = self.remembered.pop(tx_id, None)
@@ -416,7 +497,7 @@ class ModelSlot:
         x = self.remembered.pop(tx_id, None)
         if x is None:
             return False
-        learner.learn_one(x, is_fraud)
+        learner.learn_one(_PACKED.unpack(x), is_fraud)
         # A fresh snapshot every REFREEZE_EVERY labels: current enough (a few hundred labels
         # move the weights little), and refreezing per label would double the cost of learning.
         if learner.count % REFREEZE_EVERY == 0 and self.ready(learner.count, learner.frauds):
