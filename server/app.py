@@ -221,6 +221,9 @@ async def _simulator_labels(app: web.Application, feed: SimulatorFeed) -> None:
             await apply_labels(app[STORE], app.get(TRAINER), None, batch)
         except StoreUnavailable as exc:
             log.warning("simulator labels not stored (%s); %d dropped", exc.cause, len(batch))
+        except Exception:
+            # Demo ground truth only: never worth stopping the feed or the shutdown for.
+            log.exception("simulator labels failed; %d dropped", len(batch))
 
 
 async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from server.app import create_app
 from server.detection.model import OnlineLogit
 from server.learning import load_learner
-from server.state import AUTH, DETECTOR, STORE, TRAINER
+from server.state import AUTH, DETECTOR, SCORECARD, STORE, TRAINER
 from tests.conftest import AUTH as BOOTSTRAP
 from tests.conftest import Login, make_settings, tx
 from tests.test_api import post_batch, raise_alert
@@ -227,3 +227,54 @@ async def test_without_the_model_setting_labels_are_still_stored(
     status, answer = await post_labels(client, {"transaction_id": "n-1", "label": "fraud"})
     assert (status, answer["status"]) == (200, "created")
     assert not (tmp_path / "model.json").exists()
+
+
+async def _until(condition: Any, polls: int = 300) -> None:
+    """Poll a condition the server reaches by itself (the simulator runs on wall time)."""
+    for _ in range(polls):
+        if await condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the condition was never met")
+
+
+async def test_simulator_ground_truth_becomes_labels_only_when_enabled(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    from server.app import SIMULATOR_FEED
+
+    on = make_settings(
+        tmp_path / "on", simulator=True, rate=200.0, simulator_labels=True,
+        simulator_label_delay=0.2, fraud_rate=0.2,
+    )  # fmt: skip
+    client: TestClient = await aiohttp_client(create_app(on))
+    app = client.app
+    feed = app[SIMULATOR_FEED]  # type: ignore[index]
+    trainer = app[TRAINER]  # type: ignore[index]
+
+    async def learnt() -> bool:
+        return bool(trainer.status.labels_learnt > 0)
+
+    await _until(learnt)
+    ids = [f"tx-{on.seed}-{n}" for n in range(1, feed.produced + 1)]
+    stored = await app[STORE].get_labels(ids)  # type: ignore[index]
+    assert stored
+    assert {label.source for label in stored.values()} == {"simulator"}
+    assert any(label.scenario for label in stored.values() if label.label == "fraud")
+    await client.close()
+
+    off = make_settings(tmp_path / "off", simulator=True, rate=200.0, fraud_rate=0.2)
+    client = await aiohttp_client(create_app(off))
+    app = client.app
+    card = app[SCORECARD]  # type: ignore[index]
+
+    async def counted() -> bool:
+        return bool(card.counted > 50)
+
+    # The scorecard gets the ground truth either way; the model never does.
+    await _until(counted)
+    feed = app[SIMULATOR_FEED]  # type: ignore[index]
+    ids = [f"tx-{off.seed}-{n}" for n in range(1, feed.produced + 1)]
+    assert await app[STORE].get_labels(ids) == {}  # type: ignore[index]
+    assert app[TRAINER].status.labels_learnt == 0  # type: ignore[index]
+    assert not feed.pending_labels
