@@ -197,6 +197,7 @@ def main() -> int:
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="write (or reuse) labelled.csv here and keep it")
+    parser.add_argument("--cost-only", action="store_true", help="only the µs per transaction")
     opts = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,6 +214,8 @@ def main() -> int:
         print("cost, CPU µs per transaction (best of runs, gc paused):")
         for name, value in figures.items():
             print(f"  {name:34} {'n/a (not importable)' if value is None else f'{value:8.2f}'}")
+        if opts.cost_only:
+            return 0
 
         reports = {}
         score_files = {}

@@ -1,11 +1,11 @@
 """The online model: named numeric inputs, a logistic regression that learns from labels one at
 a time, and the frozen predictor the detection loop scores with.
 
-Why our own and not River: with ~30 named inputs River's `StandardScaler | LogisticRegression`
-costs ~23 µs to predict and ~170 µs to learn one example here (benchmarks/model.py); this one
-~3 µs and ~10 µs, because prediction is one dot product over a fixed list of weights that
-already fold the standardisation in. Scoring runs inside the synchronous batch loop, so those
-microseconds are the loop's throughput.
+Why our own and not River: on the same ~37 inputs River's `StandardScaler |
+LogisticRegression` costs ~11 µs to predict and ~50-70 µs to learn one example here; this one
+~2.6 µs and ~17 µs (benchmarks/model.py), because prediction is one dot product over a fixed
+list of weights that already fold the standardisation in. Scoring runs inside the
+synchronous batch loop, so those microseconds are the loop's throughput.
 
 The model is a stacked logistic combination: the rules' own score (as a logit) and each rule
 that fired are inputs next to the features, so its output is one calibrated probability that
