@@ -237,6 +237,7 @@ def test_a_ready_model_scores_and_explains_itself() -> None:
     message = model_reasons[0].message
     assert message.startswith("Model: fraud probability")
     assert "top factors:" in message and "(+" in message
+    assert "log " not in message  # inputs are shown on their own scale, not as logs
     assert "card_testing" in {r.code for r in last.reasons}  # the rules that fired stay
     ordinary = detector.score(make_tx(n + 10, account_id="ok-1", amount="31.00"))
     assert ordinary.decision == "allow"

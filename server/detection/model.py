@@ -376,16 +376,28 @@ class OnlineLogit:
         return model
 
 
+_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+def _shown(name: str, value: float) -> str:
+    """An input as an analyst reads it: log inputs back on their own scale, flags as words."""
+    label = FEATURE_LABELS[name]
+    if name == "log_ratio":
+        return f"amount {math.exp(value):.1f}× the account's average"
+    if name.startswith("log_") and label.startswith("log "):
+        return f"{label[4:]}: {math.expm1(value):,.0f}"
+    if value in (0.0, 1.0) and name not in ("zscore", "rules_logit", "prior_flag_24h"):
+        return label if value else f"not: {label}"
+    return f"{label}: {value:.2f}"
+
+
 def explain(
     predictor: Predictor, x: Sequence[float], probability: float, threshold: float, top: int = 3
 ) -> Reason:
     """The `model` reason: the probability and the inputs that pushed it up the most."""
     contributions = predictor.contributions(x)
-    index = {name: i for i, name in enumerate(FEATURE_NAMES)}
     ranked = sorted(contributions.items(), key=lambda item: -item[1])[:top]
-    parts = [
-        f"{FEATURE_LABELS[name]} = {x[index[name]]:.3g} ({c:+.1f})" for name, c in ranked if c > 0
-    ]
+    parts = [f"{_shown(name, x[_INDEX[name]])} ({c:+.1f})" for name, c in ranked if c > 0]
     factors = "; ".join(parts) if parts else "no single input stands out"
     return Reason(
         "model",
