@@ -18,6 +18,7 @@ from server.detection.model import (
     FEATURE_SET,
     ModelSlot,
     OnlineLogit,
+    explain,
     named_features,
     pack,
     sigmoid,
@@ -250,3 +251,22 @@ def test_packed_inputs_round_trip_as_float32() -> None:
     back = unpack(pack(x))
     assert len(back) == len(FEATURE_NAMES)
     assert back == pytest.approx(x, rel=1e-6)
+
+
+def test_the_explanation_names_only_inputs_the_transaction_has() -> None:
+    model = OnlineLogit()
+    model.learn_many(toy_stream(2000, seed=11))
+    predictor = model.freeze()
+    x = [0.0] * len(FEATURE_NAMES)
+    x[TINY] = math.log1p(4.0)
+    x[AMOUNT] = math.log1p(2.0)
+    reason = explain(predictor, x, predictor.predict_proba(x), 0.5)
+    assert reason.code == "model"
+    factors = reason.message.split("top factors: ")[1]
+    # Most inputs are 0 here, and many of those push the score up by being below their mean;
+    # only the two the transaction has may be named, on their own scale.
+    named = factors.split("; ")
+    assert 1 <= len(named) <= 2
+    assert all(
+        part.startswith(("tiny amounts in the last 10 min: 4 (+", "amount: 2 (+")) for part in named
+    ), factors

@@ -384,10 +384,12 @@ def _shown(name: str, value: float) -> str:
     label = FEATURE_LABELS[name]
     if name == "log_ratio":
         return f"amount {math.exp(value):.1f}× the account's average"
+    if name == "rules_logit":
+        return f"rules' combined score {sigmoid(value):.2f}"
     if name.startswith("log_") and label.startswith("log "):
         return f"{label[4:]}: {math.expm1(value):,.0f}"
-    if value in (0.0, 1.0) and name not in ("zscore", "rules_logit", "prior_flag_24h"):
-        return label if value else f"not: {label}"
+    if value == 1.0 and name not in ("zscore", "prior_flag_24h"):
+        return label
     return f"{label}: {value:.2f}"
 
 
@@ -396,8 +398,11 @@ def explain(
 ) -> Reason:
     """The `model` reason: the probability and the inputs that pushed it up the most."""
     contributions = predictor.contributions(x)
-    ranked = sorted(contributions.items(), key=lambda item: -item[1])[:top]
-    parts = [f"{_shown(name, x[_INDEX[name]])} ({c:+.1f})" for name, c in ranked if c > 0]
+    # Only inputs this transaction has: "no new device" as a reason for fraud confuses more
+    # than it explains, even when its absence is what moved the score.
+    present = [(name, c) for name, c in contributions.items() if c > 0 and x[_INDEX[name]]]
+    ranked = sorted(present, key=lambda item: -item[1])[:top]
+    parts = [f"{_shown(name, x[_INDEX[name]])} ({c:+.1f})" for name, c in ranked]
     factors = "; ".join(parts) if parts else "no single input stands out"
     return Reason(
         "model",
