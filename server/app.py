@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import aiohttp_jinja2
 import jinja2
@@ -17,17 +18,21 @@ from server import naive
 from server.auth import Authenticator, load_or_create_secret
 from server.config import Settings
 from server.detection.detector import Detector
+from server.detection.model import ModelSlot
 from server.detection.verdict import Verdict
 from server.feeds.simulator import SimulatorFeed
 from server.hub import Hub
+from server.learning import Trainer, apply_labels
 from server.pipeline import DetectionLoop, IntakeClosed, TxQueue
 from server.resources import web_dir
-from server.state import AUTH, DETECTOR, HUB, QUEUE, SETTINGS, STATS, STORE
+from server.scorecard import Scorecard
+from server.state import AUTH, DETECTOR, HUB, QUEUE, SCORECARD, SETTINGS, STATS, STORE, TRAINER
 from server.stats import Stats
+from server.store.base import Label, StoredRecord
 from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
-from server.views import admin, api, pages, ws
+from server.views import admin, api, labels, pages, ws
 from server.views.responses import json_response
 
 log = logging.getLogger(__name__)
@@ -128,6 +133,28 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
+async def _model_ctx(app: web.Application) -> AsyncIterator[None]:
+    trainer = app.get(TRAINER)
+    if trainer is None:
+        yield
+        return
+    await trainer.start()
+    yield
+    # After the detection loop's cleanup (contexts unwind in reverse): nothing scores now.
+    await trainer.close()
+
+
+def _scorecard_listener(scorecard: Scorecard) -> Callable[[Sequence[StoredRecord]], None]:
+    def on_stored(records: Sequence[StoredRecord]) -> None:
+        scorecard.add_verdicts(
+            (r.transaction.id, r.transaction.timestamp.timestamp(), r.transaction.account_id,
+             r.verdict.alert_id is not None)
+            for r in records
+        )  # fmt: skip
+
+    return on_stored
+
+
 async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     loop = DetectionLoop(
@@ -138,6 +165,7 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
         app[STATS],
         batch_max=settings.batch_max,
         batch_wait=settings.batch_wait_ms / 1000,
+        on_stored=_scorecard_listener(app[SCORECARD]),
     )
     task = asyncio.create_task(loop.run(), name="detection-loop")
     yield
@@ -160,15 +188,50 @@ async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
     from simulator import Simulator
 
     feed = SimulatorFeed(
-        Simulator(seed=settings.seed, fraud_rate=settings.fraud_rate, rate=settings.rate)
+        Simulator(seed=settings.seed, fraud_rate=settings.fraud_rate, rate=settings.rate),
+        scorecard=app[SCORECARD],
+        label_delay=settings.simulator_label_delay if settings.simulator_labels else None,
     )
     app[SIMULATOR_FEED] = feed
     task = asyncio.create_task(feed.run(app[QUEUE]), name="simulator-feed")
+    labeller = asyncio.create_task(_simulator_labels(app, feed), name="simulator-labels")
     yield
-    task.cancel()
-    # IntakeClosed: the feed already stopped when intake closed on shutdown.
-    with contextlib.suppress(asyncio.CancelledError, IntakeClosed):
-        await task
+    for each in (labeller, task):
+        each.cancel()
+        # IntakeClosed: the feed already stopped when intake closed on shutdown.
+        with contextlib.suppress(asyncio.CancelledError, IntakeClosed):
+            await each
+
+
+async def _simulator_labels(app: web.Application, feed: SimulatorFeed) -> None:
+    """Once a second, the ground truth that has become due, stored and learnt as labels."""
+    if feed.label_delay is None:
+        return
+    while True:
+        await asyncio.sleep(1.0)
+        now = dt.datetime.now(dt.UTC)
+        due = feed.due_labels(now)
+        if not due:
+            continue
+        at = now.isoformat().replace("+00:00", "Z")
+        batch = [
+            Label(
+                transaction_id=item.transaction.id,
+                label="fraud" if item.is_fraud else "legitimate",
+                source="simulator",
+                labelled_at=at,
+                scenario=item.scenario,
+            )
+            for item in due
+        ]
+        try:
+            # The scorecard had this truth from the feed already.
+            await apply_labels(app[STORE], app.get(TRAINER), None, batch)
+        except StoreUnavailable as exc:
+            log.warning("simulator labels not stored (%s); %d dropped", exc.cause, len(batch))
+        except Exception:
+            # Demo ground truth only: never worth stopping the feed or the shutdown for.
+            log.exception("simulator labels failed; %d dropped", len(batch))
 
 
 async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -184,6 +247,11 @@ async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:
                 snapshot["open_alerts"] = None
             snapshot["clients"] = len(hub)
             snapshot["queue_depth"] = queue.qsize()
+            scorecard = app[SCORECARD].snapshot()
+            if scorecard is not None:
+                snapshot["scorecard"] = scorecard
+            if (trainer := app.get(TRAINER)) is not None:
+                snapshot["model"] = trainer.snapshot()
             stats.last = snapshot
             hub.publish_stats(snapshot)
 
@@ -221,8 +289,19 @@ def create_app(settings: Settings) -> web.Application:
     app[STATS] = stats
     app[HUB] = Hub(stats, settings.ws_queue_max, stall_seconds=settings.ws_stall_seconds)
     app[QUEUE] = TxQueue(settings.queue_max)
+    slot = None
+    if settings.model:
+        slot = ModelSlot(
+            memory=settings.model_memory,
+            min_labels=settings.model_min_labels,
+            min_frauds=settings.model_min_frauds,
+        )
+        app[TRAINER] = Trainer(slot, settings.data_dir / "model.json")
+    app[SCORECARD] = Scorecard()
     app[DETECTOR] = Detector(
-        review_threshold=settings.review_threshold, block_threshold=settings.block_threshold
+        review_threshold=settings.review_threshold,
+        block_threshold=settings.block_threshold,
+        model=slot,
     )
     app[STORE] = SqliteStore(settings.db_path, busy_timeout=settings.store_busy_timeout)
     app[AUTH] = Authenticator(settings, app[STORE], app[HUB])
@@ -246,8 +325,12 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/alerts/{alert_id}", api.get_alert)
     app.router.add_post("/api/v1/alerts/{alert_id}/ack", api.acknowledge)
     app.router.add_post("/api/v1/alerts/{alert_id}/resolve", api.resolve)
+    app.router.add_post("/api/v1/labels", labels.post_labels)
+    app.router.add_get("/api/v1/scorecard", labels.get_scorecard)
     app.router.add_static("/static", web_dir("static"))
 
-    app.cleanup_ctx.extend([_sessions_ctx, _store_ctx, _detection_ctx, _feed_ctx, _stats_ctx])
+    app.cleanup_ctx.extend(
+        [_sessions_ctx, _store_ctx, _model_ctx, _detection_ctx, _feed_ctx, _stats_ctx]
+    )
     app.on_shutdown.extend([_stop_intake, _close_sockets])
     return app

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from server.backtest_report import build_report, summary_lines, write_report
+from server.detection.detector import Detector
+from server.detection.model import ModelSlot, OnlineLogit
 from server.progress import Progress
 from server.replay import Scorer, add_detector_flags, detector_from_args, paused_gc
 from server.replay_source import (
@@ -222,6 +224,30 @@ def register(commands: Any) -> None:
         help="write the report as JSON or self-contained HTML (repeatable)",
     )
     add_detector_flags(parser)
+    parser.add_argument(
+        "--model",
+        choices=("on", "off"),
+        default="on",
+        help="let the revealed labels train the online model (default on); off: rules only",
+    )
+    parser.add_argument(
+        "--model-memory",
+        type=int,
+        default=2_000_000,
+        metavar="N",
+        help="transactions whose model inputs are kept until their label is due "
+        "(default 2,000,000; older ones are never learnt)",
+    )
+
+
+def backtest_detector(args: argparse.Namespace) -> Detector:
+    """The detector of a run: the rules, plus a model learning inline unless --model off."""
+    detector = detector_from_args(args)
+    if getattr(args, "model", "off") == "on":
+        if args.model_memory < 1:
+            raise SourceError(f"--model-memory must be >= 1, got {args.model_memory}")
+        detector.model = ModelSlot(memory=args.model_memory, learner=OnlineLogit())
+    return detector
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -234,7 +260,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         for path in args.report:
             if path.suffix.lower() not in REPORT_SUFFIXES:
                 raise SourceError(f"--report {path}: the name must end in .json or .html")
-        detector_from_args(args)  # refuse bad thresholds before reading anything
+        backtest_detector(args)  # refuse bad thresholds before reading anything
         started, cpu_started = time.perf_counter(), time.process_time()
         with paused_gc():
             detector, outcome, errors, late = _score_file(args, options, delay)
@@ -284,7 +310,7 @@ def _score_file(
         with Source(args.file, options) as source:
             errors = RowErrors()
             progress = Progress("backtest", fraction=source.fraction_read, unit="tx")
-            detector = detector_from_args(args)
+            detector = backtest_detector(args)
             try:
                 outcome = run_backtest(
                     _valid(source, errors, progress), detector, label_delay=delay,
@@ -304,7 +330,7 @@ def _score_file(
         if scores_file is not None:
             scores_file.seek(0)
             scores_file.truncate()
-        detector = detector_from_args(args)
+        detector = backtest_detector(args)
         outcome = run_backtest(
             rows, detector, label_delay=delay, on_label=label_hook(detector),
             day_of=day_function(options.timezone), scores_out=scores_file,
@@ -346,7 +372,7 @@ def _meta(
         "label_delay_s": delay.total_seconds(),
         "timezone": args.timezone,
         "rules_version": detector.rules_version,
-        "detector_learns_labels": hasattr(detector, "learn_label"),
+        "detector_learns_labels": bool(getattr(detector, "learns_labels", False)),
         "first_event": outcome.first_event.isoformat() if outcome.first_event else None,
         "last_event": outcome.last_event.isoformat() if outcome.last_event else None,
     }

@@ -213,7 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("demo", "serve"):
             settings = (
-                _settings(args, simulator=True) if args.command == "demo" else _settings(args)
+                _settings(args, simulator=True, simulator_labels=True)
+                if args.command == "demo"
+                else _settings(args)
             )
             if settings.api_key is None:
                 settings = dataclasses.replace(

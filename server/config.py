@@ -105,6 +105,32 @@ class Settings:
         "Seconds a running server trusts its cached lookup of an API key: the longest a key "
         "revoked by 'fraudwatch keys revoke' keeps working.",
     )
+    model: bool = _s(
+        True,
+        "Learn from labels with the online model and, once it has learnt enough, score with it "
+        "(rules and model combined into one probability). Off: the rules alone.",
+    )
+    model_min_labels: int = _s(
+        500, "Labels the model must have learnt before its score replaces the rules' score."
+    )
+    model_min_frauds: int = _s(
+        20,
+        "Of those, the fewest frauds (and the fewest legitimate ones) before the model's score "
+        "is used.",
+    )
+    model_memory: int = _s(
+        250_000,
+        "Recent transactions whose model inputs are kept until their label arrives (about "
+        "300 bytes each); a label for an older one is stored but not learnt.",
+    )
+    simulator_labels: bool = _s(
+        False,
+        "Hand the simulator's ground truth to the model as labels (source 'simulator') after "
+        "'simulator_label_delay'. The demo turns it on; never on for real traffic.",
+    )
+    simulator_label_delay: float = _s(
+        30.0, "Seconds after a simulated transaction before its ground-truth label is sent."
+    )
     pipeline: Literal["batched", "naive"] = _s(
         "batched",
         "Detection design. 'naive' (one task per transaction, each verdict awaited to every "
@@ -140,9 +166,13 @@ class Settings:
             "session_max_age",
             "login_max_failures",
             "login_max_failures_per_ip",
+            "model_memory",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"Setting '{name}' must be >= 1, got {getattr(self, name)}")
+        for name in ("model_min_labels", "model_min_frauds", "simulator_label_delay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"Setting '{name}' must be >= 0, got {getattr(self, name)}")
         if self.api_key_cache_ttl < 0:
             raise ConfigError(
                 f"Setting 'api_key_cache_ttl' must be >= 0, got {self.api_key_cache_ttl}"

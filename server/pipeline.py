@@ -182,6 +182,7 @@ class DetectionLoop:
         *,
         batch_max: int,
         batch_wait: float,
+        on_stored: Callable[[Sequence[StoredRecord]], None] | None = None,
     ) -> None:
         self.queue = queue
         self.detector = detector
@@ -190,6 +191,8 @@ class DetectionLoop:
         self.stats = stats
         self.batch_max = batch_max
         self.batch_wait = batch_wait
+        # Synchronous, after each stored batch (the scorecard): must be cheap and never await.
+        self.on_stored = on_stored
         # Transactions taken from the queue and not yet stored (for shutdown's report).
         self.in_hand = 0
 
@@ -282,3 +285,5 @@ class DetectionLoop:
         )
         if new_verdicts:
             self.hub.publish_verdicts(new_verdicts)
+        if records and self.on_stored is not None:
+            self.on_stored(records)

@@ -8,7 +8,9 @@ from server.auth import Authenticator
 from server.config import Settings
 from server.detection.detector import Detector
 from server.hub import Hub
+from server.learning import Trainer
 from server.pipeline import TxQueue
+from server.scorecard import Scorecard
 from server.stats import Stats
 from server.store.base import Store
 
@@ -19,3 +21,5 @@ QUEUE = web.AppKey("queue", TxQueue)
 DETECTOR = web.AppKey("detector", Detector)
 STATS = web.AppKey("stats", Stats)
 AUTH = web.AppKey("auth", Authenticator)
+TRAINER = web.AppKey("trainer", Trainer)  # absent when the 'model' setting is off
+SCORECARD = web.AppKey("scorecard", Scorecard)

@@ -26,6 +26,7 @@ from server.backtest import (
 from server.backtest_report import build_report
 from server.cli import main
 from server.detection.detector import Detector
+from server.detection.model import ModelSlot, OnlineLogit
 from server.detection.verdict import Scored
 from server.metrics_offline import (
     average_precision,
@@ -252,11 +253,11 @@ def test_zero_delay_reveals_a_label_only_after_its_transaction() -> None:
     ]
 
 
-def test_the_current_detector_has_no_learning_api_and_the_hook_is_a_no_op() -> None:
+def test_a_detector_without_a_model_ignores_labels() -> None:
     detector = Detector()
-    assert not hasattr(detector, "learn_label")
+    assert not detector.learns_labels
     hook = label_hook(detector)
-    hook(txn("x", T0), True, T0)  # nothing to call, nothing raised
+    hook(txn("x", T0), True, T0)  # nothing learns, nothing raised
     outcome = run_backtest(
         _rows([T0, T0 + 2 * HOUR]),
         detector,
@@ -265,6 +266,22 @@ def test_the_current_detector_has_no_learning_api_and_the_hook_is_a_no_op() -> N
         day_of=day_function(dt.UTC),
     )
     assert outcome.labels_revealed == 1
+
+
+def test_revealed_labels_train_the_model_once_each() -> None:
+    slot = ModelSlot(learner=OnlineLogit(), min_labels=1, min_frauds=0)
+    detector = Detector(model=slot)
+    assert detector.learns_labels
+    rows = _rows([T0 + i * 0.25 * HOUR for i in range(12)])
+    outcome = run_backtest(
+        rows, detector, label_delay=HOUR, on_label=label_hook(detector),
+        day_of=day_function(dt.UTC),
+    )  # fmt: skip
+    assert slot.learner is not None
+    assert outcome.labels_revealed > 0
+    assert slot.learner.count == outcome.labels_revealed
+    # Learnt inputs are forgotten; the rest wait for labels that were not yet due.
+    assert len(slot.remembered) == len(rows) - outcome.labels_revealed
 
 
 def test_rows_out_of_order_are_refused_by_the_engine() -> None:
@@ -396,6 +413,7 @@ def test_backtest_command_writes_scores_and_reports(
     assert "bad-1" not in by_id
 
     report = json.loads(as_json.read_text())
+    assert report["meta"]["detector_learns_labels"] is True  # the model is on by default
     assert report["meta"]["days"] == 3 and report["meta"]["invalid_rows"] == 2
     # The file interleaves accounts out of time order: it was sorted, then scored once
     # (the scores file above has each transaction exactly once).
@@ -426,7 +444,7 @@ def test_backtest_of_a_simulated_stream_gives_the_detectors_own_verdicts(
         )
     data.write_bytes(gzip.compress(buffer.getvalue().encode()))
     scores, as_json = tmp_path / "s.csv", tmp_path / "r.json"
-    args = ["backtest", str(data), "--label", "is_fraud", "--label-delay", "1h"]
+    args = ["backtest", str(data), "--label", "is_fraud", "--label-delay", "1h", "--model", "off"]
     assert main([*args, "--scores-out", str(scores), "--report", str(as_json)]) == 0
     captured = capsys.readouterr()
     assert "sorting" not in captured.err  # in order: streamed, read once
@@ -438,6 +456,7 @@ def test_backtest_of_a_simulated_stream_gives_the_detectors_own_verdicts(
     assert written == [[tx_id, str(s.score), s.decision] for tx_id, s in expected]
     report = json.loads(as_json.read_text())
     assert report["meta"]["out_of_order_rows"] == 0
+    assert report["meta"]["detector_learns_labels"] is False
     assert report["overall"]["frauds"] == sum(item.is_fraud for item in stream)
     assert report["overall"]["alerts"] == sum(s.decision != "allow" for _, s in expected)
 

@@ -20,6 +20,7 @@ from server.store.base import (
     AlertEvent,
     AlertNotFound,
     AlertStatus,
+    Label,
     StoredRecord,
 )
 from server.store.migrations import (
@@ -534,8 +535,11 @@ async def test_known_verdicts_of_a_large_batch(store: SqliteStore) -> None:
     assert await store.known_verdicts([]) == {}
 
 
-def test_migration_versions_are_consecutive() -> None:
-    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+def test_migration_versions_are_increasing() -> None:
+    # Not consecutive while branches own numbers: 3 lands from the detection branch.
+    versions = [m.version for m in MIGRATIONS]
+    assert versions[0] == 1
+    assert versions == sorted(set(versions))
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
@@ -611,3 +615,94 @@ async def test_close_checkpoints_the_wal_away(tmp_path: Path) -> None:
     await store.close()
     wal = Path(f"{path}-wal")
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_a_lower_numbered_step_merged_later_still_runs_once(tmp_path: Path) -> None:
+    # Branches own migration numbers: a database at 4 must still get 3 when it lands.
+    with raw(tmp_path / "db") as conn:
+        first = [m for m in MIGRATIONS if m.version != 3]
+        migrate(conn, first)
+        step = Migration(3, "from another branch", ("CREATE TABLE branch (x INTEGER)",))
+        merged = sorted([*first, step], key=lambda m: m.version)
+        assert migrate(conn, merged) == [3]
+        assert migrate(conn, merged) == []
+        assert conn.execute("SELECT count(*) FROM branch").fetchone() == (0,)
+
+
+# --- labels ---------------------------------------------------------------------------------
+
+
+def label(n: int, value: str = "fraud", source: str = "api:test", **extra: object) -> Label:
+    return Label(
+        transaction_id=f"tx-{n:05d}",
+        label=value,  # type: ignore[arg-type]
+        source=source,
+        labelled_at="2026-02-07T12:00:00Z",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def test_labels_are_stored_once_and_report_what_they_did(
+    store: SqliteStore, db_path: Path
+) -> None:
+    await store.write_batch(make_batch(0, 5))
+    outcomes = await store.add_labels([label(1), label(2, "legitimate"), label(99)])
+    assert [o.status for o in outcomes] == ["created", "created", "not_found"]
+    assert [o.account_id for o in outcomes] == ["acct-1", "acct-1", None]
+
+    # A re-send changes nothing; a different label for the same transaction replaces it.
+    again = await store.add_labels([label(1, source="api:other"), label(2, "fraud")])
+    assert [o.status for o in again] == ["unchanged", "updated"]
+    stored = await store.get_labels(["tx-00001", "tx-00002", "tx-00099"])
+    assert set(stored) == {"tx-00001", "tx-00002"}
+    assert stored["tx-00001"].source == "api:test"  # the first of two equal labels stays
+    assert stored["tx-00002"].label == "fraud"
+    with raw(db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM labels").fetchone() == (2,)
+        # Nothing was written for the unknown transaction (the foreign key would refuse it).
+        assert (
+            conn.execute("SELECT 1 FROM labels WHERE transaction_id = 'tx-00099'").fetchone()
+            is None
+        )
+
+
+async def test_labels_repeated_within_one_call_count_in_order(store: SqliteStore) -> None:
+    await store.write_batch(make_batch(0, 2))
+    outcomes = await store.add_labels([label(0), label(0), label(0, "legitimate")])
+    assert [o.status for o in outcomes] == ["created", "unchanged", "updated"]
+    assert (await store.get_labels(["tx-00000"]))["tx-00000"].label == "legitimate"
+
+
+async def test_a_label_value_outside_the_two_is_refused(store: SqliteStore) -> None:
+    await store.write_batch(make_batch(0, 1))
+    with pytest.raises(ValueError, match="label must be one of"):
+        await store.add_labels([label(0, "maybe")])
+    assert await store.get_labels(["tx-00000"]) == {}
+
+
+async def test_resolving_an_alert_labels_its_transaction(store: SqliteStore) -> None:
+    await store.write_batch(make_batch(0, 4))  # alerts al-00000, al-00003
+    await store.resolve("al-00003", "alice", "fraud", None)
+    await store.resolve("al-00000", "bob", "legitimate", "known customer")
+    labels = await store.get_labels(["tx-00000", "tx-00003"])
+    assert labels["tx-00003"].label == "fraud"
+    assert labels["tx-00003"].source == "analyst:alice"
+    assert labels["tx-00000"].label == "legitimate"
+    assert labels["tx-00000"].source == "analyst:bob"
+    # An analyst's label then counts as known: the same label by the API is a re-send.
+    assert [o.status for o in await store.add_labels([label(3)])] == ["unchanged"]
+
+
+async def test_labels_survive_a_restart_and_keep_the_scenario(db_path: Path) -> None:
+    first = SqliteStore(db_path)
+    await first.start(Recorder())
+    await first.write_batch(make_batch(0, 3))
+    await first.add_labels([label(2, source="simulator", scenario="card_testing")])
+    await first.close()
+    again = SqliteStore(db_path)
+    await again.start(Recorder())
+    stored = await again.get_labels(["tx-00002"])
+    await again.close()
+    assert stored["tx-00002"].scenario == "card_testing"
+    assert stored["tx-00002"].source == "simulator"
+    assert stored["tx-00002"].labelled_at == "2026-02-07T12:00:00Z"

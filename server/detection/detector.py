@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from server.detection.features import Featurizer
+from server.detection.model import ModelSlot
 from server.detection.rules import Rule, RuleParams, build_rules
 from server.detection.verdict import Decision, Reason, Scored, Severity
 from server.transactions import Transaction
@@ -20,6 +21,7 @@ class Detector:
         "_allow",
         "block_threshold",
         "featurizer",
+        "model",
         "params",
         "review_threshold",
         "rules",
@@ -32,6 +34,7 @@ class Detector:
         review_threshold: float = 0.5,
         block_threshold: float = 0.8,
         params: RuleParams | None = None,
+        model: ModelSlot | None = None,
     ) -> None:
         if not 0 <= review_threshold <= block_threshold <= 1:
             raise ValueError(
@@ -48,15 +51,32 @@ class Detector:
         )
         # Nearly every transaction fires nothing; they can all share one immutable answer.
         self._allow = self._scored(())
+        self.model = model
 
     def score(self, tx: Transaction) -> Scored:
         """Score `tx` against its account's history, then add it to that history."""
         features = self.featurizer.process_one(tx)
         reasons = [r for rule in self.rules if (r := rule.check(features, tx)) is not None]
         if not reasons:
-            return self._allow
-        reasons.sort(key=_by_weight)
-        return self._scored(tuple(reasons))
+            scored = self._allow
+        else:
+            reasons.sort(key=_by_weight)
+            scored = self._scored(tuple(reasons))
+        if self.model is not None:
+            return self.model.rescore(tx, features, scored, self.decide, self.review_threshold)
+        return scored
+
+    # --- learning from labels (server/detection/model.py) ---------------------------------
+
+    @property
+    def learns_labels(self) -> bool:
+        return self.model is not None and self.model.learner is not None
+
+    def learn_label(self, tx_id: str, account_id: str, is_fraud: bool, at: object) -> None:
+        """A label for a transaction this detector scored (the backtest's hook): learnt at
+        once when the model learns inline, ignored without a model."""
+        if self.learns_labels:
+            self.model.learn_label(tx_id, is_fraud)  # type: ignore[union-attr]
 
     def decide(self, score: float) -> tuple[Decision, Severity]:
         if score >= self.block_threshold:

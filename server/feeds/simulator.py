@@ -5,20 +5,33 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections import deque
 
 from server.pipeline import Submission, TxQueue
+from server.scorecard import Scorecard
 from simulator import Labeled, Simulator
 
 log = logging.getLogger(__name__)
 
 
 class SimulatorFeed:
-    def __init__(self, simulator: Simulator, tick: float = 0.1) -> None:
+    """Ground truth stays out of the detector: it goes to the scorecard at once, and, only
+    when `label_delay` is set, waits that long to be handed out as labels."""
+
+    def __init__(
+        self,
+        simulator: Simulator,
+        tick: float = 0.1,
+        *,
+        scorecard: Scorecard | None = None,
+        label_delay: float | None = None,
+    ) -> None:
         self.simulator = simulator
         self.tick = tick
         self.produced = 0
-        # Ground truth stays out of the detector; kept for scorecards and delayed labels.
-        self.recent_labels: list[Labeled] = []
+        self.scorecard = scorecard
+        self.label_delay = None if label_delay is None else dt.timedelta(seconds=label_delay)
+        self.pending_labels: deque[Labeled] = deque()
 
     async def run(self, queue: TxQueue) -> None:
         while True:
@@ -26,4 +39,21 @@ class SimulatorFeed:
             if batch:
                 await queue.put(Submission([item.transaction for item in batch]))
                 self.produced += len(batch)
+                if self.scorecard is not None:
+                    for item in batch:
+                        self.scorecard.add_truth(item.transaction.id, item.is_fraud, item.scenario)
+                if self.label_delay is not None:
+                    self.pending_labels.extend(batch)
             await asyncio.sleep(self.tick)
+
+    def due_labels(self, now: dt.datetime) -> list[Labeled]:
+        """The ground truth of transactions at least `label_delay` older than `now`."""
+        if self.label_delay is None:
+            return []
+        cutoff = now - self.label_delay
+        pending = self.pending_labels
+        due: list[Labeled] = []
+        # Event time is wall time and the stream is in order: the oldest come first.
+        while pending and pending[0].transaction.timestamp <= cutoff:
+            due.append(pending.popleft())
+        return due

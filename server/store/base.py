@@ -109,6 +109,26 @@ class AuditEntry(msgspec.Struct, kw_only=True):
     detail: dict[str, object]
 
 
+class Label(msgspec.Struct, kw_only=True):
+    """Whether a transaction was fraud, who says so and since when."""
+
+    transaction_id: str
+    label: Disposition
+    source: str
+    labelled_at: str  # RFC 3339
+    scenario: str | None = None  # the simulator's ground truth only
+
+
+LabelStatus = Literal["created", "unchanged", "updated", "not_found"]
+
+
+class LabelOutcome(NamedTuple):
+    """What storing one label did; `account_id` is the transaction's (None if not found)."""
+
+    status: LabelStatus
+    account_id: str | None
+
+
 class AlertNotFound(LookupError):
     pass
 
@@ -155,9 +175,17 @@ class Store(Protocol):
     async def resolve(
         self, alert_id: str, user: str, disposition: Disposition, note: str | None
     ) -> AlertEvent:
-        """Close an open alert, or one acknowledged by `user`. Durable on return."""
+        """Close an open alert, or one acknowledged by `user`, and record the disposition as
+        the transaction's label (source `analyst:<user>`). Durable on return."""
 
     async def get_alert(self, alert_id: str) -> Alert | None: ...
+
+    async def add_labels(self, labels: Sequence[Label]) -> list[LabelOutcome]:
+        """Store labels in one durable transaction, one outcome each, in order: `created`,
+        `unchanged` (the same label was already there: a re-send), `updated` (the label
+        changed: the latest wins), or `not_found` (no such transaction; nothing stored)."""
+
+    async def get_labels(self, transaction_ids: Collection[str]) -> dict[str, Label]: ...
 
     async def list_alerts(
         self, statuses: Collection[AlertStatus] | None, limit: int, cursor: str | None
@@ -220,6 +248,9 @@ __all__ = [
     "AuditEntry",
     "Disposition",
     "EventListener",
+    "Label",
+    "LabelOutcome",
+    "LabelStatus",
     "NameTaken",
     "Role",
     "SessionRecord",

@@ -123,6 +123,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX sessions_by_expiry ON sessions (expires_at)",
         ),
     ),
+    # Version 3 belongs to another branch (detection features); steps are applied by
+    # version, each once, so the two merge in either order.
+    Migration(
+        4,
+        "labels: fraud or legitimate, per transaction, from analysts, the API or the simulator",
+        (
+            # One row per transaction: the latest label wins (a chargeback overrides an
+            # earlier "legitimate"). `scenario` is the simulator's ground truth, else NULL.
+            """
+            CREATE TABLE labels (
+                transaction_id TEXT PRIMARY KEY REFERENCES transactions (id),
+                label TEXT NOT NULL CHECK (label IN ('fraud', 'legitimate')),
+                source TEXT NOT NULL,
+                labelled_at TEXT NOT NULL,       -- when it became known, as the sender says
+                received_at TEXT NOT NULL,       -- server wall clock when stored
+                scenario TEXT
+            )
+            """,
+            "CREATE INDEX labels_by_receipt ON labels (received_at)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -154,6 +175,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
             "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
         )
         current = schema_version(conn)
+        done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
         if current > latest:
             raise SchemaError(
                 f"Database {_filename(conn)} has schema version {current}, but this fraudwatch "
@@ -162,7 +184,9 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
             )
         applied: list[int] = []
         for migration in migrations:
-            if migration.version <= current:
+            # By membership, not "above the newest": a step merged in from another branch
+            # with a lower number than one already applied still runs, once.
+            if migration.version in done:
                 continue
             for statement in migration.statements:
                 conn.execute(statement)

@@ -23,6 +23,8 @@ from server.store.base import (
     AuditEntry,
     Disposition,
     EventListener,
+    Label,
+    LabelOutcome,
     Role,
     SessionRecord,
     StoredRecord,
@@ -229,6 +231,21 @@ class SqliteStore:
 
     async def get_alert(self, alert_id: str) -> Alert | None:
         return await self._read(lambda conn: reads.alert(conn, alert_id))
+
+    async def add_labels(self, labels: Sequence[Label]) -> list[LabelOutcome]:
+        """Store labels in one durable transaction, one outcome each, in order: `created`,
+        `unchanged` (a re-send), `updated` (the latest wins) or `not_found`."""
+        if not labels:
+            return []
+        for label in labels:
+            if label.label not in _DISPOSITIONS:
+                raise ValueError(f"label must be one of {sorted(_DISPOSITIONS)}")
+        return await self._write(lambda writer: writer.add_labels(labels))
+
+    async def get_labels(self, transaction_ids: Collection[str]) -> dict[str, Label]:
+        if not transaction_ids:
+            return {}
+        return await self._read(lambda conn: reads.labels(conn, transaction_ids))
 
     async def list_alerts(
         self, statuses: Collection[AlertStatus] | None, limit: int, cursor: str | None

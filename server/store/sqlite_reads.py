@@ -19,6 +19,7 @@ from server.store.base import (
     AlertStatus,
     ApiKey,
     AuditEntry,
+    Label,
     SessionRecord,
     User,
     UserInfo,
@@ -246,3 +247,18 @@ def session(conn: sqlite3.Connection, id_hash: str) -> SessionRecord | None:
     if row is None:
         return None
     return SessionRecord(user=row[0], role=row[1], expires_at=row[2], revoked=bool(row[3]))
+
+
+def labels(conn: sqlite3.Connection, transaction_ids: Collection[str]) -> dict[str, Label]:
+    ids = encoder.encode(list(transaction_ids)).decode()
+    rows = conn.execute(
+        "SELECT transaction_id, label, source, labelled_at, scenario FROM labels "
+        "WHERE transaction_id IN (SELECT value FROM json_each(?))",
+        (ids,),
+    )
+    return {
+        tx_id: Label(
+            transaction_id=tx_id, label=label, source=source, labelled_at=at, scenario=scenario
+        )
+        for tx_id, label, source, at, scenario in rows
+    }

@@ -20,6 +20,8 @@ from server.store.base import (
     AlertNotFound,
     Disposition,
     EventListener,
+    Label,
+    LabelOutcome,
     NameTaken,
     Role,
     StoredRecord,
@@ -58,6 +60,12 @@ _UPSERT_USER = (
     "role = excluded.role, updated_at = excluded.updated_at"
 )
 _INSERT_API_KEY = "INSERT INTO api_keys (name, key_hash, scopes, created_at) VALUES (?, ?, ?, ?)"
+_UPSERT_LABEL = (
+    "INSERT INTO labels (transaction_id, label, source, labelled_at, received_at, scenario) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (transaction_id) DO UPDATE SET label = excluded.label, "
+    "source = excluded.source, labelled_at = excluded.labelled_at, "
+    "received_at = excluded.received_at, scenario = excluded.scenario"
+)
 _INSERT_SESSION = "INSERT INTO sessions (id_hash, user, created_at, expires_at) VALUES (?, ?, ?, ?)"
 
 
@@ -216,8 +224,57 @@ class Writer:
             )
             detail: dict[str, object] = {"disposition": disposition, "note": note}
             event = self._change(current, changed, user, "resolve", detail)
+            # The analyst's decision is a label too, in the same commit as the resolution.
+            label = Label(
+                transaction_id=current.transaction_id,
+                label=disposition,
+                source=f"analyst:{user}",
+                labelled_at=changed.updated_at,
+            )
+            self._store_labels([label], changed.updated_at)
         self._publish([event])
         return event
+
+    def add_labels(self, labels: Sequence[Label]) -> list[LabelOutcome]:
+        with self._durable(), self._transaction():
+            return self._store_labels(labels, reads.utc_now())
+
+    def _store_labels(self, labels: Sequence[Label], now: str) -> list[LabelOutcome]:
+        """In the caller's transaction: one outcome per label, in order."""
+        conn = self._conn
+        ids = _encode(list({label.transaction_id for label in labels})).decode()
+        accounts = dict(
+            conn.execute(
+                "SELECT id, account_id FROM transactions "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (ids,),
+            ).fetchall()
+        )
+        current = dict(
+            conn.execute(
+                "SELECT transaction_id, label FROM labels "
+                "WHERE transaction_id IN (SELECT value FROM json_each(?))",
+                (ids,),
+            ).fetchall()
+        )
+        outcomes: list[LabelOutcome] = []
+        for label in labels:
+            tx_id = label.transaction_id
+            account = accounts.get(tx_id)
+            if account is None:
+                outcomes.append(LabelOutcome("not_found", None))
+                continue
+            before = current.get(tx_id)
+            if before == label.label:
+                outcomes.append(LabelOutcome("unchanged", account))
+                continue
+            conn.execute(
+                _UPSERT_LABEL,
+                (tx_id, label.label, label.source, label.labelled_at, now, label.scenario),
+            )
+            current[tx_id] = label.label
+            outcomes.append(LabelOutcome("created" if before is None else "updated", account))
+        return outcomes
 
     def add_user(self, name: str, password_hash: str, role: Role) -> None:
         now = reads.utc_now()

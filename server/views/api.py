@@ -12,9 +12,10 @@ from aiohttp import web
 
 from server.auth import Permission, Principal, csrf_ok
 from server.detection.verdict import Verdict
+from server.learning import note_labels
 from server.pipeline import IntakeClosed, submit
-from server.state import AUTH, HUB, QUEUE, SETTINGS, STATS, STORE
-from server.store.base import AlertConflict, AlertNotFound, AlertStatus, Disposition
+from server.state import AUTH, HUB, QUEUE, SCORECARD, SETTINGS, STATS, STORE, TRAINER
+from server.store.base import AlertConflict, AlertNotFound, AlertStatus, Disposition, Label
 from server.store.errors import StoreUnavailable
 from server.transactions import (
     FieldError,
@@ -230,6 +231,14 @@ async def resolve(request: web.Request) -> web.Response:
         return json_error(404, "not_found", f"No alert {alert_id}")
     except AlertConflict as exc:
         return json_error(409, "conflict", str(exc), owner=exc.alert.owner, alert=exc.alert)
+    # The store recorded the disposition as the transaction's label; the model learns it.
+    label = Label(
+        transaction_id=event.alert.transaction_id,
+        label=event.alert.disposition or cast(Disposition, disposition),
+        source=f"analyst:{who.name}",
+        labelled_at=event.alert.updated_at,
+    )
+    note_labels(request.app.get(TRAINER), request.app[SCORECARD], [label])
     return json_response({"alert": event.alert})
 
 

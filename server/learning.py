@@ -1,0 +1,203 @@
+"""Learning off the event loop: a trainer thread owns the learner, learns the labelled
+transactions' inputs, and swaps a frozen predictor into the detector; labels reach it from
+the labels API, analysts' resolutions and (when enabled) the simulator's ground truth.
+
+The detection loop only ever reads `ModelSlot.predictor`, an immutable snapshot; the learner
+itself is touched by the trainer thread alone. A swap is one attribute assignment made on the
+event loop (call_soon_threadsafe), between two batches, so a batch is scored by one model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.detection.model import ModelSlot, OnlineLogit, Predictor, unpack
+from server.scorecard import Scorecard
+from server.store.base import Label, LabelOutcome, Store
+
+log = logging.getLogger(__name__)
+Example = tuple[bytes, bool]  # packed inputs (model.pack) and whether it was fraud
+
+
+@dataclass(slots=True)
+class TrainerStatus:
+    labels_learnt: int = 0
+    labels_without_inputs: int = 0  # scored too long ago (or before a restart) to learn
+    rounds: int = 0
+    model_version: int = 0  # labels learnt by the predictor in use; 0: rules only
+    last_round_thread: int | None = None  # threading.get_ident() of the last round
+
+
+def load_learner(path: Path) -> OnlineLogit | None:
+    """The learner saved at `path`, or None (no file, another feature set, damaged: logged)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return OnlineLogit.from_dict(data)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("model file %s not loaded (%s); starting from the rules alone", path, exc)
+        return None
+
+
+def save_learner(learner: OnlineLogit, path: Path) -> None:
+    """Write atomically: a crash mid-write leaves the previous model, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(learner.to_dict()), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """One thread that learns; `submit` (on the loop) hands it the labelled inputs."""
+
+    def __init__(self, slot: ModelSlot, path: Path | None, learner: OnlineLogit | None = None):
+        self.slot = slot
+        self.path = path
+        self.learner = learner
+        self.status = TrainerStatus()
+        self._queue: queue.SimpleQueue[list[Example] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._pending = 0
+
+    async def start(self) -> None:
+        """Load the saved model (off the loop), put its predictor in use if it is ready, and
+        start the thread."""
+        self._loop = asyncio.get_running_loop()
+        if self.learner is None and self.path is not None:
+            self.learner = await asyncio.to_thread(load_learner, self.path)
+        if self.learner is None:
+            self.learner = OnlineLogit()
+        learner = self.learner
+        if self.slot.ready(learner.count, learner.frauds):
+            self._swap(learner.freeze(learner.count))
+        self._thread = threading.Thread(target=self._run, name="model-trainer", daemon=True)
+        self._thread.start()
+
+    def submit(self, labels: Iterable[tuple[str, bool]]) -> tuple[int, int]:
+        """On the loop: queue the inputs of these labelled transactions for learning. Returns
+        (queued, without inputs)."""
+        examples, missing = self.slot.pop_examples(labels)
+        self.status.labels_without_inputs += missing
+        if examples:
+            self._pending += 1
+            self.idle.clear()
+            self._queue.put(examples)
+        return len(examples), missing
+
+    def _run(self) -> None:
+        learner = self.learner
+        assert learner is not None
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            batches = [batch]
+            # Take whatever else is waiting too: one freeze and one save for all of it.
+            stop = False
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batches.append(more)
+            try:
+                self._round(learner, batches)
+            except Exception:
+                log.exception("model training round failed; the current model stays in use")
+            finally:
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self._done, len(batches))
+            if stop:
+                return
+
+    def _round(self, learner: OnlineLogit, batches: Sequence[list[Example]]) -> None:
+        learnt = sum(
+            learner.learn_many((unpack(x), is_fraud) for x, is_fraud in batch) for batch in batches
+        )
+        self.status.last_round_thread = threading.get_ident()
+        ready = self.slot.ready(learner.count, learner.frauds)
+        predictor = learner.freeze(learner.count) if ready else None
+        if self.path is not None:
+            try:
+                save_learner(learner, self.path)
+            except OSError as exc:
+                log.warning("could not save the model to %s (%s)", self.path, exc)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._learnt, learnt, predictor)
+
+    def _learnt(self, learnt: int, predictor: Predictor | None) -> None:
+        self.status.labels_learnt += learnt
+        self.status.rounds += 1
+        if predictor is not None:
+            self._swap(predictor)
+
+    def _done(self, batches: int) -> None:
+        self._pending -= batches
+        if self._pending <= 0:
+            self._pending = 0
+            self.idle.set()
+
+    def _swap(self, predictor: Predictor) -> None:
+        self.slot.predictor = predictor
+        self.status.model_version = predictor.version
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def snapshot(self) -> dict[str, object]:
+        predictor = self.slot.predictor
+        return {
+            "active": predictor is not None,
+            "labels_learnt": self.status.labels_learnt,
+            "labels_without_inputs": self.status.labels_without_inputs,
+            "model_version": self.status.model_version,
+            "min_labels": self.slot.min_labels,
+        }
+
+
+async def apply_labels(
+    store: Store,
+    trainer: Trainer | None,
+    scorecard: Scorecard | None,
+    labels: Sequence[Label],
+) -> list[LabelOutcome]:
+    """Store labels, then let the model learn the new ones and the scorecard count them."""
+    outcomes = await store.add_labels(labels)
+    new = [
+        label
+        for label, outcome in zip(labels, outcomes, strict=True)
+        if outcome.status in ("created", "updated")
+    ]
+    if new:
+        note_labels(trainer, scorecard, new)
+    return outcomes
+
+
+def note_labels(
+    trainer: Trainer | None, scorecard: Scorecard | None, labels: Iterable[Label]
+) -> None:
+    """Labels already stored (a resolution stores its own): to the model and the scorecard."""
+    labels = list(labels)
+    if trainer is not None:
+        trainer.submit((label.transaction_id, label.label == "fraud") for label in labels)
+    if scorecard is not None:
+        for label in labels:
+            scorecard.add_truth(label.transaction_id, label.label == "fraud", label.scenario)

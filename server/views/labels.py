@@ -1,0 +1,143 @@
+"""The labels API (`POST /api/v1/labels`) and the scorecard (`GET /api/v1/scorecard`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+import msgspec
+from aiohttp import web
+
+from server.learning import apply_labels
+from server.state import SCORECARD, STORE, TRAINER
+from server.store.base import Disposition, Label
+from server.views.api import _permitted
+from server.views.responses import error_body, json_error, json_response
+
+MAX_LABELS = 10_000
+MAX_ID_LENGTH = 200
+MAX_SOURCE_LENGTH = 100
+FIELDS = frozenset({"transaction_id", "label", "source", "labelled_at"})
+LABELS = ("fraud", "legitimate")
+
+
+class LabelError(ValueError):
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.body = error_body(code, message, field)
+
+
+def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
+    """One label from its JSON; raises LabelError naming the field at fault."""
+    if not isinstance(item, dict):
+        raise LabelError("invalid_body", "Each label must be a JSON object")
+    unknown = sorted(set(item) - FIELDS)
+    if unknown:
+        raise LabelError(
+            "unknown_field",
+            f"Unknown field {unknown[0]!r}; fields are {', '.join(sorted(FIELDS))}",
+            unknown[0],
+        )
+    tx_id = item.get("transaction_id")
+    if not isinstance(tx_id, str) or not tx_id or len(tx_id) > MAX_ID_LENGTH:
+        raise LabelError(
+            "invalid_field",
+            f"'transaction_id' must be a non-empty string of at most {MAX_ID_LENGTH} characters",
+            "transaction_id",
+        )
+    label = item.get("label")
+    if label not in LABELS:
+        raise LabelError("invalid_field", "'label' must be 'fraud' or 'legitimate'", "label")
+    source = item.get("source", default_source)
+    if not isinstance(source, str) or not source or len(source) > MAX_SOURCE_LENGTH:
+        raise LabelError(
+            "invalid_field",
+            f"'source' must be a non-empty string of at most {MAX_SOURCE_LENGTH} characters",
+            "source",
+        )
+    labelled_at = item.get("labelled_at")
+    at = now if labelled_at is None else _instant(labelled_at)
+    if at is None:
+        raise LabelError(
+            "invalid_field",
+            "'labelled_at' must be an RFC 3339 time with an offset, e.g. 2026-03-02T09:00:00Z",
+            "labelled_at",
+        )
+    return Label(
+        transaction_id=tx_id,
+        label=cast(Disposition, label),
+        source=source,
+        labelled_at=at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+    )
+
+
+def _instant(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        at = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
+async def post_labels(request: web.Request) -> web.Response:
+    who = await _permitted(request, "labels", "Sending labels needs an API key with 'labels'")
+    if isinstance(who, web.Response):
+        return who
+    try:
+        body: Any = msgspec.json.decode(await request.read())
+    except msgspec.DecodeError:
+        return json_error(400, "malformed_json", "Send a JSON object or an array of them")
+    is_batch = isinstance(body, list)
+    items = body if is_batch else [body]
+    if not items:
+        return json_error(400, "empty_body", "Send at least one label")
+    if len(items) > MAX_LABELS:
+        return json_error(400, "too_many", f"At most {MAX_LABELS:,} labels per request")
+
+    now = dt.datetime.now(dt.UTC)
+    source = f"api:{who.name}"
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    valid: list[tuple[int, Label]] = []
+    for i, item in enumerate(items):
+        try:
+            valid.append((i, parse_label(item, source, now)))
+        except LabelError as exc:
+            results[i] = exc.body
+    app = request.app
+    if valid:
+        outcomes = await apply_labels(
+            app[STORE], app.get(TRAINER), app[SCORECARD], [label for _, label in valid]
+        )
+        for (i, label), outcome in zip(valid, outcomes, strict=True):
+            if outcome.status == "not_found":
+                results[i] = error_body(
+                    "not_found", f"No transaction {label.transaction_id}", "transaction_id"
+                )
+            else:
+                results[i] = {
+                    "transaction_id": label.transaction_id,
+                    "label": label.label,
+                    "status": outcome.status,
+                }
+    if is_batch:
+        return json_response({"results": results})
+    only = results[0]
+    assert only is not None
+    if "error" in only:
+        return json_response(only, status=404 if only["error"]["code"] == "not_found" else 400)
+    return json_response(only)
+
+
+async def get_scorecard(request: web.Request) -> web.Response:
+    who = await _permitted(request, "read", "Reading the scorecard needs the 'read' scope")
+    if isinstance(who, web.Response):
+        return who
+    trainer = request.app.get(TRAINER)
+    return json_response(
+        {
+            "scorecard": request.app[SCORECARD].snapshot(),
+            "model": None if trainer is None else trainer.snapshot(),
+        }
+    )

@@ -1,0 +1,280 @@
+"""The labels API: scopes, validation, per-item results, idempotency, resolutions as labels,
+and the model learning them off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from server.app import create_app
+from server.detection.model import OnlineLogit
+from server.learning import load_learner
+from server.state import AUTH, DETECTOR, SCORECARD, STORE, TRAINER
+from tests.conftest import AUTH as BOOTSTRAP
+from tests.conftest import Login, make_settings, tx
+from tests.test_api import post_batch, raise_alert
+
+
+async def key(client: TestClient, name: str, scopes: list[str]) -> dict[str, str]:
+    secret = await client.app[AUTH].keys.create(name, scopes)  # type: ignore[index]
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def post_labels(client: TestClient, body: Any, headers: dict[str, str] = BOOTSTRAP) -> Any:
+    resp = await client.post("/api/v1/labels", json=body, headers=headers)
+    return resp.status, await resp.json()
+
+
+async def test_labels_need_the_labels_scope(client: TestClient, login: Login) -> None:
+    await post_batch(client, [tx("t-1")])
+    body = {"transaction_id": "t-1", "label": "fraud"}
+    assert (await post_labels(client, body, {}))[0] == 401
+    for scopes in (["ingest"], ["read"], ["ingest", "read"]):
+        status, answer = await post_labels(
+            client, body, await key(client, "-".join(scopes), scopes)
+        )
+        assert status == 403 and answer["error"]["code"] == "forbidden", scopes
+    status, answer = await post_labels(client, body, await key(client, "labeller", ["labels"]))
+    assert status == 200, answer
+    assert answer == {"transaction_id": "t-1", "label": "fraud", "status": "created"}
+    # An analyst's session is not a labels client either: analysts label by resolving.
+    csrf = await login("alice")
+    resp = await client.post("/api/v1/labels", json=body, headers={"X-CSRF-Token": csrf})
+    assert resp.status == 403
+
+
+async def test_a_batch_answers_each_label_in_order(client: TestClient) -> None:
+    await post_batch(client, [tx("a"), tx("b"), tx("c")])
+    body = [
+        {"transaction_id": "a", "label": "fraud", "source": "chargeback"},
+        {"transaction_id": "nope", "label": "fraud"},
+        {"transaction_id": "b", "label": "maybe"},
+        {"transaction_id": "c", "label": "legitimate", "labelled_at": "2026-03-09T10:00:00+02:00"},
+        {"transaction_id": "c", "label": "legitimate", "colour": "red"},
+        {"transaction_id": "", "label": "fraud"},
+        {"transaction_id": "b", "label": "fraud", "labelled_at": "yesterday"},
+        {"transaction_id": "b", "label": "fraud", "labelled_at": "2026-03-09T10:00:00"},
+        "fraud",
+    ]
+    status, answer = await post_labels(client, body)
+    assert status == 200
+    results = answer["results"]
+    assert len(results) == len(body)
+    assert results[0] == {"transaction_id": "a", "label": "fraud", "status": "created"}
+    assert results[1]["error"] == {
+        "code": "not_found",
+        "message": "No transaction nope",
+        "field": "transaction_id",
+    }
+    assert results[2]["error"]["field"] == "label"
+    assert results[3]["status"] == "created"
+    assert results[4]["error"]["code"] == "unknown_field"
+    assert results[4]["error"]["field"] == "colour"
+    assert results[5]["error"]["field"] == "transaction_id"
+    assert results[6]["error"]["field"] == "labelled_at"
+    assert results[7]["error"]["field"] == "labelled_at"  # no offset: refused, not guessed
+    assert results[8]["error"]["code"] == "invalid_body"
+    stored = await client.app[STORE].get_labels(["a", "b", "c"])  # type: ignore[index]
+    assert set(stored) == {"a", "c"}
+    assert stored["a"].source == "chargeback"
+    assert stored["c"].labelled_at == "2026-03-09T08:00:00Z"
+    assert stored["c"].source == "api:api"  # the bootstrap key's name
+
+
+async def test_single_label_errors_have_their_status(client: TestClient) -> None:
+    status, answer = await post_labels(client, {"transaction_id": "ghost", "label": "fraud"})
+    assert status == 404 and answer["error"]["code"] == "not_found"
+    status, answer = await post_labels(client, {"transaction_id": "ghost"})
+    assert status == 400 and answer["error"]["field"] == "label"
+    resp = await client.post(
+        "/api/v1/labels", data=b"{oops", headers={**BOOTSTRAP, "Content-Type": "application/json"}
+    )
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "malformed_json"
+    assert (await post_labels(client, []))[0] == 400
+
+
+async def test_re_sending_labels_is_idempotent(client: TestClient) -> None:
+    await post_batch(client, [tx("r-1"), tx("r-2")])
+    body = [
+        {"transaction_id": "r-1", "label": "fraud"},
+        {"transaction_id": "r-2", "label": "legitimate"},
+    ]
+    first = await post_labels(client, body)
+    again = await post_labels(client, body)
+    assert [r["status"] for r in first[1]["results"]] == ["created", "created"]
+    assert [r["status"] for r in again[1]["results"]] == ["unchanged", "unchanged"]
+    changed = await post_labels(client, {"transaction_id": "r-2", "label": "fraud"})
+    assert changed[1]["status"] == "updated"
+    # Each transaction's inputs were learnt once, on the first label.
+    trainer = client.app[TRAINER]  # type: ignore[index]
+    await trainer.idle.wait()
+    assert trainer.status.labels_learnt == 2
+
+
+async def test_an_analysts_resolution_becomes_a_label_the_model_learns(
+    client: TestClient, login: Login
+) -> None:
+    csrf = await login("alice")
+    alert_id = await raise_alert(client)
+    alert = (await (await client.get(f"/api/v1/alerts/{alert_id}", headers=BOOTSTRAP)).json())[
+        "alert"
+    ]
+    resp = await client.post(
+        f"/api/v1/alerts/{alert_id}/resolve",
+        json={"disposition": "fraud"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert resp.status == 200
+    tx_id = alert["transaction_id"]
+    stored = await client.app[STORE].get_labels([tx_id])  # type: ignore[index]
+    assert stored[tx_id].label == "fraud" and stored[tx_id].source == "analyst:alice"
+    trainer = client.app[TRAINER]  # type: ignore[index]
+    await trainer.idle.wait()
+    assert trainer.status.labels_learnt == 1
+    # The API sending the same label afterwards is a re-send.
+    status, answer = await post_labels(client, {"transaction_id": tx_id, "label": "fraud"})
+    assert (status, answer["status"]) == (200, "unchanged")
+
+
+class GatedLogit(OnlineLogit):
+    """A real learner that waits at its first example until the test lets it go, and
+    records which thread learnt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.threads: set[int] = set()
+
+    def learn_one(self, x: Any, is_fraud: bool) -> None:
+        self.threads.add(threading.get_ident())
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(30), "the test never released the learner"
+        super().learn_one(x, is_fraud)
+
+
+async def test_training_runs_off_the_event_loop_which_keeps_answering(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, model_min_labels=10, model_min_frauds=2)
+    app = create_app(settings)
+    learner = GatedLogit()
+    app[TRAINER].learner = learner
+    client: TestClient = await aiohttp_client(app)
+    records = [tx(f"g-{i}", account=f"acct-{i % 7}", amount=1.0 + i) for i in range(2000)]
+    for start in range(0, len(records), 500):
+        await post_batch(client, records[start : start + 500])
+    labels = [{"transaction_id": r["id"], "label": "fraud" if i % 5 == 0 else "legitimate"}
+              for i, r in enumerate(records)]  # fmt: skip
+    status, _ = await post_labels(client, labels)
+    assert status == 200
+    trainer = app[TRAINER]
+    assert await asyncio.to_thread(learner.entered.wait, 30)
+
+    # The learner is stopped mid-batch on its thread; the loop still scores and answers.
+    assert not trainer.idle.is_set()
+    verdicts = await post_batch(client, [tx("during-1"), tx("during-2")])
+    assert [v["transaction_id"] for v in verdicts] == ["during-1", "during-2"]
+    assert (await client.get("/healthz")).status == 200
+    assert app[DETECTOR].model.predictor is None  # nothing swapped in half-trained
+    assert trainer.status.labels_learnt == 0
+
+    learner.release.set()
+    await trainer.idle.wait()
+    assert learner.threads and threading.get_ident() not in learner.threads
+    assert trainer.status.last_round_thread in learner.threads
+    assert trainer.status.labels_learnt == 2000
+    predictor = app[DETECTOR].model.predictor
+    assert predictor is not None and predictor.labels_seen == 2000
+    # Scored by the model from now on: still a verdict in [0, 1].
+    [after] = await post_batch(client, [tx("after", account="acct-1", amount=3.0)])
+    assert 0.0 <= after["score"] <= 1.0
+
+
+async def test_the_model_survives_a_restart(aiohttp_client: Any, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, model_min_labels=10, model_min_frauds=2)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    records = [tx(f"p-{i}", account=f"acct-{i % 5}", amount=2.0 + i) for i in range(60)]
+    await post_batch(client, records)
+    labels = [{"transaction_id": r["id"], "label": "fraud" if i % 4 == 0 else "legitimate"}
+              for i, r in enumerate(records)]  # fmt: skip
+    await post_labels(client, labels)
+    trainer = client.app[TRAINER]  # type: ignore[index]
+    await trainer.idle.wait()
+    before = client.app[DETECTOR].model.predictor  # type: ignore[index]
+    assert before is not None
+    await client.close()
+
+    saved = load_learner(tmp_path / "model.json")
+    assert saved is not None and saved.count == 60
+    again: TestClient = await aiohttp_client(create_app(settings))
+    after = again.app[DETECTOR].model.predictor  # type: ignore[index]
+    assert after == before
+    assert (await again.get("/api/v1/scorecard", headers=BOOTSTRAP)).status == 200
+
+
+async def test_without_the_model_setting_labels_are_still_stored(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client: TestClient = await aiohttp_client(create_app(make_settings(tmp_path, model=False)))
+    await post_batch(client, [tx("n-1")])
+    assert TRAINER not in client.app
+    status, answer = await post_labels(client, {"transaction_id": "n-1", "label": "fraud"})
+    assert (status, answer["status"]) == (200, "created")
+    assert not (tmp_path / "model.json").exists()
+
+
+async def _until(condition: Any, polls: int = 300) -> None:
+    """Poll a condition the server reaches by itself (the simulator runs on wall time)."""
+    for _ in range(polls):
+        if await condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the condition was never met")
+
+
+async def test_simulator_ground_truth_becomes_labels_only_when_enabled(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    from server.app import SIMULATOR_FEED
+
+    on = make_settings(
+        tmp_path / "on", simulator=True, rate=200.0, simulator_labels=True,
+        simulator_label_delay=0.2, fraud_rate=0.2,
+    )  # fmt: skip
+    client: TestClient = await aiohttp_client(create_app(on))
+    app = client.app
+    feed = app[SIMULATOR_FEED]  # type: ignore[index]
+    trainer = app[TRAINER]  # type: ignore[index]
+
+    async def learnt() -> bool:
+        return bool(trainer.status.labels_learnt > 0)
+
+    await _until(learnt)
+    ids = [f"tx-{on.seed}-{n}" for n in range(1, feed.produced + 1)]
+    stored = await app[STORE].get_labels(ids)  # type: ignore[index]
+    assert stored
+    assert {label.source for label in stored.values()} == {"simulator"}
+    assert any(label.scenario for label in stored.values() if label.label == "fraud")
+    await client.close()
+
+    off = make_settings(tmp_path / "off", simulator=True, rate=200.0, fraud_rate=0.2)
+    client = await aiohttp_client(create_app(off))
+    app = client.app
+    card = app[SCORECARD]  # type: ignore[index]
+
+    async def counted() -> bool:
+        return bool(card.counted > 50)
+
+    # The scorecard gets the ground truth either way; the model never does.
+    await _until(counted)
+    feed = app[SIMULATOR_FEED]  # type: ignore[index]
+    ids = [f"tx-{off.seed}-{n}" for n in range(1, feed.produced + 1)]
+    assert await app[STORE].get_labels(ids) == {}  # type: ignore[index]
+    assert app[TRAINER].status.labels_learnt == 0  # type: ignore[index]
+    assert not feed.pending_labels

@@ -1,0 +1,272 @@
+"""The online model: its inputs, learning, explanations, persistence, and the detector with it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import random
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from server.detection import Detector
+from server.detection.features import Features
+from server.detection.model import (
+    FEATURE_NAMES,
+    FEATURE_SET,
+    ModelSlot,
+    OnlineLogit,
+    explain,
+    named_features,
+    pack,
+    sigmoid,
+    unpack,
+)
+from server.detection.verdict import Reason
+from server.metrics_offline import roc_auc
+from server.transactions import Transaction
+
+T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+TINY = FEATURE_NAMES.index("log_tiny_recent")
+AMOUNT = FEATURE_NAMES.index("log_amount")
+
+
+def make_tx(n: int, *, amount: str = "40.00", **fields: Any) -> Transaction:
+    return Transaction(
+        id=f"tx-{n}",
+        timestamp=T0 + dt.timedelta(minutes=n),
+        account_id=fields.pop("account_id", "acct-1"),
+        merchant_id="m-1",
+        amount=Decimal(amount),
+        currency="USD",
+        **fields,
+    )
+
+
+def toy_example(rng: random.Random, fraud: bool) -> list[float]:
+    """Noise everywhere; frauds have many tiny recent amounts and small amounts."""
+    x = [rng.gauss(0.0, 1.0) for _ in FEATURE_NAMES]
+    x[TINY] = rng.gauss(2.5 if fraud else 0.0, 0.4)
+    x[AMOUNT] = rng.gauss(0.5 if fraud else 3.5, 0.5)
+    return x
+
+
+def toy_stream(n: int, seed: int, fraud_rate: float = 0.1) -> list[tuple[list[float], bool]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        fraud = rng.random() < fraud_rate
+        out.append((toy_example(rng, fraud), fraud))
+    return out
+
+
+def test_named_features_are_in_the_declared_order_and_flag_unknowns() -> None:
+    f = Features(40.0, 13, 0, 0.0, 0.0, 1, 1, 0, None, None, None, None, None)
+    named = named_features(f, make_tx(1), (), 0.0)
+    assert tuple(named) == FEATURE_NAMES
+    assert all(isinstance(v, float) and math.isfinite(v) for v in named.values())
+    assert named["no_history"] == 1.0 and named["no_location"] == 1.0
+    assert named["log_ratio"] == 0.0 and named["log_speed"] == 0.0
+    assert named["new_country"] == named["new_device"] == 0.0  # unknown is not "new"
+
+
+def test_named_features_show_what_fired_and_the_travel() -> None:
+    f = Features(600.0, 2, 20, 40.0, 5.0, 3, 9, 4, 5000.0, 1800.0, True, True, False)
+    reasons = (Reason("card_testing", "…", weight=0.65), Reason("velocity_1m", "…", weight=0.5))
+    named = named_features(f, make_tx(1, channel="ecom"), reasons, 0.82)
+    assert named["rule_card_testing"] == named["rule_velocity_1m"] == 1.0
+    assert named["rule_amount_outlier"] == 0.0
+    assert named["log_ratio"] == pytest.approx(math.log(15.0))
+    assert named["log_speed"] == pytest.approx(math.log1p(10_000.0))
+    assert named["night"] == 1.0 and named["night_ratio"] == pytest.approx(math.log(15.0))
+    assert named["new_country_ratio"] == pytest.approx(math.log(15.0))
+    assert named["new_device_ratio"] == 0.0
+    assert named["ecom"] == 1.0 and named["atm"] == 0.0
+    assert named["rules_logit"] == pytest.approx(math.log(0.82 / 0.18))
+    assert named["log_tx_1m"] == pytest.approx(math.log(3.0))
+
+
+def test_learns_a_separable_stream_and_ranks_held_out_data() -> None:
+    model = OnlineLogit()
+    model.learn_many(toy_stream(4000, seed=1))
+    predictor = model.freeze()
+    held_out = toy_stream(1000, seed=2)
+    scores = [predictor.predict_proba(x) for x, _ in held_out]
+    labels = [int(y) for _, y in held_out]
+    assert roc_auc(scores, labels) > 0.99
+    frauds = [s for s, y in zip(scores, labels, strict=True) if y]
+    legit = [s for s, y in zip(scores, labels, strict=True) if not y]
+    assert sum(frauds) / len(frauds) > 0.8
+    assert sum(legit) / len(legit) < 0.05
+    assert predictor.labels_seen == 4000
+    assert predictor.frauds_seen == sum(labels for _, labels in toy_stream(4000, seed=1))
+
+
+def test_probabilities_are_calibrated_on_held_out_data() -> None:
+    # Overlapping classes at a 10 % base rate: the mean predicted probability in each band
+    # must match the observed fraud rate there, and overall.
+    model = OnlineLogit()
+    rng = random.Random(5)
+    train = []
+    for _ in range(20_000):
+        fraud = rng.random() < 0.1
+        x = [0.0] * len(FEATURE_NAMES)
+        x[TINY] = rng.gauss(1.0 if fraud else 0.0, 1.0)
+        train.append((x, fraud))
+    model.learn_many(train)
+    predictor = model.freeze()
+    held: list[tuple[float, bool]] = []
+    for _ in range(20_000):
+        fraud = rng.random() < 0.1
+        x = [0.0] * len(FEATURE_NAMES)
+        x[TINY] = rng.gauss(1.0 if fraud else 0.0, 1.0)
+        held.append((predictor.predict_proba(x), fraud))
+    mean_p = sum(p for p, _ in held) / len(held)
+    rate = sum(y for _, y in held) / len(held)
+    assert mean_p == pytest.approx(rate, abs=0.01)
+    for lo, hi in ((0.0, 0.1), (0.1, 0.3), (0.3, 1.0)):
+        band = [(p, y) for p, y in held if lo <= p < hi]
+        assert len(band) > 200
+        predicted = sum(p for p, _ in band) / len(band)
+        observed = sum(y for _, y in band) / len(band)
+        assert predicted == pytest.approx(observed, abs=0.04), (lo, hi)
+
+
+def test_contributions_add_up_to_the_logit() -> None:
+    model = OnlineLogit()
+    model.learn_many(toy_stream(2000, seed=3))
+    predictor = model.freeze()
+    rng = random.Random(4)
+    for fraud in (True, False):
+        x = toy_example(rng, fraud)
+        contributions = predictor.contributions(x)
+        assert set(contributions) == set(FEATURE_NAMES)
+        total = predictor.intercept() + sum(contributions.values())
+        assert total == pytest.approx(predictor.logit(x), abs=1e-9)
+        assert sigmoid(total) == pytest.approx(predictor.predict_proba(x))
+    fraud_like = toy_example(rng, True)
+    top = max(predictor.contributions(fraud_like).items(), key=lambda item: item[1])
+    assert top[0] in ("log_tiny_recent", "log_amount")
+
+
+def test_rescaling_does_not_change_predictions() -> None:
+    model = OnlineLogit(rescale_every=10**9)  # only the first 64 examples rescale
+    model.learn_many(toy_stream(500, seed=6))
+    x = toy_example(random.Random(7), True)
+    before = model.freeze().logit(x)
+    model._rescale()
+    assert model.freeze().logit(x) == pytest.approx(before, rel=1e-9)
+
+
+def test_persistence_round_trip() -> None:
+    model = OnlineLogit()
+    model.learn_many(toy_stream(1500, seed=8))
+    data = json.loads(json.dumps(model.to_dict()))
+    again = OnlineLogit.from_dict(data)
+    x = toy_example(random.Random(9), True)
+    assert again.freeze().logit(x) == model.freeze().logit(x)
+    # It goes on learning exactly as the original would.
+    more = toy_stream(300, seed=10)
+    model.learn_many(more)
+    again.learn_many(more)
+    assert again.to_dict() == model.to_dict()
+
+
+def test_a_saved_model_of_other_inputs_or_damaged_is_refused() -> None:
+    data = OnlineLogit().to_dict()
+    with pytest.raises(ValueError, match="feature set"):
+        OnlineLogit.from_dict({**data, "feature_set": "m0+00000000"})
+    with pytest.raises(ValueError, match="damaged"):
+        OnlineLogit.from_dict({**data, "w": data["w"][:-1]})
+    with pytest.raises(ValueError, match="damaged"):
+        OnlineLogit.from_dict({**data, "w": [float("nan")] * len(FEATURE_NAMES)})
+    assert data["feature_set"] == FEATURE_SET
+
+
+def test_until_ready_the_score_is_the_rules_score() -> None:
+    slot = ModelSlot(learner=OnlineLogit(), min_labels=50, min_frauds=5)
+    with_model = Detector(model=slot)
+    rules_only = Detector()
+    for n in range(30):
+        tx = make_tx(n, amount="1.00" if n % 10 > 6 else "40.00")
+        assert with_model.score(tx) == rules_only.score(tx)
+        with_model.learn_label(tx.id, tx.account_id, n % 10 > 6, tx.timestamp)
+    assert slot.predictor is None
+    assert slot.learner is not None and slot.learner.count == 30
+    assert not slot.ready(30, 9) and not slot.ready(60, 4) and slot.ready(60, 5)
+
+
+def test_memory_is_bounded_and_each_label_is_learnt_once() -> None:
+    slot = ModelSlot(memory=5, learner=OnlineLogit())
+    detector = Detector(model=slot)
+    for n in range(8):
+        detector.score(make_tx(n))
+    assert list(slot.remembered) == [f"tx-{n}" for n in range(3, 8)]
+    examples, missing = slot.pop_examples([("tx-1", True), ("tx-4", False), ("tx-4", False)])
+    assert [(len(unpack(x)), y) for x, y in examples] == [(len(FEATURE_NAMES), False)]
+    assert missing == 2
+    assert not slot.learn_label("tx-0", True)
+    assert slot.learn_label("tx-5", True)
+    assert slot.learner is not None and slot.learner.count == 1
+
+
+def test_a_ready_model_scores_and_explains_itself() -> None:
+    # Accounts testing cards (tiny amounts in a burst) are fraud; steady shoppers are not.
+    slot = ModelSlot(learner=OnlineLogit(), min_labels=100, min_frauds=10)
+    detector = Detector(model=slot)
+    n = 0
+    for round_ in range(40):
+        for _ in range(4):
+            tx = make_tx(n, account_id=f"ct-{round_}", amount="1.00")
+            n += 1
+            detector.score(tx)
+            detector.learn_label(tx.id, tx.account_id, True, tx.timestamp)
+        for k in range(6):
+            tx = make_tx(n, account_id=f"ok-{k}", amount=f"{30 + k}.00")
+            n += 1
+            detector.score(tx)
+            detector.learn_label(tx.id, tx.account_id, False, tx.timestamp)
+    assert slot.predictor is not None
+    scored = [detector.score(make_tx(n + i, account_id="ct-new", amount="1.00")) for i in range(4)]
+    last = scored[-1]
+    assert 0.0 <= last.score <= 1.0
+    assert last.decision != "allow"
+    model_reasons = [r for r in last.reasons if r.code == "model"]
+    assert len(model_reasons) == 1
+    message = model_reasons[0].message
+    assert message.startswith("Model: fraud probability")
+    assert "top factors:" in message and "(+" in message
+    assert "log " not in message  # inputs are shown on their own scale, not as logs
+    assert "card_testing" in {r.code for r in last.reasons}  # the rules that fired stay
+    ordinary = detector.score(make_tx(n + 10, account_id="ok-1", amount="31.00"))
+    assert ordinary.decision == "allow"
+    assert ordinary.score < 0.5
+    assert all(r.code != "model" for r in ordinary.reasons)
+
+
+def test_packed_inputs_round_trip_as_float32() -> None:
+    x = [0.0, 1.0, -2.5, 1e-3, 123456.789] + [0.5] * (len(FEATURE_NAMES) - 5)
+    back = unpack(pack(x))
+    assert len(back) == len(FEATURE_NAMES)
+    assert back == pytest.approx(x, rel=1e-6)
+
+
+def test_the_explanation_names_only_inputs_the_transaction_has() -> None:
+    model = OnlineLogit()
+    model.learn_many(toy_stream(2000, seed=11))
+    predictor = model.freeze()
+    x = [0.0] * len(FEATURE_NAMES)
+    x[TINY] = math.log1p(4.0)
+    x[AMOUNT] = math.log1p(2.0)
+    reason = explain(predictor, x, predictor.predict_proba(x), 0.5)
+    assert reason.code == "model"
+    factors = reason.message.split("top factors: ")[1]
+    # Most inputs are 0 here, and many of those push the score up by being below their mean;
+    # only the two the transaction has may be named, on their own scale.
+    named = factors.split("; ")
+    assert 1 <= len(named) <= 2
+    assert all(
+        part.startswith(("tiny amounts in the last 10 min: 4 (+", "amount: 2 (+")) for part in named
+    ), factors

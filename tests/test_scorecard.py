@@ -1,0 +1,150 @@
+"""The scorecard: pure counting of verdicts against known labels, per scenario."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.app import create_app
+from server.scorecard import NORMAL, UNSPECIFIED, Scorecard
+from server.state import TRAINER
+from tests.conftest import AUTH, make_settings
+from tests.test_api import post_batch
+from tests.test_ws import receive
+
+H = 3600.0
+
+
+def by_name(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["scenario"]: s for s in snapshot["scenarios"]}
+
+
+def test_nothing_to_show_until_a_labelled_transaction_has_a_verdict() -> None:
+    card = Scorecard()
+    assert card.snapshot() is None
+    card.add_verdict("t1", 0.0, "a", True)
+    assert card.snapshot() is None
+    card.add_truth("t2", True, "card_testing")
+    assert card.snapshot() is None
+
+
+def test_precision_recall_and_alerts_per_hour_per_scenario() -> None:
+    card = Scorecard()
+    # Over two hours of event time: a card-testing episode alerted from its third try,
+    # ordinary purchases with one false alert, and a trip abroad alerted once.
+    for i in range(4):
+        card.add_truth(f"ct{i}", True, "card_testing")  # truth first (the simulator)
+        card.add_verdict(f"ct{i}", 1000.0 + 20 * i, "victim", i >= 2)
+    for i in range(10):
+        card.add_verdict(f"ok{i}", i * 0.2 * H, f"c{i}", i == 3)  # verdict first (an API label)
+        card.add_truth(f"ok{i}", False, None)
+    card.add_verdict("trip1", 2 * H, "traveller", True)
+    card.add_truth("trip1", False, "legit_travel")
+    card.add_verdict("trip2", 2 * H, "traveller", False)
+    card.add_truth("trip2", False, "legit_travel")
+
+    snap = card.snapshot()
+    assert snap is not None
+    assert snap["labelled"] == 16
+    assert snap["hours"] == 2.0
+    overall = snap["overall"]
+    assert (overall["transactions"], overall["frauds"], overall["alerts"]) == (16, 4, 4)
+    assert overall["alerted_frauds"] == 2
+    assert overall["precision"] == 0.5 and overall["recall"] == 0.5
+    assert overall["alerts_per_hour"] == 2.0
+    scenarios = by_name(snap)
+    assert set(scenarios) == {"card_testing", NORMAL, "legit_travel"}
+    ct = scenarios["card_testing"]
+    assert ct["kind"] == "fraud"
+    assert (ct["precision"], ct["recall"], ct["alerts_per_hour"]) == (1.0, 0.5, 1.0)
+    assert (ct["episodes"], ct["episodes_detected"]) == (1, 1)
+    assert ct["detection_delay_s"] == {"median": 40.0, "p90": 40.0}  # third try, 40 s in
+    normal = scenarios[NORMAL]
+    assert normal["kind"] == "legitimate"
+    assert (normal["precision"], normal["recall"], normal["alerts"]) == (0.0, None, 1)
+    assert scenarios["legit_travel"]["alerts_per_hour"] == 0.5
+
+
+def test_detection_delay_per_episode_and_missed_episodes() -> None:
+    card = Scorecard()
+    # Three takeover episodes: caught at once, caught 10 min in, never caught.
+    plan = {"a1": [True], "a2": [False, False, True], "a3": [False, False]}
+    for account, alerts in plan.items():
+        for i, alerted in enumerate(alerts):
+            tx_id = f"{account}-{i}"
+            card.add_truth(tx_id, True, "account_takeover")
+            card.add_verdict(tx_id, 5 * H + 300.0 * i, account, alerted)
+    # The same account and scenario a day and more later is a new episode.
+    card.add_truth("a1-later", True, "account_takeover")
+    card.add_verdict("a1-later", 5 * H + 2 * 86_400.0, "a1", False)
+    ato = by_name(card.snapshot() or {})["account_takeover"]
+    assert (ato["episodes"], ato["episodes_detected"]) == (4, 2)
+    assert ato["detection_delay_s"]["median"] in (0.0, 600.0)
+    assert ato["detection_delay_s"]["p90"] == 600.0
+    assert ato["recall"] == pytest.approx(2 / 7, abs=1e-4)
+
+
+def test_labels_without_a_scenario_and_out_of_order_delays() -> None:
+    card = Scorecard()
+    # A chargeback for a transaction counted before an earlier one of the same episode.
+    card.add_verdict("late", 1000.0, "acct", True)
+    card.add_truth("late", True)
+    card.add_verdict("early", 400.0, "acct", False)
+    card.add_truth("early", True)
+    unspecified = by_name(card.snapshot() or {})[UNSPECIFIED]
+    assert unspecified["episodes"] == 1
+    assert unspecified["detection_delay_s"]["median"] == 600.0
+
+
+def test_waiting_halves_are_bounded() -> None:
+    card = Scorecard(max_waiting=3)
+    for i in range(10):
+        card.add_verdict(f"v{i}", float(i), "a", False)
+        card.add_truth(f"t{i}", True, None)
+    assert len(card._verdicts) == 3 and len(card._truths) == 3
+    card.add_truth("v9", False, None)  # the newest verdict still waits for its label
+    assert card.snapshot() is not None
+    card.add_truth("v0", False, None)  # the oldest was given up: it waits in turn
+    assert card.counted == 1
+
+
+# --- in the server --------------------------------------------------------------------------
+
+
+async def test_scorecard_endpoint_and_stats_message(aiohttp_client: Any, tmp_path: Path) -> None:
+    client: TestClient = await aiohttp_client(create_app(make_settings(tmp_path)))
+    resp = await client.get("/api/v1/scorecard", headers=AUTH)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["scorecard"] is None
+    assert body["model"]["active"] is False
+    assert (await client.get("/api/v1/scorecard")).status == 401
+
+    t0 = dt.datetime(2026, 3, 2, 14, 0, tzinfo=dt.UTC)
+    records = [
+        {"id": f"s-{i}", "timestamp": (t0 + dt.timedelta(seconds=20 * i)).isoformat(),
+         "account_id": "victim", "merchant_id": f"m-{i}", "amount": "1.00", "currency": "USD"}
+        for i in range(4)
+    ]  # fmt: skip
+    verdicts = await post_batch(client, records)
+    labels = [{"transaction_id": f"s-{i}", "label": "fraud"} for i in range(4)]
+    assert (await client.post("/api/v1/labels", json=labels, headers=AUTH)).status == 200
+    body = await (await client.get("/api/v1/scorecard", headers=AUTH)).json()
+    card = body["scorecard"]
+    alerted = sum(v["alert_id"] is not None for v in verdicts)
+    assert alerted >= 1
+    assert card["overall"]["frauds"] == 4
+    assert card["overall"]["alerted_frauds"] == alerted
+    [unspecified] = card["scenarios"]
+    assert unspecified["scenario"] == UNSPECIFIED and unspecified["episodes_detected"] == 1
+
+    await client.app[TRAINER].idle.wait()  # type: ignore[index]
+    async with client.ws_connect("/ws", headers=AUTH) as ws:
+        stats = await asyncio.wait_for(receive(ws, "stats"), 5)
+    assert stats["scorecard"] == card
+    assert stats["model"]["labels_learnt"] == 4
