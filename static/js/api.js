@@ -59,9 +59,19 @@ async function request(method, url, body) {
   return data;
 }
 
-export function listAlerts({ statuses = ["open", "acknowledged"], limit = 500 } = {}) {
+export function listAlerts({
+  statuses = ["open", "acknowledged"],
+  limit = 500,
+  cursor = null,
+} = {}) {
   const query = new URLSearchParams({ status: statuses.join(","), limit: String(limit) });
+  if (cursor) query.set("cursor", cursor);
   return request("GET", `/api/v1/alerts?${query}`);
+}
+
+// {alert, audit: [{at, actor, action, alert_id, detail}]}
+export function getAlert(id) {
+  return request("GET", `/api/v1/alerts/${encodeURIComponent(id)}`);
 }
 
 export function acknowledgeAlert(id) {

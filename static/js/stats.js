@@ -1,61 +1,111 @@
-// The header's live counters and connection indicator.
+// The header's counters and sparklines. Two sources, labelled as such: the server's `stats`
+// message (rates, its open-alert total, its latency), and what this page holds (open alerts
+// by severity, the oldest one nobody has acknowledged).
 
-import { formatCount, formatMs, formatRate } from "./format.js";
-import { setText } from "./dom.js";
+import { Sparkline } from "./charts.js";
+import { h, setText } from "./dom.js";
+import { capitalize, formatAge, formatCount, formatMs, formatRate } from "./format.js";
 
-const CONNECTION_TEXT = {
-  connecting: "Connecting…",
-  live: "Live",
-  reconnecting: "Reconnecting…",
-  offline: "Offline",
-  stopped: "Offline",
-  "signed-out": "Signed out",
-};
+const MINUTE_MS = 60_000;
+const SEVERITY_ORDER = ["critical", "high", "medium", "low"];
 
 export class Counters {
-  constructor(section) {
+  constructor(section, { clock }) {
     this.section = section;
+    this.clock = clock;
     this.values = {};
     for (const node of section.querySelectorAll("[data-stat]")) {
       this.values[node.dataset.stat] = node;
     }
+    const spark = (name) => section.querySelector(`[data-spark="${name}"]`);
+    this.txSpark = new Sparkline(spark("tx_per_s"), {
+      label: "Transactions per second",
+      format: formatRate,
+    });
+    this.alertSpark = new Sparkline(spark("alerts_per_min"), {
+      label: "Alerts per minute",
+      format: formatRate,
+    });
+    this.severityCounts = section.querySelector("#severity-counts");
+    this.oldestDetail = section.querySelector("#oldest-open-detail");
+    this.latencyDetail = section.querySelector("#latency-detail");
+    this.alertCounts = []; // [at, alerts], from the last minute's stats messages
     this.openAlerts = null;
+    this.oldest = null;
+    this._severityKey = "";
   }
 
+  // A `stats` message: about once a second while live.
   update(stats) {
+    const now = Date.now();
     setText(this.values.tx_per_s, formatRate(stats.tx_per_s));
-    setText(this.values.alerts_per_s, formatRate(stats.alerts_per_s));
+    this.txSpark.push(now, Number(stats.tx_per_s));
+
+    // Alerts in the last minute: each stats message gives the rate over the second or so
+    // since the previous one, so rate × interval is a count; their sum over the last minute
+    // is what happened, not an extrapolation from a few seconds.
+    const rate = Number(stats.alerts_per_s);
+    const previous = this.alertCounts.at(-1)?.[0];
+    const interval = previous ? Math.min(2, Math.max(0.5, (now - previous) / 1000)) : 1;
+    if (Number.isFinite(rate)) this.alertCounts.push([now, rate * interval]);
+    while (this.alertCounts.length && this.alertCounts[0][0] <= now - MINUTE_MS) {
+      this.alertCounts.shift();
+    }
+    const lastMinute = this.alertCounts.reduce((sum, [, n]) => sum + n, 0);
+    setText(this.values.alerts_per_min, formatRate(lastMinute));
+    this.alertSpark.push(now, lastMinute);
+
     setText(this.values.open_alerts, formatCount(stats.open_alerts));
     // A quiet second has no latency sample: keep the last one rather than flicker to "—".
     const latency = stats.latency_ms ?? {};
     const p99 = this.values.latency_p99;
     if (Number.isFinite(latency.p99)) {
       setText(p99, formatMs(latency.p99));
-      p99.title = `p50 ${formatMs(latency.p50)} · p99 ${formatMs(latency.p99)}, last second`;
+      setText(this.latencyDetail, `p50 ${formatMs(latency.p50)} · receipt → durable verdict`);
     }
     this.openAlerts = Number.isFinite(stats.open_alerts) ? stats.open_alerts : null;
+    this.txSpark.draw(now);
+    this.alertSpark.draw(now);
     this.section.classList.remove("is-stale");
+  }
+
+  // From the page's own alerts: {bySeverity: {critical: n, ...}, oldest: alert | null}.
+  setLocal({ bySeverity, oldest }) {
+    const key = SEVERITY_ORDER.map((s) => bySeverity[s] ?? 0).join(",");
+    if (key !== this._severityKey) {
+      this._severityKey = key;
+      // Spaces between the parts, so the text reads "1 critical 2 high" to a screen reader.
+      const parts = SEVERITY_ORDER.filter((s) => bySeverity[s]).flatMap((s, i) => [
+        i ? " " : null,
+        h("span", { className: `sev-count sev-count-${s}` }, [
+          h("span", { className: `chip-dot sev-dot-${s}`, "aria-hidden": "true" }),
+          `${formatCount(bySeverity[s])} ${s}`,
+        ]),
+      ]);
+      this.severityCounts.replaceChildren(
+        ...(parts.length ? parts.filter(Boolean) : ["none on this page"]),
+      );
+    }
+    this.oldest = oldest;
+    this.tick();
+  }
+
+  // Once a second: the oldest unacknowledged alert keeps ageing while nothing arrives.
+  tick() {
+    const alert = this.oldest;
+    if (!alert) {
+      setText(this.values.oldest_open, "—");
+      setText(this.oldestDetail, "nothing waiting");
+      return;
+    }
+    const age = this.clock.now() - Date.parse(alert.created_at);
+    setText(this.values.oldest_open, formatAge(age));
+    setText(this.oldestDetail, `${capitalize(alert.severity)} · ${alert.account_id}`);
   }
 
   // While the feed is down the last numbers stay visible but are marked as stale.
   setStale(stale) {
     this.section.classList.toggle("is-stale", stale);
     this.section.title = stale ? "Not live: these numbers are from the last update" : "";
-  }
-}
-
-export class ConnectionIndicator {
-  constructor(node) {
-    this.node = node;
-    this.text = node.querySelector(".conn-text");
-  }
-
-  set(state, delayMs = 0) {
-    this.node.dataset.state = state;
-    setText(this.text, CONNECTION_TEXT[state] ?? state);
-    this.node.title =
-      state === "reconnecting" && delayMs
-        ? `Connection lost; next attempt in ${Math.ceil(delayMs / 1000)} s`
-        : "";
   }
 }
