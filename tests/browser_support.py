@@ -1,7 +1,7 @@
 """Shared pieces of the dashboard's browser tests: the real app, Chromium, signed-in analysts.
 
-Test modules take the fixtures by assignment (``server = browser_support.server``) rather
-than through tests/conftest.py, which the server-side tests share.
+Its fixtures (`server`, `http`, `ingest`, `browser`) are registered for every test module by
+tests/conftest.py, which imports them; modules import the helpers they use from here.
 """
 
 from __future__ import annotations

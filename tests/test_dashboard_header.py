@@ -26,11 +26,6 @@ from playwright.async_api import Browser, Locator, Page, WebSocketRoute, expect
 
 pytestmark = pytest.mark.browser
 
-server = bs.server
-http = bs.http
-ingest = bs.ingest
-browser = bs.browser
-
 
 async def test_header_counters_and_sparklines(
     browser: Browser, server: TestServer, ingest: Ingest

@@ -22,9 +22,6 @@ from playwright.async_api import Browser, Page, expect
 
 pytestmark = pytest.mark.browser
 
-server = bs.server
-http = bs.http
-browser = bs.browser
 
 ACCOUNTS = 1000
 PER_ACCOUNT = 12  # card testing fires from the third on: ten alerts per account

@@ -30,11 +30,6 @@ from server.state import STORE
 
 pytestmark = pytest.mark.browser
 
-server = bs.server
-http = bs.http
-ingest = bs.ingest
-browser = bs.browser
-
 
 async def analyst_http(server: TestServer, name: str) -> tuple[aiohttp.ClientSession, str]:
     """A second analyst working from a script: a session cookie and its CSRF token."""

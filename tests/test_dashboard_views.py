@@ -6,7 +6,6 @@ import datetime as dt
 import re
 from typing import Any
 
-import browser_support as bs
 import pytest
 from aiohttp.test_utils import TestServer
 from browser_support import (
@@ -23,11 +22,6 @@ from browser_support import (
 from playwright.async_api import Browser, expect
 
 pytestmark = pytest.mark.browser
-
-server = bs.server
-http = bs.http
-ingest = bs.ingest
-browser = bs.browser
 
 
 def velocity(account: str, at: dt.datetime) -> list[dict[str, Any]]:
