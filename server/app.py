@@ -27,7 +27,7 @@ from server.stats import Stats
 from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
-from server.views import api, pages, ws
+from server.views import api, pages, triage, ws
 from server.views.responses import json_response
 
 log = logging.getLogger(__name__)
@@ -231,9 +231,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", api.metrics)
     app.router.add_post("/api/v1/transactions", api.ingest)
     app.router.add_get("/api/v1/alerts", api.list_alerts)
+    triage.add_routes(app)
     app.router.add_get("/api/v1/alerts/{alert_id}", api.get_alert)
-    app.router.add_post("/api/v1/alerts/{alert_id}/ack", api.acknowledge)
-    app.router.add_post("/api/v1/alerts/{alert_id}/resolve", api.resolve)
     app.router.add_static("/static", web_dir("static"))
 
     app.cleanup_ctx.extend([_sessions_ctx, _store_ctx, _detection_ctx, _feed_ctx, _stats_ctx])

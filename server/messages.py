@@ -37,7 +37,13 @@ def encode(message: dict[str, Any]) -> bytes:
     return _encoder.encode(message)
 
 
-def hello(seq: int, user: str, simulated: bool, subscribed_verdicts: bool) -> bytes:
+def hello(
+    seq: int,
+    user: str,
+    simulated: bool,
+    subscribed_verdicts: bool,
+    dispositions: Sequence[str] = (),
+) -> bytes:
     return encode(
         {
             "type": "hello",
@@ -45,6 +51,8 @@ def hello(seq: int, user: str, simulated: bool, subscribed_verdicts: bool) -> by
             "user": user,
             "simulated": simulated,
             "verdicts": subscribed_verdicts,
+            # What resolve accepts here (the `dispositions` setting), in the order to offer.
+            "dispositions": list(dispositions),
             "server_time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         }
     )

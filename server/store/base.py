@@ -17,7 +17,10 @@ from server.detection.verdict import Reason, Severity, Verdict
 from server.transactions import Transaction
 
 AlertStatus = Literal["open", "acknowledged", "resolved"]
-Disposition = Literal["fraud", "legitimate"]
+# Which dispositions exist is a setting (`dispositions`), checked by the API; the store keeps
+# whatever non-empty name it is given, so a disposition retired later still reads back.
+Disposition = str
+DEFAULT_DISPOSITIONS: tuple[str, ...] = ("fraud", "legitimate", "duplicate")
 Role = Literal["analyst", "admin", "viewer"]
 
 
@@ -100,8 +103,22 @@ class AuditEntry(msgspec.Struct, kw_only=True):
     detail: dict[str, object]
 
 
+class Note(msgspec.Struct, kw_only=True):
+    """An analyst's note on an alert; notes are never edited or deleted."""
+
+    id: int
+    alert_id: str
+    author: str
+    at: str
+    text: str
+
+
 class AlertNotFound(LookupError):
     pass
+
+
+class InvalidAssignee(ValueError):
+    """The user an alert was to be assigned to does not exist or may not triage."""
 
 
 class NameTaken(ValueError):
@@ -147,6 +164,39 @@ class Store(Protocol):
         self, alert_id: str, user: str, disposition: Disposition, note: str | None
     ) -> AlertEvent:
         """Close an open alert, or one acknowledged by `user`. Durable on return."""
+
+    async def unacknowledge(
+        self, alert_id: str, user: str, *, force: bool = False
+    ) -> AlertEvent | None:
+        """Give an acknowledged alert back to the queue (open, no owner); None if it already is
+        open. Only its owner may, unless `force` (an admin). Raises AlertConflict otherwise, or
+        for a resolved alert. Durable on return."""
+
+    async def assign(
+        self, alert_id: str, user: str, owner: str, *, force: bool = False
+    ) -> AlertEvent | None:
+        """Make `owner` hold an unresolved alert (acknowledged); None if they already do. An
+        open alert may be assigned by anyone, a held one only by its owner, or with `force`.
+        Raises InvalidAssignee, AlertNotFound or AlertConflict. Durable on return."""
+
+    async def reopen(self, alert_id: str, user: str, note: str | None) -> AlertEvent:
+        """Put a resolved alert back in the queue (open, no owner, no disposition). Raises
+        AlertConflict when it is not resolved. Durable on return."""
+
+    async def add_note(self, alert_id: str, user: str, text: str) -> tuple[Note, AlertEvent]:
+        """Append a note (any status); the alert's updated_at moves, as an alert_updated
+        event, so every screen learns of it. Durable on return."""
+
+    async def claim_next(self, user: str) -> AlertEvent | None:
+        """Atomically make `user` the owner of the most urgent open alert nobody holds
+        (severity, then oldest); None when there is none. Durable on return."""
+
+    async def notes(self, alert_id: str) -> list[Note]:
+        """Oldest first."""
+
+    async def open_summary(self) -> dict[str, object]:
+        """Unresolved alerts by severity, and the created_at of the oldest open (not yet
+        acknowledged) one, or None."""
 
     async def get_alert(self, alert_id: str) -> Alert | None: ...
 
@@ -196,6 +246,7 @@ class Store(Protocol):
 
 
 __all__ = [
+    "DEFAULT_DISPOSITIONS",
     "Alert",
     "AlertConflict",
     "AlertEvent",
@@ -206,7 +257,9 @@ __all__ = [
     "AuditEntry",
     "Disposition",
     "EventListener",
+    "InvalidAssignee",
     "NameTaken",
+    "Note",
     "Role",
     "SessionRecord",
     "Store",

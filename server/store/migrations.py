@@ -123,6 +123,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX sessions_by_expiry ON sessions (expires_at)",
         ),
     ),
+    Migration(
+        3,
+        "analyst notes, and the index behind 'next'",
+        (
+            # Notes are append-only: a note is part of the case record, like the audit rows
+            # (each note also gets one, so the timeline shows it in order with the rest).
+            """
+            CREATE TABLE notes (
+                id INTEGER PRIMARY KEY,
+                alert_id TEXT NOT NULL REFERENCES alerts (id),
+                author TEXT NOT NULL,
+                at TEXT NOT NULL,
+                text TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX notes_by_alert ON notes (alert_id, id)",
+            # POST /alerts/next reads the unowned open alerts by severity, oldest first; this
+            # keeps it to that range however long the history is.
+            "CREATE INDEX alerts_unowned ON alerts (status, owner, severity, created_at, id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

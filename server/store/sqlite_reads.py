@@ -19,6 +19,7 @@ from server.store.base import (
     AlertStatus,
     ApiKey,
     AuditEntry,
+    Note,
     SessionRecord,
     User,
 )
@@ -83,6 +84,10 @@ def known_transactions(
         tx_id: (_verdict_decoder.decode(verdict), transaction.encode())
         for tx_id, verdict, transaction in conn.execute(_STORED_BOTH, (ids,))
     }
+
+
+def decode_alert(snapshot: str | bytes) -> Alert:
+    return _alert_decoder.decode(snapshot)
 
 
 def alert(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
@@ -179,6 +184,28 @@ def count_open_alerts(conn: sqlite3.Connection) -> int:
     # Two ranges of alerts_by_status: proportional to the backlog, not to the history.
     sql = "SELECT count(*) FROM alerts WHERE status IN ('open', 'acknowledged')"
     return int(conn.execute(sql).fetchone()[0])
+
+
+def notes(conn: sqlite3.Connection, alert_id: str) -> list[Note]:
+    rows = conn.execute(
+        "SELECT id, alert_id, author, at, text FROM notes WHERE alert_id = ? ORDER BY id",
+        (alert_id,),
+    )
+    return [
+        Note(id=i, alert_id=subject, author=author, at=at, text=text)
+        for i, subject, author, at, text in rows
+    ]
+
+
+def open_summary(conn: sqlite3.Connection) -> dict[str, object]:
+    by_severity = dict(
+        conn.execute(
+            "SELECT severity, count(*) FROM alerts WHERE status IN ('open', 'acknowledged') "
+            "GROUP BY severity"
+        ).fetchall()
+    )
+    (oldest,) = conn.execute("SELECT min(created_at) FROM alerts WHERE status = 'open'").fetchone()
+    return {"by_severity": by_severity, "oldest_open_created_at": oldest}
 
 
 def audit_log(conn: sqlite3.Connection, alert_id: str) -> list[AuditEntry]:

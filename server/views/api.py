@@ -5,16 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast, get_args
+from typing import Any, get_args
 
 import msgspec
 from aiohttp import web
 
-from server.auth import Permission, Principal, csrf_ok
+from server.auth import Permission, Principal
 from server.detection.verdict import Verdict
 from server.pipeline import IntakeClosed, submit
 from server.state import AUTH, HUB, QUEUE, SETTINGS, STATS, STORE
-from server.store.base import AlertConflict, AlertNotFound, AlertStatus, Disposition
+from server.store.base import AlertStatus
 from server.store.errors import StoreUnavailable
 from server.transactions import (
     FieldError,
@@ -30,18 +30,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SubmitFn = Callable[[web.Request, list[Transaction]], Awaitable[Sequence[Verdict | FieldError]]]
 # The benchmark's naive baseline replaces the batched submit path through this key.
 INGEST_OVERRIDE: web.AppKey[SubmitFn] = web.AppKey("ingest_override")
-MAX_NOTE_LENGTH = 2000
 # Refusals other than 400, by error code.
 _ERROR_STATUS = {"id_conflict": 409}
 _STATUSES = set(get_args(AlertStatus))
-_DISPOSITIONS = set(get_args(Disposition))
 
 
 def _unauthorized() -> web.Response:
     return json_error(401, "unauthorized", "Log in, or send 'Authorization: Bearer <api key>'")
 
 
-async def _permitted(
+async def permitted(
     request: web.Request, permission: Permission, refusal: str
 ) -> Principal | web.Response:
     """The caller, if it may do `permission`; else a 401 (no one) or a 403 (not allowed)."""
@@ -66,7 +64,7 @@ def _split_body(body: bytes, content_type: str) -> tuple[list[bytes | msgspec.Ra
 
 async def ingest(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    who = await _permitted(request, "ingest", "Ingest needs an API key with the 'ingest' scope")
+    who = await permitted(request, "ingest", "Ingest needs an API key with the 'ingest' scope")
     if isinstance(who, web.Response):
         return who
     body = await request.read()
@@ -145,7 +143,7 @@ def _parse_statuses(raw: str | None) -> list[AlertStatus] | None:
 
 
 async def list_alerts(request: web.Request) -> web.Response:
-    who = await _permitted(request, "read", "Reading alerts needs the 'read' scope")
+    who = await permitted(request, "read", "Reading alerts needs the 'read' scope")
     if isinstance(who, web.Response):
         return who
     try:
@@ -167,7 +165,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 
 async def get_alert(request: web.Request) -> web.Response:
-    who = await _permitted(request, "read", "Reading alerts needs the 'read' scope")
+    who = await permitted(request, "read", "Reading alerts needs the 'read' scope")
     if isinstance(who, web.Response):
         return who
     store = request.app[STORE]
@@ -175,65 +173,8 @@ async def get_alert(request: web.Request) -> web.Response:
     alert = await store.get_alert(alert_id)
     if alert is None:
         return json_error(404, "not_found", f"No alert {alert_id}")
-    return json_response({"alert": alert, "audit": await store.audit_log(alert_id)})
-
-
-async def _analyst(request: web.Request) -> Principal | web.Response:
-    # `triage` is never an API key's: a decision about an alert belongs to a person.
-    who = await _permitted(request, "triage", "Only analysts and admins can change alerts")
-    if isinstance(who, web.Response):
-        return who
-    if not csrf_ok(request, who):
-        return json_error(403, "csrf", "Missing or wrong X-CSRF-Token header")
-    return who
-
-
-async def acknowledge(request: web.Request) -> web.Response:
-    who = await _analyst(request)
-    if isinstance(who, web.Response):
-        return who
-    store = request.app[STORE]
-    alert_id = request.match_info["alert_id"]
-    try:
-        await store.acknowledge(alert_id, who.name)
-    except AlertNotFound:
-        return json_error(404, "not_found", f"No alert {alert_id}")
-    except AlertConflict as exc:
-        return json_error(409, "conflict", str(exc), owner=exc.alert.owner, alert=exc.alert)
-    return json_response({"alert": await store.get_alert(alert_id)})
-
-
-async def resolve(request: web.Request) -> web.Response:
-    who = await _analyst(request)
-    if isinstance(who, web.Response):
-        return who
-    try:
-        body: Any = await request.json(loads=msgspec.json.decode)
-    except (msgspec.DecodeError, ValueError):
-        return json_error(400, "malformed_json", "Send a JSON object")
-    if not isinstance(body, dict):
-        return json_error(400, "invalid_body", "Send a JSON object")
-    disposition = body.get("disposition")
-    if not isinstance(disposition, str) or disposition not in _DISPOSITIONS:
-        return json_error(
-            400, "invalid_field", "'disposition' must be 'fraud' or 'legitimate'", "disposition"
-        )
-    note = body.get("note")
-    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH):
-        return json_error(
-            400, "invalid_field", f"'note' must be text of at most {MAX_NOTE_LENGTH} chars", "note"
-        )
-    store = request.app[STORE]
-    alert_id = request.match_info["alert_id"]
-    try:
-        event = await store.resolve(
-            alert_id, who.name, cast(Disposition, disposition), note or None
-        )
-    except AlertNotFound:
-        return json_error(404, "not_found", f"No alert {alert_id}")
-    except AlertConflict as exc:
-        return json_error(409, "conflict", str(exc), owner=exc.alert.owner, alert=exc.alert)
-    return json_response({"alert": event.alert})
+    audit = await store.audit_log(alert_id)
+    return json_response({"alert": alert, "audit": audit, "notes": await store.notes(alert_id)})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -73,7 +73,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     refused = 0
     limited = False  # one `rate_limited` error per run of refused messages, not one each
     try:
-        hub.send(sub, messages.hello(hub.last_seq, who.name, settings.simulator, False))
+        hub.send(
+            sub,
+            messages.hello(
+                hub.last_seq, who.name, settings.simulator, False, settings.disposition_names
+            ),
+        )
         if since is None:
             sub.last_seq = hub.last_seq
         else:
