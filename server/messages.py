@@ -71,6 +71,11 @@ def stats(snapshot: dict[str, Any]) -> bytes:
     return encode({"type": "stats", **snapshot})
 
 
+def presence(alert_id: str, users: Sequence[str]) -> bytes:
+    # Ephemeral (no seq): who has the alert open right now; an empty list means nobody.
+    return encode({"type": "presence", "alert_id": alert_id, "users": list(users)})
+
+
 def subscribed(verdicts: bool) -> bytes:
     return encode({"type": "subscribed", "verdicts": verdicts})
 
