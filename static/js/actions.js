@@ -1,7 +1,8 @@
 // Acting on alerts: acknowledge and resolve, one at a time or in bulk. The store takes the
 // server's answer (or, on a 409, the winning state the answer carries), so a row is right
 // before the live feed catches up. There is no bulk endpoint: a bulk action is the single
-// calls one after another, each answered on its own, and summed up at the end.
+// calls one after another, each answered on its own, and summed up at the end (a 409 names
+// who holds the alert, from the winning state the answer carries).
 
 import * as api from "./api.js";
 
@@ -18,6 +19,43 @@ export class Actions {
 
   acknowledge(alert) {
     return this._run(alert, () => api.acknowledgeAlert(alert.id));
+  }
+
+  unacknowledge(alert) {
+    return this._run(alert, () => api.unacknowledgeAlert(alert.id));
+  }
+
+  assign(alert, owner) {
+    return this._run(alert, () => api.assignAlert(alert.id, owner));
+  }
+
+  reopen(alert, note) {
+    return this._run(alert, () => api.reopenAlert(alert.id, note));
+  }
+
+  addNote(alert, text) {
+    return this._run(alert, () => api.addNote(alert.id, text));
+  }
+
+  // Takes the most urgent alert nobody holds; the server picks and claims it in one step,
+  // so two analysts pressing at once get different alerts. Returns the alert, or null.
+  async next() {
+    try {
+      const data = await api.claimNext();
+      if (!data.alert) {
+        this.notices.show("Nothing left to take: every open alert has an owner.", {
+          kind: "info",
+          key: "next",
+        });
+        return null;
+      }
+      this.store.merge(data.alert);
+      return data.alert;
+    } catch (error) {
+      if (error.unauthenticated) this.signedOut();
+      else this.notices.show(`Could not take the next alert: ${error.message}`, { kind: "error" });
+      return null;
+    }
   }
 
   // Opens the dialog with `disposition` preselected; `refocus` puts focus back afterwards.
@@ -57,12 +95,12 @@ export class Actions {
     }
   }
 
-  // `kind` is "ack", "fraud" or "legitimate". Resolving asks once, for every alert.
-  async bulk(kind, alerts, onProgress = () => {}) {
+  // `kind` is "ack", "assign-me" or a disposition. Resolving asks once, for every alert.
+  async bulk(kind, alerts, onProgress = () => {}, me = "") {
     if (this.busy || !alerts.length) return null;
     let note = "";
     let disposition = null;
-    if (kind !== "ack") {
+    if (kind !== "ack" && kind !== "assign-me") {
       const asked = this.dialog.ask(alerts, kind);
       this.updateHold();
       const answer = await asked;
@@ -78,7 +116,9 @@ export class Actions {
         const call =
           kind === "ack"
             ? () => api.acknowledgeAlert(alert.id)
-            : () => api.resolveAlert(alert.id, disposition, note);
+            : kind === "assign-me"
+              ? () => api.assignAlert(alert.id, me)
+              : () => api.resolveAlert(alert.id, disposition, note);
         const outcome = await this._run(alert, call, { quiet: true });
         results.push({ alert, ...outcome });
         if (outcome.stop) break;
@@ -87,8 +127,9 @@ export class Actions {
       this.busy = false;
       onProgress(alerts.length, alerts.length);
     }
+    const verbs = { ack: "Acknowledged", "assign-me": "Assigned to you" };
     this._summarise(
-      kind === "ack" ? "Acknowledged" : `Resolved as ${disposition}`,
+      verbs[kind] ?? `Resolved as ${disposition}`,
       alerts,
       results,
     );

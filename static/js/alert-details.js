@@ -31,7 +31,14 @@ const TX_FIELDS = [
   ["device_id", "Device"],
   ["ip", "IP address"],
 ];
-const ACTION_LABEL = { acknowledge: "Acknowledged", resolve: "Resolved" };
+const ACTION_LABEL = {
+  acknowledge: "Acknowledged",
+  unacknowledge: "Released to the queue",
+  assign: "Assigned",
+  resolve: "Resolved",
+  reopen: "Reopened",
+  note: "Note",
+};
 
 function field(label, value, { mono = false } = {}) {
   const text = value === null || value === undefined || value === "" ? "—" : String(value);
@@ -88,8 +95,29 @@ export function badgesAndActions(alert, { me, canAct }) {
         text: "Legitimate…",
       }),
     );
+    if (alert.status === "acknowledged") {
+      buttons.unshift(
+        h("button", {
+          type: "button",
+          className: "btn btn-small btn-quiet",
+          dataset: { action: "unack" },
+          title: "Give it back to the queue, unowned",
+          text: "Release",
+        }),
+      );
+    }
   } else if (alert.status === "acknowledged") {
     buttons.push(h("span", { className: "drawer-held", text: `Held by ${alert.owner}` }));
+  } else if (canAct && alert.status === "resolved") {
+    buttons.push(
+      h("button", {
+        type: "button",
+        className: "btn btn-small",
+        dataset: { action: "reopen" },
+        title: "Put it back in the queue, open and unowned",
+        text: "Reopen",
+      }),
+    );
   }
   return [
     h("div", { className: "drawer-badges" }, badges),
@@ -287,16 +315,82 @@ export function historyTimeline(alert, audit) {
     const detail = entry.detail ?? {};
     const what = [
       ACTION_LABEL[entry.action] ?? capitalize(entry.action),
-      detail.disposition ? `as ${detail.disposition}` : null,
+      entry.action === "assign" && detail.to ? `to ${detail.to}` : null,
+      entry.action === "resolve" && detail.disposition ? `as ${detail.disposition}` : null,
+      entry.action === "reopen" && detail.disposition ? `(was ${detail.disposition})` : null,
+      detail.via === "next" ? "(next)" : null,
       `by ${entry.actor}`,
     ]
       .filter(Boolean)
       .join(" ");
-    return h("li", {}, [
+    const quoted = entry.action === "note" ? detail.text : detail.note;
+    return h("li", { dataset: { action: entry.action } }, [
       h("time", { dateTime: entry.at, text: formatDateTime(entry.at) }),
       h("span", { text: what }),
-      detail.note ? h("q", { className: "timeline-note", text: detail.note }) : null,
+      quoted ? h("q", { className: "timeline-note", text: quoted }) : null,
     ]);
   });
   return [h("ol", { className: "timeline" }, [raised, ...entries])];
+}
+
+// Notes (shared, kept on the server) and, for analysts, the forms to add one and to hand the
+// alert to someone. `notes` is null while loading, an array, or {error}.
+export function notesSection(alert, notes, { me, canAct }) {
+  let list;
+  if (notes === null) list = h("p", { className: "drawer-note", text: "Loading notes…" });
+  else if (!Array.isArray(notes)) {
+    list = h("p", { className: "drawer-note", text: `Could not load notes: ${notes.error}` });
+  } else if (!notes.length) list = h("p", { className: "drawer-note", text: "No notes yet." });
+  else {
+    list = h(
+      "ol",
+      { className: "notes-list" },
+      notes.map((note) =>
+        h("li", { dataset: { note: note.id } }, [
+          h("span", { className: "note-meta" }, [
+            h("strong", { text: note.author === me ? `${note.author} (you)` : note.author }),
+            " · ",
+            h("time", { dateTime: note.at, text: formatDateTime(note.at) }),
+          ]),
+          h("p", { className: "note-text", text: note.text }),
+        ]),
+      ),
+    );
+  }
+  const children = [list];
+  if (canAct) {
+    children.push(
+      h("form", { className: "note-form", dataset: { form: "note" } }, [
+        h("label", { className: "visually-hidden", for: "note-text", text: "New note" }),
+        h("textarea", {
+          id: "note-text",
+          name: "text",
+          rows: "2",
+          maxlength: "2000",
+          placeholder: "Add a note for everyone on this alert",
+        }),
+        h("button", { type: "submit", className: "btn btn-small", text: "Add note" }),
+      ]),
+    );
+    const assignable =
+      alert.status === "open" || (alert.status === "acknowledged" && alert.owner === me);
+    if (assignable) {
+      children.push(
+        h("form", { className: "assign-form", dataset: { form: "assign" } }, [
+          h("label", { for: "assign-owner", text: "Assign to" }),
+          h("input", {
+            id: "assign-owner",
+            name: "owner",
+            type: "text",
+            maxlength: "64",
+            autocomplete: "off",
+            spellcheck: "false",
+            placeholder: "analyst name",
+          }),
+          h("button", { type: "submit", className: "btn btn-small", text: "Assign" }),
+        ]),
+      );
+    }
+  }
+  return section("notes", "Notes", children);
 }

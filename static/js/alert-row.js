@@ -86,6 +86,17 @@ export function timeContent(alert, now) {
   ]);
 }
 
+// Who else has the alert open (presence), as words; null when nobody.
+export function presenceBadge(users) {
+  if (!users?.length) return null;
+  const names = users.length > 2 ? `${users[0]} +${users.length - 1}` : users.join(", ");
+  return h("span", {
+    className: "presence",
+    title: `Also looking at this alert: ${users.join(", ")}`,
+    text: `viewing: ${names}`,
+  });
+}
+
 export function selectBox(alert) {
   return h("input", {
     type: "checkbox",

@@ -11,6 +11,7 @@ import {
   actionsKey,
   ageText,
   dataCells,
+  presenceBadge,
   selectBox,
   timeContent,
 } from "./alert-row.js";
@@ -40,6 +41,7 @@ export class AlertTable {
     this.me = me;
     this.canAct = canAct;
     this.clock = clock;
+    this.presence = new Map();
     this.onRender = onRender;
     this.onAction = () => {};
     this.onOpen = () => {};
@@ -412,11 +414,32 @@ export class AlertTable {
       timeText: null,
       ageNode: null,
       cells: null,
+      presenceNode: null,
       actionsKey: null,
       actionsCell: h("td", { className: "actions" }),
     };
     this._updateRow(row, alert);
     return row;
+  }
+
+  // Others looking at an alert right now (the server's presence messages; never "me").
+  setPresence(alertId, users) {
+    const others = (users ?? []).filter((user) => user !== this.me);
+    if (others.length) this.presence.set(alertId, others);
+    else this.presence.delete(alertId);
+    const row = this._rows.get(alertId);
+    if (row) this._paintPresence(row);
+  }
+
+  clearPresence() {
+    for (const id of [...this.presence.keys()]) this.setPresence(id, []);
+  }
+
+  _paintPresence(row) {
+    const badge = presenceBadge(this.presence.get(row.alert.id));
+    if (row.presenceNode) row.presenceNode.remove();
+    row.presenceNode = badge;
+    if (badge) row.slot.append(badge);
   }
 
   _mark(row) {
@@ -442,6 +465,7 @@ export class AlertTable {
     else row.slot.append(text);
     row.timeText = text;
     row.ageNode = text.querySelector(".age");
+    this._paintPresence(row);
     const cells = dataCells(alert, this.me);
     if (row.cells) {
       row.cells.forEach((cell, i) => cell.replaceWith(cells[i]));

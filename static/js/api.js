@@ -83,3 +83,27 @@ export function resolveAlert(id, disposition, note) {
   if (note) body.note = note;
   return request("POST", `/api/v1/alerts/${encodeURIComponent(id)}/resolve`, body);
 }
+
+const alertUrl = (id, action) => `/api/v1/alerts/${encodeURIComponent(id)}/${action}`;
+
+export function unacknowledgeAlert(id) {
+  return request("POST", alertUrl(id, "unack"), {});
+}
+
+export function assignAlert(id, owner) {
+  return request("POST", alertUrl(id, "assign"), { owner });
+}
+
+export function reopenAlert(id, note) {
+  return request("POST", alertUrl(id, "reopen"), note ? { note } : {});
+}
+
+// {note, alert, seq}
+export function addNote(id, text) {
+  return request("POST", alertUrl(id, "notes"), { text });
+}
+
+// {alert, seq}; alert is null when nothing is left to take.
+export function claimNext() {
+  return request("POST", "/api/v1/alerts/next", {});
+}

@@ -88,6 +88,7 @@ const bulk = new BulkBar($("#bulk-bar"), {
   actions,
   selectAll: $("#select-all"),
   notices,
+  me,
 });
 $("#select-all").hidden = !canAct;
 const filters = new FilterBar($("#filters"), {
@@ -287,8 +288,14 @@ socket.addEventListener("state", (event) => {
 });
 
 socket.addEventListener("hello", (event) => {
-  const { seq, user, server_time: serverTime } = event.detail;
+  const { seq, user, server_time: serverTime, dispositions } = event.detail;
   clock.sync(serverTime);
+  dialog.setDispositions(dispositions);
+  // A new socket starts with no presence: forget what the old one said (the server sends
+  // who is looking now), and say again what this page has open.
+  table.clearPresence();
+  drawer.clearPresence();
+  if (viewing) socket.send({ type: "viewing", alert_id: viewing });
   // Signed in as someone else in another tab: this page's CSRF token and "you" are stale.
   if (typeof user === "string" && me && user !== me) {
     signedOut();
@@ -409,8 +416,39 @@ table.onCursor = (id) => {
 const backToDrawer = () => drawer.root.focus({ preventScroll: true });
 drawer.onAction = (action, alert) => {
   if (action === "ack") acknowledge(alert);
+  else if (action === "unack") actions.unacknowledge(alert);
+  else if (action === "reopen") actions.reopen(alert);
   else resolve(alert, action, backToDrawer);
 };
+drawer.onNote = (alert, text) => actions.addNote(alert, text);
+
+// Presence: tell the server which alert the drawer shows, once the cursor settles (j/k
+// through the queue must not flood the socket's rate limit), and again after a reconnect.
+const VIEWING_SETTLE_MS = 250;
+let viewing = null;
+let viewingTimer = 0;
+drawer.onViewing = (id) => {
+  viewing = id;
+  clearTimeout(viewingTimer);
+  viewingTimer = setTimeout(() => socket.send({ type: "viewing", alert_id: viewing }), VIEWING_SETTLE_MS);
+};
+socket.addEventListener("presence", (event) => {
+  const { alert_id: alertId, users } = event.detail;
+  if (typeof alertId !== "string" || !Array.isArray(users)) return;
+  table.setPresence(alertId, users);
+  drawer.setPresence(alertId, users);
+});
+drawer.onAssign = (alert, owner) => actions.assign(alert, owner);
+
+// "Next": the server picks and claims the most urgent unowned alert; open it to work on.
+async function takeNext() {
+  if (!canAct) return;
+  const alert = await actions.next();
+  if (alert) openDetails(store.get(alert.id) ?? alert);
+}
+const nextButton = $("#next-button");
+nextButton.hidden = !canAct;
+nextButton.addEventListener("click", takeNext);
 drawer.onSelect = (id) => {
   const alert = store.get(id);
   if (alert) openDetails(alert);
@@ -443,6 +481,7 @@ installShortcuts({
   f: () => withCurrent((alert) => resolve(alert, "fraud", refocusAfter(alert))),
   l: () => withCurrent((alert) => resolve(alert, "legitimate", refocusAfter(alert))),
   x: () => withCurrent((alert) => canAct && table.toggleSelected(alert.id)),
+  n: () => takeNext(),
   "/": () => filters.focusSearch(),
   "?": () => shortcuts.showModal(),
   Escape: () => {

@@ -8,7 +8,8 @@ import { formatCount } from "./format.js";
 export const SELECT_ALL_MAX = 500;
 
 export class BulkBar {
-  constructor(bar, { table, actions, selectAll, notices }) {
+  constructor(bar, { table, actions, selectAll, notices, me }) {
+    this.me = me;
     this.bar = bar;
     this.table = table;
     this.actions = actions;
@@ -48,9 +49,10 @@ export class BulkBar {
       return;
     }
     const alerts = this.selectedAlerts();
-    const results = await this.actions.bulk(kind, alerts, (done, total) => {
+    const progress = (done, total) => {
       setText(this.progress, done < total ? `Working: ${done + 1} of ${total}…` : "");
-    });
+    };
+    const results = await this.actions.bulk(kind, alerts, progress, this.me);
     if (results) this.table.clearSelection();
   }
 

@@ -7,6 +7,7 @@ import {
   alertSection,
   badgesAndActions,
   historyTimeline,
+  notesSection,
   reasonsSection,
   relatedSection,
   section,
@@ -21,6 +22,10 @@ export class Drawer {
     this.root = root;
     this.title = root.querySelector("#drawer-title");
     this.sub = root.querySelector("#drawer-sub");
+    this.presenceNode = root.querySelector("#drawer-presence");
+    this.presence = new Map();
+    // Called with the alert id on display (null when closed), to tell the server.
+    this.onViewing = () => {};
     this.actions = root.querySelector("#drawer-actions");
     this.body = root.querySelector("#drawer-body");
     this.store = store;
@@ -32,8 +37,11 @@ export class Drawer {
     this.onAction = () => {};
     this.onSelect = () => {};
     this.onClose = () => {};
+    this.onNote = () => {};
+    this.onAssign = () => {};
     this._auditFor = null;
     this._audit = null;
+    this._notes = null;
     this._auditToken = 0;
 
     root.querySelector("#drawer-close").addEventListener("click", () => this.close());
@@ -41,6 +49,27 @@ export class Drawer {
       const button = event.target.closest("button[data-action]");
       if (button && this.alert && button.getAttribute("aria-disabled") !== "true") {
         this.onAction(button.dataset.action, this.alert);
+      }
+    });
+    // Notes and assignment are forms in the body; a failed call keeps what was typed.
+    this.body.addEventListener("submit", async (event) => {
+      const form = event.target.closest("form[data-form]");
+      if (!form || !this.alert) return;
+      event.preventDefault();
+      const input = form.querySelector("textarea, input");
+      const value = input.value.trim();
+      if (!value) return;
+      const handler = form.dataset.form === "note" ? this.onNote : this.onAssign;
+      const outcome = await handler(this.alert, value);
+      // The answer may have rebuilt the form (the alert changed): clear the field now there.
+      const current = this.body.querySelector(`#${input.id}`);
+      if (outcome?.ok && current) current.value = "";
+    });
+    this.body.addEventListener("keydown", (event) => {
+      // Enter sends a note (Shift+Enter: a new line), as in the resolve dialog.
+      if (event.key === "Enter" && !event.shiftKey && event.target.id === "note-text") {
+        event.preventDefault();
+        event.target.form.requestSubmit();
       }
     });
     this.body.addEventListener("click", (event) => {
@@ -65,6 +94,7 @@ export class Drawer {
     this.root.style.top = `${Math.max(0, Math.round(top))}px`;
     this.root.hidden = false;
     document.body.classList.add("has-drawer");
+    this.onViewing(this.alert.id);
     if (focus) this.root.focus({ preventScroll: true });
     if (!wasOpen) this.root.dispatchEvent(new Event("drawer-toggle"));
   }
@@ -73,6 +103,7 @@ export class Drawer {
     if (!this.isOpen) return;
     this.root.hidden = true;
     document.body.classList.remove("has-drawer");
+    this.onViewing(null);
     this.root.dispatchEvent(new Event("drawer-toggle"));
     this.onClose();
   }
@@ -83,10 +114,34 @@ export class Drawer {
     this.alert = alert;
     if (!same) {
       this._audit = null;
+      this._notes = null;
       this.body.scrollTop = 0;
     }
+    // The body is rebuilt on every change to the alert: keep what is being typed in it.
+    const kept = same ? this._formState() : null;
+    if (!same && this.isOpen) this.onViewing(alert.id);
     this._render();
+    if (kept) this._restoreForms(kept);
     if (!same || this._auditFor !== alert.updated_at) this._fetchAudit(alert);
+  }
+
+  // Who else has the alert open: shown under the title while it is on display.
+  setPresence(alertId, users) {
+    const others = (users ?? []).filter((user) => user !== this.me);
+    if (others.length) this.presence.set(alertId, others);
+    else this.presence.delete(alertId);
+    if (alertId === this.alert?.id) this._renderPresence();
+  }
+
+  clearPresence() {
+    this.presence.clear();
+    this._renderPresence();
+  }
+
+  _renderPresence() {
+    const others = this.alert ? this.presence.get(this.alert.id) : null;
+    this.presenceNode.hidden = !others;
+    setText(this.presenceNode, others ? `Also looking at this alert: ${others.join(", ")}` : "");
   }
 
   // The store has a newer state of the alert on display.
@@ -97,7 +152,9 @@ export class Drawer {
     const hadFocus = this.root.contains(document.activeElement);
     this.show(alert);
     this.body.scrollTop = scroll;
-    if (hadFocus) this.root.focus({ preventScroll: true });
+    if (hadFocus && !this.root.contains(document.activeElement)) {
+      this.root.focus({ preventScroll: true });
+    }
   }
 
   async _fetchAudit(alert) {
@@ -107,11 +164,14 @@ export class Drawer {
       const data = await this.loadAudit(alert.id);
       if (token !== this._auditToken) return;
       this._audit = Array.isArray(data.audit) ? data.audit : [];
+      this._notes = Array.isArray(data.notes) ? data.notes : [];
     } catch (error) {
       if (token !== this._auditToken) return;
       this._audit = { error: error.message };
+      this._notes = { error: error.message };
     }
     this._renderHistory();
+    this._renderNotes();
   }
 
   _render() {
@@ -129,6 +189,7 @@ export class Drawer {
         .filter(Boolean)
         .join(" · "),
     );
+    this._renderPresence();
     this.actions.replaceChildren(...badgesAndActions(alert, { me: this.me, canAct: this.canAct }));
     const related = relatedAlerts(this.store.entries(), alert);
     this.body.replaceChildren(
@@ -136,9 +197,42 @@ export class Drawer {
       transactionSection(tx),
       accountSection(alert, related),
       relatedSection(related),
+      this._notesHolder(),
       alertSection(alert, this.me),
       this._history(),
     );
+  }
+
+  _notesHolder() {
+    this._notesNode = h("div", { className: "notes-holder" });
+    this._renderNotes();
+    return this._notesNode;
+  }
+
+  _renderNotes() {
+    if (!this._notesNode || !this.alert) return;
+    const kept = this._formState();
+    const opts = { me: this.me, canAct: this.canAct };
+    this._notesNode.replaceChildren(notesSection(this.alert, this._notes, opts));
+    this._restoreForms(kept);
+  }
+
+  // What is typed in the drawer's forms, and which field has focus.
+  _formState() {
+    const values = {};
+    for (const field of this.body.querySelectorAll("form[data-form] [id]")) {
+      values[field.id] = field.value;
+    }
+    const active = document.activeElement;
+    return { values, focused: this.body.contains(active) && active.id ? active.id : null };
+  }
+
+  _restoreForms({ values, focused }) {
+    for (const [id, value] of Object.entries(values)) {
+      const field = this.body.querySelector(`#${id}`);
+      if (field) field.value = value;
+    }
+    if (focused) this.body.querySelector(`#${focused}`)?.focus({ preventScroll: true });
   }
 
   _history() {

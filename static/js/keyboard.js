@@ -53,6 +53,7 @@ export function installShortcuts(handlers) {
         case "f":
         case "l":
         case "x":
+        case "n":
         case "/":
         case "?":
           handler = handlers[event.key];

@@ -2,9 +2,8 @@
 // disposition (preselected by whichever button or key opened it) and an optional note, and
 // answers with {disposition, note} or null. Enter confirms; Shift+Enter starts a new line.
 
-import { formatMoney } from "./format.js";
-
-const LABEL = { fraud: "fraud", legitimate: "legitimate" };
+import { h } from "./dom.js";
+import { capitalize, formatMoney } from "./format.js";
 
 export class ResolveDialog {
   constructor(dialog) {
@@ -14,6 +13,7 @@ export class ResolveDialog {
     this.summary = dialog.querySelector("#resolve-summary");
     this.note = dialog.querySelector("#resolve-note");
     this.confirm = dialog.querySelector("#resolve-confirm");
+    this.fieldset = dialog.querySelector(".disposition-choice");
     this.choices = [...dialog.querySelectorAll('input[name="disposition"]')];
     this.alertId = null;
     this._resolve = null;
@@ -27,9 +27,7 @@ export class ResolveDialog {
       event.preventDefault();
       this.dialog.close("confirm");
     });
-    for (const choice of this.choices) {
-      choice.addEventListener("change", () => this._label(this.disposition));
-    }
+    this.fieldset.addEventListener("change", () => this._label(this.disposition));
     dialog.addEventListener("close", () => {
       const answer =
         dialog.returnValue === "confirm"
@@ -40,6 +38,26 @@ export class ResolveDialog {
       this._resolve = null;
       resolve?.(answer);
     });
+  }
+
+  // The server's list (hello.dispositions), in its order; the page starts with the two
+  // every server knows.
+  setDispositions(names) {
+    if (!Array.isArray(names) || !names.length) return;
+    const current = this.choices.map((choice) => choice.value);
+    if (current.join() === names.join()) return;
+    const legend = this.fieldset.querySelector("legend");
+    this.choices = names.map((name) =>
+      h("input", { type: "radio", name: "disposition", value: name }),
+    );
+    const labels = this.choices.map((input, i) => {
+      const kind = names[i] === "fraud" ? "fraud" : names[i] === "legitimate" ? "legit" : "other";
+      return h("label", { className: `choice choice-${kind}` }, [
+        input,
+        ` ${capitalize(names[i])}`,
+      ]);
+    });
+    this.fieldset.replaceChildren(legend, ...labels);
   }
 
   get isOpen() {
@@ -85,7 +103,7 @@ export class ResolveDialog {
   }
 
   _label(disposition) {
-    const label = LABEL[disposition] ?? disposition;
+    const label = disposition;
     const what = this._count === 1 ? "" : ` ${this._count} alerts`;
     this.dialog.dataset.disposition = disposition;
     this.title.textContent = `Resolve${what} as ${label}`;

@@ -229,6 +229,9 @@ export class LiveSocket extends EventTarget {
       case "stats":
         this._emit("stats", message);
         break;
+      case "presence":
+        this._emit("presence", message);
+        break;
       case "error":
         this._emit("server-error", message);
         break;
