@@ -169,11 +169,18 @@ async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(1.0)
             snapshot = dict(stats.tick())
+            snapshot["rejected_total"] = stats.rejected_total
             try:
-                snapshot["open_alerts"] = await store.count_open_alerts()
+                summary = await store.open_summary()
             except Exception:
                 log.exception("could not count open alerts")
-                snapshot["open_alerts"] = None
+                summary = {"by_severity": None, "oldest_open_created_at": None}
+            by_severity = summary["by_severity"]
+            snapshot["open_alerts"] = (
+                sum(by_severity.values()) if isinstance(by_severity, dict) else None
+            )
+            snapshot["open_by_severity"] = by_severity
+            snapshot["oldest_open_created_at"] = summary["oldest_open_created_at"]
             snapshot["clients"] = len(hub)
             snapshot["queue_depth"] = queue.qsize()
             stats.last = snapshot

@@ -138,7 +138,7 @@ async def test_batch_round_trip(store: SqliteStore, recorder: Recorder, db_path:
     alert = await store.get_alert("al-00003")
     assert alert == events[1].alert
     assert alert is not None
-    tx, verdict, _ = records[3]
+    tx, verdict, *_ = records[3]
     assert alert.status == "open"
     assert alert.severity == "critical"
     assert (alert.score, alert.decision, alert.reasons) == (0.9, "review", verdict.reasons)

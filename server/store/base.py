@@ -42,6 +42,9 @@ class Alert(msgspec.Struct, kw_only=True):
     note: str | None
     created_at: str  # RFC 3339, UTC, wall clock of the server
     updated_at: str
+    # When the server received the transaction (RFC 3339, UTC, ms): what a screen measures
+    # ingest -> screen latency from. None for alerts stored before it was recorded.
+    received_at: str | None = None
 
 
 class AlertEvent(msgspec.Struct, kw_only=True):
@@ -61,12 +64,30 @@ class AlertPage(msgspec.Struct, kw_only=True):
     seq: int
 
 
+class AlertFilter(msgspec.Struct, kw_only=True, frozen=True):
+    """What GET /api/v1/alerts narrows a listing to, beyond status. Every field given must
+    match; event times are the transaction's own (µs since the Unix epoch, inclusive)."""
+
+    severities: frozenset[str] | None = None
+    rule: str | None = None  # a reason code the alert carries
+    owner: str | None = None  # a user name
+    unowned: bool = False
+    query: str | None = None  # an account, merchant or transaction id, exactly
+    event_from_us: int | None = None
+    event_to_us: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self != AlertFilter()
+
+
 class StoredRecord(NamedTuple):
     """One scored transaction as the detection loop hands it to the store."""
 
     transaction: Transaction
     verdict: Verdict
     severity: Severity
+    received_at: str | None = None  # RFC 3339 UTC, when the server received it
 
 
 class User(msgspec.Struct, kw_only=True):
@@ -201,7 +222,11 @@ class Store(Protocol):
     async def get_alert(self, alert_id: str) -> Alert | None: ...
 
     async def list_alerts(
-        self, statuses: Collection[AlertStatus] | None, limit: int, cursor: str | None
+        self,
+        statuses: Collection[AlertStatus] | None,
+        limit: int,
+        cursor: str | None,
+        where: AlertFilter | None = None,
     ) -> AlertPage:
         """Newest first (by created_at, then id), filtered to `statuses` when given; `cursor`
         is opaque and comes from the previous page's next_cursor. Read in one snapshot."""
@@ -250,6 +275,7 @@ __all__ = [
     "Alert",
     "AlertConflict",
     "AlertEvent",
+    "AlertFilter",
     "AlertNotFound",
     "AlertPage",
     "AlertStatus",

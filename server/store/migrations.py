@@ -142,6 +142,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             # POST /alerts/next reads the unowned open alerts by severity, oldest first; this
             # keeps it to that range however long the history is.
             "CREATE INDEX alerts_unowned ON alerts (status, owner, severity, created_at, id)",
+            # GET /alerts?q=<account id>: the account's alerts without walking the history.
+            "CREATE INDEX alerts_by_account ON alerts (account_id, created_at, id)",
         ),
     ),
 )

@@ -17,6 +17,7 @@ from server.store import sqlite_reads as reads
 from server.store.base import (
     Alert,
     AlertEvent,
+    AlertFilter,
     AlertPage,
     AlertStatus,
     ApiKey,
@@ -263,12 +264,16 @@ class SqliteStore:
         return await self._read(lambda conn: reads.alert(conn, alert_id))
 
     async def list_alerts(
-        self, statuses: Collection[AlertStatus] | None, limit: int, cursor: str | None
+        self,
+        statuses: Collection[AlertStatus] | None,
+        limit: int,
+        cursor: str | None,
+        where: AlertFilter | None = None,
     ) -> AlertPage:
         """Newest first (by created_at, then id), filtered to `statuses` when given; `cursor`
         is opaque and comes from the previous page's next_cursor. Read in one snapshot.
         Raises ValueError for a limit below 1, an unknown status or a malformed cursor."""
-        return await self._read(lambda conn: reads.alert_page(conn, statuses, limit, cursor))
+        return await self._read(lambda conn: reads.alert_page(conn, statuses, limit, cursor, where))
 
     async def events_since(self, seq: int, limit: int) -> list[AlertEvent]:
         """Events with seq > `seq`, oldest first, at most `limit`."""

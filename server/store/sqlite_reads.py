@@ -15,6 +15,7 @@ from server.detection.verdict import Verdict
 from server.store.base import (
     Alert,
     AlertEvent,
+    AlertFilter,
     AlertPage,
     AlertStatus,
     ApiKey,
@@ -100,6 +101,7 @@ def alert_page(
     statuses: Collection[AlertStatus] | None,
     limit: int,
     cursor: str | None,
+    where: AlertFilter | None = None,
 ) -> AlertPage:
     """Raises ValueError for a limit below 1, an unknown status or a malformed cursor."""
     if limit < 1:
@@ -108,7 +110,10 @@ def alert_page(
     if wanted is not None and not wanted <= _STATUSES:
         raise ValueError(f"Unknown alert status in {sorted(wanted)}")
     after = None if cursor is None else decode_cursor(cursor)
-    sql, params = _page_query(wanted, limit + 1, after)
+    if where is not None and where.active:
+        sql, params = _filtered_query(wanted, where, limit + 1, after)
+    else:
+        sql, params = _page_query(wanted, limit + 1, after)
     # One read transaction: the seq and the alerts come from the same snapshot, so a client
     # that loads this page and then resumes from seq misses nothing and sees nothing twice.
     conn.execute("BEGIN")
@@ -150,6 +155,65 @@ def _page_query(
         return arm, tuple(params)
     union = " UNION ALL ".join(f"SELECT * FROM ({arm})" for _ in statuses)
     return f"{union}{order}", (*params, limit)
+
+
+def _filtered_query(
+    statuses: frozenset[str] | None,
+    where: AlertFilter,
+    limit: int,
+    after: tuple[str, str] | None,
+) -> tuple[str, tuple[object, ...]]:
+    """SQL for a narrowed listing, newest first. One plain query: the filters that have an
+    index (status, account) keep it short; the rest are checked row by row along the
+    created_at order, which is fine for a page but not free on a huge history."""
+    conds: list[str] = []
+    params: list[object] = []
+
+    def any_of(column: str, values: Collection[str]) -> None:
+        conds.append(f"{column} IN ({', '.join('?' * len(values))})")
+        params.extend(sorted(values))
+
+    if statuses is not None and statuses != _STATUSES:
+        if not statuses:
+            return "SELECT created_at, id, alert_json FROM alerts WHERE 0", ()
+        any_of("a.status", statuses)
+    if where.severities is not None:
+        any_of("a.severity", where.severities)
+    if where.unowned:
+        conds.append("a.owner IS NULL")
+    elif where.owner is not None:
+        conds.append("a.owner = ?")
+        params.append(where.owner)
+    if where.rule is not None:
+        conds.append(
+            "EXISTS (SELECT 1 FROM json_each(a.alert_json, '$.reasons') r "
+            "WHERE json_extract(r.value, '$.code') = ?)"
+        )
+        params.append(where.rule)
+    if where.query is not None:
+        conds.append(
+            "(a.account_id = ? OR a.transaction_id = ? OR "
+            "json_extract(a.alert_json, '$.transaction.merchant_id') = ?)"
+        )
+        params += [where.query] * 3
+    join = ""
+    if where.event_from_us is not None or where.event_to_us is not None:
+        join = " JOIN transactions t ON t.id = a.transaction_id"
+        if where.event_from_us is not None:
+            conds.append("t.event_time_us >= ?")
+            params.append(where.event_from_us)
+        if where.event_to_us is not None:
+            conds.append("t.event_time_us <= ?")
+            params.append(where.event_to_us)
+    if after is not None:
+        conds.append("(a.created_at, a.id) < (?, ?)")
+        params += list(after)
+    where_sql = f" WHERE {' AND '.join(conds)}" if conds else ""
+    sql = (
+        f"SELECT a.created_at, a.id, a.alert_json FROM alerts a{join}{where_sql} "
+        "ORDER BY a.created_at DESC, a.id DESC LIMIT ?"
+    )
+    return sql, (*params, limit)
 
 
 def encode_cursor(created_at: str, alert_id: str) -> str:

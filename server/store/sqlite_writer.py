@@ -383,7 +383,7 @@ def _encode_batch(
     """The transactions table's rows, and each new alert with its JSON snapshot."""
     tx_rows: list[tuple[Any, ...]] = []
     alerts: list[tuple[Alert, str]] = []
-    for tx, verdict, severity in records:
+    for tx, verdict, severity, received_at in records:
         tx_json = encode_transaction(tx)
         tx_rows.append(
             (
@@ -415,6 +415,7 @@ def _encode_batch(
                 note=None,
                 created_at=now,
                 updated_at=now,
+                received_at=received_at,
             )
             alerts.append((alert, _encode(alert).decode()))
     return tx_rows, alerts

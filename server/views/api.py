@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, get_args
 
 import msgspec
@@ -14,7 +15,7 @@ from server.auth import Permission, Principal
 from server.detection.verdict import Verdict
 from server.pipeline import IntakeClosed, submit
 from server.state import AUTH, HUB, QUEUE, SETTINGS, STATS, STORE
-from server.store.base import AlertStatus
+from server.store.base import AlertFilter, AlertStatus
 from server.store.errors import StoreUnavailable
 from server.transactions import (
     FieldError,
@@ -156,12 +157,82 @@ async def list_alerts(request: web.Request) -> web.Response:
             raise ValueError
     except ValueError:
         return json_error(400, "invalid_parameter", "'limit' must be 1-1000", "limit")
+    try:
+        where = _alert_filter(request.query, who)
+    except _BadParameter as exc:
+        return json_error(400, "invalid_parameter", exc.message, exc.field)
     cursor = request.query.get("cursor") or None
     try:
-        page = await request.app[STORE].list_alerts(statuses, limit, cursor)
+        page = await request.app[STORE].list_alerts(statuses, limit, cursor, where)
     except ValueError:
         return json_error(400, "invalid_parameter", "'cursor' is not one this API gave", "cursor")
     return json_response(page)
+
+
+class _BadParameter(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+_SEVERITIES = frozenset({"low", "medium", "high", "critical"})
+_RULE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MAX_QUERY_LENGTH = 128
+
+
+def _event_time_us(query: Mapping[str, str], name: str) -> int | None:
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise _BadParameter(
+            name,
+            f"'{name}' must be an RFC 3339 date-time with an offset, e.g. 2026-03-02T14:00:00Z",
+        )
+    return (when - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _alert_filter(query: Mapping[str, str], who: Principal) -> AlertFilter:
+    """The filters of GET /api/v1/alerts beyond status; raises _BadParameter naming one."""
+    severities = None
+    if query.get("severity"):
+        severities = frozenset(s.strip() for s in query["severity"].split(",") if s.strip())
+        bad = sorted(severities - _SEVERITIES)
+        if bad or not severities:
+            raise _BadParameter(
+                "severity",
+                f"Unknown severity {bad[0] if bad else ''!r}; use low, medium, high or critical",
+            )
+    rule = query.get("rule") or None
+    if rule is not None and not _RULE.fullmatch(rule):
+        raise _BadParameter("rule", "'rule' must be a reason code such as 'card_testing'")
+    owner = query.get("owner") or None
+    unowned = owner == "unowned"
+    if owner == "me":
+        owner = who.name
+    if owner is not None and len(owner) > 64:
+        raise _BadParameter("owner", "'owner' must be a user name, 'me' or 'unowned'")
+    q = (query.get("q") or "").strip() or None
+    if q is not None and len(q) > MAX_QUERY_LENGTH:
+        raise _BadParameter("q", f"'q' must be at most {MAX_QUERY_LENGTH} characters")
+    start, end = _event_time_us(query, "from"), _event_time_us(query, "to")
+    if start is not None and end is not None and start > end:
+        raise _BadParameter("from", "'from' must not be after 'to'")
+    return AlertFilter(
+        severities=severities,
+        rule=rule,
+        owner=None if unowned else owner,
+        unowned=unowned,
+        query=q,
+        event_from_us=start,
+        event_to_us=end,
+    )
 
 
 async def get_alert(request: web.Request) -> web.Response:
