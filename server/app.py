@@ -240,6 +240,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/alerts", api.list_alerts)
     triage.add_routes(app)
     app.router.add_get("/api/v1/alerts/{alert_id}", api.get_alert)
+    app.router.add_get("/api/v1/accounts/{account_id}/transactions", api.account_transactions)
     app.router.add_static("/static", web_dir("static"))
 
     app.cleanup_ctx.extend([_sessions_ctx, _store_ctx, _detection_ctx, _feed_ctx, _stats_ctx])

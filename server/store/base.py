@@ -81,6 +81,22 @@ class AlertFilter(msgspec.Struct, kw_only=True, frozen=True):
         return self != AlertFilter()
 
 
+class AccountTransaction(msgspec.Struct, kw_only=True):
+    """One transaction of an account's history, with the verdict it got."""
+
+    transaction: msgspec.Raw  # as accepted
+    verdict: Verdict
+    received_at: str  # when the server stored it
+
+
+class AccountPage(msgspec.Struct, kw_only=True):
+    """An account's transactions, newest event time first."""
+
+    account_id: str
+    transactions: list[AccountTransaction]
+    next_cursor: str | None
+
+
 class StoredRecord(NamedTuple):
     """One scored transaction as the detection loop hands it to the store."""
 
@@ -212,6 +228,12 @@ class Store(Protocol):
         """Atomically make `user` the owner of the most urgent open alert nobody holds
         (severity, then oldest); None when there is none. Durable on return."""
 
+    async def account_transactions(
+        self, account_id: str, limit: int, cursor: str | None
+    ) -> AccountPage:
+        """The account's transactions, newest event time first; `cursor` from the previous
+        page. Raises ValueError for a malformed cursor."""
+
     async def notes(self, alert_id: str) -> list[Note]:
         """Oldest first."""
 
@@ -272,6 +294,8 @@ class Store(Protocol):
 
 __all__ = [
     "DEFAULT_DISPOSITIONS",
+    "AccountPage",
+    "AccountTransaction",
     "Alert",
     "AlertConflict",
     "AlertEvent",

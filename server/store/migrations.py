@@ -144,6 +144,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX alerts_unowned ON alerts (status, owner, severity, created_at, id)",
             # GET /alerts?q=<account id>: the account's alerts without walking the history.
             "CREATE INDEX alerts_by_account ON alerts (account_id, created_at, id)",
+            # GET /accounts/{id}/transactions: an account's history, newest first. One more
+            # index entry per ingested transaction: the price of the details drawer's history.
+            "CREATE INDEX transactions_by_account ON transactions (account_id, event_time_us, id)",
         ),
     ),
 )

@@ -15,6 +15,7 @@ from typing import TypeVar, get_args
 from server.detection.verdict import Verdict
 from server.store import sqlite_reads as reads
 from server.store.base import (
+    AccountPage,
     Alert,
     AlertEvent,
     AlertFilter,
@@ -252,6 +253,14 @@ class SqliteStore:
     async def claim_next(self, user: str) -> AlertEvent | None:
         """Take the most urgent open unowned alert for `user`; None if there is none."""
         return await self._write(lambda writer: writer.claim_next(user))
+
+    async def account_transactions(
+        self, account_id: str, limit: int, cursor: str | None
+    ) -> AccountPage:
+        """Newest event time first. Raises ValueError for a malformed cursor."""
+        return await self._read(
+            lambda conn: reads.account_transactions(conn, account_id, limit, cursor)
+        )
 
     async def notes(self, alert_id: str) -> list[Note]:
         return await self._read(lambda conn: reads.notes(conn, alert_id))

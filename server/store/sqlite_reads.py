@@ -13,6 +13,8 @@ import msgspec
 
 from server.detection.verdict import Verdict
 from server.store.base import (
+    AccountPage,
+    AccountTransaction,
     Alert,
     AlertEvent,
     AlertFilter,
@@ -214,6 +216,41 @@ def _filtered_query(
         "ORDER BY a.created_at DESC, a.id DESC LIMIT ?"
     )
     return sql, (*params, limit)
+
+
+def account_transactions(
+    conn: sqlite3.Connection, account_id: str, limit: int, cursor: str | None
+) -> AccountPage:
+    """Raises ValueError for a limit below 1 or a malformed cursor."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    sql = (
+        "SELECT event_time_us, id, transaction_json, verdict_json, received_at FROM transactions "
+        "WHERE account_id = ?"
+    )
+    params: list[object] = [account_id]
+    if cursor is not None:
+        position, tx_id = decode_cursor(cursor)
+        try:
+            params += [int(position), tx_id]
+        except ValueError:
+            raise ValueError("Invalid cursor") from None
+        sql += " AND (event_time_us, id) < (?, ?)"
+    sql += " ORDER BY event_time_us DESC, id DESC LIMIT ?"
+    rows = conn.execute(sql, (*params, limit + 1)).fetchall()
+    more = len(rows) > limit
+    return AccountPage(
+        account_id=account_id,
+        transactions=[
+            AccountTransaction(
+                transaction=msgspec.Raw(tx.encode()),
+                verdict=_verdict_decoder.decode(verdict),
+                received_at=received_at,
+            )
+            for _, _, tx, verdict, received_at in rows[:limit]
+        ],
+        next_cursor=encode_cursor(str(rows[limit - 1][0]), rows[limit - 1][1]) if more else None,
+    )
 
 
 def encode_cursor(created_at: str, alert_id: str) -> str:

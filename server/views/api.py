@@ -235,6 +235,28 @@ def _alert_filter(query: Mapping[str, str], who: Principal) -> AlertFilter:
     )
 
 
+async def account_transactions(request: web.Request) -> web.Response:
+    """An account's recent transactions with their verdicts (the details drawer's history)."""
+    who = await permitted(request, "read", "Reading transactions needs the 'read' scope")
+    if isinstance(who, web.Response):
+        return who
+    try:
+        limit = int(request.query.get("limit", "50"))
+        if not 1 <= limit <= 500:
+            raise ValueError
+    except ValueError:
+        return json_error(400, "invalid_parameter", "'limit' must be 1-500", "limit")
+    account_id = request.match_info["account_id"]
+    if not 1 <= len(account_id) <= 128:
+        return json_error(400, "invalid_parameter", "Not an account id", "account_id")
+    cursor = request.query.get("cursor") or None
+    try:
+        page = await request.app[STORE].account_transactions(account_id, limit, cursor)
+    except ValueError:
+        return json_error(400, "invalid_parameter", "'cursor' is not one this API gave", "cursor")
+    return json_response(page)
+
+
 async def get_alert(request: web.Request) -> web.Response:
     who = await permitted(request, "read", "Reading alerts needs the 'read' scope")
     if isinstance(who, web.Response):
