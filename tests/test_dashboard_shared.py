@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -14,6 +15,7 @@ from browser_support import (
     T0,
     Ingest,
     impossible_travel,
+    screenshot,
     sign_in,
     travel_at_night,
 )
@@ -122,7 +124,7 @@ async def test_bulk_assign_to_me_reports_each_conflict(
 
 
 async def test_presence_shows_who_else_is_looking_on_the_row_and_in_the_drawer(
-    browser: Browser, server: TestServer, ingest: Ingest
+    browser: Browser, server: TestServer, ingest: Ingest, tmp_path: Path
 ) -> None:
     alice = await sign_in(browser, server, "alice")
     bob = await sign_in(browser, server, "bob")
@@ -144,6 +146,8 @@ async def test_presence_shows_who_else_is_looking_on_the_row_and_in_the_drawer(
     await expect(bob.drawer.locator("#drawer-presence")).to_have_text(
         "Also looking at this alert: alice"
     )
+    await alice.page.wait_for_timeout(300)
+    await screenshot(alice.page, "presence.png", tmp_path)
     # Alice moves on with j: her presence follows her to the other alert.
     await alice.press("j")
     await expect(alice.drawer.locator("h2")).to_have_text("Account acct-p2")

@@ -209,11 +209,15 @@ async def test_details_drawer_shows_everything_and_holds_the_stream(
     await expect(summary).to_contain_text("Unowned")
     await expect(summary).to_contain_text("Score")
 
-    # Related: only what the page holds, and it says so.
+    # The account's history comes from the server: all four transactions, this one marked.
+    history = drawer.locator('[data-section="account-history"]')
+    await expect(history.locator("tbody tr")).to_have_count(4)
+    await expect(history).to_contain_text("The last 4 transactions of acct-dd, newest first")
+    await expect(history.locator("tr.is-current")).to_contain_text("(this one)")
+    await expect(history.locator('tr[data-tx="acct-dd-ct2"]')).to_have_class("is-current")
+    await expect(history.locator("svg.amount-chart")).to_be_visible()
     activity = drawer.locator('[data-section="account"]')
-    await expect(activity).to_contain_text("Only the alerts this page holds for this account")
     await expect(activity.locator(f'[data-open="{own[1]}"]')).to_be_visible()
-    await expect(activity.locator("svg.amount-chart")).to_be_visible()
     related = drawer.locator('[data-section="related"]')
     await expect(related.locator(".related-group", has_text="Same device")).to_contain_text("· 2")
     same_merchant = related.locator(".related-group", has_text="Same merchant m-don-2")

@@ -203,31 +203,10 @@ function relatedItem(other) {
 
 export function accountSection(alert, related) {
   const others = related.groups.account;
-  const points = [alert, ...others].map((a) => ({
-    id: a.id,
-    at: Date.parse(a.transaction?.timestamp),
-    amount: Number(a.transaction?.amount),
-  }));
-  const currency = alert.transaction?.currency;
-  const chart = amountChart(points, alert.id, {
-    label: `Amounts of ${points.length} alerts on account ${alert.account_id} over event time`,
-    money: (amount) => formatMoney(amount, currency),
-    time: (ms) => {
-      const { time, date } = formatEventTime(new Date(ms).toISOString());
-      return date ? `${date} ${time}` : time;
-    },
-  });
   return section(
     "account",
-    "Account activity on this page",
+    "Other alerts for this account",
     [
-      h("p", {
-        className: "drawer-note",
-        text:
-          "Only the alerts this page holds for this account, not its full transaction " +
-          "history (the server has no history endpoint yet).",
-      }),
-      chart,
       others.length
         ? h(
             "ul",
@@ -247,6 +226,75 @@ export function accountSection(alert, related) {
     ],
     { className: "account-activity" },
   );
+}
+
+// The account's recent transactions from the server (GET /api/v1/accounts/{id}/transactions):
+// an amount-over-event-time chart and a table. `history` is null while loading, {error}, or
+// the server's page.
+export function accountHistorySection(alert, history) {
+  const title = "Account history";
+  if (history === null) {
+    return section("account-history", title, [
+      h("p", { className: "drawer-note", text: "Loading the account's transactions…" }),
+    ]);
+  }
+  if (!Array.isArray(history.transactions)) {
+    return section("account-history", title, [
+      h("p", { className: "drawer-note", text: `Could not load the history: ${history.error}` }),
+    ]);
+  }
+  const items = history.transactions;
+  const currency = alert.transaction?.currency;
+  const chart = amountChart(
+    items.map((item) => ({
+      id: item.transaction?.id,
+      at: Date.parse(item.transaction?.timestamp),
+      amount: Number(item.transaction?.amount),
+    })),
+    alert.transaction_id,
+    {
+      label: `Amounts of the last ${items.length} transactions of account ${alert.account_id} over event time`,
+      money: (amount) => formatMoney(amount, currency),
+      time: (ms) => {
+        const { time, date } = formatEventTime(new Date(ms).toISOString());
+        return date ? `${date} ${time}` : time;
+      },
+    },
+  );
+  const rows = items.map((item) => {
+    const tx = item.transaction ?? {};
+    const verdict = item.verdict ?? {};
+    const current = tx.id === alert.transaction_id;
+    return h("tr", { className: current ? "is-current" : null, dataset: { tx: tx.id } }, [
+      h("td", { text: formatEventTime(tx.timestamp).time }),
+      h("td", { text: tx.merchant_name || tx.merchant_id || "—" }),
+      h("td", { className: "num", text: formatMoney(tx.amount, tx.currency) }),
+      h("td", { className: "num", text: formatScore(verdict.score) }),
+      h("td", { text: capitalize(verdict.decision ?? "") + (current ? " (this one)" : "") }),
+    ]);
+  });
+  const table = h("table", { className: "history-table" }, [
+    h("thead", {}, [
+      h("tr", {}, [
+        h("th", { scope: "col", text: "Time" }),
+        h("th", { scope: "col", text: "Merchant" }),
+        h("th", { scope: "col", className: "num", text: "Amount" }),
+        h("th", { scope: "col", className: "num", text: "Score" }),
+        h("th", { scope: "col", text: "Decision" }),
+      ]),
+    ]),
+    h("tbody", {}, rows),
+  ]);
+  return section("account-history", title, [
+    h("p", {
+      className: "drawer-note",
+      text: items.length
+        ? `The last ${items.length} transactions of ${alert.account_id}, newest first${history.next_cursor ? " (older ones not shown)" : ""}.`
+        : "No transactions stored for this account.",
+    }),
+    chart,
+    items.length ? table : null,
+  ]);
 }
 
 export function relatedSection(related) {
@@ -334,8 +382,9 @@ export function historyTimeline(alert, audit) {
 }
 
 // Notes (shared, kept on the server) and, for analysts, the forms to add one and to hand the
-// alert to someone. `notes` is null while loading, an array, or {error}.
-export function notesSection(alert, notes, { me, canAct }) {
+// alert to someone. `notes` is null while loading, an array, or {error}. The forms are the
+// drawer's own nodes, kept across re-renders so typing and clicks are never lost.
+export function notesSection(alert, notes, { me, canAct, forms }) {
   let list;
   if (notes === null) list = h("p", { className: "drawer-note", text: "Loading notes…" });
   else if (!Array.isArray(notes)) {
@@ -359,38 +408,40 @@ export function notesSection(alert, notes, { me, canAct }) {
   }
   const children = [list];
   if (canAct) {
-    children.push(
-      h("form", { className: "note-form", dataset: { form: "note" } }, [
-        h("label", { className: "visually-hidden", for: "note-text", text: "New note" }),
-        h("textarea", {
-          id: "note-text",
-          name: "text",
-          rows: "2",
-          maxlength: "2000",
-          placeholder: "Add a note for everyone on this alert",
-        }),
-        h("button", { type: "submit", className: "btn btn-small", text: "Add note" }),
-      ]),
-    );
+    children.push(forms.note);
     const assignable =
       alert.status === "open" || (alert.status === "acknowledged" && alert.owner === me);
-    if (assignable) {
-      children.push(
-        h("form", { className: "assign-form", dataset: { form: "assign" } }, [
-          h("label", { for: "assign-owner", text: "Assign to" }),
-          h("input", {
-            id: "assign-owner",
-            name: "owner",
-            type: "text",
-            maxlength: "64",
-            autocomplete: "off",
-            spellcheck: "false",
-            placeholder: "analyst name",
-          }),
-          h("button", { type: "submit", className: "btn btn-small", text: "Assign" }),
-        ]),
-      );
-    }
+    if (assignable) children.push(forms.assign);
   }
   return section("notes", "Notes", children);
+}
+
+export function noteForm() {
+  return h("form", { className: "note-form", dataset: { form: "note" } }, [
+    h("label", { className: "visually-hidden", for: "note-text", text: "New note" }),
+    h("textarea", {
+      id: "note-text",
+      name: "text",
+      rows: "2",
+      maxlength: "2000",
+      placeholder: "Add a note for everyone on this alert",
+    }),
+    h("button", { type: "submit", className: "btn btn-small", text: "Add note" }),
+  ]);
+}
+
+export function assignForm() {
+  return h("form", { className: "assign-form", dataset: { form: "assign" } }, [
+    h("label", { for: "assign-owner", text: "Assign to" }),
+    h("input", {
+      id: "assign-owner",
+      name: "owner",
+      type: "text",
+      maxlength: "64",
+      autocomplete: "off",
+      spellcheck: "false",
+      placeholder: "analyst name",
+    }),
+    h("button", { type: "submit", className: "btn btn-small", text: "Assign" }),
+  ]);
 }

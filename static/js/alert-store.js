@@ -75,14 +75,17 @@ export class AlertStore extends EventTarget {
     this._changed({ reset: false, ids: [alert.id], added: added ? [alert.id] : [] });
   }
 
-  // State from a REST answer: keep it only if it is at least as far along as ours.
+  // State from a REST answer: keep it only if it is not older than ours. Alerts can go
+  // back (release, reopen), so the change time decides; the status only breaks a tie.
   merge(alert) {
     const current = this.get(alert.id);
     if (current) {
+      const newer = String(alert.updated_at);
+      const older = String(current.updated_at);
+      if (newer < older) return;
       const rankNew = STATUS_RANK[alert.status] ?? 0;
       const rankOld = STATUS_RANK[current.status] ?? 0;
-      if (rankNew < rankOld) return;
-      if (rankNew === rankOld && String(alert.updated_at) < String(current.updated_at)) return;
+      if (newer === older && rankNew < rankOld) return;
     }
     this.upsert(alert);
   }

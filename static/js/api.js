@@ -63,9 +63,12 @@ export function listAlerts({
   statuses = ["open", "acknowledged"],
   limit = 500,
   cursor = null,
+  filters = {},
 } = {}) {
   const query = new URLSearchParams({ status: statuses.join(","), limit: String(limit) });
   if (cursor) query.set("cursor", cursor);
+  // Server-side filters: severity, rule, owner, q, from, to (see docs/api.md).
+  for (const [key, value] of Object.entries(filters)) if (value) query.set(key, value);
   return request("GET", `/api/v1/alerts?${query}`);
 }
 
@@ -96,6 +99,12 @@ export function assignAlert(id, owner) {
 
 export function reopenAlert(id, note) {
   return request("POST", alertUrl(id, "reopen"), note ? { note } : {});
+}
+
+// {account_id, transactions: [{transaction, verdict, received_at}], next_cursor}
+export function accountTransactions(accountId, limit = 50) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  return request("GET", `/api/v1/accounts/${encodeURIComponent(accountId)}/transactions?${query}`);
 }
 
 // {note, alert, seq}

@@ -61,6 +61,7 @@ const empty = $("#alerts-empty");
 const staleNote = $("#stale-note");
 const tableWrap = $("#table-wrap");
 let olderNotShown = false;
+let snapshotLoaded = false;
 let signedOutAlready = false;
 let lastSessionCheck = 0;
 let heldByMe = 0;
@@ -77,7 +78,14 @@ const table = new AlertTable({
   clock,
   onRender: renderSummary,
 });
-const drawer = new Drawer($("#drawer"), { store, me, canAct, clock, loadAudit: api.getAlert });
+const drawer = new Drawer($("#drawer"), {
+  store,
+  me,
+  canAct,
+  clock,
+  loadAudit: api.getAlert,
+  loadHistory: (accountId) => api.accountTransactions(accountId),
+});
 
 // Rows hold still while the analyst works in the table, a dialog or the details drawer.
 const updateHold = holdWhileWorking(tableWrap, table, () => dialog.isOpen || drawer.isOpen);
@@ -110,6 +118,40 @@ const critical = new CriticalAlerts({
 function applyView(view) {
   table.setView(matcher(view, me), comparator(view.sort));
   views.render();
+  if (snapshotLoaded && (view.from || view.to)) loadRange(view);
+}
+
+// A time range reaches past what the page holds (resolved alerts, older ones): ask the
+// server for that window, with the other filters it understands, and add what it finds.
+const RANGE_LIMIT = 1000;
+let rangeToken = 0;
+async function loadRange(view) {
+  const token = ++rangeToken;
+  const statuses = view.status.length ? view.status : ["open", "acknowledged", "resolved"];
+  const params = {
+    from: view.from,
+    to: view.to,
+    severity: view.severity.join(","),
+    rule: view.rule,
+    owner: view.owner,
+  };
+  try {
+    const page = await api.listAlerts({ statuses, limit: RANGE_LIMIT, filters: params });
+    if (token !== rangeToken) return;
+    for (const alert of page.alerts ?? []) {
+      store.merge(alert);
+      filters.noteAlert(alert);
+    }
+    if (page.next_cursor) {
+      notices.show(`More than ${formatCount(RANGE_LIMIT)} alerts in this range: narrow it.`, {
+        kind: "info",
+        key: "range",
+      });
+    }
+  } catch (error) {
+    if (error.unauthenticated) signedOut();
+    else notices.show(`Could not load that time range: ${error.message}`, { kind: "error" });
+  }
 }
 
 function renderSummary({ shown, held, waiting }) {
@@ -244,6 +286,8 @@ async function loadSnapshot() {
       olderNotShown = more;
       socket.lastSeq = Number.isInteger(seq) ? seq : null;
       notices.clear("load");
+      snapshotLoaded = true;
+      if (filters.view.from || filters.view.to) loadRange(filters.view);
       return true;
     } catch (error) {
       if (error.unauthenticated) {
@@ -335,13 +379,17 @@ socket.addEventListener("alert", (event) => {
   const { type, alert } = event.detail;
   store.upsert(alert);
   filters.noteAlert(alert);
-  if (type === "alert") announcer.newAlerts(1);
+  if (type === "alert") {
+    announcer.newAlerts(1);
+    counters.noteArrival(alert, event.detail.replayed === true);
+  }
   cancelDialogIfStale(alert);
   critical.observe(type, alert);
 });
 
 socket.addEventListener("stats", (event) => {
   counters.update(event.detail);
+  integrity.setRejected(event.detail.rejected_total);
   renderTitle(event.detail.open_alerts);
 });
 

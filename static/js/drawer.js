@@ -3,7 +3,10 @@
 // the drawer follows; the audit trail is fetched from the server for each alert shown.
 
 import {
+  accountHistorySection,
   accountSection,
+  assignForm,
+  noteForm,
   alertSection,
   badgesAndActions,
   historyTimeline,
@@ -18,7 +21,7 @@ import { formatAge, formatMoney } from "./format.js";
 import { relatedAlerts } from "./related.js";
 
 export class Drawer {
-  constructor(root, { store, me, canAct, clock, loadAudit }) {
+  constructor(root, { store, me, canAct, clock, loadAudit, loadHistory }) {
     this.root = root;
     this.title = root.querySelector("#drawer-title");
     this.sub = root.querySelector("#drawer-sub");
@@ -33,11 +36,16 @@ export class Drawer {
     this.canAct = canAct;
     this.clock = clock;
     this.loadAudit = loadAudit;
+    this.loadHistory = loadHistory;
+    this._accountHistory = null;
+    this._historyAccount = null;
+    this._historyToken = 0;
     this.alert = null;
     this.onAction = () => {};
     this.onSelect = () => {};
     this.onClose = () => {};
     this.onNote = () => {};
+    this.forms = { note: noteForm(), assign: assignForm() };
     this.onAssign = () => {};
     this._auditFor = null;
     this._audit = null;
@@ -60,10 +68,12 @@ export class Drawer {
       const value = input.value.trim();
       if (!value) return;
       const handler = form.dataset.form === "note" ? this.onNote : this.onAssign;
+      const alertId = this.alert.id;
       const outcome = await handler(this.alert, value);
-      // The answer may have rebuilt the form (the alert changed): clear the field now there.
-      const current = this.body.querySelector(`#${input.id}`);
-      if (outcome?.ok && current) current.value = "";
+      // Cleared only if the drawer still shows that alert and nobody typed something else.
+      if (outcome?.ok && this.alert?.id === alertId && input.value.trim() === value) {
+        input.value = "";
+      }
     });
     this.body.addEventListener("keydown", (event) => {
       // Enter sends a note (Shift+Enter: a new line), as in the resolve dialog.
@@ -115,14 +125,17 @@ export class Drawer {
     if (!same) {
       this._audit = null;
       this._notes = null;
+      for (const form of Object.values(this.forms)) form.reset();
       this.body.scrollTop = 0;
     }
-    // The body is rebuilt on every change to the alert: keep what is being typed in it.
-    const kept = same ? this._formState() : null;
+    // The body is rebuilt on every change to the alert (the forms are moved, not rebuilt):
+    // keep the keyboard where it was.
+    const focused = this._focusedField();
     if (!same && this.isOpen) this.onViewing(alert.id);
     this._render();
-    if (kept) this._restoreForms(kept);
+    if (same) this._refocus(focused);
     if (!same || this._auditFor !== alert.updated_at) this._fetchAudit(alert);
+    if (!same) this._fetchHistory(alert);
   }
 
   // Who else has the alert open: shown under the title while it is on display.
@@ -155,6 +168,29 @@ export class Drawer {
     if (hadFocus && !this.root.contains(document.activeElement)) {
       this.root.focus({ preventScroll: true });
     }
+  }
+
+  async _fetchHistory(alert) {
+    const token = ++this._historyToken;
+    if (this._historyAccount !== alert.account_id) {
+      this._accountHistory = null;
+      this._renderAccountHistory();
+    }
+    this._historyAccount = alert.account_id;
+    try {
+      const data = await this.loadHistory(alert.account_id);
+      if (token !== this._historyToken) return;
+      this._accountHistory = data;
+    } catch (error) {
+      if (token !== this._historyToken) return;
+      this._accountHistory = { error: error.message };
+    }
+    this._renderAccountHistory();
+  }
+
+  _renderAccountHistory() {
+    if (!this._accountNode || !this.alert) return;
+    this._accountNode.replaceChildren(accountHistorySection(this.alert, this._accountHistory));
   }
 
   async _fetchAudit(alert) {
@@ -195,12 +231,19 @@ export class Drawer {
     this.body.replaceChildren(
       reasonsSection(alert),
       transactionSection(tx),
+      this._accountHolder(),
       accountSection(alert, related),
       relatedSection(related),
       this._notesHolder(),
       alertSection(alert, this.me),
       this._history(),
     );
+  }
+
+  _accountHolder() {
+    this._accountNode = h("div", { className: "account-holder" });
+    this._renderAccountHistory();
+    return this._accountNode;
   }
 
   _notesHolder() {
@@ -211,28 +254,20 @@ export class Drawer {
 
   _renderNotes() {
     if (!this._notesNode || !this.alert) return;
-    const kept = this._formState();
-    const opts = { me: this.me, canAct: this.canAct };
+    const focused = this._focusedField();
+    const opts = { me: this.me, canAct: this.canAct, forms: this.forms };
     this._notesNode.replaceChildren(notesSection(this.alert, this._notes, opts));
-    this._restoreForms(kept);
+    this._refocus(focused);
   }
 
-  // What is typed in the drawer's forms, and which field has focus.
-  _formState() {
-    const values = {};
-    for (const field of this.body.querySelectorAll("form[data-form] [id]")) {
-      values[field.id] = field.value;
-    }
+  _focusedField() {
     const active = document.activeElement;
-    return { values, focused: this.body.contains(active) && active.id ? active.id : null };
+    return active && active !== this.body && this.body.contains(active) ? active : null;
   }
 
-  _restoreForms({ values, focused }) {
-    for (const [id, value] of Object.entries(values)) {
-      const field = this.body.querySelector(`#${id}`);
-      if (field) field.value = value;
-    }
-    if (focused) this.body.querySelector(`#${focused}`)?.focus({ preventScroll: true });
+  // Moving a node out of the document and back drops its focus: put it back.
+  _refocus(node) {
+    if (node?.isConnected && document.activeElement !== node) node.focus({ preventScroll: true });
   }
 
   _history() {

@@ -4,7 +4,15 @@
 
 import { h } from "./dom.js";
 import { ruleLabel } from "./format.js";
-import { emptyView, isFiltered, parseView, serializeView } from "./view.js";
+import { emptyView, isFiltered, normalizeInstant, parseView, serializeView } from "./view.js";
+
+// <input type="datetime-local"> speaks the browser's local time; the URL keeps UTC.
+function toLocalInput(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  const local = new Date(date.getTime() - date.getTimezoneOffset() * 60_000);
+  return local.toISOString().slice(0, 16);
+}
 
 const SEARCH_DEBOUNCE_MS = 150;
 
@@ -18,6 +26,8 @@ export class FilterBar {
     this.rule = form.querySelector("#filter-rule");
     this.owner = form.querySelector("#filter-owner");
     this.sort = form.querySelector("#filter-sort");
+    this.from = form.querySelector("#filter-from");
+    this.to = form.querySelector("#filter-to");
     this.clear = form.querySelector("#filter-clear");
     this.chips = [...form.querySelectorAll(".chip[data-filter]")];
     this.rules = new Set();
@@ -55,6 +65,14 @@ export class FilterBar {
     this.owner.addEventListener("change", () =>
       this._commit({ ...this.view, owner: this.owner.value }),
     );
+    for (const [input, key] of [
+      [this.from, "from"],
+      [this.to, "to"],
+    ]) {
+      input.addEventListener("change", () =>
+        this._commit({ ...this.view, [key]: normalizeInstant(input.value) }),
+      );
+    }
     this.sort.addEventListener("change", () =>
       this._commit({ ...this.view, sort: this.sort.value }),
     );
@@ -131,6 +149,8 @@ export class FilterBar {
     this.rule.value = view.rule;
     this.owner.value = view.owner;
     this.sort.value = view.sort;
+    if (normalizeInstant(this.from.value) !== view.from) this.from.value = toLocalInput(view.from);
+    if (normalizeInstant(this.to.value) !== view.to) this.to.value = toLocalInput(view.to);
     this.clear.hidden = !isFiltered(view);
     this.form.classList.toggle("is-filtered", isFiltered(view));
   }

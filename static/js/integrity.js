@@ -35,11 +35,22 @@ export class IntegrityPanel {
     this.rejected = null;
     this.metricsAt = 0;
     this.metricsError = null;
+    this.fromStats = false;
     details.addEventListener("toggle", () => {
-      if (details.open) this.pollMetrics();
+      if (details.open && !this.fromStats) this.pollMetrics();
     });
-    setInterval(() => this.pollMetrics(), METRICS_EVERY_MS);
+    // Servers that send rejected_total in `stats` need no polling; older ones do.
+    setInterval(() => this.fromStats || this.pollMetrics(), METRICS_EVERY_MS);
     this.pollMetrics();
+  }
+
+  // A `stats` message with the server's rejected total (about once a second).
+  setRejected(total) {
+    if (!Number.isFinite(total)) return;
+    this.fromStats = true;
+    this.rejected = total;
+    this.metricsAt = Date.now();
+    this.metricsError = null;
   }
 
   async pollMetrics() {

@@ -1,6 +1,6 @@
 // Alerts related to one alert, among those this page holds: same account, same device, same
-// merchant. Only what is loaded here: the server has no account-history endpoint yet, so the
-// drawer says so next to these lists.
+// merchant. Only what is loaded here; the account's full transaction history comes from the
+// server separately (GET /api/v1/accounts/{id}/transactions).
 
 const GROUPS = ["account", "device", "merchant"];
 

@@ -207,6 +207,8 @@ export class LiveSocket extends EventTarget {
         this.delivery.connects += 1;
         if (this.delivery.connects > 1) this.delivery.reconnects += 1;
         this._liveSince = Date.now();
+        // Events up to hello.seq were committed before this socket: a replay, not live.
+        this._helloSeq = Number.isInteger(message.seq) ? message.seq : 0;
         this._setState("live");
         this._emit("hello", message);
         break;
@@ -224,6 +226,7 @@ export class LiveSocket extends EventTarget {
           this._emit("gap", { after: this.lastSeq, seq: message.seq });
         }
         this.lastSeq = message.seq;
+        message.replayed = message.seq <= (this._helloSeq ?? 0);
         this._emit("alert", message);
         break;
       case "stats":

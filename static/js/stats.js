@@ -1,12 +1,18 @@
-// The header's counters and sparklines. Two sources, labelled as such: the server's `stats`
-// message (rates, its open-alert total, its latency), and what this page holds (open alerts
-// by severity, the oldest one nobody has acknowledged).
+// The header's counters and sparklines, from the server's `stats` message: rates, open
+// alerts in total and by severity, the oldest one nobody has acknowledged, its latency. The
+// page's own alerts name that oldest one when the page holds it, and the alerts arriving
+// live give the ingest -> screen latency (their `received_at` against the server's clock).
 
 import { Sparkline } from "./charts.js";
 import { h, setText } from "./dom.js";
 import { capitalize, formatAge, formatCount, formatMs, formatRate } from "./format.js";
 
 const MINUTE_MS = 60_000;
+const LATENCY_SAMPLES = 200;
+
+function percentile(sorted, q) {
+  return sorted[Math.min(sorted.length - 1, Math.round(q * (sorted.length - 1)))];
+}
 const SEVERITY_ORDER = ["critical", "high", "medium", "low"];
 
 export class Counters {
@@ -29,6 +35,10 @@ export class Counters {
     this.severityCounts = section.querySelector("#severity-counts");
     this.oldestDetail = section.querySelector("#oldest-open-detail");
     this.latencyDetail = section.querySelector("#latency-detail");
+    this.screenDetail = section.querySelector("#screen-latency-detail");
+    this.screenSamples = [];
+    this.serverBySeverity = null;
+    this.serverOldest = null;
     this.alertCounts = []; // [at, alerts], from the last minute's stats messages
     this.openAlerts = null;
     this.oldest = null;
@@ -64,6 +74,15 @@ export class Counters {
       setText(this.latencyDetail, `p50 ${formatMs(latency.p50)} · receipt → durable verdict`);
     }
     this.openAlerts = Number.isFinite(stats.open_alerts) ? stats.open_alerts : null;
+    // Server-wide counts when the server sends them; the page's own otherwise.
+    if (stats.open_by_severity && typeof stats.open_by_severity === "object") {
+      this.serverBySeverity = stats.open_by_severity;
+      this._showSeverity(this.serverBySeverity, "");
+    }
+    if ("oldest_open_created_at" in stats) {
+      this.serverOldest = stats.oldest_open_created_at ?? "";
+      this.tick();
+    }
     this.txSpark.draw(now);
     this.alertSpark.draw(now);
     this.section.classList.remove("is-stale");
@@ -71,7 +90,29 @@ export class Counters {
 
   // From the page's own alerts: {bySeverity: {critical: n, ...}, oldest: alert | null}.
   setLocal({ bySeverity, oldest }) {
-    const key = SEVERITY_ORDER.map((s) => bySeverity[s] ?? 0).join(",");
+    if (!this.serverBySeverity) this._showSeverity(bySeverity, " on this page");
+    this.oldest = oldest;
+    this.tick();
+  }
+
+  // A new alert as it arrived live: how long from the server receiving its transaction to
+  // this screen, on the server's clock (offset from hello). Replays are not live: skipped.
+  noteArrival(alert, replayed) {
+    if (replayed || !alert.received_at) return;
+    const ms = this.clock.now() - Date.parse(alert.received_at);
+    if (!Number.isFinite(ms) || ms < 0) return;
+    this.screenSamples.push(ms);
+    if (this.screenSamples.length > LATENCY_SAMPLES) this.screenSamples.shift();
+    const sorted = [...this.screenSamples].sort((a, b) => a - b);
+    setText(this.values.screen_p99, formatMs(percentile(sorted, 0.99)));
+    setText(
+      this.screenDetail,
+      `p50 ${formatMs(percentile(sorted, 0.5))} · last ${formatCount(sorted.length)} alerts`,
+    );
+  }
+
+  _showSeverity(bySeverity, where) {
+    const key = SEVERITY_ORDER.map((s) => bySeverity[s] ?? 0).join(",") + where;
     if (key !== this._severityKey) {
       this._severityKey = key;
       // Spaces between the parts, so the text reads "1 critical 2 high" to a screen reader.
@@ -83,24 +124,29 @@ export class Counters {
         ]),
       ]);
       this.severityCounts.replaceChildren(
-        ...(parts.length ? parts.filter(Boolean) : ["none on this page"]),
+        ...(parts.length ? parts.filter(Boolean) : [`none${where}`]),
       );
     }
-    this.oldest = oldest;
-    this.tick();
   }
 
   // Once a second: the oldest unacknowledged alert keeps ageing while nothing arrives.
   tick() {
     const alert = this.oldest;
-    if (!alert) {
+    // The server's oldest ("" when none) wins over the page's; the page names it if it can.
+    const since = this.serverOldest !== null ? this.serverOldest : alert?.created_at;
+    if (!since) {
       setText(this.values.oldest_open, "—");
       setText(this.oldestDetail, "nothing waiting");
       return;
     }
-    const age = this.clock.now() - Date.parse(alert.created_at);
+    const age = this.clock.now() - Date.parse(since);
     setText(this.values.oldest_open, formatAge(age));
-    setText(this.oldestDetail, `${capitalize(alert.severity)} · ${alert.account_id}`);
+    setText(
+      this.oldestDetail,
+      alert && alert.created_at === since
+        ? `${capitalize(alert.severity)} · ${alert.account_id}`
+        : "not loaded on this page",
+    );
   }
 
   // While the feed is down the last numbers stay visible but are marked as stale.

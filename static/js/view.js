@@ -2,6 +2,7 @@
 // query string, so a view can be shared as a link and survives a reload. Pure functions.
 //
 //   ?q=acct-7&status=open,acknowledged&severity=critical&rule=card_testing&owner=me&sort=newest
+//   &from=2026-03-02T14:00:00.000Z&to=2026-03-02T15:00:00.000Z   (event time, UTC)
 //
 // `owner=me` means whoever opens the link, not whoever shared it.
 
@@ -13,7 +14,23 @@ const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
 const MAX_QUERY = 200;
 
 export function emptyView() {
-  return { q: "", status: [], severity: [], rule: "", owner: "", sort: "priority" };
+  return {
+    q: "",
+    status: [],
+    severity: [],
+    rule: "",
+    owner: "",
+    sort: "priority",
+    from: "",
+    to: "",
+  };
+}
+
+// An instant as the URL keeps it (UTC, RFC 3339), or "" for anything that is not one.
+export function normalizeInstant(value) {
+  if (!value) return "";
+  const ms = Date.parse(value);
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : "";
 }
 
 // Known values only, in canonical order, so equal views serialize equally.
@@ -37,14 +54,20 @@ export function parseView(search) {
     rule: (params.get("rule") ?? "").trim(),
     owner: (params.get("owner") ?? "").trim(),
     sort: SORTS.includes(sort) ? sort : "priority",
+    from: normalizeInstant(params.get("from")),
+    to: normalizeInstant(params.get("to")),
   };
 }
 
-// "?status=open,acknowledged&q=acct%207", or "" for the default view. Commas stay readable.
+// "?status=open,acknowledged&q=acct%207", or "" for the default view. Commas and colons
+// (in times) stay readable.
 export function serializeView(view) {
   const parts = [];
   const add = (key, value) => {
-    if (value) parts.push(`${key}=${encodeURIComponent(value).replaceAll("%2C", ",")}`);
+    if (value) {
+      const text = encodeURIComponent(value).replaceAll("%2C", ",").replaceAll("%3A", ":");
+      parts.push(`${key}=${text}`);
+    }
   };
   add("q", view.q);
   add("status", view.status.join(","));
@@ -52,11 +75,21 @@ export function serializeView(view) {
   add("rule", view.rule);
   add("owner", view.owner);
   if (view.sort !== "priority") add("sort", view.sort);
+  add("from", view.from);
+  add("to", view.to);
   return parts.length ? `?${parts.join("&")}` : "";
 }
 
 export function isFiltered(view) {
-  return Boolean(view.q || view.status.length || view.severity.length || view.rule || view.owner);
+  return Boolean(
+    view.q ||
+      view.status.length ||
+      view.severity.length ||
+      view.rule ||
+      view.owner ||
+      view.from ||
+      view.to,
+  );
 }
 
 // Lower-cased ids and names the free-text search looks through, computed once per alert
@@ -85,7 +118,14 @@ export function matcher(view, me) {
   const severities = view.severity.length ? new Set(view.severity) : null;
   const terms = view.q.toLowerCase().split(/\s+/).filter(Boolean);
   const { rule, owner } = view;
+  const fromMs = view.from ? Date.parse(view.from) : null;
+  const toMs = view.to ? Date.parse(view.to) : null;
   return (alert) => {
+    if (fromMs !== null || toMs !== null) {
+      const eventMs = Date.parse(alert.transaction?.timestamp);
+      if (fromMs !== null && !(eventMs >= fromMs)) return false;
+      if (toMs !== null && !(eventMs <= toMs)) return false;
+    }
     if (statuses && !statuses.has(alert.status)) return false;
     if (severities && !severities.has(alert.severity)) return false;
     if (rule && !hasRule(alert, rule)) return false;
