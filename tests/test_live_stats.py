@@ -48,6 +48,7 @@ async def test_stats_count_open_by_severity_oldest_open_and_rejected(
         assert stats["open_by_severity"] == {"critical": 1, "high": 1}
         assert stats["oldest_open_created_at"] == alert["created_at"]
         assert stats["rejected_total"] == 1
+        assert isinstance(stats["alerts"], int)
 
         # Acknowledged is no longer "unacknowledged": the oldest open is now the other one.
         ack = await client.post(f"/api/v1/alerts/{high}/ack", headers={"X-CSRF-Token": csrf})

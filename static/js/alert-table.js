@@ -436,10 +436,11 @@ export class AlertTable {
   }
 
   _paintPresence(row) {
+    // Under the account id (a second line; rows have one fixed height).
     const badge = presenceBadge(this.presence.get(row.alert.id));
     if (row.presenceNode) row.presenceNode.remove();
     row.presenceNode = badge;
-    if (badge) row.slot.append(badge);
+    if (badge && row.cells) row.cells[0].append(badge);
   }
 
   _mark(row) {
@@ -465,7 +466,6 @@ export class AlertTable {
     else row.slot.append(text);
     row.timeText = text;
     row.ageNode = text.querySelector(".age");
-    this._paintPresence(row);
     const cells = dataCells(alert, this.me);
     if (row.cells) {
       row.cells.forEach((cell, i) => cell.replaceWith(cells[i]));
@@ -473,6 +473,7 @@ export class AlertTable {
       tr.append(...cells, row.actionsCell);
     }
     row.cells = cells;
+    this._paintPresence(row);
     this._mark(row);
 
     const key = actionsKey(alert, this.me, this.canAct);

@@ -388,6 +388,7 @@ socket.addEventListener("alert", (event) => {
 });
 
 socket.addEventListener("stats", (event) => {
+  clock.observe(event.detail.server_time);
   counters.update(event.detail);
   integrity.setRejected(event.detail.rejected_total);
   renderTitle(event.detail.open_alerts);

@@ -9,7 +9,18 @@ export class Clock {
   // hello.server_time, taken when the message arrived: good to the socket's one-way delay.
   sync(serverIso, receivedAt = Date.now()) {
     const server = Date.parse(serverIso);
-    if (!Number.isNaN(server)) this.offsetMs = server - receivedAt;
+    if (Number.isNaN(server)) return;
+    this.offsetMs = server - receivedAt;
+    this._samples = [this.offsetMs];
+  }
+
+  // stats.server_time, about once a second. Each sample reads low by its message's delay,
+  // so the largest of the recent ones is the closest to the truth.
+  observe(serverIso, receivedAt = Date.now()) {
+    const server = Date.parse(serverIso);
+    if (Number.isNaN(server)) return;
+    this._samples = [...(this._samples ?? []), server - receivedAt].slice(-60);
+    this.offsetMs = Math.max(...this._samples);
   }
 
   now() {

@@ -54,10 +54,13 @@ export class Counters {
     // Alerts in the last minute: each stats message gives the rate over the second or so
     // since the previous one, so rate × interval is a count; their sum over the last minute
     // is what happened, not an extrapolation from a few seconds.
+    // A server that sends the tick's count (`alerts`) makes the sum exact; from an older one,
+    // rate × interval is an estimate that drifts when messages arrive unevenly.
     const rate = Number(stats.alerts_per_s);
     const previous = this.alertCounts.at(-1)?.[0];
     const interval = previous ? Math.min(2, Math.max(0.5, (now - previous) / 1000)) : 1;
-    if (Number.isFinite(rate)) this.alertCounts.push([now, rate * interval]);
+    if (Number.isInteger(stats.alerts)) this.alertCounts.push([now, stats.alerts]);
+    else if (Number.isFinite(rate)) this.alertCounts.push([now, rate * interval]);
     while (this.alertCounts.length && this.alertCounts[0][0] <= now - MINUTE_MS) {
       this.alertCounts.shift();
     }
@@ -99,8 +102,10 @@ export class Counters {
   // this screen, on the server's clock (offset from hello). Replays are not live: skipped.
   noteArrival(alert, replayed) {
     if (replayed || !alert.received_at) return;
-    const ms = this.clock.now() - Date.parse(alert.received_at);
-    if (!Number.isFinite(ms) || ms < 0) return;
+    // The page's idea of the server clock lags by the hello's one-way delay, so a fast
+    // delivery can come out below zero: that is "about as fast as we can tell", i.e. 0.
+    const ms = Math.max(0, this.clock.now() - Date.parse(alert.received_at));
+    if (!Number.isFinite(ms)) return;
     this.screenSamples.push(ms);
     if (this.screenSamples.length > LATENCY_SAMPLES) this.screenSamples.shift();
     const sorted = [...this.screenSamples].sort((a, b) => a - b);
