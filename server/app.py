@@ -32,7 +32,7 @@ from server.store.base import Label, StoredRecord
 from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
-from server.views import admin, api, labels, pages, ws
+from server.views import admin, api, labels, pages, triage, ws
 from server.views.responses import json_response
 
 log = logging.getLogger(__name__)
@@ -240,11 +240,18 @@ async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(1.0)
             snapshot = dict(stats.tick())
+            snapshot["rejected_total"] = stats.rejected_total
             try:
-                snapshot["open_alerts"] = await store.count_open_alerts()
+                summary = await store.open_summary()
             except Exception:
                 log.exception("could not count open alerts")
-                snapshot["open_alerts"] = None
+                summary = {"by_severity": None, "oldest_open_created_at": None}
+            by_severity = summary["by_severity"]
+            snapshot["open_alerts"] = (
+                sum(by_severity.values()) if isinstance(by_severity, dict) else None
+            )
+            snapshot["open_by_severity"] = by_severity
+            snapshot["oldest_open_created_at"] = summary["oldest_open_created_at"]
             snapshot["clients"] = len(hub)
             snapshot["queue_depth"] = queue.qsize()
             scorecard = app[SCORECARD].snapshot()
@@ -322,9 +329,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_put("/api/v1/users/{name}", admin.put_user)
     app.router.add_delete("/api/v1/users/{name}", admin.delete_user)
     app.router.add_get("/api/v1/settings", admin.settings)
+    triage.add_routes(app)
     app.router.add_get("/api/v1/alerts/{alert_id}", api.get_alert)
-    app.router.add_post("/api/v1/alerts/{alert_id}/ack", api.acknowledge)
-    app.router.add_post("/api/v1/alerts/{alert_id}/resolve", api.resolve)
+    app.router.add_get("/api/v1/accounts/{account_id}/transactions", api.account_transactions)
     app.router.add_post("/api/v1/labels", labels.post_labels)
     app.router.add_get("/api/v1/scorecard", labels.get_scorecard)
     app.router.add_static("/static", web_dir("static"))

@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args, get_type_hints
 
 ENV_PREFIX = "FRAUDWATCH_"
 _ORIGIN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[^/\s:@\[\]]+)(:[0-9]{1,5})?")
+_DISPOSITION = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 class ConfigError(ValueError):
@@ -131,6 +132,11 @@ class Settings:
     simulator_label_delay: float = _s(
         30.0, "Seconds after a simulated transaction before its ground-truth label is sent."
     )
+    dispositions: str = _s(
+        "fraud,legitimate,duplicate",
+        "Comma-separated outcomes an analyst may resolve an alert with (lower-case names: "
+        "letters, digits, '_' or '-'). Sent to dashboards in the WebSocket 'hello'.",
+    )
     pipeline: Literal["batched", "naive"] = _s(
         "batched",
         "Detection design. 'naive' (one task per transaction, each verdict awaited to every "
@@ -183,6 +189,17 @@ class Settings:
                     f"Setting 'allowed_origins': {origin!r} is not an origin "
                     "(scheme://host[:port], no path)"
                 )
+        names = self.disposition_names
+        if not names:
+            raise ConfigError("Setting 'dispositions' must name at least one disposition")
+        for name in names:
+            if not _DISPOSITION.fullmatch(name):
+                raise ConfigError(
+                    f"Setting 'dispositions': {name!r} is not a valid name (lower-case letters, "
+                    "digits, '_' or '-', at most 32, starting with a letter)"
+                )
+        if len(set(names)) != len(names):
+            raise ConfigError("Setting 'dispositions' names a disposition twice")
         if not 0 <= self.fraud_rate <= 0.5:
             raise ConfigError(f"Setting 'fraud_rate' must be in [0, 0.5], got {self.fraud_rate}")
         if self.pipeline not in ("batched", "naive"):
@@ -193,6 +210,11 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "fraudwatch.db"
+
+    @property
+    def disposition_names(self) -> tuple[str, ...]:
+        """`dispositions` as a tuple, in the order given (the dashboard offers them so)."""
+        return tuple(d.strip() for d in self.dispositions.split(",") if d.strip())
 
     @property
     def origins(self) -> frozenset[str]:

@@ -13,6 +13,8 @@ Overflow policy, per message kind:
 - verdict batches are coalesced: only the newest `VERDICT_BACKLOG` wait; older ones are
   dropped and counted.
 - stats: only the latest waits.
+- presence (who is looking at which alert): only the latest per alert waits, so a client's
+  backlog of them is bounded by the number of alerts being looked at.
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ class Subscriber:
         self.alerts: deque[bytes] = deque()
         self.verdicts: deque[bytes] = deque()
         self.stats: bytes | None = None
+        self.presence: dict[str, bytes] = {}
+        # The alert this client's user has open (the `viewing` message), if any.
+        self.viewing: str | None = None
         self.direct: deque[bytes] = deque()
         # While replaying from the store, live events wait here so none is lost or doubled.
         self.held: list[AlertEvent] | None = []
@@ -107,7 +112,13 @@ class Subscriber:
         self.writer: asyncio.Task[None] | None = None
 
     def pending(self) -> int:
-        return len(self.alerts) + len(self.verdicts) + len(self.direct) + (self.stats is not None)
+        return (
+            len(self.alerts)
+            + len(self.verdicts)
+            + len(self.direct)
+            + len(self.presence)
+            + (self.stats is not None)
+        )
 
     def wake(self) -> None:
         self._drained.clear()
@@ -117,15 +128,23 @@ class Subscriber:
         await self._drained.wait()
 
     def _take(self) -> list[bytes]:
-        """Up to WRITE_CHUNK bytes of queued frames: replies first, then alerts, verdicts,
-        and the latest stats."""
+        """Up to WRITE_CHUNK bytes of queued frames: replies first, then alerts, presence,
+        verdicts, and the latest stats."""
         chunk: list[bytes] = []
         size = 0
-        for queue in (self.direct, self.alerts, self.verdicts):
+        for queue in (self.direct, self.alerts):
             while queue and size < WRITE_CHUNK:
                 frame = queue.popleft()
                 chunk.append(frame)
                 size += len(frame)
+        while self.presence and size < WRITE_CHUNK:
+            frame = self.presence.pop(next(iter(self.presence)))
+            chunk.append(frame)
+            size += len(frame)
+        while self.verdicts and size < WRITE_CHUNK:
+            frame = self.verdicts.popleft()
+            chunk.append(frame)
+            size += len(frame)
         if self.stats is not None and size < WRITE_CHUNK:
             chunk.append(self.stats)
             self.stats = None
@@ -167,6 +186,8 @@ class Hub:
         self.stall_seconds = stall_seconds
         self.subscribers: set[Subscriber] = set()
         self.last_seq = 0
+        # alert id -> the clients looking at it (presence). Only in memory: it is about now.
+        self._viewing: dict[str, set[Subscriber]] = {}
         # Closes running aside (slow or logged-out clients), with the socket each is closing.
         self._closing_tasks: dict[asyncio.Task[Any], web.WebSocketResponse] = {}
 
@@ -186,6 +207,7 @@ class Hub:
         return sub
 
     async def unsubscribe(self, sub: Subscriber) -> None:
+        self.set_viewing(sub, None)
         self.subscribers.discard(sub)
         sub.closing = True
         sub._wake.set()
@@ -238,6 +260,40 @@ class Hub:
                     continue
             sub.wake()
 
+    def set_viewing(self, sub: Subscriber, alert_id: str | None) -> None:
+        """`sub` now looks at `alert_id` (None: at none); everyone learns who looks at the
+        alerts this changes. Synchronous, like every publish."""
+        before = sub.viewing
+        if before == alert_id:
+            return
+        sub.viewing = alert_id
+        if before is not None:
+            viewers = self._viewing.get(before)
+            if viewers is not None:
+                viewers.discard(sub)
+                if not viewers:
+                    del self._viewing[before]
+            self._publish_presence(before)
+        if alert_id is not None:
+            self._viewing.setdefault(alert_id, set()).add(sub)
+            self._publish_presence(alert_id)
+
+    def viewers(self, alert_id: str) -> list[str]:
+        """The users looking at an alert, each once (one may have several tabs)."""
+        return sorted({s.user for s in self._viewing.get(alert_id, ())})
+
+    def send_presence(self, sub: Subscriber) -> None:
+        """Who looks at what right now, for a client that just connected."""
+        for alert_id in self._viewing:
+            sub.presence[alert_id] = text_frame(messages.presence(alert_id, self.viewers(alert_id)))
+        sub.wake()
+
+    def _publish_presence(self, alert_id: str) -> None:
+        frame = text_frame(messages.presence(alert_id, self.viewers(alert_id)))
+        for sub in self.subscribers:
+            sub.presence[alert_id] = frame
+            sub.wake()
+
     def publish_verdicts(self, verdicts: Sequence[Verdict]) -> None:
         listeners = [s for s in self.subscribers if s.wants_verdicts and s.held is None]
         if not listeners:
@@ -267,6 +323,7 @@ class Hub:
 
     def disconnect(self, sub: Subscriber, code: int, message: bytes) -> None:
         """Close one client's socket from outside its handler; its handler then unregisters."""
+        self.set_viewing(sub, None)
         self.subscribers.discard(sub)
         sub.closing = True
         sub.alerts.clear()

@@ -37,7 +37,13 @@ def encode(message: dict[str, Any]) -> bytes:
     return _encoder.encode(message)
 
 
-def hello(seq: int, user: str, simulated: bool, subscribed_verdicts: bool) -> bytes:
+def hello(
+    seq: int,
+    user: str,
+    simulated: bool,
+    subscribed_verdicts: bool,
+    dispositions: Sequence[str] = (),
+) -> bytes:
     return encode(
         {
             "type": "hello",
@@ -45,6 +51,8 @@ def hello(seq: int, user: str, simulated: bool, subscribed_verdicts: bool) -> by
             "user": user,
             "simulated": simulated,
             "verdicts": subscribed_verdicts,
+            # What resolve accepts here (the `dispositions` setting), in the order to offer.
+            "dispositions": list(dispositions),
             "server_time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         }
     )
@@ -60,7 +68,14 @@ def verdicts(items: Sequence[Verdict]) -> bytes:
 
 
 def stats(snapshot: dict[str, Any]) -> bytes:
-    return encode({"type": "stats", **snapshot})
+    # server_time lets a page refine its idea of the server's clock every second.
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    return encode({"type": "stats", **snapshot, "server_time": now})
+
+
+def presence(alert_id: str, users: Sequence[str]) -> bytes:
+    # Ephemeral (no seq): who has the alert open right now; an empty list means nobody.
+    return encode({"type": "presence", "alert_id": alert_id, "users": list(users)})
 
 
 def subscribed(verdicts: bool) -> bytes:

@@ -15,6 +15,7 @@ and /healthz reports why. Nothing taken from the queue is dropped or scored twic
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import time
@@ -166,6 +167,12 @@ async def submit(
     return [verdict for answer in answers for verdict in answer]
 
 
+def _wall_clock(unix: float) -> str:
+    """RFC 3339 UTC with milliseconds, like every timestamp the store writes."""
+    stamp = dt.datetime.fromtimestamp(unix, dt.UTC).isoformat(timespec="milliseconds")
+    return stamp[:-6] + "Z"
+
+
 def new_alert_id() -> str:
     # Time-ordered and unique across processes without coordination (workers scale out).
     return f"{time.time_ns() // 1_000_000:011x}{os.urandom(5).hex()}"
@@ -243,8 +250,10 @@ class DetectionLoop:
         answers: list[list[Verdict | FieldError]] = []
         fresh: dict[str, tuple[Verdict, Transaction]] = {}
         latencies: list[float] = []
+        wall, mono = time.time(), time.monotonic()
         for sub in batch:
             out: list[Verdict | FieldError] = []
+            received_at: str | None = None
             for tx in sub.transactions:
                 # An id seen before gets its first verdict back if this is the same payment
                 # (a retry), and a conflict if not: the first transaction stays as it was.
@@ -264,7 +273,9 @@ class DetectionLoop:
                     latency_ms=round((time.monotonic() - sub.received) * 1000, 3),
                 )
                 fresh[tx.id] = (verdict, tx)
-                records.append(StoredRecord(tx, verdict, scored.severity))
+                if verdict.alert_id is not None and received_at is None:
+                    received_at = _wall_clock(wall - (mono - sub.received))
+                records.append(StoredRecord(tx, verdict, scored.severity, received_at))
                 out.append(verdict)
             answers.append(out)
         if records:

@@ -58,6 +58,9 @@ class Stats:
         self.last = {
             "tx_per_s": round(self._tick_tx / elapsed, 1),
             "alerts_per_s": round(self._tick_alerts / elapsed, 2),
+            # The count itself, so a client summing a minute of ticks is exact, whatever the
+            # spacing at which the messages reach it.
+            "alerts": self._tick_alerts,
             "latency_ms": {"p50": _percentile(latencies, 0.5), "p99": _percentile(latencies, 0.99)},
         }
         self._tick_started = now

@@ -17,7 +17,13 @@ from server.detection.verdict import Reason, Severity, Verdict
 from server.transactions import Transaction
 
 AlertStatus = Literal["open", "acknowledged", "resolved"]
-Disposition = Literal["fraud", "legitimate"]
+# Which dispositions exist is a setting (`dispositions`), checked by the API; the store keeps
+# whatever non-empty name it is given, so a disposition retired later still reads back.
+Disposition = str
+# What a label says about a transaction; the only dispositions that are labels too.
+LabelValue = Literal["fraud", "legitimate"]
+LABELS: frozenset[str] = frozenset(("fraud", "legitimate"))
+DEFAULT_DISPOSITIONS: tuple[str, ...] = ("fraud", "legitimate", "duplicate")
 Role = Literal["analyst", "admin", "viewer"]
 
 
@@ -39,6 +45,9 @@ class Alert(msgspec.Struct, kw_only=True):
     note: str | None
     created_at: str  # RFC 3339, UTC, wall clock of the server
     updated_at: str
+    # When the server received the transaction (RFC 3339, UTC, ms): what a screen measures
+    # ingest -> screen latency from. None for alerts stored before it was recorded.
+    received_at: str | None = None
 
 
 class AlertEvent(msgspec.Struct, kw_only=True):
@@ -58,12 +67,46 @@ class AlertPage(msgspec.Struct, kw_only=True):
     seq: int
 
 
+class AlertFilter(msgspec.Struct, kw_only=True, frozen=True):
+    """What GET /api/v1/alerts narrows a listing to, beyond status. Every field given must
+    match; event times are the transaction's own (µs since the Unix epoch, inclusive)."""
+
+    severities: frozenset[str] | None = None
+    rule: str | None = None  # a reason code the alert carries
+    owner: str | None = None  # a user name
+    unowned: bool = False
+    query: str | None = None  # an account, merchant or transaction id, exactly
+    event_from_us: int | None = None
+    event_to_us: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self != AlertFilter()
+
+
+class AccountTransaction(msgspec.Struct, kw_only=True):
+    """One transaction of an account's history, with the verdict it got."""
+
+    transaction: msgspec.Raw  # as accepted
+    verdict: Verdict
+    received_at: str  # when the server stored it
+
+
+class AccountPage(msgspec.Struct, kw_only=True):
+    """An account's transactions, newest event time first."""
+
+    account_id: str
+    transactions: list[AccountTransaction]
+    next_cursor: str | None
+
+
 class StoredRecord(NamedTuple):
     """One scored transaction as the detection loop hands it to the store."""
 
     transaction: Transaction
     verdict: Verdict
     severity: Severity
+    received_at: str | None = None  # RFC 3339 UTC, when the server received it
 
 
 class User(msgspec.Struct, kw_only=True):
@@ -113,7 +156,7 @@ class Label(msgspec.Struct, kw_only=True):
     """Whether a transaction was fraud, who says so and since when."""
 
     transaction_id: str
-    label: Disposition
+    label: LabelValue
     source: str
     labelled_at: str  # RFC 3339
     scenario: str | None = None  # the simulator's ground truth only
@@ -129,8 +172,22 @@ class LabelOutcome(NamedTuple):
     account_id: str | None
 
 
+class Note(msgspec.Struct, kw_only=True):
+    """An analyst's note on an alert; notes are never edited or deleted."""
+
+    id: int
+    alert_id: str
+    author: str
+    at: str
+    text: str
+
+
 class AlertNotFound(LookupError):
     pass
+
+
+class InvalidAssignee(ValueError):
+    """The user an alert was to be assigned to does not exist or may not triage."""
 
 
 class NameTaken(ValueError):
@@ -178,6 +235,45 @@ class Store(Protocol):
         """Close an open alert, or one acknowledged by `user`, and record the disposition as
         the transaction's label (source `analyst:<user>`). Durable on return."""
 
+    async def unacknowledge(
+        self, alert_id: str, user: str, *, force: bool = False
+    ) -> AlertEvent | None:
+        """Give an acknowledged alert back to the queue (open, no owner); None if it already is
+        open. Only its owner may, unless `force` (an admin). Raises AlertConflict otherwise, or
+        for a resolved alert. Durable on return."""
+
+    async def assign(
+        self, alert_id: str, user: str, owner: str, *, force: bool = False
+    ) -> AlertEvent | None:
+        """Make `owner` hold an unresolved alert (acknowledged); None if they already do. An
+        open alert may be assigned by anyone, a held one only by its owner, or with `force`.
+        Raises InvalidAssignee, AlertNotFound or AlertConflict. Durable on return."""
+
+    async def reopen(self, alert_id: str, user: str, note: str | None) -> AlertEvent:
+        """Put a resolved alert back in the queue (open, no owner, no disposition). Raises
+        AlertConflict when it is not resolved. Durable on return."""
+
+    async def add_note(self, alert_id: str, user: str, text: str) -> tuple[Note, AlertEvent]:
+        """Append a note (any status); the alert's updated_at moves, as an alert_updated
+        event, so every screen learns of it. Durable on return."""
+
+    async def claim_next(self, user: str) -> AlertEvent | None:
+        """Atomically make `user` the owner of the most urgent open alert nobody holds
+        (severity, then oldest); None when there is none. Durable on return."""
+
+    async def account_transactions(
+        self, account_id: str, limit: int, cursor: str | None
+    ) -> AccountPage:
+        """The account's transactions, newest event time first; `cursor` from the previous
+        page. Raises ValueError for a malformed cursor."""
+
+    async def notes(self, alert_id: str) -> list[Note]:
+        """Oldest first."""
+
+    async def open_summary(self) -> dict[str, object]:
+        """Unresolved alerts by severity, and the created_at of the oldest open (not yet
+        acknowledged) one, or None."""
+
     async def get_alert(self, alert_id: str) -> Alert | None: ...
 
     async def add_labels(self, labels: Sequence[Label]) -> list[LabelOutcome]:
@@ -188,7 +284,11 @@ class Store(Protocol):
     async def get_labels(self, transaction_ids: Collection[str]) -> dict[str, Label]: ...
 
     async def list_alerts(
-        self, statuses: Collection[AlertStatus] | None, limit: int, cursor: str | None
+        self,
+        statuses: Collection[AlertStatus] | None,
+        limit: int,
+        cursor: str | None,
+        where: AlertFilter | None = None,
     ) -> AlertPage:
         """Newest first (by created_at, then id), filtered to `statuses` when given; `cursor`
         is opaque and comes from the previous page's next_cursor. Read in one snapshot."""
@@ -238,9 +338,14 @@ class Store(Protocol):
 
 
 __all__ = [
+    "DEFAULT_DISPOSITIONS",
+    "LABELS",
+    "AccountPage",
+    "AccountTransaction",
     "Alert",
     "AlertConflict",
     "AlertEvent",
+    "AlertFilter",
     "AlertNotFound",
     "AlertPage",
     "AlertStatus",
@@ -248,10 +353,13 @@ __all__ = [
     "AuditEntry",
     "Disposition",
     "EventListener",
+    "InvalidAssignee",
     "Label",
     "LabelOutcome",
     "LabelStatus",
+    "LabelValue",
     "NameTaken",
+    "Note",
     "Role",
     "SessionRecord",
     "Store",

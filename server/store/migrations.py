@@ -123,8 +123,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX sessions_by_expiry ON sessions (expires_at)",
         ),
     ),
-    # Version 3 belongs to another branch (detection features); steps are applied by
-    # version, each once, so the two merge in either order.
+    Migration(
+        3,
+        "analyst notes, and the index behind 'next'",
+        (
+            # Notes are append-only: a note is part of the case record, like the audit rows
+            # (each note also gets one, so the timeline shows it in order with the rest).
+            """
+            CREATE TABLE notes (
+                id INTEGER PRIMARY KEY,
+                alert_id TEXT NOT NULL REFERENCES alerts (id),
+                author TEXT NOT NULL,
+                at TEXT NOT NULL,
+                text TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX notes_by_alert ON notes (alert_id, id)",
+            # POST /alerts/next reads the unowned open alerts by severity, oldest first; this
+            # keeps it to that range however long the history is.
+            "CREATE INDEX alerts_unowned ON alerts (status, owner, severity, created_at, id)",
+            # GET /alerts?q=<account id>: the account's alerts without walking the history.
+            "CREATE INDEX alerts_by_account ON alerts (account_id, created_at, id)",
+            # GET /accounts/{id}/transactions: an account's history, newest first. One more
+            # index entry per ingested transaction: the price of the details drawer's history.
+            "CREATE INDEX transactions_by_account ON transactions (account_id, event_time_us, id)",
+        ),
+    ),
     Migration(
         4,
         "labels: fraud or legitimate, per transaction, from analysts, the API or the simulator",

@@ -15,8 +15,11 @@ from typing import TypeVar, get_args
 from server.detection.verdict import Verdict
 from server.store import sqlite_reads as reads
 from server.store.base import (
+    LABELS,
+    AccountPage,
     Alert,
     AlertEvent,
+    AlertFilter,
     AlertPage,
     AlertStatus,
     ApiKey,
@@ -25,6 +28,7 @@ from server.store.base import (
     EventListener,
     Label,
     LabelOutcome,
+    Note,
     Role,
     SessionRecord,
     StoredRecord,
@@ -39,7 +43,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_S = 1.0
 
 READERS = 4
-_DISPOSITIONS: frozenset[str] = frozenset(get_args(Disposition))
 _ROLES: frozenset[str] = frozenset(get_args(Role))
 # Failures of the file, the disk or a lock held elsewhere: they say nothing about the data,
 # so the caller keeps it and retries. Anything else (a constraint, a bug) is raised as is.
@@ -224,10 +227,51 @@ class SqliteStore:
     ) -> AlertEvent:
         """Close an open alert, or one acknowledged by `user`. Durable on return.
         Raises AlertNotFound, or AlertConflict when resolved or owned by someone else."""
-        if disposition not in _DISPOSITIONS:
-            # Stored as is, a bad value would make the alert undecodable from then on.
-            raise ValueError(f"disposition must be one of {sorted(_DISPOSITIONS)}")
+        if not isinstance(disposition, str) or not disposition:
+            # Which names are allowed is the API's (a setting); the store only needs a name.
+            raise ValueError("disposition must be a non-empty string")
         return await self._write(lambda writer: writer.resolve(alert_id, user, disposition, note))
+
+    async def unacknowledge(
+        self, alert_id: str, user: str, *, force: bool = False
+    ) -> AlertEvent | None:
+        """Give an acknowledged alert back to the queue; None if it is already open. Only its
+        owner may, unless `force`. Raises AlertNotFound or AlertConflict. Durable on return."""
+        return await self._write(lambda writer: writer.unacknowledge(alert_id, user, force))
+
+    async def assign(
+        self, alert_id: str, user: str, owner: str, *, force: bool = False
+    ) -> AlertEvent | None:
+        """Make `owner` hold an unresolved alert; None if they already do. Raises
+        InvalidAssignee, AlertNotFound or AlertConflict. Durable on return."""
+        return await self._write(lambda writer: writer.assign(alert_id, user, owner, force))
+
+    async def reopen(self, alert_id: str, user: str, note: str | None) -> AlertEvent:
+        """Put a resolved alert back in the queue. Durable on return."""
+        return await self._write(lambda writer: writer.reopen(alert_id, user, note))
+
+    async def add_note(self, alert_id: str, user: str, text: str) -> tuple[Note, AlertEvent]:
+        """Append a note, as an alert_updated event. Durable on return."""
+        return await self._write(lambda writer: writer.add_note(alert_id, user, text))
+
+    async def claim_next(self, user: str) -> AlertEvent | None:
+        """Take the most urgent open unowned alert for `user`; None if there is none."""
+        return await self._write(lambda writer: writer.claim_next(user))
+
+    async def account_transactions(
+        self, account_id: str, limit: int, cursor: str | None
+    ) -> AccountPage:
+        """Newest event time first. Raises ValueError for a malformed cursor."""
+        return await self._read(
+            lambda conn: reads.account_transactions(conn, account_id, limit, cursor)
+        )
+
+    async def notes(self, alert_id: str) -> list[Note]:
+        return await self._read(lambda conn: reads.notes(conn, alert_id))
+
+    async def open_summary(self) -> dict[str, object]:
+        """Unresolved alerts by severity; created_at of the oldest open one (or None)."""
+        return await self._read(reads.open_summary)
 
     async def get_alert(self, alert_id: str) -> Alert | None:
         return await self._read(lambda conn: reads.alert(conn, alert_id))
@@ -238,8 +282,8 @@ class SqliteStore:
         if not labels:
             return []
         for label in labels:
-            if label.label not in _DISPOSITIONS:
-                raise ValueError(f"label must be one of {sorted(_DISPOSITIONS)}")
+            if label.label not in LABELS:
+                raise ValueError(f"label must be one of {sorted(LABELS)}")
         return await self._write(lambda writer: writer.add_labels(labels))
 
     async def get_labels(self, transaction_ids: Collection[str]) -> dict[str, Label]:
@@ -248,12 +292,16 @@ class SqliteStore:
         return await self._read(lambda conn: reads.labels(conn, transaction_ids))
 
     async def list_alerts(
-        self, statuses: Collection[AlertStatus] | None, limit: int, cursor: str | None
+        self,
+        statuses: Collection[AlertStatus] | None,
+        limit: int,
+        cursor: str | None,
+        where: AlertFilter | None = None,
     ) -> AlertPage:
         """Newest first (by created_at, then id), filtered to `statuses` when given; `cursor`
         is opaque and comes from the previous page's next_cursor. Read in one snapshot.
         Raises ValueError for a limit below 1, an unknown status or a malformed cursor."""
-        return await self._read(lambda conn: reads.alert_page(conn, statuses, limit, cursor))
+        return await self._read(lambda conn: reads.alert_page(conn, statuses, limit, cursor, where))
 
     async def events_since(self, seq: int, limit: int) -> list[AlertEvent]:
         """Events with seq > `seq`, oldest first, at most `limit`."""

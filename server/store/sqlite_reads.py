@@ -13,13 +13,17 @@ import msgspec
 
 from server.detection.verdict import Verdict
 from server.store.base import (
+    AccountPage,
+    AccountTransaction,
     Alert,
     AlertEvent,
+    AlertFilter,
     AlertPage,
     AlertStatus,
     ApiKey,
     AuditEntry,
     Label,
+    Note,
     SessionRecord,
     User,
     UserInfo,
@@ -87,6 +91,10 @@ def known_transactions(
     }
 
 
+def decode_alert(snapshot: str | bytes) -> Alert:
+    return _alert_decoder.decode(snapshot)
+
+
 def alert(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
     row = conn.execute("SELECT alert_json FROM alerts WHERE id = ?", (alert_id,)).fetchone()
     return None if row is None else _alert_decoder.decode(row[0])
@@ -97,6 +105,7 @@ def alert_page(
     statuses: Collection[AlertStatus] | None,
     limit: int,
     cursor: str | None,
+    where: AlertFilter | None = None,
 ) -> AlertPage:
     """Raises ValueError for a limit below 1, an unknown status or a malformed cursor."""
     if limit < 1:
@@ -105,7 +114,10 @@ def alert_page(
     if wanted is not None and not wanted <= _STATUSES:
         raise ValueError(f"Unknown alert status in {sorted(wanted)}")
     after = None if cursor is None else decode_cursor(cursor)
-    sql, params = _page_query(wanted, limit + 1, after)
+    if where is not None and where.active:
+        sql, params = _filtered_query(wanted, where, limit + 1, after)
+    else:
+        sql, params = _page_query(wanted, limit + 1, after)
     # One read transaction: the seq and the alerts come from the same snapshot, so a client
     # that loads this page and then resumes from seq misses nothing and sees nothing twice.
     conn.execute("BEGIN")
@@ -149,6 +161,100 @@ def _page_query(
     return f"{union}{order}", (*params, limit)
 
 
+def _filtered_query(
+    statuses: frozenset[str] | None,
+    where: AlertFilter,
+    limit: int,
+    after: tuple[str, str] | None,
+) -> tuple[str, tuple[object, ...]]:
+    """SQL for a narrowed listing, newest first. One plain query: the filters that have an
+    index (status, account) keep it short; the rest are checked row by row along the
+    created_at order, which is fine for a page but not free on a huge history."""
+    conds: list[str] = []
+    params: list[object] = []
+
+    def any_of(column: str, values: Collection[str]) -> None:
+        conds.append(f"{column} IN ({', '.join('?' * len(values))})")
+        params.extend(sorted(values))
+
+    if statuses is not None and statuses != _STATUSES:
+        if not statuses:
+            return "SELECT created_at, id, alert_json FROM alerts WHERE 0", ()
+        any_of("a.status", statuses)
+    if where.severities is not None:
+        any_of("a.severity", where.severities)
+    if where.unowned:
+        conds.append("a.owner IS NULL")
+    elif where.owner is not None:
+        conds.append("a.owner = ?")
+        params.append(where.owner)
+    if where.rule is not None:
+        conds.append(
+            "EXISTS (SELECT 1 FROM json_each(a.alert_json, '$.reasons') r "
+            "WHERE json_extract(r.value, '$.code') = ?)"
+        )
+        params.append(where.rule)
+    if where.query is not None:
+        conds.append(
+            "(a.account_id = ? OR a.transaction_id = ? OR "
+            "json_extract(a.alert_json, '$.transaction.merchant_id') = ?)"
+        )
+        params += [where.query] * 3
+    join = ""
+    if where.event_from_us is not None or where.event_to_us is not None:
+        join = " JOIN transactions t ON t.id = a.transaction_id"
+        if where.event_from_us is not None:
+            conds.append("t.event_time_us >= ?")
+            params.append(where.event_from_us)
+        if where.event_to_us is not None:
+            conds.append("t.event_time_us <= ?")
+            params.append(where.event_to_us)
+    if after is not None:
+        conds.append("(a.created_at, a.id) < (?, ?)")
+        params += list(after)
+    where_sql = f" WHERE {' AND '.join(conds)}" if conds else ""
+    sql = (
+        f"SELECT a.created_at, a.id, a.alert_json FROM alerts a{join}{where_sql} "
+        "ORDER BY a.created_at DESC, a.id DESC LIMIT ?"
+    )
+    return sql, (*params, limit)
+
+
+def account_transactions(
+    conn: sqlite3.Connection, account_id: str, limit: int, cursor: str | None
+) -> AccountPage:
+    """Raises ValueError for a limit below 1 or a malformed cursor."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    sql = (
+        "SELECT event_time_us, id, transaction_json, verdict_json, received_at FROM transactions "
+        "WHERE account_id = ?"
+    )
+    params: list[object] = [account_id]
+    if cursor is not None:
+        position, tx_id = decode_cursor(cursor)
+        try:
+            params += [int(position), tx_id]
+        except ValueError:
+            raise ValueError("Invalid cursor") from None
+        sql += " AND (event_time_us, id) < (?, ?)"
+    sql += " ORDER BY event_time_us DESC, id DESC LIMIT ?"
+    rows = conn.execute(sql, (*params, limit + 1)).fetchall()
+    more = len(rows) > limit
+    return AccountPage(
+        account_id=account_id,
+        transactions=[
+            AccountTransaction(
+                transaction=msgspec.Raw(tx.encode()),
+                verdict=_verdict_decoder.decode(verdict),
+                received_at=received_at,
+            )
+            for _, _, tx, verdict, received_at in rows[:limit]
+        ],
+        next_cursor=encode_cursor(str(rows[limit - 1][0]), rows[limit - 1][1]) if more else None,
+    )
+
+
 def encode_cursor(created_at: str, alert_id: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at}|{alert_id}".encode()).decode().rstrip("=")
 
@@ -181,6 +287,28 @@ def count_open_alerts(conn: sqlite3.Connection) -> int:
     # Two ranges of alerts_by_status: proportional to the backlog, not to the history.
     sql = "SELECT count(*) FROM alerts WHERE status IN ('open', 'acknowledged')"
     return int(conn.execute(sql).fetchone()[0])
+
+
+def notes(conn: sqlite3.Connection, alert_id: str) -> list[Note]:
+    rows = conn.execute(
+        "SELECT id, alert_id, author, at, text FROM notes WHERE alert_id = ? ORDER BY id",
+        (alert_id,),
+    )
+    return [
+        Note(id=i, alert_id=subject, author=author, at=at, text=text)
+        for i, subject, author, at, text in rows
+    ]
+
+
+def open_summary(conn: sqlite3.Connection) -> dict[str, object]:
+    by_severity = dict(
+        conn.execute(
+            "SELECT severity, count(*) FROM alerts WHERE status IN ('open', 'acknowledged') "
+            "GROUP BY severity"
+        ).fetchall()
+    )
+    (oldest,) = conn.execute("SELECT min(created_at) FROM alerts WHERE status = 'open'").fetchone()
+    return {"by_severity": by_severity, "oldest_open_created_at": oldest}
 
 
 def audit_log(conn: sqlite3.Connection, alert_id: str) -> list[AuditEntry]:

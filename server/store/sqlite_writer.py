@@ -8,21 +8,25 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from server.store import sqlite_reads as reads
 from server.store.base import (
+    LABELS,
     Alert,
     AlertConflict,
     AlertEvent,
     AlertNotFound,
     Disposition,
     EventListener,
+    InvalidAssignee,
     Label,
     LabelOutcome,
+    LabelValue,
     NameTaken,
+    Note,
     Role,
     StoredRecord,
 )
@@ -59,6 +63,16 @@ _UPSERT_USER = (
     "ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, "
     "role = excluded.role, updated_at = excluded.updated_at"
 )
+_INSERT_NOTE = "INSERT INTO notes (alert_id, author, at, text) VALUES (?, ?, ?, ?)"
+# The work queue's order: severity, then oldest; alerts raised in the same millisecond keep
+# the order of their transactions (as the dashboard sorts them).
+_NEXT_UNOWNED = (
+    "SELECT a.alert_json FROM alerts a JOIN transactions t ON t.id = a.transaction_id "
+    "WHERE a.status = 'open' AND a.owner IS NULL ORDER BY "
+    "CASE a.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, "
+    "a.created_at, t.event_time_us, a.id LIMIT 1"
+)
+_TRIAGE_ROLES = ("analyst", "admin")
 _INSERT_API_KEY = "INSERT INTO api_keys (name, key_hash, scopes, created_at) VALUES (?, ?, ?, ?)"
 _UPSERT_LABEL = (
     "INSERT INTO labels (transaction_id, label, source, labelled_at, received_at, scenario) "
@@ -224,14 +238,16 @@ class Writer:
             )
             detail: dict[str, object] = {"disposition": disposition, "note": note}
             event = self._change(current, changed, user, "resolve", detail)
-            # The analyst's decision is a label too, in the same commit as the resolution.
-            label = Label(
-                transaction_id=current.transaction_id,
-                label=disposition,
-                source=f"analyst:{user}",
-                labelled_at=changed.updated_at,
-            )
-            self._store_labels([label], changed.updated_at)
+            # The analyst's decision is a label too, in the same commit as the resolution;
+            # other dispositions (a duplicate) say nothing about fraud.
+            if disposition in LABELS:
+                label = Label(
+                    transaction_id=current.transaction_id,
+                    label=cast(LabelValue, disposition),
+                    source=f"analyst:{user}",
+                    labelled_at=changed.updated_at,
+                )
+                self._store_labels([label], changed.updated_at)
         self._publish([event])
         return event
 
@@ -275,6 +291,92 @@ class Writer:
             current[tx_id] = label.label
             outcomes.append(LabelOutcome("created" if before is None else "updated", account))
         return outcomes
+
+    def unacknowledge(self, alert_id: str, user: str, force: bool) -> AlertEvent | None:
+        with self._durable(), self._transaction():
+            current = self._current(alert_id)
+            if current.status == "open":
+                return None
+            if current.status == "resolved" or (current.owner != user and not force):
+                raise AlertConflict(_conflict_message(current), current)
+            changed = msgspec.structs.replace(
+                current, status="open", owner=None, updated_at=reads.utc_now()
+            )
+            event = self._change(current, changed, user, "unacknowledge", {"from": current.owner})
+        self._publish([event])
+        return event
+
+    def assign(self, alert_id: str, user: str, owner: str, force: bool) -> AlertEvent | None:
+        with self._durable(), self._transaction() as conn:
+            assignee = reads.user(conn, owner)
+            if assignee is None or assignee.role not in _TRIAGE_ROLES:
+                raise InvalidAssignee(f"{owner!r} is not an analyst or admin")
+            current = self._current(alert_id)
+            if current.status == "acknowledged" and current.owner == owner:
+                return None
+            if current.status == "resolved" or (
+                current.status == "acknowledged" and current.owner != user and not force
+            ):
+                raise AlertConflict(_conflict_message(current), current)
+            changed = msgspec.structs.replace(
+                current, status="acknowledged", owner=owner, updated_at=reads.utc_now()
+            )
+            detail: dict[str, object] = {"from": current.owner, "to": owner}
+            event = self._change(current, changed, user, "assign", detail)
+        self._publish([event])
+        return event
+
+    def reopen(self, alert_id: str, user: str, note: str | None) -> AlertEvent:
+        with self._durable(), self._transaction():
+            current = self._current(alert_id)
+            if current.status != "resolved":
+                raise AlertConflict(
+                    f"Alert {alert_id} is not resolved (it is {current.status})", current
+                )
+            changed = msgspec.structs.replace(
+                current,
+                status="open",
+                owner=None,
+                disposition=None,
+                note=None,
+                updated_at=reads.utc_now(),
+            )
+            detail: dict[str, object] = {
+                "disposition": current.disposition,
+                "resolved_by": current.owner,
+                "note": note,
+            }
+            event = self._change(current, changed, user, "reopen", detail)
+        self._publish([event])
+        return event
+
+    def add_note(self, alert_id: str, user: str, text: str) -> tuple[Note, AlertEvent]:
+        with self._durable(), self._transaction() as conn:
+            current = self._current(alert_id)
+            now = reads.utc_now()
+            cursor = conn.execute(_INSERT_NOTE, (alert_id, user, now, text))
+            note = Note(
+                id=int(cursor.lastrowid or 0), alert_id=alert_id, author=user, at=now, text=text
+            )
+            changed = msgspec.structs.replace(current, updated_at=now)
+            event = self._change(current, changed, user, "note", {"note_id": note.id, "text": text})
+        self._publish([event])
+        return note, event
+
+    def claim_next(self, user: str) -> AlertEvent | None:
+        # One write transaction picks and takes the alert: two analysts asking at once get
+        # two different alerts, never the same one.
+        with self._durable(), self._transaction() as conn:
+            row = conn.execute(_NEXT_UNOWNED).fetchone()
+            if row is None:
+                return None
+            current = reads.decode_alert(row[0])
+            changed = msgspec.structs.replace(
+                current, status="acknowledged", owner=user, updated_at=reads.utc_now()
+            )
+            event = self._change(current, changed, user, "acknowledge", {"via": "next"})
+        self._publish([event])
+        return event
 
     def add_user(self, name: str, password_hash: str, role: Role) -> None:
         now = reads.utc_now()
@@ -349,7 +451,7 @@ def _encode_batch(
     """The transactions table's rows, and each new alert with its JSON snapshot."""
     tx_rows: list[tuple[Any, ...]] = []
     alerts: list[tuple[Alert, str]] = []
-    for tx, verdict, severity in records:
+    for tx, verdict, severity, received_at in records:
         tx_json = encode_transaction(tx)
         tx_rows.append(
             (
@@ -381,6 +483,7 @@ def _encode_batch(
                 note=None,
                 created_at=now,
                 updated_at=now,
+                received_at=received_at,
             )
             alerts.append((alert, _encode(alert).decode()))
     return tx_rows, alerts

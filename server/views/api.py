@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast, get_args
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, get_args
 
 import msgspec
 from aiohttp import web
 
-from server.auth import Permission, Principal, csrf_ok
+from server.auth import Permission, Principal
 from server.detection.verdict import Verdict
-from server.learning import note_labels
 from server.pipeline import IntakeClosed, submit
-from server.state import AUTH, HUB, QUEUE, SCORECARD, SETTINGS, STATS, STORE, TRAINER
-from server.store.base import AlertConflict, AlertNotFound, AlertStatus, Disposition, Label
+from server.state import AUTH, HUB, QUEUE, SETTINGS, STATS, STORE
+from server.store.base import AlertFilter, AlertStatus
 from server.store.errors import StoreUnavailable
 from server.transactions import (
     FieldError,
@@ -24,25 +24,23 @@ from server.transactions import (
     parse_transaction,
     split_array,
 )
-from server.views.responses import error_body, json_error, json_object, json_response
+from server.views.responses import error_body, json_error, json_response
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SubmitFn = Callable[[web.Request, list[Transaction]], Awaitable[Sequence[Verdict | FieldError]]]
 # The benchmark's naive baseline replaces the batched submit path through this key.
 INGEST_OVERRIDE: web.AppKey[SubmitFn] = web.AppKey("ingest_override")
-MAX_NOTE_LENGTH = 2000
 # Refusals other than 400, by error code.
 _ERROR_STATUS = {"id_conflict": 409}
 _STATUSES = set(get_args(AlertStatus))
-_DISPOSITIONS = set(get_args(Disposition))
 
 
 def _unauthorized() -> web.Response:
     return json_error(401, "unauthorized", "Log in, or send 'Authorization: Bearer <api key>'")
 
 
-async def _permitted(
+async def permitted(
     request: web.Request, permission: Permission, refusal: str
 ) -> Principal | web.Response:
     """The caller, if it may do `permission`; else a 401 (no one) or a 403 (not allowed)."""
@@ -67,7 +65,7 @@ def _split_body(body: bytes, content_type: str) -> tuple[list[bytes | msgspec.Ra
 
 async def ingest(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    who = await _permitted(request, "ingest", "Ingest needs an API key with the 'ingest' scope")
+    who = await permitted(request, "ingest", "Ingest needs an API key with the 'ingest' scope")
     if isinstance(who, web.Response):
         return who
     body = await request.read()
@@ -146,7 +144,7 @@ def _parse_statuses(raw: str | None) -> list[AlertStatus] | None:
 
 
 async def list_alerts(request: web.Request) -> web.Response:
-    who = await _permitted(request, "read", "Reading alerts needs the 'read' scope")
+    who = await permitted(request, "read", "Reading alerts needs the 'read' scope")
     if isinstance(who, web.Response):
         return who
     try:
@@ -159,16 +157,108 @@ async def list_alerts(request: web.Request) -> web.Response:
             raise ValueError
     except ValueError:
         return json_error(400, "invalid_parameter", "'limit' must be 1-1000", "limit")
+    try:
+        where = _alert_filter(request.query, who)
+    except _BadParameter as exc:
+        return json_error(400, "invalid_parameter", exc.message, exc.field)
     cursor = request.query.get("cursor") or None
     try:
-        page = await request.app[STORE].list_alerts(statuses, limit, cursor)
+        page = await request.app[STORE].list_alerts(statuses, limit, cursor, where)
+    except ValueError:
+        return json_error(400, "invalid_parameter", "'cursor' is not one this API gave", "cursor")
+    return json_response(page)
+
+
+class _BadParameter(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+_SEVERITIES = frozenset({"low", "medium", "high", "critical"})
+_RULE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MAX_QUERY_LENGTH = 128
+
+
+def _event_time_us(query: Mapping[str, str], name: str) -> int | None:
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise _BadParameter(
+            name,
+            f"'{name}' must be an RFC 3339 date-time with an offset, e.g. 2026-03-02T14:00:00Z",
+        )
+    return (when - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _alert_filter(query: Mapping[str, str], who: Principal) -> AlertFilter:
+    """The filters of GET /api/v1/alerts beyond status; raises _BadParameter naming one."""
+    severities = None
+    if query.get("severity"):
+        severities = frozenset(s.strip() for s in query["severity"].split(",") if s.strip())
+        bad = sorted(severities - _SEVERITIES)
+        if bad or not severities:
+            raise _BadParameter(
+                "severity",
+                f"Unknown severity {bad[0] if bad else ''!r}; use low, medium, high or critical",
+            )
+    rule = query.get("rule") or None
+    if rule is not None and not _RULE.fullmatch(rule):
+        raise _BadParameter("rule", "'rule' must be a reason code such as 'card_testing'")
+    owner = query.get("owner") or None
+    unowned = owner == "unowned"
+    if owner == "me":
+        owner = who.name
+    if owner is not None and len(owner) > 64:
+        raise _BadParameter("owner", "'owner' must be a user name, 'me' or 'unowned'")
+    q = (query.get("q") or "").strip() or None
+    if q is not None and len(q) > MAX_QUERY_LENGTH:
+        raise _BadParameter("q", f"'q' must be at most {MAX_QUERY_LENGTH} characters")
+    start, end = _event_time_us(query, "from"), _event_time_us(query, "to")
+    if start is not None and end is not None and start > end:
+        raise _BadParameter("from", "'from' must not be after 'to'")
+    return AlertFilter(
+        severities=severities,
+        rule=rule,
+        owner=None if unowned else owner,
+        unowned=unowned,
+        query=q,
+        event_from_us=start,
+        event_to_us=end,
+    )
+
+
+async def account_transactions(request: web.Request) -> web.Response:
+    """An account's recent transactions with their verdicts (the details drawer's history)."""
+    who = await permitted(request, "read", "Reading transactions needs the 'read' scope")
+    if isinstance(who, web.Response):
+        return who
+    try:
+        limit = int(request.query.get("limit", "50"))
+        if not 1 <= limit <= 500:
+            raise ValueError
+    except ValueError:
+        return json_error(400, "invalid_parameter", "'limit' must be 1-500", "limit")
+    account_id = request.match_info["account_id"]
+    if not 1 <= len(account_id) <= 128:
+        return json_error(400, "invalid_parameter", "Not an account id", "account_id")
+    cursor = request.query.get("cursor") or None
+    try:
+        page = await request.app[STORE].account_transactions(account_id, limit, cursor)
     except ValueError:
         return json_error(400, "invalid_parameter", "'cursor' is not one this API gave", "cursor")
     return json_response(page)
 
 
 async def get_alert(request: web.Request) -> web.Response:
-    who = await _permitted(request, "read", "Reading alerts needs the 'read' scope")
+    who = await permitted(request, "read", "Reading alerts needs the 'read' scope")
     if isinstance(who, web.Response):
         return who
     store = request.app[STORE]
@@ -176,70 +266,8 @@ async def get_alert(request: web.Request) -> web.Response:
     alert = await store.get_alert(alert_id)
     if alert is None:
         return json_error(404, "not_found", f"No alert {alert_id}")
-    return json_response({"alert": alert, "audit": await store.audit_log(alert_id)})
-
-
-async def _analyst(request: web.Request) -> Principal | web.Response:
-    # `triage` is never an API key's: a decision about an alert belongs to a person.
-    who = await _permitted(request, "triage", "Only analysts and admins can change alerts")
-    if isinstance(who, web.Response):
-        return who
-    if not csrf_ok(request, who):
-        return json_error(403, "csrf", "Missing or wrong X-CSRF-Token header")
-    return who
-
-
-async def acknowledge(request: web.Request) -> web.Response:
-    who = await _analyst(request)
-    if isinstance(who, web.Response):
-        return who
-    store = request.app[STORE]
-    alert_id = request.match_info["alert_id"]
-    try:
-        await store.acknowledge(alert_id, who.name)
-    except AlertNotFound:
-        return json_error(404, "not_found", f"No alert {alert_id}")
-    except AlertConflict as exc:
-        return json_error(409, "conflict", str(exc), owner=exc.alert.owner, alert=exc.alert)
-    return json_response({"alert": await store.get_alert(alert_id)})
-
-
-async def resolve(request: web.Request) -> web.Response:
-    who = await _analyst(request)
-    if isinstance(who, web.Response):
-        return who
-    body = await json_object(request)
-    if isinstance(body, web.Response):
-        return body
-    disposition = body.get("disposition")
-    if not isinstance(disposition, str) or disposition not in _DISPOSITIONS:
-        return json_error(
-            400, "invalid_field", "'disposition' must be 'fraud' or 'legitimate'", "disposition"
-        )
-    note = body.get("note")
-    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH):
-        return json_error(
-            400, "invalid_field", f"'note' must be text of at most {MAX_NOTE_LENGTH} chars", "note"
-        )
-    store = request.app[STORE]
-    alert_id = request.match_info["alert_id"]
-    try:
-        event = await store.resolve(
-            alert_id, who.name, cast(Disposition, disposition), note or None
-        )
-    except AlertNotFound:
-        return json_error(404, "not_found", f"No alert {alert_id}")
-    except AlertConflict as exc:
-        return json_error(409, "conflict", str(exc), owner=exc.alert.owner, alert=exc.alert)
-    # The store recorded the disposition as the transaction's label; the model learns it.
-    label = Label(
-        transaction_id=event.alert.transaction_id,
-        label=event.alert.disposition or cast(Disposition, disposition),
-        source=f"analyst:{who.name}",
-        labelled_at=event.alert.updated_at,
-    )
-    note_labels(request.app.get(TRAINER), request.app[SCORECARD], [label])
-    return json_response({"alert": event.alert})
+    audit = await store.audit_log(alert_id)
+    return json_response({"alert": alert, "audit": audit, "notes": await store.notes(alert_id)})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -10,15 +10,14 @@ from aiohttp import web
 
 from server.learning import apply_labels
 from server.state import SCORECARD, STORE, TRAINER
-from server.store.base import Disposition, Label
-from server.views.api import _permitted
+from server.store.base import LABELS, Label, LabelValue
+from server.views.api import permitted
 from server.views.responses import error_body, json_error, json_response
 
 MAX_LABELS = 10_000
 MAX_ID_LENGTH = 200
 MAX_SOURCE_LENGTH = 100
 FIELDS = frozenset({"transaction_id", "label", "source", "labelled_at"})
-LABELS = ("fraud", "legitimate")
 
 
 class LabelError(ValueError):
@@ -65,7 +64,7 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
         )
     return Label(
         transaction_id=tx_id,
-        label=cast(Disposition, label),
+        label=cast(LabelValue, label),
         source=source,
         labelled_at=at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
     )
@@ -82,7 +81,7 @@ def _instant(value: Any) -> dt.datetime | None:
 
 
 async def post_labels(request: web.Request) -> web.Response:
-    who = await _permitted(request, "labels", "Sending labels needs an API key with 'labels'")
+    who = await permitted(request, "labels", "Sending labels needs an API key with 'labels'")
     if isinstance(who, web.Response):
         return who
     try:
@@ -131,7 +130,7 @@ async def post_labels(request: web.Request) -> web.Response:
 
 
 async def get_scorecard(request: web.Request) -> web.Response:
-    who = await _permitted(request, "read", "Reading the scorecard needs the 'read' scope")
+    who = await permitted(request, "read", "Reading the scorecard needs the 'read' scope")
     if isinstance(who, web.Response):
         return who
     trainer = request.app.get(TRAINER)

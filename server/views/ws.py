@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ FLOOD_LIMIT = 200
 # How often a socket checks that its key or session is still live (and the same role): the
 # API key cache's TTL, and never more often than this.
 MIN_KEY_RECHECK_S = 1.0
+# Alert ids are the server's own (hex); anything else in `viewing` is refused before it can be
+# broadcast to every dashboard.
+ALERT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +81,18 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     refused = 0
     limited = False  # one `rate_limited` error per run of refused messages, not one each
     try:
-        hub.send(sub, messages.hello(hub.last_seq, who.name, settings.simulator, False))
+        hub.send(
+            sub,
+            messages.hello(
+                hub.last_seq, who.name, settings.simulator, False, settings.disposition_names
+            ),
+        )
         if since is None:
             sub.last_seq = hub.last_seq
         else:
             await _replay(request, hub, sub, since)
         hub.go_live(sub)
+        hub.send_presence(sub)
         async for msg in ws:
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 continue
@@ -201,9 +211,24 @@ def _subscribe(hub: Hub, sub: Subscriber, who: Principal, message: dict[str, Any
     hub.send(sub, messages.subscribed(wanted))
 
 
+def _viewing(hub: Hub, sub: Subscriber, who: Principal, message: dict[str, Any]) -> None:
+    if who.is_machine:
+        # Presence is about people: a machine client has nobody to show.
+        hub.send(sub, messages.error(messages.FORBIDDEN, "'viewing' is for analysts' sessions"))
+        return
+    alert_id = message.get("alert_id")
+    if alert_id is not None and not (isinstance(alert_id, str) and ALERT_ID.fullmatch(alert_id)):
+        hub.send(
+            sub, messages.error(messages.BAD_MESSAGE, "'alert_id' must be an alert id or null")
+        )
+        return
+    hub.set_viewing(sub, alert_id)
+
+
 # Every client message type, with the permission it needs. A type that changes state (say,
 # acknowledging over the socket) must need `triage`, so a viewer's socket cannot send it.
 COMMANDS: dict[str, Command] = {
     "ping": Command("read", _ping),
     "subscribe": Command("read", _subscribe),
+    "viewing": Command("read", _viewing),
 }

@@ -1,10 +1,14 @@
 // One alert as table cells: pure builders from data to DOM, text only.
 
 import { h } from "./dom.js";
-import { capitalize, formatEventTime, formatMoney, formatScore } from "./format.js";
+import { capitalize, formatAge, formatEventTime, formatMoney, formatScore } from "./format.js";
 
 const STATUS_LABEL = { open: "Open", acknowledged: "Acknowledged", resolved: "Resolved" };
 const TOP_REASONS = 2;
+
+export function statusLabel(status) {
+  return STATUS_LABEL[status] ?? capitalize(status);
+}
 
 // The top reasons, one per line, with the full list in the tooltip.
 function reasonsCell(reasons) {
@@ -27,7 +31,7 @@ function reasonsCell(reasons) {
 }
 
 function statusCell(alert) {
-  const label = STATUS_LABEL[alert.status] ?? capitalize(alert.status);
+  const label = statusLabel(alert.status);
   const children = [h("span", { className: `status status-${alert.status}`, text: label })];
   if (alert.status === "resolved" && alert.disposition) {
     // The space keeps the cell's text "Resolved Fraud" for screen readers and copy-paste.
@@ -48,16 +52,61 @@ function statusCell(alert) {
   );
 }
 
-function timeCell(iso) {
+function createdMs(alert) {
+  const ms = Date.parse(alert.created_at);
+  return Number.isNaN(ms) ? Number.NaN : ms;
+}
+
+// How long the alert has been waiting (from when the server raised it), or, once resolved,
+// how long it took. Rows re-run this on a timer to keep ages current.
+export function ageText(alert, now) {
+  if (alert.status === "resolved") {
+    const took = Date.parse(alert.updated_at) - createdMs(alert);
+    return Number.isFinite(took) ? `took ${formatAge(took)}` : "";
+  }
+  return formatAge(now - createdMs(alert));
+}
+
+// The first cell's text: event time (the transaction's own clock), the date when not
+// today, and the alert's age. The cell itself, with its checkbox, belongs to the table.
+export function timeContent(alert, now) {
+  const iso = alert.transaction?.timestamp;
   const { time, date } = formatEventTime(iso);
-  return h("td", { className: "time" }, [
-    h("time", { datetime: iso, title: iso, text: time }),
-    date ? " " : null,
-    date ? h("span", { className: "cell-sub", text: date }) : null,
+  return h("span", { className: "time-text" }, [
+    h("time", { datetime: iso, title: `Event time ${iso}`, text: time }),
+    " ",
+    h("span", { className: "cell-sub" }, [
+      date ? `${date} · ` : null,
+      h("span", {
+        className: "age",
+        title: `Alert raised ${alert.created_at}`,
+        text: ageText(alert, now),
+      }),
+    ]),
   ]);
 }
 
-// Every cell of a row but the actions, in column order.
+// Who else has the alert open (presence), as words; null when nobody.
+export function presenceBadge(users) {
+  if (!users?.length) return null;
+  const names = users.length > 2 ? `${users[0]} +${users.length - 1}` : users.join(", ");
+  return h("span", {
+    className: "presence",
+    title: `Also looking at this alert: ${users.join(", ")}`,
+    text: `viewing: ${names}`,
+  });
+}
+
+export function selectBox(alert) {
+  return h("input", {
+    type: "checkbox",
+    className: "row-select",
+    dataset: { select: "" },
+    "aria-label": `Select alert for account ${alert.account_id}`,
+  });
+}
+
+// Every cell of a row after the first and before the actions, in column order.
 export function dataCells(alert, me) {
   const tx = alert.transaction ?? {};
   const merchant = tx.merchant_name || tx.merchant_id || "—";
@@ -72,21 +121,19 @@ export function dataCells(alert, me) {
   const owner = alert.owner ? (alert.owner === me ? `${alert.owner} (you)` : alert.owner) : "—";
 
   return [
-    timeCell(tx.timestamp),
     h("td", { className: "mono", title: alert.account_id, text: alert.account_id }),
     h("td", { className: "merchant", title: merchantTitle, text: merchant }),
     h("td", { className: "num", text: formatMoney(tx.amount, tx.currency) }),
     h("td", { className: "num", text: formatScore(alert.score) }),
-    h("td", {}, [
-      h("span", {
-        className: `sev sev-${alert.severity}`,
-        text: capitalize(alert.severity),
-      }),
-    ]),
+    h("td", {}, [severityBadge(alert.severity)]),
     reasonsCell(alert.reasons),
     statusCell(alert),
     h("td", { className: "owner", title: alert.owner, text: owner }),
   ];
+}
+
+export function severityBadge(severity) {
+  return h("span", { className: `sev sev-${severity}`, text: capitalize(severity) });
 }
 
 // Which buttons a row offers; rows rebuild their actions only when this changes.

@@ -12,6 +12,12 @@ function createdMs(alert) {
   return Number.isNaN(ms) ? 0 : ms;
 }
 
+// The transaction's own time: alerts raised in the same millisecond keep their event order.
+function eventMs(alert) {
+  const ms = Date.parse(alert.transaction?.timestamp);
+  return Number.isNaN(ms) ? 0 : ms;
+}
+
 // Newest first, the server's order: created_at, then id, both descending.
 function newerFirst(a, b) {
   if (a.createdMs !== b.createdMs) return b.createdMs - a.createdMs;
@@ -41,6 +47,12 @@ export class AlertStore extends EventTarget {
     return this._order.slice(0, limit).map((entry) => entry.alert);
   }
 
+  // Every entry ({alert, createdMs, eventMs}), newest first. Entries are stable objects: an update
+  // replaces `entry.alert` in place. Read-only for callers.
+  entries() {
+    return this._order;
+  }
+
   count(predicate) {
     let n = 0;
     for (const { alert } of this._entries.values()) if (predicate(alert)) n += 1;
@@ -52,25 +64,28 @@ export class AlertStore extends EventTarget {
     this._order = [];
     for (const alert of alerts) this._put(alert);
     this._evict();
-    this._changed({ reset: true, ids: [] });
+    this._changed({ reset: true, ids: [], added: [] });
   }
 
   // State from the WebSocket, which is authoritative and in order.
   upsert(alert) {
-    this._put(alert);
+    const added = this._put(alert);
     // Trim in steps, not on every alert: eviction walks the whole list.
     if (this._order.length > this.capacity + EVICT_SLACK) this._evict();
-    this._changed({ reset: false, ids: [alert.id] });
+    this._changed({ reset: false, ids: [alert.id], added: added ? [alert.id] : [] });
   }
 
-  // State from a REST answer: keep it only if it is at least as far along as ours.
+  // State from a REST answer: keep it only if it is not older than ours. Alerts can go
+  // back (release, reopen), so the change time decides; the status only breaks a tie.
   merge(alert) {
     const current = this.get(alert.id);
     if (current) {
+      const newer = String(alert.updated_at);
+      const older = String(current.updated_at);
+      if (newer < older) return;
       const rankNew = STATUS_RANK[alert.status] ?? 0;
       const rankOld = STATUS_RANK[current.status] ?? 0;
-      if (rankNew < rankOld) return;
-      if (rankNew === rankOld && String(alert.updated_at) < String(current.updated_at)) return;
+      if (newer === older && rankNew < rankOld) return;
     }
     this.upsert(alert);
   }
@@ -79,9 +94,9 @@ export class AlertStore extends EventTarget {
     const existing = this._entries.get(alert.id);
     if (existing) {
       existing.alert = alert;
-      return;
+      return false;
     }
-    const entry = { alert, createdMs: createdMs(alert) };
+    const entry = { alert, createdMs: createdMs(alert), eventMs: eventMs(alert) };
     this._entries.set(alert.id, entry);
     let lo = 0;
     let hi = this._order.length;
@@ -91,6 +106,7 @@ export class AlertStore extends EventTarget {
       else hi = mid;
     }
     this._order.splice(lo, 0, entry);
+    return true;
   }
 
   // Drop the oldest resolved alerts first, then the oldest of any status.

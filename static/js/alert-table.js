@@ -1,9 +1,21 @@
-// The live alert table: keyed rows, newest first, capped at `maxRows` however many alerts the
-// store holds. Redrawn at most once per animation frame (a few times a second under a burst),
-// and held still while the analyst is working in it.
+// The alert table: keyed rows over the filtered, sorted list of alerts the page holds.
+//
+// Only the rows on screen (plus a margin) exist in the DOM, so ten thousand alerts cost
+// what forty do; a spacer body above and below gives the scrollbar its true length. Rows
+// have one fixed height (measured once), which makes "which rows are visible" arithmetic.
+// Redrawn at most once per animation frame (a few times a second under a burst), and held
+// still while the analyst is working in it.
 
-import { actionButtons, actionsKey, dataCells } from "./alert-row.js";
-import { h } from "./dom.js";
+import {
+  actionButtons,
+  actionsKey,
+  ageText,
+  dataCells,
+  presenceBadge,
+  selectBox,
+  timeContent,
+} from "./alert-row.js";
+import { h, setText } from "./dom.js";
 
 // Arrivals are highlighted only when they trickle in; a flashing wall of rows is not calm.
 const HIGHLIGHT_MAX_ROWS = 5;
@@ -11,40 +23,119 @@ const HIGHLIGHT_MAX_ROWS = 5;
 // than every frame: nobody can read faster, and the page stays responsive to input.
 const BURST_ROWS = 20;
 const BURST_INTERVAL_MS = 250;
+// Re-sorting a big list costs a few milliseconds; past this, redraw a few times a second
+// rather than every frame even when alerts only trickle in.
+const EXPENSIVE_REBUILD_MS = 4;
+// Rows kept beyond each edge of the viewport, so a short scroll never shows blank space.
+const OVERSCAN = 8;
+const FALLBACK_ROW_PX = 53;
+const AGE_EVERY_MS = 10_000;
 
 export class AlertTable {
-  constructor({ tbody, store, me, canAct, maxRows = 500, onRender = () => {} }) {
+  constructor({ wrap, table, tbody, spacers, store, me, canAct, clock, onRender = () => {} }) {
+    this.wrap = wrap;
+    this.table = table;
     this.tbody = tbody;
+    this.spacers = spacers;
     this.store = store;
     this.me = me;
     this.canAct = canAct;
-    this.maxRows = maxRows;
+    this.clock = clock;
+    this.presence = new Map();
     this.onRender = onRender;
     this.onAction = () => {};
-    this._rows = new Map();
+    this.onOpen = () => {};
+    this.onCursor = () => {};
+    this.onSelection = () => {};
+    this.filter = () => true;
+    this.compare = () => 0;
+    this.cursorId = null;
+    this.selected = new Set();
+
+    this._list = []; // store entries ({alert, createdMs}) in display order
+    this._positions = new Map(); // alert id → index in _list
+    this._rows = new Map(); // alert id → rendered row
     this._dirty = new Set();
+    this._added = new Set();
+    this._waiting = new Set();
     this._pending = new Set();
     this._reset = true;
+    this._stale = true;
+    this._forced = false;
     this._frozen = false;
     this._frame = 0;
+    this._scrollFrame = 0;
     this._timer = 0;
     this._lastRenderAt = 0;
     this._minInterval = 0;
+    this._rebuildMs = 0;
+    this._rowPx = FALLBACK_ROW_PX;
+    this._headPx = 0;
+    this._measured = false;
+    this._spacerPx = new Map();
+
     store.addEventListener("change", (event) => {
-      if (event.detail.reset) this._reset = true;
-      for (const id of event.detail.ids) this._dirty.add(id);
+      const { reset, ids, added } = event.detail;
+      if (reset) this._reset = true;
+      for (const id of ids) this._dirty.add(id);
+      for (const id of added) this._added.add(id);
+      this._stale = true;
       this.schedule();
     });
-    // One delegated listener: rows come and go hundreds of times a second.
-    tbody.addEventListener("click", (event) => {
-      const button = event.target.closest("button[data-action]");
-      const row = button?.closest("tr[data-id]");
-      if (!button || !row || button.getAttribute("aria-disabled") === "true") return;
-      // The row's own copy: the store may have evicted an old alert that is still on screen.
-      const alert = this._rows.get(row.dataset.id)?.alert;
-      if (alert) this.onAction(button.dataset.action, alert, button);
+    // One delegated listener per event type: rows come and go hundreds of times a second.
+    tbody.addEventListener("click", (event) => this._onClick(event));
+    tbody.addEventListener("change", (event) => {
+      const box = event.target.closest("input[data-select]");
+      const id = box?.closest("tr[data-id]")?.dataset.id;
+      if (id) this.toggleSelected(id, box.checked);
     });
+    // Tabbing into a row moves the cursor there too, so j/k continue from where focus is.
+    tbody.addEventListener("focusin", (event) => {
+      const id = event.target.closest("tr[data-id]")?.dataset.id;
+      if (id && id !== this.cursorId) this.setCursor(id, { scroll: false });
+    });
+    wrap.addEventListener("scroll", () => this._paintSoon(), { passive: true });
+    window.addEventListener("resize", () => {
+      this._measured = false;
+      this._paintSoon();
+    });
+    setInterval(() => this._refreshAges(), AGE_EVERY_MS);
   }
+
+  // ---- what is listed -------------------------------------------------------------------
+
+  // A new filter or order is the analyst's own doing: it applies even while rows are held.
+  setView(filter, compare) {
+    this.filter = filter;
+    this.compare = compare;
+    this._stale = true;
+    this._forced = true;
+    this.wrap.scrollTop = 0;
+    this._requestFrame();
+  }
+
+  get length() {
+    return this._list.length;
+  }
+
+  listedAlerts() {
+    return this._list.map((entry) => entry.alert);
+  }
+
+  alertAt(index) {
+    return this._list[index]?.alert ?? null;
+  }
+
+  indexOf(id) {
+    return this._positions.get(id) ?? -1;
+  }
+
+  // The row's own copy wins: the store may have evicted an alert still on screen.
+  alert(id) {
+    return this._rows.get(id)?.alert ?? this.store.get(id) ?? null;
+  }
+
+  // ---- holding still --------------------------------------------------------------------
 
   // While the analyst works in the table, rows must not slide away under the pointer or the
   // keyboard: updates still land in place, and new alerts wait until the table is released.
@@ -64,12 +155,75 @@ export class AlertTable {
     if (wait > 0) {
       this._timer = setTimeout(() => {
         this._timer = 0;
-        this._frame = requestAnimationFrame(() => this._render());
+        this._requestFrame();
       }, wait);
     } else {
-      this._frame = requestAnimationFrame(() => this._render());
+      this._requestFrame();
     }
   }
+
+  _requestFrame() {
+    if (!this._frame) this._frame = requestAnimationFrame(() => this._render());
+  }
+
+  // Scrolling only moves the window over the same list: no rebuild, no throttle.
+  _paintSoon() {
+    if (this._frame || this._scrollFrame) return;
+    this._scrollFrame = requestAnimationFrame(() => {
+      this._scrollFrame = 0;
+      this._paint(new Set());
+    });
+  }
+
+  // ---- the cursor and the selection -----------------------------------------------------
+
+  setCursor(id, { focus = false, scroll = true } = {}) {
+    if (this.cursorId !== id) {
+      this._rows.get(this.cursorId)?.tr.classList.remove("is-cursor");
+      this.cursorId = id;
+    }
+    const index = this._positions.get(id);
+    if (scroll && index !== undefined) this._scrollIntoView(index);
+    const row = this._rows.get(id);
+    row?.tr.classList.add("is-cursor");
+    if (focus) row?.tr.focus({ preventScroll: true });
+    this.onCursor(id);
+  }
+
+  // j/k: the next or previous listed alert, focused. From no cursor, both start at the top.
+  moveCursor(delta) {
+    const n = this._list.length;
+    if (!n) return null;
+    const at = this._positions.get(this.cursorId) ?? -1;
+    const next = Math.max(0, Math.min(n - 1, at + delta));
+    const alert = this._list[next].alert;
+    this.setCursor(alert.id, { focus: true });
+    return alert;
+  }
+
+  toggleSelected(id, on = !this.selected.has(id)) {
+    if (on === this.selected.has(id)) return;
+    if (on) this.selected.add(id);
+    else this.selected.delete(id);
+    const row = this._rows.get(id);
+    if (row) this._mark(row);
+    this.onSelection(this.selected);
+  }
+
+  selectIds(ids) {
+    for (const id of ids) this.selected.add(id);
+    for (const row of this._rows.values()) this._mark(row);
+    this.onSelection(this.selected);
+  }
+
+  clearSelection() {
+    if (!this.selected.size) return;
+    this.selected.clear();
+    for (const row of this._rows.values()) this._mark(row);
+    this.onSelection(this.selected);
+  }
+
+  // ---- busy rows and focus --------------------------------------------------------------
 
   setPending(id, pending) {
     if (pending) this._pending.add(id);
@@ -88,14 +242,18 @@ export class AlertTable {
 
   // Focus something sensible in a row after it changed under the keyboard user.
   focusRow(id, preferredAction = null) {
+    const index = this._positions.get(id);
+    if (!this._rows.has(id) && index !== undefined) this._scrollIntoView(index);
     const row = this._rows.get(id);
     if (!row) return false;
     const buttons = [...row.tr.querySelectorAll("button[data-action]")];
     const target =
       buttons.find((button) => button.dataset.action === preferredAction) ?? buttons[0] ?? row.tr;
-    target.focus();
+    target.focus({ preventScroll: true });
     return true;
   }
+
+  // ---- drawing --------------------------------------------------------------------------
 
   _render() {
     this._frame = 0;
@@ -105,63 +263,191 @@ export class AlertTable {
       this._rows.clear();
       this.tbody.replaceChildren();
     }
-    const alerts = this.store.newest(this.maxRows);
-    if (this._frozen && !initial) {
-      this._renderFrozen(alerts);
-      return;
+    const fresh = this._added.size;
+    if (this._stale && (!this._frozen || initial || this._forced)) this._rebuild();
+    else if (this._stale) this._noteWaiting();
+    const highlight = !initial && fresh <= HIGHLIGHT_MAX_ROWS ? this._added : new Set();
+    this._paint(highlight);
+    this._dirty.clear();
+    this._added.clear();
+    this._lastRenderAt = performance.now();
+    const busy = fresh > BURST_ROWS || this._rebuildMs > EXPENSIVE_REBUILD_MS;
+    this._minInterval = busy && !initial ? BURST_INTERVAL_MS : 0;
+    this.onRender({ shown: this._list.length, held: this.store.size, waiting: this._waiting.size });
+  }
+
+  _rebuild() {
+    const started = performance.now();
+    const list = [];
+    for (const entry of this.store.entries()) if (this.filter(entry.alert)) list.push(entry);
+    list.sort(this.compare);
+    this._list = list;
+    this._positions = new Map();
+    list.forEach((entry, i) => this._positions.set(entry.alert.id, i));
+    this._waiting.clear();
+    this._stale = false;
+    this._forced = false;
+    this._rebuildMs = performance.now() - started;
+  }
+
+  // Held: count what would join the list, without moving anything.
+  _noteWaiting() {
+    for (const id of this._dirty) {
+      if (this._positions.has(id)) continue;
+      const alert = this.store.get(id);
+      if (alert && this.filter(alert)) this._waiting.add(id);
     }
-    let fresh = 0;
-    for (const alert of alerts) if (!this._rows.has(alert.id)) fresh += 1;
-    const highlight = !initial && fresh <= HIGHLIGHT_MAX_ROWS;
+  }
+
+  _window() {
+    const n = this._list.length;
+    const rowPx = this._rowPx;
+    const top = Math.max(0, this.wrap.scrollTop - this._headPx);
+    const height = this.wrap.clientHeight || 800;
+    const visible = Math.ceil(height / rowPx);
+    let first = Math.max(0, Math.floor(top / rowPx) - OVERSCAN);
+    // A list that just shrank under a deep scroll: show its end until the browser clamps.
+    first = Math.min(first, Math.max(0, n - visible - 2 * OVERSCAN));
+    const last = Math.min(n, Math.floor(top / rowPx) + visible + OVERSCAN);
+    return [first, Math.max(first, last)];
+  }
+
+  _paint(highlight) {
+    const [first, last] = this._window();
     const wanted = new Set();
-    let cursor = this.tbody.firstElementChild;
-    for (const alert of alerts) {
-      wanted.add(alert.id);
-      let row = this._rows.get(alert.id);
-      if (!row) {
-        row = this._createRow(alert, highlight);
-        this._rows.set(alert.id, row);
-      } else if (this._dirty.has(alert.id) && row.alert !== alert) {
-        this._updateRow(row, alert);
-      }
-      if (row.tr === cursor) cursor = cursor.nextElementSibling;
-      else this.tbody.insertBefore(row.tr, cursor);
-    }
+    for (let i = first; i < last; i += 1) wanted.add(this._list[i].alert.id);
+    // Remove leavers first, so the rows that stay never move (moving drops their focus).
     for (const [id, row] of this._rows) {
       if (!wanted.has(id)) {
         row.tr.remove();
         this._rows.delete(id);
       }
     }
-    this._dirty.clear();
-    this._lastRenderAt = performance.now();
-    this._minInterval = fresh > BURST_ROWS && !initial ? BURST_INTERVAL_MS : 0;
-    this.onRender({ shown: alerts.length, held: this.store.size, waiting: 0 });
+    let cursor = this.tbody.firstElementChild;
+    for (let i = first; i < last; i += 1) {
+      const alert = this._list[i].alert;
+      let row = this._rows.get(alert.id);
+      if (!row) {
+        row = this._createRow(alert, highlight.has(alert.id));
+        this._rows.set(alert.id, row);
+      } else if (row.alert !== alert) {
+        this._updateRow(row, alert);
+      }
+      if (row.index !== i) {
+        row.index = i;
+        row.tr.setAttribute("aria-rowindex", String(i + 2));
+      }
+      if (row.tr === cursor) cursor = cursor.nextElementSibling;
+      else this.tbody.insertBefore(row.tr, cursor);
+    }
+    this._setSpacer(this.spacers.top, first * this._rowPx);
+    this._setSpacer(this.spacers.bottom, (this._list.length - last) * this._rowPx);
+    this.table.setAttribute("aria-rowcount", String(this._list.length + 1));
+    if (!this._measured && this._rows.size) this._measure();
   }
 
-  _renderFrozen(alerts) {
-    for (const id of this._dirty) {
-      const row = this._rows.get(id);
-      const alert = this.store.get(id);
-      if (row && alert && row.alert !== alert) this._updateRow(row, alert);
+  // Row height comes from the stylesheet; measuring once keeps the arithmetic true at any
+  // zoom level or font size. A wrong guess only costs one repaint.
+  _measure() {
+    this._measured = true;
+    const rowPx = this.tbody.firstElementChild.getBoundingClientRect().height;
+    this._headPx = this.table.tHead?.getBoundingClientRect().height ?? 0;
+    if (rowPx > 0 && Math.abs(rowPx - this._rowPx) > 0.25) {
+      this._rowPx = rowPx;
+      this._paint(new Set());
     }
-    this._dirty.clear();
-    let waiting = 0;
-    for (const alert of alerts) if (!this._rows.has(alert.id)) waiting += 1;
-    this.onRender({ shown: this._rows.size, held: this.store.size, waiting });
+  }
+
+  _setSpacer(body, px) {
+    if (this._spacerPx.get(body) === px) return;
+    this._spacerPx.set(body, px);
+    body.hidden = px <= 0;
+    // CSSOM, not a style attribute: the page's CSP allows no inline styles.
+    body.querySelector("td").style.height = `${px}px`;
+  }
+
+  _scrollIntoView(index) {
+    const rowTop = index * this._rowPx;
+    const room = this.wrap.clientHeight - this._headPx;
+    if (rowTop < this.wrap.scrollTop) this.wrap.scrollTop = rowTop;
+    else if (rowTop + this._rowPx > this.wrap.scrollTop + room) {
+      this.wrap.scrollTop = rowTop + this._rowPx - room;
+    }
+    // Now, not on the scroll event: the caller is about to focus the row.
+    this._paint(new Set());
+  }
+
+  _refreshAges() {
+    const now = this.clock.now();
+    for (const row of this._rows.values()) setText(row.ageNode, ageText(row.alert, now));
+  }
+
+  _onClick(event) {
+    const row = event.target.closest("tr[data-id]");
+    if (!row) return;
+    const button = event.target.closest("button[data-action]");
+    const alert = this._rows.get(row.dataset.id)?.alert;
+    if (!alert) return;
+    if (button) {
+      if (button.getAttribute("aria-disabled") !== "true") {
+        this.onAction(button.dataset.action, alert, button);
+      }
+      return;
+    }
+    // The checkbox selects; anywhere else on the row opens the details.
+    if (event.target.closest("input, label, a, button")) return;
+    this.setCursor(alert.id, { scroll: false });
+    this.onOpen(alert);
   }
 
   _createRow(alert, isNew) {
     const tr = h("tr", { tabindex: "-1", className: isNew ? "is-new" : null });
+    const check = this.canAct ? selectBox(alert) : null;
+    const slot = h("span", { className: "select-cell" }, [check]);
+    tr.append(h("td", { className: "time" }, [slot]));
     const row = {
       tr,
       alert: null,
+      index: -1,
+      check,
+      slot,
+      timeText: null,
+      ageNode: null,
       cells: null,
+      presenceNode: null,
       actionsKey: null,
       actionsCell: h("td", { className: "actions" }),
     };
     this._updateRow(row, alert);
     return row;
+  }
+
+  // Others looking at an alert right now (the server's presence messages; never "me").
+  setPresence(alertId, users) {
+    const others = (users ?? []).filter((user) => user !== this.me);
+    if (others.length) this.presence.set(alertId, others);
+    else this.presence.delete(alertId);
+    const row = this._rows.get(alertId);
+    if (row) this._paintPresence(row);
+  }
+
+  clearPresence() {
+    for (const id of [...this.presence.keys()]) this.setPresence(id, []);
+  }
+
+  _paintPresence(row) {
+    // Under the account id (a second line; rows have one fixed height).
+    const badge = presenceBadge(this.presence.get(row.alert.id));
+    if (row.presenceNode) row.presenceNode.remove();
+    row.presenceNode = badge;
+    if (badge && row.cells) row.cells[0].append(badge);
+  }
+
+  _mark(row) {
+    const selected = this.selected.has(row.alert.id);
+    row.tr.classList.toggle("is-selected", selected);
+    row.tr.classList.toggle("is-cursor", row.alert.id === this.cursorId);
+    if (row.check && row.check.checked !== selected) row.check.checked = selected;
   }
 
   _updateRow(row, alert) {
@@ -173,8 +459,13 @@ export class AlertTable {
     tr.classList.toggle("is-resolved", alert.status === "resolved");
     tr.classList.toggle("is-mine", Boolean(alert.owner) && alert.owner === this.me);
 
-    // Replace the data cells one by one and never detach the actions cell: moving a
-    // focused button out of the document would throw the keyboard user's focus away.
+    // Replace cells' contents one by one and never detach the checkbox or the actions
+    // cell: moving a focused control out of the document would throw the keyboard away.
+    const text = timeContent(alert, this.clock.now());
+    if (row.timeText) row.timeText.replaceWith(text);
+    else row.slot.append(text);
+    row.timeText = text;
+    row.ageNode = text.querySelector(".age");
     const cells = dataCells(alert, this.me);
     if (row.cells) {
       row.cells.forEach((cell, i) => cell.replaceWith(cells[i]));
@@ -182,6 +473,8 @@ export class AlertTable {
       tr.append(...cells, row.actionsCell);
     }
     row.cells = cells;
+    this._paintPresence(row);
+    this._mark(row);
 
     const key = actionsKey(alert, this.me, this.canAct);
     if (key !== row.actionsKey) {

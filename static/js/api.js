@@ -59,9 +59,22 @@ async function request(method, url, body) {
   return data;
 }
 
-export function listAlerts({ statuses = ["open", "acknowledged"], limit = 500 } = {}) {
+export function listAlerts({
+  statuses = ["open", "acknowledged"],
+  limit = 500,
+  cursor = null,
+  filters = {},
+} = {}) {
   const query = new URLSearchParams({ status: statuses.join(","), limit: String(limit) });
+  if (cursor) query.set("cursor", cursor);
+  // Server-side filters: severity, rule, owner, q, from, to (see docs/api.md).
+  for (const [key, value] of Object.entries(filters)) if (value) query.set(key, value);
   return request("GET", `/api/v1/alerts?${query}`);
+}
+
+// {alert, audit: [{at, actor, action, alert_id, detail}]}
+export function getAlert(id) {
+  return request("GET", `/api/v1/alerts/${encodeURIComponent(id)}`);
 }
 
 export function acknowledgeAlert(id) {
@@ -72,4 +85,34 @@ export function resolveAlert(id, disposition, note) {
   const body = { disposition };
   if (note) body.note = note;
   return request("POST", `/api/v1/alerts/${encodeURIComponent(id)}/resolve`, body);
+}
+
+const alertUrl = (id, action) => `/api/v1/alerts/${encodeURIComponent(id)}/${action}`;
+
+export function unacknowledgeAlert(id) {
+  return request("POST", alertUrl(id, "unack"), {});
+}
+
+export function assignAlert(id, owner) {
+  return request("POST", alertUrl(id, "assign"), { owner });
+}
+
+export function reopenAlert(id, note) {
+  return request("POST", alertUrl(id, "reopen"), note ? { note } : {});
+}
+
+// {account_id, transactions: [{transaction, verdict, received_at}], next_cursor}
+export function accountTransactions(accountId, limit = 50) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  return request("GET", `/api/v1/accounts/${encodeURIComponent(accountId)}/transactions?${query}`);
+}
+
+// {note, alert, seq}
+export function addNote(id, text) {
+  return request("POST", alertUrl(id, "notes"), { text });
+}
+
+// {alert, seq}; alert is null when nothing is left to take.
+export function claimNext() {
+  return request("POST", "/api/v1/alerts/next", {});
 }

@@ -1,23 +1,41 @@
-// Entry point: wires the snapshot, the live socket, the store, the table and the header.
+// Entry point: wires the snapshot, the live socket, the store, the table, the drawer and the
+// header. Each part lives in its own module; this one only connects them.
 //
-// Start-up without gaps: load the alert snapshot, remember its seq, then open
-// /ws?since=<seq>; the socket keeps the last applied seq and resumes from it.
+// Start-up without gaps: load the alert snapshot (page by page), remember the first page's
+// seq, then open /ws?since=<seq>; the socket keeps the last applied seq and resumes from it.
 
+import { Actions } from "./actions.js";
 import * as api from "./api.js";
 import { AlertStore } from "./alert-store.js";
 import { AlertTable } from "./alert-table.js";
+import { BulkBar } from "./bulk.js";
+import { Clock } from "./clock.js";
+import { ConnectionIndicator } from "./connection.js";
 import { setText } from "./dom.js";
-import { formatCount } from "./format.js";
+import { Drawer } from "./drawer.js";
+import { FilterBar } from "./filter-bar.js";
+import { formatClock, formatCount } from "./format.js";
 import { holdWhileWorking } from "./hold.js";
+import { IntegrityPanel } from "./integrity.js";
+import { installShortcuts } from "./keyboard.js";
+import { installMenus } from "./menus.js";
 import { Announcer, Notices } from "./notices.js";
+import { CriticalAlerts } from "./notify.js";
 import { ResolveDialog } from "./resolve-dialog.js";
+import { SavedViews } from "./saved-views.js";
 import { LiveSocket, backoffDelay } from "./socket.js";
-import { ConnectionIndicator, Counters } from "./stats.js";
+import { Counters } from "./stats.js";
+import { comparator, describeSort, isFiltered, matcher } from "./view.js";
 
-const MAX_ROWS = 500;
-const STORE_CAPACITY = 2000;
+// Ten thousand open alerts is a bad day, not a broken page: the table only draws what is on
+// screen. Past this the oldest resolved alerts leave memory first.
+const STORE_CAPACITY = 20_000;
+const SNAPSHOT_PAGE = 1000;
+const SNAPSHOT_MAX = 10_000;
 const SESSION_CHECK_AFTER_ATTEMPTS = 2;
 const SESSION_CHECK_EVERY_MS = 30_000;
+const LOCAL_COUNTS_MS = 500;
+const SNAPSHOT_STATUSES = ["open", "acknowledged"];
 
 const $ = (selector) => document.querySelector(selector);
 const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content ?? "";
@@ -27,53 +45,189 @@ const me = meta("fw-user");
 // The API lets analysts and admins change alerts; a viewer's page offers no buttons.
 const canAct = ["analyst", "admin"].includes(meta("fw-role"));
 
+const clock = new Clock();
 const store = new AlertStore({ capacity: STORE_CAPACITY });
 const notices = new Notices($("#notices"));
 const announcer = new Announcer($("#announcer"));
-const counters = new Counters($("#stats"));
-const indicator = new ConnectionIndicator($("#connection"));
+const counters = new Counters($("#stats"), { clock });
+const indicator = new ConnectionIndicator($("#connection"), $("#connection-detail"));
 const dialog = new ResolveDialog($("#resolve-dialog"));
+const shortcuts = $("#shortcuts");
 const socket = new LiveSocket({ path: "/ws" });
+const integrity = new IntegrityPanel($("#integrity"), socket);
 const summary = $("#alerts-summary");
 const paused = $("#alerts-paused");
 const empty = $("#alerts-empty");
+const staleNote = $("#stale-note");
 const tableWrap = $("#table-wrap");
 let olderNotShown = false;
+let snapshotLoaded = false;
 let signedOutAlready = false;
 let lastSessionCheck = 0;
+let heldByMe = 0;
+let localTimer = 0;
 
 const table = new AlertTable({
+  wrap: tableWrap,
+  table: $("#alerts-table"),
   tbody: $("#alert-rows"),
+  spacers: { top: $("#spacer-top"), bottom: $("#spacer-bottom") },
   store,
   me,
   canAct,
-  maxRows: MAX_ROWS,
+  clock,
   onRender: renderSummary,
 });
+const drawer = new Drawer($("#drawer"), {
+  store,
+  me,
+  canAct,
+  clock,
+  loadAudit: api.getAlert,
+  loadHistory: (accountId) => api.accountTransactions(accountId),
+});
+
+// Rows hold still while the analyst works in the table, a dialog or the details drawer.
+const updateHold = holdWhileWorking(tableWrap, table, () => dialog.isOpen || drawer.isOpen);
+
+const actions = new Actions({ store, table, dialog, notices, signedOut, updateHold });
+const bulk = new BulkBar($("#bulk-bar"), {
+  table,
+  actions,
+  selectAll: $("#select-all"),
+  notices,
+  me,
+});
+$("#select-all").hidden = !canAct;
+const filters = new FilterBar($("#filters"), {
+  onChange: applyView,
+  onLeave: () => focusTable(),
+});
+const views = new SavedViews($("#views-menu"), {
+  currentQuery: () => filters.query,
+  apply: (query) => filters.applyQuery(query),
+  notices,
+});
+const critical = new CriticalAlerts({
+  soundBox: $("#notify-sound"),
+  desktopBox: $("#notify-desktop"),
+  stateNode: $("#notify-state"),
+  notices,
+});
+
+function applyView(view) {
+  table.setView(matcher(view, me), comparator(view.sort));
+  views.render();
+  if (snapshotLoaded && (view.from || view.to)) loadRange(view);
+}
+
+// A time range reaches past what the page holds (resolved alerts, older ones): ask the
+// server for that window, with the other filters it understands, and add what it finds.
+const RANGE_LIMIT = 1000;
+let rangeToken = 0;
+async function loadRange(view) {
+  const token = ++rangeToken;
+  const statuses = view.status.length ? view.status : ["open", "acknowledged", "resolved"];
+  const params = {
+    from: view.from,
+    to: view.to,
+    severity: view.severity.join(","),
+    rule: view.rule,
+    owner: view.owner,
+  };
+  try {
+    const page = await api.listAlerts({ statuses, limit: RANGE_LIMIT, filters: params });
+    if (token !== rangeToken) return;
+    for (const alert of page.alerts ?? []) {
+      store.merge(alert);
+      filters.noteAlert(alert);
+    }
+    if (page.next_cursor) {
+      notices.show(`More than ${formatCount(RANGE_LIMIT)} alerts in this range: narrow it.`, {
+        kind: "info",
+        key: "range",
+      });
+    }
+  } catch (error) {
+    if (error.unauthenticated) signedOut();
+    else notices.show(`Could not load that time range: ${error.message}`, { kind: "error" });
+  }
+}
 
 function renderSummary({ shown, held, waiting }) {
+  const filtered = isFiltered(filters.view);
   empty.hidden = shown > 0;
+  setText(
+    empty,
+    filtered && held > 0
+      ? "No alerts match these filters."
+      : "No open alerts. New ones appear here as they are raised.",
+  );
   paused.hidden = !table.frozen;
   setText(paused, waiting > 0 ? `Paused · ${formatCount(waiting)} new` : "Paused");
-  if (shown === 0) {
+  bulk.update();
+  scheduleLocalCounts();
+  if (held === 0) {
     setText(summary, "Nothing to triage right now.");
     return;
   }
-  const mine = store.count((alert) => alert.status === "acknowledged" && alert.owner === me);
-  const parts = [`${formatCount(shown)} shown, newest first`];
-  if (held > shown || olderNotShown) parts.push("older alerts not listed");
-  if (mine) parts.push(`${formatCount(mine)} held by you`);
+  const parts = [
+    filtered
+      ? `${formatCount(shown)} of ${formatCount(held)} match`
+      : `${formatCount(shown)} shown`,
+    describeSort(filters.view.sort),
+  ];
+  if (olderNotShown) parts.push("older alerts not loaded");
+  if (heldByMe) parts.push(`${formatCount(heldByMe)} held by you`);
   setText(summary, parts.join(" · "));
 }
 
-// Rows hold still while the analyst works in the table or the resolve dialog is open.
-const updateHold = holdWhileWorking(tableWrap, table, () => dialog.isOpen);
+// Counts from the page's own alerts, at most twice a second however fast they arrive.
+function scheduleLocalCounts() {
+  if (!localTimer) localTimer = setTimeout(computeLocalCounts, LOCAL_COUNTS_MS);
+}
+
+function computeLocalCounts() {
+  localTimer = 0;
+  const bySeverity = {};
+  let oldest = null;
+  let mine = 0;
+  for (const entry of store.entries()) {
+    const { alert } = entry;
+    if (alert.status === "resolved") continue;
+    bySeverity[alert.severity] = (bySeverity[alert.severity] ?? 0) + 1;
+    if (alert.owner === me) mine += 1;
+    // Ties (one batch, one millisecond) go to the earlier transaction, as in the queue.
+    if (
+      alert.status === "open" &&
+      (!oldest ||
+        entry.createdMs < oldest.createdMs ||
+        (entry.createdMs === oldest.createdMs && entry.eventMs < oldest.eventMs))
+    ) {
+      oldest = entry;
+    }
+  }
+  counters.setLocal({ bySeverity, oldest: oldest?.alert ?? null });
+  if (mine !== heldByMe) {
+    heldByMe = mine;
+    table.schedule();
+  }
+}
 
 function renderTitle(openAlerts) {
   document.title =
     Number.isFinite(openAlerts) && openAlerts > 0
       ? `(${formatCount(openAlerts)}) Alerts · FraudWatch`
       : "Alerts · FraudWatch";
+}
+
+function renderStale() {
+  const live = indicator.isLive;
+  document.body.dataset.live = String(live);
+  staleNote.hidden = live || !socket.lastMessageAt;
+  if (!live && socket.lastMessageAt) {
+    setText(staleNote, `Not live · alerts as of ${formatClock(socket.lastMessageAt)}`);
+  }
 }
 
 function signedOut() {
@@ -83,6 +237,7 @@ function signedOut() {
   dialog.cancel();
   indicator.set("signed-out");
   counters.setStale(true);
+  renderStale();
   notices.show("Your session has ended, so the table is no longer live.", {
     kind: "error",
     sticky: true,
@@ -105,14 +260,34 @@ async function checkSession() {
   }
 }
 
+// Every unresolved alert, newest first, page by page. The first page's seq is where the
+// socket resumes: anything that changes while later pages load is replayed after it.
+async function fetchSnapshot() {
+  let page = await api.listAlerts({ statuses: SNAPSHOT_STATUSES, limit: SNAPSHOT_PAGE });
+  const seq = page.seq;
+  const alerts = Array.isArray(page.alerts) ? [...page.alerts] : [];
+  while (page.next_cursor && alerts.length < SNAPSHOT_MAX) {
+    page = await api.listAlerts({
+      statuses: SNAPSHOT_STATUSES,
+      limit: SNAPSHOT_PAGE,
+      cursor: page.next_cursor,
+    });
+    if (Array.isArray(page.alerts)) alerts.push(...page.alerts);
+  }
+  return { alerts, seq, more: Boolean(page.next_cursor) };
+}
+
 async function loadSnapshot() {
   for (let attempt = 0; ; attempt += 1) {
     try {
-      const page = await api.listAlerts({ statuses: ["open", "acknowledged"], limit: MAX_ROWS });
-      store.reset(Array.isArray(page.alerts) ? page.alerts : []);
-      olderNotShown = Boolean(page.next_cursor);
-      socket.lastSeq = Number.isInteger(page.seq) ? page.seq : null;
+      const { alerts, seq, more } = await fetchSnapshot();
+      store.reset(alerts);
+      for (const alert of alerts) filters.noteAlert(alert);
+      olderNotShown = more;
+      socket.lastSeq = Number.isInteger(seq) ? seq : null;
       notices.clear("load");
+      snapshotLoaded = true;
+      if (filters.view.from || filters.view.to) loadRange(filters.view);
       return true;
     } catch (error) {
       if (error.unauthenticated) {
@@ -149,14 +324,22 @@ function cancelDialogIfStale(alert) {
 }
 
 socket.addEventListener("state", (event) => {
-  const { state, attempt, delayMs } = event.detail;
-  indicator.set(state, delayMs);
+  const { state, attempt, nextAt } = event.detail;
+  indicator.set(state, { attempt, nextAt });
   counters.setStale(state !== "live");
+  renderStale();
   if (state === "reconnecting" && attempt >= SESSION_CHECK_AFTER_ATTEMPTS) checkSession();
 });
 
 socket.addEventListener("hello", (event) => {
-  const { seq, user } = event.detail;
+  const { seq, user, server_time: serverTime, dispositions } = event.detail;
+  clock.sync(serverTime);
+  dialog.setDispositions(dispositions);
+  // A new socket starts with no presence: forget what the old one said (the server sends
+  // who is looking now), and say again what this page has open.
+  table.clearPresence();
+  drawer.clearPresence();
+  if (viewing) socket.send({ type: "viewing", alert_id: viewing });
   // Signed in as someone else in another tab: this page's CSRF token and "you" are stale.
   if (typeof user === "string" && me && user !== me) {
     signedOut();
@@ -164,6 +347,8 @@ socket.addEventListener("hello", (event) => {
   }
   if (Number.isInteger(seq) && socket.lastSeq !== null && seq < socket.lastSeq) checkReset();
 });
+
+socket.addEventListener("unauthorized", () => signedOut());
 
 // hello.seq behind what we applied means the server's log was reset (a fresh data dir) and
 // our seq would skip every new event. It can also lag the store for an instant after a
@@ -180,15 +365,32 @@ async function checkReset() {
   }
 }
 
+// The server numbers events without holes, so a jump means this page missed some: its
+// copy may be wrong, and only a fresh snapshot makes it right again.
+socket.addEventListener("gap", (event) => {
+  const { after, seq } = event.detail;
+  notices.show(`The live feed skipped events ${after + 1}–${seq - 1}; reloading alerts.`, {
+    kind: "warning",
+  });
+  resync();
+});
+
 socket.addEventListener("alert", (event) => {
   const { type, alert } = event.detail;
   store.upsert(alert);
-  if (type === "alert") announcer.newAlerts(1);
+  filters.noteAlert(alert);
+  if (type === "alert") {
+    announcer.newAlerts(1);
+    counters.noteArrival(alert, event.detail.replayed === true);
+  }
   cancelDialogIfStale(alert);
+  critical.observe(type, alert);
 });
 
 socket.addEventListener("stats", (event) => {
+  clock.observe(event.detail.server_time);
   counters.update(event.detail);
+  integrity.setRejected(event.detail.rejected_total);
   renderTitle(event.detail.open_alerts);
 });
 
@@ -196,39 +398,160 @@ socket.addEventListener("server-error", (event) => {
   notices.show(event.detail.message || "The server reported an error.", { kind: "warning" });
 });
 
-async function runAction(alert, call) {
-  table.setPending(alert.id, true);
-  try {
-    const data = await call();
-    if (data.alert) store.merge(data.alert);
-  } catch (error) {
-    if (error.unauthenticated) {
-      signedOut();
-    } else if (error.status === 409) {
-      if (error.body?.alert) store.merge(error.body.alert);
-      notices.show(error.message, { kind: "warning" });
-    } else {
-      notices.show(`Could not update the alert: ${error.message}`, { kind: "error" });
-    }
-  } finally {
-    table.setPending(alert.id, false);
+// The drawer follows the alert it shows, whoever changed it (the feed or our own call).
+store.addEventListener("change", (event) => {
+  const id = drawer.alertId;
+  if (id && event.detail.ids.includes(id)) drawer.refresh(store.get(id));
+});
+
+// ---- acting on alerts -------------------------------------------------------------------
+
+function focusTable() {
+  if (table.cursorId && table.indexOf(table.cursorId) >= 0) {
+    table.setCursor(table.cursorId, { focus: true });
+  } else {
+    tableWrap.focus();
   }
 }
 
-table.onAction = async (action, alert) => {
-  if (action === "ack") {
-    await runAction(alert, () => api.acknowledgeAlert(alert.id));
+// The alert the keyboard acts on: the focused row's, else the cursor's.
+function currentAlert() {
+  const id = document.activeElement?.closest?.("tr[data-id]")?.dataset.id ?? table.cursorId;
+  return id ? table.alert(id) : null;
+}
+
+function openDetails(alert, { focus = true } = {}) {
+  table.setCursor(alert.id, { scroll: table.indexOf(alert.id) >= 0 });
+  drawer.open(alert, { focus });
+  updateHold();
+}
+
+function explainNoAction(alert) {
+  const who = alert.owner ? ` by ${alert.owner}` : "";
+  notices.show(`Alert for account ${alert.account_id} is already ${alert.status}${who}.`, {
+    kind: "info",
+  });
+}
+
+function acknowledge(alert) {
+  if (!canAct) return;
+  if (alert.status === "open") actions.acknowledge(alert);
+  else if (alert.owner !== me || alert.status === "resolved") explainNoAction(alert);
+}
+
+function resolve(alert, disposition, refocus) {
+  if (!canAct) return;
+  const mine = alert.status === "open" || (alert.status === "acknowledged" && alert.owner === me);
+  if (!mine) {
+    explainNoAction(alert);
     return;
   }
-  const asked = dialog.ask(alert, action);
-  updateHold();
-  const answer = await asked;
-  updateHold();
-  table.focusRow(alert.id, action);
-  if (answer) await runAction(alert, () => api.resolveAlert(alert.id, action, answer.note));
+  actions.resolve(alert, disposition, refocus);
+}
+
+table.onAction = (action, alert) => {
+  if (action === "ack") actions.acknowledge(alert);
+  else actions.resolve(alert, action);
+};
+table.onOpen = (alert) => openDetails(alert);
+table.onSelection = () => bulk.update();
+table.onCursor = (id) => {
+  if (drawer.isOpen && id !== drawer.alertId) {
+    const alert = table.alert(id);
+    if (alert) drawer.show(alert);
+  }
 };
 
+const backToDrawer = () => drawer.root.focus({ preventScroll: true });
+drawer.onAction = (action, alert) => {
+  if (action === "ack") acknowledge(alert);
+  else if (action === "unack") actions.unacknowledge(alert);
+  else if (action === "reopen") actions.reopen(alert);
+  else resolve(alert, action, backToDrawer);
+};
+drawer.onNote = (alert, text) => actions.addNote(alert, text);
+
+// Presence: tell the server which alert the drawer shows, once the cursor settles (j/k
+// through the queue must not flood the socket's rate limit), and again after a reconnect.
+const VIEWING_SETTLE_MS = 250;
+let viewing = null;
+let viewingTimer = 0;
+drawer.onViewing = (id) => {
+  viewing = id;
+  clearTimeout(viewingTimer);
+  viewingTimer = setTimeout(() => socket.send({ type: "viewing", alert_id: viewing }), VIEWING_SETTLE_MS);
+};
+socket.addEventListener("presence", (event) => {
+  const { alert_id: alertId, users } = event.detail;
+  if (typeof alertId !== "string" || !Array.isArray(users)) return;
+  table.setPresence(alertId, users);
+  drawer.setPresence(alertId, users);
+});
+drawer.onAssign = (alert, owner) => actions.assign(alert, owner);
+
+// "Next": the server picks and claims the most urgent unowned alert; open it to work on.
+async function takeNext() {
+  if (!canAct) return;
+  const alert = await actions.next();
+  if (alert) openDetails(store.get(alert.id) ?? alert);
+}
+const nextButton = $("#next-button");
+nextButton.hidden = !canAct;
+nextButton.addEventListener("click", takeNext);
+drawer.onSelect = (id) => {
+  const alert = store.get(id);
+  if (alert) openDetails(alert);
+};
+drawer.onClose = () => {
+  updateHold();
+  focusTable();
+};
+critical.onOpen = (alert) => openDetails(store.get(alert.id) ?? alert);
+
+function withCurrent(fn) {
+  const alert = currentAlert();
+  if (!alert) {
+    notices.show("Pick an alert first: j and k move through the list.", { key: "pick" });
+    return;
+  }
+  fn(alert);
+}
+
+// After a keyboard action, focus goes back where the keyboard was: the drawer or the row.
+const refocusAfter = (alert) =>
+  drawer.isOpen ? backToDrawer : () => table.setCursor(alert.id, { focus: true });
+
+installMenus();
+installShortcuts({
+  j: () => table.moveCursor(1),
+  k: () => table.moveCursor(-1),
+  Enter: () => withCurrent((alert) => openDetails(alert)),
+  a: () => withCurrent(acknowledge),
+  f: () => withCurrent((alert) => resolve(alert, "fraud", refocusAfter(alert))),
+  l: () => withCurrent((alert) => resolve(alert, "legitimate", refocusAfter(alert))),
+  x: () => withCurrent((alert) => canAct && table.toggleSelected(alert.id)),
+  n: () => takeNext(),
+  "/": () => filters.focusSearch(),
+  "?": () => shortcuts.showModal(),
+  Escape: () => {
+    if (!drawer.isOpen) return false;
+    drawer.close();
+    return true;
+  },
+});
+$("#shortcuts-button").addEventListener("click", () => shortcuts.showModal());
+
+// ---- once a second ----------------------------------------------------------------------
+
+setInterval(() => {
+  indicator.tick(socket.lastMessageAt);
+  counters.tick();
+  integrity.refresh();
+  renderStale();
+}, 1000);
+
 async function main() {
+  applyView(filters.view);
   if (await loadSnapshot()) socket.start();
 }
 

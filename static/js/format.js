@@ -87,3 +87,44 @@ export function capitalize(word) {
   const text = String(word ?? "");
   return text ? text[0].toUpperCase() + text.slice(1) : text;
 }
+
+// How long something has waited: "42 s", "7 min", "3 h 5 min", "2 d 4 h".
+export function formatAge(ms) {
+  const n = toNumber(ms);
+  if (!Number.isFinite(n)) return "—";
+  const s = Math.max(0, Math.floor(n / 1000));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min`;
+  const hours = Math.floor(m / 60);
+  if (hours < 24) return m % 60 ? `${hours} h ${m % 60} min` : `${hours} h`;
+  const d = Math.floor(hours / 24);
+  return hours % 24 ? `${d} d ${hours % 24} h` : `${d} d`;
+}
+
+// A wall-clock time in the analyst's zone, 24-hour: "14:02:11".
+export function formatClock(ms) {
+  const n = toNumber(ms);
+  return Number.isFinite(n) ? timeOfDay.format(new Date(n)) : "—";
+}
+
+// A full timestamp for the details: "Mar 2, 2026, 14:02:11".
+export function formatDateTime(iso) {
+  if (iso === null || iso === undefined) return "—";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return String(iso);
+  return `${yearDay.format(date)}, ${timeOfDay.format(date)}`;
+}
+
+// A number as the detector reported it: up to two decimals, grouped.
+const plainNumber = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+
+export function formatNumber(value) {
+  const n = toNumber(value);
+  return Number.isFinite(n) ? plainNumber.format(n) : "—";
+}
+
+// "card_testing" → "Card testing": rule codes are snake_case identifiers.
+export function ruleLabel(code) {
+  return capitalize(String(code ?? "").replaceAll("_", " "));
+}

@@ -1,6 +1,7 @@
 // When the live table holds still: while the pointer is over it, while keyboard focus is
-// in it, and while something else says so (the resolve dialog). Rows that slide away under
-// the cursor at hundreds of alerts a second would make every click a gamble.
+// in it, and while something else says so (the resolve dialog, the details drawer). Rows
+// that slide away under the cursor at hundreds of alerts a second would make every click a
+// gamble.
 
 export function holdWhileWorking(container, table, alsoHold = () => false) {
   let pointerInside = false;
@@ -27,9 +28,12 @@ export function holdWhileWorking(container, table, alsoHold = () => false) {
       update();
     }
   });
-  // Esc hands focus back to the container itself, which releases the table.
+  // Esc hands focus back to the container itself, which releases the table (unless a
+  // shortcut already used this Esc, to close the details).
   container.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && event.target !== container) container.focus();
+    if (event.key === "Escape" && !event.defaultPrevented && event.target !== container) {
+      container.focus();
+    }
   });
   return update;
 }

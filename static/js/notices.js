@@ -12,8 +12,9 @@ export class Notices {
     this.container = container;
   }
 
-  // kind: "info" | "warning" | "error". `sticky` notices stay until dismissed.
-  show(message, { kind = "info", sticky = false, link = null, key = null } = {}) {
+  // kind: "info" | "warning" | "error". `sticky` notices stay until dismissed. `details`
+  // is a list of lines shown under the message (per-item results of a bulk action).
+  show(message, { kind = "info", sticky = false, link = null, key = null, details = [] } = {}) {
     if (key) this.container.querySelector(`[data-key="${CSS.escape(key)}"]`)?.remove();
     const dismiss = h("button", {
       type: "button",
@@ -23,6 +24,13 @@ export class Notices {
     });
     const notice = h("div", { className: `notice notice-${kind}`, dataset: key ? { key } : {} }, [
       h("p", { className: "notice-text", text: message }),
+      details.length
+        ? h(
+            "ul",
+            { className: "notice-details" },
+            details.map((line) => h("li", { text: line })),
+          )
+        : null,
       link ? h("a", { href: link.href, className: "notice-link", text: link.text }) : null,
       dismiss,
     ]);

@@ -2,9 +2,12 @@
 // exponential backoff and jitter, and reports its state as events.
 //
 // Events (CustomEvent, payload in `detail`):
-//   state   {state: "connecting"|"live"|"reconnecting"|"offline"|"stopped", attempt, delayMs}
+//   state   {state: "connecting"|"live"|"reconnecting"|"offline"|"stopped", attempt, delayMs,
+//            nextAt (ms epoch of the next attempt, or 0)}
 //   hello   the server's hello message
 //   alert   {type, seq, alert}: each alert/alert_updated exactly once, in seq order
+//   gap     {after, seq}: seq jumped past events this page never received
+//   unauthorized  the server closed the socket because the session ended
 //   stats   the server's stats message
 //   server-error  the server's error message
 
@@ -17,6 +20,12 @@ const HEALTHY_AFTER_MS = 5_000;
 const PING_AFTER_MS = 15_000;
 const DEAD_AFTER_MS = 40_000;
 const WATCHDOG_MS = 5_000;
+// The server's close code for a socket whose credentials ended (echoes HTTP 401).
+const CLOSE_UNAUTHORIZED = 4401;
+// Frames are queued as they arrive and handled in slices of this much main-thread time. The
+// browser can hand over hundreds of frames in one task during a burst; parsing them all there
+// would freeze the page for as long.
+const SLICE_MS = 8;
 
 export function backoffDelay(attempt, min = MIN_DELAY_MS, max = MAX_DELAY_MS) {
   const cap = Math.min(max, min * 2 ** attempt);
@@ -46,6 +55,13 @@ export class LiveSocket extends EventTarget {
     this._lastMessageAt = 0;
     this._pinged = false;
     this._wanted = false;
+    this._inbox = [];
+    this._draining = false;
+    this._wake = new MessageChannel();
+    this._wake.port1.onmessage = () => this._drain();
+    // What the delivery-integrity panel shows. seq is gapless on the server (every alert
+    // event gets the next number), so a jump of more than one is an event this page missed.
+    this.delivery = { gaps: 0, missed: 0, duplicates: 0, connects: 0, reconnects: 0 };
     this._onOnline = () => this._retryNow();
     this._onOffline = () => {
       if (this.state !== "live") this._setState("offline");
@@ -53,6 +69,11 @@ export class LiveSocket extends EventTarget {
     this._onVisible = () => {
       if (document.visibilityState === "visible") this._retryNow();
     };
+  }
+
+  // When the last message of any kind arrived (stats come about once a second), or 0.
+  get lastMessageAt() {
+    return this._lastMessageAt;
   }
 
   start() {
@@ -94,11 +115,25 @@ export class LiveSocket extends EventTarget {
     }
     this._ws = ws;
     ws.addEventListener("message", (event) => {
-      if (this._ws === ws) this._onMessage(event.data);
+      if (this._ws !== ws) return;
+      this._lastMessageAt = Date.now();
+      this._inbox.push(event.data);
+      if (!this._draining) {
+        this._draining = true;
+        this._wake.port2.postMessage(null);
+      }
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
       if (this._ws !== ws) return;
       this._ws = null;
+      // Everything received counts before the resume point is taken.
+      this._drain(Number.POSITIVE_INFINITY);
+      // The server ended this session (logged out, expired): reconnecting cannot help.
+      if (event.code === CLOSE_UNAUTHORIZED) {
+        this.stop();
+        this._emit("unauthorized", { reason: event.reason });
+        return;
+      }
       if (this._liveSince && Date.now() - this._liveSince >= HEALTHY_AFTER_MS) this._attempt = 0;
       this._liveSince = 0;
       this._scheduleReconnect();
@@ -106,7 +141,23 @@ export class LiveSocket extends EventTarget {
     // "error" is always followed by "close", where the reconnect happens.
   }
 
+  // Handle queued frames for up to `budgetMs`, then yield to the page and continue after.
+  _drain(budgetMs = SLICE_MS) {
+    const deadline = performance.now() + budgetMs;
+    let i = 0;
+    while (i < this._inbox.length && performance.now() < deadline) {
+      this._onMessage(this._inbox[i]);
+      i += 1;
+    }
+    this._inbox.splice(0, i);
+    this._draining = this._inbox.length > 0;
+    if (this._draining) this._wake.port2.postMessage(null);
+  }
+
   _closeSocket() {
+    // Stopping drops what is queued: whoever stops either gives up or reloads a snapshot.
+    this._inbox = [];
+    this._draining = false;
     const ws = this._ws;
     this._ws = null;
     if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000);
@@ -130,6 +181,7 @@ export class LiveSocket extends EventTarget {
     if (this.state !== "live" || !this._ws) return;
     const quiet = Date.now() - this._lastMessageAt;
     if (quiet >= DEAD_AFTER_MS) {
+      this._drain(Number.POSITIVE_INFINITY);
       const ws = this._ws;
       this._ws = null;
       ws.close(4000, "no messages");
@@ -142,7 +194,6 @@ export class LiveSocket extends EventTarget {
   }
 
   _onMessage(raw) {
-    this._lastMessageAt = Date.now();
     this._pinged = false;
     let message;
     try {
@@ -153,7 +204,11 @@ export class LiveSocket extends EventTarget {
     if (message === null || typeof message !== "object") return;
     switch (message.type) {
       case "hello":
+        this.delivery.connects += 1;
+        if (this.delivery.connects > 1) this.delivery.reconnects += 1;
         this._liveSince = Date.now();
+        // Events up to hello.seq were committed before this socket: a replay, not live.
+        this._helloSeq = Number.isInteger(message.seq) ? message.seq : 0;
         this._setState("live");
         this._emit("hello", message);
         break;
@@ -161,12 +216,24 @@ export class LiveSocket extends EventTarget {
       case "alert_updated":
         if (typeof message.seq !== "number" || !message.alert) return;
         // A replay after reconnect can overlap what was already applied: apply each seq once.
-        if (this.lastSeq !== null && message.seq <= this.lastSeq) return;
+        if (this.lastSeq !== null && message.seq <= this.lastSeq) {
+          this.delivery.duplicates += 1;
+          return;
+        }
+        if (this.lastSeq !== null && message.seq > this.lastSeq + 1) {
+          this.delivery.gaps += 1;
+          this.delivery.missed += message.seq - this.lastSeq - 1;
+          this._emit("gap", { after: this.lastSeq, seq: message.seq });
+        }
         this.lastSeq = message.seq;
+        message.replayed = message.seq <= (this._helloSeq ?? 0);
         this._emit("alert", message);
         break;
       case "stats":
         this._emit("stats", message);
+        break;
+      case "presence":
+        this._emit("presence", message);
         break;
       case "error":
         this._emit("server-error", message);
@@ -181,7 +248,8 @@ export class LiveSocket extends EventTarget {
     const changed = state !== this.state;
     this.state = state;
     if (changed || state === "reconnecting" || state === "offline") {
-      this._emit("state", { state, attempt: this._attempt, delayMs });
+      const nextAt = delayMs ? Date.now() + delayMs : 0;
+      this._emit("state", { state, attempt: this._attempt, delayMs, nextAt });
     }
   }
 

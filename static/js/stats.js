@@ -1,61 +1,162 @@
-// The header's live counters and connection indicator.
+// The header's counters and sparklines, from the server's `stats` message: rates, open
+// alerts in total and by severity, the oldest one nobody has acknowledged, its latency. The
+// page's own alerts name that oldest one when the page holds it, and the alerts arriving
+// live give the ingest -> screen latency (their `received_at` against the server's clock).
 
-import { formatCount, formatMs, formatRate } from "./format.js";
-import { setText } from "./dom.js";
+import { Sparkline } from "./charts.js";
+import { h, setText } from "./dom.js";
+import { capitalize, formatAge, formatCount, formatMs, formatRate } from "./format.js";
 
-const CONNECTION_TEXT = {
-  connecting: "Connecting…",
-  live: "Live",
-  reconnecting: "Reconnecting…",
-  offline: "Offline",
-  stopped: "Offline",
-  "signed-out": "Signed out",
-};
+const MINUTE_MS = 60_000;
+const LATENCY_SAMPLES = 200;
+
+function percentile(sorted, q) {
+  return sorted[Math.min(sorted.length - 1, Math.round(q * (sorted.length - 1)))];
+}
+const SEVERITY_ORDER = ["critical", "high", "medium", "low"];
 
 export class Counters {
-  constructor(section) {
+  constructor(section, { clock }) {
     this.section = section;
+    this.clock = clock;
     this.values = {};
     for (const node of section.querySelectorAll("[data-stat]")) {
       this.values[node.dataset.stat] = node;
     }
+    const spark = (name) => section.querySelector(`[data-spark="${name}"]`);
+    this.txSpark = new Sparkline(spark("tx_per_s"), {
+      label: "Transactions per second",
+      format: formatRate,
+    });
+    this.alertSpark = new Sparkline(spark("alerts_per_min"), {
+      label: "Alerts per minute",
+      format: formatRate,
+    });
+    this.severityCounts = section.querySelector("#severity-counts");
+    this.oldestDetail = section.querySelector("#oldest-open-detail");
+    this.latencyDetail = section.querySelector("#latency-detail");
+    this.screenDetail = section.querySelector("#screen-latency-detail");
+    this.screenSamples = [];
+    this.serverBySeverity = null;
+    this.serverOldest = null;
+    this.alertCounts = []; // [at, alerts], from the last minute's stats messages
     this.openAlerts = null;
+    this.oldest = null;
+    this._severityKey = "";
   }
 
+  // A `stats` message: about once a second while live.
   update(stats) {
+    const now = Date.now();
     setText(this.values.tx_per_s, formatRate(stats.tx_per_s));
-    setText(this.values.alerts_per_s, formatRate(stats.alerts_per_s));
+    this.txSpark.push(now, Number(stats.tx_per_s));
+
+    // Alerts in the last minute: each stats message gives the rate over the second or so
+    // since the previous one, so rate × interval is a count; their sum over the last minute
+    // is what happened, not an extrapolation from a few seconds.
+    // A server that sends the tick's count (`alerts`) makes the sum exact; from an older one,
+    // rate × interval is an estimate that drifts when messages arrive unevenly.
+    const rate = Number(stats.alerts_per_s);
+    const previous = this.alertCounts.at(-1)?.[0];
+    const interval = previous ? Math.min(2, Math.max(0.5, (now - previous) / 1000)) : 1;
+    if (Number.isInteger(stats.alerts)) this.alertCounts.push([now, stats.alerts]);
+    else if (Number.isFinite(rate)) this.alertCounts.push([now, rate * interval]);
+    while (this.alertCounts.length && this.alertCounts[0][0] <= now - MINUTE_MS) {
+      this.alertCounts.shift();
+    }
+    const lastMinute = this.alertCounts.reduce((sum, [, n]) => sum + n, 0);
+    setText(this.values.alerts_per_min, formatRate(lastMinute));
+    this.alertSpark.push(now, lastMinute);
+
     setText(this.values.open_alerts, formatCount(stats.open_alerts));
     // A quiet second has no latency sample: keep the last one rather than flicker to "—".
     const latency = stats.latency_ms ?? {};
     const p99 = this.values.latency_p99;
     if (Number.isFinite(latency.p99)) {
       setText(p99, formatMs(latency.p99));
-      p99.title = `p50 ${formatMs(latency.p50)} · p99 ${formatMs(latency.p99)}, last second`;
+      setText(this.latencyDetail, `p50 ${formatMs(latency.p50)} · receipt → durable verdict`);
     }
     this.openAlerts = Number.isFinite(stats.open_alerts) ? stats.open_alerts : null;
+    // Server-wide counts when the server sends them; the page's own otherwise.
+    if (stats.open_by_severity && typeof stats.open_by_severity === "object") {
+      this.serverBySeverity = stats.open_by_severity;
+      this._showSeverity(this.serverBySeverity, "");
+    }
+    if ("oldest_open_created_at" in stats) {
+      this.serverOldest = stats.oldest_open_created_at ?? "";
+      this.tick();
+    }
+    this.txSpark.draw(now);
+    this.alertSpark.draw(now);
     this.section.classList.remove("is-stale");
+  }
+
+  // From the page's own alerts: {bySeverity: {critical: n, ...}, oldest: alert | null}.
+  setLocal({ bySeverity, oldest }) {
+    if (!this.serverBySeverity) this._showSeverity(bySeverity, " on this page");
+    this.oldest = oldest;
+    this.tick();
+  }
+
+  // A new alert as it arrived live: how long from the server receiving its transaction to
+  // this screen, on the server's clock (offset from hello). Replays are not live: skipped.
+  noteArrival(alert, replayed) {
+    if (replayed || !alert.received_at) return;
+    // The page's idea of the server clock lags by the hello's one-way delay, so a fast
+    // delivery can come out below zero: that is "about as fast as we can tell", i.e. 0.
+    const ms = Math.max(0, this.clock.now() - Date.parse(alert.received_at));
+    if (!Number.isFinite(ms)) return;
+    this.screenSamples.push(ms);
+    if (this.screenSamples.length > LATENCY_SAMPLES) this.screenSamples.shift();
+    const sorted = [...this.screenSamples].sort((a, b) => a - b);
+    setText(this.values.screen_p99, formatMs(percentile(sorted, 0.99)));
+    setText(
+      this.screenDetail,
+      `p50 ${formatMs(percentile(sorted, 0.5))} · last ${formatCount(sorted.length)} alerts`,
+    );
+  }
+
+  _showSeverity(bySeverity, where) {
+    const key = SEVERITY_ORDER.map((s) => bySeverity[s] ?? 0).join(",") + where;
+    if (key !== this._severityKey) {
+      this._severityKey = key;
+      // Spaces between the parts, so the text reads "1 critical 2 high" to a screen reader.
+      const parts = SEVERITY_ORDER.filter((s) => bySeverity[s]).flatMap((s, i) => [
+        i ? " " : null,
+        h("span", { className: `sev-count sev-count-${s}` }, [
+          h("span", { className: `chip-dot sev-dot-${s}`, "aria-hidden": "true" }),
+          `${formatCount(bySeverity[s])} ${s}`,
+        ]),
+      ]);
+      this.severityCounts.replaceChildren(
+        ...(parts.length ? parts.filter(Boolean) : [`none${where}`]),
+      );
+    }
+  }
+
+  // Once a second: the oldest unacknowledged alert keeps ageing while nothing arrives.
+  tick() {
+    const alert = this.oldest;
+    // The server's oldest ("" when none) wins over the page's; the page names it if it can.
+    const since = this.serverOldest !== null ? this.serverOldest : alert?.created_at;
+    if (!since) {
+      setText(this.values.oldest_open, "—");
+      setText(this.oldestDetail, "nothing waiting");
+      return;
+    }
+    const age = this.clock.now() - Date.parse(since);
+    setText(this.values.oldest_open, formatAge(age));
+    setText(
+      this.oldestDetail,
+      alert && alert.created_at === since
+        ? `${capitalize(alert.severity)} · ${alert.account_id}`
+        : "not loaded on this page",
+    );
   }
 
   // While the feed is down the last numbers stay visible but are marked as stale.
   setStale(stale) {
     this.section.classList.toggle("is-stale", stale);
     this.section.title = stale ? "Not live: these numbers are from the last update" : "";
-  }
-}
-
-export class ConnectionIndicator {
-  constructor(node) {
-    this.node = node;
-    this.text = node.querySelector(".conn-text");
-  }
-
-  set(state, delayMs = 0) {
-    this.node.dataset.state = state;
-    setText(this.text, CONNECTION_TEXT[state] ?? state);
-    this.node.title =
-      state === "reconnecting" && delayMs
-        ? `Connection lost; next attempt in ${Math.ceil(delayMs / 1000)} s`
-        : "";
   }
 }

@@ -1,0 +1,244 @@
+"""Analysts' decisions about alerts: acknowledge, unacknowledge, assign, next, resolve,
+reopen and notes.
+
+Every change is committed durably (synchronous=FULL) before the answer, lands in the audit
+log, and goes out to every dashboard as an `alert_updated` event with its `seq`. They need
+the `triage` permission (analysts and admins; never a viewer or an API key) and, for a
+session, its CSRF token.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import msgspec
+from aiohttp import web
+
+from server.auth import Principal, csrf_ok
+from server.learning import note_labels
+from server.state import SCORECARD, SETTINGS, STORE, TRAINER
+from server.store.base import (
+    LABELS,
+    AlertConflict,
+    AlertEvent,
+    AlertNotFound,
+    InvalidAssignee,
+    Label,
+    LabelValue,
+)
+from server.views.api import permitted
+from server.views.responses import json_error, json_response
+
+MAX_NOTE_LENGTH = 2000
+MAX_USER_NAME = 64
+
+
+async def _analyst(request: web.Request) -> Principal | web.Response:
+    # `triage` is never an API key's: a decision about an alert belongs to a person.
+    who = await permitted(request, "triage", "Only analysts and admins can change alerts")
+    if isinstance(who, web.Response):
+        return who
+    if not csrf_ok(request, who):
+        return json_error(403, "csrf", "Missing or wrong X-CSRF-Token header")
+    return who
+
+
+async def _body(request: web.Request, *, required: bool) -> dict[str, Any] | web.Response:
+    """The JSON object sent, or the 400 to answer. An empty body is `{}` unless `required`."""
+    raw = await request.read()
+    if not raw.strip() and not required:
+        return {}
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return json_error(400, "malformed_json", "Send a JSON object")
+    if not isinstance(body, dict):
+        return json_error(400, "invalid_body", "Send a JSON object")
+    return body
+
+
+def _text(body: dict[str, Any], name: str, *, required: bool) -> str | web.Response | None:
+    """An optional (or required) text field of at most MAX_NOTE_LENGTH characters."""
+    value = body.get(name)
+    if not required and (value is None or (isinstance(value, str) and not value.strip())):
+        return None
+    if not isinstance(value, str) or len(value) > MAX_NOTE_LENGTH or not value.strip():
+        what = "required text" if required else "text"
+        return json_error(
+            400,
+            "invalid_field",
+            f"'{name}' must be {what} of 1-{MAX_NOTE_LENGTH} characters",
+            name,
+        )
+    return value
+
+
+def _not_found(alert_id: str) -> web.Response:
+    return json_error(404, "not_found", f"No alert {alert_id}")
+
+
+def _conflict(exc: AlertConflict) -> web.Response:
+    # The winning state rides along, so the loser's screen can show who holds it at once.
+    return json_error(409, "conflict", str(exc), owner=exc.alert.owner, alert=exc.alert)
+
+
+async def _answer(request: web.Request, alert_id: str, event: AlertEvent | None) -> web.Response:
+    """200 with the alert after the change (or as it is, for a no-op)."""
+    if event is not None:
+        return json_response({"alert": event.alert, "seq": event.seq})
+    alert = await request.app[STORE].get_alert(alert_id)
+    return json_response({"alert": alert, "seq": None})
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    who = await _analyst(request)
+    if isinstance(who, web.Response):
+        return who
+    alert_id = request.match_info["alert_id"]
+    try:
+        event = await request.app[STORE].acknowledge(alert_id, who.name)
+    except AlertNotFound:
+        return _not_found(alert_id)
+    except AlertConflict as exc:
+        return _conflict(exc)
+    return await _answer(request, alert_id, event)
+
+
+async def unacknowledge(request: web.Request) -> web.Response:
+    who = await _analyst(request)
+    if isinstance(who, web.Response):
+        return who
+    alert_id = request.match_info["alert_id"]
+    try:
+        event = await request.app[STORE].unacknowledge(alert_id, who.name, force=who.can("admin"))
+    except AlertNotFound:
+        return _not_found(alert_id)
+    except AlertConflict as exc:
+        return _conflict(exc)
+    return await _answer(request, alert_id, event)
+
+
+async def assign(request: web.Request) -> web.Response:
+    who = await _analyst(request)
+    if isinstance(who, web.Response):
+        return who
+    body = await _body(request, required=True)
+    if isinstance(body, web.Response):
+        return body
+    owner = body.get("owner")
+    if not isinstance(owner, str) or not 1 <= len(owner) <= MAX_USER_NAME:
+        return json_error(
+            400,
+            "missing_field" if owner is None else "invalid_field",
+            "'owner' must be the name of an analyst",
+            "owner",
+        )
+    alert_id = request.match_info["alert_id"]
+    try:
+        event = await request.app[STORE].assign(alert_id, who.name, owner, force=who.can("admin"))
+    except InvalidAssignee as exc:
+        return json_error(400, "invalid_field", str(exc), "owner")
+    except AlertNotFound:
+        return _not_found(alert_id)
+    except AlertConflict as exc:
+        return _conflict(exc)
+    return await _answer(request, alert_id, event)
+
+
+async def claim_next(request: web.Request) -> web.Response:
+    who = await _analyst(request)
+    if isinstance(who, web.Response):
+        return who
+    event = await request.app[STORE].claim_next(who.name)
+    if event is None:
+        return json_response({"alert": None, "seq": None})
+    return json_response({"alert": event.alert, "seq": event.seq})
+
+
+async def resolve(request: web.Request) -> web.Response:
+    who = await _analyst(request)
+    if isinstance(who, web.Response):
+        return who
+    body = await _body(request, required=True)
+    if isinstance(body, web.Response):
+        return body
+    allowed = request.app[SETTINGS].disposition_names
+    disposition = body.get("disposition")
+    if not isinstance(disposition, str) or disposition not in allowed:
+        listed = ", ".join(repr(d) for d in allowed)
+        code = "missing_field" if disposition is None else "invalid_field"
+        return json_error(400, code, f"'disposition' must be one of {listed}", "disposition")
+    note = _text(body, "note", required=False)
+    if isinstance(note, web.Response):
+        return note
+    alert_id = request.match_info["alert_id"]
+    try:
+        event = await request.app[STORE].resolve(alert_id, who.name, disposition, note)
+    except AlertNotFound:
+        return _not_found(alert_id)
+    except AlertConflict as exc:
+        return _conflict(exc)
+    if disposition in LABELS:
+        # The store recorded it as the transaction's label, in the same commit: the model
+        # and the scorecard learn it too.
+        label = Label(
+            transaction_id=event.alert.transaction_id,
+            label=cast(LabelValue, disposition),
+            source=f"analyst:{who.name}",
+            labelled_at=event.alert.updated_at,
+        )
+        note_labels(request.app.get(TRAINER), request.app[SCORECARD], [label])
+    return await _answer(request, alert_id, event)
+
+
+async def reopen(request: web.Request) -> web.Response:
+    who = await _analyst(request)
+    if isinstance(who, web.Response):
+        return who
+    body = await _body(request, required=False)
+    if isinstance(body, web.Response):
+        return body
+    note = _text(body, "note", required=False)
+    if isinstance(note, web.Response):
+        return note
+    alert_id = request.match_info["alert_id"]
+    try:
+        event = await request.app[STORE].reopen(alert_id, who.name, note)
+    except AlertNotFound:
+        return _not_found(alert_id)
+    except AlertConflict as exc:
+        return _conflict(exc)
+    return await _answer(request, alert_id, event)
+
+
+async def add_note(request: web.Request) -> web.Response:
+    who = await _analyst(request)
+    if isinstance(who, web.Response):
+        return who
+    body = await _body(request, required=True)
+    if isinstance(body, web.Response):
+        return body
+    text = _text(body, "text", required=True)
+    if isinstance(text, web.Response):
+        return text
+    assert text is not None
+    alert_id = request.match_info["alert_id"]
+    try:
+        note, event = await request.app[STORE].add_note(alert_id, who.name, text)
+    except AlertNotFound:
+        return _not_found(alert_id)
+    return json_response({"note": note, "alert": event.alert, "seq": event.seq}, status=201)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the triage endpoints (`next` before the `{alert_id}` routes)."""
+    app.router.add_post("/api/v1/alerts/next", claim_next)
+    for action, handler in (
+        ("ack", acknowledge),
+        ("unack", unacknowledge),
+        ("assign", assign),
+        ("resolve", resolve),
+        ("reopen", reopen),
+        ("notes", add_note),
+    ):
+        app.router.add_post(f"/api/v1/alerts/{{alert_id}}/{action}", handler)

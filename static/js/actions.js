@@ -1,0 +1,163 @@
+// Acting on alerts: acknowledge and resolve, one at a time or in bulk. The store takes the
+// server's answer (or, on a 409, the winning state the answer carries), so a row is right
+// before the live feed catches up. There is no bulk endpoint: a bulk action is the single
+// calls one after another, each answered on its own, and summed up at the end (a 409 names
+// who holds the alert, from the winning state the answer carries).
+
+import * as api from "./api.js";
+
+export class Actions {
+  constructor({ store, table, dialog, notices, signedOut, updateHold }) {
+    this.store = store;
+    this.table = table;
+    this.dialog = dialog;
+    this.notices = notices;
+    this.signedOut = signedOut;
+    this.updateHold = updateHold;
+    this.busy = false;
+  }
+
+  acknowledge(alert) {
+    return this._run(alert, () => api.acknowledgeAlert(alert.id));
+  }
+
+  unacknowledge(alert) {
+    return this._run(alert, () => api.unacknowledgeAlert(alert.id));
+  }
+
+  assign(alert, owner) {
+    return this._run(alert, () => api.assignAlert(alert.id, owner));
+  }
+
+  reopen(alert, note) {
+    return this._run(alert, () => api.reopenAlert(alert.id, note));
+  }
+
+  addNote(alert, text) {
+    return this._run(alert, () => api.addNote(alert.id, text));
+  }
+
+  // Takes the most urgent alert nobody holds; the server picks and claims it in one step,
+  // so two analysts pressing at once get different alerts. Returns the alert, or null.
+  async next() {
+    try {
+      const data = await api.claimNext();
+      if (!data.alert) {
+        this.notices.show("Nothing left to take: every open alert has an owner.", {
+          kind: "info",
+          key: "next",
+        });
+        return null;
+      }
+      this.store.merge(data.alert);
+      return data.alert;
+    } catch (error) {
+      if (error.unauthenticated) this.signedOut();
+      else this.notices.show(`Could not take the next alert: ${error.message}`, { kind: "error" });
+      return null;
+    }
+  }
+
+  // Opens the dialog with `disposition` preselected; `refocus` puts focus back afterwards.
+  async resolve(alert, disposition, refocus = () => this.table.focusRow(alert.id, disposition)) {
+    const asked = this.dialog.ask(alert, disposition);
+    this.updateHold();
+    const answer = await asked;
+    this.updateHold();
+    refocus();
+    if (!answer) return null;
+    return this._run(alert, () => api.resolveAlert(alert.id, answer.disposition, answer.note));
+  }
+
+  // One call. Problems become a notice unless `quiet`; the outcome is returned either way.
+  async _run(alert, call, { quiet = false } = {}) {
+    this.table.setPending(alert.id, true);
+    try {
+      const data = await call();
+      if (data.alert) this.store.merge(data.alert);
+      return { ok: true, alert: data.alert ?? alert };
+    } catch (error) {
+      if (error.unauthenticated) {
+        this.signedOut();
+        return { ok: false, stop: true, error };
+      }
+      if (error.status === 409) {
+        if (error.body?.alert) this.store.merge(error.body.alert);
+        if (!quiet) this.notices.show(error.message, { kind: "warning" });
+        return { ok: false, conflict: true, owner: error.body?.owner ?? null, error };
+      }
+      if (!quiet) {
+        this.notices.show(`Could not update the alert: ${error.message}`, { kind: "error" });
+      }
+      return { ok: false, error };
+    } finally {
+      this.table.setPending(alert.id, false);
+    }
+  }
+
+  // `kind` is "ack", "assign-me" or a disposition. Resolving asks once, for every alert.
+  async bulk(kind, alerts, onProgress = () => {}, me = "") {
+    if (this.busy || !alerts.length) return null;
+    let note = "";
+    let disposition = null;
+    if (kind !== "ack" && kind !== "assign-me") {
+      const asked = this.dialog.ask(alerts, kind);
+      this.updateHold();
+      const answer = await asked;
+      this.updateHold();
+      if (!answer) return null;
+      ({ disposition, note } = answer);
+    }
+    this.busy = true;
+    const results = [];
+    try {
+      for (const [i, alert] of alerts.entries()) {
+        onProgress(i, alerts.length);
+        const call =
+          kind === "ack"
+            ? () => api.acknowledgeAlert(alert.id)
+            : kind === "assign-me"
+              ? () => api.assignAlert(alert.id, me)
+              : () => api.resolveAlert(alert.id, disposition, note);
+        const outcome = await this._run(alert, call, { quiet: true });
+        results.push({ alert, ...outcome });
+        if (outcome.stop) break;
+      }
+    } finally {
+      this.busy = false;
+      onProgress(alerts.length, alerts.length);
+    }
+    const verbs = { ack: "Acknowledged", "assign-me": "Assigned to you" };
+    this._summarise(
+      verbs[kind] ?? `Resolved as ${disposition}`,
+      alerts,
+      results,
+    );
+    return results;
+  }
+
+  _summarise(verb, alerts, results) {
+    const done = results.filter((r) => r.ok).length;
+    const conflicts = results.filter((r) => r.conflict);
+    const failed = results.filter((r) => !r.ok && !r.conflict);
+    const skipped = alerts.length - results.length;
+    const parts = [`${verb} ${done} of ${alerts.length}.`];
+    if (conflicts.length)
+      parts.push(`${conflicts.length} conflict${conflicts.length > 1 ? "s" : ""}.`);
+    if (failed.length) parts.push(`${failed.length} failed.`);
+    if (skipped) parts.push(`${skipped} not tried.`);
+    const details = [...conflicts, ...failed].map((r) => {
+      // A 409 carries the winning state: say who holds it rather than echo the id.
+      const now = r.error.body?.alert;
+      const why =
+        r.conflict && now?.owner ? `already ${now.status} by ${now.owner}` : r.error.message;
+      return `Account ${r.alert.account_id}: ${why}`;
+    });
+    this.notices.show(parts.join(" "), {
+      kind: conflicts.length || failed.length ? "warning" : "info",
+      sticky: details.length > 0,
+      key: "bulk",
+      details,
+    });
+  }
+}

@@ -1,0 +1,68 @@
+// Bulk selection: the bar that appears once alerts are selected (x, or a row's checkbox),
+// and the header checkbox that selects every listed alert still to be resolved.
+
+import { setText } from "./dom.js";
+import { formatCount } from "./format.js";
+
+// Bulk actions call the API once per alert; a few hundred is a minute's work at most.
+export const SELECT_ALL_MAX = 500;
+
+export class BulkBar {
+  constructor(bar, { table, actions, selectAll, notices, me }) {
+    this.me = me;
+    this.bar = bar;
+    this.table = table;
+    this.actions = actions;
+    this.selectAll = selectAll;
+    this.notices = notices;
+    this.count = bar.querySelector("#bulk-count");
+    this.progress = bar.querySelector("#bulk-progress");
+
+    bar.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-bulk]");
+      if (button) this.run(button.dataset.bulk);
+    });
+    selectAll.addEventListener("change", () => {
+      if (!selectAll.checked) {
+        table.clearSelection();
+        return;
+      }
+      const open = table.listedAlerts().filter((alert) => alert.status !== "resolved");
+      table.selectIds(open.slice(0, SELECT_ALL_MAX).map((alert) => alert.id));
+      if (open.length > SELECT_ALL_MAX) {
+        const first = formatCount(SELECT_ALL_MAX);
+        notices.show(
+          `Selected the first ${first} of ${formatCount(open.length)}: bulk actions go one by one.`,
+          { kind: "info" },
+        );
+      }
+    });
+  }
+
+  selectedAlerts() {
+    return [...this.table.selected].map((id) => this.table.alert(id)).filter(Boolean);
+  }
+
+  async run(kind) {
+    if (kind === "clear") {
+      this.table.clearSelection();
+      return;
+    }
+    const alerts = this.selectedAlerts();
+    const progress = (done, total) => {
+      setText(this.progress, done < total ? `Working: ${done + 1} of ${total}…` : "");
+    };
+    const results = await this.actions.bulk(kind, alerts, progress, this.me);
+    if (results) this.table.clearSelection();
+  }
+
+  // After every selection change and every table render.
+  update() {
+    const n = this.table.selected.size;
+    this.bar.hidden = n === 0;
+    setText(this.count, `${formatCount(n)} selected`);
+    const listed = this.table.length;
+    this.selectAll.checked = n > 0 && n >= Math.min(listed, SELECT_ALL_MAX);
+    this.selectAll.indeterminate = n > 0 && !this.selectAll.checked;
+  }
+}

@@ -1,0 +1,284 @@
+// The details drawer: everything about one alert, beside the queue (the sections come from
+// alert-details.js). A side panel rather than a modal: j/k keep moving through the queue and
+// the drawer follows; the audit trail is fetched from the server for each alert shown.
+
+import {
+  accountHistorySection,
+  accountSection,
+  assignForm,
+  noteForm,
+  alertSection,
+  badgesAndActions,
+  historyTimeline,
+  notesSection,
+  reasonsSection,
+  relatedSection,
+  section,
+  transactionSection,
+} from "./alert-details.js";
+import { h, setText } from "./dom.js";
+import { formatAge, formatMoney } from "./format.js";
+import { relatedAlerts } from "./related.js";
+
+export class Drawer {
+  constructor(root, { store, me, canAct, clock, loadAudit, loadHistory }) {
+    this.root = root;
+    this.title = root.querySelector("#drawer-title");
+    this.sub = root.querySelector("#drawer-sub");
+    this.presenceNode = root.querySelector("#drawer-presence");
+    this.presence = new Map();
+    // Called with the alert id on display (null when closed), to tell the server.
+    this.onViewing = () => {};
+    this.actions = root.querySelector("#drawer-actions");
+    this.body = root.querySelector("#drawer-body");
+    this.store = store;
+    this.me = me;
+    this.canAct = canAct;
+    this.clock = clock;
+    this.loadAudit = loadAudit;
+    this.loadHistory = loadHistory;
+    this._accountHistory = null;
+    this._historyAccount = null;
+    this._historyToken = 0;
+    this.alert = null;
+    this.onAction = () => {};
+    this.onSelect = () => {};
+    this.onClose = () => {};
+    this.onNote = () => {};
+    this.forms = { note: noteForm(), assign: assignForm() };
+    this.onAssign = () => {};
+    this._auditFor = null;
+    this._audit = null;
+    this._notes = null;
+    this._auditToken = 0;
+
+    root.querySelector("#drawer-close").addEventListener("click", () => this.close());
+    this.actions.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-action]");
+      if (button && this.alert && button.getAttribute("aria-disabled") !== "true") {
+        this.onAction(button.dataset.action, this.alert);
+      }
+    });
+    // Notes and assignment are forms in the body; a failed call keeps what was typed.
+    this.body.addEventListener("submit", async (event) => {
+      const form = event.target.closest("form[data-form]");
+      if (!form || !this.alert) return;
+      event.preventDefault();
+      const input = form.querySelector("textarea, input");
+      const value = input.value.trim();
+      if (!value) return;
+      const handler = form.dataset.form === "note" ? this.onNote : this.onAssign;
+      const alertId = this.alert.id;
+      const outcome = await handler(this.alert, value);
+      // Cleared only if the drawer still shows that alert and nobody typed something else.
+      if (outcome?.ok && this.alert?.id === alertId && input.value.trim() === value) {
+        input.value = "";
+      }
+    });
+    this.body.addEventListener("keydown", (event) => {
+      // Enter sends a note (Shift+Enter: a new line), as in the resolve dialog.
+      if (event.key === "Enter" && !event.shiftKey && event.target.id === "note-text") {
+        event.preventDefault();
+        event.target.form.requestSubmit();
+      }
+    });
+    this.body.addEventListener("click", (event) => {
+      const item = event.target.closest("[data-open]");
+      if (item) this.onSelect(item.dataset.open);
+    });
+  }
+
+  get isOpen() {
+    return !this.root.hidden;
+  }
+
+  get alertId() {
+    return this.isOpen ? (this.alert?.id ?? null) : null;
+  }
+
+  open(alert, { focus = true } = {}) {
+    const wasOpen = this.isOpen;
+    this.show(alert);
+    // Below the header and counters: they stay visible while the analyst reads.
+    const top = document.querySelector("#alerts-panel")?.getBoundingClientRect().top ?? 0;
+    this.root.style.top = `${Math.max(0, Math.round(top))}px`;
+    this.root.hidden = false;
+    document.body.classList.add("has-drawer");
+    this.onViewing(this.alert.id);
+    if (focus) this.root.focus({ preventScroll: true });
+    if (!wasOpen) this.root.dispatchEvent(new Event("drawer-toggle"));
+  }
+
+  close() {
+    if (!this.isOpen) return;
+    this.root.hidden = true;
+    document.body.classList.remove("has-drawer");
+    this.onViewing(null);
+    this.root.dispatchEvent(new Event("drawer-toggle"));
+    this.onClose();
+  }
+
+  // Another alert in the open drawer (the cursor moved).
+  show(alert) {
+    const same = this.alert?.id === alert.id;
+    this.alert = alert;
+    if (!same) {
+      this._audit = null;
+      this._notes = null;
+      for (const form of Object.values(this.forms)) form.reset();
+      this.body.scrollTop = 0;
+    }
+    // The body is rebuilt on every change to the alert (the forms are moved, not rebuilt):
+    // keep the keyboard where it was.
+    const focused = this._focusedField();
+    if (!same && this.isOpen) this.onViewing(alert.id);
+    this._render();
+    if (same) this._refocus(focused);
+    if (!same || this._auditFor !== alert.updated_at) this._fetchAudit(alert);
+    if (!same) this._fetchHistory(alert);
+  }
+
+  // Who else has the alert open: shown under the title while it is on display.
+  setPresence(alertId, users) {
+    const others = (users ?? []).filter((user) => user !== this.me);
+    if (others.length) this.presence.set(alertId, others);
+    else this.presence.delete(alertId);
+    if (alertId === this.alert?.id) this._renderPresence();
+  }
+
+  clearPresence() {
+    this.presence.clear();
+    this._renderPresence();
+  }
+
+  _renderPresence() {
+    const others = this.alert ? this.presence.get(this.alert.id) : null;
+    this.presenceNode.hidden = !others;
+    setText(this.presenceNode, others ? `Also looking at this alert: ${others.join(", ")}` : "");
+  }
+
+  // The store has a newer state of the alert on display.
+  refresh(alert) {
+    if (!this.isOpen || this.alert?.id !== alert.id || this.alert === alert) return;
+    const scroll = this.body.scrollTop;
+    // Its buttons and lists are rebuilt: keep the keyboard in the drawer, not on <body>.
+    const hadFocus = this.root.contains(document.activeElement);
+    this.show(alert);
+    this.body.scrollTop = scroll;
+    if (hadFocus && !this.root.contains(document.activeElement)) {
+      this.root.focus({ preventScroll: true });
+    }
+  }
+
+  async _fetchHistory(alert) {
+    const token = ++this._historyToken;
+    if (this._historyAccount !== alert.account_id) {
+      this._accountHistory = null;
+      this._renderAccountHistory();
+    }
+    this._historyAccount = alert.account_id;
+    try {
+      const data = await this.loadHistory(alert.account_id);
+      if (token !== this._historyToken) return;
+      this._accountHistory = data;
+    } catch (error) {
+      if (token !== this._historyToken) return;
+      this._accountHistory = { error: error.message };
+    }
+    this._renderAccountHistory();
+  }
+
+  _renderAccountHistory() {
+    if (!this._accountNode || !this.alert) return;
+    this._accountNode.replaceChildren(accountHistorySection(this.alert, this._accountHistory));
+  }
+
+  async _fetchAudit(alert) {
+    const token = ++this._auditToken;
+    this._auditFor = alert.updated_at;
+    try {
+      const data = await this.loadAudit(alert.id);
+      if (token !== this._auditToken) return;
+      this._audit = Array.isArray(data.audit) ? data.audit : [];
+      this._notes = Array.isArray(data.notes) ? data.notes : [];
+    } catch (error) {
+      if (token !== this._auditToken) return;
+      this._audit = { error: error.message };
+      this._notes = { error: error.message };
+    }
+    this._renderHistory();
+    this._renderNotes();
+  }
+
+  _render() {
+    const alert = this.alert;
+    const tx = alert.transaction ?? {};
+    setText(this.title, `Account ${alert.account_id}`);
+    const raised = Date.parse(alert.created_at);
+    setText(
+      this.sub,
+      [
+        tx.merchant_name || tx.merchant_id,
+        formatMoney(tx.amount, tx.currency),
+        Number.isFinite(raised) ? `raised ${formatAge(this.clock.now() - raised)} ago` : null,
+      ]
+        .filter(Boolean)
+        .join(" · "),
+    );
+    this._renderPresence();
+    this.actions.replaceChildren(...badgesAndActions(alert, { me: this.me, canAct: this.canAct }));
+    const related = relatedAlerts(this.store.entries(), alert);
+    this.body.replaceChildren(
+      reasonsSection(alert),
+      transactionSection(tx),
+      this._accountHolder(),
+      accountSection(alert, related),
+      relatedSection(related),
+      this._notesHolder(),
+      alertSection(alert, this.me),
+      this._history(),
+    );
+  }
+
+  _accountHolder() {
+    this._accountNode = h("div", { className: "account-holder" });
+    this._renderAccountHistory();
+    return this._accountNode;
+  }
+
+  _notesHolder() {
+    this._notesNode = h("div", { className: "notes-holder" });
+    this._renderNotes();
+    return this._notesNode;
+  }
+
+  _renderNotes() {
+    if (!this._notesNode || !this.alert) return;
+    const focused = this._focusedField();
+    const opts = { me: this.me, canAct: this.canAct, forms: this.forms };
+    this._notesNode.replaceChildren(notesSection(this.alert, this._notes, opts));
+    this._refocus(focused);
+  }
+
+  _focusedField() {
+    const active = document.activeElement;
+    return active && active !== this.body && this.body.contains(active) ? active : null;
+  }
+
+  // Moving a node out of the document and back drops its focus: put it back.
+  _refocus(node) {
+    if (node?.isConnected && document.activeElement !== node) node.focus({ preventScroll: true });
+  }
+
+  _history() {
+    this._historyNode = h("div", { className: "history" });
+    this._renderHistory();
+    return section("history", "History", [this._historyNode]);
+  }
+
+  _renderHistory() {
+    if (this._historyNode && this.alert) {
+      this._historyNode.replaceChildren(...historyTimeline(this.alert, this._audit));
+    }
+  }
+}

@@ -1,0 +1,157 @@
+// The filter toolbar: search, severity and status chips, rule, owner and sort. It reads and
+// writes the view in the address bar (replaceState: filtering is not navigation, so Back
+// still leaves the page), and reports every change.
+
+import { h } from "./dom.js";
+import { ruleLabel } from "./format.js";
+import { emptyView, isFiltered, normalizeInstant, parseView, serializeView } from "./view.js";
+
+// <input type="datetime-local"> speaks the browser's local time; the URL keeps UTC.
+function toLocalInput(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  const local = new Date(date.getTime() - date.getTimezoneOffset() * 60_000);
+  return local.toISOString().slice(0, 16);
+}
+
+const SEARCH_DEBOUNCE_MS = 150;
+
+export class FilterBar {
+  constructor(form, { onChange, onLeave }) {
+    this.form = form;
+    this.onChange = onChange;
+    this.onLeave = onLeave;
+    this.view = parseView(location.search);
+    this.search = form.querySelector("#filter-q");
+    this.rule = form.querySelector("#filter-rule");
+    this.owner = form.querySelector("#filter-owner");
+    this.sort = form.querySelector("#filter-sort");
+    this.from = form.querySelector("#filter-from");
+    this.to = form.querySelector("#filter-to");
+    this.clear = form.querySelector("#filter-clear");
+    this.chips = [...form.querySelectorAll(".chip[data-filter]")];
+    this.rules = new Set();
+    this.owners = new Set();
+    this._timer = 0;
+
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this._takeSearch();
+    });
+    this.search.addEventListener("input", () => {
+      clearTimeout(this._timer);
+      this._timer = setTimeout(() => this._takeSearch(), SEARCH_DEBOUNCE_MS);
+    });
+    // Esc leaves the field for the table; it does not clear what was typed.
+    this.search.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        this._takeSearch();
+        this.onLeave();
+      }
+    });
+    for (const chip of this.chips) {
+      chip.addEventListener("click", () => {
+        const { filter, value } = chip.dataset;
+        const values = new Set(this.view[filter]);
+        if (values.has(value)) values.delete(value);
+        else values.add(value);
+        this._commit({ ...this.view, [filter]: [...values] });
+      });
+    }
+    this.rule.addEventListener("change", () =>
+      this._commit({ ...this.view, rule: this.rule.value }),
+    );
+    this.owner.addEventListener("change", () =>
+      this._commit({ ...this.view, owner: this.owner.value }),
+    );
+    for (const [input, key] of [
+      [this.from, "from"],
+      [this.to, "to"],
+    ]) {
+      input.addEventListener("change", () =>
+        this._commit({ ...this.view, [key]: normalizeInstant(input.value) }),
+      );
+    }
+    this.sort.addEventListener("change", () =>
+      this._commit({ ...this.view, sort: this.sort.value }),
+    );
+    this.clear.addEventListener("click", () => {
+      this._commit({ ...emptyView(), sort: this.view.sort });
+      this.search.focus();
+    });
+    this._show();
+  }
+
+  get query() {
+    return serializeView(this.view);
+  }
+
+  focusSearch() {
+    this.search.focus();
+    this.search.select();
+  }
+
+  // A saved view, or any query string.
+  applyQuery(query) {
+    this._commit(parseView(query));
+  }
+
+  // Rule codes and owners seen in the data, offered in the menus as they appear.
+  noteAlert(alert) {
+    for (const reason of alert.reasons ?? []) {
+      if (reason?.code && !this.rules.has(reason.code))
+        this._addOption(this.rule, this.rules, reason.code, ruleLabel(reason.code));
+    }
+    const owner = alert.owner;
+    if (owner && !this.owners.has(owner) && owner !== "me" && owner !== "unowned") {
+      this._addOption(this.owner, this.owners, owner, owner);
+    }
+  }
+
+  _addOption(select, known, value, label) {
+    known.add(value);
+    // Keep the options sorted after the fixed ones (those with no data-seen).
+    const option = h("option", { value, text: label, dataset: { seen: "" } });
+    const after = [...select.options].find((o) => "seen" in o.dataset && o.textContent > label);
+    select.insertBefore(option, after ?? null);
+    if (this.view[select.name] === value) select.value = value;
+  }
+
+  _takeSearch() {
+    clearTimeout(this._timer);
+    const q = this.search.value.trim();
+    if (q !== this.view.q) this._commit({ ...this.view, q });
+  }
+
+  _commit(view) {
+    this.view = view;
+    const url = `${location.pathname}${serializeView(view)}${location.hash}`;
+    history.replaceState(history.state, "", url);
+    this._show();
+    this.onChange(view);
+  }
+
+  // Controls follow the view (after a saved view, a reload, or a value from the URL).
+  _show() {
+    const { view } = this;
+    if (this.search.value.trim() !== view.q) this.search.value = view.q;
+    for (const chip of this.chips) {
+      const on = view[chip.dataset.filter].includes(chip.dataset.value);
+      chip.setAttribute("aria-pressed", String(on));
+    }
+    if (view.rule && !this.rules.has(view.rule)) {
+      this._addOption(this.rule, this.rules, view.rule, ruleLabel(view.rule));
+    }
+    if (view.owner && !["me", "unowned"].includes(view.owner) && !this.owners.has(view.owner)) {
+      this._addOption(this.owner, this.owners, view.owner, view.owner);
+    }
+    this.rule.value = view.rule;
+    this.owner.value = view.owner;
+    this.sort.value = view.sort;
+    if (normalizeInstant(this.from.value) !== view.from) this.from.value = toLocalInput(view.from);
+    if (normalizeInstant(this.to.value) !== view.to) this.to.value = toLocalInput(view.to);
+    this.clear.hidden = !isFiltered(view);
+    this.form.classList.toggle("is-filtered", isFiltered(view));
+  }
+}

@@ -1,0 +1,74 @@
+// Keyboard shortcuts for triage, on one document listener. They stay out of the way of
+// typing (text fields, selects, editable content), of modal dialogs (which own their keys),
+// and of browser and system shortcuts (any Ctrl, Cmd or Alt chord).
+//
+//   j / k   next / previous alert        a  acknowledge       x  select for bulk
+//   Enter   open the details             f  resolve fraud     /  search
+//   Esc     close the details            l  resolve legit     ?  this list
+
+const TEXT_INPUTS = new Set([
+  "text",
+  "search",
+  "email",
+  "number",
+  "password",
+  "url",
+  "tel",
+  "date",
+  "datetime-local",
+  "month",
+  "time",
+  "week",
+]);
+
+export function isTyping(target) {
+  if (!(target instanceof Element)) return false;
+  if (target.isContentEditable) return true;
+  if (target.matches("textarea, select")) return true;
+  return target.matches("input") && TEXT_INPUTS.has(target.type);
+}
+
+// Enter belongs to whatever control has focus; it opens the details only from a row or
+// from nowhere in particular.
+function enterIsFree(target) {
+  return (
+    !(target instanceof Element) || !target.closest("button, a, summary, input, select, textarea")
+  );
+}
+
+export function installShortcuts(handlers) {
+  // Capture phase: a handled key is marked (preventDefault) before the table's own Esc
+  // handler sees it, so one Esc closes the details without also releasing the table.
+  document.addEventListener(
+    "keydown",
+    (event) => {
+      if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+      if (event.isComposing || isTyping(event.target)) return;
+      if (document.querySelector("dialog[open]")) return;
+      let handler = null;
+      switch (event.key) {
+        case "j":
+        case "k":
+        case "a":
+        case "f":
+        case "l":
+        case "x":
+        case "n":
+        case "/":
+        case "?":
+          handler = handlers[event.key];
+          break;
+        case "Enter":
+          if (enterIsFree(event.target)) handler = handlers.Enter;
+          break;
+        case "Escape":
+          handler = handlers.Escape;
+          break;
+        default:
+          return;
+      }
+      if (handler && handler(event) !== false) event.preventDefault();
+    },
+    { capture: true },
+  );
+}

@@ -1,0 +1,106 @@
+"""GET /api/v1/alerts narrowed on the server: severity, rule, owner, q, event-time range,
+pagination under a filter, and 400s that name the bad parameter."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from browser_support import impossible_travel, travel_at_night
+
+from tests.conftest import AUTH, T0, Login, card_testing
+
+
+async def alerts(client: TestClient, query: str) -> list[dict[str, Any]]:
+    resp = await client.get(f"/api/v1/alerts?{query}", headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    return (await resp.json())["alerts"]  # type: ignore[no-any-return]
+
+
+async def ids(client: TestClient, query: str) -> set[str]:
+    return {a["id"] for a in await alerts(client, query)}
+
+
+async def raise_four(client: TestClient) -> dict[str, str]:
+    """A high (travel, 14:10), a critical (night), two card-testing ones (15:00 on)."""
+    made: dict[str, str] = {}
+    for name, records in (
+        ("travel", impossible_travel("acct-t", "Harrods")),
+        ("night", travel_at_night("acct-n")),
+        ("cards", card_testing("ct", "acct-c", n=4, at=T0 + dt.timedelta(hours=1))),
+    ):
+        resp = await client.post("/api/v1/transactions", json=records, headers=AUTH)
+        found = [r["alert_id"] for r in (await resp.json())["results"] if r["alert_id"]]
+        for i, alert_id in enumerate(found):
+            made[f"{name}{i}" if len(found) > 1 else name] = alert_id
+    return made
+
+
+async def test_each_filter_narrows_on_the_server(client: TestClient, login: Login) -> None:
+    csrf = await login("alice")
+    made = await raise_four(client)
+    assert set(made) == {"travel", "night", "cards0", "cards1"}
+    everything = await ids(client, "")
+    assert everything == set(made.values())
+
+    assert await ids(client, "severity=critical") == {made["night"]}
+    assert await ids(client, "severity=critical,high") >= {made["night"], made["travel"]}
+    assert await ids(client, "rule=card_testing") == {made["cards0"], made["cards1"]}
+    assert await ids(client, "rule=impossible_travel") >= {made["travel"]}
+    # q: an account, a transaction or a merchant id, exactly.
+    assert await ids(client, "q=acct-t") == {made["travel"]}
+    assert await ids(client, "q=acct-t-2") == {made["travel"]}
+    assert await ids(client, "q=m-elec") == {made["travel"]}
+    assert await ids(client, "q=acct") == set()
+
+    resp = await client.post(f"/api/v1/alerts/{made['night']}/ack", headers={"X-CSRF-Token": csrf})
+    assert resp.status == 200
+    assert await ids(client, "owner=alice") == {made["night"]}
+    mine = await client.get("/api/v1/alerts?owner=me")  # alice's session
+    assert {a["id"] for a in (await mine.json())["alerts"]} == {made["night"]}
+    assert made["night"] not in await ids(client, "owner=unowned")
+    assert len(await ids(client, "owner=unowned")) == 3
+    assert await ids(client, "status=acknowledged&severity=critical") == {made["night"]}
+    assert await ids(client, "status=open&severity=critical") == set()
+
+    # Event time is the transaction's own: the card testing started at 15:00 UTC.
+    late = await ids(client, "from=2026-03-02T15:00:00Z")
+    assert late == {made["cards0"], made["cards1"]}
+    early = await ids(client, "to=2026-03-02T14:30:00%2B00:00")
+    assert made["travel"] in early and not early & late
+    assert await ids(client, "from=2026-03-02T14:05:00Z&to=2026-03-02T14:15:00Z") == {
+        made["travel"]
+    }
+
+    # Pagination keeps the filter: two pages of one, then nothing more.
+    page = await (await client.get("/api/v1/alerts?rule=card_testing&limit=1", headers=AUTH)).json()
+    assert len(page["alerts"]) == 1 and page["next_cursor"]
+    rest = await (
+        await client.get(
+            f"/api/v1/alerts?rule=card_testing&limit=1&cursor={page['next_cursor']}", headers=AUTH
+        )
+    ).json()
+    assert len(rest["alerts"]) == 1 and rest["next_cursor"] is None
+    assert {page["alerts"][0]["id"], rest["alerts"][0]["id"]} == {made["cards0"], made["cards1"]}
+
+
+async def test_bad_filters_are_400s_naming_the_parameter(client: TestClient) -> None:
+    for query, field in (
+        ("severity=urgent", "severity"),
+        ("severity=,", "severity"),
+        ("rule=<script>", "rule"),
+        ("owner=" + "x" * 65, "owner"),
+        ("q=" + "x" * 129, "q"),
+        ("from=yesterday", "from"),
+        ("from=2026-03-02T14:00:00", "from"),  # no offset: which 14:00?
+        ("to=2026-02-30T00:00:00Z", "to"),
+        ("from=2026-03-03T00:00:00Z&to=2026-03-02T00:00:00Z", "from"),
+        ("status=closed", "status"),
+        ("limit=0", "limit"),
+    ):
+        resp = await client.get(f"/api/v1/alerts?{query}", headers=AUTH)
+        assert resp.status == 400, query
+        error = (await resp.json())["error"]
+        assert (error["code"], error["field"]) == ("invalid_parameter", field), query
+        assert error["message"]

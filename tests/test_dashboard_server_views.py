@@ -1,0 +1,94 @@
+"""The dashboard reading the server's filters and counts, in a real Chromium: a time range
+that loads what the page does not hold, kept in the URL; ingest -> screen latency."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from aiohttp.test_utils import TestServer
+from browser_support import (
+    STATUS,
+    T0,
+    Ingest,
+    card_testing,
+    impossible_travel,
+    sign_in,
+    travel_at_night,
+)
+from playwright.async_api import Browser, expect
+
+from server.state import STORE
+
+pytestmark = pytest.mark.browser
+
+
+async def test_time_range_loads_from_the_server_and_stays_in_the_url(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    [travel] = await ingest(impossible_travel("acct-t", "Harrods"))  # event 14:10 UTC
+    [night] = await ingest(travel_at_night("acct-n"))  # event 01:35 UTC
+    cards = await ingest(card_testing("acct-c", at=T0 + dt.timedelta(hours=1)))  # 15:01 on
+    # Resolved before Alice opens the page: her snapshot (unresolved alerts) lacks it.
+    await server.app[STORE].resolve(travel, "bob", "fraud", None)
+
+    window = "from=2026-03-02T14:05:00.000Z&to=2026-03-02T14:15:00.000Z"
+    alice = await sign_in(browser, server, "alice", path=f"/?{window}", timezone_id="UTC")
+    page = alice.page
+    await expect(alice.row(travel)).to_be_visible()
+    await expect(alice.cell(travel, STATUS)).to_have_text("Resolved Fraud")
+    await expect(alice.rows).to_have_count(1)
+    await expect(page.locator("#filter-from")).to_have_value("2026-03-02T14:05")
+    await expect(page.locator("#filter-to")).to_have_value("2026-03-02T14:15")
+
+    # Widening the range goes to the URL and to the server; the night alert stays outside.
+    await page.locator("#filter-to").fill("2026-03-02T16:00")
+    await page.locator("#filter-to").dispatch_event("change")
+    await expect(page).to_have_url(re.compile(r"to=2026-03-02T16:00:00\.000Z"))
+    for alert_id in (travel, *cards):
+        await expect(alice.row(alert_id)).to_be_visible()
+    await expect(alice.row(night)).to_have_count(0)
+    await expect(alice.rows).to_have_count(1 + len(cards))
+
+    # The link is the view: a reload shows the same, loaded again from the server.
+    await page.reload()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(alice.row(travel)).to_be_visible()
+    await expect(alice.rows).to_have_count(1 + len(cards))
+    await page.get_by_role("button", name="Clear filters").click()
+    await expect(alice.row(night)).to_be_visible()
+    await expect(page).to_have_url(re.compile(r"/$"))
+    assert alice.problems == []
+
+
+async def test_header_shows_ingest_to_screen_latency_and_server_counts(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    stats = page.locator("#stats")
+    await expect(stats.locator('[data-stat="screen_p99"]')).to_have_text("—")
+    [critical] = await ingest(travel_at_night("acct-n"))
+    await expect(alice.row(critical)).to_be_visible()
+    await expect(stats.locator('[data-stat="screen_p99"]')).to_have_text(
+        re.compile(r"^\d+(\.\d+)? (ms|s)$")
+    )
+    await expect(page.locator("#screen-latency-detail")).to_contain_text("last 1 alerts")
+    await expect(page.locator("#severity-counts")).to_have_text("1 critical", timeout=5000)
+    # A refused record is counted by the server and shown from the stats message.
+    await ingest_bad(server)
+    await page.locator("#integrity summary").click()
+    await expect(page.locator('[data-integrity="rejected"]')).to_have_text("1", timeout=5000)
+    assert alice.problems == []
+
+
+async def ingest_bad(server: TestServer) -> None:
+    import aiohttp
+    from browser_support import API_KEY
+
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http,
+        http.post(server.make_url("/api/v1/transactions"), json={"id": "bad"}) as r,
+    ):
+        assert r.status == 400

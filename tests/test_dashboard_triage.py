@@ -1,0 +1,343 @@
+"""Triage in a real Chromium: keyboard-only work, the details drawer, bulk actions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import aiohttp
+import browser_support as bs
+import pytest
+from aiohttp.test_utils import TestServer
+from browser_support import (
+    OWNER,
+    PASSWORD,
+    STATUS,
+    T0,
+    XSS,
+    Analyst,
+    Ingest,
+    card_testing,
+    impossible_travel,
+    sign_in,
+    travel_at_night,
+)
+from playwright.async_api import Browser, expect
+
+from server.auth import create_user
+from server.state import STORE
+
+pytestmark = pytest.mark.browser
+
+
+async def analyst_http(server: TestServer, name: str) -> tuple[aiohttp.ClientSession, str]:
+    """A second analyst working from a script: a session cookie and its CSRF token."""
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with session.post(
+        server.make_url("/login"), data={"username": name, "password": PASSWORD}
+    ) as r:
+        page = await r.text()
+    match = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert match, page[:500]
+    return session, match.group(1)
+
+
+async def three_alerts(ingest: Ingest) -> tuple[str, str, str]:
+    """A critical, then two high alerts raised in turn: the queue lists them in that order."""
+    [critical] = await ingest(travel_at_night("acct-crit"))
+    [first] = await ingest(impossible_travel("acct-high-1", "First Ltd"))
+    [second] = await ingest(
+        impossible_travel("acct-high-2", "Second Ltd", T0 + dt.timedelta(hours=1))
+    )
+    return critical, first, second
+
+
+async def test_keyboard_only_triage_of_three_alerts(
+    browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    critical, first, second = await three_alerts(ingest)
+    for alert_id in (critical, first, second):
+        await expect(alice.row(alert_id)).to_be_visible()
+    order = [await row.get_attribute("data-id") for row in await alice.rows.all()]
+    assert order == [critical, first, second], "severity first, then oldest first"
+
+    # j: the first row takes focus, with a visible ring.
+    await alice.press("j")
+    assert await alice.focused_row_id() == critical
+    ring = await page.evaluate(
+        """() => {
+            const el = document.activeElement;
+            const style = getComputedStyle(el);
+            return {visible: el.matches(':focus-visible'), outline: style.outlineStyle,
+                    width: style.outlineWidth};
+        }"""
+    )
+    assert ring == {"visible": True, "outline": "solid", "width": "2px"}, ring
+
+    # a: acknowledge.
+    await alice.press("a")
+    await expect(alice.cell(critical, STATUS)).to_have_text("Acknowledged")
+    await expect(alice.cell(critical, OWNER)).to_have_text("alice (you)")
+
+    # j, then f: the resolve dialog opens with fraud chosen; Enter confirms.
+    await alice.press("j")
+    assert await alice.focused_row_id() == first
+    await alice.press("f")
+    dialog = page.get_by_role("dialog")
+    await expect(dialog).to_be_visible()
+    await expect(dialog).to_contain_text("Resolve as fraud")
+    await expect(dialog.get_by_role("radio", name="Fraud")).to_be_checked()
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await expect(alice.cell(first, STATUS)).to_have_text("Resolved Fraud")
+    assert await alice.focused_row_id() == first, "focus comes back to the row"
+
+    # k goes back up, j j comes down again; l resolves as legitimate, with a typed note.
+    await alice.press("k")
+    assert await alice.focused_row_id() == critical
+    await alice.press("j", "j")
+    assert await alice.focused_row_id() == second
+    await alice.press("l")
+    await expect(dialog.get_by_role("radio", name="Legitimate")).to_be_checked()
+    await page.keyboard.type("Customer confirmed by phone")
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await expect(alice.cell(second, STATUS)).to_have_text("Resolved Legitimate")
+
+    # The server agrees.
+    async with http.get(server.make_url("/api/v1/alerts?status=acknowledged,resolved")) as r:
+        alerts = {a["id"]: a for a in (await r.json())["alerts"]}
+    assert alerts[critical]["status"] == "acknowledged"
+    assert alerts[critical]["owner"] == "alice"
+    assert (alerts[first]["status"], alerts[first]["disposition"]) == ("resolved", "fraud")
+    assert alerts[second]["disposition"] == "legitimate"
+    assert alerts[second]["note"] == "Customer confirmed by phone"
+    assert alice.problems == []
+
+
+async def test_shortcuts_overlay_search_and_typing(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    [a_alert] = await ingest(impossible_travel("acct-alpha", "Alpha Shop"))
+    [b_alert] = await ingest(
+        impossible_travel("acct-beta", "Beta Shop", T0 + dt.timedelta(hours=1))
+    )
+    await expect(alice.row(b_alert)).to_be_visible()
+
+    await alice.press("?")
+    overlay = page.get_by_role("dialog", name="Keyboard shortcuts")
+    await expect(overlay).to_be_visible()
+    await expect(overlay).to_contain_text("Resolve as legitimate")
+    # Keys do nothing behind the overlay.
+    await alice.press("j")
+    assert await alice.focused_row_id() is None
+    await alice.press("Escape")
+    await expect(overlay).to_be_hidden()
+
+    # /: search. Typing "acct-beta" there types; its "a" acknowledges nothing.
+    await alice.press("/")
+    search = page.get_by_role("searchbox", name="Search alerts")
+    await expect(search).to_be_focused()
+    await page.keyboard.type("acct-beta")
+    await expect(search).to_have_value("acct-beta")
+    await expect(alice.row(a_alert)).to_have_count(0)
+    await expect(alice.rows).to_have_count(1)
+    await expect(alice.cell(b_alert, STATUS)).to_have_text("Open")
+    await expect(page).to_have_url(re.compile(r"\?q=acct-beta$"))
+
+    # Esc leaves the search (keeping it) for the table; x selects the row j moved to.
+    await alice.press("Escape")
+    await expect(search).not_to_be_focused()
+    await expect(search).to_have_value("acct-beta")
+    await alice.press("j", "x")
+    await expect(alice.row(b_alert).get_by_role("checkbox")).to_be_checked()
+    await expect(page.locator("#bulk-bar")).to_contain_text("1 selected")
+    await alice.press("x")
+    await expect(alice.row(b_alert).get_by_role("checkbox")).not_to_be_checked()
+    await expect(page.locator("#bulk-bar")).to_be_hidden()
+    assert alice.problems == []
+
+
+async def test_details_drawer_shows_everything_and_holds_the_stream(
+    browser: Browser, server: TestServer, ingest: Ingest, tmp_path: Path
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    drawer = alice.drawer
+    # Two alerts on one account and device; a third on another account, same device, and the
+    # same merchant as the first; a fourth whose merchant name is markup.
+    own = await ingest(card_testing("acct-dd", n=4, device_id="dev-77", ip="203.0.113.9"))
+    other = await ingest(
+        card_testing("acct-ee", n=3, at=T0 + dt.timedelta(hours=1), device_id="dev-77")
+    )
+    [xss] = await ingest(impossible_travel("acct-xss", XSS, T0 + dt.timedelta(hours=2)))
+    assert len(own) == 2 and len(other) == 1
+    await expect(alice.row(xss)).to_be_visible()
+
+    # Enter on a row opens it.
+    await alice.press("j")
+    assert await alice.focused_row_id() == own[0], "all high: the oldest comes first"
+    await alice.press("Enter")
+    await expect(drawer).to_be_visible()
+    await expect(drawer).to_be_focused()
+    await expect(drawer.locator("h2")).to_have_text("Account acct-dd")
+
+    fields = drawer.locator('[data-section="transaction"] dl')
+    for label, value in [
+        ("Transaction id", "acct-dd-ct2"),
+        ("Account", "acct-dd"),
+        ("Merchant id", "m-don-2"),
+        ("Merchant name", "Charity Donate"),
+        ("Device", "dev-77"),
+        ("IP address", "203.0.113.9"),
+        ("Currency", "USD"),
+    ]:
+        await expect(fields.locator(f"dt:text-is('{label}') + dd")).to_have_text(value)
+    reason = drawer.locator(".reason-item").first
+    await expect(reason).to_contain_text("Card testing")
+    await expect(reason).to_contain_text("observed 3")
+    await expect(reason).to_contain_text("threshold 3")
+    raw = drawer.locator("pre.raw-json")
+    await drawer.get_by_text("Raw payload").click()
+    await expect(raw).to_contain_text('"device_id": "dev-77"')
+    summary = drawer.locator('[data-section="alert"]')
+    await expect(summary).to_contain_text("Unowned")
+    await expect(summary).to_contain_text("Score")
+
+    # The account's history comes from the server: all four transactions, this one marked.
+    history = drawer.locator('[data-section="account-history"]')
+    await expect(history.locator("tbody tr")).to_have_count(4)
+    await expect(history).to_contain_text("The last 4 transactions of acct-dd, newest first")
+    await expect(history.locator("tr.is-current")).to_contain_text("(this one)")
+    await expect(history.locator('tr[data-tx="acct-dd-ct2"]')).to_have_class("is-current")
+    await expect(history.locator("svg.amount-chart")).to_be_visible()
+    activity = drawer.locator('[data-section="account"]')
+    await expect(activity.locator(f'[data-open="{own[1]}"]')).to_be_visible()
+    related = drawer.locator('[data-section="related"]')
+    await expect(related.locator(".related-group", has_text="Same device")).to_contain_text("· 2")
+    same_merchant = related.locator(".related-group", has_text="Same merchant m-don-2")
+    await expect(same_merchant.locator(f'[data-open="{other[0]}"]')).to_be_visible()
+
+    # While the drawer is open new alerts wait, like with the pointer on the table.
+    [late] = await ingest(impossible_travel("acct-late", "Late Ltd", T0 + dt.timedelta(hours=3)))
+    await expect(page.locator("#alerts-paused")).to_have_text("Paused · 1 new")
+    await expect(alice.row(late)).to_have_count(0)
+
+    # j moves on and the drawer follows; acknowledging there lands in the audit trail.
+    await alice.press("j")
+    await expect(drawer.locator("#drawer-sub")).to_contain_text("Charity Donate")
+    await expect(drawer.locator("dt:text-is('Transaction id') + dd")).to_have_text("acct-dd-ct3")
+    await drawer.get_by_role("button", name="Acknowledge").click()
+    await expect(drawer.locator(".drawer-badges")).to_contain_text("Acknowledged")
+    await expect(drawer.locator(".timeline")).to_contain_text("Acknowledged by alice")
+    await expect(alice.cell(own[1], OWNER)).to_have_text("alice (you)")
+    await screenshot_drawer(alice, tmp_path)
+
+    # Esc closes it, puts focus back on the row, and the held alert arrives.
+    await page.mouse.move(5, 5)
+    await alice.press("Escape")
+    await expect(drawer).to_be_hidden()
+    assert await alice.focused_row_id() == own[1]
+    await alice.press("Escape")  # and a second Esc releases the table
+    await expect(alice.row(late)).to_be_visible()
+
+    # Markup in the data stays text in the drawer too.
+    await alice.row(xss).locator("td").nth(2).click()
+    await expect(drawer.locator("dt:text-is('Merchant name') + dd")).to_have_text(XSS)
+    await drawer.get_by_text("Raw payload").click()
+    await expect(raw).to_contain_text(XSS.replace('"', '\\"'))
+    assert await page.locator("#drawer img").count() == 0
+    assert await page.evaluate("() => window.__xss") is None
+    assert alice.problems == []
+
+
+async def screenshot_drawer(alice: Analyst, tmp_path: Path) -> None:
+    await alice.page.wait_for_timeout(300)
+    await bs.screenshot(alice.page, "drawer.png", tmp_path)
+
+
+async def test_bulk_actions_report_each_result_and_name_the_holder(
+    browser: Browser, server: TestServer, ingest: Ingest, tmp_path: Path
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids: list[str] = []
+    for i in range(4):
+        ids += await ingest(
+            impossible_travel(f"acct-b{i}", f"Shop {i}", T0 + dt.timedelta(hours=i))
+        )
+    for alert_id in ids:
+        await expect(alice.row(alert_id)).to_be_visible()
+
+    # Bob takes the third one from his own session first.
+    bob, csrf = await analyst_http(server, "bob")
+    async with (
+        bob,
+        bob.post(
+            server.make_url(f"/api/v1/alerts/{ids[2]}/ack"), json={}, headers={"X-CSRF-Token": csrf}
+        ) as r,
+    ):
+        assert r.status == 200, await r.text()
+    await expect(alice.cell(ids[2], OWNER)).to_have_text("bob")
+
+    # Select by keyboard (x) and by checkbox.
+    await alice.press("j", "x")
+    await alice.row(ids[1]).get_by_role("checkbox").check()
+    await alice.row(ids[2]).get_by_role("checkbox").check()
+    bar = page.locator("#bulk-bar")
+    await expect(bar).to_contain_text("3 selected")
+    await bar.get_by_role("button", name="Acknowledge").click()
+
+    notice = page.locator('#notices .notice[data-key="bulk"]')
+    await expect(notice).to_contain_text("Acknowledged 2 of 3. 1 conflict.")
+    await expect(notice.locator("li")).to_have_text(re.compile(r"acct-b2: .*acknowledged by bob"))
+    await expect(alice.cell(ids[0], OWNER)).to_have_text("alice (you)")
+    await expect(alice.cell(ids[1], OWNER)).to_have_text("alice (you)")
+    await expect(alice.cell(ids[2], OWNER)).to_have_text("bob")
+    await expect(bar).to_be_hidden()
+
+    # Select everything unresolved from the header, drop Bob's, resolve the rest at once.
+    await page.mouse.move(5, 5)
+    await page.get_by_role("checkbox", name="Select every alert").check()
+    await expect(bar).to_contain_text("4 selected")
+    await alice.row(ids[2]).get_by_role("checkbox").uncheck()
+    await expect(bar).to_contain_text("3 selected")
+    await bar.get_by_role("button", name="Resolve fraud").click()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog).to_contain_text("Resolve 3 alerts as fraud")
+    await page.get_by_label("Note").fill("Same ring as case 1182")
+    await bs.screenshot(page, "bulk-resolve.png", tmp_path)
+    await page.keyboard.press("Enter")
+    await expect(notice).to_contain_text("Resolved as fraud 3 of 3.")
+    for alert_id in (ids[0], ids[1], ids[3]):
+        await expect(alice.cell(alert_id, STATUS)).to_have_text("Resolved Fraud")
+    await expect(alice.cell(ids[2], STATUS)).to_have_text("Acknowledged")
+    assert alice.problems == []
+
+
+async def test_a_viewer_reads_but_cannot_act(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    await create_user(server.app[STORE], "vera", PASSWORD, "viewer")
+    vera = await sign_in(browser, server, "vera")
+    page = vera.page
+    [alert_id] = await ingest(impossible_travel("acct-view", "View Ltd"))
+    await expect(vera.row(alert_id)).to_be_visible()
+    await expect(vera.row(alert_id).get_by_role("checkbox")).to_have_count(0)
+    await expect(vera.row(alert_id).get_by_role("button")).to_have_count(0)
+    await expect(page.locator("#select-all")).to_be_hidden()
+
+    # Moving and reading work; a, f, l and x do nothing.
+    await vera.press("j", "a", "f", "l", "x")
+    await expect(page.get_by_role("dialog")).to_have_count(0)
+    await expect(page.locator("#bulk-bar")).to_be_hidden()
+    await expect(vera.cell(alert_id, STATUS)).to_have_text("Open")
+    await vera.press("Enter")
+    await expect(vera.drawer).to_contain_text("Account acct-view")
+    await expect(vera.drawer.locator("#drawer-actions").get_by_role("button")).to_have_count(0)
+    assert vera.problems == []

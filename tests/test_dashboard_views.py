@@ -1,0 +1,200 @@
+"""Filters, search, sort and saved views in a real Chromium: kept in the URL and the browser."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+from browser_support import (
+    OWNER,
+    T0,
+    Analyst,
+    Ingest,
+    card_testing,
+    impossible_travel,
+    sign_in,
+    travel_at_night,
+    tx,
+)
+from playwright.async_api import Browser, expect
+
+pytestmark = pytest.mark.browser
+
+
+def velocity(account: str, at: dt.datetime) -> list[dict[str, Any]]:
+    """Five purchases nine seconds apart: the fifth raises a medium alert."""
+    return [
+        tx(f"{account}-v{i}", account, at + dt.timedelta(seconds=9 * i), 19.99, "m-steam")
+        for i in range(5)
+    ]
+
+
+async def four_kinds(ingest: Ingest) -> dict[str, str]:
+    """One alert of each kind, raised in this order (so oldest first is this order)."""
+    ids = {}
+    [ids["high_travel"]] = await ingest(impossible_travel("acct-travel", "Harrods"))
+    [ids["medium"]] = await ingest(velocity("acct-velo", T0 + dt.timedelta(hours=1)))
+    [ids["critical"]] = await ingest(travel_at_night("acct-night"))
+    [ids["high_card"]] = await ingest(card_testing("acct-card", at=T0 + dt.timedelta(hours=2)))
+    return ids
+
+
+async def listed(alice: Analyst) -> list[str | None]:
+    return [await row.get_attribute("data-id") for row in await alice.rows.all()]
+
+
+async def test_filters_and_search_live_in_the_url_and_survive_reload(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids = await four_kinds(ingest)
+    await expect(alice.rows).to_have_count(4)
+
+    severity = page.get_by_role("group", name="Severity")
+    await severity.get_by_role("button", name="Critical").click()
+    await expect(severity.get_by_role("button", name="Critical")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await expect(alice.rows).to_have_count(1)
+    await expect(alice.row(ids["critical"])).to_be_visible()
+    await expect(page).to_have_url(re.compile(r"/\?severity=critical$"))
+    await severity.get_by_role("button", name="High").click()
+    await expect(page).to_have_url(re.compile(r"/\?severity=critical,high$"))
+    assert await listed(alice) == [ids["critical"], ids["high_travel"], ids["high_card"]]
+
+    # Rule: the menu offers the codes seen in the data.
+    await page.get_by_label("Rule").select_option("card_testing")
+    assert await listed(alice) == [ids["high_card"]]
+    await page.get_by_label("Rule").select_option("")
+
+    # Owner: "me" after acknowledging one; "unowned" for the rest.
+    await (
+        alice.row(ids["high_travel"]).get_by_role("button", name=re.compile("^Acknowledge")).click()
+    )
+    await expect(alice.cell(ids["high_travel"], OWNER)).to_have_text("alice (you)")
+    await page.mouse.move(5, 5)
+    await page.get_by_label("Owner").select_option("me")
+    assert await listed(alice) == [ids["high_travel"]]
+    await page.get_by_label("Owner").select_option("unowned")
+    assert await listed(alice) == [ids["critical"], ids["high_card"]]
+    await expect(page).to_have_url(re.compile(r"\?severity=critical,high&owner=unowned$"))
+
+    # Free text: account, merchant name, transaction id or alert id, any case.
+    search = page.get_by_role("searchbox", name="Search alerts")
+    await search.fill("ACCT-CARD")
+    await expect(alice.rows).to_have_count(1)
+    await search.fill("saks")  # merchant name of the critical one
+    await expect(alice.rows).to_have_count(1)
+    await expect(alice.row(ids["critical"])).to_be_visible()
+    await search.fill(ids["high_card"][:12])
+    await expect(alice.rows).to_have_count(1)
+    await expect(alice.row(ids["high_card"])).to_be_visible()
+    await search.fill("acct-card-ct2")
+    await expect(alice.row(ids["high_card"])).to_be_visible()
+    await search.fill("nothing-like-this")
+    await expect(alice.rows).to_have_count(0)
+    await expect(page.locator("#alerts-empty")).to_have_text("No alerts match these filters.")
+    await search.fill("acct-card")
+    await expect(page).to_have_url(
+        re.compile(r"\?q=acct-card&severity=critical,high&owner=unowned$")
+    )
+
+    # A reload (or the same link in another browser) shows the same view.
+    await page.reload()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(search).to_have_value("acct-card")
+    await expect(page.get_by_label("Owner")).to_have_value("unowned")
+    await expect(severity.get_by_role("button", name="High")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await expect(alice.rows).to_have_count(1)
+    await expect(alice.row(ids["high_card"])).to_be_visible()
+
+    await page.get_by_role("button", name="Clear filters").click()
+    await expect(alice.rows).to_have_count(4)
+    await expect(page).to_have_url(str(server.make_url("/")))
+    assert alice.problems == []
+
+
+async def test_default_sort_is_severity_then_oldest_and_toggles_to_newest(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids = await four_kinds(ingest)
+    await expect(alice.rows).to_have_count(4)
+    assert await listed(alice) == [
+        ids["critical"],
+        ids["high_travel"],
+        ids["high_card"],
+        ids["medium"],
+    ]
+    await expect(page.locator("#alerts-summary")).to_contain_text("by severity, oldest first")
+
+    await page.get_by_label("Sort").select_option("newest")
+    await expect(page).to_have_url(re.compile(r"/\?sort=newest$"))
+    assert await listed(alice) == [
+        ids["high_card"],
+        ids["critical"],
+        ids["medium"],
+        ids["high_travel"],
+    ]
+    await expect(page.locator("#alerts-summary")).to_contain_text("newest first")
+
+    # Resolved alerts step to the end of the queue in the default order.
+    await page.get_by_label("Sort").select_option("priority")
+    await (
+        alice.row(ids["critical"]).get_by_role("button", name=re.compile("as legitimate$")).click()
+    )
+    await page.get_by_role("dialog").get_by_role("button", name="Resolve as legitimate").click()
+    await page.mouse.move(5, 5)
+    await expect(alice.rows.last).to_have_attribute("data-id", ids["critical"])
+    assert alice.problems == []
+
+
+async def test_saved_views_are_kept_in_this_browser(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids = await four_kinds(ingest)
+    await expect(alice.rows).to_have_count(4)
+
+    await page.get_by_role("group", name="Status").get_by_role("button", name="Open").click()
+    await page.get_by_role("group", name="Severity").get_by_role("button", name="Critical").click()
+    menu = page.locator("#views-menu")
+    await menu.locator("summary").click()
+    await page.get_by_label("Name for the current view").fill("Critical, open")
+    await page.get_by_label("Name for the current view").press("Enter")
+    saved = menu.get_by_role("link", name="Critical, open")
+    await expect(saved).to_have_attribute("href", "/?status=open&severity=critical")
+    await expect(saved).to_have_attribute("aria-current", "true")
+
+    await page.get_by_role("button", name="Clear filters").click()
+    await expect(alice.rows).to_have_count(4)
+
+    # Applied from the menu without a reload; kept across one.
+    await menu.locator("summary").click()
+    await saved.click()
+    await expect(alice.rows).to_have_count(1)
+    await expect(alice.row(ids["critical"])).to_be_visible()
+    await expect(page).to_have_url(re.compile(r"/\?status=open&severity=critical$"))
+    await page.goto("/")
+    await expect(alice.rows).to_have_count(4)
+    await menu.locator("summary").click()
+    await expect(saved).to_be_visible()
+
+    # A built-in view, then deleting ours.
+    await menu.get_by_role("link", name="Unowned critical and high").click()
+    await expect(page).to_have_url(re.compile(r"/\?status=open&severity=critical,high$"))
+    await expect(alice.rows).to_have_count(3)
+    await menu.locator("summary").click()
+    await menu.get_by_role("button", name="Delete saved view Critical, open").click()
+    await expect(saved).to_have_count(0)
+    stored = await page.evaluate("() => localStorage.getItem('fraudwatch.views')")
+    assert stored == "[]"
+    assert alice.problems == []

@@ -1,0 +1,58 @@
+"""The `stats` message's server-wide counts, and the ingest time on alerts, end to end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import ClientWebSocketResponse
+from aiohttp.test_utils import TestClient
+from browser_support import impossible_travel, travel_at_night
+
+from tests.conftest import AUTH, Login
+
+
+async def stats_where(ws: ClientWebSocketResponse, ok: Any) -> dict[str, Any]:
+    """The first stats message for which ok(message) holds (one comes about every second)."""
+    for _ in range(20):
+        message: dict[str, Any] = await ws.receive_json(timeout=5)
+        if message["type"] == "stats" and ok(message):
+            return message
+    raise AssertionError("no such stats message")
+
+
+async def test_stats_count_open_by_severity_oldest_open_and_rejected(
+    client: TestClient, login: Login
+) -> None:
+    csrf = await login("alice")
+    async with client.ws_connect("/ws", headers=AUTH) as ws:
+        body = [*impossible_travel("acct-h", "High Ltd"), {"id": "bad"}]
+        resp = await client.post("/api/v1/transactions", json=body, headers=AUTH)
+        results = (await resp.json())["results"]
+        assert "error" in results[-1]
+        [high] = [r["alert_id"] for r in results[:-1] if r.get("alert_id")]
+        alert_message = None
+        while alert_message is None:
+            message = await ws.receive_json(timeout=5)
+            if message["type"] == "alert":
+                alert_message = message
+        # The server's receipt time rides on the alert: ingest -> screen is measurable.
+        alert = alert_message["alert"]
+        assert alert["received_at"] is not None
+        assert alert["received_at"] <= alert["created_at"]
+        resp = await client.post(
+            "/api/v1/transactions", json=travel_at_night("acct-c"), headers=AUTH
+        )
+        assert resp.status == 200
+
+        stats = await stats_where(ws, lambda m: m["open_alerts"] == 2)
+        assert stats["open_by_severity"] == {"critical": 1, "high": 1}
+        assert stats["oldest_open_created_at"] == alert["created_at"]
+        assert stats["rejected_total"] == 1
+        assert isinstance(stats["alerts"], int)
+
+        # Acknowledged is no longer "unacknowledged": the oldest open is now the other one.
+        ack = await client.post(f"/api/v1/alerts/{high}/ack", headers={"X-CSRF-Token": csrf})
+        assert ack.status == 200
+        stats = await stats_where(ws, lambda m: m["oldest_open_created_at"] != alert["created_at"])
+        assert stats["open_alerts"] == 2
+        assert stats["oldest_open_created_at"] > alert["created_at"]
