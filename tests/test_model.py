@@ -18,9 +18,9 @@ from server.detection.model import (
     FEATURE_SET,
     ModelSlot,
     OnlineLogit,
+    capture,
     explain,
     named_features,
-    pack,
     sigmoid,
     unpack,
 )
@@ -246,11 +246,17 @@ def test_a_ready_model_scores_and_explains_itself() -> None:
     assert all(r.code != "model" for r in ordinary.reasons)
 
 
-def test_packed_inputs_round_trip_as_float32() -> None:
-    x = [0.0, 1.0, -2.5, 1e-3, 123456.789] + [0.5] * (len(FEATURE_NAMES) - 5)
-    back = unpack(pack(x))
-    assert len(back) == len(FEATURE_NAMES)
-    assert back == pytest.approx(x, rel=1e-6)
+def test_what_is_kept_gives_the_same_inputs_as_scoring_saw() -> None:
+    f = Features(600.0, 2, 20, 40.0, 5.0, 3, 9, 4, 5000.0, 1800.0, True, None, None)
+    reasons = (Reason("card_testing", "…", weight=0.65),)
+    tx = make_tx(1, channel="atm", device_id="d-1")
+    raw = capture(f, tx, reasons, 0.82, (0.7, 1200.0, 2))
+    assert len(raw) < 100  # far smaller than the 37 inputs it stands for
+    named = named_features(f, tx, reasons, 0.82, (0.7, 1200.0, 2))
+    assert unpack(raw) == list(named.values())
+    assert named["first_device"] == 1.0 and named["new_device"] == 0.0  # a first device
+    assert named["atm"] == 1.0 and named["flagged_1h"] == 1.0
+    assert named["log_flags_24h"] == pytest.approx(math.log1p(2))
 
 
 def test_the_explanation_names_only_inputs_the_transaction_has() -> None:

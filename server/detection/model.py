@@ -76,7 +76,6 @@ FEATURE_LABELS: dict[str, str] = {
     **{f"rule_{code}": f"rule {code} fired" for code in RULE_INPUTS},
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_LABELS)
-_PACKED = struct.Struct(f"<{len(FEATURE_NAMES)}f")
 FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:8]
 """Changes whenever the inputs do: a saved model of another feature set is not loaded."""
 
@@ -138,27 +137,70 @@ def rules_logit(score: float) -> float:
 _ZERO_RULES_LOGIT = rules_logit(0.0)
 
 
-def named_features(
+# What is kept of each scored transaction until its label arrives: the raw values the inputs
+# are computed from (~90 bytes), packed in one C call. Most transactions are never labelled,
+# and until the model is ready none is predicted, so the inputs themselves (logs, ratios,
+# crosses) are computed only when needed: to predict (on the loop) or to learn (on the
+# trainer's thread).
+_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI")
+_NAN = math.nan
+_RULE_BIT = {code: 1 << i for i, code in enumerate(RULE_INPUTS)}
+_CHANNEL = {"ecom": 1, "atm": 2}
+
+
+def capture(
     f: Features,
     tx: Transaction,
     reasons: Sequence[Reason],
     rules_score: float,
     recent: RecentFlags = (0.0, 0.0, 0),
-) -> dict[str, float]:
-    """The model's inputs for one transaction, by name, in FEATURE_NAMES order: the one
-    mapping from the detector's features, the rules that fired and the account's recent
-    flags (`AccountFlags.recent`) to numbers. An unknown value is 0, with a flag where
-    "unknown" itself says something."""
-    # Runs for every transaction: written for speed (no helper calls, one dict literal).
-    history = f.history
-    amount = f.amount
-    mean = f.mean
-    log_ratio = _log(max(amount / mean, 1e-3)) if history and mean > 0 else 0.0
-    std = f.std
-    z = (amount - mean) / std if std > 0 else 0.0
+) -> bytes:
+    """The raw values behind the model's inputs for one transaction, packed: the one place
+    that reads the detector's features, the rules that fired and the account's recent flags
+    (`AccountFlags.recent`). `inputs()` turns it into the input vector."""
+    bits = 0
+    for reason in reasons:
+        bits |= _RULE_BIT.get(reason.code, 0)
     distance = f.distance_km
     elapsed = f.elapsed_s
-    if distance is None or elapsed is None:
+    new_device = f.is_new_device
+    prior_max, since_s, flags = recent
+    return _RAW.pack(
+        f.history,
+        f.amount,
+        f.mean,
+        f.std,
+        _NAN if distance is None else distance,
+        _NAN if elapsed is None or distance is None else elapsed,
+        f.local_hour,
+        f.is_new_merchant is True,
+        f.is_new_country is True,
+        new_device is True,
+        # No device on record yet: novelty is unknown, but a first device is a signal.
+        new_device is None and tx.device_id is not None,
+        f.tx_1m,
+        f.tx_1h,
+        f.tiny_recent,
+        _CHANNEL.get(tx.channel or "", 0),
+        bits,
+        rules_score,
+        prior_max,
+        since_s,
+        flags,
+    )
+
+
+def inputs(raw: bytes) -> list[float]:
+    """The model's inputs, in FEATURE_NAMES order, from `capture()`'s bytes. An unknown value
+    is 0, with a flag where "unknown" itself says something."""
+    (
+        history, amount, mean, std, distance, elapsed, local_hour,
+        new_merchant, new_country, new_device, first_device,
+        tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
+    ) = _RAW.unpack(raw)  # fmt: skip
+    log_ratio = _log(max(amount / mean, 1e-3)) if history and mean > 0 else 0.0
+    z = (amount - mean) / std if std > 0 else 0.0
+    if distance != distance:  # NaN: no previous location
         log_distance = log_speed = log_elapsed = 0.0
         no_location = 1.0
     else:
@@ -166,59 +208,60 @@ def named_features(
         log_speed = _log1p(distance * 3600.0 / max(elapsed, 1.0))
         log_elapsed = _log1p(elapsed)
         no_location = 0.0
-    night = 1.0 if f.local_hour < 5 else 0.0
-    new_country = 1.0 if f.is_new_country else 0.0
-    new_device = 1.0 if f.is_new_device else 0.0
-    # No device on record yet: novelty is unknown, but a first device is a signal of its own.
-    first_device = 1.0 if f.is_new_device is None and tx.device_id is not None else 0.0
-    prior_max, since_s, flags = recent
-    channel = tx.channel
-    x = {
-        "log_amount": _log1p(amount) if amount > 0 else 0.0,
-        "log_ratio": log_ratio,
-        "zscore": -5.0 if z < -5.0 else (10.0 if z > 10.0 else z),
-        "no_history": 1.0 if history < 5 else 0.0,
-        "log_history": _log1p(history),
-        "log_tx_1m": _log1p(f.tx_1m - 1),
-        "log_tx_1h": _log1p(f.tx_1h - 1),
-        "tiny": 1.0 if amount < TINY_AMOUNT else 0.0,
-        "log_tiny_recent": _log1p(f.tiny_recent),
-        "log_distance": log_distance,
-        "log_speed": log_speed,
-        "log_elapsed": log_elapsed,
-        "no_location": no_location,
-        "new_merchant": 1.0 if f.is_new_merchant else 0.0,
-        "new_country": new_country,
-        "new_device": new_device,
-        "night": night,
-        "night_ratio": night * log_ratio,
-        "new_country_ratio": new_country * log_ratio,
-        "new_device_ratio": new_device * log_ratio,
-        "first_device": first_device,
-        "new_country_device": new_country * (new_device or first_device),
-        "prior_flag_24h": prior_max,
-        "flagged_1h": 1.0 if flags and since_s <= 3600.0 else 0.0,
-        "log_flags_24h": _log1p(flags),
-        "ecom": 1.0 if channel == "ecom" else 0.0,
-        "atm": 1.0 if channel == "atm" else 0.0,
-        "rules_logit": rules_logit(rules_score) if rules_score else _ZERO_RULES_LOGIT,
-        **_RULE_ZEROS,
-    }
-    for reason in reasons:
-        key = _RULE_KEY.get(reason.code)
-        if key is not None:
-            x[key] = 1.0
+    night = 1.0 if local_hour < 5 else 0.0
+    x = [
+        _log1p(amount) if amount > 0 else 0.0,
+        log_ratio,
+        -5.0 if z < -5.0 else (10.0 if z > 10.0 else z),
+        1.0 if history < 5 else 0.0,
+        _log1p(history),
+        _log1p(tx_1m - 1),
+        _log1p(tx_1h - 1),
+        1.0 if amount < TINY_AMOUNT else 0.0,
+        _log1p(tiny_recent),
+        log_distance,
+        log_speed,
+        log_elapsed,
+        no_location,
+        float(new_merchant),
+        float(new_country),
+        float(new_device),
+        night,
+        night * log_ratio,
+        new_country * log_ratio,
+        new_device * log_ratio,
+        float(first_device),
+        float(new_country and (new_device or first_device)),
+        prior_max,
+        1.0 if flags and since_s <= 3600.0 else 0.0,
+        _log1p(flags),
+        1.0 if channel == 1 else 0.0,
+        1.0 if channel == 2 else 0.0,
+        rules_logit(rules_score) if rules_score else _ZERO_RULES_LOGIT,
+    ]
+    x += [1.0 if bits & bit else 0.0 for bit in _RULE_BITS]
     return x
 
 
-def pack(x: Sequence[float]) -> bytes:
-    """The inputs as float32 bytes (~180 bytes): what is kept until a label arrives. Packing
-    is C-fast on the loop; unpacking happens on the trainer's thread."""
-    return _PACKED.pack(*x)
+_RULE_BITS = tuple(_RULE_BIT.values())
 
 
-def unpack(packed: bytes) -> tuple[float, ...]:
-    return _PACKED.unpack(packed)
+def named_features(
+    f: Features,
+    tx: Transaction,
+    reasons: Sequence[Reason],
+    rules_score: float,
+    recent: RecentFlags = (0.0, 0.0, 0),
+) -> dict[str, float]:
+    """The model's inputs for one transaction, by name (for tests and explanations)."""
+    return dict(
+        zip(FEATURE_NAMES, inputs(capture(f, tx, reasons, rules_score, recent)), strict=True)
+    )
+
+
+def unpack(raw: bytes) -> list[float]:
+    """What was kept of a transaction (`capture()`), as the model's input vector."""
+    return inputs(raw)
 
 
 def sigmoid(z: float) -> float:
@@ -473,15 +516,16 @@ class ModelSlot:
         t = tx.timestamp.timestamp()
         flags = self.flags
         recent = flags.recent(tx.account_id, t) if flags.accounts else (0.0, 0.0, 0)
-        x = list(named_features(features, tx, rules.reasons, rules.score, recent).values())
+        raw = capture(features, tx, rules.reasons, rules.score, recent)
         flags.note(tx.account_id, t, rules.score)
         remembered = self.remembered
-        remembered[tx.id] = _PACKED.pack(*x)
+        remembered[tx.id] = raw
         if len(remembered) > self.memory:
             del remembered[next(iter(remembered))]
         predictor = self.predictor
         if predictor is None:
             return rules
+        x = inputs(raw)
         p = predictor.predict_proba(x)
         score = round(p, 4)
         decision, severity = decide(score)
@@ -514,7 +558,7 @@ class ModelSlot:
         x = self.remembered.pop(tx_id, None)
         if x is None:
             return False
-        learner.learn_one(_PACKED.unpack(x), is_fraud)
+        learner.learn_one(inputs(x), is_fraud)
         # A fresh snapshot every REFREEZE_EVERY labels: current enough (a few hundred labels
         # move the weights little), and refreezing per label would double the cost of learning.
         if learner.count % REFREEZE_EVERY == 0 and self.ready(learner.count, learner.frauds):
