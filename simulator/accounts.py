@@ -137,6 +137,7 @@ class Accounts:
         "_home_offsets",
         "_key",
         "_last",
+        "_opened",
         "_population",
         "_salt",
     )
@@ -156,6 +157,7 @@ class Accounts:
         self._key = self._salt.to_bytes(8, "little")
         self._first, self._last = names
         self._cache: dict[int, Account] = {}
+        self._opened = 0
         self._favorite_sets: dict[City, tuple[tuple[Merchant, ...], ...]] = {}
 
         # Contiguous index ranges per class: a class is picked in proportion to the activity
@@ -184,10 +186,25 @@ class Accounts:
     def __getitem__(self, index: int) -> Account:
         account = self._cache.get(index)
         if account is None:
-            if not 0 <= index < self._count:
+            if not 0 <= index < self._count + self._opened:
                 raise IndexError(f"account index {index} is out of range(0, {self._count})")
             account = self._cache[index] = self._derive(index)
         return account
+
+    def open(self) -> int:
+        """The index of a brand-new account past the established population.
+
+        The normal stream never picks it (its index is beyond every activity class), so the
+        episode that opened it writes its whole history. It is built on first use like any
+        other account, so the same seed opens the same accounts in the same order.
+        """
+        self._opened += 1
+        return self._count + self._opened - 1
+
+    @property
+    def opened(self) -> int:
+        """How many accounts episodes have opened beyond the established population."""
+        return self._opened
 
     @property
     def materialised(self) -> int:
@@ -214,6 +231,11 @@ class Accounts:
 
     def pick_uniform(self, draw: Callable[[], float]) -> int:
         return int(draw() * self._count)
+
+    def pick_quiet(self, draw: Callable[[], float]) -> int:
+        """A uniform index among the least active cards (about one use a day)."""
+        start, size = self._class_ranges[0]
+        return start + int(draw() * size)
 
     def pick_resident(
         self, draw: Callable[[], float], cities: Collection[City], tries: int = 2000
