@@ -48,6 +48,11 @@ HOURLY_ACTIVITY = (
     1.00, 1.00, 0.95, 0.90, 0.90, 0.95, 1.00, 0.95, 0.80, 0.60, 0.40, 0.22,
 )  # fmt: skip
 
+# Relative spending by local weekday, Monday first: a Friday-Saturday peak and a quiet
+# Sunday, as card volumes show. The mean is 1.0, so a stream's rate is its weekly average.
+WEEKLY_ACTIVITY = (0.95, 0.97, 0.99, 1.02, 1.10, 1.07, 0.90)
+WEEKLY_PEAK = max(WEEKLY_ACTIVITY)
+
 _SEGMENTS: tuple[tuple[Segment, float, float], ...] = (
     ("low", 0.45, 18.0),
     ("mid", 0.40, 45.0),
@@ -228,6 +233,11 @@ class Accounts:
             offset_s = offsets[(((index + salt) * _GOLDEN) & _MASK64) >> _HOME_SHIFT]
             if draw() < HOURLY_ACTIVITY[((t_s + offset_s) // 3600) % 24]:
                 return index
+
+    def weekday(self, index: int, t_s: int) -> int:
+        """The local weekday (Monday 0) at `t_s` where account `index` lives."""
+        # 1970-01-01 was a Thursday.
+        return ((t_s + self.home(index).offset_s) // DAY_S + 3) % 7
 
     def pick_uniform(self, draw: Callable[[], float]) -> int:
         return int(draw() * self._count)

@@ -14,7 +14,13 @@ from typing import NamedTuple
 from faker import Faker
 
 from server.transactions import Transaction, encode_transaction
-from simulator.accounts import Accounts, default_accounts, name_pool
+from simulator.accounts import (
+    WEEKLY_ACTIVITY,
+    WEEKLY_PEAK,
+    Accounts,
+    default_accounts,
+    name_pool,
+)
 from simulator.population import Population, build_population
 from simulator.scenarios import (
     FRAUD,
@@ -75,7 +81,8 @@ def _mean_size(scenarios: tuple[Scenario, ...], *, fraud_only: bool) -> float:
 class Simulator:
     """Normal shoppers plus fraud and decoy episodes, merged in event-time order.
 
-    Arrivals are a Poisson process of `rate` per event-time second in total: normal
+    Arrivals are a Poisson process of `rate` per event-time second in total, averaged over
+    a week (everyday shopping follows the local weekday, WEEKLY_ACTIVITY): normal
     transactions fill whatever share the episodes leave. `fraud_rate` is the expected share
     of transactions that are fraudulent; episodes pick their victims uniformly over accounts.
     `accounts=None` sizes the population so that a card is used about six times a day, as
@@ -121,6 +128,9 @@ class Simulator:
         episode_txs = fraud_episodes * _mean_size(FRAUD, fraud_only=False)
         episode_txs += legit_episodes * _mean_size(LEGIT, fraud_only=False)
         self._normal_rate = rate - episode_txs
+        # Everyday arrivals are drawn at the busiest weekday's rate and thinned by the
+        # shopper's local weekday, so the week has a shape and averages to the rate.
+        self._arrival_rate = self._normal_rate * WEEKLY_PEAK
         self._fraud_episode_rate = fraud_episodes
         self._legit_episode_rate = legit_episodes
 
@@ -137,7 +147,7 @@ class Simulator:
             # Again after the pre-roll (up to a second): its few transactions due in between
             # come out first, rather than a second of everyday traffic all at once.
             now_us = _to_us(dt.datetime.now(dt.UTC), "start")
-        self._next_normal = now_us + self._gap(self._normal_rate)
+        self._next_normal = now_us + self._gap(self._arrival_rate)
         self._next_fraud = now_us + self._gap(fraud_episodes)
         self._next_legit = now_us + self._gap(legit_episodes)
 
@@ -258,6 +268,7 @@ class Simulator:
         pending = self._pending
         accounts = self.accounts
         shopper = accounts.shopper
+        weekday = accounts.weekday
         away = self._away
         seed = self.seed
         timedelta = dt.timedelta
@@ -301,6 +312,9 @@ class Simulator:
                 travelling += 1
                 if travelling > 1000:
                     break
+            if rng_random() * WEEKLY_PEAK >= WEEKLY_ACTIVITY[weekday(index, t_s)]:
+                self._next_normal = t + self._gap(self._arrival_rate)
+                continue
             account = accounts[index]
             shops = account.favorites if rng_random() < _FAVORITE_SHARE else account.nearby
             merchant = shops[int(rng_random() * len(shops))]
@@ -343,5 +357,5 @@ class Simulator:
                     None,
                 )
             )
-            self._next_normal = t + self._gap(self._normal_rate)
+            self._next_normal = t + self._gap(self._arrival_rate)
         return out

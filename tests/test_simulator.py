@@ -102,7 +102,8 @@ def test_generate_until_includes_a_transaction_exactly_at_t() -> None:
 def test_rate_is_transactions_per_event_time_second() -> None:
     sim = Simulator(seed=4, rate=50.0, start=START)
     produced = len(sim.generate_until(START + dt.timedelta(seconds=200)))
-    assert 9_400 < produced < 10_600  # Poisson: 10,000 expected, sd 100
+    # START is a Monday everywhere, at 0.95 of the weekly average: ~9,500 expected, sd ~100.
+    assert 9_150 < produced < 9_850
 
 
 def test_start_defaults_to_now() -> None:
@@ -329,6 +330,21 @@ def test_month_run_has_every_scenario_many_times(
     seen = Counter(item.scenario for item in batch if item.is_fraud)
     assert set(seen) == FRAUD_SCENARIOS
     assert all(count >= 100 for count in seen.values()), seen
+
+
+def test_weeks_peak_on_friday_and_average_to_the_rate(
+    month_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    sim, batch = month_run
+    by_weekday = Counter(
+        item.transaction.timestamp.weekday() for item in batch if not item.scenario
+    )
+    # 30 days from a Monday: five Mondays and Tuesdays, four of every other day.
+    per_day = {day: by_weekday[day] / (5 if day < 2 else 4) for day in range(7)}
+    assert 1.1 < per_day[4] / per_day[6] < 1.35  # Friday over Sunday: 1.22 expected
+    assert max(per_day, key=per_day.__getitem__) in (4, 5)
+    expected = sim.rate * MONTH.total_seconds()
+    assert 0.95 < len(batch) / expected < 1.03
 
 
 def test_same_seed_gives_the_same_long_episodes() -> None:
