@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
+import gzip
 import io
 import itertools
 import socket
 import statistics
 from collections import Counter, defaultdict
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from server.transactions import parse_transaction, validate_transaction
-from simulator import Labeled, Simulator, ndjson
+from simulator import Labeled, Simulator, dataset, ndjson
 from simulator.accounts import MEAN_DAILY_TX
 from simulator.client import ClientOptions, TargetRefused, parse_args, run_client
 from simulator.geo import CITIES, distance_km
@@ -713,3 +716,24 @@ def test_cli_flags() -> None:
     for bad in (["--rate", "0"], ["--accounts", "0"]):
         with pytest.raises(SystemExit):
             parse_args(["--target", "http://h:1", "--api-key", "K", *bad])
+
+
+def test_dataset_writes_the_stream_with_its_labels(tmp_path: Path) -> None:
+    path = tmp_path / "month.csv.gz"
+    argv = ["--out", str(path), "--days", "2", "--rate", "0.05", "--seed", "4",
+            "--fraud-rate", "0.1", "--start", "2026-03-02T12:00:00+00:00"]  # fmt: skip
+    assert dataset.main(argv) == 0
+    with gzip.open(path, "rt", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    expected = Simulator(seed=4, rate=0.05, fraud_rate=0.1, start=START).generate_until(
+        START + dt.timedelta(days=2)
+    )
+    assert len(rows) == len(expected) > 8000
+    for row, item in zip(rows, expected, strict=True):
+        tx = item.transaction
+        assert row["id"] == tx.id and dt.datetime.fromisoformat(row["timestamp"]) == tx.timestamp
+        assert Decimal(row["amount"]) == tx.amount
+        assert row["lat"] == ("" if tx.lat is None else str(tx.lat))  # absent: an empty cell
+        assert (row["is_fraud"], row["scenario"]) == (str(int(item.is_fraud)), item.scenario or "")
+    with pytest.raises(SystemExit):
+        dataset.parse_args(["--out", "x.csv", "--start", "2026-03-02T12:00:00"])
