@@ -442,8 +442,9 @@ def _bust_out(p: Planner, t0: int) -> Iterator[Planned | int]:
         return  # over before the stream starts: no account opened, nothing more drawn
     index = accounts.open()
     city = accounts.home(index)
-    offsets = sorted(int(rng.random() * span) for _ in range(rng.randint(*BUST_OUT_HISTORY)))
-    history = [max(t0, _daytime(p, t0 + offset, city)) for offset in offsets]
+    offsets = [int(rng.random() * span) for _ in range(rng.randint(*BUST_OUT_HISTORY))]
+    # Sorted again: two purchases on one local day get their hours independently.
+    history = sorted(max(t0, _daytime(p, t0 + offset, city)) for offset in offsets)
     spree = sorted(start + int(rng.random() * length) for _ in range(rng.randint(*BUST_OUT_SPREE)))
     yield max(horizon, history[0])
     for t in history:
