@@ -443,16 +443,20 @@ def _bust_out(p: Planner, t0: int) -> Iterator[Planned | int]:
     index = accounts.open()
     city = accounts.home(index)
     offsets = [int(rng.random() * span) for _ in range(rng.randint(*BUST_OUT_HISTORY))]
-    # Sorted again: two purchases on one local day get their hours independently.
-    history = sorted(max(t0, _daytime(p, t0 + offset, city)) for offset in offsets)
+    history = [_daytime(p, t0 + offset, city) for offset in offsets]
+    # Daytime of the next day when today's has passed; then in order, since two purchases
+    # on one local day get their hours independently.
+    history = sorted(t + DAY if t < t0 else t for t in history)
     spree = sorted(start + int(rng.random() * length) for _ in range(rng.randint(*BUST_OUT_SPREE)))
     yield max(horizon, history[0])
     for t in history:
         if t < horizon:
             continue
         a = accounts[index]
-        # Everyday shopping, nothing a limit review would notice.
-        shops = [m for m in a.favorites if m.scale < HIGH_VALUE_SCALE] or a.favorites
+        # Everyday shopping, nothing a limit review would notice: no luxuries, no cash.
+        shops = [
+            m for m in a.favorites if m.scale < HIGH_VALUE_SCALE and m.channel != "atm"
+        ] or a.favorites
         m = rng.choice(shops)
         dev, ip = p.known_channel(a, m)
         where = a.city if m.channel == "ecom" else m.city
