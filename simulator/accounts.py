@@ -48,6 +48,11 @@ HOURLY_ACTIVITY = (
     1.00, 1.00, 0.95, 0.90, 0.90, 0.95, 1.00, 0.95, 0.80, 0.60, 0.40, 0.22,
 )  # fmt: skip
 
+# Relative spending by local weekday, Monday first: a Friday-Saturday peak and a quiet
+# Sunday, as card volumes show. The mean is 1.0, so a stream's rate is its weekly average.
+WEEKLY_ACTIVITY = (0.95, 0.97, 0.99, 1.02, 1.10, 1.07, 0.90)
+WEEKLY_PEAK = max(WEEKLY_ACTIVITY)
+
 _SEGMENTS: tuple[tuple[Segment, float, float], ...] = (
     ("low", 0.45, 18.0),
     ("mid", 0.40, 45.0),
@@ -137,6 +142,7 @@ class Accounts:
         "_home_offsets",
         "_key",
         "_last",
+        "_opened",
         "_population",
         "_salt",
     )
@@ -156,6 +162,7 @@ class Accounts:
         self._key = self._salt.to_bytes(8, "little")
         self._first, self._last = names
         self._cache: dict[int, Account] = {}
+        self._opened = 0
         self._favorite_sets: dict[City, tuple[tuple[Merchant, ...], ...]] = {}
 
         # Contiguous index ranges per class: a class is picked in proportion to the activity
@@ -184,10 +191,25 @@ class Accounts:
     def __getitem__(self, index: int) -> Account:
         account = self._cache.get(index)
         if account is None:
-            if not 0 <= index < self._count:
+            if not 0 <= index < self._count + self._opened:
                 raise IndexError(f"account index {index} is out of range(0, {self._count})")
             account = self._cache[index] = self._derive(index)
         return account
+
+    def open(self) -> int:
+        """The index of a brand-new account past the established population.
+
+        The normal stream never picks it (its index is beyond every activity class), so the
+        episode that opened it writes its whole history. It is built on first use like any
+        other account, so the same seed opens the same accounts in the same order.
+        """
+        self._opened += 1
+        return self._count + self._opened - 1
+
+    @property
+    def opened(self) -> int:
+        """How many accounts episodes have opened beyond the established population."""
+        return self._opened
 
     @property
     def materialised(self) -> int:
@@ -212,8 +234,18 @@ class Accounts:
             if draw() < HOURLY_ACTIVITY[((t_s + offset_s) // 3600) % 24]:
                 return index
 
+    def weekday(self, index: int, t_s: int) -> int:
+        """The local weekday (Monday 0) at `t_s` where account `index` lives."""
+        # 1970-01-01 was a Thursday.
+        return ((t_s + self.home(index).offset_s) // DAY_S + 3) % 7
+
     def pick_uniform(self, draw: Callable[[], float]) -> int:
         return int(draw() * self._count)
+
+    def pick_quiet(self, draw: Callable[[], float]) -> int:
+        """A uniform index among the least active cards (about one use a day)."""
+        start, size = self._class_ranges[0]
+        return start + int(draw() * size)
 
     def pick_resident(
         self, draw: Callable[[], float], cities: Collection[City], tries: int = 2000

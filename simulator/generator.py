@@ -7,13 +7,20 @@ import heapq
 import math
 import random
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import NamedTuple
 
 from faker import Faker
 
 from server.transactions import Transaction, encode_transaction
-from simulator.accounts import Accounts, default_accounts, name_pool
+from simulator.accounts import (
+    WEEKLY_ACTIVITY,
+    WEEKLY_PEAK,
+    Accounts,
+    default_accounts,
+    name_pool,
+)
 from simulator.population import Population, build_population
 from simulator.scenarios import (
     FRAUD,
@@ -31,10 +38,18 @@ CURRENCY = "USD"
 MAX_FRAUD_RATE = 0.5
 _CENT = Decimal("0.01")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# The most past episodes a Simulator plans when it starts (see `_preroll`): about a second.
+PREROLL_EPISODES = 15_000
 _NEVER = sys.maxsize
 _AMOUNT_SIGMA = 0.8
 # A favourite shop most of the time, otherwise anywhere within reach.
 _FAVORITE_SHARE = 0.8
+# Real feeds leave optional fields out now and then, and a detector must cope. Card-present
+# transactions always carry the terminal's place; an online one may lack a geolocated IP
+# (then no lat/lon, though the country stays) or a device fingerprint. The same odds apply
+# to every online transaction, fraud or not, so an absence says nothing about the label.
+NO_LOCATION = 0.10
+NO_DEVICE = 0.05
 
 
 class Labeled(NamedTuple):
@@ -66,7 +81,8 @@ def _mean_size(scenarios: tuple[Scenario, ...], *, fraud_only: bool) -> float:
 class Simulator:
     """Normal shoppers plus fraud and decoy episodes, merged in event-time order.
 
-    Arrivals are a Poisson process of `rate` per event-time second in total: normal
+    Arrivals are a Poisson process of `rate` per event-time second in total, averaged over
+    a week (everyday shopping follows the local weekday, WEEKLY_ACTIVITY): normal
     transactions fill whatever share the episodes leave. `fraud_rate` is the expected share
     of transactions that are fraudulent; episodes pick their victims uniformly over accounts.
     `accounts=None` sizes the population so that a card is used about six times a day, as
@@ -112,18 +128,26 @@ class Simulator:
         episode_txs = fraud_episodes * _mean_size(FRAUD, fraud_only=False)
         episode_txs += legit_episodes * _mean_size(LEGIT, fraud_only=False)
         self._normal_rate = rate - episode_txs
+        # Everyday arrivals are drawn at the busiest weekday's rate and thinned by the
+        # shopper's local weekday, so the week has a shape and averages to the rate.
+        self._arrival_rate = self._normal_rate * WEEKLY_PEAK
         self._fraud_episode_rate = fraud_episodes
         self._legit_episode_rate = legit_episodes
 
         # "Now" is read after the population is built so a live stream starts without a backlog.
         now_us = _to_us(dt.datetime.now(dt.UTC), "start") if start_us is None else start_us
-        self._pending: list[tuple[int, int, Planned]] = []
+        self._pending: list[tuple[int, int, Planned | int, Iterator[Planned | int]]] = []
         self._planned = 0  # heap tie-breaker: equal times come out in planning order
         self._away: dict[int, int] = {}
         # Trips last hours: uncapped, everyone in a small population would soon be abroad.
         self._max_away = max(1, len(self.accounts) // 100)
         self._count = 0
-        self._next_normal = now_us + self._gap(self._normal_rate)
+        self._preroll(now_us)
+        if start_us is None:
+            # Again after the pre-roll (up to a second): its few transactions due in between
+            # come out first, rather than a second of everyday traffic all at once.
+            now_us = _to_us(dt.datetime.now(dt.UTC), "start")
+        self._next_normal = now_us + self._gap(self._arrival_rate)
         self._next_fraud = now_us + self._gap(fraud_episodes)
         self._next_legit = now_us + self._gap(legit_episodes)
 
@@ -157,16 +181,65 @@ class Simulator:
                 break
         else:
             return
-        for event in episode.events:
-            self._planned += 1
-            heapq.heappush(self._pending, (event.at_us, self._planned, event))
+        self._schedule(episode, at_us)
+
+    def _schedule(self, episode: Episode, not_before: int) -> None:
+        # Only an episode's next transaction waits in the heap, with the rest of the episode
+        # beside it: popping one brings in the next.
+        events = iter(episode.events)
+        for event in events:
+            at = event if isinstance(event, int) else event.at_us
+            if at >= not_before:
+                self._planned += 1
+                heapq.heappush(self._pending, (at, self._planned, event, events))
+                break
         if episode.away is not None:
             index, until = episode.away
-            self._away[index] = max(until, self._away.get(index, 0))
+            if until >= not_before:
+                self._away[index] = max(until, self._away.get(index, 0))
+
+    def _preroll(self, start_us: int) -> None:
+        """Plan the fraud episodes that would have begun before `start_us` and still run.
+
+        Without them a stream would show no bust-out spree for days (its episodes take that
+        long to reach the fraud), and the fraud share would fall short of `fraud_rate` until
+        then. Only their transactions from `start_us` on are kept: the stream starts in the
+        middle of their story, as a real feed does. Decoys are not pre-rolled: they hold no
+        fraud, and the longest is over in a day and a half.
+
+        The work is one episode per episode in flight, which grows with rate * fraud_rate;
+        past PREROLL_EPISODES only the latest part of each lead is planned (the same part for
+        every scenario), so a very busy stream reaches its full mix a few days in instead of
+        spending minutes here.
+        """
+        total = sum(s.weight for s in FRAUD)
+        rates = [self._fraud_episode_rate * s.weight / total for s in FRAUD]
+        expected = sum(r * s.lead_us / SECOND for r, s in zip(rates, FRAUD, strict=True))
+        scale = min(1.0, PREROLL_EPISODES / expected) if expected > 0 else 0.0
+        self._planner.horizon_us = start_us
+        for scenario, rate in zip(FRAUD, rates, strict=True):
+            lead = int(scenario.lead_us * scale)
+            if lead <= 0 or rate <= 0:
+                continue
+            at = start_us - lead + self._gap(rate)
+            while at < start_us:
+                episode = scenario.plan(self._planner, at)
+                if episode is not None and episode.away is None:
+                    self._schedule(episode, start_us)
+                at += self._gap(rate)
+        self._planner.horizon_us = 0
 
     def _emit(self, event: Planned) -> Labeled:
         self._count += 1
         account, merchant, where = event.account, event.merchant, event.where
+        lat: float | None = where.lat
+        lon: float | None = where.lon
+        device = event.device_id
+        if merchant.channel == "ecom":
+            if self._rng.random() < NO_LOCATION:
+                lat = lon = None
+            if self._rng.random() < NO_DEVICE:
+                device = None
         tx = Transaction(
             id=f"tx-{self.seed}-{self._count}",
             timestamp=account.city.epoch + dt.timedelta(microseconds=event.at_us),
@@ -177,10 +250,10 @@ class Simulator:
             merchant_name=merchant.name,
             mcc=merchant.mcc,
             country=where.country,
-            lat=where.lat,
-            lon=where.lon,
+            lat=lat,
+            lon=lon,
             channel=merchant.channel,
-            device_id=event.device_id,
+            device_id=device,
             ip=event.ip,
         )
         return Labeled(tx, event.is_fraud, event.scenario)
@@ -195,6 +268,7 @@ class Simulator:
         pending = self._pending
         accounts = self.accounts
         shopper = accounts.shopper
+        weekday = accounts.weekday
         away = self._away
         seed = self.seed
         timedelta = dt.timedelta
@@ -205,7 +279,14 @@ class Simulator:
             if due <= t and due <= starts:
                 if due > limit_us:
                     break
-                append(self._emit(heapq.heappop(pending)[2]))
+                _, _, event, rest = heapq.heappop(pending)
+                if not isinstance(event, int):  # an int is a wake-up: nothing to emit
+                    append(self._emit(event))
+                following = next(rest, None)
+                if following is not None:
+                    at = following if isinstance(following, int) else following.at_us
+                    self._planned += 1
+                    heapq.heappush(pending, (at, self._planned, following, rest))
                 continue
             if starts <= t:
                 if starts > limit_us:
@@ -231,20 +312,29 @@ class Simulator:
                 travelling += 1
                 if travelling > 1000:
                     break
+            if rng_random() * WEEKLY_PEAK >= WEEKLY_ACTIVITY[weekday(index, t_s)]:
+                self._next_normal = t + self._gap(self._arrival_rate)
+                continue
             account = accounts[index]
             shops = account.favorites if rng_random() < _FAVORITE_SHARE else account.nearby
             merchant = shops[int(rng_random() * len(shops))]
             dollars = account.typical * merchant.scale * exp(_AMOUNT_SIGMA * gauss(0.0, 1.0))
+            city = account.city
+            lat: float | None = city.lat
+            lon: float | None = city.lon
             if merchant.channel == "ecom":
                 devices = account.devices
                 device: str | None = devices[int(rng_random() * len(devices))]
                 ip: str | None = account.ip
                 amount = max(50, round(dollars * 100))
+                if rng_random() < NO_LOCATION:
+                    lat = lon = None
+                if rng_random() < NO_DEVICE:
+                    device = None
             else:
                 device = ip = None
                 amount = ticket(merchant, dollars)
             self._count += 1
-            city = account.city
             append(
                 Labeled(
                     Transaction(
@@ -257,8 +347,8 @@ class Simulator:
                         merchant_name=merchant.name,
                         mcc=merchant.mcc,
                         country=city.country,
-                        lat=city.lat,
-                        lon=city.lon,
+                        lat=lat,
+                        lon=lon,
                         channel=merchant.channel,
                         device_id=device,
                         ip=ip,
@@ -267,5 +357,5 @@ class Simulator:
                     None,
                 )
             )
-            self._next_normal = t + self._gap(self._normal_rate)
+            self._next_normal = t + self._gap(self._arrival_rate)
         return out

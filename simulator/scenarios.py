@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from simulator.accounts import DAY_S, Account, Accounts
+from simulator.accounts import DAY_S, HOURLY_ACTIVITY, Account, Accounts
 from simulator.geo import CITIES, City, distance_km
 from simulator.population import (
     HIGH_VALUE_SCALE,
@@ -22,6 +22,7 @@ from simulator.population import (
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
+DAY = 24 * HOUR
 
 IMPOSSIBLE_KM = 3000.0  # no flight covers this within the hour the detector looks at
 FLIGHT_KMH = 800.0
@@ -34,6 +35,13 @@ CLONED_CARD_TXS = (1, 3)
 BURST_TXS = (8, 20)
 NIGHT_TXS = (3, 6)
 TRIP_TXS = (3, 8)
+COMPROMISE_VICTIMS = (5, 12)
+COMPROMISED_USES = (1, 2)
+COLLUSIVE_ACCOUNTS = (8, 16)
+COLLUSIVE_TXS = (1, 2)
+BUST_OUT_HISTORY = (4, 9)
+BUST_OUT_SPREE = (5, 10)
+NEW_PHONE_TXS = (2, 5)
 
 
 def _mean(bounds: tuple[int, int]) -> float:
@@ -56,7 +64,11 @@ class Planned(NamedTuple):
 
 @dataclass(slots=True)
 class Episode:
-    events: list[Planned]
+    # In time order. A list when the episode is short; a generator for one that spans days,
+    # so that it is built as it goes instead of holding days of transactions in memory. A
+    # generator may yield a bare time first ("wake me then"): an episode planned as if begun
+    # in the past then builds nothing, not even its account, until its first transaction.
+    events: Iterable[Planned | int]
     # A traveller does not shop at home while away; the Simulator skips their normal
     # activity until then so the trip itself is the only trail.
     away: tuple[int, int] | None = None  # (account index, until µs)
@@ -87,6 +99,13 @@ class Planner:
     high_value_shops: dict[City, tuple[Merchant, ...]] = field(init=False)
     far_shop_cities: dict[City, tuple[City, ...]] = field(init=False)
     trips: dict[City, tuple[tuple[City, ...], list[float]]] = field(init=False)
+    home_cities: tuple[City, ...] = field(init=False)
+    home_weights: tuple[float, ...] = field(init=False)
+    atms: dict[City, tuple[Merchant, ...]] = field(init=False)
+    shell_merchants: int = 0  # merchants set up by collusive rings so far
+    # Transactions before this instant are not wanted: the stream starts there. Long
+    # episodes planned as if begun in the past skip building them (and their accounts).
+    horizon_us: int = 0
 
     def __post_init__(self) -> None:
         pop = self.population
@@ -107,10 +126,20 @@ class Planner:
             abroad = tuple(c for c in pop.card_present if c.country != home.country)
             weights = [1 / max(distance_km(home, c), 300.0) for c in abroad]
             self.trips[home] = (abroad, list(itertools.accumulate(weights)))
+        self.home_cities = tuple(pop.card_present)
+        self.home_weights = tuple(c.weight for c in self.home_cities)
+        self.atms = {
+            city: tuple(m for m in shops if m.channel == "atm")
+            for city, shops in pop.card_present.items()
+        }
 
     def pick_account(self) -> Account:
         # Uniform over accounts, not weighted by activity: a quiet card is as easy to steal.
         return self.accounts[self.accounts.pick_uniform(self.rng.random)]
+
+    def pick_city(self) -> City:
+        """A city with shops, weighted like the cardholders' homes."""
+        return self.rng.choices(self.home_cities, weights=self.home_weights)[0]
 
     def foreign_city(self, account: Account) -> City:
         while True:
@@ -245,6 +274,209 @@ def night_spree(p: Planner, t0: int) -> Episode:
     return Episode(events)
 
 
+def _daytime(p: Planner, at_us: int, city: City) -> int:
+    """A moment between 09:00 and 21:00 local time, on the local day holding `at_us`."""
+    midnight = at_us - _local_s(at_us, city) * SECOND
+    return midnight + int(p.rng.uniform(9, 21) * HOUR)
+
+
+def _awake(p: Planner, t0: int, window: float, city: City) -> int:
+    """A moment in [t0, t0 + window) that follows the city's daily rhythm, like shoppers."""
+    for _ in range(100):
+        t = t0 + int(p.rng.random() * window)
+        if p.rng.random() < HOURLY_ACTIVITY[_local_s(t, city) // 3600]:
+            return t
+    return t
+
+
+def compromised_merchant(p: Planner, t0: int) -> Episode:
+    return Episode(_compromised_merchant(p, t0))
+
+
+def _compromised_merchant(p: Planner, t0: int) -> Iterator[Planned | int]:
+    rng, pop, accounts = p.rng, p.population, p.accounts
+    horizon = p.horizon_us
+    # A skimmer on a terminal or cash machine, or a card-stealing script on a web shop: for a
+    # day or so every card used there is copied. The visits themselves are genuine
+    # (is_fraud False) and carry the scenario's name only so a scorecard can find the common
+    # point of purchase; the later uses of the copies are the fraud.
+    skimmed = rng.random() < 0.6
+    point = rng.choice(pop.card_present[p.pick_city()] if skimmed else pop.ecom)
+    window = rng.uniform(2, 36) * HOUR
+    # The copies are sold as one batch after the window closes; buyers use them over 2 days.
+    release = t0 + int(window + rng.uniform(6, 48) * HOUR)
+    if release + 2 * DAY + 2 * 40 * MINUTE < horizon:
+        return  # every use of every copy is over before the stream starts
+    # The timetable first, cheaply; accounts and tickets only when their time comes, so an
+    # episode spanning days holds a few numbers, not days of planned transactions.
+    timetable: list[tuple[int, int, bool]] = []  # (when, victim, is a use of the copy)
+    victims: list[int] = []
+    for _ in range(rng.randint(*COMPROMISE_VICTIMS)):
+        # A skimmer's victims are the terminal's neighbours, found when needed (a few
+        # hundred draws); a web shop's come from anywhere.
+        index = -1 if skimmed else accounts.pick_uniform(rng.random)
+        visit = _awake(p, t0, window, point.city if skimmed else accounts.home(index))
+        t = max(visit + 2 * HOUR, release + int(rng.random() * 2 * DAY))
+        uses = [t]
+        for _ in range(rng.randint(*COMPROMISED_USES) - 1):
+            uses.append(uses[-1] + int(rng.uniform(2, 40) * MINUTE))
+        if uses[-1] < horizon:
+            continue  # over before the stream starts
+        victim = len(victims)
+        victims.append(index)
+        timetable.append((visit, victim, False))
+        timetable.extend((use, victim, True) for use in uses)
+    timetable.sort()
+    if timetable:
+        yield max(horizon, timetable[0][0])
+    cards: dict[int, tuple[Account, City, tuple[Merchant, ...], str | None, str | None]] = {}
+    for at, victim, is_use in timetable:
+        if at < horizon:
+            continue
+        card = cards.get(victim)
+        if card is None:
+            index = victims[victim]
+            if index < 0:
+                index = accounts.pick_resident(rng.random, {point.city})
+            a = accounts[index]
+            dest = p.pick_city()
+            if skimmed:
+                # A copied stripe works only in person: cash and resaleable goods, elsewhere.
+                for _ in range(10):
+                    if dest is not a.city:
+                        break
+                    dest = p.pick_city()
+                shops = p.high_value_shops.get(dest, ()) + p.atms[dest] or pop.card_present[dest]
+                card = cards[victim] = (a, dest, shops, None, None)
+            else:
+                ring_ip = ip_in(pop, dest, rng)
+                card = cards[victim] = (a, dest, p.high_value_ecom, device_id(rng), ring_ip)
+        a, dest, shops, fraud_dev, fraud_ip = card
+        if is_use:
+            m = rng.choice(shops)
+            while m is point and len(shops) > 1:  # the copies are used elsewhere
+                m = rng.choice(shops)
+            amount = ticket(m, a.typical * max(m.scale, 2.0) * rng.uniform(1, 3))
+            yield Planned(at, a, m, amount, dest, fraud_dev, fraud_ip, True, "compromised_merchant")
+        else:
+            dev, ip = p.known_channel(a, point)
+            where = point.city if skimmed else a.city
+            amount = p.usual_ticket(a, point)
+            yield Planned(at, a, point, amount, where, dev, ip, False, "compromised_merchant")
+
+
+# What a ring's own web shop says it sells.
+SHELL_MCCS = ("5999", "5964", "5732", "5944")
+SHELL_SUFFIXES = ("Goods", "Supply", "Trading", "Outlet")
+ROUND_PRICES = (100, 150, 200, 250, 300, 400, 500, 750, 1000)
+
+
+def shell_merchant(p: Planner) -> Merchant:
+    """A web shop a ring has just set up: a merchant id the stream has never shown."""
+    rng = p.rng
+    number = len(p.population.merchants) + p.shell_merchants
+    p.shell_merchants += 1
+    stem = rng.choice(p.population.merchants).name.split(" ")[0]
+    name = f"{stem} {rng.choice(SHELL_SUFFIXES)}"
+    return Merchant(f"mrc-{number:05d}", name, rng.choice(SHELL_MCCS), "ecom", p.pick_city(), 3.0)
+
+
+def collusive_merchant(p: Planner, t0: int) -> Episode:
+    rng, pop, accounts = p.rng, p.population, p.accounts
+    # The merchant is in on it: cards of mules and of freshly opened or dormant accounts are
+    # charged there in a burst, and the money leaves before any chargeback.
+    in_person = rng.random() < 0.2
+    city = p.pick_city()
+    if in_person:
+        merchant = rng.choice(pop.card_present[city])
+    else:
+        merchant = shell_merchant(p) if rng.random() < 0.5 else rng.choice(pop.ecom)
+    # A ring shares a few phones and connections, and charges one round price or near it.
+    devices = [device_id(rng) for _ in range(rng.randint(1, 3))]
+    ips = [ip_in(pop, city, rng) for _ in range(rng.randint(1, 2))]
+    base = rng.choice(ROUND_PRICES)
+    window = rng.uniform(1, 6) * HOUR
+    events = []
+    for _ in range(rng.randint(*COLLUSIVE_ACCOUNTS)):
+        kind = rng.random()
+        if in_person:
+            a = accounts[accounts.pick_resident(rng.random, {city})]
+        elif kind < 0.45:
+            a = accounts[accounts.open()]
+        elif kind < 0.85:
+            a = accounts[accounts.pick_quiet(rng.random)]
+        else:
+            a = p.pick_account()
+        t = t0 + int(rng.random() * window)
+        for _ in range(rng.randint(*COLLUSIVE_TXS)):
+            dollars = base if rng.random() < 0.7 else base + rng.randint(-20, 20)
+            if in_person:
+                dev, ip, where = None, None, city
+            else:
+                dev, ip, where = rng.choice(devices), rng.choice(ips), city
+            amount = ticket(merchant, dollars)
+            events.append(
+                Planned(t, a, merchant, amount, where, dev, ip, True, "collusive_merchant")
+            )
+            t += int(rng.uniform(1, 30) * MINUTE)
+    events.sort(key=lambda e: e.at_us)
+    return Episode(events)
+
+
+def bust_out(p: Planner, t0: int) -> Episode:
+    return Episode(_bust_out(p, t0))
+
+
+def _bust_out(p: Planner, t0: int) -> Iterator[Planned | int]:
+    rng, accounts = p.rng, p.accounts
+    horizon = p.horizon_us
+    # A new account (a synthetic identity, or a customer who means to vanish) pays its way
+    # for days to earn trust and a limit, then spends all of it at once and is never seen
+    # again. Only the spree is fraud; the history is what the account wants you to see.
+    span = int(rng.uniform(2, 6) * DAY)
+    # A purchase on the history's last day lands before its 21:00, so a spree at least a day
+    # after the span follows the whole history.
+    start = t0 + span + int(rng.uniform(1, 2.5) * DAY)
+    length = int(rng.uniform(1, 8) * HOUR)
+    if start + length < horizon:
+        return  # over before the stream starts: no account opened, nothing more drawn
+    index = accounts.open()
+    city = accounts.home(index)
+    offsets = [int(rng.random() * span) for _ in range(rng.randint(*BUST_OUT_HISTORY))]
+    history = [_daytime(p, t0 + offset, city) for offset in offsets]
+    # Daytime of the next day when today's has passed; then in order, since two purchases
+    # on one local day get their hours independently.
+    history = sorted(t + DAY if t < t0 else t for t in history)
+    spree = sorted(start + int(rng.random() * length) for _ in range(rng.randint(*BUST_OUT_SPREE)))
+    yield max(horizon, history[0])
+    for t in history:
+        if t < horizon:
+            continue
+        a = accounts[index]
+        # Everyday shopping, nothing a limit review would notice: no luxuries, no cash.
+        shops = [
+            m for m in a.favorites if m.scale < HIGH_VALUE_SCALE and m.channel != "atm"
+        ] or a.favorites
+        m = rng.choice(shops)
+        dev, ip = p.known_channel(a, m)
+        where = a.city if m.channel == "ecom" else m.city
+        yield Planned(t, a, m, p.usual_ticket(a, m), where, dev, ip, False, "bust_out")
+    for t in spree:
+        if t < horizon:
+            continue
+        a = accounts[index]
+        if p.atms[city] and rng.random() < 0.2:
+            m = rng.choice(p.atms[city])
+            amount = atm_cents(min(1000.0, a.typical * rng.uniform(5, 15)))
+        else:
+            m = p.big_ticket_merchant(a)
+            amount = ticket(m, a.typical * m.scale * rng.uniform(1.5, 4))
+        # Their own card on their own phone at home: nothing is new but the size and the pace.
+        dev, ip = p.known_channel(a, m)
+        where = a.city if m.channel == "ecom" else m.city
+        yield Planned(t, a, m, amount, where, dev, ip, True, "bust_out")
+
+
 def legit_travel(p: Planner, t0: int) -> Episode | None:
     a, rng = p.pick_account(), p.rng
     abroad, cum_weights = p.trips[a.city]
@@ -279,25 +511,67 @@ def legit_big_purchase(p: Planner, t0: int) -> Episode:
     return Episode([Planned(t0, a, m, amount, a.city, dev, ip, False, "legit_big_purchase")])
 
 
+def new_phone(p: Planner, t0: int) -> Episode:
+    rng = p.rng
+    a = p.pick_account()
+    # The cardholder replaces their phone (the first device; a second one, the laptop, stays)
+    # and often their connection with it. From now on the everyday stream uses the new phone
+    # too: the account changes here, once, and keeps the change.
+    a.devices = (device_id(rng), *a.devices[1:])
+    if rng.random() < 0.6:
+        a.ip = ip_in(p.population, a.city, rng)
+    shops = [m for m in a.favorites if m.channel == "ecom"] or list(p.population.ecom)
+    events, t = [], t0
+    for _ in range(rng.randint(*NEW_PHONE_TXS)):
+        m = rng.choice(shops)
+        amount = p.usual_ticket(a, m)
+        events.append(Planned(t, a, m, amount, a.city, a.devices[0], a.ip, False, "new_phone"))
+        t += int(rng.uniform(1, 8) * HOUR)
+    return Episode(events)
+
+
 class Scenario(NamedTuple):
     name: str
     plan: Plan
     weight: float  # relative frequency among episodes of the same kind
     fraud_txs: float  # expected fraudulent transactions per episode
     other_txs: float = 0.0  # expected genuine ones: the home purchase, the trip
+    # The longest an episode runs from its start to its last transaction. A stream starting
+    # at T also holds the episodes started in [T - lead, T), so that its first days have the
+    # same mix (and fraud share) as any later day.
+    lead_us: int = 0
 
 
 FRAUD: tuple[Scenario, ...] = (
-    Scenario("card_testing", card_testing, 1.0, _mean(CARD_TESTING_PROBES) + 1),
-    Scenario("account_takeover", account_takeover, 1.5, _mean(TAKEOVER_TXS)),
-    Scenario("impossible_travel", impossible_travel, 1.0, _mean(CLONED_CARD_TXS), 1.0),
-    Scenario("velocity_burst", velocity_burst, 0.8, _mean(BURST_TXS)),
+    Scenario("card_testing", card_testing, 1.0, _mean(CARD_TESTING_PROBES) + 1, 0, HOUR),
+    Scenario("account_takeover", account_takeover, 1.5, _mean(TAKEOVER_TXS), 0, HOUR),
+    Scenario("impossible_travel", impossible_travel, 1.0, _mean(CLONED_CARD_TXS), 1, 2 * HOUR),
+    Scenario("velocity_burst", velocity_burst, 0.8, _mean(BURST_TXS), 0, 2 * MINUTE),
     Scenario("amount_outlier", amount_outlier, 1.2, 1.0),
-    Scenario("night_spree", night_spree, 1.0, _mean(NIGHT_TXS)),
+    # Some city's night is always near, so a spree starts within two hours and lasts three.
+    Scenario("night_spree", night_spree, 1.0, _mean(NIGHT_TXS), 0, 6 * HOUR),
+    Scenario(
+        "compromised_merchant",
+        compromised_merchant,
+        0.3,
+        _mean(COMPROMISE_VICTIMS) * _mean(COMPROMISED_USES),
+        _mean(COMPROMISE_VICTIMS),
+        6 * DAY,
+    ),
+    Scenario(
+        "collusive_merchant",
+        collusive_merchant,
+        0.25,
+        _mean(COLLUSIVE_ACCOUNTS) * _mean(COLLUSIVE_TXS),
+        0,
+        7 * HOUR,
+    ),
+    Scenario("bust_out", bust_out, 0.6, _mean(BUST_OUT_SPREE), _mean(BUST_OUT_HISTORY), 9 * DAY),
 )
 LEGIT: tuple[Scenario, ...] = (
-    Scenario("legit_travel", legit_travel, 1.0, 0.0, _mean(TRIP_TXS)),
+    Scenario("legit_travel", legit_travel, 1.0, 0.0, _mean(TRIP_TXS), 32 * HOUR),
     Scenario("legit_big_purchase", legit_big_purchase, 1.5, 0.0, 1.0),
+    Scenario("new_phone", new_phone, 1.0, 0.0, _mean(NEW_PHONE_TXS), 32 * HOUR),
 )
 # Decoys start at a third of the fraud episodes' rate: enough to fool a naive detector now
 # and then, few enough that most alerts are real.

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
+import gzip
 import io
 import itertools
 import socket
 import statistics
 from collections import Counter, defaultdict
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from server.transactions import parse_transaction, validate_transaction
-from simulator import Labeled, Simulator, ndjson
+from simulator import Labeled, Simulator, dataset, ndjson
 from simulator.accounts import MEAN_DAILY_TX
 from simulator.client import ClientOptions, TargetRefused, parse_args, run_client
 from simulator.geo import CITIES, distance_km
@@ -29,8 +32,14 @@ FRAUD_SCENARIOS = {
     "velocity_burst",
     "amount_outlier",
     "night_spree",
+    "compromised_merchant",
+    "collusive_merchant",
+    "bust_out",
 }
-LEGIT_SCENARIOS = {"legit_travel", "legit_big_purchase"}
+LEGIT_SCENARIOS = {"legit_travel", "legit_big_purchase", "new_phone"}
+# Episodes whose genuine transactions carry the scenario's name: the visits where cards were
+# copied, and the trust-building history before a bust-out.
+MIXED_SCENARIOS = {"compromised_merchant", "bust_out"}
 
 
 def fingerprint(batch: list[Labeled]) -> list[tuple[bytes, bool, str | None]]:
@@ -96,7 +105,8 @@ def test_generate_until_includes_a_transaction_exactly_at_t() -> None:
 def test_rate_is_transactions_per_event_time_second() -> None:
     sim = Simulator(seed=4, rate=50.0, start=START)
     produced = len(sim.generate_until(START + dt.timedelta(seconds=200)))
-    assert 9_400 < produced < 10_600  # Poisson: 10,000 expected, sd 100
+    # START is a Monday everywhere, at 0.95 of the weekly average: ~9,500 expected, sd ~100.
+    assert 9_150 < produced < 9_850
 
 
 def test_start_defaults_to_now() -> None:
@@ -116,9 +126,35 @@ def test_every_transaction_validates(long_run: tuple[Simulator, list[Labeled]]) 
         # Local hour is meaningful: the timestamp carries the cardholder's home offset.
         home = sim.accounts.by_id(tx.account_id).city
         assert tx.timestamp.utcoffset() == dt.timedelta(hours=home.utc_offset_hours)
-        assert (tx.device_id is not None) == (tx.channel == "ecom")
-        assert item.is_fraud == (item.scenario in FRAUD_SCENARIOS)
+        if tx.device_id is not None:
+            assert tx.channel == "ecom"
+        if tx.channel != "ecom":
+            assert tx.lat is not None and tx.lon is not None  # a terminal knows its place
+        assert tx.country is not None
+        if item.is_fraud:
+            assert item.scenario in FRAUD_SCENARIOS
+        elif item.scenario is not None:
+            assert item.scenario in LEGIT_SCENARIOS | MIXED_SCENARIOS
     assert len(ids) == len(batch)
+
+
+def test_optional_fields_are_sometimes_absent_and_say_nothing_of_the_label(
+    long_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    _, batch = long_run
+    online = {
+        label: [
+            i.transaction for i in batch if i.is_fraud == label and i.transaction.channel == "ecom"
+        ]
+        for label in (False, True)
+    }
+    for txs in online.values():
+        assert len(txs) > 1000
+        unlocated = sum(tx.lat is None for tx in txs) / len(txs)
+        no_device = sum(tx.device_id is None for tx in txs) / len(txs)
+        # The same odds for fraud and genuine: an absence must not give the label away.
+        assert 0.07 < unlocated < 0.13
+        assert 0.03 < no_device < 0.07
 
 
 def test_ndjson_round_trips_through_the_ingest_parser() -> None:
@@ -186,8 +222,11 @@ def test_impossible_travel_is_far_and_soon(long_run: tuple[Simulator, list[Label
             tx = item.transaction
             assert tx.channel in ("pos", "atm") and tx.lat is not None and tx.lon is not None
             assert distance_km(home, where[(tx.lat, tx.lon)]) >= 3000
-        # The genuine purchase at home shortly before is unlabelled: find it in the history.
+        # The genuine purchase at home shortly before is unlabelled: find it in the history
+        # (unless the episode began before the stream did).
         first = items[0].transaction.timestamp
+        if first < START + dt.timedelta(hours=1):
+            continue
         assert any(
             first - dt.timedelta(hours=1) <= other.transaction.timestamp < first
             and other.transaction.channel != "ecom"
@@ -237,6 +276,8 @@ def test_travellers_fly_home_before_shopping_at_home(
     speeds = []
     for item in batch:
         tx = item.transaction
+        if tx.lat is None:
+            continue  # an online purchase without a geolocated IP says nothing of where
         if item.scenario == "legit_travel":
             abroad[tx.account_id] = item
         elif item.scenario is None and tx.account_id in abroad:
@@ -252,6 +293,209 @@ def test_night_spree_happens_at_night(long_run: tuple[Simulator, list[Labeled]])
     _, batch = long_run
     hours = {item.transaction.timestamp.hour for item in batch if item.scenario == "night_spree"}
     assert hours and hours <= {1, 2, 3}
+
+
+# A month at a low rate: long enough for the episodes that span days to play out in full many
+# times (those started before the stream, pre-rolled, are over by LEAD_OVER).
+MONTH = dt.timedelta(days=30)
+LEAD_OVER = START + dt.timedelta(days=9)
+
+
+@pytest.fixture(scope="module")
+def month_run() -> tuple[Simulator, list[Labeled]]:
+    sim = Simulator(seed=21, accounts=20_000, fraud_rate=0.05, rate=0.05, start=START)
+    return sim, sim.generate_until(START + MONTH)
+
+
+def test_the_fraud_share_holds_from_the_first_day(
+    month_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    _, batch = month_run
+    by_day: dict[int, list[Labeled]] = defaultdict(list)
+    for item in batch:
+        by_day[(item.transaction.timestamp - START).days].append(item)
+    first_days = by_day[0] + by_day[1] + by_day[2]
+    later_days = [item for day in range(10, 30) for item in by_day[day]]
+    share = {name: sum(i.is_fraud for i in items) / len(items) for name, items in
+             (("first", first_days), ("later", later_days))}  # fmt: skip
+    # Fraud comes in episodes of up to twenty transactions: three days of a slow stream hold
+    # ~130 of them, hence the wider margin there.
+    assert 0.035 < share["first"] < 0.065 and 0.045 < share["later"] < 0.055, share
+    # Episodes begun before the stream (pre-rolled) bring their frauds into its first days.
+    early = Counter(item.scenario for item in first_days if item.is_fraud)
+    assert early["bust_out"] >= 10 and early["compromised_merchant"] >= 10, early
+
+
+def test_month_run_has_every_scenario_many_times_in_order(
+    month_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    _, batch = month_run
+    # Episodes spanning days hand out their transactions one by one: still in event time.
+    times = [item.transaction.timestamp for item in batch]
+    assert all(earlier <= later for earlier, later in itertools.pairwise(times))
+    seen = Counter(item.scenario for item in batch if item.is_fraud)
+    assert set(seen) == FRAUD_SCENARIOS
+    assert all(count >= 100 for count in seen.values()), seen
+
+
+def test_weeks_peak_on_friday_and_average_to_the_rate(
+    month_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    sim, batch = month_run
+    by_weekday = Counter(
+        item.transaction.timestamp.weekday() for item in batch if not item.scenario
+    )
+    # 30 days from a Monday: five Mondays and Tuesdays, four of every other day.
+    per_day = {day: by_weekday[day] / (5 if day < 2 else 4) for day in range(7)}
+    assert 1.1 < per_day[4] / per_day[6] < 1.35  # Friday over Sunday: 1.22 expected
+    assert max(per_day, key=per_day.__getitem__) in (4, 5)
+    expected = sim.rate * MONTH.total_seconds()
+    assert 0.95 < len(batch) / expected < 1.03
+
+
+def test_same_seed_gives_the_same_long_episodes() -> None:
+    def run(seed: int) -> list[tuple[bytes, bool, str | None]]:
+        sim = Simulator(seed=seed, accounts=5000, fraud_rate=0.1, rate=0.1, start=START)
+        return fingerprint(sim.generate_until(START + dt.timedelta(days=3)))
+
+    a, b = run(5), run(5)
+    assert a == b and a != run(6)
+    assert {"compromised_merchant", "collusive_merchant", "bust_out", "new_phone"} <= {
+        scenario for _, _, scenario in a
+    }
+
+
+def test_compromised_merchant_victims_all_shopped_there_before_the_fraud(
+    month_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    sim, batch = month_run
+    visits: dict[str, list[Labeled]] = defaultdict(list)  # account -> its copied visits
+    victims: dict[str, set[str]] = defaultdict(set)  # merchant -> accounts copied there
+    checked = 0
+    for item in batch:
+        tx = item.transaction
+        if item.scenario != "compromised_merchant":
+            continue
+        if not item.is_fraud:
+            visits[tx.account_id].append(item)
+            victims[tx.merchant_id].add(tx.account_id)
+            continue
+        if tx.timestamp < LEAD_OVER:
+            continue  # may belong to an episode whose visits came before the stream
+        checked += 1
+        earlier = [v for v in visits[tx.account_id] if v.transaction.timestamp < tx.timestamp]
+        assert earlier, f"{tx.account_id} was never at a compromised merchant before {tx.id}"
+        visit = earlier[-1].transaction
+        # Hours or days later, somewhere else, and never at the compromised merchant itself.
+        assert tx.timestamp - visit.timestamp >= dt.timedelta(hours=2)
+        assert tx.merchant_id != visit.merchant_id
+        account = sim.accounts.by_id(tx.account_id)
+        if visit.channel == "ecom":  # a breached web shop: the copy is used online, by others
+            assert tx.channel == "ecom" and tx.device_id not in account.devices
+        else:  # a skimmed terminal: a counterfeit card, in person, in another city
+            assert tx.channel in ("pos", "atm")
+            assert (tx.lat, tx.lon) != (account.city.lat, account.city.lon)
+    assert checked >= 100
+    # The common point of purchase: many different cards copied at one merchant.
+    assert statistics.median(len(accounts) for accounts in victims.values()) >= 5
+
+
+def test_collusive_merchant_is_a_burst_of_many_new_or_quiet_cards(
+    month_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    sim, batch = month_run
+    at_merchant: dict[str, list[Labeled]] = defaultdict(list)
+    for item in batch:
+        if item.scenario == "collusive_merchant":
+            at_merchant[item.transaction.merchant_id].append(item)
+    bursts: list[list[Labeled]] = []
+    for items in at_merchant.values():
+        bursts.append([items[0]])
+        for earlier, later in itertools.pairwise(items):
+            if later.transaction.timestamp - earlier.transaction.timestamp > dt.timedelta(hours=7):
+                bursts.append([])
+            bursts[-1].append(later)
+    assert len(bursts) >= 20
+    opened = total = online = round_prices = 0
+    for burst in bursts:
+        txs = [item.transaction for item in burst]
+        accounts = {tx.account_id for tx in txs}
+        assert len(accounts) >= 5  # many cards at one merchant...
+        assert txs[-1].timestamp - txs[0].timestamp <= dt.timedelta(hours=7)  # ...at once
+        # ...for a round price, or within $20 of one.
+        assert all(tx.amount % 50 <= 20 or tx.amount % 50 >= 30 for tx in txs)
+        round_prices += sum(tx.amount % 50 == 0 for tx in txs)
+        opened += sum(int(a.removeprefix("acct-")) >= len(sim.accounts) for a in accounts)
+        total += len(accounts)
+        online += sum(tx.channel == "ecom" for tx in txs)
+    # Mostly card-not-present, and often from accounts opened for the purpose.
+    charges = sum(len(burst) for burst in bursts)
+    assert online >= 0.6 * charges
+    assert round_prices >= 0.6 * charges
+    assert opened >= 0.25 * total
+
+
+def test_bust_out_builds_trust_then_sprees_and_vanishes(
+    month_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    sim, batch = month_run
+    by_account: dict[str, list[Labeled]] = defaultdict(list)
+    for item in batch:
+        by_account[item.transaction.account_id].append(item)
+    bust_outs = {a for a, items in by_account.items() if items[0].scenario == "bust_out"}
+    whole = 0
+    for account_id in bust_outs:
+        items = by_account[account_id]
+        # The account exists for this alone: nothing else ever happens on it.
+        assert int(account_id.removeprefix("acct-")) >= len(sim.accounts)
+        assert {item.scenario for item in items} == {"bust_out"}
+        history = [item.transaction for item in items if not item.is_fraud]
+        spree = [item.transaction for item in items if item.is_fraud]
+        if spree:  # a quiet good history, then fraud and nothing after
+            assert items[-len(spree) :] == [item for item in items if item.is_fraud]
+            assert spree[-1].timestamp - spree[0].timestamp <= dt.timedelta(hours=8)
+        if items[0].transaction.timestamp < LEAD_OVER or items[-1].transaction.timestamp > (
+            START + MONTH - dt.timedelta(days=3)
+        ):
+            continue  # begun before the stream, or its spree may still be to come
+        whole += 1
+        assert 4 <= len(history) <= 9 and 5 <= len(spree) <= 10
+        assert spree[0].timestamp - history[0].timestamp >= dt.timedelta(days=2)
+        assert all(6 <= tx.timestamp.hour < 22 for tx in history)  # an ordinary customer
+        median = statistics.median
+        assert median(tx.amount for tx in spree) >= 3 * median(tx.amount for tx in history)
+    assert whole >= 20
+
+
+def test_new_phone_brings_a_new_device_and_the_same_habits(
+    long_run: tuple[Simulator, list[Labeled]],
+) -> None:
+    sim, batch = long_run
+    fresh = Simulator(seed=11, merchants=400, fraud_rate=0.0, rate=1.0, start=START).accounts
+    switched: dict[str, set[str | None]] = defaultdict(set)  # account -> its new phones
+    ratios = []
+    for item in batch:
+        tx = item.transaction
+        if item.scenario == "new_phone":
+            assert not item.is_fraud and tx.channel == "ecom"
+            account = sim.accounts.by_id(tx.account_id)
+            switched[tx.account_id].add(tx.device_id)
+            assert tx.device_id not in fresh.by_id(tx.account_id).devices
+            assert tx.country == account.city.country
+            ratios.append(float(tx.amount) / account.typical)
+        elif item.scenario is None and tx.account_id in switched and tx.device_id is not None:
+            # From the switch on, everyday online shopping uses the new phone, not the old one.
+            old = fresh.by_id(tx.account_id).devices[0]
+            assert tx.device_id != old
+    assert len(switched) >= 50
+    # The account keeps the phone it switched to (its latest, if it switched twice; unless
+    # the feed left the device out of every purchase we saw from it).
+    assert all(
+        sim.accounts.by_id(a).devices[0] in phones or None in phones
+        for a, phones in switched.items()
+    )
+    # Ordinary amounts for the account: no spending shift to explain.
+    assert 0.5 <= statistics.median(ratios) <= 3.0
 
 
 def test_nights_are_quieter_than_days(long_run: tuple[Simulator, list[Labeled]]) -> None:
@@ -272,13 +516,18 @@ def test_accounts_default_to_a_realistic_population_for_the_rate() -> None:
 
 
 def test_accounts_are_built_only_when_used() -> None:
-    sim = Simulator(seed=3, accounts=2_000_000, fraud_rate=0.1, start=START)
+    sim = Simulator(seed=3, accounts=2_000_000, fraud_rate=0.0, start=START)
     assert len(sim.accounts) == 2_000_000 and sim.accounts.materialised == 0
     batch = sim.generate(10_000)
     used = {item.transaction.account_id for item in batch}
-    # Episodes planned for later have built their accounts already; no one else has.
-    assert len(used) <= sim.accounts.materialised < len(used) + 100
-    assert sim.accounts.materialised < 10_000
+    assert sim.accounts.materialised == len(used) < 10_000
+    # Fraud episodes already under way when the stream starts (see the pre-roll) build the
+    # accounts of their next transactions only: a few thousand, not the population.
+    sim = Simulator(seed=3, accounts=2_000_000, fraud_rate=0.1, start=START)
+    assert sim.accounts.materialised < 20_000
+    batch = sim.generate(10_000)
+    used = {item.transaction.account_id for item in batch}
+    assert len(used) <= sim.accounts.materialised < len(used) + 20_000
 
 
 def test_an_account_does_not_depend_on_when_it_is_first_used() -> None:
@@ -295,8 +544,8 @@ def test_an_account_does_not_depend_on_when_it_is_first_used() -> None:
     assert busy.accounts.by_id("acct-0077777") is busy.accounts[77_777]
     other_seed = Simulator(seed=6, accounts=500_000, start=START)
     assert snapshot(other_seed, 77_777) != snapshot(fresh, 77_777)
-    with pytest.raises(IndexError):
-        fresh.accounts[500_000]
+    with pytest.raises(IndexError):  # past the population and the accounts episodes opened
+        fresh.accounts[500_000 + fresh.accounts.opened]
 
 
 def _first_day(batch: list[Labeled]) -> list[Labeled]:
@@ -470,3 +719,24 @@ def test_cli_flags() -> None:
     for bad in (["--rate", "0"], ["--accounts", "0"]):
         with pytest.raises(SystemExit):
             parse_args(["--target", "http://h:1", "--api-key", "K", *bad])
+
+
+def test_dataset_writes_the_stream_with_its_labels(tmp_path: Path) -> None:
+    path = tmp_path / "month.csv.gz"
+    argv = ["--out", str(path), "--days", "2", "--rate", "0.05", "--seed", "4",
+            "--fraud-rate", "0.1", "--start", "2026-03-02T12:00:00+00:00"]  # fmt: skip
+    assert dataset.main(argv) == 0
+    with gzip.open(path, "rt", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    expected = Simulator(seed=4, rate=0.05, fraud_rate=0.1, start=START).generate_until(
+        START + dt.timedelta(days=2)
+    )
+    assert len(rows) == len(expected) > 8000
+    for row, item in zip(rows, expected, strict=True):
+        tx = item.transaction
+        assert row["id"] == tx.id and dt.datetime.fromisoformat(row["timestamp"]) == tx.timestamp
+        assert Decimal(row["amount"]) == tx.amount
+        assert row["lat"] == ("" if tx.lat is None else str(tx.lat))  # absent: an empty cell
+        assert (row["is_fraud"], row["scenario"]) == (str(int(item.is_fraud)), item.scenario or "")
+    with pytest.raises(SystemExit):
+        dataset.parse_args(["--out", "x.csv", "--start", "2026-03-02T12:00:00"])
