@@ -1,4 +1,4 @@
-"""The server-rendered pages: login (throttled), logout, and the dashboard shell."""
+"""The server-rendered pages: login (throttled), logout, the dashboard shell, admin."""
 
 from __future__ import annotations
 
@@ -31,6 +31,20 @@ async def index(request: web.Request) -> web.Response:
             "simulated": settings.simulator,
             "version": __version__,
         },
+    )
+
+
+async def admin(request: web.Request) -> web.Response:
+    """Users and settings, for admins; the page calls the admin API with its CSRF token."""
+    who = await _who(request)
+    if who is None:
+        raise web.HTTPSeeOther("/login")
+    if not who.can("admin"):
+        raise web.HTTPForbidden(text="Only admins can open the admin page.")
+    return aiohttp_jinja2.render_template(
+        "admin.html",
+        request,
+        {"user": {"name": who.name, "role": who.role}, "csrf_token": who.csrf},
     )
 
 

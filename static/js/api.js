@@ -116,3 +116,26 @@ export function addNote(id, text) {
 export function claimNext() {
   return request("POST", "/api/v1/alerts/next", {});
 }
+
+// ---- admin (an admin's session only) ----
+
+// {users: [{name, role, created_at, updated_at}]}
+export function listUsers() {
+  return request("GET", "/api/v1/users");
+}
+
+// {user}; password may be omitted for an existing user (it is kept).
+export function putUser(name, role, password) {
+  const body = { role };
+  if (password) body.password = password;
+  return request("PUT", `/api/v1/users/${encodeURIComponent(name)}`, body);
+}
+
+export function deleteUser(name) {
+  return request("DELETE", `/api/v1/users/${encodeURIComponent(name)}`, {});
+}
+
+// {settings: {name: value}, hidden: [names]}
+export function getSettings() {
+  return request("GET", "/api/v1/settings");
+}

@@ -1,0 +1,116 @@
+// The admin page: list, add, re-role and remove users; show the running settings.
+// Everything from the server is written with textContent (dom.js), never as HTML.
+
+import { deleteUser, getSettings, listUsers, putUser } from "./api.js";
+import { h, setText } from "./dom.js";
+import { formatDateTime } from "./format.js";
+
+const ROLES = ["viewer", "analyst", "admin"];
+const me = document.querySelector('meta[name="fw-user"]')?.content ?? "";
+const status = document.getElementById("admin-status");
+const userRows = document.getElementById("user-rows");
+const settingRows = document.getElementById("setting-rows");
+const form = document.getElementById("add-user");
+
+function say(text, kind = "ok") {
+  status.dataset.kind = kind;
+  setText(status, text);
+}
+
+function failed(error) {
+  if (error.unauthenticated) {
+    window.location.assign("/login");
+    return;
+  }
+  say(error.message, "error");
+}
+
+function roleSelect(user) {
+  const select = h("select", { "aria-label": `Role of ${user.name}`, disabled: user.name === me });
+  for (const role of ROLES) {
+    select.append(h("option", { value: role, text: role, selected: role === user.role }));
+  }
+  select.addEventListener("change", async () => {
+    try {
+      await putUser(user.name, select.value);
+      say(`${user.name} is now ${select.value === "admin" ? "an" : "a"} ${select.value}.`);
+    } catch (error) {
+      failed(error);
+    }
+    await loadUsers();
+  });
+  return select;
+}
+
+function removeButton(user) {
+  const button = h("button", {
+    type: "button",
+    className: "btn btn-quiet",
+    text: "Remove",
+    "aria-label": `Remove ${user.name}`,
+    disabled: user.name === me,
+  });
+  button.addEventListener("click", async () => {
+    if (!window.confirm(`Remove ${user.name}? Their sessions end at once.`)) return;
+    try {
+      await deleteUser(user.name);
+      say(`${user.name} was removed.`);
+    } catch (error) {
+      failed(error);
+    }
+    await loadUsers();
+  });
+  return button;
+}
+
+async function loadUsers() {
+  try {
+    const { users } = await listUsers();
+    userRows.replaceChildren(
+      ...users.map((user) =>
+        h("tr", { dataset: { user: user.name } }, [
+          h("td", { text: user.name === me ? `${user.name} (you)` : user.name }),
+          h("td", {}, [roleSelect(user)]),
+          h("td", { text: formatDateTime(user.updated_at) }),
+          h("td", {}, [removeButton(user)]),
+        ]),
+      ),
+    );
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function loadSettings() {
+  try {
+    const { settings, hidden } = await getSettings();
+    const rows = Object.entries(settings).map(([name, value]) =>
+      h("tr", {}, [h("td", { text: name }), h("td", { text: JSON.stringify(value) })]),
+    );
+    rows.push(...hidden.map((name) => h("tr", {}, [h("td", { text: name }), h("td", { text: "(hidden)" })])));
+    settingRows.replaceChildren(...rows);
+  } catch (error) {
+    failed(error);
+  }
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const data = new FormData(form);
+  const name = String(data.get("name") ?? "").trim();
+  if (!name) {
+    say("Give the user a name.", "error");
+    return;
+  }
+  try {
+    const { user } = await putUser(name, String(data.get("role")), String(data.get("password") ?? ""));
+    say(`Saved ${user.name} (${user.role}).`);
+    form.reset();
+  } catch (error) {
+    failed(error);
+  }
+  await loadUsers();
+});
+
+loadUsers();
+loadSettings();

@@ -1,0 +1,84 @@
+"""The admin page in a real Chromium: users added, re-roled and removed; settings shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, expect
+
+from server.auth import create_user
+from server.state import STORE
+from tests.browser_support import PASSWORD, VIEWPORT, screenshot
+
+pytestmark = pytest.mark.browser
+
+
+async def test_an_admin_manages_users_and_sees_settings(
+    browser: Browser, server: TestServer, tmp_path: Path
+) -> None:
+    await create_user(server.app[STORE], "root", PASSWORD, "admin")
+    context = await browser.new_context(base_url=str(server.make_url("/")), viewport=VIEWPORT)
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    await page.goto("/login")
+    await page.get_by_label("Username").fill("root")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("link", name="Admin").click()
+    await expect(page).to_have_url(str(server.make_url("/admin")))
+
+    users = page.locator("#user-rows tr")
+    await expect(users).to_have_count(3)  # alice, bob (analysts) and root
+    await expect(page.locator('#user-rows tr[data-user="root"] td').first).to_have_text(
+        "root (you)"
+    )
+    await expect(page.get_by_label("Role of root")).to_be_disabled()  # no self-demotion
+
+    # A new viewer, with a name that would be markup if it were ever used as HTML.
+    form = page.locator("#add-user")
+    await form.get_by_label("Name").fill("carol")
+    await form.get_by_label("Role").select_option("viewer")
+    await form.get_by_label("Password").fill("short")
+    await form.get_by_role("button", name="Save user").click()
+    await expect(page.locator("#admin-status")).to_contain_text("at least 8 characters")
+    await form.get_by_label("Password").fill("long enough password")
+    await form.get_by_role("button", name="Save user").click()
+    await expect(page.locator("#admin-status")).to_have_text("Saved carol (viewer).")
+    await expect(users).to_have_count(4)
+    assert (await server.app[STORE].get_user("carol")).role == "viewer"  # type: ignore[union-attr]
+
+    await page.get_by_label("Role of bob").select_option("admin")
+    await expect(page.locator("#admin-status")).to_have_text("bob is now an admin.")
+    assert (await server.app[STORE].get_user("bob")).role == "admin"  # type: ignore[union-attr]
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name="Remove alice").click()
+    await expect(page.locator("#admin-status")).to_have_text("alice was removed.")
+    await expect(users).to_have_count(3)
+    assert await server.app[STORE].get_user("alice") is None
+
+    settings = page.locator("#setting-rows")
+    await expect(page.get_by_role("row", name="review_threshold")).to_contain_text("0.5")
+    await expect(page.get_by_role("row", name="api_key", exact=True)).to_have_count(0)
+    await expect(page.get_by_role("row", name="api_key (hidden)")).to_have_count(1)
+    assert "test-key" not in await settings.inner_text()
+    await screenshot(page, "admin.png", tmp_path)
+    assert problems == []
+    await context.close()
+
+
+async def test_the_admin_page_is_for_admins_only(browser: Browser, server: TestServer) -> None:
+    context = await browser.new_context(base_url=str(server.make_url("/")), viewport=VIEWPORT)
+    page = await context.new_page()
+    response = await page.goto("/admin")
+    await expect(page).to_have_url(str(server.make_url("/login")))  # signed out: log in first
+    await page.get_by_label("Username").fill("alice")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("link", name="Admin")).to_have_count(0)  # analysts see no link
+    response = await page.goto("/admin")
+    assert response is not None and response.status == 403
+    await context.close()
