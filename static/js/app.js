@@ -17,6 +17,7 @@ import { FilterBar } from "./filter-bar.js";
 import { formatClock, formatCount } from "./format.js";
 import { holdWhileWorking } from "./hold.js";
 import { IntegrityPanel } from "./integrity.js";
+import { ScorecardPanel } from "./scorecard.js";
 import { installShortcuts } from "./keyboard.js";
 import { installMenus } from "./menus.js";
 import { Announcer, Notices } from "./notices.js";
@@ -55,6 +56,7 @@ const dialog = new ResolveDialog($("#resolve-dialog"));
 const shortcuts = $("#shortcuts");
 const socket = new LiveSocket({ path: "/ws" });
 const integrity = new IntegrityPanel($("#integrity"), socket);
+const scorecard = new ScorecardPanel($("#scorecard"));
 const summary = $("#alerts-summary");
 const paused = $("#alerts-paused");
 const empty = $("#alerts-empty");
@@ -391,6 +393,7 @@ socket.addEventListener("stats", (event) => {
   clock.observe(event.detail.server_time);
   counters.update(event.detail);
   integrity.setRejected(event.detail.rejected_total);
+  scorecard.update(event.detail.scorecard);
   renderTitle(event.detail.open_alerts);
 });
 
