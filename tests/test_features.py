@@ -64,20 +64,16 @@ def test_windows_are_half_open_in_event_time() -> None:
     assert fz.process_one(make_tx(60)).tx_1m == 4
 
 
-def test_features_one_is_a_pure_probe() -> None:
-    fz = Featurizer()
-    fz.process_one(make_tx(0))
-    fz.process_one(make_tx(10))
-    state = fz.accounts["acct-1"]
-
-    def hour_count(seconds: float) -> int:
-        probe = make_tx(seconds)
-        return fz.features_one(state, probe, probe.timestamp.timestamp(), 40.0).tx_1h
+def test_hour_window_is_half_open() -> None:
+    def hour_count(seconds: float) -> int | None:
+        fz = Featurizer()
+        fz.process_one(make_tx(0))
+        fz.process_one(make_tx(10))
+        return fz.process_one(make_tx(seconds)).tx_1h
 
     assert hour_count(3599) == 3
     assert hour_count(3600) == 2  # the event at 0 is exactly an hour old
     assert hour_count(3610) == 1
-    assert state.count == 2
 
 
 def test_accounts_are_independent() -> None:
@@ -147,7 +143,7 @@ def test_novelty_needs_something_seen_before() -> None:
 
 
 def test_tiny_amounts_counted_in_their_own_window() -> None:
-    fz = Featurizer(tiny_amount=5.0, tiny_window_s=600.0)
+    fz = Featurizer(small_amount=5.0)
     fz.process_one(make_tx(0, amount=Decimal("1.00")))
     fz.process_one(make_tx(100, amount=Decimal("2.00")))
     fz.process_one(make_tx(200, amount=Decimal("50.00")))
@@ -157,9 +153,11 @@ def test_tiny_amounts_counted_in_their_own_window() -> None:
     assert fz.process_one(make_tx(650, amount=Decimal("100.00"))).tiny_recent == 2
 
 
-def test_tiny_window_cannot_outlast_retention() -> None:
-    with pytest.raises(ValueError, match="tiny_window_s"):
-        Featurizer(tiny_window_s=7200.0)
+def test_bad_featurizer_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="ttl_s"):
+        Featurizer(ttl_s=7 * 86400)
+    with pytest.raises(ValueError, match="unknown features: no_such"):
+        Featurizer(["amount", "no_such"])
 
 
 def test_state_is_bounded_under_a_flood() -> None:

@@ -1,29 +1,33 @@
-"""The detector: features, then rules, then one noisy-OR score, decision and severity."""
+"""The detector: features, then lists and rules, then one noisy-OR score, decision, severity."""
 
 from __future__ import annotations
 
-from server.detection.features import Featurizer
-from server.detection.rules import Rule, RuleParams, build_rules
+from collections.abc import Iterable
+
+from server.detection.features import DEFAULT_TTL_S, Featurizer
+from server.detection.rules import RuleSet, load_rules
 from server.detection.verdict import Decision, Reason, Scored, Severity
 from server.transactions import Transaction
 
 HIGH_SEVERITY_SCORE = 0.65
+_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
 class Detector:
-    """Scores transactions one at a time in event time; holds every account's state.
+    """Scores transactions one at a time in event time; holds every key's state.
 
     Not thread-safe and not async: the detection loop owns one and calls `score` in order.
+    `model_features` are computed besides those the rules use, for a model to read.
     """
 
     __slots__ = (
         "_allow",
+        "_gated",
         "block_threshold",
         "featurizer",
-        "params",
+        "model_features",
         "review_threshold",
-        "rules",
-        "rules_version",
+        "ruleset",
     )
 
     def __init__(
@@ -31,7 +35,9 @@ class Detector:
         *,
         review_threshold: float = 0.5,
         block_threshold: float = 0.8,
-        params: RuleParams | None = None,
+        rules: RuleSet | None = None,
+        model_features: Iterable[str] = (),
+        ttl_s: float = DEFAULT_TTL_S,
     ) -> None:
         if not 0 <= review_threshold <= block_threshold <= 1:
             raise ValueError(
@@ -40,20 +46,46 @@ class Detector:
             )
         self.review_threshold = review_threshold
         self.block_threshold = block_threshold
-        self.params = RuleParams() if params is None else params
-        self.rules: tuple[Rule, ...] = build_rules(self.params)
-        self.rules_version = self.params.version
+        self.ruleset = load_rules() if rules is None else rules
+        self.model_features = frozenset(model_features)
         self.featurizer = Featurizer(
-            tiny_amount=self.params.tiny_amount, tiny_window_s=self.params.tiny_window_s
+            self.ruleset.features | self.model_features,
+            small_amount=self.ruleset.small_amount,
+            ttl_s=ttl_s,
         )
-        # Nearly every transaction fires nothing; they can all share one immutable answer.
+        self._gated = self.ruleset.gated
+        self._allow = self._scored(())
+
+    @property
+    def rules_version(self) -> str:
+        return self.ruleset.version
+
+    def use_rules(self, rules: RuleSet) -> None:
+        """Score with `rules` from the next transaction on; state is kept."""
+        self.featurizer.use(rules.features | self.model_features, rules.small_amount)
+        self.ruleset = rules
+        self._gated = rules.gated
         self._allow = self._scored(())
 
     def score(self, tx: Transaction) -> Scored:
-        """Score `tx` against its account's history, then add it to that history."""
-        features = self.featurizer.process_one(tx)
-        reasons = [r for rule in self.rules if (r := rule.check(features, tx)) is not None]
-        if not reasons:
+        """Score `tx` against its keys' history, then add it to that history."""
+        v = self.featurizer.values_one(tx)
+        ruleset = self.ruleset
+        if ruleset.lists:
+            block, allow = ruleset.check_lists(tx, tx.timestamp.timestamp())
+            if block is None and allow is not None:
+                return self._scored((allow,))
+        else:
+            block = None
+        reasons = []
+        get = v.get
+        for name, op, value, rule in self._gated:
+            x = get(name)
+            if x is not None and op(x, value) and rule.condition(v) is True:
+                reasons.append(rule.reason(v, tx))
+        if block is not None:
+            reasons.insert(0, block)
+        elif not reasons:
             return self._allow
         reasons.sort(key=_by_weight)
         return self._scored(tuple(reasons))
@@ -72,7 +104,12 @@ class Detector:
         # Rounded so that equal weights give equal scores whatever float noise the product has.
         score = round(1.0 - keep, 4)
         decision, severity = self.decide(score)
-        return Scored(score, decision, severity, reasons, self.rules_version)
+        if decision != "allow":
+            # An alert is at least as severe as the most severe rule behind it.
+            for reason in reasons:
+                if reason.severity is not None and _RANK[reason.severity] > _RANK[severity]:
+                    severity = reason.severity
+        return Scored(score, decision, severity, reasons, self.ruleset.version)
 
 
 def _by_weight(reason: Reason) -> float:
