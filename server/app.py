@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
@@ -16,7 +17,9 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from server import naive
 from server.auth import Authenticator, load_or_create_secret
 from server.config import Settings
+from server.detection import snapshot
 from server.detection.detector import Detector
+from server.detection.rules import load_rules
 from server.detection.verdict import Verdict
 from server.feeds.simulator import SimulatorFeed
 from server.hub import Hub
@@ -27,7 +30,7 @@ from server.stats import Stats
 from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
-from server.views import api, pages, ws
+from server.views import api, pages, rules, ws
 from server.views.responses import json_response
 
 log = logging.getLogger(__name__)
@@ -122,6 +125,10 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    detector = app[DETECTOR]
+    if settings.rules_path is not None:
+        detector.use_rules(await asyncio.to_thread(load_rules, settings.rules_path))
+    _restore_state(detector, settings.state_path)
     loop = DetectionLoop(
         app[QUEUE],
         app[DETECTOR],
@@ -132,7 +139,19 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
         batch_wait=settings.batch_wait_ms / 1000,
     )
     task = asyncio.create_task(loop.run(), name="detection-loop")
+    snapshots = (
+        asyncio.create_task(
+            _snapshots(detector, settings.state_path, settings.state_snapshot_interval),
+            name="detector-snapshots",
+        )
+        if settings.state_snapshot_interval > 0
+        else None
+    )
     yield
+    if snapshots is not None:
+        snapshots.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await snapshots
     # Intake stopped on shutdown (_stop_intake), and the requests in flight have been
     # answered: let the loop score and persist everything still accepted.
     app[QUEUE].close()
@@ -142,6 +161,38 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
         # Only a store failing past the deadline gets here; none of these got a 200.
         left = app[QUEUE].qsize() + loop.in_hand
         log.error("detection loop did not drain in 30 s: %d transactions not stored", left)
+    # Everything scored is in the state now: the next start picks up where this one ends.
+    await _save_state(detector, settings.state_path)
+
+
+def _restore_state(detector: Detector, path: Path) -> None:
+    try:
+        keys = snapshot.load(detector.featurizer, path)
+    except (snapshot.SnapshotError, OSError) as exc:
+        # Starting with empty state is safe (detection is only less informed for a while);
+        # refusing to start over it would not be. The bad file is kept for a look.
+        log.error("detector state in %s not restored (%s); starting empty", path, exc)
+        with contextlib.suppress(OSError):
+            path.replace(path.with_name(path.name + ".bad"))
+        return
+    if keys is not None:
+        log.info("detector state restored from %s: %d keys", path, keys)
+
+
+async def _save_state(detector: Detector, path: Path) -> None:
+    # Encoded on the loop, between batches, so the state cannot change while it is read;
+    # written from a thread.
+    data = snapshot.encode(detector.featurizer)
+    try:
+        await asyncio.to_thread(snapshot.write_bytes, data, path)
+    except OSError as exc:
+        log.error("detector state not saved to %s: %s", path, exc)
+
+
+async def _snapshots(detector: Detector, path: Path, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        await _save_state(detector, path)
 
 
 async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -214,7 +265,9 @@ def create_app(settings: Settings) -> web.Application:
     app[HUB] = Hub(stats, settings.ws_queue_max, stall_seconds=settings.ws_stall_seconds)
     app[QUEUE] = TxQueue(settings.queue_max)
     app[DETECTOR] = Detector(
-        review_threshold=settings.review_threshold, block_threshold=settings.block_threshold
+        review_threshold=settings.review_threshold,
+        block_threshold=settings.block_threshold,
+        ttl_s=settings.state_ttl_days * 86400,
     )
     app[STORE] = SqliteStore(settings.db_path, busy_timeout=settings.store_busy_timeout)
     app[AUTH] = Authenticator(settings, app[STORE], app[HUB])
@@ -234,6 +287,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/alerts/{alert_id}", api.get_alert)
     app.router.add_post("/api/v1/alerts/{alert_id}/ack", api.acknowledge)
     app.router.add_post("/api/v1/alerts/{alert_id}/resolve", api.resolve)
+    app.router.add_get("/api/v1/rules", rules.get_rules)
+    app.router.add_post("/api/v1/rules/reload", rules.reload_rules)
     app.router.add_static("/static", web_dir("static"))
 
     app.cleanup_ctx.extend([_sessions_ctx, _store_ctx, _detection_ctx, _feed_ctx, _stats_ctx])

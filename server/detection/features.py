@@ -636,11 +636,17 @@ class Featurizer:
                 if found is None:
                     found = states[key] = KeyState()
                 state = found
-            _learn_tiers(state, tiers, t, amount)
             for count_name, sum_name, tier, span in plan.windows[entity]:
-                count, total = bucket_sum(getattr(state, tier), t // TIERS[tier][0], span)
-                v[count_name] = int(count)
-                v[sum_name] = total
+                buckets = getattr(state, tier)
+                if buckets is None:
+                    v[count_name], v[sum_name] = 1, amount
+                    continue
+                # Before learning it, plus itself: "this one included" even for an event
+                # too late for the buckets to keep.
+                count, total = bucket_sum(buckets, t // TIERS[tier][0], span)
+                v[count_name] = int(count) + 1
+                v[sum_name] = total + amount
+            _learn_tiers(state, tiers, t, amount)
 
     # -- labels, eviction --------------------------------------------------------------------
 
