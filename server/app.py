@@ -179,20 +179,27 @@ def _restore_state(detector: Detector, path: Path) -> None:
         log.info("detector state restored from %s: %d keys", path, keys)
 
 
-async def _save_state(detector: Detector, path: Path) -> None:
-    # Encoded on the loop, between batches, so the state cannot change while it is read;
-    # written from a thread.
-    data = snapshot.encode(detector.featurizer)
+async def _save_state(detector: Detector, path: Path, *, live: bool = False) -> None:
+    """Encode on the loop (the state is the loop's), write from a thread. `live`: the
+    detection loop is running, so encode a chunk of keys at a time and let it run between
+    chunks rather than stop it for as long as a million accounts take."""
+    frames: list[bytes] = []
+    for frame in snapshot.encode_frames(detector.featurizer):
+        frames.append(frame)
+        if live:
+            await asyncio.sleep(0)
     try:
-        await asyncio.to_thread(snapshot.write_bytes, data, path)
+        size = await asyncio.to_thread(snapshot.write_bytes, frames, path)
     except OSError as exc:
         log.error("detector state not saved to %s: %s", path, exc)
+        return
+    log.info("detector state saved to %s: %d bytes", path, size)
 
 
 async def _snapshots(detector: Detector, path: Path, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
-        await _save_state(detector, path)
+        await _save_state(detector, path, live=True)
 
 
 async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -303,7 +303,7 @@ def test_distinct_merchants_and_countries_in_24h() -> None:
 
 
 def test_merchant_risk_counts_only_labels_known_by_then() -> None:
-    fz = Featurizer()
+    fz = Featurizer([n for n in FEATURES if n.startswith(("merchant_fraud", "merchant_labels"))])
     for i in range(10):
         fz.process_one(make_tx(i * 60.0, merchant_id="shop"))
     t0 = T0.timestamp()
@@ -312,15 +312,18 @@ def test_merchant_risk_counts_only_labels_known_by_then() -> None:
         fz.learn_label("shop", t0 + 3 * DAY, True)
     fz.learn_label("shop", t0 + 3 * DAY, False)
     before = fz.process_one(make_tx(2 * DAY, merchant_id="shop"))
-    assert (before.merchant_frauds_30d, before.merchant_fraud_rate_30d) == (0, 0.0)
+    assert (before.merchant_labels_30d, before.merchant_frauds_30d) == (0, 0)
+    assert before.merchant_fraud_rate_30d is None  # no label known yet: unknown, not 0
     after = fz.process_one(make_tx(3 * DAY + 60, merchant_id="shop"))
-    assert after.merchant_frauds_30d == 3
+    assert (after.merchant_labels_30d, after.merchant_frauds_30d) == (4, 3)
     assert after.merchant_frauds_7d == 3
-    assert after.merchant_fraud_rate_30d == pytest.approx(3 / 12)
+    assert after.merchant_fraud_rate_30d == pytest.approx(3 / 4)
     much_later = fz.process_one(make_tx(40 * DAY, merchant_id="shop"))
-    assert much_later.merchant_frauds_30d == 0
+    assert (much_later.merchant_labels_30d, much_later.merchant_fraud_rate_30d) == (0, None)
     other = fz.process_one(make_tx(3 * DAY + 60, merchant_id="elsewhere"))
-    assert other.merchant_fraud_rate_30d == 0.0
+    assert other.merchant_fraud_rate_30d is None
+    # A merchant known only through labels costs no state per transaction.
+    assert "elsewhere" not in fz.merchants
 
 
 def test_idle_keys_are_evicted_by_event_time() -> None:

@@ -297,3 +297,15 @@ def test_block_wins_over_allow_and_rules_still_explain() -> None:
 def test_list_validation(change: tuple[str, str], problem: str) -> None:
     errors = errors_of(LISTS.replace(*change), name="lists.toml")
     assert any(e.startswith("lists.toml: ") and problem in e for e in errors), errors
+
+
+def test_every_feature_is_documented() -> None:
+    from server.detection.features import ENTITIES, FEATURES, WINDOWS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "rules.md").read_text()
+    windowed = {f"{e}_{k}_{w}" for e in ENTITIES for k in ("count", "sum") for w in WINDOWS}
+    missing = [n for n in FEATURES if n not in windowed and f"`{n}`" not in text]
+    assert not missing, f"docs/rules.md lacks {missing}"
+    assert "`{key}_count_{window}`" in text
+    assert all(f"`{w}`" in text for w in WINDOWS)
+    assert all(f"`{e}`" in text for e in ENTITIES)

@@ -20,7 +20,14 @@ import pytest
 
 from server.detection import Detector, Scored
 from server.detection.features import FEATURES
-from server.detection.snapshot import SnapshotError, decode_into, encode, load, save
+from server.detection.snapshot import (
+    SnapshotError,
+    decode_into,
+    encode,
+    encode_frames,
+    load,
+    save,
+)
 from server.transactions import Transaction
 from tests.conftest import AUTH, card_testing
 from tests.conftest import tx as tx_json
@@ -191,3 +198,31 @@ async def test_a_damaged_snapshot_is_set_aside_and_the_server_starts(tmp_path: P
             assert resp.status == 200
     assert (data / "detector-state.msgpack.bad").read_bytes() == b"\x00garbage"
     assert "not restored" in server.output()
+
+
+def test_frames_written_while_scoring_go_on_restore_each_key_as_it_was() -> None:
+    txs = stream()
+    det = all_features()
+    for tx in txs[:400]:
+        det.score(tx)
+    frames: list[bytes] = []
+    for i, frame in enumerate(encode_frames(det.featurizer, chunk=2)):
+        frames.append(frame)
+        if i == 2:  # the detection loop runs between two frames
+            for tx in txs[400:450]:
+                det.score(tx)
+    restored = all_features()
+    decode_into(restored.featurizer, b"".join(frames))
+    assert restored.featurizer.accounts.keys() == det.featurizer.accounts.keys()
+    # Each account is as it was when its frame was encoded: never torn, at most behind.
+    for key, state in restored.featurizer.accounts.items():
+        assert 0 < state.count <= det.featurizer.accounts[key].count
+
+
+def test_a_truncated_snapshot_is_refused() -> None:
+    det = all_features()
+    for tx in stream(50):
+        det.score(tx)
+    data = encode(det.featurizer)
+    with pytest.raises(SnapshotError, match="truncated"):
+        decode_into(all_features().featurizer, data[:-5])

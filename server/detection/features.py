@@ -79,10 +79,12 @@ def _catalogue() -> dict[str, str]:
         "account_count_1m": "the account's transactions in the last minute, this one included",
         "account_small_count_10m": "the account's amounts under the small amount in 10 min, "
         "this one included",
-        "merchant_frauds_7d": "fraud labels on the merchant's transactions learnt in 7 d",
-        "merchant_frauds_30d": "fraud labels on the merchant's transactions learnt in 30 d",
-        "merchant_fraud_rate_7d": "merchant_frauds_7d / the merchant's transactions in 7 d",
-        "merchant_fraud_rate_30d": "merchant_frauds_30d / the merchant's transactions in 30 d",
+        "merchant_labels_7d": "labels learnt in 7 d on the merchant's transactions",
+        "merchant_labels_30d": "labels learnt in 30 d on the merchant's transactions",
+        "merchant_frauds_7d": "fraud labels among merchant_labels_7d",
+        "merchant_frauds_30d": "fraud labels among merchant_labels_30d",
+        "merchant_fraud_rate_7d": "merchant_frauds_7d / merchant_labels_7d; unknown without",
+        "merchant_fraud_rate_30d": "merchant_frauds_30d / merchant_labels_30d; unknown without",
     }
     for entity, key in ENTITIES.items():
         needs = "" if key is None else f" (needs {key})"
@@ -178,14 +180,12 @@ def bucket_sum(buckets: array[float], bid: float, span: int) -> tuple[float, flo
 
 
 def _seen(seen: array[int] | None, key: int, cap: int) -> tuple[array[int], bool | None]:
-    """Remember `key` (a stable hash) in a sorted array capped at `cap`; and was it new?
-
-    None when novelty cannot be judged: nothing seen before, or the array is full (once an
-    account has used `cap` distinct values one more says nothing, and flagging every later
-    first use would be noise).
-    """
+    """Remember `key` (a stable 32-bit hash) in a sorted array capped at `cap`; and was it
+    new? None when novelty cannot be judged: nothing seen before, or the array is full (once
+    an account has used `cap` distinct values one more says nothing, and flagging every later
+    first use would be noise)."""
     if seen is None:
-        return array("q", (key,)), None
+        return array("I", (key,)), None
     i = bisect_left(seen, key)
     n = len(seen)
     if i < n and seen[i] == key:
@@ -307,7 +307,6 @@ class Plan:
     # entity -> (count feature, sum feature, tier, buckets spanned)
     windows: Mapping[str, tuple[tuple[str, str, str, int], ...]]
     merchant_risk: bool
-    risk_counts: bool
     keyed: bool  # any bucket tier at all
 
     @classmethod
@@ -331,10 +330,7 @@ class Plan:
                     continue
                 tiers[entity].add(tier)
                 windows[entity].append((count, total, tier, span))
-        risk = any(n.startswith("merchant_fraud") for n in wanted)
-        # The rate's denominator: the merchant's day tier, counted by _risk itself unless
-        # merchant windows on that tier are in use anyway.
-        risk_counts = risk and "day" not in tiers["merchant"]
+        risk = any(n.startswith(("merchant_fraud", "merchant_labels")) for n in wanted)
         return cls(
             names=wanted,
             recent=recent,
@@ -349,7 +345,6 @@ class Plan:
             tiers={e: frozenset(t) for e, t in tiers.items()},
             windows={e: tuple(w) for e, w in windows.items()},
             merchant_risk=risk,
-            risk_counts=risk_counts,
             keyed=any(tiers.values()),
         )
 
@@ -366,29 +361,24 @@ def _learn_tiers(state: KeyState, tiers: frozenset[str], t: float, amount: float
         state.last_t = t
 
 
-def _risk(m: KeyState, t: float, amount: float, v: dict[str, Value], count: bool) -> None:
-    """Merchant risk from labels learnt by `t`; `count`: add the transaction to the
-    merchant's day tier first (else merchant windows have just done so)."""
-    day = t // DAY
-    days = m.day
-    if days is None:
-        days = m.day = array("d")
-    if count:
-        bucket_add(days, day, amount, 30)
-        if t > m.last_t:
-            m.last_t = t
-    labels = m.labels
+def _risk(m: KeyState | None, t: float, v: dict[str, Value]) -> None:
+    """Merchant risk from the labels learnt on its transactions by `t` (labels, not all
+    transactions, are the denominator: a merchant nobody has labelled has no state)."""
+    labels = None if m is None else m.labels
     if labels is None:
-        # Most merchants have no label on record: nothing to count.
+        v["merchant_labels_7d"] = v["merchant_labels_30d"] = 0
         v["merchant_frauds_7d"] = v["merchant_frauds_30d"] = 0
-        v["merchant_fraud_rate_7d"] = v["merchant_fraud_rate_30d"] = 0.0
+        v["merchant_fraud_rate_7d"] = v["merchant_fraud_rate_30d"] = None
         return
-    frauds_7d = bucket_sum(labels, day, 7)[1]
-    frauds_30d = bucket_sum(labels, day, 30)[1]
-    v["merchant_frauds_7d"] = int(frauds_7d)
-    v["merchant_frauds_30d"] = int(frauds_30d)
-    v["merchant_fraud_rate_7d"] = frauds_7d / bucket_sum(days, day, 7)[0] if frauds_7d else 0.0
-    v["merchant_fraud_rate_30d"] = frauds_30d / bucket_sum(days, day, 30)[0] if frauds_30d else 0.0
+    day = t // DAY
+    n7, f7 = bucket_sum(labels, day, 7)
+    n30, f30 = bucket_sum(labels, day, 30)
+    v["merchant_labels_7d"] = int(n7)
+    v["merchant_labels_30d"] = int(n30)
+    v["merchant_frauds_7d"] = int(f7)
+    v["merchant_frauds_30d"] = int(f30)
+    v["merchant_fraud_rate_7d"] = f7 / n7 if n7 else None
+    v["merchant_fraud_rate_30d"] = f30 / n30 if n30 else None
 
 
 class Features:
@@ -516,10 +506,7 @@ class Featurizer:
         if plan.keyed:
             self._keyed(state, tx, t, amount, v)
         if plan.merchant_risk:
-            m = self.merchants.get(tx.merchant_id)
-            if m is None:
-                m = self.merchants[tx.merchant_id] = KeyState()
-            _risk(m, t, amount, v, plan.risk_counts)
+            _risk(self.merchants.get(tx.merchant_id), t, v)
         # Learn: the account's running stats, recent window and last location.
         n += 1
         state.count = n
@@ -657,6 +644,7 @@ class Featurizer:
         m = self.merchants.get(merchant_id)
         if m is None:
             m = self.merchants[merchant_id] = KeyState()
+        if event_time > m.last_t:
             m.last_t = event_time
         if m.labels is None:
             m.labels = array("d")
