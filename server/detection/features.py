@@ -26,6 +26,7 @@ MAX_COUNTRIES = 256
 MAX_DEVICES = 32
 MAX_MCCS = 64
 MAX_DISTINCT_24H = 64
+HASH_CACHE = 200_000  # ids whose stable hash is remembered (a few MB at most)
 EARTH_RADIUS_KM = 6371.0088
 DEFAULT_TTL_S = 45 * DAY
 DEFAULT_SMALL_AMOUNT = 5.0
@@ -361,14 +362,22 @@ def _learn_tiers(state: KeyState, tiers: frozenset[str], t: float, amount: float
         state.last_t = t
 
 
+_NO_LABELS: dict[str, Value] = {
+    "merchant_labels_7d": 0,
+    "merchant_labels_30d": 0,
+    "merchant_frauds_7d": 0,
+    "merchant_frauds_30d": 0,
+    "merchant_fraud_rate_7d": None,
+    "merchant_fraud_rate_30d": None,
+}
+
+
 def _risk(m: KeyState | None, t: float, v: dict[str, Value]) -> None:
     """Merchant risk from the labels learnt on its transactions by `t` (labels, not all
     transactions, are the denominator: a merchant nobody has labelled has no state)."""
     labels = None if m is None else m.labels
     if labels is None:
-        v["merchant_labels_7d"] = v["merchant_labels_30d"] = 0
-        v["merchant_frauds_7d"] = v["merchant_frauds_30d"] = 0
-        v["merchant_fraud_rate_7d"] = v["merchant_fraud_rate_30d"] = None
+        v.update(_NO_LABELS)
         return
     day = t // DAY
     n7, f7 = bucket_sum(labels, day, 7)
@@ -419,6 +428,7 @@ class Featurizer:
     __slots__ = (
         "accounts",
         "devices",
+        "hashes",
         "ips",
         "merchants",
         "newest",
@@ -444,6 +454,7 @@ class Featurizer:
         self.merchants: dict[str, KeyState] = {}
         self.devices: dict[str, KeyState] = {}
         self.ips: dict[str, KeyState] = {}
+        self.hashes: dict[str, int] = {}
         self.newest = -inf
         self.next_sweep = -inf
 
@@ -552,32 +563,43 @@ class Featurizer:
             v["account_sum_10m"] = s10
             v["account_sum_1h"] = s10 + sum(amounts[lo_1h:lo_10m])
 
+    def _hash(self, text: str) -> int:
+        """stable_hash through a bounded cache: a dict lookup is a quarter of a crc32."""
+        hashes = self.hashes
+        key = hashes.get(text)
+        if key is None:
+            if len(hashes) >= HASH_CACHE:
+                hashes.clear()
+            key = hashes[text] = crc32(text.encode())
+        return key
+
     def _novelty(self, state: AccountState, tx: Transaction, v: dict[str, Value]) -> None:
         """First-seen flags; the values are remembered here too (they are this tx's own)."""
         kinds = self.plan.novelty
+        h = self._hash
         if "merchant" in kinds:
             state.merchants, v["is_new_merchant"] = _seen(
-                state.merchants, crc32(tx.merchant_id.encode()), MAX_MERCHANTS
+                state.merchants, h(tx.merchant_id), MAX_MERCHANTS
             )
         if "country" in kinds:
             if tx.country is None:
                 v["is_new_country"] = None
             else:
                 state.countries, v["is_new_country"] = _seen(
-                    state.countries, crc32(tx.country.encode()), MAX_COUNTRIES
+                    state.countries, h(tx.country), MAX_COUNTRIES
                 )
         if "device" in kinds:
             if tx.device_id is None:
                 v["is_new_device"] = None
             else:
                 state.devices, v["is_new_device"] = _seen(
-                    state.devices, crc32(tx.device_id.encode()), MAX_DEVICES
+                    state.devices, h(tx.device_id), MAX_DEVICES
                 )
         if "mcc" in kinds:
             if tx.mcc is None:
                 v["is_new_mcc"] = None
             else:
-                state.mccs, v["is_new_mcc"] = _seen(state.mccs, crc32(tx.mcc.encode()), MAX_MCCS)
+                state.mccs, v["is_new_mcc"] = _seen(state.mccs, h(tx.mcc), MAX_MCCS)
 
     def _distinct(
         self, state: AccountState, tx: Transaction, t: float, v: dict[str, Value]
