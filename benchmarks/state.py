@@ -48,7 +48,8 @@ def stream(accounts: int, per_account: int, days: float, seed: int) -> list[Tran
                     lat=home_lat + rng.uniform(-0.1, 0.1),
                     lon=home_lon + rng.uniform(-0.1, 0.1),
                     device_id=f"dev-{a:07d}-{rng.randrange(2)}",
-                    ip=f"10.{a % 250}.{rng.randrange(250)}.{rng.randrange(250)}",
+                    # Two addresses an account (home and phone), as devices.
+                    ip=f"10.{a % 250}.{a // 250 % 250}.{rng.randrange(2)}",
                     mcc=rng.choice(("5411", "5812", "5999", "4111")),
                 )
             )

@@ -219,10 +219,13 @@ def _distinct(recent: array[float], key: int, t: float) -> tuple[array[float], i
 class KeyState:
     """Windows of one merchant, device or IP: a tier array each, only for tiers in use."""
 
-    __slots__ = ("day", "hour", "labels", "last_t", "minute")
+    __slots__ = ("day", "hour", "labels", "last_t", "minute", "risk")
 
     def __init__(self) -> None:
         self.last_t = -inf
+        # Merchants only: the risk features of the day they were last computed for, until
+        # a label arrives; most of a merchant's transactions then cost one comparison.
+        self.risk: tuple[float, dict[str, Value]] | None = None
         self.minute: array[float] | None = None
         self.hour: array[float] | None = None
         self.day: array[float] | None = None
@@ -380,14 +383,22 @@ def _risk(m: KeyState | None, t: float, v: dict[str, Value]) -> None:
         v.update(_NO_LABELS)
         return
     day = t // DAY
+    cached = m.risk  # type: ignore[union-attr]
+    if cached is not None and cached[0] == day:
+        v.update(cached[1])
+        return
     n7, f7 = bucket_sum(labels, day, 7)
     n30, f30 = bucket_sum(labels, day, 30)
-    v["merchant_labels_7d"] = int(n7)
-    v["merchant_labels_30d"] = int(n30)
-    v["merchant_frauds_7d"] = int(f7)
-    v["merchant_frauds_30d"] = int(f30)
-    v["merchant_fraud_rate_7d"] = f7 / n7 if n7 else None
-    v["merchant_fraud_rate_30d"] = f30 / n30 if n30 else None
+    risk: dict[str, Value] = {
+        "merchant_labels_7d": int(n7),
+        "merchant_labels_30d": int(n30),
+        "merchant_frauds_7d": int(f7),
+        "merchant_frauds_30d": int(f30),
+        "merchant_fraud_rate_7d": f7 / n7 if n7 else None,
+        "merchant_fraud_rate_30d": f30 / n30 if n30 else None,
+    }
+    m.risk = (day, risk)  # type: ignore[union-attr]
+    v.update(risk)
 
 
 class Features:
@@ -670,6 +681,7 @@ class Featurizer:
             m.last_t = event_time
         if m.labels is None:
             m.labels = array("d")
+        m.risk = None
         # Reuses the (id, count, sum) layout: count = labels, sum = frauds.
         bucket_add(m.labels, event_time // DAY, 1.0 if is_fraud else 0.0, TIERS["day"][1])
 

@@ -28,6 +28,9 @@ _KINDS: dict[str, type[KeyState]] = {
 }
 
 
+_CACHES = frozenset({"risk"})  # derived from other fields; rebuilt on use
+
+
 class SnapshotError(Exception):
     """A snapshot that cannot be read back; the message says why."""
 
@@ -35,6 +38,9 @@ class SnapshotError(Exception):
 def _pack(state: KeyState, fields: tuple[str, ...]) -> list[Any]:
     out: list[Any] = []
     for name in fields:
+        if name in _CACHES:
+            out.append(None)
+            continue
         value = getattr(state, name)
         out.append((value.typecode, value.tobytes()) if isinstance(value, array) else value)
     return out
