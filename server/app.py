@@ -184,7 +184,9 @@ async def _save_state(detector: Detector, path: Path, *, live: bool = False) -> 
     detection loop is running, so encode a chunk of keys at a time and let it run between
     chunks rather than stop it for as long as a million accounts take."""
     frames: list[bytes] = []
-    for frame in snapshot.encode_frames(detector.featurizer):
+    # 500 keys a frame: about 10-40 ms of encoding at a time on this machine, within the
+    # latency a batch may take.
+    for frame in snapshot.encode_frames(detector.featurizer, chunk=500 if live else 1 << 30):
         frames.append(frame)
         if live:
             await asyncio.sleep(0)
