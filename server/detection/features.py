@@ -528,7 +528,11 @@ class Featurizer:
         if plan.keyed:
             self._keyed(state, tx, t, amount, v)
         if plan.merchant_risk:
-            _risk(self.merchants.get(tx.merchant_id), t, v)
+            m = self.merchants.get(tx.merchant_id)
+            if m is None or m.labels is None:
+                v.update(_NO_LABELS)  # most merchants: no label on record
+            else:
+                _risk(m, t, v)
         # Learn: the account's running stats, recent window and last location.
         n += 1
         state.count = n
@@ -588,23 +592,27 @@ class Featurizer:
         """First-seen flags; the values are remembered here too (they are this tx's own)."""
         kinds = self.plan.novelty
         h = self._hash
+        cached = self.hashes.get
         if "merchant" in kinds:
+            key = cached(tx.merchant_id)
             state.merchants, v["is_new_merchant"] = _seen(
-                state.merchants, h(tx.merchant_id), MAX_MERCHANTS
+                state.merchants, h(tx.merchant_id) if key is None else key, MAX_MERCHANTS
             )
         if "country" in kinds:
             if tx.country is None:
                 v["is_new_country"] = None
             else:
+                key = cached(tx.country)
                 state.countries, v["is_new_country"] = _seen(
-                    state.countries, h(tx.country), MAX_COUNTRIES
+                    state.countries, h(tx.country) if key is None else key, MAX_COUNTRIES
                 )
         if "device" in kinds:
             if tx.device_id is None:
                 v["is_new_device"] = None
             else:
+                key = cached(tx.device_id)
                 state.devices, v["is_new_device"] = _seen(
-                    state.devices, h(tx.device_id), MAX_DEVICES
+                    state.devices, h(tx.device_id) if key is None else key, MAX_DEVICES
                 )
         if "mcc" in kinds:
             if tx.mcc is None:
