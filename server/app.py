@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
@@ -17,8 +18,10 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from server import naive
 from server.auth import Authenticator, load_or_create_secret
 from server.config import Settings
+from server.detection import snapshot
 from server.detection.detector import Detector
 from server.detection.model import ModelSlot
+from server.detection.rules import load_rules
 from server.detection.verdict import Verdict
 from server.feeds.simulator import SimulatorFeed
 from server.hub import Hub
@@ -32,7 +35,7 @@ from server.store.base import Label, StoredRecord
 from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
-from server.views import admin, api, labels, pages, triage, ws
+from server.views import admin, api, labels, pages, rules, triage, ws
 from server.views.responses import json_response
 
 log = logging.getLogger(__name__)
@@ -157,6 +160,10 @@ def _scorecard_listener(scorecard: Scorecard) -> Callable[[Sequence[StoredRecord
 
 async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    detector = app[DETECTOR]
+    if settings.rules_path is not None:
+        detector.use_rules(await asyncio.to_thread(load_rules, settings.rules_path))
+    _restore_state(detector, settings.state_path)
     loop = DetectionLoop(
         app[QUEUE],
         app[DETECTOR],
@@ -168,7 +175,19 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
         on_stored=_scorecard_listener(app[SCORECARD]),
     )
     task = asyncio.create_task(loop.run(), name="detection-loop")
+    snapshots = (
+        asyncio.create_task(
+            _snapshots(detector, settings.state_path, settings.state_snapshot_interval),
+            name="detector-snapshots",
+        )
+        if settings.state_snapshot_interval > 0
+        else None
+    )
     yield
+    if snapshots is not None:
+        snapshots.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await snapshots
     # Intake stopped on shutdown (_stop_intake), and the requests in flight have been
     # answered: let the loop score and persist everything still accepted.
     app[QUEUE].close()
@@ -178,6 +197,47 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
         # Only a store failing past the deadline gets here; none of these got a 200.
         left = app[QUEUE].qsize() + loop.in_hand
         log.error("detection loop did not drain in 30 s: %d transactions not stored", left)
+    # Everything scored is in the state now: the next start picks up where this one ends.
+    await _save_state(detector, settings.state_path)
+
+
+def _restore_state(detector: Detector, path: Path) -> None:
+    try:
+        keys = snapshot.load(detector.featurizer, path)
+    except (snapshot.SnapshotError, OSError) as exc:
+        # Starting with empty state is safe (detection is only less informed for a while);
+        # refusing to start over it would not be. The bad file is kept for a look.
+        log.error("detector state in %s not restored (%s); starting empty", path, exc)
+        with contextlib.suppress(OSError):
+            path.replace(path.with_name(path.name + ".bad"))
+        return
+    if keys is not None:
+        log.info("detector state restored from %s: %d keys", path, keys)
+
+
+async def _save_state(detector: Detector, path: Path, *, live: bool = False) -> None:
+    """Encode on the loop (the state is the loop's), write from a thread. `live`: the
+    detection loop is running, so encode a chunk of keys at a time and let it run between
+    chunks rather than stop it for as long as a million accounts take."""
+    frames: list[bytes] = []
+    # 500 keys a frame: about 10-40 ms of encoding at a time on this machine, within the
+    # latency a batch may take.
+    for frame in snapshot.encode_frames(detector.featurizer, chunk=500 if live else 1 << 30):
+        frames.append(frame)
+        if live:
+            await asyncio.sleep(0)
+    try:
+        size = await asyncio.to_thread(snapshot.write_bytes, frames, path)
+    except OSError as exc:
+        log.error("detector state not saved to %s: %s", path, exc)
+        return
+    log.info("detector state saved to %s: %d bytes", path, size)
+
+
+async def _snapshots(detector: Detector, path: Path, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        await _save_state(detector, path, live=True)
 
 
 async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -226,7 +286,7 @@ async def _simulator_labels(app: web.Application, feed: SimulatorFeed) -> None:
         ]
         try:
             # The scorecard had this truth from the feed already.
-            await apply_labels(app[STORE], app.get(TRAINER), None, batch)
+            await apply_labels(app[STORE], app.get(TRAINER), None, batch, app[DETECTOR].featurizer)
         except StoreUnavailable as exc:
             log.warning("simulator labels not stored (%s); %d dropped", exc.cause, len(batch))
         except Exception:
@@ -309,6 +369,7 @@ def create_app(settings: Settings) -> web.Application:
         review_threshold=settings.review_threshold,
         block_threshold=settings.block_threshold,
         model=slot,
+        ttl_s=settings.state_ttl_days * 86400,
     )
     app[STORE] = SqliteStore(settings.db_path, busy_timeout=settings.store_busy_timeout)
     app[AUTH] = Authenticator(settings, app[STORE], app[HUB])
@@ -335,6 +396,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/accounts/{account_id}/transactions", api.account_transactions)
     app.router.add_post("/api/v1/labels", labels.post_labels)
     app.router.add_get("/api/v1/scorecard", labels.get_scorecard)
+    app.router.add_get("/api/v1/rules", rules.get_rules)
+    app.router.add_post("/api/v1/rules/reload", rules.reload_rules)
     app.router.add_static("/static", web_dir("static"))
 
     app.cleanup_ctx.extend(

@@ -46,15 +46,21 @@ LabelHook = Callable[[Transaction, bool, dt.datetime], None]
 def label_hook(detector: object) -> LabelHook:
     """Feed labels to `detector.learn_label(tx_id, account_id, is_fraud, at)` if it has one.
 
-    The detector has no learning API yet; until it does, labels go nowhere and the backtest
-    measures the rules alone. The hook exists so that the delay is enforced here, once.
+    Labels also reach the featurizer's merchant risk (`featurizer.learn_label`), if it has
+    one. The hook exists so that the delay is enforced here, once.
     """
     learn = getattr(detector, "learn_label", None)
-    if learn is None:
+    # Merchant risk features count labels from the moment they are known, and no earlier.
+    featurizer = getattr(detector, "featurizer", None)
+    merchant = getattr(featurizer, "learn_label", None)
+    if learn is None and merchant is None:
         return _ignore
 
     def on_label(tx: Transaction, is_fraud: bool, at: dt.datetime) -> None:
-        learn(tx.id, tx.account_id, is_fraud, at)
+        if merchant is not None:
+            merchant(tx.merchant_id, at.timestamp(), is_fraud)
+        if learn is not None:
+            learn(tx.id, tx.account_id, is_fraud, at)
 
     return on_label
 

@@ -20,6 +20,7 @@ from server import backtest, replay
 from server.api_keys import SCOPES, KeyRing
 from server.auth import create_user, load_or_create_api_key
 from server.config import ConfigError, Settings, load_settings
+from server.detection.rules import load_rules
 from server.store.base import ApiKey
 from server.store.sqlite import SqliteStore
 
@@ -221,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings = dataclasses.replace(
                     settings, api_key=load_or_create_api_key(settings.data_dir)
                 )
+            # Bad rule files stop the start here, with every problem listed.
+            load_rules(settings.rules_path)
             url = f"http://{settings.host}:{settings.port}/"
             banner = [f"fraudwatch {args.command}: {url}", f"  API key:  {settings.api_key}"]
             if args.command == "demo":

@@ -137,6 +137,23 @@ class Settings:
         "Comma-separated outcomes an analyst may resolve an alert with (lower-case names: "
         "letters, digits, '_' or '-'). Sent to dashboards in the WebSocket 'hello'.",
     )
+    rules_path: Path | None = _s(
+        None,
+        "Rule file, or directory of *.toml rule files, the detector scores with (see "
+        "docs/rules.md). Unset: the default pack shipped with fraudwatch. An admin's "
+        "POST /api/v1/rules/reload re-reads it without a restart.",
+    )
+    state_snapshot_interval: float = _s(
+        300.0,
+        "Seconds between snapshots of the detector's per-key state to "
+        "DATA_DIR/detector-state.msgpack (also written at shutdown and read at start, so "
+        "a restart keeps each account's history). 0: only at shutdown.",
+    )
+    state_ttl_days: float = _s(
+        45.0,
+        "Days of event time after its last transaction that an account, merchant, device "
+        "or IP is forgotten (at least 31: the longest window is 30 days).",
+    )
     pipeline: Literal["batched", "naive"] = _s(
         "batched",
         "Detection design. 'naive' (one task per transaction, each verdict awaited to every "
@@ -202,6 +219,13 @@ class Settings:
             raise ConfigError("Setting 'dispositions' names a disposition twice")
         if not 0 <= self.fraud_rate <= 0.5:
             raise ConfigError(f"Setting 'fraud_rate' must be in [0, 0.5], got {self.fraud_rate}")
+        if self.state_snapshot_interval < 0:
+            raise ConfigError(
+                "Setting 'state_snapshot_interval' must be >= 0, "
+                f"got {self.state_snapshot_interval}"
+            )
+        if self.state_ttl_days < 31:
+            raise ConfigError(f"Setting 'state_ttl_days' must be >= 31, got {self.state_ttl_days}")
         if self.pipeline not in ("batched", "naive"):
             raise ConfigError(
                 f"Setting 'pipeline' must be 'batched' or 'naive', got {self.pipeline!r}"
@@ -215,6 +239,10 @@ class Settings:
     def disposition_names(self) -> tuple[str, ...]:
         """`dispositions` as a tuple, in the order given (the dashboard offers them so)."""
         return tuple(d.strip() for d in self.dispositions.split(",") if d.strip())
+
+    @property
+    def state_path(self) -> Path:
+        return self.data_dir / "detector-state.msgpack"
 
     @property
     def origins(self) -> frozenset[str]:

@@ -10,6 +10,7 @@ event loop (call_soon_threadsafe), between two batches, so a batch is scored by 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import os
@@ -19,6 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
+from server.detection.features import Featurizer
 from server.detection.model import ModelSlot, OnlineLogit, Predictor, unpack
 from server.scorecard import Scorecard
 from server.store.base import Label, LabelOutcome, Store
@@ -178,8 +182,10 @@ async def apply_labels(
     trainer: Trainer | None,
     scorecard: Scorecard | None,
     labels: Sequence[Label],
+    featurizer: Featurizer | None = None,
 ) -> list[LabelOutcome]:
-    """Store labels, then let the model learn the new ones and the scorecard count them."""
+    """Store labels, then let the model learn the new ones, the scorecard count them and the
+    merchants' risk features take them in."""
     outcomes = await store.add_labels(labels)
     new = [
         label
@@ -188,7 +194,30 @@ async def apply_labels(
     ]
     if new:
         note_labels(trainer, scorecard, new)
+        if featurizer is not None:
+            await teach_merchants(store, featurizer, new)
     return outcomes
+
+
+class _MerchantOf(msgspec.Struct):
+    merchant_id: str
+
+
+_merchant_of = msgspec.json.Decoder(_MerchantOf)
+
+
+async def teach_merchants(store: Store, featurizer: Featurizer, labels: Sequence[Label]) -> None:
+    """Merchant risk (features.py) counts a label from the moment it is known: its
+    `labelled_at`, on the merchant of the labelled transaction. Runs on the event loop,
+    between two of the detection loop's batches, which own the featurizer on this thread."""
+    known = await store.known_transactions([label.transaction_id for label in labels])
+    for label in labels:
+        found = known.get(label.transaction_id)
+        if found is None:
+            continue
+        merchant = _merchant_of.decode(found[1]).merchant_id
+        at = dt.datetime.fromisoformat(label.labelled_at.replace("Z", "+00:00")).timestamp()
+        featurizer.learn_label(merchant, at, label.label == "fraud")
 
 
 def note_labels(

@@ -13,11 +13,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import aiohttp
 
 from server.detection.detector import Detector
+from server.detection.rules import load_rules
 from server.detection.verdict import Scored
 from server.progress import Progress
 from server.replay_source import (
@@ -44,7 +46,9 @@ class Scorer(Protocol):
 
     review_threshold: float
     block_threshold: float
-    rules_version: str
+
+    @property
+    def rules_version(self) -> str: ...
 
     def score(self, tx: Transaction) -> Scored: ...
 
@@ -319,14 +323,22 @@ def add_detector_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--block-threshold", type=float, default=0.8, metavar="SCORE", help="default 0.8"
     )
+    parser.add_argument(
+        "--rules",
+        type=Path,
+        metavar="PATH",
+        help="rule file or directory of *.toml files (default: the packaged default pack)",
+    )
 
 
 def detector_from_args(args: argparse.Namespace) -> Detector:
     try:
         return Detector(
-            review_threshold=args.review_threshold, block_threshold=args.block_threshold
+            review_threshold=args.review_threshold,
+            block_threshold=args.block_threshold,
+            rules=load_rules(args.rules) if args.rules is not None else None,
         )
-    except ValueError as exc:
+    except ValueError as exc:  # RulesError included: it lists every problem
         raise SourceError(str(exc)) from None
 
 

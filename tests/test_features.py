@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import zlib
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from server.detection.features import (
+    FEATURES,
     MAX_DEVICES,
     MAX_MERCHANTS,
     MAX_RECENT,
     AccountState,
     Featurizer,
     haversine_km,
+    stable_hash,
 )
 from server.transactions import Transaction
 
@@ -64,20 +67,16 @@ def test_windows_are_half_open_in_event_time() -> None:
     assert fz.process_one(make_tx(60)).tx_1m == 4
 
 
-def test_features_one_is_a_pure_probe() -> None:
-    fz = Featurizer()
-    fz.process_one(make_tx(0))
-    fz.process_one(make_tx(10))
-    state = fz.accounts["acct-1"]
-
-    def hour_count(seconds: float) -> int:
-        probe = make_tx(seconds)
-        return fz.features_one(state, probe, probe.timestamp.timestamp(), 40.0).tx_1h
+def test_hour_window_is_half_open() -> None:
+    def hour_count(seconds: float) -> int | None:
+        fz = Featurizer()
+        fz.process_one(make_tx(0))
+        fz.process_one(make_tx(10))
+        return fz.process_one(make_tx(seconds)).tx_1h
 
     assert hour_count(3599) == 3
     assert hour_count(3600) == 2  # the event at 0 is exactly an hour old
     assert hour_count(3610) == 1
-    assert state.count == 2
 
 
 def test_accounts_are_independent() -> None:
@@ -147,7 +146,7 @@ def test_novelty_needs_something_seen_before() -> None:
 
 
 def test_tiny_amounts_counted_in_their_own_window() -> None:
-    fz = Featurizer(tiny_amount=5.0, tiny_window_s=600.0)
+    fz = Featurizer(small_amount=5.0)
     fz.process_one(make_tx(0, amount=Decimal("1.00")))
     fz.process_one(make_tx(100, amount=Decimal("2.00")))
     fz.process_one(make_tx(200, amount=Decimal("50.00")))
@@ -157,9 +156,11 @@ def test_tiny_amounts_counted_in_their_own_window() -> None:
     assert fz.process_one(make_tx(650, amount=Decimal("100.00"))).tiny_recent == 2
 
 
-def test_tiny_window_cannot_outlast_retention() -> None:
-    with pytest.raises(ValueError, match="tiny_window_s"):
-        Featurizer(tiny_window_s=7200.0)
+def test_bad_featurizer_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="ttl_s"):
+        Featurizer(ttl_s=7 * 86400)
+    with pytest.raises(ValueError, match="unknown features: no_such"):
+        Featurizer(["amount", "no_such"])
 
 
 def test_state_is_bounded_under_a_flood() -> None:
@@ -205,3 +206,148 @@ def test_missing_optional_fields_give_empty_features() -> None:
     assert f.is_new_country is None
     assert f.is_new_device is None
     assert f.history == 9
+
+
+# --- named features, long windows, other keys ---------------------------------------------
+
+DAY = 86400.0
+
+
+def test_named_gives_every_feature_and_unknown_as_none() -> None:
+    fz = Featurizer()
+    f = fz.process_one(make_tx(0, device_id="d-1"))
+    named = f.named()
+    assert list(named) == list(FEATURES)
+    assert named["amount"] == 40.0
+    assert named["ip_count_24h"] is None  # no ip field
+    assert named["device_count_24h"] == 1.0
+    assert named["distance_km"] is None
+    assert f.named(["amount", "history"]) == {"amount": 40.0, "history": 0.0}
+    # The first detector's names still read.
+    assert (f.tx_1m, f.tx_1h, f.tiny_recent) == (1, 1, 0)
+    with pytest.raises(AttributeError):
+        _ = f.no_such_feature
+
+
+def test_only_the_features_asked_for_are_computed_and_kept() -> None:
+    fz = Featurizer(["amount_ratio", "merchant_count_24h"])
+    f = fz.process_one(make_tx(0, device_id="d-1", country="US"))
+    assert f.values.keys() >= {"amount_ratio", "merchant_count_24h", "merchant_sum_24h"}
+    assert "account_count_1m" not in f.values
+    assert "is_new_device" not in f.values
+    assert f.named()["is_new_device"] is None
+    state = fz.accounts["acct-1"]
+    assert len(state.recent_times) == 0
+    assert state.devices is None
+    assert fz.devices == {}
+    assert fz.merchants["m-1"].hour is not None
+    assert fz.merchants["m-1"].day is None
+
+
+def test_long_windows_count_and_sum_in_event_time() -> None:
+    fz = Featurizer()
+    for day in range(40):
+        fz.process_one(make_tx(day * DAY, amount=Decimal("10.00"), device_id="d-1", ip="10.0.0.1"))
+    f = fz.process_one(make_tx(40 * DAY, amount=Decimal("5.50"), device_id="d-1", ip="10.0.0.1"))
+    for entity in ("account", "merchant", "device", "ip"):
+        named = f.named()
+        assert named[f"{entity}_count_24h"] == 1, entity  # yesterday's is 24 h old: out
+        assert named[f"{entity}_count_7d"] == 7, entity  # days 34-40
+        assert named[f"{entity}_count_30d"] == 30, entity
+        assert named[f"{entity}_sum_7d"] == pytest.approx(6 * 10 + 5.5), entity
+    assert f.account_count_10m == 1
+    assert f.account_sum_1h == 5.5
+
+
+def test_windows_ignore_later_events_seen_first() -> None:
+    fz = Featurizer()
+    fz.process_one(make_tx(10 * DAY))
+    late = fz.process_one(make_tx(0))
+    assert late.account_count_24h == 1
+    assert late.merchant_count_7d == 1
+
+
+def test_bucket_windows_count_whole_buckets() -> None:
+    # A merchant's 10 min window is the current minute and the nine before it: an event
+    # reaches back between 9 and 10 minutes, never more (docs/rules.md).
+    fz = Featurizer()
+    fz.process_one(make_tx(0))
+    assert fz.process_one(make_tx(599, account_id="b")).merchant_count_10m == 2
+    fz = Featurizer()
+    fz.process_one(make_tx(59))
+    assert fz.process_one(make_tx(630, account_id="b")).merchant_count_10m == 1
+
+
+def test_time_since_previous_and_first_seen_mcc() -> None:
+    fz = Featurizer()
+    first = fz.process_one(make_tx(0, mcc="5411"))
+    assert first.since_prev_s is None
+    assert first.is_new_mcc is None
+    second = fz.process_one(make_tx(90, mcc="5999"))
+    assert second.since_prev_s == 90
+    assert second.is_new_mcc is True
+    assert fz.process_one(make_tx(100, mcc="5411")).is_new_mcc is False
+    assert fz.process_one(make_tx(110)).is_new_mcc is None  # no mcc
+
+
+def test_distinct_merchants_and_countries_in_24h() -> None:
+    fz = Featurizer()
+    fz.process_one(make_tx(0, merchant_id="a", country="US"))
+    fz.process_one(make_tx(60, merchant_id="b", country="FR"))
+    f = fz.process_one(make_tx(120, merchant_id="a", country="US"))
+    assert (f.distinct_merchants_24h, f.distinct_countries_24h) == (2, 2)
+    later = fz.process_one(make_tx(DAY + 90, merchant_id="c"))
+    # "a" was refreshed at 120 and is still within the 24 h; "b" (at 60) is not.
+    assert later.distinct_merchants_24h == 2
+    assert later.distinct_countries_24h is None
+
+
+def test_merchant_risk_counts_only_labels_known_by_then() -> None:
+    fz = Featurizer([n for n in FEATURES if n.startswith(("merchant_fraud", "merchant_labels"))])
+    for i in range(10):
+        fz.process_one(make_tx(i * 60.0, merchant_id="shop"))
+    t0 = T0.timestamp()
+    # Three frauds become known on day 3; a label "from the future" must not count before.
+    for _ in range(3):
+        fz.learn_label("shop", t0 + 3 * DAY, True)
+    fz.learn_label("shop", t0 + 3 * DAY, False)
+    before = fz.process_one(make_tx(2 * DAY, merchant_id="shop"))
+    assert (before.merchant_labels_30d, before.merchant_frauds_30d) == (0, 0)
+    assert before.merchant_fraud_rate_30d is None  # no label known yet: unknown, not 0
+    after = fz.process_one(make_tx(3 * DAY + 60, merchant_id="shop"))
+    assert (after.merchant_labels_30d, after.merchant_frauds_30d) == (4, 3)
+    assert after.merchant_frauds_7d == 3
+    assert after.merchant_fraud_rate_30d == pytest.approx(3 / 4)
+    much_later = fz.process_one(make_tx(40 * DAY, merchant_id="shop"))
+    assert (much_later.merchant_labels_30d, much_later.merchant_fraud_rate_30d) == (0, None)
+    other = fz.process_one(make_tx(3 * DAY + 60, merchant_id="elsewhere"))
+    assert other.merchant_fraud_rate_30d is None
+    # A merchant known only through labels costs no state per transaction.
+    assert "elsewhere" not in fz.merchants
+
+
+def test_idle_keys_are_evicted_by_event_time() -> None:
+    fz = Featurizer(ttl_s=40 * DAY)
+    fz.process_one(make_tx(0, account_id="idle", merchant_id="old-shop", device_id="d-old"))
+    fz.process_one(make_tx(0, account_id="busy"))
+    for day in range(1, 60, 5):
+        fz.process_one(make_tx(day * DAY, account_id="busy"))
+    assert "idle" not in fz.accounts
+    assert "old-shop" not in fz.merchants
+    assert "d-old" not in fz.devices
+    assert fz.accounts["busy"].count == 13
+    # Coming back after eviction is a fresh start, not an error.
+    assert fz.process_one(make_tx(60 * DAY, account_id="idle")).history == 0
+
+
+def test_eviction_never_uses_the_wall_clock() -> None:
+    fz = Featurizer(ttl_s=40 * DAY)
+    fz.process_one(make_tx(-400 * DAY, account_id="ancient"))  # a year before "now"
+    assert "ancient" in fz.accounts
+    assert fz.evict(T0.timestamp() - 400 * DAY) == 0
+
+
+def test_stable_hash_is_the_same_in_every_process() -> None:
+    # crc32 of the UTF-8 bytes: a fixed value, unlike the per-process salted hash().
+    assert stable_hash("m-1") == zlib.crc32(b"m-1")
+    assert stable_hash("café") == zlib.crc32("café".encode())

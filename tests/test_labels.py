@@ -4,6 +4,7 @@ and the model learning them off the event loop."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,28 @@ async def test_simulator_ground_truth_becomes_labels_only_when_enabled(
     assert await app[STORE].get_labels(ids) == {}  # type: ignore[index]
     assert app[TRAINER].status.labels_learnt == 0  # type: ignore[index]
     assert not feed.pending_labels
+
+
+async def test_labels_teach_the_live_detector_which_merchants_are_compromised(
+    client: TestClient,
+) -> None:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    skimmed = [
+        tx(f"sk-{i}", f"acct-sk-{i}", 40.0, now - dt.timedelta(hours=2, minutes=i), "m-skim")
+        for i in range(4)
+    ]
+    await post_batch(client, skimmed)
+
+    def probe(n: int) -> dict[str, Any]:
+        return tx(f"probe-{n}", f"acct-new-{n}", 35.0, now, "m-skim")
+
+    before = (await post_batch(client, [probe(1)]))[0]
+    assert "compromised_merchant" not in {r["code"] for r in before["reasons"]}
+    # Chargebacks arrive: every card used at m-skim turned out stolen.
+    labels = [{"transaction_id": t["id"], "label": "fraud"} for t in skimmed]
+    status, answer = await post_labels(client, labels)
+    assert status == 200 and all(r["status"] == "created" for r in answer["results"])
+    after = (await post_batch(client, [probe(2)]))[0]
+    fired = {r["code"]: r for r in after["reasons"]}
+    assert "compromised_merchant" in fired, after
+    assert "m-skim" in fired["compromised_merchant"]["message"]

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from server.detection import Detector
-from server.detection.features import Features
 from server.detection.model import (
     FEATURE_NAMES,
     FEATURE_SET,
@@ -31,6 +30,16 @@ from server.transactions import Transaction
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 TINY = FEATURE_NAMES.index("log_tiny_recent")
 AMOUNT = FEATURE_NAMES.index("log_amount")
+
+
+OLD_ORDER = ("amount", "local_hour", "history", "mean", "std", "account_count_1m",
+             "account_count_1h", "account_small_count_10m", "distance_km", "elapsed_s",
+             "is_new_merchant", "is_new_country", "is_new_device")  # fmt: skip
+
+
+def feats(*values: Any) -> dict[str, Any]:
+    """The detector's named features for the model, in the first detector's order."""
+    return dict(zip(OLD_ORDER, values, strict=True))
 
 
 def make_tx(n: int, *, amount: str = "40.00", **fields: Any) -> Transaction:
@@ -63,7 +72,7 @@ def toy_stream(n: int, seed: int, fraud_rate: float = 0.1) -> list[tuple[list[fl
 
 
 def test_named_features_are_in_the_declared_order_and_flag_unknowns() -> None:
-    f = Features(40.0, 13, 0, 0.0, 0.0, 1, 1, 0, None, None, None, None, None)
+    f = feats(40.0, 13, 0, 0.0, 0.0, 1, 1, 0, None, None, None, None, None)
     named = named_features(f, make_tx(1), (), 0.0)
     assert tuple(named) == FEATURE_NAMES
     assert all(isinstance(v, float) and math.isfinite(v) for v in named.values())
@@ -73,7 +82,7 @@ def test_named_features_are_in_the_declared_order_and_flag_unknowns() -> None:
 
 
 def test_named_features_show_what_fired_and_the_travel() -> None:
-    f = Features(600.0, 2, 20, 40.0, 5.0, 3, 9, 4, 5000.0, 1800.0, True, True, False)
+    f = feats(600.0, 2, 20, 40.0, 5.0, 3, 9, 4, 5000.0, 1800.0, True, True, False)
     reasons = (Reason("card_testing", "…", weight=0.65), Reason("velocity_1m", "…", weight=0.5))
     named = named_features(f, make_tx(1, channel="ecom"), reasons, 0.82)
     assert named["rule_card_testing"] == named["rule_velocity_1m"] == 1.0
@@ -247,7 +256,7 @@ def test_a_ready_model_scores_and_explains_itself() -> None:
 
 
 def test_what_is_kept_gives_the_same_inputs_as_scoring_saw() -> None:
-    f = Features(600.0, 2, 20, 40.0, 5.0, 3, 9, 4, 5000.0, 1800.0, True, None, None)
+    f = feats(600.0, 2, 20, 40.0, 5.0, 3, 9, 4, 5000.0, 1800.0, True, None, None)
     reasons = (Reason("card_testing", "…", weight=0.65),)
     tx = make_tx(1, channel="atm", device_id="d-1")
     raw = capture(f, tx, reasons, 0.82, (0.7, 1200.0, 2))

@@ -1,31 +1,37 @@
-"""The detector: features, then rules, then one noisy-OR score, decision and severity."""
+"""The detector: features, then lists and rules, then one noisy-OR score, decision, severity."""
 
 from __future__ import annotations
 
-from server.detection.features import Featurizer
-from server.detection.model import ModelSlot
-from server.detection.rules import Rule, RuleParams, build_rules
+from collections.abc import Iterable
+
+from server.detection.features import DEFAULT_TTL_S, Featurizer
+from server.detection.model import MODEL_FEATURES, ModelSlot
+from server.detection.rules import RuleSet, load_rules
 from server.detection.verdict import Decision, Reason, Scored, Severity
 from server.transactions import Transaction
 
 HIGH_SEVERITY_SCORE = 0.65
+_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
 class Detector:
-    """Scores transactions one at a time in event time; holds every account's state.
+    """Scores transactions one at a time in event time; holds every key's state.
 
     Not thread-safe and not async: the detection loop owns one and calls `score` in order.
+    `model_features` are computed besides those the rules use, for a model to read; with a
+    `model` (server/detection/model.py) its features are computed too and it rescores what
+    the rules scored (never a transaction a block or allow list decided).
     """
 
     __slots__ = (
         "_allow",
+        "_gated",
+        "_model",
         "block_threshold",
         "featurizer",
-        "model",
-        "params",
+        "model_features",
         "review_threshold",
-        "rules",
-        "rules_version",
+        "ruleset",
     )
 
     def __init__(
@@ -33,7 +39,9 @@ class Detector:
         *,
         review_threshold: float = 0.5,
         block_threshold: float = 0.8,
-        params: RuleParams | None = None,
+        rules: RuleSet | None = None,
+        model_features: Iterable[str] = (),
+        ttl_s: float = DEFAULT_TTL_S,
         model: ModelSlot | None = None,
     ) -> None:
         if not 0 <= review_threshold <= block_threshold <= 1:
@@ -43,40 +51,84 @@ class Detector:
             )
         self.review_threshold = review_threshold
         self.block_threshold = block_threshold
-        self.params = RuleParams() if params is None else params
-        self.rules: tuple[Rule, ...] = build_rules(self.params)
-        self.rules_version = self.params.version
+        self.ruleset = load_rules() if rules is None else rules
+        self.model_features = frozenset(model_features)
         self.featurizer = Featurizer(
-            tiny_amount=self.params.tiny_amount, tiny_window_s=self.params.tiny_window_s
+            self.ruleset.features | self.model_features,
+            small_amount=self.ruleset.small_amount,
+            ttl_s=ttl_s,
         )
-        # Nearly every transaction fires nothing; they can all share one immutable answer.
+        self._gated = self.ruleset.gated
         self._allow = self._scored(())
+        self._model: ModelSlot | None = None
         self.model = model
 
+    @property
+    def model(self) -> ModelSlot | None:
+        return self._model
+
+    @model.setter
+    def model(self, slot: ModelSlot | None) -> None:
+        """Attach (or detach) the model; the features it reads are computed from then on."""
+        self._model = slot
+        if slot is not None:
+            self.model_features = self.model_features | MODEL_FEATURES
+            self.featurizer.use(
+                self.ruleset.features | self.model_features, self.ruleset.small_amount
+            )
+
+    @property
+    def rules_version(self) -> str:
+        return self.ruleset.version
+
+    def use_rules(self, rules: RuleSet) -> None:
+        """Score with `rules` from the next transaction on; state is kept."""
+        self.featurizer.use(rules.features | self.model_features, rules.small_amount)
+        self.ruleset = rules
+        self._gated = rules.gated
+        self._allow = self._scored(())
+
     def score(self, tx: Transaction) -> Scored:
-        """Score `tx` against its account's history, then add it to that history."""
-        features = self.featurizer.process_one(tx)
-        reasons = [r for rule in self.rules if (r := rule.check(features, tx)) is not None]
+        """Score `tx` against its keys' history, then add it to that history."""
+        v = self.featurizer.values_one(tx)
+        ruleset = self.ruleset
+        if ruleset.lists:
+            block, allow = ruleset.check_lists(tx, tx.timestamp.timestamp())
+            if block is None and allow is not None:
+                return self._scored((allow,))
+        else:
+            block = None
+        reasons = []
+        get = v.get
+        for name, op, value, rule in self._gated:
+            x = get(name)
+            if x is not None and op(x, value) and rule.condition(v) is True:
+                reasons.append(rule.reason(v, tx))
+        if block is not None:
+            reasons.insert(0, block)
+            reasons.sort(key=_by_weight)
+            return self._scored(tuple(reasons))  # a block list decides; no model overrules it
         if not reasons:
             scored = self._allow
         else:
             reasons.sort(key=_by_weight)
             scored = self._scored(tuple(reasons))
-        if self.model is not None:
-            return self.model.rescore(tx, features, scored, self.decide, self.review_threshold)
+        model = self._model
+        if model is not None:
+            return model.rescore(tx, v, scored, self.decide, self.review_threshold)
         return scored
 
     # --- learning from labels (server/detection/model.py) ---------------------------------
 
     @property
     def learns_labels(self) -> bool:
-        return self.model is not None and self.model.learner is not None
+        return self._model is not None and self._model.learner is not None
 
     def learn_label(self, tx_id: str, account_id: str, is_fraud: bool, at: object) -> None:
         """A label for a transaction this detector scored (the backtest's hook): learnt at
         once when the model learns inline, ignored without a model."""
-        if self.learns_labels:
-            self.model.learn_label(tx_id, is_fraud)  # type: ignore[union-attr]
+        if self._model is not None and self._model.learner is not None:
+            self._model.learn_label(tx_id, is_fraud)
 
     def decide(self, score: float) -> tuple[Decision, Severity]:
         if score >= self.block_threshold:
@@ -92,7 +144,12 @@ class Detector:
         # Rounded so that equal weights give equal scores whatever float noise the product has.
         score = round(1.0 - keep, 4)
         decision, severity = self.decide(score)
-        return Scored(score, decision, severity, reasons, self.rules_version)
+        if decision != "allow":
+            # An alert is at least as severe as the most severe rule behind it.
+            for reason in reasons:
+                if reason.severity is not None and _RANK[reason.severity] > _RANK[severity]:
+                    severity = reason.severity
+        return Scored(score, decision, severity, reasons, self.ruleset.version)
 
 
 def _by_weight(reason: Reason) -> float:

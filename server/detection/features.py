@@ -1,52 +1,121 @@
-"""Per-account state in event time and the features each transaction is scored on."""
+"""Per-key state in event time and the named features each transaction is scored on.
+
+Keys are accounts, merchants, devices and IPs. Only the features a rule set (and a declared
+model feature list) references are computed, and only the state they need is kept.
+"""
 
 from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from math import asin, cos, pi, sin, sqrt
+from math import asin, cos, inf, pi, sin, sqrt
+from zlib import crc32
 
 from server.transactions import Transaction
 
-WINDOW_S = 3600.0
-"""How far back recent transactions are kept: the longest window any rule looks at."""
+MINUTE = 60.0
+HOUR = 3600.0
+DAY = 86400.0
+WINDOW_S = HOUR
+"""How far back an account's exact recent transactions are kept (1 min, 10 min, 1 h)."""
 MAX_RECENT = 500
 MAX_MERCHANTS = 256
 MAX_COUNTRIES = 256
 MAX_DEVICES = 32
+MAX_MCCS = 64
+MAX_DISTINCT_24H = 64
+HASH_CACHE = 200_000  # ids whose stable hash is remembered (a few MB at most)
 EARTH_RADIUS_KM = 6371.0088
+DEFAULT_TTL_S = 45 * DAY
+DEFAULT_SMALL_AMOUNT = 5.0
 _RAD = pi / 180
 
+Value = float | int | bool | None
 
-@dataclass(slots=True)
-class Features:
-    """What the rules see for one transaction: all of it computed before the account learns it.
+# Bucket tiers for windows: (width, kept buckets). A window counts whole buckets, so it is
+# exact to its tier's width: 10 min and 1 h to the minute, 24 h to the hour, 7 d and 30 d
+# to the day (the account's 1 min, 10 min and 1 h windows are exact: see AccountState).
+TIERS: dict[str, tuple[float, int]] = {
+    "minute": (MINUTE, 60),
+    "hour": (HOUR, 24),
+    "day": (DAY, 30),
+}
+WINDOWS: dict[str, tuple[str, int]] = {
+    "10m": ("minute", 10),
+    "1h": ("minute", 60),
+    "24h": ("hour", 24),
+    "7d": ("day", 7),
+    "30d": ("day", 30),
+}
+ENTITIES: dict[str, str | None] = {
+    # entity -> the transaction field keying it (None: always present)
+    "account": None,
+    "merchant": None,
+    "device": "device_id",
+    "ip": "ip",
+}
 
-    Counts include the transaction itself. `is_new_*` is None when novelty cannot be judged
-    (field missing, nothing of that kind seen yet, or the account's list is full).
+
+def _catalogue() -> dict[str, str]:
+    names: dict[str, str] = {
+        "amount": "the transaction's amount",
+        "local_hour": "hour of day in the timestamp's own offset (0-23)",
+        "history": "the account's prior transactions (since its state was created)",
+        "mean": "mean of the account's prior amounts",
+        "std": "sample standard deviation of the account's prior amounts",
+        "amount_ratio": "amount / mean; unknown without history or with a zero mean",
+        "amount_z": "(amount - mean) / std; unknown under 2 prior, infinite when std is 0",
+        "since_prev_s": "seconds since the account's previous transaction",
+        "distance_km": "distance from the account's previous located transaction",
+        "elapsed_s": "seconds since the account's previous located transaction",
+        "speed_kmh": "distance_km over elapsed_s (at least 1 s), in km/h",
+        "is_new_merchant": "first purchase at this merchant for the account",
+        "is_new_country": "first transaction in this country for the account",
+        "is_new_device": "first transaction from this device for the account",
+        "is_new_mcc": "first transaction with this MCC for the account",
+        "distinct_merchants_24h": "distinct merchants of the account in 24 h, this one included",
+        "distinct_countries_24h": "distinct countries of the account in 24 h, this one included",
+        "account_count_1m": "the account's transactions in the last minute, this one included",
+        "account_small_count_10m": "the account's amounts under the small amount in 10 min, "
+        "this one included",
+        "merchant_labels_7d": "labels learnt in 7 d on the merchant's transactions",
+        "merchant_labels_30d": "labels learnt in 30 d on the merchant's transactions",
+        "merchant_frauds_7d": "fraud labels among merchant_labels_7d",
+        "merchant_frauds_30d": "fraud labels among merchant_labels_30d",
+        "merchant_fraud_rate_7d": "merchant_frauds_7d / merchant_labels_7d; unknown without",
+        "merchant_fraud_rate_30d": "merchant_frauds_30d / merchant_labels_30d; unknown without",
+    }
+    for entity, key in ENTITIES.items():
+        needs = "" if key is None else f" (needs {key})"
+        for window in WINDOWS:
+            names[f"{entity}_count_{window}"] = (
+                f"the {entity}'s transactions in {window}, this one included{needs}"
+            )
+            names[f"{entity}_sum_{window}"] = (
+                f"the {entity}'s amounts summed over {window}, this one included{needs}"
+            )
+    return names
+
+
+FEATURES: dict[str, str] = _catalogue()
+"""Every feature name a rule or the model may use, with what it means."""
+ALIASES: dict[str, str] = {
+    # Names of the first detector, kept as attributes of Features.
+    "tx_1m": "account_count_1m",
+    "tx_1h": "account_count_1h",
+    "tiny_recent": "account_small_count_10m",
+}
+
+
+def stable_hash(text: str) -> int:
+    """Same value in every process (unlike `hash()`), so snapshots survive a restart.
+
+    32 bits: two of an account's 256 merchants colliding has odds of about 1 in 130,000, and
+    a collision only hides one first-seen flag.
     """
-
-    amount: float
-    local_hour: int
-    history: int
-    mean: float
-    std: float
-    tx_1m: int
-    tx_1h: int
-    tiny_recent: int
-    distance_km: float | None
-    elapsed_s: float | None
-    is_new_merchant: bool | None
-    is_new_country: bool | None
-    is_new_device: bool | None
-
-    @property
-    def speed_kmh(self) -> float | None:
-        if self.distance_km is None or self.elapsed_s is None:
-            return None
-        # Same-second pairs would divide by zero; one second keeps them "very fast".
-        return self.distance_km * 3600.0 / max(self.elapsed_s, 1.0)
+    return crc32(text.encode())
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -60,44 +129,130 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * asin(sqrt(min(h, 1.0)))
 
 
-def _remember(seen: array[int] | None, key: int, cap: int) -> array[int]:
+# --- bucketed ring counters ------------------------------------------------------------------
+# One array('d') per tier and key, holding (bucket id, count, sum) triplets for non-empty
+# buckets only, oldest first: a quiet key costs a few triplets, not a full ring.
+
+
+def bucket_add(buckets: array[float], bid: float, amount: float, keep: int) -> None:
+    n = len(buckets)
+    if n and buckets[n - 3] == bid:
+        buckets[n - 2] += 1.0
+        buckets[n - 1] += amount
+        return
+    if not n or buckets[n - 3] < bid:
+        buckets.extend((bid, 1.0, amount))
+        if buckets[0] <= bid - keep:
+            i = 0
+            while buckets[i] <= bid - keep:
+                i += 3
+            del buckets[:i]
+        return
+    # A late event goes to its own bucket, if that is still kept.
+    if bid <= buckets[n - 3] - keep:
+        return
+    i = n - 3
+    while i >= 0 and buckets[i] > bid:
+        i -= 3
+    if i >= 0 and buckets[i] == bid:
+        buckets[i + 1] += 1.0
+        buckets[i + 2] += amount
+    else:
+        buckets[i + 3 : i + 3] = array("d", (bid, 1.0, amount))
+
+
+def bucket_sum(buckets: array[float], bid: float, span: int) -> tuple[float, float]:
+    """(count, sum) over buckets in (bid - span, bid]: later buckets do not count."""
+    count = total = 0.0
+    lo = bid - span
+    i = len(buckets) - 3
+    while i >= 0:
+        b = buckets[i]
+        if b <= lo:
+            break
+        if b <= bid:
+            count += buckets[i + 1]
+            total += buckets[i + 2]
+        i -= 3
+    return count, total
+
+
+# --- state --------------------------------------------------------------------------------
+
+
+def _seen(seen: array[int] | None, key: int, cap: int) -> tuple[array[int], bool | None]:
+    """Remember `key` (a stable 32-bit hash) in a sorted array capped at `cap`; and was it
+    new? None when novelty cannot be judged: nothing seen before, or the array is full (once
+    an account has used `cap` distinct values one more says nothing, and flagging every later
+    first use would be noise)."""
     if seen is None:
-        return array("q", (key,))
+        return array("I", (key,)), None
     i = bisect_left(seen, key)
-    if (i == len(seen) or seen[i] != key) and len(seen) < cap:
-        seen.insert(i, key)
-    return seen
+    n = len(seen)
+    if i < n and seen[i] == key:
+        return seen, False
+    if n >= cap:
+        return seen, None
+    seen.insert(i, key)
+    return seen, True if n else None
 
 
-def _novelty(seen: array[int] | None, key: int, cap: int) -> bool | None:
-    if not seen:
-        return None
-    i = bisect_left(seen, key)
-    if i < len(seen) and seen[i] == key:
-        return False
-    # Once an account has used `cap` distinct values one more says nothing, and flagging
-    # every later first use would be noise.
-    return None if len(seen) >= cap else True
+def _distinct(recent: array[float], key: int, t: float) -> tuple[array[float], int]:
+    """Refresh `key` at `t` in (key, last time) pairs kept for 24 h; distinct keys then."""
+    cutoff = t - DAY
+    out = array("d")
+    seen = False
+    for i in range(0, len(recent), 2):
+        k, last = recent[i], recent[i + 1]
+        if k == key:
+            seen = True
+            last = max(last, t)
+        if last > cutoff:
+            out.append(k)
+            out.append(last)
+    if not seen and len(out) < 2 * MAX_DISTINCT_24H:
+        out.append(key)
+        out.append(t)
+    return out, len(out) // 2
 
 
-class AccountState:
+class KeyState:
+    """Windows of one merchant, device or IP: a tier array each, only for tiers in use."""
+
+    __slots__ = ("day", "hour", "labels", "last_t", "minute", "risk")
+
+    def __init__(self) -> None:
+        self.last_t = -inf
+        # Merchants only: the risk features of the day they were last computed for, until
+        # a label arrives; most of a merchant's transactions then cost one comparison.
+        self.risk: tuple[float, dict[str, Value]] | None = None
+        self.minute: array[float] | None = None
+        self.hour: array[float] | None = None
+        self.day: array[float] | None = None
+        # Merchants only: (day, frauds, labels) triplets of labels by the day they were learnt.
+        self.labels: array[float] | None = None
+
+
+class AccountState(KeyState):
     """What one account has done, kept small: there will be millions of these.
 
-    Recent transactions live in two parallel sorted `array('d')`s (8 bytes an entry, not a
-    boxed float plus a list slot). Merchants, countries and devices are kept as sorted arrays
-    of `hash()` values rather than sets of strings: a set costs 216 bytes empty and keeps every
-    id string alive. `hash()` is salted per process, which is fine for in-memory state; state
-    persisted across restarts would need a stable hash.
+    Recent transactions (the last hour, for exact 1 min / 10 min / 1 h windows) live in two
+    parallel sorted `array('d')`s. Merchants, countries, devices and MCCs are sorted arrays
+    of stable 32-bit hashes rather than sets of strings: a set costs 216 bytes empty and
+    keeps every id string alive.
     """
 
     __slots__ = (
         "count",
         "countries",
         "devices",
+        "distinct_countries",
+        "distinct_merchants",
         "loc_lat",
         "loc_lon",
         "loc_t",
         "m2",
+        "mccs",
         "mean",
         "merchants",
         "recent_amounts",
@@ -105,6 +260,7 @@ class AccountState:
     )
 
     def __init__(self) -> None:
+        super().__init__()
         self.count = 0
         self.mean = 0.0
         self.m2 = 0.0
@@ -116,21 +272,11 @@ class AccountState:
         self.merchants: array[int] | None = None
         self.countries: array[int] | None = None
         self.devices: array[int] | None = None
+        self.mccs: array[int] | None = None
+        self.distinct_merchants: array[float] | None = None
+        self.distinct_countries: array[float] | None = None
 
-    def learn_one(
-        self, tx: Transaction, t: float, amount: float, features: Features | None = None
-    ) -> None:
-        """Fold one transaction in; `t` is its event time in epoch seconds.
-
-        Given the transaction's own `features`, values they show as already seen are not
-        looked up again.
-        """
-        self.count += 1
-        # Welford: a numerically stable running mean and variance, order-independent, O(1).
-        delta = amount - self.mean
-        self.mean += delta / self.count
-        self.m2 += delta * (amount - self.mean)
-
+    def learn_recent(self, t: float, amount: float) -> None:
         times = self.recent_times
         if not times or t >= times[-1]:
             times.append(t)
@@ -140,90 +286,439 @@ class AccountState:
             i = bisect_right(times, t)
             times.insert(i, t)
             self.recent_amounts.insert(i, amount)
-        # Windows are pruned against the newest event seen, so a late event cannot stretch them.
+        # Pruned against the newest event seen, so a late event cannot stretch the window.
         cutoff = times[-1] - WINDOW_S
         if times[0] <= cutoff or len(times) > MAX_RECENT:
             drop = max(bisect_right(times, cutoff), len(times) - MAX_RECENT)
             del times[:drop]
             del self.recent_amounts[:drop]
 
-        # A late event must not move the account back to where it was earlier.
-        if tx.lat is not None and tx.lon is not None and (self.loc_t is None or t >= self.loc_t):
-            self.loc_lat = tx.lat
-            self.loc_lon = tx.lon
-            self.loc_t = t
-        # Most transactions reuse a known merchant, country and device: skip those lookups.
-        if features is None or features.is_new_merchant is not False:
-            self.merchants = _remember(self.merchants, hash(tx.merchant_id), MAX_MERCHANTS)
-        if tx.country is not None and (features is None or features.is_new_country is not False):
-            self.countries = _remember(self.countries, hash(tx.country), MAX_COUNTRIES)
-        if tx.device_id is not None and (features is None or features.is_new_device is not False):
-            self.devices = _remember(self.devices, hash(tx.device_id), MAX_DEVICES)
+
+# --- what the featurizer computes ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which state to keep and which features to compute, from the feature names in use."""
+
+    names: frozenset[str]
+    recent: bool  # the account's exact recent transactions
+    recent_sums: bool
+    travel: bool
+    novelty: frozenset[str]  # merchant, country, device, mcc
+    distinct: frozenset[str]  # merchants, countries
+    tiers: Mapping[str, frozenset[str]]  # entity -> bucket tiers kept
+    # entity -> (count feature, sum feature, tier, buckets spanned)
+    windows: Mapping[str, tuple[tuple[str, str, str, int], ...]]
+    merchant_risk: bool
+    keyed: bool  # any bucket tier at all
+
+    @classmethod
+    def build(cls, names: Iterable[str]) -> Plan:
+        wanted = frozenset(names)
+        unknown = sorted(wanted - FEATURES.keys())
+        if unknown:
+            raise ValueError(f"unknown features: {', '.join(unknown)}")
+        tiers: dict[str, set[str]] = {e: set() for e in ENTITIES}
+        windows: dict[str, list[tuple[str, str, str, int]]] = {e: [] for e in ENTITIES}
+        recent = bool(wanted & {"account_count_1m", "account_small_count_10m"})
+        recent_sums = False
+        for entity in ENTITIES:
+            for window, (tier, span) in WINDOWS.items():
+                count, total = f"{entity}_count_{window}", f"{entity}_sum_{window}"
+                if not wanted & {count, total}:
+                    continue
+                if entity == "account" and tier == "minute":
+                    recent = True  # exact, from the recent transactions
+                    recent_sums = recent_sums or total in wanted
+                    continue
+                tiers[entity].add(tier)
+                windows[entity].append((count, total, tier, span))
+        risk = any(n.startswith(("merchant_fraud", "merchant_labels")) for n in wanted)
+        return cls(
+            names=wanted,
+            recent=recent,
+            recent_sums=recent_sums,
+            travel=bool(wanted & {"distance_km", "elapsed_s", "speed_kmh"}),
+            novelty=frozenset(
+                k for k in ("merchant", "country", "device", "mcc") if f"is_new_{k}" in wanted
+            ),
+            distinct=frozenset(
+                k for k in ("merchants", "countries") if f"distinct_{k}_24h" in wanted
+            ),
+            tiers={e: frozenset(t) for e, t in tiers.items()},
+            windows={e: tuple(w) for e, w in windows.items()},
+            merchant_risk=risk,
+            keyed=any(tiers.values()),
+        )
+
+
+def _learn_tiers(state: KeyState, tiers: frozenset[str], t: float, amount: float) -> None:
+    for tier in tiers:
+        width, keep = TIERS[tier]
+        buckets = getattr(state, tier)
+        if buckets is None:
+            buckets = array("d")
+            setattr(state, tier, buckets)
+        bucket_add(buckets, t // width, amount, keep)
+    if t > state.last_t:
+        state.last_t = t
+
+
+_NO_LABELS: dict[str, Value] = {
+    "merchant_labels_7d": 0,
+    "merchant_labels_30d": 0,
+    "merchant_frauds_7d": 0,
+    "merchant_frauds_30d": 0,
+    "merchant_fraud_rate_7d": None,
+    "merchant_fraud_rate_30d": None,
+}
+
+
+def _risk(m: KeyState | None, t: float, v: dict[str, Value]) -> None:
+    """Merchant risk from the labels learnt on its transactions by `t` (labels, not all
+    transactions, are the denominator: a merchant nobody has labelled has no state)."""
+    labels = None if m is None else m.labels
+    if labels is None:
+        v.update(_NO_LABELS)
+        return
+    day = t // DAY
+    cached = m.risk  # type: ignore[union-attr]
+    if cached is not None and cached[0] == day:
+        v.update(cached[1])
+        return
+    n7, f7 = bucket_sum(labels, day, 7)
+    n30, f30 = bucket_sum(labels, day, 30)
+    risk: dict[str, Value] = {
+        "merchant_labels_7d": int(n7),
+        "merchant_labels_30d": int(n30),
+        "merchant_frauds_7d": int(f7),
+        "merchant_frauds_30d": int(f30),
+        "merchant_fraud_rate_7d": f7 / n7 if n7 else None,
+        "merchant_fraud_rate_30d": f30 / n30 if n30 else None,
+    }
+    m.risk = (day, risk)  # type: ignore[union-attr]
+    v.update(risk)
+
+
+class Features:
+    """The features of one transaction, by name; those not computed read as None.
+
+    Attribute access works for every name in FEATURES (and the first detector's names
+    `tx_1m`, `tx_1h`, `tiny_recent`).
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: dict[str, Value]) -> None:
+        self.values = values
+
+    def __getattr__(self, name: str) -> Value:
+        name = ALIASES.get(name, name)
+        if name not in FEATURES:
+            raise AttributeError(name)
+        return self.values.get(name)
+
+    def named(self, names: Iterable[str] | None = None) -> dict[str, float | None]:
+        """Every feature (or `names`, in that order) as a number or None when unknown."""
+        values = self.values
+        out: dict[str, float | None] = {}
+        for name in FEATURES if names is None else names:
+            v = values.get(name)
+            out[name] = None if v is None else float(v)
+        return out
 
 
 class Featurizer:
-    """Keeps every account's state; `process_one` computes features, then learns the tx."""
+    """Keeps every key's state; `values_one` computes a transaction's features, then learns it.
 
-    __slots__ = ("accounts", "tiny_amount", "tiny_window_s")
+    `names` are the features to compute (what the rules and the model use). Idle keys are
+    evicted `ttl_s` of event time after their last transaction.
+    """
 
-    def __init__(self, *, tiny_amount: float = 5.0, tiny_window_s: float = 600.0) -> None:
-        if not 0 < tiny_window_s <= WINDOW_S:
-            raise ValueError(f"tiny_window_s must be in (0, {WINDOW_S:g}], got {tiny_window_s}")
-        self.tiny_amount = tiny_amount
-        self.tiny_window_s = tiny_window_s
+    __slots__ = (
+        "accounts",
+        "devices",
+        "hashes",
+        "ips",
+        "merchants",
+        "newest",
+        "next_sweep",
+        "plan",
+        "small_amount",
+        "ttl_s",
+    )
+
+    def __init__(
+        self,
+        names: Iterable[str] = FEATURES,
+        *,
+        small_amount: float = DEFAULT_SMALL_AMOUNT,
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> None:
+        if ttl_s < 31 * DAY:
+            raise ValueError(f"ttl_s must be at least 31 days (the longest window), got {ttl_s}")
+        self.plan = Plan.build(names)
+        self.small_amount = small_amount
+        self.ttl_s = ttl_s
         self.accounts: dict[str, AccountState] = {}
+        self.merchants: dict[str, KeyState] = {}
+        self.devices: dict[str, KeyState] = {}
+        self.ips: dict[str, KeyState] = {}
+        self.hashes: dict[str, int] = {}
+        self.newest = -inf
+        self.next_sweep = -inf
+
+    def use(self, names: Iterable[str], small_amount: float | None = None) -> None:
+        """Compute `names` from now on (after a rules reload). State not kept so far starts
+        empty; state no longer needed is kept, and stops being updated."""
+        self.plan = Plan.build(names)
+        if small_amount is not None:
+            self.small_amount = small_amount
 
     def process_one(self, tx: Transaction) -> Features:
+        """Features of `tx` against the state as it stands, then learn `tx`."""
+        return Features(self.values_one(tx))
+
+    def values_one(self, tx: Transaction) -> dict[str, Value]:
         t = tx.timestamp.timestamp()
         amount = float(tx.amount)
+        plan = self.plan
+        if t > self.newest:
+            self.newest = t
+            if t >= self.next_sweep:
+                self.evict(t)
         state = self.accounts.get(tx.account_id)
         if state is None:
             state = self.accounts[tx.account_id] = AccountState()
-        features = self.features_one(state, tx, t, amount)
-        state.learn_one(tx, t, amount, features)
-        return features
+        n = state.count
+        mean = state.mean
+        if n > 1:
+            std = sqrt(state.m2 / (n - 1))
+            z: float | None = (amount - mean) / std if std > 0 else (inf if amount > mean else 0.0)
+        else:
+            std = 0.0
+            z = None
+        v: dict[str, Value] = {
+            "amount": amount,
+            "local_hour": tx.timestamp.hour,
+            "history": n,
+            "mean": mean,
+            "std": std,
+            "amount_ratio": amount / mean if n and mean > 0 else None,
+            "amount_z": z,
+            "since_prev_s": t - state.last_t if n and t >= state.last_t else None,
+        }
+        if plan.recent:
+            self._recent(state, t, amount, v)
+        if plan.travel:
+            if state.loc_t is not None and tx.lat is not None and tx.lon is not None:
+                d = haversine_km(state.loc_lat, state.loc_lon, tx.lat, tx.lon)
+                elapsed = abs(t - state.loc_t)
+                v["distance_km"] = d
+                v["elapsed_s"] = elapsed
+                # Same-second pairs would divide by zero; one second keeps them "very fast".
+                v["speed_kmh"] = d * 3600.0 / max(elapsed, 1.0)
+            else:
+                v["distance_km"] = v["elapsed_s"] = v["speed_kmh"] = None
+        if plan.novelty:
+            self._novelty(state, tx, v)
+        if plan.distinct:
+            self._distinct(state, tx, t, v)
+        if plan.keyed:
+            self._keyed(state, tx, t, amount, v)
+        if plan.merchant_risk:
+            m = self.merchants.get(tx.merchant_id)
+            if m is None or m.labels is None:
+                v.update(_NO_LABELS)  # most merchants: no label on record
+            else:
+                _risk(m, t, v)
+        # Learn: the account's running stats, recent window and last location.
+        n += 1
+        state.count = n
+        # Welford: a numerically stable running mean and variance, order-independent, O(1).
+        delta = amount - mean
+        mean += delta / n
+        state.mean = mean
+        state.m2 += delta * (amount - mean)
+        if t > state.last_t:
+            state.last_t = t
+        if plan.recent:
+            state.learn_recent(t, amount)
+        # A late event must not move the account back to where it was earlier.
+        if tx.lat is not None and tx.lon is not None and (state.loc_t is None or t >= state.loc_t):
+            state.loc_lat = tx.lat
+            state.loc_lon = tx.lon
+            state.loc_t = t
+        return v
 
-    def features_one(
-        self, state: AccountState, tx: Transaction, t: float, amount: float
-    ) -> Features:
-        """Features of `tx` against `state` as it stands; does not change the state."""
+    # -- the parts --------------------------------------------------------------------------
+
+    def _recent(self, state: AccountState, t: float, amount: float, v: dict[str, Value]) -> None:
         times = state.recent_times
         # Windows are (t - w, t] around this event's own time, so later events that arrived
         # first are not counted against an earlier one.
         hi = len(times) if not times or times[-1] <= t else bisect_right(times, t)
-        lo_1m = bisect_right(times, t - 60.0, 0, hi)
-        lo_1h = bisect_right(times, t - WINDOW_S, 0, lo_1m)
-        tiny_limit = self.tiny_amount
-        tiny = 1 if amount < tiny_limit else 0
-        lo_tiny = bisect_right(times, t - self.tiny_window_s, lo_1h, hi)
-        if lo_tiny < hi:
-            for a in state.recent_amounts[lo_tiny:hi]:
-                if a < tiny_limit:
+        lo_1m = bisect_right(times, t - MINUTE, 0, hi)
+        lo_10m = bisect_right(times, t - 600.0, 0, lo_1m)
+        lo_1h = bisect_right(times, t - HOUR, 0, lo_10m)
+        v["account_count_1m"] = hi - lo_1m + 1
+        v["account_count_10m"] = hi - lo_10m + 1
+        v["account_count_1h"] = hi - lo_1h + 1
+        amounts = state.recent_amounts
+        small = self.small_amount
+        tiny = 1 if amount < small else 0
+        if lo_10m < hi:
+            for a in amounts[lo_10m:hi]:
+                if a < small:
                     tiny += 1
+        v["account_small_count_10m"] = tiny
+        if self.plan.recent_sums:
+            s10 = sum(amounts[lo_10m:hi]) + amount
+            v["account_sum_10m"] = s10
+            v["account_sum_1h"] = s10 + sum(amounts[lo_1h:lo_10m])
 
-        distance_km = elapsed_s = None
-        if state.loc_t is not None and tx.lat is not None and tx.lon is not None:
-            distance_km = haversine_km(state.loc_lat, state.loc_lon, tx.lat, tx.lon)
-            elapsed_s = abs(t - state.loc_t)
+    def _hash(self, text: str) -> int:
+        """stable_hash through a bounded cache: a dict lookup is a quarter of a crc32."""
+        hashes = self.hashes
+        key = hashes.get(text)
+        if key is None:
+            if len(hashes) >= HASH_CACHE:
+                hashes.clear()
+            key = hashes[text] = crc32(text.encode())
+        return key
 
-        n = state.count
-        # Positional: keyword arguments make this call three times slower (1.0 against 0.3 µs).
-        return Features(
-            amount,
-            tx.timestamp.hour,
-            n,
-            state.mean,
-            sqrt(state.m2 / (n - 1)) if n > 1 else 0.0,
-            hi - lo_1m + 1,
-            hi - lo_1h + 1,
-            tiny,
-            distance_km,
-            elapsed_s,
-            _novelty(state.merchants, hash(tx.merchant_id), MAX_MERCHANTS),
-            None
-            if tx.country is None
-            else _novelty(state.countries, hash(tx.country), MAX_COUNTRIES),
-            None
-            if tx.device_id is None
-            else _novelty(state.devices, hash(tx.device_id), MAX_DEVICES),
-        )
+    def _novelty(self, state: AccountState, tx: Transaction, v: dict[str, Value]) -> None:
+        """First-seen flags; the values are remembered here too (they are this tx's own)."""
+        kinds = self.plan.novelty
+        h = self._hash
+        cached = self.hashes.get
+        if "merchant" in kinds:
+            key = cached(tx.merchant_id)
+            state.merchants, v["is_new_merchant"] = _seen(
+                state.merchants, h(tx.merchant_id) if key is None else key, MAX_MERCHANTS
+            )
+        if "country" in kinds:
+            if tx.country is None:
+                v["is_new_country"] = None
+            else:
+                key = cached(tx.country)
+                state.countries, v["is_new_country"] = _seen(
+                    state.countries, h(tx.country) if key is None else key, MAX_COUNTRIES
+                )
+        if "device" in kinds:
+            if tx.device_id is None:
+                v["is_new_device"] = None
+            else:
+                key = cached(tx.device_id)
+                state.devices, v["is_new_device"] = _seen(
+                    state.devices, h(tx.device_id) if key is None else key, MAX_DEVICES
+                )
+        if "mcc" in kinds:
+            if tx.mcc is None:
+                v["is_new_mcc"] = None
+            else:
+                state.mccs, v["is_new_mcc"] = _seen(state.mccs, h(tx.mcc), MAX_MCCS)
+
+    def _distinct(
+        self, state: AccountState, tx: Transaction, t: float, v: dict[str, Value]
+    ) -> None:
+        kinds = self.plan.distinct
+        if "merchants" in kinds:
+            state.distinct_merchants, count = _distinct(
+                state.distinct_merchants or array("d"), stable_hash(tx.merchant_id), t
+            )
+            v["distinct_merchants_24h"] = count
+        if "countries" in kinds:
+            if tx.country is None:
+                v["distinct_countries_24h"] = None
+            else:
+                state.distinct_countries, count = _distinct(
+                    state.distinct_countries or array("d"), stable_hash(tx.country), t
+                )
+                v["distinct_countries_24h"] = count
+
+    def _keyed(
+        self, account: AccountState, tx: Transaction, t: float, amount: float, v: dict[str, Value]
+    ) -> None:
+        plan = self.plan
+        for entity, states, field in (
+            ("account", None, None),
+            ("merchant", self.merchants, "merchant_id"),
+            ("device", self.devices, "device_id"),
+            ("ip", self.ips, "ip"),
+        ):
+            tiers = plan.tiers[entity]
+            if not tiers:
+                continue
+            state: KeyState
+            if states is None:
+                state = account
+            else:
+                key = getattr(tx, field)  # type: ignore[arg-type]
+                if key is None:
+                    for count_name, sum_name, _, _ in plan.windows[entity]:
+                        v[count_name] = v[sum_name] = None
+                    continue
+                found = states.get(key)
+                if found is None:
+                    found = states[key] = KeyState()
+                state = found
+            for count_name, sum_name, tier, span in plan.windows[entity]:
+                buckets = getattr(state, tier)
+                if buckets is None:
+                    v[count_name], v[sum_name] = 1, amount
+                    continue
+                # Before learning it, plus itself: "this one included" even for an event
+                # too late for the buckets to keep.
+                count, total = bucket_sum(buckets, t // TIERS[tier][0], span)
+                v[count_name] = int(count) + 1
+                v[sum_name] = total + amount
+            _learn_tiers(state, tiers, t, amount)
+
+    # -- labels, eviction --------------------------------------------------------------------
+
+    def learn_label(self, merchant_id: str, event_time: float, is_fraud: bool) -> None:
+        """A label on one of `merchant_id`'s transactions became known at `event_time`
+        (epoch seconds, event time). Merchant risk features count it from that day on, never
+        before: a label known "in the future" of a transaction cannot inform its score."""
+        m = self.merchants.get(merchant_id)
+        if m is None:
+            m = self.merchants[merchant_id] = KeyState()
+        if event_time > m.last_t:
+            m.last_t = event_time
+        if m.labels is None:
+            m.labels = array("d")
+        m.risk = None
+        # Reuses the (id, count, sum) layout: count = labels, sum = frauds.
+        bucket_add(m.labels, event_time // DAY, 1.0 if is_fraud else 0.0, TIERS["day"][1])
+
+    def evict(self, now: float) -> int:
+        """Drop keys idle for `ttl_s` of event time before `now`; returns how many."""
+        cutoff = now - self.ttl_s
+        dropped = 0
+        for states in (self.accounts, self.merchants, self.devices, self.ips):
+            idle = [k for k, s in states.items() if s.last_t < cutoff]
+            for k in idle:
+                del states[k]
+            dropped += len(idle)
+        # A full pass over every key costs time in proportion to them; doing it once per
+        # eighth of the TTL keeps it rare and idle keys at most 1.125 TTLs old.
+        self.next_sweep = now + self.ttl_s / 8
+        return dropped
+
+    def size(self) -> dict[str, int]:
+        return {
+            "accounts": len(self.accounts),
+            "merchants": len(self.merchants),
+            "devices": len(self.devices),
+            "ips": len(self.ips),
+        }
+
+
+def state_fields(cls: type[KeyState]) -> tuple[str, ...]:
+    """Every slot of a state class, base first: what a snapshot writes."""
+    names: list[str] = []
+    for klass in reversed(cls.__mro__):
+        names.extend(getattr(klass, "__slots__", ()))
+    return tuple(names)

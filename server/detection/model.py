@@ -31,6 +31,7 @@ from server.transactions import Transaction
 RULE_INPUTS = (
     "amount_outlier",
     "velocity_1m",
+    "velocity_10m",
     "velocity_1h",
     "impossible_travel",
     "new_country",
@@ -38,6 +39,28 @@ RULE_INPUTS = (
     "new_device",
     "card_testing",
     "night_high_amount",
+    "night_high_amount_new",
+    "account_takeover",
+    "compromised_merchant",
+)
+# The detector's features (server/detection/features.py) the inputs are made of: the
+# detector computes them whenever a model is attached, whatever the rules use.
+MODEL_FEATURES: frozenset[str] = frozenset(
+    (
+        "amount",
+        "local_hour",
+        "history",
+        "mean",
+        "std",
+        "distance_km",
+        "elapsed_s",
+        "is_new_merchant",
+        "is_new_country",
+        "is_new_device",
+        "account_count_1m",
+        "account_count_1h",
+        "account_small_count_10m",
+    )
 )
 TINY_AMOUNT = 5.0
 REFREEZE_EVERY = 100
@@ -149,38 +172,39 @@ _CHANNEL = {"ecom": 1, "atm": 2}
 
 
 def capture(
-    f: Features,
+    v: Mapping[str, Any],
     tx: Transaction,
     reasons: Sequence[Reason],
     rules_score: float,
     recent: RecentFlags = (0.0, 0.0, 0),
 ) -> bytes:
     """The raw values behind the model's inputs for one transaction, packed: the one place
-    that reads the detector's features, the rules that fired and the account's recent flags
-    (`AccountFlags.recent`). `inputs()` turns it into the input vector."""
+    that reads the detector's features (`v`, by name: MODEL_FEATURES), the rules that fired
+    and the account's recent flags (`AccountFlags.recent`). `inputs()` makes the vector."""
     bits = 0
     for reason in reasons:
         bits |= _RULE_BIT.get(reason.code, 0)
-    distance = f.distance_km
-    elapsed = f.elapsed_s
-    new_device = f.is_new_device
+    get = v.get
+    distance = get("distance_km")
+    elapsed = get("elapsed_s")
+    new_device = get("is_new_device")
     prior_max, since_s, flags = recent
     return _RAW.pack(
-        f.history,
-        f.amount,
-        f.mean,
-        f.std,
-        _NAN if distance is None else distance,
-        _NAN if elapsed is None or distance is None else elapsed,
-        f.local_hour,
-        f.is_new_merchant is True,
-        f.is_new_country is True,
+        get("history") or 0,
+        float(get("amount") or 0.0),
+        get("mean") or 0.0,
+        get("std") or 0.0,
+        _NAN if distance is None or elapsed is None else distance,
+        _NAN if distance is None or elapsed is None else elapsed,
+        get("local_hour") or 0,
+        get("is_new_merchant") is True,
+        get("is_new_country") is True,
         new_device is True,
         # No device on record yet: novelty is unknown, but a first device is a signal.
         new_device is None and tx.device_id is not None,
-        f.tx_1m,
-        f.tx_1h,
-        f.tiny_recent,
+        get("account_count_1m") or 0,
+        get("account_count_1h") or 0,
+        get("account_small_count_10m") or 0,
         _CHANNEL.get(tx.channel or "", 0),
         bits,
         rules_score,
@@ -247,16 +271,16 @@ _RULE_BITS = tuple(_RULE_BIT.values())
 
 
 def named_features(
-    f: Features,
+    v: Mapping[str, Any] | Features,
     tx: Transaction,
     reasons: Sequence[Reason],
     rules_score: float,
     recent: RecentFlags = (0.0, 0.0, 0),
 ) -> dict[str, float]:
     """The model's inputs for one transaction, by name (for tests and explanations)."""
-    return dict(
-        zip(FEATURE_NAMES, inputs(capture(f, tx, reasons, rules_score, recent)), strict=True)
-    )
+    values = v.values if isinstance(v, Features) else v
+    x = inputs(capture(values, tx, reasons, rules_score, recent))
+    return dict(zip(FEATURE_NAMES, x, strict=True))
 
 
 def unpack(raw: bytes) -> list[float]:
@@ -506,7 +530,7 @@ class ModelSlot:
     def rescore(
         self,
         tx: Transaction,
-        features: Features,
+        features: Mapping[str, Any],
         rules: Scored,
         decide: Decide,
         review_threshold: float,

@@ -1,83 +1,616 @@
-"""The scoring rules: each turns features into at most one weighted, explained Reason."""
+"""Declarative rules: TOML files over named features, validated at load, compiled to closures.
+
+A rule is a condition (clauses `{feature, op, value}` combined with `all` / `any` / `not`,
+never Python code), a score contribution, a severity and a reason template. Allow and block
+lists match transaction fields, each entry with an optional expiry in event time. See
+docs/rules.md for the language.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import datetime as dt
 import hashlib
-import json
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import ClassVar
+import operator
+import string
+import tomllib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from math import inf, isfinite
+from pathlib import Path
+from typing import Any, Literal, TypeGuard, get_args
 
-from server.detection.features import WINDOW_S, Features
-from server.detection.verdict import Reason
+from server.detection.features import DEFAULT_SMALL_AMOUNT, FEATURES, Value
+from server.detection.verdict import Reason, Severity
 from server.transactions import Transaction
 
-# The version hash covers parameters only: bump this when what a rule computes changes.
-RULES_FAMILY = "core-1"
+# Bump when what the engine computes for the same files changes.
+ENGINE = "rules-2"
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+LIST_FIELDS = ("account_id", "merchant_id", "device_id", "ip", "country", "mcc", "channel")
+TX_FIELDS = ("account_id", "merchant_id", "currency", "country", "mcc", "channel", "device_id")
+TEMPLATE_EXTRAS = ("observed", "threshold", "merchant", "time", *TX_FIELDS, "ip")
+BOOLEAN_FEATURES = frozenset(n for n in FEATURES if n.startswith("is_new_"))
+RULE_KEYS = frozenset(
+    {"name", "description", "score", "severity", "reason", "observed", "threshold", "all", "any"}
+)
+LIST_KEYS = frozenset({"name", "action", "field", "entries", "description"})
+
+Cond = Callable[[dict[str, Value]], bool | None]
+"""True, False, or None when a feature it needs is unknown: a rule fires only on True."""
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "in": lambda x, values: x in values,
+    "not in": lambda x, values: x not in values,
+}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RuleParams:
-    """Every threshold and weight; `version` changes whenever any of them does.
+class RulesError(ValueError):
+    """Rule files that cannot be loaded; `errors` has one line per problem."""
 
-    Weights combine by noisy-OR. They are set so that one strong signal (outlier, travel,
-    card testing, a minute's burst) reaches review at 0.5, any two strong ones reach block
-    at 0.8, and a weak one (novelty, velocity over the hour, night spending) stays allow.
-    """
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
 
-    min_history: int = 5
-    outlier_ratio: float = 5.0
-    outlier_min_z: float = 3.0
-    outlier_weight: float = 0.6
-    velocity_1m_count: int = 5
-    velocity_1m_weight: float = 0.55
-    velocity_1h_count: int = 20
-    velocity_1h_weight: float = 0.35
-    travel_speed_kmh: float = 900.0
-    travel_min_km: float = 50.0
-    travel_weight: float = 0.7
-    new_country_weight: float = 0.3
-    new_merchant_weight: float = 0.15
-    new_device_weight: float = 0.2
-    tiny_amount: float = 5.0
-    tiny_window_s: float = 600.0
-    card_testing_count: int = 3
-    card_testing_weight: float = 0.65
-    night_start_hour: int = 0
-    night_end_hour: int = 5
-    night_ratio: float = 3.0
-    night_amount: float = 1000.0
-    night_weight: float = 0.35
 
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name.endswith("_weight") and not 0.0 <= value <= 1.0:
-                raise ValueError(f"RuleParams.{f.name} must be in [0, 1], got {value}")
-            if f.name.endswith("_count") and value < 1:
-                raise ValueError(f"RuleParams.{f.name} must be >= 1, got {value}")
-        if not 0 < self.tiny_window_s <= WINDOW_S:
-            raise ValueError(
-                f"RuleParams.tiny_window_s must be in (0, {WINDOW_S:g}], got {self.tiny_window_s}"
-            )
-        for name in ("night_start_hour", "night_end_hour"):
-            if not 0 <= getattr(self, name) <= 24:
-                raise ValueError(f"RuleParams.{name} must be in [0, 24], got {getattr(self, name)}")
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    feature: str
+    op: str
+    value: Any
+
+
+@dataclass(slots=True)
+class Rule:
+    """One compiled rule; `check` is pure."""
+
+    name: str
+    score: float
+    severity: Severity
+    condition: Cond
+    template: tuple[tuple[str, str | None, str], ...]
+    observed: str
+    threshold: float | str | None
+    features: frozenset[str]
+    description: str = ""
+    # The first clause of a top-level `all`, tried inline before the condition is called:
+    # most rules fail on it, and a call per rule is most of the cost of evaluating them.
+    gate: tuple[str, Callable[[Any, Any], bool], Any] = ("amount", operator.is_not, None)
+
+    def check(self, v: dict[str, Value], tx: Transaction) -> Reason | None:
+        return self.reason(v, tx) if self.condition(v) is True else None
+
+    def reason(self, v: dict[str, Value], tx: Transaction) -> Reason:
+        """The reason this rule gives for `tx`, once its condition holds."""
+        observed = _lookup(self.observed, v, tx)
+        if isinstance(observed, float):
+            observed = round(observed, 2) if isfinite(observed) else None
+        elif isinstance(observed, bool):
+            observed = str(observed).lower()
+        return Reason(
+            self.name,
+            self.render(v, tx),
+            observed,
+            self.threshold,
+            self.score,
+            self.severity,
+        )
+
+    def render(self, v: dict[str, Value], tx: Transaction) -> str:
+        parts: list[str] = []
+        for literal, name, spec in self.template:
+            parts.append(literal)
+            if name is None:
+                continue
+            value: Any
+            if name == "threshold":
+                value = self.threshold
+            elif name == "observed":
+                value = _lookup(self.observed, v, tx)
+            else:
+                value = _lookup(name, v, tx)
+            parts.append(_format(value, spec))
+        return "".join(parts)
+
+
+@dataclass(slots=True)
+class ListEntry:
+    value: str
+    expires: float  # epoch seconds of event time; inf: never
+    note: str = ""
+
+
+@dataclass(slots=True)
+class ValueList:
+    name: str
+    action: Literal["allow", "block"]
+    field: str
+    entries: dict[str, ListEntry]
+
+    def match(self, tx: Transaction, t: float) -> Reason | None:
+        key = getattr(tx, self.field)
+        if key is None:
+            return None
+        entry = self.entries.get(key)
+        if entry is None or t >= entry.expires:
+            return None
+        until = (
+            ""
+            if entry.expires == inf
+            else f" until {dt.datetime.fromtimestamp(entry.expires, dt.UTC):%Y-%m-%d %H:%M} UTC"
+        )
+        note = f" ({entry.note})" if entry.note else ""
+        return Reason(
+            f"{self.action}_list",
+            f"{self.field} {key} is on {self.action} list '{self.name}'{until}{note}",
+            key,
+            None,
+            1.0 if self.action == "block" else 0.0,
+            "critical" if self.action == "block" else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """What a set of rule files compiles to; `version` is a hash of their content."""
+
+    version: str
+    rules: tuple[Rule, ...]
+    lists: tuple[ValueList, ...] = ()
+    small_amount: float = DEFAULT_SMALL_AMOUNT
+    files: tuple[str, ...] = ()
+    features: frozenset[str] = field(default_factory=frozenset)
 
     @property
-    def version(self) -> str:
-        # As floats, so that 5 and 5.0 (same rules) give the same version.
-        values = {name: float(value) for name, value in dataclasses.asdict(self).items()}
-        blob = json.dumps(values, sort_keys=True).encode()
-        return f"{RULES_FAMILY}+{hashlib.sha256(blob).hexdigest()[:8]}"
+    def gated(self) -> tuple[tuple[str, Callable[[Any, Any], bool], Any, Rule], ...]:
+        """(gate feature, op, value, rule) per rule: what the detector's loop runs."""
+        return tuple((*rule.gate, rule) for rule in self.rules)
+
+    def check_lists(self, tx: Transaction, t: float) -> tuple[Reason | None, Reason | None]:
+        """(block reason, allow reason); a block list wins over an allow list."""
+        block = allow = None
+        for lst in self.lists:
+            hit = lst.match(tx, t)
+            if hit is None:
+                continue
+            if lst.action == "block":
+                block = block or hit
+            else:
+                allow = allow or hit
+        return block, allow
 
 
-def _num(value: float | Decimal, places: int = 2) -> str:
-    return f"{value:,.{places}f}"
+# --- loading ---------------------------------------------------------------------------------
 
 
-def _duration(seconds: float) -> str:
+def default_pack() -> Path:
+    return Path(str(resources.files("server.detection") / "rulepacks" / "default.toml"))
+
+
+def rule_files(path: Path) -> list[Path]:
+    """A file, or every *.toml in a directory (sorted by name)."""
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.toml") if p.is_file())
+        if not files:
+            raise RulesError([f"{path}: no *.toml rule files in this directory"])
+        return files
+    if not path.exists():
+        raise RulesError([f"{path}: no such file or directory"])
+    return [path]
+
+
+def load_rules(path: Path | None = None) -> RuleSet:
+    """Load, validate and compile the rules at `path` (default: the packaged default pack).
+
+    Raises RulesError listing every problem found, each naming file, rule and problem.
+    """
+    files = rule_files(default_pack() if path is None else path)
+    sources: list[tuple[str, bytes]] = []
+    errors: list[str] = []
+    for f in files:
+        try:
+            sources.append((str(f), f.read_bytes()))
+        except OSError as exc:
+            errors.append(f"{f}: cannot read: {exc.strerror}")
+    if errors:
+        raise RulesError(errors)
+    return compile_sources(sources)
+
+
+def compile_sources(sources: Sequence[tuple[str, bytes]]) -> RuleSet:
+    """Compile (file name, content) pairs; the version covers every byte of each."""
+    errors: list[str] = []
+    rules: list[Rule] = []
+    lists: list[ValueList] = []
+    small_amount: float | None = None
+    seen_rules: dict[str, str] = {}
+    seen_lists: dict[str, str] = {}
+    digest = hashlib.sha256(ENGINE.encode())
+    for name, content in sources:
+        digest.update(b"\0" + Path(name).name.encode() + b"\0" + content)
+        try:
+            data = tomllib.loads(content.decode("utf-8"))
+        except UnicodeDecodeError:
+            errors.append(f"{name}: not UTF-8 text")
+            continue
+        except tomllib.TOMLDecodeError as exc:
+            errors.append(f"{name}: not valid TOML: {exc}")
+            continue
+        for key in sorted(data.keys() - {"rules", "lists", "settings", "pack"}):
+            errors.append(f"{name}: unknown top-level key '{key}' (rules, lists, settings, pack)")
+        settings = data.get("settings", {})
+        if not isinstance(settings, dict):
+            errors.append(f"{name}: [settings] must be a table")
+        else:
+            for key, value in settings.items():
+                if key != "small_amount":
+                    errors.append(f"{name}: [settings]: unknown setting '{key}' (small_amount)")
+                elif not _is_number(value) or value <= 0:
+                    errors.append(f"{name}: [settings]: small_amount must be a number > 0")
+                elif small_amount is not None and small_amount != value:
+                    errors.append(f"{name}: [settings]: small_amount {value} conflicts with "
+                                  f"{small_amount} set in another file")  # fmt: skip
+                else:
+                    small_amount = float(value)
+        raw_rules = data.get("rules", [])
+        if not isinstance(raw_rules, list):
+            errors.append(f"{name}: 'rules' must be an array of tables ([[rules]])")
+            raw_rules = []
+        for i, raw in enumerate(raw_rules):
+            where = f"{name}: rule #{i + 1}"
+            if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+                where = f"{name}: rule '{raw['name']}'"
+                if raw["name"] in seen_rules:
+                    errors.append(f"{where}: duplicate name (also in {seen_rules[raw['name']]})")
+                    continue
+                seen_rules[raw["name"]] = name
+            rule = _compile_rule(raw, where, errors)
+            if rule is not None:
+                rules.append(rule)
+        raw_lists = data.get("lists", [])
+        if not isinstance(raw_lists, list):
+            errors.append(f"{name}: 'lists' must be an array of tables ([[lists]])")
+            raw_lists = []
+        for i, raw in enumerate(raw_lists):
+            where = f"{name}: list #{i + 1}"
+            if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+                where = f"{name}: list '{raw['name']}'"
+                if raw["name"] in seen_lists:
+                    errors.append(f"{where}: duplicate name (also in {seen_lists[raw['name']]})")
+                    continue
+                seen_lists[raw["name"]] = name
+            lst = _compile_list(raw, where, errors)
+            if lst is not None:
+                lists.append(lst)
+    if errors:
+        raise RulesError(errors)
+    features = frozenset(f for rule in rules for f in rule.features)
+    return RuleSet(
+        version=f"{ENGINE}+{digest.hexdigest()[:8]}",
+        rules=tuple(rules),
+        lists=tuple(lists),
+        small_amount=DEFAULT_SMALL_AMOUNT if small_amount is None else small_amount,
+        files=tuple(name for name, _ in sources),
+        features=features,
+    )
+
+
+def _compile_list(raw: object, where: str, errors: list[str]) -> ValueList | None:
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: must be a table")
+        return None
+    before = len(errors)
+    for key in sorted(raw.keys() - LIST_KEYS):
+        errors.append(f"{where}: unknown key '{key}' ({', '.join(sorted(LIST_KEYS))})")
+    for key in ("name", "action", "field", "entries"):
+        if key not in raw:
+            errors.append(f"{where}: missing field '{key}'")
+    action, field_name = raw.get("action"), raw.get("field")
+    if "action" in raw and action not in ("allow", "block"):
+        errors.append(f"{where}: action must be 'allow' or 'block', got {action!r}")
+    if "field" in raw and field_name not in LIST_FIELDS:
+        errors.append(f"{where}: field must be one of {', '.join(LIST_FIELDS)}, got {field_name!r}")
+    entries: dict[str, ListEntry] = {}
+    raw_entries = raw.get("entries", [])
+    if not isinstance(raw_entries, list):
+        errors.append(f"{where}: entries must be an array")
+        raw_entries = []
+    for i, item in enumerate(raw_entries):
+        at = f"{where}: entry #{i + 1}"
+        if isinstance(item, str):
+            item = {"value": item}
+        if not isinstance(item, dict):
+            errors.append(f"{at}: must be a string or {{value, expires, note}}")
+            continue
+        for key in sorted(item.keys() - {"value", "expires", "note"}):
+            errors.append(f"{at}: unknown key '{key}' (value, expires, note)")
+        value = item.get("value")
+        if not isinstance(value, str) or not value:
+            errors.append(f"{at}: 'value' must be a non-empty string")
+            continue
+        expires = _expiry(item.get("expires"), f"{at} ({value})", errors)
+        if value in entries:
+            errors.append(f"{at}: duplicate value {value!r}")
+        entries[value] = ListEntry(value, expires, str(item.get("note", "")))
+    if len(errors) > before:
+        return None
+    return ValueList(str(raw["name"]), action, str(field_name), entries)  # type: ignore[arg-type]
+
+
+def _expiry(raw: object, where: str, errors: list[str]) -> float:
+    """Epoch seconds an entry stops matching (compared with event time); inf: never."""
+    if raw is None:
+        return inf
+    if isinstance(raw, dt.datetime):
+        if raw.tzinfo is None:
+            errors.append(f"{where}: expires needs an offset (2026-12-31T00:00:00Z), got {raw}")
+            return inf
+        return raw.timestamp()
+    if isinstance(raw, dt.date):
+        # A date alone: the entry holds through that day, UTC.
+        end = dt.datetime.combine(raw, dt.time(), dt.UTC) + dt.timedelta(days=1)
+        return end.timestamp()
+    errors.append(f"{where}: expires must be a TOML date or date-time, got {raw!r}")
+    return inf
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: must be a table")
+        return None
+    before = len(errors)
+    for key in sorted(raw.keys() - RULE_KEYS):
+        errors.append(f"{where}: unknown key '{key}' ({', '.join(sorted(RULE_KEYS))})")
+    for key in ("name", "score", "severity", "reason"):
+        if key not in raw:
+            errors.append(f"{where}: missing field '{key}'")
+    name = raw.get("name")
+    if "name" in raw and (not isinstance(name, str) or not name.isidentifier()):
+        errors.append(f"{where}: name must be letters, digits and underscores, got {name!r}")
+    score = raw.get("score")
+    if "score" in raw and (not _is_number(score) or not 0.0 <= score <= 1.0):
+        errors.append(f"{where}: score must be a number in [0, 1], got {score!r}")
+    severity = raw.get("severity")
+    if "severity" in raw and severity not in SEVERITIES:
+        errors.append(f"{where}: severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+    conditions = [k for k in ("all", "any") if k in raw]
+    leaves: list[Leaf] = []
+    condition: Cond | None = None
+    if len(conditions) != 1:
+        errors.append(f"{where}: needs exactly one condition, 'all = [...]' or 'any = [...]'")
+    else:
+        condition = _compile_cond({conditions[0]: raw[conditions[0]]}, where, errors, leaves)
+    observed = raw.get("observed", leaves[0].feature if leaves else "")
+    if "observed" in raw and (
+        not isinstance(observed, str) or (observed not in FEATURES and observed not in TX_FIELDS)
+    ):
+        errors.append(f"{where}: observed {observed!r} is neither a feature nor a field")
+    threshold = raw.get("threshold")
+    if "threshold" in raw:
+        if not (_is_number(threshold) or isinstance(threshold, str)):
+            errors.append(f"{where}: threshold must be a number or a string")
+    else:
+        threshold = next(
+            (leaf.value for leaf in leaves if leaf.feature == observed and _is_number(leaf.value)),
+            None,
+        )
+    template = _compile_template(raw.get("reason"), where, errors)
+    if len(errors) > before or condition is None or template is None:
+        return None
+    gate: tuple[str, Callable[[Any, Any], bool], Any] = ("amount", operator.is_not, None)
+    first = raw.get("all", [None])[0] if "all" in raw else None
+    if isinstance(first, dict) and "feature" in first:
+        gate = (str(first["feature"]), _OPS[first["op"]], _value(first))
+    used = {leaf.feature for leaf in leaves}
+    used |= {n for _, n, _ in template if n in FEATURES}
+    if observed in FEATURES:
+        used.add(observed)
+    return Rule(
+        name=str(name),
+        score=float(score),  # type: ignore[arg-type]
+        severity=severity,  # type: ignore[arg-type]
+        condition=condition,
+        template=template,
+        observed=str(observed),
+        threshold=float(threshold) if _is_number(threshold) else threshold,
+        features=frozenset(used),
+        description=str(raw.get("description", "")),
+        gate=gate,
+    )
+
+
+def _compile_cond(raw: object, where: str, errors: list[str], leaves: list[Leaf]) -> Cond | None:
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: a condition must be a table, got {raw!r}")
+        return None
+    if "feature" in raw:
+        return _compile_leaf(raw, where, errors, leaves)
+    keys = list(raw)
+    if len(keys) != 1 or keys[0] not in ("all", "any", "not"):
+        errors.append(
+            f"{where}: a condition is {{feature, op, value}}, {{all = [...]}}, {{any = [...]}} "
+            f"or {{not = {{...}}}}; got keys {', '.join(keys) or 'none'}"
+        )
+        return None
+    kind = keys[0]
+    body = raw[kind]
+    if kind == "not":
+        inner = _compile_cond(body, where, errors, leaves)
+        if inner is None:
+            return None
+        return _not(inner)
+    if not isinstance(body, list) or not body:
+        errors.append(f"{where}: '{kind}' must be a non-empty array of conditions")
+        return None
+    parts = [_compile_cond(item, where, errors, leaves) for item in body]
+    if any(p is None for p in parts):
+        return None
+    conds = [p for p in parts if p is not None]
+    if kind == "all":
+        flat = [item for item in body if isinstance(item, dict) and "feature" in item]
+        if len(flat) == len(body):
+            # The usual shape, inlined: one call per rule instead of one per clause.
+            return _all_leaves(tuple((str(i["feature"]), _OPS[i["op"]], _value(i)) for i in flat))
+        return _all(conds)
+    return _any(conds)
+
+
+def _value(item: dict[str, Any]) -> Any:
+    value = item["value"]
+    return frozenset(value) if isinstance(value, list) else value
+
+
+def _compile_leaf(
+    raw: dict[str, Any], where: str, errors: list[str], leaves: list[Leaf]
+) -> Cond | None:
+    before = len(errors)
+    for key in sorted(raw.keys() - {"feature", "op", "value"}):
+        errors.append(f"{where}: unknown key '{key}' in a clause (feature, op, value)")
+    feature, op = raw.get("feature"), raw.get("op")
+    if feature not in FEATURES:
+        errors.append(f"{where}: unknown feature {feature!r} (see docs/rules.md for the list)")
+    if op not in _OPS:
+        errors.append(f"{where}: bad op {op!r} for {feature!r} (one of {', '.join(_OPS)})")
+    if "value" not in raw:
+        errors.append(f"{where}: clause on {feature!r} is missing 'value'")
+    if len(errors) > before:
+        return None
+    value = raw["value"]
+    if feature in BOOLEAN_FEATURES:
+        if op not in ("==", "!=") or not isinstance(value, bool):
+            errors.append(f"{where}: {feature} is true or false: use == or != with true/false")
+            return None
+    elif op in ("in", "not in"):
+        if not isinstance(value, list) or not value or not all(_is_number(x) for x in value):
+            errors.append(f"{where}: '{op}' on {feature} needs a non-empty array of numbers")
+            return None
+    elif not _is_number(value):
+        errors.append(f"{where}: {feature} {op} needs a number, got {value!r}")
+        return None
+    leaves.append(Leaf(str(feature), str(op), value))
+    fn = _OPS[str(op)]
+    compare = frozenset(value) if isinstance(value, list) else value
+    name = str(feature)
+
+    def leaf(v: dict[str, Value]) -> bool | None:
+        x = v.get(name)
+        return None if x is None else bool(fn(x, compare))
+
+    return leaf
+
+
+def _all_leaves(clauses: tuple[tuple[str, Callable[[Any, Any], bool], Any], ...]) -> Cond:
+    def cond(v: dict[str, Value]) -> bool | None:
+        unknown = False
+        for name, fn, value in clauses:
+            x = v.get(name)
+            if x is None:
+                unknown = True
+            elif not fn(x, value):
+                return False
+        return None if unknown else True
+
+    return cond
+
+
+def _all(conds: list[Cond]) -> Cond:
+    def cond(v: dict[str, Value]) -> bool | None:
+        unknown = False
+        for c in conds:
+            r = c(v)
+            if r is False:
+                return False
+            if r is None:
+                unknown = True
+        return None if unknown else True
+
+    return cond
+
+
+def _any(conds: list[Cond]) -> Cond:
+    def cond(v: dict[str, Value]) -> bool | None:
+        unknown = False
+        for c in conds:
+            r = c(v)
+            if r is True:
+                return True
+            if r is None:
+                unknown = True
+        return None if unknown else False
+
+    return cond
+
+
+def _not(inner: Cond) -> Cond:
+    def cond(v: dict[str, Value]) -> bool | None:
+        r = inner(v)
+        return None if r is None else not r
+
+    return cond
+
+
+# --- reason templates ------------------------------------------------------------------------
+
+
+def _compile_template(
+    raw: object, where: str, errors: list[str]
+) -> tuple[tuple[str, str | None, str], ...] | None:
+    if raw is None:
+        return None  # already reported as missing
+    if not isinstance(raw, str) or not raw.strip():
+        errors.append(f"{where}: reason must be a non-empty string")
+        return None
+    try:
+        parsed = list(string.Formatter().parse(raw))
+    except ValueError as exc:
+        errors.append(f"{where}: reason template: {exc}")
+        return None
+    out: list[tuple[str, str | None, str]] = []
+    for literal, name, spec, conversion in parsed:
+        if name is None:
+            out.append((literal, None, ""))
+            continue
+        known = name in FEATURES or name in TEMPLATE_EXTRAS
+        if conversion is not None or not known:
+            errors.append(
+                f"{where}: reason template: unknown placeholder {{{name}}} (a feature, "
+                f"{', '.join(TEMPLATE_EXTRAS)})"
+            )
+            continue
+        spec = spec or ""
+        if spec != "duration":
+            try:
+                format(1.5, spec)
+            except ValueError:
+                errors.append(f"{where}: reason template: bad format '{spec}' for {{{name}}}")
+                continue
+        out.append((literal, name, spec))
+    return tuple(out)
+
+
+def _lookup(name: str, v: dict[str, Value], tx: Transaction) -> Any:
+    if name in v:
+        return v[name]
+    if name == "merchant":
+        return tx.merchant_id if tx.merchant_name is None else tx.merchant_name
+    if name == "time":
+        return f"{tx.timestamp:%H:%M}"
+    if name in TX_FIELDS or name == "ip":
+        return getattr(tx, name)
+    return None
+
+
+def duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:
@@ -85,246 +618,30 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _history(f: Features, p: RuleParams) -> str:
-    return f"{f.history} prior transactions; rule applies from {p.min_history}"
+def _format(value: Any, spec: str) -> str:
+    if value is None:
+        return "unknown"
+    if spec == "duration":
+        return duration(float(value)) if _is_number(value) else str(value)
+    if not spec:
+        if isinstance(value, float):
+            return f"{value:g}" if value == int(value) and isfinite(value) else f"{value:.2f}"
+        return str(value)
+    try:
+        return format(value, spec)
+    except (ValueError, TypeError):
+        return str(value)
 
 
-class Rule:
-    """One check. Subclasses set `code` and implement `check`; both stay pure."""
-
-    __slots__ = ("params",)
-    code: ClassVar[str]
-
-    def __init__(self, params: RuleParams) -> None:
-        self.params = params
-
-    def check(self, f: Features, tx: Transaction) -> Reason | None:
-        raise NotImplementedError
-
-
-class AmountOutlier(Rule):
-    """Amount far above the account's own average, and not within its usual spread."""
-
-    __slots__ = ()
-    code = "amount_outlier"
-
-    def check(self, f: Features, tx: Transaction) -> Reason | None:
-        p = self.params
-        if f.history < p.min_history or f.mean <= 0:
-            return None
-        ratio = f.amount / f.mean
-        if ratio < p.outlier_ratio:
-            return None
-        # The ratio alone would flag accounts whose spending is simply erratic.
-        z = (f.amount - f.mean) / f.std if f.std > 0 else float("inf")
-        if z < p.outlier_min_z:
-            return None
-        spread = "" if f.std == 0 else f", {z:.1f} standard deviations above it"
-        return Reason(
-            self.code,
-            f"Amount {_num(tx.amount)} {tx.currency} is {ratio:.1f}× this account's average "
-            f"of {_num(f.mean)} (threshold {p.outlier_ratio:g}×){spread}",
-            round(ratio, 2),
-            p.outlier_ratio,
-            p.outlier_weight,
-        )
-
-
-class Velocity1m(Rule):
-    """A burst: many transactions within a minute."""
-
-    __slots__ = ()
-    code = "velocity_1m"
-
-    def check(self, f: Features, tx: Transaction) -> Reason | None:
-        p = self.params
-        if f.tx_1m < p.velocity_1m_count:
-            return None
-        return Reason(
-            self.code,
-            f"{f.tx_1m} transactions in the last minute, this one included "
-            f"(threshold {p.velocity_1m_count})",
-            f.tx_1m,
-            p.velocity_1m_count,
-            p.velocity_1m_weight,
-        )
-
-
-class Velocity1h(Rule):
-    """Sustained activity: many transactions within an hour."""
-
-    __slots__ = ()
-    code = "velocity_1h"
-
-    def check(self, f: Features, tx: Transaction) -> Reason | None:
-        p = self.params
-        if f.tx_1h < p.velocity_1h_count:
-            return None
-        return Reason(
-            self.code,
-            f"{f.tx_1h} transactions in the last hour, this one included "
-            f"(threshold {p.velocity_1h_count})",
-            f.tx_1h,
-            p.velocity_1h_count,
-            p.velocity_1h_weight,
-        )
-
-
-class ImpossibleTravel(Rule):
-    """Two located transactions too far apart for the time between them."""
-
-    __slots__ = ()
-    code = "impossible_travel"
-
-    def check(self, f: Features, tx: Transaction) -> Reason | None:
-        p = self.params
-        # Short hops are within geolocation error (an IP in the next city), not travel.
-        if f.distance_km is None or f.distance_km < p.travel_min_km:
-            return None
-        speed = f.speed_kmh
-        if speed is None or speed < p.travel_speed_kmh:
-            return None
-        return Reason(
-            self.code,
-            f"{_num(f.distance_km, 0)} km from the previous location in "
-            f"{_duration(f.elapsed_s or 0.0)} implies {_num(speed, 0)} km/h "
-            f"(threshold {_num(p.travel_speed_kmh, 0)} km/h)",
-            round(speed, 1),
-            p.travel_speed_kmh,
-            p.travel_weight,
-        )
-
-
-class NewCountry(Rule):
-    """First transaction in a country, for an account with an established history."""
-
-    __slots__ = ()
-    code = "new_country"
-
-    def check(self, f: Features, tx: Transaction) -> Reason | None:
-        p = self.params
-        if not f.is_new_country or f.history < p.min_history:
-            return None
-        return Reason(
-            self.code,
-            f"First transaction in country {tx.country} for this account ({_history(f, p)})",
-            tx.country,
-            p.min_history,
-            p.new_country_weight,
-        )
-
-
-class NewMerchant(Rule):
-    """First purchase at a merchant: common on its own, so it only adds weight to others."""
-
-    __slots__ = ()
-    code = "new_merchant"
-
-    def check(self, f: Features, tx: Transaction) -> Reason | None:
-        p = self.params
-        if not f.is_new_merchant or f.history < p.min_history:
-            return None
-        name = tx.merchant_id if tx.merchant_name is None else tx.merchant_name
-        return Reason(
-            self.code,
-            f"First purchase at merchant {name} for this account ({_history(f, p)})",
-            tx.merchant_id,
-            p.min_history,
-            p.new_merchant_weight,
-        )
-
-
-class NewDevice(Rule):
-    """First transaction from a device, for an account that has used others."""
-
-    __slots__ = ()
-    code = "new_device"
-
-    def check(self, f: Features, tx: Transaction) -> Reason | None:
-        p = self.params
-        if not f.is_new_device or f.history < p.min_history:
-            return None
-        return Reason(
-            self.code,
-            f"First transaction from device {tx.device_id} for this account ({_history(f, p)})",
-            tx.device_id,
-            p.min_history,
-            p.new_device_weight,
-        )
-
-
-class CardTesting(Rule):
-    """Several tiny amounts in a few minutes: a stolen card being checked before use."""
-
-    __slots__ = ()
-    code = "card_testing"
-
-    def check(self, f: Features, tx: Transaction) -> Reason | None:
-        p = self.params
-        if f.tiny_recent < p.card_testing_count:
-            return None
-        return Reason(
-            self.code,
-            f"{f.tiny_recent} transactions under {_num(p.tiny_amount)} {tx.currency} in the "
-            f"last {_duration(p.tiny_window_s)} (threshold {p.card_testing_count})",
-            f.tiny_recent,
-            p.card_testing_count,
-            p.card_testing_weight,
-        )
-
-
-class NightHighAmount(Rule):
-    """A large amount in the small hours of the transaction's own local time."""
-
-    __slots__ = ("night_hours",)
-    code = "night_high_amount"
-
-    def __init__(self, params: RuleParams) -> None:
-        super().__init__(params)
-        start, end = params.night_start_hour, params.night_end_hour
-        self.night_hours = frozenset(
-            range(start, end) if start <= end else (*range(start, 24), *range(end))
-        )
-
-    def check(self, f: Features, tx: Transaction) -> Reason | None:
-        if f.local_hour not in self.night_hours:
-            return None
-        p = self.params
-        if f.history >= p.min_history and f.mean > 0 and f.amount >= p.night_ratio * f.mean:
-            ratio = f.amount / f.mean
-            return Reason(
-                self.code,
-                f"Amount {_num(tx.amount)} {tx.currency} at {tx.timestamp:%H:%M} local time is "
-                f"{ratio:.1f}× this account's average of {_num(f.mean)} "
-                f"(night threshold {p.night_ratio:g}×)",
-                round(ratio, 2),
-                p.night_ratio,
-                p.night_weight,
-            )
-        if f.amount >= p.night_amount:
-            return Reason(
-                self.code,
-                f"Amount {_num(tx.amount)} {tx.currency} at {tx.timestamp:%H:%M} local time is "
-                f"at or above the night limit of {_num(p.night_amount)} {tx.currency}",
-                f.amount,
-                p.night_amount,
-                p.night_weight,
-            )
-        return None
-
-
-RULE_TYPES: tuple[type[Rule], ...] = (
-    AmountOutlier,
-    Velocity1m,
-    Velocity1h,
-    ImpossibleTravel,
-    NewCountry,
-    NewMerchant,
-    NewDevice,
-    CardTesting,
-    NightHighAmount,
-)
-
-
-def build_rules(params: RuleParams) -> tuple[Rule, ...]:
-    return tuple(rule_type(params) for rule_type in RULE_TYPES)
+def describe(rules: Iterable[Rule]) -> list[dict[str, Any]]:
+    """Rules as the API lists them."""
+    return [
+        {
+            "name": r.name,
+            "score": r.score,
+            "severity": r.severity,
+            "description": r.description,
+            "features": sorted(r.features),
+        }
+        for r in rules
+    ]

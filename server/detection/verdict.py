@@ -18,6 +18,7 @@ class Reason(msgspec.Struct, frozen=True, omit_defaults=True):
     observed: float | str | None = None
     threshold: float | str | None = None
     weight: float = 0.0
+    severity: Severity | None = None
 
 
 class Scored(msgspec.Struct, frozen=True):

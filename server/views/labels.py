@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from server.learning import apply_labels
-from server.state import SCORECARD, STORE, TRAINER
+from server.state import DETECTOR, SCORECARD, STORE, TRAINER
 from server.store.base import LABELS, Label, LabelValue
 from server.views.api import permitted
 from server.views.responses import error_body, json_error, json_response
@@ -107,7 +107,11 @@ async def post_labels(request: web.Request) -> web.Response:
     app = request.app
     if valid:
         outcomes = await apply_labels(
-            app[STORE], app.get(TRAINER), app[SCORECARD], [label for _, label in valid]
+            app[STORE],
+            app.get(TRAINER),
+            app[SCORECARD],
+            [label for _, label in valid],
+            app[DETECTOR].featurizer,
         )
         for (i, label), outcome in zip(valid, outcomes, strict=True):
             if outcome.status == "not_found":

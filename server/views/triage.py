@@ -15,8 +15,8 @@ import msgspec
 from aiohttp import web
 
 from server.auth import Principal, csrf_ok
-from server.learning import note_labels
-from server.state import SCORECARD, SETTINGS, STORE, TRAINER
+from server.learning import note_labels, teach_merchants
+from server.state import DETECTOR, SCORECARD, SETTINGS, STORE, TRAINER
 from server.store.base import (
     LABELS,
     AlertConflict,
@@ -188,6 +188,7 @@ async def resolve(request: web.Request) -> web.Response:
             labelled_at=event.alert.updated_at,
         )
         note_labels(request.app.get(TRAINER), request.app[SCORECARD], [label])
+        await teach_merchants(request.app[STORE], request.app[DETECTOR].featurizer, [label])
     return await _answer(request, alert_id, event)
 
 

@@ -1,0 +1,178 @@
+"""Detector state to a file and back, so that a restart keeps every key's history.
+
+The file is length-prefixed msgpack frames (no pickle: loading it runs no code): a header,
+then chunks of keys, each key's state as its slots in order with arrays as (typecode,
+bytes), then an end frame. Hashes inside are stable across processes
+(`features.stable_hash`). Written to a temporary file and renamed, so a crash mid-write
+leaves the previous snapshot whole.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from server.detection.features import AccountState, Featurizer, KeyState, state_fields
+
+FORMAT = "fraudwatch-detector-state/1"
+_KINDS: dict[str, type[KeyState]] = {
+    "accounts": AccountState,
+    "merchants": KeyState,
+    "devices": KeyState,
+    "ips": KeyState,
+}
+
+
+_CACHES = frozenset({"risk"})  # derived from other fields; rebuilt on use
+
+
+class SnapshotError(Exception):
+    """A snapshot that cannot be read back; the message says why."""
+
+
+def _pack(state: KeyState, fields: tuple[str, ...]) -> list[Any]:
+    out: list[Any] = []
+    for name in fields:
+        if name in _CACHES:
+            out.append(None)
+            continue
+        value = getattr(state, name)
+        out.append((value.typecode, value.tobytes()) if isinstance(value, array) else value)
+    return out
+
+
+def _unpack(cls: type[KeyState], fields: tuple[str, ...], values: list[Any]) -> KeyState:
+    state = cls()
+    for name, value in zip(fields, values, strict=True):
+        if isinstance(value, list):  # msgpack gives tuples back as lists
+            typecode, raw = value
+            value = array(typecode)
+            value.frombytes(raw)
+        setattr(state, name, value)
+    return state
+
+
+def encode_frames(featurizer: Featurizer, chunk: int = 2000) -> Iterator[bytes]:
+    """The featurizer's state as length-prefixed msgpack frames, `chunk` keys a frame.
+
+    A caller may let other work run between frames (the periodic snapshot does, so a
+    million accounts never stop the detection loop for seconds). Each key is then written
+    as it stands when its frame is encoded: a consistent record per key, not one instant
+    for all, which for a snapshot taken to survive a restart is enough. Keys added
+    meanwhile wait for the next snapshot; keys evicted meanwhile are skipped.
+    """
+    header = {
+        "format": FORMAT,
+        "fields": {kind: list(state_fields(cls)) for kind, cls in _KINDS.items()},
+    }
+    yield _frame(header)
+    for kind, cls in _KINDS.items():
+        fields = state_fields(cls)
+        states: dict[str, KeyState] = getattr(featurizer, kind)
+        keys = list(states)
+        for start in range(0, len(keys), chunk):
+            packed = {}
+            for key in keys[start : start + chunk]:
+                state = states.get(key)
+                if state is not None:
+                    packed[key] = _pack(state, fields)
+            yield _frame({"kind": kind, "states": packed})
+    yield _frame({"end": True, "newest": featurizer.newest, "next_sweep": featurizer.next_sweep})
+
+
+def _frame(body: object) -> bytes:
+    data = msgspec.msgpack.encode(body)
+    return len(data).to_bytes(8, "little") + data
+
+
+def encode(featurizer: Featurizer) -> bytes:
+    """The whole state at once (at shutdown, when nothing else runs)."""
+    return b"".join(encode_frames(featurizer, chunk=1 << 30))
+
+
+def decode_into(featurizer: Featurizer, data: bytes) -> int:
+    """Replace `featurizer`'s state with the snapshot's; returns the keys restored."""
+    frames = _frames(data)
+    header = next(frames, None)
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else None
+        raise SnapshotError(f"unknown snapshot format {found!r}, expected {FORMAT!r}")
+    fields = {kind: state_fields(cls) for kind, cls in _KINDS.items()}
+    for kind, names in fields.items():
+        if header["fields"].get(kind) != list(names):
+            raise SnapshotError(f"snapshot {kind} have other fields than this version's")
+    restored: dict[str, dict[str, KeyState]] = {kind: {} for kind in _KINDS}
+    end: dict[str, Any] | None = None
+    for body in frames:
+        if not isinstance(body, dict):
+            raise SnapshotError("snapshot is damaged: a frame is not a table")
+        if body.get("end"):
+            end = body
+            break
+        kind_found = body.get("kind")
+        if kind_found not in _KINDS:
+            raise SnapshotError(f"snapshot is damaged: unknown kind {kind_found!r}")
+        kind = str(kind_found)
+        try:
+            restored[kind].update(
+                (key, _unpack(_KINDS[kind], fields[kind], values))
+                for key, values in body["states"].items()
+            )
+        except (TypeError, ValueError, KeyError) as exc:
+            raise SnapshotError(f"snapshot {kind} are damaged: {exc}") from None
+    if end is None:
+        raise SnapshotError("snapshot is truncated: no end frame")
+    for kind, states in restored.items():
+        setattr(featurizer, kind, states)
+    featurizer.newest = float(end["newest"])
+    featurizer.next_sweep = float(end["next_sweep"])
+    return sum(len(states) for states in restored.values())
+
+
+def _frames(data: bytes) -> Iterator[Any]:
+    view = memoryview(data)
+    at = 0
+    while at < len(view):
+        if at + 8 > len(view):
+            raise SnapshotError("snapshot is truncated")
+        size = int.from_bytes(view[at : at + 8], "little")
+        at += 8
+        if at + size > len(view):
+            raise SnapshotError("snapshot is truncated")
+        try:
+            yield msgspec.msgpack.decode(view[at : at + size])
+        except msgspec.DecodeError as exc:
+            raise SnapshotError(f"not a detector snapshot: {exc}") from None
+        at += size
+
+
+def save(featurizer: Featurizer, path: Path) -> int:
+    """Write a snapshot to `path` atomically; returns its size in bytes."""
+    return write_bytes(encode(featurizer), path)
+
+
+def write_bytes(data: bytes | list[bytes], path: Path) -> int:
+    """Write `data` (or its frames) to `path` atomically; returns the bytes written."""
+    tmp = path.with_name(path.name + ".tmp")
+    frames = [data] if isinstance(data, bytes) else data
+    with tmp.open("wb") as f:
+        for frame in frames:
+            f.write(frame)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return sum(len(frame) for frame in frames)
+
+
+def load(featurizer: Featurizer, path: Path) -> int | None:
+    """Restore from `path` if it exists; returns the keys restored, or None without a file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return decode_into(featurizer, data)

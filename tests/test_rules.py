@@ -1,0 +1,311 @@
+"""The rule language: loading, validation errors, conditions, templates, allow/block lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.detection import Detector, RulesError, load_rules
+from server.detection.rules import compile_sources, default_pack
+from server.transactions import Transaction
+
+T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+_ids = itertools.count()
+
+RULE = """
+[[rules]]
+name = "big"
+score = 0.6
+severity = "high"
+all = [{ feature = "amount", op = ">=", value = 100 }]
+reason = "Amount {amount:,.2f} {currency} at or above {threshold:,.2f}"
+"""
+
+
+def make_tx(seconds: float = 0.0, *, amount: str = "40.00", **fields: Any) -> Transaction:
+    values: dict[str, Any] = {"account_id": "acct-1", "merchant_id": "m-1", "currency": "USD"}
+    values.update(fields)
+    return Transaction(
+        id=f"tx-{next(_ids)}",
+        timestamp=T0 + dt.timedelta(seconds=seconds),
+        amount=Decimal(amount),
+        **values,
+    )
+
+
+def rules(text: str, name: str = "pack.toml") -> Detector:
+    return Detector(rules=compile_sources([(name, text.encode())]))
+
+
+def errors_of(text: str, name: str = "pack.toml") -> list[str]:
+    with pytest.raises(RulesError) as caught:
+        compile_sources([(name, text.encode())])
+    return caught.value.errors
+
+
+def codes(det: Detector, tx: Transaction) -> list[str]:
+    return [r.code for r in det.score(tx).reasons]
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def test_the_default_pack_loads_and_covers_the_scenarios() -> None:
+    ruleset = load_rules()
+    names = {r.name for r in ruleset.rules}
+    assert {
+        "card_testing",
+        "account_takeover",
+        "impossible_travel",
+        "compromised_merchant",
+        "amount_outlier",
+        "velocity_1m",
+        "velocity_10m",
+    } <= names
+    assert ruleset.files == (str(default_pack()),)
+    assert "merchant_fraud_rate_30d" in ruleset.features
+
+
+def test_a_rule_fires_with_observed_value_threshold_and_severity() -> None:
+    det = rules(RULE)
+    quiet = det.score(make_tx(amount="99.99"))
+    assert quiet.reasons == ()
+    scored = det.score(make_tx(amount="1250.00"))
+    (reason,) = scored.reasons
+    assert reason.code == "big"
+    assert reason.message == "Amount 1,250.00 USD at or above 100.00"
+    assert (reason.observed, reason.threshold, reason.weight) == (1250.0, 100.0, 0.6)
+    assert reason.severity == "high"
+    # The score alone says review/medium; the rule's severity raises the alert's.
+    assert (scored.score, scored.decision, scored.severity) == (0.6, "review", "high")
+
+
+def test_a_directory_of_files_is_one_rule_set(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(RULE)
+    (tmp_path / "b.toml").write_text(RULE.replace('"big"', '"bigger"').replace("100", "1000"))
+    (tmp_path / "notes.txt").write_text("not a rule file")
+    ruleset = load_rules(tmp_path)
+    assert [r.name for r in ruleset.rules] == ["big", "bigger"]
+    first = ruleset.version
+    (tmp_path / "b.toml").write_text(RULE.replace('"big"', '"bigger"').replace("100", "2000"))
+    assert load_rules(tmp_path).version != first
+
+
+def test_missing_path_and_empty_directory_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="no such file"):
+        load_rules(tmp_path / "nope.toml")
+    with pytest.raises(RulesError, match=r"no \*\.toml rule files"):
+        load_rules(tmp_path)
+
+
+# --- validation: every error names file, rule and problem ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (("amount", "amout"), "rule 'big': unknown feature 'amout'"),
+        (('op = ">="', 'op = "=>"'), "rule 'big': bad op '=>'"),
+        (('severity = "high"\n', ""), "rule 'big': missing field 'severity'"),
+        (('severity = "high"', 'severity = "urgent"'), "rule 'big': severity must be one of"),
+        (("score = 0.6", "score = 1.5"), "rule 'big': score must be a number in [0, 1]"),
+        (("value = 100", 'value = "100"'), "rule 'big': amount >= needs a number"),
+        (("{currency}", "{currencyy}"), "rule 'big': reason template: unknown placeholder"),
+        (("{currency}", "{amount.__class__}"), "unknown placeholder {amount.__class__}"),
+        (("all = ", "every = "), "rule 'big': unknown key 'every'"),
+        (('reason = "', 'reason = "{amount!r}'), "unknown placeholder {amount}"),
+    ],
+)
+def test_validation_errors_name_file_rule_and_problem(
+    change: tuple[str, str], problem: str
+) -> None:
+    errors = errors_of(RULE.replace(*change), name="rules/fraud.toml")
+    assert any(e.startswith("rules/fraud.toml: ") and problem in e for e in errors), errors
+
+
+def test_duplicate_names_across_files_are_errors(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(RULE)
+    (tmp_path / "b.toml").write_text(RULE)
+    with pytest.raises(RulesError) as caught:
+        load_rules(tmp_path)
+    assert caught.value.errors == [
+        f"{tmp_path / 'b.toml'}: rule 'big': duplicate name (also in {tmp_path / 'a.toml'})"
+    ]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = RULE.replace("amount", "amout") + RULE.replace('"big"', '"b2"').replace("0.6", "2")
+    errors = errors_of(text + "\n[oops]\n")
+    # The feature (in the clause and in the template), the score, the stray table.
+    assert len(errors) == 4, errors
+    assert "unknown top-level key 'oops'" in errors[0]
+    assert sum("rule 'big': " in e for e in errors) == 2
+    assert sum("rule 'b2': score" in e for e in errors) == 1
+
+
+def test_bad_toml_names_the_file_and_line() -> None:
+    (error,) = errors_of('[[rules]]\nname = "x\n', name="broken.toml")
+    assert error.startswith("broken.toml: not valid TOML")
+    assert "line 2" in error
+
+
+def test_boolean_features_take_true_or_false() -> None:
+    text = RULE.replace(
+        'feature = "amount", op = ">=", value = 100',
+        'feature = "is_new_device", op = ">=", value = 1',
+    )
+    assert any("is_new_device is true or false" in e for e in errors_of(text))
+
+
+def test_a_rule_needs_exactly_one_condition() -> None:
+    text = RULE.replace("all = [", 'any = [{ feature = "amount", op = ">", value = 1 }]\nall = [')
+    assert any("needs exactly one condition" in e for e in errors_of(text))
+
+
+# --- conditions ------------------------------------------------------------------------------
+
+
+NESTED = """
+[[rules]]
+name = "nested"
+score = 0.4
+severity = "medium"
+observed = "amount"
+all = [
+  { feature = "amount", op = ">", value = 50 },
+  { any = [
+    { feature = "local_hour", op = "in", value = [0, 1, 2] },
+    { not = { feature = "distance_km", op = "<", value = 100 } },
+  ] },
+]
+reason = "{amount} at {time}, {distance_km:,.0f} km away"
+"""
+
+
+def test_all_any_not_and_in() -> None:
+    det = rules(NESTED)
+    night = dt.datetime(2026, 3, 3, 1, 30, tzinfo=dt.UTC)
+    night_tx = Transaction(
+        id="n1", timestamp=night, account_id="a", merchant_id="m", amount=Decimal("60"),
+        currency="USD",
+    )  # fmt: skip
+    scored = det.score(night_tx)
+    assert [r.code for r in scored.reasons] == ["nested"]
+    # No location yet: distance is unknown, and so is the message's part about it.
+    assert scored.reasons[0].message == "60 at 01:30, unknown km away"
+    assert codes(det, make_tx(0, amount="60.00", lat=40.7, lon=-74.0)) == []
+    # 100 km or more away at noon: `not (distance < 100)` holds.
+    assert codes(det, make_tx(3600, amount="60.00", lat=41.9, lon=-74.0)) == ["nested"]
+    assert codes(det, make_tx(7200, amount="60.00", lat=41.95, lon=-74.0)) == []
+
+
+def test_rules_on_unknown_features_do_not_fire_even_under_not() -> None:
+    text = """
+[[rules]]
+name = "not_far"
+score = 0.3
+severity = "low"
+all = [{ not = { feature = "distance_km", op = ">=", value = 100 } }]
+reason = "near"
+
+[[rules]]
+name = "new_device"
+score = 0.3
+severity = "low"
+all = [{ feature = "is_new_device", op = "==", value = true }]
+reason = "new device"
+"""
+    det = rules(text)
+    # No location and no device: both features unknown, neither rule fires.
+    for i in range(3):
+        assert codes(det, make_tx(i * 60.0)) == []
+    assert codes(det, make_tx(200, lat=1.0, lon=1.0)) == []  # first located: still unknown
+    assert codes(det, make_tx(300, lat=1.0, lon=1.1)) == ["not_far"]
+
+
+# --- allow and block lists -------------------------------------------------------------------
+
+
+LISTS = (
+    RULE
+    + """
+[[lists]]
+name = "stolen_devices"
+action = "block"
+field = "device_id"
+entries = [
+  { value = "dev-bad", expires = 2026-03-02T13:00:00Z, note = "ring 42" },
+  "dev-forever",
+]
+
+[[lists]]
+name = "vip"
+action = "allow"
+field = "account_id"
+entries = [{ value = "acct-vip", expires = 2026-03-02 }]
+"""
+)
+
+
+def test_block_list_blocks_until_its_expiry_in_event_time() -> None:
+    det = rules(LISTS)
+    blocked = det.score(make_tx(0, device_id="dev-bad"))
+    assert (blocked.score, blocked.decision, blocked.severity) == (1.0, "block", "critical")
+    (reason,) = blocked.reasons
+    assert reason.code == "block_list"
+    assert reason.message == (
+        "device_id dev-bad is on block list 'stolen_devices' until 2026-03-02 13:00 UTC (ring 42)"
+    )
+    assert det.score(make_tx(3599, device_id="dev-bad")).decision == "block"
+    # Expired at 13:00 event time, whatever the wall clock says.
+    assert det.score(make_tx(3600, device_id="dev-bad")).decision == "allow"
+    assert det.score(make_tx(10**8, device_id="dev-forever")).decision == "block"
+    assert det.score(make_tx(0, device_id="dev-ok")).decision == "allow"
+
+
+def test_allow_list_silences_rules_through_its_last_day() -> None:
+    det = rules(LISTS)
+    vip = det.score(make_tx(0, amount="5000.00", account_id="acct-vip"))
+    assert (vip.score, vip.decision) == (0.0, "allow")
+    assert [r.code for r in vip.reasons] == ["allow_list"]
+    # A date expiry holds through that day (UTC): the next day the rule applies again.
+    later = det.score(make_tx(12 * 3600, amount="5000.00", account_id="acct-vip"))
+    assert [r.code for r in later.reasons] == ["big"]
+
+
+def test_block_wins_over_allow_and_rules_still_explain() -> None:
+    det = rules(LISTS)
+    scored = det.score(make_tx(0, amount="500.00", account_id="acct-vip", device_id="dev-bad"))
+    assert scored.decision == "block"
+    assert [r.code for r in scored.reasons] == ["block_list", "big"]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (('field = "device_id"', 'field = "password"'), "list 'stolen_devices': field must be"),
+        (('action = "block"', 'action = "deny"'), "list 'stolen_devices': action must be"),
+        (("2026-03-02T13:00:00Z", "2026-03-02T13:00:00"), "expires needs an offset"),
+        (('"dev-forever",', '"dev-bad",'), "duplicate value 'dev-bad'"),
+    ],
+)
+def test_list_validation(change: tuple[str, str], problem: str) -> None:
+    errors = errors_of(LISTS.replace(*change), name="lists.toml")
+    assert any(e.startswith("lists.toml: ") and problem in e for e in errors), errors
+
+
+def test_every_feature_is_documented() -> None:
+    from server.detection.features import ENTITIES, FEATURES, WINDOWS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "rules.md").read_text()
+    windowed = {f"{e}_{k}_{w}" for e in ENTITIES for k in ("count", "sum") for w in WINDOWS}
+    missing = [n for n in FEATURES if n not in windowed and f"`{n}`" not in text]
+    assert not missing, f"docs/rules.md lacks {missing}"
+    assert "`{key}_count_{window}`" in text
+    assert all(f"`{w}`" in text for w in WINDOWS)
+    assert all(f"`{e}`" in text for e in ENTITIES)

@@ -1,0 +1,113 @@
+"""Reloading rules over the API: admins only, and a bad file keeps the rules in use."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from server.app import create_app
+from server.auth import create_user
+from server.state import STORE
+from tests.conftest import AUTH, Login, make_settings, tx
+
+BIG = """
+[[rules]]
+name = "big_amount"
+score = 0.9
+severity = "critical"
+all = [{{ feature = "amount", op = ">=", value = {threshold} }}]
+reason = "Amount {{amount:,.2f}} at or above {{threshold:,.2f}}"
+"""
+
+
+async def _app(aiohttp_client: Any, tmp_path: Path) -> tuple[TestClient, Path]:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "big.toml").write_text(BIG.format(threshold=1000))
+    client = await aiohttp_client(create_app(make_settings(tmp_path, rules_path=rules)))
+    return client, rules / "big.toml"
+
+
+async def _verdict(client: TestClient, id: str, amount: str) -> dict[str, Any]:
+    resp = await client.post("/api/v1/transactions", json=tx(id, amount=amount), headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+async def test_admin_reloads_and_new_verdicts_carry_the_new_version(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client, path = await _app(aiohttp_client, tmp_path)
+    # The configured file, not the default pack, scores from the first transaction.
+    before = await _verdict(client, "t1", "500.00")
+    assert before["decision"] == "allow"
+    old_version = before["rules_version"]
+
+    path.write_text(BIG.format(threshold=100))
+    csrf = await _log_in(client, "root", "admin")
+    resp = await client.post("/api/v1/rules/reload", headers={"X-CSRF-Token": csrf})
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["previous_version"] == old_version
+    assert body["rules_version"] != old_version
+    assert [r["name"] for r in body["rules"]] == ["big_amount"]
+
+    after = await _verdict(client, "t2", "500.00")
+    assert after["rules_version"] == body["rules_version"]
+    assert after["decision"] == "block"
+    assert after["reasons"][0]["message"] == "Amount 500.00 at or above 100.00"
+    listed = await (await client.get("/api/v1/rules", headers=AUTH)).json()
+    assert listed["rules_version"] == body["rules_version"]
+
+
+async def test_a_bad_file_answers_400_and_keeps_the_rules_in_use(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client, path = await _app(aiohttp_client, tmp_path)
+    version = (await _verdict(client, "t1", "10.00"))["rules_version"]
+    path.write_text(BIG.format(threshold=100).replace('"amount"', '"amonut"'))
+    csrf = await _log_in(client, "root", "admin")
+    resp = await client.post("/api/v1/rules/reload", headers={"X-CSRF-Token": csrf})
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["error"]["code"] == "invalid_rules"
+    assert body["rules_version"] == version
+    assert body["errors"] == [
+        f"{path}: rule 'big_amount': unknown feature 'amonut' (see docs/rules.md for the list)"
+    ]
+    still = await _verdict(client, "t2", "5000.00")
+    assert still["rules_version"] == version
+    assert still["decision"] == "block"  # the old threshold of 1000 still applies
+
+
+async def test_only_admins_may_reload(
+    client: TestClient, login: Login, aiohttp_client: Any
+) -> None:
+    anonymous = await client.post("/api/v1/rules/reload")
+    assert anonymous.status == 401
+    machine = await client.post("/api/v1/rules/reload", headers=AUTH)
+    assert machine.status == 403
+    csrf = await login("alice", role="analyst")
+    analyst = await client.post("/api/v1/rules/reload", headers={"X-CSRF-Token": csrf})
+    assert analyst.status == 403
+    assert (await analyst.json())["error"]["code"] == "forbidden"
+    admin_client: TestClient = await aiohttp_client(client.server)
+    admin_csrf = await login("root", role="admin", session=admin_client)
+    no_csrf = await admin_client.post("/api/v1/rules/reload")
+    assert no_csrf.status == 403
+    ok = await admin_client.post("/api/v1/rules/reload", headers={"X-CSRF-Token": admin_csrf})
+    assert ok.status == 200
+    assert (await ok.json())["rules_version"].startswith("rules-2+")
+
+
+async def _log_in(client: TestClient, name: str, role: str) -> str:
+    """The conftest `login` fixture, for a client built here with other settings."""
+    await create_user(client.app[STORE], name, "correct horse battery", role)  # type: ignore[arg-type,index]
+    resp = await client.post("/login", data={"username": name, "password": "correct horse battery"})
+    assert resp.status == 200
+    match = re.search(r'name="csrf-token" content="([^"]+)"', await resp.text())
+    assert match
+    return match.group(1)
