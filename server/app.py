@@ -149,11 +149,17 @@ async def _model_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _scorecard_listener(scorecard: Scorecard) -> Callable[[Sequence[StoredRecord]], None]:
     def on_stored(records: Sequence[StoredRecord]) -> None:
-        scorecard.add_verdicts(
-            (r.transaction.id, r.transaction.timestamp.timestamp(), r.transaction.account_id,
-             r.verdict.alert_id is not None)
-            for r in records
-        )  # fmt: skip
+        # Only verdicts whose truth came first (the simulator's) are matched here; a label
+        # that comes later (a chargeback, a resolution) takes its verdict from the store
+        # (learning.absorb_labels), so verdicts are not held in memory in case one comes.
+        if not scorecard.waiting:
+            return
+        for r in records:
+            tx = r.transaction
+            if scorecard.waiting_for(tx.id):
+                scorecard.add_verdict(
+                    tx.id, tx.timestamp.timestamp(), tx.account_id, r.verdict.alert_id is not None
+                )
 
     return on_stored
 

@@ -194,30 +194,50 @@ async def apply_labels(
     ]
     if new:
         note_labels(trainer, scorecard, new)
-        if featurizer is not None:
-            await teach_merchants(store, featurizer, new)
+        await absorb_labels(store, featurizer, scorecard, new)
     return outcomes
 
 
-class _MerchantOf(msgspec.Struct):
+class _Labelled(msgspec.Struct):
+    """What a label needs of its stored transaction."""
+
     merchant_id: str
+    account_id: str
+    timestamp: dt.datetime
 
 
-_merchant_of = msgspec.json.Decoder(_MerchantOf)
+_labelled = msgspec.json.Decoder(_Labelled)
 
 
-async def teach_merchants(store: Store, featurizer: Featurizer, labels: Sequence[Label]) -> None:
-    """Merchant risk (features.py) counts a label from the moment it is known: its
-    `labelled_at`, on the merchant of the labelled transaction. Runs on the event loop,
-    between two of the detection loop's batches, which own the featurizer on this thread."""
+async def absorb_labels(
+    store: Store,
+    featurizer: Featurizer | None,
+    scorecard: Scorecard | None,
+    labels: Sequence[Label],
+) -> None:
+    """What a label tells beyond the model, from its stored transaction and verdict:
+    merchant risk (features.py) counts it from the moment it is known, its `labelled_at`,
+    on the transaction's merchant; the scorecard gets the verdict it waits for. Runs on the
+    event loop, between two of the detection loop's batches, which own the featurizer."""
+    if featurizer is None and (scorecard is None or not scorecard.waiting):
+        return
     known = await store.known_transactions([label.transaction_id for label in labels])
     for label in labels:
         found = known.get(label.transaction_id)
         if found is None:
             continue
-        merchant = _merchant_of.decode(found[1]).merchant_id
-        at = dt.datetime.fromisoformat(label.labelled_at.replace("Z", "+00:00")).timestamp()
-        featurizer.learn_label(merchant, at, label.label == "fraud")
+        verdict, raw = found
+        tx = _labelled.decode(raw)
+        if featurizer is not None:
+            at = dt.datetime.fromisoformat(label.labelled_at.replace("Z", "+00:00")).timestamp()
+            featurizer.learn_label(tx.merchant_id, at, label.label == "fraud")
+        if scorecard is not None and scorecard.waiting_for(label.transaction_id):
+            scorecard.add_verdict(
+                label.transaction_id,
+                tx.timestamp.timestamp(),
+                tx.account_id,
+                verdict.alert_id is not None,
+            )
 
 
 def note_labels(

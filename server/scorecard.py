@@ -59,6 +59,9 @@ class Scorecard:
         self.max_waiting = max_waiting
         self._verdicts: dict[str, tuple[float, str, bool]] = {}
         self._truths: dict[str, tuple[bool, str | None]] = {}
+        # Transactions already counted: a second label for one (a chargeback overturning
+        # "legitimate") does not count it twice.
+        self._counted_ids: dict[str, None] = {}
         self._tallies: dict[str, _Tally] = {}
         self._episodes: dict[tuple[str, str], _Episode] = {}
         self._first: float | None = None
@@ -70,8 +73,18 @@ class Scorecard:
         truth = self._truths.pop(tx_id, None)
         if truth is None:
             _put(self._verdicts, tx_id, (event_time, account_id, alerted), self.max_waiting)
-        else:
+        elif tx_id not in self._counted_ids:
             self._count(event_time, account_id, alerted, *truth)
+            _put(self._counted_ids, tx_id, None, self.max_waiting)
+
+    def waiting_for(self, tx_id: str) -> bool:
+        """Whether a label for `tx_id` waits for its verdict."""
+        return tx_id in self._truths
+
+    @property
+    def waiting(self) -> int:
+        """Labels waiting for their verdict."""
+        return len(self._truths)
 
     def add_verdicts(self, items: Iterable[tuple[str, float, str, bool]]) -> None:
         for item in items:
@@ -81,9 +94,11 @@ class Scorecard:
         """A label; `scenario` names the simulator's episode (legitimate ones too)."""
         verdict = self._verdicts.pop(tx_id, None)
         if verdict is None:
-            _put(self._truths, tx_id, (is_fraud, scenario), self.max_waiting)
+            if tx_id not in self._counted_ids:
+                _put(self._truths, tx_id, (is_fraud, scenario), self.max_waiting)
         else:
             self._count(*verdict, is_fraud, scenario)
+            _put(self._counted_ids, tx_id, None, self.max_waiting)
 
     def _count(
         self, t: float, account: str, alerted: bool, is_fraud: bool, scenario: str | None

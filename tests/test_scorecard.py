@@ -148,3 +148,15 @@ async def test_scorecard_endpoint_and_stats_message(aiohttp_client: Any, tmp_pat
         stats = await asyncio.wait_for(receive(ws, "stats"), 5)
     assert stats["scorecard"] == card
     assert stats["model"]["labels_learnt"] == 4
+
+
+def test_a_transaction_labelled_twice_is_counted_once() -> None:
+    card = Scorecard()
+    card.add_truth("t-1", False)
+    card.add_verdict("t-1", 1_000.0, "a-1", False)
+    card.add_truth("t-1", True)  # a chargeback overturns the analyst's "legitimate"
+    card.add_verdict("t-1", 1_000.0, "a-1", False)  # and its verdict read from the store again
+    snapshot = card.snapshot()
+    assert snapshot is not None
+    assert snapshot["labelled"] == 1
+    assert card.waiting == 0

@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 
 from server.auth import Principal, csrf_ok
-from server.learning import note_labels, teach_merchants
+from server.learning import absorb_labels, note_labels
 from server.state import DETECTOR, SCORECARD, SETTINGS, STORE, TRAINER
 from server.store.base import (
     LABELS,
@@ -188,7 +188,9 @@ async def resolve(request: web.Request) -> web.Response:
             labelled_at=event.alert.updated_at,
         )
         note_labels(request.app.get(TRAINER), request.app[SCORECARD], [label])
-        await teach_merchants(request.app[STORE], request.app[DETECTOR].featurizer, [label])
+        await absorb_labels(
+            request.app[STORE], request.app[DETECTOR].featurizer, request.app[SCORECARD], [label]
+        )
     return await _answer(request, alert_id, event)
 
 
