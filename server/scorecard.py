@@ -10,6 +10,7 @@ fraudulent transaction to its first alerted one.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,13 +58,13 @@ class Scorecard:
 
     def __init__(self, *, max_waiting: int = 200_000) -> None:
         self.max_waiting = max_waiting
-        self._verdicts: dict[str, tuple[float, str, bool]] = {}
-        self._truths: dict[str, tuple[bool, str | None]] = {}
+        self._verdicts: OrderedDict[str, tuple[float, str, bool]] = OrderedDict()
+        self._truths: OrderedDict[str, tuple[bool, str | None]] = OrderedDict()
         # Transactions already counted: a second label for one (a chargeback overturning
         # "legitimate") does not count it twice.
-        self._counted_ids: dict[str, None] = {}
+        self._counted_ids: OrderedDict[str, None] = OrderedDict()
         self._tallies: dict[str, _Tally] = {}
-        self._episodes: dict[tuple[str, str], _Episode] = {}
+        self._episodes: OrderedDict[tuple[str, str], _Episode] = OrderedDict()
         self._first: float | None = None
         self._last: float | None = None
         self.counted = 0
@@ -124,8 +125,8 @@ class Scorecard:
             episode = self._episodes[key] = _Episode(t)
             tally.episodes += 1
             if len(self._episodes) > self.max_waiting:
-                old_key = next(iter(self._episodes))
-                self._close(self._tallies[old_key[0]], self._episodes.pop(old_key))
+                old_key, old = self._episodes.popitem(last=False)
+                self._close(self._tallies[old_key[0]], old)
         elif t < episode.start:
             episode.start = t  # counted out of order: the episode began earlier
         if alerted and (episode.detected_at is None or t < episode.detected_at):
@@ -186,8 +187,9 @@ def _figures(t: _Tally, hours: float) -> dict[str, Any]:
     }
 
 
-def _put(waiting: dict[str, Any], key: str, value: Any, limit: int) -> None:
+def _put(waiting: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None:
     waiting[key] = value
     if len(waiting) > limit:
-        # The oldest waits longest for its other half; past the bound it is given up.
-        del waiting[next(iter(waiting))]
+        # The oldest waits longest for its other half; past the bound it is given up. (An
+        # OrderedDict: a plain dict finds its first key by skipping every deleted slot.)
+        waiting.popitem(last=False)

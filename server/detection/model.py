@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import mul
@@ -121,7 +122,7 @@ class AccountFlags:
 
     def __init__(self, max_accounts: int = 200_000) -> None:
         self.max_accounts = max_accounts
-        self.accounts: dict[str, list[tuple[float, float]]] = {}
+        self.accounts: OrderedDict[str, list[tuple[float, float]]] = OrderedDict()
 
     def recent(self, account_id: str, t: float) -> RecentFlags:
         flags = self.accounts.get(account_id)
@@ -143,7 +144,7 @@ class AccountFlags:
         flags.append((t, score))
         accounts[account_id] = flags
         if len(accounts) > self.max_accounts:
-            del accounts[next(iter(accounts))]
+            accounts.popitem(last=False)
 
 
 _RULE_KEY = {code: "rule_" + code for code in RULE_INPUTS}
@@ -520,7 +521,7 @@ class ModelSlot:
         self.learner = learner
         self.predictor = predictor
         # Insertion order is scoring order: the oldest inputs are forgotten first.
-        self.remembered: dict[str, bytes] = {}
+        self.remembered: OrderedDict[str, bytes] = OrderedDict()
         self.flags = AccountFlags()
 
     def ready(self, labels: int, frauds: int) -> bool:
@@ -545,7 +546,9 @@ class ModelSlot:
         remembered = self.remembered
         remembered[tx.id] = raw
         if len(remembered) > self.memory:
-            del remembered[next(iter(remembered))]
+            # An OrderedDict: a plain dict's first key is found by skipping every deleted
+            # slot before it, ~50 us at 250k entries once evictions start.
+            remembered.popitem(last=False)
         predictor = self.predictor
         if predictor is None:
             return rules
