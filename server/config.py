@@ -50,7 +50,7 @@ class Settings:
     default_currency: str = _s("USD", "ISO 4217 currency assumed when a transaction has none.")
     review_threshold: float = _s(0.5, "Score at or above which a transaction is flagged.")
     block_threshold: float = _s(0.8, "Score at or above which a transaction is blocked.")
-    batch_max: int = _s(1000, "Most transactions the detection loop scores in one batch.")
+    batch_max: int = _s(2000, "Most transactions the detection loop scores in one batch.")
     batch_wait_ms: float = _s(
         10.0, "Longest the detection loop waits to fill a batch after its first transaction."
     )
