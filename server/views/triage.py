@@ -9,6 +9,7 @@ session, its CSRF token.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import msgspec
@@ -90,18 +91,28 @@ async def _answer(request: web.Request, alert_id: str, event: AlertEvent | None)
     return json_response({"alert": alert, "seq": None})
 
 
-async def acknowledge(request: web.Request) -> web.Response:
-    who = await _analyst(request)
-    if isinstance(who, web.Response):
-        return who
-    alert_id = request.match_info["alert_id"]
+async def _apply(
+    request: web.Request, alert_id: str, change: Callable[[], Awaitable[AlertEvent | None]]
+) -> web.Response:
+    """Run one store change and answer it: 200 with the alert, 404, 409 with the winner."""
     try:
-        event = await request.app[STORE].acknowledge(alert_id, who.name)
+        event = await change()
+    except InvalidAssignee as exc:
+        return json_error(400, "invalid_field", str(exc), "owner")
     except AlertNotFound:
         return _not_found(alert_id)
     except AlertConflict as exc:
         return _conflict(exc)
     return await _answer(request, alert_id, event)
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    who = await _analyst(request)
+    if isinstance(who, web.Response):
+        return who
+    alert_id = request.match_info["alert_id"]
+    store = request.app[STORE]
+    return await _apply(request, alert_id, lambda: store.acknowledge(alert_id, who.name))
 
 
 async def unacknowledge(request: web.Request) -> web.Response:
@@ -109,13 +120,10 @@ async def unacknowledge(request: web.Request) -> web.Response:
     if isinstance(who, web.Response):
         return who
     alert_id = request.match_info["alert_id"]
-    try:
-        event = await request.app[STORE].unacknowledge(alert_id, who.name, force=who.can("admin"))
-    except AlertNotFound:
-        return _not_found(alert_id)
-    except AlertConflict as exc:
-        return _conflict(exc)
-    return await _answer(request, alert_id, event)
+    store, force = request.app[STORE], who.can("admin")
+    return await _apply(
+        request, alert_id, lambda: store.unacknowledge(alert_id, who.name, force=force)
+    )
 
 
 async def assign(request: web.Request) -> web.Response:
@@ -134,15 +142,10 @@ async def assign(request: web.Request) -> web.Response:
             "owner",
         )
     alert_id = request.match_info["alert_id"]
-    try:
-        event = await request.app[STORE].assign(alert_id, who.name, owner, force=who.can("admin"))
-    except InvalidAssignee as exc:
-        return json_error(400, "invalid_field", str(exc), "owner")
-    except AlertNotFound:
-        return _not_found(alert_id)
-    except AlertConflict as exc:
-        return _conflict(exc)
-    return await _answer(request, alert_id, event)
+    store, force = request.app[STORE], who.can("admin")
+    return await _apply(
+        request, alert_id, lambda: store.assign(alert_id, who.name, owner, force=force)
+    )
 
 
 async def claim_next(request: web.Request) -> web.Response:
@@ -205,13 +208,8 @@ async def reopen(request: web.Request) -> web.Response:
     if isinstance(note, web.Response):
         return note
     alert_id = request.match_info["alert_id"]
-    try:
-        event = await request.app[STORE].reopen(alert_id, who.name, note)
-    except AlertNotFound:
-        return _not_found(alert_id)
-    except AlertConflict as exc:
-        return _conflict(exc)
-    return await _answer(request, alert_id, event)
+    store = request.app[STORE]
+    return await _apply(request, alert_id, lambda: store.reopen(alert_id, who.name, note))
 
 
 async def add_note(request: web.Request) -> web.Response:
