@@ -43,7 +43,7 @@ from backtest import generate  # noqa: E402
 
 from server.backtest import day_function  # noqa: E402
 from server.detection.detector import Detector  # noqa: E402
-from server.detection.model import FEATURE_NAMES, ModelSlot, OnlineLogit, unpack  # noqa: E402
+from server.detection.model import FEATURE_NAMES, ModelSlot, OnlineLogit, inputs  # noqa: E402
 from server.metrics_offline import (  # noqa: E402
     average_precision,
     card_precision_at_k,
@@ -85,7 +85,7 @@ def cost(rows: list[Row], repeat: int) -> dict[str, float | None]:
     warm = Detector(model=trained)
     for row in rows:
         warm.score(row.transaction)
-    examples = [(list(unpack(trained.remembered[r.transaction.id])), bool(r.label)) for r in rows]
+    examples = [(list(inputs(trained.remembered[r.transaction.id])), bool(r.label)) for r in rows]
     learner = OnlineLogit()
     learner.learn_many(examples)
     predictor = learner.freeze(learner.count)
@@ -256,12 +256,12 @@ def main() -> int:
             n_estimators=opts.trees, max_depth=20, min_samples_leaf=2, n_jobs=1, random_state=0
         )
         forest.fit(
-            [unpack(slot.remembered[rows[i].transaction.id]) for i in train],
+            [inputs(slot.remembered[rows[i].transaction.id]) for i in train],
             [labels[i] for i in train],
         )
         fit_s = time.perf_counter() - started
         forest_scores = forest.predict_proba(
-            [unpack(slot.remembered[rows[i].transaction.id]) for i in test]
+            [inputs(slot.remembered[rows[i].transaction.id]) for i in test]
         )[:, 1].tolist()
         print(
             f"random forest: {opts.trees} trees, max_depth 20, trained on days 1-{opts.train_days} "

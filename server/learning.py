@@ -23,12 +23,12 @@ from pathlib import Path
 import msgspec
 
 from server.detection.features import Featurizer
-from server.detection.model import ModelSlot, OnlineLogit, Predictor, unpack
+from server.detection.model import ModelSlot, OnlineLogit, Predictor, inputs
 from server.scorecard import Scorecard
 from server.store.base import Label, LabelOutcome, Store
 
 log = logging.getLogger(__name__)
-Example = tuple[bytes, bool]  # packed inputs (model.pack) and whether it was fraud
+Example = tuple[bytes, bool]  # raw values (model.capture) and whether it was fraud
 
 
 @dataclass(slots=True)
@@ -130,7 +130,7 @@ class Trainer:
 
     def _round(self, learner: OnlineLogit, batches: Sequence[list[Example]]) -> None:
         learnt = sum(
-            learner.learn_many((unpack(x), is_fraud) for x, is_fraud in batch) for batch in batches
+            learner.learn_many((inputs(x), is_fraud) for x, is_fraud in batch) for batch in batches
         )
         self.status.last_round_thread = threading.get_ident()
         ready = self.slot.ready(learner.count, learner.frauds)

@@ -19,9 +19,9 @@ from server.detection.model import (
     OnlineLogit,
     capture,
     explain,
+    inputs,
     named_features,
     sigmoid,
-    unpack,
 )
 from server.detection.verdict import Reason
 from server.metrics_offline import roc_auc
@@ -214,7 +214,7 @@ def test_memory_is_bounded_and_each_label_is_learnt_once() -> None:
         detector.score(make_tx(n))
     assert list(slot.remembered) == [f"tx-{n}" for n in range(3, 8)]
     examples, missing = slot.pop_examples([("tx-1", True), ("tx-4", False), ("tx-4", False)])
-    assert [(len(unpack(x)), y) for x, y in examples] == [(len(FEATURE_NAMES), False)]
+    assert [(len(inputs(x)), y) for x, y in examples] == [(len(FEATURE_NAMES), False)]
     assert missing == 2
     assert not slot.learn_label("tx-0", True)
     assert slot.learn_label("tx-5", True)
@@ -262,7 +262,7 @@ def test_what_is_kept_gives_the_same_inputs_as_scoring_saw() -> None:
     raw = capture(f, tx, reasons, 0.82, (0.7, 1200.0, 2))
     assert len(raw) < 100  # far smaller than the 37 inputs it stands for
     named = named_features(f, tx, reasons, 0.82, (0.7, 1200.0, 2))
-    assert unpack(raw) == list(named.values())
+    assert inputs(raw) == list(named.values())
     assert named["first_device"] == 1.0 and named["new_device"] == 0.0  # a first device
     assert named["atm"] == 1.0 and named["flagged_1h"] == 1.0
     assert named["log_flags_24h"] == pytest.approx(math.log1p(2))

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from operator import mul
 from typing import Any
 
-from server.detection.features import Features
 from server.detection.verdict import Decision, Reason, Scored, Severity
 from server.transactions import Transaction
 
@@ -272,21 +271,15 @@ _RULE_BITS = tuple(_RULE_BIT.values())
 
 
 def named_features(
-    v: Mapping[str, Any] | Features,
+    v: Mapping[str, Any],
     tx: Transaction,
     reasons: Sequence[Reason],
     rules_score: float,
     recent: RecentFlags = (0.0, 0.0, 0),
 ) -> dict[str, float]:
     """The model's inputs for one transaction, by name (for tests and explanations)."""
-    values = v.values if isinstance(v, Features) else v
-    x = inputs(capture(values, tx, reasons, rules_score, recent))
+    x = inputs(capture(v, tx, reasons, rules_score, recent))
     return dict(zip(FEATURE_NAMES, x, strict=True))
-
-
-def unpack(raw: bytes) -> list[float]:
-    """What was kept of a transaction (`capture()`), as the model's input vector."""
-    return inputs(raw)
 
 
 def sigmoid(z: float) -> float:
