@@ -193,8 +193,7 @@ async def apply_labels(
         if outcome.status in ("created", "updated")
     ]
     if new:
-        note_labels(trainer, scorecard, new)
-        await absorb_labels(store, featurizer, scorecard, new)
+        await learn_stored_labels(store, trainer, scorecard, featurizer, new)
     return outcomes
 
 
@@ -240,13 +239,18 @@ async def absorb_labels(
             )
 
 
-def note_labels(
-    trainer: Trainer | None, scorecard: Scorecard | None, labels: Iterable[Label]
+async def learn_stored_labels(
+    store: Store,
+    trainer: Trainer | None,
+    scorecard: Scorecard | None,
+    featurizer: Featurizer | None,
+    labels: Sequence[Label],
 ) -> None:
-    """Labels already stored (a resolution stores its own): to the model and the scorecard."""
-    labels = list(labels)
+    """Labels already stored (by add_labels, or a resolution in its own commit): to the
+    model, the scorecard and merchant risk."""
     if trainer is not None:
         trainer.submit((label.transaction_id, label.label == "fraud") for label in labels)
     if scorecard is not None:
         for label in labels:
             scorecard.add_truth(label.transaction_id, label.label == "fraud", label.scenario)
+    await absorb_labels(store, featurizer, scorecard, labels)

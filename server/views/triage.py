@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import web
 
 from server.auth import Principal, csrf_ok
-from server.learning import absorb_labels, note_labels
+from server.learning import learn_stored_labels
 from server.state import DETECTOR, SCORECARD, SETTINGS, STORE, TRAINER
 from server.store.base import (
     LABELS,
@@ -190,9 +190,9 @@ async def resolve(request: web.Request) -> web.Response:
             source=f"analyst:{who.name}",
             labelled_at=event.alert.updated_at,
         )
-        note_labels(request.app.get(TRAINER), request.app[SCORECARD], [label])
-        await absorb_labels(
-            request.app[STORE], request.app[DETECTOR].featurizer, request.app[SCORECARD], [label]
+        app = request.app
+        await learn_stored_labels(
+            app[STORE], app.get(TRAINER), app[SCORECARD], app[DETECTOR].featurizer, [label]
         )
     return await _answer(request, alert_id, event)
 
