@@ -11,7 +11,6 @@ fraudulent transaction to its first alerted one.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,10 +85,6 @@ class Scorecard:
     def waiting(self) -> int:
         """Labels waiting for their verdict."""
         return len(self._truths)
-
-    def add_verdicts(self, items: Iterable[tuple[str, float, str, bool]]) -> None:
-        for item in items:
-            self.add_verdict(*item)
 
     def add_truth(self, tx_id: str, is_fraud: bool, scenario: str | None = None) -> None:
         """A label; `scenario` names the simulator's episode (legitimate ones too)."""

@@ -355,7 +355,7 @@ def _check_timestamp(timestamp: dt.datetime, now: dt.datetime | None) -> None:
         raise _invalid("invalid_field", _TIMESTAMP_FORMAT, "timestamp")
     if now is None:
         now = dt.datetime.now(dt.UTC)
-    if timestamp > _latest_allowed(now):
+    if timestamp > now + MAX_FUTURE_SKEW:
         minutes = int(MAX_FUTURE_SKEW.total_seconds() // 60)
         raise _invalid(
             "invalid_field",
@@ -363,19 +363,6 @@ def _check_timestamp(timestamp: dt.datetime, now: dt.datetime | None) -> None:
             f"({now.isoformat(timespec='seconds')}); check the sender's clock",
             "timestamp",
         )
-
-
-# (now, now + MAX_FUTURE_SKEW) for the last `now` seen: one tuple, swapped whole.
-_skew: list[tuple[dt.datetime, dt.datetime]] = []
-
-
-def _latest_allowed(now: dt.datetime) -> dt.datetime:
-    """`now + MAX_FUTURE_SKEW`, computed once per batch (a batch passes one `now`)."""
-    last = _skew[0] if _skew else None
-    if last is None or last[0] is not now:
-        last = (now, now + MAX_FUTURE_SKEW)
-        _skew[:] = [last]
-    return last[1]
 
 
 def _check_amount(amount: Decimal, currency: str, units: int) -> None:

@@ -626,7 +626,7 @@ class Featurizer:
         kinds = self.plan.distinct
         if "merchants" in kinds:
             state.distinct_merchants, count = _distinct(
-                state.distinct_merchants or array("d"), stable_hash(tx.merchant_id), t
+                state.distinct_merchants or array("d"), self._hash(tx.merchant_id), t
             )
             v["distinct_merchants_24h"] = count
         if "countries" in kinds:
@@ -634,7 +634,7 @@ class Featurizer:
                 v["distinct_countries_24h"] = None
             else:
                 state.distinct_countries, count = _distinct(
-                    state.distinct_countries or array("d"), stable_hash(tx.country), t
+                    state.distinct_countries or array("d"), self._hash(tx.country), t
                 )
                 v["distinct_countries_24h"] = count
 
