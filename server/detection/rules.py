@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from math import inf, isfinite
 from pathlib import Path
-from typing import Any, Literal, TypeGuard, get_args
+from typing import Any, Literal, TypeGuard, TypeVar, get_args
 
 from server.detection.features import DEFAULT_SMALL_AMOUNT, FEATURES, Value
 from server.detection.verdict import Reason, Severity
@@ -258,36 +258,8 @@ def compile_sources(sources: Sequence[tuple[str, bytes]]) -> RuleSet:
                                   f"{small_amount} set in another file")  # fmt: skip
                 else:
                     small_amount = float(value)
-        raw_rules = data.get("rules", [])
-        if not isinstance(raw_rules, list):
-            errors.append(f"{name}: 'rules' must be an array of tables ([[rules]])")
-            raw_rules = []
-        for i, raw in enumerate(raw_rules):
-            where = f"{name}: rule #{i + 1}"
-            if isinstance(raw, dict) and isinstance(raw.get("name"), str):
-                where = f"{name}: rule '{raw['name']}'"
-                if raw["name"] in seen_rules:
-                    errors.append(f"{where}: duplicate name (also in {seen_rules[raw['name']]})")
-                    continue
-                seen_rules[raw["name"]] = name
-            rule = _compile_rule(raw, where, errors)
-            if rule is not None:
-                rules.append(rule)
-        raw_lists = data.get("lists", [])
-        if not isinstance(raw_lists, list):
-            errors.append(f"{name}: 'lists' must be an array of tables ([[lists]])")
-            raw_lists = []
-        for i, raw in enumerate(raw_lists):
-            where = f"{name}: list #{i + 1}"
-            if isinstance(raw, dict) and isinstance(raw.get("name"), str):
-                where = f"{name}: list '{raw['name']}'"
-                if raw["name"] in seen_lists:
-                    errors.append(f"{where}: duplicate name (also in {seen_lists[raw['name']]})")
-                    continue
-                seen_lists[raw["name"]] = name
-            lst = _compile_list(raw, where, errors)
-            if lst is not None:
-                lists.append(lst)
+        rules += _named_tables(data, "rules", "rule", name, seen_rules, _compile_rule, errors)
+        lists += _named_tables(data, "lists", "list", name, seen_lists, _compile_list, errors)
     if errors:
         raise RulesError(errors)
     features = frozenset(f for rule in rules for f in rule.features)
@@ -299,6 +271,38 @@ def compile_sources(sources: Sequence[tuple[str, bytes]]) -> RuleSet:
         files=tuple(name for name, _ in sources),
         features=features,
     )
+
+
+T = TypeVar("T")
+
+
+def _named_tables(
+    data: dict[str, Any],
+    key: str,
+    kind: str,
+    file: str,
+    seen: dict[str, str],
+    compile_one: Callable[[object, str, list[str]], T | None],
+    errors: list[str],
+) -> list[T]:
+    """Compile one file's `[[key]]` tables, each named uniquely across every file."""
+    raw_tables = data.get(key, [])
+    if not isinstance(raw_tables, list):
+        errors.append(f"{file}: '{key}' must be an array of tables ([[{key}]])")
+        return []
+    compiled: list[T] = []
+    for i, raw in enumerate(raw_tables):
+        where = f"{file}: {kind} #{i + 1}"
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            where = f"{file}: {kind} '{raw['name']}'"
+            if raw["name"] in seen:
+                errors.append(f"{where}: duplicate name (also in {seen[raw['name']]})")
+                continue
+            seen[raw["name"]] = file
+        item = compile_one(raw, where, errors)
+        if item is not None:
+            compiled.append(item)
+    return compiled
 
 
 def _compile_list(raw: object, where: str, errors: list[str]) -> ValueList | None:
