@@ -337,14 +337,14 @@ class Hub:
 
     def close_session(self, session: str, code: int, message: bytes) -> int:
         """Close every socket of one analyst session (logout); returns how many."""
-        subs = [sub for sub in self.subscribers if sub.session == session]
-        for sub in subs:
-            self.disconnect(sub, code, message)
-        return len(subs)
+        return self._close_all([s for s in self.subscribers if s.session == session], code, message)
 
     def close_user(self, user: str, code: int, message: bytes) -> int:
         """Close every analyst socket of one user (removed, or given another role)."""
-        subs = [sub for sub in self.subscribers if sub.user == user and sub.session is not None]
+        subs = [s for s in self.subscribers if s.user == user and s.session is not None]
+        return self._close_all(subs, code, message)
+
+    def _close_all(self, subs: list[Subscriber], code: int, message: bytes) -> int:
         for sub in subs:
             self.disconnect(sub, code, message)
         return len(subs)
