@@ -253,7 +253,8 @@ class DetectionLoop:
         wall, mono = time.time(), time.monotonic()
         for sub in batch:
             out: list[Verdict | FieldError] = []
-            received_at: str | None = None
+            # When the server took this submission, on its wall clock (alerts carry it).
+            received_at = _wall_clock(wall - (mono - sub.received))
             for tx in sub.transactions:
                 # An id seen before gets its first verdict back if this is the same payment
                 # (a retry), and a conflict if not: the first transaction stays as it was.
@@ -273,8 +274,6 @@ class DetectionLoop:
                     latency_ms=round((time.monotonic() - sub.received) * 1000, 3),
                 )
                 fresh[tx.id] = (verdict, tx)
-                if verdict.alert_id is not None and received_at is None:
-                    received_at = _wall_clock(wall - (mono - sub.received))
                 records.append(StoredRecord(tx, verdict, scored.severity, received_at))
                 out.append(verdict)
             answers.append(out)
