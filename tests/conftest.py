@@ -19,7 +19,7 @@ from server.state import STORE
 # The browser tests' fixtures (the app on a real port, Chromium, an ingesting client) live in
 # browser_support.py with the helpers they use; importing them here makes them fixtures for
 # every test module, so no module has to copy or re-bind them.
-from browser_support import browser, http, ingest, server  # noqa: F401  isort: skip
+from tests.browser_support import browser, http, ingest, server  # noqa: F401
 
 API_KEY = "test-api-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

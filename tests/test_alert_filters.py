@@ -7,8 +7,8 @@ import datetime as dt
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from browser_support import impossible_travel, travel_at_night
 
+from tests.browser_support import impossible_travel, travel_at_night
 from tests.conftest import AUTH, T0, Login, card_testing
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
-from browser_support import (
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
+
+from tests.browser_support import (
     NEW_YORK,
     OWNER,
     PARIS,
@@ -22,7 +24,6 @@ from browser_support import (
     sign_in,
     tx,
 )
-from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 pytestmark = pytest.mark.browser
 

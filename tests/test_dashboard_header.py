@@ -9,10 +9,12 @@ import re
 from pathlib import Path
 
 import aiohttp
-import browser_support as bs
 import pytest
 from aiohttp.test_utils import TestServer
-from browser_support import (
+from playwright.async_api import Browser, Locator, Page, WebSocketRoute, expect
+
+import tests.browser_support as bs
+from tests.browser_support import (
     OWNER,
     T0,
     Ingest,
@@ -22,7 +24,6 @@ from browser_support import (
     sign_in,
     travel_at_night,
 )
-from playwright.async_api import Browser, Locator, Page, WebSocketRoute, expect
 
 pytestmark = pytest.mark.browser
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import browser_support as bs
 import pytest
 from aiohttp.test_utils import TestServer
-from browser_support import LONDON, NEW_YORK, T0, post_ndjson, sign_in, tx
 from playwright.async_api import Browser, Page, expect
+
+import tests.browser_support as bs
+from tests.browser_support import LONDON, NEW_YORK, T0, post_ndjson, sign_in, tx
 
 pytestmark = pytest.mark.browser
 

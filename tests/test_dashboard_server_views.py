@@ -8,7 +8,10 @@ import re
 
 import pytest
 from aiohttp.test_utils import TestServer
-from browser_support import (
+from playwright.async_api import Browser, expect
+
+from server.state import STORE
+from tests.browser_support import (
     STATUS,
     T0,
     Ingest,
@@ -17,9 +20,6 @@ from browser_support import (
     sign_in,
     travel_at_night,
 )
-from playwright.async_api import Browser, expect
-
-from server.state import STORE
 
 pytestmark = pytest.mark.browser
 
@@ -85,7 +85,8 @@ async def test_header_shows_ingest_to_screen_latency_and_server_counts(
 
 async def ingest_bad(server: TestServer) -> None:
     import aiohttp
-    from browser_support import API_KEY
+
+    from tests.browser_support import API_KEY
 
     async with (
         aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http,

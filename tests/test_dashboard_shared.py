@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
-from browser_support import (
+from playwright.async_api import Browser, expect
+
+from tests.browser_support import (
     OWNER,
     STATUS,
     T0,
@@ -19,7 +21,6 @@ from browser_support import (
     sign_in,
     travel_at_night,
 )
-from playwright.async_api import Browser, expect
 
 pytestmark = pytest.mark.browser
 

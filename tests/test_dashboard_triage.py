@@ -7,10 +7,14 @@ import re
 from pathlib import Path
 
 import aiohttp
-import browser_support as bs
 import pytest
 from aiohttp.test_utils import TestServer
-from browser_support import (
+from playwright.async_api import Browser, expect
+
+import tests.browser_support as bs
+from server.auth import create_user
+from server.state import STORE
+from tests.browser_support import (
     OWNER,
     PASSWORD,
     STATUS,
@@ -23,10 +27,6 @@ from browser_support import (
     sign_in,
     travel_at_night,
 )
-from playwright.async_api import Browser, expect
-
-from server.auth import create_user
-from server.state import STORE
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
-from browser_support import (
+from playwright.async_api import Browser, expect
+
+from tests.browser_support import (
     OWNER,
     T0,
     Analyst,
@@ -19,7 +21,6 @@ from browser_support import (
     travel_at_night,
     tx,
 )
-from playwright.async_api import Browser, expect
 
 pytestmark = pytest.mark.browser
 

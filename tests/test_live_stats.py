@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp import ClientWebSocketResponse
 from aiohttp.test_utils import TestClient
-from browser_support import impossible_travel, travel_at_night
 
+from tests.browser_support import impossible_travel, travel_at_night
 from tests.conftest import AUTH, Login
 
 

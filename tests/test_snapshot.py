@@ -131,9 +131,7 @@ print(json.dumps([[s.score, s.decision, [r.code for r in s.reasons]] for s in sc
 
 def _child(part: str, path: Path, seed: str) -> list[Any]:
     # Different hash seeds: state that leaned on the salted hash() would not match.
-    # tests/ on the path too: tests.conftest imports browser_support as pytest does.
-    tests_dir = Path(__file__).resolve().parent
-    env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(tests_dir)}
+    env = {**os.environ, "PYTHONHASHSEED": seed}
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, part, str(path)],
         capture_output=True,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from browser_support import impossible_travel, travel_at_night
 
 from server.app import create_app
 from server.auth import create_user
@@ -18,6 +17,7 @@ from server.config import Settings
 from server.state import STORE
 from server.store.base import StoredRecord
 from server.store.sqlite import SqliteStore
+from tests.browser_support import impossible_travel, travel_at_night
 from tests.conftest import AUTH, T0, Login, card_testing, make_settings
 
 
