@@ -14,9 +14,10 @@ from typing import cast, get_args
 from aiohttp import web
 
 from server import messages
-from server.auth import Principal, create_user, csrf_ok
-from server.state import AUTH, HUB, SETTINGS, STORE
+from server.auth import Principal, create_user
+from server.state import HUB, SETTINGS, STORE
 from server.store.base import Role
+from server.views.api import permitted
 from server.views.responses import json_error, json_object, json_response
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,9 @@ SECRET_SETTINGS = frozenset({"api_key"})
 
 
 async def _admin(request: web.Request, changes: bool) -> Principal | web.Response:
-    who = await request.app[AUTH].principal(request)
-    if who is None:
-        return json_error(401, "unauthorized", "Log in as an admin")
-    if not who.can("admin"):
-        return json_error(403, "forbidden", "Only admins manage users and settings")
-    if changes and not csrf_ok(request, who):
-        return json_error(403, "csrf", "Missing or wrong X-CSRF-Token header")
-    return who
+    return await permitted(
+        request, "admin", "Only admins manage users and settings", changes=changes
+    )
 
 
 async def list_users(request: web.Request) -> web.Response:

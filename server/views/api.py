@@ -11,7 +11,7 @@ from typing import Any, get_args
 import msgspec
 from aiohttp import web
 
-from server.auth import Permission, Principal
+from server.auth import Permission, Principal, csrf_ok
 from server.detection.verdict import Verdict
 from server.pipeline import IntakeClosed, submit
 from server.state import AUTH, HUB, QUEUE, SETTINGS, STATS, STORE
@@ -41,14 +41,17 @@ def _unauthorized() -> web.Response:
 
 
 async def permitted(
-    request: web.Request, permission: Permission, refusal: str
+    request: web.Request, permission: Permission, refusal: str, *, changes: bool = False
 ) -> Principal | web.Response:
-    """The caller, if it may do `permission`; else a 401 (no one) or a 403 (not allowed)."""
+    """The caller, if it may do `permission`; else a 401 (no one) or a 403 (not allowed).
+    A request that `changes` state from a browser session must carry its CSRF token."""
     who = await request.app[AUTH].principal(request)
     if who is None:
         return _unauthorized()
     if not who.can(permission):
         return json_error(403, "forbidden", refusal)
+    if changes and not csrf_ok(request, who):
+        return json_error(403, "csrf", "Missing or wrong X-CSRF-Token header")
     return who
 
 

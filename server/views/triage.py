@@ -15,7 +15,7 @@ from typing import Any, cast
 import msgspec
 from aiohttp import web
 
-from server.auth import Principal, csrf_ok
+from server.auth import Principal
 from server.learning import learn_stored_labels
 from server.state import DETECTOR, SCORECARD, SETTINGS, STORE, TRAINER
 from server.store.base import (
@@ -36,12 +36,9 @@ MAX_USER_NAME = 64
 
 async def _analyst(request: web.Request) -> Principal | web.Response:
     # `triage` is never an API key's: a decision about an alert belongs to a person.
-    who = await permitted(request, "triage", "Only analysts and admins can change alerts")
-    if isinstance(who, web.Response):
-        return who
-    if not csrf_ok(request, who):
-        return json_error(403, "csrf", "Missing or wrong X-CSRF-Token header")
-    return who
+    return await permitted(
+        request, "triage", "Only analysts and admins can change alerts", changes=True
+    )
 
 
 async def _body(request: web.Request, *, required: bool) -> dict[str, Any] | web.Response:
