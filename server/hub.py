@@ -138,7 +138,7 @@ class Subscriber:
                 chunk.append(frame)
                 size += len(frame)
         while self.presence and size < WRITE_CHUNK:
-            frame = self.presence.pop(next(iter(self.presence)))
+            frame = self.presence.popitem()[1]  # any order: each is the latest for its alert
             chunk.append(frame)
             size += len(frame)
         while self.verdicts and size < WRITE_CHUNK:
