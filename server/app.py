@@ -368,6 +368,7 @@ def create_app(settings: Settings) -> web.Application:
             memory=settings.model_memory,
             min_labels=settings.model_min_labels,
             min_frauds=settings.model_min_frauds,
+            negative_ratio=settings.model_negative_ratio,
         )
         app[TRAINER] = Trainer(slot, settings.data_dir / "model.json")
     app[SCORECARD] = Scorecard()

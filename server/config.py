@@ -119,6 +119,12 @@ class Settings:
         "Of those, the fewest frauds (and the fewest legitimate ones) before the model's score "
         "is used.",
     )
+    model_negative_ratio: float = _s(
+        10.0,
+        "Legitimate labels the model learns per fraud once they abound: beyond that a sample, "
+        "each weighted by what it stands for (keeps it calibrated at a fraction of the "
+        "cost). 0 learns every label.",
+    )
     model_memory: int = _s(
         250_000,
         "Recent transactions whose model inputs are kept until their label arrives (about "
@@ -193,7 +199,12 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"Setting '{name}' must be >= 1, got {getattr(self, name)}")
-        for name in ("model_min_labels", "model_min_frauds", "simulator_label_delay"):
+        for name in (
+            "model_min_labels",
+            "model_min_frauds",
+            "model_negative_ratio",
+            "simulator_label_delay",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Setting '{name}' must be >= 0, got {getattr(self, name)}")
         if self.api_key_cache_ttl < 0:

@@ -28,7 +28,7 @@ from server.scorecard import Scorecard
 from server.store.base import Label, LabelOutcome, Store
 
 log = logging.getLogger(__name__)
-Example = tuple[bytes, bool]  # raw values (model.capture) and whether it was fraud
+Example = tuple[bytes, bool, float]  # raw values (model.capture), fraud?, weight
 
 
 @dataclass(slots=True)
@@ -129,9 +129,12 @@ class Trainer:
                 return
 
     def _round(self, learner: OnlineLogit, batches: Sequence[list[Example]]) -> None:
-        learnt = sum(
-            learner.learn_many((inputs(x), is_fraud) for x, is_fraud in batch) for batch in batches
-        )
+        learn = learner.learn_one
+        learnt = 0
+        for batch in batches:
+            for x, is_fraud, weight in batch:
+                learn(inputs(x), is_fraud, weight)
+            learnt += len(batch)
         self.status.last_round_thread = threading.get_ident()
         ready = self.slot.ready(learner.count, learner.frauds)
         predictor = learner.freeze(learner.count) if ready else None
@@ -172,6 +175,7 @@ class Trainer:
             "active": predictor is not None,
             "labels_learnt": self.status.labels_learnt,
             "labels_without_inputs": self.status.labels_without_inputs,
+            "labels_sampled_out": self.slot.sampler.skipped,
             "model_version": self.status.model_version,
             "min_labels": self.slot.min_labels,
         }

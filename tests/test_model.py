@@ -16,6 +16,7 @@ from server.detection.model import (
     FEATURE_NAMES,
     FEATURE_SET,
     ModelSlot,
+    NegativeSampler,
     OnlineLogit,
     capture,
     explain,
@@ -143,6 +144,78 @@ def test_probabilities_are_calibrated_on_held_out_data() -> None:
         assert predicted == pytest.approx(observed, abs=0.04), (lo, hi)
 
 
+def calibration_stream(n: int, rng: random.Random) -> list[tuple[list[float], bool]]:
+    """Overlapping classes at a 2 % base rate (one informative input)."""
+    out = []
+    for _ in range(n):
+        fraud = rng.random() < 0.02
+        x = [0.0] * len(FEATURE_NAMES)
+        x[TINY] = rng.gauss(2.0 if fraud else 0.0, 1.0)
+        out.append((x, fraud))
+    return out
+
+
+def test_downsampled_legitimate_labels_keep_the_model_calibrated() -> None:
+    # Learning ~1 in 5 legitimate labels, each weighted by what it stands for, must give the
+    # probabilities of learning them all: without the weights the mean prediction would be
+    # about five times the base rate.
+    rng = random.Random(11)
+    train = calibration_stream(60_000, rng)
+    sampler = NegativeSampler(ratio=10.0, floor=2_000)
+    model = OnlineLogit()
+    for n, (x, fraud) in enumerate(train):
+        if weight := sampler.weight(f"tx-{n}", fraud):
+            model.learn_one(x, fraud, weight)
+    assert sampler.skipped > 40_000  # most legitimate labels were left out
+    assert model.count == len(train) - sampler.skipped
+    assert model.frauds == sum(fraud for _, fraud in train)  # every fraud was learnt
+    predictor = model.freeze()
+    held = [(predictor.predict_proba(x), y) for x, y in calibration_stream(40_000, rng)]
+    rate = sum(y for _, y in held) / len(held)
+    assert sum(p for p, _ in held) / len(held) == pytest.approx(rate, abs=0.006)
+    high = [(p, y) for p, y in held if p >= 0.1]
+    assert len(high) > 200
+    assert sum(p for p, _ in high) / len(high) == pytest.approx(
+        sum(y for _, y in high) / len(high), abs=0.05
+    )
+    assert roc_auc([p for p, _ in held], [int(y) for _, y in held]) > 0.9
+
+
+def test_the_sampler_keeps_scarce_legitimate_labels_and_decides_by_id() -> None:
+    # Analysts' resolutions: as many legitimate labels as frauds; every one is learnt.
+    scarce = NegativeSampler(ratio=10.0, floor=100)
+    assert all(scarce.weight(f"tx-{n}", n % 2 == 0) == 1.0 for n in range(5_000))
+    assert scarce.skipped == 0
+    # Abundant: past the floor, about ratio x frauds are kept, each weighing 1/rate.
+    a, b = NegativeSampler(ratio=10.0, floor=100), NegativeSampler(ratio=10.0, floor=100)
+    ids = [(f"tx-{n}", n % 100 == 0) for n in range(20_000)]
+    weights_a = [a.weight(tx_id, fraud) for tx_id, fraud in ids]
+    weights_b = [b.weight(tx_id, fraud) for tx_id, fraud in ids]
+    assert weights_a == weights_b  # the same labels in the same order: the same choice
+    kept = [w for w in weights_a if w]
+    assert a.skipped == len(ids) - len(kept)
+    assert 2_000 < len(kept) < 3_000  # 200 frauds + ~10 legitimate per fraud
+    assert sum(kept) == pytest.approx(len(ids), rel=0.1)  # the weights stand for the rest
+    assert NegativeSampler(ratio=0).weight("tx-1", False) == 1.0
+    with pytest.raises(ValueError):
+        NegativeSampler(ratio=-1)
+
+
+def test_a_slot_learns_inline_with_the_sampler() -> None:
+    slot = ModelSlot(memory=10_000, learner=OnlineLogit(), negative_ratio=1.0)
+    slot.sampler.floor = 10
+    detector = Detector(model=slot)
+    for n in range(300):
+        detector.score(make_tx(n))
+    for n in range(300):
+        assert slot.learn_label(f"tx-{n}", n % 30 == 0)
+    assert slot.learner is not None
+    assert slot.learner.frauds == 10
+    assert slot.learner.count == 300 - slot.sampler.skipped
+    assert 10 < slot.learner.count < 60  # 10 frauds + about one legitimate label each
+    assert slot.remembered == {}  # learnt or left out, every labelled input is forgotten
+
+
 def test_contributions_add_up_to_the_logit() -> None:
     model = OnlineLogit()
     model.learn_many(toy_stream(2000, seed=3))
@@ -214,7 +287,7 @@ def test_memory_is_bounded_and_each_label_is_learnt_once() -> None:
         detector.score(make_tx(n))
     assert list(slot.remembered) == [f"tx-{n}" for n in range(3, 8)]
     examples, missing = slot.pop_examples([("tx-1", True), ("tx-4", False), ("tx-4", False)])
-    assert [(len(inputs(x)), y) for x, y in examples] == [(len(FEATURE_NAMES), False)]
+    assert [(len(inputs(x)), y, w) for x, y, w in examples] == [(len(FEATURE_NAMES), False, 1.0)]
     assert missing == 2
     assert not slot.learn_label("tx-0", True)
     assert slot.learn_label("tx-5", True)

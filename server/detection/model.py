@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -346,34 +347,42 @@ class OnlineLogit:
         self.g2b = 1e-8
         self.count = 0
         self.frauds = 0
+        self.weight_sum = 0.0
         self.mean = [0.0] * n
         self.m2 = [0.0] * n
         self.scale = [1.0] * n
 
     def _rescale(self) -> None:
-        count = self.count
-        if count < 2:
+        if self.count < 2:
             return
+        total = self.weight_sum
         w, scale = self.w, self.scale
         for i, m2 in enumerate(self.m2):
-            var = m2 / (count - 1)
+            var = m2 / (total - 1.0)  # weight 1: the sample variance
             new = 1.0 / math.sqrt(var) if var > 1e-12 else 1.0
             w[i] *= scale[i] / new
             scale[i] = new
 
-    def learn_one(self, x: Sequence[float], is_fraud: bool) -> None:
+    def learn_one(self, x: Sequence[float], is_fraud: bool, weight: float = 1.0) -> None:
+        """One labelled example; `weight` > 1 when it stands for several (a legitimate label
+        kept by `NegativeSampler`), which scales its step and its share of the statistics."""
         self.count += 1
         self.frauds += is_fraud
-        count = self.count
-        # Welford, as whole-list comprehensions: a third of the cost of an indexed loop.
+        self.weight_sum = total = self.weight_sum + weight
+        # Weighted Welford (West), as whole-list comprehensions: a third of the cost of an
+        # indexed loop. With weight 1 it is the plain running mean and sum of squares.
+        share = weight / total
         deltas = [v - m for v, m in zip(x, self.mean, strict=True)]
-        self.mean = mean = [m + d / count for m, d in zip(self.mean, deltas, strict=True)]
-        self.m2 = [q + d * (v - m) for q, d, v, m in zip(self.m2, deltas, x, mean, strict=True)]
-        if count <= 64 or count % self.rescale_every == 0:
+        self.mean = mean = [m + d * share for m, d in zip(self.mean, deltas, strict=True)]
+        self.m2 = [
+            q + weight * d * (v - m) for q, d, v, m in zip(self.m2, deltas, x, mean, strict=True)
+        ]
+        if self.count <= 64 or self.count % self.rescale_every == 0:
             self._rescale()
         scale, w = self.scale, self.w
         active = [(i, v * scale[i]) for i, v in enumerate(x) if v]
         err = sigmoid(self.b + sum([w[i] * z for i, z in active])) - (1.0 if is_fraud else 0.0)
+        err *= weight
         g2, lr, l2 = self.g2, self.learning_rate, self.l2
         for i, z in active:
             g = err * z + l2 * w[i]
@@ -405,6 +414,7 @@ class OnlineLogit:
             "g2b": self.g2b,
             "count": self.count,
             "frauds": self.frauds,
+            "weight_sum": self.weight_sum,
             "mean": self.mean,
             "m2": self.m2,
             "scale": self.scale,
@@ -434,7 +444,51 @@ class OnlineLogit:
         model.g2b = float(data["g2b"])
         model.count = int(data["count"])
         model.frauds = int(data["frauds"])
+        model.weight_sum = float(data.get("weight_sum", model.count))
         return model
+
+
+class NegativeSampler:
+    """Which legitimate labels the model learns, and what each stands for.
+
+    Where every transaction gets a label (a simulator's truth, a backtest), legitimate ones
+    outnumber frauds fifty to one and nearly all of them say the same thing; learning each
+    is most of the model's cost. Once more than `ratio` legitimate labels per fraud (and at
+    least `floor`) have been seen, a legitimate label is learnt with probability
+    r = ratio * frauds / legitimate and weight 1/r, so the model's expected gradient, and so
+    its calibration, are those of learning them all (importance weighting). Frauds are
+    always learnt; so is every legitimate label where they are scarce, as when analysts'
+    resolutions are the only labels. The choice is a hash of the transaction id: the same
+    labels in the same order give the same model. `ratio` 0 learns every label.
+    """
+
+    __slots__ = ("floor", "frauds", "legitimate", "ratio", "skipped")
+
+    def __init__(self, ratio: float = 10.0, floor: int = 2_000) -> None:
+        if ratio < 0:
+            raise ValueError(f"ratio must be >= 0, got {ratio}")
+        self.ratio = ratio
+        self.floor = floor
+        self.frauds = 0
+        self.legitimate = 0
+        self.skipped = 0
+
+    def weight(self, tx_id: str, is_fraud: bool) -> float:
+        """0 to leave this label out, else the weight to learn it with."""
+        if is_fraud:
+            self.frauds += 1
+            return 1.0
+        self.legitimate += 1
+        if not self.ratio:
+            return 1.0
+        wanted = max(self.ratio * self.frauds, self.floor)
+        if self.legitimate <= wanted:
+            return 1.0
+        rate = wanted / self.legitimate
+        if zlib.crc32(tx_id.encode()) >= rate * 4294967296.0:
+            self.skipped += 1
+            return 0.0
+        return 1.0 / rate
 
 
 _INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -495,6 +549,7 @@ class ModelSlot:
         "min_labels",
         "predictor",
         "remembered",
+        "sampler",
     )
 
     def __init__(
@@ -505,6 +560,7 @@ class ModelSlot:
         min_frauds: int = 20,
         learner: OnlineLogit | None = None,
         predictor: Predictor | None = None,
+        negative_ratio: float = 10.0,
     ) -> None:
         if memory < 1:
             raise ValueError(f"memory must be >= 1, got {memory}")
@@ -516,6 +572,7 @@ class ModelSlot:
         # Insertion order is scoring order: the oldest inputs are forgotten first.
         self.remembered: OrderedDict[str, bytes] = OrderedDict()
         self.flags = AccountFlags()
+        self.sampler = NegativeSampler(negative_ratio)
 
     def ready(self, labels: int, frauds: int) -> bool:
         """Enough labels, of both kinds, for the model's score to replace the rules'."""
@@ -556,18 +613,19 @@ class ModelSlot:
 
     def pop_examples(
         self, labels: Iterable[tuple[str, bool]]
-    ) -> tuple[list[tuple[bytes, bool]], int]:
-        """The remembered inputs of labelled transactions, packed (forgotten here: each is
-        learnt once), and how many labels had none (scored too long ago, or before a
-        restart)."""
-        examples: list[tuple[bytes, bool]] = []
+    ) -> tuple[list[tuple[bytes, bool, float]], int]:
+        """The remembered inputs of labelled transactions, packed, with their weights
+        (`NegativeSampler`; left-out ones are dropped), forgotten here: each is learnt
+        once. Also how many labels had none (scored too long ago, or before a restart)."""
+        examples: list[tuple[bytes, bool, float]] = []
         missing = 0
+        remembered, weight = self.remembered, self.sampler.weight
         for tx_id, is_fraud in labels:
-            x = self.remembered.pop(tx_id, None)
+            x = remembered.pop(tx_id, None)
             if x is None:
                 missing += 1
-            else:
-                examples.append((x, is_fraud))
+            elif w := weight(tx_id, is_fraud):
+                examples.append((x, is_fraud, w))
         return examples, missing
 
     def learn_label(self, tx_id: str, is_fraud: bool) -> bool:
@@ -578,7 +636,10 @@ class ModelSlot:
         x = self.remembered.pop(tx_id, None)
         if x is None:
             return False
-        learner.learn_one(inputs(x), is_fraud)
+        weight = self.sampler.weight(tx_id, is_fraud)
+        if not weight:
+            return True
+        learner.learn_one(inputs(x), is_fraud, weight)
         # A fresh snapshot every REFREEZE_EVERY labels: current enough (a few hundred labels
         # move the weights little), and refreezing per label would double the cost of learning.
         if learner.count % REFREEZE_EVERY == 0 and self.ready(learner.count, learner.frauds):
