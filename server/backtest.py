@@ -19,6 +19,7 @@ from server.backtest_report import build_report, summary_lines, write_report
 from server.detection.detector import Detector
 from server.detection.model import ModelSlot, OnlineLogit
 from server.progress import Progress
+from server.read_ahead import ReadAhead, open_source
 from server.replay import Scorer, add_detector_flags, detector_from_args, paused_gc
 from server.replay_source import (
     Row,
@@ -313,7 +314,7 @@ def _score_file(
         args.scores_out.open("w", encoding="utf-8", newline="") if args.scores_out else None
     )
     try:
-        with Source(args.file, options) as source:
+        with open_source(args.file, options, args.reader) as source:
             errors = RowErrors()
             progress = Progress("backtest", fraction=source.fraction_read, unit="tx")
             detector = backtest_detector(args)
@@ -328,7 +329,7 @@ def _score_file(
             except OutOfOrder as exc:
                 progress.close()
                 print(f"{args.file}: {exc}; sorting it in memory", file=sys.stderr)
-        with Source(args.file, options) as source:
+        with open_source(args.file, options, args.reader) as source:
             errors = RowErrors()
             progress = Progress("reading", fraction=source.fraction_read)
             rows, late = in_event_time(list(_valid(source, errors, progress)))
@@ -347,7 +348,7 @@ def _score_file(
             scores_file.close()
 
 
-def _valid(source: Source, errors: RowErrors, progress: Progress) -> Iterator[Row]:
+def _valid(source: Source | ReadAhead, errors: RowErrors, progress: Progress) -> Iterator[Row]:
     for chunk in source.chunks():
         for item in chunk:
             if type(item) is Row:

@@ -22,11 +22,11 @@ from server.detection.detector import Detector
 from server.detection.rules import load_rules
 from server.detection.verdict import Scored
 from server.progress import Progress
+from server.read_ahead import open_source
 from server.replay_source import (
     Row,
     RowError,
     RowErrors,
-    Source,
     SourceError,
     add_source_flags,
     source_options,
@@ -377,7 +377,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if args.batch < 1:
             raise SourceError(f"--batch must be >= 1, got {args.batch}")
         detector = None if args.target else detector_from_args(args)
-        with Source(args.file, options) as source:
+        with open_source(args.file, options, args.reader) as source:
             progress = Progress("replay", fraction=source.fraction_read)
             if detector is None:
                 where = args.target

@@ -139,6 +139,14 @@ def add_source_flags(parser: argparse.ArgumentParser) -> None:
         help="refuse rows whose amount has more decimals than its currency allows; by "
         "default such amounts (float exports like 57.950001) are rounded half-even and counted",
     )
+    parser.add_argument(
+        "--reader",
+        choices=("auto", "process", "inline"),
+        default="auto",
+        help="read and validate the file in a second process while this one scores "
+        "('process'), or in this one ('inline'); default 'auto': a process for files of "
+        "4 MB and more on a machine with several cores",
+    )
 
 
 def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:

@@ -1,0 +1,151 @@
+"""Reading a file in a child process (server/read_ahead.py): the same rows, errors, line
+numbers and verdicts as reading it inline, errors raised again in the parent, and no child
+left behind."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server import read_ahead
+from server.cli import main
+from server.read_ahead import ReadAhead, open_source, use_process
+from server.replay_source import Row, RowError, Source, SourceError, SourceOptions
+from server.transactions import Transaction
+from simulator import Simulator
+from tests.test_backtest import MAP, _labelled_csv
+from tests.test_replay import MAPPING, ROWS, write_csv
+
+T0 = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+
+
+def _simulated_csv(path: Path, n: int = 4000) -> Path:
+    """An in-order labelled stream with every field, local-time offsets included."""
+    fields = list(Transaction.__struct_fields__)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*fields, "is_fraud"])
+        for item in Simulator(seed=5, rate=1.0, start=T0, accounts=300).generate(n):
+            cells = [getattr(item.transaction, name) for name in fields]
+            cells[1] = item.transaction.timestamp.isoformat()
+            writer.writerow(["" if c is None else c for c in cells] + [int(item.is_fraud)])
+    return path
+
+
+def _both(reader_args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
+    """The command's scores file, JSON report and printed lines with each reader."""
+    results = []
+    for reader in ("inline", "process"):
+        scores, report = tmp_path / f"{reader}.csv", tmp_path / f"{reader}.json"
+        args = [*reader_args, "--reader", reader, "--scores-out", str(scores)]
+        assert main([*args, "--report", str(report)]) == 0
+        printed = [
+            line for line in capsys.readouterr().out.splitlines() if "throughput" not in line
+        ]
+        data = json.loads(report.read_text())
+        data.pop("throughput")
+        results.append((scores.read_text(), data, printed[:-2]))  # minus the "wrote" lines
+    return results
+
+
+def test_a_backtest_read_by_a_process_is_the_backtest_read_inline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In order, every field, local-time offsets (night rules read the local hour), the model
+    # learning from labels: the same verdict for every row.
+    data = _simulated_csv(tmp_path / "sim.csv")
+    args = ["backtest", str(data), "--label", "is_fraud", "--label-delay", "30m"]
+    inline, process = _both(args, tmp_path, capsys)
+    assert process == inline
+    assert inline[0].count("\n") == 4001
+    assert inline[1]["meta"]["labels_revealed"] > 2000
+    assert "model" in {rule["code"] for rule in inline[1]["rules"]}  # the model scored too
+
+
+def test_bad_rows_and_a_file_out_of_order_read_by_a_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Out of event-time order: the first (streaming) reader is abandoned mid-file and the
+    # file read again to be sorted; two invalid rows keep their line numbers.
+    data = _labelled_csv(tmp_path / "tx.csv")
+    args = ["backtest", str(data), "--label", "TX_FRAUD", "--label-delay", "1d", *MAP]
+    inline, process = _both(args, tmp_path, capsys)
+    assert process == inline
+    meta = inline[1]["meta"]
+    assert meta["out_of_order_rows"] > 0 and meta["invalid_rows"] == 2
+    assert [e.split(":")[0] for e in meta["invalid_examples"]] == ["line 161", "line 162"]
+
+
+def test_a_replay_read_by_a_process_gives_the_same_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _simulated_csv(tmp_path / "sim.csv", n=1500)
+    printed = {}
+    for reader in ("inline", "process"):
+        assert main(["replay", str(data), "--reader", reader]) == 0
+        out = capsys.readouterr().out.splitlines()
+        printed[reader] = [line for line in out if "throughput" not in line]
+    assert printed["process"] == printed["inline"]
+    assert any("1,500" in line for line in printed["inline"])
+
+
+def test_the_childs_errors_are_raised_in_the_parent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_csv(tmp_path / "tx.csv", ["TX_ID", "TX_DATETIME", "CUSTOMER_ID"], [])
+    options = SourceOptions(mapping=MAPPING)
+    with ReadAhead(data, options) as source, pytest.raises(SourceError, match="TERMINAL_ID"):
+        list(source)
+    with ReadAhead(tmp_path / "missing.csv", options) as source, pytest.raises(OSError):
+        list(source)
+    # Through the command: the same message and exit status as reading inline.
+    assert main(["backtest", str(data), "--label", "x", *MAP, "--reader", "process"]) == 2
+    assert "TERMINAL_ID" in capsys.readouterr().err
+
+
+def test_rows_and_errors_arrive_in_line_order_and_an_early_close_stops_the_child(
+    tmp_path: Path,
+) -> None:
+    rows = [*ROWS, ["4", "not a time", "c-1", "t-1", "5.00", "", "", "0", "0"], *ROWS]
+    header = ["TX_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "country",
+              "lat", "TX_FRAUD", "TX_FRAUD_SCENARIO"]  # fmt: skip
+    data = write_csv(tmp_path / "tx.csv", header, rows * 300)
+    options = SourceOptions(mapping=MAPPING, label="TX_FRAUD")
+    with Source(data, options) as inline:
+        expected: list[Row | RowError] = list(inline)
+    with ReadAhead(data, options, chunk_rows=64) as source:
+        got = list(source)
+        assert source.rows_read == len(rows) * 300 and source.fraction_read() == 1.0
+    assert got == expected
+    assert sum(type(item) is RowError for item in got) == 300
+
+    source = ReadAhead(data, options, chunk_rows=8)
+    first = next(iter(source))
+    assert type(first) is Row and first.line == 2
+    pid = source._process.pid
+    assert pid is not None
+    source.close()  # most of the file unread: the child is stopped and reaped
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_auto_uses_a_process_for_big_files_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = write_csv(tmp_path / "tx.csv", ["TX_ID"], [["1"]] * 100)
+    assert not use_process("auto", data)
+    assert use_process("process", data) and not use_process("inline", data)
+    monkeypatch.setattr(read_ahead, "READ_AHEAD_MIN_BYTES", 10)
+    monkeypatch.setattr(read_ahead.os, "cpu_count", lambda: 2)
+    assert use_process("auto", data)
+    with open_source(data, SourceOptions(mapping={})) as source:
+        assert isinstance(source, ReadAhead)
+    monkeypatch.setattr(read_ahead.os, "cpu_count", lambda: 1)
+    assert not use_process("auto", data)  # one core: nothing to gain
+    assert not use_process("auto", tmp_path / "missing.csv")
