@@ -287,10 +287,29 @@ def ranking(
     }
 
 
+def after_compromise(stream: Stream) -> list[bool]:
+    """Legitimate transactions at a terminal whose compromise (scenario 2) is over: where a
+    terminal-risk signal that looks back too far raises false alerts."""
+    days = stream.days
+    last: dict[int, int] = {}
+    for i, scenario in enumerate(stream.scenarios):
+        if scenario == 2:
+            last[stream.terminals[i]] = days[i]
+    return [
+        not stream.frauds[i] and days[i] > last.get(stream.terminals[i], days[i])
+        for i in range(len(days))
+    ]
+
+
 def scenario_recall(
-    stream: Stream, rows: Sequence[int], scores: Sequence[float], flagged: Sequence[bool]
+    stream: Stream,
+    rows: Sequence[int],
+    scores: Sequence[float],
+    flagged: Sequence[bool],
+    stale: Sequence[bool],
 ) -> dict[str, dict[str, Any]]:
-    """Per scenario, among `rows`: frauds, the share `flagged`, the share in a day's top 100."""
+    """Per scenario, among `rows`: frauds, the share `flagged`, the share in a day's top 100.
+    For legitimate ones, counts, and how many of the flagged are `stale` (after_compromise)."""
     days = stream.days
     by_day: dict[int, list[int]] = defaultdict(list)
     for j, i in enumerate(rows):
@@ -314,6 +333,9 @@ def scenario_recall(
         "transactions": len(legit),
         "flagged": sum(flagged[j] for j in legit),
         "top_100": sum(in_top[j] for j in legit),
+        "flagged_after_terminal_compromise": sum(
+            flagged[j] for j, i in enumerate(rows) if stale[i]
+        ),
     }
     return out
 
@@ -473,19 +495,20 @@ def main() -> int:
         window: dict[str, dict[str, Any]] = {}
         recall: dict[str, dict[str, Any]] = {}
         everything = range(n)
+        stale = after_compromise(stream)
         for model in ("on", "off"):
             name = "fraudwatch_model_on" if model == "on" else "fraudwatch_model_off"
             scores, alerts = scored[model]
             t_scores = [scores[i] for i in test]
             window[name] = ranking(t_days, t_cards, t_scores, t_labels)
-            recall[f"{name}_all_days"] = scenario_recall(stream, everything, scores, alerts)
+            recall[f"{name}_all_days"] = scenario_recall(stream, everything, scores, alerts, stale)
             recall[f"{name}_test_days"] = scenario_recall(
-                stream, test, t_scores, [alerts[i] for i in test]
+                stream, test, t_scores, [alerts[i] for i in test], stale
             )
         for name, (t_scores, fit_s) in models.items():
             window[name] = ranking(t_days, t_cards, t_scores, t_labels) | {"fit_s": round(fit_s, 1)}
             recall[f"{name}_test_days"] = scenario_recall(
-                stream, test, t_scores, [s >= 0.5 for s in t_scores]
+                stream, test, t_scores, [s >= 0.5 for s in t_scores], stale
             )
 
         print(f"\n{'':34}{'AP':>7}{'ROC AUC':>9}{'card P@100':>12}")
@@ -513,7 +536,8 @@ def main() -> int:
             legit = table["0"]
             print(
                 f"  {name:38} {'  '.join(cells)}  (legitimate flagged {legit['flagged']:,}, "
-                f"in top 100 {legit['top_100']:,})"
+                f"{legit['flagged_after_terminal_compromise']:,} of them at a terminal whose "
+                f"compromise had ended; in top 100 {legit['top_100']:,})"
             )
 
         runtime = time.perf_counter() - begun
