@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from server.detection.features import DEFAULT_TTL_S, Featurizer
 from server.detection.model import MODEL_FEATURES, ModelSlot
@@ -90,12 +91,22 @@ class Detector:
 
     def score(self, tx: Transaction) -> Scored:
         """Score `tx` against its keys' history, then add it to that history."""
+        features, scored, final = self.score_rules(tx)
+        model = self._model
+        if model is None or final:
+            return scored
+        return model.rescore(tx, features, scored, self.decide, self.review_threshold)
+
+    def score_rules(self, tx: Transaction) -> tuple[Mapping[str, Any], Scored, bool]:
+        """The features, lists and rules of `score`, without the model: the features, the
+        rules' verdict and whether it is final (a block or allow list decided; no model
+        overrules it). The transaction joins its keys' history."""
         v = self.featurizer.values_one(tx)
         ruleset = self.ruleset
         if ruleset.lists:
             block, allow = ruleset.check_lists(tx, tx.timestamp.timestamp())
             if block is None and allow is not None:
-                return self._scored((allow,))
+                return v, self._scored((allow,)), True
         else:
             block = None
         reasons = []
@@ -107,16 +118,11 @@ class Detector:
         if block is not None:
             reasons.insert(0, block)
             reasons.sort(key=_by_weight)
-            return self._scored(tuple(reasons))  # a block list decides; no model overrules it
+            return v, self._scored(tuple(reasons)), True
         if not reasons:
-            scored = self._allow
-        else:
-            reasons.sort(key=_by_weight)
-            scored = self._scored(tuple(reasons))
-        model = self._model
-        if model is not None:
-            return model.rescore(tx, v, scored, self.decide, self.review_threshold)
-        return scored
+            return v, self._allow, False
+        reasons.sort(key=_by_weight)
+        return v, self._scored(tuple(reasons)), False
 
     # --- learning from labels (server/detection/model.py) ---------------------------------
 
@@ -131,6 +137,7 @@ class Detector:
             self._model.learn_label(tx_id, is_fraud)
 
     def decide(self, score: float) -> tuple[Decision, Severity]:
+        """The decision for a score, and its severity before the rules' own are weighed."""
         if score >= self.block_threshold:
             return "block", "critical"
         if score < self.review_threshold:
@@ -150,6 +157,13 @@ class Detector:
                 if reason.severity is not None and _RANK[reason.severity] > _RANK[severity]:
                     severity = reason.severity
         return Scored(score, decision, severity, reasons, self.ruleset.version)
+
+
+def decision_for(score: float, review_threshold: float, block_threshold: float) -> Decision:
+    """`Detector.decide`'s decision alone."""
+    if score >= block_threshold:
+        return "block"
+    return "allow" if score < review_threshold else "review"
 
 
 def _by_weight(reason: Reason) -> float:
