@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import re
@@ -12,6 +13,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,9 +21,10 @@ from server.backtest_report import build_report, summary_lines, write_report
 from server.detection.detector import Detector
 from server.detection.model import ModelSlot, OnlineLogit
 from server.progress import Progress
-from server.read_ahead import ReadAhead, open_source
+from server.read_ahead import ReadAhead, open_source, use_process
 from server.replay import Scorer, add_detector_flags, detector_from_args, paused_gc
 from server.replay_source import (
+    CHUNK_ROWS,
     Row,
     RowErrors,
     Source,
@@ -106,6 +109,45 @@ class Outcome:
     last_event: dt.datetime | None = None
 
 
+class Recorder:
+    """Adds each scored transaction to an `Outcome` (and to the scores file, if any)."""
+
+    __slots__ = ("_accounts", "_day_of", "_writer", "outcome")
+
+    def __init__(self, day_of: Callable[[int], int], scores_out: TextIO | None = None) -> None:
+        self.outcome = Outcome()
+        self._day_of = day_of
+        self._accounts: dict[str, int] = {}
+        self._writer = csv.writer(scores_out, lineterminator="\n") if scores_out else None
+        if self._writer is not None:
+            self._writer.writerow(("transaction_id", "score", "decision"))
+
+    def add(
+        self,
+        tx_id: str,
+        account_id: str,
+        now_us: int,
+        score: float,
+        decision: int,
+        codes: tuple[str, ...],
+        label: int,
+    ) -> None:
+        """`decision` indexes DECISIONS; `codes` are the reasons' codes; `label` -1 is none."""
+        out = self.outcome
+        if codes:
+            out.reasons[len(out.scores)] = codes
+        out.scores.append(score)
+        out.decisions.append(decision)
+        out.days.append(self._day_of(now_us))
+        account = self._accounts.get(account_id)
+        if account is None:
+            account = self._accounts[account_id] = len(self._accounts)
+        out.accounts.append(account)
+        out.labels.append(label)
+        if self._writer is not None:
+            self._writer.writerow((tx_id, score, DECISIONS[decision]))
+
+
 class OutOfOrder(Exception):
     """A row is earlier in event time than one already scored."""
 
@@ -148,18 +190,13 @@ def run_backtest(
     """
     if label_delay < dt.timedelta(0):
         raise ValueError(f"label_delay must be >= 0, got {label_delay}")
-    out = Outcome()
-    scores, labels, days, accounts = out.scores, out.labels, out.days, out.accounts
-    decisions, reasons = out.decisions, out.reasons
+    record = Recorder(day_of, scores_out)
+    out = record.outcome
     decision_code = {name: i for i, name in enumerate(DECISIONS)}
-    account_index: dict[str, int] = {}
     # Event time as integer microseconds: exact, so "due" never drifts by a float rounding.
     delay_us = label_delay // _US
     pending: deque[tuple[int, Transaction, bool]] = deque()
-    writer = csv.writer(scores_out, lineterminator="\n") if scores_out is not None else None
-    if writer is not None:
-        writer.writerow(("transaction_id", "score", "decision"))
-    score = scorer.score
+    score, add = scorer.score, record.add
     last_us = -(2**63)
     tx: Transaction | None = None
     for i, row in enumerate(rows):
@@ -175,22 +212,19 @@ def run_backtest(
             on_label(known, is_fraud, known.timestamp + label_delay)
             out.labels_revealed += 1
         scored = score(tx)
-        scores.append(scored.score)
-        decisions.append(decision_code[scored.decision])
-        if scored.reasons:
-            reasons[i] = tuple(r.code for r in scored.reasons)
-        days.append(day_of(now_us))
-        account = account_index.get(tx.account_id)
-        if account is None:
-            account = account_index[tx.account_id] = len(account_index)
-        accounts.append(account)
-        if row.label is None:
-            labels.append(-1)
-        else:
-            labels.append(row.label)
-            pending.append((now_us + delay_us, tx, row.label))
-        if writer is not None:
-            writer.writerow((tx.id, scored.score, scored.decision))
+        reasons = scored.reasons
+        label = row.label
+        add(
+            tx.id,
+            tx.account_id,
+            now_us,
+            scored.score,
+            decision_code[scored.decision],
+            tuple([r.code for r in reasons]) if reasons else (),
+            -1 if label is None else int(label),
+        )
+        if label is not None:
+            pending.append((now_us + delay_us, tx, label))
     out.last_event = tx.timestamp if tx is not None else None
     out.labels_pending = len(pending)
     return out
@@ -309,53 +343,75 @@ def _score_file(
     args: argparse.Namespace, options: SourceOptions, delay: dt.timedelta
 ) -> tuple[Scorer, Outcome, RowErrors, int]:
     """Stream the file through a fresh detector; if it is not in event-time order, sort it
-    in memory and start again (the only way to keep every label from arriving early)."""
-    scores_file = (
-        args.scores_out.open("w", encoding="utf-8", newline="") if args.scores_out else None
-    )
-    try:
-        with open_source(args.file, options, args.reader) as source:
-            errors = RowErrors()
-            progress = Progress("backtest", fraction=source.fraction_read, unit="tx")
-            detector = backtest_detector(args)
-            try:
-                outcome = run_backtest(
-                    _valid(source, errors, progress), detector, label_delay=delay,
-                    on_label=label_hook(detector), day_of=day_function(options.timezone),
-                    scores_out=scores_file,
-                )  # fmt: skip
-                progress.close()
-                return detector, outcome, errors, 0
-            except OutOfOrder as exc:
-                progress.close()
-                print(f"{args.file}: {exc}; sorting it in memory", file=sys.stderr)
-        with open_source(args.file, options, args.reader) as source:
-            errors = RowErrors()
-            progress = Progress("reading", fraction=source.fraction_read)
-            rows, late = in_event_time(list(_valid(source, errors, progress)))
-            progress.close()
-        if scores_file is not None:
-            scores_file.seek(0)
-            scores_file.truncate()
+    in memory and start again (the only way to keep every label from arriving early).
+
+    With `--parallel` on (or auto, for a big file), the file is read in a second process
+    (server/read_ahead.py) and the model runs in a third (server/backtest_split.py)."""
+    split = use_process(args.parallel, args.file) and getattr(args, "model", "off") == "on"
+    tz = options.timezone
+    with open_source(args.file, options, args.parallel) as source:
+        errors = RowErrors()
+        progress = Progress("backtest", fraction=source.fraction_read, unit="tx")
         detector = backtest_detector(args)
-        outcome = run_backtest(
-            rows, detector, label_delay=delay, on_label=label_hook(detector),
-            day_of=day_function(options.timezone), scores_out=scores_file,
+        try:
+            outcome = _run(_valid(source, errors, progress), detector, args, delay, tz, split)
+            progress.close()
+            return detector, outcome, errors, 0
+        except OutOfOrder as exc:
+            progress.close()
+            print(f"{args.file}: {exc}; sorting it in memory", file=sys.stderr)
+    with open_source(args.file, options, args.parallel) as source:
+        errors = RowErrors()
+        progress = Progress("reading", fraction=source.fraction_read)
+        rows, late = in_event_time(list(chain.from_iterable(_valid(source, errors, progress))))
+        progress.close()
+    detector = backtest_detector(args)
+    chunks = (rows[i : i + CHUNK_ROWS] for i in range(0, len(rows), CHUNK_ROWS))
+    return detector, _run(chunks, detector, args, delay, tz, split), errors, late
+
+
+def _run(
+    chunks: Iterable[list[Row]],
+    detector: Detector,
+    args: argparse.Namespace,
+    delay: dt.timedelta,
+    tz: dt.tzinfo,
+    split: bool,
+) -> Outcome:
+    """One scoring pass, in this process or with the model in another; the scores file is
+    (re)written from its start."""
+    # Imported here: server.backtest_split builds on this module's Outcome and Recorder.
+    from server.backtest_split import run_split, splittable
+
+    if split and splittable(detector):
+        return run_split(
+            chunks, detector, label_delay=delay, timezone=tz, scores_out=args.scores_out
+        )
+    with contextlib.ExitStack() as stack:
+        scores_file = (
+            stack.enter_context(args.scores_out.open("w", encoding="utf-8", newline=""))
+            if args.scores_out
+            else None
+        )
+        return run_backtest(
+            chain.from_iterable(chunks), detector, label_delay=delay,
+            on_label=label_hook(detector), day_of=day_function(tz), scores_out=scores_file,
         )  # fmt: skip
-        return detector, outcome, errors, late
-    finally:
-        if scores_file is not None:
-            scores_file.close()
 
 
-def _valid(source: Source | ReadAhead, errors: RowErrors, progress: Progress) -> Iterator[Row]:
+def _valid(
+    source: Source | ReadAhead, errors: RowErrors, progress: Progress
+) -> Iterator[list[Row]]:
+    """The file's valid rows a chunk at a time; the invalid ones go to `errors`."""
     for chunk in source.chunks():
+        rows: list[Row] = []
         for item in chunk:
             if type(item) is Row:
-                yield item
+                rows.append(item)
             else:
                 errors.add(item)  # type: ignore[arg-type]
         progress.update(source.rows_read)
+        yield rows
     errors.notes = source.notes()
 
 

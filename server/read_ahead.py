@@ -28,10 +28,10 @@ import msgspec
 from server.replay_source import CHUNK_ROWS, Row, RowError, Source, SourceError, SourceOptions
 
 READ_AHEAD_MIN_BYTES = 4 << 20
-"""`--reader auto` reads a file at least this big in a child process: below it (~25,000
+"""`--parallel auto` reads a file at least this big in a child process: below it (~25,000
 rows) starting the child (~0.3 s) costs more than the reading it takes off this one."""
 
-Reader = Literal["auto", "process", "inline"]
+Parallel = Literal["auto", "on", "off"]
 
 
 class _Chunk(msgspec.Struct, tag="chunk", array_like=True):
@@ -55,10 +55,10 @@ _Message = _Chunk | _End | _Failed
 _decoder = msgspec.json.Decoder(_Message)
 
 
-def use_process(reader: Reader, path: Path) -> bool:
-    """Whether `reader` means a child process for this file on this machine."""
-    if reader != "auto":
-        return reader == "process"
+def use_process(parallel: Parallel, path: Path) -> bool:
+    """Whether `parallel` means child processes for this file on this machine."""
+    if parallel != "auto":
+        return parallel == "on"
     try:
         big = path.stat().st_size >= READ_AHEAD_MIN_BYTES
     except OSError:
@@ -66,9 +66,11 @@ def use_process(reader: Reader, path: Path) -> bool:
     return big and (os.cpu_count() or 1) > 1
 
 
-def open_source(path: Path, options: SourceOptions, reader: Reader = "auto") -> Source | ReadAhead:
+def open_source(
+    path: Path, options: SourceOptions, parallel: Parallel = "auto"
+) -> Source | ReadAhead:
     """The file's rows, read in a child process or in this one (see `use_process`)."""
-    return ReadAhead(path, options) if use_process(reader, path) else Source(path, options)
+    return ReadAhead(path, options) if use_process(parallel, path) else Source(path, options)
 
 
 class ReadAhead:

@@ -377,7 +377,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if args.batch < 1:
             raise SourceError(f"--batch must be >= 1, got {args.batch}")
         detector = None if args.target else detector_from_args(args)
-        with open_source(args.file, options, args.reader) as source:
+        with open_source(args.file, options, args.parallel) as source:
             progress = Progress("replay", fraction=source.fraction_read)
             if detector is None:
                 where = args.target

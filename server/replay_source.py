@@ -140,12 +140,13 @@ def add_source_flags(parser: argparse.ArgumentParser) -> None:
         "default such amounts (float exports like 57.950001) are rounded half-even and counted",
     )
     parser.add_argument(
-        "--reader",
-        choices=("auto", "process", "inline"),
+        "--parallel",
+        choices=("auto", "on", "off"),
         default="auto",
-        help="read and validate the file in a second process while this one scores "
-        "('process'), or in this one ('inline'); default 'auto': a process for files of "
-        "4 MB and more on a machine with several cores",
+        help="'on': read and validate the file in a second process while this one scores "
+        "(and, in a backtest with the model, run the model in a third); 'off': all in this "
+        "process; default 'auto': on for files of 4 MB and more on a machine with several "
+        "cores",
     )
 
 

@@ -41,9 +41,9 @@ def _simulated_csv(path: Path, n: int = 4000) -> Path:
 def _both(reader_args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
     """The command's scores file, JSON report and printed lines with each reader."""
     results = []
-    for reader in ("inline", "process"):
+    for reader in ("off", "on"):
         scores, report = tmp_path / f"{reader}.csv", tmp_path / f"{reader}.json"
-        args = [*reader_args, "--reader", reader, "--scores-out", str(scores)]
+        args = [*reader_args, "--parallel", reader, "--scores-out", str(scores)]
         assert main([*args, "--report", str(report)]) == 0
         printed = [
             line for line in capsys.readouterr().out.splitlines() if "throughput" not in line
@@ -87,12 +87,12 @@ def test_a_replay_read_by_a_process_gives_the_same_summary(
 ) -> None:
     data = _simulated_csv(tmp_path / "sim.csv", n=1500)
     printed = {}
-    for reader in ("inline", "process"):
-        assert main(["replay", str(data), "--reader", reader]) == 0
+    for reader in ("off", "on"):
+        assert main(["replay", str(data), "--parallel", reader]) == 0
         out = capsys.readouterr().out.splitlines()
         printed[reader] = [line for line in out if "throughput" not in line]
-    assert printed["process"] == printed["inline"]
-    assert any("1,500" in line for line in printed["inline"])
+    assert printed["on"] == printed["off"]
+    assert any("1,500" in line for line in printed["off"])
 
 
 def test_the_childs_errors_are_raised_in_the_parent(
@@ -105,7 +105,7 @@ def test_the_childs_errors_are_raised_in_the_parent(
     with ReadAhead(tmp_path / "missing.csv", options) as source, pytest.raises(OSError):
         list(source)
     # Through the command: the same message and exit status as reading inline.
-    assert main(["backtest", str(data), "--label", "x", *MAP, "--reader", "process"]) == 2
+    assert main(["backtest", str(data), "--label", "x", *MAP, "--parallel", "on"]) == 2
     assert "TERMINAL_ID" in capsys.readouterr().err
 
 
@@ -140,7 +140,7 @@ def test_auto_uses_a_process_for_big_files_only(
 ) -> None:
     data = write_csv(tmp_path / "tx.csv", ["TX_ID"], [["1"]] * 100)
     assert not use_process("auto", data)
-    assert use_process("process", data) and not use_process("inline", data)
+    assert use_process("on", data) and not use_process("off", data)
     monkeypatch.setattr(read_ahead, "READ_AHEAD_MIN_BYTES", 10)
     monkeypatch.setattr(read_ahead.os, "cpu_count", lambda: 2)
     assert use_process("auto", data)
