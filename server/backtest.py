@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import csv
 import datetime as dt
+import functools
 import re
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any, TextIO
 from server.backtest_report import build_report, summary_lines, write_report
 from server.detection.detector import Detector
 from server.detection.model import ModelSlot, OnlineLogit
+from server.detection.verdict import Decision
 from server.progress import Progress
 from server.read_ahead import ReadAhead, open_source, use_process
 from server.replay import Scorer, add_detector_flags, detector_from_args, paused_gc
@@ -35,7 +37,7 @@ from server.replay_source import (
 )
 from server.transactions import Transaction
 
-DECISIONS = ("allow", "review", "block")
+DECISIONS: tuple[Decision, ...] = ("allow", "review", "block")
 REPORT_SUFFIXES = (".json", ".html")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
 _UNIT_S = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -346,15 +348,14 @@ def _score_file(
     in memory and start again (the only way to keep every label from arriving early).
 
     With `--parallel` on (or auto, for a big file), the file is read in a second process
-    (server/read_ahead.py) and the model runs in a third (server/backtest_split.py)."""
-    split = use_process(args.parallel, args.file) and getattr(args, "model", "off") == "on"
+    (server/read_ahead.py) and the verdicts are made in a third (server/backtest_split.py)."""
+    split = use_process(args.parallel, args.file)
     tz = options.timezone
     with open_source(args.file, options, args.parallel) as source:
         errors = RowErrors()
         progress = Progress("backtest", fraction=source.fraction_read, unit="tx")
-        detector = backtest_detector(args)
         try:
-            outcome = _run(_valid(source, errors, progress), detector, args, delay, tz, split)
+            detector, outcome = _run(_valid(source, errors, progress), args, delay, tz, split)
             progress.close()
             return detector, outcome, errors, 0
         except OutOfOrder as exc:
@@ -365,38 +366,46 @@ def _score_file(
         progress = Progress("reading", fraction=source.fraction_read)
         rows, late = in_event_time(list(chain.from_iterable(_valid(source, errors, progress))))
         progress.close()
-    detector = backtest_detector(args)
     chunks = (rows[i : i + CHUNK_ROWS] for i in range(0, len(rows), CHUNK_ROWS))
-    return detector, _run(chunks, detector, args, delay, tz, split), errors, late
+    detector, outcome = _run(chunks, args, delay, tz, split)
+    return detector, outcome, errors, late
 
 
 def _run(
     chunks: Iterable[list[Row]],
-    detector: Detector,
     args: argparse.Namespace,
     delay: dt.timedelta,
     tz: dt.tzinfo,
     split: bool,
-) -> Outcome:
-    """One scoring pass, in this process or with the model in another; the scores file is
-    (re)written from its start."""
-    # Imported here: server.backtest_split builds on this module's Outcome and Recorder.
-    from server.backtest_split import run_split, splittable
+) -> tuple[Detector, Outcome]:
+    """One scoring pass with a fresh detector, in this process or split over two; the
+    scores file is (re)written from its start."""
+    if split:
+        # Imported here: server.backtest_split builds on this module's Outcome and Recorder.
+        from server.backtest_split import run_split
 
-    if split and splittable(detector):
-        return run_split(
-            chunks, detector, label_delay=delay, timezone=tz, scores_out=args.scores_out
-        )
+        build = functools.partial(backtest_detector, _detector_args(args))
+        return run_split(chunks, build, label_delay=delay, timezone=tz, scores_out=args.scores_out)
+    detector = backtest_detector(args)
     with contextlib.ExitStack() as stack:
         scores_file = (
             stack.enter_context(args.scores_out.open("w", encoding="utf-8", newline=""))
             if args.scores_out
             else None
         )
-        return run_backtest(
+        outcome = run_backtest(
             chain.from_iterable(chunks), detector, label_delay=delay,
             on_label=label_hook(detector), day_of=day_function(tz), scores_out=scores_file,
         )  # fmt: skip
+    return detector, outcome
+
+
+def _detector_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments `backtest_detector` reads, alone: what a child process needs."""
+    names = ("rules", "review_threshold", "block_threshold", "model", "model_memory")
+    return argparse.Namespace(
+        **{name: getattr(args, name) for name in names if hasattr(args, name)}
+    )
 
 
 def _valid(

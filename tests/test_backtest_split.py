@@ -4,6 +4,7 @@ outcome of the one-process backtest, row by row."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import os
 from pathlib import Path
@@ -74,8 +75,8 @@ def test_the_split_backtest_gives_the_one_process_outcome(lists: bool, tmp_path:
     )  # fmt: skip
     chunks = [rows[i : i + 700] for i in range(0, len(rows), 700)]
     scores_path = tmp_path / "scores.csv"
-    two = _detector(accounts)
-    got = run_split(chunks, two, label_delay=DELAY, timezone=dt.UTC, scores_out=scores_path)
+    build = functools.partial(_detector, accounts)
+    two, got = run_split(chunks, build, label_delay=DELAY, timezone=dt.UTC, scores_out=scores_path)
     assert _fields(got) == _fields(expected)
     # This process kept the features, merchant risk from the labels included.
     assert snapshot.encode(two.featurizer) == snapshot.encode(one.featurizer)
@@ -93,7 +94,7 @@ def test_rows_out_of_order_stop_the_split_backtest_and_its_process() -> None:
     rows[1200], rows[1201] = rows[1201], rows[1200]
     before = _children()
     with pytest.raises(OutOfOrder):
-        run_split([rows[:1000], rows[1000:]], _detector(), label_delay=DELAY, timezone=dt.UTC)
+        run_split([rows[:1000], rows[1000:]], _detector, label_delay=DELAY, timezone=dt.UTC)
     assert _children() == before  # the model process was stopped and reaped
 
 
@@ -112,7 +113,20 @@ def _children() -> set[int]:
     return out
 
 
+def test_a_detector_without_a_model_splits_too() -> None:
+    rows = _rows(3000)
+    one = Detector()
+    expected = run_backtest(
+        rows, one, label_delay=DELAY, on_label=label_hook(one), day_of=day_function(dt.UTC)
+    )
+    two, got = run_split([rows[:1500], rows[1500:]], Detector, label_delay=DELAY, timezone=dt.UTC)
+    assert _fields(got) == _fields(expected)
+    assert snapshot.encode(two.featurizer) == snapshot.encode(one.featurizer)
+
+
 def test_only_a_detector_whose_model_learns_inline_is_split() -> None:
-    assert splittable(_detector())
-    assert not splittable(Detector())
+    assert splittable(_detector()) and splittable(Detector())
     assert not splittable(Detector(model=ModelSlot()))  # its learner is a trainer thread's
+    with pytest.raises(ValueError, match="learns inline"):
+        run_split([], functools.partial(Detector, model=ModelSlot()), label_delay=DELAY,
+                  timezone=dt.UTC)  # fmt: skip

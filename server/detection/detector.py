@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
-from server.detection.features import DEFAULT_TTL_S, Featurizer
+from server.detection.features import DEFAULT_TTL_S, Featurizer, Value
 from server.detection.model import MODEL_FEATURES, ModelSlot
 from server.detection.rules import RuleSet, load_rules
 from server.detection.verdict import Decision, Reason, Scored, Severity
@@ -97,16 +96,22 @@ class Detector:
             return scored
         return model.rescore(tx, features, scored, self.decide, self.review_threshold)
 
-    def score_rules(self, tx: Transaction) -> tuple[Mapping[str, Any], Scored, bool]:
+    def score_rules(self, tx: Transaction) -> tuple[dict[str, Value], Scored, bool]:
         """The features, lists and rules of `score`, without the model: the features, the
         rules' verdict and whether it is final (a block or allow list decided; no model
         overrules it). The transaction joins its keys' history."""
         v = self.featurizer.values_one(tx)
+        scored, final = self.rules_verdict(tx, v)
+        return v, scored, final
+
+    def rules_verdict(self, tx: Transaction, v: dict[str, Value]) -> tuple[Scored, bool]:
+        """Lists and rules over features `v` already computed: the verdict before the
+        model, and whether it is final. Reads no state but the rules'."""
         ruleset = self.ruleset
         if ruleset.lists:
             block, allow = ruleset.check_lists(tx, tx.timestamp.timestamp())
             if block is None and allow is not None:
-                return v, self._scored((allow,)), True
+                return self._scored((allow,)), True
         else:
             block = None
         reasons = []
@@ -118,11 +123,11 @@ class Detector:
         if block is not None:
             reasons.insert(0, block)
             reasons.sort(key=_by_weight)
-            return v, self._scored(tuple(reasons)), True
+            return self._scored(tuple(reasons)), True
         if not reasons:
-            return v, self._allow, False
+            return self._allow, False
         reasons.sort(key=_by_weight)
-        return v, self._scored(tuple(reasons)), False
+        return self._scored(tuple(reasons)), False
 
     # --- learning from labels (server/detection/model.py) ---------------------------------
 
@@ -157,13 +162,6 @@ class Detector:
                 if reason.severity is not None and _RANK[reason.severity] > _RANK[severity]:
                     severity = reason.severity
         return Scored(score, decision, severity, reasons, self.ruleset.version)
-
-
-def decision_for(score: float, review_threshold: float, block_threshold: float) -> Decision:
-    """`Detector.decide`'s decision alone."""
-    if score >= block_threshold:
-        return "block"
-    return "allow" if score < review_threshold else "review"
 
 
 def _by_weight(reason: Reason) -> float:
