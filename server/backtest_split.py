@@ -190,6 +190,7 @@ def _verdicts(
     decide, review = detector.decide, detector.review_threshold
     code_of = {name: i for i, name in enumerate(DECISIONS)}
     reason = functools.lru_cache(maxsize=None)(lambda code: Reason(code, ""))
+    quiet = Scored(0.0, "allow", "low", (), version)
     scores_file = scores_out.open("w", encoding="utf-8", newline="") if scores_out else None
     try:
         record = Recorder(day_function(timezone), scores_file)
@@ -210,10 +211,13 @@ def _verdicts(
                 if rescore is not None and not final:
                     # The rules' verdict as rescore reads it: codes, score, decision (a
                     # backtest keeps no reason texts, and the model reads only the codes).
-                    rules = Scored(
-                        score, DECISIONS[decision], "low", tuple(map(reason, codes)), version
-                    )
-                    scored = rescore(tx, v, rules, decide, review)
+                    if codes:
+                        rules = Scored(
+                            score, DECISIONS[decision], "low", tuple(map(reason, codes)), version
+                        )
+                    else:
+                        rules = quiet  # no rule fired (most transactions)
+                    scored = rescore(tx, v, rules, decide, review, now_us / 1e6)
                     if scored is not rules:
                         score, decision = scored.score, code_of[scored.decision]
                         codes = tuple([r.code for r in scored.reasons])

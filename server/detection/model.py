@@ -585,10 +585,12 @@ class ModelSlot:
         rules: Scored,
         decide: Decide,
         review_threshold: float,
+        t: float | None = None,
     ) -> Scored:
         """The verdict with the model: its probability replaces the rules' score once it is
-        ready, and the `model` reason joins the rules' when that flags the transaction."""
-        raw = self.observe(tx, features, rules)
+        ready, and the `model` reason joins the rules' when that flags the transaction.
+        `t`: the transaction's POSIX time, if the caller has it."""
+        raw = self.observe(tx, features, rules, t)
         self.keep(tx.id, raw)
         predictor = self.predictor
         if predictor is None:
