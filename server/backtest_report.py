@@ -256,6 +256,6 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"  throughput: {t['tx_per_s'] or 0:,} tx/s end to end over {t['transactions']:,} tx "
             f"in {t['total_s']} s (read+validate+score {t['read_validate_score_s']} s, metrics "
-            f"{t['metrics_s']} s); {t['tx_per_cpu_s'] or 0:,} tx per CPU second"
+            f"{t['metrics_s']} s); {t['tx_per_cpu_s'] or 0:,} tx per CPU second (all processes)"
         )
     return lines
