@@ -5,7 +5,8 @@ fields, plus `is_fraud` and `scenario` columns that the detector must never see)
 measures, each in a fresh process where it matters:
 
 - baselines: `csv.reader` alone, and reading + mapping + validating (`Source`);
-- `fraudwatch backtest` end to end (best of --repeat runs), with its quality figures;
+- `fraudwatch backtest` end to end (best of --repeat runs), with its quality figures, and
+  once in one process (`--parallel off`) for the ratio;
 - `fraudwatch replay` in-process over the same file;
 - the backtest runs with the online model on (the command's default); benchmarks/model.py
   compares it with the rules alone and an offline random forest.
@@ -152,6 +153,21 @@ def main() -> int:
                 f"({wall:.1f} s wall with interpreter start)"
             )
         best = max(runs, key=lambda r: r["tx_per_s"])
+        # The same command in one process: what reading and verdicts in their own
+        # processes (--parallel, server/read_ahead.py and server/backtest_split.py) gain.
+        single_path = work / "report-one-process.json"
+        fraudwatch(
+            "backtest", str(data), "--label", "is_fraud", "--label-delay", opts.label_delay,
+            "--k", str(opts.k), "--report", str(single_path), "--parallel", "off",
+        )  # fmt: skip
+        single = json.loads(single_path.read_text())
+        if single["overall"] != json.loads(report_path.read_text())["overall"]:
+            raise SystemExit("the one-process backtest gave other figures than the parallel one")
+        single_rate = single["throughput"]["tx_per_s"]
+        print(
+            f"backtest in one process:           {single_rate:>9,} tx/s end to end "
+            f"(--parallel off; same figures)"
+        )
         peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         out, wall = fraudwatch("replay", str(data))
         replay_line = next(line for line in out.splitlines() if "throughput" in line).strip()
@@ -160,7 +176,8 @@ def main() -> int:
         print(
             f"backtest best:                     {best['tx_per_s']:>9,} tx/s end to end "
             f"= {best['tx_per_s'] / csv_rate:.2f}x csv.reader alone, "
-            f"{best['tx_per_s'] / source_rate:.2f}x read+validate alone\n"
+            f"{best['tx_per_s'] / source_rate:.2f}x read+validate alone, "
+            f"{best['tx_per_s'] / single_rate:.2f}x one process\n"
             f"  read+validate+score {best['read_validate_score_s']} s, metrics "
             f"{best['metrics_s']} s; {best['tx_per_cpu_s']:,} tx per CPU second; "
             f"peak RSS {peak_rss_mb:,.0f} MB"
@@ -194,6 +211,7 @@ def main() -> int:
             "read_validate_rows_per_s": round(source_rate),
             "backtest_runs": runs,
             "backtest_best": best,
+            "backtest_one_process": single["throughput"],
             "peak_rss_mb": round(peak_rss_mb),
             "replay_in_process": replay_line,
             "quality": {"meta": report["meta"], "overall": overall},
