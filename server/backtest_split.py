@@ -30,7 +30,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import gc
-import multiprocessing
 import pickle
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -43,7 +42,7 @@ from server.backtest import DECISIONS, Outcome, OutOfOrder, Recorder, day_functi
 from server.detection.detector import Detector
 from server.detection.features import Value
 from server.detection.verdict import Reason, Scored
-from server.read_ahead import one_way_pipe
+from server.read_ahead import one_way_pipe, process_context
 from server.replay_source import Row
 
 _encode_rows = msgspec.json.Encoder().encode  # JSON keeps a timestamp's own UTC offset
@@ -86,7 +85,7 @@ def run_split(
     detector = build()
     if not splittable(detector):
         raise ValueError("run_split needs a Detector whose model (if any) learns inline")
-    context = multiprocessing.get_context("spawn")
+    context = process_context()
     child_in, to_child = one_way_pipe(context)
     from_child, child_out = one_way_pipe(context)
     process = context.Process(

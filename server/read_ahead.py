@@ -19,10 +19,11 @@ import contextlib
 import fcntl
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator
 from itertools import chain
 from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
+from multiprocessing.context import BaseContext, ForkContext, SpawnContext
 from pathlib import Path
 from typing import Literal
 
@@ -71,6 +72,15 @@ def one_way_pipe(context: BaseContext) -> tuple[Connection, Connection]:
     return receiving, sending
 
 
+def process_context() -> ForkContext | SpawnContext:
+    """How to start a child: fork when this process runs one thread (the command line: the
+    child starts at once, its modules already loaded), else spawn (~0.3 s, a fresh
+    interpreter): a fork copies locks that another thread may be holding."""
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def use_process(parallel: Parallel, path: Path) -> bool:
     """Whether `parallel` means child processes for this file on this machine."""
     if parallel != "auto":
@@ -97,9 +107,7 @@ class ReadAhead:
         self.rows_read = 0
         self._fraction = 0.0
         self._notes: list[str] = []
-        # spawn, not fork: a fork of a process with threads (a test runner's, a server's)
-        # can inherit a lock held by one of them.
-        context = multiprocessing.get_context("spawn")
+        context = process_context()
         self._conn, child_end = one_way_pipe(context)
         self._process = context.Process(
             target=_read,

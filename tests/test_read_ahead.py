@@ -7,13 +7,15 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import multiprocessing
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from server import read_ahead
+from server import backtest_split, read_ahead
 from server.cli import main
 from server.read_ahead import ReadAhead, open_source, use_process
 from server.replay_source import Row, RowError, Source, SourceError, SourceOptions
@@ -149,3 +151,32 @@ def test_auto_uses_a_process_for_big_files_only(
     monkeypatch.setattr(read_ahead.os, "cpu_count", lambda: 1)
     assert not use_process("auto", data)  # one core: nothing to gain
     assert not use_process("auto", tmp_path / "missing.csv")
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_children_started_either_way_give_the_same_backtest(
+    method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The command line forks (one thread: nothing to inherit half-locked); a process with
+    # threads, like this test runner may be, spawns. Both must give the same outcome.
+    data = _simulated_csv(tmp_path / "sim.csv", n=2000)
+    expected = tmp_path / "off.csv"
+    args = ["backtest", str(data), "--label", "is_fraud", "--label-delay", "30m"]
+    assert main([*args, "--parallel", "off", "--scores-out", str(expected)]) == 0
+    context = multiprocessing.get_context(method)
+    monkeypatch.setattr(read_ahead, "process_context", lambda: context)
+    monkeypatch.setattr(backtest_split, "process_context", lambda: context)
+    got = tmp_path / "on.csv"
+    assert main([*args, "--parallel", "on", "--scores-out", str(got)]) == 0
+    assert got.read_text() == expected.read_text()
+
+
+def test_a_process_with_threads_spawns_its_children() -> None:
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        assert read_ahead.process_context().get_start_method() == "spawn"
+    finally:
+        release.set()
+        worker.join()
