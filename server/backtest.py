@@ -21,13 +21,13 @@ from typing import Any, TextIO
 
 from server.backtest_report import build_report, summary_lines, write_report
 from server.detection.detector import Detector
+from server.detection.features import Value
 from server.detection.model import ModelSlot, OnlineLogit
-from server.detection.verdict import Decision
+from server.detection.verdict import Decision, Scored
 from server.progress import Progress
-from server.read_ahead import ReadAhead, open_source, use_process
+from server.read_ahead import FeaturesSpec, ReadAhead, open_source
 from server.replay import Scorer, add_detector_flags, detector_from_args, paused_gc
 from server.replay_source import (
-    CHUNK_ROWS,
     Row,
     RowErrors,
     Source,
@@ -355,15 +355,20 @@ def _score_file(
     """Stream the file through a fresh detector; if it is not in event-time order, sort it
     in memory and start again (the only way to keep every label from arriving early).
 
-    With `--parallel` on (or auto, for a big file), the file is read in a second process
-    (server/read_ahead.py) and the verdicts are made in a third (server/backtest_split.py)."""
-    split = use_process(args.parallel, args.file)
+    With `--parallel` on (or auto, for a big file), a second process reads the file and
+    computes each row's features (server/read_ahead.py) while this one applies the lists,
+    rules and model, learns and keeps the report's data."""
     tz = options.timezone
-    with open_source(args.file, options, args.parallel) as source:
+    spec = FeaturesSpec(functools.partial(backtest_detector, _detector_args(args)), delay // _US)
+    with open_source(args.file, options, args.parallel, features=spec) as source:
         errors = RowErrors()
         progress = Progress("backtest", fraction=source.fraction_read, unit="tx")
+        built = backtest_detector(args)
+        detector: Scorer = built
+        if isinstance(source, ReadAhead) and source.features is not None:
+            detector = FeaturesFrom(built, source.features)
         try:
-            detector, outcome = _run(_valid(source, errors, progress), args, delay, tz, split)
+            outcome = _run(_valid(source, errors, progress), detector, args, delay, tz)
             progress.close()
             return detector, outcome, errors, 0
         except OutOfOrder as exc:
@@ -374,46 +379,60 @@ def _score_file(
         progress = Progress("reading", fraction=source.fraction_read)
         rows, late = in_event_time(list(chain.from_iterable(_valid(source, errors, progress))))
         progress.close()
-    chunks = (rows[i : i + CHUNK_ROWS] for i in range(0, len(rows), CHUNK_ROWS))
-    detector, outcome = _run(chunks, args, delay, tz, split)
-    return detector, outcome, errors, late
+    detector = backtest_detector(args)
+    return detector, _run([rows], detector, args, delay, tz), errors, late
 
 
 def _run(
     chunks: Iterable[list[Row]],
+    detector: Scorer,
     args: argparse.Namespace,
     delay: dt.timedelta,
     tz: dt.tzinfo,
-    split: bool,
-) -> tuple[Detector, Outcome]:
-    """One scoring pass with a fresh detector, in this process or split over two; the
-    scores file is (re)written from its start."""
-    if split:
-        # Imported here: server.backtest_split builds on this module's Outcome and Recorder.
-        from server.backtest_split import run_split
-
-        build = functools.partial(backtest_detector, _detector_args(args))
-        return run_split(chunks, build, label_delay=delay, timezone=tz, scores_out=args.scores_out)
-    detector = backtest_detector(args)
+) -> Outcome:
+    """One scoring pass; the scores file is (re)written from its start."""
     with contextlib.ExitStack() as stack:
         scores_file = (
             stack.enter_context(args.scores_out.open("w", encoding="utf-8", newline=""))
             if args.scores_out
             else None
         )
-        outcome = run_backtest(
+        return run_backtest(
             chain.from_iterable(chunks), detector, label_delay=delay,
             on_label=label_hook(detector), day_of=day_function(tz), scores_out=scores_file,
         )  # fmt: skip
-    return detector, outcome
+
+
+class FeaturesFrom:
+    """A detector scoring with each row's features computed elsewhere, in row order (the
+    reader process, which also lets merchant risk learn the labels): the same verdicts as
+    `Detector.score`, without computing the features twice."""
+
+    def __init__(self, detector: Detector, features: deque[dict[str, Value]]) -> None:
+        self.detector = detector
+        self.review_threshold = detector.review_threshold
+        self.block_threshold = detector.block_threshold
+        self._features = features
+
+    @property
+    def rules_version(self) -> str:
+        return self.detector.rules_version
+
+    @property
+    def learns_labels(self) -> bool:
+        return self.detector.learns_labels
+
+    def score(self, tx: Transaction) -> Scored:
+        return self.detector.score_features(tx, self._features.popleft())
+
+    def learn_label(self, tx_id: str, account_id: str, is_fraud: bool, at: object) -> None:
+        self.detector.learn_label(tx_id, account_id, is_fraud, at)
 
 
 def _detector_args(args: argparse.Namespace) -> argparse.Namespace:
     """The arguments `backtest_detector` reads, alone: what a child process needs."""
     names = ("rules", "review_threshold", "block_threshold", "model", "model_memory")
-    return argparse.Namespace(
-        **{name: getattr(args, name) for name in names if hasattr(args, name)}
-    )
+    return argparse.Namespace(**{name: getattr(args, name) for name in names if name in args})
 
 
 def _valid(

@@ -20,15 +20,17 @@ import fcntl
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from itertools import chain
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext, ForkContext, SpawnContext
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import msgspec
 
+from server.detection.features import Value
 from server.replay_source import CHUNK_ROWS, Row, RowError, Source, SourceError, SourceOptions
 
 READ_AHEAD_MIN_BYTES = 4 << 20
@@ -55,8 +57,14 @@ class _Failed(msgspec.Struct, tag="failed", array_like=True):
     message: str
 
 
+if TYPE_CHECKING:
+    from server.detection.detector import Detector
+
 _Message = _Chunk | _End | _Failed
 _decoder = msgspec.json.Decoder(_Message)
+# Features go as MessagePack: 3x faster than JSON for dicts of numbers, and exact.
+_encode_features = msgspec.msgpack.Encoder().encode
+_decode_features = msgspec.msgpack.Decoder(list[dict[str, Value]]).decode
 
 
 PIPE_BYTES = 1 << 20
@@ -93,25 +101,49 @@ def use_process(parallel: Parallel, path: Path) -> bool:
 
 
 def open_source(
-    path: Path, options: SourceOptions, parallel: Parallel = "auto"
+    path: Path,
+    options: SourceOptions,
+    parallel: Parallel = "auto",
+    features: FeaturesSpec | None = None,
 ) -> Source | ReadAhead:
-    """The file's rows, read in a child process or in this one (see `use_process`)."""
-    return ReadAhead(path, options) if use_process(parallel, path) else Source(path, options)
+    """The file's rows, read in a child process (with `features`: computing them there too)
+    or in this one (see `use_process`)."""
+    if use_process(parallel, path):
+        return ReadAhead(path, options, features=features)
+    return Source(path, options)
+
+
+class FeaturesSpec(NamedTuple):
+    """What the reader needs to compute each valid row's features as well: a picklable
+    function making the fresh detector whose featurizer to use, and the label delay after
+    which merchant risk learns a row's label (as `backtest.label_hook` does)."""
+
+    build: Callable[[], Detector]
+    label_delay_us: int
 
 
 class ReadAhead:
-    """`Source`'s rows, read, mapped and validated by a child process."""
+    """`Source`'s rows, read, mapped and validated by a child process; with `features`,
+    each valid row's features too, in `self.features` (in row order, put there before the
+    chunk holding the row is yielded)."""
 
-    def __init__(self, path: Path, options: SourceOptions, chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        options: SourceOptions,
+        chunk_rows: int = CHUNK_ROWS,
+        features: FeaturesSpec | None = None,
+    ) -> None:
         self.path = path
         self.rows_read = 0
+        self.features: deque[dict[str, Value]] | None = deque() if features else None
         self._fraction = 0.0
         self._notes: list[str] = []
         context = process_context()
         self._conn, child_end = one_way_pipe(context)
         self._process = context.Process(
             target=_read,
-            args=(child_end, path, options, chunk_rows),
+            args=(child_end, path, options, chunk_rows, features),
             name="fraudwatch-reader",
             daemon=True,
         )
@@ -140,6 +172,8 @@ class ReadAhead:
             if type(message) is _Chunk:
                 self.rows_read = message.rows_read
                 self._fraction = message.fraction
+                if self.features is not None:
+                    self.features.extend(_decode_features(recv()))
                 if message.errors:
                     # Line order, as the inline Source gives them: errors are rare.
                     merged: list[Row | RowError] = [*message.rows, *message.errors]
@@ -174,9 +208,17 @@ class ReadAhead:
         self.close()
 
 
-def _read(conn: Connection, path: Path, options: SourceOptions, chunk_rows: int) -> None:
-    """The child: the file through `Source`, a chunk a message."""
+def _read(
+    conn: Connection,
+    path: Path,
+    options: SourceOptions,
+    chunk_rows: int,
+    features: FeaturesSpec | None = None,
+) -> None:
+    """The child: the file through `Source`, a chunk a message; with `features`, the valid
+    rows' features in a second message."""
     encode = msgspec.json.Encoder().encode
+    compute = _Features(features) if features is not None else None
     try:
         with Source(path, options) as source:
             for chunk in source.chunks(chunk_rows):
@@ -189,6 +231,8 @@ def _read(conn: Connection, path: Path, options: SourceOptions, chunk_rows: int)
                         errors.append(item)  # type: ignore[arg-type]
                 message = _Chunk(rows, errors, source.rows_read, source.fraction_read())
                 conn.send_bytes(encode(message))
+                if compute is not None:
+                    conn.send_bytes(_encode_features(compute(rows)))
             conn.send_bytes(encode(_End(source.rows_read, source.notes())))
     except BrokenPipeError:
         pass  # the parent stopped listening
@@ -200,3 +244,33 @@ def _read(conn: Connection, path: Path, options: SourceOptions, chunk_rows: int)
         conn.send_bytes(encode(_Failed("crash", f"{type(exc).__name__}: {exc}")))
     finally:
         conn.close()
+
+
+class _Features:
+    """The reader's featurizer: each row's features against the history before it, as
+    `Detector.score` computes them, and merchant risk learning each label once due: before
+    the first row at or after `timestamp + label delay`, as `backtest.run_backtest` reveals
+    it. (Rows out of event-time order make the parent stop and start again, sorted.)"""
+
+    def __init__(self, spec: FeaturesSpec) -> None:
+        featurizer = spec.build().featurizer
+        self.values_one = featurizer.values_one
+        self.merchant_learns = featurizer.learn_label
+        self.delay_us = spec.label_delay_us
+        self.pending: deque[tuple[int, str, bool]] = deque()
+
+    def __call__(self, rows: list[Row]) -> list[dict[str, Value]]:
+        pending, delay_us, values_one = self.pending, self.delay_us, self.values_one
+        out = []
+        for row in rows:
+            tx = row.transaction
+            now_us = round(tx.timestamp.timestamp() * 1e6)
+            while pending and pending[0][0] <= now_us:
+                due, merchant, is_fraud = pending.popleft()
+                # Whole microseconds / 1e6: what backtest.label_hook gets from
+                # `(tx.timestamp + label_delay).timestamp()`, to the last bit.
+                self.merchant_learns(merchant, due / 1e6, is_fraud)
+            out.append(values_one(tx))
+            if row.label is not None:
+                pending.append((now_us + delay_us, tx.merchant_id, row.label))
+        return out

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
+import io
 import json
 import multiprocessing
 import os
@@ -15,9 +17,13 @@ from typing import Any
 
 import pytest
 
-from server import backtest_split, read_ahead
+from server import read_ahead
+from server.backtest import FeaturesFrom, Outcome, day_function, label_hook, run_backtest
 from server.cli import main
-from server.read_ahead import ReadAhead, open_source, use_process
+from server.detection import Detector
+from server.detection.model import ModelSlot, OnlineLogit
+from server.detection.rules import compile_sources, default_pack
+from server.read_ahead import FeaturesSpec, ReadAhead, open_source, use_process
 from server.replay_source import Row, RowError, Source, SourceError, SourceOptions
 from server.transactions import Transaction
 from simulator import Simulator
@@ -165,7 +171,6 @@ def test_children_started_either_way_give_the_same_backtest(
     assert main([*args, "--parallel", "off", "--scores-out", str(expected)]) == 0
     context = multiprocessing.get_context(method)
     monkeypatch.setattr(read_ahead, "process_context", lambda: context)
-    monkeypatch.setattr(backtest_split, "process_context", lambda: context)
     got = tmp_path / "on.csv"
     assert main([*args, "--parallel", "on", "--scores-out", str(got)]) == 0
     assert got.read_text() == expected.read_text()
@@ -180,3 +185,110 @@ def test_a_process_with_threads_spawns_its_children() -> None:
     finally:
         release.set()
         worker.join()
+
+
+# --- features computed by the reader -------------------------------------------------------
+
+DELAY = dt.timedelta(minutes=30)
+LISTS = """
+[[lists]]
+name = "blocked"
+action = "block"
+field = "account_id"
+entries = ["{0}", "{1}"]
+
+[[lists]]
+name = "trusted"
+action = "allow"
+field = "account_id"
+entries = ["{2}"]
+"""
+
+
+def _detector(lists: list[str] | None = None, model: bool = True) -> Detector:
+    """The default pack (plus lists that decide some verdicts alone), and a model learning
+    inline that is ready early."""
+    rules = None
+    if lists:
+        rules = compile_sources(
+            [
+                ("default.toml", default_pack().read_bytes()),
+                ("lists.toml", LISTS.format(*lists).encode()),
+            ]
+        )
+    slot = ModelSlot(learner=OnlineLogit(), min_labels=200, min_frauds=5) if model else None
+    return Detector(rules=rules, model=slot)
+
+
+def _outcome(out: Outcome) -> tuple[object, ...]:
+    return (
+        list(out.scores), list(out.labels), list(out.days), list(out.accounts),
+        bytes(out.decisions), out.reasons, out.labels_revealed, out.labels_pending,
+        out.first_event, out.last_event,
+    )  # fmt: skip
+
+
+class Recording:
+    """A featurizer that keeps a copy of every row's features."""
+
+    def __init__(self, featurizer: Any) -> None:
+        self.featurizer = featurizer
+        self.learn_label = featurizer.learn_label
+        self.seen: list[dict[str, Any]] = []
+
+    def values_one(self, tx: Transaction) -> dict[str, Any]:
+        v: dict[str, Any] = self.featurizer.values_one(tx)
+        self.seen.append(dict(v))
+        return v
+
+
+class RecordingFeaturesFrom(FeaturesFrom):
+    seen: list[dict[str, Any]]
+
+    def score(self, tx: Transaction) -> Any:
+        if not hasattr(self, "seen"):
+            self.seen = []
+        self.seen.append(dict(self._features[0]))
+        return super().score(tx)
+
+
+@pytest.mark.parametrize(("lists", "model"), [(False, True), (True, True), (False, False)])
+def test_features_from_the_reader_give_the_verdicts_of_one_process(
+    lists: bool, model: bool, tmp_path: Path
+) -> None:
+    data = _simulated_csv(tmp_path / "sim.csv", n=6000)
+    options = SourceOptions(mapping={}, label="is_fraud")
+    with Source(data, options) as source:
+        rows = [item for item in source if type(item) is Row]
+    accounts = [row.transaction.account_id for row in rows[:50:10]] if lists else None
+    build = functools.partial(_detector, accounts, model)
+    day_of = day_function(dt.UTC)
+
+    one = build()
+    one.featurizer = Recording(one.featurizer)  # type: ignore[assignment]
+    inline_scores = io.StringIO()
+    expected = run_backtest(
+        rows, one, label_delay=DELAY, on_label=label_hook(one), day_of=day_of,
+        scores_out=inline_scores,
+    )  # fmt: skip
+    spec = FeaturesSpec(build, DELAY // dt.timedelta(microseconds=1))
+    with ReadAhead(data, options, chunk_rows=700, features=spec) as reader:
+        assert reader.features is not None
+        scorer = RecordingFeaturesFrom(build(), reader.features)
+        split_scores = io.StringIO()
+        got = run_backtest(
+            (item for item in reader if type(item) is Row), scorer, label_delay=DELAY,
+            on_label=label_hook(scorer), day_of=day_of, scores_out=split_scores,
+        )  # fmt: skip
+        assert not reader.features  # one set of features per row, all used
+    assert _outcome(got) == _outcome(expected)
+    assert split_scores.getvalue() == inline_scores.getvalue()
+    # Row by row the same features, merchant risk from the labels revealed so far included.
+    assert scorer.seen == one.featurizer.seen  # type: ignore[attr-defined]
+    assert any(v.get("merchant_labels_30d") for v in scorer.seen)
+    # What makes the comparison worth something: labels were revealed (merchant risk in the
+    # reader, the model here) and, with a model, it scored; with lists, they decided some.
+    assert expected.labels_revealed > 4000 and expected.labels_pending > 0
+    codes = {code for reasons in expected.reasons.values() for code in reasons}
+    assert ("model" in codes) is model
+    assert ("block_list" in codes and "allow_list" in codes) is lists

@@ -90,19 +90,16 @@ class Detector:
 
     def score(self, tx: Transaction) -> Scored:
         """Score `tx` against its keys' history, then add it to that history."""
-        features, scored, final = self.score_rules(tx)
+        return self.score_features(tx, self.featurizer.values_one(tx))
+
+    def score_features(self, tx: Transaction, v: dict[str, Value]) -> Scored:
+        """`score` with `tx`'s features already computed (`Featurizer.values_one`, in event
+        order: a backtest's reader process computes them): lists, rules, then the model."""
+        scored, final = self.rules_verdict(tx, v)
         model = self._model
         if model is None or final:
             return scored
-        return model.rescore(tx, features, scored, self.decide, self.review_threshold)
-
-    def score_rules(self, tx: Transaction) -> tuple[dict[str, Value], Scored, bool]:
-        """The features, lists and rules of `score`, without the model: the features, the
-        rules' verdict and whether it is final (a block or allow list decided; no model
-        overrules it). The transaction joins its keys' history."""
-        v = self.featurizer.values_one(tx)
-        scored, final = self.rules_verdict(tx, v)
-        return v, scored, final
+        return model.rescore(tx, v, scored, self.decide, self.review_threshold)
 
     def rules_verdict(self, tx: Transaction, v: dict[str, Value]) -> tuple[Scored, bool]:
         """Lists and rules over features `v` already computed: the verdict before the
