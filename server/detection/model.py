@@ -126,9 +126,10 @@ FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest
 
 RecentFlags = tuple[float, float, int]
 """(highest rules score, seconds since the last flag, flags) on the account in 24 h."""
-FLAG_SCORE = 0.3
-"""A rules score at or above this flags the account for a day (new merchant or device alone
-do not; a new country does)."""
+FLAG_SCORE = 0.2
+"""A rules score at or above this flags the account for a day: ten times a typical fraud rate
+under the calibrated default pack (a new merchant alone does not flag; an outlier amount, a
+new device or country does)."""
 FLAG_WINDOW_S = 86_400.0
 MAX_FLAGS = 16
 
