@@ -369,7 +369,7 @@ class OnlineLogit:
     """
 
     def __init__(
-        self, *, learning_rate: float = 0.2, l2: float = 1e-5, rescale_every: int = 256
+        self, *, learning_rate: float = 0.1, l2: float = 1e-5, rescale_every: int = 256
     ) -> None:
         n = len(FEATURE_NAMES)
         self.learning_rate = learning_rate
