@@ -41,7 +41,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from backtest import generate  # noqa: E402
 
-from server.backtest import day_function  # noqa: E402
+from server.backtest import (  # noqa: E402
+    day_function,
+    label_hook,
+    parse_duration,
+    run_backtest,
+)
 from server.detection.detector import Detector  # noqa: E402
 from server.detection.model import FEATURE_NAMES, ModelSlot, OnlineLogit, inputs  # noqa: E402
 from server.metrics_offline import (  # noqa: E402
@@ -232,12 +237,19 @@ def main() -> int:
                 f"({time.perf_counter() - started:.0f} s)"
             )
 
-        # Everyone's inputs: the model's own, computed in one pass as the detector sees them.
+        # Everyone's inputs: the model's own, computed in one pass as the detector sees them,
+        # labels revealed after the same delay (inputs such as the merchant's fraud rate come
+        # from the labels known at the time: without them the forest would never see those).
         slot = ModelSlot(memory=len(rows) + 1)
         detector = Detector(model=slot)
-        for row in rows:
-            detector.score(row.transaction)
         day_of = day_function(dt.UTC)
+        run_backtest(
+            rows,
+            detector,
+            label_delay=parse_duration(opts.label_delay),
+            on_label=label_hook(detector),
+            day_of=day_of,
+        )
         days = [day_of(round(r.transaction.timestamp.timestamp() * 1e6)) for r in rows]
         first = days[0]
         train = [i for i, d in enumerate(days) if d < first + opts.train_days]

@@ -68,7 +68,8 @@ def test_amount_outlier_fires_with_ratio_and_threshold_in_message() -> None:
     assert f"{1250 / mean:.1f}×" in r.message
     assert f"average of {mean:.2f}" in r.message
     assert "threshold 5×" in r.message
-    assert (scored.score, scored.decision, scored.severity) == (0.6, "review", "medium")
+    # Most large purchases are genuine: alone, an outlier is weighed (0.2) but not an alert.
+    assert (scored.score, scored.decision, scored.severity) == (0.2, "allow", "low")
 
 
 def test_amount_outlier_quiet_below_ratio() -> None:
@@ -224,9 +225,19 @@ def test_new_device_fires_once() -> None:
 def test_account_takeover_pattern_reaches_review() -> None:
     det = Detector()
     history(det)
-    scored = det.score(make_tx(0, merchant_id="m-9", device_id="d-9", country="FR"))
-    assert codes(scored) == ["new_country", "new_device", "new_merchant"]
-    assert scored.decision == "review"
+    # New country, device and merchant with the usual spend: weighed (0.47), not an alert.
+    novel = det.score(make_tx(0, merchant_id="m-9", device_id="d-9", country="FR"))
+    assert codes(novel) == ["new_country", "new_device", "new_merchant"]
+    assert novel.score == pytest.approx(1 - 0.7 * 0.8 * 0.95)
+    assert novel.decision == "allow"
+    # With a spend shift on top it is someone else spending the account's money.
+    det = Detector()
+    history(det)
+    scored = det.score(
+        make_tx(0, amount="200.00", merchant_id="m-9", device_id="d-9", country="FR")
+    )
+    assert codes(scored)[0] == "account_takeover"
+    assert scored.decision != "allow"
 
 
 # --- card_testing -------------------------------------------------------------------------
@@ -322,9 +333,14 @@ def test_night_window_may_wrap_midnight() -> None:
 def test_two_strong_signals_block() -> None:
     det = Detector()
     history(det)
-    scored = det.score(make_tx(0, amount="1250.00", **(LONDON | {"country": "US"})))
-    assert codes(scored) == ["impossible_travel", "amount_outlier"]
-    assert scored.score == pytest.approx(1 - 0.3 * 0.4)
+    scored = det.score(make_tx(0, amount="1250.00", **LONDON))
+    assert codes(scored) == [
+        "impossible_travel",
+        "account_takeover",
+        "new_country",
+        "amount_outlier",
+    ]
+    assert scored.score == pytest.approx(1 - 0.3 * 0.5 * 0.7 * 0.8)
     assert (scored.decision, scored.severity) == ("block", "critical")
 
 
@@ -335,14 +351,14 @@ def test_reasons_are_ordered_by_weight() -> None:
     weights = [r.weight for r in scored.reasons]
     assert codes(scored) == [
         "impossible_travel",
-        "amount_outlier",
         "account_takeover",
         "new_country",
+        "amount_outlier",
         "new_device",
         "new_merchant",
     ]
     assert weights == sorted(weights, reverse=True)
-    assert scored.score == pytest.approx(1 - 0.3 * 0.4 * 0.5 * 0.7 * 0.8 * 0.85, abs=1e-4)
+    assert scored.score == pytest.approx(1 - 0.3 * 0.5 * 0.7 * 0.8 * 0.8 * 0.95, abs=1e-4)
 
 
 def test_quiet_transaction_scores_zero() -> None:
@@ -368,7 +384,7 @@ def test_decision_and_severity_bands(score: float, decision: str, severity: str)
 
 
 def test_thresholds_are_configurable() -> None:
-    det = Detector(review_threshold=0.1, block_threshold=0.6)
+    det = Detector(review_threshold=0.05, block_threshold=0.6)
     history(det, merchant_id="m-1")
     scored = det.score(make_tx(0, merchant_id="m-2", **NYC))
     assert (scored.decision, scored.severity) == ("review", "medium")
@@ -383,8 +399,10 @@ def test_bad_thresholds_are_refused(review: float, block: float) -> None:
 
 def test_default_weights_are_calibrated() -> None:
     scores = {rule.name: rule.score for rule in load_rules().rules}
-    strong = ["amount_outlier", "impossible_travel", "card_testing", "velocity_1m", "velocity_10m"]
-    weak = ["new_merchant", "new_country", "new_device", "velocity_1h", "night_high_amount"]
+    strong = ["impossible_travel", "card_testing", "velocity_1m", "velocity_10m"]
+    # Common among genuine transactions: alone, they must not alert.
+    weak = ["amount_outlier", "new_merchant", "new_country", "new_device", "velocity_1h"]
+    weak += ["night_high_amount"]
     assert all(scores[name] >= 0.5 for name in strong)
     assert all(
         1 - (1 - scores[a]) * (1 - scores[b]) >= 0.8 for a, b in itertools.combinations(strong, 2)

@@ -13,6 +13,7 @@ import pytest
 
 from server.detection import Detector
 from server.detection.model import (
+    FEATURE_LABELS,
     FEATURE_NAMES,
     FEATURE_SET,
     ModelSlot,
@@ -55,9 +56,15 @@ def make_tx(n: int, *, amount: str = "40.00", **fields: Any) -> Transaction:
     )
 
 
+NOISY = 41
+"""Inputs the toy examples fill with noise (the rest stay 0): as many as the model had when
+these tests were written, so the toy data does not change each time an input is added.
+(Dense noise in many more inputs is not the model's real data, which is mostly zeros.)"""
+
+
 def toy_example(rng: random.Random, fraud: bool) -> list[float]:
-    """Noise everywhere; frauds have many tiny recent amounts and small amounts."""
-    x = [rng.gauss(0.0, 1.0) for _ in FEATURE_NAMES]
+    """Noise in NOISY inputs; frauds have many tiny recent amounts and small amounts."""
+    x = [rng.gauss(0.0, 1.0) for _ in range(NOISY)] + [0.0] * (len(FEATURE_NAMES) - NOISY)
     x[TINY] = rng.gauss(2.5 if fraud else 0.0, 0.4)
     x[AMOUNT] = rng.gauss(0.5 if fraud else 3.5, 0.5)
     return x
@@ -80,6 +87,30 @@ def test_named_features_are_in_the_declared_order_and_flag_unknowns() -> None:
     assert named["no_history"] == 1.0 and named["no_location"] == 1.0
     assert named["log_ratio"] == 0.0 and named["log_speed"] == 0.0
     assert named["new_country"] == named["new_device"] == 0.0  # unknown is not "new"
+
+
+def test_time_since_previous_merchant_risk_and_the_amount_band() -> None:
+    f = {
+        **feats(250.0, 13, 10, 40.0, 5.0, 1, 1, 0, None, None, False, None, None),
+        "since_prev_s": 3600.0,
+        "merchant_fraud_rate_7d": 0.25,
+        "merchant_fraud_rate_30d": 0.1,
+    }
+    named = named_features(f, make_tx(1), (), 0.0)
+    assert named["log_since_prev"] == pytest.approx(math.log1p(3600.0))
+    assert named["merchant_fraud_7d"] == 0.25
+    assert named["merchant_fraud_30d"] == pytest.approx(0.1)
+    assert [n for n in named if n.startswith("amount_band_") and named[n]] == ["amount_band_8"]
+    assert FEATURE_LABELS["amount_band_8"] == "amount 200 to 500"
+    # A band's lower edge belongs to it; the first and last bands are open.
+    for amount, band in ((200.0, 8), (0.5, 0), (9_999.0, 12)):
+        named = named_features({**f, "amount": amount}, make_tx(1), (), 0.0)
+        assert named[f"amount_band_{band}"] == 1.0
+        assert sum(named[f"amount_band_{i}"] for i in range(13)) == 1.0
+    # Unknown: no previous transaction, no labels at the merchant yet.
+    unknown = {**f, "since_prev_s": None, "merchant_fraud_rate_7d": None}
+    named = named_features(unknown, make_tx(1), (), 0.0)
+    assert named["log_since_prev"] == named["merchant_fraud_7d"] == 0.0
 
 
 def test_named_features_show_what_fired_and_the_travel() -> None:
@@ -341,7 +372,7 @@ def test_what_is_kept_gives_the_same_inputs_as_scoring_saw() -> None:
     reasons = (Reason("card_testing", "…", weight=0.65),)
     tx = make_tx(1, channel="atm", device_id="d-1")
     raw = capture(f, tx, reasons, 0.82, (0.7, 1200.0, 2))
-    assert len(raw) < 100  # far smaller than the 37 inputs it stands for
+    assert len(raw) < 2 * len(FEATURE_NAMES)  # ~106 bytes for 57 inputs (456 as doubles)
     named = named_features(f, tx, reasons, 0.82, (0.7, 1200.0, 2))
     assert inputs(raw) == list(named.values())
     assert named["first_device"] == 1.0 and named["new_device"] == 0.0  # a first device

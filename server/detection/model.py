@@ -18,6 +18,7 @@ import hashlib
 import math
 import struct
 import zlib
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,9 +62,16 @@ MODEL_FEATURES: frozenset[str] = frozenset(
         "account_count_1m",
         "account_count_1h",
         "account_small_count_10m",
+        "since_prev_s",
+        "merchant_fraud_rate_7d",
+        "merchant_fraud_rate_30d",
     )
 )
 TINY_AMOUNT = 5.0
+AMOUNT_BANDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
+"""Edges of the amount bands, one input each: a linear model can then give each band its own
+weight (a step at a fixed amount, a middle range that is safer than both ends), which a
+log amount alone cannot. 1-2-5 steps: fine enough for any currency's round numbers."""
 REFREEZE_EVERY = 100
 _LOGIT_CLIP = 0.9999
 
@@ -94,6 +102,19 @@ FEATURE_LABELS: dict[str, str] = {
     "prior_flag_24h": "highest rules score on this account in the previous 24 h",
     "flagged_1h": "rules flagged this account in the previous hour",
     "log_flags_24h": "log transactions flagged on this account in the previous 24 h",
+    "log_since_prev": "log seconds since the account's previous transaction",
+    "merchant_fraud_7d": "merchant's fraud rate among its labels known, 7 days",
+    "merchant_fraud_30d": "merchant's fraud rate among its labels known, 30 days",
+    **{
+        f"amount_band_{i}": (
+            f"amount under {AMOUNT_BANDS[0]:g}"
+            if i == 0
+            else f"amount {AMOUNT_BANDS[i - 1]:g} to {AMOUNT_BANDS[i]:g}"
+            if i < len(AMOUNT_BANDS)
+            else f"amount {AMOUNT_BANDS[-1]:g} or more"
+        )
+        for i in range(len(AMOUNT_BANDS) + 1)
+    },
     "ecom": "online purchase",
     "atm": "cash withdrawal",
     "rules_logit": "rules' combined score (logit)",
@@ -106,9 +127,10 @@ FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest
 
 RecentFlags = tuple[float, float, int]
 """(highest rules score, seconds since the last flag, flags) on the account in 24 h."""
-FLAG_SCORE = 0.3
-"""A rules score at or above this flags the account for a day (new merchant or device alone
-do not; a new country does)."""
+FLAG_SCORE = 0.2
+"""A rules score at or above this flags the account for a day: ten times a typical fraud rate
+under the calibrated default pack (a new merchant alone does not flag; an outlier amount, a
+new device or country does)."""
 FLAG_WINDOW_S = 86_400.0
 MAX_FLAGS = 16
 
@@ -162,11 +184,11 @@ _ZERO_RULES_LOGIT = rules_logit(0.0)
 
 
 # What is kept of each scored transaction until its label arrives: the raw values the inputs
-# are computed from (~90 bytes), packed in one C call. Most transactions are never labelled,
+# are computed from (~106 bytes), packed in one C call. Most transactions are never labelled,
 # and until the model is ready none is predicted, so the inputs themselves (logs, ratios,
 # crosses) are computed only when needed: to predict (on the loop) or to learn (on the
 # trainer's thread).
-_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI")
+_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI fff")
 _NAN = math.nan
 _RULE_BIT = {code: 1 << i for i, code in enumerate(RULE_INPUTS)}
 _CHANNEL = {"ecom": 1, "atm": 2}
@@ -190,6 +212,7 @@ def capture(
     elapsed = get("elapsed_s")
     new_device = get("is_new_device")
     prior_max, since_s, flags = recent
+    since_prev = get("since_prev_s")
     return _RAW.pack(
         get("history") or 0,
         float(get("amount") or 0.0),
@@ -212,6 +235,9 @@ def capture(
         prior_max,
         since_s,
         flags,
+        -1.0 if since_prev is None else since_prev,
+        get("merchant_fraud_rate_7d") or 0.0,  # unknown (no labels yet): 0, like no fraud
+        get("merchant_fraud_rate_30d") or 0.0,
     )
 
 
@@ -222,6 +248,7 @@ def inputs(raw: bytes) -> list[float]:
         history, amount, mean, std, distance, elapsed, local_hour,
         new_merchant, new_country, new_device, first_device,
         tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
+        since_prev, merchant_7d, merchant_30d,
     ) = _RAW.unpack(raw)  # fmt: skip
     log_ratio = _log(max(amount / mean, 1e-3)) if history and mean > 0 else 0.0
     z = (amount - mean) / std if std > 0 else 0.0
@@ -260,6 +287,10 @@ def inputs(raw: bytes) -> list[float]:
         prior_max,
         1.0 if flags and since_s <= 3600.0 else 0.0,
         _log1p(flags),
+        _log1p(since_prev) if since_prev > 0 else 0.0,
+        merchant_7d,
+        merchant_30d,
+        *_BAND_ONE_HOT[bisect_right(AMOUNT_BANDS, amount)],
         1.0 if channel == 1 else 0.0,
         1.0 if channel == 2 else 0.0,
         rules_logit(rules_score) if rules_score else _ZERO_RULES_LOGIT,
@@ -269,6 +300,10 @@ def inputs(raw: bytes) -> list[float]:
 
 
 _RULE_BITS = tuple(_RULE_BIT.values())
+_BAND_ONE_HOT = tuple(
+    tuple(1.0 if i == band else 0.0 for i in range(len(AMOUNT_BANDS) + 1))
+    for band in range(len(AMOUNT_BANDS) + 1)
+)
 
 
 def named_features(
@@ -335,7 +370,7 @@ class OnlineLogit:
     """
 
     def __init__(
-        self, *, learning_rate: float = 0.2, l2: float = 1e-5, rescale_every: int = 256
+        self, *, learning_rate: float = 0.1, l2: float = 1e-5, rescale_every: int = 256
     ) -> None:
         n = len(FEATURE_NAMES)
         self.learning_rate = learning_rate
@@ -499,6 +534,8 @@ def _shown(name: str, value: float) -> str:
     label = FEATURE_LABELS[name]
     if name == "log_ratio":
         return f"amount {math.exp(value):.1f}× the account's average"
+    if name.startswith("merchant_fraud_"):
+        return f"{label}: {value:.1%}"
     if name == "rules_logit":
         return f"rules' combined score {sigmoid(value):.2f}"
     if name.startswith("log_") and label.startswith("log "):
