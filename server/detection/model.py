@@ -391,11 +391,15 @@ class OnlineLogit:
         if self.count < 2:
             return
         total = self.weight_sum
-        w, scale = self.w, self.scale
+        w, scale, g2 = self.w, self.scale, self.g2
         for i, m2 in enumerate(self.m2):
             var = m2 / (total - 1.0)  # weight 1: the sample variance
             new = 1.0 / math.sqrt(var) if var > 1e-12 else 1.0
-            w[i] *= scale[i] / new
+            ratio = scale[i] / new
+            w[i] *= ratio
+            # The gradient of a rescaled weight scales by 1/ratio: AdaGrad's sum of its
+            # squares follows, so the next steps keep the size they would have had.
+            g2[i] /= ratio * ratio
             scale[i] = new
 
     def learn_one(self, x: Sequence[float], is_fraud: bool, weight: float = 1.0) -> None:
