@@ -34,6 +34,7 @@ from server.replay_source import (
     SourceError,
     SourceOptions,
     add_source_flags,
+    partition,
     source_options,
 )
 from server.transactions import Transaction
@@ -440,12 +441,9 @@ def _valid(
 ) -> Iterator[list[Row]]:
     """The file's valid rows a chunk at a time; the invalid ones go to `errors`."""
     for chunk in source.chunks():
-        rows: list[Row] = []
-        for item in chunk:
-            if type(item) is Row:
-                rows.append(item)
-            else:
-                errors.add(item)  # type: ignore[arg-type]
+        rows, refused = partition(chunk)
+        for error in refused:
+            errors.add(error)
         progress.update(source.rows_read)
         yield rows
     errors.notes = source.notes()

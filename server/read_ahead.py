@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 import msgspec
 
 from server.detection.features import Value
-from server.replay_source import CHUNK_ROWS, Row, RowError, Source, SourceError, SourceOptions
+from server.replay_source import (
+    CHUNK_ROWS,
+    Row,
+    RowError,
+    Source,
+    SourceError,
+    SourceOptions,
+    partition,
+)
 
 READ_AHEAD_MIN_BYTES = 4 << 20
 """`--parallel auto` reads a file at least this big in a child process: below it (~25,000
@@ -225,13 +233,7 @@ def _read(
     try:
         with Source(path, options) as source:
             for chunk in source.chunks(chunk_rows):
-                rows: list[Row] = []
-                errors: list[RowError] = []
-                for item in chunk:
-                    if type(item) is Row:
-                        rows.append(item)
-                    else:
-                        errors.append(item)  # type: ignore[arg-type]
+                rows, errors = partition(chunk)
                 message = _Chunk(rows, errors, source.rows_read, source.fraction_read())
                 conn.send_bytes(encode(message))
                 if compute is not None:

@@ -10,7 +10,7 @@ import io
 import os
 import re
 import zoneinfo
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
@@ -90,6 +90,18 @@ class Row(NamedTuple):
     line: int
     transaction: Transaction
     label: bool | None = None
+
+
+def partition(chunk: Iterable[Row | RowError]) -> tuple[list[Row], list[RowError]]:
+    """A chunk's valid rows and its refused ones, each in line order."""
+    rows: list[Row] = []
+    errors: list[RowError] = []
+    for item in chunk:
+        if isinstance(item, Row):
+            rows.append(item)
+        else:
+            errors.append(item)
+    return rows, errors
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
