@@ -270,8 +270,17 @@ async def test_dashboard_screenshot(
     page = alice.page
     night = dt.timezone(dt.timedelta(hours=1))
     at = dt.datetime(2026, 3, 2, 2, 10, tzinfo=night)
+    # A big purchase from a device the account never used: a takeover (a big amount alone
+    # is weighed, not alerted, by the default pack).
     outlier = [
-        tx(f"o-{i}", "acct-20931", T0 + dt.timedelta(hours=i), 30 + 7 * i, "m-grocer")
+        tx(
+            f"o-{i}",
+            "acct-20931",
+            T0 + dt.timedelta(hours=i),
+            30 + 7 * i,
+            "m-grocer",
+            device_id="dev-home",
+        )
         for i in range(6)
     ] + [
         tx(
@@ -281,6 +290,7 @@ async def test_dashboard_screenshot(
             912.4,
             "m-jewel",
             merchant_name="Tiffany & Co.",
+            device_id="dev-new",
         )
     ]
     velocity = [
