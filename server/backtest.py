@@ -15,7 +15,6 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,7 +22,7 @@ from server.backtest_report import build_report, summary_lines, write_report
 from server.detection.detector import Detector
 from server.detection.features import Value
 from server.detection.model import ModelSlot, OnlineLogit
-from server.detection.verdict import Decision, Scored
+from server.detection.verdict import Scored
 from server.progress import Progress
 from server.read_ahead import FeaturesSpec, ReadAhead, open_source
 from server.replay import Scorer, add_detector_flags, detector_from_args, paused_gc
@@ -39,7 +38,7 @@ from server.replay_source import (
 )
 from server.transactions import Transaction
 
-DECISIONS: tuple[Decision, ...] = ("allow", "review", "block")
+DECISIONS = ("allow", "review", "block")
 REPORT_SUFFIXES = (".json", ".html")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
 _UNIT_S = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -78,8 +77,8 @@ def _ignore(tx: Transaction, is_fraud: bool, at: dt.datetime) -> None:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and of its children that have ended (the reader and the
-    verdict process of a parallel run, joined before the report is written)."""
+    """CPU time of this process and of its children that have ended (the reader process of
+    a parallel run, joined before the report is written)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
 
@@ -118,45 +117,6 @@ class Outcome:
     labels_pending: int = 0  # not yet due when the stream ended
     first_event: dt.datetime | None = None
     last_event: dt.datetime | None = None
-
-
-class Recorder:
-    """Adds each scored transaction to an `Outcome` (and to the scores file, if any)."""
-
-    __slots__ = ("_accounts", "_day_of", "_writer", "outcome")
-
-    def __init__(self, day_of: Callable[[int], int], scores_out: TextIO | None = None) -> None:
-        self.outcome = Outcome()
-        self._day_of = day_of
-        self._accounts: dict[str, int] = {}
-        self._writer = csv.writer(scores_out, lineterminator="\n") if scores_out else None
-        if self._writer is not None:
-            self._writer.writerow(("transaction_id", "score", "decision"))
-
-    def add(
-        self,
-        tx_id: str,
-        account_id: str,
-        now_us: int,
-        score: float,
-        decision: int,
-        codes: tuple[str, ...],
-        label: int,
-    ) -> None:
-        """`decision` indexes DECISIONS; `codes` are the reasons' codes; `label` -1 is none."""
-        out = self.outcome
-        if codes:
-            out.reasons[len(out.scores)] = codes
-        out.scores.append(score)
-        out.decisions.append(decision)
-        out.days.append(self._day_of(now_us))
-        account = self._accounts.get(account_id)
-        if account is None:
-            account = self._accounts[account_id] = len(self._accounts)
-        out.accounts.append(account)
-        out.labels.append(label)
-        if self._writer is not None:
-            self._writer.writerow((tx_id, score, DECISIONS[decision]))
 
 
 class OutOfOrder(Exception):
@@ -201,13 +161,18 @@ def run_backtest(
     """
     if label_delay < dt.timedelta(0):
         raise ValueError(f"label_delay must be >= 0, got {label_delay}")
-    record = Recorder(day_of, scores_out)
-    out = record.outcome
+    out = Outcome()
+    scores, labels, days, accounts = out.scores, out.labels, out.days, out.accounts
+    decisions, reasons = out.decisions, out.reasons
     decision_code = {name: i for i, name in enumerate(DECISIONS)}
+    account_index: dict[str, int] = {}
     # Event time as integer microseconds: exact, so "due" never drifts by a float rounding.
     delay_us = label_delay // _US
     pending: deque[tuple[int, Transaction, bool]] = deque()
-    score, add = scorer.score, record.add
+    writer = csv.writer(scores_out, lineterminator="\n") if scores_out is not None else None
+    if writer is not None:
+        writer.writerow(("transaction_id", "score", "decision"))
+    score = scorer.score
     last_us = -(2**63)
     tx: Transaction | None = None
     for i, row in enumerate(rows):
@@ -223,19 +188,22 @@ def run_backtest(
             on_label(known, is_fraud, known.timestamp + label_delay)
             out.labels_revealed += 1
         scored = score(tx)
-        reasons = scored.reasons
-        label = row.label
-        add(
-            tx.id,
-            tx.account_id,
-            now_us,
-            scored.score,
-            decision_code[scored.decision],
-            tuple([r.code for r in reasons]) if reasons else (),
-            -1 if label is None else int(label),
-        )
-        if label is not None:
-            pending.append((now_us + delay_us, tx, label))
+        scores.append(scored.score)
+        decisions.append(decision_code[scored.decision])
+        if scored.reasons:
+            reasons[i] = tuple(r.code for r in scored.reasons)
+        days.append(day_of(now_us))
+        account = account_index.get(tx.account_id)
+        if account is None:
+            account = account_index[tx.account_id] = len(account_index)
+        accounts.append(account)
+        if row.label is None:
+            labels.append(-1)
+        else:
+            labels.append(row.label)
+            pending.append((now_us + delay_us, tx, row.label))
+        if writer is not None:
+            writer.writerow((tx.id, scored.score, scored.decision))
     out.last_event = tx.timestamp if tx is not None else None
     out.labels_pending = len(pending)
     return out
@@ -378,14 +346,14 @@ def _score_file(
     with open_source(args.file, options, args.parallel) as source:
         errors = RowErrors()
         progress = Progress("reading", fraction=source.fraction_read)
-        rows, late = in_event_time(list(chain.from_iterable(_valid(source, errors, progress))))
+        rows, late = in_event_time(list(_valid(source, errors, progress)))
         progress.close()
     detector = backtest_detector(args)
-    return detector, _run([rows], detector, args, delay, tz), errors, late
+    return detector, _run(rows, detector, args, delay, tz), errors, late
 
 
 def _run(
-    chunks: Iterable[list[Row]],
+    rows: Iterable[Row],
     detector: Scorer,
     args: argparse.Namespace,
     delay: dt.timedelta,
@@ -399,7 +367,7 @@ def _run(
             else None
         )
         return run_backtest(
-            chain.from_iterable(chunks), detector, label_delay=delay,
+            rows, detector, label_delay=delay,
             on_label=label_hook(detector), day_of=day_function(tz), scores_out=scores_file,
         )  # fmt: skip
 
@@ -436,16 +404,14 @@ def _detector_args(args: argparse.Namespace) -> argparse.Namespace:
     return argparse.Namespace(**{name: getattr(args, name) for name in names if name in args})
 
 
-def _valid(
-    source: Source | ReadAhead, errors: RowErrors, progress: Progress
-) -> Iterator[list[Row]]:
-    """The file's valid rows a chunk at a time; the invalid ones go to `errors`."""
+def _valid(source: Source | ReadAhead, errors: RowErrors, progress: Progress) -> Iterator[Row]:
+    """The file's valid rows; the invalid ones go to `errors`."""
     for chunk in source.chunks():
         rows, refused = partition(chunk)
         for error in refused:
             errors.add(error)
+        yield from rows
         progress.update(source.rows_read)
-        yield rows
     errors.notes = source.notes()
 
 

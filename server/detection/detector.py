@@ -94,21 +94,13 @@ class Detector:
 
     def score_features(self, tx: Transaction, v: dict[str, Value]) -> Scored:
         """`score` with `tx`'s features already computed (`Featurizer.values_one`, in event
-        order: a backtest's reader process computes them): lists, rules, then the model."""
-        scored, final = self.rules_verdict(tx, v)
-        model = self._model
-        if model is None or final:
-            return scored
-        return model.rescore(tx, v, scored, self.decide, self.review_threshold)
-
-    def rules_verdict(self, tx: Transaction, v: dict[str, Value]) -> tuple[Scored, bool]:
-        """Lists and rules over features `v` already computed: the verdict before the
-        model, and whether it is final. Reads no state but the rules'."""
+        order: a backtest's reader process computes them): lists, rules, then the model
+        (never over a verdict a block or allow list made)."""
         ruleset = self.ruleset
         if ruleset.lists:
             block, allow = ruleset.check_lists(tx, tx.timestamp.timestamp())
             if block is None and allow is not None:
-                return self._scored((allow,)), True
+                return self._scored((allow,))
         else:
             block = None
         reasons = []
@@ -120,11 +112,16 @@ class Detector:
         if block is not None:
             reasons.insert(0, block)
             reasons.sort(key=_by_weight)
-            return self._scored(tuple(reasons)), True
+            return self._scored(tuple(reasons))  # a block list decides; no model overrules it
         if not reasons:
-            return self._allow, False
-        reasons.sort(key=_by_weight)
-        return self._scored(tuple(reasons)), False
+            scored = self._allow
+        else:
+            reasons.sort(key=_by_weight)
+            scored = self._scored(tuple(reasons))
+        model = self._model
+        if model is not None:
+            return model.rescore(tx, v, scored, self.decide, self.review_threshold)
+        return scored
 
     # --- learning from labels (server/detection/model.py) ---------------------------------
 

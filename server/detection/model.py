@@ -626,13 +626,20 @@ class ModelSlot:
         rules: Scored,
         decide: Decide,
         review_threshold: float,
-        t: float | None = None,
     ) -> Scored:
         """The verdict with the model: its probability replaces the rules' score once it is
-        ready, and the `model` reason joins the rules' when that flags the transaction.
-        `t`: the transaction's POSIX time, if the caller has it."""
-        raw = self.observe(tx, features, rules, t)
-        self.keep(tx.id, raw)
+        ready, and the `model` reason joins the rules' when that flags the transaction."""
+        t = tx.timestamp.timestamp()
+        flags = self.flags
+        recent = flags.recent(tx.account_id, t) if flags.accounts else (0.0, 0.0, 0)
+        raw = capture(features, tx, rules.reasons, rules.score, recent)
+        flags.note(tx.account_id, t, rules.score)
+        remembered = self.remembered
+        remembered[tx.id] = raw
+        if len(remembered) > self.memory:
+            # An OrderedDict: a plain dict's first key is found by skipping every deleted
+            # slot before it, ~50 us at 250k entries once evictions start.
+            remembered.popitem(last=False)
         predictor = self.predictor
         if predictor is None:
             return rules
@@ -644,28 +651,6 @@ class ModelSlot:
         if decision != "allow":
             reasons = (explain(predictor, x, p, review_threshold), *reasons)
         return Scored(score, decision, severity, reasons, rules.rules_version)
-
-    def observe(
-        self, tx: Transaction, features: Mapping[str, Any], rules: Scored, t: float | None = None
-    ) -> bytes:
-        """What the model keeps of a scored transaction (`capture`), the account's recent
-        flags included; the rules' score joins those flags. `t`: its POSIX time, if known."""
-        if t is None:
-            t = tx.timestamp.timestamp()
-        flags = self.flags
-        recent = flags.recent(tx.account_id, t) if flags.accounts else (0.0, 0.0, 0)
-        raw = capture(features, tx, rules.reasons, rules.score, recent)
-        flags.note(tx.account_id, t, rules.score)
-        return raw
-
-    def keep(self, tx_id: str, raw: bytes) -> None:
-        """Remember `raw` until the transaction's label arrives (or memory runs out)."""
-        remembered = self.remembered
-        remembered[tx_id] = raw
-        if len(remembered) > self.memory:
-            # An OrderedDict: a plain dict's first key is found by skipping every deleted
-            # slot before it, ~50 us at 250k entries once evictions start.
-            remembered.popitem(last=False)
 
     def pop_examples(
         self, labels: Iterable[tuple[str, bool]]
