@@ -232,7 +232,7 @@ async def absorb_labels(
         verdict, raw = found
         tx = _labelled.decode(raw)
         if featurizer is not None:
-            at = dt.datetime.fromisoformat(label.labelled_at.replace("Z", "+00:00")).timestamp()
+            at = dt.datetime.fromisoformat(label.labelled_at).timestamp()
             featurizer.learn_label(tx.merchant_id, at, label.label == "fraud")
         if scorecard is not None and scorecard.waiting_for(label.transaction_id):
             scorecard.add_verdict(

@@ -155,10 +155,9 @@ def add_source_flags(parser: argparse.ArgumentParser) -> None:
         "--parallel",
         choices=("auto", "on", "off"),
         default="auto",
-        help="'on': read and validate the file in a second process while this one scores "
-        "(and, in a backtest with the model, run the model in a third); 'off': all in this "
-        "process; default 'auto': on for files of 4 MB and more on a machine with several "
-        "cores",
+        help="'on': read and validate the file (and, in a backtest, compute the features) in "
+        "a second process while this one scores; 'off': all in this process; default "
+        "'auto': on for files of 4 MB and more on a machine with several cores",
     )
 
 

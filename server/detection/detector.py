@@ -6,12 +6,12 @@ from collections.abc import Iterable
 
 from server.detection.features import DEFAULT_TTL_S, Featurizer, Value
 from server.detection.model import MODEL_FEATURES, ModelSlot
-from server.detection.rules import RuleSet, load_rules
+from server.detection.rules import SEVERITIES, RuleSet, load_rules
 from server.detection.verdict import Decision, Reason, Scored, Severity
 from server.transactions import Transaction
 
 HIGH_SEVERITY_SCORE = 0.65
-_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}  # low ... critical
 
 
 class Detector:

@@ -375,15 +375,11 @@ _NO_LABELS: dict[str, Value] = {
 }
 
 
-def _risk(m: KeyState | None, t: float, v: dict[str, Value]) -> None:
+def _risk(m: KeyState, labels: array[float], t: float, v: dict[str, Value]) -> None:
     """Merchant risk from the labels learnt on its transactions by `t` (labels, not all
     transactions, are the denominator: a merchant nobody has labelled has no state)."""
-    labels = None if m is None else m.labels
-    if labels is None:
-        v.update(_NO_LABELS)
-        return
     day = t // DAY
-    cached = m.risk  # type: ignore[union-attr]
+    cached = m.risk
     if cached is not None and cached[0] == day:
         v.update(cached[1])
         return
@@ -397,7 +393,7 @@ def _risk(m: KeyState | None, t: float, v: dict[str, Value]) -> None:
         "merchant_fraud_rate_7d": f7 / n7 if n7 else None,
         "merchant_fraud_rate_30d": f30 / n30 if n30 else None,
     }
-    m.risk = (day, risk)  # type: ignore[union-attr]
+    m.risk = (day, risk)
     v.update(risk)
 
 
@@ -532,7 +528,7 @@ class Featurizer:
             if m is None or m.labels is None:
                 v.update(_NO_LABELS)  # most merchants: no label on record
             else:
-                _risk(m, t, v)
+                _risk(m, m.labels, t, v)
         # Learn: the account's running stats, recent window and last location.
         n += 1
         state.count = n
