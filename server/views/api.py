@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 
 from server.auth import Permission, Principal, csrf_ok
+from server.detection.rules import SEVERITIES
 from server.detection.verdict import Verdict
 from server.pipeline import IntakeClosed, submit
 from server.state import AUTH, HUB, QUEUE, SETTINGS, STATS, STORE
@@ -179,7 +180,7 @@ class _BadParameter(ValueError):
         self.message = message
 
 
-_SEVERITIES = frozenset({"low", "medium", "high", "critical"})
+_SEVERITIES = frozenset(SEVERITIES)
 _RULE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MAX_QUERY_LENGTH = 128

@@ -18,8 +18,15 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"error": {"code": code, "message": message, "field": field}}
 
 
-async def json_object(request: web.Request) -> dict[str, Any] | web.Response:
-    """The request's body as a JSON object, or the 400 to answer instead."""
+async def json_object(
+    request: web.Request, *, allow_empty: bool = False
+) -> dict[str, Any] | web.Response:
+    """The request's body as a JSON object, or the 400 to answer instead. With
+    `allow_empty`, an empty body is `{}`."""
+    if allow_empty:
+        raw = await request.read()
+        if not raw.strip():
+            return {}
     try:
         body: Any = await request.json(loads=msgspec.json.decode)
     except (msgspec.DecodeError, ValueError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-import msgspec
 from aiohttp import web
 
 from server.auth import Principal
@@ -28,7 +27,7 @@ from server.store.base import (
     LabelValue,
 )
 from server.views.api import permitted
-from server.views.responses import json_error, json_response
+from server.views.responses import json_error, json_object, json_response
 
 MAX_NOTE_LENGTH = 2000
 MAX_USER_NAME = 64
@@ -39,20 +38,6 @@ async def _analyst(request: web.Request) -> Principal | web.Response:
     return await permitted(
         request, "triage", "Only analysts and admins can change alerts", changes=True
     )
-
-
-async def _body(request: web.Request, *, required: bool) -> dict[str, Any] | web.Response:
-    """The JSON object sent, or the 400 to answer. An empty body is `{}` unless `required`."""
-    raw = await request.read()
-    if not raw.strip() and not required:
-        return {}
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return json_error(400, "malformed_json", "Send a JSON object")
-    if not isinstance(body, dict):
-        return json_error(400, "invalid_body", "Send a JSON object")
-    return body
 
 
 def _text(body: dict[str, Any], name: str, *, required: bool) -> str | web.Response | None:
@@ -127,7 +112,7 @@ async def assign(request: web.Request) -> web.Response:
     who = await _analyst(request)
     if isinstance(who, web.Response):
         return who
-    body = await _body(request, required=True)
+    body = await json_object(request)
     if isinstance(body, web.Response):
         return body
     owner = body.get("owner")
@@ -159,7 +144,7 @@ async def resolve(request: web.Request) -> web.Response:
     who = await _analyst(request)
     if isinstance(who, web.Response):
         return who
-    body = await _body(request, required=True)
+    body = await json_object(request)
     if isinstance(body, web.Response):
         return body
     allowed = request.app[SETTINGS].disposition_names
@@ -198,7 +183,7 @@ async def reopen(request: web.Request) -> web.Response:
     who = await _analyst(request)
     if isinstance(who, web.Response):
         return who
-    body = await _body(request, required=False)
+    body = await json_object(request, allow_empty=True)
     if isinstance(body, web.Response):
         return body
     note = _text(body, "note", required=False)
@@ -213,7 +198,7 @@ async def add_note(request: web.Request) -> web.Response:
     who = await _analyst(request)
     if isinstance(who, web.Response):
         return who
-    body = await _body(request, required=True)
+    body = await json_object(request)
     if isinstance(body, web.Response):
         return body
     text = _text(body, "text", required=True)
