@@ -23,6 +23,7 @@ from server.detection.detector import Detector
 from server.detection.features import Value
 from server.detection.model import ModelSlot, OnlineLogit
 from server.detection.verdict import Scored
+from server.label_delay import DueLabels
 from server.progress import Progress
 from server.read_ahead import FeaturesSpec, ReadAhead, open_source
 from server.replay import Scorer, add_detector_flags, detector_from_args, paused_gc
@@ -54,7 +55,8 @@ def label_hook(detector: object) -> LabelHook:
     """Feed labels to `detector.learn_label(tx_id, account_id, is_fraud, at)` if it has one.
 
     Labels also reach the featurizer's merchant risk (`featurizer.learn_label`), if it has
-    one. The hook exists so that the delay is enforced here, once.
+    one (`FeaturesFrom` has none: its reader process feeds its own). When labels are due is
+    decided by `run_backtest` with `label_delay.DueLabels`, which the reader uses too.
     """
     learn = getattr(detector, "learn_label", None)
     # Merchant risk features count labels from the moment they are known, and no earlier.
@@ -167,8 +169,7 @@ def run_backtest(
     decision_code = {name: i for i, name in enumerate(DECISIONS)}
     account_index: dict[str, int] = {}
     # Event time as integer microseconds: exact, so "due" never drifts by a float rounding.
-    delay_us = label_delay // _US
-    pending: deque[tuple[int, Transaction, bool]] = deque()
+    pending: DueLabels[tuple[Transaction, bool]] = DueLabels(label_delay // _US)
     writer = csv.writer(scores_out, lineterminator="\n") if scores_out is not None else None
     if writer is not None:
         writer.writerow(("transaction_id", "score", "decision"))
@@ -183,8 +184,7 @@ def run_backtest(
         if i == 0:
             out.first_event = tx.timestamp
         last_us = now_us
-        while pending and pending[0][0] <= now_us:
-            _, known, is_fraud = pending.popleft()
+        for _, (known, is_fraud) in pending.due(now_us):
             on_label(known, is_fraud, known.timestamp + label_delay)
             out.labels_revealed += 1
         scored = score(tx)
@@ -201,7 +201,7 @@ def run_backtest(
             labels.append(-1)
         else:
             labels.append(row.label)
-            pending.append((now_us + delay_us, tx, row.label))
+            pending.add(now_us, (tx, row.label))
         if writer is not None:
             writer.writerow((tx.id, scored.score, scored.decision))
     out.last_event = tx.timestamp if tx is not None else None

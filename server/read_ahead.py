@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 import msgspec
 
 from server.detection.features import Value
+from server.label_delay import DueLabels
 from server.replay_source import (
     CHUNK_ROWS,
     Row,
@@ -261,21 +262,19 @@ class _Features:
         featurizer = spec.build().featurizer
         self.values_one = featurizer.values_one
         self.merchant_learns = featurizer.learn_label
-        self.delay_us = spec.label_delay_us
-        self.pending: deque[tuple[int, str, bool]] = deque()
+        self.pending: DueLabels[tuple[str, bool]] = DueLabels(spec.label_delay_us)
 
     def __call__(self, rows: list[Row]) -> list[dict[str, Value]]:
-        pending, delay_us, values_one = self.pending, self.delay_us, self.values_one
+        pending, values_one, merchant_learns = self.pending, self.values_one, self.merchant_learns
         out = []
         for row in rows:
             tx = row.transaction
             now_us = round(tx.timestamp.timestamp() * 1e6)
-            while pending and pending[0][0] <= now_us:
-                due, merchant, is_fraud = pending.popleft()
+            for due, (merchant, is_fraud) in pending.due(now_us):
                 # Whole microseconds / 1e6: what backtest.label_hook gets from
                 # `(tx.timestamp + label_delay).timestamp()`, to the last bit.
-                self.merchant_learns(merchant, due / 1e6, is_fraud)
+                merchant_learns(merchant, due / 1e6, is_fraud)
             out.append(values_one(tx))
             if row.label is not None:
-                pending.append((now_us + delay_us, tx.merchant_id, row.label))
+                pending.add(now_us, (tx.merchant_id, row.label))
         return out
