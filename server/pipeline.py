@@ -15,7 +15,6 @@ and /healthz reports why. Nothing taken from the queue is dropped or scored twic
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 import time
@@ -28,7 +27,7 @@ from server.detection.detector import Detector
 from server.detection.verdict import Verdict
 from server.hub import Hub
 from server.stats import Stats
-from server.store.base import Store, StoredRecord
+from server.store.base import Store, StoredRecord, utc_stamp
 from server.store.errors import StoreUnavailable
 from server.transactions import FieldError, Transaction, id_conflict, same_transaction
 
@@ -167,12 +166,6 @@ async def submit(
     return [verdict for answer in answers for verdict in answer]
 
 
-def _wall_clock(unix: float) -> str:
-    """RFC 3339 UTC with milliseconds, like every timestamp the store writes."""
-    stamp = dt.datetime.fromtimestamp(unix, dt.UTC).isoformat(timespec="milliseconds")
-    return stamp[:-6] + "Z"
-
-
 def new_alert_id() -> str:
     # Time-ordered and unique across processes without coordination (workers scale out).
     return f"{time.time_ns() // 1_000_000:011x}{os.urandom(5).hex()}"
@@ -254,7 +247,7 @@ class DetectionLoop:
         for sub in batch:
             out: list[Verdict | FieldError] = []
             # When the server took this submission, on its wall clock (alerts carry it).
-            received_at = _wall_clock(wall - (mono - sub.received))
+            received_at = utc_stamp(wall - (mono - sub.received))
             for tx in sub.transactions:
                 # An id seen before gets its first verdict back if this is the same payment
                 # (a retry), and a conflict if not: the first transaction stays as it was.

@@ -8,6 +8,7 @@ dashboards resume from.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Collection, Sequence
 from typing import Literal, NamedTuple, Protocol
 
@@ -367,3 +368,10 @@ __all__ = [
     "User",
     "UserInfo",
 ]
+
+
+def utc_stamp(unix: float | None = None) -> str:
+    """RFC 3339 UTC with milliseconds, now or at POSIX time `unix`: the form of every time
+    the store writes; fixed width, so text order is time order."""
+    at = dt.datetime.now(dt.UTC) if unix is None else dt.datetime.fromtimestamp(unix, dt.UTC)
+    return at.isoformat(timespec="milliseconds")[:-6] + "Z"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import sqlite3
 from collections.abc import Collection
 from pathlib import Path
@@ -27,9 +26,11 @@ from server.store.base import (
     SessionRecord,
     User,
     UserInfo,
+    utc_stamp,
 )
 
 BUSY_TIMEOUT_S = 10.0
+utc_now = utc_stamp  # the writer's clock: every time the store writes
 
 encoder = msgspec.json.Encoder()
 _alert_decoder = msgspec.json.Decoder(Alert)
@@ -54,11 +55,6 @@ def connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
     )
-
-
-def utc_now() -> str:
-    """RFC 3339 UTC with milliseconds; fixed width, so text order is time order."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def last_seq(conn: sqlite3.Connection) -> int:
