@@ -1,7 +1,7 @@
 // The details of one alert as DOM sections, for the drawer: pure builders from data to
 // nodes, text only (markup in the data stays text, the raw payload included).
 
-import { severityBadge, statusLabel } from "./alert-row.js";
+import { severityBadge, statusLabel, workable } from "./alert-row.js";
 import { amountChart, thresholdBar } from "./charts.js";
 import { h } from "./dom.js";
 import {
@@ -63,8 +63,7 @@ export function badgesAndActions(alert, { me, canAct }) {
     h("span", { className: "drawer-score", text: `Score ${formatScore(alert.score)}` }),
   ];
   const buttons = [];
-  const mine = alert.status === "open" || (alert.status === "acknowledged" && alert.owner === me);
-  if (canAct && mine) {
+  if (canAct && workable(alert, me)) {
     if (alert.status === "open") {
       buttons.push(
         h("button", {
@@ -409,9 +408,7 @@ export function notesSection(alert, notes, { me, canAct, forms }) {
   const children = [list];
   if (canAct) {
     children.push(forms.note);
-    const assignable =
-      alert.status === "open" || (alert.status === "acknowledged" && alert.owner === me);
-    if (assignable) children.push(forms.assign);
+    if (workable(alert, me)) children.push(forms.assign);
   }
   return section("notes", "Notes", children);
 }

@@ -137,10 +137,15 @@ export function severityBadge(severity) {
 }
 
 // Which buttons a row offers; rows rebuild their actions only when this changes.
+/** Whether `me` may work this alert: it is open, or acknowledged by `me`. */
+export function workable(alert, me) {
+  return alert.status === "open" || (alert.status === "acknowledged" && alert.owner === me);
+}
+
 export function actionsKey(alert, me, canAct) {
   if (!canAct || alert.status === "resolved") return "none";
   if (alert.status === "open") return "open";
-  return alert.owner === me ? "mine" : "held";
+  return workable(alert, me) ? "mine" : "held";
 }
 
 export function actionButtons(alert, key) {

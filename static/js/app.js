@@ -7,6 +7,7 @@
 import { Actions } from "./actions.js";
 import * as api from "./api.js";
 import { AlertStore } from "./alert-store.js";
+import { workable } from "./alert-row.js";
 import { AlertTable } from "./alert-table.js";
 import { BulkBar } from "./bulk.js";
 import { Clock } from "./clock.js";
@@ -315,9 +316,7 @@ async function resync() {
 
 function cancelDialogIfStale(alert) {
   if (dialog.alertId !== alert.id) return;
-  const stillMine =
-    alert.status === "open" || (alert.status === "acknowledged" && alert.owner === me);
-  if (stillMine) return;
+  if (workable(alert, me)) return;
   dialog.cancel();
   const who = alert.owner ? ` by ${alert.owner}` : "";
   notices.show(`Alert for account ${alert.account_id} was ${alert.status}${who} meanwhile.`, {
@@ -444,8 +443,7 @@ function acknowledge(alert) {
 
 function resolve(alert, disposition, refocus) {
   if (!canAct) return;
-  const mine = alert.status === "open" || (alert.status === "acknowledged" && alert.owner === me);
-  if (!mine) {
+  if (!workable(alert, me)) {
     explainNoAction(alert);
     return;
   }
