@@ -105,9 +105,9 @@ class Detector:
             block = None
         reasons = []
         get = v.get
-        for name, op, value, rule in self._gated:
+        for name, op, value, rest, rule in self._gated:
             x = get(name)
-            if x is not None and op(x, value) and rule.condition(v) is True:
+            if x is not None and op(x, value) and rest(v) is True:
                 reasons.append(rule.reason(v, tx))
         if block is not None:
             reasons.insert(0, block)

@@ -68,7 +68,7 @@ class Leaf:
 
 @dataclass(slots=True)
 class Rule:
-    """One compiled rule; `check` is pure."""
+    """One compiled rule: `condition` over the features, the reason it gives when it holds."""
 
     name: str
     score: float
@@ -82,9 +82,8 @@ class Rule:
     # The first clause of a top-level `all`, tried inline before the condition is called:
     # most rules fail on it, and a call per rule is most of the cost of evaluating them.
     gate: tuple[str, Callable[[Any, Any], bool], Any] = ("amount", operator.is_not, None)
-
-    def check(self, v: dict[str, Value], tx: Transaction) -> Reason | None:
-        return self.reason(v, tx) if self.condition(v) is True else None
+    # `condition` once the gate has passed: the clauses after it (the gate is not tried twice).
+    after_gate: Cond | None = None
 
     def reason(self, v: dict[str, Value], tx: Transaction) -> Reason:
         """The reason this rule gives for `tx`, once its condition holds."""
@@ -168,9 +167,10 @@ class RuleSet:
     features: frozenset[str] = field(default_factory=frozenset)
 
     @property
-    def gated(self) -> tuple[tuple[str, Callable[[Any, Any], bool], Any, Rule], ...]:
-        """(gate feature, op, value, rule) per rule: what the detector's loop runs."""
-        return tuple((*rule.gate, rule) for rule in self.rules)
+    def gated(self) -> tuple[tuple[str, Callable[[Any, Any], bool], Any, Cond, Rule], ...]:
+        """(gate feature, op, value, the rest of the condition, rule) per rule: what the
+        detector's loop runs."""
+        return tuple((*rule.gate, rule.after_gate or rule.condition, rule) for rule in self.rules)
 
     def check_lists(self, tx: Transaction, t: float) -> tuple[Reason | None, Reason | None]:
         """(block reason, allow reason); a block list wins over an allow list."""
@@ -412,9 +412,13 @@ def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
     if len(errors) > before or condition is None or template is None:
         return None
     gate: tuple[str, Callable[[Any, Any], bool], Any] = ("amount", operator.is_not, None)
+    after_gate = None
     first = raw.get("all", [None])[0] if "all" in raw else None
     if isinstance(first, dict) and "feature" in first:
         gate = (str(first["feature"]), _OPS[first["op"]], _value(first))
+        rest = raw["all"][1:]
+        # Already validated with the whole condition: compiling the rest cannot fail.
+        after_gate = _compile_cond({"all": rest}, where, [], []) if rest else _holds
     used = {leaf.feature for leaf in leaves}
     used |= {n for _, n, _ in template if n in FEATURES}
     if observed in FEATURES:
@@ -430,7 +434,12 @@ def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
         features=frozenset(used),
         description=str(raw.get("description", "")),
         gate=gate,
+        after_gate=after_gate,
     )
+
+
+def _holds(v: dict[str, Value]) -> bool:
+    return True
 
 
 def _compile_cond(raw: object, where: str, errors: list[str], leaves: list[Leaf]) -> Cond | None:
