@@ -157,26 +157,25 @@ async def resolve(request: web.Request) -> web.Response:
     if isinstance(note, web.Response):
         return note
     alert_id = request.match_info["alert_id"]
-    try:
-        event = await request.app[STORE].resolve(alert_id, who.name, disposition, note)
-    except AlertNotFound:
-        return _not_found(alert_id)
-    except AlertConflict as exc:
-        return _conflict(exc)
-    if disposition in LABELS:
-        # The store recorded it as the transaction's label, in the same commit: the model
-        # and the scorecard learn it too.
-        label = Label(
-            transaction_id=event.alert.transaction_id,
-            label=cast(LabelValue, disposition),
-            source=f"analyst:{who.name}",
-            labelled_at=event.alert.updated_at,
-        )
-        app = request.app
-        await learn_stored_labels(
-            app[STORE], app.get(TRAINER), app[SCORECARD], app[DETECTOR].featurizer, [label]
-        )
-    return await _answer(request, alert_id, event)
+    app = request.app
+
+    async def change() -> AlertEvent:
+        event = await app[STORE].resolve(alert_id, who.name, disposition, note)
+        if disposition in LABELS:
+            # The store recorded it as the transaction's label, in the same commit: the
+            # model and the scorecard learn it too.
+            label = Label(
+                transaction_id=event.alert.transaction_id,
+                label=cast(LabelValue, disposition),
+                source=f"analyst:{who.name}",
+                labelled_at=event.alert.updated_at,
+            )
+            await learn_stored_labels(
+                app[STORE], app.get(TRAINER), app[SCORECARD], app[DETECTOR].featurizer, [label]
+            )
+        return event
+
+    return await _apply(request, alert_id, change)
 
 
 async def reopen(request: web.Request) -> web.Response:
