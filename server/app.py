@@ -209,7 +209,7 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _restore_state(detector: Detector, path: Path) -> None:
     try:
-        keys = snapshot.load(detector.featurizer, path)
+        keys = snapshot.load(detector.featurizer, path, detector.model)
     except (snapshot.SnapshotError, OSError) as exc:
         # Starting with empty state is safe (detection is only less informed for a while);
         # refusing to start over it would not be. The bad file is kept for a look.
@@ -218,7 +218,13 @@ def _restore_state(detector: Detector, path: Path) -> None:
             path.replace(path.with_name(path.name + ".bad"))
         return
     if keys is not None:
-        log.info("detector state restored from %s: %d keys", path, keys)
+        model = detector.model
+        log.info(
+            "detector state restored from %s: %d keys%s",
+            path,
+            keys,
+            "" if model is None else f", {len(model.remembered)} transactions awaiting labels",
+        )
 
 
 async def _save_state(detector: Detector, path: Path, *, live: bool = False) -> None:
@@ -228,7 +234,9 @@ async def _save_state(detector: Detector, path: Path, *, live: bool = False) -> 
     frames: list[bytes] = []
     # 500 keys a frame: about 10-40 ms of encoding at a time on this machine, within the
     # latency a batch may take.
-    for frame in snapshot.encode_frames(detector.featurizer, chunk=500 if live else 1 << 30):
+    for frame in snapshot.encode_frames(
+        detector.featurizer, chunk=500 if live else 1 << 30, model=detector.model
+    ):
         frames.append(frame)
         if live:
             await asyncio.sleep(0)

@@ -34,7 +34,7 @@ Example = tuple[bytes, bool, float]  # raw values (model.capture), fraud?, weigh
 @dataclass(slots=True)
 class TrainerStatus:
     labels_learnt: int = 0
-    labels_without_inputs: int = 0  # scored too long ago (or before a restart) to learn
+    labels_without_inputs: int = 0  # scored too long ago to learn
     rounds: int = 0
     model_version: int = 0  # labels learnt by the predictor in use; 0: rules only
     last_round_thread: int | None = None  # threading.get_ident() of the last round

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -20,6 +21,7 @@ import pytest
 
 from server.detection import Detector, Scored
 from server.detection.features import FEATURES
+from server.detection.model import ModelSlot, OnlineLogit
 from server.detection.snapshot import (
     SnapshotError,
     decode_into,
@@ -90,6 +92,77 @@ def test_round_trip_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
     assert restored == sum(first.featurizer.size().values())
     assert [second.score(tx) for tx in txs[half:]] == expected_rest
     assert encode(second.featurizer) == encode(straight.featurizer)
+
+
+def learning() -> Detector:
+    # Ready after 40 labels, so the second half is scored by what was learnt across the restart.
+    slot = ModelSlot(learner=OnlineLogit(), min_labels=40, min_frauds=5, negative_ratio=1e9)
+    return Detector(model=slot)
+
+
+def learn(det: Detector, txs: list[Transaction]) -> None:
+    assert det.model is not None
+    for i, tx in enumerate(txs):
+        det.model.learn_label(tx.id, i % 4 == 0)
+
+
+def test_a_label_after_a_restart_is_learnt_as_without_one(tmp_path: Path) -> None:
+    """Chargebacks come days later: the inputs of transactions scored before a restart are
+    in the snapshot, so their labels teach the model exactly as if it had kept running."""
+    txs = stream()
+    half = len(txs) // 2
+    straight = learning()
+    [straight.score(tx) for tx in txs[:half]]
+    learn(straight, txs[:half])  # labels arrive after the first half was scored
+    expected = [straight.score(tx) for tx in txs[half:]]
+    assert straight.model is not None and straight.model.predictor is not None  # it scored
+
+    first = learning()
+    [first.score(tx) for tx in txs[:half]]
+    assert first.model is not None and first.model.flags.accounts  # something to carry
+    path = tmp_path / "state.msgpack"
+    save(first.featurizer, path, first.model)
+    second = learning()
+    load(second.featurizer, path, second.model)
+    assert second.model is not None
+    assert list(second.model.remembered.items()) == list(first.model.remembered.items())
+    assert second.model.flags.accounts == first.model.flags.accounts
+    learn(second, txs[:half])
+    assert [second.score(tx) for tx in txs[half:]] == expected
+
+    # Without the model's memory (a snapshot taken without it) those labels teach nothing.
+    save(first.featurizer, path)
+    third = learning()
+    load(third.featurizer, path, third.model)
+    assert third.model is not None and not third.model.remembered
+    assert [third.score(tx) for tx in txs[half:]] != expected
+
+
+def test_model_memory_of_other_inputs_is_left_out_and_the_rest_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    det = learning()
+    for tx in stream(100):
+        det.score(tx)
+    path = tmp_path / "state.msgpack"
+    monkeypatch.setattr("server.detection.snapshot.RAW_LAYOUT", "m1+older/<Idd")
+    save(det.featurizer, path, det.model)
+    monkeypatch.undo()
+    fresh = learning()
+    assert load(fresh.featurizer, path, fresh.model) == sum(det.featurizer.size().values())
+    assert fresh.model is not None and not fresh.model.remembered
+    assert fresh.featurizer.accounts.keys() == det.featurizer.accounts.keys()
+
+
+def test_a_snapshot_of_the_previous_format_still_loads() -> None:
+    det = all_features()
+    for tx in stream(50):
+        det.score(tx)
+    data = encode(det.featurizer).replace(
+        b"fraudwatch-detector-state/2", b"fraudwatch-detector-state/1", 1
+    )
+    fresh = all_features()
+    assert decode_into(fresh.featurizer, data) == sum(det.featurizer.size().values())
 
 
 def test_missing_snapshot_is_not_an_error(tmp_path: Path) -> None:
@@ -185,6 +258,33 @@ async def test_a_restarted_server_remembers_card_testing(tmp_path: Path) -> None
         assert "detector state restored" in server.output()
     assert [r["code"] for r in verdict["reasons"]] == ["card_testing"], verdict
     assert verdict["reasons"][0]["observed"] == 3
+
+
+async def test_a_chargeback_after_a_restart_is_learnt(tmp_path: Path) -> None:
+    """Scored, a real SIGTERM restart, then the labels: the model learns them all."""
+    data = tmp_path / "data"
+    records = [tx_json(f"cb-{i}", account=f"acct-cb-{i % 3}") for i in range(6)]
+    labels = [
+        {"transaction_id": f"cb-{i}", "label": "fraud" if i % 2 else "legitimate"} for i in range(6)
+    ]
+    with contextlib.ExitStack() as stack:
+        server = await start_live(data, stack, state_snapshot_interval=0)
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            assert (await http.post(f"{server.url}/api/v1/transactions", json=records)).ok
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=30) == 0, server.output()
+    with contextlib.ExitStack() as stack:
+        server = await start_live(data, stack)
+        assert "6 transactions awaiting labels" in server.output()
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            assert (await http.post(f"{server.url}/api/v1/labels", json=labels)).ok
+            for _ in range(50):  # the trainer learns on its own thread
+                model = (await (await http.get(f"{server.url}/api/v1/scorecard")).json())["model"]
+                if model["labels_learnt"] + model["labels_without_inputs"] >= 6:
+                    break
+                await asyncio.sleep(0.1)
+    assert model["labels_without_inputs"] == 0, model
+    assert model["labels_learnt"] + model["labels_sampled_out"] == 6, model
 
 
 async def test_a_damaged_snapshot_is_set_aside_and_the_server_starts(tmp_path: Path) -> None:

@@ -189,6 +189,8 @@ _ZERO_RULES_LOGIT = rules_logit(0.0)
 # crosses) are computed only when needed: to predict (on the loop) or to learn (on the
 # trainer's thread).
 _RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI fff")
+RAW_LAYOUT = f"{FEATURE_SET}/{_RAW.format}"
+"""What a remembered transaction's bytes mean: a snapshot's of another layout is not read."""
 _NAN = math.nan
 _RULE_BIT = {code: 1 << i for i, code in enumerate(RULE_INPUTS)}
 _CHANNEL = {"ecom": 1, "atm": 2}
@@ -657,7 +659,7 @@ class ModelSlot:
     ) -> tuple[list[tuple[bytes, bool, float]], int]:
         """The remembered inputs of labelled transactions, packed, with their weights
         (`NegativeSampler`; left-out ones are dropped), forgotten here: each is learnt
-        once. Also how many labels had none (scored too long ago, or before a restart)."""
+        once. Also how many labels had none (scored too long ago: `memory`)."""
         examples: list[tuple[bytes, bool, float]] = []
         missing = 0
         remembered, weight = self.remembered, self.sampler.weight

@@ -2,15 +2,18 @@
 
 The file is length-prefixed msgpack frames (no pickle: loading it runs no code): a header,
 then chunks of keys, each key's state as its slots in order with arrays as (typecode,
-bytes), then an end frame. Hashes inside are stable across processes
-(`features.stable_hash`). Written to a temporary file and renamed, so a crash mid-write
-leaves the previous snapshot whole.
+bytes); with a model, chunks of its memory (each recent transaction's packed inputs, kept
+until its label arrives, and the accounts the rules flagged in the last day), so that a
+chargeback arriving after a restart is still learnt; then an end frame. Hashes inside are
+stable across processes (`features.stable_hash`). Written to a temporary file and renamed,
+so a crash mid-write leaves the previous snapshot whole.
 """
 
 from __future__ import annotations
 
 import os
 from array import array
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,10 @@ from typing import Any
 import msgspec
 
 from server.detection.features import AccountState, Featurizer, KeyState, state_fields
+from server.detection.model import RAW_LAYOUT, ModelSlot
 
-FORMAT = "fraudwatch-detector-state/1"
+FORMAT = "fraudwatch-detector-state/2"
+READABLE = frozenset({"fraudwatch-detector-state/1", FORMAT})  # /1: no model memory
 _KINDS: dict[str, type[KeyState]] = {
     "accounts": AccountState,
     "merchants": KeyState,
@@ -57,8 +62,11 @@ def _unpack(cls: type[KeyState], fields: tuple[str, ...], values: list[Any]) -> 
     return state
 
 
-def encode_frames(featurizer: Featurizer, chunk: int = 2000) -> Iterator[bytes]:
-    """The featurizer's state as length-prefixed msgpack frames, `chunk` keys a frame.
+def encode_frames(
+    featurizer: Featurizer, chunk: int = 2000, model: ModelSlot | None = None
+) -> Iterator[bytes]:
+    """The featurizer's state as length-prefixed msgpack frames, `chunk` keys a frame, then
+    `model`'s memory if given.
 
     A caller may let other work run between frames (the periodic snapshot does, so a
     million accounts never stop the detection loop for seconds). Each key is then written
@@ -66,10 +74,12 @@ def encode_frames(featurizer: Featurizer, chunk: int = 2000) -> Iterator[bytes]:
     for all, which for a snapshot taken to survive a restart is enough. Keys added
     meanwhile wait for the next snapshot; keys evicted meanwhile are skipped.
     """
-    header = {
+    header: dict[str, Any] = {
         "format": FORMAT,
         "fields": {kind: list(state_fields(cls)) for kind, cls in _KINDS.items()},
     }
+    if model is not None:
+        header["model_layout"] = RAW_LAYOUT
     yield _frame(header)
     for kind, cls in _KINDS.items():
         fields = state_fields(cls)
@@ -82,6 +92,14 @@ def encode_frames(featurizer: Featurizer, chunk: int = 2000) -> Iterator[bytes]:
                 if state is not None:
                     packed[key] = _pack(state, fields)
             yield _frame({"kind": kind, "states": packed})
+    if model is not None:
+        # Copied first: the loop may score (and remember, and forget) between two frames.
+        for kind, items in (
+            ("model_inputs", list(model.remembered.items())),
+            ("account_flags", list(model.flags.accounts.items())),
+        ):
+            for start in range(0, len(items), chunk):
+                yield _frame({"kind": kind, "items": items[start : start + chunk]})
     yield _frame({"end": True, "newest": featurizer.newest, "next_sweep": featurizer.next_sweep})
 
 
@@ -90,16 +108,18 @@ def _frame(body: object) -> bytes:
     return len(data).to_bytes(8, "little") + data
 
 
-def encode(featurizer: Featurizer) -> bytes:
+def encode(featurizer: Featurizer, model: ModelSlot | None = None) -> bytes:
     """The whole state at once (at shutdown, when nothing else runs)."""
-    return b"".join(encode_frames(featurizer, chunk=1 << 30))
+    return b"".join(encode_frames(featurizer, chunk=1 << 30, model=model))
 
 
-def decode_into(featurizer: Featurizer, data: bytes) -> int:
-    """Replace `featurizer`'s state with the snapshot's; returns the keys restored."""
+def decode_into(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None) -> int:
+    """Replace `featurizer`'s state with the snapshot's, and `model`'s memory with the
+    snapshot's when it has one of the same inputs (another layout is left out: those
+    transactions' labels will be stored but not learnt); returns the keys restored."""
     frames = _frames(data)
     header = next(frames, None)
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
+    if not isinstance(header, dict) or header.get("format") not in READABLE:
         found = header.get("format") if isinstance(header, dict) else None
         raise SnapshotError(f"unknown snapshot format {found!r}, expected {FORMAT!r}")
     fields = {kind: state_fields(cls) for kind, cls in _KINDS.items()}
@@ -107,6 +127,7 @@ def decode_into(featurizer: Featurizer, data: bytes) -> int:
         if header["fields"].get(kind) != list(names):
             raise SnapshotError(f"snapshot {kind} have other fields than this version's")
     restored: dict[str, dict[str, KeyState]] = {kind: {} for kind in _KINDS}
+    memory: dict[str, list[Any]] = {"model_inputs": [], "account_flags": []}
     end: dict[str, Any] | None = None
     for body in frames:
         if not isinstance(body, dict):
@@ -115,6 +136,9 @@ def decode_into(featurizer: Featurizer, data: bytes) -> int:
             end = body
             break
         kind_found = body.get("kind")
+        if kind_found in memory and isinstance(body.get("items"), list):
+            memory[str(kind_found)].extend(body["items"])
+            continue
         if kind_found not in _KINDS:
             raise SnapshotError(f"snapshot is damaged: unknown kind {kind_found!r}")
         kind = str(kind_found)
@@ -127,8 +151,24 @@ def decode_into(featurizer: Featurizer, data: bytes) -> int:
             raise SnapshotError(f"snapshot {kind} are damaged: {exc}") from None
     if end is None:
         raise SnapshotError("snapshot is truncated: no end frame")
+    remembered = flags = None
+    if model is not None and header.get("model_layout") == RAW_LAYOUT:
+        try:
+            # The newest `memory` inputs, oldest first as they were scored.
+            remembered = OrderedDict(
+                (str(tx_id), bytes(raw)) for tx_id, raw in memory["model_inputs"][-model.memory :]
+            )
+            flags = OrderedDict(
+                (str(account), [(float(t), float(s)) for t, s in recent])
+                for account, recent in memory["account_flags"]
+            )
+        except (TypeError, ValueError) as exc:
+            raise SnapshotError(f"snapshot model memory is damaged: {exc}") from None
     for kind, states in restored.items():
         setattr(featurizer, kind, states)
+    if model is not None and remembered is not None and flags is not None:
+        model.remembered = remembered
+        model.flags.accounts = flags
     featurizer.newest = float(end["newest"])
     featurizer.next_sweep = float(end["next_sweep"])
     return sum(len(states) for states in restored.values())
@@ -151,9 +191,9 @@ def _frames(data: bytes) -> Iterator[Any]:
         at += size
 
 
-def save(featurizer: Featurizer, path: Path) -> int:
+def save(featurizer: Featurizer, path: Path, model: ModelSlot | None = None) -> int:
     """Write a snapshot to `path` atomically; returns its size in bytes."""
-    return write_bytes(encode(featurizer), path)
+    return write_bytes(encode(featurizer, model), path)
 
 
 def write_bytes(data: bytes | list[bytes], path: Path) -> int:
@@ -169,10 +209,10 @@ def write_bytes(data: bytes | list[bytes], path: Path) -> int:
     return sum(len(frame) for frame in frames)
 
 
-def load(featurizer: Featurizer, path: Path) -> int | None:
+def load(featurizer: Featurizer, path: Path, model: ModelSlot | None = None) -> int | None:
     """Restore from `path` if it exists; returns the keys restored, or None without a file."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    return decode_into(featurizer, data)
+    return decode_into(featurizer, data, model)
