@@ -236,8 +236,8 @@ class Recording:
         self.learn_label = featurizer.learn_label
         self.seen: list[dict[str, Any]] = []
 
-    def values_one(self, tx: Transaction) -> dict[str, Any]:
-        v: dict[str, Any] = self.featurizer.values_one(tx)
+    def values_one(self, tx: Transaction, t: float | None = None) -> dict[str, Any]:
+        v: dict[str, Any] = self.featurizer.values_one(tx, t)
         self.seen.append(dict(v))
         return v
 

@@ -90,7 +90,12 @@ class Detector:
 
     def score(self, tx: Transaction) -> Scored:
         """Score `tx` against its keys' history, then add it to that history."""
-        return self.score_features(tx, self.featurizer.values_one(tx))
+        return self.score_at(tx, tx.timestamp.timestamp())
+
+    def score_at(self, tx: Transaction, t: float) -> Scored:
+        """`score`, given `tx.timestamp.timestamp()`: computed once for the features, the
+        lists and the model alike (a backtest has it already)."""
+        return self.score_features(tx, self.featurizer.values_one(tx, t), t)
 
     def score_features(
         self, tx: Transaction, v: dict[str, Value], t: float | None = None
