@@ -173,37 +173,47 @@ def run_backtest(
     writer = csv.writer(scores_out, lineterminator="\n") if scores_out is not None else None
     if writer is not None:
         writer.writerow(("transaction_id", "score", "decision"))
-    score = scorer.score
+    # A scorer that can take the POSIX time computed here (`FeaturesFrom`) is spared
+    # computing it again: ~1.4 µs a row.
+    score_at: Callable[[Transaction, float], Scored]
+    score_at = getattr(scorer, "score_at", None) or (lambda tx, t: scorer.score(tx))
+    write = writer.writerow if writer is not None else None
+    due = pending.due
+    add = pending.add
+    append_score, append_decision, append_day = scores.append, decisions.append, days.append
+    append_account, append_label = accounts.append, labels.append
     last_us = -(2**63)
     tx: Transaction | None = None
     for i, row in enumerate(rows):
         tx = row.transaction
-        now_us = round(tx.timestamp.timestamp() * 1e6)
+        t = tx.timestamp.timestamp()
+        now_us = round(t * 1e6)
         if now_us < last_us:
             raise OutOfOrder(row.line)
         if i == 0:
             out.first_event = tx.timestamp
         last_us = now_us
-        for _, (known, is_fraud) in pending.due(now_us):
+        for _, (known, is_fraud) in due(now_us):
             on_label(known, is_fraud, known.timestamp + label_delay)
             out.labels_revealed += 1
-        scored = score(tx)
-        scores.append(scored.score)
-        decisions.append(decision_code[scored.decision])
+        scored = score_at(tx, t)
+        append_score(scored.score)
+        append_decision(decision_code[scored.decision])
         if scored.reasons:
             reasons[i] = tuple(r.code for r in scored.reasons)
-        days.append(day_of(now_us))
+        append_day(day_of(now_us))
         account = account_index.get(tx.account_id)
         if account is None:
             account = account_index[tx.account_id] = len(account_index)
-        accounts.append(account)
-        if row.label is None:
-            labels.append(-1)
+        append_account(account)
+        label = row.label
+        if label is None:
+            append_label(-1)
         else:
-            labels.append(row.label)
-            pending.add(now_us, (tx, row.label))
-        if writer is not None:
-            writer.writerow((tx.id, scored.score, scored.decision))
+            append_label(label)
+            add(now_us, (tx, label))
+        if write is not None:
+            write((tx.id, scored.score, scored.decision))
     out.last_event = tx.timestamp if tx is not None else None
     out.labels_pending = len(pending)
     return out
@@ -393,6 +403,10 @@ class FeaturesFrom:
 
     def score(self, tx: Transaction) -> Scored:
         return self.detector.score_features(tx, self._features.popleft())
+
+    def score_at(self, tx: Transaction, t: float) -> Scored:
+        """`score`, given `tx.timestamp.timestamp()` (`run_backtest` has it)."""
+        return self.detector.score_features(tx, self._features.popleft(), t)
 
     def learn_label(self, tx_id: str, account_id: str, is_fraud: bool, at: object) -> None:
         self.detector.learn_label(tx_id, account_id, is_fraud, at)

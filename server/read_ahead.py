@@ -269,12 +269,13 @@ class _Features:
         out = []
         for row in rows:
             tx = row.transaction
-            now_us = round(tx.timestamp.timestamp() * 1e6)
+            t = tx.timestamp.timestamp()
+            now_us = round(t * 1e6)
             for due, (merchant, is_fraud) in pending.due(now_us):
                 # Whole microseconds / 1e6: what backtest.label_hook gets from
                 # `(tx.timestamp + label_delay).timestamp()`, to the last bit.
                 merchant_learns(merchant, due / 1e6, is_fraud)
-            out.append(values_one(tx))
+            out.append(values_one(tx, t))
             if row.label is not None:
                 pending.add(now_us, (tx.merchant_id, row.label))
         return out

@@ -355,6 +355,10 @@ def _check_timestamp(timestamp: dt.datetime, now: dt.datetime | None) -> None:
         raise _invalid("invalid_field", _TIMESTAMP_FORMAT, "timestamp")
     if now is None:
         now = dt.datetime.now(dt.UTC)
+    # Two calendar years earlier is never ahead, whatever the offsets: spares comparing two
+    # zones' times (~0.7 µs) for a replay's rows, checked against a clock in the year 9000.
+    if timestamp.year < now.year - 1:
+        return
     if timestamp > now + MAX_FUTURE_SKEW:
         minutes = int(MAX_FUTURE_SKEW.total_seconds() // 60)
         raise _invalid(

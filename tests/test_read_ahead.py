@@ -236,8 +236,8 @@ class Recording:
         self.learn_label = featurizer.learn_label
         self.seen: list[dict[str, Any]] = []
 
-    def values_one(self, tx: Transaction) -> dict[str, Any]:
-        v: dict[str, Any] = self.featurizer.values_one(tx)
+    def values_one(self, tx: Transaction, t: float | None = None) -> dict[str, Any]:
+        v: dict[str, Any] = self.featurizer.values_one(tx, t)
         self.seen.append(dict(v))
         return v
 
@@ -245,11 +245,11 @@ class Recording:
 class RecordingFeaturesFrom(FeaturesFrom):
     seen: list[dict[str, Any]]
 
-    def score(self, tx: Transaction) -> Any:
+    def score_at(self, tx: Transaction, t: float) -> Any:  # what run_backtest calls
         if not hasattr(self, "seen"):
             self.seen = []
         self.seen.append(dict(self._features[0]))
-        return super().score(tx)
+        return super().score_at(tx, t)
 
 
 @pytest.mark.parametrize(("lists", "model"), [(False, True), (True, True), (False, False)])

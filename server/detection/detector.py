@@ -90,15 +90,25 @@ class Detector:
 
     def score(self, tx: Transaction) -> Scored:
         """Score `tx` against its keys' history, then add it to that history."""
-        return self.score_features(tx, self.featurizer.values_one(tx))
+        return self.score_at(tx, tx.timestamp.timestamp())
 
-    def score_features(self, tx: Transaction, v: dict[str, Value]) -> Scored:
+    def score_at(self, tx: Transaction, t: float) -> Scored:
+        """`score`, given `tx.timestamp.timestamp()`: computed once for the features, the
+        lists and the model alike (a backtest has it already)."""
+        return self.score_features(tx, self.featurizer.values_one(tx, t), t)
+
+    def score_features(
+        self, tx: Transaction, v: dict[str, Value], t: float | None = None
+    ) -> Scored:
         """`score` with `tx`'s features already computed (`Featurizer.values_one`, in event
         order: a backtest's reader process computes them): lists, rules, then the model
-        (never over a verdict a block or allow list made)."""
+        (never over a verdict a block or allow list made). `t`: `tx.timestamp.timestamp()`,
+        if the caller has it."""
         ruleset = self.ruleset
+        if t is None:
+            t = tx.timestamp.timestamp()
         if ruleset.lists:
-            block, allow = ruleset.check_lists(tx, tx.timestamp.timestamp())
+            block, allow = ruleset.check_lists(tx, t)
             if block is None and allow is not None:
                 return self._scored((allow,))
         else:
@@ -120,7 +130,7 @@ class Detector:
             scored = self._scored(tuple(reasons))
         model = self._model
         if model is not None:
-            return model.rescore(tx, v, scored, self.decide, self.review_threshold)
+            return model.rescore(tx, v, scored, self.decide, self.review_threshold, t)
         return scored
 
     # --- learning from labels (server/detection/model.py) ---------------------------------

@@ -476,8 +476,11 @@ class Featurizer:
         """Features of `tx` against the state as it stands, then learn `tx`."""
         return Features(self.values_one(tx))
 
-    def values_one(self, tx: Transaction) -> dict[str, Value]:
-        t = tx.timestamp.timestamp()
+    def values_one(self, tx: Transaction, t: float | None = None) -> dict[str, Value]:
+        """`tx`'s features against its keys' history, then `tx` learnt. `t`:
+        `tx.timestamp.timestamp()`, if the caller has it."""
+        if t is None:
+            t = tx.timestamp.timestamp()
         amount = float(tx.amount)
         plan = self.plan
         if t > self.newest:

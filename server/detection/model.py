@@ -127,6 +127,7 @@ FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest
 
 RecentFlags = tuple[float, float, int]
 """(highest rules score, seconds since the last flag, flags) on the account in 24 h."""
+_NO_FLAGS: RecentFlags = (0.0, 0.0, 0)
 FLAG_SCORE = 0.2
 """A rules score at or above this flags the account for a day: ten times a typical fraud rate
 under the calibrated default pack (a new merchant alone does not flag; an outlier amount, a
@@ -150,10 +151,20 @@ class AccountFlags:
         flags = self.accounts.get(account_id)
         if not flags:
             return (0.0, 0.0, 0)
-        live = [(at, s) for at, s in flags if t - FLAG_WINDOW_S < at <= t]
+        # One pass, no list: most accounts here were flagged more than a day ago.
+        since = t - FLAG_WINDOW_S
+        live = 0
+        top = last = 0.0
+        for at, score in flags:
+            if since < at <= t:
+                if not live or score > top:
+                    top = score
+                if not live or at > last:
+                    last = at
+                live += 1
         if not live:
             return (0.0, 0.0, 0)
-        return (max(s for _, s in live), t - max(at for at, _ in live), len(live))
+        return (top, t - last, live)
 
     def note(self, account_id: str, t: float, score: float) -> None:
         if score < FLAG_SCORE:
@@ -251,7 +262,7 @@ def inputs(raw: bytes) -> list[float]:
         new_merchant, new_country, new_device, first_device,
         tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
         since_prev, merchant_7d, merchant_30d,
-    ) = _RAW.unpack(raw)  # fmt: skip
+    ) = _unpack(raw)  # fmt: skip
     log_ratio = _log(max(amount / mean, 1e-3)) if history and mean > 0 else 0.0
     z = (amount - mean) / std if std > 0 else 0.0
     if distance != distance:  # NaN: no previous location
@@ -263,7 +274,7 @@ def inputs(raw: bytes) -> list[float]:
         log_elapsed = _log1p(elapsed)
         no_location = 0.0
     night = 1.0 if local_hour < 5 else 0.0
-    x = [
+    return [
         _log1p(amount) if amount > 0 else 0.0,
         log_ratio,
         -5.0 if z < -5.0 else (10.0 if z > 10.0 else z),
@@ -296,12 +307,22 @@ def inputs(raw: bytes) -> list[float]:
         1.0 if channel == 1 else 0.0,
         1.0 if channel == 2 else 0.0,
         rules_logit(rules_score) if rules_score else _ZERO_RULES_LOGIT,
+        *(_RULE_FLAGS.get(bits) or _rule_flags(bits)),
     ]
-    x += [1.0 if bits & bit else 0.0 for bit in _RULE_BITS]
-    return x
 
 
+_unpack = _RAW.unpack
 _RULE_BITS = tuple(_RULE_BIT.values())
+_RULE_FLAGS: dict[int, tuple[float, ...]] = {}
+"""The rule inputs (1.0: fired) for each set of rules that fired, made once per set: few
+sets ever occur, most rows have none."""
+
+
+def _rule_flags(bits: int) -> tuple[float, ...]:
+    flags = _RULE_FLAGS[bits] = tuple(1.0 if bits & bit else 0.0 for bit in _RULE_BITS)
+    return flags
+
+
 _BAND_ONE_HOT = tuple(
     tuple(1.0 if i == band else 0.0 for i in range(len(AMOUNT_BANDS) + 1))
     for band in range(len(AMOUNT_BANDS) + 1)
@@ -628,14 +649,18 @@ class ModelSlot:
         rules: Scored,
         decide: Decide,
         review_threshold: float,
+        t: float | None = None,
     ) -> Scored:
         """The verdict with the model: its probability replaces the rules' score once it is
-        ready, and the `model` reason joins the rules' when that flags the transaction."""
-        t = tx.timestamp.timestamp()
-        flags = self.flags
-        recent = flags.recent(tx.account_id, t) if flags.accounts else (0.0, 0.0, 0)
-        raw = capture(features, tx, rules.reasons, rules.score, recent)
-        flags.note(tx.account_id, t, rules.score)
+        ready, and the `model` reason joins the rules' when that flags the transaction.
+        `t`: `tx.timestamp.timestamp()`, if the caller has it."""
+        if t is None:
+            t = tx.timestamp.timestamp()
+        flags, rules_score = self.flags, rules.score
+        recent = flags.recent(tx.account_id, t) if flags.accounts else _NO_FLAGS
+        raw = capture(features, tx, rules.reasons, rules_score, recent)
+        if rules_score >= FLAG_SCORE:  # `note` ignores the rest: spare the call
+            flags.note(tx.account_id, t, rules_score)
         remembered = self.remembered
         remembered[tx.id] = raw
         if len(remembered) > self.memory:
@@ -646,7 +671,7 @@ class ModelSlot:
         if predictor is None:
             return rules
         x = inputs(raw)
-        p = predictor.predict_proba(x)
+        p = sigmoid(predictor.logit(x))  # predict_proba, a call less
         score = round(p, 4)
         decision, severity = decide(score)
         reasons = rules.reasons
