@@ -128,9 +128,9 @@ FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest
 RecentFlags = tuple[float, float, int]
 """(highest rules score, seconds since the last flag, flags) on the account in 24 h."""
 _NO_FLAGS: RecentFlags = (0.0, 0.0, 0)
-FLAG_SCORE = 0.2
-"""A rules score at or above this flags the account for a day: ten times a typical fraud rate
-under the calibrated default pack (a new merchant alone does not flag; an outlier amount, a
+FLAG_SCORE = 0.05
+"""A rules score at or above this flags the account for a day: ten times a realistic fraud
+rate, as the default pack scores (a new merchant alone does not flag; an outlier amount, a
 new device or country does)."""
 FLAG_WINDOW_S = 86_400.0
 MAX_FLAGS = 16
