@@ -6,8 +6,8 @@ line numbers) and sends each chunk of rows to the parent, encoded once by msgspe
 row to decode). For a backtest it also computes each row's features (`FeaturesSpec`): the
 features need only the rows, in order, and each label once due, which the reader has; the
 parent then applies the lists, rules and model (`Detector.score_features`), learns, and
-keeps the report's data. Per row, on this machine: the reader ~30 µs of CPU, the parent
-~35, so the two cores share the work about evenly.
+keeps the report's data. Per row, on this machine: the reader ~32 µs of CPU, the parent
+~37, so the two cores share the work about evenly.
 
 The child runs a few chunks ahead at most (pipes hold 1 MiB; a write blocks until the
 parent reads), so memory stays bounded. `ReadAhead` has the interface the commands use of
