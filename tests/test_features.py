@@ -318,6 +318,13 @@ def test_merchant_risk_counts_only_labels_known_by_then() -> None:
     assert (after.merchant_labels_30d, after.merchant_frauds_30d) == (4, 3)
     assert after.merchant_frauds_7d == 3
     assert after.merchant_fraud_rate_30d == pytest.approx(3 / 4)
+    # The two-day window: labels learnt today or yesterday (day 3 seen on day 4, not day 5).
+    assert (after.merchant_labels_2d, after.merchant_frauds_2d) == (4, 3)
+    next_day = fz.process_one(make_tx(4 * DAY + 60, merchant_id="shop"))
+    assert (next_day.merchant_labels_2d, next_day.merchant_fraud_rate_2d) == (4, 3 / 4)
+    two_days = fz.process_one(make_tx(5 * DAY + 60, merchant_id="shop"))
+    assert (two_days.merchant_labels_2d, two_days.merchant_fraud_rate_2d) == (0, None)
+    assert two_days.merchant_frauds_7d == 3
     much_later = fz.process_one(make_tx(40 * DAY, merchant_id="shop"))
     assert (much_later.merchant_labels_30d, much_later.merchant_fraud_rate_30d) == (0, None)
     other = fz.process_one(make_tx(3 * DAY + 60, merchant_id="elsewhere"))

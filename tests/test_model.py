@@ -93,13 +93,20 @@ def test_time_since_previous_merchant_risk_and_the_amount_band() -> None:
     f = {
         **feats(250.0, 13, 10, 40.0, 5.0, 1, 1, 0, None, None, False, None, None),
         "since_prev_s": 3600.0,
-        "merchant_fraud_rate_7d": 0.25,
-        "merchant_fraud_rate_30d": 0.1,
+        # 3 frauds among 11 labels learnt in 7 days, 3 of 29 in 30, 1 of 1 in the last two.
+        "merchant_frauds_7d": 3,
+        "merchant_labels_7d": 11,
+        "merchant_frauds_30d": 3,
+        "merchant_labels_30d": 29,
+        "merchant_frauds_2d": 1,
+        "merchant_labels_2d": 1,
     }
     named = named_features(f, make_tx(1), (), 0.0)
     assert named["log_since_prev"] == pytest.approx(math.log1p(3600.0))
-    assert named["merchant_fraud_7d"] == 0.25
+    # Shrunk by one pseudo-label: one fraud out of one label is not certainty.
+    assert named["merchant_fraud_7d"] == pytest.approx(0.25)
     assert named["merchant_fraud_30d"] == pytest.approx(0.1)
+    assert named["merchant_fraud_2d"] == pytest.approx(0.5)
     assert [n for n in named if n.startswith("amount_band_") and named[n]] == ["amount_band_8"]
     assert FEATURE_LABELS["amount_band_8"] == "amount 200 to 500"
     # A band's lower edge belongs to it; the first and last bands are open.
@@ -108,7 +115,7 @@ def test_time_since_previous_merchant_risk_and_the_amount_band() -> None:
         assert named[f"amount_band_{band}"] == 1.0
         assert sum(named[f"amount_band_{i}"] for i in range(13)) == 1.0
     # Unknown: no previous transaction, no labels at the merchant yet.
-    unknown = {**f, "since_prev_s": None, "merchant_fraud_rate_7d": None}
+    unknown = {**f, "since_prev_s": None, "merchant_frauds_7d": 0, "merchant_labels_7d": 0}
     named = named_features(unknown, make_tx(1), (), 0.0)
     assert named["log_since_prev"] == named["merchant_fraud_7d"] == 0.0
 

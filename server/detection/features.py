@@ -80,6 +80,9 @@ def _catalogue() -> dict[str, str]:
         "account_count_1m": "the account's transactions in the last minute, this one included",
         "account_small_count_10m": "the account's amounts under the small amount in 10 min, "
         "this one included",
+        "merchant_labels_2d": "labels learnt today or yesterday on the merchant's transactions",
+        "merchant_frauds_2d": "fraud labels among merchant_labels_2d",
+        "merchant_fraud_rate_2d": "merchant_frauds_2d / merchant_labels_2d; unknown without",
         "merchant_labels_7d": "labels learnt in 7 d on the merchant's transactions",
         "merchant_labels_30d": "labels learnt in 30 d on the merchant's transactions",
         "merchant_frauds_7d": "fraud labels among merchant_labels_7d",
@@ -366,6 +369,9 @@ def _learn_tiers(state: KeyState, tiers: frozenset[str], t: float, amount: float
 
 
 _NO_LABELS: dict[str, Value] = {
+    "merchant_labels_2d": 0,
+    "merchant_frauds_2d": 0,
+    "merchant_fraud_rate_2d": None,
     "merchant_labels_7d": 0,
     "merchant_labels_30d": 0,
     "merchant_frauds_7d": 0,
@@ -383,9 +389,13 @@ def _risk(m: KeyState, labels: array[float], t: float, v: dict[str, Value]) -> N
     if cached is not None and cached[0] == day:
         v.update(cached[1])
         return
+    n2, f2 = bucket_sum(labels, day, 2)
     n7, f7 = bucket_sum(labels, day, 7)
     n30, f30 = bucket_sum(labels, day, 30)
     risk: dict[str, Value] = {
+        "merchant_labels_2d": int(n2),
+        "merchant_frauds_2d": int(f2),
+        "merchant_fraud_rate_2d": f2 / n2 if n2 else None,
         "merchant_labels_7d": int(n7),
         "merchant_labels_30d": int(n30),
         "merchant_frauds_7d": int(f7),

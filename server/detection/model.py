@@ -63,8 +63,12 @@ MODEL_FEATURES: frozenset[str] = frozenset(
         "account_count_1h",
         "account_small_count_10m",
         "since_prev_s",
-        "merchant_fraud_rate_7d",
-        "merchant_fraud_rate_30d",
+        "merchant_labels_2d",
+        "merchant_labels_7d",
+        "merchant_labels_30d",
+        "merchant_frauds_2d",
+        "merchant_frauds_7d",
+        "merchant_frauds_30d",
     )
 )
 TINY_AMOUNT = 5.0
@@ -103,8 +107,9 @@ FEATURE_LABELS: dict[str, str] = {
     "flagged_1h": "rules flagged this account in the previous hour",
     "log_flags_24h": "log transactions flagged on this account in the previous 24 h",
     "log_since_prev": "log seconds since the account's previous transaction",
-    "merchant_fraud_7d": "merchant's fraud rate among its labels known, 7 days",
-    "merchant_fraud_30d": "merchant's fraud rate among its labels known, 30 days",
+    "merchant_fraud_2d": "merchant's fraud rate among its labels learnt today or yesterday",
+    "merchant_fraud_7d": "merchant's fraud rate among its labels learnt in 7 days",
+    "merchant_fraud_30d": "merchant's fraud rate among its labels learnt in 30 days",
     **{
         f"amount_band_{i}": (
             f"amount under {AMOUNT_BANDS[0]:g}"
@@ -199,7 +204,7 @@ _ZERO_RULES_LOGIT = rules_logit(0.0)
 # and until the model is ready none is predicted, so the inputs themselves (logs, ratios,
 # crosses) are computed only when needed: to predict (on the loop) or to learn (on the
 # trainer's thread).
-_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI fff")
+_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI ffff")
 RAW_LAYOUT = f"{FEATURE_SET}/{_RAW.format}"
 """What a remembered transaction's bytes mean: a snapshot's of another layout is not read."""
 _NAN = math.nan
@@ -249,9 +254,16 @@ def capture(
         since_s,
         flags,
         -1.0 if since_prev is None else since_prev,
-        get("merchant_fraud_rate_7d") or 0.0,  # unknown (no labels yet): 0, like no fraud
-        get("merchant_fraud_rate_30d") or 0.0,
+        _fraud_rate(get("merchant_frauds_2d"), get("merchant_labels_2d")),
+        _fraud_rate(get("merchant_frauds_7d"), get("merchant_labels_7d")),
+        _fraud_rate(get("merchant_frauds_30d"), get("merchant_labels_30d")),
     )
+
+
+def _fraud_rate(frauds: int | None, labels: int | None) -> float:
+    """The share of fraud among a merchant's known labels, shrunk towards 0 by one
+    pseudo-label: one fraud out of one label is 0.5, not certainty; none known is 0."""
+    return (frauds or 0) / ((labels or 0) + 1)
 
 
 def inputs(raw: bytes) -> list[float]:
@@ -261,7 +273,7 @@ def inputs(raw: bytes) -> list[float]:
         history, amount, mean, std, distance, elapsed, local_hour,
         new_merchant, new_country, new_device, first_device,
         tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
-        since_prev, merchant_7d, merchant_30d,
+        since_prev, merchant_2d, merchant_7d, merchant_30d,
     ) = _unpack(raw)  # fmt: skip
     log_ratio = _log(max(amount / mean, 1e-3)) if history and mean > 0 else 0.0
     z = (amount - mean) / std if std > 0 else 0.0
@@ -301,6 +313,7 @@ def inputs(raw: bytes) -> list[float]:
         1.0 if flags and since_s <= 3600.0 else 0.0,
         _log1p(flags),
         _log1p(since_prev) if since_prev > 0 else 0.0,
+        merchant_2d,
         merchant_7d,
         merchant_30d,
         *_BAND_ONE_HOT[bisect_right(AMOUNT_BANDS, amount)],
