@@ -195,6 +195,29 @@ def calibration(scores: Sequence[float], labels: Sequence[int]) -> list[dict[str
     return out
 
 
+def model_inputs(
+    rows: Sequence[Row], label_delay: str
+) -> tuple[list[list[float]], list[int], list[int], list[int]]:
+    """Every row's model inputs, computed in one pass as the detector sees them with labels
+    revealed after `label_delay` (inputs such as the merchant's fraud rate come from the
+    labels known at the time); with each row's UTC day, account number and label."""
+    slot = ModelSlot(memory=len(rows) + 1)
+    detector = Detector(model=slot)
+    day_of = day_function(dt.UTC)
+    run_backtest(
+        rows,
+        detector,
+        label_delay=parse_duration(label_delay),
+        on_label=label_hook(detector),
+        day_of=day_of,
+    )
+    vectors = [inputs(slot.remembered[r.transaction.id]) for r in rows]
+    days = [day_of(round(r.transaction.timestamp.timestamp() * 1e6)) for r in rows]
+    account_ids: dict[str, int] = {}
+    accounts = [account_ids.setdefault(r.transaction.account_id, len(account_ids)) for r in rows]
+    return vectors, days, accounts, [int(r.label or 0) for r in rows]
+
+
 def handbook_forest(
     rows: Sequence[Row],
     labels: Sequence[int],
@@ -277,26 +300,11 @@ def main() -> int:
         # Everyone's inputs: the model's own, computed in one pass as the detector sees them,
         # labels revealed after the same delay (inputs such as the merchant's fraud rate come
         # from the labels known at the time: without them the forest would never see those).
-        slot = ModelSlot(memory=len(rows) + 1)
-        detector = Detector(model=slot)
-        day_of = day_function(dt.UTC)
-        run_backtest(
-            rows,
-            detector,
-            label_delay=parse_duration(opts.label_delay),
-            on_label=label_hook(detector),
-            day_of=day_of,
-        )
-        days = [day_of(round(r.transaction.timestamp.timestamp() * 1e6)) for r in rows]
+        vectors, days, accounts, labels = model_inputs(rows, opts.label_delay)
         first = days[0]
         train = [i for i, d in enumerate(days) if d < first + opts.train_days]
         test_from = first + opts.train_days + opts.delay_days
         test = [i for i, d in enumerate(days) if d >= test_from]
-        account_ids: dict[str, int] = {}
-        accounts = [
-            account_ids.setdefault(r.transaction.account_id, len(account_ids)) for r in rows
-        ]
-        labels = [int(r.label or 0) for r in rows]
 
         from sklearn.ensemble import RandomForestClassifier
 
@@ -305,13 +313,11 @@ def main() -> int:
             n_estimators=opts.trees, max_depth=20, min_samples_leaf=2, n_jobs=1, random_state=0
         )
         forest.fit(
-            [inputs(slot.remembered[rows[i].transaction.id]) for i in train],
+            [vectors[i] for i in train],
             [labels[i] for i in train],
         )
         fit_s = time.perf_counter() - started
-        forest_scores = forest.predict_proba(
-            [inputs(slot.remembered[rows[i].transaction.id]) for i in test]
-        )[:, 1].tolist()
+        forest_scores = forest.predict_proba([vectors[i] for i in test])[:, 1].tolist()
         print(
             f"random forest: {opts.trees} trees, max_depth 20, trained on days 1-{opts.train_days} "
             f"({len(train):,} tx, {sum(labels[i] for i in train):,} frauds) in {fit_s:.0f} s; "

@@ -42,11 +42,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from backtest import generate  # noqa: E402
-from model import backtest, read_scores  # noqa: E402
+from model import backtest, model_inputs, read_scores  # noqa: E402
 
-from server.backtest import day_function, label_hook, parse_duration, run_backtest  # noqa: E402
-from server.detection.detector import Detector  # noqa: E402
-from server.detection.model import ModelSlot, inputs  # noqa: E402
+from server.backtest import parse_duration  # noqa: E402
 from server.metrics_offline import average_precision, card_precision_at_k, mean  # noqa: E402
 from server.replay_source import Row, Source, SourceOptions  # noqa: E402
 
@@ -147,21 +145,11 @@ def main() -> int:
         online_by_id = read_scores(score_file)
         online = np.array([online_by_id[r.transaction.id] for r in rows])
 
-        slot = ModelSlot(memory=len(rows) + 1)
-        detector = Detector(model=slot)
-        day_of = day_function(dt.UTC)
-        run_backtest(
-            rows, detector, label_delay=delay, on_label=label_hook(detector), day_of=day_of
-        )
-        x = np.array([inputs(slot.remembered[r.transaction.id]) for r in rows])
+        vectors, day_list, accounts, label_list = model_inputs(rows, opts.label_delay)
+        x = np.array(vectors)
         ts = np.array([r.transaction.timestamp.timestamp() for r in rows])
-        day_list = [day_of(round(t * 1e6)) for t in ts]
         days = np.array(day_list) - day_list[0]
-        account_ids: dict[str, int] = {}
-        accounts = [
-            account_ids.setdefault(r.transaction.account_id, len(account_ids)) for r in rows
-        ]
-        y = np.array([int(r.label or 0) for r in rows])
+        y = np.array(label_list)
         first_test = 21
         print(f"{len(rows):,} rows, {int(y.sum()):,} frauds, {x.shape[1]} inputs")
 
