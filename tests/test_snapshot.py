@@ -319,6 +319,31 @@ def test_frames_written_while_scoring_go_on_restore_each_key_as_it_was() -> None
         assert 0 < state.count <= det.featurizer.accounts[key].count
 
 
+def test_model_memory_written_while_scoring_goes_on_leaves_out_what_was_forgotten() -> None:
+    det = learning()
+    txs = stream(60)
+    for tx in txs[:40]:
+        det.score(tx)
+    assert det.model is not None
+    before = list(det.model.remembered.items())
+    frames: list[bytes] = []
+    ran = False
+    for frame in encode_frames(det.featurizer, chunk=4, model=det.model):
+        frames.append(frame)
+        if not ran and msgspec.msgpack.decode(frame[8:]).get("kind") == "model_inputs":
+            # After the memory's first frame the loop runs: labels learnt, new ones remembered.
+            ran = True
+            learn(det, txs[:10])
+            for tx in txs[40:]:
+                det.score(tx)
+    restored = learning()
+    decode_into(restored.featurizer, b"".join(frames), restored.model)
+    assert restored.model is not None
+    # The keys were taken when the model's frames began: the twenty new are not in, and of
+    # the ten learnt since, those in the first frame (written before) are, the rest are gone.
+    assert list(restored.model.remembered.items()) == before[:4] + before[10:]
+
+
 def test_a_truncated_snapshot_is_refused() -> None:
     det = all_features()
     for tx in stream(50):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +93,22 @@ def encode_frames(
                     packed[key] = _pack(state, fields)
             yield _frame({"kind": kind, "states": packed})
     if model is not None:
-        # Copied first: the loop may score (and remember, and forget) between two frames.
-        for kind, items in (
-            ("model_inputs", list(model.remembered.items())),
-            ("account_flags", list(model.flags.accounts.items())),
-        ):
-            for start in range(0, len(items), chunk):
-                yield _frame({"kind": kind, "items": items[start : start + chunk]})
+        memory: tuple[tuple[str, Mapping[str, Any]], ...] = (
+            ("model_inputs", model.remembered),
+            ("account_flags", model.flags.accounts),
+        )
+        for kind, mapping in memory:
+            # The keys are copied first (the loop may remember and forget between two frames;
+            # ~10-25 ms for 250,000, a third of copying the items), each value read with its
+            # chunk; one forgotten meanwhile is left out.
+            keys = list(mapping)
+            for start in range(0, len(keys), chunk):
+                items = [
+                    (key, value)
+                    for key in keys[start : start + chunk]
+                    if (value := mapping.get(key)) is not None
+                ]
+                yield _frame({"kind": kind, "items": items})
     yield _frame({"end": True, "newest": featurizer.newest, "next_sweep": featurizer.next_sweep})
 
 
