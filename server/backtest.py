@@ -402,7 +402,7 @@ class FeaturesFrom:
         return self.detector.learns_labels
 
     def score(self, tx: Transaction) -> Scored:
-        return self.detector.score_features(tx, self._features.popleft())
+        return self.score_at(tx, tx.timestamp.timestamp())
 
     def score_at(self, tx: Transaction, t: float) -> Scored:
         """`score`, given `tx.timestamp.timestamp()` (`run_backtest` has it)."""

@@ -97,16 +97,11 @@ class Detector:
         lists and the model alike (a backtest has it already)."""
         return self.score_features(tx, self.featurizer.values_one(tx, t), t)
 
-    def score_features(
-        self, tx: Transaction, v: dict[str, Value], t: float | None = None
-    ) -> Scored:
-        """`score` with `tx`'s features already computed (`Featurizer.values_one`, in event
-        order: a backtest's reader process computes them): lists, rules, then the model
-        (never over a verdict a block or allow list made). `t`: `tx.timestamp.timestamp()`,
-        if the caller has it."""
+    def score_features(self, tx: Transaction, v: dict[str, Value], t: float) -> Scored:
+        """`score_at` with `tx`'s features already computed (`Featurizer.values_one`, in
+        event order: a backtest's reader process computes them): lists, rules, then the
+        model (never over a verdict a block or allow list made)."""
         ruleset = self.ruleset
-        if t is None:
-            t = tx.timestamp.timestamp()
         if ruleset.lists:
             block, allow = ruleset.check_lists(tx, t)
             if block is None and allow is not None:

@@ -155,7 +155,7 @@ class AccountFlags:
     def recent(self, account_id: str, t: float) -> RecentFlags:
         flags = self.accounts.get(account_id)
         if not flags:
-            return (0.0, 0.0, 0)
+            return _NO_FLAGS
         # One pass, no list: most accounts here were flagged more than a day ago.
         since = t - FLAG_WINDOW_S
         live = 0
@@ -168,7 +168,7 @@ class AccountFlags:
                     last = at
                 live += 1
         if not live:
-            return (0.0, 0.0, 0)
+            return _NO_FLAGS
         return (top, t - last, live)
 
     def note(self, account_id: str, t: float, score: float) -> None:
@@ -217,7 +217,7 @@ def capture(
     tx: Transaction,
     reasons: Sequence[Reason],
     rules_score: float,
-    recent: RecentFlags = (0.0, 0.0, 0),
+    recent: RecentFlags = _NO_FLAGS,
 ) -> bytes:
     """The raw values behind the model's inputs for one transaction, packed: the one place
     that reads the detector's features (`v`, by name: MODEL_FEATURES), the rules that fired
@@ -347,7 +347,7 @@ def named_features(
     tx: Transaction,
     reasons: Sequence[Reason],
     rules_score: float,
-    recent: RecentFlags = (0.0, 0.0, 0),
+    recent: RecentFlags = _NO_FLAGS,
 ) -> dict[str, float]:
     """The model's inputs for one transaction, by name (for tests and explanations)."""
     x = inputs(capture(v, tx, reasons, rules_score, recent))
@@ -662,13 +662,11 @@ class ModelSlot:
         rules: Scored,
         decide: Decide,
         review_threshold: float,
-        t: float | None = None,
+        t: float,
     ) -> Scored:
         """The verdict with the model: its probability replaces the rules' score once it is
         ready, and the `model` reason joins the rules' when that flags the transaction.
-        `t`: `tx.timestamp.timestamp()`, if the caller has it."""
-        if t is None:
-            t = tx.timestamp.timestamp()
+        `t`: `tx.timestamp.timestamp()`."""
         flags, rules_score = self.flags, rules.score
         recent = flags.recent(tx.account_id, t) if flags.accounts else _NO_FLAGS
         raw = capture(features, tx, rules.reasons, rules_score, recent)
