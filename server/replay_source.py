@@ -21,6 +21,7 @@ import msgspec
 
 from server.transactions import (
     MAX_AMOUNT,
+    NO_CLOCK,
     InvalidTransaction,
     Transaction,
     round_amount,
@@ -30,9 +31,6 @@ from server.transactions import (
 FIELDS: tuple[str, ...] = Transaction.__struct_fields__
 CHUNK_ROWS = 1000
 REQUIRED = ("timestamp", "account_id", "merchant_id", "amount")
-# Offline, there is no "now" that a timestamp could be ahead of: history may be replayed
-# years later, and a synthetic stream may lie in the future.
-NO_CLOCK = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 Format = Literal["csv", "ndjson"]
 _NDJSON_SUFFIXES = {".ndjson", ".jsonl", ".json"}
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
