@@ -26,11 +26,9 @@ from server.store.base import (
     SessionRecord,
     User,
     UserInfo,
-    utc_stamp,
 )
 
 BUSY_TIMEOUT_S = 10.0
-utc_now = utc_stamp  # the writer's clock: every time the store writes
 
 encoder = msgspec.json.Encoder()
 _alert_decoder = msgspec.json.Decoder(Alert)

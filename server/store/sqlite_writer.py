@@ -29,6 +29,7 @@ from server.store.base import (
     Note,
     Role,
     StoredRecord,
+    utc_stamp,
 )
 from server.store.migrations import migrate
 from server.transactions import encode_transaction
@@ -174,7 +175,7 @@ class Writer:
     def write_batch(self, records: Sequence[StoredRecord]) -> list[AlertEvent]:
         if len({record.transaction.id for record in records}) != len(records):
             records = _first_of_each_id(records)
-        now = reads.utc_now()
+        now = utc_stamp()
         # Encode before BEGIN: the write lock is held only while SQLite itself works.
         tx_rows, alerts = _encode_batch(records, now)
         with self._transaction() as conn:
@@ -213,7 +214,7 @@ class Writer:
             if current.status != "open":
                 raise AlertConflict(_conflict_message(current), current)
             changed = msgspec.structs.replace(
-                current, status="acknowledged", owner=user, updated_at=reads.utc_now()
+                current, status="acknowledged", owner=user, updated_at=utc_stamp()
             )
             event = self._change(current, changed, user, "acknowledge", {})
         self._publish([event])
@@ -234,7 +235,7 @@ class Writer:
                 owner=user,
                 disposition=disposition,
                 note=note,
-                updated_at=reads.utc_now(),
+                updated_at=utc_stamp(),
             )
             detail: dict[str, object] = {"disposition": disposition, "note": note}
             event = self._change(current, changed, user, "resolve", detail)
@@ -253,7 +254,7 @@ class Writer:
 
     def add_labels(self, labels: Sequence[Label]) -> list[LabelOutcome]:
         with self._durable(), self._transaction():
-            return self._store_labels(labels, reads.utc_now())
+            return self._store_labels(labels, utc_stamp())
 
     def _store_labels(self, labels: Sequence[Label], now: str) -> list[LabelOutcome]:
         """In the caller's transaction: one outcome per label, in order."""
@@ -300,7 +301,7 @@ class Writer:
             if current.status == "resolved" or (current.owner != user and not force):
                 raise AlertConflict(_conflict_message(current), current)
             changed = msgspec.structs.replace(
-                current, status="open", owner=None, updated_at=reads.utc_now()
+                current, status="open", owner=None, updated_at=utc_stamp()
             )
             event = self._change(current, changed, user, "unacknowledge", {"from": current.owner})
         self._publish([event])
@@ -319,7 +320,7 @@ class Writer:
             ):
                 raise AlertConflict(_conflict_message(current), current)
             changed = msgspec.structs.replace(
-                current, status="acknowledged", owner=owner, updated_at=reads.utc_now()
+                current, status="acknowledged", owner=owner, updated_at=utc_stamp()
             )
             detail: dict[str, object] = {"from": current.owner, "to": owner}
             event = self._change(current, changed, user, "assign", detail)
@@ -339,7 +340,7 @@ class Writer:
                 owner=None,
                 disposition=None,
                 note=None,
-                updated_at=reads.utc_now(),
+                updated_at=utc_stamp(),
             )
             detail: dict[str, object] = {
                 "disposition": current.disposition,
@@ -353,7 +354,7 @@ class Writer:
     def add_note(self, alert_id: str, user: str, text: str) -> tuple[Note, AlertEvent]:
         with self._durable(), self._transaction() as conn:
             current = self._current(alert_id)
-            now = reads.utc_now()
+            now = utc_stamp()
             cursor = conn.execute(_INSERT_NOTE, (alert_id, user, now, text))
             note = Note(
                 id=int(cursor.lastrowid or 0), alert_id=alert_id, author=user, at=now, text=text
@@ -372,19 +373,19 @@ class Writer:
                 return None
             current = reads.decode_alert(row[0])
             changed = msgspec.structs.replace(
-                current, status="acknowledged", owner=user, updated_at=reads.utc_now()
+                current, status="acknowledged", owner=user, updated_at=utc_stamp()
             )
             event = self._change(current, changed, user, "acknowledge", {"via": "next"})
         self._publish([event])
         return event
 
     def add_user(self, name: str, password_hash: str, role: Role) -> None:
-        now = reads.utc_now()
+        now = utc_stamp()
         with self._durable(), self._transaction() as conn:
             conn.execute(_UPSERT_USER, (name, password_hash, role, now, now))
 
     def delete_user(self, name: str) -> bool:
-        now = reads.utc_now()
+        now = utc_stamp()
         with self._durable(), self._transaction() as conn:
             sql = "UPDATE sessions SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL"
             conn.execute(sql, (now, name))
@@ -393,31 +394,29 @@ class Writer:
     def add_api_key(self, name: str, key_hash: str, scopes: Sequence[str]) -> None:
         with self._durable(), self._transaction() as conn:
             try:
-                conn.execute(_INSERT_API_KEY, (name, key_hash, ",".join(scopes), reads.utc_now()))
+                conn.execute(_INSERT_API_KEY, (name, key_hash, ",".join(scopes), utc_stamp()))
             except sqlite3.IntegrityError:
                 raise NameTaken(f"an API key named {name!r} already exists") from None
 
     def revoke_api_key(self, name: str) -> bool:
         with self._durable(), self._transaction() as conn:
             sql = "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL"
-            return conn.execute(sql, (reads.utc_now(), name)).rowcount == 1
+            return conn.execute(sql, (utc_stamp(), name)).rowcount == 1
 
     def touch_api_key(self, name: str) -> None:
         with self._transaction() as conn:
-            conn.execute(
-                "UPDATE api_keys SET last_used_at = ? WHERE name = ?", (reads.utc_now(), name)
-            )
+            conn.execute("UPDATE api_keys SET last_used_at = ? WHERE name = ?", (utc_stamp(), name))
 
     def add_session(self, id_hash: str, user: str, expires_at: int, now: int) -> None:
         with self._transaction() as conn:
             conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
-            conn.execute(_INSERT_SESSION, (id_hash, user, reads.utc_now(), expires_at))
+            conn.execute(_INSERT_SESSION, (id_hash, user, utc_stamp(), expires_at))
 
     def revoke_session(self, id_hash: str) -> None:
         # Durable: a logout must not come back to life after a crash.
         with self._durable(), self._transaction() as conn:
             sql = "UPDATE sessions SET revoked_at = ? WHERE id_hash = ? AND revoked_at IS NULL"
-            conn.execute(sql, (reads.utc_now(), id_hash))
+            conn.execute(sql, (utc_stamp(), id_hash))
 
     def _current(self, alert_id: str) -> Alert:
         current = reads.alert(self._conn, alert_id)
