@@ -85,7 +85,8 @@ PIPE_BYTES = 1 << 20
 def one_way_pipe(context: BaseContext) -> tuple[Connection, Connection]:
     """(receiving end, sending end) of a pipe that holds up to 1 MiB (Linux; elsewhere the
     system's default): the sender can run a few chunks ahead of the receiver instead of
-    waiting for it at every chunk, which matters when three processes share two cores."""
+    waiting for it at every chunk, which matters when both processes share the cores with
+    other work."""
     receiving, sending = context.Pipe(duplex=False)
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or above pipe-max-size
         fcntl.fcntl(sending.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)

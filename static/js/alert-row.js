@@ -136,12 +136,12 @@ export function severityBadge(severity) {
   return h("span", { className: `sev sev-${severity}`, text: capitalize(severity) });
 }
 
-// Which buttons a row offers; rows rebuild their actions only when this changes.
 /** Whether `me` may work this alert: it is open, or acknowledged by `me`. */
 export function workable(alert, me) {
   return alert.status === "open" || (alert.status === "acknowledged" && alert.owner === me);
 }
 
+// Which buttons a row offers; rows rebuild their actions only when this changes.
 export function actionsKey(alert, me, canAct) {
   if (!canAct || alert.status === "resolved") return "none";
   if (alert.status === "open") return "open";
