@@ -33,10 +33,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results_file import write_results  # noqa: E402
+
 from server.replay_source import Row, Source, SourceOptions  # noqa: E402
 from simulator import Simulator  # noqa: E402
 
-RESULTS_DIR = ROOT / "benchmarks" / "results"
 FIELDS = ["id", "timestamp", "account_id", "merchant_id", "amount", "currency", "merchant_name",
           "mcc", "country", "lat", "lon", "channel", "device_id", "ip"]  # fmt: skip
 START = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -197,8 +198,6 @@ def main() -> int:
         passed = best["tx_per_s"] >= FLOOR_TX_S
         print(f"floor {FLOOR_TX_S:,} tx/s end to end: {'PASS' if passed else 'FAIL'}")
 
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         result = {
             "machine": {
                 "python": platform.python_version(),
@@ -218,9 +217,7 @@ def main() -> int:
             "random_forest": forest,
             "floor_passed": passed,
         }
-        path = RESULTS_DIR / f"backtest-{stamp}.json"
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"results: {path.relative_to(ROOT)}")
+        print(f"results: {write_results('backtest', result)}")
         if opts.keep:
             print(f"kept: {work}/labelled.csv, report.json, report.html, scores.csv")
     return 1 if opts.check and not passed else 0

@@ -61,6 +61,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results_file import write_results  # noqa: E402
+
 from server.metrics_offline import (  # noqa: E402
     average_precision,
     card_precision_at_k,
@@ -69,7 +71,6 @@ from server.metrics_offline import (  # noqa: E402
     top_k,
 )
 
-RESULTS_DIR = ROOT / "benchmarks" / "results"
 COLUMNS = ("TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT",
            "TX_TIME_SECONDS", "TX_TIME_DAYS", "TX_FRAUD", "TX_FRAUD_SCENARIO")  # fmt: skip
 MAPPING = ("id=TRANSACTION_ID", "timestamp=TX_DATETIME", "account_id=CUSTOMER_ID",
@@ -541,32 +542,26 @@ def main() -> int:
             )
 
         runtime = time.perf_counter() - begun
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = RESULTS_DIR / f"handbook-{stamp}.json"
-        path.write_text(
-            json.dumps(
-                {
-                    "data": meta,
-                    "overall": {m: reports[m]["overall"] for m in reports},
-                    "backtest_meta": {m: reports[m]["meta"] for m in reports},
-                    "throughput": {m: reports[m]["throughput"] for m in reports},
-                    "split": {
-                        "train_days": [train_from + 1, train_from + opts.train_days],
-                        "delay_days": opts.delay_days,
-                        "test_days": [test_from + 1, test_from + opts.test_days],
-                        "train_rows": len(train),
-                        "test_rows": len(test),
-                    },
-                    "test_window": window,
-                    "scenario_recall": recall,
-                    "runtime_s": round(runtime),
+        path = write_results(
+            "handbook",
+            {
+                "data": meta,
+                "overall": {m: reports[m]["overall"] for m in reports},
+                "backtest_meta": {m: reports[m]["meta"] for m in reports},
+                "throughput": {m: reports[m]["throughput"] for m in reports},
+                "split": {
+                    "train_days": [train_from + 1, train_from + opts.train_days],
+                    "delay_days": opts.delay_days,
+                    "test_days": [test_from + 1, test_from + opts.test_days],
+                    "train_rows": len(train),
+                    "test_rows": len(test),
                 },
-                indent=2,
-            )
-            + "\n"
+                "test_window": window,
+                "scenario_recall": recall,
+                "runtime_s": round(runtime),
+            },
         )
-        print(f"\nruntime {runtime:.0f} s; results: {path.relative_to(ROOT)}")
+        print(f"\nruntime {runtime:.0f} s; results: {path}")
     return 0
 
 

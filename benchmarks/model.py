@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from backtest import generate  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 from server.backtest import (  # noqa: E402
     day_function,
@@ -60,8 +61,6 @@ from server.metrics_offline import (  # noqa: E402
     roc_auc,
 )
 from server.replay_source import Row, Source, SourceOptions  # noqa: E402
-
-RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
 def best_us(run: Callable[[], int], repeat: int) -> float:
@@ -357,24 +356,18 @@ def main() -> int:
                 f"{band['mean_predicted']:.4f}, observed {band['observed_fraud_rate']:.4f}"
             )
 
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = RESULTS_DIR / f"model-{stamp}.json"
-        path.write_text(
-            json.dumps(
-                {
-                    "cost_us": figures,
-                    "overall": {m: reports[m]["overall"] for m in reports},
-                    "throughput": {m: reports[m]["throughput"] for m in reports},
-                    "split": {"train_days": opts.train_days, "delay_days": opts.delay_days},
-                    "test_window": window,
-                    "calibration": calib,
-                },
-                indent=2,
-            )
-            + "\n"
+        path = write_results(
+            "model",
+            {
+                "cost_us": figures,
+                "overall": {m: reports[m]["overall"] for m in reports},
+                "throughput": {m: reports[m]["throughput"] for m in reports},
+                "split": {"train_days": opts.train_days, "delay_days": opts.delay_days},
+                "test_window": window,
+                "calibration": calib,
+            },
         )
-        print(f"results: {path.relative_to(ROOT)}")
+        print(f"results: {path}")
     return 0
 
 

@@ -28,8 +28,6 @@ scikit-learn and numpy are the `bench` extra; this is never run by the tests.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
 import tempfile
 import time
@@ -43,12 +41,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from backtest import generate  # noqa: E402
 from model import backtest, model_inputs, read_scores  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 from server.backtest import parse_duration  # noqa: E402
 from server.metrics_offline import average_precision, card_precision_at_k, mean  # noqa: E402
 from server.replay_source import Row, Source, SourceOptions  # noqa: E402
 
-RESULTS_DIR = ROOT / "benchmarks" / "results"
 KINDS = ("lr", "hgb", "hgb-pairs", "mlp")
 
 
@@ -130,8 +128,7 @@ def main() -> int:
     opts = parser.parse_args()
     import numpy as np
 
-    delay = parse_duration(opts.label_delay)
-    delay_s = delay.total_seconds()
+    delay_s = parse_duration(opts.label_delay).total_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         work = opts.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -203,23 +200,17 @@ def main() -> int:
                 f"{r['ap_days_22_30']:>9}  {r['card_precision_at_100_days_22_30']:>17}  "
                 f"{r.get('fit_seconds', '—'):>5}"
             )
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = RESULTS_DIR / f"model-classes-{stamp}.json"
-        path.write_text(
-            json.dumps(
-                {
-                    "rows": len(rows),
-                    "label_delay": opts.label_delay,
-                    "negatives_per_fraud": opts.negatives,
-                    "online_overall": report["overall"],
-                    "models": results,
-                },
-                indent=2,
-            )
-            + "\n"
+        path = write_results(
+            "model-classes",
+            {
+                "rows": len(rows),
+                "label_delay": opts.label_delay,
+                "negatives_per_fraud": opts.negatives,
+                "online_overall": report["overall"],
+                "models": results,
+            },
         )
-        print(f"results: {path.relative_to(ROOT)}")
+        print(f"results: {path}")
     return 0
 
 
