@@ -142,6 +142,19 @@ def _day_ticks(plot: _Plot, days: Sequence[str], at: Sequence[float]) -> None:
             )
 
 
+_TOP_K = ("precision_at_k", "card_precision_at_k")
+
+
+def _shown(day: dict[str, Any], key: str) -> float | None:
+    """A day's metric as the chart and table show it: precision in the top k of a day without
+    fraud is 0 by definition (and counts 0 in the mean) but says nothing about the ranking,
+    so it is left blank rather than drawn as a fall to 0."""
+    if key in _TOP_K and not day["frauds"]:
+        return None
+    value: float | None = day.get(key)
+    return value
+
+
 def _daily_chart(report: dict[str, Any]) -> tuple[str, str]:
     days = report["per_day"]
     k = report["meta"]["k"]
@@ -157,9 +170,9 @@ def _daily_chart(report: dict[str, Any]) -> tuple[str, str]:
     _day_ticks(plot, [d["day"] for d in days], xs)
     for (name, key), color in zip(series, PALETTE, strict=False):
         run: list[str] = []
-        for i, d in enumerate([*days, {key: None}]):
-            value = d.get(key)
-            if value is None:
+        for i, d in enumerate([*days, None]):
+            value = None if d is None else _shown(d, key)
+            if d is None or value is None:
                 if len(run) > 1:
                     plot.parts.append(
                         f'<polyline points="{" ".join(run)}" fill="none" stroke="{color}" '
@@ -303,8 +316,8 @@ def render(report: dict[str, Any]) -> str:
                     _num(d["alerts"]),
                     _num(d["roc_auc"]),
                     _num(d["average_precision"]),
-                    _num(d["precision_at_k"]),
-                    _num(d["card_precision_at_k"]),
+                    _num(_shown(d, "precision_at_k")),
+                    _num(_shown(d, "card_precision_at_k")),
                     _num(d["compromised_cards"]),
                     _num(d["cards_detected"]),
                 ]

@@ -596,3 +596,32 @@ def _assert_well_formed_html(text: str, min_charts: int) -> Any:
     assert checker.counts.get("style", 0) == 1
     assert "http://" not in text and "https://" not in text  # self-contained
     return checker
+
+
+def test_report_leaves_top_k_blank_on_a_day_without_fraud(tmp_path: Path) -> None:
+    # A last, partial day with no fraud has precision@k 0 by definition (0 in the mean), but
+    # drawn as 0 it reads as a collapse of the ranking: the chart and table leave it blank.
+    from server.backtest_html import render
+
+    data = _labelled_csv(tmp_path / "tx.csv", n_days=3)
+    as_json = tmp_path / "r.json"
+    assert main(["backtest", str(data), "--label", "TX_FRAUD", *MAP, "--report", str(as_json)]) == 0
+    report = json.loads(as_json.read_text())
+    quiet, busy = report["per_day"][-1], report["per_day"][0]
+    assert busy["frauds"] > 0
+    quiet.update(frauds=0, true_alerts=0, precision_at_k=0.0, card_precision_at_k=0.0)
+    text = render(report)
+
+    def row(day: str) -> list[str]:
+        start = text.index(f"<td>{day}</td>")
+        cells = text[start : text.index("</tr>", start)]
+        return [c.split("</td>")[0] for c in cells.split("<td>")[1:]]
+
+    assert row(quiet["day"])[6:8] == ["–", "–"]
+    assert row(busy["day"])[6:8] == [
+        f"{busy['precision_at_k']:.3f}",
+        f"{busy['card_precision_at_k']:.3f}",
+    ]
+    # The metrics-per-day chart draws no point for it: hover titles name only the other days.
+    assert f"{quiet['day']} card precision@" not in text
+    assert f"{busy['day']} card precision@" in text
