@@ -227,6 +227,52 @@ def test_downsampled_legitimate_labels_keep_the_model_calibrated() -> None:
     assert sum(unweighted) / len(unweighted) > 2.5 * rate
 
 
+def test_a_weighted_label_is_learnt_as_that_many_presentations() -> None:
+    # A legitimate label kept 1 in 13 by the sampler stands for 13: one step of 13 times the
+    # gradient overshoots; 13 steps, each from where the last left the margin, do not.
+    rng = random.Random(3)
+    warm = toy_stream(500, seed=4)
+    x = toy_example(rng, False)
+    weighted, repeated = OnlineLogit(rescale_every=10**9), OnlineLogit(rescale_every=10**9)
+    for model in (weighted, repeated):
+        model.learn_many(warm)
+    weighted.learn_one(x, False, 3.0)
+    for _ in range(3):
+        repeated.learn_one(x, False, 1.0)
+    # Identical steps; the statistics differ only in how many examples were counted.
+    assert weighted.w == pytest.approx(repeated.w, rel=1e-12)
+    assert weighted.b == pytest.approx(repeated.b, rel=1e-12)
+    assert weighted.sums == pytest.approx(repeated.sums, rel=1e-12)
+    # A fraction is a last, partial step: 2.5 lies between 2 and 3 presentations.
+    half = OnlineLogit(rescale_every=10**9)
+    half.learn_many(warm)
+    half.learn_one(x, False, 2.5)
+    two = OnlineLogit(rescale_every=10**9)
+    two.learn_many(warm)
+    two.learn_one(x, False, 2.0)
+    assert repeated.b < half.b < two.b
+
+
+def test_an_input_that_hardly_varies_far_from_zero_is_not_blown_up() -> None:
+    # The rules' logit where rules seldom fire: -9.2 on all but a few transactions. Divided
+    # by its spread (~0.3) it would reach ~30 and every step on it would swing the model.
+    model = OnlineLogit()
+    logit = FEATURE_NAMES.index("rules_logit")
+    rng = random.Random(6)
+    for n in range(5_000):
+        x = [0.0] * len(FEATURE_NAMES)
+        x[logit] = -1.0 if n % 1000 == 0 else -9.2
+        model.learn_one(x, rng.random() < 0.01)
+    assert abs(-9.2 * model.scale[logit]) < 10.1  # its spread counts for a tenth of its size
+    # An input that does vary is divided by its spread as before.
+    model = OnlineLogit()
+    for _ in range(5_000):
+        x = [0.0] * len(FEATURE_NAMES)
+        x[logit] = rng.gauss(-5.0, 2.0)
+        model.learn_one(x, False)
+    assert 1.0 / model.scale[logit] == pytest.approx(2.0, rel=0.05)
+
+
 def test_the_sampler_keeps_scarce_legitimate_labels_and_decides_by_id() -> None:
     # Analysts' resolutions: as many legitimate labels as frauds; every one is learnt.
     scarce = NegativeSampler(ratio=10.0, floor=100)
@@ -300,6 +346,25 @@ def test_persistence_round_trip() -> None:
     model.learn_many(more)
     again.learn_many(more)
     assert again.to_dict() == model.to_dict()
+
+
+def test_a_model_saved_with_averages_loads_as_sums() -> None:
+    # Saved before the learner kept sums: each input's average and squared deviations.
+    model = OnlineLogit()
+    model.learn_many(toy_stream(1500, seed=8))
+    data = json.loads(json.dumps(model.to_dict()))
+    total = model.weight_sum
+    data["mean"] = [s / total for s in model.sums]
+    data["m2"] = [q - s * s / total for s, q in zip(model.sums, model.squares, strict=True)]
+    del data["sums"], data["squares"]
+    again = OnlineLogit.from_dict(data)
+    x = toy_example(random.Random(9), True)
+    assert again.freeze().logit(x) == pytest.approx(model.freeze().logit(x), rel=1e-9)
+    assert again.squares == pytest.approx(model.squares, rel=1e-9)
+    more = toy_stream(300, seed=10)
+    model.learn_many(more)
+    again.learn_many(more)
+    assert again.freeze().logit(x) == pytest.approx(model.freeze().logit(x), rel=1e-6)
 
 
 def test_a_saved_model_of_other_inputs_or_damaged_is_refused() -> None:

@@ -396,7 +396,7 @@ class Predictor:
 
 class OnlineLogit:
     """Logistic regression trained one example at a time: each input divided by its running
-    spread (Welford), AdaGrad steps, light L2. Pure and synchronous; not thread-safe (the
+    spread, AdaGrad steps, light L2. Pure and synchronous; not thread-safe (the
     trainer owns one and hands out `freeze()`d snapshots).
 
     Inputs are scaled, not centred, so that the many inputs that are 0 (a rule that did not
@@ -419,17 +419,32 @@ class OnlineLogit:
         self.count = 0
         self.frauds = 0
         self.weight_sum = 0.0
-        self.mean = [0.0] * n
-        self.m2 = [0.0] * n
+        # Weighted sums of each input and of its square: sparse to keep (an input at 0, as
+        # most are, adds nothing), where a running mean and variance (Welford) cost every
+        # input every example, half the cost of learning one.
+        self.sums = [0.0] * n
+        self.squares = [0.0] * n
         self.scale = [1.0] * n
+
+    @property
+    def mean(self) -> list[float]:
+        """Each input's (weighted) average over the labels learnt."""
+        total = self.weight_sum
+        return [s / total for s in self.sums] if total else [0.0] * len(self.sums)
 
     def _rescale(self) -> None:
         if self.count < 2:
             return
         total = self.weight_sum
         w, scale, g2 = self.w, self.scale, self.g2
-        for i, m2 in enumerate(self.m2):
-            var = m2 / (total - 1.0)  # weight 1: the sample variance
+        for i, (total_x, square) in enumerate(zip(self.sums, self.squares, strict=True)):
+            # Weight 1: the sample variance. Floored at a hundredth of the mean square: the
+            # inputs are not centred, and one that hardly varies around a value far from 0
+            # (the rules' logit where rules seldom fire, "no location" where no transaction
+            # has one) would otherwise be multiplied by hundreds, each step on it swinging
+            # the model (docs/model.md, "Which labels were kept must not matter").
+            var = max(square - total_x * total_x / total, 0.0) / (total - 1.0)
+            var = max(var, 0.01 * square / total)
             new = 1.0 / math.sqrt(var) if var > 1e-12 else 1.0
             ratio = scale[i] / new
             w[i] *= ratio
@@ -443,28 +458,33 @@ class OnlineLogit:
         kept by `NegativeSampler`), which scales its step and its share of the statistics."""
         self.count += 1
         self.frauds += is_fraud
-        self.weight_sum = total = self.weight_sum + weight
-        # Weighted Welford (West), as whole-list comprehensions: a third of the cost of an
-        # indexed loop. With weight 1 it is the plain running mean and sum of squares.
-        share = weight / total
-        deltas = [v - m for v, m in zip(x, self.mean, strict=True)]
-        self.mean = mean = [m + d * share for m, d in zip(self.mean, deltas, strict=True)]
-        self.m2 = [
-            q + weight * d * (v - m) for q, d, v, m in zip(self.m2, deltas, x, mean, strict=True)
-        ]
+        self.weight_sum += weight
+        scale, w, sums, squares = self.scale, self.w, self.sums, self.squares
+        active = []
+        for i, v in enumerate(x):
+            if v:
+                wv = weight * v
+                sums[i] += wv
+                squares[i] += wv * v
+                active.append((i, v))
         if self.count <= 64 or self.count % self.rescale_every == 0:
             self._rescale()
-        scale, w = self.scale, self.w
-        active = [(i, v * scale[i]) for i, v in enumerate(x) if v]
-        err = sigmoid(self.b + sum([w[i] * z for i, z in active])) - (1.0 if is_fraud else 0.0)
-        err *= weight
+        active = [(i, v * scale[i]) for i, v in active]
+        target = 1.0 if is_fraud else 0.0
         g2, lr, l2 = self.g2, self.learning_rate, self.l2
-        for i, z in active:
-            g = err * z + l2 * w[i]
-            g2[i] += g * g
-            w[i] -= lr * g / math.sqrt(g2[i])
-        self.g2b += err * err
-        self.b -= lr * err / math.sqrt(self.g2b)
+        # An example of weight k is learnt as k presentations of it, each step from the
+        # margin the previous one left (the last carries the fraction): one step of k times
+        # the gradient overshoots, and a legitimate label kept 1 in 13 by the sampler then
+        # throws the weights about (docs/model.md, "Which labels were kept must not matter").
+        whole = int(weight)
+        for part in (*((1.0,) * whole), *((weight - whole,) if weight > whole else ())):
+            err = (sigmoid(self.b + sum([w[i] * z for i, z in active])) - target) * part
+            for i, z in active:
+                g = err * z + l2 * w[i]
+                g2[i] += g * g
+                w[i] -= lr * g / math.sqrt(g2[i])
+            self.g2b += err * err
+            self.b -= lr * err / math.sqrt(self.g2b)
 
     def learn_many(self, examples: Iterable[tuple[Sequence[float], bool]]) -> int:
         n = 0
@@ -490,8 +510,8 @@ class OnlineLogit:
             "count": self.count,
             "frauds": self.frauds,
             "weight_sum": self.weight_sum,
-            "mean": self.mean,
-            "m2": self.m2,
+            "sums": self.sums,
+            "squares": self.squares,
             "scale": self.scale,
             "rescale_every": self.rescale_every,
         }
@@ -510,16 +530,27 @@ class OnlineLogit:
             rescale_every=int(data["rescale_every"]),
         )
         n = len(FEATURE_NAMES)
-        for name in ("w", "g2", "mean", "m2", "scale"):
+        # Saved before the sums (averages and squared deviations): converted to them.
+        names = ("sums", "squares") if "sums" in data else ("mean", "m2")
+        fields = {}
+        for name in ("w", "g2", "scale", *names):
             values = [float(v) for v in data[name]]
             if len(values) != n or not all(math.isfinite(v) for v in values):
                 raise ValueError(f"model field {name!r} is damaged")
-            setattr(model, name, values)
+            fields[name] = values
+        model.w, model.g2, model.scale = fields["w"], fields["g2"], fields["scale"]
         model.b = float(data["b"])
         model.g2b = float(data["g2b"])
         model.count = int(data["count"])
         model.frauds = int(data["frauds"])
-        model.weight_sum = float(data.get("weight_sum", model.count))
+        model.weight_sum = total = float(data.get("weight_sum", model.count))
+        if "sums" in data:
+            model.sums, model.squares = fields["sums"], fields["squares"]
+        else:
+            model.sums = [m * total for m in fields["mean"]]
+            model.squares = [
+                q + m * m * total for m, q in zip(fields["mean"], fields["m2"], strict=True)
+            ]
         return model
 
 
