@@ -31,6 +31,22 @@ from server.transactions import (
 FIELDS: tuple[str, ...] = Transaction.__struct_fields__
 CHUNK_ROWS = 1000
 REQUIRED = ("timestamp", "account_id", "merchant_id", "amount")
+ALIASES: dict[str, tuple[str, ...]] = {
+    "id": ("transactionid", "txid", "txnid", "transid", "transnum", "tranid"),
+    "timestamp": (
+        "txdatetime", "transactiondatetime", "transdatetranstime", "datetime", "eventtime",
+        "txtime", "transactiontime", "time",
+    ),
+    "account_id": (
+        "customerid", "cardid", "accountid", "ccnum", "cardnumber", "customer", "card",
+        "account", "userid", "clientid",
+    ),
+    "merchant_id": ("terminalid", "merchantid", "merchant", "terminal", "storeid"),
+    "amount": ("txamount", "transactionamount", "transactionamt", "amt"),
+}  # fmt: skip
+"""Other names of the guaranteed fields, compared without case or punctuation (TX_AMOUNT is
+"txamount"): a column is taken by one of them only where the field has no column of its
+own name and no --map, never if it is the label, and the source's notes say so."""
 Format = Literal["csv", "ndjson"]
 _NDJSON_SUFFIXES = {".ndjson", ".jsonl", ".json"}
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
@@ -288,6 +304,7 @@ class Source:
         self.options = options
         self.rows_read = 0
         self.amounts_rounded = 0
+        self.by_alias: dict[str, str] = {}
         read_as = {options.mapping.get(field, field): field for field in FIELDS}
         if options.label is not None and options.label in read_as:
             raise SourceError(
@@ -342,13 +359,17 @@ class Source:
         return None if rounded == amount else msgspec.structs.replace(tx, amount=rounded)
 
     def notes(self) -> list[str]:
-        """What was changed on the way in, for the command's summary."""
-        if not self.amounts_rounded:
-            return []
-        return [
-            f"{self.amounts_rounded:,} amounts had more decimals than their currency allows "
-            "and were rounded half-even (--exact-amounts refuses those rows instead)"
-        ]
+        """What was read or changed on the way in, for the command's summary."""
+        notes = []
+        if self.by_alias:
+            taken = ", ".join(f"{field}={column}" for field, column in self.by_alias.items())
+            notes.append(f"columns taken by name: {taken} (--map FIELD=COLUMN to choose others)")
+        if self.amounts_rounded:
+            notes.append(
+                f"{self.amounts_rounded:,} amounts had more decimals than their currency allows "
+                "and were rounded half-even (--exact-amounts refuses those rows instead)"
+            )
+        return notes
 
     def close(self) -> None:
         self._text.close()
@@ -377,11 +398,32 @@ class Source:
         while chunk := list(islice(rows, size)):
             yield chunk
 
+    def _by_alias(self, columns: Iterable[str]) -> dict[str, str]:
+        """Columns taken for a guaranteed field by another of its names (ALIASES); noted."""
+        mapping, names = self.options.mapping, set(columns)
+        taken = {mapping.get(field, field) for field in FIELDS} | {self.options.label}
+        normal: dict[str, str] = {}
+        for name in columns:
+            normal.setdefault(re.sub(r"[^a-z0-9]", "", name.lower()), name)
+        found: dict[str, str] = {}
+        for field, aliases in ALIASES.items():
+            if field in mapping or field in names:
+                continue
+            for alias in aliases:
+                column = normal.get(alias)
+                if column is not None and column not in taken:
+                    found[field] = column
+                    taken.add(column)
+                    break
+        self.by_alias = found
+        return found
+
     def _plan(self, columns: Sequence[str]) -> list[tuple[str, int]]:
         index = {name: i for i, name in enumerate(columns)}
         plan: list[tuple[str, int]] = []
+        by_alias = self._by_alias(columns)
         for field in FIELDS:
-            column = self.options.mapping.get(field, field)
+            column = by_alias.get(field) or self.options.mapping.get(field, field)
             if column in index:
                 plan.append((field, index[column]))
             elif field in self.options.mapping:
@@ -448,6 +490,7 @@ class Source:
         sources = [(field, mapping.get(field, field), self._json_conv[field]) for field in FIELDS]
         label_key = self.options.label
         build = self._build
+        first = True
         for line, raw in enumerate(text, start=1):
             if not raw.strip():
                 continue
@@ -457,6 +500,10 @@ class Source:
             except msgspec.DecodeError as exc:
                 yield RowError(line, f"not a JSON object: {exc}")
                 continue
+            if first:  # the first object's keys stand for the file's, as a CSV header would
+                first = False
+                by_alias = self._by_alias(obj)
+                sources = [(f, by_alias.get(f, key), conv) for f, key, conv in sources]
             values: dict[str, Any] = {}
             try:
                 for field, key, conv in sources:

@@ -117,6 +117,43 @@ def test_columns_named_like_fields_are_taken_and_others_ignored(tmp_path: Path) 
     assert tx.id == "1"
 
 
+@pytest.mark.parametrize("name", ["tx.csv", "tx.ndjson"])
+def test_guaranteed_fields_are_found_by_their_other_names(tmp_path: Path, name: str) -> None:
+    # The handbook's columns with nothing mapped: TX_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID
+    # and TX_AMOUNT are what they say; the notes tell which were taken.
+    writer = write_ndjson if "json" in name else write_csv
+    options = SourceOptions(mapping={}, label="TX_FRAUD")
+    with Source(writer(tmp_path / name, HEADER, ROWS), options) as source:
+        items = list(source)
+        notes = source.notes()
+    assert transactions(items) == transactions(read(write_csv(tmp_path / "m.csv", HEADER, ROWS)))
+    assert [item.label for item in items if isinstance(item, Row)] == [False, True, False]
+    assert notes[0] == (
+        "columns taken by name: id=TX_ID, timestamp=TX_DATETIME, account_id=CUSTOMER_ID, "
+        "merchant_id=TERMINAL_ID, amount=TX_AMOUNT (--map FIELD=COLUMN to choose others)"
+    )
+
+
+def test_a_field_s_own_column_a_map_and_the_label_come_before_other_names(
+    tmp_path: Path,
+) -> None:
+    header = ["timestamp", "CUSTOMER_ID", "card_id", "merchant", "amount", "TX_AMOUNT", "AMT"]
+    row = ["2026-03-02T09:00:00Z", "c-1", "k-1", "m-1", "5.00", "6.00", "7.00"]
+    path = write_csv(tmp_path / "f.csv", header, [row])
+    with Source(path, SourceOptions(mapping={"account_id": "card_id"})) as source:
+        (tx,) = transactions(list(source))
+        assert source.notes() == [
+            "columns taken by name: merchant_id=merchant (--map FIELD=COLUMN to choose others)"
+        ]
+    assert (tx.amount, tx.account_id, tx.merchant_id) == (Decimal("5.00"), "k-1", "m-1")
+    # The label is never taken for a field: amount falls to the next of its names.
+    del header[4], row[4]
+    path = write_csv(tmp_path / "g.csv", header, [row])
+    items = read(path, mapping={}, label="TX_AMOUNT")
+    (tx,) = transactions(items)
+    assert tx.amount == Decimal("7.00") and tx.account_id == "c-1"
+
+
 def test_missing_id_column_numbers_rows_counting_invalid_ones(tmp_path: Path) -> None:
     header = HEADER[1:]
     rows = [r[1:] for r in ROWS]
@@ -173,9 +210,11 @@ def test_a_label_column_read_as_a_field_is_refused(tmp_path: Path) -> None:
 
 
 def test_mapping_and_columns_are_checked_up_front(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "f.csv", HEADER, ROWS)
+    unnamed = ["PAN_HASH" if c == "CUSTOMER_ID" else "POS" if c == "TERMINAL_ID" else c
+               for c in HEADER]  # fmt: skip
     with pytest.raises(SourceError, match="no column for account_id, merchant_id"):
-        read(path, mapping={"timestamp": "TX_DATETIME", "amount": "TX_AMOUNT"})
+        read(write_csv(tmp_path / "u.csv", unnamed, ROWS), mapping={})
+    path = write_csv(tmp_path / "f.csv", HEADER, ROWS)
     with pytest.raises(SourceError, match="no column 'NOPE'"):
         read(path, mapping={**MAPPING, "ip": "NOPE"})
     with pytest.raises(SourceError, match="not a transaction field"):
