@@ -455,7 +455,9 @@ class OnlineLogit:
 
     def learn_one(self, x: Sequence[float], is_fraud: bool, weight: float = 1.0) -> None:
         """One labelled example; `weight` > 1 when it stands for several (a legitimate label
-        kept by `NegativeSampler`), which scales its step and its share of the statistics."""
+        kept by `NegativeSampler`): it is learnt as that many steps and counts that much in
+        the statistics. The sampler's weights add up to the labels it was given, so the
+        steps taken are about those of learning every label; the statistics' cost is not."""
         self.count += 1
         self.frauds += is_fraud
         self.weight_sum += weight
@@ -570,7 +572,7 @@ class NegativeSampler:
 
     __slots__ = ("floor", "frauds", "legitimate", "ratio", "skipped")
 
-    def __init__(self, ratio: float = 10.0, floor: int = 2_000) -> None:
+    def __init__(self, ratio: float = 20.0, floor: int = 2_000) -> None:
         if ratio < 0:
             raise ValueError(f"ratio must be >= 0, got {ratio}")
         self.ratio = ratio
@@ -668,7 +670,7 @@ class ModelSlot:
         min_frauds: int = 20,
         learner: OnlineLogit | None = None,
         predictor: Predictor | None = None,
-        negative_ratio: float = 10.0,
+        negative_ratio: float = 20.0,
     ) -> None:
         if memory < 1:
             raise ValueError(f"memory must be >= 1, got {memory}")
