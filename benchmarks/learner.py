@@ -1,7 +1,7 @@
 """How much the online model depends on which legitimate labels its sampler kept.
 
 Where every transaction is labelled, the model learns every fraud and a sample of the
-legitimate labels, each weighted by what it stands for (`NegativeSampler`, 10 per fraud).
+legitimate labels, each weighted by what it stands for (`NegativeSampler`, --ratio per fraud).
 Which ones are kept is a hash of the transaction id: another stream, or the same one with
 other ids, keeps others. This trains the learner (`OnlineLogit`) as the detector would, in
 event order on the labels known before a test window, once per sample (the ids salted) and
@@ -119,7 +119,9 @@ def simulator_case(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", type=Path, required=True, help="data is written/reused here")
-    parser.add_argument("--ratio", type=float, default=10.0)
+    parser.add_argument(
+        "--ratio", type=float, default=NegativeSampler().ratio, help="legitimate per fraud"
+    )
     opts = parser.parse_args()
     opts.keep.mkdir(parents=True, exist_ok=True)
     figures: dict[str, dict[str, dict[str, float | None]]] = {}

@@ -120,7 +120,7 @@ class Settings:
         "is used.",
     )
     model_negative_ratio: float = _s(
-        10.0,
+        20.0,
         "Legitimate labels the model learns per fraud once they abound: beyond that a sample, "
         "each weighted by what it stands for (keeps it calibrated at a fraction of the "
         "cost). 0 learns every label.",
