@@ -76,6 +76,18 @@ def generate(path: Path, rows: int, seed: int, rate: float) -> dict[str, Any]:
     }
 
 
+def labelled_rows(
+    work: Path, rows: int = 300_000, seed: int = 7, rate: float = 0.116
+) -> tuple[Path, list[Row]]:
+    """`work`/labelled.csv, generated if it is not there yet, and its rows as the backtest
+    reads them (every column named like a field; `is_fraud` the label)."""
+    data = work / "labelled.csv"
+    if not data.exists():
+        print("data:", generate(data, rows, seed, rate))
+    with Source(data, SourceOptions(mapping={}, label="is_fraud")) as source:
+        return data, [item for item in source if isinstance(item, Row)]
+
+
 def csv_baseline(path: Path) -> float:
     """Rows per second for `csv.reader` alone: the floor any CSV replay pays."""
     start = time.perf_counter()

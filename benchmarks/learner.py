@@ -95,11 +95,7 @@ def handbook_case(work: Path) -> tuple[list[list[float]], list[int], list[int], 
 def simulator_case(
     work: Path,
 ) -> tuple[list[list[float]], list[int], list[int], list[int], Metrics]:
-    data = work / "labelled.csv"
-    if not data.exists():
-        backtest.generate(data, 300_000, 7, 0.116)
-    with Source(data, SourceOptions(mapping={}, label="is_fraud")) as source:
-        rows = [item for item in source if isinstance(item, Row)]
+    _, rows = backtest.labelled_rows(work)
     vectors, days, accounts, labels = model_inputs(rows, "7d")
     first = days[0]
     learn = [n for n, d in enumerate(days) if d - first <= 13]

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from backtest import generate  # noqa: E402
+from backtest import labelled_rows  # noqa: E402
 from results_file import write_results  # noqa: E402
 
 from server.backtest import (  # noqa: E402
@@ -60,7 +60,7 @@ from server.metrics_offline import (  # noqa: E402
     mean,
     roc_auc,
 )
-from server.replay_source import Row, Source, SourceOptions  # noqa: E402
+from server.replay_source import Row  # noqa: E402
 
 
 def best_us(run: Callable[[], int], repeat: int) -> float:
@@ -267,11 +267,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = opts.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        data = work / "labelled.csv"
-        if not data.exists():
-            print("data:", generate(data, opts.rows, opts.seed, opts.rate))
-        with Source(data, SourceOptions(mapping={}, label="is_fraud")) as source:
-            rows = [item for item in source if isinstance(item, Row)]
+        data, rows = labelled_rows(work, opts.rows, opts.seed, opts.rate)
         print(f"{len(rows):,} rows, {sum(r.label or 0 for r in rows):,} frauds")
 
         figures = cost(rows, opts.repeat)

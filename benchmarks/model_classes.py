@@ -39,13 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from backtest import generate  # noqa: E402
+from backtest import labelled_rows  # noqa: E402
 from model import backtest, model_inputs, read_scores  # noqa: E402
 from results_file import write_results  # noqa: E402
 
 from server.backtest import parse_duration  # noqa: E402
 from server.metrics_offline import average_precision, card_precision_at_k, mean  # noqa: E402
-from server.replay_source import Row, Source, SourceOptions  # noqa: E402
 
 KINDS = ("lr", "hgb", "hgb-pairs", "mlp")
 
@@ -132,11 +131,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = opts.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        data = work / "labelled.csv"
-        if not data.exists():
-            print("data:", generate(data, opts.rows, opts.seed, opts.rate))
-        with Source(data, SourceOptions(mapping={}, label="is_fraud")) as source:
-            rows = [item for item in source if isinstance(item, Row)]
+        data, rows = labelled_rows(work, opts.rows, opts.seed, opts.rate)
 
         report, score_file = backtest(data, work, "on", opts.label_delay)
         online_by_id = read_scores(score_file)
