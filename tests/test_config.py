@@ -68,3 +68,16 @@ def test_every_setting_is_documented() -> None:
     assert all(help_text for help_text in setting_help().values())
     for name in setting_names():
         assert f"FRAUDWATCH_{name.upper()}" in text, name
+
+
+def test_the_model_settings_default_to_what_the_model_does_without_them() -> None:
+    # Backtests build a ModelSlot with its own defaults; the server passes the settings. The
+    # two must not drift apart, or a backtest measures another model than the server runs.
+    import inspect
+
+    from server.detection.model import ModelSlot
+
+    defaults = inspect.signature(ModelSlot).parameters
+    settings = Settings()
+    for name in ("memory", "min_labels", "min_frauds", "negative_ratio"):
+        assert getattr(settings, f"model_{name}") == defaults[name].default, name

@@ -556,6 +556,10 @@ class OnlineLogit:
         return model
 
 
+NEGATIVE_RATIO = 20.0
+"""Legitimate labels learnt per fraud once they abound (`NegativeSampler`)."""
+
+
 class NegativeSampler:
     """Which legitimate labels the model learns, and what each stands for.
 
@@ -572,7 +576,7 @@ class NegativeSampler:
 
     __slots__ = ("floor", "frauds", "legitimate", "ratio", "skipped")
 
-    def __init__(self, ratio: float = 20.0, floor: int = 2_000) -> None:
+    def __init__(self, ratio: float = NEGATIVE_RATIO, floor: int = 2_000) -> None:
         if ratio < 0:
             raise ValueError(f"ratio must be >= 0, got {ratio}")
         self.ratio = ratio
@@ -670,7 +674,7 @@ class ModelSlot:
         min_frauds: int = 20,
         learner: OnlineLogit | None = None,
         predictor: Predictor | None = None,
-        negative_ratio: float = 20.0,
+        negative_ratio: float = NEGATIVE_RATIO,
     ) -> None:
         if memory < 1:
             raise ValueError(f"memory must be >= 1, got {memory}")
