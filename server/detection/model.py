@@ -478,8 +478,10 @@ class OnlineLogit:
         # margin the previous one left (the last carries the fraction): one step of k times
         # the gradient overshoots, and a legitimate label kept 1 in 13 by the sampler then
         # throws the weights about (docs/model.md, "Which labels were kept must not matter").
-        whole = int(weight)
-        for part in (*((1.0,) * whole), *((weight - whole,) if weight > whole else ())):
+        left = weight
+        while left > 0.0:
+            part = 1.0 if left > 1.0 else left
+            left -= part
             err = (sigmoid(self.b + sum([w[i] * z for i, z in active])) - target) * part
             for i, z in active:
                 g = err * z + l2 * w[i]
