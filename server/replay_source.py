@@ -399,7 +399,7 @@ class Source:
             yield chunk
 
     def _by_alias(self, columns: Iterable[str]) -> dict[str, str]:
-        """Columns taken for a guaranteed field by another of its names (ALIASES); noted."""
+        """Columns taken for a guaranteed field by another of its names (ALIASES)."""
         mapping, names = self.options.mapping, set(columns)
         taken = {mapping.get(field, field) for field in FIELDS} | {self.options.label}
         normal: dict[str, str] = {}
@@ -415,13 +415,12 @@ class Source:
                     found[field] = column
                     taken.add(column)
                     break
-        self.by_alias = found
         return found
 
     def _plan(self, columns: Sequence[str]) -> list[tuple[str, int]]:
         index = {name: i for i, name in enumerate(columns)}
         plan: list[tuple[str, int]] = []
-        by_alias = self._by_alias(columns)
+        by_alias = self.by_alias = self._by_alias(columns)  # the notes say which
         for field in FIELDS:
             column = by_alias.get(field) or self.options.mapping.get(field, field)
             if column in index:
@@ -502,7 +501,7 @@ class Source:
                 continue
             if first:  # the first object's keys stand for the file's, as a CSV header would
                 first = False
-                by_alias = self._by_alias(obj)
+                by_alias = self.by_alias = self._by_alias(obj)
                 sources = [(f, by_alias.get(f, key), conv) for f, key, conv in sources]
             values: dict[str, Any] = {}
             try:
