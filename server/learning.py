@@ -23,7 +23,7 @@ from pathlib import Path
 import msgspec
 
 from server.detection.features import Featurizer
-from server.detection.model import ModelSlot, OnlineLogit, Predictor, inputs
+from server.detection.model import ModelSlot, OnlineLogit, Predictor, learn_example
 from server.scorecard import Scorecard
 from server.store.base import Label, LabelOutcome, Store
 
@@ -129,11 +129,10 @@ class Trainer:
                 return
 
     def _round(self, learner: OnlineLogit, batches: Sequence[list[Example]]) -> None:
-        learn = learner.learn_one
         learnt = 0
         for batch in batches:
             for x, is_fraud, weight in batch:
-                learn(inputs(x), is_fraud, weight)
+                learn_example(learner, x, is_fraud, weight)
             learnt += len(batch)
         self.status.last_round_thread = threading.get_ident()
         ready = self.slot.ready(learner.count, learner.frauds)

@@ -23,6 +23,7 @@ from server.detection.model import (
     explain,
     inputs,
     named_features,
+    scored_logit,
     sigmoid,
 )
 from server.detection.verdict import Reason
@@ -308,9 +309,10 @@ def test_a_slot_learns_inline_with_the_sampler() -> None:
     assert slot.remembered == {}  # learnt or left out, every labelled input is forgotten
 
 
-def test_contributions_add_up_to_the_logit() -> None:
+def test_contributions_add_up_to_the_calibrated_logit() -> None:
     model = OnlineLogit()
     model.learn_many(toy_stream(2000, seed=3))
+    model.cal_a, model.cal_b = 0.8, 0.6
     predictor = model.freeze()
     rng = random.Random(4)
     for fraud in (True, False):
@@ -318,7 +320,7 @@ def test_contributions_add_up_to_the_logit() -> None:
         contributions = predictor.contributions(x)
         assert set(contributions) == set(FEATURE_NAMES)
         total = predictor.intercept() + sum(contributions.values())
-        assert total == pytest.approx(predictor.logit(x), abs=1e-9)
+        assert total == pytest.approx(0.8 * predictor.logit(x) + 0.6, abs=1e-9)
         assert sigmoid(total) == pytest.approx(predictor.predict_proba(x))
     fraud_like = toy_example(rng, True)
     top = max(predictor.contributions(fraud_like).items(), key=lambda item: item[1])
@@ -365,6 +367,80 @@ def test_a_model_saved_with_averages_loads_as_sums() -> None:
     model.learn_many(more)
     again.learn_many(more)
     assert again.freeze().logit(x) == pytest.approx(model.freeze().logit(x), rel=1e-6)
+
+
+def test_calibration_learns_what_a_late_model_gets_wrong() -> None:
+    # Scores that under-predict fraud two-fold in the middle, as the simulator's did: the
+    # truth is sigmoid(logit + 0.8). The map learns the offset and keeps the slope near 1.
+    model = OnlineLogit()
+    rng = random.Random(11)
+    for _ in range(60_000):
+        z = rng.gauss(-4.0, 2.5)
+        model.calibrate(z, rng.random() < sigmoid(z + 0.8))
+    assert model.cal_b == pytest.approx(0.8, abs=0.25)
+    assert model.cal_a == pytest.approx(1.0, abs=0.1)
+    predictor = model.freeze()
+    x = toy_example(random.Random(12), True)
+    assert predictor.predict_proba(x) == pytest.approx(
+        sigmoid(model.cal_a * predictor.logit(x) + model.cal_b)
+    )
+    # Weighted labels count as that many: one of weight 4 moves it as four of weight 1.
+    one, four = OnlineLogit(), OnlineLogit()
+    one.calibrate(-3.0, False, 4.0)
+    for _ in range(4):
+        four.calibrate(-3.0, False, 1.0)
+    assert one.cal_b == pytest.approx(four.cal_b, rel=1e-3)
+
+
+def test_calibration_never_reverses_the_ranking() -> None:
+    model = OnlineLogit()
+    rng = random.Random(13)
+    for _ in range(20_000):  # labels against the scores: the higher, the less fraud
+        z = rng.gauss(0.0, 3.0)
+        model.calibrate(z, rng.random() < sigmoid(-z))
+    assert model.cal_a >= 0.1
+    predictor = model.freeze()
+    low, high = [0.0] * len(FEATURE_NAMES), [0.0] * len(FEATURE_NAMES)
+    high[AMOUNT] = 5.0
+    if predictor.logit(high) > predictor.logit(low):
+        assert predictor.predict_proba(high) > predictor.predict_proba(low)
+
+
+def test_a_scored_transaction_keeps_its_logit_and_its_label_calibrates() -> None:
+    learner = OnlineLogit()
+    learner.learn_many(toy_stream(2000, seed=14))
+    slot = ModelSlot(learner=learner, min_labels=10, min_frauds=1)
+    detector = Detector(model=slot)
+    detector.score(make_tx(0))  # no model yet: nothing to calibrate from
+    assert scored_logit(slot.remembered["tx-0"]) is None
+    slot.predictor = predictor = learner.freeze(learner.count)
+    verdict = detector.score(make_tx(1, amount="1.00"))
+    raw = slot.remembered["tx-1"]
+    logit = scored_logit(raw)
+    assert logit == predictor.logit(inputs(raw))
+    assert verdict.score == round(predictor.predict_proba(inputs(raw)), 4)
+    before = (learner.cal_a, learner.cal_b)
+    assert slot.learn_label("tx-0", True)
+    assert (learner.cal_a, learner.cal_b) == before
+    assert slot.learn_label("tx-1", True)
+    assert learner.cal_b > before[1]  # a fraud it scored below certainty: the offset rises
+    # The next snapshot scores with the calibration learnt.
+    slot.predictor = learner.freeze(learner.count)
+    assert (slot.predictor.cal_a, slot.predictor.cal_b) == (learner.cal_a, learner.cal_b)
+
+
+def test_a_model_saved_before_calibration_loads_uncalibrated() -> None:
+    model = OnlineLogit()
+    model.learn_many(toy_stream(500, seed=15))
+    model.calibrate(-2.0, True)
+    data = json.loads(json.dumps(model.to_dict()))
+    assert OnlineLogit.from_dict(data).cal_b == model.cal_b
+    del data["calibration"]
+    again = OnlineLogit.from_dict(data)
+    assert (again.cal_a, again.cal_b) == (1.0, 0.0)
+    data["calibration"] = [1.0, math.nan]
+    with pytest.raises(ValueError, match="calibration"):
+        OnlineLogit.from_dict(data)
 
 
 def test_a_saved_model_of_other_inputs_or_damaged_is_refused() -> None:
