@@ -12,7 +12,8 @@ Overflow policy, per message kind:
   It loses nothing: it reconnects with `?since=<last seq>` and the store replays the rest.
 - verdict batches are coalesced: only the newest `VERDICT_BACKLOG` wait; older ones are
   dropped and counted.
-- stats: only the latest waits.
+- stats: only the latest waits. The hub keeps the last RECENT_STATS of them (as
+  `messages.stats_tick`) for the hello of a client that connects later.
 - presence (who is looking at which alert): only the latest per alert waits, so a client's
   backlog of them is bounded by the number of alerts being looked at.
 """
@@ -52,6 +53,9 @@ SHUTDOWN_STALL_MS = 1000
 WRITE_CHUNK = 64 * 1024
 WRITE_HIGH_WATER = 64 * 1024
 DRAIN_POLL_S = 0.005
+# Stats ticks kept for a newcomer's hello (one a second, so six minutes): the header's
+# sparklines span five minutes, and each point of "Alerts / min" sums the minute before it.
+RECENT_STATS = 6 * 60
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -186,6 +190,7 @@ class Hub:
         self.stall_seconds = stall_seconds
         self.subscribers: set[Subscriber] = set()
         self.last_seq = 0
+        self.recent_stats: deque[dict[str, Any]] = deque(maxlen=RECENT_STATS)
         # alert id -> the clients looking at it (presence). Only in memory: it is about now.
         self._viewing: dict[str, set[Subscriber]] = {}
         # Closes running aside (slow or logged-out clients), with the socket each is closing.
@@ -308,9 +313,13 @@ class Hub:
             sub.wake()
 
     def publish_stats(self, snapshot: dict[str, Any]) -> None:
+        at = messages.server_time()
+        # Kept in the same synchronous step as the fan-out: a client that subscribes before
+        # it gets this tick live, one that subscribes after gets it in its hello; never both.
+        self.recent_stats.append(messages.stats_tick(snapshot, at))
         if not self.subscribers:
             return
-        frame = text_frame(messages.stats(snapshot))
+        frame = text_frame(messages.stats(snapshot, at))
         for sub in self.subscribers:
             sub.stats = frame
             sub.wake()

@@ -37,12 +37,17 @@ def encode(message: dict[str, Any]) -> bytes:
     return _encoder.encode(message)
 
 
+def server_time() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
 def hello(
     seq: int,
     user: str,
     simulated: bool,
     subscribed_verdicts: bool,
     dispositions: Sequence[str] = (),
+    recent_stats: Sequence[dict[str, Any]] = (),
 ) -> bytes:
     return encode(
         {
@@ -53,9 +58,22 @@ def hello(
             "verdicts": subscribed_verdicts,
             # What resolve accepts here (the `dispositions` setting), in the order to offer.
             "dispositions": list(dispositions),
-            "server_time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            # The stats ticks published before this socket, oldest first (`stats_tick`): a
+            # page shows the last minutes' rates at once instead of counting up from zero.
+            "recent_stats": list(recent_stats),
+            "server_time": server_time(),
         }
     )
+
+
+def stats_tick(snapshot: dict[str, Any], at: str) -> dict[str, Any]:
+    """One published `stats` message as hello's `recent_stats` keeps it: when, and the
+    figures the header's sparklines draw."""
+    return {
+        "server_time": at,
+        "tx_per_s": snapshot.get("tx_per_s"),
+        "alerts": snapshot.get("alerts"),
+    }
 
 
 def alert_event(event: AlertEvent) -> bytes:
@@ -67,10 +85,9 @@ def verdicts(items: Sequence[Verdict]) -> bytes:
     return _encoder.encode(_Verdicts("verdicts", items))
 
 
-def stats(snapshot: dict[str, Any]) -> bytes:
+def stats(snapshot: dict[str, Any], at: str) -> bytes:
     # server_time lets a page refine its idea of the server's clock every second.
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-    return encode({"type": "stats", **snapshot, "server_time": now})
+    return encode({"type": "stats", **snapshot, "server_time": at})
 
 
 def presence(alert_id: str, users: Sequence[str]) -> bytes:

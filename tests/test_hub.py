@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import WSCloseCode
 
 from server.detection.verdict import Verdict
-from server.hub import VERDICT_BACKLOG, Hub, text_frame
+from server.hub import RECENT_STATS, VERDICT_BACKLOG, Hub, text_frame
 from server.stats import Stats
 from server.store.base import Alert, AlertEvent
 
@@ -219,6 +219,22 @@ async def test_only_the_latest_stats_wait() -> None:
     for i in range(5):
         hub.publish_stats({"tx_per_s": i})
     assert msgspec.json.decode(parse_frames(sub.stats or text_frame(b"{}"))[0])["tx_per_s"] == 4
+
+
+async def test_stats_are_kept_for_newcomers_even_with_nobody_connected() -> None:
+    hub = Hub(Stats(), queue_max=10)
+    for i in range(RECENT_STATS + 5):
+        hub.publish_stats({"tx_per_s": float(i), "alerts": i, "open_alerts": 3})
+    kept = list(hub.recent_stats)
+    assert len(kept) == RECENT_STATS
+    assert [t["alerts"] for t in kept] == list(range(5, RECENT_STATS + 5))
+    assert set(kept[0]) == {"server_time", "tx_per_s", "alerts"}
+    # A tick's server_time is the one its stats message carried.
+    ws = RecordingSocket(stalled=True)
+    sub = await live(hub, ws)
+    hub.publish_stats({"tx_per_s": 1.0, "alerts": 1})
+    sent = msgspec.json.decode(parse_frames(sub.stats or text_frame(b"{}"))[0])
+    assert sent["server_time"] == hub.recent_stats[-1]["server_time"]
 
 
 async def test_replay_then_live_has_no_gap_and_no_duplicate() -> None:

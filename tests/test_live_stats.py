@@ -8,7 +8,8 @@ from aiohttp import ClientWebSocketResponse
 from aiohttp.test_utils import TestClient
 
 from tests.browser_support import impossible_travel, travel_at_night
-from tests.conftest import AUTH, Login
+from tests.conftest import AUTH, Login, card_testing
+from tests.test_api import post_batch
 
 
 async def stats_where(ws: ClientWebSocketResponse, ok: Any) -> dict[str, Any]:
@@ -56,3 +57,31 @@ async def test_stats_count_open_by_severity_oldest_open_and_rejected(
         stats = await stats_where(ws, lambda m: m["oldest_open_created_at"] != alert["created_at"])
         assert stats["open_alerts"] == 2
         assert stats["oldest_open_created_at"] > alert["created_at"]
+
+
+async def test_a_new_client_gets_the_recent_per_second_counts(client: TestClient) -> None:
+    # Alerts raised before a dashboard connects are in its hello, tick by tick, so its
+    # "Alerts / min" starts from the last minute's real count rather than from zero.
+    async with client.ws_connect("/ws", headers=AUTH) as first:
+        results = await post_batch(client, card_testing("recent", "acct-recent", n=6))
+        raised = sum(1 for r in results if r["alert_id"])
+        assert raised >= 2
+        counted = 0
+        while counted < raised:  # the ticks that count them have been published
+            counted += (await stats_where(first, lambda m: True))["alerts"]
+        assert counted == raised
+
+    async with client.ws_connect("/ws", headers=AUTH) as ws:
+        hello = await ws.receive_json(timeout=5)
+        assert hello["type"] == "hello"
+        ticks = hello["recent_stats"]
+        # The app is seconds old: every tick since it started, oldest first.
+        assert sum(t["alerts"] for t in ticks) == raised
+        assert all(isinstance(t["alerts"], int) and t["tx_per_s"] >= 0 for t in ticks)
+        times = [t["server_time"] for t in ticks]
+        assert times == sorted(times)
+        assert times[-1] <= hello["server_time"]
+        # Live ticks follow the history without repeating any of it.
+        after = await stats_where(ws, lambda m: True)
+        assert after["server_time"] > times[-1]
+        assert after["alerts"] == 0

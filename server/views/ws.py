@@ -84,7 +84,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         hub.send(
             sub,
             messages.hello(
-                hub.last_seq, who.name, settings.simulator, False, settings.disposition_names
+                hub.last_seq,
+                who.name,
+                settings.simulator,
+                False,
+                settings.disposition_names,
+                hub.recent_stats,
             ),
         )
         if since is None:
