@@ -65,6 +65,62 @@ async def test_header_counters_and_sparklines(
     await expect(page.locator("#latency-detail")).to_contain_text("receipt → durable verdict")
     await expect(page).to_have_title("(3) Alerts · FraudWatch", timeout=5000)
     assert critical and card
+
+    # A reload shows the last minute at once, from the ticks in hello: with the live `stats`
+    # frames held back, nothing else could fill the card or draw the line.
+    def without_stats(ws: WebSocketRoute) -> None:
+        to_server = ws.connect_to_server()
+        to_server.on_message(lambda m: None if '"type":"stats"' in str(m) else ws.send(m))
+
+    await page.route_web_socket("**/ws*", without_stats)
+    await page.reload()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(stats.locator('[data-stat="alerts_per_min"]')).to_have_text(
+        re.compile(f"^{about_three}$")
+    )
+    await expect(stats.locator('[data-stat="tx_per_s"]')).not_to_have_text("—")
+    await expect(tx_line).to_have_attribute("d", re.compile(r"^M[\d.]+ [\d.]+L"))
+    assert alice.problems == []
+
+
+async def test_header_starts_from_the_servers_last_minutes(
+    browser: Browser, server: TestServer
+) -> None:
+    # As if the server had been up for a while: six minutes of ticks in hello, one alert and
+    # 10 tx/s each, half a second off the whole seconds so none sits on a window's edge.
+    def six_minutes_in_hello(ws: WebSocketRoute) -> None:
+        def forward(message: str | bytes) -> None:
+            data = json.loads(message)
+            if data["type"] == "stats":
+                return  # held back: the header must come from hello alone
+            if data["type"] == "hello":
+                now = dt.datetime.fromisoformat(data["server_time"])
+                data["recent_stats"] = [
+                    {
+                        "server_time": (now - dt.timedelta(seconds=k - 0.5)).isoformat(),
+                        "tx_per_s": 10.0,
+                        "alerts": 1,
+                    }
+                    for k in range(360, 0, -1)
+                ]
+                message = json.dumps(data)
+            ws.send(message)
+
+        ws.connect_to_server().on_message(forward)
+
+    async def route(page: Page) -> None:
+        await page.route_web_socket("**/ws*", six_minutes_in_hello)
+
+    alice = await sign_in(browser, server, "alice", before_load=route)
+    stats = alice.page.locator("#stats")
+    await expect(stats.locator('[data-stat="alerts_per_min"]')).to_have_text("60")
+    await expect(stats.locator('[data-stat="tx_per_s"]')).to_have_text("10")
+    await expect(stats.locator('[data-spark="alerts_per_min"] svg')).to_have_attribute(
+        "aria-label", "Alerts per minute, last 5 min: now 60, peak 60"
+    )
+    await expect(stats.locator('[data-spark="tx_per_s"] svg')).to_have_attribute(
+        "aria-label", "Transactions per second, last 5 min: now 10, peak 10"
+    )
     assert alice.problems == []
 
 

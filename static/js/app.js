@@ -335,6 +335,7 @@ socket.addEventListener("state", (event) => {
 socket.addEventListener("hello", (event) => {
   const { seq, user, server_time: serverTime, dispositions } = event.detail;
   clock.sync(serverTime);
+  counters.seed(event.detail.recent_stats);
   dialog.setDispositions(dispositions);
   // A new socket starts with no presence: forget what the old one said (the server sends
   // who is looking now), and say again what this page has open.

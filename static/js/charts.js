@@ -51,6 +51,13 @@ export class Sparkline {
     if (drop) this.samples.splice(0, drop);
   }
 
+  // Start again from these [at, value] samples, oldest first: a page that just connected
+  // draws the server's recent history instead of what it saw before.
+  replace(samples) {
+    this.samples = [];
+    for (const [at, value] of samples) this.push(at, value);
+  }
+
   draw(now) {
     const { samples } = this;
     let peak = 0;

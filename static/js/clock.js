@@ -26,4 +26,9 @@ export class Clock {
   now() {
     return Date.now() + this.offsetMs;
   }
+
+  // A server timestamp on this page's clock (ms), or NaN.
+  toLocal(serverIso) {
+    return Date.parse(serverIso) - this.offsetMs;
+  }
 }

@@ -1,4 +1,5 @@
-// The header's counters and sparklines, from the server's `stats` message: rates, open
+// The header's counters and sparklines, from the server's `stats` message (the rates start
+// from the recent ticks in `hello`, so a fresh page shows the last minute): rates, open
 // alerts in total and by severity, the oldest one nobody has acknowledged, its latency. The
 // page's own alerts name that oldest one when the page holds it, and the alerts arriving
 // live give the ingest -> screen latency (their `received_at` against the server's clock).
@@ -8,6 +9,9 @@ import { h, setText } from "./dom.js";
 import { capitalize, formatAge, formatCount, formatMs, formatRate } from "./format.js";
 
 const MINUTE_MS = 60_000;
+// A tick counts the second or so before its time, so a record whose first tick is this far
+// before a point covers the whole minute that point sums.
+const FULL_MINUTE_MS = MINUTE_MS - 1_000;
 const LATENCY_SAMPLES = 200;
 
 function percentile(sorted, q) {
@@ -89,6 +93,43 @@ export class Counters {
     this.txSpark.draw(now);
     this.alertSpark.draw(now);
     this.section.classList.remove("is-stale");
+  }
+
+  // hello.recent_stats: the server's last minutes of ticks, oldest first. They replace what
+  // the page had (after a reconnect they also cover the outage), so the rates and sparklines
+  // show the last minute at once rather than counting up from zero. An older server sends
+  // none: then the page counts from here, as before.
+  seed(ticks) {
+    if (!Array.isArray(ticks)) return;
+    const points = [];
+    for (const tick of ticks) {
+      const at = this.clock.toLocal(tick?.server_time);
+      if (Number.isFinite(at) && Number.isInteger(tick.alerts)) points.push([at, tick]);
+    }
+    if (!points.length) return;
+    const txSamples = [];
+    const alertSamples = [];
+    let first = 0;
+    let sum = 0;
+    for (const [at, tick] of points) {
+      sum += tick.alerts;
+      while (points[first][0] <= at - MINUTE_MS) sum -= points[first++][1].alerts;
+      if (Number.isFinite(tick.tx_per_s)) txSamples.push([at, tick.tx_per_s]);
+      // The record's first minute has no whole minute before it: a sum there would be low.
+      if (at - points[0][0] >= FULL_MINUTE_MS) alertSamples.push([at, sum]);
+    }
+    const now = Date.now();
+    this.alertCounts = points
+      .filter(([at]) => at > now - MINUTE_MS)
+      .map(([at, tick]) => [at, tick.alerts]);
+    const lastMinute = this.alertCounts.reduce((total, [, n]) => total + n, 0);
+    setText(this.values.alerts_per_min, formatRate(lastMinute));
+    const lastTx = points.at(-1)[1].tx_per_s;
+    if (Number.isFinite(lastTx)) setText(this.values.tx_per_s, formatRate(lastTx));
+    this.txSpark.replace(txSamples);
+    this.alertSpark.replace(alertSamples);
+    this.txSpark.draw(now);
+    this.alertSpark.draw(now);
   }
 
   // From the page's own alerts: {bySeverity: {critical: n, ...}, oldest: alert | null}.
