@@ -69,6 +69,9 @@ async def test_header_shows_ingest_to_screen_latency_and_server_counts(
     page = alice.page
     stats = page.locator("#stats")
     await expect(stats.locator('[data-stat="screen_p99"]')).to_have_text("—")
+    await expect(page.locator("#screen-latency-detail")).to_have_text(
+        "measured on the next new alert"
+    )
     [critical] = await ingest(travel_at_night("acct-n"))
     await expect(alice.row(critical)).to_be_visible()
     await expect(stats.locator('[data-stat="screen_p99"]')).to_have_text(
