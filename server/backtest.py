@@ -273,6 +273,7 @@ def register(commands: Any) -> None:
 def backtest_detector(args: argparse.Namespace) -> Detector:
     """The detector of a run: the rules, plus a model learning inline unless --model off."""
     detector = detector_from_args(args)
+    detector.explain = False  # the report reads reason codes only
     if getattr(args, "model", "off") == "on":
         if args.model_memory < 1:
             raise SourceError(f"--model-memory must be >= 1, got {args.model_memory}")

@@ -625,3 +625,15 @@ def test_report_leaves_top_k_blank_on_a_day_without_fraud(tmp_path: Path) -> Non
     # The metrics-per-day chart draws no point for it: hover titles name only the other days.
     assert f"{quiet['day']} card precision@" not in text
     assert f"{busy['day']} card precision@" in text
+
+
+def test_a_backtest_scores_without_rendering_messages() -> None:
+    # Its report reads reason codes only (docs/backtest.md): messages would be wasted work.
+    import argparse
+
+    args = argparse.Namespace(
+        review_threshold=0.5, block_threshold=0.8, rules=None, model="on", model_memory=10
+    )
+    detector = backtest.backtest_detector(args)
+    assert detector.explain is False
+    assert detector.model is not None

@@ -545,3 +545,28 @@ def test_the_explanation_names_only_inputs_the_transaction_has() -> None:
     assert all(
         part.startswith(("tiny amounts in the last 10 min: 4 (+", "amount: 2 (+")) for part in named
     ), factors
+
+
+def test_a_detector_that_does_not_explain_gives_the_same_verdicts_without_messages() -> None:
+    # Backtests read reason codes only: the same scores, decisions and codes, no messages.
+    def run(explain: bool) -> list[Any]:
+        learner = OnlineLogit()
+        learner.learn_many(toy_stream(2000, seed=16))
+        slot = ModelSlot(learner=learner, predictor=learner.freeze(1))
+        detector = Detector(model=slot, explain=explain)
+        return [
+            detector.score(make_tx(n, account_id=f"a-{n % 3}", amount="1.00" if n % 4 else "900"))
+            for n in range(40)
+        ]
+
+    explained, bare = run(True), run(False)
+    assert [(s.score, s.decision, s.severity) for s in bare] == [
+        (s.score, s.decision, s.severity) for s in explained
+    ]
+    assert [[(r.code, r.observed, r.weight) for r in s.reasons] for s in bare] == [
+        [(r.code, r.observed, r.weight) for r in s.reasons] for s in explained
+    ]
+    codes = {r.code for s in bare for r in s.reasons}
+    assert "model" in codes and len(codes) > 1  # the model and at least one rule fired
+    assert all(r.message == "" for s in bare for r in s.reasons)
+    assert all(r.message for s in explained for r in s.reasons)

@@ -780,9 +780,12 @@ class ModelSlot:
         decide: Decide,
         review_threshold: float,
         t: float,
+        *,
+        factors: bool = True,
     ) -> Scored:
         """The verdict with the model: its probability replaces the rules' score once it is
-        ready, and the `model` reason joins the rules' when that flags the transaction.
+        ready, and the `model` reason joins the rules' when that flags the transaction (with
+        its top factors unless `factors` is False: `Detector.explain`).
         `t`: `tx.timestamp.timestamp()`."""
         flags, rules_score = self.flags, rules.score
         recent = flags.recent(tx.account_id, t) if flags.accounts else _NO_FLAGS
@@ -809,7 +812,11 @@ class ModelSlot:
         decision, severity = decide(score)
         reasons = rules.reasons
         if decision != "allow":
-            reasons = (explain(predictor, x, p, review_threshold), *reasons)
+            if factors:
+                reason = explain(predictor, x, p, review_threshold)
+            else:
+                reason = Reason("model", "", score, review_threshold, p)
+            reasons = (reason, *reasons)
         return Scored(score, decision, severity, reasons, rules.rules_version)
 
     def pop_examples(

@@ -85,8 +85,9 @@ class Rule:
     # `condition` once the gate has passed: the clauses after it (the gate is not tried twice).
     after_gate: Cond | None = None
 
-    def reason(self, v: dict[str, Value], tx: Transaction) -> Reason:
-        """The reason this rule gives for `tx`, once its condition holds."""
+    def reason(self, v: dict[str, Value], tx: Transaction, message: bool = True) -> Reason:
+        """The reason this rule gives for `tx`, once its condition holds (without its message
+        when `message` is False: `Detector.explain`)."""
         observed = _lookup(self.observed, v, tx)
         if isinstance(observed, float):
             observed = round(observed, 2) if isfinite(observed) else None
@@ -94,7 +95,7 @@ class Rule:
             observed = str(observed).lower()
         return Reason(
             self.name,
-            self.render(v, tx),
+            self.render(v, tx) if message else "",
             observed,
             self.threshold,
             self.score,
