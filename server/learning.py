@@ -177,6 +177,11 @@ class Trainer:
             "labels_sampled_out": self.slot.sampler.skipped,
             "model_version": self.status.model_version,
             "min_labels": self.slot.min_labels,
+            # The map from the model's logit to the probability it scores with (Platt:
+            # sigmoid(slope * logit + offset)); null until the model is in use.
+            "calibration": None
+            if predictor is None
+            else {"slope": round(predictor.cal_a, 4), "offset": round(predictor.cal_b, 4)},
         }
 
 

@@ -219,6 +219,38 @@ async def test_the_model_survives_a_restart(aiohttp_client: Any, tmp_path: Path)
     assert (await again.get("/api/v1/scorecard", headers=BOOTSTRAP)).status == 200
 
 
+async def test_labels_of_transactions_the_model_scored_calibrate_it(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # The trainer's path: the logit a transaction was scored with is kept with its inputs,
+    # and its label moves the calibration before the model learns it.
+    settings = make_settings(tmp_path, model_min_labels=10, model_min_frauds=2)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    first = [tx(f"c-{i}", account=f"acct-{i % 5}", amount=2.0 + i) for i in range(60)]
+    await post_batch(client, first)
+    await post_labels(
+        client,
+        [
+            {"transaction_id": r["id"], "label": "fraud" if i % 4 == 0 else "legitimate"}
+            for i, r in enumerate(first)
+        ],
+    )
+    trainer = client.app[TRAINER]  # type: ignore[index]
+    await trainer.idle.wait()
+    model = client.app[DETECTOR].model  # type: ignore[index]
+    assert model.predictor is not None
+    assert (model.predictor.cal_a, model.predictor.cal_b) == (1.0, 0.0)  # none scored by it
+    scored = [tx(f"s-{i}", account=f"acct-{i % 5}", amount=3.0 + i) for i in range(40)]
+    await post_batch(client, scored)
+    await post_labels(client, [{"transaction_id": r["id"], "label": "fraud"} for r in scored])
+    await trainer.idle.wait()
+    predictor = model.predictor
+    assert predictor.cal_b > 0.0  # frauds it scored below certainty: the offset rose
+    resp = await client.get("/api/v1/scorecard", headers=BOOTSTRAP)
+    calibration = (await resp.json())["model"]["calibration"]
+    assert calibration == {"slope": round(predictor.cal_a, 4), "offset": round(predictor.cal_b, 4)}
+
+
 async def test_without_the_model_setting_labels_are_still_stored(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
