@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import sys
+from collections import OrderedDict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,14 @@ import pytest
 
 from server.detection import Detector, Scored
 from server.detection.features import FEATURES
-from server.detection.model import ModelSlot, OnlineLogit
+from server.detection.model import (
+    FEATURE_SET,
+    RAW_LAYOUT,
+    RAW_LAYOUTS_READ,
+    ModelSlot,
+    OnlineLogit,
+    scored_logit,
+)
 from server.detection.snapshot import (
     SnapshotError,
     decode_into,
@@ -152,6 +160,31 @@ def test_model_memory_of_other_inputs_is_left_out_and_the_rest_restored(
     assert load(fresh.featurizer, path, fresh.model) == sum(det.featurizer.size().values())
     assert fresh.model is not None and not fresh.model.remembered
     assert fresh.featurizer.accounts.keys() == det.featurizer.accounts.keys()
+
+
+def test_model_memory_from_before_the_logit_was_kept_loads_and_bad_entries_are_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    det = learning()
+    for tx in stream(100):
+        det.score(tx)
+    assert det.model is not None
+    old_layout = next(layout for layout in RAW_LAYOUTS_READ if layout != RAW_LAYOUT)
+    assert old_layout.startswith(FEATURE_SET)  # the same inputs, before the logit
+    # As the previous fraudwatch wrote it: its marker, entries without a logit; and one
+    # entry of a length no layout holds (damaged), which is left out.
+    items = list(det.model.remembered.items())
+    det.model.remembered = OrderedDict((k, v[:110]) for k, v in items)
+    det.model.remembered["damaged"] = b"\x00" * 7
+    path = tmp_path / "state.msgpack"
+    monkeypatch.setattr("server.detection.snapshot.RAW_LAYOUT", old_layout)
+    save(det.featurizer, path, det.model)
+    monkeypatch.undo()
+    fresh = learning()
+    load(fresh.featurizer, path, fresh.model)
+    assert fresh.model is not None
+    assert list(fresh.model.remembered) == [k for k, _ in items]
+    assert all(scored_logit(raw) is None for raw in fresh.model.remembered.values())
 
 
 def test_a_snapshot_of_the_previous_format_still_loads() -> None:

@@ -200,16 +200,29 @@ _ZERO_RULES_LOGIT = rules_logit(0.0)
 
 
 # What is kept of each scored transaction until its label arrives: the raw values the inputs
-# are computed from (~106 bytes), packed in one C call. Most transactions are never labelled,
+# are computed from (110 bytes, then 8 for the logit once a model scores), packed in one C
+# call. Most transactions are never labelled,
 # and until the model is ready none is predicted, so the inputs themselves (logs, ratios,
 # crosses) are computed only when needed: to predict (on the loop) or to learn (on the
 # trainer's thread).
 _RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI ffff")
 _LOGIT = struct.Struct("<d")
-RAW_LAYOUT = f"{FEATURE_SET}/{_RAW.format}"
-"""What a remembered transaction's bytes mean: a snapshot's of another layout is not read.
-The raw values, then, when a model scored it, that model's own logit (`scored_logit`); a
-snapshot from before the logit was kept reads as transactions scored without a model."""
+_RAW_SIZE = _RAW.size
+_pack_logit = _LOGIT.pack
+RAW_LAYOUT = f"{FEATURE_SET}/{_RAW.format}+{_LOGIT.format}"
+"""What a remembered transaction's bytes mean: the raw values, then, when a model scored
+it, that model's own logit (`scored_logit`). A snapshot's of another layout is not read
+(an older fraudwatch refuses this one rather than fail on the longer entries)."""
+RAW_LAYOUTS_READ = frozenset((RAW_LAYOUT, f"{FEATURE_SET}/{_RAW.format}"))
+"""Layouts a snapshot's remembered inputs are read from: this one, and the one before the
+logit was kept (its entries read as scored without a model)."""
+
+
+def well_formed(raw: bytes) -> bool:
+    """A remembered entry of a length this layout can hold (with or without the logit)."""
+    return len(raw) == _RAW_SIZE or len(raw) == _RAW_SIZE + _LOGIT.size
+
+
 _NAN = math.nan
 _RULE_BIT = {code: 1 << i for i, code in enumerate(RULE_INPUTS)}
 _CHANNEL = {"ecom": 1, "atm": 2}
@@ -348,8 +361,6 @@ def learn_example(learner: OnlineLogit, raw: bytes, is_fraud: bool, weight: floa
     learner.learn_one(inputs(raw), is_fraud, weight)
 
 
-_RAW_SIZE = _RAW.size
-_pack_logit = _LOGIT.pack
 _RULE_BITS = tuple(_RULE_BIT.values())
 _RULE_FLAGS: dict[int, tuple[float, ...]] = {}
 """The rule inputs (1.0: fired) for each set of rules that fired, made once per set: few
