@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime as dt
 import gzip
@@ -629,8 +630,6 @@ def test_report_leaves_top_k_blank_on_a_day_without_fraud(tmp_path: Path) -> Non
 
 def test_a_backtest_scores_without_rendering_messages() -> None:
     # Its report reads reason codes only (docs/backtest.md): messages would be wasted work.
-    import argparse
-
     args = argparse.Namespace(
         review_threshold=0.5, block_threshold=0.8, rules=None, model="on", model_memory=10
     )

@@ -120,7 +120,7 @@ class Detector:
         for name, op, value, rest, rule in self._gated:
             x = get(name)
             if x is not None and op(x, value) and rest(v) is True:
-                reasons.append(rule.reason(v, tx, explain))
+                reasons.append(rule.reason(v, tx, message=explain))
         if block is not None:
             reasons.insert(0, block)
             reasons.sort(key=_by_weight)

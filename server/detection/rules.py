@@ -85,7 +85,7 @@ class Rule:
     # `condition` once the gate has passed: the clauses after it (the gate is not tried twice).
     after_gate: Cond | None = None
 
-    def reason(self, v: dict[str, Value], tx: Transaction, message: bool = True) -> Reason:
+    def reason(self, v: dict[str, Value], tx: Transaction, *, message: bool = True) -> Reason:
         """The reason this rule gives for `tx`, once its condition holds (without its message
         when `message` is False: `Detector.explain`)."""
         observed = _lookup(self.observed, v, tx)
