@@ -13,7 +13,8 @@ Overflow policy, per message kind:
 - verdict batches are coalesced: only the newest `VERDICT_BACKLOG` wait; older ones are
   dropped and counted.
 - stats: only the latest waits. The hub keeps the last RECENT_STATS of them (as
-  `messages.stats_tick`) for the hello of a client that connects later.
+  `messages.stats_tick`), and the newest in full, for the hello of a client that connects
+  later.
 - presence (who is looking at which alert): only the latest per alert waits, so a client's
   backlog of them is bounded by the number of alerts being looked at.
 """
@@ -191,6 +192,8 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self.last_seq = 0
         self.recent_stats: deque[dict[str, Any]] = deque(maxlen=RECENT_STATS)
+        # The newest of recent_stats with all its fields (`messages.stats_body`), or None.
+        self.latest_stats: dict[str, Any] | None = None
         # alert id -> the clients looking at it (presence). Only in memory: it is about now.
         self._viewing: dict[str, set[Subscriber]] = {}
         # Closes running aside (slow or logged-out clients), with the socket each is closing.
@@ -317,6 +320,7 @@ class Hub:
         # Kept in the same synchronous step as the fan-out: a client that subscribes before
         # it gets this tick live, one that subscribes after gets it in its hello; never both.
         self.recent_stats.append(messages.stats_tick(snapshot, at))
+        self.latest_stats = messages.stats_body(snapshot, at)
         if not self.subscribers:
             return
         frame = text_frame(messages.stats(snapshot, at))

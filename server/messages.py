@@ -48,6 +48,7 @@ def hello(
     subscribed_verdicts: bool,
     dispositions: Sequence[str] = (),
     recent_stats: Sequence[dict[str, Any]] = (),
+    latest_stats: dict[str, Any] | None = None,
 ) -> bytes:
     return encode(
         {
@@ -61,6 +62,10 @@ def hello(
             # The stats ticks published before this socket, oldest first (`stats_tick`): a
             # page shows the last minutes' rates at once instead of counting up from zero.
             "recent_stats": list(recent_stats),
+            # The newest of those ticks in full (`stats_body`), or None before the first: the
+            # page's counters show its figures at once instead of a dash until the next tick.
+            # Its `alerts` is the last of recent_stats', so a page must count it only once.
+            "stats": latest_stats,
             "server_time": server_time(),
         }
     )
@@ -85,9 +90,14 @@ def verdicts(items: Sequence[Verdict]) -> bytes:
     return _encoder.encode(_Verdicts("verdicts", items))
 
 
-def stats(snapshot: dict[str, Any], at: str) -> bytes:
+def stats_body(snapshot: dict[str, Any], at: str) -> dict[str, Any]:
+    """A `stats` message's fields without its `type`, as hello's `stats` carries them."""
     # server_time lets a page refine its idea of the server's clock every second.
-    return encode({"type": "stats", **snapshot, "server_time": at})
+    return {**snapshot, "server_time": at}
+
+
+def stats(snapshot: dict[str, Any], at: str) -> bytes:
+    return encode({"type": "stats", **stats_body(snapshot, at)})
 
 
 def presence(alert_id: str, users: Sequence[str]) -> bytes:

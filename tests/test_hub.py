@@ -229,6 +229,8 @@ async def test_stats_are_kept_for_newcomers_even_with_nobody_connected() -> None
     assert len(kept) == RECENT_STATS
     assert [t["alerts"] for t in kept] == list(range(5, RECENT_STATS + 5))
     assert set(kept[0]) == {"server_time", "tx_per_s", "alerts"}
+    # The newest tick is also kept whole, for the counters a newcomer shows at once.
+    assert hub.latest_stats == {**kept[-1], "open_alerts": 3}
     # A tick's server_time is the one its stats message carried.
     ws = RecordingSocket(stalled=True)
     sub = await live(hub, ws)

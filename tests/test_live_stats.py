@@ -85,3 +85,26 @@ async def test_a_new_client_gets_the_recent_per_second_counts(client: TestClient
         after = await stats_where(ws, lambda m: True)
         assert after["server_time"] > times[-1]
         assert after["alerts"] == 0
+
+
+async def test_a_new_client_gets_the_latest_stats_in_its_hello(client: TestClient) -> None:
+    # A dashboard shows open alerts, the oldest unacknowledged and the latency from its
+    # hello, rather than a dash until the next tick a second later.
+    async with client.ws_connect("/ws", headers=AUTH) as first:
+        await post_batch(client, impossible_travel("acct-hello", "Hello Ltd"))
+        published = await stats_where(first, lambda m: m["open_alerts"] == 1)
+
+    async with client.ws_connect("/ws", headers=AUTH) as ws:
+        hello = await ws.receive_json(timeout=5)
+        assert hello["type"] == "hello"
+        latest = hello["stats"]
+        assert "type" not in latest
+        assert latest["open_alerts"] == 1
+        assert latest["open_by_severity"] == {"high": 1}
+        assert latest["oldest_open_created_at"] == published["oldest_open_created_at"]
+        assert latest["latency_ms"].keys() == {"p50", "p99"}
+        # It is the newest tick of recent_stats, in full: the same tick, not one more.
+        assert latest["server_time"] == hello["recent_stats"][-1]["server_time"]
+        assert latest["alerts"] == hello["recent_stats"][-1]["alerts"]
+        after = await stats_where(ws, lambda m: True)
+        assert after["server_time"] > latest["server_time"]

@@ -90,6 +90,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 False,
                 settings.disposition_names,
                 hub.recent_stats,
+                hub.latest_stats,
             ),
         )
         if since is None:
