@@ -80,6 +80,11 @@ async def test_header_counters_and_sparklines(
     )
     await expect(stats.locator('[data-stat="tx_per_s"]')).not_to_have_text("—")
     await expect(tx_line).to_have_attribute("d", re.compile(r"^M[\d.]+ [\d.]+L"))
+    # The other cards come from the newest tick, which rides in the hello too.
+    await expect(stats.locator('[data-stat="open_alerts"]')).to_have_text("3")
+    await expect(page.locator("#severity-counts")).to_have_text("1 critical 2 high")
+    await expect(stats.locator('[data-stat="oldest_open"]')).to_have_text(re.compile(r"^\d+ s$"))
+    await expect(page).to_have_title("(3) Alerts · FraudWatch")
     assert alice.problems == []
 
 
@@ -103,6 +108,16 @@ async def test_header_starts_from_the_servers_last_minutes(
                     }
                     for k in range(360, 0, -1)
                 ]
+                # The newest of those ticks in full: its alert is counted once, not twice.
+                data["stats"] = {
+                    **data["recent_stats"][-1],
+                    "alerts_per_s": 1.0,
+                    "latency_ms": {"p50": 3.0, "p99": 12.0},
+                    "open_alerts": 7,
+                    "open_by_severity": {"critical": 7},
+                    "oldest_open_created_at": (now - dt.timedelta(seconds=42)).isoformat(),
+                    "rejected_total": 0,
+                }
                 message = json.dumps(data)
             ws.send(message)
 
@@ -115,6 +130,11 @@ async def test_header_starts_from_the_servers_last_minutes(
     stats = alice.page.locator("#stats")
     await expect(stats.locator('[data-stat="alerts_per_min"]')).to_have_text("60")
     await expect(stats.locator('[data-stat="tx_per_s"]')).to_have_text("10")
+    await expect(stats.locator('[data-stat="open_alerts"]')).to_have_text("7")
+    await expect(alice.page.locator("#severity-counts")).to_have_text("7 critical")
+    await expect(stats.locator('[data-stat="oldest_open"]')).to_have_text(re.compile(r"^4\d s$"))
+    await expect(stats.locator('[data-stat="latency_p99"]')).to_have_text("12 ms")
+    await expect(alice.page.locator("#latency-detail")).to_contain_text("p50 3 ms")
     await expect(stats.locator('[data-spark="alerts_per_min"] svg')).to_have_attribute(
         "aria-label", "Alerts per minute, last 5 min: now 60, peak 60"
     )

@@ -336,6 +336,14 @@ socket.addEventListener("hello", (event) => {
   const { seq, user, server_time: serverTime, dispositions } = event.detail;
   clock.sync(serverTime);
   counters.seed(event.detail.recent_stats);
+  // The newest tick in full (null before the server's first; absent from an older server):
+  // its figures at once, not a dash until the next tick. Its server_time is up to a second
+  // old, so it is no clock sample, and its alerts are already counted by seed().
+  const latest = event.detail.stats;
+  if (latest && typeof latest === "object") {
+    counters.show(latest);
+    showStats(latest);
+  }
   dialog.setDispositions(dispositions);
   // A new socket starts with no presence: forget what the old one said (the server sends
   // who is looking now), and say again what this page has open.
@@ -392,10 +400,15 @@ socket.addEventListener("alert", (event) => {
 socket.addEventListener("stats", (event) => {
   clock.observe(event.detail.server_time);
   counters.update(event.detail);
-  integrity.setRejected(event.detail.rejected_total);
-  scorecard.update(event.detail.scorecard);
-  renderTitle(event.detail.open_alerts);
+  showStats(event.detail);
 });
+
+// What a stats message (or hello's latest) states, past the header's own counters.
+function showStats(stats) {
+  integrity.setRejected(stats.rejected_total);
+  scorecard.update(stats.scorecard);
+  renderTitle(stats.open_alerts);
+}
 
 socket.addEventListener("server-error", (event) => {
   notices.show(event.detail.message || "The server reported an error.", { kind: "warning" });

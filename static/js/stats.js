@@ -1,8 +1,9 @@
-// The header's counters and sparklines, from the server's `stats` message (the rates start
-// from the recent ticks in `hello`, so a fresh page shows the last minute): rates, open
-// alerts in total and by severity, the oldest one nobody has acknowledged, its latency. The
-// page's own alerts name that oldest one when the page holds it, and the alerts arriving
-// live give the ingest -> screen latency (their `received_at` against the server's clock).
+// The header's counters and sparklines, from the server's `stats` message (on connect, the
+// rates start from the recent ticks in `hello` and the rest from its newest tick, so a
+// fresh page shows them at once): rates, open alerts in total and by severity, the oldest
+// one nobody has acknowledged, its latency. The page's own alerts name that oldest one when
+// the page holds it, and the alerts arriving live give the ingest -> screen latency (their
+// `received_at` against the server's clock).
 
 import { Sparkline } from "./charts.js";
 import { h, setText } from "./dom.js";
@@ -72,6 +73,16 @@ export class Counters {
     setText(this.values.alerts_per_min, formatRate(lastMinute));
     this.alertSpark.push(now, lastMinute);
 
+    this.show(stats);
+    this.txSpark.draw(now);
+    this.alertSpark.draw(now);
+    this.section.classList.remove("is-stale");
+  }
+
+  // The figures a `stats` message states rather than counts: open alerts, by severity, the
+  // oldest unacknowledged, latency. Also hello.stats, the newest tick as the page connects:
+  // its `alerts` is already in recent_stats (seed), so it must not reach the sums above.
+  show(stats) {
     setText(this.values.open_alerts, formatCount(stats.open_alerts));
     // A quiet second has no latency sample: keep the last one rather than flicker to "—".
     const latency = stats.latency_ms ?? {};
@@ -90,9 +101,6 @@ export class Counters {
       this.serverOldest = stats.oldest_open_created_at ?? "";
       this.tick();
     }
-    this.txSpark.draw(now);
-    this.alertSpark.draw(now);
-    this.section.classList.remove("is-stale");
   }
 
   // hello.recent_stats: the server's last minutes of ticks, oldest first. They replace what
