@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -140,6 +141,62 @@ async def test_header_starts_from_the_servers_last_minutes(
     )
     await expect(stats.locator('[data-spark="tx_per_s"] svg')).to_have_attribute(
         "aria-label", "Transactions per second, last 5 min: now 10, peak 10"
+    )
+    assert alice.problems == []
+
+
+async def test_a_reconnect_to_a_young_server_keeps_the_alert_line(
+    browser: Browser, server: TestServer
+) -> None:
+    # First six minutes of ticks, then the socket drops and the server that answers has been
+    # up for ten seconds: Alerts / min says its last minute, the line keeps what was drawn.
+    routes: list[WebSocketRoute] = []
+
+    def hello_with(ticks: int) -> Callable[[WebSocketRoute], Callable[[str | bytes], None]]:
+        def forward(ws: WebSocketRoute) -> Callable[[str | bytes], None]:
+            def send(message: str | bytes) -> None:
+                data = json.loads(message)
+                if data["type"] == "stats":
+                    return
+                if data["type"] == "hello":
+                    now = dt.datetime.fromisoformat(data["server_time"])
+                    data["recent_stats"] = [
+                        {
+                            "server_time": (now - dt.timedelta(seconds=k - 0.5)).isoformat(),
+                            "tx_per_s": 10.0,
+                            "alerts": 1,
+                        }
+                        for k in range(ticks, 0, -1)
+                    ]
+                    message = json.dumps(data)
+                ws.send(message)
+
+            return send
+
+        return forward
+
+    def route(ws: WebSocketRoute) -> None:
+        routes.append(ws)
+        ws.connect_to_server().on_message(hello_with(360 if len(routes) == 1 else 10)(ws))
+
+    async def before(page: Page) -> None:
+        await page.route_web_socket("**/ws*", route)
+
+    alice = await sign_in(browser, server, "alice", before_load=before)
+    stats = alice.page.locator("#stats")
+    line = stats.locator('[data-spark="alerts_per_min"] svg')
+    await expect(line).to_have_attribute(
+        "aria-label", "Alerts per minute, last 5 min: now 60, peak 60"
+    )
+    await routes[0].close(code=1012, reason="service restart")
+
+    async def reconnected() -> bool:
+        return len(routes) > 1
+
+    await eventually(reconnected, True, within=15.0)
+    await expect(stats.locator('[data-stat="alerts_per_min"]')).to_have_text("10")
+    await expect(line).to_have_attribute(
+        "aria-label", re.compile(r"^Alerts per minute, last 5 min: .*peak 60")
     )
     assert alice.problems == []
 

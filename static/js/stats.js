@@ -134,8 +134,10 @@ export class Counters {
     setText(this.values.alerts_per_min, formatRate(lastMinute));
     const lastTx = points.at(-1)[1].tx_per_s;
     if (Number.isFinite(lastTx)) setText(this.values.tx_per_s, formatRate(lastTx));
-    this.txSpark.replace(txSamples);
-    this.alertSpark.replace(alertSamples);
+    // A server up for less than a minute has no whole minute to draw: the page keeps the
+    // line it drew before (a reconnect after a restart) rather than blanking it.
+    if (txSamples.length) this.txSpark.replace(txSamples);
+    if (alertSamples.length) this.alertSpark.replace(alertSamples);
     this.txSpark.draw(now);
     this.alertSpark.draw(now);
   }
