@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -89,6 +90,19 @@ async def test_header_counters_and_sparklines(
     assert alice.problems == []
 
 
+def ticks_before(now: dt.datetime, n: int) -> list[dict[str, Any]]:
+    """`n` seconds of hello.recent_stats up to `now`: one alert and 10 tx/s each, half a
+    second off the whole seconds so none sits on a window's edge."""
+    return [
+        {
+            "server_time": (now - dt.timedelta(seconds=k - 0.5)).isoformat(),
+            "tx_per_s": 10.0,
+            "alerts": 1,
+        }
+        for k in range(n, 0, -1)
+    ]
+
+
 async def test_header_starts_from_the_servers_last_minutes(
     browser: Browser, server: TestServer
 ) -> None:
@@ -101,14 +115,7 @@ async def test_header_starts_from_the_servers_last_minutes(
                 return  # held back: the header must come from hello alone
             if data["type"] == "hello":
                 now = dt.datetime.fromisoformat(data["server_time"])
-                data["recent_stats"] = [
-                    {
-                        "server_time": (now - dt.timedelta(seconds=k - 0.5)).isoformat(),
-                        "tx_per_s": 10.0,
-                        "alerts": 1,
-                    }
-                    for k in range(360, 0, -1)
-                ]
+                data["recent_stats"] = ticks_before(now, 360)
                 # The newest of those ticks in full: its alert is counted once, not twice.
                 data["stats"] = {
                     **data["recent_stats"][-1],
@@ -160,14 +167,7 @@ async def test_a_reconnect_to_a_young_server_keeps_the_alert_line(
                     return
                 if data["type"] == "hello":
                     now = dt.datetime.fromisoformat(data["server_time"])
-                    data["recent_stats"] = [
-                        {
-                            "server_time": (now - dt.timedelta(seconds=k - 0.5)).isoformat(),
-                            "tx_per_s": 10.0,
-                            "alerts": 1,
-                        }
-                        for k in range(ticks, 0, -1)
-                    ]
+                    data["recent_stats"] = ticks_before(now, ticks)
                     message = json.dumps(data)
                 ws.send(message)
 
