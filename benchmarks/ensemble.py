@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from backtest import labelled_rows  # noqa: E402
-from model import backtest, model_inputs, read_scores  # noqa: E402
+from model_classes import load_stream, stream_arguments  # noqa: E402
 from results_file import write_results  # noqa: E402
 
 from server.backtest import parse_duration  # noqa: E402
@@ -44,29 +42,13 @@ FIRST_TEST_DAY = 21  # day 22, counting from 1
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=300_000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--rate", type=float, default=0.116)
-    parser.add_argument("--label-delay", default="7d")
-    parser.add_argument("--negatives", type=int, default=20, help="legitimate labels per fraud")
-    parser.add_argument("--keep", type=Path, help="write (or reuse) labelled.csv here and keep it")
+    stream_arguments(parser, negatives=20)
     opts = parser.parse_args()
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
     delay_s = parse_duration(opts.label_delay).total_seconds()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = opts.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        data, rows = labelled_rows(work, opts.rows, opts.seed, opts.rate)
-        _, score_file = backtest(data, work, "on", opts.label_delay)
-        online_by_id = read_scores(score_file)
-        online = np.array([online_by_id[r.transaction.id] for r in rows])
-        vectors, day_list, accounts, label_list = model_inputs(rows, opts.label_delay)
-    x = np.array(vectors)
-    y = np.array(label_list)
-    days = np.array(day_list) - day_list[0]
-    ts = np.array([r.transaction.timestamp.timestamp() for r in rows])
+    _, n_rows, online, x, y, days, ts, accounts = load_stream(opts)
     test = np.flatnonzero(days >= FIRST_TEST_DAY)
 
     def figures(scores: Any) -> dict[str, float]:
@@ -119,7 +101,7 @@ def main() -> int:
     path = write_results(
         "ensemble",
         {
-            "rows": len(rows),
+            "rows": n_rows,
             "label_delay": opts.label_delay,
             "negatives_per_fraud": opts.negatives,
             "models": results,

@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -115,97 +115,128 @@ def metrics(
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def stream_arguments(parser: argparse.ArgumentParser, negatives: int) -> None:
+    """The flags of the seed-7 stream and its protocol, shared with benchmarks/ensemble.py."""
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rate", type=float, default=0.116)
     parser.add_argument("--label-delay", default="7d")
-    parser.add_argument("--negatives", type=int, default=10, help="legitimate labels per fraud")
-    parser.add_argument("--kinds", default="lr,hgb,hgb-pairs,mlp", help=f"of {','.join(KINDS)}")
+    parser.add_argument(
+        "--negatives", type=int, default=negatives, help="legitimate labels per fraud"
+    )
     parser.add_argument("--keep", type=Path, help="write (or reuse) labelled.csv here and keep it")
-    opts = parser.parse_args()
+
+
+class Stream(NamedTuple):
+    """The stream as both benchmarks use it: the product's backtest (report, scores) and
+    every row's model inputs, day (from 0), account number, label and POSIX time."""
+
+    report: dict[str, Any]
+    rows: int
+    online: Any
+    x: Any
+    y: Any
+    days: Any
+    ts: Any
+    accounts: list[int]
+
+
+def load_stream(opts: argparse.Namespace) -> Stream:
     import numpy as np
 
-    delay_s = parse_duration(opts.label_delay).total_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         work = opts.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         data, rows = labelled_rows(work, opts.rows, opts.seed, opts.rate)
-
         report, score_file = backtest(data, work, "on", opts.label_delay)
         online_by_id = read_scores(score_file)
         online = np.array([online_by_id[r.transaction.id] for r in rows])
-
         vectors, day_list, accounts, label_list = model_inputs(rows, opts.label_delay)
-        x = np.array(vectors)
-        ts = np.array([r.transaction.timestamp.timestamp() for r in rows])
-        days = np.array(day_list) - day_list[0]
-        y = np.array(label_list)
-        first_test = 21
-        print(f"{len(rows):,} rows, {int(y.sum()):,} frauds, {x.shape[1]} inputs")
+    return Stream(
+        report,
+        len(rows),
+        online,
+        np.array(vectors),
+        np.array(label_list),
+        np.array(day_list) - day_list[0],
+        np.array([r.transaction.timestamp.timestamp() for r in rows]),
+        accounts,
+    )
 
-        results: dict[str, dict[str, Any]] = {
-            "online": metrics(days.tolist(), accounts, online.tolist(), y.tolist(), first_test)
-        }
-        rng = np.random.default_rng(0)
-        for kind in opts.kinds.split(","):
-            scores = online.copy()
-            spent = 0.0
-            for day in range(1, int(days.max()) + 1):
-                today = np.flatnonzero(days == day)
-                if not len(today):
-                    continue
-                known = np.flatnonzero(ts <= ts[today[0]] - delay_s)
-                frauds, legit = known[y[known] == 1], known[y[known] == 0]
-                if len(frauds) < 10:
-                    continue
-                keep = rng.choice(legit, min(len(legit), opts.negatives * len(frauds)), False)
-                train = np.concatenate([frauds, keep])
-                weights = np.where(y[train] == 1, 1.0, len(legit) / max(len(keep), 1))
-                model = make(kind)
-                started = time.perf_counter()
-                fit(model, kind, x[train], y[train], weights)
-                spent += time.perf_counter() - started
-                scores[today] = predict(model, kind, x[today], len(legit) / max(len(keep), 1))
-            results[f"daily-{kind}"] = metrics(
-                days.tolist(), accounts, scores.tolist(), y.tolist(), first_test
-            ) | {"fit_seconds": round(spent, 1)}
-            print(f"  daily-{kind}: {results[f'daily-{kind}']}", flush=True)
 
-        from sklearn.ensemble import RandomForestClassifier
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    stream_arguments(parser, negatives=10)
+    parser.add_argument("--kinds", default="lr,hgb,hgb-pairs,mlp", help=f"of {','.join(KINDS)}")
+    opts = parser.parse_args()
+    import numpy as np
 
-        train = np.flatnonzero(days < 14)
-        test = np.flatnonzero(days >= first_test)
-        forest = RandomForestClassifier(
-            n_estimators=100, max_depth=20, min_samples_leaf=2, n_jobs=1, random_state=0
-        ).fit(x[train], y[train])
-        forest_scores = online.copy()
-        forest_scores[test] = forest.predict_proba(x[test])[:, 1]
-        m = metrics(days.tolist(), accounts, forest_scores.tolist(), y.tolist(), first_test)
-        results["forest"] = {
-            "ap_days_22_30": m["ap_days_22_30"],
-            "card_precision_at_100_days_22_30": m["card_precision_at_100_days_22_30"],
-        }
+    delay_s = parse_duration(opts.label_delay).total_seconds()
+    report, n_rows, online, x, y, days, ts, accounts = load_stream(opts)
+    first_test = 21
+    print(f"{n_rows:,} rows, {int(y.sum()):,} frauds, {x.shape[1]} inputs")
 
-        print("model            AP 30 d  AP d8-21  AP d22-30  card P@100 d22-30  fit s")
-        for name, r in results.items():
-            print(
-                f"  {name:14} {r.get('ap_30_days', '—'):>7}  {r.get('ap_days_8_21', '—'):>8}  "
-                f"{r['ap_days_22_30']:>9}  {r['card_precision_at_100_days_22_30']:>17}  "
-                f"{r.get('fit_seconds', '—'):>5}"
-            )
-        path = write_results(
-            "model-classes",
-            {
-                "rows": len(rows),
-                "label_delay": opts.label_delay,
-                "negatives_per_fraud": opts.negatives,
-                "online_overall": report["overall"],
-                "models": results,
-            },
+    results: dict[str, dict[str, Any]] = {
+        "online": metrics(days.tolist(), accounts, online.tolist(), y.tolist(), first_test)
+    }
+    rng = np.random.default_rng(0)
+    for kind in opts.kinds.split(","):
+        scores = online.copy()
+        spent = 0.0
+        for day in range(1, int(days.max()) + 1):
+            today = np.flatnonzero(days == day)
+            if not len(today):
+                continue
+            known = np.flatnonzero(ts <= ts[today[0]] - delay_s)
+            frauds, legit = known[y[known] == 1], known[y[known] == 0]
+            if len(frauds) < 10:
+                continue
+            keep = rng.choice(legit, min(len(legit), opts.negatives * len(frauds)), False)
+            train = np.concatenate([frauds, keep])
+            weights = np.where(y[train] == 1, 1.0, len(legit) / max(len(keep), 1))
+            model = make(kind)
+            started = time.perf_counter()
+            fit(model, kind, x[train], y[train], weights)
+            spent += time.perf_counter() - started
+            scores[today] = predict(model, kind, x[today], len(legit) / max(len(keep), 1))
+        results[f"daily-{kind}"] = metrics(
+            days.tolist(), accounts, scores.tolist(), y.tolist(), first_test
+        ) | {"fit_seconds": round(spent, 1)}
+        print(f"  daily-{kind}: {results[f'daily-{kind}']}", flush=True)
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    train = np.flatnonzero(days < 14)
+    test = np.flatnonzero(days >= first_test)
+    forest = RandomForestClassifier(
+        n_estimators=100, max_depth=20, min_samples_leaf=2, n_jobs=1, random_state=0
+    ).fit(x[train], y[train])
+    forest_scores = online.copy()
+    forest_scores[test] = forest.predict_proba(x[test])[:, 1]
+    m = metrics(days.tolist(), accounts, forest_scores.tolist(), y.tolist(), first_test)
+    results["forest"] = {
+        "ap_days_22_30": m["ap_days_22_30"],
+        "card_precision_at_100_days_22_30": m["card_precision_at_100_days_22_30"],
+    }
+
+    print("model            AP 30 d  AP d8-21  AP d22-30  card P@100 d22-30  fit s")
+    for name, r in results.items():
+        print(
+            f"  {name:14} {r.get('ap_30_days', '—'):>7}  {r.get('ap_days_8_21', '—'):>8}  "
+            f"{r['ap_days_22_30']:>9}  {r['card_precision_at_100_days_22_30']:>17}  "
+            f"{r.get('fit_seconds', '—'):>5}"
         )
-        print(f"results: {path}")
+    path = write_results(
+        "model-classes",
+        {
+            "rows": n_rows,
+            "label_delay": opts.label_delay,
+            "negatives_per_fraud": opts.negatives,
+            "online_overall": report["overall"],
+            "models": results,
+        },
+    )
+    print(f"results: {path}")
     return 0
 
 
