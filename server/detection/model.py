@@ -424,7 +424,7 @@ class Predictor:
         return self.cal_a * logit + self.cal_b
 
     def predict_proba(self, x: Sequence[float]) -> float:
-        return sigmoid(self.cal_a * self.logit(x) + self.cal_b)
+        return sigmoid(self.calibrated(self.logit(x)))
 
     def contributions(self, x: Sequence[float]) -> dict[str, float]:
         """Each input's share of the calibrated logit, against the average labelled
@@ -803,22 +803,14 @@ class ModelSlot:
         raw = capture(features, tx, rules.reasons, rules_score, recent)
         if rules_score >= FLAG_SCORE:  # `note` ignores the rest: spare the call
             flags.note(tx.account_id, t, rules_score)
-        remembered = self.remembered
         predictor = self.predictor
         if predictor is None:
-            remembered[tx.id] = raw
-            if len(remembered) > self.memory:
-                # An OrderedDict: a plain dict's first key is found by skipping every deleted
-                # slot before it, ~50 us at 250k entries once evictions start.
-                remembered.popitem(last=False)
+            self._remember(tx.id, raw)
             return rules
         x = inputs(raw)
         logit = predictor.logit(x)
-        # The logit is remembered with the inputs: the calibration learns from it.
-        remembered[tx.id] = raw + _pack_logit(logit)
-        if len(remembered) > self.memory:
-            remembered.popitem(last=False)
-        p = sigmoid(predictor.cal_a * logit + predictor.cal_b)  # predict_proba, calls less
+        self._remember(tx.id, raw + _pack_logit(logit))  # the calibration learns from it
+        p = sigmoid(predictor.calibrated(logit))
         score = round(p, 4)
         decision, severity = decide(score)
         reasons = rules.reasons
@@ -829,6 +821,14 @@ class ModelSlot:
                 reason = Reason("model", "", score, review_threshold, p)
             reasons = (reason, *reasons)
         return Scored(score, decision, severity, reasons, rules.rules_version)
+
+    def _remember(self, tx_id: str, raw: bytes) -> None:
+        remembered = self.remembered
+        remembered[tx_id] = raw
+        if len(remembered) > self.memory:
+            # An OrderedDict: a plain dict's first key is found by skipping every deleted
+            # slot before it, ~50 us at 250k entries once evictions start.
+            remembered.popitem(last=False)
 
     def pop_examples(
         self, labels: Iterable[tuple[str, bool]]
