@@ -316,14 +316,14 @@ class Hub:
             sub.wake()
 
     def publish_stats(self, snapshot: dict[str, Any]) -> None:
-        at = messages.server_time()
+        body = messages.stats_body(snapshot)
         # Kept in the same synchronous step as the fan-out: a client that subscribes before
         # it gets this tick live, one that subscribes after gets it in its hello; never both.
-        self.recent_stats.append(messages.stats_tick(snapshot, at))
-        self.latest_stats = messages.stats_body(snapshot, at)
+        self.recent_stats.append(messages.stats_tick(body))
+        self.latest_stats = body
         if not self.subscribers:
             return
-        frame = text_frame(messages.stats(snapshot, at))
+        frame = text_frame(messages.stats(body))
         for sub in self.subscribers:
             sub.stats = frame
             sub.wake()

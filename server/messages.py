@@ -71,13 +71,13 @@ def hello(
     )
 
 
-def stats_tick(snapshot: dict[str, Any], at: str) -> dict[str, Any]:
-    """One published `stats` message as hello's `recent_stats` keeps it: when, and the
-    figures the header's sparklines draw."""
+def stats_tick(body: dict[str, Any]) -> dict[str, Any]:
+    """One published `stats` message (`stats_body`) as hello's `recent_stats` keeps it:
+    when, and the figures the header's sparklines draw."""
     return {
-        "server_time": at,
-        "tx_per_s": snapshot.get("tx_per_s"),
-        "alerts": snapshot.get("alerts"),
+        "server_time": body["server_time"],
+        "tx_per_s": body.get("tx_per_s"),
+        "alerts": body.get("alerts"),
     }
 
 
@@ -90,14 +90,16 @@ def verdicts(items: Sequence[Verdict]) -> bytes:
     return _encoder.encode(_Verdicts("verdicts", items))
 
 
-def stats_body(snapshot: dict[str, Any], at: str) -> dict[str, Any]:
-    """A `stats` message's fields without its `type`, as hello's `stats` carries them."""
+def stats_body(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A `stats` message's fields without its `type`, stamped now: what `stats` sends and
+    hello's `stats` carries."""
     # server_time lets a page refine its idea of the server's clock every second.
-    return {**snapshot, "server_time": at}
+    return {**snapshot, "server_time": server_time()}
 
 
-def stats(snapshot: dict[str, Any], at: str) -> bytes:
-    return encode({"type": "stats", **stats_body(snapshot, at)})
+def stats(body: dict[str, Any]) -> bytes:
+    """The `stats` message of a `stats_body`."""
+    return encode({"type": "stats", **body})
 
 
 def presence(alert_id: str, users: Sequence[str]) -> bytes:
