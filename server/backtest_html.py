@@ -172,7 +172,7 @@ def _daily_chart(report: dict[str, Any]) -> tuple[str, str]:
         run: list[str] = []
         for i, d in enumerate([*days, None]):
             value = None if d is None else _shown(d, key)
-            if d is None or value is None:
+            if value is None:
                 if len(run) > 1:
                     plot.parts.append(
                         f'<polyline points="{" ".join(run)}" fill="none" stroke="{color}" '
