@@ -146,16 +146,26 @@ def test_a_label_after_a_restart_is_learnt_as_without_one(tmp_path: Path) -> Non
     assert [third.score(tx) for tx in txs[half:]] != expected
 
 
+def scored(n: int = 100) -> Detector:
+    det = learning()
+    for tx in stream(n):
+        det.score(tx)
+    return det
+
+
+def save_as_layout(det: Detector, path: Path, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot whose model memory is marked with `layout`, as another build writes it."""
+    monkeypatch.setattr("server.detection.snapshot.RAW_LAYOUT", layout)
+    save(det.featurizer, path, det.model)
+    monkeypatch.undo()
+
+
 def test_model_memory_of_other_inputs_is_left_out_and_the_rest_restored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    det = learning()
-    for tx in stream(100):
-        det.score(tx)
+    det = scored()
     path = tmp_path / "state.msgpack"
-    monkeypatch.setattr("server.detection.snapshot.RAW_LAYOUT", "m1+older/<Idd")
-    save(det.featurizer, path, det.model)
-    monkeypatch.undo()
+    save_as_layout(det, path, "m1+older/<Idd", monkeypatch)
     fresh = learning()
     assert load(fresh.featurizer, path, fresh.model) == sum(det.featurizer.size().values())
     assert fresh.model is not None and not fresh.model.remembered
@@ -165,9 +175,7 @@ def test_model_memory_of_other_inputs_is_left_out_and_the_rest_restored(
 def test_model_memory_from_before_the_logit_was_kept_loads_and_bad_entries_are_left_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    det = learning()
-    for tx in stream(100):
-        det.score(tx)
+    det = scored()
     assert det.model is not None
     old_layout = next(layout for layout in RAW_LAYOUTS_READ if layout != RAW_LAYOUT)
     assert old_layout.startswith(FEATURE_SET)  # the same inputs, before the logit
@@ -177,9 +185,7 @@ def test_model_memory_from_before_the_logit_was_kept_loads_and_bad_entries_are_l
     det.model.remembered = OrderedDict((k, v[:110]) for k, v in items)
     det.model.remembered["damaged"] = b"\x00" * 7
     path = tmp_path / "state.msgpack"
-    monkeypatch.setattr("server.detection.snapshot.RAW_LAYOUT", old_layout)
-    save(det.featurizer, path, det.model)
-    monkeypatch.undo()
+    save_as_layout(det, path, old_layout, monkeypatch)
     fresh = learning()
     load(fresh.featurizer, path, fresh.model)
     assert fresh.model is not None
