@@ -375,8 +375,10 @@ def _check_timestamp(timestamp: dt.datetime, now: dt.datetime | None) -> None:
 def _check_amount(amount: Decimal, currency: str, units: int) -> None:
     if not amount.is_finite():
         raise _invalid("invalid_field", "'amount' must be a finite number", "amount")
-    if amount <= 0:
-        raise _invalid("invalid_field", "'amount' must be > 0", "amount")
+    # Zero is a real amount: zero-value authorizations verify a card (and card testers use
+    # them), and exported datasets hold such rows. A sign, even on zero, is refused.
+    if amount.is_signed():
+        raise _invalid("invalid_field", "'amount' must be >= 0", "amount")
     if amount >= MAX_AMOUNT:
         raise _invalid("invalid_field", f"'amount' must be less than {MAX_AMOUNT}", "amount")
     # The value must fit the unit; trailing zeros do not count (1200.0 JPY is fine).

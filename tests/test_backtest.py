@@ -8,6 +8,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import math
 import random
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -636,3 +637,52 @@ def test_a_backtest_scores_without_rendering_messages() -> None:
     detector = backtest.backtest_detector(args)
     assert detector.explain is False
     assert detector.model is not None
+
+
+def test_zero_amounts_are_scored_like_any_other(tmp_path: Path) -> None:
+    # Zero-value authorizations are real (card checks, card testing) and public datasets
+    # hold them: each such row gets a score, on accounts with a history and on one whose
+    # every amount is zero (mean 0, spread 0), with the model learning from them too.
+    stream = Simulator(seed=5, rate=2.0, start=T0, accounts=200).generate(4000)
+    data = tmp_path / "zeros.csv"
+    zeros: set[str] = set()
+    with data.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "timestamp", "account_id", "merchant_id", "amount", "is_fraud"])
+        for n, item in enumerate(stream):
+            tx = item.transaction
+            amount = "0.00" if n % 7 == 0 else str(tx.amount)
+            account = "only-zeros" if n % 50 == 0 else tx.account_id
+            if amount == "0.00" or account == "only-zeros":
+                amount = "0.00"
+                zeros.add(tx.id)
+            w.writerow([tx.id, tx.timestamp.isoformat(), account, tx.merchant_id, amount,
+                        int(item.is_fraud)])  # fmt: skip
+    scores, as_json = tmp_path / "s.csv", tmp_path / "r.json"
+    args = ["backtest", str(data), "--label", "is_fraud", "--label-delay", "10m"]
+    assert main([*args, "--scores-out", str(scores), "--report", str(as_json)]) == 0
+
+    report = json.loads(as_json.read_text())
+    assert report["meta"]["invalid_rows"] == 0
+    with scores.open(newline="") as f:
+        written = {tx_id: float(score) for tx_id, score, _ in list(csv.reader(f))[1:]}
+    assert len(written) == len(stream) and zeros <= written.keys()
+    assert all(0.0 <= written[tx_id] <= 1.0 for tx_id in zeros)
+
+
+def test_the_model_learns_and_scores_zero_amounts() -> None:
+    slot = ModelSlot(learner=OnlineLogit(), min_labels=1, min_frauds=0)
+    detector = Detector(model=slot)
+    rows = [
+        Row(i + 2, txn(f"z{i}", T0 + i * 0.05 * HOUR, account=f"a{i % 5}",
+                       amount="0.00" if i % 2 else "20.00"), i % 3 == 0)
+        for i in range(300)
+    ]  # fmt: skip
+    outcome = run_backtest(
+        rows, detector, label_delay=HOUR, on_label=label_hook(detector),
+        day_of=day_function(dt.UTC),
+    )  # fmt: skip
+    assert slot.learner is not None and slot.learner.count == outcome.labels_revealed > 0
+    assert slot.predictor is not None, "the model never became ready"  # 100 labels at least
+    assert all(math.isfinite(w) for w in slot.predictor.weights)
+    assert len(outcome.scores) == len(rows) and all(0.0 <= s <= 1.0 for s in outcome.scores)

@@ -294,18 +294,19 @@ def test_amounts_from_float_exports_are_rounded_unless_exact_is_asked(
     path = write(tmp_path / name, HEADER, rows)
     with Source(path, SourceOptions(mapping=MAPPING)) as source:
         items = list(source)
-        assert source.amounts_rounded == 3  # rows 1-3; 0.004 would be 0.00: refused, not kept
-        assert "3 amounts had more decimals" in source.notes()[0]
+        assert source.amounts_rounded == 4  # rows 1-4; 0.004 is 0.00, a zero amount
+        assert "4 amounts had more decimals" in source.notes()[0]
     amounts = {tx.id: tx.amount for tx in transactions(items)}
     assert amounts == {
         "1": Decimal("57.95"),
         "2": Decimal("12.34"),  # half-even: banker's rounding, as ledgers do
         "3": Decimal("12.36"),
+        "4": Decimal("0.00"),
         "6": Decimal("12.10"),
     }
     refused = {e.line: e.field for e in items if isinstance(e, RowError)}
     header = 1 if name.endswith(".csv") else 0
-    assert refused == {4 + header: "amount", 5 + header: "amount"}
+    assert refused == {5 + header: "amount"}
     exact = read(path, round_amounts=False)
     assert [tx.id for tx in transactions(exact)] == ["6"]
 
@@ -376,7 +377,7 @@ async def test_replay_into_a_running_server(aiohttp_server: Any, tmp_path: Path)
     rows = _card_testing_rows(5)
     # Valid offline, but the server refuses a timestamp far ahead of its clock.
     rows.append(["future", "2999-01-01T00:00:00Z", "c", "m", "5.00", "", "", "0", "0"])
-    rows.append(["broken", "2026-03-02T14:00:00Z", "c", "m", "0", "", "", "0", "0"])
+    rows.append(["broken", "2026-03-02T14:00:00Z", "c", "m", "-1.00", "", "", "0", "0"])
     path = write_csv(tmp_path / "f.csv", HEADER, rows)
     with Source(path, SourceOptions(mapping=MAPPING, label="TX_FRAUD")) as source:
         summary = await replay_to_target(source, str(server.make_url("/")), API_KEY, batch_size=2)

@@ -102,10 +102,10 @@ def test_what_is_not_a_json_object_is_refused(
         ("0x10", "JSON number or a numeric string"),
         ("\u0661", "JSON number or a numeric string"),  # an Arabic-Indic digit one
         ("12 USD", "JSON number or a numeric string"),
-        (-5, "> 0"),
-        (0, "> 0"),
-        ("0.00", "> 0"),
-        ("-0", "> 0"),
+        (-5, ">= 0"),
+        ("-0.01", ">= 0"),
+        ("-0", ">= 0"),  # a signed zero is a sign error somewhere upstream
+        ("-0.00", ">= 0"),
         (10**15, "less than"),
         ("1e15", "less than"),
         (10**400, "less than"),
@@ -141,6 +141,8 @@ def test_out_of_range_json_numbers_are_refused_naming_amount(raw_amount: str) ->
         ("1.005", "BHD", "1.005"),
         ("1.005", "KWD", "1.005"),
         ("0.01", "EUR", "0.01"),
+        (0, "USD", "0"),  # a zero-value authorization (card check)
+        ("0.00", "USD", "0.00"),
         ("999999999999999.99", "USD", "999999999999999.99"),
     ],
 )
