@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from server.detection import Detector, Scored
+from server.detection.detector import AMOUNT_SPAN, amount_share
 from server.detection.rules import compile_sources, default_pack, load_rules
-from server.transactions import Transaction
+from server.transactions import MAX_AMOUNT, Transaction
 
 # The default pack's scores: tests check how they combine, not the calibration itself.
 PACK = {rule.name: rule.score for rule in load_rules().rules}
@@ -25,6 +26,12 @@ def noisy_or(*names: str) -> float:
     for name in names:
         miss *= 1 - PACK[name]
     return 1 - miss
+
+
+def plus_amount(rules_score: float, amount: str) -> float:
+    """The score of a transaction the rules scored `rules_score`, with no model: its amount
+    orders the ties (detector.AMOUNT_SPAN)."""
+    return round(round(rules_score, 4) + amount_share(float(amount)), 6)
 
 
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
@@ -81,7 +88,7 @@ def test_amount_outlier_fires_with_ratio_and_threshold_in_message() -> None:
     assert "threshold 5×" in r.message
     # Most large purchases are genuine: alone, an outlier is weighed but not an alert.
     assert (scored.score, scored.decision, scored.severity) == (
-        PACK["amount_outlier"],
+        plus_amount(PACK["amount_outlier"], "1250.00"),
         "allow",
         "low",
     )
@@ -154,7 +161,7 @@ def test_impossible_travel_new_york_to_london_in_an_hour() -> None:
     assert "5,57" in r.message
     assert "in 1.0 h" in r.message
     assert "threshold 900 km/h" in r.message
-    assert scored.score == 0.7
+    assert scored.score == plus_amount(0.7, "40.00")
     assert (scored.decision, scored.severity) == ("review", "high")
 
 
@@ -243,7 +250,7 @@ def test_account_takeover_pattern_reaches_review() -> None:
     # New country, device and merchant with the usual spend: weighed, not an alert.
     novel = det.score(make_tx(0, merchant_id="m-9", device_id="d-9", country="FR"))
     assert codes(novel) == ["new_country", "new_device", "new_merchant"]
-    assert novel.score == pytest.approx(noisy_or(*codes(novel)), abs=1e-4)
+    assert novel.score == plus_amount(noisy_or(*codes(novel)), "40.00")
     assert novel.decision == "allow"
     # With a spend shift on top it is someone else spending the account's money.
     det = Detector()
@@ -265,7 +272,7 @@ def test_card_testing_fires_on_third_tiny_charge() -> None:
     r = reason(third, "card_testing")
     assert (r.observed, r.threshold) == (3, 3)
     assert r.message == "3 transactions under 5.00 USD in the last 10 min (threshold 3)"
-    assert third.score == 0.65
+    assert third.score == plus_amount(0.65, "1.00")
     assert (third.decision, third.severity) == ("review", "high")
 
 
@@ -355,7 +362,7 @@ def test_two_strong_signals_block() -> None:
         "new_country",
         "amount_outlier",
     ]
-    assert scored.score == pytest.approx(noisy_or(*codes(scored)), abs=1e-4)
+    assert scored.score == plus_amount(noisy_or(*codes(scored)), "1250.00")
     assert (scored.decision, scored.severity) == ("block", "critical")
 
 
@@ -374,12 +381,45 @@ def test_reasons_are_ordered_by_weight() -> None:
         "new_merchant",
     }
     assert weights == sorted(weights, reverse=True)
-    assert scored.score == pytest.approx(noisy_or(*codes(scored)), abs=1e-4)
+    assert scored.score == plus_amount(noisy_or(*codes(scored)), "1250.00")
 
 
-def test_quiet_transaction_scores_zero() -> None:
+def test_quiet_transaction_scores_only_its_amount() -> None:
     scored = Detector().score(make_tx())
-    assert scored == Scored(0.0, "allow", "low", (), Detector().rules_version)
+    assert scored == Scored(plus_amount(0.0, "40.00"), "allow", "low", (), Detector().rules_version)
+    assert 0.0 < scored.score < AMOUNT_SPAN
+
+
+def test_without_a_model_the_amount_orders_the_rules_ties() -> None:
+    det = Detector()
+    small, large = (det.score(make_tx(s, account_id=a, amount=amount))
+                    for s, a, amount in ((0, "a-1", "12.00"), (1, "a-2", "900.00")))  # fmt: skip
+    assert small.reasons == large.reasons == ()
+    assert 0.0 < small.score < large.score < AMOUNT_SPAN
+    assert large.score == plus_amount(0.0, "900.00")
+    assert Detector().score(make_tx(amount="0.00")).score == 0.0
+    # The largest amount accepted adds the whole span, no more.
+    assert amount_share(float(MAX_AMOUNT)) == pytest.approx(AMOUNT_SPAN)
+
+
+@pytest.mark.parametrize(("weight", "review", "block"), [(0.4999, 0.5, 0.8), (0.7999, 0.5, 0.8)])
+def test_the_amount_never_moves_a_transaction_across_a_threshold(
+    weight: float, review: float, block: float
+) -> None:
+    pack = f"""
+[[rules]]
+name = "edge"
+score = {weight}
+severity = "low"
+all = [{{ feature = "amount", op = ">=", value = 1 }}]
+reason = "edge"
+"""
+    det = Detector(rules=compile_sources([("edge.toml", pack.encode())]),
+                   review_threshold=review, block_threshold=block)  # fmt: skip
+    scored = det.score(make_tx(amount="50000.00"))
+    assert scored.decision == det.decide(weight)[0]
+    top = review if scored.decision == "allow" else block
+    assert weight < scored.score < top  # ordered above its ties, still in its band
 
 
 @pytest.mark.parametrize(

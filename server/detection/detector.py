@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from math import log1p
 
 from server.detection.features import DEFAULT_TTL_S, Featurizer, Value
 from server.detection.model import MODEL_FEATURES, ModelSlot
 from server.detection.rules import SEVERITIES, RuleSet, load_rules
 from server.detection.verdict import Decision, Reason, Scored, Severity
-from server.transactions import Transaction
+from server.transactions import MAX_AMOUNT, Transaction
 
 HIGH_SEVERITY_SCORE = 0.65
+AMOUNT_SPAN = 0.01
+"""The most the amount adds to the rules' score until the model scores (log-scaled up to
+the largest amount accepted): enough to order the rules' ties, larger amounts first,
+never enough to move a transaction across a threshold.
+
+Most transactions fire no rule, and before the model has learnt from enough labels (a week
+or more of a new stream, with chargebacks a week late) they all scored 0, frauds with them:
+their order decided what an analyst saw first and what a backtest's first week measured.
+Large payments are riskier whoever makes them, on every stream we measured: ordering the
+ties by amount lifted the mean daily average precision of the label-free days from 0.054 to
+0.22 on the handbook-style stream and from 0.52 to 0.56 on our simulator (docs/model.md,
+"Before the model scores"). A function of the amount alone, so a verdict still depends only
+on the transaction and its keys' history, not on other accounts'. The raw number, whatever
+the currency: a stream that mixes currencies orders its ties by it."""
+AMOUNT_GAP = 1e-6  # a score moved by its amount stays this far under the threshold above it
+_LOG_MAX_AMOUNT = log1p(MAX_AMOUNT)
+
+
+def amount_share(amount: float) -> float:
+    """What `amount` adds to the rules' score before the model scores: 0 to AMOUNT_SPAN."""
+    return AMOUNT_SPAN * log1p(amount) / _LOG_MAX_AMOUNT
+
+
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}  # low ... critical
 
 
@@ -132,10 +156,14 @@ class Detector:
             scored = self._scored(tuple(reasons))
         model = self._model
         if model is not None:
-            return model.rescore(
+            ready = model.predictor is not None  # else it only remembers the inputs
+            rescored = model.rescore(
                 tx, v, scored, self.decide, self.review_threshold, t, factors=explain
             )
-        return scored
+            if ready:
+                return rescored
+        amount = v.get("amount")
+        return self._by_amount(scored, float(tx.amount) if amount is None else amount)
 
     # --- learning from labels (server/detection/model.py) ---------------------------------
 
@@ -156,6 +184,20 @@ class Detector:
         if score < self.review_threshold:
             return "allow", "low"
         return "review", "medium" if score < HIGH_SEVERITY_SCORE else "high"
+
+    def _by_amount(self, scored: Scored, amount: float) -> Scored:
+        """`scored` with up to AMOUNT_SPAN more the larger the amount, within its decision's
+        band: until the model scores, the amount orders the rules' ties."""
+        score = scored.score
+        ranked = score + amount_share(amount)
+        decision = scored.decision
+        if decision != "block":
+            top = self.review_threshold if decision == "allow" else self.block_threshold
+            ranked = min(ranked, top - AMOUNT_GAP)
+        ranked = round(ranked, 6)
+        if ranked <= score:
+            return scored
+        return Scored(ranked, decision, scored.severity, scored.reasons, scored.rules_version)
 
     def _scored(self, reasons: tuple[Reason, ...]) -> Scored:
         keep = 1.0
