@@ -262,6 +262,28 @@ def test_account_takeover_pattern_reaches_review() -> None:
     assert scored.decision != "allow"
 
 
+# --- compromised_merchant ---------------------------------------------------------------
+
+
+def test_compromised_merchant_stops_a_week_after_its_last_fraud_label() -> None:
+    det = Detector()
+    day = 86400.0
+    t0 = T0.timestamp()
+    fired = {}
+    # Four chargebacks on m-skim's transactions learnt on day 0, then one genuine label a
+    # day; a new card shops there at noon each day, in event time.
+    for i in range(4):
+        det.featurizer.learn_label("m-skim", t0 + i, True)
+    for d in range(12):
+        if d:
+            det.featurizer.learn_label("m-skim", t0 + d * day, False)
+        scored = det.score(make_tx(d * day + 3600, account_id=f"a-{d}", merchant_id="m-skim"))
+        fired[d] = "compromised_merchant" in codes(scored)
+    # Days 0-6: 4 frauds of 4-10 labels, one learnt this week. From day 7 no fraud label is
+    # that recent: the compromise is over, though 4 of 11-15 labels in 30 d still say fraud.
+    assert fired == {d: d < 7 for d in range(12)}
+
+
 # --- card_testing -------------------------------------------------------------------------
 
 
