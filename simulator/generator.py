@@ -142,6 +142,13 @@ class Simulator:
         # Trips last hours: uncapped, everyone in a small population would soon be abroad.
         self._max_away = max(1, len(self.accounts) // 100)
         self._count = 0
+        # Ids are unique across restarts of a live stream: the store keeps the first
+        # transaction under an id and refuses another, so a restarted demo numbering from 1
+        # again had every transaction refused until it passed the previous run's count. A
+        # live stream's ids carry its start (milliseconds, base 36); a stream with `start`
+        # given is a function of its arguments, ids included.
+        run = "" if start_us is not None else f"{_base36(now_us // 1000)}-"
+        self.id_prefix = f"tx-{seed}-{run}"
         self._preroll(now_us)
         if start_us is None:
             # Again after the pre-roll (up to a second): its few transactions due in between
@@ -241,7 +248,7 @@ class Simulator:
             if self._rng.random() < NO_DEVICE:
                 device = None
         tx = Transaction(
-            id=f"tx-{self.seed}-{self._count}",
+            id=f"{self.id_prefix}{self._count}",
             timestamp=account.city.epoch + dt.timedelta(microseconds=event.at_us),
             account_id=account.id,
             merchant_id=merchant.id,
@@ -270,7 +277,7 @@ class Simulator:
         shopper = accounts.shopper
         weekday = accounts.weekday
         away = self._away
-        seed = self.seed
+        id_prefix = self.id_prefix
         timedelta = dt.timedelta
         while len(out) < n:
             t = self._next_normal
@@ -338,7 +345,7 @@ class Simulator:
             append(
                 Labeled(
                     Transaction(
-                        id=f"tx-{seed}-{self._count}",
+                        id=f"{id_prefix}{self._count}",
                         timestamp=city.epoch + timedelta(microseconds=t),
                         account_id=account.id,
                         merchant_id=merchant.id,
@@ -359,3 +366,15 @@ class Simulator:
             )
             self._next_normal = t + self._gap(self._arrival_rate)
         return out
+
+
+_DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(n: int) -> str:
+    out = ""
+    while True:
+        n, digit = divmod(n, 36)
+        out = _DIGITS36[digit] + out
+        if not n:
+            return out

@@ -289,7 +289,7 @@ async def test_simulator_ground_truth_becomes_labels_only_when_enabled(
         return bool(trainer.status.labels_learnt > 0)
 
     await _until(learnt)
-    ids = [f"tx-{on.seed}-{n}" for n in range(1, feed.produced + 1)]
+    ids = [f"{feed.simulator.id_prefix}{n}" for n in range(1, feed.produced + 1)]
     stored = await app[STORE].get_labels(ids)  # type: ignore[index]
     assert stored
     assert {label.source for label in stored.values()} == {"simulator"}
@@ -307,7 +307,7 @@ async def test_simulator_ground_truth_becomes_labels_only_when_enabled(
     # The scorecard gets the ground truth either way; the model never does.
     await _until(counted)
     feed = app[SIMULATOR_FEED]  # type: ignore[index]
-    ids = [f"tx-{off.seed}-{n}" for n in range(1, feed.produced + 1)]
+    ids = [f"{feed.simulator.id_prefix}{n}" for n in range(1, feed.produced + 1)]
     assert await app[STORE].get_labels(ids) == {}  # type: ignore[index]
     assert app[TRAINER].status.labels_learnt == 0  # type: ignore[index]
     assert not feed.pending_labels
@@ -336,3 +336,34 @@ async def test_labels_teach_the_live_detector_which_merchants_are_compromised(
     fired = {r["code"]: r for r in after["reasons"]}
     assert "compromised_merchant" in fired, after
     assert "m-skim" in fired["compromised_merchant"]["message"]
+
+
+async def test_a_restarted_simulator_feed_is_stored_at_once(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # A restart used to number the simulator's ids from 1 again: each one was refused as a
+    # conflict with the previous run's, and the demo stayed silent for as long as it had run.
+    from server.app import SIMULATOR_FEED
+
+    settings = make_settings(tmp_path, simulator=True, rate=200.0)
+
+    async def first_50_stored() -> set[str]:
+        client: TestClient = await aiohttp_client(create_app(settings))
+        app = client.app
+        feed = app[SIMULATOR_FEED]  # type: ignore[index]
+
+        async def produced() -> bool:
+            return bool(feed.produced >= 50)
+
+        await _until(produced)
+        ids = [f"{feed.simulator.id_prefix}{n}" for n in range(1, 51)]
+
+        async def stored() -> bool:
+            return len(await app[STORE].known_transactions(ids)) == len(ids)  # type: ignore[index]
+
+        await _until(stored)
+        await client.close()
+        return set(ids)
+
+    first, second = await first_50_stored(), await first_50_stored()
+    assert not first & second
