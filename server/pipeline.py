@@ -269,6 +269,8 @@ class DetectionLoop:
                 fresh[tx.id] = (verdict, tx)
                 records.append(StoredRecord(tx, verdict, scored.severity, received_at))
                 out.append(verdict)
+            if sub.waiter is None:
+                _warn_conflicts(out)
             answers.append(out)
         if records:
             # The records are scored once and kept: a retry writes the same verdicts, so the
@@ -290,3 +292,15 @@ class DetectionLoop:
             self.hub.publish_verdicts(new_verdicts)
         if records and self.on_stored is not None:
             self.on_stored(records)
+
+
+def _warn_conflicts(answers: list[Verdict | FieldError]) -> None:
+    """A feed's submission has nobody to answer: say when its transactions were refused."""
+    refused = [a for a in answers if isinstance(a, FieldError)]
+    if refused:
+        log.warning(
+            "%d transaction(s) from a feed refused: an id already stored holds another "
+            "transaction (first: %s)",
+            len(refused),
+            refused[0].message,
+        )

@@ -85,6 +85,26 @@ async def test_closed_queue_refuses_new_work_but_hands_out_the_rest() -> None:
     assert await queue.get_batch(limit=100, wait=0.1) == []
 
 
+async def test_a_feeds_refused_transactions_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A feed's submission has no waiter to hear of an id conflict: the log must say.
+    store = SqliteStore(tmp_path / "db.sqlite")
+    stats = Stats()
+    hub = Hub(stats, queue_max=100)
+    await store.start(hub.publish_events)
+    queue = TxQueue(maxsize=50)
+    loop = DetectionLoop(queue, Detector(), store, hub, stats, batch_max=20, batch_wait=0.001)
+    task = asyncio.create_task(loop.run())
+    await queue.put(Submission(txs(3, "f")))
+    await queue.put(Submission(txs(3, "f", amount="21.00")))  # same ids, other payments
+    queue.close()
+    await asyncio.wait_for(task, 10)
+    await store.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("3 transaction(s) from a feed refused" in w and "'f-0'" in w for w in warnings)
+
+
 async def test_loop_drains_everything_accepted_before_stopping(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db.sqlite")
     stats = Stats()
