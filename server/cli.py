@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     add = user_commands.add_parser("add", help="create a user, or reset their password")
     _common(add)
     add.add_argument("name")
-    add.add_argument("--role", choices=["analyst", "admin", "viewer"], default="analyst")
+    add.add_argument(
+        "--role",
+        choices=["analyst", "admin", "viewer"],
+        help="a new user's role (default analyst); unset, a reset keeps the user's role",
+    )
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
     keys = commands.add_parser("keys", help="manage API keys for machine clients")
@@ -96,11 +100,17 @@ async def _in_store(settings: Settings, job: Callable[[SqliteStore], Awaitable[T
         await store.close()
 
 
-async def _with_store(settings: Settings, name: str, password: str, role: str) -> None:
+async def _with_store(settings: Settings, name: str, password: str, role: str | None) -> str:
+    """Create `name` or reset their password; returns the role they have now. Without
+    `role`, an existing user keeps theirs (a password reset must not demote an admin)."""
     store = SqliteStore(settings.db_path)
     await store.start(lambda _events: None)
     try:
+        if role is None:
+            existing = await store.get_user(name)
+            role = existing.role if existing is not None else "analyst"
         await create_user(store, name, password, role)  # type: ignore[arg-type]
+        return role
     finally:
         await store.close()
 
@@ -241,8 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if getpass.getpass("Again: ") != password:
                     print("error: passwords differ", file=sys.stderr)
                     return 2
-            asyncio.run(_with_store(settings, args.name, password, args.role))
-            print(f"user {args.name} ({args.role}) saved in {settings.db_path}")
+            role = asyncio.run(_with_store(settings, args.name, password, args.role))
+            print(f"user {args.name} ({role}) saved in {settings.db_path}")
             return 0
         if args.command == "keys":
             return _keys(args)

@@ -66,6 +66,28 @@ async def test_users_add_stores_a_hash_that_logs_in(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_a_password_reset_keeps_the_role_unless_one_is_given(tmp_path: Path) -> None:
+    def add(*role: str, password: str) -> str:
+        done = fraudwatch("users", "add", "ada", *role, "--password-stdin",
+                          "--data-dir", str(tmp_path), input=f"{password}\n")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "ada (admin)" in add("--role", "admin", password="first-password")
+    assert "ada (admin)" in add(password="second-password")  # a reset: still an admin
+    assert "ada (viewer)" in add("--role", "viewer", password="third-password")
+    assert "ada (viewer)" in add(password="fourth-password")
+    store = SqliteStore(tmp_path / "fraudwatch.db")
+    await store.start(lambda _: None)
+    try:
+        assert await authenticate(store, "ada", "fourth-password") == "viewer"
+    finally:
+        await store.close()
+    new = fraudwatch("users", "add", "bo", "--password-stdin", "--data-dir", str(tmp_path),
+                     input="brand-new-password\n")  # fmt: skip
+    assert "user bo (analyst)" in new.stdout  # a new user without --role is an analyst
+
+
 def test_users_add_refuses_a_short_password(tmp_path: Path) -> None:
     done = fraudwatch(
         "users", "add", "dave", "--password-stdin", "--data-dir", str(tmp_path), input="short\n"
