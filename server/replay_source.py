@@ -9,6 +9,7 @@ import gzip
 import io
 import os
 import re
+import zlib
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -383,9 +384,16 @@ class Source:
         self.close()
 
     def __iter__(self) -> Iterator[Row | RowError]:
-        if self.format == "csv":
-            return self._csv(self._text)
-        return self._ndjson(self._text)
+        rows = self._csv(self._text) if self.format == "csv" else self._ndjson(self._text)
+        try:
+            yield from rows
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            # A cut-short or damaged gzip file: said like the other file errors, not a
+            # traceback (what it holds after this point cannot be read).
+            raise SourceError(
+                f"{self.path}: the compressed file is damaged or cut short, after "
+                f"{self.rows_read:,} rows ({exc})"
+            ) from None
 
     def chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[Row | RowError]]:
         """The same rows, `size` at a time.

@@ -340,6 +340,23 @@ def test_replay_command_in_process(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["replay", str(tmp_path / "missing.csv"), *MAP_FLAGS]) == 1
 
 
+@pytest.mark.parametrize("command", ["replay", "backtest"])
+@pytest.mark.parametrize("parallel", ["off", "on"])
+def test_a_cut_short_gzip_file_is_an_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, parallel: str
+) -> None:
+    whole = write_csv(tmp_path / "whole.csv.gz", HEADER, ROWS * 400).read_bytes()
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    args = [command, str(cut), *MAP_FLAGS, "--parallel", parallel]
+    if command == "backtest":
+        args += ["--label", "TX_FRAUD"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"error: {cut}: the compressed file is damaged or cut short, after" in err, err
+    assert "Traceback" not in err
+
+
 def test_progress_bar_on_a_terminal_and_lines_otherwise() -> None:
     class Tty(io.StringIO):
         def isatty(self) -> bool:
