@@ -60,6 +60,9 @@ async def test_a_batch_answers_each_label_in_order(client: TestClient) -> None:
         {"transaction_id": "b", "label": "fraud", "labelled_at": "yesterday"},
         {"transaction_id": "b", "label": "fraud", "labelled_at": "2026-03-09T10:00:00"},
         "fraud",
+        {"label": "fraud"},
+        {"transaction_id": "b", "label": "fraud", "labelled_at": "2099-01-01T00:00:00Z"},
+        {"transaction_id": "b" * 129, "label": "fraud"},
     ]
     status, answer = await post_labels(client, body)
     assert status == 200
@@ -79,6 +82,14 @@ async def test_a_batch_answers_each_label_in_order(client: TestClient) -> None:
     assert results[6]["error"]["field"] == "labelled_at"
     assert results[7]["error"]["field"] == "labelled_at"  # no offset: refused, not guessed
     assert results[8]["error"]["code"] == "invalid_body"
+    assert results[9]["error"] == {
+        "code": "missing_field",
+        "message": "'transaction_id' is required",
+        "field": "transaction_id",
+    }
+    assert results[10]["error"]["field"] == "labelled_at"  # known before it was sent: no
+    assert "ahead of the server clock" in results[10]["error"]["message"]
+    assert "at most 128 characters" in results[11]["error"]["message"]  # as ingest's ids
     stored = await client.app[STORE].get_labels(["a", "b", "c"])  # type: ignore[index]
     assert set(stored) == {"a", "c"}
     assert stored["a"].source == "chargeback"
@@ -91,11 +102,14 @@ async def test_single_label_errors_have_their_status(client: TestClient) -> None
     assert status == 404 and answer["error"]["code"] == "not_found"
     status, answer = await post_labels(client, {"transaction_id": "ghost"})
     assert status == 400 and answer["error"]["field"] == "label"
+    assert answer["error"]["code"] == "missing_field"
     resp = await client.post(
         "/api/v1/labels", data=b"{oops", headers={**BOOTSTRAP, "Content-Type": "application/json"}
     )
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "malformed_json"
     assert (await post_labels(client, []))[0] == 400
+    resp = await client.post("/api/v1/labels", data=b"", headers=BOOTSTRAP)
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "empty_body"
 
 
 async def test_re_sending_labels_is_idempotent(client: TestClient) -> None:

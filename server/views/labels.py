@@ -11,11 +11,11 @@ from aiohttp import web
 from server.learning import apply_labels
 from server.state import DETECTOR, SCORECARD, STORE, TRAINER
 from server.store.base import LABELS, Label, LabelValue
+from server.transactions import MAX_FUTURE_SKEW, MAX_ID_LENGTH
 from server.views.api import permitted
 from server.views.responses import error_body, json_error, json_response
 
 MAX_LABELS = 10_000
-MAX_ID_LENGTH = 200
 MAX_SOURCE_LENGTH = 100
 FIELDS = frozenset({"transaction_id", "label", "source", "labelled_at"})
 
@@ -37,6 +37,9 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
             f"Unknown field {unknown[0]!r}; fields are {', '.join(sorted(FIELDS))}",
             unknown[0],
         )
+    missing = [name for name in ("transaction_id", "label") if item.get(name) is None]
+    if missing:
+        raise LabelError("missing_field", f"'{missing[0]}' is required", missing[0])
     tx_id = item.get("transaction_id")
     if not isinstance(tx_id, str) or not tx_id or len(tx_id) > MAX_ID_LENGTH:
         raise LabelError(
@@ -62,6 +65,14 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
             "'labelled_at' must be an RFC 3339 time with an offset, e.g. 2026-03-02T09:00:00Z",
             "labelled_at",
         )
+    if at > now + MAX_FUTURE_SKEW:
+        minutes = int(MAX_FUTURE_SKEW.total_seconds() // 60)
+        raise LabelError(
+            "invalid_field",
+            f"'labelled_at' is more than {minutes} minutes ahead of the server clock "
+            f"({now.isoformat(timespec='seconds')}): a label cannot be known before it is sent",
+            "labelled_at",
+        )
     return Label(
         transaction_id=tx_id,
         label=cast(LabelValue, label),
@@ -84,8 +95,11 @@ async def post_labels(request: web.Request) -> web.Response:
     who = await permitted(request, "labels", "Sending labels needs an API key with 'labels'")
     if isinstance(who, web.Response):
         return who
+    raw = await request.read()
+    if not raw.strip():
+        return json_error(400, "empty_body", "Send a JSON object or an array of them")
     try:
-        body: Any = msgspec.json.decode(await request.read())
+        body: Any = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         return json_error(400, "malformed_json", "Send a JSON object or an array of them")
     is_batch = isinstance(body, list)
