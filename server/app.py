@@ -57,7 +57,9 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
-        return json_response(api.error_for_status(exc.status, exc.reason), status=exc.status)
+        # A 413's text names the limit ("Maximum request body size N exceeded, ..."): say it.
+        message = exc.text if exc.status == 413 and exc.text else exc.reason
+        return json_response(api.error_for_status(exc.status, message), status=exc.status)
     except StoreUnavailable as exc:
         # Reads, acknowledgements, resolutions, logins: nothing was changed, the caller may
         # retry. Machines (the API, the socket's handshake) get the JSON error; a person at

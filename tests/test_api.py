@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
@@ -90,6 +91,27 @@ async def test_ndjson_batch(client: TestClient) -> None:
     assert results[5]["error"]["code"] == "malformed_json"
 
 
+@pytest.mark.parametrize("content_type", ["application/jsonl", "application/ndjson"])
+async def test_ndjson_under_its_other_names(client: TestClient, content_type: str) -> None:
+    body = "\n".join(json.dumps(tx(f"{content_type[-5:]}-{i}")) for i in range(3))
+    resp = await client.post(
+        "/api/v1/transactions", data=body, headers={**AUTH, "Content-Type": content_type}
+    )
+    assert resp.status == 200
+    assert len((await resp.json())["results"]) == 3
+
+
+async def test_ndjson_sent_as_json_is_refused_with_a_hint(client: TestClient) -> None:
+    body = "\n".join(json.dumps(tx(f"h-{i}")) for i in range(3))
+    resp = await client.post(
+        "/api/v1/transactions", data=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["code"] == "malformed_json"
+    assert "Content-Type: application/x-ndjson" in error["message"]
+
+
 async def test_invalid_single_record_is_a_400_naming_the_field(client: TestClient) -> None:
     resp = await client.post("/api/v1/transactions", json={**tx("x"), "amount": True}, headers=AUTH)
     assert resp.status == 400
@@ -110,7 +132,9 @@ async def test_malformed_json_and_oversized_body(aiohttp_client: Any, tmp_path: 
         "/api/v1/transactions", data=big, headers={**AUTH, "Content-Type": "application/json"}
     )
     assert resp.status == 413
-    assert (await resp.json())["error"]["code"] == "body_too_large"
+    error = (await resp.json())["error"]
+    assert error["code"] == "body_too_large"
+    assert "Maximum request body size 2000 exceeded" in error["message"]  # the limit, named
 
 
 async def test_resending_an_id_returns_the_original_verdict(client: TestClient) -> None:

@@ -56,10 +56,18 @@ async def permitted(
     return who
 
 
+NDJSON_TYPES = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+)
+_NDJSON_HINT = (
+    "; one JSON object per line is NDJSON: send it with Content-Type: application/x-ndjson"
+)
+
+
 def _split_body(body: bytes, content_type: str) -> tuple[list[bytes | msgspec.Raw], bool]:
     """The records of a request body, and whether it was a batch. Raises InvalidTransaction
     when a JSON array body cannot even be split into records."""
-    if content_type == "application/x-ndjson":
+    if content_type in NDJSON_TYPES:
         return [line for line in body.split(b"\n") if line.strip()], True
     stripped = body.lstrip()
     if stripped.startswith(b"["):
@@ -108,6 +116,8 @@ async def ingest(request: web.Request) -> web.Response:
 
     if not is_batch:
         only = results[0]
+        if isinstance(only, FieldError) and only.code == "malformed_json" and _looks_ndjson(body):
+            only = FieldError(only.code, only.message + _NDJSON_HINT, only.field)
         if isinstance(only, FieldError):
             status = _ERROR_STATUS.get(only.code, 400)
             return json_response({"error": only.as_dict()}, status=status)
@@ -115,6 +125,11 @@ async def ingest(request: web.Request) -> web.Response:
     return json_response(
         {"results": [{"error": r.as_dict()} if isinstance(r, FieldError) else r for r in results]}
     )
+
+
+def _looks_ndjson(body: bytes) -> bool:
+    """Several JSON objects, one per line, sent without the NDJSON content type."""
+    return b"\n{" in body.strip().replace(b"\r\n", b"\n")
 
 
 async def _submit(
