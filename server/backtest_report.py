@@ -240,7 +240,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"  overall: ROC AUC {_f(overall['roc_auc'])}  average precision "
         f"{_f(overall['average_precision'])}  precision@{k} {_f(overall['precision_at_k'])}  "
         f"card precision@{k} {_f(overall['card_precision_at_k'])}  (top-k: mean of days)",
-        f"  alerts: {overall['alerts']:,} ({overall['alerts_per_day']}/day), precision "
+        f"  alerts: {overall['alerts']:,} ({_or_dash(overall['alerts_per_day'])}/day), precision "
         f"{_f(overall['alert_precision'])}, recall {_f(overall['alert_recall'])}",
         f"  {'day':<10} {'tx':>8} {'frauds':>6} {'alerts':>6} {'ROC AUC':>7} {'AP':>6} "
         f"{'P@' + str(k):>6} {'CP@' + str(k):>6}",
@@ -259,3 +259,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"{t['metrics_s']} s); {t['tx_per_cpu_s'] or 0:,} tx per CPU second (all processes)"
         )
     return lines
+
+
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value}"

@@ -99,7 +99,12 @@ class ReplaySummary:
             lines.append(f"  STOPPED EARLY: {self.stopped}")
         lines += [
             f"  decisions: {decisions}; alerts {alerts:,} ({alerts / max(scored, 1):.2%})",
-            f"  event time: {self.first_event} → {self.last_event} at speed "
+            (
+                f"  event time: {self.first_event} → {self.last_event}"
+                if self.first_event is not None
+                else "  event time: none (no row scored)"
+            )
+            + " at speed "
             + ("max" if speed is None else f"{speed:g}×"),
             f"  throughput: {scored / max(self.seconds, 1e-9):,.0f} tx/s ({self.seconds:.2f} s)",
         ]

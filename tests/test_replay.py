@@ -452,3 +452,16 @@ def test_delimiter_and_format_flags(tmp_path: Path) -> None:
     items = read(path, mapping={}, delimiter=";", format="csv")
     assert [type(i).__name__ for i in items] == ["RowError", "Row"]  # no decimal commas
     assert transactions(items)[0].amount == Decimal("2.5")
+
+
+def test_a_header_only_file_says_nothing_was_scored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(tmp_path / "empty.csv", HEADER, [])
+    assert main(["replay", str(path), *MAP_FLAGS]) == 0
+    out = capsys.readouterr().out
+    assert "0 rows read" in out and "event time: none (no row scored)" in out
+    assert "None" not in out
+    assert main(["backtest", str(path), *MAP_FLAGS, "--label", "TX_FRAUD"]) == 0
+    out = capsys.readouterr().out
+    assert "alerts: 0 (-/day)" in out and "None" not in out
