@@ -362,14 +362,20 @@ def _check_timestamp(timestamp: dt.datetime, now: dt.datetime | None) -> None:
         return
     if now is None:
         now = dt.datetime.now(dt.UTC)
-    if timestamp > now + MAX_FUTURE_SKEW:
-        minutes = int(MAX_FUTURE_SKEW.total_seconds() // 60)
-        raise _invalid(
-            "invalid_field",
-            f"'timestamp' is more than {minutes} minutes ahead of the server clock "
-            f"({now.isoformat(timespec='seconds')}); check the sender's clock",
-            "timestamp",
-        )
+    ahead = too_far_ahead("timestamp", timestamp, now)
+    if ahead is not None:
+        raise _invalid("invalid_field", f"{ahead}; check the sender's clock", "timestamp")
+
+
+def too_far_ahead(name: str, at: dt.datetime, now: dt.datetime) -> str | None:
+    """Why `name` = `at` is refused, if it is more than MAX_FUTURE_SKEW ahead of `now`."""
+    if at <= now + MAX_FUTURE_SKEW:
+        return None
+    minutes = int(MAX_FUTURE_SKEW.total_seconds() // 60)
+    return (
+        f"'{name}' is more than {minutes} minutes ahead of the server clock "
+        f"({now.isoformat(timespec='seconds')})"
+    )
 
 
 def _check_amount(amount: Decimal, currency: str, units: int) -> None:

@@ -85,17 +85,24 @@ async def test_closed_queue_refuses_new_work_but_hands_out_the_rest() -> None:
     assert await queue.get_batch(limit=100, wait=0.1) == []
 
 
-async def test_a_feeds_refused_transactions_are_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    # A feed's submission has no waiter to hear of an id conflict: the log must say.
+async def running_loop(
+    tmp_path: Path,
+) -> tuple[SqliteStore, Stats, TxQueue, asyncio.Task[None]]:
+    """A detection loop over a real SQLite store, running; close the queue to stop it."""
     store = SqliteStore(tmp_path / "db.sqlite")
     stats = Stats()
     hub = Hub(stats, queue_max=100)
     await store.start(hub.publish_events)
     queue = TxQueue(maxsize=50)
     loop = DetectionLoop(queue, Detector(), store, hub, stats, batch_max=20, batch_wait=0.001)
-    task = asyncio.create_task(loop.run())
+    return store, stats, queue, asyncio.create_task(loop.run())
+
+
+async def test_a_feeds_refused_transactions_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A feed's submission has no waiter to hear of an id conflict: the log must say.
+    store, _, queue, task = await running_loop(tmp_path)
     await queue.put(Submission(txs(3, "f")))
     await queue.put(Submission(txs(3, "f", amount="21.00")))  # same ids, other payments
     queue.close()
@@ -106,13 +113,7 @@ async def test_a_feeds_refused_transactions_are_logged(
 
 
 async def test_loop_drains_everything_accepted_before_stopping(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite")
-    stats = Stats()
-    hub = Hub(stats, queue_max=100)
-    await store.start(hub.publish_events)
-    queue = TxQueue(maxsize=50)
-    loop = DetectionLoop(queue, Detector(), store, hub, stats, batch_max=20, batch_wait=0.001)
-    task = asyncio.create_task(loop.run())
+    store, stats, queue, task = await running_loop(tmp_path)
     waiters = []
     for i in range(10):
         waiter: asyncio.Future[list] = asyncio.get_running_loop().create_future()  # type: ignore[type-arg]

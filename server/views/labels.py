@@ -11,7 +11,7 @@ from aiohttp import web
 from server.learning import apply_labels
 from server.state import DETECTOR, SCORECARD, STORE, TRAINER
 from server.store.base import LABELS, Label, LabelValue
-from server.transactions import MAX_FUTURE_SKEW, MAX_ID_LENGTH
+from server.transactions import MAX_ID_LENGTH, too_far_ahead
 from server.views.api import permitted
 from server.views.responses import error_body, json_error, json_response
 
@@ -65,14 +65,10 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
             "'labelled_at' must be an RFC 3339 time with an offset, e.g. 2026-03-02T09:00:00Z",
             "labelled_at",
         )
-    if at > now + MAX_FUTURE_SKEW:
-        minutes = int(MAX_FUTURE_SKEW.total_seconds() // 60)
-        raise LabelError(
-            "invalid_field",
-            f"'labelled_at' is more than {minutes} minutes ahead of the server clock "
-            f"({now.isoformat(timespec='seconds')}): a label cannot be known before it is sent",
-            "labelled_at",
-        )
+    ahead = too_far_ahead("labelled_at", at, now)
+    if ahead is not None:
+        message = f"{ahead}: a label cannot be known before it is sent"
+        raise LabelError("invalid_field", message, "labelled_at")
     return Label(
         transaction_id=tx_id,
         label=cast(LabelValue, label),
