@@ -1,5 +1,6 @@
 """The dashboard reading the server's filters and counts, in a real Chromium: a time range
-that loads what the page does not hold, kept in the URL; ingest -> screen latency."""
+and a resolved-status view that load what the page does not hold, kept in the URL;
+ingest -> screen latency."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from server.state import STORE
 from tests.browser_support import (
     STATUS,
     T0,
+    Analyst,
     Ingest,
     card_testing,
+    eventually,
     impossible_travel,
     sign_in,
     travel_at_night,
@@ -60,6 +63,52 @@ async def test_time_range_loads_from_the_server_and_stays_in_the_url(
     await expect(alice.row(night)).to_be_visible()
     await expect(page).to_have_url(re.compile(r"/$"))
     assert alice.problems == []
+
+
+async def test_resolved_view_loads_resolved_alerts_from_the_server(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    [older] = await ingest(impossible_travel("acct-r1", "Harrods"))
+    [newer] = await ingest(travel_at_night("acct-r2"))
+    [still_open] = await ingest(card_testing("acct-c", at=T0 + dt.timedelta(hours=1)))
+    # Resolved before Alice opens the page: her snapshot (unresolved alerts) lacks them.
+    for alert_id in (older, newer):
+        await server.app[STORE].resolve(alert_id, "bob", "fraud", None)
+
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    await expect(alice.rows).to_have_count(1)
+    menu = page.locator("#views-menu")
+    await menu.locator("summary").click()
+    await menu.get_by_role("link", name="Resolved, newest first").click()
+    await expect(page).to_have_url(re.compile(r"/\?status=resolved&sort=newest$"))
+    await page.mouse.move(5, 5)
+    await expect_rows(alice, [newer, older])
+    await expect(page.locator("#alerts-summary")).to_contain_text("2 of 3 match")
+
+    # Live updates still land: Bob resolves the open one, and it joins Alice's view on top.
+    bob = await sign_in(browser, server, "bob")
+    await bob.row(still_open).get_by_role("button", name=re.compile("as legitimate$")).click()
+    await bob.page.get_by_role("dialog").get_by_role("button", name="Resolve as legitimate").click()
+    await expect_rows(alice, [still_open, newer, older])
+
+    # The link is the view: loaded with the page, from the server again.
+    await page.reload()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect_rows(alice, [still_open, newer, older])
+    await expect(alice.cell(older, STATUS)).to_have_text("Resolved Fraud")
+    assert alice.problems == []
+    assert bob.problems == []
+
+
+async def expect_rows(analyst: Analyst, expected: list[str]) -> None:
+    """The table lists exactly `expected`, in this order, within 5 s."""
+
+    async def listed() -> list[str]:
+        ids: list[str] = await analyst.rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
+        return ids
+
+    await eventually(listed, expected)
 
 
 async def test_header_shows_ingest_to_screen_latency_and_server_counts(

@@ -121,39 +121,69 @@ const critical = new CriticalAlerts({
 function applyView(view) {
   table.setView(matcher(view, me), comparator(view.sort));
   views.render();
-  if (snapshotLoaded && (view.from || view.to)) loadRange(view);
+  if (snapshotLoaded) loadFromServer(view);
 }
 
-// A time range reaches past what the page holds (resolved alerts, older ones): ask the
-// server for that window, with the other filters it understands, and add what it finds.
-const RANGE_LIMIT = 1000;
-let rangeToken = 0;
-async function loadRange(view) {
-  const token = ++rangeToken;
-  const statuses = view.status.length ? view.status : ["open", "acknowledged", "resolved"];
-  const params = {
+// The snapshot holds only unresolved alerts, and filters act on what the page holds. A view
+// that reaches past that asks the server for it, with the other filters it understands, and
+// adds what it finds: a time range (resolved alerts, older ones), or a status filter that
+// includes resolved alerts. Asked again only when one of those filters changes (not on every
+// keystroke in the search box), or after a fresh snapshot (`force`).
+const SERVER_LIMIT = 1000;
+let serverToken = 0;
+let serverKey = "";
+
+function serverQuery(view) {
+  const range = Boolean(view.from || view.to);
+  if (!range && !view.status.includes("resolved")) return null;
+  // Without a range the page already holds every unresolved alert: ask only for the rest.
+  const statuses = range
+    ? view.status.length
+      ? view.status
+      : ["open", "acknowledged", "resolved"]
+    : ["resolved"];
+  const filters = {
     from: view.from,
     to: view.to,
     severity: view.severity.join(","),
     rule: view.rule,
     owner: view.owner,
   };
+  return { range, statuses, filters };
+}
+
+async function loadFromServer(view, { force = false } = {}) {
+  const query = serverQuery(view);
+  const key = query ? JSON.stringify(query) : "";
+  if (key === serverKey && !force) return;
+  serverKey = key;
+  const token = ++serverToken;
+  notices.clear("server-view");
+  if (!query) return;
+  const { range, statuses, filters: params } = query;
   try {
-    const page = await api.listAlerts({ statuses, limit: RANGE_LIMIT, filters: params });
-    if (token !== rangeToken) return;
+    const page = await api.listAlerts({ statuses, limit: SERVER_LIMIT, filters: params });
+    if (token !== serverToken) return;
     for (const alert of page.alerts ?? []) {
       store.merge(alert);
       filters.noteAlert(alert);
     }
     if (page.next_cursor) {
-      notices.show(`More than ${formatCount(RANGE_LIMIT)} alerts in this range: narrow it.`, {
-        kind: "info",
-        key: "range",
-      });
+      const limit = formatCount(SERVER_LIMIT);
+      const text = range
+        ? `More than ${limit} alerts in this range: narrow it.`
+        : `Showing the newest ${limit} resolved alerts: a time range reaches older ones.`;
+      notices.show(text, { kind: "info", key: "server-view" });
     }
   } catch (error) {
+    if (token !== serverToken) return;
+    // Not loaded: the next change of view (or a fresh snapshot) asks again.
+    serverKey = "";
     if (error.unauthenticated) signedOut();
-    else notices.show(`Could not load that time range: ${error.message}`, { kind: "error" });
+    else {
+      const what = range ? "that time range" : "resolved alerts";
+      notices.show(`Could not load ${what}: ${error.message}`, { kind: "error" });
+    }
   }
 }
 
@@ -290,7 +320,7 @@ async function loadSnapshot() {
       socket.lastSeq = Number.isInteger(seq) ? seq : null;
       notices.clear("load");
       snapshotLoaded = true;
-      if (filters.view.from || filters.view.to) loadRange(filters.view);
+      loadFromServer(filters.view, { force: true });
       return true;
     } catch (error) {
       if (error.unauthenticated) {
