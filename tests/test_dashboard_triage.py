@@ -23,6 +23,7 @@ from tests.browser_support import (
     Analyst,
     Ingest,
     card_testing,
+    eventually,
     impossible_travel,
     sign_in,
     travel_at_night,
@@ -116,6 +117,50 @@ async def test_keyboard_only_triage_of_three_alerts(
     assert alerts[second]["disposition"] == "legitimate"
     assert alerts[second]["note"] == "Customer confirmed by phone"
     assert alice.problems == []
+
+
+async def six_in_a_queue(alice: Analyst, ingest: Ingest) -> list[str]:
+    """Six high alerts, raised in turn: the queue lists them in that order."""
+    queue = [
+        (await ingest(impossible_travel(f"acct-q{i}", "Shop", T0 + dt.timedelta(hours=i))))[0]
+        for i in range(6)
+    ]
+    await expect(alice.rows).to_have_count(6)
+    assert await listed(alice) == queue, "one severity: oldest first"
+    return queue
+
+
+async def resolve_legitimate(alice: Analyst, alert_id: str) -> None:
+    """l, Enter on the focused row."""
+    await alice.press("l")
+    await expect(alice.page.get_by_role("dialog", name=re.compile("^Resolve"))).to_be_visible()
+    await alice.press("Enter")
+    await expect(alice.cell(alert_id, STATUS)).to_have_text("Resolved Legitimate")
+
+
+async def test_cursor_keeps_its_place_when_the_resolved_row_moves_away(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    queue = await six_in_a_queue(alice, ingest)
+    await alice.press("j", "j", "j")
+    assert await alice.focused_row_id() == queue[2]
+    await resolve_legitimate(alice, queue[2])
+
+    # Esc releases the table: the resolved row goes to the end, the cursor stays put, on
+    # the alert that took its place.
+    await alice.press("Escape")
+    await eventually(lambda: listed(alice), [*queue[:2], *queue[3:], queue[2]])
+    cursor = alice.page.locator("#alert-rows tr.is-cursor")
+    await expect(cursor).to_have_attribute("data-id", queue[3])
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[4]
+    assert alice.problems == []
+
+
+async def listed(analyst: Analyst) -> list[str]:
+    ids: list[str] = await analyst.rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
+    return ids
 
 
 async def test_shortcuts_overlay_search_and_typing(

@@ -59,6 +59,7 @@ export class AlertTable {
     this._added = new Set();
     this._waiting = new Set();
     this._pending = new Set();
+    this._touched = new Set(); // alert ids changed since the list was last rebuilt
     this._reset = true;
     this._stale = true;
     this._forced = false;
@@ -77,7 +78,10 @@ export class AlertTable {
     store.addEventListener("change", (event) => {
       const { reset, ids, added } = event.detail;
       if (reset) this._reset = true;
-      for (const id of ids) this._dirty.add(id);
+      for (const id of ids) {
+        this._dirty.add(id);
+        this._touched.add(id);
+      }
       for (const id of added) this._added.add(id);
       this._stale = true;
       this.schedule();
@@ -260,14 +264,24 @@ export class AlertTable {
     const initial = this._reset;
     if (this._reset) {
       this._reset = false;
+      this._touched.clear();
       this._rows.clear();
       this.tbody.replaceChildren();
     }
     const fresh = this._added.size;
-    if (this._stale && (!this._frozen || initial || this._forced)) this._rebuild();
-    else if (this._stale) this._noteWaiting();
+    let place = null;
+    if (this._stale && (!this._frozen || initial || this._forced)) {
+      // The analyst's own new view starts afresh; anything else keeps their place.
+      const keep = !initial && !this._forced;
+      const before = this._list;
+      const at = this._positions.get(this.cursorId);
+      this._rebuild();
+      if (keep) place = this._keepPlace(before, at);
+      this._touched.clear();
+    } else if (this._stale) this._noteWaiting();
     const highlight = !initial && fresh <= HIGHLIGHT_MAX_ROWS ? this._added : new Set();
     this._paint(highlight);
+    if (place) this.setCursor(place.id, { scroll: false, focus: place.focus });
     this._dirty.clear();
     this._added.clear();
     this._lastRenderAt = performance.now();
@@ -288,6 +302,32 @@ export class AlertTable {
     this._stale = false;
     this._forced = false;
     this._rebuildMs = performance.now() - started;
+  }
+
+  // The cursor's alert changed and moved away (resolved to the end of the queue, or out of
+  // the view): the cursor keeps its place in the queue, on the alert that took it, so the
+  // analyst goes on from where they were rather than from wherever that alert went. The
+  // neighbours that mark the place are the nearest that did not change themselves.
+  _keepPlace(before, at) {
+    const id = this.cursorId;
+    if (at === undefined || !this._touched.has(id)) return null;
+    const steady = (i) => {
+      const other = before[i].alert.id;
+      return !this._touched.has(other) && this._positions.has(other) ? other : null;
+    };
+    let next = null;
+    for (let i = at + 1; i < before.length && next === null; i += 1) next = steady(i);
+    let prev = null;
+    for (let i = at - 1; i >= 0 && prev === null; i -= 1) prev = steady(i);
+    const now = this._positions.get(id);
+    const inPlace =
+      now !== undefined &&
+      (next === null || now < this._positions.get(next)) &&
+      (prev === null || now > this._positions.get(prev));
+    const target = next ?? prev;
+    if (inPlace || target === null) return null;
+    const focus = this._rows.get(id)?.tr.contains(document.activeElement) ?? false;
+    return { id: target, focus };
   }
 
   // Held: count what would join the list, without moving anything.
