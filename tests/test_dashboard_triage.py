@@ -158,6 +158,29 @@ async def test_cursor_keeps_its_place_when_the_resolved_row_moves_away(
     assert alice.problems == []
 
 
+async def test_shortcuts_list_holds_the_table(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    queue = await six_in_a_queue(alice, ingest)
+    await alice.press("j", "j", "j")
+    await resolve_legitimate(alice, queue[2])
+
+    # Like the resolve dialog, the list holds the rows: closing it gives focus back to the
+    # resolved row, still where it was, and j goes on to the next alert.
+    overlay = page.get_by_role("dialog", name="Keyboard shortcuts")
+    await alice.press("?")
+    await expect(overlay).to_be_visible()
+    await page.wait_for_timeout(300)  # a released table would re-sort meanwhile
+    assert await listed(alice) == queue
+    await alice.press("Escape")
+    await expect(overlay).to_be_hidden()
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[3]
+    assert alice.problems == []
+
+
 async def listed(analyst: Analyst) -> list[str]:
     ids: list[str] = await analyst.rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
     return ids

@@ -90,8 +90,14 @@ const drawer = new Drawer($("#drawer"), {
   loadHistory: (accountId) => api.accountTransactions(accountId),
 });
 
-// Rows hold still while the analyst works in the table, a dialog or the details drawer.
-const updateHold = holdWhileWorking(tableWrap, table, () => dialog.isOpen || drawer.isOpen);
+// Rows hold still while the analyst works in the table, a dialog or the details drawer. The
+// shortcuts list counts as a dialog: a glance at it must not re-sort the queue behind it,
+// and closing it gives focus back to the row the analyst left.
+const updateHold = holdWhileWorking(
+  tableWrap,
+  table,
+  () => dialog.isOpen || drawer.isOpen || shortcuts.open,
+);
 
 const actions = new Actions({ store, table, dialog, notices, signedOut, updateHold });
 const bulk = new BulkBar($("#bulk-bar"), {
@@ -577,14 +583,20 @@ installShortcuts({
   x: () => withCurrent((alert) => canAct && table.toggleSelected(alert.id)),
   n: () => takeNext(),
   "/": () => filters.focusSearch(),
-  "?": () => shortcuts.showModal(),
+  "?": () => showShortcuts(),
   Escape: () => {
     if (!drawer.isOpen) return false;
     drawer.close();
     return true;
   },
 });
-$("#shortcuts-button").addEventListener("click", () => shortcuts.showModal());
+$("#shortcuts-button").addEventListener("click", () => showShortcuts());
+shortcuts.addEventListener("close", () => updateHold());
+
+function showShortcuts() {
+  shortcuts.showModal();
+  updateHold();
+}
 
 // ---- once a second ----------------------------------------------------------------------
 
