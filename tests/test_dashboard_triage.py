@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Route, expect
 
 import tests.browser_support as bs
 from server.auth import create_user
@@ -184,6 +184,51 @@ async def test_shortcuts_list_holds_the_table(
 async def listed(analyst: Analyst) -> list[str]:
     ids: list[str] = await analyst.rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
     return ids
+
+
+async def test_resolve_dialog_keeps_the_note_when_the_call_fails(
+    browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    [alert_id] = await ingest(impossible_travel("acct-down", "Harrods"))
+    failures = ["unreachable", "server error"]
+
+    async def fail(route: Route) -> None:
+        if failures.pop(0) == "unreachable":
+            await route.abort()
+        else:
+            error = {"code": "unavailable", "message": "The store is busy.", "field": None}
+            await route.fulfill(status=503, json={"error": error})
+
+    await page.route("**/api/v1/alerts/*/resolve", fail)
+    await page.get_by_role("button", name="Resolve alert for account acct-down as fraud").click()
+    dialog = page.get_by_role("dialog", name=re.compile("^Resolve"))
+    note = dialog.get_by_label("Note")
+    error = dialog.get_by_role("alert")
+    await expect(error).to_be_hidden()
+    await page.keyboard.type("Card was in the wallet; merchant confirms")
+    await alice.press("Enter")
+    await expect(error).to_contain_text("The server could not be reached")
+    await expect(dialog).to_be_visible()
+    await expect(note).to_have_value("Card was in the wallet; merchant confirms")
+    await expect(note).to_be_focused()
+    await alice.press("Enter")
+    await expect(error).to_contain_text("The store is busy.")
+    await expect(dialog).to_be_visible()
+    await expect(alice.cell(alert_id, STATUS)).to_have_text("Open")
+    await expect(page.locator("#notices")).not_to_contain_text("Could not")
+
+    # The server answers again: the same Enter resolves it, with the note.
+    await page.unroute("**/api/v1/alerts/*/resolve")
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await expect(alice.cell(alert_id, STATUS)).to_have_text("Resolved Fraud")
+    async with http.get(server.make_url(f"/api/v1/alerts/{alert_id}")) as r:
+        alert = (await r.json())["alert"]
+    assert alert["note"] == "Card was in the wallet; merchant confirms"
+    await expect(page.locator("#notices")).not_to_contain_text("was resolved")
+    assert alice.problems == []
 
 
 async def test_shortcuts_overlay_search_and_typing(

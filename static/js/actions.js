@@ -6,6 +6,9 @@
 
 import * as api from "./api.js";
 
+// No answer at all, or the server's own failure: the same request may well succeed later.
+const retryable = (error) => error.status === 0 || error.status >= 500;
+
 export class Actions {
   constructor({ store, table, dialog, notices, signedOut, updateHold }) {
     this.store = store;
@@ -59,14 +62,32 @@ export class Actions {
   }
 
   // Opens the dialog with `disposition` preselected; `refocus` puts focus back afterwards.
+  // The dialog stays open while the call runs; a failure worth retrying (no answer, or the
+  // server's own error) is shown in it with the note kept. A 409 closes it with a notice
+  // naming who won, as anywhere else.
   async resolve(alert, disposition, refocus = () => this.table.focusRow(alert.id, disposition)) {
-    const asked = this.dialog.ask(alert, disposition);
+    let outcome = null;
+    const submit = async (answer) => {
+      outcome = await this._run(
+        alert,
+        () => api.resolveAlert(alert.id, answer.disposition, answer.note),
+        { quiet: true },
+      );
+      if (outcome.ok || outcome.stop) return null;
+      // Closed while the call ran (Esc): the dialog cannot say it, a notice must.
+      if (retryable(outcome.error) && this.dialog.alertId === alert.id) {
+        const why = outcome.error.message;
+        return `Could not resolve the alert: ${why} Enter to try again, Esc to cancel.`;
+      }
+      this._explain(outcome);
+      return null;
+    };
+    const asked = this.dialog.ask(alert, disposition, { submit });
     this.updateHold();
-    const answer = await asked;
+    await asked;
     this.updateHold();
     refocus();
-    if (!answer) return null;
-    return this._run(alert, () => api.resolveAlert(alert.id, answer.disposition, answer.note));
+    return outcome;
   }
 
   // One call. Problems become a notice unless `quiet`; the outcome is returned either way.
@@ -81,18 +102,22 @@ export class Actions {
         this.signedOut();
         return { ok: false, stop: true, error };
       }
-      if (error.status === 409) {
-        if (error.body?.alert) this.store.merge(error.body.alert);
-        if (!quiet) this.notices.show(error.message, { kind: "warning" });
-        return { ok: false, conflict: true, owner: error.body?.owner ?? null, error };
-      }
-      if (!quiet) {
-        this.notices.show(`Could not update the alert: ${error.message}`, { kind: "error" });
-      }
-      return { ok: false, error };
+      const outcome =
+        error.status === 409
+          ? { ok: false, conflict: true, owner: error.body?.owner ?? null, error }
+          : { ok: false, error };
+      if (outcome.conflict && error.body?.alert) this.store.merge(error.body.alert);
+      if (!quiet) this._explain(outcome);
+      return outcome;
     } finally {
       this.table.setPending(alert.id, false);
     }
+  }
+
+  // The notice for a single call that did not go through.
+  _explain({ conflict, error }) {
+    if (conflict) this.notices.show(error.message, { kind: "warning" });
+    else this.notices.show(`Could not update the alert: ${error.message}`, { kind: "error" });
   }
 
   // `kind` is "ack", "assign-me" or a disposition. Resolving asks once, for every alert.

@@ -351,7 +351,8 @@ async function resync() {
 }
 
 function cancelDialogIfStale(alert) {
-  if (dialog.alertId !== alert.id) return;
+  // Our own resolve, seen on the feed before its answer: the dialog closes on the answer.
+  if (dialog.alertId !== alert.id || dialog.pending) return;
   if (workable(alert, me)) return;
   dialog.cancel();
   const who = alert.owner ? ` by ${alert.owner}` : "";

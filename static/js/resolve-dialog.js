@@ -1,6 +1,10 @@
 // The resolve dialog: a native <dialog> (focus trap and Esc for free) that asks for a
 // disposition (preselected by whichever button or key opened it) and an optional note, and
 // answers with {disposition, note} or null. Enter confirms; Shift+Enter starts a new line.
+//
+// With a `submit` callback the dialog stays open while the call runs, and after a failure
+// worth retrying it shows why, with the note still there: an analyst's write-up must not be
+// lost to a network blip.
 
 import { h } from "./dom.js";
 import { capitalize, formatMoney } from "./format.js";
@@ -13,11 +17,15 @@ export class ResolveDialog {
     this.summary = dialog.querySelector("#resolve-summary");
     this.note = dialog.querySelector("#resolve-note");
     this.confirm = dialog.querySelector("#resolve-confirm");
+    this.error = dialog.querySelector("#resolve-error");
     this.fieldset = dialog.querySelector(".disposition-choice");
     this.choices = [...dialog.querySelectorAll('input[name="disposition"]')];
     this.alertId = null;
     this._resolve = null;
     this._count = 1;
+    this._submit = null;
+    this._pending = false;
+    this._asked = 0;
     // Buttons keep their own Enter (Cancel must cancel); anywhere else Enter confirms, where
     // the form's implicit submission would press its first button, Cancel.
     this.form.addEventListener("keydown", (event) => {
@@ -25,15 +33,19 @@ export class ResolveDialog {
       if (event.target.closest("button")) return;
       if (event.shiftKey && event.target === this.note) return;
       event.preventDefault();
-      this.dialog.close("confirm");
+      this._confirm();
+    });
+    this.form.addEventListener("submit", (event) => {
+      if (event.submitter?.value !== "confirm" || !this._submit) return;
+      event.preventDefault();
+      this._confirm();
     });
     this.fieldset.addEventListener("change", () => this._label(this.disposition));
     dialog.addEventListener("close", () => {
-      const answer =
-        dialog.returnValue === "confirm"
-          ? { disposition: this.disposition, note: this.note.value.trim() }
-          : null;
+      const answer = dialog.returnValue === "confirm" ? this._answer() : null;
       this.alertId = null;
+      this._submit = null;
+      this._setPending(false);
       const resolve = this._resolve;
       this._resolve = null;
       resolve?.(answer);
@@ -64,12 +76,19 @@ export class ResolveDialog {
     return this.dialog.open;
   }
 
+  // A confirmed answer is on its way to the server.
+  get pending() {
+    return this._pending;
+  }
+
   get disposition() {
     return this.choices.find((choice) => choice.checked)?.value ?? "fraud";
   }
 
-  // One alert, or several (bulk): `subject` is an alert or an array of alerts.
-  ask(subject, disposition) {
+  // One alert, or several (bulk): `subject` is an alert or an array of alerts. `submit`, if
+  // given, is called with the answer on confirm; it resolves to null to close the dialog,
+  // or to a message to show in it, keeping it open for another try.
+  ask(subject, disposition, { submit = null } = {}) {
     if (this.dialog.open) return Promise.resolve(null);
     const alerts = Array.isArray(subject) ? subject : [subject];
     this._count = alerts.length;
@@ -95,11 +114,56 @@ export class ResolveDialog {
     this._label(disposition);
     this.note.value = "";
     this.dialog.returnValue = "";
+    this._submit = submit;
+    this._asked += 1;
+    this._setPending(false);
+    this._showError("");
     return new Promise((resolve) => {
       this._resolve = resolve;
       this.dialog.showModal();
       this.note.focus();
     });
+  }
+
+  _answer() {
+    return { disposition: this.disposition, note: this.note.value.trim() };
+  }
+
+  async _confirm() {
+    if (!this._submit) {
+      this.dialog.close("confirm");
+      return;
+    }
+    if (this._pending) return;
+    const asked = this._asked;
+    this._showError("");
+    this._setPending(true);
+    let problem = null;
+    try {
+      problem = await this._submit(this._answer());
+    } finally {
+      if (asked === this._asked) this._setPending(false);
+    }
+    // Closed meanwhile (Esc, or the session ended): the caller has been told already.
+    if (asked !== this._asked || !this.dialog.open) return;
+    if (problem) {
+      this._showError(problem);
+      this.note.focus();
+    } else {
+      this.dialog.close("confirm");
+    }
+  }
+
+  _setPending(pending) {
+    this._pending = pending;
+    this.form.toggleAttribute("aria-busy", pending);
+    // aria-disabled, not disabled: a disabled button would drop keyboard focus.
+    this.confirm.setAttribute("aria-disabled", String(pending));
+  }
+
+  _showError(message) {
+    this.error.hidden = !message;
+    this.error.textContent = message;
   }
 
   _label(disposition) {
