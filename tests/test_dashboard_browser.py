@@ -146,7 +146,14 @@ async def test_conflict_names_the_owner_without_blocking(
 
     await bob.page.get_by_role("button", name="Acknowledge alert for account acct-race").click()
     notice = bob.page.locator("#notices .notice")
-    await expect(notice).to_contain_text("already acknowledged by alice")
+    # Named as the analyst knows the alert (account, merchant, amount), not by its raw id.
+    await expect(notice).to_have_text(
+        re.compile(
+            r"^Alert for account acct-race \(Selfridges · \$1,299\.00\) is already"
+            r" acknowledged by alice\."
+        )
+    )
+    await expect(notice).not_to_contain_text(alert_id)
     # The 409 carried the winning state, so Bob's row is right before his feed catches up.
     await expect(bob.cell(alert_id, STATUS)).to_have_text("Acknowledged")
     await expect(bob.cell(alert_id, OWNER)).to_have_text("alice")

@@ -5,6 +5,7 @@
 // who holds the alert, from the winning state the answer carries).
 
 import * as api from "./api.js";
+import { describeAlert } from "./format.js";
 
 // No answer at all, or the server's own failure: the same request may well succeed later.
 const retryable = (error) => error.status === 0 || error.status >= 500;
@@ -79,7 +80,7 @@ export class Actions {
         const why = outcome.error.message;
         return `Could not resolve the alert: ${why} Enter to try again, Esc to cancel.`;
       }
-      this._explain(outcome);
+      this._explain(outcome, alert);
       return null;
     };
     const asked = this.dialog.ask(alert, disposition, { submit });
@@ -107,17 +108,26 @@ export class Actions {
           ? { ok: false, conflict: true, owner: error.body?.owner ?? null, error }
           : { ok: false, error };
       if (outcome.conflict && error.body?.alert) this.store.merge(error.body.alert);
-      if (!quiet) this._explain(outcome);
+      if (!quiet) this._explain(outcome, alert);
       return outcome;
     } finally {
       this.table.setPending(alert.id, false);
     }
   }
 
-  // The notice for a single call that did not go through.
-  _explain({ conflict, error }) {
-    if (conflict) this.notices.show(error.message, { kind: "warning" });
-    else this.notices.show(`Could not update the alert: ${error.message}`, { kind: "error" });
+  // The notice for a single call that did not go through. A 409 carries the winning state:
+  // name the alert as the analyst knows it (the server's message names its raw id).
+  _explain({ conflict, error }, alert) {
+    if (!conflict) {
+      this.notices.show(`Could not update the alert: ${error.message}`, { kind: "error" });
+      return;
+    }
+    const now = error.body?.alert;
+    const text = now?.status
+      ? `Alert for ${describeAlert(now)} is already ${now.status}` +
+        `${now.owner ? ` by ${now.owner}` : ""}.`
+      : `Alert for ${describeAlert(alert)}: ${error.message}`;
+    this.notices.show(text, { kind: "warning" });
   }
 
   // `kind` is "ack", "assign-me" or a disposition. Resolving asks once, for every alert.

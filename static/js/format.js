@@ -29,6 +29,16 @@ export function formatMoney(amount, currency) {
   return fmt ? fmt.format(value) : `${plainAmount.format(value)} ${code}`.trim();
 }
 
+// An alert as an analyst recognises it in a sentence: "account acct-7 (Harrods · £1,299.00)".
+export function describeAlert(alert) {
+  const tx = alert.transaction ?? {};
+  const merchant = tx.merchant_name || tx.merchant_id;
+  const known = tx.amount !== undefined && tx.amount !== null;
+  const amount = known ? formatMoney(tx.amount, tx.currency) : "";
+  const detail = [merchant, amount].filter(Boolean).join(" · ");
+  return `account ${alert.account_id}${detail ? ` (${detail})` : ""}`;
+}
+
 // 24-hour clock whatever the locale: unambiguous, and the column stays narrow.
 const timeOfDay = new Intl.DateTimeFormat(undefined, {
   hour: "2-digit",
