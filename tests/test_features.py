@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import random
 import zlib
 from decimal import Decimal
 from typing import Any
@@ -358,3 +359,28 @@ def test_stable_hash_is_the_same_in_every_process() -> None:
     # crc32 of the UTF-8 bytes: a fixed value, unlike the per-process salted hash().
     assert stable_hash("m-1") == zlib.crc32(b"m-1")
     assert stable_hash("café") == zlib.crc32("café".encode())
+
+
+def test_merchant_risk_cache_matches_counting_afresh() -> None:
+    # The earlier days' sums are kept for the day; labels of any day, late transactions and
+    # pruned buckets must give what counting every bucket again gives.
+    names = [n for n in FEATURES if n.startswith(("merchant_fraud", "merchant_labels"))]
+    rng = random.Random(7)
+    t0 = T0.timestamp()
+    for _ in range(20):
+        cached, fresh = Featurizer(names), Featurizer(names)
+        t = 0.0
+        for _ in range(300):
+            t += rng.expovariate(1 / (DAY / rng.choice([1, 5, 30])))
+            if rng.random() < 0.5:
+                late = rng.choice([0.0, 0.0, -40 * DAY * rng.random(), 5 * DAY * rng.random()])
+                at = t0 + t + late
+                is_fraud = rng.random() < 0.2
+                cached.learn_label("shop", at, is_fraud)
+                fresh.learn_label("shop", at, is_fraud)
+            when = t + rng.choice([0.0, 0.0, -3 * DAY * rng.random()])
+            if (state := fresh.merchants.get("shop")) is not None:
+                state.risk = None  # nothing cached: counted afresh
+            got = cached.process_one(make_tx(when, merchant_id="shop")).named(names)
+            want = fresh.process_one(make_tx(when, merchant_id="shop")).named(names)
+            assert got == want

@@ -226,9 +226,10 @@ class KeyState:
 
     def __init__(self) -> None:
         self.last_t = -inf
-        # Merchants only: the risk features of the day they were last computed for, until
-        # a label arrives; most of a merchant's transactions then cost one comparison.
-        self.risk: tuple[float, dict[str, Value]] | None = None
+        # Merchants only: for the day they were last computed for, the labels of the days
+        # before it (`_earlier_labels`) and its risk features until a label arrives; most
+        # of a merchant's transactions then cost one comparison.
+        self.risk: tuple[float, LabelSums, dict[str, Value] | None] | None = None
         self.minute: array[float] | None = None
         self.hour: array[float] | None = None
         self.day: array[float] | None = None
@@ -381,17 +382,45 @@ _NO_LABELS: dict[str, Value] = {
 }
 
 
+LabelSums = tuple[float, float, float, float, float, float]
+"""(labels, frauds) over 2, 7 and 30 days, as merchant risk counts them."""
+
+
+def _earlier_labels(labels: array[float], day: float) -> LabelSums:
+    """Labels and frauds learnt in the 2, 7 and 30 days up to `day`, `day` itself left out:
+    they no longer change once `day` has begun."""
+    n2, f2 = bucket_sum(labels, day - 1, 1)
+    n7, f7 = bucket_sum(labels, day - 1, 6)
+    n30, f30 = bucket_sum(labels, day - 1, 29)
+    return n2, f2, n7, f7, n30, f30
+
+
 def _risk(m: KeyState, labels: array[float], t: float, v: dict[str, Value]) -> None:
     """Merchant risk from the labels learnt on its transactions by `t` (labels, not all
     transactions, are the denominator: a merchant nobody has labelled has no state)."""
     day = t // DAY
     cached = m.risk
-    if cached is not None and cached[0] == day:
-        v.update(cached[1])
+    if cached is None or cached[0] != day:
+        # Once a day per merchant: where every transaction is labelled (a backtest), labels
+        # arrive between most of a merchant's transactions, and summing up to 30 days of
+        # buckets for each of them was a tenth of computing the features.
+        cached = (day, _earlier_labels(labels, day), None)
+    elif cached[2] is not None:
+        v.update(cached[2])
         return
-    n2, f2 = bucket_sum(labels, day, 2)
-    n7, f7 = bucket_sum(labels, day, 7)
-    n30, f30 = bucket_sum(labels, day, 30)
+    n2, f2, n7, f7, n30, f30 = cached[1]
+    # The day's own labels (its bucket, if any; later ones are not counted).
+    i = len(labels) - 3
+    while i >= 0 and labels[i] > day:
+        i -= 3
+    if i >= 0 and labels[i] == day:
+        count, frauds = labels[i + 1], labels[i + 2]
+        n2 += count
+        n7 += count
+        n30 += count
+        f2 += frauds
+        f7 += frauds
+        f30 += frauds
     risk: dict[str, Value] = {
         "merchant_labels_2d": int(n2),
         "merchant_frauds_2d": int(f2),
@@ -403,7 +432,7 @@ def _risk(m: KeyState, labels: array[float], t: float, v: dict[str, Value]) -> N
         "merchant_fraud_rate_7d": f7 / n7 if n7 else None,
         "merchant_fraud_rate_30d": f30 / n30 if n30 else None,
     }
-    m.risk = (day, risk)
+    m.risk = (day, cached[1], risk)
     v.update(risk)
 
 
@@ -698,7 +727,11 @@ class Featurizer:
             m.last_t = event_time
         if m.labels is None:
             m.labels = array("d")
-        m.risk = None
+        risk = m.risk
+        if risk is not None:
+            # A label of the cached day changes only that day's bucket, which `_risk` reads
+            # each time; one of another day (or pruning older buckets) changes the sums.
+            m.risk = (risk[0], risk[1], None) if event_time // DAY == risk[0] else None
         # Reuses the (id, count, sum) layout: count = labels, sum = frauds.
         bucket_add(m.labels, event_time // DAY, 1.0 if is_fraud else 0.0, TIERS["day"][1])
 
