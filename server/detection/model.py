@@ -524,21 +524,27 @@ class OnlineLogit:
         active = [(i, v * scale[i]) for i, v in active]
         target = 1.0 if is_fraud else 0.0
         g2, lr, l2 = self.g2, self.learning_rate, self.l2
+        b, g2b, sqrt = self.b, self.g2b, math.sqrt
         # An example of weight k is learnt as k presentations of it, each step from the
         # margin the previous one left (the last carries the fraction): one step of k times
         # the gradient overshoots, and a legitimate label kept 1 in 13 by the sampler then
         # throws the weights about (docs/model.md, "Which labels were kept must not matter").
+        # The inner loop runs for every active input of every presentation: each weight and
+        # squared-gradient sum is read once and written once.
         left = weight
         while left > 0.0:
             part = 1.0 if left > 1.0 else left
             left -= part
-            err = (sigmoid(self.b + sum([w[i] * z for i, z in active])) - target) * part
+            err = (sigmoid(b + sum([w[i] * z for i, z in active])) - target) * part
             for i, z in active:
-                g = err * z + l2 * w[i]
-                g2[i] += g * g
-                w[i] -= lr * g / math.sqrt(g2[i])
-            self.g2b += err * err
-            self.b -= lr * err / math.sqrt(self.g2b)
+                wi = w[i]
+                g = err * z + l2 * wi
+                gi = g2[i] + g * g
+                g2[i] = gi
+                w[i] = wi - lr * g / sqrt(gi)
+            g2b += err * err
+            b -= lr * err / sqrt(g2b)
+        self.b, self.g2b = b, g2b
 
     def calibrate(self, logit: float, is_fraud: bool, weight: float = 1.0) -> None:
         """Platt scaling, one label at a time: `logit` is what the model said when it scored
