@@ -22,6 +22,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from operator import mul
 from typing import Any
 
@@ -512,13 +513,12 @@ class OnlineLogit:
         self.frauds += is_fraud
         self.weight_sum += weight
         scale, w, sums, squares = self.scale, self.w, self.sums, self.squares
-        active = []
-        for i, v in enumerate(x):
-            if v:
-                wv = weight * v
-                sums[i] += wv
-                squares[i] += wv * v
-                active.append((i, v))
+        # The inputs that are not 0, picked in C: a fifth of them, as a rule.
+        active = [(i, x[i]) for i in compress(range(len(x)), x)]
+        for i, v in active:
+            wv = weight * v
+            sums[i] += wv
+            squares[i] += wv * v
         if self.count <= 64 or self.count % self.rescale_every == 0:
             self._rescale()
         active = [(i, v * scale[i]) for i, v in active]
