@@ -153,6 +153,7 @@ def run_backtest(
     on_label: LabelHook,
     day_of: Callable[[int], int],
     scores_out: TextIO | None = None,
+    times: deque[float] | None = None,
 ) -> Outcome:
     """Score `rows` one by one in event-time order, revealing each label once it is due.
 
@@ -160,6 +161,10 @@ def run_backtest(
     just before the first transaction whose timestamp is >= that, never earlier. Constant
     delay and ordered input make due times ordered too, so a FIFO is enough. A row earlier
     than the one before raises OutOfOrder: its labels could otherwise arrive early.
+
+    `times`, if given, holds each row's `tx.timestamp.timestamp()`, taken from the left as
+    the rows are scored: a reader process that computed them for the features sends them,
+    which spares ~0.6 µs a row here.
     """
     if label_delay < dt.timedelta(0):
         raise ValueError(f"label_delay must be >= 0, got {label_delay}")
@@ -182,11 +187,12 @@ def run_backtest(
     add = pending.add
     append_score, append_decision, append_day = scores.append, decisions.append, days.append
     append_account, append_label = accounts.append, labels.append
+    next_time = times.popleft if times is not None else None
     last_us = -(2**63)
     tx: Transaction | None = None
     for i, row in enumerate(rows):
         tx = row.transaction
-        t = tx.timestamp.timestamp()
+        t = tx.timestamp.timestamp() if next_time is None else next_time()
         now_us = round(t * 1e6)
         if now_us < last_us:
             raise OutOfOrder(row.line)
@@ -345,10 +351,12 @@ def _score_file(
         progress = Progress("backtest", fraction=source.fraction_read, unit="tx")
         built = backtest_detector(args)
         detector: Scorer = built
+        times = None
         if isinstance(source, ReadAhead) and source.features is not None:
             detector = FeaturesFrom(built, source.features)
+            times = source.times
         try:
-            outcome = _run(_valid(source, errors, progress), detector, args, delay, tz)
+            outcome = _run(_valid(source, errors, progress), detector, args, delay, tz, times)
             progress.close()
             return detector, outcome, errors, 0
         except OutOfOrder as exc:
@@ -369,6 +377,7 @@ def _run(
     args: argparse.Namespace,
     delay: dt.timedelta,
     tz: dt.tzinfo,
+    times: deque[float] | None = None,
 ) -> Outcome:
     """One scoring pass; the scores file is (re)written from its start."""
     with contextlib.ExitStack() as stack:
@@ -380,6 +389,7 @@ def _run(
         return run_backtest(
             rows, detector, label_delay=delay,
             on_label=label_hook(detector), day_of=day_function(tz), scores_out=scores_file,
+            times=times,
         )  # fmt: skip
 
 

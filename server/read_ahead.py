@@ -76,7 +76,7 @@ _Message = _Chunk | _End | _Failed
 _decoder = msgspec.json.Decoder(_Message)
 # Features go as MessagePack: 3x faster than JSON for dicts of numbers, and exact.
 _encode_features = msgspec.msgpack.Encoder().encode
-_decode_features = msgspec.msgpack.Decoder(list[dict[str, Value]]).decode
+_decode_features = msgspec.msgpack.Decoder(tuple[list[float], list[dict[str, Value]]]).decode
 
 
 PIPE_BYTES = 1 << 20
@@ -137,8 +137,9 @@ class FeaturesSpec(NamedTuple):
 
 class ReadAhead:
     """`Source`'s rows, read, mapped and validated by a child process; with `features`,
-    each valid row's features too, in `self.features` (in row order, put there before the
-    chunk holding the row is yielded)."""
+    each valid row's features too, in `self.features`, and its POSIX time
+    (`tx.timestamp.timestamp()`, computed for the features) in `self.times` (both in row
+    order, put there before the chunk holding the row is yielded)."""
 
     def __init__(
         self,
@@ -150,6 +151,7 @@ class ReadAhead:
         self.path = path
         self.rows_read = 0
         self.features: deque[dict[str, Value]] | None = deque() if features else None
+        self.times: deque[float] | None = deque() if features else None
         self._fraction = 0.0
         self._notes: list[str] = []
         context = process_context()
@@ -185,8 +187,10 @@ class ReadAhead:
             if type(message) is _Chunk:
                 self.rows_read = message.rows_read
                 self._fraction = message.fraction
-                if self.features is not None:
-                    self.features.extend(_decode_features(recv()))
+                if self.features is not None and self.times is not None:
+                    times, features = _decode_features(recv())
+                    self.times.extend(times)
+                    self.features.extend(features)
                 if message.errors:
                     # Line order, as the inline Source gives them: errors are rare.
                     merged: list[Row | RowError] = [*message.rows, *message.errors]
@@ -229,7 +233,7 @@ def _read(
     features: FeaturesSpec | None = None,
 ) -> None:
     """The child: the file through `Source`, a chunk a message; with `features`, the valid
-    rows' features in a second message."""
+    rows' POSIX times and features in a second message."""
     encode = msgspec.json.Encoder().encode
     compute = _Features(features) if features is not None else None
     try:
@@ -265,12 +269,16 @@ class _Features:
         self.merchant_learns = featurizer.learn_label
         self.pending: DueLabels[tuple[str, bool]] = DueLabels(spec.label_delay_us)
 
-    def __call__(self, rows: list[Row]) -> list[dict[str, Value]]:
+    def __call__(self, rows: list[Row]) -> tuple[list[float], list[dict[str, Value]]]:
+        """The rows' POSIX times (the scoring process needs them too: sent, they are not
+        computed twice) and their features."""
         pending, values_one, merchant_learns = self.pending, self.values_one, self.merchant_learns
+        times = []
         out = []
         for row in rows:
             tx = row.transaction
             t = tx.timestamp.timestamp()
+            times.append(t)
             now_us = round(t * 1e6)
             for due, (merchant, is_fraud) in pending.due(now_us):
                 # Whole microseconds / 1e6: what backtest.label_hook gets from
@@ -279,4 +287,4 @@ class _Features:
             out.append(values_one(tx, t))
             if row.label is not None:
                 pending.add(now_us, (tx.merchant_id, row.label))
-        return out
+        return times, out
