@@ -25,7 +25,7 @@ from server.detection.rules import load_rules
 from server.detection.verdict import Verdict
 from server.feeds.simulator import SimulatorFeed
 from server.hub import Hub
-from server.learning import Trainer, apply_labels
+from server.learning import Trainer, apply_labels, rebuild_scorecard
 from server.pipeline import DetectionLoop, IntakeClosed, TxQueue
 from server.resources import web_dir
 from server.scorecard import Scorecard
@@ -172,6 +172,9 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.rules_path is not None:
         detector.use_rules(await asyncio.to_thread(load_rules, settings.rules_path))
     _restore_state(detector, settings.state_path)
+    counted = await rebuild_scorecard(app[STORE], app[SCORECARD])
+    if counted:
+        log.info("scorecard: %d labelled transactions counted from the store", counted)
     loop = DetectionLoop(
         app[QUEUE],
         app[DETECTOR],

@@ -381,3 +381,31 @@ async def test_a_restarted_simulator_feed_is_stored_at_once(
 
     first, second = await first_50_stored(), await first_50_stored()
     assert not first & second
+
+
+async def test_the_scorecard_survives_a_restart(aiohttp_client: Any, tmp_path: Path) -> None:
+    # It lived in memory only: after a restart precision and recall were gone until new
+    # labels came. Now it is rebuilt from the stored labels and verdicts.
+    from tests.conftest import card_testing
+
+    settings = make_settings(tmp_path, model=False)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    records = card_testing("ct", "acct-victim") + [
+        tx(f"ok-{i}", account="acct-ok") for i in range(6)
+    ]
+    verdicts = await post_batch(client, records)
+    alerted_frauds = sum(v["decision"] != "allow" for v in verdicts[:4])
+    labels = [{"transaction_id": r["id"], "label": "fraud" if r["id"].startswith("ct") else
+               "legitimate"} for r in records]  # fmt: skip
+    await post_labels(client, labels)
+    before = client.app[SCORECARD].snapshot()  # type: ignore[index]
+    assert before is not None and before["labelled"] == len(records)
+    assert before["overall"]["alerted_frauds"] == alerted_frauds > 0
+    await client.close()
+
+    again: TestClient = await aiohttp_client(create_app(settings))
+    after = again.app[SCORECARD].snapshot()  # type: ignore[index]
+    assert after == before
+    # New labels count on top of the rebuilt ones, and a re-sent one is not counted twice.
+    await post_labels(again, labels[:1])
+    assert again.app[SCORECARD].snapshot() == before  # type: ignore[index]

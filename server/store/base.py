@@ -284,6 +284,10 @@ class Store(Protocol):
 
     async def get_labels(self, transaction_ids: Collection[str]) -> dict[str, Label]: ...
 
+    async def recent_labels(self, limit: int) -> list[Label]:
+        """The `limit` labels stored last (by receipt), oldest first: what a restarted
+        server's scorecard is rebuilt from."""
+
     async def list_alerts(
         self,
         statuses: Collection[AlertStatus] | None,

@@ -291,6 +291,9 @@ class SqliteStore:
             return {}
         return await self._read(lambda conn: reads.labels(conn, transaction_ids))
 
+    async def recent_labels(self, limit: int) -> list[Label]:
+        return await self._read(lambda conn: reads.recent_labels(conn, limit))
+
     async def list_alerts(
         self,
         statuses: Collection[AlertStatus] | None,

@@ -384,3 +384,16 @@ def labels(conn: sqlite3.Connection, transaction_ids: Collection[str]) -> dict[s
         )
         for tx_id, label, source, at, scenario in rows
     }
+
+
+def recent_labels(conn: sqlite3.Connection, limit: int) -> list[Label]:
+    """The `limit` labels stored last, oldest first."""
+    rows = conn.execute(
+        "SELECT transaction_id, label, source, labelled_at, scenario FROM labels "
+        "ORDER BY received_at DESC, transaction_id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [
+        Label(transaction_id=tx_id, label=label, source=source, labelled_at=at, scenario=scenario)
+        for tx_id, label, source, at, scenario in reversed(rows)
+    ]
