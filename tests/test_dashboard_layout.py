@@ -1,0 +1,181 @@
+"""The page at common screen sizes: the alert queue keeps the room, its actions stay in reach."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, expect
+
+from server.auth import create_user
+from server.state import STORE
+from tests.browser_support import (
+    OWNER,
+    PASSWORD,
+    T0,
+    Analyst,
+    Ingest,
+    card_testing,
+    impossible_travel,
+    sign_in,
+    travel_at_night,
+)
+
+pytestmark = pytest.mark.browser
+
+# Set to a directory to keep each viewport's screenshot there (for looking at the layout).
+SHOTS = os.environ.get("FRAUDWATCH_LAYOUT_SHOTS")
+
+# width, height -> at least this many alert rows wholly in view, no scrolling. Before the
+# compact layout: 9, 7, 6, 3 and 0 (the phone's page was 799 px wide).
+VIEWPORTS = {
+    (1400, 900): 9,
+    (1366, 768): 7,
+    (1280, 720): 7,
+    (1024, 700): 5,
+    (390, 844): 1,
+}
+# From this width every column fits; below it the table scrolls sideways under its pinned
+# actions, and on a phone (below 760) nothing is pinned.
+ALL_COLUMNS = 1280
+PINNED_ACTIONS = 760
+
+# Where the table's rows can be seen: under its sticky header, inside its scroll box (less
+# its scrollbars) and inside the window; how many rows lie wholly there; where the first
+# row's buttons are; and the widths that overflow.
+MEASURE = """() => {
+  const wrap = document.getElementById("table-wrap");
+  const box = wrap.getBoundingClientRect();
+  const top = document.querySelector("#alerts-table thead").getBoundingClientRect().bottom;
+  const bottom = Math.min(box.top + wrap.clientTop + wrap.clientHeight, innerHeight);
+  const left = Math.max(box.left + wrap.clientLeft, 0);
+  const right = Math.min(box.left + wrap.clientLeft + wrap.clientWidth, innerWidth);
+  const rows = [...document.querySelectorAll("#alert-rows tr")];
+  const inView = rows.filter((row) => {
+    const r = row.getBoundingClientRect();
+    return r.top >= top - 0.5 && r.bottom <= bottom + 0.5;
+  });
+  const buttons = [...rows[0].querySelectorAll("td.actions button")].map((b) => {
+    const r = b.getBoundingClientRect();
+    return { left: r.left, right: r.right };
+  });
+  const height = (selector) => document.querySelector(selector)?.getBoundingClientRect().height;
+  return {
+    rows: inView.length,
+    buttons,
+    left,
+    right,
+    tableOverflow: wrap.scrollWidth - wrap.clientWidth,
+    ownerCut: rows.some((row) => {
+      const owner = row.querySelector("td.owner");
+      return owner.scrollWidth > owner.clientWidth;
+    }),
+    pageWidth: document.documentElement.scrollWidth,
+    innerWidth,
+    heights: {
+      topbar: height(".topbar"),
+      stats: height(".stats"),
+      head: height(".panel-head"),
+      toolbar: height(".toolbar"),
+      footer: height(".footer"),
+      row: rows[0].getBoundingClientRect().height,
+    },
+  };
+}"""
+
+
+SCROLL_RIGHT = """(id) => {
+  const wrap = document.getElementById("table-wrap");
+  wrap.scrollLeft = wrap.scrollWidth;
+  const box = wrap.getBoundingClientRect();
+  const right = box.left + wrap.clientLeft + wrap.clientWidth;
+  const row = document.querySelector(`#alert-rows tr[data-id="${id}"]`);
+  const owner = row.querySelector("td.owner").getBoundingClientRect();
+  const actions = row.querySelector("td.actions").getBoundingClientRect();
+  return {
+    ownerInView: owner.left >= box.left && owner.right <= actions.left + 0.5,
+    actionsRight: actions.right,
+    right,
+  };
+}"""
+
+
+async def queue_of_twenty(ingest: Ingest) -> list[str]:
+    """About twenty alerts of every severity, with long merchant names."""
+    ids: list[str] = []
+    for i in range(7):
+        at = T0 + dt.timedelta(hours=i)
+        ids += await ingest(impossible_travel(f"acct-trv-{i}", f"Harrods Knightsbridge {i}", at))
+    for i in range(4):
+        ids += await ingest(travel_at_night(f"acct-ngt-{i}", T0 + dt.timedelta(days=i + 1)))
+    for i in range(3):
+        at = T0 + dt.timedelta(hours=10 + i)
+        ids += await ingest(card_testing(f"acct-crd-{i}", n=5, at=at))
+    return ids
+
+
+async def measure(analyst: Analyst, width: int, height: int) -> dict[str, Any]:
+    page = analyst.page
+    await page.set_viewport_size({"width": width, "height": height})
+    # The table re-measures its row height on resize and repaints on the next frame.
+    await page.wait_for_timeout(300)
+    figures: dict[str, Any] = await page.evaluate(MEASURE)
+    if SHOTS:
+        await page.screenshot(path=str(Path(SHOTS) / f"layout-{width}x{height}.png"))
+    return figures
+
+
+async def test_queue_keeps_the_room_at_common_sizes(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # A name as long as the one QA saw cut short ("analyst (you)").
+    await create_user(server.app[STORE], "analyst", PASSWORD, "analyst")
+    ids = await queue_of_twenty(ingest)
+    assert len(ids) >= 20
+    me = await sign_in(browser, server, "analyst")
+    # Every alert listed (the table keeps only the rows near the view in the DOM).
+    await expect(me.page.locator("#alerts-table")).to_have_attribute(
+        "aria-rowcount", str(len(ids) + 1)
+    )
+    # Three alerts held by the analyst ("analyst (you)"); the first row stays open, with all
+    # three buttons: the widest actions cell.
+    held = [await me.rows.nth(i).get_attribute("data-id") for i in range(1, 4)]
+    for alert_id in held:
+        assert alert_id is not None
+        await me.row(alert_id).get_by_role("button", name=re.compile("^Acknowledge")).click()
+        await expect(me.cell(alert_id, OWNER)).to_have_text("analyst (you)")
+    await me.page.mouse.move(0, 0)
+
+    report = {}
+    for width, height in VIEWPORTS:
+        report[width, height] = await measure(me, width, height)
+        print(width, height, report[width, height])
+    for (width, height), target in VIEWPORTS.items():
+        figures = report[width, height]
+        where = (width, height, figures)
+        assert figures["rows"] >= target, where
+        # The page itself never scrolls sideways (the phone's header wraps).
+        assert figures["pageWidth"] <= figures["innerWidth"], where
+        if width >= PINNED_ACTIONS:
+            # Ack, Fraud and Legitimate in view without scrolling anything sideways.
+            assert len(figures["buttons"]) == 3, where
+            for button in figures["buttons"]:
+                assert figures["left"] <= button["left"], where
+                assert button["right"] <= figures["right"], where
+        if width >= ALL_COLUMNS:
+            assert figures["tableOverflow"] == 0, where
+            assert not figures["ownerCut"], where
+
+    # At 1024 px the owner went under the pinned actions: scrolled sideways, it shows, and
+    # the actions have not moved.
+    await me.page.set_viewport_size({"width": 1024, "height": 700})
+    await me.page.wait_for_timeout(300)
+    after = await me.page.evaluate(SCROLL_RIGHT, held[0])
+    assert after["ownerInView"], after
+    assert after["actionsRight"] <= after["right"], after
+    assert me.problems == []
