@@ -136,6 +136,9 @@ async def resolve_legitimate(alice: Analyst, alert_id: str) -> None:
     await expect(alice.page.get_by_role("dialog", name=re.compile("^Resolve"))).to_be_visible()
     await alice.press("Enter")
     await expect(alice.cell(alert_id, STATUS)).to_have_text("Resolved Legitimate")
+    # The dialog hands focus back to the row once it has closed: keys pressed before that
+    # would land outside the table.
+    await eventually(alice.focused_row_id, alert_id)
 
 
 async def test_cursor_keeps_its_place_when_the_resolved_row_moves_away(

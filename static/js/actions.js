@@ -87,7 +87,11 @@ export class Actions {
     this.updateHold();
     await asked;
     this.updateHold();
-    refocus();
+    // Closing the dialog gives focus back to what had it. Put it back only if that went
+    // missing (the row was redrawn meanwhile), never over where the analyst has moved it
+    // since: an Esc pressed right after closing releases the table, and must stay so.
+    const active = document.activeElement;
+    if (!active || active === document.body || this.dialog.dialog.contains(active)) refocus();
     return outcome;
   }
 
