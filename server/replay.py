@@ -89,9 +89,10 @@ class ReplaySummary:
             *self.errors.lines(),
         ]
         if self.sent:
+            # Sent counts what was posted; only answered transactions were scored or refused.
             lines.append(
-                f"  sent {self.sent:,}; refused by the server {self.refused.count:,}; "
-                f"failed (no answer) {self.failed:,}"
+                f"  sent {self.sent:,}, answered {self.sent - self.failed:,}; refused by the "
+                f"server {self.refused.count:,}; failed (no answer) {self.failed:,}"
                 + (f"; last error: {self.last_error}" if self.last_error else "")
             )
             lines += ["  " + line for line in self.refused.lines()]

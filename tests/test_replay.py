@@ -425,6 +425,7 @@ async def test_replay_to_a_server_that_is_gone_stops_early(
         summary = await replay_to_target(source, "http://127.0.0.1:9", API_KEY)
     assert summary.stopped is not None and "no answer" in summary.stopped
     assert summary.failed == 3
+    assert "sent 3, answered 0;" in "\n".join(summary.lines("target", None))
 
 
 async def test_replay_command_into_a_running_server_paced(
@@ -441,7 +442,7 @@ async def test_replay_command_into_a_running_server_paced(
     assert 0.35 <= time.monotonic() - started < 5.0
     out = capsys.readouterr().out
     assert "5 rows read, 5 scored, 0 invalid" in out
-    assert "sent 5; refused by the server 0; failed (no answer) 0" in out
+    assert "sent 5, answered 5; refused by the server 0; failed (no answer) 0" in out
     assert "alerts 3 " in out
 
 
