@@ -337,14 +337,20 @@ def _check_text(tx: Transaction) -> None:
                 "too_long", f"'{name}' is longer than {MAX_TEXT_LENGTH} characters", name
             )
     for name in (*_ID_FIELDS, "currency", "country", *_TEXT_FIELDS):
-        value = getattr(tx, name)
-        if value and (bad := _BAD_TEXT.search(value)):
-            raise _invalid(
-                "invalid_text",
-                f"'{name}' contains U+{ord(bad.group()):04X}: control, bidi and surrogate "
-                "characters are not allowed",
-                name,
-            )
+        problem = text_problem(name, getattr(tx, name))
+        if problem is not None:
+            raise _invalid("invalid_text", problem, name)
+
+
+def text_problem(name: str, value: str | None) -> str | None:
+    """Why `value` is refused as text shown to analysts (control, bidi and surrogate
+    characters), or None."""
+    if value and (bad := _BAD_TEXT.search(value)):
+        return (
+            f"'{name}' contains U+{ord(bad.group()):04X}: control, bidi and surrogate "
+            "characters are not allowed"
+        )
+    return None
 
 
 NO_CLOCK = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)

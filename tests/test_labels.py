@@ -63,6 +63,7 @@ async def test_a_batch_answers_each_label_in_order(client: TestClient) -> None:
         {"label": "fraud"},
         {"transaction_id": "b", "label": "fraud", "labelled_at": "2099-01-01T00:00:00Z"},
         {"transaction_id": "b" * 129, "label": "fraud"},
+        {"transaction_id": "b", "label": "fraud", "source": "a\u0007"},
     ]
     status, answer = await post_labels(client, body)
     assert status == 200
@@ -90,6 +91,12 @@ async def test_a_batch_answers_each_label_in_order(client: TestClient) -> None:
     assert results[10]["error"]["field"] == "labelled_at"  # known before it was sent: no
     assert "ahead of the server clock" in results[10]["error"]["message"]
     assert "at most 128 characters" in results[11]["error"]["message"]  # as ingest's ids
+    assert results[12]["error"] == {
+        "code": "invalid_text",
+        "message": "'source' contains U+0007: control, bidi and surrogate characters are not "
+        "allowed",
+        "field": "source",
+    }
     stored = await client.app[STORE].get_labels(["a", "b", "c"])  # type: ignore[index]
     assert set(stored) == {"a", "c"}
     assert stored["a"].source == "chargeback"

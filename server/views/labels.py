@@ -11,7 +11,7 @@ from aiohttp import web
 from server.learning import apply_labels
 from server.state import DETECTOR, SCORECARD, STORE, TRAINER
 from server.store.base import LABELS, Label, LabelValue
-from server.transactions import MAX_ID_LENGTH, too_far_ahead
+from server.transactions import MAX_ID_LENGTH, text_problem, too_far_ahead
 from server.views.api import permitted
 from server.views.responses import error_body, json_error, json_response
 
@@ -57,6 +57,10 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
             f"'source' must be a non-empty string of at most {MAX_SOURCE_LENGTH} characters",
             "source",
         )
+    for name, text in (("transaction_id", tx_id), ("source", source)):
+        problem = text_problem(name, text)
+        if problem is not None:
+            raise LabelError("invalid_text", problem, name)
     labelled_at = item.get("labelled_at")
     at = now if labelled_at is None else _instant(labelled_at)
     if at is None:
