@@ -119,6 +119,24 @@ async def test_single_label_errors_have_their_status(client: TestClient) -> None
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "empty_body"
 
 
+async def test_a_label_naming_a_key_twice_is_refused(client: TestClient) -> None:
+    # As a transaction is: which of the two a parser keeps is not something to rely on.
+    await post_batch(client, [tx("d-1"), tx("d-2")])
+    body = (b'[{"transaction_id": "d-1", "label": "fraud", "transaction_id": "d-2"},'
+            b' {"transaction_id": "d-2", "label": "legitimate"}]')  # fmt: skip
+    resp = await client.post("/api/v1/labels", data=body, headers=BOOTSTRAP)
+    assert resp.status == 200
+    first, second = (await resp.json())["results"]
+    assert first["error"] == {
+        "code": "duplicate_key",
+        "message": "Key 'transaction_id' appears more than once",
+        "field": "transaction_id",
+    }
+    assert second["status"] == "created"
+    stored = await client.app[STORE].get_labels(["d-1", "d-2"])  # type: ignore[index]
+    assert {k: v.label for k, v in stored.items()} == {"d-2": "legitimate"}
+
+
 async def test_re_sending_labels_is_idempotent(client: TestClient) -> None:
     await post_batch(client, [tx("r-1"), tx("r-2")])
     body = [

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any, cast
 
-import msgspec
 from aiohttp import web
 
 from server.learning import apply_labels
@@ -26,8 +26,27 @@ class LabelError(ValueError):
         self.body = error_body(code, message, field)
 
 
+class _DuplicateKey(dict[str, Any]):
+    """An object that named `key` twice: refused as a label."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+
+def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            return _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
 def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
     """One label from its JSON; raises LabelError naming the field at fault."""
+    if isinstance(item, _DuplicateKey):
+        raise LabelError("duplicate_key", f"Key {item.key!r} appears more than once", item.key)
     if not isinstance(item, dict):
         raise LabelError("invalid_body", "Each label must be a JSON object")
     unknown = sorted(set(item) - FIELDS)
@@ -99,8 +118,10 @@ async def post_labels(request: web.Request) -> web.Response:
     if not raw.strip():
         return json_error(400, "empty_body", "Send a JSON object or an array of them")
     try:
-        body: Any = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+        # The json module for its pairs hook: a label naming a key twice is refused, as a
+        # transaction is (parsers disagree on which one wins). Labels are not a hot path.
+        body: Any = json.loads(raw, object_pairs_hook=_keys_once)
+    except (ValueError, RecursionError):
         return json_error(400, "malformed_json", "Send a JSON object or an array of them")
     is_batch = isinstance(body, list)
     items = body if is_batch else [body]
