@@ -162,8 +162,7 @@ class Detector:
             )
             if ready:
                 return rescored
-        amount = v.get("amount")
-        return self._by_amount(scored, float(tx.amount) if amount is None else amount)
+        return self._by_amount(scored, float(tx.amount))
 
     # --- learning from labels (server/detection/model.py) ---------------------------------
 
