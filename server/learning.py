@@ -273,8 +273,7 @@ async def rebuild_scorecard(store: Store, scorecard: Scorecard, limit: int = REB
     """After a restart, count the `limit` labels stored last with their stored verdicts, so
     the scorecard's precision and recall do not start again from nothing. Returns how many
     labelled transactions it counted."""
-    labels = await store.recent_labels(limit)
-    for label in labels:
-        scorecard.add_truth(label.transaction_id, label.label == "fraud", label.scenario)
-    await absorb_labels(store, None, scorecard, labels)
+    # The path a stored label takes, for the scorecard alone: the model has learnt these,
+    # and merchant risk has them in the detector's snapshot.
+    await learn_stored_labels(store, None, scorecard, None, await store.recent_labels(limit))
     return scorecard.counted
