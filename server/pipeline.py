@@ -269,8 +269,6 @@ class DetectionLoop:
                 fresh[tx.id] = (verdict, tx)
                 records.append(StoredRecord(tx, verdict, scored.severity, received_at))
                 out.append(verdict)
-            if sub.waiter is None:
-                _warn_conflicts(out)
             answers.append(out)
         if records:
             # The records are scored once and kept: a retry writes the same verdicts, so the
@@ -279,7 +277,9 @@ class DetectionLoop:
         now = time.monotonic()
         for sub, out in zip(batch, answers, strict=True):
             latencies.append((now - sub.received) * 1000)
-            if sub.waiter is not None and not sub.waiter.done():
+            if sub.waiter is None:
+                _warn_conflicts(out)  # a feed's: nobody else hears of what was refused
+            elif not sub.waiter.done():
                 sub.waiter.set_result(out)
         new_verdicts = [r.verdict for r in records]
         self.stats.record_batch(
