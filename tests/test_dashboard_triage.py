@@ -436,6 +436,59 @@ async def test_bulk_actions_report_each_result_and_name_the_holder(
     assert alice.problems == []
 
 
+async def test_bulk_resolve_keeps_the_note_and_retries_what_failed(
+    browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids: list[str] = []
+    for i in range(3):
+        ids += await ingest(
+            impossible_travel(f"acct-f{i}", f"Shop {i}", T0 + dt.timedelta(hours=i))
+        )
+    for alert_id in ids:
+        await alice.row(alert_id).get_by_role("checkbox").check()
+    answered: list[int] = []
+
+    # The second alert's call meets a busy store once; the others go through.
+    async def busy_once(route: Route) -> None:
+        if answered:
+            await route.continue_()
+            return
+        answered.append(503)
+        error = {"code": "unavailable", "message": "The store is busy.", "field": None}
+        await route.fulfill(status=503, json={"error": error})
+
+    await page.route(f"**/api/v1/alerts/{ids[1]}/resolve", busy_once)
+    await page.locator("#bulk-bar").get_by_role("button", name="Resolve fraud").click()
+    dialog = page.get_by_role("dialog", name=re.compile("^Resolve 3 alerts"))
+    note = dialog.get_by_label("Note")
+    error = dialog.get_by_role("alert")
+    await page.keyboard.type("Same ring as case 1182")
+    await alice.press("Enter")
+    await expect(error).to_have_text(
+        "Could not resolve 1 of the 3 alerts: The store is busy. Enter to try again, Esc to cancel."
+    )
+    await expect(dialog).to_be_visible()
+    await expect(note).to_have_value("Same ring as case 1182")
+    await expect(note).to_be_focused()
+    await expect(alice.cell(ids[0], STATUS)).to_have_text("Resolved Fraud")
+    await expect(alice.cell(ids[1], STATUS)).to_have_text("Open")
+    await expect(alice.cell(ids[2], STATUS)).to_have_text("Resolved Fraud")
+
+    # Enter tries the one that failed, and only that one: no conflict on the other two.
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    notice = page.locator('#notices .notice[data-key="bulk"]')
+    await expect(notice.locator(".notice-text")).to_have_text("Resolved as fraud 3 of 3.")
+    await expect(alice.cell(ids[1], STATUS)).to_have_text("Resolved Fraud")
+    assert answered == [503]
+    for alert_id in ids:
+        async with http.get(server.make_url(f"/api/v1/alerts/{alert_id}")) as r:
+            assert (await r.json())["alert"]["note"] == "Same ring as case 1182"
+    assert alice.problems == []
+
+
 async def test_a_viewer_reads_but_cannot_act(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

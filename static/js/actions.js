@@ -10,6 +10,10 @@ import { describeAlert } from "./format.js";
 // No answer at all, or the server's own failure: the same request may well succeed later.
 const retryable = (error) => error.status === 0 || error.status >= 500;
 
+// What the resolve dialog says after such a failure, with the note still in it.
+const tryAgain = (what, error) =>
+  `Could not resolve ${what}: ${error.message} Enter to try again, Esc to cancel.`;
+
 export class Actions {
   constructor({ store, table, dialog, notices, signedOut, updateHold }) {
     this.store = store;
@@ -77,22 +81,27 @@ export class Actions {
       if (outcome.ok || outcome.stop) return null;
       // Closed while the call ran (Esc): the dialog cannot say it, a notice must.
       if (retryable(outcome.error) && this.dialog.alertId === alert.id) {
-        const why = outcome.error.message;
-        return `Could not resolve the alert: ${why} Enter to try again, Esc to cancel.`;
+        return tryAgain("the alert", outcome.error);
       }
       this._explain(outcome, alert);
       return null;
     };
-    const asked = this.dialog.ask(alert, disposition, { submit });
-    this.updateHold();
-    await asked;
-    this.updateHold();
+    await this._ask(alert, disposition, submit);
     // Closing the dialog gives focus back to what had it. Put it back only if that went
     // missing (the row was redrawn meanwhile), never over where the analyst has moved it
     // since: an Esc pressed right after closing releases the table, and must stay so.
     const active = document.activeElement;
     if (!active || active === document.body || this.dialog.dialog.contains(active)) refocus();
     return outcome;
+  }
+
+  // The resolve dialog, one alert or several, open until `submit` lets it close (see
+  // ResolveDialog.ask); the table holds still meanwhile.
+  async _ask(subject, disposition, submit) {
+    const asked = this.dialog.ask(subject, disposition, { submit });
+    this.updateHold();
+    await asked;
+    this.updateHold();
   }
 
   // One call. Problems become a notice unless `quiet`; the outcome is returned either way.
@@ -137,28 +146,62 @@ export class Actions {
   // `kind` is "ack", "assign-me" or a disposition. Resolving asks once, for every alert.
   async bulk(kind, alerts, onProgress = () => {}, me = "") {
     if (this.busy || !alerts.length) return null;
-    let note = "";
-    let disposition = null;
-    if (kind !== "ack" && kind !== "assign-me") {
-      const asked = this.dialog.ask(alerts, kind);
-      this.updateHold();
-      const answer = await asked;
-      this.updateHold();
-      if (!answer) return null;
-      ({ disposition, note } = answer);
-    }
+    if (kind !== "ack" && kind !== "assign-me") return this._bulkResolve(kind, alerts, onProgress);
+    const call =
+      kind === "ack"
+        ? (alert) => api.acknowledgeAlert(alert.id)
+        : (alert) => api.assignAlert(alert.id, me);
+    const results = await this._each(alerts, call, onProgress);
+    this._summarise(kind === "ack" ? "Acknowledged" : "Assigned to you", alerts, results);
+    return results;
+  }
+
+  // As with a single alert, the dialog stays open while the calls run. The alerts that
+  // failed for a reason worth retrying are counted in it, with the note kept, and Enter
+  // tries those again (never one already resolved or lost to a conflict). Esc stops before
+  // the next call. The summary comes once the dialog has closed, over every call made.
+  async _bulkResolve(disposition, alerts, onProgress) {
+    const results = new Map(); // alert id → its latest outcome
+    let closed = false;
+    let running = null;
+    const submit = async (answer) => {
+      ({ disposition } = answer);
+      const todo = alerts.filter((alert) => {
+        const last = results.get(alert.id);
+        return !last || (!last.ok && retryable(last.error));
+      });
+      const call = (alert) => api.resolveAlert(alert.id, answer.disposition, answer.note);
+      running = this._each(todo, call, onProgress, () => closed).then((outcomes) => {
+        for (const outcome of outcomes) results.set(outcome.alert.id, outcome);
+        return outcomes;
+      });
+      const outcomes = await running;
+      if (closed || outcomes.some((outcome) => outcome.stop)) return null;
+      const failed = outcomes.filter((outcome) => !outcome.ok && retryable(outcome.error));
+      if (!failed.length) return null;
+      const what =
+        alerts.length === 1 ? "the alert" : `${failed.length} of the ${alerts.length} alerts`;
+      return tryAgain(what, failed[0].error);
+    };
+    await this._ask(alerts, disposition, submit);
+    closed = true;
+    await running;
+    if (!results.size) return null;
+    const done = [...results.values()];
+    this._summarise(`Resolved as ${disposition}`, alerts, done);
+    return done;
+  }
+
+  // The calls one after another, each answered on its own; stops early if the session ended
+  // or `stopped()` says so.
+  async _each(alerts, call, onProgress, stopped = () => false) {
     this.busy = true;
     const results = [];
     try {
       for (const [i, alert] of alerts.entries()) {
+        if (stopped()) break;
         onProgress(i, alerts.length);
-        const call =
-          kind === "ack"
-            ? () => api.acknowledgeAlert(alert.id)
-            : kind === "assign-me"
-              ? () => api.assignAlert(alert.id, me)
-              : () => api.resolveAlert(alert.id, disposition, note);
-        const outcome = await this._run(alert, call, { quiet: true });
+        const outcome = await this._run(alert, () => call(alert), { quiet: true });
         results.push({ alert, ...outcome });
         if (outcome.stop) break;
       }
@@ -166,12 +209,6 @@ export class Actions {
       this.busy = false;
       onProgress(alerts.length, alerts.length);
     }
-    const verbs = { ack: "Acknowledged", "assign-me": "Assigned to you" };
-    this._summarise(
-      verbs[kind] ?? `Resolved as ${disposition}`,
-      alerts,
-      results,
-    );
     return results;
   }
 
