@@ -13,6 +13,7 @@ from playwright.async_api import Browser, expect
 
 from server.state import STORE
 from tests.browser_support import (
+    MERCHANT,
     STATUS,
     T0,
     Analyst,
@@ -99,6 +100,48 @@ async def test_resolved_view_loads_resolved_alerts_from_the_server(
     await expect(alice.cell(older, STATUS)).to_have_text("Resolved Fraud")
     assert alice.problems == []
     assert bob.problems == []
+
+
+async def test_leaving_the_resolved_view_leaves_the_alerts_it_loaded(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    [waiting] = await ingest(impossible_travel("acct-w", "Harrods"))
+    [earlier] = await ingest(travel_at_night("acct-e"))
+    [today] = await ingest(card_testing("acct-c", at=T0 + dt.timedelta(hours=1)))
+    [reopened] = await ingest(impossible_travel("acct-o", "Ritz", T0 + dt.timedelta(hours=2)))
+    # Resolved before Alice opens the page: her snapshot (unresolved alerts) lacks them.
+    for alert_id in (earlier, reopened):
+        await server.app[STORE].resolve(alert_id, "bob", "fraud", None)
+
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    # Resolved while the page is open: Everything keeps it, at the end of the queue.
+    await alice.row(today).get_by_role("button", name=re.compile("as legitimate$")).click()
+    await page.get_by_role("dialog").get_by_role("button", name="Resolve as legitimate").click()
+    await page.mouse.move(5, 5)
+    await expect_rows(alice, [waiting, today])
+
+    views = page.locator("#views-menu")
+    await views.locator("summary").click()
+    await views.get_by_role("link", name="Resolved, newest first").click()
+    await page.mouse.move(5, 5)
+    await expect_rows(alice, [reopened, today, earlier])
+    # Reopened from this view: open again, and the feed says so to every page.
+    await alice.cell(reopened, MERCHANT).click()
+    await alice.drawer.get_by_role("button", name="Reopen").click()
+    await expect(alice.cell(reopened, STATUS)).to_have_text("Open")
+    await alice.press("Escape", "Escape")  # the drawer, then the table it gave focus to
+    await page.mouse.move(5, 5)
+    await expect_rows(alice, [today, earlier])
+
+    # Back to Everything: what it would show had the resolved view never been opened.
+    await views.locator("summary").click()
+    await views.get_by_role("link", name="Everything").click()
+    await page.mouse.move(5, 5)
+    await expect(page).to_have_url(re.compile(r"/$"))
+    await expect_rows(alice, [waiting, reopened, today])
+    await expect(page.locator("#alerts-summary")).to_contain_text("3 shown")
+    assert alice.problems == []
 
 
 async def expect_rows(analyst: Analyst, expected: list[str]) -> None:

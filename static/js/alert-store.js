@@ -90,6 +90,16 @@ export class AlertStore extends EventTarget {
     this.upsert(alert);
   }
 
+  // Forget these alerts (those a view borrowed from the server, once it has gone).
+  remove(ids) {
+    const gone = ids.filter((id) => this._entries.has(id));
+    if (!gone.length) return;
+    const entries = new Set(gone.map((id) => this._entries.get(id)));
+    this._order = this._order.filter((entry) => !entries.has(entry));
+    for (const id of gone) this._entries.delete(id);
+    this._changed({ reset: false, ids: gone, added: [] });
+  }
+
   _put(alert) {
     const existing = this._entries.get(alert.id);
     if (existing) {

@@ -135,9 +135,22 @@ function applyView(view) {
 // adds what it finds: a time range (resolved alerts, older ones), or a status filter that
 // includes resolved alerts. Asked again only when one of those filters changes (not on every
 // keystroke in the search box), or after a fresh snapshot (`force`).
+//
+// What such a view adds is only lent to the page: it leaves with the view, so that a view
+// shows the same rows whichever views were opened before it (Everything is every unresolved
+// alert and whatever the feed brought since, not 1,000 resolved ones the page once looked
+// at). An alert the feed brings meanwhile is the page's own, as it would have been anyway.
 const SERVER_LIMIT = 1000;
 let serverToken = 0;
 let serverKey = "";
+const borrowed = new Set();
+
+// Gives back what server views lent, but for the ids in `keep` (the next view has them too).
+function giveBack(keep = new Set()) {
+  const gone = [...borrowed].filter((id) => !keep.has(id));
+  for (const id of gone) borrowed.delete(id);
+  store.remove(gone);
+}
 
 function serverQuery(view) {
   const range = Boolean(view.from || view.to);
@@ -165,12 +178,18 @@ async function loadFromServer(view, { force = false } = {}) {
   serverKey = key;
   const token = ++serverToken;
   notices.clear("server-view");
-  if (!query) return;
+  if (!query) {
+    giveBack();
+    return;
+  }
   const { range, statuses, filters: params } = query;
   try {
     const page = await api.listAlerts({ statuses, limit: SERVER_LIMIT, filters: params });
     if (token !== serverToken) return;
-    for (const alert of page.alerts ?? []) {
+    const alerts = page.alerts ?? [];
+    giveBack(new Set(alerts.map((alert) => alert.id)));
+    for (const alert of alerts) {
+      if (!store.get(alert.id)) borrowed.add(alert.id);
       store.merge(alert);
       filters.noteAlert(alert);
     }
@@ -185,6 +204,7 @@ async function loadFromServer(view, { force = false } = {}) {
     if (token !== serverToken) return;
     // Not loaded: the next change of view (or a fresh snapshot) asks again.
     serverKey = "";
+    giveBack();
     if (error.unauthenticated) signedOut();
     else {
       const what = range ? "that time range" : "resolved alerts";
@@ -321,6 +341,7 @@ async function loadSnapshot() {
     try {
       const { alerts, seq, more } = await fetchSnapshot();
       store.reset(alerts);
+      borrowed.clear();
       for (const alert of alerts) filters.noteAlert(alert);
       olderNotShown = more;
       socket.lastSeq = Number.isInteger(seq) ? seq : null;
@@ -424,6 +445,7 @@ socket.addEventListener("gap", (event) => {
 
 socket.addEventListener("alert", (event) => {
   const { type, alert } = event.detail;
+  borrowed.delete(alert.id);
   store.upsert(alert);
   filters.noteAlert(alert);
   if (type === "alert") {
@@ -454,7 +476,9 @@ socket.addEventListener("server-error", (event) => {
 // The drawer follows the alert it shows, whoever changed it (the feed or our own call).
 store.addEventListener("change", (event) => {
   const id = drawer.alertId;
-  if (id && event.detail.ids.includes(id)) drawer.refresh(store.get(id));
+  const alert = id && event.detail.ids.includes(id) ? store.get(id) : null;
+  // Gone from the store (a server view's alert, given back): the drawer keeps its copy.
+  if (alert) drawer.refresh(alert);
 });
 
 // ---- acting on alerts -------------------------------------------------------------------
