@@ -261,6 +261,76 @@ async def test_connection_detail_counts_down_and_marks_stale_data(
     assert alice.problems == []
 
 
+async def test_connection_detail_says_just_now_only_once_caught_up(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    routes: list[WebSocketRoute] = []
+    mode = "pass"  # "dead": accepted, never answered; "hold": replayed alerts held back
+    held: list[str | bytes] = []
+
+    async def controllable_feed(page: Page) -> None:
+        def route(ws: WebSocketRoute) -> None:
+            routes.append(ws)
+            if mode == "dead":
+                return
+
+            def forward(message: str | bytes) -> None:
+                if mode == "hold" and json.loads(message)["type"] in ("alert", "alert_updated"):
+                    held.append(message)
+                else:
+                    ws.send(message)
+
+            ws.connect_to_server().on_message(forward)
+
+        await page.route_web_socket("**/ws*", route)
+
+    async def tried_again() -> bool:
+        return len(routes) > 1
+
+    alice = await sign_in(browser, server, "alice", before_load=controllable_feed)
+    page = alice.page
+    indicator = page.locator("#connection")
+    detail = page.locator("#connection-detail")
+    await expect(detail).to_have_text("updated just now", timeout=5000)
+    # Every state and detail the header shows from here on.
+    await page.evaluate(
+        """() => {
+            window.shown = [];
+            const note = () => window.shown.push([
+                document.querySelector("#connection").dataset.state,
+                document.querySelector("#connection-detail").textContent,
+            ]);
+            const watch = {childList: true, characterData: true, subtree: true, attributes: true};
+            new MutationObserver(note).observe(document.querySelector("header"), watch);
+        }"""
+    )
+
+    # Down, and the next try meets a line that never answers: the last update is counted
+    # from the moment it came, not called "just now".
+    mode = "dead"
+    await routes[0].close(code=1012, reason="service restart")
+    await expect(indicator).to_have_text("Reconnecting…")
+    await expect(detail).to_contain_text(re.compile(r" · last update \d+ s ago$"), timeout=1000)
+    [missed] = await ingest(impossible_travel("acct-missed", "Missed Ltd"))
+
+    # Back, but what happened meanwhile has not arrived yet: live, and catching up.
+    mode = "hold"
+    await eventually(tried_again, True, within=10)
+    await routes[1].close(code=1012, reason="service restart")
+    await expect(indicator).to_have_text("Live", timeout=15_000)
+    await expect(detail).to_have_text("catching up")
+    await expect(alice.row(missed)).to_have_count(0)
+    mode = "pass"
+    for message in held:
+        routes[-1].send(message)
+    await expect(alice.row(missed)).to_be_visible()
+    await expect(detail).to_have_text("updated just now", timeout=5000)
+
+    shown = await page.evaluate("window.shown")
+    assert [s for s in shown if "just now" in s[1] and s[0] != "live"] == [], shown
+    assert alice.problems == []
+
+
 async def test_delivery_integrity_panel(
     browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
 ) -> None:

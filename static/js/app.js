@@ -52,10 +52,10 @@ const store = new AlertStore({ capacity: STORE_CAPACITY });
 const notices = new Notices($("#notices"));
 const announcer = new Announcer($("#announcer"));
 const counters = new Counters($("#stats"), { clock });
-const indicator = new ConnectionIndicator($("#connection"), $("#connection-detail"));
+const socket = new LiveSocket({ path: "/ws" });
+const indicator = new ConnectionIndicator($("#connection"), $("#connection-detail"), socket);
 const dialog = new ResolveDialog($("#resolve-dialog"));
 const shortcuts = $("#shortcuts");
-const socket = new LiveSocket({ path: "/ws" });
 const integrity = new IntegrityPanel($("#integrity"), socket);
 const scorecard = new ScorecardPanel($("#scorecard"));
 const summary = $("#alerts-summary");
@@ -626,7 +626,7 @@ function showShortcuts() {
 // ---- once a second ----------------------------------------------------------------------
 
 setInterval(() => {
-  indicator.tick(socket.lastMessageAt);
+  indicator.tick();
   counters.tick();
   integrity.refresh();
   renderStale();

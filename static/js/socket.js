@@ -76,6 +76,12 @@ export class LiveSocket extends EventTarget {
     return this._lastMessageAt;
   }
 
+  // Live, but the events committed before this socket (hello.seq) are still being replayed:
+  // what the page shows is older than the feed.
+  get catchingUp() {
+    return this.state === "live" && this.lastSeq !== null && this.lastSeq < (this._helloSeq ?? 0);
+  }
+
   start() {
     if (this._wanted) return;
     this._wanted = true;
