@@ -122,6 +122,58 @@ def test_time_since_previous_merchant_risk_and_the_amount_band() -> None:
     assert named["log_since_prev"] == named["merchant_fraud_7d"] == 0.0
 
 
+def _bands(named: dict[str, float], name: str) -> list[str]:
+    return [n for n in named if n.startswith(f"{name}_band_") and named[n]]
+
+
+def test_ratio_zscore_and_counts_come_in_bands_and_unknown_is_no_band() -> None:
+    # 250 against an average of 40 (6.25x) and a spread of 5 (z = 42); 2 others in the
+    # hour, none in the minute.
+    f = feats(250.0, 13, 10, 40.0, 5.0, 1, 3, 0, None, None, None, None, None)
+    named = named_features(f, make_tx(1), (), 0.0)
+    assert _bands(named, "ratio") == ["ratio_band_6"]
+    assert FEATURE_LABELS["ratio_band_6"] == "amount 5× to 10× the account's average"
+    assert _bands(named, "zscore") == ["zscore_band_6"]
+    assert _bands(named, "tx_1h") == ["tx_1h_band_2"]
+    assert FEATURE_LABELS["tx_1h_band_2"] == "other transactions in the last hour: 2-3"
+    assert _bands(named, "tx_1m") == ["tx_1m_band_0"]
+    assert FEATURE_LABELS["tx_1m_band_0"] == "other transactions in the last minute: none"
+    # A lower edge belongs to its band: exactly the average is "0.8x to 1.25x", z = 0.
+    named = named_features({**f, "amount": 40.0}, make_tx(1), (), 0.0)
+    assert _bands(named, "ratio") == ["ratio_band_2"] and _bands(named, "zscore") == [
+        "zscore_band_2"
+    ]
+    # No history, no spread: neither the ratio nor the z-score is known, so no band is set
+    # (a band would claim a value the account does not have).
+    named = named_features(feats(250.0, 13, 0, 0.0, 0.0, 1, 1, 0, *[None] * 5), make_tx(1), (), 0.0)
+    assert _bands(named, "ratio") == _bands(named, "zscore") == []
+
+
+def test_bands_let_the_model_learn_a_middle_range() -> None:
+    """Fraud at 3-10x the account's average, but not beyond (a big one-off purchase): one
+    weight on the log ratio can only rank by the ratio; the bands rank the middle first."""
+    rng = random.Random(3)
+    learner = OnlineLogit()
+    for _ in range(6_000):
+        ratio = math.exp(rng.uniform(math.log(0.3), math.log(40.0)))
+        mean = rng.uniform(20.0, 400.0)
+        f = feats(ratio * mean, 13, 30, mean, 0.0, 1, 1, 0, *[None] * 5)
+        is_fraud = 3.0 <= ratio < 10.0 and rng.random() < 0.5
+        learner.learn_one(named_vector(f), is_fraud)
+    model = learner.freeze()
+
+    def p(ratio: float) -> float:
+        return model.predict_proba(
+            named_vector(feats(ratio * 100.0, 13, 30, 100.0, 0.0, 1, 1, 0, *[None] * 5))
+        )
+
+    assert p(5.0) > 2 * p(20.0) and p(5.0) > 2 * p(1.0)
+
+
+def named_vector(f: dict[str, Any]) -> list[float]:
+    return list(named_features(f, make_tx(1), (), 0.0).values())
+
+
 def test_named_features_show_what_fired_and_the_travel() -> None:
     f = feats(600.0, 2, 20, 40.0, 5.0, 3, 9, 4, 5000.0, 1800.0, True, True, False)
     reasons = (Reason("card_testing", "…", weight=0.65), Reason("velocity_1m", "…", weight=0.5))

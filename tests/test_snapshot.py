@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
 from collections import OrderedDict
@@ -177,8 +178,8 @@ def test_model_memory_from_before_the_logit_was_kept_loads_and_bad_entries_are_l
 ) -> None:
     det = scored()
     assert det.model is not None
-    old_layout = next(layout for layout in RAW_LAYOUTS_READ if layout != RAW_LAYOUT)
-    assert old_layout.startswith(FEATURE_SET)  # the same inputs, before the logit
+    old_layout = f"{FEATURE_SET}/{RAW_LAYOUT.split('/', 1)[1].split('+')[0]}"
+    assert old_layout in RAW_LAYOUTS_READ  # the same inputs, before the logit
     # As the previous fraudwatch wrote it: its marker, entries without a logit; and one
     # entry of a length no layout holds (damaged), which is left out.
     items = list(det.model.remembered.items())
@@ -191,6 +192,27 @@ def test_model_memory_from_before_the_logit_was_kept_loads_and_bad_entries_are_l
     assert fresh.model is not None
     assert list(fresh.model.remembered) == [k for k, _ in items]
     assert all(scored_logit(raw) is None for raw in fresh.model.remembered.values())
+
+
+def test_model_memory_of_the_inputs_before_the_bands_is_learnt_without_its_logit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade that added inputs made from the same raw values: a label that arrives
+    after it for a transaction scored before it is still learnt, and the old model's logit
+    does not teach the new model's calibration."""
+    det = scored()
+    assert det.model is not None
+    items = list(det.model.remembered.items())
+    with_logit = {k: v + struct.pack("<d", 2.5) if len(v) == 110 else v for k, v in items}
+    det.model.remembered = OrderedDict(with_logit)
+    path = tmp_path / "state.msgpack"
+    save_as_layout(det, path, "m1+e7244f76/" + RAW_LAYOUT.split("/", 1)[1], monkeypatch)
+    fresh = learning()
+    load(fresh.featurizer, path, fresh.model)
+    assert fresh.model is not None
+    assert list(fresh.model.remembered) == [k for k, _ in items]
+    assert all(scored_logit(raw) is None for raw in fresh.model.remembered.values())
+    assert fresh.model.learn_label(items[0][0], True)
 
 
 def test_a_snapshot_of_the_previous_format_still_loads() -> None:

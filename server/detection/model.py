@@ -22,7 +22,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import compress
+from itertools import compress, pairwise
 from operator import mul
 from typing import Any
 
@@ -77,6 +77,56 @@ AMOUNT_BANDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 20
 """Edges of the amount bands, one input each: a linear model can then give each band its own
 weight (a step at a fixed amount, a middle range that is safer than both ends), which a
 log amount alone cannot. 1-2-5 steps: fine enough for any currency's round numbers."""
+
+
+def _range(low: float | None, high: float | None, show: Callable[[float], str]) -> str:
+    if low is None:
+        return f"under {show(high or 0.0)}"
+    if high is None:
+        return f"{show(low)} or more"
+    return f"{show(low)} to {show(high)}"
+
+
+def _count_range(low: float | None, high: float | None, show: Callable[[float], str]) -> str:
+    if low is None:
+        return "none"
+    if high is None:
+        return f"{low:,.0f} or more"
+    return f"{low:,.0f}" if high == low + 1 else f"{low:,.0f}-{high - 1:,.0f}"
+
+
+@dataclass(frozen=True, slots=True)
+class Banded:
+    """An input also given to the model as bands, one input each (1.0 in the band the value
+    falls in, none when the value is unknown): a linear model can then weigh each range on
+    its own (a step, a middle range safer than both ends), which one weight on the value
+    cannot. `what` reads with the band's range in place of {}."""
+
+    name: str
+    edges: tuple[float, ...]
+    what: str
+    ranged: Callable[[float | None, float | None, Callable[[float], str]], str] = _range
+    show: Callable[[float], str] = lambda v: f"{v:,g}"
+
+    def labels(self) -> list[str]:
+        bounds = [None, *self.edges, None]
+        return [
+            self.what.format(self.ranged(low, high, self.show)) for low, high in pairwise(bounds)
+        ]
+
+
+# In the vector's order (at its end); the values on their own scale (a ratio, standard
+# deviations, a count), before any log. The edges were chosen by what they mean, not fitted
+# to a stream; docs/model.md "Bands" has the measurement and the inputs tried and left out.
+BANDED: tuple[Banded, ...] = (
+    Banded("ratio", (0.5, 0.8, 1.25, 2.0, 3.0, 5.0, 10.0), "amount {} the account's average",
+           show=lambda v: f"{v:g}×"),
+    Banded("zscore", (-1.0, 0.0, 1.0, 2.0, 3.0, 5.0),
+           "amount's standard deviations above the account's average: {}"),
+    Banded("tx_1h", (1.0, 2.0, 4.0, 8.0), "other transactions in the last hour: {}",
+           _count_range),
+    Banded("tx_1m", (1.0, 2.0, 4.0), "other transactions in the last minute: {}", _count_range),
+)  # fmt: skip
 REFREEZE_EVERY = 100
 _LOGIT_CLIP = 0.9999
 
@@ -125,6 +175,11 @@ FEATURE_LABELS: dict[str, str] = {
     "atm": "cash withdrawal",
     "rules_logit": "rules' combined score (logit)",
     **{f"rule_{code}": f"rule {code} fired" for code in RULE_INPUTS},
+    **{
+        f"{banded.name}_band_{i}": label
+        for banded in BANDED
+        for i, label in enumerate(banded.labels())
+    },
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_LABELS)
 FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:8]
@@ -214,14 +269,30 @@ RAW_LAYOUT = f"{FEATURE_SET}/{_RAW.format}+{_LOGIT.format}"
 """What a remembered transaction's bytes mean: the raw values, then, when a model scored
 it, that model's own logit (`scored_logit`). A snapshot's of another layout is not read
 (an older fraudwatch refuses this one rather than fail on the longer entries)."""
-RAW_LAYOUTS_READ = frozenset((RAW_LAYOUT, f"{FEATURE_SET}/{_RAW.format}"))
-"""Layouts a snapshot's remembered inputs are read from: this one, and the one before the
-logit was kept (its entries read as scored without a model)."""
+_EARLIER_FEATURE_SETS = ("m1+e7244f76",)
+"""Feature sets made from the same raw values, with fewer inputs (before the bands, session 8):
+what a transaction remembered then makes this model's inputs too, but its logit was another
+model's, so it is dropped."""
+_OWN_LOGIT: dict[str, bool] = {
+    RAW_LAYOUT: True,
+    f"{FEATURE_SET}/{_RAW.format}": True,
+    **{f"{fs}/{_RAW.format}+{_LOGIT.format}": False for fs in _EARLIER_FEATURE_SETS},
+    **{f"{fs}/{_RAW.format}": False for fs in _EARLIER_FEATURE_SETS},
+}
+RAW_LAYOUTS_READ = frozenset(_OWN_LOGIT)
+"""Layouts a snapshot's remembered inputs are read from: this one, the one before the logit
+was kept (its entries read as scored without a model), and those of earlier feature sets
+from the same raw values (read without their logit): after an upgrade that added inputs, a
+label for a transaction scored before it is still learnt."""
 
 
-def well_formed(raw: bytes) -> bool:
-    """A remembered entry of a length this layout can hold (with or without the logit)."""
-    return len(raw) == _RAW_SIZE or len(raw) == _RAW_SIZE + _LOGIT.size
+def remembered_entry(layout: str, raw: bytes) -> bytes | None:
+    """A snapshot's remembered entry as this model keeps it, or None when it cannot be read
+    (another layout, a damaged length). The logit is kept only if this model's inputs made it."""
+    own_logit = _OWN_LOGIT.get(layout)
+    if own_logit is None or len(raw) not in (_RAW_SIZE, _RAW_SIZE + _LOGIT.size):
+        return None
+    return raw if own_logit else raw[:_RAW_SIZE]
 
 
 _NAN = math.nan
@@ -303,7 +374,7 @@ def inputs(raw: bytes) -> list[float]:
         log_elapsed = _log1p(elapsed)
         no_location = 0.0
     night = 1.0 if local_hour < 5 else 0.0
-    return [
+    x = [
         _log1p(amount) if amount > 0 else 0.0,
         log_ratio,
         -5.0 if z < -5.0 else (10.0 if z > 10.0 else z),
@@ -339,6 +410,13 @@ def inputs(raw: bytes) -> list[float]:
         rules_logit(rules_score) if rules_score else _ZERO_RULES_LOGIT,
         *(_RULE_FLAGS.get(bits) or _rule_flags(bits)),
     ]
+    # The bands, in BANDED's order (ratio, z-score, hour, minute); an unknown value is in none.
+    b = _BANDS
+    x += b[0][bisect_right(_EDGES[0], amount / mean)] if history and mean > 0 else _NO_BAND[0]
+    x += b[1][bisect_right(_EDGES[1], z)] if std > 0 else _NO_BAND[1]
+    x += b[2][bisect_right(_EDGES[2], tx_1h - 1)]
+    x += b[3][bisect_right(_EDGES[3], tx_1m - 1)]
+    return x
 
 
 _unpack = _RAW.unpack_from  # from the start: a logit may follow
@@ -373,10 +451,16 @@ def _rule_flags(bits: int) -> tuple[float, ...]:
     return flags
 
 
-_BAND_ONE_HOT = tuple(
-    tuple(1.0 if i == band else 0.0 for i in range(len(AMOUNT_BANDS) + 1))
-    for band in range(len(AMOUNT_BANDS) + 1)
-)
+def _one_hot(edges: Sequence[float]) -> tuple[tuple[float, ...], ...]:
+    """Each band's inputs, by the band's number (`bisect_right(edges, value)`)."""
+    n = len(edges) + 1
+    return tuple(tuple(1.0 if i == band else 0.0 for i in range(n)) for band in range(n))
+
+
+_BAND_ONE_HOT = _one_hot(AMOUNT_BANDS)
+_EDGES = tuple(banded.edges for banded in BANDED)
+_BANDS = tuple(_one_hot(edges) for edges in _EDGES)
+_NO_BAND = tuple((0.0,) * (len(edges) + 1) for edges in _EDGES)
 
 
 def named_features(

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from server.detection.features import AccountState, Featurizer, KeyState, state_fields
-from server.detection.model import RAW_LAYOUT, RAW_LAYOUTS_READ, ModelSlot, well_formed
+from server.detection.model import RAW_LAYOUT, RAW_LAYOUTS_READ, ModelSlot, remembered_entry
 
 FORMAT = "fraudwatch-detector-state/2"
 READABLE = frozenset({"fraudwatch-detector-state/1", FORMAT})  # /1: no model memory
@@ -161,14 +161,15 @@ def decode_into(featurizer: Featurizer, data: bytes, model: ModelSlot | None = N
     if end is None:
         raise SnapshotError("snapshot is truncated: no end frame")
     remembered = flags = None
-    if model is not None and header.get("model_layout") in RAW_LAYOUTS_READ:
+    layout = header.get("model_layout")
+    if model is not None and layout in RAW_LAYOUTS_READ:
         try:
             # The newest `memory` inputs, oldest first as they were scored; an entry of a
             # length the layout cannot hold is left out (its label is stored, not learnt).
             remembered = OrderedDict(
                 (str(tx_id), raw)
                 for tx_id, value in memory["model_inputs"][-model.memory :]
-                if well_formed(raw := bytes(value))
+                if (raw := remembered_entry(layout, bytes(value))) is not None
             )
             flags = OrderedDict(
                 (str(account), [(float(t), float(s)) for t, s in recent])
