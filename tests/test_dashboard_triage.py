@@ -489,6 +489,62 @@ async def test_bulk_resolve_keeps_the_note_and_retries_what_failed(
     assert alice.problems == []
 
 
+async def test_bulk_resolve_given_up_keeps_what_failed_selected(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids: list[str] = []
+    for i in range(3):
+        ids += await ingest(
+            impossible_travel(f"acct-g{i}", f"Shop {i}", T0 + dt.timedelta(hours=i))
+        )
+    for alert_id in ids:
+        await alice.row(alert_id).get_by_role("checkbox").check()
+    bar = page.locator("#bulk-bar")
+    await expect(bar).to_contain_text("3 selected")
+
+    # The second alert's call meets a busy store until the test lets it through.
+    busy = True
+
+    async def busy_store(route: Route) -> None:
+        if not busy:
+            await route.continue_()
+            return
+        error = {"code": "unavailable", "message": "The store is busy.", "field": None}
+        await route.fulfill(status=503, json={"error": error})
+
+    await page.route(f"**/api/v1/alerts/{ids[1]}/resolve", busy_store)
+    await bar.get_by_role("button", name="Resolve fraud").click()
+    dialog = page.get_by_role("dialog")
+    await page.keyboard.type("Same ring as case 1182")
+    await alice.press("Enter")
+    await expect(dialog.get_by_role("alert")).to_contain_text("Could not resolve 1 of the 3")
+
+    # Esc: no retry now. The summary comes; the alert that failed stays selected.
+    await alice.press("Escape")
+    await expect(dialog).to_be_hidden()
+    notice = page.locator('#notices .notice[data-key="bulk"]')
+    await expect(notice.locator(".notice-text")).to_have_text("Resolved as fraud 2 of 3. 1 failed.")
+    await expect(bar).to_be_visible()
+    await expect(bar).to_contain_text("1 selected")
+    await expect(alice.row(ids[1]).get_by_role("checkbox")).to_be_checked()
+    for alert_id in (ids[0], ids[2]):
+        await expect(alice.cell(alert_id, STATUS)).to_have_text("Resolved Fraud")
+        await expect(alice.row(alert_id).get_by_role("checkbox")).not_to_be_checked()
+
+    # Later, the same bulk action tries it again.
+    busy = False
+    await bar.get_by_role("button", name="Resolve fraud").click()
+    await expect(dialog).to_contain_text("Resolve as fraud")
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await expect(notice.locator(".notice-text")).to_have_text("Resolved as fraud 1 of 1.")
+    await expect(alice.cell(ids[1], STATUS)).to_have_text("Resolved Fraud")
+    await expect(bar).to_be_hidden()
+    assert alice.problems == []
+
+
 async def test_a_viewer_reads_but_cannot_act(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

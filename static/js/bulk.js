@@ -53,7 +53,12 @@ export class BulkBar {
       setText(this.progress, done < total ? `Working: ${done + 1} of ${total}…` : "");
     };
     const results = await this.actions.bulk(kind, alerts, progress, this.me);
-    if (results) this.table.clearSelection();
+    if (!results) return;
+    // What went through, or was lost to someone else, leaves the selection. What failed, or
+    // was never tried (Esc stopped the run), stays selected: the bulk action tries it again.
+    const settled = new Set(results.filter((r) => r.ok || r.conflict).map((r) => r.alert.id));
+    this.table.clearSelection();
+    this.table.selectIds(alerts.map((alert) => alert.id).filter((id) => !settled.has(id)));
   }
 
   // After every selection change and every table render.
