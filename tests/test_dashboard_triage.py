@@ -545,6 +545,77 @@ async def test_bulk_resolve_given_up_keeps_what_failed_selected(
     assert alice.problems == []
 
 
+async def bob_resolves(server: TestServer, *alert_ids: str) -> None:
+    """Bob resolves these alerts as legitimate, from his own session."""
+    bob, csrf = await analyst_http(server, "bob")
+    async with bob:
+        for alert_id in alert_ids:
+            async with bob.post(
+                server.make_url(f"/api/v1/alerts/{alert_id}/resolve"),
+                json={"disposition": "legitimate"},
+                headers={"X-CSRF-Token": csrf},
+            ) as r:
+                assert r.status == 200, await r.text()
+
+
+async def test_bulk_resolve_dialog_follows_what_others_resolve_meanwhile(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids: list[str] = []
+    for i in range(5):
+        ids += await ingest(
+            impossible_travel(f"acct-m{i}", f"Shop {i}", T0 + dt.timedelta(hours=i))
+        )
+    bar = page.locator("#bulk-bar")
+    dialog = page.get_by_role("dialog")
+    notice = page.locator('#notices .notice[data-key="bulk"]')
+    calls: list[str] = []
+    page.on("request", lambda r: calls.append(r.url) if r.url.endswith("/resolve") else None)
+
+    # Some of them: the dialog counts the rest, says why, and keeps the note.
+    for alert_id in ids[:3]:
+        await alice.row(alert_id).get_by_role("checkbox").check()
+    await bar.get_by_role("button", name="Resolve fraud").click()
+    await expect(dialog.locator("#resolve-title")).to_have_text("Resolve 3 alerts as fraud")
+    await page.keyboard.type("Same ring as case 1182")
+    await bob_resolves(server, ids[1])
+    await expect(alice.cell(ids[1], STATUS)).to_have_text("Resolved Legitimate")
+    await expect(dialog.locator("#resolve-title")).to_have_text("Resolve 2 alerts as fraud")
+    await expect(dialog.locator("#resolve-summary")).to_have_text(
+        "2 alerts: acct-m0, acct-m2. 1 was resolved by bob meanwhile. "
+        "Each is resolved in turn; the note goes on every one."
+    )
+    await expect(dialog.get_by_role("button", name="Resolve 2 alerts as fraud")).to_be_visible()
+    await expect(dialog.get_by_label("Note")).to_have_value("Same ring as case 1182")
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await expect(notice.locator(".notice-text")).to_have_text(
+        "Resolved as fraud 2 of 3. 1 conflict."
+    )
+    await expect(notice.locator("li")).to_have_text("Account acct-m1: already resolved by bob")
+    assert not any(ids[1] in url for url in calls), calls
+    for alert_id in (ids[0], ids[2]):
+        await expect(alice.cell(alert_id, STATUS)).to_have_text("Resolved Fraud")
+    await expect(bar).to_be_hidden()
+
+    # All of them: it closes with a notice, as the single-alert dialog does.
+    for alert_id in ids[3:]:
+        await alice.row(alert_id).get_by_role("checkbox").check()
+    await bar.get_by_role("button", name="Resolve fraud").click()
+    await expect(dialog.locator("#resolve-title")).to_have_text("Resolve 2 alerts as fraud")
+    calls.clear()
+    await bob_resolves(server, *ids[3:])
+    await expect(dialog).to_be_hidden()
+    await expect(notice.locator(".notice-text")).to_have_text(
+        "All 2 alerts were resolved by bob meanwhile."
+    )
+    await expect(bar).to_be_hidden()
+    assert calls == []
+    assert alice.problems == []
+
+
 async def test_a_viewer_reads_but_cannot_act(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

@@ -23,6 +23,7 @@ export class Actions {
     this.signedOut = signedOut;
     this.updateHold = updateHold;
     this.busy = false;
+    this._bulk = null; // the bulk resolve whose dialog is open
   }
 
   acknowledge(alert) {
@@ -162,11 +163,14 @@ export class Actions {
   // the next call. The summary comes once the dialog has closed, over every call made.
   async _bulkResolve(disposition, alerts, onProgress) {
     const results = new Map(); // alert id → its latest outcome
+    // `targets`: what the dialog is still about (those resolved meanwhile by someone else
+    // leave it, see bulkMeanwhile).
+    const bulk = { results, targets: alerts, takenAll: false };
     let closed = false;
     let running = null;
     const submit = async (answer) => {
       ({ disposition } = answer);
-      const todo = alerts.filter((alert) => {
+      const todo = bulk.targets.filter((alert) => {
         const last = results.get(alert.id);
         return !last || (!last.ok && retryable(last.error));
       });
@@ -177,19 +181,73 @@ export class Actions {
       });
       const outcomes = await running;
       if (closed || outcomes.some((outcome) => outcome.stop)) return null;
-      const failed = outcomes.filter((outcome) => !outcome.ok && retryable(outcome.error));
+      // What failed may have been resolved by someone else while the calls ran.
+      this.bulkMeanwhile();
+      if (!this.dialog.isOpen) return null;
+      // Not those since resolved by someone else: their outcome is no longer the latest.
+      const failed = outcomes.filter(
+        (outcome) =>
+          !outcome.ok && retryable(outcome.error) && results.get(outcome.alert.id) === outcome,
+      );
       if (!failed.length) return null;
-      const what =
-        alerts.length === 1 ? "the alert" : `${failed.length} of the ${alerts.length} alerts`;
+      const n = bulk.targets.length;
+      const what = n === 1 ? "the alert" : `${failed.length} of the ${n} alerts`;
       return tryAgain(what, failed[0].error);
     };
-    await this._ask(alerts, disposition, submit);
+    this._bulk = bulk;
+    try {
+      await this._ask(alerts, disposition, submit);
+    } finally {
+      this._bulk = null;
+    }
     closed = true;
     await running;
     if (!results.size) return null;
     const done = [...results.values()];
-    this._summarise(`Resolved as ${disposition}`, alerts, done);
+    if (!bulk.takenAll) this._summarise(`Resolved as ${disposition}`, alerts, done);
     return done;
+  }
+
+  // The live feed changed alerts while the bulk resolve dialog is open and not waiting for
+  // the server. Those it was about to resolve that someone else has resolved meanwhile leave
+  // it: it counts the rest, and the summary names them as conflicts (what a 409 would have
+  // said). Once nothing is left for it to do it closes, as the single-alert dialog does; with
+  // a notice, if someone else resolved all of them.
+  bulkMeanwhile() {
+    const bulk = this._bulk;
+    if (!bulk || !this.dialog.isOpen) return;
+    const taken = bulk.targets.filter(
+      (alert) =>
+        alert.status !== "resolved" &&
+        !bulk.results.get(alert.id)?.ok &&
+        this.store.get(alert.id)?.status === "resolved",
+    );
+    if (!taken.length) return;
+    for (const alert of taken) {
+      const now = this.store.get(alert.id);
+      const message = `already resolved by ${now.owner}`;
+      const error = { status: 409, message, body: { alert: now } };
+      bulk.results.set(alert.id, { alert, ok: false, conflict: true, meanwhile: true, error });
+    }
+    bulk.targets = bulk.targets.filter((alert) => !taken.includes(alert));
+    const gone = [...bulk.results.values()].filter((r) => r.meanwhile).map((r) => r.alert);
+    const by = [...new Set(gone.map((alert) => this.store.get(alert.id)?.owner))].filter(Boolean);
+    const who = by.length ? ` by ${by.join(", ")}` : "";
+    if (!bulk.targets.length) {
+      bulk.takenAll = true;
+      this.dialog.cancel();
+      const text =
+        gone.length === 1
+          ? `Alert for account ${gone[0].account_id} was resolved${who} meanwhile.`
+          : `All ${gone.length} alerts were resolved${who} meanwhile.`;
+      this.notices.show(text, { kind: "warning", key: "bulk" });
+    } else if (bulk.targets.every((alert) => bulk.results.get(alert.id)?.ok)) {
+      // The rest went through already: nothing left to retry; the summary says it all.
+      this.dialog.cancel();
+    } else {
+      const were = gone.length === 1 ? "1 was" : `${gone.length} were`;
+      this.dialog.retarget(bulk.targets, `${were} resolved${who} meanwhile.`);
+    }
   }
 
   // The calls one after another, each answered on its own; stops early if the session ended

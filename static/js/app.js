@@ -453,6 +453,8 @@ socket.addEventListener("alert", (event) => {
     counters.noteArrival(alert, event.detail.replayed === true);
   }
   cancelDialogIfStale(alert);
+  // Not while our own calls run: what they meet, they report.
+  if (!dialog.pending) actions.bulkMeanwhile();
   critical.observe(type, alert);
 });
 

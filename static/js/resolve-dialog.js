@@ -91,25 +91,8 @@ export class ResolveDialog {
   ask(subject, disposition, { submit = null } = {}) {
     if (this.dialog.open) return Promise.resolve(null);
     const alerts = Array.isArray(subject) ? subject : [subject];
-    this._count = alerts.length;
     this.alertId = alerts.length === 1 ? alerts[0].id : null;
-    if (alerts.length === 1) {
-      const [alert] = alerts;
-      const tx = alert.transaction ?? {};
-      this.summary.textContent = [
-        `Account ${alert.account_id}`,
-        tx.merchant_name || tx.merchant_id,
-        formatMoney(tx.amount, tx.currency),
-      ]
-        .filter(Boolean)
-        .join(" · ");
-    } else {
-      const accounts = alerts.slice(0, 4).map((alert) => alert.account_id);
-      const more = alerts.length > 4 ? ` and ${alerts.length - 4} more` : "";
-      this.summary.textContent =
-        `${alerts.length} alerts: ${accounts.join(", ")}${more}. ` +
-        "Each is resolved in turn; the note goes on every one.";
-    }
+    this._describe(alerts);
     for (const choice of this.choices) choice.checked = choice.value === disposition;
     this._label(disposition);
     this.note.value = "";
@@ -123,6 +106,39 @@ export class ResolveDialog {
       this.dialog.showModal();
       this.note.focus();
     });
+  }
+
+  // Fewer alerts than it was asked about (someone else resolved the others meanwhile): the
+  // count and the list change, with `aside` saying why; the choice and the note stay.
+  retarget(alerts, aside = "") {
+    if (!this.dialog.open) return;
+    this._describe(alerts, aside);
+    this._label(this.disposition);
+  }
+
+  _describe(alerts, aside = "") {
+    this._count = alerts.length;
+    let text;
+    if (alerts.length === 1) {
+      const [alert] = alerts;
+      const tx = alert.transaction ?? {};
+      text = [
+        `Account ${alert.account_id}`,
+        tx.merchant_name || tx.merchant_id,
+        formatMoney(tx.amount, tx.currency),
+      ]
+        .filter(Boolean)
+        .join(" · ");
+      if (aside) text += `. ${aside}`;
+    } else {
+      const accounts = alerts.slice(0, 4).map((alert) => alert.account_id);
+      const more = alerts.length > 4 ? ` and ${alerts.length - 4} more` : "";
+      text =
+        `${alerts.length} alerts: ${accounts.join(", ")}${more}. ` +
+        (aside ? `${aside} ` : "") +
+        "Each is resolved in turn; the note goes on every one.";
+    }
+    this.summary.textContent = text;
   }
 
   _answer() {
