@@ -4,12 +4,13 @@ ingest -> screen latency."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Route, expect
 
 from server.state import STORE
 from tests.browser_support import (
@@ -141,6 +142,63 @@ async def test_leaving_the_resolved_view_leaves_the_alerts_it_loaded(
     await expect(page).to_have_url(re.compile(r"/$"))
     await expect_rows(alice, [waiting, reopened, today])
     await expect(page.locator("#alerts-summary")).to_contain_text("3 shown")
+    assert alice.problems == []
+
+
+async def test_a_server_views_answer_shows_while_the_table_is_held(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    [waiting] = await ingest(impossible_travel("acct-w", "Harrods"))
+    [earlier] = await ingest(travel_at_night("acct-e"))
+    [later] = await ingest(card_testing("acct-c", at=T0 + dt.timedelta(hours=1)))
+    # Resolved before Alice opens the page: her snapshot (unresolved alerts) lacks them.
+    for alert_id in (earlier, later):
+        await server.app[STORE].resolve(alert_id, "bob", "fraud", None)
+
+    alice = await sign_in(browser, server, "alice", timezone_id="UTC")
+    page = alice.page
+    await expect_rows(alice, [waiting])
+    answer = asyncio.Event()
+    server_down = False
+
+    async def resolved_alerts(route: Route) -> None:
+        if server_down:
+            error = {"code": "unavailable", "message": "The store is busy.", "field": None}
+            await route.fulfill(status=503, json={"error": error})
+            return
+        await answer.wait()
+        await route.continue_()
+
+    await page.route("**/api/v1/alerts?status=resolved*", resolved_alerts)
+
+    # The pointer rests on the table (which holds it) when the server answers: what the view
+    # asked for shows all the same, rather than waiting as "new".
+    views = page.locator("#views-menu")
+    await views.locator("summary").click()
+    await views.get_by_role("link", name="Resolved, newest first").click()
+    await page.locator("#table-wrap").hover()
+    await expect(page.locator("#alerts-paused")).to_have_text("Paused")
+    answer.set()
+    await expect_rows(alice, [later, earlier])
+    await expect(page.locator("#alerts-paused")).to_have_text("Paused")
+
+    # The drawer open on one of them (holding the table), the view narrows to a range the
+    # server cannot load now. What the resolved view loaded goes back, and leaves the table
+    # at once, but for the row the drawer shows: that one stays until the table is released.
+    await alice.cell(earlier, MERCHANT).click()
+    await expect(alice.drawer).to_contain_text("Account acct-e")
+    server_down = True
+    await page.locator("#filter-from").fill("2026-03-01T00:00")
+    await page.locator("#filter-from").dispatch_event("change")
+    await expect(page.locator("#notices")).to_contain_text("Could not load that time range")
+    await expect_rows(alice, [earlier])
+    await expect(alice.drawer).to_contain_text("Account acct-e")
+    # Closed, and the table released: the view shows what it would had it loaded nothing.
+    await alice.drawer.get_by_role("button", name="Close details").click()
+    await alice.press("Escape")  # the table, which the drawer gave focus to
+    await page.mouse.move(5, 5)
+    await expect_rows(alice, [])
+    await expect(page.locator("#alerts-empty")).to_have_text("No alerts match these filters.")
     assert alice.problems == []
 
 

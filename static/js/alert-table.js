@@ -63,6 +63,8 @@ export class AlertTable {
     this._reset = true;
     this._stale = true;
     this._forced = false;
+    this._keepCursor = false; // see refreshView
+    this._kept = null; // the id of the cursor's row, kept listed though the page let it go
     this._frozen = false;
     this._frame = 0;
     this._scrollFrame = 0;
@@ -118,6 +120,19 @@ export class AlertTable {
     this._requestFrame();
   }
 
+  // The rest of the analyst's view change, once the server has answered for it: what a
+  // server view loaded, and what it gave back. Like the view itself it applies even while
+  // rows are held, or the view would show rows the page no longer has and wait to show
+  // those it asked for. One row stays: the cursor's (open in the drawer, or focused), if the
+  // view still matches it, until the table is released. It was in this view already, and
+  // must not vanish under the analyst because an answer came later.
+  refreshView() {
+    this._stale = true;
+    this._forced = true;
+    this._keepCursor = true;
+    this._requestFrame();
+  }
+
   get length() {
     return this._list.length;
   }
@@ -146,6 +161,11 @@ export class AlertTable {
   setFrozen(frozen) {
     if (frozen === this._frozen) return;
     this._frozen = frozen;
+    // A row kept for the cursor goes now; the cursor keeps its place (see _keepPlace).
+    if (!frozen && this._kept) {
+      this._stale = true;
+      this._touched.add(this._kept);
+    }
     this.schedule();
   }
 
@@ -294,6 +314,10 @@ export class AlertTable {
     const started = performance.now();
     const list = [];
     for (const entry of this.store.entries()) if (this.filter(entry.alert)) list.push(entry);
+    const kept = this._keeping();
+    if (kept) list.push(kept);
+    this._kept = kept?.alert.id ?? null;
+    this._keepCursor = false;
     list.sort(this.compare);
     this._list = list;
     this._positions = new Map();
@@ -302,6 +326,16 @@ export class AlertTable {
     this._stale = false;
     this._forced = false;
     this._rebuildMs = performance.now() - started;
+  }
+
+  // The cursor's row, if the page has let go of its alert while the table is held and the
+  // view still matches it (see refreshView). Once kept, it stays through any rebuild until
+  // the table is released: a search typed with the drawer open must not drop it either.
+  _keeping() {
+    if (!this._frozen || !(this._keepCursor || this._kept === this.cursorId)) return null;
+    const entry = this._list[this._positions.get(this.cursorId)];
+    if (!entry || this.store.get(entry.alert.id) || !this.filter(entry.alert)) return null;
+    return entry;
   }
 
   // The cursor's alert changed and moved away (resolved to the end of the queue, or out of

@@ -193,6 +193,7 @@ async function loadFromServer(view, { force = false } = {}) {
       store.merge(alert);
       filters.noteAlert(alert);
     }
+    table.refreshView();
     if (page.next_cursor) {
       const limit = formatCount(SERVER_LIMIT);
       const text = range
@@ -205,6 +206,7 @@ async function loadFromServer(view, { force = false } = {}) {
     // Not loaded: the next change of view (or a fresh snapshot) asks again.
     serverKey = "";
     giveBack();
+    table.refreshView();
     if (error.unauthenticated) signedOut();
     else {
       const what = range ? "that time range" : "resolved alerts";
