@@ -127,6 +127,11 @@ BANDED: tuple[Banded, ...] = (
            _count_range),
     Banded("tx_1m", (1.0, 2.0, 4.0), "other transactions in the last minute: {}", _count_range),
 )  # fmt: skip
+GRADIENT_PRIOR = 4.0
+"""Where each weight's AdaGrad sum of squared gradients starts: as if it had already seen
+gradients whose squares add up to 4, so its first steps are about half the learning rate
+times the gradient, where they were the whole learning rate however small the gradient (a
+rare input's first few labels swung the model). docs/model.md "Bands" has the measurement."""
 REFREEZE_EVERY = 100
 _LOGIT_CLIP = 0.9999
 
@@ -546,7 +551,7 @@ class OnlineLogit:
         self.rescale_every = rescale_every
         self.w = [0.0] * n
         self.b = 0.0
-        self.g2 = [1e-8] * n
+        self.g2 = [GRADIENT_PRIOR] * n
         self.g2b = 1e-8
         self.count = 0
         self.frauds = 0
