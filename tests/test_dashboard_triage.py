@@ -189,6 +189,12 @@ async def listed(analyst: Analyst) -> list[str]:
     return ids
 
 
+async def answer_busy(route: Route) -> None:
+    """The store's answer when it is busy: a 503 the dashboard may retry."""
+    error = {"code": "unavailable", "message": "The store is busy.", "field": None}
+    await route.fulfill(status=503, json={"error": error})
+
+
 async def test_resolve_dialog_keeps_the_note_when_the_call_fails(
     browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
 ) -> None:
@@ -201,8 +207,7 @@ async def test_resolve_dialog_keeps_the_note_when_the_call_fails(
         if failures.pop(0) == "unreachable":
             await route.abort()
         else:
-            error = {"code": "unavailable", "message": "The store is busy.", "field": None}
-            await route.fulfill(status=503, json={"error": error})
+            await answer_busy(route)
 
     await page.route("**/api/v1/alerts/*/resolve", fail)
     await page.get_by_role("button", name="Resolve alert for account acct-down as fraud").click()
@@ -436,18 +441,24 @@ async def test_bulk_actions_report_each_result_and_name_the_holder(
     assert alice.problems == []
 
 
+async def selected_travel_alerts(alice: Analyst, ingest: Ingest, prefix: str, n: int) -> list[str]:
+    """n impossible-travel alerts, on accounts acct-{prefix}0.., each ticked in the queue."""
+    ids: list[str] = []
+    for i in range(n):
+        ids += await ingest(
+            impossible_travel(f"acct-{prefix}{i}", f"Shop {i}", T0 + dt.timedelta(hours=i))
+        )
+    for alert_id in ids:
+        await alice.row(alert_id).get_by_role("checkbox").check()
+    return ids
+
+
 async def test_bulk_resolve_keeps_the_note_and_retries_what_failed(
     browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
 ) -> None:
     alice = await sign_in(browser, server, "alice")
     page = alice.page
-    ids: list[str] = []
-    for i in range(3):
-        ids += await ingest(
-            impossible_travel(f"acct-f{i}", f"Shop {i}", T0 + dt.timedelta(hours=i))
-        )
-    for alert_id in ids:
-        await alice.row(alert_id).get_by_role("checkbox").check()
+    ids = await selected_travel_alerts(alice, ingest, "f", 3)
     answered: list[int] = []
 
     # The second alert's call meets a busy store once; the others go through.
@@ -456,8 +467,7 @@ async def test_bulk_resolve_keeps_the_note_and_retries_what_failed(
             await route.continue_()
             return
         answered.append(503)
-        error = {"code": "unavailable", "message": "The store is busy.", "field": None}
-        await route.fulfill(status=503, json={"error": error})
+        await answer_busy(route)
 
     await page.route(f"**/api/v1/alerts/{ids[1]}/resolve", busy_once)
     await page.locator("#bulk-bar").get_by_role("button", name="Resolve fraud").click()
@@ -494,13 +504,7 @@ async def test_bulk_resolve_given_up_keeps_what_failed_selected(
 ) -> None:
     alice = await sign_in(browser, server, "alice")
     page = alice.page
-    ids: list[str] = []
-    for i in range(3):
-        ids += await ingest(
-            impossible_travel(f"acct-g{i}", f"Shop {i}", T0 + dt.timedelta(hours=i))
-        )
-    for alert_id in ids:
-        await alice.row(alert_id).get_by_role("checkbox").check()
+    ids = await selected_travel_alerts(alice, ingest, "g", 3)
     bar = page.locator("#bulk-bar")
     await expect(bar).to_contain_text("3 selected")
 
@@ -508,11 +512,7 @@ async def test_bulk_resolve_given_up_keeps_what_failed_selected(
     busy = True
 
     async def busy_store(route: Route) -> None:
-        if not busy:
-            await route.continue_()
-            return
-        error = {"code": "unavailable", "message": "The store is busy.", "field": None}
-        await route.fulfill(status=503, json={"error": error})
+        await (answer_busy(route) if busy else route.continue_())
 
     await page.route(f"**/api/v1/alerts/{ids[1]}/resolve", busy_store)
     await bar.get_by_role("button", name="Resolve fraud").click()
