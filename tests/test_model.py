@@ -20,6 +20,7 @@ from server.detection.model import (
     ModelSlot,
     NegativeSampler,
     OnlineLogit,
+    _shown,
     capture,
     explain,
     inputs,
@@ -623,6 +624,12 @@ def test_the_explanation_names_only_inputs_the_transaction_has() -> None:
     assert all(
         part.startswith(("tiny amounts in the last 10 min: 4 (+", "amount: 2 (+")) for part in named
     ), factors
+
+
+def test_a_small_ratio_to_the_average_is_not_shown_as_zero() -> None:
+    # The demo showed "amount 0.0x the account's average" for $34 on a big spender's card.
+    shown = {r: _shown("log_ratio", math.log(r)) for r in (0.034, 0.5, 2.46, 37.2)}
+    assert [text.split()[1] for text in shown.values()] == ["0.034×", "0.5×", "2.5×", "37×"]
 
 
 def test_a_detector_that_does_not_explain_gives_the_same_verdicts_without_messages() -> None:

@@ -796,7 +796,9 @@ def _shown(name: str, value: float) -> str:
     """An input as an analyst reads it: log inputs back on their own scale, flags as words."""
     label = FEATURE_LABELS[name]
     if name == "log_ratio":
-        return f"amount {math.exp(value):.1f}× the account's average"
+        ratio = math.exp(value)
+        shown = f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}" if ratio >= 1 else f"{ratio:.2g}"
+        return f"amount {shown}× the account's average"
     if name.startswith("merchant_fraud_"):
         return f"{label}: {value:.1%}"
     if name == "rules_logit":
