@@ -132,6 +132,8 @@ GRADIENT_PRIOR = 4.0
 gradients whose squares add up to 4, so its first steps are about half the learning rate
 times the gradient, where they were the whole learning rate however small the gradient (a
 rare input's first few labels swung the model). docs/model.md "Bands" has the measurement."""
+AMOUNT = Banded("amount", AMOUNT_BANDS, "amount {}")
+"""The amount's bands: in the vector after the merchant's fraud rates (they came first)."""
 REFREEZE_EVERY = 100
 _LOGIT_CLIP = 0.9999
 
@@ -166,16 +168,7 @@ FEATURE_LABELS: dict[str, str] = {
     "merchant_fraud_2d": "merchant's fraud rate among its labels learnt today or yesterday",
     "merchant_fraud_7d": "merchant's fraud rate among its labels learnt in 7 days",
     "merchant_fraud_30d": "merchant's fraud rate among its labels learnt in 30 days",
-    **{
-        f"amount_band_{i}": (
-            f"amount under {AMOUNT_BANDS[0]:g}"
-            if i == 0
-            else f"amount {AMOUNT_BANDS[i - 1]:g} to {AMOUNT_BANDS[i]:g}"
-            if i < len(AMOUNT_BANDS)
-            else f"amount {AMOUNT_BANDS[-1]:g} or more"
-        )
-        for i in range(len(AMOUNT_BANDS) + 1)
-    },
+    **{f"amount_band_{i}": label for i, label in enumerate(AMOUNT.labels())},
     "ecom": "online purchase",
     "atm": "cash withdrawal",
     "rules_logit": "rules' combined score (logit)",
@@ -368,7 +361,8 @@ def inputs(raw: bytes) -> list[float]:
         tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
         since_prev, merchant_2d, merchant_7d, merchant_30d,
     ) = _unpack(raw)  # fmt: skip
-    log_ratio = _log(max(amount / mean, 1e-3)) if history and mean > 0 else 0.0
+    ratio = amount / mean if history and mean > 0 else -1.0  # -1: unknown (0 is a $0 payment)
+    log_ratio = _log(max(ratio, 1e-3)) if ratio >= 0 else 0.0
     z = (amount - mean) / std if std > 0 else 0.0
     if distance != distance:  # NaN: no previous location
         log_distance = log_speed = log_elapsed = 0.0
@@ -417,7 +411,7 @@ def inputs(raw: bytes) -> list[float]:
     ]
     # The bands, in BANDED's order (ratio, z-score, hour, minute); an unknown value is in none.
     b = _BANDS
-    x += b[0][bisect_right(_EDGES[0], amount / mean)] if history and mean > 0 else _NO_BAND[0]
+    x += b[0][bisect_right(_EDGES[0], ratio)] if ratio >= 0 else _NO_BAND[0]
     x += b[1][bisect_right(_EDGES[1], z)] if std > 0 else _NO_BAND[1]
     x += b[2][bisect_right(_EDGES[2], tx_1h - 1)]
     x += b[3][bisect_right(_EDGES[3], tx_1m - 1)]
