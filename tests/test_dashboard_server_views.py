@@ -29,14 +29,20 @@ from tests.browser_support import (
 pytestmark = pytest.mark.browser
 
 
+async def resolved_before_sign_in(server: TestServer, *alert_ids: str) -> None:
+    """Bob resolves these before Alice opens the page: her snapshot (unresolved alerts)
+    lacks them, so only a view that asks the server shows them."""
+    for alert_id in alert_ids:
+        await server.app[STORE].resolve(alert_id, "bob", "fraud", None)
+
+
 async def test_time_range_loads_from_the_server_and_stays_in_the_url(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:
     [travel] = await ingest(impossible_travel("acct-t", "Harrods"))  # event 14:10 UTC
     [night] = await ingest(travel_at_night("acct-n"))  # event 01:35 UTC
     cards = await ingest(card_testing("acct-c", at=T0 + dt.timedelta(hours=1)))  # 15:01 on
-    # Resolved before Alice opens the page: her snapshot (unresolved alerts) lacks it.
-    await server.app[STORE].resolve(travel, "bob", "fraud", None)
+    await resolved_before_sign_in(server, travel)
 
     window = "from=2026-03-02T14:05:00.000Z&to=2026-03-02T14:15:00.000Z"
     alice = await sign_in(browser, server, "alice", path=f"/?{window}", timezone_id="UTC")
@@ -73,9 +79,7 @@ async def test_resolved_view_loads_resolved_alerts_from_the_server(
     [older] = await ingest(impossible_travel("acct-r1", "Harrods"))
     [newer] = await ingest(travel_at_night("acct-r2"))
     [still_open] = await ingest(card_testing("acct-c", at=T0 + dt.timedelta(hours=1)))
-    # Resolved before Alice opens the page: her snapshot (unresolved alerts) lacks them.
-    for alert_id in (older, newer):
-        await server.app[STORE].resolve(alert_id, "bob", "fraud", None)
+    await resolved_before_sign_in(server, older, newer)
 
     alice = await sign_in(browser, server, "alice")
     page = alice.page
@@ -110,9 +114,7 @@ async def test_leaving_the_resolved_view_leaves_the_alerts_it_loaded(
     [earlier] = await ingest(travel_at_night("acct-e"))
     [today] = await ingest(card_testing("acct-c", at=T0 + dt.timedelta(hours=1)))
     [reopened] = await ingest(impossible_travel("acct-o", "Ritz", T0 + dt.timedelta(hours=2)))
-    # Resolved before Alice opens the page: her snapshot (unresolved alerts) lacks them.
-    for alert_id in (earlier, reopened):
-        await server.app[STORE].resolve(alert_id, "bob", "fraud", None)
+    await resolved_before_sign_in(server, earlier, reopened)
 
     alice = await sign_in(browser, server, "alice")
     page = alice.page
@@ -151,9 +153,7 @@ async def test_a_server_views_answer_shows_while_the_table_is_held(
     [waiting] = await ingest(impossible_travel("acct-w", "Harrods"))
     [earlier] = await ingest(travel_at_night("acct-e"))
     [later] = await ingest(card_testing("acct-c", at=T0 + dt.timedelta(hours=1)))
-    # Resolved before Alice opens the page: her snapshot (unresolved alerts) lacks them.
-    for alert_id in (earlier, later):
-        await server.app[STORE].resolve(alert_id, "bob", "fraud", None)
+    await resolved_before_sign_in(server, earlier, later)
 
     alice = await sign_in(browser, server, "alice", timezone_id="UTC")
     page = alice.page
