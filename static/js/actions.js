@@ -165,7 +165,7 @@ export class Actions {
     const results = new Map(); // alert id → its latest outcome
     // `targets`: what the dialog is still about (those resolved meanwhile by someone else
     // leave it, see bulkMeanwhile).
-    const bulk = { results, targets: alerts, takenAll: false };
+    const bulk = { results, targets: alerts };
     let closed = false;
     let running = null;
     const submit = async (answer) => {
@@ -204,7 +204,8 @@ export class Actions {
     await running;
     if (!results.size) return null;
     const done = [...results.values()];
-    if (!bulk.takenAll) this._summarise(`Resolved as ${disposition}`, alerts, done);
+    // All taken by others: bulkMeanwhile's notice said so, there is nothing to summarise.
+    if (bulk.targets.length) this._summarise(`Resolved as ${disposition}`, alerts, done);
     return done;
   }
 
@@ -234,7 +235,6 @@ export class Actions {
     const by = [...new Set(gone.map((alert) => this.store.get(alert.id)?.owner))].filter(Boolean);
     const who = by.length ? ` by ${by.join(", ")}` : "";
     if (!bulk.targets.length) {
-      bulk.takenAll = true;
       this.dialog.cancel();
       const text =
         gone.length === 1
