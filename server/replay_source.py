@@ -49,6 +49,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
 "txamount"): a column is taken by one of them only where the field has no column of its
 own name and no --map, never if it is the label, and the source's notes say so."""
 Format = Literal["csv", "ndjson"]
+TimeUnit = Literal["auto", "s", "ms", "us", "ns", "h", "d"]
+TIME_UNITS: tuple[TimeUnit, ...] = ("auto", "s", "ms", "us", "ns", "h", "d")
 _NDJSON_SUFFIXES = {".ndjson", ".jsonl", ".json"}
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 _TRUE = frozenset({"1", "1.0", "true", "t", "yes", "y", "fraud"})
@@ -124,6 +126,7 @@ class SourceOptions:
     mapping: Mapping[str, str]
     label: str | None = None
     timezone: dt.tzinfo = dt.UTC
+    time_unit: TimeUnit = "auto"
     default_currency: str = "USD"
     delimiter: str = ","
     format: Format | None = None
@@ -150,6 +153,14 @@ def add_source_flags(parser: argparse.ArgumentParser) -> None:
         default="UTC",
         help="zone of naive timestamps ('YYYY-MM-DD HH:MM:SS') and of calendar days: "
         "UTC, an offset like +02:00, or an IANA name (default UTC)",
+    )
+    parser.add_argument(
+        "--time-unit",
+        choices=TIME_UNITS,
+        default="auto",
+        help="unit of numeric timestamps, Unix time from 1970-01-01 UTC (h or d for a "
+        "count of hours or days, as PaySim's 'step'); default 'auto': seconds below 1e11, "
+        "milliseconds below 1e14, microseconds below 1e17, else nanoseconds",
     )
     parser.add_argument(
         "--format",
@@ -216,6 +227,7 @@ def source_options(args: argparse.Namespace, label: str | None = None) -> Source
         mapping=parse_mapping(args.map),
         label=label,
         timezone=parse_timezone(args.timezone),
+        time_unit=args.time_unit,
         default_currency=args.currency,
         delimiter=args.delimiter,
         format=args.format,
@@ -246,16 +258,48 @@ def _coordinate(value: Any) -> float:
     return float(value)
 
 
-def timestamp_parser(tz: dt.tzinfo) -> Callable[[Any], dt.datetime]:
-    """RFC 3339 with an offset; a naive 'YYYY-MM-DD HH:MM:SS' is taken to be in `tz`."""
+_MICROSECONDS: dict[str, Decimal] = {
+    "s": Decimal(10**6), "ms": Decimal(10**3), "us": Decimal(1), "ns": Decimal("0.001"),
+    "h": Decimal(3_600 * 10**6), "d": Decimal(86_400 * 10**6),
+}  # fmt: skip
+_AUTO_UNITS = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))
+"""`--time-unit auto`: a number below 1e11 is seconds (1e11 s is the year 5138), below 1e14
+milliseconds, below 1e17 microseconds, and from there nanoseconds."""
+_NUMBER = re.compile(r"\d+(?:\.\d*)?")
+_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds",
+               "h": "hours", "d": "days"}  # fmt: skip
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def auto_time_unit(number: Decimal) -> str:
+    """The unit `--time-unit auto` reads a numeric timestamp in, by its size."""
+    return next((unit for below, unit in _AUTO_UNITS if number < below), "ns")
+
+
+def timestamp_parser(
+    tz: dt.tzinfo, unit: TimeUnit = "auto", seen: dict[str, str] | None = None
+) -> Callable[[Any], dt.datetime]:
+    """RFC 3339 with an offset; a naive 'YYYY-MM-DD HH:MM:SS' is taken to be in `tz`; a
+    number (a CSV cell of digits, a JSON number) is Unix time in `unit` (`auto_time_unit`).
+    The first number's unit is recorded in `seen["unit"]`, for the summary's notes."""
     fromisoformat = dt.datetime.fromisoformat
+    record = {} if seen is None else seen
 
     def parse(value: Any) -> dt.datetime:
         # Date and time both, so that a date-only column cannot pass as midnight.
-        if not isinstance(value, str) or len(value) < 19 or value[10] not in "Tt ":
-            raise ValueError("expected RFC 3339 or 'YYYY-MM-DD HH:MM:SS'")
-        moment = fromisoformat(value)
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+        if isinstance(value, str) and len(value) >= 19 and value[10] in "Tt ":
+            moment = fromisoformat(value)
+            return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+        if isinstance(value, str):
+            if not _NUMBER.fullmatch(value):
+                raise ValueError("expected RFC 3339, 'YYYY-MM-DD HH:MM:SS' or Unix time")
+        elif isinstance(value, bool) or not isinstance(value, int | Decimal) or value < 0:
+            raise ValueError("expected RFC 3339, 'YYYY-MM-DD HH:MM:SS' or Unix time")
+        number = Decimal(value)
+        used = auto_time_unit(number) if unit == "auto" else unit
+        record.setdefault("unit", used)
+        # OverflowError (an ArithmeticError) past the year 9999: the row is refused.
+        return _EPOCH + dt.timedelta(microseconds=int(number * _MICROSECONDS[used]))
 
     return parse
 
@@ -327,7 +371,8 @@ class Source:
         except BaseException:
             self._raw.close()
             raise
-        parse_time = timestamp_parser(options.timezone)
+        self._time_unit: dict[str, str] = {}
+        parse_time = timestamp_parser(options.timezone, options.time_unit, self._time_unit)
         self._csv_conv = {**_CSV_CONVERT, "timestamp": parse_time}
         self._json_conv = {**_JSON_CONVERT, "timestamp": parse_time}
 
@@ -365,6 +410,10 @@ class Source:
         if self.by_alias:
             taken = ", ".join(f"{field}={column}" for field, column in self.by_alias.items())
             notes.append(f"columns taken by name: {taken} (--map FIELD=COLUMN to choose others)")
+        if unit := self._time_unit.get("unit"):
+            notes.append(
+                f"numeric timestamps read as Unix time in {_UNIT_NAMES[unit]} (--time-unit)"
+            )
         if self.amounts_rounded:
             notes.append(
                 f"{self.amounts_rounded:,} amounts had more decimals than their currency allows "

@@ -234,6 +234,44 @@ def test_timezone_of_naive_timestamps(tmp_path: Path) -> None:
         parse_timezone("Mars/Olympus")
 
 
+def test_numeric_timestamps_are_unix_time(tmp_path: Path) -> None:
+    # Public datasets carry Unix time (Sparkov's unix_time, in seconds or milliseconds) or a
+    # count of hours (PaySim's step): each is read, and the summary says in which unit.
+    at = dt.datetime(2012, 1, 1, 0, 0, 18, tzinfo=dt.UTC)
+    rows = [["1", "1325376018", "c", "t", "5", "", "", "0", "0"],
+            ["2", "1325376018250", "c", "t", "5", "", "", "0", "0"],
+            ["3", "1325376018.5", "c", "t", "5", "", "", "0", "0"]]  # fmt: skip
+    path = write_csv(tmp_path / "f.csv", HEADER, rows)
+    with Source(path, SourceOptions(mapping=MAPPING)) as source:
+        items = list(source)
+        notes = source.notes()
+    assert [tx.timestamp for tx in transactions(items)] == [
+        at,
+        at + dt.timedelta(milliseconds=250),
+        at + dt.timedelta(milliseconds=500),
+    ]
+    assert "numeric timestamps read as Unix time in seconds (--time-unit)" in notes
+    ndjson = tmp_path / "f.ndjson"
+    ndjson.write_text(
+        '{"TX_ID": "1", "TX_DATETIME": 1325376018, "CUSTOMER_ID": "c", "TERMINAL_ID": "t", '
+        '"TX_AMOUNT": 5}\n'
+    )
+    (tx,) = transactions(read(ndjson))
+    assert tx.timestamp == at
+    steps = [["1", "743", "c", "t", "5", "", "", "0", "0"]]
+    (tx,) = transactions(read(write_csv(tmp_path / "steps.csv", HEADER, steps), time_unit="h"))
+    assert tx.timestamp == dt.datetime(1970, 1, 31, 23, tzinfo=dt.UTC)
+    # Not a number, negative, or past the year 9999 in the unit given: the row is refused.
+    cells = ["-5", "1e9", "99999999999"]
+    bad = [[str(i), cell, "c", "t", "5", "", "", "0", "0"] for i, cell in enumerate(cells)]
+    items = read(write_csv(tmp_path / "bad.csv", HEADER, bad), time_unit="d")
+    assert [(e.line, e.field) for e in items if isinstance(e, RowError)] == [
+        (2, "timestamp"),
+        (3, "timestamp"),
+        (4, "timestamp"),
+    ]
+
+
 def test_parse_speed() -> None:
     assert parse_speed("max") is None
     assert parse_speed("10") == 10.0
