@@ -20,6 +20,7 @@ from server.detection.model import (
     ModelSlot,
     NegativeSampler,
     OnlineLogit,
+    Predictor,
     _shown,
     capture,
     explain,
@@ -624,6 +625,31 @@ def test_the_explanation_names_only_inputs_the_transaction_has() -> None:
     assert all(
         part.startswith(("tiny amounts in the last 10 min: 4 (+", "amount: 2 (+")) for part in named
     ), factors
+
+
+def test_a_value_and_its_band_are_one_factor() -> None:
+    # The demo read "other transactions in the last minute: 1 (+0.9)" and "... in the last
+    # hour: 1 (+0.9)" among the top three twice over: the log count and its band, ranked
+    # apart. One factor now, with their shares added; and a band that takes back what its
+    # value gave (an amount far under the average) leaves the factor its net share.
+    index = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    weights = [0.0] * len(FEATURE_NAMES)
+    weights[index["log_tx_1m"]], weights[index["tx_1m_band_1"]] = 1.0, 0.5
+    weights[index["log_ratio"]], weights[index["ratio_band_0"]] = -2.0, -2.5
+    weights[index["night"]] = 1.0
+    means = (0.0,) * len(FEATURE_NAMES)
+    predictor = Predictor(tuple(weights), 0.0, means, 1000, 100, 1)
+    x = [0.0] * len(FEATURE_NAMES)
+    x[index["log_tx_1m"]], x[index["tx_1m_band_1"]] = math.log1p(1), 1.0
+    x[index["log_ratio"]], x[index["ratio_band_0"]] = math.log(0.1), 1.0  # +4.6 - 2.5
+    x[index["night"]] = 1.0
+    reason = explain(predictor, x, predictor.predict_proba(x), 0.5)
+    factors = reason.message.split("top factors: ")[1].split("; ")
+    assert factors == [
+        "amount 0.1× the account's average (+2.1)",
+        "other transactions in the last minute: 1 (+1.2)",
+        "between 00:00 and 05:00 local time (+1.0)",
+    ]
 
 
 def test_a_small_ratio_to_the_average_is_not_shown_as_zero() -> None:

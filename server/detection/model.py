@@ -786,6 +786,26 @@ class NegativeSampler:
 _INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
+_BAND_OF = {"ratio": "log_ratio", "zscore": "zscore", "tx_1h": "log_tx_1h", "tx_1m": "log_tx_1m",
+            "amount": "log_amount"}  # fmt: skip
+
+
+def _factors() -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The inputs an analyst reads as one factor, named by its first: a value with its bands
+    (`BANDED`, `AMOUNT`), every other input alone. One factor, one share of the score: a value
+    and its band used to be ranked apart and could read as the same phrase twice, each with
+    half the weight, or with a large share that its band took back."""
+    members = {name: [i] for i, name in enumerate(FEATURE_NAMES)}
+    for banded in (*BANDED, AMOUNT):
+        for i in range(len(banded.edges) + 1):
+            band = f"{banded.name}_band_{i}"
+            members[_BAND_OF[banded.name]] += members.pop(band)
+    return tuple((name, tuple(indices)) for name, indices in members.items())
+
+
+_FACTORS = _factors()
+
+
 def _shown(name: str, value: float) -> str:
     """An input as an analyst reads it: log inputs back on their own scale, flags as words."""
     label = FEATURE_LABELS[name]
@@ -808,10 +828,15 @@ def explain(
     predictor: Predictor, x: Sequence[float], probability: float, threshold: float, top: int = 3
 ) -> Reason:
     """The `model` reason: the probability and the inputs that pushed it up the most."""
-    contributions = predictor.contributions(x)
-    # Only inputs this transaction has: "no new device" as a reason for fraud confuses more
-    # than it explains, even when its absence is what moved the score.
-    present = [(name, c) for name, c in contributions.items() if c > 0 and x[_INDEX[name]]]
+    contributions = list(predictor.contributions(x).values())
+    present = []
+    for name, members in _FACTORS:
+        # Only inputs this transaction has: "no new device" as a reason for fraud confuses
+        # more than it explains, even when its absence is what moved the score.
+        if any(x[i] for i in members):
+            c = sum(contributions[i] for i in members)
+            if c > 0:
+                present.append((name, c))
     ranked = sorted(present, key=lambda item: -item[1])[:top]
     parts = [f"{_shown(name, x[_INDEX[name]])} ({c:+.1f})" for name, c in ranked]
     factors = "; ".join(parts) if parts else "no single input stands out"
