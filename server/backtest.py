@@ -20,12 +20,11 @@ from typing import Any, TextIO
 
 from server.backtest_report import build_report, summary_lines, write_report
 from server.detection.detector import Detector
-from server.detection.features import Value
 from server.detection.model import ModelSlot, OnlineLogit
 from server.detection.verdict import Scored
 from server.label_delay import DueLabels
 from server.progress import Progress
-from server.read_ahead import FeaturesSpec, ReadAhead, open_source
+from server.read_ahead import ReadAhead, RulesSpec, open_source
 from server.replay import Scorer, add_detector_flags, detector_from_args, paused_gc
 from server.replay_source import (
     Row,
@@ -55,7 +54,7 @@ def label_hook(detector: object) -> LabelHook:
     """Feed labels to `detector.learn_label(tx_id, account_id, is_fraud, at)` if it has one.
 
     Labels also reach the featurizer's merchant risk (`featurizer.learn_label`), if it has
-    one (`FeaturesFrom` has none: its reader process feeds its own). When labels are due is
+    one (`RulesFrom` has none: its reader process feeds its own). When labels are due is
     decided by `run_backtest` with `label_delay.DueLabels`, which the reader uses too.
     """
     learn = getattr(detector, "learn_label", None)
@@ -178,7 +177,7 @@ def run_backtest(
     writer = csv.writer(scores_out, lineterminator="\n") if scores_out is not None else None
     if writer is not None:
         writer.writerow(("transaction_id", "score", "decision"))
-    # A scorer that can take the POSIX time computed here (`FeaturesFrom`) is spared
+    # A scorer that can take the POSIX time computed here (`RulesFrom`) is spared
     # computing it again: ~1.4 µs a row.
     score_at: Callable[[Transaction, float], Scored]
     score_at = getattr(scorer, "score_at", None) or (lambda tx, t: scorer.score(tx))
@@ -342,18 +341,19 @@ def _score_file(
     in memory and start again (the only way to keep every label from arriving early).
 
     With `--parallel` on (or auto, for a big file), a second process reads the file and
-    computes each row's features (server/read_ahead.py) while this one applies the lists,
-    rules and model, learns and keeps the report's data."""
+    computes each row's features, the lists' and rules' verdict and the model's inputs
+    (server/read_ahead.py) while this one applies the model, learns and keeps the report's
+    data."""
     tz = options.timezone
-    spec = FeaturesSpec(functools.partial(backtest_detector, _detector_args(args)), delay // _US)
-    with open_source(args.file, options, args.parallel, features=spec) as source:
+    spec = RulesSpec(functools.partial(backtest_detector, _detector_args(args)), delay // _US)
+    with open_source(args.file, options, args.parallel, rules=spec) as source:
         errors = RowErrors()
         progress = Progress("backtest", fraction=source.fraction_read, unit="tx")
         built = backtest_detector(args)
         detector: Scorer = built
         times = None
-        if isinstance(source, ReadAhead) and source.features is not None:
-            detector = FeaturesFrom(built, source.features)
+        if isinstance(source, ReadAhead) and source.verdicts is not None:
+            detector = RulesFrom(built, source.verdicts)
             times = source.times
         try:
             outcome = _run(_valid(source, errors, progress), detector, args, delay, tz, times)
@@ -393,16 +393,19 @@ def _run(
         )  # fmt: skip
 
 
-class FeaturesFrom:
-    """A detector scoring with each row's features computed elsewhere, in row order (the
-    reader process, which also lets merchant risk learn the labels): the same verdicts as
-    `Detector.score`, without computing the features twice."""
+class RulesFrom:
+    """A detector applying the model to rules' verdicts and model inputs computed elsewhere,
+    in row order (the reader process, which also lets merchant risk learn the labels): the
+    same verdicts as `Detector.score`, without computing anything twice."""
 
-    def __init__(self, detector: Detector, features: deque[dict[str, Value]]) -> None:
+    def __init__(
+        self, detector: Detector, verdicts: deque[tuple[Scored, bool, bytes | None]]
+    ) -> None:
         self.detector = detector
         self.review_threshold = detector.review_threshold
         self.block_threshold = detector.block_threshold
-        self._features = features
+        self._verdicts = verdicts
+        self._with_model = detector.with_model
 
     @property
     def rules_version(self) -> str:
@@ -417,7 +420,8 @@ class FeaturesFrom:
 
     def score_at(self, tx: Transaction, t: float) -> Scored:
         """`score`, given `tx.timestamp.timestamp()` (`run_backtest` has it)."""
-        return self.detector.score_features(tx, self._features.popleft(), t)
+        rules, final, inputs = self._verdicts.popleft()
+        return rules if final else self._with_model(tx, rules, inputs)
 
     def learn_label(self, tx_id: str, account_id: str, is_fraud: bool, at: object) -> None:
         self.detector.learn_label(tx_id, account_id, is_fraud, at)

@@ -3,11 +3,13 @@
 An offline run is bound by one core if one process does everything. `ReadAhead` moves the
 reading to a child process: it runs the same `Source` (same validation, same errors, same
 line numbers) and sends each chunk of rows to the parent, encoded once by msgspec (~3 µs a
-row to decode). For a backtest it also computes each row's features (`FeaturesSpec`): the
-features need only the rows, in order, and each label once due, which the reader has; the
-parent then applies the lists, rules and model (`Detector.score_features`), learns, and
-keeps the report's data. Per row, on this machine: the reader ~32 µs of CPU, the parent
-~37, so the two cores share the work about evenly.
+row to decode). For a backtest it also computes each row's features, the lists' and
+rules' verdict and the model's inputs (`RulesSpec`): these need only the rows, in order,
+and each label once due (for merchant risk), which the reader has. The parent then applies
+the model (`Detector.with_model`), learns, and keeps the report's data. Features alone in
+the reader left it waiting on a full pipe a quarter of its time while the parent ran the
+rules (py-spy, docs/backtest.md); with the rules and the model's inputs moved over, the
+two cores share the work about evenly.
 
 The child runs a few chunks ahead at most (pipes hold 1 MiB; a write blocks until the
 parent reads), so memory stays bounded. `ReadAhead` has the interface the commands use of
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import msgspec
 
-from server.detection.features import Value
+from server.detection.verdict import Scored
 from server.label_delay import DueLabels
 from server.replay_source import (
     CHUNK_ROWS,
@@ -74,9 +76,11 @@ if TYPE_CHECKING:
 
 _Message = _Chunk | _End | _Failed
 _decoder = msgspec.json.Decoder(_Message)
-# Features go as MessagePack: 3x faster than JSON for dicts of numbers, and exact.
-_encode_features = msgspec.msgpack.Encoder().encode
-_decode_features = msgspec.msgpack.Decoder(tuple[list[float], list[dict[str, Value]]]).decode
+Verdicts = list[tuple[Scored, bool, bytes | None]]
+"""Per row: the lists' and rules' verdict, whether it is final, the model's packed inputs."""
+# Verdicts go as MessagePack: faster than JSON for numbers and bytes, and exact.
+_encode_verdicts = msgspec.msgpack.Encoder().encode
+_decode_verdicts = msgspec.msgpack.Decoder(tuple[list[float], Verdicts]).decode
 
 
 PIPE_BYTES = 1 << 20
@@ -117,48 +121,49 @@ def open_source(
     path: Path,
     options: SourceOptions,
     parallel: Parallel = "auto",
-    features: FeaturesSpec | None = None,
+    rules: RulesSpec | None = None,
 ) -> Source | ReadAhead:
-    """The file's rows, read in a child process (with `features`: computing them there too)
-    or in this one (see `use_process`)."""
+    """The file's rows, read in a child process (with `rules`: computing their rules'
+    verdicts there too) or in this one (see `use_process`)."""
     if use_process(parallel, path):
-        return ReadAhead(path, options, features=features)
+        return ReadAhead(path, options, rules=rules)
     return Source(path, options)
 
 
-class FeaturesSpec(NamedTuple):
-    """What the reader needs to compute each valid row's features as well: a picklable
-    function making the fresh detector whose featurizer to use, and the label delay after
-    which merchant risk learns a row's label (as `backtest.label_hook` does)."""
+class RulesSpec(NamedTuple):
+    """What the reader needs to compute each valid row's rules verdict and model inputs as
+    well: a picklable function making the fresh detector whose featurizer, lists, rules and
+    model flags to use, and the label delay after which merchant risk learns a row's label
+    (as `backtest.label_hook` does)."""
 
     build: Callable[[], Detector]
     label_delay_us: int
 
 
 class ReadAhead:
-    """`Source`'s rows, read, mapped and validated by a child process; with `features`,
-    each valid row's features too, in `self.features`, and its POSIX time
-    (`tx.timestamp.timestamp()`, computed for the features) in `self.times` (both in row
-    order, put there before the chunk holding the row is yielded)."""
+    """`Source`'s rows, read, mapped and validated by a child process; with `rules`, each
+    valid row's rules verdict and model inputs too, in `self.verdicts` (`Verdicts`), and its
+    POSIX time (`tx.timestamp.timestamp()`, computed for the features) in `self.times` (both
+    in row order, put there before the chunk holding the row is yielded)."""
 
     def __init__(
         self,
         path: Path,
         options: SourceOptions,
         chunk_rows: int = CHUNK_ROWS,
-        features: FeaturesSpec | None = None,
+        rules: RulesSpec | None = None,
     ) -> None:
         self.path = path
         self.rows_read = 0
-        self.features: deque[dict[str, Value]] | None = deque() if features else None
-        self.times: deque[float] | None = deque() if features else None
+        self.verdicts: deque[tuple[Scored, bool, bytes | None]] | None = deque() if rules else None
+        self.times: deque[float] | None = deque() if rules else None
         self._fraction = 0.0
         self._notes: list[str] = []
         context = process_context()
         self._conn, child_end = one_way_pipe(context)
         self._process = context.Process(
             target=_read,
-            args=(child_end, path, options, chunk_rows, features),
+            args=(child_end, path, options, chunk_rows, rules),
             name="fraudwatch-reader",
             daemon=True,
         )
@@ -187,10 +192,10 @@ class ReadAhead:
             if type(message) is _Chunk:
                 self.rows_read = message.rows_read
                 self._fraction = message.fraction
-                if self.features is not None and self.times is not None:
-                    times, features = _decode_features(recv())
+                if self.verdicts is not None and self.times is not None:
+                    times, verdicts = _decode_verdicts(recv())
                     self.times.extend(times)
-                    self.features.extend(features)
+                    self.verdicts.extend(verdicts)
                 if message.errors:
                     # Line order, as the inline Source gives them: errors are rare.
                     merged: list[Row | RowError] = [*message.rows, *message.errors]
@@ -230,12 +235,12 @@ def _read(
     path: Path,
     options: SourceOptions,
     chunk_rows: int,
-    features: FeaturesSpec | None = None,
+    rules: RulesSpec | None = None,
 ) -> None:
-    """The child: the file through `Source`, a chunk a message; with `features`, the valid
-    rows' POSIX times and features in a second message."""
+    """The child: the file through `Source`, a chunk a message; with `rules`, the valid
+    rows' POSIX times and verdicts in a second message."""
     encode = msgspec.json.Encoder().encode
-    compute = _Features(features) if features is not None else None
+    compute = _Rules(rules) if rules is not None else None
     try:
         with Source(path, options) as source:
             for chunk in source.chunks(chunk_rows):
@@ -243,7 +248,7 @@ def _read(
                 message = _Chunk(rows, errors, source.rows_read, source.fraction_read())
                 conn.send_bytes(encode(message))
                 if compute is not None:
-                    conn.send_bytes(_encode_features(compute(rows)))
+                    conn.send_bytes(_encode_verdicts(compute(rows)))
             conn.send_bytes(encode(_End(source.rows_read, source.notes())))
     except BrokenPipeError:
         pass  # the parent stopped listening
@@ -257,24 +262,28 @@ def _read(
         conn.close()
 
 
-class _Features:
-    """The reader's featurizer: each row's features against the history before it, as
-    `Detector.score` computes them, and merchant risk learning each label once due: before
-    the first row at or after `timestamp + label delay`, as `backtest.run_backtest` reveals
-    it. (Rows out of event-time order make the parent stop and start again, sorted.)"""
+class _Rules:
+    """The reader's half of the detector: each row's features against the history before
+    it, the lists' and rules' verdict and the model's inputs, as `Detector.score_features`
+    computes them, with merchant risk learning each label once due: before the first row at
+    or after `timestamp + label delay`, as `backtest.run_backtest` reveals it. (Rows out of
+    event-time order make the parent stop and start again, sorted.)"""
 
-    def __init__(self, spec: FeaturesSpec) -> None:
-        featurizer = spec.build().featurizer
-        self.values_one = featurizer.values_one
-        self.merchant_learns = featurizer.learn_label
+    def __init__(self, spec: RulesSpec) -> None:
+        detector = spec.build()
+        self.values_one = detector.featurizer.values_one
+        self.merchant_learns = detector.featurizer.learn_label
+        self.rules_verdict = detector.rules_verdict
+        self.observe = detector.observe
         self.pending: DueLabels[tuple[str, bool]] = DueLabels(spec.label_delay_us)
 
-    def __call__(self, rows: list[Row]) -> tuple[list[float], list[dict[str, Value]]]:
+    def __call__(self, rows: list[Row]) -> tuple[list[float], Verdicts]:
         """The rows' POSIX times (the scoring process needs them too: sent, they are not
-        computed twice) and their features."""
+        computed twice) and their verdicts."""
         pending, values_one, merchant_learns = self.pending, self.values_one, self.merchant_learns
+        rules_verdict, observe = self.rules_verdict, self.observe
         times = []
-        out = []
+        out: Verdicts = []
         for row in rows:
             tx = row.transaction
             t = tx.timestamp.timestamp()
@@ -284,7 +293,9 @@ class _Features:
                 # Whole microseconds / 1e6: what backtest.label_hook gets from
                 # `(tx.timestamp + label_delay).timestamp()`, to the last bit.
                 merchant_learns(merchant, due / 1e6, is_fraud)
-            out.append(values_one(tx, t))
+            v = values_one(tx, t)
+            rules, final = rules_verdict(tx, v, t)
+            out.append((rules, final, None if final else observe(tx, v, rules, t)))
             if row.label is not None:
                 pending.add(now_us, (tx.merchant_id, row.label))
         return times, out

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from server import read_ahead
-from server.backtest import FeaturesFrom, Outcome, day_function, label_hook, run_backtest
+from server.backtest import Outcome, RulesFrom, day_function, label_hook, run_backtest
 from server.cli import main
 from server.detection import Detector
-from server.detection.model import ModelSlot, OnlineLogit
+from server.detection.model import FEATURE_NAMES, ModelSlot, OnlineLogit, inputs
 from server.detection.rules import compile_sources, default_pack
-from server.read_ahead import FeaturesSpec, ReadAhead, open_source, use_process
+from server.read_ahead import ReadAhead, RulesSpec, open_source, use_process
 from server.replay_source import Row, RowError, Source, SourceError, SourceOptions
 from server.transactions import Transaction
 from simulator import Simulator
@@ -187,7 +187,7 @@ def test_a_process_with_threads_spawns_its_children() -> None:
         worker.join()
 
 
-# --- features computed by the reader -------------------------------------------------------
+# --- rules computed by the reader -----------------------------------------------------------
 
 DELAY = dt.timedelta(minutes=30)
 LISTS = """
@@ -205,7 +205,9 @@ entries = ["{2}"]
 """
 
 
-def _detector(lists: list[str] | None = None, model: bool = True) -> Detector:
+def _detector(
+    lists: list[str] | None = None, model: bool = True, kind: type[Detector] = Detector
+) -> Detector:
     """The default pack (plus lists that decide some verdicts alone), and a model learning
     inline that is ready early."""
     rules = None
@@ -217,7 +219,7 @@ def _detector(lists: list[str] | None = None, model: bool = True) -> Detector:
             ]
         )
     slot = ModelSlot(learner=OnlineLogit(), min_labels=200, min_frauds=5) if model else None
-    return Detector(rules=rules, model=slot)
+    return kind(rules=rules, model=slot)
 
 
 def _outcome(out: Outcome) -> tuple[object, ...]:
@@ -228,32 +230,35 @@ def _outcome(out: Outcome) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-class Recording:
-    """A featurizer that keeps a copy of every row's features."""
+class RecordingDetector(Detector):
+    """A detector that keeps what its rules' half (`rules_verdict`, `observe`) gave."""
 
-    def __init__(self, featurizer: Any) -> None:
-        self.featurizer = featurizer
-        self.learn_label = featurizer.learn_label
-        self.seen: list[dict[str, Any]] = []
+    seen: list[tuple[Any, ...]]
 
-    def values_one(self, tx: Transaction, t: float | None = None) -> dict[str, Any]:
-        v: dict[str, Any] = self.featurizer.values_one(tx, t)
-        self.seen.append(dict(v))
-        return v
+    def score_features(self, tx: Transaction, v: dict[str, Any], t: float) -> Any:
+        if not hasattr(self, "seen"):
+            self.seen = []
+        rules, final = self.rules_verdict(tx, v, t)
+        if final:
+            self.seen.append((rules, final, None))
+            return rules
+        inputs = self.observe(tx, v, rules, t)
+        self.seen.append((rules, final, inputs))
+        return self.with_model(tx, rules, inputs)
 
 
-class RecordingFeaturesFrom(FeaturesFrom):
-    seen: list[dict[str, Any]]
+class RecordingRulesFrom(RulesFrom):
+    seen: list[tuple[Any, ...]]
 
     def score_at(self, tx: Transaction, t: float) -> Any:  # what run_backtest calls
         if not hasattr(self, "seen"):
             self.seen = []
-        self.seen.append(dict(self._features[0]))
+        self.seen.append(self._verdicts[0])
         return super().score_at(tx, t)
 
 
 @pytest.mark.parametrize(("lists", "model"), [(False, True), (True, True), (False, False)])
-def test_features_from_the_reader_give_the_verdicts_of_one_process(
+def test_rules_from_the_reader_give_the_verdicts_of_one_process(
     lists: bool, model: bool, tmp_path: Path
 ) -> None:
     data = _simulated_csv(tmp_path / "sim.csv", n=6000)
@@ -264,28 +269,31 @@ def test_features_from_the_reader_give_the_verdicts_of_one_process(
     build = functools.partial(_detector, accounts, model)
     day_of = day_function(dt.UTC)
 
-    one = build()
-    one.featurizer = Recording(one.featurizer)  # type: ignore[assignment]
+    one = _detector(accounts, model, kind=RecordingDetector)
     inline_scores = io.StringIO()
     expected = run_backtest(
         rows, one, label_delay=DELAY, on_label=label_hook(one), day_of=day_of,
         scores_out=inline_scores,
     )  # fmt: skip
-    spec = FeaturesSpec(build, DELAY // dt.timedelta(microseconds=1))
-    with ReadAhead(data, options, chunk_rows=700, features=spec) as reader:
-        assert reader.features is not None
-        scorer = RecordingFeaturesFrom(build(), reader.features)
+    spec = RulesSpec(build, DELAY // dt.timedelta(microseconds=1))
+    with ReadAhead(data, options, chunk_rows=700, rules=spec) as reader:
+        assert reader.verdicts is not None
+        scorer = RecordingRulesFrom(build(), reader.verdicts)
         split_scores = io.StringIO()
         got = run_backtest(
             (item for item in reader if type(item) is Row), scorer, label_delay=DELAY,
             on_label=label_hook(scorer), day_of=day_of, scores_out=split_scores,
         )  # fmt: skip
-        assert not reader.features  # one set of features per row, all used
+        assert not reader.verdicts  # one verdict per row, all used
     assert _outcome(got) == _outcome(expected)
     assert split_scores.getvalue() == inline_scores.getvalue()
-    # Row by row the same features, merchant risk from the labels revealed so far included.
-    assert scorer.seen == one.featurizer.seen  # type: ignore[attr-defined]
-    assert any(v.get("merchant_labels_30d") for v in scorer.seen)
+    # Row by row the same rules' verdicts and model inputs, merchant risk from the labels
+    # revealed so far and the account's recent flags included.
+    assert scorer.seen == one.seen
+    if model:
+        named = [dict(zip(FEATURE_NAMES, inputs(raw), strict=True)) for *_, raw in one.seen if raw]
+        assert any(x["merchant_fraud_30d"] for x in named)
+        assert any(x["flagged_1h"] for x in named)
     # What makes the comparison worth something: labels were revealed (merchant risk in the
     # reader, the model here) and, with a model, it scored; with lists, they decided some.
     assert expected.labels_revealed > 4000 and expected.labels_pending > 0

@@ -129,13 +129,22 @@ class Detector:
 
     def score_features(self, tx: Transaction, v: dict[str, Value], t: float) -> Scored:
         """`score_at` with `tx`'s features already computed (`Featurizer.values_one`, in
-        event order: a backtest's reader process computes them): lists, rules, then the
-        model (never over a verdict a block or allow list made)."""
+        event order): lists, rules, then the model (never over a verdict a block or allow
+        list made). A backtest splits it in two, `rules_verdict` and `observe` in its reader
+        process, `with_model` in the scoring one."""
+        rules, final = self.rules_verdict(tx, v, t)
+        if final:
+            return rules
+        return self.with_model(tx, rules, self.observe(tx, v, rules, t))
+
+    def rules_verdict(self, tx: Transaction, v: dict[str, Value], t: float) -> tuple[Scored, bool]:
+        """The lists' and rules' verdict, and whether it is final: a block or an allow list
+        decided it, and no model overrules that."""
         ruleset = self.ruleset
         if ruleset.lists:
             block, allow = ruleset.check_lists(tx, t)
             if block is None and allow is not None:
-                return self._scored((allow,))
+                return self._scored((allow,)), True
         else:
             block = None
         reasons = []
@@ -148,21 +157,31 @@ class Detector:
         if block is not None:
             reasons.insert(0, block)
             reasons.sort(key=_by_weight)
-            return self._scored(tuple(reasons))  # a block list decides; no model overrules it
+            return self._scored(tuple(reasons)), True
         if not reasons:
-            scored = self._allow
-        else:
-            reasons.sort(key=_by_weight)
-            scored = self._scored(tuple(reasons))
+            return self._allow, False
+        reasons.sort(key=_by_weight)
+        return self._scored(tuple(reasons)), False
+
+    def observe(
+        self, tx: Transaction, v: dict[str, Value], rules: Scored, t: float
+    ) -> bytes | None:
+        """What the model keeps of a transaction the lists did not decide (its inputs,
+        packed: `ModelSlot.observe`), in event order; None without a model."""
         model = self._model
-        if model is not None:
-            ready = model.predictor is not None  # else it only remembers the inputs
-            rescored = model.rescore(
-                tx, v, scored, self.decide, self.review_threshold, t, factors=explain
+        return None if model is None else model.observe(tx, v, rules, t)
+
+    def with_model(self, tx: Transaction, rules: Scored, inputs: bytes | None) -> Scored:
+        """The verdict: the model's once it is ready (`inputs` from `observe`), else the
+        rules' with ties ordered by amount."""
+        model = self._model
+        if model is not None and inputs is not None:
+            scored = model.rescore(
+                tx.id, inputs, rules, self.decide, self.review_threshold, factors=self.explain
             )
-            if ready:
-                return rescored
-        return self._by_amount(scored, float(tx.amount))
+            if scored is not None:
+                return scored
+        return self._by_amount(rules, float(tx.amount))
 
     # --- learning from labels (server/detection/model.py) ---------------------------------
 

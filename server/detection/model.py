@@ -899,33 +899,42 @@ class ModelSlot:
         """Enough labels, of both kinds, for the model's score to replace the rules'."""
         return labels >= self.min_labels and min(frauds, labels - frauds) >= self.min_frauds
 
-    def rescore(
-        self,
-        tx: Transaction,
-        features: Mapping[str, Any],
-        rules: Scored,
-        decide: Decide,
-        review_threshold: float,
-        t: float,
-        *,
-        factors: bool = True,
-    ) -> Scored:
-        """The verdict with the model: its probability replaces the rules' score once it is
-        ready, and the `model` reason joins the rules' when that flags the transaction (with
-        its top factors unless `factors` is False: `Detector.explain`).
-        `t`: `tx.timestamp.timestamp()`."""
+    def observe(
+        self, tx: Transaction, features: Mapping[str, Any], rules: Scored, t: float
+    ) -> bytes:
+        """What the model reads of `tx` (`capture`: its features, the rules that fired and
+        the account's recent flags), packed; the account is flagged if the rules say so.
+        In event order, for every transaction the lists did not decide, whether or not a
+        model is ready. `t`: `tx.timestamp.timestamp()`."""
         flags, rules_score = self.flags, rules.score
         recent = flags.recent(tx.account_id, t) if flags.accounts else _NO_FLAGS
         raw = capture(features, tx, rules.reasons, rules_score, recent)
         if rules_score >= FLAG_SCORE:  # `note` ignores the rest: spare the call
             flags.note(tx.account_id, t, rules_score)
+        return raw
+
+    def rescore(
+        self,
+        tx_id: str,
+        raw: bytes,
+        rules: Scored,
+        decide: Decide,
+        review_threshold: float,
+        *,
+        factors: bool = True,
+    ) -> Scored | None:
+        """The verdict with the model, from `observe`'s `raw` inputs, which are kept until
+        the label comes; None while no model is ready (the rules' verdict stands). Its
+        probability replaces the rules' score, and the `model` reason joins the rules' when
+        that flags the transaction (with its top factors unless `factors` is False:
+        `Detector.explain`)."""
         predictor = self.predictor
         if predictor is None:
-            self._remember(tx.id, raw)
-            return rules
+            self._remember(tx_id, raw)
+            return None
         x = inputs(raw)
         logit = predictor.logit(x)
-        self._remember(tx.id, raw + _pack_logit(logit))  # the calibration learns from it
+        self._remember(tx_id, raw + _pack_logit(logit))  # the calibration learns from it
         p = sigmoid(predictor.calibrated(logit))
         score = round(p, 4)
         decision, severity = decide(score)
