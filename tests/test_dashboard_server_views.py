@@ -193,6 +193,8 @@ async def test_a_server_views_answer_shows_while_the_table_is_held(
     await expect(page.locator("#notices")).to_contain_text("Could not load that time range")
     await expect_rows(alice, [earlier])
     await expect(alice.drawer).to_contain_text("Account acct-e")
+    # The kept row is one the page has, and it matches; the open alert does not.
+    await expect(page.locator("#alerts-summary")).to_contain_text("1 of 2 match")
     # Closed, and the table released: the view shows what it would had it loaded nothing.
     await alice.drawer.get_by_role("button", name="Close details").click()
     await alice.press("Escape")  # the table, which the drawer gave focus to

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, expect
 
 from tests.browser_support import (
+    MERCHANT,
     OWNER,
     T0,
     Analyst,
@@ -130,6 +131,41 @@ async def test_filters_and_search_live_in_the_url_and_survive_reload(
     await page.get_by_role("button", name="Clear filters").click()
     await expect(alice.rows).to_have_count(4)
     await expect(page).to_have_url(str(server.make_url("/")))
+    assert alice.problems == []
+
+
+async def test_the_match_count_leaves_out_a_held_row_that_no_longer_matches(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice", path="/?status=open")
+    page = alice.page
+    ids = await four_kinds(ingest)
+    summary = page.locator("#alerts-summary")
+    await expect(alice.rows).to_have_count(4)
+    await expect(summary).to_contain_text("4 of 4 match")
+
+    # Acknowledged from the drawer, the alert is no longer open, but its row holds still
+    # under the analyst: listed, and not counted as a match.
+    medium = ids["medium"]
+    await alice.cell(medium, MERCHANT).click()
+    await expect(alice.drawer).to_contain_text("Account acct-velo")
+    await alice.drawer.get_by_role("button", name="Acknowledge").click()
+    await expect(alice.cell(medium, OWNER)).to_have_text("alice (you)")
+    await expect(alice.rows).to_have_count(4)
+    await expect(summary).to_contain_text("3 of 4 match")
+    # Released again, it matches again.
+    await alice.drawer.get_by_role("button", name="Release").click()
+    await expect(alice.cell(medium, OWNER)).to_have_text("—")
+    await expect(summary).to_contain_text("4 of 4 match")
+    await alice.drawer.get_by_role("button", name="Acknowledge").click()
+    await expect(summary).to_contain_text("3 of 4 match")
+
+    # The table released, the row goes and the count stays.
+    await alice.drawer.get_by_role("button", name="Close details").click()
+    await alice.press("Escape")  # the table, which the drawer gave focus to
+    await page.mouse.move(5, 5)
+    await expect(alice.rows).to_have_count(3)
+    await expect(summary).to_contain_text("3 of 4 match")
     assert alice.problems == []
 
 

@@ -65,6 +65,7 @@ export class AlertTable {
     this._forced = false;
     this._keepCursor = false; // see refreshView
     this._kept = null; // the id of the cursor's row, kept listed though the page let it go
+    this._unmatched = new Set(); // listed ids held in place that the view no longer matches
     this._frozen = false;
     this._frame = 0;
     this._scrollFrame = 0;
@@ -298,7 +299,10 @@ export class AlertTable {
       this._rebuild();
       if (keep) place = this._keepPlace(before, at);
       this._touched.clear();
-    } else if (this._stale) this._noteWaiting();
+    } else if (this._stale) {
+      this._noteWaiting();
+      this._noteUnmatched();
+    }
     const highlight = !initial && fresh <= HIGHLIGHT_MAX_ROWS ? this._added : new Set();
     this._paint(highlight);
     if (place) this.setCursor(place.id, { scroll: false, focus: place.focus });
@@ -307,7 +311,20 @@ export class AlertTable {
     this._lastRenderAt = performance.now();
     const busy = fresh > BURST_ROWS || this._rebuildMs > EXPENSIVE_REBUILD_MS;
     this._minInterval = busy && !initial ? BURST_INTERVAL_MS : 0;
-    this.onRender({ shown: this._list.length, held: this.store.size, waiting: this._waiting.size });
+    this.onRender(this._counts());
+  }
+
+  // What the summary says, consistent with the rows: `listed` is every row in the list, `matching`
+  // only those the view matches now (a row held in place after it stopped matching is drawn
+  // but not counted), and `held` the alerts the page has, the row kept for the cursor too.
+  _counts() {
+    const kept = this._kept !== null && !this.store.get(this._kept) ? 1 : 0;
+    return {
+      listed: this._list.length,
+      matching: this._list.length - this._unmatched.size,
+      held: this.store.size + kept,
+      waiting: this._waiting.size,
+    };
   }
 
   _rebuild() {
@@ -323,6 +340,7 @@ export class AlertTable {
     this._positions = new Map();
     list.forEach((entry, i) => this._positions.set(entry.alert.id, i));
     this._waiting.clear();
+    this._unmatched.clear();
     this._stale = false;
     this._forced = false;
     this._rebuildMs = performance.now() - started;
@@ -370,6 +388,16 @@ export class AlertTable {
       if (this._positions.has(id)) continue;
       const alert = this.store.get(id);
       if (alert && this.filter(alert)) this._waiting.add(id);
+    }
+  }
+
+  // Held: a listed row that changed stays in place, matching the view or not.
+  _noteUnmatched() {
+    for (const id of this._dirty) {
+      const entry = this._list[this._positions.get(id)];
+      if (!entry) continue;
+      if (this.filter(entry.alert)) this._unmatched.delete(id);
+      else this._unmatched.add(id);
     }
   }
 

@@ -215,9 +215,9 @@ async function loadFromServer(view, { force = false } = {}) {
   }
 }
 
-function renderSummary({ shown, held, waiting }) {
+function renderSummary({ listed, matching, held, waiting }) {
   const filtered = isFiltered(filters.view);
-  empty.hidden = shown > 0;
+  empty.hidden = listed > 0;
   setText(
     empty,
     filtered && held > 0
@@ -234,8 +234,8 @@ function renderSummary({ shown, held, waiting }) {
   }
   const parts = [
     filtered
-      ? `${formatCount(shown)} of ${formatCount(held)} match`
-      : `${formatCount(shown)} shown`,
+      ? `${formatCount(matching)} of ${formatCount(held)} match`
+      : `${formatCount(listed)} shown`,
     describeSort(filters.view.sort),
   ];
   if (olderNotShown) parts.push("older alerts not loaded");
