@@ -261,6 +261,20 @@ async def test_connection_detail_counts_down_and_marks_stale_data(
     assert alice.problems == []
 
 
+# The page's once-a-second refresh, held on request (`window.__ticks.held = true`): what
+# changes while it is held changed on its own, not at the next tick. Skipped ticks are counted.
+HOLDABLE_TICKS = """
+(() => {
+    const every = window.setInterval.bind(window);
+    window.__ticks = { held: false, skipped: 0 };
+    window.setInterval = (fn, ms, ...args) => ms !== 1000 ? every(fn, ms, ...args) : every(() => {
+        if (window.__ticks.held) window.__ticks.skipped += 1;
+        else fn(...args);
+    }, ms);
+})();
+"""
+
+
 async def test_connection_detail_says_just_now_only_once_caught_up(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:
@@ -269,6 +283,8 @@ async def test_connection_detail_says_just_now_only_once_caught_up(
     held: list[str | bytes] = []
 
     async def controllable_feed(page: Page) -> None:
+        await page.add_init_script(HOLDABLE_TICKS)
+
         def route(ws: WebSocketRoute) -> None:
             routes.append(ws)
             if mode == "dead":
@@ -320,11 +336,15 @@ async def test_connection_detail_says_just_now_only_once_caught_up(
     await expect(indicator).to_have_text("Live", timeout=15_000)
     await expect(detail).to_have_text("catching up")
     await expect(alice.row(missed)).to_have_count(0)
+    # The replay ends: "just now" at once, not at the next refresh tick (held meanwhile).
+    await page.evaluate("() => { window.__ticks.held = true; }")
     mode = "pass"
     for message in held:
         routes[-1].send(message)
     await expect(alice.row(missed)).to_be_visible()
     await expect(detail).to_have_text("updated just now", timeout=5000)
+    await eventually(lambda: page.evaluate("() => window.__ticks.skipped > 0"), True)
+    await page.evaluate("() => { window.__ticks.held = false; }")
 
     shown = await page.evaluate("window.shown")
     assert [s for s in shown if "just now" in s[1] and s[0] != "live"] == [], shown

@@ -419,6 +419,7 @@ socket.addEventListener("hello", (event) => {
 });
 
 socket.addEventListener("unauthorized", () => signedOut());
+socket.addEventListener("caught-up", () => indicator.tick());
 
 // hello.seq behind what we applied means the server's log was reset (a fresh data dir) and
 // our seq would skip every new event. It can also lag the store for an instant after a

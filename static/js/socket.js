@@ -7,6 +7,7 @@
 //   hello   the server's hello message
 //   alert   {type, seq, alert}: each alert/alert_updated exactly once, in seq order
 //   gap     {after, seq}: seq jumped past events this page never received
+//   caught-up  {seq}: the replay of events committed before this socket has ended
 //   unauthorized  the server closed the socket because the session ended
 //   stats   the server's stats message
 //   server-error  the server's error message
@@ -219,7 +220,7 @@ export class LiveSocket extends EventTarget {
         this._emit("hello", message);
         break;
       case "alert":
-      case "alert_updated":
+      case "alert_updated": {
         if (typeof message.seq !== "number" || !message.alert) return;
         // A replay after reconnect can overlap what was already applied: apply each seq once.
         if (this.lastSeq !== null && message.seq <= this.lastSeq) {
@@ -231,10 +232,16 @@ export class LiveSocket extends EventTarget {
           this.delivery.missed += message.seq - this.lastSeq - 1;
           this._emit("gap", { after: this.lastSeq, seq: message.seq });
         }
+        const wasCatchingUp = this.catchingUp;
         this.lastSeq = message.seq;
         message.replayed = message.seq <= (this._helloSeq ?? 0);
         this._emit("alert", message);
+        // Said at once: whoever shows "catching up" should not wait for its next tick.
+        if (wasCatchingUp && this.state === "live" && !this.catchingUp) {
+          this._emit("caught-up", { seq: message.seq });
+        }
         break;
+      }
       case "stats":
         this._emit("stats", message);
         break;
