@@ -24,6 +24,11 @@ FORBIDDEN = "forbidden"
 # its API key was revoked. 4000-4999 are the application's (RFC 6455); 4401 echoes HTTP 401
 # so a client knows to log in again rather than just reconnect.
 CLOSE_UNAUTHORIZED = 4401
+# Close code for `/ws?since=N` with N past the last seq this server's log has given: the
+# client's numbers are from another history (a restart on a fresh store), so nothing can be
+# replayed to it and, worse, live events up to N would look like ones it has. It must reload
+# a snapshot and resume from that seq. 4409 echoes HTTP 409 (its state conflicts with ours).
+CLOSE_SINCE_AHEAD = 4409
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, WebSocketRoute, expect
+from playwright.async_api import Browser, Page, Route, WebSocketRoute, expect
 
+from server.state import STORE
 from tests.browser_support import (
     NEW_YORK,
     OWNER,
@@ -216,6 +217,67 @@ async def test_reconnect_resumes_from_last_seq(
     assert since[0] == 0, routes[0].url  # the snapshot's seq on an empty store
     assert since[1] == since[2] > 0, since  # the last seq applied, not the snapshot's
     assert all(ws.url.startswith("ws://") for ws in routes)
+    assert alice.problems == []
+
+
+# Every connection state the page shows (the pill's data-state), from its first moment.
+RECORD_STATES = """
+window.__states = [];
+new MutationObserver((records) => {
+    for (const r of records) {
+        if (r.target.id === "connection") window.__states.push(r.target.dataset.state);
+    }
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
+"""
+
+
+async def test_a_seq_from_before_a_fresh_store_reloads_instead_of_resuming(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    [real] = await ingest(impossible_travel("acct-real", "Real Ltd"))
+    seq = await server.app[STORE].last_seq()
+    snapshots = 0
+
+    # The page's first snapshot comes from the server's previous life: seq 1000, and an
+    # alert this store never had. Its socket then asks for since=1000, which this log
+    # never reached.
+    async def from_a_previous_life(route: Route) -> None:
+        nonlocal snapshots
+        snapshots += 1
+        if snapshots > 1:
+            await route.continue_()
+            return
+        response = await route.fetch()
+        body = await response.json()
+        ghost = {**body["alerts"][0], "id": "ghost-1", "account_id": "acct-ghost"}
+        body["alerts"].append(ghost)
+        await route.fulfill(response=response, json={**body, "seq": 1000})
+
+    sockets: list[str] = []
+
+    async def before_load(page: Page) -> None:
+        await page.add_init_script(RECORD_STATES)
+        await page.route(
+            "**/api/v1/alerts?status=open%2Cacknowledged&limit=1000", from_a_previous_life
+        )
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+
+    alice = await sign_in(browser, server, "alice", before_load=before_load)
+    page = alice.page
+    await expect(page.locator("#notices")).to_contain_text(
+        "The server's alert log was reset; reloading alerts."
+    )
+    await expect(alice.row(real)).to_be_visible()
+    await expect(alice.row("ghost-1")).to_have_count(0)
+    # Live from the server's own seq: a new alert arrives (under since=1000 it would not).
+    later = T0 + dt.timedelta(hours=1)
+    [new] = await ingest(impossible_travel("acct-new", "New Ltd", later))
+    await expect(alice.row(new)).to_be_visible()
+    # One refused socket, never live, and no retry of its seq: then the reloaded one.
+    assert [int(url.rpartition("since=")[2]) for url in sockets] == [1000, seq]
+    states = await page.evaluate("window.__states")
+    assert states.count("live") == 1 and states[-1] == "live", states
+    assert snapshots == 2
     assert alice.problems == []
 
 

@@ -106,6 +106,28 @@ async def test_since_zero_replays_history(client: TestClient) -> None:
     assert resp.status == 400
 
 
+async def test_since_ahead_of_the_log_is_refused_with_4409(client: TestClient) -> None:
+    results = await post_batch(client, card_testing("a", "acct-a"))
+    assert any(r["alert_id"] for r in results)
+    resp = await client.get("/api/v1/alerts", headers=AUTH)
+    last = (await resp.json())["seq"]
+    assert last > 0
+    # A seq this log never gave (the client's is from before a restart on a fresh store):
+    # closed before the hello, so the client reloads rather than believing it is caught up.
+    async with client.ws_connect(f"/ws?since={last + 100}", headers=AUTH) as ws:
+        async with asyncio.timeout(5):
+            msg = await ws.receive()
+        assert msg.type == WSMsgType.CLOSE, msg
+        assert ws.close_code == 4409
+        assert msg.extra == "since ahead of the server; reload"
+    # The log's own last seq resumes as ever, and live events follow it.
+    async with client.ws_connect(f"/ws?since={last}", headers=AUTH) as ws:
+        assert (await receive(ws, "hello"))["seq"] == last
+        more = await post_batch(client, card_testing("b", "acct-b"))
+        live = await collect_alerts(ws, sum(1 for r in more if r["alert_id"]))
+        assert live[0]["seq"] == last + 1
+
+
 async def test_verdicts_only_for_subscribers(client: TestClient) -> None:
     async with (
         client.ws_connect("/ws", headers=AUTH) as listener,

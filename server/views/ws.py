@@ -2,7 +2,8 @@
 
 Before the upgrade: the Origin is checked (403), then the caller (401) and its `read`
 permission (403). After it: every client message is rate limited, validated and checked
-against the permission its type needs; the socket closes when its credentials end.
+against the permission its type needs; the socket closes when its credentials end. A
+`since` past the last seq the log has given is closed at once (4409): the client must reload.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Command:
 async def websocket(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     auth = request.app[AUTH]
+    store = request.app[STORE]
     # A cross-site page could otherwise ride the analyst's cookie (CSWSH): refused before
     # anything else is looked at.
     if not auth.origin_allowed(request):
@@ -70,11 +72,20 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(
         heartbeat=settings.ws_heartbeat, max_msg_size=settings.ws_max_msg_size, compress=False
     )
+    hub = request.app[HUB]
+    # A seq this log never gave (see CLOSE_SINCE_AHEAD). The hub's seq can trail the store's
+    # for a moment after a commit, so only the store's own says so.
+    ahead = since is not None and since > hub.last_seq and since > await store.last_seq()
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # the peer left during the handshake
         return ws
-    hub = request.app[HUB]
+    if ahead:
+        # Refused after the upgrade, not with a 4xx before it: a browser sees only close codes.
+        await ws.close(
+            code=messages.CLOSE_SINCE_AHEAD, message=b"since ahead of the server; reload"
+        )
+        return ws
     sub = hub.subscribe(ws, transport, who.name, who.session)
     guard = asyncio.create_task(_guard(auth, hub, sub, who), name=f"ws-guard-{who.name}")
     bucket = TokenBucket(settings.ws_rate_limit, settings.ws_rate_burst)

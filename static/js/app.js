@@ -421,7 +421,14 @@ socket.addEventListener("hello", (event) => {
 socket.addEventListener("unauthorized", () => signedOut());
 socket.addEventListener("caught-up", () => indicator.tick());
 
-// hello.seq behind what we applied means the server's log was reset (a fresh data dir) and
+// The server's log never reached our seq (a restart on a fresh data dir): what we hold is
+// from another history, and only a fresh snapshot gives a seq to resume from.
+socket.addEventListener("reset", () => {
+  notices.show("The server's alert log was reset; reloading alerts.", { kind: "info" });
+  resync();
+});
+
+// An older server accepts such a socket: hello.seq behind what we applied says the same, and
 // our seq would skip every new event. It can also lag the store for an instant after a
 // commit, so ask the store itself before throwing the table away.
 async function checkReset() {

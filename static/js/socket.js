@@ -9,6 +9,8 @@
 //   gap     {after, seq}: seq jumped past events this page never received
 //   caught-up  {seq}: the replay of events committed before this socket has ended
 //   unauthorized  the server closed the socket because the session ended
+//   reset   {since, reason}: the server's log never reached `since` (a restart on a fresh
+//           store): the socket has stopped; start it again from a fresh snapshot's seq
 //   stats   the server's stats message
 //   server-error  the server's error message
 
@@ -23,6 +25,8 @@ const DEAD_AFTER_MS = 40_000;
 const WATCHDOG_MS = 5_000;
 // The server's close code for a socket whose credentials ended (echoes HTTP 401).
 const CLOSE_UNAUTHORIZED = 4401;
+// The server's close code for a `since` past its log's last seq: retrying it cannot help.
+const CLOSE_SINCE_AHEAD = 4409;
 // Frames are queued as they arrive and handled in slices of this much main-thread time. The
 // browser can hand over hundreds of frames in one task during a burst; parsing them all there
 // would freeze the page for as long.
@@ -139,6 +143,11 @@ export class LiveSocket extends EventTarget {
       if (event.code === CLOSE_UNAUTHORIZED) {
         this.stop();
         this._emit("unauthorized", { reason: event.reason });
+        return;
+      }
+      if (event.code === CLOSE_SINCE_AHEAD) {
+        this.stop();
+        this._emit("reset", { since: this.lastSeq, reason: event.reason });
         return;
       }
       if (this._liveSince && Date.now() - this._liveSince >= HEALTHY_AFTER_MS) this._attempt = 0;
