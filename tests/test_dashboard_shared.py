@@ -32,7 +32,10 @@ async def test_next_notes_release_assign_resolve_and_reopen_are_shared(
     bob = await sign_in(browser, server, "bob")
     [high] = await ingest(impossible_travel("acct-high", "High Ltd"))
     [critical] = await ingest(travel_at_night("acct-crit"))
+    # Both pages list it before Alice acts: an "n" pressed before her table has drawn the new
+    # row opens the drawer, which holds the table, and the row waits there ("Paused · 1 new").
     await expect(bob.row(critical)).to_be_visible()
+    await expect(alice.row(critical)).to_be_visible()
 
     # n takes the most urgent alert nobody holds (the critical one, though it is newer) and
     # opens it; Bob sees Alice holding it.
