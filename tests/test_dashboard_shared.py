@@ -135,6 +135,7 @@ async def test_presence_shows_who_else_is_looking_on_the_row_and_in_the_drawer(
     [first] = await ingest(impossible_travel("acct-p1", "One Ltd"))
     [second] = await ingest(impossible_travel("acct-p2", "Two Ltd", T0 + dt.timedelta(hours=1)))
     await expect(bob.row(second)).to_be_visible()
+    await expect(alice.row(second)).to_be_visible()  # before her drawer holds the table
 
     await alice.row(first).locator("td").nth(2).click()
     await expect(alice.drawer).to_be_visible()
