@@ -513,11 +513,12 @@ class Predictor:
     def contributions(self, x: Sequence[float]) -> dict[str, float]:
         """Each input's share of the calibrated logit, against the average labelled
         transaction: they add up, with `intercept()`, to `calibrated(logit(x))`."""
+        return dict(zip(FEATURE_NAMES, self.contribution_list(x), strict=True))
+
+    def contribution_list(self, x: Sequence[float]) -> list[float]:
+        """`contributions` in FEATURE_NAMES order."""
         a = self.cal_a
-        return {
-            name: a * w * (v - m)
-            for name, w, v, m in zip(FEATURE_NAMES, self.weights, x, self.means, strict=True)
-        }
+        return [a * w * (v - m) for w, v, m in zip(self.weights, x, self.means, strict=True)]
 
     def intercept(self) -> float:
         """The calibrated logit of a transaction with every input at its mean."""
@@ -790,20 +791,23 @@ _BAND_OF = {"ratio": "log_ratio", "zscore": "zscore", "tx_1h": "log_tx_1h", "tx_
             "amount": "log_amount"}  # fmt: skip
 
 
-def _factors() -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """The inputs an analyst reads as one factor, named by its first: a value with its bands
-    (`BANDED`, `AMOUNT`), every other input alone. One factor, one share of the score: a value
-    and its band used to be ranked apart and could read as the same phrase twice, each with
-    half the weight, or with a large share that its band took back."""
+def _factors() -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, tuple[int, ...]], ...]]:
+    """The inputs an analyst reads as one factor, named by its first: each value with its
+    bands (`BANDED`, `AMOUNT`), and every other input alone (apart: most inputs are alone, and
+    `explain` takes them in one pass). One factor, one share of the score: a value and its
+    band used to be ranked apart and could read as the same phrase twice, each with half the
+    weight, or with a large share that its band took back."""
     members = {name: [i] for i, name in enumerate(FEATURE_NAMES)}
     for banded in (*BANDED, AMOUNT):
         for i in range(len(banded.edges) + 1):
             band = f"{banded.name}_band_{i}"
             members[_BAND_OF[banded.name]] += members.pop(band)
-    return tuple((name, tuple(indices)) for name, indices in members.items())
+    alone = tuple((name, ix[0]) for name, ix in members.items() if len(ix) == 1)
+    grouped = tuple((name, tuple(ix)) for name, ix in members.items() if len(ix) > 1)
+    return alone, grouped
 
 
-_FACTORS = _factors()
+_ALONE, _GROUPED = _factors()
 
 
 def _shown(name: str, value: float) -> str:
@@ -828,15 +832,15 @@ def explain(
     predictor: Predictor, x: Sequence[float], probability: float, threshold: float, top: int = 3
 ) -> Reason:
     """The `model` reason: the probability and the inputs that pushed it up the most."""
-    contributions = list(predictor.contributions(x).values())
-    present = []
-    for name, members in _FACTORS:
-        # Only inputs this transaction has: "no new device" as a reason for fraud confuses
-        # more than it explains, even when its absence is what moved the score.
+    c = predictor.contribution_list(x)
+    # Only inputs this transaction has: "no new device" as a reason for fraud confuses more
+    # than it explains, even when its absence is what moved the score.
+    present = [(name, c[i]) for name, i in _ALONE if c[i] > 0 and x[i]]
+    for name, members in _GROUPED:
         if any(x[i] for i in members):
-            c = sum(contributions[i] for i in members)
-            if c > 0:
-                present.append((name, c))
+            share = sum(c[i] for i in members)
+            if share > 0:
+                present.append((name, share))
     ranked = sorted(present, key=lambda item: -item[1])[:top]
     parts = [f"{_shown(name, x[_INDEX[name]])} ({c:+.1f})" for name, c in ranked]
     factors = "; ".join(parts) if parts else "no single input stands out"
