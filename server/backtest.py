@@ -66,7 +66,7 @@ def label_hook(detector: object) -> LabelHook:
 
     def on_label(tx: Transaction, is_fraud: bool, at: dt.datetime) -> None:
         if merchant is not None:
-            merchant(tx.merchant_id, at.timestamp(), is_fraud)
+            merchant(tx.merchant_id, at.timestamp(), is_fraud, float(tx.amount))
         if learn is not None:
             learn(tx.id, tx.account_id, is_fraud, at)
 

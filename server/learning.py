@@ -18,6 +18,7 @@ import queue
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -211,6 +212,7 @@ class _Labelled(msgspec.Struct):
     merchant_id: str
     account_id: str
     timestamp: dt.datetime
+    amount: Decimal
 
 
 _labelled = msgspec.json.Decoder(_Labelled)
@@ -237,7 +239,7 @@ async def absorb_labels(
         tx = _labelled.decode(raw)
         if featurizer is not None:
             at = dt.datetime.fromisoformat(label.labelled_at).timestamp()
-            featurizer.learn_label(tx.merchant_id, at, label.label == "fraud")
+            featurizer.learn_label(tx.merchant_id, at, label.label == "fraud", float(tx.amount))
         if scorecard is not None and scorecard.waiting_for(label.transaction_id):
             scorecard.add_verdict(
                 label.transaction_id,

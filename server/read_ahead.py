@@ -275,7 +275,7 @@ class _Rules:
         self.merchant_learns = detector.featurizer.learn_label
         self.rules_verdict = detector.rules_verdict
         self.observe = detector.observe
-        self.pending: DueLabels[tuple[str, bool]] = DueLabels(spec.label_delay_us)
+        self.pending: DueLabels[tuple[str, bool, float]] = DueLabels(spec.label_delay_us)
 
     def __call__(self, rows: list[Row]) -> tuple[list[float], Verdicts]:
         """The rows' POSIX times (the scoring process needs them too: sent, they are not
@@ -289,13 +289,13 @@ class _Rules:
             t = tx.timestamp.timestamp()
             times.append(t)
             now_us = round(t * 1e6)
-            for due, (merchant, is_fraud) in pending.due(now_us):
+            for due, (merchant, is_fraud, amount) in pending.due(now_us):
                 # Whole microseconds / 1e6: what backtest.label_hook gets from
                 # `(tx.timestamp + label_delay).timestamp()`, to the last bit.
-                merchant_learns(merchant, due / 1e6, is_fraud)
+                merchant_learns(merchant, due / 1e6, is_fraud, amount)
             v = values_one(tx, t)
             rules, final = rules_verdict(tx, v, t)
             out.append((rules, final, None if final else observe(tx, v, rules, t)))
             if row.label is not None:
-                pending.add(now_us, (tx.merchant_id, row.label))
+                pending.add(now_us, (tx.merchant_id, row.label, float(tx.amount)))
         return times, out

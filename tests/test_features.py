@@ -334,6 +334,33 @@ def test_merchant_risk_counts_only_labels_known_by_then() -> None:
     assert "elsewhere" not in fz.merchants
 
 
+def test_the_amounts_fraud_rate_counts_the_labels_known_on_about_that_amount() -> None:
+    # The handbook-style stream's frauds include every amount over 220, its legitimate
+    # amounts stop just under: a step the model's amount bands (200 to 500) cannot place.
+    fz = Featurizer(["amount_fraud_rate"])
+    t0 = T0.timestamp()
+    assert fz.process_one(make_tx(0, amount=Decimal("230.00"))).amount_fraud_rate == 0.0
+    for _ in range(3):
+        fz.learn_label("shop", t0 + 60, True, 230.0)
+    fz.learn_label("elsewhere", t0 + 60, False, 231.0)  # within 2.5 %: the same amount
+    fz.learn_label("shop", t0 + 60, False, 215.0)
+    near = fz.process_one(make_tx(120, amount=Decimal("230.40"), merchant_id="any"))
+    assert near.amount_fraud_rate == pytest.approx(3 / 5, rel=1e-4)  # frauds / (labels + 1)
+    assert fz.process_one(make_tx(120, amount=Decimal("215.00"))).amount_fraud_rate == 0.0
+    fz.learn_label("shop", t0 + 180, True, 215.0)
+    assert fz.process_one(make_tx(240, amount=Decimal("215.00"))).amount_fraud_rate == (
+        pytest.approx(1 / 3, rel=1e-4)
+    )
+    # A label weighs half after 30 days: the shrinkage towards 0 grows as they fade.
+    month = fz.process_one(make_tx(60 + 30 * DAY, amount=Decimal("230.00")))
+    assert month.amount_fraud_rate == pytest.approx(1.5 / 3, rel=1e-4)
+    # A label learnt later adds to the faded counts, not to the old ones.
+    fz.learn_label("shop", t0 + 60 + 30 * DAY, False, 230.0)
+    assert fz.process_one(make_tx(60 + 30 * DAY, amount=Decimal("230.00"))).amount_fraud_rate == (
+        pytest.approx(1.5 / 4, rel=1e-4)
+    )
+
+
 def test_idle_keys_are_evicted_by_event_time() -> None:
     fz = Featurizer(ttl_s=40 * DAY)
     fz.process_one(make_tx(0, account_id="idle", merchant_id="old-shop", device_id="d-old"))

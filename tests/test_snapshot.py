@@ -24,11 +24,15 @@ import pytest
 from server.detection import Detector, Scored
 from server.detection.features import FEATURES
 from server.detection.model import (
+    _PREVIOUS_RAW,
+    _RAW_SIZE,
+    FEATURE_NAMES,
     FEATURE_SET,
     RAW_LAYOUT,
     RAW_LAYOUTS_READ,
     ModelSlot,
     OnlineLogit,
+    inputs,
     scored_logit,
 )
 from server.detection.snapshot import (
@@ -80,7 +84,7 @@ def all_features() -> Detector:
 
 def label_some(det: Detector, txs: list[Transaction]) -> None:
     for tx in txs[::7]:
-        det.featurizer.learn_label(tx.merchant_id, tx.timestamp.timestamp(), True)
+        det.featurizer.learn_label(tx.merchant_id, tx.timestamp.timestamp(), True, float(tx.amount))
 
 
 def test_round_trip_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
@@ -183,7 +187,7 @@ def test_model_memory_from_before_the_logit_was_kept_loads_and_bad_entries_are_l
     # As the previous fraudwatch wrote it: its marker, entries without a logit; and one
     # entry of a length no layout holds (damaged), which is left out.
     items = list(det.model.remembered.items())
-    det.model.remembered = OrderedDict((k, v[:110]) for k, v in items)
+    det.model.remembered = OrderedDict((k, v[:_RAW_SIZE]) for k, v in items)
     det.model.remembered["damaged"] = b"\x00" * 7
     path = tmp_path / "state.msgpack"
     save_as_layout(det, path, old_layout, monkeypatch)
@@ -194,24 +198,34 @@ def test_model_memory_from_before_the_logit_was_kept_loads_and_bad_entries_are_l
     assert all(scored_logit(raw) is None for raw in fresh.model.remembered.values())
 
 
-def test_model_memory_of_the_inputs_before_the_bands_is_learnt_without_its_logit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("feature_set", ["m1+e7244f76", "m1+99dcd961"])
+def test_model_memory_of_earlier_inputs_is_learnt_without_its_logit(
+    feature_set: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An upgrade that added inputs made from the same raw values: a label that arrives
-    after it for a transaction scored before it is still learnt, and the old model's logit
-    does not teach the new model's calibration."""
+    """Upgrades that added inputs (the bands, session 8, from the same raw values; the
+    amount's fraud rate, session 9, one raw value more): a label that arrives after them for
+    a transaction scored before them is still learnt, the value added read as unknown, and
+    the old model's logit does not teach the new model's calibration."""
     det = scored()
     assert det.model is not None
     items = list(det.model.remembered.items())
-    with_logit = {k: v + struct.pack("<d", 2.5) if len(v) == 110 else v for k, v in items}
-    det.model.remembered = OrderedDict(with_logit)
+    assert all(len(v) == _RAW_SIZE for _, v in items)
+    # The new raw value is the last: the previous layout is this one's first bytes.
+    previous = {k: v[: _PREVIOUS_RAW.size] + struct.pack("<d", 2.5) for k, v in items}
+    det.model.remembered = OrderedDict(previous)
     path = tmp_path / "state.msgpack"
-    save_as_layout(det, path, "m1+e7244f76/" + RAW_LAYOUT.split("/", 1)[1], monkeypatch)
+    layout = f"{feature_set}/{_PREVIOUS_RAW.format}+<d"
+    save_as_layout(det, path, layout, monkeypatch)
     fresh = learning()
     load(fresh.featurizer, path, fresh.model)
     assert fresh.model is not None
     assert list(fresh.model.remembered) == [k for k, _ in items]
     assert all(scored_logit(raw) is None for raw in fresh.model.remembered.values())
+    amount_risk = FEATURE_NAMES.index("amount_risk")
+    for (_, raw), (_, before) in zip(fresh.model.remembered.items(), items, strict=True):
+        x, was = inputs(raw), inputs(before)
+        assert x[amount_risk] == 0.0
+        assert x[:amount_risk] == was[:amount_risk]
     assert fresh.model.learn_label(items[0][0], True)
 
 
@@ -224,6 +238,23 @@ def test_a_snapshot_of_the_previous_format_still_loads() -> None:
     )
     fresh = all_features()
     assert decode_into(fresh.featurizer, data) == sum(det.featurizer.size().values())
+
+
+def test_the_labels_by_amount_survive_a_restart() -> None:
+    det = all_features()
+    txs = stream(60)
+    label_some(det, txs)
+    for tx in txs:
+        det.score(tx)
+    assert det.featurizer.amounts
+    fresh = all_features()
+    decode_into(fresh.featurizer, encode(det.featurizer))
+    assert fresh.featurizer.amounts == det.featurizer.amounts
+    # A snapshot from before them (no "amounts" in its end frame) starts them empty.
+    older = encode(det.featurizer).replace(b"\xa7amounts", b"\xa7ignored", 1)
+    again = all_features()
+    decode_into(again.featurizer, older)
+    assert again.featurizer.amounts == {}
 
 
 def test_missing_snapshot_is_not_an_error(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from math import asin, cos, inf, pi, sin, sqrt
+from math import asin, cos, inf, log1p, pi, sin, sqrt
 from zlib import crc32
 
 from server.transactions import Transaction
@@ -89,6 +89,8 @@ def _catalogue() -> dict[str, str]:
         "merchant_frauds_30d": "fraud labels among merchant_labels_30d",
         "merchant_fraud_rate_7d": "merchant_frauds_7d / merchant_labels_7d; unknown without",
         "merchant_fraud_rate_30d": "merchant_frauds_30d / merchant_labels_30d; unknown without",
+        "amount_fraud_rate": "fraud labels over labels + 1 among transactions of about this "
+        "amount (within 2.5 %), every merchant's, each label weighing half after 30 d",
     }
     for entity, key in ENTITIES.items():
         needs = "" if key is None else f" (needs {key})"
@@ -315,6 +317,7 @@ class Plan:
     # entity -> (count feature, sum feature, tier, buckets spanned)
     windows: Mapping[str, tuple[tuple[str, str, str, int], ...]]
     merchant_risk: bool
+    amount_risk: bool
     keyed: bool  # any bucket tier at all
 
     @classmethod
@@ -353,6 +356,7 @@ class Plan:
             tiers={e: frozenset(t) for e, t in tiers.items()},
             windows={e: tuple(w) for e, w in windows.items()},
             merchant_risk=risk,
+            amount_risk="amount_fraud_rate" in wanted,
             keyed=any(tiers.values()),
         )
 
@@ -367,6 +371,42 @@ def _learn_tiers(state: KeyState, tiers: frozenset[str], t: float, amount: float
         bucket_add(buckets, t // width, amount, keep)
     if t > state.last_t:
         state.last_t = t
+
+
+AMOUNT_BUCKETS_PER_E = 40
+"""Amount buckets: log1p(amount) in steps of 1/40, so each is about 2.5 % wide: fine enough
+for a step at any amount (the handbook-style stream's frauds start at exactly 220), ~1,400
+buckets up to the largest amount accepted."""
+AMOUNT_HALF_LIFE_S = 30 * DAY
+"""A label counts half after 30 days of event time: the rates follow a change in what fraud
+looks like, and a bucket's counts stay two numbers."""
+
+
+def amount_bucket(amount: float) -> int:
+    return int(log1p(amount) * AMOUNT_BUCKETS_PER_E) if amount > 0 else 0
+
+
+def _learn_amount(amounts: dict[int, list[float]], bucket: int, t: float, is_fraud: bool) -> None:
+    counts = amounts.get(bucket)
+    if counts is None:
+        amounts[bucket] = [1.0, 1.0 if is_fraud else 0.0, t]
+        return
+    labels, frauds, last = counts
+    if t > last:
+        keep = 0.5 ** ((t - last) / AMOUNT_HALF_LIFE_S)
+        labels, frauds, last = labels * keep, frauds * keep, t
+    counts[0], counts[1], counts[2] = labels + 1.0, frauds + (1.0 if is_fraud else 0.0), last
+
+
+def _amount_risk(amounts: dict[int, list[float]], bucket: int, t: float) -> float:
+    """Frauds over labels + 1 in `bucket` as of `t`: 0 with none, shrunk towards 0 when few
+    (one fraud out of one label is 0.5, not certainty)."""
+    counts = amounts.get(bucket)
+    if counts is None:
+        return 0.0
+    labels, frauds, last = counts
+    keep = 0.5 ** ((t - last) / AMOUNT_HALF_LIFE_S) if t > last else 1.0
+    return frauds * keep / (labels * keep + 1.0)
 
 
 _NO_LABELS: dict[str, Value] = {
@@ -473,6 +513,7 @@ class Featurizer:
 
     __slots__ = (
         "accounts",
+        "amounts",
         "devices",
         "hashes",
         "ips",
@@ -498,6 +539,8 @@ class Featurizer:
         self.ttl_s = ttl_s
         self.accounts: dict[str, AccountState] = {}
         self.merchants: dict[str, KeyState] = {}
+        # Labels by amount (`amount_bucket`): [labels, frauds, event time of the last], decayed.
+        self.amounts: dict[int, list[float]] = {}
         self.devices: dict[str, KeyState] = {}
         self.ips: dict[str, KeyState] = {}
         self.hashes: dict[str, int] = {}
@@ -565,6 +608,8 @@ class Featurizer:
             self._distinct(state, tx, t, v)
         if plan.keyed:
             self._keyed(state, tx, t, amount, v)
+        if plan.amount_risk:
+            v["amount_fraud_rate"] = _amount_risk(self.amounts, amount_bucket(amount), t)
         if plan.merchant_risk:
             m = self.merchants.get(tx.merchant_id)
             if m is None or m.labels is None:
@@ -716,10 +761,15 @@ class Featurizer:
 
     # -- labels, eviction --------------------------------------------------------------------
 
-    def learn_label(self, merchant_id: str, event_time: float, is_fraud: bool) -> None:
-        """A label on one of `merchant_id`'s transactions became known at `event_time`
-        (epoch seconds, event time). Merchant risk features count it from that day on, never
-        before: a label known "in the future" of a transaction cannot inform its score."""
+    def learn_label(
+        self, merchant_id: str, event_time: float, is_fraud: bool, amount: float | None = None
+    ) -> None:
+        """A label on one of `merchant_id`'s transactions (of `amount`, if given) became
+        known at `event_time` (epoch seconds, event time). Merchant risk and the amount's
+        fraud rate count it from then on, never before: a label known "in the future" of a
+        transaction cannot inform its score."""
+        if amount is not None:
+            _learn_amount(self.amounts, amount_bucket(amount), event_time, is_fraud)
         m = self.merchants.get(merchant_id)
         if m is None:
             m = self.merchants[merchant_id] = KeyState()

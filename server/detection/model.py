@@ -70,6 +70,7 @@ MODEL_FEATURES: frozenset[str] = frozenset(
         "merchant_frauds_2d",
         "merchant_frauds_7d",
         "merchant_frauds_30d",
+        "amount_fraud_rate",
     )
 )
 TINY_AMOUNT = 5.0
@@ -178,6 +179,7 @@ FEATURE_LABELS: dict[str, str] = {
         for banded in BANDED
         for i, label in enumerate(banded.labels())
     },
+    "amount_risk": "fraud rate among labelled transactions of about this amount",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_LABELS)
 FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:8]
@@ -259,7 +261,7 @@ _ZERO_RULES_LOGIT = rules_logit(0.0)
 # and until the model is ready none is predicted, so the inputs themselves (logs, ratios,
 # crosses) are computed only when needed: to predict (on the loop) or to learn (on the
 # trainer's thread).
-_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI ffff")
+_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI fffff")
 _LOGIT = struct.Struct("<d")
 _RAW_SIZE = _RAW.size
 _pack_logit = _LOGIT.pack
@@ -267,30 +269,41 @@ RAW_LAYOUT = f"{FEATURE_SET}/{_RAW.format}+{_LOGIT.format}"
 """What a remembered transaction's bytes mean: the raw values, then, when a model scored
 it, that model's own logit (`scored_logit`). A snapshot's of another layout is not read
 (an older fraudwatch refuses this one rather than fail on the longer entries)."""
-_EARLIER_FEATURE_SETS = ("m1+e7244f76",)
-"""Feature sets made from the same raw values, with fewer inputs (before the bands, session 8):
-what a transaction remembered then makes this model's inputs too, but its logit was another
-model's, so it is dropped."""
-_OWN_LOGIT: dict[str, bool] = {
-    RAW_LAYOUT: True,
-    f"{FEATURE_SET}/{_RAW.format}": True,
-    **{f"{fs}/{_RAW.format}+{_LOGIT.format}": False for fs in _EARLIER_FEATURE_SETS},
-    **{f"{fs}/{_RAW.format}": False for fs in _EARLIER_FEATURE_SETS},
-}
-RAW_LAYOUTS_READ = frozenset(_OWN_LOGIT)
+_PREVIOUS_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI ffff")
+"""The raw values before the amount's fraud rate joined them (session 9): read with that
+rate unknown (0, as for an amount nobody has labelled)."""
+_EARLIER_FEATURE_SETS = ("m1+e7244f76", "m1+99dcd961")
+"""Feature sets before this one, all made from `_PREVIOUS_RAW` (the bands of session 8 did not
+change the raw values): what a transaction remembered then makes this model's inputs too,
+but its logit was another model's, so it is dropped."""
+_READ: dict[str, tuple[bool, int]] = {
+    RAW_LAYOUT: (True, _RAW_SIZE),
+    f"{FEATURE_SET}/{_RAW.format}": (True, _RAW_SIZE),
+    **{f"{fs}/{_PREVIOUS_RAW.format}+{_LOGIT.format}": (False, _PREVIOUS_RAW.size)
+       for fs in _EARLIER_FEATURE_SETS},
+    **{f"{fs}/{_PREVIOUS_RAW.format}": (False, _PREVIOUS_RAW.size) for fs in _EARLIER_FEATURE_SETS},
+}  # fmt: skip
+"""Per layout read: whether its logit is this model's, and the size of its raw values."""
+_UNKNOWN_AMOUNT_RISK = struct.pack("<f", 0.0)
+RAW_LAYOUTS_READ = frozenset(_READ)
 """Layouts a snapshot's remembered inputs are read from: this one, the one before the logit
 was kept (its entries read as scored without a model), and those of earlier feature sets
-from the same raw values (read without their logit): after an upgrade that added inputs, a
-label for a transaction scored before it is still learnt."""
+(read without their logit, and with the values added since as unknown): after an upgrade
+that added inputs, a label for a transaction scored before it is still learnt."""
 
 
 def remembered_entry(layout: str, raw: bytes) -> bytes | None:
     """A snapshot's remembered entry as this model keeps it, or None when it cannot be read
-    (another layout, a damaged length). The logit is kept only if this model's inputs made it."""
-    own_logit = _OWN_LOGIT.get(layout)
-    if own_logit is None or len(raw) not in (_RAW_SIZE, _RAW_SIZE + _LOGIT.size):
+    (another layout, a damaged length). The logit is kept only if this model's inputs made
+    it; raw values of the previous layout gain the amount's fraud rate as unknown."""
+    read = _READ.get(layout)
+    if read is None:
         return None
-    return raw if own_logit else raw[:_RAW_SIZE]
+    own_logit, size = read
+    if len(raw) not in (size, size + _LOGIT.size):
+        return None
+    values = raw[:size] if size == _RAW_SIZE else raw[:size] + _UNKNOWN_AMOUNT_RISK
+    return values + raw[size:] if own_logit else values
 
 
 _NAN = math.nan
@@ -343,6 +356,7 @@ def capture(
         _fraud_rate(get("merchant_frauds_2d"), get("merchant_labels_2d")),
         _fraud_rate(get("merchant_frauds_7d"), get("merchant_labels_7d")),
         _fraud_rate(get("merchant_frauds_30d"), get("merchant_labels_30d")),
+        get("amount_fraud_rate") or 0.0,
     )
 
 
@@ -359,7 +373,7 @@ def inputs(raw: bytes) -> list[float]:
         history, amount, mean, std, distance, elapsed, local_hour,
         new_merchant, new_country, new_device, first_device,
         tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
-        since_prev, merchant_2d, merchant_7d, merchant_30d,
+        since_prev, merchant_2d, merchant_7d, merchant_30d, amount_risk,
     ) = _unpack(raw)  # fmt: skip
     ratio = amount / mean if history and mean > 0 else -1.0  # -1: unknown (0 is a $0 payment)
     log_ratio = _log(max(ratio, 1e-3)) if ratio >= 0 else 0.0
@@ -415,6 +429,7 @@ def inputs(raw: bytes) -> list[float]:
     x += b[1][bisect_right(_EDGES[1], z)] if std > 0 else _NO_BAND[1]
     x += b[2][bisect_right(_EDGES[2], tx_1h - 1)]
     x += b[3][bisect_right(_EDGES[3], tx_1m - 1)]
+    x.append(amount_risk)
     return x
 
 
@@ -817,7 +832,7 @@ def _shown(name: str, value: float) -> str:
         ratio = math.exp(value)
         shown = f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}" if ratio >= 1 else f"{ratio:.2g}"
         return f"amount {shown}× the account's average"
-    if name.startswith("merchant_fraud_"):
+    if name.startswith("merchant_fraud_") or name == "amount_risk":
         return f"{label}: {value:.1%}"
     if name == "rules_logit":
         return f"rules' combined score {sigmoid(value):.2f}"

@@ -109,7 +109,15 @@ def encode_frames(
                     if (value := mapping.get(key)) is not None
                 ]
                 yield _frame({"kind": kind, "items": items})
-    yield _frame({"end": True, "newest": featurizer.newest, "next_sweep": featurizer.next_sweep})
+    amounts = [[bucket, *counts] for bucket, counts in featurizer.amounts.items()]
+    yield _frame(
+        {
+            "end": True,
+            "newest": featurizer.newest,
+            "next_sweep": featurizer.next_sweep,
+            "amounts": amounts,
+        }
+    )
 
 
 def _frame(body: object) -> bytes:
@@ -182,6 +190,14 @@ def decode_into(featurizer: Featurizer, data: bytes, model: ModelSlot | None = N
     if model is not None and remembered is not None and flags is not None:
         model.remembered = remembered
         model.flags.accounts = flags
+    try:
+        # A snapshot from before the amount's fraud rate has none: it starts empty.
+        featurizer.amounts = {
+            int(bucket): [float(labels), float(frauds), float(last)]
+            for bucket, labels, frauds, last in end.get("amounts", ())
+        }
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(f"snapshot amount labels are damaged: {exc}") from None
     featurizer.newest = float(end["newest"])
     featurizer.next_sweep = float(end["next_sweep"])
     return sum(len(states) for states in restored.values())
