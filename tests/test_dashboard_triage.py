@@ -382,6 +382,53 @@ async def screenshot_drawer(alice: Analyst, tmp_path: Path) -> None:
     await bs.screenshot(alice.page, "drawer.png", tmp_path)
 
 
+async def test_esc_leaves_the_drawers_note_and_assign_fields_keeping_the_text(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    drawer = alice.drawer
+    [alert] = await ingest(impossible_travel("acct-note", "Note Ltd"))
+    await expect(alice.row(alert)).to_be_visible()
+    await alice.press("n")
+    await expect(drawer.locator("h2")).to_have_text("Account acct-note")
+    await expect(drawer.locator(".notes-list")).to_have_count(0)
+
+    # Esc leaves the note for the drawer, the draft kept: the next keys are shortcuts again,
+    # not letters typed into a note that Enter would post for everyone to read.
+    note = drawer.get_by_label("New note")
+    await note.click()
+    await page.keyboard.type("Called the bank")
+    await alice.press("Escape")
+    await expect(note).not_to_be_focused()
+    await expect(drawer).to_be_focused()
+    await expect(note).to_have_value("Called the bank")
+    await alice.press("f")
+    dialog = page.get_by_role("dialog", name="Resolve as fraud")
+    await expect(dialog).to_be_visible()
+    await alice.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await expect(note).to_have_value("Called the bank")
+
+    # The same in the Assign to field; then Esc closes the drawer, as from anywhere in it.
+    assign = drawer.get_by_label("Assign to")
+    await assign.fill("bob")
+    await assign.focus()
+    await alice.press("Escape")
+    await expect(assign).not_to_be_focused()
+    await expect(assign).to_have_value("bob")
+    await expect(drawer).to_be_visible()
+    await alice.press("Escape")
+    await expect(drawer).to_be_hidden()
+    assert await alice.focused_row_id() == alert
+    # Nothing was posted.
+    await alice.press("Enter")
+    await expect(drawer.locator(".timeline")).to_contain_text("Acknowledged (next) by alice")
+    await expect(drawer.get_by_text("No notes yet.")).to_be_visible()
+    await expect(drawer.locator(".timeline")).not_to_contain_text("Note by")
+    assert alice.problems == []
+
+
 async def test_bulk_actions_report_each_result_and_name_the_holder(
     browser: Browser, server: TestServer, ingest: Ingest, tmp_path: Path
 ) -> None:

@@ -81,6 +81,12 @@ export class Drawer {
         event.preventDefault();
         event.target.form.requestSubmit();
       }
+      // Esc leaves a field for the drawer, keeping what was typed (as it leaves the search),
+      // so the shortcuts work again rather than typing into a note everyone will read.
+      if (event.key === "Escape" && event.target.closest("form[data-form]")) {
+        event.preventDefault();
+        this.root.focus({ preventScroll: true });
+      }
     });
     this.body.addEventListener("click", (event) => {
       const item = event.target.closest("[data-open]");
