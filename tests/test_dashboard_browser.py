@@ -173,6 +173,52 @@ async def test_conflict_names_the_owner_without_blocking(
     assert bob.problems == []
 
 
+async def test_notices_name_the_alert_the_page_already_knows_is_taken(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    bob = await sign_in(browser, server, "bob")
+    [taken] = await ingest(impossible_travel("acct-taken", "Harrods"))
+    [gone] = await ingest(impossible_travel("acct-gone", "Liberty", T0 + dt.timedelta(hours=1)))
+    await expect(bob.row(gone)).to_be_visible()
+    notice = bob.page.locator("#notices .notice")
+
+    # Bob's page already shows Alice holding it: `a` calls nobody and says so. An account
+    # can have dozens of alerts, so the notice names this one: merchant and amount too.
+    await alice.page.get_by_role("button", name="Acknowledge alert for account acct-taken").click()
+    await expect(bob.cell(taken, OWNER)).to_have_text("alice")
+    await bob.page.mouse.move(5, 5)
+    await bob.press("j")
+    assert await bob.focused_row_id() == taken
+    await bob.press("a")
+    await expect(notice).to_have_text(
+        re.compile(
+            r"^Alert for account acct-taken \(Harrods · \$1,299\.00\) is already"
+            r" acknowledged by alice\."
+        )
+    )
+    await notice.get_by_role("button", name="Dismiss").click()
+
+    # Alice resolves the alert Bob's resolve dialog is open on: it closes, saying which.
+    await bob.page.get_by_role(
+        "button", name="Resolve alert for account acct-gone as fraud"
+    ).click()
+    await expect(bob.page.get_by_role("dialog")).to_be_visible()
+    await alice.page.get_by_role(
+        "button", name="Resolve alert for account acct-gone as legitimate"
+    ).click()
+    await alice.page.get_by_role("dialog").locator("#resolve-confirm").click()
+    await expect(bob.page.get_by_role("dialog")).to_be_hidden()
+    await expect(notice).to_have_text(
+        re.compile(
+            r"^Alert for account acct-gone \(Liberty · \$1,299\.00\) was resolved by alice"
+            r" meanwhile\."
+        )
+    )
+    assert alice.problems == []
+    assert bob.problems == []
+
+
 async def test_reconnect_resumes_from_last_seq(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

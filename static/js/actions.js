@@ -238,7 +238,7 @@ export class Actions {
       this.dialog.cancel();
       const text =
         gone.length === 1
-          ? `Alert for account ${gone[0].account_id} was resolved${who} meanwhile.`
+          ? `Alert for ${describeAlert(gone[0])} was resolved${who} meanwhile.`
           : `All ${gone.length} alerts were resolved${who} meanwhile.`;
       this.notices.show(text, { kind: "warning", key: "bulk" });
     } else if (bulk.targets.every((alert) => bulk.results.get(alert.id)?.ok)) {

@@ -15,7 +15,7 @@ import { ConnectionIndicator } from "./connection.js";
 import { setText } from "./dom.js";
 import { Drawer } from "./drawer.js";
 import { FilterBar } from "./filter-bar.js";
-import { formatClock, formatCount } from "./format.js";
+import { describeAlert, formatClock, formatCount } from "./format.js";
 import { holdWhileWorking } from "./hold.js";
 import { IntegrityPanel } from "./integrity.js";
 import { ScorecardPanel } from "./scorecard.js";
@@ -379,7 +379,7 @@ function cancelDialogIfStale(alert) {
   if (workable(alert, me)) return;
   dialog.cancel();
   const who = alert.owner ? ` by ${alert.owner}` : "";
-  notices.show(`Alert for account ${alert.account_id} was ${alert.status}${who} meanwhile.`, {
+  notices.show(`Alert for ${describeAlert(alert)} was ${alert.status}${who} meanwhile.`, {
     kind: "warning",
   });
 }
@@ -517,7 +517,7 @@ function openDetails(alert, { focus = true } = {}) {
 
 function explainNoAction(alert) {
   const who = alert.owner ? ` by ${alert.owner}` : "";
-  notices.show(`Alert for account ${alert.account_id} is already ${alert.status}${who}.`, {
+  notices.show(`Alert for ${describeAlert(alert)} is already ${alert.status}${who}.`, {
     kind: "info",
   });
 }
