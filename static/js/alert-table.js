@@ -29,7 +29,9 @@ const EXPENSIVE_REBUILD_MS = 4;
 // Rows kept beyond each edge of the viewport, so a short scroll never shows blank space.
 const OVERSCAN = 8;
 const FALLBACK_ROW_PX = 53;
-const AGE_EVERY_MS = 10_000;
+// Ages read in seconds for their first minute, and the header's oldest-unacknowledged counts
+// every second: a row lagging ten seconds behind it would read as a different alert.
+const AGE_EVERY_MS = 1_000;
 
 export class AlertTable {
   constructor({ wrap, table, tbody, spacers, store, me, canAct, clock, onRender = () => {} }) {

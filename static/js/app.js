@@ -640,6 +640,7 @@ function showShortcuts() {
 setInterval(() => {
   indicator.tick();
   counters.tick();
+  drawer.tick();
   integrity.refresh();
   renderStale();
 }, 1000);

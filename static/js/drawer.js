@@ -216,10 +216,14 @@ export class Drawer {
     this._renderNotes();
   }
 
-  _render() {
+  // Once a second: "raised 2 min ago" keeps counting, as the rows' ages do.
+  tick() {
+    if (this.isOpen && this.alert) this._renderSub();
+  }
+
+  _renderSub() {
     const alert = this.alert;
     const tx = alert.transaction ?? {};
-    setText(this.title, `Account ${alert.account_id}`);
     const raised = Date.parse(alert.created_at);
     setText(
       this.sub,
@@ -231,6 +235,13 @@ export class Drawer {
         .filter(Boolean)
         .join(" · "),
     );
+  }
+
+  _render() {
+    const alert = this.alert;
+    const tx = alert.transaction ?? {};
+    setText(this.title, `Account ${alert.account_id}`);
+    this._renderSub();
     this._renderPresence();
     this.actions.replaceChildren(...badgesAndActions(alert, { me: this.me, canAct: this.canAct }));
     const related = relatedAlerts(this.store.entries(), alert);
