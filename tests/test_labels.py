@@ -9,9 +9,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
+from server.detection.features import amount_bucket
 from server.detection.model import OnlineLogit
 from server.learning import load_learner
 from server.state import AUTH, DETECTOR, SCORECARD, STORE, TRAINER
@@ -375,6 +377,9 @@ async def test_labels_teach_the_live_detector_which_merchants_are_compromised(
     fired = {r["code"]: r for r in after["reasons"]}
     assert "compromised_merchant" in fired, after
     assert "m-skim" in fired["compromised_merchant"]["message"]
+    # And the amount's fraud rate (a model input): four frauds at 40.00, none known before.
+    amounts = client.app[DETECTOR].featurizer.amounts  # type: ignore[index]
+    assert amounts[amount_bucket(40.0)][:2] == pytest.approx([4.0, 4.0])
 
 
 async def test_a_restarted_simulator_feed_is_stored_at_once(

@@ -379,7 +379,7 @@ for a step at any amount (the handbook-style stream's frauds start at exactly 22
 buckets up to the largest amount accepted."""
 AMOUNT_HALF_LIFE_S = 30 * DAY
 """A label counts half after 30 days of event time: the rates follow a change in what fraud
-looks like, and a bucket's counts stay two numbers."""
+looks like, and a bucket stays three numbers (no days of labels to keep, as merchants do)."""
 
 
 def amount_bucket(amount: float) -> int:
