@@ -687,6 +687,28 @@ async def test_bulk_resolve_dialog_follows_what_others_resolve_meanwhile(
     assert alice.problems == []
 
 
+async def test_bulk_resolve_names_each_account_once_with_its_count(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: "11 alerts: acct-0524687, acct-0524687, acct-0524687, acct-0644282 and 7 more".
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    burst = await ingest(impossible_travel("acct-burst", "Shop"))
+    burst += await ingest(travel_at_night("acct-burst", T0 + dt.timedelta(days=1)))
+    assert len(burst) >= 2
+    ids = [*burst, *await ingest(impossible_travel("acct-once", "Shop", T0 + dt.timedelta(days=2)))]
+    for alert_id in ids:
+        await expect(alice.row(alert_id)).to_be_visible()
+    for alert_id in ids:
+        await alice.row(alert_id).get_by_role("checkbox").check()
+    await page.locator("#bulk-bar").get_by_role("button", name="Resolve fraud").click()
+    await expect(page.get_by_role("dialog").locator("#resolve-summary")).to_have_text(
+        f"{len(ids)} alerts: acct-burst ({len(burst)}), acct-once. "
+        "Each is resolved in turn; the note goes on every one."
+    )
+    assert alice.problems == []
+
+
 async def test_a_viewer_reads_but_cannot_act(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

@@ -131,8 +131,16 @@ export class ResolveDialog {
         .join(" · ");
       if (aside) text += `. ${aside}`;
     } else {
-      const accounts = alerts.slice(0, 4).map((alert) => alert.account_id);
-      const more = alerts.length > 4 ? ` and ${alerts.length - 4} more` : "";
+      // Each account once, with its count: a burst on one card is several alerts.
+      const perAccount = new Map();
+      for (const alert of alerts) {
+        perAccount.set(alert.account_id, (perAccount.get(alert.account_id) ?? 0) + 1);
+      }
+      const accounts = [...perAccount]
+        .slice(0, 4)
+        .map(([account, n]) => (n > 1 ? `${account} (${n})` : account));
+      const rest = perAccount.size - accounts.length;
+      const more = rest > 0 ? ` and ${rest} more account${rest === 1 ? "" : "s"}` : "";
       text =
         `${alerts.length} alerts: ${accounts.join(", ")}${more}. ` +
         (aside ? `${aside} ` : "") +
