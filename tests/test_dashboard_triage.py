@@ -709,6 +709,29 @@ async def test_bulk_resolve_names_each_account_once_with_its_count(
     assert alice.problems == []
 
 
+async def test_after_a_bulk_action_the_keyboard_is_back_in_the_table(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: the bar hid with the button that had focus, focus fell to the page, and j did nothing.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids: list[str] = []
+    for i in range(3):
+        ids += await ingest(impossible_travel(f"acct-k{i}", "Shop", T0 + dt.timedelta(hours=i)))
+    for alert_id in ids:
+        await expect(alice.row(alert_id)).to_be_visible()
+    for alert_id in ids[:2]:
+        await alice.row(alert_id).get_by_role("checkbox").check()
+    bar = page.locator("#bulk-bar")
+    await bar.get_by_role("button", name="Acknowledge").click()
+    await expect(bar).to_be_hidden()
+    in_table = "document.activeElement.closest('#table-wrap') !== null"
+    assert await page.evaluate(in_table)
+    await alice.press("j")
+    await expect(page.locator("#alert-rows tr.is-cursor")).to_have_count(1)
+    assert alice.problems == []
+
+
 async def test_a_viewer_reads_but_cannot_act(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

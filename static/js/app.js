@@ -106,6 +106,7 @@ const bulk = new BulkBar($("#bulk-bar"), {
   selectAll: $("#select-all"),
   notices,
   me,
+  onDone: () => focusTable(),
 });
 $("#select-all").hidden = !canAct;
 const filters = new FilterBar($("#filters"), {

@@ -8,8 +8,9 @@ import { formatCount } from "./format.js";
 export const SELECT_ALL_MAX = 500;
 
 export class BulkBar {
-  constructor(bar, { table, actions, selectAll, notices, me }) {
+  constructor(bar, { table, actions, selectAll, notices, me, onDone = () => {} }) {
     this.me = me;
+    this.onDone = onDone;
     this.bar = bar;
     this.table = table;
     this.actions = actions;
@@ -59,6 +60,12 @@ export class BulkBar {
     const settled = new Set(results.filter((r) => r.ok || r.conflict).map((r) => r.alert.id));
     this.table.clearSelection();
     this.table.selectIds(alerts.map((alert) => alert.id).filter((id) => !settled.has(id)));
+    // The bar hides once nothing is left selected, taking the focused button (or the closed
+    // dialog's return point) with it: focus would fall to the page, and j/k would do nothing.
+    // (A hidden element can keep focus until the browser's next rendering: checked here.)
+    const focused = document.activeElement;
+    const lost = !focused || focused === document.body;
+    if (lost || (this.bar.hidden && this.bar.contains(focused))) this.onDone();
   }
 
   // After every selection change and every table render.
