@@ -237,6 +237,10 @@ async def test_saved_views_are_kept_in_this_browser(
     await saved.click()
     await expect(alice.rows).to_have_count(1)
     await expect(alice.row(ids["critical"])).to_be_visible()
+    # The keyboard is in the table, not lost with the closed menu: j reaches the row.
+    assert await page.evaluate("document.activeElement.closest('#table-wrap') !== null")
+    await alice.press("j")
+    await expect(alice.row(ids["critical"])).to_have_class(re.compile(r"\bis-cursor\b"))
     await expect(page).to_have_url(re.compile(r"/\?status=open&severity=critical$"))
     await page.goto("/")
     await expect(alice.rows).to_have_count(4)

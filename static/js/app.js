@@ -117,6 +117,7 @@ const views = new SavedViews($("#views-menu"), {
   currentQuery: () => filters.query,
   apply: (query) => filters.applyQuery(query),
   notices,
+  onChosen: () => focusTable(),
 });
 const critical = new CriticalAlerts({
   soundBox: $("#notify-sound"),

@@ -21,7 +21,7 @@ function loadSaved() {
 }
 
 export class SavedViews {
-  constructor(menu, { currentQuery, apply, notices }) {
+  constructor(menu, { currentQuery, apply, notices, onChosen = () => {} }) {
     this.menu = menu;
     this.list = menu.querySelector("#view-list");
     this.nameInput = menu.querySelector("#view-name");
@@ -49,6 +49,8 @@ export class SavedViews {
       event.preventDefault();
       this.apply(link.dataset.query);
       this.menu.open = false;
+      // The closed menu takes the focused link with it: hand the keyboard to the table.
+      onChosen();
     });
     menu.addEventListener("toggle", () => {
       if (menu.open) this.render();
