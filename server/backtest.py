@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from server.backtest_report import build_report, summary_lines, write_report
-from server.detection.detector import Detector
+from server.detection.detector import Detector, RulesHalf
 from server.detection.model import ModelSlot, OnlineLogit
 from server.detection.verdict import Scored
 from server.label_delay import DueLabels
@@ -398,14 +398,12 @@ class RulesFrom:
     in row order (the reader process, which also lets merchant risk learn the labels): the
     same verdicts as `Detector.score`, without computing anything twice."""
 
-    def __init__(
-        self, detector: Detector, verdicts: deque[tuple[Scored, bool, bytes | None]]
-    ) -> None:
+    def __init__(self, detector: Detector, verdicts: deque[RulesHalf]) -> None:
         self.detector = detector
         self.review_threshold = detector.review_threshold
         self.block_threshold = detector.block_threshold
         self._verdicts = verdicts
-        self._with_model = detector.with_model
+        self._model_half = detector.model_half
 
     @property
     def rules_version(self) -> str:
@@ -420,8 +418,7 @@ class RulesFrom:
 
     def score_at(self, tx: Transaction, t: float) -> Scored:
         """`score`, given `tx.timestamp.timestamp()` (`run_backtest` has it)."""
-        rules, final, inputs = self._verdicts.popleft()
-        return rules if final else self._with_model(tx, rules, inputs)
+        return self._model_half(tx, self._verdicts.popleft())
 
     def learn_label(self, tx_id: str, account_id: str, is_fraud: bool, at: object) -> None:
         self.detector.learn_label(tx_id, account_id, is_fraud, at)

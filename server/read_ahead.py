@@ -6,7 +6,7 @@ line numbers) and sends each chunk of rows to the parent, encoded once by msgspe
 row to decode). For a backtest it also computes each row's features, the lists' and
 rules' verdict and the model's inputs (`RulesSpec`): these need only the rows, in order,
 and each label once due (for merchant risk), which the reader has. The parent then applies
-the model (`Detector.with_model`), learns, and keeps the report's data. Features alone in
+the model (`Detector.model_half`), learns, and keeps the report's data. Features alone in
 the reader left it waiting on a full pipe a quarter of its time while the parent ran the
 rules (py-spy, docs/backtest.md); with the rules and the model's inputs moved over, the
 two cores share the work about evenly.
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import msgspec
 
-from server.detection.verdict import Scored
+from server.detection.detector import RulesHalf
 from server.label_delay import DueLabels
 from server.replay_source import (
     CHUNK_ROWS,
@@ -76,8 +76,8 @@ if TYPE_CHECKING:
 
 _Message = _Chunk | _End | _Failed
 _decoder = msgspec.json.Decoder(_Message)
-Verdicts = list[tuple[Scored, bool, bytes | None]]
-"""Per row: the lists' and rules' verdict, whether it is final, the model's packed inputs."""
+Verdicts = list[RulesHalf]
+"""Per row, `Detector.rules_half`'s answer."""
 # Verdicts go as MessagePack: faster than JSON for numbers and bytes, and exact.
 _encode_verdicts = msgspec.msgpack.Encoder().encode
 _decode_verdicts = msgspec.msgpack.Decoder(tuple[list[float], Verdicts]).decode
@@ -155,7 +155,7 @@ class ReadAhead:
     ) -> None:
         self.path = path
         self.rows_read = 0
-        self.verdicts: deque[tuple[Scored, bool, bytes | None]] | None = deque() if rules else None
+        self.verdicts: deque[RulesHalf] | None = deque() if rules else None
         self.times: deque[float] | None = deque() if rules else None
         self._fraction = 0.0
         self._notes: list[str] = []
@@ -273,15 +273,14 @@ class _Rules:
         detector = spec.build()
         self.values_one = detector.featurizer.values_one
         self.merchant_learns = detector.featurizer.learn_label
-        self.rules_verdict = detector.rules_verdict
-        self.observe = detector.observe
+        self.rules_half = detector.rules_half
         self.pending: DueLabels[tuple[str, bool, float]] = DueLabels(spec.label_delay_us)
 
     def __call__(self, rows: list[Row]) -> tuple[list[float], Verdicts]:
         """The rows' POSIX times (the scoring process needs them too: sent, they are not
         computed twice) and their verdicts."""
         pending, values_one, merchant_learns = self.pending, self.values_one, self.merchant_learns
-        rules_verdict, observe = self.rules_verdict, self.observe
+        rules_half = self.rules_half
         times = []
         out: Verdicts = []
         for row in rows:
@@ -293,9 +292,7 @@ class _Rules:
                 # Whole microseconds / 1e6: what backtest.label_hook gets from
                 # `(tx.timestamp + label_delay).timestamp()`, to the last bit.
                 merchant_learns(merchant, due / 1e6, is_fraud, amount)
-            v = values_one(tx, t)
-            rules, final = rules_verdict(tx, v, t)
-            out.append((rules, final, None if final else observe(tx, v, rules, t)))
+            out.append(rules_half(tx, values_one(tx, t), t))
             if row.label is not None:
                 pending.add(now_us, (tx.merchant_id, row.label, float(tx.amount)))
         return times, out

@@ -231,20 +231,16 @@ def _outcome(out: Outcome) -> tuple[object, ...]:
 
 
 class RecordingDetector(Detector):
-    """A detector that keeps what its rules' half (`rules_verdict`, `observe`) gave."""
+    """A detector that keeps what its rules' half (`rules_half`) gave."""
 
     seen: list[tuple[Any, ...]]
 
-    def score_features(self, tx: Transaction, v: dict[str, Any], t: float) -> Any:
+    def rules_half(self, tx: Transaction, v: dict[str, Any], t: float) -> Any:
         if not hasattr(self, "seen"):
             self.seen = []
-        rules, final = self.rules_verdict(tx, v, t)
-        if final:
-            self.seen.append((rules, final, None))
-            return rules
-        inputs = self.observe(tx, v, rules, t)
-        self.seen.append((rules, final, inputs))
-        return self.with_model(tx, rules, inputs)
+        half = super().rules_half(tx, v, t)
+        self.seen.append(half)
+        return half
 
 
 class RecordingRulesFrom(RulesFrom):

@@ -35,6 +35,9 @@ def amount_share(amount: float) -> float:
     return AMOUNT_SPAN * log1p(amount) / _LOG_MAX_AMOUNT
 
 
+RulesHalf = tuple[Scored, bool, bytes | None]
+"""`Detector.rules_half`: the rules' verdict, whether it is final, the model's packed inputs."""
+
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}  # low ... critical
 
 
@@ -130,16 +133,36 @@ class Detector:
     def score_features(self, tx: Transaction, v: dict[str, Value], t: float) -> Scored:
         """`score_at` with `tx`'s features already computed (`Featurizer.values_one`, in
         event order): lists, rules, then the model (never over a verdict a block or allow
-        list made). A backtest splits it in two, `rules_verdict` and `observe` in its reader
-        process, `with_model` in the scoring one."""
-        rules, final = self.rules_verdict(tx, v, t)
+        list made). A backtest splits it in two: `rules_half` in its reader process,
+        `model_half` in the scoring one."""
+        return self.model_half(tx, self.rules_half(tx, v, t))
+
+    def rules_half(self, tx: Transaction, v: dict[str, Value], t: float) -> RulesHalf:
+        """The lists' and rules' verdict; whether it is final (a block or an allow list
+        decided it, and no model overrules that); and, if not, what the model keeps of `tx`
+        (its inputs, packed: `ModelSlot.observe`; None without a model). In event order."""
+        rules, final = self._rules_verdict(tx, v, t)
+        model = self._model
+        if final or model is None:
+            return rules, final, None
+        return rules, False, model.observe(tx, v, rules, t)
+
+    def model_half(self, tx: Transaction, half: RulesHalf) -> Scored:
+        """The verdict from `rules_half`'s: the model's once it is ready, else the rules'
+        with ties ordered by amount."""
+        rules, final, inputs = half
         if final:
             return rules
-        return self.with_model(tx, rules, self.observe(tx, v, rules, t))
+        model = self._model
+        if model is not None and inputs is not None:
+            scored = model.rescore(
+                tx.id, inputs, rules, self.decide, self.review_threshold, factors=self.explain
+            )
+            if scored is not None:
+                return scored
+        return self._by_amount(rules, float(tx.amount))
 
-    def rules_verdict(self, tx: Transaction, v: dict[str, Value], t: float) -> tuple[Scored, bool]:
-        """The lists' and rules' verdict, and whether it is final: a block or an allow list
-        decided it, and no model overrules that."""
+    def _rules_verdict(self, tx: Transaction, v: dict[str, Value], t: float) -> tuple[Scored, bool]:
         ruleset = self.ruleset
         if ruleset.lists:
             block, allow = ruleset.check_lists(tx, t)
@@ -162,26 +185,6 @@ class Detector:
             return self._allow, False
         reasons.sort(key=_by_weight)
         return self._scored(tuple(reasons)), False
-
-    def observe(
-        self, tx: Transaction, v: dict[str, Value], rules: Scored, t: float
-    ) -> bytes | None:
-        """What the model keeps of a transaction the lists did not decide (its inputs,
-        packed: `ModelSlot.observe`), in event order; None without a model."""
-        model = self._model
-        return None if model is None else model.observe(tx, v, rules, t)
-
-    def with_model(self, tx: Transaction, rules: Scored, inputs: bytes | None) -> Scored:
-        """The verdict: the model's once it is ready (`inputs` from `observe`), else the
-        rules' with ties ordered by amount."""
-        model = self._model
-        if model is not None and inputs is not None:
-            scored = model.rescore(
-                tx.id, inputs, rules, self.decide, self.review_threshold, factors=self.explain
-            )
-            if scored is not None:
-                return scored
-        return self._by_amount(rules, float(tx.amount))
 
     # --- learning from labels (server/detection/model.py) ---------------------------------
 
