@@ -27,6 +27,7 @@ from server.detection.features import Featurizer
 from server.detection.model import ModelSlot, OnlineLogit, Predictor, learn_example
 from server.scorecard import Scorecard
 from server.store.base import Label, LabelOutcome, Store
+from server.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 Example = tuple[bytes, bool, float]  # raw values (model.capture), fraud?, weight
@@ -35,7 +36,8 @@ Example = tuple[bytes, bool, float]  # raw values (model.capture), fraud?, weigh
 @dataclass(slots=True)
 class TrainerStatus:
     labels_learnt: int = 0
-    labels_without_inputs: int = 0  # scored too long ago to learn
+    labels_without_inputs: int = 0  # no inputs kept: scored before the store kept them
+    labels_from_store: int = 0  # inputs read back from the store (memory had let them go)
     rounds: int = 0
     model_version: int = 0  # labels learnt by the predictor in use; 0: rules only
     last_round_thread: int | None = None  # threading.get_ident() of the last round
@@ -89,16 +91,31 @@ class Trainer:
         self._thread = threading.Thread(target=self._run, name="model-trainer", daemon=True)
         self._thread.start()
 
-    def submit(self, labels: Iterable[tuple[str, bool]]) -> tuple[int, int]:
-        """On the loop: queue the inputs of these labelled transactions for learning. Returns
-        (queued, without inputs)."""
+    async def learn(
+        self, labels: Iterable[tuple[str, bool]], store: Store | None = None
+    ) -> tuple[int, int]:
+        """On the loop: queue the inputs of these labelled transactions for learning, from
+        the detector's memory or, for those it let go of (`model_memory`) or never held
+        (scored before a restart without a snapshot, or by another process), from the
+        `store`. Returns (queued, without inputs)."""
         examples, missing = self.slot.pop_examples(labels)
-        self.status.labels_without_inputs += missing
+        without = len(missing)
+        if missing and store is not None:
+            try:
+                stored = await store.model_inputs([tx_id for tx_id, _ in missing])
+            except StoreUnavailable as exc:
+                # The labels are stored already; only this learning is lost, and said.
+                log.warning("%d labels not learnt: model inputs unreadable (%s)", without, exc)
+                stored = {}
+            more, without = self.slot.stored_examples(missing, stored)
+            self.status.labels_from_store += len(missing) - without
+            examples += more
+        self.status.labels_without_inputs += without
         if examples:
             self._pending += 1
             self.idle.clear()
             self._queue.put(examples)
-        return len(examples), missing
+        return len(examples), without
 
     def _run(self) -> None:
         learner = self.learner
@@ -175,6 +192,7 @@ class Trainer:
             "active": predictor is not None,
             "labels_learnt": self.status.labels_learnt,
             "labels_without_inputs": self.status.labels_without_inputs,
+            "labels_from_store": self.status.labels_from_store,
             "labels_sampled_out": self.slot.sampler.skipped,
             "model_version": self.status.model_version,
             "min_labels": self.slot.min_labels,
@@ -259,7 +277,9 @@ async def learn_stored_labels(
     """Labels already stored (by add_labels, or a resolution in its own commit): to the
     model, the scorecard and merchant risk."""
     if trainer is not None:
-        trainer.submit((label.transaction_id, label.label == "fraud") for label in labels)
+        await trainer.learn(
+            [(label.transaction_id, label.label == "fraud") for label in labels], store
+        )
     if scorecard is not None:
         for label in labels:
             scorecard.add_truth(label.transaction_id, label.label == "fraud", label.scenario)

@@ -267,7 +267,11 @@ class DetectionLoop:
                     latency_ms=round((time.monotonic() - sub.received) * 1000, 3),
                 )
                 fresh[tx.id] = (verdict, tx)
-                records.append(StoredRecord(tx, verdict, scored.severity, received_at))
+                records.append(
+                    StoredRecord(
+                        tx, verdict, scored.severity, received_at, detector.kept_inputs(tx.id)
+                    )
+                )
                 out.append(verdict)
             answers.append(out)
         if records:

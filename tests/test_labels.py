@@ -149,12 +149,17 @@ async def test_re_sending_labels_is_idempotent(client: TestClient) -> None:
     again = await post_labels(client, body)
     assert [r["status"] for r in first[1]["results"]] == ["created", "created"]
     assert [r["status"] for r in again[1]["results"]] == ["unchanged", "unchanged"]
-    changed = await post_labels(client, {"transaction_id": "r-2", "label": "fraud"})
-    assert changed[1]["status"] == "updated"
-    # Each transaction's inputs were learnt once, on the first label.
     trainer = client.app[TRAINER]  # type: ignore[index]
     await trainer.idle.wait()
+    # Each transaction's inputs were learnt once, on the first label: a re-send adds nothing.
     assert trainer.status.labels_learnt == 2
+    changed = await post_labels(client, {"transaction_id": "r-2", "label": "fraud"})
+    assert changed[1]["status"] == "updated"
+    # A changed label is a correction (a chargeback after "legitimate"): learnt too, from
+    # the inputs the store kept, since the memory let go of them at the first label.
+    await trainer.idle.wait()
+    assert trainer.status.labels_learnt == 3
+    assert trainer.status.labels_from_store == 1
 
 
 async def test_an_analysts_resolution_becomes_a_label_the_model_learns(
@@ -439,3 +444,57 @@ async def test_the_scorecard_survives_a_restart(aiohttp_client: Any, tmp_path: P
     # New labels count on top of the rebuilt ones, and a re-sent one is not counted twice.
     await post_labels(again, labels[:1])
     assert again.app[SCORECARD].snapshot() == before  # type: ignore[index]
+
+
+async def test_a_label_after_the_memory_let_go_is_learnt_from_the_store(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # A chargeback weeks later: the detector keeps the inputs of only the last 5
+    # transactions (model_memory), the store keeps everyone's.
+    settings = make_settings(tmp_path, model_memory=5)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    records = [tx(f"late-{i}", account=f"acct-{i % 3}", amount=5.0 + i) for i in range(30)]
+    await post_batch(client, records)
+    trainer = client.app[TRAINER]  # type: ignore[index]
+    learner = trainer.learner
+    assert learner is not None and learner.count == 0
+    labels = [{"transaction_id": f"late-{i}", "label": "fraud" if i % 2 else "legitimate"}
+              for i in range(20)]  # fmt: skip
+    status, body = await post_labels(client, labels)
+    assert status == 200, body
+    await trainer.idle.wait()
+    assert trainer.status.labels_from_store == 20
+    assert trainer.status.labels_without_inputs == 0
+    assert trainer.status.labels_learnt == learner.count == 20
+    resp = await client.get("/api/v1/scorecard", headers=BOOTSTRAP)
+    model = (await resp.json())["model"]
+    assert (model["labels_from_store"], model["labels_without_inputs"]) == (20, 0)
+
+
+async def test_a_restarted_server_without_its_snapshot_learns_earlier_labels(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # Another process scored these (or this one, before losing its state): the store's copy
+    # of the inputs is all there is, and it is what the model learns.
+    settings = make_settings(tmp_path)
+    first: TestClient = await aiohttp_client(create_app(settings))
+    records = [tx(f"gone-{i}", account=f"acct-{i % 4}", amount=3.0 + i) for i in range(12)]
+    await post_batch(first, records)
+    kept = {r["id"]: first.app[DETECTOR].kept_inputs(r["id"]) for r in records}  # type: ignore[index]
+    await first.close()
+    for state in tmp_path.glob("detector-state*"):
+        state.unlink()
+
+    again: TestClient = await aiohttp_client(create_app(settings))
+    assert not again.app[DETECTOR].model.remembered  # type: ignore[index]
+    labels = [{"transaction_id": r["id"], "label": "fraud" if i < 4 else "legitimate"}
+              for i, r in enumerate(records)]  # fmt: skip
+    await post_labels(again, labels)
+    trainer = again.app[TRAINER]  # type: ignore[index]
+    await trainer.idle.wait()
+    assert trainer.status.labels_from_store == 12
+    assert trainer.status.labels_without_inputs == 0
+    assert trainer.learner.count == 12
+    # What was learnt is the transactions as they were scored, bytes for bytes.
+    stored = await again.app[STORE].model_inputs(list(kept))  # type: ignore[index]
+    assert stored == kept

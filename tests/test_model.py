@@ -17,6 +17,7 @@ from server.detection.model import (
     FEATURE_NAMES,
     FEATURE_SET,
     MIN_SLOPE,
+    RAW_LAYOUT,
     ModelSlot,
     NegativeSampler,
     OnlineLogit,
@@ -555,7 +556,8 @@ def test_memory_is_bounded_and_each_label_is_learnt_once() -> None:
     assert list(slot.remembered) == [f"tx-{n}" for n in range(3, 8)]
     examples, missing = slot.pop_examples([("tx-1", True), ("tx-4", False), ("tx-4", False)])
     assert [(len(inputs(x)), y, w) for x, y, w in examples] == [(len(FEATURE_NAMES), False, 1.0)]
-    assert missing == 2
+    # tx-1 is for the store to answer (`stored_examples`); tx-4's repeat is learnt no more.
+    assert missing == [("tx-1", True)]
     assert not slot.learn_label("tx-0", True)
     assert slot.learn_label("tx-5", True)
     assert slot.learner is not None and slot.learner.count == 1
@@ -681,3 +683,31 @@ def test_a_detector_that_does_not_explain_gives_the_same_verdicts_without_messag
     assert "model" in codes and len(codes) > 1  # the model and at least one rule fired
     assert all(r.message == "" for s in bare for r in s.reasons)
     assert all(r.message for s in explained for r in s.reasons)
+
+
+def test_inputs_the_memory_let_go_are_learnt_from_the_stored_copy() -> None:
+    slot = ModelSlot(memory=2, learner=OnlineLogit())
+    detector = Detector(model=slot)
+    stored: dict[str, tuple[str, bytes]] = {}
+    for n in range(5):
+        tx = make_tx(n)
+        detector.score(tx)
+        kept = detector.kept_inputs(tx.id)
+        assert kept is not None and kept[0] == RAW_LAYOUT
+        stored[tx.id] = kept  # what the pipeline hands the store
+    assert list(slot.remembered) == ["tx-3", "tx-4"]
+    labels = [("tx-0", True), ("tx-1", False), ("tx-4", True), ("tx-0", True)]
+    examples, missing = slot.pop_examples(labels)
+    assert [(x, y) for x, y, _ in examples] == [(stored["tx-4"][1], True)]
+    assert missing == [("tx-0", True), ("tx-1", False), ("tx-0", True)]
+    stored["tx-1"] = ("m0+00000000/<d", b"\x00" * 8)  # a layout this model cannot read
+    from_store, without = slot.stored_examples(missing, stored)
+    assert [(x, y, w) for x, y, w in from_store] == [(stored["tx-0"][1], True, 1.0)]
+    assert without == 1
+    assert len(inputs(from_store[0][0])) == len(FEATURE_NAMES)
+
+
+def test_a_detector_without_a_model_keeps_no_inputs() -> None:
+    detector = Detector()
+    detector.score(make_tx(0))
+    assert detector.kept_inputs("tx-0") is None

@@ -708,3 +708,46 @@ async def test_labels_survive_a_restart_and_keep_the_scenario(db_path: Path) -> 
     assert stored["tx-00002"].scenario == "card_testing"
     assert stored["tx-00002"].source == "simulator"
     assert stored["tx-00002"].labelled_at == "2026-02-07T12:00:00Z"
+
+
+async def test_model_inputs_are_kept_with_their_transaction_and_layout(db_path: Path) -> None:
+    first = SqliteStore(db_path)
+    await first.start(Recorder())
+    batch = make_batch(0, 4)
+    batch[1] = batch[1]._replace(model_inputs=("fs-a/<dd", b"\x01\x02"))
+    batch[2] = batch[2]._replace(model_inputs=("fs-b/<d", b"\x00" * 120))
+    await first.write_batch(batch)
+    # A second batch in a known layout registers nothing new.
+    await first.write_batch([make_record(7)._replace(model_inputs=("fs-a/<dd", b"\x07"))])
+    await first.close()
+
+    again = SqliteStore(db_path)  # read back by a new process, as a restarted server would
+    await again.start(Recorder())
+    try:
+        ids = ["tx-00000", "tx-00001", "tx-00002", "tx-00007", "tx-00099"]
+        assert await again.model_inputs(ids) == {
+            "tx-00001": ("fs-a/<dd", b"\x01\x02"),
+            "tx-00002": ("fs-b/<d", b"\x00" * 120),
+            "tx-00007": ("fs-a/<dd", b"\x07"),
+        }
+        assert await again.model_inputs([]) == {}
+    finally:
+        await again.close()
+    with raw(db_path) as conn:
+        layouts = conn.execute("SELECT layout FROM input_layouts ORDER BY id").fetchall()
+        assert layouts == [("fs-a/<dd",), ("fs-b/<d",)]
+
+
+async def test_a_batch_retried_after_a_failure_keeps_its_layout_valid(
+    store: SqliteStore, db_path: Path
+) -> None:
+    # The first batch in a new layout fails after the layout was registered (a duplicate
+    # alert id, refused by the primary key); the retry must still name a stored layout.
+    await store.write_batch([make_record(0, alert=True, alert_id="al-x")])
+    clash = make_record(1, alert=True, alert_id="al-x")._replace(model_inputs=("fs-c/<d", b"\x05"))
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.write_batch([clash])
+    await store.write_batch([make_record(2)._replace(model_inputs=("fs-c/<d", b"\x06"))])
+    assert await store.model_inputs(["tx-00001", "tx-00002"]) == {"tx-00002": ("fs-c/<d", b"\x06")}
+    with raw(db_path) as conn:
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []

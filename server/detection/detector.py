@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from math import log1p
 
 from server.detection.features import DEFAULT_TTL_S, Featurizer, Value
-from server.detection.model import MODEL_FEATURES, ModelSlot
+from server.detection.model import MODEL_FEATURES, RAW_LAYOUT, ModelSlot
 from server.detection.rules import SEVERITIES, RuleSet, load_rules
 from server.detection.verdict import Decision, Reason, Scored, Severity
 from server.transactions import MAX_AMOUNT, Transaction
@@ -187,6 +187,16 @@ class Detector:
         return self._scored(tuple(reasons)), False
 
     # --- learning from labels (server/detection/model.py) ---------------------------------
+
+    def kept_inputs(self, tx_id: str) -> tuple[str, bytes] | None:
+        """What the model keeps of a transaction just scored until its label comes: (layout,
+        packed inputs), for the store to keep too (a label may come after this memory let
+        go of it, or reach another process). None when the model reads nothing of it."""
+        model = self._model
+        if model is None:
+            return None
+        raw = model.kept(tx_id)
+        return None if raw is None else (RAW_LAYOUT, raw)
 
     @property
     def learns_labels(self) -> bool:

@@ -974,17 +974,49 @@ class ModelSlot:
             # slot before it, ~50 us at 250k entries once evictions start.
             remembered.popitem(last=False)
 
+    def kept(self, tx_id: str) -> bytes | None:
+        """The inputs remembered for `tx_id` (`RAW_LAYOUT`), as learnt when its label comes."""
+        return self.remembered.get(tx_id)
+
     def pop_examples(
         self, labels: Iterable[tuple[str, bool]]
-    ) -> tuple[list[tuple[bytes, bool, float]], int]:
+    ) -> tuple[list[tuple[bytes, bool, float]], list[tuple[str, bool]]]:
         """The remembered inputs of labelled transactions, packed, with their weights
         (`NegativeSampler`; left-out ones are dropped), forgotten here: each is learnt
-        once. Also how many labels had none (scored too long ago: `memory`)."""
+        once. Also the labels whose inputs are not remembered (scored too long ago:
+        `memory`; or by another process), for `stored_examples`; a second label for a
+        transaction learnt in the same call is dropped."""
         examples: list[tuple[bytes, bool, float]] = []
-        missing = 0
+        missing: list[tuple[str, bool]] = []
+        popped: set[str] = set()
         remembered, weight = self.remembered, self.sampler.weight
         for tx_id, is_fraud in labels:
             x = remembered.pop(tx_id, None)
+            if x is None:
+                if tx_id not in popped:
+                    missing.append((tx_id, is_fraud))
+                continue
+            popped.add(tx_id)
+            if w := weight(tx_id, is_fraud):
+                examples.append((x, is_fraud, w))
+        return examples, missing
+
+    def stored_examples(
+        self, labels: Iterable[tuple[str, bool]], stored: Mapping[str, tuple[str, bytes]]
+    ) -> tuple[list[tuple[bytes, bool, float]], int]:
+        """`pop_examples` for labels whose inputs come from the store (`Store.model_inputs`:
+        layout and bytes), read as a snapshot's are (`remembered_entry`). Also how many had
+        none that this model can read (stored before inputs were, or by an unknown layout)."""
+        examples: list[tuple[bytes, bool, float]] = []
+        missing = 0
+        weight = self.sampler.weight
+        seen: set[str] = set()
+        for tx_id, is_fraud in labels:
+            if tx_id in seen:
+                continue
+            seen.add(tx_id)
+            found = stored.get(tx_id)
+            x = None if found is None else remembered_entry(*found)
             if x is None:
                 missing += 1
             elif w := weight(tx_id, is_fraud):

@@ -101,6 +101,11 @@ class AccountPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
+ModelInputs = tuple[str, bytes]
+"""A transaction's model inputs as stored: the layout that says how to read them
+(`model.RAW_LAYOUT` when written) and the packed bytes."""
+
+
 class StoredRecord(NamedTuple):
     """One scored transaction as the detection loop hands it to the store."""
 
@@ -108,6 +113,9 @@ class StoredRecord(NamedTuple):
     verdict: Verdict
     severity: Severity
     received_at: str | None = None  # RFC 3339 UTC, when the server received it
+    # What the model keeps of it until its label comes: (layout, packed bytes), as
+    # `Detector.kept_inputs` gives them; None when the model reads nothing of it.
+    model_inputs: ModelInputs | None = None
 
 
 class User(msgspec.Struct, kw_only=True):
@@ -223,8 +231,13 @@ class Store(Protocol):
         resend from a different transaction reusing an id)."""
 
     async def write_batch(self, records: Sequence[StoredRecord]) -> list[AlertEvent]:
-        """Persist a batch in one transaction: every transaction with its verdict, and an alert
-        (with its `alert` event) for every verdict that has an `alert_id`."""
+        """Persist a batch in one transaction: every transaction with its verdict (and model
+        inputs, if any), and an alert (with its `alert` event) for every verdict that has an
+        `alert_id`."""
+
+    async def model_inputs(self, transaction_ids: Collection[str]) -> dict[str, ModelInputs]:
+        """The stored model inputs of those ids that have them: what a label that comes after
+        the detector let go of its own copy is learnt from."""
 
     async def acknowledge(self, alert_id: str, user: str) -> AlertEvent | None:
         """Make `user` the owner of an open alert; None if they already own it.
@@ -363,6 +376,7 @@ __all__ = [
     "LabelOutcome",
     "LabelStatus",
     "LabelValue",
+    "ModelInputs",
     "NameTaken",
     "Note",
     "Role",

@@ -168,6 +168,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX labels_by_receipt ON labels (received_at)",
         ),
     ),
+    Migration(
+        5,
+        "the model's inputs of each scored transaction, for its label whenever it comes",
+        (
+            # What the model reads of a transaction (model.capture's packed bytes, ~120) is
+            # kept with it: a chargeback weeks later is learnt from the transaction as it
+            # was scored, by whichever process gets the label. `model_layout` names how to
+            # read the bytes (one row per feature set and packing, not ~50 bytes per row).
+            """
+            CREATE TABLE input_layouts (
+                id INTEGER PRIMARY KEY,
+                layout TEXT NOT NULL UNIQUE
+            )
+            """,
+            "ALTER TABLE transactions "
+            "ADD COLUMN model_layout INTEGER REFERENCES input_layouts (id)",
+            "ALTER TABLE transactions ADD COLUMN model_inputs BLOB",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -28,6 +28,7 @@ from server.store.base import (
     EventListener,
     Label,
     LabelOutcome,
+    ModelInputs,
     Note,
     Role,
     SessionRecord,
@@ -205,6 +206,12 @@ class SqliteStore:
         if not transaction_ids:
             return {}
         return await self._read(lambda conn: reads.known_transactions(conn, transaction_ids))
+
+    async def model_inputs(self, transaction_ids: Collection[str]) -> dict[str, ModelInputs]:
+        """The stored model inputs of those ids that have them."""
+        if not transaction_ids:
+            return {}
+        return await self._read(lambda conn: reads.model_inputs(conn, transaction_ids))
 
     async def write_batch(self, records: Sequence[StoredRecord]) -> list[AlertEvent]:
         """Persist a batch in one transaction: every transaction with its verdict, and an alert

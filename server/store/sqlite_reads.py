@@ -45,6 +45,12 @@ _STORED_BOTH = (
     "WHERE id IN (SELECT value FROM json_each(?))"
 )
 
+_MODEL_INPUTS = (
+    "SELECT t.id, l.layout, t.model_inputs FROM transactions t "
+    "JOIN input_layouts l ON l.id = t.model_layout "
+    "WHERE t.id IN (SELECT value FROM json_each(?)) AND t.model_inputs IS NOT NULL"
+)
+
 
 def connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: the sqlite3 module issues no implicit BEGIN/COMMIT; we do.
@@ -82,6 +88,16 @@ def known_transactions(
     return {
         tx_id: (_verdict_decoder.decode(verdict), transaction.encode())
         for tx_id, verdict, transaction in conn.execute(_STORED_BOTH, (ids,))
+    }
+
+
+def model_inputs(
+    conn: sqlite3.Connection, transaction_ids: Collection[str]
+) -> dict[str, tuple[str, bytes]]:
+    ids = encoder.encode(list(transaction_ids)).decode()
+    return {
+        tx_id: (layout, bytes(inputs))
+        for tx_id, layout, inputs in conn.execute(_MODEL_INPUTS, (ids,))
     }
 
 

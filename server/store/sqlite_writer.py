@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, cast
@@ -45,7 +45,8 @@ _encode = reads.encoder.encode
 
 _INSERT_TRANSACTION = (
     "INSERT OR IGNORE INTO transactions (id, account_id, event_time_us, amount, currency, "
-    "transaction_json, verdict_json, alert_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "transaction_json, verdict_json, alert_id, received_at, model_layout, model_inputs) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_ALERT = (
     "INSERT INTO alerts (id, transaction_id, account_id, status, severity, owner, created_at, "
@@ -94,6 +95,7 @@ class Writer:
         self._conn = conn
         self._loop = loop
         self._on_events = on_events
+        self._layouts: dict[str, int] = {}  # input_layouts, as committed
 
     @classmethod
     def open(
@@ -177,7 +179,7 @@ class Writer:
             records = _first_of_each_id(records)
         now = utc_stamp()
         # Encode before BEGIN: the write lock is held only while SQLite itself works.
-        tx_rows, alerts = _encode_batch(records, now)
+        tx_rows, alerts = _encode_batch(records, now, self._layout_id)
         with self._transaction() as conn:
             if alerts:
                 # A transaction stored by an earlier batch keeps its first verdict (INSERT OR
@@ -188,6 +190,21 @@ class Writer:
             events = self._insert_alerts(alerts, now) if alerts else []
         self._publish(events)
         return events
+
+    def _layout_id(self, layout: str) -> int:
+        """The id of an inputs layout, registered (in its own commit) the first time this
+        process writes it: once per feature set, so one small integer per row names it."""
+        found = self._layouts.get(layout)
+        if found is not None:
+            return found
+        with self._transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO input_layouts (layout) VALUES (?)", (layout,))
+            (found,) = conn.execute(
+                "SELECT id FROM input_layouts WHERE layout = ?", (layout,)
+            ).fetchone()
+        # Cached once committed: a rolled-back id would name no row.
+        self._layouts[layout] = found
+        return int(found)
 
     def _insert_alerts(self, alerts: list[tuple[Alert, str]], now: str) -> list[AlertEvent]:
         self._conn.executemany(
@@ -445,13 +462,17 @@ class Writer:
 
 
 def _encode_batch(
-    records: Sequence[StoredRecord], now: str
+    records: Sequence[StoredRecord], now: str, layout_id: Callable[[str], int]
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Alert, str]]]:
     """The transactions table's rows, and each new alert with its JSON snapshot."""
     tx_rows: list[tuple[Any, ...]] = []
     alerts: list[tuple[Alert, str]] = []
-    for tx, verdict, severity, received_at in records:
+    for tx, verdict, severity, received_at, model_inputs in records:
         tx_json = encode_transaction(tx)
+        if model_inputs is None:
+            layout = inputs = None
+        else:
+            layout, inputs = layout_id(model_inputs[0]), model_inputs[1]
         tx_rows.append(
             (
                 tx.id,
@@ -463,6 +484,8 @@ def _encode_batch(
                 _encode(verdict).decode(),
                 verdict.alert_id,
                 now,
+                layout,
+                inputs,
             )
         )
         if verdict.alert_id is not None:
