@@ -334,6 +334,36 @@ def test_merchant_risk_counts_only_labels_known_by_then() -> None:
     assert "elsewhere" not in fz.merchants
 
 
+def test_the_merchants_run_of_frauds_counts_labels_since_its_last_legitimate_one() -> None:
+    # A compromised terminal: once its first frauds are known, every new label is fraud; a
+    # stray fraud at an honest shop is followed by a legitimate label and the run ends.
+    fz = Featurizer(["merchant_fraud_run"])
+    t0 = T0.timestamp()
+
+    def run(at: float) -> Any:
+        return fz.process_one(make_tx(at, merchant_id="shop")).merchant_fraud_run
+
+    assert run(0) == 0  # nothing known
+    fz.learn_label("shop", t0 + 1 * DAY, False)
+    fz.learn_label("shop", t0 + 2 * DAY, True)
+    fz.learn_label("shop", t0 + 2 * DAY + 60, True)
+    fz.learn_label("shop", t0 + 9 * DAY, True)  # known later: not counted before then
+    assert run(1 * DAY + 60) == 0
+    assert run(2 * DAY + 120) == 2  # today's labels, all fraud
+    assert run(5 * DAY) == 2  # days without labels do not end a run
+    assert run(9 * DAY + 60) == 3
+    # A day whose labels are not all fraud ends it (their order within the day is unknown).
+    fz.learn_label("shop", t0 + 10 * DAY, True)
+    fz.learn_label("shop", t0 + 10 * DAY + 60, False)
+    assert run(10 * DAY + 120) == 0
+    assert run(11 * DAY) == 0
+    fz.learn_label("shop", t0 + 12 * DAY, True)
+    assert run(12 * DAY + 60) == 1
+    # Only the last 30 days of labels are looked at.
+    assert run(41 * DAY) == 1
+    assert run(43 * DAY) == 0
+
+
 def test_the_amounts_fraud_rate_counts_the_labels_known_on_about_that_amount() -> None:
     # The handbook-style stream's frauds include every amount over 220, its legitimate
     # amounts stop just under: a step the model's amount bands (200 to 500) cannot place.

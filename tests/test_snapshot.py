@@ -24,7 +24,7 @@ import pytest
 from server.detection import Detector, Scored
 from server.detection.features import FEATURES
 from server.detection.model import (
-    _PREVIOUS_RAW,
+    _EARLIER_RAW,
     _RAW_SIZE,
     FEATURE_NAMES,
     FEATURE_SET,
@@ -198,35 +198,54 @@ def test_model_memory_from_before_the_logit_was_kept_loads_and_bad_entries_are_l
     assert all(scored_logit(raw) is None for raw in fresh.model.remembered.values())
 
 
-@pytest.mark.parametrize("feature_set", ["m1+e7244f76", "m1+99dcd961"])
+@pytest.mark.parametrize(("feature_set", "raw_format"), sorted(_EARLIER_RAW.items()))
 def test_model_memory_of_earlier_inputs_is_learnt_without_its_logit(
-    feature_set: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    feature_set: str, raw_format: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Upgrades that added inputs (the bands, session 8, from the same raw values; the
-    amount's fraud rate, session 9, one raw value more): a label that arrives after them for
-    a transaction scored before them is still learnt, the value added read as unknown, and
-    the old model's logit does not teach the new model's calibration."""
+    amount's fraud rate, session 9, and the merchant's run of frauds, session 10, one raw
+    value more each): a label that arrives after them for a transaction scored before them
+    is still learnt, the values added read as unknown, and the old model's logit does not
+    teach the new model's calibration."""
     det = scored()
     assert det.model is not None
     items = list(det.model.remembered.items())
     assert all(len(v) == _RAW_SIZE for _, v in items)
-    # The new raw value is the last: the previous layout is this one's first bytes.
-    previous = {k: v[: _PREVIOUS_RAW.size] + struct.pack("<d", 2.5) for k, v in items}
+    # New raw values go last: an earlier layout is this one's first bytes.
+    size = struct.calcsize(raw_format)
+    previous = {k: v[:size] + struct.pack("<d", 2.5) for k, v in items}
     det.model.remembered = OrderedDict(previous)
     path = tmp_path / "state.msgpack"
-    layout = f"{feature_set}/{_PREVIOUS_RAW.format}+<d"
+    layout = f"{feature_set}/{raw_format}+<d"
     save_as_layout(det, path, layout, monkeypatch)
     fresh = learning()
     load(fresh.featurizer, path, fresh.model)
     assert fresh.model is not None
     assert list(fresh.model.remembered) == [k for k, _ in items]
     assert all(scored_logit(raw) is None for raw in fresh.model.remembered.values())
-    amount_risk = FEATURE_NAMES.index("amount_risk")
+    # The inputs made of the values it had are as before; those added since are unknown.
+    added = {
+        "m1+e7244f76": ["amount_risk", "log_merchant_fraud_run"],
+        "m1+99dcd961": ["amount_risk", "log_merchant_fraud_run"],
+        "m1+188af7cc": ["log_merchant_fraud_run"],
+    }[feature_set]
+    new = [FEATURE_NAMES.index(name) for name in added]
     for (_, raw), (_, before) in zip(fresh.model.remembered.items(), items, strict=True):
         x, was = inputs(raw), inputs(before)
-        assert x[amount_risk] == 0.0
-        assert x[:amount_risk] == was[:amount_risk]
+        assert [x[i] for i in new] == [0.0] * len(new)
+        assert [v for i, v in enumerate(x) if i not in new] == [
+            v for i, v in enumerate(was) if i not in new
+        ]
     assert fresh.model.learn_label(items[0][0], True)
+
+
+def test_earlier_raw_layouts_are_this_ones_first_values() -> None:
+    # What lets an older entry read as this one padded with zeros: values are only ever
+    # appended, as floats whose "unknown" is 0.0.
+    current = RAW_LAYOUT.split("/", 1)[1].split("+", 1)[0]
+    for raw_format in _EARLIER_RAW.values():
+        assert current.startswith(raw_format)
+        assert set(current[len(raw_format) :]) <= {"f"}
 
 
 def test_a_snapshot_of_the_previous_format_still_loads() -> None:

@@ -89,6 +89,8 @@ def _catalogue() -> dict[str, str]:
         "merchant_frauds_30d": "fraud labels among merchant_labels_30d",
         "merchant_fraud_rate_7d": "merchant_frauds_7d / merchant_labels_7d; unknown without",
         "merchant_fraud_rate_30d": "merchant_frauds_30d / merchant_labels_30d; unknown without",
+        "merchant_fraud_run": "fraud labels learnt on the merchant since its last legitimate "
+        "one, in 30 days (a day's labels count when all are fraud)",
         "amount_fraud_rate": "fraud labels over labels + 1 among transactions of about this "
         "amount (within 2.5 %), every merchant's, each label weighing half after 30 d",
     }
@@ -419,10 +421,11 @@ _NO_LABELS: dict[str, Value] = {
     "merchant_frauds_30d": 0,
     "merchant_fraud_rate_7d": None,
     "merchant_fraud_rate_30d": None,
+    "merchant_fraud_run": 0,
 }
 
 
-LabelSums = tuple[float, float, float, float, float, float]
+LabelSums = tuple[float, float, float, float, float, float, float]
 """(labels, frauds) over 2, 7 and 30 days, as merchant risk counts them."""
 
 
@@ -432,7 +435,18 @@ def _earlier_labels(labels: array[float], day: float) -> LabelSums:
     n2, f2 = bucket_sum(labels, day - 1, 1)
     n7, f7 = bucket_sum(labels, day - 1, 6)
     n30, f30 = bucket_sum(labels, day - 1, 29)
-    return n2, f2, n7, f7, n30, f30
+    run = 0.0
+    i = len(labels) - 3
+    while i >= 0:
+        b = labels[i]
+        if b <= day - 30:
+            break
+        if b <= day - 1:
+            if labels[i + 1] != labels[i + 2]:
+                break
+            run += labels[i + 2]
+        i -= 3
+    return n2, f2, n7, f7, n30, f30, run
 
 
 def _risk(m: KeyState, labels: array[float], t: float, v: dict[str, Value]) -> None:
@@ -448,13 +462,14 @@ def _risk(m: KeyState, labels: array[float], t: float, v: dict[str, Value]) -> N
     elif cached[2] is not None:
         v.update(cached[2])
         return
-    n2, f2, n7, f7, n30, f30 = cached[1]
+    n2, f2, n7, f7, n30, f30, run = cached[1]
     # The day's own labels (its bucket, if any; later ones are not counted).
     i = len(labels) - 3
     while i >= 0 and labels[i] > day:
         i -= 3
     if i >= 0 and labels[i] == day:
         count, frauds = labels[i + 1], labels[i + 2]
+        run = run + frauds if count == frauds else 0.0
         n2 += count
         n7 += count
         n30 += count
@@ -471,6 +486,7 @@ def _risk(m: KeyState, labels: array[float], t: float, v: dict[str, Value]) -> N
         "merchant_frauds_30d": int(f30),
         "merchant_fraud_rate_7d": f7 / n7 if n7 else None,
         "merchant_fraud_rate_30d": f30 / n30 if n30 else None,
+        "merchant_fraud_run": int(run),
     }
     m.risk = (day, cached[1], risk)
     v.update(risk)

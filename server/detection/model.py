@@ -71,6 +71,7 @@ MODEL_FEATURES: frozenset[str] = frozenset(
         "merchant_frauds_7d",
         "merchant_frauds_30d",
         "amount_fraud_rate",
+        "merchant_fraud_run",
     )
 )
 TINY_AMOUNT = 5.0
@@ -180,6 +181,7 @@ FEATURE_LABELS: dict[str, str] = {
         for i, label in enumerate(banded.labels())
     },
     "amount_risk": "fraud rate among labelled transactions of about this amount",
+    "log_merchant_fraud_run": "log fraud labels on this merchant since its last legitimate one",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_LABELS)
 FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:8]
@@ -256,12 +258,13 @@ _ZERO_RULES_LOGIT = rules_logit(0.0)
 
 
 # What is kept of each scored transaction until its label arrives: the raw values the inputs
-# are computed from (110 bytes, then 8 for the logit once a model scores), packed in one C
-# call. Most transactions are never labelled,
-# and until the model is ready none is predicted, so the inputs themselves (logs, ratios,
-# crosses) are computed only when needed: to predict (on the loop) or to learn (on the
-# trainer's thread).
-_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI fffff")
+# are computed from (118 bytes, then 8 for the logit once a model scores), packed in one C
+# call. Most transactions are never labelled, and until the model is ready none is
+# predicted, so the inputs themselves (logs, ratios, crosses) are computed only when needed:
+# to predict (on the loop) or to learn (on the trainer's thread). Values added later go at
+# the end, as 4-byte floats whose "unknown" is 0.0: an older entry then reads as this one's
+# first bytes followed by zeros.
+_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI ffffff")
 _LOGIT = struct.Struct("<d")
 _RAW_SIZE = _RAW.size
 _pack_logit = _LOGIT.pack
@@ -269,40 +272,42 @@ RAW_LAYOUT = f"{FEATURE_SET}/{_RAW.format}+{_LOGIT.format}"
 """What a remembered transaction's bytes mean: the raw values, then, when a model scored
 it, that model's own logit (`scored_logit`). A snapshot's of another layout is not read
 (an older fraudwatch refuses this one rather than fail on the longer entries)."""
-_PREVIOUS_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI ffff")
-"""The raw values before the amount's fraud rate joined them (session 9): read with that
-rate unknown (0, as for an amount nobody has labelled)."""
-_EARLIER_FEATURE_SETS = ("m1+e7244f76", "m1+99dcd961")
-"""Feature sets before this one, all made from `_PREVIOUS_RAW` (the bands of session 8 did not
-change the raw values): what a transaction remembered then makes this model's inputs too,
-but its logit was another model's, so it is dropped."""
+_EARLIER_RAW: dict[str, str] = {
+    # The bands of session 8 did not change the raw values.
+    "m1+e7244f76": "<Iddddd bbbbb IIIb Id ddI ffff",
+    "m1+99dcd961": "<Iddddd bbbbb IIIb Id ddI ffff",
+    # Session 9 added the amount's fraud rate; session 10 the merchant's run of frauds.
+    "m1+188af7cc": "<Iddddd bbbbb IIIb Id ddI fffff",
+}
+"""Feature sets before this one and their raw values: what a transaction remembered then
+makes this model's inputs too (the values added since read as unknown), but its logit was
+another model's, so it is dropped."""
 _READ: dict[str, tuple[bool, int]] = {
     RAW_LAYOUT: (True, _RAW_SIZE),
     f"{FEATURE_SET}/{_RAW.format}": (True, _RAW_SIZE),
-    **{f"{fs}/{_PREVIOUS_RAW.format}+{_LOGIT.format}": (False, _PREVIOUS_RAW.size)
-       for fs in _EARLIER_FEATURE_SETS},
-    **{f"{fs}/{_PREVIOUS_RAW.format}": (False, _PREVIOUS_RAW.size) for fs in _EARLIER_FEATURE_SETS},
+    **{f"{fs}/{fmt}+{_LOGIT.format}": (False, struct.calcsize(fmt))
+       for fs, fmt in _EARLIER_RAW.items()},
+    **{f"{fs}/{fmt}": (False, struct.calcsize(fmt)) for fs, fmt in _EARLIER_RAW.items()},
 }  # fmt: skip
 """Per layout read: whether its logit is this model's, and the size of its raw values."""
-_UNKNOWN_AMOUNT_RISK = struct.pack("<f", 0.0)
 RAW_LAYOUTS_READ = frozenset(_READ)
-"""Layouts a snapshot's remembered inputs are read from: this one, the one before the logit
-was kept (its entries read as scored without a model), and those of earlier feature sets
-(read without their logit, and with the values added since as unknown): after an upgrade
-that added inputs, a label for a transaction scored before it is still learnt."""
+"""Layouts a snapshot's (or the store's) remembered inputs are read from: this one, the one
+before the logit was kept (its entries read as scored without a model), and those of earlier
+feature sets (read without their logit, and with the values added since as unknown): after
+an upgrade that added inputs, a label for a transaction scored before it is still learnt."""
 
 
 def remembered_entry(layout: str, raw: bytes) -> bytes | None:
     """A snapshot's remembered entry as this model keeps it, or None when it cannot be read
     (another layout, a damaged length). The logit is kept only if this model's inputs made
-    it; raw values of the previous layout gain the amount's fraud rate as unknown."""
+    it; raw values of an earlier layout gain the values added since as unknown (0.0)."""
     read = _READ.get(layout)
     if read is None:
         return None
     own_logit, size = read
     if len(raw) not in (size, size + _LOGIT.size):
         return None
-    values = raw[:size] if size == _RAW_SIZE else raw[:size] + _UNKNOWN_AMOUNT_RISK
+    values = raw[:size] if size == _RAW_SIZE else raw[:size] + bytes(_RAW_SIZE - size)
     return values + raw[size:] if own_logit else values
 
 
@@ -357,6 +362,7 @@ def capture(
         _fraud_rate(get("merchant_frauds_7d"), get("merchant_labels_7d")),
         _fraud_rate(get("merchant_frauds_30d"), get("merchant_labels_30d")),
         get("amount_fraud_rate") or 0.0,
+        float(get("merchant_fraud_run") or 0),
     )
 
 
@@ -373,7 +379,7 @@ def inputs(raw: bytes) -> list[float]:
         history, amount, mean, std, distance, elapsed, local_hour,
         new_merchant, new_country, new_device, first_device,
         tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
-        since_prev, merchant_2d, merchant_7d, merchant_30d, amount_risk,
+        since_prev, merchant_2d, merchant_7d, merchant_30d, amount_risk, run,
     ) = _unpack(raw)  # fmt: skip
     ratio = amount / mean if history and mean > 0 else -1.0  # -1: unknown (0 is a $0 payment)
     log_ratio = _log(max(ratio, 1e-3)) if ratio >= 0 else 0.0
@@ -430,6 +436,7 @@ def inputs(raw: bytes) -> list[float]:
     x += b[2][bisect_right(_EDGES[2], tx_1h - 1)]
     x += b[3][bisect_right(_EDGES[3], tx_1m - 1)]
     x.append(amount_risk)
+    x.append(_log1p(run))
     return x
 
 
