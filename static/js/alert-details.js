@@ -8,8 +8,8 @@ import {
   capitalize,
   formatDateTime,
   formatEventTime,
+  formatFigure,
   formatMoney,
-  formatNumber,
   formatScore,
   ruleLabel,
 } from "./format.js";
@@ -127,8 +127,9 @@ export function badgesAndActions(alert, { me, canAct }) {
 export function reasonsSection(alert) {
   const reasons = Array.isArray(alert.reasons) ? alert.reasons : [];
   const items = reasons.map((reason) => {
-    const observed = Number(reason?.observed);
-    const threshold = Number(reason?.threshold);
+    // Only numbers compare and draw a bar: text ("m-2231", "GB") is shown as it is.
+    const observed = typeof reason?.observed === "number" ? reason.observed : Number.NaN;
+    const threshold = typeof reason?.threshold === "number" ? reason.threshold : Number.NaN;
     const over = Number.isFinite(observed) && Number.isFinite(threshold) && observed >= threshold;
     return h("li", { className: "reason-item" }, [
       h("div", { className: "reason-head" }, [
@@ -140,11 +141,11 @@ export function reasonsSection(alert) {
       h("div", { className: "reason-figures" }, [
         h("span", { className: over ? "figure figure-over" : "figure" }, [
           h("span", { className: "figure-label", text: "observed " }),
-          formatNumber(reason?.observed),
+          formatFigure(reason?.observed),
         ]),
         h("span", { className: "figure" }, [
           h("span", { className: "figure-label", text: "threshold " }),
-          formatNumber(reason?.threshold),
+          formatFigure(reason?.threshold),
         ]),
         thresholdBar(observed, threshold),
       ]),

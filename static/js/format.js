@@ -134,6 +134,16 @@ export function formatNumber(value) {
   return Number.isFinite(n) ? plainNumber.format(n) : "—";
 }
 
+// A reason's observed value or threshold: a rule may report a number (a speed, a count) or
+// text (the merchant id of new_merchant, a country), and text stays text, digits and all (an
+// MCC is a code, not a quantity). Absent, a dash.
+export function formatFigure(value) {
+  if (typeof value === "number") return formatNumber(value);
+  if (value === null || value === undefined) return "—";
+  const text = String(value).trim();
+  return text || "—";
+}
+
 // "card_testing" → "Card testing": rule codes are snake_case identifiers.
 export function ruleLabel(code) {
   return capitalize(String(code ?? "").replaceAll("_", " "));

@@ -1,0 +1,116 @@
+"""What the details drawer says about one alert, in a real Chromium: each reason's observed
+value as the server sent it (text as text, a dash when there is none)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, expect
+
+from server.app import create_app
+from server.auth import create_user
+from server.config import Settings
+from server.detection.rules import default_pack
+from server.state import STORE
+from tests.browser_support import (
+    API_KEY,
+    LONDON,
+    MERCHANT,
+    NEW_YORK,
+    PASSWORD,
+    T0,
+    post_ndjson,
+    sign_in,
+    tx,
+)
+
+pytestmark = pytest.mark.browser
+
+# Beside the default pack: two weak rules that fire with new_merchant and report a field as
+# observed, one the transaction carries as digits (its MCC) and one it lacks (its device).
+EXTRA_RULES = """
+[[rules]]
+name = "new_merchant_mcc"
+score = 0.01
+severity = "low"
+observed = "mcc"
+all = [{ feature = "is_new_merchant", op = "==", value = true }]
+reason = "A first purchase in this category"
+
+[[rules]]
+name = "new_merchant_device"
+score = 0.01
+severity = "low"
+observed = "device_id"
+all = [{ feature = "is_new_merchant", op = "==", value = true }]
+reason = "A first purchase, from whatever device"
+"""
+
+
+@pytest.fixture
+async def rules_server(aiohttp_server: Any, tmp_path: Path) -> TestServer:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "default.toml").write_text(default_pack().read_text())
+    (rules / "extra.toml").write_text(EXTRA_RULES)
+    settings = Settings(
+        data_dir=tmp_path / "data", api_key=API_KEY, batch_wait_ms=2.0, rules_path=rules
+    )
+    srv: TestServer = await aiohttp_server(create_app(settings))
+    await create_user(srv.app[STORE], "alice", PASSWORD, "analyst")
+    return srv
+
+
+async def test_reasons_show_observed_text_as_text_and_absent_values_as_a_dash(
+    browser: Browser, rules_server: TestServer
+) -> None:
+    # QA: new_merchant's observed value (the merchant id) read "observed —".
+    alice = await sign_in(browser, rules_server, "alice")
+    at = T0 - dt.timedelta(hours=1)
+    history = [
+        tx(f"nm-{i}", "acct-nm", at + dt.timedelta(minutes=i), 40.0, "m-deli", **NEW_YORK)
+        for i in range(6)
+    ]
+    # Ten minutes later in London, at a shop the account never used: impossible travel
+    # raises the alert, and the novelty rules add their reasons to it.
+    away = tx(
+        "nm-away",
+        "acct-nm",
+        at + dt.timedelta(minutes=15),
+        1299.0,
+        "m-new-777",
+        merchant_name="Harrods",
+        mcc="5411",
+        **LONDON,
+    )
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        [alert_id] = await post_ndjson(rules_server, http, [*history, away])
+    await alice.cell(alert_id, MERCHANT).click()
+    reasons = alice.drawer.locator(".reason-item")
+
+    def reason(code: str) -> Any:
+        return reasons.filter(has=alice.page.locator(f"code.reason-code:text-is('{code}')"))
+
+    def figures(code: str) -> Any:
+        return reason(code).locator(".reason-figures .figure")
+
+    # Text, as the server sent it: the merchant id, the country, an MCC's digits ungrouped.
+    await expect(figures("new_merchant").first).to_have_text("observed m-new-777")
+    await expect(figures("new_merchant").nth(1)).to_have_text("threshold 5")
+    await expect(figures("new_country").first).to_have_text("observed GB")
+    await expect(figures("new_merchant_mcc").first).to_have_text("observed 5411")
+    # None given (the transaction has no device; the rule no threshold): a dash.
+    await expect(figures("new_merchant_device")).to_have_text(["observed —", "threshold —"])
+    # Numbers are still numbers, grouped, with the bar against the threshold.
+    await expect(figures("impossible_travel").first).to_have_text(
+        re.compile(r"^observed \d{2},\d{3}(\.\d+)?$")
+    )
+    await expect(reason("impossible_travel").locator("svg.threshold-bar")).to_have_count(1)
+    await expect(reason("new_merchant").locator("svg")).to_have_count(0)
+    assert alice.problems == []
