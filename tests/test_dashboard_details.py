@@ -1,5 +1,5 @@
-"""What the details drawer says about one alert, in a real Chromium: each reason's observed
-value as the server sent it (text as text, a dash when there is none)."""
+"""What the page says about one alert, in a real Chromium: each reason's observed value as
+the server sent it (text as text, a dash when there is none), and amounts to the cent."""
 
 from __future__ import annotations
 
@@ -25,12 +25,15 @@ from tests.browser_support import (
     NEW_YORK,
     PASSWORD,
     T0,
+    Ingest,
     post_ndjson,
     sign_in,
     tx,
 )
 
 pytestmark = pytest.mark.browser
+
+AMOUNT = 3  # the amount column, as a `td` index
 
 # Beside the default pack: two weak rules that fire with new_merchant and report a field as
 # observed, one the transaction carries as digits (its MCC) and one it lacks (its device).
@@ -113,4 +116,62 @@ async def test_reasons_show_observed_text_as_text_and_absent_values_as_a_dash(
     )
     await expect(reason("impossible_travel").locator("svg.threshold-bar")).to_have_count(1)
     await expect(reason("new_merchant").locator("svg")).to_have_count(0)
+    assert alice.problems == []
+
+
+def big_purchase_abroad(account: str, amount: str, at: dt.datetime) -> list[dict[str, Any]]:
+    """New York, then London ten minutes later for `amount` (a numeric string: Python's float
+    would round it before it left the test)."""
+    return [
+        tx(f"{account}-1", account, at, 42.5, "m-deli", **NEW_YORK),
+        tx(
+            f"{account}-2",
+            account,
+            at + dt.timedelta(minutes=10),
+            amount,
+            "m-elec",
+            merchant_name="Harrods",
+            **LONDON,
+        ),
+    ]
+
+
+async def test_huge_amounts_are_shown_to_the_cent(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: past about 15 significant digits the page rounded amounts ($99,999,999,999,999.98).
+    # One arrives with the page's snapshot (HTTP), the others over the live feed.
+    [loaded] = await ingest(big_purchase_abroad("acct-big", "99999999999999.99", T0))
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    [live] = await ingest(
+        big_purchase_abroad("acct-bigger", "987654321098765.43", T0 + dt.timedelta(hours=1))
+    )
+    [usual] = await ingest(
+        big_purchase_abroad("acct-usual", "12345678901234.56", T0 + dt.timedelta(hours=2))
+    )
+    await expect(alice.cell(loaded, AMOUNT)).to_have_text("$99,999,999,999,999.99")
+    await expect(alice.cell(live, AMOUNT)).to_have_text("$987,654,321,098,765.43")
+    await expect(alice.cell(usual, AMOUNT)).to_have_text("$12,345,678,901,234.56")
+
+    # The drawer: under the title, the field (with the amount as sent), the raw payload, and
+    # the account's history (from its own endpoint).
+    await alice.cell(loaded, MERCHANT).click()
+    drawer = alice.drawer
+    await expect(drawer.locator("#drawer-sub")).to_contain_text("Harrods · $99,999,999,999,999.99")
+    await expect(drawer.locator("dt:text-is('Amount') + dd")).to_have_text(
+        "$99,999,999,999,999.99 (99999999999999.99)"
+    )
+    await drawer.get_by_text("Raw payload").click()
+    await expect(drawer.locator("pre.raw-json")).to_contain_text('"amount": 99999999999999.99,')
+    history = drawer.locator('[data-section="account-history"]')
+    await expect(history.locator('tr[data-tx="acct-big-2"] td').nth(2)).to_have_text(
+        "$99,999,999,999,999.99"
+    )
+    # The resolve dialog names the alert by its amount too.
+    await alice.press("f")
+    await expect(page.locator("#resolve-summary")).to_have_text(
+        "Account acct-big · Harrods · $99,999,999,999,999.99"
+    )
+    await alice.press("Escape")
     assert alice.problems == []

@@ -4,6 +4,7 @@
 import { severityBadge, statusLabel, workable } from "./alert-row.js";
 import { amountChart, thresholdBar } from "./charts.js";
 import { h } from "./dom.js";
+import { stringifyJson } from "./json.js";
 import {
   capitalize,
   formatDateTime,
@@ -179,7 +180,7 @@ export function transactionSection(tx) {
     h("dl", { className: "fields" }, rows),
     h("details", { className: "raw" }, [
       h("summary", { text: "Raw payload (JSON, as accepted)" }),
-      h("pre", { className: "raw-json", text: JSON.stringify(tx, null, 2) }),
+      h("pre", { className: "raw-json", text: stringifyJson(tx) }),
     ]),
   ]);
 }

@@ -1,5 +1,7 @@
 // fetch helpers: same-origin credentials, CSRF header on every state change, one error shape.
 
+import { parseJson } from "./json.js";
+
 export class ApiError extends Error {
   constructor(status, code, message, { field = null, body = null } = {}) {
     super(message);
@@ -39,7 +41,7 @@ async function request(method, url, body) {
   let data = null;
   if ((response.headers.get("Content-Type") ?? "").includes("application/json")) {
     try {
-      data = await response.json();
+      data = parseJson(await response.text());
     } catch {
       data = null;
     }

@@ -21,9 +21,14 @@ const plainAmount = new Intl.NumberFormat(undefined, {
   maximumFractionDigits: 2,
 });
 
+// A decimal string (an amount json.js kept exact) goes to Intl as it is: Intl formats a
+// string digit for digit, where Number() would round it past 15 significant digits.
+const DECIMAL = /^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$/;
+
 export function formatMoney(amount, currency) {
-  const value = Number(amount);
-  if (!Number.isFinite(value)) return String(amount ?? "");
+  const exact = typeof amount === "string" && DECIMAL.test(amount);
+  const value = exact ? amount : Number(amount);
+  if (!exact && !Number.isFinite(value)) return String(amount ?? "");
   const code = typeof currency === "string" ? currency : "";
   const fmt = code ? moneyFormat(code) : null;
   return fmt ? fmt.format(value) : `${plainAmount.format(value)} ${code}`.trim();

@@ -14,6 +14,8 @@
 //   stats   the server's stats message
 //   server-error  the server's error message
 
+import { parseJson } from "./json.js";
+
 const MIN_DELAY_MS = 500;
 const MAX_DELAY_MS = 10_000;
 // A connection that stayed up this long was healthy: the next failure starts backoff afresh.
@@ -213,7 +215,7 @@ export class LiveSocket extends EventTarget {
     this._pinged = false;
     let message;
     try {
-      message = JSON.parse(raw);
+      message = parseJson(raw);
     } catch {
       return;
     }
