@@ -195,6 +195,17 @@ async def test_a_server_views_answer_shows_while_the_table_is_held(
     await expect(alice.drawer).to_contain_text("Account acct-e")
     # The kept row is one the page has, and it matches; the open alert does not.
     await expect(page.locator("#alerts-summary")).to_contain_text("1 of 2 match")
+    # Bob reopens it meanwhile: the kept row shows it as it is now, as the drawer does, and
+    # the keyboard acts on that (not on the copy the page let go of).
+    await server.app[STORE].reopen(earlier, "bob", None)
+    await expect(alice.drawer.locator(".drawer-badges")).to_contain_text("Open")
+    await expect(alice.cell(earlier, STATUS)).to_have_text("Open")
+    # Open, it no longer matches the view: held in place, not counted.
+    await expect(page.locator("#alerts-summary")).to_contain_text("0 of 2 match")
+    await alice.drawer.focus()
+    await alice.press("a")
+    await expect(alice.cell(earlier, STATUS)).to_have_text("Acknowledged")
+    await expect(alice.drawer.locator(".drawer-badges")).to_contain_text("Acknowledged")
     # Closed, and the table released: the view shows what it would had it loaded nothing.
     await alice.drawer.get_by_role("button", name="Close details").click()
     await alice.press("Escape")  # the table, which the drawer gave focus to

@@ -42,6 +42,11 @@ export class AlertStore extends EventTarget {
     return this._entries.get(id)?.alert;
   }
 
+  // The entry ({alert, createdMs, eventMs}) the store holds for `id`, or undefined.
+  entry(id) {
+    return this._entries.get(id);
+  }
+
   // The newest `limit` alerts, newest first.
   newest(limit) {
     return this._order.slice(0, limit).map((entry) => entry.alert);

@@ -302,6 +302,7 @@ export class AlertTable {
       if (keep) place = this._keepPlace(before, at);
       this._touched.clear();
     } else if (this._stale) {
+      this._adopt();
       this._noteWaiting();
       this._noteUnmatched();
     }
@@ -382,6 +383,18 @@ export class AlertTable {
     if (inPlace || target === null) return null;
     const focus = this._rows.get(id)?.tr.contains(document.activeElement) ?? false;
     return { id: target, focus };
+  }
+
+  // Held: a listed row whose alert the page had let go of (the drawer's kept row) and holds
+  // again, brought back by an update, takes the page's entry, so the row, and what the
+  // keyboard acts on, is the alert as it is now rather than the copy it was drawn from.
+  _adopt() {
+    for (const id of this._dirty) {
+      const at = this._positions.get(id);
+      if (at === undefined) continue;
+      const entry = this.store.entry(id);
+      if (entry && entry !== this._list[at]) this._list[at] = entry;
+    }
   }
 
   // Held: count what would join the list, without moving anything.
