@@ -1,4 +1,5 @@
-"""Ten thousand open alerts in a real Chromium: a small DOM, the right rows, and the figures.
+"""Ten thousand open alerts in a real Chromium: a small DOM, the right rows, and the figures;
+and twenty thousand, the page's memory cap, for what it counts once it lets alerts go.
 
 Timing depends on the machine, so the test asserts what must hold anywhere (how many rows
 exist, which alerts they show) and prints what it measured: long tasks while the alerts
@@ -203,4 +204,53 @@ async def test_ten_thousand_alerts_render_only_a_window(
     }
     print("\n10k-alerts figures:", json.dumps(report))
     (tmp_path / "figures.json").write_text(json.dumps(report, indent=2))
+    assert alice.problems == []
+
+
+STORE_CAPACITY = 20_000  # the page's memory cap (static/js/app.js, docs/dashboard.md)
+
+
+async def test_rows_evicted_at_the_memory_cap_are_not_counted_while_held(
+    browser: Browser, server: TestServer, http: aiohttp.ClientSession
+) -> None:
+    # QA: at the page's 20,000-alert cap, rows held in place whose alerts the page had let go
+    # of still counted in "N of M match". Nothing lowers the cap for a test: this fills it.
+    # The view: the night trips' accounts (acct-n…), found by the search.
+    alice = await sign_in(browser, server, "alice", path="/?q=acct-n")
+    page = alice.page
+    summary = page.locator("#alerts-summary")
+    table = page.locator("#alerts-table")
+
+    # The oldest alerts are those it matches, one each for 400 accounts (a trip from Paris
+    # to New York at night); then card testing, ten alerts an account, fills the page up
+    # to its cap.
+    trips = 400
+    night = [t for k in range(trips) for t in bs.travel_at_night(f"acct-n{k:04d}")]
+    assert len(await post_ndjson(server, http, night)) == trips
+    accounts = [k for k in range(1, 3000) if k % CRITICAL_EVERY]  # no travellers
+    per_account = PER_ACCOUNT - 2
+    filling = (STORE_CAPACITY - trips) // per_account
+    for start in range(0, filling, 200):
+        chunk = accounts[start : min(start + 200, filling)]
+        batch = [t for k in chunk for t in account_transactions(k)]
+        assert len(await post_ndjson(server, http, batch)) == len(chunk) * per_account
+    await expect(summary).to_contain_text(f"{trips} of 20,000 match", timeout=120_000)
+    await expect(table).to_have_attribute("aria-rowcount", str(trips + 1))
+
+    # The pointer on the table holds it. 210 more alerts take the page past its cap: at the
+    # 20,201st (the store trims in steps of 200) it lets go of the 201 oldest, trips still
+    # drawn in place; the 9 after that make 20,009.
+    await page.locator("#table-wrap").hover()
+    await expect(page.locator("#alerts-paused")).to_be_visible()
+    more = accounts[filling : filling + 21]
+    batch = [t for k in more for t in account_transactions(k)]
+    assert len(await post_ndjson(server, http, batch)) == 210
+    evicted = 201
+    await expect(summary).to_contain_text(f"{trips - evicted} of 20,009 match", timeout=60_000)
+    await expect(table).to_have_attribute("aria-rowcount", str(trips + 1))
+
+    # Released, the list is what the page holds, and the count does not move.
+    await page.mouse.move(5, 5)
+    await expect(table).to_have_attribute("aria-rowcount", str(trips - evicted + 1))
+    await expect(summary).to_contain_text(f"{trips - evicted} of 20,009 match")
     assert alice.problems == []

@@ -72,12 +72,13 @@ export class AlertStore extends EventTarget {
     this._changed({ reset: true, ids: [], added: [] });
   }
 
-  // State from the WebSocket, which is authoritative and in order.
+  // State from the WebSocket, which is authoritative and in order. The change names the
+  // alerts evicted to make room too: a table holding rows still must know it lost them.
   upsert(alert) {
     const added = this._put(alert);
     // Trim in steps, not on every alert: eviction walks the whole list.
-    if (this._order.length > this.capacity + EVICT_SLACK) this._evict();
-    this._changed({ reset: false, ids: [alert.id], added: added ? [alert.id] : [] });
+    const evicted = this._order.length > this.capacity + EVICT_SLACK ? this._evict() : [];
+    this._changed({ reset: false, ids: [alert.id, ...evicted], added: added ? [alert.id] : [] });
   }
 
   // State from a REST answer: keep it only if it is not older than ours. Alerts can go
@@ -124,10 +125,10 @@ export class AlertStore extends EventTarget {
     return true;
   }
 
-  // Drop the oldest resolved alerts first, then the oldest of any status.
+  // Drop the oldest resolved alerts first, then the oldest of any status. Returns their ids.
   _evict() {
     let over = this._order.length - this.capacity;
-    if (over <= 0) return;
+    if (over <= 0) return [];
     const dropped = new Set();
     for (let i = this._order.length - 1; i >= 0 && dropped.size < over; i -= 1) {
       if (this._order[i].alert.status === "resolved") dropped.add(this._order[i]);
@@ -141,6 +142,7 @@ export class AlertStore extends EventTarget {
     }
     this._order = this._order.filter((entry) => !dropped.has(entry));
     for (const entry of dropped) this._entries.delete(entry.alert.id);
+    return [...dropped].map((entry) => entry.alert.id);
   }
 
   _changed(detail) {

@@ -406,12 +406,16 @@ export class AlertTable {
     }
   }
 
-  // Held: a listed row that changed stays in place, matching the view or not.
+  // Held: a listed row that changed stays in place, matching the view or not. One whose alert
+  // the page let go of (evicted at the memory cap) stays too, but it is no longer among the
+  // alerts the page holds (`held` in _counts), so it does not count as matching either. The
+  // row kept for the drawer is the exception: it is counted as held (see _keeping).
   _noteUnmatched() {
     for (const id of this._dirty) {
       const entry = this._list[this._positions.get(id)];
       if (!entry) continue;
-      if (this.filter(entry.alert)) this._unmatched.delete(id);
+      const held = id === this._kept || this.store.get(id) !== undefined;
+      if (held && this.filter(entry.alert)) this._unmatched.delete(id);
       else this._unmatched.add(id);
     }
   }
