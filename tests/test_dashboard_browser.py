@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import re
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, Route, WebSocketRoute, expect
+from playwright.async_api import Browser, Page, Response, Route, WebSocketRoute, expect
 
 from server.state import STORE
 from tests.browser_support import (
@@ -20,6 +21,7 @@ from tests.browser_support import (
     T0,
     XSS,
     Ingest,
+    eventually,
     impossible_travel,
     screenshot,
     sign_in,
@@ -324,6 +326,100 @@ async def test_a_seq_from_before_a_fresh_store_reloads_instead_of_resuming(
     states = await page.evaluate("window.__states")
     assert states.count("live") == 1 and states[-1] == "live", states
     assert snapshots == 2
+    assert alice.problems == []
+
+
+async def test_an_older_server_that_accepts_a_seq_from_before_a_fresh_store_reloads(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # The fallback for a server from before 4409: it accepts a `since` past its log, replays
+    # nothing and says hello with its own (lower) seq. hello.seq behind the page's is the
+    # sign; the page asks the store, which is behind too, and reloads.
+    [real] = await ingest(impossible_travel("acct-real", "Real Ltd"))
+    seq = await server.app[STORE].last_seq()
+    snapshots = 0
+
+    async def from_a_previous_life(route: Route) -> None:
+        nonlocal snapshots
+        snapshots += 1
+        if snapshots > 1:
+            await route.continue_()
+            return
+        response = await route.fetch()
+        body = await response.json()
+        ghost = {**body["alerts"][0], "id": "ghost-1", "account_id": "acct-ghost"}
+        body["alerts"].append(ghost)
+        await route.fulfill(response=response, json={**body, "seq": 1000})
+
+    sockets: list[str] = []
+
+    def older_server_first(ws: WebSocketRoute) -> None:
+        sockets.append(ws.url)
+        if len(sockets) > 1:
+            ws.connect_to_server().on_message(ws.send)
+            return
+        # What such a server said: a hello with its log's last seq, and nothing replayed.
+        ws.send(json.dumps({"type": "hello", "seq": seq, "user": "alice", "simulated": False}))
+
+    async def before_load(page: Page) -> None:
+        await page.route(
+            "**/api/v1/alerts?status=open%2Cacknowledged&limit=1000", from_a_previous_life
+        )
+        await page.route_web_socket("**/ws*", older_server_first)
+
+    alice = await sign_in(browser, server, "alice", before_load=before_load)
+    page = alice.page
+    await expect(page.locator("#notices")).to_contain_text(
+        "The server's alert log was reset; reloading alerts."
+    )
+    await expect(alice.row(real)).to_be_visible()
+    await expect(alice.row("ghost-1")).to_have_count(0)
+    # Live from the server's own seq: a new alert arrives (resumed from 1000 it would not).
+    [new] = await ingest(impossible_travel("acct-new", "New Ltd", T0 + dt.timedelta(hours=1)))
+    await expect(alice.row(new)).to_be_visible()
+    assert [int(url.rpartition("since=")[2]) for url in sockets] == [1000, seq]
+    assert snapshots == 2
+    assert alice.problems == []
+
+
+async def test_a_hello_seq_behind_the_store_by_an_instant_does_not_reload(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # hello.seq can lag the store for an instant after a commit: the same sign as above, but
+    # the store has the page's seq, so the page keeps what it has and goes on live.
+    [real] = await ingest(impossible_travel("acct-real", "Real Ltd"))
+    snapshots: list[str] = []
+    checks: list[str] = []
+
+    def lagging_hello(ws: WebSocketRoute) -> None:
+        def forward(message: str | bytes) -> None:
+            data = json.loads(message)
+            if data["type"] == "hello":
+                message = json.dumps({**data, "seq": data["seq"] - 1})
+            ws.send(message)
+
+        ws.connect_to_server().on_message(forward)
+
+    def note(response: Response) -> None:
+        if "/api/v1/alerts?" in response.url:
+            (checks if response.url.endswith("limit=1") else snapshots).append(response.url)
+
+    async def before_load(page: Page) -> None:
+        page.on("response", note)
+        await page.route_web_socket("**/ws*", lagging_hello)
+
+    alice = await sign_in(browser, server, "alice", before_load=before_load)
+    page = alice.page
+    await expect(alice.row(real)).to_be_visible()
+
+    async def asked() -> int:
+        return len(checks)
+
+    await eventually(asked, 1)  # the store was asked, and has answered
+    [new] = await ingest(impossible_travel("acct-new", "New Ltd", T0 + dt.timedelta(hours=1)))
+    await expect(alice.row(new)).to_be_visible()
+    assert len(snapshots) == 1, snapshots  # nothing reloaded
+    await expect(page.locator("#notices")).not_to_contain_text("reset")
     assert alice.problems == []
 
 
