@@ -687,6 +687,77 @@ async def test_bulk_resolve_dialog_follows_what_others_resolve_meanwhile(
     assert alice.problems == []
 
 
+async def test_bulk_resolve_says_what_others_hold_before_resolving_and_leaves_it_out(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: a bulk resolve over a shared queue tried alerts another analyst had acknowledged
+    # (only they may resolve them) and said so only in the summary, as conflicts.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids: list[str] = []
+    for i in range(4):
+        ids += await ingest(
+            impossible_travel(f"acct-h{i}", f"Shop {i}", T0 + dt.timedelta(hours=i))
+        )
+    store = server.app[STORE]
+    await store.acknowledge(ids[1], "bob")
+    await store.acknowledge(ids[2], "alice")  # her own: nothing to say about it
+    await expect(alice.cell(ids[1], OWNER)).to_have_text("bob")
+    await expect(alice.cell(ids[2], OWNER)).to_have_text("alice (you)")
+    bar = page.locator("#bulk-bar")
+    dialog = page.get_by_role("dialog")
+    title = dialog.locator("#resolve-title")
+    summary = dialog.locator("#resolve-summary")
+    notice = page.locator('#notices .notice[data-key="bulk"]')
+    calls: list[str] = []
+    page.on("request", lambda r: calls.append(r.url) if r.url.endswith("/resolve") else None)
+
+    # Every unresolved alert, from the header: the dialog counts the three Alice may resolve
+    # and names the one Bob holds, before anything is sent.
+    await page.get_by_role("checkbox", name="Select every alert").check()
+    await expect(bar).to_contain_text("4 selected")
+    await bar.get_by_role("button", name="Resolve fraud").click()
+    await expect(title).to_have_text("Resolve 3 alerts as fraud")
+    await expect(summary).to_have_text(
+        "3 alerts: acct-h0, acct-h2, acct-h3. acct-h1 is acknowledged by bob, so it is left out. "
+        "Each is resolved in turn; the note goes on every one."
+    )
+    await expect(dialog.get_by_label("Note")).to_be_focused()
+    # Bob takes another while the dialog is open: it leaves too, the note stays.
+    await page.keyboard.type("Same ring as case 1182")
+    await store.acknowledge(ids[3], "bob")
+    await expect(title).to_have_text("Resolve 2 alerts as fraud")
+    await expect(summary).to_have_text(
+        "2 alerts: acct-h0, acct-h2. Left out, acknowledged by others: acct-h1 (bob), "
+        "acct-h3 (bob). Each is resolved in turn; the note goes on every one."
+    )
+    await expect(dialog.get_by_label("Note")).to_have_value("Same ring as case 1182")
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await expect(notice.locator(".notice-text")).to_have_text(
+        "Resolved as fraud 2 of 4. 2 conflicts."
+    )
+    await expect(notice.locator("li")).to_have_text(
+        [f"Account acct-h{i}: already acknowledged by bob" for i in (1, 3)]
+    )
+    assert [url.split("/")[-2] for url in calls] == [ids[0], ids[2]], calls
+    for alert_id in (ids[0], ids[2]):
+        await expect(alice.cell(alert_id, STATUS)).to_have_text("Resolved Fraud")
+    await expect(bar).to_be_hidden()
+
+    # Only Bob's, chosen by hand: nothing to ask, the notice says why, as `f` on it does.
+    await alice.row(ids[1]).get_by_role("checkbox").check()
+    calls.clear()
+    await bar.get_by_role("button", name="Resolve fraud").click()
+    await expect(notice.locator(".notice-text")).to_have_text(
+        "Alert for account acct-h1 (Shop 1 · $1,299.00) is already acknowledged by bob."
+    )
+    await expect(dialog).to_be_hidden()
+    await expect(bar).to_be_hidden()
+    assert calls == []
+    assert alice.problems == []
+
+
 async def test_bulk_resolve_names_each_account_once_with_its_count(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

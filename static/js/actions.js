@@ -98,8 +98,8 @@ export class Actions {
 
   // The resolve dialog, one alert or several, open until `submit` lets it close (see
   // ResolveDialog.ask); the table holds still meanwhile.
-  async _ask(subject, disposition, submit) {
-    const asked = this.dialog.ask(subject, disposition, { submit });
+  async _ask(subject, disposition, submit, aside = "") {
+    const asked = this.dialog.ask(subject, disposition, { submit, aside });
     this.updateHold();
     await asked;
     this.updateHold();
@@ -147,7 +147,9 @@ export class Actions {
   // `kind` is "ack", "assign-me" or a disposition. Resolving asks once, for every alert.
   async bulk(kind, alerts, onProgress = () => {}, me = "") {
     if (this.busy || !alerts.length) return null;
-    if (kind !== "ack" && kind !== "assign-me") return this._bulkResolve(kind, alerts, onProgress);
+    if (kind !== "ack" && kind !== "assign-me") {
+      return this._bulkResolve(kind, alerts, onProgress, me);
+    }
     const call =
       kind === "ack"
         ? (alert) => api.acknowledgeAlert(alert.id)
@@ -161,11 +163,20 @@ export class Actions {
   // failed for a reason worth retrying are counted in it, with the note kept, and Enter
   // tries those again (never one already resolved or lost to a conflict). Esc stops before
   // the next call. The summary comes once the dialog has closed, over every call made.
-  async _bulkResolve(disposition, alerts, onProgress) {
+  //
+  // Alerts another analyst has acknowledged are left out before the dialog opens, and it
+  // says so by name: only their owner may resolve them (docs/api.md), so a call would only
+  // come back as a conflict, and the analyst should know before confirming, not after.
+  async _bulkResolve(disposition, alerts, onProgress, me) {
     const results = new Map(); // alert id → its latest outcome
-    // `targets`: what the dialog is still about (those resolved meanwhile by someone else
-    // leave it, see bulkMeanwhile).
-    const bulk = { results, targets: alerts };
+    // `targets`: what the dialog is still about (those someone else holds, or resolves
+    // meanwhile, leave it: see _leaveOut).
+    const bulk = { results, targets: alerts, me };
+    this._leaveOut(bulk);
+    if (!bulk.targets.length) {
+      this._allTaken(bulk);
+      return [...results.values()];
+    }
     let closed = false;
     let running = null;
     const submit = async (answer) => {
@@ -196,7 +207,7 @@ export class Actions {
     };
     this._bulk = bulk;
     try {
-      await this._ask(alerts, disposition, submit);
+      await this._ask(bulk.targets, disposition, submit, this._aside(bulk));
     } finally {
       this._bulk = null;
     }
@@ -210,44 +221,102 @@ export class Actions {
   }
 
   // The live feed changed alerts while the bulk resolve dialog is open and not waiting for
-  // the server. Those it was about to resolve that someone else has resolved meanwhile leave
-  // it: it counts the rest, and the summary names them as conflicts (what a 409 would have
-  // said). Once nothing is left for it to do it closes, as the single-alert dialog does; with
-  // a notice, if someone else resolved all of them.
+  // the server. Those it was about to resolve that someone else has taken meanwhile (resolved,
+  // or acknowledged) leave it: it counts the rest and says why, and the summary names them as
+  // conflicts (what a 409 would have said). Once nothing is left for it to do it closes, as
+  // the single-alert dialog does; with a notice, if others took all of them.
   bulkMeanwhile() {
     const bulk = this._bulk;
     if (!bulk || !this.dialog.isOpen) return;
-    const taken = bulk.targets.filter(
-      (alert) =>
-        alert.status !== "resolved" &&
-        !bulk.results.get(alert.id)?.ok &&
-        this.store.get(alert.id)?.status === "resolved",
-    );
-    if (!taken.length) return;
-    for (const alert of taken) {
-      const now = this.store.get(alert.id);
-      const message = `already resolved by ${now.owner}`;
-      const error = { status: 409, message, body: { alert: now } };
-      bulk.results.set(alert.id, { alert, ok: false, conflict: true, meanwhile: true, error });
-    }
-    bulk.targets = bulk.targets.filter((alert) => !taken.includes(alert));
-    const gone = [...bulk.results.values()].filter((r) => r.meanwhile).map((r) => r.alert);
-    const by = [...new Set(gone.map((alert) => this.store.get(alert.id)?.owner))].filter(Boolean);
-    const who = by.length ? ` by ${by.join(", ")}` : "";
+    if (!this._leaveOut(bulk)) return;
     if (!bulk.targets.length) {
       this.dialog.cancel();
-      const text =
-        gone.length === 1
-          ? `Alert for ${describeAlert(gone[0])} was resolved${who} meanwhile.`
-          : `All ${gone.length} alerts were resolved${who} meanwhile.`;
-      this.notices.show(text, { kind: "warning", key: "bulk" });
+      this._allTaken(bulk);
     } else if (bulk.targets.every((alert) => bulk.results.get(alert.id)?.ok)) {
       // The rest went through already: nothing left to retry; the summary says it all.
       this.dialog.cancel();
     } else {
-      const were = gone.length === 1 ? "1 was" : `${gone.length} were`;
-      this.dialog.retarget(bulk.targets, `${were} resolved${who} meanwhile.`);
+      this.dialog.retarget(bulk.targets, this._aside(bulk));
     }
+  }
+
+  // Moves what someone else has taken, as the page knows it, out of the bulk resolve's
+  // targets and into its results as a conflict, without a call: resolved since it was
+  // selected, or acknowledged by another analyst (one's own held alerts stay). Returns
+  // whether any left.
+  _leaveOut(bulk) {
+    const taken = [];
+    for (const alert of bulk.targets) {
+      if (bulk.results.get(alert.id)?.ok) continue;
+      const now = this.store.get(alert.id) ?? alert;
+      let left = null;
+      if (now.status === "resolved" && alert.status !== "resolved") left = "resolved";
+      else if (now.status === "acknowledged" && now.owner !== bulk.me) left = "held";
+      if (!left) continue;
+      const message = `already ${now.status} by ${now.owner}`;
+      const error = { status: 409, message, body: { alert: now } };
+      bulk.results.set(alert.id, { alert, ok: false, conflict: true, left, error });
+      taken.push(alert);
+    }
+    bulk.targets = bulk.targets.filter((alert) => !taken.includes(alert));
+    return taken.length > 0;
+  }
+
+  // What the dialog says about the alerts it left out: those others hold by account (and
+  // whose), then those resolved meanwhile by whom.
+  _aside(bulk) {
+    const left = [...bulk.results.values()].filter((r) => r.left);
+    const now = (r) => r.error.body.alert;
+    const parts = [];
+    const held = left.filter((r) => r.left === "held");
+    if (held.length === 1) {
+      const alert = now(held[0]);
+      parts.push(`${alert.account_id} is acknowledged by ${alert.owner}, so it is left out.`);
+    } else if (held.length) {
+      const perAccount = new Map();
+      for (const r of held) {
+        const key = `${now(r).account_id} (${now(r).owner}`;
+        perAccount.set(key, (perAccount.get(key) ?? 0) + 1);
+      }
+      const named = [...perAccount]
+        .slice(0, 4)
+        .map(([key, n]) => (n > 1 ? `${key}, ${n})` : `${key})`));
+      const rest = perAccount.size - named.length;
+      const more = rest > 0 ? ` and ${rest} more` : "";
+      parts.push(`Left out, acknowledged by others: ${named.join(", ")}${more}.`);
+    }
+    const resolved = left.filter((r) => r.left === "resolved");
+    if (resolved.length) {
+      const were = resolved.length === 1 ? "1 was" : `${resolved.length} were`;
+      parts.push(`${were} resolved${this._by(resolved)} meanwhile.`);
+    }
+    return parts.join(" ");
+  }
+
+  // " by bob, carol": who holds those alerts now, as the page knows it.
+  _by(results) {
+    const owner = (r) => (this.store.get(r.alert.id) ?? r.error.body.alert).owner;
+    const names = [...new Set(results.map(owner))].filter(Boolean);
+    return names.length ? ` by ${names.join(", ")}` : "";
+  }
+
+  // Nothing left for a bulk resolve to do: others took every alert it was about.
+  _allTaken(bulk) {
+    const left = [...bulk.results.values()].filter((r) => r.left);
+    let text;
+    if (left.every((r) => r.left === "resolved")) {
+      const who = this._by(left);
+      text =
+        left.length === 1
+          ? `Alert for ${describeAlert(left[0].alert)} was resolved${who} meanwhile.`
+          : `All ${left.length} alerts were resolved${who} meanwhile.`;
+    } else if (left.length === 1) {
+      const now = left[0].error.body.alert;
+      text = `Alert for ${describeAlert(now)} is already ${now.status} by ${now.owner}.`;
+    } else {
+      text = `Nothing left to resolve. ${this._aside(bulk)}`;
+    }
+    this.notices.show(text, { kind: "warning", key: "bulk" });
   }
 
   // The calls one after another, each answered on its own; stops early if the session ended

@@ -87,12 +87,13 @@ export class ResolveDialog {
 
   // One alert, or several (bulk): `subject` is an alert or an array of alerts. `submit`, if
   // given, is called with the answer on confirm; it resolves to null to close the dialog,
-  // or to a message to show in it, keeping it open for another try.
-  ask(subject, disposition, { submit = null } = {}) {
+  // or to a message to show in it, keeping it open for another try. `aside` says what was
+  // left out of a bulk resolve, and why.
+  ask(subject, disposition, { submit = null, aside = "" } = {}) {
     if (this.dialog.open) return Promise.resolve(null);
     const alerts = Array.isArray(subject) ? subject : [subject];
     this.alertId = alerts.length === 1 ? alerts[0].id : null;
-    this._describe(alerts);
+    this._describe(alerts, aside);
     for (const choice of this.choices) choice.checked = choice.value === disposition;
     this._label(disposition);
     this.note.value = "";
