@@ -11,7 +11,7 @@
 // An amount of 16 characters or more might not survive as a number; the regular expression
 // costs a fraction of a millisecond on a 1,000-alert page, a reviver over every value
 // several times the parse itself, so only such texts pay for one.
-const LONG_AMOUNT = /"amount":-?[0-9][0-9.eE+-]{15,}/;
+const LONG_AMOUNT = /"amount":\s*-?[0-9][0-9.eE+-]{15,}/;
 
 // The objects whose amount is such a string: written back as a number (stringifyJson).
 const exact = new WeakSet();
