@@ -134,6 +134,29 @@ async def test_filters_and_search_live_in_the_url_and_survive_reload(
     assert alice.problems == []
 
 
+async def test_clear_filters_hands_the_keyboard_to_the_table(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: Clear filters left the keyboard in the search box, so "j x" became a search for "jx".
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids = await four_kinds(ingest)
+    await expect(alice.rows).to_have_count(4)
+    await page.get_by_role("group", name="Severity").get_by_role("button", name="High").click()
+    await page.get_by_role("searchbox", name="Search alerts").fill("acct-card")
+    await expect(alice.rows).to_have_count(1)
+
+    await page.get_by_role("button", name="Clear filters").click()
+    await expect(alice.rows).to_have_count(4)
+    await alice.press("j", "x")
+    # The first of the queue (critical first) has the cursor and is selected; nothing typed.
+    await expect(alice.row(ids["critical"])).to_have_class(re.compile(r"\bis-cursor\b"))
+    await expect(page.locator("#bulk-bar")).to_contain_text("1 selected")
+    await expect(page.get_by_role("searchbox", name="Search alerts")).to_have_value("")
+    await expect(page).to_have_url(str(server.make_url("/")))
+    assert alice.problems == []
+
+
 async def test_the_match_count_leaves_out_a_held_row_that_no_longer_matches(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

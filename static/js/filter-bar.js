@@ -76,9 +76,11 @@ export class FilterBar {
     this.sort.addEventListener("change", () =>
       this._commit({ ...this.view, sort: this.sort.value }),
     );
+    // The button hides as the filters go: the keyboard goes back to the table, so j, k and x
+    // go on at once (in the search box they would be typed into a new filter).
     this.clear.addEventListener("click", () => {
       this._commit({ ...emptyView(), sort: this.view.sort });
-      this.search.focus();
+      this.onLeave();
     });
     this._show();
   }
