@@ -157,6 +157,44 @@ async def test_clear_filters_hands_the_keyboard_to_the_table(
     assert alice.problems == []
 
 
+# How the sort menu looks: its border, outline and ring (what focus changes), and its fill.
+SORT_LOOK = """() => {
+  const sort = document.getElementById("filter-sort");
+  const s = getComputedStyle(sort);
+  return {
+    focused: document.activeElement === sort,
+    edge: [s.borderTopColor, s.borderRightColor, s.outlineStyle, s.boxShadow].join(" | "),
+    fill: s.backgroundColor,
+  };
+}"""
+
+
+async def test_the_sort_menu_looks_focused_only_when_it_is(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: the sort menu had a blue border while the keyboard was elsewhere.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    await four_kinds(ingest)
+    await expect(alice.rows).to_have_count(4)
+    at_rest = await page.evaluate(SORT_LOOK)
+    assert not at_rest["focused"], at_rest
+
+    # A filter on, the order untouched: the sort menu looks as it did.
+    await page.get_by_role("group", name="Severity").get_by_role("button", name="High").click()
+    await expect(page).to_have_url(re.compile(r"\?severity=high$"))
+    assert await page.evaluate(SORT_LOOK) == at_rest
+
+    # Newest first is not the default, so it is tinted, but still has no focus border.
+    await page.get_by_label("Sort").select_option("newest")
+    await page.locator("body").click(position={"x": 5, "y": 5})
+    newest = await page.evaluate(SORT_LOOK)
+    assert not newest["focused"], newest
+    assert newest["edge"] == at_rest["edge"], (newest, at_rest)
+    assert newest["fill"] != at_rest["fill"], (newest, at_rest)
+    assert alice.problems == []
+
+
 async def test_the_match_count_leaves_out_a_held_row_that_no_longer_matches(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:
