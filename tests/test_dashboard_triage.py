@@ -803,6 +803,47 @@ async def test_after_a_bulk_action_the_keyboard_is_back_in_the_table(
     assert alice.problems == []
 
 
+async def test_a_still_pointer_does_not_hold_the_table_after_a_bulk_resolve(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: after a bulk resolve the pill said "Paused" until the mouse moved. The bar hid, the
+    # table moved up under the pointer left on the dialog's button, and that counted as hover.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids: list[str] = []
+    for i in range(3):
+        ids += await ingest(impossible_travel(f"acct-s{i}", "Shop", T0 + dt.timedelta(hours=i)))
+    for alert_id in ids:
+        await expect(alice.row(alert_id)).to_be_visible()
+    for alert_id in ids[:2]:
+        await alice.row(alert_id).get_by_role("checkbox").check()
+    bar = page.locator("#bulk-bar")
+    await bar.get_by_role("button", name="Resolve fraud").click()
+    confirm = page.get_by_role("dialog").get_by_role("button", name="Resolve 2 alerts as fraud")
+    await confirm.click()
+    await expect(bar).to_be_hidden()
+    await expect(alice.cell(ids[1], STATUS)).to_have_text("Resolved Fraud")
+    # The pointer has not moved, and the table is under it now.
+    hovered = page.locator("#table-wrap:hover")
+    await expect(hovered).to_have_count(1)
+
+    paused = page.locator("#alerts-paused")
+    await expect(paused).to_be_hidden()
+    [new] = await ingest(travel_at_night("acct-s-new", T0 + dt.timedelta(days=1)))
+    await expect(alice.row(new)).to_be_visible()
+    await expect(paused).to_be_hidden()
+
+    # A pointer that really moves over the table still holds it.
+    box = await hovered.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + 40, box["y"] + 120)
+    await expect(paused).to_have_text("Paused")
+    [later] = await ingest(impossible_travel("acct-s-later", "Shop", T0 + dt.timedelta(days=2)))
+    await expect(paused).to_have_text("Paused · 1 new")
+    await expect(alice.row(later)).to_have_count(0)
+    assert alice.problems == []
+
+
 async def test_a_viewer_reads_but_cannot_act(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

@@ -1,17 +1,24 @@
-// When the live table holds still: while the pointer is over it, while keyboard focus is
-// in it, and while something else says so (the resolve dialog, the details drawer). Rows
-// that slide away under the cursor at hundreds of alerts a second would make every click a
-// gamble.
+// When the live table holds still: while the pointer is over it (once it has moved there),
+// while keyboard focus is in it, and while something else says so (the resolve dialog, the
+// details drawer). Rows that slide away under the cursor at hundreds of alerts a second would
+// make every click a gamble.
 
 export function holdWhileWorking(container, table, alsoHold = () => false) {
   let pointerInside = false;
   let keyboardInside = false;
   const update = () => table.setFrozen(pointerInside || keyboardInside || alsoHold());
 
-  container.addEventListener("pointerenter", () => {
+  // The pointer holds the table once it moves (or presses) over it, not when the table moves
+  // under a still pointer: after a bulk action the bar hides, the rows move up under where the
+  // mouse was left, and the browser reports an enter with no move. Held for that, the table
+  // said "Paused" until the mouse moved, with nobody reading it.
+  const pointerHere = () => {
+    if (pointerInside) return;
     pointerInside = true;
     update();
-  });
+  };
+  container.addEventListener("pointermove", pointerHere);
+  container.addEventListener("pointerdown", pointerHere);
   container.addEventListener("pointerleave", () => {
     pointerInside = false;
     update();
