@@ -15,6 +15,7 @@ from playwright.async_api import Browser, expect
 from server.auth import create_user
 from server.state import STORE
 from tests.browser_support import (
+    MERCHANT,
     OWNER,
     PASSWORD,
     T0,
@@ -179,3 +180,52 @@ async def test_queue_keeps_the_room_at_common_sizes(
     assert after["ownerInView"], after
     assert after["actionsRight"] <= after["right"], after
     assert me.problems == []
+
+
+# A row's presence badge: its words, its title, whether they end in an ellipsis, and whether
+# the badge lies inside its cell's content box (the cell clips what passes its edge).
+PRESENCE = """(id) => {
+  const badge = document.querySelector(`#alert-rows tr[data-id="${id}"] .presence`);
+  const cell = badge.closest("td");
+  const edge = cell.getBoundingClientRect().right - parseFloat(getComputedStyle(cell).paddingRight);
+  return {
+    text: badge.textContent,
+    title: badge.title,
+    ellipsis: badge.scrollWidth > badge.clientWidth,
+    inside: badge.getBoundingClientRect().right <= edge + 0.5,
+  };
+}"""
+
+
+async def test_presence_fits_its_column(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: "viewing: analyst" was cut short at the account column's edge.
+    long_name = "analyst-with-a-rather-long-name"
+    for name in ("analyst", long_name):
+        await create_user(server.app[STORE], name, PASSWORD, "analyst")
+    # Account ids as long as the demo's.
+    [short_one] = await ingest(impossible_travel("acct-0524687", "Harrods Knightsbridge"))
+    [long_one] = await ingest(
+        impossible_travel("acct-0644282", "Harrods Knightsbridge", T0 + dt.timedelta(hours=1))
+    )
+    bob = await sign_in(browser, server, "bob")
+    for name, alert_id in (("analyst", short_one), (long_name, long_one)):
+        viewer = await sign_in(browser, server, name)
+        await viewer.cell(alert_id, MERCHANT).click()
+        await expect(viewer.drawer).to_be_visible()
+    await expect(bob.row(short_one).locator(".presence")).to_have_text("viewing: analyst")
+    await expect(bob.row(long_one).locator(".presence")).to_have_text(f"viewing: {long_name}")
+
+    # QA's window first (the tests' default), then the laptop sizes.
+    for width, height in [(1440, 900), *VIEWPORTS]:
+        if width < PINNED_ACTIONS:
+            continue
+        await bob.page.set_viewport_size({"width": width, "height": height})
+        short = await bob.page.evaluate(PRESENCE, short_one)
+        assert short["inside"] and not short["ellipsis"], (width, short)
+        # A longer name ends in an ellipsis inside the cell; the title has it whole.
+        long = await bob.page.evaluate(PRESENCE, long_one)
+        assert long["inside"] and long["ellipsis"], (width, long)
+        assert long_name in long["title"], long
+    assert bob.problems == []
