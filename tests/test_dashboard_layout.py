@@ -15,6 +15,7 @@ from playwright.async_api import Browser, expect
 from server.auth import create_user
 from server.state import STORE
 from tests.browser_support import (
+    ACCOUNT,
     MERCHANT,
     OWNER,
     PASSWORD,
@@ -229,3 +230,76 @@ async def test_presence_fits_its_column(
         assert long["inside"] and long["ellipsis"], (width, long)
         assert long_name in long["title"], long
     assert bob.problems == []
+
+
+# Beside the open drawer: whether the table fills its box (no band of columns without a
+# heading), and for each row wholly in view, whether its time, account, status and owner
+# cells lie within what can be seen of the table (left of the drawer, and left of the pinned
+# actions where they show), and whether the owner's text is cut.
+BESIDE_DRAWER = """() => {
+  const wrap = document.getElementById("table-wrap");
+  const box = wrap.getBoundingClientRect();
+  const drawer = document.getElementById("drawer").getBoundingClientRect();
+  const top = document.querySelector("#alerts-table thead").getBoundingClientRect().bottom;
+  const bottom = Math.min(box.top + wrap.clientTop + wrap.clientHeight, innerHeight);
+  const left = box.left + wrap.clientLeft;
+  const right = Math.min(left + wrap.clientWidth, drawer.left, innerWidth);
+  const rows = [...document.querySelectorAll("#alert-rows tr")].filter((row) => {
+    const r = row.getBoundingClientRect();
+    return r.top >= top - 0.5 && r.bottom <= bottom + 0.5;
+  });
+  return {
+    drawerOpen: drawer.width > 0,
+    filled: [...document.querySelectorAll("#alerts-table thead th")]
+      .filter((th) => th.offsetWidth > 0)
+      .at(-1).getBoundingClientRect().right >= right - 0.5,
+    rows: rows.map((row) => {
+      const actions = row.querySelector("td.actions").getBoundingClientRect();
+      const edge = actions.width > 0 ? Math.min(right, actions.left) : right;
+      const seen = {};
+      for (const name of ["time", "mono", "status-cell", "owner"]) {
+        const r = row.querySelector(`td.${name}`).getBoundingClientRect();
+        seen[name] = r.width > 0 && r.left >= left - 0.5 && r.right <= edge + 0.5;
+      }
+      const owner = row.querySelector("td.owner");
+      return { id: row.dataset.id, seen, ownerCut: owner.scrollWidth > owner.clientWidth };
+    }),
+  };
+}"""
+
+
+async def test_status_and_owner_stay_in_view_beside_the_drawer(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: at 1440x900 with the drawer open, the Status and Owner columns were off screen.
+    await create_user(server.app[STORE], "analyst", PASSWORD, "analyst")
+    ids = await queue_of_twenty(ingest)
+    me = await sign_in(browser, server, "analyst")
+    await expect(me.page.locator("#alerts-table")).to_have_attribute(
+        "aria-rowcount", str(len(ids) + 1)
+    )
+    held = [await me.rows.nth(i).get_attribute("data-id") for i in range(1, 4)]
+    for alert_id in held:
+        assert alert_id is not None
+        await me.row(alert_id).get_by_role("button", name=re.compile("^Acknowledge")).click()
+        await expect(me.cell(alert_id, OWNER)).to_have_text("analyst (you)")
+    target = held[1]
+    assert target is not None
+    account = await me.cell(target, ACCOUNT).inner_text()
+
+    for width, height in [(1440, 900), (1366, 768), (1280, 720)]:
+        await me.page.set_viewport_size({"width": width, "height": height})
+        await me.cell(target, ACCOUNT).click()
+        await expect(me.drawer.locator("h2")).to_have_text(f"Account {account}")
+        figures = await me.page.evaluate(BESIDE_DRAWER)
+        if SHOTS:
+            await me.page.screenshot(path=str(Path(SHOTS) / f"drawer-{width}x{height}.png"))
+        assert figures["drawerOpen"], (width, figures)
+        assert figures["filled"], (width, figures)
+        assert len(figures["rows"]) >= 5, (width, figures)
+        for row in figures["rows"]:
+            assert all(row["seen"].values()), (width, row)
+            assert not row["ownerCut"], (width, row)
+        await me.press("Escape")
+        await expect(me.drawer).to_be_hidden()
+    assert me.problems == []
