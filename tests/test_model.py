@@ -711,3 +711,15 @@ def test_a_detector_without_a_model_keeps_no_inputs() -> None:
     detector = Detector()
     detector.score(make_tx(0))
     assert detector.kept_inputs("tx-0") is None
+
+
+def test_a_round_amount_of_20_or_more_is_an_input() -> None:
+    slot = ModelSlot(learner=OnlineLogit())
+    detector = Detector(model=slot)
+    at = FEATURE_NAMES.index("round_amount")
+    seen: dict[str, float] = {}
+    for n, amount in enumerate(["500", "500.00", "499.99", "19", "20", "1000000"]):
+        tx = make_tx(n, amount=amount)
+        detector.score(tx)
+        seen[amount] = inputs(slot.remembered[tx.id])[at]
+    assert seen == {"500": 1.0, "500.00": 1.0, "499.99": 0.0, "19": 0.0, "20": 1.0, "1000000": 1.0}

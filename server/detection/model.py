@@ -75,6 +75,7 @@ MODEL_FEATURES: frozenset[str] = frozenset(
     )
 )
 TINY_AMOUNT = 5.0
+ROUND_AMOUNT_FROM = 20.0
 AMOUNT_BANDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
 """Edges of the amount bands, one input each: a linear model can then give each band its own
 weight (a step at a fixed amount, a middle range that is safer than both ends), which a
@@ -182,6 +183,7 @@ FEATURE_LABELS: dict[str, str] = {
     },
     "amount_risk": "fraud rate among labelled transactions of about this amount",
     "log_merchant_fraud_run": "log fraud labels on this merchant since its last legitimate one",
+    "round_amount": "a whole amount of 20 or more",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_LABELS)
 FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:8]
@@ -276,8 +278,10 @@ _EARLIER_RAW: dict[str, str] = {
     # The bands of session 8 did not change the raw values.
     "m1+e7244f76": "<Iddddd bbbbb IIIb Id ddI ffff",
     "m1+99dcd961": "<Iddddd bbbbb IIIb Id ddI ffff",
-    # Session 9 added the amount's fraud rate; session 10 the merchant's run of frauds.
+    # Session 9 added the amount's fraud rate; session 10 the merchant's run of frauds, then
+    # the round-amount input (from the raw values already kept).
     "m1+188af7cc": "<Iddddd bbbbb IIIb Id ddI fffff",
+    "m1+741ad7a6": "<Iddddd bbbbb IIIb Id ddI ffffff",
 }
 """Feature sets before this one and their raw values: what a transaction remembered then
 makes this model's inputs too (the values added since read as unknown), but its logit was
@@ -437,6 +441,10 @@ def inputs(raw: bytes) -> list[float]:
     x += b[3][bisect_right(_EDGES[3], tx_1m - 1)]
     x.append(amount_risk)
     x.append(_log1p(run))
+    # Fraud that sets its own prices (a ring charging cards at a complicit merchant, cash-out,
+    # gift cards) picks round ones; everyday prices have cents. Whole amounts under 20 (a
+    # coffee, a bus fare) are too common to say anything.
+    x.append(1.0 if amount >= ROUND_AMOUNT_FROM and amount == int(amount) else 0.0)
     return x
 
 
