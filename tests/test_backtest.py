@@ -36,6 +36,7 @@ from server.metrics_offline import (
     pr_curve,
     precision_at_k,
     roc_auc,
+    score_groups,
 )
 from server.replay_source import Row, Source, SourceError, SourceOptions
 from server.transactions import Transaction
@@ -116,6 +117,20 @@ def test_metrics_match_their_definitions_on_random_ties(seed: int) -> None:
     labels = [int(rng.random() < 0.1 + 0.5 * s) for s in scores]
     assert roc_auc(scores, labels) == pytest.approx(_auc_by_pairs(scores, labels))
     assert average_precision(scores, labels) == pytest.approx(_ap_by_definition(scores, labels))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_score_groups_count_each_distinct_score(seed: int) -> None:
+    rng = random.Random(seed)
+    scores = [rng.choice([0.0, 0.15, 0.5, 0.65, 0.8, rng.random()]) for _ in range(300)]
+    labels = [int(rng.random() < 0.1 + 0.5 * s) for s in scores]
+    pairs = list(zip(scores, labels, strict=True))
+    distinct = sorted(set(scores), reverse=True)
+    expected = [(t, pairs.count((t, 1)), pairs.count((t, 0))) for t in distinct]
+    assert score_groups(scores, labels) == expected
+    assert score_groups([], []) == []
+    with pytest.raises(ValueError):
+        score_groups([0.1, 0.2], [1])
 
 
 def test_precision_at_k_divides_by_k_and_keeps_order_in_ties() -> None:
