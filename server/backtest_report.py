@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from server.metrics_offline import (
-    average_precision,
+    Groups,
+    average_precision_of_groups,
     card_precision_at_k,
     mean,
-    pr_curve,
+    pr_curve_of_groups,
     precision_at_k,
-    roc_auc,
+    roc_auc_of_groups,
     score_groups,
 )
 
@@ -55,12 +56,13 @@ def build_report(
     frauds = sum(labels)
     alerts = sum(1 for d in decisions if d >= ALERT)
     caught = sum(1 for d, y in zip(decisions, labels, strict=True) if d >= ALERT and y)
+    groups = score_groups(scores, labels)
     overall = {
         "transactions": len(labels),
         "frauds": frauds,
         "fraud_rate": _ratio(frauds, len(labels)),
-        "roc_auc": _r(roc_auc(scores, labels)),
-        "average_precision": _r(average_precision(scores, labels)),
+        "roc_auc": _r(roc_auc_of_groups(groups)),
+        "average_precision": _r(average_precision_of_groups(groups)),
         "precision_at_k": _r(mean([d["precision_at_k"] for d in per_day])),
         "card_precision_at_k": _r(mean([d["card_precision_at_k"] for d in per_day])),
         "alerts": alerts,
@@ -69,7 +71,6 @@ def build_report(
         "alert_recall": _ratio(caught, frauds),
         "blocks": sum(1 for d in decisions if d == 2),
     }
-    groups = score_groups(scores, labels)
     return {
         "meta": {
             **meta,
@@ -82,7 +83,7 @@ def build_report(
         },
         "overall": overall,
         "per_day": per_day,
-        "pr_curve": _curve(scores, labels),
+        "pr_curve": _curve(groups),
         "thresholds": _sweep(groups, len(per_day), review_threshold, block_threshold),
         "rules": _rules(outcome, keep),
     }
@@ -106,6 +107,7 @@ def _per_day(
         s = [scores[i] for i in rows]
         y = [labels[i] for i in rows]
         alerts = [i for i in rows if decisions[i] >= ALERT]
+        groups = score_groups(s, y)
         card = cards[day]
         out.append(
             {
@@ -114,8 +116,8 @@ def _per_day(
                 "frauds": sum(y),
                 "alerts": len(alerts),
                 "true_alerts": sum(labels[i] for i in alerts),
-                "roc_auc": _r(roc_auc(s, y)),
-                "average_precision": _r(average_precision(s, y)),
+                "roc_auc": _r(roc_auc_of_groups(groups)),
+                "average_precision": _r(average_precision_of_groups(groups)),
                 "precision_at_k": _r(precision_at_k(s, y, k)),
                 "card_precision_at_k": _r(card.precision),
                 "cards": card.cards,
@@ -126,8 +128,8 @@ def _per_day(
     return out
 
 
-def _curve(scores: Sequence[float], labels: Sequence[int]) -> list[dict[str, float]]:
-    points = pr_curve(scores, labels)
+def _curve(groups: Groups) -> list[dict[str, float]]:
+    points = pr_curve_of_groups(groups)
     if len(points) > MAX_CURVE_POINTS:
         step = math.ceil(len(points) / MAX_CURVE_POINTS)
         points = points[::step] + ([points[-1]] if (len(points) - 1) % step else [])
@@ -142,9 +144,7 @@ def _curve(scores: Sequence[float], labels: Sequence[int]) -> list[dict[str, flo
     ]
 
 
-def _sweep(
-    groups: Sequence[tuple[float, int, int]], n_days: int, review: float, block: float
-) -> list[dict[str, Any]]:
+def _sweep(groups: Groups, n_days: int, review: float, block: float) -> list[dict[str, Any]]:
     frauds = sum(p for _, p, _ in groups)
     out = []
     for threshold in sorted({*SWEEP, review, block}):

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import compress
+from typing import TypeAlias
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,11 @@ class CurvePoint:
     flagged: int
     precision: float
     recall: float
+
+
+# score_groups' output. The metrics that treat tied scores as one threshold take it too, so
+# that a caller needing several of them counts the scores once.
+Groups: TypeAlias = Sequence[tuple[float, int, int]]
 
 
 def score_groups(scores: Sequence[float], labels: Sequence[int]) -> list[tuple[float, int, int]]:
@@ -41,7 +47,11 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
     The Mann-Whitney form of the rank-based AUC, with tied scores given their average rank.
     None when only one class is present (undefined).
     """
-    groups = score_groups(scores, labels)
+    return roc_auc_of_groups(score_groups(scores, labels))
+
+
+def roc_auc_of_groups(groups: Groups) -> float | None:
+    """roc_auc from score_groups' output, for a caller that needs the groups for more."""
     positives = sum(p for _, p, _ in groups)
     negatives = sum(n for _, _, n in groups)
     if not positives or not negatives:
@@ -56,7 +66,11 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
 
 def pr_curve(scores: Sequence[float], labels: Sequence[int]) -> list[CurvePoint]:
     """One point per distinct score, from the highest threshold down."""
-    groups = score_groups(scores, labels)
+    return pr_curve_of_groups(score_groups(scores, labels))
+
+
+def pr_curve_of_groups(groups: Groups) -> list[CurvePoint]:
+    """pr_curve from score_groups' output."""
     positives = sum(p for _, p, _ in groups)
     points = []
     tp = fp = 0
@@ -73,14 +87,23 @@ def average_precision(scores: Sequence[float], labels: Sequence[int]) -> float |
 
     No interpolation: a step function under the precision-recall curve. None without frauds.
     """
+    return average_precision_of_groups(score_groups(scores, labels))
+
+
+def average_precision_of_groups(groups: Groups) -> float | None:
+    """average_precision from score_groups' output, walking the curve without building it."""
+    positives = sum(p for _, p, _ in groups)
+    if not positives:
+        return None
     previous_recall = 0.0
     total = 0.0
-    points = pr_curve(scores, labels)
-    if not points or points[-1].recall == 0.0:
-        return None
-    for point in points:
-        total += (point.recall - previous_recall) * point.precision
-        previous_recall = point.recall
+    tp = fp = 0
+    for _, p, n in groups:
+        tp += p
+        fp += n
+        recall = tp / positives
+        total += (recall - previous_recall) * (tp / (tp + fp))
+        previous_recall = recall
     return total
 
 

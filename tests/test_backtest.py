@@ -32,10 +32,13 @@ from server.detection.model import ModelSlot, OnlineLogit
 from server.detection.verdict import Scored
 from server.metrics_offline import (
     average_precision,
+    average_precision_of_groups,
     card_precision_at_k,
     pr_curve,
+    pr_curve_of_groups,
     precision_at_k,
     roc_auc,
+    roc_auc_of_groups,
     score_groups,
 )
 from server.replay_source import Row, Source, SourceError, SourceOptions
@@ -131,6 +134,26 @@ def test_score_groups_count_each_distinct_score(seed: int) -> None:
     assert score_groups([], []) == []
     with pytest.raises(ValueError):
         score_groups([0.1, 0.2], [1])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_of_groups_agree_exactly_with_the_sequence_forms(seed: int) -> None:
+    rng = random.Random(seed)
+    scores = [rng.choice([0.0, 0.15, 0.5, 0.65, 0.8, rng.random()]) for _ in range(300)]
+    labels = [int(rng.random() < 0.1 + 0.5 * s) for s in scores]
+    groups = score_groups(scores, labels)
+    curve = pr_curve(scores, labels)
+    assert pr_curve_of_groups(groups) == curve
+    assert roc_auc_of_groups(groups) == roc_auc(scores, labels)
+    # Walking the groups gives the very float that summing over the curve's points does.
+    total, previous = 0.0, 0.0
+    for point in curve:
+        total += (point.recall - previous) * point.precision
+        previous = point.recall
+    assert average_precision_of_groups(groups) == average_precision(scores, labels) == total
+    for none in ([], score_groups([0.3, 0.2], [0, 0])):
+        assert average_precision_of_groups(none) is None
+        assert roc_auc_of_groups(none) is None
 
 
 def test_precision_at_k_divides_by_k_and_keeps_order_in_ties() -> None:
