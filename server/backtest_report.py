@@ -145,22 +145,29 @@ def _curve(groups: Groups) -> list[dict[str, float]]:
 
 
 def _sweep(groups: Groups, n_days: int, review: float, block: float) -> list[dict[str, Any]]:
+    """Flagged, precision, recall at each threshold; groups as score_groups gives them."""
     frauds = sum(p for _, p, _ in groups)
-    out = []
-    for threshold in sorted({*SWEEP, review, block}):
-        tp = sum(p for s, p, _ in groups if s >= threshold)
-        flagged = sum(p + n for s, p, n in groups if s >= threshold)
-        out.append(
-            {
-                "threshold": threshold,
-                "role": "review" if threshold == review else "block" if threshold == block else "",
-                "flagged": flagged,
-                "per_day": round(flagged / n_days, 1) if n_days else None,
-                "precision": _ratio(tp, flagged),
-                "recall": _ratio(tp, frauds),
-            }
-        )
-    return out
+    # One pass down the groups (highest score first), the thresholds taken highest first.
+    cumulative = []
+    tp = flagged = i = 0
+    for threshold in sorted({*SWEEP, review, block}, reverse=True):
+        while i < len(groups) and groups[i][0] >= threshold:
+            _, p, n = groups[i]
+            tp += p
+            flagged += p + n
+            i += 1
+        cumulative.append((threshold, tp, flagged))
+    return [
+        {
+            "threshold": threshold,
+            "role": "review" if threshold == review else "block" if threshold == block else "",
+            "flagged": flagged,
+            "per_day": round(flagged / n_days, 1) if n_days else None,
+            "precision": _ratio(tp, flagged),
+            "recall": _ratio(tp, frauds),
+        }
+        for threshold, tp, flagged in reversed(cumulative)
+    ]
 
 
 def _rules(outcome: Outcome, keep: Sequence[int]) -> list[dict[str, Any]]:

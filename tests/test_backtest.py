@@ -579,6 +579,58 @@ def test_report_rules_count_sole_reasons() -> None:
     assert report["overall"]["alerts"] == 2
 
 
+def _random_outcome(seed: int, n: int = 600) -> backtest.Outcome:
+    """Rule-like tied scores over five days, some unlabelled, a day without fraud."""
+    rng = random.Random(seed)
+    outcome = backtest.Outcome()
+    for day in sorted(rng.randrange(5) for _ in range(n)):
+        score = rng.choice([0.0, 0.15, 0.5, 0.65, 0.8, 0.9])
+        fraud = day != 2 and rng.random() < 0.05 + 0.5 * score
+        outcome.scores.append(score)
+        outcome.labels.append(-1 if rng.random() < 0.1 else int(fraud))
+        outcome.days.append(739_000 + day)
+        outcome.accounts.append(rng.randrange(40))
+        outcome.decisions.append(2 if score >= 0.8 else 1 if score >= 0.5 else 0)
+    return outcome
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_report_per_day_and_thresholds_count_what_they_say(seed: int) -> None:
+    outcome = _random_outcome(seed)
+    report = build_report(outcome, k=5, review_threshold=0.65, block_threshold=0.8, meta={})
+    rows = [
+        (day, score, label, decision)
+        for day, score, label, decision in zip(
+            outcome.days, outcome.scores, outcome.labels, outcome.decisions, strict=True
+        )
+        if label >= 0
+    ]
+    assert [d["day"] for d in report["per_day"]] == [
+        dt.date.fromordinal(day).isoformat() for day in sorted({r[0] for r in rows})
+    ]
+    for entry in report["per_day"]:
+        day = dt.date.fromisoformat(entry["day"]).toordinal()
+        s = [score for d, score, _, _ in rows if d == day]
+        y = [label for d, _, label, _ in rows if d == day]
+        alerted = [label for d, _, label, decision in rows if d == day and decision >= 1]
+        assert entry["transactions"] == len(s) and entry["frauds"] == sum(y)
+        assert entry["alerts"] == len(alerted) and entry["true_alerts"] == sum(alerted)
+        auc, ap = roc_auc(s, y), average_precision(s, y)
+        assert entry["roc_auc"] == (None if auc is None else round(auc, 4))
+        assert entry["average_precision"] == (None if ap is None else round(ap, 4))
+        assert entry["precision_at_k"] == round(precision_at_k(s, y, 5), 4)
+    assert report["per_day"][2]["frauds"] == 0 and report["per_day"][2]["roc_auc"] is None
+    frauds = sum(r[2] for r in rows)
+    sweep = {t["threshold"]: t for t in report["thresholds"]}
+    assert list(sweep) == sorted({0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, 0.9})
+    assert sweep[0.65]["role"] == "review" and sweep[0.8]["role"] == "block"
+    for threshold, entry in sweep.items():
+        flagged = [r[2] for r in rows if r[1] >= threshold]  # ties at the threshold flag
+        assert entry["flagged"] == len(flagged)
+        assert entry["precision"] == (round(sum(flagged) / len(flagged), 4) if flagged else None)
+        assert entry["recall"] == round(sum(flagged) / frauds, 4)
+
+
 def test_scores_out_quotes_awkward_ids() -> None:
     buffer = io.StringIO()
     rows = [Row(2, txn('id,with "quotes"', T0), False)]
