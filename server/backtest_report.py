@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from itertools import compress, islice
+from operator import gt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,17 +48,18 @@ def build_report(
     meta: dict[str, Any],
 ) -> dict[str, Any]:
     """Everything the JSON and HTML reports show, from the labelled transactions only."""
-    keep = [i for i, label in enumerate(outcome.labels) if label >= 0]
-    scores = [outcome.scores[i] for i in keep]
-    labels = [outcome.labels[i] for i in keep]
-    days = [outcome.days[i] for i in keep]
-    accounts = [outcome.accounts[i] for i in keep]
-    decisions = [outcome.decisions[i] for i in keep]
+    labelled = [label >= 0 for label in outcome.labels]
+    scores = list(compress(outcome.scores, labelled))
+    labels = list(compress(outcome.labels, labelled))
+    days = list(compress(outcome.days, labelled))
+    accounts = list(compress(outcome.accounts, labelled))
+    decisions = list(compress(outcome.decisions, labelled))
+    alerted = [d >= ALERT for d in decisions]
 
-    per_day = _per_day(days, accounts, scores, labels, decisions, k)
+    per_day = _per_day(days, accounts, scores, labels, alerted, k)
     frauds = sum(labels)
-    alerts = sum(1 for d in decisions if d >= ALERT)
-    caught = sum(1 for d, y in zip(decisions, labels, strict=True) if d >= ALERT and y)
+    alerts = sum(alerted)
+    caught = sum(compress(labels, alerted))
     groups = score_groups(scores, labels)
     overall = {
         "transactions": len(labels),
@@ -69,7 +73,7 @@ def build_report(
         "alerts_per_day": round(alerts / len(per_day), 1) if per_day else None,
         "alert_precision": _ratio(caught, alerts),
         "alert_recall": _ratio(caught, frauds),
-        "blocks": sum(1 for d in decisions if d == 2),
+        "blocks": decisions.count(2),
     }
     return {
         "meta": {
@@ -85,7 +89,7 @@ def build_report(
         "per_day": per_day,
         "pr_curve": _curve(groups),
         "thresholds": _sweep(groups, len(per_day), review_threshold, block_threshold),
-        "rules": _rules(outcome, keep),
+        "rules": _rules(outcome, labelled),
     }
 
 
@@ -94,28 +98,21 @@ def _per_day(
     accounts: Sequence[int],
     scores: Sequence[float],
     labels: Sequence[int],
-    decisions: Sequence[int],
+    alerted: Sequence[bool],
     k: int,
 ) -> list[dict[str, Any]]:
-    index: dict[int, list[int]] = {}
-    for i, day in enumerate(days):
-        index.setdefault(day, []).append(i)
     cards = {c.day: c for c in card_precision_at_k(days, accounts, scores, labels, k)}
     out = []
-    for day in sorted(index):
-        rows = index[day]
-        s = [scores[i] for i in rows]
-        y = [labels[i] for i in rows]
-        alerts = [i for i in rows if decisions[i] >= ALERT]
+    for day, (s, y, a) in _each_day(days, scores, labels, alerted):
         groups = score_groups(s, y)
         card = cards[day]
         out.append(
             {
                 "day": dt.date.fromordinal(day).isoformat(),
-                "transactions": len(rows),
+                "transactions": len(s),
                 "frauds": sum(y),
-                "alerts": len(alerts),
-                "true_alerts": sum(labels[i] for i in alerts),
+                "alerts": sum(a),
+                "true_alerts": sum(compress(y, a)),
                 "roc_auc": _r(roc_auc_of_groups(groups)),
                 "average_precision": _r(average_precision_of_groups(groups)),
                 "precision_at_k": _r(precision_at_k(s, y, k)),
@@ -126,6 +123,25 @@ def _per_day(
             }
         )
     return out
+
+
+def _each_day(
+    days: Sequence[int], *columns: Sequence[Any]
+) -> Iterator[tuple[int, list[Sequence[Any]]]]:
+    """Per day, ascending: that day's part of each column, rows in input order.
+
+    In event-time order each day's rows are already together and a day is a slice of each
+    column; otherwise a stable sort by day brings them together first.
+    """
+    if any(map(gt, days, islice(days, 1, None))):
+        order = sorted(range(len(days)), key=days.__getitem__)
+        days = [days[i] for i in order]
+        columns = tuple([column[i] for i in order] for column in columns)
+    start = 0
+    while start < len(days):
+        stop = bisect_right(days, days[start], start)
+        yield days[start], [column[start:stop] for column in columns]
+        start = stop
 
 
 def _curve(groups: Groups) -> list[dict[str, float]]:
@@ -170,16 +186,15 @@ def _sweep(groups: Groups, n_days: int, review: float, block: float) -> list[dic
     ]
 
 
-def _rules(outcome: Outcome, keep: Sequence[int]) -> list[dict[str, Any]]:
+def _rules(outcome: Outcome, labelled: Sequence[bool]) -> list[dict[str, Any]]:
     """Per reason code: how often it fired, how often rightly, and frauds only it flagged.
 
     "Only it caught" = fraudulent transactions that raised an alert with this rule as the
     sole reason. That stays well defined whatever combines the reasons into a score.
     """
-    labelled = set(keep) if len(keep) != len(outcome.labels) else None
     stats: dict[str, list[int]] = {}  # fired, fired frauds, alerts, alert frauds, sole frauds
     for i, codes in outcome.reasons.items():
-        if labelled is not None and i not in labelled:
+        if not labelled[i]:
             continue
         fraud = outcome.labels[i]
         alert = outcome.decisions[i] >= ALERT

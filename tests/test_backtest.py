@@ -579,11 +579,12 @@ def test_report_rules_count_sole_reasons() -> None:
     assert report["overall"]["alerts"] == 2
 
 
-def _random_outcome(seed: int, n: int = 600) -> backtest.Outcome:
+def _random_outcome(seed: int, in_day_order: bool = True, n: int = 600) -> backtest.Outcome:
     """Rule-like tied scores over five days, some unlabelled, a day without fraud."""
     rng = random.Random(seed)
     outcome = backtest.Outcome()
-    for day in sorted(rng.randrange(5) for _ in range(n)):
+    days = [rng.randrange(5) for _ in range(n)]
+    for day in sorted(days) if in_day_order else days:
         score = rng.choice([0.0, 0.15, 0.5, 0.65, 0.8, 0.9])
         fraud = day != 2 and rng.random() < 0.05 + 0.5 * score
         outcome.scores.append(score)
@@ -594,9 +595,9 @@ def _random_outcome(seed: int, n: int = 600) -> backtest.Outcome:
     return outcome
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_report_per_day_and_thresholds_count_what_they_say(seed: int) -> None:
-    outcome = _random_outcome(seed)
+@pytest.mark.parametrize(("seed", "in_day_order"), [(0, True), (1, True), (2, False)])
+def test_report_per_day_and_thresholds_count_what_they_say(seed: int, in_day_order: bool) -> None:
+    outcome = _random_outcome(seed, in_day_order)
     report = build_report(outcome, k=5, review_threshold=0.65, block_threshold=0.8, meta={})
     rows = [
         (day, score, label, decision)
