@@ -5,10 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from bisect import bisect_right
-from collections.abc import Iterator, Sequence
-from itertools import compress, islice
-from operator import gt
+from collections.abc import Sequence
+from itertools import compress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +14,7 @@ from server.metrics_offline import (
     Groups,
     average_precision_of_groups,
     card_precision_at_k,
+    each_day,
     mean,
     pr_curve_of_groups,
     precision_at_k,
@@ -103,7 +102,7 @@ def _per_day(
 ) -> list[dict[str, Any]]:
     cards = {c.day: c for c in card_precision_at_k(days, accounts, scores, labels, k)}
     out = []
-    for day, (s, y, a) in _each_day(days, scores, labels, alerted):
+    for day, (s, y, a) in each_day(days, scores, labels, alerted):
         groups = score_groups(s, y)
         card = cards[day]
         out.append(
@@ -123,25 +122,6 @@ def _per_day(
             }
         )
     return out
-
-
-def _each_day(
-    days: Sequence[int], *columns: Sequence[Any]
-) -> Iterator[tuple[int, list[Sequence[Any]]]]:
-    """Per day, ascending: that day's part of each column, rows in input order.
-
-    In event-time order each day's rows are already together and a day is a slice of each
-    column; otherwise a stable sort by day brings them together first.
-    """
-    if any(map(gt, days, islice(days, 1, None))):
-        order = sorted(range(len(days)), key=days.__getitem__)
-        days = [days[i] for i in order]
-        columns = tuple([column[i] for i in order] for column in columns)
-    start = 0
-    while start < len(days):
-        stop = bisect_right(days, days[start], start)
-        yield days[start], [column[start:stop] for column in columns]
-        start = stop
 
 
 def _curve(groups: Groups) -> list[dict[str, float]]:

@@ -8,11 +8,13 @@ analyst's queue would show them in.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import compress
-from typing import TypeAlias
+from itertools import compress, islice
+from operator import gt
+from typing import Any, TypeAlias
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,33 +144,44 @@ def card_precision_at_k(
     (ties: the account that reached it first); count frauds in the top k, divided by k.
     An account is detected when it is in a day's top k and its max label that day is fraud.
     """
-    by_day: dict[int, dict[int, list[float]]] = {}
-    for i, (day, account, score, label) in enumerate(
-        zip(days, accounts, scores, labels, strict=True)
-    ):
-        cards = by_day.get(day)
-        if cards is None:
-            by_day[day] = cards = {}
-        # [max score, index where first reached, max label]
-        card = cards.get(account)
-        if card is None:
-            cards[account] = [score, i, label]
-        else:
-            if score > card[0]:
-                card[0] = score
-                card[1] = i
-            if label > card[2]:
-                card[2] = label
+    if not len(days) == len(accounts) == len(scores) == len(labels):
+        raise ValueError("days, accounts, scores and labels differ in length")
     detected: set[int] = set()
     out = []
-    for day in sorted(by_day):
-        cards = {a: c for a, c in by_day[day].items() if a not in detected}
-        ranked = sorted(cards, key=lambda a: (-cards[a][0], cards[a][1]))[:k]
-        hits = [a for a in ranked if cards[a][2]]
+    for day, (a, s, y) in each_day(days, accounts, scores, labels):
+        cards = set(a) - detected
+        compromised = set(compress(a, y)) - detected  # max label that day is fraud
+        # Highest score first, ties in input order (a stable sort): an account's first row in
+        # this order has its max score, reached first, which is what ranks the account.
+        top: dict[int, None] = {}
+        for i in sorted(range(len(s)), key=s.__getitem__, reverse=True):
+            if a[i] in cards and a[i] not in top:
+                top[a[i]] = None
+                if len(top) == k:
+                    break
+        hits = [account for account in top if account in compromised]
         detected.update(hits)
-        compromised = sum(1 for c in cards.values() if c[2])
-        out.append(CardDay(day, len(cards), compromised, len(hits), len(hits) / k))
+        out.append(CardDay(day, len(cards), len(compromised), len(hits), len(hits) / k))
     return out
+
+
+def each_day(
+    days: Sequence[int], *columns: Sequence[Any]
+) -> Iterator[tuple[int, list[Sequence[Any]]]]:
+    """Per day, ascending: that day's part of each column, rows in input order.
+
+    In event-time order each day's rows are already together and a day is a slice of each
+    column; otherwise a stable sort by day brings them together first.
+    """
+    if any(map(gt, days, islice(days, 1, None))):
+        order = sorted(range(len(days)), key=days.__getitem__)
+        days = [days[i] for i in order]
+        columns = tuple([column[i] for i in order] for column in columns)
+    start = 0
+    while start < len(days):
+        stop = bisect_right(days, days[start], start)
+        yield days[start], [column[start:stop] for column in columns]
+        start = stop
 
 
 def mean(values: Sequence[float | None]) -> float | None:

@@ -206,6 +206,46 @@ def test_card_precision_at_k_keeps_undetected_fraud_cards() -> None:
     assert [d.precision for d in result] == [0.0, 1.0]
 
 
+def _card_days_by_definition(
+    days: list[int], accounts: list[int], scores: list[float], labels: list[int], k: int
+) -> list[tuple[int, int, int, int]]:
+    """(day, cards, compromised, detected) straight from card_precision_at_k's docstring."""
+    detected: set[int] = set()
+    out = []
+    for day in sorted(set(days)):
+        rows = [i for i in range(len(days)) if days[i] == day and accounts[i] not in detected]
+        cards = {accounts[i] for i in rows}
+        best = {a: max(scores[i] for i in rows if accounts[i] == a) for a in cards}
+        first = {
+            a: min(i for i in rows if accounts[i] == a and scores[i] == best[a]) for a in cards
+        }
+        fraud = {a for a in cards if max(labels[i] for i in rows if accounts[i] == a)}
+        top = sorted(cards, key=lambda a: (-best[a], first[a]))[:k]
+        hits = [a for a in top if a in fraud]
+        detected.update(hits)
+        out.append((day, len(cards), len(fraud), len(hits)))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_card_precision_at_k_matches_its_definition_on_random_ties(seed: int) -> None:
+    rng = random.Random(seed)
+    n = 400
+    days = [rng.randrange(4) for _ in range(n)]
+    if seed % 2:  # in event-time order, as a backtest gives them
+        days.sort()
+    accounts = [rng.randrange(30) for _ in range(n)]
+    scores = [rng.choice([0.0, 0.15, 0.5, 0.65, 0.8]) for _ in range(n)]
+    labels = [int(rng.random() < 0.05 + 0.3 * s) for s in scores]
+    k = rng.choice([1, 3, 10, 50])
+    result = card_precision_at_k(days, accounts, scores, labels, k)
+    expected = _card_days_by_definition(days, accounts, scores, labels, k)
+    assert [(d.day, d.cards, d.compromised, d.detected) for d in result] == expected
+    assert [d.precision for d in result] == [detected / k for *_, detected in expected]
+    with pytest.raises(ValueError):
+        card_precision_at_k(days, accounts, scores, labels[:-1], k)
+
+
 # --- event time and label delay ------------------------------------------------------------
 
 
