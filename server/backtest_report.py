@@ -17,7 +17,7 @@ from server.metrics_offline import (
     each_day,
     mean,
     pr_curve_of_groups,
-    precision_at_k,
+    precision_at_k_of_groups,
     roc_auc_of_groups,
     score_groups,
 )
@@ -114,7 +114,7 @@ def _per_day(
                 "true_alerts": sum(compress(y, a)),
                 "roc_auc": _r(roc_auc_of_groups(groups)),
                 "average_precision": _r(average_precision_of_groups(groups)),
-                "precision_at_k": _r(precision_at_k(s, y, k)),
+                "precision_at_k": _r(precision_at_k_of_groups(groups, s, y, k)),
                 "card_precision_at_k": _r(card.precision),
                 "cards": card.cards,
                 "compromised_cards": card.compromised,

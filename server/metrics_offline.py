@@ -12,8 +12,8 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import compress, islice
-from operator import gt
+from itertools import compress, islice, repeat
+from operator import eq, gt
 from typing import Any, TypeAlias
 
 
@@ -117,6 +117,24 @@ def top_k(scores: Sequence[float], k: int) -> list[int]:
 def precision_at_k(scores: Sequence[float], labels: Sequence[int], k: int) -> float:
     """Frauds among the k highest-scored transactions, divided by k (even if fewer exist)."""
     return sum(labels[i] for i in top_k(scores, k)) / k
+
+
+def precision_at_k_of_groups(
+    groups: Groups, scores: Sequence[float], labels: Sequence[int], k: int
+) -> float:
+    """precision_at_k for a caller that has score_groups(scores, labels): without a sort.
+
+    The top k are whole groups down to the one the k-th transaction falls in, then the
+    earliest transactions of that group (ties in input order).
+    """
+    taken = frauds = 0
+    for score, p, n in groups:
+        if taken + p + n > k:
+            tied = compress(labels, map(eq, scores, repeat(score)))
+            return (frauds + sum(islice(tied, k - taken))) / k
+        taken += p + n
+        frauds += p
+    return frauds / k
 
 
 @dataclass(frozen=True, slots=True)

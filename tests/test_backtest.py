@@ -37,6 +37,7 @@ from server.metrics_offline import (
     pr_curve,
     pr_curve_of_groups,
     precision_at_k,
+    precision_at_k_of_groups,
     roc_auc,
     roc_auc_of_groups,
     score_groups,
@@ -154,6 +155,18 @@ def test_metrics_of_groups_agree_exactly_with_the_sequence_forms(seed: int) -> N
     for none in ([], score_groups([0.3, 0.2], [0, 0])):
         assert average_precision_of_groups(none) is None
         assert roc_auc_of_groups(none) is None
+    # Every k: inside a tied group, at its edge, beyond the number of transactions.
+    for k in range(1, len(scores) + 3):
+        expected = precision_at_k(scores, labels, k)
+        assert precision_at_k_of_groups(groups, scores, labels, k) == expected
+
+
+def test_precision_at_k_of_groups_takes_the_earliest_of_a_tie() -> None:
+    scores, labels = [1, 0.5, 1.0, 1, 0.5], [0, 1, 1, 1, 0]  # 1 and 1.0 are one score
+    groups = score_groups(scores, labels)
+    for k in range(1, 7):
+        expected = precision_at_k(scores, labels, k)
+        assert precision_at_k_of_groups(groups, scores, labels, k) == expected
 
 
 def test_precision_at_k_divides_by_k_and_keeps_order_in_ties() -> None:
