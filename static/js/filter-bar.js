@@ -154,6 +154,5 @@ export class FilterBar {
     if (normalizeInstant(this.from.value) !== view.from) this.from.value = toLocalInput(view.from);
     if (normalizeInstant(this.to.value) !== view.to) this.to.value = toLocalInput(view.to);
     this.clear.hidden = !isFiltered(view);
-    this.form.classList.toggle("is-filtered", isFiltered(view));
   }
 }
