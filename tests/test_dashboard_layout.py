@@ -51,6 +51,13 @@ PINNED_ACTIONS = 760
 # its scrollbars) and inside the window; how many rows lie wholly there; where the first
 # row's buttons are; and the widths that overflow.
 MEASURE = """() => {
+  const pillCut = (pill) => {
+    if (!pill) return false;
+    const cell = pill.closest("td");
+    const edge =
+      cell.getBoundingClientRect().right - parseFloat(getComputedStyle(cell).paddingRight);
+    return pill.getBoundingClientRect().right > edge + 0.5 || cell.scrollWidth > cell.clientWidth;
+  };
   const wrap = document.getElementById("table-wrap");
   const box = wrap.getBoundingClientRect();
   const top = document.querySelector("#alerts-table thead").getBoundingClientRect().bottom;
@@ -77,6 +84,9 @@ MEASURE = """() => {
       const owner = row.querySelector("td.owner");
       return owner.scrollWidth > owner.clientWidth;
     }),
+    // An "Acknowledged" pill that passes its cell's content box is clipped, with an ellipsis.
+    acknowledged: rows.filter((row) => row.querySelector(".status-acknowledged")).length,
+    statusCut: rows.some((row) => pillCut(row.querySelector(".status-acknowledged"))),
     pageWidth: document.documentElement.scrollWidth,
     innerWidth,
     heights: {
@@ -154,9 +164,15 @@ async def test_queue_keeps_the_room_at_common_sizes(
     await me.page.mouse.move(0, 0)
 
     report = {}
-    for width, height in VIEWPORTS:
+    # The tests' default window first (QA saw the status pill cut from 1380 px down).
+    for width, height in [(1440, 900), *VIEWPORTS]:
         report[width, height] = await measure(me, width, height)
         print(width, height, report[width, height])
+    for width, height in report:
+        figures = report[width, height]
+        # "Acknowledged" whole in its column, at every width.
+        assert figures["acknowledged"] == 3, (width, height, figures)
+        assert not figures["statusCut"], (width, height, figures)
     for (width, height), target in VIEWPORTS.items():
         figures = report[width, height]
         where = (width, height, figures)
@@ -262,7 +278,17 @@ BESIDE_DRAWER = """() => {
         seen[name] = r.width > 0 && r.left >= left - 0.5 && r.right <= edge + 0.5;
       }
       const owner = row.querySelector("td.owner");
-      return { id: row.dataset.id, seen, ownerCut: owner.scrollWidth > owner.clientWidth };
+      const status = row.querySelector("td.status-cell");
+      const pad = parseFloat(getComputedStyle(status).paddingRight);
+      const pill = status.querySelector(".status").getBoundingClientRect();
+      return {
+        id: row.dataset.id,
+        seen,
+        ownerCut: owner.scrollWidth > owner.clientWidth,
+        statusCut:
+          pill.right > status.getBoundingClientRect().right - pad + 0.5 ||
+          status.scrollWidth > status.clientWidth,
+      };
     }),
   };
 }"""
@@ -300,6 +326,7 @@ async def test_status_and_owner_stay_in_view_beside_the_drawer(
         for row in figures["rows"]:
             assert all(row["seen"].values()), (width, row)
             assert not row["ownerCut"], (width, row)
+            assert not row["statusCut"], (width, row)
         await me.press("Escape")
         await expect(me.drawer).to_be_hidden()
     assert me.problems == []
