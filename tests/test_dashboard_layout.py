@@ -23,6 +23,7 @@ from tests.browser_support import (
     Analyst,
     Ingest,
     card_testing,
+    eventually,
     impossible_travel,
     sign_in,
     travel_at_night,
@@ -329,4 +330,36 @@ async def test_status_and_owner_stay_in_view_beside_the_drawer(
             assert not row["statusCut"], (width, row)
         await me.press("Escape")
         await expect(me.drawer).to_be_hidden()
+    assert me.problems == []
+
+
+# The drawer's top and the alert panel's, in the window.
+TOPS = """() => ({
+  drawer: document.getElementById("drawer").getBoundingClientRect().top,
+  panel: document.getElementById("alerts-panel").getBoundingClientRect().top,
+})"""
+
+
+async def test_the_drawer_follows_the_panel_when_the_window_resizes(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: the drawer's top was set when it opened, so a resize left it off the panel's top.
+    [alert_id] = await ingest(impossible_travel("acct-resize", "Harrods Knightsbridge"))
+    me = await sign_in(browser, server, "alice")
+    await me.cell(alert_id, ACCOUNT).click()
+    await expect(me.drawer).to_be_visible()
+    opened = await me.page.evaluate(TOPS)
+    assert abs(opened["drawer"] - opened["panel"]) <= 1, opened
+
+    async def gap() -> bool:
+        tops = await me.page.evaluate(TOPS)
+        return abs(tops["drawer"] - tops["panel"]) <= 1
+
+    # Under 820 px tall the counters go compact and the panel moves up; back, and down again.
+    seen = {opened["panel"]}
+    for width, height in [(1366, 768), (1440, 900), (1024, 700)]:
+        await me.page.set_viewport_size({"width": width, "height": height})
+        await eventually(gap, True)
+        seen.add((await me.page.evaluate(TOPS))["panel"])
+    assert len(seen) > 1, seen  # the panel did move
     assert me.problems == []

@@ -92,6 +92,17 @@ export class Drawer {
       const item = event.target.closest("[data-open]");
       if (item) this.onSelect(item.dataset.open);
     });
+    // The panel's top moves when the window is resized (the counters go compact under
+    // 820 px, the header wraps on a phone) or what is above it changes height: the drawer
+    // follows it while open. The panel itself resizes with the window, and the elements
+    // above it with their content.
+    this._panel = document.querySelector("#alerts-panel");
+    if (this._panel) {
+      const follow = new ResizeObserver(() => {
+        if (this.isOpen) this._place();
+      });
+      for (let node = this._panel; node; node = node.previousElementSibling) follow.observe(node);
+    }
   }
 
   get isOpen() {
@@ -105,14 +116,19 @@ export class Drawer {
   open(alert, { focus = true } = {}) {
     const wasOpen = this.isOpen;
     this.show(alert);
-    // Below the header and counters: they stay visible while the analyst reads.
-    const top = document.querySelector("#alerts-panel")?.getBoundingClientRect().top ?? 0;
-    this.root.style.top = `${Math.max(0, Math.round(top))}px`;
+    this._place();
     this.root.hidden = false;
     document.body.classList.add("has-drawer");
     this.onViewing(this.alert.id);
     if (focus) this.root.focus({ preventScroll: true });
     if (!wasOpen) this.root.dispatchEvent(new Event("drawer-toggle"));
+  }
+
+  // Below the header and counters, level with the panel's top: they stay visible while the
+  // analyst reads.
+  _place() {
+    const top = this._panel?.getBoundingClientRect().top ?? 0;
+    this.root.style.top = `${Math.max(0, Math.round(top))}px`;
   }
 
   close() {
