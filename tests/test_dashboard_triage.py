@@ -239,6 +239,132 @@ async def test_resolve_dialog_keeps_the_note_when_the_call_fails(
     assert alice.problems == []
 
 
+async def test_resolve_dialog_keeps_the_note_when_someone_else_takes_the_alert(
+    browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
+) -> None:
+    # QA: another analyst acknowledging the alert closed the dialog, and the note went with it.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    [held] = await ingest(impossible_travel("acct-held", "Harrods"))
+    [gone] = await ingest(impossible_travel("acct-gone", "Liberty", T0 + dt.timedelta(hours=1)))
+    dialog = page.get_by_role("dialog", name=re.compile("^(Resolve|Add your note)"))
+    note = dialog.get_by_label("Note")
+    message = dialog.get_by_role("alert")
+    bob, csrf = await analyst_http(server, "bob")
+
+    async def bob_does(alert_id: str, action: str, body: dict[str, str]) -> None:
+        async with bob.post(
+            server.make_url(f"/api/v1/alerts/{alert_id}/{action}"),
+            json=body,
+            headers={"X-CSRF-Token": csrf},
+        ) as r:
+            assert r.status == 200, await r.text()
+
+    async with bob:
+        # Bob acknowledges it mid-sentence: the dialog stays, the note and the keyboard too.
+        await page.get_by_role(
+            "button", name="Resolve alert for account acct-held as fraud"
+        ).click()
+        await expect(note).to_be_focused()
+        await page.keyboard.type("Cardholder confirms")
+        await bob_does(held, "ack", {})
+        await expect(alice.cell(held, OWNER)).to_have_text("bob")
+        await expect(dialog).to_be_visible()
+        await expect(message).to_have_text(
+            "Acknowledged by bob meanwhile: only they can resolve it now. Your note is kept: "
+            "Enter adds it to the alert's notes, Esc closes without it."
+        )
+        await expect(dialog.locator("#resolve-title")).to_have_text("Add your note to the alert")
+        await expect(dialog.get_by_role("button", name="Add as note")).to_be_visible()
+        await expect(dialog.get_by_role("radio")).to_have_count(0)
+        await expect(note).to_be_focused()
+        # Typing goes on into the note, not into the page's shortcuts.
+        await page.keyboard.type(" the card was stolen")
+        await expect(note).to_have_value("Cardholder confirms the card was stolen")
+        await expect(page.locator("#notices")).not_to_contain_text("meanwhile")
+
+        # Bob lets it go: the dialog resolves again, and Enter does, with the note.
+        await bob_does(held, "unack", {})
+        await expect(alice.cell(held, OWNER)).to_have_text("—")
+        await expect(dialog.locator("#resolve-title")).to_have_text("Resolve as fraud")
+        await expect(message).to_be_hidden()
+        await expect(dialog.get_by_role("radio", name="Fraud")).to_be_checked()
+        await alice.press("Enter")
+        await expect(dialog).to_be_hidden()
+        await expect(alice.cell(held, STATUS)).to_have_text("Resolved Fraud")
+        async with http.get(server.make_url(f"/api/v1/alerts/{held}")) as r:
+            assert (await r.json())["alert"]["note"] == "Cardholder confirms the card was stolen"
+
+        # Bob resolves the next one under the dialog: Enter puts the note on the alert.
+        await page.get_by_role(
+            "button", name="Resolve alert for account acct-gone as fraud"
+        ).click()
+        await page.keyboard.type("Same card as acct-held")
+        await bob_does(gone, "resolve", {"disposition": "legitimate"})
+        await expect(message).to_have_text(
+            "Resolved as legitimate by bob meanwhile. Your note is kept: "
+            "Enter adds it to the alert's notes, Esc closes without it."
+        )
+        await expect(note).to_have_value("Same card as acct-held")
+        await alice.press("Enter")
+        await expect(dialog).to_be_hidden()
+        await expect(page.locator("#notices .notice")).to_have_text(
+            re.compile(
+                r"^Your note is on the alert for account acct-gone \(Liberty · \$1,299\.00\)\."
+            )
+        )
+        async with http.get(server.make_url(f"/api/v1/alerts/{gone}")) as r:
+            body = await r.json()
+        assert body["alert"]["disposition"] == "legitimate"
+        assert [(n["author"], n["text"]) for n in body["notes"]] == [
+            ("alice", "Same card as acct-held")
+        ]
+    assert alice.problems == []
+
+
+async def test_resolve_dialog_keeps_the_note_when_the_server_says_someone_was_first(
+    browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
+) -> None:
+    # Bob acknowledges the alert just before Alice's resolve reaches the server: the 409 says
+    # so, and her note stays as it does when the live feed tells her first.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    [alert_id] = await ingest(impossible_travel("acct-race", "Selfridges"))
+    dialog = page.get_by_role("dialog", name=re.compile("^(Resolve|Add your note)"))
+    bob, csrf = await analyst_http(server, "bob")
+
+    async def bob_first(route: Route) -> None:
+        async with bob.post(
+            server.make_url(f"/api/v1/alerts/{alert_id}/ack"),
+            json={},
+            headers={"X-CSRF-Token": csrf},
+        ) as r:
+            assert r.status == 200, await r.text()
+        await route.continue_()
+
+    async with bob:
+        await page.route("**/api/v1/alerts/*/resolve", bob_first)
+        await page.get_by_role(
+            "button", name="Resolve alert for account acct-race as fraud"
+        ).click()
+        await page.keyboard.type("Merchant confirms the chargeback")
+        await alice.press("Enter")
+        await expect(dialog.get_by_role("alert")).to_have_text(
+            "Acknowledged by bob meanwhile: only they can resolve it now. Your note is kept: "
+            "Enter adds it to the alert's notes, Esc closes without it."
+        )
+        await expect(dialog.get_by_label("Note")).to_have_value("Merchant confirms the chargeback")
+        await expect(dialog.get_by_label("Note")).to_be_focused()
+        await expect(alice.cell(alert_id, OWNER)).to_have_text("bob")
+        await alice.press("Enter")
+        await expect(dialog).to_be_hidden()
+    async with http.get(server.make_url(f"/api/v1/alerts/{alert_id}")) as r:
+        body = await r.json()
+    assert (body["alert"]["status"], body["alert"]["owner"]) == ("acknowledged", "bob")
+    assert [n["text"] for n in body["notes"]] == ["Merchant confirms the chargeback"]
+    assert alice.problems == []
+
+
 async def test_shortcuts_overlay_search_and_typing(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

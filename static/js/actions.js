@@ -4,6 +4,7 @@
 // calls one after another, each answered on its own, and summed up at the end (a 409 names
 // who holds the alert, from the winning state the answer carries).
 
+import { workable } from "./alert-row.js";
 import * as api from "./api.js";
 import { describeAlert } from "./format.js";
 
@@ -15,7 +16,8 @@ const tryAgain = (what, error) =>
   `Could not resolve ${what}: ${error.message} Enter to try again, Esc to cancel.`;
 
 export class Actions {
-  constructor({ store, table, dialog, notices, signedOut, updateHold }) {
+  constructor({ store, table, dialog, notices, signedOut, updateHold, me = "" }) {
+    this.me = me;
     this.store = store;
     this.table = table;
     this.dialog = dialog;
@@ -24,6 +26,7 @@ export class Actions {
     this.updateHold = updateHold;
     this.busy = false;
     this._bulk = null; // the bulk resolve whose dialog is open
+    this._single = null; // the single resolve whose dialog is open: {alert, addNote}
   }
 
   acknowledge(alert) {
@@ -69,10 +72,14 @@ export class Actions {
 
   // Opens the dialog with `disposition` preselected; `refocus` puts focus back afterwards.
   // The dialog stays open while the call runs; a failure worth retrying (no answer, or the
-  // server's own error) is shown in it with the note kept. A 409 closes it with a notice
-  // naming who won, as anywhere else.
+  // server's own error) is shown in it with the note kept. A 409 (someone else acted first)
+  // closes it with a notice naming who won, as anywhere else, unless a note was typed: then
+  // the dialog stays, with the note, and offers to add it to the alert's notes (see
+  // resolveMeanwhile, for the same found out from the live feed).
   async resolve(alert, disposition, refocus = () => this.table.focusRow(alert.id, disposition)) {
     let outcome = null;
+    if (this.dialog.isOpen) return outcome; // one dialog at a time (it is modal)
+    const open = () => this.dialog.alertId === alert.id;
     const submit = async (answer) => {
       outcome = await this._run(
         alert,
@@ -81,19 +88,79 @@ export class Actions {
       );
       if (outcome.ok || outcome.stop) return null;
       // Closed while the call ran (Esc): the dialog cannot say it, a notice must.
-      if (retryable(outcome.error) && this.dialog.alertId === alert.id) {
-        return tryAgain("the alert", outcome.error);
+      if (retryable(outcome.error) && open()) return tryAgain("the alert", outcome.error);
+      const now = outcome.error.body?.alert;
+      if (outcome.conflict && now && !workable(now, this.me) && answer.note && open()) {
+        return this._taken(now);
       }
       this._explain(outcome, alert);
       return null;
     };
-    await this._ask(alert, disposition, submit);
+    // Enter once the alert is taken: the note goes on the alert, where its owner reads it.
+    const addNote = async (answer) => {
+      if (!answer.note) return null;
+      const noted = await this._run(alert, () => api.addNote(alert.id, answer.note), {
+        quiet: true,
+      });
+      if (noted.ok) {
+        this.notices.show(`Your note is on the alert for ${describeAlert(noted.alert)}.`, {
+          kind: "info",
+        });
+        return null;
+      }
+      if (noted.stop) return null;
+      if (open()) return `Could not add the note: ${noted.error.message} Enter to try again.`;
+      this._explain(noted, alert);
+      return null;
+    };
+    this._single = { alert, addNote };
+    try {
+      await this._ask(alert, disposition, submit);
+    } finally {
+      this._single = null;
+    }
     // Closing the dialog gives focus back to what had it. Put it back only if that went
     // missing (the row was redrawn meanwhile), never over where the analyst has moved it
     // since: an Esc pressed right after closing releases the table, and must stay so.
     const active = document.activeElement;
     if (!active || active === document.body || this.dialog.dialog.contains(active)) refocus();
     return outcome;
+  }
+
+  // The live feed changed an alert while the single resolve dialog is open and not waiting
+  // for the server. If it is the dialog's alert and someone else has taken it (acknowledged
+  // or resolved it), a typed note keeps the dialog open (see _taken); with none, it closes
+  // with a notice saying who. If the alert can be resolved again (released, reopened), a
+  // dialog kept open for its note goes back to resolving it.
+  resolveMeanwhile(alert) {
+    const single = this._single;
+    if (!single || single.alert.id !== alert.id || !this.dialog.isOpen) return;
+    if (workable(alert, this.me)) {
+      this.dialog.untaken();
+    } else if (this.dialog.draft) {
+      this._taken(alert);
+    } else {
+      this.dialog.cancel();
+      const who = alert.owner ? ` by ${alert.owner}` : "";
+      this.notices.show(`Alert for ${describeAlert(alert)} was ${alert.status}${who} meanwhile.`, {
+        kind: "warning",
+      });
+    }
+  }
+
+  // The single resolve dialog, its alert taken by someone else (`now`, as they left it):
+  // it says so and offers to add the note instead. Returns what it says.
+  _taken(now) {
+    const who = now.owner ?? "someone else";
+    const why =
+      now.status === "resolved"
+        ? `Resolved${now.disposition ? ` as ${now.disposition}` : ""} by ${who} meanwhile.`
+        : `Acknowledged by ${who} meanwhile: only they can resolve it now.`;
+    const message =
+      `${why} Your note is kept: Enter adds it to the alert's notes, ` +
+      "Esc closes without it.";
+    this.dialog.taken(message, this._single.addNote);
+    return message;
   }
 
   // The resolve dialog, one alert or several, open until `submit` lets it close (see

@@ -99,7 +99,7 @@ const updateHold = holdWhileWorking(
   () => dialog.isOpen || drawer.isOpen || shortcuts.open,
 );
 
-const actions = new Actions({ store, table, dialog, notices, signedOut, updateHold });
+const actions = new Actions({ store, table, dialog, notices, signedOut, updateHold, me });
 const bulk = new BulkBar($("#bulk-bar"), {
   table,
   actions,
@@ -375,17 +375,6 @@ async function resync() {
   if (await loadSnapshot()) socket.start();
 }
 
-function cancelDialogIfStale(alert) {
-  // Our own resolve, seen on the feed before its answer: the dialog closes on the answer.
-  if (dialog.alertId !== alert.id || dialog.pending) return;
-  if (workable(alert, me)) return;
-  dialog.cancel();
-  const who = alert.owner ? ` by ${alert.owner}` : "";
-  notices.show(`Alert for ${describeAlert(alert)} was ${alert.status}${who} meanwhile.`, {
-    kind: "warning",
-  });
-}
-
 socket.addEventListener("state", (event) => {
   const { state, attempt, nextAt } = event.detail;
   indicator.set(state, { attempt, nextAt });
@@ -464,9 +453,12 @@ socket.addEventListener("alert", (event) => {
     announcer.newAlerts(1);
     counters.noteArrival(alert, event.detail.replayed === true);
   }
-  cancelDialogIfStale(alert);
-  // Not while our own calls run: what they meet, they report.
-  if (!dialog.pending) actions.bulkMeanwhile();
+  // Not while our own calls run: what they meet, they report (our own resolve, seen on the
+  // feed before its answer, closes the dialog on the answer).
+  if (!dialog.pending) {
+    actions.resolveMeanwhile(alert);
+    actions.bulkMeanwhile();
+  }
   critical.observe(type, alert);
 });
 

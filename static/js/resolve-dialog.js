@@ -4,7 +4,9 @@
 //
 // With a `submit` callback the dialog stays open while the call runs, and after a failure
 // worth retrying it shows why, with the note still there: an analyst's write-up must not be
-// lost to a network blip.
+// lost to a network blip. Nor to another analyst: if someone else takes the alert while a
+// note is typed, the dialog stays open with it and offers to add it to the alert's notes
+// (taken()).
 
 import { h } from "./dom.js";
 import { capitalize, formatMoney } from "./format.js";
@@ -24,6 +26,8 @@ export class ResolveDialog {
     this._resolve = null;
     this._count = 1;
     this._submit = null;
+    this._taken = false;
+    this._resolveSubmit = null; // the resolve call, put aside while the alert is taken
     this._pending = false;
     this._asked = 0;
     // Buttons keep their own Enter (Cancel must cancel); anywhere else Enter confirms, where
@@ -45,6 +49,7 @@ export class ResolveDialog {
       const answer = dialog.returnValue === "confirm" ? this._answer() : null;
       this.alertId = null;
       this._submit = null;
+      this._setTaken(false);
       this._setPending(false);
       const resolve = this._resolve;
       this._resolve = null;
@@ -85,6 +90,16 @@ export class ResolveDialog {
     return this.choices.find((choice) => choice.checked)?.value ?? "fraud";
   }
 
+  // What the analyst has typed in the note.
+  get draft() {
+    return this.note.value.trim();
+  }
+
+  // Someone else took the alert (see taken()).
+  get isTaken() {
+    return this._taken;
+  }
+
   // One alert, or several (bulk): `subject` is an alert or an array of alerts. `submit`, if
   // given, is called with the answer on confirm; it resolves to null to close the dialog,
   // or to a message to show in it, keeping it open for another try. `aside` says what was
@@ -98,6 +113,7 @@ export class ResolveDialog {
     this._label(disposition);
     this.note.value = "";
     this.dialog.returnValue = "";
+    this._setTaken(false);
     this._submit = submit;
     this._asked += 1;
     this._setPending(false);
@@ -115,6 +131,40 @@ export class ResolveDialog {
     if (!this.dialog.open) return;
     this._describe(alerts, aside);
     this._label(this.disposition);
+  }
+
+  // Someone else took the alert (acknowledged or resolved it) while the dialog was open with
+  // a note typed. Closing would throw the note away, and keystrokes meant for it would land
+  // on the page's shortcuts: the dialog stays, says why it cannot resolve (`message`), and
+  // Enter calls `addNote` instead (answered as ask's submit is), Esc closes. The note and the
+  // keyboard stay where they are.
+  taken(message, addNote) {
+    if (!this.dialog.open) return;
+    if (!this.isTaken) this._resolveSubmit = this._submit;
+    this._submit = addNote;
+    this._setTaken(true);
+    this.title.textContent = "Add your note to the alert";
+    this.confirm.textContent = "Add as note";
+    this.confirm.classList.remove("btn-fraud", "btn-legit");
+    this._showError(message);
+  }
+
+  // The alert can be resolved again (released, or reopened): back to resolving it, with the
+  // note as it is now.
+  untaken() {
+    if (!this.dialog.open || !this.isTaken) return;
+    this._submit = this._resolveSubmit;
+    this._setTaken(false);
+    this._label(this.disposition);
+    this._showError("");
+  }
+
+  _setTaken(taken) {
+    this._taken = taken;
+    if (!taken) this._resolveSubmit = null;
+    // The disposition no longer applies; a radio that had the keyboard hands it to the note.
+    if (taken && this.fieldset.contains(document.activeElement)) this.note.focus();
+    this.fieldset.hidden = taken;
   }
 
   _describe(alerts, aside = "") {
