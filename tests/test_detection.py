@@ -490,8 +490,8 @@ def test_default_weights_are_calibrated() -> None:
 
 def test_rules_version_follows_the_files() -> None:
     det = Detector()
-    assert det.rules_version.startswith("rules-2+")
-    assert len(det.rules_version) == len("rules-2+") + 8
+    assert det.rules_version.startswith("rules-3+")
+    assert len(det.rules_version) == len("rules-3+") + 8
     assert Detector().rules_version == det.rules_version
     pack = default_pack().read_bytes()
     same = compile_sources([("default.toml", pack)])

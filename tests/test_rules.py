@@ -87,6 +87,16 @@ def test_a_rule_fires_with_observed_value_threshold_and_severity() -> None:
     assert scored.score == pytest.approx(0.6, abs=AMOUNT_SPAN)  # its amount orders its ties
 
 
+def test_templates_write_the_amount_as_sent_to_the_cent() -> None:
+    # A float has about 15 significant digits: the feature would print ...999.98.
+    huge = make_tx(amount="99999999999999.99")
+    scored = rules(RULE).score(huge)
+    assert scored.reasons[0].message == "Amount 99,999,999,999,999.99 USD at or above 100.00"
+    # So does {observed} on a rule that observes the amount (the default).
+    scored = rules(RULE.replace("{amount:,.2f}", "{observed:,.2f}")).score(huge)
+    assert scored.reasons[0].message.startswith("Amount 99,999,999,999,999.99 USD")
+
+
 def test_a_directory_of_files_is_one_rule_set(tmp_path: Path) -> None:
     (tmp_path / "a.toml").write_text(RULE)
     (tmp_path / "b.toml").write_text(RULE.replace('"big"', '"bigger"').replace("100", "1000"))

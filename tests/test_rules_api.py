@@ -100,7 +100,7 @@ async def test_only_admins_may_reload(
     assert no_csrf.status == 403
     ok = await admin_client.post("/api/v1/rules/reload", headers={"X-CSRF-Token": admin_csrf})
     assert ok.status == 200
-    assert (await ok.json())["rules_version"].startswith("rules-2+")
+    assert (await ok.json())["rules_version"].startswith("rules-3+")
 
 
 async def _log_in(client: TestClient, name: str, role: str) -> str:

@@ -25,7 +25,7 @@ from server.detection.verdict import Reason, Severity
 from server.transactions import Transaction
 
 # Bump when what the engine computes for the same files changes.
-ENGINE = "rules-2"
+ENGINE = "rules-3"
 SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 LIST_FIELDS = ("account_id", "merchant_id", "device_id", "ip", "country", "mcc", "channel")
 TX_FIELDS = ("account_id", "merchant_id", "currency", "country", "mcc", "channel", "device_id")
@@ -108,13 +108,14 @@ class Rule:
             parts.append(literal)
             if name is None:
                 continue
-            value: Any
             if name == "threshold":
-                value = self.threshold
-            elif name == "observed":
-                value = _lookup(self.observed, v, tx)
+                value: Any = self.threshold
             else:
-                value = _lookup(name, v, tx)
+                if name == "observed":
+                    name = self.observed
+                # The amount as sent (a Decimal): the feature is a float, which has about 15
+                # significant digits and would print 99,999,999,999,999.99 as ...98.
+                value = tx.amount if name == "amount" else _lookup(name, v, tx)
             parts.append(_format(value, spec))
         return "".join(parts)
 
