@@ -94,6 +94,26 @@ def test_amount_outlier_fires_with_ratio_and_threshold_in_message() -> None:
     )
 
 
+def test_amount_outlier_message_for_extreme_values() -> None:
+    # QA: a ratio of 2531645569620.3 and "inf standard deviations" in the message.
+    det = Detector()
+    history(det)
+    r = reason(det.score(make_tx(amount="99999999999999.99", **NYC)), "amount_outlier")
+    assert r.message == (
+        "Amount 99,999,999,999,999.99 USD is more than 1,000× this account's average of 39.50"
+        " (threshold 5×), more than 1,000 standard deviations above it"
+    )
+    # An account whose amounts never varied: its z-score is infinite.
+    det = Detector()
+    for i in range(10):
+        det.score(make_tx((i - 10) * 3600.0, amount="40.00", **NYC))
+    r = reason(det.score(make_tx(amount="1250.00", **NYC)), "amount_outlier")
+    assert r.message == (
+        "Amount 1,250.00 USD is 31.2× this account's average of 40.00 (threshold 5×),"
+        " more than 1,000 standard deviations above it"
+    )
+
+
 def test_amount_outlier_quiet_below_ratio() -> None:
     det = Detector()
     history(det)

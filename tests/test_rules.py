@@ -97,6 +97,44 @@ def test_templates_write_the_amount_as_sent_to_the_cent() -> None:
     assert scored.reasons[0].message.startswith("Amount 99,999,999,999,999.99 USD")
 
 
+def test_a_capped_number_reads_more_than_its_cap() -> None:
+    det = rules(RULE.replace("{amount:,.2f}", "{amount:,.2f|1000}"))
+    assert det.score(make_tx(amount="1000.00")).reasons[0].message.startswith("Amount 1,000.00")
+    huge = det.score(make_tx(amount="99999999999999.99")).reasons[0]
+    assert huge.message == "Amount more than 1,000 USD at or above 100.00"
+    # The reason's observed value is still the number itself.
+    assert huge.observed == 99999999999999.99
+    # A '|' can still be a fill character.
+    filled = rules(RULE.replace("{currency}", "{currency:|^7}")).score(make_tx(amount="120.00"))
+    assert filled.reasons[0].message == "Amount 120.00 ||USD|| at or above 100.00"
+
+
+def test_a_capped_number_below_minus_its_cap_and_infinite_ones() -> None:
+    low = """
+[[rules]]
+name = "low"
+score = 0.6
+severity = "high"
+all = [{ feature = "amount_z", op = "<=", value = -1 }]
+reason = "{amount_z:.1f|2} standard deviations below the average"
+"""
+    det = rules(low)
+    for i, amount in enumerate(("19.00", "20.00", "21.00")):
+        det.score(make_tx(i, amount=amount))
+    # Mean 20, spread 1: 10.00 is ten below it, past the cap.
+    assert det.score(make_tx(10, amount="10.00")).reasons[0].message == (
+        "less than -2 standard deviations below the average"
+    )
+    high = low.replace('op = "<=", value = -1', 'op = ">=", value = 1').replace("below", "above")
+    det = rules(high)
+    for i in range(3):
+        det.score(make_tx(i, amount="20.00"))
+    # Amounts that never varied: the z-score is infinite, and past any cap.
+    assert det.score(make_tx(10, amount="21.00")).reasons[0].message == (
+        "more than 2 standard deviations above the average"
+    )
+
+
 def test_a_directory_of_files_is_one_rule_set(tmp_path: Path) -> None:
     (tmp_path / "a.toml").write_text(RULE)
     (tmp_path / "b.toml").write_text(RULE.replace('"big"', '"bigger"').replace("100", "1000"))
@@ -131,6 +169,9 @@ def test_missing_path_and_empty_directory_are_errors(tmp_path: Path) -> None:
         (("{currency}", "{amount.__class__}"), "unknown placeholder {amount.__class__}"),
         (("all = ", "every = "), "rule 'big': unknown key 'every'"),
         (('reason = "', 'reason = "{amount!r}'), "unknown placeholder {amount}"),
+        (("{amount:,.2f}", "{amount:,.2f|0}"), "the cap in ',.2f|0' for {amount} must be"),
+        (("{amount:,.2f}", "{amount:,.2f|-5}"), "the cap in ',.2f|-5' for {amount} must be"),
+        (("{amount:,.2f}", "{amount:,.2f|lots}"), "bad format ',.2f|lots' for {amount}"),
     ],
 )
 def test_validation_errors_name_file_rule_and_problem(

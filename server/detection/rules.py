@@ -15,6 +15,7 @@ import string
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib import resources
 from math import inf, isfinite
 from pathlib import Path
@@ -604,8 +605,13 @@ def _compile_template(
             continue
         spec = spec or ""
         if spec != "duration":
+            number, cap = _split_cap(spec)
+            if cap is not None and not (isfinite(cap) and cap > 0):
+                errors.append(f"{where}: reason template: the cap in '{spec}' for {{{name}}} "
+                              "must be a number > 0")  # fmt: skip
+                continue
             try:
-                format(1.5, spec)
+                format(1.5, number)
             except ValueError:
                 errors.append(f"{where}: reason template: bad format '{spec}' for {{{name}}}")
                 continue
@@ -633,11 +639,44 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _split_cap(spec: str) -> tuple[str, float | None]:
+    """A number's format and its cap: `.1f|1000` is ('.1f', 1000.0). Without a `|N` ending
+    (a `|` can also be a fill character, as in `|^9`) the spec is all format."""
+    number, bar, cap = spec.rpartition("|")
+    if not bar:
+        return spec, None
+    try:
+        return number, float(cap)
+    except ValueError:
+        return spec, None
+
+
+def _beyond(value: Any, cap: float) -> str | None:
+    """What a capped number reads past its cap, `more than 1,000` (or below minus it), else
+    None. Infinite values are past any cap (`amount_z` is infinite when an account's amounts
+    never varied), and a ratio of 2,531,645,569,620 tells an analyst no more than this does."""
+    if not isinstance(value, int | float | Decimal) or isinstance(value, bool):
+        return None
+    limit = f"{int(cap):,}" if cap == int(cap) else f"{cap:,}"
+    if value > cap:
+        return f"more than {limit}"
+    if value < -cap:
+        return f"less than -{limit}"
+    return None
+
+
 def _format(value: Any, spec: str) -> str:
     if value is None:
         return "unknown"
     if spec == "duration":
         return duration(float(value)) if _is_number(value) else str(value)
+    spec, cap = _split_cap(spec)
+    if cap is not None:
+        if value != value:  # NaN: no number at all
+            return "unknown"
+        beyond = _beyond(value, cap)
+        if beyond is not None:
+            return beyond
     if not spec:
         if isinstance(value, float):
             return f"{value:g}" if value == int(value) and isfinite(value) else f"{value:.2f}"
