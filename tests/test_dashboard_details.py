@@ -37,12 +37,15 @@ AMOUNT = 3  # the amount column, as a `td` index
 
 # Beside the default pack: two weak rules that fire with new_merchant and report a field as
 # observed, one the transaction carries as digits (its MCC) and one it lacks (its device).
+# The first gives a number as its threshold, as the default pack's novelty rules did (the
+# history they need): alerts raised then still carry it.
 EXTRA_RULES = """
 [[rules]]
 name = "new_merchant_mcc"
 score = 0.01
 severity = "low"
 observed = "mcc"
+threshold = 5
 all = [{ feature = "is_new_merchant", op = "==", value = true }]
 reason = "A first purchase in this category"
 
@@ -104,16 +107,18 @@ async def test_reasons_show_observed_text_as_text_and_absent_values_as_a_dash(
         return reason(code).locator(".reason-figures .figure")
 
     # Text, as the server sent it: the merchant id, the country, an MCC's digits ungrouped.
-    await expect(figures("new_merchant").first).to_have_text("observed m-new-777")
-    await expect(figures("new_merchant").nth(1)).to_have_text("threshold 5")
-    await expect(figures("new_country").first).to_have_text("observed GB")
-    await expect(figures("new_merchant_mcc").first).to_have_text("observed 5411")
-    # None given (the transaction has no device; the rule no threshold): a dash.
-    await expect(figures("new_merchant_device")).to_have_text(["observed —", "threshold —"])
+    # QA: "observed m-new-777 threshold 5", where 5 is the history the rule needs. A novelty
+    # rule has no threshold, and a number beside text holds nothing: neither is shown.
+    await expect(figures("new_merchant")).to_have_text(["observed m-new-777"])
+    await expect(figures("new_country")).to_have_text(["observed GB"])
+    await expect(figures("new_merchant_mcc")).to_have_text(["observed 5411"])
+    # What the transaction lacks (a device) is a dash.
+    await expect(figures("new_merchant_device")).to_have_text(["observed —"])
     # Numbers are still numbers, grouped, with the bar against the threshold.
     await expect(figures("impossible_travel").first).to_have_text(
         re.compile(r"^observed \d{2},\d{3}(\.\d+)?$")
     )
+    await expect(figures("impossible_travel").nth(1)).to_have_text("threshold 900")
     await expect(reason("impossible_travel").locator("svg.threshold-bar")).to_have_count(1)
     await expect(reason("new_merchant").locator("svg")).to_have_count(0)
     assert alice.problems == []

@@ -132,6 +132,12 @@ export function reasonsSection(alert) {
     const observed = typeof reason?.observed === "number" ? reason.observed : Number.NaN;
     const threshold = typeof reason?.threshold === "number" ? reason.threshold : Number.NaN;
     const over = Number.isFinite(observed) && Number.isFinite(threshold) && observed >= threshold;
+    // A threshold is what the observed value is held against: shown only when there is one
+    // and it can be. Beside text a number holds nothing (the novelty rules' verdicts once
+    // carried there the history they need, 5, which their message says in words).
+    const given = reason?.threshold !== null && reason?.threshold !== undefined;
+    const text = typeof reason?.observed === "string";
+    const showThreshold = given && !(text && typeof reason.threshold === "number");
     return h("li", { className: "reason-item" }, [
       h("div", { className: "reason-head" }, [
         h("strong", { text: ruleLabel(reason?.code) }),
@@ -144,10 +150,12 @@ export function reasonsSection(alert) {
           h("span", { className: "figure-label", text: "observed " }),
           formatFigure(reason?.observed),
         ]),
-        h("span", { className: "figure" }, [
-          h("span", { className: "figure-label", text: "threshold " }),
-          formatFigure(reason?.threshold),
-        ]),
+        showThreshold
+          ? h("span", { className: "figure" }, [
+              h("span", { className: "figure-label", text: "threshold " }),
+              formatFigure(reason.threshold),
+            ])
+          : null,
         thresholdBar(observed, threshold),
       ]),
     ]);
