@@ -99,7 +99,7 @@ class Trainer:
         (scored before a restart without a snapshot, or by another process), from the
         `store`. Returns (queued, without inputs)."""
         examples, missing = self.slot.pop_examples(labels)
-        without = len(missing)
+        without = len({tx_id for tx_id, _ in missing})  # a label repeated in one call: once
         if missing and store is not None:
             try:
                 stored = await store.model_inputs([tx_id for tx_id, _ in missing])
@@ -107,8 +107,9 @@ class Trainer:
                 # The labels are stored already; only this learning is lost, and said.
                 log.warning("%d labels not learnt: model inputs unreadable (%s)", without, exc)
                 stored = {}
+            looked_up = without
             more, without = self.slot.stored_examples(missing, stored)
-            self.status.labels_from_store += len(missing) - without
+            self.status.labels_from_store += looked_up - without
             examples += more
         self.status.labels_without_inputs += without
         if examples:
