@@ -28,6 +28,7 @@ from server.hub import Hub
 from server.learning import Trainer, apply_labels, rebuild_scorecard
 from server.pipeline import DetectionLoop, IntakeClosed, TxQueue
 from server.resources import web_dir
+from server.retention import run_retention
 from server.scorecard import Scorecard
 from server.state import AUTH, DETECTOR, HUB, QUEUE, SCORECARD, SETTINGS, STATS, STORE, TRAINER
 from server.stats import Stats
@@ -136,6 +137,18 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     hub.last_seq = await store.last_seq()
     yield
     await store.close()
+
+
+async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    days = app[SETTINGS].retention_days
+    if not days:
+        yield
+        return
+    task = asyncio.create_task(run_retention(app[STORE], days), name="retention")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _model_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -421,7 +434,15 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_static("/static", web_dir("static"))
 
     app.cleanup_ctx.extend(
-        [_sessions_ctx, _store_ctx, _model_ctx, _detection_ctx, _feed_ctx, _stats_ctx]
+        [
+            _sessions_ctx,
+            _store_ctx,
+            _retention_ctx,
+            _model_ctx,
+            _detection_ctx,
+            _feed_ctx,
+            _stats_ctx,
+        ]
     )
     app.on_shutdown.extend([_stop_intake, _close_sockets])
     return app

@@ -127,8 +127,9 @@ class Settings:
     )
     model_memory: int = _s(
         250_000,
-        "Recent transactions whose model inputs are kept until their label arrives (about "
-        "300 bytes each); a label for an older one is stored but not learnt.",
+        "Recent transactions whose model inputs are kept in memory until their label arrives "
+        "(about 300 bytes each); a label for an older one is learnt from the copy stored with "
+        "its verdict.",
     )
     simulator_labels: bool = _s(
         False,
@@ -154,6 +155,13 @@ class Settings:
         "Seconds between snapshots of the detector's per-key state to "
         "DATA_DIR/detector-state.msgpack (also written at shutdown and read at start, so "
         "a restart keeps each account's history). 0: only at shutdown.",
+    )
+    retention_days: float = _s(
+        0.0,
+        "Days a transaction that raised no alert is kept after the server received it; older "
+        "ones are deleted with their labels and model inputs, at start and then hourly. An "
+        "alert's transaction is kept with its case. A label for a deleted transaction is "
+        "answered not_found. 0: keep everything.",
     )
     state_ttl_days: float = _s(
         45.0,
@@ -234,6 +242,11 @@ class Settings:
             raise ConfigError(
                 "Setting 'state_snapshot_interval' must be >= 0, "
                 f"got {self.state_snapshot_interval}"
+            )
+        if self.retention_days != 0 and not self.retention_days >= 1:
+            raise ConfigError(
+                f"Setting 'retention_days' must be 0 (keep everything) or >= 1, "
+                f"got {self.retention_days}"
             )
         if self.state_ttl_days < 31:
             raise ConfigError(f"Setting 'state_ttl_days' must be >= 31, got {self.state_ttl_days}")

@@ -751,3 +751,48 @@ async def test_a_batch_retried_after_a_failure_keeps_its_layout_valid(
     assert await store.model_inputs(["tx-00001", "tx-00002"]) == {"tx-00002": ("fs-c/<d", b"\x06")}
     with raw(db_path) as conn:
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def _age(db_path: Path, ids: list[str], received_at: str) -> None:
+    """As if these rows had been stored at `received_at` (the store stamps its own clock)."""
+    with raw(db_path) as conn:
+        conn.executemany(
+            "UPDATE transactions SET received_at = ? WHERE id = ?", [(received_at, i) for i in ids]
+        )
+
+
+async def test_pruning_deletes_old_transactions_without_alerts_and_their_labels(
+    store: SqliteStore, db_path: Path
+) -> None:
+    await store.write_batch(make_batch(0, 30, alert_every=7))  # alerts on 0, 7, 14, 21, 28
+    await store.write_batch(make_batch(30, 10))
+    old = [f"tx-{n:05d}" for n in range(25)]
+    _age(db_path, old, "2026-01-01T00:00:00.000Z")
+    await store.add_labels([label(3), label(7), label(26), label(35, "legitimate")])
+
+    # Chunks smaller than the table: the work is split over several commits.
+    deleted = await store.prune_transactions("2026-02-01T00:00:00.000Z", chunk=4)
+    gone = {f"tx-{n:05d}" for n in range(25) if n % 7}
+    assert deleted == len(gone) == 21
+    kept = await store.known_verdicts([f"tx-{n:05d}" for n in range(40)])
+    assert set(kept) == {f"tx-{n:05d}" for n in range(40)} - gone
+    # The labels of deleted transactions go with them; the others stay.
+    assert set(await store.get_labels(["tx-00003", "tx-00007", "tx-00026", "tx-00035"])) == {
+        "tx-00007",
+        "tx-00026",
+        "tx-00035",
+    }
+    # An alert's transaction is part of its case: its alert, history and label are intact.
+    assert (await store.get_alert("al-00007")) is not None
+    history = await store.account_transactions("acct-1", 100, None)
+    assert {t.verdict.transaction_id for t in history.transactions} == set(kept)
+    assert await store.prune_transactions("2026-02-01T00:00:00.000Z") == 0
+    with raw(db_path) as conn:
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+async def test_pruning_an_empty_or_recent_store_deletes_nothing(store: SqliteStore) -> None:
+    assert await store.prune_transactions("2026-02-01T00:00:00.000Z") == 0
+    await store.write_batch(make_batch(0, 5))
+    assert await store.prune_transactions("2000-01-01T00:00:00.000Z") == 0
+    assert len(await store.known_verdicts([f"tx-{n:05d}" for n in range(5)])) == 5

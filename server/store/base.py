@@ -235,6 +235,12 @@ class Store(Protocol):
         inputs, if any), and an alert (with its `alert` event) for every verdict that has an
         `alert_id`."""
 
+    async def prune_transactions(self, received_before: str) -> int:
+        """Delete the transactions received before `received_before` (RFC 3339 UTC, as
+        `utc_stamp` writes) that raised no alert, with their labels and model inputs, a
+        chunk a commit so other writes go on in between; how many were deleted. An alert's
+        transaction is part of its case and is kept."""
+
     async def model_inputs(self, transaction_ids: Collection[str]) -> dict[str, ModelInputs]:
         """The stored model inputs of those ids that have them: what a label that comes after
         the detector let go of its own copy is learnt from."""

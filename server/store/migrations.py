@@ -187,6 +187,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE transactions ADD COLUMN model_inputs BLOB",
         ),
     ),
+    Migration(
+        6,
+        "the index that lets old transactions be deleted",
+        (
+            # Deleting a transaction makes SQLite look for alerts that reference it (the
+            # foreign key): without this index, a scan of every alert per deleted row.
+            "CREATE INDEX alerts_by_transaction ON alerts (transaction_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_S = 1.0
 
 READERS = 4
+PRUNE_CHUNK = 5_000
+"""Rowids a pruning commit covers: a few milliseconds of the writer, so the detection
+loop's batch commits are never held up for long."""
 _ROLES: frozenset[str] = frozenset(get_args(Role))
 # Failures of the file, the disk or a lock held elsewhere: they say nothing about the data,
 # so the caller keeps it and retries. Anything else (a constraint, a bug) is raised as is.
@@ -206,6 +209,18 @@ class SqliteStore:
         if not transaction_ids:
             return {}
         return await self._read(lambda conn: reads.known_transactions(conn, transaction_ids))
+
+    async def prune_transactions(self, received_before: str, chunk: int = PRUNE_CHUNK) -> int:
+        """Delete the transactions received before `received_before` that raised no alert,
+        with their labels, `chunk` rowids a commit (the detection loop's batches go in
+        between); how many were deleted. The file keeps its size: SQLite reuses the pages."""
+        start, stop = await self._read(lambda conn: reads.prunable_rowids(conn, received_before))
+        deleted = 0
+        while start < stop:
+            end = min(start + chunk, stop)
+            deleted += await self._write(_prune(start, end, received_before))
+            start = end
+        return deleted
 
     async def model_inputs(self, transaction_ids: Collection[str]) -> dict[str, ModelInputs]:
         """The stored model inputs of those ids that have them."""
@@ -370,3 +385,7 @@ class SqliteStore:
     async def revoke_session(self, id_hash: str) -> None:
         """Durable on return: a logout survives a crash."""
         await self._write(lambda writer: writer.revoke_session(id_hash))
+
+
+def _prune(start: int, stop: int, received_before: str) -> Callable[[Writer], int]:
+    return lambda writer: writer.prune_range(start, stop, received_before)

@@ -48,6 +48,10 @@ _INSERT_TRANSACTION = (
     "transaction_json, verdict_json, alert_id, received_at, model_layout, model_inputs) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_PRUNABLE = (
+    "SELECT rowid, id FROM transactions WHERE rowid >= ? AND rowid < ? AND received_at < ? "
+    "AND alert_id IS NULL"
+)
 _INSERT_ALERT = (
     "INSERT INTO alerts (id, transaction_id, account_id, status, severity, owner, created_at, "
     "updated_at, alert_json) VALUES (?, ?, ?, 'open', ?, NULL, ?, ?, ?)"
@@ -190,6 +194,25 @@ class Writer:
             events = self._insert_alerts(alerts, now) if alerts else []
         self._publish(events)
         return events
+
+    def prune_range(self, start: int, stop: int, received_before: str) -> int:
+        """Delete the transactions with rowid in [start, stop) received before
+        `received_before` that raised no alert, and their labels, in one commit."""
+        with self._transaction() as conn:
+            doomed = conn.execute(_PRUNABLE, (start, stop, received_before)).fetchall()
+            if not doomed:
+                return 0
+            ids = reads.encoder.encode([tx_id for _, tx_id in doomed]).decode()
+            conn.execute(
+                "DELETE FROM labels WHERE transaction_id IN (SELECT value FROM json_each(?))",
+                (ids,),
+            )
+            rowids = reads.encoder.encode([rowid for rowid, _ in doomed]).decode()
+            conn.execute(
+                "DELETE FROM transactions WHERE rowid IN (SELECT value FROM json_each(?))",
+                (rowids,),
+            )
+        return len(doomed)
 
     def _layout_id(self, layout: str) -> int:
         """The id of an inputs layout, registered (in its own commit) the first time this
