@@ -390,11 +390,12 @@ def immutable(paths: list[Path]) -> Iterator[None]:
 def fill(disk: Path) -> Path:
     """Write a file until the disk is full; delete it to free the space."""
     ballast = disk / "ballast"
-    with ballast.open("wb") as out:
+    # Unbuffered: a buffered file would keep the part of its last block that did not fit and
+    # fail again at close, depending on how full the disk was to start with.
+    with ballast.open("wb", buffering=0) as out:
         try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
+            while out.write(b"\0" * 65536):
+                pass
         except OSError:
             pass
     return ballast
