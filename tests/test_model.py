@@ -658,6 +658,9 @@ def test_a_small_ratio_to_the_average_is_not_shown_as_zero() -> None:
     # The demo showed "amount 0.0x the account's average" for $34 on a big spender's card.
     shown = {r: _shown("log_ratio", math.log(r)) for r in (0.034, 0.5, 2.46, 37.2)}
     assert [text.split()[1] for text in shown.values()] == ["0.034×", "0.5×", "2.5×", "37×"]
+    # A huge one is capped as the rules' reasons cap it, not printed to thirteen digits.
+    assert _shown("log_ratio", math.log(2.5e12)) == "amount more than 1,000× the account's average"
+    assert _shown("log_ratio", math.log(1000)) == "amount 1,000× the account's average"
 
 
 def test_a_detector_that_does_not_explain_gives_the_same_verdicts_without_messages() -> None:

@@ -845,6 +845,8 @@ def _shown(name: str, value: float) -> str:
     label = FEATURE_LABELS[name]
     if name == "log_ratio":
         ratio = math.exp(value)
+        if ratio > 1000:  # capped as the rules cap it: thirteen digits read as noise
+            return "amount more than 1,000× the account's average"
         shown = f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}" if ratio >= 1 else f"{ratio:.2g}"
         return f"amount {shown}× the account's average"
     if name.startswith("merchant_fraud_") or name == "amount_risk":
