@@ -133,6 +133,13 @@ reason = "{amount_z:.1f|2} standard deviations below the average"
     assert det.score(make_tx(10, amount="21.00")).reasons[0].message == (
         "more than 2 standard deviations above the average"
     )
+    # Without a cap, a rule pack's own template reads the sign, not Python's "inf".
+    det = rules(high.replace(":.1f|2}", ":.1f}"))
+    for i in range(3):
+        det.score(make_tx(i, amount="20.00"))
+    assert det.score(make_tx(10, amount="21.00")).reasons[0].message == (
+        "∞ standard deviations above the average"
+    )
 
 
 def test_a_directory_of_files_is_one_rule_set(tmp_path: Path) -> None:

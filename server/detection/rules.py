@@ -677,6 +677,9 @@ def _format(value: Any, spec: str) -> str:
         beyond = _beyond(value, cap)
         if beyond is not None:
             return beyond
+    elif isinstance(value, float) and not isfinite(value):
+        # Without a cap, a format would write "inf" or "nan" into an analyst's sentence.
+        return "unknown" if value != value else ("∞" if value > 0 else "-∞")
     if not spec:
         if isinstance(value, float):
             return f"{value:g}" if value == int(value) and isfinite(value) else f"{value:.2f}"
