@@ -26,7 +26,7 @@ from itertools import compress, pairwise
 from operator import mul
 from typing import Any
 
-from server.detection.verdict import Decision, Reason, Scored, Severity
+from server.detection.verdict import Decision, Reason, Scored, Severity, beyond_cap
 from server.transactions import Transaction
 
 # Rule codes the model sees as inputs; a code not listed (a new rule) is simply not an input
@@ -76,6 +76,8 @@ MODEL_FEATURES: frozenset[str] = frozenset(
 )
 TINY_AMOUNT = 5.0
 ROUND_AMOUNT_FROM = 20.0
+SHOWN_RATIO_CAP = 1000.0
+"""Past this, a factor's ratio reads `more than 1,000×`, as the default rule pack caps it."""
 AMOUNT_BANDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
 """Edges of the amount bands, one input each: a linear model can then give each band its own
 weight (a step at a fixed amount, a middle range that is safer than both ends), which a
@@ -845,9 +847,9 @@ def _shown(name: str, value: float) -> str:
     label = FEATURE_LABELS[name]
     if name == "log_ratio":
         ratio = math.exp(value)
-        if ratio > 1000:  # capped as the rules cap it: thirteen digits read as noise
-            return "amount more than 1,000× the account's average"
-        shown = f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}" if ratio >= 1 else f"{ratio:.2g}"
+        shown = beyond_cap(ratio, SHOWN_RATIO_CAP) or (
+            f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}" if ratio >= 1 else f"{ratio:.2g}"
+        )
         return f"amount {shown}× the account's average"
     if name.startswith("merchant_fraud_") or name == "amount_risk":
         return f"{label}: {value:.1%}"

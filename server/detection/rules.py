@@ -15,14 +15,13 @@ import string
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from importlib import resources
 from math import inf, isfinite
 from pathlib import Path
 from typing import Any, Literal, TypeGuard, TypeVar, get_args
 
 from server.detection.features import DEFAULT_SMALL_AMOUNT, FEATURES, Value
-from server.detection.verdict import Reason, Severity
+from server.detection.verdict import Reason, Severity, beyond_cap
 from server.transactions import Transaction
 
 # Bump when what the engine computes for the same files changes.
@@ -651,20 +650,6 @@ def _split_cap(spec: str) -> tuple[str, float | None]:
         return spec, None
 
 
-def _beyond(value: Any, cap: float) -> str | None:
-    """What a capped number reads past its cap, `more than 1,000` (or below minus it), else
-    None. Infinite values are past any cap (`amount_z` is infinite when an account's amounts
-    never varied), and a ratio of 2,531,645,569,620 tells an analyst no more than this does."""
-    if not isinstance(value, int | float | Decimal) or isinstance(value, bool):
-        return None
-    limit = f"{int(cap):,}" if cap == int(cap) else f"{cap:,}"
-    if value > cap:
-        return f"more than {limit}"
-    if value < -cap:
-        return f"less than -{limit}"
-    return None
-
-
 def _format(value: Any, spec: str) -> str:
     if value is None:
         return "unknown"
@@ -674,7 +659,7 @@ def _format(value: Any, spec: str) -> str:
     if cap is not None:
         if value != value:  # NaN: no number at all
             return "unknown"
-        beyond = _beyond(value, cap)
+        beyond = beyond_cap(value, cap)
         if beyond is not None:
             return beyond
     elif isinstance(value, float) and not isfinite(value):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from decimal import Decimal
+from typing import Any, Literal
 
 import msgspec
 
@@ -41,3 +42,19 @@ class Verdict(msgspec.Struct, omit_defaults=False):
     alert_id: str | None
     rules_version: str
     latency_ms: float
+
+
+def beyond_cap(value: Any, cap: float) -> str | None:
+    """How a number past `cap` reads in a reason: `more than 1,000` (or below minus it,
+    `less than -1,000`), else None. Rule templates (`{x:.1f|1000}`) and the model's factors
+    both cap this way. Infinite values are past any cap (`amount_z` is infinite when an
+    account's amounts never varied), and a ratio of 2,531,645,569,620 tells an analyst no
+    more than this does."""
+    if not isinstance(value, int | float | Decimal) or isinstance(value, bool):
+        return None
+    limit = f"{int(cap):,}" if cap == int(cap) else f"{cap:,}"
+    if value > cap:
+        return f"more than {limit}"
+    if value < -cap:
+        return f"less than -{limit}"
+    return None
