@@ -40,6 +40,27 @@ def make_tx(seconds: float = 0.0, **fields: Any) -> Transaction:
     )
 
 
+def test_a_spree_of_big_amounts_does_not_become_the_accounts_norm() -> None:
+    """From the 6th transaction on, an amount counts in the norm at most 3 standard
+    deviations above it: a stolen card's third big purchase still stands out (z 64), where
+    the plain running mean had taken the first two in (mean 240, z 1.9)."""
+    fz = Featurizer()
+    usual = ["40.00", "50.00", "60.00", "45.00", "55.00", "50.00", "40.00", "60.00"]
+    for i, amount in enumerate(usual):
+        fz.process_one(make_tx(i * 3600, amount=Decimal(amount)))
+    before = fz.process_one(make_tx(9 * 3600, amount=Decimal("1000.00")))
+    assert before.amount_z == pytest.approx((1000 - 50) / before.std)
+    spree = [fz.process_one(make_tx(9 * 3600 + 60 * k, amount=Decimal("1000.00"))) for k in (1, 2)]
+    assert all(f.amount_z is not None and f.amount_z > 20 for f in spree)
+    assert spree[-1].mean < 60  # 1,000 twice, counted as about 70 and 80
+    # A lasting rise in spending still moves the norm: twenty purchases of 100 later, 100 is
+    # within one standard deviation of it.
+    for k in range(20):
+        fz.process_one(make_tx(86_400 + k * 3600, amount=Decimal("100.00")))
+    later = fz.process_one(make_tx(200_000, amount=Decimal("100.00")))
+    assert later.amount_z is not None and abs(later.amount_z) < 1.0
+
+
 def test_haversine_new_york_to_london() -> None:
     assert haversine_km(40.71, -74.01, 51.51, -0.13) == pytest.approx(5570, rel=0.01)
     assert haversine_km(10.0, 20.0, 10.0, 20.0) == 0.0

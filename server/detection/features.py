@@ -63,8 +63,9 @@ def _catalogue() -> dict[str, str]:
         "amount": "the transaction's amount",
         "local_hour": "hour of day in the timestamp's own offset (0-23)",
         "history": "the account's prior transactions (since its state was created)",
-        "mean": "mean of the account's prior amounts",
-        "std": "sample standard deviation of the account's prior amounts",
+        "mean": "mean of the account's prior amounts (from the 6th, each counted at most 3 "
+        "standard deviations above the mean before it)",
+        "std": "sample standard deviation of the same amounts",
         "amount_ratio": "amount / mean; unknown without history or with a zero mean",
         "amount_z": "(amount - mean) / std; unknown under 2 prior, infinite when std is 0",
         "since_prev_s": "seconds since the account's previous transaction",
@@ -239,6 +240,15 @@ class KeyState:
         self.day: array[float] | None = None
         # Merchants only: (day, frauds, labels) triplets of labels by the day they were learnt.
         self.labels: array[float] | None = None
+
+
+NORM_CAP_FROM = 5
+NORM_CAP_SD = 3.0
+"""The account's norm (`mean`, `std`) counts an amount at most `NORM_CAP_SD` standard
+deviations above the mean before it, once the account has `NORM_CAP_FROM` prior
+transactions (winsorized). A stolen card's spree of big amounts would otherwise raise the
+norm it is measured against: after a few frauds the next one looked ordinary. A lasting
+rise in spending still moves the norm, by up to 3 standard deviations a transaction."""
 
 
 class AccountState(KeyState):
@@ -633,13 +643,16 @@ class Featurizer:
             else:
                 _risk(m, m.labels, t, v)
         # Learn: the account's running stats, recent window and last location.
+        x = amount
+        if n >= NORM_CAP_FROM and std > 0 and x > mean + NORM_CAP_SD * std:
+            x = mean + NORM_CAP_SD * std  # an outlier moves the account's norm little
         n += 1
         state.count = n
         # Welford: a numerically stable running mean and variance, order-independent, O(1).
-        delta = amount - mean
+        delta = x - mean
         mean += delta / n
         state.mean = mean
-        state.m2 += delta * (amount - mean)
+        state.m2 += delta * (x - mean)
         if t > state.last_t:
             state.last_t = t
         if plan.recent:
