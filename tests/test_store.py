@@ -796,3 +796,24 @@ async def test_pruning_an_empty_or_recent_store_deletes_nothing(store: SqliteSto
     await store.write_batch(make_batch(0, 5))
     assert await store.prune_transactions("2000-01-01T00:00:00.000Z") == 0
     assert len(await store.known_verdicts([f"tx-{n:05d}" for n in range(5)])) == 5
+
+
+async def test_a_read_that_fails_midway_leaves_no_stale_snapshot_behind(db_path: Path) -> None:
+    # One reader thread, so every read below uses the connection the failed one used.
+    store = SqliteStore(db_path, readers=1)
+    await store.start(Recorder())
+    try:
+        await store.write_batch(make_batch(0, 3))
+        with raw(db_path) as conn:
+            conn.execute("UPDATE transactions SET verdict_json = '{}'")  # unreadable rows
+        # The read fails on its first row with more to come, and whoever logs the error may
+        # keep it, traceback and all (a log handler that keeps records, an error reporter).
+        with pytest.raises(msgspec.ValidationError) as failed:
+            await store.known_transactions(["tx-00000", "tx-00001", "tx-00002"])
+        kept = failed.value
+        assert (await store.add_labels([label(1)]))[0].status == "created"
+        # Later reads see what was committed since: the failed read's snapshot is gone.
+        assert set(await store.get_labels(["tx-00001"])) == {"tx-00001"}
+        assert kept.__traceback__ is not None
+    finally:
+        await store.close()

@@ -194,7 +194,19 @@ class SqliteStore:
             with self._read_conns_lock:
                 self._read_conns.append(conn)
             self._local.conn = conn
-        return query(conn)
+        try:
+            return query(conn)
+        except BaseException:
+            # A query that raised while iterating its rows (a row it could not decode) leaves
+            # its cursor open, referenced from the traceback: as long as anything keeps the
+            # exception (a log handler, an error reporter), this connection would read from
+            # that snapshot and the WAL could not be checkpointed past it. Closing finalizes
+            # the statement; the next read on this thread opens a fresh connection.
+            with self._read_conns_lock:
+                self._read_conns.remove(conn)
+            del self._local.conn
+            conn.close()
+            raise
 
     async def known_verdicts(self, transaction_ids: Collection[str]) -> dict[str, Verdict]:
         """The stored verdicts of those ids that were already accepted."""
