@@ -318,7 +318,9 @@ async def _simulator_labels(app: web.Application, feed: SimulatorFeed) -> None:
         ]
         try:
             # The scorecard had this truth from the feed already.
-            await apply_labels(app[STORE], app.get(TRAINER), None, batch, app[DETECTOR].featurizer)
+            await apply_labels(
+                app[STORE], app.get(TRAINER), None, batch, app[DETECTOR].featurizer, app[STATS]
+            )
         except StoreUnavailable as exc:
             log.warning("simulator labels not stored (%s); %d dropped", exc.cause, len(batch))
         except Exception:

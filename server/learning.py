@@ -26,6 +26,7 @@ import msgspec
 from server.detection.features import Featurizer
 from server.detection.model import ModelSlot, OnlineLogit, Predictor, learn_example
 from server.scorecard import Scorecard
+from server.stats import Stats
 from server.store.base import Label, LabelOutcome, Store
 from server.store.errors import StoreUnavailable
 
@@ -106,6 +107,11 @@ class Trainer:
             except StoreUnavailable as exc:
                 # The labels are stored already; only this learning is lost, and said.
                 log.warning("%d labels not learnt: model inputs unreadable (%s)", without, exc)
+                stored = {}
+            except Exception:
+                # Anything else (a damaged row): the same, and the inputs taken from memory
+                # above are still learnt rather than dropped with the rest.
+                log.exception("%d labels not learnt: model inputs unreadable", without)
                 stored = {}
             looked_up = without
             more, without = self.slot.stored_examples(missing, stored)
@@ -211,9 +217,11 @@ async def apply_labels(
     scorecard: Scorecard | None,
     labels: Sequence[Label],
     featurizer: Featurizer | None = None,
+    stats: Stats | None = None,
 ) -> list[LabelOutcome]:
     """Store labels, then let the model learn the new ones, the scorecard count them and the
-    merchants' risk features take them in."""
+    merchants' risk features take them in. Raises only if storing them failed: once they are
+    committed, the outcomes are returned whatever happens to the learning."""
     outcomes = await store.add_labels(labels)
     new = [
         label
@@ -221,7 +229,7 @@ async def apply_labels(
         if outcome.status in ("created", "updated")
     ]
     if new:
-        await learn_stored_labels(store, trainer, scorecard, featurizer, new)
+        await learn_stored_labels(store, trainer, scorecard, featurizer, new, stats)
     return outcomes
 
 
@@ -274,17 +282,38 @@ async def learn_stored_labels(
     scorecard: Scorecard | None,
     featurizer: Featurizer | None,
     labels: Sequence[Label],
+    stats: Stats | None = None,
 ) -> None:
     """Labels already stored (by add_labels, or a resolution in its own commit): to the
-    model, the scorecard and merchant risk."""
-    if trainer is not None:
-        await trainer.learn(
-            [(label.transaction_id, label.label == "fraud") for label in labels], store
-        )
-    if scorecard is not None:
-        for label in labels:
-            scorecard.add_truth(label.transaction_id, label.label == "fraud", label.scenario)
-    await absorb_labels(store, featurizer, scorecard, labels)
+    model, the scorecard and merchant risk.
+
+    Never raises. The labels are committed: an error here must not answer the request as
+    failed, since a retry would find them `unchanged` and learn nothing either. Each step
+    that fails is logged with its cause, the others still run, and the labels are counted
+    in `stats.labels_not_learnt` (/metrics)."""
+    labelled = [(label.transaction_id, label.label == "fraud") for label in labels]
+
+    async def model() -> None:
+        if trainer is not None:
+            await trainer.learn(labelled, store)
+
+    async def count() -> None:
+        if scorecard is not None:
+            for label in labels:
+                scorecard.add_truth(label.transaction_id, label.label == "fraud", label.scenario)
+
+    async def absorb() -> None:
+        await absorb_labels(store, featurizer, scorecard, labels)
+
+    failed = False
+    for step, what in ((model, "the model"), (count, "the scorecard"), (absorb, "merchant risk")):
+        try:
+            await step()
+        except Exception:
+            failed = True
+            log.exception("%d stored labels not taken in by %s", len(labels), what)
+    if failed and stats is not None:
+        stats.labels_not_learnt += len(labels)
 
 
 REBUILD_LABELS = 50_000

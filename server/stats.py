@@ -25,6 +25,8 @@ class Stats:
         self.rejected_total = 0
         self.ws_slow_disconnects = 0
         self.ws_verdicts_dropped = 0
+        # Labels stored whose learning (model, scorecard, merchant risk) then failed.
+        self.labels_not_learnt = 0
         self._tick_started = self.started
         self._tick_tx = 0
         self._tick_alerts = 0

@@ -4,7 +4,9 @@ and the model learning them off the event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
+from server.config import Settings
 from server.detection.features import amount_bucket
 from server.detection.model import OnlineLogit
 from server.learning import load_learner
@@ -498,3 +501,111 @@ async def test_a_restarted_server_without_its_snapshot_learns_earlier_labels(
     # What was learnt is the transactions as they were scored, bytes for bytes.
     stored = await again.app[STORE].model_inputs(list(kept))  # type: ignore[index]
     assert stored == kept
+
+
+# ---------------------------------------------------------------------------------------------
+# Once labels are committed, nothing after the commit fails the request. The failures are
+# real: a row of the real SQLite file that this code cannot read back (edited by hand, or
+# written by a build with a bug), which is what "any other exception" looks like from here.
+
+
+def damage(db: Path, tx_id: str, column: str, value: object) -> None:
+    """Overwrite one column of a stored transaction, from another connection."""
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        changed = conn.execute(f"UPDATE transactions SET {column} = ? WHERE id = ?", (value, tx_id))
+        assert changed.rowcount == 1
+
+
+async def metric(client: TestClient, name: str) -> str:
+    text = await (await client.get("/metrics")).text()
+    return next(line for line in text.splitlines() if line.startswith(f"{name} "))
+
+
+async def test_labels_stored_are_answered_even_when_learning_them_fails(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    await post_batch(client, [tx("fine-1"), tx("fine-2"), tx("broken")])
+    # The stored verdict cannot be read back: merchant risk and the scorecard, which read
+    # it after the commit, fail.
+    damage(settings.db_path, "broken", "verdict_json", '{"transaction_id": "broken"}')
+
+    body = [
+        {"transaction_id": "fine-1", "label": "fraud"},
+        {"transaction_id": "broken", "label": "fraud"},
+    ]
+    status, answer = await post_labels(client, body)
+    assert status == 200, answer
+    assert [r["status"] for r in answer["results"]] == ["created", "created"]
+    status, single = await post_labels(client, {"transaction_id": "fine-2", "label": "legitimate"})
+    assert (status, single["status"]) == (200, "created")
+    # What was stored is what was answered, and the steps that could run did: the model
+    # learnt all three from the inputs it remembered.
+    stored = await client.app[STORE].get_labels(["fine-1", "broken", "fine-2"])  # type: ignore[index]
+    assert {k: v.label for k, v in stored.items()} == {
+        "fine-1": "fraud",
+        "broken": "fraud",
+        "fine-2": "legitimate",
+    }
+    trainer = client.app[TRAINER]  # type: ignore[index]
+    await trainer.idle.wait()
+    assert trainer.status.labels_learnt == 3
+    # The loss is counted for the operator: the two labels of the request that failed.
+    assert await metric(client, "fraudwatch_labels_not_learnt_total") == (
+        "fraudwatch_labels_not_learnt_total 2"
+    )
+    # And the server still starts on this file: the scorecard's rebuild reads the same rows.
+    await client.close()
+    again: TestClient = await aiohttp_client(create_app(settings))
+    status, answer = await post_labels(again, body)
+    assert status == 200 and [r["status"] for r in answer["results"]] == ["unchanged"] * 2
+
+
+async def test_a_resolution_is_answered_even_when_learning_its_label_fails(
+    client: TestClient, settings: Settings, login: Login
+) -> None:
+    csrf = await login("alice")
+    alert_id = await raise_alert(client)
+    resp = await client.get(f"/api/v1/alerts/{alert_id}", headers=BOOTSTRAP)
+    tx_id = (await resp.json())["alert"]["transaction_id"]
+    damage(settings.db_path, tx_id, "verdict_json", "{}")
+    resp = await client.post(
+        f"/api/v1/alerts/{alert_id}/resolve",
+        json={"disposition": "fraud"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    # Committed with its label: the analyst sees it resolved, not an error to retry into a 409.
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["alert"]["status"] == "resolved"
+    stored = await client.app[STORE].get_labels([tx_id])  # type: ignore[index]
+    assert stored[tx_id].label == "fraud"
+    assert await metric(client, "fraudwatch_labels_not_learnt_total") == (
+        "fraudwatch_labels_not_learnt_total 1"
+    )
+
+
+async def test_labels_whose_stored_inputs_are_unreadable_do_not_cost_the_others(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # The detector remembers the inputs of the last 5 transactions only: the first ones'
+    # are read back from the store, where one row's are damaged.
+    settings = make_settings(tmp_path, model_memory=5)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    await post_batch(
+        client, [tx(f"in-{i}", account=f"acct-{i}", amount=5.0 + i) for i in range(10)]
+    )
+    damage(settings.db_path, "in-0", "model_inputs", "not bytes")
+    body = [
+        {"transaction_id": "in-0", "label": "fraud"},
+        {"transaction_id": "in-1", "label": "legitimate"},
+        {"transaction_id": "in-9", "label": "fraud"},
+    ]
+    status, answer = await post_labels(client, body)
+    assert status == 200, answer
+    assert [r["status"] for r in answer["results"]] == ["created"] * 3
+    # in-0 and in-1 are read from the store in one query, which fails: both are not learnt
+    # (logged). in-9's inputs were in memory, taken out for this call: still learnt.
+    trainer = client.app[TRAINER]  # type: ignore[index]
+    await trainer.idle.wait()
+    assert trainer.status.labels_learnt == 1

@@ -325,6 +325,12 @@ async def metrics(request: web.Request) -> web.Response:
             stats.ws_verdicts_dropped,
         ),
         (
+            "fraudwatch_labels_not_learnt_total",
+            "counter",
+            "Labels stored whose learning (model, scorecard, merchant risk) then failed.",
+            stats.labels_not_learnt,
+        ),
+        (
             "fraudwatch_queue_depth",
             "gauge",
             "Transactions waiting for detection.",

@@ -9,7 +9,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from server.learning import apply_labels
-from server.state import DETECTOR, SCORECARD, STORE, TRAINER
+from server.state import DETECTOR, SCORECARD, STATS, STORE, TRAINER
 from server.store.base import LABELS, Label, LabelValue
 from server.transactions import MAX_ID_LENGTH, text_problem, too_far_ahead
 from server.views.api import permitted
@@ -147,6 +147,7 @@ async def post_labels(request: web.Request) -> web.Response:
             app[SCORECARD],
             [label for _, label in valid],
             app[DETECTOR].featurizer,
+            app[STATS],
         )
         for (i, label), outcome in zip(valid, outcomes, strict=True):
             if outcome.status == "not_found":

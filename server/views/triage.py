@@ -16,7 +16,7 @@ from aiohttp import web
 
 from server.auth import Principal
 from server.learning import learn_stored_labels
-from server.state import DETECTOR, SCORECARD, SETTINGS, STORE, TRAINER
+from server.state import DETECTOR, SCORECARD, SETTINGS, STATS, STORE, TRAINER
 from server.store.base import (
     LABELS,
     AlertConflict,
@@ -171,7 +171,12 @@ async def resolve(request: web.Request) -> web.Response:
                 labelled_at=event.alert.updated_at,
             )
             await learn_stored_labels(
-                app[STORE], app.get(TRAINER), app[SCORECARD], app[DETECTOR].featurizer, [label]
+                app[STORE],
+                app.get(TRAINER),
+                app[SCORECARD],
+                app[DETECTOR].featurizer,
+                [label],
+                app[STATS],
             )
         return event
 
