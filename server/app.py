@@ -37,7 +37,7 @@ from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
 from server.views import admin, api, labels, pages, rules, triage, ws
-from server.views.responses import json_response
+from server.views.responses import error_body, json_response
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,19 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
             text=f"fraudwatch cannot reach its store ({exc.cause}). Nothing was changed; "
             "try again in a moment.",
             headers={"Retry-After": "1"},
+        )
+    except Exception:
+        # A bug, or a stored row this code cannot read: aiohttp would answer a text/plain
+        # 500 ("Server got itself in trouble"), which API clients cannot parse as an error.
+        if not request.path.startswith("/api/"):
+            raise
+        log.exception("%s %s failed", request.method, request.path)
+        return json_response(
+            error_body(
+                "internal_error",
+                "The server failed to answer this request; the error is in its log",
+            ),
+            status=500,
         )
 
 

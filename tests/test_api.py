@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
+from server.config import Settings
 from tests.conftest import AUTH, Login, card_testing, make_settings, tx
 
 VERDICT_FIELDS = {
@@ -320,3 +323,19 @@ async def test_naive_baseline_answers_and_delivers(aiohttp_client: Any, tmp_path
         async with asyncio.timeout(5):
             while not {"verdicts", "alert"} <= kinds:
                 kinds.add((await ws.receive_json())["type"])
+
+
+async def test_an_unexpected_failure_is_still_a_json_error(
+    client: TestClient, settings: Settings
+) -> None:
+    alert_id = await raise_alert(client)
+    # A stored alert this code cannot read back (edited by hand, or written by a buggy build).
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn, conn:
+        conn.execute("UPDATE alerts SET alert_json = '{}' WHERE id = ?", (alert_id,))
+    resp = await client.get(f"/api/v1/alerts/{alert_id}", headers=AUTH)
+    assert resp.status == 500
+    assert resp.content_type == "application/json"
+    assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+    body = await resp.json()
+    assert body["error"]["code"] == "internal_error"
+    assert body["error"]["field"] is None
