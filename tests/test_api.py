@@ -339,3 +339,20 @@ async def test_an_unexpected_failure_is_still_a_json_error(
     body = await resp.json()
     assert body["error"]["code"] == "internal_error"
     assert body["error"]["field"] is None
+
+
+async def test_a_row_that_cannot_be_read_is_not_blamed_on_the_cursor(
+    client: TestClient, settings: Settings
+) -> None:
+    await post_batch(client, [tx("ok-1", "acct-d"), tx("broken", "acct-d")])
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn, conn:
+        conn.execute("UPDATE transactions SET verdict_json = '{}' WHERE id = 'broken'")
+    # No cursor was sent: a 400 naming it would send the client to fix what is not broken.
+    resp = await client.get("/api/v1/accounts/acct-d/transactions", headers=AUTH)
+    assert resp.status == 500, await resp.text()
+    assert (await resp.json())["error"]["code"] == "internal_error"
+    # A cursor that is not one the API gave is still the caller's 400.
+    for path in ("/api/v1/accounts/acct-d/transactions", "/api/v1/alerts"):
+        resp = await client.get(path, params={"cursor": "bm90IGEgY3Vyc29y"}, headers=AUTH)
+        assert resp.status == 400, path
+        assert (await resp.json())["error"]["field"] == "cursor"

@@ -195,6 +195,10 @@ class AlertNotFound(LookupError):
     pass
 
 
+class InvalidCursor(ValueError):
+    """A page cursor this store did not give out."""
+
+
 class InvalidAssignee(ValueError):
     """The user an alert was to be assigned to does not exist or may not triage."""
 
@@ -285,7 +289,7 @@ class Store(Protocol):
         self, account_id: str, limit: int, cursor: str | None
     ) -> AccountPage:
         """The account's transactions, newest event time first; `cursor` from the previous
-        page. Raises ValueError for a malformed cursor."""
+        page. Raises InvalidCursor (a ValueError) for a malformed cursor."""
 
     async def notes(self, alert_id: str) -> list[Note]:
         """Oldest first."""

@@ -295,7 +295,7 @@ class SqliteStore:
     async def account_transactions(
         self, account_id: str, limit: int, cursor: str | None
     ) -> AccountPage:
-        """Newest event time first. Raises ValueError for a malformed cursor."""
+        """Newest event time first. Raises InvalidCursor for a malformed cursor."""
         return await self._read(
             lambda conn: reads.account_transactions(conn, account_id, limit, cursor)
         )
@@ -337,7 +337,8 @@ class SqliteStore:
     ) -> AlertPage:
         """Newest first (by created_at, then id), filtered to `statuses` when given; `cursor`
         is opaque and comes from the previous page's next_cursor. Read in one snapshot.
-        Raises ValueError for a limit below 1, an unknown status or a malformed cursor."""
+        Raises ValueError for a limit below 1 or an unknown status, InvalidCursor for a
+        malformed cursor."""
         return await self._read(lambda conn: reads.alert_page(conn, statuses, limit, cursor, where))
 
     async def events_since(self, seq: int, limit: int) -> list[AlertEvent]:

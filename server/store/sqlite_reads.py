@@ -21,6 +21,7 @@ from server.store.base import (
     AlertStatus,
     ApiKey,
     AuditEntry,
+    InvalidCursor,
     Label,
     Note,
     SessionRecord,
@@ -138,7 +139,8 @@ def alert_page(
     cursor: str | None,
     where: AlertFilter | None = None,
 ) -> AlertPage:
-    """Raises ValueError for a limit below 1, an unknown status or a malformed cursor."""
+    """Raises ValueError for a limit below 1 or an unknown status, InvalidCursor for a
+    malformed cursor."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
     wanted = None if statuses is None else frozenset(statuses)
@@ -254,7 +256,7 @@ def _filtered_query(
 def account_transactions(
     conn: sqlite3.Connection, account_id: str, limit: int, cursor: str | None
 ) -> AccountPage:
-    """Raises ValueError for a limit below 1 or a malformed cursor."""
+    """Raises ValueError for a limit below 1 or InvalidCursor for a malformed one."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
     sql = (
@@ -267,7 +269,7 @@ def account_transactions(
         try:
             params += [int(position), tx_id]
         except ValueError:
-            raise ValueError("Invalid cursor") from None
+            raise InvalidCursor("Invalid cursor") from None
         sql += " AND (event_time_us, id) < (?, ?)"
     sql += " ORDER BY event_time_us DESC, id DESC LIMIT ?"
     rows = conn.execute(sql, (*params, limit + 1)).fetchall()
@@ -294,10 +296,10 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except ValueError:  # binascii.Error and UnicodeDecodeError are both ValueErrors
-        raise ValueError("Invalid cursor") from None
+        raise InvalidCursor("Invalid cursor") from None
     created_at, bar, alert_id = text.partition("|")
     if not bar:
-        raise ValueError("Invalid cursor")
+        raise InvalidCursor("Invalid cursor")
     return created_at, alert_id
 
 

@@ -16,7 +16,7 @@ from server.detection.rules import SEVERITIES
 from server.detection.verdict import Verdict
 from server.pipeline import IntakeClosed, submit
 from server.state import AUTH, HUB, QUEUE, SETTINGS, STATS, STORE
-from server.store.base import AlertFilter, AlertStatus
+from server.store.base import AlertFilter, AlertStatus, InvalidCursor
 from server.store.errors import StoreUnavailable
 from server.transactions import (
     FieldError,
@@ -183,7 +183,7 @@ async def list_alerts(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor") or None
     try:
         page = await request.app[STORE].list_alerts(statuses, limit, cursor, where)
-    except ValueError:
+    except InvalidCursor:
         return json_error(400, "invalid_parameter", "'cursor' is not one this API gave", "cursor")
     return json_response(page)
 
@@ -271,7 +271,7 @@ async def account_transactions(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor") or None
     try:
         page = await request.app[STORE].account_transactions(account_id, limit, cursor)
-    except ValueError:
+    except InvalidCursor:
         return json_error(400, "invalid_parameter", "'cursor' is not one this API gave", "cursor")
     return json_response(page)
 
