@@ -95,7 +95,7 @@ class ReplaySummary:
                 f"server {self.refused.count:,}; failed (no answer) {self.failed:,}"
                 + (f"; last error: {self.last_error}" if self.last_error else "")
             )
-            lines += ["  " + line for line in self.refused.lines()]
+            lines += ["  " + line for line in self.refused.lines("refused by the server")]
         if self.stopped:
             lines.append(f"  STOPPED EARLY: {self.stopped}")
         lines += [

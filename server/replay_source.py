@@ -90,12 +90,12 @@ class RowErrors:
         if len(self.first) < self._keep:
             self.first.append(error)
 
-    def lines(self) -> list[str]:
+    def lines(self, what: str = "invalid rows") -> list[str]:
         if not self.count:
             return list(self.notes)
         shown = ", first " + str(len(self.first)) if self.count > len(self.first) else ""
         return [
-            f"{self.count:,} invalid rows (skipped{shown}):",
+            f"{self.count:,} {what} (skipped{shown}):",
             *(f"  {e}" for e in self.first),
             *self.notes,
         ]

@@ -439,6 +439,12 @@ async def test_replay_into_a_running_server(aiohttp_server: Any, tmp_path: Path)
     assert summary.sent == 6 and summary.failed == 0 and summary.stopped is None
     assert summary.errors.count == 1 and summary.errors.first[0].line == 8
     assert summary.refused.count == 1 and summary.refused.first[0].line == 7
+    # The summary tells the two apart: the file's invalid row, the row the server refused.
+    lines = summary.lines("target", None)
+    assert lines[0].endswith("5 scored, 1 invalid")
+    assert lines[1] == "1 invalid rows (skipped):" and "line 8:" in lines[2]
+    assert "refused by the server 1;" in lines[3]
+    assert lines[4] == "  1 refused by the server (skipped):" and "line 7:" in lines[5]
     # Card testing fires from the third tiny amount on: three alerts, committed in the store.
     assert summary.decisions["allow"] == 2
     assert summary.decisions["review"] + summary.decisions["block"] == 3
