@@ -350,13 +350,6 @@ class Source:
         self.rows_read = 0
         self.amounts_rounded = 0
         self.by_alias: dict[str, str] = {}
-        read_as = {options.mapping.get(field, field): field for field in FIELDS}
-        if options.label is not None and options.label in read_as:
-            raise SourceError(
-                f"label column {options.label!r} would also be read as field "
-                f"{read_as[options.label]!r}: the detector must never see the label; "
-                f"--map {read_as[options.label]}=<another column> or rename the column"
-            )
         self._raw: io.BufferedReader = open(path, "rb")  # noqa: SIM115 (closed by close())
         try:
             self._size = os.fstat(self._raw.fileno()).st_size
@@ -493,10 +486,17 @@ class Source:
                 f"{self.path} has no column for {', '.join(missing)}; columns: "
                 f"{', '.join(columns)}; map one with --map FIELD=COLUMN"
             )
-        if self.options.label is not None and self.options.label not in index:
+        label = self.options.label
+        if label is not None and label not in index:
             raise SourceError(
-                f"label column {self.options.label!r} is not in {self.path}; "
-                f"columns: {', '.join(columns)}"
+                f"label column {label!r} is not in {self.path}; columns: {', '.join(columns)}"
+            )
+        read_as = {self.options.mapping.get(field, field): field for field in FIELDS}
+        if label is not None and label in read_as:
+            raise SourceError(
+                f"label column {label!r} would also be read as field "
+                f"{read_as[label]!r}: the detector must never see the label; "
+                f"--map {read_as[label]}=<another column> or rename the column"
             )
         return plan
 

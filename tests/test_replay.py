@@ -207,6 +207,10 @@ def test_a_label_column_read_as_a_field_is_refused(tmp_path: Path) -> None:
         read(path, mapping={}, label="channel")
     # Mapping the field elsewhere makes the column free to be the label.
     read(path, mapping={"channel": "account_id"}, label="channel")
+    # A label named like a field that the file does not have is a missing column (a typo),
+    # not a conflict with a column that is not there.
+    with pytest.raises(SourceError, match=r"label column 'id' is not in .*columns: timestamp"):
+        read(path, mapping={}, label="id")
 
 
 def test_mapping_and_columns_are_checked_up_front(tmp_path: Path) -> None:
