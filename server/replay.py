@@ -37,7 +37,10 @@ INGEST_PATH = "/api/v1/transactions"
 PROGRESS_EVERY = 1024
 # Paced replays send whatever falls due within this much wall time in one request.
 TICK_S = 0.05
-RETRIES = 4
+# Tries per batch, waiting 0.5, 1, 2, 4 s and then RETRY_WAIT_MAX_S between them (or the
+# server's Retry-After): about 22 s in all, so a replay outlives a restart of its server.
+RETRIES = 8
+RETRY_WAIT_MAX_S = 5.0
 FLAGGED = ("review", "block")
 
 
@@ -207,7 +210,7 @@ async def _post(
     wait = 0.0
     for attempt in range(RETRIES):
         if attempt:
-            await asyncio.sleep(max(wait, 0.25 * 2**attempt))
+            await asyncio.sleep(max(wait, min(0.25 * 2**attempt, RETRY_WAIT_MAX_S)))
         try:
             async with session.post(url, data=body) as response:
                 if response.status in (401, 403):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime as dt
 import gzip
 import io
 import json
+import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -514,3 +516,32 @@ def test_a_header_only_file_says_nothing_was_scored(
     assert main(["backtest", str(path), *MAP_FLAGS, "--label", "TX_FRAUD"]) == 0
     out = capsys.readouterr().out
     assert "alerts: 0 (-/day)" in out and "None" not in out
+
+
+async def test_a_replay_outlives_a_restart_of_its_server(
+    aiohttp_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An operator restarts the server under a replay: shutting down, then a few seconds
+    # without a listener while the new process loads its state (a big snapshot takes that).
+    settings = make_settings(tmp_path / "data")
+    first = await aiohttp_server(create_app(settings))
+    port = first.port
+    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+    rows = [[f"rs-{i}", (t0 + dt.timedelta(seconds=i)).isoformat(), f"c-{i % 7}", "t-1", "5.00",
+             "", "", "0", "0"] for i in range(40)]  # fmt: skip
+    path = write_csv(tmp_path / "f.csv", HEADER, rows)
+    # 40 s of event time at 5x: the rows go out over 8 s.
+    argv = ["replay", str(path), *MAP_FLAGS, "--target", f"http://127.0.0.1:{port}",
+            "--api-key", API_KEY, "--speed", "5"]  # fmt: skip
+    replay = asyncio.create_task(asyncio.to_thread(main, argv))
+    await asyncio.sleep(1.5)
+    await first.close()
+    await asyncio.sleep(5.0)
+    second = await aiohttp_server(create_app(settings), port=port)
+    assert await asyncio.wait_for(replay, 60) == 0
+    out = capsys.readouterr().out
+    assert "sent 40, answered 40; refused by the server 0; failed (no answer) 0" in out
+    # Every row is stored once, across both processes' lives.
+    await second.close()
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn:
+        assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (40,)
