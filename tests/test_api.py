@@ -115,6 +115,28 @@ async def test_ndjson_sent_as_json_is_refused_with_a_hint(client: TestClient) ->
     assert "Content-Type: application/x-ndjson" in error["message"]
 
 
+async def test_a_byte_order_mark_before_the_body_is_ignored(client: TestClient) -> None:
+    # What PowerShell's `-Encoding UTF8` and Notepad write at the start of a file.
+    bom = b"\xef\xbb\xbf"
+    one = bom + json.dumps(tx("bom-1")).encode()
+    resp = await client.post("/api/v1/transactions", data=one, headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["transaction_id"] == "bom-1"
+    batch = bom + json.dumps([tx("bom-2"), tx("bom-3")]).encode()
+    resp = await client.post("/api/v1/transactions", data=batch, headers=AUTH)
+    assert [r["transaction_id"] for r in (await resp.json())["results"]] == ["bom-2", "bom-3"]
+    lines = bom + b"\n".join(json.dumps(tx(f"bom-{i}")).encode() for i in (4, 5))
+    resp = await client.post(
+        "/api/v1/transactions",
+        data=lines,
+        headers={**AUTH, "Content-Type": "application/x-ndjson"},
+    )
+    assert [r["transaction_id"] for r in (await resp.json())["results"]] == ["bom-4", "bom-5"]
+    # Only at the start: one anywhere else is not JSON.
+    resp = await client.post("/api/v1/transactions", data=b" " + one, headers=AUTH)
+    assert (await resp.json())["error"]["code"] == "malformed_json"
+
+
 async def test_invalid_single_record_is_a_400_naming_the_field(client: TestClient) -> None:
     resp = await client.post("/api/v1/transactions", json={**tx("x"), "amount": True}, headers=AUTH)
     assert resp.status == 400

@@ -56,6 +56,7 @@ async def permitted(
     return who
 
 
+_BOM = b"\xef\xbb\xbf"  # the UTF-8 byte order mark
 NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
 )
@@ -81,6 +82,10 @@ async def ingest(request: web.Request) -> web.Response:
     if isinstance(who, web.Response):
         return who
     body = await request.read()
+    if body.startswith(_BOM):
+        # Windows tools (PowerShell's UTF8 encoding, Notepad) start a file with one; JSON
+        # parsers may ignore it (RFC 8259, 8.1), and the labels API and replay's reader do.
+        body = body[len(_BOM) :]
     if not body.strip():
         return json_error(400, "empty_body", "Send a JSON object, a JSON array or NDJSON")
     try:
