@@ -16,7 +16,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -228,8 +228,13 @@ async def apply_labels(
         for label, outcome in zip(labels, outcomes, strict=True)
         if outcome.status in ("created", "updated")
     ]
+    replaced = {
+        label.transaction_id: outcome.replaced
+        for label, outcome in zip(labels, outcomes, strict=True)
+        if outcome.replaced is not None
+    }
     if new:
-        await learn_stored_labels(store, trainer, scorecard, featurizer, new, stats)
+        await learn_stored_labels(store, trainer, scorecard, featurizer, new, stats, replaced)
     return outcomes
 
 
@@ -250,11 +255,14 @@ async def absorb_labels(
     featurizer: Featurizer | None,
     scorecard: Scorecard | None,
     labels: Sequence[Label],
+    replaced: Mapping[str, tuple[str, str]] | None = None,
 ) -> None:
     """What a label tells beyond the model, from its stored transaction and verdict:
     merchant risk (features.py) counts it from the moment it is known, its `labelled_at`,
-    on the transaction's merchant; the scorecard gets the verdict it waits for. Runs on the
-    event loop, between two of the detection loop's batches, which own the featurizer."""
+    on the transaction's merchant, after taking back the label it `replaced` (by
+    transaction id: the earlier label and its `labelled_at`), if any; the scorecard gets the
+    verdict it waits for. Runs on the event loop, between two of the detection loop's
+    batches, which own the featurizer."""
     if featurizer is None and (scorecard is None or not scorecard.waiting):
         return
     known = await store.known_transactions([label.transaction_id for label in labels])
@@ -265,8 +273,14 @@ async def absorb_labels(
         verdict, raw = found
         tx = _labelled.decode(raw)
         if featurizer is not None:
+            amount = float(tx.amount)
+            before = None if replaced is None else replaced.get(label.transaction_id)
+            if before is not None:
+                was, was_at = before
+                then = dt.datetime.fromisoformat(was_at).timestamp()
+                featurizer.unlearn_label(tx.merchant_id, then, was == "fraud", amount)
             at = dt.datetime.fromisoformat(label.labelled_at).timestamp()
-            featurizer.learn_label(tx.merchant_id, at, label.label == "fraud", float(tx.amount))
+            featurizer.learn_label(tx.merchant_id, at, label.label == "fraud", amount)
         if scorecard is not None and scorecard.waiting_for(label.transaction_id):
             scorecard.add_verdict(
                 label.transaction_id,
@@ -283,9 +297,11 @@ async def learn_stored_labels(
     featurizer: Featurizer | None,
     labels: Sequence[Label],
     stats: Stats | None = None,
+    replaced: Mapping[str, tuple[str, str]] | None = None,
 ) -> None:
     """Labels already stored (by add_labels, or a resolution in its own commit): to the
-    model, the scorecard and merchant risk.
+    model, the scorecard and merchant risk (which first takes back the labels they
+    `replaced`: see absorb_labels).
 
     Never raises. The labels are committed: an error here must not answer the request as
     failed, since a retry would find them `unchanged` and learn nothing either. Each step
@@ -303,7 +319,7 @@ async def learn_stored_labels(
                 scorecard.add_truth(label.transaction_id, label.label == "fraud", label.scenario)
 
     async def absorb() -> None:
-        await absorb_labels(store, featurizer, scorecard, labels)
+        await absorb_labels(store, featurizer, scorecard, labels, replaced)
 
     failed = False
     for step, what in ((model, "the model"), (count, "the scorecard"), (absorb, "merchant risk")):

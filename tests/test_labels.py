@@ -390,6 +390,32 @@ async def test_labels_teach_the_live_detector_which_merchants_are_compromised(
     assert amounts[amount_bucket(40.0)][:2] == pytest.approx([4.0, 4.0])
 
 
+async def test_a_label_overturned_later_no_longer_counts_against_the_merchant(
+    client: TestClient,
+) -> None:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    sales = [
+        tx(f"cb-{i}", f"acct-cb-{i}", 40.0, now - dt.timedelta(hours=2, minutes=i), "m-cb")
+        for i in range(4)
+    ]
+    await post_batch(client, sales)
+    chargebacks = [{"transaction_id": t["id"], "label": "fraud"} for t in sales]
+    await post_labels(client, chargebacks)
+    flagged = (await post_batch(client, [tx("cb-p1", "acct-p1", 35.0, now, "m-cb")]))[0]
+    assert "compromised_merchant" in {r["code"] for r in flagged["reasons"]}
+    # The merchant won every dispute: the chargebacks were wrong, and are corrected.
+    reversed_ = [{"transaction_id": t["id"], "label": "legitimate"} for t in sales]
+    status, answer = await post_labels(client, reversed_)
+    assert status == 200 and {r["status"] for r in answer["results"]} == {"updated"}
+    after = (await post_batch(client, [tx("cb-p2", "acct-p2", 35.0, now, "m-cb")]))[0]
+    # It said "Merchant m-cb had 4 confirmed frauds in 30 d, 50.0% of its transactions".
+    assert "compromised_merchant" not in {r["code"] for r in after["reasons"]}, after
+    featurizer = client.app[DETECTOR].featurizer  # type: ignore[index]
+    buckets = featurizer.merchants["m-cb"].labels
+    assert (sum(buckets[1::3]), sum(buckets[2::3])) == (4.0, 0.0)  # four labels, no fraud
+    assert featurizer.amounts[amount_bucket(40.0)][:2] == pytest.approx([4.0, 0.0], abs=1e-6)
+
+
 async def test_a_restarted_simulator_feed_is_stored_at_once(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:

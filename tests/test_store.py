@@ -655,6 +655,8 @@ async def test_labels_are_stored_once_and_report_what_they_did(
     # A re-send changes nothing; a different label for the same transaction replaces it.
     again = await store.add_labels([label(1, source="api:other"), label(2, "fraud")])
     assert [o.status for o in again] == ["unchanged", "updated"]
+    # An update names what it replaced, for what was learnt from it to be taken back.
+    assert [o.replaced for o in again] == [None, ("legitimate", "2026-02-07T12:00:00Z")]
     stored = await store.get_labels(["tx-00001", "tx-00002", "tx-00099"])
     assert set(stored) == {"tx-00001", "tx-00002"}
     assert stored["tx-00001"].source == "api:test"  # the first of two equal labels stays

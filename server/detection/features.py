@@ -410,6 +410,17 @@ def _learn_amount(amounts: dict[int, list[float]], bucket: int, t: float, is_fra
     counts[0], counts[1], counts[2] = labels + 1.0, frauds + (1.0 if is_fraud else 0.0), last
 
 
+def _unlearn_amount(amounts: dict[int, list[float]], bucket: int, t: float, is_fraud: bool) -> None:
+    counts = amounts.get(bucket)
+    if counts is None:
+        return
+    labels, frauds, last = counts
+    weight = 0.5 ** ((last - t) / AMOUNT_HALF_LIFE_S) if last > t else 1.0
+    counts[0] = max(labels - weight, 0.0)
+    if is_fraud:
+        counts[1] = max(frauds - weight, 0.0)
+
+
 def _amount_risk(amounts: dict[int, list[float]], bucket: int, t: float) -> float:
     """Frauds over labels + 1 in `bucket` as of `t`: 0 with none, shrunk towards 0 when few
     (one fraud out of one label is 0.5, not certainty)."""
@@ -813,6 +824,33 @@ class Featurizer:
             m.risk = (risk[0], risk[1], None) if event_time // DAY == risk[0] else None
         # Reuses the (id, count, sum) layout: count = labels, sum = frauds.
         bucket_add(m.labels, event_time // DAY, 1.0 if is_fraud else 0.0, TIERS["day"][1])
+
+    def unlearn_label(
+        self, merchant_id: str, event_time: float, is_fraud: bool, amount: float | None = None
+    ) -> None:
+        """Take back a label that `learn_label` counted at `event_time` and that a different
+        one has replaced (a chargeback reversed): the merchant's day bucket loses it, so a
+        merchant is not said to have frauds that were overturned. One older than the kept
+        buckets counts no more anyway. The amount's decayed rate loses what the label
+        weighs now (as if it had come in time order), never going below zero."""
+        if amount is not None:
+            _unlearn_amount(self.amounts, amount_bucket(amount), event_time, is_fraud)
+        m = self.merchants.get(merchant_id)
+        labels = None if m is None else m.labels
+        if m is None or labels is None:
+            return
+        day = event_time // DAY
+        i = len(labels) - 3
+        while i >= 0 and labels[i] > day:
+            i -= 3
+        if i < 0 or labels[i] != day:
+            return
+        labels[i + 1] = max(labels[i + 1] - 1.0, 0.0)
+        if is_fraud:
+            labels[i + 2] = max(labels[i + 2] - 1.0, 0.0)
+        risk = m.risk
+        if risk is not None:
+            m.risk = (risk[0], risk[1], None) if day == risk[0] else None
 
     def evict(self, now: float) -> int:
         """Drop keys idle for `ttl_s` of event time before `now`; returns how many."""

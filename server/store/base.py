@@ -175,10 +175,13 @@ LabelStatus = Literal["created", "unchanged", "updated", "not_found"]
 
 
 class LabelOutcome(NamedTuple):
-    """What storing one label did; `account_id` is the transaction's (None if not found)."""
+    """What storing one label did; `account_id` is the transaction's (None if not found).
+    An `updated` one names the label it `replaced` and when that one was known (its
+    `labelled_at`), so what was learnt from it can be taken back."""
 
     status: LabelStatus
     account_id: str | None
+    replaced: tuple[LabelValue, str] | None = None
 
 
 class Note(msgspec.Struct, kw_only=True):

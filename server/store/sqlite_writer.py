@@ -307,13 +307,14 @@ class Writer:
                 (ids,),
             ).fetchall()
         )
-        current = dict(
-            conn.execute(
-                "SELECT transaction_id, label FROM labels "
+        current = {
+            tx_id: (label, at)
+            for tx_id, label, at in conn.execute(
+                "SELECT transaction_id, label, labelled_at FROM labels "
                 "WHERE transaction_id IN (SELECT value FROM json_each(?))",
                 (ids,),
-            ).fetchall()
-        )
+            )
+        }
         outcomes: list[LabelOutcome] = []
         for label in labels:
             tx_id = label.transaction_id
@@ -322,15 +323,19 @@ class Writer:
                 outcomes.append(LabelOutcome("not_found", None))
                 continue
             before = current.get(tx_id)
-            if before == label.label:
+            if before is not None and before[0] == label.label:
                 outcomes.append(LabelOutcome("unchanged", account))
                 continue
             conn.execute(
                 _UPSERT_LABEL,
                 (tx_id, label.label, label.source, label.labelled_at, now, label.scenario),
             )
-            current[tx_id] = label.label
-            outcomes.append(LabelOutcome("created" if before is None else "updated", account))
+            current[tx_id] = (label.label, label.labelled_at)
+            outcomes.append(
+                LabelOutcome("created", account)
+                if before is None
+                else LabelOutcome("updated", account, before)
+            )
         return outcomes
 
     def unacknowledge(self, alert_id: str, user: str, force: bool) -> AlertEvent | None:
