@@ -190,6 +190,33 @@ async def test_an_analysts_resolution_becomes_a_label_the_model_learns(
     assert (status, answer["status"]) == (200, "unchanged")
 
 
+async def test_a_resolution_agreeing_with_an_earlier_label_is_not_learnt_twice(
+    client: TestClient, login: Login
+) -> None:
+    csrf = await login("alice")
+    alert_id = await raise_alert(client)
+    resp = await client.get(f"/api/v1/alerts/{alert_id}", headers=BOOTSTRAP)
+    alert = (await resp.json())["alert"]
+    tx_id, merchant = alert["transaction_id"], alert["transaction"]["merchant_id"]
+    # The chargeback came first; then the analyst, agreeing, resolves the alert as fraud.
+    status, answer = await post_labels(client, {"transaction_id": tx_id, "label": "fraud"})
+    assert (status, answer["status"]) == (200, "created")
+    trainer = client.app[TRAINER]  # type: ignore[index]
+    await trainer.idle.wait()
+    resp = await client.post(
+        f"/api/v1/alerts/{alert_id}/resolve",
+        json={"disposition": "fraud"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert resp.status == 200
+    await trainer.idle.wait()
+    # The same label again, only from someone else: a re-send, as it is through the API.
+    assert trainer.status.labels_learnt == 1
+    assert trainer.status.labels_from_store == 0
+    buckets = client.app[DETECTOR].featurizer.merchants[merchant].labels  # type: ignore[index]
+    assert (sum(buckets[1::3]), sum(buckets[2::3])) == (1.0, 1.0)
+
+
 class GatedLogit(OnlineLogit):
     """A real learner that waits at its first example until the test lets it go, and
     records which thread learnt."""

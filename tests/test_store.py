@@ -695,6 +695,14 @@ async def test_resolving_an_alert_labels_its_transaction(store: SqliteStore) -> 
     assert labels["tx-00000"].source == "analyst:bob"
     # An analyst's label then counts as known: the same label by the API is a re-send.
     assert [o.status for o in await store.add_labels([label(3)])] == ["unchanged"]
+    # And the other way round: the resolution says what storing its label did.
+    await store.write_batch([make_record(6, alert=True), make_record(9, alert=True)])
+    await store.add_labels([label(6), label(9, "legitimate")])
+    _, same = await store.resolve_labelled("al-00006", "alice", "fraud", None)
+    _, other = await store.resolve_labelled("al-00009", "alice", "fraud", None)
+    assert same is not None and same.status == "unchanged"
+    assert other is not None and other.status == "updated"
+    assert other.replaced == ("legitimate", "2026-02-07T12:00:00Z")
 
 
 async def test_labels_survive_a_restart_and_keep_the_scenario(db_path: Path) -> None:

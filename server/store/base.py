@@ -262,6 +262,12 @@ class Store(Protocol):
         """Close an open alert, or one acknowledged by `user`, and record the disposition as
         the transaction's label (source `analyst:<user>`). Durable on return."""
 
+    async def resolve_labelled(
+        self, alert_id: str, user: str, disposition: Disposition, note: str | None
+    ) -> tuple[AlertEvent, LabelOutcome | None]:
+        """`resolve`, and what storing the label did (None: the disposition is no label):
+        `unchanged` when the transaction already had that label."""
+
     async def unacknowledge(
         self, alert_id: str, user: str, *, force: bool = False
     ) -> AlertEvent | None:

@@ -261,6 +261,15 @@ class SqliteStore:
     ) -> AlertEvent:
         """Close an open alert, or one acknowledged by `user`. Durable on return.
         Raises AlertNotFound, or AlertConflict when resolved or owned by someone else."""
+        event, _ = await self.resolve_labelled(alert_id, user, disposition, note)
+        return event
+
+    async def resolve_labelled(
+        self, alert_id: str, user: str, disposition: Disposition, note: str | None
+    ) -> tuple[AlertEvent, LabelOutcome | None]:
+        """`resolve`, and what storing the label did (None: the disposition is no label):
+        `unchanged` when the transaction already had that label, which is then not to be
+        learnt again."""
         if not isinstance(disposition, str) or not disposition:
             # Which names are allowed is the API's (a setting); the store only needs a name.
             raise ValueError("disposition must be a non-empty string")

@@ -262,7 +262,7 @@ class Writer:
 
     def resolve(
         self, alert_id: str, user: str, disposition: Disposition, note: str | None
-    ) -> AlertEvent:
+    ) -> tuple[AlertEvent, LabelOutcome | None]:
         with self._durable(), self._transaction():
             current = self._current(alert_id)
             if current.status == "resolved" or (
@@ -281,6 +281,7 @@ class Writer:
             event = self._change(current, changed, user, "resolve", detail)
             # The analyst's decision is a label too, in the same commit as the resolution;
             # other dispositions (a duplicate) say nothing about fraud.
+            outcome = None
             if disposition in LABELS:
                 label = Label(
                     transaction_id=current.transaction_id,
@@ -288,9 +289,9 @@ class Writer:
                     source=f"analyst:{user}",
                     labelled_at=changed.updated_at,
                 )
-                self._store_labels([label], changed.updated_at)
+                (outcome,) = self._store_labels([label], changed.updated_at)
         self._publish([event])
-        return event
+        return event, outcome
 
     def add_labels(self, labels: Sequence[Label]) -> list[LabelOutcome]:
         with self._durable(), self._transaction():

@@ -18,7 +18,6 @@ from server.auth import Principal
 from server.learning import learn_stored_labels
 from server.state import DETECTOR, SCORECARD, SETTINGS, STATS, STORE, TRAINER
 from server.store.base import (
-    LABELS,
     AlertConflict,
     AlertEvent,
     AlertNotFound,
@@ -160,10 +159,11 @@ async def resolve(request: web.Request) -> web.Response:
     app = request.app
 
     async def change() -> AlertEvent:
-        event = await app[STORE].resolve(alert_id, who.name, disposition, note)
-        if disposition in LABELS:
+        event, outcome = await app[STORE].resolve_labelled(alert_id, who.name, disposition, note)
+        if outcome is not None and outcome.status in ("created", "updated"):
             # The store recorded it as the transaction's label, in the same commit: the
-            # model and the scorecard learn it too.
+            # model and the scorecard learn it too, unless it was that label already (a
+            # chargeback came first): a re-send, learnt once, as through the labels API.
             label = Label(
                 transaction_id=event.alert.transaction_id,
                 label=cast(LabelValue, disposition),
@@ -177,6 +177,7 @@ async def resolve(request: web.Request) -> web.Response:
                 app[DETECTOR].featurizer,
                 [label],
                 app[STATS],
+                {label.transaction_id: outcome.replaced} if outcome.replaced else None,
             )
         return event
 
