@@ -88,7 +88,10 @@ class Transaction(msgspec.Struct, omit_defaults=True, kw_only=True, forbid_unkno
 
 
 class _Lenient(Transaction, forbid_unknown_fields=False):
-    """The same fields, skipping any others."""
+    """The same fields, skipping any others; a null `currency` is no currency, as a null
+    in the other optional fields is nothing."""
+
+    currency: str | None = ""  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +167,9 @@ def _decode_carefully(data: bytes) -> Transaction:
         lenient = _lenient.decode(data)
     except msgspec.ValidationError as exc:
         raise InvalidTransaction(_type_error(exc)) from None
-    return Transaction(**msgspec.structs.asdict(lenient))
+    values = msgspec.structs.asdict(lenient)
+    values["currency"] = values["currency"] or ""
+    return Transaction(**values)
 
 
 def _nests_deeper_than(data: bytes, limit: int) -> bool:

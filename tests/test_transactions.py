@@ -196,6 +196,17 @@ def test_unknown_fields_are_ignored_and_never_stored() -> None:
     assert b"note" not in encode_transaction(parsed)
 
 
+def test_null_optional_fields_are_absent_ones_currency_included() -> None:
+    # As replay reads an NDJSON null ("absent values"), so that one file posts either way.
+    nulls = {name: None for name in ("merchant_name", "mcc", "country", "lat", "lon",
+                                     "channel", "device_id", "ip", "currency")}  # fmt: skip
+    parsed = parse_transaction(record(**nulls), default_currency="EUR")
+    assert parsed == parse_transaction(record(currency=MISSING), default_currency="EUR")
+    assert parsed.currency == "EUR"
+    error = refusal(record(currency=5))
+    assert (error["code"], error["field"]) == ("invalid_field", "currency")
+
+
 @pytest.mark.parametrize(
     ("changes", "code", "field"),
     [
