@@ -349,6 +349,10 @@ class Source:
         self.options = options
         self.rows_read = 0
         self.amounts_rounded = 0
+        # Label cells with a value that is no label (counted as unlabelled): how many, and
+        # the first few distinct values, for the notes.
+        self.labels_unread = 0
+        self._unread_values: list[str] = []
         self.by_alias: dict[str, str] = {}
         self._raw: io.BufferedReader = open(path, "rb")  # noqa: SIM115 (closed by close())
         try:
@@ -406,6 +410,13 @@ class Source:
         if unit := self._time_unit.get("unit"):
             notes.append(
                 f"numeric timestamps read as Unix time in {_UNIT_NAMES[unit]} (--time-unit)"
+            )
+        if self.labels_unread:
+            values = self._unread_values
+            notes.append(
+                f"{self.labels_unread:,} label cells are not a label "
+                f"({', '.join(values[:3])}{', …' if len(values) > 3 else ''}) and were read as "
+                "unlabelled: labels are 1/0, true/false, yes/no or fraud/legit"
             )
         if self.amounts_rounded:
             notes.append(
@@ -535,6 +546,8 @@ class Source:
                         yield RowError(reader.line_num, f"'{field}': cannot read {cell!r}", field)
                         continue
                     label = parse_label(cells[label_at]) if label_at >= 0 else None
+                    if label is None and label_at >= 0 and cells[label_at].strip():
+                        self._label_unread(cells[label_at])
                     yield build(values, reader.line_num, label)
                 return
             except csv.Error as exc:
@@ -569,8 +582,19 @@ class Source:
             except (ValueError, ArithmeticError):
                 yield RowError(line, f"'{field}': cannot read {value!r}", field)
                 continue
-            label = parse_label(obj.get(label_key)) if label_key is not None else None
+            label = None
+            if label_key is not None:
+                cell = obj.get(label_key)
+                label = parse_label(cell)
+                if label is None and cell is not None and cell != "":
+                    self._label_unread(cell)
             yield build(values, line, label)
+
+    def _label_unread(self, value: Any) -> None:
+        self.labels_unread += 1
+        shown = repr(value)[:40]
+        if len(self._unread_values) < 4 and shown not in self._unread_values:
+            self._unread_values.append(shown)  # a fourth only says there are more
 
     def _build(self, values: dict[str, Any], line: int, label: bool | None) -> Row | RowError:
         if "id" not in values:

@@ -371,6 +371,28 @@ def test_replay_and_backtest_say_how_many_amounts_were_rounded(
     assert "3 amounts had more decimals" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("name", ["f.csv", "f.ndjson"])
+def test_label_cells_that_are_no_label_are_named(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A label column in words this reader does not know: every row unlabelled, every metric
+    # undefined, and until now nothing said why.
+    words = ["genuine", "fraudulent", "genuine"]
+    rows = [[*r[:7], word, *r[8:]] for r, word in zip(ROWS, words, strict=True)]
+    writer = write_ndjson if "json" in name else write_csv
+    path = writer(tmp_path / name, HEADER, rows)
+    flags = [*MAP_FLAGS, "--label", "TX_FRAUD", "--label-delay", "0s"]
+    assert main(["backtest", str(path), *flags]) == 0
+    out = capsys.readouterr().out
+    assert "0 labelled transactions" in out
+    assert (
+        "3 label cells are not a label ('genuine', 'fraudulent') and were read as unlabelled" in out
+    )
+    with Source(path, SourceOptions(mapping=MAPPING, label="TX_FRAUD")) as source:
+        list(source)
+        assert source.labels_unread == 3
+
+
 def test_replay_command_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_csv(
         tmp_path / "f.csv.gz", HEADER, [*ROWS, ["4", "later", "c", "t", "1", "", "", "0", "0"]]
