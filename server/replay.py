@@ -417,4 +417,5 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 1
     for line in summary.lines(where, speed):
         print(line, file=out)
-    return 1 if summary.stopped else 0
+    # Rows the server never took (a request refused whole, or no answer) fail the run.
+    return 1 if summary.stopped or summary.failed else 0

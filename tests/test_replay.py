@@ -488,6 +488,24 @@ async def test_replay_with_a_wrong_key_stops(aiohttp_server: Any, tmp_path: Path
         await replay_to_target(source, str(server.make_url("/")), "wrong-key")
 
 
+async def test_a_replay_whose_rows_the_server_never_took_fails(
+    aiohttp_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --batch bigger than the server takes: every request is refused whole with a 413.
+    server = await aiohttp_server(create_app(make_settings(tmp_path, max_body_bytes=1000)))
+    path = write_csv(tmp_path / "f.csv", HEADER, _card_testing_rows(20))
+    target = ["--target", str(server.make_url("/")), "--api-key", API_KEY]
+    argv = ["replay", str(path), *MAP_FLAGS, *target, "--batch", "20"]
+    assert await asyncio.to_thread(main, argv) == 1
+    out = capsys.readouterr().out
+    assert "answered 0; refused by the server 0; failed (no answer) 20" in out
+    assert "HTTP 413" in out
+    # Small enough batches all pass: the same file, exit 0.
+    argv = ["replay", str(path), *MAP_FLAGS, *target, "--batch", "2"]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert "answered 20; refused by the server 0; failed (no answer) 0" in capsys.readouterr().out
+
+
 async def test_replay_to_a_server_that_is_gone_stops_early(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
