@@ -57,7 +57,8 @@ class Scorer(Protocol):
 
 
 class TargetRefused(Exception):
-    """The server rejected the API key; retrying cannot help."""
+    """The server rejected the API key, or the URL is not its ingest API; retrying cannot
+    help, and neither can the next batch."""
 
 
 class TargetUnavailable(Exception):
@@ -215,6 +216,12 @@ async def _post(
             async with session.post(url, data=body) as response:
                 if response.status in (401, 403):
                     raise TargetRefused(f"{url} answered {response.status}: check --api-key")
+                if response.status in (404, 405):
+                    # Every batch would get the same: the URL is not the ingest API's.
+                    raise TargetRefused(
+                        f"{url} answered {response.status}: check --target, the server's "
+                        f"base URL ({INGEST_PATH} is added to it)"
+                    )
                 if response.status >= 500 or response.status == 429:
                     # Busy, shutting down or store trouble: worth another try. Ids make a
                     # repeat harmless (the server answers a known id with its first verdict).

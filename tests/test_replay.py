@@ -488,6 +488,19 @@ async def test_replay_with_a_wrong_key_stops(aiohttp_server: Any, tmp_path: Path
         await replay_to_target(source, str(server.make_url("/")), "wrong-key")
 
 
+async def test_replay_to_a_wrong_url_stops_at_once(
+    aiohttp_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = await aiohttp_server(create_app(make_settings(tmp_path)))
+    path = write_csv(tmp_path / "f.csv", HEADER, _card_testing_rows(6))
+    # The dashboard's address with a path: the API is not under it.
+    argv = ["replay", str(path), *MAP_FLAGS, "--target", str(server.make_url("/dashboard")),
+            "--api-key", API_KEY, "--batch", "2"]  # fmt: skip
+    assert await asyncio.to_thread(main, argv) == 1
+    err = capsys.readouterr().err
+    assert "/dashboard/api/v1/transactions answered 404: check --target" in err
+
+
 async def test_a_replay_whose_rows_the_server_never_took_fails(
     aiohttp_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
