@@ -119,6 +119,16 @@ async def test_single_label_errors_have_their_status(client: TestClient) -> None
         "/api/v1/labels", data=b"{oops", headers={**BOOTSTRAP, "Content-Type": "application/json"}
     )
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "malformed_json"
+    # The message says where it broke, and names NDJSON, which ingest takes and this does not.
+    message = (await resp.json())["error"]["message"]
+    assert "line 1 column 2" in message, message
+    ndjson = b'{"transaction_id": "a", "label": "fraud"}\n{"transaction_id": "b", "label": "fraud"}'
+    resp = await client.post(
+        "/api/v1/labels", data=ndjson, headers={**BOOTSTRAP, "Content-Type": "application/x-ndjson"}
+    )
+    error = (await resp.json())["error"]
+    assert (resp.status, error["code"]) == (400, "malformed_json")
+    assert "array" in error["message"] and "not NDJSON" in error["message"]
     assert (await post_labels(client, []))[0] == 400
     resp = await client.post("/api/v1/labels", data=b"", headers=BOOTSTRAP)
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "empty_body"

@@ -121,8 +121,16 @@ async def post_labels(request: web.Request) -> web.Response:
         # The json module for its pairs hook: a label naming a key twice is refused, as a
         # transaction is (parsers disagree on which one wins). Labels are not a hot path.
         body: Any = json.loads(raw, object_pairs_hook=_keys_once)
-    except (ValueError, RecursionError):
-        return json_error(400, "malformed_json", "Send a JSON object or an array of them")
+    except (ValueError, RecursionError) as exc:
+        # Where it broke (json's "Expecting ',' delimiter: line 1 column 61 (char 60)"), and
+        # NDJSON, which ingest takes, named: labels are one object or an array.
+        where = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        ndjson = " (not NDJSON: one object per line)" if b"}\n{" in raw.replace(b"\r", b"") else ""
+        return json_error(
+            400,
+            "malformed_json",
+            f"Malformed JSON: {where}; send a JSON object or an array of them{ndjson}",
+        )
     is_batch = isinstance(body, list)
     items = body if is_batch else [body]
     if not items:
