@@ -2,7 +2,8 @@
 
 Feeds put `Submission`s on a `TxQueue` bounded by the number of waiting transactions, so a
 fast feed waits (backpressure) instead of growing memory or dropping anything. One loop takes
-up to `batch_max` transactions or whatever arrived within `batch_wait_ms`, scores them in a
+up to `batch_max` transactions or whatever arrived within `batch_wait_ms` (at once when it
+was idle: a lone transaction waits for no one), scores them in a
 tight synchronous loop, persists the batch in one store transaction, then answers the waiting
 callers and hands the verdicts to the hub. It never awaits a socket.
 
@@ -115,15 +116,22 @@ class TxQueue:
         return count
 
     async def get_batch(self, limit: int, wait: float) -> list[Submission]:
-        """Up to `limit` transactions: what is there, plus what arrives within `wait` seconds.
-        Returns [] only once closed and empty."""
+        """Up to `limit` transactions: what is there, plus, if some were already waiting when
+        asked (the loop is busy), what arrives within `wait` seconds. Returns [] only once
+        closed and empty.
+
+        A caller that found the queue empty (an idle loop) gets the first arrivals at once:
+        a lone transaction is not held `wait` for others that may never come. Under load the
+        loop comes back from a batch to a queue that filled meanwhile, and waits to fill the
+        next one, as many transactions a batch as before."""
+        idle = not self._items
         while not self._items:
             if self._closed:
                 return []
             await self._not_empty.wait()
         batch: list[Submission] = []
         count = self._take(batch, 0, limit)
-        if count < limit and not self._closed:
+        if count < limit and not self._closed and not idle:
             await asyncio.sleep(wait)
             count = self._take(batch, count, limit)
         async with self._space:

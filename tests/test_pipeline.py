@@ -75,6 +75,19 @@ async def test_get_batch_waits_briefly_to_fill_a_batch() -> None:
     assert [s.transactions[0].id for s in batch] == ["first-0", "second-0"]
 
 
+async def test_an_idle_loop_takes_a_lone_transaction_at_once() -> None:
+    """The loop asked for a batch before anything came: the first arrival is handed out
+    without waiting `wait` (5 s here) for others; what comes next is the next batch."""
+    queue = TxQueue(maxsize=1000)
+    taking = asyncio.create_task(queue.get_batch(limit=100, wait=5.0))
+    await asyncio.sleep(0.01)
+    await queue.put(Submission(txs(1, "lone")))
+    batch = await asyncio.wait_for(taking, 1.0)
+    assert [s.transactions[0].id for s in batch] == ["lone-0"]
+    await queue.put(Submission(txs(1, "next")))
+    assert [s.transactions[0].id for s in await queue.get_batch(limit=100, wait=0)] == ["next-0"]
+
+
 async def test_closed_queue_refuses_new_work_but_hands_out_the_rest() -> None:
     queue = TxQueue(maxsize=100)
     await queue.put(Submission(txs(2)))
