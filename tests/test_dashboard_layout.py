@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from server.auth import create_user
 from server.state import STORE
@@ -362,4 +363,80 @@ async def test_the_drawer_follows_the_panel_when_the_window_resizes(
         await eventually(gap, True)
         seen.add((await me.page.evaluate(TOPS))["panel"])
     assert len(seen) > 1, seen  # the panel did move
+    assert me.problems == []
+
+
+# Each counter's subtitle: whether its text lies inside the subtitle's box (which clips what
+# passes it) and the box inside its card's content box.
+SUBTITLES = """() => [...document.querySelectorAll("#stats .stat-sub")].map((sub) => {
+  const card = sub.closest(".stat");
+  const style = getComputedStyle(card);
+  const c = card.getBoundingClientRect();
+  const inner = {
+    left: c.left + parseFloat(style.borderLeftWidth) + parseFloat(style.paddingLeft),
+    right: c.right - parseFloat(style.borderRightWidth) - parseFloat(style.paddingRight),
+    bottom: c.bottom - parseFloat(style.borderBottomWidth),
+  };
+  const box = sub.getBoundingClientRect();
+  const range = document.createRange();
+  range.selectNodeContents(sub);
+  const text = range.getBoundingClientRect();
+  const within = (a, b) =>
+    a.left >= b.left - 0.5 && a.right <= b.right + 0.5 && a.bottom <= b.bottom + 0.5;
+  const own = getComputedStyle(sub);
+  return {
+    id: sub.id,
+    text: sub.textContent,
+    whole: within(text, box) && sub.scrollWidth <= sub.clientWidth,
+    inCard: within(box, inner),
+    ellipsis: own.textOverflow === "ellipsis" && own.overflowX === "hidden" &&
+      own.display === "block",
+  };
+})"""
+
+
+async def test_counter_subtitles_read_whole_from_1280_px(
+    browser: Browser, server: TestServer
+) -> None:
+    # QA: at 1440 px the server latency card read "p50 20.7 ms · receipt → durable", its
+    # last word cut off (and "measured on the next new alert" lost its last letter).
+    def busy_second(ws: WebSocketRoute) -> None:
+        def forward(message: str | bytes) -> None:
+            data = json.loads(message)
+            if data["type"] == "stats":
+                return  # held back: the cards keep what hello said
+            if data["type"] == "hello":
+                data["stats"] = {
+                    "server_time": data["server_time"],
+                    "tx_per_s": 48.0,
+                    "alerts": 0,
+                    "latency_ms": {"p50": 20.7, "p99": 230.0},
+                    "open_alerts": 0,
+                    "open_by_severity": {},
+                    "oldest_open_created_at": None,
+                    "rejected_total": 0,
+                }
+                message = json.dumps(data)
+            ws.send(message)
+
+        ws.connect_to_server().on_message(forward)
+
+    async def route(page: Page) -> None:
+        await page.route_web_socket("**/ws*", busy_second)
+
+    me = await sign_in(browser, server, "alice", before_load=route)
+    detail = me.page.locator("#latency-detail")
+    await expect(detail).to_have_text(re.compile(r"p50 20\.7 ms\W+receipt → durable verdict"))
+    for width, height in [(1920, 1080), (1600, 900), (1440, 900), *VIEWPORTS]:
+        await me.page.set_viewport_size({"width": width, "height": height})
+        await me.page.wait_for_timeout(100)
+        if SHOTS:
+            path = Path(SHOTS) / f"stats-{width}x{height}.png"
+            await me.page.locator("#stats").screenshot(path=str(path))
+        for sub in await me.page.evaluate(SUBTITLES):
+            where = (width, height, sub)
+            assert sub["inCard"], where
+            # Narrower than every column needs, the queue keeps its rows: one line, and
+            # what does not fit ends in an ellipsis.
+            assert sub["whole"] or (width < ALL_COLUMNS and sub["ellipsis"]), where
     assert me.problems == []

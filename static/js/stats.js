@@ -39,7 +39,8 @@ export class Counters {
     });
     this.severityCounts = section.querySelector("#severity-counts");
     this.oldestDetail = section.querySelector("#oldest-open-detail");
-    this.latencyDetail = section.querySelector("#latency-detail");
+    // Two pieces, so that a narrow card breaks the line between them, not inside either.
+    this.latencyP50 = section.querySelector("#latency-p50");
     this.screenDetail = section.querySelector("#screen-latency-detail");
     this.screenSamples = [];
     this.serverBySeverity = null;
@@ -89,7 +90,8 @@ export class Counters {
     const p99 = this.values.latency_p99;
     if (Number.isFinite(latency.p99)) {
       setText(p99, formatMs(latency.p99));
-      setText(this.latencyDetail, `p50 ${formatMs(latency.p50)} · receipt → durable verdict`);
+      setText(this.latencyP50, `p50 ${formatMs(latency.p50)}`);
+      this.latencyP50.hidden = false;
     }
     this.openAlerts = Number.isFinite(stats.open_alerts) ? stats.open_alerts : null;
     // Server-wide counts when the server sends them; the page's own otherwise.
