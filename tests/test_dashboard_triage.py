@@ -970,6 +970,71 @@ async def test_a_still_pointer_does_not_hold_the_table_after_a_bulk_resolve(
     assert alice.problems == []
 
 
+async def test_enter_in_the_bulk_dialog_leaves_the_table_as_the_button_does(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: confirmed with Enter rather than the button, a bulk resolve left the table held
+    # ("Paused"), new alerts waiting, though nobody was working in it.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids: list[str] = []
+    for i in range(3):
+        ids += await ingest(impossible_travel(f"acct-e{i}", "Shop", T0 + dt.timedelta(hours=i)))
+    for alert_id in ids:
+        await expect(alice.row(alert_id)).to_be_visible()
+    for alert_id in ids[:2]:
+        await alice.row(alert_id).get_by_role("checkbox").check()
+    bar = page.locator("#bulk-bar")
+    await bar.get_by_role("button", name="Resolve fraud").click()
+    await expect(page.get_by_role("dialog")).to_contain_text("Resolve 2 alerts as fraud")
+    await page.keyboard.type("Same ring")
+    await alice.press("Enter")
+    await expect(bar).to_be_hidden()
+    await expect(alice.cell(ids[1], STATUS)).to_have_text("Resolved Fraud")
+
+    paused = page.locator("#alerts-paused")
+    await expect(paused).to_be_hidden()
+    [new] = await ingest(travel_at_night("acct-e-new", T0 + dt.timedelta(days=1)))
+    await expect(alice.row(new)).to_be_visible()
+    await expect(paused).to_be_hidden()
+    # The keyboard is back in the table all the same: j goes on from there, and holds it.
+    await alice.press("j")
+    assert await alice.focused_row_id() is not None
+    await expect(paused).to_have_text("Paused")
+    assert alice.problems == []
+
+
+async def test_enter_in_the_resolve_dialog_holds_the_table_only_for_the_keyboard(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # The same for one alert: its Fraud… button clicked, then Enter, held the table once the
+    # pointer had left it. From the keyboard (j f Enter) it stays held for the next j.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    queue = await six_in_a_queue(alice, ingest)
+    paused = page.locator("#alerts-paused")
+    dialog = page.get_by_role("dialog", name=re.compile("^Resolve"))
+    await alice.row(queue[0]).get_by_role("button", name=re.compile("as fraud$")).click()
+    await expect(dialog).to_be_visible()
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await expect(alice.cell(queue[0], STATUS)).to_have_text("Resolved Fraud")
+    await page.mouse.move(5, 5)
+    await expect(paused).to_be_hidden()
+    [new] = await ingest(travel_at_night("acct-q-new", T0 + dt.timedelta(days=1)))
+    await expect(alice.row(new)).to_be_visible()
+
+    await alice.press("j")
+    await expect(paused).to_have_text("Paused")
+    focused = await alice.focused_row_id()
+    assert focused is not None
+    await resolve_legitimate(alice, focused)
+    [later] = await ingest(travel_at_night("acct-q-later", T0 + dt.timedelta(days=2)))
+    await expect(paused).to_have_text("Paused · 1 new")
+    await expect(alice.row(later)).to_have_count(0)
+    assert alice.problems == []
+
+
 async def test_a_viewer_reads_but_cannot_act(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

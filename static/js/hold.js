@@ -6,6 +6,9 @@
 export function holdWhileWorking(container, table, alsoHold = () => false) {
   let pointerInside = false;
   let keyboardInside = false;
+  let keyboardLeft = false; // the keyboard was in the table when focus last left it
+  let keyboardBefore = false; // the same, when the open dialog took focus from the table
+  let givenBack = false; // a dialog has closed, and the analyst has not pressed or clicked since
   const update = () => table.setFrozen(pointerInside || keyboardInside || alsoHold());
 
   // The pointer holds the table once it moves (or presses) over it, not when the table moves
@@ -26,15 +29,54 @@ export function holdWhileWorking(container, table, alsoHold = () => false) {
   // Keyboard focus counts; a mouse click's leftover focus does not, or the table would stay
   // frozen long after the pointer has gone.
   container.addEventListener("focusin", (event) => {
-    keyboardInside = event.target !== container && event.target.matches(":focus-visible");
+    keyboardInside =
+      event.target !== container &&
+      (givenBack ? keyboardBefore : event.target.matches(":focus-visible"));
     update();
   });
   container.addEventListener("focusout", (event) => {
     if (!container.contains(event.relatedTarget)) {
+      keyboardLeft = keyboardInside;
       keyboardInside = false;
       update();
     }
   });
+
+  // A modal dialog (resolve, bulk resolve, the shortcuts list) takes the keyboard and gives it
+  // back as it closes: the browser returns focus to where it was, or the page puts it on the
+  // cursor's row. That is the page's doing, not the analyst moving into the table, but after
+  // the key that closed the dialog (Enter, Esc) Chromium marks it :focus-visible. So until the
+  // analyst's next key or click, focus arriving in the table holds it only if the keyboard was
+  // in the table when the dialog opened: j f Enter keeps it held for the next j, while Fraud…
+  // (or the bulk bar's button) clicked and then Enter leaves it free, as the dialog's button
+  // does. Held for nothing, the table said "Paused" and kept new alerts out.
+  document.addEventListener("focusin", (event) => {
+    const into = event.target instanceof Element && event.target.closest("dialog");
+    const from = event.relatedTarget instanceof Element && event.relatedTarget.closest("dialog");
+    if (into && !from) {
+      keyboardBefore = container.contains(event.relatedTarget) && keyboardLeft;
+      givenBack = false;
+    }
+  });
+  // `close` does not bubble; the browser has already given focus back when it fires.
+  document.addEventListener(
+    "close",
+    (event) => {
+      if (!(event.target instanceof HTMLDialogElement)) return;
+      givenBack = true;
+      const active = document.activeElement;
+      if (active && active !== container && container.contains(active)) {
+        keyboardInside = keyboardBefore;
+        update();
+      }
+    },
+    { capture: true },
+  );
+  const analystActs = () => {
+    givenBack = false;
+  };
+  document.addEventListener("keydown", analystActs, { capture: true });
+  document.addEventListener("pointerdown", analystActs, { capture: true });
   // Esc hands focus back to the container itself, which releases the table (unless a
   // shortcut already used this Esc, to close the details).
   container.addEventListener("keydown", (event) => {
