@@ -365,6 +365,32 @@ async def test_resolve_dialog_keeps_the_note_when_the_server_says_someone_was_fi
     assert alice.problems == []
 
 
+async def test_a_held_enter_that_confirmed_the_dialog_does_not_open_the_details(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: Enter held a moment too long confirmed the dialog, then repeated on the row the
+    # dialog went back to and opened its details.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    queue = await six_in_a_queue(alice, ingest)
+    await alice.press("j", "f")
+    dialog = page.get_by_role("dialog", name=re.compile("^Resolve"))
+    await expect(dialog).to_be_visible()
+    await page.keyboard.down("Enter")
+    await expect(alice.cell(queue[0], STATUS)).to_have_text("Resolved Fraud")
+    await eventually(alice.focused_row_id, queue[0])
+    # The keyboard's repeat: the same key, down again and again until it is let go.
+    for _ in range(3):
+        await page.keyboard.down("Enter")
+    await page.keyboard.up("Enter")
+    await page.wait_for_timeout(200)
+    await expect(alice.drawer).to_be_hidden()
+    # A new press is the analyst's own: Enter opens the details.
+    await alice.press("Enter")
+    await expect(alice.drawer).to_be_visible()
+    assert alice.problems == []
+
+
 async def test_shortcuts_overlay_search_and_typing(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

@@ -1,6 +1,7 @@
 // Keyboard shortcuts for triage, on one document listener. They stay out of the way of
-// typing (text fields, selects, editable content), of modal dialogs (which own their keys),
-// and of browser and system shortcuts (any Ctrl, Cmd or Alt chord).
+// typing (text fields, selects, editable content), of modal dialogs (which own their keys,
+// even those still held or on their way once the dialog has closed), and of browser and
+// system shortcuts (any Ctrl, Cmd or Alt chord).
 //
 //   j / k   next / previous alert        a  acknowledge       x  select for bulk
 //   Enter   open the details             f  resolve fraud     /  search
@@ -37,14 +38,29 @@ function enterIsFree(target) {
 }
 
 export function installShortcuts(handlers) {
+  // A key first pressed in a dialog belongs to it while held: Enter held a moment too long
+  // repeats after the dialog has closed, and opened the details of the row it went back to.
+  const heldFromDialog = new Set();
+  document.addEventListener("keyup", (event) => heldFromDialog.delete(event.code), {
+    capture: true,
+  });
+  window.addEventListener("blur", () => heldFromDialog.clear());
+
   // Capture phase: a handled key is marked (preventDefault) before the table's own Esc
   // handler sees it, so one Esc closes the details without also releasing the table.
   document.addEventListener(
     "keydown",
     (event) => {
+      if (document.querySelector("dialog[open]")) {
+        heldFromDialog.add(event.code);
+        return;
+      }
+      if (event.repeat && heldFromDialog.has(event.code)) {
+        event.preventDefault();
+        return;
+      }
       if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
       if (event.isComposing || isTyping(event.target)) return;
-      if (document.querySelector("dialog[open]")) return;
       let handler = null;
       switch (event.key) {
         case "j":
