@@ -365,6 +365,51 @@ async def test_resolve_dialog_keeps_the_note_when_the_server_says_someone_was_fi
     assert alice.problems == []
 
 
+async def test_keys_meant_for_a_dialog_closed_under_the_analyst_run_no_shortcuts(
+    browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
+) -> None:
+    # QA: Bob took the alert while Alice's resolve dialog was open with no note, so it closed
+    # with a notice; what she pressed next for the dialog fell on the shortcuts. "n" took the
+    # next alert in her name, Enter opened the drawer, Esc released the table.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    queue = await six_in_a_queue(alice, ingest)
+    await alice.press("j", "j")
+    assert await alice.focused_row_id() == queue[1]
+    await alice.press("f")
+    dialog = page.get_by_role("dialog", name=re.compile("^Resolve"))
+    await expect(dialog).to_be_visible()
+    bob, csrf = await analyst_http(server, "bob")
+    async with (
+        bob,
+        bob.post(
+            server.make_url(f"/api/v1/alerts/{queue[1]}/ack"),
+            json={},
+            headers={"X-CSRF-Token": csrf},
+        ) as r,
+    ):
+        assert r.status == 200, await r.text()
+    await expect(dialog).to_be_hidden()
+    await expect(page.locator("#notices")).to_contain_text("was acknowledged by bob meanwhile")
+
+    # The start of a note, then Enter and Esc for a dialog that is gone.
+    await page.keyboard.type("no k")
+    await alice.press("Enter", "Escape")
+    await page.wait_for_timeout(300)  # a claim, a drawer, a release would show by now
+    await expect(alice.drawer).to_be_hidden()
+    await expect(page.locator("#alerts-paused")).to_be_visible()
+    assert await alice.focused_row_id() == queue[1]
+    async with http.get(server.make_url("/api/v1/alerts?status=acknowledged")) as r:
+        owners = [alert["owner"] for alert in (await r.json())["alerts"]]
+    assert owners == ["bob"], "nothing taken in Alice's name"
+
+    # Once the keyboard has been still a moment, keys are the analyst's again.
+    await page.wait_for_timeout(1100)
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[2]
+    assert alice.problems == []
+
+
 async def test_a_held_enter_that_confirmed_the_dialog_does_not_open_the_details(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

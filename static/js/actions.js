@@ -140,7 +140,7 @@ export class Actions {
     } else if (this.dialog.draft) {
       this._taken(alert);
     } else {
-      this.dialog.cancel();
+      this.dialog.withdraw();
       const who = alert.owner ? ` by ${alert.owner}` : "";
       this.notices.show(`Alert for ${describeAlert(alert)} was ${alert.status}${who} meanwhile.`, {
         kind: "warning",
@@ -297,11 +297,11 @@ export class Actions {
     if (!bulk || !this.dialog.isOpen) return;
     if (!this._leaveOut(bulk)) return;
     if (!bulk.targets.length) {
-      this.dialog.cancel();
+      this.dialog.withdraw();
       this._allTaken(bulk);
     } else if (bulk.targets.every((alert) => bulk.results.get(alert.id)?.ok)) {
       // The rest went through already: nothing left to retry; the summary says it all.
-      this.dialog.cancel();
+      this.dialog.withdraw();
     } else {
       this.dialog.retarget(bulk.targets, this._aside(bulk));
     }

@@ -297,7 +297,7 @@ function signedOut() {
   if (signedOutAlready) return;
   signedOutAlready = true;
   socket.stop();
-  dialog.cancel();
+  dialog.withdraw();
   indicator.set("signed-out");
   counters.setStale(true);
   renderStale();
@@ -604,7 +604,7 @@ const refocusAfter = (alert) =>
   drawer.isOpen ? backToDrawer : () => table.setCursor(alert.id, { focus: true });
 
 installMenus();
-installShortcuts({
+const shortcutKeys = installShortcuts({
   j: () => table.moveCursor(1),
   k: () => table.moveCursor(-1),
   Enter: () => withCurrent((alert) => openDetails(alert)),
@@ -621,6 +621,7 @@ installShortcuts({
     return true;
   },
 });
+dialog.onWithdrawn = () => shortcutKeys.settle();
 $("#shortcuts-button").addEventListener("click", () => showShortcuts());
 shortcuts.addEventListener("close", () => updateHold());
 

@@ -37,7 +37,18 @@ function enterIsFree(target) {
   );
 }
 
+// A dialog the page closed under the analyst (someone else took the alert, no note typed):
+// keys already on their way to it (Enter to confirm, Esc, the start of a note) must not run
+// shortcuts, where "n" takes an alert and Enter opens the details. They are dropped until
+// the keyboard has been still this long; the notice says what happened meanwhile.
+const SETTLE_MS = 1000;
+
+// Keys that neither run shortcuts nor belong to a dialog: they keep working while settling.
+const PASSING_KEYS = new Set(["Tab", "Shift", "CapsLock", "Control", "Alt", "Meta"]);
+
+// Returns {settle}: call it when the page closes a dialog the analyst did not close.
 export function installShortcuts(handlers) {
+  let settleUntil = 0;
   // A key first pressed in a dialog belongs to it while held: Enter held a moment too long
   // repeats after the dialog has closed, and opened the details of the row it went back to.
   const heldFromDialog = new Set();
@@ -61,6 +72,11 @@ export function installShortcuts(handlers) {
       }
       if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
       if (event.isComposing || isTyping(event.target)) return;
+      if (performance.now() < settleUntil && !PASSING_KEYS.has(event.key)) {
+        settleUntil = performance.now() + SETTLE_MS;
+        event.preventDefault();
+        return;
+      }
       let handler = null;
       switch (event.key) {
         case "j":
@@ -87,4 +103,9 @@ export function installShortcuts(handlers) {
     },
     { capture: true },
   );
+  return {
+    settle() {
+      settleUntil = performance.now() + SETTLE_MS;
+    },
+  };
 }

@@ -30,6 +30,7 @@ export class ResolveDialog {
     this._resolveSubmit = null; // the resolve call, put aside while the alert is taken
     this._pending = false;
     this._asked = 0;
+    this.onWithdrawn = () => {};
     // Buttons keep their own Enter (Cancel must cancel); anywhere else Enter confirms, where
     // the form's implicit submission would press its first button, Cancel.
     this.form.addEventListener("keydown", (event) => {
@@ -251,7 +252,13 @@ export class ResolveDialog {
     this.confirm.classList.toggle("btn-legit", disposition !== "fraud");
   }
 
-  cancel() {
-    if (this.dialog.open) this.dialog.close("cancel");
+  // Closes the dialog under the analyst, who did not ask for it (someone else took the
+  // alert, the session ended): `onWithdrawn` keeps the keys meant for it off the shortcuts.
+  // Not while a confirmed answer is on its way: then it closes for the analyst's own Enter.
+  withdraw() {
+    if (!this.dialog.open) return;
+    const confirmed = this._pending;
+    this.dialog.close("cancel");
+    if (!confirmed) this.onWithdrawn();
   }
 }
