@@ -163,10 +163,9 @@ export class Counters {
     if (this.screenSamples.length > LATENCY_SAMPLES) this.screenSamples.shift();
     const sorted = [...this.screenSamples].sort((a, b) => a - b);
     setText(this.values.screen_p99, formatMs(percentile(sorted, 0.99)));
-    setText(
-      this.screenDetail,
-      `p50 ${formatMs(percentile(sorted, 0.5))} · last ${formatCount(sorted.length)} alerts`,
-    );
+    const n = sorted.length;
+    const last = `last ${formatCount(n)} alert${n === 1 ? "" : "s"}`;
+    setText(this.screenDetail, `p50 ${formatMs(percentile(sorted, 0.5))} · ${last}`);
   }
 
   _showSeverity(bySeverity, where) {
