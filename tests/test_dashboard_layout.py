@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
@@ -439,4 +440,66 @@ async def test_counter_subtitles_read_whole_from_1280_px(
             # Narrower than every column needs, the queue keeps its rows: one line, and
             # what does not fit ends in an ellipsis.
             assert sub["whole"] or (width < ALL_COLUMNS and sub["ellipsis"]), where
+    assert me.problems == []
+
+
+# The colours of a picture's pixels at (x, y) points, read by Chromium from the PNG.
+PIXELS = """async ([png, points]) => {
+  const image = new Image();
+  image.src = `data:image/png;base64,${png}`;
+  await image.decode();
+  const canvas = new OffscreenCanvas(image.width, image.height);
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  return points.map(([x, y]) => [...context.getImageData(x, y, 1, 1).data.slice(0, 3)]);
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_the_focus_ring_goes_round_the_pinned_actions(
+    browser: Browser, server: TestServer, ingest: Ingest, scheme: str
+) -> None:
+    # QA: the row's focus ring stopped where the pinned actions cell begins; the cell, with
+    # its own background, painted over the top, bottom and right of the outline.
+    ids = await queue_of_twenty(ingest)
+    me = await sign_in(browser, server, "alice", color_scheme=scheme)
+    await expect(me.rows.first).to_be_visible()
+    await me.press("j", "j")
+    focused = await me.focused_row_id()
+    assert focused in ids
+    for width, height in [(1440, 900), (1280, 720), (1024, 700)]:
+        await me.page.set_viewport_size({"width": width, "height": height})
+        await me.page.wait_for_timeout(300)
+        row = await me.row(focused).bounding_box()
+        cell = await me.row(focused).locator("td.actions").bounding_box()
+        assert row is not None and cell is not None
+        # The ring is 2 px wide inside the row's edge: sample 1 px in, across the actions
+        # cell (top and bottom) and on its right edge, and on the left, where it always was.
+        # (Under 1280 px the row runs on under the pinned cell, past the window's edge.)
+        left, top = round(row["x"]), round(row["y"])
+        right, bottom = round(cell["x"] + cell["width"]), round(row["y"] + row["height"])
+        middle = round(cell["x"] + cell["width"] / 2)
+        points = {
+            "top": (middle, top + 1),
+            "bottom": (middle, bottom - 2),
+            "right": (right - 2, round(row["y"] + row["height"] / 2)),
+            "left": (left + 1, round(row["y"] + row["height"] / 2)),
+        }
+        png = await me.page.screenshot()
+        blank = await me.page.context.new_page()
+        colours = await blank.evaluate(
+            PIXELS, [base64.b64encode(png).decode(), list(points.values())]
+        )
+        await blank.close()
+        ring = await me.page.evaluate("() => getComputedStyle(document.activeElement).outlineColor")
+        want = [int(n) for n in re.findall(r"\d+", ring)[:3]]
+        seen = dict(zip(points, colours, strict=True))
+        for where, colour in seen.items():
+            assert max(abs(a - b) for a, b in zip(colour, want, strict=True)) <= 24, (
+                width,
+                scheme,
+                where,
+                seen,
+                want,
+            )
     assert me.problems == []
