@@ -626,6 +626,43 @@ async def test_esc_leaves_the_drawers_note_and_assign_fields_keeping_the_text(
     assert alice.problems == []
 
 
+async def test_a_note_draft_in_the_drawer_waits_for_its_alert(
+    browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
+) -> None:
+    # QA: a half-written note, left with Esc, was gone after j to glance at the next alert.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    queue = await six_in_a_queue(alice, ingest)
+    drawer = alice.drawer
+    note = drawer.get_by_label("New note")
+    await alice.press("j", "Enter")
+    await expect(drawer.locator("h2")).to_have_text("Account acct-q0")
+    await note.click()
+    await page.keyboard.type("Called the cardholder, no answer")
+    await alice.press("Escape")
+
+    # The next alert's box is empty: the draft is not its note.
+    await alice.press("j")
+    await expect(drawer.locator("h2")).to_have_text("Account acct-q1")
+    await expect(note).to_have_value("")
+    # Back on the first alert, the draft is where it was; Enter sends it there.
+    await alice.press("k")
+    await expect(drawer.locator("h2")).to_have_text("Account acct-q0")
+    await expect(note).to_have_value("Called the cardholder, no answer")
+    await note.focus()
+    await alice.press("Enter")
+    await expect(drawer.locator(".notes-list")).to_contain_text("Called the cardholder")
+    await expect(note).to_have_value("")
+    # Sent, it is no longer a draft.
+    await alice.press("Escape", "j", "k")
+    await expect(drawer.locator("h2")).to_have_text("Account acct-q0")
+    await expect(note).to_have_value("")
+    for alert_id, count in ((queue[0], 1), (queue[1], 0)):
+        async with http.get(server.make_url(f"/api/v1/alerts/{alert_id}")) as r:
+            assert len((await r.json())["notes"]) == count
+    assert alice.problems == []
+
+
 async def test_ages_count_every_second_in_the_rows_and_the_drawer(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

@@ -46,6 +46,10 @@ export class Drawer {
     this.onClose = () => {};
     this.onNote = () => {};
     this.forms = { note: noteForm(), assign: assignForm() };
+    // What was typed but not sent in those forms, per alert, while the drawer shows another:
+    // j/k past an alert (to compare it with the next, say) must not throw a half-written
+    // note away, nor leave it in the box under another alert.
+    this._drafts = new Map(); // alert id -> {note: "…", assign: "…"}
     this.onAssign = () => {};
     this._auditFor = null;
     this._audit = null;
@@ -69,10 +73,16 @@ export class Drawer {
       if (!value) return;
       const handler = form.dataset.form === "note" ? this.onNote : this.onAssign;
       const alertId = this.alert.id;
+      const kind = form.dataset.form;
       const outcome = await handler(this.alert, value);
-      // Cleared only if the drawer still shows that alert and nobody typed something else.
-      if (outcome?.ok && this.alert?.id === alertId && input.value.trim() === value) {
-        input.value = "";
+      // Cleared only if the drawer still shows that alert and nobody typed something else;
+      // put aside meanwhile (j before the answer), it is no longer a draft either.
+      if (!outcome?.ok) return;
+      if (this.alert?.id === alertId && input.value.trim() === value) input.value = "";
+      const aside = this._drafts.get(alertId);
+      if (aside?.[kind]?.trim() === value) {
+        delete aside[kind];
+        if (!Object.keys(aside).length) this._drafts.delete(alertId);
       }
     });
     this.body.addEventListener("keydown", (event) => {
@@ -143,11 +153,12 @@ export class Drawer {
   // Another alert in the open drawer (the cursor moved).
   show(alert) {
     const same = this.alert?.id === alert.id;
+    if (!same) this._putDraftsAside();
     this.alert = alert;
     if (!same) {
       this._audit = null;
       this._notes = null;
-      for (const form of Object.values(this.forms)) form.reset();
+      this._takeDraftsBack(alert.id);
       this.body.scrollTop = 0;
     }
     // The body is rebuilt on every change to the alert (the forms are moved, not rebuilt):
@@ -158,6 +169,27 @@ export class Drawer {
     if (same) this._refocus(focused);
     if (!same || this._auditFor !== alert.updated_at) this._fetchAudit(alert);
     if (!same) this._fetchHistory(alert);
+  }
+
+  _fields() {
+    return Object.entries(this.forms).map(([kind, form]) => [
+      kind,
+      form.querySelector("textarea, input"),
+    ]);
+  }
+
+  _putDraftsAside() {
+    if (!this.alert) return;
+    const drafts = {};
+    for (const [kind, field] of this._fields()) if (field.value.trim()) drafts[kind] = field.value;
+    if (Object.keys(drafts).length) this._drafts.set(this.alert.id, drafts);
+    else this._drafts.delete(this.alert.id);
+  }
+
+  _takeDraftsBack(alertId) {
+    const drafts = this._drafts.get(alertId) ?? {};
+    this._drafts.delete(alertId);
+    for (const [kind, field] of this._fields()) field.value = drafts[kind] ?? "";
   }
 
   // Who else has the alert open: shown under the title while it is on display.
