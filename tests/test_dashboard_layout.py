@@ -335,6 +335,44 @@ async def test_status_and_owner_stay_in_view_beside_the_drawer(
     assert me.problems == []
 
 
+# How many lines the paused pill's text takes.
+PILL_LINES = """() => {
+  const range = document.createRange();
+  range.selectNodeContents(document.getElementById("alerts-paused"));
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+}"""
+
+
+async def test_the_paused_pill_keeps_to_one_line_beside_the_drawer(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: at 1280x720 with the drawer open the pill read "Paused · 1" over "new".
+    await create_user(server.app[STORE], "analyst", PASSWORD, "analyst")
+    ids = await queue_of_twenty(ingest)
+    me = await sign_in(browser, server, "analyst")
+    await expect(me.page.locator("#alerts-table")).to_have_attribute(
+        "aria-rowcount", str(len(ids) + 1)
+    )
+    first = await me.rows.nth(0).get_attribute("data-id")
+    assert first is not None
+    await me.row(first).get_by_role("button", name=re.compile("^Acknowledge")).click()
+    await expect(me.page.locator("#alerts-summary")).to_contain_text("1 held by you")
+    await me.cell(first, ACCOUNT).click()
+    await expect(me.drawer).to_be_visible()
+    [later] = await ingest(impossible_travel("acct-later", "Shop", T0 + dt.timedelta(days=9)))
+    paused = me.page.locator("#alerts-paused")
+    await expect(paused).to_have_text("Paused · 1 new")
+    for width, height in [(1440, 900), (1366, 768), (1280, 720)]:
+        await me.page.set_viewport_size({"width": width, "height": height})
+        await me.page.wait_for_timeout(200)
+        if SHOTS:
+            await me.page.screenshot(path=str(Path(SHOTS) / f"paused-{width}x{height}.png"))
+        lines = await me.page.evaluate(PILL_LINES)
+        assert lines == 1, (width, lines)
+    assert later not in await me.rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
+    assert me.problems == []
+
+
 # The drawer's top and the alert panel's, in the window.
 TOPS = """() => ({
   drawer: document.getElementById("drawer").getBoundingClientRect().top,
