@@ -120,10 +120,10 @@ class Settings:
         "is used.",
     )
     model_negative_ratio: float = _s(
-        20.0,
+        0.0,
         "Legitimate labels the model learns per fraud once they abound: beyond that a sample, "
-        "each weighted by what it stands for (keeps it calibrated at a fraction of the "
-        "cost). 0 learns every label.",
+        "each weighted by what it stands for (keeps it calibrated). 0, the default, learns "
+        "every label: better ranking at about the same cost.",
     )
     model_memory: int = _s(
         250_000,
