@@ -44,8 +44,20 @@ _SERVER_OWNED = frozenset(SERVER_OWNED_FIELDS)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _TIMESTAMP_FORMAT = (
-    "'timestamp' must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T12:00:00Z"
+    "'timestamp' must be an RFC 3339 date-time with an offset (Z or ±hh:mm), "
+    "e.g. 2026-01-31T12:00:00Z"
 )
+# RFC 3339's date-time (section 5.6): seconds required, any fraction, offset Z or ±hh:mm; T
+# and Z in either case, or a space for the T (its note allows one). msgspec, which decodes it,
+# takes ±hhmm too, and datetime.fromisoformat week dates, basic format and more: neither is
+# RFC 3339, and a value read differently by another system is not one to accept.
+_RFC3339 = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+_RFC3339_TEXT = re.compile(_RFC3339)
+# A flat record's timestamp member, when written without escapes.
+_TIMESTAMP_VALUE = re.compile(rb'"timestamp"[ \t\r\n]*:[ \t\r\n]*"([^"\\]*)"')
 # Controls (C0, DEL, C1), bidi embeddings, overrides and isolates (they reorder what an
 # analyst reads), and surrogates (not characters; UTF-8 cannot even store them).
 _BAD_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
@@ -122,6 +134,8 @@ def _invalid(code: str, message: str, field: str | None = None) -> InvalidTransa
 
 
 _decoder = msgspec.json.Decoder(Transaction)
+_datetime = msgspec.json.Decoder(dt.datetime)
+_text = msgspec.json.Decoder(str)
 _lenient = msgspec.json.Decoder(_Lenient)
 _members = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
@@ -147,6 +161,16 @@ def _decode(data: bytes) -> Transaction:
         or (key.group(1) and not _QUOTED_NUMBER.match(data, key.end() - 1))
     ):
         _check_members(data, _members.decode(data))
+    value = _TIMESTAMP_VALUE.search(data)
+    if value is None:
+        # Escapes in the member: read it as JSON.
+        _check_timestamp_form(_members.decode(data)["timestamp"])
+    else:
+        # msgspec decoded it, so it is RFC 3339 but for one form msgspec also takes: ±hhmm.
+        # Its tail tells (Z, or a colon before the offset's minutes), cheaper than a match.
+        text = value.group(1)
+        if text[-1:] not in (b"Z", b"z") and text[-3:-2] != b":":
+            raise _invalid("invalid_field", _TIMESTAMP_FORMAT, "timestamp")
     return tx
 
 
@@ -167,9 +191,32 @@ def _decode_carefully(data: bytes) -> Transaction:
         lenient = _lenient.decode(data)
     except msgspec.ValidationError as exc:
         raise InvalidTransaction(_type_error(exc)) from None
+    _check_timestamp_form(members["timestamp"])
     values = msgspec.structs.asdict(lenient)
     values["currency"] = values["currency"] or ""
     return Transaction(**values)
+
+
+def _check_timestamp_form(raw: msgspec.Raw) -> None:
+    """Refuse a timestamp that decoded but is not RFC 3339 (such as a +0100 offset)."""
+    try:
+        text = _text.decode(raw)
+    except msgspec.DecodeError:
+        text = ""
+    if not _RFC3339_TEXT.fullmatch(text):
+        raise _invalid("invalid_field", _TIMESTAMP_FORMAT, "timestamp")
+
+
+def parse_rfc3339(value: object) -> dt.datetime | None:
+    """`value` as an RFC 3339 date-time with an offset, read as ingest reads a timestamp;
+    None if it is not one (not a string, another ISO 8601 form, no such date)."""
+    if not isinstance(value, str) or not _RFC3339_TEXT.fullmatch(value):
+        return None
+    try:
+        # Only ASCII matches the pattern.
+        return _datetime.decode(b'"%s"' % value.encode())
+    except msgspec.ValidationError:
+        return None
 
 
 def _nests_deeper_than(data: bytes, limit: int) -> bool:

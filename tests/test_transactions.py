@@ -276,6 +276,12 @@ def test_raw_utf8_surrogates_are_malformed() -> None:
         ("2026-13-01T00:00:00Z", "RFC 3339"),
         ("2026-03-01T24:00:00Z", "RFC 3339"),
         ("2026-03-01", "RFC 3339"),
+        # ISO 8601 forms that are not RFC 3339: another system may not read them alike.
+        ("2026-03-02T14:00:00+0100", "±hh:mm"),
+        ("2026-03-02T14:00:00+01", "±hh:mm"),
+        ("20260302T140000Z", "RFC 3339"),
+        ("2026-W10-1T14:00:00Z", "RFC 3339"),
+        ("2026-03-02T14:00Z", "RFC 3339"),
         ("yesterday", "RFC 3339"),
         (1772460000, "RFC 3339"),
         (None, "RFC 3339"),
@@ -285,6 +291,25 @@ def test_bad_timestamps_are_refused(timestamp: Any, message: str) -> None:
     error = refusal(record(timestamp=timestamp))
     assert (error["code"], error["field"]) == ("invalid_field", "timestamp")
     assert message in error["message"]
+
+
+@pytest.mark.parametrize("extra", [{}, {"note": "unknown fields take the careful path"}])
+def test_a_timestamp_offset_needs_its_colon(extra: dict[str, Any]) -> None:
+    # msgspec alone decodes +0100 as +01:00; RFC 3339 (and docs/api.md) say ±hh:mm.
+    error = refusal(record(timestamp="2026-03-02T14:00:00+0100", **extra))
+    assert (error["code"], error["field"]) == ("invalid_field", "timestamp")
+    # Escaped in the JSON text, the same value is read and refused the same.
+    escaped = record(**extra).replace(T0.isoformat(), "@")
+    error = refusal(escaped.replace('"@"', '"2026-03-02T14:00:00\\u002b0100"'))
+    assert error["field"] == "timestamp"
+    fine = escaped.replace('"@"', '"2026-03-02T15:00:00\\u002b01:00"')
+    assert parse_transaction(fine).timestamp == T0
+    # What RFC 3339 allows: a lower-case t and z, a space for the T, -00:00, any fraction.
+    for text in ("2026-03-02t14:00:00z", "2026-03-02 14:00:00Z", "2026-03-02T14:00:00-00:00",
+                 "2026-03-02T15:00:00.123456789+01:00"):  # fmt: skip
+        assert parse_transaction(record(timestamp=text, **extra)).timestamp == T0.replace(
+            microsecond=123457 if "." in text else 0
+        )
 
 
 def test_timestamps_may_not_run_ahead_of_the_clock() -> None:
