@@ -109,6 +109,28 @@ async def test_a_batch_answers_each_label_in_order(client: TestClient) -> None:
     assert stored["c"].source == "api:api"  # the bootstrap key's name
 
 
+async def test_labelled_at_is_rfc_3339_as_a_timestamp_is(client: TestClient) -> None:
+    # The ISO 8601 forms fromisoformat reads and RFC 3339 does not: refused, naming the field.
+    await post_batch(client, [tx("iso")])
+    others = ["20260309T100000Z", "2026-W10-1T10:00:00Z", "2026-03-09T10:00Z",
+              "2026-03-09T10:00:00+0100", "2026-03-09T10:00:00,5Z"]  # fmt: skip
+    status, answer = await post_labels(
+        client, [{"transaction_id": "iso", "label": "fraud", "labelled_at": at} for at in others]
+    )
+    assert status == 200
+    for at, result in zip(others, answer["results"], strict=True):
+        assert result["error"]["code"] == "invalid_field", at
+        assert result["error"]["field"] == "labelled_at", at
+        assert "RFC 3339" in result["error"]["message"] and "±hh:mm" in result["error"]["message"]
+    status, answer = await post_labels(
+        client,
+        {"transaction_id": "iso", "label": "fraud", "labelled_at": "2026-03-09t11:00:00+01:00"},
+    )
+    assert (status, answer["status"]) == (200, "created")
+    stored = await client.app[STORE].get_labels(["iso"])  # type: ignore[index]
+    assert stored["iso"].labelled_at == "2026-03-09T10:00:00Z"
+
+
 async def test_single_label_errors_have_their_status(client: TestClient) -> None:
     status, answer = await post_labels(client, {"transaction_id": "ghost", "label": "fraud"})
     assert status == 404 and answer["error"]["code"] == "not_found"

@@ -11,7 +11,7 @@ from aiohttp import web
 from server.learning import apply_labels
 from server.state import DETECTOR, SCORECARD, STATS, STORE, TRAINER
 from server.store.base import LABELS, Label, LabelValue
-from server.transactions import MAX_ID_LENGTH, text_problem, too_far_ahead
+from server.transactions import MAX_ID_LENGTH, parse_rfc3339, text_problem, too_far_ahead
 from server.views.api import permitted
 from server.views.responses import error_body, json_error, json_response
 
@@ -81,11 +81,14 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
         if problem is not None:
             raise LabelError("invalid_text", problem, name)
     labelled_at = item.get("labelled_at")
-    at = now if labelled_at is None else _instant(labelled_at)
+    # The grammar ingest reads timestamps with: fromisoformat took week dates, basic format
+    # (20260309T100000Z) and minutes without seconds, which other systems read differently.
+    at = now if labelled_at is None else parse_rfc3339(labelled_at)
     if at is None:
         raise LabelError(
             "invalid_field",
-            "'labelled_at' must be an RFC 3339 time with an offset, e.g. 2026-03-02T09:00:00Z",
+            "'labelled_at' must be an RFC 3339 date-time with an offset (Z or ±hh:mm), "
+            "e.g. 2026-03-02T09:00:00Z",
             "labelled_at",
         )
     ahead = too_far_ahead("labelled_at", at, now)
@@ -98,16 +101,6 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
         source=source,
         labelled_at=at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
     )
-
-
-def _instant(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        at = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None
 
 
 async def post_labels(request: web.Request) -> web.Response:
