@@ -131,6 +131,51 @@ async def test_labelled_at_is_rfc_3339_as_a_timestamp_is(client: TestClient) -> 
     assert stored["iso"].labelled_at == "2026-03-09T10:00:00Z"
 
 
+async def test_a_label_known_before_its_transaction_is_refused(client: TestClient) -> None:
+    # Merchant risk files a label under the day of its labelled_at: one from before the
+    # payment (a zero date, the transaction's own date mixed up) counted for nothing.
+    await post_batch(client, [tx("early"), tx("same")])
+    status, answer = await post_labels(
+        client, {"transaction_id": "early", "label": "fraud", "labelled_at": "1970-01-01T00:00:00Z"}
+    )
+    assert status == 400, answer
+    error = answer["error"]
+    assert (error["code"], error["field"]) == ("invalid_field", "labelled_at")
+    assert "1970-01-01T00:00:00Z" in error["message"]
+    assert "before the transaction's timestamp (2026-03-02T14:00:00Z)" in error["message"]
+    status, answer = await post_labels(
+        client,
+        [
+            {
+                "transaction_id": "early",
+                "label": "fraud",
+                "labelled_at": "2026-03-02T14:59:59+01:00",
+            },
+            {
+                "transaction_id": "same",
+                "label": "fraud",
+                "labelled_at": "2026-03-02T15:00:00+01:00",
+            },
+        ],
+    )
+    assert answer["results"][0]["error"]["field"] == "labelled_at"  # a second early
+    assert answer["results"][1]["status"] == "created"  # the payment's own instant is fine
+    stored = await client.app[STORE].get_labels(["early", "same"])  # type: ignore[index]
+    assert set(stored) == {"same"}
+
+
+async def test_a_default_labelled_at_is_never_before_the_transaction(client: TestClient) -> None:
+    # Ingest takes a timestamp up to 5 minutes ahead of the server's clock (a sender's clock
+    # running fast); "now", the default labelled_at, is then before it: the transaction's
+    # timestamp is taken instead of refusing a label that named no time.
+    ahead = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(minutes=3)
+    await post_batch(client, [tx("fast", at=ahead)])
+    status, answer = await post_labels(client, {"transaction_id": "fast", "label": "fraud"})
+    assert (status, answer["status"]) == (200, "created")
+    stored = await client.app[STORE].get_labels(["fast"])  # type: ignore[index]
+    assert stored["fast"].labelled_at == ahead.isoformat().replace("+00:00", "Z")
+
+
 async def test_single_label_errors_have_their_status(client: TestClient) -> None:
     status, answer = await post_labels(client, {"transaction_id": "ghost", "label": "fraud"})
     assert status == 404 and answer["error"]["code"] == "not_found"

@@ -237,6 +237,10 @@ class Store(Protocol):
         """For those ids already accepted: the stored verdict and transaction JSON (to tell a
         resend from a different transaction reusing an id)."""
 
+    async def event_times(self, transaction_ids: Collection[str]) -> dict[str, int]:
+        """For those ids already accepted: the transaction's timestamp, in microseconds since
+        the Unix epoch (its own column: read even where its JSON could not be)."""
+
     async def write_batch(self, records: Sequence[StoredRecord]) -> list[AlertEvent]:
         """Persist a batch in one transaction: every transaction with its verdict (and model
         inputs, if any), and an alert (with its `alert` event) for every verdict that has an

@@ -214,6 +214,12 @@ class SqliteStore:
             return {}
         return await self._read(lambda conn: reads.known_verdicts(conn, transaction_ids))
 
+    async def event_times(self, transaction_ids: Collection[str]) -> dict[str, int]:
+        """For those ids already accepted: the timestamp, µs since the Unix epoch."""
+        if not transaction_ids:
+            return {}
+        return await self._read(lambda conn: reads.event_times(conn, transaction_ids))
+
     async def known_transactions(
         self, transaction_ids: Collection[str]
     ) -> dict[str, tuple[Verdict, bytes]]:

@@ -92,6 +92,17 @@ def known_transactions(
     }
 
 
+def event_times(conn: sqlite3.Connection, transaction_ids: Collection[str]) -> dict[str, int]:
+    ids = encoder.encode(list(transaction_ids)).decode()
+    return dict(
+        conn.execute(
+            "SELECT id, event_time_us FROM transactions "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (ids,),
+        ).fetchall()
+    )
+
+
 def model_inputs(
     conn: sqlite3.Connection, transaction_ids: Collection[str]
 ) -> dict[str, tuple[str, bytes]]:

@@ -6,11 +6,12 @@ import datetime as dt
 import json
 from typing import Any, cast
 
+import msgspec
 from aiohttp import web
 
 from server.learning import apply_labels
 from server.state import DETECTOR, SCORECARD, STATS, STORE, TRAINER
-from server.store.base import LABELS, Label, LabelValue
+from server.store.base import LABELS, Label, LabelValue, Store
 from server.transactions import MAX_ID_LENGTH, parse_rfc3339, text_problem, too_far_ahead
 from server.views.api import permitted
 from server.views.responses import error_body, json_error, json_response
@@ -41,6 +42,10 @@ def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             return _DuplicateKey(key)
         seen[key] = value
     return seen
+
+
+def _utc_text(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
@@ -99,8 +104,43 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
         transaction_id=tx_id,
         label=cast(LabelValue, label),
         source=source,
-        labelled_at=at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        labelled_at=_utc_text(at),
     )
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+async def _not_before_transactions(
+    store: Store, valid: list[tuple[int, Label]], items: list[Any], results: list[Any]
+) -> list[tuple[int, Label]]:
+    """The labels whose `labelled_at` is not before their transaction's timestamp; the
+    others get their error in `results`. Merchant risk counts a label from its labelled_at:
+    one from before the payment (a 1970 default, the transaction's date mistaken for the
+    day) would be filed under a day long gone and count for nothing, silently. A default
+    `labelled_at` (the server's now) behind a sender whose clock runs ahead, which ingest
+    allows by MAX_FUTURE_SKEW, is moved up to the transaction's timestamp instead."""
+    times = await store.event_times({label.transaction_id for _, label in valid})
+    kept: list[tuple[int, Label]] = []
+    for i, label in valid:
+        time_us = times.get(label.transaction_id)
+        if time_us is None:  # not_found, from the store
+            kept.append((i, label))
+            continue
+        happened = _EPOCH + dt.timedelta(microseconds=time_us)
+        if dt.datetime.fromisoformat(label.labelled_at) >= happened:
+            kept.append((i, label))
+        elif items[i].get("labelled_at") is None:
+            kept.append((i, msgspec.structs.replace(label, labelled_at=_utc_text(happened))))
+        else:
+            results[i] = error_body(
+                "invalid_field",
+                f"'labelled_at' ({items[i]['labelled_at']}) is before the transaction's "
+                f"timestamp ({_utc_text(happened)}): send when its outcome became known, "
+                "or leave labelled_at out for now",
+                "labelled_at",
+            )
+    return kept
 
 
 async def post_labels(request: web.Request) -> web.Response:
@@ -141,6 +181,8 @@ async def post_labels(request: web.Request) -> web.Response:
         except LabelError as exc:
             results[i] = exc.body
     app = request.app
+    if valid:
+        valid = await _not_before_transactions(app[STORE], valid, items, results)
     if valid:
         outcomes = await apply_labels(
             app[STORE],
