@@ -418,6 +418,19 @@ async def test_a_refused_single_record_is_a_json_400(
     assert set(answer["error"]) >= {"code", "message", "field"}
 
 
+@pytest.mark.parametrize(("body", "headers"), [("[]", JSON), (" [ ]\n", JSON), ("\n\n", NDJSON)])
+async def test_a_batch_of_nothing_is_an_empty_body(
+    client: TestClient, body: str, headers: dict[str, str]
+) -> None:
+    # As the labels API answers `[]`: one rule for both, not a 200 with no results.
+    resp = await client.post(URL, data=body, headers=headers)
+    assert resp.status == 400
+    assert (await resp.json())["error"]["code"] == "empty_body"
+    labels = await client.post("/api/v1/labels", data=body.encode(), headers=JSON)
+    assert labels.status == 400
+    assert (await labels.json())["error"]["code"] == "empty_body"
+
+
 async def test_missing_fields_are_all_listed_over_http(client: TestClient) -> None:
     status, answer = await post(client, record(account_id=MISSING, merchant_id=MISSING))
     assert status == 400

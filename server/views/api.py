@@ -92,6 +92,10 @@ async def ingest(request: web.Request) -> web.Response:
         records, is_batch = _split_body(body, request.content_type)
     except InvalidTransaction as exc:
         return json_response({"error": exc.error.as_dict()}, status=400)
+    if not records:
+        # `[]`: as the labels API answers it. A batch of nothing is a client's bug (a buffer
+        # flushed before it was filled) more often than a request meant to do nothing.
+        return json_error(400, "empty_body", "Send at least one transaction")
 
     results: list[Verdict | FieldError | None] = [None] * len(records)
     valid: list[tuple[int, Transaction]] = []
