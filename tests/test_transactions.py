@@ -431,6 +431,29 @@ async def test_a_batch_of_nothing_is_an_empty_body(
     assert (await labels.json())["error"]["code"] == "empty_body"
 
 
+async def test_an_array_sent_as_ndjson_says_which_type_to_send(client: TestClient) -> None:
+    # On one line, the array is one record that is not an object; pretty-printed, each line
+    # is broken JSON. Either way the reason is the content type, and the message says so.
+    one_line = json.dumps([tx("arr-1"), tx("arr-2")])
+    pretty = json.dumps([tx("arr-3")], indent=2)
+    for body in (one_line, pretty):
+        status, answer = await post(client, body, NDJSON)
+        assert status == 200
+        for result in answer["results"]:
+            message = result["error"]["message"]
+            assert message.endswith("send it with Content-Type: application/json"), message
+    assert "A transaction must be a JSON object; a JSON array is not NDJSON" in message_of(
+        await post(client, one_line, NDJSON)
+    )
+    # Sent as JSON, the same array is taken.
+    status, answer = await post(client, one_line, JSON)
+    assert [r["decision"] for r in answer["results"]] == ["allow", "allow"]
+
+
+def message_of(answer: tuple[int, Any]) -> str:
+    return answer[1]["results"][0]["error"]["message"]  # type: ignore[no-any-return]
+
+
 async def test_missing_fields_are_all_listed_over_http(client: TestClient) -> None:
     status, answer = await post(client, record(account_id=MISSING, merchant_id=MISSING))
     assert status == 400

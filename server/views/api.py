@@ -63,6 +63,7 @@ NDJSON_TYPES = frozenset(
 _NDJSON_HINT = (
     "; one JSON object per line is NDJSON: send it with Content-Type: application/x-ndjson"
 )
+_ARRAY_HINT = "; a JSON array is not NDJSON: send it with Content-Type: application/json"
 
 
 def _split_body(body: bytes, content_type: str) -> tuple[list[bytes | msgspec.Raw], bool]:
@@ -123,6 +124,14 @@ async def ingest(request: web.Request) -> web.Response:
         # Ids already taken by a different transaction.
         request.app[STATS].record_rejected(sum(isinstance(v, FieldError) for v in verdicts))
 
+    if request.content_type in NDJSON_TYPES and body.lstrip().startswith(b"["):
+        # An array sent as NDJSON: each line is refused, and the reason is the content type.
+        results = [
+            FieldError(r.code, r.message + _ARRAY_HINT, r.field)
+            if isinstance(r, FieldError) and r.code in ("invalid_body", "malformed_json")
+            else r
+            for r in results
+        ]
     if not is_batch:
         only = results[0]
         if isinstance(only, FieldError) and only.code == "malformed_json" and _looks_ndjson(body):
