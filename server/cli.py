@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import errno
 import gc
 import getpass
 import logging
 import secrets
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -194,7 +197,39 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-def _run(settings: Settings, banner: Sequence[str]) -> None:
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Bind and listen on `host`'s addresses (as aiohttp would: every address the name has,
+    address reuse on, IPv6 sockets IPv6 only), so that a port in use fails here, before the
+    command announces a server or starts one. Raises OSError naming the address."""
+    sockets: list[socket.socket] = []
+    try:
+        try:
+            infos = socket.getaddrinfo(
+                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                where = f"[{address[0]}]" if family == socket.AF_INET6 else address[0]
+                reason = (exc.strerror or str(exc)).lower()
+                raise OSError(exc.errno, f"cannot listen on {where}:{port}: {reason}") from None
+            sock.listen(128)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _run(settings: Settings, sockets: list[socket.socket], banner: Sequence[str]) -> None:
     from server.app import create_app
 
     logging.basicConfig(
@@ -206,8 +241,7 @@ def _run(settings: Settings, banner: Sequence[str]) -> None:
     tune_gc()
     web.run_app(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
+        sock=sockets,
         print=None,
         shutdown_timeout=10,
         access_log=None,
@@ -234,13 +268,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             # Bad rule files stop the start here, with every problem listed.
             load_rules(settings.rules_path)
-            url = f"http://{settings.host}:{settings.port}/"
-            banner = [f"fraudwatch {args.command}: {url}", f"  API key:  {settings.api_key}"]
-            if args.command == "demo":
-                banner.insert(1, f"  login:    {DEMO_USER} / {_demo_password(settings)}")
-                banner.append(f"  simulator: {settings.rate:g} tx/s (seed {settings.seed})")
-            banner.append(f"  data dir: {settings.data_dir.resolve()}")
-            _run(settings, banner)
+            # A port in use stops it here too, before a banner says it serves there.
+            sockets = listen(settings.host, settings.port)
+            with contextlib.ExitStack() as bound:
+                for sock in sockets:
+                    bound.callback(sock.close)
+                port = sockets[0].getsockname()[1]
+                url = f"http://{settings.host}:{port}/"
+                banner = [f"fraudwatch {args.command}: {url}", f"  API key:  {settings.api_key}"]
+                if args.command == "demo":
+                    banner.insert(1, f"  login:    {DEMO_USER} / {_demo_password(settings)}")
+                    banner.append(f"  simulator: {settings.rate:g} tx/s (seed {settings.seed})")
+                banner.append(f"  data dir: {settings.data_dir.resolve()}")
+                _run(settings, sockets, banner)
             return 0
         if args.command == "users":
             settings = _settings(args)
@@ -260,7 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"error: {exc.strerror or exc} (is another server on that port?)", file=sys.stderr)
+        hint = " (is another server on that port?)" if exc.errno == errno.EADDRINUSE else ""
+        print(f"error: {exc.strerror or exc}{hint}", file=sys.stderr)
         return 1
     return 1
 

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from server.auth import authenticate
 from server.store.sqlite import SqliteStore
 
@@ -103,6 +105,24 @@ def test_bad_setting_is_reported_not_a_traceback(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "Setting 'port'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_port_in_use_fails_before_any_banner(tmp_path: Path, command: str) -> None:
+    # The banner says "serving at this URL, with this key"; with the port taken by another
+    # server, that was printed, the store opened and state saved, and only then the error.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = fraudwatch(command, "--port", str(port), "--data-dir", str(tmp_path / "data"))
+    assert done.returncode == 1
+    assert done.stdout == "", done.stdout
+    assert done.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use "
+        "(is another server on that port?)"
+    )
+    assert not (tmp_path / "data" / "fraudwatch.db").exists()  # nothing was started
 
 
 @contextlib.contextmanager
