@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from server.backtest_report import delay_text
+from server.wording import counted
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c")
 FRAUD = "#dc2626"
@@ -271,8 +272,9 @@ def render(report: dict[str, Any]) -> str:
     days, rules = report["per_day"], report["rules"]
     daily_svg, daily_legend = _daily_chart(report)
     subtitle = (
-        f"{meta['file']} · {o['transactions']:,} labelled transactions over {meta['days']} days "
-        f"({meta['first_event']} → {meta['last_event']}) · {o['frauds']:,} frauds "
+        f"{meta['file']} · {counted(o['transactions'], 'labelled transaction')} over "
+        f"{counted(meta['days'], 'day')} ({meta['first_event']} → {meta['last_event']}) · "
+        f"{counted(o['frauds'], 'fraud')} "
         f"({(o['fraud_rate'] or 0):.2%}) · rules {meta['rules_version']} · label delay "
         f"{delay_text(meta['label_delay_s'])} · days in {meta['timezone']}"
     )

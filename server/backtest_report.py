@@ -22,6 +22,7 @@ from server.metrics_offline import (
     roc_auc_of_groups,
     score_groups,
 )
+from server.wording import counted
 
 if TYPE_CHECKING:
     from server.backtest import Outcome
@@ -231,8 +232,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     """The report as the terminal shows it."""
     meta, overall, k = report["meta"], report["overall"], report["meta"]["k"]
     lines = [
-        f"backtest {meta['file']}: {overall['transactions']:,} labelled transactions over "
-        f"{meta['days']} days, {overall['frauds']:,} frauds ({(overall['fraud_rate'] or 0):.2%}); "
+        f"backtest {meta['file']}: {counted(overall['transactions'], 'labelled transaction')} "
+        f"over {counted(meta['days'], 'day')}, {counted(overall['frauds'], 'fraud')} "
+        f"({(overall['fraud_rate'] or 0):.2%}); "
         f"{meta['unlabelled_rows']:,} unlabelled",
         f"  rules {meta['rules_version']}, review >= {meta['review_threshold']}, "
         f"block >= {meta['block_threshold']}; days in {meta['timezone']}",
@@ -242,7 +244,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"from labels: {'yes' if meta['detector_learns_labels'] else 'no (no learn_label)'}",
     ]
     if meta["out_of_order_rows"]:
-        lines.append(f"  {meta['out_of_order_rows']:,} rows were out of event-time order: sorted")
+        moved = meta["out_of_order_rows"]
+        was = "was" if moved == 1 else "were"
+        lines.append(f"  {counted(moved, 'row')} {was} out of event-time order: sorted")
     lines += [
         f"  overall: ROC AUC {_f(overall['roc_auc'])}  average precision "
         f"{_f(overall['average_precision'])}  precision@{k} {_f(overall['precision_at_k'])}  "

@@ -32,6 +32,7 @@ from server.replay_source import (
     source_options,
 )
 from server.transactions import Transaction, encode_transaction
+from server.wording import counted
 
 INGEST_PATH = "/api/v1/transactions"
 PROGRESS_EVERY = 1024
@@ -88,7 +89,7 @@ class ReplaySummary:
         alerts = sum(self.decisions[d] for d in FLAGGED)
         decisions = " ".join(f"{d}={self.decisions[d]:,}" for d in ("allow", *FLAGGED))
         lines = [
-            f"replay → {where}: {self.rows_read:,} rows read, {scored:,} scored, "
+            f"replay → {where}: {counted(self.rows_read, 'row')} read, {scored:,} scored, "
             f"{self.errors.count:,} invalid",
             *self.errors.lines(),
         ]
@@ -99,7 +100,8 @@ class ReplaySummary:
                 f"server {self.refused.count:,}; failed (no answer) {self.failed:,}"
                 + (f"; last error: {self.last_error}" if self.last_error else "")
             )
-            lines += ["  " + line for line in self.refused.lines("refused by the server")]
+            refused = self.refused.lines("refused by the server", "refused by the server")
+            lines += ["  " + line for line in refused]
         if self.stopped:
             lines.append(f"  STOPPED EARLY: {self.stopped}")
         lines += [

@@ -28,6 +28,7 @@ from server.transactions import (
     round_amount,
     validate_transaction,
 )
+from server.wording import counted
 
 FIELDS: tuple[str, ...] = Transaction.__struct_fields__
 CHUNK_ROWS = 1000
@@ -90,12 +91,13 @@ class RowErrors:
         if len(self.first) < self._keep:
             self.first.append(error)
 
-    def lines(self, what: str = "invalid rows") -> list[str]:
+    def lines(self, what: str = "invalid row", plural: str | None = None) -> list[str]:
+        """`what`: what one refused row is called (`plural`: two, if not `what` + s)."""
         if not self.count:
             return list(self.notes)
         shown = ", first " + str(len(self.first)) if self.count > len(self.first) else ""
         return [
-            f"{self.count:,} {what} (skipped{shown}):",
+            f"{counted(self.count, what, plural)} (skipped{shown}):",
             *(f"  {e}" for e in self.first),
             *self.notes,
         ]
@@ -413,15 +415,21 @@ class Source:
             )
         if self.labels_unread:
             values = self._unread_values
+            is_are, was_were = ("is", "was") if self.labels_unread == 1 else ("are", "were")
             notes.append(
-                f"{self.labels_unread:,} label cells are not a label "
-                f"({', '.join(values[:3])}{', …' if len(values) > 3 else ''}) and were read as "
-                "unlabelled: labels are 1/0, true/false, yes/no or fraud/legit"
+                f"{counted(self.labels_unread, 'label cell')} {is_are} not a label "
+                f"({', '.join(values[:3])}{', …' if len(values) > 3 else ''}) and {was_were} "
+                "read as unlabelled: labels are 1/0, true/false, yes/no or fraud/legit"
             )
         if self.amounts_rounded:
             notes.append(
-                f"{self.amounts_rounded:,} amounts had more decimals than their currency allows "
-                "and were rounded half-even (--exact-amounts refuses those rows instead)"
+                f"{counted(self.amounts_rounded, 'amount')} had more decimals than "
+                + (
+                    "its currency allows and was"
+                    if self.amounts_rounded == 1
+                    else "their currency allows and were"
+                )
+                + " rounded half-even (--exact-amounts refuses those rows instead)"
             )
         return notes
 

@@ -393,6 +393,37 @@ def test_label_cells_that_are_no_label_are_named(
         assert source.labels_unread == 3
 
 
+def test_counts_of_one_take_the_singular(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One of each: a row, an invalid row, a rounded amount, a label cell that is no label,
+    # a row out of order, a labelled transaction, a fraud, a day. "1 days" and the like.
+    rows = [
+        ["1", "2026-03-02 09:00:00", "c-1", "t-1", "12.105", "", "", "maybe", "0"],
+        ["2", "2026-03-02 09:05:00", "c-1", "t-1", "bad", "", "", "1", "0"],
+        ["3", "2026-03-02 09:10:00", "c-2", "t-1", "5.00", "", "", "1", "0"],
+        ["4", "2026-03-02 09:01:00", "c-2", "t-1", "5.00", "", "", "", "0"],
+    ]
+    path = write_csv(tmp_path / "one.csv", HEADER, rows)
+    assert main(["replay", str(path), *MAP_FLAGS]) == 0
+    out = capsys.readouterr().out
+    assert "4 rows read, 3 scored, 1 invalid\n1 invalid row (skipped):\n" in out
+    assert "1 amount had more decimals than its currency allows and was rounded" in out
+    single = write_csv(tmp_path / "single.csv", HEADER, rows[2:3])
+    assert main(["replay", str(single), *MAP_FLAGS]) == 0
+    assert ": 1 row read, 1 scored, 0 invalid" in capsys.readouterr().out
+    assert main(["backtest", str(path), *MAP_FLAGS, "--label", "TX_FRAUD"]) == 0
+    out = capsys.readouterr().out
+    assert "1 label cell is not a label ('maybe') and was read as unlabelled" in out
+    assert ": 1 labelled transaction over 1 day, 1 fraud (100.00%); 2 unlabelled" in out
+    assert "  1 row was out of event-time order: sorted" in out
+    html = tmp_path / "r.html"
+    assert (
+        main(["backtest", str(path), *MAP_FLAGS, "--label", "TX_FRAUD", "--report", str(html)]) == 0
+    )
+    assert "1 labelled transaction over 1 day (" in html.read_text(encoding="utf-8")
+
+
 def test_replay_command_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_csv(
         tmp_path / "f.csv.gz", HEADER, [*ROWS, ["4", "later", "c", "t", "1", "", "", "0", "0"]]
@@ -470,7 +501,7 @@ async def test_replay_into_a_running_server(aiohttp_server: Any, tmp_path: Path)
     # The summary tells the two apart: the file's invalid row, the row the server refused.
     lines = summary.lines("target", None)
     assert lines[0].endswith("5 scored, 1 invalid")
-    assert lines[1] == "1 invalid rows (skipped):" and "line 8:" in lines[2]
+    assert lines[1] == "1 invalid row (skipped):" and "line 8:" in lines[2]
     assert "refused by the server 1;" in lines[3]
     assert lines[4] == "  1 refused by the server (skipped):" and "line 7:" in lines[5]
     # Card testing fires from the third tiny amount on: three alerts, committed in the store.
