@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import sys
 import time
@@ -72,7 +73,11 @@ class ReplaySummary:
     errors: RowErrors = field(default_factory=RowErrors)
     sent: int = 0
     refused: RowErrors = field(default_factory=RowErrors)  # valid here, refused by the server
-    failed: int = 0  # requests that never got an answer
+    failed: int = 0  # rows of requests refused whole (not 413) or never answered
+    # After a 413: the most rows sent in one request from then on, and the 413s that made
+    # replay split a request.
+    request_rows: int | None = None
+    split_requests: int = 0
     last_error: str | None = None
     stopped: str | None = None  # why a replay into a server gave up early
     decisions: Counter[str] = field(default_factory=Counter)
@@ -97,9 +102,16 @@ class ReplaySummary:
             # Sent counts what was posted; only answered transactions were scored or refused.
             lines.append(
                 f"  sent {self.sent:,}, answered {self.sent - self.failed:,}; refused by the "
-                f"server {self.refused.count:,}; failed (no answer) {self.failed:,}"
-                + (f"; last error: {self.last_error}" if self.last_error else "")
+                f"server {self.refused.count:,}; failed (request refused whole or unanswered) "
+                f"{self.failed:,}" + (f"; last error: {self.last_error}" if self.last_error else "")
             )
+            if self.request_rows is not None:
+                lines.append(
+                    f"  {counted(self.split_requests, 'request')} over the server's body limit "
+                    f"(413, its max_body_bytes) split and sent again; then at most "
+                    f"{counted(self.request_rows, 'row')} a request (--batch "
+                    f"{self.request_rows} avoids the split)"
+                )
             refused = self.refused.lines("refused by the server", "refused by the server")
             lines += ["  " + line for line in refused]
         if self.stopped:
@@ -208,8 +220,40 @@ def replay_in_process(
 async def _post(
     session: aiohttp.ClientSession, url: str, batch: list[Row], summary: ReplaySummary
 ) -> None:
-    body = b"".join([encode_transaction(row.transaction) + b"\n" for row in batch])
+    """POST `batch`, split into smaller requests where the server answers one with 413 (over
+    its `max_body_bytes`): halves, until they pass, and batches after that in parts of the
+    size that passed (`summary.request_rows`). A row over the limit on its own is refused."""
     summary.sent += len(batch)
+    parts = [batch]  # a stack: the next part to send is the last
+    while parts:
+        part = parts.pop()
+        most = summary.request_rows
+        if most is not None and len(part) > most:
+            parts += reversed([part[i : i + most] for i in range(0, len(part), most)])
+            continue
+        try:
+            too_large = await _send(session, url, part, summary)
+        except TargetUnavailable:
+            summary.failed += sum(len(rest) for rest in parts)  # never sent
+            raise
+        if too_large is None:
+            continue
+        if len(part) == 1:
+            message = f"alone over the server's body limit (HTTP 413: {too_large})"
+            summary.refused.add(RowError(part[0].line, message))
+            continue
+        summary.split_requests += 1
+        half = (len(part) + 1) // 2
+        summary.request_rows = half if most is None else min(most, half)
+        parts += [part[half:], part[:half]]
+
+
+async def _send(
+    session: aiohttp.ClientSession, url: str, batch: list[Row], summary: ReplaySummary
+) -> str | None:
+    """One request, retried while the server is busy or away; its answer tallied. Returns the
+    server's message when it refused the request as too large (413), and tallies nothing."""
+    body = b"".join([encode_transaction(row.transaction) + b"\n" for row in batch])
     wait = 0.0
     for attempt in range(RETRIES):
         if attempt:
@@ -224,6 +268,8 @@ async def _post(
                         f"{url} answered {response.status}: check --target, the server's "
                         f"base URL ({INGEST_PATH} is added to it)"
                     )
+                if response.status == 413:
+                    return _error_message(await response.text())
                 if response.status >= 500 or response.status == 429:
                     # Busy, shutting down or store trouble: worth another try. Ids make a
                     # repeat harmless (the server answers a known id with its first verdict).
@@ -231,18 +277,27 @@ async def _post(
                     wait = _retry_after(response.headers.get("Retry-After"))
                     continue
                 if response.status >= 300:
-                    # Refused as a whole (e.g. 413): other batches may still pass.
+                    # Refused as a whole: other batches may still pass.
                     summary.last_error = f"HTTP {response.status}: {(await response.text())[:200]}"
                     summary.failed += len(batch)
-                    return
+                    return None
                 reply = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             summary.last_error = f"{type(exc).__name__}: {exc}"
             continue
         _tally(summary, batch, reply)
-        return
+        return None
     summary.failed += len(batch)
     raise TargetUnavailable(f"no answer from {url} after {RETRIES} tries: {summary.last_error}")
+
+
+def _error_message(text: str) -> str:
+    """The message of the API's JSON error, or the start of whatever else was answered."""
+    try:
+        error = json.loads(text)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        error = None
+    return error if isinstance(error, str) else text[:200]
 
 
 def _retry_after(value: str | None) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from server.app import create_app
 from server.cli import main
@@ -40,6 +41,7 @@ from server.replay_source import (
 from server.state import STORE
 from server.transactions import Transaction
 from tests.conftest import API_KEY, make_settings
+from tests.live_server import live_server
 
 HEADER = ["TX_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "country", "lat",
           "TX_FRAUD", "TX_FRAUD_SCENARIO"]  # fmt: skip
@@ -532,22 +534,63 @@ async def test_replay_to_a_wrong_url_stops_at_once(
     assert "/dashboard/api/v1/transactions answered 404: check --target" in err
 
 
+def test_a_batch_over_the_body_limit_is_split_and_sent_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `fraudwatch serve` taking 1,000-byte bodies, and --batch 20 (about 2,400 bytes): the
+    # server answers 413. The rows were counted as "failed (no answer)", though the server
+    # had answered. Now the request is halved until it passes, and later batches are sent
+    # in parts of that size: every row is scored, and the summary says what --batch fits.
+    path = write_csv(tmp_path / "f.csv", HEADER, _card_testing_rows(50))
+    with live_server(tmp_path / "data", max_body_bytes=1000) as server:
+        argv = ["replay", str(path), *MAP_FLAGS, "--target", server.url, "--api-key", API_KEY,
+                "--batch", "20"]  # fmt: skip
+        assert main(argv) == 0
+        server.stop()
+    out = capsys.readouterr().out
+    assert "sent 50, answered 50; refused by the server 0; failed (request refused whole or " \
+        "unanswered) 0\n" in out  # fmt: skip
+    assert "  2 requests over the server's body limit (413, its max_body_bytes) split and sent " \
+        "again; then at most 5 rows a request (--batch 5 avoids the split)\n" in out  # fmt: skip
+    assert "alerts 48 " in out  # card testing on one account: from the third on
+    with contextlib.closing(sqlite3.connect(server.db)) as conn:
+        stored = [row[0] for row in conn.execute("SELECT id FROM transactions ORDER BY rowid")]
+    assert stored == [f"r-{i}" for i in range(50)]  # each once, in the file's order
+
+
+async def test_a_row_alone_over_the_body_limit_is_refused(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    # No request can carry it: it is the server's refusal of that row, with its line.
+    server = await aiohttp_server(create_app(make_settings(tmp_path, max_body_bytes=100)))
+    path = write_csv(tmp_path / "f.csv", HEADER, _card_testing_rows(3))
+    with Source(path, SourceOptions(mapping=MAPPING)) as source:
+        summary = await replay_to_target(source, str(server.make_url("/")), API_KEY)
+    assert (summary.sent, summary.failed, summary.refused.count) == (3, 0, 3)
+    assert [e.line for e in summary.refused.first] == [2, 3, 4]
+    assert "alone over the server's body limit (HTTP 413: Maximum request body size 100" in str(
+        summary.refused.first[0]
+    )
+
+
 async def test_a_replay_whose_rows_the_server_never_took_fails(
     aiohttp_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # --batch bigger than the server takes: every request is refused whole with a 413.
-    server = await aiohttp_server(create_app(make_settings(tmp_path, max_body_bytes=1000)))
+    # Something in front of the server (a gateway, a proxy) refusing requests whole: the
+    # rows were never taken, so the run fails, though the replay goes on with the next batch.
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=400, text="request refused by the gateway")
+
+    gateway = web.Application()
+    gateway.router.add_post("/api/v1/transactions", refuse)
+    server = await aiohttp_server(gateway)
     path = write_csv(tmp_path / "f.csv", HEADER, _card_testing_rows(20))
-    target = ["--target", str(server.make_url("/")), "--api-key", API_KEY]
-    argv = ["replay", str(path), *MAP_FLAGS, *target, "--batch", "20"]
+    argv = ["replay", str(path), *MAP_FLAGS, "--target", str(server.make_url("/")),
+            "--api-key", API_KEY, "--batch", "5"]  # fmt: skip
     assert await asyncio.to_thread(main, argv) == 1
     out = capsys.readouterr().out
-    assert "answered 0; refused by the server 0; failed (no answer) 20" in out
-    assert "HTTP 413" in out
-    # Small enough batches all pass: the same file, exit 0.
-    argv = ["replay", str(path), *MAP_FLAGS, *target, "--batch", "2"]
-    assert await asyncio.to_thread(main, argv) == 0
-    assert "answered 20; refused by the server 0; failed (no answer) 0" in capsys.readouterr().out
+    assert "answered 0; refused by the server 0; failed (request refused whole or unanswered) " \
+        "20; last error: HTTP 400: request refused by the gateway" in out  # fmt: skip
 
 
 async def test_replay_to_a_server_that_is_gone_stops_early(
@@ -576,7 +619,8 @@ async def test_replay_command_into_a_running_server_paced(
     assert 0.35 <= time.monotonic() - started < 5.0
     out = capsys.readouterr().out
     assert "5 rows read, 5 scored, 0 invalid" in out
-    assert "sent 5, answered 5; refused by the server 0; failed (no answer) 0" in out
+    assert "sent 5, answered 5;" in out
+    assert "refused by the server 0; failed (request refused whole or unanswered) 0" in out
     assert "alerts 3 " in out
 
 
@@ -624,7 +668,8 @@ async def test_a_replay_outlives_a_restart_of_its_server(
     second = await aiohttp_server(create_app(settings), port=port)
     assert await asyncio.wait_for(replay, 60) == 0
     out = capsys.readouterr().out
-    assert "sent 40, answered 40; refused by the server 0; failed (no answer) 0" in out
+    assert "sent 40, answered 40;" in out
+    assert "refused by the server 0; failed (request refused whole or unanswered) 0" in out
     # Every row is stored once, across both processes' lives.
     await second.close()
     with contextlib.closing(sqlite3.connect(settings.db_path)) as conn:
