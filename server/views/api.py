@@ -22,6 +22,7 @@ from server.transactions import (
     FieldError,
     InvalidTransaction,
     Transaction,
+    parse_rfc3339,
     parse_transaction,
     split_array,
 )
@@ -223,11 +224,8 @@ def _event_time_us(query: Mapping[str, str], name: str) -> int | None:
     raw = query.get(name)
     if not raw:
         return None
-    try:
-        when = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
+    when = parse_rfc3339(raw)  # as ingest reads the timestamps these filter on
+    if when is None:
         raise _BadParameter(
             name,
             f"'{name}' must be an RFC 3339 date-time with an offset, e.g. 2026-03-02T14:00:00Z",
