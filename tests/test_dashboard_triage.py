@@ -746,14 +746,19 @@ async def test_bulk_actions_report_each_result_and_name_the_holder(
     assert alice.problems == []
 
 
-async def selected_travel_alerts(alice: Analyst, ingest: Ingest, prefix: str, n: int) -> list[str]:
-    """n impossible-travel alerts, on accounts acct-{prefix}0.., each ticked in the queue."""
+async def selected_travel_alerts(
+    alice: Analyst, ingest: Ingest, prefix: str, n: int, ticked: int | None = None
+) -> list[str]:
+    """n impossible-travel alerts, on accounts acct-{prefix}0.., all in the queue, the first
+    `ticked` (default all) ticked."""
     ids: list[str] = []
     for i in range(n):
         ids += await ingest(
             impossible_travel(f"acct-{prefix}{i}", f"Shop {i}", T0 + dt.timedelta(hours=i))
         )
     for alert_id in ids:
+        await expect(alice.row(alert_id)).to_be_visible()
+    for alert_id in ids[:ticked]:
         await alice.row(alert_id).get_by_role("checkbox").check()
     return ids
 
@@ -1020,13 +1025,7 @@ async def test_after_a_bulk_action_the_keyboard_is_back_in_the_table(
     # QA: the bar hid with the button that had focus, focus fell to the page, and j did nothing.
     alice = await sign_in(browser, server, "alice")
     page = alice.page
-    ids: list[str] = []
-    for i in range(3):
-        ids += await ingest(impossible_travel(f"acct-k{i}", "Shop", T0 + dt.timedelta(hours=i)))
-    for alert_id in ids:
-        await expect(alice.row(alert_id)).to_be_visible()
-    for alert_id in ids[:2]:
-        await alice.row(alert_id).get_by_role("checkbox").check()
+    await selected_travel_alerts(alice, ingest, "k", 3, ticked=2)
     bar = page.locator("#bulk-bar")
     await bar.get_by_role("button", name="Acknowledge").click()
     await expect(bar).to_be_hidden()
@@ -1044,13 +1043,7 @@ async def test_a_still_pointer_does_not_hold_the_table_after_a_bulk_resolve(
     # table moved up under the pointer left on the dialog's button, and that counted as hover.
     alice = await sign_in(browser, server, "alice")
     page = alice.page
-    ids: list[str] = []
-    for i in range(3):
-        ids += await ingest(impossible_travel(f"acct-s{i}", "Shop", T0 + dt.timedelta(hours=i)))
-    for alert_id in ids:
-        await expect(alice.row(alert_id)).to_be_visible()
-    for alert_id in ids[:2]:
-        await alice.row(alert_id).get_by_role("checkbox").check()
+    ids = await selected_travel_alerts(alice, ingest, "s", 3, ticked=2)
     bar = page.locator("#bulk-bar")
     await bar.get_by_role("button", name="Resolve fraud").click()
     confirm = page.get_by_role("dialog").get_by_role("button", name="Resolve 2 alerts as fraud")
@@ -1085,13 +1078,7 @@ async def test_enter_in_the_bulk_dialog_leaves_the_table_as_the_button_does(
     # ("Paused"), new alerts waiting, though nobody was working in it.
     alice = await sign_in(browser, server, "alice")
     page = alice.page
-    ids: list[str] = []
-    for i in range(3):
-        ids += await ingest(impossible_travel(f"acct-e{i}", "Shop", T0 + dt.timedelta(hours=i)))
-    for alert_id in ids:
-        await expect(alice.row(alert_id)).to_be_visible()
-    for alert_id in ids[:2]:
-        await alice.row(alert_id).get_by_role("checkbox").check()
+    ids = await selected_travel_alerts(alice, ingest, "e", 3, ticked=2)
     bar = page.locator("#bulk-bar")
     await bar.get_by_role("button", name="Resolve fraud").click()
     await expect(page.get_by_role("dialog")).to_contain_text("Resolve 2 alerts as fraud")
