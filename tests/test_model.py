@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import math
 import random
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -625,7 +626,8 @@ def test_the_explanation_names_only_inputs_the_transaction_has() -> None:
     named = factors.split("; ")
     assert 1 <= len(named) <= 2
     assert all(
-        part.startswith(("tiny amounts in the last 10 min: 4 (+", "amount: 2 (+")) for part in named
+        part.startswith(("tiny amounts in the last 10 min: 4 (+", "amount: 2.00 (+"))
+        for part in named
     ), factors
 
 
@@ -661,6 +663,58 @@ def test_a_small_ratio_to_the_average_is_not_shown_as_zero() -> None:
     # A huge one is capped as the rules' reasons cap it, not printed to thirteen digits.
     assert _shown("log_ratio", math.log(2.5e12)) == "amount more than 1,000× the account's average"
     assert _shown("log_ratio", math.log(1000)) == "amount 1,000× the account's average"
+
+
+def test_a_factor_below_the_average_reads_below_not_a_negative_above() -> None:
+    # The demo read "standard deviations above the account's average: -5.00" for a small
+    # purchase on a big spender's card, and "night-time log amount over average: -0.69".
+    assert _shown("zscore", -1.5) == "amount 1.50 standard deviations below the account's average"
+    assert _shown("zscore", 2.5) == "amount 2.50 standard deviations above the account's average"
+    assert _shown("zscore", 1.0) == "amount 1.00 standard deviations above the account's average"
+    assert _shown("zscore", 0.0) == "amount at the account's average"
+    # The input is clipped to [-5, 10]: at either end the real value may be far past it.
+    assert (
+        _shown("zscore", -5.0) == "amount 5 or more standard deviations below the account's average"
+    )
+    assert (
+        _shown("zscore", 10.0)
+        == "amount 10 or more standard deviations above the account's average"
+    )
+    # The crosses with the log ratio read as the ratio itself, on either side of 1.
+    assert _shown("night_ratio", math.log(0.5)) == "night-time amount 0.5× the account's average"
+    assert _shown("night_ratio", math.log(4.0)) == "night-time amount 4.0× the account's average"
+    assert (
+        _shown("new_country_ratio", math.log(0.25))
+        == "new country with an amount 0.25× the account's average"
+    )
+    assert _shown("new_device_ratio", 1.0) == "new device with an amount 2.7× the account's average"
+    # The ratio is floored at 0.001 (an amount of 0): that floor is not a measured 0.001.
+    assert _shown("log_ratio", math.log(1e-3)) == "amount at most 0.001× the account's average"
+    # A card test's amount is not 0: to the cent, as the rules' reasons write amounts.
+    assert _shown("log_amount", math.log1p(0.4)) == "amount: 0.40"
+    assert _shown("log_amount", math.log1p(1234.56)) == "amount: 1,234.56"
+    # The inputs that can be negative (the rest are logs of counts, flags or rates) read
+    # without a minus sign.
+    for name in ("zscore", "log_ratio", "night_ratio", "new_country_ratio",
+                 "new_device_ratio", "rules_logit"):  # fmt: skip
+        assert not re.search(r"-\d", _shown(name, -1.0)), name
+
+
+def test_the_explanation_of_an_amount_under_the_average_says_below() -> None:
+    # A model that learnt small amounts on big spenders' cards as risky: the factor it names
+    # is the z-score with its bands, and it must say which side of the average it is on.
+    index = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    weights = [0.0] * len(FEATURE_NAMES)
+    weights[index["zscore"]], weights[index["zscore_band_0"]] = -0.8, 1.0
+    predictor = Predictor(tuple(weights), 0.0, (0.0,) * len(FEATURE_NAMES), 1000, 100, 1)
+    x = [0.0] * len(FEATURE_NAMES)
+    x[index["zscore"]], x[index["zscore_band_0"]] = -5.0, 1.0
+    reason = explain(predictor, x, predictor.predict_proba(x), 0.5)
+    factors = reason.message.split("top factors: ")[1]
+    assert factors == "amount 5 or more standard deviations below the account's average (+5.0)"
+    assert FEATURE_LABELS["zscore_band_0"] == (
+        "amount's standard deviations from the account's average: under -1"
+    )
 
 
 def test_a_detector_that_does_not_explain_gives_the_same_verdicts_without_messages() -> None:

@@ -127,7 +127,7 @@ BANDED: tuple[Banded, ...] = (
     Banded("ratio", (0.5, 0.8, 1.25, 2.0, 3.0, 5.0, 10.0), "amount {} the account's average",
            show=lambda v: f"{v:g}×"),
     Banded("zscore", (-1.0, 0.0, 1.0, 2.0, 3.0, 5.0),
-           "amount's standard deviations above the account's average: {}"),
+           "amount's standard deviations from the account's average: {}"),
     Banded("tx_1h", (1.0, 2.0, 4.0, 8.0), "other transactions in the last hour: {}",
            _count_range),
     Banded("tx_1m", (1.0, 2.0, 4.0), "other transactions in the last minute: {}", _count_range),
@@ -146,7 +146,7 @@ _LOGIT_CLIP = 0.9999
 FEATURE_LABELS: dict[str, str] = {
     "log_amount": "log amount",
     "log_ratio": "log of amount over the account's average",
-    "zscore": "standard deviations above the account's average",
+    "zscore": "standard deviations from the account's average",
     "no_history": "fewer than 5 prior transactions",
     "log_history": "log prior transactions",
     "log_tx_1m": "log other transactions in the last minute",
@@ -846,22 +846,59 @@ def _factors() -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, tuple[int,
 _ALONE, _GROUPED = _factors()
 
 
+_RATIO_FLOOR_LOG = math.log(1e-3)
+"""`inputs` floors the ratio at 0.001 before its log (an amount of 0 has none)."""
+_Z_LOW, _Z_HIGH = -5.0, 10.0
+"""`inputs` clips the z-score to this range (its literals, kept there for speed): at an end
+the real value may be any past it."""
+_RATIO_CROSSES = {
+    "log_ratio": "amount",
+    "night_ratio": "night-time amount",
+    "new_country_ratio": "new country with an amount",
+    "new_device_ratio": "new device with an amount",
+}
+"""Inputs that are the log of the amount over the account's average (or that times a flag),
+and how each reads before the ratio."""
+
+
+def _times_average(log_ratio: float) -> str:
+    """How many times the account's average, from the log of that ratio: below 1 as above."""
+    if log_ratio <= _RATIO_FLOOR_LOG:
+        return "at most 0.001× the account's average"
+    ratio = math.exp(log_ratio)
+    shown = beyond_cap(ratio, SHOWN_RATIO_CAP) or (
+        f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}" if ratio >= 1 else f"{ratio:.2g}"
+    )
+    return f"{shown}× the account's average"
+
+
+def _deviations(z: float) -> str:
+    """The z-score in words: how many standard deviations above or below the average."""
+    if z == 0:
+        return "amount at the account's average"
+    side = "above" if z > 0 else "below"
+    if z >= _Z_HIGH or z <= _Z_LOW:  # clipped: the real value may be far past it
+        return f"amount {abs(z):g} or more standard deviations {side} the account's average"
+    return f"amount {abs(z):.2f} standard deviations {side} the account's average"
+
+
 def _shown(name: str, value: float) -> str:
-    """An input as an analyst reads it: log inputs back on their own scale, flags as words."""
+    """An input as an analyst reads it: log inputs back on their own scale, flags as words,
+    signed values with the side they are on (below the average as much as above)."""
     label = FEATURE_LABELS[name]
-    if name == "log_ratio":
-        ratio = math.exp(value)
-        shown = beyond_cap(ratio, SHOWN_RATIO_CAP) or (
-            f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}" if ratio >= 1 else f"{ratio:.2g}"
-        )
-        return f"amount {shown}× the account's average"
+    if name in _RATIO_CROSSES:
+        return f"{_RATIO_CROSSES[name]} {_times_average(value)}"
+    if name == "zscore":
+        return _deviations(value)
+    if name == "log_amount":  # to the cent: a card test's 0.40 is not an amount of 0
+        return f"amount: {math.expm1(value):,.2f}"
     if name.startswith("merchant_fraud_") or name == "amount_risk":
         return f"{label}: {value:.1%}"
     if name == "rules_logit":
         return f"rules' combined score {sigmoid(value):.2f}"
     if name.startswith("log_") and label.startswith("log "):
         return f"{label[4:]}: {math.expm1(value):,.0f}"
-    if value == 1.0 and name not in ("zscore", "prior_flag_24h"):
+    if value == 1.0 and name != "prior_flag_24h":
         return label
     return f"{label}: {value:.2f}"
 
