@@ -180,3 +180,36 @@ async def test_huge_amounts_are_shown_to_the_cent(
     )
     await alice.press("Escape")
     assert alice.problems == []
+
+
+async def test_the_event_time_reads_as_the_table_s_in_the_analyst_s_zone(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: the drawer's "Event time" was the raw ISO string, microseconds and all
+    # ("2026-03-02T14:10:00.123456+00:00"), where the table and the drawer's other times
+    # read "Mar 2, 2026, 09:10:00" in the browser's time zone. The exact value stays in the
+    # tooltip (and the raw payload).
+    at = T0 + dt.timedelta(minutes=10, microseconds=123456)
+    [alert_id] = await ingest(
+        [
+            tx("et-1", "acct-et", T0, 42.5, "m-deli", **NEW_YORK),
+            tx("et-2", "acct-et", at, 1299.0, "m-elec", merchant_name="Harrods", **LONDON),
+        ]
+    )
+    alice = await sign_in(browser, server, "alice", timezone_id="America/New_York")
+    row_time = alice.cell(alert_id, 0).locator("time")
+    await expect(row_time).to_have_text("09:10:00")
+    exact = await row_time.get_attribute("datetime")
+    assert exact is not None and exact.startswith("2026-03-02T14:10:00.123456")
+    await alice.cell(alert_id, MERCHANT).click()
+    event_time = alice.drawer.locator("dt:text-is('Event time') + dd")
+    await expect(event_time).to_have_text("Mar 2, 2026, 09:10:00")
+    shown = event_time.locator("time")
+    await expect(shown).to_have_attribute("datetime", exact)
+    await expect(shown).to_have_attribute("title", f"Event time {exact}")
+    # Read as the drawer's other times are.
+    raised = await alice.drawer.locator("dt:text-is('Raised') + dd").text_content()
+    assert raised is not None and re.fullmatch(
+        r"[A-Z][a-z]{2} \d{1,2}, \d{4}, \d\d:\d\d:\d\d", raised
+    )
+    assert alice.problems == []

@@ -46,6 +46,18 @@ function field(label, value, { mono = false } = {}) {
   return [h("dt", { text: label }), h("dd", { className: mono ? "mono" : null, text })];
 }
 
+// The event time as the drawer's other times read (the browser's zone, to the second); the
+// exact value as sent, microseconds and offset, in the tooltip, as in the table's column.
+function eventTimeField(label, iso) {
+  if (iso === null || iso === undefined || iso === "") return field(label, iso);
+  return [
+    h("dt", { text: label }),
+    h("dd", {}, [
+      h("time", { datetime: iso, title: `Event time ${iso}`, text: formatDateTime(iso) }),
+    ]),
+  ];
+}
+
 export function section(key, title, children, { className = "" } = {}) {
   const props = { className: `drawer-section ${className}`.trim(), dataset: { section: key } };
   return h("section", props, [h("h3", { text: title }), ...children]);
@@ -172,9 +184,13 @@ export function transactionSection(tx) {
   const rows = [];
   for (const [key, label] of TX_FIELDS) {
     if (!(key in tx)) continue;
+    if (key === "timestamp") {
+      rows.push(...eventTimeField(label, tx.timestamp));
+      continue;
+    }
     const value =
       key === "amount" ? `${formatMoney(tx.amount, tx.currency)} (${tx.amount})` : tx[key];
-    const mono = ["id", "account_id", "merchant_id", "device_id", "ip", "timestamp"].includes(key);
+    const mono = ["id", "account_id", "merchant_id", "device_id", "ip"].includes(key);
     rows.push(...field(label, value, { mono }));
   }
   for (const key of Object.keys(tx).sort()) {
