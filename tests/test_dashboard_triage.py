@@ -626,6 +626,71 @@ async def test_esc_leaves_the_drawers_note_and_assign_fields_keeping_the_text(
     assert alice.problems == []
 
 
+async def test_c_goes_to_the_drawers_note_box_and_esc_leaves_it_as_the_drawers_fields(
+    browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
+) -> None:
+    # QA: the note box was ~35 Tab presses into the drawer, with no shortcut to it.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    drawer = alice.drawer
+    first, second = await ingest(
+        [
+            *impossible_travel("acct-c1", "One Ltd"),
+            *impossible_travel("acct-c2", "Two Ltd", T0 + dt.timedelta(hours=1)),
+        ]
+    )
+    await expect(alice.row(second)).to_be_visible()
+    note = drawer.get_by_label("New note")
+
+    # From the table: c opens the drawer on the cursor's alert, in its note box, and the
+    # "c" itself is not typed into it.
+    await alice.press("j")
+    assert await alice.focused_row_id() == first
+    await alice.press("c")
+    await expect(drawer.locator("h2")).to_have_text("Account acct-c1")
+    await expect(note).to_be_focused()
+    await expect(note).to_be_in_viewport()
+    await expect(note).to_have_value("")
+    await page.keyboard.type("Cardholder confirms")
+    # Esc leaves the box for the drawer with the draft kept, as from the Assign to field;
+    # the next Esc closes the drawer, back on the row.
+    await alice.press("Escape")
+    await expect(note).not_to_be_focused()
+    await expect(drawer).to_be_focused()
+    await expect(note).to_have_value("Cardholder confirms")
+    await alice.press("Escape")
+    await expect(drawer).to_be_hidden()
+    assert await alice.focused_row_id() == first
+
+    # From the open drawer, after j: c goes to that alert's box (empty: the draft is the
+    # first alert's), and back on the first, to its draft.
+    await alice.press("Enter", "j")
+    await expect(drawer.locator("h2")).to_have_text("Account acct-c2")
+    await alice.press("c")
+    await expect(note).to_be_focused()
+    await expect(note).to_have_value("")
+    await alice.press("Escape", "k", "c")
+    await expect(drawer.locator("h2")).to_have_text("Account acct-c1")
+    await expect(note).to_be_focused()
+    await expect(note).to_have_value("Cardholder confirms")
+    await page.keyboard.type(" the purchase")
+    await alice.press("Enter")
+    await expect(drawer.locator(".notes-list")).to_contain_text("Cardholder confirms the purchase")
+    async with http.get(server.make_url(f"/api/v1/alerts/{first}")) as r:
+        assert [n["text"] for n in (await r.json())["notes"]] == [
+            "Cardholder confirms the purchase"
+        ]
+
+    # The shortcuts list names it.
+    await alice.press("Escape", "?")
+    overlay = page.get_by_role("dialog", name="Keyboard shortcuts")
+    await expect(overlay.locator("tr", has=page.locator("kbd:text-is('c')"))).to_contain_text(
+        "note"
+    )
+    await alice.press("Escape")
+    assert alice.problems == []
+
+
 async def test_a_note_draft_in_the_drawer_waits_for_its_alert(
     browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
 ) -> None:
@@ -1143,8 +1208,9 @@ async def test_a_viewer_reads_but_cannot_act(
     await expect(page.locator("#select-all")).to_be_hidden()
 
     # Moving and reading work; a, f, l and x do nothing.
-    await vera.press("j", "a", "f", "l", "x")
+    await vera.press("j", "a", "f", "l", "x", "c")
     await expect(page.get_by_role("dialog")).to_have_count(0)
+    await expect(vera.drawer).to_be_hidden()  # c: a viewer has no note box to go to
     await expect(page.locator("#bulk-bar")).to_be_hidden()
     await expect(vera.cell(alert_id, STATUS)).to_have_text("Open")
     await vera.press("Enter")

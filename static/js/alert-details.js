@@ -447,7 +447,8 @@ export function noteForm() {
       name: "text",
       rows: "2",
       maxlength: "2000",
-      placeholder: "Add a note for everyone on this alert",
+      placeholder: "Add a note for everyone on this alert (c)",
+      "aria-keyshortcuts": "c",
     }),
     h("button", { type: "submit", className: "btn btn-small", text: "Add note" }),
   ]);

@@ -599,6 +599,18 @@ function withCurrent(fn) {
   fn(alert);
 }
 
+// c: the note box of the alert in the drawer, or of the current one (the drawer opens on it).
+// Esc leaves the box for the drawer, as from its other fields, and the next Esc closes it.
+function writeNote() {
+  if (!canAct) return false;
+  if (drawer.isOpen) return drawer.focusNote();
+  withCurrent((alert) => {
+    openDetails(alert, { focus: false });
+    if (!drawer.focusNote()) drawer.root.focus({ preventScroll: true });
+  });
+  return true;
+}
+
 // After a keyboard action, focus goes back where the keyboard was: the drawer or the row.
 const refocusAfter = (alert) =>
   drawer.isOpen ? backToDrawer : () => table.setCursor(alert.id, { focus: true });
@@ -613,6 +625,7 @@ const shortcutKeys = installShortcuts({
   l: () => withCurrent((alert) => resolve(alert, "legitimate", refocusAfter(alert))),
   x: () => withCurrent((alert) => canAct && table.toggleSelected(alert.id)),
   n: () => takeNext(),
+  c: () => writeNote(),
   "/": () => filters.focusSearch(),
   "?": () => showShortcuts(),
   Escape: () => {

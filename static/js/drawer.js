@@ -134,6 +134,16 @@ export class Drawer {
     if (!wasOpen) this.root.dispatchEvent(new Event("drawer-toggle"));
   }
 
+  // The keyboard into the note box (the c shortcut), scrolled into view: it is the body's
+  // last but two sections, some thirty Tab presses down. False when there is none (a viewer).
+  focusNote() {
+    const field = this.forms.note.querySelector("textarea");
+    if (!this.isOpen || !this.root.contains(field)) return false;
+    field.scrollIntoView({ block: "nearest" });
+    field.focus({ preventScroll: true });
+    return true;
+  }
+
   // Below the header and counters, level with the panel's top: they stay visible while the
   // analyst reads.
   _place() {
@@ -245,6 +255,16 @@ export class Drawer {
   _renderAccountHistory() {
     if (!this._accountNode || !this.alert) return;
     this._accountNode.replaceChildren(accountHistorySection(this.alert, this._accountHistory));
+    this._keepFieldInView();
+  }
+
+  // The account's history and the notes arrive after the drawer opens, above the note box
+  // (and in it): a field the analyst is typing in must not slide out of sight under them.
+  _keepFieldInView() {
+    const active = document.activeElement;
+    if (this._fields().some(([, field]) => field === active)) {
+      active.scrollIntoView({ block: "nearest" });
+    }
   }
 
   async _fetchAudit(alert) {
@@ -323,6 +343,7 @@ export class Drawer {
     const opts = { me: this.me, canAct: this.canAct, forms: this.forms };
     this._notesNode.replaceChildren(notesSection(this.alert, this._notes, opts));
     this._refocus(focused);
+    this._keepFieldInView();
   }
 
   _focusedField() {

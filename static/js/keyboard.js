@@ -6,6 +6,7 @@
 //   j / k   next / previous alert        a  acknowledge       x  select for bulk
 //   Enter   open the details             f  resolve fraud     /  search
 //   Esc     close the details            l  resolve legit     ?  this list
+//   n       take the next alert          c  write a note (the drawer's note box)
 
 const TEXT_INPUTS = new Set([
   "text",
@@ -86,6 +87,7 @@ export function installShortcuts(handlers) {
         case "l":
         case "x":
         case "n":
+        case "c":
         case "/":
         case "?":
           handler = handlers[event.key];
