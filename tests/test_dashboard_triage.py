@@ -811,6 +811,76 @@ async def test_bulk_actions_report_each_result_and_name_the_holder(
     assert alice.problems == []
 
 
+async def test_a_f_and_l_act_on_the_checked_alerts_as_the_bulk_bar_does(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: with alerts checked (x), f resolved only the cursor's alert, checked or not: an
+    # analyst who ticked two and pressed f, as in a mail client, resolved a third.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids: list[str] = []
+    for i in range(4):
+        ids += await ingest(
+            impossible_travel(f"acct-s{i}", f"Shop {i}", T0 + dt.timedelta(hours=i))
+        )
+    for alert_id in ids:
+        await expect(alice.row(alert_id)).to_be_visible()
+    bar = page.locator("#bulk-bar")
+    summary = page.locator("#resolve-summary")
+
+    # Two checked, the cursor on a third.
+    await alice.press("j", "x", "j", "x", "j")
+    await eventually(alice.focused_row_id, ids[2])
+    await expect(bar).to_contain_text("2 selected")
+
+    # With the drawer open its alert is the one acted on, as its buttons say.
+    await alice.press("Enter")
+    await expect(alice.drawer.locator("h2")).to_have_text("Account acct-s2")
+    await alice.press("f")
+    single = page.get_by_role("dialog", name="Resolve as fraud")
+    await expect(single).to_be_visible()
+    await expect(summary).to_contain_text("acct-s2")
+    await alice.press("Escape")
+    await expect(single).to_be_hidden()
+    await alice.press("Escape")
+    await expect(alice.drawer).to_be_hidden()
+    await eventually(alice.focused_row_id, ids[2])
+
+    # From the table, f resolves the two checked ones, in the bulk dialog.
+    await alice.press("f")
+    dialog = page.get_by_role("dialog", name=re.compile("^Resolve 2 alerts as fraud"))
+    await expect(dialog).to_be_visible()
+    await expect(summary).to_contain_text("acct-s0, acct-s1")
+    await page.keyboard.type("Same ring")
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    notice = page.locator('#notices .notice[data-key="bulk"]')
+    await expect(notice.locator(".notice-text")).to_have_text("Resolved as fraud 2 of 2.")
+    statuses = ("Resolved Fraud", "Resolved Fraud", "Open", "Open")
+    for alert_id, status in zip(ids, statuses, strict=True):
+        await expect(alice.cell(alert_id, STATUS)).to_have_text(status)
+    await expect(bar).to_be_hidden()
+
+    # Nothing checked: f and l act on the current alert, as before.
+    await alice.press("l")
+    legitimate = page.get_by_role("dialog", name="Resolve as legitimate")
+    await expect(legitimate).to_be_visible()
+    await expect(summary).to_contain_text("acct-s2")
+    await alice.press("Escape")
+    await expect(legitimate).to_be_hidden()
+
+    # a acknowledges the checked alert, not the cursor's.
+    await eventually(alice.focused_row_id, ids[2])
+    await alice.press("x", "j")
+    await eventually(alice.focused_row_id, ids[3])
+    await alice.press("a")
+    await expect(notice.locator(".notice-text")).to_have_text("Acknowledged 1 of 1.")
+    await expect(alice.cell(ids[2], OWNER)).to_have_text("alice (you)")
+    await expect(alice.cell(ids[3], STATUS)).to_have_text("Open")
+    await expect(bar).to_be_hidden()
+    assert alice.problems == []
+
+
 async def selected_travel_alerts(
     alice: Analyst, ingest: Ingest, prefix: str, n: int, ticked: int | None = None
 ) -> list[str]:

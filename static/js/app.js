@@ -611,6 +611,16 @@ function writeNote() {
   return true;
 }
 
+// a, f and l act on the checked alerts when there are some, as the bulk bar's buttons do (as
+// in a mail client: x ticks, the action key acts on what is ticked); else on the current
+// alert. The open drawer shows one alert and its buttons act on it: so do the keys there.
+function onCheckedOr(kind, single) {
+  return () => {
+    if (canAct && !drawer.isOpen && table.selected.size) bulk.run(kind);
+    else withCurrent(single);
+  };
+}
+
 // After a keyboard action, focus goes back where the keyboard was: the drawer or the row.
 const refocusAfter = (alert) =>
   drawer.isOpen ? backToDrawer : () => table.setCursor(alert.id, { focus: true });
@@ -620,9 +630,9 @@ const shortcutKeys = installShortcuts({
   j: () => table.moveCursor(1),
   k: () => table.moveCursor(-1),
   Enter: () => withCurrent((alert) => openDetails(alert)),
-  a: () => withCurrent(acknowledge),
-  f: () => withCurrent((alert) => resolve(alert, "fraud", refocusAfter(alert))),
-  l: () => withCurrent((alert) => resolve(alert, "legitimate", refocusAfter(alert))),
+  a: onCheckedOr("ack", acknowledge),
+  f: onCheckedOr("fraud", (alert) => resolve(alert, "fraud", refocusAfter(alert))),
+  l: onCheckedOr("legitimate", (alert) => resolve(alert, "legitimate", refocusAfter(alert))),
   x: () => withCurrent((alert) => canAct && table.toggleSelected(alert.id)),
   n: () => takeNext(),
   c: () => writeNote(),
