@@ -512,7 +512,7 @@ async def test_a_label_overturned_later_no_longer_counts_against_the_merchant(
     status, answer = await post_labels(client, reversed_)
     assert status == 200 and {r["status"] for r in answer["results"]} == {"updated"}
     after = (await post_batch(client, [tx("cb-p2", "acct-p2", 35.0, now, "m-cb")]))[0]
-    # It said "Merchant m-cb had 4 confirmed frauds in 30 d, 50.0% of its transactions".
+    # It said "Merchant m-cb had 4 confirmed frauds in 30 d, 50.0% of its (labelled) transactions".
     assert "compromised_merchant" not in {r["code"] for r in after["reasons"]}, after
     featurizer = client.app[DETECTOR].featurizer  # type: ignore[index]
     buckets = featurizer.merchants["m-cb"].labels

@@ -12,7 +12,7 @@ import pytest
 
 from server.detection import Detector, RulesError, load_rules
 from server.detection.detector import AMOUNT_SPAN
-from server.detection.rules import compile_sources, default_pack
+from server.detection.rules import compile_sources, default_pack, duration
 from server.transactions import Transaction
 
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
@@ -369,3 +369,12 @@ def test_every_feature_is_documented() -> None:
     assert "`{key}_count_{window}`" in text
     assert all(f"`{w}`" in text for w in WINDOWS)
     assert all(f"`{e}`" in text for e in ENTITIES)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0 s"), (59.4, "59 s"), (59.6, "1 min"), (600, "10 min"), (3569, "59 min"),
+     (3599, "1.0 h"), (5400, "1.5 h")],
+)  # fmt: skip
+def test_a_duration_takes_its_unit_after_rounding(seconds: float, text: str) -> None:
+    assert duration(seconds) == text

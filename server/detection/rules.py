@@ -631,9 +631,11 @@ def _lookup(name: str, v: dict[str, Value], tx: Transaction) -> Any:
 
 
 def duration(seconds: float) -> str:
-    if seconds < 60:
+    """A window or gap as a reason reads it; the unit is chosen after rounding, so 59.6 s
+    reads "1 min", not "60 s", and 3,599 s "1.0 h", not "60 min"."""
+    if round(seconds) < 60:
         return f"{seconds:.0f} s"
-    if seconds < 3600:
+    if round(seconds / 60) < 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
 
