@@ -159,14 +159,31 @@ def bucket_add(buckets: array[float], bid: float, amount: float, keep: int) -> N
     # A late event goes to its own bucket, if that is still kept.
     if bid <= buckets[n - 3] - keep:
         return
-    i = n - 3
-    while i >= 0 and buckets[i] > bid:
-        i -= 3
+    i = _at_or_before(buckets, bid)
     if i >= 0 and buckets[i] == bid:
         buckets[i + 1] += 1.0
         buckets[i + 2] += amount
     else:
         buckets[i + 3 : i + 3] = array("d", (bid, 1.0, amount))
+
+
+def bucket_take(buckets: array[float], bid: float, amount: float) -> bool:
+    """Undo one `bucket_add(buckets, bid, amount, ...)`: the bucket loses one count and
+    `amount`, never going below zero. False when bucket `bid` is no longer kept."""
+    i = _at_or_before(buckets, bid)
+    if i < 0 or buckets[i] != bid:
+        return False
+    buckets[i + 1] = max(buckets[i + 1] - 1.0, 0.0)
+    buckets[i + 2] = max(buckets[i + 2] - amount, 0.0)
+    return True
+
+
+def _at_or_before(buckets: array[float], bid: float) -> int:
+    """Index of the last (id, count, sum) triplet whose id is <= `bid`; -3 if none."""
+    i = len(buckets) - 3
+    while i >= 0 and buckets[i] > bid:
+        i -= 3
+    return i
 
 
 def bucket_sum(buckets: array[float], bid: float, span: int) -> tuple[float, float]:
@@ -836,18 +853,11 @@ class Featurizer:
         if amount is not None:
             _unlearn_amount(self.amounts, amount_bucket(amount), event_time, is_fraud)
         m = self.merchants.get(merchant_id)
-        labels = None if m is None else m.labels
-        if m is None or labels is None:
+        if m is None or m.labels is None:
             return
         day = event_time // DAY
-        i = len(labels) - 3
-        while i >= 0 and labels[i] > day:
-            i -= 3
-        if i < 0 or labels[i] != day:
+        if not bucket_take(m.labels, day, 1.0 if is_fraud else 0.0):
             return
-        labels[i + 1] = max(labels[i + 1] - 1.0, 0.0)
-        if is_fraud:
-            labels[i + 2] = max(labels[i + 2] - 1.0, 0.0)
         risk = m.risk
         if risk is not None:
             m.risk = (risk[0], risk[1], None) if day == risk[0] else None
