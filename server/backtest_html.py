@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from server.backtest_report import delay_text
@@ -26,7 +26,8 @@ h2 { font-size: 1.15rem; margin-top: 2.2rem; border-bottom: 1px solid #e5e7eb; }
 .card b { display: block; font-size: 1.4rem; }
 .card span { color: #6b7280; font-size: .8rem; }
 table { border-collapse: collapse; margin: .75rem 0; font-variant-numeric: tabular-nums; }
-th, td { padding: .2rem .6rem; text-align: right; border-bottom: 1px solid #f3f4f6; }
+th, td { padding: .2rem .5rem; text-align: right; border-bottom: 1px solid #f3f4f6; }
+td { white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 tr.mark td { background: #fef3c7; }
 svg { display: block; margin: .5rem 0; max-width: 100%; height: auto; }
@@ -35,6 +36,8 @@ svg text { font: 11px system-ui, sans-serif; fill: #374151; }
 .legend span { display: inline-block; margin-right: 1rem; font-size: .85rem; }
 .legend i { display: inline-block; width: .8rem; height: .8rem; margin-right: .3rem;
             vertical-align: -1px; border-radius: 2px; }
+.legend i.dash { height: 0; border-top: 2px dashed; border-radius: 0; background: none;
+                 vertical-align: 3px; }
 """
 
 
@@ -50,8 +53,14 @@ def _num(value: float | int | None, places: int = 3) -> str:
     return f"{value:.{places}f}"
 
 
-def _legend(items: Sequence[tuple[str, str]]) -> str:
-    spans = "".join(f'<span><i style="background:{c}"></i>{_e(name)}</span>' for name, c in items)
+def _legend(items: Sequence[tuple[str, str]], dashed: Collection[str] = ()) -> str:
+    """A swatch and a name per item; names in `dashed` get a dashed line, as drawn."""
+    spans = "".join(
+        f'<span><i class="dash" style="color:{c}"></i>{_e(name)}</span>'
+        if name in dashed
+        else f'<span><i style="background:{c}"></i>{_e(name)}</span>'
+        for name, c in items
+    )
     return f'<div class="legend">{spans}</div>'
 
 
@@ -143,7 +152,7 @@ def _day_ticks(plot: _Plot, days: Sequence[str], at: Sequence[float]) -> None:
             )
 
 
-_TOP_K = ("precision_at_k", "card_precision_at_k")
+_TOP_K = ("precision_at_k", "card_precision_at_k", "card_precision_at_k_ceiling")
 
 
 def _shown(day: dict[str, Any], key: str) -> float | None:
@@ -156,6 +165,10 @@ def _shown(day: dict[str, Any], key: str) -> float | None:
     return value
 
 
+_CEILING = "best possible card precision@{k}"
+"""Each day's compromised cards not yet detected, over k: what a perfect ranking would score."""
+
+
 def _daily_chart(report: dict[str, Any]) -> tuple[str, str]:
     days = report["per_day"]
     k = report["meta"]["k"]
@@ -164,12 +177,17 @@ def _daily_chart(report: dict[str, Any]) -> tuple[str, str]:
         ("average precision", "average_precision"),
         (f"precision@{k}", "precision_at_k"),
         (f"card precision@{k}", "card_precision_at_k"),
+        # Dashed, in card precision's colour: the most that day's cards allow.
+        (_CEILING.format(k=k), "card_precision_at_k_ceiling"),
     ]
+    colors = [*PALETTE[:4], PALETTE[3]]
+    dashed = {_CEILING.format(k=k)}
     plot = _Plot(max(len(days) - 1, 1), 1.0, "day", "metric")
     plot.axes([0, 0.25, 0.5, 0.75, 1.0], "{:.2f}")
     xs = [plot.x(i) for i in range(len(days))]
     _day_ticks(plot, [d["day"] for d in days], xs)
-    for (name, key), color in zip(series, PALETTE, strict=False):
+    for (name, key), color in zip(series, colors, strict=True):
+        dash = ' stroke-dasharray="5 4"' if name in dashed else ""
         run: list[str] = []
         for i, d in enumerate([*days, None]):
             value = None if d is None else _shown(d, key)
@@ -177,7 +195,7 @@ def _daily_chart(report: dict[str, Any]) -> tuple[str, str]:
                 if len(run) > 1:
                     plot.parts.append(
                         f'<polyline points="{" ".join(run)}" fill="none" stroke="{color}" '
-                        f'stroke-width="1.8"><title>{_e(name)}</title></polyline>'
+                        f'stroke-width="1.8"{dash}><title>{_e(name)}</title></polyline>'
                     )
                 elif run:
                     cx, cy = run[0].split(",")
@@ -189,7 +207,7 @@ def _daily_chart(report: dict[str, Any]) -> tuple[str, str]:
                 f'<circle cx="{xs[i]:.1f}" cy="{plot.y(value):.1f}" r="6" fill="transparent">'
                 f"<title>{_e(d['day'])} {_e(name)}: {value}</title></circle>"
             )
-    legend = _legend([(name, c) for (name, _), c in zip(series, PALETTE, strict=False)])
+    legend = _legend([(name, c) for (name, _), c in zip(series, colors, strict=True)], dashed)
     return plot.svg("metrics per day"), legend
 
 
@@ -256,6 +274,7 @@ def _cards(report: dict[str, Any]) -> str:
         ("average precision", _num(o["average_precision"])),
         ("ROC AUC", _num(o["roc_auc"])),
         (f"card precision@{k}", _num(o["card_precision_at_k"])),
+        (f"best possible card precision@{k}", _num(o.get("card_precision_at_k_ceiling"))),
         (f"precision@{k}", _num(o["precision_at_k"])),
         ("alerts per day", _num(o["alerts_per_day"], 1)),
         ("alert precision", _num(o["alert_precision"])),
@@ -307,6 +326,7 @@ def render(report: dict[str, Any]) -> str:
                 "AP",
                 f"P@{k}",
                 f"CP@{k}",
+                f"best CP@{k}",
                 "compromised cards",
                 "detected",
             ],
@@ -320,6 +340,7 @@ def render(report: dict[str, Any]) -> str:
                     _num(d["average_precision"]),
                     _num(_shown(d, "precision_at_k")),
                     _num(_shown(d, "card_precision_at_k")),
+                    _num(_shown(d, "card_precision_at_k_ceiling")),
                     _num(d["compromised_cards"]),
                     _num(d["cards_detected"]),
                 ]

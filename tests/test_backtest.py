@@ -34,6 +34,7 @@ from server.metrics_offline import (
     average_precision,
     average_precision_of_groups,
     card_precision_at_k,
+    mean,
     pr_curve,
     pr_curve_of_groups,
     precision_at_k,
@@ -673,7 +674,14 @@ def test_report_per_day_and_thresholds_count_what_they_say(seed: int, in_day_ord
         assert entry["roc_auc"] == (None if auc is None else round(auc, 4))
         assert entry["average_precision"] == (None if ap is None else round(ap, 4))
         assert entry["precision_at_k"] == round(precision_at_k(s, y, 5), 4)
+        # The most a perfect ranking could score that day: its compromised cards not yet
+        # detected, over k; the ranking's own card precision never exceeds it.
+        best = entry["card_precision_at_k_ceiling"]
+        assert best == round(min(entry["compromised_cards"], 5) / 5, 4)
+        assert entry["card_precision_at_k"] <= best
     assert report["per_day"][2]["frauds"] == 0 and report["per_day"][2]["roc_auc"] is None
+    ceilings = [d["card_precision_at_k_ceiling"] for d in report["per_day"]]
+    assert report["overall"]["card_precision_at_k_ceiling"] == round(mean(ceilings), 4)
     frauds = sum(r[2] for r in rows)
     sweep = {t["threshold"]: t for t in report["thresholds"]}
     assert list(sweep) == sorted({0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, 0.9})
@@ -755,7 +763,13 @@ def test_report_leaves_top_k_blank_on_a_day_without_fraud(tmp_path: Path) -> Non
     report = json.loads(as_json.read_text())
     quiet, busy = report["per_day"][-1], report["per_day"][0]
     assert busy["frauds"] > 0
-    quiet.update(frauds=0, true_alerts=0, precision_at_k=0.0, card_precision_at_k=0.0)
+    quiet.update(
+        frauds=0,
+        true_alerts=0,
+        precision_at_k=0.0,
+        card_precision_at_k=0.0,
+        card_precision_at_k_ceiling=0.0,
+    )
     text = render(report)
 
     def row(day: str) -> list[str]:
@@ -763,14 +777,19 @@ def test_report_leaves_top_k_blank_on_a_day_without_fraud(tmp_path: Path) -> Non
         cells = text[start : text.index("</tr>", start)]
         return [c.split("</td>")[0] for c in cells.split("<td>")[1:]]
 
-    assert row(quiet["day"])[6:8] == ["–", "–"]
-    assert row(busy["day"])[6:8] == [
+    assert row(quiet["day"])[6:9] == ["–", "–", "–"]
+    assert row(busy["day"])[6:9] == [
         f"{busy['precision_at_k']:.3f}",
         f"{busy['card_precision_at_k']:.3f}",
+        f"{busy['card_precision_at_k_ceiling']:.3f}",
     ]
     # The metrics-per-day chart draws no point for it: hover titles name only the other days.
     assert f"{quiet['day']} card precision@" not in text
     assert f"{busy['day']} card precision@" in text
+    # The ceiling is drawn dashed beside card precision, and named so in the legend.
+    assert f"{busy['day']} best possible card precision@" in text
+    assert 'stroke-dasharray="5 4"><title>best possible card precision@' in text
+    assert '<i class="dash"' in text
 
 
 def test_a_backtest_scores_without_rendering_messages() -> None:
