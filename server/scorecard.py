@@ -3,13 +3,17 @@ from verdicts and the labels known so far. Pure and synchronous: no I/O, no cloc
 
 A verdict and its label may arrive in either order (the simulator's ground truth comes
 before the verdict, a chargeback days after); each is held until the other comes, within
-bounds, then counted once. Time is event time: alerts per hour are over the span of the
-labelled transactions' timestamps, and a detection delay is from an episode's first
-fraudulent transaction to its first alerted one.
+bounds, then counted once. A later label for a counted transaction is a correction: its
+old label is taken out and the new one counted, so the figures are what counting the
+latest labels from scratch gives (a restart's rebuild), in whatever order they came.
+Time is event time: alerts per hour are over the span of the labelled transactions'
+timestamps, and a detection delay is from an episode's first fraudulent transaction to its
+first alerted one.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +45,50 @@ class _Episode:
     detected_at: float | None = None
 
 
+_Counted = tuple[float, str, bool, bool, str]
+"""What a counted transaction added, kept so that a correction can take it out: its event
+time, account, whether it was alerted, whether it was a fraud, and its scenario's name. (A
+plain tuple: one is made for every transaction the simulator's truth counts.)"""
+
+
+@dataclass(slots=True)
+class _Frauds:
+    """One account's frauds in one scenario, (event time, alerted) in event-time order, and
+    the episodes they make: from them alone, so the order they were counted in (or taken
+    out) does not matter."""
+
+    times: list[tuple[float, bool]] = field(default_factory=list)
+    episodes: list[_Episode] = field(default_factory=list)
+
+    def put(self, t: float, alerted: bool) -> tuple[int, int]:
+        """Add a fraud; returns the change in (episodes, detected episodes)."""
+        bisect.insort(self.times, (t, alerted))
+        return self._regroup()
+
+    def take(self, t: float, alerted: bool) -> tuple[int, int]:
+        """Take a fraud out; returns the change in (episodes, detected episodes)."""
+        i = bisect.bisect_left(self.times, (t, alerted))
+        if i == len(self.times) or self.times[i] != (t, alerted):
+            return 0, 0  # given up past the bound, with the episodes it was in
+        del self.times[i]
+        return self._regroup()
+
+    def _regroup(self) -> tuple[int, int]:
+        before = len(self.episodes), self.detected
+        episodes: list[_Episode] = []
+        for t, alerted in self.times:
+            if not episodes or t - episodes[-1].start > EPISODE_GAP_S:
+                episodes.append(_Episode(t))
+            if alerted and episodes[-1].detected_at is None:
+                episodes[-1].detected_at = t  # in time order: the first alerted one
+        self.episodes = episodes
+        return len(episodes) - before[0], self.detected - before[1]
+
+    @property
+    def detected(self) -> int:
+        return sum(e.detected_at is not None for e in self.episodes)
+
+
 def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
@@ -59,11 +107,11 @@ class Scorecard:
         self.max_waiting = max_waiting
         self._verdicts: OrderedDict[str, tuple[float, str, bool]] = OrderedDict()
         self._truths: OrderedDict[str, tuple[bool, str | None]] = OrderedDict()
-        # Transactions already counted: a second label for one (a chargeback overturning
-        # "legitimate") does not count it twice.
-        self._counted_ids: OrderedDict[str, None] = OrderedDict()
+        # Transactions already counted, with what they added: a second label for one (a
+        # chargeback overturning "legitimate") replaces the first, not counts it twice.
+        self._counted: OrderedDict[str, _Counted] = OrderedDict()
         self._tallies: dict[str, _Tally] = {}
-        self._episodes: OrderedDict[tuple[str, str], _Episode] = OrderedDict()
+        self._frauds: OrderedDict[tuple[str, str], _Frauds] = OrderedDict()
         self._first: float | None = None
         self._last: float | None = None
         self.counted = 0
@@ -73,9 +121,8 @@ class Scorecard:
         truth = self._truths.pop(tx_id, None)
         if truth is None:
             _put(self._verdicts, tx_id, (event_time, account_id, alerted), self.max_waiting)
-        elif tx_id not in self._counted_ids:
-            self._count(event_time, account_id, alerted, *truth)
-            _put(self._counted_ids, tx_id, None, self.max_waiting)
+        elif tx_id not in self._counted:
+            self._count(tx_id, event_time, account_id, alerted, *truth)
 
     def waiting_for(self, tx_id: str) -> bool:
         """Whether a label for `tx_id` waits for its verdict."""
@@ -87,22 +134,36 @@ class Scorecard:
         return len(self._truths)
 
     def add_truth(self, tx_id: str, is_fraud: bool, scenario: str | None = None) -> None:
-        """A label; `scenario` names the simulator's episode (legitimate ones too)."""
+        """A label; `scenario` names the simulator's episode (legitimate ones too). For a
+        transaction already counted it is a correction: the label it had is taken out and
+        this one counted instead."""
+        counted = self._counted.get(tx_id)
+        if counted is not None:
+            self._verdicts.pop(tx_id, None)  # read from the store again: it is counted
+            t, account, alerted, _, _ = counted
+            self._uncount(counted)
+            self._count(tx_id, t, account, alerted, is_fraud, scenario)
+            return
         verdict = self._verdicts.pop(tx_id, None)
         if verdict is None:
-            if tx_id not in self._counted_ids:
-                _put(self._truths, tx_id, (is_fraud, scenario), self.max_waiting)
+            _put(self._truths, tx_id, (is_fraud, scenario), self.max_waiting)
         else:
-            self._count(*verdict, is_fraud, scenario)
-            _put(self._counted_ids, tx_id, None, self.max_waiting)
+            self._count(tx_id, *verdict, is_fraud, scenario)
 
     def _count(
-        self, t: float, account: str, alerted: bool, is_fraud: bool, scenario: str | None
+        self,
+        tx_id: str,
+        t: float,
+        account: str,
+        alerted: bool,
+        is_fraud: bool,
+        scenario: str | None,
     ) -> None:
+        name = scenario or (UNSPECIFIED if is_fraud else NORMAL)
+        _put(self._counted, tx_id, (t, account, alerted, is_fraud, name), self.max_waiting)
         self.counted += 1
         self._first = t if self._first is None else min(self._first, t)
         self._last = t if self._last is None else max(self._last, t)
-        name = scenario or (UNSPECIFIED if is_fraud else NORMAL)
         tally = self._tallies.get(name)
         if tally is None:
             tally = self._tallies[name] = _Tally()
@@ -113,26 +174,41 @@ class Scorecard:
         if not is_fraud:
             return
         key = (name, account)
-        episode = self._episodes.get(key)
-        if episode is None or t - episode.start > EPISODE_GAP_S:
-            if episode is not None:
-                self._close(tally, episode)
-            episode = self._episodes[key] = _Episode(t)
-            tally.episodes += 1
-            if len(self._episodes) > self.max_waiting:
-                old_key, old = self._episodes.popitem(last=False)
+        frauds = self._frauds.get(key)
+        if frauds is None:
+            frauds = self._frauds[key] = _Frauds()
+            if len(self._frauds) > self.max_waiting:
+                old_key, old = self._frauds.popitem(last=False)
                 self._close(self._tallies[old_key[0]], old)
-        elif t < episode.start:
-            episode.start = t  # counted out of order: the episode began earlier
-        if alerted and (episode.detected_at is None or t < episode.detected_at):
-            if episode.detected_at is None:
-                tally.detected += 1
-            episode.detected_at = t
+        episodes, detected = frauds.put(t, alerted)
+        tally.episodes += episodes
+        tally.detected += detected
 
-    def _close(self, tally: _Tally, episode: _Episode) -> None:
-        if episode.detected_at is not None:
-            tally.delays.append(max(0.0, episode.detected_at - episode.start))
-            del tally.delays[:-MAX_DELAYS]
+    def _uncount(self, counted: _Counted) -> None:
+        """Take out what `_count` added. The event-time span stays: the transaction is still
+        counted, under its new label."""
+        t, account, alerted, is_fraud, name = counted
+        self.counted -= 1
+        tally = self._tallies[name]
+        tally.transactions -= 1
+        tally.frauds -= is_fraud
+        tally.alerts -= alerted
+        tally.alerted_frauds -= alerted and is_fraud
+        frauds = self._frauds.get((name, account)) if is_fraud else None
+        if frauds is not None:  # None: given up past the bound, its episodes closed
+            episodes, detected = frauds.take(t, alerted)
+            tally.episodes += episodes
+            tally.detected += detected
+            if not frauds.times:
+                del self._frauds[(name, account)]
+        if not tally.transactions:
+            del self._tallies[name]  # as if it had never been counted: no empty row
+
+    def _close(self, tally: _Tally, frauds: _Frauds) -> None:
+        for episode in frauds.episodes:
+            if episode.detected_at is not None:
+                tally.delays.append(max(0.0, episode.detected_at - episode.start))
+        del tally.delays[:-MAX_DELAYS]
 
     def snapshot(self) -> dict[str, Any] | None:
         """None until a labelled transaction has a verdict."""
@@ -140,9 +216,10 @@ class Scorecard:
             return None
         hours = max((self._last - self._first) / 3600.0, 1 / 60)
         delays: dict[str, list[float]] = {name: list(t.delays) for name, t in self._tallies.items()}
-        for (name, _), episode in self._episodes.items():
-            if episode.detected_at is not None:
-                delays[name].append(max(0.0, episode.detected_at - episode.start))
+        for (name, _), frauds in self._frauds.items():
+            for episode in frauds.episodes:
+                if episode.detected_at is not None:
+                    delays[name].append(max(0.0, episode.detected_at - episode.start))
         total = _Tally()
         scenarios = []
         for name in sorted(self._tallies):

@@ -579,6 +579,54 @@ async def test_the_scorecard_survives_a_restart(aiohttp_client: Any, tmp_path: P
     assert again.app[SCORECARD].snapshot() == before  # type: ignore[index]
 
 
+async def test_a_corrected_label_moves_the_live_scorecard_as_a_restart_would(
+    aiohttp_client: Any, client: TestClient, settings: Settings, login: Login
+) -> None:
+    # A label replaced by another (a chargeback reversed, an analyst overruled) went on
+    # counting in the live scorecard as it first was, until a restart rebuilt it from the
+    # stored (latest) labels. Now the correction moves it at once, to what a restart finds.
+    from tests.conftest import T0, card_testing
+
+    csrf = await login("alice")
+    records = [
+        *card_testing("ct", "acct-victim"),
+        *card_testing("cu", "acct-other", at=T0 + dt.timedelta(hours=1)),
+        *(tx(f"ok-{i}", account="acct-ok") for i in range(6)),
+    ]
+    verdicts = {v["transaction_id"]: v for v in await post_batch(client, records)}
+    assert verdicts["ct-2"]["alert_id"] and verdicts["cu-2"]["alert_id"]
+    assert not verdicts["ct-0"]["alert_id"]
+    labels = [{"transaction_id": r["id"], "label": "legitimate" if r["id"].startswith("ok")
+               else "fraud"} for r in records if r["id"] != "cu-2"]  # fmt: skip
+    status, _ = await post_labels(client, labels)
+    assert status == 200
+    resp = await client.post(
+        f"/api/v1/alerts/{verdicts['cu-2']['alert_id']}/resolve",
+        json={"disposition": "fraud"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert resp.status == 200
+    before = client.app[SCORECARD].snapshot()  # type: ignore[index]
+    assert before is not None and before["overall"]["frauds"] == 8
+
+    corrections = [
+        {"transaction_id": "ct-0", "label": "legitimate"},  # its episode's first fraud
+        {"transaction_id": "cu-2", "label": "legitimate"},  # the analyst's, overruled
+        {"transaction_id": "ok-0", "label": "fraud"},  # a chargeback after all
+    ]
+    status, answer = await post_labels(client, corrections)
+    assert [r["status"] for r in answer["results"]] == ["updated"] * 3, answer
+    resp = await client.get("/api/v1/scorecard", headers=BOOTSTRAP)
+    live = (await resp.json())["scorecard"]
+    assert live["labelled"] == len(records)
+    assert live["overall"]["frauds"] == 7
+    await client.close()
+
+    again: TestClient = await aiohttp_client(create_app(settings))
+    resp = await again.get("/api/v1/scorecard", headers=BOOTSTRAP)
+    assert (await resp.json())["scorecard"] == live
+
+
 async def test_a_label_after_the_memory_let_go_is_learnt_from_the_store(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:

@@ -160,3 +160,49 @@ def test_a_transaction_labelled_twice_is_counted_once() -> None:
     assert snapshot is not None
     assert snapshot["labelled"] == 1
     assert card.waiting == 0
+
+
+def test_a_correction_counts_as_if_only_the_new_label_had_come() -> None:
+    # An episode of four frauds alerted from the third; then the chargebacks of the first
+    # and the third are reversed, and a legitimate purchase turns out a fraud after all.
+    def verdicts(card: Scorecard) -> None:
+        for i in range(4):
+            card.add_verdict(f"ct{i}", 1000.0 + 20 * i, "victim", i >= 2)
+        card.add_verdict("ok", 3 * H, "victim", False)
+
+    live = Scorecard()
+    verdicts(live)
+    for i in range(4):
+        live.add_truth(f"ct{i}", True, "card_testing")
+    live.add_truth("ok", False)
+    live.add_truth("ct0", False)
+    live.add_truth("ct2", False)
+    live.add_truth("ok", True)
+
+    fresh = Scorecard()  # the latest labels alone, counted in another order: a rebuild
+    for tx_id, is_fraud, scenario in [("ok", True, None), ("ct3", True, "card_testing"),
+                                      ("ct2", False, None), ("ct1", True, "card_testing"),
+                                      ("ct0", False, None)]:  # fmt: skip
+        fresh.add_truth(tx_id, is_fraud, scenario)
+    verdicts(fresh)
+    snapshot = live.snapshot()
+    assert snapshot == fresh.snapshot()
+    assert snapshot is not None and snapshot["labelled"] == 5
+    scenarios = by_name(snapshot)
+    ct = scenarios["card_testing"]
+    assert (ct["transactions"], ct["frauds"], ct["alerted_frauds"]) == (2, 2, 1)
+    # The episode now begins at ct1 (1020 s) and is first alerted at ct3 (1060 s).
+    assert ct["episodes"] == 1 and ct["detection_delay_s"]["median"] == 40.0
+    assert scenarios[NORMAL]["alerts"] == 1  # ct2's alert, a false one now
+    assert scenarios[UNSPECIFIED]["frauds"] == 1
+
+
+def test_a_correction_that_empties_a_scenario_removes_its_row() -> None:
+    card = Scorecard()
+    card.add_verdict("t-1", 1_000.0, "a-1", True)
+    card.add_truth("t-1", True, "account_takeover")
+    card.add_truth("t-1", False)  # the takeover was the owner after all
+    snapshot = card.snapshot()
+    assert snapshot is not None
+    assert [s["scenario"] for s in snapshot["scenarios"]] == [NORMAL]
+    assert snapshot["overall"]["frauds"] == 0 and snapshot["overall"]["alerts"] == 1
