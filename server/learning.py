@@ -102,17 +102,21 @@ class Trainer:
         examples, missing = self.slot.pop_examples(labels)
         without = len({tx_id for tx_id, _ in missing})  # a label repeated in one call: once
         if missing and store is not None:
+            stored: Mapping[str, tuple[str, bytes]] = {}
             try:
-                stored = await store.model_inputs([tx_id for tx_id, _ in missing])
+                found = await store.model_inputs([tx_id for tx_id, _ in missing])
             except StoreUnavailable as exc:
                 # The labels are stored already; only this learning is lost, and said.
                 log.warning("%d labels not learnt: model inputs unreadable (%s)", without, exc)
-                stored = {}
             except Exception:
-                # Anything else (a damaged row): the same, and the inputs taken from memory
-                # above are still learnt rather than dropped with the rest.
+                # Anything else: the same, and the inputs taken from memory above are still
+                # learnt rather than dropped with the rest.
                 log.exception("%d labels not learnt: model inputs unreadable", without)
-                stored = {}
+            else:
+                stored = found.rows
+                # A damaged row costs its own label only (counted as without inputs).
+                for tx_id, problem in found.damaged.items():
+                    log.error("label of %s not learnt by the model: %s", tx_id, problem)
             looked_up = without
             more, without = self.slot.stored_examples(missing, stored)
             self.status.labels_from_store += looked_up - without
@@ -256,22 +260,30 @@ async def absorb_labels(
     scorecard: Scorecard | None,
     labels: Sequence[Label],
     replaced: Mapping[str, tuple[str, str]] | None = None,
-) -> None:
+) -> set[str]:
     """What a label tells beyond the model, from its stored transaction and verdict:
     merchant risk (features.py) counts it from the moment it is known, its `labelled_at`,
     on the transaction's merchant, after taking back the label it `replaced` (by
     transaction id: the earlier label and its `labelled_at`), if any; the scorecard gets the
     verdict it waits for. Runs on the event loop, between two of the detection loop's
-    batches, which own the featurizer."""
+    batches, which own the featurizer.
+
+    Returns the ids of the labels whose stored row could not be read back (damaged), each
+    logged with what is wrong: those alone are not taken in."""
     if featurizer is None and (scorecard is None or not scorecard.waiting):
-        return
+        return set()
     known = await store.known_transactions([label.transaction_id for label in labels])
+    damaged = dict(known.damaged)
     for label in labels:
-        found = known.get(label.transaction_id)
+        found = known.rows.get(label.transaction_id)
         if found is None:
             continue
         verdict, raw = found
-        tx = _labelled.decode(raw)
+        try:
+            tx = _labelled.decode(raw)
+        except msgspec.DecodeError as exc:
+            damaged[label.transaction_id] = f"transaction_json unreadable: {exc}"
+            continue
         if featurizer is not None:
             amount = float(tx.amount)
             before = None if replaced is None else replaced.get(label.transaction_id)
@@ -288,6 +300,9 @@ async def absorb_labels(
                 tx.account_id,
                 verdict.alert_id is not None,
             )
+    for tx_id, problem in damaged.items():
+        log.error("label of %s not taken in by merchant risk or the scorecard: %s", tx_id, problem)
+    return set(damaged)
 
 
 async def learn_stored_labels(
@@ -306,8 +321,10 @@ async def learn_stored_labels(
     Never raises. The labels are committed: an error here must not answer the request as
     failed, since a retry would find them `unchanged` and learn nothing either. Each step
     that fails is logged with its cause, the others still run, and the labels are counted
-    in `stats.labels_not_learnt` (/metrics)."""
+    in `stats.labels_not_learnt` (/metrics); a damaged stored row costs only its own label,
+    counted there too (or, for the model's inputs, in `labels_without_inputs`)."""
     labelled = [(label.transaction_id, label.label == "fraud") for label in labels]
+    not_learnt: set[str] = set()
 
     async def model() -> None:
         if trainer is not None:
@@ -319,17 +336,16 @@ async def learn_stored_labels(
                 scorecard.add_truth(label.transaction_id, label.label == "fraud", label.scenario)
 
     async def absorb() -> None:
-        await absorb_labels(store, featurizer, scorecard, labels, replaced)
+        not_learnt.update(await absorb_labels(store, featurizer, scorecard, labels, replaced))
 
-    failed = False
     for step, what in ((model, "the model"), (count, "the scorecard"), (absorb, "merchant risk")):
         try:
             await step()
         except Exception:
-            failed = True
+            not_learnt.update(label.transaction_id for label in labels)
             log.exception("%d stored labels not taken in by %s", len(labels), what)
-    if failed and stats is not None:
-        stats.labels_not_learnt += len(labels)
+    if stats is not None:
+        stats.labels_not_learnt += len(not_learnt)
 
 
 REBUILD_LABELS = 50_000

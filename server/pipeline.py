@@ -28,7 +28,7 @@ from server.detection.detector import Detector
 from server.detection.verdict import Verdict
 from server.hub import Hub
 from server.stats import Stats
-from server.store.base import Store, StoredRecord, utc_stamp
+from server.store.base import DamagedRows, Store, StoredRecord, utc_stamp
 from server.store.errors import StoreUnavailable
 from server.transactions import FieldError, Transaction, id_conflict, same_transaction
 
@@ -245,7 +245,13 @@ class DetectionLoop:
 
     async def process(self, batch: Sequence[Submission]) -> None:
         ids = [tx.id for sub in batch for tx in sub.transactions]
-        known = await self._until_stored(lambda: self.store.known_transactions(ids))
+        found = await self._until_stored(lambda: self.store.known_transactions(ids))
+        if found.damaged:
+            # The verdict a re-send must get back is in a row that cannot be read: scoring
+            # it again would answer other than what is stored. The batch fails, as it did
+            # when one damaged row failed the whole read; the error now names the rows.
+            raise DamagedRows(found.damaged)
+        known = found.rows
         detector = self.detector
         records: list[StoredRecord] = []
         answers: list[list[Verdict | FieldError]] = []

@@ -173,6 +173,22 @@ async def test_resending_an_id_returns_the_original_verdict(client: TestClient) 
     assert results[0] == results[1]
 
 
+async def test_resending_an_id_whose_stored_row_is_damaged_is_not_scored_again(
+    client: TestClient, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The labels path reads past a damaged row; ingest must not: the stored verdict is what
+    # a re-send gets back, and scoring it again would answer something else, and count the
+    # payment twice in the account's history.
+    await post_batch(client, [tx("hurt")])
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn, conn:
+        conn.execute("UPDATE transactions SET verdict_json = '{}' WHERE id = 'hurt'")
+    resp = await client.post("/api/v1/transactions", json=[tx("hurt")], headers=AUTH)
+    # Refused as it was when the damaged row failed the whole read (ingest answers any
+    # failed batch with 503), never a 200 with a verdict scored anew.
+    assert resp.status == 503, await resp.text()
+    assert "hurt: verdict_json unreadable" in caplog.text  # the log names the row
+
+
 async def test_alert_contract_and_listing(client: TestClient) -> None:
     alert_id = await raise_alert(client)
     resp = await client.get(f"/api/v1/alerts/{alert_id}", headers=AUTH)

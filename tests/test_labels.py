@@ -541,7 +541,8 @@ async def test_a_restarted_simulator_feed_is_stored_at_once(
         ids = [f"{feed.simulator.id_prefix}{n}" for n in range(1, 51)]
 
         async def stored() -> bool:
-            return len(await app[STORE].known_transactions(ids)) == len(ids)  # type: ignore[index]
+            found = await app[STORE].known_transactions(ids)  # type: ignore[index]
+            return len(found.rows) == len(ids)
 
         await _until(stored)
         await client.close()
@@ -678,7 +679,7 @@ async def test_a_restarted_server_without_its_snapshot_learns_earlier_labels(
     assert trainer.learner.count == 12
     # What was learnt is the transactions as they were scored, bytes for bytes.
     stored = await again.app[STORE].model_inputs(list(kept))  # type: ignore[index]
-    assert stored == kept
+    assert stored.rows == kept and not stored.damaged
 
 
 # ---------------------------------------------------------------------------------------------
@@ -719,7 +720,8 @@ async def test_labels_stored_are_answered_even_when_learning_them_fails(
     status, single = await post_labels(client, {"transaction_id": "fine-2", "label": "legitimate"})
     assert (status, single["status"]) == (200, "created")
     # What was stored is what was answered, and the steps that could run did: the model
-    # learnt all three from the inputs it remembered.
+    # learnt all three from the inputs it remembered, merchant risk and the scorecard the
+    # two whose rows could be read.
     stored = await client.app[STORE].get_labels(["fine-1", "broken", "fine-2"])  # type: ignore[index]
     assert {k: v.label for k, v in stored.items()} == {
         "fine-1": "fraud",
@@ -729,9 +731,11 @@ async def test_labels_stored_are_answered_even_when_learning_them_fails(
     trainer = client.app[TRAINER]  # type: ignore[index]
     await trainer.idle.wait()
     assert trainer.status.labels_learnt == 3
-    # The loss is counted for the operator: the two labels of the request that failed.
+    assert client.app[SCORECARD].snapshot()["labelled"] == 2  # type: ignore[index]
+    # The loss is counted for the operator: the damaged row's label, not its request's
+    # others (it counted both of that request's labels when one row failed the read).
     assert await metric(client, "fraudwatch_labels_not_learnt_total") == (
-        "fraudwatch_labels_not_learnt_total 2"
+        "fraudwatch_labels_not_learnt_total 1"
     )
     # And the server still starts on this file: the scorecard's rebuild reads the same rows.
     await client.close()
@@ -782,8 +786,58 @@ async def test_labels_whose_stored_inputs_are_unreadable_do_not_cost_the_others(
     status, answer = await post_labels(client, body)
     assert status == 200, answer
     assert [r["status"] for r in answer["results"]] == ["created"] * 3
-    # in-0 and in-1 are read from the store in one query, which fails: both are not learnt
-    # (logged). in-9's inputs were in memory, taken out for this call: still learnt.
+    # in-0 and in-1 are read from the store in one query, where in-0's row is damaged:
+    # in-0 alone is not learnt (logged; it cost in-1 too when the read failed whole).
+    # in-9's inputs were in memory, taken out for this call: learnt.
     trainer = client.app[TRAINER]  # type: ignore[index]
     await trainer.idle.wait()
-    assert trainer.status.labels_learnt == 1
+    assert trainer.status.labels_learnt == 2
+    assert (trainer.status.labels_from_store, trainer.status.labels_without_inputs) == (1, 1)
+
+
+async def test_a_damaged_row_costs_only_its_own_label(
+    aiohttp_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One row that could not be read back failed the whole read of a request's stored
+    # transactions (or of their model inputs): every label in the request missed merchant
+    # risk and the scorecard (or the model). Now the damaged rows' labels alone do, each
+    # logged with its transaction id and counted.
+    settings = make_settings(tmp_path, model_memory=2)  # the last two scored are remembered
+    client: TestClient = await aiohttp_client(create_app(settings))
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    sales = [
+        tx(f"dm-{i}", f"acct-dm-{i}", 40.0, now - dt.timedelta(hours=2, minutes=i), "m-dm")
+        for i in range(6)
+    ]
+    await post_batch(client, sales)
+    damage(settings.db_path, "dm-0", "verdict_json", '{"transaction_id": "dm-0"}')
+    damage(settings.db_path, "dm-1", "model_inputs", "not bytes")
+    damage(settings.db_path, "dm-2", "transaction_json", '{"id": "dm-2"}')
+
+    status, answer = await post_labels(
+        client, [{"transaction_id": t["id"], "label": "fraud"} for t in sales]
+    )
+    assert status == 200 and [r["status"] for r in answer["results"]] == ["created"] * 6
+    trainer = client.app[TRAINER]  # type: ignore[index]
+    await trainer.idle.wait()
+    # The model: all but dm-1, whose inputs are damaged (dm-4 and dm-5 from memory).
+    assert trainer.status.labels_learnt == 5
+    assert (trainer.status.labels_from_store, trainer.status.labels_without_inputs) == (3, 1)
+    # Merchant risk and the scorecard: all but dm-0 and dm-2, whose rows cannot be read.
+    buckets = client.app[DETECTOR].featurizer.merchants["m-dm"].labels  # type: ignore[index]
+    assert (sum(buckets[1::3]), sum(buckets[2::3])) == (4.0, 4.0)
+    card = client.app[SCORECARD].snapshot()  # type: ignore[index]
+    assert card is not None and card["overall"]["frauds"] == 4
+    assert await metric(client, "fraudwatch_labels_not_learnt_total") == (
+        "fraudwatch_labels_not_learnt_total 2"
+    )
+    logged = [r.getMessage() for r in caplog.records if r.name == "server.learning"]
+    for tx_id, column in (("dm-0", "verdict_json"), ("dm-1", "model_inputs"),
+                          ("dm-2", "transaction_json")):  # fmt: skip
+        assert any(f"label of {tx_id} not" in m and column in m for m in logged), logged
+    await client.close()
+
+    # A restart's rebuild reads the same rows, and counts the same four.
+    again: TestClient = await aiohttp_client(create_app(settings))
+    rebuilt = again.app[SCORECARD].snapshot()  # type: ignore[index]
+    assert rebuilt is not None and rebuilt["overall"]["frauds"] == 4

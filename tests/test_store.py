@@ -735,12 +735,15 @@ async def test_model_inputs_are_kept_with_their_transaction_and_layout(db_path: 
     await again.start(Recorder())
     try:
         ids = ["tx-00000", "tx-00001", "tx-00002", "tx-00007", "tx-00099"]
-        assert await again.model_inputs(ids) == {
-            "tx-00001": ("fs-a/<dd", b"\x01\x02"),
-            "tx-00002": ("fs-b/<d", b"\x00" * 120),
-            "tx-00007": ("fs-a/<dd", b"\x07"),
-        }
-        assert await again.model_inputs([]) == {}
+        assert await again.model_inputs(ids) == (
+            {
+                "tx-00001": ("fs-a/<dd", b"\x01\x02"),
+                "tx-00002": ("fs-b/<d", b"\x00" * 120),
+                "tx-00007": ("fs-a/<dd", b"\x07"),
+            },
+            {},
+        )
+        assert await again.model_inputs([]) == ({}, {})
     finally:
         await again.close()
     with raw(db_path) as conn:
@@ -758,7 +761,8 @@ async def test_a_batch_retried_after_a_failure_keeps_its_layout_valid(
     with pytest.raises(sqlite3.IntegrityError):
         await store.write_batch([clash])
     await store.write_batch([make_record(2)._replace(model_inputs=("fs-c/<d", b"\x06"))])
-    assert await store.model_inputs(["tx-00001", "tx-00002"]) == {"tx-00002": ("fs-c/<d", b"\x06")}
+    found = await store.model_inputs(["tx-00001", "tx-00002"])
+    assert found.rows == {"tx-00002": ("fs-c/<d", b"\x06")}
     with raw(db_path) as conn:
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
@@ -813,13 +817,13 @@ async def test_a_read_that_fails_midway_leaves_no_stale_snapshot_behind(db_path:
     store = SqliteStore(db_path, readers=1)
     await store.start(Recorder())
     try:
-        await store.write_batch(make_batch(0, 3))
+        await store.write_batch(make_batch(0, 3, alert_every=1))
         with raw(db_path) as conn:
-            conn.execute("UPDATE transactions SET verdict_json = '{}'")  # unreadable rows
+            conn.execute("UPDATE events SET alert_json = '{}'")  # unreadable rows
         # The read fails on its first row with more to come, and whoever logs the error may
         # keep it, traceback and all (a log handler that keeps records, an error reporter).
         with pytest.raises(msgspec.ValidationError) as failed:
-            await store.known_transactions(["tx-00000", "tx-00001", "tx-00002"])
+            await store.events_since(0, 10)
         kept = failed.value
         assert (await store.add_labels([label(1)]))[0].status == "created"
         # Later reads see what was committed since: the failed read's snapshot is gone.
@@ -827,3 +831,23 @@ async def test_a_read_that_fails_midway_leaves_no_stale_snapshot_behind(db_path:
         assert kept.__traceback__ is not None
     finally:
         await store.close()
+
+
+async def test_a_damaged_row_is_named_and_the_others_are_read(
+    store: SqliteStore, db_path: Path
+) -> None:
+    # One row edited by hand (or written by a faulty build) failed the whole read, and so
+    # every label of a request with it. Now it is left out and named, with what is wrong.
+    batch = [r._replace(model_inputs=("fs-a/<d", b"\x01")) for r in make_batch(0, 4)]
+    await store.write_batch(batch)
+    with raw(db_path) as conn:
+        conn.execute("UPDATE transactions SET verdict_json = '{}' WHERE id = 'tx-00001'")
+        conn.execute("UPDATE transactions SET model_inputs = 'text' WHERE id = 'tx-00002'")
+    ids = [f"tx-{n:05d}" for n in range(4)]
+    known = await store.known_transactions(ids)
+    assert set(known.rows) == {"tx-00000", "tx-00002", "tx-00003"}
+    assert list(known.damaged) == ["tx-00001"]
+    assert known.damaged["tx-00001"].startswith("verdict_json unreadable: ")
+    inputs = await store.model_inputs(ids)
+    assert set(inputs.rows) == {"tx-00000", "tx-00001", "tx-00003"}
+    assert inputs.damaged == {"tx-00002": "model_inputs unreadable: str, not bytes"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Sequence
-from typing import Literal, NamedTuple, Protocol
+from typing import Generic, Literal, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
@@ -105,6 +105,18 @@ ModelInputs = tuple[str, bytes]
 """A transaction's model inputs as stored: the layout that says how to read them
 (`model.RAW_LAYOUT` when written) and the packed bytes."""
 
+T = TypeVar("T")
+
+
+class Found(NamedTuple, Generic[T]):
+    """What a read by transaction ids found: the `rows` it could read, by id, and those it
+    could not (`damaged`: id -> what is wrong, e.g. a column edited by hand or written by a
+    faulty build), which are left out of `rows`. One damaged row costs only itself; each
+    caller decides what a damaged one means for it."""
+
+    rows: dict[str, T]
+    damaged: dict[str, str]
+
 
 class StoredRecord(NamedTuple):
     """One scored transaction as the detection loop hands it to the store."""
@@ -198,6 +210,16 @@ class AlertNotFound(LookupError):
     pass
 
 
+class DamagedRows(Exception):
+    """Stored rows a caller needs cannot be read back (`Found.damaged`: id -> what is
+    wrong), and it cannot do without them."""
+
+    def __init__(self, damaged: dict[str, str]) -> None:
+        listed = "; ".join(f"{tx_id}: {problem}" for tx_id, problem in sorted(damaged.items()))
+        super().__init__(f"{len(damaged)} stored row(s) cannot be read back: {listed}")
+        self.damaged = damaged
+
+
 class InvalidCursor(ValueError):
     """A page cursor this store did not give out."""
 
@@ -233,9 +255,10 @@ class Store(Protocol):
 
     async def known_transactions(
         self, transaction_ids: Collection[str]
-    ) -> dict[str, tuple[Verdict, bytes]]:
+    ) -> Found[tuple[Verdict, bytes]]:
         """For those ids already accepted: the stored verdict and transaction JSON (to tell a
-        resend from a different transaction reusing an id)."""
+        resend from a different transaction reusing an id), and the ids whose row cannot be
+        read back (`damaged`)."""
 
     async def event_times(self, transaction_ids: Collection[str]) -> dict[str, int]:
         """For those ids already accepted: the transaction's timestamp, in microseconds since
@@ -252,9 +275,10 @@ class Store(Protocol):
         chunk a commit so other writes go on in between; how many were deleted. An alert's
         transaction is part of its case and is kept."""
 
-    async def model_inputs(self, transaction_ids: Collection[str]) -> dict[str, ModelInputs]:
+    async def model_inputs(self, transaction_ids: Collection[str]) -> Found[ModelInputs]:
         """The stored model inputs of those ids that have them: what a label that comes after
-        the detector let go of its own copy is learnt from."""
+        the detector let go of its own copy is learnt from; and the ids whose inputs cannot
+        be read back (`damaged`)."""
 
     async def acknowledge(self, alert_id: str, user: str) -> AlertEvent | None:
         """Make `user` the owner of an open alert; None if they already own it.
@@ -392,8 +416,10 @@ __all__ = [
     "AlertStatus",
     "ApiKey",
     "AuditEntry",
+    "DamagedRows",
     "Disposition",
     "EventListener",
+    "Found",
     "InvalidAssignee",
     "Label",
     "LabelOutcome",

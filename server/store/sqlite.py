@@ -26,6 +26,7 @@ from server.store.base import (
     AuditEntry,
     Disposition,
     EventListener,
+    Found,
     Label,
     LabelOutcome,
     ModelInputs,
@@ -222,10 +223,11 @@ class SqliteStore:
 
     async def known_transactions(
         self, transaction_ids: Collection[str]
-    ) -> dict[str, tuple[Verdict, bytes]]:
-        """For those ids already accepted: the stored verdict and transaction JSON."""
+    ) -> Found[tuple[Verdict, bytes]]:
+        """For those ids already accepted: the stored verdict and transaction JSON; and the
+        ids whose row cannot be read back."""
         if not transaction_ids:
-            return {}
+            return Found({}, {})
         return await self._read(lambda conn: reads.known_transactions(conn, transaction_ids))
 
     async def prune_transactions(self, received_before: str, chunk: int = PRUNE_CHUNK) -> int:
@@ -240,10 +242,11 @@ class SqliteStore:
             start = end
         return deleted
 
-    async def model_inputs(self, transaction_ids: Collection[str]) -> dict[str, ModelInputs]:
-        """The stored model inputs of those ids that have them."""
+    async def model_inputs(self, transaction_ids: Collection[str]) -> Found[ModelInputs]:
+        """The stored model inputs of those ids that have them; and the ids whose inputs
+        cannot be read back."""
         if not transaction_ids:
-            return {}
+            return Found({}, {})
         return await self._read(lambda conn: reads.model_inputs(conn, transaction_ids))
 
     async def write_batch(self, records: Sequence[StoredRecord]) -> list[AlertEvent]:

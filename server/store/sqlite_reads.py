@@ -21,8 +21,10 @@ from server.store.base import (
     AlertStatus,
     ApiKey,
     AuditEntry,
+    Found,
     InvalidCursor,
     Label,
+    ModelInputs,
     Note,
     SessionRecord,
     User,
@@ -84,12 +86,22 @@ def known_verdicts(
 
 def known_transactions(
     conn: sqlite3.Connection, transaction_ids: Collection[str]
-) -> dict[str, tuple[Verdict, bytes]]:
+) -> Found[tuple[Verdict, bytes]]:
+    """Row by row: one that cannot be read is named in `damaged`, the others are read."""
     ids = encoder.encode(list(transaction_ids)).decode()
-    return {
-        tx_id: (_verdict_decoder.decode(verdict), transaction.encode())
-        for tx_id, verdict, transaction in conn.execute(_STORED_BOTH, (ids,))
-    }
+    rows: dict[str, tuple[Verdict, bytes]] = {}
+    damaged: dict[str, str] = {}
+    for tx_id, verdict, transaction in conn.execute(_STORED_BOTH, (ids,)):
+        try:
+            decoded = _verdict_decoder.decode(verdict)
+        except (msgspec.DecodeError, TypeError) as exc:  # not a verdict's JSON; not text
+            damaged[tx_id] = f"verdict_json unreadable: {exc}"
+            continue
+        if not isinstance(transaction, str):
+            damaged[tx_id] = f"transaction_json unreadable: {type(transaction).__name__}"
+            continue
+        rows[tx_id] = (decoded, transaction.encode())
+    return Found(rows, damaged)
 
 
 def event_times(conn: sqlite3.Connection, transaction_ids: Collection[str]) -> dict[str, int]:
@@ -103,14 +115,17 @@ def event_times(conn: sqlite3.Connection, transaction_ids: Collection[str]) -> d
     )
 
 
-def model_inputs(
-    conn: sqlite3.Connection, transaction_ids: Collection[str]
-) -> dict[str, tuple[str, bytes]]:
+def model_inputs(conn: sqlite3.Connection, transaction_ids: Collection[str]) -> Found[ModelInputs]:
+    """Row by row, as known_transactions: inputs that are not bytes are named in `damaged`."""
     ids = encoder.encode(list(transaction_ids)).decode()
-    return {
-        tx_id: (layout, bytes(inputs))
-        for tx_id, layout, inputs in conn.execute(_MODEL_INPUTS, (ids,))
-    }
+    rows: dict[str, ModelInputs] = {}
+    damaged: dict[str, str] = {}
+    for tx_id, layout, inputs in conn.execute(_MODEL_INPUTS, (ids,)):
+        if isinstance(inputs, bytes):
+            rows[tx_id] = (layout, inputs)
+        else:
+            damaged[tx_id] = f"model_inputs unreadable: {type(inputs).__name__}, not bytes"
+    return Found(rows, damaged)
 
 
 def prunable_rowids(conn: sqlite3.Connection, received_before: str) -> tuple[int, int]:
