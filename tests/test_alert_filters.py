@@ -106,3 +106,27 @@ async def test_bad_filters_are_400s_naming_the_parameter(client: TestClient) -> 
         error = (await resp.json())["error"]
         assert (error["code"], error["field"]) == ("invalid_parameter", field), query
         assert error["message"]
+
+
+async def test_an_unencoded_plus_in_an_offset_is_named_as_such(client: TestClient) -> None:
+    # A '+' in a query string is a space (form encoding), so a client that forgot to
+    # percent-encode `+01:00` sends `2026-03-02T15:00:00 01:00`. It was refused with the
+    # generic "must be RFC 3339", which the sender, looking at a valid RFC 3339 date-time,
+    # could not act on. It is still refused (the contract is strict), saying why and how.
+    for name in ("from", "to"):
+        resp = await client.get(f"/api/v1/alerts?{name}=2026-03-02T15:00:00+01:00", headers=AUTH)
+        assert resp.status == 400, name
+        error = (await resp.json())["error"]
+        assert (error["code"], error["field"]) == ("invalid_parameter", name)
+        assert error["message"] == (
+            f"'{name}' (2026-03-02T15:00:00 01:00) has a space where its offset's '+' should "
+            "be: a query string reads an unencoded '+' as a space; encode '+' as %2B "
+            f"({name}=2026-03-02T15:00:00%2B01:00)"
+        ), error["message"]
+    # RFC 3339's space for the T too: still the offset's '+' that went missing.
+    resp = await client.get("/api/v1/alerts?from=2026-03-02 15:00:00+01:00", headers=AUTH)
+    assert (await resp.json())["error"]["message"].endswith("(from=2026-03-02%2015:00:00%2B01:00)")
+    # Encoded, it is taken; a space that is not where a '+' was gets the usual message.
+    assert (await client.get("/api/v1/alerts?from=2026-03-02T15:00:00%2B01:00", headers=AUTH)).ok
+    resp = await client.get("/api/v1/alerts?from=2026-03-02T15:00:00 1:00", headers=AUTH)
+    assert "%2B" not in (await resp.json())["error"]["message"]

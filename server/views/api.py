@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, get_args
 
@@ -226,11 +227,23 @@ def _event_time_us(query: Mapping[str, str], name: str) -> int | None:
         return None
     when = parse_rfc3339(raw)  # as ingest reads the timestamps these filter on
     if when is None:
-        raise _BadParameter(
-            name,
-            f"'{name}' must be an RFC 3339 date-time with an offset, e.g. 2026-03-02T14:00:00Z",
-        )
+        raise _BadParameter(name, _not_rfc3339(name, raw))
     return (when - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _not_rfc3339(name: str, raw: str) -> str:
+    """Why a query value is not a date-time. A query string reads '+' as a space, so
+    `?from=2026-01-01T00:00:00+01:00` sent unencoded arrives as `... 01:00`: that is named,
+    with the fix, rather than refused as if the sender's date-time were wrong. (It is not
+    read as a '+': the contract is RFC 3339, and a space there is not one.)"""
+    meant = f"{raw[:-6]}+{raw[-5:]}"
+    if raw[-6:-5] == " " and parse_rfc3339(meant) is not None:
+        return (
+            f"'{name}' ({raw}) has a space where its offset's '+' should be: a query string "
+            f"reads an unencoded '+' as a space; encode '+' as %2B "
+            f"({name}={urllib.parse.quote(meant, safe=':')})"
+        )
+    return f"'{name}' must be an RFC 3339 date-time with an offset, e.g. 2026-03-02T14:00:00Z"
 
 
 def _alert_filter(query: Mapping[str, str], who: Principal) -> AlertFilter:
