@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
-from server.scorecard import NORMAL, UNSPECIFIED, Scorecard
+from server.scorecard import EPISODE_GAP_S, NORMAL, UNSPECIFIED, Scorecard, _Frauds
 from server.state import TRAINER
 from tests.conftest import AUTH, make_settings
 from tests.test_api import post_batch
@@ -206,3 +207,26 @@ def test_a_correction_that_empties_a_scenario_removes_its_row() -> None:
     assert snapshot is not None
     assert [s["scenario"] for s in snapshot["scenarios"]] == [NORMAL]
     assert snapshot["overall"]["frauds"] == 0 and snapshot["overall"]["alerts"] == 1
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_an_accounts_episodes_are_the_same_whatever_order_frauds_come_and_go(seed: int) -> None:
+    # In-order frauds take a shortcut rather than regrouping all of the account's frauds
+    # (quadratic for a long card-testing run); it must give what regrouping from scratch
+    # gives, with frauds arriving late and corrections taking some out.
+    rng = random.Random(seed)
+    frauds, episodes, detected = _Frauds(), 0, 0
+    for _ in range(rng.randint(1, 40)):
+        late = rng.uniform(0, 5 * EPISODE_GAP_S)
+        t = frauds.times[-1][0] + rng.uniform(0, 2 * EPISODE_GAP_S) if frauds.times else late
+        step = frauds.put(late if rng.random() < 0.3 else t, rng.random() < 0.3)
+        episodes, detected = episodes + step[0], detected + step[1]
+        if rng.random() < 0.2:
+            step = frauds.take(*rng.choice(frauds.times))
+            episodes, detected = episodes + step[0], detected + step[1]
+    fresh = _Frauds(times=list(frauds.times))
+    fresh._regroup()
+    assert [(e.start, e.detected_at) for e in frauds.episodes] == [
+        (e.start, e.detected_at) for e in fresh.episodes
+    ]
+    assert (episodes, detected) == (len(fresh.episodes), fresh.detected)
