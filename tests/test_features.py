@@ -22,6 +22,7 @@ from server.detection.features import (
     stable_hash,
 )
 from server.transactions import Transaction
+from tests.feature_support import process_one
 
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 _ids = itertools.count()
@@ -47,17 +48,17 @@ def test_a_spree_of_big_amounts_does_not_become_the_accounts_norm() -> None:
     fz = Featurizer()
     usual = ["40.00", "50.00", "60.00", "45.00", "55.00", "50.00", "40.00", "60.00"]
     for i, amount in enumerate(usual):
-        fz.process_one(make_tx(i * 3600, amount=Decimal(amount)))
-    before = fz.process_one(make_tx(9 * 3600, amount=Decimal("1000.00")))
+        process_one(fz, make_tx(i * 3600, amount=Decimal(amount)))
+    before = process_one(fz, make_tx(9 * 3600, amount=Decimal("1000.00")))
     assert before.amount_z == pytest.approx((1000 - 50) / before.std)
-    spree = [fz.process_one(make_tx(9 * 3600 + 60 * k, amount=Decimal("1000.00"))) for k in (1, 2)]
+    spree = [process_one(fz, make_tx(9 * 3600 + 60 * k, amount=Decimal("1000.00"))) for k in (1, 2)]
     assert all(f.amount_z is not None and f.amount_z > 20 for f in spree)
     assert spree[-1].mean < 60  # 1,000 twice, counted as about 70 and 80
     # A lasting rise in spending still moves the norm: twenty purchases of 100 later, 100 is
     # within one standard deviation of it.
     for k in range(20):
-        fz.process_one(make_tx(86_400 + k * 3600, amount=Decimal("100.00")))
-    later = fz.process_one(make_tx(200_000, amount=Decimal("100.00")))
+        process_one(fz, make_tx(86_400 + k * 3600, amount=Decimal("100.00")))
+    later = process_one(fz, make_tx(200_000, amount=Decimal("100.00")))
     assert later.amount_z is not None and abs(later.amount_z) < 1.0
 
 
@@ -69,8 +70,8 @@ def test_haversine_new_york_to_london() -> None:
 def test_features_describe_the_account_before_the_transaction() -> None:
     fz = Featurizer()
     for i, amount in enumerate(["30.00", "40.00", "50.00"]):
-        fz.process_one(make_tx(i * 10, amount=Decimal(amount)))
-    f = fz.process_one(make_tx(30, amount=Decimal("400.00")))
+        process_one(fz, make_tx(i * 10, amount=Decimal(amount)))
+    f = process_one(fz, make_tx(30, amount=Decimal("400.00")))
     assert f.history == 3
     assert f.mean == pytest.approx(40.0)
     assert f.std == pytest.approx(10.0)
@@ -84,17 +85,17 @@ def test_features_describe_the_account_before_the_transaction() -> None:
 def test_windows_are_half_open_in_event_time() -> None:
     fz = Featurizer()
     for s in (0, 15, 30, 45):
-        fz.process_one(make_tx(s))
+        process_one(fz, make_tx(s))
     # At t=60 the event at t=0 is exactly a minute old: out of (t-60, t].
-    assert fz.process_one(make_tx(60)).tx_1m == 4
+    assert process_one(fz, make_tx(60)).tx_1m == 4
 
 
 def test_hour_window_is_half_open() -> None:
     def hour_count(seconds: float) -> int | None:
         fz = Featurizer()
-        fz.process_one(make_tx(0))
-        fz.process_one(make_tx(10))
-        return fz.process_one(make_tx(seconds)).tx_1h
+        process_one(fz, make_tx(0))
+        process_one(fz, make_tx(10))
+        return process_one(fz, make_tx(seconds)).tx_1h
 
     assert hour_count(3599) == 3
     assert hour_count(3600) == 2  # the event at 0 is exactly an hour old
@@ -104,8 +105,8 @@ def test_hour_window_is_half_open() -> None:
 def test_accounts_are_independent() -> None:
     fz = Featurizer()
     for s in range(5):
-        fz.process_one(make_tx(s, account_id="busy"))
-    f = fz.process_one(make_tx(6, account_id="quiet"))
+        process_one(fz, make_tx(s, account_id="busy"))
+    f = process_one(fz, make_tx(6, account_id="quiet"))
     assert f.history == 0
     assert f.tx_1m == 1
 
@@ -113,8 +114,8 @@ def test_accounts_are_independent() -> None:
 def test_late_event_is_counted_against_its_own_time() -> None:
     fz = Featurizer()
     for s in (0, 100, 110):
-        fz.process_one(make_tx(s))
-    late = fz.process_one(make_tx(50))
+        process_one(fz, make_tx(s))
+    late = process_one(fz, make_tx(50))
     # (-10, 50] holds only the event at 0; the later ones at 100 and 110 do not count.
     assert late.tx_1m == 2
     times = list(fz.accounts["acct-1"].recent_times)
@@ -124,8 +125,8 @@ def test_late_event_is_counted_against_its_own_time() -> None:
 
 def test_very_late_event_updates_stats_but_not_windows_or_location() -> None:
     fz = Featurizer()
-    fz.process_one(make_tx(7200, lat=51.5, lon=-0.1))
-    fz.process_one(make_tx(0, lat=40.7, lon=-74.0))  # two hours late
+    process_one(fz, make_tx(7200, lat=51.5, lon=-0.1))
+    process_one(fz, make_tx(0, lat=40.7, lon=-74.0))  # two hours late
     state = fz.accounts["acct-1"]
     assert state.count == 2
     assert len(state.recent_times) == 1
@@ -134,11 +135,11 @@ def test_very_late_event_updates_stats_but_not_windows_or_location() -> None:
 
 def test_travel_features_use_last_located_transaction() -> None:
     fz = Featurizer()
-    fz.process_one(make_tx(0, lat=40.71, lon=-74.01))
-    unlocated = fz.process_one(make_tx(1800))
+    process_one(fz, make_tx(0, lat=40.71, lon=-74.01))
+    unlocated = process_one(fz, make_tx(1800))
     assert unlocated.distance_km is None
     assert unlocated.speed_kmh is None
-    f = fz.process_one(make_tx(7200, lat=51.51, lon=-0.13))
+    f = process_one(fz, make_tx(7200, lat=51.51, lon=-0.13))
     assert f.distance_km == pytest.approx(5570, rel=0.01)
     assert f.elapsed_s == 7200
     assert f.speed_kmh == pytest.approx(2785, rel=0.01)
@@ -146,22 +147,22 @@ def test_travel_features_use_last_located_transaction() -> None:
 
 def test_same_second_travel_is_treated_as_one_second() -> None:
     fz = Featurizer()
-    fz.process_one(make_tx(0, lat=0.0, lon=0.0))
-    f = fz.process_one(make_tx(0, lat=0.0, lon=1.0))
+    process_one(fz, make_tx(0, lat=0.0, lon=0.0))
+    f = process_one(fz, make_tx(0, lat=0.0, lon=1.0))
     assert f.elapsed_s == 0
     assert f.speed_kmh == pytest.approx(111.2 * 3600, rel=0.01)
 
 
 def test_novelty_needs_something_seen_before() -> None:
     fz = Featurizer()
-    first = fz.process_one(make_tx(0, country=None, device_id=None))
+    first = process_one(fz, make_tx(0, country=None, device_id=None))
     assert first.is_new_merchant is None
     assert first.is_new_country is None
     assert first.is_new_device is None
-    second = fz.process_one(make_tx(1, merchant_id="m-2", country="US", device_id="d-1"))
+    second = process_one(fz, make_tx(1, merchant_id="m-2", country="US", device_id="d-1"))
     assert second.is_new_merchant is True
     assert second.is_new_country is None  # nothing to compare against yet
-    third = fz.process_one(make_tx(2, merchant_id="m-1", country="FR", device_id="d-1"))
+    third = process_one(fz, make_tx(2, merchant_id="m-1", country="FR", device_id="d-1"))
     assert third.is_new_merchant is False
     assert third.is_new_country is True
     assert third.is_new_device is False
@@ -169,13 +170,13 @@ def test_novelty_needs_something_seen_before() -> None:
 
 def test_tiny_amounts_counted_in_their_own_window() -> None:
     fz = Featurizer(small_amount=5.0)
-    fz.process_one(make_tx(0, amount=Decimal("1.00")))
-    fz.process_one(make_tx(100, amount=Decimal("2.00")))
-    fz.process_one(make_tx(200, amount=Decimal("50.00")))
-    assert fz.process_one(make_tx(300, amount=Decimal("4.99"))).tiny_recent == 3
-    assert fz.process_one(make_tx(301, amount=Decimal("5.00"))).tiny_recent == 3
+    process_one(fz, make_tx(0, amount=Decimal("1.00")))
+    process_one(fz, make_tx(100, amount=Decimal("2.00")))
+    process_one(fz, make_tx(200, amount=Decimal("50.00")))
+    assert process_one(fz, make_tx(300, amount=Decimal("4.99"))).tiny_recent == 3
+    assert process_one(fz, make_tx(301, amount=Decimal("5.00"))).tiny_recent == 3
     # At 650 the charge at 0 has left the ten-minute window.
-    assert fz.process_one(make_tx(650, amount=Decimal("100.00"))).tiny_recent == 2
+    assert process_one(fz, make_tx(650, amount=Decimal("100.00"))).tiny_recent == 2
 
 
 def test_bad_featurizer_arguments_are_refused() -> None:
@@ -189,13 +190,14 @@ def test_state_is_bounded_under_a_flood() -> None:
     fz = Featurizer()
     countries = ["".join(p) for p in itertools.product("ABCDEFGHIJKLMNOPQRSTUVWXYZ", repeat=2)]
     for i in range(10_000):
-        fz.process_one(
+        process_one(
+            fz,
             make_tx(
                 i * 0.3,  # all within the hour, so only the length cap limits the window
                 merchant_id=f"m-{i}",
                 device_id=f"d-{i}",
                 country=countries[i % len(countries)],
-            )
+            ),
         )
     state = fz.accounts["acct-1"]
     assert state.count == 10_000
@@ -205,13 +207,13 @@ def test_state_is_bounded_under_a_flood() -> None:
     assert state.devices is not None and len(state.devices) == MAX_DEVICES
     assert state.countries is not None and len(state.countries) == 256
     # A full list can no longer tell what is new, so it stops claiming novelty.
-    assert fz.process_one(make_tx(3000, merchant_id="m-brand-new")).is_new_merchant is None
+    assert process_one(fz, make_tx(3000, merchant_id="m-brand-new")).is_new_merchant is None
 
 
 def test_window_is_pruned_by_age() -> None:
     fz = Featurizer()
     for i in range(600):
-        fz.process_one(make_tx(i * 60.0))  # ten hours, one a minute
+        process_one(fz, make_tx(i * 60.0))  # ten hours, one a minute
     assert len(fz.accounts["acct-1"].recent_times) == 60
 
 
@@ -223,7 +225,7 @@ def test_account_state_uses_slots() -> None:
 def test_missing_optional_fields_give_empty_features() -> None:
     fz = Featurizer()
     for s in range(10):
-        f = fz.process_one(make_tx(s * 3600))
+        f = process_one(fz, make_tx(s * 3600))
     assert f.distance_km is None
     assert f.is_new_country is None
     assert f.is_new_device is None
@@ -237,7 +239,7 @@ DAY = 86400.0
 
 def test_named_gives_every_feature_and_unknown_as_none() -> None:
     fz = Featurizer()
-    f = fz.process_one(make_tx(0, device_id="d-1"))
+    f = process_one(fz, make_tx(0, device_id="d-1"))
     named = f.named()
     assert list(named) == list(FEATURES)
     assert named["amount"] == 40.0
@@ -253,7 +255,7 @@ def test_named_gives_every_feature_and_unknown_as_none() -> None:
 
 def test_only_the_features_asked_for_are_computed_and_kept() -> None:
     fz = Featurizer(["amount_ratio", "merchant_count_24h"])
-    f = fz.process_one(make_tx(0, device_id="d-1", country="US"))
+    f = process_one(fz, make_tx(0, device_id="d-1", country="US"))
     assert f.values.keys() >= {"amount_ratio", "merchant_count_24h", "merchant_sum_24h"}
     assert "account_count_1m" not in f.values
     assert "is_new_device" not in f.values
@@ -269,8 +271,8 @@ def test_only_the_features_asked_for_are_computed_and_kept() -> None:
 def test_long_windows_count_and_sum_in_event_time() -> None:
     fz = Featurizer()
     for day in range(40):
-        fz.process_one(make_tx(day * DAY, amount=Decimal("10.00"), device_id="d-1", ip="10.0.0.1"))
-    f = fz.process_one(make_tx(40 * DAY, amount=Decimal("5.50"), device_id="d-1", ip="10.0.0.1"))
+        process_one(fz, make_tx(day * DAY, amount=Decimal("10.00"), device_id="d-1", ip="10.0.0.1"))
+    f = process_one(fz, make_tx(40 * DAY, amount=Decimal("5.50"), device_id="d-1", ip="10.0.0.1"))
     for entity in ("account", "merchant", "device", "ip"):
         named = f.named()
         assert named[f"{entity}_count_24h"] == 1, entity  # yesterday's is 24 h old: out
@@ -283,8 +285,8 @@ def test_long_windows_count_and_sum_in_event_time() -> None:
 
 def test_windows_ignore_later_events_seen_first() -> None:
     fz = Featurizer()
-    fz.process_one(make_tx(10 * DAY))
-    late = fz.process_one(make_tx(0))
+    process_one(fz, make_tx(10 * DAY))
+    late = process_one(fz, make_tx(0))
     assert late.account_count_24h == 1
     assert late.merchant_count_7d == 1
 
@@ -293,32 +295,32 @@ def test_bucket_windows_count_whole_buckets() -> None:
     # A merchant's 10 min window is the current minute and the nine before it: an event
     # reaches back between 9 and 10 minutes, never more (docs/rules.md).
     fz = Featurizer()
-    fz.process_one(make_tx(0))
-    assert fz.process_one(make_tx(599, account_id="b")).merchant_count_10m == 2
+    process_one(fz, make_tx(0))
+    assert process_one(fz, make_tx(599, account_id="b")).merchant_count_10m == 2
     fz = Featurizer()
-    fz.process_one(make_tx(59))
-    assert fz.process_one(make_tx(630, account_id="b")).merchant_count_10m == 1
+    process_one(fz, make_tx(59))
+    assert process_one(fz, make_tx(630, account_id="b")).merchant_count_10m == 1
 
 
 def test_time_since_previous_and_first_seen_mcc() -> None:
     fz = Featurizer()
-    first = fz.process_one(make_tx(0, mcc="5411"))
+    first = process_one(fz, make_tx(0, mcc="5411"))
     assert first.since_prev_s is None
     assert first.is_new_mcc is None
-    second = fz.process_one(make_tx(90, mcc="5999"))
+    second = process_one(fz, make_tx(90, mcc="5999"))
     assert second.since_prev_s == 90
     assert second.is_new_mcc is True
-    assert fz.process_one(make_tx(100, mcc="5411")).is_new_mcc is False
-    assert fz.process_one(make_tx(110)).is_new_mcc is None  # no mcc
+    assert process_one(fz, make_tx(100, mcc="5411")).is_new_mcc is False
+    assert process_one(fz, make_tx(110)).is_new_mcc is None  # no mcc
 
 
 def test_distinct_merchants_and_countries_in_24h() -> None:
     fz = Featurizer()
-    fz.process_one(make_tx(0, merchant_id="a", country="US"))
-    fz.process_one(make_tx(60, merchant_id="b", country="FR"))
-    f = fz.process_one(make_tx(120, merchant_id="a", country="US"))
+    process_one(fz, make_tx(0, merchant_id="a", country="US"))
+    process_one(fz, make_tx(60, merchant_id="b", country="FR"))
+    f = process_one(fz, make_tx(120, merchant_id="a", country="US"))
     assert (f.distinct_merchants_24h, f.distinct_countries_24h) == (2, 2)
-    later = fz.process_one(make_tx(DAY + 90, merchant_id="c"))
+    later = process_one(fz, make_tx(DAY + 90, merchant_id="c"))
     # "a" was refreshed at 120 and is still within the 24 h; "b" (at 60) is not.
     assert later.distinct_merchants_24h == 2
     assert later.distinct_countries_24h is None
@@ -327,29 +329,29 @@ def test_distinct_merchants_and_countries_in_24h() -> None:
 def test_merchant_risk_counts_only_labels_known_by_then() -> None:
     fz = Featurizer([n for n in FEATURES if n.startswith(("merchant_fraud", "merchant_labels"))])
     for i in range(10):
-        fz.process_one(make_tx(i * 60.0, merchant_id="shop"))
+        process_one(fz, make_tx(i * 60.0, merchant_id="shop"))
     t0 = T0.timestamp()
     # Three frauds become known on day 3; a label "from the future" must not count before.
     for _ in range(3):
         fz.learn_label("shop", t0 + 3 * DAY, True)
     fz.learn_label("shop", t0 + 3 * DAY, False)
-    before = fz.process_one(make_tx(2 * DAY, merchant_id="shop"))
+    before = process_one(fz, make_tx(2 * DAY, merchant_id="shop"))
     assert (before.merchant_labels_30d, before.merchant_frauds_30d) == (0, 0)
     assert before.merchant_fraud_rate_30d is None  # no label known yet: unknown, not 0
-    after = fz.process_one(make_tx(3 * DAY + 60, merchant_id="shop"))
+    after = process_one(fz, make_tx(3 * DAY + 60, merchant_id="shop"))
     assert (after.merchant_labels_30d, after.merchant_frauds_30d) == (4, 3)
     assert after.merchant_frauds_7d == 3
     assert after.merchant_fraud_rate_30d == pytest.approx(3 / 4)
     # The two-day window: labels learnt today or yesterday (day 3 seen on day 4, not day 5).
     assert (after.merchant_labels_2d, after.merchant_frauds_2d) == (4, 3)
-    next_day = fz.process_one(make_tx(4 * DAY + 60, merchant_id="shop"))
+    next_day = process_one(fz, make_tx(4 * DAY + 60, merchant_id="shop"))
     assert (next_day.merchant_labels_2d, next_day.merchant_fraud_rate_2d) == (4, 3 / 4)
-    two_days = fz.process_one(make_tx(5 * DAY + 60, merchant_id="shop"))
+    two_days = process_one(fz, make_tx(5 * DAY + 60, merchant_id="shop"))
     assert (two_days.merchant_labels_2d, two_days.merchant_fraud_rate_2d) == (0, None)
     assert two_days.merchant_frauds_7d == 3
-    much_later = fz.process_one(make_tx(40 * DAY, merchant_id="shop"))
+    much_later = process_one(fz, make_tx(40 * DAY, merchant_id="shop"))
     assert (much_later.merchant_labels_30d, much_later.merchant_fraud_rate_30d) == (0, None)
-    other = fz.process_one(make_tx(3 * DAY + 60, merchant_id="elsewhere"))
+    other = process_one(fz, make_tx(3 * DAY + 60, merchant_id="elsewhere"))
     assert other.merchant_fraud_rate_30d is None
     # A merchant known only through labels costs no state per transaction.
     assert "elsewhere" not in fz.merchants
@@ -362,7 +364,7 @@ def test_the_merchants_run_of_frauds_counts_labels_since_its_last_legitimate_one
     t0 = T0.timestamp()
 
     def run(at: float) -> Any:
-        return fz.process_one(make_tx(at, merchant_id="shop")).merchant_fraud_run
+        return process_one(fz, make_tx(at, merchant_id="shop")).merchant_fraud_run
 
     assert run(0) == 0  # nothing known
     fz.learn_label("shop", t0 + 1 * DAY, False)
@@ -390,45 +392,45 @@ def test_the_amounts_fraud_rate_counts_the_labels_known_on_about_that_amount() -
     # amounts stop just under: a step the model's amount bands (200 to 500) cannot place.
     fz = Featurizer(["amount_fraud_rate"])
     t0 = T0.timestamp()
-    assert fz.process_one(make_tx(0, amount=Decimal("230.00"))).amount_fraud_rate == 0.0
+    assert process_one(fz, make_tx(0, amount=Decimal("230.00"))).amount_fraud_rate == 0.0
     for _ in range(3):
         fz.learn_label("shop", t0 + 60, True, 230.0)
     fz.learn_label("elsewhere", t0 + 60, False, 231.0)  # within 2.5 %: the same amount
     fz.learn_label("shop", t0 + 60, False, 215.0)
-    near = fz.process_one(make_tx(120, amount=Decimal("230.40"), merchant_id="any"))
+    near = process_one(fz, make_tx(120, amount=Decimal("230.40"), merchant_id="any"))
     assert near.amount_fraud_rate == pytest.approx(3 / 5, rel=1e-4)  # frauds / (labels + 1)
-    assert fz.process_one(make_tx(120, amount=Decimal("215.00"))).amount_fraud_rate == 0.0
+    assert process_one(fz, make_tx(120, amount=Decimal("215.00"))).amount_fraud_rate == 0.0
     fz.learn_label("shop", t0 + 180, True, 215.0)
-    assert fz.process_one(make_tx(240, amount=Decimal("215.00"))).amount_fraud_rate == (
+    assert process_one(fz, make_tx(240, amount=Decimal("215.00"))).amount_fraud_rate == (
         pytest.approx(1 / 3, rel=1e-4)
     )
     # A label weighs half after 30 days: the shrinkage towards 0 grows as they fade.
-    month = fz.process_one(make_tx(60 + 30 * DAY, amount=Decimal("230.00")))
+    month = process_one(fz, make_tx(60 + 30 * DAY, amount=Decimal("230.00")))
     assert month.amount_fraud_rate == pytest.approx(1.5 / 3, rel=1e-4)
     # A label learnt later adds to the faded counts, not to the old ones.
     fz.learn_label("shop", t0 + 60 + 30 * DAY, False, 230.0)
-    assert fz.process_one(make_tx(60 + 30 * DAY, amount=Decimal("230.00"))).amount_fraud_rate == (
+    assert process_one(fz, make_tx(60 + 30 * DAY, amount=Decimal("230.00"))).amount_fraud_rate == (
         pytest.approx(1.5 / 4, rel=1e-4)
     )
 
 
 def test_idle_keys_are_evicted_by_event_time() -> None:
     fz = Featurizer(ttl_s=40 * DAY)
-    fz.process_one(make_tx(0, account_id="idle", merchant_id="old-shop", device_id="d-old"))
-    fz.process_one(make_tx(0, account_id="busy"))
+    process_one(fz, make_tx(0, account_id="idle", merchant_id="old-shop", device_id="d-old"))
+    process_one(fz, make_tx(0, account_id="busy"))
     for day in range(1, 60, 5):
-        fz.process_one(make_tx(day * DAY, account_id="busy"))
+        process_one(fz, make_tx(day * DAY, account_id="busy"))
     assert "idle" not in fz.accounts
     assert "old-shop" not in fz.merchants
     assert "d-old" not in fz.devices
     assert fz.accounts["busy"].count == 13
     # Coming back after eviction is a fresh start, not an error.
-    assert fz.process_one(make_tx(60 * DAY, account_id="idle")).history == 0
+    assert process_one(fz, make_tx(60 * DAY, account_id="idle")).history == 0
 
 
 def test_eviction_never_uses_the_wall_clock() -> None:
     fz = Featurizer(ttl_s=40 * DAY)
-    fz.process_one(make_tx(-400 * DAY, account_id="ancient"))  # a year before "now"
+    process_one(fz, make_tx(-400 * DAY, account_id="ancient"))  # a year before "now"
     assert "ancient" in fz.accounts
     assert fz.evict(T0.timestamp() - 400 * DAY) == 0
 
@@ -459,6 +461,6 @@ def test_merchant_risk_cache_matches_counting_afresh() -> None:
             when = t + rng.choice([0.0, 0.0, -3 * DAY * rng.random()])
             if (state := fresh.merchants.get("shop")) is not None:
                 state.risk = None  # nothing cached: counted afresh
-            got = cached.process_one(make_tx(when, merchant_id="shop")).named(names)
-            want = fresh.process_one(make_tx(when, merchant_id="shop")).named(names)
+            got = process_one(cached, make_tx(when, merchant_id="shop")).named(names)
+            want = process_one(fresh, make_tx(when, merchant_id="shop")).named(names)
             assert got == want

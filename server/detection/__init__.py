@@ -1,7 +1,7 @@
 """The detection engine: pure, synchronous scoring of transactions in event time."""
 
 from server.detection.detector import Detector
-from server.detection.features import FEATURES, Features, Featurizer
+from server.detection.features import FEATURES, Featurizer
 from server.detection.rules import RulesError, RuleSet, load_rules
 from server.detection.verdict import Decision, Reason, Scored, Severity, Verdict
 
@@ -9,7 +9,6 @@ __all__ = [
     "FEATURES",
     "Decision",
     "Detector",
-    "Features",
     "Featurizer",
     "Reason",
     "RuleSet",

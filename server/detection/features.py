@@ -109,12 +109,6 @@ def _catalogue() -> dict[str, str]:
 
 FEATURES: dict[str, str] = _catalogue()
 """Every feature name a rule or the model may use, with what it means."""
-ALIASES: dict[str, str] = {
-    # Names of the first detector, kept as attributes of Features.
-    "tx_1m": "account_count_1m",
-    "tx_1h": "account_count_1h",
-    "tiny_recent": "account_small_count_10m",
-}
 
 
 def stable_hash(text: str) -> int:
@@ -530,34 +524,6 @@ def _risk(m: KeyState, labels: array[float], t: float, v: dict[str, Value]) -> N
     v.update(risk)
 
 
-class Features:
-    """The features of one transaction, by name; those not computed read as None.
-
-    Attribute access works for every name in FEATURES (and the first detector's names
-    `tx_1m`, `tx_1h`, `tiny_recent`).
-    """
-
-    __slots__ = ("values",)
-
-    def __init__(self, values: dict[str, Value]) -> None:
-        self.values = values
-
-    def __getattr__(self, name: str) -> Value:
-        name = ALIASES.get(name, name)
-        if name not in FEATURES:
-            raise AttributeError(name)
-        return self.values.get(name)
-
-    def named(self, names: Iterable[str] | None = None) -> dict[str, float | None]:
-        """Every feature (or `names`, in that order) as a number or None when unknown."""
-        values = self.values
-        out: dict[str, float | None] = {}
-        for name in FEATURES if names is None else names:
-            v = values.get(name)
-            out[name] = None if v is None else float(v)
-        return out
-
-
 class Featurizer:
     """Keeps every key's state; `values_one` computes a transaction's features, then learns it.
 
@@ -607,10 +573,6 @@ class Featurizer:
         self.plan = Plan.build(names)
         if small_amount is not None:
             self.small_amount = small_amount
-
-    def process_one(self, tx: Transaction) -> Features:
-        """Features of `tx` against the state as it stands, then learn `tx`."""
-        return Features(self.values_one(tx))
 
     def values_one(self, tx: Transaction, t: float | None = None) -> dict[str, Value]:
         """`tx`'s features against its keys' history, then `tx` learnt. `t`:

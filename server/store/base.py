@@ -363,9 +363,6 @@ class Store(Protocol):
 
     async def last_seq(self) -> int: ...
 
-    async def count_open_alerts(self) -> int:
-        """Alerts not yet resolved."""
-
     async def audit_log(self, alert_id: str) -> list[AuditEntry]: ...
 
     async def add_user(self, name: str, password_hash: str, role: Role) -> None:

@@ -366,10 +366,6 @@ class SqliteStore:
     async def last_seq(self) -> int:
         return await self._read(reads.last_seq)
 
-    async def count_open_alerts(self) -> int:
-        """Alerts not yet resolved."""
-        return await self._read(reads.count_open_alerts)
-
     async def audit_log(self, alert_id: str) -> list[AuditEntry]:
         return await self._read(lambda conn: reads.audit_log(conn, alert_id))
 

@@ -342,12 +342,6 @@ def events_since(conn: sqlite3.Connection, seq: int, limit: int) -> list[AlertEv
     ]
 
 
-def count_open_alerts(conn: sqlite3.Connection) -> int:
-    # Two ranges of alerts_by_status: proportional to the backlog, not to the history.
-    sql = "SELECT count(*) FROM alerts WHERE status IN ('open', 'acknowledged')"
-    return int(conn.execute(sql).fetchone()[0])
-
-
 def notes(conn: sqlite3.Connection, alert_id: str) -> list[Note]:
     rows = conn.execute(
         "SELECT id, alert_id, author, at, text FROM notes WHERE alert_id = ? ORDER BY id",
