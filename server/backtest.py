@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from server.backtest_report import build_report, summary_lines, write_report
 from server.detection.detector import Detector, RulesHalf
@@ -50,31 +50,35 @@ LabelHook = Callable[[Transaction, bool, dt.datetime], None]
 """Called once per label, at the event time `at` when it becomes known (after the delay)."""
 
 
-def label_hook(detector: object) -> LabelHook:
-    """Feed labels to `detector.learn_label(tx_id, account_id, is_fraud, at)` if it has one.
+class LabelLearner(Protocol):
+    """What `label_hook` feeds: a detector that takes a label once it is known (`Detector`,
+    `RulesFrom`, or a test's recording stand-in)."""
 
-    Labels also reach the featurizer's merchant risk (`featurizer.learn_label`), if it has
-    one (`RulesFrom` has none: its reader process feeds its own). When labels are due is
-    decided by `run_backtest` with `label_delay.DueLabels`, which the reader uses too.
+    def learn_label(self, tx_id: str, account_id: str, is_fraud: bool, at: dt.datetime) -> None: ...
+
+
+class BacktestScorer(Scorer, LabelLearner, Protocol):
+    """What a backtest scores with: a replay `Scorer` that also learns the labels."""
+
+
+def label_hook(detector: LabelLearner) -> LabelHook:
+    """Feed labels to `detector.learn_label(tx_id, account_id, is_fraud, at)`.
+
+    A `Detector`'s labels also reach its featurizer's merchant risk
+    (`featurizer.learn_label`): merchant risk features count labels from the moment they are
+    known, and no earlier. `RulesFrom` has no featurizer here: its reader process feeds its
+    own. When labels are due is decided by `run_backtest` with `label_delay.DueLabels`, which
+    the reader uses too.
     """
-    learn = getattr(detector, "learn_label", None)
-    # Merchant risk features count labels from the moment they are known, and no earlier.
-    featurizer = getattr(detector, "featurizer", None)
-    merchant = getattr(featurizer, "learn_label", None)
-    if learn is None and merchant is None:
-        return _ignore
+    learn = detector.learn_label
+    merchant = detector.featurizer.learn_label if isinstance(detector, Detector) else None
 
     def on_label(tx: Transaction, is_fraud: bool, at: dt.datetime) -> None:
         if merchant is not None:
             merchant(tx.merchant_id, at.timestamp(), is_fraud, float(tx.amount))
-        if learn is not None:
-            learn(tx.id, tx.account_id, is_fraud, at)
+        learn(tx.id, tx.account_id, is_fraud, at)
 
     return on_label
-
-
-def _ignore(tx: Transaction, is_fraud: bool, at: dt.datetime) -> None:
-    return None
 
 
 def cpu_seconds() -> float:
@@ -336,7 +340,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def _score_file(
     args: argparse.Namespace, options: SourceOptions, delay: dt.timedelta
-) -> tuple[Scorer, Outcome, RowErrors, int]:
+) -> tuple[BacktestScorer, Outcome, RowErrors, int]:
     """Stream the file through a fresh detector; if it is not in event-time order, sort it
     in memory and start again (the only way to keep every label from arriving early).
 
@@ -350,7 +354,7 @@ def _score_file(
         errors = RowErrors()
         progress = Progress("backtest", fraction=source.fraction_read, unit="tx")
         built = backtest_detector(args)
-        detector: Scorer = built
+        detector: BacktestScorer = built
         times = None
         if isinstance(source, ReadAhead) and source.verdicts is not None:
             detector = RulesFrom(built, source.verdicts)
@@ -373,7 +377,7 @@ def _score_file(
 
 def _run(
     rows: Iterable[Row],
-    detector: Scorer,
+    detector: BacktestScorer,
     args: argparse.Namespace,
     delay: dt.timedelta,
     tz: dt.tzinfo,
