@@ -4,6 +4,7 @@ at start and then hourly; alerts and their transactions stay."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -14,9 +15,13 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.config import ConfigError
+from server.retention import prune_once
 from server.state import STORE
+from server.store.migrations import migrate
+from server.store.sqlite import SqliteStore
 from tests.conftest import AUTH, make_settings, tx
 from tests.test_api import post_batch, raise_alert
+from tests.test_store import Recorder, make_batch
 
 
 async def test_a_restarted_server_deletes_what_is_past_retention(
@@ -70,3 +75,87 @@ async def test_without_retention_nothing_is_deleted(aiohttp_client: Any, tmp_pat
 def test_retention_shorter_than_a_day_is_refused(tmp_path: Path, days: float) -> None:
     with pytest.raises(ConfigError, match="retention_days"):
         make_settings(tmp_path, retention_days=days)
+
+
+# --- giving the space back ------------------------------------------------------------------
+
+
+def _pages(db_path: Path) -> tuple[int, int]:
+    """The file's pages, and how many of them are free."""
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        (count,) = conn.execute("PRAGMA page_count").fetchone()
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+    return int(count), int(free)
+
+
+def _size(db_path: Path) -> int:
+    return db_path.stat().st_size
+
+
+async def _fill_and_age(store: SqliteStore, db_path: Path, n: int) -> None:
+    """`n` transactions (every 50th with an alert), all received long before any retention."""
+    for first in range(0, n, 1000):
+        await store.write_batch(make_batch(first, min(1000, n - first), alert_every=50))
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        conn.execute("UPDATE transactions SET received_at = '2000-01-01T00:00:00.000Z'")
+
+
+async def test_retention_gives_the_pages_it_frees_back_to_the_file_system(
+    tmp_path: Path,
+) -> None:
+    db_path = tmp_path / "fraudwatch.db"
+    store = SqliteStore(db_path)
+    await store.start(Recorder())
+    try:
+        await _fill_and_age(store, db_path, 8000)
+        pages_before, _ = _pages(db_path)
+        assert await prune_once(store, days=30) == 8000 - 8000 // 50
+        assert _pages(db_path)[1] == 0  # no page left free inside the file
+    finally:
+        await store.close()  # its last checkpoint copies the WAL in and cuts the file
+    pages_after, _ = _pages(db_path)
+    # The alerts' transactions and everything else are a small part of what was there.
+    assert pages_after < pages_before / 4, (pages_before, pages_after)
+    assert await asyncio.to_thread(_size, db_path) == pages_after * 4096
+
+
+async def test_a_file_without_auto_vacuum_keeps_working_and_the_log_says_how_to_convert_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A database made by a fraudwatch that did not set auto_vacuum: WAL, migrated, and so
+    # with tables already when the store opens it.
+    db_path = tmp_path / "fraudwatch.db"
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        migrate(conn)
+    store = SqliteStore(db_path)
+    await store.start(Recorder())
+    try:
+        await _fill_and_age(store, db_path, 3000)
+        pages_before, _ = _pages(db_path)
+        with caplog.at_level(logging.WARNING, logger="server.retention"):
+            assert await prune_once(store, days=30) == 3000 - 3000 // 50
+        assert await store.release_free_pages() is None
+    finally:
+        await store.close()
+    pages, free = _pages(db_path)
+    assert pages == pages_before and free > pages / 2  # pruned, kept for reuse
+    assert "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;" in caplog.text
+
+    # The conversion the log and docs/operations.md give, with the server stopped.
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        conn.execute("VACUUM")
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert _pages(db_path)[0] < pages_before / 4
+    store = SqliteStore(db_path)
+    await store.start(Recorder())
+    try:
+        await store.write_batch(make_batch(5000, 1000, alert_every=50))
+        with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+            conn.execute("UPDATE transactions SET received_at = '2000-01-01T00:00:00.000Z'")
+        assert await prune_once(store, days=30) > 0
+        assert _pages(db_path)[1] == 0  # the freed pages went back at once
+    finally:
+        await store.close()

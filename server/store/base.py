@@ -130,6 +130,13 @@ class StoredRecord(NamedTuple):
     model_inputs: ModelInputs | None = None
 
 
+class FreePages(NamedTuple):
+    """One step of giving a database's free pages back to the file system."""
+
+    released: int  # pages this step took off the end of the file
+    left: int  # pages still free inside the file
+
+
 class User(msgspec.Struct, kw_only=True):
     name: str
     password_hash: str
@@ -274,6 +281,12 @@ class Store(Protocol):
         `utc_stamp` writes) that raised no alert, with their labels and model inputs, a
         chunk a commit so other writes go on in between; how many were deleted. An alert's
         transaction is part of its case and is kept."""
+
+    async def release_free_pages(self) -> FreePages | None:
+        """Give a step's worth of free pages (left by deletions) back to the file system, in
+        one write of a few milliseconds; None when this store cannot shrink its file while
+        running (a database created before fraudwatch set incremental auto-vacuum), where
+        they stay for reuse."""
 
     async def model_inputs(self, transaction_ids: Collection[str]) -> Found[ModelInputs]:
         """The stored model inputs of those ids that have them: what a label that comes after

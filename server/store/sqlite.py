@@ -27,6 +27,7 @@ from server.store.base import (
     Disposition,
     EventListener,
     Found,
+    FreePages,
     Label,
     LabelOutcome,
     ModelInputs,
@@ -48,6 +49,10 @@ READERS = 4
 PRUNE_CHUNK = 5_000
 """Rowids a pruning commit covers: a few milliseconds of the writer, so the detection
 loop's batch commits are never held up for long."""
+VACUUM_STEP_PAGES = 256
+"""Free pages one `release_free_pages` commit gives back (1 MiB): 3.5-8.4 ms of the writer
+(median) on a file with 97k pruned transactions, where a pruning commit took ~150-200 ms
+(`benchmarks/vacuum.py`, docs/operations.md)."""
 _ROLES: frozenset[str] = frozenset(get_args(Role))
 # Failures of the file, the disk or a lock held elsewhere: they say nothing about the data,
 # so the caller keeps it and retries. Anything else (a constraint, a bug) is raised as is.
@@ -233,7 +238,8 @@ class SqliteStore:
     async def prune_transactions(self, received_before: str, chunk: int = PRUNE_CHUNK) -> int:
         """Delete the transactions received before `received_before` that raised no alert,
         with their labels, `chunk` rowids a commit (the detection loop's batches go in
-        between); how many were deleted. The file keeps its size: SQLite reuses the pages."""
+        between); how many were deleted. The freed pages stay in the file, reused by later
+        writes, until `release_free_pages` gives them back."""
         start, stop = await self._read(lambda conn: reads.prunable_rowids(conn, received_before))
         deleted = 0
         while start < stop:
@@ -241,6 +247,13 @@ class SqliteStore:
             deleted += await self._write(_prune(start, end, received_before))
             start = end
         return deleted
+
+    async def release_free_pages(self, pages: int = VACUUM_STEP_PAGES) -> FreePages | None:
+        """`PRAGMA incremental_vacuum(pages)` in one commit: the file's last pages move into
+        free ones and the file is cut short at the next checkpoint. None for a file created
+        without `auto_vacuum = INCREMENTAL` (fraudwatch sets it on new files only; one
+        offline `VACUUM` converts an older one, see docs/operations.md)."""
+        return await self._write(lambda writer: writer.release_free_pages(pages))
 
     async def model_inputs(self, transaction_ids: Collection[str]) -> Found[ModelInputs]:
         """The stored model inputs of those ids that have them; and the ids whose inputs

@@ -21,6 +21,7 @@ from server.store.base import (
     AlertNotFound,
     Disposition,
     EventListener,
+    FreePages,
     InvalidAssignee,
     Label,
     LabelOutcome,
@@ -38,6 +39,8 @@ from server.transactions import encode_transaction
 # index; a 64 MiB page cache keeps them hot (writer CPU per 1000-row batch at 300k rows
 # ~20 ms -> ~14 ms in benchmarks/store.py).
 CACHE_KIB = 64 * 1024
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+_AUTO_VACUUM_INCREMENTAL = 2  # what `PRAGMA auto_vacuum` reads for INCREMENTAL
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
@@ -94,12 +97,18 @@ class Writer:
     what serialises writes, and what makes seq order and commit order the same."""
 
     def __init__(
-        self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, on_events: EventListener
+        self,
+        conn: sqlite3.Connection,
+        loop: asyncio.AbstractEventLoop,
+        on_events: EventListener,
+        incremental_vacuum: bool = False,
     ) -> None:
         self._conn = conn
         self._loop = loop
         self._on_events = on_events
         self._layouts: dict[str, int] = {}  # input_layouts, as committed
+        # Whether the file gives pages back on `PRAGMA incremental_vacuum` (its auto_vacuum).
+        self.incremental_vacuum = incremental_vacuum
 
     @classmethod
     def open(
@@ -115,6 +124,11 @@ class Writer:
         conn = reads.connect(path)
         try:
             conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
+            # Pages freed by deletions (retention) can then be given back to the file system
+            # while running (`release_free_pages`). It only takes on a file with no table
+            # yet, and before journal_mode (which writes the new file's header); on an older
+            # file it changes nothing until an offline VACUUM (docs/operations.md).
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode != "wal":
                 raise RuntimeError(f"Database {path} cannot use WAL (journal_mode is {mode})")
@@ -126,11 +140,15 @@ class Writer:
             # Checkpoints fsync the WAL and the database (~120 ms measured): inside a commit
             # that stalls the whole detection loop. SqliteStore runs them on its own thread.
             conn.execute("PRAGMA wal_autocheckpoint = 0")
+            # The WAL file keeps the size of its busiest second (a retention pass's deletions
+            # wrote ~200 MiB of it for 100k transactions): cut it back to this when it restarts.
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             migrate(conn)
+            (auto_vacuum,) = conn.execute("PRAGMA auto_vacuum").fetchone()
         except BaseException:
             conn.close()
             raise
-        return cls(conn, loop, on_events)
+        return cls(conn, loop, on_events, auto_vacuum == _AUTO_VACUUM_INCREMENTAL)
 
     def close(self) -> None:
         try:
@@ -213,6 +231,21 @@ class Writer:
                 (rowids,),
             )
         return len(doomed)
+
+    def release_free_pages(self, pages: int) -> FreePages | None:
+        """Move up to `pages` of the file's last pages into free ones, in one commit; the file
+        is cut short when the checkpoint copies that commit in. None without incremental
+        auto-vacuum, where the pragma would do nothing."""
+        if not self.incremental_vacuum:
+            return None
+        with self._transaction() as conn:
+            (before,) = conn.execute("PRAGMA freelist_count").fetchone()
+            # A page an execution: the pragma frees one page a step of its statement, and the
+            # sqlite3 module takes a statement with no result columns one step only.
+            for _ in range(min(pages, before)):
+                conn.execute("PRAGMA incremental_vacuum(1)")
+            (after,) = conn.execute("PRAGMA freelist_count").fetchone()
+        return FreePages(released=before - after, left=after)
 
     def _layout_id(self, layout: str) -> int:
         """The id of an inputs layout, registered (in its own commit) the first time this
