@@ -68,6 +68,11 @@ class Settings:
         "failed and is retried (intake pauses meanwhile).",
     )
     max_body_bytes: int = _s(8 * 1024 * 1024, "Largest accepted request body, in bytes.")
+    max_batch_records: int = _s(
+        10_000,
+        "Most transactions one ingest request may carry; a larger batch is refused whole "
+        "(413 too_many_records) before any of it is accepted.",
+    )
     ws_max_msg_size: int = _s(16 * 1024, "Largest message a WebSocket client may send, in bytes.")
     ws_heartbeat: float = _s(20.0, "Seconds between WebSocket pings; a silent peer is dropped.")
     ws_queue_max: int = _s(
@@ -197,6 +202,7 @@ class Settings:
             "batch_max",
             "queue_max",
             "max_body_bytes",
+            "max_batch_records",
             "ws_max_msg_size",
             "ws_queue_max",
             "ws_rate_burst",

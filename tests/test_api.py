@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import sqlite3
 from typing import Any
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.config import Settings
+from server.state import STORE
 from tests.conftest import AUTH, Login, card_testing, make_settings, tx
 
 VERDICT_FIELDS = {
@@ -160,6 +162,41 @@ async def test_malformed_json_and_oversized_body(aiohttp_client: Any, tmp_path: 
     error = (await resp.json())["error"]
     assert error["code"] == "body_too_large"
     assert "Maximum request body size 2000 exceeded" in error["message"]  # the limit, named
+
+
+async def test_a_batch_over_max_batch_records_is_refused_whole_with_the_limit(
+    aiohttp_client: Any, tmp_path: Any
+) -> None:
+    client = await aiohttp_client(create_app(make_settings(tmp_path, max_batch_records=5)))
+    ndjson = {**AUTH, "Content-Type": "application/x-ndjson"}
+    six = [tx(f"many-{i}") for i in range(6)]
+    for body, headers in (
+        (json.dumps(six), {**AUTH, "Content-Type": "application/json"}),
+        ("\n".join(json.dumps(r) for r in six), ndjson),
+    ):
+        resp = await client.post("/api/v1/transactions", data=body, headers=headers)
+        assert resp.status == 413
+        error = (await resp.json())["error"]
+        assert error["code"] == "too_many_records"
+        assert error["field"] is None
+        assert error["limit"] == 5
+        assert "6 transactions in one request; at most 5" in error["message"]
+        assert "split the batch into requests of 5 or fewer" in error["message"]
+    # Nothing of a refused batch was accepted; at the limit, all of it is.
+    store = client.app[STORE]  # type: ignore[index]
+    assert await store.known_verdicts([r["id"] for r in six]) == {}
+    assert len(await post_batch(client, six[:5])) == 5
+
+
+async def test_the_default_batch_limit_is_ten_thousand(client: TestClient) -> None:
+    body = "\n".join(json.dumps(tx(f"d-{i}", f"acct-{i % 100}")) for i in range(10_001))
+    headers = {**AUTH, "Content-Type": "application/x-ndjson"}
+    # Over 1 MiB: aiohttp wants a stream for a body that large.
+    resp = await client.post(
+        "/api/v1/transactions", data=io.BytesIO(body.encode()), headers=headers
+    )
+    assert resp.status == 413
+    assert (await resp.json())["error"]["limit"] == 10_000
 
 
 async def test_resending_an_id_returns_the_original_verdict(client: TestClient) -> None:

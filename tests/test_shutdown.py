@@ -27,7 +27,8 @@ async def test_sigterm_stores_every_answered_transaction_and_exits_cleanly(
     tmp_path: Path,
 ) -> None:
     with contextlib.ExitStack() as stack:
-        server = await start_live(tmp_path / "data", stack)
+        # The big request below is over the default max_batch_records (10,000) on purpose.
+        server = await start_live(tmp_path / "data", stack, max_batch_records=20_000)
         async with aiohttp.ClientSession(headers=AUTH) as http:
             ws = await http.ws_connect(f"{server.url}/ws")
             assert (await ws.receive_json())["type"] == "hello"

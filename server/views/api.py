@@ -99,6 +99,9 @@ async def ingest(request: web.Request) -> web.Response:
         # `[]`: as the labels API answers it. A batch of nothing is a client's bug (a buffer
         # flushed before it was filled) more often than a request meant to do nothing.
         return json_error(400, "empty_body", "Send at least one transaction")
+    if len(records) > settings.max_batch_records:
+        # Refused whole, before anything is parsed or queued: nothing of it is accepted.
+        return _too_many_records(len(records), settings.max_batch_records)
 
     results: list[Verdict | FieldError | None] = [None] * len(records)
     valid: list[tuple[int, Transaction]] = []
@@ -145,6 +148,19 @@ async def ingest(request: web.Request) -> web.Response:
     return json_response(
         {"results": [{"error": r.as_dict()} if isinstance(r, FieldError) else r for r in results]}
     )
+
+
+def _too_many_records(count: int, limit: int) -> web.Response:
+    """413 for a batch over `max_batch_records`. The limit keeps every accepted request well
+    inside `ingest_timeout`: 10,000 were answered in 1.7 s under load where a full 8 MiB body
+    (~72,000 records) took 8.8-9.6 s of the 10 s."""
+    message = (
+        f"{count:,} transactions in one request; at most {limit:,} are taken "
+        f"(max_batch_records): split the batch into requests of {limit:,} or fewer. "
+        "Nothing of this request was accepted."
+    )
+    error = {"code": "too_many_records", "message": message, "field": None, "limit": limit}
+    return json_response({"error": error}, status=413)
 
 
 def _looks_ndjson(body: bytes) -> bool:
