@@ -107,8 +107,9 @@ class ReplaySummary:
             )
             if self.request_rows is not None:
                 lines.append(
-                    f"  {counted(self.split_requests, 'request')} over the server's body limit "
-                    f"(413, its max_body_bytes) split and sent again; then at most "
+                    f"  {counted(self.split_requests, 'request')} over the server's request limit "
+                    f"(413: its max_body_bytes or max_batch_records) split and sent again; then "
+                    f"at most "
                     f"{counted(self.request_rows, 'row')} a request (--batch "
                     f"{self.request_rows} avoids the split)"
                 )
@@ -221,8 +222,9 @@ async def _post(
     session: aiohttp.ClientSession, url: str, batch: list[Row], summary: ReplaySummary
 ) -> None:
     """POST `batch`, split into smaller requests where the server answers one with 413 (over
-    its `max_body_bytes`): halves, until they pass, and batches after that in parts of the
-    size that passed (`summary.request_rows`). A row over the limit on its own is refused."""
+    its `max_body_bytes` or `max_batch_records`): halves, until they pass, and batches after
+    that in parts of the size that passed (`summary.request_rows`). A row over the limit on
+    its own is refused."""
     summary.sent += len(batch)
     parts = [batch]  # a stack: the next part to send is the last
     while parts:

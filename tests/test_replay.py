@@ -534,15 +534,19 @@ async def test_replay_to_a_wrong_url_stops_at_once(
     assert "/dashboard/api/v1/transactions answered 404: check --target" in err
 
 
-def test_a_batch_over_the_body_limit_is_split_and_sent_again(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("limit", "parts"), [({"max_body_bytes": 1000}, 2), ({"max_batch_records": 7}, 2)]
+)
+def test_a_batch_over_the_request_limit_is_split_and_sent_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], limit: dict[str, int], parts: int
 ) -> None:
-    # `fraudwatch serve` taking 1,000-byte bodies, and --batch 20 (about 2,400 bytes): the
-    # server answers 413. The rows were counted as "failed (no answer)", though the server
-    # had answered. Now the request is halved until it passes, and later batches are sent
-    # in parts of that size: every row is scored, and the summary says what --batch fits.
+    # `fraudwatch serve` taking 1,000-byte bodies, or 7 records a request, and --batch 20
+    # (about 2,400 bytes): the server answers 413. The rows were counted as "failed (no
+    # answer)", though the server had answered. Now the request is halved until it passes,
+    # and later batches are sent in parts of that size: every row is scored, and the
+    # summary says what --batch fits.
     path = write_csv(tmp_path / "f.csv", HEADER, _card_testing_rows(50))
-    with live_server(tmp_path / "data", max_body_bytes=1000) as server:
+    with live_server(tmp_path / "data", **limit) as server:
         argv = ["replay", str(path), *MAP_FLAGS, "--target", server.url, "--api-key", API_KEY,
                 "--batch", "20"]  # fmt: skip
         assert main(argv) == 0
@@ -550,8 +554,9 @@ def test_a_batch_over_the_body_limit_is_split_and_sent_again(
     out = capsys.readouterr().out
     assert "sent 50, answered 50; refused by the server 0; failed (request refused whole or " \
         "unanswered) 0\n" in out  # fmt: skip
-    assert "  2 requests over the server's body limit (413, its max_body_bytes) split and sent " \
-        "again; then at most 5 rows a request (--batch 5 avoids the split)\n" in out  # fmt: skip
+    assert f"  {parts} requests over the server's request limit (413: its max_body_bytes or " \
+        "max_batch_records) split and sent again; then at most 5 rows a request (--batch 5 " \
+        "avoids the split)\n" in out  # fmt: skip
     assert "alerts 48 " in out  # card testing on one account: from the third on
     with contextlib.closing(sqlite3.connect(server.db)) as conn:
         stored = [row[0] for row in conn.execute("SELECT id FROM transactions ORDER BY rowid")]
