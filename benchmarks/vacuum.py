@@ -21,7 +21,7 @@ from pathlib import Path
 from store import generate
 
 from server.store.base import AlertEvent
-from server.store.sqlite import VACUUM_STEP_PAGES, SqliteStore
+from server.store.sqlite import PRUNE_CHUNK, VACUUM_STEP_PAGES, SqliteStore
 
 
 def _ignore(_events: list[AlertEvent]) -> None:
@@ -43,7 +43,7 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
-async def run(path: Path, n: int, alert_rate: float, step: int) -> None:
+async def run(path: Path, n: int, alert_rate: float, step: int, chunk: int) -> None:
     store = SqliteStore(path)
     await store.start(_ignore)
     records = generate(n, alert_rate, seed=7)
@@ -59,8 +59,9 @@ async def run(path: Path, n: int, alert_rate: float, step: int) -> None:
     store = SqliteStore(path)
     await store.start(_ignore)
     started = time.perf_counter()
-    deleted = await store.prune_transactions("2001-01-01T00:00:00.000Z")
+    deleted = await store.prune_transactions("2001-01-01T00:00:00.000Z", chunk)
     prune_s = time.perf_counter() - started
+    commits = -(-n // chunk)
     wal_after_prune = _size(path.with_name(path.name + "-wal"))
     pages, free = _pages(path)
     steps: list[float] = []
@@ -89,7 +90,8 @@ async def run(path: Path, n: int, alert_rate: float, step: int) -> None:
     )
     print(f"{n:,} transactions ({alerts:,} with alerts), file {_mib(size_before)}")
     print(
-        f"pruned {deleted:,} in {prune_s:.1f} s: {free:,} of {pages:,} pages free, "
+        f"pruned {deleted:,} in {prune_s:.1f} s ({commits:,} commits of {chunk:,} rowids, "
+        f"{prune_s / commits * 1000:.0f} ms each on average): {free:,} of {pages:,} pages free, "
         f"WAL {_mib(wal_after_prune)}"
     )
     print(
@@ -111,10 +113,12 @@ def main() -> None:
     parser.add_argument("--transactions", type=int, default=100_000)
     parser.add_argument("--alert-rate", type=float, default=0.03)
     parser.add_argument("--step", type=int, default=VACUUM_STEP_PAGES, help="pages a step")
+    parser.add_argument("--chunk", type=int, default=PRUNE_CHUNK, help="rowids a pruning commit")
     parser.add_argument("--dir", type=Path, help="where to put the database (default: tmp)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        asyncio.run(run(Path(tmp) / "vacuum.db", args.transactions, args.alert_rate, args.step))
+        path = Path(tmp) / "vacuum.db"
+        asyncio.run(run(path, args.transactions, args.alert_rate, args.step, args.chunk))
 
 
 if __name__ == "__main__":

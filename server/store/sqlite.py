@@ -46,13 +46,16 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_S = 1.0
 
 READERS = 4
-PRUNE_CHUNK = 5_000
-"""Rowids a pruning commit covers: a few milliseconds of the writer, so the detection
-loop's batch commits are never held up for long."""
+PRUNE_CHUNK = 2_000
+"""Rowids a pruning commit covers. Each holds the writer, and so the detection loop's next
+batch commit: 44-48 ms for 2,000 on a 2-core machine at load ~4 (`benchmarks/vacuum.py
+--transactions 50000`), against 91-93 ms for 5,000 and 17-24 ms for 1,000. The pass takes
+the same ~1 s in all three; smaller commits leave a bigger WAL behind until the next
+checkpoint (118 MiB here, 73 MiB for 5,000, 177 MiB for 1,000)."""
 VACUUM_STEP_PAGES = 256
 """Free pages one `release_free_pages` commit gives back (1 MiB): 3.5-8.4 ms of the writer
-(median) on a file with 97k pruned transactions, where a pruning commit took ~150-200 ms
-(`benchmarks/vacuum.py`, docs/operations.md)."""
+(median) on a file with 97k pruned transactions (`benchmarks/vacuum.py`,
+docs/operations.md)."""
 _ROLES: frozenset[str] = frozenset(get_args(Role))
 # Failures of the file, the disk or a lock held elsewhere: they say nothing about the data,
 # so the caller keeps it and retries. Anything else (a constraint, a bug) is raised as is.
