@@ -179,6 +179,9 @@ def test_missing_path_and_empty_directory_are_errors(tmp_path: Path) -> None:
         (("{amount:,.2f}", "{amount:,.2f|0}"), "the cap in ',.2f|0' for {amount} must be"),
         (("{amount:,.2f}", "{amount:,.2f|-5}"), "the cap in ',.2f|-5' for {amount} must be"),
         (("{amount:,.2f}", "{amount:,.2f|lots}"), "bad format ',.2f|lots' for {amount}"),
+        (("{currency}", "{settings.smal_amount}"), "unknown setting {settings.smal_amount}"),
+        (("{currency}", "{settings}"), "rule 'big': reason template: unknown placeholder"),
+        (("{currency}", "{settings.small_amount:,.2f|x}"), "bad format ',.2f|x' for {settings"),
     ],
 )
 def test_validation_errors_name_file_rule_and_problem(
@@ -206,6 +209,35 @@ def test_every_problem_is_reported_at_once() -> None:
     assert "unknown top-level key 'oops'" in errors[0]
     assert sum("rule 'big': " in e for e in errors) == 2
     assert sum("rule 'b2': score" in e for e in errors) == 1
+
+
+def test_a_reason_reads_the_packs_settings() -> None:
+    # The pack's small_amount in the reason, formatted as asked: change the setting and the
+    # text follows, where it used to be written out beside it (and could disagree).
+    text = RULE.replace(
+        "{currency} at or", "{currency} (small is under {settings.small_amount:.2f}) at or"
+    )
+    for pack, small in (("", "5.00"), ("[settings]\nsmall_amount = 2.5\n", "2.50")):
+        (reason,) = rules(pack + text).score(make_tx(amount="1250.00")).reasons
+        assert reason.message == f"Amount 1,250.00 USD (small is under {small}) at or above 100.00"
+
+
+def test_a_setting_in_another_file_of_the_set_reaches_every_template(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(RULE.replace("at or above", "over {settings.small_amount}?"))
+    (tmp_path / "b.toml").write_text("[settings]\nsmall_amount = 7.25\n")
+    (reason,) = Detector(rules=load_rules(tmp_path)).score(make_tx(amount="150.00")).reasons
+    assert reason.message == "Amount 150.00 USD over 7.25? 100.00"
+
+
+def test_the_default_packs_card_testing_reason_reads_its_small_amount(tmp_path: Path) -> None:
+    # Its message said "under 5.00" whatever small_amount the pack set.
+    pack = default_pack().read_text()
+    assert "small_amount = 5.0 " in pack
+    (tmp_path / "pack.toml").write_text(pack.replace("small_amount = 5.0 ", "small_amount = 2.0 "))
+    det = Detector(rules=load_rules(tmp_path / "pack.toml"))
+    scored = [det.score(make_tx(s, amount="1.00")) for s in (0, 120, 240)][-1]
+    (reason,) = [r for r in scored.reasons if r.code == "card_testing"]
+    assert reason.message == "3 transactions under 2.00 USD in the last 10 min (threshold 3)"
 
 
 def test_bad_toml_names_the_file_and_line() -> None:

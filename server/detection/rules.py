@@ -30,6 +30,9 @@ SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 LIST_FIELDS = ("account_id", "merchant_id", "device_id", "ip", "country", "mcc", "channel")
 TX_FIELDS = ("account_id", "merchant_id", "currency", "country", "mcc", "channel", "device_id")
 TEMPLATE_EXTRAS = ("observed", "threshold", "merchant", "time", *TX_FIELDS, "ip")
+# The rule set's [settings], which a reason template reads as {settings.<name>}.
+SETTINGS = ("small_amount",)
+SETTINGS_PREFIX = "settings."
 BOOLEAN_FEATURES = frozenset(n for n in FEATURES if n.startswith("is_new_"))
 RULE_KEYS = frozenset(
     {"name", "description", "score", "severity", "reason", "observed", "threshold", "all", "any"}
@@ -251,8 +254,10 @@ def compile_sources(sources: Sequence[tuple[str, bytes]]) -> RuleSet:
             errors.append(f"{name}: [settings] must be a table")
         else:
             for key, value in settings.items():
-                if key != "small_amount":
-                    errors.append(f"{name}: [settings]: unknown setting '{key}' (small_amount)")
+                if key not in SETTINGS:
+                    errors.append(
+                        f"{name}: [settings]: unknown setting '{key}' ({', '.join(SETTINGS)})"
+                    )
                 elif not _is_number(value) or value <= 0:
                     errors.append(f"{name}: [settings]: small_amount must be a number > 0")
                 elif small_amount is not None and small_amount != value:
@@ -265,11 +270,17 @@ def compile_sources(sources: Sequence[tuple[str, bytes]]) -> RuleSet:
     if errors:
         raise RulesError(errors)
     features = frozenset(f for rule in rules for f in rule.features)
+    small_amount = DEFAULT_SMALL_AMOUNT if small_amount is None else small_amount
+    # A setting may be set in any file of the set (or left at its default): its value is
+    # known once every file is read, and is written into the templates that name it.
+    values = {"small_amount": small_amount}
+    for rule in rules:
+        rule.template = _fill_settings(rule.template, values)
     return RuleSet(
         version=f"{ENGINE}+{digest.hexdigest()[:8]}",
         rules=tuple(rules),
         lists=tuple(lists),
-        small_amount=DEFAULT_SMALL_AMOUNT if small_amount is None else small_amount,
+        small_amount=small_amount,
         files=tuple(name for name, _ in sources),
         features=features,
     )
@@ -595,11 +606,18 @@ def _compile_template(
         if name is None:
             out.append((literal, None, ""))
             continue
-        known = name in FEATURES or name in TEMPLATE_EXTRAS
-        if conversion is not None or not known:
+        if name.startswith(SETTINGS_PREFIX) and conversion is None:
+            setting = name.removeprefix(SETTINGS_PREFIX)
+            if setting not in SETTINGS:
+                errors.append(
+                    f"{where}: reason template: unknown setting {{{name}}} (the [settings] a "
+                    f"template can read: {', '.join(SETTINGS_PREFIX + s for s in SETTINGS)})"
+                )
+                continue
+        elif conversion is not None or not (name in FEATURES or name in TEMPLATE_EXTRAS):
             errors.append(
                 f"{where}: reason template: unknown placeholder {{{name}}} (a feature, "
-                f"{', '.join(TEMPLATE_EXTRAS)})"
+                f"{', '.join(TEMPLATE_EXTRAS)}, settings.<name>)"
             )
             continue
         spec = spec or ""
@@ -615,6 +633,21 @@ def _compile_template(
                 errors.append(f"{where}: reason template: bad format '{spec}' for {{{name}}}")
                 continue
         out.append((literal, name, spec))
+    return tuple(out)
+
+
+def _fill_settings(
+    template: tuple[tuple[str, str | None, str], ...], values: dict[str, float]
+) -> tuple[tuple[str, str | None, str], ...]:
+    """The template with each {settings.<name>} written in as text: a setting is one value
+    for the whole rule set, so it is formatted once, at load, not for every reason."""
+    out: list[tuple[str, str | None, str]] = []
+    for literal, name, spec in template:
+        if name is not None and name.startswith(SETTINGS_PREFIX):
+            value = values[name.removeprefix(SETTINGS_PREFIX)]
+            out.append((literal + _format(value, spec), None, ""))
+        else:
+            out.append((literal, name, spec))
     return tuple(out)
 
 
