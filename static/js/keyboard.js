@@ -7,6 +7,10 @@
 //   Enter   open the details             f  resolve fraud     /  search
 //   Esc     close the details            l  resolve legit     ?  this list
 //   n       take the next alert          c  write a note (the drawer's note box)
+//
+// a, f and l act on the current alert (the focused row's, else the cursor's), or, while any
+// alerts are checked (x), on the checked alerts, as the bulk bar's buttons do. With the
+// drawer open they act on the drawer's alert, checked alerts or not, as its buttons do.
 
 const TEXT_INPUTS = new Set([
   "text",
