@@ -72,6 +72,21 @@ export function holdWhileWorking(container, table, alsoHold = () => false) {
     },
     { capture: true },
   );
+  // A key pressed in the table is the keyboard in the table, however focus got there: focus
+  // left by a mouse press on a row is not :focus-visible, and focus the page puts back where
+  // it already is (the drawer's Esc, focusTable) fires no focusin to say so. Esc on a row
+  // while the drawer was open closed it, let the table go on that stale flag, and the next
+  // frame re-sorted the rows under the focused one: focus fell to the page.
+  // Only while focus is still in the table once the key has done its work (Enter opened the
+  // drawer, / went to the search: the keyboard has left), and not for the Esc that releases
+  // the table (below).
+  container.addEventListener("keydown", (event) => {
+    const active = document.activeElement;
+    if (keyboardInside || active === container || !container.contains(active)) return;
+    if (event.key === "Escape" && !event.defaultPrevented) return;
+    keyboardInside = true;
+    update();
+  });
   const analystActs = () => {
     givenBack = false;
   };
