@@ -1,4 +1,4 @@
-"""The `fraudwatch` command: demo, serve, users, keys, replay, backtest."""
+"""The `fraudwatch` command: demo, serve, users, keys, backup, replay, backtest."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from server import backtest, replay
+from server import backtest, backup, replay
 from server.api_keys import SCOPES, KeyRing
 from server.auth import create_user, load_or_create_api_key
 from server.config import ConfigError, Settings, load_settings
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(revoke)
     revoke.add_argument("name")
 
+    backup.register(commands)
     replay.register(commands)
     backtest.register(commands)
     return parser
@@ -255,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return replay.run(args)
     if args.command == "backtest":
         return backtest.run(args)
+    if args.command == "backup":
+        return backup.run(args)
     try:
         if args.command in ("demo", "serve"):
             settings = (

@@ -1,0 +1,321 @@
+"""`fraudwatch backup`: a consistent copy of a data directory, while the server runs or not.
+
+The database is copied with SQLite's online backup API from a read transaction held for the
+whole copy. Under WAL a reader never blocks the writer, and the held transaction pins the
+snapshot: without it, every commit the server makes between two backup steps would restart
+the copy from page one (SQLite restarts a backup whose source another connection changed),
+so under a steady feed a large file would never finish. The copy is then checked with
+`PRAGMA integrity_check` before it takes its name.
+
+The other files the server reads at start (`DATA_FILES`) are copied first, each to a
+temporary name and renamed, so the database is at least as new as they are: the copy is a
+state a crash could have left (a detector snapshot or model a little behind the database),
+which the server restarts from as after a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from server.config import ConfigError, load_settings
+
+DB_NAME = "fraudwatch.db"
+DATA_FILES: tuple[tuple[str, str], ...] = (
+    ("session.key", "the key of analysts' session cookies"),
+    ("api-key", "the bootstrap API key, when the 'api_key' setting is unset"),
+    ("demo-password", "the demo login's password (`fraudwatch demo`)"),
+    ("model.json", "the online model's learnt weights"),
+    ("detector-state.msgpack", "the detector's per-account state, as last snapshotted"),
+)
+"""Every file besides the database that a server reads from DATA_DIR at start, and why."""
+_TRANSIENT_SUFFIXES = ("-wal", "-shm", "-journal", ".tmp", ".bad")
+"""The database's WAL and lock files (their content is in the copy), files being written
+(renamed into place when whole) and a detector snapshot that failed to load."""
+STEP_PAGES = 256
+"""Pages one backup step copies: 1 MiB at SQLite's default 4 KiB pages."""
+BUSY_TIMEOUT_MS = 5_000
+_TMP_SUFFIX = ".backup-tmp"
+
+
+class BackupError(Exception):
+    """The backup could not be made or did not check out; the message says why."""
+
+
+class Refused(BackupError):
+    """Nothing was copied: DEST is not a new or empty directory, or there is no database."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopiedFile:
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseCopy:
+    size: int
+    pages: int
+    steps: int
+    longest_step_s: float
+    seconds: float
+    check: str
+
+
+@dataclass(slots=True)
+class BackupResult:
+    files: list[CopiedFile] = field(default_factory=list)
+    database: DatabaseCopy | None = None
+    skipped: list[str] = field(default_factory=list)  # transient files
+    left_out: list[str] = field(default_factory=list)  # not fraudwatch's
+    seconds: float = 0.0
+
+
+def prepare_destination(dest: Path) -> None:
+    """Create `dest` (0700: it will hold secrets), or accept it if it is an empty directory.
+    Raises Refused otherwise: a backup never mixes with other files."""
+    if dest.is_dir():
+        if any(dest.iterdir()):
+            raise Refused(f"{dest} is not empty: back up to a new or empty directory")
+        return
+    if dest.exists() or dest.is_symlink():
+        raise Refused(f"{dest} exists and is not a directory")
+    try:
+        dest.mkdir(mode=0o700, parents=True)
+    except OSError as exc:
+        raise Refused(f"cannot create {dest}: {exc.strerror or exc}") from None
+
+
+def classify(data_dir: Path) -> tuple[list[str], list[str], list[str]]:
+    """The names in `data_dir`: (to copy besides the database, transient, not fraudwatch's)."""
+    known = {name for name, _ in DATA_FILES}
+    copy: list[str] = []
+    transient: list[str] = []
+    other: list[str] = []
+    for entry in sorted(data_dir.iterdir()):
+        name = entry.name
+        if name == DB_NAME:
+            continue
+        if name in known and entry.is_file():
+            copy.append(name)
+        elif name.startswith(DB_NAME) or name.endswith(_TRANSIENT_SUFFIXES):
+            transient.append(name)
+        else:
+            other.append(name + ("/" if entry.is_dir() else ""))
+    order = [name for name, _ in DATA_FILES]
+    return sorted(copy, key=order.index), transient, other
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def copy_file(source: Path, target: Path) -> int:
+    """Copy `source` to `target` atomically (a temporary name, fsync, rename), keeping its
+    permission bits; returns its size. Reads one open file: a server replacing `source`
+    meanwhile (it writes to a temporary name and renames) cannot tear the copy."""
+    tmp = target.with_name(target.name + _TMP_SUFFIX)
+    with source.open("rb") as src:
+        mode = os.fstat(src.fileno()).st_mode & 0o777
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                size = 0
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+    return size
+
+
+@contextlib.contextmanager
+def _closing(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def backup_database(
+    source: Path,
+    target: Path,
+    *,
+    step_pages: int = STEP_PAGES,
+    on_step: Callable[[int, int], None] | None = None,
+) -> DatabaseCopy:
+    """Copy the SQLite database `source` to `target` with the online backup API,
+    `step_pages` pages a step, from one read snapshot; check it, then give it its name.
+    `on_step(pages_left, pages)` after each step. Raises BackupError."""
+    tmp = target.with_name(target.name + _TMP_SUFFIX)
+    started = time.monotonic()
+    try:
+        # mode=rw: a missing database is an error here, not a new empty file.
+        src = sqlite3.connect(
+            f"file:{source}?mode=rw", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+    except sqlite3.Error as exc:
+        raise BackupError(f"cannot open {source}: {exc}") from None
+    steps: list[float] = []
+    try:
+        with _closing(src):
+            src.execute("PRAGMA query_only = ON")
+            # The read transaction: from its first read on, every step sees this snapshot.
+            src.execute("BEGIN")
+            src.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+            (pages,) = src.execute("PRAGMA page_count").fetchone()
+            last = time.monotonic()
+
+            def progress(_status: int, remaining: int, _total: int) -> None:
+                nonlocal last
+                now = time.monotonic()
+                steps.append(now - last)
+                last = now
+                if on_step is not None:
+                    on_step(remaining, pages)
+
+            with _closing(sqlite3.connect(tmp, isolation_level=None)) as dst:
+                src.backup(dst, pages=step_pages, progress=progress)
+                src.execute("COMMIT")
+                try:
+                    check = "\n".join(row[0] for row in dst.execute("PRAGMA integrity_check"))
+                except sqlite3.DatabaseError as exc:  # damage bad enough to stop the check
+                    check = str(exc)
+                if check != "ok":
+                    raise BackupError(f"the copy of {source} failed integrity_check: {check}")
+        # Closed, so its WAL is folded in and removed: one self-contained file.
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, source.stat().st_mode & 0o777)
+        os.replace(tmp, target)
+    except sqlite3.Error as exc:
+        raise BackupError(f"backup of {source} failed: {exc}") from None
+    finally:
+        for leftover in (tmp, *(Path(f"{tmp}{s}") for s in ("-wal", "-shm", "-journal"))):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+    return DatabaseCopy(
+        size=target.stat().st_size,
+        pages=int(pages),
+        steps=len(steps),
+        longest_step_s=max(steps, default=0.0),
+        seconds=time.monotonic() - started,
+        check=check,
+    )
+
+
+def backup(data_dir: Path, dest: Path, *, step_pages: int = STEP_PAGES) -> BackupResult:
+    """Back up `data_dir` into `dest` (new or empty). Raises Refused, BackupError
+    or OSError; on any of them `dest` may hold part of a backup, never a finished one."""
+    started = time.monotonic()
+    db = data_dir / DB_NAME
+    if not db.is_file():
+        raise Refused(f"no database at {db}: is the data directory right?")
+    if dest.resolve() == data_dir.resolve() or data_dir.resolve() in dest.resolve().parents:
+        raise Refused(f"{dest} is inside the data directory {data_dir}")
+    prepare_destination(dest)
+    result = BackupResult()
+    names, result.skipped, result.left_out = classify(data_dir)
+    # The files first, the database last: the copy's database is never older than them.
+    for name in names:
+        try:
+            size = copy_file(data_dir / name, dest / name)
+        except FileNotFoundError:
+            continue  # removed since it was listed: the server does not need it
+        result.files.append(CopiedFile(name, size))
+    result.database = backup_database(db, dest / DB_NAME, step_pages=step_pages)
+    _fsync_dir(dest)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def report_lines(result: BackupResult, data_dir: Path, dest: Path) -> list[str]:
+    db = result.database
+    assert db is not None
+    width = max(len(name) for name in [DB_NAME, *(f.name for f in result.files)])
+    lines = [f"backup of {data_dir} to {dest}"]
+    lines.append(
+        f"  {DB_NAME:<{width}}  {_size(db.size):>10}  {db.pages:,} pages in {db.steps} "
+        f"step{'s' * (db.steps != 1)} "
+        f"(longest {db.longest_step_s * 1000:.1f} ms), integrity_check {db.check}"
+    )
+    lines += [f"  {f.name:<{width}}  {_size(f.size):>10}" for f in result.files]
+    if result.skipped:
+        lines.append(f"skipped (temporary, or in the database copy): {', '.join(result.skipped)}")
+    if result.left_out:
+        lines.append(f"left out (not fraudwatch's files): {', '.join(result.left_out)}")
+    total = db.size + sum(f.size for f in result.files)
+    lines.append(
+        f"backup complete: {1 + len(result.files)} files, {_size(total)} in "
+        f"{result.seconds:.2f} s; restore with: fraudwatch serve --data-dir {dest}"
+    )
+    return lines
+
+
+def register(commands: Any) -> None:
+    """Add `backup` to the `fraudwatch` subcommands."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "backup",
+        help="copy the data directory consistently, while the server runs or not",
+        description="Copy DATA_DIR into DEST, a new or empty directory: the database through "
+        "SQLite's online backup API (checked before success is reported), and the other files "
+        "the server reads at start. Restore: fraudwatch serve --data-dir DEST. "
+        "See docs/operations.md.",
+    )
+    parser.add_argument("dest", type=Path, metavar="DEST", help="a new or empty directory")
+    parser.add_argument("--data-dir", type=Path, help="data directory (default ./fraudwatch-data)")
+    parser.add_argument("--config", type=Path, help="TOML settings file (for its data_dir)")
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Exit codes: 0 backed up and checked; 2 refused, nothing copied (DEST not new or empty,
+    no database, a bad setting); 1 the backup failed (DEST then holds no database)."""
+    out = sys.stdout if out is None else out
+    try:
+        flags = {"data_dir": args.data_dir} if args.data_dir is not None else {}
+        data_dir = load_settings(flags, config_file=args.config).data_dir
+        result = backup(data_dir, args.dest)
+    except (ConfigError, Refused) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BackupError as exc:
+        print(f"error: {exc}; {args.dest} does not hold a usable backup", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"error: {exc.strerror or exc} ({exc.filename}); {args.dest} does not hold a "
+            "usable backup",
+            file=sys.stderr,
+        )
+        return 1
+    for line in report_lines(result, data_dir, args.dest):
+        print(line, file=out)
+    return 0
