@@ -859,3 +859,30 @@ async def test_a_damaged_row_is_named_and_the_others_are_read(
     inputs = await store.model_inputs(ids)
     assert set(inputs.rows) == {"tx-00000", "tx-00001", "tx-00003"}
     assert inputs.damaged == {"tx-00002": "model_inputs unreadable: str, not bytes"}
+
+
+async def test_the_wal_starts_over_under_a_steady_stream_of_batches(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A checkpoint beside a writer that commits every few milliseconds never copies the
+    # whole WAL, and only a whole copy lets it start over: at 1,700 transactions a second
+    # it grew 20 MiB a second, without end. Past its bound (1 MiB here) the writer's own
+    # thread now runs a checkpoint between two batches, and the WAL starts over.
+    monkeypatch.setattr("server.store.sqlite.WAL_RESTART_BYTES", 1 << 20)
+    monkeypatch.setattr("server.store.sqlite.CHECKPOINT_INTERVAL_S", 0.1)
+    store = SqliteStore(db_path)
+    await store.start(lambda events: None)
+    wal = db_path.with_name(db_path.name + "-wal")
+    sizes = []
+    try:
+        for n in range(0, 4_000, 20):
+            await store.write_batch(make_batch(n, 20))
+            await asyncio.sleep(0.002)
+            sizes.append(wal.stat().st_size)
+        restarts = store.wal_restarts
+    finally:
+        await store.close()
+    assert restarts > 0
+    # Bounded by the last restart's bound plus what a checkpoint interval writes, where
+    # without them the WAL holds every page of every batch (~12 KiB a transaction).
+    assert max(sizes[len(sizes) // 2 :]) < 8 << 20, [s >> 20 for s in sizes[::20]]

@@ -39,7 +39,7 @@ from server.store.base import (
     UserInfo,
 )
 from server.store.errors import StoreUnavailable
-from server.store.sqlite_writer import Writer
+from server.store.sqlite_writer import WAL_RESTART_BYTES, Writer
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -76,6 +76,13 @@ _UNAVAILABLE = frozenset(
 )
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _unavailable(exc: sqlite3.Error) -> StoreUnavailable | None:
     """The StoreUnavailable this error means, or None if it is not about availability."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -108,6 +115,9 @@ class SqliteStore:
         self._closed = False
         self._stop_checkpoints = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        self.wal_restarts = 0
+        """Checkpoints run on the writer's thread that copied the whole WAL (it then starts
+        over at the next commit)."""
 
     async def start(self, on_events: EventListener) -> None:
         """Open, migrate, and from now on call `on_events` (on the event loop, in commit order)
@@ -133,8 +143,12 @@ class SqliteStore:
 
     def _checkpoint_loop(self) -> None:
         """Copy the WAL into the database every second, beside the writer, never blocking it
-        (PASSIVE). Readers are short, so each pass catches up and the WAL stays small."""
+        (PASSIVE). The WAL starts over only when a checkpoint has copied all of it, which one
+        running beside a busy writer never does: commits land while it runs. So once the WAL
+        outgrows `WAL_RESTART_BYTES`, the writer's thread runs the next checkpoint itself,
+        between two writes, after this one has copied all but the last second's pages."""
         conn = reads.connect(self._path)
+        wal = self._path.with_name(self._path.name + "-wal")
         try:
             while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_S):
                 try:
@@ -142,12 +156,29 @@ class SqliteStore:
                 except sqlite3.Error as exc:
                     # A full disk or a lock held elsewhere: the WAL keeps the data meanwhile.
                     log.warning("WAL checkpoint failed (%s); retrying", exc)
+                    continue
+                if _size(wal) > WAL_RESTART_BYTES:
+                    self._checkpoint_on_writer()
             try:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 log.warning("final WAL checkpoint failed (%s); the next start replays it", exc)
         finally:
             conn.close()
+
+    def _checkpoint_on_writer(self) -> None:
+        """`Writer.checkpoint` as the writer's next job, waited for (on the checkpointer's
+        thread, never the loop's): batch writes queue behind it for its few milliseconds."""
+        writer, pool = self._writer, self._write_pool
+        if self._closed or writer is None or pool is None:
+            return
+        try:
+            busy, frames, copied = pool.submit(writer.checkpoint).result()
+        except (RuntimeError, sqlite3.Error) as exc:  # the pool or connection closing
+            if not self._closed:
+                log.warning("WAL checkpoint on the writer failed (%s); retrying", exc)
+            return
+        self.wal_restarts += not busy and frames == copied
 
     async def close(self) -> None:
         """Finish the writes already submitted, then close every connection and thread."""
