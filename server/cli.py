@@ -173,7 +173,7 @@ def _demo_password(settings: Settings) -> str:
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
     password = secrets.token_urlsafe(9)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.write_text(password + "\n", encoding="utf-8")
     path.chmod(0o600)
     asyncio.run(_with_store(settings, DEMO_USER, password, "analyst"))

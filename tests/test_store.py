@@ -886,3 +886,32 @@ async def test_the_wal_starts_over_under_a_steady_stream_of_batches(
     # Bounded by the last restart's bound plus what a checkpoint interval writes, where
     # without them the WAL holds every page of every batch (~12 KiB a transaction).
     assert max(sizes[len(sizes) // 2 :]) < 8 << 20, [s >> 20 for s in sizes[::20]]
+
+
+async def test_a_new_data_dir_and_database_are_private(db_path: Path) -> None:
+    # The database holds password hashes, sessions and customers' transactions: a data dir
+    # and database fraudwatch creates are readable by their owner only, the WAL too.
+    store = SqliteStore(db_path)
+    await store.start(lambda events: None)
+    try:
+        await store.write_batch(make_batch(0, 3))
+        wal = db_path.with_name(db_path.name + "-wal")
+        modes = {p.name: p.stat().st_mode & 0o777 for p in (db_path.parent, db_path, wal)}
+    finally:
+        await store.close()
+    assert modes == {"data": 0o700, "fraudwatch.db": 0o600, "fraudwatch.db-wal": 0o600}
+
+
+async def test_an_existing_database_keeps_its_mode(db_path: Path) -> None:
+    # An operator's choice (a group that reads backups, say) is left alone.
+    db_path.parent.mkdir(mode=0o750)
+    with raw(db_path) as conn:
+        conn.execute("PRAGMA user_version")
+    db_path.chmod(0o640)
+    store = SqliteStore(db_path)
+    await store.start(lambda events: None)
+    await store.close()
+    assert (db_path.parent.stat().st_mode & 0o777, db_path.stat().st_mode & 0o777) == (
+        0o750,
+        0o640,
+    )

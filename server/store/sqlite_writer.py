@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -125,8 +126,14 @@ class Writer:
     ) -> Writer:
         """Create the file if needed, switch it to WAL and migrate it. `busy_timeout`: how long
         a write waits for a lock another process holds before it fails (and is retried)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Private: the database holds password hashes, sessions and customers' transactions.
+        # A data dir fraudwatch creates is 0700 and a database file it creates 0600 (the WAL
+        # and shared-memory files take the database's mode); existing ones keep theirs.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        created = not path.exists()
         conn = reads.connect(path)
+        if created:
+            os.chmod(path, 0o600)
         try:
             conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
             # Pages freed by deletions (retention) can then be given back to the file system
