@@ -28,9 +28,15 @@ from server.detection.detector import Detector
 from server.detection.verdict import Verdict
 from server.hub import Hub
 from server.stats import Stats
-from server.store.base import DamagedRows, Store, StoredRecord, utc_stamp
+from server.store.base import Store, StoredRecord, utc_stamp
 from server.store.errors import StoreUnavailable
-from server.transactions import FieldError, Transaction, id_conflict, same_transaction
+from server.transactions import (
+    FieldError,
+    Transaction,
+    id_conflict,
+    same_transaction,
+    stored_row_damaged,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -246,11 +252,18 @@ class DetectionLoop:
     async def process(self, batch: Sequence[Submission]) -> None:
         ids = [tx.id for sub in batch for tx in sub.transactions]
         found = await self._until_stored(lambda: self.store.known_transactions(ids))
-        if found.damaged:
-            # The verdict a re-send must get back is in a row that cannot be read: scoring
-            # it again would answer other than what is stored. The batch fails, as it did
-            # when one damaged row failed the whole read; the error now names the rows.
-            raise DamagedRows(found.damaged)
+        # The verdict a re-send must get back is in a row that cannot be read: scoring it
+        # again would answer other than what is stored and count it twice. Each such id is
+        # refused for good (it stays damaged, however often it is sent); the rest of the
+        # batch goes on, so one bad row never fails its neighbours or other callers.
+        damaged = found.damaged
+        for tx_id, problem in damaged.items():
+            log.error(
+                "a re-sent transaction was refused, its stored row cannot be read back "
+                "(stored_row_damaged): %s: %s",
+                tx_id,
+                problem,
+            )
         known = found.rows
         detector = self.detector
         records: list[StoredRecord] = []
@@ -263,6 +276,9 @@ class DetectionLoop:
             # When the server took this submission, on its wall clock (alerts carry it).
             received_at = utc_stamp(wall - (mono - sub.received))
             for tx in sub.transactions:
+                if tx.id in damaged:
+                    out.append(stored_row_damaged(tx.id))
+                    continue
                 # An id seen before gets its first verdict back if this is the same payment
                 # (a retry), and a conflict if not: the first transaction stays as it was.
                 first = known.get(tx.id) or fresh.get(tx.id)
@@ -314,7 +330,8 @@ class DetectionLoop:
 
 def _warn_conflicts(answers: list[Verdict | FieldError]) -> None:
     """A feed's submission has nobody to answer: say when its transactions were refused."""
-    refused = [a for a in answers if isinstance(a, FieldError)]
+    # (A damaged stored row has been logged already, with what is wrong with it.)
+    refused = [a for a in answers if isinstance(a, FieldError) and a.code == "id_conflict"]
     if refused:
         log.warning(
             "%d transaction(s) from a feed refused: an id already stored holds another "

@@ -590,3 +590,15 @@ def id_conflict(tx_id: str) -> FieldError:
         f"Id '{tx_id}' belongs to a different transaction, which is kept; use a new id",
         "id",
     )
+
+
+def stored_row_damaged(tx_id: str) -> FieldError:
+    """The answer for a re-sent id whose stored row cannot be read back (HTTP 500): its
+    first verdict cannot be given out, and it is never scored again. Retrying cannot help."""
+    return FieldError(
+        "stored_row_damaged",
+        f"Transaction '{tx_id}' is already stored, but its stored row cannot be read back: "
+        "it is not scored again, and its stored verdict stays its only one. Re-sending it "
+        "will not help; the server's log names the damage for its operator to look at",
+        "id",
+    )

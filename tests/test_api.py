@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import io
 import json
 import sqlite3
@@ -15,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from server.app import create_app
 from server.config import Settings
 from server.state import STORE
-from tests.conftest import AUTH, Login, card_testing, make_settings, tx
+from tests.conftest import AUTH, T0, Login, card_testing, make_settings, tx
 
 VERDICT_FIELDS = {
     "transaction_id",
@@ -219,11 +220,25 @@ async def test_resending_an_id_whose_stored_row_is_damaged_is_not_scored_again(
     await post_batch(client, [tx("hurt")])
     with contextlib.closing(sqlite3.connect(settings.db_path)) as conn, conn:
         conn.execute("UPDATE transactions SET verdict_json = '{}' WHERE id = 'hurt'")
-    resp = await client.post("/api/v1/transactions", json=[tx("hurt")], headers=AUTH)
-    # Refused as it was when the damaged row failed the whole read (ingest answers any
-    # failed batch with 503), never a 200 with a verdict scored anew.
-    assert resp.status == 503, await resp.text()
+    resp = await client.post("/api/v1/transactions", json=tx("hurt"), headers=AUTH)
+    # Not a 503 "retry": the row stays damaged whatever the client does. A server-side
+    # error, final, that names the id and sends the operator to the log.
+    assert resp.status == 500, await resp.text()
+    assert "Retry-After" not in resp.headers
+    error = (await resp.json())["error"]
+    assert error["code"] == "stored_row_damaged" and error["field"] == "id", error
+    assert "'hurt'" in error["message"] and "log" in error["message"], error
     assert "hurt: verdict_json unreadable" in caplog.text  # the log names the row
+    # In a batch it is that record's answer alone: its neighbours are scored and stored,
+    # so a client re-sending what it was not answered for does not loop on them.
+    later = T0 + dt.timedelta(minutes=1)
+    results = await post_batch(client, [tx("hurt"), tx("next", at=later)])
+    assert results[0]["error"]["code"] == "stored_row_damaged", results
+    assert results[1]["transaction_id"] == "next" and "decision" in results[1], results
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn:
+        rows = dict(conn.execute("SELECT id, verdict_json FROM transactions").fetchall())
+    # Never scored again: the damaged row is as it was, the only one for its id.
+    assert rows.keys() == {"hurt", "next"} and rows["hurt"] == "{}"
 
 
 async def test_alert_contract_and_listing(client: TestClient) -> None:

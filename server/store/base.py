@@ -217,16 +217,6 @@ class AlertNotFound(LookupError):
     pass
 
 
-class DamagedRows(Exception):
-    """Stored rows a caller needs cannot be read back (`Found.damaged`: id -> what is
-    wrong), and it cannot do without them."""
-
-    def __init__(self, damaged: dict[str, str]) -> None:
-        listed = "; ".join(f"{tx_id}: {problem}" for tx_id, problem in sorted(damaged.items()))
-        super().__init__(f"{len(damaged)} stored row(s) cannot be read back: {listed}")
-        self.damaged = damaged
-
-
 class InvalidCursor(ValueError):
     """A page cursor this store did not give out."""
 
@@ -426,7 +416,6 @@ __all__ = [
     "AlertStatus",
     "ApiKey",
     "AuditEntry",
-    "DamagedRows",
     "Disposition",
     "EventListener",
     "Found",

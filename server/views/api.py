@@ -34,8 +34,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SubmitFn = Callable[[web.Request, list[Transaction]], Awaitable[Sequence[Verdict | FieldError]]]
 # The benchmark's naive baseline replaces the batched submit path through this key.
 INGEST_OVERRIDE: web.AppKey[SubmitFn] = web.AppKey("ingest_override")
-# Refusals other than 400, by error code.
-_ERROR_STATUS = {"id_conflict": 409}
+# Refusals other than 400, by error code. A damaged stored row is the server's fault and
+# final: not a 503, which tells a client to retry.
+_ERROR_STATUS = {"id_conflict": 409, "stored_row_damaged": 500}
 _STATUSES = set(get_args(AlertStatus))
 
 
