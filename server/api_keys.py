@@ -24,7 +24,8 @@ from server.store.base import ApiKey, Store
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("ingest", "read", "labels")
+# backup: `POST /api/v1/admin/snapshot`, which `fraudwatch backup` sends before it copies.
+SCOPES = ("ingest", "read", "labels", "backup")
 PREFIX = "fw_"
 KEY_BYTES = 24  # 192 bits
 BOOTSTRAP_NAME = "api"

@@ -7,7 +7,6 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
@@ -18,7 +17,6 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from server import naive
 from server.auth import Authenticator, load_or_create_secret
 from server.config import Settings
-from server.detection import snapshot
 from server.detection.detector import Detector
 from server.detection.model import ModelSlot
 from server.detection.rules import load_rules
@@ -30,13 +28,25 @@ from server.pipeline import DetectionLoop, IntakeClosed, TxQueue
 from server.resources import web_dir
 from server.retention import run_retention
 from server.scorecard import Scorecard
-from server.state import AUTH, DETECTOR, HUB, QUEUE, SCORECARD, SETTINGS, STATS, STORE, TRAINER
+from server.state import (
+    AUTH,
+    DETECTOR,
+    HUB,
+    QUEUE,
+    SCORECARD,
+    SETTINGS,
+    STATE_SAVER,
+    STATS,
+    STORE,
+    TRAINER,
+)
+from server.state_saver import StateSaver
 from server.stats import Stats
 from server.store.base import Label, StoredRecord
 from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
-from server.views import admin, api, labels, pages, rules, triage, ws
+from server.views import admin, api, labels, pages, rules, snapshots, triage, ws
 from server.views.responses import error_body, json_response
 
 log = logging.getLogger(__name__)
@@ -197,7 +207,8 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
     detector = app[DETECTOR]
     if settings.rules_path is not None:
         detector.use_rules(await asyncio.to_thread(load_rules, settings.rules_path))
-    _restore_state(detector, settings.state_path)
+    saver = app[STATE_SAVER]
+    saver.restore()
     counted = await rebuild_scorecard(app[STORE], app[SCORECARD])
     if counted:
         log.info("scorecard: %d labelled transactions counted from the store", counted)
@@ -212,19 +223,18 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
         on_stored=_scorecard_listener(app[SCORECARD]),
     )
     task = asyncio.create_task(loop.run(), name="detection-loop")
-    snapshots = (
+    periodic = (
         asyncio.create_task(
-            _snapshots(detector, settings.state_path, settings.state_snapshot_interval),
-            name="detector-snapshots",
+            saver.every(settings.state_snapshot_interval), name="detector-snapshots"
         )
         if settings.state_snapshot_interval > 0
         else None
     )
     yield
-    if snapshots is not None:
-        snapshots.cancel()
+    if periodic is not None:
+        periodic.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await snapshots
+            await periodic
     # Intake stopped on shutdown (_stop_intake), and the requests in flight have been
     # answered: let the loop score and persist everything still accepted.
     app[QUEUE].close()
@@ -235,54 +245,7 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
         left = app[QUEUE].qsize() + loop.in_hand
         log.error("detection loop did not drain in 30 s: %d transactions not stored", left)
     # Everything scored is in the state now: the next start picks up where this one ends.
-    await _save_state(detector, settings.state_path)
-
-
-def _restore_state(detector: Detector, path: Path) -> None:
-    try:
-        keys = snapshot.load(detector.featurizer, path, detector.model)
-    except (snapshot.SnapshotError, OSError) as exc:
-        # Starting with empty state is safe (detection is only less informed for a while);
-        # refusing to start over it would not be. The bad file is kept for a look.
-        log.error("detector state in %s not restored (%s); starting empty", path, exc)
-        with contextlib.suppress(OSError):
-            path.replace(path.with_name(path.name + ".bad"))
-        return
-    if keys is not None:
-        model = detector.model
-        log.info(
-            "detector state restored from %s: %d keys%s",
-            path,
-            keys,
-            "" if model is None else f", {len(model.remembered)} transactions awaiting labels",
-        )
-
-
-async def _save_state(detector: Detector, path: Path, *, live: bool = False) -> None:
-    """Encode on the loop (the state is the loop's), write from a thread. `live`: the
-    detection loop is running, so encode a chunk of keys at a time and let it run between
-    chunks rather than stop it for as long as a million accounts take."""
-    frames: list[bytes] = []
-    # 500 keys a frame: about 10-40 ms of encoding at a time on this machine, within the
-    # latency a batch may take.
-    for frame in snapshot.encode_frames(
-        detector.featurizer, chunk=500 if live else 1 << 30, model=detector.model
-    ):
-        frames.append(frame)
-        if live:
-            await asyncio.sleep(0)
-    try:
-        size = await asyncio.to_thread(snapshot.write_bytes, frames, path)
-    except OSError as exc:
-        log.error("detector state not saved to %s: %s", path, exc)
-        return
-    log.info("detector state saved to %s: %d bytes", path, size)
-
-
-async def _snapshots(detector: Detector, path: Path, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        await _save_state(detector, path, live=True)
+    await saver.save_logged()
 
 
 async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -419,6 +382,7 @@ def create_app(settings: Settings) -> web.Application:
         model=slot,
         ttl_s=settings.state_ttl_days * 86400,
     )
+    app[STATE_SAVER] = StateSaver(app[DETECTOR], settings.state_path)
     app[STORE] = SqliteStore(settings.db_path, busy_timeout=settings.store_busy_timeout)
     app[AUTH] = Authenticator(settings, app[STORE], app[HUB])
     if settings.pipeline == "naive":
@@ -439,6 +403,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_put("/api/v1/users/{name}", admin.put_user)
     app.router.add_delete("/api/v1/users/{name}", admin.delete_user)
     app.router.add_get("/api/v1/settings", admin.settings)
+    app.router.add_post("/api/v1/admin/snapshot", snapshots.take_snapshot)
     triage.add_routes(app)
     app.router.add_get("/api/v1/alerts/{alert_id}", api.get_alert)
     app.router.add_get("/api/v1/accounts/{account_id}/transactions", api.account_transactions)

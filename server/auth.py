@@ -1,9 +1,9 @@
 """Who is asking and what they may do: analysts by session, machines by API key; CSRF, origins.
 
 Roles and scopes both become permissions: `read` (alerts, the dashboard, /ws), `triage`
-(acknowledge, resolve), `admin`, `ingest` and `labels`. Analysts' roles grant the first
-three; API keys carry the scopes they were created with. `triage` is never a key's: a
-decision about an alert belongs to a person.
+(acknowledge, resolve), `admin`, `ingest`, `labels` and `backup` (a detector snapshot on
+request). Analysts' roles grant the first three; API keys carry the scopes they were created
+with. `triage` is never a key's: a decision about an alert belongs to a person.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from server.ratelimit import LoginThrottle
 from server.store.base import Role, Store
 
 CSRF_HEADER = "X-CSRF-Token"
-Permission = Literal["read", "triage", "admin", "ingest", "labels"]
+Permission = Literal["read", "triage", "admin", "ingest", "labels", "backup"]
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
     "analyst": frozenset({"read", "triage"}),

@@ -158,8 +158,9 @@ class Settings:
     state_snapshot_interval: float = _s(
         300.0,
         "Seconds between snapshots of the detector's per-key state to "
-        "DATA_DIR/detector-state.msgpack (also written at shutdown and read at start, so "
-        "a restart keeps each account's history). 0: only at shutdown.",
+        "DATA_DIR/detector-state.msgpack (also written at shutdown and on request, which "
+        "`fraudwatch backup` makes, and read at start, so a restart keeps each account's "
+        "history). 0: only at shutdown and on request.",
     )
     retention_days: float = _s(
         0.0,

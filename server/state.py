@@ -11,6 +11,7 @@ from server.hub import Hub
 from server.learning import Trainer
 from server.pipeline import TxQueue
 from server.scorecard import Scorecard
+from server.state_saver import StateSaver
 from server.stats import Stats
 from server.store.base import Store
 
@@ -23,3 +24,4 @@ STATS = web.AppKey("stats", Stats)
 AUTH = web.AppKey("auth", Authenticator)
 TRAINER = web.AppKey("trainer", Trainer)  # absent when the 'model' setting is off
 SCORECARD = web.AppKey("scorecard", Scorecard)
+STATE_SAVER = web.AppKey("state_saver", StateSaver)

@@ -20,7 +20,9 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+from aiohttp.test_utils import TestClient
 
+from server.config import Settings
 from server.detection import Detector, Scored
 from server.detection.features import FEATURES
 from server.detection.model import (
@@ -43,6 +45,7 @@ from server.detection.snapshot import (
     load,
     save,
 )
+from server.state import AUTH as AUTH_KEY
 from server.transactions import Transaction
 from tests.conftest import AUTH, card_testing
 from tests.conftest import tx as tx_json
@@ -463,3 +466,30 @@ def test_a_truncated_snapshot_is_refused() -> None:
     data = encode(det.featurizer)
     with pytest.raises(SnapshotError, match="truncated"):
         decode_into(all_features().featurizer, data[:-5])
+
+
+async def test_the_snapshot_endpoint_needs_the_backup_scope_and_writes_the_state(
+    client: TestClient, settings: Settings
+) -> None:
+    resp = await client.post("/api/v1/transactions", json=card_testing("e", "acct-e"), headers=AUTH)
+    assert resp.status == 200
+    assert (await client.post("/api/v1/admin/snapshot")).status == 401
+    reader = await client.app[AUTH_KEY].keys.create("reader", ["read", "ingest"])
+    refused = await client.post(
+        "/api/v1/admin/snapshot", headers={"Authorization": f"Bearer {reader}"}
+    )
+    assert refused.status == 403
+    assert "'backup' scope" in (await refused.json())["error"]["message"]
+    backup_key = await client.app[AUTH_KEY].keys.create("backups", ["backup"])
+    headers = {"Authorization": f"Bearer {backup_key}"}
+    # Two at once: each waits for the other's write, both files whole.
+    answers = await asyncio.gather(
+        *(client.post("/api/v1/admin/snapshot", headers=headers) for _ in range(2))
+    )
+    assert [a.status for a in answers] == [200, 200]
+    body = await answers[1].json()
+    assert body["path"] == str(settings.state_path) and body["keys"] >= 1
+    assert body["bytes"] == settings.state_path.stat().st_size
+    featurizer = Detector().featurizer
+    assert load(featurizer, settings.state_path) == body["keys"]
+    assert "acct-e" in featurizer.accounts

@@ -62,6 +62,11 @@ def _unpack(cls: type[KeyState], fields: tuple[str, ...], values: list[Any]) -> 
     return state
 
 
+def count_keys(featurizer: Featurizer) -> int:
+    """The keys a snapshot of `featurizer` holds now (accounts, merchants, devices, IPs)."""
+    return sum(len(getattr(featurizer, kind)) for kind in _KINDS)
+
+
 def encode_frames(
     featurizer: Featurizer, chunk: int = 2000, model: ModelSlot | None = None
 ) -> Iterator[bytes]:
