@@ -11,22 +11,33 @@ The other files the server reads at start (`DATA_FILES`) are copied first, each 
 temporary name and renamed, so the database is at least as new as they are: the copy is a
 state a crash could have left (a detector snapshot or model a little behind the database),
 which the server restarts from as after a crash.
+
+The server restores its detector state from its snapshot alone (it does not replay the
+stored transactions scored after it), and a running server writes one only every
+`state_snapshot_interval`. So before copying, the backup asks the server running on the data
+directory for a snapshot (`POST /api/v1/admin/snapshot`, with an API key with the `backup`
+scope) and waits for it: the copy's state then lacks only what was scored during the copy.
+No server answering means the snapshot on disk is what a stopped server wrote at shutdown,
+which is current; a server that answers but writes none is warned about.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sqlite3
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from server.config import ConfigError, load_settings
+from server.config import ConfigError, Settings, load_settings
 
 DB_NAME = "fraudwatch.db"
 DATA_FILES: tuple[tuple[str, str], ...] = (
@@ -44,6 +55,10 @@ STEP_PAGES = 256
 """Pages one backup step copies: 1 MiB at SQLite's default 4 KiB pages."""
 BUSY_TIMEOUT_MS = 5_000
 _TMP_SUFFIX = ".backup-tmp"
+STATE_FILE = "detector-state.msgpack"
+SNAPSHOT_PATH = "/api/v1/admin/snapshot"
+SNAPSHOT_TIMEOUT_S = 120.0
+"""How long the server may take to write its snapshot (a few seconds for a million keys)."""
 
 
 class BackupError(Exception):
@@ -70,10 +85,22 @@ class DatabaseCopy:
     check: str
 
 
+@dataclass(frozen=True, slots=True)
+class StateSource:
+    """Where the copied detector state comes from: `fresh`, written by the running server
+    for this backup; otherwise the file on disk as it was, and `note` says why. `warn`: a
+    server seems to be running, so that file may be up to `state_snapshot_interval` old."""
+
+    fresh: bool
+    note: str
+    warn: bool = False
+
+
 @dataclass(slots=True)
 class BackupResult:
     files: list[CopiedFile] = field(default_factory=list)
     database: DatabaseCopy | None = None
+    state: StateSource | None = None
     skipped: list[str] = field(default_factory=list)  # transient files
     left_out: list[str] = field(default_factory=list)  # not fraudwatch's
     seconds: float = 0.0
@@ -222,9 +249,105 @@ def backup_database(
     )
 
 
-def backup(data_dir: Path, dest: Path, *, step_pages: int = STEP_PAGES) -> BackupResult:
-    """Back up `data_dir` into `dest` (new or empty). Raises Refused, BackupError
-    or OSError; on any of them `dest` may hold part of a backup, never a finished one."""
+def server_url(settings: Settings) -> str:
+    """Where the server of these settings answers on this machine."""
+    host = settings.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def backup_key(settings: Settings, key_file: Path | None) -> str | None:
+    """The API key to ask for a snapshot with: `key_file`'s, else the `api_key` setting,
+    else the bootstrap key in DATA_DIR/api-key; None without any. Raises OSError for a
+    `key_file` that cannot be read."""
+    if key_file is not None:
+        return key_file.read_text(encoding="utf-8").strip() or None
+    if settings.api_key:
+        return settings.api_key
+    try:
+        return (settings.data_dir / "api-key").read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def request_snapshot(
+    url: str, key: str | None, data_dir: Path, *, timeout: float = SNAPSHOT_TIMEOUT_S
+) -> StateSource:
+    """Ask the server at `url` to write its detector state to `data_dir` now, and wait.
+    Never raises: what went wrong is in the StateSource's note."""
+    state = data_dir / STATE_FILE
+    on_disk = "copied as on disk" if state.exists() else "none on disk to copy"
+    if key is None:
+        return StateSource(
+            False,
+            f"{on_disk}: no API key to ask a running server for a fresh snapshot with "
+            "(give one with the 'backup' scope: --key-file)",
+            warn=True,
+        )
+    request = urllib.request.Request(
+        url + SNAPSHOT_PATH, data=b"", method="POST", headers={"Authorization": f"Bearer {key}"}
+    )
+    # Straight to the server: a proxy from the environment has no business here.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as resp:
+            body = json.load(resp)
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.load(exc)["error"]["message"]
+        except (ValueError, KeyError, TypeError, OSError):
+            message = exc.reason
+        return StateSource(
+            False, f"{on_disk}: the server at {url} answered {exc.code}: {message}", warn=True
+        )
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, ConnectionRefusedError):
+            if (data_dir / f"{DB_NAME}-wal").exists():
+                # SQLite removes the WAL when the last connection closes: a server may be
+                # running elsewhere, or one was killed.
+                return StateSource(
+                    False,
+                    f"{on_disk}: no server answered at {url}, but {DB_NAME}-wal is there: if "
+                    "a server runs on this data directory, give its URL with --server",
+                    warn=True,
+                )
+            return StateSource(
+                False,
+                f"{on_disk}, as the server wrote it when it stopped: no server answered at {url}",
+            )
+        return StateSource(False, f"{on_disk}: could not ask {url}: {reason}", warn=True)
+    written = Path(str(body.get("path", "")))
+    if written.resolve() != state.resolve():
+        return StateSource(
+            False,
+            f"{on_disk}: the server at {url} keeps its data in {written.parent}, not "
+            f"{data_dir}: give this data directory's server with --server",
+            warn=True,
+        )
+    return StateSource(
+        True,
+        f"written for this backup by the server at {url} "
+        f"({int(body.get('keys', 0)):,} keys in {float(body.get('seconds', 0)):.2f} s)",
+    )
+
+
+def backup(
+    data_dir: Path,
+    dest: Path,
+    *,
+    step_pages: int = STEP_PAGES,
+    fresh_state: Callable[[], StateSource] | None = None,
+) -> BackupResult:
+    """Back up `data_dir` into `dest` (new or empty). `fresh_state`, called once `dest` is
+    ready and before anything is copied, has the running server write its detector state
+    (request_snapshot). Raises Refused, BackupError or OSError; on any of them `dest` may
+    hold part of a backup, never a finished one."""
     started = time.monotonic()
     db = data_dir / DB_NAME
     if not db.is_file():
@@ -233,6 +356,8 @@ def backup(data_dir: Path, dest: Path, *, step_pages: int = STEP_PAGES) -> Backu
         raise Refused(f"{dest} is inside the data directory {data_dir}")
     prepare_destination(dest)
     result = BackupResult()
+    if fresh_state is not None:
+        result.state = fresh_state()
     names, result.skipped, result.left_out = classify(data_dir)
     # The files first, the database last: the copy's database is never older than them.
     for name in names:
@@ -268,6 +393,8 @@ def report_lines(result: BackupResult, data_dir: Path, dest: Path) -> list[str]:
         f"(longest {db.longest_step_s * 1000:.1f} ms), integrity_check {db.check}"
     )
     lines += [f"  {f.name:<{width}}  {_size(f.size):>10}" for f in result.files]
+    if result.state is not None:
+        lines.append(f"detector state: {result.state.note}")
     if result.skipped:
         lines.append(f"skipped (temporary, or in the database copy): {', '.join(result.skipped)}")
     if result.left_out:
@@ -292,7 +419,22 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("dest", type=Path, metavar="DEST", help="a new or empty directory")
     parser.add_argument("--data-dir", type=Path, help="data directory (default ./fraudwatch-data)")
-    parser.add_argument("--config", type=Path, help="TOML settings file (for its data_dir)")
+    parser.add_argument(
+        "--config", type=Path, help="TOML settings file (its data_dir, host, port, api_key)"
+    )
+    parser.add_argument(
+        "--server",
+        metavar="URL",
+        help="the URL of the server running on DATA_DIR, asked for a fresh detector snapshot "
+        "before the copy (default http://HOST:PORT from the settings)",
+    )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        metavar="FILE",
+        help="a file holding an API key with the 'backup' scope to ask with (default: the "
+        "api_key setting, else DATA_DIR/api-key)",
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -301,8 +443,18 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = sys.stdout if out is None else out
     try:
         flags = {"data_dir": args.data_dir} if args.data_dir is not None else {}
-        data_dir = load_settings(flags, config_file=args.config).data_dir
-        result = backup(data_dir, args.dest)
+        settings = load_settings(flags, config_file=args.config)
+        data_dir = settings.data_dir
+        url = (args.server or server_url(settings)).rstrip("/")
+        try:
+            key = backup_key(settings, args.key_file)
+        except OSError as exc:
+            raise ConfigError(f"cannot read --key-file {args.key_file}: {exc.strerror}") from None
+
+        def fresh_state() -> StateSource:
+            return request_snapshot(url, key, data_dir)
+
+        result = backup(data_dir, args.dest, fresh_state=fresh_state)
     except (ConfigError, Refused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -318,4 +470,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 1
     for line in report_lines(result, data_dir, args.dest):
         print(line, file=out)
+    if result.state is not None and result.state.warn:
+        print(
+            f"warning: detector state {result.state.note}; it may be up to "
+            "state_snapshot_interval older than the database (see docs/operations.md)",
+            file=sys.stderr,
+        )
     return 0

@@ -1,0 +1,121 @@
+"""The detector state in a backup of a running server: what a restored server remembers
+of each account, checked on real `fraudwatch` processes and files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import API_KEY, AUTH, card_testing
+from tests.live_server import BASE, LiveServer, start_live
+from tests.test_cli import fraudwatch
+
+# The default interval: in a test's lifetime the running server writes no periodic snapshot.
+INTERVAL = {"state_snapshot_interval": 300}
+
+
+def _settings_of(server: LiveServer) -> dict[str, str]:
+    """The environment the server runs with, for a `fraudwatch backup` beside it: its
+    port and its `api_key`, as an operator runs both with one configuration."""
+    port = urllib.parse.urlsplit(server.url).port
+    return {**os.environ, "FRAUDWATCH_API_KEY": API_KEY, "FRAUDWATCH_PORT": str(port)}
+
+
+async def _post(url: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as http,
+        http.post(f"{url}/api/v1/transactions", json=records) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        results: list[dict[str, Any]] = (await resp.json())["results"]
+        return results
+
+
+async def test_a_backup_of_a_running_server_restores_each_accounts_history(
+    tmp_path: Path,
+) -> None:
+    """Three tiny charges on one account: the first before a restart (so on disk there is a
+    snapshot, as there is after any restart or periodic snapshot), the second to the running
+    server, a backup, then the third to a server started on the backup. It is the third
+    tiny charge in ten minutes and card testing must fire on it, as without the restore."""
+    data, dest = tmp_path / "data", tmp_path / "backup"
+    probes = card_testing("ct", "acct-backup", n=3, at=BASE)
+    with contextlib.ExitStack() as stack:
+        server = await start_live(data, stack, **INTERVAL)
+        assert not (await _post(server.url, probes[:1]))[0]["reasons"]
+        assert server.stop(signal.SIGTERM) == 0, server.output()
+        assert (data / "detector-state.msgpack").exists()  # the first charge is in it
+
+        server = await start_live(data, stack, **INTERVAL)
+        assert not (await _post(server.url, probes[1:2]))[0]["reasons"]
+        done = await asyncio.to_thread(
+            fraudwatch, "backup", str(dest), "--data-dir", str(data), env=_settings_of(server)
+        )
+        assert done.returncode == 0, done.stderr
+        assert server.stop() == 0
+
+        restored = await start_live(dest, stack, **INTERVAL)
+        verdict = (await _post(restored.url, probes[2:]))[0]
+        assert restored.stop() == 0
+    # A snapshot as last written (before the second charge) restored the account's history
+    # without the second charge, though it is in the database copy: the third was counted
+    # as the second, and card testing did not fire.
+    assert [r["code"] for r in verdict["reasons"]] == ["card_testing"], (verdict, done.stdout)
+    assert verdict["reasons"][0]["observed"] == 3
+    note = f"detector state: written for this backup by the server at {server.url} ("
+    assert note in done.stdout and done.stderr == "", (done.stdout, done.stderr)
+
+
+async def test_with_no_server_running_the_snapshot_it_wrote_at_shutdown_is_copied(
+    tmp_path: Path,
+) -> None:
+    data, dest = tmp_path / "data", tmp_path / "backup"
+    probes = card_testing("ct", "acct-stopped", n=3, at=BASE)
+    with contextlib.ExitStack() as stack:
+        server = await start_live(data, stack, **INTERVAL)
+        await _post(server.url, probes[:2])
+        env = _settings_of(server)
+        assert server.stop() == 0
+        done = await asyncio.to_thread(
+            fraudwatch, "backup", str(dest), "--data-dir", str(data), env=env
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == ""  # nothing to warn about: the file on disk is current
+        assert (
+            "detector state: copied as on disk, as the server wrote it when it stopped: "
+            f"no server answered at {server.url}\n"
+        ) in done.stdout
+        restored = await start_live(dest, stack, **INTERVAL)
+        verdict = (await _post(restored.url, probes[2:]))[0]
+        assert restored.stop() == 0
+    assert [r["code"] for r in verdict["reasons"]] == ["card_testing"], verdict
+
+
+async def test_a_server_that_refuses_the_snapshot_is_warned_about_and_the_backup_made(
+    tmp_path: Path,
+) -> None:
+    data, dest = tmp_path / "data", tmp_path / "backup"
+    wrong = tmp_path / "wrong-key"
+    wrong.write_text("fw_not-a-key\n", encoding="utf-8")
+    with contextlib.ExitStack() as stack:
+        server = await start_live(data, stack, **INTERVAL)
+        await _post(server.url, card_testing("ct", "acct-refused", n=2, at=BASE))
+        done = await asyncio.to_thread(
+            fraudwatch, "backup", str(dest), "--data-dir", str(data), "--key-file", str(wrong),
+            env=_settings_of(server),
+        )  # fmt: skip
+        assert server.stop() == 0
+    # The database copy is whole; the state is what was on disk (here: none yet), and the
+    # operator is told why and what it means.
+    assert done.returncode == 0, done.stderr
+    assert "backup complete" in done.stdout
+    assert f"the server at {server.url} answered 401" in done.stdout
+    assert done.stderr.startswith("warning: detector state none on disk to copy: "), done.stderr
+    assert "state_snapshot_interval older than the database" in done.stderr
