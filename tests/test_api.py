@@ -11,11 +11,15 @@ import sqlite3
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.config import Settings
+from server.detection.verdict import Verdict
 from server.state import STORE
+from server.transactions import Transaction
+from server.views.api import INGEST_OVERRIDE
 from tests.conftest import AUTH, T0, Login, card_testing, make_settings, tx
 
 VERDICT_FIELDS = {
@@ -446,3 +450,22 @@ async def test_a_row_that_cannot_be_read_is_not_blamed_on_the_cursor(
         resp = await client.get(path, params={"cursor": "bm90IGEgY3Vyc29y"}, headers=AUTH)
         assert resp.status == 400, path
         assert (await resp.json())["error"]["field"] == "cursor"
+
+
+async def test_a_bug_while_scoring_is_a_500_not_a_retry(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    # The store's failures and timeouts are 503 with Retry-After; anything else is a bug a
+    # retry would meet again, so it must not tell the integrator's loop to retry.
+    app = create_app(settings)
+
+    async def broken(request: web.Request, transactions: list[Transaction]) -> list[Verdict]:
+        raise RuntimeError("a bug in scoring")
+
+    app[INGEST_OVERRIDE] = broken
+    client = await aiohttp_client(app)
+    resp = await client.post("/api/v1/transactions", json=tx("bug-1", "acct-b"), headers=AUTH)
+    assert resp.status == 500, await resp.text()
+    assert "Retry-After" not in resp.headers
+    error = (await resp.json())["error"]
+    assert error["code"] == "internal_error" and "retry" not in error["message"].lower()

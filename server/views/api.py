@@ -123,8 +123,15 @@ async def ingest(request: web.Request) -> web.Response:
             # Whatever was queued is kept and stored once the store is back (guarantees.md).
             return store_unavailable(exc, "re-sending the same ids is safe")
         except Exception:
+            # A bug, not the store (its failures and timeouts are StoreUnavailable above): a
+            # retry would most likely fail the same way, so it is not a 503's "retry".
             log.exception("ingest of %d transactions failed", len(valid))
-            return json_error(503, "store_unavailable", "Could not persist the transactions; retry")
+            return json_error(
+                500,
+                "internal_error",
+                "Could not score or store the transactions: an internal error, logged on the "
+                "server. Re-sending is safe once it is fixed: a stored id answers its verdict",
+            )
         for (i, _), verdict in zip(valid, verdicts, strict=True):
             results[i] = verdict
         # Ids already taken by a different transaction.
