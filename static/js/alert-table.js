@@ -85,7 +85,10 @@ export class AlertTable {
       if (reset) this._reset = true;
       for (const id of ids) {
         this._dirty.add(id);
-        this._touched.add(id);
+        // Only a listed alert's change can move the cursor's place (_keepPlace), and the list
+        // changes only on a rebuild, which empties this set. While the table is held there is
+        // no rebuild: every alert arriving would pile up here for as long as it is held.
+        if (this._positions.has(id)) this._touched.add(id);
       }
       for (const id of added) this._added.add(id);
       this._stale = true;
