@@ -1,20 +1,22 @@
 """A table held for a long time (the keyboard in it for an hour at hundreds of alerts a second)
 keeps bounded state: benchmarks/dashboard_soak.py found what grew, these keep it fixed.
 
-Thousands of alerts through the server take a while, so these run the page's own modules
-in the page: a table over a store of its own, fed alerts copied from a real one.
+Filling the page's 20,000-alert cap takes minutes through the server, so these run the
+page's own modules in the page (the table over a store with a small capacity), or load the
+dashboard with its cap lowered by rewriting app.js on its way to the browser.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, Route, expect
 
-from tests.browser_support import impossible_travel, post_ndjson, sign_in
+from tests.browser_support import T0, Ingest, card_testing, impossible_travel, post_ndjson, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -97,4 +99,74 @@ async def test_a_held_table_does_not_keep_the_id_of_every_alert_that_changed(
     assert touched["listed"] == 40
     assert touched["waiting"] == 5000
     assert touched["touched"] <= 40, touched
+    assert alice.problems == []
+
+
+async def test_a_held_table_past_the_memory_cap_keeps_what_the_page_holds_and_counts_the_rest(
+    browser: Browser, server: TestServer, http: aiohttp.ClientSession
+) -> None:
+    # Soak: held for ten minutes at 60 alerts a second, the pill said "Paused · 36,000 new"
+    # while the page held 20,000 alerts: the table kept the id of every alert that arrived,
+    # those the page had let go of at its cap too, and promised them on release.
+    template = await an_alert(server, http)
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    await harness(page, template, capacity=300)
+    counts = await page.evaluate(
+        """async () => {
+          const { store, table, alert, settled } = window.__held;
+          for (let i = 0; i < 20; i += 1) store.upsert(alert(i));
+          await settled();
+          table.setFrozen(true);
+          for (let i = 20; i < 3020; i += 1) store.upsert(alert(i));
+          await settled();
+          const held = table._counts();
+          table.setFrozen(false);
+          await settled();
+          return { held, released: table._counts(), store: store.size };
+        }"""
+    )
+    held, released = counts["held"], counts["released"]
+    assert held["waiting"] <= counts["store"], counts
+    assert held["waiting"] + held["letGo"] == 3000, counts
+    # Released, the list is what the page holds, and nothing more is promised.
+    assert released["listed"] == counts["store"], counts
+    assert released["letGo"] == 0 and released["waiting"] == 0, counts
+    assert alice.problems == []
+
+
+async def lower_the_cap(page: Page) -> None:
+    async def rewrite(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.text()
+        assert "const STORE_CAPACITY = 20_000;" in body
+        body = body.replace("const STORE_CAPACITY = 20_000;", "const STORE_CAPACITY = 300;")
+        await route.fulfill(response=response, body=body)
+
+    await page.route("**/static/js/app.js", rewrite)
+
+
+async def test_the_paused_pill_says_how_many_more_arrived_than_the_page_keeps(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice", before_load=lower_the_cap)
+    page = alice.page
+    paused = page.locator("#alerts-paused")
+    [first] = await ingest(impossible_travel("acct-first", "First Ltd"))
+    await expect(alice.row(first)).to_be_visible()
+    await page.keyboard.press("j")  # the keyboard in the table holds it
+    await expect(paused).to_have_text("Paused")
+
+    # 600 alerts (card testing, ten an account): at 501 (300 + the store's slack of 200) the
+    # page lets go of its 201 oldest, the held row's and 200 waiting, down to 300; the last
+    # 100 make 400.
+    later = T0 + dt.timedelta(hours=1)
+    batch = [t for k in range(60) for t in card_testing(f"acct-c{k:03d}", n=12, at=later)]
+    assert len(await ingest(batch)) == 600
+    await expect(paused).to_have_text("Paused · 400 new · 200 more on the server")
+
+    # Released, the table lists the 400 the page holds.
+    await page.keyboard.press("Escape")
+    await expect(paused).to_be_hidden()
+    await expect(page.locator("#alerts-table")).to_have_attribute("aria-rowcount", "401")
     assert alice.problems == []

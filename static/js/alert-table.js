@@ -59,7 +59,8 @@ export class AlertTable {
     this._rows = new Map(); // alert id → rendered row
     this._dirty = new Set();
     this._added = new Set();
-    this._waiting = new Set();
+    this._waiting = new Set(); // held: ids of alerts the page holds that would join the list
+    this._letGo = 0; // held: alerts that were waiting until the page let go of them (its cap)
     this._pending = new Set();
     this._touched = new Set(); // alert ids changed since the list was last rebuilt
     this._reset = true;
@@ -89,6 +90,7 @@ export class AlertTable {
         // changes only on a rebuild, which empties this set. While the table is held there is
         // no rebuild: every alert arriving would pile up here for as long as it is held.
         if (this._positions.has(id)) this._touched.add(id);
+        else if (this._frozen && !reset) this._noteWaitingId(id);
       }
       for (const id of added) this._added.add(id);
       this._stale = true;
@@ -330,6 +332,7 @@ export class AlertTable {
       matching: this._list.length - this._unmatched.size,
       held: this.store.size + kept,
       waiting: this._waiting.size,
+      letGo: this._letGo,
     };
   }
 
@@ -346,6 +349,7 @@ export class AlertTable {
     this._positions = new Map();
     list.forEach((entry, i) => this._positions.set(entry.alert.id, i));
     this._waiting.clear();
+    this._letGo = 0;
     this._unmatched.clear();
     this._stale = false;
     this._forced = false;
@@ -402,11 +406,20 @@ export class AlertTable {
 
   // Held: count what would join the list, without moving anything.
   _noteWaiting() {
-    for (const id of this._dirty) {
-      if (this._positions.has(id)) continue;
-      const alert = this.store.get(id);
-      if (alert && this.filter(alert)) this._waiting.add(id);
-    }
+    for (const id of this._dirty) this._noteWaitingId(id);
+  }
+
+  // Only alerts the page still holds wait: held for an hour at hundreds of alerts a second,
+  // the page lets go of the oldest at its memory cap (AlertStore), and their ids must not
+  // pile up here, nor be promised as "new" when the release cannot show them. They are
+  // counted instead (they are still on the server: a time range reaches them). Called as
+  // each change arrives while held, since an alert can arrive and be let go of before the
+  // next frame; and for what changed before the table was held, on the next frame.
+  _noteWaitingId(id) {
+    if (this._positions.has(id)) return;
+    const alert = this.store.get(id);
+    if (alert && this.filter(alert)) this._waiting.add(id);
+    else if (this._waiting.delete(id) && !alert) this._letGo += 1;
   }
 
   // Held: a listed row that changed stays in place, matching the view or not. One whose alert

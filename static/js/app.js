@@ -217,7 +217,7 @@ async function loadFromServer(view, { force = false } = {}) {
   }
 }
 
-function renderSummary({ listed, matching, held, waiting }) {
+function renderSummary({ listed, matching, held, waiting, letGo }) {
   const filtered = isFiltered(filters.view);
   empty.hidden = listed > 0;
   setText(
@@ -227,7 +227,13 @@ function renderSummary({ listed, matching, held, waiting }) {
       : "No open alerts. New ones appear here as they are raised.",
   );
   paused.hidden = !table.frozen;
-  setText(paused, waiting > 0 ? `Paused · ${formatCount(waiting)} new` : "Paused");
+  // Past the page's memory cap a held table keeps only what the page holds, and says how
+  // many more arrived meanwhile: they are on the server (a time range brings them back).
+  const more = letGo > 0 ? ` · ${formatCount(letGo)} more on the server` : "";
+  setText(
+    paused,
+    waiting > 0 || letGo > 0 ? `Paused · ${formatCount(waiting)} new${more}` : "Paused",
+  );
   bulk.update();
   scheduleLocalCounts();
   if (held === 0) {
