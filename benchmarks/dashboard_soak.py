@@ -306,6 +306,15 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def main() -> None:
     args = parse_args()
+    # Taken before the pages load: the code they run is the checkout's at that moment.
+    described = await asyncio.to_thread(
+        subprocess.run,
+        ["git", "describe", "--always", "--dirty"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    commit = described.stdout.strip()
     workdir = Path(tempfile.mkdtemp(prefix="fw-soak-"))
     demo = Demo(workdir, args.port, args.rate)
     samples: list[dict[str, Any]] = []
@@ -371,15 +380,7 @@ async def main() -> None:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     result = {
         "args": vars(args),
-        "commit": (
-            await asyncio.to_thread(
-                subprocess.run,
-                ["git", "rev-parse", "--short", "HEAD"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-            )
-        ).stdout.strip(),
+        "commit": commit,
         "samples": samples,
         "summary": summary,
         "counts": counts,
