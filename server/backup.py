@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from server import server_file
 from server.config import ConfigError, Settings, load_settings
 
 DB_NAME = "fraudwatch.db"
@@ -133,7 +134,11 @@ def classify(data_dir: Path) -> tuple[list[str], list[str], list[str]]:
             continue
         if name in known and entry.is_file():
             copy.append(name)
-        elif name.startswith(DB_NAME) or name.endswith(_TRANSIENT_SUFFIXES):
+        elif (
+            name.startswith(DB_NAME)
+            or name.endswith(_TRANSIENT_SUFFIXES)
+            or name == server_file.NAME  # the running server's address, not its state
+        ):
             transient.append(name)
         else:
             other.append(name + ("/" if entry.is_dir() else ""))
@@ -249,16 +254,15 @@ def backup_database(
     )
 
 
-def server_url(settings: Settings) -> str:
-    """Where the server of these settings answers on this machine."""
-    host = settings.host
+def server_url(host: str, port: int) -> str:
+    """Where a server listening on `host`:`port` answers on this machine."""
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
+    return f"http://{host}:{port}"
 
 
 def backup_key(settings: Settings, key_file: Path | None) -> str | None:
@@ -445,7 +449,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         flags = {"data_dir": args.data_dir} if args.data_dir is not None else {}
         settings = load_settings(flags, config_file=args.config)
         data_dir = settings.data_dir
-        url = (args.server or server_url(settings)).rstrip("/")
+        if args.server:
+            url = args.server.rstrip("/")
+        else:
+            # The server running on this data dir says where it listens (server.json), even
+            # when started with another --port than the settings'.
+            running = server_file.running_server(data_dir)
+            where = (settings.host, settings.port) if running is None else running[:2]
+            url = server_url(*where)
         try:
             key = backup_key(settings, args.key_file)
         except OSError as exc:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from server import backtest, backup, replay
+from server import backtest, backup, replay, server_file
 from server.api_keys import SCOPES, KeyRing
 from server.auth import create_user, load_or_create_api_key
 from server.config import ConfigError, Settings, load_settings
@@ -283,6 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     banner.insert(1, f"  login:    {DEMO_USER} / {_demo_password(settings)}")
                     banner.append(f"  simulator: {settings.rate:g} tx/s (seed {settings.seed})")
                 banner.append(f"  data dir: {settings.data_dir.resolve()}")
+                # Where `fraudwatch backup` finds this server to ask it for a snapshot.
+                server_file.write(settings.data_dir, settings.host, port)
+                bound.callback(server_file.remove, settings.data_dir)
                 _run(settings, sockets, banner)
             return 0
         if args.command == "users":

@@ -119,3 +119,26 @@ async def test_a_server_that_refuses_the_snapshot_is_warned_about_and_the_backup
     assert f"the server at {server.url} answered 401" in done.stdout
     assert done.stderr.startswith("warning: detector state none on disk to copy: "), done.stderr
     assert "state_snapshot_interval older than the database" in done.stderr
+
+
+async def test_a_backup_finds_the_server_running_on_its_data_dir(tmp_path: Path) -> None:
+    # Started with a port of its own (--port, as the live server is) while the backup's
+    # settings say 8000: the server records where it listens in DATA_DIR/server.json, and the
+    # backup asks it there; the file is not copied, and the server removes it as it stops.
+    data, dest = tmp_path / "data", tmp_path / "backup"
+    with contextlib.ExitStack() as stack:
+        server = await start_live(data, stack, **INTERVAL)
+        await _post(server.url, card_testing("ct", "acct-found", n=2, at=BASE))
+        assert (data / "server.json").exists()
+        env = {**os.environ, "FRAUDWATCH_API_KEY": API_KEY}
+        env.pop("FRAUDWATCH_PORT", None)
+        done = await asyncio.to_thread(
+            fraudwatch, "backup", str(dest), "--data-dir", str(data), env=env
+        )
+        assert done.returncode == 0, done.stderr
+        assert server.stop(signal.SIGTERM) == 0
+    note = f"detector state: written for this backup by the server at {server.url} ("
+    assert note in done.stdout and done.stderr == "", (done.stdout, done.stderr)
+    assert "server.json" in done.stdout  # named among the skipped
+    assert not (dest / "server.json").exists()
+    assert not (data / "server.json").exists()
