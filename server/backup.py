@@ -32,7 +32,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -179,14 +179,6 @@ def copy_file(source: Path, target: Path) -> int:
     return size
 
 
-@contextlib.contextmanager
-def _closing(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
 def backup_database(
     source: Path,
     target: Path,
@@ -208,7 +200,7 @@ def backup_database(
         raise BackupError(f"cannot open {source}: {exc}") from None
     steps: list[float] = []
     try:
-        with _closing(src):
+        with contextlib.closing(src):
             src.execute("PRAGMA query_only = ON")
             # The read transaction: from its first read on, every step sees this snapshot.
             src.execute("BEGIN")
@@ -224,7 +216,7 @@ def backup_database(
                 if on_step is not None:
                     on_step(remaining, pages)
 
-            with _closing(sqlite3.connect(tmp, isolation_level=None)) as dst:
+            with contextlib.closing(sqlite3.connect(tmp, isolation_level=None)) as dst:
                 src.backup(dst, pages=step_pages, progress=progress)
                 src.execute("COMMIT")
                 try:
