@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from server import server_file
+from server import atomic_file, server_file
 from server.config import ConfigError, Settings, load_settings
 
 DB_NAME = "fraudwatch.db"
@@ -158,25 +158,10 @@ def copy_file(source: Path, target: Path) -> int:
     """Copy `source` to `target` atomically (a temporary name, fsync, rename), keeping its
     permission bits; returns its size. Reads one open file: a server replacing `source`
     meanwhile (it writes to a temporary name and renames) cannot tear the copy."""
-    tmp = target.with_name(target.name + _TMP_SUFFIX)
     with source.open("rb") as src:
         mode = os.fstat(src.fileno()).st_mode & 0o777
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                size = 0
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-    return size
+        chunks = iter(lambda: src.read(1 << 20), b"")
+        return atomic_file.write(target, chunks, mode=mode, tmp_suffix=_TMP_SUFFIX)
 
 
 def backup_database(

@@ -13,7 +13,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import os
 import queue
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import msgspec
 
+from server import atomic_file
 from server.detection.features import Featurizer
 from server.detection.model import ModelSlot, OnlineLogit, Predictor, learn_example
 from server.scorecard import Scorecard
@@ -58,9 +58,7 @@ def load_learner(path: Path) -> OnlineLogit | None:
 
 def save_learner(learner: OnlineLogit, path: Path) -> None:
     """Write atomically: a crash mid-write leaves the previous model, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(learner.to_dict()), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_file.write_text(path, json.dumps(learner.to_dict()))
 
 
 class Trainer:

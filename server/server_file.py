@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from server import atomic_file
+
 NAME = "server.json"
 
 
@@ -27,11 +29,7 @@ def write(data_dir: Path, host: str, port: int) -> Path:
     """Record this process as the server of `data_dir` (atomically, 0600)."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = data_dir / NAME
-    tmp = path.with_name(f"{NAME}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"host": host, "port": port, "pid": os.getpid()}, f)
-    os.replace(tmp, path)
+    atomic_file.write_text(path, json.dumps({"host": host, "port": port, "pid": os.getpid()}))
     return path
 
 

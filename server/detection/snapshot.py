@@ -11,7 +11,6 @@ so a crash mid-write leaves the previous snapshot whole.
 
 from __future__ import annotations
 
-import os
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -20,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from server import atomic_file
 from server.detection.features import AccountState, Featurizer, KeyState, state_fields
 from server.detection.model import RAW_LAYOUT, RAW_LAYOUTS_READ, ModelSlot, remembered_entry
 
@@ -232,15 +232,7 @@ def save(featurizer: Featurizer, path: Path, model: ModelSlot | None = None) -> 
 
 def write_bytes(data: bytes | list[bytes], path: Path) -> int:
     """Write `data` (or its frames) to `path` atomically; returns the bytes written."""
-    tmp = path.with_name(path.name + ".tmp")
-    frames = [data] if isinstance(data, bytes) else data
-    with tmp.open("wb") as f:
-        for frame in frames:
-            f.write(frame)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return sum(len(frame) for frame in frames)
+    return atomic_file.write(path, data)
 
 
 def load(featurizer: Featurizer, path: Path, model: ModelSlot | None = None) -> int | None:
