@@ -23,6 +23,9 @@ class Stats:
         self.alerts_total = 0
         self.batches_total = 0
         self.rejected_total = 0
+        # Re-sent ids whose stored row could not be read back: the store's fault, not the
+        # input's, so not counted as rejected.
+        self.stored_rows_damaged = 0
         self.ws_slow_disconnects = 0
         self.ws_verdicts_dropped = 0
         # Labels stored whose learning (model, scorecard, merchant risk) then failed.
@@ -51,6 +54,9 @@ class Stats:
 
     def record_rejected(self, count: int) -> None:
         self.rejected_total += count
+
+    def record_damaged(self, count: int) -> None:
+        self.stored_rows_damaged += count
 
     def tick(self) -> dict[str, Any]:
         """Close the current window and return rates and latency percentiles over it."""

@@ -243,6 +243,10 @@ async def test_resending_an_id_whose_stored_row_is_damaged_is_not_scored_again(
         rows = dict(conn.execute("SELECT id, verdict_json FROM transactions").fetchall())
     # Never scored again: the damaged row is as it was, the only one for its id.
     assert rows.keys() == {"hurt", "next"} and rows["hurt"] == "{}"
+    # The operator's alarm, not the integrator's: counted apart from refused inputs.
+    metrics = await (await client.get("/metrics")).text()
+    assert "fraudwatch_stored_rows_damaged_total 2" in metrics, metrics
+    assert "fraudwatch_rejected_total 0" in metrics, metrics
 
 
 async def test_alert_contract_and_listing(client: TestClient) -> None:

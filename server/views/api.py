@@ -134,8 +134,12 @@ async def ingest(request: web.Request) -> web.Response:
             )
         for (i, _), verdict in zip(valid, verdicts, strict=True):
             results[i] = verdict
-        # Ids already taken by a different transaction.
-        request.app[STATS].record_rejected(sum(isinstance(v, FieldError) for v in verdicts))
+        errors = [v.code for v in verdicts if isinstance(v, FieldError)]
+        damaged = errors.count("stored_row_damaged")
+        # Ids already taken by a different transaction: refused inputs. A damaged stored row
+        # is the server's failure, counted apart.
+        request.app[STATS].record_rejected(len(errors) - damaged)
+        request.app[STATS].record_damaged(damaged)
 
     if request.content_type in NDJSON_TYPES and body.lstrip().startswith(b"["):
         # An array sent as NDJSON: each line is refused, and the reason is the content type.
@@ -365,6 +369,12 @@ async def metrics(request: web.Request) -> web.Response:
         ("fraudwatch_alerts_total", "counter", "Alerts raised.", stats.alerts_total),
         ("fraudwatch_batches_total", "counter", "Detection batches.", stats.batches_total),
         ("fraudwatch_rejected_total", "counter", "Input records refused.", stats.rejected_total),
+        (
+            "fraudwatch_stored_rows_damaged_total",
+            "counter",
+            "Re-sent ids answered 500 stored_row_damaged: their stored row is unreadable.",
+            stats.stored_rows_damaged,
+        ),
         (
             "fraudwatch_ws_slow_disconnects_total",
             "counter",
