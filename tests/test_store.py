@@ -915,3 +915,55 @@ async def test_an_existing_database_keeps_its_mode(db_path: Path) -> None:
         0o750,
         0o640,
     )
+
+
+async def test_positions_follow_the_order_transactions_were_stored_in(store: SqliteStore) -> None:
+    assert await store.last_position() is None
+    assert await store.position_since("2000-01-01T00:00:00.000Z", 10) == 0
+    assert await store.transactions_after(0, 100, 10) == []
+    await store.write_batch([make_record(5), make_record(2)])  # stored in the order given
+    await store.write_batch([make_record(9), make_record(1)])
+    positions = await store.transaction_positions(
+        ["tx-00005", "tx-00002", "tx-00009", "tx-00001", "tx-00077"]
+    )
+    assert sorted(positions, key=positions.__getitem__) == [
+        "tx-00005",
+        "tx-00002",
+        "tx-00009",
+        "tx-00001",
+    ]
+    last = await store.last_position()
+    assert last == (positions["tx-00001"], "tx-00001")
+    # Read a chunk at a time, in that order, each as the JSON it was stored as.
+    first = positions["tx-00005"]
+    chunk = await store.transactions_after(first, last[0], 2)
+    assert [row.position for row in chunk] == [positions["tx-00002"], positions["tx-00009"]]
+    assert chunk[0].transaction == encode_transaction(make_record(2).transaction)
+    rest = await store.transactions_after(chunk[-1].position, last[0], 2)
+    assert [row.position for row in rest] == [positions["tx-00001"]]
+    assert await store.transactions_after(first, positions["tx-00002"], 10) == chunk[:1]
+
+
+async def test_a_pruned_newest_rowid_given_again_still_stands_after_every_row_left(
+    store: SqliteStore, db_path: Path
+) -> None:
+    await store.write_batch([make_record(1), make_record(2, alert=True), make_record(3)])
+    _age(db_path, ["tx-00001", "tx-00002", "tx-00003"], "2026-01-01T00:00:00.000Z")
+    assert await store.prune_transactions("2026-02-01T00:00:00.000Z") == 2
+    await store.write_batch([make_record(4)])
+    positions = await store.transaction_positions(["tx-00002", "tx-00004"])
+    assert positions["tx-00002"] < positions["tx-00004"]
+
+
+async def test_position_since_bounds_a_replay_by_receipt_and_by_count(
+    store: SqliteStore, db_path: Path
+) -> None:
+    await store.write_batch(make_batch(0, 10))
+    ids = [f"tx-{n:05d}" for n in range(10)]
+    positions = await store.transaction_positions(ids)
+    _age(db_path, ids[:4], "2026-01-01T00:00:00.000Z")
+    # Received since February: the last six; at most three: the last three.
+    assert await store.position_since("2026-02-01T00:00:00.000Z", 100) == positions[ids[3]]
+    assert await store.position_since("2026-02-01T00:00:00.000Z", 3) == positions[ids[6]]
+    assert await store.position_since("2000-01-01T00:00:00.000Z", 100) == 0
+    assert await store.position_since("2000-01-01T00:00:00.000Z", 0) == positions[ids[9]]

@@ -130,6 +130,13 @@ class StoredRecord(NamedTuple):
     model_inputs: ModelInputs | None = None
 
 
+class StoredTransaction(NamedTuple):
+    """A stored transaction where it stands in the store's order (`Store.transactions_after`)."""
+
+    position: int
+    transaction: bytes  # the JSON as stored
+
+
 class FreePages(NamedTuple):
     """One step of giving a database's free pages back to the file system."""
 
@@ -265,6 +272,26 @@ class Store(Protocol):
         """Persist a batch in one transaction: every transaction with its verdict (and model
         inputs, if any), and an alert (with its `alert` event) for every verdict that has an
         `alert_id`."""
+
+    async def transaction_positions(self, transaction_ids: Collection[str]) -> dict[str, int]:
+        """For those ids stored: where each stands in the order transactions were committed
+        (its position; SQLite's rowid). A later commit's transactions stand after an earlier
+        one's, and within one commit they stand in the order given: the order in which the
+        detection loop scored them. What a restarted detector's state is told apart by."""
+
+    async def last_position(self) -> tuple[int, str] | None:
+        """The position and id of the transaction stored last; None while there is none."""
+
+    async def position_since(self, received_since: str, at_most: int) -> int:
+        """The position after which stand the transactions received at or after
+        `received_since` (RFC 3339 UTC, as `utc_stamp` writes), but no more than the
+        `at_most` stored last: where a bounded replay of recent history starts."""
+
+    async def transactions_after(
+        self, position: int, until: int, limit: int
+    ) -> list[StoredTransaction]:
+        """Up to `limit` transactions after `position` and up to `until` (inclusive), in
+        the order they were stored: a restarted detector replays them a chunk at a time."""
 
     async def prune_transactions(self, received_before: str) -> int:
         """Delete the transactions received before `received_before` (RFC 3339 UTC, as
@@ -431,6 +458,7 @@ __all__ = [
     "SessionRecord",
     "Store",
     "StoredRecord",
+    "StoredTransaction",
     "User",
     "UserInfo",
 ]

@@ -35,6 +35,7 @@ from server.store.base import (
     Role,
     SessionRecord,
     StoredRecord,
+    StoredTransaction,
     User,
     UserInfo,
 )
@@ -268,6 +269,30 @@ class SqliteStore:
         if not transaction_ids:
             return Found({}, {})
         return await self._read(lambda conn: reads.known_transactions(conn, transaction_ids))
+
+    async def transaction_positions(self, transaction_ids: Collection[str]) -> dict[str, int]:
+        """For those ids stored: the rowid, which follows commit order. A row gets one more
+        than the largest rowid there when it is inserted; once the largest is pruned its
+        number may be given again, but only to a row inserted later, which then still
+        stands after every row that remains."""
+        if not transaction_ids:
+            return {}
+        return await self._read(lambda conn: reads.transaction_positions(conn, transaction_ids))
+
+    async def last_position(self) -> tuple[int, str] | None:
+        """The rowid and id of the transaction stored last; None while there is none."""
+        return await self._read(reads.last_position)
+
+    async def position_since(self, received_since: str, at_most: int) -> int:
+        """The rowid after which stand the transactions received at or after
+        `received_since`, but no more than the `at_most` stored last."""
+        return await self._read(lambda conn: reads.position_since(conn, received_since, at_most))
+
+    async def transactions_after(
+        self, position: int, until: int, limit: int
+    ) -> list[StoredTransaction]:
+        """Up to `limit` transactions with a rowid in (`position`, `until`], in rowid order."""
+        return await self._read(lambda conn: reads.transactions_after(conn, position, until, limit))
 
     async def prune_transactions(self, received_before: str, chunk: int = PRUNE_CHUNK) -> int:
         """Delete the transactions received before `received_before` that raised no alert,
