@@ -20,6 +20,7 @@ from server.config import Settings
 from server.detection.detector import Detector
 from server.detection.model import ModelSlot
 from server.detection.rules import load_rules
+from server.detection.snapshot import Progress
 from server.detection.verdict import Verdict
 from server.feeds.simulator import SimulatorFeed
 from server.hub import Hub
@@ -221,6 +222,7 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
         batch_max=settings.batch_max,
         batch_wait=settings.batch_wait_ms / 1000,
         on_stored=_scorecard_listener(app[SCORECARD]),
+        progress=saver.progress,
     )
     task = asyncio.create_task(loop.run(), name="detection-loop")
     periodic = (
@@ -382,7 +384,9 @@ def create_app(settings: Settings) -> web.Application:
         model=slot,
         ttl_s=settings.state_ttl_days * 86400,
     )
-    app[STATE_SAVER] = StateSaver(app[DETECTOR], settings.state_path)
+    # The naive baseline scores concurrently, not in the order it stores: no replay marks.
+    progress = Progress() if settings.pipeline == "batched" else None
+    app[STATE_SAVER] = StateSaver(app[DETECTOR], settings.state_path, progress)
     app[STORE] = SqliteStore(settings.db_path, busy_timeout=settings.store_busy_timeout)
     app[AUTH] = Authenticator(settings, app[STORE], app[HUB])
     if settings.pipeline == "naive":

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from server.detection.detector import Detector
+from server.detection.snapshot import Progress
 from server.detection.verdict import Verdict
 from server.hub import Hub
 from server.stats import Stats
@@ -197,6 +198,7 @@ class DetectionLoop:
         batch_max: int,
         batch_wait: float,
         on_stored: Callable[[Sequence[StoredRecord]], None] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.queue = queue
         self.detector = detector
@@ -209,6 +211,9 @@ class DetectionLoop:
         self.on_stored = on_stored
         # Transactions taken from the queue and not yet stored (for shutdown's report).
         self.in_hand = 0
+        # Moved once a batch (scored, then stored): what each detector snapshot records of
+        # where its state stands in the store, for a replay after a crash.
+        self.progress = progress
 
     async def run(self) -> None:
         """Process batches until the queue is closed and drained."""
@@ -304,10 +309,16 @@ class DetectionLoop:
                 )
                 out.append(verdict)
             answers.append(out)
+        progress = self.progress
         if records:
+            last = records[-1].transaction.id
+            if progress is not None:
+                progress.scored = last
             # The records are scored once and kept: a retry writes the same verdicts, so the
             # detector's account state never counts a transaction twice.
             await self._until_stored(lambda: self.store.write_batch(records))
+            if progress is not None:
+                progress.stored = last
         now = time.monotonic()
         for sub, out in zip(batch, answers, strict=True):
             latencies.append((now - sub.received) * 1000)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from server.detection import snapshot
 from server.detection.detector import Detector
+from server.detection.snapshot import Progress
 from server.store.base import utc_stamp
 
 log = logging.getLogger(__name__)
@@ -34,31 +35,48 @@ class Saved:
 
 
 class StateSaver:
-    def __init__(self, detector: Detector, path: Path) -> None:
+    """`progress`: how far through the store the state has got, which the detection loop
+    moves and each snapshot records (server/state_replay.py); None when the loop's scoring
+    order is not the store's (the naive pipeline), and snapshots then carry no marks."""
+
+    def __init__(self, detector: Detector, path: Path, progress: Progress | None = None) -> None:
         self.detector = detector
         self.path = path
+        self.progress = progress
         self._lock = asyncio.Lock()
 
-    def restore(self) -> None:
-        """Load the snapshot at `path`, if any; a bad one is set aside and logged."""
+    def restore(self) -> snapshot.Restored | None:
+        """Load the snapshot at `path`, if any; a bad one is set aside and logged. None when
+        no snapshot was restored (none, or a bad one): the state is empty."""
         detector, path = self.detector, self.path
         try:
-            keys = snapshot.load(detector.featurizer, path, detector.model)
-        except (snapshot.SnapshotError, OSError) as exc:
-            # Starting with empty state is safe (detection is only less informed for a
-            # while); refusing to start over it would not be. The bad file is kept.
-            log.error("detector state in %s not restored (%s); starting empty", path, exc)
-            with contextlib.suppress(OSError):
-                path.replace(path.with_name(path.name + ".bad"))
-            return
-        if keys is not None:
-            model = detector.model
-            log.info(
-                "detector state restored from %s: %d keys%s",
-                path,
-                keys,
-                "" if model is None else f", {len(model.remembered)} transactions awaiting labels",
-            )
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._set_aside(exc)
+            return None
+        try:
+            restored = snapshot.restore(detector.featurizer, data, detector.model)
+        except snapshot.SnapshotError as exc:
+            self._set_aside(exc)
+            return None
+        model = detector.model
+        log.info(
+            "detector state restored from %s: %d keys%s",
+            path,
+            restored.keys,
+            "" if model is None else f", {len(model.remembered)} transactions awaiting labels",
+        )
+        return restored
+
+    def _set_aside(self, exc: Exception) -> None:
+        # Starting with empty state is safe (detection is only less informed for a while);
+        # refusing to start over it would not be. The bad file is kept.
+        path = self.path
+        log.error("detector state in %s not restored (%s); starting empty", path, exc)
+        with contextlib.suppress(OSError):
+            path.replace(path.with_name(path.name + ".bad"))
 
     async def save(self, *, live: bool = False) -> Saved:
         """Write a snapshot now; raises OSError. Encoded on the loop (the state is the
@@ -71,7 +89,10 @@ class StateSaver:
             keys = snapshot.count_keys(detector.featurizer)
             frames: list[bytes] = []
             for frame in snapshot.encode_frames(
-                detector.featurizer, chunk=LIVE_CHUNK if live else 1 << 30, model=detector.model
+                detector.featurizer,
+                chunk=LIVE_CHUNK if live else 1 << 30,
+                model=detector.model,
+                progress=self.progress,
             ):
                 frames.append(frame)
                 if live:

@@ -38,11 +38,13 @@ from server.detection.model import (
     scored_logit,
 )
 from server.detection.snapshot import (
+    Progress,
     SnapshotError,
     decode_into,
     encode,
     encode_frames,
     load,
+    restore,
     save,
 )
 from server.state import AUTH as AUTH_KEY
@@ -493,3 +495,27 @@ async def test_the_snapshot_endpoint_needs_the_backup_scope_and_writes_the_state
     featurizer = Detector().featurizer
     assert load(featurizer, settings.state_path) == body["keys"]
     assert "acct-e" in featurizer.accounts
+
+
+def test_each_frame_marks_how_far_through_the_store_its_keys_had_got() -> None:
+    txs = stream(120)
+    det, progress = learning(), Progress()
+    for tx in txs[:100]:
+        det.score(tx)
+    progress.through("s-99")
+    frames: list[bytes] = []
+    for i, frame in enumerate(encode_frames(det.featurizer, 3, det.model, progress)):
+        frames.append(frame)
+        if i == 1:  # a batch scored after the first accounts' frame, and not yet stored
+            for tx in txs[100:110]:
+                det.score(tx)
+            progress.scored = "s-109"
+    restored = restore(learning().featurizer, b"".join(frames), learning().model)
+    assert restored.marks is not None
+    assert restored.marks.marks == [("s-99", "s-99"), ("s-109", "s-99")]
+    accounts = list(det.featurizer.accounts)
+    # The header's mark stands for the first frame's keys and any the snapshot lacks.
+    assert restored.marks.keys["accounts"] == dict.fromkeys(accounts[3:], 1)
+    assert set(restored.marks.keys["merchants"]) == set(det.featurizer.merchants)
+    # Without `progress` (the naive pipeline, an earlier version's file): no marks.
+    assert restore(all_features().featurizer, encode(det.featurizer)).marks is None

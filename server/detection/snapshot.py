@@ -7,6 +7,11 @@ until its label arrives, and the accounts the rules flagged in the last day), so
 chargeback arriving after a restart is still learnt; then an end frame. Hashes inside are
 stable across processes (`features.stable_hash`). Written to a temporary file and renamed,
 so a crash mid-write leaves the previous snapshot whole.
+
+Each frame also says how far through the store the state it holds had got when it was
+encoded (`Progress`: the last transaction scored, and the last of those stored), so that a
+restart after a crash can replay, key by key, exactly the stored transactions the snapshot
+lacks (server/state_replay.py). Older files have no such marks; they load as before.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,74 @@ _CACHES = frozenset({"risk"})  # derived from other fields; rebuilt on use
 
 class SnapshotError(Exception):
     """A snapshot that cannot be read back; the message says why."""
+
+
+Mark = tuple[str | None, str | None]
+"""(last transaction scored, last of those stored) when a frame was encoded: `Progress`."""
+
+
+@dataclass(slots=True)
+class Progress:
+    """How far through the store the detector's state has got, in the store's order: the
+    last transaction scored into it, and the last of those committed. The detection loop
+    scores a whole batch, then waits for its commit; it moves `scored`, then `stored`, once
+    a batch (never per transaction). None: no stored transaction is in the state."""
+
+    scored: str | None = None
+    stored: str | None = None
+
+    def mark(self) -> Mark:
+        return (self.scored, self.stored)
+
+    def through(self, tx_id: str | None) -> None:
+        """The state holds every transaction stored up to `tx_id` (at start, after replay)."""
+        self.scored = self.stored = tx_id
+
+
+MARKED_KINDS = ("accounts", "merchants", "devices", "ips", "account_flags")
+
+
+@dataclass(slots=True)
+class Marks:
+    """Where each key of a restored snapshot stands in the store's order: it holds every
+    stored transaction up to its frame's mark, and none after. `marks[0]` is the header's,
+    taken before any key was encoded: a key the snapshot lacks (new while it was written)
+    holds nothing stored after it. `keys[kind][key]` indexes `marks`, for the keys whose
+    frame's mark is not the header's (none at shutdown, when nothing moves)."""
+
+    marks: list[Mark]
+    keys: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {kind: {} for kind in MARKED_KINDS}
+    )
+
+    def add(self, mark: object, kind: str, keys: Iterator[str]) -> None:
+        """A frame's `mark` for its `keys` of `kind`."""
+        found = _mark(mark)
+        if found == self.marks[-1]:
+            index = len(self.marks) - 1  # frames' marks only move forward: one per change
+        else:
+            index = len(self.marks)
+            self.marks.append(found)
+        if index:
+            self.keys[kind].update(dict.fromkeys(keys, index))
+
+
+def _mark(value: object) -> Mark:
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(part is None or isinstance(part, str) for part in value)
+    ):
+        return (value[0], value[1])
+    raise SnapshotError(f"snapshot is damaged: a frame's mark is {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What `restore` put back: how many keys, and the marks (None in a file without)."""
+
+    keys: int
+    marks: Marks | None
 
 
 def _pack(state: KeyState, fields: tuple[str, ...]) -> list[Any]:
@@ -68,7 +142,10 @@ def count_keys(featurizer: Featurizer) -> int:
 
 
 def encode_frames(
-    featurizer: Featurizer, chunk: int = 2000, model: ModelSlot | None = None
+    featurizer: Featurizer,
+    chunk: int = 2000,
+    model: ModelSlot | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[bytes]:
     """The featurizer's state as length-prefixed msgpack frames, `chunk` keys a frame, then
     `model`'s memory if given.
@@ -76,8 +153,10 @@ def encode_frames(
     A caller may let other work run between frames (the periodic snapshot does, so a
     million accounts never stop the detection loop for seconds). Each key is then written
     as it stands when its frame is encoded: a consistent record per key, not one instant
-    for all, which for a snapshot taken to survive a restart is enough. Keys added
-    meanwhile wait for the next snapshot; keys evicted meanwhile are skipped.
+    for all. Keys added meanwhile wait for the next snapshot; keys evicted meanwhile are
+    skipped. With `progress`, the header and each frame say how far through the store the
+    state had got when they were encoded, which tells a replay after a crash which stored
+    transactions each key holds already.
     """
     header: dict[str, Any] = {
         "format": FORMAT,
@@ -85,6 +164,9 @@ def encode_frames(
     }
     if model is not None:
         header["model_layout"] = RAW_LAYOUT
+    marked: dict[str, Any] = {}  # a frame's mark, if any: read as the frame is encoded
+    if progress is not None:
+        header["through"] = marked["through"] = progress.mark()
     yield _frame(header)
     for kind, cls in _KINDS.items():
         fields = state_fields(cls)
@@ -96,7 +178,9 @@ def encode_frames(
                 state = states.get(key)
                 if state is not None:
                     packed[key] = _pack(state, fields)
-            yield _frame({"kind": kind, "states": packed})
+            if progress is not None:
+                marked["through"] = progress.mark()
+            yield _frame({"kind": kind, "states": packed, **marked})
     if model is not None:
         memory: tuple[tuple[str, Mapping[str, Any]], ...] = (
             ("model_inputs", model.remembered),
@@ -113,7 +197,9 @@ def encode_frames(
                     for key in keys[start : start + chunk]
                     if (value := mapping.get(key)) is not None
                 ]
-                yield _frame({"kind": kind, "items": items})
+                if progress is not None:
+                    marked["through"] = progress.mark()
+                yield _frame({"kind": kind, "items": items, **marked})
     amounts = [[bucket, *counts] for bucket, counts in featurizer.amounts.items()]
     yield _frame(
         {
@@ -130,15 +216,23 @@ def _frame(body: object) -> bytes:
     return len(data).to_bytes(8, "little") + data
 
 
-def encode(featurizer: Featurizer, model: ModelSlot | None = None) -> bytes:
+def encode(
+    featurizer: Featurizer, model: ModelSlot | None = None, progress: Progress | None = None
+) -> bytes:
     """The whole state at once (at shutdown, when nothing else runs)."""
-    return b"".join(encode_frames(featurizer, chunk=1 << 30, model=model))
+    return b"".join(encode_frames(featurizer, chunk=1 << 30, model=model, progress=progress))
 
 
 def decode_into(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None) -> int:
+    """`restore`, returning the keys restored."""
+    return restore(featurizer, data, model).keys
+
+
+def restore(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None) -> Restored:
     """Replace `featurizer`'s state with the snapshot's, and `model`'s memory with the
     snapshot's when it has one of the same inputs (another layout is left out: those
-    transactions' labels will be stored but not learnt); returns the keys restored."""
+    transactions' labels will be stored but not learnt); returns the keys restored and
+    each key's mark."""
     frames = _frames(data)
     header = next(frames, None)
     if not isinstance(header, dict) or header.get("format") not in READABLE:
@@ -151,6 +245,7 @@ def decode_into(featurizer: Featurizer, data: bytes, model: ModelSlot | None = N
     restored: dict[str, dict[str, KeyState]] = {kind: {} for kind in _KINDS}
     memory: dict[str, list[Any]] = {"model_inputs": [], "account_flags": []}
     end: dict[str, Any] | None = None
+    marks = Marks([_mark(header["through"])]) if "through" in header else None
     for body in frames:
         if not isinstance(body, dict):
             raise SnapshotError("snapshot is damaged: a frame is not a table")
@@ -160,6 +255,8 @@ def decode_into(featurizer: Featurizer, data: bytes, model: ModelSlot | None = N
         kind_found = body.get("kind")
         if kind_found in memory and isinstance(body.get("items"), list):
             memory[str(kind_found)].extend(body["items"])
+            if marks is not None and kind_found == "account_flags":
+                marks.add(body.get("through"), "account_flags", _firsts(body["items"]))
             continue
         if kind_found not in _KINDS:
             raise SnapshotError(f"snapshot is damaged: unknown kind {kind_found!r}")
@@ -171,6 +268,8 @@ def decode_into(featurizer: Featurizer, data: bytes, model: ModelSlot | None = N
             )
         except (TypeError, ValueError, KeyError) as exc:
             raise SnapshotError(f"snapshot {kind} are damaged: {exc}") from None
+        if marks is not None:
+            marks.add(body.get("through"), kind, iter(body["states"]))
     if end is None:
         raise SnapshotError("snapshot is truncated: no end frame")
     remembered = flags = None
@@ -205,7 +304,14 @@ def decode_into(featurizer: Featurizer, data: bytes, model: ModelSlot | None = N
         raise SnapshotError(f"snapshot amount labels are damaged: {exc}") from None
     featurizer.newest = float(end["newest"])
     featurizer.next_sweep = float(end["next_sweep"])
-    return sum(len(states) for states in restored.values())
+    return Restored(sum(len(states) for states in restored.values()), marks)
+
+
+def _firsts(items: list[Any]) -> Iterator[str]:
+    for item in items:
+        if not isinstance(item, list) or not item or not isinstance(item[0], str):
+            raise SnapshotError("snapshot model memory is damaged: an entry has no key")
+        yield item[0]
 
 
 def _frames(data: bytes) -> Iterator[Any]:
@@ -225,9 +331,14 @@ def _frames(data: bytes) -> Iterator[Any]:
         at += size
 
 
-def save(featurizer: Featurizer, path: Path, model: ModelSlot | None = None) -> int:
+def save(
+    featurizer: Featurizer,
+    path: Path,
+    model: ModelSlot | None = None,
+    progress: Progress | None = None,
+) -> int:
     """Write a snapshot to `path` atomically; returns its size in bytes."""
-    return write_bytes(encode(featurizer, model), path)
+    return write_bytes(encode(featurizer, model, progress), path)
 
 
 def write_bytes(data: bytes | list[bytes], path: Path) -> int:
