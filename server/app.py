@@ -41,6 +41,7 @@ from server.state import (
     STORE,
     TRAINER,
 )
+from server.state_replay import replay_stored
 from server.state_saver import StateSaver
 from server.stats import Stats
 from server.store.base import Label, StoredRecord
@@ -209,7 +210,13 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.rules_path is not None:
         detector.use_rules(await asyncio.to_thread(load_rules, settings.rules_path))
     saver = app[STATE_SAVER]
-    saver.restore()
+    restored = saver.restore()
+    if saver.progress is not None:
+        # Before the loop scores anything: what was stored after the snapshot (after a
+        # crash), or with no snapshot the recent history, goes into the state first.
+        await replay_stored(
+            detector, app[STORE], saver.progress, restored, max_rows=settings.state_replay_max
+        )
     counted = await rebuild_scorecard(app[STORE], app[SCORECARD])
     if counted:
         log.info("scorecard: %d labelled transactions counted from the store", counted)
@@ -421,9 +428,10 @@ def create_app(settings: Settings) -> web.Application:
         [
             _sessions_ctx,
             _store_ctx,
-            _retention_ctx,
             _model_ctx,
             _detection_ctx,
+            # After the replay at start: it must find the transactions the snapshot marks.
+            _retention_ctx,
             _feed_ctx,
             _stats_ctx,
         ]

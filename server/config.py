@@ -162,6 +162,13 @@ class Settings:
         "`fraudwatch backup` makes, and read at start, so a restart keeps each account's "
         "history). 0: only at shutdown and on request.",
     )
+    state_replay_max: int = _s(
+        1_000_000,
+        "At start, the most stored transactions replayed into the detector's state: those "
+        "scored after its snapshot (after a crash), or, with no snapshot, those received in "
+        "the last 31 days, newest first. 0: none (after a crash the state is the last "
+        "snapshot's).",
+    )
     retention_days: float = _s(
         0.0,
         "Days a transaction that raised no alert is kept after the server received it; older "
@@ -219,6 +226,7 @@ class Settings:
             "model_min_frauds",
             "model_negative_ratio",
             "simulator_label_delay",
+            "state_replay_max",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Setting '{name}' must be >= 0, got {getattr(self, name)}")

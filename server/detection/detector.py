@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from math import log1p
 
 from server.detection.features import DEFAULT_TTL_S, Featurizer, Value
-from server.detection.model import MODEL_FEATURES, RAW_LAYOUT, ModelSlot
+from server.detection.model import FLAG_SCORE, MODEL_FEATURES, RAW_LAYOUT, ModelSlot
 from server.detection.rules import SEVERITIES, RuleSet, load_rules
 from server.detection.verdict import Decision, Reason, Scored, Severity
 from server.transactions import MAX_AMOUNT, Transaction
@@ -136,6 +136,26 @@ class Detector:
         list made). A backtest splits it in two: `rules_half` in its reader process,
         `model_half` in the scoring one."""
         return self.model_half(tx, self.rules_half(tx, v, t))
+
+    def relearn(
+        self, tx: Transaction, t: float, *, held: Collection[str] = (), flags: bool = True
+    ) -> None:
+        """Take `tx` into its keys' history as `score` does, with no verdict: a restart
+        replaying stored transactions its snapshot lacks (server/state_replay.py). `held`:
+        kinds of key (`features.KEY_FIELDS`) that hold `tx` already, left as they are. With
+        every key taking it, the model's account flags do too (`flags`), as `observe` would
+        note them; its memory of inputs does not (a label for `tx` is learnt from the
+        inputs stored with its verdict, as it was scored)."""
+        if held:
+            self.featurizer.learn_except(tx, t, held)
+            return
+        v = self.featurizer.values_one(tx, t)
+        model = self._model
+        if model is None or not flags:
+            return
+        rules, final = self._rules_verdict(tx, v, t)
+        if not final and rules.score >= FLAG_SCORE:
+            model.flags.note(tx.account_id, t, rules.score)
 
     def rules_half(self, tx: Transaction, v: dict[str, Value], t: float) -> RulesHalf:
         """The lists' and rules' verdict; whether it is final (a block or an allow list

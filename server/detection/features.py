@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from math import asin, cos, inf, log1p, pi, sin, sqrt
 from zlib import crc32
@@ -48,6 +48,13 @@ WINDOWS: dict[str, tuple[str, int]] = {
     "24h": ("hour", 24),
     "7d": ("day", 7),
     "30d": ("day", 30),
+}
+KEY_FIELDS: dict[str, str] = {
+    # a Featurizer's key states -> the transaction field keying them
+    "accounts": "account_id",
+    "merchants": "merchant_id",
+    "devices": "device_id",
+    "ips": "ip",
 }
 ENTITIES: dict[str, str | None] = {
     # entity -> the transaction field keying it (None: always present)
@@ -653,6 +660,30 @@ class Featurizer:
             state.loc_lon = tx.lon
             state.loc_t = t
         return v
+
+    def learn_except(self, tx: Transaction, t: float, held: Collection[str]) -> None:
+        """`values_one`'s learning for `tx`'s keys but those of the kinds in `held`
+        (`KEY_FIELDS`: accounts, merchants, devices, ips), which hold `tx` already: a replay
+        of stored transactions into a snapshot encoded while the detector scored them. Each
+        held key is swapped for a blank one while `values_one` runs, and put back; the
+        features (computed against blanks) are dropped. Rare and off the scoring path, so
+        `values_one` itself stays as it is."""
+        swapped: list[tuple[dict[str, KeyState], str, KeyState | None]] = []
+        for kind in held:
+            key = getattr(tx, KEY_FIELDS[kind])
+            if key is None:
+                continue
+            states: dict[str, KeyState] = getattr(self, kind)
+            swapped.append((states, key, states.get(key)))
+            states[key] = AccountState() if kind == "accounts" else KeyState()
+        try:
+            self.values_one(tx, t)
+        finally:
+            for states, key, state in swapped:
+                if state is None:
+                    states.pop(key, None)
+                else:
+                    states[key] = state
 
     # -- the parts --------------------------------------------------------------------------
 
