@@ -1,17 +1,27 @@
-"""A crash (SIGKILL mid-stream) loses nothing answered, and dashboards resume by seq."""
+"""A crash (SIGKILL mid-stream) loses nothing answered, dashboards resume by seq, and the
+detector's state is rebuilt from its last snapshot and what the store holds after it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType
 
-from tests.conftest import AUTH
-from tests.live_server import Loader, alert_ids, events, start_live, stored_verdicts
+from tests.conftest import AUTH, card_testing, tx
+from tests.live_server import (
+    BASE,
+    LiveServer,
+    Loader,
+    alert_ids,
+    events,
+    start_live,
+    stored_verdicts,
+)
 
 
 async def test_sigkill_loses_no_answered_transaction_and_dashboards_resume_by_seq(
@@ -96,3 +106,122 @@ async def _resend_all(http: aiohttp.ClientSession, url: str, loader: Loader) -> 
             assert resp.status == 200, await resp.text()
             results = (await resp.json())["results"]
         assert results == [loader.verdicts[tx_id] for tx_id in chunk]
+
+
+# No periodic snapshot in a test's lifetime: after a SIGKILL, only what was on disk before.
+INTERVAL = {"state_snapshot_interval": 300}
+
+
+async def _post(server: LiveServer, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as http,
+        http.post(f"{server.url}/api/v1/transactions", json=records) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        results: list[dict[str, Any]] = (await resp.json())["results"]
+        return results
+
+
+async def _snapshot(server: LiveServer) -> None:
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as http,
+        http.post(f"{server.url}/api/v1/admin/snapshot") as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+
+
+def _kill(server: LiveServer) -> None:
+    server.proc.kill()
+    server.proc.wait(timeout=30)
+
+
+def _codes(verdict: dict[str, Any]) -> list[str]:
+    return [reason["code"] for reason in verdict["reasons"]]
+
+
+async def test_after_sigkill_what_was_scored_after_the_snapshot_is_replayed(
+    tmp_path: Path,
+) -> None:
+    """A snapshot, two tiny charges, a crash: the third is the third, and card testing
+    fires (it counted as the first, the snapshot's state alone)."""
+    data = tmp_path / "data"
+    probes = card_testing("ct", "acct-crash", n=3, at=BASE)
+    with contextlib.ExitStack() as stack:
+        server = await start_live(data, stack, **INTERVAL)
+        await _post(server, [tx("before", "acct-other", at=BASE)])
+        await _snapshot(server)
+        assert not any(_codes(v) for v in await _post(server, probes[:2]))
+        _kill(server)
+        server = await start_live(data, stack, **INTERVAL)
+        verdict = (await _post(server, probes[2:]))[0]
+        assert server.stop() == 0
+    assert _codes(verdict) == ["card_testing"], verdict
+    assert verdict["reasons"][0]["observed"] == 3
+    assert "detector state: replayed 2 stored transactions" in server.output()
+
+
+async def test_after_sigkill_with_no_snapshot_yet_the_state_is_rebuilt(tmp_path: Path) -> None:
+    """Killed in its first `state_snapshot_interval`: no snapshot on disk at all."""
+    data = tmp_path / "data"
+    probes = card_testing("ct", "acct-first", n=3, at=BASE)
+    with contextlib.ExitStack() as stack:
+        server = await start_live(data, stack, **INTERVAL)
+        await _post(server, probes[:2])
+        _kill(server)
+        assert not (data / "detector-state.msgpack").exists()
+        server = await start_live(data, stack, **INTERVAL)
+        verdict = (await _post(server, probes[2:]))[0]
+        assert server.stop() == 0
+    assert _codes(verdict) == ["card_testing"], verdict
+    assert "detector state: rebuilt from 2 stored transactions" in server.output()
+
+
+MERCHANT_RULES = """
+[[rules]]
+name = "merchant_burst"
+description = "Many payments at one merchant in ten minutes, whoever makes them."
+score = 0.6
+severity = "high"
+all = [{ feature = "merchant_count_10m", op = ">=", value = 4 }]
+reason = "{merchant_count_10m} payments at this merchant in 10 min"
+"""
+
+
+async def test_after_sigkill_a_merchant_shared_by_accounts_counts_each_of_their_payments(
+    tmp_path: Path,
+) -> None:
+    """A merchant's window is one key for every account: two accounts' payments there
+    after the snapshot, a crash, then a third account's: the fourth there in ten minutes."""
+    data, rules = tmp_path / "data", tmp_path / "merchant.toml"
+    rules.write_text(MERCHANT_RULES)
+    at = [BASE + dt.timedelta(seconds=30 * i) for i in range(3)]
+    payments = [tx(f"shop-{i}", f"acct-shop-{i}", at=at[i], merchant="m-shared") for i in range(3)]
+    with contextlib.ExitStack() as stack:
+        server = await start_live(data, stack, rules_path=rules, **INTERVAL)
+        await _post(server, [tx("before", "acct-other", at=BASE, merchant="m-shared")])
+        await _snapshot(server)
+        assert not any(_codes(v) for v in await _post(server, payments[:2]))
+        _kill(server)
+        server = await start_live(data, stack, rules_path=rules, **INTERVAL)
+        verdict = (await _post(server, payments[2:]))[0]
+        assert server.stop() == 0
+    assert _codes(verdict) == ["merchant_burst"], verdict
+    assert verdict["reasons"][0]["observed"] == 4  # the one before the snapshot, and three
+
+
+async def test_after_a_clean_shutdown_nothing_is_replayed(tmp_path: Path) -> None:
+    """The shutdown snapshot is written after the loop drains: it holds everything stored,
+    and a replay would count it twice."""
+    data = tmp_path / "data"
+    probes = card_testing("ct", "acct-clean", n=3, at=BASE)
+    with contextlib.ExitStack() as stack:
+        server = await start_live(data, stack, **INTERVAL)
+        await _post(server, probes[:2])
+        assert server.stop() == 0
+        server = await start_live(data, stack, **INTERVAL)
+        verdict = (await _post(server, probes[2:]))[0]
+        assert server.stop() == 0
+    assert _codes(verdict) == ["card_testing"], verdict
+    assert verdict["reasons"][0]["observed"] == 3
+    assert "detector state restored" in server.output()
+    assert "detector state: replayed" not in server.output()
