@@ -160,7 +160,8 @@ class Settings:
         "Seconds between snapshots of the detector's per-key state to "
         "DATA_DIR/detector-state.msgpack (also written at shutdown and on request, which "
         "`fraudwatch backup` makes, and read at start, so a restart keeps each account's "
-        "history). 0: only at shutdown and on request.",
+        "history; what was stored after it is replayed: 'state_replay_max'). 0: only at "
+        "shutdown and on request.",
     )
     state_replay_max: int = _s(
         1_000_000,
