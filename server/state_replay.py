@@ -78,6 +78,23 @@ async def replay_stored(
     progress.through(None if last is None else last[1])
     if last is None or max_rows <= 0:
         return None
+    try:
+        return await _replay(detector, store, restored, last[0], max_rows, now)
+    except Exception:
+        # `progress` says the state holds everything stored: what was not replayed is
+        # missing from it for good, never counted twice. Starting matters more.
+        log.exception("detector state: the replay failed; the state lacks what it had not read")
+        return None
+
+
+async def _replay(
+    detector: Detector,
+    store: Store,
+    restored: Restored | None,
+    until: int,
+    max_rows: int,
+    now: float | None,
+) -> Replayed | None:
     marks = None if restored is None else restored.marks
     if restored is not None and marks is None:
         log.info(
@@ -99,7 +116,7 @@ async def replay_stored(
     since = utc_stamp((time.time() if now is None else now) - REPLAY_DAYS * 86400)
     floor = await store.position_since(since, max_rows)
     start = max(min(resolved), floor)
-    if start >= last[0]:
+    if start >= until:
         return None
     if marks is not None and floor > min(resolved):
         log.warning(
@@ -111,7 +128,7 @@ async def replay_stored(
     started = time.monotonic()
     read = partly = skipped = damaged = 0
     apply = _Apply(detector, marks, positions)
-    reading = asyncio.ensure_future(store.transactions_after(start, last[0], REPLAY_CHUNK))
+    reading = asyncio.ensure_future(store.transactions_after(start, until, REPLAY_CHUNK))
     # Before the server serves anything: the cyclic collector would scan the whole restored
     # state again and again for garbage the replay does not make (its objects die by
     # reference count), a quarter of the time at a million rows; and the flags need the
@@ -123,7 +140,7 @@ async def replay_stored(
         while chunk := await reading:
             # The next chunk is read on the store's thread while this one is replayed.
             reading = asyncio.ensure_future(
-                store.transactions_after(chunk[-1].position, last[0], REPLAY_CHUNK)
+                store.transactions_after(chunk[-1].position, until, REPLAY_CHUNK)
             )
             read += len(chunk)
             done = apply.chunk(chunk)

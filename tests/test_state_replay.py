@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import logging
 import random
 from collections.abc import Sequence
@@ -21,7 +22,8 @@ from server.hub import Hub
 from server.pipeline import DetectionLoop, Submission, TxQueue
 from server.state_replay import replay_stored
 from server.stats import Stats
-from server.store.base import AlertEvent, StoredRecord
+from server.store.base import AlertEvent, StoredRecord, StoredTransaction
+from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
 
@@ -287,5 +289,40 @@ async def test_more_after_the_snapshot_than_a_replay_reads_keeps_the_newest_and_
             replayed = await replay_stored(restarted, store, Progress(), restored, max_rows=120)
         assert replayed is not None and replayed.read == 120
         assert "more was stored after the snapshot than a replay reads" in caplog.text
+    finally:
+        await store.close()
+
+
+class FailingReads(GatedStore):
+    """Its second chunk of stored transactions cannot be read (a disk gone bad)."""
+
+    chunks = 0
+
+    async def transactions_after(
+        self, position: int, until: int, limit: int
+    ) -> list[StoredTransaction]:
+        self.chunks += 1
+        if self.chunks == 2:
+            raise StoreUnavailable("disk I/O error (SQLITE_IOERR_READ)")
+        return await super().transactions_after(position, until, limit)
+
+
+async def test_a_store_failing_mid_replay_leaves_the_rest_out_and_the_server_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("server.state_replay.REPLAY_CHUNK", 50)
+    txs = stream(200)
+    store = FailingReads(tmp_path / "fraudwatch.db")
+    await store.start(lambda events: None)
+    try:
+        await Running(store).run(txs)
+        rebuilt, progress = detector(), Progress()
+        with caplog.at_level(logging.ERROR, logger="server.state_replay"):
+            assert await replay_stored(rebuilt, store, progress, None, max_rows=1000) is None
+        assert "the replay failed" in caplog.text and "SQLITE_IOERR_READ" in caplog.text
+        # What was read is in; the state is taken to hold the rest, never to replay it twice.
+        assert 0 < sum(s.count for s in rebuilt.featurizer.accounts.values()) <= 100
+        assert progress.mark() == (txs[-1].id, txs[-1].id)
+        assert rebuilt.explain and gc.isenabled()
     finally:
         await store.close()
