@@ -210,12 +210,18 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.rules_path is not None:
         detector.use_rules(await asyncio.to_thread(load_rules, settings.rules_path))
     saver = app[STATE_SAVER]
-    restored = saver.restore()
-    if saver.progress is not None:
+    if saver.progress is None:
+        saver.restore()
+    else:
         # Before the loop scores anything: what was stored after the snapshot (after a
-        # crash), or with no snapshot the recent history, goes into the state first.
+        # crash), or with no snapshot the recent history, goes into the state first. (The
+        # snapshot's marks, ~30 bytes a key, are not kept past it.)
         await replay_stored(
-            detector, app[STORE], saver.progress, restored, max_rows=settings.state_replay_max
+            detector,
+            app[STORE],
+            saver.progress,
+            saver.restore(),
+            max_rows=settings.state_replay_max,
         )
     counted = await rebuild_scorecard(app[STORE], app[SCORECARD])
     if counted:
