@@ -130,6 +130,21 @@ async def _snapshot(server: LiveServer) -> None:
         assert resp.status == 200, await resp.text()
 
 
+async def _labelled(server: LiveServer, ids: list[str]) -> dict[str, Any]:
+    """Label `ids` fraud and wait for the trainer: the scorecard's `model`."""
+    labels = [{"transaction_id": tx_id, "label": "fraud"} for tx_id in ids]
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with http.post(f"{server.url}/api/v1/labels", json=labels) as resp:
+            assert resp.status == 200, await resp.text()
+        for _ in range(100):  # the trainer learns on its own thread
+            async with http.get(f"{server.url}/api/v1/scorecard") as resp:
+                model: dict[str, Any] = (await resp.json())["model"]
+            if model["labels_learnt"] + model["labels_without_inputs"] >= len(ids):
+                break
+            await asyncio.sleep(0.1)
+    return model
+
+
 def _kill(server: LiveServer) -> None:
     server.proc.kill()
     server.proc.wait(timeout=30)
@@ -154,10 +169,14 @@ async def test_after_sigkill_what_was_scored_after_the_snapshot_is_replayed(
         _kill(server)
         server = await start_live(data, stack, **INTERVAL)
         verdict = (await _post(server, probes[2:]))[0]
+        # Their labels are learnt from the inputs stored with their verdicts: the model's
+        # memory of them died with the process, and the replay does not recompute it.
+        model = await _labelled(server, ["ct-0", "ct-1"])
         assert server.stop() == 0
     assert _codes(verdict) == ["card_testing"], verdict
     assert verdict["reasons"][0]["observed"] == 3
     assert "detector state: replayed 2 stored transactions" in server.output()
+    assert model["labels_from_store"] == 2 and model["labels_without_inputs"] == 0, model
 
 
 async def test_after_sigkill_with_no_snapshot_yet_the_state_is_rebuilt(tmp_path: Path) -> None:
