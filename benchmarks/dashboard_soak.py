@@ -27,11 +27,18 @@ Every `--every` seconds it records, per page, after a forced GC (CDP
 `HeapProfiler.collectGarbage`): JS heap used (`Performance.getMetrics` JSHeapUsedSize),
 DOM nodes (`Nodes`), event listeners (`JSEventListeners`), rows in the DOM
 (`#alert-rows tr[data-id]`), rows listed (the table's `aria-rowcount` - 1) and the pill and
-summary texts; and the server's RSS (/proc) and connected sockets (`/metrics`). It prints a
-line per sample and, at the end, each figure's first and last value, its growth per minute
-over the whole run and over its second half (a figure that levels off shows a much smaller
-second-half rate), and writes everything to `benchmarks/results/soak-<UTC time>.json`.
-Figures from one run are in docs/benchmarks.md, *Dashboard soak*.
+summary texts; the server's RSS (/proc) and connected sockets (`/metrics`); and the size of
+what the pages are fed: the newest 500 alerts' mean size as JSON and reasons per alert
+(`GET /api/v1/alerts`), which grow during a run as the detector reacts to the injected
+traffic. It prints a line per sample and, at the end, each figure's first and last value,
+its growth per minute over the whole run and over its second half (a figure that levels off
+shows a much smaller second-half rate), and writes everything to
+`benchmarks/results/soak-<UTC time>.json`.
+With `--snapshots 6,12` it also takes a V8 heap snapshot of each page at those minutes
+(benchmarks/heap_snapshot.py), prints what changed since the previous one by kind (strings,
+plain objects, alerts and their reasons, DOM nodes, closures ...) and keeps the summaries in
+the result JSON; the snapshot files stay in the temp dir with `--keep`.
+Figures from the runs are in docs/benchmarks.md, *Dashboard soak*.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import heap_snapshot  # benchmarks/heap_snapshot.py, beside this script
 from playwright.async_api import BrowserContext, CDPSession, Page, async_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +67,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1440, "height": 900}
 PER_ACCOUNT = 12  # card testing fires from the third charge on: ten alerts an account
+ALERT_SAMPLE = 500  # newest alerts whose size each sample records
 FIGURES = ("heap_mb", "nodes", "listeners", "dom_rows", "listed")
 
 
@@ -75,6 +84,11 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--port", type=int, default=8140)
     p.add_argument("--keep", action="store_true", help="keep the temp dir (server log, data)")
+    p.add_argument(
+        "--snapshots",
+        default="",
+        help="minutes at which to take heap snapshots of both pages, e.g. 7,13,19 (none)",
+    )
     return p.parse_args()
 
 
@@ -135,6 +149,11 @@ class Watched:
         self.cdp = cdp
         self.errors: list[str] = []
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    async def snapshot(self, workdir: Path, minute: float) -> dict[str, Any]:
+        path = workdir / f"heap-{self.name}-{minute:g}min.heapsnapshot"
+        await heap_snapshot.take(self.cdp, path)
+        return await asyncio.to_thread(heap_snapshot.summarize, path)
 
     async def sample(self) -> dict[str, Any]:
         await self.cdp.send("HeapProfiler.collectGarbage")
@@ -270,7 +289,42 @@ async def server_figures(demo: Demo, http: aiohttp.ClientSession) -> dict[str, A
             m = re.search(rf"^fraudwatch_{name} (\S+)$", text, re.M)
             if m:
                 figures[name] = int(float(m.group(1)))
+    # What the pages are fed: the newest alerts' size as JSON and their reasons. They change
+    # as the run goes on (the detector's rules and model react to the injected traffic), and
+    # a page at its cap holds 20,000 of them.
+    with contextlib.suppress(aiohttp.ClientError, ValueError, KeyError):
+        headers = {"Authorization": f"Bearer {demo.api_key}"}
+        params = {"limit": str(ALERT_SAMPLE)}
+        async with http.get(f"{demo.url}/api/v1/alerts", params=params, headers=headers) as r:
+            alerts = (await r.json())["alerts"]
+        if alerts:
+            sizes = [len(json.dumps(a, separators=(",", ":"))) for a in alerts]
+            figures["alert_bytes"] = round(sum(sizes) / len(sizes))
+            figures["alert_reasons"] = round(
+                sum(len(a.get("reasons") or []) for a in alerts) / len(alerts), 2
+            )
     return figures
+
+
+async def take_snapshots(
+    pages: list[Watched],
+    workdir: Path,
+    minute: float,
+    t: float,
+    into: dict[str, Any],
+    previous: dict[str, Any],
+) -> None:
+    """A heap snapshot of each page, compared with its previous one; the summary is kept."""
+    for w in pages:
+        summary = await w.snapshot(workdir, minute)
+        summary["t"] = round(t, 1)
+        into[w.name][f"{minute:g}"] = heap_snapshot.brief(summary)
+        line = f"      snapshot {w.name} at {t:.0f} s: {summary['total_bytes'] / 2**20:.2f} MB"
+        print(f"{line}, shapes {summary['shapes']}", flush=True)
+        if w.name in previous:
+            for group, n, size in heap_snapshot.diff(previous[w.name], summary, 12):
+                print(f"        {group[:60]:60} {n:+9,} {size:+12,}", flush=True)
+        previous[w.name] = summary
 
 
 def slope_per_min(points: list[tuple[float, float]]) -> float:
@@ -292,7 +346,9 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
         for page in ("idle", "held"):
             for f in FIGURES:
                 series.setdefault(f"{page}.{f}", []).append((s["t"], s[page][f]))
-        series.setdefault("server.rss_mb", []).append((s["t"], s["server"]["rss_mb"]))
+        for f in ("rss_mb", "alert_bytes", "alert_reasons"):
+            if f in s["server"]:
+                series.setdefault(f"server.{f}", []).append((s["t"], s["server"][f]))
     for key, points in series.items():
         out[key] = {
             "start": points[0][1],
@@ -321,6 +377,9 @@ async def main() -> None:
     counts = {"alerts": 0, "errors": 0, "acknowledged": 0, "resolved": 0, "failed": 0}
     stop = asyncio.Event()
     pages: list[Watched] = []
+    marks = sorted(float(m) for m in args.snapshots.split(",") if m.strip())
+    snapshots: dict[str, dict[str, Any]] = {"idle": {}, "held": {}}
+    last_snapshot: dict[str, Any] = {}
     try:
         await demo.ready()
         print(f"demo at {demo.url} (pid {demo.proc.pid}), data in {workdir}", flush=True)
@@ -356,6 +415,9 @@ async def main() -> None:
                         flush=True,
                     )
                 print(f"      server {sample['server']}  {counts}", flush=True)
+                while marks and t >= marks[0] * 60:
+                    minute = marks.pop(0)
+                    await take_snapshots(pages, workdir, minute, t, snapshots, last_snapshot)
                 if time.monotonic() >= end:
                     break
                 await asyncio.sleep(max(0.0, min(args.every, end - time.monotonic())))
@@ -385,6 +447,7 @@ async def main() -> None:
         "summary": summary,
         "counts": counts,
         "errors": {w.name: w.errors for w in pages},
+        "snapshots": snapshots,
     }
     target = RESULTS / f"soak-{stamp}.json"
     target.write_text(json.dumps(result, indent=2))
