@@ -36,8 +36,8 @@ SHAPES = {
     "table row": ("tr", "alert", "actionsCell"),
 }
 STRINGS = ("string", "concatenated string", "sliced string")
-# Kinds whose names say something (a function's name, "system / Map", "(object elements)").
-NAMED = ("closure", "array", "hidden")
+# Kinds whose names say something (a function's name, "system / Map", a Blink type).
+NAMED = ("closure", "array", "hidden", "native")
 ADDRESS = re.compile(r" @\d+")  # V8 names some nodes by address: not the same across snapshots
 
 
