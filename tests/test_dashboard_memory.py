@@ -1,0 +1,123 @@
+"""A dashboard at its memory cap keeps nothing per alert beyond the alerts it holds.
+
+Analysts leave the page open for a shift: past its cap (20,000 alerts) every alert that
+arrives pushes an older one out, so the heap must stay level however many pass through.
+benchmarks/dashboard_soak.py measures that through the real server over minutes,
+benchmarks/dashboard_flood.py over a million alerts; this is the same check, small enough
+for every run: the page's cap lowered to 500 (app.js rewritten as it is served) and its live
+feed faked in the page (tests/fake_feed.js), which hands the page's own socket.js thousands
+of alert frames a second, copies of one real alert that differ only in ids and times.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, CDPSession, Page, Route, expect
+
+from tests.browser_support import Analyst, impossible_travel, post_ndjson, sign_in
+
+pytestmark = pytest.mark.browser
+
+FAKE_FEED = Path(__file__).resolve().parent / "fake_feed.js"
+CAP = 500
+# The store trims to CAP once it holds CAP + 200 (alert-store.js, EVICT_SLACK): it holds the
+# same number of alerts again every 201 alerts, where the heap is compared.
+TRIM_PERIOD = 201
+# Alerts before the first measure: past the cap, and long enough for V8 to have compiled
+# the page's hot code (tens of KB of machine code, which a first measure would count).
+WARM_UP = 10_000
+# Measured over 120 trims (24,120 alerts). With nothing kept per alert the heap after a
+# forced GC still gains a little: more compiled code, and Chromium's long-task and long-
+# animation-frame entries (a buffer of 200 each, ~0.1 MB full), which a flood of frames
+# makes. benchmarks/dashboard_flood.py saw +0.2 MB over the first 180,000 alerts at this
+# cap, level after. Anything kept per alert would add its size 24,120 times: the held
+# table's set of changed ids (fixed in 8cc5db3), ~40 bytes an alert, about 1 MB.
+TRIMS = 120
+ALLOWED_BYTES = 200_000
+
+
+async def an_alert(server: TestServer, http: aiohttp.ClientSession) -> dict[str, Any]:
+    await post_ndjson(server, http, impossible_travel("acct-template", "Template Ltd"))
+    async with http.get(server.make_url("/api/v1/alerts"), params={"limit": "1"}) as r:
+        assert r.status == 200, await r.text()
+        alert: dict[str, Any] = (await r.json())["alerts"][0]
+    return alert
+
+
+async def fed_fast_with_a_low_cap(page: Page) -> None:
+    async def rewrite(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.text()
+        assert "const STORE_CAPACITY = 20_000;" in body
+        body = body.replace("const STORE_CAPACITY = 20_000;", f"const STORE_CAPACITY = {CAP};")
+        await route.fulfill(response=response, body=body)
+
+    await page.route("**/static/js/app.js", rewrite)
+    await page.add_init_script(path=FAKE_FEED)
+
+
+async def applied_seq(page: Page) -> int:
+    text = await page.locator('[data-integrity="last_seq"]').text_content() or ""
+    digits = re.sub(r"\D", "", text)
+    return int(digits) if digits else -1
+
+
+async def flood(page: Page, template: dict[str, Any], start: int, n: int) -> None:
+    """Alerts start .. start + n - 1, applied by the page and drawn."""
+    seq: int = await page.evaluate(
+        "([t, from, n]) => window.__flood.send(t, from, n)", [template, start, n]
+    )
+    # The delivery panel shows the last seq applied, once a second.
+    for _ in range(300):
+        if await applied_seq(page) >= seq:
+            break
+        await page.wait_for_timeout(100)
+    else:
+        raise AssertionError(f"the page never applied seq {seq}")
+    await page.wait_for_timeout(500)  # the table's next (throttled) redraw
+
+
+async def heap_used(cdp: CDPSession) -> int:
+    await cdp.send("HeapProfiler.collectGarbage")
+    metrics = (await cdp.send("Performance.getMetrics"))["metrics"]
+    return int(next(m["value"] for m in metrics if m["name"] == "JSHeapUsedSize"))
+
+
+async def listed(analyst: Analyst) -> int:
+    count = await analyst.page.locator("#alerts-table").get_attribute("aria-rowcount")
+    return int(count or 1) - 1
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["idle", "held"])
+async def test_a_page_at_its_cap_keeps_its_heap_level_as_alerts_pass_through(
+    browser: Browser, server: TestServer, http: aiohttp.ClientSession, held: bool
+) -> None:
+    template = await an_alert(server, http)
+    alice = await sign_in(browser, server, "alice", before_load=fed_fast_with_a_low_cap)
+    page = alice.page
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Performance.enable")
+
+    await flood(page, template, 0, 40)
+    if held:
+        await page.mouse.move(2, 2)
+        await page.keyboard.press("j")  # the keyboard in the table holds it
+        await expect(page.locator("#alerts-paused")).to_be_visible()
+    # Past the cap, then as many alerts held again after TRIMS more trims.
+    await flood(page, template, 40, WARM_UP)
+    before = await heap_used(cdp)
+    rows_before = await listed(alice)
+    await flood(page, template, 40 + WARM_UP, TRIMS * TRIM_PERIOD)
+    after = await heap_used(cdp)
+
+    assert await listed(alice) == rows_before
+    grown = after - before
+    print(f"heap {before / 2**20:.2f} -> {after / 2**20:.2f} MB ({grown:+,} bytes)")
+    assert grown < ALLOWED_BYTES, f"grew {grown:,} bytes over {TRIMS * TRIM_PERIOD:,} alerts"
+    assert alice.problems == []
