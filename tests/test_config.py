@@ -70,6 +70,30 @@ def test_every_setting_is_documented() -> None:
         assert f"FRAUDWATCH_{name.upper()}" in text, name
 
 
+def test_the_documented_defaults_are_the_defaults() -> None:
+    # The table's third column is what an operator reads before setting anything; a default
+    # changed in config.py and not there would go unnoticed, so compare every row.
+    import dataclasses
+    import re
+    import tomllib
+
+    documented: dict[str, str] = {}
+    for line in DOCS.read_text(encoding="utf-8").splitlines():
+        row = re.match(r"\| `(\w+)` \| `FRAUDWATCH_\w+` \| ([^|]+) \|", line)
+        if row:
+            documented[row[1]] = row[2].strip().strip("`")
+    assert set(documented) == set(setting_names())
+    for f in dataclasses.fields(Settings):
+        cell = documented[f.name]
+        if cell == "unset":
+            assert f.default is None, f.name
+        elif isinstance(f.default, Path):
+            assert Path(cell) == f.default, f.name
+        else:
+            value = tomllib.loads(f"v = {cell}")["v"]
+            assert value == f.default and type(value) is type(f.default), (f.name, cell)
+
+
 def test_the_model_settings_default_to_what_the_model_does_without_them() -> None:
     # Backtests build a ModelSlot with its own defaults; the server passes the settings. The
     # two must not drift apart, or a backtest measures another model than the server runs.
