@@ -293,8 +293,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.password_stdin:
                 password = sys.stdin.readline().rstrip("\n")
             else:
-                password = getpass.getpass(f"Password for {args.name}: ")
-                if getpass.getpass("Again: ") != password:
+                try:
+                    password = getpass.getpass(f"Password for {args.name}: ")
+                    again = getpass.getpass("Again: ")
+                except EOFError:  # no terminal, and stdin ended: a script, cron, `< /dev/null`
+                    print(
+                        "\nerror: no password given: run it on a terminal, or pipe the "
+                        "password in with --password-stdin",
+                        file=sys.stderr,
+                    )
+                    return 2
+                if again != password:
                     print("error: passwords differ", file=sys.stderr)
                     return 2
             role = asyncio.run(_with_store(settings, args.name, password, args.role))

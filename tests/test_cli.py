@@ -98,6 +98,14 @@ def test_users_add_refuses_a_short_password(tmp_path: Path) -> None:
     assert "at least 8" in done.stderr
 
 
+def test_users_add_without_a_terminal_or_a_password_says_so(tmp_path: Path) -> None:
+    # Run from a script without --password-stdin: getpass falls back to stdin, which ends.
+    done = fraudwatch("users", "add", "erin", "--data-dir", str(tmp_path), input="")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "--password-stdin" in done.stderr
+
+
 def test_bad_setting_is_reported_not_a_traceback(tmp_path: Path) -> None:
     done = fraudwatch(
         "serve", "--data-dir", str(tmp_path), env={**os.environ, "FRAUDWATCH_PORT": "eighty"}
