@@ -9,9 +9,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from server import atomic_file
 from server.detection import snapshot
 from server.detection.detector import Detector
 from server.detection.snapshot import Progress
@@ -21,6 +24,26 @@ log = logging.getLogger(__name__)
 # 500 keys a frame while the loop runs: about 10-40 ms of encoding at a time on this
 # machine, within the latency a batch may take.
 LIVE_CHUNK = 500
+# At shutdown nothing else runs: bigger chunks, fewer frames. Still chunks: the keys of a
+# frame are packed into Python lists first, several times the size of their bytes.
+SHUTDOWN_CHUNK = 2000
+WRITE_BYTES = 1 << 20
+"""Frames handed to the writing thread at a time."""
+
+T = TypeVar("T")
+
+
+async def _finish(work: Awaitable[T]) -> T:
+    """Await `work` (a thread's); if cancelled meanwhile, wait for it to end first, then
+    raise: a thread cannot be stopped, and the lock must be held until it is done, so
+    that the next writer never shares its temporary file."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,34 +103,35 @@ class StateSaver:
 
     async def save(self, *, live: bool = False) -> Saved:
         """Write a snapshot now; raises OSError. Encoded on the loop (the state is the
-        loop's), written from a thread. `live`: the detection loop is running, so encode a
-        chunk of keys at a time and let it run between chunks rather than stop it for as
-        long as a million accounts take."""
+        loop's) a chunk of keys at a time, each `WRITE_BYTES` of frames written from a
+        thread as they come, so that memory holds a few chunks, never the whole snapshot.
+        `live`: the detection loop is running, so let it run between chunks rather than
+        stop it for as long as a million accounts take (at shutdown it has stopped)."""
         async with self._lock:
             started = time.monotonic()
             detector = self.detector
             keys = snapshot.count_keys(detector.featurizer)
-            frames: list[bytes] = []
-            for frame in snapshot.encode_frames(
-                detector.featurizer,
-                chunk=LIVE_CHUNK if live else 1 << 30,
-                model=detector.model,
-                progress=self.progress,
-            ):
-                frames.append(frame)
-                if live:
-                    await asyncio.sleep(0)
-            write = asyncio.ensure_future(
-                asyncio.to_thread(snapshot.write_bytes, frames, self.path)
-            )
+            writer = await _finish(asyncio.to_thread(atomic_file.Writer, self.path))
             try:
-                size = await asyncio.shield(write)
-            except asyncio.CancelledError:
-                # The thread cannot be stopped: the lock is held until it is done, so that
-                # the next writer never shares its temporary file.
-                with contextlib.suppress(Exception):
-                    await write
-                raise
+                batch: list[bytes] = []
+                held = 0
+                for frame in snapshot.encode_frames(
+                    detector.featurizer,
+                    chunk=LIVE_CHUNK if live else SHUTDOWN_CHUNK,
+                    model=detector.model,
+                    progress=self.progress,
+                ):
+                    batch.append(frame)
+                    held += len(frame)
+                    if held >= WRITE_BYTES:
+                        await _finish(asyncio.to_thread(writer.write, batch))
+                        batch, held = [], 0
+                    elif live:
+                        await asyncio.sleep(0)
+                await _finish(asyncio.to_thread(writer.write, batch))
+                size = await _finish(asyncio.to_thread(writer.commit))
+            finally:
+                await _finish(asyncio.to_thread(writer.close))
             saved = Saved(self.path, size, keys, time.monotonic() - started, utc_stamp())
         log.info("detector state saved to %s: %d bytes, %d keys", self.path, size, keys)
         return saved

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,12 +337,14 @@ def save(
     model: ModelSlot | None = None,
     progress: Progress | None = None,
 ) -> int:
-    """Write a snapshot to `path` atomically; returns its size in bytes."""
-    return write_bytes(encode(featurizer, model, progress), path)
+    """Write a snapshot to `path` atomically; returns its size in bytes. Frames are written
+    as they are encoded: the whole snapshot is never in memory at once."""
+    return write_bytes(encode_frames(featurizer, model=model, progress=progress), path)
 
 
-def write_bytes(data: bytes | list[bytes], path: Path) -> int:
-    """Write `data` (or its frames) to `path` atomically; returns the bytes written."""
+def write_bytes(data: bytes | Iterable[bytes], path: Path) -> int:
+    """Write `data` (or its frames, written as they come) to `path` atomically; returns the
+    bytes written."""
     return atomic_file.write(path, data)
 
 
