@@ -1,4 +1,4 @@
-"""The simulated cardholders: each derived from (seed, index) on first use, then kept."""
+"""The simulated cardholders: each derived from (seed, index) when used, a recent few kept."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import random
 import struct
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -81,6 +82,15 @@ _MASK64 = (1 << 64) - 1
 # 48-bit device ids. Seeding a random.Random per account would cost 4.5 µs before its first
 # draw; the digest and every draw together cost under 2.
 _DRAWS = struct.Struct("<8H")
+CACHED_ACCOUNTS = 1 << 16
+"""Accounts kept built for reuse (~500 bytes each): past this many, the cache starts over.
+An account is a function of its index, so building it again gives the same account; the
+population is sized from the rate (4.3 million at 300 tx/s) and a cache of every account
+used grew by ~470 bytes per new one in a demo, without end."""
+CHANGED_ACCOUNTS = 100_000
+"""Accounts changed after they were built (a new phone: `Accounts.keep`), kept as changed:
+building one again would give its old phone back. Past this many the oldest change is
+forgotten; the detector has seen both phones by then, so going back is no first use."""
 # Normal quantiles at 1024 evenly spaced probabilities: the account-norm spread as a lookup.
 _NORMAL = tuple(NormalDist().inv_cdf((j + 0.5) / 1024) for j in range(1024))
 
@@ -97,8 +107,8 @@ def name_pool(fake: Faker, size: int = NAME_POOL) -> tuple[tuple[str, ...], tupl
     )
 
 
-# Not frozen, though nothing changes an account once built: a frozen dataclass takes 3 µs to
-# build against 1, and a fresh stream meets a new account on most transactions.
+# Not frozen: a frozen dataclass takes 3 µs to build against 1, and a fresh stream meets a
+# new account on most transactions. A new phone changes one (`Accounts.keep`); nothing else.
 @dataclass(slots=True, eq=False)
 class Account:
     index: int
@@ -126,13 +136,14 @@ def _class_sizes(count: int) -> list[int]:
 class Accounts:
     """`len(self)` cardholders, each derived from (salt, index) the first time it is used.
 
-    Nothing is built up front, so a population of millions costs only the accounts that
-    actually shop. An account is the same whenever, and in whatever order, it is first used;
-    the salt comes from the Simulator's seed.
+    Nothing is built up front, and only the accounts used last are kept, so a population
+    of millions costs a bounded cache. An account is the same whenever, and in whatever
+    order, it is used; the salt comes from the Simulator's seed.
     """
 
     __slots__ = (
         "_cache",
+        "_changed",
         "_class_cum",
         "_class_ranges",
         "_count",
@@ -162,6 +173,7 @@ class Accounts:
         self._key = self._salt.to_bytes(8, "little")
         self._first, self._last = names
         self._cache: dict[int, Account] = {}
+        self._changed: OrderedDict[int, Account] = OrderedDict()
         self._opened = 0
         self._favorite_sets: dict[City, tuple[tuple[Merchant, ...], ...]] = {}
 
@@ -193,8 +205,20 @@ class Accounts:
         if account is None:
             if not 0 <= index < self._count + self._opened:
                 raise IndexError(f"account index {index} is out of range(0, {self._count})")
-            account = self._cache[index] = self._derive(index)
+            account = self._changed.get(index) or self._derive(index)
+            cache = self._cache
+            if len(cache) >= CACHED_ACCOUNTS:
+                cache.clear()  # cheaper than an LRU's bookkeeping on every transaction
+            cache[index] = account
         return account
+
+    def keep(self, account: Account) -> None:
+        """`account` was changed after it was built: use it as it is now from here on."""
+        changed = self._changed
+        changed[account.index] = account
+        changed.move_to_end(account.index)
+        if len(changed) > CHANGED_ACCOUNTS:
+            changed.popitem(last=False)
 
     def open(self) -> int:
         """The index of a brand-new account past the established population.
@@ -213,8 +237,9 @@ class Accounts:
 
     @property
     def materialised(self) -> int:
-        """How many accounts have been used, and so built and kept, so far."""
-        return len(self._cache)
+        """How many accounts are built and kept now (used since the cache last started
+        over, or changed)."""
+        return len(self._cache.keys() | self._changed.keys())
 
     def by_id(self, account_id: str) -> Account:
         return self[int(account_id.removeprefix("acct-"))]

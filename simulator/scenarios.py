@@ -520,6 +520,7 @@ def new_phone(p: Planner, t0: int) -> Episode:
     a.devices = (device_id(rng), *a.devices[1:])
     if rng.random() < 0.6:
         a.ip = ip_in(p.population, a.city, rng)
+    p.accounts.keep(a)
     shops = [m for m in a.favorites if m.channel == "ecom"] or list(p.population.ecom)
     events, t = [], t0
     for _ in range(rng.randint(*NEW_PHONE_TXS)):

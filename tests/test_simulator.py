@@ -20,6 +20,7 @@ from aiohttp import web
 
 from server.transactions import parse_transaction, validate_transaction
 from simulator import Labeled, Simulator, dataset, ndjson
+from simulator import accounts as accounts_module
 from simulator.accounts import MEAN_DAILY_TX
 from simulator.client import ClientOptions, TargetRefused, parse_args, run_client
 from simulator.geo import CITIES, distance_km
@@ -546,6 +547,28 @@ def test_an_account_does_not_depend_on_when_it_is_first_used() -> None:
     assert snapshot(other_seed, 77_777) != snapshot(fresh, 77_777)
     with pytest.raises(IndexError):  # past the population and the accounts episodes opened
         fresh.accounts[500_000 + fresh.accounts.opened]
+
+
+def test_a_small_account_cache_gives_the_same_stream_and_stays_small(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every account used stayed built: ~470 bytes each, up to the population (4.3 million
+    # at 300 tx/s), in the demo's process. Building one again gives the same account, but
+    # for a new phone, which must stay: the stream is the same with a cache of 200.
+    def run(n: int = 20_000) -> tuple[list[tuple[bytes, bool, str | None]], Simulator]:
+        sim = Simulator(seed=11, merchants=400, fraud_rate=0.05, rate=1.0, start=START)
+        return fingerprint(sim.generate(n)), sim
+
+    expected, _ = run()
+    monkeypatch.setattr(accounts_module, "CACHED_ACCOUNTS", 200)
+    got, sim = run()
+    assert got == expected
+    changed = len(sim.accounts._changed)
+    assert changed > 10  # new phones were bought and kept: the stream used them
+    assert sim.accounts.materialised <= 200 + changed
+    monkeypatch.setattr(accounts_module, "CHANGED_ACCOUNTS", 5)
+    got, sim = run(10_000)
+    assert len(sim.accounts._changed) == 5 and sim.accounts.materialised <= 205
 
 
 def _first_day(batch: list[Labeled]) -> list[Labeled]:
