@@ -174,7 +174,7 @@ def structures(app: Any, data_dir: Path) -> dict[str, Any]:
     out["stats.tick_latencies"] = _len(stats, "_tick_latencies")
     out["transactions_total"] = stats.transactions_total
     out["alerts_total"] = stats.alerts_total
-    for name in ("fraudwatch.db", "fraudwatch.db-wal"):
+    for name in ("fraudwatch.db", "fraudwatch.db-wal", "detector-state.msgpack"):
         path = data_dir / name
         out[f"file.{name}_mb"] = round(path.stat().st_size / 2**20, 1) if path.exists() else 0
     out["gc.objects_tracked"] = len(gc.get_objects())
