@@ -8,13 +8,17 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from server.detection.detector import Detector
+from server.detection.features import DAY
 from server.hub import Hub
 from server.pipeline import DetectionLoop, IntakeClosed, Submission, TxQueue
+from server.state import DETECTOR
 from server.stats import Stats
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
+from tests.conftest import AUTH, tx
 
 T0 = dt.datetime(2026, 3, 2, 14, 0, tzinfo=dt.UTC)
 
@@ -140,3 +144,34 @@ async def test_loop_drains_everything_accepted_before_stopping(tmp_path: Path) -
     known = await store.known_verdicts([v.transaction_id for v in answered])
     assert len(known) == 150
     await store.close()
+
+
+async def test_the_running_server_forgets_accounts_idle_past_the_ttl(
+    client: TestClient,
+) -> None:
+    # Eviction runs in event time, from inside scoring: in a live server it sweeps at the
+    # first transaction, then at the first one past `next_sweep`, an eighth of the TTL of
+    # event time later (45 days / 8: every 5.6 days), each sweep dropping every key idle
+    # for the TTL.
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    featurizer = client.app[DETECTOR].featurizer  # type: ignore[index]
+    step = 45 * DAY / 8
+
+    async def send(tx_id: str, account: str, days_ago: float) -> float:
+        at = now - dt.timedelta(days=days_ago)
+        resp = await client.post(
+            "/api/v1/transactions", json=tx(tx_id, account=account, at=at), headers=AUTH
+        )
+        assert resp.status == 200, await resp.text()
+        return at.timestamp()
+
+    t = await send("t-1", "idle", 80)
+    assert featurizer.next_sweep == t + step
+    t = await send("t-2", "month", 30)  # past the next sweep: idle for 50 days, dropped
+    assert featurizer.next_sweep == t + step
+    assert featurizer.accounts.keys() == {"month"}
+    await send("t-3", "busy", 27)  # before the next sweep: none
+    assert featurizer.next_sweep == t + step
+    t = await send("t-4", "busy", 0)  # a sweep; "month" idle 30 days: kept
+    assert featurizer.next_sweep == t + step
+    assert featurizer.accounts.keys() == {"month", "busy"}
