@@ -22,7 +22,8 @@ measuring tool, not an API). At the end it prints each figure's first and last v
 its growth per minute over the whole run and its second half, and RSS growth per 100,000
 transactions and per new account; with `--tracemalloc N` (frames per trace; it slows the
 server down) also the source lines whose allocations grew most between the first sample
-and the last. Everything goes to benchmarks/results/server-memory-<UTC time>.json.
+and the last (or from the first at `--trace-from` seconds: what still grows once the
+capped structures are full). Everything goes to benchmarks/results/server-memory-<UTC time>.json.
 Figures from runs are in docs/benchmarks.md, *Server memory*.
 """
 
@@ -32,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import gc
 import json
 import os
@@ -51,6 +53,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import simulator  # noqa: E402
 from benchmarks.results_file import write_results  # noqa: E402
 from server.app import SIMULATOR_FEED, create_app  # noqa: E402
 from server.cli import tune_gc  # noqa: E402
@@ -70,9 +73,21 @@ def parse_args() -> argparse.Namespace:
         "--inject", type=float, default=60.0, help="extra alerts/s via the ingest API (60; 0: none)"
     )
     p.add_argument(
+        "--accounts",
+        type=int,
+        help="simulated cardholders (default: sized from the rate, 4.3 million at 300 tx/s)",
+    )
+    p.add_argument(
         "--tracemalloc", type=int, default=0, metavar="FRAMES", help="trace allocations (0: off)"
     )
     p.add_argument("--top", type=int, default=25, help="lines listed with --tracemalloc (25)")
+    p.add_argument(
+        "--trace-from",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="compare allocations from the first sample at or after this (0: the first)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp dir (data)")
     # The injector's own process: not for use by hand.
     p.add_argument("--inject-to", help=argparse.SUPPRESS)
@@ -274,6 +289,9 @@ async def run(args: argparse.Namespace) -> None:
         simulator_labels=True,
         rate=args.rate,
     )
+    if args.accounts:
+        # No setting sizes the demo's population: the feed's Simulator gets it here.
+        simulator.Simulator = functools.partial(simulator.Simulator, accounts=args.accounts)
     if args.tracemalloc:
         tracemalloc.start(args.tracemalloc)
     app = create_app(settings)
@@ -308,8 +326,9 @@ async def run(args: argparse.Namespace) -> None:
             if args.tracemalloc:
                 current, _ = tracemalloc.get_traced_memory()
                 sample["traced_mb"] = round(current / 2**20, 1)
-                if first_trace is None:
+                if first_trace is None and t >= args.trace_from:
                     first_trace = tracemalloc.take_snapshot()
+                    sample["trace_from"] = True
             samples.append(sample)
             s = sample["sizes"]
             print(
@@ -333,6 +352,9 @@ async def run(args: argparse.Namespace) -> None:
         await runner.cleanup()
     summary = summarize(samples)
     units = per_unit(samples)
+    later = [s for s in samples if s["t"] >= args.trace_from]
+    if args.trace_from and len(later) > 1:
+        units["from_trace_from"] = per_unit(later)
     print("\nfigure                              start         end   per min  per min (2nd half)")
     for key, v in summary.items():
         if v["start"] == v["end"] == v["max"]:
