@@ -259,6 +259,29 @@ async def eventually(probe: Callable[[], Awaitable[T]], expected: T, within: flo
         raise AssertionError(f"still {value!r}, expected {expected!r}") from None
 
 
+async def next_frames(page: Page) -> None:
+    """Two animation frames: what a resize (or an update) scheduled for the next frame is drawn.
+
+    A frame requested during this one runs in the next, before the second of ours.
+    """
+    await page.evaluate(
+        "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+    )
+
+
+async def animations_done(page: Page) -> None:
+    """Every finite CSS animation and transition on the page (the rows' arrival highlight, a
+    panel sliding in) has finished, and the frame after it is drawn."""
+    await page.evaluate(
+        """() => Promise.all(
+            document.getAnimations()
+                .filter((a) => a.effect?.getComputedTiming().endTime !== Infinity)
+                .map((a) => a.finished.catch(() => null)),
+        )"""
+    )
+    await next_frames(page)
+
+
 async def screenshot(page: Page, name: str, tmp_path: Path) -> bytes:
     """The picture in docs/screenshots/ on request, in tmp_path otherwise."""
     target = SCREENSHOTS / name if UPDATE_SCREENSHOTS else tmp_path / name

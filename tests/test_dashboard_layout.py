@@ -27,6 +27,7 @@ from tests.browser_support import (
     card_testing,
     eventually,
     impossible_travel,
+    next_frames,
     sign_in,
     travel_at_night,
 )
@@ -138,7 +139,7 @@ async def measure(analyst: Analyst, width: int, height: int) -> dict[str, Any]:
     page = analyst.page
     await page.set_viewport_size({"width": width, "height": height})
     # The table re-measures its row height on resize and repaints on the next frame.
-    await page.wait_for_timeout(300)
+    await next_frames(page)
     figures: dict[str, Any] = await page.evaluate(MEASURE)
     if SHOTS:
         await page.screenshot(path=str(Path(SHOTS) / f"layout-{width}x{height}.png"))
@@ -195,7 +196,7 @@ async def test_queue_keeps_the_room_at_common_sizes(
     # At 1024 px the owner went under the pinned actions: scrolled sideways, it shows, and
     # the actions have not moved.
     await me.page.set_viewport_size({"width": 1024, "height": 700})
-    await me.page.wait_for_timeout(300)
+    await next_frames(me.page)
     after = await me.page.evaluate(SCROLL_RIGHT, held[0])
     assert after["ownerInView"], after
     assert after["actionsRight"] <= after["right"], after
@@ -364,7 +365,7 @@ async def test_the_paused_pill_keeps_to_one_line_beside_the_drawer(
     await expect(paused).to_have_text("Paused · 1 new")
     for width, height in [(1440, 900), (1366, 768), (1280, 720)]:
         await me.page.set_viewport_size({"width": width, "height": height})
-        await me.page.wait_for_timeout(200)
+        await next_frames(me.page)
         if SHOTS:
             await me.page.screenshot(path=str(Path(SHOTS) / f"paused-{width}x{height}.png"))
         lines = await me.page.evaluate(PILL_LINES)
@@ -468,7 +469,7 @@ async def test_counter_subtitles_read_whole_from_1280_px(
     await expect(detail).to_have_text(re.compile(r"p50 20\.7 ms\W+receipt → durable verdict"))
     for width, height in [(1920, 1080), (1600, 900), (1440, 900), *VIEWPORTS]:
         await me.page.set_viewport_size({"width": width, "height": height})
-        await me.page.wait_for_timeout(100)
+        await next_frames(me.page)
         if SHOTS:
             path = Path(SHOTS) / f"stats-{width}x{height}.png"
             await me.page.locator("#stats").screenshot(path=str(path))
@@ -507,7 +508,7 @@ async def test_the_focus_ring_goes_round_the_pinned_actions(
     assert focused in ids
     for width, height in [(1440, 900), (1280, 720), (1024, 700)]:
         await me.page.set_viewport_size({"width": width, "height": height})
-        await me.page.wait_for_timeout(300)
+        await next_frames(me.page)
         row = await me.row(focused).bounding_box()
         cell = await me.row(focused).locator("td.actions").bounding_box()
         assert row is not None and cell is not None

@@ -190,7 +190,7 @@ async def test_ten_thousand_alerts_render_only_a_window(
     await search.fill("")
     await expect(summary).to_contain_text(f"{total:,} shown")
     await wrap.evaluate("(el) => { el.scrollTop = 0; }")
-    await page.wait_for_timeout(2600)  # let the arrival highlight fade
+    await bs.animations_done(page)  # the arrival highlight has faded
     await bs.screenshot(page, "dashboard-10k.png", tmp_path)
 
     report = {

@@ -16,6 +16,7 @@ from tests.browser_support import (
     STATUS,
     T0,
     Ingest,
+    animations_done,
     impossible_travel,
     screenshot,
     sign_in,
@@ -151,7 +152,7 @@ async def test_presence_shows_who_else_is_looking_on_the_row_and_in_the_drawer(
     await expect(bob.drawer.locator("#drawer-presence")).to_have_text(
         "Also looking at this alert: alice"
     )
-    await alice.page.wait_for_timeout(300)
+    await animations_done(alice.page)
     await screenshot(alice.page, "presence.png", tmp_path)
     # Alice moves on with j: her presence follows her to the other alert.
     await alice.press("j")
