@@ -11,7 +11,6 @@ of alert frames a second, copies of one real alert that differ only in ids and t
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, CDPSession, Page, Route, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser_support import Analyst, impossible_travel, post_ndjson, sign_in
 
@@ -63,25 +63,24 @@ async def fed_fast_with_a_low_cap(page: Page) -> None:
     await page.add_init_script(path=FAKE_FEED)
 
 
-async def applied_seq(page: Page) -> int:
-    text = await page.locator('[data-integrity="last_seq"]').text_content() or ""
-    digits = re.sub(r"\D", "", text)
-    return int(digits) if digits else -1
-
-
 async def flood(page: Page, template: dict[str, Any], start: int, n: int) -> None:
     """Alerts start .. start + n - 1, applied by the page and drawn."""
     seq: int = await page.evaluate(
         "([t, from, n]) => window.__flood.send(t, from, n)", [template, start, n]
     )
     # The delivery panel shows the last seq applied, once a second.
-    for _ in range(300):
-        if await applied_seq(page) >= seq:
-            break
-        await page.wait_for_timeout(100)
-    else:
-        raise AssertionError(f"the page never applied seq {seq}")
-    await page.wait_for_timeout(500)  # the table's next (throttled) redraw
+    try:
+        await page.wait_for_function(
+            """(seq) => {
+                const text = document.querySelector('[data-integrity="last_seq"]').textContent;
+                return Number(text.replace(/\\D/g, "") || -1) >= seq;
+            }""",
+            arg=seq,
+            timeout=30_000,
+        )
+    except PlaywrightTimeoutError:
+        raise AssertionError(f"the page never applied seq {seq}") from None
+    await page.wait_for_timeout(500)  # the table's next (throttled) redraw: nothing shows it
 
 
 async def heap_used(cdp: CDPSession) -> int:

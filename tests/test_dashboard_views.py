@@ -17,6 +17,7 @@ from tests.browser_support import (
     Analyst,
     Ingest,
     card_testing,
+    eventually,
     impossible_travel,
     sign_in,
     travel_at_night,
@@ -53,11 +54,7 @@ async def listed(alice: Analyst) -> list[str | None]:
 async def shows(alice: Analyst, expected: list[str]) -> None:
     """The table lists `expected`, in this order, within 5 s (filters and sorts apply after a
     round trip to the server)."""
-    for _ in range(50):
-        if await listed(alice) == expected:
-            return
-        await alice.page.wait_for_timeout(100)
-    assert await listed(alice) == expected
+    await eventually(lambda: listed(alice), expected)
 
 
 async def test_filters_and_search_live_in_the_url_and_survive_reload(
