@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from pathlib import Path
@@ -10,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Route, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 import tests.browser_support as bs
 from server.auth import create_user
@@ -194,7 +196,10 @@ async def test_esc_on_a_row_closes_the_drawer_and_the_table_stays_held(
     await expect(alice.drawer).to_be_hidden()
     paused = page.locator("#alerts-paused")
     await expect(paused).to_have_text("Paused")
-    await page.wait_for_timeout(300)  # a released table would re-sort meanwhile
+    # A barrier: an alert raised after the Esc is drawn in a render after it. A held table
+    # counts it as waiting; a released one would list it and re-sort the rest.
+    [later] = await ingest(impossible_travel("acct-q6", "Shop", T0 + dt.timedelta(hours=6)))
+    await expect(paused).to_have_text("Paused · 1 new")
     assert await listed(alice) == queue
     assert await alice.focused_row_id() == queue[2]
     await expect(paused).to_be_visible()
@@ -202,7 +207,7 @@ async def test_esc_on_a_row_closes_the_drawer_and_the_table_stays_held(
     await alice.press("j")
     assert await alice.focused_row_id() == queue[3]
     await alice.press("Escape")
-    await eventually(lambda: listed(alice), [*queue[2:], *queue[:2]])
+    await eventually(lambda: listed(alice), [*queue[2:], later, *queue[:2]])
     await expect(paused).to_be_hidden()
     assert alice.problems == []
 
@@ -221,7 +226,10 @@ async def test_shortcuts_list_holds_the_table(
     overlay = page.get_by_role("dialog", name="Keyboard shortcuts")
     await alice.press("?")
     await expect(overlay).to_be_visible()
-    await page.wait_for_timeout(300)  # a released table would re-sort meanwhile
+    # A barrier: an alert raised now is drawn in a render after the list opened. A held
+    # table counts it as waiting; a released one would list it and re-sort the rest.
+    await ingest(impossible_travel("acct-q6", "Shop", T0 + dt.timedelta(hours=6)))
+    await expect(page.locator("#alerts-paused")).to_have_text("Paused · 1 new")
     assert await listed(alice) == queue
     await alice.press("Escape")
     await expect(overlay).to_be_hidden()
@@ -441,7 +449,12 @@ async def test_keys_meant_for_a_dialog_closed_under_the_analyst_run_no_shortcuts
     # The start of a note, then Enter and Esc for a dialog that is gone.
     await page.keyboard.type("no k")
     await alice.press("Enter", "Escape")
-    await page.wait_for_timeout(300)  # a claim, a drawer, a release would show by now
+    # The keys' handlers have run (a drawer opens at once); a barrier for what follows them:
+    # an alert raised now is drawn in a render after the Esc, counted as waiting by a table
+    # still held and listed by one released. A claim the keys made would have left the page
+    # before this alert was even posted; the server is asked about it after.
+    await ingest(impossible_travel("acct-q6", "Shop", T0 + dt.timedelta(hours=6)))
+    await expect(page.locator("#alerts-paused")).to_have_text("Paused · 1 new")
     await expect(alice.drawer).to_be_hidden()
     await expect(page.locator("#alerts-paused")).to_be_visible()
     assert await alice.focused_row_id() == queue[1]
@@ -449,7 +462,8 @@ async def test_keys_meant_for_a_dialog_closed_under_the_analyst_run_no_shortcuts
         owners = [alert["owner"] for alert in (await r.json())["alerts"]]
     assert owners == ["bob"], "nothing taken in Alice's name"
 
-    # Once the keyboard has been still a moment, keys are the analyst's again.
+    # Once the keyboard has been still a moment, keys are the analyst's again. The page's
+    # settle time (keyboard.js, SETTLE_MS = 1000) is the behaviour here: this wait stays.
     await page.wait_for_timeout(1100)
     await alice.press("j")
     assert await alice.focused_row_id() == queue[2]
@@ -474,7 +488,8 @@ async def test_a_held_enter_that_confirmed_the_dialog_does_not_open_the_details(
     for _ in range(3):
         await page.keyboard.down("Enter")
     await page.keyboard.up("Enter")
-    await page.wait_for_timeout(200)
+    # Each key event is handled before keyboard.down() returns, and Enter opens the drawer
+    # there and then: a repeat let through would have opened it by now.
     await expect(alice.drawer).to_be_hidden()
     # A new press is the analyst's own: Enter opens the details.
     await alice.press("Enter")
@@ -621,7 +636,7 @@ async def test_details_drawer_shows_everything_and_holds_the_stream(
 
 
 async def screenshot_drawer(alice: Analyst, tmp_path: Path) -> None:
-    await alice.page.wait_for_timeout(300)
+    await bs.animations_done(alice.page)
     await bs.screenshot(alice.page, "drawer.png", tmp_path)
 
 
@@ -787,12 +802,16 @@ async def test_ages_count_every_second_in_the_rows_and_the_drawer(
     # A new alert's age reads in seconds, as the header's oldest unacknowledged does, which
     # counts every second: the row and the drawer count along, not in 10 s jumps (the row)
     # or never while the drawer stays open (its "raised 3 s ago").
-    ages: set[str] = set()
-    raised: set[str] = set()
-    for _ in range(35):
-        ages.add(await alice.row(alert).locator(".age").inner_text())
-        raised.add(await alice.drawer.locator("#drawer-sub").inner_text())
-        await page.wait_for_timeout(100)
+    # Sampled every 100 ms for at most 3.5 s, and done as soon as both have read three ways.
+    seen = """(id) => {
+        const s = (window.__seen ??= { ages: new Set(), raised: new Set() });
+        s.ages.add(document.querySelector(`#alert-rows tr[data-id="${id}"] .age`).innerText);
+        s.raised.add(document.querySelector("#drawer-sub").innerText);
+        return s.ages.size >= 3 && s.raised.size >= 3;
+    }"""
+    with contextlib.suppress(PlaywrightTimeoutError):  # the asserts below say what was seen
+        await page.wait_for_function(seen, arg=alert, polling=100, timeout=3_500)
+    ages, raised = await page.evaluate("() => [[...__seen.ages], [...__seen.raised]]")
     assert len(ages) >= 3, ages
     assert len(raised) >= 3, raised
     assert alice.problems == []
