@@ -418,7 +418,13 @@ async def test_delivery_integrity_panel(
     # A lost message shows as a gap (a seq jump), and the page reloads its alerts to be right.
     tamper.append("drop")
     [lost] = await ingest(impossible_travel("acct-4", "Four", T0 + dt.timedelta(hours=3)))
-    await page.wait_for_timeout(200)
+
+    # Once the feed has dropped it, nothing can bring it to the page but the reload a gap
+    # causes: the gap counted below, when the next alert arrives, shows it never came.
+    async def to_tamper() -> int:
+        return len(tamper)
+
+    await eventually(to_tamper, 0)
     await expect(alice.row(lost)).to_have_count(0)
     [fifth] = await ingest(impossible_travel("acct-5", "Five", T0 + dt.timedelta(hours=4)))
     await expect(summary).to_have_text(re.compile(r"^Delivery: 1 gap · seq \d+$"))
@@ -470,6 +476,13 @@ NOTIFICATION_STUB = """
 """
 
 
+async def after_due_timers(page: Page) -> None:
+    """A barrier for the notifier: it announces from a timer set as the alert is handled (at
+    once when it is not rate-limited). A timer of ours set now, after the alert's row is drawn,
+    fires after every timer already due, so a notice not shown by then is not coming now."""
+    await page.evaluate("() => new Promise((done) => setTimeout(done, 0))")
+
+
 async def test_critical_notifications_are_opt_in_rate_limited_and_silenced(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:
@@ -486,7 +499,7 @@ async def test_critical_notifications_are_opt_in_rate_limited_and_silenced(
     # Off by default: a critical alert makes no noise.
     [quiet] = await ingest(travel_at_night("acct-quiet"))
     await expect(alice.row(quiet)).to_be_visible()
-    await page.wait_for_timeout(300)
+    await after_due_timers(page)
     assert await page.evaluate(notes) == []
 
     await menu.locator("summary").click()
@@ -512,7 +525,7 @@ async def test_critical_notifications_are_opt_in_rate_limited_and_silenced(
     await ingest(impossible_travel("acct-high", "High Street", T0 + dt.timedelta(hours=4)))
     [b] = await ingest(travel_at_night("acct-b", T0 + dt.timedelta(days=1)))
     await expect(alice.row(b)).to_be_visible()
-    await page.wait_for_timeout(300)
+    await after_due_timers(page)
     assert len(await page.evaluate(notes)) == 1
 
     # Acknowledged before its turn, B is never announced; acknowledging A closes its notice.
@@ -523,7 +536,7 @@ async def test_critical_notifications_are_opt_in_rate_limited_and_silenced(
         lambda: page.evaluate(notes), [{"title": "Critical alert · account acct-a", "closed": True}]
     )
     await page.clock.fast_forward(11_000)
-    await page.wait_for_timeout(200)
+    await after_due_timers(page)
     assert len(await page.evaluate(notes)) == 1
 
     # Once the 10 s have passed the next critical alert notifies at once.
@@ -571,7 +584,7 @@ async def test_dark_theme_and_accessibility_basics(
     await alice.press("j")
     outline = await page.evaluate("() => getComputedStyle(document.activeElement).outlineColor")
     assert outline == "rgb(143, 176, 255)", outline
-    await page.wait_for_timeout(2600)  # let the arrival highlight fade
+    await bs.animations_done(page)  # the arrival highlight has faded
     await bs.screenshot(page, "dashboard-dark.png", tmp_path)
     await alice.press("Enter")
     await expect(alice.drawer).to_be_visible()
