@@ -21,6 +21,7 @@ from tests.browser_support import (
     T0,
     XSS,
     Ingest,
+    animations_done,
     eventually,
     impossible_travel,
     screenshot,
@@ -165,10 +166,16 @@ async def test_conflict_names_the_owner_without_blocking(
     # The held feed now delivers the same update again: applied once, nothing breaks.
     holding = False
     assert any("alert_updated" in str(message) for message in held)
+    await bob.page.mouse.move(5, 5)  # off the table, which lists new alerts again
+    await expect(bob.page.locator("#alerts-paused")).to_be_hidden()
     for message in held:
         routes[-1].send(message)
-    await bob.page.wait_for_timeout(300)  # nothing to wait for when nothing should change
-    await expect(bob.page.locator("#alert-rows tr")).to_have_count(1)
+    # A barrier: an alert raised now reaches Bob after the re-delivered messages, on the same
+    # socket, and the render that lists it has drawn whatever they did too.
+    [after] = await ingest(impossible_travel("acct-after", "After Ltd", T0 + dt.timedelta(hours=1)))
+    await expect(bob.row(after)).to_be_visible()
+    await expect(bob.row(alert_id)).to_have_count(1)
+    await expect(bob.page.locator("#alert-rows tr")).to_have_count(2)
     await expect(bob.cell(alert_id, OWNER)).to_have_text("alice")
     await notice.get_by_role("button", name="Dismiss").click()
     await expect(notice).to_have_count(0)
@@ -562,7 +569,7 @@ async def test_dashboard_screenshot(
     await page.mouse.move(5, 5)
     await page.locator("#table-wrap").focus()
     await expect(page.locator("#alerts-paused")).to_be_hidden()
-    await page.wait_for_timeout(2600)  # let the arrival highlight fade
+    await animations_done(page)  # the arrival highlight has faded
 
     await screenshot(page, "dashboard.png", tmp_path)
     assert alice.problems == []
