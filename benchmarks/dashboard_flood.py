@@ -39,7 +39,8 @@ from typing import Any
 
 import aiohttp
 import heap_snapshot  # benchmarks/heap_snapshot.py, beside this script
-from dashboard_soak import CHROMIUM, PER_ACCOUNT, RESULTS, ROOT, VIEWPORT, Demo
+from card_testing_load import card_testing
+from dashboard_soak import CHROMIUM, RESULTS, ROOT, VIEWPORT, Demo
 from playwright.async_api import Page, Route, async_playwright
 
 HELD_AFTER = 40  # alerts in the table before the held page's keyboard goes into it
@@ -69,20 +70,7 @@ async def a_real_alert(demo: Demo) -> dict[str, Any]:
     """One card-testing alert from the demo, as its API shows it: the flood's template."""
     headers = {"Authorization": f"Bearer {demo.api_key}"}
     base = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
-    lines = [
-        json.dumps(
-            {
-                "id": f"template-{i}",
-                "timestamp": (base + dt.timedelta(seconds=45 * i)).isoformat(),
-                "account_id": "template",
-                "merchant_id": f"m-soak-{i % 4}",
-                "merchant_name": "Soak Donate",
-                "amount": "1.00",
-                "currency": "USD",
-            }
-        )
-        for i in range(PER_ACCOUNT)
-    ]
+    lines = [json.dumps(charge) for charge in card_testing("template", "soak", base)]
     async with aiohttp.ClientSession(headers=headers) as http:
         url = f"{demo.url}/api/v1/transactions"
         body = "\n".join(lines) + "\n"

@@ -60,13 +60,13 @@ from typing import Any
 
 import aiohttp
 import heap_snapshot  # benchmarks/heap_snapshot.py, beside this script
+from card_testing_load import inject  # benchmarks/card_testing_load.py, beside this script
 from playwright.async_api import BrowserContext, CDPSession, Page, async_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1440, "height": 900}
-PER_ACCOUNT = 12  # card testing fires from the third charge on: ten alerts an account
 ALERT_SAMPLE = 500  # newest alerts whose size each sample records
 FIGURES = ("heap_mb", "nodes", "listeners", "dom_rows", "listed")
 
@@ -191,51 +191,6 @@ async def open_page(browser: Any, demo: Demo, name: str) -> Watched:
     cdp = await context.new_cdp_session(page)
     await cdp.send("Performance.enable")
     return Watched(name, context, page, cdp)
-
-
-async def inject(
-    demo: Demo, per_second: float, stop: asyncio.Event, counts: dict[str, int]
-) -> None:
-    """About `per_second` alerts a second: card testing on fresh accounts, through the API."""
-    if per_second <= 0:
-        return
-    accounts = max(1, round(per_second / (PER_ACCOUNT - 2)))
-    headers = {"Authorization": f"Bearer {demo.api_key}", "Content-Type": "application/x-ndjson"}
-    k = 0
-    async with aiohttp.ClientSession(headers=headers) as http:
-        next_at = time.monotonic()
-        while not stop.is_set():
-            base = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
-            lines = []
-            for _ in range(accounts):
-                account = f"soak-{k:06d}"
-                k += 1
-                for i in range(PER_ACCOUNT):
-                    at = base + dt.timedelta(seconds=45 * i)
-                    lines.append(
-                        json.dumps(
-                            {
-                                "id": f"{account}-{i}",
-                                "timestamp": at.isoformat(),
-                                "account_id": account,
-                                "merchant_id": f"m-soak-{i % 4}",
-                                "merchant_name": "Soak Donate",
-                                "amount": "1.00",
-                                "currency": "USD",
-                            }
-                        )
-                    )
-            try:
-                async with http.post(
-                    f"{demo.url}/api/v1/transactions", data="\n".join(lines) + "\n"
-                ) as r:
-                    body = await r.json()
-                counts["alerts"] += sum(1 for res in body.get("results", []) if res.get("alert_id"))
-            except (aiohttp.ClientError, ValueError):
-                counts["errors"] += 1
-            next_at += 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
 
 
 async def work_alerts(
@@ -389,7 +344,11 @@ async def main() -> None:
             held = await open_page(browser, demo, "held")
             pages = [idle, held]
             tasks = [
-                asyncio.create_task(inject(demo, args.inject, stop, counts)),
+                asyncio.create_task(
+                    inject(
+                        demo.url, demo.api_key, args.inject, prefix="soak", stop=stop, counts=counts
+                    )
+                ),
                 asyncio.create_task(work_alerts(held, args.act_every, stop, counts)),
             ]
             started = time.monotonic()

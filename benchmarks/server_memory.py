@@ -32,10 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import gc
-import json
 import os
 import secrets
 import shutil
@@ -48,19 +46,17 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import simulator  # noqa: E402
+from benchmarks.card_testing_load import inject  # noqa: E402
 from benchmarks.results_file import write_results  # noqa: E402
 from server.app import SIMULATOR_FEED, create_app  # noqa: E402
 from server.cli import tune_gc  # noqa: E402
 from server.config import Settings  # noqa: E402
 from server.state import AUTH, DETECTOR, HUB, QUEUE, SCORECARD, STATS  # noqa: E402
 
-PER_ACCOUNT = 12  # card testing fires from the third charge on: ten alerts an account
 CLOCKS = frozenset({"featurizer.newest", "featurizer.next_sweep"})  # event times, not sizes
 
 
@@ -96,43 +92,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # --- the injector (a child process, so that the server's process holds only the server) ---
-
-
-async def inject(url: str, api_key: str, per_second: float) -> None:
-    """About `per_second` alerts a second until killed: card testing on new accounts."""
-    accounts = max(1, round(per_second / (PER_ACCOUNT - 2)))
-    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/x-ndjson"}
-    k = 0
-    async with aiohttp.ClientSession(headers=headers) as http:
-        next_at = time.monotonic()
-        while True:
-            base = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
-            lines = []
-            for _ in range(accounts):
-                account = f"mem-{k:07d}"
-                k += 1
-                for i in range(PER_ACCOUNT):
-                    at = base + dt.timedelta(seconds=45 * i)
-                    lines.append(
-                        json.dumps(
-                            {
-                                "id": f"{account}-{i}",
-                                "timestamp": at.isoformat(),
-                                "account_id": account,
-                                "merchant_id": f"m-mem-{i % 4}",
-                                "merchant_name": "Soak Donate",
-                                "amount": "1.00",
-                                "currency": "USD",
-                            }
-                        )
-                    )
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with http.post(
-                    f"{url}/api/v1/transactions", data="\n".join(lines) + "\n"
-                ) as r:
-                    await r.read()
-            next_at += 1.0
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
 
 # --- the figures -----------------------------------------------------------------------------
@@ -394,7 +353,7 @@ def main() -> None:
     args = parse_args()
     if args.inject_to:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(inject(args.inject_to, args.api_key, args.inject))
+            asyncio.run(inject(args.inject_to, args.api_key, args.inject, prefix="mem"))
         return
     asyncio.run(run(args))
 
