@@ -61,6 +61,7 @@ from typing import Any
 import aiohttp
 import heap_snapshot  # benchmarks/heap_snapshot.py, beside this script
 from card_testing_load import inject  # benchmarks/card_testing_load.py, beside this script
+from growth import growth  # benchmarks/growth.py, beside this script
 from playwright.async_api import BrowserContext, CDPSession, Page, async_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -282,19 +283,7 @@ async def take_snapshots(
         previous[w.name] = summary
 
 
-def slope_per_min(points: list[tuple[float, float]]) -> float:
-    """Least-squares growth per minute of (seconds, value) points."""
-    if len(points) < 2:
-        return 0.0
-    n = len(points)
-    mx = sum(t for t, _ in points) / n
-    my = sum(v for _, v in points) / n
-    den = sum((t - mx) ** 2 for t, _ in points)
-    return 60 * sum((t - mx) * (v - my) for t, v in points) / den if den else 0.0
-
-
 def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
     half = samples[-1]["t"] / 2 if samples else 0
     series: dict[str, list[tuple[float, float]]] = {}
     for s in samples:
@@ -304,15 +293,7 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
         for f in ("rss_mb", "alert_bytes", "alert_reasons"):
             if f in s["server"]:
                 series.setdefault(f"server.{f}", []).append((s["t"], s["server"][f]))
-    for key, points in series.items():
-        out[key] = {
-            "start": points[0][1],
-            "end": points[-1][1],
-            "max": max(v for _, v in points),
-            "per_min": round(slope_per_min(points), 2),
-            "per_min_second_half": round(slope_per_min([p for p in points if p[0] >= half]), 2),
-        }
-    return out
+    return growth(series, half)
 
 
 async def main() -> None:

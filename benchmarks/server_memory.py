@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 import simulator  # noqa: E402
 from benchmarks.card_testing_load import inject  # noqa: E402
+from benchmarks.growth import growth  # noqa: E402
 from benchmarks.results_file import write_results  # noqa: E402
 from server.app import SIMULATOR_FEED, create_app  # noqa: E402
 from server.cli import tune_gc  # noqa: E402
@@ -155,17 +156,6 @@ def structures(app: Any, data_dir: Path) -> dict[str, Any]:
     return out
 
 
-def slope_per_min(points: list[tuple[float, float]]) -> float:
-    """Least-squares growth per minute of (seconds, value) points."""
-    if len(points) < 2:
-        return 0.0
-    n = len(points)
-    mx = sum(t for t, _ in points) / n
-    my = sum(v for _, v in points) / n
-    den = sum((t - mx) ** 2 for t, _ in points)
-    return 60 * sum((t - mx) * (v - my) for t, v in points) / den if den else 0.0
-
-
 def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     half = samples[-1]["t"] / 2 if samples else 0
     series: dict[str, list[tuple[float, float]]] = {}
@@ -173,16 +163,7 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
         for key, value in {**s["rss"], **s["sizes"]}.items():
             if isinstance(value, int | float) and key not in CLOCKS:
                 series.setdefault(key, []).append((s["t"], float(value)))
-    out: dict[str, Any] = {}
-    for key, points in series.items():
-        out[key] = {
-            "start": points[0][1],
-            "end": points[-1][1],
-            "max": max(v for _, v in points),
-            "per_min": round(slope_per_min(points), 2),
-            "per_min_second_half": round(slope_per_min([p for p in points if p[0] >= half]), 2),
-        }
-    return out
+    return growth(series, half)
 
 
 def per_unit(samples: list[dict[str, Any]]) -> dict[str, Any]:
