@@ -40,8 +40,8 @@ from typing import Any
 import aiohttp
 import heap_snapshot  # benchmarks/heap_snapshot.py, beside this script
 from card_testing_load import card_testing
-from dashboard_soak import CHROMIUM, RESULTS, ROOT, VIEWPORT, Demo
-from playwright.async_api import Page, Route, async_playwright
+from dashboard_soak import CHROMIUM, RESULTS, ROOT, Demo, open_page
+from playwright.async_api import BrowserContext, Page, Route, async_playwright
 
 HELD_AFTER = 40  # alerts in the table before the held page's keyboard goes into it
 
@@ -117,22 +117,15 @@ async def main() -> None:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             pages: dict[str, Any] = {}
-            for name in ("idle", "held"):
-                context = await browser.new_context(base_url=demo.url, viewport=VIEWPORT)
+
+            async def prepare(context: BrowserContext) -> None:
                 await context.add_init_script(path=FAKE_FEED)
                 if args.cap:
                     await context.route("**/static/js/app.js", lower_cap(args.cap))
-                page = await context.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
-                await page.goto("/login")
-                await page.fill("input[name=username]", "analyst")
-                await page.fill("input[name=password]", demo.password)
-                await page.press("input[name=password]", "Enter")
-                await page.wait_for_selector('#connection[data-state="live"]', timeout=30_000)
-                cdp = await context.new_cdp_session(page)
-                await cdp.send("Performance.enable")
-                pages[name] = {"page": page, "cdp": cdp, "errors": errors}
+
+            for name in ("idle", "held"):
+                watched = await open_page(browser, demo, name, prepare)
+                pages[name] = {"page": watched.page, "cdp": watched.cdp, "errors": watched.errors}
             started = time.monotonic()
             # A few alerts in the table, then the keyboard in the held page's.
             sent = await send(pages, template, 0, HELD_AFTER)

@@ -55,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +182,17 @@ class Watched:
         }
 
 
-async def open_page(browser: Any, demo: Demo, name: str) -> Watched:
+async def open_page(
+    browser: Any,
+    demo: Demo,
+    name: str,
+    prepare: Callable[[BrowserContext], Awaitable[None]] | None = None,
+) -> Watched:
+    """A page signed in to `demo` and live; `prepare` readies its context first (init
+    scripts, routes)."""
     context = await browser.new_context(base_url=demo.url, viewport=VIEWPORT)
+    if prepare is not None:
+        await prepare(context)
     page = await context.new_page()
     await page.goto("/login")
     await page.fill("input[name=username]", "analyst")
