@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from server.app import create_app
 from server.auth import create_user
@@ -288,3 +288,27 @@ async def screenshot(page: Page, name: str, tmp_path: Path) -> bytes:
     png: bytes = await page.screenshot(path=str(target))
     assert len(png) > 10_000
     return png
+
+
+async def an_alert(server: TestServer, http: aiohttp.ClientSession) -> dict[str, Any]:
+    """One real alert as the API lists it (impossible travel): a template for tests that
+    feed the page copies of it."""
+    await post_ndjson(server, http, impossible_travel("acct-template", "Template Ltd"))
+    async with http.get(server.make_url("/api/v1/alerts"), params={"limit": "1"}) as r:
+        assert r.status == 200, await r.text()
+        alert: dict[str, Any] = (await r.json())["alerts"][0]
+    return alert
+
+
+async def lower_store_cap(page: Page, cap: int) -> None:
+    """Serve `page` an app.js whose alert store keeps `cap` alerts, not 20,000: tests of
+    what happens past the cap reach it in seconds."""
+
+    async def rewrite(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.text()
+        assert "const STORE_CAPACITY = 20_000;" in body
+        body = body.replace("const STORE_CAPACITY = 20_000;", f"const STORE_CAPACITY = {cap};")
+        await route.fulfill(response=response, body=body)
+
+    await page.route("**/static/js/app.js", rewrite)

@@ -14,9 +14,17 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import Browser, Page, expect
 
-from tests.browser_support import T0, Ingest, card_testing, impossible_travel, post_ndjson, sign_in
+from tests.browser_support import (
+    T0,
+    Ingest,
+    an_alert,
+    card_testing,
+    impossible_travel,
+    lower_store_cap,
+    sign_in,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -57,14 +65,6 @@ async ({ template, capacity }) => {
   window.__held = { store, table: t, alert, settled };
 }
 """
-
-
-async def an_alert(server: TestServer, http: aiohttp.ClientSession) -> dict[str, Any]:
-    await post_ndjson(server, http, impossible_travel("acct-template", "Template Ltd"))
-    async with http.get(server.make_url("/api/v1/alerts"), params={"limit": "1"}) as r:
-        assert r.status == 200, await r.text()
-        alert: dict[str, Any] = (await r.json())["alerts"][0]
-    return alert
 
 
 async def harness(page: Page, template: dict[str, Any], capacity: int) -> None:
@@ -136,14 +136,7 @@ async def test_a_held_table_past_the_memory_cap_keeps_what_the_page_holds_and_co
 
 
 async def lower_the_cap(page: Page) -> None:
-    async def rewrite(route: Route) -> None:
-        response = await route.fetch()
-        body = await response.text()
-        assert "const STORE_CAPACITY = 20_000;" in body
-        body = body.replace("const STORE_CAPACITY = 20_000;", "const STORE_CAPACITY = 300;")
-        await route.fulfill(response=response, body=body)
-
-    await page.route("**/static/js/app.js", rewrite)
+    await lower_store_cap(page, 300)
 
 
 async def test_the_paused_pill_says_how_many_more_arrived_than_the_page_keeps(

@@ -17,10 +17,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, CDPSession, Page, Route, expect
+from playwright.async_api import Browser, CDPSession, Page, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.browser_support import Analyst, impossible_travel, post_ndjson, sign_in
+from tests.browser_support import Analyst, an_alert, lower_store_cap, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -43,23 +43,8 @@ TRIMS = 120
 ALLOWED_BYTES = 200_000
 
 
-async def an_alert(server: TestServer, http: aiohttp.ClientSession) -> dict[str, Any]:
-    await post_ndjson(server, http, impossible_travel("acct-template", "Template Ltd"))
-    async with http.get(server.make_url("/api/v1/alerts"), params={"limit": "1"}) as r:
-        assert r.status == 200, await r.text()
-        alert: dict[str, Any] = (await r.json())["alerts"][0]
-    return alert
-
-
 async def fed_fast_with_a_low_cap(page: Page) -> None:
-    async def rewrite(route: Route) -> None:
-        response = await route.fetch()
-        body = await response.text()
-        assert "const STORE_CAPACITY = 20_000;" in body
-        body = body.replace("const STORE_CAPACITY = 20_000;", f"const STORE_CAPACITY = {CAP};")
-        await route.fulfill(response=response, body=body)
-
-    await page.route("**/static/js/app.js", rewrite)
+    await lower_store_cap(page, CAP)
     await page.add_init_script(path=FAKE_FEED)
 
 
