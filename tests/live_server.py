@@ -93,6 +93,18 @@ async def start_live(data_dir: Path, stack: contextlib.ExitStack, **settings: An
     return await asyncio.to_thread(stack.enter_context, live_server(data_dir, **settings))
 
 
+async def post_transactions(url: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Post `records` to the live server at `url`; its per-record results (the post must
+    be a 200)."""
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as http,
+        http.post(f"{url}/api/v1/transactions", json=records) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        results: list[dict[str, Any]] = (await resp.json())["results"]
+        return results
+
+
 def batch(prefix: str) -> list[dict[str, Any]]:
     """20 transactions: a card-testing run on a fresh account (3 alerts) and 15 plain ones."""
     records = card_testing(f"{prefix}-ct", f"{prefix}-acct", n=5, at=BASE)

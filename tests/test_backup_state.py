@@ -9,12 +9,9 @@ import os
 import signal
 import urllib.parse
 from pathlib import Path
-from typing import Any
 
-import aiohttp
-
-from tests.conftest import API_KEY, AUTH, card_testing
-from tests.live_server import BASE, LiveServer, start_live
+from tests.conftest import API_KEY, card_testing
+from tests.live_server import BASE, LiveServer, post_transactions, start_live
 from tests.test_cli import fraudwatch
 
 # The default interval: in a test's lifetime the running server writes no periodic snapshot.
@@ -28,16 +25,6 @@ def _settings_of(server: LiveServer) -> dict[str, str]:
     return {**os.environ, "FRAUDWATCH_API_KEY": API_KEY, "FRAUDWATCH_PORT": str(port)}
 
 
-async def _post(url: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    async with (
-        aiohttp.ClientSession(headers=AUTH) as http,
-        http.post(f"{url}/api/v1/transactions", json=records) as resp,
-    ):
-        assert resp.status == 200, await resp.text()
-        results: list[dict[str, Any]] = (await resp.json())["results"]
-        return results
-
-
 async def test_a_backup_of_a_running_server_restores_each_accounts_history(
     tmp_path: Path,
 ) -> None:
@@ -49,12 +36,12 @@ async def test_a_backup_of_a_running_server_restores_each_accounts_history(
     probes = card_testing("ct", "acct-backup", n=3, at=BASE)
     with contextlib.ExitStack() as stack:
         server = await start_live(data, stack, **INTERVAL)
-        assert not (await _post(server.url, probes[:1]))[0]["reasons"]
+        assert not (await post_transactions(server.url, probes[:1]))[0]["reasons"]
         assert server.stop(signal.SIGTERM) == 0, server.output()
         assert (data / "detector-state.msgpack").exists()  # the first charge is in it
 
         server = await start_live(data, stack, **INTERVAL)
-        assert not (await _post(server.url, probes[1:2]))[0]["reasons"]
+        assert not (await post_transactions(server.url, probes[1:2]))[0]["reasons"]
         done = await asyncio.to_thread(
             fraudwatch, "backup", str(dest), "--data-dir", str(data), env=_settings_of(server)
         )
@@ -62,7 +49,7 @@ async def test_a_backup_of_a_running_server_restores_each_accounts_history(
         assert server.stop() == 0
 
         restored = await start_live(dest, stack, **INTERVAL)
-        verdict = (await _post(restored.url, probes[2:]))[0]
+        verdict = (await post_transactions(restored.url, probes[2:]))[0]
         assert restored.stop() == 0
     # The snapshot as last written (before the second charge) lacked the second charge: a
     # server started on it replays it from the database copy. The one written for the
@@ -81,7 +68,7 @@ async def test_with_no_server_running_the_snapshot_it_wrote_at_shutdown_is_copie
     probes = card_testing("ct", "acct-stopped", n=3, at=BASE)
     with contextlib.ExitStack() as stack:
         server = await start_live(data, stack, **INTERVAL)
-        await _post(server.url, probes[:2])
+        await post_transactions(server.url, probes[:2])
         env = _settings_of(server)
         assert server.stop() == 0
         done = await asyncio.to_thread(
@@ -94,7 +81,7 @@ async def test_with_no_server_running_the_snapshot_it_wrote_at_shutdown_is_copie
             f"no server answered at {server.url}\n"
         ) in done.stdout
         restored = await start_live(dest, stack, **INTERVAL)
-        verdict = (await _post(restored.url, probes[2:]))[0]
+        verdict = (await post_transactions(restored.url, probes[2:]))[0]
         assert restored.stop() == 0
     assert [r["code"] for r in verdict["reasons"]] == ["card_testing"], verdict
 
@@ -107,7 +94,7 @@ async def test_a_server_that_refuses_the_snapshot_is_warned_about_and_the_backup
     wrong.write_text("fw_not-a-key\n", encoding="utf-8")
     with contextlib.ExitStack() as stack:
         server = await start_live(data, stack, **INTERVAL)
-        await _post(server.url, card_testing("ct", "acct-refused", n=2, at=BASE))
+        await post_transactions(server.url, card_testing("ct", "acct-refused", n=2, at=BASE))
         done = await asyncio.to_thread(
             fraudwatch, "backup", str(dest), "--data-dir", str(data), "--key-file", str(wrong),
             env=_settings_of(server),
@@ -129,7 +116,7 @@ async def test_a_backup_finds_the_server_running_on_its_data_dir(tmp_path: Path)
     data, dest = tmp_path / "data", tmp_path / "backup"
     with contextlib.ExitStack() as stack:
         server = await start_live(data, stack, **INTERVAL)
-        await _post(server.url, card_testing("ct", "acct-found", n=2, at=BASE))
+        await post_transactions(server.url, card_testing("ct", "acct-found", n=2, at=BASE))
         assert (data / "server.json").exists()
         env = {**os.environ, "FRAUDWATCH_API_KEY": API_KEY}
         env.pop("FRAUDWATCH_PORT", None)

@@ -19,6 +19,7 @@ from tests.live_server import (
     Loader,
     alert_ids,
     events,
+    post_transactions,
     start_live,
     stored_verdicts,
 )
@@ -112,16 +113,6 @@ async def _resend_all(http: aiohttp.ClientSession, url: str, loader: Loader) -> 
 INTERVAL = {"state_snapshot_interval": 300}
 
 
-async def _post(server: LiveServer, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    async with (
-        aiohttp.ClientSession(headers=AUTH) as http,
-        http.post(f"{server.url}/api/v1/transactions", json=records) as resp,
-    ):
-        assert resp.status == 200, await resp.text()
-        results: list[dict[str, Any]] = (await resp.json())["results"]
-        return results
-
-
 async def _snapshot(server: LiveServer) -> None:
     async with (
         aiohttp.ClientSession(headers=AUTH) as http,
@@ -163,12 +154,12 @@ async def test_after_sigkill_what_was_scored_after_the_snapshot_is_replayed(
     probes = card_testing("ct", "acct-crash", n=3, at=BASE)
     with contextlib.ExitStack() as stack:
         server = await start_live(data, stack, **INTERVAL)
-        await _post(server, [tx("before", "acct-other", at=BASE)])
+        await post_transactions(server.url, [tx("before", "acct-other", at=BASE)])
         await _snapshot(server)
-        assert not any(_codes(v) for v in await _post(server, probes[:2]))
+        assert not any(_codes(v) for v in await post_transactions(server.url, probes[:2]))
         _kill(server)
         server = await start_live(data, stack, **INTERVAL)
-        verdict = (await _post(server, probes[2:]))[0]
+        verdict = (await post_transactions(server.url, probes[2:]))[0]
         # Their labels are learnt from the inputs stored with their verdicts: the model's
         # memory of them died with the process, and the replay does not recompute it.
         model = await _labelled(server, ["ct-0", "ct-1"])
@@ -185,11 +176,11 @@ async def test_after_sigkill_with_no_snapshot_yet_the_state_is_rebuilt(tmp_path:
     probes = card_testing("ct", "acct-first", n=3, at=BASE)
     with contextlib.ExitStack() as stack:
         server = await start_live(data, stack, **INTERVAL)
-        await _post(server, probes[:2])
+        await post_transactions(server.url, probes[:2])
         _kill(server)
         assert not (data / "detector-state.msgpack").exists()
         server = await start_live(data, stack, **INTERVAL)
-        verdict = (await _post(server, probes[2:]))[0]
+        verdict = (await post_transactions(server.url, probes[2:]))[0]
         assert server.stop() == 0
     assert _codes(verdict) == ["card_testing"], verdict
     assert "detector state: rebuilt from 2 stored transactions" in server.output()
@@ -217,12 +208,14 @@ async def test_after_sigkill_a_merchant_shared_by_accounts_counts_each_of_their_
     payments = [tx(f"shop-{i}", f"acct-shop-{i}", at=at[i], merchant="m-shared") for i in range(3)]
     with contextlib.ExitStack() as stack:
         server = await start_live(data, stack, rules_path=rules, **INTERVAL)
-        await _post(server, [tx("before", "acct-other", at=BASE, merchant="m-shared")])
+        await post_transactions(
+            server.url, [tx("before", "acct-other", at=BASE, merchant="m-shared")]
+        )
         await _snapshot(server)
-        assert not any(_codes(v) for v in await _post(server, payments[:2]))
+        assert not any(_codes(v) for v in await post_transactions(server.url, payments[:2]))
         _kill(server)
         server = await start_live(data, stack, rules_path=rules, **INTERVAL)
-        verdict = (await _post(server, payments[2:]))[0]
+        verdict = (await post_transactions(server.url, payments[2:]))[0]
         assert server.stop() == 0
     assert _codes(verdict) == ["merchant_burst"], verdict
     assert verdict["reasons"][0]["observed"] == 4  # the one before the snapshot, and three
@@ -235,10 +228,10 @@ async def test_after_a_clean_shutdown_nothing_is_replayed(tmp_path: Path) -> Non
     probes = card_testing("ct", "acct-clean", n=3, at=BASE)
     with contextlib.ExitStack() as stack:
         server = await start_live(data, stack, **INTERVAL)
-        await _post(server, probes[:2])
+        await post_transactions(server.url, probes[:2])
         assert server.stop() == 0
         server = await start_live(data, stack, **INTERVAL)
-        verdict = (await _post(server, probes[2:]))[0]
+        verdict = (await post_transactions(server.url, probes[2:]))[0]
         assert server.stop() == 0
     assert _codes(verdict) == ["card_testing"], verdict
     assert verdict["reasons"][0]["observed"] == 3
