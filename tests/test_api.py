@@ -249,6 +249,22 @@ async def test_resending_an_id_whose_stored_row_is_damaged_is_not_scored_again(
     assert "fraudwatch_rejected_total 0" in metrics, metrics
 
 
+async def test_an_alert_gives_the_reasons_its_verdict_gave_number_for_number(
+    client: TestClient,
+) -> None:
+    # A count observed by a rule was `3` in the verdict and `3.0` once the alert was read
+    # back: a client comparing the two, or one typed on integers, saw them differ.
+    results = await post_batch(client, card_testing("same", "acct-same", n=3))
+    verdict = results[-1]
+    assert verdict["alert_id"], verdict
+    resp = await client.get(f"/api/v1/alerts/{verdict['alert_id']}", headers=AUTH)
+    raw = await resp.text()
+    alert = json.loads(raw)["alert"]
+    # json.dumps, not ==: in Python 3 == 3.0.
+    assert json.dumps(alert["reasons"]) == json.dumps(verdict["reasons"]), raw
+    assert alert["reasons"][0]["observed"] == 3, raw
+
+
 async def test_alert_contract_and_listing(client: TestClient) -> None:
     alert_id = await raise_alert(client)
     resp = await client.get(f"/api/v1/alerts/{alert_id}", headers=AUTH)

@@ -16,8 +16,10 @@ class Reason(msgspec.Struct, frozen=True, omit_defaults=True):
 
     code: str
     message: str
-    observed: float | str | None = None
-    threshold: float | str | None = None
+    # int before float: a count read back from the store stays `3`, as the verdict said it,
+    # not `3.0` (msgspec decodes a JSON integer into the first numeric type of the union).
+    observed: int | float | str | None = None
+    threshold: int | float | str | None = None
     weight: float = 0.0
     severity: Severity | None = None
 
