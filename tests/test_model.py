@@ -333,6 +333,92 @@ def test_a_weighted_label_is_learnt_as_that_many_presentations() -> None:
     assert repeated.b < half.b < two.b
 
 
+def test_a_corrected_label_leaves_the_counters_as_if_it_had_been_given_right() -> None:
+    # An analyst's mis-click (fraud) corrected to legitimate: the model must not go on
+    # counting a fraud, nor the transaction twice in the statistics its scaling is made of.
+    rng = random.Random(8)
+    warm = toy_stream(500, seed=9)
+    x = toy_example(rng, False)
+    corrected, right = OnlineLogit(rescale_every=10**9), OnlineLogit(rescale_every=10**9)
+    for model in (corrected, right):
+        model.learn_many(warm)
+    right.learn_one(x, False)
+    corrected.learn_one(x, True)
+    assert corrected.frauds == right.frauds + 1
+    learnt = (list(corrected.w), corrected.b, list(corrected.g2), corrected.g2b)
+    corrected.take_back(x, True)
+    # Taken out of what it counts; the weights keep what learning has made of them.
+    assert (list(corrected.w), corrected.b, list(corrected.g2), corrected.g2b) == learnt
+    corrected.learn_one(x, False)
+    assert (corrected.count, corrected.frauds) == (right.count, right.frauds) == (501, 57)
+    assert corrected.weight_sum == pytest.approx(right.weight_sum, rel=1e-12)
+    assert corrected.sums == pytest.approx(right.sums, rel=1e-9, abs=1e-9)
+    assert corrected.squares == pytest.approx(right.squares, rel=1e-9, abs=1e-9)
+    assert corrected.freeze().frauds_seen == right.freeze().frauds_seen
+    # A label kept by the sampler for 3 comes out as 3.
+    heavy = OnlineLogit()
+    heavy.learn_many(warm)
+    before = (heavy.count, heavy.frauds, heavy.weight_sum, list(heavy.sums))
+    heavy.learn_one(x, False, 3.0)
+    heavy.take_back(x, False, 3.0)
+    assert (heavy.count, heavy.frauds) == before[:2]
+    assert heavy.weight_sum == pytest.approx(before[2], rel=1e-12)
+    assert heavy.sums == pytest.approx(before[3], rel=1e-9, abs=1e-9)
+    # Nothing left: exact zeros, never a negative count.
+    alone = OnlineLogit()
+    alone.learn_one(x, True)
+    alone.take_back(x, True)
+    assert (alone.count, alone.frauds, alone.weight_sum) == (0, 0, 0.0)
+    assert not any(alone.sums) and not any(alone.squares)
+
+
+def test_a_correction_takes_back_only_what_the_sampler_kept() -> None:
+    # Legitimate labels kept 1 in k with weight k: a label left out was never counted, so
+    # there is nothing to take back; one kept comes out with the weight it went in with.
+    sampler = NegativeSampler(ratio=2.0, floor=20)
+    given = {f"tx-{n}": sampler.weight(f"tx-{n}", n % 50 == 0) for n in range(1_000)}
+    # The last ones, given at about today's rate (it falls while legitimate labels pile up
+    # faster than ratio x frauds, then holds where the mix does).
+    left_out = [t for t, w in given.items() if w == 0.0][-2:]
+    kept = [t for t, w in given.items() if w > 1.0][-2:]
+    assert len(left_out) == len(kept) == 2
+    frauds, legitimate = sampler.frauds, sampler.legitimate
+    # The same hash at about the same rate decides the same way.
+    assert sampler.taken_back(left_out[0], False) == 0.0
+    assert sampler.taken_back(kept[0], False) == pytest.approx(given[kept[0]], rel=0.05)
+    assert sampler.taken_back("tx-0", True) == 1.0  # a fraud: always learnt, weight 1
+    assert (sampler.frauds, sampler.legitimate) == (frauds - 1, legitimate - 2)
+
+    # Through the slot: the correction of a left-out label is learnt alone; that of a kept
+    # one comes after its take-back (a negative weight), the same inputs.
+    slot = ModelSlot(memory=10, learner=OnlineLogit())
+    slot.sampler = sampler
+    stored = {t: (RAW_LAYOUT, b"") for t in (left_out[1], kept[1], "tx-50")}
+    raw = {t: capture_of(n) for n, t in enumerate(stored)}
+    stored = {t: (RAW_LAYOUT, raw[t]) for t in stored}
+    labels = [(left_out[1], True), (kept[1], True), ("tx-50", True)]
+    examples, without = slot.stored_examples(
+        labels, stored, {left_out[1]: False, kept[1]: False, "tx-50": True}
+    )
+    assert without == 0
+    assert [(x, y, w if w > 0 else -1.0) for x, y, w in examples] == [
+        (raw[left_out[1]], True, 1.0),
+        (raw[kept[1]], False, -1.0),
+        (raw[kept[1]], True, 1.0),
+        (raw["tx-50"], True, 1.0),  # the same label again: nothing to take back
+    ]
+    assert -examples[1][2] == pytest.approx(given[kept[1]], rel=0.05)
+
+
+def capture_of(n: int) -> bytes:
+    """The packed inputs of a scored transaction, as the store keeps them."""
+    slot = ModelSlot(memory=10)
+    Detector(model=slot).score(make_tx(n, amount=f"{10 + n}.00"))
+    raw = slot.kept(f"tx-{n}")
+    assert raw is not None
+    return raw
+
+
 def test_an_input_that_hardly_varies_far_from_zero_is_not_blown_up() -> None:
     # The rules' logit where rules seldom fire: -9.2 on all but a few transactions. Divided
     # by its spread (~0.3) it would reach ~30 and every step on it would swing the model.

@@ -471,6 +471,15 @@ def learn_example(learner: OnlineLogit, raw: bytes, is_fraud: bool, weight: floa
     learner.learn_one(inputs(raw), is_fraud, weight)
 
 
+def learn_or_take_back(learner: OnlineLogit, raw: bytes, is_fraud: bool, weight: float) -> None:
+    """An example as the trainer queues it: a negative `weight` takes back a label learnt
+    with weight -`weight` (`ModelSlot.pop_examples`, `OnlineLogit.take_back`)."""
+    if weight < 0.0:
+        learner.take_back(inputs(raw), is_fraud, -weight)
+    else:
+        learn_example(learner, raw, is_fraud, weight)
+
+
 _RULE_BITS = tuple(_RULE_BIT.values())
 _RULE_FLAGS: dict[int, tuple[float, ...]] = {}
 """The rule inputs (1.0: fired) for each set of rules that fired, made once per set: few
@@ -662,6 +671,31 @@ class OnlineLogit:
             b -= lr * err / sqrt(g2b)
         self.b, self.g2b = b, g2b
 
+    def take_back(self, x: Sequence[float], is_fraud: bool, weight: float = 1.0) -> None:
+        """Take an example `learn_one` learnt (its label since corrected) out of what the
+        model counts: `count`, `frauds`, `weight_sum` and the scaling's sums, with the
+        weight it was learnt with. The weights are left as they are: a reverse step (the
+        negative of its gradient at the current weights) lowered AP when the correction
+        came a week later, was mixed a day later, and helped only when nothing else had
+        been learnt in between; by then the other labels have made up for part of what
+        the wrong one did, and the step overshoots (docs/model.md, "Corrected labels").
+        Not on the scoring path: corrections are rare."""
+        self.count -= 1
+        if self.count <= 0:
+            # Nothing learnt is left: exact zeros, not what rounding leaves of the sums.
+            self.count = self.frauds = 0
+            self.weight_sum = 0.0
+            self.sums = [0.0] * len(self.sums)
+            self.squares = [0.0] * len(self.squares)
+            return
+        self.frauds = max(self.frauds - is_fraud, 0)
+        self.weight_sum -= weight
+        sums, squares = self.sums, self.squares
+        for i in compress(range(len(x)), x):
+            wv = weight * x[i]
+            sums[i] -= wv
+            squares[i] = max(squares[i] - wv * x[i], 0.0)
+
     def calibrate(self, logit: float, is_fraud: bool, weight: float = 1.0) -> None:
         """Platt scaling, one label at a time: `logit` is what the model said when it scored
         the transaction, before its label was known. Labels arrive late (a week, say), so
@@ -810,14 +844,36 @@ class NegativeSampler:
         self.legitimate += 1
         if not self.ratio:
             return 1.0
+        kept = self._kept(tx_id)
+        if not kept:
+            self.skipped += 1
+        return kept
+
+    def _kept(self, tx_id: str) -> float:
         wanted = max(self.ratio * self.frauds, self.floor)
         if self.legitimate <= wanted:
             return 1.0
         rate = wanted / self.legitimate
         if zlib.crc32(tx_id.encode()) >= rate * 4294967296.0:
-            self.skipped += 1
             return 0.0
         return 1.0 / rate
+
+    def taken_back(self, tx_id: str, is_fraud: bool) -> float:
+        """The weight to take back a label given earlier with (a correction replaced it),
+        0 if there is nothing to take back; the label stops counting here too.
+
+        A fraud was learnt with weight 1. A legitimate label is decided by the rule that
+        decided whether to keep it, at today's rate, on the same hash: a label sampled out
+        is not taken back, nor one kept taken back twice, for as long as the rate stays
+        where it was (it moves only as the mix of labels does); where it has moved, a label
+        is taken back with probability r and weight 1/r, so what is taken back is, on
+        average, the weight 1 it stood for (docs/model.md, "Corrected labels")."""
+        if is_fraud:
+            self.frauds = max(self.frauds - 1, 0)
+            return 1.0
+        kept = self._kept(tx_id) if self.ratio else 1.0
+        self.legitimate = max(self.legitimate - 1, 0)
+        return kept
 
 
 _INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -1039,11 +1095,14 @@ class ModelSlot:
         return self.remembered.get(tx_id)
 
     def pop_examples(
-        self, labels: Iterable[tuple[str, bool]]
+        self, labels: Iterable[tuple[str, bool]], replaced: Mapping[str, bool] | None = None
     ) -> tuple[list[tuple[bytes, bool, float]], list[tuple[str, bool]]]:
         """The remembered inputs of labelled transactions, packed, with their weights
         (`NegativeSampler`; left-out ones are dropped), forgotten here: each is learnt
-        once. Also the labels whose inputs are not remembered (scored too long ago:
+        once. A label that `replaced` a different one (by transaction id: was it fraud?)
+        comes after the earlier label's take-back, the same inputs with the negative of
+        the weight it was learnt with (`NegativeSampler.taken_back`; none if it was left
+        out). Also the labels whose inputs are not remembered (scored too long ago:
         `memory`; or by another process), for `stored_examples`; a second label for a
         transaction learnt in the same call is dropped."""
         examples: list[tuple[bytes, bool, float]] = []
@@ -1057,12 +1116,17 @@ class ModelSlot:
                     missing.append((tx_id, is_fraud))
                 continue
             popped.add(tx_id)
+            if replaced:
+                self._take_back(examples, x, tx_id, is_fraud, replaced)
             if w := weight(tx_id, is_fraud):
                 examples.append((x, is_fraud, w))
         return examples, missing
 
     def stored_examples(
-        self, labels: Iterable[tuple[str, bool]], stored: Mapping[str, tuple[str, bytes]]
+        self,
+        labels: Iterable[tuple[str, bool]],
+        stored: Mapping[str, tuple[str, bytes]],
+        replaced: Mapping[str, bool] | None = None,
     ) -> tuple[list[tuple[bytes, bool, float]], int]:
         """`pop_examples` for labels whose inputs come from the store (`Store.model_inputs`:
         layout and bytes), read as a snapshot's are (`remembered_entry`). Also how many had
@@ -1079,9 +1143,24 @@ class ModelSlot:
             x = None if found is None else remembered_entry(*found)
             if x is None:
                 missing += 1
-            elif w := weight(tx_id, is_fraud):
+                continue
+            if replaced:
+                self._take_back(examples, x, tx_id, is_fraud, replaced)
+            if w := weight(tx_id, is_fraud):
                 examples.append((x, is_fraud, w))
         return examples, missing
+
+    def _take_back(
+        self,
+        examples: list[tuple[bytes, bool, float]],
+        x: bytes,
+        tx_id: str,
+        is_fraud: bool,
+        replaced: Mapping[str, bool],
+    ) -> None:
+        was = replaced.get(tx_id)
+        if was is not None and was != is_fraud and (w := self.sampler.taken_back(tx_id, was)):
+            examples.append((x, was, -w))
 
     def learn_label(self, tx_id: str, is_fraud: bool) -> bool:
         """Learn inline (no trainer thread: backtests). False if the inputs are gone."""
