@@ -24,14 +24,14 @@ import msgspec
 
 from server import atomic_file
 from server.detection.features import Featurizer
-from server.detection.model import ModelSlot, OnlineLogit, Predictor, learn_example
+from server.detection.model import ModelSlot, OnlineLogit, Predictor, learn_or_take_back
 from server.scorecard import Scorecard
 from server.stats import Stats
 from server.store.base import Label, LabelOutcome, Store
 from server.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
-Example = tuple[bytes, bool, float]  # raw values (model.capture), fraud?, weight
+Example = tuple[bytes, bool, float]  # raw values (model.capture), fraud?, weight (< 0: take back)
 
 
 @dataclass(slots=True)
@@ -39,6 +39,7 @@ class TrainerStatus:
     labels_learnt: int = 0
     labels_without_inputs: int = 0  # no inputs kept: scored before the store kept them
     labels_from_store: int = 0  # inputs read back from the store (memory had let them go)
+    labels_taken_back: int = 0  # earlier labels a correction replaced, no longer counted
     rounds: int = 0
     model_version: int = 0  # labels learnt by the predictor in use; 0: rules only
     last_round_thread: int | None = None  # threading.get_ident() of the last round
@@ -91,13 +92,18 @@ class Trainer:
         self._thread.start()
 
     async def learn(
-        self, labels: Iterable[tuple[str, bool]], store: Store | None = None
+        self,
+        labels: Iterable[tuple[str, bool]],
+        store: Store | None = None,
+        replaced: Mapping[str, bool] | None = None,
     ) -> tuple[int, int]:
         """On the loop: queue the inputs of these labelled transactions for learning, from
         the detector's memory or, for those it let go of (`model_memory`) or never held
         (scored before a restart without a snapshot, or by another process), from the
-        `store`. Returns (queued, without inputs)."""
-        examples, missing = self.slot.pop_examples(labels)
+        `store`; a label that `replaced` another (by transaction id: was that one fraud?)
+        first takes it back (`ModelSlot.pop_examples`). Returns (labels queued, without
+        inputs)."""
+        examples, missing = self.slot.pop_examples(labels, replaced)
         without = len({tx_id for tx_id, _ in missing})  # a label repeated in one call: once
         if missing and store is not None:
             stored: Mapping[str, tuple[str, bytes]] = {}
@@ -116,7 +122,7 @@ class Trainer:
                 for tx_id, problem in found.damaged.items():
                     log.error("label of %s not learnt by the model: %s", tx_id, problem)
             looked_up = without
-            more, without = self.slot.stored_examples(missing, stored)
+            more, without = self.slot.stored_examples(missing, stored, replaced)
             self.status.labels_from_store += looked_up - without
             examples += more
         self.status.labels_without_inputs += without
@@ -124,7 +130,7 @@ class Trainer:
             self._pending += 1
             self.idle.clear()
             self._queue.put(examples)
-        return len(examples), without
+        return sum(weight > 0 for _, _, weight in examples), without
 
     def _run(self) -> None:
         learner = self.learner
@@ -156,11 +162,14 @@ class Trainer:
                 return
 
     def _round(self, learner: OnlineLogit, batches: Sequence[list[Example]]) -> None:
-        learnt = 0
+        learnt = taken_back = 0
         for batch in batches:
             for x, is_fraud, weight in batch:
-                learn_example(learner, x, is_fraud, weight)
+                learn_or_take_back(learner, x, is_fraud, weight)
+                if weight < 0:
+                    taken_back += 1
             learnt += len(batch)
+        learnt -= taken_back
         self.status.last_round_thread = threading.get_ident()
         ready = self.slot.ready(learner.count, learner.frauds)
         predictor = learner.freeze(learner.count) if ready else None
@@ -170,10 +179,11 @@ class Trainer:
             except OSError as exc:
                 log.warning("could not save the model to %s (%s)", self.path, exc)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._learnt, learnt, predictor)
+        self._loop.call_soon_threadsafe(self._learnt, learnt, taken_back, predictor)
 
-    def _learnt(self, learnt: int, predictor: Predictor | None) -> None:
+    def _learnt(self, learnt: int, taken_back: int, predictor: Predictor | None) -> None:
         self.status.labels_learnt += learnt
+        self.status.labels_taken_back += taken_back
         self.status.rounds += 1
         if predictor is not None:
             self._swap(predictor)
@@ -203,6 +213,7 @@ class Trainer:
             "labels_without_inputs": self.status.labels_without_inputs,
             "labels_from_store": self.status.labels_from_store,
             "labels_sampled_out": self.slot.sampler.skipped,
+            "labels_taken_back": self.status.labels_taken_back,
             "model_version": self.status.model_version,
             "min_labels": self.slot.min_labels,
             # The map from the model's logit to the probability it scores with (Platt:
@@ -313,8 +324,8 @@ async def learn_stored_labels(
     replaced: Mapping[str, tuple[str, str]] | None = None,
 ) -> None:
     """Labels already stored (by add_labels, or a resolution in its own commit): to the
-    model, the scorecard and merchant risk (which first takes back the labels they
-    `replaced`: see absorb_labels).
+    model, the scorecard and merchant risk, the model and merchant risk first taking back
+    the labels they `replaced` (see Trainer.learn and absorb_labels).
 
     Never raises. The labels are committed: an error here must not answer the request as
     failed, since a retry would find them `unchanged` and learn nothing either. Each step
@@ -326,7 +337,8 @@ async def learn_stored_labels(
 
     async def model() -> None:
         if trainer is not None:
-            await trainer.learn(labelled, store)
+            was = None if not replaced else {tx: v == "fraud" for tx, (v, _) in replaced.items()}
+            await trainer.learn(labelled, store, was)
 
     async def count() -> None:
         if scorecard is not None:

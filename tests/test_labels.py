@@ -628,6 +628,46 @@ async def test_a_corrected_label_moves_the_live_scorecard_as_a_restart_would(
     assert (await resp.json())["scorecard"] == live
 
 
+async def test_a_corrected_fraud_label_stops_counting_in_the_model(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # An analyst's mis-click reached the model as a fraud; corrected to legitimate, the
+    # model kept counting it as one (and the transaction twice in its statistics). Its
+    # `frauds` is what readiness (`model_min_frauds`) and "learned from" go by.
+    settings = make_settings(tmp_path, model_min_labels=10, model_min_frauds=2)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    records = [tx(f"fix-{i}", account=f"acct-{i % 5}", amount=2.0 + i) for i in range(40)]
+    await post_batch(client, records)
+    labels = [{"transaction_id": r["id"], "label": "fraud" if i % 4 == 0 else "legitimate"}
+              for i, r in enumerate(records)]  # fmt: skip
+    await post_labels(client, labels)
+    trainer = client.app[TRAINER]  # type: ignore[index]
+    await trainer.idle.wait()
+    learner = trainer.learner
+    assert (learner.count, learner.frauds) == (40, 10)
+    sums = list(learner.sums)
+
+    status, answer = await post_labels(client, {"transaction_id": "fix-0", "label": "legitimate"})
+    assert (status, answer["status"]) == (200, "updated")
+    await trainer.idle.wait()
+    assert (learner.count, learner.frauds) == (40, 9)
+    assert learner.sums == pytest.approx(sums, rel=1e-9)  # the transaction counted once
+    predictor = client.app[DETECTOR].model.predictor  # type: ignore[index]
+    assert predictor is not None and (predictor.labels_seen, predictor.frauds_seen) == (40, 9)
+    resp = await client.get("/api/v1/scorecard", headers=BOOTSTRAP)
+    model = (await resp.json())["model"]
+    assert (model["labels_learnt"], model["labels_taken_back"]) == (41, 1)
+
+    # Sent again: unchanged, so neither learnt nor taken back a second time.
+    status, answer = await post_labels(client, {"transaction_id": "fix-0", "label": "legitimate"})
+    assert answer["status"] == "unchanged"
+    await trainer.idle.wait()
+    assert (learner.count, learner.frauds, trainer.status.labels_taken_back) == (40, 9, 1)
+    await client.close()
+    saved = load_learner(tmp_path / "model.json")
+    assert saved is not None and (saved.count, saved.frauds) == (40, 9)
+
+
 async def test_a_label_after_the_memory_let_go_is_learnt_from_the_store(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
