@@ -668,6 +668,34 @@ async def test_a_corrected_fraud_label_stops_counting_in_the_model(
     assert saved is not None and (saved.count, saved.frauds) == (40, 9)
 
 
+async def test_an_analyst_overruling_a_label_replaces_it_in_the_model(
+    client: TestClient, login: Login
+) -> None:
+    # The other way in: a resolution that replaces the label the labels API gave.
+    from tests.conftest import card_testing
+
+    csrf = await login("alice")
+    verdicts = await post_batch(client, card_testing("ov", "acct-ov"))
+    alerted = next(v for v in verdicts if v["alert_id"])
+    status, _ = await post_labels(
+        client, {"transaction_id": alerted["transaction_id"], "label": "legitimate"}
+    )
+    assert status == 200
+    trainer = client.app[TRAINER]  # type: ignore[index]
+    await trainer.idle.wait()
+    learner = trainer.learner
+    count, frauds = learner.count, learner.frauds
+    resp = await client.post(
+        f"/api/v1/alerts/{alerted['alert_id']}/resolve",
+        json={"disposition": "fraud"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert resp.status == 200
+    await trainer.idle.wait()
+    assert (learner.count, learner.frauds) == (count, frauds + 1)
+    assert trainer.status.labels_taken_back == 1
+
+
 async def test_a_label_after_the_memory_let_go_is_learnt_from_the_store(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
