@@ -408,6 +408,12 @@ def test_a_correction_takes_back_only_what_the_sampler_kept() -> None:
         (raw["tx-50"], True, 1.0),  # the same label again: nothing to take back
     ]
     assert -examples[1][2] == pytest.approx(given[kept[1]], rel=0.05)
+    # Inputs still in memory go the same way.
+    memory = ModelSlot(memory=10, learner=OnlineLogit())
+    Detector(model=memory).score(make_tx(7))
+    x = memory.kept("tx-7")
+    examples, missing = memory.pop_examples([("tx-7", True)], {"tx-7": False})
+    assert (examples, missing) == ([(x, False, -1.0), (x, True, 1.0)], [])
 
 
 def capture_of(n: int) -> bytes:
