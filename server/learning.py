@@ -27,7 +27,7 @@ from server.detection.features import Featurizer
 from server.detection.model import ModelSlot, OnlineLogit, Predictor, learn_or_take_back
 from server.scorecard import Scorecard
 from server.stats import Stats
-from server.store.base import Label, LabelOutcome, Store
+from server.store.base import Label, LabelOutcome, LabelValue, Store
 from server.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -236,19 +236,50 @@ async def apply_labels(
     merchants' risk features take them in. Raises only if storing them failed: once they are
     committed, the outcomes are returned whatever happens to the learning."""
     outcomes = await store.add_labels(labels)
-    new = [
-        label
-        for label, outcome in zip(labels, outcomes, strict=True)
-        if outcome.status in ("created", "updated")
-    ]
-    replaced = {
-        label.transaction_id: outcome.replaced
-        for label, outcome in zip(labels, outcomes, strict=True)
-        if outcome.replaced is not None
-    }
+    new, replaced = net_changes(labels, outcomes)
     if new:
         await learn_stored_labels(store, trainer, scorecard, featurizer, new, stats, replaced)
     return outcomes
+
+
+def net_changes(
+    labels: Sequence[Label], outcomes: Sequence[LabelOutcome]
+) -> tuple[list[Label], dict[str, tuple[LabelValue, str]]]:
+    """What one request changed, per transaction: its last stored label, if it differs from
+    the one the transaction had before the request, and that earlier label (with its
+    `labelled_at`) by transaction id, to be taken back. The store applies a request's
+    labels in order, so several for one transaction leave the last: the model, merchant
+    risk and the scorecard must see that one change, not each step (nor the first alone).
+    In the order the labels came; a transaction's place is that of its last label."""
+    before: dict[str, tuple[LabelValue, str] | None] = {}
+    unknown: set[str] = set()  # first seen `unchanged`: had this label, since when not said
+    last: dict[str, Label] = {}
+    for label, outcome in zip(labels, outcomes, strict=True):
+        tx_id = label.transaction_id
+        if outcome.status == "not_found":
+            continue
+        if tx_id not in before or tx_id in unknown:
+            if outcome.status == "unchanged":
+                if tx_id not in before:
+                    before[tx_id] = None
+                    unknown.add(tx_id)
+                continue
+            # Nothing changed it earlier in this request: what it replaced is what it had.
+            before[tx_id] = outcome.replaced
+            unknown.discard(tx_id)
+        if outcome.status != "unchanged":
+            last.pop(tx_id, None)  # keep the order of the last label
+            last[tx_id] = label
+    new: list[Label] = []
+    replaced: dict[str, tuple[LabelValue, str]] = {}
+    for tx_id, label in last.items():
+        was = before.get(tx_id)
+        if was is not None and was[0] == label.label:
+            continue  # changed and changed back: nothing to learn or take back
+        new.append(label)
+        if was is not None:
+            replaced[tx_id] = was
+    return new, replaced
 
 
 class _Labelled(msgspec.Struct):

@@ -520,6 +520,64 @@ async def test_a_label_overturned_later_no_longer_counts_against_the_merchant(
     assert featurizer.amounts[amount_bucket(40.0)][:2] == pytest.approx([4.0, 0.0], abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("sent", "counted"),
+    [
+        (["fraud", "legitimate"], (1, 0)),
+        (["fraud", "legitimate", "fraud"], (1, 1)),
+        (["legitimate", "fraud", "fraud"], (1, 1)),
+    ],
+)
+async def test_labels_for_one_transaction_in_one_request_count_as_the_last(
+    client: TestClient, sent: list[str], counted: tuple[int, int]
+) -> None:
+    # The store keeps the last label a request gives a transaction, but the model learnt
+    # the first one (and dropped the rest), and merchant risk took back, for every one of
+    # them, the label only the last had replaced: [fraud, legitimate, fraud] left the
+    # merchant with two frauds out of one label and the model with whatever came first.
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    await post_batch(client, [tx("twice", "acct-twice", 40.0, now - dt.timedelta(hours=1), "m-tw")])
+    status, answer = await post_labels(
+        client, [{"transaction_id": "twice", "label": label} for label in sent]
+    )
+    assert status == 200, answer
+    trainer = client.app[TRAINER]  # type: ignore[index]
+    await trainer.idle.wait()
+    learner = trainer.learner
+    assert (learner.count, learner.frauds) == counted
+    store = client.app[STORE]  # type: ignore[index]
+    stored = await store.get_labels(["twice"])
+    assert stored["twice"].label == sent[-1]
+    buckets = client.app[DETECTOR].featurizer.merchants["m-tw"].labels  # type: ignore[index]
+    assert (sum(buckets[1::3]), sum(buckets[2::3])) == (1.0, float(counted[1]))
+
+
+def test_net_changes_takes_back_what_the_transaction_had_before_the_request() -> None:
+    from server.learning import net_changes
+    from server.store.base import Label, LabelOutcome
+
+    def lab(tx_id: str, value: str, at: str) -> Label:
+        return Label(transaction_id=tx_id, label=value, source="api", labelled_at=at)  # type: ignore[arg-type]
+
+    labels = [
+        lab("a", "fraud", "t1"),  # a was fraud since t0: a re-send
+        lab("b", "fraud", "t1"),  # b was legitimate since t0
+        lab("a", "legitimate", "t2"),
+        lab("b", "legitimate", "t2"),  # and back: nothing changed
+        lab("gone", "fraud", "t1"),
+    ]
+    outcomes = [
+        LabelOutcome("unchanged", "acct"),
+        LabelOutcome("updated", "acct", ("legitimate", "t0")),
+        LabelOutcome("updated", "acct", ("fraud", "t0")),
+        LabelOutcome("updated", "acct", ("fraud", "t1")),
+        LabelOutcome("not_found", None),
+    ]
+    new, replaced = net_changes(labels, outcomes)
+    assert [(x.transaction_id, x.label, x.labelled_at) for x in new] == [("a", "legitimate", "t2")]
+    assert replaced == {"a": ("fraud", "t0")}
+
+
 async def test_a_restarted_simulator_feed_is_stored_at_once(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
