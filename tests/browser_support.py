@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -177,6 +178,18 @@ async def browser() -> AsyncIterator[Browser]:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         await browser.close()
+
+
+async def analyst_http(server: TestServer, name: str) -> tuple[aiohttp.ClientSession, str]:
+    """A second analyst working from a script: a session cookie and its CSRF token."""
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with session.post(
+        server.make_url("/login"), data={"username": name, "password": PASSWORD}
+    ) as r:
+        page = await r.text()
+    match = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert match, page[:500]
+    return session, match.group(1)
 
 
 class Analyst:

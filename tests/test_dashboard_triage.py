@@ -25,6 +25,7 @@ from tests.browser_support import (
     XSS,
     Analyst,
     Ingest,
+    analyst_http,
     card_testing,
     eventually,
     impossible_travel,
@@ -33,18 +34,6 @@ from tests.browser_support import (
 )
 
 pytestmark = pytest.mark.browser
-
-
-async def analyst_http(server: TestServer, name: str) -> tuple[aiohttp.ClientSession, str]:
-    """A second analyst working from a script: a session cookie and its CSRF token."""
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with session.post(
-        server.make_url("/login"), data={"username": name, "password": PASSWORD}
-    ) as r:
-        page = await r.text()
-    match = re.search(r'name="csrf-token" content="([^"]+)"', page)
-    assert match, page[:500]
-    return session, match.group(1)
 
 
 async def three_alerts(ingest: Ingest) -> tuple[str, str, str]:
