@@ -32,6 +32,9 @@ export class AlertStore extends EventTarget {
     this.capacity = capacity;
     this._entries = new Map();
     this._order = [];
+    // The newest created_at (ms) of any alert the store has put, those it let go of too: one
+    // number, so a table can tell what arrived after the list it drew without keeping ids.
+    this.newestMs = -Infinity;
   }
 
   get size() {
@@ -69,16 +72,25 @@ export class AlertStore extends EventTarget {
     this._order = [];
     for (const alert of alerts) this._put(alert);
     this._evict();
-    this._changed({ reset: true, ids: [], added: [] });
+    this._changed({ reset: true, ids: [], added: [], raised: false, evicted: [] });
   }
 
-  // State from the WebSocket, which is authoritative and in order. The change names the
-  // alerts evicted to make room too: a table holding rows still must know it lost them.
-  upsert(alert) {
+  // State from the WebSocket, which is authoritative and in order. `raised`: this is the
+  // alert's first event (`alert`, not `alert_updated`), which the server sends once per alert.
+  // An alert added otherwise is one the page let go of (or never loaded) coming back with a
+  // change. The change names the alerts evicted to make room too, with their entries: a table
+  // holding rows still must know it lost them, and what they were.
+  upsert(alert, { raised = false } = {}) {
     const added = this._put(alert);
     // Trim in steps, not on every alert: eviction walks the whole list.
     const evicted = this._order.length > this.capacity + EVICT_SLACK ? this._evict() : [];
-    this._changed({ reset: false, ids: [alert.id, ...evicted], added: added ? [alert.id] : [] });
+    this._changed({
+      reset: false,
+      ids: [alert.id, ...evicted.map((entry) => entry.alert.id)],
+      added: added ? [alert.id] : [],
+      raised,
+      evicted,
+    });
   }
 
   // State from a REST answer: keep it only if it is not older than ours. Alerts can go
@@ -103,7 +115,7 @@ export class AlertStore extends EventTarget {
     const entries = new Set(gone.map((id) => this._entries.get(id)));
     this._order = this._order.filter((entry) => !entries.has(entry));
     for (const id of gone) this._entries.delete(id);
-    this._changed({ reset: false, ids: gone, added: [] });
+    this._changed({ reset: false, ids: gone, added: [], raised: false, evicted: [] });
   }
 
   _put(alert) {
@@ -114,6 +126,7 @@ export class AlertStore extends EventTarget {
     }
     const entry = { alert, createdMs: createdMs(alert), eventMs: eventMs(alert) };
     this._entries.set(alert.id, entry);
+    if (entry.createdMs > this.newestMs) this.newestMs = entry.createdMs;
     let lo = 0;
     let hi = this._order.length;
     while (lo < hi) {
@@ -125,7 +138,8 @@ export class AlertStore extends EventTarget {
     return true;
   }
 
-  // Drop the oldest resolved alerts first, then the oldest of any status. Returns their ids.
+  // Drop the oldest resolved alerts first, then the oldest of any status. Returns their
+  // entries.
   _evict() {
     let over = this._order.length - this.capacity;
     if (over <= 0) return [];
@@ -142,7 +156,7 @@ export class AlertStore extends EventTarget {
     }
     this._order = this._order.filter((entry) => !dropped.has(entry));
     for (const entry of dropped) this._entries.delete(entry.alert.id);
-    return [...dropped].map((entry) => entry.alert.id);
+    return [...dropped];
   }
 
   _changed(detail) {

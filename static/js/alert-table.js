@@ -50,6 +50,7 @@ export class AlertTable {
     this.onCursor = () => {};
     this.onSelection = () => {};
     this.filter = () => true;
+    this.lasting = () => true; // the part of the filter no change to an alert can alter
     this.compare = () => 0;
     this.cursorId = null;
     this.selected = new Set();
@@ -60,7 +61,8 @@ export class AlertTable {
     this._dirty = new Set();
     this._added = new Set();
     this._waiting = new Set(); // held: ids of alerts the page holds that would join the list
-    this._letGo = 0; // held: alerts that were waiting until the page let go of them (its cap)
+    this._letGo = 0; // alerts that arrived since the list was built and the page let go of
+    this._sinceMs = -Infinity; // the newest created_at the page had seen when it was built
     this._pending = new Set();
     this._touched = new Set(); // alert ids changed since the list was last rebuilt
     this._reset = true;
@@ -82,8 +84,9 @@ export class AlertTable {
     this._spacerPx = new Map();
 
     store.addEventListener("change", (event) => {
-      const { reset, ids, added } = event.detail;
+      const { reset, ids, added, raised, evicted } = event.detail;
       if (reset) this._reset = true;
+      else this._countLetGo(evicted, raised ? [] : added);
       for (const id of ids) {
         this._dirty.add(id);
         // Only a listed alert's change can move the cursor's place (_keepPlace), and the list
@@ -119,8 +122,11 @@ export class AlertTable {
   // ---- what is listed -------------------------------------------------------------------
 
   // A new filter or order is the analyst's own doing: it applies even while rows are held.
-  setView(filter, compare) {
+  // `lasting` is the part of `filter` that no change to an alert can alter (its search,
+  // severity, rule and time range; not its status or owner): see _countLetGo.
+  setView(filter, compare, lasting = () => true) {
     this.filter = filter;
+    this.lasting = lasting;
     this.compare = compare;
     this._stale = true;
     this._forced = true;
@@ -350,6 +356,7 @@ export class AlertTable {
     list.forEach((entry, i) => this._positions.set(entry.alert.id, i));
     this._waiting.clear();
     this._letGo = 0;
+    this._sinceMs = this.store.newestMs;
     this._unmatched.clear();
     this._stale = false;
     this._forced = false;
@@ -411,15 +418,46 @@ export class AlertTable {
 
   // Only alerts the page still holds wait: held for an hour at hundreds of alerts a second,
   // the page lets go of the oldest at its memory cap (AlertStore), and their ids must not
-  // pile up here, nor be promised as "new" when the release cannot show them. They are
-  // counted instead (they are still on the server: a time range reaches them). Called as
-  // each change arrives while held, since an alert can arrive and be let go of before the
-  // next frame; and for what changed before the table was held, on the next frame.
+  // pile up here, nor be promised as "new" when the release cannot show them (they are
+  // counted instead: _countLetGo). Called as each change arrives while held, since an alert
+  // can arrive and be let go of before the next frame; and for what changed before the
+  // table was held, on the next frame.
   _noteWaitingId(id) {
     if (this._positions.has(id)) return;
     const alert = this.store.get(id);
     if (alert && this.filter(alert)) this._waiting.add(id);
-    else if (this._waiting.delete(id) && !alert) this._letGo += 1;
+    else this._waiting.delete(id);
+  }
+
+  // "M more on the server": the alerts that arrived since the list was built, that the view
+  // would list, and that the page no longer holds, each once. Counted as the store lets them
+  // go at its cap and uncounted as they come back (someone acknowledged, resolved or
+  // reopened one: the change brings it back to the page, and it waits among the new), so an
+  // alert let go of, updated and let go of again is one alert, not two. Without keeping the
+  // id of each alert let go of (an hour held is a million of them), that needs a test of
+  // "counted" that gives the same answer when an alert leaves as when it comes back:
+  // - arrived since the list was built: created no earlier than the newest alert the page
+  //   had seen then (the server raises alerts in created_at order), and not listed;
+  // - in the view: the filter's lasting part only. Once let go of, an alert's status and
+  //   owner change on the server unseen, so they cannot decide whether it was counted.
+  // An alert raised and let go of in the same change (created before all the page holds) is
+  // let go of without coming back: counted.
+  _countLetGo(evicted, returned) {
+    const left = new Map(evicted.map((entry) => [entry.alert.id, entry]));
+    for (const entry of evicted) if (this._arrived(entry)) this._letGo += 1;
+    for (const id of returned) {
+      // Back, and perhaps let go of again in the same change (it is among the oldest).
+      const entry = this.store.entry(id) ?? left.get(id);
+      if (entry && this._arrived(entry) && this._letGo > 0) this._letGo -= 1;
+    }
+  }
+
+  _arrived(entry) {
+    return (
+      entry.createdMs >= this._sinceMs &&
+      !this._positions.has(entry.alert.id) &&
+      this.lasting(entry.alert)
+    );
   }
 
   // Held: a listed row that changed stays in place, matching the view or not. One whose alert

@@ -27,7 +27,7 @@ import { ResolveDialog } from "./resolve-dialog.js";
 import { SavedViews } from "./saved-views.js";
 import { LiveSocket, backoffDelay } from "./socket.js";
 import { Counters } from "./stats.js";
-import { comparator, describeSort, isFiltered, matcher } from "./view.js";
+import { comparator, describeSort, isFiltered, lastingMatcher, matcher } from "./view.js";
 
 // Ten thousand open alerts is a bad day, not a broken page: the table only draws what is on
 // screen. Past this the oldest resolved alerts leave memory first.
@@ -127,7 +127,7 @@ const critical = new CriticalAlerts({
 });
 
 function applyView(view) {
-  table.setView(matcher(view, me), comparator(view.sort));
+  table.setView(matcher(view, me), comparator(view.sort), lastingMatcher(view, me));
   views.render();
   if (snapshotLoaded) loadFromServer(view);
 }
@@ -453,7 +453,7 @@ socket.addEventListener("gap", (event) => {
 socket.addEventListener("alert", (event) => {
   const { type, alert } = event.detail;
   borrowed.delete(alert.id);
-  store.upsert(alert);
+  store.upsert(alert, { raised: type === "alert" });
   filters.noteAlert(alert);
   if (type === "alert") {
     announcer.newAlerts(1);

@@ -140,6 +140,12 @@ export function matcher(view, me) {
   };
 }
 
+// The part of the view's filter that no change to an alert can alter: its search, severity,
+// rule and time range, not its status or owner (which another analyst changes at any time).
+export function lastingMatcher(view, me) {
+  return matcher({ ...view, status: [], owner: "" }, me);
+}
+
 // Comparators over store entries ({alert, createdMs, eventMs}).
 //
 // "priority" (the default) is a work queue: unresolved before resolved, then severity
