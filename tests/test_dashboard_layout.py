@@ -27,6 +27,7 @@ from tests.browser_support import (
     card_testing,
     eventually,
     impossible_travel,
+    lower_store_cap,
     next_frames,
     sign_in,
     travel_at_night,
@@ -371,6 +372,129 @@ async def test_the_paused_pill_keeps_to_one_line_beside_the_drawer(
         lines = await me.page.evaluate(PILL_LINES)
         assert lines == 1, (width, lines)
     assert later not in await me.rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
+    assert me.problems == []
+
+
+# The panel head's controls, where they are and whether the window shows them whole: the
+# paused pill (and each of its parts' lines), the summary's lines, the buttons, the panel's
+# box (it hides what overflows it) and the drawer beside it.
+HEAD = """() => {
+  const box = (el) => {
+    const r = el.getBoundingClientRect();
+    return { left: r.left, top: r.top, right: r.right, bottom: r.bottom };
+  };
+  const lines = (el) => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+  };
+  const pill = document.getElementById("alerts-paused");
+  const drawer = document.getElementById("drawer");
+  return {
+    controls: {
+      heading: box(document.getElementById("alerts-heading")),
+      summary: box(document.getElementById("alerts-summary")),
+      pill: box(pill),
+      next: box(document.getElementById("next-button")),
+      views: box(document.querySelector("#views-menu > summary")),
+    },
+    panel: box(document.getElementById("alerts-panel")),
+    drawer: drawer.hidden ? null : box(drawer),
+    window: { width: innerWidth, height: innerHeight },
+    pillOverflows: pill.scrollWidth > pill.clientWidth,
+    partLines: [...pill.querySelectorAll(":scope > span")].map(lines),
+    summaryLines: lines(document.getElementById("alerts-summary")),
+  };
+}"""
+
+# What an hour held at a few hundred alerts a second makes of the pill's figures: the page
+# builds the pill (its parts), the test only widens the numbers in it.
+WIDEN = """() => {
+  const pill = document.getElementById("alerts-paused");
+  const walker = document.createTreeWalker(pill, NodeFilter.SHOW_TEXT);
+  const wide = ["20,196", "1,021,288"];
+  let n = 0;
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    node.textContent = node.textContent.replace(/\\d[\\d,]*/g, () => wide[n++] ?? "0");
+  }
+  return pill.textContent;
+}"""
+
+WIDE_PILL = "Paused · 20,196 new · 1,021,288 more on the server"
+
+
+def head_problems(head: dict[str, Any]) -> list[str]:
+    """What is wrong with the panel head as measured by HEAD: controls overlapping, or cut
+    off by the panel's edge, the window or the drawer; the pill's parts broken."""
+    problems = []
+    controls, panel, drawer = head["controls"], head["panel"], head["drawer"]
+    right_edge = min(panel["right"], head["window"]["width"])
+    if drawer is not None:
+        right_edge = min(right_edge, drawer["left"])
+    for name, r in controls.items():
+        if r["left"] < panel["left"] - 0.5 or r["right"] > right_edge + 0.5:
+            problems.append(f"{name} cut off: {r} in {panel}, edge {right_edge}")
+    names = list(controls)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            ra, rb = controls[a], controls[b]
+            across = min(ra["right"], rb["right"]) - max(ra["left"], rb["left"])
+            down = min(ra["bottom"], rb["bottom"]) - max(ra["top"], rb["top"])
+            if across > 0.5 and down > 0.5:
+                problems.append(f"{a} overlaps {b}: {ra} {rb}")
+    if head["pillOverflows"]:
+        problems.append("the pill's text overflows it")
+    if head["partLines"] != [1, 1]:
+        problems.append(f"the pill's parts take {head['partLines']} lines")
+    if head["summaryLines"] > 2:
+        problems.append(f"the summary takes {head['summaryLines']} lines")
+    return problems
+
+
+async def test_the_long_paused_pill_stays_whole_beside_the_drawer_and_at_200_percent(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: `Paused · 20,196 new · 21,288 more on the server` beside the drawer at 1280x800 kept
+    # to one line by squeezing the summary into a column a word wide (six lines, a row and a
+    # half of the queue gone) and pushing Saved views past the panel's edge, which hid it; on
+    # a phone the pill ran out of the panel.
+    await create_user(server.app[STORE], "analyst", PASSWORD, "analyst")
+
+    async def lower_the_cap(page: Page) -> None:
+        await lower_store_cap(page, 300)
+
+    me = await sign_in(browser, server, "analyst", before_load=lower_the_cap)
+    page = me.page
+    paused = page.locator("#alerts-paused")
+    [first] = await ingest(impossible_travel("acct-first", "Harrods Knightsbridge"))
+    await expect(me.row(first)).to_be_visible()
+    await me.press("j")
+    await expect(paused).to_have_text("Paused")
+    later = T0 + dt.timedelta(hours=1)
+    batch = [t for k in range(60) for t in card_testing(f"acct-c{k:03d}", n=12, at=later)]
+    assert len(await ingest(batch)) == 600
+    await expect(paused).to_have_text("Paused · 400 new · 200 more on the server")
+    assert await page.evaluate(WIDEN) == WIDE_PILL
+
+    # Closed: laptops, the same at 200% zoom (half as many CSS pixels), and a phone.
+    closed = [(1280, 800), (1366, 768), (1440, 900), (640, 400), (683, 384), (720, 450)]
+    # Open: from 1200 px the drawer sits beside the queue (below, it lies over it).
+    beside = [(1280, 800), (1366, 768), (1440, 900), (1200, 800)]
+    for drawer, sizes in ((False, [*closed, (390, 844)]), (True, beside)):
+        if drawer:
+            await me.press("Enter")
+            await expect(me.drawer).to_be_visible()
+            await expect(paused).to_be_visible()
+            await page.evaluate(WIDEN)
+        for width, height in sizes:
+            await page.set_viewport_size({"width": width, "height": height})
+            await next_frames(page)
+            await expect(paused).to_have_text(WIDE_PILL)
+            if SHOTS:
+                name = f"paused-long-{width}x{height}{'-drawer' if drawer else ''}.png"
+                await page.screenshot(path=str(Path(SHOTS) / name))
+            head = await page.evaluate(HEAD)
+            assert head_problems(head) == [], (width, height, drawer, head)
     assert me.problems == []
 
 

@@ -12,7 +12,7 @@ import { AlertTable } from "./alert-table.js";
 import { BulkBar } from "./bulk.js";
 import { Clock } from "./clock.js";
 import { ConnectionIndicator } from "./connection.js";
-import { setText } from "./dom.js";
+import { h, setText } from "./dom.js";
 import { Drawer } from "./drawer.js";
 import { FilterBar } from "./filter-bar.js";
 import { describeAlert, formatClock, formatCount } from "./format.js";
@@ -217,6 +217,19 @@ async function loadFromServer(view, { force = false } = {}) {
   }
 }
 
+// Past the page's memory cap a held table keeps only what the page holds, and says how many
+// more arrived meanwhile: they are on the server (a time range brings them back). Each part
+// in a span that keeps to one line, so a narrow line breaks between them (app.css).
+function renderPaused(waiting, letGo) {
+  paused.hidden = !table.frozen;
+  const parts = ["Paused"];
+  if (waiting > 0 || letGo > 0) parts[0] += ` · ${formatCount(waiting)} new`;
+  if (letGo > 0) parts.push(`· ${formatCount(letGo)} more on the server`);
+  if (paused.textContent === parts.join(" ")) return;
+  const spans = parts.map((part) => h("span", { text: part }));
+  paused.replaceChildren(...spans.flatMap((span, i) => (i ? [" ", span] : [span])));
+}
+
 function renderSummary({ listed, matching, held, waiting, letGo }) {
   const filtered = isFiltered(filters.view);
   empty.hidden = listed > 0;
@@ -226,14 +239,7 @@ function renderSummary({ listed, matching, held, waiting, letGo }) {
       ? "No alerts match these filters."
       : "No open alerts. New ones appear here as they are raised.",
   );
-  paused.hidden = !table.frozen;
-  // Past the page's memory cap a held table keeps only what the page holds, and says how
-  // many more arrived meanwhile: they are on the server (a time range brings them back).
-  const more = letGo > 0 ? ` · ${formatCount(letGo)} more on the server` : "";
-  setText(
-    paused,
-    waiting > 0 || letGo > 0 ? `Paused · ${formatCount(waiting)} new${more}` : "Paused",
-  );
+  renderPaused(waiting, letGo);
   bulk.update();
   scheduleLocalCounts();
   if (held === 0) {
