@@ -26,6 +26,9 @@ from tests.browser_support import (
 
 pytestmark = pytest.mark.browser
 
+# The saved-views menu with none saved: the built-in views and nothing else.
+BUILT_IN_VIEWS = "EverythingUnowned critical and highHeld by meResolved, newest first"
+
 
 def velocity(account: str, at: dt.datetime) -> list[dict[str, Any]]:
     """Five purchases nine seconds apart: the fifth raises a medium alert."""
@@ -281,6 +284,8 @@ async def test_saved_views_are_kept_in_this_browser(
     await page.get_by_role("group", name="Severity").get_by_role("button", name="Critical").click()
     menu = page.locator("#views-menu")
     await menu.locator("summary").click()
+    # Demo: with no view saved yet the menu listed a stray "null" under the built-in ones.
+    await expect(menu.locator("#view-list")).to_have_text(BUILT_IN_VIEWS)
     await page.get_by_label("Name for the current view").fill("Critical, open")
     await page.get_by_label("Name for the current view").press("Enter")
     saved = menu.get_by_role("link", name="Critical, open")
@@ -312,6 +317,7 @@ async def test_saved_views_are_kept_in_this_browser(
     await menu.locator("summary").click()
     await menu.get_by_role("button", name="Delete saved view Critical, open").click()
     await expect(saved).to_have_count(0)
+    await expect(menu.locator("#view-list")).to_have_text(BUILT_IN_VIEWS)
     stored = await page.evaluate("() => localStorage.getItem('fraudwatch.views')")
     assert stored == "[]"
     assert alice.problems == []

@@ -103,9 +103,13 @@ export class SavedViews {
             })
           : null,
       ]);
+    // No null among them: replaceChildren writes it out as the text "null".
+    const separator = this.saved.length
+      ? [h("li", { className: "view-sep", role: "separator" })]
+      : [];
     this.list.replaceChildren(
       ...BUILT_IN.map((v) => item(v, false)),
-      this.saved.length ? h("li", { className: "view-sep", role: "separator" }) : null,
+      ...separator,
       ...this.saved.map((v) => item(v, true)),
     );
   }
