@@ -568,6 +568,34 @@ async def test_the_drawer_follows_the_panel_when_the_window_resizes(
     assert me.problems == []
 
 
+async def test_the_drawer_keeps_most_of_a_short_window(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # Demo at 200% zoom on a 1366x768 laptop (683x384 CSS px): the drawer opened level with
+    # the panel, 270 px down, a strip of 114 px showing its heading and none of its body.
+    [alert_id] = await ingest(impossible_travel("acct-short", "Harrods Knightsbridge"))
+    me = await sign_in(browser, server, "alice")
+    page = me.page
+    await me.cell(alert_id, ACCOUNT).click()
+    await expect(me.drawer).to_be_visible()
+    # 200% zoom on 1366x768, 1280x800 and 1440x900: the whole height, the body in view.
+    for width, height in [(683, 384), (640, 400), (720, 450)]:
+        await page.set_viewport_size({"width": width, "height": height})
+        await next_frames(page)
+        tops = await page.evaluate(TOPS)
+        assert tops["drawer"] == 0, (width, height, tops)
+        body = await page.locator("#drawer .drawer-body").bounding_box()
+        assert body is not None and body["height"] >= height / 3, (width, height, body)
+    # A laptop at 100%, and a phone: level with the panel, the counters in view above it.
+    for width, height in [(1366, 768), (390, 844)]:
+        await page.set_viewport_size({"width": width, "height": height})
+        await next_frames(page)
+        tops = await page.evaluate(TOPS)
+        assert abs(tops["drawer"] - tops["panel"]) <= 1, (width, height, tops)
+        assert tops["panel"] > 100, (width, height, tops)
+    assert me.problems == []
+
+
 # Each counter's subtitle: whether its text lies inside the subtitle's box (which clips what
 # passes it) and the box inside its card's content box.
 SUBTITLES = """() => [...document.querySelectorAll("#stats .stat-sub")].map((sub) => {

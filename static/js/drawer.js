@@ -145,10 +145,12 @@ export class Drawer {
   }
 
   // Below the header and counters, level with the panel's top: they stay visible while the
-  // analyst reads.
+  // analyst reads. Unless that leaves the drawer less than half the window: at 200% zoom on
+  // a laptop (683x384 CSS px) the panel starts 270 px down, and the drawer was a strip of
+  // 114 px, its heading and no body. Then it takes the window's whole height.
   _place() {
-    const top = this._panel?.getBoundingClientRect().top ?? 0;
-    this.root.style.top = `${Math.max(0, Math.round(top))}px`;
+    const top = Math.max(0, Math.round(this._panel?.getBoundingClientRect().top ?? 0));
+    this.root.style.top = `${top <= window.innerHeight / 2 ? top : 0}px`;
   }
 
   close() {
