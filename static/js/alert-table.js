@@ -300,6 +300,7 @@ export class AlertTable {
       this._reset = false;
       this._touched.clear();
       this._rows.clear();
+      if (this.tbody.contains(document.activeElement)) this._parkFocus();
       this.tbody.replaceChildren();
     }
     const fresh = this._added.size;
@@ -491,12 +492,15 @@ export class AlertTable {
     const [first, last] = this._window();
     const wanted = new Set();
     for (let i = first; i < last; i += 1) wanted.add(this._list[i].alert.id);
+    const leaving = [...this._rows].filter(([id]) => !wanted.has(id));
+    // Before any row goes: focusing lays the page out, and a layout with rows gone and the
+    // spacers not yet grown would clamp a scroll just set far down (_scrollIntoView): the
+    // row it was for would land out of sight.
+    if (leaving.some(([, row]) => row.tr.contains(document.activeElement))) this._parkFocus();
     // Remove leavers first, so the rows that stay never move (moving drops their focus).
-    for (const [id, row] of this._rows) {
-      if (!wanted.has(id)) {
-        row.tr.remove();
-        this._rows.delete(id);
-      }
+    for (const [id, row] of leaving) {
+      row.tr.remove();
+      this._rows.delete(id);
     }
     let cursor = this.tbody.firstElementChild;
     for (let i = first; i < last; i += 1) {
@@ -519,6 +523,13 @@ export class AlertTable {
     this._setSpacer(this.spacers.bottom, (this._list.length - last) * this._rowPx);
     this.table.setAttribute("aria-rowcount", String(this._list.length + 1));
     if (!this._measured && this._rows.size) this._measure();
+  }
+
+  // The focused row scrolled out of the drawn window (the wheel, the scrollbar, Space) or
+  // is drawn afresh: the keyboard stays in the table, not on the page, and j/k go on from
+  // the cursor. The table stays held as it was (hold.js).
+  _parkFocus() {
+    this.wrap.focus({ preventScroll: true });
   }
 
   // Row height comes from the stylesheet; measuring once keeps the arithmetic true at any

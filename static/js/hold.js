@@ -27,8 +27,11 @@ export function holdWhileWorking(container, table, alsoHold = () => false) {
     update();
   });
   // Keyboard focus counts; a mouse click's leftover focus does not, or the table would stay
-  // frozen long after the pointer has gone.
+  // frozen long after the pointer has gone. Focus the table moves from a row to itself (the
+  // row scrolled out of the drawn window: AlertTable._parkFocus) stays what it was; the Esc
+  // that releases the table says so itself (below).
   container.addEventListener("focusin", (event) => {
+    if (event.target === container && container.contains(event.relatedTarget)) return;
     keyboardInside =
       event.target !== container &&
       (givenBack ? keyboardBefore : event.target.matches(":focus-visible"));
@@ -92,12 +95,14 @@ export function holdWhileWorking(container, table, alsoHold = () => false) {
   };
   document.addEventListener("keydown", analystActs, { capture: true });
   document.addEventListener("pointerdown", analystActs, { capture: true });
-  // Esc hands focus back to the container itself, which releases the table (unless a
-  // shortcut already used this Esc, to close the details).
+  // Esc hands focus back to the container itself and releases the table (unless a shortcut
+  // already used this Esc, to close the details); so does Esc on the container, which holds
+  // the table when focus was moved there from a row that scrolled out of the window.
   container.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && !event.defaultPrevented && event.target !== container) {
-      container.focus();
-    }
+    if (event.key !== "Escape" || event.defaultPrevented) return;
+    if (event.target !== container) container.focus();
+    keyboardInside = false;
+    update();
   });
   return update;
 }

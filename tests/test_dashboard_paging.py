@@ -1,0 +1,111 @@
+"""The keyboard on an alert table longer than the rows it draws, in a real Chromium.
+
+The table draws only a window of rows: a focused row scrolled out of it must leave the
+keyboard in the table, not on the page, and the table held.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, expect
+
+from tests.browser_support import (
+    T0,
+    Analyst,
+    Ingest,
+    card_testing,
+    eventually,
+    impossible_travel,
+    post_ndjson,
+    sign_in,
+)
+
+pytestmark = pytest.mark.browser
+
+ACCOUNTS = 15  # ten alerts each: 150 rows, several windows' worth
+
+
+async def a_long_queue(alice: Analyst, server: TestServer, http: aiohttp.ClientSession) -> int:
+    batch = [
+        t
+        for k in range(ACCOUNTS)
+        for t in card_testing(f"acct-{k:02d}", n=12, at=T0 + dt.timedelta(hours=k))
+    ]
+    total = len(await post_ndjson(server, http, batch))
+    assert total == ACCOUNTS * 10
+    table = alice.page.locator("#alerts-table")
+    await expect(table).to_have_attribute("aria-rowcount", str(total + 1))
+    drawn = await alice.rows.count()
+    assert 0 < drawn < total, "the list must be longer than the drawn window"
+    return total
+
+
+# Where the keyboard is: the focused row's place in the list (aria-rowindex counts the
+# header row, from 1), whether it is the cursor's row, and whether it is in sight below the
+# table's sticky header and above a scrollbar. No index when focus is not on a row.
+FOCUS = """() => {
+    const wrap = document.querySelector("#table-wrap");
+    const row = document.activeElement;
+    if (!(row instanceof HTMLTableRowElement) || !row.dataset.id) {
+        return { index: null, active: document.activeElement?.id ?? null };
+    }
+    const bottom = wrap.getBoundingClientRect().top + wrap.clientTop + wrap.clientHeight;
+    const head = document.querySelector("#alerts-table thead th").getBoundingClientRect();
+    const box = row.getBoundingClientRect();
+    return {
+        index: Number(row.getAttribute("aria-rowindex")) - 2,
+        cursor: row.classList.contains("is-cursor"),
+        inSight: box.top >= head.bottom - 1 && box.bottom <= bottom + 1,
+    };
+}"""
+
+
+async def focus(alice: Analyst) -> dict[str, Any]:
+    state: dict[str, Any] = await alice.page.evaluate(FOCUS)
+    return state
+
+
+async def focused_at(alice: Analyst, index: int) -> None:
+    """The keyboard is on the cursor's row, `index` in the list, in sight."""
+    await eventually(lambda: focus(alice), {"index": index, "cursor": True, "inSight": True})
+
+
+async def test_focus_stays_in_the_table_when_its_row_scrolls_out_of_the_window(
+    browser: Browser, server: TestServer, http: aiohttp.ClientSession, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    total = await a_long_queue(alice, server, http)
+    paused = page.locator("#alerts-paused")
+    await alice.press("j", "j")
+    await focused_at(alice, 1)
+    cursor_id = await alice.focused_row_id()
+    assert cursor_id is not None
+
+    # The wheel takes the view far down: the focused row leaves the drawn window. The
+    # keyboard stays in the table (not the page), and the table stays held for it after the
+    # pointer leaves.
+    box = await page.locator("#table-wrap").bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await page.mouse.wheel(0, 60 * total)
+    await expect(alice.row(cursor_id)).to_have_count(0)
+    await expect(page.locator("#table-wrap")).to_be_focused()
+    await page.mouse.move(5, 5)
+    await ingest(impossible_travel("acct-late", "Shop", T0 + dt.timedelta(days=1)))
+    await expect(paused).to_have_text("Paused · 1 new")
+
+    # j goes on from the cursor, which is drawn, in sight and focused again.
+    await alice.press("j")
+    await focused_at(alice, 2)
+    await expect(paused).to_have_text("Paused · 1 new")
+    # Esc releases the table, as from a row.
+    await alice.press("Escape")
+    await expect(page.locator("#table-wrap")).to_be_focused()
+    await expect(paused).to_be_hidden()
+    assert alice.problems == []
