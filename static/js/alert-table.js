@@ -229,14 +229,27 @@ export class AlertTable {
   }
 
   // j/k: the next or previous listed alert, focused. From no cursor, both start at the top.
+  // PageDown/PageUp move by pageRows. The row is drawn (scrolled into view) before it is
+  // focused: focus on a row the window has not drawn would fall to the page.
   moveCursor(delta) {
+    const at = this._positions.get(this.cursorId) ?? -1;
+    return this.moveCursorTo(at + delta);
+  }
+
+  // Home/End: the first or last listed alert; any index is clamped to the list.
+  moveCursorTo(index) {
     const n = this._list.length;
     if (!n) return null;
-    const at = this._positions.get(this.cursorId) ?? -1;
-    const next = Math.max(0, Math.min(n - 1, at + delta));
-    const alert = this._list[next].alert;
+    const alert = this._list[Math.max(0, Math.min(n - 1, index))].alert;
     this.setCursor(alert.id, { focus: true });
     return alert;
+  }
+
+  // A page of rows for PageDown/PageUp: the rows the viewport shows whole, less one, so the
+  // row the cursor leaves stays in sight at the edge it scrolls to, as a browser's page does.
+  get pageRows() {
+    const room = (this.wrap.clientHeight || 800) - this._headPx;
+    return Math.max(1, Math.floor(room / this._rowPx) - 1);
   }
 
   toggleSelected(id, on = !this.selected.has(id)) {

@@ -637,10 +637,18 @@ function onCheckedOr(kind, single) {
 const refocusAfter = (alert) =>
   drawer.isOpen ? backToDrawer : () => table.setCursor(alert.id, { focus: true });
 
+// PageDown, PageUp, Home and End move the cursor as j/k do, but only from the table: on the
+// rest of the page (the drawer, a menu) they scroll it as usual.
+const inTable = (move) => (event) => (tableWrap.contains(event.target) ? move() : false);
+
 installMenus();
 const shortcutKeys = installShortcuts({
   j: () => table.moveCursor(1),
   k: () => table.moveCursor(-1),
+  PageDown: inTable(() => table.moveCursor(table.pageRows)),
+  PageUp: inTable(() => table.moveCursor(-table.pageRows)),
+  Home: inTable(() => table.moveCursorTo(0)),
+  End: inTable(() => table.moveCursorTo(table.length - 1)),
   Enter: () => withCurrent((alert) => openDetails(alert)),
   a: onCheckedOr("ack", acknowledge),
   f: onCheckedOr("fraud", (alert) => resolve(alert, "fraud", refocusAfter(alert))),

@@ -7,6 +7,11 @@
 //   Enter   open the details             f  resolve fraud     /  search
 //   Esc     close the details            l  resolve legit     ?  this list
 //   n       take the next alert          c  write a note (the drawer's note box)
+//   PageDown / PageUp   a page of alerts down / up    Home / End   the first / last alert
+//
+// PageDown, PageUp, Home and End move the cursor only while the keyboard is in the table
+// (a row, a control in one, the table itself); elsewhere they scroll as usual. Scrolled
+// natively, the table drew a window without the focused row, and focus fell to the page.
 //
 // a, f and l act on the current alert (the focused row's, else the cursor's), or, while any
 // alerts are checked (x), on the checked alerts, as the bulk bar's buttons do. With the
@@ -94,6 +99,10 @@ export function installShortcuts(handlers) {
         case "c":
         case "/":
         case "?":
+        case "PageDown":
+        case "PageUp":
+        case "Home":
+        case "End":
           handler = handlers[event.key];
           break;
         case "Enter":
