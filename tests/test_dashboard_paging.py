@@ -1,8 +1,8 @@
 """The keyboard on an alert table longer than the rows it draws, in a real Chromium.
 
-The table draws only a window of rows. PageDown, PageUp, Home and End scrolled it natively,
-and it drew a window without the focused row: focus fell to the page and the table was
-released under the analyst. They now move the cursor as j/k do, and the view follows it. A
+The table draws only a window of rows. The arrows, PageDown, PageUp, Home and End scrolled
+it natively, and it drew a window without the focused row: focus fell to the page and the
+table was released under the analyst. They now move the cursor as j/k do, and the view follows it. A
 focused row scrolled out of the window otherwise (the wheel) leaves the keyboard in the
 table, and the table held.
 """
@@ -111,6 +111,10 @@ async def test_page_keys_move_the_cursor_and_keep_focus_and_the_hold(
         ("Home", 0),
         ("j", 1),
         ("PageUp", 0),
+        ("End", total - 1),
+        ("ArrowUp", total - 2),  # the arrows are j/k in the table
+        ("ArrowUp", total - 3),
+        ("ArrowDown", total - 2),
         ("End", total - 1),
     ]
     for key, index in expected:

@@ -637,14 +637,16 @@ function onCheckedOr(kind, single) {
 const refocusAfter = (alert) =>
   drawer.isOpen ? backToDrawer : () => table.setCursor(alert.id, { focus: true });
 
-// PageDown, PageUp, Home and End move the cursor as j/k do, but only from the table: on the
-// rest of the page (the drawer, a menu) they scroll it as usual.
+// The arrows, PageDown, PageUp, Home and End move the cursor as j/k do, but only from the
+// table: on the rest of the page (the drawer, a menu) they scroll it as usual.
 const inTable = (move) => (event) => (tableWrap.contains(event.target) ? move() : false);
 
 installMenus();
 const shortcutKeys = installShortcuts({
   j: () => table.moveCursor(1),
   k: () => table.moveCursor(-1),
+  ArrowDown: inTable(() => table.moveCursor(1)),
+  ArrowUp: inTable(() => table.moveCursor(-1)),
   PageDown: inTable(() => table.moveCursor(table.pageRows)),
   PageUp: inTable(() => table.moveCursor(-table.pageRows)),
   Home: inTable(() => table.moveCursorTo(0)),

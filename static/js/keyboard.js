@@ -8,8 +8,9 @@
 //   Esc     close the details            l  resolve legit     ?  this list
 //   n       take the next alert          c  write a note (the drawer's note box)
 //   PageDown / PageUp   a page of alerts down / up    Home / End   the first / last alert
+//   ↓ / ↑   next / previous alert, as j / k
 //
-// PageDown, PageUp, Home and End move the cursor only while the keyboard is in the table
+// The arrows, PageDown, PageUp, Home and End move the cursor only while the keyboard is in the table
 // (a row, a control in one, the table itself); elsewhere they scroll as usual. Scrolled
 // natively, the table drew a window without the focused row, and focus fell to the page.
 //
@@ -99,6 +100,8 @@ export function installShortcuts(handlers) {
         case "c":
         case "/":
         case "?":
+        case "ArrowDown":
+        case "ArrowUp":
         case "PageDown":
         case "PageUp":
         case "Home":
