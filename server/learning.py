@@ -251,25 +251,17 @@ def net_changes(
     labels in order, so several for one transaction leave the last: the model, merchant
     risk and the scorecard must see that one change, not each step (nor the first alone).
     In the order the labels came; a transaction's place is that of its last label."""
+    # The first label that changed the transaction replaced what it had before the request
+    # (an `unchanged` one before it changed nothing): None if it had no label (`created`).
     before: dict[str, tuple[LabelValue, str] | None] = {}
-    unknown: set[str] = set()  # first seen `unchanged`: had this label, since when not said
     last: dict[str, Label] = {}
     for label, outcome in zip(labels, outcomes, strict=True):
-        tx_id = label.transaction_id
-        if outcome.status == "not_found":
+        if outcome.status not in ("created", "updated"):
             continue
-        if tx_id not in before or tx_id in unknown:
-            if outcome.status == "unchanged":
-                if tx_id not in before:
-                    before[tx_id] = None
-                    unknown.add(tx_id)
-                continue
-            # Nothing changed it earlier in this request: what it replaced is what it had.
-            before[tx_id] = outcome.replaced
-            unknown.discard(tx_id)
-        if outcome.status != "unchanged":
-            last.pop(tx_id, None)  # keep the order of the last label
-            last[tx_id] = label
+        tx_id = label.transaction_id
+        before.setdefault(tx_id, outcome.replaced)
+        last.pop(tx_id, None)  # keep the order of the last label
+        last[tx_id] = label
     new: list[Label] = []
     replaced: dict[str, tuple[LabelValue, str]] = {}
     for tx_id, label in last.items():
