@@ -31,7 +31,6 @@ import datetime as dt
 import json
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -40,8 +39,9 @@ from typing import Any
 import aiohttp
 import heap_snapshot  # benchmarks/heap_snapshot.py, beside this script
 from card_testing_load import card_testing
-from dashboard_soak import CHROMIUM, RESULTS, ROOT, Demo, open_page
+from dashboard_soak import CHROMIUM, ROOT, Demo, open_page
 from playwright.async_api import BrowserContext, Page, Route, async_playwright
+from results_file import commit, write_results  # benchmarks/results_file.py, beside this script
 
 HELD_AFTER = 40  # alerts in the table before the held page's keyboard goes into it
 
@@ -146,26 +146,15 @@ async def main() -> None:
             await browser.close()
     finally:
         demo.stop()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    described = await asyncio.to_thread(
-        subprocess.run,
-        ["git", "describe", "--always", "--dirty"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
     result = {
         "args": vars(args),
-        "commit": described.stdout.strip(),
+        "commit": await asyncio.to_thread(commit),
         "template": {"bytes": size, "reasons": reasons},
         "samples": samples,
         "snapshots": snapshots,
         "errors": {name: p["errors"] for name, p in pages.items()},
     }
-    target = RESULTS / f"flood-{stamp}.json"
-    target.write_text(json.dumps(result, indent=2))
-    print(f"written to {target}")
+    print(f"written to {write_results('flood', result)}")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 

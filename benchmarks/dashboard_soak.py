@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import os
 import re
@@ -64,9 +63,9 @@ import heap_snapshot  # benchmarks/heap_snapshot.py, beside this script
 from card_testing_load import inject  # benchmarks/card_testing_load.py, beside this script
 from growth import growth  # benchmarks/growth.py, beside this script
 from playwright.async_api import BrowserContext, CDPSession, Page, async_playwright
+from results_file import commit, write_results  # benchmarks/results_file.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1440, "height": 900}
 ALERT_SAMPLE = 500  # newest alerts whose size each sample records
@@ -309,14 +308,7 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
 async def main() -> None:
     args = parse_args()
     # Taken before the pages load: the code they run is the checkout's at that moment.
-    described = await asyncio.to_thread(
-        subprocess.run,
-        ["git", "describe", "--always", "--dirty"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    commit = described.stdout.strip()
+    checkout = await asyncio.to_thread(commit)
     workdir = Path(tempfile.mkdtemp(prefix="fw-soak-"))
     demo = Demo(workdir, args.port, args.rate)
     samples: list[dict[str, Any]] = []
@@ -388,20 +380,16 @@ async def main() -> None:
     for w in pages:
         if w.errors:
             print(f"{w.name} page errors ({len(w.errors)}): {w.errors[:5]}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     result = {
         "args": vars(args),
-        "commit": commit,
+        "commit": checkout,
         "samples": samples,
         "summary": summary,
         "counts": counts,
         "errors": {w.name: w.errors for w in pages},
         "snapshots": snapshots,
     }
-    target = RESULTS / f"soak-{stamp}.json"
-    target.write_text(json.dumps(result, indent=2))
-    print(f"written to {target}")
+    print(f"written to {write_results('soak', result)}")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 

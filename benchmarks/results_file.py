@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,3 +21,11 @@ def write_results(kind: str, figures: dict[str, Any]) -> Path:
     path = RESULTS_DIR / f"{kind}-{stamp}.json"
     path.write_text(json.dumps(figures, indent=2) + "\n")
     return path.relative_to(ROOT)
+
+
+def commit() -> str:
+    """The checkout a run measured (`git describe --always --dirty`): a figure names it."""
+    done = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    )
+    return done.stdout.strip()

@@ -54,7 +54,6 @@ import re
 import secrets
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -68,7 +67,7 @@ sys.path.insert(0, str(ROOT))
 import simulator  # noqa: E402
 from benchmarks.card_testing_load import inject  # noqa: E402
 from benchmarks.growth import growth  # noqa: E402
-from benchmarks.results_file import write_results  # noqa: E402
+from benchmarks.results_file import commit, write_results  # noqa: E402
 from server.app import SIMULATOR_FEED, create_app  # noqa: E402
 from server.cli import tune_gc  # noqa: E402
 from server.config import Settings  # noqa: E402
@@ -447,7 +446,7 @@ async def run(args: argparse.Namespace) -> None:
         "server-memory",
         {
             "args": {k: v for k, v in vars(args).items() if k not in ("inject_to", "api_key")},
-            "commit": _commit(),
+            "commit": commit(),
             "samples": samples,
             "summary": summary,
             "per_unit": units,
@@ -460,13 +459,6 @@ async def run(args: argparse.Namespace) -> None:
     print(f"written to {path}")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _commit() -> str:
-    done = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
-    )
-    return done.stdout.strip()
 
 
 def main() -> None:
