@@ -18,6 +18,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.browser_support import (
     T0,
+    Analyst,
     Ingest,
     an_alert,
     analyst_http,
@@ -72,8 +73,14 @@ async ({ template, capacity }) => {
 """
 
 
-async def harness(page: Page, template: dict[str, Any], capacity: int) -> None:
-    await page.evaluate(HARNESS, {"template": template, "capacity": capacity})
+async def held_harness(
+    browser: Browser, server: TestServer, http: aiohttp.ClientSession, capacity: int
+) -> Analyst:
+    """alice's page with the harness installed, its alerts copies of a real alert."""
+    template = await an_alert(server, http)
+    alice = await sign_in(browser, server, "alice")
+    await alice.page.evaluate(HARNESS, {"template": template, "capacity": capacity})
+    return alice
 
 
 async def test_a_held_table_does_not_keep_the_id_of_every_alert_that_changed(
@@ -82,10 +89,8 @@ async def test_a_held_table_does_not_keep_the_id_of_every_alert_that_changed(
     # Soak: the held page's heap grew with every alert that arrived while it was held. Among
     # what it kept: the id of every alert changed since the list was last rebuilt, kept to
     # find the cursor's place again, which only listed alerts can mark.
-    template = await an_alert(server, http)
-    alice = await sign_in(browser, server, "alice")
+    alice = await held_harness(browser, server, http, capacity=100_000)
     page = alice.page
-    await harness(page, template, capacity=100_000)
     touched = await page.evaluate(
         """async () => {
           const { store, table, alert, settled } = window.__held;
@@ -113,10 +118,8 @@ async def test_a_held_table_past_the_memory_cap_keeps_what_the_page_holds_and_co
     # Soak: held for ten minutes at 60 alerts a second, the pill said "Paused · 36,000 new"
     # while the page held 20,000 alerts: the table kept the id of every alert that arrived,
     # those the page had let go of at its cap too, and promised them on release.
-    template = await an_alert(server, http)
-    alice = await sign_in(browser, server, "alice")
+    alice = await held_harness(browser, server, http, capacity=300)
     page = alice.page
-    await harness(page, template, capacity=300)
     counts = await page.evaluate(
         """async () => {
           const { store, table, alert, settled } = window.__held;
@@ -159,10 +162,8 @@ async def test_more_on_the_server_counts_each_alert_let_go_of_once_whatever_happ
     # "M more on the server" counted an alert each time the page let go of it, and kept
     # counting one that came back (someone acknowledged or resolved it: the change brings it
     # back to the page, where it waits among the new): N + M grew past what had arrived.
-    template = await an_alert(server, http)
-    alice = await sign_in(browser, server, "alice")
+    alice = await held_harness(browser, server, http, capacity=300)
     page = alice.page
-    await harness(page, template, capacity=300)
 
     async def step(script: str, since: int = 20) -> dict[str, Any]:
         # `next` is the next alert to raise; the oracle covers those raised since `since`.
@@ -245,10 +246,8 @@ async def test_more_on_the_server_under_a_status_filter_counts_what_the_page_let
     # Under `status=open`, an alert let go of and then acknowledged by bob comes back to the
     # page but not to the view: it is the page's again, so no longer "on the server", though
     # it does not wait either. Let go of again, it counts again, once.
-    template = await an_alert(server, http)
-    alice = await sign_in(browser, server, "alice")
+    alice = await held_harness(browser, server, http, capacity=300)
     page = alice.page
-    await harness(page, template, capacity=300)
     counts = await page.evaluate(
         """async () => {
           const { matcher, lastingMatcher, comparator, emptyView } = await import(
