@@ -115,6 +115,10 @@ async def test_page_keys_move_the_cursor_and_keep_focus_and_the_hold(
         ("ArrowUp", total - 2),  # the arrows are j/k in the table
         ("ArrowUp", total - 3),
         ("ArrowDown", total - 2),
+        ("Home", 0),
+        ("Space", step),  # Space and Shift+Space page as PageDown and PageUp do
+        ("Space", 2 * step),
+        ("Shift+Space", step),
         ("End", total - 1),
     ]
     for key, index in expected:
@@ -128,6 +132,17 @@ async def test_page_keys_move_the_cursor_and_keep_focus_and_the_hold(
     await ingest(impossible_travel("acct-late", "Shop", T0 + dt.timedelta(days=1)))
     await expect(paused).to_have_text("Paused · 1 new")
     await focused_at(alice, total - 1)
+
+    # On a row's checkbox Space is the box's: it ticks it, and the cursor stays.
+    box = page.locator(
+        f'#alert-rows tr[data-id="{await alice.focused_row_id()}"] input[type=checkbox]'
+    )
+    await box.focus()
+    await alice.press("Space")
+    await expect(box).to_be_checked()
+    await expect(page.locator("#alert-rows tr.is-cursor")).to_have_attribute(
+        "aria-rowindex", str(total + 1)
+    )
 
     # In a text field the keys are the field's: Home goes to the start of the search.
     search = page.get_by_role("searchbox")

@@ -637,9 +637,9 @@ function onCheckedOr(kind, single) {
 const refocusAfter = (alert) =>
   drawer.isOpen ? backToDrawer : () => table.setCursor(alert.id, { focus: true });
 
-// The arrows, PageDown, PageUp, Home and End move the cursor as j/k do, but only from the
-// table: on the rest of the page (the drawer, a menu) they scroll it as usual.
-const inTable = (move) => (event) => (tableWrap.contains(event.target) ? move() : false);
+// The arrows, PageDown, PageUp, Home, End and Space move the cursor as j/k do, but only from
+// the table: on the rest of the page (the drawer, a menu) they scroll it as usual.
+const inTable = (move) => (event) => (tableWrap.contains(event.target) ? move(event) : false);
 
 installMenus();
 const shortcutKeys = installShortcuts({
@@ -651,6 +651,7 @@ const shortcutKeys = installShortcuts({
   PageUp: inTable(() => table.moveCursor(-table.pageRows)),
   Home: inTable(() => table.moveCursorTo(0)),
   End: inTable(() => table.moveCursorTo(table.length - 1)),
+  " ": inTable((event) => table.moveCursor(event.shiftKey ? -table.pageRows : table.pageRows)),
   Enter: () => withCurrent((alert) => openDetails(alert)),
   a: onCheckedOr("ack", acknowledge),
   f: onCheckedOr("fraud", (alert) => resolve(alert, "fraud", refocusAfter(alert))),

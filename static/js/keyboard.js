@@ -8,11 +8,13 @@
 //   Esc     close the details            l  resolve legit     ?  this list
 //   n       take the next alert          c  write a note (the drawer's note box)
 //   PageDown / PageUp   a page of alerts down / up    Home / End   the first / last alert
-//   ↓ / ↑   next / previous alert, as j / k
+//   ↓ / ↑   next / previous alert, as j / k       Space / Shift+Space   as PageDown / PageUp
 //
 // The arrows, PageDown, PageUp, Home and End move the cursor only while the keyboard is in the table
 // (a row, a control in one, the table itself); elsewhere they scroll as usual. Scrolled
 // natively, the table drew a window without the focused row, and focus fell to the page.
+// Space and Shift+Space likewise, from a row or the table itself: on a row's checkbox or
+// button, Space is the control's (it ticks the box, presses the button).
 //
 // a, f and l act on the current alert (the focused row's, else the cursor's), or, while any
 // alerts are checked (x), on the checked alerts, as the bulk bar's buttons do. With the
@@ -40,8 +42,8 @@ export function isTyping(target) {
   return target.matches("input") && TEXT_INPUTS.has(target.type);
 }
 
-// Enter belongs to whatever control has focus; it opens the details only from a row or
-// from nowhere in particular.
+// Enter and Space belong to whatever control has focus; Enter opens the details, and Space
+// pages the table, only from a row or from nowhere in particular.
 function enterIsFree(target) {
   return (
     !(target instanceof Element) || !target.closest("button, a, summary, input, select, textarea")
@@ -110,6 +112,9 @@ export function installShortcuts(handlers) {
           break;
         case "Enter":
           if (enterIsFree(event.target)) handler = handlers.Enter;
+          break;
+        case " ":
+          if (enterIsFree(event.target)) handler = handlers[" "];
           break;
         case "Escape":
           handler = handlers.Escape;
