@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from tests.browser_support import (
     T0,
@@ -188,4 +188,55 @@ async def test_focus_stays_in_the_table_when_its_row_scrolls_out_of_the_window(
     await alice.press("Escape")
     await expect(page.locator("#table-wrap")).to_be_focused()
     await expect(paused).to_be_hidden()
+    assert alice.problems == []
+
+
+async def test_after_a_reload_of_the_alerts_the_keyboard_is_back_on_the_cursors_row(
+    browser: Browser, server: TestServer, http: aiohttp.ClientSession, ingest: Ingest
+) -> None:
+    # The live feed loses one alert message: the next one's seq jumps, and the page reloads
+    # every alert (a fresh snapshot), drawing every row anew.
+    routes: list[WebSocketRoute] = []
+    drop = False
+
+    async def lossy_feed(page: Page) -> None:
+        def route(ws: WebSocketRoute) -> None:
+            routes.append(ws)
+
+            def forward(message: str | bytes) -> None:
+                nonlocal drop
+                if ws is not routes[-1]:
+                    return
+                if drop and '"seq"' in str(message) and '"alert' in str(message):
+                    drop = False
+                    return
+                ws.send(message)
+
+            ws.connect_to_server().on_message(forward)
+
+        await page.route_web_socket("**/ws*", route)
+
+    alice = await sign_in(browser, server, "alice", before_load=lossy_feed)
+    page = alice.page
+    await a_long_queue(alice, server, http)
+    await alice.press("j", "PageDown")
+    step: int = await page.evaluate(PAGE)
+    await focused_at(alice, step)
+    cursor_id = await alice.focused_row_id()
+
+    drop = True
+    await ingest(impossible_travel("acct-lost", "Lost", T0 + dt.timedelta(days=1)))
+    await ingest(impossible_travel("acct-next", "Next", T0 + dt.timedelta(days=2)))
+    await expect(page.locator("#notices")).to_contain_text("skipped events")
+    await expect(page.locator("#connection")).to_have_text("Live", timeout=15_000)
+    # The reload lists what it loaded (the two new alerts too) and keeps the table held.
+    await expect(alice.row(cursor_id)).to_be_visible()
+    await expect(page.locator("#alerts-paused")).to_have_text("Paused")
+
+    # The keyboard is back on the cursor's row, not left on the table container.
+    await eventually(alice.focused_row_id, cursor_id)
+    state = await focus(alice)
+    assert state["cursor"] and state["inSight"], state
+    await alice.press("j")
+    await focused_at(alice, state["index"] + 1)
     assert alice.problems == []

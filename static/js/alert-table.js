@@ -309,11 +309,15 @@ export class AlertTable {
   _render() {
     this._frame = 0;
     const initial = this._reset;
+    // A fresh snapshot (a reload after a gap or a reset) draws every row anew: the keyboard
+    // waits on the table meanwhile and goes back to the cursor's row once it is drawn.
+    let refocus = false;
     if (this._reset) {
       this._reset = false;
       this._touched.clear();
       this._rows.clear();
-      if (this.tbody.contains(document.activeElement)) this._parkFocus();
+      refocus = this.tbody.contains(document.activeElement);
+      if (refocus) this._parkFocus();
       this.tbody.replaceChildren();
     }
     const fresh = this._added.size;
@@ -334,6 +338,9 @@ export class AlertTable {
     const highlight = !initial && fresh <= HIGHLIGHT_MAX_ROWS ? this._added : new Set();
     this._paint(highlight);
     if (place) this.setCursor(place.id, { scroll: false, focus: place.focus });
+    else if (refocus && document.activeElement === this.wrap) {
+      this._rows.get(this.cursorId)?.tr.focus({ preventScroll: true });
+    }
     this._dirty.clear();
     this._added.clear();
     this._lastRenderAt = performance.now();
@@ -538,8 +545,8 @@ export class AlertTable {
     if (!this._measured && this._rows.size) this._measure();
   }
 
-  // The focused row scrolled out of the drawn window (the wheel, the scrollbar, Space) or
-  // is drawn afresh: the keyboard stays in the table, not on the page, and j/k go on from
+  // The focused row scrolled out of the drawn window (the wheel, the scrollbar) or is
+  // drawn afresh: the keyboard stays in the table, not on the page, and j/k go on from
   // the cursor. The table stays held as it was (hold.js).
   _parkFocus() {
     this.wrap.focus({ preventScroll: true });
