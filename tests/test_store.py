@@ -728,6 +728,35 @@ async def test_labels_survive_a_restart_and_keep_the_scenario(db_path: Path) -> 
     assert stored["tx-00002"].labelled_at == "2026-02-07T12:00:00Z"
 
 
+async def test_every_label_change_is_logged_in_commit_order_and_pruned_by_seq(
+    store: SqliteStore,
+) -> None:
+    await store.write_batch(make_batch(0, 4))  # alert al-00003
+    later = msgspec.structs.replace(label(1, "legitimate"), labelled_at="2026-02-08T12:00:00Z")
+    # A re-send and an unknown transaction change nothing and log nothing.
+    await store.add_labels([label(1), label(1), label(99), label(2, "legitimate"), later])
+    await store.resolve_labelled("al-00003", "alice", "fraud", None)
+    changes = await store.label_changes_after(0, 100)
+    assert [(c.seq, c.transaction_id, c.label, c.replaced) for c in changes] == [
+        (1, "tx-00001", "fraud", None),
+        (2, "tx-00002", "legitimate", None),
+        (3, "tx-00001", "legitimate", ("fraud", "2026-02-07T12:00:00Z")),
+        (4, "tx-00003", "fraud", None),
+    ]
+    assert changes[2].labelled_at == "2026-02-08T12:00:00Z"
+    assert changes[0].transaction is not None
+    assert msgspec.json.decode(changes[0].transaction)["merchant_id"] == "m-1"
+    assert [c.seq for c in await store.label_changes_after(2, 1)] == [3]
+    assert await store.last_label_change() == 4
+
+    # Pruned up to a seq, the rest keep theirs, and a seq is never handed out again.
+    assert await store.prune_label_changes(4) == 4
+    assert await store.label_changes_after(0, 100) == []
+    assert await store.last_label_change() == 0
+    await store.add_labels([label(2, "fraud")])
+    assert [c.seq for c in await store.label_changes_after(0, 100)] == [5]
+
+
 async def test_model_inputs_are_kept_with_their_transaction_and_layout(db_path: Path) -> None:
     first = SqliteStore(db_path)
     await first.start(Recorder())
@@ -804,6 +833,9 @@ async def test_pruning_deletes_old_transactions_without_alerts_and_their_labels(
         "tx-00026",
         "tx-00035",
     }
+    # So do their label changes: a restart has nothing to take in for them.
+    logged = {c.transaction_id for c in await store.label_changes_after(0, 100)}
+    assert logged == {"tx-00007", "tx-00026", "tx-00035"}
     # An alert's transaction is part of its case: its alert, history and label are intact.
     assert (await store.get_alert("al-00007")) is not None
     history = await store.account_transactions("acct-1", 100, None)

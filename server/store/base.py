@@ -210,6 +210,20 @@ class LabelOutcome(NamedTuple):
     replaced: tuple[LabelValue, str] | None = None
 
 
+class LabelChange(NamedTuple):
+    """One change of a transaction's label, as stored (`Store.label_changes_after`): its
+    place in the order changes were committed (`seq`), the label it set, and the label it
+    replaced with that one's `labelled_at` (None: the transaction had none). `transaction`
+    is the stored transaction's JSON, None if it is no longer stored (pruned since)."""
+
+    seq: int
+    transaction_id: str
+    label: LabelValue
+    labelled_at: str
+    replaced: tuple[LabelValue, str] | None
+    transaction: bytes | None
+
+
 class Note(msgspec.Struct, kw_only=True):
     """An analyst's note on an alert; notes are never edited or deleted."""
 
@@ -373,6 +387,18 @@ class Store(Protocol):
         changed: the latest wins), or `not_found` (no such transaction; nothing stored)."""
 
     async def get_labels(self, transaction_ids: Collection[str]) -> dict[str, Label]: ...
+
+    async def label_changes_after(self, seq: int, limit: int) -> list[LabelChange]:
+        """Up to `limit` label changes after `seq`, in the order they were committed: every
+        `created` or `updated` outcome of `add_labels` and `resolve_labelled` is one, in the
+        same commit as the label. A later commit's changes come after an earlier one's."""
+
+    async def last_label_change(self) -> int:
+        """The seq of the newest label change stored; 0 when none is (all pruned)."""
+
+    async def prune_label_changes(self, through: int) -> int:
+        """Delete the label changes up to `through` (no snapshot needs them any more); how
+        many. Later changes keep their seqs, and a seq is never handed out again."""
 
     async def recent_labels(self, limit: int) -> list[Label]:
         """The `limit` labels stored last (by receipt), oldest first: what a restarted

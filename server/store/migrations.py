@@ -196,6 +196,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX alerts_by_transaction ON alerts (transaction_id)",
         ),
     ),
+    Migration(
+        7,
+        "every change of a transaction's label, in the order stored",
+        (
+            # The labels table keeps a transaction's latest label; merchant risk and the
+            # amount's fraud rate took in each change as it came (and took back what it
+            # replaced), in this order. A restart after a crash applies the changes its
+            # snapshot had not taken in (server/label_replay.py). AUTOINCREMENT: a seq is
+            # never handed out twice, even once the rows before it are pruned.
+            """
+            CREATE TABLE label_changes (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                transaction_id TEXT NOT NULL,
+                label TEXT NOT NULL CHECK (label IN ('fraud', 'legitimate')),
+                labelled_at TEXT NOT NULL,
+                replaced_label TEXT CHECK (replaced_label IN ('fraud', 'legitimate')),
+                replaced_at TEXT                 -- the replaced label's labelled_at
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

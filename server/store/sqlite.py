@@ -29,6 +29,7 @@ from server.store.base import (
     Found,
     FreePages,
     Label,
+    LabelChange,
     LabelOutcome,
     ModelInputs,
     Note,
@@ -417,6 +418,15 @@ class SqliteStore:
 
     async def recent_labels(self, limit: int) -> list[Label]:
         return await self._read(lambda conn: reads.recent_labels(conn, limit))
+
+    async def label_changes_after(self, seq: int, limit: int) -> list[LabelChange]:
+        return await self._read(lambda conn: reads.label_changes_after(conn, seq, limit))
+
+    async def last_label_change(self) -> int:
+        return await self._read(reads.last_label_change)
+
+    async def prune_label_changes(self, through: int) -> int:
+        return await self._write(lambda writer: writer.prune_label_changes(through))
 
     async def list_alerts(
         self,

@@ -24,6 +24,7 @@ from server.store.base import (
     Found,
     InvalidCursor,
     Label,
+    LabelChange,
     ModelInputs,
     Note,
     SessionRecord,
@@ -507,3 +508,29 @@ def recent_labels(conn: sqlite3.Connection, limit: int) -> list[Label]:
         Label(transaction_id=tx_id, label=label, source=source, labelled_at=at, scenario=scenario)
         for tx_id, label, source, at, scenario in reversed(rows)
     ]
+
+
+def label_changes_after(conn: sqlite3.Connection, seq: int, limit: int) -> list[LabelChange]:
+    rows = conn.execute(
+        "SELECT c.seq, c.transaction_id, c.label, c.labelled_at, c.replaced_label, "
+        "c.replaced_at, t.transaction_json FROM label_changes c "
+        "LEFT JOIN transactions t ON t.id = c.transaction_id "
+        "WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
+        (seq, limit),
+    )
+    # A transaction_json that is not text (edited by hand) comes back empty: unreadable.
+    return [
+        LabelChange(
+            seq,
+            tx_id,
+            label,
+            at,
+            None if was is None else (was, was_at),
+            None if raw is None else raw.encode() if isinstance(raw, str) else b"",
+        )
+        for seq, tx_id, label, at, was, was_at, raw in rows
+    ]
+
+
+def last_label_change(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(seq), 0) FROM label_changes").fetchone()[0])

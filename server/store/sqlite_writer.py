@@ -95,6 +95,10 @@ _UPSERT_LABEL = (
     "source = excluded.source, labelled_at = excluded.labelled_at, "
     "received_at = excluded.received_at, scenario = excluded.scenario"
 )
+_INSERT_LABEL_CHANGE = (
+    "INSERT INTO label_changes (transaction_id, label, labelled_at, replaced_label, replaced_at) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
 _INSERT_SESSION = "INSERT INTO sessions (id_hash, user, created_at, expires_at) VALUES (?, ?, ?, ?)"
 
 
@@ -233,10 +237,11 @@ class Writer:
             if not doomed:
                 return 0
             ids = reads.encoder.encode([tx_id for _, tx_id in doomed]).decode()
-            conn.execute(
-                "DELETE FROM labels WHERE transaction_id IN (SELECT value FROM json_each(?))",
-                (ids,),
-            )
+            for table in ("labels", "label_changes"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE transaction_id IN (SELECT value FROM json_each(?))",
+                    (ids,),
+                )
             rowids = reads.encoder.encode([rowid for rowid, _ in doomed]).decode()
             conn.execute(
                 "DELETE FROM transactions WHERE rowid IN (SELECT value FROM json_each(?))",
@@ -385,6 +390,10 @@ class Writer:
                 _UPSERT_LABEL,
                 (tx_id, label.label, label.source, label.labelled_at, now, label.scenario),
             )
+            # In the same commit: the change merchant risk takes in, and a restart after a
+            # crash finds if the detector's snapshot had not (server/label_replay.py).
+            was, was_at = (None, None) if before is None else before
+            conn.execute(_INSERT_LABEL_CHANGE, (tx_id, label.label, label.labelled_at, was, was_at))
             current[tx_id] = (label.label, label.labelled_at)
             outcomes.append(
                 LabelOutcome("created", account)
@@ -392,6 +401,10 @@ class Writer:
                 else LabelOutcome("updated", account, before)
             )
         return outcomes
+
+    def prune_label_changes(self, through: int) -> int:
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM label_changes WHERE seq <= ?", (through,)).rowcount
 
     def unacknowledge(self, alert_id: str, user: str, force: bool) -> AlertEvent | None:
         with self._durable(), self._transaction():
