@@ -812,14 +812,23 @@ class Featurizer:
     # -- labels, eviction --------------------------------------------------------------------
 
     def learn_label(
-        self, merchant_id: str, event_time: float, is_fraud: bool, amount: float | None = None
+        self,
+        merchant_id: str,
+        event_time: float,
+        is_fraud: bool,
+        amount: float | None = None,
+        *,
+        merchant: bool = True,
     ) -> None:
         """A label on one of `merchant_id`'s transactions (of `amount`, if given) became
-        known at `event_time` (epoch seconds, event time). Merchant risk and the amount's
-        fraud rate count it from then on, never before: a label known "in the future" of a
+        known at `event_time` (epoch seconds, event time). Merchant risk (unless not
+        `merchant`: a replay into a merchant that holds it already) and the amount's fraud
+        rate count it from then on, never before: a label known "in the future" of a
         transaction cannot inform its score."""
         if amount is not None:
             _learn_amount(self.amounts, amount_bucket(amount), event_time, is_fraud)
+        if not merchant:
+            return
         m = self.merchants.get(merchant_id)
         if m is None:
             m = self.merchants[merchant_id] = KeyState()
@@ -836,7 +845,13 @@ class Featurizer:
         bucket_add(m.labels, event_time // DAY, 1.0 if is_fraud else 0.0, TIERS["day"][1])
 
     def unlearn_label(
-        self, merchant_id: str, event_time: float, is_fraud: bool, amount: float | None = None
+        self,
+        merchant_id: str,
+        event_time: float,
+        is_fraud: bool,
+        amount: float | None = None,
+        *,
+        merchant: bool = True,
     ) -> None:
         """Take back a label that `learn_label` counted at `event_time` and that a different
         one has replaced (a chargeback reversed): the merchant's day bucket loses it, so a
@@ -845,7 +860,7 @@ class Featurizer:
         weighs now (as if it had come in time order), never going below zero."""
         if amount is not None:
             _unlearn_amount(self.amounts, amount_bucket(amount), event_time, is_fraud)
-        m = self.merchants.get(merchant_id)
+        m = self.merchants.get(merchant_id) if merchant else None
         if m is None or m.labels is None:
             return
         day = event_time // DAY

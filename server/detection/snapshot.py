@@ -11,7 +11,10 @@ so a crash mid-write leaves the previous snapshot whole.
 Each frame also says how far through the store the state it holds had got when it was
 encoded (`Progress`: the last transaction scored, and the last of those stored), so that a
 restart after a crash can replay, key by key, exactly the stored transactions the snapshot
-lacks (server/state_replay.py). Older files have no such marks; they load as before.
+lacks (server/state_replay.py), and through which of the store's label changes merchant
+risk and the amount's fraud rate had got (`Progress.labels`; the end frame's for the
+amounts), so that the label changes each lacks are applied too (server/label_changes.py).
+Older files have no such marks; they load as before.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ class Progress:
 
     scored: str | None = None
     stored: str | None = None
+    # The label changes merchant risk and the amount's rate have taken in: every one up to
+    # this seq of the store's log, and none after (server/label_changes.py).
+    labels: int = 0
 
     def mark(self) -> Mark:
         return (self.scored, self.stored)
@@ -96,6 +102,30 @@ class Marks:
             self.keys[kind].update(dict.fromkeys(keys, index))
 
 
+@dataclass(slots=True)
+class LabelMarks:
+    """Which label changes each part of a restored snapshot holds: every one up to its
+    frame's mark. `header` for a merchant the snapshot lacks, `merchants` for those whose
+    frame's mark is not the header's, `amounts` (the end frame's) for the amount's rate."""
+
+    header: int
+    amounts: int = 0
+    merchants: dict[str, int] = field(default_factory=dict)
+
+    def merchant(self, merchant_id: str) -> int:
+        return self.merchants.get(merchant_id, self.header)
+
+    def highest(self) -> int:
+        """Frames' marks only move forward: the end frame's is the last."""
+        return max(self.amounts, self.header)
+
+
+def _label_mark(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise SnapshotError(f"snapshot is damaged: a frame's label mark is {value!r}")
+
+
 def _mark(value: object) -> Mark:
     if (
         isinstance(value, list)
@@ -112,6 +142,7 @@ class Restored:
 
     keys: int
     marks: Marks | None
+    labels: LabelMarks | None = None  # None in a file without label marks
 
 
 def _pack(state: KeyState, fields: tuple[str, ...]) -> list[Any]:
@@ -167,6 +198,7 @@ def encode_frames(
     marked: dict[str, Any] = {}  # a frame's mark, if any: read as the frame is encoded
     if progress is not None:
         header["through"] = marked["through"] = progress.mark()
+        header["labels"] = marked["labels"] = progress.labels
     yield _frame(header)
     for kind, cls in _KINDS.items():
         fields = state_fields(cls)
@@ -180,6 +212,7 @@ def encode_frames(
                     packed[key] = _pack(state, fields)
             if progress is not None:
                 marked["through"] = progress.mark()
+                marked["labels"] = progress.labels
             yield _frame({"kind": kind, "states": packed, **marked})
     if model is not None:
         memory: tuple[tuple[str, Mapping[str, Any]], ...] = (
@@ -199,16 +232,18 @@ def encode_frames(
                 ]
                 if progress is not None:
                     marked["through"] = progress.mark()
+                    marked["labels"] = progress.labels
                 yield _frame({"kind": kind, "items": items, **marked})
     amounts = [[bucket, *counts] for bucket, counts in featurizer.amounts.items()]
-    yield _frame(
-        {
-            "end": True,
-            "newest": featurizer.newest,
-            "next_sweep": featurizer.next_sweep,
-            "amounts": amounts,
-        }
-    )
+    end: dict[str, Any] = {
+        "end": True,
+        "newest": featurizer.newest,
+        "next_sweep": featurizer.next_sweep,
+        "amounts": amounts,
+    }
+    if progress is not None:
+        end["labels"] = progress.labels  # what the amounts hold
+    yield _frame(end)
 
 
 def _frame(body: object) -> bytes:
@@ -246,6 +281,7 @@ def restore(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None)
     memory: dict[str, list[Any]] = {"model_inputs": [], "account_flags": []}
     end: dict[str, Any] | None = None
     marks = Marks([_mark(header["through"])]) if "through" in header else None
+    labels = LabelMarks(_label_mark(header["labels"])) if "labels" in header else None
     for body in frames:
         if not isinstance(body, dict):
             raise SnapshotError("snapshot is damaged: a frame is not a table")
@@ -270,8 +306,14 @@ def restore(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None)
             raise SnapshotError(f"snapshot {kind} are damaged: {exc}") from None
         if marks is not None:
             marks.add(body.get("through"), kind, iter(body["states"]))
+        if labels is not None and kind == "merchants":
+            mark = _label_mark(body.get("labels"))
+            if mark != labels.header:
+                labels.merchants.update(dict.fromkeys(body["states"], mark))
     if end is None:
         raise SnapshotError("snapshot is truncated: no end frame")
+    if labels is not None:
+        labels.amounts = _label_mark(end.get("labels"))
     remembered = flags = None
     layout = header.get("model_layout")
     if model is not None and layout in RAW_LAYOUTS_READ:
@@ -304,7 +346,7 @@ def restore(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None)
         raise SnapshotError(f"snapshot amount labels are damaged: {exc}") from None
     featurizer.newest = float(end["newest"])
     featurizer.next_sweep = float(end["next_sweep"])
-    return Restored(sum(len(states) for states in restored.values()), marks)
+    return Restored(sum(len(states) for states in restored.values()), marks, labels)
 
 
 def _firsts(items: list[Any]) -> Iterator[str]:
