@@ -24,6 +24,7 @@ from server.detection.snapshot import Progress
 from server.detection.verdict import Verdict
 from server.feeds.simulator import SimulatorFeed
 from server.hub import Hub
+from server.label_changes import LabelChanges
 from server.learning import Trainer, apply_labels, rebuild_scorecard
 from server.pipeline import DetectionLoop, IntakeClosed, TxQueue
 from server.resources import web_dir
@@ -33,6 +34,7 @@ from server.state import (
     AUTH,
     DETECTOR,
     HUB,
+    LABEL_CHANGES,
     QUEUE,
     SCORECARD,
     SETTINGS,
@@ -210,9 +212,8 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.rules_path is not None:
         detector.use_rules(await asyncio.to_thread(load_rules, settings.rules_path))
     saver = app[STATE_SAVER]
-    if saver.progress is None:
-        saver.restore()
-    else:
+    restored = saver.restore()
+    if saver.progress is not None:
         # Before the loop scores anything: what was stored after the snapshot (after a
         # crash), or with no snapshot the recent history, goes into the state first. (The
         # snapshot's marks, ~30 bytes a key, are not kept past it.)
@@ -220,9 +221,12 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
             detector,
             app[STORE],
             saver.progress,
-            saver.restore(),
+            restored,
             max_rows=settings.state_replay_max,
         )
+    # Then the label changes it had not taken in, into merchant risk and the amount's rate.
+    await app[LABEL_CHANGES].start(restored)
+    del restored
     counted = await rebuild_scorecard(app[STORE], app[SCORECARD])
     if counted:
         log.info("scorecard: %d labelled transactions counted from the store", counted)
@@ -310,7 +314,7 @@ async def _simulator_labels(app: web.Application, feed: SimulatorFeed) -> None:
         try:
             # The scorecard had this truth from the feed already.
             await apply_labels(
-                app[STORE], app.get(TRAINER), None, batch, app[DETECTOR].featurizer, app[STATS]
+                app[STORE], app.get(TRAINER), None, batch, app[LABEL_CHANGES], app[STATS]
             )
         except StoreUnavailable as exc:
             log.warning("simulator labels not stored (%s); %d dropped", exc.cause, len(batch))
@@ -399,8 +403,11 @@ def create_app(settings: Settings) -> web.Application:
     )
     # The naive baseline scores concurrently, not in the order it stores: no replay marks.
     progress = Progress() if settings.pipeline == "batched" else None
-    app[STATE_SAVER] = StateSaver(app[DETECTOR], settings.state_path, progress)
     app[STORE] = SqliteStore(settings.db_path, busy_timeout=settings.store_busy_timeout)
+    app[STATE_SAVER] = StateSaver(app[DETECTOR], settings.state_path, progress)
+    app[LABEL_CHANGES] = LabelChanges(
+        app[DETECTOR].featurizer, app[STORE], progress if progress is not None else Progress()
+    )
     app[AUTH] = Authenticator(settings, app[STORE], app[HUB])
     if settings.pipeline == "naive":
         app[api.INGEST_OVERRIDE] = _naive_ingest

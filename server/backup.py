@@ -13,12 +13,13 @@ state a crash could have left (a detector snapshot or model a little behind the 
 which the server restarts from as after a crash.
 
 The server restores its detector state from its snapshot and replays the stored
-transactions scored after it (server/state_replay.py), but the labels learnt after it are
-not replayed, and a running server writes one only every `state_snapshot_interval`. So
-before copying, the backup asks the server running on the data directory for a snapshot
+transactions scored after it (server/state_replay.py) and the label changes merchant risk
+took in after it (server/label_changes.py), but a running server writes one only every
+`state_snapshot_interval`, and its replay takes start-up time. So before copying, the
+backup asks the server running on the data directory for a snapshot
 (`POST /api/v1/admin/snapshot`, with an API key with the `backup` scope) and waits for it:
-the copy's state then lacks only what was scored during the copy, which a server started on
-it replays from the copied database.
+the copy's state then lacks only what was scored and labelled during the copy, which a
+server started on it replays from the copied database.
 No server answering means the snapshot on disk is what a stopped server wrote at shutdown,
 which is current; a server that answers but writes none is warned about.
 """

@@ -17,14 +17,13 @@ import queue
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 
 from server import atomic_file
-from server.detection.features import Featurizer
 from server.detection.model import ModelSlot, OnlineLogit, Predictor, learn_or_take_back
+from server.label_changes import LabelChanges
 from server.scorecard import Scorecard
 from server.stats import Stats
 from server.store.base import Label, LabelOutcome, LabelValue, Store
@@ -229,7 +228,7 @@ async def apply_labels(
     trainer: Trainer | None,
     scorecard: Scorecard | None,
     labels: Sequence[Label],
-    featurizer: Featurizer | None = None,
+    changes: LabelChanges | None = None,
     stats: Stats | None = None,
 ) -> list[LabelOutcome]:
     """Store labels, then let the model learn the new ones, the scorecard count them and the
@@ -238,7 +237,11 @@ async def apply_labels(
     outcomes = await store.add_labels(labels)
     new, replaced = net_changes(labels, outcomes)
     if new:
-        await learn_stored_labels(store, trainer, scorecard, featurizer, new, stats, replaced)
+        await learn_stored_labels(store, trainer, scorecard, changes, new, stats, replaced)
+    elif any(outcome.status in ("created", "updated") for outcome in outcomes):
+        # Changed and changed back: nothing for the model to learn, but each change is in
+        # the store's log, and merchant risk takes the log in as it stands.
+        await absorb_labels(store, changes, None, labels)
     return outcomes
 
 
@@ -275,12 +278,10 @@ def net_changes(
 
 
 class _Labelled(msgspec.Struct):
-    """What a label needs of its stored transaction."""
+    """What the scorecard needs of a label's stored transaction."""
 
-    merchant_id: str
     account_id: str
     timestamp: dt.datetime
-    amount: Decimal
 
 
 _labelled = msgspec.json.Decoder(_Labelled)
@@ -288,27 +289,34 @@ _labelled = msgspec.json.Decoder(_Labelled)
 
 async def absorb_labels(
     store: Store,
-    featurizer: Featurizer | None,
+    changes: LabelChanges | None,
     scorecard: Scorecard | None,
     labels: Sequence[Label],
-    replaced: Mapping[str, tuple[str, str]] | None = None,
 ) -> set[str]:
-    """What a label tells beyond the model, from its stored transaction and verdict:
-    merchant risk (features.py) counts it from the moment it is known, its `labelled_at`,
-    on the transaction's merchant, after taking back the label it `replaced` (by
-    transaction id: the earlier label and its `labelled_at`), if any; the scorecard gets the
-    verdict it waits for. Runs on the event loop, between two of the detection loop's
-    batches, which own the featurizer.
+    """What a label tells beyond the model: merchant risk and the amount's fraud rate take
+    in the store's label changes up to these (`LabelChanges.catch_up`: in the store's
+    order, each once, what a change replaced taken back first); the scorecard gets the
+    verdict it waits for, from the stored transaction. Runs on the event loop, between two
+    of the detection loop's batches, which own the featurizer.
 
     Returns the ids of the labels whose stored row could not be read back (damaged), each
     logged with what is wrong: those alone are not taken in."""
-    if featurizer is None and (scorecard is None or not scorecard.waiting):
-        return set()
+    damaged: dict[str, str] = {}
+    not_read: set[str] = set()
+    if changes is not None:
+        try:
+            not_read = await changes.catch_up()
+        except Exception as exc:
+            # Stored in the log: the next catch-up (the next label, or a restart's replay)
+            # takes them in, in order. Nothing is lost, only later.
+            log.warning("merchant risk: label changes not read yet (%s); taken in later", exc)
+    if scorecard is None or not scorecard.waiting:
+        return not_read
     known = await store.known_transactions([label.transaction_id for label in labels])
-    damaged = dict(known.damaged)
+    damaged.update(known.damaged)
     for label in labels:
         found = known.rows.get(label.transaction_id)
-        if found is None:
+        if found is None or not scorecard.waiting_for(label.transaction_id):
             continue
         verdict, raw = found
         try:
@@ -316,39 +324,30 @@ async def absorb_labels(
         except msgspec.DecodeError as exc:
             damaged[label.transaction_id] = f"transaction_json unreadable: {exc}"
             continue
-        if featurizer is not None:
-            amount = float(tx.amount)
-            before = None if replaced is None else replaced.get(label.transaction_id)
-            if before is not None:
-                was, was_at = before
-                then = dt.datetime.fromisoformat(was_at).timestamp()
-                featurizer.unlearn_label(tx.merchant_id, then, was == "fraud", amount)
-            at = dt.datetime.fromisoformat(label.labelled_at).timestamp()
-            featurizer.learn_label(tx.merchant_id, at, label.label == "fraud", amount)
-        if scorecard is not None and scorecard.waiting_for(label.transaction_id):
-            scorecard.add_verdict(
-                label.transaction_id,
-                tx.timestamp.timestamp(),
-                tx.account_id,
-                verdict.alert_id is not None,
-            )
+        scorecard.add_verdict(
+            label.transaction_id,
+            tx.timestamp.timestamp(),
+            tx.account_id,
+            verdict.alert_id is not None,
+        )
     for tx_id, problem in damaged.items():
-        log.error("label of %s not taken in by merchant risk or the scorecard: %s", tx_id, problem)
-    return set(damaged)
+        log.error("label of %s not taken in by the scorecard: %s", tx_id, problem)
+    return not_read | set(damaged)
 
 
 async def learn_stored_labels(
     store: Store,
     trainer: Trainer | None,
     scorecard: Scorecard | None,
-    featurizer: Featurizer | None,
+    changes: LabelChanges | None,
     labels: Sequence[Label],
     stats: Stats | None = None,
     replaced: Mapping[str, tuple[str, str]] | None = None,
 ) -> None:
     """Labels already stored (by add_labels, or a resolution in its own commit): to the
-    model, the scorecard and merchant risk, the model and merchant risk first taking back
-    the labels they `replaced` (see Trainer.learn and absorb_labels).
+    model, the scorecard and merchant risk, the model first taking back the labels they
+    `replaced` (Trainer.learn); merchant risk takes in the store's log of label changes up
+    to these, which says what each replaced (absorb_labels).
 
     Never raises. The labels are committed: an error here must not answer the request as
     failed, since a retry would find them `unchanged` and learn nothing either. Each step
@@ -369,7 +368,7 @@ async def learn_stored_labels(
                 scorecard.add_truth(label.transaction_id, label.label == "fraud", label.scenario)
 
     async def absorb() -> None:
-        not_learnt.update(await absorb_labels(store, featurizer, scorecard, labels, replaced))
+        not_learnt.update(await absorb_labels(store, changes, scorecard, labels))
 
     for step, what in ((model, "the model"), (count, "the scorecard"), (absorb, "merchant risk")):
         try:

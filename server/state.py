@@ -8,6 +8,7 @@ from server.auth import Authenticator
 from server.config import Settings
 from server.detection.detector import Detector
 from server.hub import Hub
+from server.label_changes import LabelChanges
 from server.learning import Trainer
 from server.pipeline import TxQueue
 from server.scorecard import Scorecard
@@ -25,3 +26,4 @@ AUTH = web.AppKey("auth", Authenticator)
 TRAINER = web.AppKey("trainer", Trainer)  # absent when the 'model' setting is off
 SCORECARD = web.AppKey("scorecard", Scorecard)
 STATE_SAVER = web.AppKey("state_saver", StateSaver)
+LABEL_CHANGES = web.AppKey("label_changes", LabelChanges)

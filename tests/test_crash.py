@@ -237,3 +237,115 @@ async def test_after_a_clean_shutdown_nothing_is_replayed(tmp_path: Path) -> Non
     assert verdict["reasons"][0]["observed"] == 3
     assert "detector state restored" in server.output()
     assert "detector state: replayed" not in server.output()
+
+
+MERCHANT_RISK_RULES = """
+[[rules]]
+name = "merchant_risk"
+description = "Every payment: what merchant risk and the amount's fraud rate say of it."
+score = 0.01
+severity = "low"
+all = [{ feature = "merchant_labels_30d", op = ">=", value = 0 }]
+reason = "{merchant_frauds_7d} of {merchant_labels_7d} in 7 d, {merchant_frauds_30d} of \
+{merchant_labels_30d} in 30 d, {merchant_frauds_2d} of {merchant_labels_2d} in 2 d, run \
+{merchant_fraud_run}; amount {amount_fraud_rate:.17g}"
+"""
+RISK_AT = BASE - dt.timedelta(days=4)
+
+
+def _stamp(days: float) -> str:
+    return (BASE - dt.timedelta(days=days)).isoformat()
+
+
+# r-0..r-5 at one merchant and one amount. Before the snapshot: two frauds and a legitimate.
+RISK_BEFORE = [[("r-0", "fraud", 3.0), ("r-1", "fraud", 2.9), ("r-2", "legitimate", 2.8)]]
+# After it: two more frauds; then r-0's fraud (from before the snapshot) and r-3's (from
+# after it) corrected to legitimate; then a last fraud, days later (the rate decays).
+RISK_AFTER = [
+    [("r-3", "fraud", 2.0), ("r-4", "fraud", 1.0)],
+    [("r-0", "legitimate", 0.9), ("r-3", "legitimate", 0.5)],
+    [("r-5", "fraud", 0.1)],
+]
+
+
+async def _label_requests(server: LiveServer, requests: list[list[tuple[str, str, float]]]) -> None:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        for request in requests:
+            labels = [
+                {"transaction_id": tx_id, "label": label, "labelled_at": _stamp(days)}
+                for tx_id, label, days in request
+            ]
+            async with http.post(f"{server.url}/api/v1/labels", json=labels) as resp:
+                assert resp.status == 200, await resp.text()
+                results = (await resp.json())["results"]
+            assert all(r["status"] in ("created", "updated") for r in results), results
+
+
+async def _merchant_risk(server: LiveServer) -> str:
+    """What merchant risk and the amount's rate say of a new payment at r-*'s merchant."""
+    probe = tx("r-probe", "acct-r-probe", "250.00", at=BASE, merchant="m-risk")
+    (verdict,) = await post_transactions(server.url, [probe])
+    (reason,) = [r for r in verdict["reasons"] if r["code"] == "merchant_risk"]
+    message: str = reason["message"]
+    return message
+
+
+async def _labelled_merchant(
+    data: Path, stack: contextlib.ExitStack, rules: Path, *, snapshot: bool = False
+) -> LiveServer:
+    """A server with r-0..r-5 stored and RISK_BEFORE's labels; with `snapshot`, written
+    after those labels."""
+    rules.write_text(MERCHANT_RISK_RULES)
+    server = await start_live(data, stack, rules_path=rules, **INTERVAL)
+    payments = [
+        tx(f"r-{i}", f"acct-r-{i}", "250.00", RISK_AT + dt.timedelta(minutes=i), merchant="m-risk")
+        for i in range(6)
+    ]
+    await post_transactions(server.url, payments)
+    await _label_requests(server, RISK_BEFORE)
+    if snapshot:
+        await _snapshot(server)
+    return server
+
+
+async def test_after_sigkill_labels_after_the_snapshot_count_in_merchant_risk(
+    tmp_path: Path,
+) -> None:
+    """Labels and corrections after the snapshot, a crash: merchant risk and the amount's
+    fraud rate are those of a server that never stopped (they lacked every one of them)."""
+    rules = tmp_path / "risk.toml"
+    with contextlib.ExitStack() as stack:
+        steady = await _labelled_merchant(tmp_path / "steady", stack, rules)
+        await _label_requests(steady, RISK_AFTER)
+        expected = await _merchant_risk(steady)
+        assert steady.stop() == 0
+
+        server = await _labelled_merchant(tmp_path / "data", stack, rules, snapshot=True)
+        await _label_requests(server, RISK_AFTER)
+        _kill(server)
+        server = await start_live(tmp_path / "data", stack, rules_path=rules, **INTERVAL)
+        found = await _merchant_risk(server)
+        assert server.stop() == 0
+    # r-1, r-4 and r-5 are frauds; r-0, r-2 and r-3 legitimate.
+    assert expected.startswith("3 of 6 in 7 d, 3 of 6 in 30 d"), expected
+    assert found == expected
+    assert "merchant risk: replayed 5 label changes" in server.output()
+
+
+async def test_after_a_clean_shutdown_no_label_is_taken_in_twice(tmp_path: Path) -> None:
+    """The shutdown snapshot holds every label change: none is replayed."""
+    rules = tmp_path / "risk.toml"
+    with contextlib.ExitStack() as stack:
+        steady = await _labelled_merchant(tmp_path / "steady", stack, rules)
+        await _label_requests(steady, RISK_AFTER)
+        expected = await _merchant_risk(steady)
+        assert steady.stop() == 0
+
+        server = await _labelled_merchant(tmp_path / "data", stack, rules, snapshot=True)
+        await _label_requests(server, RISK_AFTER)
+        assert server.stop() == 0
+        server = await start_live(tmp_path / "data", stack, rules_path=rules, **INTERVAL)
+        found = await _merchant_risk(server)
+        assert server.stop() == 0
+    assert found == expected
+    assert "merchant risk: replayed" not in server.output()

@@ -949,15 +949,20 @@ async def test_a_damaged_row_costs_only_its_own_label(
     # The model: all but dm-1, whose inputs are damaged (dm-4 and dm-5 from memory).
     assert trainer.status.labels_learnt == 5
     assert (trainer.status.labels_from_store, trainer.status.labels_without_inputs) == (3, 1)
-    # Merchant risk and the scorecard: all but dm-0 and dm-2, whose rows cannot be read.
+    # Merchant risk: all but dm-2, whose transaction cannot be read (it needs no verdict).
+    # The scorecard: all but dm-0 and dm-2, whose rows cannot be read.
     buckets = client.app[DETECTOR].featurizer.merchants["m-dm"].labels  # type: ignore[index]
-    assert (sum(buckets[1::3]), sum(buckets[2::3])) == (4.0, 4.0)
+    assert (sum(buckets[1::3]), sum(buckets[2::3])) == (5.0, 5.0)
     card = client.app[SCORECARD].snapshot()  # type: ignore[index]
     assert card is not None and card["overall"]["frauds"] == 4
     assert await metric(client, "fraudwatch_labels_not_learnt_total") == (
         "fraudwatch_labels_not_learnt_total 2"
     )
-    logged = [r.getMessage() for r in caplog.records if r.name == "server.learning"]
+    logged = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name in ("server.learning", "server.label_changes")
+    ]
     for tx_id, column in (("dm-0", "verdict_json"), ("dm-1", "model_inputs"),
                           ("dm-2", "transaction_json")):  # fmt: skip
         assert any(f"label of {tx_id} not" in m and column in m for m in logged), logged

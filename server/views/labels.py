@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from server.learning import apply_labels
-from server.state import DETECTOR, SCORECARD, STATS, STORE, TRAINER
+from server.state import LABEL_CHANGES, SCORECARD, STATS, STORE, TRAINER
 from server.store.base import LABELS, Label, LabelValue, Store
 from server.transactions import MAX_ID_LENGTH, parse_rfc3339, text_problem, too_far_ahead
 from server.views.api import permitted
@@ -189,7 +189,7 @@ async def post_labels(request: web.Request) -> web.Response:
             app.get(TRAINER),
             app[SCORECARD],
             [label for _, label in valid],
-            app[DETECTOR].featurizer,
+            app[LABEL_CHANGES],
             app[STATS],
         )
         for (i, label), outcome in zip(valid, outcomes, strict=True):

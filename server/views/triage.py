@@ -16,7 +16,7 @@ from aiohttp import web
 
 from server.auth import Principal
 from server.learning import learn_stored_labels
-from server.state import DETECTOR, SCORECARD, SETTINGS, STATS, STORE, TRAINER
+from server.state import LABEL_CHANGES, SCORECARD, SETTINGS, STATS, STORE, TRAINER
 from server.store.base import (
     AlertConflict,
     AlertEvent,
@@ -174,7 +174,7 @@ async def resolve(request: web.Request) -> web.Response:
                 app[STORE],
                 app.get(TRAINER),
                 app[SCORECARD],
-                app[DETECTOR].featurizer,
+                app[LABEL_CHANGES],
                 [label],
                 app[STATS],
                 {label.transaction_id: outcome.replaced} if outcome.replaced else None,

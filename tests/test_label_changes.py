@@ -1,0 +1,190 @@
+"""Label changes reach merchant risk and the amount's fraud rate from the store's log, in its
+order, each once; a restart takes in exactly those its snapshot lacked, frame by frame
+(server/label_changes.py), on a real store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from server.detection.features import Featurizer
+from server.detection.snapshot import Progress, encode, encode_frames, restore
+from server.detection.verdict import Verdict
+from server.label_changes import LabelChanges
+from server.store.base import AlertEvent, Label, LabelChange, LabelValue, StoredRecord
+from server.store.errors import StoreUnavailable
+from server.store.sqlite import SqliteStore
+from server.transactions import Transaction
+
+T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+MERCHANTS = 40
+PAYMENTS = 400
+
+
+def _ignore(_: list[AlertEvent]) -> None:
+    pass
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "fraudwatch.db")
+    await store.start(_ignore)
+    rng = random.Random(3)
+    records = []
+    for i in range(PAYMENTS):
+        tx = Transaction(
+            id=f"p-{i:04d}",
+            timestamp=T0 + dt.timedelta(minutes=i),
+            account_id=f"acct-{i % 17}",
+            merchant_id=f"m-{rng.randrange(MERCHANTS)}",
+            # Few amount buckets, so that labels of several merchants share one.
+            amount=Decimal(rng.choice(("40.00", "41.00", "250.00", "900.00"))),
+            currency="USD",
+            country="US",
+        )
+        verdict = Verdict(
+            transaction_id=tx.id,
+            score=0.1,
+            decision="allow",
+            reasons=[],
+            alert_id=None,
+            rules_version="rules-1",
+            latency_ms=0.2,
+        )
+        records.append(StoredRecord(tx, verdict, "low"))
+    await store.write_batch(records)
+    yield store
+    await store.close()
+
+
+class Labeller:
+    """Random label requests, corrections of earlier labels among them, with labelled_at
+    moving forward by irregular steps (and now and then back: a late chargeback)."""
+
+    def __init__(self, store: SqliteStore, seed: int = 11) -> None:
+        self.store = store
+        self.rng = random.Random(seed)
+        self.at = T0 + dt.timedelta(days=1)
+
+    async def request(self, n: int = 6) -> None:
+        rng = self.rng
+        labels = []
+        for _ in range(n):
+            self.at += dt.timedelta(hours=rng.choice((0, 1, 7, 30)))
+            late = dt.timedelta(hours=rng.choice((0, 0, 0, 20)))
+            value: LabelValue = rng.choice(("fraud", "legitimate"))
+            labels.append(
+                Label(
+                    transaction_id=f"p-{rng.randrange(PAYMENTS):04d}",
+                    label=value,
+                    source="api:test",
+                    labelled_at=(self.at - late).isoformat().replace("+00:00", "Z"),
+                )
+            )
+        await self.store.add_labels(labels)
+
+
+def _risk(featurizer: Featurizer) -> tuple[object, ...]:
+    merchants = {
+        key: (list(state.labels), state.last_t)
+        for key, state in featurizer.merchants.items()
+        if state.labels is not None
+    }
+    return merchants, {bucket: list(counts) for bucket, counts in featurizer.amounts.items()}
+
+
+async def test_a_snapshot_written_while_labels_came_replays_each_part_what_it_lacks(
+    store: SqliteStore,
+) -> None:
+    """Labels taken in between the frames of a live snapshot, and more after it: a restart
+    from it ends with every merchant's labels and the amount's rates exactly (to the bit)
+    as the running featurizer's."""
+    live, progress = Featurizer(["amount_fraud_rate"]), Progress()
+    changes = LabelChanges(live, store, progress)
+    labeller = Labeller(store)
+    for _ in range(10):
+        await labeller.request()
+        await changes.catch_up()
+
+    frames = []
+    for frame in encode_frames(live, chunk=4, progress=progress):
+        frames.append(frame)
+        await labeller.request(3)
+        await changes.catch_up()
+    for _ in range(10):
+        await labeller.request()
+        await changes.catch_up()
+    data = b"".join(frames)
+
+    after = Featurizer(["amount_fraud_rate"])
+    restored = restore(after, data)
+    marks = restored.labels
+    assert marks is not None
+    # The frames' marks moved while the snapshot was written: one mark for all would
+    # count some merchants' changes twice, or miss others'.
+    assert len(set(marks.merchants.values())) > 3
+    assert marks.header < marks.amounts < progress.labels
+    assert _risk(after) != _risk(live)
+    replayed = Progress()
+    await LabelChanges(after, store, replayed).start(restored)
+    assert _risk(after) == _risk(live)
+    assert replayed.labels == progress.labels == await store.last_label_change()
+
+
+async def test_labels_taken_in_out_of_order_would_leave_other_rates(store: SqliteStore) -> None:
+    """Why the log's order, not membership alone: the amount's rate decays from the last
+    label it saw, so the same labels in another order leave other figures."""
+    labeller = Labeller(store)
+    for _ in range(5):
+        await labeller.request()
+    ordered = Featurizer(["amount_fraud_rate"])
+    await LabelChanges(ordered, store, Progress()).catch_up()
+    shuffled = Featurizer(["amount_fraud_rate"])
+    log = await store.label_changes_after(0, 10_000)
+    random.Random(5).shuffle(log)
+    LabelChanges(shuffled, store, Progress())._apply(log, None)
+    assert _risk(ordered)[1] != _risk(shuffled)[1]
+
+
+class FailingChanges(SqliteStore):
+    """Its label changes cannot be read (a disk gone bad)."""
+
+    async def label_changes_after(self, seq: int, limit: int) -> list[LabelChange]:
+        raise StoreUnavailable("disk I/O error (SQLITE_IOERR_READ)")
+
+
+async def test_a_clean_snapshot_replays_nothing_and_a_failing_read_replays_nothing_twice(
+    store: SqliteStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    live, progress = Featurizer(["amount_fraud_rate"]), Progress()
+    changes = LabelChanges(live, store, progress)
+    labeller = Labeller(store)
+    for _ in range(5):
+        await labeller.request()
+        await changes.catch_up()
+    data = encode(live, progress=progress)
+    after = Featurizer(["amount_fraud_rate"])
+    replayed = Progress()
+    await LabelChanges(after, store, replayed).start(restore(after, data))
+    assert _risk(after) == _risk(live)
+    assert replayed.labels == progress.labels
+    assert "replayed" not in caplog.text
+
+    # A read that fails at start: the server starts, the state taken to hold every change
+    # up to the snapshot's last mark, so no change before it can count twice later.
+    await labeller.request()
+    failing = FailingChanges(tmp_path / "fraudwatch.db")
+    await failing.start(_ignore)
+    try:
+        broken = Featurizer(["amount_fraud_rate"])
+        later = LabelChanges(broken, failing, Progress())
+        await later.start(restore(broken, data))
+    finally:
+        await failing.close()
+    assert later.progress.labels == progress.labels
+    assert "the label replay failed" in caplog.text
