@@ -404,7 +404,7 @@ def create_app(settings: Settings) -> web.Application:
     # The naive baseline scores concurrently, not in the order it stores: no replay marks.
     progress = Progress() if settings.pipeline == "batched" else None
     app[STORE] = SqliteStore(settings.db_path, busy_timeout=settings.store_busy_timeout)
-    app[STATE_SAVER] = StateSaver(app[DETECTOR], settings.state_path, progress)
+    app[STATE_SAVER] = StateSaver(app[DETECTOR], settings.state_path, progress, app[STORE])
     app[LABEL_CHANGES] = LabelChanges(
         app[DETECTOR].featurizer, app[STORE], progress if progress is not None else Progress()
     )

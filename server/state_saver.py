@@ -18,7 +18,7 @@ from server import atomic_file
 from server.detection import snapshot
 from server.detection.detector import Detector
 from server.detection.snapshot import Progress
-from server.store.base import utc_stamp
+from server.store.base import Store, utc_stamp
 
 log = logging.getLogger(__name__)
 # 500 keys a frame while the loop runs: about 10-40 ms of encoding at a time on this
@@ -60,13 +60,26 @@ class Saved:
 class StateSaver:
     """`progress`: how far through the store the state has got, which the detection loop
     moves and each snapshot records (server/state_replay.py); None when the loop's scoring
-    order is not the store's (the naive pipeline), and snapshots then carry no marks."""
+    order is not the store's (the naive pipeline), and snapshots then carry no marks.
 
-    def __init__(self, detector: Detector, path: Path, progress: Progress | None = None) -> None:
+    With a `store`, the label changes no snapshot can need any more are pruned from its log
+    (server/label_changes.py) after each snapshot written: those every part of the one
+    before it held. One snapshot of slack: a backup pairs the snapshot it asked for with
+    the database it copies after it, while the periodic ones go on."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        path: Path,
+        progress: Progress | None = None,
+        store: Store | None = None,
+    ) -> None:
         self.detector = detector
         self.path = path
         self.progress = progress
+        self.store = store
         self._lock = asyncio.Lock()
+        self._prunable: int | None = None  # the last snapshot's lowest label mark
 
     def restore(self) -> snapshot.Restored | None:
         """Load the snapshot at `path`, if any; a bad one is set aside and logged. None when
@@ -110,6 +123,8 @@ class StateSaver:
         async with self._lock:
             started = time.monotonic()
             detector = self.detector
+            # At most the header's: marks only move forward while the frames are encoded.
+            lowest = None if self.progress is None else self.progress.labels
             keys = snapshot.count_keys(detector.featurizer)
             writer = await _finish(asyncio.to_thread(atomic_file.Writer, self.path))
             try:
@@ -133,8 +148,19 @@ class StateSaver:
             finally:
                 await _finish(asyncio.to_thread(writer.close))
             saved = Saved(self.path, size, keys, time.monotonic() - started, utc_stamp())
+            await self._prune(lowest)
         log.info("detector state saved to %s: %d bytes, %d keys", self.path, size, keys)
         return saved
+
+    async def _prune(self, lowest: int | None) -> None:
+        prunable, self._prunable = self._prunable, lowest
+        if self.store is None or not prunable:
+            return
+        try:
+            await self.store.prune_label_changes(prunable)
+        except Exception as exc:
+            # Pruned with the next snapshot instead; the log is only longer meanwhile.
+            log.warning("label changes up to %d not pruned: %s", prunable, exc)
 
     async def save_logged(self, *, live: bool = False) -> None:
         """save(), a failure logged: for the periodic and the shutdown snapshots."""

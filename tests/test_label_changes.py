@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from server.detection.detector import Detector
 from server.detection.features import Featurizer
 from server.detection.snapshot import Progress, encode, encode_frames, restore
 from server.detection.verdict import Verdict
 from server.label_changes import LabelChanges
+from server.state_saver import StateSaver
 from server.store.base import AlertEvent, Label, LabelChange, LabelValue, StoredRecord
 from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
@@ -188,3 +190,33 @@ async def test_a_clean_snapshot_replays_nothing_and_a_failing_read_replays_nothi
         await failing.close()
     assert later.progress.labels == progress.labels
     assert "the label replay failed" in caplog.text
+
+
+async def test_each_snapshot_prunes_what_the_one_before_it_held(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """The log keeps what the newest snapshot (and the one before, which a backup may have
+    asked for) can need, and a restart from the newest is still exact."""
+    detector, progress = Detector(), Progress()
+    live = detector.featurizer
+    changes = LabelChanges(live, store, progress)
+    saver = StateSaver(detector, tmp_path / "state.msgpack", progress, store)
+    labeller = Labeller(store)
+    for _ in range(3):
+        await labeller.request()
+        await changes.catch_up()
+    first = progress.labels
+    await saver.save()
+    assert (await store.label_changes_after(0, 1))[0].seq == 1  # nothing pruned yet
+    for _ in range(3):
+        await labeller.request()
+        await changes.catch_up()
+    await saver.save()
+    assert (await store.label_changes_after(0, 1))[0].seq == first + 1
+    await labeller.request()  # after the newest snapshot: replayed
+    await changes.catch_up()
+
+    after = Detector()
+    restored = restore(after.featurizer, saver.path.read_bytes())
+    await LabelChanges(after.featurizer, store, Progress()).start(restored)
+    assert _risk(after.featurizer) == _risk(live)
