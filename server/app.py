@@ -263,6 +263,12 @@ async def _detection_ctx(app: web.Application) -> AsyncIterator[None]:
         # Only a store failing past the deadline gets here; none of these got a 200.
         left = app[QUEUE].qsize() + loop.in_hand
         log.error("detection loop did not drain in 30 s: %d transactions not stored", left)
+    # Label changes committed whose taking-in was cut short (the simulator's labeller is
+    # cancelled before this): in now, so that the snapshot holds every one.
+    try:
+        await app[LABEL_CHANGES].catch_up()
+    except Exception as exc:
+        log.warning("merchant risk: label changes not read at shutdown (%s): replayed", exc)
     # Everything scored is in the state now: the next start picks up where this one ends.
     await saver.save_logged()
 

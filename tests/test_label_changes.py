@@ -5,23 +5,31 @@ order, each once; a restart takes in exactly those its snapshot lacked, frame by
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import random
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
+from server.app import create_app
 from server.detection.detector import Detector
 from server.detection.features import Featurizer
 from server.detection.snapshot import Progress, encode, encode_frames, restore
 from server.detection.verdict import Verdict
 from server.label_changes import LabelChanges
+from server.state import DETECTOR, STORE
 from server.state_saver import StateSaver
 from server.store.base import AlertEvent, Label, LabelChange, LabelValue, StoredRecord
 from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
+from tests.conftest import make_settings
+from tests.conftest import tx as conftest_tx
+from tests.test_api import post_batch
 
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 MERCHANTS = 40
@@ -220,3 +228,25 @@ async def test_each_snapshot_prunes_what_the_one_before_it_held(
     restored = restore(after.featurizer, saver.path.read_bytes())
     await LabelChanges(after.featurizer, store, Progress()).start(restored)
     assert _risk(after.featurizer) == _risk(live)
+
+
+async def test_a_clean_shutdown_takes_in_the_changes_committed_before_it(
+    aiohttp_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A label committed whose taking-in was cut short (the simulator's labeller is
+    cancelled at shutdown between the two): the shutdown snapshot holds it, and the next
+    start has nothing to replay."""
+    settings = make_settings(tmp_path)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    await post_batch(client, [conftest_tx("s-0", "acct-s", 250.0, merchant="m-s")])
+    label = Label(
+        transaction_id="s-0", label="fraud", source="simulator", labelled_at="2026-02-01T00:00:00Z"
+    )
+    await client.app[STORE].add_labels([label])  # type: ignore[index]
+    await client.close()
+
+    with caplog.at_level(logging.INFO, logger="server.label_changes"):
+        again: TestClient = await aiohttp_client(create_app(settings))
+    merchant = again.app[DETECTOR].featurizer.merchants["m-s"]  # type: ignore[index]
+    assert merchant.labels is not None and list(merchant.labels[1:]) == [1.0, 1.0]
+    assert "merchant risk: replayed" not in caplog.text
