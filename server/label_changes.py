@@ -84,13 +84,28 @@ class LabelChanges:
         and the changes not read are left out for good (never taken in twice later)."""
         marks = None if restored is None else restored.labels
         try:
+            # (Should this read fail, the log is read from its start later: what it holds is
+            # at most two snapshots' worth, new to a state with no marks in all but name.)
+            last = await self.store.last_label_change()
             if marks is None:
-                self.progress.labels = await self.store.last_label_change()
+                self.progress.labels = last
                 if restored is not None:
                     log.info(
                         "merchant risk: the snapshot has no label marks (an earlier version "
                         "wrote it); no label change replayed"
                     )
+                return
+            if marks.highest() > last:
+                # The store never handed out that seq: the snapshot is of another database.
+                # Its state is kept as restored; this store's changes from now on count.
+                log.warning(
+                    "merchant risk: the snapshot took in label changes up to %d, the store "
+                    "has them up to %d (another database?): no label change replayed",
+                    marks.highest(),
+                    last,
+                )
+                self.progress.labels = last
+                marks = None
                 return
             await self._replay(marks)
         except Exception:

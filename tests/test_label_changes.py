@@ -42,7 +42,14 @@ def _ignore(_: list[AlertEvent]) -> None:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "fraudwatch.db")
+    store = await _filled(tmp_path / "fraudwatch.db")
+    yield store
+    await store.close()
+
+
+async def _filled(path: Path) -> SqliteStore:
+    """A store holding PAYMENTS payments at MERCHANTS merchants."""
+    store = SqliteStore(path)
     await store.start(_ignore)
     rng = random.Random(3)
     records = []
@@ -68,8 +75,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         )
         records.append(StoredRecord(tx, verdict, "low"))
     await store.write_batch(records)
-    yield store
-    await store.close()
+    return store
 
 
 class Labeller:
@@ -250,3 +256,35 @@ async def test_a_clean_shutdown_takes_in_the_changes_committed_before_it(
     merchant = again.app[DETECTOR].featurizer.merchants["m-s"]  # type: ignore[index]
     assert merchant.labels is not None and list(merchant.labels[1:]) == [1.0, 1.0]
     assert "merchant risk: replayed" not in caplog.text
+
+
+async def test_a_snapshot_of_another_database_replays_nothing_and_misses_nothing_new(
+    store: SqliteStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Marks beyond every change the store has: none is replayed (they are not the ones it
+    took in), and the changes this store makes from then on are all taken in."""
+    live, progress = Featurizer(["amount_fraud_rate"]), Progress()
+    changes = LabelChanges(live, store, progress)
+    labeller = Labeller(store)
+    for _ in range(5):
+        await labeller.request()
+        await changes.catch_up()
+    data = encode(live, progress=progress)
+
+    other = await _filled(tmp_path / "other.db")
+    try:
+        elsewhere = Labeller(other, seed=12)
+        await elsewhere.request(2)
+        after = Featurizer(["amount_fraud_rate"])
+        restarted = LabelChanges(after, other, Progress())
+        await restarted.start(restore(after, data))
+        assert restarted.progress.labels == 2
+        assert "another database" in caplog.text
+        assert _risk(after) == _risk(live)  # as restored
+        # A change this store makes next has a seq the snapshot's marks are past.
+        await elsewhere.request(1)
+        await restarted.catch_up()
+        assert restarted.progress.labels == 3
+        assert _risk(after) != _risk(live)
+    finally:
+        await other.close()

@@ -749,12 +749,15 @@ async def test_every_label_change_is_logged_in_commit_order_and_pruned_by_seq(
     assert [c.seq for c in await store.label_changes_after(2, 1)] == [3]
     assert await store.last_label_change() == 4
 
-    # Pruned up to a seq, the rest keep theirs, and a seq is never handed out again.
-    assert await store.prune_label_changes(4) == 4
-    assert await store.label_changes_after(0, 100) == []
-    assert await store.last_label_change() == 0
+    # Pruned up to a seq but the newest (the store's high-water mark), the rest keep their
+    # seqs, and a seq is never handed out again.
+    assert await store.prune_label_changes(4) == 3
+    assert [c.seq for c in await store.label_changes_after(0, 100)] == [4]
+    assert await store.last_label_change() == 4
     await store.add_labels([label(2, "fraud")])
-    assert [c.seq for c in await store.label_changes_after(0, 100)] == [5]
+    assert await store.prune_label_changes(5) == 1
+    await store.add_labels([label(2, "legitimate")])
+    assert [c.seq for c in await store.label_changes_after(0, 100)] == [5, 6]
 
 
 async def test_model_inputs_are_kept_with_their_transaction_and_layout(db_path: Path) -> None:

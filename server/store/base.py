@@ -394,11 +394,12 @@ class Store(Protocol):
         same commit as the label. A later commit's changes come after an earlier one's."""
 
     async def last_label_change(self) -> int:
-        """The seq of the newest label change stored; 0 when none is (all pruned)."""
+        """The seq of the newest label change stored; 0 when there has been none."""
 
     async def prune_label_changes(self, through: int) -> int:
-        """Delete the label changes up to `through` (no snapshot needs them any more); how
-        many. Later changes keep their seqs, and a seq is never handed out again."""
+        """Delete the label changes up to `through` (no snapshot needs them any more) but
+        the newest, which `last_label_change` reads; how many. Later changes keep their
+        seqs, and a seq is never handed out again."""
 
     async def recent_labels(self, limit: int) -> list[Label]:
         """The `limit` labels stored last (by receipt), oldest first: what a restarted

@@ -404,7 +404,13 @@ class Writer:
 
     def prune_label_changes(self, through: int) -> int:
         with self._transaction() as conn:
-            return conn.execute("DELETE FROM label_changes WHERE seq <= ?", (through,)).rowcount
+            # The newest stays: `last_label_change` then tells a snapshot of another
+            # database (marks beyond it) at start, whatever was pruned.
+            return conn.execute(
+                "DELETE FROM label_changes WHERE seq <= ? "
+                "AND seq < (SELECT max(seq) FROM label_changes)",
+                (through,),
+            ).rowcount
 
     def unacknowledge(self, alert_id: str, user: str, force: bool) -> AlertEvent | None:
         with self._durable(), self._transaction():
