@@ -215,6 +215,9 @@ MIGRATIONS: tuple[Migration, ...] = (
                 replaced_at TEXT                 -- the replaced label's labelled_at
             )
             """,
+            # Retention deletes a transaction's changes with it: without this, a scan of
+            # the log per chunk deleted (short once snapshots prune it, long without them).
+            "CREATE INDEX label_changes_by_transaction ON label_changes (transaction_id)",
         ),
     ),
 )
