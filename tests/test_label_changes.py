@@ -4,6 +4,7 @@ order, each once; a restart takes in exactly those its snapshot lacked, frame by
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import random
@@ -21,13 +22,13 @@ from server.detection.features import Featurizer
 from server.detection.snapshot import Progress, encode, encode_frames, restore
 from server.detection.verdict import Verdict
 from server.label_changes import LabelChanges
-from server.state import DETECTOR, STORE
+from server.state import DETECTOR, LABEL_CHANGES, STORE
 from server.state_saver import StateSaver
 from server.store.base import AlertEvent, Label, LabelChange, LabelValue, StoredRecord
 from server.store.errors import StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
-from tests.conftest import make_settings
+from tests.conftest import AUTH, make_settings
 from tests.conftest import tx as conftest_tx
 from tests.test_api import post_batch
 
@@ -288,3 +289,40 @@ async def test_a_snapshot_of_another_database_replays_nothing_and_misses_nothing
         assert _risk(after) != _risk(live)
     finally:
         await other.close()
+
+
+async def test_label_requests_at_once_are_taken_in_in_the_logs_order_each_once(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    """Twenty requests storing labels at once, corrections among them: the server's merchant
+    risk and amount rates are the log's changes taken in in its order, each once, so a
+    snapshot's one mark says what it holds."""
+    settings = make_settings(tmp_path)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    rng = random.Random(8)
+    at = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=3)
+    payments = [
+        conftest_tx(f"c-{i}", f"acct-c-{i}", rng.choice((40.0, 250.0)), at, f"m-c-{i % 5}")
+        for i in range(60)
+    ]
+    await post_batch(client, payments)
+
+    async def request(n: int) -> None:
+        labels = [
+            {
+                "transaction_id": f"c-{rng.randrange(60)}",
+                "label": rng.choice(("fraud", "legitimate")),
+                "labelled_at": (at + dt.timedelta(hours=n, minutes=k)).isoformat(),
+            }
+            for k in range(5)
+        ]
+        resp = await client.post("/api/v1/labels", json=labels, headers=AUTH)
+        assert resp.status == 200, await resp.text()
+
+    await asyncio.gather(*(request(n) for n in range(20)))
+    app_changes = client.app[LABEL_CHANGES]  # type: ignore[index]
+    store = client.app[STORE]  # type: ignore[index]
+    assert app_changes.progress.labels == await store.last_label_change() > 40
+    in_order = Featurizer(["amount_fraud_rate"])
+    await LabelChanges(in_order, store, Progress()).catch_up()
+    assert _risk(client.app[DETECTOR].featurizer) == _risk(in_order)  # type: ignore[index]
