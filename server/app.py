@@ -74,7 +74,11 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
             raise
         # A 413's text names the limit ("Maximum request body size N exceeded, ..."): say it.
         message = exc.text if exc.status == 413 and exc.text else exc.reason
-        return json_response(api.error_for_status(exc.status, message), status=exc.status)
+        response = json_response(api.error_for_status(exc.status, message), status=exc.status)
+        # A 405 must say which methods the resource takes (RFC 9110, 15.5.6).
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except StoreUnavailable as exc:
         # Reads, acknowledgements, resolutions, logins: nothing was changed, the caller may
         # retry. Machines (the API, the socket's handshake) get the JSON error; a person at

@@ -402,6 +402,9 @@ async def test_api_errors_are_json(client: TestClient) -> None:
     assert (await resp.json())["error"]["code"] == "not_found"
     resp = await client.delete("/api/v1/transactions")
     assert resp.status == 405
+    assert (await resp.json())["error"]["code"] == "method_not_allowed"
+    # RFC 9110 (15.5.6): a 405 lists the methods the resource takes; a client cannot guess.
+    assert resp.headers["Allow"] == "POST"
 
 
 async def test_pages_carry_security_headers_and_static_revalidates(client: TestClient) -> None:
