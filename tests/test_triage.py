@@ -163,9 +163,15 @@ async def test_who_may_do_what(client: TestClient, login: Login, aiohttp_client:
     # Reopen needs a resolved alert; notes need text; bodies must be JSON objects.
     status, answer = await act(client, alice, alert_id, "reopen")
     assert (status, answer["owner"]) == (409, "bob")
-    for body, field in (({"text": ""}, "text"), ({"text": "x" * 2001}, "text"), ({}, "text")):
+    # Absent is missing_field, as for assign's owner and resolve's disposition.
+    for body, code in (
+        ({"text": ""}, "invalid_field"),
+        ({"text": "x" * 2001}, "invalid_field"),
+        ({}, "missing_field"),
+    ):
         status, answer = await act(client, alice, alert_id, "notes", body)
-        assert (status, answer["error"]["field"]) == (400, field)
+        assert (status, answer["error"]["code"], answer["error"]["field"]) == (400, code, "text")
+        assert "required text" not in answer["error"]["message"]
     resp = await client.post(
         f"/api/v1/alerts/{alert_id}/notes", data="{not json", headers={"X-CSRF-Token": alice}
     )

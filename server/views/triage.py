@@ -44,13 +44,11 @@ def _text(body: dict[str, Any], name: str, *, required: bool) -> str | web.Respo
     value = body.get(name)
     if not required and (value is None or (isinstance(value, str) and not value.strip())):
         return None
+    # Absent is missing_field, as for assign's owner and resolve's disposition.
+    code = "missing_field" if value is None else "invalid_field"
     if not isinstance(value, str) or len(value) > MAX_NOTE_LENGTH or not value.strip():
-        what = "required text" if required else "text"
         return json_error(
-            400,
-            "invalid_field",
-            f"'{name}' must be {what} of 1-{MAX_NOTE_LENGTH} characters",
-            name,
+            400, code, f"'{name}' must be text of 1-{MAX_NOTE_LENGTH} characters, not blank", name
         )
     return value
 
