@@ -71,6 +71,16 @@ _BLANKS = b" \t\r\n"
 _STRUCTURE = re.compile(rb'[][{}"\\]')
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+_TYPE_MISMATCH = re.compile(r"Expected `([^`]+)`, got `([^`]+)`")
+_JSON_KIND = {
+    "str": "a string",
+    "int": "a number",
+    "float": "a number",
+    "bool": "true or false",
+    "null": "null",
+    "array": "an array",
+    "object": "an object",
+}
 _QUANTA = {units: Decimal(1).scaleb(-units) for units in range(5)}
 # Wide enough that quantizing anything below MAX_AMOUNT is exact, whatever the thread's context.
 _DECIMAL = decimal.Context(prec=40)
@@ -357,7 +367,13 @@ def _type_error(exc: msgspec.ValidationError) -> FieldError:
     if match is None:
         return FieldError("invalid_field", text)
     detail = text[: match.start()]
-    return FieldError("invalid_field", f"'{field}': {detail[:1].lower()}{detail[1:]}", field)
+    kinds = _TYPE_MISMATCH.fullmatch(detail)
+    if kinds is None:
+        return FieldError("invalid_field", f"'{field}': {detail[:1].lower()}{detail[1:]}", field)
+    # msgspec names Python's types (`float | null`, `str`); the sender wrote JSON.
+    expected = " or ".join(_JSON_KIND.get(k, k) for k in kinds.group(1).split(" | "))
+    got = _JSON_KIND.get(kinds.group(2), kinds.group(2))
+    return FieldError("invalid_field", f"'{field}' must be {expected}, not {got}", field)
 
 
 def _check_text(tx: Transaction) -> None:

@@ -242,6 +242,27 @@ def test_text_and_other_fields(changes: dict[str, Any], code: str, field: str) -
     assert field in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"id": 5}, "'id' must be a string, not a number"),
+        ({"id": None}, "'id' must be a string, not null"),
+        ({"account_id": ["a"]}, "'account_id' must be a string, not an array"),
+        # A merchant category code is a number in many systems: say what to send.
+        ({"mcc": 5411}, "'mcc' must be a string or null, not a number"),
+        ({"lat": "1.0"}, "'lat' must be a number or null, not a string"),
+        ({"lon": True}, "'lon' must be a number or null, not true or false"),
+        ({"merchant_name": {"a": 1}}, "'merchant_name' must be a string or null, not an object"),
+    ],
+)
+def test_a_wrong_json_type_is_named_in_json_terms(changes: dict[str, Any], message: str) -> None:
+    # msgspec's own words ("expected `float | null`, got `str`") are Python's, not the
+    # sender's: an integrator reads JSON.
+    error = refusal(record(**changes))
+    assert error["message"] == message
+    assert error["field"] == next(iter(changes))
+
+
 def test_text_limits_are_inclusive_and_harmless_unicode_passes() -> None:
     parsed = parse_transaction(
         record(id="x" * 128, merchant_name="Café\u00a0Zoë 😀 東京 " + "y" * 200)
