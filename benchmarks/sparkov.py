@@ -1,0 +1,818 @@
+"""Our detector on a second independent labelled stream: a Sparkov-style card stream (the
+generator behind Kaggle's "Credit Card Transactions Fraud Detection" set, fraudTrain.csv /
+fraudTest.csv), against the baselines a typical notebook for that set trains.
+
+The generator is our own code, written from a reading of Sparkov's published method
+(github.com/namebrandon/Sparkov_Data_Generation: datagen_customer.py, datagen_transaction.py,
+profile_weights.py, static_merchant_generator.py and its profile files):
+
+1. Customers: an age (under 25, 25-50, 50 and over), a gender, a home town with a
+   population (urban from 2,500), a card number, a name, a job and a date of birth. The
+   profile follows from age band and gender (PROFILES below holds four of Sparkov's
+   profiles; the other segments use the nearest one, see SEGMENTS).
+2. Each customer's legitimate purchases: days x U{min..max} transactions per day for the
+   whole run, each on a day drawn by weight (day of week x season: holidays 30 Nov-31 Dec
+   x2, 1 Jan-28 Feb x0.75, 24 May-1 Sep x1.25), a category drawn by the profile's weights, a
+   time of day from the same uniform draw (the draw's first 30 % is the morning, 00-11 h,
+   the rest 12-23 h: Sparkov samples both from one number, so early categories in its list
+   are morning ones), an amount from a gamma distribution with the category's mean and
+   standard deviation (under 1: U(1, 10) instead), a merchant picked uniformly among the
+   category's 50, located uniformly within 1 degree of the customer's home.
+3. Fraud: each customer, with probability 99/101, has one compromised episode, starting on a
+   day uniform in [1, span - 7] of a run of --fraud-span-days (730, Kaggle's two years) and
+   covering that day and the next: 1 x U{min..max} fraud transactions from a fraud profile
+   (mostly grocery_pos, shopping_net, misc_net, shopping_pos at 300-1,000 dollars, plus
+   small gas_transport, misc_pos, personal_care amounts), 80 % of them at 22-23 h or 00-03 h.
+   The customer's legitimate transactions on the days that got a fraud are dropped (Sparkov
+   writes only the fraud on those days).
+4. Written as Kaggle's CSV, with its leading unnamed index column and its 22 named columns;
+   unix_time reads 7 years earlier than trans_date_trans_time, as in the Kaggle files.
+
+Then, as benchmarks/handbook.py does: `fraudwatch backtest` on the file as a black box with
+a 7-day label delay, `--model on` and `--model off`, mapping what a user would (id, timestamp,
+account, merchant, amount, the merchant's lat/lon, and the category as `mcc`); the baselines
+(logistic regression, random forest; scikit-learn defaults, seed 0) on the features Kaggle
+notebooks use for this set (amount, category one-hot, hour, age, distance home-merchant, per
+card count and mean amount over 1, 7, 30 days), trained on --train-days, then --delay-days
+unused, then tested on the last --test-days, leaving out cards with a fraud known by then;
+and per category and hour, the share of frauds each one alerts and puts in a day's top 100.
+
+Writes benchmarks/results/sparkov-<UTC>.json. scikit-learn is the `bench` extra.
+
+    .venv/bin/python benchmarks/sparkov.py --keep /tmp/sp      # ~6 minutes, ~0.9 M rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from results_file import write_results  # noqa: E402
+
+from server.metrics_offline import (  # noqa: E402
+    average_precision,
+    card_precision_at_k,
+    mean,
+    roc_auc,
+    top_k,
+)
+
+COLUMNS = ("", "trans_date_trans_time", "cc_num", "merchant", "category", "amt", "first", "last",
+           "gender", "street", "city", "state", "zip", "lat", "long", "city_pop", "job", "dob",
+           "trans_num", "unix_time", "merch_lat", "merch_long", "is_fraud")  # fmt: skip
+MAPPING = ("id=trans_num", "timestamp=trans_date_trans_time", "account_id=cc_num",
+           "merchant_id=merchant", "amount=amt", "lat=merch_lat", "lon=merch_long",
+           "mcc=category")  # fmt: skip
+# In Sparkov's order: the time of day is drawn from the same number as the category, so the
+# order decides which categories are morning ones.
+CATEGORIES = ("gas_transport", "grocery_net", "grocery_pos", "misc_net", "misc_pos",
+              "shopping_net", "shopping_pos", "entertainment", "food_dining", "health_fitness",
+              "home", "kids_pets", "personal_care", "travel")  # fmt: skip
+MORNING = 0.3  # the profiles' shopping_time: AM 30 %, PM 70 %
+MERCHANTS_PER_CATEGORY = 50
+DAY_S = 86_400
+WINDOWS = (1, 7, 30)
+K = 100
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Transactions a day U{low..high} over the run; per category (CATEGORIES' order) a
+    weight and the amount's mean and standard deviation; weekday weights, Monday first."""
+
+    per_day: tuple[int, int]
+    weights: tuple[float, ...]
+    amounts: tuple[tuple[float, float], ...]
+    weekdays: tuple[float, ...] = (80, 90, 100, 100, 150, 175, 175)
+
+
+# Four of Sparkov's profiles (its tests/data files; weights recovered from their cumulative
+# form), and its fraud profiles for men and for women.
+PROFILES = {
+    "adults_2550_female_urban": Profile(
+        (1, 6),
+        (50, 100, 150, 75, 100, 150, 175, 100, 110, 100, 150, 135, 125, 35),
+        ((70, 15), (60, 20), (200, 20), (100, 150), (80, 100), (100, 200), (100, 225),
+         (100, 75), (60, 40), (60, 50), (60, 50), (60, 50), (55, 50), (60, 600)),
+    ),
+    "adults_2550_male_rural": Profile(
+        (1, 4),
+        (10, 10, 30, 6, 20, 20, 20, 21, 20, 18, 30, 22, 10, 9),
+        ((70, 5), (50, 5), (100, 10), (100, 20), (35, 5), (95, 10), (135, 12), (75, 7),
+         (60, 6), (75, 2), (80, 8), (50, 5), (75, 5), (500, 50)),
+        (80, 90, 100, 100, 125, 150, 150),
+    ),
+    "young_adults_female_urban": Profile(
+        (0, 6),
+        (40, 12, 15, 16, 20, 25, 30, 24, 24, 20, 17, 25, 20, 11),
+        ((60, 15), (40, 20), (70, 20), (50, 150), (50, 150), (50, 300), (50, 300), (50, 50),
+         (30, 50), (50, 50), (50, 50), (50, 50), (35, 50), (50, 600)),
+        (60, 70, 80, 90, 180, 250, 175),
+    ),
+    "adults_50up_female_urban": Profile(
+        (0, 3),
+        (30, 5, 30, 10, 20, 15, 30, 23, 24, 16, 30, 30, 24, 12),
+        ((70, 15), (90, 20), (90, 20), (55, 150), (60, 150), (80, 200), (45, 200), (50, 75),
+         (80, 50), (40, 50), (60, 50), (80, 50), (45, 50), (60, 600)),
+    ),
+    "fraud_male": Profile(
+        (8, 14),
+        (100, 25, 300, 155, 25, 300, 100, 20, 10, 5, 5, 10, 15, 15),
+        ((10, 2), (10, 2), (300, 20), (800, 80), (8, 1), (1000, 100), (800, 80), (500, 50),
+         (120, 12), (20, 2), (250, 25), (20, 2), (20, 2), (10, 1)),
+    ),
+    "fraud_female": Profile(
+        (2, 16),
+        (50, 10, 150, 75, 100, 150, 175, 100, 110, 100, 150, 135, 125, 35),
+        ((10, 2), (12, 2), (350, 20), (800, 80), (8, 1), (1000, 100), (800, 80), (500, 50),
+         (120, 12), (20, 2), (250, 25), (20, 2), (20, 2), (10, 1)),
+    ),
+}  # fmt: skip
+# (age band, gender) -> the profile used. Sparkov also splits urban and rural; we have four
+# of its twelve profiles, so both areas share one.
+SEGMENTS = {
+    ("young", "F"): "young_adults_female_urban",
+    ("young", "M"): "young_adults_female_urban",
+    ("2550", "F"): "adults_2550_female_urban",
+    ("2550", "M"): "adults_2550_male_rural",
+    ("50up", "F"): "adults_50up_female_urban",
+    ("50up", "M"): "adults_50up_female_urban",
+}
+SEASONS = (((11, 30), (12, 31), 2.0), ((1, 1), (2, 28), 0.75), ((5, 24), (9, 1), 1.25))
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+SURNAMES = _words(
+    "Rippin Kub Mann Heller Gutmann Zieme Lind Buckridge Kiehn Emmerich Kutch Hermiston "
+    "Schumm Padberg Keeling Goyette Boyer Kerluke Bauch Nitzsche Stokes Harber Koepp Hahn "
+    "Kilback Lesch Reichert Abshire Kunze Baumbach Medhurst Weber Cormier Torp Haley Bins "
+    "Rempel Schaefer Morissette Jaskolski Lubowitz Moen Tromp Kozey Ullrich Rau Johns "
+    "Conroy Pacocha Frami Wiza Crooks Effertz Smitham Volkman Douglas Ritchie Osinski Hills "
+    "Witting Feil Jast Bernier Dickinson Fisher Strosin Greenholt Kihn Romaguera Sporer"
+)
+FIRST = {
+    "F": _words(
+        "Jennifer Mary Susan Linda Sarah Jessica Ashley Amanda Megan Rachel Laura Kelly "
+        "Stephanie Nicole Heather Tina Christine Amy Melissa Rebecca"
+    ),
+    "M": _words(
+        "James John Robert Michael David William Christopher Daniel Joseph Matthew Brian "
+        "Mark Jeffrey Scott Eric Steven Kevin Justin Aaron Edward"
+    ),
+}
+JOBS = (
+    "Psychologist, counselling", "Special educational needs teacher", "Nature conservation "
+    "officer", "Patent attorney", "Dance movement psychotherapist", "Transport planner",
+    "Arboriculturist", "Designer, multimedia", "Public affairs consultant", "Pathologist",
+    "IT trainer", "Systems developer", "Engineer, land", "Surveyor, minerals",
+    "Naval architect", "Film/video editor", "Exhibition designer", "Financial adviser",
+)  # fmt: skip
+STATES = _words(
+    "NC WA ID MT VA PA KS TN IA WV FL CA NM NJ OK IN MA TX WI MI WY HI NE OR LA DC KY "
+    "NY MS UT AL AR MD GA ME AZ MN OH CO VT MO SC NV IL NH SD AK ND CT RI DE"
+)
+CITY_ENDS = ("ville", " Falls", " Springs", "port", " City", "burg", " Creek", " Heights")
+
+
+@dataclass
+class Stream:
+    """The transactions in event-time order (numpy arrays), and the customers."""
+
+    start: dt.datetime
+    seconds: np.ndarray  # since start
+    card: np.ndarray  # customer index
+    category: np.ndarray  # index into CATEGORIES
+    amount: np.ndarray  # dollars, to the cent
+    merchant: np.ndarray  # index into merchant_names
+    merch_lat: np.ndarray
+    merch_long: np.ndarray
+    fraud: np.ndarray
+    customers: dict[str, np.ndarray]
+    merchant_names: list[str]
+
+    @property
+    def days(self) -> np.ndarray:
+        return self.seconds // DAY_S
+
+
+def _day_weights(start: dt.datetime, days: int, weekdays: Sequence[float]) -> np.ndarray:
+    out = np.empty(days)
+    for d in range(days):
+        day = (start + dt.timedelta(days=d)).date()
+        w = weekdays[day.weekday()]
+        for (m0, d0), (m1, d1), factor in SEASONS:
+            if (m0, d0) <= (day.month, day.day) <= (m1, d1):
+                w *= factor
+        out[d] = w
+    return out / out.sum()
+
+
+def _company(rng: np.random.Generator) -> str:
+    a, b, c = (SURNAMES[i] for i in rng.choice(len(SURNAMES), 3, replace=False))
+    form = rng.integers(5)
+    if form == 0:
+        return f"{a}, {b} and {c}"
+    if form == 1:
+        return f"{a}-{b}"
+    return f"{a} {('Inc', 'LLC', 'Ltd', 'Group', 'PLC')[rng.integers(5)]}"
+
+
+def _customers(n: int, start: dt.datetime, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    band = rng.choice(3, n, p=(0.12, 0.45, 0.43))  # young, 25-50, 50 and over
+    age = np.where(
+        band == 0, rng.uniform(17, 25, n), np.where(band == 1, rng.uniform(25, 50, n),
+                                                    50 + rng.exponential(14, n).clip(0, 45))
+    )  # fmt: skip
+    gender = np.where(rng.random(n) < 0.55, "F", "M")
+    dob = [(start - dt.timedelta(days=float(a) * 365.25)).date().isoformat() for a in age]
+    lengths = rng.choice((16, 15, 14, 13, 19, 12, 11), n, p=(0.45, 0.15, 0.1, 0.1, 0.1, 0.05, 0.05))
+    cards: set[int] = set()
+    cc = []
+    for length in lengths:
+        while True:
+            number = int(rng.integers(1, 10)) * 10 ** (int(length) - 1) + int(
+                rng.integers(0, 10 ** (int(length) - 1))
+            )
+            if number not in cards:
+                cards.add(number)
+                cc.append(number)
+                break
+    first = [FIRST[g][rng.integers(len(FIRST[g]))] for g in gender]
+    last = [SURNAMES[i] for i in rng.integers(len(SURNAMES), size=n)]
+    towns = zip(
+        rng.integers(len(SURNAMES), size=n), rng.integers(len(CITY_ENDS), size=n), strict=True
+    )
+    city = [SURNAMES[i] + CITY_ENDS[j] for i, j in towns]
+    return {
+        "band": band,
+        "age": age,
+        "gender": gender,
+        "dob": np.array(dob),
+        "cc_num": np.array([str(c) for c in cc]),
+        "first": np.array(first),
+        "last": np.array(last),
+        "street": np.array(
+            [
+                f"{rng.integers(100, 99999)} {SURNAMES[rng.integers(len(SURNAMES))]} "
+                f"{('St', 'Ave', 'Rd', 'Ln', 'Way')[rng.integers(5)]}"
+                for _ in range(n)
+            ]
+        ),
+        "city": np.array(city),
+        "state": np.array([STATES[i] for i in rng.integers(len(STATES), size=n)]),
+        "zip": rng.integers(1001, 99950, n),
+        "lat": np.round(rng.uniform(25.0, 48.5, n), 4),
+        "long": np.round(rng.uniform(-123.0, -70.0, n), 4),
+        "city_pop": np.round(np.exp(rng.normal(np.log(2500), 2.2, n))).clip(20, 2_900_000),
+        "job": np.array([JOBS[i] for i in rng.integers(len(JOBS), size=n)]),
+    }
+
+
+def _draw(
+    profile: Profile, n: int, day_p: np.ndarray, day_offset: int, fraud: bool,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """n transactions of `profile`: (seconds since start, category, amount)."""
+    day = rng.choice(len(day_p), n, p=day_p) + day_offset
+    u = rng.random(n)
+    cum = np.cumsum(profile.weights) / sum(profile.weights)
+    category = np.minimum(np.searchsorted(cum, u), len(CATEGORIES) - 1)
+    morning = u <= MORNING
+    low, high = np.where(morning, 0, 12), np.where(morning, 12, 24)
+    if fraud:  # 80 %: the small hours
+        late = rng.integers(1, 101, n) > 20
+        high = np.where(late & morning, 4, high)
+        low = np.where(late & ~morning, 22, low)
+    hour = rng.integers(low, high)
+    seconds = day * DAY_S + hour * 3600 + rng.integers(0, 3600, n)
+    mu = np.array([m for m, _ in profile.amounts])[category]
+    sd = np.array([s for _, s in profile.amounts])[category]
+    amount = rng.gamma(mu**2 / sd**2, sd**2 / mu)
+    small = amount < 1
+    amount[small] = rng.uniform(1.0, 10.0, int(small.sum()))
+    return seconds, category, np.round(amount, 2)
+
+
+def generate(n_customers: int, start: dt.datetime, days: int, fraud_span: int, seed: int) -> Stream:
+    rng = np.random.default_rng(seed)
+    customers = _customers(n_customers, start, rng)
+    names: set[str] = set()
+    merchant_names: list[str] = []
+    for _ in CATEGORIES:
+        for _ in range(MERCHANTS_PER_CATEGORY):
+            name = "fraud_" + _company(rng)
+            while name in names:
+                name = "fraud_" + _company(rng)
+            names.add(name)
+            merchant_names.append(name)
+    weights: dict[tuple[float, ...], np.ndarray] = {}
+
+    def day_p(profile: Profile) -> np.ndarray:
+        if profile.weekdays not in weights:
+            weights[profile.weekdays] = _day_weights(start, days, profile.weekdays)
+        return weights[profile.weekdays]
+
+    parts: list[tuple[np.ndarray, ...]] = []
+    for c in range(n_customers):
+        band = ("young", "2550", "50up")[customers["band"][c]]
+        gender = str(customers["gender"][c])
+        profile = PROFILES[SEGMENTS[band, gender]]
+        fraud_profile = PROFILES["fraud_female" if gender == "F" else "fraud_male"]
+        if band == "young" and gender == "M":
+            fraud_profile = Profile((8, 16), fraud_profile.weights, fraud_profile.amounts)
+        chunks = []
+        fraud_days: np.ndarray = np.empty(0, dtype=np.int64)
+        if rng.integers(0, 101) < 99:
+            first = int(rng.integers(1, fraud_span - 7 + 1))
+            if first < days:
+                span = min(2, days - first)
+                p = day_p(fraud_profile)[first : first + span]
+                n = int(rng.integers(fraud_profile.per_day[0], fraud_profile.per_day[1] + 1))
+                s, cat, amt = _draw(fraud_profile, n, p / p.sum(), first, True, rng)
+                chunks.append((s, cat, amt, np.ones(n, dtype=np.int8)))
+                fraud_days = np.unique(s // DAY_S)
+        n = days * int(rng.integers(profile.per_day[0], profile.per_day[1] + 1))
+        s, cat, amt = _draw(profile, n, day_p(profile), 0, False, rng)
+        keep = ~np.isin(s // DAY_S, fraud_days)
+        chunks.append((s[keep], cat[keep], amt[keep], np.zeros(int(keep.sum()), dtype=np.int8)))
+        for s, cat, amt, is_fraud in chunks:
+            parts.append((s, np.full(len(s), c), cat, amt, is_fraud))
+    seconds, card, category, amount, fraud = (np.concatenate(x) for x in zip(*parts, strict=True))
+    order = np.argsort(seconds, kind="stable")
+    seconds, card, category, amount, fraud = (
+        x[order] for x in (seconds, card, category, amount, fraud)
+    )
+    merchant = category * MERCHANTS_PER_CATEGORY + rng.integers(
+        0, MERCHANTS_PER_CATEGORY, len(seconds)
+    )
+    # Faker's coordinate(): uniform within the radius (1 degree) of the home, 6 decimals.
+    merch_lat = np.round(customers["lat"][card] + rng.uniform(-1, 1, len(card)), 6)
+    merch_long = np.round(customers["long"][card] + rng.uniform(-1, 1, len(card)), 6)
+    return Stream(start, seconds, card, category, amount, merchant, merch_lat, merch_long,
+                  fraud, customers, merchant_names)  # fmt: skip
+
+
+def write_csv(stream: Stream, path: Path, seed: int) -> list[str]:
+    """Kaggle's layout; returns the trans_num of each row."""
+    rng = np.random.default_rng(seed + 1)
+    raw = rng.bytes(16 * len(stream.seconds))
+    ids = [raw[i : i + 16].hex() for i in range(0, len(raw), 16)]
+    seven_years_back = stream.start.replace(year=stream.start.year - 7, tzinfo=dt.UTC)
+    unix0 = int(seven_years_back.timestamp())
+    c = stream.customers
+    per_customer = [
+        (str(c["cc_num"][i]), str(c["first"][i]), str(c["last"][i]), str(c["gender"][i]),
+         str(c["street"][i]), str(c["city"][i]), str(c["state"][i]), int(c["zip"][i]),
+         float(c["lat"][i]), float(c["long"][i]), int(c["city_pop"][i]), str(c["job"][i]),
+         str(c["dob"][i]))
+        for i in range(len(c["cc_num"]))
+    ]  # fmt: skip
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for i, second in enumerate(stream.seconds.tolist()):
+            cust = per_customer[stream.card[i]]
+            when = stream.start + dt.timedelta(seconds=second)
+            writer.writerow(
+                (i, when.strftime("%Y-%m-%d %H:%M:%S"), cust[0],
+                 stream.merchant_names[stream.merchant[i]], CATEGORIES[stream.category[i]],
+                 float(stream.amount[i]), *cust[1:], ids[i], unix0 + second,
+                 float(stream.merch_lat[i]), float(stream.merch_long[i]), int(stream.fraud[i]))
+            )  # fmt: skip
+    return ids
+
+
+def save(stream: Stream, ids: list[str], path: Path) -> None:
+    np.savez(
+        path, seconds=stream.seconds, card=stream.card, category=stream.category,
+        amount=stream.amount, merchant=stream.merchant, merch_lat=stream.merch_lat,
+        merch_long=stream.merch_long, fraud=stream.fraud, ids=np.array(ids),
+        merchant_names=np.array(stream.merchant_names),
+        **{f"customer_{k}": v for k, v in stream.customers.items()},
+    )  # fmt: skip
+
+
+def load(path: Path, start: dt.datetime) -> tuple[Stream, list[str]]:
+    z = np.load(path)
+    customers = {k.removeprefix("customer_"): z[k] for k in z.files if k.startswith("customer_")}
+    stream = Stream(start, z["seconds"], z["card"], z["category"], z["amount"], z["merchant"],
+                    z["merch_lat"], z["merch_long"], z["fraud"], customers,
+                    z["merchant_names"].tolist())  # fmt: skip
+    return stream, z["ids"].tolist()
+
+
+def _haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> Any:
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    h = (
+        np.sin((p2 - p1) / 2) ** 2
+        + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6371.0088 * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
+
+
+FEATURES = (
+    "amt", *(f"category_{c}" for c in CATEGORIES), "hour", "age", "distance_km",
+    *(f"card_{kind}_{w}d" for w in WINDOWS for kind in ("count", "mean_amt")),
+)  # fmt: skip
+
+
+def features(stream: Stream) -> np.ndarray:
+    """A typical Kaggle notebook's features for this set, one row per transaction. The card
+    windows are (t - w, t], this transaction included (pandas' time-based rolling)."""
+    n = len(stream.seconds)
+    out = np.zeros((n, len(FEATURES)))
+    out[:, 0] = stream.amount
+    out[np.arange(n), 1 + stream.category] = 1.0
+    j = 1 + len(CATEGORIES)
+    out[:, j] = (stream.seconds % DAY_S) // 3600
+    out[:, j + 1] = stream.customers["age"][stream.card] + stream.seconds / (365.25 * DAY_S)
+    out[:, j + 2] = _haversine_km(stream.customers["lat"][stream.card],
+                                  stream.customers["long"][stream.card], stream.merch_lat,
+                                  stream.merch_long)  # fmt: skip
+    j += 3
+    order = np.lexsort((np.arange(n), stream.card))  # by card, then time
+    cards, secs, amts = stream.card[order], stream.seconds[order], stream.amount[order]
+    bounds = np.flatnonzero(np.diff(cards)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, n], strict=True):
+        t = secs[lo:hi]
+        spent = np.r_[0.0, np.cumsum(amts[lo:hi])]
+        pos = np.arange(hi - lo)
+        for w, window in enumerate(WINDOWS):
+            left = np.searchsorted(t, t - window * DAY_S, side="right")
+            count = pos + 1 - left
+            rows = order[lo:hi]
+            out[rows, j + 2 * w] = count
+            out[rows, j + 2 * w + 1] = (spent[pos + 1] - spent[left]) / count
+    return out
+
+
+def split(
+    stream: Stream, train_from: int, train_days: int, delay_days: int, test_days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """handbook.py's split: train rows; test rows, each test day leaving out the cards with a
+    fraud known by then (in the training set, or on a day at least `delay_days` earlier)."""
+    days = stream.days
+    train = np.flatnonzero((days >= train_from) & (days < train_from + train_days))
+    test_from = train_from + train_days + delay_days
+    test = []
+    for j in range(test_days):
+        known_until = train_from + train_days + j  # labels of days before this one are known
+        known = np.unique(stream.card[(days < known_until) & (stream.fraud == 1)])
+        rows = np.flatnonzero(days == test_from + j)
+        test.append(rows[~np.isin(stream.card[rows], known)])
+    return train, np.concatenate(test)
+
+
+def ranking(
+    days: Sequence[int], cards: Sequence[int], scores: Sequence[float], labels: Sequence[int]
+) -> dict[str, float | None]:
+    per_day = card_precision_at_k(days, cards, scores, labels, K)
+    ap, auc = average_precision(scores, labels), roc_auc(scores, labels)
+    return {
+        "average_precision": None if ap is None else round(ap, 4),
+        "roc_auc": None if auc is None else round(auc, 4),
+        "card_precision_at_100": round(mean([c.precision for c in per_day]) or 0.0, 4),
+        "card_precision_at_100_ceiling": round(
+            mean([min(c.compromised, K) / K for c in per_day]) or 0.0, 4
+        ),
+    }
+
+
+def breakdown(
+    stream: Stream, rows: np.ndarray, scores: np.ndarray, flagged: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Among `rows`' frauds, per category and per hour band: count, share flagged, share in
+    its day's top 100 (of `rows`)."""
+    days = stream.days[rows]
+    in_top = np.zeros(len(rows), dtype=bool)
+    by_day: dict[int, list[int]] = defaultdict(list)
+    for j, d in enumerate(days.tolist()):
+        by_day[d].append(j)
+    for members in by_day.values():
+        for m in top_k(scores[members].tolist(), K):
+            in_top[members[m]] = True
+    fraud = stream.fraud[rows] == 1
+    hour = (stream.seconds[rows] % DAY_S) // 3600
+    groups = {f"category {c}": stream.category[rows] == i for i, c in enumerate(CATEGORIES)}
+    groups |= {
+        "hours 22-03": (hour >= 22) | (hour <= 3),
+        "hours 04-21": (hour >= 4) & (hour <= 21),
+        "amount >= 200": stream.amount[rows] >= 200,
+        "amount < 200": stream.amount[rows] < 200,
+        "all": np.ones(len(rows), dtype=bool),
+    }
+    out = {}
+    for name, mask in groups.items():
+        mine = mask & fraud
+        n = int(mine.sum())
+        out[name] = {
+            "frauds": n,
+            "flagged": round(float(flagged[mine].mean()), 4) if n else None,
+            "top_100": round(float(in_top[mine].mean()), 4) if n else None,
+            "legit_flagged": int((mask & ~fraud & flagged).sum()),
+        }
+    return out
+
+
+def backtest(data: Path, work: Path, model: str, delay_days: int, mapping: Sequence[str],
+             tag: str) -> tuple[dict[str, Any], Path, float]:  # fmt: skip
+    report, scores = work / f"report-{tag}.json", work / f"scores-{tag}.csv"
+    args = [sys.executable, "-m", "server", "backtest", str(data), "--label", "is_fraud",
+            "--label-delay", f"{delay_days}d", "--timezone", "UTC", "--model", model,
+            "--report", str(report), "--scores-out", str(scores)]  # fmt: skip
+    for pair in mapping:
+        args += ["--map", pair]
+    started = time.perf_counter()
+    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(f"backtest failed:\n{done.stderr}")
+    return json.loads(report.read_text()), scores, time.perf_counter() - started
+
+
+def read_scores(path: Path, ids: list[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Scores and alerts (review or block) per row; rows without a score count as 0."""
+    index = {tx: i for i, tx in enumerate(ids)}
+    scores, alerts = np.zeros(len(ids)), np.zeros(len(ids), dtype=bool)
+    seen = np.zeros(len(ids), dtype=bool)
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for tx_id, score, decision in reader:
+            i = index[tx_id]
+            scores[i], alerts[i], seen[i] = float(score), decision != "allow", True
+    return scores, alerts, np.flatnonzero(~seen).tolist()
+
+
+def baselines(
+    x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, trees: int
+) -> dict[str, tuple[np.ndarray, float]]:
+    """Each baseline's test scores and fit time (scikit-learn defaults, seed 0)."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x[train])
+    x_train, x_test = scaler.transform(x[train]), scaler.transform(x[test])
+    models = {
+        "logistic_regression": LogisticRegression(random_state=0),
+        "random_forest": RandomForestClassifier(n_estimators=trees, random_state=0, n_jobs=1),
+    }
+    out = {}
+    for name, model in models.items():
+        started = time.perf_counter()
+        model.fit(x_train, labels[train])
+        out[name] = (model.predict_proba(x_test)[:, 1], time.perf_counter() - started)
+    return out
+
+
+def residual_signals(
+    stream: Stream, x: np.ndarray, scores: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> dict[str, dict[str, float | None]]:
+    """What our score leaves out: a logistic regression (seed 0) on the logit of our score
+    alone, then with one signal group added, trained and tested on the baselines' split. A
+    group that raises the test AP carries fraud signal our inputs do not see."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    p = np.clip(scores, 1e-6, 1 - 1e-6)
+    logit = np.log(p / (1 - p))[:, None]
+    hours = np.eye(24)[(stream.seconds % DAY_S) // 3600]
+    categories = x[:, 1 : 1 + len(CATEGORIES)]
+    cards = x[:, -2 * len(WINDOWS) :]
+    groups = {
+        "score": [logit],
+        "score + hour one-hot": [logit, hours],
+        "score + category one-hot": [logit, categories],
+        "score + card count and mean over 1/7/30 d": [logit, cards],
+        "score + hour + category": [logit, hours, categories],
+        "score + hour + category + the notebook features": [logit, hours, categories, x],
+    }
+    labels = stream.fraud.astype(int)
+    out = {}
+    for name, parts in groups.items():
+        z = np.hstack(parts)
+        scaler = StandardScaler().fit(z[train])
+        model = LogisticRegression(random_state=0, max_iter=1000)
+        model.fit(scaler.transform(z[train]), labels[train])
+        q = model.predict_proba(scaler.transform(z[test]))[:, 1]
+        ap, auc = (
+            average_precision(q.tolist(), labels[test].tolist()),
+            roc_auc(q.tolist(), labels[test].tolist()),
+        )
+        out[name] = {
+            "average_precision": None if ap is None else round(ap, 4),
+            "roc_auc": None if auc is None else round(auc, 4),
+        }
+    return out
+
+
+def early_days(report: dict[str, Any], first: int) -> list[dict[str, Any]]:
+    return [
+        {k: d.get(k) for k in ("day", "transactions", "frauds", "average_precision",
+                               "card_precision_at_k", "alerts")}
+        for d in report["per_day"][:first]
+    ]  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=2_000)
+    parser.add_argument("--start", default="2019-01-01")
+    parser.add_argument("--days", type=int, default=183)
+    parser.add_argument("--fraud-span-days", type=int, default=730,
+                        help="the run each customer's one fraud episode is placed in (Kaggle's "
+                        "two years): longer than --days keeps Kaggle's fraud rate")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-days", type=int, default=28)
+    parser.add_argument("--delay-days", type=int, default=7, help="also the backtest's")
+    parser.add_argument("--test-days", type=int, default=14)
+    parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument("--no-location", action="store_true",
+                        help="also run --model on without lat/lon mapped")  # fmt: skip
+    parser.add_argument("--keep", type=Path, help="write (or reuse) sparkov.csv here and keep it")
+    opts = parser.parse_args()
+    start = dt.datetime.fromisoformat(opts.start)
+    train_from = opts.days - opts.train_days - opts.delay_days - opts.test_days
+    if train_from < max(WINDOWS):
+        raise SystemExit(f"--days {opts.days} leaves {train_from} days before training, want 30")
+    begun = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = opts.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        data, saved = work / "sparkov.csv", work / "sparkov.npz"
+        started = time.perf_counter()
+        if data.exists() and saved.exists():
+            stream, ids = load(saved, start)
+            how = f"read from {saved}"
+        else:
+            stream = generate(opts.customers, start, opts.days, opts.fraud_span_days, opts.seed)
+            generated = time.perf_counter() - started
+            ids = write_csv(stream, data, opts.seed)
+            save(stream, ids, saved)
+            how = (f"generated in {generated:.0f} s, written in "
+                   f"{time.perf_counter() - started - generated:.0f} s")  # fmt: skip
+        n = len(stream.seconds)
+        frauds = int(stream.fraud.sum())
+        fraud_cards = len(np.unique(stream.card[stream.fraud == 1]))
+        meta = {
+            "rows": n,
+            "frauds": frauds,
+            "cards": len(np.unique(stream.card)),
+            "cards_with_fraud": fraud_cards,
+            "frauds_by_category": {
+                c: int(((stream.category == i) & (stream.fraud == 1)).sum())
+                for i, c in enumerate(CATEGORIES)
+            },
+            "customers": opts.customers,
+            "days": opts.days,
+            "fraud_span_days": opts.fraud_span_days,
+            "start": opts.start,
+            "seed": opts.seed,
+            "bytes": data.stat().st_size,
+        }
+        print(
+            f"data: {n:,} rows over {opts.days} days from {opts.start}, {frauds:,} frauds "
+            f"({frauds / n:.2%}) on {fraud_cards} of {meta['cards']} cards, seed {opts.seed}, "
+            f"{meta['bytes'] / 1e6:.0f} MB, {how}"
+        )
+
+        runs = {"on": ("on", MAPPING), "off": ("off", MAPPING)}
+        if opts.no_location:
+            runs["on_no_location"] = ("on", tuple(m for m in MAPPING if m.split("=")[0]
+                                                  not in ("lat", "lon")))  # fmt: skip
+        reports, scored, wall = {}, {}, {}
+        for tag, (model, mapping) in runs.items():
+            reports[tag], path, wall[tag] = backtest(data, work, model, opts.delay_days,
+                                                     mapping, f"model-{tag}")  # fmt: skip
+            scores, alerts, unscored = read_scores(path, ids)
+            scored[tag] = scores, alerts, unscored
+            o = reports[tag]["overall"]
+            print(
+                f"backtest {tag}: AP {o['average_precision']}, ROC AUC {o['roc_auc']}, "
+                f"card P@100 {o['card_precision_at_k']} (of {o['card_precision_at_k_ceiling']}), "
+                f"alerts {o['alerts']:,} (precision {o['alert_precision']}, recall "
+                f"{o['alert_recall']}); {reports[tag]['throughput']['tx_per_s']:,} tx/s, "
+                f"{wall[tag]:.0f} s wall; {len(unscored)} rows not scored"
+            )
+        meta["backtest_notes"] = reports["on"]["meta"].get("notes")
+        meta["invalid_rows"] = reports["on"]["meta"].get("invalid_rows")
+        meta["invalid_examples"] = reports["on"]["meta"].get("invalid_examples")
+        print(f"notes: {meta['backtest_notes']}; invalid {meta['invalid_rows']}")
+
+        started = time.perf_counter()
+        x = features(stream)
+        train, test = split(stream, train_from, opts.train_days, opts.delay_days, opts.test_days)
+        labels = stream.fraud.astype(int)
+        models = baselines(x, labels, train, test, opts.trees)
+        test_from = train_from + opts.train_days + opts.delay_days
+        print(
+            f"baselines: trained on days {train_from + 1}-{train_from + opts.train_days} "
+            f"({len(train):,} tx, {int(labels[train].sum()):,} frauds), tested on days "
+            f"{test_from + 1}-{test_from + opts.test_days} ({len(test):,} tx, "
+            f"{int(labels[test].sum()):,} frauds, known-fraud cards left out); features and "
+            f"fits {time.perf_counter() - started:.0f} s"
+        )
+
+        t_days = stream.days[test].tolist()
+        t_cards = stream.card[test].tolist()
+        t_labels = labels[test].tolist()
+        window: dict[str, dict[str, Any]] = {}
+        patterns: dict[str, dict[str, Any]] = {}
+        everything = np.arange(n)
+        for tag in runs:
+            scores, alerts, _ = scored[tag]
+            name = f"fraudwatch_model_{tag}"
+            window[name] = ranking(t_days, t_cards, scores[test].tolist(), t_labels)
+            patterns[f"{name}_all_days"] = breakdown(stream, everything, scores, alerts)
+            patterns[f"{name}_test_days"] = breakdown(stream, test, scores[test], alerts[test])
+        for name, (t_scores, fit_s) in models.items():
+            window[name] = ranking(t_days, t_cards, t_scores.tolist(), t_labels) | {
+                "fit_s": round(fit_s, 1)
+            }
+            patterns[f"{name}_test_days"] = breakdown(stream, test, t_scores, t_scores >= 0.5)
+
+        print(f"\n{'':40}{'AP':>7}{'ROC AUC':>9}{'card P@100':>12}")
+        for tag in runs:
+            o = reports[tag]["overall"]
+            print(
+                f"{f'fraudwatch {tag}, all days':40}{o['average_precision']:>7.3f}"
+                f"{o['roc_auc']:>9.3f}{o['card_precision_at_k']:>12.3f}"
+            )
+        ceiling = window["random_forest"]["card_precision_at_100_ceiling"]
+        print(f"test days {test_from + 1}-{test_from + opts.test_days} (card P@100 ceiling "
+              f"{ceiling:.3f}):")  # fmt: skip
+        for name, m in window.items():
+            print(
+                f"  {name:38}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}"
+                f"{m['card_precision_at_100']:>12.3f}"
+            )
+        residual_of = "on_no_location" if "on_no_location" in runs else "on"
+        residual = residual_signals(stream, x, scored[residual_of][0], train, test)
+        print(f"\nwhat fraudwatch {residual_of}'s score leaves out (logistic regression on it "
+              "and one more signal group; test days):")  # fmt: skip
+        for name, m in residual.items():
+            print(f"  {name:50}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}")
+
+        print("\nfrauds alerted (baselines: p >= 0.5) / in a day's top 100, test days:")
+        for group in patterns["random_forest_test_days"]:
+            cells = []
+            for name in window:
+                g = patterns[f"{name}_test_days"][group]
+                if g["frauds"]:
+                    cells.append(f"{g['flagged']:.2f}/{g['top_100']:.2f}")
+            count = patterns["random_forest_test_days"][group]["frauds"]
+            print(f"  {group:26} {count:>5}  " + "  ".join(cells))
+        print("  columns: " + ", ".join(window))
+
+        runtime = time.perf_counter() - begun
+        path = write_results(
+            "sparkov",
+            {
+                "data": meta,
+                "mapping": {tag: list(m) for tag, (_, m) in runs.items()},
+                "overall": {t: reports[t]["overall"] for t in reports},
+                "backtest_meta": {t: reports[t]["meta"] for t in reports},
+                "throughput": {t: reports[t]["throughput"] for t in reports},
+                "backtest_wall_s": {t: round(s) for t, s in wall.items()},
+                "early_days": {t: early_days(reports[t], 28) for t in reports},
+                "split": {
+                    "train_days": [train_from + 1, train_from + opts.train_days],
+                    "delay_days": opts.delay_days,
+                    "test_days": [test_from + 1, test_from + opts.test_days],
+                    "train_rows": len(train),
+                    "test_rows": len(test),
+                    "test_frauds": int(labels[test].sum()),
+                },
+                "features": list(FEATURES),
+                "test_window": window,
+                "patterns": patterns,
+                "residual_signals": {"of": residual_of, "test_window": residual},
+                "runtime_s": round(runtime),
+            },
+        )
+        print(f"\nruntime {runtime:.0f} s; results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
