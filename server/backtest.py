@@ -75,7 +75,7 @@ def label_hook(detector: LabelLearner) -> LabelHook:
 
     def on_label(tx: Transaction, is_fraud: bool, at: dt.datetime) -> None:
         if merchant is not None:
-            merchant(tx.merchant_id, at.timestamp(), is_fraud, float(tx.amount))
+            merchant(tx.merchant_id, at.timestamp(), is_fraud, float(tx.amount), tx.timestamp.hour)
         learn(tx.id, tx.account_id, is_fraud, at)
 
     return on_label

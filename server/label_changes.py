@@ -1,4 +1,4 @@
-"""Label changes into merchant risk and the amount's fraud rate, in the store's order, each
+"""Label changes into merchant risk and the amount's and hour's fraud rates, in the store's order, each
 once; and at start, the changes the restored detector snapshot had not taken in.
 
 The store logs every change of a transaction's label in the commit that makes it
@@ -45,6 +45,7 @@ class _Labelled(msgspec.Struct):
 
     merchant_id: str
     amount: Decimal
+    timestamp: dt.datetime
 
 
 _labelled = msgspec.json.Decoder(_Labelled)
@@ -149,23 +150,27 @@ class LabelChanges:
             except msgspec.DecodeError as exc:
                 damaged[change.transaction_id] = f"transaction_json unreadable: {exc}"
                 continue
+            # The amount's and the hour's rates are kept together (the snapshot's end frame).
             amount: float | None = float(tx.amount)
+            hour: int | None = tx.timestamp.hour
             merchant = True
             if marks is not None:
-                amount = amount if change.seq > marks.amounts else None
+                if change.seq <= marks.amounts:
+                    amount = hour = None
                 merchant = change.seq > marks.merchant(tx.merchant_id)
                 if amount is None and not merchant:
                     continue
             if change.replaced is not None:
                 was, was_at = change.replaced
                 featurizer.unlearn_label(
-                    tx.merchant_id, _stamp(was_at), was == "fraud", amount, merchant=merchant
+                    tx.merchant_id, _stamp(was_at), was == "fraud", amount, hour, merchant=merchant
                 )
             featurizer.learn_label(
                 tx.merchant_id,
                 _stamp(change.labelled_at),
                 change.label == "fraud",
                 amount,
+                hour,
                 merchant=merchant,
             )
         self.progress.labels = changes[-1].seq

@@ -274,7 +274,7 @@ class _Rules:
         self.values_one = detector.featurizer.values_one
         self.merchant_learns = detector.featurizer.learn_label
         self.rules_half = detector.rules_half
-        self.pending: DueLabels[tuple[str, bool, float]] = DueLabels(spec.label_delay_us)
+        self.pending: DueLabels[tuple[str, bool, float, int]] = DueLabels(spec.label_delay_us)
 
     def __call__(self, rows: list[Row]) -> tuple[list[float], Verdicts]:
         """The rows' POSIX times (the scoring process needs them too: sent, they are not
@@ -288,11 +288,13 @@ class _Rules:
             t = tx.timestamp.timestamp()
             times.append(t)
             now_us = round(t * 1e6)
-            for due, (merchant, is_fraud, amount) in pending.due(now_us):
+            for due, (merchant, is_fraud, amount, hour) in pending.due(now_us):
                 # Whole microseconds / 1e6: what backtest.label_hook gets from
                 # `(tx.timestamp + label_delay).timestamp()`, to the last bit.
-                merchant_learns(merchant, due / 1e6, is_fraud, amount)
+                merchant_learns(merchant, due / 1e6, is_fraud, amount, hour)
             out.append(rules_half(tx, values_one(tx, t), t))
             if row.label is not None:
-                pending.add(now_us, (tx.merchant_id, row.label, float(tx.amount)))
+                pending.add(
+                    now_us, (tx.merchant_id, row.label, float(tx.amount), tx.timestamp.hour)
+                )
         return times, out

@@ -414,6 +414,31 @@ def test_the_amounts_fraud_rate_counts_the_labels_known_on_about_that_amount() -
     )
 
 
+def test_the_hours_fraud_rate_counts_the_labels_known_at_that_local_hour() -> None:
+    # A card stream whose frauds cluster late in the evening (the Sparkov-style one: 22-23 h
+    # and 00-03 h) carries that in no other input: `night` is 00-05 h alone.
+    fz = Featurizer(["hour_fraud_rate"])
+    t0 = T0.timestamp()  # 12:00 UTC
+    late = dt.timezone(dt.timedelta(hours=11))  # the same instant is 23:00 there
+    assert process_one(fz, make_tx(0)).hour_fraud_rate == 0.0
+    for _ in range(3):
+        fz.learn_label("shop", t0 + 60, True, 40.0, 23)
+    fz.learn_label("elsewhere", t0 + 60, False, 40.0, 23)
+    fz.learn_label("shop", t0 + 60, False, 40.0, 12)
+    at_23 = make_tx(120, merchant_id="any")
+    at_23.timestamp = at_23.timestamp.astimezone(late)
+    assert process_one(fz, at_23).hour_fraud_rate == pytest.approx(3 / 5, rel=1e-4)
+    assert process_one(fz, make_tx(120)).hour_fraud_rate == pytest.approx(0 / 2)
+    # A label weighs half after 30 days, as the amount's do; taken back, it counts no more.
+    month = make_tx(120 + 30 * DAY)
+    month.timestamp = month.timestamp.astimezone(late)
+    assert process_one(fz, month).hour_fraud_rate == pytest.approx(1.5 / 3, rel=1e-4)
+    fz.unlearn_label("shop", t0 + 60, True, 40.0, 23)
+    again = make_tx(120 + 30 * DAY)
+    again.timestamp = again.timestamp.astimezone(late)
+    assert process_one(fz, again).hour_fraud_rate == pytest.approx(1.0 / 2.5, rel=1e-4)
+
+
 def test_idle_keys_are_evicted_by_event_time() -> None:
     fz = Featurizer(ttl_s=40 * DAY)
     process_one(fz, make_tx(0, account_id="idle", merchant_id="old-shop", device_id="d-old"))

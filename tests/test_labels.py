@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import sqlite3
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -492,6 +493,10 @@ async def test_labels_teach_the_live_detector_which_merchants_are_compromised(
     # And the amount's fraud rate (a model input): four frauds at 40.00, none known before.
     amounts = client.app[DETECTOR].featurizer.amounts  # type: ignore[index]
     assert amounts[amount_bucket(40.0)][:2] == pytest.approx([4.0, 4.0])
+    # And the hour's: each fraud at the hour of day it was made (timestamps in UTC here).
+    hours = client.app[DETECTOR].featurizer.hours  # type: ignore[index]
+    made = Counter(dt.datetime.fromisoformat(t["timestamp"]).hour for t in skimmed)
+    assert {h: c[:2] for h, c in hours.items()} == {h: [n, n] for h, n in made.items()}
 
 
 async def test_a_label_overturned_later_no_longer_counts_against_the_merchant(
@@ -518,6 +523,8 @@ async def test_a_label_overturned_later_no_longer_counts_against_the_merchant(
     buckets = featurizer.merchants["m-cb"].labels
     assert (sum(buckets[1::3]), sum(buckets[2::3])) == (4.0, 0.0)  # four labels, no fraud
     assert featurizer.amounts[amount_bucket(40.0)][:2] == pytest.approx([4.0, 0.0], abs=1e-6)
+    assert sum(c[0] for c in featurizer.hours.values()) == pytest.approx(4.0, abs=1e-6)
+    assert sum(c[1] for c in featurizer.hours.values()) == pytest.approx(0.0, abs=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -232,10 +232,11 @@ def test_model_memory_of_earlier_inputs_is_learnt_without_its_logit(
     assert all(scored_logit(raw) is None for raw in fresh.model.remembered.values())
     # The inputs made of the values it had are as before; those added since are unknown.
     added = {
-        "m1+e7244f76": ["amount_risk", "log_merchant_fraud_run"],
-        "m1+99dcd961": ["amount_risk", "log_merchant_fraud_run"],
-        "m1+188af7cc": ["log_merchant_fraud_run"],
-        "m1+741ad7a6": [],  # round_amount: made from the amount, which it had
+        "m1+e7244f76": ["amount_risk", "log_merchant_fraud_run", "hour_risk"],
+        "m1+99dcd961": ["amount_risk", "log_merchant_fraud_run", "hour_risk"],
+        "m1+188af7cc": ["log_merchant_fraud_run", "hour_risk"],
+        "m1+741ad7a6": ["hour_risk"],  # round_amount: made from the amount, which it had
+        "m1+5f146e3d": ["hour_risk"],
     }[feature_set]
     new = [FEATURE_NAMES.index(name) for name in added]
     for (_, raw), (_, before) in zip(fresh.model.remembered.items(), items, strict=True):

@@ -101,6 +101,8 @@ def _catalogue() -> dict[str, str]:
         "one, in 30 days (a day's labels count when all are fraud)",
         "amount_fraud_rate": "fraud labels over labels + 1 among transactions of about this "
         "amount (within 2.5 %), every merchant's, each label weighing half after 30 d",
+        "hour_fraud_rate": "fraud labels over labels + 1 among transactions at this hour of "
+        "the day (local_hour), every account's, each label weighing half after 30 d",
     }
     for entity, key in ENTITIES.items():
         needs = "" if key is None else f" (needs {key})"
@@ -348,6 +350,7 @@ class Plan:
     windows: Mapping[str, tuple[tuple[str, str, str, int], ...]]
     merchant_risk: bool
     amount_risk: bool
+    hour_risk: bool
     keyed: bool  # any bucket tier at all
 
     @classmethod
@@ -387,6 +390,7 @@ class Plan:
             windows={e: tuple(w) for e, w in windows.items()},
             merchant_risk=risk,
             amount_risk="amount_fraud_rate" in wanted,
+            hour_risk="hour_fraud_rate" in wanted,
             keyed=any(tiers.values()),
         )
 
@@ -543,6 +547,7 @@ class Featurizer:
         "amounts",
         "devices",
         "hashes",
+        "hours",
         "ips",
         "merchants",
         "newest",
@@ -568,6 +573,8 @@ class Featurizer:
         self.merchants: dict[str, KeyState] = {}
         # Labels by amount (`amount_bucket`): [labels, frauds, event time of the last], decayed.
         self.amounts: dict[int, list[float]] = {}
+        # Labels by the local hour of day (0-23), the same way.
+        self.hours: dict[int, list[float]] = {}
         self.devices: dict[str, KeyState] = {}
         self.ips: dict[str, KeyState] = {}
         self.hashes: dict[str, int] = {}
@@ -633,6 +640,8 @@ class Featurizer:
             self._keyed(state, tx, t, amount, v)
         if plan.amount_risk:
             v["amount_fraud_rate"] = _amount_risk(self.amounts, amount_bucket(amount), t)
+        if plan.hour_risk:
+            v["hour_fraud_rate"] = _amount_risk(self.hours, tx.timestamp.hour, t)
         if plan.merchant_risk:
             m = self.merchants.get(tx.merchant_id)
             if m is None or m.labels is None:
@@ -817,16 +826,19 @@ class Featurizer:
         event_time: float,
         is_fraud: bool,
         amount: float | None = None,
+        hour: int | None = None,
         *,
         merchant: bool = True,
     ) -> None:
-        """A label on one of `merchant_id`'s transactions (of `amount`, if given) became
-        known at `event_time` (epoch seconds, event time). Merchant risk (unless not
-        `merchant`: a replay into a merchant that holds it already) and the amount's fraud
-        rate count it from then on, never before: a label known "in the future" of a
-        transaction cannot inform its score."""
+        """A label on one of `merchant_id`'s transactions (of `amount`, at local `hour`, if
+        given) became known at `event_time` (epoch seconds, event time). Merchant risk
+        (unless not `merchant`: a replay into a merchant that holds it already) and the
+        amount's and hour's fraud rates count it from then on, never before: a label known
+        "in the future" of a transaction cannot inform its score."""
         if amount is not None:
             _learn_amount(self.amounts, amount_bucket(amount), event_time, is_fraud)
+        if hour is not None:
+            _learn_amount(self.hours, hour, event_time, is_fraud)
         if not merchant:
             return
         m = self.merchants.get(merchant_id)
@@ -850,6 +862,7 @@ class Featurizer:
         event_time: float,
         is_fraud: bool,
         amount: float | None = None,
+        hour: int | None = None,
         *,
         merchant: bool = True,
     ) -> None:
@@ -857,9 +870,12 @@ class Featurizer:
         one has replaced (a chargeback reversed): the merchant's day bucket loses it, so a
         merchant is not said to have frauds that were overturned. One older than the kept
         buckets counts no more anyway. The amount's decayed rate loses what the label
-        weighs now (as if it had come in time order), never going below zero."""
+        weighs now (as if it had come in time order), never going below zero; the hour's
+        the same."""
         if amount is not None:
             _unlearn_amount(self.amounts, amount_bucket(amount), event_time, is_fraud)
+        if hour is not None:
+            _unlearn_amount(self.hours, hour, event_time, is_fraud)
         m = self.merchants.get(merchant_id) if merchant else None
         if m is None or m.labels is None:
             return

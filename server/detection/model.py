@@ -72,6 +72,7 @@ MODEL_FEATURES: frozenset[str] = frozenset(
         "merchant_frauds_30d",
         "amount_fraud_rate",
         "merchant_fraud_run",
+        "hour_fraud_rate",
     )
 )
 TINY_AMOUNT = 5.0
@@ -186,6 +187,7 @@ FEATURE_LABELS: dict[str, str] = {
     "amount_risk": "fraud rate among labelled transactions of about this amount",
     "log_merchant_fraud_run": "log fraud labels on this merchant since its last legitimate one",
     "round_amount": "a whole amount of 20 or more",
+    "hour_risk": "fraud rate among labelled transactions at this hour of the day",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_LABELS)
 FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:8]
@@ -268,7 +270,7 @@ _ZERO_RULES_LOGIT = rules_logit(0.0)
 # to predict (on the loop) or to learn (on the trainer's thread). Values added later go at
 # the end, as 4-byte floats whose "unknown" is 0.0: an older entry then reads as this one's
 # first bytes followed by zeros.
-_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI ffffff")
+_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI fffffff")
 _LOGIT = struct.Struct("<d")
 _RAW_SIZE = _RAW.size
 _pack_logit = _LOGIT.pack
@@ -284,6 +286,8 @@ _EARLIER_RAW: dict[str, str] = {
     # the round-amount input (from the raw values already kept).
     "m1+188af7cc": "<Iddddd bbbbb IIIb Id ddI fffff",
     "m1+741ad7a6": "<Iddddd bbbbb IIIb Id ddI ffffff",
+    # Session 15 added the hour's fraud rate.
+    "m1+5f146e3d": "<Iddddd bbbbb IIIb Id ddI ffffff",
 }
 """Feature sets before this one and their raw values: what a transaction remembered then
 makes this model's inputs too (the values added since read as unknown), but its logit was
@@ -369,6 +373,7 @@ def capture(
         _fraud_rate(get("merchant_frauds_30d"), get("merchant_labels_30d")),
         get("amount_fraud_rate") or 0.0,
         float(get("merchant_fraud_run") or 0),
+        get("hour_fraud_rate") or 0.0,
     )
 
 
@@ -385,7 +390,7 @@ def inputs(raw: bytes) -> list[float]:
         history, amount, mean, std, distance, elapsed, local_hour,
         new_merchant, new_country, new_device, first_device,
         tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
-        since_prev, merchant_2d, merchant_7d, merchant_30d, amount_risk, run,
+        since_prev, merchant_2d, merchant_7d, merchant_30d, amount_risk, run, hour_risk,
     ) = _unpack(raw)  # fmt: skip
     ratio = amount / mean if history and mean > 0 else -1.0  # -1: unknown (0 is a $0 payment)
     log_ratio = _log(max(ratio, 1e-3)) if ratio >= 0 else 0.0
@@ -447,6 +452,7 @@ def inputs(raw: bytes) -> list[float]:
     # gift cards) picks round ones; everyday prices have cents. Whole amounts under 20 (a
     # coffee, a bus fare) are too common to say anything.
     x.append(1.0 if amount >= ROUND_AMOUNT_FROM and amount == int(amount) else 0.0)
+    x.append(hour_risk)
     return x
 
 
@@ -948,7 +954,7 @@ def _shown(name: str, value: float) -> str:
         return _deviations(value)
     if name == "log_amount":  # to the cent: a card test's 0.40 is not an amount of 0
         return f"amount: {math.expm1(value):,.2f}"
-    if name.startswith("merchant_fraud_") or name == "amount_risk":
+    if name.startswith("merchant_fraud_") or name in ("amount_risk", "hour_risk"):
         return f"{label}: {value:.1%}"
     if name == "rules_logit":
         return f"rules' combined score {sigmoid(value):.2f}"

@@ -235,14 +235,16 @@ def encode_frames(
                     marked["labels"] = progress.labels
                 yield _frame({"kind": kind, "items": items, **marked})
     amounts = [[bucket, *counts] for bucket, counts in featurizer.amounts.items()]
+    hours = [[hour, *counts] for hour, counts in featurizer.hours.items()]
     end: dict[str, Any] = {
         "end": True,
         "newest": featurizer.newest,
         "next_sweep": featurizer.next_sweep,
         "amounts": amounts,
+        "hours": hours,
     }
     if progress is not None:
-        end["labels"] = progress.labels  # what the amounts hold
+        end["labels"] = progress.labels  # what the amounts and the hours hold
     yield _frame(end)
 
 
@@ -342,8 +344,12 @@ def restore(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None)
             int(bucket): [float(labels), float(frauds), float(last)]
             for bucket, labels, frauds, last in end.get("amounts", ())
         }
+        featurizer.hours = {
+            int(hour): [float(labels), float(frauds), float(last)]
+            for hour, labels, frauds, last in end.get("hours", ())
+        }
     except (TypeError, ValueError) as exc:
-        raise SnapshotError(f"snapshot amount labels are damaged: {exc}") from None
+        raise SnapshotError(f"snapshot amount or hour labels are damaged: {exc}") from None
     featurizer.newest = float(end["newest"])
     featurizer.next_sweep = float(end["next_sweep"])
     return Restored(sum(len(states) for states in restored.values()), marks, labels)
