@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 import random
+import statistics
 import zlib
 from decimal import Decimal
 from typing import Any
@@ -437,6 +439,32 @@ def test_the_hours_fraud_rate_counts_the_labels_known_at_that_local_hour() -> No
     again = make_tx(120 + 30 * DAY)
     again.timestamp = again.timestamp.astimezone(late)
     assert process_one(fz, again).hour_fraud_rate == pytest.approx(1.0 / 2.5, rel=1e-4)
+
+
+def test_the_amount_is_measured_against_its_mccs_usual_amounts() -> None:
+    # Sparkov-style fraud at a fuel station charges about 10 where fuel runs 60-70: ordinary
+    # for the card, unusual for the category. Every account's transactions count.
+    fz = Featurizer(["mcc_amount_z"])
+    amounts = [55.0, 60.0, 65.0, 70.0, 75.0] * 6
+    seen = [
+        process_one(fz, make_tx(60 * i, amount=Decimal(f"{a:.2f}"), mcc="5541",
+                                account_id=f"acct-{i}"))
+        for i, a in enumerate(amounts)
+    ]  # fmt: skip
+    assert [v.mcc_amount_z for v in seen] == [None] * 30  # under 30 earlier: unknown
+    logs = [math.log1p(a) for a in amounts]
+    mean, sd = statistics.fmean(logs), statistics.stdev(logs)
+    low = process_one(fz, make_tx(3600, amount=Decimal("10.00"), mcc="5541"))
+    assert low.mcc_amount_z == pytest.approx((math.log1p(10.0) - mean) / sd, rel=1e-9)
+    assert low.mcc_amount_z < -5
+    # Learnt after it is measured: the next one sees 31.
+    usual = process_one(fz, make_tx(3660, amount=Decimal("65.00"), mcc="5541"))
+    logs.append(math.log1p(10.0))
+    assert usual.mcc_amount_z == pytest.approx(
+        (math.log1p(65.0) - statistics.fmean(logs)) / statistics.stdev(logs), rel=1e-9
+    )
+    assert process_one(fz, make_tx(3720, amount=Decimal("10.00"))).mcc_amount_z is None
+    assert process_one(fz, make_tx(3780, amount=Decimal("10.00"), mcc="5411")).mcc_amount_z is None
 
 
 def test_idle_keys_are_evicted_by_event_time() -> None:

@@ -290,6 +290,7 @@ def test_rules_from_the_reader_give_the_verdicts_of_one_process(
         named = [dict(zip(FEATURE_NAMES, inputs(raw), strict=True)) for *_, raw in one.seen if raw]
         assert any(x["merchant_fraud_30d"] for x in named)
         assert any(x["hour_risk"] for x in named)  # the labels' hours, learnt in both
+        assert any(x["mcc_amount_dev"] for x in named)  # each MCC's amounts, in both
         assert any(x["flagged_1h"] for x in named)
     # What makes the comparison worth something: labels were revealed (merchant risk in the
     # reader, the model here) and, with a model, it scored; with lists, they decided some.

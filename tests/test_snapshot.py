@@ -232,11 +232,13 @@ def test_model_memory_of_earlier_inputs_is_learnt_without_its_logit(
     assert all(scored_logit(raw) is None for raw in fresh.model.remembered.values())
     # The inputs made of the values it had are as before; those added since are unknown.
     added = {
-        "m1+e7244f76": ["amount_risk", "log_merchant_fraud_run", "hour_risk"],
-        "m1+99dcd961": ["amount_risk", "log_merchant_fraud_run", "hour_risk"],
-        "m1+188af7cc": ["log_merchant_fraud_run", "hour_risk"],
-        "m1+741ad7a6": ["hour_risk"],  # round_amount: made from the amount, which it had
-        "m1+5f146e3d": ["hour_risk"],
+        "m1+e7244f76": ["amount_risk", "log_merchant_fraud_run", "hour_risk", "mcc_amount_dev"],
+        "m1+99dcd961": ["amount_risk", "log_merchant_fraud_run", "hour_risk", "mcc_amount_dev"],
+        "m1+188af7cc": ["log_merchant_fraud_run", "hour_risk", "mcc_amount_dev"],
+        # round_amount: made from the amount, which it had
+        "m1+741ad7a6": ["hour_risk", "mcc_amount_dev"],
+        "m1+5f146e3d": ["hour_risk", "mcc_amount_dev"],
+        "m1+c7a32c63": ["mcc_amount_dev"],
     }[feature_set]
     new = [FEATURE_NAMES.index(name) for name in added]
     for (_, raw), (_, before) in zip(fresh.model.remembered.items(), items, strict=True):
@@ -283,6 +285,21 @@ def test_the_labels_by_amount_survive_a_restart() -> None:
     again = all_features()
     decode_into(again.featurizer, older)
     assert again.featurizer.amounts == {}
+
+
+def test_the_amounts_by_mcc_survive_a_restart() -> None:
+    det = all_features()
+    for tx in stream(200):
+        det.score(tx)
+    assert any(n >= 30 for n, _, _ in det.featurizer.mcc_amounts.values())
+    fresh = all_features()
+    decode_into(fresh.featurizer, encode(det.featurizer))
+    assert fresh.featurizer.mcc_amounts == det.featurizer.mcc_amounts
+    # A snapshot from before them starts them empty.
+    older = encode(det.featurizer).replace(b"\xabmcc_amounts", b"\xabignored_mcc", 1)
+    again = all_features()
+    decode_into(again.featurizer, older)
+    assert again.featurizer.mcc_amounts == {}
 
 
 def test_missing_snapshot_is_not_an_error(tmp_path: Path) -> None:

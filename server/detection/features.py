@@ -26,6 +26,10 @@ MAX_COUNTRIES = 256
 MAX_DEVICES = 32
 MAX_MCCS = 64
 MAX_DISTINCT_24H = 64
+MAX_MCC_STATS = 10_000
+"""MCCs whose amounts are kept (ISO 18245 has under 1,000): past it, a new one is unknown."""
+MCC_MIN_COUNT = 30
+"""Transactions an MCC needs before its amounts say what is usual for it."""
 HASH_CACHE = 200_000  # ids whose stable hash is remembered (a few MB at most)
 EARTH_RADIUS_KM = 6371.0088
 DEFAULT_TTL_S = 45 * DAY
@@ -103,6 +107,9 @@ def _catalogue() -> dict[str, str]:
         "amount (within 2.5 %), every merchant's, each label weighing half after 30 d",
         "hour_fraud_rate": "fraud labels over labels + 1 among transactions at this hour of "
         "the day (local_hour), every account's, each label weighing half after 30 d",
+        "mcc_amount_z": "standard deviations of log(1 + amount) from their mean among the "
+        "earlier transactions with this MCC, every account's; unknown without an MCC or "
+        "under 30 of them",
     }
     for entity, key in ENTITIES.items():
         needs = "" if key is None else f" (needs {key})"
@@ -351,6 +358,7 @@ class Plan:
     merchant_risk: bool
     amount_risk: bool
     hour_risk: bool
+    mcc_amounts: bool
     keyed: bool  # any bucket tier at all
 
     @classmethod
@@ -391,6 +399,7 @@ class Plan:
             merchant_risk=risk,
             amount_risk="amount_fraud_rate" in wanted,
             hour_risk="hour_fraud_rate" in wanted,
+            mcc_amounts="mcc_amount_z" in wanted,
             keyed=any(tiers.values()),
         )
 
@@ -441,6 +450,29 @@ def _unlearn_amount(amounts: dict[int, list[float]], bucket: int, t: float, is_f
     counts[0] = max(labels - weight, 0.0)
     if is_fraud:
         counts[1] = max(frauds - weight, 0.0)
+
+
+def _mcc_amount_z(stats: dict[str, list[float]], mcc: str, amount: float) -> float | None:
+    """How unusual `amount` is for `mcc` (its z-score in log(1 + amount) against the MCC's
+    earlier transactions, None under MCC_MIN_COUNT of them), then `amount` learnt. A $10
+    fuel purchase where fuel runs $60 is as unusual as a $300 one: fraud at a category
+    picks its own amounts, whoever the card's holder is."""
+    x = log1p(amount) if amount > 0 else 0.0
+    s = stats.get(mcc)
+    if s is None:
+        if len(stats) >= MAX_MCC_STATS:
+            return None
+        s = stats[mcc] = [0.0, 0.0, 0.0]
+    n, mean, m2 = s
+    z: float | None = None
+    if n >= MCC_MIN_COUNT:
+        sd = sqrt(m2 / (n - 1))
+        z = (x - mean) / sd if sd > 0 else 0.0
+    n += 1.0
+    delta = x - mean
+    mean += delta / n
+    s[0], s[1], s[2] = n, mean, m2 + delta * (x - mean)
+    return z
 
 
 def _amount_risk(amounts: dict[int, list[float]], bucket: int, t: float) -> float:
@@ -549,6 +581,7 @@ class Featurizer:
         "hashes",
         "hours",
         "ips",
+        "mcc_amounts",
         "merchants",
         "newest",
         "next_sweep",
@@ -575,6 +608,9 @@ class Featurizer:
         self.amounts: dict[int, list[float]] = {}
         # Labels by the local hour of day (0-23), the same way.
         self.hours: dict[int, list[float]] = {}
+        # Per MCC, log(1 + amount) of every transaction so far: [count, mean, sum of squares
+        # of deviations] (Welford).
+        self.mcc_amounts: dict[str, list[float]] = {}
         self.devices: dict[str, KeyState] = {}
         self.ips: dict[str, KeyState] = {}
         self.hashes: dict[str, int] = {}
@@ -642,6 +678,10 @@ class Featurizer:
             v["amount_fraud_rate"] = _amount_risk(self.amounts, amount_bucket(amount), t)
         if plan.hour_risk:
             v["hour_fraud_rate"] = _amount_risk(self.hours, tx.timestamp.hour, t)
+        if plan.mcc_amounts:
+            v["mcc_amount_z"] = (
+                None if tx.mcc is None else _mcc_amount_z(self.mcc_amounts, tx.mcc, amount)
+            )
         if plan.merchant_risk:
             m = self.merchants.get(tx.merchant_id)
             if m is None or m.labels is None:

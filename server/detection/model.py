@@ -73,6 +73,7 @@ MODEL_FEATURES: frozenset[str] = frozenset(
         "amount_fraud_rate",
         "merchant_fraud_run",
         "hour_fraud_rate",
+        "mcc_amount_z",
     )
 )
 TINY_AMOUNT = 5.0
@@ -188,6 +189,7 @@ FEATURE_LABELS: dict[str, str] = {
     "log_merchant_fraud_run": "log fraud labels on this merchant since its last legitimate one",
     "round_amount": "a whole amount of 20 or more",
     "hour_risk": "fraud rate among labelled transactions at this hour of the day",
+    "mcc_amount_dev": "standard deviations of the amount from the usual for its MCC",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_LABELS)
 FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:8]
@@ -270,7 +272,7 @@ _ZERO_RULES_LOGIT = rules_logit(0.0)
 # to predict (on the loop) or to learn (on the trainer's thread). Values added later go at
 # the end, as 4-byte floats whose "unknown" is 0.0: an older entry then reads as this one's
 # first bytes followed by zeros.
-_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI fffffff")
+_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI ffffffff")
 _LOGIT = struct.Struct("<d")
 _RAW_SIZE = _RAW.size
 _pack_logit = _LOGIT.pack
@@ -288,6 +290,8 @@ _EARLIER_RAW: dict[str, str] = {
     "m1+741ad7a6": "<Iddddd bbbbb IIIb Id ddI ffffff",
     # Session 15 added the hour's fraud rate.
     "m1+5f146e3d": "<Iddddd bbbbb IIIb Id ddI ffffff",
+    # Then how unusual the amount is for its MCC.
+    "m1+c7a32c63": "<Iddddd bbbbb IIIb Id ddI fffffff",
 }
 """Feature sets before this one and their raw values: what a transaction remembered then
 makes this model's inputs too (the values added since read as unknown), but its logit was
@@ -374,7 +378,13 @@ def capture(
         get("amount_fraud_rate") or 0.0,
         float(get("merchant_fraud_run") or 0),
         get("hour_fraud_rate") or 0.0,
+        _mcc_distance(get("mcc_amount_z")),
     )
+
+
+def _mcc_distance(z: float | None) -> float:
+    """The MCC's z-score as kept: its distance either side, at most 10; unknown is 0."""
+    return 0.0 if z is None else min(abs(z), 10.0)
 
 
 def _fraud_rate(frauds: int | None, labels: int | None) -> float:
@@ -391,6 +401,7 @@ def inputs(raw: bytes) -> list[float]:
         new_merchant, new_country, new_device, first_device,
         tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
         since_prev, merchant_2d, merchant_7d, merchant_30d, amount_risk, run, hour_risk,
+        mcc_dev,
     ) = _unpack(raw)  # fmt: skip
     ratio = amount / mean if history and mean > 0 else -1.0  # -1: unknown (0 is a $0 payment)
     log_ratio = _log(max(ratio, 1e-3)) if ratio >= 0 else 0.0
@@ -453,6 +464,7 @@ def inputs(raw: bytes) -> list[float]:
     # coffee, a bus fare) are too common to say anything.
     x.append(1.0 if amount >= ROUND_AMOUNT_FROM and amount == int(amount) else 0.0)
     x.append(hour_risk)
+    x.append(mcc_dev)
     return x
 
 

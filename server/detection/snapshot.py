@@ -236,12 +236,14 @@ def encode_frames(
                 yield _frame({"kind": kind, "items": items, **marked})
     amounts = [[bucket, *counts] for bucket, counts in featurizer.amounts.items()]
     hours = [[hour, *counts] for hour, counts in featurizer.hours.items()]
+    mccs = [[mcc, *stats] for mcc, stats in featurizer.mcc_amounts.items()]
     end: dict[str, Any] = {
         "end": True,
         "newest": featurizer.newest,
         "next_sweep": featurizer.next_sweep,
         "amounts": amounts,
         "hours": hours,
+        "mcc_amounts": mccs,
     }
     if progress is not None:
         end["labels"] = progress.labels  # what the amounts and the hours hold
@@ -348,8 +350,12 @@ def restore(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None)
             int(hour): [float(labels), float(frauds), float(last)]
             for hour, labels, frauds, last in end.get("hours", ())
         }
+        featurizer.mcc_amounts = {
+            str(mcc): [float(n), float(mean), float(m2)]
+            for mcc, n, mean, m2 in end.get("mcc_amounts", ())
+        }
     except (TypeError, ValueError) as exc:
-        raise SnapshotError(f"snapshot amount or hour labels are damaged: {exc}") from None
+        raise SnapshotError(f"snapshot amount, hour or MCC figures are damaged: {exc}") from None
     featurizer.newest = float(end["newest"])
     featurizer.next_sweep = float(end["next_sweep"])
     return Restored(sum(len(states) for states in restored.values()), marks, labels)
