@@ -39,7 +39,7 @@ and per category and hour, the share of frauds each one alerts and puts in a day
 
 Writes benchmarks/results/sparkov-<UTC>.json. scikit-learn is the `bench` extra.
 
-    .venv/bin/python benchmarks/sparkov.py --keep /tmp/sp      # ~6 minutes, ~0.9 M rows
+    .venv/bin/python benchmarks/sparkov.py --keep /tmp/sp --no-location  # 3-6 min, 0.9 M rows
 """
 
 from __future__ import annotations
