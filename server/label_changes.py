@@ -1,5 +1,6 @@
-"""Label changes into merchant risk and the amount's and hour's fraud rates, in the store's order, each
-once; and at start, the changes the restored detector snapshot had not taken in.
+"""Label changes into merchant risk and the amount's and the hour's fraud rates, in the
+store's order, each once; and at start, the changes the restored detector snapshot had not
+taken in.
 
 The store logs every change of a transaction's label in the commit that makes it
 (`Store.label_changes_after`). Merchant risk (`merchant_frauds_7d`, …) and the amount's fraud

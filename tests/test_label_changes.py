@@ -112,7 +112,9 @@ def _risk(featurizer: Featurizer) -> tuple[object, ...]:
         for key, state in featurizer.merchants.items()
         if state.labels is not None
     }
-    return merchants, {bucket: list(counts) for bucket, counts in featurizer.amounts.items()}
+    amounts = {bucket: list(counts) for bucket, counts in featurizer.amounts.items()}
+    hours = {hour: list(counts) for hour, counts in featurizer.hours.items()}
+    return merchants, amounts, hours
 
 
 async def test_a_snapshot_written_while_labels_came_replays_each_part_what_it_lacks(
