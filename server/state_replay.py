@@ -210,6 +210,9 @@ class _Apply:
         self.devices = keys.get("devices", {})
         self.ips = keys.get("ips", {})
         self.flags = keys.get("account_flags", {})
+        # The MCCs' running amounts (the end frame's) hold every transaction up to this.
+        self.end = 0 if marks is None else marks.end
+        self.mccs = marks is not None
         # Past every mark (all found), a transaction is new to all its keys: no lookups.
         found = [p for p in positions if p is not None]
         self.beyond = max(found) if len(found) == len(positions) else None
@@ -246,11 +249,32 @@ class _Apply:
                 )
                 if before(keys, key, position)
             ]
+            if len(held) == 2 + (tx.device_id is not None) + (tx.ip is not None):
+                skipped += 1  # every key holds it already
+                continue
+            # Scored before the end frame was encoded: the MCC's amounts hold it already.
+            mcc = tx.mcc if self.mccs and self._mcc_holds(position) else None
+            kept = None if mcc is None else self._mcc_stats(mcc)
             if not held:
                 detector.relearn(tx, t, flags=not before(self.flags, tx.account_id, position))
-            elif len(held) < 2 + (tx.device_id is not None) + (tx.ip is not None):
+            else:
                 partly += 1
                 detector.relearn(tx, t, held=held)
-            else:
-                skipped += 1  # every key holds it already
+            if mcc is not None:
+                self._put_mcc_stats(mcc, kept)
         return _Done(partly, skipped, damaged)
+
+    def _mcc_holds(self, position: int) -> bool:
+        mark = self.positions[self.end]
+        return mark is None or position <= mark
+
+    def _mcc_stats(self, mcc: str) -> list[float] | None:
+        stats = self.detector.featurizer.mcc_amounts.get(mcc)
+        return None if stats is None else list(stats)
+
+    def _put_mcc_stats(self, mcc: str, stats: list[float] | None) -> None:
+        mccs = self.detector.featurizer.mcc_amounts
+        if stats is None:
+            mccs.pop(mcc, None)
+        else:
+            mccs[mcc] = stats

@@ -52,6 +52,7 @@ def stream(n: int, seed: int = 7) -> list[Transaction]:
                 lon=rng.uniform(-100, 100),
                 device_id=rng.choice(("d-1", "d-2", "d-3", None)),
                 ip=rng.choice(("10.0.0.1", "10.0.0.2", None)),
+                mcc=rng.choice(("5411", "5812", None)),
             )
         )
     return out

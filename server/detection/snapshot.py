@@ -89,6 +89,15 @@ class Marks:
     keys: dict[str, dict[str, int]] = field(
         default_factory=lambda: {kind: {} for kind in MARKED_KINDS}
     )
+    # The end frame's mark (an index into `marks`): what the MCCs' amounts hold, a running
+    # figure of every transaction, not of a key. 0, the header's, in a file without it.
+    end: int = 0
+
+    def add_end(self, mark: object) -> None:
+        found = _mark(mark)
+        if found != self.marks[-1]:
+            self.marks.append(found)
+        self.end = len(self.marks) - 1
 
     def add(self, mark: object, kind: str, keys: Iterator[str]) -> None:
         """A frame's `mark` for its `keys` of `kind`."""
@@ -246,6 +255,7 @@ def encode_frames(
         "mcc_amounts": mccs,
     }
     if progress is not None:
+        end["through"] = progress.mark()  # the transactions the MCCs' amounts hold
         end["labels"] = progress.labels  # what the amounts and the hours hold
     yield _frame(end)
 
@@ -316,6 +326,8 @@ def restore(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None)
                 labels.merchants.update(dict.fromkeys(body["states"], mark))
     if end is None:
         raise SnapshotError("snapshot is truncated: no end frame")
+    if marks is not None and "through" in end:
+        marks.add_end(end["through"])
     if labels is not None:
         labels.amounts = _label_mark(end.get("labels"))
     remembered = flags = None
