@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 
 from server.detection.features import (
+    FEATURE_FIELDS,
     FEATURES,
     MAX_DEVICES,
     MAX_MERCHANTS,
     MAX_RECENT,
     AccountState,
     Featurizer,
+    Value,
     haversine_km,
     stable_hash,
 )
@@ -517,3 +519,43 @@ def test_merchant_risk_cache_matches_counting_afresh() -> None:
             got = process_one(cached, make_tx(when, merchant_id="shop")).named(names)
             want = process_one(fresh, make_tx(when, merchant_id="shop")).named(names)
             assert got == want
+
+
+def _features_of(stream: list[dict[str, Any]]) -> list[dict[str, Value]]:
+    fz = Featurizer(FEATURES)
+    out = []
+    for i, fields in enumerate(stream):
+        tx = make_tx(i * 97.0, **fields)
+        fz.learn_label(tx.merchant_id, tx.timestamp.timestamp(), i % 3 == 0, 40.0, 12)
+        out.append(fz.values_one(tx))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("field", "one", "other"),
+    [
+        ("account_id", lambda i: f"a{i % 2}", lambda i: f"a{i % 3}"),
+        ("merchant_id", lambda i: f"m{i % 2}", lambda i: f"m{i % 4}"),
+        ("amount", lambda i: Decimal(3 + i), lambda i: Decimal(3 + i * i)),
+        ("mcc", lambda i: "5411", lambda i: f"54{i % 3}"),
+        ("country", lambda i: "FR", lambda i: ("FR", "DE")[i % 2]),
+        ("lat", lambda i: 48.0, lambda i: 48.0 + i),
+        ("lon", lambda i: 2.0, lambda i: 2.0 + 3 * i),
+        ("device_id", lambda i: "d1", lambda i: f"d{i % 3}"),
+        ("ip", lambda i: "10.0.0.1", lambda i: f"10.0.0.{i % 3}"),
+    ],
+)
+def test_feature_fields_name_every_field_a_feature_changes_with(
+    field: str, one: Any, other: Any
+) -> None:
+    # What a backtest's rule note tells the user to check: a feature that moves when only
+    # `field` changes must list it.
+    base = {"lat": 48.0, "lon": 2.0, "mcc": "5411", "country": "FR", "device_id": "d1"}
+    base |= {"ip": "10.0.0.1"}
+    a = _features_of([base | {field: one(i)} for i in range(40)])
+    b = _features_of([base | {field: other(i)} for i in range(40)])
+    moved = {
+        name for x, y in zip(a, b, strict=True) for name in FEATURES if x.get(name) != y.get(name)
+    }
+    assert moved, f"changing {field} moved no feature: the test does not exercise it"
+    assert sorted(n for n in moved if field not in FEATURE_FIELDS[n]) == []

@@ -127,6 +127,49 @@ FEATURES: dict[str, str] = _catalogue()
 """Every feature name a rule or the model may use, with what it means."""
 
 
+def _fields() -> dict[str, tuple[str, ...]]:
+    acct, ts = "account_id", "timestamp"
+    travel = (acct, ts, "lat", "lon")  # "located": a transaction with both
+    merchant_labels = ("merchant_id", ts)
+    names: dict[str, tuple[str, ...]] = {
+        "amount": ("amount",),
+        "local_hour": (ts,),
+        "history": (acct,),
+        "mean": (acct, "amount"),
+        "std": (acct, "amount"),
+        "amount_ratio": (acct, "amount"),
+        "amount_z": (acct, "amount"),
+        "since_prev_s": (acct, ts),
+        "distance_km": travel,
+        "elapsed_s": travel,
+        "speed_kmh": travel,
+        "is_new_merchant": (acct, "merchant_id"),
+        "is_new_country": (acct, "country"),
+        "is_new_device": (acct, "device_id"),
+        "is_new_mcc": (acct, "mcc"),
+        "distinct_merchants_24h": (acct, ts, "merchant_id"),
+        "distinct_countries_24h": (acct, ts, "country"),
+        "account_count_1m": (acct, ts),
+        "account_small_count_10m": (acct, ts, "amount"),
+        "amount_fraud_rate": ("amount", ts),
+        "hour_fraud_rate": (ts,),
+        "mcc_amount_z": ("mcc", "amount"),
+    }
+    for name in FEATURES:
+        if name.startswith("merchant_") and not name.startswith(("merchant_count", "merchant_sum")):
+            names[name] = merchant_labels
+    for entity, key in ENTITIES.items():
+        keyed = (key or f"{entity}_id", ts)
+        for window in WINDOWS:
+            names[f"{entity}_count_{window}"] = keyed
+            names[f"{entity}_sum_{window}"] = (*keyed, "amount")
+    return names
+
+
+FEATURE_FIELDS: dict[str, tuple[str, ...]] = _fields()
+"""The transaction fields each feature is computed from: where to look when one misleads."""
+
+
 def stable_hash(text: str) -> int:
     """Same value in every process (unlike `hash()`), so snapshots survive a restart.
 
