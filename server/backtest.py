@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from server.backtest_report import build_report, summary_lines, write_report
+from server.backtest_report import build_report, rule_facts, summary_lines, write_report
 from server.detection.detector import Detector, RulesHalf
 from server.detection.model import ModelSlot, OnlineLogit
 from server.detection.verdict import Scored
@@ -310,7 +310,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 k=args.k,
                 review_threshold=detector.review_threshold,
                 block_threshold=detector.block_threshold,
-                meta=_meta(args, detector, outcome, errors, late, delay),
+                meta=_meta(args, options, detector, outcome, errors, late, delay),
+                facts=rule_facts(_built(detector).ruleset),
             )
         total_s, cpu_s = time.perf_counter() - started, cpu_seconds() - cpu_started
         n = len(outcome.scores)
@@ -445,8 +446,17 @@ def _valid(source: Source | ReadAhead, errors: RowErrors, progress: Progress) ->
     errors.notes = source.notes()
 
 
+def _built(detector: BacktestScorer) -> Detector:
+    """The `Detector` behind `detector`: itself, or the one a `RulesFrom` applies."""
+    if isinstance(detector, RulesFrom):
+        return detector.detector
+    assert isinstance(detector, Detector)
+    return detector
+
+
 def _meta(
     args: argparse.Namespace,
+    options: SourceOptions,
     detector: Scorer,
     outcome: Outcome,
     errors: RowErrors,
@@ -462,6 +472,7 @@ def _meta(
         "unlabelled_rows": outcome.labels.count(-1),
         "out_of_order_rows": late,
         "label_column": args.label,
+        "mapping": dict(options.mapping),
         "label_delay_s": delay.total_seconds(),
         "timezone": args.timezone,
         "rules_version": detector.rules_version,

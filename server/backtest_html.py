@@ -33,6 +33,8 @@ tr.mark td { background: #fef3c7; }
 svg { display: block; margin: .5rem 0; max-width: 100%; height: auto; }
 svg text { font: 11px system-ui, sans-serif; fill: #374151; }
 .note { color: #4b5563; font-size: .9rem; max-width: 75ch; }
+.warn { background: #fef3c7; border-left: 3px solid #d97706; padding: .4rem .7rem;
+        max-width: 75ch; }
 .legend span { display: inline-block; margin-right: 1rem; font-size: .85rem; }
 .legend i { display: inline-block; width: .8rem; height: .8rem; margin-right: .3rem;
             vertical-align: -1px; border-radius: 2px; }
@@ -304,9 +306,13 @@ def render(report: dict[str, Any]) -> str:
     by_sole = sorted(rules, key=lambda r: (-r["sole_reason_frauds"], r["code"]))
     sole_max = max([r["sole_reason_frauds"] for r in rules] + [1])
     throughput = report.get("throughput") or {}
+    notes = report.get("notes", [])
+    noted = {n["code"] for n in notes}
     sections = [
         f"<h1>Backtest report</h1><p class='sub'>{_e(subtitle)}</p>",
         _cards(report),
+        *(["<h2>Rules to check</h2>"] if notes else []),
+        *(f"<p class='warn'>{_e(n['text'])}</p>" for n in notes),
         "<h2>Precision–recall curve</h2>",
         _pr_chart(report),
         "<p class='note'>Every transaction scoring at or above a threshold is flagged; the curve "
@@ -404,6 +410,7 @@ def render(report: dict[str, Any]) -> str:
                 ]
                 for r in rules
             ],
+            [r["code"] in noted for r in rules],
         ),
         "<h2>Run</h2>",
         _table(

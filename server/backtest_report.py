@@ -6,11 +6,13 @@ import datetime as dt
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from itertools import compress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from server.detection.features import FEATURE_FIELDS
 from server.metrics_offline import (
     Groups,
     average_precision_of_groups,
@@ -22,14 +24,56 @@ from server.metrics_offline import (
     roc_auc_of_groups,
     score_groups,
 )
+from server.transactions import Transaction
 from server.wording import counted
 
 if TYPE_CHECKING:
     from server.backtest import Outcome
+    from server.detection.rules import RuleSet
 
 MAX_CURVE_POINTS = 400
 SWEEP = (0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, 0.9)
 ALERT = 1  # decision index at or above which a transaction raised an alert
+# A rule is worth a note when both hold (docs/backtest.md#rules-that-flood):
+FLOOD_SHARE = 0.01
+"""It fires on at least this share of the labelled transactions: at card fraud rates
+(0.1-2 %) that is about as many transactions as the file has frauds, or more."""
+FLOOD_SHORTFALL = 2.0
+"""Its precision is under its score divided by this. A rule's score is the pack's claim of
+how often a transaction it fires on is fraud (rulepacks/default.toml): right half as often,
+the rule ranks every transaction it fires on at least twice too high."""
+DOCS_NOTE = "docs/backtest.md#rules-that-flood"
+# account_id and timestamp feed most features: named last, after the fields that set a
+# rule apart (impossible_travel: lat, lon).
+_COMMON_FIELDS = ("account_id", "timestamp")
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFacts:
+    """What a rule pack declares of a reason code: its score, and the transaction fields
+    its features are computed from."""
+
+    score: float
+    fields: tuple[str, ...]
+
+
+def rule_facts(ruleset: RuleSet) -> dict[str, RuleFacts]:
+    """Per reason code of `ruleset`'s rules and lists, its `RuleFacts`."""
+    facts: dict[str, RuleFacts] = {}
+    for rule in ruleset.rules:
+        fields = {f for feature in rule.features for f in FEATURE_FIELDS[feature]}
+        facts[rule.name] = RuleFacts(rule.score, _ordered(fields))
+    for action, score in (("block", 1.0), ("allow", 0.0)):
+        fields = {lst.field for lst in ruleset.lists if lst.action == action}
+        if fields:
+            facts[f"{action}_list"] = RuleFacts(score, _ordered(fields))
+    return facts
+
+
+def _ordered(fields: set[str]) -> tuple[str, ...]:
+    """In the transaction's own order, account_id and timestamp last."""
+    order = [f for f in Transaction.__struct_fields__ if f not in _COMMON_FIELDS]
+    return tuple(f for f in (*order, *_COMMON_FIELDS) if f in fields)
 
 
 def _r(value: float | None, places: int = 4) -> float | None:
@@ -47,8 +91,12 @@ def build_report(
     review_threshold: float,
     block_threshold: float,
     meta: dict[str, Any],
+    facts: Mapping[str, RuleFacts] | None = None,
 ) -> dict[str, Any]:
-    """Everything the JSON and HTML reports show, from the labelled transactions only."""
+    """Everything the JSON and HTML reports show, from the labelled transactions only.
+
+    `facts` (`rule_facts`): what the rule pack says of each reason code, for the rules
+    table and the notes on rules that flood the file."""
     labelled = [label >= 0 for label in outcome.labels]
     scores = list(compress(outcome.scores, labelled))
     labels = list(compress(outcome.labels, labelled))
@@ -79,6 +127,7 @@ def build_report(
         "alert_recall": _ratio(caught, frauds),
         "blocks": decisions.count(2),
     }
+    rules = _rules(outcome, labelled, facts or {})
     return {
         "meta": {
             **meta,
@@ -93,7 +142,8 @@ def build_report(
         "per_day": per_day,
         "pr_curve": _curve(groups),
         "thresholds": _sweep(groups, len(per_day), review_threshold, block_threshold),
-        "rules": _rules(outcome, labelled),
+        "rules": rules,
+        "notes": rule_notes(rules, overall, meta.get("mapping", {})),
     }
 
 
@@ -175,7 +225,9 @@ def _sweep(groups: Groups, n_days: int, review: float, block: float) -> list[dic
     ]
 
 
-def _rules(outcome: Outcome, labelled: Sequence[bool]) -> list[dict[str, Any]]:
+def _rules(
+    outcome: Outcome, labelled: Sequence[bool], facts: Mapping[str, RuleFacts]
+) -> list[dict[str, Any]]:
     """Per reason code: how often it fired, how often rightly, and frauds only it flagged.
 
     "Only it caught" = fraudulent transactions that raised an alert with this rule as the
@@ -208,9 +260,67 @@ def _rules(outcome: Outcome, labelled: Sequence[bool]) -> list[dict[str, Any]]:
             "alert_precision": _ratio(alert_frauds, alerts),
             "frauds_flagged": alert_frauds,
             "sole_reason_frauds": sole,
+            **(
+                {"score": facts[code].score, "fields": list(facts[code].fields)}
+                if code in facts
+                else {}
+            ),
         }
         for code, (fired, fired_frauds, alerts, alert_frauds, sole) in ranked
     ]
+
+
+def rule_notes(
+    rules: Sequence[dict[str, Any]], overall: dict[str, Any], mapping: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """A note per rule that fires on a large share of the file far less rightly than its
+    score claims: most often a column that means something else in this file than the
+    rule assumes. Rules without a declared score (the model) get none."""
+    n, rate = overall["transactions"], overall["fraud_rate"]
+    notes = []
+    for r in rules:
+        score, precision = r.get("score"), r["precision"]
+        if score is None or precision is None or not n or r["fired"] < FLOOD_SHARE * n:
+            continue
+        if precision * FLOOD_SHORTFALL >= score:
+            continue
+        share = r["fired"] / n
+        read = _fields_read(r["fields"], mapping)
+        text = (
+            f"{r['code']} fired on {share:.1%} of transactions ({r['fired']:,}) at precision "
+            f"{precision:.2g}, against its score of {score:g} (the file's fraud rate is "
+            f"{(rate or 0):.2g}): it reads {read}; check what those columns mean in this file "
+            f"({DOCS_NOTE})"
+        )
+        notes.append(
+            {
+                "code": r["code"],
+                "fired": r["fired"],
+                "share": round(share, 4),
+                "precision": precision,
+                "score": score,
+                "fraud_rate": rate,
+                "fields": r["fields"],
+                "text": text,
+            }
+        )
+    return notes
+
+
+def _fields_read(fields: Sequence[str], mapping: Mapping[str, str]) -> str:
+    """'lat (column merch_lat), lon (column merch_long), besides account_id, timestamp':
+    the fields that set the rule apart with the columns --map gave them, then the common
+    ones (which alone are named with their columns)."""
+
+    def named(field: str) -> str:
+        column = mapping.get(field, field)
+        return field if column == field else f"{field} (column {column})"
+
+    own = [f for f in fields if f not in _COMMON_FIELDS]
+    common = [f for f in fields if f in _COMMON_FIELDS]
+    if not own:
+        return ", ".join(map(named, common)) or "no transaction field"
+    return ", ".join(map(named, own)) + (f", besides {', '.join(common)}" if common else "")
 
 
 def write_report(report: dict[str, Any], path: Path) -> None:
@@ -278,6 +388,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"in {t['total_s']} s (read+validate+score {t['read_validate_score_s']} s, metrics "
             f"{t['metrics_s']} s); {t['tx_per_cpu_s'] or 0:,} tx per CPU second (all processes)"
         )
+    lines += [f"  note: {note['text']}" for note in report.get("notes", ())]
     return lines
 
 

@@ -6,6 +6,7 @@ import argparse
 import csv
 import datetime as dt
 import gzip
+import html
 import io
 import json
 import math
@@ -25,7 +26,7 @@ from server.backtest import (
     parse_duration,
     run_backtest,
 )
-from server.backtest_report import build_report
+from server.backtest_report import build_report, rule_notes
 from server.cli import main
 from server.detection.detector import Detector
 from server.detection.model import ModelSlot, OnlineLogit
@@ -849,3 +850,79 @@ def test_the_model_learns_and_scores_zero_amounts() -> None:
     assert slot.predictor is not None, "the model never became ready"  # 100 labels at least
     assert all(math.isfinite(w) for w in slot.predictor.weights)
     assert len(outcome.scores) == len(rows) and all(0.0 <= s <= 1.0 for s in outcome.scores)
+
+
+def _travelling_csv(path: Path, jump: bool) -> Path:
+    """12 accounts shopping every 20 min for 2 days, one fraud in 40; with `jump`, each
+    purchase is located alternately in Paris and New York (what a column that is not the
+    purchase's location can look like), else always in Paris."""
+    places = [(48.86, 2.35), (40.71, -74.01)] if jump else [(48.86, 2.35)]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ref", "when", "card", "shop", "amt", "where_lat", "where_lon", "fraud"])
+        for j in range(144):
+            for a in range(12):
+                at = T0.replace(tzinfo=None) + dt.timedelta(minutes=20 * j, seconds=a)
+                lat, lon = places[j % len(places)]
+                w.writerow(
+                    [f"t{j}-{a}", at.strftime("%Y-%m-%d %H:%M:%S"), f"c{a}", f"m{j % 3}",
+                     f"{30 + (j * 7 + a) % 11}.00", lat, lon, int((j * 12 + a) % 40 == 7)]
+                )  # fmt: skip
+    return path
+
+
+TRAVEL_MAP = ["--map", "id=ref", "--map", "timestamp=when", "--map", "account_id=card",
+              "--map", "merchant_id=shop", "--map", "amount=amt", "--map", "lat=where_lat",
+              "--map", "lon=where_lon"]  # fmt: skip
+
+
+@pytest.mark.parametrize("jump", [True, False])
+def test_a_rule_that_floods_the_file_gets_a_note_naming_its_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], jump: bool
+) -> None:
+    data = _travelling_csv(tmp_path / "tx.csv", jump)
+    as_json, as_html = tmp_path / "r.json", tmp_path / "r.html"
+    args = ["backtest", str(data), "--label", "fraud", "--label-delay", "1h", *TRAVEL_MAP]
+    assert main([*args, "--report", str(as_json), "--report", str(as_html)]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(as_json.read_text())
+    page = as_html.read_text()
+    travel = {r["code"]: r for r in report["rules"]}.get("impossible_travel")
+    if not jump:
+        assert travel is None
+        assert report["notes"] == []
+        assert "note:" not in out and "Rules to check" not in page
+        return
+    assert travel is not None and travel["fired"] > 0.9 * report["overall"]["transactions"]
+    assert [n["code"] for n in report["notes"]] == ["impossible_travel"]
+    note = report["notes"][0]
+    assert note["fields"] == ["lat", "lon", "account_id", "timestamp"]
+    assert note["fired"] == travel["fired"] and note["score"] == 0.7
+    assert note["precision"] == travel["precision"] < 0.35
+    text = note["text"]
+    assert text.startswith(f"impossible_travel fired on {note['share']:.1%} of transactions")
+    assert (
+        "reads lat (column where_lat), lon (column where_lon), besides account_id, timestamp;"
+        in text
+    )
+    assert "docs/backtest.md#rules-that-flood" in text
+    assert f"  note: {text}" in out.splitlines()
+    assert "Rules to check" in page and html.escape(text, quote=True) in page
+    _assert_well_formed_html(page, min_charts=5)
+
+
+def test_rule_notes_thresholds() -> None:
+    overall = {"transactions": 10_000, "fraud_rate": 0.01}
+
+    def row(fired: int, precision: float, score: float | None = 0.5) -> dict[str, Any]:
+        facts = {} if score is None else {"score": score, "fields": ["lat", "lon"]}
+        return {"code": "r", "fired": fired, "precision": precision, **facts}
+
+    def noted(*rows: dict[str, Any]) -> int:
+        return len(rule_notes(rows, overall, {}))
+
+    assert noted(row(100, 0.24)) == 1  # 1 % of the file, right under half its score
+    assert noted(row(99, 0.01)) == 0  # a small share
+    assert noted(row(5000, 0.25)) == 0  # right half as often as its score says: not under
+    assert noted(row(5000, 0.0, score=None)) == 0  # no declared score: the model
+    assert noted(row(5000, 0.004, score=0.01)) == 1  # a weak rule right once in 250
