@@ -5,14 +5,13 @@ Messages are encoded once to bytes and the same bytes go to every subscriber.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from server.detection.verdict import Verdict
-from server.store.base import AlertEvent
+from server.store.base import AlertEvent, utc_stamp
 
 # Error codes sent as {"type": "error", "code": ..., "message": ...}.
 BAD_MESSAGE = "bad_message"
@@ -43,7 +42,9 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 def server_time() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    # The form of every other time the server gives (alerts' created_at, ...): one parser
+    # and text comparison serve them all.
+    return utc_stamp()
 
 
 def hello(

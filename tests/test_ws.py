@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import aiohttp
@@ -199,3 +200,18 @@ async def test_shutdown_closes_sockets_going_away(aiohttp_client: Any, tmp_path:
     assert ws.close_code == WSCloseCode.GOING_AWAY
     await ws.close()
     await closing
+
+
+async def test_server_time_has_the_form_of_every_other_time(client: TestClient) -> None:
+    # One format for every time the server gives (the alerts' created_at): RFC 3339 UTC,
+    # milliseconds, `Z`; fixed width, so a client may compare them as text.
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    async with client.ws_connect("/ws", headers=AUTH) as ws:
+        hello = await receive(ws, "hello")
+        assert re.fullmatch(stamp, hello["server_time"]), hello["server_time"]
+        results = await post_batch(client, card_testing("st", "acct-st", n=6))
+        assert any(r["alert_id"] for r in results)
+        alert = (await receive(ws, "alert"))["alert"]
+        assert re.fullmatch(stamp, alert["created_at"]), alert["created_at"]
+        tick = await receive(ws, "stats")
+        assert re.fullmatch(stamp, tick["server_time"]), tick["server_time"]
