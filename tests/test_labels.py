@@ -96,7 +96,7 @@ async def test_a_batch_answers_each_label_in_order(client: TestClient) -> None:
     }
     assert results[10]["error"]["field"] == "labelled_at"  # known before it was sent: no
     assert "ahead of the server clock" in results[10]["error"]["message"]
-    assert "at most 128 characters" in results[11]["error"]["message"]  # as ingest's ids
+    assert results[11]["error"]["code"] == "too_long"  # as ingest's ids
     assert results[12]["error"] == {
         "code": "invalid_text",
         "message": "'source' contains U+0007: control, bidi and surrogate characters are not "
@@ -979,3 +979,34 @@ async def test_a_damaged_row_costs_only_its_own_label(
     again: TestClient = await aiohttp_client(create_app(settings))
     rebuilt = again.app[SCORECARD].snapshot()  # type: ignore[index]
     assert rebuilt is not None and rebuilt["overall"]["frauds"] == 4
+
+
+async def test_text_over_its_limit_is_too_long_as_in_ingest(client: TestClient) -> None:
+    # The same problem, the same code and words as a transaction's over-long field: one
+    # branch in a client for "shorten it", whichever endpoint refused it.
+    await post_batch(client, [tx("long-1")])
+    body = [
+        {"transaction_id": "long-1", "label": "fraud", "source": "s" * 101},
+        {"transaction_id": "t" * 129, "label": "fraud"},
+        {"transaction_id": "long-1", "label": "fraud", "source": "s" * 100},
+        {"transaction_id": "long-1", "label": "fraud", "source": ""},
+    ]
+    status, answer = await post_labels(client, body)
+    assert status == 200
+    errors = [result.get("error") for result in answer["results"]]
+    assert errors[0] == {
+        "code": "too_long",
+        "message": "'source' is longer than 100 characters",
+        "field": "source",
+    }
+    assert errors[1] == {
+        "code": "too_long",
+        "message": "'transaction_id' is longer than 128 characters",
+        "field": "transaction_id",
+    }
+    assert errors[2] is None  # at the limit is within it
+    assert errors[3] is not None and errors[3]["code"] == "invalid_field"  # empty: not length
+    status, answer = await post_labels(
+        client, {"transaction_id": "long-1", "label": "fraud", "source": "s" * 101}
+    )
+    assert (status, answer["error"]["code"]) == (400, "too_long")

@@ -48,6 +48,12 @@ def _utc_text(at: dt.datetime) -> str:
     return at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+def _within(name: str, text: str, limit: int) -> None:
+    # Ingest's code and words for text over its limit, so a client has one case for it.
+    if len(text) > limit:
+        raise LabelError("too_long", f"'{name}' is longer than {limit} characters", name)
+
+
 def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
     """One label from its JSON; raises LabelError naming the field at fault."""
     if isinstance(item, _DuplicateKey):
@@ -65,22 +71,24 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
     if missing:
         raise LabelError("missing_field", f"'{missing[0]}' is required", missing[0])
     tx_id = item.get("transaction_id")
-    if not isinstance(tx_id, str) or not tx_id or len(tx_id) > MAX_ID_LENGTH:
+    if not isinstance(tx_id, str) or not tx_id:
         raise LabelError(
             "invalid_field",
             f"'transaction_id' must be a non-empty string of at most {MAX_ID_LENGTH} characters",
             "transaction_id",
         )
+    _within("transaction_id", tx_id, MAX_ID_LENGTH)
     label = item.get("label")
     if label not in LABELS:
         raise LabelError("invalid_field", "'label' must be 'fraud' or 'legitimate'", "label")
     source = item.get("source", default_source)
-    if not isinstance(source, str) or not source or len(source) > MAX_SOURCE_LENGTH:
+    if not isinstance(source, str) or not source:
         raise LabelError(
             "invalid_field",
             f"'source' must be a non-empty string of at most {MAX_SOURCE_LENGTH} characters",
             "source",
         )
+    _within("source", source, MAX_SOURCE_LENGTH)
     for name, text in (("transaction_id", tx_id), ("source", source)):
         problem = text_problem(name, text)
         if problem is not None:
