@@ -25,6 +25,7 @@ from server.transactions import (
     NO_CLOCK,
     InvalidTransaction,
     Transaction,
+    missing_moment,
     round_amount,
     validate_transaction,
 )
@@ -273,6 +274,11 @@ _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns":
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+class NoSuchMoment(ValueError):
+    """A date-time in the right form for a date or time that does not exist: the row's
+    error says which, as ingest's does, rather than only that it cannot be read."""
+
+
 def auto_time_unit(number: Decimal) -> str:
     """The unit `--time-unit auto` reads a numeric timestamp in, by its size."""
     return next((unit for below, unit in _AUTO_UNITS if number < below), "ns")
@@ -290,7 +296,13 @@ def timestamp_parser(
     def parse(value: Any) -> dt.datetime:
         # Date and time both, so that a date-only column cannot pass as midnight.
         if isinstance(value, str) and len(value) >= 19 and value[10] in "Tt ":
-            moment = fromisoformat(value)
+            try:
+                moment = fromisoformat(value)
+            except ValueError:
+                reason = missing_moment("timestamp", value)
+                if reason is None:
+                    raise
+                raise NoSuchMoment(reason) from None
             return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
         if isinstance(value, str):
             if not _NUMBER.fullmatch(value):
@@ -550,6 +562,9 @@ class Source:
                         for field, i, conv in converted:
                             if cell := cells[i]:
                                 values[field] = conv(cell)
+                    except NoSuchMoment as exc:
+                        yield RowError(reader.line_num, str(exc), field)
+                        continue
                     except (ValueError, ArithmeticError):
                         yield RowError(reader.line_num, f"'{field}': cannot read {cell!r}", field)
                         continue
@@ -587,6 +602,9 @@ class Source:
                     value = obj.get(key)
                     if value is not None and value != "":
                         values[field] = conv(value)
+            except NoSuchMoment as exc:
+                yield RowError(line, str(exc), field)
+                continue
             except (ValueError, ArithmeticError):
                 yield RowError(line, f"'{field}': cannot read {value!r}", field)
                 continue

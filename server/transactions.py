@@ -56,6 +56,8 @@ _RFC3339 = (
     r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 _RFC3339_TEXT = re.compile(_RFC3339)
+_DATE_TIME_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}")
+_OFFSET_END = re.compile(r"[+-][0-9]{2}:[0-9]{2}")
 # A flat record's timestamp member, when written without escapes.
 _TIMESTAMP_VALUE = re.compile(rb'"timestamp"[ \t\r\n]*:[ \t\r\n]*"([^"\\]*)"')
 # Controls (C0, DEL, C1), bidi embeddings, overrides and isolates (they reorder what an
@@ -200,11 +202,25 @@ def _decode_carefully(data: bytes) -> Transaction:
     try:
         lenient = _lenient.decode(data)
     except msgspec.ValidationError as exc:
-        raise InvalidTransaction(_type_error(exc)) from None
+        error = _type_error(exc)
+        if error.field == "timestamp":
+            error = _timestamp_error(members["timestamp"])
+        raise InvalidTransaction(error) from None
     _check_timestamp_form(members["timestamp"])
     values = msgspec.structs.asdict(lenient)
     values["currency"] = values["currency"] or ""
     return Transaction(**values)
+
+
+def _timestamp_error(raw: msgspec.Raw) -> FieldError:
+    """A timestamp msgspec did not decode: the date or time that does not exist, if that
+    is why, else the form it must have."""
+    try:
+        text = _text.decode(raw)
+    except msgspec.DecodeError:
+        text = ""
+    message = no_such_moment("timestamp", text) or _TIMESTAMP_FORMAT
+    return FieldError("invalid_field", message, "timestamp")
 
 
 def _check_timestamp_form(raw: msgspec.Raw) -> None:
@@ -215,6 +231,33 @@ def _check_timestamp_form(raw: msgspec.Raw) -> None:
         text = ""
     if not _RFC3339_TEXT.fullmatch(text):
         raise _invalid("invalid_field", _TIMESTAMP_FORMAT, "timestamp")
+
+
+def no_such_moment(name: str, text: str) -> str | None:
+    """Why `text`, in RFC 3339's form, names no moment (2026-02-30, 24:00:00, a +24:00
+    offset), in words for the sender; None if it does, or is not in that form at all."""
+    return missing_moment(name, text) if _RFC3339_TEXT.fullmatch(text) else None
+
+
+def missing_moment(name: str, text: str) -> str | None:
+    """`no_such_moment` for any text that starts 'YYYY-MM-DD?HH:MM:SS' (replay also reads
+    a date-time without an offset); its offset is checked when it ends in ±hh:mm."""
+    if not _DATE_TIME_START.match(text):
+        return None
+    try:
+        dt.date(int(text[0:4]), int(text[5:7]), int(text[8:10]))
+    except ValueError:
+        return f"'{name}': {text[:10]} is not a date"
+    hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
+    if second == 60 and hour < 24 and minute < 60:
+        # RFC 3339 allows a leap second; datetime (and every window here) has none.
+        return f"'{name}': {text[11:19]} is a leap second, which is not taken; send :59"
+    if hour > 23 or minute > 59 or second > 59:
+        return f"'{name}': {text[11:19]} is not a time of day"
+    offset = text[-6:]
+    if _OFFSET_END.fullmatch(offset) and (int(offset[1:3]) > 23 or int(offset[4:6]) > 59):
+        return f"'{name}': {offset} is not a UTC offset"
+    return None
 
 
 def parse_rfc3339(value: object) -> dt.datetime | None:

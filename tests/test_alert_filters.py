@@ -108,6 +108,17 @@ async def test_bad_filters_are_400s_naming_the_parameter(client: TestClient) -> 
         assert error["message"]
 
 
+async def test_a_date_that_does_not_exist_is_named_as_such(client: TestClient) -> None:
+    # As ingest says of a timestamp: the form is right, the day is not.
+    resp = await client.get("/api/v1/alerts?to=2026-02-30T00:00:00Z", headers=AUTH)
+    assert resp.status == 400
+    assert (await resp.json())["error"] == {
+        "code": "invalid_parameter",
+        "message": "'to': 2026-02-30 is not a date",
+        "field": "to",
+    }
+
+
 async def test_an_unencoded_plus_in_an_offset_is_named_as_such(client: TestClient) -> None:
     # A '+' in a query string is a space (form encoding), so a client that forgot to
     # percent-encode `+01:00` sends `2026-03-02T15:00:00 01:00`. It was refused with the

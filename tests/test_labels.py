@@ -123,6 +123,18 @@ async def test_labelled_at_is_rfc_3339_as_a_timestamp_is(client: TestClient) -> 
         assert result["error"]["code"] == "invalid_field", at
         assert result["error"]["field"] == "labelled_at", at
         assert "RFC 3339" in result["error"]["message"] and "±hh:mm" in result["error"]["message"]
+    # RFC 3339's form, but no such day: said so, as for a transaction's timestamp.
+    status, answer = await post_labels(
+        client, {"transaction_id": "iso", "label": "fraud", "labelled_at": "2026-02-30T10:00:00Z"}
+    )
+    assert (status, answer["error"]) == (
+        400,
+        {
+            "code": "invalid_field",
+            "message": "'labelled_at': 2026-02-30 is not a date",
+            "field": "labelled_at",
+        },
+    )
     status, answer = await post_labels(
         client,
         {"transaction_id": "iso", "label": "fraud", "labelled_at": "2026-03-09t11:00:00+01:00"},

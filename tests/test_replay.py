@@ -189,6 +189,27 @@ def test_invalid_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
     assert [tx.id for tx in transactions(items)] == ["1", "2"]
 
 
+@pytest.mark.parametrize("name", ["f.csv", "f.ndjson"])
+def test_a_date_that_does_not_exist_is_named_as_ingest_names_it(tmp_path: Path, name: str) -> None:
+    # The form is right, the day is not: "cannot read" would send the reader to the format.
+    rows = [
+        ["x1", "2026-02-30T09:00:00Z", "c-1", "t-1", "5", "", "", "0", "0"],
+        ["x2", "2026-02-29 09:00:00", "c-1", "t-1", "5", "", "", "0", "0"],
+        ["x3", "2026-03-02 24:00:00", "c-1", "t-1", "5", "", "", "0", "0"],
+        ["x4", "2026-03-02T09:00:00+25:00", "c-1", "t-1", "5", "", "", "0", "0"],
+        ["x5", "2026-03-02T09:00:00 noon", "c-1", "t-1", "5", "", "", "0", "0"],
+    ]
+    writer = write_ndjson if "json" in name else write_csv
+    items = read(writer(tmp_path / name, HEADER, rows))
+    assert [(e.field, e.message) for e in items if isinstance(e, RowError)] == [
+        ("timestamp", "'timestamp': 2026-02-30 is not a date"),
+        ("timestamp", "'timestamp': 2026-02-29 is not a date"),
+        ("timestamp", "'timestamp': 24:00:00 is not a time of day"),
+        ("timestamp", "'timestamp': +25:00 is not a UTC offset"),
+        ("timestamp", "'timestamp': cannot read '2026-03-02T09:00:00 noon'"),  # not the form
+    ]
+
+
 def test_unreadable_ndjson_lines_are_counted(tmp_path: Path) -> None:
     path = tmp_path / "f.ndjson"
     good = {"id": "a", "timestamp": "2026-03-02T09:00:00Z", "account_id": "c", "merchant_id": "m",

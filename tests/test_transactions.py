@@ -293,9 +293,15 @@ def test_raw_utf8_surrogates_are_malformed() -> None:
     ("timestamp", "message"),
     [
         ("2026-03-02T14:00:00", "offset"),
-        ("2026-02-30T14:00:00Z", "RFC 3339"),
-        ("2026-13-01T00:00:00Z", "RFC 3339"),
-        ("2026-03-01T24:00:00Z", "RFC 3339"),
+        # In RFC 3339's form, but no such moment: the message names what does not exist.
+        ("2026-02-30T14:00:00Z", "'timestamp': 2026-02-30 is not a date"),
+        ("2026-13-01T00:00:00Z", "'timestamp': 2026-13-01 is not a date"),
+        ("0000-01-01T00:00:00Z", "'timestamp': 0000-01-01 is not a date"),
+        ("2026-03-01T24:00:00Z", "'timestamp': 24:00:00 is not a time of day"),
+        ("2026-03-01T10:60:00.5Z", "'timestamp': 10:60:00 is not a time of day"),
+        ("2026-12-31T23:59:60Z", "'timestamp': 23:59:60 is a leap second"),
+        ("2026-03-01T10:00:00+24:00", "'timestamp': +24:00 is not a UTC offset"),
+        ("2026-02-30T14:00:00+0100", "±hh:mm"),
         ("2026-03-01", "RFC 3339"),
         # ISO 8601 forms that are not RFC 3339: another system may not read them alike.
         ("2026-03-02T14:00:00+0100", "±hh:mm"),
@@ -309,9 +315,10 @@ def test_raw_utf8_surrogates_are_malformed() -> None:
     ],
 )
 def test_bad_timestamps_are_refused(timestamp: Any, message: str) -> None:
-    error = refusal(record(timestamp=timestamp))
-    assert (error["code"], error["field"]) == ("invalid_field", "timestamp")
-    assert message in error["message"]
+    for extra in ({}, {"note": "unknown fields take the careful path"}):
+        error = refusal(record(timestamp=timestamp, **extra))
+        assert (error["code"], error["field"]) == ("invalid_field", "timestamp")
+        assert message in error["message"]
 
 
 @pytest.mark.parametrize("extra", [{}, {"note": "unknown fields take the careful path"}])
@@ -437,6 +444,19 @@ async def test_a_refused_single_record_is_a_json_400(
     assert status == 400
     assert answer["error"]["code"] == code
     assert set(answer["error"]) >= {"code", "message", "field"}
+
+
+async def test_a_date_that_does_not_exist_is_named_as_such(client: TestClient) -> None:
+    # "Must be RFC 3339" would send the sender hunting for a format that is already right.
+    body = record(timestamp="2026-02-30T10:00:00Z")
+    for sent, headers in ((body, JSON), (f"[{VALID}, {body}]", JSON), (body, NDJSON)):
+        status, answer = await post(client, sent, headers)
+        error = answer["error"] if "error" in answer else answer["results"][-1]["error"]
+        assert error == {
+            "code": "invalid_field",
+            "message": "'timestamp': 2026-02-30 is not a date",
+            "field": "timestamp",
+        }, (sent, status, answer)
 
 
 @pytest.mark.parametrize(("body", "headers"), [("[]", JSON), (" [ ]\n", JSON), ("\n\n", NDJSON)])

@@ -23,6 +23,7 @@ from server.transactions import (
     FieldError,
     InvalidTransaction,
     Transaction,
+    no_such_moment,
     parse_rfc3339,
     parse_transaction,
     split_array,
@@ -271,7 +272,10 @@ def _not_rfc3339(name: str, raw: str) -> str:
             f"reads an unencoded '+' as a space; encode '+' as %2B "
             f"({name}={urllib.parse.quote(meant, safe=':')})"
         )
-    return f"'{name}' must be an RFC 3339 date-time with an offset, e.g. 2026-03-02T14:00:00Z"
+    return (
+        no_such_moment(name, raw)
+        or f"'{name}' must be an RFC 3339 date-time with an offset, e.g. 2026-03-02T14:00:00Z"
+    )
 
 
 def _alert_filter(query: Mapping[str, str], who: Principal) -> AlertFilter:

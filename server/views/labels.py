@@ -12,7 +12,13 @@ from aiohttp import web
 from server.learning import apply_labels
 from server.state import LABEL_CHANGES, SCORECARD, STATS, STORE, TRAINER
 from server.store.base import LABELS, Label, LabelValue, Store
-from server.transactions import MAX_ID_LENGTH, parse_rfc3339, text_problem, too_far_ahead
+from server.transactions import (
+    MAX_ID_LENGTH,
+    no_such_moment,
+    parse_rfc3339,
+    text_problem,
+    too_far_ahead,
+)
 from server.views.api import permitted
 from server.views.responses import error_body, json_error, json_response
 
@@ -98,9 +104,11 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
     # (20260309T100000Z) and minutes without seconds, which other systems read differently.
     at = now if labelled_at is None else parse_rfc3339(labelled_at)
     if at is None:
+        named = isinstance(labelled_at, str) and no_such_moment("labelled_at", labelled_at)
         raise LabelError(
             "invalid_field",
-            "'labelled_at' must be an RFC 3339 date-time with an offset (Z or ±hh:mm), "
+            named
+            or "'labelled_at' must be an RFC 3339 date-time with an offset (Z or ±hh:mm), "
             "e.g. 2026-03-02T09:00:00Z",
             "labelled_at",
         )
