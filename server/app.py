@@ -72,9 +72,10 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
-        # A 413's text names the limit ("Maximum request body size N exceeded, ..."): say it.
-        message = exc.text if exc.status == 413 and exc.text else exc.reason
-        response = json_response(api.error_for_status(exc.status, message), status=exc.status)
+        if exc.status == 413:
+            # aiohttp's, from reading a body over client_max_size (max_body_bytes).
+            return api.body_too_large(request.app[SETTINGS].max_body_bytes)
+        response = json_response(api.error_for_status(exc.status, exc.reason), status=exc.status)
         # A 405 must say which methods the resource takes (RFC 9110, 15.5.6).
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]

@@ -20,6 +20,7 @@ from server.detection.verdict import Verdict
 from server.state import STORE
 from server.transactions import Transaction
 from server.views.api import INGEST_OVERRIDE
+from server.wording import size_in_words
 from tests.conftest import AUTH, T0, Login, card_testing, make_settings, tx
 
 VERDICT_FIELDS = {
@@ -165,8 +166,42 @@ async def test_malformed_json_and_oversized_body(aiohttp_client: Any, tmp_path: 
     )
     assert resp.status == 413
     error = (await resp.json())["error"]
-    assert error["code"] == "body_too_large"
-    assert "Maximum request body size 2000 exceeded" in error["message"]  # the limit, named
+    # The limit in the project's words, the setting that raises it and what to do instead
+    # (aiohttp's own text was "Maximum request body size 2000 exceeded.").
+    assert error == {
+        "code": "body_too_large",
+        "message": "Request body over 2,000 bytes (max_body_bytes): send fewer records per "
+        "request. Nothing of this request was accepted.",
+        "field": None,
+        "limit": 2000,
+    }
+
+
+async def test_the_default_body_limit_is_named_in_mib(client: TestClient) -> None:
+    # What a sender of a batch too big meets first: the 8 MiB default, said as 8 MiB.
+    body = io.BytesIO(b"[" + b" " * (8 * 1024 * 1024) + b"]")
+    resp = await client.post(
+        "/api/v1/transactions", data=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert resp.status == 413
+    error = (await resp.json())["error"]
+    assert error["message"].startswith("Request body over 8 MiB (max_body_bytes): "), error
+    assert error["limit"] == 8 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("size", "words"),
+    [
+        (8 * 1024**2, "8 MiB"),
+        (1024, "1 KiB"),
+        (3 * 1024**3, "3 GiB"),
+        (1500, "1,500 bytes"),
+        (1, "1 byte"),
+        (5 * 1024**2 + 1, "5,242,881 bytes"),
+    ],
+)
+def test_sizes_are_said_in_the_largest_exact_unit(size: int, words: str) -> None:
+    assert size_in_words(size) == words
 
 
 async def test_a_batch_over_max_batch_records_is_refused_whole_with_the_limit(

@@ -594,8 +594,11 @@ async def test_a_row_alone_over_the_body_limit_is_refused(
         summary = await replay_to_target(source, str(server.make_url("/")), API_KEY)
     assert (summary.sent, summary.failed, summary.refused.count) == (3, 0, 3)
     assert [e.line for e in summary.refused.first] == [2, 3, 4]
-    assert "alone over the server's body limit (HTTP 413: Maximum request body size 100" in str(
-        summary.refused.first[0]
+    # The server's own words, which name the limit and the setting behind it.
+    assert str(summary.refused.first[0]) == (
+        "line 2: alone over the server's body limit (HTTP 413: Request body over 100 bytes "
+        "(max_body_bytes): send fewer records per request. Nothing of this request was "
+        "accepted.)"
     )
 
 

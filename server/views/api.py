@@ -29,6 +29,7 @@ from server.transactions import (
     split_array,
 )
 from server.views.responses import error_body, json_error, json_response
+from server.wording import size_in_words
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -173,6 +174,18 @@ def _too_many_records(count: int, limit: int) -> web.Response:
         "Nothing of this request was accepted."
     )
     error = {"code": "too_many_records", "message": message, "field": None, "limit": limit}
+    return json_response({"error": error}, status=413)
+
+
+def body_too_large(limit: int) -> web.Response:
+    """413 for a body over `max_body_bytes`, which aiohttp refuses while reading it. Its own
+    text ("Maximum request body size 8388608 exceeded.") names neither the setting nor what
+    to do; `limit` is there for a client that sizes its requests by it."""
+    message = (
+        f"Request body over {size_in_words(limit)} (max_body_bytes): send fewer records per "
+        "request. Nothing of this request was accepted."
+    )
+    error = {"code": "body_too_large", "message": message, "field": None, "limit": limit}
     return json_response({"error": error}, status=413)
 
 
@@ -435,5 +448,5 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def error_for_status(status: int, reason: str) -> dict[str, Any]:
-    codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+    codes = {404: "not_found", 405: "method_not_allowed"}
     return error_body(codes.get(status, "http_error"), reason)
