@@ -4,12 +4,14 @@ pagination under a filter, and 400s that name the bad parameter."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from server.app import create_app
 from tests.browser_support import impossible_travel, travel_at_night
-from tests.conftest import AUTH, T0, Login, card_testing
+from tests.conftest import AUTH, T0, Login, card_testing, make_settings, tx
 
 
 async def alerts(client: TestClient, query: str) -> list[dict[str, Any]]:
@@ -141,3 +143,40 @@ async def test_an_unencoded_plus_in_an_offset_is_named_as_such(client: TestClien
     assert (await client.get("/api/v1/alerts?from=2026-03-02T15:00:00%2B01:00", headers=AUTH)).ok
     resp = await client.get("/api/v1/alerts?from=2026-03-02T15:00:00 1:00", headers=AUTH)
     assert "%2B" not in (await resp.json())["error"]["message"]
+
+
+LOW_RULES = """
+[[rules]]
+name = "low_but_strong"
+score = 0.6
+severity = "low"
+all = [{ feature = "amount", op = ">=", value = 100 }]
+reason = "Amount at or above {threshold:,.2f}"
+
+[[rules]]
+name = "low_and_sure"
+score = 0.95
+severity = "low"
+all = [{ feature = "amount", op = ">=", value = 1000 }]
+reason = "Amount at or above {threshold:,.2f}"
+"""
+
+
+async def test_no_alert_is_low_yet_a_low_filter_is_taken(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # A pack may give its rules `low` (docs/rules.md), and alerts' reasons say so; but an
+    # alert is raised at review or block, whose bands are medium and up, and a rule only
+    # raises that. `severity=low` stays a valid filter that matches nothing: the dashboard
+    # passes one on from a link, and clients ask for "low,medium" or all four.
+    (tmp_path / "rules.toml").write_text(LOW_RULES)
+    settings = make_settings(tmp_path, rules_path=tmp_path / "rules.toml")
+    client = await aiohttp_client(create_app(settings))
+    records = [tx("r-1", amount="150.00"), tx("b-1", amount="5000.00", account_id="acct-b")]
+    resp = await client.post("/api/v1/transactions", json=records, headers=AUTH)
+    results = (await resp.json())["results"]
+    assert [r["decision"] for r in results] == ["review", "block"]
+    assert {r["severity"] for r in results[0]["reasons"]} == {"low"}
+    assert {a["severity"] for a in await alerts(client, "")} == {"medium", "critical"}
+    assert await alerts(client, "severity=low") == []
+    assert {a["severity"] for a in await alerts(client, "severity=low,medium")} == {"medium"}
