@@ -44,9 +44,7 @@ import argparse
 import bisect
 import csv
 import datetime as dt
-import json
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,12 +60,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from results_file import write_results  # noqa: E402
+from streams import K, fit_baselines, ranking, run_backtest  # noqa: E402
 
 from server.metrics_offline import (  # noqa: E402
-    average_precision,
-    card_precision_at_k,
-    mean,
-    roc_auc,
     top_k,
 )
 
@@ -83,7 +78,6 @@ FEATURES = (
     *(f"CUSTOMER_ID_{kind}_{w}DAY_WINDOW" for w in WINDOWS for kind in ("NB_TX", "AVG_AMOUNT")),
     *(f"TERMINAL_ID_{kind}_{w}DAY_WINDOW" for w in WINDOWS for kind in ("NB_TX", "RISK")),
 )  # fmt: skip
-K = 100
 
 
 @dataclass
@@ -273,21 +267,6 @@ def split(
     return train, test
 
 
-def ranking(
-    days: Sequence[int], cards: Sequence[int], scores: Sequence[float], labels: Sequence[int]
-) -> dict[str, float | None]:
-    per_day = card_precision_at_k(days, cards, scores, labels, K)
-    ap, auc = average_precision(scores, labels), roc_auc(scores, labels)
-    return {
-        "average_precision": None if ap is None else round(ap, 4),
-        "roc_auc": None if auc is None else round(auc, 4),
-        "card_precision_at_100": round(mean([c.precision for c in per_day]) or 0.0, 4),
-        "card_precision_at_100_ceiling": round(
-            mean([min(c.compromised, K) / K for c in per_day]) or 0.0, 4
-        ),
-    }
-
-
 def after_compromise(stream: Stream) -> list[bool]:
     """Legitimate transactions at a terminal whose compromise (scenario 2) is over: where a
     terminal-risk signal that looks back too far raises false alerts."""
@@ -343,15 +322,7 @@ def scenario_recall(
 
 def backtest(data: Path, work: Path, model: str, delay_days: int) -> tuple[dict[str, Any], Path]:
     report, scores = work / f"report-model-{model}.json", work / f"scores-model-{model}.csv"
-    args = [sys.executable, "-m", "server", "backtest", str(data), "--label", "TX_FRAUD",
-            "--label-delay", f"{delay_days}d", "--timezone", "UTC", "--model", model,
-            "--report", str(report), "--scores-out", str(scores)]  # fmt: skip
-    for pair in MAPPING:
-        args += ["--map", pair]
-    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode:
-        raise SystemExit(f"backtest failed:\n{done.stderr}")
-    return json.loads(report.read_text()), scores
+    return run_backtest(data, report, scores, "TX_FRAUD", delay_days, model, MAPPING), scores
 
 
 def read_scores(path: Path, n: int) -> tuple[list[float], list[bool], list[int]]:
@@ -378,24 +349,16 @@ def baselines(
     """Each baseline's test scores and fit time (the handbook's classifiers, seed 0)."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
     from sklearn.tree import DecisionTreeClassifier
 
-    scaler = StandardScaler().fit(x[train])
-    x_train, x_test = scaler.transform(x[train]), scaler.transform(x[test])
-    y_train = [labels[i] for i in train]
     models = {
         "logistic_regression": LogisticRegression(random_state=0),
         "decision_tree_depth_2": DecisionTreeClassifier(max_depth=2, random_state=0),
         # n_jobs=1: the machine is shared; the forest is the same whatever n_jobs.
         "random_forest": RandomForestClassifier(n_estimators=trees, random_state=0, n_jobs=1),
     }
-    out = {}
-    for name, model in models.items():
-        started = time.perf_counter()
-        model.fit(x_train, y_train)
-        out[name] = (model.predict_proba(x_test)[:, 1].tolist(), time.perf_counter() - started)
-    return out
+    fitted = fit_baselines(x, labels, train, test, models)
+    return {name: (scores.tolist(), fit_s) for name, (scores, fit_s) in fitted.items()}
 
 
 def main() -> int:

@@ -47,8 +47,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,11 +62,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from results_file import write_results  # noqa: E402
+from streams import K, fit_baselines, ranking, run_backtest  # noqa: E402
 
 from server.metrics_offline import (  # noqa: E402
     average_precision,
-    card_precision_at_k,
-    mean,
     roc_auc,
     top_k,
 )
@@ -88,7 +85,6 @@ MORNING = 0.3  # the profiles' shopping_time: AM 30 %, PM 70 %
 MERCHANTS_PER_CATEGORY = 50
 DAY_S = 86_400
 WINDOWS = (1, 7, 30)
-K = 100
 
 
 @dataclass(frozen=True)
@@ -482,21 +478,6 @@ def split(
     return train, np.concatenate(test)
 
 
-def ranking(
-    days: Sequence[int], cards: Sequence[int], scores: Sequence[float], labels: Sequence[int]
-) -> dict[str, float | None]:
-    per_day = card_precision_at_k(days, cards, scores, labels, K)
-    ap, auc = average_precision(scores, labels), roc_auc(scores, labels)
-    return {
-        "average_precision": None if ap is None else round(ap, 4),
-        "roc_auc": None if auc is None else round(auc, 4),
-        "card_precision_at_100": round(mean([c.precision for c in per_day]) or 0.0, 4),
-        "card_precision_at_100_ceiling": round(
-            mean([min(c.compromised, K) / K for c in per_day]) or 0.0, 4
-        ),
-    }
-
-
 def breakdown(
     stream: Stream, rows: np.ndarray, scores: np.ndarray, flagged: np.ndarray
 ) -> dict[str, dict[str, Any]]:
@@ -536,16 +517,9 @@ def breakdown(
 def backtest(data: Path, work: Path, model: str, delay_days: int, mapping: Sequence[str],
              tag: str) -> tuple[dict[str, Any], Path, float]:  # fmt: skip
     report, scores = work / f"report-{tag}.json", work / f"scores-{tag}.csv"
-    args = [sys.executable, "-m", "server", "backtest", str(data), "--label", "is_fraud",
-            "--label-delay", f"{delay_days}d", "--timezone", "UTC", "--model", model,
-            "--report", str(report), "--scores-out", str(scores)]  # fmt: skip
-    for pair in mapping:
-        args += ["--map", pair]
     started = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode:
-        raise SystemExit(f"backtest failed:\n{done.stderr}")
-    return json.loads(report.read_text()), scores, time.perf_counter() - started
+    result = run_backtest(data, report, scores, "is_fraud", delay_days, model, mapping)
+    return result, scores, time.perf_counter() - started
 
 
 def read_scores(path: Path, ids: list[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -568,20 +542,12 @@ def baselines(
     """Each baseline's test scores and fit time (scikit-learn defaults, seed 0)."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(x[train])
-    x_train, x_test = scaler.transform(x[train]), scaler.transform(x[test])
     models = {
         "logistic_regression": LogisticRegression(random_state=0),
         "random_forest": RandomForestClassifier(n_estimators=trees, random_state=0, n_jobs=1),
     }
-    out = {}
-    for name, model in models.items():
-        started = time.perf_counter()
-        model.fit(x_train, labels[train])
-        out[name] = (model.predict_proba(x_test)[:, 1], time.perf_counter() - started)
-    return out
+    return fit_baselines(x, labels, train, test, models)
 
 
 def residual_signals(

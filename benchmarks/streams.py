@@ -1,0 +1,74 @@
+"""What the independent-stream benchmarks (handbook.py, sparkov.py) share: running
+`fraudwatch backtest` on a generated file as a black box, fitting the offline baselines on a
+train/test split, and ranking a test window's scores by the issue's metrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from server.metrics_offline import average_precision, card_precision_at_k, mean, roc_auc  # noqa: E402
+
+K = 100
+
+
+def run_backtest(
+    data: Path, report: Path, scores: Path, label: str, delay_days: int, model: str,
+    mapping: Sequence[str],
+) -> dict[str, Any]:  # fmt: skip
+    """`fraudwatch backtest` in a fresh process, as a user runs it; its JSON report."""
+    args = [sys.executable, "-m", "server", "backtest", str(data), "--label", label,
+            "--label-delay", f"{delay_days}d", "--timezone", "UTC", "--model", model,
+            "--report", str(report), "--scores-out", str(scores)]  # fmt: skip
+    for pair in mapping:
+        args += ["--map", pair]
+    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(f"backtest failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(report.read_text())
+    return result
+
+
+def fit_baselines(
+    x: np.ndarray, labels: Sequence[int] | np.ndarray, train: Sequence[int] | np.ndarray,
+    test: Sequence[int] | np.ndarray, models: Mapping[str, Any],
+) -> dict[str, tuple[np.ndarray, float]]:  # fmt: skip
+    """Each scikit-learn model's test scores and fit time, inputs standardised on the
+    training rows."""
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x[train])
+    x_train, x_test = scaler.transform(x[train]), scaler.transform(x[test])
+    y_train = np.asarray(labels)[np.asarray(train, dtype=int)]
+    out = {}
+    for name, model in models.items():
+        started = time.perf_counter()
+        model.fit(x_train, y_train)
+        out[name] = (model.predict_proba(x_test)[:, 1], time.perf_counter() - started)
+    return out
+
+
+def ranking(
+    days: Sequence[int], cards: Sequence[int], scores: Sequence[float], labels: Sequence[int]
+) -> dict[str, float | None]:
+    """AP, ROC AUC and card precision@K (with its ceiling) of one window's scores."""
+    per_day = card_precision_at_k(days, cards, scores, labels, K)
+    ap, auc = average_precision(scores, labels), roc_auc(scores, labels)
+    return {
+        "average_precision": None if ap is None else round(ap, 4),
+        "roc_auc": None if auc is None else round(auc, 4),
+        "card_precision_at_100": round(mean([c.precision for c in per_day]) or 0.0, 4),
+        "card_precision_at_100_ceiling": round(
+            mean([min(c.compromised, K) / K for c in per_day]) or 0.0, 4
+        ),
+    }
