@@ -106,6 +106,19 @@ class Labeller:
         await self.store.add_labels(labels)
 
 
+async def _taken_in(
+    store: SqliteStore, live: Featurizer, requests: int, progress: Progress | None = None
+) -> tuple[Featurizer, Progress, LabelChanges, Labeller]:
+    """`requests` label requests stored, each taken into `live` as the server does."""
+    progress = progress or Progress()
+    changes = LabelChanges(live, store, progress)
+    labeller = Labeller(store)
+    for _ in range(requests):
+        await labeller.request()
+        await changes.catch_up()
+    return live, progress, changes, labeller
+
+
 def _risk(featurizer: Featurizer) -> tuple[object, ...]:
     merchants = {
         key: (list(state.labels), state.last_t)
@@ -180,12 +193,9 @@ class FailingChanges(SqliteStore):
 async def test_a_clean_snapshot_replays_nothing_and_a_failing_read_replays_nothing_twice(
     store: SqliteStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live, progress = Featurizer(["amount_fraud_rate"]), Progress()
-    changes = LabelChanges(live, store, progress)
-    labeller = Labeller(store)
-    for _ in range(5):
-        await labeller.request()
-        await changes.catch_up()
+    live, progress, _changes, labeller = await _taken_in(
+        store, Featurizer(["amount_fraud_rate"]), 5
+    )
     data = encode(live, progress=progress)
     after = Featurizer(["amount_fraud_rate"])
     replayed = Progress()
@@ -216,12 +226,8 @@ async def test_each_snapshot_prunes_what_the_one_before_it_held(
     asked for) can need, and a restart from the newest is still exact."""
     detector, progress = Detector(), Progress()
     live = detector.featurizer
-    changes = LabelChanges(live, store, progress)
     saver = StateSaver(detector, tmp_path / "state.msgpack", progress, store)
-    labeller = Labeller(store)
-    for _ in range(3):
-        await labeller.request()
-        await changes.catch_up()
+    live, progress, changes, labeller = await _taken_in(store, live, 3, progress)
     first = progress.labels
     await saver.save()
     assert (await store.label_changes_after(0, 1))[0].seq == 1  # nothing pruned yet
@@ -266,12 +272,9 @@ async def test_a_snapshot_of_another_database_replays_nothing_and_misses_nothing
 ) -> None:
     """Marks beyond every change the store has: none is replayed (they are not the ones it
     took in), and the changes this store makes from then on are all taken in."""
-    live, progress = Featurizer(["amount_fraud_rate"]), Progress()
-    changes = LabelChanges(live, store, progress)
-    labeller = Labeller(store)
-    for _ in range(5):
-        await labeller.request()
-        await changes.catch_up()
+    live, progress, _changes, _labeller = await _taken_in(
+        store, Featurizer(["amount_fraud_rate"]), 5
+    )
     data = encode(live, progress=progress)
 
     other = await _filled(tmp_path / "other.db")
