@@ -120,6 +120,7 @@ class Outcome:
     reasons: dict[int, tuple[str, ...]] = field(default_factory=dict)  # only where any fired
     labels_revealed: int = 0
     labels_pending: int = 0  # not yet due when the stream ended
+    longest_wait_rows: int = 0  # most rows scored between a labelled row and its label
     first_event: dt.datetime | None = None
     last_event: dt.datetime | None = None
 
@@ -177,7 +178,7 @@ def run_backtest(
     decision_code = {name: i for i, name in enumerate(DECISIONS)}
     account_index: dict[str, int] = {}
     # Event time as integer microseconds: exact, so "due" never drifts by a float rounding.
-    pending: DueLabels[tuple[Transaction, bool]] = DueLabels(label_delay // _US)
+    pending: DueLabels[tuple[Transaction, bool, int]] = DueLabels(label_delay // _US)
     writer = csv.writer(scores_out, lineterminator="\n") if scores_out is not None else None
     if writer is not None:
         writer.writerow(("transaction_id", "score", "decision"))
@@ -191,6 +192,9 @@ def run_backtest(
     append_score, append_decision, append_day = scores.append, decisions.append, days.append
     append_account, append_label = accounts.append, labels.append
     next_time = times.popleft if times is not None else None
+    # A row no label will come for: the model need not keep its inputs until the end.
+    forget: Callable[[str], None] | None = getattr(scorer, "forget", None)
+    longest_wait = 0
     last_us = -(2**63)
     tx: Transaction | None = None
     for i, row in enumerate(rows):
@@ -202,9 +206,11 @@ def run_backtest(
         if i == 0:
             out.first_event = tx.timestamp
         last_us = now_us
-        for _, (known, is_fraud) in due(now_us):
+        for _, (known, is_fraud, at_row) in due(now_us):
             on_label(known, is_fraud, known.timestamp + label_delay)
             out.labels_revealed += 1
+            if i - at_row > longest_wait:
+                longest_wait = i - at_row
         scored = score_at(tx, t)
         append_score(scored.score)
         append_decision(decision_code[scored.decision])
@@ -218,13 +224,16 @@ def run_backtest(
         label = row.label
         if label is None:
             append_label(-1)
+            if forget is not None:
+                forget(tx.id)
         else:
             append_label(label)
-            add(now_us, (tx, label))
+            add(now_us, (tx, label, i))
         if write is not None:
             write((tx.id, scored.score, scored.decision))
     out.last_event = tx.timestamp if tx is not None else None
     out.labels_pending = len(pending)
+    out.longest_wait_rows = longest_wait
     return out
 
 
@@ -272,10 +281,12 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--model-memory",
         type=int,
-        default=2_000_000,
+        default=None,
         metavar="N",
-        help="transactions whose model inputs are kept until their label is due "
-        "(default 2,000,000; older ones are never learnt)",
+        help="most transactions whose model inputs are kept until their label is due "
+        "(default: no limit; each is kept only until its label is learnt, about one "
+        "label delay of labelled rows, ~330 bytes each); a label due after its inputs "
+        "were let go of is not learnt, and the summary says how many",
     )
 
 
@@ -284,7 +295,7 @@ def backtest_detector(args: argparse.Namespace) -> Detector:
     detector = detector_from_args(args)
     detector.explain = False  # the report reads reason codes only
     if getattr(args, "model", "off") == "on":
-        if args.model_memory < 1:
+        if args.model_memory is not None and args.model_memory < 1:
             raise SourceError(f"--model-memory must be >= 1, got {args.model_memory}")
         detector.model = ModelSlot(memory=args.model_memory, learner=OnlineLogit())
     return detector
@@ -428,6 +439,9 @@ class RulesFrom:
     def learn_label(self, tx_id: str, account_id: str, is_fraud: bool, at: object) -> None:
         self.detector.learn_label(tx_id, account_id, is_fraud, at)
 
+    def forget(self, tx_id: str) -> None:
+        self.detector.forget(tx_id)
+
 
 def _detector_args(args: argparse.Namespace) -> argparse.Namespace:
     """The arguments `backtest_detector` reads, alone: what a child process needs."""
@@ -454,6 +468,12 @@ def _built(detector: BacktestScorer) -> Detector:
     return detector
 
 
+def _slot(detector: Scorer) -> ModelSlot | None:
+    """The model of a backtest's detector, if it has one."""
+    built = detector.detector if isinstance(detector, RulesFrom) else detector
+    return built.model if isinstance(built, Detector) else None
+
+
 def _meta(
     args: argparse.Namespace,
     options: SourceOptions,
@@ -477,6 +497,12 @@ def _meta(
         "timezone": args.timezone,
         "rules_version": detector.rules_version,
         "detector_learns_labels": bool(getattr(detector, "learns_labels", False)),
+        # Labelled transactions whose inputs the model let go of at --model-memory before
+        # their label was due (never without a limit: unlabelled rows are not kept), and
+        # the most rows scored between a labelled row and its label: the limit it needed.
+        "model_memory": getattr(args, "model_memory", None),
+        "inputs_let_go": model.evicted if (model := _slot(detector)) is not None else None,
+        "longest_label_wait_rows": outcome.longest_wait_rows,
         "first_event": outcome.first_event.isoformat() if outcome.first_event else None,
         "last_event": outcome.last_event.isoformat() if outcome.last_event else None,
     }

@@ -6,7 +6,7 @@ import html
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from server.backtest_report import delay_text
+from server.backtest_report import delay_text, memory_warning
 from server.wording import counted
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c")
@@ -426,6 +426,7 @@ def render(report: dict[str, Any]) -> str:
             ],
         ),
         *(f"<p class='note'>{_e(example)}</p>" for example in meta["invalid_examples"]),
+        *([f"<p class='warn'>{_e(warning)}</p>"] if (warning := memory_warning(meta)) else []),
     ]
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'

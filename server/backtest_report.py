@@ -345,6 +345,20 @@ def _f(value: float | None) -> str:
     return "   -  " if value is None else f"{value:.4f}"
 
 
+def memory_warning(meta: Mapping[str, Any]) -> str | None:
+    """What a too small --model-memory cost, if anything: labels the model never learnt."""
+    let_go = meta.get("inputs_let_go")
+    if not let_go:
+        return None
+    wait = meta["longest_label_wait_rows"]
+    return (
+        f"the model let go of the inputs of {let_go:,} labelled transactions before their "
+        f"label was due (--model-memory {meta['model_memory']:,}), so it never learnt those "
+        f"labels; a label came up to {wait:,} transactions after its own: run again with "
+        f"--model-memory {wait + 1:,} or more, or without it"
+    )
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """The report as the terminal shows it."""
     meta, overall, k = report["meta"], report["overall"], report["meta"]["k"]
@@ -360,6 +374,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"{meta['labels_not_yet_due']:,} not yet due at its end; detector learns "
         f"from labels: {'yes' if meta['detector_learns_labels'] else 'no (no learn_label)'}",
     ]
+    if warning := memory_warning(meta):
+        lines.append(f"  WARNING: {warning}")
     if meta["out_of_order_rows"]:
         moved = meta["out_of_order_rows"]
         was = "was" if moved == 1 else "were"

@@ -379,6 +379,66 @@ def test_revealed_labels_train_the_model_once_each() -> None:
     assert len(slot.remembered) == len(rows) - outcome.labels_revealed
 
 
+def test_unlabelled_rows_are_not_kept_for_the_model_and_labelled_ones_are_until_due() -> None:
+    # No limit on the model's memory (the backtest's default): it keeps a labelled row's
+    # inputs until the label is learnt, and lets go of an unlabelled row's at once.
+    slot = ModelSlot(memory=None, learner=OnlineLogit(), min_labels=1, min_frauds=0)
+    detector = Detector(model=slot)
+    rows = [row._replace(label=None) if i % 2 else row for i, row in enumerate(
+        _rows([T0 + i * 0.25 * HOUR for i in range(40)]))]  # fmt: skip
+    outcome = run_backtest(
+        rows, detector, label_delay=2 * HOUR, on_label=label_hook(detector),
+        day_of=day_function(dt.UTC),
+    )  # fmt: skip
+    labelled = [row for row in rows if row.label is not None]
+    assert slot.learner is not None
+    assert slot.learner.count == outcome.labels_revealed == len(labelled) - outcome.labels_pending
+    assert list(slot.remembered) == [
+        row.transaction.id for row in labelled[-outcome.labels_pending :]
+    ]
+    assert slot.evicted == 0
+    # A label of a row 15 minutes apart from the next comes 8 rows after its own.
+    assert outcome.longest_wait_rows == 8
+
+
+def test_a_model_memory_too_small_for_the_label_delay_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Labels a day late over ~3,000 rows a day: 1,000 remembered inputs are let go of
+    # before their labels are due, and the model would silently learn nothing.
+    stream = Simulator(seed=3, rate=1 / 30, start=T0, accounts=300).generate(4000)
+    data = tmp_path / "sim.csv"
+    with data.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "timestamp", "account_id", "merchant_id", "amount", "is_fraud"])
+        for item in stream:
+            tx = item.transaction
+            writer.writerow([tx.id, tx.timestamp.isoformat(), tx.account_id, tx.merchant_id,
+                             tx.amount, int(item.is_fraud)])  # fmt: skip
+    args = ["backtest", str(data), "--label", "is_fraud", "--label-delay", "1d"]
+    small, unlimited = tmp_path / "small.json", tmp_path / "unlimited.json"
+    assert main([*args, "--model-memory", "1000", "--report", str(small)]) == 0
+    out = capsys.readouterr().out
+    meta = json.loads(small.read_text())["meta"]
+    assert meta["labels_revealed"] > 0
+    assert meta["inputs_let_go"] == len(stream) - 1000
+    wait = meta["longest_label_wait_rows"]
+    assert 2000 < wait < 4000
+    assert (
+        f"WARNING: the model let go of the inputs of {len(stream) - 1000:,} labelled "
+        f"transactions before their label was due (--model-memory 1,000)"
+    ) in out
+    assert f"run again with --model-memory {wait + 1:,} or more, or without it" in out
+
+    assert main([*args, "--report", str(unlimited)]) == 0
+    assert "WARNING" not in capsys.readouterr().out
+    meta = json.loads(unlimited.read_text())["meta"]
+    assert meta["inputs_let_go"] == 0
+    assert meta["model_memory"] is None
+    assert main([*args, "--model-memory", str(wait + 1), "--report", str(small)]) == 0
+    assert json.loads(small.read_text())["meta"]["inputs_let_go"] == 0
+
+
 def test_rows_out_of_order_are_refused_by_the_engine() -> None:
     rows = _rows([T0, T0 + HOUR, T0 + 0.5 * HOUR])
     with pytest.raises(backtest.OutOfOrder) as caught:

@@ -228,6 +228,12 @@ class Detector:
         if self._model is not None and self._model.learner is not None:
             self._model.learn_label(tx_id, is_fraud)
 
+    def forget(self, tx_id: str) -> None:
+        """No label will come for `tx_id` (the backtest's unlabelled row): the model need
+        not keep its inputs."""
+        if self._model is not None:
+            self._model.forget(tx_id)
+
     def decide(self, score: float) -> tuple[Decision, Severity]:
         """The decision for a score, and its severity before the rules' own are weighed."""
         if score >= self.block_threshold:

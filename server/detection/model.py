@@ -1016,6 +1016,7 @@ class ModelSlot:
     """
 
     __slots__ = (
+        "evicted",
         "flags",
         "learner",
         "memory",
@@ -1029,16 +1030,17 @@ class ModelSlot:
     def __init__(
         self,
         *,
-        memory: int = 250_000,
+        memory: int | None = 250_000,
         min_labels: int = 500,
         min_frauds: int = 20,
         learner: OnlineLogit | None = None,
         predictor: Predictor | None = None,
         negative_ratio: float = NEGATIVE_RATIO,
     ) -> None:
-        if memory < 1:
-            raise ValueError(f"memory must be >= 1, got {memory}")
-        self.memory = memory
+        if memory is not None and memory < 1:
+            raise ValueError(f"memory must be >= 1 or None, got {memory}")
+        self.memory = memory  # None: no limit (a backtest forgets what no label will need)
+        self.evicted = 0  # inputs let go of at the `memory` limit, oldest first
         self.min_labels = min_labels
         self.min_frauds = min_frauds
         self.learner = learner
@@ -1103,10 +1105,17 @@ class ModelSlot:
     def _remember(self, tx_id: str, raw: bytes) -> None:
         remembered = self.remembered
         remembered[tx_id] = raw
-        if len(remembered) > self.memory:
+        memory = self.memory
+        if memory is not None and len(remembered) > memory:
             # An OrderedDict: a plain dict's first key is found by skipping every deleted
             # slot before it, ~50 us at 250k entries once evictions start.
             remembered.popitem(last=False)
+            self.evicted += 1
+
+    def forget(self, tx_id: str) -> None:
+        """Let go of `tx_id`'s inputs at once: no label will come for it (a backtest's
+        unlabelled row)."""
+        self.remembered.pop(tx_id, None)
 
     def kept(self, tx_id: str) -> bytes | None:
         """The inputs remembered for `tx_id` (`RAW_LAYOUT`), as learnt when its label comes."""
@@ -1181,7 +1190,8 @@ class ModelSlot:
             examples.append((x, was, -w))
 
     def learn_label(self, tx_id: str, is_fraud: bool) -> bool:
-        """Learn inline (no trainer thread: backtests). False if the inputs are gone."""
+        """Learn inline (no trainer thread: backtests). False if the inputs are gone
+        (`memory` let go of them, or the model read nothing of it: a list decided it)."""
         learner = self.learner
         if learner is None:
             raise RuntimeError("this ModelSlot has no learner: labels go to its trainer")

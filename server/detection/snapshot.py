@@ -338,7 +338,7 @@ def restore(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None)
             # length the layout cannot hold is left out (its label is stored, not learnt).
             remembered = OrderedDict(
                 (str(tx_id), raw)
-                for tx_id, value in memory["model_inputs"][-model.memory :]
+                for tx_id, value in memory["model_inputs"][-(model.memory or 0) :]
                 if (raw := remembered_entry(layout, bytes(value))) is not None
             )
             flags = OrderedDict(
