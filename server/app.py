@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 SESSION_MIDDLEWARE = web.AppKey("session_middleware", object)
 SIMULATOR_FEED = web.AppKey("simulator_feed", SimulatorFeed)
 
+# What each bulk endpoint takes many of, for its 413s' wording.
+_BULK_RECORDS = {"/api/v1/transactions": "transactions", "/api/v1/labels": "labels"}
+
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -74,7 +77,8 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
             raise
         if exc.status == 413:
             # aiohttp's, from reading a body over client_max_size (max_body_bytes).
-            return api.body_too_large(request.app[SETTINGS].max_body_bytes)
+            records = _BULK_RECORDS.get(request.path)
+            return api.body_too_large(request.app[SETTINGS].max_body_bytes, records)
         response = json_response(api.error_for_status(exc.status, exc.reason), status=exc.status)
         # A 405 must say which methods the resource takes (RFC 9110, 15.5.6).
         if "Allow" in exc.headers:

@@ -188,7 +188,7 @@ def _decode(data: bytes) -> Transaction:
 
 def _decode_carefully(data: bytes) -> Transaction:
     """Find exactly what is wrong with a record, or accept it, ignoring extra fields."""
-    if data.count(b"{") + data.count(b"[") > MAX_DEPTH and _nests_deeper_than(data, MAX_DEPTH):
+    if data.count(b"{") + data.count(b"[") > MAX_DEPTH and nests_deeper_than(data, MAX_DEPTH):
         raise _invalid("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
         # msgspec checks UTF-8 only in the strings it decodes, not in those it skips.
@@ -272,7 +272,7 @@ def parse_rfc3339(value: object) -> dt.datetime | None:
         return None
 
 
-def _nests_deeper_than(data: bytes, limit: int) -> bool:
+def nests_deeper_than(data: bytes, limit: int) -> bool:
     """Whether brackets outside strings nest deeper than `limit`; linear, even on bad input."""
     depth = 0
     in_string = False

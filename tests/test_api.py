@@ -170,8 +170,8 @@ async def test_malformed_json_and_oversized_body(aiohttp_client: Any, tmp_path: 
     # (aiohttp's own text was "Maximum request body size 2000 exceeded.").
     assert error == {
         "code": "body_too_large",
-        "message": "Request body over 2,000 bytes (max_body_bytes): send fewer records per "
-        "request. Nothing of this request was accepted.",
+        "message": "Request body over 2,000 bytes (max_body_bytes): send fewer transactions "
+        "per request. Nothing of this request was accepted.",
         "field": None,
         "limit": 2000,
     }

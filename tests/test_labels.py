@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
+import json
 import sqlite3
 import threading
 from collections import Counter
@@ -91,8 +93,9 @@ async def test_a_batch_answers_each_label_in_order(client: TestClient) -> None:
     assert results[8]["error"]["code"] == "invalid_body"
     assert results[9]["error"] == {
         "code": "missing_field",
-        "message": "'transaction_id' is required",
+        "message": "Missing required field: 'transaction_id'",
         "field": "transaction_id",
+        "fields": ["transaction_id"],
     }
     assert results[10]["error"]["field"] == "labelled_at"  # known before it was sent: no
     assert "ahead of the server clock" in results[10]["error"]["message"]
@@ -212,6 +215,67 @@ async def test_single_label_errors_have_their_status(client: TestClient) -> None
     assert (await post_labels(client, []))[0] == 400
     resp = await client.post("/api/v1/labels", data=b"", headers=BOOTSTRAP)
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "empty_body"
+
+
+async def _both_answers(
+    client: TestClient, transactions: bytes, labels: bytes
+) -> list[tuple[int, dict[str, Any]]]:
+    answers = []
+    for path, body in (("/api/v1/transactions", transactions), ("/api/v1/labels", labels)):
+        resp = await client.post(path, data=io.BytesIO(body), headers=BOOTSTRAP)
+        answers.append((resp.status, (await resp.json())["error"]))
+    return answers
+
+
+async def test_the_bulk_endpoints_answer_a_problem_alike(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # Integrators post transactions and labels with one client: the same problem gets the
+    # same status, code and error keys from both, in words naming what was sent.
+    client = await aiohttp_client(
+        create_app(make_settings(tmp_path, max_batch_records=2, max_body_bytes=1024 * 1024))
+    )
+    label = b'{"transaction_id": "t", "label": "fraud"}'
+    deep = b'{"x": ' + b"[" * 40 + b"]" * 40 + b"}"
+    padded = b"[" + b" " * (1024 * 1024) + b"]"
+    problems = {
+        "too many": (
+            json.dumps([tx(f"m-{i}") for i in range(3)]).encode(),
+            b"[" + b",".join([label] * 10_001) + b"]",
+        ),
+        "body too large": (padded, padded),
+        "missing fields": (b"{}", b"{}"),
+        "too deep": (deep, deep),
+        "not UTF-8": (b'{"id": "\xff"}', b'{"transaction_id": "\xff"}'),
+    }
+    seen = {}
+    for problem, (transactions, labels) in problems.items():
+        (t_status, t_error), (l_status, l_error) = await _both_answers(client, transactions, labels)
+        assert (t_status, t_error["code"], set(t_error)) == (
+            l_status,
+            l_error["code"],
+            set(l_error),
+        ), (problem, t_error, l_error)
+        seen[problem] = (t_status, t_error, l_error)
+    status, t_error, l_error = seen["too many"]
+    assert (status, t_error["code"], t_error["limit"], l_error["limit"]) == (
+        413,
+        "too_many_records",
+        2,
+        10_000,
+    )
+    assert t_error["message"].startswith("3 transactions in one request; at most 2 are taken")
+    assert l_error["message"] == (
+        "10,001 labels in one request; at most 10,000 are taken: split the batch into "
+        "requests of 10,000 or fewer. Nothing of this request was accepted."
+    )
+    status, t_error, l_error = seen["body too large"]
+    assert (status, t_error["limit"], l_error["limit"]) == (413, 1024 * 1024, 1024 * 1024)
+    assert "send fewer transactions per request" in t_error["message"]
+    assert "send fewer labels per request" in l_error["message"]
+    assert seen["missing fields"][2]["fields"] == ["transaction_id", "label"]
+    assert seen["too deep"][2]["message"] == "JSON nested deeper than 32 levels"
+    assert seen["not UTF-8"][2]["message"].startswith("Malformed JSON: not UTF-8")
 
 
 async def test_a_label_naming_a_key_twice_is_refused(client: TestClient) -> None:

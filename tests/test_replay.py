@@ -597,8 +597,8 @@ async def test_a_row_alone_over_the_body_limit_is_refused(
     # The server's own words, which name the limit and the setting behind it.
     assert str(summary.refused.first[0]) == (
         "line 2: alone over the server's body limit (HTTP 413: Request body over 100 bytes "
-        "(max_body_bytes): send fewer records per request. Nothing of this request was "
-        "accepted.)"
+        "(max_body_bytes): send fewer transactions per request. Nothing of this request "
+        "was accepted.)"
     )
 
 

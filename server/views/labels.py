@@ -13,13 +13,15 @@ from server.learning import apply_labels
 from server.state import LABEL_CHANGES, SCORECARD, STATS, STORE, TRAINER
 from server.store.base import LABELS, Label, LabelValue, Store
 from server.transactions import (
+    MAX_DEPTH,
     MAX_ID_LENGTH,
+    nests_deeper_than,
     no_such_moment,
     parse_rfc3339,
     text_problem,
     too_far_ahead,
 )
-from server.views.api import permitted
+from server.views.api import permitted, too_many_records
 from server.views.responses import error_body, json_error, json_response
 
 MAX_LABELS = 10_000
@@ -28,9 +30,10 @@ FIELDS = frozenset({"transaction_id", "label", "source", "labelled_at"})
 
 
 class LabelError(ValueError):
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.body = error_body(code, message, field)
+        self.body["error"].update(extra)
 
 
 class _DuplicateKey(dict[str, Any]):
@@ -75,7 +78,15 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
         )
     missing = [name for name in ("transaction_id", "label") if item.get(name) is None]
     if missing:
-        raise LabelError("missing_field", f"'{missing[0]}' is required", missing[0])
+        # Ingest's words and shape: every missing field at once, in `fields`.
+        listed = ", ".join(f"'{name}'" for name in missing)
+        plural = "s" if len(missing) > 1 else ""
+        raise LabelError(
+            "missing_field",
+            f"Missing required field{plural}: {listed}",
+            missing[0],
+            fields=missing,
+        )
     tx_id = item.get("transaction_id")
     if not isinstance(tx_id, str) or not tx_id:
         raise LabelError(
@@ -166,14 +177,19 @@ async def post_labels(request: web.Request) -> web.Response:
     raw = await request.read()
     if not raw.strip():
         return json_error(400, "empty_body", "Send a JSON object or an array of them")
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and nests_deeper_than(raw, MAX_DEPTH):
+        # Ingest's code and limit. A label has no nested values, so this is the request's
+        # fault as a whole; json would otherwise answer past ~1,000 levels only.
+        return json_error(400, "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
         # The json module for its pairs hook: a label naming a key twice is refused, as a
         # transaction is (parsers disagree on which one wins). Labels are not a hot path.
         body: Any = json.loads(raw, object_pairs_hook=_keys_once)
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         # Where it broke (json's "Expecting ',' delimiter: line 1 column 61 (char 60)"), and
-        # NDJSON, which ingest takes, named: labels are one object or an array.
-        where = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        # NDJSON, which ingest takes, named: labels are one object or an array. Bytes that
+        # are not UTF-8 are said in ingest's words, not the codec's.
+        where = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
         ndjson = " (not NDJSON: one object per line)" if b"}\n{" in raw.replace(b"\r", b"") else ""
         return json_error(
             400,
@@ -185,7 +201,8 @@ async def post_labels(request: web.Request) -> web.Response:
     if not items:
         return json_error(400, "empty_body", "Send at least one label")
     if len(items) > MAX_LABELS:
-        return json_error(400, "too_many", f"At most {MAX_LABELS:,} labels per request")
+        # As ingest refuses a batch over max_batch_records: one case for a client of both.
+        return too_many_records(len(items), MAX_LABELS, "labels", None)
 
     now = dt.datetime.now(dt.UTC)
     source = f"api:{who.name}"
