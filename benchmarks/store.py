@@ -1,4 +1,5 @@
-"""SqliteStore write throughput: 1000-record batches against one commit per record, same run."""
+"""SqliteStore write throughput: 1000-record batches against one commit per record, same run;
+and the reads the API, the WebSocket resume and the labels path make, on the batched file."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable
 from decimal import Decimal
 from pathlib import Path
 
 from server.detection.model import RAW_LAYOUT
 from server.detection.verdict import Reason, Severity, Verdict
-from server.store.base import AlertEvent, StoredRecord
+from server.store.base import AlertEvent, Label, StoredRecord
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
 
@@ -133,6 +135,54 @@ async def known_verdicts(path: Path, records: list[StoredRecord], size: int) -> 
     return times
 
 
+READS = ("list_alerts", "events_since", "account_transactions", "known_transactions",
+         "model_inputs", "recent_labels")  # fmt: skip
+
+
+async def reads(path: Path, records: list[StoredRecord], rounds: int) -> dict[str, list[float]]:
+    """ms per call of the store's bulk reads, `rounds` calls each, taking turns so that a
+    busy moment of the machine falls on all of them: a page of 100 alerts (the first ten
+    pages, by cursor), 1,000 events from seq 0, an account's 50 latest transactions, the
+    stored rows and model inputs of 1,000 ids, and the 20,000 labels stored last."""
+    store = SqliteStore(path)
+    await store.start(_ignore)
+    labelled = records[:20_000]
+    for i in range(0, len(labelled), 1000):
+        await store.add_labels(
+            [
+                Label(
+                    transaction_id=r.transaction.id,
+                    label="fraud" if r.verdict.alert_id else "legitimate",
+                    source="bench",
+                    labelled_at="2026-03-09T10:00:00Z",
+                )
+                for r in labelled[i : i + 1000]
+            ]
+        )
+    rng = random.Random(3)
+    times: dict[str, list[float]] = {name: [] for name in READS}
+    cursors: list[str | None] = [None]
+    for k in range(rounds):
+        ids = [r.transaction.id for r in rng.sample(records, 1000)]
+        account = rng.choice(records).transaction.account_id
+        calls: dict[str, Awaitable[object]] = {
+            "list_alerts": store.list_alerts(None, 100, cursors[k % len(cursors)]),
+            "events_since": store.events_since(0, 1000),
+            "account_transactions": store.account_transactions(account, 50, None),
+            "known_transactions": store.known_transactions(ids),
+            "model_inputs": store.model_inputs(ids),
+            "recent_labels": store.recent_labels(20_000),
+        }
+        for name in READS:
+            start = time.perf_counter()
+            answer = await calls[name]
+            times[name].append((time.perf_counter() - start) * 1000)
+            if name == "list_alerts" and len(cursors) < 10:
+                cursors.append(answer.next_cursor)  # type: ignore[attr-defined]
+    await store.close()
+    return times
+
+
 def _db_bytes(path: Path) -> int:
     """The database file and whatever its WAL still holds (closed: checkpointed away)."""
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
@@ -150,6 +200,7 @@ async def main() -> None:
     parser.add_argument("--alert-rate", type=float, default=0.03)
     parser.add_argument("--baseline", type=int, default=3000, help="records for the baseline")
     parser.add_argument("--dir", type=Path, help="where to put the databases (default: a tmp dir)")
+    parser.add_argument("--read-rounds", type=int, default=30, help="calls of each read")
     args = parser.parse_args()
     size = args.batch_size
     records = generate(args.batches * size, args.alert_rate, seed=7)
@@ -165,6 +216,7 @@ async def main() -> None:
         times, lags, cpu_s = await batched(Path(tmp) / "batched.db", records, size)
         plain_times, _, plain_cpu_s = await batched(Path(tmp) / "plain.db", plain, size)
         lookups = await known_verdicts(Path(tmp) / "batched.db", records, size)
+        read_times = await reads(Path(tmp) / "batched.db", records, args.read_rounds)
         baseline_s = await one_per_commit(Path(tmp) / "baseline.db", records[: args.baseline])
         sizes = {name: _db_bytes(Path(tmp) / name) for name in ("batched.db", "plain.db")}
 
@@ -205,6 +257,9 @@ async def main() -> None:
         f"  database bytes per record: {sizes['batched.db'] / n:.0f} with the inputs, "
         f"{sizes['plain.db'] / n:.0f} without"
     )
+    print(f"reads on the batched file, {args.read_rounds} calls each: ms median, p90")
+    for name, values in read_times.items():
+        print(f"  {name:<22} {statistics.median(values):7.2f} {_pct(values, 0.9):7.2f}")
     print(f"baseline: {args.baseline} records, one commit each")
     print(f"  {baseline_rate:,.0f} records/s = {1000 * size / baseline_rate:.1f} ms per {size}")
     print(f"ratio: batched is {batched_rate / baseline_rate:.1f}x the baseline")
