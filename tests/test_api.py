@@ -250,15 +250,29 @@ async def test_resending_an_id_returns_the_original_verdict(client: TestClient) 
     assert results[0] == results[1]
 
 
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        ("'{}'", "verdict_json unreadable"),
+        # Bytes that are not UTF-8 (another tool's write): sqlite3 raised reading them,
+        # and the whole request was a 500 internal_error.
+        ("CAST(x'7bff7d' AS TEXT)", "verdict_json not UTF-8"),
+    ],
+)
 async def test_resending_an_id_whose_stored_row_is_damaged_is_not_scored_again(
-    client: TestClient, settings: Settings, caplog: pytest.LogCaptureFixture
+    client: TestClient,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
+    problem: str,
 ) -> None:
     # The labels path reads past a damaged row; ingest must not: the stored verdict is what
     # a re-send gets back, and scoring it again would answer something else, and count the
     # payment twice in the account's history.
     await post_batch(client, [tx("hurt")])
     with contextlib.closing(sqlite3.connect(settings.db_path)) as conn, conn:
-        conn.execute("UPDATE transactions SET verdict_json = '{}' WHERE id = 'hurt'")
+        conn.execute(f"UPDATE transactions SET verdict_json = {damage} WHERE id = 'hurt'")
+        (stored,) = conn.execute("SELECT hex(verdict_json) FROM transactions").fetchone()
     resp = await client.post("/api/v1/transactions", json=tx("hurt"), headers=AUTH)
     # Not a 503 "retry": the row stays damaged whatever the client does. A server-side
     # error, final, that names the id and sends the operator to the log.
@@ -267,7 +281,7 @@ async def test_resending_an_id_whose_stored_row_is_damaged_is_not_scored_again(
     error = (await resp.json())["error"]
     assert error["code"] == "stored_row_damaged" and error["field"] == "id", error
     assert "'hurt'" in error["message"] and "log" in error["message"], error
-    assert "hurt: verdict_json unreadable" in caplog.text  # the log names the row
+    assert f"hurt: {problem}" in caplog.text  # the log names the row
     # In a batch it is that record's answer alone: its neighbours are scored and stored,
     # so a client re-sending what it was not answered for does not loop on them.
     later = T0 + dt.timedelta(minutes=1)
@@ -275,9 +289,9 @@ async def test_resending_an_id_whose_stored_row_is_damaged_is_not_scored_again(
     assert results[0]["error"]["code"] == "stored_row_damaged", results
     assert results[1]["transaction_id"] == "next" and "decision" in results[1], results
     with contextlib.closing(sqlite3.connect(settings.db_path)) as conn:
-        rows = dict(conn.execute("SELECT id, verdict_json FROM transactions").fetchall())
+        rows = dict(conn.execute("SELECT id, hex(verdict_json) FROM transactions").fetchall())
     # Never scored again: the damaged row is as it was, the only one for its id.
-    assert rows.keys() == {"hurt", "next"} and rows["hurt"] == "{}"
+    assert rows.keys() == {"hurt", "next"} and rows["hurt"] == stored
     # The operator's alarm, not the integrator's: counted apart from refused inputs.
     metrics = await (await client.get("/metrics")).text()
     assert "fraudwatch_stored_rows_damaged_total 2" in metrics, metrics

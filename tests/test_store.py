@@ -896,6 +896,88 @@ async def test_a_damaged_row_is_named_and_the_others_are_read(
     assert inputs.damaged == {"tx-00002": "model_inputs unreadable: str, not bytes"}
 
 
+NOT_UTF8 = "CAST(x'7bff7d' AS TEXT)"  # `{`, a byte no UTF-8 text holds, `}`
+
+
+async def test_text_that_is_not_utf8_costs_only_its_own_row(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # sqlite3 raised decoding such a TEXT value (a damaged file, another tool's write),
+    # failing the whole read: the alert list, an account's history, the labels, a batch's
+    # stored rows. Now its row is left out and named, the others read. One reader thread:
+    # the reads after one that met a damaged row run on the connection it ran on.
+    store = SqliteStore(db_path, readers=1)
+    await store.start(Recorder())
+    try:
+        batch = [r._replace(model_inputs=("fs-a/<d", b"\x01")) for r in make_batch(0, 8)]
+        await store.write_batch(batch)  # alerts al-00000, al-00003, al-00006
+        await store.add_labels([label(n) for n in range(8)])
+        note, _ = await store.add_note("al-00000", "alice", "called the customer")
+        await store.add_note("al-00000", "alice", "card blocked")
+        with raw(db_path) as conn:
+            for sql in (
+                f"UPDATE transactions SET transaction_json = {NOT_UTF8} WHERE id = 'tx-00001'",
+                f"UPDATE transactions SET verdict_json = {NOT_UTF8} WHERE id = 'tx-00002'",
+                f"UPDATE transactions SET model_inputs = {NOT_UTF8} WHERE id = 'tx-00004'",
+                f"UPDATE alerts SET alert_json = {NOT_UTF8} WHERE id = 'al-00003'",
+                f"UPDATE events SET alert_json = {NOT_UTF8} WHERE alert_id = 'al-00003'",
+                f"UPDATE labels SET source = {NOT_UTF8} WHERE transaction_id = 'tx-00005'",
+                f"UPDATE label_changes SET labelled_at = {NOT_UTF8} "
+                "WHERE transaction_id = 'tx-00005'",
+                f"UPDATE notes SET text = {NOT_UTF8} WHERE id = {note.id}",
+            ):
+                conn.execute(sql)
+        ids = [f"tx-{n:05d}" for n in range(8)]
+        known = await store.known_transactions(ids)
+        assert set(known.rows) == set(ids) - {"tx-00001", "tx-00002"}
+        assert known.damaged == {
+            "tx-00001": "transaction_json not UTF-8 (b'{\\xff}')",
+            "tx-00002": "verdict_json not UTF-8 (b'{\\xff}')",
+        }
+        inputs = await store.model_inputs(ids)
+        assert set(inputs.rows) == set(ids) - {"tx-00004"}
+        assert inputs.damaged == {"tx-00004": "model_inputs not UTF-8 (b'{\\xff}')"}
+        assert set(await store.known_verdicts(ids)) == set(ids) - {"tx-00002"}
+        history = await store.account_transactions("acct-1", 100, None)
+        assert [t.verdict.transaction_id for t in history.transactions] == [
+            f"tx-{n:05d}" for n in (7, 6, 5, 4, 3, 0)
+        ]
+        page = await store.list_alerts(None, 100, None)
+        assert [a.id for a in page.alerts] == ["al-00006", "al-00000"]
+        events = await store.events_since(0, 100)
+        assert {e.alert.id for e in events} == {"al-00000", "al-00006"}
+        assert set(await store.get_labels(ids)) == set(ids) - {"tx-00005"}
+        assert {lb.transaction_id for lb in await store.recent_labels(100)} == set(ids) - {
+            "tx-00005"
+        }
+        changes = await store.label_changes_after(0, 100)
+        assert {c.transaction_id for c in changes} == set(ids) - {"tx-00005"}
+        # Replay reads a transaction that is not text as empty, as before: said so there.
+        replayed = await store.transactions_after(0, 100, 100)
+        assert [t.transaction == b"" for t in replayed] == [n == 1 for n in range(8)]
+        assert [n.text for n in await store.notes("al-00000")] == ["card blocked"]
+        # Each row left out without a `damaged` to name it in is logged: table, id, column.
+        for logged in (
+            "alerts al-00003: alert_json not UTF-8",
+            "events seq 2: alert_json not UTF-8",
+            "transactions tx-00001: transaction_json not UTF-8",
+            "labels tx-00005: source not UTF-8",
+            f"notes id {note.id}: text not UTF-8",
+        ):
+            assert f"damaged row left out: {logged}" in caplog.text, logged
+        # A page cut short by a damaged row still leads on, from where the rows were read.
+        first = await store.list_alerts(None, 2, None)
+        assert [a.id for a in first.alerts] == ["al-00006"] and first.next_cursor is not None
+        rest = await store.list_alerts(None, 2, first.next_cursor)
+        assert [a.id for a in rest.alerts] == ["al-00000"] and rest.next_cursor is None
+        # A read that does not leave rows out still fails on it, as it did.
+        with pytest.raises(sqlite3.OperationalError, match="Could not decode to UTF-8"):
+            await store.get_alert("al-00003")
+        assert (await store.get_alert("al-00006")) is not None
+    finally:
+        await store.close()
+
+
 async def test_the_wal_starts_over_under_a_steady_stream_of_batches(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -216,19 +216,30 @@ class SqliteStore:
                 raise unavailable from exc
             raise
 
-    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        """Raises StoreUnavailable when a lock, the disk or the file stops the read."""
+    async def _read(
+        self, query: Callable[[sqlite3.Connection], T], *, handles_not_text: bool = False
+    ) -> T:
+        """Raises StoreUnavailable when a lock, the disk or the file stops the read. A
+        `query` that copes with TEXT read as `reads.NotText` (leaving its row out with
+        `reads.readable`, or taking it as unreadable) says so with `handles_not_text`: a
+        value that is not UTF-8 then costs only its row, not the whole read."""
         if self._closed or self._loop is None:
             raise RuntimeError("SqliteStore is not open")
         try:
-            return await self._loop.run_in_executor(self._read_pool, self._run_query, query)
+            return await self._loop.run_in_executor(
+                self._read_pool, self._run_query, query, handles_not_text
+            )
         except sqlite3.Error as exc:
             if (unavailable := _unavailable(exc)) is not None:
                 raise unavailable from exc
             raise
 
-    def _run_query(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        """On a reader thread: run `query` on this thread's own connection."""
+    def _run_query(self, query: Callable[[sqlite3.Connection], T], lenient: bool) -> T:
+        """On a reader thread: run `query` on this thread's own connection. sqlite3 decodes
+        TEXT in C, and raises on bytes that are not UTF-8, failing the query; a `lenient`
+        one then runs again reading such values as `reads.NotText`, for `reads.readable`
+        to leave their rows out. Only then: a text factory of ours on every read would
+        call Python for every TEXT value of the hot paths."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = reads.connect(self._path)
@@ -237,7 +248,18 @@ class SqliteStore:
                 self._read_conns.append(conn)
             self._local.conn = conn
         try:
-            return query(conn)
+            try:
+                return query(conn)
+            except sqlite3.OperationalError as exc:
+                if not (lenient and reads.not_utf8(exc)):
+                    raise
+            # Again outside the except block: the failed cursor is released with the
+            # exception before the connection reads again.
+            conn.text_factory = reads.text_or_not
+            try:
+                return query(conn)
+            finally:
+                conn.text_factory = str
         except BaseException:
             # A query that raised while iterating its rows (a row it could not decode) leaves
             # its cursor open, referenced from the traceback: as long as anything keeps the
@@ -254,7 +276,9 @@ class SqliteStore:
         """The stored verdicts of those ids that were already accepted."""
         if not transaction_ids:
             return {}
-        return await self._read(lambda conn: reads.known_verdicts(conn, transaction_ids))
+        return await self._read(
+            lambda conn: reads.known_verdicts(conn, transaction_ids), handles_not_text=True
+        )
 
     async def event_times(self, transaction_ids: Collection[str]) -> dict[str, int]:
         """For those ids already accepted: the timestamp, µs since the Unix epoch."""
@@ -269,7 +293,9 @@ class SqliteStore:
         ids whose row cannot be read back."""
         if not transaction_ids:
             return Found({}, {})
-        return await self._read(lambda conn: reads.known_transactions(conn, transaction_ids))
+        return await self._read(
+            lambda conn: reads.known_transactions(conn, transaction_ids), handles_not_text=True
+        )
 
     async def transaction_positions(self, transaction_ids: Collection[str]) -> dict[str, int]:
         """For those ids stored: the rowid, which follows commit order. A row gets one more
@@ -293,7 +319,10 @@ class SqliteStore:
         self, position: int, until: int, limit: int
     ) -> list[StoredTransaction]:
         """Up to `limit` transactions with a rowid in (`position`, `until`], in rowid order."""
-        return await self._read(lambda conn: reads.transactions_after(conn, position, until, limit))
+        return await self._read(
+            lambda conn: reads.transactions_after(conn, position, until, limit),
+            handles_not_text=True,
+        )
 
     async def prune_transactions(self, received_before: str, chunk: int = PRUNE_CHUNK) -> int:
         """Delete the transactions received before `received_before` that raised no alert,
@@ -320,7 +349,9 @@ class SqliteStore:
         cannot be read back."""
         if not transaction_ids:
             return Found({}, {})
-        return await self._read(lambda conn: reads.model_inputs(conn, transaction_ids))
+        return await self._read(
+            lambda conn: reads.model_inputs(conn, transaction_ids), handles_not_text=True
+        )
 
     async def write_batch(self, records: Sequence[StoredRecord]) -> list[AlertEvent]:
         """Persist a batch in one transaction: every transaction with its verdict, and an alert
@@ -388,11 +419,12 @@ class SqliteStore:
     ) -> AccountPage:
         """Newest event time first. Raises InvalidCursor for a malformed cursor."""
         return await self._read(
-            lambda conn: reads.account_transactions(conn, account_id, limit, cursor)
+            lambda conn: reads.account_transactions(conn, account_id, limit, cursor),
+            handles_not_text=True,
         )
 
     async def notes(self, alert_id: str) -> list[Note]:
-        return await self._read(lambda conn: reads.notes(conn, alert_id))
+        return await self._read(lambda conn: reads.notes(conn, alert_id), handles_not_text=True)
 
     async def open_summary(self) -> dict[str, object]:
         """Unresolved alerts by severity; created_at of the oldest open one (or None)."""
@@ -414,13 +446,19 @@ class SqliteStore:
     async def get_labels(self, transaction_ids: Collection[str]) -> dict[str, Label]:
         if not transaction_ids:
             return {}
-        return await self._read(lambda conn: reads.labels(conn, transaction_ids))
+        return await self._read(
+            lambda conn: reads.labels(conn, transaction_ids), handles_not_text=True
+        )
 
     async def recent_labels(self, limit: int) -> list[Label]:
-        return await self._read(lambda conn: reads.recent_labels(conn, limit))
+        return await self._read(
+            lambda conn: reads.recent_labels(conn, limit), handles_not_text=True
+        )
 
     async def label_changes_after(self, seq: int, limit: int) -> list[LabelChange]:
-        return await self._read(lambda conn: reads.label_changes_after(conn, seq, limit))
+        return await self._read(
+            lambda conn: reads.label_changes_after(conn, seq, limit), handles_not_text=True
+        )
 
     async def last_label_change(self) -> int:
         return await self._read(reads.last_label_change)
@@ -439,11 +477,16 @@ class SqliteStore:
         is opaque and comes from the previous page's next_cursor. Read in one snapshot.
         Raises ValueError for a limit below 1 or an unknown status, InvalidCursor for a
         malformed cursor."""
-        return await self._read(lambda conn: reads.alert_page(conn, statuses, limit, cursor, where))
+        return await self._read(
+            lambda conn: reads.alert_page(conn, statuses, limit, cursor, where),
+            handles_not_text=True,
+        )
 
     async def events_since(self, seq: int, limit: int) -> list[AlertEvent]:
         """Events with seq > `seq`, oldest first, at most `limit`."""
-        return await self._read(lambda conn: reads.events_since(conn, seq, limit))
+        return await self._read(
+            lambda conn: reads.events_since(conn, seq, limit), handles_not_text=True
+        )
 
     async def last_seq(self) -> int:
         return await self._read(reads.last_seq)

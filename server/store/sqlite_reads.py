@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import logging
 import sqlite3
 from collections.abc import Collection
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import msgspec
 
@@ -34,6 +35,7 @@ from server.store.base import (
 )
 
 BUSY_TIMEOUT_S = 10.0
+log = logging.getLogger(__name__)
 
 encoder = msgspec.json.Encoder()
 _alert_decoder = msgspec.json.Decoder(Alert)
@@ -66,6 +68,72 @@ def connect(path: Path) -> sqlite3.Connection:
     )
 
 
+class NotText:
+    """A TEXT value whose bytes are not UTF-8 (a damaged file, another tool's write), as
+    `text_or_not` reads it: sqlite3's own decoding raises on it, failing the whole query."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"not UTF-8 ({self.raw[:40]!r})"
+
+
+def text_or_not(raw: bytes) -> str | NotText:
+    """The text factory of a read that met a value not UTF-8 (`SqliteStore._run_query`)."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return NotText(raw)
+
+
+def not_utf8(exc: sqlite3.OperationalError) -> bool:
+    """Whether sqlite3 raised `exc` decoding a TEXT value (its text factory is str's)."""
+    return str(exc).startswith("Could not decode to UTF-8")
+
+
+def _as_text(value: str | NotText) -> str:
+    return value if isinstance(value, str) else value.raw.decode(errors="backslashreplace")
+
+
+def readable(
+    cursor: sqlite3.Cursor,
+    what: str,
+    key: int = 0,
+    *,
+    rows: list[Any] | None = None,
+    damaged: dict[str, str] | None = None,
+    keep: Collection[str] = (),
+) -> list[Any]:
+    """The rows of `cursor` (or `rows`, read from it) less those holding a TEXT value that
+    is not UTF-8 (other than in `keep`, which the caller checks), each named by its `key`
+    column in `damaged` or, without one, logged. One damaged row costs only itself, as a
+    known_transactions row whose JSON is unreadable does. Free on a connection with str's
+    text factory: no NotText there, the query raised instead and runs again with ours."""
+    found: list[Any] = cursor.fetchall() if rows is None else rows
+    if cursor.connection.text_factory is not text_or_not:
+        return found
+    names = [column[0] for column in cursor.description]
+    kept: list[Any] = []
+    for row in found:
+        bad = [
+            f"{name} {value!r}"
+            for name, value in zip(names, row, strict=True)
+            if isinstance(value, NotText) and name not in keep
+        ]
+        if not bad:
+            kept.append(row)
+            continue
+        ident = _as_text(row[key]) if isinstance(row[key], str | NotText) else str(row[key])
+        if damaged is not None:
+            damaged[ident] = "; ".join(bad)
+        else:
+            log.warning("damaged row left out: %s %s: %s", what, ident, "; ".join(bad))
+    return kept
+
+
 def last_seq(conn: sqlite3.Connection) -> int:
     # sqlite_sequence, not max(seq): the last seq ever given, even if events were pruned.
     return int(conn.execute(_LAST_SEQ).fetchone()[0])
@@ -74,7 +142,7 @@ def last_seq(conn: sqlite3.Connection) -> int:
 def stored_verdicts(conn: sqlite3.Connection, transaction_ids: Collection[str]) -> dict[str, str]:
     """The verdict JSON of those ids that are stored."""
     ids = encoder.encode(list(transaction_ids)).decode()
-    return dict(conn.execute(_STORED, (ids,)).fetchall())
+    return dict(readable(conn.execute(_STORED, (ids,)), "transactions"))
 
 
 def known_verdicts(
@@ -93,7 +161,8 @@ def known_transactions(
     ids = encoder.encode(list(transaction_ids)).decode()
     rows: dict[str, tuple[Verdict, bytes]] = {}
     damaged: dict[str, str] = {}
-    for tx_id, verdict, transaction in conn.execute(_STORED_BOTH, (ids,)):
+    found = readable(conn.execute(_STORED_BOTH, (ids,)), "transactions", damaged=damaged)
+    for tx_id, verdict, transaction in found:
         try:
             decoded = _verdict_decoder.decode(verdict)
         except (msgspec.DecodeError, TypeError) as exc:  # not a verdict's JSON; not text
@@ -122,7 +191,8 @@ def model_inputs(conn: sqlite3.Connection, transaction_ids: Collection[str]) -> 
     ids = encoder.encode(list(transaction_ids)).decode()
     rows: dict[str, ModelInputs] = {}
     damaged: dict[str, str] = {}
-    for tx_id, layout, inputs in conn.execute(_MODEL_INPUTS, (ids,)):
+    found = readable(conn.execute(_MODEL_INPUTS, (ids,)), "transactions", damaged=damaged)
+    for tx_id, layout, inputs in found:
         if isinstance(inputs, bytes):
             rows[tx_id] = (layout, inputs)
         else:
@@ -194,7 +264,8 @@ def transactions_after(
         "ORDER BY rowid LIMIT ?",
         (position, until, limit),
     )
-    # Anything but text (a column edited by hand) comes back empty: unreadable, and said so.
+    # Anything but text (a column edited by hand, bytes not UTF-8) comes back empty:
+    # unreadable, and said so.
     return [
         StoredTransaction(rowid, raw.encode() if isinstance(raw, str) else b"")
         for rowid, raw in rows
@@ -234,13 +305,20 @@ def alert_page(
     conn.execute("BEGIN")
     try:
         seq = last_seq(conn)
-        rows = conn.execute(sql, params).fetchall()
+        result = conn.execute(sql, params)
+        rows = result.fetchall()
     finally:
         conn.execute("COMMIT")
+    # `more` and the cursor from the rows as read: a damaged row left out of the page
+    # neither ends the listing early nor moves the next page.
     more = len(rows) > limit
+    last = rows[limit - 1] if more else None
     return AlertPage(
-        alerts=[_alert_decoder.decode(row[2]) for row in rows[:limit]],
-        next_cursor=encode_cursor(rows[limit - 1][0], rows[limit - 1][1]) if more else None,
+        alerts=[
+            _alert_decoder.decode(row[2])
+            for row in readable(result, "alerts", 1, rows=rows[:limit])
+        ],
+        next_cursor=None if last is None else encode_cursor(_as_text(last[0]), _as_text(last[1])),
         seq=seq,
     )
 
@@ -350,8 +428,9 @@ def account_transactions(
             raise InvalidCursor("Invalid cursor") from None
         sql += " AND (event_time_us, id) < (?, ?)"
     sql += " ORDER BY event_time_us DESC, id DESC LIMIT ?"
-    rows = conn.execute(sql, (*params, limit + 1)).fetchall()
-    more = len(rows) > limit
+    result = conn.execute(sql, (*params, limit + 1))
+    rows = result.fetchall()
+    more = len(rows) > limit  # from the rows as read, as alert_page's
     return AccountPage(
         account_id=account_id,
         transactions=[
@@ -360,9 +439,13 @@ def account_transactions(
                 verdict=_verdict_decoder.decode(verdict),
                 received_at=received_at,
             )
-            for _, _, tx, verdict, received_at in rows[:limit]
+            for _, _, tx, verdict, received_at in readable(
+                result, "transactions", 1, rows=rows[:limit]
+            )
         ],
-        next_cursor=encode_cursor(str(rows[limit - 1][0]), rows[limit - 1][1]) if more else None,
+        next_cursor=(
+            encode_cursor(str(rows[limit - 1][0]), _as_text(rows[limit - 1][1])) if more else None
+        ),
     )
 
 
@@ -390,7 +473,7 @@ def events_since(conn: sqlite3.Connection, seq: int, limit: int) -> list[AlertEv
     )
     return [
         AlertEvent(seq=s, type=kind, alert=_alert_decoder.decode(snapshot))
-        for s, kind, snapshot in rows
+        for s, kind, snapshot in readable(rows, "events seq")
     ]
 
 
@@ -401,7 +484,7 @@ def notes(conn: sqlite3.Connection, alert_id: str) -> list[Note]:
     )
     return [
         Note(id=i, alert_id=subject, author=author, at=at, text=text)
-        for i, subject, author, at, text in rows
+        for i, subject, author, at, text in readable(rows, "notes id")
     ]
 
 
@@ -493,7 +576,7 @@ def labels(conn: sqlite3.Connection, transaction_ids: Collection[str]) -> dict[s
         tx_id: Label(
             transaction_id=tx_id, label=label, source=source, labelled_at=at, scenario=scenario
         )
-        for tx_id, label, source, at, scenario in rows
+        for tx_id, label, source, at, scenario in readable(rows, "labels")
     }
 
 
@@ -503,10 +586,10 @@ def recent_labels(conn: sqlite3.Connection, limit: int) -> list[Label]:
         "SELECT transaction_id, label, source, labelled_at, scenario FROM labels "
         "ORDER BY received_at DESC, transaction_id DESC LIMIT ?",
         (limit,),
-    ).fetchall()
+    )
     return [
         Label(transaction_id=tx_id, label=label, source=source, labelled_at=at, scenario=scenario)
-        for tx_id, label, source, at, scenario in reversed(rows)
+        for tx_id, label, source, at, scenario in reversed(readable(rows, "labels"))
     ]
 
 
@@ -518,7 +601,9 @@ def label_changes_after(conn: sqlite3.Connection, seq: int, limit: int) -> list[
         "WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
         (seq, limit),
     )
-    # A transaction_json that is not text (edited by hand) comes back empty: unreadable.
+    # A transaction_json that is not text (edited by hand, or not UTF-8) comes back empty:
+    # unreadable, and said so by the caller.
+    readable_rows = readable(rows, "label_changes seq", keep=("transaction_json",))
     return [
         LabelChange(
             seq,
@@ -528,7 +613,7 @@ def label_changes_after(conn: sqlite3.Connection, seq: int, limit: int) -> list[
             None if was is None else (was, was_at),
             None if raw is None else raw.encode() if isinstance(raw, str) else b"",
         )
-        for seq, tx_id, label, at, was, was_at, raw in rows
+        for seq, tx_id, label, at, was, was_at, raw in readable_rows
     ]
 
 
