@@ -202,16 +202,18 @@ async def test_single_label_errors_have_their_status(client: TestClient) -> None
         "/api/v1/labels", data=b"{oops", headers={**BOOTSTRAP, "Content-Type": "application/json"}
     )
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "malformed_json"
-    # The message says where it broke, and names NDJSON, which ingest takes and this does not.
+    # The message says where it broke, and names NDJSON sent as JSON, as ingest's does.
     message = (await resp.json())["error"]["message"]
     assert "line 1 column 2" in message, message
     ndjson = b'{"transaction_id": "a", "label": "fraud"}\n{"transaction_id": "b", "label": "fraud"}'
     resp = await client.post(
-        "/api/v1/labels", data=ndjson, headers={**BOOTSTRAP, "Content-Type": "application/x-ndjson"}
+        "/api/v1/labels", data=ndjson, headers={**BOOTSTRAP, "Content-Type": "application/json"}
     )
     error = (await resp.json())["error"]
     assert (resp.status, error["code"]) == (400, "malformed_json")
-    assert "array" in error["message"] and "not NDJSON" in error["message"]
+    assert error["message"].endswith(
+        "; one JSON object per line is NDJSON: send it with Content-Type: application/x-ndjson"
+    ), error
     assert (await post_labels(client, []))[0] == 400
     resp = await client.post("/api/v1/labels", data=b"", headers=BOOTSTRAP)
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "empty_body"
@@ -276,6 +278,35 @@ async def test_the_bulk_endpoints_answer_a_problem_alike(
     assert seen["missing fields"][2]["fields"] == ["transaction_id", "label"]
     assert seen["too deep"][2]["message"] == "JSON nested deeper than 32 levels"
     assert seen["not UTF-8"][2]["message"].startswith("Malformed JSON: not UTF-8")
+
+
+async def test_labels_take_ndjson_as_ingest_does(client: TestClient) -> None:
+    # A client that posts its transactions as NDJSON posts its labels the same way: each
+    # line a label, a line that is not JSON refused as its own entry, the others taken.
+    await post_batch(client, [tx("nd-1"), tx("nd-2")])
+    ndjson = {**BOOTSTRAP, "Content-Type": "application/x-ndjson"}
+    body = (b'{"transaction_id": "nd-1", "label": "fraud"}\r\n'
+            b'{"transaction_id": "nd-2", "label": \n'
+            b"\n"
+            b'{"transaction_id": "nd-2", "label": "legitimate"}\n')  # fmt: skip
+    resp = await client.post("/api/v1/labels", data=body, headers=ndjson)
+    assert resp.status == 200
+    first, broken, last = (await resp.json())["results"]
+    assert first == {"transaction_id": "nd-1", "label": "fraud", "status": "created"}
+    assert broken["error"]["code"] == "malformed_json", broken
+    assert broken["error"]["message"].startswith("Malformed JSON: Expecting value"), broken
+    assert last == {"transaction_id": "nd-2", "label": "legitimate", "status": "created"}
+    # A JSON array sent as NDJSON: refused line by line, saying what to send, as ingest does.
+    for path, record in (("/api/v1/transactions", tx("nd-3")), ("/api/v1/labels", first)):
+        resp = await client.post(path, data=json.dumps([record]).encode(), headers=ndjson)
+        assert resp.status == 200
+        (entry,) = (await resp.json())["results"]
+        assert entry["error"]["code"] == "invalid_body", (path, entry)
+        assert entry["error"]["message"].endswith(
+            "; a JSON array is not NDJSON: send it with Content-Type: application/json"
+        ), (path, entry)
+    stored = await client.app[STORE].get_labels(["nd-1", "nd-2"])  # type: ignore[index]
+    assert {k: v.label for k, v in stored.items()} == {"nd-1": "fraud", "nd-2": "legitimate"}
 
 
 async def test_a_label_naming_a_key_twice_is_refused(client: TestClient) -> None:

@@ -65,10 +65,10 @@ _BOM = b"\xef\xbb\xbf"  # the UTF-8 byte order mark
 NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
 )
-_NDJSON_HINT = (
+NDJSON_HINT = (
     "; one JSON object per line is NDJSON: send it with Content-Type: application/x-ndjson"
 )
-_ARRAY_HINT = "; a JSON array is not NDJSON: send it with Content-Type: application/json"
+ARRAY_HINT = "; a JSON array is not NDJSON: send it with Content-Type: application/json"
 
 
 def _split_body(body: bytes, content_type: str) -> tuple[list[bytes | msgspec.Raw], bool]:
@@ -148,15 +148,15 @@ async def ingest(request: web.Request) -> web.Response:
     if request.content_type in NDJSON_TYPES and body.lstrip().startswith(b"["):
         # An array sent as NDJSON: each line is refused, and the reason is the content type.
         results = [
-            FieldError(r.code, r.message + _ARRAY_HINT, r.field)
+            FieldError(r.code, r.message + ARRAY_HINT, r.field)
             if isinstance(r, FieldError) and r.code in ("invalid_body", "malformed_json")
             else r
             for r in results
         ]
     if not is_batch:
         only = results[0]
-        if isinstance(only, FieldError) and only.code == "malformed_json" and _looks_ndjson(body):
-            only = FieldError(only.code, only.message + _NDJSON_HINT, only.field)
+        if isinstance(only, FieldError) and only.code == "malformed_json" and looks_ndjson(body):
+            only = FieldError(only.code, only.message + NDJSON_HINT, only.field)
         if isinstance(only, FieldError):
             status = _ERROR_STATUS.get(only.code, 400)
             return json_response({"error": only.as_dict()}, status=status)
@@ -195,7 +195,7 @@ def body_too_large(limit: int, records: str | None) -> web.Response:
     return json_response({"error": error}, status=413)
 
 
-def _looks_ndjson(body: bytes) -> bool:
+def looks_ndjson(body: bytes) -> bool:
     """Several JSON objects, one per line, sent without the NDJSON content type."""
     return b"\n{" in body.strip().replace(b"\r\n", b"\n")
 

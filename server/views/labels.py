@@ -21,17 +21,27 @@ from server.transactions import (
     text_problem,
     too_far_ahead,
 )
-from server.views.api import permitted, too_many_records
+from server.views.api import (
+    ARRAY_HINT,
+    NDJSON_HINT,
+    NDJSON_TYPES,
+    looks_ndjson,
+    permitted,
+    too_many_records,
+)
 from server.views.responses import error_body, json_error, json_response
 
 MAX_LABELS = 10_000
 MAX_SOURCE_LENGTH = 100
 FIELDS = frozenset({"transaction_id", "label", "source", "labelled_at"})
+_BOM = b"\xef\xbb\xbf"  # the UTF-8 byte order mark
+_NOT_A_LINE = frozenset({"invalid_body", "malformed_json"})  # ingest's, for an array as NDJSON
 
 
 class LabelError(ValueError):
     def __init__(self, code: str, message: str, field: str | None = None, **extra: Any) -> None:
         super().__init__(message)
+        self.code = code
         self.body = error_body(code, message, field)
         self.body["error"].update(extra)
 
@@ -44,6 +54,14 @@ class _DuplicateKey(dict[str, Any]):
         self.key = key
 
 
+class _Unparsed:
+    """An NDJSON line that is not JSON: refused as its own label's entry, as ingest refuses
+    such a line, the request's other labels taken."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
 def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
@@ -51,6 +69,30 @@ def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             return _DuplicateKey(key)
         seen[key] = value
     return seen
+
+
+def _loads(data: bytes) -> Any:
+    # The json module for its pairs hook: a label naming a key twice is refused, as a
+    # transaction is (parsers disagree on which one wins). Labels are not a hot path.
+    return json.loads(data, object_pairs_hook=_keys_once)
+
+
+def _malformed(exc: ValueError) -> str:
+    # Where it broke (json's "Expecting ',' delimiter: line 1 column 61 (char 60)"); bytes
+    # that are not UTF-8 in ingest's words, not the codec's.
+    return f"Malformed JSON: {'not UTF-8' if isinstance(exc, UnicodeDecodeError) else exc}"
+
+
+def _ndjson(raw: bytes) -> list[Any]:
+    """One item per line that is not blank, as ingest splits NDJSON."""
+    items: list[Any] = []
+    for line in raw.split(b"\n"):
+        if line.strip():
+            try:
+                items.append(_loads(line))
+            except ValueError as exc:
+                items.append(_Unparsed(_malformed(exc)))
+    return items
 
 
 def _utc_text(at: dt.datetime) -> str:
@@ -65,6 +107,8 @@ def _within(name: str, text: str, limit: int) -> None:
 
 def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
     """One label from its JSON; raises LabelError naming the field at fault."""
+    if isinstance(item, _Unparsed):
+        raise LabelError("malformed_json", item.message)
     if isinstance(item, _DuplicateKey):
         raise LabelError("duplicate_key", f"Key {item.key!r} appears more than once", item.key)
     if not isinstance(item, dict):
@@ -175,29 +219,27 @@ async def post_labels(request: web.Request) -> web.Response:
     if isinstance(who, web.Response):
         return who
     raw = await request.read()
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]  # as ingest: PowerShell and Notepad start a file with one
     if not raw.strip():
-        return json_error(400, "empty_body", "Send a JSON object or an array of them")
+        return json_error(400, "empty_body", "Send a JSON object, a JSON array or NDJSON")
     if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and nests_deeper_than(raw, MAX_DEPTH):
         # Ingest's code and limit. A label has no nested values, so this is the request's
         # fault as a whole; json would otherwise answer past ~1,000 levels only.
         return json_error(400, "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
-    try:
-        # The json module for its pairs hook: a label naming a key twice is refused, as a
-        # transaction is (parsers disagree on which one wins). Labels are not a hot path.
-        body: Any = json.loads(raw, object_pairs_hook=_keys_once)
-    except ValueError as exc:
-        # Where it broke (json's "Expecting ',' delimiter: line 1 column 61 (char 60)"), and
-        # NDJSON, which ingest takes, named: labels are one object or an array. Bytes that
-        # are not UTF-8 are said in ingest's words, not the codec's.
-        where = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
-        ndjson = " (not NDJSON: one object per line)" if b"}\n{" in raw.replace(b"\r", b"") else ""
-        return json_error(
-            400,
-            "malformed_json",
-            f"Malformed JSON: {where}; send a JSON object or an array of them{ndjson}",
-        )
-    is_batch = isinstance(body, list)
-    items = body if is_batch else [body]
+    ndjson = request.content_type in NDJSON_TYPES
+    if ndjson:
+        # As ingest takes a batch: one client sends both the same way.
+        items, is_batch = _ndjson(raw), True
+    else:
+        try:
+            body: Any = _loads(raw)
+        except ValueError as exc:
+            # NDJSON sent under another content type: said so, as ingest says it.
+            hint = NDJSON_HINT if looks_ndjson(raw) else ""
+            return json_error(400, "malformed_json", _malformed(exc) + hint)
+        is_batch = isinstance(body, list)
+        items = body if is_batch else [body]
     if not items:
         return json_error(400, "empty_body", "Send at least one label")
     if len(items) > MAX_LABELS:
@@ -212,6 +254,9 @@ async def post_labels(request: web.Request) -> web.Response:
         try:
             valid.append((i, parse_label(item, source, now)))
         except LabelError as exc:
+            if ndjson and raw.lstrip().startswith(b"[") and exc.code in _NOT_A_LINE:
+                # An array sent as NDJSON: its lines are refused, for the content type.
+                exc.body["error"]["message"] += ARRAY_HINT
             results[i] = exc.body
     app = request.app
     if valid:
