@@ -24,14 +24,16 @@ K = 100
 
 def run_backtest(
     data: Path, report: Path, scores: Path, label: str, delay_days: int, model: str,
-    mapping: Sequence[str],
+    mapping: Sequence[str], options: Sequence[str] = (),
 ) -> dict[str, Any]:  # fmt: skip
-    """`fraudwatch backtest` in a fresh process, as a user runs it; its JSON report."""
+    """`fraudwatch backtest` in a fresh process, as a user runs it, with `options` added
+    (`--time-unit h`); its JSON report."""
     args = [sys.executable, "-m", "server", "backtest", str(data), "--label", label,
             "--label-delay", f"{delay_days}d", "--timezone", "UTC", "--model", model,
             "--report", str(report), "--scores-out", str(scores)]  # fmt: skip
     for pair in mapping:
         args += ["--map", pair]
+    args += options
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise SystemExit(f"backtest failed:\n{done.stderr}")

@@ -1,0 +1,660 @@
+"""Our detector on a third independent labelled stream: a PaySim-style mobile-money stream
+(the simulator behind Kaggle's "Synthetic Financial Datasets For Fraud Detection",
+PS_20174392719_1491204439457_log.csv), against the baselines a typical notebook for that set
+trains, on the inputs our detector may see.
+
+The generator is our own code, written from the published description of PaySim
+(Lopez-Rojas, Elmir and Axelsson, "PaySim: a financial mobile money simulator for fraud
+detection", EMSS 2016) and of the Kaggle file's columns and known properties:
+
+1. One row per transaction, `step` the hour (1 = the first), five types with the file's
+   shares: CASH_OUT 35 %, PAYMENT 34 %, CASH_IN 22 %, TRANSFER 8.4 %, DEBIT 0.65 %, and an
+   amount per type from a log-normal around the file's medians (PAYMENT ~10,000, CASH_IN and
+   CASH_OUT ~150,000, TRANSFER ~490,000, DEBIT ~3,000).
+2. Legitimate volume follows a daily rhythm (quiet from midnight to 08:00) and varies a
+   little from day to day.
+3. nameOrig is a fresh client id ('C' and 9-10 digits) on almost every row. nameDest is a
+   merchant ('M...', nearly unique) for a PAYMENT and otherwise a client from a pool that
+   receives about seven transactions each over the run.
+4. Fraud, about 0.13 % of the rows, only TRANSFER and CASH_OUT, at the same rate in every
+   hour (no daily rhythm): a fraudster takes over a victim and empties its balance by
+   TRANSFERs of at most 10,000,000 (PaySim's transfer limit) to a new mule account, each
+   followed in the same step by a CASH_OUT of the same amount from the mule. With
+   --kaggle-names the CASH_OUT's nameOrig is a fresh id instead of the mule, as in Kaggle's
+   file (where the two never match).
+5. Balances (oldbalanceOrg, newbalanceOrig, oldbalanceDest, newbalanceDest) are written as
+   the file has them: the origin's before and after, the pool destinations' running
+   balances, merchants' as 0, and a fraud TRANSFER's destination as 0 before and after (the
+   file's best-known quirk). isFlaggedFraud marks a few fraud TRANSFERs over 200,000.
+
+Then, as benchmarks/sparkov.py does: `fraudwatch backtest` on the file as a user would run it
+(7-day label delay, --time-unit h, account = nameOrig, merchant = nameDest, MCC = type and
+without it; no id column, so ids are row numbers; the balances are never fed to the
+detector); the notebook's logistic regression and random forest on the inputs the detector
+may see (amount, type one-hot, hour of day, per-account and per-destination counts), trained
+on --train-days, then --delay-days unused, then tested on the last --test-days; per type,
+amount band and hour band the share of frauds each one alerts and puts in a day's top 100;
+and what our score leaves out (a logistic regression on it and one more input).
+
+Writes benchmarks/results/paysim-<UTC>.json. scikit-learn is the `bench` extra.
+
+    .venv/bin/python benchmarks/paysim.py --keep /tmp/ps   # about 2 min, 0.3 M rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from results_file import commit, write_results  # noqa: E402
+from streams import K, fit_baselines, ranking, run_backtest  # noqa: E402
+
+from server.metrics_offline import average_precision, roc_auc, top_k  # noqa: E402
+
+COLUMNS = ("step", "type", "amount", "nameOrig", "oldbalanceOrg", "newbalanceOrig",
+           "nameDest", "oldbalanceDest", "newbalanceDest", "isFraud", "isFlaggedFraud")  # fmt: skip
+MAPPING = ("account_id=nameOrig", "merchant_id=nameDest", "mcc=type")
+TYPES = ("CASH_IN", "CASH_OUT", "DEBIT", "PAYMENT", "TRANSFER")
+CASH_IN, CASH_OUT, DEBIT, PAYMENT, TRANSFER = range(len(TYPES))
+SHARES = (0.220, 0.352, 0.0065, 0.338, 0.0835)
+# Per type: median amount and the log-normal's sigma (the file's medians; spreads chosen so
+# the means land near the file's: PAYMENT ~13,000, CASH_OUT ~180,000, TRANSFER ~900,000).
+AMOUNTS = ((143_000, 0.8), (147_000, 0.8), (3_000, 1.0), (9_500, 0.75), (486_000, 1.1))
+# Legitimate volume by hour of day (relative): PaySim's file is quiet from 00:00 to 08:00.
+RHYTHM = (0.25, 0.12, 0.06, 0.04, 0.04, 0.08, 0.25, 0.55, 1.0, 1.5, 1.8, 1.9, 1.95, 1.95,
+          1.9, 1.85, 1.85, 1.8, 1.75, 1.6, 1.3, 1.0, 0.7, 0.45)  # fmt: skip
+TRANSFER_LIMIT = 10_000_000.0
+FLAG_FROM = 200_000.0
+DESTINATIONS_PER_ROW = 1 / 7.4  # pool clients per non-PAYMENT row: ~7 receipts each
+DAY_STEPS = 24
+
+
+@dataclass
+class Stream:
+    """The rows in file order (numpy arrays); ids are indices into `names`."""
+
+    step: np.ndarray
+    kind: np.ndarray  # index into TYPES
+    amount: np.ndarray
+    orig: np.ndarray
+    old_orig: np.ndarray
+    new_orig: np.ndarray
+    dest: np.ndarray
+    old_dest: np.ndarray
+    new_dest: np.ndarray
+    fraud: np.ndarray
+    flagged: np.ndarray
+    role: np.ndarray  # 0 legitimate, 1 fraud TRANSFER, 2 fraud CASH_OUT
+    names: np.ndarray  # 'C…' / 'M…' strings
+
+    @property
+    def days(self) -> np.ndarray:
+        return self.step // DAY_STEPS
+
+
+class Names:
+    """Fresh ids: 'C' or 'M' and 9-10 digits, drawn at random (a clash is rare, as in the
+    file, where nameOrig repeats on 0.15 % of rows)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.names: list[str] = []
+
+    def fresh(self, n: int, prefix: str = "C") -> np.ndarray:
+        start = len(self.names)
+        numbers = self.rng.integers(100_000_000, 2_150_000_000, n)
+        self.names += [f"{prefix}{x}" for x in numbers.tolist()]
+        return np.arange(start, start + n)
+
+
+def _legit_counts(days: int, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Legitimate rows per step (1..days*24-1): the daily rhythm times a day's own level."""
+    hour_w = np.array(RHYTHM) / sum(RHYTHM)
+    level = rng.lognormal(0.0, 0.15, days)
+    mean = (level[:, None] * hour_w[None, :]).ravel() * rows / level.sum()
+    return rng.poisson(mean[1:])
+
+
+def generate(days: int, rows: int, fraud_rate: float, kaggle_names: bool, seed: int) -> Stream:
+    rng = np.random.default_rng(seed)
+    names = Names(rng)
+    counts = _legit_counts(days, rows, rng)
+    steps = np.arange(1, days * DAY_STEPS)
+    n = int(counts.sum())
+    step = np.repeat(steps, counts)
+    kind = rng.choice(len(TYPES), n, p=np.array(SHARES) / sum(SHARES))
+    median = np.array([m for m, _ in AMOUNTS])[kind]
+    sigma = np.array([s for _, s in AMOUNTS])[kind]
+    amount = np.round(median * np.exp(sigma * rng.standard_normal(n)), 2)
+    orig = names.fresh(n)
+    pool_size = max(1, int((kind != PAYMENT).sum() * DESTINATIONS_PER_ROW))
+    pool = names.fresh(pool_size)
+    # Some destinations (agents, popular payees) receive far more than others.
+    popularity = rng.lognormal(0.0, 1.0, pool_size)
+    dest = np.where(
+        kind == PAYMENT, -1, pool[rng.choice(pool_size, n, p=popularity / popularity.sum())]
+    )
+    merchants = kind == PAYMENT
+    dest[merchants] = names.fresh(int(merchants.sum()), "M")
+    # A third of the senders hold nothing before (the file's many zero balances); the rest
+    # hold around what they move.
+    held = np.round(amount * rng.lognormal(0.3, 1.0, n), 2)
+    old_orig = np.where(rng.random(n) < 0.33, 0.0, held)
+    # Fraud: at the same rate every hour. Each victim's balance goes out in TRANSFERs of at
+    # most the limit, each one cashed out in the same step: two rows per chunk.
+    balances = np.round(rng.lognormal(np.log(440_000), 1.5, 4 * int(n * fraud_rate) + 16), 2)
+    chunks = np.maximum(1, np.ceil(balances / TRANSFER_LIMIT)).astype(int)
+    wanted = n * fraud_rate / (1 - fraud_rate)
+    victims = int(np.searchsorted(np.cumsum(2 * chunks), wanted)) + 1
+    balances, chunks = balances[:victims], chunks[:victims]
+    victim_step = rng.choice(steps, victims)
+    f_step, f_kind, f_amount, f_orig, f_old, f_dest, f_role = ([] for _ in range(7))
+    victim_ids, mule_ids = names.fresh(victims), names.fresh(victims)
+    for v in range(victims):
+        left = float(balances[v])
+        for _ in range(int(chunks[v])):
+            chunk = min(left, TRANSFER_LIMIT)
+            cash_out_by = names.fresh(1)[0] if kaggle_names else mule_ids[v]
+            f_step += [victim_step[v]] * 2
+            f_kind += [TRANSFER, CASH_OUT]
+            f_amount += [chunk, chunk]
+            f_orig += [victim_ids[v], cash_out_by]
+            f_old += [left, chunk]
+            f_dest += [mule_ids[v], pool[rng.integers(pool_size)]]
+            f_role += [1, 2]
+            left = round(left - chunk, 2)
+    m = len(f_step)
+    # Each pair goes in at a random place among its step's rows, the two rows adjacent.
+    at = np.searchsorted(step, np.array(f_step), side="left") + rng.integers(
+        0, np.maximum(counts[np.array(f_step) - 1], 1)
+    )
+    at[1::2] = at[::2]
+    key = np.r_[np.arange(n) * 2.0, at * 2.0 - 1 + np.arange(m) * 1e-7]
+    order = np.argsort(key, kind="stable")
+    step = np.r_[step, f_step][order]
+    kind = np.r_[kind, f_kind][order]
+    amount = np.r_[amount, f_amount][order]
+    orig = np.r_[orig, f_orig][order]
+    old_orig = np.r_[old_orig, f_old][order]
+    dest = np.r_[dest, f_dest][order]
+    role = np.r_[np.zeros(n, dtype=np.int8), np.array(f_role, dtype=np.int8)][order]
+    fraud = (role > 0).astype(np.int8)
+    new_orig = np.where(kind == CASH_IN, old_orig + amount, np.maximum(old_orig - amount, 0.0))
+    new_orig = np.round(new_orig, 2)
+    old_dest, new_dest = _dest_balances(kind, amount, dest, role, pool_size, pool[0], rng)
+    flagged = (role == 1) & (amount > FLAG_FROM) & (rng.random(len(step)) < 0.004)
+    return Stream(step, kind, amount, orig, old_orig, new_orig, dest, old_dest, new_dest,
+                  fraud, flagged.astype(np.int8), role, np.array(names.names))  # fmt: skip
+
+
+def _dest_balances(
+    kind: np.ndarray, amount: np.ndarray, dest: np.ndarray, role: np.ndarray, pool_size: int,
+    first_pool: int, rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The pool destinations' running balances; merchants and fraud TRANSFERs' mules 0."""
+    balance = np.round(rng.lognormal(np.log(500_000), 1.5, pool_size), 2)
+    old, new = np.zeros(len(kind)), np.zeros(len(kind))
+    sign = np.where(kind == CASH_IN, -1.0, 1.0)  # a cash-in agent pays out the cash
+    for i, (d, k, r) in enumerate(zip(dest.tolist(), kind.tolist(), role.tolist(), strict=True)):
+        j = d - first_pool
+        if k == PAYMENT or r == 1 or not 0 <= j < pool_size:
+            continue
+        old[i] = balance[j]
+        balance[j] = max(round(balance[j] + sign[i] * amount[i], 2), 0.0)
+        new[i] = balance[j]
+    return old, new
+
+
+def write_csv(stream: Stream, path: Path) -> None:
+    """The file's layout: no id column; amounts and balances to the cent."""
+    names = stream.names
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        columns = zip(
+            stream.step.tolist(), stream.kind.tolist(), stream.amount.tolist(),
+            stream.orig.tolist(), stream.old_orig.tolist(), stream.new_orig.tolist(),
+            stream.dest.tolist(), stream.old_dest.tolist(), stream.new_dest.tolist(),
+            stream.fraud.tolist(), stream.flagged.tolist(), strict=True,
+        )  # fmt: skip
+        for s, k, a, o, oo, no, d, od, nd, y, fl in columns:
+            writer.writerow((s, TYPES[k], f"{a:.2f}", names[o], f"{oo:.2f}", f"{no:.2f}",
+                             names[d], f"{od:.2f}", f"{nd:.2f}", y, fl))  # fmt: skip
+
+
+def save(stream: Stream, path: Path) -> None:
+    np.savez(path, **{k: getattr(stream, k) for k in Stream.__dataclass_fields__})
+
+
+def load(path: Path) -> Stream:
+    z = np.load(path)
+    return Stream(**{k: z[k] for k in Stream.__dataclass_fields__})
+
+
+FEATURES = ("amount", *(f"type_{t}" for t in TYPES), "hour", "orig_count", "dest_count",
+            "dest_count_24h")  # fmt: skip
+
+
+def _running_count(key: np.ndarray, step: np.ndarray, window: int | None) -> np.ndarray:
+    """Rows of the same key so far (this one included), over the whole file or the last
+    `window` steps."""
+    n = len(key)
+    order = np.lexsort((np.arange(n), key))
+    keys, steps = key[order], step[order]
+    out = np.zeros(n)
+    bounds = np.flatnonzero(np.diff(keys)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, n], strict=True):
+        pos = np.arange(hi - lo)
+        if window is None:
+            out[order[lo:hi]] = pos + 1
+        else:
+            t = steps[lo:hi]
+            out[order[lo:hi]] = pos + 1 - np.searchsorted(t, t - window, side="right")
+    return out
+
+
+def features(stream: Stream) -> np.ndarray:
+    """A typical notebook's features for this set, limited to what the detector is given:
+    no balances. Counts are of the rows so far, this one included."""
+    n = len(stream.step)
+    out = np.zeros((n, len(FEATURES)))
+    out[:, 0] = stream.amount
+    out[np.arange(n), 1 + stream.kind] = 1.0
+    j = 1 + len(TYPES)
+    out[:, j] = stream.step % DAY_STEPS
+    out[:, j + 1] = _running_count(stream.orig, stream.step, None)
+    out[:, j + 2] = _running_count(stream.dest, stream.step, None)
+    out[:, j + 3] = _running_count(stream.dest, stream.step, DAY_STEPS)
+    return out
+
+
+def split(
+    stream: Stream, train_from: int, train_days: int, delay_days: int, test_days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """sparkov.py's split: train rows; test rows, each test day leaving out the accounts
+    with a fraud known by then."""
+    days = stream.days
+    train = np.flatnonzero((days >= train_from) & (days < train_from + train_days))
+    test_from = train_from + train_days + delay_days
+    test = []
+    for j in range(test_days):
+        known_until = train_from + train_days + j
+        known = np.unique(stream.orig[(days < known_until) & (stream.fraud == 1)])
+        rows = np.flatnonzero(days == test_from + j)
+        test.append(rows[~np.isin(stream.orig[rows], known)])
+    return train, np.concatenate(test)
+
+
+def breakdown(
+    stream: Stream, rows: np.ndarray, scores: np.ndarray, flagged: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Among `rows`' frauds, per group: count, share alerted, share in its day's top 100."""
+    in_top = np.zeros(len(rows), dtype=bool)
+    by_day: dict[int, list[int]] = defaultdict(list)
+    for j, d in enumerate(stream.days[rows].tolist()):
+        by_day[d].append(j)
+    for members in by_day.values():
+        for m in top_k(scores[members].tolist(), K):
+            in_top[members[m]] = True
+    fraud = stream.fraud[rows] == 1
+    hour = stream.step[rows] % DAY_STEPS
+    amount = stream.amount[rows]
+    role = stream.role[rows]
+    groups = {
+        "fraud TRANSFER (victim to mule)": role == 1,
+        "fraud CASH_OUT (from the mule)": role == 2,
+        "amount < 200,000": amount < 200_000,
+        "amount 200,000-1,000,000": (amount >= 200_000) & (amount < 1_000_000),
+        "amount 1,000,000-9,999,999": (amount >= 1_000_000) & (amount < TRANSFER_LIMIT),
+        "amount 10,000,000 (the limit)": amount >= TRANSFER_LIMIT,
+        "hours 00-07 (quiet)": hour < 8,
+        "hours 08-23": hour >= 8,
+        "all": np.ones(len(rows), dtype=bool),
+    }
+    out = {}
+    for name, mask in groups.items():
+        mine = mask & fraud
+        k = int(mine.sum())
+        out[name] = {
+            "frauds": k,
+            "flagged": round(float(flagged[mine].mean()), 4) if k else None,
+            "top_100": round(float(in_top[mine].mean()), 4) if k else None,
+            "legit_flagged": int((mask & ~fraud & flagged).sum()),
+        }
+    return out
+
+
+def read_scores(path: Path, n: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Scores and alerts (review or block) per row, by row number; unscored rows count 0."""
+    scores, alerts = np.zeros(n), np.zeros(n, dtype=bool)
+    seen = np.zeros(n, dtype=bool)
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for tx_id, score, decision in reader:
+            i = int(tx_id) - 1
+            scores[i], alerts[i], seen[i] = float(score), decision != "allow", True
+    return scores, alerts, np.flatnonzero(~seen).tolist()
+
+
+def baselines(
+    x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, trees: int
+) -> dict[str, tuple[np.ndarray, float]]:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    models = {
+        "logistic_regression": LogisticRegression(random_state=0, max_iter=1000),
+        "random_forest": RandomForestClassifier(n_estimators=trees, random_state=0, n_jobs=1),
+    }
+    return fit_baselines(x, labels, train, test, models)
+
+
+def inflow(stream: Stream) -> np.ndarray:
+    """log(1 + what the row's nameOrig received as a nameDest in the 24 steps before, or in
+    this step before this row): a mule cashing out what it was just sent."""
+    n = len(stream.step)
+    received: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    out = np.zeros(n)
+    rows = zip(stream.step.tolist(), stream.orig.tolist(), stream.dest.tolist(),
+               stream.amount.tolist(), strict=True)  # fmt: skip
+    for i, (s, o, d, a) in enumerate(rows):
+        got = received.get(o)
+        if got:
+            out[i] = np.log1p(sum(x for t, x in got if t > s - DAY_STEPS))
+        received[d].append((s, a))
+    return out
+
+
+def residual_signals(
+    stream: Stream, x: np.ndarray, scores: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> dict[str, dict[str, float | None]]:
+    """What our score leaves out: a logistic regression (seed 0) on the logit of our score
+    alone, then with one input added, trained and tested on the baselines' split. An input
+    that raises the test AP carries fraud signal our inputs do not see."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    p = np.clip(scores, 1e-6, 1 - 1e-6)
+    logit = np.log(p / (1 - p))[:, None]
+    types = x[:, 1 : 1 + len(TYPES)]
+    # The type's fraud rate among the labels known before the training days end (what a
+    # learnt per-type rate would hold then): fraud / (labels + 1).
+    labels = stream.fraud.astype(int)
+    rate = np.zeros(len(TYPES))
+    for t in range(len(TYPES)):
+        mine = stream.kind[train] == t
+        rate[t] = labels[train][mine].sum() / (mine.sum() + 1)
+    type_rate = rate[stream.kind][:, None]
+    dest_prior = np.log1p(x[:, FEATURES.index("dest_count")] - 1)[:, None]
+    new_dest = (x[:, FEATURES.index("dest_count")] == 1).astype(float)[:, None]
+    log_amount = np.log1p(stream.amount)[:, None]
+    received = inflow(stream)[:, None]
+    groups = {
+        "score": [logit],
+        "score + type one-hot": [logit, types],
+        "score + type's fraud rate (train labels)": [logit, type_rate],
+        "score + destination's prior receipts (log)": [logit, dest_prior],
+        "score + new destination": [logit, new_dest],
+        "score + new destination x log amount": [logit, new_dest * log_amount],
+        "score + sender's inflow in 24 h (log)": [logit, received],
+        "score + type's rate + new destination x log amount": [
+            logit, type_rate, new_dest * log_amount
+        ],
+        "score + type's rate + new destination x log amount + inflow": [
+            logit, type_rate, new_dest * log_amount, received
+        ],
+        "score + every notebook feature + the three": [
+            logit, x, type_rate, new_dest * log_amount, received
+        ],
+    }  # fmt: skip
+    out = {}
+    for name, parts in groups.items():
+        z = np.hstack(parts)
+        scaler = StandardScaler().fit(z[train])
+        model = LogisticRegression(random_state=0, max_iter=1000)
+        model.fit(scaler.transform(z[train]), labels[train])
+        q = model.predict_proba(scaler.transform(z[test]))[:, 1]
+        ap = average_precision(q.tolist(), labels[test].tolist())
+        auc = roc_auc(q.tolist(), labels[test].tolist())
+        out[name] = {
+            "average_precision": None if ap is None else round(ap, 4),
+            "roc_auc": None if auc is None else round(auc, 4),
+        }
+    return out
+
+
+def reweighted(
+    stream: Stream, x: np.ndarray, scores: np.ndarray, train: np.ndarray, test: np.ndarray,
+    cards: np.ndarray,
+) -> dict[str, dict[str, float | None]]:  # fmt: skip
+    """Our test-day scores scaled by what a type's fraud rate and a new destination would
+    say, without refitting anything: the type's rate among the training days' labels
+    (fraud / (rows + 1)), and x2 when the destination receives for the first time."""
+    labels = stream.fraud.astype(int)
+    rate = np.array([
+        labels[train][stream.kind[train] == t].sum() / ((stream.kind[train] == t).sum() + 1)
+        for t in range(len(TYPES))
+    ])  # fmt: skip
+    new = np.where(x[:, FEATURES.index("dest_count")] == 1, 2.0, 1.0)
+    variants = {
+        "score": scores,
+        "score, types without a fraud label zeroed": scores * (rate[stream.kind] > 0),
+        "score x type's fraud rate": scores * rate[stream.kind],
+        "score x type's fraud rate x 2 if new destination": scores * rate[stream.kind] * new,
+    }
+    t_days, t_cards, t_labels = stream.days[test].tolist(), cards[test].tolist(), labels[test]
+    return {
+        name: ranking(t_days, t_cards, v[test].tolist(), t_labels.tolist())
+        for name, v in variants.items()
+    }
+
+
+def backtest(
+    data: Path, work: Path, model: str, delay_days: int, mapping: Sequence[str], tag: str
+) -> tuple[dict[str, Any], Path, float]:
+    report, scores = work / f"report-{tag}.json", work / f"scores-{tag}.csv"
+    started = time.perf_counter()
+    result = run_backtest(data, report, scores, "isFraud", delay_days, model,
+                          (*mapping, "timestamp=step"), ("--time-unit", "h"))  # fmt: skip
+    return result, scores, time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--rows", type=int, default=300_000,
+                        help="legitimate rows, about (PaySim: 6.35 M in 31 days)")  # fmt: skip
+    parser.add_argument("--fraud-rate", type=float, default=0.0013)
+    parser.add_argument("--kaggle-names", action="store_true",
+                        help="the CASH_OUT's nameOrig a fresh id, not the mule's (as in "
+                        "Kaggle's file)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-days", type=int, default=14)
+    parser.add_argument("--delay-days", type=int, default=7, help="also the backtest's")
+    parser.add_argument("--test-days", type=int, default=7)
+    parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument("--keep", type=Path, help="write (or reuse) paysim.csv here and keep it")
+    opts = parser.parse_args()
+    train_from = opts.days - opts.train_days - opts.delay_days - opts.test_days
+    if train_from < 1:
+        raise SystemExit(f"--days {opts.days} leaves no day before training")
+    begun = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = opts.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        data, saved = work / "paysim.csv", work / "paysim.npz"
+        started = time.perf_counter()
+        if data.exists() and saved.exists():
+            stream = load(saved)
+            how = f"read from {saved}"
+        else:
+            stream = generate(opts.days, opts.rows, opts.fraud_rate, opts.kaggle_names, opts.seed)
+            generated = time.perf_counter() - started
+            write_csv(stream, data)
+            save(stream, saved)
+            how = (f"generated in {generated:.0f} s, written in "
+                   f"{time.perf_counter() - started - generated:.0f} s")  # fmt: skip
+        n = len(stream.step)
+        frauds = int(stream.fraud.sum())
+        orig_names = stream.names[stream.orig]
+        meta = {
+            "rows": n,
+            "frauds": frauds,
+            "fraud_transfers": int((stream.role == 1).sum()),
+            "fraud_cash_outs": int((stream.role == 2).sum()),
+            "frauds_at_the_limit": int((stream.amount[stream.fraud == 1] >= TRANSFER_LIMIT).sum()),
+            "rows_by_type": {t: int((stream.kind == i).sum()) for i, t in enumerate(TYPES)},
+            "name_orig_distinct": len(np.unique(orig_names)),
+            "name_dest_distinct": len(np.unique(stream.dest)),
+            "flagged": int(stream.flagged.sum()),
+            "days": opts.days,
+            "legit_rows_asked": opts.rows,
+            "fraud_rate": opts.fraud_rate,
+            "kaggle_names": opts.kaggle_names,
+            "seed": opts.seed,
+            "bytes": data.stat().st_size,
+            "commit": commit(),
+        }  # fmt: skip
+        print(
+            f"data: {n:,} rows over {opts.days} days, {frauds:,} frauds ({frauds / n:.3%}: "
+            f"{meta['fraud_transfers']} TRANSFER, {meta['fraud_cash_outs']} CASH_OUT), "
+            f"{meta['name_orig_distinct']:,} distinct nameOrig, {meta['name_dest_distinct']:,} "
+            f"nameDest, seed {opts.seed}, {meta['bytes'] / 1e6:.0f} MB, {how}"
+        )
+
+        no_mcc = tuple(m for m in MAPPING if not m.startswith("mcc="))
+        runs = {"on": ("on", MAPPING), "on_no_mcc": ("on", no_mcc), "off": ("off", MAPPING)}
+        reports, scored, wall = {}, {}, {}
+        for tag, (model, mapping) in runs.items():
+            reports[tag], path, wall[tag] = backtest(data, work, model, opts.delay_days,
+                                                     mapping, f"model-{tag}")  # fmt: skip
+            scored[tag] = read_scores(path, n)
+            o = reports[tag]["overall"]
+            print(
+                f"backtest {tag}: AP {o['average_precision']}, ROC AUC {o['roc_auc']}, "
+                f"card P@100 {o['card_precision_at_k']} (of {o['card_precision_at_k_ceiling']}), "
+                f"alerts {o['alerts']:,} (precision {o['alert_precision']}, recall "
+                f"{o['alert_recall']}); {reports[tag]['throughput']['tx_per_s']:,} tx/s, "
+                f"{wall[tag]:.0f} s wall; {len(scored[tag][2])} rows not scored"
+            )
+        meta["backtest_notes"] = reports["on"]["meta"].get("notes")
+        meta["invalid_rows"] = reports["on"]["meta"].get("invalid_rows")
+        print(f"notes: {meta['backtest_notes']}; invalid {meta['invalid_rows']}")
+
+        started = time.perf_counter()
+        x = features(stream)
+        train, test = split(stream, train_from, opts.train_days, opts.delay_days, opts.test_days)
+        labels = stream.fraud.astype(int)
+        models = baselines(x, labels, train, test, opts.trees)
+        test_from = train_from + opts.train_days + opts.delay_days
+        print(
+            f"baselines: trained on days {train_from + 1}-{train_from + opts.train_days} "
+            f"({len(train):,} tx, {int(labels[train].sum()):,} frauds), tested on days "
+            f"{test_from + 1}-{test_from + opts.test_days} ({len(test):,} tx, "
+            f"{int(labels[test].sum()):,} frauds); features and fits "
+            f"{time.perf_counter() - started:.0f} s"
+        )
+
+        _, cards = np.unique(orig_names, return_inverse=True)
+        t_days, t_cards = stream.days[test].tolist(), cards[test].tolist()
+        t_labels = labels[test].tolist()
+        window: dict[str, dict[str, Any]] = {}
+        patterns: dict[str, dict[str, Any]] = {}
+        everything = np.arange(n)
+        for tag in runs:
+            scores, alerts, _ = scored[tag]
+            name = f"fraudwatch_model_{tag}"
+            window[name] = ranking(t_days, t_cards, scores[test].tolist(), t_labels)
+            patterns[f"{name}_all_days"] = breakdown(stream, everything, scores, alerts)
+            patterns[f"{name}_test_days"] = breakdown(stream, test, scores[test], alerts[test])
+        for name, (t_scores, fit_s) in models.items():
+            window[name] = ranking(t_days, t_cards, t_scores.tolist(), t_labels) | {
+                "fit_s": round(fit_s, 1)
+            }
+            patterns[f"{name}_test_days"] = breakdown(stream, test, t_scores, t_scores >= 0.5)
+
+        print(f"\n{'':40}{'AP':>7}{'ROC AUC':>9}{'card P@100':>12}")
+        for tag in runs:
+            o = reports[tag]["overall"]
+            print(
+                f"{f'fraudwatch {tag}, all days':40}{o['average_precision']:>7.3f}"
+                f"{o['roc_auc']:>9.3f}{o['card_precision_at_k']:>12.3f}"
+            )
+        ceiling = window["random_forest"]["card_precision_at_100_ceiling"]
+        print(f"test days {test_from + 1}-{test_from + opts.test_days} (card P@100 ceiling "
+              f"{ceiling:.3f}):")  # fmt: skip
+        for name, m in window.items():
+            print(
+                f"  {name:38}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}"
+                f"{m['card_precision_at_100']:>12.3f}"
+            )
+        residual = residual_signals(stream, x, scored["on"][0], train, test)
+        print("\nwhat fraudwatch on's score leaves out (logistic regression on it and one "
+              "more input; test days):")  # fmt: skip
+        for name, m in residual.items():
+            print(f"  {name:62}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}")
+
+        scaled = reweighted(stream, x, scored["on"][0], train, test, cards)
+        print("\nfraudwatch on's scores reweighted (test days):")
+        for name, m in scaled.items():
+            print(f"  {name:62}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}"
+                  f"{m['card_precision_at_100']:>12.3f}")  # fmt: skip
+
+        print("\nfrauds alerted (baselines: p >= 0.5) / in a day's top 100, test days:")
+        for group in patterns["random_forest_test_days"]:
+            cells = []
+            for name in window:
+                g = patterns[f"{name}_test_days"][group]
+                if g["frauds"]:
+                    cells.append(f"{g['flagged']:.2f}/{g['top_100']:.2f}")
+            count = patterns["random_forest_test_days"][group]["frauds"]
+            print(f"  {group:32} {count:>5}  " + "  ".join(cells))
+        print("  columns: " + ", ".join(window))
+
+        runtime = time.perf_counter() - begun
+        path = write_results(
+            "paysim",
+            {
+                "data": meta,
+                "mapping": {tag: [*m, "timestamp=step"] for tag, (_, m) in runs.items()},
+                "overall": {t: reports[t]["overall"] for t in reports},
+                "backtest_meta": {t: reports[t]["meta"] for t in reports},
+                "throughput": {t: reports[t]["throughput"] for t in reports},
+                "backtest_wall_s": {t: round(s) for t, s in wall.items()},
+                "split": {
+                    "train_days": [train_from + 1, train_from + opts.train_days],
+                    "delay_days": opts.delay_days,
+                    "test_days": [test_from + 1, test_from + opts.test_days],
+                    "train_rows": len(train),
+                    "test_rows": len(test),
+                    "test_frauds": int(labels[test].sum()),
+                },
+                "features": list(FEATURES),
+                "test_window": window,
+                "patterns": patterns,
+                "residual_signals": {"of": "on", "test_window": residual},
+                "reweighted": {"of": "on", "test_window": scaled},
+                "runtime_s": round(runtime),
+            },
+        )
+        print(f"\nruntime {runtime:.0f} s; results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
