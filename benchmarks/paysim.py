@@ -463,6 +463,79 @@ def reweighted(
     }
 
 
+def type_rate_known(stream: Stream, delay_steps: int) -> np.ndarray:
+    """Per row, its type's fraud labels over labels + 1 among the rows whose label was due
+    (`delay_steps` after them) before it: what a learnt per-type (per-MCC) rate would say."""
+    labels = stream.fraud.astype(int)
+    due = np.searchsorted(stream.step, stream.step + delay_steps, side="left")
+    by_row: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(due.tolist()):
+        by_row[r].append(i)
+    frauds, seen = np.zeros(len(TYPES)), np.zeros(len(TYPES))
+    out = np.zeros(len(labels))
+    for i, k in enumerate(stream.kind.tolist()):
+        for j in by_row.get(i, ()):
+            seen[stream.kind[j]] += 1
+            frauds[stream.kind[j]] += labels[j]
+        out[i] = frauds[k] / (seen[k] + 1)
+    return out
+
+
+def online_estimate(
+    data: Path, stream: Stream, x: np.ndarray, test: np.ndarray, cards: np.ndarray,
+    delay_days: int, learnt_days: int,
+) -> dict[str, dict[str, float | None]]:  # fmt: skip
+    """What a candidate input would add to the online model itself: the detector's own model
+    inputs for every row (computed in one pass as the backtest does, MCC = type), a candidate
+    appended, OnlineLogit and NegativeSampler as the detector uses them learning the labels
+    known when the test window starts (days before `learnt_days`), tested on `test` frozen,
+    as benchmarks/learner.py does."""
+    from model import model_inputs
+
+    from server.detection.model import NEGATIVE_RATIO, NegativeSampler, OnlineLogit
+    from server.replay_source import Row, Source, SourceOptions
+
+    mapping = {"account_id": "nameOrig", "merchant_id": "nameDest", "mcc": "type",
+               "timestamp": "step"}  # fmt: skip
+    with Source(data, SourceOptions(mapping=mapping, label="isFraud", time_unit="h")) as source:
+        rows = [item for item in source if isinstance(item, Row)]
+    vectors = np.array(model_inputs(rows, f"{delay_days}d")[0])
+    prior = x[:, FEATURES.index("dest_count")] - 1
+    type_rate = type_rate_known(stream, delay_days * DAY_STEPS)
+    new_dest = (prior == 0).astype(float)
+    received = inflow(stream)
+    candidates = {
+        "the detector's inputs": [],
+        "+ type's fraud rate (labels due)": [type_rate],
+        "+ new destination": [new_dest],
+        "+ destination's prior receipts (log)": [np.log1p(prior)],
+        "+ type's rate + destination's prior receipts": [type_rate, np.log1p(prior)],
+        "+ sender's inflow in 24 h (log)": [received],
+        "+ type's rate + prior receipts + inflow": [type_rate, np.log1p(prior), received],
+    }
+    labels = stream.fraud.astype(int)
+    learn = np.flatnonzero(stream.days < learnt_days).tolist()
+    t_days, t_cards, t_labels = stream.days[test].tolist(), cards[test].tolist(), labels[test]
+    out = {}
+    for name, extra in candidates.items():
+        z = np.hstack([vectors, *(c[:, None] for c in extra)]).tolist()
+        model = OnlineLogit()
+        k = len(extra)  # the learner is sized for FEATURE_NAMES: widen it
+        model.w += [0.0] * k
+        model.g2 += [model.g2[0]] * k
+        model.sums += [0.0] * k
+        model.squares += [0.0] * k
+        model.scale += [1.0] * k
+        sampler = NegativeSampler(NEGATIVE_RATIO)
+        for i in learn:
+            if weight := sampler.weight(rows[i].transaction.id, bool(labels[i])):
+                model.learn_one(z[i], bool(labels[i]), weight)
+        frozen = model.freeze()
+        scores = [frozen.predict_proba(z[i]) for i in test.tolist()]
+        out[name] = ranking(t_days, t_cards, scores, t_labels.tolist())
+    return out
+
+
 def backtest(
     data: Path, work: Path, model: str, delay_days: int, mapping: Sequence[str], tag: str
 ) -> tuple[dict[str, Any], Path, float]:
@@ -488,6 +561,9 @@ def main() -> int:
     parser.add_argument("--test-days", type=int, default=7)
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--keep", type=Path, help="write (or reuse) paysim.csv here and keep it")
+    parser.add_argument("--inputs", action="store_true",
+                        help="also estimate candidate model inputs with the online learner "
+                        "on the detector's own inputs (about a minute more)")  # fmt: skip
     opts = parser.parse_args()
     train_from = opts.days - opts.train_days - opts.delay_days - opts.test_days
     if train_from < 1:
@@ -615,6 +691,18 @@ def main() -> int:
             print(f"  {name:62}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}"
                   f"{m['card_precision_at_100']:>12.3f}")  # fmt: skip
 
+        estimate = None
+        if opts.inputs:
+            started = time.perf_counter()
+            learnt = test_from - opts.delay_days
+            estimate = online_estimate(data, stream, x, test, cards, opts.delay_days, learnt)
+            took = time.perf_counter() - started
+            print(f"\nthe online model with a candidate input (labels of days 1-{learnt} "
+                  f"learnt, frozen; test days; {took:.0f} s):")  # fmt: skip
+            for name, m in estimate.items():
+                print(f"  {name:62}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}"
+                      f"{m['card_precision_at_100']:>12.3f}")  # fmt: skip
+
         print("\nfrauds alerted (baselines: p >= 0.5) / in a day's top 100, test days:")
         for group in patterns["random_forest_test_days"]:
             cells = []
@@ -649,6 +737,7 @@ def main() -> int:
                 "patterns": patterns,
                 "residual_signals": {"of": "on", "test_window": residual},
                 "reweighted": {"of": "on", "test_window": scaled},
+                "online_estimate": estimate,
                 "runtime_s": round(runtime),
             },
         )
