@@ -469,6 +469,27 @@ def test_the_amount_is_measured_against_its_mccs_usual_amounts() -> None:
     assert process_one(fz, make_tx(3780, amount=Decimal("10.00"), mcc="5411")).mcc_amount_z is None
 
 
+def test_an_account_s_receipts_as_a_payee_in_24_hours() -> None:
+    # A mule passes on what it was just sent: the account's receipts as a merchant_id count
+    # for its own transactions, for 24 h (to the hour), never its own amount.
+    fz = Featurizer(["account_inflow_24h"])
+    assert process_one(fz, make_tx(0, account_id="mule", merchant_id="m-1")).account_inflow_24h == 0
+    process_one(fz, make_tx(60, account_id="victim-1", merchant_id="mule",
+                            amount=Decimal("900.00")))  # fmt: skip
+    process_one(fz, make_tx(120, account_id="victim-2", merchant_id="mule",
+                            amount=Decimal("100.00")))  # fmt: skip
+    process_one(fz, make_tx(180, account_id="victim-3", merchant_id="other",
+                            amount=Decimal("5000.00")))  # fmt: skip
+    out = process_one(fz, make_tx(240, account_id="mule", merchant_id="agent"))
+    assert out.account_inflow_24h == pytest.approx(1000.0)
+    assert process_one(fz, make_tx(300, account_id="victim-1")).account_inflow_24h == 0
+    # Paying oneself does not count the payment's own amount.
+    itself = make_tx(360, account_id="mule", merchant_id="mule", amount=Decimal("7.00"))
+    assert process_one(fz, itself).account_inflow_24h == pytest.approx(1000.0)
+    later = process_one(fz, make_tx(25 * 3600, account_id="mule", merchant_id="agent"))
+    assert later.account_inflow_24h == 0
+
+
 def test_idle_keys_are_evicted_by_event_time() -> None:
     fz = Featurizer(ttl_s=40 * DAY)
     process_one(fz, make_tx(0, account_id="idle", merchant_id="old-shop", device_id="d-old"))

@@ -110,6 +110,8 @@ def _catalogue() -> dict[str, str]:
         "mcc_amount_z": "standard deviations of log(1 + amount) from their mean among the "
         "earlier transactions with this MCC, every account's; unknown without an MCC or "
         "under 30 of them",
+        "account_inflow_24h": "amounts the account received in 24 h, as the merchant_id (the "
+        "payee) of earlier transactions: money passed straight on",
     }
     for entity, key in ENTITIES.items():
         needs = "" if key is None else f" (needs {key})"
@@ -154,6 +156,7 @@ def _fields() -> dict[str, tuple[str, ...]]:
         "amount_fraud_rate": ("amount", ts),
         "hour_fraud_rate": (ts,),
         "mcc_amount_z": ("mcc", "amount"),
+        "account_inflow_24h": (acct, "merchant_id", ts, "amount"),
     }
     for name in FEATURES:
         if name.startswith("merchant_") and not name.startswith(("merchant_count", "merchant_sum")):
@@ -402,6 +405,7 @@ class Plan:
     amount_risk: bool
     hour_risk: bool
     mcc_amounts: bool
+    inflow: bool  # the account's receipts as a payee: the merchants' hour tier, at its key
     keyed: bool  # any bucket tier at all
 
     @classmethod
@@ -426,6 +430,9 @@ class Plan:
                 tiers[entity].add(tier)
                 windows[entity].append((count, total, tier, span))
         risk = any(n.startswith(("merchant_fraud", "merchant_labels")) for n in wanted)
+        inflow = "account_inflow_24h" in wanted
+        if inflow:
+            tiers["merchant"].add("hour")
         return cls(
             names=wanted,
             recent=recent,
@@ -443,6 +450,7 @@ class Plan:
             amount_risk="amount_fraud_rate" in wanted,
             hour_risk="hour_fraud_rate" in wanted,
             mcc_amounts="mcc_amount_z" in wanted,
+            inflow=inflow,
             keyed=any(tiers.values()),
         )
 
@@ -715,6 +723,11 @@ class Featurizer:
             self._novelty(state, tx, v)
         if plan.distinct:
             self._distinct(state, tx, t, v)
+        if plan.inflow:
+            # Read before this transaction is learnt: paying oneself does not count its own.
+            payee = self.merchants.get(tx.account_id)
+            hours = None if payee is None else payee.hour
+            v["account_inflow_24h"] = 0.0 if hours is None else bucket_sum(hours, t // HOUR, 24)[1]
         if plan.keyed:
             self._keyed(state, tx, t, amount, v)
         if plan.amount_risk:

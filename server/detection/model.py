@@ -74,6 +74,7 @@ MODEL_FEATURES: frozenset[str] = frozenset(
         "merchant_fraud_run",
         "hour_fraud_rate",
         "mcc_amount_z",
+        "account_inflow_24h",
     )
 )
 TINY_AMOUNT = 5.0
@@ -190,6 +191,7 @@ FEATURE_LABELS: dict[str, str] = {
     "round_amount": "a whole amount of 20 or more",
     "hour_risk": "fraud rate among labelled transactions at this hour of the day",
     "mcc_amount_dev": "standard deviations of the amount from the usual for its MCC",
+    "log_inflow_24h": "log amount the account received as a payee in 24 h",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_LABELS)
 FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:8]
@@ -266,13 +268,13 @@ _ZERO_RULES_LOGIT = rules_logit(0.0)
 
 
 # What is kept of each scored transaction until its label arrives: the raw values the inputs
-# are computed from (118 bytes, then 8 for the logit once a model scores), packed in one C
+# are computed from (130 bytes, then 8 for the logit once a model scores), packed in one C
 # call. Most transactions are never labelled, and until the model is ready none is
 # predicted, so the inputs themselves (logs, ratios, crosses) are computed only when needed:
 # to predict (on the loop) or to learn (on the trainer's thread). Values added later go at
 # the end, as 4-byte floats whose "unknown" is 0.0: an older entry then reads as this one's
 # first bytes followed by zeros.
-_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI ffffffff")
+_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI fffffffff")
 _LOGIT = struct.Struct("<d")
 _RAW_SIZE = _RAW.size
 _pack_logit = _LOGIT.pack
@@ -292,6 +294,8 @@ _EARLIER_RAW: dict[str, str] = {
     "m1+5f146e3d": "<Iddddd bbbbb IIIb Id ddI ffffff",
     # Then how unusual the amount is for its MCC.
     "m1+c7a32c63": "<Iddddd bbbbb IIIb Id ddI fffffff",
+    # Session 16 added what the account received as a payee.
+    "m1+ee4e1224": "<Iddddd bbbbb IIIb Id ddI ffffffff",
 }
 """Feature sets before this one and their raw values: what a transaction remembered then
 makes this model's inputs too (the values added since read as unknown), but its logit was
@@ -379,6 +383,7 @@ def capture(
         float(get("merchant_fraud_run") or 0),
         get("hour_fraud_rate") or 0.0,
         _mcc_distance(get("mcc_amount_z")),
+        get("account_inflow_24h") or 0.0,
     )
 
 
@@ -401,7 +406,7 @@ def inputs(raw: bytes) -> list[float]:
         new_merchant, new_country, new_device, first_device,
         tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
         since_prev, merchant_2d, merchant_7d, merchant_30d, amount_risk, run, hour_risk,
-        mcc_dev,
+        mcc_dev, inflow,
     ) = _unpack(raw)  # fmt: skip
     ratio = amount / mean if history and mean > 0 else -1.0  # -1: unknown (0 is a $0 payment)
     log_ratio = _log(max(ratio, 1e-3)) if ratio >= 0 else 0.0
@@ -465,6 +470,9 @@ def inputs(raw: bytes) -> list[float]:
     x.append(1.0 if amount >= ROUND_AMOUNT_FROM and amount == int(amount) else 0.0)
     x.append(hour_risk)
     x.append(mcc_dev)
+    # A mule passes on what it was just sent: on a stream where accounts are also payees
+    # (P2P, mobile money). A card is never a payee, so there it stays 0 and learns nothing.
+    x.append(_log1p(inflow) if inflow > 0 else 0.0)
     return x
 
 
