@@ -21,7 +21,7 @@ detection", EMSS 2016) and of the Kaggle file's columns and known properties:
    TRANSFERs of at most 10,000,000 (PaySim's transfer limit) to a new mule account, each
    followed in the same step by a CASH_OUT of the same amount from the mule. With
    --kaggle-names the CASH_OUT's nameOrig is a fresh id instead of the mule, as in Kaggle's
-   file (where the two never match).
+   file (where the two do not match).
 5. Balances (oldbalanceOrg, newbalanceOrig, oldbalanceDest, newbalanceDest) are written as
    the file has them: the origin's before and after, the pool destinations' running
    balances, merchants' as 0, and a fraud TRANSFER's destination as 0 before and after (the
