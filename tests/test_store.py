@@ -861,12 +861,15 @@ async def test_a_read_that_fails_midway_leaves_no_stale_snapshot_behind(db_path:
     await store.start(Recorder())
     try:
         await store.write_batch(make_batch(0, 3, alert_every=1))
+        for text in ("called", "blocked", "closed"):
+            await store.add_note("al-00000", "alice", text)
         with raw(db_path) as conn:
-            conn.execute("UPDATE events SET alert_json = '{}'")  # unreadable rows
+            conn.execute("UPDATE audit SET detail_json = '[]'")  # unreadable rows
         # The read fails on its first row with more to come, and whoever logs the error may
         # keep it, traceback and all (a log handler that keeps records, an error reporter).
+        # (The audit log, as alerts and events now leave such rows out.)
         with pytest.raises(msgspec.ValidationError) as failed:
-            await store.events_since(0, 10)
+            await store.audit_log("al-00000")
         kept = failed.value
         assert (await store.add_labels([label(1)]))[0].status == "created"
         # Later reads see what was committed since: the failed read's snapshot is gone.
@@ -946,6 +949,7 @@ async def test_text_that_is_not_utf8_costs_only_its_own_row(
         assert [a.id for a in page.alerts] == ["al-00006", "al-00000"]
         events = await store.events_since(0, 100)
         assert {e.alert.id for e in events} == {"al-00000", "al-00006"}
+        assert [e.seq for e in await store.events_since(0, 2)] == [1, 3]  # reads on past it
         assert set(await store.get_labels(ids)) == set(ids) - {"tx-00005"}
         assert {lb.transaction_id for lb in await store.recent_labels(100)} == set(ids) - {
             "tx-00005"
@@ -974,6 +978,68 @@ async def test_text_that_is_not_utf8_costs_only_its_own_row(
         with pytest.raises(sqlite3.OperationalError, match="Could not decode to UTF-8"):
             await store.get_alert("al-00003")
         assert (await store.get_alert("al-00006")) is not None
+    finally:
+        await store.close()
+
+
+# Text that is UTF-8 but no alert: cut short, and of another shape (a score that is text).
+TRUNCATED = "substr(alert_json, 1, 40)"
+WRONG_SHAPE = "json_set(alert_json, '$.score', 'high')"
+
+
+async def test_an_alert_row_that_is_not_an_alert_costs_only_its_own_row(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A row's alert_json cut short or of another shape (a damaged file, another tool's
+    # write) failed the whole alert list and the events a dashboard resumes from with
+    # msgspec's error: one bad row blanked every analyst's dashboard. Now it is left out
+    # and logged, as a row that is not UTF-8 is.
+    store = SqliteStore(db_path)
+    await store.start(Recorder())
+    try:
+        await store.write_batch(make_batch(0, 13))  # alerts al-00000, -03, -06, -09, -12
+        with raw(db_path) as conn:
+            for table, alert_id, damage in (
+                ("alerts", "al-00003", TRUNCATED),
+                ("alerts", "al-00006", WRONG_SHAPE),
+                ("events", "al-00003", WRONG_SHAPE),
+                ("events", "al-00006", TRUNCATED),
+            ):
+                key = "id" if table == "alerts" else "alert_id"
+                conn.execute(
+                    f"UPDATE {table} SET alert_json = {damage} WHERE {key} = ?", (alert_id,)
+                )
+        page = await store.list_alerts(None, 100, None)
+        assert [a.id for a in page.alerts] == ["al-00012", "al-00009", "al-00000"]
+        filtered = await store.list_alerts(["open"], 100, None)
+        assert [a.id for a in filtered.alerts] == ["al-00012", "al-00009", "al-00000"]
+        events = await store.events_since(0, 100)
+        assert [(e.seq, e.alert.id) for e in events] == [
+            (1, "al-00000"),
+            (4, "al-00009"),
+            (5, "al-00012"),
+        ]
+        for logged in (
+            "alerts al-00003: alert_json unreadable: Input data was truncated",
+            "alerts al-00006: alert_json unreadable: Expected `float`, got `str` - at `$.score`",
+            "events seq 2: alert_json unreadable: Expected `float`, got `str` - at `$.score`",
+            "events seq 3: alert_json unreadable: Input data was truncated",
+        ):
+            assert f"damaged row left out: {logged}" in caplog.text, logged
+        # Pages cut short by damaged rows still lead on, from where the rows were read.
+        ids, cursor, pages = [], None, 0
+        while True:
+            part = await store.list_alerts(None, 2, cursor)
+            ids += [a.id for a in part.alerts]
+            pages += 1
+            if (cursor := part.next_cursor) is None:
+                break
+        assert ids == ["al-00012", "al-00009", "al-00000"] and pages == 3
+        # A page of events is full unless there are no more: a resume that stops at a
+        # short page would stop at the damaged rows and miss the rest.
+        assert [e.seq for e in await store.events_since(0, 2)] == [1, 4]
+        assert [e.seq for e in await store.events_since(1, 1)] == [4]
+        assert [e.seq for e in await store.events_since(4, 2)] == [5]
     finally:
         await store.close()
 

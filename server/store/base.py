@@ -416,7 +416,8 @@ class Store(Protocol):
         is opaque and comes from the previous page's next_cursor. Read in one snapshot."""
 
     async def events_since(self, seq: int, limit: int) -> list[AlertEvent]:
-        """Events with seq > `seq`, oldest first, at most `limit`."""
+        """Events with seq > `seq`, oldest first, at most `limit` and fewer only when there
+        are no more: an event that cannot be read back is left out, and the page reads on."""
 
     async def last_seq(self) -> int: ...
 

@@ -483,7 +483,8 @@ class SqliteStore:
         )
 
     async def events_since(self, seq: int, limit: int) -> list[AlertEvent]:
-        """Events with seq > `seq`, oldest first, at most `limit`."""
+        """Events with seq > `seq`, oldest first, at most `limit` and fewer only when there
+        are no more: an event that cannot be read back is left out, and the page reads on."""
         return await self._read(
             lambda conn: reads.events_since(conn, seq, limit), handles_not_text=True
         )

@@ -313,14 +313,23 @@ def alert_page(
     # neither ends the listing early nor moves the next page.
     more = len(rows) > limit
     last = rows[limit - 1] if more else None
+    alerts: list[Alert] = []
+    for _, alert_id, snapshot in readable(result, "alerts", 1, rows=rows[:limit]):
+        try:
+            alerts.append(_alert_decoder.decode(snapshot))
+        except (msgspec.DecodeError, TypeError) as exc:  # not an alert's JSON; not text
+            _left_out("alerts", alert_id, exc)
     return AlertPage(
-        alerts=[
-            _alert_decoder.decode(row[2])
-            for row in readable(result, "alerts", 1, rows=rows[:limit])
-        ],
+        alerts=alerts,
         next_cursor=None if last is None else encode_cursor(_as_text(last[0]), _as_text(last[1])),
         seq=seq,
     )
+
+
+def _left_out(what: str, ident: object, exc: Exception) -> None:
+    """Log a row whose alert_json is text but not an alert's JSON (truncated, another
+    shape), as `readable` logs one that is not UTF-8: the read goes on without it."""
+    log.warning("damaged row left out: %s %s: alert_json unreadable: %s", what, ident, exc)
 
 
 def _page_query(
@@ -465,16 +474,27 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
 
 
 def events_since(conn: sqlite3.Connection, seq: int, limit: int) -> list[AlertEvent]:
+    """`limit` events after `seq`, or fewer only when there are no more: a page that left a
+    damaged row out reads on past it, so a caller that stops at a short page (the socket's
+    resume) does not stop early."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    rows = conn.execute(
-        "SELECT seq, type, alert_json FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-        (seq, limit),
-    )
-    return [
-        AlertEvent(seq=s, type=kind, alert=_alert_decoder.decode(snapshot))
-        for s, kind, snapshot in readable(rows, "events seq")
-    ]
+    events: list[AlertEvent] = []
+    while True:
+        wanted = limit - len(events)
+        result = conn.execute(
+            "SELECT seq, type, alert_json FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, wanted),
+        )
+        rows = result.fetchall()
+        for s, kind, snapshot in readable(result, "events seq", rows=rows):
+            try:
+                events.append(AlertEvent(seq=s, type=kind, alert=_alert_decoder.decode(snapshot)))
+            except (msgspec.DecodeError, TypeError) as exc:  # not an alert's JSON; not text
+                _left_out("events seq", s, exc)
+        if len(rows) < wanted or len(events) == limit:
+            return events
+        seq = rows[-1][0]
 
 
 def notes(conn: sqlite3.Connection, alert_id: str) -> list[Note]:
