@@ -47,7 +47,7 @@ from server.state_replay import replay_stored
 from server.state_saver import StateSaver
 from server.stats import Stats
 from server.store.base import Label, StoredRecord
-from server.store.errors import StoreUnavailable
+from server.store.errors import StoredRowDamaged, StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
 from server.views import admin, api, labels, pages, rules, snapshots, triage, ws
@@ -97,6 +97,13 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
             "try again in a moment.",
             headers={"Retry-After": "1"},
         )
+    except StoredRowDamaged as exc:
+        # An alert read by itself (the drawer, a change to it): not the caller's fault, and
+        # no retry reads it, so neither internal_error ("a bug") nor a 503 ("retry").
+        log.error("%s %s: stored_row_damaged: %s", request.method, request.path, exc)
+        if not request.path.startswith("/api/"):
+            raise
+        return api.stored_row_damaged(exc)
     except Exception:
         # A bug, or a stored row this code cannot read: aiohttp would answer a text/plain
         # 500 ("Server got itself in trouble"), which API clients cannot parse as an error.

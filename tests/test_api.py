@@ -494,11 +494,12 @@ async def test_naive_baseline_answers_and_delivers(aiohttp_client: Any, tmp_path
 async def test_an_unexpected_failure_is_still_a_json_error(
     client: TestClient, settings: Settings
 ) -> None:
-    alert_id = await raise_alert(client)
-    # A stored alert this code cannot read back (edited by hand, or written by a buggy build).
+    await post_batch(client, [tx("broken", "acct-u")])
+    # A stored verdict an account's history cannot read back (edited by hand, or written by
+    # a buggy build): a failure nothing expects. (A damaged alert is stored_row_damaged.)
     with contextlib.closing(sqlite3.connect(settings.db_path)) as conn, conn:
-        conn.execute("UPDATE alerts SET alert_json = '{}' WHERE id = ?", (alert_id,))
-    resp = await client.get(f"/api/v1/alerts/{alert_id}", headers=AUTH)
+        conn.execute("UPDATE transactions SET verdict_json = '{}' WHERE id = 'broken'")
+    resp = await client.get("/api/v1/accounts/acct-u/transactions", headers=AUTH)
     assert resp.status == 500
     assert resp.content_type == "application/json"
     assert "default-src 'self'" in resp.headers["Content-Security-Policy"]

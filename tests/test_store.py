@@ -23,6 +23,7 @@ from server.store.base import (
     Label,
     StoredRecord,
 )
+from server.store.errors import StoredRowDamaged
 from server.store.migrations import (
     LATEST_VERSION,
     MIGRATIONS,
@@ -974,8 +975,8 @@ async def test_text_that_is_not_utf8_costs_only_its_own_row(
         assert [a.id for a in first.alerts] == ["al-00006"] and first.next_cursor is not None
         rest = await store.list_alerts(None, 2, first.next_cursor)
         assert [a.id for a in rest.alerts] == ["al-00000"] and rest.next_cursor is None
-        # A read that does not leave rows out still fails on it, as it did.
-        with pytest.raises(sqlite3.OperationalError, match="Could not decode to UTF-8"):
+        # A read of that one row has nothing else to give: it says which row, and why.
+        with pytest.raises(StoredRowDamaged, match="alert al-00003: Could not decode to UTF-8"):
             await store.get_alert("al-00003")
         assert (await store.get_alert("al-00006")) is not None
     finally:
@@ -1042,6 +1043,40 @@ async def test_an_alert_row_that_is_not_an_alert_costs_only_its_own_row(
         assert [e.seq for e in await store.events_since(4, 2)] == [5]
     finally:
         await store.close()
+
+
+async def test_an_alert_that_cannot_be_read_by_itself_is_named_and_left_as_it_is(
+    store: SqliteStore, db_path: Path
+) -> None:
+    # Reading one alert, or changing it, has nothing else to give: msgspec's error (or
+    # sqlite3's, for text that is not UTF-8) went up bare, and the API answered it as a bug.
+    # Now the read says which row, and what is wrong with it; no change is written.
+    await store.write_batch(make_batch(0, 7))  # alerts al-00000, al-00003, al-00006
+    await store.add_user("bob", "hash", "analyst")
+    with raw(db_path) as conn:
+        conn.execute(f"UPDATE alerts SET alert_json = {TRUNCATED} WHERE id = 'al-00000'")
+        conn.execute(f"UPDATE alerts SET alert_json = {NOT_UTF8} WHERE id = 'al-00003'")
+    seq = await store.last_seq()
+    truncated = "alert al-00000: alert_json unreadable: Input data was truncated"
+    not_utf8 = "alert al-00003: Could not decode to UTF-8 column 'alert_json'"
+    for alert_id, problem in (("al-00000", truncated), ("al-00003", not_utf8)):
+        for change in (
+            store.get_alert(alert_id),
+            store.acknowledge(alert_id, "alice"),
+            store.assign(alert_id, "alice", "bob"),
+            store.resolve_labelled(alert_id, "alice", "fraud", None),
+            store.add_note(alert_id, "alice", "called the customer"),
+            store.reopen(alert_id, "alice", None),
+        ):
+            with pytest.raises(StoredRowDamaged, match=problem) as raised:
+                await change
+            assert raised.value.what == f"alert {alert_id}"
+    assert await store.last_seq() == seq
+    assert await store.notes("al-00000") == [] and await store.get_labels(["tx-00000"]) == {}
+    # The work queue's head is the damaged al-00000 (oldest first): named, not taken.
+    with pytest.raises(StoredRowDamaged, match=truncated):
+        await store.claim_next("alice")
+    assert (await store.get_alert("al-00006")) is not None
 
 
 async def test_the_wal_starts_over_under_a_steady_stream_of_batches(

@@ -4,11 +4,14 @@ next, reopen, notes, the audit timeline, dispositions, and who may do what."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
@@ -291,3 +294,40 @@ async def test_notes_and_timeline_survive_a_restart(tmp_path: Path) -> None:
         assert json.loads(json.dumps(summary))  # plain JSON for the stats message
     finally:
         await again.close()
+
+
+async def test_an_alert_whose_row_is_damaged_is_answered_stored_row_damaged(
+    client: TestClient, login: Login, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The drawer's read and every change to a damaged alert were a bare 500 internal_error
+    # ("a bug"). The alert exists but cannot be read: the server's fault, and final.
+    csrf = await login("alice")
+    damaged, kept = await one_alert(client, "acct-a"), await one_alert(client, "acct-b")
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn, conn:
+        sql = "UPDATE alerts SET alert_json = substr(alert_json, 1, 40) WHERE id = ?"
+        conn.execute(sql, (damaged,))
+    message = (
+        f"Alert {damaged} is stored but cannot be read back: its stored row is damaged. "
+        "Retrying will not help; tell the server's operator, whose log says what is wrong "
+        "with it"
+    )
+    resp = await client.get(f"/api/v1/alerts/{damaged}", headers=AUTH)
+    assert resp.status == 500 and "Retry-After" not in resp.headers
+    error = (await resp.json())["error"]
+    assert error == {"code": "stored_row_damaged", "message": message, "field": None}
+    for action, body in (
+        ("ack", None),
+        ("unack", None),
+        ("assign", {"owner": "alice"}),
+        ("resolve", {"disposition": "fraud"}),
+        ("notes", {"text": "called the customer"}),
+        ("reopen", None),
+    ):
+        status, answer = await act(client, csrf, damaged, action, body)
+        assert (status, answer["error"]["code"]) == (500, "stored_row_damaged"), action
+    log = f"stored_row_damaged: alert {damaged}: alert_json unreadable: Input data was truncated"
+    assert log in caplog.text
+    # Its neighbours are read and changed as usual, and the list leaves it out.
+    assert (await act(client, csrf, kept, "ack"))[0] == 200
+    listed = await (await client.get("/api/v1/alerts", headers=AUTH)).json()
+    assert [a["id"] for a in listed["alerts"]] == [kept]

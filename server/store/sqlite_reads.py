@@ -33,6 +33,7 @@ from server.store.base import (
     User,
     UserInfo,
 )
+from server.store.errors import StoredRowDamaged
 
 BUSY_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
@@ -272,13 +273,30 @@ def transactions_after(
     ]
 
 
-def decode_alert(snapshot: str | bytes) -> Alert:
-    return _alert_decoder.decode(snapshot)
+def one_alert(
+    conn: sqlite3.Connection, sql: str, params: tuple[object, ...], what: str
+) -> Alert | None:
+    """The alert of the one row (id, alert_json) that `sql` selects, or None. Raises
+    StoredRowDamaged when that row cannot be read back, named `what` until its id is read:
+    a read of one alert (the drawer, a write that starts from the alert as stored) has
+    nothing else to give."""
+    try:
+        row = conn.execute(sql, params).fetchone()
+    except sqlite3.OperationalError as exc:
+        if not not_utf8(exc):
+            raise
+        raise StoredRowDamaged(what, str(exc)) from None
+    if row is None:
+        return None
+    try:
+        return _alert_decoder.decode(row[1])
+    except (msgspec.DecodeError, TypeError) as exc:  # not an alert's JSON; not text
+        raise StoredRowDamaged(f"alert {row[0]}", f"alert_json unreadable: {exc}") from None
 
 
 def alert(conn: sqlite3.Connection, alert_id: str) -> Alert | None:
-    row = conn.execute("SELECT alert_json FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-    return None if row is None else _alert_decoder.decode(row[0])
+    sql = "SELECT id, alert_json FROM alerts WHERE id = ?"
+    return one_alert(conn, sql, (alert_id,), f"alert {alert_id}")
 
 
 def alert_page(

@@ -82,7 +82,7 @@ _INSERT_NOTE = "INSERT INTO notes (alert_id, author, at, text) VALUES (?, ?, ?, 
 # The work queue's order: severity, then oldest; alerts raised in the same millisecond keep
 # the order of their transactions (as the dashboard sorts them).
 _NEXT_UNOWNED = (
-    "SELECT a.alert_json FROM alerts a JOIN transactions t ON t.id = a.transaction_id "
+    "SELECT a.id, a.alert_json FROM alerts a JOIN transactions t ON t.id = a.transaction_id "
     "WHERE a.status = 'open' AND a.owner IS NULL ORDER BY "
     "CASE a.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, "
     "a.created_at, t.event_time_us, a.id LIMIT 1"
@@ -487,10 +487,9 @@ class Writer:
         # One write transaction picks and takes the alert: two analysts asking at once get
         # two different alerts, never the same one.
         with self._durable(), self._transaction() as conn:
-            row = conn.execute(_NEXT_UNOWNED).fetchone()
-            if row is None:
+            current = reads.one_alert(conn, _NEXT_UNOWNED, (), "the next unowned alert")
+            if current is None:
                 return None
-            current = reads.decode_alert(row[0])
             changed = msgspec.structs.replace(
                 current, status="acknowledged", owner=user, updated_at=utc_stamp()
             )

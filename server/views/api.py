@@ -18,7 +18,7 @@ from server.detection.verdict import Verdict
 from server.pipeline import IntakeClosed, submit
 from server.state import AUTH, HUB, QUEUE, SETTINGS, STATS, STORE
 from server.store.base import AlertFilter, AlertStatus, InvalidCursor
-from server.store.errors import StoreUnavailable
+from server.store.errors import StoredRowDamaged, StoreUnavailable
 from server.transactions import (
     FieldError,
     InvalidTransaction,
@@ -218,6 +218,18 @@ def store_unavailable(exc: StoreUnavailable, advice: str = "nothing was changed"
     )
     response.headers["Retry-After"] = "1"
     return response
+
+
+def stored_row_damaged(exc: StoredRowDamaged) -> web.Response:
+    """A row asked for by itself is stored but cannot be read back: the server's fault,
+    and final (a retry reads the same row), so a 500 without Retry-After, not a 503."""
+    what = exc.what[:1].upper() + exc.what[1:]
+    return json_error(
+        500,
+        "stored_row_damaged",
+        f"{what} is stored but cannot be read back: its stored row is damaged. Retrying "
+        "will not help; tell the server's operator, whose log says what is wrong with it",
+    )
 
 
 def _parse_statuses(raw: str | None) -> list[AlertStatus] | None:
