@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import sqlite3
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +16,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 import tests.browser_support as bs
 from server.auth import create_user
-from server.state import STORE
+from server.state import SETTINGS, STORE
 from tests.browser_support import (
     MERCHANT,
     OWNER,
@@ -1341,3 +1342,49 @@ async def test_a_viewer_reads_but_cannot_act(
     await expect(vera.drawer).to_contain_text("Account acct-view")
     await expect(vera.drawer.locator("#drawer-actions").get_by_role("button")).to_have_count(0)
     assert vera.problems == []
+
+
+async def test_an_alert_whose_stored_row_is_damaged_is_said_so_not_retried(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # A damaged alert (its stored JSON cut short: a damaged file, another tool's write) was
+    # a bare 500: the resolve dialog offered "Enter to try again" for what no retry reads,
+    # and the alert list failed whole for everyone on their next load.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    [damaged] = await ingest(impossible_travel("acct-dmg", "Harrods"))
+    [kept] = await ingest(impossible_travel("acct-ok", "Selfridges"))
+    await expect(alice.row(damaged)).to_be_visible()
+    with contextlib.closing(sqlite3.connect(server.app[SETTINGS].db_path)) as conn, conn:
+        sql = "UPDATE alerts SET alert_json = substr(alert_json, 1, 40) WHERE id = ?"
+        conn.execute(sql, (damaged,))
+    message = (
+        f"Alert {damaged} is stored but cannot be read back: its stored row is damaged. "
+        "Retrying will not help; tell the server's operator, whose log says what is wrong "
+        "with it"
+    )
+
+    # The drawer says so where the audit trail and the notes would be.
+    await alice.cell(damaged, MERCHANT).click()
+    await expect(alice.drawer).to_contain_text(f"Could not load the audit trail: {message}")
+    await alice.press("Escape")
+    await expect(alice.drawer).to_be_hidden()
+
+    # Resolving: the dialog closes, and the usual error notice gives the server's words.
+    await page.get_by_role("button", name="Resolve alert for account acct-dmg as fraud").click()
+    dialog = page.get_by_role("dialog", name=re.compile("^Resolve"))
+    await page.keyboard.type("Card reported stolen")
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    notice = page.locator("#notices .notice-error .notice-text")
+    await expect(notice).to_have_text(f"Could not update the alert: {message}")
+    await expect(page.locator("#notices")).not_to_contain_text("try again")
+    await expect(alice.cell(damaged, STATUS)).to_have_text("Open")
+
+    # A fresh load lists the others, and leaves the damaged one out.
+    await page.reload()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(alice.row(kept)).to_be_visible()
+    await expect(alice.row(damaged)).to_have_count(0)
+    await expect(page.locator("#notices")).not_to_contain_text("Could not")
+    assert alice.problems == []

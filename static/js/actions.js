@@ -9,7 +9,9 @@ import * as api from "./api.js";
 import { describeAlert } from "./format.js";
 
 // No answer at all, or the server's own failure: the same request may well succeed later.
-const retryable = (error) => error.status === 0 || error.status >= 500;
+// Not an alert whose stored row is damaged: the same request meets the same row.
+const retryable = (error) =>
+  error.status === 0 || (error.status >= 500 && error.code !== "stored_row_damaged");
 
 // What the resolve dialog says after such a failure, with the note still in it.
 const tryAgain = (what, error) =>
