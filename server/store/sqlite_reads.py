@@ -323,8 +323,22 @@ def alert_page(
     conn.execute("BEGIN")
     try:
         seq = last_seq(conn)
-        result = conn.execute(sql, params)
-        rows = result.fetchall()
+        not_json = False
+        try:
+            result = conn.execute(sql, params)
+            rows = result.fetchall()
+        except sqlite3.OperationalError as exc:
+            # A filter's JSON functions raise on a row whose alert_json is not JSON, failing
+            # the whole read; the listings without them never do.
+            if where is None or str(exc) != "malformed JSON":
+                raise
+            not_json = True
+        if not_json and where is not None:
+            # Again in the same snapshot, outside the except block (the failed cursor is
+            # released with the exception), with JSON conditions that such a row fails.
+            sql, params = _filtered_query(wanted, where, limit + 1, after, json_checked=True)
+            result = conn.execute(sql, params)
+            rows = result.fetchall()
     finally:
         conn.execute("COMMIT")
     # `more` and the cursor from the rows as read: a damaged row left out of the page
@@ -382,12 +396,21 @@ def _filtered_query(
     where: AlertFilter,
     limit: int,
     after: tuple[str, str] | None,
+    *,
+    json_checked: bool = False,
 ) -> tuple[str, tuple[object, ...]]:
     """SQL for a narrowed listing, newest first. One plain query: the filters that have an
     index (status, account) keep it short; the rest are checked row by row along the
-    created_at order, which is fine for a page but not free on a huge history."""
+    created_at order, which is fine for a page but not free on a huge history. With
+    `json_checked`, a row whose alert_json is not JSON fails the JSON conditions rather
+    than the query: one more parse of each row they look at, so only once one has failed."""
     conds: list[str] = []
     params: list[object] = []
+
+    def of_json(condition: str) -> str:
+        if not json_checked:
+            return condition
+        return f"CASE WHEN json_valid(a.alert_json) THEN {condition} END"
 
     def any_of(column: str, values: Collection[str]) -> None:
         conds.append(f"{column} IN ({', '.join('?' * len(values))})")
@@ -406,15 +429,15 @@ def _filtered_query(
         params.append(where.owner)
     if where.rule is not None:
         conds.append(
-            "EXISTS (SELECT 1 FROM json_each(a.alert_json, '$.reasons') r "
-            "WHERE json_extract(r.value, '$.code') = ?)"
+            of_json(
+                "EXISTS (SELECT 1 FROM json_each(a.alert_json, '$.reasons') r "
+                "WHERE json_extract(r.value, '$.code') = ?)"
+            )
         )
         params.append(where.rule)
     if where.query is not None:
-        conds.append(
-            "(a.account_id = ? OR a.transaction_id = ? OR "
-            "json_extract(a.alert_json, '$.transaction.merchant_id') = ?)"
-        )
+        merchant = of_json("json_extract(a.alert_json, '$.transaction.merchant_id')")
+        conds.append(f"(a.account_id = ? OR a.transaction_id = ? OR {merchant} = ?)")
         params += [where.query] * 3
     join = ""
     if where.event_from_us is not None or where.event_to_us is not None:
