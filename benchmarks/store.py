@@ -13,23 +13,42 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from decimal import Decimal
 from pathlib import Path
 
-from server.detection.model import RAW_LAYOUT
+from server.detection.detector import Detector
+from server.detection.model import RAW_LAYOUT, ModelSlot
 from server.detection.verdict import Reason, Severity, Verdict
 from server.store.base import AlertEvent, Label, StoredRecord
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
+from simulator import Simulator
 
 START = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
 INPUTS_BYTES = 122
 SEVERITIES: tuple[Severity, ...] = ("medium", "high", "critical")
 
 
-def generate(n: int, alert_rate: float, seed: int) -> list[StoredRecord]:
-    """Records shaped like the detection loop's: full transactions, random ids, a few alerts."""
+def captured_inputs(n: int, seed: int) -> list[bytes]:
+    """What the detector keeps of `n` simulated transactions for the model (mostly zero
+    bytes, which the store deflates): the inputs records carry, in turn."""
+    detector = Detector(model=ModelSlot())
+    kept = []
+    for item in Simulator(seed=seed, rate=376.0, start=START).generate(n):
+        detector.score(item.transaction)
+        inputs = detector.kept_inputs(item.transaction.id)
+        assert inputs is not None
+        kept.append(inputs[1])
+    return kept
+
+
+def generate(
+    n: int, alert_rate: float, seed: int, inputs: Sequence[bytes] = ()
+) -> list[StoredRecord]:
+    """Records shaped like the detection loop's: full transactions, random ids, a few alerts;
+    the model's inputs taken in turn from `inputs`, or random bytes (which deflate cannot
+    shorten: the store's worst case) if there are none."""
     rng = random.Random(seed)
     records = []
     for k in range(n):
@@ -67,11 +86,9 @@ def generate(n: int, alert_rate: float, seed: int) -> list[StoredRecord]:
             rules_version="2026.03.1",
             latency_ms=1.5,
         )
-        # The model's packed inputs, as the server keeps them (model.RAW_LAYOUT's size, and
-        # the logit once a model scores): random bytes compress and page like real ones.
-        inputs = (RAW_LAYOUT, rng.randbytes(INPUTS_BYTES))
+        kept = inputs[k % len(inputs)] if inputs else rng.randbytes(INPUTS_BYTES)
         severity = rng.choice(SEVERITIES) if alert else "low"
-        records.append(StoredRecord(tx, verdict, severity, None, inputs))
+        records.append(StoredRecord(tx, verdict, severity, None, (RAW_LAYOUT, kept)))
     return records
 
 
@@ -201,9 +218,16 @@ async def main() -> None:
     parser.add_argument("--baseline", type=int, default=3000, help="records for the baseline")
     parser.add_argument("--dir", type=Path, help="where to put the databases (default: a tmp dir)")
     parser.add_argument("--read-rounds", type=int, default=30, help="calls of each read")
+    parser.add_argument(
+        "--inputs",
+        choices=("captured", "random"),
+        default="captured",
+        help="the model inputs records carry: the detector's, or random bytes (worst case)",
+    )
     args = parser.parse_args()
     size = args.batch_size
-    records = generate(args.batches * size, args.alert_rate, seed=7)
+    kept = captured_inputs(2000, seed=7) if args.inputs == "captured" else []
+    records = generate(args.batches * size, args.alert_rate, seed=7, inputs=kept)
     # The server never holds this many records at once; without freezing them, the cyclic GC
     # would walk them all, and its pauses would be charged to the store.
     gc.freeze()
@@ -225,6 +249,7 @@ async def main() -> None:
     baseline_rate = args.baseline / baseline_s
     print(
         f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {platform.machine()}"
+        f"; model inputs: {args.inputs}"
     )
     print(
         f"batched: {len(records)} records in {len(times)} batches of {size} "
