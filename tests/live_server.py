@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 
+from server.store.sqlite_rows import decode_verdict
 from tests.conftest import API_KEY, AUTH, card_testing, tx
 from tests.test_cli import free_port
 
@@ -175,14 +177,18 @@ class Loader:
 
 
 def stored_verdicts(db: Path, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The stored verdicts of those `ids` that are in the database file."""
+    """The stored verdicts of those `ids` that are in the database file, as the API shows
+    them (the row keeps the ids in their own columns: sqlite_rows.decode_verdict)."""
     with contextlib.closing(sqlite3.connect(db)) as conn:
         rows = conn.execute(
-            "SELECT id, verdict_json FROM transactions "
+            "SELECT id, alert_id, verdict_json FROM transactions "
             "WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(ids),),
         ).fetchall()
-    return {tx_id: json.loads(verdict) for tx_id, verdict in rows}
+    return {
+        tx_id: json.loads(msgspec.json.encode(decode_verdict(tx_id, alert_id, verdict)))
+        for tx_id, alert_id, verdict in rows
+    }
 
 
 def alert_ids(db: Path) -> set[str]:

@@ -1198,3 +1198,134 @@ async def test_position_since_bounds_a_replay_by_receipt_and_by_count(
     assert await store.position_since("2026-02-01T00:00:00.000Z", 3) == positions[ids[6]]
     assert await store.position_since("2000-01-01T00:00:00.000Z", 100) == 0
     assert await store.position_since("2000-01-01T00:00:00.000Z", 0) == positions[ids[9]]
+
+
+def _captured_inputs(n: int) -> list[tuple[str, bytes]]:
+    """Model inputs as the detector keeps them, of `n` simulated transactions."""
+    from server.detection.detector import Detector
+    from server.detection.model import ModelSlot
+    from simulator import Simulator
+
+    detector = Detector(model=ModelSlot())
+    kept = []
+    for item in Simulator(seed=3, rate=20.0, start=T0).generate(n):
+        detector.score(item.transaction)
+        inputs = detector.kept_inputs(item.transaction.id)
+        assert inputs is not None
+        kept.append(inputs)
+    return kept
+
+
+async def test_model_inputs_read_back_as_the_exact_bytes_however_they_are_kept(
+    store: SqliteStore, db_path: Path
+) -> None:
+    real = _captured_inputs(40)
+    noise = bytes((n * 97 + 13) % 251 for n in range(126))  # deflate cannot shorten it
+    odd = [("fs-x/<d", b""), ("fs-x/<d", b"\x00"), ("fs-x/<d", noise), ("fs-x/<d", bytes(126))]
+    given = real + odd
+    records = [make_record(n)._replace(model_inputs=inputs) for n, inputs in enumerate(given)]
+    await store.write_batch(records)
+    ids = [r.transaction.id for r in records]
+    found = await store.model_inputs(ids)
+    assert found.damaged == {}
+    assert found.rows == dict(zip(ids, given, strict=True))
+    with raw(db_path) as conn:
+        sql = "SELECT id, model_packing FROM transactions WHERE model_inputs IS NOT NULL"
+        kept = dict(conn.execute(sql))
+        stored = conn.execute("SELECT sum(length(model_inputs)) FROM transactions").fetchone()[0]
+    # The detector's inputs are mostly zeros: each is kept deflated, in under half the bytes.
+    assert all(kept[tx_id] == 1 for tx_id in ids[: len(real)])
+    assert stored < sum(len(raw) for _, raw in given) / 2
+    # What deflate would not make shorter is kept as given.
+    assert kept["tx-00040"] is None and kept["tx-00042"] is None
+
+
+async def test_model_inputs_not_in_their_packing_are_named_damaged(
+    store: SqliteStore, db_path: Path
+) -> None:
+    inputs = bytes(60) + b"\x05" + bytes(60)
+    records = [make_record(n)._replace(model_inputs=("fs-x/<d", inputs)) for n in range(6)]
+    await store.write_batch(records)
+    with raw(db_path) as conn:
+        (packed,) = conn.execute("SELECT model_inputs FROM transactions LIMIT 1").fetchone()
+        for tx_id, packing, value in (
+            ("tx-00001", 1, packed[:-1]),  # a byte short
+            ("tx-00002", 1, packed + b"\x07"),  # a byte too many
+            ("tx-00003", 1, packed[:-1] + b"\x00"),  # a zero kept as a value
+            ("tx-00004", 1, b"\x01"),  # not even its length
+            ("tx-00005", 7, packed),  # a packing this store never wrote
+        ):
+            conn.execute(
+                "UPDATE transactions SET model_packing = ?, model_inputs = ? WHERE id = ?",
+                (packing, value, tx_id),
+            )
+    found = await store.model_inputs([r.transaction.id for r in records])
+    assert found.rows == {"tx-00000": ("fs-x/<d", inputs)}
+    assert sorted(found.damaged) == [f"tx-0000{n}" for n in range(1, 6)]
+    assert all(why.startswith("model_inputs unreadable: ") for why in found.damaged.values())
+
+
+def _write_as_schema_7(db_path: Path, records: list[StoredRecord]) -> None:
+    """Rows as the store wrote them before migration 8: the whole Verdict as a JSON object,
+    the model's inputs as given."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with raw(db_path) as conn:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        assert migrate(conn, MIGRATIONS[:7]) == [1, 2, 3, 4, 5, 6, 7]
+        conn.execute("INSERT INTO input_layouts (id, layout) VALUES (1, 'fs-old/<d')")
+        for tx, verdict, _, _, inputs in records:
+            conn.execute(
+                "INSERT INTO transactions (id, account_id, event_time_us, amount, currency, "
+                "transaction_json, verdict_json, alert_id, received_at, model_layout, "
+                "model_inputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tx.id,
+                    tx.account_id,
+                    int(tx.timestamp.timestamp() * 1_000_000),
+                    format(tx.amount, "f"),
+                    tx.currency,
+                    encode_transaction(tx).decode(),
+                    msgspec.json.encode(verdict).decode(),
+                    verdict.alert_id,
+                    "2026-01-31T12:00:00.000Z",
+                    None if inputs is None else 1,
+                    None if inputs is None else inputs[1],
+                ),
+            )
+
+
+async def test_rows_written_before_migration_8_read_as_they_did(db_path: Path) -> None:
+    old = [make_record(n, alert=n == 1) for n in range(3)]
+    old[2] = old[2]._replace(model_inputs=("fs-old/<d", bytes(100) + b"\x01"))
+    _write_as_schema_7(db_path, old)
+    store = SqliteStore(db_path)
+    await store.start(Recorder())
+    try:
+        new = [make_record(n, alert=n == 11)._replace(model_inputs=("fs-old/<d", bytes(120)))
+               for n in range(10, 13)]  # fmt: skip
+        await store.write_batch(new)
+        ids = [r.transaction.id for r in old + new]
+        expected = {r.transaction.id: r.verdict for r in old + new}
+        assert await store.known_verdicts(ids) == expected
+        known = await store.known_transactions(ids)
+        assert known.damaged == {}
+        assert known.rows == {
+            r.transaction.id: (r.verdict, encode_transaction(r.transaction)) for r in old + new
+        }
+        page = await store.account_transactions("acct-1", 10, None)
+        assert {t.verdict.transaction_id: t.verdict for t in page.transactions} == expected
+        inputs = await store.model_inputs(ids)
+        assert inputs.rows == {
+            "tx-00002": ("fs-old/<d", bytes(100) + b"\x01"),
+            **{r.transaction.id: ("fs-old/<d", bytes(120)) for r in new},
+        }
+    finally:
+        await store.close()
+    with raw(db_path) as conn:
+        assert schema_version(conn) == LATEST_VERSION
+        rows = dict(conn.execute("SELECT id, verdict_json FROM transactions"))
+    # Only the rows written since keep the shorter form; the older ones were not rewritten.
+    assert rows["tx-00001"] == msgspec.json.encode(old[1].verdict).decode()
+    assert rows["tx-00011"].startswith('[0.9,"review",[{"code":"velocity"')

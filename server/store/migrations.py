@@ -220,6 +220,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX label_changes_by_transaction ON label_changes (transaction_id)",
         ),
     ),
+    Migration(
+        8,
+        "model inputs kept sparse, verdicts kept as arrays without the ids their row holds",
+        (
+            # How a row keeps its model_inputs (server/store/sqlite_rows.py): NULL as the
+            # model packed them (every row before this step), 1 sparse (~61 bytes of ~134).
+            # Rows written from this step on also keep verdict_json as a JSON array without
+            # the ids (~45 bytes of ~150): the id and alert_id columns hold those. An older
+            # fraudwatch would fail on such rows: the version this step adds keeps it off the
+            # file. Rows written before are left as they are and read as before (no rewrite).
+            "ALTER TABLE transactions ADD COLUMN model_packing INTEGER",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

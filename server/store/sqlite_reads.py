@@ -34,13 +34,13 @@ from server.store.base import (
     UserInfo,
 )
 from server.store.errors import StoredRowDamaged
+from server.store.sqlite_rows import decode_verdict, unpack_inputs
 
 BUSY_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
 
 encoder = msgspec.json.Encoder()
 _alert_decoder = msgspec.json.Decoder(Alert)
-_verdict_decoder = msgspec.json.Decoder(Verdict)
 _detail_decoder = msgspec.json.Decoder(dict[str, object])
 _STATUSES: frozenset[str] = frozenset(get_args(AlertStatus))
 
@@ -48,13 +48,17 @@ _LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'even
 # One bound JSON array instead of IN (?, ?, ...): no limit on the number of ids, and a single
 # prepared statement whatever the batch size.
 _STORED = "SELECT id, verdict_json FROM transactions WHERE id IN (SELECT value FROM json_each(?))"
+_STORED_VERDICTS = (
+    "SELECT id, alert_id, verdict_json FROM transactions "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
 _STORED_BOTH = (
-    "SELECT id, verdict_json, transaction_json FROM transactions "
+    "SELECT id, alert_id, verdict_json, transaction_json FROM transactions "
     "WHERE id IN (SELECT value FROM json_each(?))"
 )
 
 _MODEL_INPUTS = (
-    "SELECT t.id, l.layout, t.model_inputs FROM transactions t "
+    "SELECT t.id, l.layout, t.model_packing, t.model_inputs FROM transactions t "
     "JOIN input_layouts l ON l.id = t.model_layout "
     "WHERE t.id IN (SELECT value FROM json_each(?)) AND t.model_inputs IS NOT NULL"
 )
@@ -149,9 +153,12 @@ def stored_verdicts(conn: sqlite3.Connection, transaction_ids: Collection[str]) 
 def known_verdicts(
     conn: sqlite3.Connection, transaction_ids: Collection[str]
 ) -> dict[str, Verdict]:
+    ids = encoder.encode(list(transaction_ids)).decode()
     return {
-        tx_id: _verdict_decoder.decode(verdict)
-        for tx_id, verdict in stored_verdicts(conn, transaction_ids).items()
+        tx_id: decode_verdict(tx_id, alert_id, verdict)
+        for tx_id, alert_id, verdict in readable(
+            conn.execute(_STORED_VERDICTS, (ids,)), "transactions"
+        )
     }
 
 
@@ -163,9 +170,9 @@ def known_transactions(
     rows: dict[str, tuple[Verdict, bytes]] = {}
     damaged: dict[str, str] = {}
     found = readable(conn.execute(_STORED_BOTH, (ids,)), "transactions", damaged=damaged)
-    for tx_id, verdict, transaction in found:
+    for tx_id, alert_id, verdict, transaction in found:
         try:
-            decoded = _verdict_decoder.decode(verdict)
+            decoded = decode_verdict(tx_id, alert_id, verdict)
         except (msgspec.DecodeError, TypeError) as exc:  # not a verdict's JSON; not text
             damaged[tx_id] = f"verdict_json unreadable: {exc}"
             continue
@@ -188,16 +195,21 @@ def event_times(conn: sqlite3.Connection, transaction_ids: Collection[str]) -> d
 
 
 def model_inputs(conn: sqlite3.Connection, transaction_ids: Collection[str]) -> Found[ModelInputs]:
-    """Row by row, as known_transactions: inputs that are not bytes are named in `damaged`."""
+    """Row by row, as known_transactions: inputs that are not bytes, or not what their
+    packing says, are named in `damaged`. The bytes come back as they were written, however
+    the row keeps them (sqlite_rows.pack_inputs)."""
     ids = encoder.encode(list(transaction_ids)).decode()
     rows: dict[str, ModelInputs] = {}
     damaged: dict[str, str] = {}
     found = readable(conn.execute(_MODEL_INPUTS, (ids,)), "transactions", damaged=damaged)
-    for tx_id, layout, inputs in found:
-        if isinstance(inputs, bytes):
-            rows[tx_id] = (layout, inputs)
-        else:
+    for tx_id, layout, packing, inputs in found:
+        if not isinstance(inputs, bytes):
             damaged[tx_id] = f"model_inputs unreadable: {type(inputs).__name__}, not bytes"
+            continue
+        try:
+            rows[tx_id] = (layout, unpack_inputs(packing, inputs))
+        except ValueError as exc:
+            damaged[tx_id] = f"model_inputs unreadable: {exc}"
     return Found(rows, damaged)
 
 
@@ -466,8 +478,8 @@ def account_transactions(
     if limit < 1:
         raise ValueError("limit must be at least 1")
     sql = (
-        "SELECT event_time_us, id, transaction_json, verdict_json, received_at FROM transactions "
-        "WHERE account_id = ?"
+        "SELECT event_time_us, id, transaction_json, alert_id, verdict_json, received_at "
+        "FROM transactions WHERE account_id = ?"
     )
     params: list[object] = [account_id]
     if cursor is not None:
@@ -486,10 +498,10 @@ def account_transactions(
         transactions=[
             AccountTransaction(
                 transaction=msgspec.Raw(tx.encode()),
-                verdict=_verdict_decoder.decode(verdict),
+                verdict=decode_verdict(tx_id, alert_id, verdict),
                 received_at=received_at,
             )
-            for _, _, tx, verdict, received_at in readable(
+            for _, tx_id, tx, alert_id, verdict, received_at in readable(
                 result, "transactions", 1, rows=rows[:limit]
             )
         ],

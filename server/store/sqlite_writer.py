@@ -34,6 +34,7 @@ from server.store.base import (
     utc_stamp,
 )
 from server.store.migrations import migrate
+from server.store.sqlite_rows import encode_verdict, pack_inputs
 from server.transactions import encode_transaction
 
 # Random transaction ids make every batch touch ~1000 scattered leaves of the primary-key
@@ -54,8 +55,8 @@ _encode = reads.encoder.encode
 
 _INSERT_TRANSACTION = (
     "INSERT OR IGNORE INTO transactions (id, account_id, event_time_us, amount, currency, "
-    "transaction_json, verdict_json, alert_id, received_at, model_layout, model_inputs) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "transaction_json, verdict_json, alert_id, received_at, model_layout, model_inputs, "
+    "model_packing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _PRUNABLE = (
     "SELECT rowid, id FROM transactions WHERE rowid >= ? AND rowid < ? AND received_at < ? "
@@ -571,9 +572,10 @@ def _encode_batch(
     for tx, verdict, severity, received_at, model_inputs in records:
         tx_json = encode_transaction(tx)
         if model_inputs is None:
-            layout = inputs = None
+            layout = inputs = packing = None
         else:
-            layout, inputs = layout_id(model_inputs[0]), model_inputs[1]
+            layout = layout_id(model_inputs[0])
+            packing, inputs = pack_inputs(model_inputs[1])
         tx_rows.append(
             (
                 tx.id,
@@ -582,11 +584,12 @@ def _encode_batch(
                 format(tx.amount, "f"),  # never exponent notation such as 1E+2
                 tx.currency,
                 tx_json.decode(),
-                _encode(verdict).decode(),
+                encode_verdict(verdict),
                 verdict.alert_id,
                 now,
                 layout,
                 inputs,
+                packing,
             )
         )
         if verdict.alert_id is not None:
