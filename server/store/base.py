@@ -321,8 +321,9 @@ class Store(Protocol):
 
     async def model_inputs(self, transaction_ids: Collection[str]) -> Found[ModelInputs]:
         """The stored model inputs of those ids that have them: what a label that comes after
-        the detector let go of its own copy is learnt from; and the ids whose inputs cannot
-        be read back (`damaged`)."""
+        the detector let go of its own copy is learnt from, so exactly the layout and bytes
+        `write_batch` was given, however the store keeps them; and the ids whose inputs
+        cannot be read back (`damaged`)."""
 
     async def acknowledge(self, alert_id: str, user: str) -> AlertEvent | None:
         """Make `user` the owner of an open alert; None if they already own it.
