@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -34,6 +35,7 @@ from server.store.migrations import (
     schema_version,
 )
 from server.store.sqlite import SqliteStore
+from server.store.sqlite_rows import pack_inputs, unpack_inputs
 from server.transactions import Transaction, encode_transaction
 
 T0 = dt.datetime(2026, 1, 31, 12, 0, tzinfo=dt.UTC)
@@ -1329,3 +1331,18 @@ async def test_rows_written_before_migration_8_read_as_they_did(db_path: Path) -
     # Only the rows written since keep the shorter form; the older ones were not rewritten.
     assert rows["tx-00001"] == msgspec.json.encode(old[1].verdict).decode()
     assert rows["tx-00011"].startswith('[0.9,"review",[{"code":"velocity"')
+
+
+def test_packed_inputs_unpack_to_the_same_bytes_whatever_they_hold() -> None:
+    rng = random.Random(5)
+    cases = [b"", b"\x00", b"\x01", bytes(0xFFFF), bytes(0x10000), b"\x01" * 0x10000]
+    for _ in range(2000):
+        size = rng.choice((1, 7, 8, 9, 126, 134, 300, rng.randrange(1, 1000)))
+        zeros = rng.random()  # the share of zero bytes: from none to all
+        draw = (0 if rng.random() < zeros else rng.randrange(1, 256) for _ in range(size))
+        cases.append(bytes(draw))
+    for raw in cases:
+        packing, kept = pack_inputs(raw)
+        assert unpack_inputs(packing, kept) == raw
+        assert len(kept) <= len(raw)
+        assert (packing is None) == (kept is raw)
