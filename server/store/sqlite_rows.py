@@ -3,6 +3,9 @@ reads them back the same from rows written before it packed them so (migration 8
 
 from __future__ import annotations
 
+import re
+from itertools import chain
+
 import msgspec
 
 from server.detection.verdict import Decision, Reason, Verdict
@@ -19,6 +22,8 @@ INPUTS_SPARSE = 1
 # once the model scores (benchmarks/store_size.py). Deflate keeps ~55, but takes ~8 µs a row
 # on the writer's thread against ~1.2 µs for this, made of C-speed bytes methods only.
 _BITS = bytes.maketrans(bytes(range(256)), b"0" + b"1" * 255)
+_RUNS = bytes.maketrans(b"01", b"\x00\x01")  # the bitmap's digits back to bytes: 0 or a mark
+_BYTE = re.compile(rb".", re.DOTALL)
 _MAX_SPARSE = 0xFFFF
 
 
@@ -51,14 +56,11 @@ def unpack_inputs(packing: object, stored: bytes) -> bytes:
     values = stored[start:]
     if len(stored) < start or bits >> size or bits.bit_count() != len(values) or 0 in values:
         raise ValueError("not in the sparse form")
-    raw = bytearray(size)
-    position = 0
-    for value in values:
-        while not bits >> position & 1:
-            position += 1
-        raw[position] = value
-        position += 1
-    return bytes(raw)
+    # The runs of zeros between the values, then each run and the value after it, joined:
+    # C-speed steps only, ~6 µs for the detector's inputs (a loop over the bits took ~10).
+    zero_runs = format(bits, f"0{size}b")[::-1].encode().translate(_RUNS).split(b"\x01")
+    pairs = zip(zero_runs[:-1], _BYTE.findall(values), strict=True)
+    return b"".join(chain.from_iterable(pairs)) + zero_runs[-1]
 
 
 class _StoredVerdict(msgspec.Struct, array_like=True):
