@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import random
 import sqlite3
 import threading
@@ -1061,7 +1062,10 @@ async def test_an_alert_row_that_is_not_an_alert_costs_only_its_own_row(
 
 
 async def test_an_alert_that_cannot_be_read_by_itself_is_named_and_left_as_it_is(
-    store: SqliteStore, db_path: Path
+    store: SqliteStore,
+    db_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Reading one alert, or changing it, has nothing else to give: msgspec's error (or
     # sqlite3's, for text that is not UTF-8) went up bare, and the API answered it as a bug.
@@ -1088,10 +1092,25 @@ async def test_an_alert_that_cannot_be_read_by_itself_is_named_and_left_as_it_is
             assert raised.value.what == f"alert {alert_id}"
     assert await store.last_seq() == seq
     assert await store.notes("al-00000") == [] and await store.get_labels(["tx-00000"]) == {}
-    # The work queue's head is the damaged al-00000 (oldest first): named, not taken.
-    with pytest.raises(StoredRowDamaged, match=truncated):
+    # The work queue's head is the damaged al-00000, then al-00003 (oldest first): `next`
+    # passes over them, each logged, and takes the first alert it can read. It answered
+    # every analyst's `next` with the damaged head until someone repaired the row.
+    monkeypatch.setattr("server.store.sqlite_writer.NEXT_SKIP_MAX", 1)
+    with pytest.raises(StoredRowDamaged, match=not_utf8):  # past the limit: said, not taken
         await store.claim_next("alice")
-    assert (await store.get_alert("al-00006")) is not None
+    monkeypatch.setattr("server.store.sqlite_writer.NEXT_SKIP_MAX", 100)
+    with caplog.at_level(logging.ERROR, logger="server.store.sqlite_writer"):
+        taken = await store.claim_next("alice")
+    assert taken is not None and taken.alert.id == "al-00006" and taken.alert.owner == "alice"
+    assert await store.last_seq() == seq + 1
+    assert (
+        "next: passed over alert al-00000, which cannot be read: alert_json unreadable: "
+        "Input data was truncated"
+    ) in caplog.text
+    assert "next: passed over alert al-00003, which cannot be read: Could not decode" in (
+        caplog.text
+    )
+    assert await store.claim_next("alice") is None  # only the damaged ones are left
 
 
 async def test_the_wal_starts_over_under_a_steady_stream_of_batches(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +35,7 @@ from server.store.base import (
     StoredRecord,
     utc_stamp,
 )
+from server.store.errors import StoredRowDamaged
 from server.store.migrations import migrate
 from server.store.sqlite_rows import encode_verdict, pack_inputs
 from server.transactions import encode_transaction
@@ -40,7 +43,10 @@ from server.transactions import encode_transaction
 # Random transaction ids make every batch touch ~1000 scattered leaves of the primary-key
 # index; a 64 MiB page cache keeps them hot (writer CPU per 1000-row batch at 300k rows
 # ~20 ms -> ~14 ms in benchmarks/store.py).
+log = logging.getLogger(__name__)
 CACHE_KIB = 64 * 1024
+NEXT_SKIP_MAX = 100
+"""Damaged alerts `next` passes over in one request before it gives up and says so."""
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 WAL_RESTART_BYTES = WAL_SIZE_LIMIT
 """A WAL over this gets a checkpoint on the writer's thread (`Writer.checkpoint`), so that
@@ -83,8 +89,9 @@ _INSERT_NOTE = "INSERT INTO notes (alert_id, author, at, text) VALUES (?, ?, ?, 
 # The work queue's order: severity, then oldest; alerts raised in the same millisecond keep
 # the order of their transactions (as the dashboard sorts them).
 _NEXT_UNOWNED = (
-    "SELECT a.id, a.alert_json FROM alerts a JOIN transactions t ON t.id = a.transaction_id "
-    "WHERE a.status = 'open' AND a.owner IS NULL ORDER BY "
+    "SELECT a.id FROM alerts a JOIN transactions t ON t.id = a.transaction_id "
+    "WHERE a.status = 'open' AND a.owner IS NULL "
+    "AND a.id NOT IN (SELECT value FROM json_each(?)) ORDER BY "
     "CASE a.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, "
     "a.created_at, t.event_time_us, a.id LIMIT 1"
 )
@@ -488,7 +495,7 @@ class Writer:
         # One write transaction picks and takes the alert: two analysts asking at once get
         # two different alerts, never the same one.
         with self._durable(), self._transaction() as conn:
-            current = reads.one_alert(conn, _NEXT_UNOWNED, (), "the next unowned alert")
+            current = self._next_readable(conn)
             if current is None:
                 return None
             changed = msgspec.structs.replace(
@@ -497,6 +504,23 @@ class Writer:
             event = self._change(current, changed, user, "acknowledge", {"via": "next"})
         self._publish([event])
         return event
+
+    def _next_readable(self, conn: sqlite3.Connection) -> Alert | None:
+        """The head of the work queue, passing over alerts whose stored row cannot be read
+        (each logged): one damaged alert must not stop every analyst's `next` until someone
+        repairs it. Past NEXT_SKIP_MAX of them in a row, the last one's error is raised."""
+        skipped: list[str] = []
+        while True:
+            row = conn.execute(_NEXT_UNOWNED, (json.dumps(skipped),)).fetchone()
+            if row is None:
+                return None
+            try:
+                return reads.alert(conn, row[0])
+            except StoredRowDamaged as exc:
+                if len(skipped) >= NEXT_SKIP_MAX:
+                    raise
+                log.error("next: passed over %s, which cannot be read: %s", exc.what, exc.problem)
+                skipped.append(row[0])
 
     def add_user(self, name: str, password_hash: str, role: Role) -> None:
         now = utc_stamp()
