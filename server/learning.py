@@ -22,7 +22,14 @@ from pathlib import Path
 import msgspec
 
 from server import atomic_file
-from server.detection.model import ModelSlot, OnlineLogit, Predictor, learn_or_take_back
+from server.detection.model import (
+    FEATURE_NAMES,
+    FEATURE_SET,
+    ModelSlot,
+    OnlineLogit,
+    Predictor,
+    learn_or_take_back,
+)
 from server.label_changes import LabelChanges
 from server.scorecard import Scorecard
 from server.stats import Stats
@@ -48,12 +55,23 @@ def load_learner(path: Path) -> OnlineLogit | None:
     """The learner saved at `path`, or None (no file, another feature set, damaged: logged)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return OnlineLogit.from_dict(data)
+        learner = OnlineLogit.from_dict(data)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("model file %s not loaded (%s); starting from the rules alone", path, exc)
         return None
+    if data.get("feature_set") != FEATURE_SET:
+        saved = set(data["features"])
+        new = [name for name in FEATURE_NAMES if name not in saved]
+        dropped = sorted(saved - set(FEATURE_NAMES))
+        log.info(
+            "model file %s was saved by another version (feature set %s): loaded by input "
+            "name, %d inputs new to it start at 0 (%s), %d it had are no longer used (%s)",
+            path, data.get("feature_set"), len(new), ", ".join(new) or "none",
+            len(dropped), ", ".join(dropped) or "none",
+        )  # fmt: skip
+    return learner
 
 
 def save_learner(learner: OnlineLogit, path: Path) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import random
 import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +34,7 @@ from server.detection.model import (
     sigmoid,
 )
 from server.detection.verdict import Reason
+from server.learning import load_learner
 from server.metrics_offline import roc_auc
 from server.transactions import Transaction
 
@@ -617,10 +620,14 @@ def test_a_model_saved_before_calibration_loads_uncalibrated() -> None:
         OnlineLogit.from_dict(data)
 
 
-def test_a_saved_model_of_other_inputs_or_damaged_is_refused() -> None:
+def test_a_saved_model_of_other_unnamed_inputs_or_damaged_is_refused() -> None:
     data = OnlineLogit().to_dict()
+    other = {**data, "feature_set": "m0+00000000"}
+    del other["features"]
     with pytest.raises(ValueError, match="feature set"):
-        OnlineLogit.from_dict({**data, "feature_set": "m0+00000000"})
+        OnlineLogit.from_dict(other)
+    with pytest.raises(ValueError, match="feature set"):
+        OnlineLogit.from_dict({**other, "features": [1, 2]})
     with pytest.raises(ValueError, match="damaged"):
         OnlineLogit.from_dict({**data, "w": data["w"][:-1]})
     with pytest.raises(ValueError, match="damaged"):
@@ -872,3 +879,65 @@ def test_a_round_amount_of_20_or_more_is_an_input() -> None:
         detector.score(tx)
         seen[amount] = inputs(slot.remembered[tx.id])[at]
     assert seen == {"500": 1.0, "500.00": 1.0, "499.99": 0.0, "19": 0.0, "20": 1.0, "1000000": 1.0}
+
+
+def _saved_without(data: dict[str, Any], gone: str, retired: dict[str, float]) -> dict[str, Any]:
+    """`data` as an earlier version would have saved it: without input `gone` (added since)
+    and with input `retired`'s fields (dropped since) before the third one."""
+    names = list(data["features"])
+    at = names.index(gone)
+    earlier = {**data, "feature_set": "m1+earlier0"}
+    for field in ("w", "g2", "scale", "sums", "squares"):
+        values = [v for i, v in enumerate(data[field]) if i != at]
+        earlier[field] = [*values[:2], retired[field], *values[2:]]
+    names.remove(gone)
+    earlier["features"] = [*names[:2], "retired_input", *names[2:]]
+    return earlier
+
+
+def test_a_model_saved_by_a_version_with_other_inputs_loads_by_their_names(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An upgrade that adds an input changes the feature set. The saved model was refused
+    # then, and the server went back to the rules alone until it had learnt 500 labels again
+    # (a week and more with chargebacks). It now keeps what it learnt for every input the
+    # two versions share; the new one starts at 0, as in a fresh model.
+    model = OnlineLogit()
+    model.learn_many(toy_stream(2000, seed=21))
+    model.calibrate(-1.0, True)
+    data = json.loads(json.dumps(model.to_dict()))
+    new = FEATURE_NAMES[-1]
+    retired = {"w": 5.0, "g2": 9.0, "scale": 2.0, "sums": 3.0, "squares": 7.0}
+    earlier = _saved_without(data, new, retired)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(earlier))
+    with caplog.at_level(logging.INFO, logger="server.learning"):
+        loaded = load_learner(path)
+    assert loaded is not None
+    k = FEATURE_NAMES.index(new)
+    for field in ("w", "g2", "scale", "sums", "squares"):
+        ours, theirs = getattr(loaded, field), getattr(model, field)
+        assert ours[:k] + ours[k + 1 :] == theirs[:k] + theirs[k + 1 :], field
+    assert (loaded.w[k], loaded.g2[k], loaded.scale[k]) == (0.0, OnlineLogit().g2[k], 1.0)
+    assert (loaded.sums[k], loaded.squares[k]) == (0.0, 0.0)
+    assert (loaded.count, loaded.frauds, loaded.b, loaded.cal_a, loaded.cal_b) == (
+        model.count, model.frauds, model.b, model.cal_a, model.cal_b,
+    )  # fmt: skip
+    # It scores as the earlier model did on every transaction without the new input.
+    rng = random.Random(4)
+    for fraud in (True, False) * 20:
+        x = toy_example(rng, fraud)
+        x[k] = 0.0
+        assert loaded.freeze().logit(x) == pytest.approx(
+            model.freeze().logit(x) - model.w[k] * model.scale[k] * x[k], abs=1e-12
+        )
+    assert (
+        f"model file {path} was saved by another version (feature set m1+earlier0): loaded "
+        f"by input name, 1 inputs new to it start at 0 ({new}), 1 it had are no longer used "
+        "(retired_input)"
+    ) in caplog.text
+    # And it goes on learning, the new input too.
+    x = toy_example(rng, True)
+    x[k] = 1.0
+    loaded.learn_one(x, True)
+    assert loaded.w[k] != 0.0 and loaded.count == model.count + 1

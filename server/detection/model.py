@@ -778,8 +778,19 @@ class OnlineLogit:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OnlineLogit:
-        """Raises ValueError for a model of another feature set or a damaged one."""
-        if data.get("feature_set") != FEATURE_SET:
+        """Raises ValueError for a damaged model, or one of another feature set that does
+        not name its inputs. One that names them (`features`, saved since inputs have
+        names) loads by name (`_by_name`): an input it did not have starts as in a fresh
+        model, unknown (0) in every label it learnt; one this version no longer has is
+        left out."""
+        saved = data.get("features")
+        other = data.get("feature_set") != FEATURE_SET
+        if not isinstance(saved, list) or not all(isinstance(name, str) for name in saved):
+            saved = None
+        order: Sequence[str] = FEATURE_NAMES
+        if other and saved is not None:
+            order = saved
+        elif other:
             raise ValueError(
                 f"model was trained on feature set {data.get('feature_set')!r}, "
                 f"this fraudwatch uses {FEATURE_SET!r}"
@@ -789,7 +800,7 @@ class OnlineLogit:
             l2=float(data["l2"]),
             rescale_every=int(data["rescale_every"]),
         )
-        n = len(FEATURE_NAMES)
+        n = len(order)
         # Saved before the sums (averages and squared deviations): converted to them.
         names = ("sums", "squares") if "sums" in data else ("mean", "m2")
         fields = {}
@@ -798,6 +809,8 @@ class OnlineLogit:
             if len(values) != n or not all(math.isfinite(v) for v in values):
                 raise ValueError(f"model field {name!r} is damaged")
             fields[name] = values
+        if other:
+            fields = _by_name(fields, order)
         model.w, model.g2, model.scale = fields["w"], fields["g2"], fields["scale"]
         model.b = float(data["b"])
         model.g2b = float(data["g2b"])
@@ -817,6 +830,25 @@ class OnlineLogit:
                 q + m * m * total for m, q in zip(fields["mean"], fields["m2"], strict=True)
             ]
         return model
+
+
+_FRESH = {"w": 0.0, "g2": GRADIENT_PRIOR, "scale": 1.0, "sums": 0.0, "squares": 0.0}
+"""Each per-input field of a fresh `OnlineLogit`, for an input a saved model did not have
+(averages and squared deviations, saved before the sums, are 0 for it too)."""
+
+
+def _by_name(fields: Mapping[str, list[float]], saved: Sequence[str]) -> dict[str, list[float]]:
+    """A saved model's per-input fields, in its inputs' order `saved`, in FEATURE_NAMES
+    order: an input it had keeps its weight, AdaGrad sum, scale and statistics; one it did
+    not have starts as in a fresh model, which is what its statistics say too (it read 0,
+    unknown, in every label learnt); one it had that this version dropped is left out."""
+    at = {name: i for i, name in enumerate(saved)}
+    return {
+        field: [
+            values[at[name]] if name in at else _FRESH.get(field, 0.0) for name in FEATURE_NAMES
+        ]
+        for field, values in fields.items()
+    }
 
 
 CALIBRATION_RATE = 0.0005
