@@ -501,6 +501,8 @@ def online_estimate(
         rows = [item for item in source if isinstance(item, Row)]
     vectors = np.array(model_inputs(rows, f"{delay_days}d")[0])
     prior = x[:, FEATURES.index("dest_count")] - 1
+    # As the detector can keep them: its merchant windows end at 30 days.
+    recent = _running_count(stream.dest, stream.step, 30 * DAY_STEPS) - 1
     type_rate = type_rate_known(stream, delay_days * DAY_STEPS)
     new_dest = (prior == 0).astype(float)
     received = inflow(stream)
@@ -509,6 +511,8 @@ def online_estimate(
         "+ type's fraud rate (labels due)": [type_rate],
         "+ new destination": [new_dest],
         "+ destination's prior receipts (log)": [np.log1p(prior)],
+        "+ destination's receipts in 30 days (log)": [np.log1p(recent)],
+        "+ destination's newness, 1 / (1 + receipts in 30 days)": [1 / (1 + recent)],
         "+ type's rate + destination's prior receipts": [type_rate, np.log1p(prior)],
         "+ sender's inflow in 24 h (log)": [received],
         "+ type's rate + prior receipts + inflow": [type_rate, np.log1p(prior), received],
