@@ -1061,6 +1061,40 @@ async def test_an_alert_row_that_is_not_an_alert_costs_only_its_own_row(
         await store.close()
 
 
+async def test_an_account_history_row_whose_verdict_is_not_a_verdict_costs_only_itself(
+    store: SqliteStore, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A verdict_json cut short or of another shape failed the whole account history (the
+    # drawer's), and the API answered it 500 internal_error. Now the row is left out and
+    # logged, as one that is not UTF-8 is, and paging leads on past it.
+    await store.write_batch(make_batch(0, 8))  # all of acct-1, newest event last
+    with raw(db_path) as conn:
+        conn.execute(
+            "UPDATE transactions SET verdict_json = substr(verdict_json, 1, 6) "
+            "WHERE id = 'tx-00002'"
+        )
+        conn.execute(
+            "UPDATE transactions SET verdict_json = json_set(verdict_json, '$[0]', 'high') "
+            "WHERE id = 'tx-00005'"
+        )
+    history = await store.account_transactions("acct-1", 100, None)
+    assert [t.verdict.transaction_id for t in history.transactions] == [
+        f"tx-{n:05d}" for n in (7, 6, 4, 3, 1, 0)
+    ]
+    for logged in (
+        "transactions tx-00002: verdict_json unreadable: Input data was truncated",
+        "transactions tx-00005: verdict_json unreadable: Expected `float`, got `str` - at `$[0]`",
+    ):
+        assert f"damaged row left out: {logged}" in caplog.text, logged
+    pages, cursor = [], None
+    while True:
+        part = await store.account_transactions("acct-1", 2, cursor)
+        pages.append([t.verdict.transaction_id[-1] for t in part.transactions])
+        if (cursor := part.next_cursor) is None:
+            break
+    assert pages == [["7", "6"], ["4"], ["3"], ["1", "0"]]
+
+
 async def test_an_alert_that_cannot_be_read_by_itself_is_named_and_left_as_it_is(
     store: SqliteStore,
     db_path: Path,

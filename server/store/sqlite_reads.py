@@ -497,18 +497,25 @@ def account_transactions(
     result = conn.execute(sql, (*params, limit + 1))
     rows = result.fetchall()
     more = len(rows) > limit  # from the rows as read, as alert_page's
+    transactions: list[AccountTransaction] = []
+    for _, tx_id, tx, alert_id, verdict, received_at in readable(
+        result, "transactions", 1, rows=rows[:limit]
+    ):
+        try:
+            decoded = decode_verdict(tx_id, alert_id, verdict)
+        except (msgspec.DecodeError, TypeError) as exc:  # not a verdict's JSON; not text
+            log.warning(
+                "damaged row left out: transactions %s: verdict_json unreadable: %s", tx_id, exc
+            )
+            continue
+        transactions.append(
+            AccountTransaction(
+                transaction=msgspec.Raw(tx.encode()), verdict=decoded, received_at=received_at
+            )
+        )
     return AccountPage(
         account_id=account_id,
-        transactions=[
-            AccountTransaction(
-                transaction=msgspec.Raw(tx.encode()),
-                verdict=decode_verdict(tx_id, alert_id, verdict),
-                received_at=received_at,
-            )
-            for _, tx_id, tx, alert_id, verdict, received_at in readable(
-                result, "transactions", 1, rows=rows[:limit]
-            )
-        ],
+        transactions=transactions,
         next_cursor=(
             encode_cursor(str(rows[limit - 1][0]), _as_text(rows[limit - 1][1])) if more else None
         ),
