@@ -866,15 +866,16 @@ async def test_a_read_that_fails_midway_leaves_no_stale_snapshot_behind(db_path:
     await store.start(Recorder())
     try:
         await store.write_batch(make_batch(0, 3, alert_every=1))
-        for text in ("called", "blocked", "closed"):
-            await store.add_note("al-00000", "alice", text)
+        for name in ("alice", "bob", "carol"):
+            await store.add_user(name, "hash", "analyst")
         with raw(db_path) as conn:
-            conn.execute("UPDATE audit SET detail_json = '[]'")  # unreadable rows
+            conn.execute(f"UPDATE users SET created_at = {NOT_UTF8} WHERE name = 'alice'")
         # The read fails on its first row with more to come, and whoever logs the error may
         # keep it, traceback and all (a log handler that keeps records, an error reporter).
-        # (The audit log, as alerts and events now leave such rows out.)
-        with pytest.raises(msgspec.ValidationError) as failed:
-            await store.audit_log("al-00000")
+        # (The list of users: the alerts, events, notes and audit log now read past such
+        # rows.)
+        with pytest.raises(sqlite3.OperationalError, match="Could not decode") as failed:
+            await store.list_users()
         kept = failed.value
         assert (await store.add_labels([label(1)]))[0].status == "created"
         # Later reads see what was committed since: the failed read's snapshot is gone.
@@ -1093,6 +1094,45 @@ async def test_an_account_history_row_whose_verdict_is_not_a_verdict_costs_only_
         if (cursor := part.next_cursor) is None:
             break
     assert pages == [["7", "6"], ["4"], ["3"], ["1", "0"]]
+
+
+async def test_an_audit_entry_whose_detail_is_damaged_is_shown_without_it(
+    store: SqliteStore, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A detail_json that is not JSON, of another shape or not UTF-8 failed the whole audit
+    # log, and so the drawer's read of the alert: 500 internal_error. Left out, the entry
+    # would hide who did what to the alert; it is kept, with its detail None, and logged.
+    await store.write_batch(make_batch(0, 1))  # al-00000
+    await store.add_user("bob", "hash", "analyst")
+    await store.acknowledge("al-00000", "alice")
+    await store.assign("al-00000", "alice", "bob")
+    await store.add_note("al-00000", "bob", "called the customer")
+    await store.resolve_labelled("al-00000", "bob", "fraud", None)
+    before = await store.audit_log("al-00000")
+    actions = ["acknowledge", "assign", "note", "resolve"]
+    assert [a.action for a in before] == actions
+    with raw(db_path) as conn:
+        ids = [i for (i,) in conn.execute("SELECT id FROM audit ORDER BY id")]
+        damage = ("substr(detail_json, 1, 5)", "'[]'", NOT_UTF8)
+        for audit_id, value in zip(ids[1:3], damage[:2], strict=True):
+            conn.execute(f"UPDATE audit SET detail_json = {value} WHERE id = ?", (audit_id,))
+    after = await store.audit_log("al-00000")
+    assert [a.action for a in after] == actions
+    assert [a.detail for a in after] == [before[0].detail, None, None, before[3].detail]
+    assert [(a.at, a.actor) for a in after] == [(a.at, a.actor) for a in before]
+    # And with a detail not UTF-8 too: the read that meets one runs again, as others do.
+    with raw(db_path) as conn:
+        conn.execute(f"UPDATE audit SET detail_json = {damage[2]} WHERE id = ?", (ids[3],))
+    again = await store.audit_log("al-00000")
+    assert [a.action for a in again] == actions
+    assert [a.detail for a in again] == [before[0].detail, None, None, None]
+    for logged in (
+        f"audit id {ids[1]}: detail_json unreadable: Input data was truncated",
+        f"audit id {ids[2]}: detail_json unreadable: Expected `object`, got `array`",
+        f"audit id {ids[3]}: detail_json not UTF-8 (b'{{\\xff}}')",
+    ):
+        assert f"damaged row shown without its detail: {logged}" in caplog.text, logged
+    assert caplog.text.count(f"audit id {ids[1]}:") == 2  # once a read
 
 
 async def test_an_alert_that_cannot_be_read_by_itself_is_named_and_left_as_it_is(

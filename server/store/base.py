@@ -184,7 +184,7 @@ class AuditEntry(msgspec.Struct, kw_only=True):
     actor: str
     action: str
     alert_id: str | None
-    detail: dict[str, object]
+    detail: dict[str, object] | None  # None: its stored row is damaged (logged when read)
 
 
 class Label(msgspec.Struct, kw_only=True):

@@ -493,7 +493,7 @@ class SqliteStore:
         return await self._read(reads.last_seq)
 
     async def audit_log(self, alert_id: str) -> list[AuditEntry]:
-        return await self._read(lambda conn: reads.audit_log(conn, alert_id))
+        return await self._read(lambda conn: reads.audit_log(conn, alert_id), handles_not_text=True)
 
     async def add_user(self, name: str, password_hash: str, role: Role) -> None:
         """Create or replace a user. Durable on return."""
