@@ -1135,6 +1135,24 @@ async def test_an_audit_entry_whose_detail_is_damaged_is_shown_without_it(
     assert caplog.text.count(f"audit id {ids[1]}:") == 2  # once a read
 
 
+async def test_a_note_whose_text_is_not_text_is_left_out(
+    store: SqliteStore, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # SQLite keeps a BLOB in a TEXT column (another tool's write, a damaged file): such a
+    # note did not fail the list, but the API showed its bytes as base64, a note nobody
+    # wrote ("b25l" for b"one"). Now it is left out and logged, as one not UTF-8 is; the
+    # audit log still says it was written.
+    await store.write_batch(make_batch(0, 1))  # al-00000
+    notes = [(await store.add_note("al-00000", "alice", text))[0] for text in "abc"]
+    with raw(db_path) as conn:
+        conn.execute("UPDATE notes SET text = CAST(text AS BLOB) WHERE id = ?", (notes[0].id,))
+        conn.execute("UPDATE notes SET at = x'00' WHERE id = ?", (notes[2].id,))
+    assert await store.notes("al-00000") == [notes[1]]
+    for logged in (f"{notes[0].id}: text bytes, not text", f"{notes[2].id}: at bytes, not text"):
+        assert f"damaged row left out: notes id {logged}" in caplog.text, logged
+    assert [a.action for a in await store.audit_log("al-00000")] == ["note"] * 3
+
+
 async def test_an_alert_that_cannot_be_read_by_itself_is_named_and_left_as_it_is(
     store: SqliteStore,
     db_path: Path,

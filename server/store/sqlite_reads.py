@@ -562,14 +562,28 @@ def events_since(conn: sqlite3.Connection, seq: int, limit: int) -> list[AlertEv
 
 
 def notes(conn: sqlite3.Connection, alert_id: str) -> list[Note]:
-    rows = conn.execute(
+    result = conn.execute(
         "SELECT id, alert_id, author, at, text FROM notes WHERE alert_id = ? ORDER BY id",
         (alert_id,),
     )
-    return [
+    rows = readable(result, "notes id")
+    # SQLite keeps a BLOB in a TEXT column as it is given (another tool's write); the API
+    # would show its bytes as base64, which reads as a note nobody wrote.
+    found = [
         Note(id=i, alert_id=subject, author=author, at=at, text=text)
-        for i, subject, author, at, text in readable(rows, "notes id")
+        for i, subject, author, at, text in rows
+        if type(author) is type(at) is type(text) is str
     ]
+    if len(found) < len(rows):
+        for i, _, *values in rows:
+            not_text = [
+                f"{name} {type(value).__name__}, not text"
+                for name, value in zip(("author", "at", "text"), values, strict=True)
+                if type(value) is not str
+            ]
+            if not_text:
+                log.warning("damaged row left out: notes id %s: %s", i, "; ".join(not_text))
+    return found
 
 
 def open_summary(conn: sqlite3.Connection) -> dict[str, object]:
