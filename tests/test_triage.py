@@ -296,6 +296,56 @@ async def test_notes_and_timeline_survive_a_restart(tmp_path: Path) -> None:
         await again.close()
 
 
+async def test_the_drawer_reads_past_damaged_rows_of_an_alert_s_history(
+    client: TestClient, login: Login, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A damaged audit detail answered the drawer's read of its alert 500 internal_error, a
+    # damaged verdict the account's whole history; a note stored as bytes showed as base64.
+    csrf = await login("alice")
+    alert_id = await one_alert(client, "acct-a")  # acct-a-0 .. acct-a-2, the alert on -2
+    assert (await act(client, csrf, alert_id, "ack"))[0] == 200
+    for text in ("called the customer", "card blocked"):
+        assert (await act(client, csrf, alert_id, "notes", {"text": text}))[0] == 201
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as conn, conn:
+        conn.execute(
+            "UPDATE audit SET detail_json = '[]' WHERE alert_id = ? AND action = 'acknowledge'",
+            (alert_id,),
+        )
+        conn.execute(
+            "UPDATE notes SET text = CAST(text AS BLOB) WHERE text = 'called the customer'"
+        )
+        conn.execute(
+            "UPDATE transactions SET verdict_json = substr(verdict_json, 1, 6) "
+            "WHERE id = 'acct-a-1'"
+        )
+    resp = await client.get(f"/api/v1/alerts/{alert_id}", headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    drawer = await resp.json()
+    assert [(a["action"], a["actor"]) for a in drawer["audit"]] == [
+        ("acknowledge", "alice"),
+        ("note", "alice"),
+        ("note", "alice"),
+    ]
+    assert drawer["audit"][0]["detail"] is None
+    assert [n["text"] for n in drawer["notes"]] == ["card blocked"]
+    # One a page: the damaged one's page is empty, and leads on.
+    pages, cursor = [], ""
+    while cursor is not None:
+        url = f"/api/v1/accounts/acct-a/transactions?limit=1&cursor={cursor}"
+        resp = await client.get(url, headers=AUTH)
+        assert resp.status == 200, await resp.text()
+        page = await resp.json()
+        pages.append([t["transaction"]["id"] for t in page["transactions"]])
+        cursor = page["next_cursor"]
+    assert pages == [["acct-a-2"], [], ["acct-a-0"]]
+    for logged in (
+        "damaged row shown without its detail: audit id ",
+        "damaged row left out: notes id ",
+        "damaged row left out: transactions acct-a-1: verdict_json unreadable: ",
+    ):
+        assert logged in caplog.text, logged
+
+
 async def test_an_alert_whose_row_is_damaged_is_answered_stored_row_damaged(
     client: TestClient, login: Login, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
