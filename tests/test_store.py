@@ -8,6 +8,7 @@ import logging
 import random
 import sqlite3
 import threading
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing, contextmanager
 from decimal import Decimal
@@ -881,6 +882,14 @@ async def test_a_read_that_fails_midway_leaves_no_stale_snapshot_behind(db_path:
         # Later reads see what was committed since: the failed read's snapshot is gone.
         assert set(await store.get_labels(["tx-00001"])) == {"tx-00001"}
         assert kept.__traceback__ is not None
+        # Gone from the file too: a checkpoint that waits for no reader copies the whole
+        # WAL back. The failed cursor, alive in the kept traceback, had kept its closed
+        # connection open, and the store's final checkpoint waited BUSY_TIMEOUT_S (10 s).
+        with raw(db_path) as conn:
+            conn.execute("PRAGMA busy_timeout = 0")
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert (busy, frames, copied) == (0, 0, 0)
+        assert "list_users" in "".join(traceback.format_tb(kept.__traceback__))
     finally:
         await store.close()
 

@@ -7,6 +7,7 @@ import logging
 import sqlite3
 import threading
 import time
+import traceback
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -260,12 +261,17 @@ class SqliteStore:
                 return query(conn)
             finally:
                 conn.text_factory = str
-        except BaseException:
+        except BaseException as exc:
             # A query that raised while iterating its rows (a row it could not decode) leaves
             # its cursor open, referenced from the traceback: as long as anything keeps the
             # exception (a log handler, an error reporter), this connection would read from
-            # that snapshot and the WAL could not be checkpointed past it. Closing finalizes
-            # the statement; the next read on this thread opens a fresh connection.
+            # that snapshot and the WAL could not be checkpointed past it. Clearing the
+            # finished frames' locals lets the cursor go (the traceback still prints every
+            # line), and closing then finalizes the statement: closed with a statement
+            # still alive, the connection would linger open (sqlite3_close_v2) and a final
+            # checkpoint wait `BUSY_TIMEOUT_S` for it. The next read on this thread opens
+            # a fresh connection.
+            traceback.clear_frames(exc.__traceback__)
             with self._read_conns_lock:
                 self._read_conns.remove(conn)
             del self._local.conn
