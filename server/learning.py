@@ -67,7 +67,8 @@ def load_learner(path: Path) -> OnlineLogit | None:
         dropped = sorted(saved - set(FEATURE_NAMES))
         log.info(
             "model file %s was saved by another version (feature set %s): loaded by input "
-            "name, %d inputs new to it start at 0 (%s), %d it had are no longer used (%s)",
+            "name; inputs new to it, starting at 0: %d (%s); inputs it had that are no "
+            "longer used: %d (%s)",
             path, data.get("feature_set"), len(new), ", ".join(new) or "none",
             len(dropped), ", ".join(dropped) or "none",
         )  # fmt: skip

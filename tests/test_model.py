@@ -933,8 +933,8 @@ def test_a_model_saved_by_a_version_with_other_inputs_loads_by_their_names(
         )
     assert (
         f"model file {path} was saved by another version (feature set m1+earlier0): loaded "
-        f"by input name, 1 inputs new to it start at 0 ({new}), 1 it had are no longer used "
-        "(retired_input)"
+        f"by input name; inputs new to it, starting at 0: 1 ({new}); inputs it had that are "
+        "no longer used: 1 (retired_input)"
     ) in caplog.text
     # And it goes on learning, the new input too.
     x = toy_example(rng, True)
