@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from results_file import write_results  # noqa: E402
-from streams import K, fit_baselines, ranking, run_backtest  # noqa: E402
+from streams import K, fit_baselines, print_window, ranking, run_backtest  # noqa: E402
 
 from server.metrics_offline import (  # noqa: E402
     top_k,
@@ -475,21 +475,10 @@ def main() -> int:
                 stream, test, t_scores, [s >= 0.5 for s in t_scores], stale
             )
 
-        print(f"\n{'':34}{'AP':>7}{'ROC AUC':>9}{'card P@100':>12}")
-        for model in ("on", "off"):
-            o = reports[model]["overall"]
-            print(
-                f"{f'fraudwatch --model {model}, all days':34}{o['average_precision']:>7.3f}"
-                f"{o['roc_auc']:>9.3f}{o['card_precision_at_k']:>12.3f}"
-            )
-        ceiling = window["random_forest"]["card_precision_at_100_ceiling"]
-        print(f"test days {test_from + 1}-{test_from + opts.test_days} (card P@100 ceiling "
-              f"{ceiling:.3f}):")  # fmt: skip
-        for name, m in window.items():
-            print(
-                f"  {name:32}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}"
-                f"{m['card_precision_at_100']:>12.3f}"
-            )
+        print_window(
+            {f"fraudwatch --model {m}, all days": reports[m]["overall"] for m in ("on", "off")},
+            window, (test_from + 1, test_from + opts.test_days), width=34,
+        )  # fmt: skip
         print("\nper scenario: share of frauds alerted (baselines: p >= 0.5) / in a day's top 100")
         for name, table in recall.items():
             cells = [

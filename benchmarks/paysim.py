@@ -60,7 +60,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from results_file import commit, write_results  # noqa: E402
-from streams import K, fit_baselines, ranking, run_backtest  # noqa: E402
+from streams import (  # noqa: E402
+    K,
+    compare_window,
+    fit_baselines,
+    print_window,
+    ranking,
+    run_backtest,
+)
 
 from server.metrics_offline import average_precision, roc_auc, top_k  # noqa: E402
 
@@ -653,36 +660,14 @@ def main() -> int:
         _, cards = np.unique(orig_names, return_inverse=True)
         t_days, t_cards = stream.days[test].tolist(), cards[test].tolist()
         t_labels = labels[test].tolist()
-        window: dict[str, dict[str, Any]] = {}
-        patterns: dict[str, dict[str, Any]] = {}
-        everything = np.arange(n)
-        for tag in runs:
-            scores, alerts, _ = scored[tag]
-            name = f"fraudwatch_model_{tag}"
-            window[name] = ranking(t_days, t_cards, scores[test].tolist(), t_labels)
-            patterns[f"{name}_all_days"] = breakdown(stream, everything, scores, alerts)
-            patterns[f"{name}_test_days"] = breakdown(stream, test, scores[test], alerts[test])
-        for name, (t_scores, fit_s) in models.items():
-            window[name] = ranking(t_days, t_cards, t_scores.tolist(), t_labels) | {
-                "fit_s": round(fit_s, 1)
-            }
-            patterns[f"{name}_test_days"] = breakdown(stream, test, t_scores, t_scores >= 0.5)
-
-        print(f"\n{'':40}{'AP':>7}{'ROC AUC':>9}{'card P@100':>12}")
-        for tag in runs:
-            o = reports[tag]["overall"]
-            print(
-                f"{f'fraudwatch {tag}, all days':40}{o['average_precision']:>7.3f}"
-                f"{o['roc_auc']:>9.3f}{o['card_precision_at_k']:>12.3f}"
-            )
-        ceiling = window["random_forest"]["card_precision_at_100_ceiling"]
-        print(f"test days {test_from + 1}-{test_from + opts.test_days} (card P@100 ceiling "
-              f"{ceiling:.3f}):")  # fmt: skip
-        for name, m in window.items():
-            print(
-                f"  {name:38}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}"
-                f"{m['card_precision_at_100']:>12.3f}"
-            )
+        window, patterns = compare_window(
+            runs, scored, models, test, (t_days, t_cards, t_labels),
+            lambda rows, scores, alerts: breakdown(stream, rows, scores, alerts),
+        )  # fmt: skip
+        print_window(
+            {f"fraudwatch {tag}, all days": reports[tag]["overall"] for tag in runs},
+            window, (test_from + 1, test_from + opts.test_days),
+        )  # fmt: skip
         residual = residual_signals(stream, x, scored["on"][0], train, test)
         print("\nwhat fraudwatch on's score leaves out (logistic regression on it and one "
               "more input; test days):")  # fmt: skip

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +74,60 @@ def ranking(
             mean([min(c.compromised, K) / K for c in per_day]) or 0.0, 4
         ),
     }
+
+
+Breakdown = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]
+"""A stream's own figures for some rows (indices), their scores and alerts (e.g. recall per
+fraud pattern): each script keeps its own."""
+
+
+def compare_window(
+    runs: Iterable[str],
+    scored: Mapping[str, tuple[np.ndarray, np.ndarray, Any]],
+    models: Mapping[str, tuple[np.ndarray, float]],
+    test: np.ndarray,
+    test_rows: tuple[Sequence[int], Sequence[int], Sequence[int]],
+    breakdown: Breakdown,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Each fraudwatch run (scores and alerts per row, by tag) and each baseline (test
+    scores, fit seconds) ranked on the test window (`test_rows`: its days, cards and
+    labels), and `breakdown` of each: over all days and the test days for the runs, the
+    test days for the baselines (alerting at p >= 0.5)."""
+    t_days, t_cards, t_labels = test_rows
+    window: dict[str, dict[str, Any]] = {}
+    patterns: dict[str, dict[str, Any]] = {}
+    for tag in runs:
+        scores, alerts, _ = scored[tag]
+        name = f"fraudwatch_model_{tag}"
+        window[name] = ranking(t_days, t_cards, scores[test].tolist(), t_labels)
+        patterns[f"{name}_all_days"] = breakdown(np.arange(len(scores)), scores, alerts)
+        patterns[f"{name}_test_days"] = breakdown(test, scores[test], alerts[test])
+    for name, (t_scores, fit_s) in models.items():
+        window[name] = ranking(t_days, t_cards, t_scores.tolist(), t_labels) | {
+            "fit_s": round(fit_s, 1)
+        }
+        patterns[f"{name}_test_days"] = breakdown(test, t_scores, t_scores >= 0.5)
+    return window, patterns
+
+
+def print_window(
+    overall: Mapping[str, Mapping[str, Any]],
+    window: Mapping[str, Mapping[str, Any]],
+    days: tuple[int, int],
+    width: int = 40,
+) -> None:
+    """The table the stream scripts print: each fraudwatch run's report over all days (by
+    label), then every ranker on the test window (`days`: first and last)."""
+    print(f"\n{'':{width}}{'AP':>7}{'ROC AUC':>9}{'card P@100':>12}")
+    for label, o in overall.items():
+        print(
+            f"{label:{width}}{o['average_precision']:>7.3f}"
+            f"{o['roc_auc']:>9.3f}{o['card_precision_at_k']:>12.3f}"
+        )
+    ceiling = window["random_forest"]["card_precision_at_100_ceiling"]
+    print(f"test days {days[0]}-{days[1]} (card P@100 ceiling {ceiling:.3f}):")
+    for name, m in window.items():
+        print(
+            f"  {name:{width - 2}}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}"
+            f"{m['card_precision_at_100']:>12.3f}"
+        )
