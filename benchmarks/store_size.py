@@ -30,12 +30,13 @@ from results_file import commit, write_results
 from server.detection.detector import Detector
 from server.detection.model import ModelSlot
 from server.detection.snapshot import Progress
+from server.feeds.simulator import truth_labels
 from server.hub import Hub
 from server.label_changes import LabelChanges
 from server.learning import Trainer, apply_labels
 from server.pipeline import DetectionLoop, Submission, TxQueue
 from server.stats import Stats
-from server.store.base import AlertEvent, Label
+from server.store.base import AlertEvent
 from server.store.sqlite import SqliteStore
 from simulator import Labeled, Simulator
 
@@ -79,7 +80,14 @@ async def fill(
             due.append(pending.popleft())
         if due:
             labelled += len(due)
-            await apply_labels(store, trainer, None, _labels(due), changes, stats)
+            await apply_labels(
+                store,
+                trainer,
+                None,
+                truth_labels(due, due[-1].transaction.timestamp),
+                changes,
+                stats,
+            )
     await trainer.idle.wait()
     elapsed = time.perf_counter() - start
     await trainer.close()
@@ -90,20 +98,6 @@ async def fill(
         "model_active": slot.predictor is not None,
         "fill_s": round(elapsed, 1),
     }
-
-
-def _labels(due: list[Labeled]) -> list[Label]:
-    at = due[-1].transaction.timestamp.isoformat().replace("+00:00", "Z")
-    return [
-        Label(
-            transaction_id=item.transaction.id,
-            label="fraud" if item.is_fraud else "legitimate",
-            source="simulator",
-            labelled_at=at,
-            scenario=item.scenario,
-        )
-        for item in due
-    ]
 
 
 def measure(path: Path) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from server.detection.model import ModelSlot
 from server.detection.rules import load_rules
 from server.detection.snapshot import Progress
 from server.detection.verdict import Verdict
-from server.feeds.simulator import SimulatorFeed
+from server.feeds.simulator import SimulatorFeed, truth_labels
 from server.hub import Hub
 from server.label_changes import LabelChanges
 from server.learning import Trainer, apply_labels, rebuild_scorecard
@@ -46,7 +46,7 @@ from server.state import (
 from server.state_replay import replay_stored
 from server.state_saver import StateSaver
 from server.stats import Stats
-from server.store.base import Label, StoredRecord
+from server.store.base import StoredRecord
 from server.store.errors import StoredRowDamaged, StoreUnavailable
 from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
@@ -322,17 +322,7 @@ async def _simulator_labels(app: web.Application, feed: SimulatorFeed) -> None:
         due = feed.due_labels(now)
         if not due:
             continue
-        at = now.isoformat().replace("+00:00", "Z")
-        batch = [
-            Label(
-                transaction_id=item.transaction.id,
-                label="fraud" if item.is_fraud else "legitimate",
-                source="simulator",
-                labelled_at=at,
-                scenario=item.scenario,
-            )
-            for item in due
-        ]
+        batch = truth_labels(due, now)
         try:
             # The scorecard had this truth from the feed already.
             await apply_labels(

@@ -6,9 +6,11 @@ import asyncio
 import datetime as dt
 import logging
 from collections import deque
+from collections.abc import Sequence
 
 from server.pipeline import Submission, TxQueue
 from server.scorecard import Scorecard
+from server.store.base import Label
 from simulator import Labeled, Simulator
 
 log = logging.getLogger(__name__)
@@ -57,3 +59,19 @@ class SimulatorFeed:
         while pending and pending[0].transaction.timestamp <= cutoff:
             due.append(pending.popleft())
         return due
+
+
+def truth_labels(due: Sequence[Labeled], at: dt.datetime) -> list[Label]:
+    """The simulator's ground truth for `due` transactions, as labels (source `simulator`)
+    given at `at`: what the demo's labeller stores and learns."""
+    labelled_at = at.isoformat().replace("+00:00", "Z")
+    return [
+        Label(
+            transaction_id=item.transaction.id,
+            label="fraud" if item.is_fraud else "legitimate",
+            source="simulator",
+            labelled_at=labelled_at,
+            scenario=item.scenario,
+        )
+        for item in due
+    ]
