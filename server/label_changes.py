@@ -90,7 +90,8 @@ class LabelChanges:
             # at most two snapshots' worth, new to a state with no marks in all but name.)
             last = await self.store.last_label_change()
             if marks is None:
-                self.progress.labels = last
+                # None of the changes so far is in the state: nor is a label one replaces.
+                self.progress.labels = self.progress.labels_from = last
                 if restored is not None:
                     log.info(
                         "merchant risk: the snapshot has no label marks (an earlier version "
@@ -106,9 +107,10 @@ class LabelChanges:
                     marks.highest(),
                     last,
                 )
-                self.progress.labels = last
+                self.progress.labels = self.progress.labels_from = last
                 marks = None
                 return
+            self.progress.labels_from = marks.since
             await self._replay(marks)
         except Exception:
             log.exception("merchant risk: the label replay failed; it lacks what it had not read")
@@ -136,6 +138,14 @@ class LabelChanges:
                 read / max(seconds, 1e-9),
             )
 
+    def _holds(self, seq: int | None) -> bool:
+        """Whether the state took in the change `seq` (one a later change replaced), so that
+        there is something to take back: not if it came before the state began taking them
+        in (`Progress.labels_from`). A change whose seq is not known (stored before the
+        store kept it) is taken to be in a state that has taken in every change."""
+        since = self.progress.labels_from
+        return since == 0 if seq is None else seq > since
+
     def _apply(self, changes: Sequence[LabelChange], marks: LabelMarks | None) -> set[str]:
         """Synchronously (a snapshot frame sees all of a chunk or none of it): each change,
         into the parts of the state whose mark is before it (all of them without `marks`);
@@ -161,7 +171,7 @@ class LabelChanges:
                 merchant = change.seq > marks.merchant(tx.merchant_id)
                 if amount is None and not merchant:
                     continue
-            if change.replaced is not None:
+            if change.replaced is not None and self._holds(change.replaced_seq):
                 was, was_at = change.replaced
                 featurizer.unlearn_label(
                     tx.merchant_id, _stamp(was_at), was == "fraud", amount, hour, merchant=merchant

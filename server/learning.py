@@ -123,22 +123,9 @@ class Trainer:
         inputs)."""
         examples, missing = self.slot.pop_examples(labels, replaced)
         without = len({tx_id for tx_id, _ in missing})  # a label repeated in one call: once
-        if missing and store is not None:
-            stored: Mapping[str, tuple[str, bytes]] = {}
-            try:
-                found = await store.model_inputs([tx_id for tx_id, _ in missing])
-            except StoreUnavailable as exc:
-                # The labels are stored already; only this learning is lost, and said.
-                log.warning("%d labels not learnt: model inputs unreadable (%s)", without, exc)
-            except Exception:
-                # Anything else: the same, and the inputs taken from memory above are still
-                # learnt rather than dropped with the rest.
-                log.exception("%d labels not learnt: model inputs unreadable", without)
-            else:
-                stored = found.rows
-                # A damaged row costs its own label only (counted as without inputs).
-                for tx_id, problem in found.damaged.items():
-                    log.error("label of %s not learnt by the model: %s", tx_id, problem)
+        if missing:
+            # Without a store, none is found: stored_examples notes them as not learnt.
+            stored = {} if store is None else await _stored_inputs(store, missing, without)
             looked_up = without
             more, without = self.slot.stored_examples(missing, stored, replaced)
             self.status.labels_from_store += looked_up - without
@@ -240,6 +227,27 @@ class Trainer:
             if predictor is None
             else {"slope": round(predictor.cal_a, 4), "offset": round(predictor.cal_b, 4)},
         }
+
+
+async def _stored_inputs(
+    store: Store, missing: Sequence[tuple[str, bool]], without: int
+) -> Mapping[str, tuple[str, bytes]]:
+    """The stored inputs of the labels `missing` from memory; none when unreadable (logged)."""
+    try:
+        found = await store.model_inputs([tx_id for tx_id, _ in missing])
+    except StoreUnavailable as exc:
+        # The labels are stored already; only this learning is lost, and said.
+        log.warning("%d labels not learnt: model inputs unreadable (%s)", without, exc)
+        return {}
+    except Exception:
+        # Anything else: the same, and the inputs taken from memory are still learnt
+        # rather than dropped with the rest.
+        log.exception("%d labels not learnt: model inputs unreadable", without)
+        return {}
+    # A damaged row costs its own label only (counted as without inputs).
+    for tx_id, problem in found.damaged.items():
+        log.error("label of %s not learnt by the model: %s", tx_id, problem)
+    return found.rows
 
 
 async def apply_labels(

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -331,3 +332,52 @@ async def test_label_requests_at_once_are_taken_in_in_the_logs_order_each_once(
     in_order = Featurizer(["amount_fraud_rate"])
     await LabelChanges(in_order, store, Progress()).catch_up()
     assert _risk(client.app[DETECTOR].featurizer) == _risk(in_order)  # type: ignore[index]
+
+
+async def test_a_correction_takes_back_nothing_the_state_never_took_in(store: SqliteStore) -> None:
+    """A state that began after some labels (no snapshot, or one without label marks) never
+    counted them: their correction adds the new label and takes nothing back, also after a
+    restart from a snapshot of that state."""
+
+    def label(tx_id: str, value: LabelValue, hours: int) -> Label:
+        at = (T0 + dt.timedelta(days=1, hours=hours)).isoformat().replace("+00:00", "Z")
+        return Label(transaction_id=tx_id, label=value, source="api:test", labelled_at=at)
+
+    def learnt_alone(featurizer: Featurizer, change: LabelChange) -> None:
+        assert change.transaction is not None
+        tx = msgspec.json.decode(change.transaction, type=Transaction)
+        featurizer.learn_label(
+            tx.merchant_id,
+            dt.datetime.fromisoformat(change.labelled_at).timestamp(),
+            change.label == "fraud",
+            float(tx.amount),
+            tx.timestamp.hour,
+        )
+
+    # Before the state began: fraud labels on p-0000 and p-0020 (the hour 12:00 of T0, as
+    # every payment up to p-0059 is).
+    await store.add_labels([label("p-0000", "fraud", 0), label("p-0020", "fraud", 0)])
+    live, progress = Featurizer(["amount_fraud_rate"]), Progress()
+    changes = LabelChanges(live, store, progress)
+    await changes.start(None)
+    # Then labels it takes in, and the correction of one it never took in.
+    await store.add_labels([label(f"p-{i:04d}", "fraud", 1) for i in range(1, 20)])
+    await store.add_labels([label("p-0000", "legitimate", 2)])
+    await changes.catch_up()
+    expected = Featurizer(["amount_fraud_rate"])
+    for change in await store.label_changes_after(2, 100):
+        learnt_alone(expected, change)
+    assert _risk(live) == _risk(expected)
+    assert live.hours[12][1] > 18.9  # 19 frauds (decayed by an hour): none taken away
+
+    # Restarted from its snapshot: it still never took in p-0020's first label.
+    data = encode(live, progress=progress)
+    after, expected = Featurizer(["amount_fraud_rate"]), Featurizer(["amount_fraud_rate"])
+    restarted = LabelChanges(after, store, Progress())
+    await restarted.start(restore(after, data))
+    restore(expected, data)
+    await store.add_labels([label("p-0020", "legitimate", 3)])
+    await restarted.catch_up()
+    (correction,) = await store.label_changes_after(progress.labels, 100)
+    learnt_alone(expected, correction)
+    assert _risk(after) == _risk(expected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -417,6 +418,38 @@ def test_a_correction_takes_back_only_what_the_sampler_kept() -> None:
     x = memory.kept("tx-7")
     examples, missing = memory.pop_examples([("tx-7", True)], {"tx-7": False})
     assert (examples, missing) == ([(x, False, -1.0), (x, True, 1.0)], [])
+
+
+def test_a_correction_takes_back_nothing_of_a_label_the_model_never_learnt() -> None:
+    # Two ways a label reaches the model without being learnt: the sampler leaves it out,
+    # or its inputs are nowhere (memory let go, the store without them or unreadable). Its
+    # correction must take nothing back, whatever the sampler's rate is by then.
+    slot = ModelSlot(memory=100, learner=OnlineLogit())
+    slot.sampler = NegativeSampler(ratio=1.0, floor=1)
+    raw = {f"tx-{n}": capture_of(n) for n in range(40)}
+    stored = {t: (RAW_LAYOUT, x) for t, x in raw.items()}
+    legit = [(f"tx-{n}", False) for n in range(1, 30)]
+    examples, _ = slot.stored_examples([("tx-0", True), *legit], stored)
+    learnt = {x for x, _, _ in examples}
+    left_out = next(t for t, _ in legit if raw[t] not in learnt)
+    # Frauds pile up: the sampler's rule, at today's rate, would say every label was kept.
+    for n in range(100):
+        slot.sampler.weight(f"fraud-{n}", True)
+    assert copy.copy(slot.sampler).taken_back(left_out, False) == 1.0
+    # Never learnt: stored without inputs (tx-35), or left out (`left_out`).
+    _, without = slot.stored_examples([("tx-35", True)], {})
+    assert without == 1
+    legitimate, frauds = slot.sampler.legitimate, slot.sampler.frauds
+    examples, without = slot.stored_examples(
+        [(left_out, True), ("tx-35", False)], stored, {left_out: False, "tx-35": True}
+    )
+    assert without == 0
+    assert examples == [(raw[left_out], True, 1.0), (raw["tx-35"], False, 1.0)]
+    # The sampler's counts: the left-out label was counted (and so uncounted), tx-35's not.
+    assert (slot.sampler.legitimate, slot.sampler.frauds) == (legitimate, frauds + 1)
+    # Learnt, then corrected: taken back with the weight it was learnt with.
+    examples, _ = slot.stored_examples([("tx-35", True)], stored, {"tx-35": False})
+    assert examples == [(raw["tx-35"], False, -1.0), (raw["tx-35"], True, 1.0)]
 
 
 def capture_of(n: int) -> bytes:

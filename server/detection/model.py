@@ -916,22 +916,24 @@ class NegativeSampler:
             return 0.0
         return 1.0 / rate
 
-    def taken_back(self, tx_id: str, is_fraud: bool) -> float:
+    def taken_back(self, tx_id: str, is_fraud: bool, weight: float | None = None) -> float:
         """The weight to take back a label given earlier with (a correction replaced it),
-        0 if there is nothing to take back; the label stops counting here too.
+        0 if there is nothing to take back; the label stops counting here too. `weight`:
+        what `weight` returned for it, where that is known (`ModelSlot.given`).
 
-        A fraud was learnt with weight 1. A legitimate label is decided by the rule that
-        decided whether to keep it, at today's rate, on the same hash: a label sampled out
-        is not taken back, nor one kept taken back twice, for as long as the rate stays
-        where it was (it moves only as the mix of labels does); where it has moved, a label
-        is taken back with probability r and weight 1/r, so what is taken back is, on
-        average, the weight 1 it stood for (docs/model.md, "Corrected labels")."""
+        Otherwise a fraud was learnt with weight 1, and a legitimate label is decided by the
+        rule that decided whether to keep it, at today's rate, on the same hash: a label
+        sampled out is not taken back, nor one kept taken back twice, for as long as the
+        rate stays where it was (it moves only as the mix of labels does); where it has
+        moved, a label is taken back with probability r and weight 1/r, so what is taken
+        back is, on average, the weight 1 it stood for (docs/model.md, "Corrected labels")."""
         if is_fraud:
             self.frauds = max(self.frauds - 1, 0)
-            return 1.0
-        kept = self._kept(tx_id) if self.ratio else 1.0
+            return 1.0 if weight is None else weight
+        if weight is None:
+            weight = self._kept(tx_id) if self.ratio else 1.0
         self.legitimate = max(self.legitimate - 1, 0)
-        return kept
+        return weight
 
 
 _INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -1044,6 +1046,7 @@ def explain(
 
 
 Decide = Callable[[float], tuple[Decision, Severity]]
+_GIVEN = {(y, w): (y, w) for y in (False, True) for w in (None, 0.0, 1.0)}
 
 
 class ModelSlot:
@@ -1058,6 +1061,7 @@ class ModelSlot:
     __slots__ = (
         "evicted",
         "flags",
+        "given",
         "learner",
         "memory",
         "min_frauds",
@@ -1087,6 +1091,11 @@ class ModelSlot:
         self.predictor = predictor
         # Insertion order is scoring order: the oldest inputs are forgotten first.
         self.remembered: OrderedDict[str, bytes] = OrderedDict()
+        # What the trainer was given of each transaction labelled lately: (fraud?, the
+        # sampler's weight: 0 left out; None: no inputs, so nothing counted at all), for a
+        # correction to take back exactly that. As many as `memory`, in this process only:
+        # one not here (older, or from before a restart) is taken back by the sampler's rule.
+        self.given: OrderedDict[str, tuple[bool, float | None]] = OrderedDict()
         self.flags = AccountFlags()
         self.sampler = NegativeSampler(negative_ratio)
 
@@ -1168,10 +1177,11 @@ class ModelSlot:
         (`NegativeSampler`; left-out ones are dropped), forgotten here: each is learnt
         once. A label that `replaced` a different one (by transaction id: was it fraud?)
         comes after the earlier label's take-back, the same inputs with the negative of
-        the weight it was learnt with (`NegativeSampler.taken_back`; none if it was left
-        out). Also the labels whose inputs are not remembered (scored too long ago:
-        `memory`; or by another process), for `stored_examples`; a second label for a
-        transaction learnt in the same call is dropped."""
+        the weight it was learnt with (`given`; none if it was left out or had no inputs;
+        by `NegativeSampler.taken_back`'s rule if not known here). Also the labels whose
+        inputs are not remembered (scored too long ago: `memory`; or by another process),
+        for `stored_examples`; a second label for a transaction learnt in the same call is
+        dropped."""
         examples: list[tuple[bytes, bool, float]] = []
         missing: list[tuple[str, bool]] = []
         popped: set[str] = set()
@@ -1185,7 +1195,7 @@ class ModelSlot:
             popped.add(tx_id)
             if replaced:
                 self._take_back(examples, x, tx_id, is_fraud, replaced)
-            if w := weight(tx_id, is_fraud):
+            if w := self._give(tx_id, is_fraud, weight(tx_id, is_fraud)):
                 examples.append((x, is_fraud, w))
         return examples, missing
 
@@ -1210,12 +1220,23 @@ class ModelSlot:
             x = None if found is None else remembered_entry(*found)
             if x is None:
                 missing += 1
+                if tx_id not in self.given:  # else: what it was given is still in the model
+                    self._give(tx_id, is_fraud, None)
                 continue
             if replaced:
                 self._take_back(examples, x, tx_id, is_fraud, replaced)
-            if w := weight(tx_id, is_fraud):
+            if w := self._give(tx_id, is_fraud, weight(tx_id, is_fraud)):
                 examples.append((x, is_fraud, w))
         return examples, missing
+
+    def _give(self, tx_id: str, is_fraud: bool, weight: float | None) -> float | None:
+        given = self.given
+        given.pop(tx_id, None)
+        entry = (is_fraud, weight)
+        given[tx_id] = _GIVEN.get(entry, entry)  # most are one of a few: shared, not 56 B each
+        if self.memory is not None and len(given) > self.memory:
+            given.popitem(last=False)
+        return weight
 
     def _take_back(
         self,
@@ -1226,7 +1247,16 @@ class ModelSlot:
         replaced: Mapping[str, bool],
     ) -> None:
         was = replaced.get(tx_id)
-        if was is not None and was != is_fraud and (w := self.sampler.taken_back(tx_id, was)):
+        if was is None or was == is_fraud:
+            return
+        given = self.given.get(tx_id)
+        if given is None:
+            w = self.sampler.taken_back(tx_id, was)  # not known here: the sampler's rule
+        elif given[0] != was or given[1] is None:
+            return  # the model holds nothing of `was` (no inputs when it came): none to take
+        else:
+            w = self.sampler.taken_back(tx_id, was, given[1])
+        if w:
             examples.append((x, was, -w))
 
     def learn_label(self, tx_id: str, is_fraud: bool) -> bool:

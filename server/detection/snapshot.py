@@ -63,8 +63,10 @@ class Progress:
     scored: str | None = None
     stored: str | None = None
     # The label changes merchant risk and the amount's rate have taken in: every one up to
-    # this seq of the store's log, and none after (server/label_changes.py).
+    # this seq of the store's log, and none after (server/label_changes.py); and none up to
+    # `labels_from` (the state began after them: no snapshot, or one without label marks).
     labels: int = 0
+    labels_from: int = 0
 
     def mark(self) -> Mark:
         return (self.scored, self.stored)
@@ -115,11 +117,13 @@ class Marks:
 class LabelMarks:
     """Which label changes each part of a restored snapshot holds: every one up to its
     frame's mark. `header` for a merchant the snapshot lacks, `merchants` for those whose
-    frame's mark is not the header's, `amounts` (the end frame's) for the amount's rate."""
+    frame's mark is not the header's, `amounts` (the end frame's) for the amount's rate;
+    none of them holds a change up to `since` (`Progress.labels_from`)."""
 
     header: int
     amounts: int = 0
     merchants: dict[str, int] = field(default_factory=dict)
+    since: int = 0
 
     def merchant(self, merchant_id: str) -> int:
         return self.merchants.get(merchant_id, self.header)
@@ -208,6 +212,7 @@ def encode_frames(
     if progress is not None:
         header["through"] = marked["through"] = progress.mark()
         header["labels"] = marked["labels"] = progress.labels
+        header["labels_from"] = progress.labels_from
     yield _frame(header)
     for kind, cls in _KINDS.items():
         fields = state_fields(cls)
@@ -296,6 +301,9 @@ def restore(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None)
     end: dict[str, Any] | None = None
     marks = Marks([_mark(header["through"])]) if "through" in header else None
     labels = LabelMarks(_label_mark(header["labels"])) if "labels" in header else None
+    if labels is not None:
+        # A file from before it was written: taken to hold every change up to its marks.
+        labels.since = _label_mark(header.get("labels_from", 0))
     for body in frames:
         if not isinstance(body, dict):
             raise SnapshotError("snapshot is damaged: a frame is not a table")

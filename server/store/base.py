@@ -214,7 +214,9 @@ class LabelChange(NamedTuple):
     """One change of a transaction's label, as stored (`Store.label_changes_after`): its
     place in the order changes were committed (`seq`), the label it set, and the label it
     replaced with that one's `labelled_at` (None: the transaction had none). `transaction`
-    is the stored transaction's JSON, None if it is no longer stored (pruned since)."""
+    is the stored transaction's JSON, None if it is no longer stored (pruned since).
+    `replaced_seq`: the seq of the change that set the replaced label (None: not known,
+    as for a change stored before fraudwatch kept it)."""
 
     seq: int
     transaction_id: str
@@ -222,6 +224,7 @@ class LabelChange(NamedTuple):
     labelled_at: str
     replaced: tuple[LabelValue, str] | None
     transaction: bytes | None
+    replaced_seq: int | None = None
 
 
 class Note(msgspec.Struct, kw_only=True):

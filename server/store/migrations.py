@@ -233,6 +233,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE transactions ADD COLUMN model_packing INTEGER",
         ),
     ),
+    Migration(
+        9,
+        "each label change names the change it replaced",
+        (
+            # A correction takes back the label it replaced only from a state that took
+            # that label in (server/label_changes.py): its change's seq says so. The labels
+            # row keeps the seq of the change that set it, so the next change can name it
+            # even once the log's older rows are pruned. NULL where the log no longer has it.
+            "ALTER TABLE labels ADD COLUMN change_seq INTEGER",
+            "ALTER TABLE label_changes ADD COLUMN replaced_seq INTEGER",
+            # Only the labels the log still names (at most two snapshots' worth, where every
+            # label would rewrite the whole table, millions of rows where every transaction
+            # is labelled).
+            "UPDATE labels SET change_seq = (SELECT max(c.seq) FROM label_changes c "
+            "WHERE c.transaction_id = labels.transaction_id) "
+            "WHERE transaction_id IN (SELECT transaction_id FROM label_changes)",
+            "UPDATE label_changes SET replaced_seq = (SELECT max(p.seq) FROM label_changes p "
+            "WHERE p.transaction_id = label_changes.transaction_id "
+            "AND p.seq < label_changes.seq) WHERE replaced_label IS NOT NULL",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -714,7 +714,7 @@ def recent_labels(conn: sqlite3.Connection, limit: int) -> list[Label]:
 def label_changes_after(conn: sqlite3.Connection, seq: int, limit: int) -> list[LabelChange]:
     rows = conn.execute(
         "SELECT c.seq, c.transaction_id, c.label, c.labelled_at, c.replaced_label, "
-        "c.replaced_at, t.transaction_json FROM label_changes c "
+        "c.replaced_at, c.replaced_seq, t.transaction_json FROM label_changes c "
         "LEFT JOIN transactions t ON t.id = c.transaction_id "
         "WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
         (seq, limit),
@@ -730,8 +730,9 @@ def label_changes_after(conn: sqlite3.Connection, seq: int, limit: int) -> list[
             at,
             None if was is None else (was, was_at),
             None if raw is None else raw.encode() if isinstance(raw, str) else b"",
+            was_seq,
         )
-        for seq, tx_id, label, at, was, was_at, raw in readable_rows
+        for seq, tx_id, label, at, was, was_at, was_seq, raw in readable_rows
     ]
 
 

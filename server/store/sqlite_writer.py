@@ -98,14 +98,15 @@ _NEXT_UNOWNED = (
 _TRIAGE_ROLES = ("analyst", "admin")
 _INSERT_API_KEY = "INSERT INTO api_keys (name, key_hash, scopes, created_at) VALUES (?, ?, ?, ?)"
 _UPSERT_LABEL = (
-    "INSERT INTO labels (transaction_id, label, source, labelled_at, received_at, scenario) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (transaction_id) DO UPDATE SET label = excluded.label, "
-    "source = excluded.source, labelled_at = excluded.labelled_at, "
-    "received_at = excluded.received_at, scenario = excluded.scenario"
+    "INSERT INTO labels (transaction_id, label, source, labelled_at, received_at, scenario, "
+    "change_seq) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (transaction_id) DO UPDATE SET "
+    "label = excluded.label, source = excluded.source, labelled_at = excluded.labelled_at, "
+    "received_at = excluded.received_at, scenario = excluded.scenario, "
+    "change_seq = excluded.change_seq"
 )
 _INSERT_LABEL_CHANGE = (
-    "INSERT INTO label_changes (transaction_id, label, labelled_at, replaced_label, replaced_at) "
-    "VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO label_changes (transaction_id, label, labelled_at, replaced_label, replaced_at, "
+    "replaced_seq) VALUES (?, ?, ?, ?, ?, ?)"
 )
 _INSERT_SESSION = "INSERT INTO sessions (id_hash, user, created_at, expires_at) VALUES (?, ?, ?, ?)"
 
@@ -376,9 +377,9 @@ class Writer:
             ).fetchall()
         )
         current = {
-            tx_id: (label, at)
-            for tx_id, label, at in conn.execute(
-                "SELECT transaction_id, label, labelled_at FROM labels "
+            tx_id: (label, at, seq)
+            for tx_id, label, at, seq in conn.execute(
+                "SELECT transaction_id, label, labelled_at, change_seq FROM labels "
                 "WHERE transaction_id IN (SELECT value FROM json_each(?))",
                 (ids,),
             )
@@ -394,19 +395,21 @@ class Writer:
             if before is not None and before[0] == label.label:
                 outcomes.append(LabelOutcome("unchanged", account))
                 continue
+            # In the same commit: the change merchant risk takes in, and a restart after a
+            # crash finds if the detector's snapshot had not (server/label_changes.py).
+            was, was_at, was_seq = (None, None, None) if before is None else before
+            seq = conn.execute(
+                _INSERT_LABEL_CHANGE, (tx_id, label.label, label.labelled_at, was, was_at, was_seq)
+            ).lastrowid
             conn.execute(
                 _UPSERT_LABEL,
-                (tx_id, label.label, label.source, label.labelled_at, now, label.scenario),
+                (tx_id, label.label, label.source, label.labelled_at, now, label.scenario, seq),
             )
-            # In the same commit: the change merchant risk takes in, and a restart after a
-            # crash finds if the detector's snapshot had not (server/label_replay.py).
-            was, was_at = (None, None) if before is None else before
-            conn.execute(_INSERT_LABEL_CHANGE, (tx_id, label.label, label.labelled_at, was, was_at))
-            current[tx_id] = (label.label, label.labelled_at)
+            current[tx_id] = (label.label, label.labelled_at, seq)
             outcomes.append(
                 LabelOutcome("created", account)
                 if before is None
-                else LabelOutcome("updated", account, before)
+                else LabelOutcome("updated", account, (before[0], before[1]))
             )
         return outcomes
 
