@@ -47,7 +47,9 @@ class TrainerStatus:
     labels_from_store: int = 0  # inputs read back from the store (memory had let them go)
     labels_taken_back: int = 0  # earlier labels a correction replaced, no longer counted
     rounds: int = 0
-    model_version: int = 0  # labels learnt by the predictor in use; 0: rules only
+    # The predictor in use: the labels it has learnt, or one past the one before when a
+    # round left that count where it was (corrections only); 0: rules only.
+    model_version: int = 0
     last_round_thread: int | None = None  # threading.get_ident() of the last round
 
 
@@ -94,6 +96,7 @@ class Trainer:
         self.idle = asyncio.Event()
         self.idle.set()
         self._pending = 0
+        self._version = 0  # the trainer thread's, once started
 
     async def start(self) -> None:
         """Load the saved model (off the loop), put its predictor in use if it is ready, and
@@ -104,8 +107,9 @@ class Trainer:
         if self.learner is None:
             self.learner = OnlineLogit()
         learner = self.learner
+        self._version = learner.count
         if self.slot.ready(learner.count, learner.frauds):
-            self._swap(learner.freeze(learner.count))
+            self._swap(learner.freeze(self._version))
         self._thread = threading.Thread(target=self._run, name="model-trainer", daemon=True)
         self._thread.start()
 
@@ -176,8 +180,12 @@ class Trainer:
             learnt += len(batch)
         learnt -= taken_back
         self.status.last_round_thread = threading.get_ident()
-        ready = self.slot.ready(learner.count, learner.frauds)
-        predictor = learner.freeze(learner.count) if ready else None
+        predictor = None
+        if self.slot.ready(learner.count, learner.frauds):
+            # A correction takes one label back and learns one: the count stays, the model
+            # does not, and a version that stayed too would say nothing changed.
+            self._version = max(learner.count, self._version + 1)
+            predictor = learner.freeze(self._version)
         if self.path is not None:
             try:
                 save_learner(learner, self.path)

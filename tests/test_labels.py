@@ -817,6 +817,7 @@ async def test_a_corrected_fraud_label_stops_counting_in_the_model(
     await trainer.idle.wait()
     learner = trainer.learner
     assert (learner.count, learner.frauds) == (40, 10)
+    assert trainer.status.model_version == 40
     sums = list(learner.sums)
 
     status, answer = await post_labels(client, {"transaction_id": "fix-0", "label": "legitimate"})
@@ -829,6 +830,8 @@ async def test_a_corrected_fraud_label_stops_counting_in_the_model(
     resp = await client.get("/api/v1/scorecard", headers=BOOTSTRAP)
     model = (await resp.json())["model"]
     assert (model["labels_learnt"], model["labels_taken_back"]) == (41, 1)
+    # Another model is in use, though it counts as many labels: its version moves.
+    assert model["model_version"] == 41 and predictor.version == 41
 
     # Sent again: unchanged, so neither learnt nor taken back a second time.
     status, answer = await post_labels(client, {"transaction_id": "fix-0", "label": "legitimate"})
