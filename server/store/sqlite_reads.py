@@ -475,6 +475,9 @@ def _filtered_query(
     return sql, (*params, limit)
 
 
+_raw_json = msgspec.json.Decoder(msgspec.Raw)
+
+
 def account_transactions(
     conn: sqlite3.Connection, account_id: str, limit: int, cursor: str | None
 ) -> AccountPage:
@@ -502,16 +505,23 @@ def account_transactions(
         result, "transactions", 1, rows=rows[:limit]
     ):
         try:
+            # The transaction goes out as stored, not decoded and encoded again: one that is
+            # not JSON would make the whole answer something else. Read as msgspec.Raw, it
+            # is checked for JSON without building any of it (~0.15 us a row, a fifth of
+            # SQLite's json_valid in the query).
+            column = "transaction_json"
+            if not isinstance(tx, str):
+                raise TypeError(f"{type(tx).__name__}, not text")  # a BLOB
+            transaction = _raw_json.decode(tx.encode())
+            column = "verdict_json"
             decoded = decode_verdict(tx_id, alert_id, verdict)
-        except (msgspec.DecodeError, TypeError) as exc:  # not a verdict's JSON; not text
+        except (msgspec.DecodeError, TypeError) as exc:  # not JSON, not a verdict's; not text
             log.warning(
-                "damaged row left out: transactions %s: verdict_json unreadable: %s", tx_id, exc
+                "damaged row left out: transactions %s: %s unreadable: %s", tx_id, column, exc
             )
             continue
         transactions.append(
-            AccountTransaction(
-                transaction=msgspec.Raw(tx.encode()), verdict=decoded, received_at=received_at
-            )
+            AccountTransaction(transaction=transaction, verdict=decoded, received_at=received_at)
         )
     return AccountPage(
         account_id=account_id,
