@@ -1071,6 +1071,41 @@ async def test_an_alert_row_that_is_not_an_alert_costs_only_its_own_row(
         await store.close()
 
 
+async def test_an_alert_page_emptied_by_damaged_rows_leads_on_only_if_rows_follow(
+    store: SqliteStore, db_path: Path
+) -> None:
+    # Every row of a page left out: the page is empty. Its cursor must lead on where rows
+    # were read past it (a client stopping at an empty page would miss the rest), and be
+    # absent on the last page, or a client would ask for nothing forever.
+    await store.write_batch(make_batch(0, 16))  # alerts al-00000, -03, -06, -09, -12, -15
+    with raw(db_path) as conn:
+        for alert_id in ("al-00012", "al-00009", "al-00003", "al-00000"):
+            conn.execute(f"UPDATE alerts SET alert_json = {TRUNCATED} WHERE id = ?", (alert_id,))
+
+    async def pages(limit: int) -> list[tuple[list[str], bool]]:
+        found: list[tuple[list[str], bool]] = []
+        cursor = None
+        while len(found) < 10:
+            part = await store.list_alerts(None, limit, cursor)
+            found.append(([a.id for a in part.alerts], part.next_cursor is not None))
+            if (cursor := part.next_cursor) is None:
+                break
+        return found
+
+    # Two a page, [15, 12x] [9x, 6] [3x, 0x]: cut short pages lead on; the last, emptied,
+    # ends the listing.
+    assert await pages(2) == [(["al-00015"], True), (["al-00006"], True), ([], False)]
+    # One a page: the emptied pages with rows after them lead on.
+    assert await pages(1) == [
+        (["al-00015"], True),
+        ([], True),
+        ([], True),
+        (["al-00006"], True),
+        ([], True),
+        ([], False),
+    ]
+
+
 async def test_an_account_history_row_whose_verdict_is_not_a_verdict_costs_only_itself(
     store: SqliteStore, db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
