@@ -37,6 +37,7 @@ from server.store.migrations import (
     schema_version,
 )
 from server.store.sqlite import SqliteStore
+from server.store.sqlite_reads import DamagedRows
 from server.store.sqlite_rows import pack_inputs, unpack_inputs
 from server.transactions import Transaction, encode_transaction
 
@@ -1106,6 +1107,39 @@ async def test_an_alert_page_emptied_by_damaged_rows_leads_on_only_if_rows_follo
     ]
 
 
+async def test_a_damaged_row_is_logged_once_then_at_debug(
+    store: SqliteStore, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every dashboard's list read met the damaged alert and logged it again: a line per
+    # read per row. Now the first read logs it, later ones at DEBUG.
+    await store.write_batch(make_batch(0, 10))  # alerts al-00000, -03, -06, -09
+    with raw(db_path) as conn:
+        conn.execute(f"UPDATE alerts SET alert_json = {TRUNCATED} WHERE id = 'al-00003'")
+        conn.execute(f"UPDATE alerts SET alert_json = {NOT_UTF8} WHERE id = 'al-00006'")
+    caplog.set_level(logging.DEBUG, logger="server.store.sqlite_reads")
+
+    async def logged(reads: int) -> list[tuple[str, str]]:
+        caplog.clear()
+        for _ in range(reads):
+            page = await store.list_alerts(None, 100, None)
+            assert [a.id for a in page.alerts] == ["al-00009", "al-00000"]
+        return [
+            (r.levelname, r.getMessage().split(":")[1].strip())
+            for r in caplog.records
+            if r.getMessage().startswith("damaged row left out")
+        ]
+
+    assert await logged(4) == [
+        ("WARNING", "alerts al-00006"),
+        ("WARNING", "alerts al-00003"),
+        *[("DEBUG", "alerts al-00006"), ("DEBUG", "alerts al-00003")] * 3,
+    ]
+    # Bounded: a row not among the `cap` met last is warned of again.
+    seen = DamagedRows(cap=2)
+    met = ("a", "b", "a", "c", "b", "a", "b")
+    assert [seen.first("alerts", i) for i in met] == [1, 1, 0, 1, 1, 1, 0]
+
+
 async def test_an_account_history_row_whose_verdict_is_not_a_verdict_costs_only_itself(
     store: SqliteStore, db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1176,7 +1210,7 @@ async def test_an_audit_entry_whose_detail_is_damaged_is_shown_without_it(
         f"audit id {ids[3]}: detail_json not UTF-8 (b'{{\\xff}}')",
     ):
         assert f"damaged row shown without its detail: {logged}" in caplog.text, logged
-    assert caplog.text.count(f"audit id {ids[1]}:") == 2  # once a read
+    assert caplog.text.count(f"audit id {ids[1]}:") == 1  # the second read: at DEBUG
 
 
 async def test_a_note_whose_text_is_not_text_is_left_out(
@@ -1246,7 +1280,12 @@ async def test_an_alert_that_cannot_be_read_by_itself_is_named_and_left_as_it_is
     assert "next: passed over alert al-00003, which cannot be read: Could not decode" in (
         caplog.text
     )
-    assert await store.claim_next("alice") is None  # only the damaged ones are left
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="server.store.sqlite_writer"):
+        assert await store.claim_next("alice") is None  # only the damaged ones are left
+    # Every analyst's `next` meets them until they are repaired: logged once, then at DEBUG.
+    passed = [r.levelname for r in caplog.records if "passed over" in r.getMessage()]
+    assert passed == ["DEBUG", "DEBUG"]
 
 
 async def test_the_wal_starts_over_under_a_steady_stream_of_batches(

@@ -118,6 +118,8 @@ class SqliteStore:
         self._closed = False
         self._stop_checkpoints = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        self.damaged = reads.DamagedRows()
+        """The damaged rows logged, each once (then at DEBUG), whichever thread met it."""
         self.wal_restarts = 0
         """Checkpoints run on the writer's thread that copied the whole WAL (it then starts
         over at the next commit)."""
@@ -133,7 +135,13 @@ class SqliteStore:
         self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="store-reader")
         try:
             self._writer = await loop.run_in_executor(
-                self._write_pool, Writer.open, self._path, loop, on_events, self._busy_timeout
+                self._write_pool,
+                Writer.open,
+                self._path,
+                loop,
+                on_events,
+                self._busy_timeout,
+                self.damaged,
             )
         except BaseException:
             # aiohttp runs a cleanup only if its startup finished: leave no thread behind.
@@ -243,7 +251,7 @@ class SqliteStore:
         call Python for every TEXT value of the hot paths."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = reads.connect(self._path)
+            conn = reads.connect(self._path, self.damaged)
             conn.execute("PRAGMA query_only = ON")
             with self._read_conns_lock:
                 self._read_conns.append(conn)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import logging
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any, get_args
@@ -64,13 +66,71 @@ _MODEL_INPUTS = (
 )
 
 
-def connect(path: Path) -> sqlite3.Connection:
+class DamagedRows:
+    """The damaged rows a store has logged, by table and id: each is logged at WARNING the
+    first time it is met and at DEBUG after that. A damaged alert is met by every list read
+    that reaches it (each dashboard's, each refresh); logged each time, it buried the log.
+    The `cap` rows met last are remembered (~100 bytes each): one met before those is
+    logged at WARNING again."""
+
+    def __init__(self, cap: int = 4096) -> None:
+        self.cap = cap
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._lock = threading.Lock()  # every reader thread and the writer's log through it
+
+    def first(self, what: str, ident: object) -> bool:
+        """Whether damaged row `ident` of `what` (a table, or a table and its key column)
+        is met for the first time (among the `cap` met last); it is remembered."""
+        key = (what, str(ident))
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return False
+            self._seen[key] = None
+            if len(self._seen) > self.cap:
+                self._seen.popitem(last=False)
+        return True
+
+
+class Connection(sqlite3.Connection):
+    """A store's connection, which knows the store's `DamagedRows` (None: log every time)."""
+
+    damaged: DamagedRows | None = None
+
+
+def connect(path: Path, damaged: DamagedRows | None = None) -> sqlite3.Connection:
     # isolation_level=None: the sqlite3 module issues no implicit BEGIN/COMMIT; we do.
     # check_same_thread=False only so that close() may run on another thread once the owning
     # thread has finished.
-    return sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    conn = sqlite3.connect(
+        path,
+        timeout=BUSY_TIMEOUT_S,
+        isolation_level=None,
+        check_same_thread=False,
+        factory=Connection,
     )
+    conn.damaged = damaged
+    return conn
+
+
+def damaged_level(conn: sqlite3.Connection, what: str, ident: object, first: int) -> int:
+    """`first` the first time `conn`'s store meets damaged row `ident` of `what`, DEBUG
+    after that (`DamagedRows`); always `first` on a connection of no store."""
+    damaged = conn.damaged if isinstance(conn, Connection) else None
+    return first if damaged is None or damaged.first(what, ident) else logging.DEBUG
+
+
+def log_damaged(
+    conn: sqlite3.Connection,
+    what: str,
+    ident: object,
+    problem: object,
+    message: str = "damaged row left out",
+) -> None:
+    """Log a damaged row as `message: what ident: problem`, at WARNING the first time the
+    store meets it and at DEBUG after that."""
+    level = damaged_level(conn, what, ident, logging.WARNING)
+    log.log(level, "%s: %s %s: %s", message, what, ident, problem)
 
 
 class NotText:
@@ -135,7 +195,7 @@ def readable(
         if damaged is not None:
             damaged[ident] = "; ".join(bad)
         else:
-            log.warning("damaged row left out: %s %s: %s", what, ident, "; ".join(bad))
+            log_damaged(cursor.connection, what, ident, "; ".join(bad))
     return kept
 
 
@@ -366,7 +426,7 @@ def alert_page(
         try:
             alerts.append(_alert_decoder.decode(snapshot))
         except (msgspec.DecodeError, TypeError) as exc:  # not an alert's JSON; not text
-            _left_out("alerts", alert_id, exc)
+            _left_out(conn, "alerts", alert_id, exc)
     return AlertPage(
         alerts=alerts,
         next_cursor=None if last is None else encode_cursor(_as_text(last[0]), _as_text(last[1])),
@@ -374,10 +434,10 @@ def alert_page(
     )
 
 
-def _left_out(what: str, ident: object, exc: Exception) -> None:
+def _left_out(conn: sqlite3.Connection, what: str, ident: object, exc: Exception) -> None:
     """Log a row whose alert_json is text but not an alert's JSON (truncated, another
     shape), as `readable` logs one that is not UTF-8: the read goes on without it."""
-    log.warning("damaged row left out: %s %s: alert_json unreadable: %s", what, ident, exc)
+    log_damaged(conn, what, ident, f"alert_json unreadable: {exc}")
 
 
 def _page_query(
@@ -516,9 +576,7 @@ def account_transactions(
             column = "verdict_json"
             decoded = decode_verdict(tx_id, alert_id, verdict)
         except (msgspec.DecodeError, TypeError) as exc:  # not JSON, not a verdict's; not text
-            log.warning(
-                "damaged row left out: transactions %s: %s unreadable: %s", tx_id, column, exc
-            )
+            log_damaged(conn, "transactions", tx_id, f"{column} unreadable: {exc}")
             continue
         transactions.append(
             AccountTransaction(transaction=transaction, verdict=decoded, received_at=received_at)
@@ -565,7 +623,7 @@ def events_since(conn: sqlite3.Connection, seq: int, limit: int) -> list[AlertEv
             try:
                 events.append(AlertEvent(seq=s, type=kind, alert=_alert_decoder.decode(snapshot)))
             except (msgspec.DecodeError, TypeError) as exc:  # not an alert's JSON; not text
-                _left_out("events seq", s, exc)
+                _left_out(conn, "events seq", s, exc)
         if len(rows) < wanted or len(events) == limit:
             return events
         seq = rows[-1][0]
@@ -592,7 +650,7 @@ def notes(conn: sqlite3.Connection, alert_id: str) -> list[Note]:
                 if type(value) is not str
             ]
             if not_text:
-                log.warning("damaged row left out: notes id %s: %s", i, "; ".join(not_text))
+                log_damaged(conn, "notes id", i, "; ".join(not_text))
     return found
 
 
@@ -634,8 +692,12 @@ def audit_log(conn: sqlite3.Connection, alert_id: str) -> list[AuditEntry]:
                 sql = "SELECT id FROM audit WHERE alert_id = ? ORDER BY id"
                 ids = [i for (i,) in conn.execute(sql, (alert_id,))]
             why = repr(detail) if isinstance(detail, NotText) else f"unreadable: {exc}"
-            log.warning(
-                "damaged row shown without its detail: audit id %s: detail_json %s", ids[n], why
+            log_damaged(
+                conn,
+                "audit id",
+                ids[n],
+                f"detail_json {why}",
+                "damaged row shown without its detail",
             )
             decoded = None
         entries.append(

@@ -136,6 +136,7 @@ class Writer:
         loop: asyncio.AbstractEventLoop,
         on_events: EventListener,
         busy_timeout: float = reads.BUSY_TIMEOUT_S,
+        damaged: reads.DamagedRows | None = None,
     ) -> Writer:
         """Create the file if needed, switch it to WAL and migrate it. `busy_timeout`: how long
         a write waits for a lock another process holds before it fails (and is retried)."""
@@ -144,7 +145,7 @@ class Writer:
         # and shared-memory files take the database's mode); existing ones keep theirs.
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         created = not path.exists()
-        conn = reads.connect(path)
+        conn = reads.connect(path, damaged)
         if created:
             os.chmod(path, 0o600)
         try:
@@ -522,7 +523,11 @@ class Writer:
             except StoredRowDamaged as exc:
                 if len(skipped) >= NEXT_SKIP_MAX:
                     raise
-                log.error("next: passed over %s, which cannot be read: %s", exc.what, exc.problem)
+                # Every analyst's `next` meets it until it is repaired: logged once.
+                level = reads.damaged_level(conn, "next", row[0], logging.ERROR)
+                log.log(
+                    level, "next: passed over %s, which cannot be read: %s", exc.what, exc.problem
+                )
                 skipped.append(row[0])
 
     def add_user(self, name: str, password_hash: str, role: Role) -> None:
