@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from server.detection import Detector
+from server.detection import model as model_module
 from server.detection.model import (
     FEATURE_LABELS,
     FEATURE_NAMES,
@@ -450,6 +451,21 @@ def test_a_correction_takes_back_nothing_of_a_label_the_model_never_learnt() -> 
     # Learnt, then corrected: taken back with the weight it was learnt with.
     examples, _ = slot.stored_examples([("tx-35", True)], stored, {"tx-35": False})
     assert examples == [(raw["tx-35"], False, -1.0), (raw["tx-35"], True, 1.0)]
+
+
+def test_without_a_memory_limit_the_note_of_what_was_given_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A backtest's slot has no `memory` limit and never corrects a label: noting every label
+    # of a file of millions would grow without end. It keeps the last GIVEN_MAX.
+    monkeypatch.setattr(model_module, "GIVEN_MAX", 5)
+    slot = ModelSlot(memory=None, learner=OnlineLogit())
+    raw = {f"tx-{n}": capture_of(n) for n in range(8)}
+    stored = {t: (RAW_LAYOUT, x) for t, x in raw.items()}
+    slot.stored_examples([(t, True) for t in raw], stored)
+    assert list(slot.given) == [f"tx-{n}" for n in range(3, 8)]
+    # With a limit, the limit: as many as the inputs it remembers.
+    assert ModelSlot(memory=3).given_max == 3
 
 
 def capture_of(n: int) -> bytes:

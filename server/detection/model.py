@@ -1046,6 +1046,8 @@ def explain(
 
 
 Decide = Callable[[float], tuple[Decision, Severity]]
+GIVEN_MAX = 250_000
+"""How many labels' `ModelSlot.given` keeps when the slot has no `memory` limit."""
 _GIVEN = {(y, w): (y, w) for y in (False, True) for w in (None, 0.0, 1.0)}
 
 
@@ -1062,6 +1064,7 @@ class ModelSlot:
         "evicted",
         "flags",
         "given",
+        "given_max",
         "learner",
         "memory",
         "min_frauds",
@@ -1093,9 +1096,12 @@ class ModelSlot:
         self.remembered: OrderedDict[str, bytes] = OrderedDict()
         # What the trainer was given of each transaction labelled lately: (fraud?, the
         # sampler's weight: 0 left out; None: no inputs, so nothing counted at all), for a
-        # correction to take back exactly that. As many as `memory`, in this process only:
-        # one not here (older, or from before a restart) is taken back by the sampler's rule.
+        # correction to take back exactly that. As many as `memory` (GIVEN_MAX without one: a
+        # backtest, which never corrects, would keep every label of the file), in this process
+        # only: one not here (older, or from before a restart) is taken back by the sampler's
+        # rule.
         self.given: OrderedDict[str, tuple[bool, float | None]] = OrderedDict()
+        self.given_max = GIVEN_MAX if memory is None else memory
         self.flags = AccountFlags()
         self.sampler = NegativeSampler(negative_ratio)
 
@@ -1234,7 +1240,7 @@ class ModelSlot:
         given.pop(tx_id, None)
         entry = (is_fraud, weight)
         given[tx_id] = _GIVEN.get(entry, entry)  # most are one of a few: shared, not 56 B each
-        if self.memory is not None and len(given) > self.memory:
+        if len(given) > self.given_max:
             given.popitem(last=False)
         return weight
 
