@@ -31,7 +31,7 @@ from itertools import chain
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext, ForkContext, SpawnContext
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import msgspec
 
@@ -274,7 +274,8 @@ class _Rules:
         self.values_one = detector.featurizer.values_one
         self.merchant_learns = detector.featurizer.learn_label
         self.rules_half = detector.rules_half
-        self.pending: DueLabels[tuple[str, bool, float, int]] = DueLabels(spec.label_delay_us)
+        # (merchant, label, amount, local hour): the features' `amount` and `local_hour`.
+        self.pending: DueLabels[tuple[str, bool, Any, Any]] = DueLabels(spec.label_delay_us)
 
     def __call__(self, rows: list[Row]) -> tuple[list[float], Verdicts]:
         """The rows' POSIX times (the scoring process needs them too: sent, they are not
@@ -292,9 +293,9 @@ class _Rules:
                 # Whole microseconds / 1e6: what backtest.label_hook gets from
                 # `(tx.timestamp + label_delay).timestamp()`, to the last bit.
                 merchant_learns(merchant, due / 1e6, is_fraud, amount, hour)
-            out.append(rules_half(tx, values_one(tx, t), t))
+            v = values_one(tx, t)
+            out.append(rules_half(tx, v, t))
             if row.label is not None:
-                pending.add(
-                    now_us, (tx.merchant_id, row.label, float(tx.amount), tx.timestamp.hour)
-                )
+                # The features hold `float(tx.amount)` and `tx.timestamp.hour` already.
+                pending.add(now_us, (tx.merchant_id, row.label, v["amount"], v["local_hour"]))
         return times, out
