@@ -388,6 +388,24 @@ class AccountState(KeyState):
 # --- what the featurizer computes ---------------------------------------------------------
 
 
+Keyed = tuple[
+    str | None,
+    str | None,
+    tuple[tuple[str, str, str, float, int], ...],
+    tuple[tuple[str, float, int], ...],
+]
+"""One entity's windows, as `Featurizer._keyed` reads them: the `Featurizer` attribute
+holding its states and the transaction field keying them (None, None: the account's own);
+per window (count feature, sum feature, tier, tier width, buckets spanned); per tier kept
+(tier, width, buckets kept)."""
+_KEYED: tuple[tuple[str, str | None, str | None], ...] = (
+    ("account", None, None),
+    ("merchant", "merchants", "merchant_id"),
+    ("device", "devices", "device_id"),
+    ("ip", "ips", "ip"),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Which state to keep and which features to compute, from the feature names in use."""
@@ -406,7 +424,7 @@ class Plan:
     hour_risk: bool
     mcc_amounts: bool
     inflow: bool  # the account's receipts as a payee: the merchants' hour tier, at its key
-    keyed: bool  # any bucket tier at all
+    keyed: tuple[Keyed, ...]  # the entities with a bucket tier, in `_KEYED`'s order
 
     @classmethod
     def build(cls, names: Iterable[str]) -> Plan:
@@ -451,13 +469,23 @@ class Plan:
             hour_risk="hour_fraud_rate" in wanted,
             mcc_amounts="mcc_amount_z" in wanted,
             inflow=inflow,
-            keyed=any(tiers.values()),
+            keyed=tuple(
+                (
+                    states,
+                    field,
+                    tuple((c, s, tier, TIERS[tier][0], span) for c, s, tier, span in windows[e]),
+                    tuple((tier, *TIERS[tier]) for tier in sorted(tiers[e])),
+                )
+                for e, states, field in _KEYED
+                if tiers[e]
+            ),
         )
 
 
-def _learn_tiers(state: KeyState, tiers: frozenset[str], t: float, amount: float) -> None:
-    for tier in tiers:
-        width, keep = TIERS[tier]
+def _learn_tiers(
+    state: KeyState, tiers: tuple[tuple[str, float, int], ...], t: float, amount: float
+) -> None:
+    for tier, width, keep in tiers:
         buckets = getattr(state, tier)
         if buckets is None:
             buckets = array("d")
@@ -879,37 +907,31 @@ class Featurizer:
     def _keyed(
         self, account: AccountState, tx: Transaction, t: float, amount: float, v: dict[str, Value]
     ) -> None:
-        plan = self.plan
-        for entity, states, field in (
-            ("account", None, None),
-            ("merchant", self.merchants, "merchant_id"),
-            ("device", self.devices, "device_id"),
-            ("ip", self.ips, "ip"),
-        ):
-            tiers = plan.tiers[entity]
-            if not tiers:
-                continue
+        # Only the entities with a tier in use, their tiers' widths looked up once (`Plan`):
+        # with the default rules and the model that is the merchants' hour tier alone.
+        for states_name, field, windows, tiers in self.plan.keyed:
             state: KeyState
-            if states is None:
+            if field is None:
                 state = account
             else:
-                key = getattr(tx, field)  # type: ignore[arg-type]
+                key = getattr(tx, field)
                 if key is None:
-                    for count_name, sum_name, _, _ in plan.windows[entity]:
+                    for count_name, sum_name, _, _, _ in windows:
                         v[count_name] = v[sum_name] = None
                     continue
+                states: dict[str, KeyState] = getattr(self, states_name)  # type: ignore[arg-type]
                 found = states.get(key)
                 if found is None:
                     found = states[key] = KeyState()
                 state = found
-            for count_name, sum_name, tier, span in plan.windows[entity]:
+            for count_name, sum_name, tier, width, span in windows:
                 buckets = getattr(state, tier)
                 if buckets is None:
                     v[count_name], v[sum_name] = 1, amount
                     continue
                 # Before learning it, plus itself: "this one included" even for an event
                 # too late for the buckets to keep.
-                count, total = bucket_sum(buckets, t // TIERS[tier][0], span)
+                count, total = bucket_sum(buckets, t // width, span)
                 v[count_name] = int(count) + 1
                 v[sum_name] = total + amount
             _learn_tiers(state, tiers, t, amount)
