@@ -434,7 +434,7 @@ class RulesFrom:
 
     def score_at(self, tx: Transaction, t: float) -> Scored:
         """`score`, given `tx.timestamp.timestamp()` (`run_backtest` has it)."""
-        return self._model_half(tx, self._verdicts.popleft())
+        return self._model_half(tx, self._verdicts.popleft(), t)
 
     def learn_label(self, tx_id: str, account_id: str, is_fraud: bool, at: object) -> None:
         self.detector.learn_label(tx_id, account_id, is_fraud, at)

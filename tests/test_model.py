@@ -35,7 +35,7 @@ from server.detection.model import (
     scored_logit,
     sigmoid,
 )
-from server.detection.verdict import Reason
+from server.detection.verdict import Reason, Scored
 from server.learning import load_learner
 from server.metrics_offline import roc_auc
 from server.transactions import Transaction
@@ -757,6 +757,27 @@ def test_what_is_kept_gives_the_same_inputs_as_scoring_saw() -> None:
     assert named["first_device"] == 1.0 and named["new_device"] == 0.0  # a first device
     assert named["atm"] == 1.0 and named["flagged_1h"] == 1.0
     assert named["log_flags_24h"] == pytest.approx(math.log1p(2))
+
+
+def test_the_account_flags_filled_in_are_those_capture_packs() -> None:
+    f = feats(600.0, 2, 20, 40.0, 5.0, 3, 9, 4, 5000.0, 1800.0, True, None, None)
+    reasons = (Reason("card_testing", "…", weight=0.65),)
+    slot = ModelSlot()
+    t0 = T0.timestamp()
+
+    def flagged(tx: Transaction, score: float, t: float) -> bytes:
+        rules = Scored(score, "review", "medium", reasons, "v1")
+        return slot.flag(tx.account_id, slot.observe(tx, f, rules), score, t)
+
+    first = make_tx(1)
+    assert flagged(first, 0.82, t0) == capture(f, first, reasons, 0.82)  # nothing before
+    flagged(make_tx(2), 0.3, t0 + 600.0)
+    later = make_tx(3)
+    assert flagged(later, 0.0, t0 + 1800.0) == capture(f, later, reasons, 0.0, (0.82, 1200.0, 2))
+    other = make_tx(4, account_id="acct-2")  # never flagged
+    assert flagged(other, 0.0, t0 + 1800.0) == capture(f, other, reasons, 0.0)
+    a_day_on = make_tx(5)  # the flags are over a day old
+    assert flagged(a_day_on, 0.0, t0 + 90_000.0) == capture(f, a_day_on, reasons, 0.0)
 
 
 def test_the_explanation_names_only_inputs_the_transaction_has() -> None:

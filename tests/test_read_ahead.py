@@ -231,9 +231,11 @@ def _outcome(out: Outcome) -> tuple[object, ...]:
 
 
 class RecordingDetector(Detector):
-    """A detector that keeps what its rules' half (`rules_half`) gave."""
+    """A detector that keeps what its rules' half (`rules_half`) gave, and what the model
+    kept of each transaction scored (its inputs, the account's flags filled in)."""
 
     seen: list[tuple[Any, ...]]
+    kept: list[tuple[str, bytes] | None]
 
     def rules_half(self, tx: Transaction, v: dict[str, Any], t: float) -> Any:
         if not hasattr(self, "seen"):
@@ -242,15 +244,25 @@ class RecordingDetector(Detector):
         self.seen.append(half)
         return half
 
+    def score_at(self, tx: Transaction, t: float) -> Any:  # what run_backtest calls
+        if not hasattr(self, "kept"):
+            self.kept = []
+        scored = super().score_at(tx, t)
+        self.kept.append(self.kept_inputs(tx.id))
+        return scored
+
 
 class RecordingRulesFrom(RulesFrom):
     seen: list[tuple[Any, ...]]
+    kept: list[tuple[str, bytes] | None]
 
-    def score_at(self, tx: Transaction, t: float) -> Any:  # what run_backtest calls
+    def score_at(self, tx: Transaction, t: float) -> Any:
         if not hasattr(self, "seen"):
-            self.seen = []
+            self.seen, self.kept = [], []
         self.seen.append(self._verdicts[0])
-        return super().score_at(tx, t)
+        scored = super().score_at(tx, t)
+        self.kept.append(self.detector.kept_inputs(tx.id))
+        return scored
 
 
 @pytest.mark.parametrize(("lists", "model"), [(False, True), (True, True), (False, False)])
@@ -284,10 +296,12 @@ def test_rules_from_the_reader_give_the_verdicts_of_one_process(
     assert _outcome(got) == _outcome(expected)
     assert split_scores.getvalue() == inline_scores.getvalue()
     # Row by row the same rules' verdicts and model inputs, merchant risk from the labels
-    # revealed so far and the account's recent flags included.
+    # revealed so far included, and the same inputs kept, the account's recent flags (filled
+    # in by the scoring process) included.
     assert scorer.seen == one.seen
+    assert scorer.kept == one.kept
     if model:
-        named = [dict(zip(FEATURE_NAMES, inputs(raw), strict=True)) for *_, raw in one.seen if raw]
+        named = [dict(zip(FEATURE_NAMES, inputs(k[1]), strict=True)) for k in one.kept if k]
         assert any(x["merchant_fraud_30d"] for x in named)
         assert any(x["hour_risk"] for x in named)  # the labels' hours, learnt in both
         assert any(x["mcc_amount_dev"] for x in named)  # each MCC's amounts, in both

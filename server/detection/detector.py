@@ -36,7 +36,8 @@ def amount_share(amount: float) -> float:
 
 
 RulesHalf = tuple[Scored, bool, bytes | None]
-"""`Detector.rules_half`: the rules' verdict, whether it is final, the model's packed inputs."""
+"""`Detector.rules_half`: the rules' verdict, whether it is final, the model's packed inputs
+(but the account's recent flags, which `model_half` fills in)."""
 
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}  # low ... critical
 
@@ -135,7 +136,7 @@ class Detector:
         event order): lists, rules, then the model (never over a verdict a block or allow
         list made). A backtest splits it in two: `rules_half` in its reader process,
         `model_half` in the scoring one."""
-        return self.model_half(tx, self.rules_half(tx, v, t))
+        return self.model_half(tx, self.rules_half(tx, v, t), t)
 
     def relearn(
         self, tx: Transaction, t: float, *, held: Collection[str] = (), flags: bool = True
@@ -165,16 +166,19 @@ class Detector:
         model = self._model
         if final or model is None:
             return rules, final, None
-        return rules, False, model.observe(tx, v, rules, t)
+        return rules, False, model.observe(tx, v, rules)
 
-    def model_half(self, tx: Transaction, half: RulesHalf) -> Scored:
+    def model_half(self, tx: Transaction, half: RulesHalf, t: float) -> Scored:
         """The verdict from `rules_half`'s: the model's once it is ready, else the rules'
-        with ties ordered by amount."""
+        with ties ordered by amount. In event order: the model's account flags
+        (`ModelSlot.flag`) are kept here, so that in a backtest the scoring process keeps
+        them, not the reader, which had the more work to do. `t`: as for `rules_half`."""
         rules, final, inputs = half
         if final:
             return rules
         model = self._model
         if model is not None and inputs is not None:
+            inputs = model.flag(tx.account_id, inputs, rules.score, t)
             scored = model.rescore(
                 tx.id, inputs, rules, self.decide, self.review_threshold, factors=self.explain
             )

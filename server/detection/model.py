@@ -278,6 +278,11 @@ _RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI fffffffff")
 _LOGIT = struct.Struct("<d")
 _RAW_SIZE = _RAW.size
 _pack_logit = _LOGIT.pack
+# Where `capture` packs the account's recent flags (`RecentFlags`) in `_RAW`: `ModelSlot.flag`
+# fills them in after the rest (tests/test_model.py checks the offset against `capture`).
+_FLAGS_AT = struct.calcsize("<Iddddd bbbbb IIIb Id")
+_FLAGS = struct.Struct("<ddI")
+_FLAGS_END = _FLAGS_AT + _FLAGS.size
 RAW_LAYOUT = f"{FEATURE_SET}/{_RAW.format}+{_LOGIT.format}"
 """What a remembered transaction's bytes mean: the raw values, then, when a model scored
 it, that model's own logit (`scored_logit`). A snapshot's of another layout is not read
@@ -1109,18 +1114,26 @@ class ModelSlot:
         """Enough labels, of both kinds, for the model's score to replace the rules'."""
         return labels >= self.min_labels and min(frauds, labels - frauds) >= self.min_frauds
 
-    def observe(
-        self, tx: Transaction, features: Mapping[str, Any], rules: Scored, t: float
-    ) -> bytes:
-        """What the model reads of `tx` (`capture`: its features, the rules that fired and
-        the account's recent flags), packed; the account is flagged if the rules say so.
-        In event order, for every transaction the lists did not decide, whether or not a
-        model is ready. `t`: `tx.timestamp.timestamp()`."""
-        flags, rules_score = self.flags, rules.score
-        recent = flags.recent(tx.account_id, t) if flags.accounts else _NO_FLAGS
-        raw = capture(features, tx, rules.reasons, rules_score, recent)
+    def observe(self, tx: Transaction, features: Mapping[str, Any], rules: Scored) -> bytes:
+        """What the model reads of `tx` (`capture`: its features and the rules that fired),
+        packed, for every transaction the lists did not decide, whether or not a model is
+        ready; the account's recent flags are left at none, for `flag` to fill in. Reads no
+        state of the slot: a backtest calls it in its reader process."""
+        return capture(features, tx, rules.reasons, rules.score)
+
+    def flag(self, account_id: str, raw: bytes, rules_score: float, t: float) -> bytes:
+        """`observe`'s `raw` with the account's recent flags (`AccountFlags.recent`) filled
+        in; the account is flagged if the rules say so. In event order, for every
+        transaction `observe` packed. `t`: `tx.timestamp.timestamp()`. In a backtest this
+        runs in the scoring process, not the reader, which had the more work to do
+        (docs/backtest.md#throughput-and-memory)."""
+        flags = self.flags
+        if flags.accounts:
+            recent = flags.recent(account_id, t)
+            if recent is not _NO_FLAGS:  # most accounts: none, as packed already
+                raw = raw[:_FLAGS_AT] + _FLAGS.pack(*recent) + raw[_FLAGS_END:]
         if rules_score >= FLAG_SCORE:  # `note` ignores the rest: spare the call
-            flags.note(tx.account_id, t, rules_score)
+            flags.note(account_id, t, rules_score)
         return raw
 
     def rescore(
