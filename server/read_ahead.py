@@ -5,11 +5,13 @@ reading to a child process: it runs the same `Source` (same validation, same err
 line numbers) and sends each chunk of rows to the parent, encoded once by msgspec (~3 µs a
 row to decode). For a backtest it also computes each row's features, the lists' and
 rules' verdict and the model's inputs (`RulesSpec`): these need only the rows, in order,
-and each label once due (for merchant risk), which the reader has. The parent then applies
-the model (`Detector.model_half`), learns, and keeps the report's data. Features alone in
-the reader left it waiting on a full pipe a quarter of its time while the parent ran the
-rules (py-spy, docs/backtest.md); with the rules and the model's inputs moved over, the
-two cores share the work about evenly.
+and each label once due (for merchant risk), which the reader has. The parent then fills in
+the account's recent flags, applies the model (`Detector.model_half`), learns, and keeps
+the report's data. Features alone in the reader left it waiting on a full pipe a quarter of
+its time while the parent ran the rules (py-spy, docs/backtest.md); with the rules and the
+model's inputs moved over, the reader did ~20 % more than the parent, and the flags (which
+need only the account, the time and the rules' score) went back: the two cores now share
+the work about evenly.
 
 The child runs a few chunks ahead at most (pipes hold 1 MiB; a write blocks until the
 parent reads), so memory stays bounded. `ReadAhead` has the interface the commands use of
@@ -264,8 +266,9 @@ def _read(
 
 class _Rules:
     """The reader's half of the detector: each row's features against the history before
-    it, the lists' and rules' verdict and the model's inputs, as `Detector.score_features`
-    computes them, with merchant risk learning each label once due: before the first row at
+    it, the lists' and rules' verdict and the model's inputs (but the account's flags, which
+    `Detector.model_half` fills in), as `Detector.score_features` computes them, with
+    merchant risk learning each label once due: before the first row at
     or after `timestamp + label delay`, as `backtest.run_backtest` reveals it. (Rows out of
     event-time order make the parent stop and start again, sorted.)"""
 
