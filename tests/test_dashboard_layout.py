@@ -407,6 +407,69 @@ async def test_the_cursor_row_stays_clear_of_the_drawer_from_960_px(
     assert me.problems == []
 
 
+# What lies past the drawer's right edge (the body's content box, for what is in the body),
+# whether the body scrolls sideways, how much room each related alert's merchant has, and
+# what the drawer shows.
+DRAWER_FITS = """() => {
+  const drawer = document.getElementById("drawer");
+  const body = drawer.querySelector(".drawer-body");
+  const b = body.getBoundingClientRect();
+  const right =
+    b.left + body.clientLeft + body.clientWidth - parseFloat(getComputedStyle(body).paddingRight);
+  const past = [];
+  for (const el of drawer.querySelectorAll("*")) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || el.closest(".visually-hidden")) continue;
+    const edge = el !== body && body.contains(el) ? right : drawer.getBoundingClientRect().right;
+    if (r.right > edge + 0.5) {
+      past.push(`${el.tagName} ${el.className} ${el.textContent.trim().slice(0, 40)}`);
+    }
+  }
+  return {
+    width: drawer.getBoundingClientRect().width,
+    past,
+    sideways: body.scrollWidth - body.clientWidth,
+    merchants: [...body.querySelectorAll(".ri-merchant")].map((m) => m.clientWidth),
+    bars: body.querySelectorAll(".reason-item .threshold-bar").length,
+    history: body.querySelectorAll(".history-table tbody tr").length,
+    buttons: drawer.querySelectorAll(".drawer-actions button").length,
+    note: body.querySelectorAll("textarea").length,
+  };
+}"""
+
+
+async def test_a_narrow_drawer_holds_its_content(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # Beside the queue at 960 px the drawer is 384 px wide (a phone's width on a phone): the
+    # account history's table ran past its edge, and the related alerts left their merchant
+    # no room at all (0 px at 384, 22 at 410).
+    # Three card-testing alerts, then an impossible travel's: four-figure amounts in the
+    # history, a decision of "Review (this one)".
+    ids = await ingest(card_testing("acct-narrow", n=5))
+    later = T0 + dt.timedelta(hours=1)
+    ids += await ingest(impossible_travel("acct-narrow", "Harrods Knightsbridge", later))
+    assert len(ids) == 4
+    me = await sign_in(browser, server, "alice")
+    await me.cell(ids[-1], ACCOUNT).click()
+    await expect(me.drawer.locator(".history-table tbody tr")).to_have_count(7)
+    await expect(me.drawer.locator(".related-item")).not_to_have_count(0)
+    for width, height in [(1100, 800), (1024, 700), (960, 800), (390, 844)]:
+        await me.page.set_viewport_size({"width": width, "height": height})
+        await next_frames(me.page)
+        if SHOTS:
+            await me.drawer.screenshot(path=str(Path(SHOTS) / f"narrow-drawer-{width}.png"))
+        figures = await me.page.evaluate(DRAWER_FITS)
+        where = (width, height, figures)
+        assert figures["width"] <= 440, where
+        assert figures["past"] == [], where
+        assert figures["sideways"] == 0, where
+        assert figures["merchants"] and min(figures["merchants"]) >= 80, where
+        assert figures["bars"] >= 1 and figures["history"] == 7, where
+        assert figures["buttons"] >= 3 and figures["note"] >= 1, where
+    assert me.problems == []
+
+
 # How many lines the paused pill's text takes.
 PILL_LINES = """() => {
   const range = document.createRange();
