@@ -32,6 +32,7 @@ from tests.browser_support import (
     next_frames,
     sign_in,
     travel_at_night,
+    tx,
 )
 
 pytestmark = pytest.mark.browser
@@ -135,6 +136,14 @@ async def queue_of_twenty(ingest: Ingest) -> list[str]:
         at = T0 + dt.timedelta(hours=10 + i)
         ids += await ingest(card_testing(f"acct-crd-{i}", n=5, at=at))
     return ids
+
+
+def velocity(account: str, at: dt.datetime) -> list[dict[str, Any]]:
+    """Five purchases nine seconds apart: the fifth raises a medium alert."""
+    return [
+        tx(f"{account}-v{i}", account, at + dt.timedelta(seconds=9 * i), 19.99, "m-steam")
+        for i in range(5)
+    ]
 
 
 async def measure(analyst: Analyst, width: int, height: int) -> dict[str, Any]:
@@ -258,7 +267,7 @@ async def test_presence_fits_its_column(
 # heading) and scrolls sideways, and for each row wholly in view, whether its time, account,
 # amount, severity, status and owner cells lie within what can be seen of the table (left of
 # the drawer, and left of the pinned actions where they show), whether the owner's text is
-# cut, and whether the status pill passes its cell's content box.
+# cut, and whether the severity and status pills pass their cells' content boxes.
 BESIDE_DRAWER = """() => {
   const wrap = document.getElementById("table-wrap");
   const box = wrap.getBoundingClientRect();
@@ -299,10 +308,16 @@ BESIDE_DRAWER = """() => {
         id: row.dataset.id,
         seen,
         ownerCut: owner.scrollWidth > owner.clientWidth,
+        severityCut: pillCut(row.querySelector(".sev")),
         statusCut: pillCut(row.querySelector("td.status-cell .status")),
       };
     }),
   };
+}"""
+
+SCROLL_TO_END = """() => {
+  const wrap = document.getElementById("table-wrap");
+  wrap.scrollTop = wrap.scrollHeight;
 }"""
 
 # From this width the queue makes room beside the open drawer (below, the drawer lies over
@@ -321,6 +336,9 @@ async def test_status_and_owner_stay_in_view_beside_the_drawer(
     # QA: at 1440x900 with the drawer open, the Status and Owner columns were off screen.
     await create_user(server.app[STORE], "analyst", PASSWORD, "analyst")
     ids = await queue_of_twenty(ingest)
+    # And a medium one: its pill is the widest.
+    [medium] = await ingest(velocity("acct-velo", T0 + dt.timedelta(days=9)))
+    ids.append(medium)
     me = await sign_in(browser, server, "analyst")
     await expect(me.page.locator("#alerts-table")).to_have_attribute(
         "aria-rowcount", str(len(ids) + 1)
@@ -350,7 +368,15 @@ async def test_status_and_owner_stay_in_view_beside_the_drawer(
             assert seen.pop("owner") == (width >= OWNER_BESIDE), (width, row)
             assert all(seen.values()), (width, row)
             assert not row["ownerCut"], (width, row)
+            assert not row["severityCut"], (width, row)
             assert not row["statusCut"], (width, row)
+        # The widest severity pill, "Medium", is last in the queue: brought into view, whole.
+        await me.page.evaluate(SCROLL_TO_END)
+        await expect(me.row(medium)).to_be_visible()
+        await next_frames(me.page)
+        lower = await me.page.evaluate(BESIDE_DRAWER)
+        [row] = [row for row in lower["rows"] if row["id"] == medium]
+        assert not row["severityCut"], (width, row)
         await me.press("Escape")
         await expect(me.drawer).to_be_hidden()
     assert me.problems == []
