@@ -657,12 +657,18 @@ async def test_the_long_paused_pill_stays_whole_beside_the_drawer_and_at_200_per
     assert me.problems == []
 
 
-# The footer's items (delivery, scorecard, version) and the drawer, in the window.
+# The footer's items (delivery, scorecard, version), how many lines each one's words take,
+# and the drawer, in the window.
 FOOTER = """() => ({
-  items: [...document.querySelectorAll(".footer > :not([hidden])")].map((el) => ({
-    text: el.querySelector("summary")?.textContent.trim() ?? el.textContent.trim(),
-    right: el.getBoundingClientRect().right,
-  })),
+  items: [...document.querySelectorAll(".footer > :not([hidden])")].map((el) => {
+    const range = document.createRange();
+    range.selectNodeContents(el.querySelector("summary > span:last-child") ?? el);
+    return {
+      text: el.querySelector("summary")?.textContent.trim() ?? el.textContent.trim(),
+      right: el.getBoundingClientRect().right,
+      lines: new Set([...range.getClientRects()].map((r) => Math.round(r.bottom))).size,
+    };
+  }),
   drawer: document.getElementById("drawer").getBoundingClientRect().left,
   panel: document.getElementById("alerts-panel").getBoundingClientRect().right,
 })"""
@@ -690,6 +696,8 @@ async def test_the_footer_stays_beside_the_drawer(
         assert len(footer["items"]) == 3, footer
         for item in footer["items"]:
             assert item["right"] <= footer["drawer"], (width, footer)
+            # Where the three do not fit on a line, it breaks between them, not inside one.
+            assert item["lines"] == 1, (width, footer)
         assert footer["items"][-1]["right"] <= footer["panel"] + 0.5, (width, footer)
     assert me.problems == []
 
