@@ -239,6 +239,7 @@ def test_missing_optional_fields_give_empty_features() -> None:
 # --- named features, long windows, other keys ---------------------------------------------
 
 DAY = 86400.0
+HOUR = 3600.0
 
 
 def test_named_gives_every_feature_and_unknown_as_none() -> None:
@@ -488,6 +489,31 @@ def test_an_account_s_receipts_as_a_payee_in_24_hours() -> None:
     assert process_one(fz, itself).account_inflow_24h == pytest.approx(1000.0)
     later = process_one(fz, make_tx(25 * 3600, account_id="mule", merchant_id="agent"))
     assert later.account_inflow_24h == 0
+
+
+def test_a_payee_unpaid_for_30_days_is_new() -> None:
+    # A mule's fresh account, a merchant set up for fraud: nobody has paid it, from any
+    # account, in the 30 days (to the hour) before; this transaction's own does not count.
+    fz = Featurizer(["is_new_payee"], ttl_s=31 * DAY)
+
+    def new(seconds: float, payer: str, payee: str) -> Value:
+        return process_one(fz, make_tx(seconds, account_id=payer, merchant_id=payee)).is_new_payee
+
+    assert new(0, "victim-1", "mule") is True
+    assert new(HOUR, "victim-2", "mule") is False
+    assert new(2 * HOUR, "victim-2", "shop") is True
+    # 29 days 23 hours after its last payment it is not new; 30 days after, it is again,
+    # though a label on one of its transactions came since (it moves the key's `last_t`).
+    assert new(30 * DAY, "victim-3", "mule") is False
+    fz.learn_label("mule", T0.timestamp() + 45 * DAY, True, 500.0)
+    assert new(60 * DAY, "victim-4", "mule") is True
+    # Paying is not being paid: an account's own payments do not make it a known payee.
+    assert new(60 * DAY + HOUR, "fresh", "cash-agent") is True
+    assert new(60 * DAY + 2 * HOUR, "victim-5", "fresh") is True
+    # Eviction (after `ttl_s` idle, at least 31 days) only drops payees that read as new
+    # anyway: the shop, paid once on day 0, is gone, and new as it would be kept.
+    assert "shop" not in fz.merchants
+    assert new(61 * DAY, "victim-6", "shop") is True
 
 
 def test_idle_keys_are_evicted_by_event_time() -> None:

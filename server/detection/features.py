@@ -33,6 +33,8 @@ MCC_MIN_COUNT = 30
 HASH_CACHE = 200_000  # ids whose stable hash is remembered (a few MB at most)
 EARTH_RADIUS_KM = 6371.0088
 DEFAULT_TTL_S = 45 * DAY
+NEW_PAYEE_HOURS = 30 * 24
+"""A merchant with no transaction in this many hours before one is a new payee again."""
 DEFAULT_SMALL_AMOUNT = 5.0
 _RAD = pi / 180
 
@@ -112,6 +114,8 @@ def _catalogue() -> dict[str, str]:
         "under 30 of them",
         "account_inflow_24h": "amounts the account received in 24 h, as the merchant_id (the "
         "payee) of earlier transactions: money passed straight on",
+        "is_new_payee": "no earlier transaction, from any account, at this merchant_id in the "
+        "30 days before (to the hour)",
     }
     for entity, key in ENTITIES.items():
         needs = "" if key is None else f" (needs {key})"
@@ -157,6 +161,7 @@ def _fields() -> dict[str, tuple[str, ...]]:
         "hour_fraud_rate": (ts,),
         "mcc_amount_z": ("mcc", "amount"),
         "account_inflow_24h": (acct, "merchant_id", ts, "amount"),
+        "is_new_payee": ("merchant_id", ts),
     }
     for name in FEATURES:
         if name.startswith("merchant_") and not name.startswith(("merchant_count", "merchant_sum")):
@@ -424,6 +429,7 @@ class Plan:
     hour_risk: bool
     mcc_amounts: bool
     inflow: bool  # the account's receipts as a payee: the merchants' hour tier, at its key
+    new_payee: bool  # the merchant's latest hour bucket, read before this one is learnt
     keyed: tuple[Keyed, ...]  # the entities with a bucket tier, in `_KEYED`'s order
 
     @classmethod
@@ -449,7 +455,8 @@ class Plan:
                 windows[entity].append((count, total, tier, span))
         risk = any(n.startswith(("merchant_fraud", "merchant_labels")) for n in wanted)
         inflow = "account_inflow_24h" in wanted
-        if inflow:
+        new_payee = "is_new_payee" in wanted
+        if inflow or new_payee:
             tiers["merchant"].add("hour")
         return cls(
             names=wanted,
@@ -469,6 +476,7 @@ class Plan:
             hour_risk="hour_fraud_rate" in wanted,
             mcc_amounts="mcc_amount_z" in wanted,
             inflow=inflow,
+            new_payee=new_payee,
             keyed=tuple(
                 (
                     states,
@@ -756,6 +764,14 @@ class Featurizer:
             payee = self.merchants.get(tx.account_id)
             hours = None if payee is None else payee.hour
             v["account_inflow_24h"] = 0.0 if hours is None else bucket_sum(hours, t // HOUR, 24)[1]
+        if plan.new_payee:
+            # Read before this transaction is learnt. The merchant's newest hour bucket is its
+            # latest transaction (`bucket_add` always keeps it), not `last_t`, which a label
+            # on one of its transactions also moves. No state is new: eviction (after
+            # `ttl_s` >= 31 days idle) and a replay (31 days) drop no merchant paid in 30.
+            payee = self.merchants.get(tx.merchant_id)
+            hours = None if payee is None else payee.hour
+            v["is_new_payee"] = not hours or hours[-3] <= t // HOUR - NEW_PAYEE_HOURS
         if plan.keyed:
             self._keyed(state, tx, t, amount, v)
         if plan.amount_risk:
