@@ -1011,3 +1011,32 @@ def test_a_model_saved_by_a_version_with_other_inputs_loads_by_their_names(
     x[k] = 1.0
     loaded.learn_one(x, True)
     assert loaded.w[k] != 0.0 and loaded.count == model.count + 1
+
+
+def test_a_payees_first_payment_in_30_days_is_an_input() -> None:
+    # A mule's account, a merchant set up for fraud: a payee nobody has paid in 30 days
+    # (the featurizer's is_new_payee), whoever pays it, this transaction's own not counted.
+    slot = ModelSlot(learner=OnlineLogit())
+    detector = Detector(model=slot)
+    at = FEATURE_NAMES.index("new_payee")
+
+    def new(n: int, days: float, payer: str, payee: str) -> float:
+        tx = Transaction(id=f"tx-{n}", timestamp=T0 + dt.timedelta(days=days), account_id=payer,
+                         merchant_id=payee, amount=Decimal("500.00"), currency="USD")  # fmt: skip
+        detector.score(tx)
+        return inputs(slot.remembered[tx.id])[at]
+
+    assert new(0, 0, "victim-1", "mule") == 1.0
+    assert new(1, 0.1, "victim-2", "mule") == 0.0
+    assert new(2, 0.2, "victim-2", "shop") == 1.0
+    assert new(3, 29, "victim-3", "mule") == 0.0
+    assert new(4, 59, "victim-4", "mule") == 1.0
+    assert _shown("new_payee", 1.0) == "first payment to this payee in 30 days"
+    # Among the top factors it reads as the flag it is.
+    weights = [0.0] * len(FEATURE_NAMES)
+    weights[at] = 2.0
+    predictor = Predictor(tuple(weights), 0.0, (0.0,) * len(FEATURE_NAMES), 1000, 100, 1)
+    x = [0.0] * len(FEATURE_NAMES)
+    x[at] = 1.0
+    reason = explain(predictor, x, predictor.predict_proba(x), 0.5)
+    assert reason.message.endswith("top factors: first payment to this payee in 30 days (+2.0)")

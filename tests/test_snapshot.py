@@ -231,7 +231,7 @@ def test_model_memory_of_earlier_inputs_is_learnt_without_its_logit(
     assert list(fresh.model.remembered) == [k for k, _ in items]
     assert all(scored_logit(raw) is None for raw in fresh.model.remembered.values())
     # The inputs made of the values it had are as before; those added since are unknown.
-    since = ["hour_risk", "mcc_amount_dev", "log_inflow_24h"]
+    since = ["hour_risk", "mcc_amount_dev", "log_inflow_24h", "new_payee"]
     added = {
         "m1+e7244f76": ["amount_risk", "log_merchant_fraud_run", *since],
         "m1+99dcd961": ["amount_risk", "log_merchant_fraud_run", *since],
@@ -241,6 +241,7 @@ def test_model_memory_of_earlier_inputs_is_learnt_without_its_logit(
         "m1+5f146e3d": since,
         "m1+c7a32c63": since[1:],
         "m1+ee4e1224": since[2:],
+        "m1+46ab33c9": since[3:],
     }[feature_set]
     new = [FEATURE_NAMES.index(name) for name in added]
     for (_, raw), (_, before) in zip(fresh.model.remembered.items(), items, strict=True):
@@ -358,6 +359,25 @@ def _child(part: str, path: Path, seed: str) -> list[Any]:
 
 def _plain(scored: Scored) -> list[Any]:
     return [scored.score, scored.decision, [r.code for r in scored.reasons]]
+
+
+def test_a_payee_paid_before_a_restart_is_not_new_after_it(tmp_path: Path) -> None:
+    # The model's new_payee reads the merchant's latest hour bucket, which the snapshot keeps
+    # with the merchant's other windows.
+    def pay(n: int, days: float, payee: str) -> Transaction:
+        return Transaction(id=f"p-{n}", timestamp=T0 + dt.timedelta(days=days),
+                           account_id=f"victim-{n}", merchant_id=payee,
+                           amount=Decimal("500.00"), currency="USD")  # fmt: skip
+
+    before = Detector(model=ModelSlot())
+    before.score(pay(0, 0, "mule"))
+    path = tmp_path / "state.msgpack"
+    save(before.featurizer, path)
+    after = Detector(model=ModelSlot())
+    load(after.featurizer, path)
+    assert after.featurizer.values_one(pay(1, 29, "mule"))["is_new_payee"] is False
+    assert after.featurizer.values_one(pay(2, 29, "shop"))["is_new_payee"] is True
+    assert after.featurizer.values_one(pay(3, 59, "mule"))["is_new_payee"] is True
 
 
 def test_snapshot_carries_state_across_processes(tmp_path: Path) -> None:

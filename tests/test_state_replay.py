@@ -231,6 +231,12 @@ async def test_with_no_snapshot_the_state_is_rebuilt_from_the_store(tmp_path: Pa
         replayed = await replay_stored(rebuilt, store, progress, None, max_rows=10**6)
         assert replayed is not None and replayed.rebuilt and replayed.read == 400
         same_state(running.detector, rebuilt)
+        # So a payee paid before the restart is not new after it; one never paid is.
+        for payee, new in (("m-3", False), ("never-paid", True)):
+            probe = Transaction(id=f"probe-{payee}", timestamp=txs[-1].timestamp,
+                                account_id="acct-0", merchant_id=payee,
+                                amount=Decimal("5.00"), currency="USD")  # fmt: skip
+            assert rebuilt.featurizer.values_one(probe)["is_new_payee"] is new
         # At most the newest `max_rows`: the history starts there.
         capped = detector()
         replayed = await replay_stored(capped, store, Progress(), None, max_rows=150)

@@ -75,6 +75,7 @@ MODEL_FEATURES: frozenset[str] = frozenset(
         "hour_fraud_rate",
         "mcc_amount_z",
         "account_inflow_24h",
+        "is_new_payee",
     )
 )
 TINY_AMOUNT = 5.0
@@ -192,6 +193,7 @@ FEATURE_LABELS: dict[str, str] = {
     "hour_risk": "fraud rate among labelled transactions at this hour of the day",
     "mcc_amount_dev": "standard deviations of the amount from the usual for its MCC",
     "log_inflow_24h": "log amount the account received as a payee in 24 h",
+    "new_payee": "first payment to this payee in 30 days",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_LABELS)
 FEATURE_SET = "m1+" + hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:8]
@@ -268,13 +270,13 @@ _ZERO_RULES_LOGIT = rules_logit(0.0)
 
 
 # What is kept of each scored transaction until its label arrives: the raw values the inputs
-# are computed from (130 bytes, then 8 for the logit once a model scores), packed in one C
+# are computed from (134 bytes, then 8 for the logit once a model scores), packed in one C
 # call. Most transactions are never labelled, and until the model is ready none is
 # predicted, so the inputs themselves (logs, ratios, crosses) are computed only when needed:
 # to predict (on the loop) or to learn (on the trainer's thread). Values added later go at
 # the end, as 4-byte floats whose "unknown" is 0.0: an older entry then reads as this one's
 # first bytes followed by zeros.
-_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI fffffffff")
+_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI ffffffffff")
 _LOGIT = struct.Struct("<d")
 _RAW_SIZE = _RAW.size
 _pack_logit = _LOGIT.pack
@@ -301,6 +303,8 @@ _EARLIER_RAW: dict[str, str] = {
     "m1+c7a32c63": "<Iddddd bbbbb IIIb Id ddI fffffff",
     # Session 16 added what the account received as a payee.
     "m1+ee4e1224": "<Iddddd bbbbb IIIb Id ddI ffffffff",
+    # Then whether the payee was paid in the 30 days before.
+    "m1+46ab33c9": "<Iddddd bbbbb IIIb Id ddI fffffffff",
 }
 """Feature sets before this one and their raw values: what a transaction remembered then
 makes this model's inputs too (the values added since read as unknown), but its logit was
@@ -389,6 +393,8 @@ def capture(
         get("hour_fraud_rate") or 0.0,
         _mcc_distance(get("mcc_amount_z")),
         get("account_inflow_24h") or 0.0,
+        # 0.0 also for a transaction remembered before this input: not new, as no news is.
+        1.0 if get("is_new_payee") else 0.0,
     )
 
 
@@ -411,7 +417,7 @@ def inputs(raw: bytes) -> list[float]:
         new_merchant, new_country, new_device, first_device,
         tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
         since_prev, merchant_2d, merchant_7d, merchant_30d, amount_risk, run, hour_risk,
-        mcc_dev, inflow,
+        mcc_dev, inflow, new_payee,
     ) = _unpack(raw)  # fmt: skip
     ratio = amount / mean if history and mean > 0 else -1.0  # -1: unknown (0 is a $0 payment)
     log_ratio = _log(max(ratio, 1e-3)) if ratio >= 0 else 0.0
@@ -478,6 +484,10 @@ def inputs(raw: bytes) -> list[float]:
     # A mule passes on what it was just sent: on a stream where accounts are also payees
     # (P2P, mobile money). A card is never a payee, so there it stays 0 and learns nothing.
     x.append(_log1p(inflow) if inflow > 0 else 0.0)
+    # A payee nobody paid in 30 days: a mule's fresh account, a merchant set up for fraud,
+    # where every sender is new (mobile money) and the account's novelty inputs are blank.
+    # On a card stream, after its first days, hardly any merchant goes 30 days unpaid.
+    x.append(new_payee)
     return x
 
 
