@@ -72,7 +72,11 @@ def tx(
 
 
 def impossible_travel(
-    account: str, merchant_name: str, at: dt.datetime = T0, **extra: Any
+    account: str,
+    merchant_name: str,
+    at: dt.datetime = T0,
+    amount: float | str = 1299.0,
+    **extra: Any,
 ) -> list[dict[str, Any]]:
     """New York, then London ten minutes later: the second one raises a high alert."""
     return [
@@ -81,7 +85,7 @@ def impossible_travel(
             f"{account}-2",
             account,
             at + dt.timedelta(minutes=10),
-            1299.0,
+            amount,
             "m-elec",
             merchant_name=merchant_name,
             **LONDON,
@@ -90,7 +94,9 @@ def impossible_travel(
     ]
 
 
-def travel_at_night(account: str, at: dt.datetime = T0) -> list[dict[str, Any]]:
+def travel_at_night(
+    account: str, at: dt.datetime = T0, amount: float | str = 2450.0
+) -> list[dict[str, Any]]:
     """Paris, then New York 25 minutes later, past midnight and large: a critical alert."""
     night = dt.datetime(at.year, at.month, at.day, 2, 10, tzinfo=dt.timezone(dt.timedelta(hours=1)))
     return [
@@ -99,7 +105,7 @@ def travel_at_night(account: str, at: dt.datetime = T0) -> list[dict[str, Any]]:
             f"{account}-n2",
             account,
             night + dt.timedelta(minutes=25),
-            2450.0,
+            amount,
             "m-lux",
             merchant_name="Saks Fifth Avenue",
             **NEW_YORK,
