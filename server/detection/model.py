@@ -362,6 +362,8 @@ def capture(
     new_device = get("is_new_device")
     prior_max, since_s, flags = recent
     since_prev = get("since_prev_s")
+    mcc_z = get("mcc_amount_z")
+    # Written out here, not called: this runs for every row (~0.6 µs a row as helpers).
     return _RAW.pack(
         get("history") or 0,
         float(get("amount") or 0.0),
@@ -385,28 +387,21 @@ def capture(
         since_s,
         flags,
         -1.0 if since_prev is None else since_prev,
-        _fraud_rate(get("merchant_frauds_2d"), get("merchant_labels_2d")),
-        _fraud_rate(get("merchant_frauds_7d"), get("merchant_labels_7d")),
-        _fraud_rate(get("merchant_frauds_30d"), get("merchant_labels_30d")),
+        # The share of fraud among the merchant's known labels, shrunk towards 0 by one
+        # pseudo-label: one fraud out of one label is 0.5, not certainty; none known is 0.
+        (get("merchant_frauds_2d") or 0) / ((get("merchant_labels_2d") or 0) + 1),
+        (get("merchant_frauds_7d") or 0) / ((get("merchant_labels_7d") or 0) + 1),
+        (get("merchant_frauds_30d") or 0) / ((get("merchant_labels_30d") or 0) + 1),
         get("amount_fraud_rate") or 0.0,
         float(get("merchant_fraud_run") or 0),
         get("hour_fraud_rate") or 0.0,
-        _mcc_distance(get("mcc_amount_z")),
+        # How unusual the amount is for its MCC: the z-score's distance either side, at
+        # most 10; unknown is 0.
+        0.0 if mcc_z is None else min(abs(mcc_z), 10.0),
         get("account_inflow_24h") or 0.0,
         # 0.0 also for a transaction remembered before this input: not new, as no news is.
         1.0 if get("is_new_payee") else 0.0,
     )
-
-
-def _mcc_distance(z: float | None) -> float:
-    """The MCC's z-score as kept: its distance either side, at most 10; unknown is 0."""
-    return 0.0 if z is None else min(abs(z), 10.0)
-
-
-def _fraud_rate(frauds: int | None, labels: int | None) -> float:
-    """The share of fraud among a merchant's known labels, shrunk towards 0 by one
-    pseudo-label: one fraud out of one label is 0.5, not certainty; none known is 0."""
-    return (frauds or 0) / ((labels or 0) + 1)
 
 
 def inputs(raw: bytes) -> list[float]:
