@@ -426,7 +426,9 @@ def inputs(raw: bytes) -> list[float]:
         log_elapsed = _log1p(elapsed)
         no_location = 0.0
     night = 1.0 if local_hour < 5 else 0.0
-    x = [
+    # One list display, no appends: this runs for every transaction scored and every label
+    # learnt.
+    return [
         _log1p(amount) if amount > 0 else 0.0,
         log_ratio,
         -5.0 if z < -5.0 else (10.0 if z > 10.0 else z),
@@ -461,29 +463,30 @@ def inputs(raw: bytes) -> list[float]:
         1.0 if channel == 2 else 0.0,
         rules_logit(rules_score) if rules_score else _ZERO_RULES_LOGIT,
         *(_RULE_FLAGS.get(bits) or _rule_flags(bits)),
+        # The bands, in BANDED's order (ratio, z-score, hour, minute); an unknown value is in
+        # none.
+        *(_RATIO_BANDS[bisect_right(_RATIO_EDGES, ratio)] if ratio >= 0 else _NO_RATIO_BAND),
+        *(_Z_BANDS[bisect_right(_Z_EDGES, z)] if std > 0 else _NO_Z_BAND),
+        *_TX_1H_BANDS[bisect_right(_TX_1H_EDGES, tx_1h - 1)],
+        *_TX_1M_BANDS[bisect_right(_TX_1M_EDGES, tx_1m - 1)],
+        amount_risk,
+        _log1p(run),
+        # Fraud that sets its own prices (a ring charging cards at a complicit merchant,
+        # cash-out, gift cards) picks round ones; everyday prices have cents. Whole amounts
+        # under 20 (a coffee, a bus fare) are too common to say anything.
+        1.0 if amount >= ROUND_AMOUNT_FROM and amount == int(amount) else 0.0,
+        hour_risk,
+        mcc_dev,
+        # A mule passes on what it was just sent: on a stream where accounts are also payees
+        # (P2P, mobile money). A card is never a payee, so there it stays 0 and learns
+        # nothing.
+        _log1p(inflow) if inflow > 0 else 0.0,
+        # A payee nobody paid in 30 days: a mule's fresh account, a merchant set up for
+        # fraud, where every sender is new (mobile money) and the account's novelty inputs
+        # are blank. On a card stream, after its first days, hardly any merchant goes 30
+        # days unpaid.
+        new_payee,
     ]
-    # The bands, in BANDED's order (ratio, z-score, hour, minute); an unknown value is in none.
-    b = _BANDS
-    x += b[0][bisect_right(_EDGES[0], ratio)] if ratio >= 0 else _NO_BAND[0]
-    x += b[1][bisect_right(_EDGES[1], z)] if std > 0 else _NO_BAND[1]
-    x += b[2][bisect_right(_EDGES[2], tx_1h - 1)]
-    x += b[3][bisect_right(_EDGES[3], tx_1m - 1)]
-    x.append(amount_risk)
-    x.append(_log1p(run))
-    # Fraud that sets its own prices (a ring charging cards at a complicit merchant, cash-out,
-    # gift cards) picks round ones; everyday prices have cents. Whole amounts under 20 (a
-    # coffee, a bus fare) are too common to say anything.
-    x.append(1.0 if amount >= ROUND_AMOUNT_FROM and amount == int(amount) else 0.0)
-    x.append(hour_risk)
-    x.append(mcc_dev)
-    # A mule passes on what it was just sent: on a stream where accounts are also payees
-    # (P2P, mobile money). A card is never a payee, so there it stays 0 and learns nothing.
-    x.append(_log1p(inflow) if inflow > 0 else 0.0)
-    # A payee nobody paid in 30 days: a mule's fresh account, a merchant set up for fraud,
-    # where every sender is new (mobile money) and the account's novelty inputs are blank.
-    # On a card stream, after its first days, hardly any merchant goes 30 days unpaid.
-    x.append(new_payee)
-    return x
 
 
 _unpack = _RAW.unpack_from  # from the start: a logit may follow
@@ -537,6 +540,9 @@ _BAND_ONE_HOT = _one_hot(AMOUNT_BANDS)
 _EDGES = tuple(banded.edges for banded in BANDED)
 _BANDS = tuple(_one_hot(edges) for edges in _EDGES)
 _NO_BAND = tuple((0.0,) * (len(edges) + 1) for edges in _EDGES)
+(_RATIO_EDGES, _Z_EDGES, _TX_1H_EDGES, _TX_1M_EDGES) = _EDGES
+(_RATIO_BANDS, _Z_BANDS, _TX_1H_BANDS, _TX_1M_BANDS) = _BANDS
+_NO_RATIO_BAND, _NO_Z_BAND = _NO_BAND[0], _NO_BAND[1]
 
 
 def named_features(
