@@ -581,10 +581,14 @@ class Predictor:
     cal_a: float = 1.0
     cal_b: float = 0.0
 
-    def logit(self, x: Iterable[float]) -> float:
+    def logit(self, x: Sequence[float]) -> float:
         """The model's own logit, before calibration: what a scored transaction remembers."""
-        # map(mul): the cheapest dot product in pure Python (half of a zip comprehension).
-        total: float = sum(map(mul, self.weights, x))
+        # map(mul): the cheapest dot product in pure Python (half of a zip comprehension),
+        # over the inputs that are not 0 (a fifth of them, picked by `compress` in C): each
+        # product makes a float, where skipping one is nearly free. The sum is the same to
+        # the bit: in order, without terms that are ±0.0 (a finite weight times 0), which
+        # change no sum of floats that starts at +0.0, as this one does.
+        total: float = sum(map(mul, compress(self.weights, x), compress(x, x)))
         return self.bias + total
 
     def calibrated(self, logit: float) -> float:
