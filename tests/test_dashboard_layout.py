@@ -1081,3 +1081,130 @@ async def test_every_column_reads_whole_at_laptop_widths(
             await me.press("Escape")
             await expect(me.drawer).to_be_hidden()
     assert me.problems == []
+
+
+# The filter toolbar's lines: its shown items (the range's button and fields for the range's
+# box, which gives way to them where they are items), a new line where one starts at or
+# under the bottom of the line before; and whether the From and To fields are in view.
+TOOLBAR = """() => {
+  const form = document.getElementById("filters");
+  const items = [...form.querySelectorAll(":scope > :not(.range), :scope > .range > *")].filter(
+    (el) => el.getClientRects().length > 0 && getComputedStyle(el).position !== "absolute",
+  );
+  let lines = 0;
+  let bottom = -Infinity;
+  for (const el of items) {
+    const r = el.getBoundingClientRect();
+    if (r.top >= bottom - 1) lines += 1;
+    bottom = r.top >= bottom - 1 ? r.bottom : Math.max(bottom, r.bottom);
+  }
+  const from = document.getElementById("filter-from").getBoundingClientRect();
+  return {
+    lines,
+    items: items.map((el) => `${el.id || el.className} ${el.getBoundingClientRect().width}`),
+    fieldsShown: from.width > 0,
+    buttonShown: (document.getElementById("filter-range-toggle")?.getClientRects().length ?? 0) > 0,
+  };
+}"""
+
+
+async def test_the_toolbar_keeps_to_two_lines_beside_the_drawer(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # Beside the drawer under 1200 px the toolbar took four lines (the From and To fields
+    # alone are 476 px of the 518 to 661 there), and a 1024x700 window showed four rows.
+    ids = await queue_of_twenty(ingest)
+    me = await sign_in(browser, server, "alice")
+    await expect(me.page.locator("#alerts-table")).to_have_attribute(
+        "aria-rowcount", str(len(ids) + 1)
+    )
+    for width, height in [(960, 700), (1024, 700), (1100, 800), (1199, 800)]:
+        await me.page.set_viewport_size({"width": width, "height": height})
+        await next_frames(me.page)
+        # Without the drawer nothing changes: the fields are in the toolbar, no button.
+        alone = await me.page.evaluate(TOOLBAR)
+        assert alone["fieldsShown"] and not alone["buttonShown"], (width, alone)
+        await me.cell(ids[1], ACCOUNT).click()
+        await expect(me.drawer).to_be_visible()
+        await next_frames(me.page)
+        beside = await me.page.evaluate(TOOLBAR)
+        if SHOTS:
+            await me.page.screenshot(path=str(Path(SHOTS) / f"toolbar-{width}x{height}.png"))
+        assert beside["lines"] <= 2, (width, beside)
+        assert beside["buttonShown"] and not beside["fieldsShown"], (width, beside)
+        assert (await me.page.evaluate(MEASURE))["rows"] >= 5, width
+        await me.press("Escape")
+        await expect(me.drawer).to_be_hidden()
+    # From 1200 px the fields stay in the toolbar beside the drawer, as they were.
+    await me.page.set_viewport_size({"width": 1200, "height": 800})
+    await me.cell(ids[1], ACCOUNT).click()
+    await expect(me.drawer).to_be_visible()
+    wide = await me.page.evaluate(TOOLBAR)
+    assert wide["fieldsShown"] and not wide["buttonShown"], wide
+    assert me.problems == []
+
+
+async def test_the_date_range_behind_its_button_by_keyboard(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    earlier = await ingest(impossible_travel("acct-early", "Harrods", T0))
+    nights: list[list[str]] = []
+    for day in (1, 2, 3):
+        nights.append(await ingest(travel_at_night(f"acct-n{day}", T0 + dt.timedelta(days=day))))
+    me = await sign_in(browser, server, "alice", timezone_id="UTC", locale="en-US")
+    page = me.page
+    await page.set_viewport_size({"width": 1024, "height": 700})
+    await expect(page.locator("#alerts-table")).to_have_attribute(
+        "aria-rowcount", str(len(earlier) + sum(map(len, nights)) + 1)
+    )
+    shown = nights[2][0]
+    await me.cell(shown, ACCOUNT).click()
+    await expect(me.drawer).to_be_visible()
+
+    button = page.locator("#filter-range-toggle")
+    fields = page.locator("#filter-time-range")
+    await expect(button).to_have_text("Event time: Dates")
+    await expect(button).to_have_attribute("aria-expanded", "false")
+    await expect(fields).to_be_hidden()
+    # Enter opens it at the From field; Esc closes it, gives the button the focus back and
+    # leaves the drawer open. Space opens it too, and Esc on the button closes it.
+    await button.focus()
+    await me.press("Enter")
+    await expect(fields).to_be_visible()
+    await expect(button).to_have_attribute("aria-expanded", "true")
+    await expect(page.get_by_label("From")).to_be_focused()
+    await me.press("Escape")
+    await expect(fields).to_be_hidden()
+    await expect(button).to_be_focused()
+    await expect(button).to_have_attribute("aria-expanded", "false")
+    await me.press(" ")
+    await expect(fields).to_be_visible()
+    await button.focus()
+    await me.press("Escape")
+    await expect(fields).to_be_hidden()
+    await expect(button).to_be_focused()
+    await expect(me.drawer).to_be_visible()
+
+    # Filtering through it: from Mar 4 00:00, the last two nights' alerts are left, and the
+    # button says so once closed.
+    await me.press("Enter")
+    await page.get_by_label("From").fill("2026-03-04T00:00")
+    await page.get_by_label("From").dispatch_event("change")
+    await expect(page).to_have_url(re.compile(r"[?&]from=2026-03-04T00"))
+    await me.press("Escape")
+    await expect(button).to_have_text("Event time: Since 3/4 00:00")
+    await expect(button).to_be_focused()
+    await expect(me.drawer).to_be_visible()
+    expected = nights[1] + nights[2]
+
+    async def listed() -> list[str]:
+        rows: list[str] = await me.rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
+        return sorted(rows)
+
+    await eventually(listed, sorted(expected))
+    # A range set before the page loads shows on the button too.
+    await page.goto("/?from=2026-03-04T00:30:00Z&to=2026-03-04T18:30:00Z")
+    await me.cell(nights[1][0], ACCOUNT).click()
+    await expect(me.drawer).to_be_visible()
+    await expect(button).to_have_text("Event time: 3/4 00:30–18:30")
+    assert me.problems == []

@@ -662,6 +662,7 @@ const shortcutKeys = installShortcuts({
   "/": () => filters.focusSearch(),
   "?": () => showShortcuts(),
   Escape: () => {
+    if (filters.closeRange()) return true;
     if (!drawer.isOpen) return false;
     drawer.close();
     return true;

@@ -1,4 +1,5 @@
-// The filter toolbar: search, severity and status chips, rule, owner and sort. It reads and
+// The filter toolbar: search, severity and status chips, rule, owner, sort and the event time
+// range (behind a button beside the drawer on a laptop, see app.css). It reads and
 // writes the view in the address bar (replaceState: filtering is not navigation, so Back
 // still leaves the page), and reports every change.
 
@@ -16,6 +17,26 @@ function toLocalInput(iso) {
 
 const SEARCH_DEBOUNCE_MS = 150;
 
+// The range on its button, in the analyst's zone: "Since 11/30 09:00", "11/30 09:00–18:00".
+const monthDay = new Intl.DateTimeFormat(undefined, { month: "numeric", day: "numeric" });
+const hourMinute = new Intl.DateTimeFormat(undefined, {
+  hour: "2-digit",
+  minute: "2-digit",
+  hourCycle: "h23",
+});
+
+function describeRange(from, to) {
+  const day = (iso) => monthDay.format(new Date(iso));
+  const at = (iso) => `${day(iso)} ${hourMinute.format(new Date(iso))}`;
+  if (from && to) {
+    const end = day(from) === day(to) ? hourMinute.format(new Date(to)) : at(to);
+    return `${at(from)}–${end}`;
+  }
+  if (from) return `Since ${at(from)}`;
+  if (to) return `Until ${at(to)}`;
+  return "Dates";
+}
+
 export class FilterBar {
   constructor(form, { onChange, onLeave }) {
     this.form = form;
@@ -29,6 +50,9 @@ export class FilterBar {
     this.from = form.querySelector("#filter-from");
     this.to = form.querySelector("#filter-to");
     this.clear = form.querySelector("#filter-clear");
+    this.range = form.querySelector("#filter-range");
+    this.rangeToggle = form.querySelector("#filter-range-toggle");
+    this.rangeText = form.querySelector("#filter-range-text");
     this.chips = [...form.querySelectorAll(".chip[data-filter]")];
     this.rules = new Set();
     this.owners = new Set();
@@ -73,6 +97,7 @@ export class FilterBar {
         this._commit({ ...this.view, [key]: normalizeInstant(input.value) }),
       );
     }
+    this._listenToRange();
     this.sort.addEventListener("change", () =>
       this._commit({ ...this.view, sort: this.sort.value }),
     );
@@ -83,6 +108,48 @@ export class FilterBar {
       this.onLeave();
     });
     this._show();
+  }
+
+  get rangeOpen() {
+    return this.range.classList.contains("is-open");
+  }
+
+  // Esc in the open range closes it and gives the button its focus back; true if it did.
+  // (app.js asks first on Esc, so that the key closes this and not the drawer behind it.)
+  closeRange() {
+    if (!this.rangeOpen) return false;
+    this._setRangeOpen(false);
+    this.rangeToggle.focus();
+    return true;
+  }
+
+  _listenToRange() {
+    // Shown only where the fields are hidden: opening moves the keyboard to the first field.
+    this.rangeToggle.addEventListener("click", () => {
+      this._setRangeOpen(!this.rangeOpen);
+      if (this.rangeOpen) this.from.focus();
+    });
+    // The fields are text fields to the shortcuts, which leave their Esc alone.
+    this.range.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && this.closeRange()) {
+        event.preventDefault();
+        event.stopPropagation();
+      }
+    });
+    // Leaving it by Tab or by a click elsewhere closes it, without taking the focus back.
+    this.range.addEventListener("focusout", (event) => {
+      if (event.relatedTarget && !this.range.contains(event.relatedTarget)) {
+        this._setRangeOpen(false);
+      }
+    });
+    document.addEventListener("pointerdown", (event) => {
+      if (this.rangeOpen && !this.range.contains(event.target)) this._setRangeOpen(false);
+    });
+  }
+
+  _setRangeOpen(open) {
+    this.range.classList.toggle("is-open", open);
+    this.rangeToggle.setAttribute("aria-expanded", String(open));
   }
 
   get query() {
@@ -153,6 +220,8 @@ export class FilterBar {
     this.sort.value = view.sort;
     if (normalizeInstant(this.from.value) !== view.from) this.from.value = toLocalInput(view.from);
     if (normalizeInstant(this.to.value) !== view.to) this.to.value = toLocalInput(view.to);
+    this.rangeText.textContent = describeRange(view.from, view.to);
+    this.rangeToggle.classList.toggle("is-set", Boolean(view.from || view.to));
     this.clear.hidden = !isFiltered(view);
   }
 }
