@@ -116,9 +116,12 @@ export class FilterBar {
 
   // Esc in the open range closes it and gives the button its focus back; true if it did.
   // (app.js asks first on Esc, so that the key closes this and not the drawer behind it.)
+  // Left open as the drawer closed or the window widened, the fields are in the toolbar and
+  // the button is gone: the Esc is then not this one's.
   closeRange() {
     if (!this.rangeOpen) return false;
     this._setRangeOpen(false);
+    if (this.rangeToggle.getClientRects().length === 0) return false;
     this.rangeToggle.focus();
     return true;
   }
