@@ -634,23 +634,20 @@ def notes(conn: sqlite3.Connection, alert_id: str) -> list[Note]:
         "SELECT id, alert_id, author, at, text FROM notes WHERE alert_id = ? ORDER BY id",
         (alert_id,),
     )
-    rows = readable(result, "notes id")
     # SQLite keeps a BLOB in a TEXT column as it is given (another tool's write); the API
     # would show its bytes as base64, which reads as a note nobody wrote.
-    found = [
-        Note(id=i, alert_id=subject, author=author, at=at, text=text)
-        for i, subject, author, at, text in rows
-        if type(author) is type(at) is type(text) is str
-    ]
-    if len(found) < len(rows):
-        for i, _, *values in rows:
-            not_text = [
-                f"{name} {type(value).__name__}, not text"
-                for name, value in zip(("author", "at", "text"), values, strict=True)
-                if type(value) is not str
-            ]
-            if not_text:
-                log_damaged(conn, "notes id", i, "; ".join(not_text))
+    found: list[Note] = []
+    for i, subject, *values in readable(result, "notes id"):
+        author, at, text = values
+        if type(author) is type(at) is type(text) is str:
+            found.append(Note(id=i, alert_id=subject, author=author, at=at, text=text))
+            continue
+        not_text = [
+            f"{name} {type(value).__name__}, not text"
+            for name, value in zip(("author", "at", "text"), values, strict=True)
+            if type(value) is not str
+        ]
+        log_damaged(conn, "notes id", i, "; ".join(not_text))
     return found
 
 
@@ -665,37 +662,26 @@ def open_summary(conn: sqlite3.Connection) -> dict[str, object]:
     return {"by_severity": by_severity, "oldest_open_created_at": oldest}
 
 
-_AUDIT = (
-    "SELECT at, actor, action, alert_id, detail_json{} FROM audit WHERE alert_id = ? ORDER BY id"
-)
-
-
 def audit_log(conn: sqlite3.Connection, alert_id: str) -> list[AuditEntry]:
     """Each entry as stored; one whose detail cannot be read (not JSON, another shape, not
     UTF-8) with `detail` None, logged with its id: left out, it would hide who did what."""
-    # The id only names a damaged row in the log. Read with every row it cost a clean read
-    # ~5% (22 entries: 40 -> 42 µs), so it is read with the rows only by the read that met
-    # a value not UTF-8 (`readable` names the rows it leaves out by it), else looked up.
-    ids: list[int] | None = None
-    if conn.text_factory is text_or_not:
-        result = conn.execute(_AUDIT.format(", id"), (alert_id,))
-        found = readable(result, "audit id", 5, keep=("detail_json",))
-        ids, rows = [row[5] for row in found], [row[:5] for row in found]
-    else:
-        rows = conn.execute(_AUDIT.format(""), (alert_id,)).fetchall()
+    result = conn.execute(
+        "SELECT at, actor, action, alert_id, detail_json, id FROM audit WHERE alert_id = ? "
+        "ORDER BY id",
+        (alert_id,),
+    )
     entries: list[AuditEntry] = []
-    for n, (at, actor, action, subject, detail) in enumerate(rows):
+    for at, actor, action, subject, detail, ident in readable(
+        result, "audit id", 5, keep=("detail_json",)
+    ):
         try:
             decoded: dict[str, object] | None = _detail_decoder.decode(detail)
         except (msgspec.DecodeError, TypeError) as exc:  # not a detail's JSON; not text
-            if ids is None:  # audit rows are never deleted: the n-th is the n-th read
-                sql = "SELECT id FROM audit WHERE alert_id = ? ORDER BY id"
-                ids = [i for (i,) in conn.execute(sql, (alert_id,))]
             why = repr(detail) if isinstance(detail, NotText) else f"unreadable: {exc}"
             log_damaged(
                 conn,
                 "audit id",
-                ids[n],
+                ident,
                 f"detail_json {why}",
                 "damaged row shown without its detail",
             )
