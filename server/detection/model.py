@@ -538,12 +538,11 @@ def _one_hot(edges: Sequence[float]) -> tuple[tuple[float, ...], ...]:
 
 
 _BAND_ONE_HOT = _one_hot(AMOUNT_BANDS)
-_EDGES = tuple(banded.edges for banded in BANDED)
-_BANDS = tuple(_one_hot(edges) for edges in _EDGES)
-_NO_BAND = tuple((0.0,) * (len(edges) + 1) for edges in _EDGES)
-(_RATIO_EDGES, _Z_EDGES, _TX_1H_EDGES, _TX_1M_EDGES) = _EDGES
-(_RATIO_BANDS, _Z_BANDS, _TX_1H_BANDS, _TX_1M_BANDS) = _BANDS
-_NO_RATIO_BAND, _NO_Z_BAND = _NO_BAND[0], _NO_BAND[1]
+# BANDED's four, by name for `inputs()`; the two that can be unknown also have their none.
+_RATIO_EDGES, _Z_EDGES, _TX_1H_EDGES, _TX_1M_EDGES = (banded.edges for banded in BANDED)
+_RATIO_BANDS, _Z_BANDS, _TX_1H_BANDS, _TX_1M_BANDS = (_one_hot(b.edges) for b in BANDED)
+_NO_RATIO_BAND = (0.0,) * (len(_RATIO_EDGES) + 1)
+_NO_Z_BAND = (0.0,) * (len(_Z_EDGES) + 1)
 
 
 def named_features(
