@@ -142,6 +142,14 @@ async def queue_of_twenty(ingest: Ingest) -> list[str]:
     return ids
 
 
+async def every_alert_listed(me: Analyst, ids: list[str]) -> None:
+    """Wait until the queue lists every one of `ids` (the table keeps only the rows near
+    the view in the DOM; its row count says how many there are, the heading's row too)."""
+    await expect(me.page.locator("#alerts-table")).to_have_attribute(
+        "aria-rowcount", str(len(ids) + 1)
+    )
+
+
 def velocity(account: str, at: dt.datetime) -> list[dict[str, Any]]:
     """Five purchases nine seconds apart: the fifth raises a medium alert."""
     return [
@@ -170,9 +178,7 @@ async def test_queue_keeps_the_room_at_common_sizes(
     assert len(ids) >= 20
     me = await sign_in(browser, server, "analyst")
     # Every alert listed (the table keeps only the rows near the view in the DOM).
-    await expect(me.page.locator("#alerts-table")).to_have_attribute(
-        "aria-rowcount", str(len(ids) + 1)
-    )
+    await every_alert_listed(me, ids)
     # Three alerts held by the analyst ("analyst (you)"); the first row stays open, with all
     # three buttons: the widest actions cell.
     held = [await me.rows.nth(i).get_attribute("data-id") for i in range(1, 4)]
@@ -344,9 +350,7 @@ async def test_status_and_owner_stay_in_view_beside_the_drawer(
     [medium] = await ingest(velocity("acct-velo", T0 + dt.timedelta(days=9)))
     ids.append(medium)
     me = await sign_in(browser, server, "analyst")
-    await expect(me.page.locator("#alerts-table")).to_have_attribute(
-        "aria-rowcount", str(len(ids) + 1)
-    )
+    await every_alert_listed(me, ids)
     held = [await me.rows.nth(i).get_attribute("data-id") for i in range(1, 4)]
     for alert_id in held:
         assert alert_id is not None
@@ -409,9 +413,7 @@ async def test_the_cursor_row_stays_clear_of_the_drawer_from_960_px(
     # (200% zoom, a phone) it still lies over the queue.
     ids = await queue_of_twenty(ingest)
     me = await sign_in(browser, server, "alice")
-    await expect(me.page.locator("#alerts-table")).to_have_attribute(
-        "aria-rowcount", str(len(ids) + 1)
-    )
+    await every_alert_listed(me, ids)
     await me.press("j")
     sizes = [(1100, 800), (1024, 700), (960, 800), (959, 800), (683, 384), (390, 844)]
     for width, height in sizes:
@@ -515,9 +517,7 @@ async def test_the_paused_pill_keeps_to_one_line_beside_the_drawer(
     await create_user(server.app[STORE], "analyst", PASSWORD, "analyst")
     ids = await queue_of_twenty(ingest)
     me = await sign_in(browser, server, "analyst")
-    await expect(me.page.locator("#alerts-table")).to_have_attribute(
-        "aria-rowcount", str(len(ids) + 1)
-    )
+    await every_alert_listed(me, ids)
     first = await me.rows.nth(0).get_attribute("data-id")
     assert first is not None
     await me.row(first).get_by_role("button", name=re.compile("^Acknowledge")).click()
@@ -1042,9 +1042,7 @@ async def test_every_column_reads_whole_at_laptop_widths(
         ids += await ingest(velocity(f"acct-300{i}198", T0 + dt.timedelta(days=9, hours=i)))
     me = await sign_in(scrollbars, server, "analyst")
     await me.page.evaluate(WINDOWS_SCROLLBARS)
-    await expect(me.page.locator("#alerts-table")).to_have_attribute(
-        "aria-rowcount", str(len(ids) + 1)
-    )
+    await every_alert_listed(me, ids)
     # Every status: "analyst (you)" holds three, two are resolved (they go to the queue's end).
     for alert_id in ids[1:4]:
         await me.row(alert_id).get_by_role("button", name=re.compile("^Acknowledge")).click()
@@ -1125,9 +1123,7 @@ async def test_the_toolbar_keeps_to_two_lines_beside_the_drawer(
     # alone are 476 px of the 518 to 661 there), and a 1024x700 window showed four rows.
     ids = await queue_of_twenty(ingest)
     me = await sign_in(browser, server, "alice")
-    await expect(me.page.locator("#alerts-table")).to_have_attribute(
-        "aria-rowcount", str(len(ids) + 1)
-    )
+    await every_alert_listed(me, ids)
     for width, height in [(960, 700), (1024, 700), (1100, 800), (1199, 800)]:
         await me.page.set_viewport_size({"width": width, "height": height})
         await next_frames(me.page)
