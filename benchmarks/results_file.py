@@ -15,7 +15,10 @@ RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 def write_results(kind: str, figures: dict[str, Any]) -> Path:
     """Write `figures` as benchmarks/results/`kind`-<UTC time>.json; returns the path,
-    relative to the repository."""
+    relative to the repository. The file names the checkout it measured (`commit`, first)
+    unless `figures` already does."""
+    if "commit" not in figures:
+        figures = {"commit": commit(), **figures}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS_DIR / f"{kind}-{stamp}.json"
