@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import msgspec
 
@@ -57,6 +57,16 @@ _AUTO_VACUUM_INCREMENTAL = 2  # what `PRAGMA auto_vacuum` reads for INCREMENTAL
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
+
+
+class _NewAlert(NamedTuple):
+    """An alert a batch raises, as its row is written."""
+
+    alert: Alert
+    snapshot: str  # its JSON
+    merchant_id: str  # its own column, for searches (migration 10); in the JSON it is Raw
+
+
 _encode = reads.encoder.encode
 
 _INSERT_TRANSACTION = (
@@ -69,8 +79,8 @@ _PRUNABLE = (
     "AND alert_id IS NULL"
 )
 _INSERT_ALERT = (
-    "INSERT INTO alerts (id, transaction_id, account_id, status, severity, owner, created_at, "
-    "updated_at, alert_json) VALUES (?, ?, ?, 'open', ?, NULL, ?, ?, ?)"
+    "INSERT INTO alerts (id, transaction_id, account_id, merchant_id, status, severity, owner, "
+    "created_at, updated_at, alert_json) VALUES (?, ?, ?, ?, 'open', ?, NULL, ?, ?, ?)"
 )
 _INSERT_EVENT = "INSERT INTO events (seq, type, alert_id, alert_json) VALUES (?, ?, ?, ?)"
 _UPDATE_ALERT = (
@@ -232,8 +242,8 @@ class Writer:
             if alerts:
                 # A transaction stored by an earlier batch keeps its first verdict (INSERT OR
                 # IGNORE below) and must not get a second alert.
-                stored = reads.stored_verdicts(conn, [a.transaction_id for a, _ in alerts])
-                alerts = [pair for pair in alerts if pair[0].transaction_id not in stored]
+                stored = reads.stored_verdicts(conn, [n.alert.transaction_id for n in alerts])
+                alerts = [n for n in alerts if n.alert.transaction_id not in stored]
             conn.executemany(_INSERT_TRANSACTION, tx_rows)
             events = self._insert_alerts(alerts, now) if alerts else []
         self._publish(events)
@@ -298,12 +308,12 @@ class Writer:
         self._layouts[layout] = found
         return int(found)
 
-    def _insert_alerts(self, alerts: list[tuple[Alert, str]], now: str) -> list[AlertEvent]:
+    def _insert_alerts(self, alerts: list[_NewAlert], now: str) -> list[AlertEvent]:
         self._conn.executemany(
             _INSERT_ALERT,
             [
-                (a.id, a.transaction_id, a.account_id, a.severity, now, now, snapshot)
-                for a, snapshot in alerts
+                (a.id, a.transaction_id, a.account_id, merchant, a.severity, now, now, snapshot)
+                for a, snapshot, merchant in alerts
             ],
         )
         # Read inside the write transaction rather than counted in memory: always right,
@@ -311,9 +321,11 @@ class Writer:
         first = reads.last_seq(self._conn) + 1
         self._conn.executemany(
             _INSERT_EVENT,
-            [(first + i, "alert", a.id, snapshot) for i, (a, snapshot) in enumerate(alerts)],
+            [(first + i, "alert", a.id, snapshot) for i, (a, snapshot, _) in enumerate(alerts)],
         )
-        return [AlertEvent(seq=first + i, type="alert", alert=a) for i, (a, _) in enumerate(alerts)]
+        return [
+            AlertEvent(seq=first + i, type="alert", alert=a) for i, (a, _, _) in enumerate(alerts)
+        ]
 
     def acknowledge(self, alert_id: str, user: str) -> AlertEvent | None:
         with self._durable(), self._transaction():
@@ -597,10 +609,10 @@ class Writer:
 
 def _encode_batch(
     records: Sequence[StoredRecord], now: str, layout_id: Callable[[str], int]
-) -> tuple[list[tuple[Any, ...]], list[tuple[Alert, str]]]:
+) -> tuple[list[tuple[Any, ...]], list[_NewAlert]]:
     """The transactions table's rows, and each new alert with its JSON snapshot."""
     tx_rows: list[tuple[Any, ...]] = []
-    alerts: list[tuple[Alert, str]] = []
+    alerts: list[_NewAlert] = []
     for tx, verdict, severity, received_at, model_inputs in records:
         tx_json = encode_transaction(tx)
         if model_inputs is None:
@@ -643,7 +655,7 @@ def _encode_batch(
                 updated_at=now,
                 received_at=received_at,
             )
-            alerts.append((alert, _encode(alert).decode()))
+            alerts.append(_NewAlert(alert, _encode(alert).decode(), tx.merchant_id))
     return tx_rows, alerts
 
 
