@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import closing, contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -95,10 +95,11 @@ def raw(path: Path) -> Iterator[sqlite3.Connection]:
         yield conn
 
 
-_filtered_query = reads._filtered_query
-
-
-def _before(
+# main's query builder as it was before migration 10, verbatim: the listings it gave are
+# the ones to keep. Always with `json_checked`, which lists what its first try listed on
+# a store whose alert_json is all JSON, and is what main's alert_page tried next on one
+# that is not (the store's read no longer needs the second try).
+def _main_filtered_query(
     statuses: frozenset[str] | None,
     where: AlertFilter,
     limit: int,
@@ -106,21 +107,73 @@ def _before(
     *,
     json_checked: bool = False,
 ) -> tuple[str, tuple[object, ...]]:
-    """The search as it was before migration 10 (one query, the merchant id read out of
-    alert_json row by row): the listing it gave is the one to keep."""
-    rest = msgspec.structs.replace(where, query=None)
-    sql, params = _filtered_query(statuses, rest, limit, after, json_checked=json_checked)
-    if where.query is None:
-        return sql, params
-    merchant = "json_extract(a.alert_json, '$.transaction.merchant_id')"
-    if json_checked:
-        merchant = f"CASE WHEN json_valid(a.alert_json) THEN {merchant} END"
-    searched = f"(a.account_id = ? OR a.transaction_id = ? OR {merchant} = ?)"
-    if " WHERE " in sql:
-        sql = sql.replace(" WHERE ", f" WHERE {searched} AND ", 1)
-    else:
-        sql = sql.replace(" ORDER BY ", f" WHERE {searched} ORDER BY ", 1)
-    return sql, (where.query, where.query, where.query, *params)
+    """SQL for a narrowed listing, newest first. One plain query: the filters that have an
+    index (status, account) keep it short; the rest are checked row by row along the
+    created_at order, which is fine for a page but not free on a huge history. With
+    `json_checked`, a row whose alert_json is not JSON fails the JSON conditions rather
+    than the query: one more parse of each row they look at, so only once one has failed."""
+    conds: list[str] = []
+    params: list[object] = []
+
+    def of_json(condition: str) -> str:
+        if not json_checked:
+            return condition
+        return f"CASE WHEN json_valid(a.alert_json) THEN {condition} END"
+
+    def any_of(column: str, values: Collection[str]) -> None:
+        conds.append(f"{column} IN ({', '.join('?' * len(values))})")
+        params.extend(sorted(values))
+
+    if statuses is not None and statuses != reads._STATUSES:
+        if not statuses:
+            return "SELECT created_at, id, alert_json FROM alerts WHERE 0", ()
+        any_of("a.status", statuses)
+    if where.severities is not None:
+        any_of("a.severity", where.severities)
+    if where.unowned:
+        conds.append("a.owner IS NULL")
+    elif where.owner is not None:
+        conds.append("a.owner = ?")
+        params.append(where.owner)
+    if where.rule is not None:
+        conds.append(
+            of_json(
+                "EXISTS (SELECT 1 FROM json_each(a.alert_json, '$.reasons') r "
+                "WHERE json_extract(r.value, '$.code') = ?)"
+            )
+        )
+        params.append(where.rule)
+    if where.query is not None:
+        merchant = of_json("json_extract(a.alert_json, '$.transaction.merchant_id')")
+        conds.append(f"(a.account_id = ? OR a.transaction_id = ? OR {merchant} = ?)")
+        params += [where.query] * 3
+    join = ""
+    if where.event_from_us is not None or where.event_to_us is not None:
+        join = " JOIN transactions t ON t.id = a.transaction_id"
+        if where.event_from_us is not None:
+            conds.append("t.event_time_us >= ?")
+            params.append(where.event_from_us)
+        if where.event_to_us is not None:
+            conds.append("t.event_time_us <= ?")
+            params.append(where.event_to_us)
+    if after is not None:
+        conds.append("(a.created_at, a.id) < (?, ?)")
+        params += list(after)
+    where_sql = f" WHERE {' AND '.join(conds)}" if conds else ""
+    sql = (
+        f"SELECT a.created_at, a.id, a.alert_json FROM alerts a{join}{where_sql} "
+        "ORDER BY a.created_at DESC, a.id DESC LIMIT ?"
+    )
+    return sql, (*params, limit)
+
+
+def _before(
+    statuses: frozenset[str] | None,
+    where: AlertFilter,
+    limit: int,
+    after: tuple[str, str] | None,
+) -> tuple[str, tuple[object, ...]]:
+    return _main_filtered_query(statuses, where, limit, after, json_checked=True)
 
 
 async def pages(
@@ -225,38 +278,67 @@ async def test_a_search_reads_its_three_indexes_and_never_walks_the_history(
         assert not [step for step in plan if step.startswith("SCAN a")], plan
         # The cursor bounds the two long ranges, not only the page's end.
         assert all("(created_at,id)<(?,?)" in step for step in searches[:2]), plan
+        # A rule, checked on each alert found: by key, not by reading its JSON.
+        if where.rule is not None:
+            assert (
+                plan.count("SEARCH r USING PRIMARY KEY (code=? AND created_at=? AND alert_id=?)")
+                == 3
+            ), plan
 
 
-async def _as_before_migration_10(path: Path) -> None:
+async def test_a_rule_reads_its_own_range_of_reason_codes(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    # A rule that fires rarely walked the whole history, reading each alert's JSON. Now its
+    # alerts are one range of alert_reasons, newest first, bounded by the cursor; whatever
+    # else narrows the listing is checked on each alert read from there.
+    for statuses, where in NARROWER:
+        wanted = None if statuses is None else frozenset(statuses)
+        narrowed = msgspec.structs.replace(where, rule="velocity")
+        plan = _plan(tmp_path / "fraudwatch.db", wanted, narrowed)
+        assert plan[:2] == [
+            "SEARCH r USING PRIMARY KEY (code=? AND (created_at,alert_id)<(?,?))",
+            "SEARCH a USING INDEX sqlite_autoindex_alerts_1 (id=?)",
+        ], plan
+        assert not [step for step in plan if step.startswith("SCAN")], plan
+
+
+async def _as_schema_9(path: Path) -> None:
     """A store as fraudwatch left it before migration 10, with the mixed alerts in it: no
-    merchant_id column, no index on it, schema version 9."""
+    merchant_id column nor its index, no alert_reasons, schema version 9."""
     store = SqliteStore(path)
     await store.start(_ignore)
     for batch in mixed_records():
         await store.write_batch(batch)
     await store.close()
     with raw(path) as conn:
+        conn.execute("DROP TABLE alert_reasons")
         conn.execute("DROP INDEX alerts_by_merchant")
         conn.execute("ALTER TABLE alerts DROP COLUMN merchant_id")
-        conn.execute("DELETE FROM schema_migrations WHERE version = 10")
+        conn.execute("DELETE FROM schema_migrations WHERE version IN (10, 11)")
         assert schema_version(conn) == 9
 
 
-# Rows another tool or a damaged file left: cut short, not UTF-8, a BLOB, and an alert
-# whose merchant id is a number (its JSON still an alert's: the transaction is kept raw).
+# Rows another tool or a damaged file left: cut short, not UTF-8, a BLOB; an alert whose
+# merchant id is a number, and one that names its rule twice (their JSON still alerts').
 DAMAGE = {
     "al-00010": "substr(alert_json, 1, 40)",
     "al-00011": "CAST(x'7bff7d' AS TEXT)",
     "al-00014": "CAST(alert_json AS BLOB)",
     "al-00017": "json_set(alert_json, '$.transaction.merchant_id', 42)",
+    "al-00018": "json_insert(alert_json, '$.reasons[#]', json(alert_json -> '$.reasons[0]'))",
 }
 
 
-async def test_migration_10_fills_in_the_merchant_ids_of_stored_alerts(
+def _codes(n: int) -> tuple[str, ...]:
+    return tuple(r.code for r in record(n, "a", "m").verdict.reasons)
+
+
+async def test_migrations_10_and_11_fill_in_what_stored_alerts_are_searched_by(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "fraudwatch.db"
-    await _as_before_migration_10(path)
+    await _as_schema_9(path)
     with raw(path) as conn:
         for alert_id, damage in DAMAGE.items():
             conn.execute(f"UPDATE alerts SET alert_json = {damage} WHERE id = ?", (alert_id,))
@@ -266,26 +348,37 @@ async def test_migration_10_fills_in_the_merchant_ids_of_stored_alerts(
         with raw(path) as conn:
             assert schema_version(conn) == LATEST_VERSION
             merchants = dict(conn.execute("SELECT id, merchant_id FROM alerts"))
-        expected = {f"al-{n:05d}": "shared-1" if n == 7 else MERCHANTS[n % 3] for n in range(60)}
+            reasons = conn.execute("SELECT alert_id, code FROM alert_reasons").fetchall()
         # A BLOB is JSON text to SQLite 3.40's JSON functions, JSONB (and so not JSON) to
-        # 3.45's: its merchant id is what a search read out of it before, either way.
+        # 3.45's: it is found as a search found it before, either way.
         blob = merchants["al-00014"]
         assert blob in ("m-2", None)
-        assert merchants == {**expected, **dict.fromkeys(DAMAGE), "al-00014": blob}
-        # Searches then list what they listed before the step, the damaged rows left out
+        expected = {f"al-{n:05d}": "shared-1" if n == 7 else MERCHANTS[n % 3] for n in range(60)}
+        not_json = {"al-00010": None, "al-00011": None, "al-00014": blob}
+        assert merchants == {**expected, **not_json, "al-00017": None}
+        blob_codes = {code for alert_id, code in reasons if alert_id == "al-00014"}
+        assert blob_codes in (set(_codes(14)), set())
+        assert sorted(reasons) == sorted(
+            (f"al-{n:05d}", code)
+            for n in range(60)
+            for code in _codes(n)
+            if n not in (10, 11) and (n != 14 or blob_codes)
+        )  # al-00018's rule once
+        # Searches then list what they listed before the steps, the damaged rows left out
         # (the ones not JSON), or not found (the number: a search gives text).
         cases = [
-            (None, AlertFilter(query=q), limit)
-            for q, limit in itertools.product(("m-1", "m-2", "acct-2", "42"), (1, 4, 100))
+            (None, AlertFilter(query=q, rule=rule), limit)
+            for q, rule, limit in itertools.product(
+                ("m-1", "m-2", "acct-2", "42", None), ("velocity", None), (1, 4, 100)
+            )
+            if q or rule
         ]
         now = [await pages(store, *case) for case in cases]
         monkeypatch.setattr(reads, "_filtered_query", _before)
         was = [await pages(store, *case) for case in cases]
         assert [[ids for ids, _ in got] for got in now] == [[ids for ids, _ in got] for got in was]
-        listed = [i for ids, _ in now[2] for i in ids]  # m-1, all at once
-        assert listed == [
-            f"al-{n:05d}" for n in range(58, -1, -1) if n % 3 == 1 and n not in (7, 10)
-        ]
-        assert not [ids for ids, _ in now[-1] if ids]  # "42", a number in al-00017's JSON
+        m_1 = [i for ids, _ in await pages(store, None, AlertFilter(query="m-1"), 100) for i in ids]
+        assert m_1 == [f"al-{n:05d}" for n in range(58, -1, -1) if n % 3 == 1 and n not in (7, 10)]
+        assert (await store.list_alerts(None, 100, None, AlertFilter(query="42"))).alerts == []
     finally:
         await store.close()

@@ -1029,8 +1029,9 @@ async def test_an_alert_row_that_is_not_an_alert_costs_only_its_own_row(
         assert [a.id for a in page.alerts] == ["al-00012", "al-00009", "al-00000"]
         filtered = await store.list_alerts(["open"], 100, None)
         assert [a.id for a in filtered.alerts] == ["al-00012", "al-00009", "al-00000"]
-        # Filters that look into the JSON (SQLite's JSON functions raise on text that is
-        # not JSON): the rule a reason carries, a merchant id. Page by page, too.
+        # Filters on what the JSON holds, the rule a reason carries and a merchant id (read
+        # out of it by SQLite's JSON functions, which raise on text that is not JSON, until
+        # migrations 10 and 11 kept them beside it). Page by page, too.
         for where in (AlertFilter(rule="velocity"), AlertFilter(query="m-1")):
             found = await store.list_alerts(None, 100, None, where)
             assert [a.id for a in found.alerts] == ["al-00012", "al-00009", "al-00000"], where

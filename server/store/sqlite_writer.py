@@ -82,6 +82,8 @@ _INSERT_ALERT = (
     "INSERT INTO alerts (id, transaction_id, account_id, merchant_id, status, severity, owner, "
     "created_at, updated_at, alert_json) VALUES (?, ?, ?, ?, 'open', ?, NULL, ?, ?, ?)"
 )
+# OR IGNORE: an alert whose reasons name one rule twice is that rule's once.
+_INSERT_REASON = "INSERT OR IGNORE INTO alert_reasons (code, created_at, alert_id) VALUES (?, ?, ?)"
 _INSERT_EVENT = "INSERT INTO events (seq, type, alert_id, alert_json) VALUES (?, ?, ?, ?)"
 _UPDATE_ALERT = (
     "UPDATE alerts SET status = ?, owner = ?, updated_at = ?, alert_json = ? "
@@ -315,6 +317,9 @@ class Writer:
                 (a.id, a.transaction_id, a.account_id, merchant, a.severity, now, now, snapshot)
                 for a, snapshot, merchant in alerts
             ],
+        )
+        self._conn.executemany(
+            _INSERT_REASON, [(r.code, now, a.id) for a, _, _ in alerts for r in a.reasons]
         )
         # Read inside the write transaction rather than counted in memory: always right,
         # even after a rolled-back batch, for one lookup in a one-row table.
