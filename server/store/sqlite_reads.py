@@ -492,19 +492,8 @@ def _filtered_query(
             conds.append("t.event_time_us <= ?")
             params.append(where.event_to_us)
     position = tuple(after or ())
-    columns = "SELECT a.created_at, a.id, a.alert_json"
-    order = " ORDER BY a.created_at DESC, a.id DESC LIMIT ?"
     if where.query is None and where.rule is not None:
-        # Along the rule's range of alert_reasons, newest first (it is keyed so), each
-        # alert then read by its id. CROSS JOIN keeps that order of the two: left to
-        # itself, SQLite reads alerts_by_status for a status, and walks every open alert.
-        keyset = ["(r.created_at, r.alert_id) < (?, ?)"] if after else []
-        sql = (
-            f"{columns} FROM alert_reasons r CROSS JOIN alerts a{join} "
-            f"WHERE {' AND '.join(['r.code = ?', 'a.id = r.alert_id', *conds, *keyset])} "
-            "ORDER BY r.created_at DESC, r.alert_id DESC LIMIT ?"
-        )
-        return sql, (where.rule, *params, *position, limit)
+        return _rule_query(where.rule, join, conds, params, position, limit)
     if where.rule is not None:
         conds.append(
             "EXISTS (SELECT 1 FROM alert_reasons r "
@@ -514,11 +503,43 @@ def _filtered_query(
     if after is not None:
         conds.append("(a.created_at, a.id) < (?, ?)")
         params += position
-    if where.query is None:
-        where_sql = f" WHERE {' AND '.join(conds)}" if conds else ""
-        return f"{columns} FROM alerts a{join}{where_sql}{order}", (*params, limit)
-    # A search: one arm per kind of id, each along its own index (account, merchant,
-    # transaction) in the listing's order and cut at the page, merged under a final sort.
+    if where.query is not None:
+        return _search_query(where.query, join, conds, params, limit)
+    where_sql = f" WHERE {' AND '.join(conds)}" if conds else ""
+    return f"{_COLUMNS} FROM alerts a{join}{where_sql}{_ORDER}", (*params, limit)
+
+
+_COLUMNS = "SELECT a.created_at, a.id, a.alert_json"
+_ORDER = " ORDER BY a.created_at DESC, a.id DESC LIMIT ?"
+
+
+def _rule_query(
+    rule: str,
+    join: str,
+    conds: list[str],
+    params: list[object],
+    position: tuple[str, ...],
+    limit: int,
+) -> tuple[str, tuple[object, ...]]:
+    """Along the rule's range of alert_reasons, newest first (it is keyed so), each alert
+    then read by its id and checked against `conds`."""
+    # CROSS JOIN keeps that order of the two: left to itself, SQLite reads alerts_by_status
+    # for a status, and walks every open alert looking for the rule's.
+    keyset = ["(r.created_at, r.alert_id) < (?, ?)"] if position else []
+    sql = (
+        f"{_COLUMNS} FROM alert_reasons r CROSS JOIN alerts a{join} "
+        f"WHERE {' AND '.join(['r.code = ?', 'a.id = r.alert_id', *conds, *keyset])} "
+        "ORDER BY r.created_at DESC, r.alert_id DESC LIMIT ?"
+    )
+    return sql, (rule, *params, *position, limit)
+
+
+def _search_query(
+    query: str, join: str, conds: list[str], params: list[object], limit: int
+) -> tuple[str, tuple[object, ...]]:
+    """One arm per kind of id, each along its own index (account, merchant, transaction) in
+    the listing's order, checked against `conds` (the cursor's among them) and cut at the
+    page, merged under a final sort."""
     # One `account_id = ? OR ...` walked the whole history by created_at (3-5 s a million
     # alerts) whenever the id was rare or absent. INDEXED BY: left to itself, SQLite reads
     # an arm with a status or an owner along alerts_by_status or alerts_unowned, which
@@ -529,11 +550,11 @@ def _filtered_query(
     arm_params: list[object] = []
     for column, index in _SEARCHED:
         arm = (
-            f"{columns} FROM alerts a INDEXED BY {index}{join} "
-            f"WHERE {' AND '.join([f'a.{column} = ?', *conds])}{order}"
+            f"{_COLUMNS} FROM alerts a INDEXED BY {index}{join} "
+            f"WHERE {' AND '.join([f'a.{column} = ?', *conds])}{_ORDER}"
         )
         arms.append(f"SELECT * FROM ({arm})")
-        arm_params += [where.query, *params, limit]
+        arm_params += [query, *params, limit]
     merged = " ORDER BY created_at DESC, id DESC LIMIT ?"
     return f"{' UNION '.join(arms)}{merged}", (*arm_params, limit)
 
