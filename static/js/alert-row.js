@@ -69,6 +69,7 @@ export function ageText(alert, now) {
 
 // The first cell's text: event time (the transaction's own clock), the date when not
 // today, and the alert's age. The cell itself, with its checkbox, belongs to the table.
+// The date is a part of its own: where the line is short it gives way, not the age.
 export function timeContent(alert, now) {
   const iso = alert.transaction?.timestamp;
   const { time, date } = formatEventTime(iso);
@@ -76,7 +77,8 @@ export function timeContent(alert, now) {
     h("time", { datetime: iso, title: `Event time ${iso}`, text: time }),
     " ",
     h("span", { className: "cell-sub" }, [
-      date ? `${date} · ` : null,
+      date ? h("span", { className: "date", text: `${date} ·` }) : null,
+      date ? " " : null,
       h("span", {
         className: "age",
         title: `Alert raised ${alert.created_at}`,
