@@ -250,11 +250,15 @@ function renderSummary({ listed, matching, held, waiting, letGo }) {
     filtered
       ? `${formatCount(matching)} of ${formatCount(held)} match`
       : `${formatCount(listed)} shown`,
-    describeSort(filters.view.sort),
+    ` · ${describeSort(filters.view.sort)}`,
   ];
-  if (olderNotShown) parts.push("older alerts not loaded");
-  if (heldByMe) parts.push(`${formatCount(heldByMe)} held by you`);
-  setText(summary, parts.join(" · "));
+  if (olderNotShown) parts.push(" · older alerts not loaded");
+  if (heldByMe) parts.push(` · ${formatCount(heldByMe)} held by you`);
+  if (summary.textContent === parts.join("")) return;
+  // The order on its own: beside the drawer on a laptop the sort menu under it names it, and
+  // the head keeps to one line without it (app.css).
+  parts[1] = h("span", { className: "summary-sort", text: parts[1] });
+  summary.replaceChildren(...parts);
 }
 
 // Counts from the page's own alerts, at most twice a second however fast they arrive.

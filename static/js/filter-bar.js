@@ -25,16 +25,19 @@ const hourMinute = new Intl.DateTimeFormat(undefined, {
   hourCycle: "h23",
 });
 
+// As parts: the times on their own, so that where the toolbar is short of room (beside the
+// drawer on a small laptop, app.css) the button shows the days and its title the whole range.
 function describeRange(from, to) {
   const day = (iso) => monthDay.format(new Date(iso));
-  const at = (iso) => `${day(iso)} ${hourMinute.format(new Date(iso))}`;
+  const time = (iso, before = " ") =>
+    h("span", { className: "range-time", text: `${before}${hourMinute.format(new Date(iso))}` });
   if (from && to) {
-    const end = day(from) === day(to) ? hourMinute.format(new Date(to)) : at(to);
-    return `${at(from)}–${end}`;
+    const end = day(from) === day(to) ? [time(to, "–")] : ["–", day(to), time(to)];
+    return [day(from), time(from), ...end];
   }
-  if (from) return `Since ${at(from)}`;
-  if (to) return `Until ${at(to)}`;
-  return "Dates";
+  if (from) return ["Since ", day(from), time(from)];
+  if (to) return ["Until ", day(to), time(to)];
+  return ["Dates"];
 }
 
 export class FilterBar {
@@ -223,7 +226,8 @@ export class FilterBar {
     this.sort.value = view.sort;
     if (normalizeInstant(this.from.value) !== view.from) this.from.value = toLocalInput(view.from);
     if (normalizeInstant(this.to.value) !== view.to) this.to.value = toLocalInput(view.to);
-    this.rangeText.textContent = describeRange(view.from, view.to);
+    this.rangeText.replaceChildren(...describeRange(view.from, view.to));
+    this.rangeToggle.title = view.from || view.to ? this.rangeText.textContent : "";
     this.rangeToggle.classList.toggle("is-set", Boolean(view.from || view.to));
     this.clear.hidden = !isFiltered(view);
   }

@@ -2,7 +2,7 @@
 // screen. The socket counts seq gaps, suppressed duplicates and reconnects; the server's
 // count of refused input records comes from /metrics (Prometheus text).
 
-import { setText } from "./dom.js";
+import { h, setText } from "./dom.js";
 import { formatClock, formatCount } from "./format.js";
 
 const METRICS_EVERY_MS = 15_000;
@@ -86,13 +86,17 @@ export class IntegrityPanel {
 
     const ok = delivery.gaps === 0;
     this.details.dataset.health = ok ? "ok" : "gap";
-    setText(
-      this.summary,
+    // The seq apart: beside the drawer on a small laptop the footer shows the verdict alone
+    // (app.css), and the panel this opens lists the seq and the gaps.
+    const [verdict, detail] =
       lastSeq === null
-        ? "Delivery: waiting for the feed"
+        ? ["Delivery: waiting for the feed", ""]
         : ok
-          ? `Delivery OK · seq ${formatCount(lastSeq)} · no gaps`
-          : `Delivery: ${plural(delivery.gaps, "gap")} · seq ${formatCount(lastSeq)}`,
-    );
+          ? ["Delivery OK", ` · seq ${formatCount(lastSeq)} · no gaps`]
+          : [`Delivery: ${plural(delivery.gaps, "gap")}`, ` · seq ${formatCount(lastSeq)}`];
+    if (this.summary.textContent !== verdict + detail) {
+      const more = detail ? [h("span", { className: "integrity-detail", text: detail })] : [];
+      this.summary.replaceChildren(verdict, ...more);
+    }
   }
 }
