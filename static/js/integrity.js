@@ -87,10 +87,11 @@ export class IntegrityPanel {
     const ok = delivery.gaps === 0;
     this.details.dataset.health = ok ? "ok" : "gap";
     // The seq apart: beside the drawer on a small laptop the footer shows the verdict alone
-    // (app.css), and the panel this opens lists the seq and the gaps.
+    // (app.css), and the panel this opens lists the seq and the gaps. "Waiting" alone there
+    // too: the whole phrase took the footer to two lines at 1024 px.
     const [verdict, detail] =
       lastSeq === null
-        ? ["Delivery: waiting for the feed", ""]
+        ? ["Delivery: waiting", " for the feed"]
         : ok
           ? ["Delivery OK", ` · seq ${formatCount(lastSeq)} · no gaps`]
           : [`Delivery: ${plural(delivery.gaps, "gap")}`, ` · seq ${formatCount(lastSeq)}`];
