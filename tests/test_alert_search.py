@@ -291,8 +291,11 @@ async def test_a_rule_reads_its_own_range_of_reason_codes(
 ) -> None:
     # A rule that fires rarely walked the whole history, reading each alert's JSON. Now its
     # alerts are one range of alert_reasons, newest first, bounded by the cursor; whatever
-    # else narrows the listing is checked on each alert read from there.
+    # else narrows the listing is checked on each alert read from there; but an owner's
+    # range, which is read instead (test_an_owner_reads_their_own_range_...).
     for statuses, where in NARROWER:
+        if where.owner is not None:
+            continue
         wanted = None if statuses is None else frozenset(statuses)
         narrowed = msgspec.structs.replace(where, rule="velocity")
         plan = _plan(tmp_path / "fraudwatch.db", wanted, narrowed)
@@ -315,7 +318,8 @@ async def _as_schema_9(path: Path) -> None:
         conn.execute("DROP TABLE alert_reasons")
         conn.execute("DROP INDEX alerts_by_merchant")
         conn.execute("ALTER TABLE alerts DROP COLUMN merchant_id")
-        conn.execute("DELETE FROM schema_migrations WHERE version IN (10, 11)")
+        conn.execute("DROP INDEX alerts_by_owner")
+        conn.execute("DELETE FROM schema_migrations WHERE version > 9")
         assert schema_version(conn) == 9
 
 
@@ -382,3 +386,90 @@ async def test_migrations_10_and_11_fill_in_what_stored_alerts_are_searched_by(
         assert (await store.list_alerts(None, 100, None, AlertFilter(query="42"))).alerts == []
     finally:
         await store.close()
+
+
+OWNERS = ("alice", "bob", "carol", "nobody")
+# What narrows an owner's listing (or a listing with no owner) besides it, without `q`.
+ALONGSIDE: tuple[tuple[list[AlertStatus] | None, AlertFilter], ...] = (
+    (None, AlertFilter()),
+    (["acknowledged"], AlertFilter()),
+    (["open", "resolved"], AlertFilter()),
+    (None, AlertFilter(severities=frozenset({"high", "critical"}))),
+    (None, AlertFilter(rule="velocity")),
+    (["acknowledged"], AlertFilter(rule="amount_spike", severities=frozenset({"critical"}))),
+)
+
+
+async def _listed(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, cases: list[Listing]
+) -> tuple[list[list[tuple[list[str], str | None]]], list[list[tuple[list[str], str | None]]]]:
+    """Each case's pages, as this store reads them and as the one query did."""
+    now = [await pages(store, *case) for case in cases]
+    with monkeypatch.context() as patched:
+        patched.setattr(reads, "_filtered_query", _before)
+        was = [await pages(store, *case) for case in cases]
+    return now, was
+
+
+Listing = tuple[list[AlertStatus] | None, AlertFilter, int]
+
+
+def _owner_cases() -> list[Listing]:
+    return [
+        (statuses, msgspec.structs.replace(where, owner=owner), limit)
+        for owner, (statuses, where), limit in itertools.product(OWNERS, ALONGSIDE, (1, 3, 100))
+    ] + [
+        (statuses, msgspec.structs.replace(where, unowned=True), limit)
+        for (statuses, where), limit in itertools.product(ALONGSIDE, (1, 3, 100))
+    ]
+
+
+async def _move_owners(store: SqliteStore) -> None:
+    """Owners change over an alert's life: each writer path that changes one, once."""
+    for name in ("alice", "bob", "carol"):
+        await store.add_user(name, "x", "analyst")
+    await store.unacknowledge("al-00004", "alice")  # alice's, back to nobody's
+    await store.assign("al-00012", "alice", "carol")  # alice's, now carol's
+    await store.reopen("al-00008", "bob", None)  # bob's, resolved, back to nobody's
+    await store.acknowledge("al-00009", "bob")
+    await store.resolve("al-00009", "bob", "fraud", None)
+    claimed = await store.claim_next("carol")
+    assert claimed is not None
+
+
+async def test_an_owner_lists_what_the_one_query_listed_page_by_page(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After the owners moved (claim, assign, unacknowledge, reopen, resolve): each owner's
+    # alerts, with each other filter, one, three and all a page, are those the one query
+    # listed, in its order, with its cursors; and those whose owner the store says.
+    await _move_owners(store)
+    cases = _owner_cases()
+    now, was = await _listed(store, monkeypatch, cases)
+    for case, got, expected in zip(cases, now, was, strict=True):
+        assert got == expected, case
+    everything = (await store.list_alerts(None, 100, None)).alerts
+    for owner in OWNERS:
+        listed = [
+            i for ids, _ in await pages(store, None, AlertFilter(owner=owner), 2) for i in ids
+        ]
+        assert listed == [a.id for a in everything if a.owner == owner], owner
+    carol = [i for ids, _ in await pages(store, None, AlertFilter(owner="carol"), 2) for i in ids]
+    assert "al-00012" in carol and len(carol) == 2  # assigned, and claimed
+    assert sum(len(got) > 2 for got in now) >= 15  # not agreement on nothing
+
+
+async def test_an_owner_reads_their_own_range_whatever_else_narrows_it(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    # A rare owner alone walked the whole history; with a status SQLite read that status's
+    # index, with a rule the rule's reason codes, and walked those. Now the owner's alerts
+    # are one range in the listing's order, bounded by the cursor: no sort, no scan.
+    for statuses, where in (*NARROWER, *ALONGSIDE):
+        wanted = None if statuses is None else frozenset(statuses)
+        narrowed = msgspec.structs.replace(where, owner="alice", unowned=False)
+        plan = _plan(tmp_path / "fraudwatch.db", wanted, narrowed)
+        assert (
+            plan[0] == "SEARCH a USING INDEX alerts_by_owner (owner=? AND (created_at,id)<(?,?))"
+        ), plan
+        assert not [step for step in plan if "SCAN" in step or "TEMP B-TREE" in step], plan

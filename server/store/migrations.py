@@ -299,6 +299,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             "WHERE CASE WHEN r.type = 'object' THEN json_type(r.value, '$.code') END = 'text'",
         ),
     ),
+    Migration(
+        12,
+        "the index behind an owner's alerts, newest first",
+        (
+            # GET /alerts?owner=<name> ("assigned to me") checked each alert's owner along
+            # the newest-first walk: an owner with few alerts walked the whole history
+            # (0.7-0.9 s a million alerts). The owner changes over an alert's life (claim,
+            # assign, resolve, unacknowledge: the writer's one UPDATE of alerts), and the
+            # index follows it as any index does. Unowned alerts (NULL) are one range too.
+            "CREATE INDEX alerts_by_owner ON alerts (owner, created_at, id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

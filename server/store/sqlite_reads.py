@@ -460,10 +460,11 @@ def _filtered_query(
     after: tuple[str, str] | None,
 ) -> tuple[str, tuple[object, ...]]:
     """SQL for a narrowed listing, newest first. A search (`q`) reads one index per kind of
-    id, a rule its range of alert_reasons, a status its index; the other filters are checked
-    row by row along that order (or created_at's), which is fine for a page but not free on
-    a huge history when they match little. No JSON function: a row whose alert_json is not
-    JSON is read, and left out when decoded, as in a listing with no filter."""
+    id, an owner their range of alerts_by_owner, a rule its range of alert_reasons, a status
+    its index; the other filters are checked row by row along that order (or created_at's),
+    which is fine for a page but not free on a huge history when they match little. No JSON
+    function: a row whose alert_json is not JSON is read, and left out when decoded, as in a
+    listing with no filter."""
     conds: list[str] = []
     params: list[object] = []
 
@@ -492,7 +493,8 @@ def _filtered_query(
             conds.append("t.event_time_us <= ?")
             params.append(where.event_to_us)
     position = tuple(after or ())
-    if where.query is None and where.rule is not None:
+    owner = None if where.unowned else where.owner
+    if where.query is None and owner is None and where.rule is not None:
         return _rule_query(where.rule, join, conds, params, position, limit)
     if where.rule is not None:
         conds.append(
@@ -505,6 +507,15 @@ def _filtered_query(
         params += position
     if where.query is not None:
         return _search_query(where.query, join, conds, params, limit)
+    if owner is not None:
+        # An owner's alerts are one range of alerts_by_owner in the listing's order, bounded
+        # by the cursor. INDEXED BY: left to itself, SQLite reads alerts_by_status for a
+        # status, or the rule's alert_reasons, and walks them for the owner's few.
+        return (
+            f"{_COLUMNS} FROM alerts a INDEXED BY alerts_by_owner{join} "
+            f"WHERE {' AND '.join(conds)}{_ORDER}",
+            (*params, limit),
+        )
     where_sql = f" WHERE {' AND '.join(conds)}" if conds else ""
     return f"{_COLUMNS} FROM alerts a{join}{where_sql}{_ORDER}", (*params, limit)
 
