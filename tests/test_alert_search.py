@@ -1,7 +1,8 @@
-"""Searching alerts by account, merchant or transaction id (GET /alerts?q=) in the SQLite
-store: along an index per kind of id, with every other filter and the cursor, listing the
-same alerts in the same order as the one-query search it replaced; and migration 10, which
-gives the alerts stored before it their merchant id column."""
+"""Narrowing the alert list on a long history in the SQLite store: a search by account,
+merchant or transaction id (GET /alerts?q=), a rule, an owner and an event-time range, each
+read along its own index with every other filter and the cursor, listing the same alerts in
+the same order, with the same cursors, as the one query it replaced; and migrations 10-13,
+which give the alerts stored before them what those indexes read."""
 
 from __future__ import annotations
 
@@ -172,6 +173,8 @@ def _before(
     where: AlertFilter,
     limit: int,
     after: tuple[str, str] | None,
+    *,
+    by_event_time: bool = False,  # how this version reads it: the one query had one way
 ) -> tuple[str, tuple[object, ...]]:
     return _main_filtered_query(statuses, where, limit, after, json_checked=True)
 
@@ -255,8 +258,11 @@ async def test_each_kind_of_id_is_found_once_with_the_other_filters(store: Sqlit
     assert await ids("acct") == []
 
 
-def _plan(path: Path, statuses: frozenset[str] | None, where: AlertFilter) -> list[str]:
-    sql, params = reads._filtered_query(statuses, where, 51, ("2026-03-02T12:00:00.000Z", "al"))
+def _plan(
+    path: Path, statuses: frozenset[str] | None, where: AlertFilter, by_event_time: bool = False
+) -> list[str]:
+    after = ("2026-03-02T12:00:00.000Z", "al")
+    sql, params = reads._filtered_query(statuses, where, 51, after, by_event_time=by_event_time)
     with raw(path) as conn:
         return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
 
@@ -319,6 +325,8 @@ async def _as_schema_9(path: Path) -> None:
         conn.execute("DROP INDEX alerts_by_merchant")
         conn.execute("ALTER TABLE alerts DROP COLUMN merchant_id")
         conn.execute("DROP INDEX alerts_by_owner")
+        conn.execute("DROP INDEX alerts_by_event")
+        conn.execute("ALTER TABLE alerts DROP COLUMN event_time_us")
         conn.execute("DELETE FROM schema_migrations WHERE version > 9")
         assert schema_version(conn) == 9
 
@@ -473,3 +481,173 @@ async def test_an_owner_reads_their_own_range_whatever_else_narrows_it(
             plan[0] == "SEARCH a USING INDEX alerts_by_owner (owner=? AND (created_at,id)<(?,?))"
         ), plan
         assert not [step for step in plan if "SCAN" in step or "TEMP B-TREE" in step], plan
+
+
+def _us(n: float) -> int:
+    """The event time of transaction n (T0 + n s), in µs since the epoch."""
+    return (T0 - EPOCH) // dt.timedelta(microseconds=1) + round(n * 1_000_000)
+
+
+# (from, to): a few alerts, old ones, from the start, to the end, one alone, none.
+RANGES = ((15, 50), (0, 5), (None, 20), (40, None), (33, 33), (10.5, 10.7), (70, None))
+
+
+def _ranged(ranges: Collection[tuple[float | None, float | None]]) -> list[AlertFilter]:
+    return [
+        AlertFilter(
+            event_from_us=None if start is None else _us(start),
+            event_to_us=None if end is None else _us(end),
+        )
+        for start, end in ranges
+    ]
+
+
+def _event_cases() -> list[Listing]:
+    others = [*ALONGSIDE, (None, AlertFilter(owner="alice")), (None, AlertFilter(unowned=True))]
+    return [
+        (
+            statuses,
+            msgspec.structs.replace(
+                where, event_from_us=when.event_from_us, event_to_us=when.event_to_us
+            ),
+            limit,
+        )
+        for when, (statuses, where), limit in itertools.product(
+            _ranged(RANGES), others, (1, 3, 100)
+        )
+    ]
+
+
+@pytest.mark.parametrize("read", ["along the range", "newest first", "as counted"])
+async def test_an_event_time_range_lists_what_the_one_query_listed_page_by_page(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    # Whichever way a range is read (its range of alerts_by_event sorted, the newest-first
+    # walk, or as counted: short below 10 alerts here), with each other filter, one, three
+    # and all a page: the alerts the one query listed, joining each to its transaction, in
+    # its order, with its cursors.
+    await _move_owners(store)
+    if read == "as counted":
+        monkeypatch.setattr(reads, "SHORT_EVENT_RANGE", 10)
+    else:
+        chosen = read == "along the range"
+        monkeypatch.setattr(reads, "read_by_event_time", lambda _conn, _where: chosen)
+    cases = _event_cases()
+    now, was = await _listed(store, monkeypatch, cases)
+    for case, got, expected in zip(cases, now, was, strict=True):
+        assert got == expected, case
+    assert sum(len(got) > 2 for got in now) >= 15  # not agreement on nothing
+
+
+async def test_a_short_or_old_event_time_range_is_read_along_its_index(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    # The history's first hour walked every newer alert first. A range that holds few
+    # alerts, or that the walk reaches only past many newer ones, is read along
+    # alerts_by_event, the page's keys sorted (the cursor checked in the index, before
+    # any row is read), then the page's alerts by id; any other is walked newest first,
+    # its range checked on each alert read and never read along alerts_by_event (a wide
+    # range's sort would read most of the history).
+    path = tmp_path / "fraudwatch.db"
+    for statuses, where in (*NARROWER, *ALONGSIDE):
+        wanted = None if statuses is None else frozenset(statuses)
+        ranged = msgspec.structs.replace(where, event_from_us=1, event_to_us=2)
+        along = _plan(path, wanted, ranged, by_event_time=True)
+        walked = _plan(path, wanted, ranged, by_event_time=False)
+        if where.query is not None:  # a search reads its three ids' ranges either way
+            assert along == walked
+            continue
+        range_read = "alerts_by_event (event_time_us>? AND event_time_us<?)"
+        assert along[0] == "CO-ROUTINE k", along
+        assert along[1] in (f"SEARCH a USING {k} {range_read}" for k in ("INDEX", "COVERING INDEX"))
+        # COVERING when nothing but the range and the cursor narrows it: no alert's row.
+        if where == AlertFilter() and statuses is None:
+            assert along[1] == f"SEARCH a USING COVERING INDEX {range_read}", along
+        assert "SEARCH a USING INDEX sqlite_autoindex_alerts_1 (id=?)" in along, along
+        assert not [step for step in along if step.startswith("SCAN a")], along
+        assert not [step for step in walked if "alerts_by_event" in step], walked
+        if wanted is None or len(wanted) == 1:  # (several are sorted, as they were before)
+            assert not [step for step in walked if "TEMP B-TREE" in step], walked
+    alone = _plan(path, None, AlertFilter(event_from_us=1, event_to_us=2), by_event_time=False)
+    assert alone == ["SEARCH a USING INDEX alerts_by_time ((created_at,id)<(?,?))"], alone
+
+
+async def test_the_read_is_chosen_by_counting_along_the_event_time_index(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reads, "SHORT_EVENT_RANGE", 10)
+    path = tmp_path / "fraudwatch.db"
+
+    def chosen(start: float | None, end: float | None, **other: object) -> bool:
+        (where,) = _ranged([(start, end)])
+        with closing(reads.connect(path)) as conn:
+            return reads.read_by_event_time(conn, msgspec.structs.replace(where, **other))
+
+    assert chosen(0, 5)  # 6 alerts
+    assert chosen(0, 9.5)  # 10
+    assert not chosen(40, None)  # 20, the newest among them: the walk starts in them
+    assert not chosen(15, 50)  # 36, and 9 newer than them: the walk soon reaches them
+    assert chosen(None, 20)  # 21, but 39 newer than them
+    assert not chosen(None, 20, owner="alice")  # the owner's alerts walked instead
+    assert chosen(None, 20, unowned=True)
+    assert chosen(0, 5, owner="alice")
+    assert chosen(70, None)  # none
+    assert not chosen(0, 5, query="acct-0")  # a search reads its ids' ranges
+    assert not chosen(None, None, owner="alice")
+
+
+async def test_the_writer_keeps_each_alerts_event_time_beside_it(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    with raw(tmp_path / "fraudwatch.db") as conn:
+        times = dict(conn.execute("SELECT id, event_time_us FROM alerts"))
+    assert times == {f"al-{n:05d}": _us(n) for n in range(60)}
+
+
+async def test_migration_13_copies_each_alerts_event_time_from_its_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "fraudwatch.db"
+    await _as_schema_9(path)
+    with raw(path) as conn:
+        # What a damaged file, or another tool, can leave: an alert's transaction gone, an
+        # event time that is text, a BLOB, a REAL. The join compared them as stored.
+        conn.execute("DELETE FROM transactions WHERE id = 'tx-00020'")
+        conn.execute("UPDATE transactions SET event_time_us = 'late' WHERE id = 'tx-00030'")
+        conn.execute("UPDATE transactions SET event_time_us = x'00' WHERE id = 'tx-00031'")
+        conn.execute(
+            "UPDATE transactions SET event_time_us = event_time_us + 0.5 WHERE id = 'tx-00032'"
+        )
+    store = SqliteStore(path)
+    await store.start(_ignore)  # migrates: none of those must fail it, and so the start
+    try:
+        with raw(path) as conn:
+            assert schema_version(conn) == LATEST_VERSION
+            times = dict(conn.execute("SELECT id, event_time_us FROM alerts"))
+        assert times == {
+            **{f"al-{n:05d}": _us(n) for n in range(60)},
+            "al-00020": None,
+            "al-00030": "late",
+            "al-00031": b"\x00",
+            "al-00032": _us(32) + 0.5,
+        }
+        cases = [
+            (
+                statuses,
+                msgspec.structs.replace(
+                    where, event_from_us=w.event_from_us, event_to_us=w.event_to_us
+                ),
+                limit,
+            )
+            for w, (statuses, where), limit in itertools.product(
+                _ranged(((15, 50), (None, 40), (10, None), (31, 33))), ALONGSIDE[:3], (3, 100)
+            )
+        ]
+        for chosen in (True, False):
+            monkeypatch.setattr(reads, "read_by_event_time", lambda _c, _w, c=chosen: c)
+            now, was = await _listed(store, monkeypatch, cases)
+            assert now == was
+        listed = await pages(store, None, _ranged([(10, None)])[0], 100)
+        assert "al-00030" in listed[0][0] and "al-00020" not in listed[0][0]
+    finally:
+        await store.close()

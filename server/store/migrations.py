@@ -311,6 +311,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX alerts_by_owner ON alerts (owner, created_at, id)",
         ),
     ),
+    Migration(
+        13,
+        "each alert's event time in a column of its own, and the index behind a range of it",
+        (
+            # GET /alerts?from=&to= (the transaction's own clock) joined each alert to its
+            # transaction along the newest-first walk: an old, narrow range walked the whole
+            # history (1.5-1.9 s a million alerts). As a column of the alert it has an index;
+            # the writer sets it with the alert, and a transaction's event time never changes.
+            "ALTER TABLE alerts ADD COLUMN event_time_us INTEGER",
+            # Copied as stored, whatever it is: the join compared the transaction's value,
+            # and the column compares the same. An alert's transaction is never pruned (only
+            # those without an alert are); one missing all the same (a damaged file) gives
+            # NULL, in no range, as the join found none.
+            "UPDATE alerts SET event_time_us = (SELECT t.event_time_us FROM transactions t "
+            "WHERE t.id = alerts.transaction_id)",
+            "CREATE INDEX alerts_by_event ON alerts (event_time_us, created_at, id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

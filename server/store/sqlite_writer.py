@@ -65,6 +65,7 @@ class _NewAlert(NamedTuple):
     alert: Alert
     snapshot: str  # its JSON
     merchant_id: str  # its own column, for searches (migration 10); in the JSON it is Raw
+    event_time_us: int  # its transaction's, for event-time ranges (migration 13)
 
 
 _encode = reads.encoder.encode
@@ -79,8 +80,9 @@ _PRUNABLE = (
     "AND alert_id IS NULL"
 )
 _INSERT_ALERT = (
-    "INSERT INTO alerts (id, transaction_id, account_id, merchant_id, status, severity, owner, "
-    "created_at, updated_at, alert_json) VALUES (?, ?, ?, ?, 'open', ?, NULL, ?, ?, ?)"
+    "INSERT INTO alerts (id, transaction_id, account_id, merchant_id, event_time_us, status, "
+    "severity, owner, created_at, updated_at, alert_json) "
+    "VALUES (?, ?, ?, ?, ?, 'open', ?, NULL, ?, ?, ?)"
 )
 # OR IGNORE: an alert whose reasons name one rule twice is that rule's once.
 _INSERT_REASON = "INSERT OR IGNORE INTO alert_reasons (code, created_at, alert_id) VALUES (?, ?, ?)"
@@ -314,22 +316,22 @@ class Writer:
         self._conn.executemany(
             _INSERT_ALERT,
             [
-                (a.id, a.transaction_id, a.account_id, merchant, a.severity, now, now, snapshot)
-                for a, snapshot, merchant in alerts
+                (a.id, a.transaction_id, a.account_id, merchant, event, a.severity, now, now, json)
+                for a, json, merchant, event in alerts
             ],
         )
         self._conn.executemany(
-            _INSERT_REASON, [(r.code, now, a.id) for a, _, _ in alerts for r in a.reasons]
+            _INSERT_REASON, [(r.code, now, a.id) for a, *_ in alerts for r in a.reasons]
         )
         # Read inside the write transaction rather than counted in memory: always right,
         # even after a rolled-back batch, for one lookup in a one-row table.
         first = reads.last_seq(self._conn) + 1
         self._conn.executemany(
             _INSERT_EVENT,
-            [(first + i, "alert", a.id, snapshot) for i, (a, snapshot, _) in enumerate(alerts)],
+            [(first + i, "alert", a.id, snapshot) for i, (a, snapshot, *_) in enumerate(alerts)],
         )
         return [
-            AlertEvent(seq=first + i, type="alert", alert=a) for i, (a, _, _) in enumerate(alerts)
+            AlertEvent(seq=first + i, type="alert", alert=a) for i, (a, *_) in enumerate(alerts)
         ]
 
     def acknowledge(self, alert_id: str, user: str) -> AlertEvent | None:
@@ -625,11 +627,12 @@ def _encode_batch(
         else:
             layout = layout_id(model_inputs[0])
             packing, inputs = pack_inputs(model_inputs[1])
+        event_us = (tx.timestamp - _EPOCH) // _MICROSECOND
         tx_rows.append(
             (
                 tx.id,
                 tx.account_id,
-                (tx.timestamp - _EPOCH) // _MICROSECOND,
+                event_us,
                 format(tx.amount, "f"),  # never exponent notation such as 1E+2
                 tx.currency,
                 tx_json.decode(),
@@ -660,7 +663,7 @@ def _encode_batch(
                 updated_at=now,
                 received_at=received_at,
             )
-            alerts.append(_NewAlert(alert, _encode(alert).decode(), tx.merchant_id))
+            alerts.append(_NewAlert(alert, _encode(alert).decode(), tx.merchant_id, event_us))
     return tx_rows, alerts
 
 
