@@ -586,8 +586,12 @@ async def test_the_read_is_chosen_by_counting_along_the_event_time_index(
     assert chosen(0, 5)  # 6 alerts
     assert chosen(0, 9.5)  # 10
     assert not chosen(40, None)  # 20, the newest among them: the walk starts in them
+    # Wider: read along the range when it holds at most twice as many as are newer.
     assert not chosen(15, 50)  # 36, and 9 newer than them: the walk soon reaches them
-    assert chosen(None, 20)  # 21, but 39 newer than them
+    assert chosen(None, 20)  # 21, and 39 newer than them
+    assert not chosen(0, 45)  # 46, 14 newer
+    assert chosen(0, 35)  # 36, 24 newer (counted past the first caps of 10 and 20)
+    assert chosen(0, 29)  # 30, 30 newer
     assert not chosen(None, 20, owner="alice")  # the owner's alerts walked instead
     assert chosen(None, 20, unowned=True)
     assert chosen(0, 5, owner="alice")
