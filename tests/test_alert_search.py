@@ -175,6 +175,7 @@ def _before(
     after: tuple[str, str] | None,
     *,
     by_event_time: bool = False,  # how this version reads it: the one query had one way
+    rule_first: bool = False,
 ) -> tuple[str, tuple[object, ...]]:
     return _main_filtered_query(statuses, where, limit, after, json_checked=True)
 
@@ -259,10 +260,15 @@ async def test_each_kind_of_id_is_found_once_with_the_other_filters(store: Sqlit
 
 
 def _plan(
-    path: Path, statuses: frozenset[str] | None, where: AlertFilter, by_event_time: bool = False
+    path: Path,
+    statuses: frozenset[str] | None,
+    where: AlertFilter,
+    by_event_time: bool = False,
+    rule_first: bool = False,
 ) -> list[str]:
     after = ("2026-03-02T12:00:00.000Z", "al")
-    sql, params = reads._filtered_query(statuses, where, 51, after, by_event_time=by_event_time)
+    chosen = {"by_event_time": by_event_time, "rule_first": rule_first}
+    sql, params = reads._filtered_query(statuses, where, 51, after, **chosen)
     with raw(path) as conn:
         return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
 
@@ -445,13 +451,18 @@ async def _move_owners(store: SqliteStore) -> None:
     assert claimed is not None
 
 
+@pytest.mark.parametrize("read", ["owner first", "rule first", "as counted"])
 async def test_an_owner_lists_what_the_one_query_listed_page_by_page(
-    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, read: str
 ) -> None:
     # After the owners moved (claim, assign, unacknowledge, reopen, resolve): each owner's
     # alerts, with each other filter, one, three and all a page, are those the one query
-    # listed, in its order, with its cursors; and those whose owner the store says.
+    # listed, in its order, with its cursors, whichever range a rule with them is read
+    # along; and those whose owner the store says.
     await _move_owners(store)
+    if read != "as counted":
+        chosen = read == "rule first"
+        monkeypatch.setattr(reads, "rule_before_owner", lambda _conn, _where: chosen)
     cases = _owner_cases()
     now, was = await _listed(store, monkeypatch, cases)
     for case, got, expected in zip(cases, now, was, strict=True):
@@ -655,3 +666,33 @@ async def test_migration_13_copies_each_alerts_event_time_from_its_transaction(
         assert "al-00030" in listed[0][0] and "al-00020" not in listed[0][0]
     finally:
         await store.close()
+
+
+async def test_an_owner_with_a_rule_reads_the_shorter_of_their_two_ranges(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    # A rare rule and an owner of thousands: the owner's range, each alert's rule checked,
+    # read thousands of keys for one alert; the rule's, each alert's owner checked, a few.
+    path = tmp_path / "fraudwatch.db"
+    for n in range(1, 60, 4):  # dave takes 15 open alerts; alice has 7, velocity 40
+        await store.acknowledge(f"al-{n:05d}", "dave")
+
+    def rule_first(owner: str, rule: str) -> bool:
+        with closing(reads.connect(path)) as conn:
+            return reads.rule_before_owner(conn, AlertFilter(owner=owner, rule=rule))
+
+    assert not rule_first("alice", "velocity")
+    assert rule_first("dave", "never_fires")
+    with raw(path) as conn:  # a rule rarer than dave's alerts
+        conn.execute("DELETE FROM alert_reasons WHERE code = 'velocity' AND alert_id > 'al-00020'")
+    assert rule_first("dave", "velocity")  # 14 alerts, dave 15
+    assert not rule_first("alice", "velocity")  # 14: more than alice's 7
+    with closing(reads.connect(path)) as conn:
+        assert not reads.rule_before_owner(conn, AlertFilter(unowned=True, rule="velocity"))
+        assert not reads.rule_before_owner(conn, AlertFilter(owner="dave", query="acct-0"))
+    narrowed = AlertFilter(owner="dave", rule="velocity")
+    for statuses in (None, frozenset({"acknowledged"})):
+        assert _plan(path, statuses, narrowed, rule_first=True)[:2] == [
+            "SEARCH r USING PRIMARY KEY (code=? AND (created_at,alert_id)<(?,?))",
+            "SEARCH a USING INDEX sqlite_autoindex_alerts_1 (id=?)",
+        ]

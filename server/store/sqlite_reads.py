@@ -393,7 +393,10 @@ def alert_page(
     if where is not None and where.active:
         # Outside the snapshot: the count only chooses how the page is read.
         short = read_by_event_time(conn, where)
-        sql, params = _filtered_query(wanted, where, limit + 1, after, by_event_time=short)
+        rule_first = rule_before_owner(conn, where)
+        sql, params = _filtered_query(
+            wanted, where, limit + 1, after, by_event_time=short, rule_first=rule_first
+        )
     else:
         sql, params = _page_query(wanted, limit + 1, after)
     # One read transaction: the seq and the alerts come from the same snapshot, so a client
@@ -462,11 +465,13 @@ def _filtered_query(
     after: tuple[str, str] | None,
     *,
     by_event_time: bool = False,
+    rule_first: bool = False,
 ) -> tuple[str, tuple[object, ...]]:
     """SQL for a narrowed listing, newest first. A search (`q`) reads one index per kind of
     id; an event-time range `by_event_time` (`read_by_event_time`) its range of
-    alerts_by_event, sorted; an owner their range of alerts_by_owner, a rule its range of
-    alert_reasons, a status its index; the other filters are checked row by row along that
+    alerts_by_event, sorted; an owner their range of alerts_by_owner (a rule's range of
+    alert_reasons first when `rule_first`: `rule_before_owner`), a rule its range, a status
+    its index; the other filters are checked row by row along that
     order (or created_at's), which is fine for a page but not free on a huge history when
     they match little. No JSON function: a row whose alert_json is not JSON is read, and
     left out when decoded, as in a listing with no filter."""
@@ -497,7 +502,8 @@ def _filtered_query(
     params += event_params
     position = tuple(after or ())
     owner = None if where.unowned else where.owner
-    if where.query is None and not by_event_time and owner is None and where.rule is not None:
+    by_rule = owner is None or rule_first
+    if where.query is None and not by_event_time and by_rule and where.rule is not None:
         return _rule_query(where.rule, conds, params, position, limit)
     if where.rule is not None:
         conds.append(
@@ -575,13 +581,34 @@ def read_by_event_time(conn: sqlite3.Connection, where: AlertFilter) -> bool:
         cap *= 2
 
 
-def _count_to(conn: sqlite3.Connection, conds: list[str], params: list[object], cap: int) -> int:
-    """How many alerts match `conds` along alerts_by_event, or `cap` + 1 if more."""
-    sql = (
-        "SELECT count(*) FROM (SELECT 1 FROM alerts INDEXED BY alerts_by_event "
-        f"WHERE {' AND '.join(conds)} LIMIT ?)"
-    )
+def _count_to(
+    conn: sqlite3.Connection,
+    conds: list[str],
+    params: list[object],
+    cap: int,
+    rows: str = "alerts INDEXED BY alerts_by_event",
+) -> int:
+    """How many of `rows` match `conds`, or `cap` + 1 if more."""
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM {rows} WHERE {' AND '.join(conds)} LIMIT ?)"
     return int(conn.execute(sql, (*params, cap + 1)).fetchone()[0])
+
+
+def rule_before_owner(conn: sqlite3.Connection, where: AlertFilter) -> bool:
+    """Whether an owner's listing narrowed to a rule is best read along the rule's range
+    of alert_reasons (each alert's owner checked) rather than the owner's (each alert's
+    rule checked by key): when the rule's is the shorter. Both counted along their index,
+    with caps that double from 64 until one count is exact: about the shorter's length."""
+    if where.query is not None or where.rule is None or where.owner is None or where.unowned:
+        return False
+    cap = 64
+    while True:
+        rule = _count_to(conn, ["code = ?"], [where.rule], cap, "alert_reasons")
+        owner = _count_to(
+            conn, ["owner = ?"], [where.owner], cap, "alerts INDEXED BY alerts_by_owner"
+        )
+        if rule <= cap or owner <= cap:
+            return rule < owner
+        cap *= 2
 
 
 def _event_query(
