@@ -549,8 +549,8 @@ def _event_bounds(where: AlertFilter, column: str) -> tuple[list[str], list[obje
 
 
 # A range of event times that holds at most this many alerts is read along alerts_by_event
-# and sorted, whatever else: ~12 ms on a million alerts (the walk from the newest read the
-# whole history for one of the first hour's, 1.5-5.7 s).
+# and sorted, whatever else: 4-15 ms for the 11,000 of a day on a million alerts, where the
+# walk from the newest read the whole history for an old one (1.8-3.2 s).
 SHORT_EVENT_RANGE = 20_000
 
 
