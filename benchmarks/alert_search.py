@@ -251,9 +251,16 @@ def measure(path: Path, repeat: int) -> dict[str, Any]:
         results = {}
         for name, statuses, where in cases(conn):
             wanted = None if statuses is None else frozenset(statuses)
-            # The read along an event-time range is chosen by a count (this version's).
-            choose = getattr(reads, "read_by_event_time", None)
-            chosen = {} if choose is None else {"by_event_time": choose(conn, where)}
+            # The reads of an event-time range, and of an owner with a rule, are chosen by
+            # counts (where the version measured has them).
+            chosen = {
+                name: choose(conn, where)
+                for name, choose in (
+                    ("by_event_time", getattr(reads, "read_by_event_time", None)),
+                    ("rule_first", getattr(reads, "rule_before_owner", None)),
+                )
+                if choose is not None
+            }
             sql, params = reads._filtered_query(wanted, where, LIMIT + 1, None, **chosen)
             plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
             ms, page = _time(conn, repeat, statuses, LIMIT, None, where)
