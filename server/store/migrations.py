@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 
 class SchemaError(RuntimeError):
@@ -368,19 +372,42 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
                 "'data_dir' at another directory"
             )
         applied: list[int] = []
-        for migration in migrations:
-            # By membership, not "above the newest": a step merged in from another branch
-            # with a lower number than one already applied still runs, once.
-            if migration.version in done:
-                continue
+        # By membership, not "above the newest": a step merged in from another branch with a
+        # lower number than one already applied still runs, once.
+        pending = [m for m in migrations if m.version not in done]
+        # An upgrade says what it is doing: a step that fills in a column from every stored
+        # alert takes seconds to a minute on a long history, before the server listens. A
+        # new database's steps are said only at DEBUG.
+        level = logging.INFO if current else logging.DEBUG
+        if pending:
+            log.log(
+                level,
+                "Database %s: schema version %d -> %d, %d step(s), in one transaction",
+                _filename(conn),
+                current,
+                pending[-1].version,
+                len(pending),
+            )
+        began = time.perf_counter()
+        for migration in pending:
+            started = time.perf_counter()
             for statement in migration.statements:
                 conn.execute(statement)
+            log.log(
+                level,
+                "Schema step %d (%s) done in %.1f s",
+                migration.version,
+                migration.description,
+                time.perf_counter() - started,
+            )
             conn.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                 (migration.version, dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
             )
             applied.append(migration.version)
         conn.execute("COMMIT")
+        if pending:
+            log.log(level, "Schema upgrade committed: %.1f s in all", time.perf_counter() - began)
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
