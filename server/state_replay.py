@@ -252,9 +252,12 @@ class _Apply:
             if len(held) == 2 + (tx.device_id is not None) + (tx.ip is not None):
                 skipped += 1  # every key holds it already
                 continue
-            # Scored before the end frame was encoded: the MCC's amounts hold it already.
-            mcc = tx.mcc if self.mccs and self._mcc_holds(position) else None
+            # Scored before the end frame was encoded: the MCC's amounts and the stream's
+            # scale hold it already.
+            ended = self.mccs and self._mcc_holds(position)
+            mcc = tx.mcc if ended else None
             kept = None if mcc is None else self._mcc_stats(mcc)
+            scale = detector.featurizer.scale.state() if ended else None
             if not held:
                 detector.relearn(tx, t, flags=not before(self.flags, tx.account_id, position))
             else:
@@ -262,6 +265,8 @@ class _Apply:
                 detector.relearn(tx, t, held=held)
             if mcc is not None:
                 self._put_mcc_stats(mcc, kept)
+            if scale is not None:
+                detector.featurizer.scale.put(scale)
         return _Done(partly, skipped, damaged)
 
     def _mcc_holds(self, position: int) -> bool:

@@ -46,7 +46,7 @@ AMOUNT = FEATURE_NAMES.index("log_amount")
 
 
 OLD_ORDER = ("amount", "local_hour", "history", "mean", "std", "account_count_1m",
-             "account_count_1h", "account_small_count_10m", "distance_km", "elapsed_s",
+             "account_count_1h", "account_small_scaled_count_10m", "distance_km", "elapsed_s",
              "is_new_merchant", "is_new_country", "is_new_device")  # fmt: skip
 
 
@@ -119,7 +119,9 @@ def test_time_since_previous_merchant_risk_and_the_amount_band() -> None:
     assert named["merchant_fraud_30d"] == pytest.approx(0.1)
     assert named["merchant_fraud_2d"] == pytest.approx(0.5)
     assert [n for n in named if n.startswith("amount_band_") and named[n]] == ["amount_band_8"]
-    assert FEATURE_LABELS["amount_band_8"] == "amount 200 to 500"
+    assert FEATURE_LABELS["amount_band_8"] == (
+        "amount 200 to 500 on a scale where the typical amount is 40"
+    )
     # A band's lower edge belongs to it; the first and last bands are open.
     for amount, band in ((200.0, 8), (0.5, 0), (9_999.0, 12)):
         named = named_features({**f, "amount": amount}, make_tx(1), (), 0.0)

@@ -10,7 +10,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from math import asin, cos, inf, log1p, pi, sin, sqrt
+from math import asin, cos, exp, inf, log, log1p, pi, sin, sqrt
 from zlib import crc32
 
 from server.transactions import Transaction
@@ -30,6 +30,15 @@ MAX_MCC_STATS = 10_000
 """MCCs whose amounts are kept (ISO 18245 has under 1,000): past it, a new one is unknown."""
 MCC_MIN_COUNT = 30
 """Transactions an MCC needs before its amounts say what is usual for it."""
+TYPICAL_AMOUNT = 40.0
+"""The typical amount (geometric mean) that the model's absolute amounts (its bands, tiny and
+round amounts) were drawn for: a card purchase in dollars or euros. Our simulator's, the
+handbook-style and the Sparkov-style streams' are 37-40; a yen stream's is ~150 times it."""
+AMOUNT_SCALE_FROM = 1_000
+"""Amounts (above 0) the stream's scale needs before it is known: until then amounts are
+taken as they are, in the units TYPICAL_AMOUNT is in."""
+AMOUNT_SCALE_EVERY = 1_000
+"""The scale is worked out again every this many amounts: it moves in steps, rarely."""
 HASH_CACHE = 200_000  # ids whose stable hash is remembered (a few MB at most)
 EARTH_RADIUS_KM = 6371.0088
 DEFAULT_TTL_S = 45 * DAY
@@ -94,6 +103,8 @@ def _catalogue() -> dict[str, str]:
         "account_count_1m": "the account's transactions in the last minute, this one included",
         "account_small_count_10m": "the account's amounts under the small amount in 10 min, "
         "this one included",
+        "account_small_scaled_count_10m": "the account's amounts under small_amount_scaled in "
+        "10 min, this one included: the small amount on the stream's scale",
         "merchant_labels_2d": "labels learnt today or yesterday on the merchant's transactions",
         "merchant_frauds_2d": "fraud labels among merchant_labels_2d",
         "merchant_fraud_rate_2d": "merchant_frauds_2d / merchant_labels_2d; unknown without",
@@ -116,6 +127,14 @@ def _catalogue() -> dict[str, str]:
         "payee) of earlier transactions: money passed straight on",
         "is_new_payee": "no earlier transaction, from any account, at this merchant_id in the "
         "30 days before (to the hour)",
+        "amount_scale": f"the stream's typical amount (the geometric mean of every amount above "
+        f"0 before this one, every account's, worked out every {AMOUNT_SCALE_EVERY:,}) over "
+        f"{TYPICAL_AMOUNT:g}: about 1 for dollars or euros, ~150 for yen; unknown under "
+        f"{AMOUNT_SCALE_FROM:,} amounts",
+        "amount_scaled": "amount / amount_scale: the amount on the scale the default pack's "
+        "amounts are in (the amount itself while amount_scale is unknown)",
+        "small_amount_scaled": "the small amount ([settings] small_amount) × amount_scale: in "
+        "the file's units, as a reason shows it (small_amount while amount_scale is unknown)",
     }
     for entity, key in ENTITIES.items():
         needs = "" if key is None else f" (needs {key})"
@@ -157,11 +176,15 @@ def _fields() -> dict[str, tuple[str, ...]]:
         "distinct_countries_24h": (acct, ts, "country"),
         "account_count_1m": (acct, ts),
         "account_small_count_10m": (acct, ts, "amount"),
+        "account_small_scaled_count_10m": (acct, ts, "amount"),
         "amount_fraud_rate": ("amount", ts),
         "hour_fraud_rate": (ts,),
         "mcc_amount_z": ("mcc", "amount"),
         "account_inflow_24h": (acct, "merchant_id", ts, "amount"),
         "is_new_payee": ("merchant_id", ts),
+        "amount_scale": ("amount",),
+        "amount_scaled": ("amount",),
+        "small_amount_scaled": ("amount",),
     }
     for name in FEATURES:
         if name.startswith("merchant_") and not name.startswith(("merchant_count", "merchant_sum")):
@@ -411,6 +434,13 @@ _KEYED: tuple[tuple[str, str | None, str | None], ...] = (
 )
 
 
+_SMALL_COUNTS = ("account_small_count_10m", "account_small_scaled_count_10m")
+_SCALED = frozenset(
+    {"amount_scale", "amount_scaled", "small_amount_scaled", "account_small_scaled_count_10m"}
+)
+"""The features that need the stream's scale (`AmountScale`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Which state to keep and which features to compute, from the feature names in use."""
@@ -428,6 +458,8 @@ class Plan:
     amount_risk: bool
     hour_risk: bool
     mcc_amounts: bool
+    scale: bool  # the stream's typical amount
+    small_counts: tuple[bool, bool]  # account_small_count_10m, account_small_scaled_count_10m
     inflow: bool  # the account's receipts as a payee: the merchants' hour tier, at its key
     new_payee: bool  # the merchant's latest hour bucket, read before this one is learnt
     keyed: tuple[Keyed, ...]  # the entities with a bucket tier, in `_KEYED`'s order
@@ -440,7 +472,7 @@ class Plan:
             raise ValueError(f"unknown features: {', '.join(unknown)}")
         tiers: dict[str, set[str]] = {e: set() for e in ENTITIES}
         windows: dict[str, list[tuple[str, str, str, int]]] = {e: [] for e in ENTITIES}
-        recent = bool(wanted & {"account_count_1m", "account_small_count_10m"})
+        recent = bool(wanted & {"account_count_1m", *_SMALL_COUNTS})
         recent_sums = False
         for entity in ENTITIES:
             for window, (tier, span) in WINDOWS.items():
@@ -475,6 +507,8 @@ class Plan:
             amount_risk="amount_fraud_rate" in wanted,
             hour_risk="hour_fraud_rate" in wanted,
             mcc_amounts="mcc_amount_z" in wanted,
+            scale=bool(wanted & _SCALED),
+            small_counts=(_SMALL_COUNTS[0] in wanted, _SMALL_COUNTS[1] in wanted),
             inflow=inflow,
             new_payee=new_payee,
             keyed=tuple(
@@ -571,6 +605,49 @@ def _amount_risk(amounts: dict[int, list[float]], bucket: int, t: float) -> floa
     labels, frauds, last = counts
     keep = 0.5 ** ((t - last) / AMOUNT_HALF_LIFE_S) if t > last else 1.0
     return frauds * keep / (labels * keep + 1.0)
+
+
+def _under(amounts: array[float], lo: int, hi: int, amount: float, small: float) -> int:
+    """`amount` and the account's recent amounts[lo:hi] under `small`: 0, 1 or a few."""
+    under = 1 if amount < small else 0
+    if lo < hi:
+        for a in amounts[lo:hi]:
+            if a < small:
+                under += 1
+    return under
+
+
+class AmountScale:
+    """The stream's typical amount against TYPICAL_AMOUNT, learnt from every amount: what
+    makes an amount of 5 tiny in dollars makes one of 750 tiny in yen, without anyone saying
+    which currency the stream is in. The geometric mean (a running mean of log amounts),
+    not a median: it moves with the stream exactly (every amount times 150, the scale too; a
+    median in buckets moves by whole buckets), is two numbers, and on our three dollar-like
+    streams it is 37-40 where their medians are 38-57. It counts every amount since the
+    start, so a burst (card tests, a spree) hardly moves it once it is known."""
+
+    __slots__ = ("log_sum", "scale", "seen")
+
+    def __init__(self) -> None:
+        self.log_sum = 0.0
+        self.seen = 0
+        self.scale: float | None = None  # unknown until AMOUNT_SCALE_FROM amounts
+
+    def learn(self, amount: float) -> None:
+        if amount > 0:
+            self.log_sum += log(amount)
+            seen = self.seen = self.seen + 1
+            if seen % AMOUNT_SCALE_EVERY == 0 and seen >= AMOUNT_SCALE_FROM:
+                self.scale = exp(self.log_sum / seen) / TYPICAL_AMOUNT
+
+    def state(self) -> list[float]:
+        return [self.log_sum, float(self.seen), 0.0 if self.scale is None else self.scale]
+
+    def put(self, state: list[float]) -> None:
+        """Back to `state()`'s: a snapshot's, or the figure before a transaction it held."""
+        log_sum, seen, scale = state
+        self.log_sum, self.seen = float(log_sum), int(seen)
+        self.scale = float(scale) if scale > 0 else None
 
 
 _NO_LABELS: dict[str, Value] = {
@@ -673,6 +750,7 @@ class Featurizer:
         "newest",
         "next_sweep",
         "plan",
+        "scale",
         "small_amount",
         "ttl_s",
     )
@@ -698,6 +776,7 @@ class Featurizer:
         # Per MCC, log(1 + amount) of every transaction so far: [count, mean, sum of squares
         # of deviations] (Welford).
         self.mcc_amounts: dict[str, list[float]] = {}
+        self.scale = AmountScale()
         self.devices: dict[str, KeyState] = {}
         self.ips: dict[str, KeyState] = {}
         self.hashes: dict[str, int] = {}
@@ -782,6 +861,13 @@ class Featurizer:
             v["mcc_amount_z"] = (
                 None if tx.mcc is None else _mcc_amount_z(self.mcc_amounts, tx.mcc, amount)
             )
+        if plan.scale:
+            scale = self.scale
+            known = scale.scale
+            v["amount_scale"] = known
+            v["amount_scaled"] = amount if known is None else amount / known
+            v["small_amount_scaled"] = self.small_amount * (known or 1.0)
+            scale.learn(amount)
         if plan.merchant_risk:
             m = self.merchants.get(tx.merchant_id)
             if m is None or m.labels is None:
@@ -848,13 +934,13 @@ class Featurizer:
         v["account_count_10m"] = hi - lo_10m + 1
         v["account_count_1h"] = hi - lo_1h + 1
         amounts = state.recent_amounts
-        small = self.small_amount
-        tiny = 1 if amount < small else 0
-        if lo_10m < hi:
-            for a in amounts[lo_10m:hi]:
-                if a < small:
-                    tiny += 1
-        v["account_small_count_10m"] = tiny
+        absolute, scaled = self.plan.small_counts
+        if absolute:
+            v["account_small_count_10m"] = _under(amounts, lo_10m, hi, amount, self.small_amount)
+        if scaled:
+            # The scale before this amount is learnt, as `amount_scale` reads it.
+            small = self.small_amount * (self.scale.scale or 1.0)
+            v["account_small_scaled_count_10m"] = _under(amounts, lo_10m, hi, amount, small)
         if self.plan.recent_sums:
             s10 = sum(amounts[lo_10m:hi]) + amount
             v["account_sum_10m"] = s10

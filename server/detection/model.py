@@ -26,6 +26,7 @@ from itertools import compress, pairwise
 from operator import mul
 from typing import Any
 
+from server.detection.features import TYPICAL_AMOUNT
 from server.detection.verdict import Decision, Reason, Scored, Severity, beyond_cap
 from server.transactions import Transaction
 
@@ -62,7 +63,7 @@ MODEL_FEATURES: frozenset[str] = frozenset(
         "is_new_device",
         "account_count_1m",
         "account_count_1h",
-        "account_small_count_10m",
+        "account_small_scaled_count_10m",
         "since_prev_s",
         "merchant_labels_2d",
         "merchant_labels_7d",
@@ -76,8 +77,12 @@ MODEL_FEATURES: frozenset[str] = frozenset(
         "mcc_amount_z",
         "account_inflow_24h",
         "is_new_payee",
+        "amount_scale",
     )
 )
+# The three amount inputs that are not a ratio (tiny, round, the bands) are drawn in these
+# units: a stream's own amounts are divided by its scale (`features.AmountScale`: its typical
+# amount over `TYPICAL_AMOUNT`) first, so they mean the same in yen as in dollars.
 TINY_AMOUNT = 5.0
 ROUND_AMOUNT_FROM = 20.0
 SHOWN_RATIO_CAP = 1000.0
@@ -85,7 +90,7 @@ SHOWN_RATIO_CAP = 1000.0
 AMOUNT_BANDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
 """Edges of the amount bands, one input each: a linear model can then give each band its own
 weight (a step at a fixed amount, a middle range that is safer than both ends), which a
-log amount alone cannot. 1-2-5 steps: fine enough for any currency's round numbers."""
+log amount alone cannot. 1-2-5 steps, on the stream's scale (see TINY_AMOUNT)."""
 
 
 def _range(low: float | None, high: float | None, show: Callable[[float], str]) -> str:
@@ -141,7 +146,9 @@ GRADIENT_PRIOR = 4.0
 gradients whose squares add up to 4, so its first steps are about half the learning rate
 times the gradient, where they were the whole learning rate however small the gradient (a
 rare input's first few labels swung the model). docs/model.md "Bands" has the measurement."""
-AMOUNT = Banded("amount", AMOUNT_BANDS, "amount {}")
+AMOUNT = Banded(
+    "amount", AMOUNT_BANDS, f"amount {{}} on a scale where the typical amount is {TYPICAL_AMOUNT:g}"
+)
 """The amount's bands: in the vector after the merchant's fraud rates (they came first)."""
 REFREEZE_EVERY = 100
 _LOGIT_CLIP = 0.9999
@@ -155,7 +162,7 @@ FEATURE_LABELS: dict[str, str] = {
     "log_history": "log prior transactions",
     "log_tx_1m": "log other transactions in the last minute",
     "log_tx_1h": "log other transactions in the last hour",
-    "tiny": "amount under 5",
+    "tiny_amount": "amount under an eighth of the stream's typical amount",
     "log_tiny_recent": "log tiny amounts in the last 10 min",
     "log_distance": "log km from the previous location",
     "log_speed": "log implied km/h from the previous location",
@@ -189,7 +196,7 @@ FEATURE_LABELS: dict[str, str] = {
     },
     "amount_risk": "fraud rate among labelled transactions of about this amount",
     "log_merchant_fraud_run": "log fraud labels on this merchant since its last legitimate one",
-    "round_amount": "a whole amount of 20 or more",
+    "round_amount": "a round amount of half the stream's typical amount or more",
     "hour_risk": "fraud rate among labelled transactions at this hour of the day",
     "mcc_amount_dev": "standard deviations of the amount from the usual for its MCC",
     "log_inflow_24h": "log amount the account received as a payee in 24 h",
@@ -276,7 +283,7 @@ _ZERO_RULES_LOGIT = rules_logit(0.0)
 # to predict (on the loop) or to learn (on the trainer's thread). Values added later go at
 # the end, as 4-byte floats whose "unknown" is 0.0: an older entry then reads as this one's
 # first bytes followed by zeros.
-_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI ffffffffff")
+_RAW = struct.Struct("<Iddddd bbbbb IIIb Id ddI fffffffffff")
 _LOGIT = struct.Struct("<d")
 _RAW_SIZE = _RAW.size
 _pack_logit = _LOGIT.pack
@@ -305,6 +312,9 @@ _EARLIER_RAW: dict[str, str] = {
     "m1+ee4e1224": "<Iddddd bbbbb IIIb Id ddI ffffffff",
     # Then whether the payee was paid in the 30 days before.
     "m1+46ab33c9": "<Iddddd bbbbb IIIb Id ddI fffffffff",
+    # Session 18 put the amount's absolute inputs on the stream's scale (which reads as
+    # unknown, 0: the absolute units these were scored in).
+    "m1+9d47c3d5": "<Iddddd bbbbb IIIb Id ddI ffffffffff",
 }
 """Feature sets before this one and their raw values: what a transaction remembered then
 makes this model's inputs too (the values added since read as unknown), but its logit was
@@ -379,7 +389,7 @@ def capture(
         new_device is None and tx.device_id is not None,
         get("account_count_1m") or 0,
         get("account_count_1h") or 0,
-        get("account_small_count_10m") or 0,
+        get("account_small_scaled_count_10m") or 0,
         _CHANNEL.get(tx.channel or "", 0),
         bits,
         rules_score,
@@ -401,6 +411,7 @@ def capture(
         get("account_inflow_24h") or 0.0,
         # 0.0 also for a transaction remembered before this input: not new, as no news is.
         1.0 if get("is_new_payee") else 0.0,
+        get("amount_scale") or 0.0,  # unknown (0): the amount is taken as it is
     )
 
 
@@ -412,7 +423,7 @@ def inputs(raw: bytes) -> list[float]:
         new_merchant, new_country, new_device, first_device,
         tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
         since_prev, merchant_2d, merchant_7d, merchant_30d, amount_risk, run, hour_risk,
-        mcc_dev, inflow, new_payee,
+        mcc_dev, inflow, new_payee, scale,
     ) = _unpack(raw)  # fmt: skip
     ratio = amount / mean if history and mean > 0 else -1.0  # -1: unknown (0 is a $0 payment)
     log_ratio = _log(ratio if ratio > 1e-3 else 1e-3) if ratio >= 0 else 0.0
@@ -426,6 +437,15 @@ def inputs(raw: bytes) -> list[float]:
         log_elapsed = _log1p(elapsed)
         no_location = 0.0
     night = 1.0 if local_hour < 5 else 0.0
+    # The amount on the scale the absolute inputs were drawn in, and the currency's round unit.
+    if scale > 0:
+        scaled = amount / scale
+        unit = _UNITS.get(scale) or _round_unit(scale)
+        q = amount / unit
+        round_amount = 1.0 if scaled >= ROUND_AMOUNT_FROM and abs(q - round(q)) <= q * 1e-9 else 0.0
+    else:
+        scaled = amount
+        round_amount = 1.0 if amount >= ROUND_AMOUNT_FROM and amount == int(amount) else 0.0
     # One list display, no appends: this runs for every transaction scored and every label
     # learnt. For the same reason a flag is `1.0 if flag else 0.0`, not float(flag), and a
     # count that is mostly 0 skips log1p(0) (0.0): tests cost less than calls.
@@ -437,7 +457,7 @@ def inputs(raw: bytes) -> list[float]:
         _log1p(history),
         _log1p(tx_1m - 1),
         _log1p(tx_1h - 1),
-        1.0 if amount < TINY_AMOUNT else 0.0,
+        1.0 if scaled < TINY_AMOUNT else 0.0,
         _log1p(tiny_recent) if tiny_recent else 0.0,
         log_distance,
         log_speed,
@@ -459,7 +479,7 @@ def inputs(raw: bytes) -> list[float]:
         merchant_2d,
         merchant_7d,
         merchant_30d,
-        *_BAND_ONE_HOT[bisect_right(AMOUNT_BANDS, amount)],
+        *_BAND_ONE_HOT[bisect_right(AMOUNT_BANDS, scaled)],
         1.0 if channel == 1 else 0.0,
         1.0 if channel == 2 else 0.0,
         rules_logit(rules_score) if rules_score else _ZERO_RULES_LOGIT,
@@ -475,7 +495,7 @@ def inputs(raw: bytes) -> list[float]:
         # Fraud that sets its own prices (a ring charging cards at a complicit merchant,
         # cash-out, gift cards) picks round ones; everyday prices have cents. Whole amounts
         # under 20 (a coffee, a bus fare) are too common to say anything.
-        1.0 if amount >= ROUND_AMOUNT_FROM and amount == int(amount) else 0.0,
+        round_amount,
         hour_risk,
         mcc_dev,
         # A mule passes on what it was just sent: on a stream where accounts are also payees
@@ -491,6 +511,18 @@ def inputs(raw: bytes) -> list[float]:
 
 
 _unpack = _RAW.unpack_from  # from the start: a logit may follow
+_UNITS: dict[float, float] = {}
+
+
+def _round_unit(scale: float) -> float:
+    """A round amount's unit on a stream of this scale: the power of ten nearest it (1 for
+    dollars or euros, whose round amounts are whole; 100 for yen, where every amount is
+    whole and a round one is a multiple of 100). The scale moves in steps (every
+    `AMOUNT_SCALE_EVERY` amounts), so the few seen are kept."""
+    if len(_UNITS) >= 256:
+        _UNITS.clear()
+    unit = _UNITS[scale] = 10.0 ** round(math.log10(scale))
+    return unit
 
 
 def scored_logit(raw: bytes) -> float | None:

@@ -29,7 +29,13 @@ from typing import Any
 import msgspec
 
 from server import atomic_file
-from server.detection.features import AccountState, Featurizer, KeyState, state_fields
+from server.detection.features import (
+    AccountState,
+    AmountScale,
+    Featurizer,
+    KeyState,
+    state_fields,
+)
 from server.detection.model import RAW_LAYOUT, RAW_LAYOUTS_READ, ModelSlot, remembered_entry
 
 FORMAT = "fraudwatch-detector-state/2"
@@ -258,9 +264,10 @@ def encode_frames(
         "amounts": amounts,
         "hours": hours,
         "mcc_amounts": mccs,
+        "amount_scale": featurizer.scale.state(),
     }
     if progress is not None:
-        end["through"] = progress.mark()  # the transactions the MCCs' amounts hold
+        end["through"] = progress.mark()  # what the MCCs' amounts and the scale hold
         end["labels"] = progress.labels  # what the amounts and the hours hold
     yield _frame(end)
 
@@ -374,8 +381,16 @@ def restore(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None)
             str(mcc): [float(n), float(mean), float(m2)]
             for mcc, n, mean, m2 in end.get("mcc_amounts", ())
         }
+        # A snapshot from before the stream's scale has none: it starts again, from the
+        # stored transactions replayed after it and those that come.
+        scale = AmountScale()
+        if "amount_scale" in end:
+            scale.put([float(x) for x in end["amount_scale"]])
+        featurizer.scale = scale
     except (TypeError, ValueError) as exc:
-        raise SnapshotError(f"snapshot amount, hour or MCC figures are damaged: {exc}") from None
+        raise SnapshotError(
+            f"snapshot amount, hour, MCC or scale figures are damaged: {exc}"
+        ) from None
     featurizer.newest = float(end["newest"])
     featurizer.next_sweep = float(end["next_sweep"])
     return Restored(sum(len(states) for states in restored.values()), marks, labels)
