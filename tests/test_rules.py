@@ -232,8 +232,9 @@ def test_a_setting_in_another_file_of_the_set_reaches_every_template(tmp_path: P
 def test_the_default_packs_card_testing_reason_reads_its_small_amount(tmp_path: Path) -> None:
     # Its message said "under 5.00" whatever small_amount the pack set.
     pack = default_pack().read_text()
-    assert "small_amount = 5.0 " in pack
-    (tmp_path / "pack.toml").write_text(pack.replace("small_amount = 5.0 ", "small_amount = 2.0 "))
+    assert "small_amount = 5.0\n" in pack
+    small = pack.replace("small_amount = 5.0\n", "small_amount = 2.0\n")
+    (tmp_path / "pack.toml").write_text(small)
     det = Detector(rules=load_rules(tmp_path / "pack.toml"))
     scored = [det.score(make_tx(s, amount="1.00")) for s in (0, 120, 240)][-1]
     (reason,) = [r for r in scored.reasons if r.code == "card_testing"]

@@ -87,6 +87,16 @@ class Rule:
     gate: tuple[str, Callable[[Any, Any], bool], Any] = ("amount", operator.is_not, None)
     # `condition` once the gate has passed: the clauses after it (the gate is not tried twice).
     after_gate: Cond | None = None
+    # The threshold is on `amount_scaled` and the rule observes the amount: a reason shows it
+    # times `amount_scale`, in the file's units as the amount is.
+    scaled: bool = False
+
+    def shown_threshold(self, v: dict[str, Value]) -> float | str | None:
+        threshold = self.threshold
+        if self.scaled and isinstance(threshold, float):
+            scale = v.get("amount_scale")
+            return round(threshold * scale, 2) if isinstance(scale, float) else threshold
+        return threshold
 
     def reason(self, v: dict[str, Value], tx: Transaction, *, message: bool = True) -> Reason:
         """The reason this rule gives for `tx`, once its condition holds (without its message
@@ -100,7 +110,7 @@ class Rule:
             self.name,
             self.render(v, tx) if message else "",
             observed,
-            self.threshold,
+            self.shown_threshold(v),
             self.score,
             self.severity,
         )
@@ -112,7 +122,7 @@ class Rule:
             if name is None:
                 continue
             if name == "threshold":
-                value: Any = self.threshold
+                value: Any = self.shown_threshold(v)
             else:
                 if name == "observed":
                     name = self.observed
@@ -421,6 +431,16 @@ def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
             (leaf.value for leaf in leaves if leaf.feature == observed and _is_number(leaf.value)),
             None,
         )
+    # An amount against a limit on the stream's scale: the limit is shown in the amount's
+    # units (`Rule.shown_threshold`).
+    scaled = threshold is None and observed == "amount" and "threshold" not in raw
+    if scaled:
+        threshold = next(
+            (leaf.value for leaf in leaves
+             if leaf.feature == "amount_scaled" and _is_number(leaf.value)),
+            None,
+        )  # fmt: skip
+        scaled = threshold is not None
     template = _compile_template(raw.get("reason"), where, errors)
     if len(errors) > before or condition is None or template is None:
         return None
@@ -436,6 +456,8 @@ def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
     used |= {n for _, n, _ in template if n in FEATURES}
     if observed in FEATURES:
         used.add(observed)
+    if scaled:
+        used.add("amount_scale")
     return Rule(
         name=str(name),
         score=float(score),  # type: ignore[arg-type]
@@ -448,6 +470,7 @@ def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
         description=str(raw.get("description", "")),
         gate=gate,
         after_gate=after_gate,
+        scaled=scaled,
     )
 
 
