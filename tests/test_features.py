@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from server.detection.features import (
+    AMOUNT_SCALE_FROM,
     FEATURE_FIELDS,
     FEATURES,
     MAX_DEVICES,
@@ -181,6 +182,34 @@ def test_tiny_amounts_counted_in_their_own_window() -> None:
     assert process_one(fz, make_tx(301, amount=Decimal("5.00"))).tiny_recent == 3
     # At 650 the charge at 0 has left the ten-minute window.
     assert process_one(fz, make_tx(650, amount=Decimal("100.00"))).tiny_recent == 2
+
+
+def test_the_streams_amount_scale_is_its_typical_amount_over_40_once_known() -> None:
+    fz = Featurizer(["amount_scale", "amount_scaled", "account_small_scaled_count_10m"])
+    rng = random.Random(3)
+    amounts = [round(math.exp(rng.gauss(math.log(6000.0), 1.2)), 2) for _ in range(2500)]
+    seen = [fz.values_one(make_tx(i * 60.0, amount=Decimal(f"{a:.2f}"))) for i, a in
+            enumerate(amounts)]  # fmt: skip
+    # Unknown for the first 1,000: amounts are taken as they are (5,000 yen is not small).
+    assert all(v["amount_scale"] is None for v in seen[:AMOUNT_SCALE_FROM])
+    assert seen[10]["amount_scaled"] == amounts[10]
+    small_early = [v["account_small_scaled_count_10m"] for v in seen[:AMOUNT_SCALE_FROM]]
+    assert small_early == [sum(1 for a in amounts[max(0, i - 9) : i + 1] if a < 5.0)
+                           for i in range(AMOUNT_SCALE_FROM)]  # fmt: skip
+    # Then the geometric mean of the amounts before, over 40, worked out every 1,000.
+    scales = [v["amount_scale"] for v in seen[AMOUNT_SCALE_FROM:]]
+    first = math.exp(statistics.fmean(math.log(a) for a in amounts[:1000])) / 40.0
+    assert scales[0] == pytest.approx(first) and set(scales[:1000]) == {scales[0]}
+    assert scales[1000] == pytest.approx(
+        math.exp(statistics.fmean(math.log(a) for a in amounts[:2000])) / 40.0
+    )
+    assert 150.0 / 1.2 < scales[0] < 150.0 * 1.2
+    v = seen[1500]
+    assert v["amount_scaled"] == pytest.approx(amounts[1500] / scales[0])
+    # 5.00 on the scale: ~750 here, counted in the account's ten minutes.
+    small = 5.0 * scales[0]
+    assert v["account_small_scaled_count_10m"] == sum(1 for a in amounts[1491:1501] if a < small)
+    assert any(w["account_small_scaled_count_10m"] for w in seen[1000:])
 
 
 def test_bad_featurizer_arguments_are_refused() -> None:

@@ -17,11 +17,13 @@ import pytest
 
 from server.detection import Detector
 from server.detection import model as model_module
+from server.detection.features import Featurizer
 from server.detection.model import (
     FEATURE_LABELS,
     FEATURE_NAMES,
     FEATURE_SET,
     MIN_SLOPE,
+    MODEL_FEATURES,
     RAW_LAYOUT,
     ModelSlot,
     NegativeSampler,
@@ -98,6 +100,58 @@ def test_named_features_are_in_the_declared_order_and_flag_unknowns() -> None:
     assert named["no_history"] == 1.0 and named["no_location"] == 1.0
     assert named["log_ratio"] == 0.0 and named["log_speed"] == 0.0
     assert named["new_country"] == named["new_device"] == 0.0  # unknown is not "new"
+
+
+_SCALED_INPUTS = ("tiny_amount", "log_tiny_recent", "round_amount",
+                  *(f"amount_band_{i}" for i in range(13)))  # fmt: skip
+
+
+def _amount_inputs(amounts: list[Decimal]) -> list[dict[str, float]]:
+    """The amount's inputs of each transaction of a stream of these amounts (a few accounts,
+    a minute apart), as the detector makes them."""
+    fz = Featurizer(MODEL_FEATURES)
+    out = []
+    for i, amount in enumerate(amounts):
+        tx = make_tx(i, amount=str(amount), account_id=f"acct-{i % 7}")
+        named = named_features(fz.values_one(tx), tx, (), 0.0)
+        out.append({name: named[name] for name in _SCALED_INPUTS})
+    return out
+
+
+@pytest.mark.parametrize("k", [Decimal(150), Decimal("0.01")])
+def test_an_amount_times_k_has_the_same_inputs_once_the_scale_is_learnt(k: Decimal) -> None:
+    # Amounts with cents, tiny ones in bursts (card tests) and round ones (multiples of 20,
+    # round in yen too: x150 is a multiple of 100; a 25 would be 3,750 yen, not round there).
+    rng = random.Random(7)
+    amounts = []
+    for _ in range(3000):
+        pick = rng.random()
+        if pick < 0.1:
+            amounts.append(Decimal(rng.randrange(20, 1000, 20)))
+        elif pick < 0.2:
+            amounts.append(Decimal(rng.randrange(10, 500)) / 100)
+        else:  # with cents: a whole 57 is round in dollars, 8,550 yen is not
+            amount = Decimal(f"{math.exp(rng.gauss(3.7, 1.3)):.2f}")
+            amounts.append(amount + Decimal("0.01") if amount == int(amount) else amount)
+    base = _amount_inputs(amounts)
+    scaled = _amount_inputs([a * k for a in amounts])
+    known = 1000  # AMOUNT_SCALE_FROM: from the 1,001st the scale is known
+    assert scaled[known:] == base[known:]
+    # Which says something on this stream: the three flags and most bands.
+    later = base[known:]
+    for name in ("tiny_amount", "log_tiny_recent", "round_amount"):
+        assert 0 < sum(x[name] > 0 for x in later) < len(later), name
+    assert sum(any(x[f"amount_band_{i}"] for x in later) for i in range(13)) >= 9
+    # Before, amounts are taken as they are: in yen nothing is tiny and 5,000 is the top
+    # band; in hundredths of a dollar almost everything is tiny.
+    early = scaled[:known]
+    if k > 1:
+        assert not any(x["tiny_amount"] for x in early)
+        assert sum(x["amount_band_12"] for x in early) > sum(
+            x["amount_band_12"] for x in base[:known]
+        )
+    else:
+        assert sum(x["tiny_amount"] for x in early) > sum(x["tiny_amount"] for x in base[:known])
 
 
 def test_time_since_previous_merchant_risk_and_the_amount_band() -> None:

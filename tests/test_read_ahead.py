@@ -306,6 +306,9 @@ def test_rules_from_the_reader_give_the_verdicts_of_one_process(
         assert any(x["hour_risk"] for x in named)  # the labels' hours, learnt in both
         assert any(x["mcc_amount_dev"] for x in named)  # each MCC's amounts, in both
         assert any(x["flagged_1h"] for x in named)
+    # The stream's amount scale (learnt from 1,000 amounts) is in the inputs kept, and the
+    # default pack's small amounts and night limit are on it: in both.
+    assert one.featurizer.scale.scale is not None
     # What makes the comparison worth something: labels were revealed (merchant risk in the
     # reader, the model here) and, with a model, it scored; with lists, they decided some.
     assert expected.labels_revealed > 4000 and expected.labels_pending > 0

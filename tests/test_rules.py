@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
+import random
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -239,6 +241,43 @@ def test_the_default_packs_card_testing_reason_reads_its_small_amount(tmp_path: 
     scored = [det.score(make_tx(s, amount="1.00")) for s in (0, 120, 240)][-1]
     (reason,) = [r for r in scored.reasons if r.code == "card_testing"]
     assert reason.message == "3 transactions under 2.00 USD in the last 10 min (threshold 3)"
+
+
+def test_the_default_packs_amounts_are_on_the_streams_scale(tmp_path: Path) -> None:
+    # A yen stream: typical amounts ~6,000, 150 times a dollar stream's 40.
+    det = Detector()
+    rng = random.Random(1)
+    for i in range(1000):
+        amount = f"{round(math.exp(rng.gauss(math.log(6000), 1.0)))}"
+        det.score(make_tx(i, amount=amount, account_id=f"a-{i}", currency="JPY"))
+    scale = det.featurizer.scale.scale
+    assert scale is not None and 120 < scale < 180
+    # Three amounts of 300 yen in ten minutes: card tests (5 on the scale is ~750 yen).
+    scored = [det.score(make_tx(2000 + s, amount="300", account_id="card", currency="JPY"))
+              for s in (0, 120, 240)][-1]  # fmt: skip
+    (reason,) = [r for r in scored.reasons if r.code == "card_testing"]
+    assert reason.message == (
+        f"3 transactions under {5 * scale:,.2f} JPY in the last 10 min (threshold 3)"
+    )
+    # At 02:00: 5,000 yen is no night-time limit any more (1,000 was); 200,000 is, and the
+    # reason shows the amount against the limit in yen.
+    night = 14 * 3600
+    small = det.score(make_tx(night, amount="5000", account_id="n-1", currency="JPY"))
+    assert "night_high_amount_new" not in {r.code for r in small.reasons}
+    big = det.score(make_tx(night, amount="200000", account_id="n-2", currency="JPY"))
+    (reason,) = [r for r in big.reasons if r.code == "night_high_amount_new"]
+    limit = round(1000 * scale, 2)
+    assert (reason.observed, reason.threshold) == (200000.0, limit)
+    assert reason.message == (
+        f"Amount 200,000.00 JPY at 02:00 local time is at or above the night limit of "
+        f"{limit:,.2f} JPY"
+    )
+    # Before the scale is known, the limits are the pack's own, in the file's units.
+    fresh = Detector()
+    early = fresh.score(make_tx(night, amount="5000", account_id="n-3", currency="JPY"))
+    (reason,) = [r for r in early.reasons if r.code == "night_high_amount_new"]
+    assert (reason.observed, reason.threshold) == (5000.0, 1000.0)
+    assert reason.message.endswith("at or above the night limit of 1,000.00 JPY")
 
 
 def test_bad_toml_names_the_file_and_line() -> None:

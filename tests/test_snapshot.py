@@ -307,6 +307,29 @@ def test_the_amounts_by_mcc_survive_a_restart() -> None:
     assert again.featurizer.mcc_amounts == {}
 
 
+def test_the_streams_amount_scale_survives_a_restart() -> None:
+    txs = stream(3200)
+    det = all_features()
+    for tx in txs[:2200]:
+        det.score(tx)
+    assert det.featurizer.scale.scale is not None
+    fresh = all_features()
+    decode_into(fresh.featurizer, encode(det.featurizer))
+    assert fresh.featurizer.scale.state() == det.featurizer.scale.state()
+    # The next transactions read it alike, and its next step (at 3,000 amounts) is the same.
+    names = ("amount_scale", "amount_scaled", "account_small_scaled_count_10m")
+    after = [[[v[n] for n in names] for v in map(fz.values_one, txs[2200:])]
+             for fz in (det.featurizer, fresh.featurizer)]  # fmt: skip
+    assert after[0] == after[1]
+    assert fresh.featurizer.scale.state() == det.featurizer.scale.state()
+    assert len({scale for scale, _, _ in after[0]}) == 2  # it moved once meanwhile
+    # A snapshot from before it starts it unknown, learnt again from what comes.
+    older = encode(det.featurizer).replace(b"\xacamount_scale", b"\xacignored_scal", 1)
+    again = all_features()
+    decode_into(again.featurizer, older)
+    assert again.featurizer.scale.scale is None and again.featurizer.scale.seen == 0
+
+
 def test_missing_snapshot_is_not_an_error(tmp_path: Path) -> None:
     assert load(all_features().featurizer, tmp_path / "none.msgpack") is None
 
