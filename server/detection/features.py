@@ -459,7 +459,8 @@ class Plan:
     hour_risk: bool
     mcc_amounts: bool
     scale: bool  # the stream's typical amount
-    small_counts: tuple[bool, bool]  # account_small_count_10m, account_small_scaled_count_10m
+    # (account_small_count_10m or account_small_scaled_count_10m, on the scale) of those used
+    small_counts: tuple[tuple[str, bool], ...]
     inflow: bool  # the account's receipts as a payee: the merchants' hour tier, at its key
     new_payee: bool  # the merchant's latest hour bucket, read before this one is learnt
     keyed: tuple[Keyed, ...]  # the entities with a bucket tier, in `_KEYED`'s order
@@ -508,7 +509,7 @@ class Plan:
             hour_risk="hour_fraud_rate" in wanted,
             mcc_amounts="mcc_amount_z" in wanted,
             scale=bool(wanted & _SCALED),
-            small_counts=(_SMALL_COUNTS[0] in wanted, _SMALL_COUNTS[1] in wanted),
+            small_counts=tuple((n, n != _SMALL_COUNTS[0]) for n in _SMALL_COUNTS if n in wanted),
             inflow=inflow,
             new_payee=new_payee,
             keyed=tuple(
@@ -607,16 +608,6 @@ def _amount_risk(amounts: dict[int, list[float]], bucket: int, t: float) -> floa
     return frauds * keep / (labels * keep + 1.0)
 
 
-def _under(amounts: array[float], lo: int, hi: int, amount: float, small: float) -> int:
-    """`amount` and the account's recent amounts[lo:hi] under `small`: 0, 1 or a few."""
-    under = 1 if amount < small else 0
-    if lo < hi:
-        for a in amounts[lo:hi]:
-            if a < small:
-                under += 1
-    return under
-
-
 class AmountScale:
     """The stream's typical amount against TYPICAL_AMOUNT, learnt from every amount: what
     makes an amount of 5 tiny in dollars makes one of 750 tiny in yen, without anyone saying
@@ -636,9 +627,15 @@ class AmountScale:
     def learn(self, amount: float) -> None:
         if amount > 0:
             self.log_sum += log(amount)
-            seen = self.seen = self.seen + 1
-            if seen % AMOUNT_SCALE_EVERY == 0 and seen >= AMOUNT_SCALE_FROM:
-                self.scale = exp(self.log_sum / seen) / TYPICAL_AMOUNT
+            self.seen += 1
+            if self.seen % AMOUNT_SCALE_EVERY == 0:
+                self.learn_more()
+
+    def learn_more(self) -> None:
+        """The scale worked out again from the amounts so far (`learn` calls it every
+        AMOUNT_SCALE_EVERY amounts)."""
+        if self.seen >= AMOUNT_SCALE_FROM:
+            self.scale = exp(self.log_sum / self.seen) / TYPICAL_AMOUNT
 
     def state(self) -> list[float]:
         return [self.log_sum, float(self.seen), 0.0 if self.scale is None else self.scale]
@@ -867,7 +864,11 @@ class Featurizer:
             v["amount_scale"] = known
             v["amount_scaled"] = amount if known is None else amount / known
             v["small_amount_scaled"] = self.small_amount * (known or 1.0)
-            scale.learn(amount)
+            if amount > 0:  # `AmountScale.learn`, written out: this runs for every row
+                scale.log_sum += log(amount)
+                seen = scale.seen = scale.seen + 1
+                if seen % AMOUNT_SCALE_EVERY == 0:
+                    scale.learn_more()
         if plan.merchant_risk:
             m = self.merchants.get(tx.merchant_id)
             if m is None or m.labels is None:
@@ -934,13 +935,15 @@ class Featurizer:
         v["account_count_10m"] = hi - lo_10m + 1
         v["account_count_1h"] = hi - lo_1h + 1
         amounts = state.recent_amounts
-        absolute, scaled = self.plan.small_counts
-        if absolute:
-            v["account_small_count_10m"] = _under(amounts, lo_10m, hi, amount, self.small_amount)
-        if scaled:
-            # The scale before this amount is learnt, as `amount_scale` reads it.
-            small = self.small_amount * (self.scale.scale or 1.0)
-            v["account_small_scaled_count_10m"] = _under(amounts, lo_10m, hi, amount, small)
+        for name, scaled in self.plan.small_counts:
+            # On the scale before this amount is learnt, as `amount_scale` reads it.
+            small = self.small_amount * (self.scale.scale or 1.0) if scaled else self.small_amount
+            tiny = 1 if amount < small else 0
+            if lo_10m < hi:
+                for a in amounts[lo_10m:hi]:
+                    if a < small:
+                        tiny += 1
+            v[name] = tiny
         if self.plan.recent_sums:
             s10 = sum(amounts[lo_10m:hi]) + amount
             v["account_sum_10m"] = s10

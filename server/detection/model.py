@@ -440,9 +440,11 @@ def inputs(raw: bytes) -> list[float]:
     # The amount on the scale the absolute inputs were drawn in, and the currency's round unit.
     if scale > 0:
         scaled = amount / scale
-        unit = _UNITS.get(scale) or _round_unit(scale)
-        q = amount / unit
-        round_amount = 1.0 if scaled >= ROUND_AMOUNT_FROM and abs(q - round(q)) <= q * 1e-9 else 0.0
+        round_amount = 0.0
+        if scaled >= ROUND_AMOUNT_FROM:
+            q = amount / (_UNITS.get(scale) or _round_unit(scale))
+            if abs(q - round(q)) <= q * 1e-9:
+                round_amount = 1.0
     else:
         scaled = amount
         round_amount = 1.0 if amount >= ROUND_AMOUNT_FROM and amount == int(amount) else 0.0
