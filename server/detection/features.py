@@ -840,13 +840,15 @@ class Featurizer:
             payee = self.merchants.get(tx.account_id)
             hours = None if payee is None else payee.hour
             v["account_inflow_24h"] = 0.0 if hours is None else bucket_sum(hours, t // HOUR, 24)[1]
+        # The merchant's state as it was before this transaction (None: none yet), for the
+        # payee's novelty and merchant risk (`_keyed` keeps its windows).
+        merchant = self.merchants.get(tx.merchant_id)
         if plan.new_payee:
             # Read before this transaction is learnt. The merchant's newest hour bucket is its
             # latest transaction (`bucket_add` always keeps it), not `last_t`, which a label
             # on one of its transactions also moves. No state is new: eviction (after
             # `ttl_s` >= 31 days idle) and a replay (31 days) drop no merchant paid in 30.
-            payee = self.merchants.get(tx.merchant_id)
-            hours = None if payee is None else payee.hour
+            hours = None if merchant is None else merchant.hour
             v["is_new_payee"] = not hours or hours[-3] <= t // HOUR - NEW_PAYEE_HOURS
         if plan.keyed:
             self._keyed(state, tx, t, amount, v)
@@ -870,11 +872,11 @@ class Featurizer:
                 if seen % AMOUNT_SCALE_EVERY == 0:
                     scale.learn_more()
         if plan.merchant_risk:
-            m = self.merchants.get(tx.merchant_id)
-            if m is None or m.labels is None:
+            # A merchant `_keyed` has just created has no labels either.
+            if merchant is None or merchant.labels is None:
                 v.update(_NO_LABELS)  # most merchants: no label on record
             else:
-                _risk(m, m.labels, t, v)
+                _risk(merchant, merchant.labels, t, v)
         # Learn: the account's running stats, recent window and last location.
         x = amount
         if n >= NORM_CAP_FROM and std > 0 and x > mean + NORM_CAP_SD * std:
