@@ -112,6 +112,51 @@ async def test_keyboard_only_triage_of_three_alerts(
     assert alice.problems == []
 
 
+async def test_u_undoes_the_resolve_just_made(
+    browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
+) -> None:
+    """Enter confirms the dialog, so a slip resolves at once: the notice says what was
+    resolved, and u (or its button) puts the alert back in the queue."""
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    critical, first, _ = await three_alerts(ingest)
+    await expect(alice.row(first)).to_be_visible()
+    await alice.press("j", "j")
+    assert await alice.focused_row_id() == first
+    await alice.press("f")
+    await expect(page.get_by_role("dialog")).to_be_visible()
+    await alice.press("Enter")
+    await expect(alice.cell(first, STATUS)).to_have_text("Resolved Fraud")
+    notice = page.locator(".notice", has_text="Resolved as fraud")
+    await expect(notice).to_contain_text("alert for account acct-high-1 (First Ltd")
+    await expect(notice.get_by_role("button", name="Undo (u)")).to_be_visible()
+
+    await eventually(alice.focused_row_id, first)
+    await alice.press("u")
+    await expect(alice.cell(first, STATUS)).to_have_text("Open")
+    await expect(notice).to_be_hidden()
+    await expect(
+        page.locator(".notice", has_text="Reopened: alert for account acct-high-1")
+    ).to_be_visible()
+    async with http.get(server.make_url(f"/api/v1/alerts/{first}")) as r:
+        assert (await r.json())["alert"]["status"] == "open"
+
+    # Once is enough: a second u has nothing to undo, and says so.
+    await alice.press("u")
+    await expect(page.locator(".notice", has_text="Nothing to undo")).to_be_visible()
+
+    # The notice's button does the same, for the mouse.
+    await eventually(alice.focused_row_id, first)
+    await alice.press("k")
+    assert await alice.focused_row_id() == critical
+    await alice.press("l")
+    await alice.press("Enter")
+    await expect(alice.cell(critical, STATUS)).to_have_text("Resolved Legitimate")
+    await page.get_by_role("button", name="Undo (u)").click()
+    await expect(alice.cell(critical, STATUS)).to_have_text("Open")
+    assert alice.problems == []
+
+
 async def six_in_a_queue(alice: Analyst, ingest: Ingest) -> list[str]:
     """Six high alerts, raised in turn: the queue lists them in that order."""
     queue = [
@@ -352,7 +397,8 @@ async def test_resolve_dialog_keeps_the_note_when_someone_else_takes_the_alert(
         await expect(note).to_have_value("Same card as acct-held")
         await alice.press("Enter")
         await expect(dialog).to_be_hidden()
-        await expect(page.locator("#notices .notice")).to_have_text(
+        # (Beside the notice of alice's own resolve of acct-held, with its undo.)
+        await expect(page.locator("#notices .notice:not([data-key=undo])")).to_have_text(
             re.compile(
                 r"^Your note is on the alert for account acct-gone \(Liberty · \$1,299\.00\)\."
             )

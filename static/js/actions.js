@@ -29,6 +29,7 @@ export class Actions {
     this.busy = false;
     this._bulk = null; // the bulk resolve whose dialog is open
     this._single = null; // the single resolve whose dialog is open: {alert, addNote}
+    this._undoable = null; // the alert id the undo notice would reopen
   }
 
   acknowledge(alert) {
@@ -45,6 +46,34 @@ export class Actions {
 
   reopen(alert, note) {
     return this._run(alert, () => api.reopenAlert(alert.id, note));
+  }
+
+  // Enter confirms the resolve dialog, so a slip (f for l, Enter on the wrong row) resolves
+  // at once. Its notice says what was resolved and offers to reopen it, with a button and
+  // with u, for as long as the notice shows.
+  _offerUndo(alert, disposition) {
+    this._undoable = alert.id;
+    this.notices.show(`Resolved as ${disposition}: alert for ${describeAlert(alert)}.`, {
+      key: "undo",
+      action: { text: "Undo (u)", run: () => this.undo() },
+    });
+  }
+
+  // u: reopens the alert just resolved, while its notice shows. Returns whether it did.
+  undo() {
+    const alert = this.notices.has("undo") ? this.store.get(this._undoable) : null;
+    this.notices.clear("undo");
+    this._undoable = null;
+    if (!alert || alert.status !== "resolved") {
+      this.notices.show("Nothing to undo: u reopens the alert you just resolved.", {
+        key: "undo-none",
+      });
+      return false;
+    }
+    this.reopen(alert).then((outcome) => {
+      if (outcome.ok) this.notices.show(`Reopened: alert for ${describeAlert(outcome.alert)}.`);
+    });
+    return true;
   }
 
   addNote(alert, text) {
@@ -88,6 +117,7 @@ export class Actions {
         () => api.resolveAlert(alert.id, answer.disposition, answer.note),
         { quiet: true },
       );
+      if (outcome.ok) this._offerUndo(outcome.alert, answer.disposition);
       if (outcome.ok || outcome.stop) return null;
       // Closed while the call ran (Esc): the dialog cannot say it, a notice must.
       if (retryable(outcome.error) && open()) return tryAgain("the alert", outcome.error);

@@ -663,6 +663,7 @@ const shortcutKeys = installShortcuts({
   x: () => withCurrent((alert) => canAct && table.toggleSelected(alert.id)),
   n: () => takeNext(),
   c: () => writeNote(),
+  u: () => canAct && actions.undo(),
   "/": () => filters.focusSearch(),
   "?": () => showShortcuts(),
   Escape: () => {

@@ -14,7 +14,11 @@ export class Notices {
 
   // kind: "info" | "warning" | "error". `sticky` notices stay until dismissed. `details`
   // is a list of lines shown under the message (per-item results of a bulk action).
-  show(message, { kind = "info", sticky = false, link = null, key = null, details = [] } = {}) {
+  // `action` ({text, run}) is a button under the message that runs `run` and dismisses it.
+  show(
+    message,
+    { kind = "info", sticky = false, link = null, key = null, details = [], action = null } = {},
+  ) {
     if (key) this.container.querySelector(`[data-key="${CSS.escape(key)}"]`)?.remove();
     const dismiss = h("button", {
       type: "button",
@@ -22,6 +26,9 @@ export class Notices {
       "aria-label": "Dismiss",
       text: "×",
     });
+    const button = action
+      ? h("button", { type: "button", className: "btn btn-small notice-action", text: action.text })
+      : null;
     const notice = h("div", { className: `notice notice-${kind}`, dataset: key ? { key } : {} }, [
       h("p", { className: "notice-text", text: message }),
       details.length
@@ -32,6 +39,7 @@ export class Notices {
           )
         : null,
       link ? h("a", { href: link.href, className: "notice-link", text: link.text }) : null,
+      button,
       dismiss,
     ]);
     let timer = null;
@@ -43,6 +51,10 @@ export class Notices {
       if (!sticky) timer = setTimeout(remove, NOTICE_MS);
     };
     dismiss.addEventListener("click", remove);
+    button?.addEventListener("click", () => {
+      action.run();
+      remove();
+    });
     // Hold a notice while it is being read or reached by keyboard.
     notice.addEventListener("mouseenter", () => clearTimeout(timer));
     notice.addEventListener("mouseleave", arm);
@@ -52,6 +64,10 @@ export class Notices {
     while (this.container.children.length > MAX_NOTICES) this.container.firstElementChild.remove();
     arm();
     return remove;
+  }
+
+  has(key) {
+    return this.container.querySelector(`[data-key="${CSS.escape(key)}"]`) !== null;
   }
 
   clear(key) {
