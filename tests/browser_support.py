@@ -49,7 +49,7 @@ LONDON = {"lat": 51.5072, "lon": -0.1276, "country": "GB"}
 PARIS = {"lat": 48.8566, "lon": 2.3522, "country": "FR"}
 
 # Columns of the alert table, as `td` indices.
-ACCOUNT, MERCHANT, STATUS, OWNER = 1, 2, 7, 8
+ACCOUNT, MERCHANT, REASONS, STATUS, OWNER = 1, 2, 6, 7, 8
 
 
 def tx(

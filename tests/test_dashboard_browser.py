@@ -17,6 +17,7 @@ from tests.browser_support import (
     NEW_YORK,
     OWNER,
     PARIS,
+    REASONS,
     STATUS,
     T0,
     XSS,
@@ -477,6 +478,41 @@ async def test_transaction_text_is_rendered_as_text(
 
     assert await page.locator("#alert-rows img, #alert-rows b, dialog img").count() == 0
     assert await page.evaluate("() => window.__xss") is None
+    assert alice.problems == []
+
+
+async def test_a_rows_reasons_lead_with_the_rules_not_the_model(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    """The model's reason weighs most on most alerts and restates the score: listed first, it
+    led every row with the same cut-short words. The rules that fired go first."""
+    [alert_id] = await ingest(impossible_travel("acct-m", "Harrods"))
+    model = {
+        "code": "model",
+        "message": "Model: fraud probability 97% (review threshold 50%), learned from 900 labels",
+        "observed": 0.97,
+        "threshold": 0.5,
+        "weight": 0.97,
+        "severity": "critical",
+    }
+
+    async def with_the_model_first(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        for alert in body["alerts"]:
+            alert["reasons"] = [model, *alert["reasons"]]
+        await route.fulfill(response=response, json=body)
+
+    async def before_load(page: Page) -> None:
+        await page.route(
+            "**/api/v1/alerts?status=open%2Cacknowledged&limit=1000", with_the_model_first
+        )
+
+    alice = await sign_in(browser, server, "alice", before_load=before_load)
+    reasons = alice.cell(alert_id, REASONS).locator(".reason-text")
+    await expect(reasons).to_have_count(2)
+    await expect(reasons.first).to_contain_text("km from the previous location")
+    await expect(reasons.nth(1)).to_have_text(model["message"])
     assert alice.problems == []
 
 

@@ -10,9 +10,14 @@ export function statusLabel(status) {
   return STATUS_LABEL[status] ?? capitalize(status);
 }
 
-// The top reasons, one per line, with the full list in the tooltip.
+// The top reasons, one per line, with the full list in the tooltip. The model's reason
+// ("Model: fraud probability 99% (review threshold 50%), …") weighs most on most alerts, and
+// led nearly every row with the same words, cut short, hiding what tells the rows apart: the
+// rules that fired. It restates the Score column, so it goes after them.
 function reasonsCell(reasons) {
-  const list = Array.isArray(reasons) ? reasons : [];
+  const given = Array.isArray(reasons) ? reasons : [];
+  const fromModel = (reason) => reason?.code === "model";
+  const list = [...given.filter((r) => !fromModel(r)), ...given.filter(fromModel)];
   const messages = list.map((reason) => String(reason?.message ?? reason?.code ?? ""));
   const more = messages.length - TOP_REASONS;
   const lines = messages
