@@ -157,6 +157,59 @@ async def test_u_undoes_the_resolve_just_made(
     assert alice.problems == []
 
 
+async def test_keys_never_act_on_an_alert_the_filters_hide(
+    browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
+) -> None:
+    """The cursor stays on its alert when a search hides it: a, f, l and Enter must not act
+    on that unseen alert, and with nothing listed the notice must not send the analyst to
+    j and k, which have nothing to move through."""
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    # Nothing raised yet, nothing filtered: nothing to pick, and no filter to blame.
+    await alice.press("a")
+    await expect(page.locator(".notice")).to_have_text(re.compile("^No alerts listed: nothing"))
+    critical, first, second = await three_alerts(ingest)
+    await expect(alice.rows).to_have_count(3)
+    await alice.press("j")
+    assert await alice.focused_row_id() == critical
+    search = page.get_by_role("searchbox", name="Search alerts")
+
+    # A search that hides the cursor's alert, then Esc back to the table.
+    await alice.press("/")
+    await page.keyboard.type("acct-high")
+    await expect(alice.rows).to_have_count(2)
+    await alice.press("Escape")
+    await expect(search).not_to_be_focused()
+    await alice.press("a")
+    await expect(page.locator(".notice", has_text="Pick an alert first")).to_be_visible()
+    await alice.press("f")
+    await expect(page.get_by_role("dialog")).to_have_count(0)
+    await expect(alice.row(critical)).to_have_count(0)
+
+    # A search that hides everything.
+    await alice.press("/")
+    await page.keyboard.type("-nothing-like-it")
+    await expect(alice.rows).to_have_count(0)
+    await alice.press("Escape")
+    await alice.press("a")
+    await expect(page.locator(".notice", has_text="No alerts listed")).to_be_visible()
+    await expect(page.locator(".notice", has_text="j and k")).to_have_count(0)
+    await alice.press("Enter")
+    await expect(alice.drawer).to_be_hidden()
+
+    async with http.get(server.make_url("/api/v1/alerts?status=acknowledged,resolved")) as r:
+        assert (await r.json())["alerts"] == [], "nothing was acted on"
+    # The cursor's alert is still there once the search is cleared, and j starts afresh.
+    await alice.press("/")
+    await search.fill("")
+    await alice.press("Escape")
+    await expect(alice.rows).to_have_count(3)
+    await alice.press("a")
+    await expect(alice.cell(critical, STATUS)).to_have_text("Acknowledged")
+    assert await listed(alice) == [critical, first, second]
+    assert alice.problems == []
+
+
 async def six_in_a_queue(alice: Analyst, ingest: Ingest) -> list[str]:
     """Six high alerts, raised in turn: the queue lists them in that order."""
     queue = [

@@ -514,9 +514,13 @@ function focusTable() {
 }
 
 // The alert the keyboard acts on: the focused row's, else the cursor's.
+// The focused row's alert, else the cursor's: the drawer's while it is open, else only one
+// listed. A search or filter that hides the cursor's alert keeps the cursor on it (to come
+// back to), and a, f, l and Enter acted on that alert, out of sight.
 function currentAlert() {
   const id = document.activeElement?.closest?.("tr[data-id]")?.dataset.id ?? table.cursorId;
-  return id ? table.alert(id) : null;
+  if (!id || (!drawer.isOpen && table.indexOf(id) < 0)) return null;
+  return table.alert(id);
 }
 
 function openDetails(alert, { focus = true } = {}) {
@@ -609,7 +613,13 @@ critical.onOpen = (alert) => openDetails(store.get(alert.id) ?? alert);
 function withCurrent(fn) {
   const alert = currentAlert();
   if (!alert) {
-    notices.show("Pick an alert first: j and k move through the list.", { key: "pick" });
+    let text = "Pick an alert first: j and k move through the list.";
+    if (!table.length) {
+      text = isFiltered(filters.view)
+        ? "No alerts listed: the filters match none. Clear filters to see the queue."
+        : "No alerts listed: nothing to act on yet.";
+    }
+    notices.show(text, { key: "pick" });
     return;
   }
   fn(alert);
