@@ -14,6 +14,7 @@ from playwright.async_api import Browser, Page, Response, Route, WebSocketRoute,
 
 from server.state import STORE
 from tests.browser_support import (
+    MERCHANT,
     NEW_YORK,
     OWNER,
     PARIS,
@@ -481,38 +482,61 @@ async def test_transaction_text_is_rendered_as_text(
     assert alice.problems == []
 
 
+MODEL_REASON = {
+    "code": "model",
+    "message": "Model: fraud probability 97% (review threshold 50%), learned from 900 labels",
+    "observed": 0.9712,
+    "threshold": 0.5,
+    "weight": 0.97,
+    "severity": "critical",
+}
+
+
+async def model_reason_first(page: Page) -> None:
+    """Serve the page's first load with the model's reason before each alert's own, as the
+    server lists it once the model has learned (tests raise alerts before it has)."""
+
+    async def rewrite(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        for alert in body["alerts"]:
+            alert["reasons"] = [MODEL_REASON, *alert["reasons"]]
+        await route.fulfill(response=response, json=body)
+
+    await page.route("**/api/v1/alerts?status=open%2Cacknowledged&limit=1000", rewrite)
+
+
 async def test_a_rows_reasons_lead_with_the_rules_not_the_model(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:
     """The model's reason weighs most on most alerts and restates the score: listed first, it
     led every row with the same cut-short words. The rules that fired go first."""
     [alert_id] = await ingest(impossible_travel("acct-m", "Harrods"))
-    model = {
-        "code": "model",
-        "message": "Model: fraud probability 97% (review threshold 50%), learned from 900 labels",
-        "observed": 0.97,
-        "threshold": 0.5,
-        "weight": 0.97,
-        "severity": "critical",
-    }
-
-    async def with_the_model_first(route: Route) -> None:
-        response = await route.fetch()
-        body = await response.json()
-        for alert in body["alerts"]:
-            alert["reasons"] = [model, *alert["reasons"]]
-        await route.fulfill(response=response, json=body)
-
-    async def before_load(page: Page) -> None:
-        await page.route(
-            "**/api/v1/alerts?status=open%2Cacknowledged&limit=1000", with_the_model_first
-        )
-
-    alice = await sign_in(browser, server, "alice", before_load=before_load)
+    alice = await sign_in(browser, server, "alice", before_load=model_reason_first)
     reasons = alice.cell(alert_id, REASONS).locator(".reason-text")
     await expect(reasons).to_have_count(2)
     await expect(reasons.first).to_contain_text("km from the previous location")
-    await expect(reasons.nth(1)).to_have_text(model["message"])
+    await expect(reasons.nth(1)).to_have_text(MODEL_REASON["message"])
+    assert alice.problems == []
+
+
+async def test_the_models_figures_read_in_per_cent_as_its_message_does(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    """`fraud probability 97% (review threshold 50%)` over `observed 0.97 threshold 0.5`
+    read as two scales: the figures say it as the message does."""
+    [alert_id] = await ingest(impossible_travel("acct-m", "Harrods"))
+    alice = await sign_in(browser, server, "alice", before_load=model_reason_first)
+    await alice.cell(alert_id, MERCHANT).click()
+    reasons = alice.drawer.locator(".reason-item")
+    model = reasons.filter(has=alice.page.locator("code.reason-code:text-is('model')"))
+    await expect(model.locator(".reason-figures .figure")).to_have_text(
+        ["observed 97%", "threshold 50%"]
+    )
+    await expect(model.locator("svg.threshold-bar")).to_have_count(1)
+    # A rule's figures are its own numbers, as before.
+    travel = reasons.filter(has=alice.page.locator("code.reason-code:text-is('impossible_travel')"))
+    await expect(travel.locator(".reason-figures .figure").nth(1)).to_have_text("threshold 900")
     assert alice.problems == []
 
 

@@ -11,6 +11,7 @@ import {
   formatEventTime,
   formatFigure,
   formatMoney,
+  formatPercent,
   formatScore,
   ruleLabel,
 } from "./format.js";
@@ -150,6 +151,12 @@ export function reasonsSection(alert) {
     const given = reason?.threshold !== null && reason?.threshold !== undefined;
     const text = typeof reason?.observed === "string";
     const showThreshold = given && !(text && typeof reason.threshold === "number");
+    // The model's figures are probabilities, and its message gives them in per cent ("fraud
+    // probability 87% (review threshold 50%)"): beside it, 0.87 and 0.5 read as a second scale.
+    const figure = (value) =>
+      reason?.code === "model" && typeof value === "number"
+        ? formatPercent(value)
+        : formatFigure(value);
     return h("li", { className: "reason-item" }, [
       h("div", { className: "reason-head" }, [
         h("strong", { text: ruleLabel(reason?.code) }),
@@ -160,12 +167,12 @@ export function reasonsSection(alert) {
       h("div", { className: "reason-figures" }, [
         h("span", { className: over ? "figure figure-over" : "figure" }, [
           h("span", { className: "figure-label", text: "observed " }),
-          formatFigure(reason?.observed),
+          figure(reason?.observed),
         ]),
         showThreshold
           ? h("span", { className: "figure" }, [
               h("span", { className: "figure-label", text: "threshold " }),
-              formatFigure(reason.threshold),
+              figure(reason.threshold),
             ])
           : null,
         thresholdBar(observed, threshold),

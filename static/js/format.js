@@ -142,6 +142,11 @@ export function formatNumber(value) {
 // A reason's observed value or threshold: a rule may report a number (a speed, a count) or
 // text (the merchant id of new_merchant, a country), and text stays text, digits and all (an
 // MCC is a code, not a quantity). Absent, a dash.
+// A probability as the model's reason words it (Python's `:.0%`): 0.8712 → "87%".
+export function formatPercent(value) {
+  return `${(value * 100).toLocaleString(undefined, { maximumFractionDigits: 0 })}%`;
+}
+
 export function formatFigure(value) {
   if (typeof value === "number") return formatNumber(value);
   if (value === null || value === undefined) return "—";
