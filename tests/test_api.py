@@ -314,6 +314,24 @@ async def test_an_alert_gives_the_reasons_its_verdict_gave_number_for_number(
     assert alert["reasons"][0]["observed"] == 3, raw
 
 
+async def test_a_reason_says_what_its_figures_measure(client: TestClient) -> None:
+    # London, then New York ten minutes later: impossible travel, observed in km/h.
+    results = await post_batch(
+        client,
+        [
+            tx("trip-0", "acct-trip", lat=51.5, lon=-0.1),
+            tx("trip-1", "acct-trip", at=T0 + dt.timedelta(minutes=10), lat=40.7, lon=-74.0),
+        ],
+    )
+    verdict = results[-1]
+    travel = next(r for r in verdict["reasons"] if r["code"] == "impossible_travel")
+    assert (travel["unit"], travel["threshold"]) == ("km/h", 900), travel
+    alert = (
+        await (await client.get(f"/api/v1/alerts/{verdict['alert_id']}", headers=AUTH)).json()
+    )["alert"]
+    assert alert["reasons"] == verdict["reasons"]
+
+
 async def test_alert_contract_and_listing(client: TestClient) -> None:
     alert_id = await raise_alert(client)
     resp = await client.get(f"/api/v1/alerts/{alert_id}", headers=AUTH)

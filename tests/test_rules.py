@@ -89,6 +89,80 @@ def test_a_rule_fires_with_observed_value_threshold_and_severity() -> None:
     assert scored.score == pytest.approx(0.6, abs=AMOUNT_SPAN)  # its amount orders its ties
 
 
+# --- units: what a reason's figures measure, from the feature its rule observes -------------
+
+DEFAULT_UNITS = {
+    "card_testing": "count",
+    "velocity_1m": "count",
+    "velocity_10m": "count",
+    "velocity_1h": "count",
+    "amount_outlier": "ratio",
+    "night_high_amount": "ratio",
+    "night_high_amount_new": "JPY",  # an amount: the transaction's own currency
+    "impossible_travel": "km/h",
+    "new_country": None,  # text: a country, a device id, a merchant id
+    "new_device": None,
+    "new_merchant": None,
+    "account_takeover": "ratio",
+    "compromised_merchant": "fraction",
+}
+
+
+def test_each_default_pack_rule_gives_its_figures_unit() -> None:
+    from server.detection.features import FEATURES
+
+    ruleset = load_rules()
+    assert {r.name for r in ruleset.rules} == DEFAULT_UNITS.keys()
+    # Every feature known: each rule's reason as the detector asks for it once it fires.
+    v: dict[str, Any] = {n: n.startswith("is_new_") or 2.0 for n in FEATURES}
+    tx = make_tx(currency="JPY", country="GB", device_id="d-1")
+    units = {r.name: r.reason(v, tx).unit for r in ruleset.rules}
+    assert units == DEFAULT_UNITS
+
+
+def test_a_fired_rule_carries_its_unit_through_the_detector() -> None:
+    det = Detector(rules=load_rules())
+    det.score(make_tx(0, lat=51.5, lon=-0.1))  # London
+    reasons = det.score(make_tx(600, lat=40.7, lon=-74.0)).reasons  # New York, 10 min later
+    travel = next(r for r in reasons if r.code == "impossible_travel")
+    assert travel.unit == "km/h"
+    assert travel.threshold == 900
+
+
+def test_a_custom_rule_inherits_its_features_unit_and_may_override_it() -> None:
+    tx = make_tx(amount="1250.00", currency="EUR")
+    assert rules(RULE).score(tx).reasons[0].unit == "EUR"
+    assert rules(RULE).score(make_tx(amount="1250.00", currency="")).reasons[0].unit is None
+    spread = RULE.replace(
+        'feature = "amount", op = ">=", value = 100', 'feature = "amount_z", op = ">=", value = 0'
+    ).replace("{amount:,.2f} {currency}", "{amount}")
+    det = rules(spread)
+    for i, amount in enumerate(("10.00", "30.00")):
+        det.score(make_tx(i, amount=amount))
+    assert det.score(make_tx(5, amount="1250.00")).reasons[0].unit == "sd"
+    # A file may say what its figures are in, say a rule on a fraction it reads as a ratio.
+    assert rules(RULE + 'unit = "ratio"\n').score(tx).reasons[0].unit == "ratio"
+    # Text has no unit: a rule observing a field.
+    assert (
+        rules(RULE + 'observed = "country"\n')
+        .score(make_tx(amount="200.00", country="FR"))
+        .reasons[0]
+        .unit
+        is None
+    )
+
+
+def test_every_feature_has_a_unit_from_the_vocabulary_or_none() -> None:
+    from server.detection.features import FEATURE_UNITS, FEATURES
+    from server.detection.verdict import UNITS
+
+    assert FEATURE_UNITS.keys() == FEATURES.keys()
+    assert {u for u in FEATURE_UNITS.values() if u is not None} <= UNITS.keys()
+    assert FEATURE_UNITS["merchant_sum_30d"] == "currency"
+    assert FEATURE_UNITS["merchant_fraud_rate_7d"] == "fraction"
+    assert FEATURE_UNITS["elapsed_s"] == "s"
+
+
 def test_templates_write_the_amount_as_sent_to_the_cent() -> None:
     # A float has about 15 significant digits: the feature would print ...999.98.
     huge = make_tx(amount="99999999999999.99")
@@ -191,6 +265,14 @@ def test_validation_errors_name_file_rule_and_problem(
 ) -> None:
     errors = errors_of(RULE.replace(*change), name="rules/fraud.toml")
     assert any(e.startswith("rules/fraud.toml: ") and problem in e for e in errors), errors
+
+
+def test_a_unit_outside_the_vocabulary_names_file_rule_and_unit() -> None:
+    errors = errors_of(RULE + 'unit = "mph"\n', name="rules/fraud.toml")
+    assert errors == [
+        "rules/fraud.toml: rule 'big': unit must be one of count, currency, ratio, sd, "
+        "fraction, s, km, km/h, got 'mph'"
+    ]
 
 
 def test_duplicate_names_across_files_are_errors(tmp_path: Path) -> None:

@@ -52,6 +52,21 @@ async def test_hello_then_live_alerts_in_seq_order(client: TestClient) -> None:
         assert all(e["type"] == "alert" for e in events)
 
 
+async def test_an_alerts_reasons_carry_their_unit(client: TestClient) -> None:
+    async with client.ws_connect("/ws", headers=AUTH) as ws:
+        await receive(ws, "hello")
+        await ws.send_json({"type": "subscribe", "verdicts": True})
+        await receive(ws, "subscribed")
+        await post_batch(client, card_testing("u", "acct-u", n=3))
+        (event,) = await collect_alerts(ws, 1)
+        (reason,) = event["alert"]["reasons"]
+        assert (reason["code"], reason["unit"]) == ("card_testing", "count"), reason
+        items: list[dict[str, Any]] = []
+        while len(items) < 3:
+            items += (await receive(ws, "verdicts"))["items"]
+        assert items[-1]["reasons"] == [reason]
+
+
 async def test_ws_requires_auth_and_same_origin(client: TestClient, login: Login) -> None:
     resp = await client.get("/ws")
     assert resp.status == 401

@@ -152,6 +152,53 @@ FEATURES: dict[str, str] = _catalogue()
 """Every feature name a rule or the model may use, with what it means."""
 
 
+def _units() -> dict[str, str | None]:
+    # None: a flag, an hour of the clock, or an amount on the stream's scale (in no currency).
+    units: dict[str, str | None] = {
+        "amount": "currency",
+        "local_hour": None,
+        "history": "count",
+        "mean": "currency",
+        "std": "currency",
+        "amount_ratio": "ratio",
+        "amount_z": "sd",
+        "since_prev_s": "s",
+        "distance_km": "km",
+        "elapsed_s": "s",
+        "speed_kmh": "km/h",
+        "distinct_merchants_24h": "count",
+        "distinct_countries_24h": "count",
+        "account_count_1m": "count",
+        "account_small_count_10m": "count",
+        "account_small_scaled_count_10m": "count",
+        "merchant_fraud_run": "count",
+        "amount_fraud_rate": "fraction",
+        "hour_fraud_rate": "fraction",
+        "mcc_amount_z": "sd",
+        "account_inflow_24h": "currency",
+        "amount_scale": "ratio",
+        "amount_scaled": None,
+        "small_amount_scaled": "currency",
+    }
+    for name in FEATURES:
+        if name in units:
+            continue
+        if name.startswith("is_new_"):
+            units[name] = None
+        elif "_sum_" in name:
+            units[name] = "currency"
+        elif "_rate_" in name:
+            units[name] = "fraction"
+        else:  # windowed counts, the merchants' labels and frauds
+            units[name] = "count"
+    return units
+
+
+FEATURE_UNITS: dict[str, str | None] = _units()
+"""What each feature measures (a key of `verdict.UNITS`), or None: what a reason's observed
+value and threshold are in when its rule observes that feature."""
+
+
 def _fields() -> dict[str, tuple[str, ...]]:
     acct, ts = "account_id", "timestamp"
     travel = (acct, ts, "lat", "lon")  # "located": a transaction with both

@@ -1108,6 +1108,7 @@ def explain(
         round(probability, 4),
         threshold,
         probability,
+        unit="fraction",
     )
 
 
@@ -1227,7 +1228,7 @@ class ModelSlot:
             if factors:
                 reason = explain(predictor, x, p, review_threshold)
             else:
-                reason = Reason("model", "", score, review_threshold, p)
+                reason = Reason("model", "", score, review_threshold, p, unit="fraction")
             reasons = (reason, *reasons)
         return Scored(score, decision, severity, reasons, rules.rules_version)
 

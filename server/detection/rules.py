@@ -20,8 +20,8 @@ from math import inf, isfinite
 from pathlib import Path
 from typing import Any, Literal, TypeGuard, TypeVar, get_args
 
-from server.detection.features import DEFAULT_SMALL_AMOUNT, FEATURES, Value
-from server.detection.verdict import Reason, Severity, beyond_cap
+from server.detection.features import DEFAULT_SMALL_AMOUNT, FEATURE_UNITS, FEATURES, Value
+from server.detection.verdict import UNITS, Reason, Severity, beyond_cap
 from server.transactions import Transaction
 
 # Bump when what the engine computes for the same files changes.
@@ -35,7 +35,18 @@ SETTINGS = ("small_amount",)
 SETTINGS_PREFIX = "settings."
 BOOLEAN_FEATURES = frozenset(n for n in FEATURES if n.startswith("is_new_"))
 RULE_KEYS = frozenset(
-    {"name", "description", "score", "severity", "reason", "observed", "threshold", "all", "any"}
+    {
+        "name",
+        "description",
+        "score",
+        "severity",
+        "reason",
+        "observed",
+        "threshold",
+        "unit",
+        "all",
+        "any",
+    }
 )
 LIST_KEYS = frozenset({"name", "action", "field", "entries", "description"})
 
@@ -90,6 +101,9 @@ class Rule:
     # The threshold is on `amount_scaled` and the rule observes the amount: a reason shows it
     # times `amount_scale`, in the file's units as the amount is.
     scaled: bool = False
+    # What observed and threshold are in (a key of UNITS): the observed feature's unit unless
+    # the file says otherwise. "currency" becomes the transaction's code in a reason.
+    unit: str | None = None
 
     def shown_threshold(self, v: dict[str, Value]) -> float | str | None:
         threshold = self.threshold
@@ -106,6 +120,9 @@ class Rule:
             observed = round(observed, 2) if isfinite(observed) else None
         elif isinstance(observed, bool):
             observed = str(observed).lower()
+        unit = self.unit
+        if unit == "currency":
+            unit = tx.currency or None
         return Reason(
             self.name,
             self.render(v, tx) if message else "",
@@ -113,6 +130,7 @@ class Rule:
             self.shown_threshold(v),
             self.score,
             self.severity,
+            unit,
         )
 
     def render(self, v: dict[str, Value], tx: Transaction) -> str:
@@ -441,6 +459,9 @@ def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
             None,
         )  # fmt: skip
         scaled = threshold is not None
+    unit = raw.get("unit", FEATURE_UNITS.get(str(observed)))
+    if "unit" in raw and unit not in UNITS:
+        errors.append(f"{where}: unit must be one of {', '.join(UNITS)}, got {unit!r}")
     template = _compile_template(raw.get("reason"), where, errors)
     if len(errors) > before or condition is None or template is None:
         return None
@@ -471,6 +492,7 @@ def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
         gate=gate,
         after_gate=after_gate,
         scaled=scaled,
+        unit=unit,
     )
 
 

@@ -9,6 +9,18 @@ import msgspec
 
 Decision = Literal["allow", "review", "block"]
 Severity = Literal["low", "medium", "high", "critical"]
+UNITS: dict[str, str] = {
+    "count": "how many: transactions, labels, distinct merchants",
+    "currency": "an amount, in the transaction's currency: a reason says the ISO 4217 code",
+    "ratio": "times the account's usual (an amount over its average)",
+    "sd": "standard deviations from a mean",
+    "fraction": "a proportion or probability from 0 to 1 (0.25 is 25 %)",
+    "s": "a duration in seconds",
+    "km": "a distance in kilometres",
+    "km/h": "a speed in kilometres per hour",
+}
+"""The units a feature (and so a reason's figures) can be in; `currency` never reaches a
+reason as such."""
 
 
 class Reason(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -22,6 +34,9 @@ class Reason(msgspec.Struct, frozen=True, omit_defaults=True):
     threshold: int | float | str | None = None
     weight: float = 0.0
     severity: Severity | None = None
+    # What `observed` and `threshold` measure (UNITS, or the transaction's currency code for
+    # an amount); absent for text, booleans, and alerts stored before reasons carried it.
+    unit: str | None = None
 
 
 class Scored(msgspec.Struct, frozen=True):
