@@ -534,9 +534,12 @@ async def test_the_models_figures_read_in_per_cent_as_its_message_does(
         ["observed 97%", "threshold 50%"]
     )
     await expect(model.locator("svg.threshold-bar")).to_have_count(1)
-    # A rule's figures are its own numbers, as before.
+    # A rule's figures are its own numbers, in its unit. (MODEL_REASON has none, as the model's
+    # reasons stored before reasons carried one: its code still reads it in per cent.)
     travel = reasons.filter(has=alice.page.locator("code.reason-code:text-is('impossible_travel')"))
-    await expect(travel.locator(".reason-figures .figure").nth(1)).to_have_text("threshold 900")
+    await expect(travel.locator(".reason-figures .figure").nth(1)).to_have_text(
+        "threshold 900 km/h"
+    )
     assert alice.problems == []
 
 

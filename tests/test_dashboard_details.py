@@ -56,6 +56,13 @@ severity = "low"
 observed = "device_id"
 all = [{ feature = "is_new_merchant", op = "==", value = true }]
 reason = "A first purchase, from whatever device"
+
+[[rules]]
+name = "large_amount"
+score = 0.01
+severity = "low"
+all = [{ feature = "amount", op = ">=", value = 1000 }]
+reason = "A large amount"
 """
 
 
@@ -114,13 +121,44 @@ async def test_reasons_show_observed_text_as_text_and_absent_values_as_a_dash(
     await expect(figures("new_merchant_mcc")).to_have_text(["observed 5411"])
     # What the transaction lacks (a device) is a dash.
     await expect(figures("new_merchant_device")).to_have_text(["observed —"])
-    # Numbers are still numbers, grouped, with the bar against the threshold.
+    # Numbers are still numbers, grouped, in their unit, with the bar against the threshold.
     await expect(figures("impossible_travel").first).to_have_text(
-        re.compile(r"^observed \d{2},\d{3}(\.\d+)?$")
+        re.compile(r"^observed \d{2},\d{3}(\.\d+)? km/h$")
     )
-    await expect(figures("impossible_travel").nth(1)).to_have_text("threshold 900")
+    await expect(figures("impossible_travel").nth(1)).to_have_text("threshold 900 km/h")
     await expect(reason("impossible_travel").locator("svg.threshold-bar")).to_have_count(1)
     await expect(reason("new_merchant").locator("svg")).to_have_count(0)
+    assert alice.problems == []
+
+
+async def test_reasons_give_their_figures_in_their_unit(
+    browser: Browser, rules_server: TestServer
+) -> None:
+    # QA: "observed 33,421.5 threshold 900" and "observed 1,299 threshold 1,000": a speed
+    # and an amount, and only the message said which.
+    alice = await sign_in(browser, rules_server, "alice")
+    trip = [
+        tx("u-1", "acct-u", T0, 42.5, "m-deli", **NEW_YORK),
+        # Ten minutes later in London, in pounds: impossible travel, and an amount over the
+        # custom rule's 1,000, which takes its unit from the amount it observes.
+        tx("u-2", "acct-u", T0 + dt.timedelta(minutes=10), "1299.00", "m-elec",
+           merchant_name="Harrods", currency="GBP", **LONDON),
+    ]  # fmt: skip
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        [alert_id] = await post_ndjson(rules_server, http, trip)
+    await alice.cell(alert_id, MERCHANT).click()
+    reasons = alice.drawer.locator(".reason-item")
+
+    def figures(code: str) -> Any:
+        has = alice.page.locator(f"code.reason-code:text-is('{code}')")
+        return reasons.filter(has=has).locator(".reason-figures .figure")
+
+    await expect(figures("impossible_travel")).to_have_text(
+        [re.compile(r"^observed \d{1,2},\d{3}(\.\d+)? km/h$"), "threshold 900 km/h"]
+    )
+    await expect(figures("large_amount")).to_have_text(
+        ["observed £1,299.00", "threshold £1,000.00"]
+    )
     assert alice.problems == []
 
 

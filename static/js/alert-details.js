@@ -9,7 +9,7 @@ import {
   capitalize,
   formatDateTime,
   formatEventTime,
-  formatFigure,
+  formatMeasure,
   formatMoney,
   formatPercent,
   formatScore,
@@ -151,12 +151,13 @@ export function reasonsSection(alert) {
     const given = reason?.threshold !== null && reason?.threshold !== undefined;
     const text = typeof reason?.observed === "string";
     const showThreshold = given && !(text && typeof reason.threshold === "number");
-    // The model's figures are probabilities, and its message gives them in per cent ("fraud
-    // probability 87% (review threshold 50%)"): beside it, 0.87 and 0.5 read as a second scale.
+    // The model's figures are probabilities, and its message gives them in whole per cent
+    // ("fraud probability 87% (review threshold 50%)"): beside it, 0.87 and 0.5 would read as
+    // a second scale. Its stored alerts from before reasons had a unit say so by their code.
     const figure = (value) =>
       reason?.code === "model" && typeof value === "number"
         ? formatPercent(value)
-        : formatFigure(value);
+        : formatMeasure(value, reason?.unit);
     return h("li", { className: "reason-item" }, [
       h("div", { className: "reason-head" }, [
         h("strong", { text: ruleLabel(reason?.code) }),

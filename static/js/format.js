@@ -139,19 +139,43 @@ export function formatNumber(value) {
   return Number.isFinite(n) ? plainNumber.format(n) : "—";
 }
 
+// A fraction in per cent, as Python's `:.0%` words it by default: 0.8712 → "87%".
+export function formatPercent(value, digits = 0) {
+  return `${(value * 100).toLocaleString(undefined, { maximumFractionDigits: digits })}%`;
+}
+
 // A reason's observed value or threshold: a rule may report a number (a speed, a count) or
 // text (the merchant id of new_merchant, a country), and text stays text, digits and all (an
 // MCC is a code, not a quantity). Absent, a dash.
-// A probability as the model's reason words it (Python's `:.0%`): 0.8712 → "87%".
-export function formatPercent(value) {
-  return `${(value * 100).toLocaleString(undefined, { maximumFractionDigits: 0 })}%`;
-}
-
 export function formatFigure(value) {
   if (typeof value === "number") return formatNumber(value);
   if (value === null || value === undefined) return "—";
   const text = String(value).trim();
   return text || "—";
+}
+
+const CURRENCY_CODE = /^[A-Z]{3}$/;
+
+// A reason's figure in the unit the server says it is in (docs/api.md, "Reasons"): an
+// amount in its currency, a duration in words, a ratio as "2.5×". Text, and a number
+// without a unit (alerts stored before reasons carried one), read as formatFigure has them.
+export function formatMeasure(value, unit) {
+  if (typeof value !== "number" || typeof unit !== "string" || !unit) return formatFigure(value);
+  if (CURRENCY_CODE.test(unit)) return formatMoney(value, unit);
+  switch (unit) {
+    case "count":
+      return formatNumber(value);
+    case "fraction":
+      return formatPercent(value, 1);
+    case "ratio":
+      return `${formatNumber(value)}×`;
+    case "sd":
+      return `${formatNumber(value)} σ`;
+    case "s":
+      return formatAge(value * 1000);
+    default: // km, km/h, and any unit a later server adds
+      return `${formatNumber(value)} ${unit}`;
+  }
 }
 
 // "card_testing" → "Card testing": rule codes are snake_case identifiers.
