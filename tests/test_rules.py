@@ -525,6 +525,22 @@ def test_every_feature_is_documented() -> None:
     assert all(f"`{e}`" in text for e in ENTITIES)
 
 
+def test_the_units_table_gives_every_features_unit() -> None:
+    import fnmatch
+    import re
+
+    from server.detection.features import FEATURE_UNITS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "rules.md").read_text()
+    section = text.split("### Units", 1)[1].split("\n## ", 1)[0]
+    documented: dict[str, str | None] = {}
+    for unit, names in re.findall(r"^\| (`[^`]+`|none) \| (.+) \|$", section, re.MULTILINE):
+        for pattern in re.findall(r"`([^`]+)`", names):
+            for name in fnmatch.filter(FEATURE_UNITS, pattern):
+                documented[name] = None if unit == "none" else unit.strip("`")
+    assert documented == FEATURE_UNITS
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [(0, "0 s"), (59.4, "59 s"), (59.6, "1 min"), (600, "10 min"), (3569, "59 min"),
