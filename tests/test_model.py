@@ -118,7 +118,7 @@ def _amount_inputs(amounts: list[Decimal]) -> list[dict[str, float]]:
     return out
 
 
-@pytest.mark.parametrize("k", [Decimal(150), Decimal("0.01")])
+@pytest.mark.parametrize("k", [Decimal(150), Decimal(7)])
 def test_an_amount_times_k_has_the_same_inputs_once_the_scale_is_learnt(k: Decimal) -> None:
     # Amounts with cents, tiny ones in bursts (card tests) and round ones (multiples of 20,
     # round in yen too: x150 is a multiple of 100; a 25 would be 3,750 yen, not round there).
@@ -131,7 +131,8 @@ def test_an_amount_times_k_has_the_same_inputs_once_the_scale_is_learnt(k: Decim
         elif pick < 0.2:
             amounts.append(Decimal(rng.randrange(10, 500)) / 100)
         else:  # with cents: a whole 57 is round in dollars, 8,550 yen is not
-            amount = Decimal(f"{math.exp(rng.gauss(3.7, 1.3)):.2f}")
+            # Typical amounts above 40 (the scale's floor is 1), so the scale moves with k.
+            amount = Decimal(f"{math.exp(rng.gauss(4.2, 1.3)):.2f}")
             amounts.append(amount + Decimal("0.01") if amount == int(amount) else amount)
     base = _amount_inputs(amounts)
     scaled = _amount_inputs([a * k for a in amounts])
@@ -142,16 +143,27 @@ def test_an_amount_times_k_has_the_same_inputs_once_the_scale_is_learnt(k: Decim
     for name in ("tiny_amount", "log_tiny_recent", "round_amount"):
         assert 0 < sum(x[name] > 0 for x in later) < len(later), name
     assert sum(any(x[f"amount_band_{i}"] for x in later) for i in range(13)) >= 9
-    # Before, amounts are taken as they are: in yen nothing is tiny and 5,000 is the top
-    # band; in hundredths of a dollar almost everything is tiny.
+    # Before, amounts are taken as they are: fewer are tiny (in yen none) and more are in
+    # the top band.
     early = scaled[:known]
-    if k > 1:
+    assert sum(x["tiny_amount"] for x in early) < sum(x["tiny_amount"] for x in base[:known])
+    if k == 150:
         assert not any(x["tiny_amount"] for x in early)
-        assert sum(x["amount_band_12"] for x in early) > sum(
-            x["amount_band_12"] for x in base[:known]
-        )
-    else:
-        assert sum(x["tiny_amount"] for x in early) > sum(x["tiny_amount"] for x in base[:known])
+    assert sum(x["amount_band_12"] for x in early) > sum(x["amount_band_12"] for x in base[:known])
+
+
+def test_smaller_amounts_than_dollars_are_taken_as_they_are() -> None:
+    # A stream of amounts a hundredth of dollars' (or a stream that began with card tests at
+    # 1.00) is not a currency worth a hundred dollars: the scale stays 1, so 1.00 is still
+    # tiny, where a scale of 0.01 would have made only amounts under 0.05 tiny.
+    rng = random.Random(7)
+    amounts = [Decimal(f"{math.exp(rng.gauss(3.7, 1.3)) / 100:.2f}") + Decimal("0.01")
+               for _ in range(3000)]  # fmt: skip
+    seen = _amount_inputs(amounts)
+    later = seen[1000:]
+    tiny = [a < 5 for a in amounts[1000:]]
+    assert [x["tiny_amount"] > 0 for x in later] == tiny
+    assert sum(tiny) > 0.9 * len(tiny)
 
 
 def test_time_since_previous_merchant_risk_and_the_amount_band() -> None:

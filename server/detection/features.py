@@ -39,6 +39,12 @@ AMOUNT_SCALE_FROM = 1_000
 taken as they are, in the units TYPICAL_AMOUNT is in."""
 AMOUNT_SCALE_EVERY = 1_000
 """The scale is worked out again every this many amounts: it moves in steps, rarely."""
+AMOUNT_SCALE_MIN = 1.0
+"""The scale never goes below this: it stretches the absolute amounts for a currency whose
+unit is worth less than a dollar (yen, rupees, won), and never shrinks them. A stream whose
+typical amount is under TYPICAL_AMOUNT is a stream of small payments in such a unit, or one
+that began with a burst of card tests (1.00 each: a scale of 0.025 would have put the card
+testing rule's 5.00 at 0.125 and stopped it firing), not a currency worth more."""
 HASH_CACHE = 200_000  # ids whose stable hash is remembered (a few MB at most)
 EARTH_RADIUS_KM = 6371.0088
 DEFAULT_TTL_S = 45 * DAY
@@ -129,7 +135,8 @@ def _catalogue() -> dict[str, str]:
         "30 days before (to the hour)",
         "amount_scale": f"the stream's typical amount (the geometric mean of every amount above "
         f"0 before this one, every account's, worked out every {AMOUNT_SCALE_EVERY:,}) over "
-        f"{TYPICAL_AMOUNT:g}: about 1 for dollars or euros, ~150 for yen; unknown under "
+        f"{TYPICAL_AMOUNT:g}, at least {AMOUNT_SCALE_MIN:g}: 1 for dollars or euros, ~150 for "
+        f"yen; unknown under "
         f"{AMOUNT_SCALE_FROM:,} amounts",
         "amount_scaled": "amount / amount_scale: the amount on the scale the default pack's "
         "amounts are in (the amount itself while amount_scale is unknown)",
@@ -682,7 +689,7 @@ class AmountScale:
         """The scale worked out again from the amounts so far (`learn` calls it every
         AMOUNT_SCALE_EVERY amounts)."""
         if self.seen >= AMOUNT_SCALE_FROM:
-            self.scale = exp(self.log_sum / self.seen) / TYPICAL_AMOUNT
+            self.scale = max(AMOUNT_SCALE_MIN, exp(self.log_sum / self.seen) / TYPICAL_AMOUNT)
 
     def state(self) -> list[float]:
         return [self.log_sum, float(self.seen), 0.0 if self.scale is None else self.scale]
