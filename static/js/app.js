@@ -610,19 +610,30 @@ drawer.onClose = () => {
 };
 critical.onOpen = (alert) => openDetails(store.get(alert.id) ?? alert);
 
+// With nothing listed, why: the filters, or an empty queue (j and k have nothing to move
+// through, so the keys that need an alert must not send the analyst to them).
+function sayNothingListed() {
+  const text = isFiltered(filters.view)
+    ? "No alerts listed: the filters match none. Clear filters to see the queue."
+    : "No alerts listed: nothing to act on yet.";
+  notices.show(text, { key: "pick" });
+}
+
 function withCurrent(fn) {
   const alert = currentAlert();
   if (!alert) {
-    let text = "Pick an alert first: j and k move through the list.";
-    if (!table.length) {
-      text = isFiltered(filters.view)
-        ? "No alerts listed: the filters match none. Clear filters to see the queue."
-        : "No alerts listed: nothing to act on yet.";
-    }
-    notices.show(text, { key: "pick" });
+    if (!table.length) sayNothingListed();
+    else notices.show("Pick an alert first: j and k move through the list.", { key: "pick" });
     return;
   }
   fn(alert);
+}
+
+// j and k on an empty list said nothing at all: the analyst could not tell a dead key from
+// an empty queue.
+function moveCursor(delta) {
+  if (!table.length) sayNothingListed();
+  else table.moveCursor(delta);
 }
 
 // c: the note box of the alert in the drawer, or of the current one (the drawer opens on it).
@@ -657,8 +668,8 @@ const inTable = (move) => (event) => (tableWrap.contains(event.target) ? move(ev
 
 installMenus();
 const shortcutKeys = installShortcuts({
-  j: () => table.moveCursor(1),
-  k: () => table.moveCursor(-1),
+  j: () => moveCursor(1),
+  k: () => moveCursor(-1),
   ArrowDown: inTable(() => table.moveCursor(1)),
   ArrowUp: inTable(() => table.moveCursor(-1)),
   PageDown: inTable(() => table.moveCursor(table.pageRows)),
