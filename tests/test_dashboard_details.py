@@ -162,7 +162,9 @@ async def test_reasons_give_their_figures_in_their_unit(
     assert alice.problems == []
 
 
-def big_purchase_abroad(account: str, amount: str, at: dt.datetime) -> list[dict[str, Any]]:
+def big_purchase_abroad(
+    account: str, amount: str, at: dt.datetime, **extra: Any
+) -> list[dict[str, Any]]:
     """New York, then London ten minutes later for `amount` (a numeric string: Python's float
     would round it before it left the test)."""
     return [
@@ -175,6 +177,7 @@ def big_purchase_abroad(account: str, amount: str, at: dt.datetime) -> list[dict
             "m-elec",
             merchant_name="Harrods",
             **LONDON,
+            **extra,
         ),
     ]
 
@@ -193,18 +196,20 @@ async def test_huge_amounts_are_shown_to_the_cent(
     [usual] = await ingest(
         big_purchase_abroad("acct-usual", "12345678901234.56", T0 + dt.timedelta(hours=2))
     )
+    [dinars] = await ingest(
+        big_purchase_abroad("acct-iqd", "1234.567", T0 + dt.timedelta(hours=3), currency="IQD")
+    )
     await expect(alice.cell(loaded, AMOUNT)).to_have_text("$99,999,999,999,999.99")
     await expect(alice.cell(live, AMOUNT)).to_have_text("$987,654,321,098,765.43")
     await expect(alice.cell(usual, AMOUNT)).to_have_text("$12,345,678,901,234.56")
 
-    # The drawer: under the title, the field (with the amount as sent), the raw payload, and
-    # the account's history (from its own endpoint).
+    # The drawer: under the title, the field (the amount as sent only where the formatted
+    # one does not say it: here it does, digit for digit), the raw payload, and the
+    # account's history (from its own endpoint).
     await alice.cell(loaded, MERCHANT).click()
     drawer = alice.drawer
     await expect(drawer.locator("#drawer-sub")).to_contain_text("Harrods · $99,999,999,999,999.99")
-    await expect(drawer.locator("dt:text-is('Amount') + dd")).to_have_text(
-        "$99,999,999,999,999.99 (99999999999999.99)"
-    )
+    await expect(drawer.locator("dt:text-is('Amount') + dd")).to_have_text("$99,999,999,999,999.99")
     await drawer.get_by_text("Raw payload").click()
     await expect(drawer.locator("pre.raw-json")).to_contain_text('"amount": 99999999999999.99,')
     history = drawer.locator('[data-section="account-history"]')
@@ -217,6 +222,14 @@ async def test_huge_amounts_are_shown_to_the_cent(
         "Account acct-big · Harrods · $99,999,999,999,999.99"
     )
     await alice.press("Escape")
+
+    # Where the formatted amount says less than was sent, the drawer gives the value as sent,
+    # and says so: the server keeps Iraqi dinars to ISO 4217's three decimals, Intl shows
+    # none.
+    await alice.cell(dinars, MERCHANT).click()
+    await expect(drawer.locator("dt:text-is('Amount') + dd")).to_have_text(
+        re.compile(r"^IQD\s1,235 \(as sent: 1234\.567\)$")
+    )
     assert alice.problems == []
 
 

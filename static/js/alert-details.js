@@ -6,6 +6,7 @@ import { amountChart, thresholdBar } from "./charts.js";
 import { h } from "./dom.js";
 import { stringifyJson } from "./json.js";
 import {
+  amountAsSent,
   capitalize,
   formatDateTime,
   formatEventTime,
@@ -187,6 +188,15 @@ export function reasonsSection(alert) {
   ]);
 }
 
+// The formatted amount, and the value as sent only where the two differ (a currency Intl
+// gives fewer digits than the server keeps): beside every amount it read as an unexplained
+// "$1,299.00 (1299)".
+function amountField(tx) {
+  const money = formatMoney(tx.amount, tx.currency);
+  const sent = amountAsSent(tx.amount, tx.currency);
+  return sent === null ? money : `${money} (as sent: ${sent})`;
+}
+
 export function transactionSection(tx) {
   const known = new Set(TX_FIELDS.map(([key]) => key));
   const rows = [];
@@ -196,8 +206,7 @@ export function transactionSection(tx) {
       rows.push(...eventTimeField(label, tx.timestamp));
       continue;
     }
-    const value =
-      key === "amount" ? `${formatMoney(tx.amount, tx.currency)} (${tx.amount})` : tx[key];
+    const value = key === "amount" ? amountField(tx) : tx[key];
     const mono = ["id", "account_id", "merchant_id", "device_id", "ip"].includes(key);
     rows.push(...field(label, value, { mono }));
   }

@@ -34,6 +34,35 @@ export function formatMoney(amount, currency) {
   return fmt ? fmt.format(value) : `${plainAmount.format(value)} ${code}`.trim();
 }
 
+// The amount as sent, where the formatted one does not say it digit for digit; else null.
+// The server holds an amount to its currency's ISO 4217 minor units, but Intl gives some
+// currencies CLDR's digits, fewer: 1234.567 IQD reads "IQD 1,235". Past 15 significant
+// digits the two agree, as the formatted amount is made from the exact string (json.js).
+export function amountAsSent(amount, currency) {
+  const sent = String(amount ?? "");
+  if (!DECIMAL.test(sent)) return null;
+  const code = typeof currency === "string" ? currency : "";
+  const fmt = (code && moneyFormat(code)) || plainAmount;
+  const exact = typeof amount === "string" ? amount : Number(amount);
+  let shown = "";
+  for (const part of fmt.formatToParts(exact)) {
+    if (part.type === "integer" || part.type === "fraction") shown += part.value;
+    else if (part.type === "decimal") shown += ".";
+  }
+  return sameDecimal(shown, sent) ? null : sent;
+}
+
+// Two plain decimal strings ("1299", "1299.00") that name the same value.
+function sameDecimal(a, b) {
+  if (/[eE]/.test(a) || /[eE]/.test(b)) return false;
+  const canonical = (text) => {
+    const [whole, fraction = ""] = text.replace(/^-/, "").split(".");
+    const digits = `${whole.replace(/^0+/, "")}.${fraction.replace(/0+$/, "")}`;
+    return digits.endsWith(".") ? digits.slice(0, -1) : digits;
+  };
+  return canonical(a) === canonical(b);
+}
+
 // An alert as an analyst recognises it in a sentence: "account acct-7 (Harrods · £1,299.00)".
 export function describeAlert(alert) {
   const tx = alert.transaction ?? {};
