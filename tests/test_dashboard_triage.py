@@ -308,6 +308,36 @@ async def test_esc_on_a_row_closes_the_drawer_and_the_table_stays_held(
     assert alice.problems == []
 
 
+async def test_the_paused_pill_is_a_button_that_shows_what_waits(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: held by the drawer, the pill said "Paused · 213 new" and only its tooltip said why
+    # and how to go on; a mouse or keyboard could not act on it.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    queue = await six_in_a_queue(alice, ingest)
+    await alice.press("j", "j", "Enter")
+    await expect(alice.drawer).to_be_visible()
+    [later] = await ingest(impossible_travel("acct-q6", "Shop", T0 + dt.timedelta(hours=6)))
+    pill = page.get_by_role("button", name="Paused · 1 new — show")
+    await expect(pill).to_be_visible()
+    await expect(pill).to_have_accessible_description(re.compile("^New alerts wait while"))
+    assert await listed(alice) == queue
+    # Reached by the keyboard (Shift+Tab from Take next, the control after it), it keeps the
+    # table held until pressed: the drawer holds it.
+    await page.get_by_role("button", name="Take next").focus()
+    await alice.press("Shift+Tab")
+    await expect(pill).to_be_focused()
+    await alice.press("Enter")
+    await expect(alice.drawer).to_be_hidden()
+    await eventually(lambda: listed(alice), [*queue, later])
+    await expect(page.locator("#alerts-paused")).to_be_hidden()
+    # The keyboard is back with the table, on the cursor's alert.
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[2]
+    assert alice.problems == []
+
+
 async def test_shortcuts_list_holds_the_table(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

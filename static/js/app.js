@@ -60,6 +60,8 @@ const integrity = new IntegrityPanel($("#integrity"), socket);
 const scorecard = new ScorecardPanel($("#scorecard"));
 const summary = $("#alerts-summary");
 const paused = $("#alerts-paused");
+const pausedButton = $("#paused-button");
+const pausedAction = $("#paused-button .paused-action");
 const empty = $("#alerts-empty");
 const staleNote = $("#stale-note");
 const tableWrap = $("#table-wrap");
@@ -93,7 +95,7 @@ const drawer = new Drawer($("#drawer"), {
 // Rows hold still while the analyst works in the table, a dialog or the details drawer. The
 // shortcuts list counts as a dialog: a glance at it must not re-sort the queue behind it,
 // and closing it gives focus back to the row the analyst left.
-const updateHold = holdWhileWorking(
+const { update: updateHold, release: releaseHold } = holdWhileWorking(
   tableWrap,
   table,
   () => dialog.isOpen || drawer.isOpen || shortcuts.open,
@@ -221,10 +223,12 @@ async function loadFromServer(view, { force = false } = {}) {
 // more arrived meanwhile: they are on the server (a time range brings them back). Each part
 // in a span that keeps to one line, so a narrow line breaks between them (app.css).
 function renderPaused(waiting, letGo) {
-  paused.hidden = !table.frozen;
+  pausedButton.hidden = !table.frozen;
   const parts = ["Paused"];
   if (waiting > 0 || letGo > 0) parts[0] += ` · ${formatCount(waiting)} new`;
   if (letGo > 0) parts.push(`· ${formatCount(letGo)} more on the server`);
+  // Nothing waiting, it lets the table move again; else it shows what waits.
+  setText(pausedAction, waiting > 0 ? "— show" : "— resume");
   if (paused.textContent === parts.join(" ")) return;
   const spans = parts.map((part) => h("span", { text: part }));
   paused.replaceChildren(...spans.flatMap((span, i) => (i ? [" ", span] : [span])));
@@ -590,6 +594,15 @@ socket.addEventListener("presence", (event) => {
   drawer.setPresence(alertId, users);
 });
 drawer.onAssign = (alert, owner) => actions.assign(alert, owner);
+
+// The paused pill shows what waits, as Esc does: the details close (they hold the table),
+// and the keyboard stays with the table without holding it (on the table itself, as after
+// Esc, rather than on the pill, which goes as the table is released).
+pausedButton.addEventListener("click", () => {
+  if (drawer.isOpen) drawer.close();
+  if (!tableWrap.contains(document.activeElement)) tableWrap.focus({ preventScroll: true });
+  releaseHold();
+});
 
 // "Next": the server picks and claims the most urgent unowned alert; open it to work on.
 async function takeNext() {

@@ -104,5 +104,12 @@ export function holdWhileWorking(container, table, alsoHold = () => false) {
     keyboardInside = false;
     update();
   });
-  return update;
+  // The paused pill's button: what the pointer and keyboard held goes, as on Esc; what
+  // `alsoHold` says (a dialog, the drawer) is the caller's to close first.
+  const release = () => {
+    pointerInside = false;
+    keyboardInside = false;
+    update();
+  };
+  return { update, release };
 }
