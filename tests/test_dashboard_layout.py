@@ -661,6 +661,104 @@ async def test_the_long_paused_pill_stays_whole_beside_the_drawer_and_at_200_per
     assert me.problems == []
 
 
+# The controls in the queue's rows (checkboxes, Ack / Fraud / Legitimate) that can be seen,
+# (within the table's box and the window) and those of them the notices lie over.
+UNDER_NOTICES = """() => {
+  const notices = document.getElementById("notices").getBoundingClientRect();
+  const wrap = document.getElementById("table-wrap").getBoundingClientRect();
+  const left = Math.max(0, wrap.left);
+  const top = Math.max(0, wrap.top);
+  const right = Math.min(innerWidth, wrap.right);
+  const bottom = Math.min(innerHeight, wrap.bottom);
+  const seen = [];
+  const covered = [];
+  for (const el of document.querySelectorAll("#alert-rows :is(button, input)")) {
+    const r = el.getBoundingClientRect();
+    const x0 = Math.max(r.left, left), x1 = Math.min(r.right, right);
+    const y0 = Math.max(r.top, top), y1 = Math.min(r.bottom, bottom);
+    if (x1 - x0 < 1 || y1 - y0 < 1) continue;
+    const name = `${el.getAttribute("aria-label") ?? el.textContent} @${Math.round(r.top)}`;
+    seen.push(name);
+    const across = Math.min(x1, notices.right) - Math.max(x0, notices.left);
+    const down = Math.min(y1, notices.bottom) - Math.max(y0, notices.top);
+    if (across > 0 && down > 0) covered.push(name);
+  }
+  return { seen: seen.length, covered, notices: notices.height };
+}"""
+
+
+async def test_notices_leave_the_queue_s_controls_clear(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: notices sat bottom-right over the last rows' Ack / Fraud / Legitimate buttons, and
+    # every single resolve shows one (with Undo) for 8 s: the next click hit the notice.
+    await create_user(server.app[STORE], "analyst", PASSWORD, "analyst")
+    ids = await queue_of_twenty(ingest)
+    me = await sign_in(browser, server, "analyst")
+    page = me.page
+    await every_alert_listed(me, ids)
+    await expect(page.locator("#notices")).to_have_attribute("aria-live", "polite")
+    await me.press("j", "l", "Enter")
+    notice = page.locator(".notice", has_text="Resolved as legitimate")
+    dismiss = notice.get_by_role("button", name="Dismiss")
+    # Focus on the notice keeps it for as long as the test looks (it holds while read).
+    await dismiss.focus()
+
+    async def covered() -> list[str]:
+        figures = await page.evaluate(UNDER_NOTICES)
+        assert figures["seen"] > 0 and figures["notices"] > 0, figures
+        return list(figures["covered"])
+
+    for width, height in [(1366, 768), (1920, 1080), (1024, 700), (390, 844)]:
+        await page.set_viewport_size({"width": width, "height": height})
+        await next_frames(page)
+        if width >= 760:
+            await eventually(covered, [])
+        else:
+            # A phone's page scrolls: scrolled to the table, as one reads the queue, and to
+            # the page's end, the table's rows to their actions (nothing is pinned there).
+            # Not higher up, where the queue starts under the counters and the filters and
+            # the notices lie over what of it shows.
+            for at in ("table-wrap", "footer"):
+                await page.evaluate(
+                    """(at) => {
+                      document.querySelector(`#${at}, .${at}`).scrollIntoView();
+                      const wrap = document.getElementById("table-wrap");
+                      wrap.scrollLeft = wrap.scrollWidth;
+                    }""",
+                    at,
+                )
+                await next_frames(page)
+                await eventually(covered, [])
+        await expect(notice).to_be_visible()
+        if SHOTS:
+            await page.screenshot(path=str(Path(SHOTS) / f"notices-{width}x{height}.png"))
+    # Beside the open drawer, where the notices reach over the queue (from 960 to 1100 px,
+    # where the drawer is narrower than they are), and where they lie over the drawer.
+    await page.set_viewport_size({"width": 1366, "height": 768})
+    await page.evaluate("() => window.scrollTo(0, 0)")
+    await me.cell(ids[3], ACCOUNT).click()
+    await expect(me.drawer).to_be_visible()
+    await dismiss.focus()
+    for width, height in [(1366, 768), (1920, 1080), (1100, 800), (960, 800)]:
+        await page.set_viewport_size({"width": width, "height": height})
+        await next_frames(page)
+        await eventually(covered, [])
+        await expect(notice).to_be_visible()
+        if SHOTS:
+            await page.screenshot(path=str(Path(SHOTS) / f"notices-{width}x{height}-drawer.png"))
+    # Dismissed, the table takes its room back.
+    await dismiss.click()
+    await expect(notice).to_have_count(0)
+    await eventually(
+        lambda: page.evaluate(
+            "() => getComputedStyle(document.getElementById('table-wrap')).marginBottom"
+        ),
+        "0px",
+    )
+    assert me.problems == []
+
+
 # The footer's items (delivery, scorecard, version), how many lines each one's words take,
 # and the drawer, in the window.
 FOOTER = """() => ({

@@ -49,7 +49,7 @@ const canAct = ["analyst", "admin"].includes(meta("fw-role"));
 
 const clock = new Clock();
 const store = new AlertStore({ capacity: STORE_CAPACITY });
-const notices = new Notices($("#notices"));
+const notices = new Notices($("#notices"), { keepClear: $("#table-wrap") });
 const announcer = new Announcer($("#announcer"));
 const counters = new Counters($("#stats"), { clock });
 const socket = new LiveSocket({ path: "/ws" });

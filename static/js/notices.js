@@ -6,10 +6,52 @@ import { h } from "./dom.js";
 const MAX_NOTICES = 4;
 const NOTICE_MS = 8_000;
 const ANNOUNCE_EVERY_MS = 10_000;
+const ROOM_GAP_PX = 8;
+// app.css's phone layout: the page scrolls, and the table is a window's height less the
+// panel head.
+const PAGE_SCROLLS = "(max-width: 760px)";
 
 export class Notices {
-  constructor(container) {
+  // `keepClear`: the element notices must leave clear, the queue's table. Notices sit
+  // bottom-right, where the last rows' Ack / Fraud / Legitimate buttons were (after every
+  // single resolve, the Undo notice over the next rows' buttons): while any shows, the
+  // table gives up the room under them (--notice-room, app.css) rather than lie beneath.
+  constructor(container, { keepClear = null } = {}) {
     this.container = container;
+    this.keepClear = keepClear;
+    this._room = 0;
+    this._frame = 0;
+    if (keepClear) {
+      // In the next frame, not in the observer's callback: the room resizes the table, which
+      // would call the observer again within the same frame.
+      const observer = new ResizeObserver(() => {
+        this._frame ||= requestAnimationFrame(() => this._fit());
+      });
+      observer.observe(container);
+      observer.observe(keepClear);
+    }
+  }
+
+  // The room the table gives up: as far as the notices reach up over where it ends without
+  // the room (nothing, when they lie beside it: over the drawer). Where the page scrolls, the
+  // table is as tall as the window less the room the notices take from its bottom.
+  _fit() {
+    this._frame = 0;
+    let room = 0;
+    if (this.container.childElementCount) {
+      const box = this.container.getBoundingClientRect();
+      if (matchMedia(PAGE_SCROLLS).matches) {
+        room = innerHeight - box.top + ROOM_GAP_PX;
+      } else {
+        const table = this.keepClear.getBoundingClientRect();
+        const beside = box.left >= table.right || box.right <= table.left;
+        if (!beside) room = table.bottom + this._room - box.top + ROOM_GAP_PX;
+      }
+    }
+    room = Math.max(0, Math.ceil(room));
+    if (room === this._room) return;
+    this._room = room;
+    document.documentElement.style.setProperty("--notice-room", `${room}px`);
   }
 
   // kind: "info" | "warning" | "error". `sticky` notices stay until dismissed. `details`
