@@ -228,6 +228,14 @@ export class AlertTable {
     this.onCursor(id);
   }
 
+  // The table grew shorter under the keyboard's row (a notice took room, notices.js): the row
+  // stays in sight, as PageDown left it at the edge. Rows the keyboard is not on stay put.
+  keepFocusedRowInSight() {
+    const index = this._positions.get(this.cursorId);
+    const row = this._rows.get(this.cursorId)?.tr;
+    if (index !== undefined && row && row === document.activeElement) this._scrollIntoView(index);
+  }
+
   // j/k: the next or previous listed alert, focused. From no cursor, both start at the top.
   // PageDown/PageUp move by pageRows. The row is drawn (scrolled into view) before it is
   // focused: focus on a row the window has not drawn would fall to the page.

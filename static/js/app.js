@@ -561,6 +561,8 @@ table.onAction = (action, alert) => {
 };
 table.onOpen = (alert) => openDetails(alert);
 table.onSelection = () => bulk.update();
+notices.onRoom = () => table.keepFocusedRowInSight();
+
 table.onCursor = (id) => {
   if (drawer.isOpen && id !== drawer.alertId) {
     const alert = table.alert(id);

@@ -21,6 +21,9 @@ export class Notices {
     this.keepClear = keepClear;
     this._room = 0;
     this._frame = 0;
+    // Called once the room has changed: the table it shortened keeps the keyboard's row in
+    // sight (app.js).
+    this.onRoom = () => {};
     if (keepClear) {
       // In the next frame, not in the observer's callback: the room resizes the table, which
       // would call the observer again within the same frame.
@@ -52,6 +55,7 @@ export class Notices {
     if (room === this._room) return;
     this._room = room;
     document.documentElement.style.setProperty("--notice-room", `${room}px`);
+    this.onRoom();
   }
 
   // kind: "info" | "warning" | "error". `sticky` notices stay until dismissed. `details`
