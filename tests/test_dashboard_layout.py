@@ -534,6 +534,13 @@ async def test_the_paused_pill_keeps_to_one_line_beside_the_drawer(
             await me.page.screenshot(path=str(Path(SHOTS) / f"paused-{width}x{height}.png"))
         lines = await me.page.evaluate(PILL_LINES)
         assert lines == 1, (width, lines)
+        # Beside the heading, not on a line of its own under it (its "— show" pushed it
+        # there, a row of the queue's height, until the summary's order gave it room).
+        heading, pill = await me.page.evaluate(
+            """() => ["alerts-heading", "paused-button"].map(
+              (id) => document.getElementById(id).getBoundingClientRect().toJSON())"""
+        )
+        assert pill["top"] < heading["bottom"], (width, heading, pill)
     assert later not in await me.rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
     assert me.problems == []
 
