@@ -89,11 +89,12 @@ async def test_a_locked_database_pauses_intake_and_recovers_losing_nothing(
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs: a disk that really fills up."""
+    """A 3 MiB tmpfs: a disk that really fills up (and, emptied of the ballast, has room for
+    the held batch's WAL and its checkpoint)."""
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(disk)],
+        ["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(disk)],
         capture_output=True,
         text=True,
         check=False,
