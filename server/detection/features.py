@@ -678,16 +678,10 @@ class AmountScale:
         self.seen = 0
         self.scale: float | None = None  # unknown until AMOUNT_SCALE_FROM amounts
 
-    def learn(self, amount: float) -> None:
-        if amount > 0:
-            self.log_sum += log(amount)
-            self.seen += 1
-            if self.seen % AMOUNT_SCALE_EVERY == 0:
-                self.learn_more()
-
     def learn_more(self) -> None:
-        """The scale worked out again from the amounts so far (`learn` calls it every
-        AMOUNT_SCALE_EVERY amounts)."""
+        """The scale worked out again from the amounts so far. `Featurizer.values_one` adds
+        each amount's log to `log_sum` and `seen` itself (it runs for every row) and calls
+        this every AMOUNT_SCALE_EVERY amounts."""
         if self.seen >= AMOUNT_SCALE_FROM:
             self.scale = max(AMOUNT_SCALE_MIN, exp(self.log_sum / self.seen) / TYPICAL_AMOUNT)
 
@@ -920,7 +914,7 @@ class Featurizer:
             v["amount_scale"] = known
             v["amount_scaled"] = amount if known is None else amount / known
             v["small_amount_scaled"] = self.small_amount * (known or 1.0)
-            if amount > 0:  # `AmountScale.learn`, written out: this runs for every row
+            if amount > 0:  # the scale's learning, here: this runs for every row
                 scale.log_sum += log(amount)
                 seen = scale.seen = scale.seen + 1
                 if seen % AMOUNT_SCALE_EVERY == 0:
