@@ -211,6 +211,7 @@ async function loadFromServer(view, { force = false } = {}) {
     serverKey = "";
     giveBack();
     table.refreshView();
+    if (!(error instanceof api.ApiError)) console.error("Dashboard: a server view failed:", error);
     if (error.unauthenticated) signedOut();
     else {
       const what = range ? "that time range" : "resolved alerts";
@@ -337,7 +338,8 @@ async function checkSession() {
   try {
     await api.listAlerts({ limit: 1 });
   } catch (error) {
-    if (error.unauthenticated) signedOut();
+    if (!(error instanceof api.ApiError)) console.error("Dashboard: session check failed:", error);
+    else if (error.unauthenticated) signedOut();
     // No answer at all (server down) tells nothing: ask again on the next failed attempt.
     else if (error.status === 0) lastSessionCheck = 0;
   }
@@ -378,8 +380,16 @@ async function loadSnapshot() {
         signedOut();
         return false;
       }
+      // Not the server's answer but a fault in the page (a handler that threw on what it
+      // was given): said as such, in the console too. Shown as "Could not load alerts"
+      // under "Reconnecting…", it read as a network problem and left no trace.
+      const fault = !(error instanceof api.ApiError);
+      if (fault) console.error("Dashboard: showing the alerts failed:", error);
       indicator.set(attempt === 0 && !store.size ? "connecting" : "reconnecting");
-      notices.show(`Could not load alerts: ${error.message}`, {
+      const text = fault
+        ? `Could not show the alerts: ${error.message}. The browser console has the details.`
+        : `Could not load alerts: ${error.message}`;
+      notices.show(text, {
         kind: "error",
         sticky: true,
         key: "load",
@@ -450,7 +460,8 @@ async function checkReset() {
       await resync();
     }
   } catch (error) {
-    if (error.unauthenticated) signedOut();
+    if (!(error instanceof api.ApiError)) console.error("Dashboard: reset check failed:", error);
+    else if (error.unauthenticated) signedOut();
   }
 }
 

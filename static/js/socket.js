@@ -33,6 +33,16 @@ const CLOSE_SINCE_AHEAD = 4409;
 // browser can hand over hundreds of frames in one task during a burst; parsing them all there
 // would freeze the page for as long.
 const SLICE_MS = 8;
+// How much of a frame that is not JSON the console shows.
+const FRAME_EXCERPT = 120;
+
+// What a failure was handling, for the console: the message's type (and seq), else the event.
+function describeEvent(type, detail) {
+  const kind = typeof detail?.type === "string" ? detail.type : null;
+  if (!kind) return `the "${type}" event`;
+  const seq = Number.isInteger(detail.seq) ? ` (seq ${detail.seq})` : "";
+  return `a "${kind}" message${seq}`;
+}
 
 export function backoffDelay(attempt, min = MIN_DELAY_MS, max = MAX_DELAY_MS) {
   const cap = Math.min(max, min * 2 ** attempt);
@@ -76,6 +86,40 @@ export class LiveSocket extends EventTarget {
     this._onVisible = () => {
       if (document.visibilityState === "visible") this._retryNow();
     };
+    // listener -> (type -> its guarded wrapper), so removeEventListener finds the wrapper.
+    this._guards = new WeakMap();
+  }
+
+  // Every listener runs guarded: one that throws is logged with the message it was handling
+  // and costs nothing else. (dispatchEvent would report it too, but without saying which
+  // message, and an error in the feed's own handling left the frame queue stuck, so no
+  // later frame, the next hello included, was handled: the page sat in "Reconnecting…" on a
+  // socket that was fine.)
+  addEventListener(type, listener, options) {
+    if (!listener) return;
+    let byType = this._guards.get(listener);
+    if (!byType) {
+      byType = new Map();
+      this._guards.set(listener, byType);
+    }
+    let guarded = byType.get(type);
+    if (!guarded) {
+      guarded = (event) => {
+        try {
+          if (typeof listener === "function") listener.call(this, event);
+          else listener.handleEvent(event);
+        } catch (error) {
+          console.error(`Live feed: handling ${describeEvent(type, event.detail)} failed:`, error);
+        }
+      };
+      byType.set(type, guarded);
+    }
+    super.addEventListener(type, guarded, options);
+  }
+
+  removeEventListener(type, listener, options) {
+    const guarded = listener && this._guards.get(listener)?.get(type);
+    super.removeEventListener(type, guarded ?? listener, options);
   }
 
   // When the last message of any kind arrived (stats come about once a second), or 0.
@@ -122,7 +166,8 @@ export class LiveSocket extends EventTarget {
     let ws;
     try {
       ws = new WebSocket(socketUrl(this.path, this.lastSeq));
-    } catch {
+    } catch (error) {
+      console.error("Live feed: could not open the WebSocket:", error);
       this._scheduleReconnect();
       return;
     }
@@ -164,8 +209,15 @@ export class LiveSocket extends EventTarget {
     const deadline = performance.now() + budgetMs;
     let i = 0;
     while (i < this._inbox.length && performance.now() < deadline) {
-      this._onMessage(this._inbox[i]);
+      const raw = this._inbox[i];
       i += 1;
+      // A frame that breaks the feed's own handling is logged and passed over: thrown out of
+      // here, it left `_draining` set, and no frame after it was ever handled.
+      try {
+        this._onMessage(raw);
+      } catch (error) {
+        console.error("Live feed: handling a message failed:", error);
+      }
     }
     this._inbox.splice(0, i);
     this._draining = this._inbox.length > 0;
@@ -216,10 +268,15 @@ export class LiveSocket extends EventTarget {
     let message;
     try {
       message = parseJson(raw);
-    } catch {
+    } catch (error) {
+      const text = typeof raw === "string" ? raw.slice(0, FRAME_EXCERPT) : String(raw);
+      console.error(`Live feed: dropped a frame that is not JSON (${error.message}): ${text}`);
       return;
     }
-    if (message === null || typeof message !== "object") return;
+    if (message === null || typeof message !== "object") {
+      console.error("Live feed: dropped a frame that is not a JSON object:", message);
+      return;
+    }
     switch (message.type) {
       case "hello":
         this.delivery.connects += 1;
