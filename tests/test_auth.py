@@ -223,6 +223,33 @@ async def test_failed_logins_lock_the_name_then_the_address(
     assert (await post_login(client, "bob")).status == 429
 
 
+async def test_a_browsers_failed_sign_in_is_a_page_a_scripts_a_401(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client = await app_client(aiohttp_client, tmp_path, login_max_failures=4)
+    await add_user(client, "alice")
+    navigate = {"Sec-Fetch-Mode": "navigate", "Accept": "text/html,application/xhtml+xml"}
+    # A browser's form post: the form again with its message, as a 200, so the analyst's
+    # console logs no failed load for an expected outcome.
+    page = await post_login(client, "alice", "typo", **navigate)
+    assert page.status == 200
+    assert "Wrong user name or password." in await page.text()
+    assert "Sec-Fetch-Mode" in page.headers["Vary"]
+    # Over plain HTTP to another host a browser sends no Sec-Fetch headers: Accept tells.
+    plain = await post_login(client, "alice", "typo", Accept="text/html,*/*;q=0.8")
+    assert plain.status == 200
+    # A script, and a fetch() from a page, keep the 401.
+    assert (await post_login(client, "alice", "typo")).status == 401
+    fetched = await post_login(client, "alice", "typo", **{**navigate, "Sec-Fetch-Mode": "cors"})
+    assert fetched.status == 401
+    # Locked out: the browser gets the page with the wait; a script the 429; both Retry-After.
+    locked = await post_login(client, "alice", "typo", **navigate)
+    assert locked.status == 200
+    assert "Too many failed sign-ins" in await locked.text()
+    assert 0 < int(locked.headers["Retry-After"]) <= 300
+    assert (await post_login(client, "alice")).status == 429
+
+
 async def test_a_successful_login_resets_the_names_count(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:

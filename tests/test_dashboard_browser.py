@@ -37,6 +37,10 @@ pytestmark = pytest.mark.browser
 async def test_login_failure_shows_an_error(browser: Browser, server: TestServer) -> None:
     context = await browser.new_context(base_url=str(server.make_url("/")))
     page = await context.new_page()
+    # Every console error, failed loads too: a wrong password is an expected outcome, and it
+    # logged "Failed to load resource: … 401 (Unauthorized)" (the form's answer was a 401).
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     await page.goto("/")
     await expect(page).to_have_url(str(server.make_url("/login")))
     await page.get_by_label("Username").fill("alice")
@@ -45,6 +49,15 @@ async def test_login_failure_shows_an_error(browser: Browser, server: TestServer
     await expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
     await expect(page.get_by_label("Username")).to_have_value("alice")
     await expect(page.get_by_label("Password")).to_be_focused()
+    # Locked out after five (the default): said on the form, still no console error (a 429).
+    for _ in range(5):
+        await page.get_by_label("Password").fill("not the password")
+        async with page.expect_navigation():
+            await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_have_text(
+        re.compile(r"^Too many failed sign-ins\. Try again in \d+ minutes?\.$")
+    )
+    assert errors == []
 
 
 async def test_connection_indicator_is_live_after_load_and_sign_out_works(

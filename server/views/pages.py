@@ -54,10 +54,28 @@ async def login_form(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template("login.html", request, {"error": None, "username": None})
 
 
+def _browser_navigation(request: web.Request) -> bool:
+    """The sign-in form posted by a browser (it shows the answer as the page), not a script.
+
+    `Sec-Fetch-Mode: navigate` says so; a browser sends no Sec-Fetch headers to a plain-HTTP
+    origin other than localhost, where its `Accept` naming HTML does."""
+    mode = request.headers.get("Sec-Fetch-Mode")
+    if mode is not None:
+        return mode == "navigate"
+    return "text/html" in request.headers.get("Accept", "")
+
+
 def _login_page(request: web.Request, error: str, username: str, status: int) -> web.Response:
-    return aiohttp_jinja2.render_template(
-        "login.html", request, {"error": error, "username": username}, status=status
+    """The form again with `error`. A browser's form post gets it as a 200: a wrong password
+    is an expected outcome, and a 401 or 429 document is logged as a console error in the
+    analyst's browser ("Failed to load resource"). A script keeps the status that says what
+    happened; both answers vary on the headers that tell them apart."""
+    shown = 200 if _browser_navigation(request) else status
+    response = aiohttp_jinja2.render_template(
+        "login.html", request, {"error": error, "username": username}, status=shown
     )
+    response.headers["Vary"] = "Sec-Fetch-Mode, Accept"
+    return response
 
 
 async def login(request: web.Request) -> web.Response:
