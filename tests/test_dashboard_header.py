@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Locator, Page, WebSocketRoute, expect
+from playwright.async_api import Browser, Locator, Page, Route, WebSocketRoute, expect
 
 import tests.browser_support as bs
 from tests.browser_support import (
@@ -435,6 +435,52 @@ async def test_delivery_integrity_panel(
     await expect(page.locator("#connection")).to_have_text("Live", timeout=15_000)
     await expect(alice.rows).to_have_count(5)
     assert alice.problems == []
+
+
+async def test_delivery_summary_waits_in_the_templates_words(
+    browser: Browser, server: TestServer
+) -> None:
+    # Before the first seq the footer says what the template says: its words are the only
+    # copy. The page's script had its own, which replaced the template's within a second.
+    held: list[Route] = []
+
+    async def reworded(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.text()
+        waiting = 'Delivery: waiting<span class="integrity-detail"> for the feed</span>'
+        assert waiting in body
+        body = body.replace(
+            waiting, 'Delivery: pending<span class="integrity-detail"> · no seq yet</span>'
+        )
+        await route.fulfill(response=response, body=body)
+
+    async def hold(route: Route) -> None:
+        held.append(route)  # answered below: until then no seq is known
+
+    context = await browser.new_context(base_url=str(server.make_url("/")), viewport=bs.VIEWPORT)
+    page = await context.new_page()
+    await page.goto("/login")
+    await page.get_by_label("Username").fill("alice")
+    await page.get_by_label("Password").fill(bs.PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(str(server.make_url("/")))
+    # A route sees no redirect's target: the page is loaded again, routed.
+    await page.route(str(server.make_url("/")), reworded)
+    await page.route("**/api/v1/alerts?*", hold)
+    await page.goto("/")
+    summary = page.locator("#integrity-summary")
+
+    async def held_count() -> int:
+        return len(held)
+
+    await eventually(held_count, 1)
+    # The footer refreshes once a second: two of them, and it still has the template's words.
+    await page.wait_for_timeout(2_100)
+    await expect(summary).to_have_text("Delivery: pending · no seq yet")
+    await page.unroute("**/api/v1/alerts?*")
+    await held[0].continue_()
+    await expect(summary).to_have_text(re.compile(r"^Delivery OK · seq \d+ · no gaps$"))
+    await context.close()
 
 
 NOTIFICATION_STUB = """

@@ -32,6 +32,10 @@ export class IntegrityPanel {
     for (const node of details.querySelectorAll("[data-integrity]")) {
       this.fields[node.dataset.integrity] = node;
     }
+    // What the footer says before the first seq is the template's, shown before any script
+    // runs: kept from there (one wording, not a copy here), and put back while no seq is.
+    this.waiting = [...this.summary.childNodes].map((node) => node.cloneNode(true));
+    this.waitingText = this.summary.textContent;
     this.rejected = null;
     this.metricsAt = 0;
     this.metricsError = null;
@@ -86,15 +90,18 @@ export class IntegrityPanel {
 
     const ok = delivery.gaps === 0;
     this.details.dataset.health = ok ? "ok" : "gap";
+    if (lastSeq === null) {
+      if (this.summary.textContent !== this.waitingText) {
+        this.summary.replaceChildren(...this.waiting.map((node) => node.cloneNode(true)));
+      }
+      return;
+    }
     // The seq apart: beside the drawer on a small laptop the footer shows the verdict alone
-    // (app.css), and the panel this opens lists the seq and the gaps. "Waiting" alone there
-    // too: the whole phrase took the footer to two lines at 1024 px.
-    const [verdict, detail] =
-      lastSeq === null
-        ? ["Delivery: waiting", " for the feed"]
-        : ok
-          ? ["Delivery OK", ` · seq ${formatCount(lastSeq)} · no gaps`]
-          : [`Delivery: ${plural(delivery.gaps, "gap")}`, ` · seq ${formatCount(lastSeq)}`];
+    // (app.css), and the panel this opens lists the seq and the gaps. The template's
+    // "Waiting" is alone there too: the whole phrase took the footer to two lines at 1024 px.
+    const [verdict, detail] = ok
+      ? ["Delivery OK", ` · seq ${formatCount(lastSeq)} · no gaps`]
+      : [`Delivery: ${plural(delivery.gaps, "gap")}`, ` · seq ${formatCount(lastSeq)}`];
     if (this.summary.textContent !== verdict + detail) {
       const more = detail ? [h("span", { className: "integrity-detail", text: detail })] : [];
       this.summary.replaceChildren(verdict, ...more);
