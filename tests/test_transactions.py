@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -13,8 +15,10 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.transactions import (
+    DEFAULT_MINOR_UNITS,
     MAX_DEPTH,
     MAX_FUTURE_SKEW,
+    MINOR_UNITS,
     NO_CLOCK,
     SERVER_OWNED_FIELDS,
     InvalidTransaction,
@@ -588,3 +592,20 @@ def test_error_bodies_are_plain_json() -> None:
     error = refusal(record(amount="x"))
     assert "fields" not in error
     assert msgspec.json.decode(msgspec.json.encode(error)) == error
+
+
+def test_the_dashboards_minor_units_are_the_servers() -> None:
+    # The page formats amounts to their currency's ISO 4217 minor units, as the server keeps
+    # them (Intl alone has CLDR's, fewer for IQD): static/js/format.js keeps a copy of the
+    # server's table, held to it here.
+    source = (Path(__file__).resolve().parent.parent / "static/js/format.js").read_text()
+    table = re.search(r"const MINOR_UNITS = new Map\(\s*Object\.entries\(\{(.*?)\}\)", source, re.S)
+    assert table, "format.js has no MINOR_UNITS table"
+    page = {
+        code: int(units)
+        for units, codes in re.findall(r'(\d+): "([A-Z ]+)"', table.group(1))
+        for code in codes.split()
+    }
+    assert page == MINOR_UNITS
+    assert "minorUnits(currency) {\n  return MINOR_UNITS.get(currency) ?? 2;" in source
+    assert DEFAULT_MINOR_UNITS == 2

@@ -2,11 +2,34 @@
 
 const moneyFormats = new Map();
 
+// ISO 4217 minor units of the currencies that do not have 2: the server's table
+// (MINOR_UNITS in server/transactions.py, which tests/test_transactions.py holds this to).
+// The server keeps every amount to them; Intl's own digits are CLDR's, fewer for some
+// (IQD none, not 3), so on its own it rounded 1234.567 dinars to "IQD 1,235".
+const MINOR_UNITS = new Map(
+  Object.entries({
+    0: "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
+    3: "BHD IQD JOD KWD LYD OMR TND",
+    4: "CLF UYW",
+  }).flatMap(([units, codes]) => codes.split(" ").map((code) => [code, Number(units)])),
+);
+
+// The digits after the decimal point an amount in `currency` has, as the server keeps it.
+export function minorUnits(currency) {
+  return MINOR_UNITS.get(currency) ?? 2;
+}
+
 function moneyFormat(currency) {
   let fmt = moneyFormats.get(currency);
   if (fmt === undefined) {
+    const digits = minorUnits(currency);
     try {
-      fmt = new Intl.NumberFormat(undefined, { style: "currency", currency });
+      fmt = new Intl.NumberFormat(undefined, {
+        style: "currency",
+        currency,
+        minimumFractionDigits: digits,
+        maximumFractionDigits: digits,
+      });
     } catch {
       // An unknown ISO code must not break the row: fall back to "1,234.50 XYZ".
       fmt = null;
@@ -35,9 +58,9 @@ export function formatMoney(amount, currency) {
 }
 
 // The amount as sent, where the formatted one does not say it digit for digit; else null.
-// The server holds an amount to its currency's ISO 4217 minor units, but Intl gives some
-// currencies CLDR's digits, fewer: 1234.567 IQD reads "IQD 1,235". Past 15 significant
-// digits the two agree, as the formatted amount is made from the exact string (json.js).
+// Amounts are formatted to their currency's ISO 4217 minor units, as the server keeps them,
+// and past 15 significant digits from the exact string (json.js), so this shows only if the
+// page's table and the server's (which refuses more digits) ever disagree.
 export function amountAsSent(amount, currency) {
   const sent = String(amount ?? "");
   if (!DECIMAL.test(sent)) return null;
