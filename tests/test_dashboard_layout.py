@@ -723,10 +723,10 @@ async def test_notices_leave_the_queue_s_controls_clear(
             await eventually(covered, [])
         else:
             # A phone's page scrolls: scrolled to the table, as one reads the queue, and to
-            # the page's end, the table's rows to their actions (nothing is pinned there).
-            # Not higher up, where the queue starts under the counters and the filters and
-            # the notices lie over what of it shows.
-            for at in ("table-wrap", "footer"):
+            # the page's end, the table's rows to their actions (nothing is pinned there);
+            # and at its top, where the queue starts under the counters and the filters and
+            # the notices lay over its first rows: there they take the top of the screen.
+            for at in ("table-wrap", "footer", "topbar"):
                 await page.evaluate(
                     """(at) => {
                       document.querySelector(`#${at}, .${at}`).scrollIntoView();
@@ -737,6 +737,8 @@ async def test_notices_leave_the_queue_s_controls_clear(
                 )
                 await next_frames(page)
                 await eventually(covered, [])
+                if SHOTS:
+                    await page.screenshot(path=str(Path(SHOTS) / f"notices-phone-{at}.png"))
         await expect(notice).to_be_visible()
         if SHOTS:
             await page.screenshot(path=str(Path(SHOTS) / f"notices-{width}x{height}.png"))

@@ -32,6 +32,33 @@ export class Notices {
       });
       observer.observe(container);
       observer.observe(keepClear);
+      // Where the page scrolls, where the table starts decides which edge they take.
+      addEventListener("scroll", () => this._place(), { passive: true });
+    }
+  }
+
+  // How far the notices reach from the edge of the window they are at (the bottom, or the
+  // top: _place), with their distance from it.
+  _reach() {
+    const box = this.container.getBoundingClientRect();
+    const edge = this.container.classList.contains("is-top") ? box.top : innerHeight - box.bottom;
+    return edge + box.height;
+  }
+
+  // On a phone the page scrolls, and higher up (its top: header, counters, filters) the table
+  // starts low on the screen, where notices at the bottom lay over its first rows: there
+  // they take the top of the screen, over what is above the table, and the bottom again
+  // once the table reaches up to them: the edge where they would cover less of it.
+  // Elsewhere, and with no notices, the bottom.
+  _place() {
+    let top = false;
+    if (this.container.childElementCount && matchMedia(PAGE_SCROLLS).matches) {
+      const table = this.keepClear.getBoundingClientRect();
+      const reach = this._reach() + ROOM_GAP_PX;
+      top = reach - table.top < table.bottom - (innerHeight - reach);
+    }
+    if (top !== this.container.classList.contains("is-top")) {
+      this.container.classList.toggle("is-top", top);
     }
   }
 
@@ -44,7 +71,7 @@ export class Notices {
     if (this.container.childElementCount) {
       const box = this.container.getBoundingClientRect();
       if (matchMedia(PAGE_SCROLLS).matches) {
-        room = innerHeight - box.top + ROOM_GAP_PX;
+        room = this._reach() + ROOM_GAP_PX;
       } else {
         const table = this.keepClear.getBoundingClientRect();
         const beside = box.left >= table.right || box.right <= table.left;
@@ -52,6 +79,7 @@ export class Notices {
       }
     }
     room = Math.max(0, Math.ceil(room));
+    this._place();
     if (room === this._room) return;
     this._room = room;
     document.documentElement.style.setProperty("--notice-room", `${room}px`);
