@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo serve test lint audit format bench chromium clean
+.PHONY: install demo serve test lint audit format bench chromium clean screenshots
 
 install: $(STAMP)
 
@@ -29,6 +29,22 @@ chromium:
 
 test: install chromium
 	$(BIN)/pytest
+
+# The pictures in docs/screenshots/ (README, docs/dashboard.md), retaken by the browser tests
+# that take them: about three minutes, where `FRAUDWATCH_UPDATE_SCREENSHOTS=1 pytest -m
+# browser` runs every browser test for them. Look at each picture before committing it.
+SCREENSHOT_TESTS := \
+	tests/test_dashboard_browser.py::test_dashboard_screenshot \
+	tests/test_dashboard_shared.py::test_presence_shows_who_else_is_looking_on_the_row_and_in_the_drawer \
+	tests/test_dashboard_triage.py::test_details_drawer_shows_everything_and_holds_the_stream \
+	tests/test_dashboard_triage.py::test_bulk_actions_report_each_result_and_name_the_holder \
+	tests/test_dashboard_header.py::test_dark_theme_and_accessibility_basics \
+	tests/test_dashboard_scale.py::test_ten_thousand_alerts_render_only_a_window \
+	tests/test_dashboard_scorecard.py::test_the_scorecard_appears_once_labels_are_known \
+	tests/test_admin_browser.py::test_an_admin_manages_users_and_sees_settings
+
+screenshots: install chromium
+	FRAUDWATCH_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q $(SCREENSHOT_TESTS)
 
 lint: install
 	$(BIN)/ruff check .
