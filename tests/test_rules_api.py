@@ -111,3 +111,34 @@ async def _log_in(client: TestClient, name: str, role: str) -> str:
     match = re.search(r'name="csrf-token" content="([^"]+)"', await resp.text())
     assert match
     return match.group(1)
+
+
+async def test_the_list_gives_each_rule_the_unit_its_reasons_carry(client: TestClient) -> None:
+    from tests.test_rules import DEFAULT_UNITS
+
+    resp = await client.get("/api/v1/rules", headers=AUTH)
+    assert resp.status == 200
+    listed = {r["name"]: r for r in (await resp.json())["rules"]}
+    # A reason gives an amount's unit as the transaction's currency; the list, which has no
+    # transaction, as `currency`. A rule whose figures have none has no `unit`, as a reason.
+    expected = {n: "currency" if u == "JPY" else u for n, u in DEFAULT_UNITS.items()}
+    assert {n: r.get("unit") for n, r in listed.items()} == expected
+    assert "unit" not in listed["new_country"]
+
+
+async def test_a_files_own_unit_is_listed_and_survives_a_reload(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client, path = await _app(aiohttp_client, tmp_path)
+    listed = (await (await client.get("/api/v1/rules", headers=AUTH)).json())["rules"]
+    assert [(r["name"], r["unit"]) for r in listed] == [("big_amount", "currency")]
+
+    path.write_text(BIG.format(threshold=100) + 'unit = "ratio"\n')
+    csrf = await _log_in(client, "root", "admin")
+    resp = await client.post("/api/v1/rules/reload", headers={"X-CSRF-Token": csrf})
+    assert resp.status == 200, await resp.text()
+    assert [r["unit"] for r in (await resp.json())["rules"]] == ["ratio"]
+    after = await _verdict(client, "t1", "500.00")
+    assert after["reasons"][0]["unit"] == "ratio"
+    listed = (await (await client.get("/api/v1/rules", headers=AUTH)).json())["rules"]
+    assert listed[0]["unit"] == "ratio"

@@ -756,14 +756,19 @@ def _format(value: Any, spec: str) -> str:
 
 
 def describe(rules: Iterable[Rule]) -> list[dict[str, Any]]:
-    """Rules as the API lists them."""
-    return [
-        {
+    """Rules as the API lists them: with the `unit` their reasons' figures are in (a key of
+    UNITS: `currency` stands for the transaction's code a reason gives), absent when they
+    have none, as a reason leaves it out."""
+    listed = []
+    for r in rules:
+        rule: dict[str, Any] = {
             "name": r.name,
             "score": r.score,
             "severity": r.severity,
             "description": r.description,
             "features": sorted(r.features),
         }
-        for r in rules
-    ]
+        if r.unit is not None:
+            rule["unit"] = r.unit
+        listed.append(rule)
+    return listed
