@@ -1,5 +1,6 @@
 """GET /alerts narrowed on a long history: how long the store's own listing read takes for a
-search (`q`), a rule, an owner, an event-time range, and which indexes SQLite uses.
+search (`q`), a rule, an owner, an event-time range, two statuses with another filter, and
+which indexes SQLite uses.
 
 Builds DB (if it does not exist) through the store's migrations up to BUILT_AT, then writes N
 alerts and their transactions straight into the tables (the detection loop would take hours):
@@ -51,6 +52,7 @@ ABSENT_RULE = "never_fires"
 USERS = tuple(f"analyst-{i}" for i in range(20))
 RARE_USER = "analyst-rare"  # owns ~1 alert in 100,000
 LIMIT = 50  # the dashboard's page
+OPEN_ACK: list[AlertStatus] = ["open", "acknowledged"]
 # The rows are written as fraudwatch left them at this schema (no merchant_id, reason codes,
 # event time beside the alert): every later step, and its back-fill, runs when the file is
 # opened by the code measured, and is timed, whichever version that is.
@@ -170,6 +172,8 @@ def cases(conn: sqlite3.Connection) -> list[tuple[str, list[AlertStatus] | None,
     day = 24 * hour
     last = int(_some(conn, "SELECT max(event_time_us) FROM transactions"))
     common_owner = USERS[3]
+    critical = AlertFilter(severities=frozenset({"critical"}))
+    low = frozenset({"low"})  # no alert has it
     return [
         ("q=account", None, AlertFilter(query=account)),
         ("q=merchant", None, AlertFilter(query=merchant)),
@@ -216,6 +220,26 @@ def cases(conn: sqlite3.Connection) -> list[tuple[str, list[AlertStatus] | None,
         ("event time: last hour", None, AlertFilter(event_from_us=last - hour)),
         ("event time: last day", None, AlertFilter(event_from_us=last - day)),
         ("event time: last 30 days", None, AlertFilter(event_from_us=last - 30 * day)),
+        # Two statuses (the dashboard's "open and acknowledged") with another filter.
+        ("status=open,acknowledged severity=critical", OPEN_ACK, critical),
+        ("status=acknowledged,resolved severity=critical", ["acknowledged", "resolved"], critical),
+        ("status=open,acknowledged owner=unowned", OPEN_ACK, AlertFilter(unowned=True)),
+        (
+            "status=open,acknowledged severity=critical,high owner=unowned",
+            OPEN_ACK,
+            AlertFilter(severities=frozenset({"critical", "high"}), unowned=True),
+        ),
+        (
+            "status=acknowledged,resolved owner=unowned",
+            ["acknowledged", "resolved"],
+            AlertFilter(unowned=True),
+        ),
+        ("status=open,acknowledged severity=low (none)", OPEN_ACK, AlertFilter(severities=low)),
+        (
+            "status=open,acknowledged event time: first 60 days",
+            OPEN_ACK,
+            AlertFilter(event_to_us=old + 60 * day),
+        ),
     ]
 
 
@@ -251,8 +275,8 @@ def measure(path: Path, repeat: int) -> dict[str, Any]:
         results = {}
         for name, statuses, where in cases(conn):
             wanted = None if statuses is None else frozenset(statuses)
-            # The reads of an event-time range, and of an owner with a rule, are chosen by
-            # counts (where the version measured has them).
+            # The reads of an event-time range, of an owner with a rule, and of several
+            # statuses with a severity are chosen by counts (where the version has them).
             chosen = {
                 name: choose(conn, where)
                 for name, choose in (
@@ -261,6 +285,9 @@ def measure(path: Path, repeat: int) -> dict[str, Any]:
                 )
                 if choose is not None
             }
+            few = getattr(reads, "few_of_severity", None)
+            if few is not None:
+                chosen["few_of_severity"] = not chosen["by_event_time"] and few(conn, wanted, where)
             sql, params = reads._filtered_query(wanted, where, LIMIT + 1, None, **chosen)
             plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
             ms, page = _time(conn, repeat, statuses, LIMIT, None, where)

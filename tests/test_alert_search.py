@@ -1,8 +1,9 @@
 """Narrowing the alert list on a long history in the SQLite store: a search by account,
-merchant or transaction id (GET /alerts?q=), a rule, an owner and an event-time range, each
-read along its own index with every other filter and the cursor, listing the same alerts in
-the same order, with the same cursors, as the one query it replaced; and migrations 10-13,
-which give the alerts stored before them what those indexes read."""
+merchant or transaction id (GET /alerts?q=), a rule, an owner, an event-time range and two
+statuses with a severity or unowned, each read along its own index with every other filter
+and the cursor, listing the same alerts in the same order, with the same cursors, as the
+one query it replaced; and migrations 10-13, which give the alerts stored before them what
+those indexes read."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import closing, contextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import get_args
 
 import msgspec
 import pytest
@@ -176,6 +178,7 @@ def _before(
     *,
     by_event_time: bool = False,  # how this version reads it: the one query had one way
     rule_first: bool = False,
+    few_of_severity: bool = False,
 ) -> tuple[str, tuple[object, ...]]:
     return _main_filtered_query(statuses, where, limit, after, json_checked=True)
 
@@ -577,8 +580,7 @@ async def test_a_short_or_old_event_time_range_is_read_along_its_index(
         assert "SEARCH a USING INDEX sqlite_autoindex_alerts_1 (id=?)" in along, along
         assert not [step for step in along if step.startswith("SCAN a")], along
         assert not [step for step in walked if "alerts_by_event" in step], walked
-        if wanted is None or len(wanted) == 1:  # (several are sorted, as they were before)
-            assert not [step for step in walked if "TEMP B-TREE" in step], walked
+        assert not [step for step in walked if "TEMP B-TREE" in step], walked
     alone = _plan(path, None, AlertFilter(event_from_us=1, event_to_us=2), by_event_time=False)
     assert alone == ["SEARCH a USING INDEX alerts_by_time ((created_at,id)<(?,?))"], alone
 
@@ -696,3 +698,117 @@ async def test_an_owner_with_a_rule_reads_the_shorter_of_their_two_ranges(
             "SEARCH r USING PRIMARY KEY (code=? AND (created_at,alert_id)<(?,?))",
             "SEARCH a USING INDEX sqlite_autoindex_alerts_1 (id=?)",
         ]
+
+
+# Two statuses (all three are no filter) with what else narrows a listing that has no search,
+# rule or owner: a severity, unowned, an event-time range walked newest first, together.
+SEVERAL_WITH: tuple[AlertFilter, ...] = (
+    AlertFilter(severities=frozenset({"critical"})),
+    AlertFilter(severities=frozenset({"high", "critical"})),
+    AlertFilter(severities=frozenset({"low"})),  # one alert (below), or none
+    AlertFilter(unowned=True),
+    AlertFilter(unowned=True, severities=frozenset({"medium", "critical"})),
+    AlertFilter(event_from_us=_us(15), event_to_us=_us(50)),
+    AlertFilter(severities=frozenset({"high"}), event_to_us=_us(40)),
+    AlertFilter(unowned=True, event_from_us=_us(5)),
+)
+SEVERAL: tuple[frozenset[AlertStatus], ...] = tuple(
+    frozenset(pair) for pair in itertools.combinations(("open", "acknowledged", "resolved"), 2)
+)
+
+
+@pytest.mark.parametrize("read", ["per status", "as counted"])
+async def test_several_statuses_with_a_filter_list_what_the_one_query_listed(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, read: str
+) -> None:
+    # One arm per status (per status and severity, unowned) merged in the listing's order,
+    # or as counted (a severity with at most 4 alerts among the statuses: one query, sorted):
+    # with one, two, three and all alerts a page, the alerts the one query listed, in its
+    # order, with its cursors. Some acknowledged and resolved alerts without an owner, one
+    # of them low (a file another tool wrote), so that every arm of an unowned listing has
+    # alerts.
+    await _move_owners(store)
+    with raw(tmp_path / "fraudwatch.db") as conn:
+        conn.execute(
+            "UPDATE alerts SET owner = NULL WHERE id IN "
+            "('al-00016', 'al-00020', 'al-00040', 'al-00048', 'al-00052', 'al-00056')"
+        )
+        conn.execute("UPDATE alerts SET severity = 'low' WHERE id = 'al-00052'")
+    monkeypatch.setattr(reads, "read_by_event_time", lambda _conn, _where: False)
+    if read == "per status":
+        monkeypatch.setattr(reads, "few_of_severity", lambda _conn, _statuses, _where: False)
+    else:
+        monkeypatch.setattr(reads, "FEW_OF_SEVERITY", 4)
+    cases: list[Listing] = [
+        (sorted(statuses), where, limit)
+        for statuses, where, limit in itertools.product(SEVERAL, SEVERAL_WITH, (1, 2, 3, 100))
+    ]
+    now, was = await _listed(store, monkeypatch, cases)
+    for case, got, expected in zip(cases, now, was, strict=True):
+        assert got == expected, case
+    assert sum(len(got) > 2 for got in now) >= 20  # not agreement on nothing
+    unowned = AlertFilter(unowned=True)
+    found = [
+        i for ids, _ in await pages(store, ["acknowledged", "resolved"], unowned, 2) for i in ids
+    ]
+    assert found == ["al-00056", "al-00052", "al-00048", "al-00040", "al-00020", "al-00016"]
+
+
+async def test_several_statuses_with_a_filter_read_an_index_range_per_status(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    # `status IN (...)` with a severity read every alert of those statuses the severity
+    # matched and sorted them for a page; unowned, it walked every unowned alert for an
+    # owned status's few. Now each status is its own range in the listing's order (each
+    # status and severity, unowned), merged: no sort, no scan, the cursor in each range.
+    for statuses, where in itertools.product(SEVERAL, SEVERAL_WITH):
+        plan = _plan(tmp_path / "fraudwatch.db", statuses, where)
+        assert plan[0] == "MERGE (UNION ALL)", plan
+        assert not [step for step in plan if "SCAN" in step or "TEMP B-TREE" in step], plan
+        searches = [step for step in plan if step.startswith("SEARCH")]
+        if where.unowned:
+            severities = where.severities or frozenset(get_args(Severity))
+            range_read = (
+                "alerts_unowned (status=? AND owner=? AND severity=? AND (created_at,id)<(?,?))"
+            )
+            assert searches == [f"SEARCH a USING INDEX {range_read}"] * (2 * len(severities))
+        else:
+            range_read = "alerts_by_status (status=? AND (created_at,id)<(?,?))"
+            assert searches == [f"SEARCH a USING INDEX {range_read}"] * 2, plan
+
+
+async def test_several_statuses_with_few_of_a_severity_are_read_in_one_query_sorted(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Along each status's range a severity is checked on each alert's row: one that none of
+    # them has walked them all, where the one query checks alerts_unowned's entries alone
+    # and sorts the few it finds. Counted along that index, stopped past FEW_OF_SEVERITY.
+    path = tmp_path / "fraudwatch.db"
+    monkeypatch.setattr(reads, "FEW_OF_SEVERITY", 5)
+
+    def few(statuses: Collection[AlertStatus] | None, **where: object) -> bool:
+        wanted = None if statuses is None else frozenset(statuses)
+        with closing(reads.connect(path)) as conn:
+            return reads.few_of_severity(conn, wanted, AlertFilter(**where))  # type: ignore[arg-type]
+
+    open_ack: list[AlertStatus] = ["open", "acknowledged"]
+    critical = frozenset({"critical"})
+    assert not few(open_ack, severities=critical)  # 17 of them
+    assert few(open_ack, severities=frozenset({"low"}))  # none
+    assert few(["acknowledged", "resolved"], severities=critical)  # 5: al-00008, 20, 32, 44, 56
+    # Not a question for one status or all three, without a severity, or with what is read
+    # along its own index (a search, a rule, an owner; unowned: status and severity).
+    assert not few(["acknowledged"], severities=frozenset({"low"}))
+    assert not few(None, severities=frozenset({"low"}))
+    assert not few(open_ack)
+    for other in ({"query": "acct-0"}, {"rule": "velocity"}, {"owner": "bob"}, {"unowned": True}):
+        assert not few(open_ack, severities=frozenset({"low"}), **other)
+    sql, params = reads._filtered_query(
+        frozenset(open_ack), AlertFilter(severities=critical), 51, None, few_of_severity=True
+    )
+    with raw(path) as conn:
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    assert plan == [
+        "SEARCH a USING INDEX alerts_unowned (status=?)",
+        "USE TEMP B-TREE FOR ORDER BY",
+    ]

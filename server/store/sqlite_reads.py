@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 import sqlite3
 import threading
@@ -13,7 +14,7 @@ from typing import Any, get_args
 
 import msgspec
 
-from server.detection.verdict import Verdict
+from server.detection.verdict import Severity, Verdict
 from server.store.base import (
     AccountPage,
     AccountTransaction,
@@ -45,6 +46,7 @@ encoder = msgspec.json.Encoder()
 _alert_decoder = msgspec.json.Decoder(Alert)
 _detail_decoder = msgspec.json.Decoder(dict[str, object])
 _STATUSES: frozenset[str] = frozenset(get_args(AlertStatus))
+_SEVERITIES: frozenset[str] = frozenset(get_args(Severity))
 
 _LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
 # One bound JSON array instead of IN (?, ?, ...): no limit on the number of ids, and a single
@@ -394,8 +396,15 @@ def alert_page(
         # Outside the snapshot: the count only chooses how the page is read.
         short = read_by_event_time(conn, where)
         rule_first = rule_before_owner(conn, where)
+        few = not short and few_of_severity(conn, wanted, where)
         sql, params = _filtered_query(
-            wanted, where, limit + 1, after, by_event_time=short, rule_first=rule_first
+            wanted,
+            where,
+            limit + 1,
+            after,
+            by_event_time=short,
+            rule_first=rule_first,
+            few_of_severity=few,
         )
     else:
         sql, params = _page_query(wanted, limit + 1, after)
@@ -466,15 +475,17 @@ def _filtered_query(
     *,
     by_event_time: bool = False,
     rule_first: bool = False,
+    few_of_severity: bool = False,
 ) -> tuple[str, tuple[object, ...]]:
     """SQL for a narrowed listing, newest first. A search (`q`) reads one index per kind of
     id; an event-time range `by_event_time` (`read_by_event_time`) its range of
     alerts_by_event, sorted; an owner their range of alerts_by_owner (a rule's range of
     alert_reasons first when `rule_first`: `rule_before_owner`), a rule its range, a status
-    its index; the other filters are checked row by row along that
-    order (or created_at's), which is fine for a page but not free on a huge history when
-    they match little. No JSON function: a row whose alert_json is not JSON is read, and
-    left out when decoded, as in a listing with no filter."""
+    its index, several statuses one range each (`_per_status_query`; unless they have
+    `few_of_severity`: then one query, their few sorted); the other filters are checked
+    row by row along that order (or created_at's), which is fine for a page but not free
+    on a huge history when they match little. No JSON function: a row whose alert_json is
+    not JSON is read, and left out when decoded, as in a listing with no filter."""
     conds: list[str] = []
     params: list[object] = []
 
@@ -527,8 +538,86 @@ def _filtered_query(
             f"WHERE {' AND '.join(conds)}{_ORDER}",
             (*params, limit),
         )
+    if statuses is not None and 1 < len(statuses) < len(_STATUSES) and not few_of_severity:
+        # Each arm states its status, severity and owner; the range and the cursor remain.
+        cursor_cond = ["(a.created_at, a.id) < (?, ?)"] if after is not None else []
+        return _per_status_query(
+            sorted(statuses), where, [*bounds, *cursor_cond], [*event_params, *position], limit
+        )
     where_sql = f" WHERE {' AND '.join(conds)}" if conds else ""
     return f"{_COLUMNS} FROM alerts a{where_sql}{_ORDER}", (*params, limit)
+
+
+# Several statuses' alerts of a severity that has at most this many among them are read in
+# one query and sorted (its alerts_unowned entries checked, no row read for the others),
+# not walked per status (each alert's row read for its severity): a severity that none of
+# them has walked them all, 2.9 s on 300,000 alerts where the one query took 0.3-0.5 s.
+FEW_OF_SEVERITY = 1_000
+
+
+def few_of_severity(
+    conn: sqlite3.Connection, statuses: frozenset[str] | None, where: AlertFilter
+) -> bool:
+    """Whether a listing of several statuses narrowed by a severity (no search, rule,
+    owner or unowned) finds at most FEW_OF_SEVERITY alerts, counted along alerts_unowned
+    (status, severity: the index alone), stopped once past it. The answer chooses the
+    read, never what it lists."""
+    if statuses is None or not 1 < len(statuses) < len(_STATUSES) or where.severities is None:
+        return False
+    if where.query is not None or where.rule is not None or where.owner is not None:
+        return False
+    if where.unowned:
+        return False  # one range per status and severity: each entry read is one listed
+    conds = [
+        f"status IN ({', '.join('?' * len(statuses))})",
+        f"severity IN ({', '.join('?' * len(where.severities))})",
+    ]
+    params: list[object] = [*sorted(statuses), *sorted(where.severities)]
+    rows = "alerts INDEXED BY alerts_unowned"
+    return _count_to(conn, conds, params, FEW_OF_SEVERITY, rows) <= FEW_OF_SEVERITY
+
+
+def _per_status_query(
+    statuses: list[str],
+    where: AlertFilter,
+    conds: list[str],
+    params: list[object],
+    limit: int,
+) -> tuple[str, tuple[object, ...]]:
+    """Several statuses with a severity, unowned or an event-time range to walk: one arm
+    per status, along alerts_by_status newest first with the severity checked on each
+    alert (as a status alone is read); unowned, one arm per status and severity, along
+    alerts_unowned, whose every entry read is one that matches. Each arm is checked against
+    `conds` (the range, the cursor), and the arms are merged in the listing's order: a
+    compound's ORDER BY merges arms read in that order, so each is read only as far as
+    the page takes it. One `status IN (...)` read every alert of those statuses that the
+    severity matched and sorted them all for a page (or, unowned, walked every unowned
+    alert for an owned status's few)."""
+    rest = "".join(f" AND {cond}" for cond in conds)
+    arms: list[str] = []
+    arm_params: list[object] = []
+    if where.unowned:
+        # INDEXED BY: (status, owner, severity) equal, it gives (created_at, id) in order.
+        severities = sorted(_SEVERITIES if where.severities is None else where.severities)
+        for status, severity in itertools.product(statuses, severities):
+            arms.append(
+                f"{_COLUMNS} FROM alerts a INDEXED BY alerts_unowned WHERE a.status = ? "
+                f"AND a.owner IS NULL AND a.severity = ?{rest}"
+            )
+            arm_params += [status, severity, *params]
+    else:
+        checked = ""
+        severity_params: list[object] = []
+        if where.severities is not None:
+            checked = f" AND a.severity IN ({', '.join('?' * len(where.severities))})"
+            severity_params = [*sorted(where.severities)]
+        for status in statuses:
+            arms.append(f"{_COLUMNS} FROM alerts a WHERE a.status = ?{checked}{rest}")
+            arm_params += [status, *severity_params, *params]
+    if not arms:  # no severity asked for
+        return "SELECT created_at, id, alert_json FROM alerts WHERE 0", ()
+    merged = " ORDER BY created_at DESC, id DESC LIMIT ?"
+    return f"{' UNION ALL '.join(arms)}{merged}", (*arm_params, limit)
 
 
 _COLUMNS = "SELECT a.created_at, a.id, a.alert_json"
