@@ -116,7 +116,8 @@ def travel_at_night(
 def card_testing(
     account: str, n: int = 3, at: dt.datetime = T0, prefix: str | None = None, **extra: Any
 ) -> list[dict[str, Any]]:
-    """Tiny amounts 45 s apart: every one from the third on raises a medium-to-high alert."""
+    """Tiny amounts 45 s apart: every one from the third on raises a medium alert (1.00 at
+    stake)."""
     return [
         tx(
             f"{prefix or account}-ct{i}",

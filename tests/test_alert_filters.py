@@ -166,8 +166,8 @@ async def test_no_alert_is_low_yet_a_low_filter_is_taken(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
     # A pack may give its rules `low` (docs/rules.md), and alerts' reasons say so; but an
-    # alert is raised at review or block, whose bands are medium and up, and a rule only
-    # raises that. `severity=low` stays a valid filter that matches nothing: the dashboard
+    # alert is raised at review or block, whose severities are medium and up (the money at
+    # stake says which). `severity=low` stays a valid filter that matches nothing: the dashboard
     # passes one on from a link, and clients ask for "low,medium" or all four.
     (tmp_path / "rules.toml").write_text(LOW_RULES)
     settings = make_settings(tmp_path, rules_path=tmp_path / "rules.toml")

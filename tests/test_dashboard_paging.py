@@ -225,8 +225,9 @@ async def test_after_a_reload_of_the_alerts_the_keyboard_is_back_on_the_cursors_
     cursor_id = await alice.focused_row_id()
 
     drop = True
-    await ingest(impossible_travel("acct-lost", "Lost", T0 + dt.timedelta(days=1)))
-    await ingest(impossible_travel("acct-next", "Next", T0 + dt.timedelta(days=2)))
+    # Medium, as the card tests are (42.00 at stake): the new alerts join the queue's end.
+    await ingest(impossible_travel("acct-lost", "Lost", T0 + dt.timedelta(days=1), "42.00"))
+    await ingest(impossible_travel("acct-next", "Next", T0 + dt.timedelta(days=2), "42.00"))
     await expect(page.locator("#notices")).to_contain_text("skipped events")
     await expect(page.locator("#connection")).to_have_text("Live", timeout=15_000)
     # The reload lists what it loaded (the two new alerts too) and keeps the table held.

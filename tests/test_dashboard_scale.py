@@ -28,7 +28,7 @@ pytestmark = pytest.mark.browser
 ACCOUNTS = 1000
 PER_ACCOUNT = 12  # card testing fires from the third on: ten alerts per account
 BATCHES = 5  # about 2,000 alerts each, well inside the server's per-client queue
-CRITICAL_EVERY = 10  # these accounts also jump between New York and London
+CRITICAL_EVERY = 10  # these accounts also jump between New York and London, and spend 900
 MAX_ROWS_IN_DOM = 100
 
 # Installed before the page's own scripts: long tasks (main-thread work over 50 ms) and the
@@ -79,7 +79,7 @@ def account_transactions(k: int) -> list[dict[str, Any]]:
             f"{account}-{i}",
             account,
             base + dt.timedelta(seconds=45 * i),
-            "1.00",
+            "900.00" if critical and i >= 3 else "1.00",
             f"m-{i % 4}",
             **((NEW_YORK if i % 2 else LONDON) if critical else {}),
         )
@@ -127,11 +127,13 @@ async def test_ten_thousand_alerts_render_only_a_window(
         accounts = range(b * per_batch, (b + 1) * per_batch)
         batch = [t for k in accounts for t in account_transactions(k)]
         ids = await post_ndjson(server, http, batch)
-        # Card testing: high alerts from an account's third transaction. A travelling account
-        # raises a high one at its second (travel alone), then critical ones (both rules).
+        # Card testing: medium alerts (1.00 at stake) from an account's third transaction. A
+        # travelling account raises a medium one at its second (travel alone), another at its
+        # third, then critical ones: purchases of 900.00 after its card tests, blocked (both
+        # rules fire).
         for k in accounts:
             travels = k % CRITICAL_EVERY == 0
-            severities = ["high"] + ["critical"] * 10 if travels else ["high"] * 10
+            severities = ["medium"] * 2 + ["critical"] * 9 if travels else ["medium"] * 10
             raised += list(zip(severities, ids, strict=False))
             ids = ids[len(severities) :]
         assert ids == []

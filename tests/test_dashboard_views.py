@@ -39,12 +39,13 @@ def velocity(account: str, at: dt.datetime) -> list[dict[str, Any]]:
 
 
 async def four_kinds(ingest: Ingest) -> dict[str, str]:
-    """One alert of each kind, raised in this order (so oldest first is this order)."""
+    """One alert of each kind, raised in this order (so oldest first is this order): high,
+    medium, critical, and a card test of 1.00, which is medium too (little money at stake)."""
     ids = {}
     [ids["high_travel"]] = await ingest(impossible_travel("acct-travel", "Harrods"))
     [ids["medium"]] = await ingest(velocity("acct-velo", T0 + dt.timedelta(hours=1)))
     [ids["critical"]] = await ingest(travel_at_night("acct-night"))
-    [ids["high_card"]] = await ingest(card_testing("acct-card", at=T0 + dt.timedelta(hours=2)))
+    [ids["card"]] = await ingest(card_testing("acct-card", at=T0 + dt.timedelta(hours=2)))
     return ids
 
 
@@ -76,26 +77,24 @@ async def test_filters_and_search_live_in_the_url_and_survive_reload(
     await expect(alice.rows).to_have_count(1)
     await expect(alice.row(ids["critical"])).to_be_visible()
     await expect(page).to_have_url(re.compile(r"/\?severity=critical$"))
-    await severity.get_by_role("button", name="High").click()
-    await expect(page).to_have_url(re.compile(r"/\?severity=critical,high$"))
-    await shows(alice, [ids["critical"], ids["high_travel"], ids["high_card"]])
+    await severity.get_by_role("button", name="Medium").click()
+    await expect(page).to_have_url(re.compile(r"/\?severity=critical,medium$"))
+    await shows(alice, [ids["critical"], ids["medium"], ids["card"]])
 
     # Rule: the menu offers the codes seen in the data.
     await page.get_by_label("Rule").select_option("card_testing")
-    await shows(alice, [ids["high_card"]])
+    await shows(alice, [ids["card"]])
     await page.get_by_label("Rule").select_option("")
 
     # Owner: "me" after acknowledging one; "unowned" for the rest.
-    await (
-        alice.row(ids["high_travel"]).get_by_role("button", name=re.compile("^Acknowledge")).click()
-    )
-    await expect(alice.cell(ids["high_travel"], OWNER)).to_have_text("alice (you)")
+    await alice.row(ids["medium"]).get_by_role("button", name=re.compile("^Acknowledge")).click()
+    await expect(alice.cell(ids["medium"], OWNER)).to_have_text("alice (you)")
     await page.mouse.move(5, 5)
     await page.get_by_label("Owner").select_option("me")
-    await shows(alice, [ids["high_travel"]])
+    await shows(alice, [ids["medium"]])
     await page.get_by_label("Owner").select_option("unowned")
-    await shows(alice, [ids["critical"], ids["high_card"]])
-    await expect(page).to_have_url(re.compile(r"\?severity=critical,high&owner=unowned$"))
+    await shows(alice, [ids["critical"], ids["card"]])
+    await expect(page).to_have_url(re.compile(r"\?severity=critical,medium&owner=unowned$"))
 
     # Free text: account, merchant name, transaction id or alert id, any case.
     search = page.get_by_role("searchbox", name="Search alerts")
@@ -104,17 +103,17 @@ async def test_filters_and_search_live_in_the_url_and_survive_reload(
     await search.fill("saks")  # merchant name of the critical one
     await expect(alice.rows).to_have_count(1)
     await expect(alice.row(ids["critical"])).to_be_visible()
-    await search.fill(ids["high_card"][:12])
+    await search.fill(ids["card"][:12])
     await expect(alice.rows).to_have_count(1)
-    await expect(alice.row(ids["high_card"])).to_be_visible()
+    await expect(alice.row(ids["card"])).to_be_visible()
     await search.fill("acct-card-ct2")
-    await expect(alice.row(ids["high_card"])).to_be_visible()
+    await expect(alice.row(ids["card"])).to_be_visible()
     await search.fill("nothing-like-this")
     await expect(alice.rows).to_have_count(0)
     await expect(page.locator("#alerts-empty")).to_have_text("No alerts match these filters.")
     await search.fill("acct-card")
     await expect(page).to_have_url(
-        re.compile(r"\?q=acct-card&severity=critical,high&owner=unowned$")
+        re.compile(r"\?q=acct-card&severity=critical,medium&owner=unowned$")
     )
 
     # A reload (or the same link in another browser) shows the same view.
@@ -122,11 +121,11 @@ async def test_filters_and_search_live_in_the_url_and_survive_reload(
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     await expect(search).to_have_value("acct-card")
     await expect(page.get_by_label("Owner")).to_have_value("unowned")
-    await expect(severity.get_by_role("button", name="High")).to_have_attribute(
+    await expect(severity.get_by_role("button", name="Medium")).to_have_attribute(
         "aria-pressed", "true"
     )
     await expect(alice.rows).to_have_count(1)
-    await expect(alice.row(ids["high_card"])).to_be_visible()
+    await expect(alice.row(ids["card"])).to_be_visible()
 
     await page.get_by_role("button", name="Clear filters").click()
     await expect(alice.rows).to_have_count(4)
@@ -142,7 +141,7 @@ async def test_clear_filters_hands_the_keyboard_to_the_table(
     page = alice.page
     ids = await four_kinds(ingest)
     await expect(alice.rows).to_have_count(4)
-    await page.get_by_role("group", name="Severity").get_by_role("button", name="High").click()
+    await page.get_by_role("group", name="Severity").get_by_role("button", name="Medium").click()
     await page.get_by_role("searchbox", name="Search alerts").fill("acct-card")
     await expect(alice.rows).to_have_count(1)
 
@@ -242,8 +241,8 @@ async def test_default_sort_is_severity_then_oldest_and_toggles_to_newest(
         [
             ids["critical"],
             ids["high_travel"],
-            ids["high_card"],
             ids["medium"],
+            ids["card"],
         ],
     )
     await expect(page.locator("#alerts-summary")).to_contain_text("by severity, oldest first")
@@ -253,7 +252,7 @@ async def test_default_sort_is_severity_then_oldest_and_toggles_to_newest(
     await shows(
         alice,
         [
-            ids["high_card"],
+            ids["card"],
             ids["critical"],
             ids["medium"],
             ids["high_travel"],
@@ -313,7 +312,7 @@ async def test_saved_views_are_kept_in_this_browser(
     # A built-in view, then deleting ours.
     await menu.get_by_role("link", name="Unowned critical and high").click()
     await expect(page).to_have_url(re.compile(r"/\?status=open&severity=critical,high$"))
-    await expect(alice.rows).to_have_count(3)
+    await expect(alice.rows).to_have_count(2)  # the card test is medium
     await menu.locator("summary").click()
     await menu.get_by_role("button", name="Delete saved view Critical, open").click()
     await expect(saved).to_have_count(0)

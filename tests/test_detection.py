@@ -182,7 +182,9 @@ def test_impossible_travel_new_york_to_london_in_an_hour() -> None:
     assert "in 1.0 h" in r.message
     assert "threshold 900 km/h" in r.message
     assert scored.score == plus_amount(0.7, "40.00")
-    assert (scored.decision, scored.severity) == ("review", "high")
+    # A high rule on 40.00: the reason says high, the alert what is at stake (0.7 times 40).
+    assert r.severity == "high"
+    assert (scored.decision, scored.severity) == ("review", "medium")
 
 
 def test_travel_at_airliner_speed_is_fine() -> None:
@@ -316,7 +318,8 @@ def test_card_testing_fires_on_third_tiny_charge() -> None:
     assert (r.observed, r.threshold) == (3, 3)
     assert r.message == "3 transactions under 5.00 USD in the last 10 min (threshold 3)"
     assert third.score == plus_amount(0.65, "1.00")
-    assert (third.decision, third.severity) == ("review", "high")
+    assert r.severity == "high"
+    assert (third.decision, third.severity) == ("review", "medium")  # 1.00 at stake
 
 
 def test_card_testing_flags_the_purchase_after_the_tests() -> None:
@@ -460,26 +463,74 @@ reason = "edge"
     det = Detector(rules=compile_sources([("edge.toml", pack.encode())]),
                    review_threshold=review, block_threshold=block)  # fmt: skip
     scored = det.score(make_tx(amount="50000.00"))
-    assert scored.decision == det.decide(weight)[0]
+    assert scored.decision == det.decide(weight)
     top = review if scored.decision == "allow" else block
     assert weight < scored.score < top  # ordered above its ties, still in its band
 
 
 @pytest.mark.parametrize(
-    ("score", "decision", "severity"),
+    ("score", "decision"),
+    [(0.0, "allow"), (0.4999, "allow"), (0.5, "review"), (0.7999, "review"), (0.8, "block"),
+     (1.0, "block")],
+)  # fmt: skip
+def test_decision_bands(score: float, decision: str) -> None:
+    assert Detector().decide(score) == decision
+
+
+def one_rule(weight: float, severity: str = "high") -> Detector:
+    """A detector whose one rule fires on every transaction with `weight` and `severity`."""
+    pack = f"""
+[[rules]]
+name = "always"
+score = {weight}
+severity = "{severity}"
+all = [{{ feature = "amount", op = ">=", value = 0 }}]
+reason = "always"
+"""
+    return Detector(rules=compile_sources([("always.toml", pack.encode())]))
+
+
+@pytest.mark.parametrize(
+    ("weight", "amount", "decision", "severity"),
     [
-        (0.0, "allow", "low"),
-        (0.4999, "allow", "low"),
-        (0.5, "review", "medium"),
-        (0.6499, "review", "medium"),
-        (0.65, "review", "high"),
-        (0.7999, "review", "high"),
-        (0.8, "block", "critical"),
-        (1.0, "block", "critical"),
+        (0.9, "1.00", "block", "medium"),  # a card test: sure, and 0.90 at stake
+        (0.9, "150.00", "block", "high"),  # 135 at stake
+        (0.8, "624.99", "block", "high"),  # 499.99
+        (0.8, "625.00", "block", "critical"),  # 500: likely fraud and money at stake
+        (0.9, "3000.00", "block", "critical"),
+        (0.6, "100.00", "review", "medium"),  # 60: the rule's high stays on its reason
+        (0.6, "166.67", "review", "high"),  # 100.002
+        (0.6, "5000.00", "review", "high"),  # a review is never critical: not sure enough
+        (0.3, "5000.00", "allow", "low"),  # no alert
     ],
 )
-def test_decision_and_severity_bands(score: float, decision: str, severity: str) -> None:
-    assert Detector().decide(score) == (decision, severity)
+def test_an_alerts_severity_is_the_money_it_likely_loses(
+    weight: float, amount: str, decision: str, severity: str
+) -> None:
+    scored = one_rule(weight).score(make_tx(amount=amount))
+    assert (scored.decision, scored.severity) == (decision, severity)
+    assert scored.reasons[0].severity == "high"
+
+
+def test_a_critical_rule_makes_a_critical_alert_whatever_the_amount() -> None:
+    scored = one_rule(0.6, "critical").score(make_tx(amount="1.00"))
+    assert (scored.decision, scored.severity) == ("review", "critical")
+    assert one_rule(0.3, "critical").score(make_tx(amount="1.00")).severity == "low"
+
+
+def test_severity_weighs_the_amount_on_the_streams_scale() -> None:
+    # A stream in yen: its typical amount is 6,000, a scale of 150 once 1,000 are seen. The
+    # rule reads no scaled feature; the severity computes the scale all the same.
+    det = one_rule(0.9)
+    for n in range(1000):
+        det.score(make_tx(n, account_id=f"a-{n % 50}", amount="6000.00"))
+    assert det.featurizer.scale.scale == pytest.approx(150.0)
+    severities = [
+        det.score(make_tx(2000 + i, account_id=f"b-{i}", amount=amount)).severity
+        for i, amount in enumerate(("600.00", "60000.00", "150000.00"))
+    ]
+    # 4, 400 and 1,000 on the scale: 3.6, 360 and 900 at stake, not 540, 54,000 and 135,000.
+    assert severities == ["medium", "high", "critical"]
 
 
 def test_thresholds_are_configurable() -> None:
@@ -487,7 +538,7 @@ def test_thresholds_are_configurable() -> None:
     history(det, merchant_id="m-1")
     scored = det.score(make_tx(0, merchant_id="m-2", **NYC))
     assert (scored.decision, scored.severity) == ("review", "medium")
-    assert det.decide(0.6) == ("block", "critical")
+    assert det.decide(0.6) == "block"
 
 
 @pytest.mark.parametrize(("review", "block"), [(0.9, 0.5), (-0.1, 0.5), (0.5, 1.5)])

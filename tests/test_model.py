@@ -30,6 +30,7 @@ from server.detection.model import (
     OnlineLogit,
     Predictor,
     _shown,
+    amount_scaled,
     capture,
     explain,
     inputs,
@@ -812,6 +813,37 @@ def test_a_ready_model_scores_and_explains_itself() -> None:
     assert ordinary.decision == "allow"
     assert ordinary.score < 0.5
     assert all(r.code != "model" for r in ordinary.reasons)
+
+
+def sure_model(bias: float) -> Detector:
+    """A detector whose ready model gives every transaction sigmoid(bias)."""
+    zeros = (0.0,) * len(FEATURE_NAMES)
+    return Detector(model=ModelSlot(predictor=Predictor(zeros, bias, zeros, 1000, 100, 1)))
+
+
+@pytest.mark.parametrize(
+    ("bias", "amount", "decision", "severity"),
+    [
+        (3.0, "1.00", "block", "medium"),  # p = 0.95: sure, and 0.95 at stake
+        (3.0, "400.00", "block", "high"),  # 381
+        (3.0, "1000.00", "block", "critical"),  # 953
+        (0.2, "5000.00", "review", "high"),  # p = 0.55: a review is never critical
+        (0.2, "100.00", "review", "medium"),  # 55
+        (-3.0, "5000.00", "allow", "low"),
+    ],
+)
+def test_a_models_alert_is_as_severe_as_the_money_it_likely_loses(
+    bias: float, amount: str, decision: str, severity: str
+) -> None:
+    scored = sure_model(bias).score(make_tx(1, amount=amount))
+    assert (scored.decision, scored.severity) == (decision, severity)
+
+
+def test_the_amount_at_stake_is_read_on_the_streams_scale_from_the_kept_inputs() -> None:
+    tx = make_tx(1, amount="60000.00")
+    known = capture({"amount": 60000.0, "amount_scale": 150.0}, tx, (), 0.0)
+    assert amount_scaled(known) == pytest.approx(400.0)
+    assert amount_scaled(capture({"amount": 60000.0, "amount_scale": None}, tx, (), 0.0)) == 60000.0
 
 
 def test_what_is_kept_gives_the_same_inputs_as_scoring_saw() -> None:

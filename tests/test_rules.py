@@ -84,7 +84,7 @@ def test_a_rule_fires_with_observed_value_threshold_and_severity() -> None:
     assert reason.message == "Amount 1,250.00 USD at or above 100.00"
     assert (reason.observed, reason.threshold, reason.weight) == (1250.0, 100.0, 0.6)
     assert reason.severity == "high"
-    # The score alone says review/medium; the rule's severity raises the alert's.
+    # A review, and 0.6 times 1,250 at stake: high (the rule's high stays on its reason).
     assert (scored.decision, scored.severity) == ("review", "high")
     assert scored.score == pytest.approx(0.6, abs=AMOUNT_SPAN)  # its amount orders its ties
 

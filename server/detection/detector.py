@@ -7,11 +7,14 @@ from math import log1p
 
 from server.detection.features import DEFAULT_TTL_S, Featurizer, Value
 from server.detection.model import FLAG_SCORE, MODEL_FEATURES, RAW_LAYOUT, ModelSlot
-from server.detection.rules import SEVERITIES, RuleSet, load_rules
-from server.detection.verdict import Decision, Reason, Scored, Severity
+from server.detection.rules import RuleSet, load_rules
+from server.detection.severity import severity
+from server.detection.verdict import Decision, Reason, Scored
 from server.transactions import MAX_AMOUNT, Transaction
 
-HIGH_SEVERITY_SCORE = 0.65
+SEVERITY_FEATURES = frozenset({"amount_scaled"})
+"""Computed whatever the rules and the model read: an alert's severity weighs its score
+against the amount on the stream's scale (server/detection/severity.py)."""
 AMOUNT_SPAN = 0.01
 """The most the amount adds to the rules' score until the model scores (log-scaled up to
 the largest amount accepted): enough to order the rules' ties, larger amounts first,
@@ -39,14 +42,13 @@ RulesHalf = tuple[Scored, bool, bytes | None]
 """`Detector.rules_half`: the rules' verdict, whether it is final, the model's packed inputs
 (but the account's recent flags, which `model_half` fills in)."""
 
-_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}  # low ... critical
-
 
 class Detector:
     """Scores transactions one at a time in event time; holds every key's state.
 
     Not thread-safe and not async: the detection loop owns one and calls `score` in order.
-    `model_features` are computed besides those the rules use, for a model to read; with a
+    `model_features` are computed besides those the rules use, for a model to read (and
+    SEVERITY_FEATURES, which the severity reads, always are); with a
     `model` (server/detection/model.py) its features are computed too and it rescores what
     the rules scored (never a transaction a block or allow list decided).
     """
@@ -86,14 +88,14 @@ class Detector:
         # rule's message was ~4 % of its scoring process.
         self.explain = explain
         self.ruleset = load_rules() if rules is None else rules
-        self.model_features = frozenset(model_features)
+        self.model_features = frozenset(model_features) | SEVERITY_FEATURES
         self.featurizer = Featurizer(
             self.ruleset.features | self.model_features,
             small_amount=self.ruleset.small_amount,
             ttl_s=ttl_s,
         )
         self._gated = self.ruleset.gated
-        self._allow = self._scored(())
+        self._allow = self._scored((), 0.0)
         self._model: ModelSlot | None = None
         self.model = model
 
@@ -120,7 +122,7 @@ class Detector:
         self.featurizer.use(rules.features | self.model_features, rules.small_amount)
         self.ruleset = rules
         self._gated = rules.gated
-        self._allow = self._scored(())
+        self._allow = self._scored((), 0.0)
 
     def score(self, tx: Transaction) -> Scored:
         """Score `tx` against its keys' history, then add it to that history."""
@@ -191,7 +193,7 @@ class Detector:
         if ruleset.lists:
             block, allow = ruleset.check_lists(tx, t)
             if block is None and allow is not None:
-                return self._scored((allow,)), True
+                return self._scored((allow,), 0.0), True
         else:
             block = None
         reasons = []
@@ -201,14 +203,15 @@ class Detector:
             x = get(name)
             if x is not None and op(x, value) and rest(v) is True:
                 reasons.append(rule.reason(v, tx, message=explain))
+        if block is None and not reasons:
+            return self._allow, False
         if block is not None:
             reasons.insert(0, block)
-            reasons.sort(key=_by_weight)
-            return self._scored(tuple(reasons)), True
-        if not reasons:
-            return self._allow, False
         reasons.sort(key=_by_weight)
-        return self._scored(tuple(reasons)), False
+        at_stake = get("amount_scaled")
+        if at_stake is None:  # not computed: a featurizer built without SEVERITY_FEATURES
+            at_stake = float(tx.amount)
+        return self._scored(tuple(reasons), float(at_stake)), block is not None
 
     # --- learning from labels (server/detection/model.py) ---------------------------------
 
@@ -238,13 +241,13 @@ class Detector:
         if self._model is not None:
             self._model.forget(tx_id)
 
-    def decide(self, score: float) -> tuple[Decision, Severity]:
-        """The decision for a score, and its severity before the rules' own are weighed."""
+    def decide(self, score: float) -> Decision:
+        """The decision for a score (its severity also weighs the amount: `severity`)."""
         if score >= self.block_threshold:
-            return "block", "critical"
+            return "block"
         if score < self.review_threshold:
-            return "allow", "low"
-        return "review", "medium" if score < HIGH_SEVERITY_SCORE else "high"
+            return "allow"
+        return "review"
 
     def _by_amount(self, scored: Scored, amount: float) -> Scored:
         """`scored` with up to AMOUNT_SPAN more the larger the amount, within its decision's
@@ -260,19 +263,22 @@ class Detector:
             return scored
         return Scored(ranked, decision, scored.severity, scored.reasons, scored.rules_version)
 
-    def _scored(self, reasons: tuple[Reason, ...]) -> Scored:
+    def _scored(self, reasons: tuple[Reason, ...], amount_scaled: float) -> Scored:
+        """The rules' verdict from the `reasons` that fired; `amount_scaled`: the amount on
+        the stream's scale, which the severity weighs (unused for an allow)."""
         keep = 1.0
         for reason in reasons:
             keep *= 1.0 - reason.weight
         # Rounded so that equal weights give equal scores whatever float noise the product has.
         score = round(1.0 - keep, 4)
-        decision, severity = self.decide(score)
-        if decision != "allow":
-            # An alert is at least as severe as the most severe rule behind it.
-            for reason in reasons:
-                if reason.severity is not None and _RANK[reason.severity] > _RANK[severity]:
-                    severity = reason.severity
-        return Scored(score, decision, severity, reasons, self.ruleset.version)
+        decision = self.decide(score)
+        return Scored(
+            score,
+            decision,
+            severity(decision, score, amount_scaled, reasons),
+            reasons,
+            self.ruleset.version,
+        )
 
 
 def _by_weight(reason: Reason) -> float:

@@ -27,7 +27,8 @@ from operator import mul
 from typing import Any
 
 from server.detection.features import TYPICAL_AMOUNT
-from server.detection.verdict import Decision, Reason, Scored, Severity, beyond_cap
+from server.detection.severity import severity
+from server.detection.verdict import Decision, Reason, Scored, beyond_cap
 from server.transactions import Transaction
 
 # Rule codes the model sees as inputs; a code not listed (a new rule) is simply not an input
@@ -413,6 +414,15 @@ def capture(
         1.0 if get("is_new_payee") else 0.0,
         get("amount_scale") or 0.0,  # unknown (0): the amount is taken as it is
     )
+
+
+def amount_scaled(raw: bytes) -> float:
+    """The amount on the stream's scale, from `capture()`'s bytes: the `amount_scaled`
+    feature as the transaction was scored (the amount itself while the scale was unknown),
+    which an alert's severity weighs."""
+    fields = _unpack(raw)
+    amount, scale = fields[1], fields[-1]
+    return float(amount / scale if scale > 0 else amount)
 
 
 def inputs(raw: bytes) -> list[float]:
@@ -1112,7 +1122,7 @@ def explain(
     )
 
 
-Decide = Callable[[float], tuple[Decision, Severity]]
+Decide = Callable[[float], Decision]
 GIVEN_MAX = 250_000
 """How many labels' `ModelSlot.given` keeps when the slot has no `memory` limit."""
 _GIVEN = {(y, w): (y, w) for y in (False, True) for w in (None, 0.0, 1.0)}
@@ -1222,15 +1232,17 @@ class ModelSlot:
         self._remember(tx_id, raw + _pack_logit(logit))  # the calibration learns from it
         p = sigmoid(predictor.calibrated(logit))
         score = round(p, 4)
-        decision, severity = decide(score)
+        decision = decide(score)
         reasons = rules.reasons
-        if decision != "allow":
-            if factors:
-                reason = explain(predictor, x, p, review_threshold)
-            else:
-                reason = Reason("model", "", score, review_threshold, p, unit="fraction")
-            reasons = (reason, *reasons)
-        return Scored(score, decision, severity, reasons, rules.rules_version)
+        if decision == "allow":
+            return Scored(score, decision, "low", reasons, rules.rules_version)
+        if factors:
+            reason = explain(predictor, x, p, review_threshold)
+        else:
+            reason = Reason("model", "", score, review_threshold, p, unit="fraction")
+        reasons = (reason, *reasons)
+        level = severity(decision, score, amount_scaled(raw), reasons)
+        return Scored(score, decision, level, reasons, rules.rules_version)
 
     def _remember(self, tx_id: str, raw: bytes) -> None:
         remembered = self.remembered
