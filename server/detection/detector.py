@@ -55,7 +55,7 @@ class Detector:
 
     __slots__ = (
         "_allow",
-        "_gated",
+        "_fired",
         "_model",
         "block_threshold",
         "explain",
@@ -94,7 +94,7 @@ class Detector:
             small_amount=self.ruleset.small_amount,
             ttl_s=ttl_s,
         )
-        self._gated = self.ruleset.gated
+        self._fired = self.ruleset.fired
         self._allow = self._scored((), 0.0)
         self._model: ModelSlot | None = None
         self.model = model
@@ -121,7 +121,7 @@ class Detector:
         """Score with `rules` from the next transaction on; state is kept."""
         self.featurizer.use(rules.features | self.model_features, rules.small_amount)
         self.ruleset = rules
-        self._gated = rules.gated
+        self._fired = rules.fired
         self._allow = self._scored((), 0.0)
 
     def score(self, tx: Transaction) -> Scored:
@@ -196,19 +196,14 @@ class Detector:
                 return self._scored((allow,), 0.0), True
         else:
             block = None
-        reasons = []
-        get = v.get
         explain = self.explain
-        for name, op, value, rest, rule in self._gated:
-            x = get(name)
-            if x is not None and op(x, value) and rest(v) is True:
-                reasons.append(rule.reason(v, tx, message=explain))
+        reasons = [rule.reason(v, tx, message=explain) for rule in self._fired(v)]
         if block is None and not reasons:
             return self._allow, False
         if block is not None:
             reasons.insert(0, block)
         reasons.sort(key=_by_weight)
-        at_stake = get("amount_scaled")
+        at_stake = v.get("amount_scaled")
         if at_stake is None:  # not computed: a featurizer built without SEVERITY_FEATURES
             at_stake = float(tx.amount)
         return self._scored(tuple(reasons), float(at_stake)), block is not None

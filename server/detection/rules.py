@@ -51,6 +51,8 @@ RULE_KEYS = frozenset(
 LIST_KEYS = frozenset({"name", "action", "field", "entries", "description"})
 
 Cond = Callable[[dict[str, Value]], bool | None]
+Clause = tuple[str, str, Any]
+"""One comparison: (feature, op as written, value; a list's values as a frozenset)."""
 """True, False, or None when a feature it needs is unknown: a rule fires only on True."""
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -93,11 +95,11 @@ class Rule:
     threshold: float | str | None
     features: frozenset[str]
     description: str = ""
-    # The first clause of a top-level `all`, tried inline before the condition is called:
-    # most rules fail on it, and a call per rule is most of the cost of evaluating them.
-    gate: tuple[str, Callable[[Any, Any], bool], Any] = ("amount", operator.is_not, None)
-    # `condition` once the gate has passed: the clauses after it (the gate is not tried twice).
-    after_gate: Cond | None = None
+    # `condition` as `compile_check` writes it out: a top-level `all`'s items in order, each
+    # a clause (feature, op, value), compared inline, or a compiled `any`/`not` it calls;
+    # a top-level `any` is the one item, `condition` itself. The rule holds when every item
+    # is true (a clause whose feature is unknown is not).
+    clauses: tuple[Clause | Cond, ...] = ()
     # The threshold is on `amount_scaled` and the rule observes the amount: a reason shows it
     # times `amount_scale`, in the file's units as the amount is.
     scaled: bool = False
@@ -199,11 +201,11 @@ class RuleSet:
     files: tuple[str, ...] = ()
     features: frozenset[str] = field(default_factory=frozenset)
 
-    @property
-    def gated(self) -> tuple[tuple[str, Callable[[Any, Any], bool], Any, Cond, Rule], ...]:
-        """(gate feature, op, value, the rest of the condition, rule) per rule: what the
-        detector's loop runs."""
-        return tuple((*rule.gate, rule.after_gate or rule.condition, rule) for rule in self.rules)
+    fired: Callable[[dict[str, Value]], list[Rule]] = field(init=False, repr=False, compare=False)
+    """The rules that hold for one transaction's features, in order (`compile_check`)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fired", compile_check(self.rules))
 
     def check_lists(self, tx: Transaction, t: float) -> tuple[Reason | None, Reason | None]:
         """(block reason, allow reason); a block list wins over an allow list."""
@@ -465,14 +467,15 @@ def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
     template = _compile_template(raw.get("reason"), where, errors)
     if len(errors) > before or condition is None or template is None:
         return None
-    gate: tuple[str, Callable[[Any, Any], bool], Any] = ("amount", operator.is_not, None)
-    after_gate = None
-    first = raw.get("all", [None])[0] if "all" in raw else None
-    if isinstance(first, dict) and "feature" in first:
-        gate = (str(first["feature"]), _OPS[first["op"]], _value(first))
-        rest = raw["all"][1:]
-        # Already validated with the whole condition: compiling the rest cannot fail.
-        after_gate = _compile_cond({"all": rest}, where, [], []) if rest else _holds
+    clauses: tuple[Clause | Cond, ...] = (condition,)
+    if "all" in raw:
+        # Already validated with the whole condition: compiling an item cannot fail.
+        clauses = tuple(
+            (str(item["feature"]), str(item["op"]), _value(item))
+            if "feature" in item
+            else _compile_cond(item, where, [], []) or _holds
+            for item in raw["all"]
+        )
     used = {leaf.feature for leaf in leaves}
     used |= {n for _, n, _ in template if n in FEATURES}
     if observed in FEATURES:
@@ -489,8 +492,7 @@ def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
         threshold=float(threshold) if _is_number(threshold) else threshold,
         features=frozenset(used),
         description=str(raw.get("description", "")),
-        gate=gate,
-        after_gate=after_gate,
+        clauses=clauses,
         scaled=scaled,
         unit=unit,
     )
@@ -498,6 +500,41 @@ def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
 
 def _holds(v: dict[str, Value]) -> bool:
     return True
+
+
+def compile_check(rules: Sequence[Rule]) -> Callable[[dict[str, Value]], list[Rule]]:
+    """One function that returns the rules holding for a transaction's features, in order:
+    every rule's `clauses` written out as one `if` of comparisons, in Python code compiled
+    once per rule set. Interpreting the clauses (a loop over the rules, a call of the
+    operator's function per comparison, a call per condition) cost the backtest's reader
+    ~2,800 more instructions a row (docs/backtest.md#throughput-and-memory). Only feature names
+    (validated identifiers of FEATURES) and ops (keys of _OPS) are written into the code;
+    values, compiled conditions and the rules themselves are the function's globals. A
+    clause holds only when its feature is known, so a rule holds when every item does, as
+    `Rule.condition(v) is True` says."""
+    namespace: dict[str, Any] = {}
+    lines = ["def fired(v):", "    get = v.get", "    out = []"]
+    for k, rule in enumerate(rules):
+        tests = []
+        for j, item in enumerate(rule.clauses):
+            name = f"c{k}_{j}"
+            if isinstance(item, tuple):
+                feature, op, value = item
+                if feature not in FEATURES or op not in _OPS:  # never: validated when compiled
+                    raise ValueError(f"bad clause {feature!r} {op!r}")
+                # The op as written in the pack: `x >= c`, `x in c` (a frozenset).
+                namespace[name] = value
+                tests.append(f"(x := get({feature!r})) is not None and x {op} {name}")
+            else:
+                namespace[name] = item
+                tests.append(f"{name}(v) is True")
+        namespace[f"rule{k}"] = rule
+        lines.append(f"    if {' and '.join(tests) or 'True'}:")
+        lines.append(f"        out.append(rule{k})")
+    lines.append("    return out")
+    exec(compile("\n".join(lines), "<rules>", "exec"), namespace)
+    check: Callable[[dict[str, Value]], list[Rule]] = namespace["fired"]
+    return check
 
 
 def _compile_cond(raw: object, where: str, errors: list[str], leaves: list[Leaf]) -> Cond | None:
