@@ -9,7 +9,9 @@ import logging
 import math
 import random
 import re
+import struct
 from decimal import Decimal
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from server.detection.model import (
     OnlineLogit,
     Predictor,
     _shown,
+    active_inputs,
     amount_scaled,
     capture,
     explain,
@@ -857,6 +860,63 @@ def test_what_is_kept_gives_the_same_inputs_as_scoring_saw() -> None:
     assert named["first_device"] == 1.0 and named["new_device"] == 0.0  # a first device
     assert named["atm"] == 1.0 and named["flagged_1h"] == 1.0
     assert named["log_flags_24h"] == pytest.approx(math.log1p(2))
+
+
+def random_raw(rng: random.Random) -> bytes:
+    """Raw values as `capture` packs them, drawn to reach every branch of `inputs()`: zeros,
+    tiny and huge values, no location (NaN), no scale, rules and flags."""
+
+    def pick(*choices: float) -> float:
+        return rng.choice(choices) if rng.random() < 0.5 else rng.uniform(0.0, choices[-1])
+
+    located = rng.random() < 0.7
+    return model_module._RAW.pack(
+        rng.choice([0, 1, 4, 5, 30]),  # history
+        pick(0.0, 1e-9, 1.0, 19.99, 20.0, 100.0, 3000.0, 2e5),  # amount
+        pick(0.0, 1.0, 40.0, 500.0),  # mean
+        pick(0.0, 0.5, 20.0, 300.0),  # std
+        pick(0.0, 12.0, 5e3) if located else math.nan,  # distance
+        pick(0.0, 0.5, 60.0, 86400.0) if located else math.nan,  # elapsed
+        rng.randrange(24),
+        *(rng.random() < 0.3 for _ in range(4)),  # new merchant, country, device; first device
+        rng.randrange(1, 8), rng.randrange(1, 30), rng.choice([0, 0, 1, 5]),  # counts
+        rng.choice([0, 1, 2]),  # channel
+        rng.choice([0, 0, 1, 5, (1 << 13) - 1]),  # rules that fired
+        rng.choice([0.0, 0.0, 0.5, 0.05, 0.65, 0.9999]),  # rules' score
+        rng.choice([0.0, 0.0, 0.7]), pick(0.0, 100.0, 7200.0), rng.choice([0, 0, 2]),  # flags
+        rng.choice([-1.0, 0.0, 3.5, 7200.0]),  # since the previous transaction
+        *(pick(0.0, 0.0, 0.25, 1.0) for _ in range(4)),  # merchant rates, amount's rate
+        rng.choice([0.0, 0.0, 2.0]),  # merchant's run
+        pick(0.0, 0.1), pick(0.0, 0.0, 2.5, 10.0), pick(0.0, 0.0, 900.0),  # hour, MCC, inflow
+        rng.choice([0.0, 1.0]),  # new payee
+        rng.choice([0.0, 0.0, 1.0, 150.0]),  # the stream's scale
+    )  # fmt: skip
+
+
+def test_the_active_inputs_are_inputs_that_are_not_zero_to_the_bit() -> None:
+    """`active_inputs` (predicting and learning) makes exactly `inputs()`'s values that are
+    not 0, in order; the logit and a step learnt from them are the dense ones to the bit."""
+    rng = random.Random(21)
+    raws = [random_raw(rng) for _ in range(4000)]
+    learner = OnlineLogit()
+    learner.learn_many(toy_stream(800, seed=22))
+    predictor = learner.freeze()
+    seen: set[int] = set()
+    for raw in raws:
+        x = inputs(raw)
+        index, values = active_inputs(raw)
+        assert index == list(compress(range(len(x)), x))
+        dense = list(compress(x, x))
+        assert struct.pack(f"{len(dense)}d", *dense) == struct.pack(f"{len(values)}d", *values)
+        logit = predictor.logit_active(index, values)
+        assert struct.pack("<d", logit) == struct.pack("<d", predictor.logit(x))
+        seen.update(index)
+    assert seen == set(range(len(FEATURE_NAMES)))  # every input was not 0 at least once
+    dense_learner, active_learner = copy.deepcopy(learner), copy.deepcopy(learner)
+    for n, raw in enumerate(raws[:500]):
+        dense_learner.learn_one(inputs(raw), n % 7 == 0, 1.0 + n % 3 / 2)
+        active_learner.learn_active(*active_inputs(raw), n % 7 == 0, 1.0 + n % 3 / 2)
+    assert active_learner.to_dict() == dense_learner.to_dict()
 
 
 def test_the_account_flags_filled_in_are_those_capture_packs() -> None:

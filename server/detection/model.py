@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, pairwise
-from operator import mul
+from operator import itemgetter, mul
 from typing import Any
 
 from server.detection.features import TYPICAL_AMOUNT
@@ -522,6 +522,180 @@ def inputs(raw: bytes) -> list[float]:
     ]
 
 
+def active_inputs(raw: bytes) -> tuple[list[int], list[float]]:
+    """`inputs(raw)`'s inputs that are not 0, as (their indices, their values), in order:
+    what predicting and learning read (`Predictor.logit_active`, `OnlineLogit.learn_active`).
+    The same floats to the bit as `inputs()` computes, made without the ~70 that are 0 in a
+    typical transaction: a band is its one index, a flag that is off is a test. This costs
+    about what `inputs()` does (~30,000 instructions), but finding the ~18 inputs that are
+    not 0 among 89 (`compress`, ~100 instructions an input) cost ~20,000 more each time,
+    to predict and again to learn. `inputs()` stays the reference, for explanations and the
+    trainer's corrections; tests/test_model.py checks the two agree, input by input."""
+    (
+        history, amount, mean, std, distance, elapsed, local_hour,
+        new_merchant, new_country, new_device, first_device,
+        tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
+        since_prev, merchant_2d, merchant_7d, merchant_30d, amount_risk, run, hour_risk,
+        mcc_dev, inflow, new_payee, scale,
+    ) = _unpack(raw)  # fmt: skip
+    index: list[int] = []
+    values: list[float] = []
+    # The expressions are `inputs()`'s, in its order; a value is kept when it is not 0
+    # (`compress`'s test: -0.0 is left out, NaN kept).
+    ratio = amount / mean if history and mean > 0 else -1.0
+    log_ratio = _log(ratio if ratio > 1e-3 else 1e-3) if ratio >= 0 else 0.0
+    z = (amount - mean) / std if std > 0 else 0.0
+    if amount > 0 and (v := _log1p(amount)):
+        index.append(0)
+        values.append(v)
+    if log_ratio:
+        index.append(1)
+        values.append(log_ratio)
+    if v := -5.0 if z < -5.0 else (10.0 if z > 10.0 else z):
+        index.append(2)
+        values.append(v)
+    if history < 5:
+        index.append(3)
+        values.append(1.0)
+    if v := _log1p(history):
+        index.append(4)
+        values.append(v)
+    if v := _log1p(tx_1m - 1):
+        index.append(5)
+        values.append(v)
+    if v := _log1p(tx_1h - 1):
+        index.append(6)
+        values.append(v)
+    if scale > 0:
+        scaled = amount / scale
+        round_amount = 0.0
+        if scaled >= ROUND_AMOUNT_FROM:
+            q = amount / (_UNITS.get(scale) or _round_unit(scale))
+            if abs(q - round(q)) <= q * 1e-9:
+                round_amount = 1.0
+    else:
+        scaled = amount
+        round_amount = 1.0 if amount >= ROUND_AMOUNT_FROM and amount == int(amount) else 0.0
+    if scaled < TINY_AMOUNT:
+        index.append(7)
+        values.append(1.0)
+    if tiny_recent and (v := _log1p(tiny_recent)):
+        index.append(8)
+        values.append(v)
+    if distance != distance:  # NaN: no previous location
+        index.append(12)
+        values.append(1.0)
+    else:
+        if v := _log1p(distance):
+            index.append(9)
+            values.append(v)
+        if v := _log1p(distance * 3600.0 / max(elapsed, 1.0)):
+            index.append(10)
+            values.append(v)
+        if v := _log1p(elapsed):
+            index.append(11)
+            values.append(v)
+    if new_merchant:
+        index.append(13)
+        values.append(1.0)
+    if new_country:
+        index.append(14)
+        values.append(1.0)
+    if new_device:
+        index.append(15)
+        values.append(1.0)
+    night = 1.0 if local_hour < 5 else 0.0
+    if night:
+        index.append(16)
+        values.append(1.0)
+    if v := night * log_ratio:
+        index.append(17)
+        values.append(v)
+    if v := new_country * log_ratio:
+        index.append(18)
+        values.append(v)
+    if v := new_device * log_ratio:
+        index.append(19)
+        values.append(v)
+    if first_device:
+        index.append(20)
+        values.append(1.0)
+    if new_country and (new_device or first_device):
+        index.append(21)
+        values.append(1.0)
+    if prior_max:
+        index.append(22)
+        values.append(prior_max)
+    if flags:
+        if since_s <= 3600.0:
+            index.append(23)
+            values.append(1.0)
+        if v := _log1p(flags):
+            index.append(24)
+            values.append(v)
+    if since_prev > 0 and (v := _log1p(since_prev)):
+        index.append(25)
+        values.append(v)
+    if merchant_2d:
+        index.append(26)
+        values.append(merchant_2d)
+    if merchant_7d:
+        index.append(27)
+        values.append(merchant_7d)
+    if merchant_30d:
+        index.append(28)
+        values.append(merchant_30d)
+    index.append(_AMOUNT_BAND_AT + bisect_right(AMOUNT_BANDS, scaled))
+    values.append(1.0)
+    if channel == 1:
+        index.append(42)
+        values.append(1.0)
+    elif channel == 2:
+        index.append(43)
+        values.append(1.0)
+    if v := rules_logit(rules_score) if rules_score else _ZERO_RULES_LOGIT:
+        index.append(44)
+        values.append(v)
+    if bits:
+        for at, bit in _RULE_AT_BIT:
+            if bits & bit:
+                index.append(at)
+                values.append(1.0)
+    if ratio >= 0:
+        index.append(_RATIO_BAND_AT + bisect_right(_RATIO_EDGES, ratio))
+        values.append(1.0)
+    if std > 0:
+        index.append(_Z_BAND_AT + bisect_right(_Z_EDGES, z))
+        values.append(1.0)
+    index.append(_TX_1H_BAND_AT + bisect_right(_TX_1H_EDGES, tx_1h - 1))
+    values.append(1.0)
+    index.append(_TX_1M_BAND_AT + bisect_right(_TX_1M_EDGES, tx_1m - 1))
+    values.append(1.0)
+    if amount_risk:
+        index.append(82)
+        values.append(amount_risk)
+    if run and (v := _log1p(run)):
+        index.append(83)
+        values.append(v)
+    if round_amount:
+        index.append(84)
+        values.append(1.0)
+    if hour_risk:
+        index.append(85)
+        values.append(hour_risk)
+    if mcc_dev:
+        index.append(86)
+        values.append(mcc_dev)
+    if inflow > 0 and (v := _log1p(inflow)):
+        index.append(87)
+        values.append(v)
+    if new_payee:
+        index.append(88)
+        values.append(new_payee)
+    return index, values
+
+
+_unpack = _RAW.unpack_from  # from the start: a logit may follow
 _unpack = _RAW.unpack_from  # from the start: a logit may follow
 _UNITS: dict[float, float] = {}
 
@@ -552,7 +726,7 @@ def learn_example(learner: OnlineLogit, raw: bytes, is_fraud: bool, weight: floa
     logit = scored_logit(raw)
     if logit is not None:
         learner.calibrate(logit, is_fraud, weight)
-    learner.learn_one(inputs(raw), is_fraud, weight)
+    learner.learn_active(*active_inputs(raw), is_fraud, weight)
 
 
 def learn_or_take_back(learner: OnlineLogit, raw: bytes, is_fraud: bool, weight: float) -> None:
@@ -582,6 +756,12 @@ def _one_hot(edges: Sequence[float]) -> tuple[tuple[float, ...], ...]:
 
 
 _BAND_ONE_HOT = _one_hot(AMOUNT_BANDS)
+# Where `active_inputs` puts the first of each band's inputs, and each rule's.
+_AMOUNT_BAND_AT = FEATURE_NAMES.index("amount_band_0")
+_RATIO_BAND_AT, _Z_BAND_AT, _TX_1H_BAND_AT, _TX_1M_BAND_AT = (
+    FEATURE_NAMES.index(f"{banded.name}_band_0") for banded in BANDED
+)
+_RULE_AT_BIT = tuple((FEATURE_NAMES.index(_RULE_KEY[code]), bit) for code, bit in _RULE_BIT.items())
 # BANDED's four, by name for `inputs()`; the two that can be unknown also have their none.
 _RATIO_EDGES, _Z_EDGES, _TX_1H_EDGES, _TX_1M_EDGES = (banded.edges for banded in BANDED)
 _RATIO_BANDS, _Z_BANDS, _TX_1H_BANDS, _TX_1M_BANDS = (_one_hot(b.edges) for b in BANDED)
@@ -632,6 +812,16 @@ class Predictor:
         # the bit: in order, without terms that are ±0.0 (a finite weight times 0), which
         # change no sum of floats that starts at +0.0, as this one does.
         total: float = sum(map(mul, compress(self.weights, x), compress(x, x)))
+        return self.bias + total
+
+    def logit_active(self, index: Sequence[int], values: Iterable[float]) -> float:
+        """`logit` from the inputs that are not 0 alone (`active_inputs`): the same products
+        added up in the same order, so the same logit to the bit."""
+        weights = self.weights
+        # The weights picked in one C call (`itemgetter` of one index gives the weight, not
+        # a tuple of it): ~35 % fewer instructions than `map(weights.__getitem__, ...)`.
+        picked = itemgetter(*index)(weights) if len(index) > 1 else [weights[i] for i in index]
+        total: float = sum(map(mul, picked, values))
         return self.bias + total
 
     def calibrated(self, logit: float) -> float:
@@ -724,12 +914,19 @@ class OnlineLogit:
         kept by `NegativeSampler`): it is learnt as that many steps and counts that much in
         the statistics. The sampler's weights add up to the labels it was given, so the
         steps taken are about those of learning every label; the statistics' cost is not."""
+        # The inputs that are not 0, picked in C: a fifth of them, as a rule.
+        self.learn_active(list(compress(range(len(x)), x)), list(compress(x, x)), is_fraud, weight)
+
+    def learn_active(
+        self, index: Sequence[int], values: Sequence[float], is_fraud: bool, weight: float = 1.0
+    ) -> None:
+        """`learn_one` from the inputs that are not 0 alone, their indices and values in
+        order (`active_inputs`): the same steps, the same weights to the bit."""
         self.count += 1
         self.frauds += is_fraud
         self.weight_sum += weight
         scale, w, sums, squares = self.scale, self.w, self.sums, self.squares
-        # The inputs that are not 0, picked in C: a fifth of them, as a rule.
-        active = [(i, x[i]) for i in compress(range(len(x)), x)]
+        active = list(zip(index, values, strict=True))
         for i, v in active:
             wv = weight * v
             sums[i] += wv
@@ -1227,8 +1424,7 @@ class ModelSlot:
         if predictor is None:
             self._remember(tx_id, raw)
             return None
-        x = inputs(raw)
-        logit = predictor.logit(x)
+        logit = predictor.logit_active(*active_inputs(raw))
         self._remember(tx_id, raw + _pack_logit(logit))  # the calibration learns from it
         p = sigmoid(predictor.calibrated(logit))
         score = round(p, 4)
@@ -1236,8 +1432,8 @@ class ModelSlot:
         reasons = rules.reasons
         if decision == "allow":
             return Scored(score, decision, "low", reasons, rules.rules_version)
-        if factors:
-            reason = explain(predictor, x, p, review_threshold)
+        if factors:  # every input, for the top factors: a few per cent of transactions
+            reason = explain(predictor, inputs(raw), p, review_threshold)
         else:
             reason = Reason("model", "", score, review_threshold, p, unit="fraction")
         reasons = (reason, *reasons)
