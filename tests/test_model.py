@@ -727,6 +727,37 @@ def test_a_scored_transaction_keeps_its_logit_and_its_label_calibrates() -> None
     assert (slot.predictor.cal_a, slot.predictor.cal_b) == (learner.cal_a, learner.cal_b)
 
 
+def test_a_label_is_learnt_from_the_inputs_it_was_scored_on_not_made_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Learning inline, a scored transaction's inputs are made once: its label is learnt
+    from what was kept of them, to the same weights as from inputs made again."""
+    learner = OnlineLogit()
+    learner.learn_many(toy_stream(300, seed=16))
+    reference = copy.deepcopy(learner)
+    slot = ModelSlot(learner=learner, min_labels=10, min_frauds=1)
+    slot.predictor = learner.freeze(learner.count)
+    detector = Detector(model=slot)
+    calls = 0
+    made = model_module.active_inputs
+
+    def counted(raw: bytes) -> tuple[list[int], list[float]]:
+        nonlocal calls
+        calls += 1
+        return made(raw)
+
+    monkeypatch.setattr(model_module, "active_inputs", counted)
+    for n in range(40):
+        tx = make_tx(n, amount="1.00" if n % 4 == 0 else f"{20 + n}.50", device_id=f"d-{n % 3}")
+        detector.score(tx)
+        model_module.learn_example(reference, slot.remembered[tx.id], n % 4 == 0, 1.0)
+        before = calls
+        assert slot.learn_label(tx.id, n % 4 == 0)
+        assert calls == before  # not made again
+    assert not slot.scored_inputs
+    assert learner.to_dict() == reference.to_dict()  # every weight and statistic, to the bit
+
+
 def test_a_model_saved_before_calibration_loads_uncalibrated() -> None:
     model = OnlineLogit()
     model.learn_many(toy_stream(500, seed=15))

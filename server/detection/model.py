@@ -720,13 +720,36 @@ def scored_logit(raw: bytes) -> float | None:
     return value
 
 
-def learn_example(learner: OnlineLogit, raw: bytes, is_fraud: bool, weight: float) -> None:
+def learn_example(
+    learner: OnlineLogit,
+    raw: bytes,
+    is_fraud: bool,
+    weight: float,
+    active: tuple[Sequence[int], Sequence[float]] | None = None,
+) -> None:
     """One label, as the trainer and inline learning both take it: the calibration learns
-    from the score the transaction was given, then the model from its inputs."""
+    from the score the transaction was given, then the model from its inputs (`active`, if
+    they were kept when it was scored: `active_inputs(raw)`)."""
     logit = scored_logit(raw)
     if logit is not None:
         learner.calibrate(logit, is_fraud, weight)
-    learner.learn_active(*active_inputs(raw), is_fraud, weight)
+    learner.learn_active(*(active or active_inputs(raw)), is_fraud, weight)
+
+
+_DOUBLES = [struct.Struct(f"<{k}d") for k in range(len(FEATURE_NAMES) + 1)]
+
+
+def pack_active(index: Sequence[int], values: Sequence[float]) -> bytes:
+    """`active_inputs`' (index, values), packed: the values as doubles, then the indices a
+    byte each (~170 bytes for the ~18 a transaction has). What an inline learner's slot
+    keeps from scoring a transaction to learning its label (`ModelSlot.scored_inputs`)."""
+    return _DOUBLES[len(values)].pack(*values) + bytes(index)
+
+
+def unpack_active(packed: bytes) -> tuple[bytes, tuple[float, ...]]:
+    """`pack_active`'s (index, values): the same floats to the bit."""
+    k = len(packed) // 9
+    return packed[8 * k :], _DOUBLES[k].unpack_from(packed)
 
 
 def learn_or_take_back(learner: OnlineLogit, raw: bytes, is_fraud: bool, weight: float) -> None:
@@ -1353,6 +1376,7 @@ class ModelSlot:
         "predictor",
         "remembered",
         "sampler",
+        "scored_inputs",
     )
 
     def __init__(
@@ -1375,6 +1399,11 @@ class ModelSlot:
         self.predictor = predictor
         # Insertion order is scoring order: the oldest inputs are forgotten first.
         self.remembered: OrderedDict[str, bytes] = OrderedDict()
+        # Learning inline (a `learner`: backtests), the inputs each remembered transaction a
+        # model scored was scored on (`pack_active`), by id: its label is learnt from them,
+        # not from inputs made again from `remembered`. Never snapshotted: a trainer's slot
+        # (the server's) keeps none.
+        self.scored_inputs: dict[str, bytes] = {}
         # What the trainer was given of each transaction labelled lately: (fraud?, the
         # sampler's weight: 0 left out; None: no inputs, so nothing counted at all), for a
         # correction to take back exactly that. As many as `memory` (GIVEN_MAX without one: a
@@ -1430,9 +1459,13 @@ class ModelSlot:
         predictor = self.predictor
         if predictor is None:
             self._remember(tx_id, raw)
+            self.scored_inputs.pop(tx_id, None)  # an id scored again: these inputs
             return None
-        logit = predictor.logit_active(*active_inputs(raw))
+        index, values = active_inputs(raw)
+        logit = predictor.logit_active(index, values)
         self._remember(tx_id, raw + _pack_logit(logit))  # the calibration learns from it
+        if self.learner is not None:
+            self.scored_inputs[tx_id] = pack_active(index, values)
         p = sigmoid(predictor.calibrated(logit))
         score = round(p, 4)
         decision = decide(score)
@@ -1454,13 +1487,15 @@ class ModelSlot:
         if memory is not None and len(remembered) > memory:
             # An OrderedDict: a plain dict's first key is found by skipping every deleted
             # slot before it, ~50 us at 250k entries once evictions start.
-            remembered.popitem(last=False)
+            oldest, _ = remembered.popitem(last=False)
+            self.scored_inputs.pop(oldest, None)
             self.evicted += 1
 
     def forget(self, tx_id: str) -> None:
         """Let go of `tx_id`'s inputs at once: no label will come for it (a backtest's
         unlabelled row)."""
         self.remembered.pop(tx_id, None)
+        self.scored_inputs.pop(tx_id, None)
 
     def kept(self, tx_id: str) -> bytes | None:
         """The inputs remembered for `tx_id` (`RAW_LAYOUT`), as learnt when its label comes."""
@@ -1562,12 +1597,16 @@ class ModelSlot:
         if learner is None:
             raise RuntimeError("this ModelSlot has no learner: labels go to its trainer")
         x = self.remembered.pop(tx_id, None)
+        active = self.scored_inputs.pop(tx_id, None)
         if x is None:
             return False
         weight = self.sampler.weight(tx_id, is_fraud)
         if not weight:
             return True
-        learn_example(learner, x, is_fraud, weight)
+        if active is None:  # no model scored it: its inputs were never made
+            learn_example(learner, x, is_fraud, weight)
+        else:
+            learn_example(learner, x, is_fraud, weight, unpack_active(active))
         # A fresh snapshot every REFREEZE_EVERY labels: current enough (a few hundred labels
         # move the weights little), and refreezing per label would double the cost of learning.
         if learner.count % REFREEZE_EVERY == 0 and self.ready(learner.count, learner.frauds):

@@ -366,6 +366,7 @@ def restore(featurizer: Featurizer, data: bytes, model: ModelSlot | None = None)
         setattr(featurizer, kind, states)
     if model is not None and remembered is not None and flags is not None:
         model.remembered = remembered
+        model.scored_inputs.clear()  # of transactions no longer remembered
         model.flags.accounts = flags
     try:
         # A snapshot from before the amount's fraud rate has none: it starts empty.
