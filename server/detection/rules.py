@@ -51,9 +51,9 @@ RULE_KEYS = frozenset(
 LIST_KEYS = frozenset({"name", "action", "field", "entries", "description"})
 
 Cond = Callable[[dict[str, Value]], bool | None]
+"""True, False, or None when a feature it needs is unknown: a rule fires only on True."""
 Clause = tuple[str, str, Any]
 """One comparison: (feature, op as written, value; a list's values as a frozenset)."""
-"""True, False, or None when a feature it needs is unknown: a rule fires only on True."""
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
