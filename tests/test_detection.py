@@ -477,9 +477,13 @@ def test_decision_bands(score: float, decision: str) -> None:
     assert Detector().decide(score) == decision
 
 
-def one_rule(weight: float, severity: str = "high") -> Detector:
-    """A detector whose one rule fires on every transaction with `weight` and `severity`."""
+def one_rule(weight: float, severity: str = "high", settings: str = "") -> Detector:
+    """A detector whose one rule fires on every transaction with `weight` and `severity`;
+    `settings`: the pack's [settings] lines."""
     pack = f"""
+[settings]
+{settings}
+
 [[rules]]
 name = "always"
 score = {weight}
@@ -510,6 +514,31 @@ def test_an_alerts_severity_is_the_money_it_likely_loses(
     scored = one_rule(weight).score(make_tx(amount=amount))
     assert (scored.decision, scored.severity) == (decision, severity)
     assert scored.reasons[0].severity == "high"
+
+
+BUSINESS = "high_loss = 2000.0\ncritical_loss = 10000.0"
+MICRO = "high_loss = 1.0\ncritical_loss = 5.0"
+
+
+@pytest.mark.parametrize(
+    ("settings", "weight", "amount", "decision", "severity"),
+    [
+        (BUSINESS, 0.9, "150.00", "block", "medium"),  # 135 at stake: high by default
+        (BUSINESS, 0.9, "3000.00", "block", "high"),  # 2,700: critical by default
+        (BUSINESS, 0.9, "11111.12", "block", "critical"),  # 10,000.008
+        (BUSINESS, 0.6, "50000.00", "review", "high"),  # a review is never critical
+        (MICRO, 0.9, "1.00", "block", "medium"),  # 0.90: medium by default too
+        (MICRO, 0.9, "2.00", "block", "high"),  # 1.80: medium by default
+        (MICRO, 0.9, "6.00", "block", "critical"),  # 5.40: medium by default
+        (MICRO, 0.6, "100.00", "review", "high"),
+        (MICRO, 0.3, "100.00", "allow", "low"),
+    ],
+)
+def test_a_packs_loss_bands_set_the_severity(
+    settings: str, weight: float, amount: str, decision: str, severity: str
+) -> None:
+    scored = one_rule(weight, settings=settings).score(make_tx(amount=amount))
+    assert (scored.decision, scored.severity) == (decision, severity)
 
 
 def test_a_critical_rule_makes_a_critical_alert_whatever_the_amount() -> None:

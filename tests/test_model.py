@@ -41,6 +41,7 @@ from server.detection.model import (
     scored_logit,
     sigmoid,
 )
+from server.detection.rules import RuleSet, compile_sources
 from server.detection.verdict import Reason, Scored
 from server.learning import load_learner
 from server.metrics_offline import roc_auc
@@ -849,10 +850,11 @@ def test_a_ready_model_scores_and_explains_itself() -> None:
     assert all(r.code != "model" for r in ordinary.reasons)
 
 
-def sure_model(bias: float) -> Detector:
+def sure_model(bias: float, rules: RuleSet | None = None) -> Detector:
     """A detector whose ready model gives every transaction sigmoid(bias)."""
     zeros = (0.0,) * len(FEATURE_NAMES)
-    return Detector(model=ModelSlot(predictor=Predictor(zeros, bias, zeros, 1000, 100, 1)))
+    slot = ModelSlot(predictor=Predictor(zeros, bias, zeros, 1000, 100, 1))
+    return Detector(model=slot, rules=rules)
 
 
 @pytest.mark.parametrize(
@@ -871,6 +873,25 @@ def test_a_models_alert_is_as_severe_as_the_money_it_likely_loses(
 ) -> None:
     scored = sure_model(bias).score(make_tx(1, amount=amount))
     assert (scored.decision, scored.severity) == (decision, severity)
+
+
+@pytest.mark.parametrize(
+    ("settings", "amount", "severity"),
+    [
+        ("high_loss = 2000.0\ncritical_loss = 10000.0", "400.00", "medium"),  # 381: high by default
+        ("high_loss = 2000.0\ncritical_loss = 10000.0", "3000.00", "high"),  # 2,858: critical
+        ("high_loss = 2000.0\ncritical_loss = 10000.0", "20000.00", "critical"),
+        ("high_loss = 0.5\ncritical_loss = 2.0", "1.00", "high"),  # 0.95: medium by default
+        ("high_loss = 0.5\ncritical_loss = 2.0", "3.00", "critical"),  # 2.86: medium by default
+    ],
+)  # fmt: skip
+def test_a_models_alert_is_banded_by_the_packs_loss_settings(
+    settings: str, amount: str, severity: str
+) -> None:
+    pack = compile_sources([("pack.toml", f"[settings]\n{settings}\n".encode())])
+    scored = sure_model(3.0, pack).score(make_tx(1, amount=amount))  # p = 0.95
+    assert (scored.decision, scored.severity) == ("block", severity)
+    assert scored.reasons[0].code == "model"
 
 
 def test_the_amount_at_stake_is_read_on_the_streams_scale_from_the_kept_inputs() -> None:

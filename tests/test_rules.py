@@ -15,6 +15,7 @@ import pytest
 from server.detection import Detector, RulesError, load_rules
 from server.detection.detector import AMOUNT_SPAN
 from server.detection.rules import compile_sources, default_pack, duration
+from server.detection.severity import CRITICAL_LOSS, HIGH_LOSS, LossBands
 from server.transactions import Transaction
 
 T0 = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
@@ -615,3 +616,62 @@ def test_the_units_table_gives_every_features_unit() -> None:
 )  # fmt: skip
 def test_a_duration_takes_its_unit_after_rounding(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+# --- severity bands ([settings] high_loss, critical_loss) ------------------------------------
+
+
+def test_the_loss_bands_default_to_todays_and_a_pack_sets_its_own() -> None:
+    assert load_rules().bands == LossBands(HIGH_LOSS, CRITICAL_LOSS) == LossBands(100.0, 500.0)
+    pack = "[settings]\nhigh_loss = 2000\ncritical_loss = 10000.5\n" + RULE
+    assert rules(pack).ruleset.bands == LossBands(2000.0, 10000.5)
+    # A template reads them like any setting.
+    text = RULE.replace("at or above", "(high from {settings.high_loss:g}) at or above")
+    (reason,) = rules("[settings]\nhigh_loss = 20\n" + text).score(make_tx(amount="150")).reasons
+    assert reason.message == "Amount 150.00 USD (high from 20) at or above 100.00"
+
+
+ORDER = ": critical_loss must be >= high_loss"
+
+
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [
+        ("high_loss = 0", "high_loss must be a number > 0, got 0"),
+        ("critical_loss = -5.0", "critical_loss must be a number > 0, got -5.0"),
+        ('high_loss = "100"', "high_loss must be a number > 0, got '100'"),
+        ("critical_loss = true", "critical_loss must be a number > 0, got True"),
+        ("high_loss = nan", "high_loss must be a number > 0, got nan"),
+        ("critical_loss = inf", "critical_loss must be a number > 0, got inf"),
+        ("high_loss = 50\ncritical_loss = 20", "critical_loss 20 is below high_loss 50" + ORDER),
+        # Against the other's default: 500 for critical_loss, 100 for high_loss.
+        ("high_loss = 1000", "critical_loss 500 is below high_loss 1000" + ORDER),
+        ("critical_loss = 50", "critical_loss 50 is below high_loss 100" + ORDER),
+        ("hi_loss = 50", "unknown setting 'hi_loss' (small_amount, high_loss, critical_loss)"),
+    ],
+)
+def test_bad_loss_bands_are_load_errors_naming_file_and_setting(settings: str, error: str) -> None:
+    assert errors_of(f"[settings]\n{settings}\n{RULE}") == [f"pack.toml: [settings]: {error}"]
+
+
+def test_loss_bands_may_be_set_in_different_files_and_are_checked_together(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.toml").write_text(RULE)
+    (tmp_path / "b.toml").write_text("[settings]\nhigh_loss = 1000\n")
+    (tmp_path / "c.toml").write_text("[settings]\ncritical_loss = 4000\n")
+    assert load_rules(tmp_path).bands == LossBands(1000.0, 4000.0)
+    (tmp_path / "c.toml").write_text("[settings]\ncritical_loss = 400\n")
+    with pytest.raises(RulesError) as caught:
+        load_rules(tmp_path)
+    assert caught.value.errors == [
+        f"{tmp_path / 'c.toml'}: [settings]: critical_loss 400 is below high_loss 1000: "
+        "critical_loss must be >= high_loss"
+    ]
+    (tmp_path / "c.toml").write_text("[settings]\nhigh_loss = 900\n")
+    with pytest.raises(RulesError) as caught:
+        load_rules(tmp_path)
+    assert caught.value.errors == [
+        f"{tmp_path / 'c.toml'}: [settings]: high_loss 900 conflicts with 1000.0 set in "
+        f"{tmp_path / 'b.toml'}"
+    ]

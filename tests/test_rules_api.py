@@ -142,3 +142,46 @@ async def test_a_files_own_unit_is_listed_and_survives_a_reload(
     assert after["reasons"][0]["unit"] == "ratio"
     listed = (await (await client.get("/api/v1/rules", headers=AUTH)).json())["rules"]
     assert listed[0]["unit"] == "ratio"
+
+
+SURE = """{settings}
+[[rules]]
+name = "sure"
+score = 0.9
+severity = "high"
+all = [{{ feature = "amount", op = ">=", value = 0 }}]
+reason = "always"
+"""
+
+
+async def _severity(client: TestClient, id: str, amount: str) -> str:
+    verdict = await _verdict(client, id, amount)
+    resp = await client.get(f"/api/v1/alerts/{verdict['alert_id']}", headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    return (await resp.json())["alert"]["severity"]  # type: ignore[no-any-return]
+
+
+async def test_a_reload_bands_severities_by_the_new_loss_settings(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client, path = await _app(aiohttp_client, tmp_path)
+    path.write_text(SURE.format(settings=""))
+    csrf = await _log_in(client, "root", "admin")
+    assert (await client.post("/api/v1/rules/reload", headers={"X-CSRF-Token": csrf})).status == 200
+    assert await _severity(client, "t1", "200.00") == "high"  # 180 at stake, from 100
+    assert await _severity(client, "t2", "1000.00") == "critical"  # 900, from 500
+
+    path.write_text(SURE.format(settings="[settings]\nhigh_loss = 1000\ncritical_loss = 5000"))
+    resp = await client.post("/api/v1/rules/reload", headers={"X-CSRF-Token": csrf})
+    assert resp.status == 200, await resp.text()
+    assert await _severity(client, "t3", "200.00") == "medium"
+    assert await _severity(client, "t4", "1000.00") == "medium"
+    assert await _severity(client, "t5", "2000.00") == "high"
+
+    path.write_text(SURE.format(settings="[settings]\nhigh_loss = 1000\ncritical_loss = 0"))
+    resp = await client.post("/api/v1/rules/reload", headers={"X-CSRF-Token": csrf})
+    assert resp.status == 400
+    assert (await resp.json())["errors"] == [
+        f"{path}: [settings]: critical_loss must be a number > 0, got 0"
+    ]
+    assert await _severity(client, "t6", "2000.00") == "high"  # the bands in use stay

@@ -182,7 +182,13 @@ class Detector:
         if model is not None and inputs is not None:
             inputs = model.flag(tx.account_id, inputs, rules.score, t)
             scored = model.rescore(
-                tx.id, inputs, rules, self.decide, self.review_threshold, factors=self.explain
+                tx.id,
+                inputs,
+                rules,
+                self.decide,
+                self.review_threshold,
+                factors=self.explain,
+                bands=self.ruleset.bands,
             )
             if scored is not None:
                 return scored
@@ -270,7 +276,7 @@ class Detector:
         return Scored(
             score,
             decision,
-            severity(decision, score, amount_scaled, reasons),
+            severity(decision, score, amount_scaled, reasons, self.ruleset.bands),
             reasons,
             self.ruleset.version,
         )

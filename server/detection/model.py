@@ -27,7 +27,7 @@ from operator import itemgetter, mul
 from typing import Any
 
 from server.detection.features import TYPICAL_AMOUNT
-from server.detection.severity import severity
+from server.detection.severity import DEFAULT_BANDS, LossBands, severity
 from server.detection.verdict import Decision, Reason, Scored, beyond_cap
 from server.transactions import Transaction
 
@@ -1450,12 +1450,13 @@ class ModelSlot:
         review_threshold: float,
         *,
         factors: bool = True,
+        bands: LossBands = DEFAULT_BANDS,
     ) -> Scored | None:
         """The verdict with the model, from `observe`'s `raw` inputs, which are kept until
         the label comes; None while no model is ready (the rules' verdict stands). Its
         probability replaces the rules' score, and the `model` reason joins the rules' when
         that flags the transaction (with its top factors unless `factors` is False:
-        `Detector.explain`)."""
+        `Detector.explain`). Its severity is banded by `bands`, the rule set's."""
         predictor = self.predictor
         if predictor is None:
             self._remember(tx_id, raw)
@@ -1477,7 +1478,7 @@ class ModelSlot:
         else:
             reason = Reason("model", "", score, review_threshold, p, unit="fraction")
         reasons = (reason, *reasons)
-        level = severity(decision, score, amount_scaled(raw), reasons)
+        level = severity(decision, score, amount_scaled(raw), reasons, bands)
         return Scored(score, decision, level, reasons, rules.rules_version)
 
     def _remember(self, tx_id: str, raw: bytes) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeGuard, TypeVar, get_args
 
 from server.detection.features import DEFAULT_SMALL_AMOUNT, FEATURE_UNITS, FEATURES, Value
+from server.detection.severity import CRITICAL_LOSS, DEFAULT_BANDS, HIGH_LOSS, LossBands
 from server.detection.verdict import UNITS, Reason, Severity, beyond_cap
 from server.transactions import Transaction
 
@@ -30,8 +31,14 @@ SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 LIST_FIELDS = ("account_id", "merchant_id", "device_id", "ip", "country", "mcc", "channel")
 TX_FIELDS = ("account_id", "merchant_id", "currency", "country", "mcc", "channel", "device_id")
 TEMPLATE_EXTRAS = ("observed", "threshold", "merchant", "time", *TX_FIELDS, "ip")
-# The rule set's [settings], which a reason template reads as {settings.<name>}.
-SETTINGS = ("small_amount",)
+# The rule set's [settings] and their defaults, which a reason template reads as
+# {settings.<name>}: each a number > 0, and critical_loss >= high_loss.
+SETTINGS = ("small_amount", "high_loss", "critical_loss")
+SETTING_DEFAULTS = {
+    "small_amount": DEFAULT_SMALL_AMOUNT,
+    "high_loss": HIGH_LOSS,
+    "critical_loss": CRITICAL_LOSS,
+}
 SETTINGS_PREFIX = "settings."
 BOOLEAN_FEATURES = frozenset(n for n in FEATURES if n.startswith("is_new_"))
 RULE_KEYS = frozenset(
@@ -198,6 +205,9 @@ class RuleSet:
     rules: tuple[Rule, ...]
     lists: tuple[ValueList, ...] = ()
     small_amount: float = DEFAULT_SMALL_AMOUNT
+    bands: LossBands = DEFAULT_BANDS
+    """`[settings] high_loss` and `critical_loss`: the expected losses an alert's severity
+    is banded by (server/detection/severity.py)."""
     files: tuple[str, ...] = ()
     features: frozenset[str] = field(default_factory=frozenset)
 
@@ -263,7 +273,8 @@ def compile_sources(sources: Sequence[tuple[str, bytes]]) -> RuleSet:
     errors: list[str] = []
     rules: list[Rule] = []
     lists: list[ValueList] = []
-    small_amount: float | None = None
+    set_in: dict[str, tuple[float, str]] = {}  # setting: (value, the file that set it)
+    bad_settings = False  # then the bands are not compared: their error is already said
     seen_rules: dict[str, str] = {}
     seen_lists: dict[str, str] = {}
     digest = hashlib.sha256(ENGINE.encode())
@@ -288,22 +299,32 @@ def compile_sources(sources: Sequence[tuple[str, bytes]]) -> RuleSet:
                     errors.append(
                         f"{name}: [settings]: unknown setting '{key}' ({', '.join(SETTINGS)})"
                     )
-                elif not _is_number(value) or value <= 0:
-                    errors.append(f"{name}: [settings]: small_amount must be a number > 0")
-                elif small_amount is not None and small_amount != value:
-                    errors.append(f"{name}: [settings]: small_amount {value} conflicts with "
-                                  f"{small_amount} set in another file")  # fmt: skip
+                elif not _is_number(value) or not isfinite(value) or value <= 0:
+                    bad_settings = True
+                    errors.append(f"{name}: [settings]: {key} must be a number > 0, got {value!r}")
+                elif key in set_in and set_in[key][0] != value:
+                    bad_settings = True
+                    errors.append(f"{name}: [settings]: {key} {value} conflicts with "
+                                  f"{set_in[key][0]} set in {set_in[key][1]}")  # fmt: skip
                 else:
-                    small_amount = float(value)
+                    set_in[key] = (float(value), name)
         rules += _named_tables(data, "rules", "rule", name, seen_rules, _compile_rule, errors)
         lists += _named_tables(data, "lists", "list", name, seen_lists, _compile_list, errors)
+    # A setting may be set in any file of the set (or left at its default): its value is
+    # known once every file is read, and is written into the templates that name it.
+    values = {key: set_in[key][0] if key in set_in else SETTING_DEFAULTS[key] for key in SETTINGS}
+    if not bad_settings and values["critical_loss"] < values["high_loss"]:
+        # Else a critical alert could hold less than a high one. Reported in the file that
+        # set critical_loss, else in the one that set high_loss.
+        key = "critical_loss" if "critical_loss" in set_in else "high_loss"
+        errors.append(
+            f"{set_in[key][1]}: [settings]: critical_loss {values['critical_loss']:g} is below "
+            f"high_loss {values['high_loss']:g}: critical_loss must be >= high_loss"
+        )
     if errors:
         raise RulesError(errors)
     features = frozenset(f for rule in rules for f in rule.features)
-    small_amount = DEFAULT_SMALL_AMOUNT if small_amount is None else small_amount
-    # A setting may be set in any file of the set (or left at its default): its value is
-    # known once every file is read, and is written into the templates that name it.
-    values = {"small_amount": small_amount}
+    small_amount = values["small_amount"]
     for rule in rules:
         rule.template = _fill_settings(rule.template, values)
     return RuleSet(
@@ -311,6 +332,7 @@ def compile_sources(sources: Sequence[tuple[str, bytes]]) -> RuleSet:
         rules=tuple(rules),
         lists=tuple(lists),
         small_amount=small_amount,
+        bands=LossBands(values["high_loss"], values["critical_loss"]),
         files=tuple(name for name, _ in sources),
         features=features,
     )
