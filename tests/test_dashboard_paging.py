@@ -86,6 +86,13 @@ async def focused_at(alice: Analyst, index: int) -> None:
     await eventually(lambda: focus(alice), {"index": index, "cursor": True, "inSight": True})
 
 
+async def row_top(alice: Analyst, row_id: str) -> float:
+    """Where the row is on screen: its top, in the page's pixels."""
+    box = await alice.row(row_id).bounding_box()
+    assert box is not None
+    return float(box["y"])
+
+
 async def test_page_keys_move_the_cursor_and_keep_focus_and_the_hold(
     browser: Browser, server: TestServer, http: aiohttp.ClientSession, ingest: Ingest
 ) -> None:
@@ -194,8 +201,30 @@ async def test_focus_stays_in_the_table_when_its_row_scrolls_out_of_the_window(
 async def test_after_a_reload_of_the_alerts_the_keyboard_is_back_on_the_cursors_row(
     browser: Browser, server: TestServer, http: aiohttp.ClientSession, ingest: Ingest
 ) -> None:
-    # The live feed loses one alert message: the next one's seq jumps, and the page reloads
-    # every alert (a fresh snapshot), drawing every row anew.
+    # Medium, as the card tests are (42.00 at stake): the new alerts join the queue's end.
+    await reload_under_the_cursor(browser, server, http, ingest, "42.00", above=0)
+
+
+async def test_a_reload_that_lists_alerts_above_the_cursor_keeps_its_row_in_sight(
+    browser: Browser, server: TestServer, http: aiohttp.ClientSession, ingest: Ingest
+) -> None:
+    # Critical (a block of 1,299.00): the new alerts sort above the medium card tests, so the
+    # cursor's row moves two places down the list. The view moves with it: the row stays in
+    # sight at the foot of the view where PageDown left it, not two rows below, out of sight.
+    await reload_under_the_cursor(browser, server, http, ingest, "1299.00", above=2)
+
+
+# The live feed loses one alert message: the next one's seq jumps, and the page reloads
+# every alert (a fresh snapshot), drawing every row anew. The two alerts raised meanwhile
+# are listed by the reload, `above` of them before the cursor's row.
+async def reload_under_the_cursor(
+    browser: Browser,
+    server: TestServer,
+    http: aiohttp.ClientSession,
+    ingest: Ingest,
+    amount: str,
+    above: int,
+) -> None:
     routes: list[WebSocketRoute] = []
     drop = False
 
@@ -223,21 +252,53 @@ async def test_after_a_reload_of_the_alerts_the_keyboard_is_back_on_the_cursors_
     step: int = await page.evaluate(PAGE)
     await focused_at(alice, step)
     cursor_id = await alice.focused_row_id()
+    assert cursor_id is not None
 
     drop = True
-    # Medium, as the card tests are (42.00 at stake): the new alerts join the queue's end.
-    await ingest(impossible_travel("acct-lost", "Lost", T0 + dt.timedelta(days=1), "42.00"))
-    await ingest(impossible_travel("acct-next", "Next", T0 + dt.timedelta(days=2), "42.00"))
+    await ingest(impossible_travel("acct-lost", "Lost", T0 + dt.timedelta(days=1), amount))
+    await ingest(impossible_travel("acct-next", "Next", T0 + dt.timedelta(days=2), amount))
     await expect(page.locator("#notices")).to_contain_text("skipped events")
     await expect(page.locator("#connection")).to_have_text("Live", timeout=15_000)
     # The reload lists what it loaded (the two new alerts too) and keeps the table held.
-    await expect(alice.row(cursor_id)).to_be_visible()
+    await expect(alice.row(cursor_id)).to_have_attribute("aria-rowindex", str(step + above + 2))
     await expect(page.locator("#alerts-paused")).to_have_text("Paused")
 
-    # The keyboard is back on the cursor's row, not left on the table container.
+    # The keyboard is back on the cursor's row, not left on the table container, and the row
+    # is in sight.
     await eventually(alice.focused_row_id, cursor_id)
     state = await focus(alice)
     assert state["cursor"] and state["inSight"], state
     await alice.press("j")
     await focused_at(alice, state["index"] + 1)
+    assert alice.problems == []
+
+
+async def test_a_live_alert_listed_above_the_focused_row_leaves_it_where_it_was_on_screen(
+    browser: Browser, server: TestServer, http: aiohttp.ClientSession, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    await a_long_queue(alice, server, http)
+    paused = page.locator("#alerts-paused")
+    await alice.press("j", "PageDown")
+    step: int = await page.evaluate(PAGE)
+    await focused_at(alice, step)
+    cursor_id = await alice.focused_row_id()
+    assert cursor_id is not None
+    # The table free, with focus on the cursor's row (its checkbox, clicked: the mouse does not
+    # hold the table once it has left), at the foot of the view.
+    await alice.press("Escape")
+    box = alice.row(cursor_id).locator("input[type=checkbox]")
+    await box.click()
+    await page.mouse.move(5, 5)
+    await expect(paused).to_be_hidden()
+    await expect(box).to_be_focused()
+    top = await row_top(alice, cursor_id)
+
+    # A critical alert (a block of 1,299.00) sorts above the medium card tests: the row moves
+    # one place down the list, and the view with it.
+    await ingest(impossible_travel("acct-late", "Shop", T0 + dt.timedelta(days=1), "1299.00"))
+    await expect(alice.row(cursor_id)).to_have_attribute("aria-rowindex", str(step + 3))
+    assert abs(await row_top(alice, cursor_id) - top) <= 1
+    await expect(box).to_be_focused()
     assert alice.problems == []

@@ -69,6 +69,7 @@ export class AlertTable {
     this._stale = true;
     this._forced = false;
     this._keepCursor = false; // see refreshView
+    this._fromTop = false; // the analyst's own new view, shown from its top (setView)
     this._kept = null; // the id of the cursor's row, kept listed though the page let it go
     this._unmatched = new Set(); // listed ids held in place that the view no longer matches
     this._frozen = false;
@@ -130,6 +131,7 @@ export class AlertTable {
     this.compare = compare;
     this._stale = true;
     this._forced = true;
+    this._fromTop = true;
     this.wrap.scrollTop = 0;
     this._requestFrame();
   }
@@ -335,8 +337,10 @@ export class AlertTable {
       const keep = !initial && !this._forced;
       const before = this._list;
       const at = this._positions.get(this.cursorId);
+      const offset = this._fromTop ? null : this._offsetInSight(at, refocus);
       this._rebuild();
       if (keep) place = this._keepPlace(before, at);
+      if (offset !== null) this._keepOnScreen(place?.id ?? this.cursorId, offset);
       this._touched.clear();
     } else if (this._stale) {
       this._adopt();
@@ -379,6 +383,7 @@ export class AlertTable {
     if (kept) list.push(kept);
     this._kept = kept?.alert.id ?? null;
     this._keepCursor = false;
+    this._fromTop = false;
     list.sort(this.compare);
     this._list = list;
     this._positions = new Map();
@@ -426,6 +431,37 @@ export class AlertTable {
     if (inPlace || target === null) return null;
     const focus = this._rows.get(id)?.tr.contains(document.activeElement) ?? false;
     return { id: target, focus };
+  }
+
+  // Alerts listed above the cursor's row (a reload's, a release's, a live update's) push it
+  // down the list, and with the view left where it was, out of sight: after PageDown it sits
+  // at the foot of the view, and two critical alerts sorting above it took it two rows under
+  // the edge. The view moves with the row instead, so it stays where it was on screen, as the
+  // browser's scroll anchoring keeps a row of a real list. Only for the keyboard's row (the
+  // cursor's, focused, or about to be again after a reload) or the held table's cursor, in
+  // sight before: a feed nobody is working in still shows its new alerts at the top.
+  // `keepFocus` is the reload's (see _render): the row is not drawn any more, focus waits.
+  _offsetInSight(index, keepFocus) {
+    if (index === undefined) return null;
+    const row = this._rows.get(this.cursorId)?.tr;
+    const keyboard = keepFocus || (row?.contains(document.activeElement) ?? false);
+    if (!keyboard && !this._frozen) return null;
+    const offset = index * this._rowPx - this.wrap.scrollTop;
+    const room = this.wrap.clientHeight - this._headPx;
+    return offset + this._rowPx > 0 && offset < room ? offset : null;
+  }
+
+  // The row `id` back at `offset` from the top of the view, where the cursor's row was (the
+  // alert that took the cursor's place, if its own moved away: _keepPlace).
+  _keepOnScreen(id, offset) {
+    const index = this._positions.get(id);
+    if (index === undefined) return;
+    const top = Math.max(0, index * this._rowPx - offset);
+    if (Math.abs(top - this.wrap.scrollTop) < 1) return;
+    // The spacers still measure the list as it was drawn: room first, or the browser would
+    // clamp the scroll to the old length (_paint sets them right next).
+    this._setSpacer(this.spacers.bottom, this._list.length * this._rowPx);
+    this.wrap.scrollTop = top;
   }
 
   // Held: a listed row whose alert the page had let go of (the drawer's kept row) and holds
