@@ -412,12 +412,13 @@ class GatedLogit(OnlineLogit):
         self.release = threading.Event()
         self.threads: set[int] = set()
 
-    def learn_one(self, x: Any, is_fraud: bool, weight: float = 1.0) -> None:
+    def learn_active(self, index: Any, values: Any, is_fraud: bool, weight: float = 1.0) -> None:
+        # Every label is learnt here (`learn_one` too calls it).
         self.threads.add(threading.get_ident())
         if not self.entered.is_set():
             self.entered.set()
             assert self.release.wait(30), "the test never released the learner"
-        super().learn_one(x, is_fraud, weight)
+        super().learn_active(index, values, is_fraud, weight)
 
 
 async def test_training_runs_off_the_event_loop_which_keeps_answering(
