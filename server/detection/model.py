@@ -426,111 +426,25 @@ def amount_scaled(raw: bytes) -> float:
 
 
 def inputs(raw: bytes) -> list[float]:
-    """The model's inputs, in FEATURE_NAMES order, from `capture()`'s bytes. An unknown value
-    is 0, with a flag where "unknown" itself says something."""
-    (
-        history, amount, mean, std, distance, elapsed, local_hour,
-        new_merchant, new_country, new_device, first_device,
-        tx_1m, tx_1h, tiny_recent, channel, bits, rules_score, prior_max, since_s, flags,
-        since_prev, merchant_2d, merchant_7d, merchant_30d, amount_risk, run, hour_risk,
-        mcc_dev, inflow, new_payee, scale,
-    ) = _unpack(raw)  # fmt: skip
-    ratio = amount / mean if history and mean > 0 else -1.0  # -1: unknown (0 is a $0 payment)
-    log_ratio = _log(ratio if ratio > 1e-3 else 1e-3) if ratio >= 0 else 0.0
-    z = (amount - mean) / std if std > 0 else 0.0
-    if distance != distance:  # NaN: no previous location
-        log_distance = log_speed = log_elapsed = 0.0
-        no_location = 1.0
-    else:
-        log_distance = _log1p(distance)
-        log_speed = _log1p(distance * 3600.0 / max(elapsed, 1.0))
-        log_elapsed = _log1p(elapsed)
-        no_location = 0.0
-    night = 1.0 if local_hour < 5 else 0.0
-    # The amount on the scale the absolute inputs were drawn in, and the currency's round unit.
-    if scale > 0:
-        scaled = amount / scale
-        round_amount = 0.0
-        if scaled >= ROUND_AMOUNT_FROM:
-            q = amount / (_UNITS.get(scale) or _round_unit(scale))
-            if abs(q - round(q)) <= q * 1e-9:
-                round_amount = 1.0
-    else:
-        scaled = amount
-        round_amount = 1.0 if amount >= ROUND_AMOUNT_FROM and amount == int(amount) else 0.0
-    # One list display, no appends: this runs for every transaction scored and every label
-    # learnt. For the same reason a flag is `1.0 if flag else 0.0`, not float(flag), and a
-    # count that is mostly 0 skips log1p(0) (0.0): tests cost less than calls.
-    return [
-        _log1p(amount) if amount > 0 else 0.0,
-        log_ratio,
-        -5.0 if z < -5.0 else (10.0 if z > 10.0 else z),
-        1.0 if history < 5 else 0.0,
-        _log1p(history),
-        _log1p(tx_1m - 1),
-        _log1p(tx_1h - 1),
-        1.0 if scaled < TINY_AMOUNT else 0.0,
-        _log1p(tiny_recent) if tiny_recent else 0.0,
-        log_distance,
-        log_speed,
-        log_elapsed,
-        no_location,
-        1.0 if new_merchant else 0.0,
-        1.0 if new_country else 0.0,
-        1.0 if new_device else 0.0,
-        night,
-        night * log_ratio,
-        new_country * log_ratio,
-        new_device * log_ratio,
-        1.0 if first_device else 0.0,
-        1.0 if new_country and (new_device or first_device) else 0.0,
-        prior_max,
-        1.0 if flags and since_s <= 3600.0 else 0.0,
-        _log1p(flags) if flags else 0.0,
-        _log1p(since_prev) if since_prev > 0 else 0.0,
-        merchant_2d,
-        merchant_7d,
-        merchant_30d,
-        *_BAND_ONE_HOT[bisect_right(AMOUNT_BANDS, scaled)],
-        1.0 if channel == 1 else 0.0,
-        1.0 if channel == 2 else 0.0,
-        rules_logit(rules_score) if rules_score else _ZERO_RULES_LOGIT,
-        *(_RULE_FLAGS.get(bits) or _rule_flags(bits)),
-        # The bands, in BANDED's order (ratio, z-score, hour, minute); an unknown value is in
-        # none.
-        *(_RATIO_BANDS[bisect_right(_RATIO_EDGES, ratio)] if ratio >= 0 else _NO_RATIO_BAND),
-        *(_Z_BANDS[bisect_right(_Z_EDGES, z)] if std > 0 else _NO_Z_BAND),
-        *_TX_1H_BANDS[bisect_right(_TX_1H_EDGES, tx_1h - 1)],
-        *_TX_1M_BANDS[bisect_right(_TX_1M_EDGES, tx_1m - 1)],
-        amount_risk,
-        _log1p(run) if run else 0.0,
-        # Fraud that sets its own prices (a ring charging cards at a complicit merchant,
-        # cash-out, gift cards) picks round ones; everyday prices have cents. Whole amounts
-        # under 20 (a coffee, a bus fare) are too common to say anything.
-        round_amount,
-        hour_risk,
-        mcc_dev,
-        # A mule passes on what it was just sent: on a stream where accounts are also payees
-        # (P2P, mobile money). A card is never a payee, so there it stays 0 and learns
-        # nothing.
-        _log1p(inflow) if inflow > 0 else 0.0,
-        # A payee nobody paid in 30 days: a mule's fresh account, a merchant set up for
-        # fraud, where every sender is new (mobile money) and the account's novelty inputs
-        # are blank. On a card stream, after its first days, hardly any merchant goes 30
-        # days unpaid.
-        new_payee,
-    ]
+    """The model's inputs, in FEATURE_NAMES order, from `capture()`'s bytes: `active_inputs`
+    with the inputs that are 0 filled in (one set of formulas; this dense form is for
+    explanations, the trainer's corrections and the benchmarks, not the scoring path). An
+    unknown value is 0, with a flag where "unknown" itself says something."""
+    x = [0.0] * _N_INPUTS
+    for i, value in zip(*active_inputs(raw), strict=True):
+        x[i] = value
+    return x
 
 
 def active_inputs(raw: bytes) -> tuple[list[int], list[float]]:
-    """`inputs(raw)`'s inputs that are not 0, as (their indices, their values), in order:
-    what predicting and learning read (`Predictor.logit_active`, `OnlineLogit.learn_active`).
-    The same floats to the bit as `inputs()` computes, made without the ~70 that are 0 in a
-    typical transaction: a band is its one index, a flag that is off is a test. This costs
-    about what `inputs()` does (~30,000 instructions), but finding the ~18 inputs that are
-    not 0 among 89 (`compress`, ~100 instructions an input) cost ~20,000 more each time,
-    to predict and again to learn. `inputs()` stays the reference, for explanations and the
-    trainer's corrections; tests/test_model.py checks the two agree, input by input."""
+    """The model's inputs that are not 0, as (their indices in FEATURE_NAMES, their values),
+    in order: what predicting and learning read (`Predictor.logit_active`,
+    `OnlineLogit.learn_active`), and what `inputs()` fills out to the dense vector. Made
+    without the ~70 that are 0 in a typical transaction (a band is its one index, a flag
+    that is off is a test): finding the ~18 among 89 in a dense vector (`compress`, ~100
+    instructions an input) cost ~20,000 instructions more each time, to predict and again
+    to learn. An unknown value is 0 (left out), with a flag where "unknown" itself says
+    something."""
     (
         history, amount, mean, std, distance, elapsed, local_hour,
         new_merchant, new_country, new_device, first_device,
@@ -540,8 +454,7 @@ def active_inputs(raw: bytes) -> tuple[list[int], list[float]]:
     ) = _unpack(raw)  # fmt: skip
     index: list[int] = []
     values: list[float] = []
-    # The expressions are `inputs()`'s, in its order; a value is kept when it is not 0
-    # (`compress`'s test: -0.0 is left out, NaN kept).
+    # In FEATURE_NAMES order; a value is kept when it is not 0 (-0.0 is left out, NaN kept).
     ratio = amount / mean if history and mean > 0 else -1.0
     log_ratio = _log(ratio if ratio > 1e-3 else 1e-3) if ratio >= 0 else 0.0
     z = (amount - mean) / std if std > 0 else 0.0
@@ -677,6 +590,9 @@ def active_inputs(raw: bytes) -> tuple[list[int], list[float]]:
     if run and (v := _log1p(run)):
         index.append(83)
         values.append(v)
+    # Fraud that sets its own prices (a ring charging cards at a complicit merchant,
+    # cash-out, gift cards) picks round ones; everyday prices have cents. Whole amounts
+    # under 20 (a coffee, a bus fare) are too common to say anything.
     if round_amount:
         index.append(84)
         values.append(1.0)
@@ -686,16 +602,20 @@ def active_inputs(raw: bytes) -> tuple[list[int], list[float]]:
     if mcc_dev:
         index.append(86)
         values.append(mcc_dev)
+    # A mule passes on what it was just sent: on a stream where accounts are also payees
+    # (P2P, mobile money). A card is never a payee, so there it stays 0 and learns nothing.
     if inflow > 0 and (v := _log1p(inflow)):
         index.append(87)
         values.append(v)
+    # A payee nobody paid in 30 days: a mule's fresh account, a merchant set up for fraud,
+    # where every sender is new (mobile money) and the account's novelty inputs are blank.
+    # On a card stream, after its first days, hardly any merchant goes 30 days unpaid.
     if new_payee:
         index.append(88)
         values.append(new_payee)
     return index, values
 
 
-_unpack = _RAW.unpack_from  # from the start: a logit may follow
 _unpack = _RAW.unpack_from  # from the start: a logit may follow
 _UNITS: dict[float, float] = {}
 
@@ -761,35 +681,14 @@ def learn_or_take_back(learner: OnlineLogit, raw: bytes, is_fraud: bool, weight:
         learn_example(learner, raw, is_fraud, weight)
 
 
-_RULE_BITS = tuple(_RULE_BIT.values())
-_RULE_FLAGS: dict[int, tuple[float, ...]] = {}
-"""The rule inputs (1.0: fired) for each set of rules that fired, made once per set: few
-sets ever occur, most rows have none."""
-
-
-def _rule_flags(bits: int) -> tuple[float, ...]:
-    flags = _RULE_FLAGS[bits] = tuple(1.0 if bits & bit else 0.0 for bit in _RULE_BITS)
-    return flags
-
-
-def _one_hot(edges: Sequence[float]) -> tuple[tuple[float, ...], ...]:
-    """Each band's inputs, by the band's number (`bisect_right(edges, value)`)."""
-    n = len(edges) + 1
-    return tuple(tuple(1.0 if i == band else 0.0 for i in range(n)) for band in range(n))
-
-
-_BAND_ONE_HOT = _one_hot(AMOUNT_BANDS)
+_N_INPUTS = len(FEATURE_NAMES)
 # Where `active_inputs` puts the first of each band's inputs, and each rule's.
 _AMOUNT_BAND_AT = FEATURE_NAMES.index("amount_band_0")
 _RATIO_BAND_AT, _Z_BAND_AT, _TX_1H_BAND_AT, _TX_1M_BAND_AT = (
     FEATURE_NAMES.index(f"{banded.name}_band_0") for banded in BANDED
 )
 _RULE_AT_BIT = tuple((FEATURE_NAMES.index(_RULE_KEY[code]), bit) for code, bit in _RULE_BIT.items())
-# BANDED's four, by name for `inputs()`; the two that can be unknown also have their none.
 _RATIO_EDGES, _Z_EDGES, _TX_1H_EDGES, _TX_1M_EDGES = (banded.edges for banded in BANDED)
-_RATIO_BANDS, _Z_BANDS, _TX_1H_BANDS, _TX_1M_BANDS = (_one_hot(b.edges) for b in BANDED)
-_NO_RATIO_BAND = (0.0,) * (len(_RATIO_EDGES) + 1)
-_NO_Z_BAND = (0.0,) * (len(_Z_EDGES) + 1)
 
 
 def named_features(
