@@ -171,9 +171,15 @@ async def test_a_reload_bands_severities_by_the_new_loss_settings(
     assert await _severity(client, "t1", "200.00") == "high"  # 180 at stake, from 100
     assert await _severity(client, "t2", "1000.00") == "critical"  # 900, from 500
 
+    listed = await (await client.get("/api/v1/rules", headers=AUTH)).json()
+    assert listed["settings"] == {"small_amount": 5.0, "high_loss": 100.0, "critical_loss": 500.0}
+
     path.write_text(SURE.format(settings="[settings]\nhigh_loss = 1000\ncritical_loss = 5000"))
     resp = await client.post("/api/v1/rules/reload", headers={"X-CSRF-Token": csrf})
     assert resp.status == 200, await resp.text()
+    assert (await resp.json())["settings"]["high_loss"] == 1000
+    listed = await (await client.get("/api/v1/rules", headers=AUTH)).json()
+    assert listed["settings"] == {"small_amount": 5.0, "high_loss": 1000, "critical_loss": 5000}
     assert await _severity(client, "t3", "200.00") == "medium"
     assert await _severity(client, "t4", "1000.00") == "medium"
     assert await _severity(client, "t5", "2000.00") == "high"
@@ -185,3 +191,5 @@ async def test_a_reload_bands_severities_by_the_new_loss_settings(
         f"{path}: [settings]: critical_loss must be a number > 0, got 0"
     ]
     assert await _severity(client, "t6", "2000.00") == "high"  # the bands in use stay
+    listed = await (await client.get("/api/v1/rules", headers=AUTH)).json()
+    assert listed["settings"]["critical_loss"] == 5000

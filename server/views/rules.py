@@ -21,6 +21,13 @@ def _summary(app: web.Application) -> dict[str, object]:
         "rules_version": ruleset.version,
         "files": list(ruleset.files),
         "rules": describe(ruleset.rules),
+        # The [settings] in force, defaults included: what bands severities and sizes a
+        # "small" amount, so an operator can see a reload took without sending a transaction.
+        "settings": {
+            "small_amount": ruleset.small_amount,
+            "high_loss": ruleset.bands.high,
+            "critical_loss": ruleset.bands.critical,
+        },
         "lists": [
             {
                 "name": lst.name,
