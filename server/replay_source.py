@@ -269,6 +269,10 @@ _AUTO_UNITS = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))
 """`--time-unit auto`: a number below 1e11 is seconds (1e11 s is the year 5138), below 1e14
 milliseconds, below 1e17 microseconds, and from there nanoseconds."""
 _NUMBER = re.compile(r"\d+(?:\.\d*)?")
+_A_YEAR_S = 365 * 86_400
+"""`--time-unit auto`: if no number it reads as seconds reaches a year past 1970-01-01, the
+column is more likely a count from the file's start (PaySim's and BankSim's `step`, in hours
+or days) than Unix time: the summary says so (`Source.notes`)."""
 _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds",
                "h": "hours", "d": "days"}  # fmt: skip
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -289,9 +293,11 @@ def timestamp_parser(
 ) -> Callable[[Any], dt.datetime]:
     """RFC 3339 with an offset; a naive 'YYYY-MM-DD HH:MM:SS' is taken to be in `tz`; a
     number (a CSV cell of digits, a JSON number) is Unix time in `unit` (`auto_time_unit`).
-    The first number's unit is recorded in `seen["unit"]`, for the summary's notes."""
+    The first number's unit is recorded in `seen["unit"]`, for the summary's notes, and with
+    `auto`, `seen["past_1970"]` once a number reaches a year of seconds (`_A_YEAR_S`)."""
     fromisoformat = dt.datetime.fromisoformat
     record = {} if seen is None else seen
+    auto = unit == "auto"
 
     def parse(value: Any) -> dt.datetime:
         # Date and time both, so that a date-only column cannot pass as midnight.
@@ -310,8 +316,10 @@ def timestamp_parser(
         elif isinstance(value, bool) or not isinstance(value, int | Decimal) or value < 0:
             raise ValueError("expected RFC 3339, 'YYYY-MM-DD HH:MM:SS' or Unix time")
         number = Decimal(value)
-        used = auto_time_unit(number) if unit == "auto" else unit
+        used = auto_time_unit(number) if auto else unit
         record.setdefault("unit", used)
+        if auto and number >= _A_YEAR_S and "past_1970" not in record:
+            record["past_1970"] = "yes"
         # OverflowError (an ArithmeticError) past the year 9999: the row is refused.
         return _EPOCH + dt.timedelta(microseconds=int(number * _MICROSECONDS[used]))
 
@@ -425,6 +433,13 @@ class Source:
             notes.append(
                 f"numeric timestamps read as Unix time in {_UNIT_NAMES[unit]} (--time-unit)"
             )
+            in_1970 = "past_1970" not in self._time_unit
+            if unit == "s" and self.options.time_unit == "auto" and in_1970:
+                notes.append(
+                    "every numeric timestamp is within a year of 1970-01-01, as a count from "
+                    "the file's start would be: if it counts hours or days (PaySim's or "
+                    "BankSim's step), say so with --time-unit h or --time-unit d"
+                )
         if self.labels_unread:
             values = self._unread_values
             is_are, was_were = ("is", "was") if self.labels_unread == 1 else ("are", "were")

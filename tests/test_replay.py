@@ -301,6 +301,27 @@ def test_numeric_timestamps_are_unix_time(tmp_path: Path) -> None:
     ]
 
 
+def test_a_count_from_the_start_read_as_seconds_is_pointed_out(tmp_path: Path) -> None:
+    # BankSim's step counts days from 0 to 179: mapped without --time-unit, it reads as the
+    # first three minutes of 1970, which would make every label delay longer than the file.
+    days = [[str(i), str(step), "c", "t", "5", "", "", "0", "0"]
+            for i, step in enumerate(["0", "0", "1", "179"])]  # fmt: skip
+    path = write_csv(tmp_path / "days.csv", HEADER, days)
+
+    def notes(**options: Any) -> list[str]:
+        with Source(path, SourceOptions(mapping=MAPPING, **options)) as source:
+            list(source)
+            return source.notes()
+
+    (hint,) = [n for n in notes() if "within a year of 1970-01-01" in n]
+    assert "--time-unit d" in hint
+    # Said, the unit needs no hint; nor do numbers that are Unix time.
+    assert not [n for n in notes(time_unit="d") if "within a year" in n]
+    late = [*days, ["9", "1325376018", "c", "t", "5", "", "", "0", "0"]]
+    path = write_csv(tmp_path / "days.csv", HEADER, late)
+    assert not [n for n in notes() if "within a year" in n]
+
+
 def test_parse_speed() -> None:
     assert parse_speed("max") is None
     assert parse_speed("10") == 10.0
