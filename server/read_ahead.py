@@ -277,7 +277,7 @@ class _Rules:
         self.values_one = detector.featurizer.values_one
         self.merchant_learns = detector.featurizer.learn_label
         self.rules_half = detector.rules_half
-        # (merchant, label, amount, local hour): the features' `amount` and `local_hour`.
+        # (merchant, label, amount, local hour): the features' `amount` and the timestamp's.
         self.pending: DueLabels[tuple[str, bool, Any, Any]] = DueLabels(spec.label_delay_us)
 
     def __call__(self, rows: list[Row]) -> tuple[list[float], Verdicts]:
@@ -299,6 +299,8 @@ class _Rules:
             v = values_one(tx, t)
             out.append(rules_half(tx, v, t))
             if row.label is not None:
-                # The features hold `float(tx.amount)` and `tx.timestamp.hour` already.
-                pending.add(now_us, (tx.merchant_id, row.label, v["amount"], v["local_hour"]))
+                # The features hold `float(tx.amount)` already; the hour as the scoring
+                # process learns it (`backtest.label_hook`), which `local_hour` is not for a
+                # stream of dates only.
+                pending.add(now_us, (tx.merchant_id, row.label, v["amount"], tx.timestamp.hour))
         return times, out

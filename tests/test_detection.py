@@ -147,6 +147,34 @@ def test_velocity_1m_fires_at_the_fifth_in_a_minute() -> None:
     assert results[4].decision == "review"
 
 
+def test_a_stream_of_dates_only_reads_no_time_of_day() -> None:
+    """BankSim's step is a day: every payment of a day at 00:00, one instant. After
+    DAY_ONLY_FROM such timestamps the detector stops reading a time of day it does not
+    have: a customer's fifth payment of a day is not "5 in the last minute", a large one
+    is not "at night", and two located payments that day are not 0 s apart."""
+    midnight = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+
+    def day(d: int, account: str, **fields: Any) -> Transaction:
+        return make_tx(timestamp=midnight + dt.timedelta(days=d), account_id=account, **fields)
+
+    det = Detector()
+    for i in range(100):  # the stream's first payments, other customers
+        det.score(day(0, f"c-{i}"))
+    history_ = [det.score(day(d, "acct-1")) for d in range(1, 7)]
+    same_day = [det.score(day(7, "acct-1")) for _ in range(5)]
+    big = det.score(day(8, "acct-1", amount="400.00"))
+    paris = det.score(day(9, "acct-1", lat=48.86, lon=2.35))
+    rome = det.score(day(9, "acct-1", lat=41.90, lon=12.50))
+    for scored in (*history_, *same_day, big, paris, rome):
+        assert not {"velocity_1m", "night_high_amount", "impossible_travel"} & set(codes(scored))
+    assert same_day[-1].decision == "allow"
+    # The same with a time of day: each rule fires as before.
+    det = Detector()
+    noon = [det.score(make_tx(i * 86400.0 - 7 * 86400)) for i in range(6)]
+    burst = [det.score(make_tx(s)) for s in (0, 10, 20, 30, 40)]
+    assert "velocity_1m" in codes(burst[-1]) and noon[0].decision == "allow"
+
+
 def test_velocity_1m_uses_event_time_window() -> None:
     det = Detector()
     for s in (0, 15, 30, 45):

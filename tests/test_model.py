@@ -901,6 +901,22 @@ def test_the_amount_at_stake_is_read_on_the_streams_scale_from_the_kept_inputs()
     assert amount_scaled(capture({"amount": 60000.0, "amount_scale": None}, tx, (), 0.0)) == 60000.0
 
 
+def test_no_time_of_day_is_no_night_and_unknown_counts_are_a_lone_transaction() -> None:
+    # A stream of dates only (features.DAY_ONLY_FROM): the hour and the account's minute and
+    # hour counts are unknown. Read as 0 they were "night" and log(0) other transactions.
+    tx = make_tx(1)
+    v = {"amount": 40.0, "history": 6, "mean": 40.0, "local_hour": None,
+         "account_count_1m": None, "account_count_1h": None}  # fmt: skip
+    x = dict(zip(FEATURE_NAMES, inputs(capture(v, tx, (), 0.0)), strict=True))
+    assert (x["night"], x["log_tx_1m"], x["log_tx_1h"]) == (0.0, 0.0, 0.0)
+    lone = v | {"local_hour": 12, "account_count_1m": 1, "account_count_1h": 1}
+    assert inputs(capture(lone, tx, (), 0.0)) == list(x.values())
+    midnight = dict(
+        zip(FEATURE_NAMES, inputs(capture(v | {"local_hour": 0}, tx, (), 0.0)), strict=True)
+    )
+    assert midnight["night"] == 1.0
+
+
 def test_what_is_kept_gives_the_same_inputs_as_scoring_saw() -> None:
     f = feats(600.0, 2, 20, 40.0, 5.0, 3, 9, 4, 5000.0, 1800.0, True, None, None)
     reasons = (Reason("card_testing", "…", weight=0.65),)

@@ -49,6 +49,10 @@ HASH_CACHE = 200_000  # ids whose stable hash is remembered (a few MB at most)
 EARTH_RADIUS_KM = 6371.0088
 DEFAULT_TTL_S = 45 * DAY
 NEW_PAYEE_HOURS = 30 * 24
+DAY_ONLY_FROM = 100
+"""A stream whose first `DAY_ONLY_FROM` timestamps are all at 00:00:00 in their own offset
+carries the date only (BankSim's `step`, read with `--time-unit d`): from then on, until a
+timestamp with a time of day, what needs one is unknown (`Featurizer.values_one`)."""
 """A merchant with no transaction in this many hours before one is a new payee again."""
 DEFAULT_SMALL_AMOUNT = 5.0
 _RAD = pi / 180
@@ -786,6 +790,7 @@ class Featurizer:
     __slots__ = (
         "accounts",
         "amounts",
+        "dated",
         "devices",
         "hashes",
         "hours",
@@ -797,6 +802,7 @@ class Featurizer:
         "plan",
         "scale",
         "small_amount",
+        "timed",
         "ttl_s",
     )
 
@@ -810,6 +816,10 @@ class Featurizer:
         if ttl_s < 31 * DAY:
             raise ValueError(f"ttl_s must be at least 31 days (the longest window), got {ttl_s}")
         self.plan = Plan.build(names)
+        # Whether a timestamp with a time of day was seen, and how many without one before
+        # it: not kept in snapshots, so counted again after a restart (`DAY_ONLY_FROM`).
+        self.timed = False
+        self.dated = 0
         self.small_amount = small_amount
         self.ttl_s = ttl_s
         self.accounts: dict[str, AccountState] = {}
@@ -846,6 +856,18 @@ class Featurizer:
             self.newest = t
             if t >= self.next_sweep:
                 self.evict(t)
+        day_only = False
+        if not self.timed:
+            # A stream of dates only: every payment of a day at one instant, 00:00. Its
+            # minute-to-hour windows would count the whole day, every payment would be at
+            # night and two on one day 0 s apart: unknown instead. A stream with times
+            # leaves this at its first one.
+            ts = tx.timestamp
+            if ts.hour or ts.minute or ts.second or ts.microsecond:
+                self.timed = True
+            else:
+                self.dated += 1
+                day_only = self.dated > DAY_ONLY_FROM
         state = self.accounts.get(tx.account_id)
         if state is None:
             state = self.accounts[tx.account_id] = AccountState()
@@ -859,7 +881,7 @@ class Featurizer:
             z = None
         v: dict[str, Value] = {
             "amount": amount,
-            "local_hour": tx.timestamp.hour,
+            "local_hour": None if day_only else tx.timestamp.hour,
             "history": n,
             "mean": mean,
             "std": std,
@@ -868,9 +890,17 @@ class Featurizer:
             "since_prev_s": t - state.last_t if n and t >= state.last_t else None,
         }
         if plan.recent:
-            self._recent(state, t, amount, v)
+            if day_only:
+                v.update(self._unknown_recent)
+            else:
+                self._recent(state, t, amount, v)
         if plan.travel:
-            if state.loc_t is not None and tx.lat is not None and tx.lon is not None:
+            if (
+                state.loc_t is not None
+                and tx.lat is not None
+                and tx.lon is not None
+                and not (day_only and t == state.loc_t)
+            ):
                 d = haversine_km(state.loc_lat, state.loc_lon, tx.lat, tx.lon)
                 elapsed = abs(t - state.loc_t)
                 v["distance_km"] = d
@@ -903,7 +933,9 @@ class Featurizer:
         if plan.amount_risk:
             v["amount_fraud_rate"] = _amount_risk(self.amounts, amount_bucket(amount), t)
         if plan.hour_risk:
-            v["hour_fraud_rate"] = _amount_risk(self.hours, tx.timestamp.hour, t)
+            v["hour_fraud_rate"] = (
+                None if day_only else _amount_risk(self.hours, tx.timestamp.hour, t)
+            )
         if plan.mcc_amounts:
             v["mcc_amount_z"] = (
                 None if tx.mcc is None else _mcc_amount_z(self.mcc_amounts, tx.mcc, amount)
@@ -972,6 +1004,16 @@ class Featurizer:
                     states[key] = state
 
     # -- the parts --------------------------------------------------------------------------
+
+    @property
+    def _unknown_recent(self) -> dict[str, Value]:
+        """What `_recent` sets, unknown: a stream of dates only cannot tell a minute from
+        its day."""
+        names = ["account_count_1m", "account_count_10m", "account_count_1h"]
+        names += [name for name, _ in self.plan.small_counts]
+        if self.plan.recent_sums:
+            names += ["account_sum_10m", "account_sum_1h"]
+        return dict.fromkeys(names)
 
     def _recent(self, state: AccountState, t: float, amount: float, v: dict[str, Value]) -> None:
         times = state.recent_times

@@ -382,14 +382,16 @@ def capture(
         get("std") or 0.0,
         _NAN if distance is None or elapsed is None else distance,
         _NAN if distance is None or elapsed is None else elapsed,
-        get("local_hour") or 0,
+        # -1: no time of day (a stream of dates only, `features.DAY_ONLY_FROM`).
+        -1 if (hour := get("local_hour")) is None else hour,
         get("is_new_merchant") is True,
         get("is_new_country") is True,
         new_device is True,
         # No device on record yet: novelty is unknown, but a first device is a signal.
         new_device is None and tx.device_id is not None,
-        get("account_count_1m") or 0,
-        get("account_count_1h") or 0,
+        # Unknown (a stream of dates only): as if alone in the window.
+        get("account_count_1m") or 1,
+        get("account_count_1h") or 1,
         get("account_small_scaled_count_10m") or 0,
         _CHANNEL.get(tx.channel or "", 0),
         bits,
@@ -517,7 +519,7 @@ def active_inputs(raw: bytes) -> tuple[list[int], list[float]]:
     if new_device:
         index.append(15)
         values.append(1.0)
-    night = 1.0 if local_hour < 5 else 0.0
+    night = 1.0 if 0 <= local_hour < 5 else 0.0
     if night:
         index.append(16)
         values.append(1.0)
