@@ -83,9 +83,10 @@ _JSON_KIND = {
     "array": "an array",
     "object": "an object",
 }
-_QUANTA = {units: Decimal(1).scaleb(-units) for units in range(5)}
+QUANTA = {units: Decimal(1).scaleb(-units) for units in range(5)}
+"""The smallest amount of a currency with so many minor units."""
 # Wide enough that quantizing anything below MAX_AMOUNT is exact, whatever the thread's context.
-_DECIMAL = decimal.Context(prec=40)
+AMOUNT_CONTEXT = decimal.Context(prec=40)
 
 
 class Transaction(msgspec.Struct, omit_defaults=True, kw_only=True, forbid_unknown_fields=True):
@@ -505,7 +506,7 @@ def _check_amount(amount: Decimal, currency: str, units: int) -> None:
     if amount >= MAX_AMOUNT:
         raise _invalid("invalid_field", f"'amount' must be less than {MAX_AMOUNT}", "amount")
     # The value must fit the unit; trailing zeros do not count (1200.0 JPY is fine).
-    if amount != _DECIMAL.quantize(amount, _QUANTA[units]):
+    if amount != AMOUNT_CONTEXT.quantize(amount, QUANTA[units]):
         raise _invalid(
             "invalid_field",
             f"'amount' has more decimal places than {currency} allows ({units})",
@@ -514,23 +515,26 @@ def _check_amount(amount: Decimal, currency: str, units: int) -> None:
 
 
 # Codes already seen to be well formed, so that the usual record skips the regexes. Bounded:
-# past the cap a new code is checked each time, never trusted unchecked.
+# past the cap a new code is checked each time, never trusted unchecked. (Replay's reader of
+# the usual CSV row, `replay_source.compile_fast_row`, trusts only these too.)
 _KNOWN_CODES_MAX = 1024
-_currency_units: dict[str, int] = {}
-_countries: set[str] = set()
+KNOWN_CURRENCIES: dict[str, int] = {}
+"""Currency codes seen well formed, and their minor units."""
+KNOWN_COUNTRIES: set[str] = set()
+"""Country codes seen well formed."""
 
 
 def _units(currency: str) -> int:
     """The currency's minor units; raises if it is not an ISO 4217-shaped code."""
-    units = _currency_units.get(currency)
+    units = KNOWN_CURRENCIES.get(currency)
     if units is None:
         if not _CURRENCY.match(currency):
             raise _invalid(
                 "invalid_field", "'currency' must be an ISO 4217 code like USD", "currency"
             )
         units = MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS)
-        if len(_currency_units) < _KNOWN_CODES_MAX:
-            _currency_units[currency] = units
+        if len(KNOWN_CURRENCIES) < _KNOWN_CODES_MAX:
+            KNOWN_CURRENCIES[currency] = units
     return units
 
 
@@ -540,7 +544,7 @@ def round_amount(amount: Decimal, currency: str) -> Decimal:
     if not amount.is_finite():
         return amount
     units = MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS)
-    return amount.quantize(_QUANTA[units], rounding=decimal.ROUND_HALF_EVEN, context=_DECIMAL)
+    return amount.quantize(QUANTA[units], rounding=decimal.ROUND_HALF_EVEN, context=AMOUNT_CONTEXT)
 
 
 def _check(tx: Transaction, default_currency: str, now: dt.datetime | None) -> Transaction:
@@ -553,11 +557,11 @@ def _check(tx: Transaction, default_currency: str, now: dt.datetime | None) -> T
         units = _units(tx.currency)
     _check_amount(tx.amount, tx.currency, units)
     country = tx.country
-    if country is not None and country not in _countries:
+    if country is not None and country not in KNOWN_COUNTRIES:
         if not _COUNTRY.match(country):
             raise _invalid("invalid_field", "'country' must be an ISO 3166 alpha-2 code", "country")
-        if len(_countries) < _KNOWN_CODES_MAX:
-            _countries.add(country)
+        if len(KNOWN_COUNTRIES) < _KNOWN_CODES_MAX:
+            KNOWN_COUNTRIES.add(country)
     if tx.lat is not None and not -90.0 <= tx.lat <= 90.0:
         raise _invalid("invalid_field", "'lat' must be in [-90, 90]", "lat")
     if tx.lon is not None and not -180.0 <= tx.lon <= 180.0:
