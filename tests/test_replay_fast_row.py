@@ -3,6 +3,8 @@ same rows, errors, notes and counts, whatever the row holds."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -179,3 +181,56 @@ def test_fast_row_with_other_columns(tmp_path: Path, header: list[str]) -> None:
     label = "is_fraud" if "is_fraud" in header else None
     options = SourceOptions(mapping={}, label=label)
     assert _read(path, options, _general_only) == _read(path, options, compile_fast_row)
+
+
+def _write_lines(path: Path, records: list[list[str] | str], quoting: int) -> Path:
+    """`records` (a string: a line written as it is) with csv's `quoting`, lines ending
+    in \\r\\n or \\n by turns."""
+    out = io.StringIO()
+    for k, record in enumerate(records):
+        if isinstance(record, str):
+            out.write(record)
+            continue
+        writer = csv.writer(out, quoting=quoting, lineterminator="\r\n" if k % 2 else "\n")
+        writer.writerow(record)
+    path.write_text(out.getvalue(), encoding="utf-8", newline="")
+    return path
+
+
+def test_lines_split_without_the_csv_module_read_as_with_it(tmp_path: Path) -> None:
+    # Every line quoted goes through the csv module; quoted only where needed, most lines
+    # are split at the delimiter here: the same rows, errors and line numbers either way.
+    records: list[list[str] | str] = [
+        HEADER,
+        USUAL,
+        "\n",
+        _with(merchant_name="Peters, Mueller and Rodriguez Fuel"),
+        _with(merchant_name='5" screen'),
+        "\r\n",
+        _with(merchant_name="two\nlines"),
+        USUAL,
+        _with(merchant_name="x" * 2000),  # over the field size limit set below
+        _with(ip="a\x00b"),
+        " \n",
+        _with(amount="abc"),
+        USUAL[:-2],
+        _with(merchant_name="three\r\nlines\nhere"),
+        USUAL,
+        USUAL,
+    ]
+    quoted = _write_lines(tmp_path / "all.csv", records, csv.QUOTE_ALL)
+    minimal = _write_lines(tmp_path / "minimal.csv", records, csv.QUOTE_MINIMAL)
+    options = SourceOptions(mapping={}, label="is_fraud")
+    limit = csv.field_size_limit(1000)
+    try:
+        expected = _read(quoted, options, compile_fast_row)
+        assert _read(minimal, options, compile_fast_row) == expected
+    finally:
+        csv.field_size_limit(limit)
+    lines = [item.split(",")[0] for item in expected[0]]  # blank lines are no rows
+    assert lines == [
+        *("Row(line=2", "Row(line=4", "Row(line=5", "RowError(line=8", "Row(line=9"),
+        *("RowError(line=10", "RowError(line=11", "RowError(line=12", "RowError(line=13"),
+        *("RowError(line=14", "RowError(line=17", "Row(line=18", "Row(line=19"),
+    ]
+    assert "unreadable CSV: field larger than field limit (1000)" in expected[0][5]
