@@ -413,20 +413,29 @@ def compile_fast_row(
         "DEFAULT_QUANTUM": QUANTA[MINOR_UNITS.get(default_currency, DEFAULT_MINOR_UNITS)],
     }
 
-    def cell(field: str) -> str:
-        return f"c[{at[field]}]" if field in at else "''"
-
+    # The cells, unpacked (a row of another width is not usual); a column read as two
+    # fields is unpacked as the first, and the second is given its value.
+    names: list[list[str]] = [[] for _ in range(width)]
+    for field in FIELDS:
+        if field in at:
+            names[at[field]].append(field)
+    if label_at >= 0:
+        names[label_at].append("label")
+    targets = ", ".join(column[0] if column else "_" for column in names)
     lines = [
         "def fast_row(c, line, n):",
-        f"    if len(c) != {width}:",
+        "    try:",
+        f"        {targets}, = c",
+        "    except ValueError:",
         "        return None",
+        *(f"    {other} = {column[0]}" for column in names for other in column[1:]),
         # `_build`: the id defaults to the data row number (an empty id cell is not usual).
-        f"    id = {cell('id')}" if "id" in at else "    id = str(n)",
-        f"    account_id = {cell('account_id')}",
-        f"    merchant_id = {cell('merchant_id')}",
-        f"    currency = {cell('currency')}",
-        f"    country = {cell('country')}",
-        *(f"    {name} = {cell(name)}" for name in _TEXT_COLUMNS),
+        *(["    id = str(n)"] if "id" not in at else []),
+        *(
+            f"    {name} = ''"
+            for name in ("currency", "country", "lat", "lon", *_TEXT_COLUMNS)
+            if name not in at
+        ),
         # `_check_text`'s first test, on the text as given (before the default currency).
         "    joined = f'{id}{account_id}{merchant_id}{currency}{country}"
         + "".join(f"{{{name}}}" for name in _TEXT_COLUMNS)
@@ -444,7 +453,6 @@ def compile_fast_row(
         "        quantum = DEFAULT_QUANTUM",
         "    if country and country not in countries:",
         "        return None",
-        f"    timestamp = {cell('timestamp')}",
         "    try:",
         # `timestamp_parser`'s date-time, inline; anything else through it.
         "        if len(timestamp) >= 19 and timestamp[10] in 'Tt ':",
@@ -455,35 +463,27 @@ def compile_fast_row(
         "            timestamp = parse_time(timestamp)",
         "        else:",
         "            return None",
-        f"        amount = Decimal({cell('amount')})",
-    ]
-    for name in ("lat", "lon"):
-        if name in at:
-            lines += [
-                f"        {name} = {cell(name)}",
-                f"        {name} = float({name}) if {name} else None",
-            ]
-    lines += [
+        # `_check_amount`, with a minus sign (even -0) as `is_signed`; comparing NaN raises.
+        "        if '-' in amount:",
+        "            return None",
+        "        amount = Decimal(amount)",
+        "        if not (amount < MAX_AMOUNT and amount == quantize(amount, quantum)):",
+        "            return None",
+        "        lat = float(lat) if lat else None",
+        "        lon = float(lon) if lon else None",
         "    except (ValueError, ArithmeticError):",
         "        return None",
         # `_check_timestamp`: an offset (a `timezone`'s, or another zone's for this time).
         "    if type(timestamp.tzinfo) is not timezone and timestamp.utcoffset() is None:",
         "        return None",
-        # `_check_amount`.
-        "    if not (amount.is_finite() and not amount.is_signed() and amount < MAX_AMOUNT",
-        "            and amount == quantize(amount, quantum)):",
+        "    if lat is not None and not -90.0 <= lat <= 90.0:",
+        "        return None",
+        "    if lon is not None and not -180.0 <= lon <= 180.0:",
         "        return None",
     ]
-    for name, bound in (("lat", 90.0), ("lon", 180.0)):
-        if name in at:
-            lines += [
-                f"    if {name} is not None and not -{bound} <= {name} <= {bound}:",
-                "        return None",
-            ]
     if label_at >= 0:
         # `parse_label`'s usual cells; any other goes the general way, for its note.
         lines += [
-            f"    label = c[{label_at}]",
             "    if label == '0':",
             "        label = False",
             "    elif label == '1':",

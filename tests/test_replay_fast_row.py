@@ -165,13 +165,16 @@ def test_fast_row_reads_every_row_as_the_general_path(
 
 
 @pytest.mark.parametrize(
-    "header",
+    ("header", "mapping"),
     [
-        ["timestamp", "account_id", "merchant_id", "amount"],  # ids are row numbers
-        ["amount", "merchant_id", "is_fraud", "timestamp", "account_id", "country", "ip"],
+        (["timestamp", "account_id", "merchant_id", "amount"], {}),  # ids are row numbers
+        (["amount", "merchant_id", "is_fraud", "timestamp", "account_id", "country", "ip"], {}),
+        (["account_id", "timestamp", "merchant_id", "amount"], {"id": "account_id"}),
     ],
 )
-def test_fast_row_with_other_columns(tmp_path: Path, header: list[str]) -> None:
+def test_fast_row_with_other_columns(
+    tmp_path: Path, header: list[str], mapping: dict[str, str]
+) -> None:
     rows = [
         [dict(zip(HEADER, row, strict=True)).get(name, "") for name in header]
         for row in [USUAL, *IRREGULAR[:40], USUAL]
@@ -179,7 +182,7 @@ def test_fast_row_with_other_columns(tmp_path: Path, header: list[str]) -> None:
     ]
     path = write_csv(tmp_path / "rows.csv", header, rows)
     label = "is_fraud" if "is_fraud" in header else None
-    options = SourceOptions(mapping={}, label=label)
+    options = SourceOptions(mapping=mapping, label=label)
     assert _read(path, options, _general_only) == _read(path, options, compile_fast_row)
 
 
