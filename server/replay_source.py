@@ -119,8 +119,11 @@ class Row(NamedTuple):
     label: bool | None = None
 
 
-def partition(chunk: Iterable[Row | RowError]) -> tuple[list[Row], list[RowError]]:
-    """A chunk's valid rows and its refused ones, each in line order."""
+def partition(chunk: list[Row | RowError]) -> tuple[list[Row], list[RowError]]:
+    """A chunk's valid rows and its refused ones, each in line order: the chunk itself and
+    none, usually (looking for a refused one is a C loop, ~10 times cheaper than sorting)."""
+    if RowError not in map(type, chunk):
+        return chunk, []  # type: ignore[return-value]  # all Rows
     rows: list[Row] = []
     errors: list[RowError] = []
     for item in chunk:
@@ -631,12 +634,7 @@ class Source:
         try:
             yield from rows
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            # A cut-short or damaged gzip file: said like the other file errors, not a
-            # traceback (what it holds after this point cannot be read).
-            raise SourceError(
-                f"{self.path}: the compressed file is damaged or cut short, after "
-                f"{self.rows_read:,} rows ({exc})"
-            ) from None
+            raise self._damaged(exc) from None
 
     def chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[Row | RowError]]:
         """The same rows, `size` at a time.
@@ -645,9 +643,21 @@ class Source:
         keeps each loop's code and data in the CPU caches: measured 13-27 % less CPU for a
         read-and-score pass over 300,000 rows.
         """
-        rows = iter(self)
-        while chunk := list(islice(rows, size)):
-            yield chunk
+        # The rows straight from the file's reader, not through `__iter__`'s generator too.
+        rows = self._csv(self._text) if self.format == "csv" else self._ndjson(self._text)
+        try:
+            while chunk := list(islice(rows, size)):
+                yield chunk
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise self._damaged(exc) from None
+
+    def _damaged(self, exc: Exception) -> SourceError:
+        # A cut-short or damaged gzip file: said like the other file errors, not a
+        # traceback (what it holds after this point cannot be read).
+        return SourceError(
+            f"{self.path}: the compressed file is damaged or cut short, after "
+            f"{self.rows_read:,} rows ({exc})"
+        )
 
     def _by_alias(self, columns: Iterable[str]) -> dict[str, str]:
         """Columns taken for a guaranteed field by another of its names (ALIASES)."""
