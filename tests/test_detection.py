@@ -175,6 +175,27 @@ def test_a_stream_of_dates_only_reads_no_time_of_day() -> None:
     assert "velocity_1m" in codes(burst[-1]) and noon[0].decision == "allow"
 
 
+def test_a_stream_of_hours_only_reads_no_minute() -> None:
+    """PaySim's step is an hour: every payment of an hour at one instant, on the hour. After
+    DAY_ONLY_FROM such timestamps a customer's fifth payment of an hour is not "5 in the
+    last minute" (the 1 min and 10 min windows are unknown), while the hour window and the
+    time of day are kept."""
+    start = dt.datetime(2026, 3, 2, 1, tzinfo=dt.UTC)
+
+    def hour(h: int, account: str, **fields: Any) -> Transaction:
+        return make_tx(timestamp=start + dt.timedelta(hours=h), account_id=account, **fields)
+
+    det = Detector()
+    for i in range(100):  # the stream's first payments, other customers
+        det.score(hour(i % 5, f"c-{i}"))
+    same_hour = [det.score(hour(6, "acct-1")) for _ in range(5)]
+    assert not {"velocity_1m", "night_high_amount"} & set(codes(same_hour[-1]))
+    assert same_hour[-1].decision == "allow"
+    values = det.featurizer.values_one(hour(6, "acct-1"))
+    assert values["account_count_1m"] is None and values["account_count_10m"] is None
+    assert values["account_count_1h"] == 6 and values["local_hour"] == 7
+
+
 def test_velocity_1m_uses_event_time_window() -> None:
     det = Detector()
     for s in (0, 15, 30, 45):

@@ -50,9 +50,11 @@ EARTH_RADIUS_KM = 6371.0088
 DEFAULT_TTL_S = 45 * DAY
 NEW_PAYEE_HOURS = 30 * 24
 DAY_ONLY_FROM = 100
-"""A stream whose first `DAY_ONLY_FROM` timestamps are all at 00:00:00 in their own offset
-carries the date only (BankSim's `step`, read with `--time-unit d`): from then on, until a
-timestamp with a time of day, what needs one is unknown (`Featurizer.values_one`)."""
+"""A stream's timestamp resolution is measured on its first `DAY_ONLY_FROM` timestamps: the
+largest of a day and an hour that divides every one's time since midnight in its own offset.
+All at 00:00:00: the date only (BankSim's `step`, read with `--time-unit d`); all on the
+hour: the hour only (PaySim's `step`, read with `--time-unit h`). From then on, until a
+timestamp that breaks it, what needs a finer time is unknown (`Featurizer.values_one`)."""
 """A merchant with no transaction in this many hours before one is a new payee again."""
 DEFAULT_SMALL_AMOUNT = 5.0
 _RAD = pi / 180
@@ -800,9 +802,9 @@ class Featurizer:
         "newest",
         "next_sweep",
         "plan",
+        "resolution",
         "scale",
         "small_amount",
-        "timed",
         "ttl_s",
     )
 
@@ -816,9 +818,10 @@ class Featurizer:
         if ttl_s < 31 * DAY:
             raise ValueError(f"ttl_s must be at least 31 days (the longest window), got {ttl_s}")
         self.plan = Plan.build(names)
-        # Whether a timestamp with a time of day was seen, and how many without one before
-        # it: not kept in snapshots, so counted again after a restart (`DAY_ONLY_FROM`).
-        self.timed = False
+        # The stream's timestamp resolution so far (DAY, HOUR; 0.0 once a timestamp is
+        # finer, for good) and how many timestamps were read: not kept in snapshots, so
+        # measured again after a restart (`DAY_ONLY_FROM`).
+        self.resolution = DAY
         self.dated = 0
         self.small_amount = small_amount
         self.ttl_s = ttl_s
@@ -856,18 +859,23 @@ class Featurizer:
             self.newest = t
             if t >= self.next_sweep:
                 self.evict(t)
-        day_only = False
-        if not self.timed:
-            # A stream of dates only: every payment of a day at one instant, 00:00. Its
-            # minute-to-hour windows would count the whole day, every payment would be at
-            # night and two on one day 0 s apart: unknown instead. A stream with times
-            # leaves this at its first one.
+        # A stream of dates only (every payment of a day at one instant, 00:00) or of hours
+        # only: its windows shorter than that would count the whole day or hour, a dated
+        # payment would be at night and two in one step 0 s apart: unknown instead
+        # (`coarse`: the resolution, 0.0 for a stream with times, which leaves this at its
+        # first timestamp finer than an hour).
+        coarse = 0.0
+        if self.resolution:
             ts = tx.timestamp
-            if ts.hour or ts.minute or ts.second or ts.microsecond:
-                self.timed = True
+            if ts.minute or ts.second or ts.microsecond:
+                self.resolution = 0.0
             else:
+                if ts.hour:
+                    self.resolution = HOUR
                 self.dated += 1
-                day_only = self.dated > DAY_ONLY_FROM
+                if self.dated > DAY_ONLY_FROM:
+                    coarse = self.resolution
+        day_only = coarse == DAY
         state = self.accounts.get(tx.account_id)
         if state is None:
             state = self.accounts[tx.account_id] = AccountState()
@@ -894,12 +902,14 @@ class Featurizer:
                 v.update(self._unknown_recent)
             else:
                 self._recent(state, t, amount, v)
+                if coarse:  # the hour only: its 1 h window is kept
+                    v.update(self._unknown_sub_hour)
         if plan.travel:
             if (
                 state.loc_t is not None
                 and tx.lat is not None
                 and tx.lon is not None
-                and not (day_only and t == state.loc_t)
+                and not (coarse and t == state.loc_t)
             ):
                 d = haversine_km(state.loc_lat, state.loc_lon, tx.lat, tx.lon)
                 elapsed = abs(t - state.loc_t)
@@ -1013,6 +1023,16 @@ class Featurizer:
         names += [name for name, _ in self.plan.small_counts]
         if self.plan.recent_sums:
             names += ["account_sum_10m", "account_sum_1h"]
+        return dict.fromkeys(names)
+
+    @property
+    def _unknown_sub_hour(self) -> dict[str, Value]:
+        """What `_recent` sets for windows under an hour, unknown: a stream of hours only
+        cannot tell a minute from its hour."""
+        names = ["account_count_1m", "account_count_10m"]
+        names += [name for name, _ in self.plan.small_counts]
+        if self.plan.recent_sums:
+            names.append("account_sum_10m")
         return dict.fromkeys(names)
 
     def _recent(self, state: AccountState, t: float, amount: float, v: dict[str, Value]) -> None:
