@@ -7,6 +7,7 @@ import contextlib
 import csv
 import datetime as dt
 import functools
+import io
 import re
 import resource
 import sys
@@ -179,14 +180,15 @@ def run_backtest(
     account_index: dict[str, int] = {}
     # Event time as integer microseconds: exact, so "due" never drifts by a float rounding.
     pending: DueLabels[tuple[Transaction, bool, int]] = DueLabels(label_delay // _US)
-    writer = csv.writer(scores_out, lineterminator="\n") if scores_out is not None else None
-    if writer is not None:
-        writer.writerow(("transaction_id", "score", "decision"))
+    # The scores file's lines, written a few thousand at a time (`_SCORES_BATCH`).
+    lines: list[str] | None = None
+    if scores_out is not None:
+        scores_out.write("transaction_id,score,decision\n")
+        lines = []
     # A scorer that can take the POSIX time computed here (`RulesFrom`) is spared
     # computing it again: ~1.4 µs a row.
     score_at: Callable[[Transaction, float], Scored]
     score_at = getattr(scorer, "score_at", None) or (lambda tx, t: scorer.score(tx))
-    write = writer.writerow if writer is not None else None
     due = pending.due
     add = pending.add
     append_score, append_decision, append_day = scores.append, decisions.append, days.append
@@ -229,12 +231,36 @@ def run_backtest(
         else:
             append_label(label)
             add(now_us, (tx, label, i))
-        if write is not None:
-            write((tx.id, scored.score, scored.decision))
+        if lines is not None:
+            # As `csv.writer` writes it: an id with no character it would quote for as it
+            # is, and the score's repr (~3,000 instructions a row fewer than `writerow`,
+            # which looks up each character of each field in the line terminator).
+            tx_id = tx.id
+            if "," in tx_id or '"' in tx_id or "\n" in tx_id or "\r" in tx_id:
+                lines.append(_csv_line(tx_id, scored.score, scored.decision))
+            else:
+                lines.append(f"{tx_id},{scored.score!r},{scored.decision}\n")
+            if len(lines) >= _SCORES_BATCH:
+                assert scores_out is not None
+                scores_out.write("".join(lines))
+                lines.clear()
+    if lines:
+        assert scores_out is not None
+        scores_out.write("".join(lines))
     out.last_event = tx.timestamp if tx is not None else None
     out.labels_pending = len(pending)
     out.longest_wait_rows = longest_wait
     return out
+
+
+_SCORES_BATCH = 4096
+
+
+def _csv_line(*fields: object) -> str:
+    """`fields` as one line of `csv.writer` (`lineterminator="\\n"`): quoted where needed."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(fields)
+    return buffer.getvalue()
 
 
 # --- the command ----------------------------------------------------------------------------

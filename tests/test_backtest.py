@@ -20,6 +20,7 @@ import pytest
 
 from server import backtest
 from server.backtest import (
+    DECISIONS,
     day_function,
     in_event_time,
     label_hook,
@@ -765,6 +766,36 @@ def test_scores_out_quotes_awkward_ids() -> None:
         ["transaction_id", "score", "decision"],
         ['id,with "quotes"', "0.1", "allow"],
     ]
+
+
+class _Scores(Recorder):
+    """Scores a row by its position: awkward floats and every decision."""
+
+    SCORES = (0.1, 1e-05, 0.30000000000000004, 1.0, 0.0, 0.123456, 0.9999)
+
+    def score(self, tx: Transaction) -> Scored:
+        n = len(self.seen)
+        super().score(tx)
+        return Scored(self.SCORES[n % 7], DECISIONS[n % 3], "low", (), self.rules_version)
+
+
+def test_scores_out_is_what_csv_writer_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lines are formatted by hand and written in batches (shrunk here to cross a few): byte
+    # for byte what csv.writer writes, quoting included.
+    monkeypatch.setattr(backtest, "_SCORES_BATCH", 4)
+    ids = ["t-1", "a,b", 'say "hi"', "line\nbreak", "cr\rhere", " lead", "é-ü", "", "x" * 40]
+    rows = [Row(i + 2, txn(tx_id, T0 + i * HOUR / 60), False) for i, tx_id in enumerate(ids * 2)]
+    buffer = io.StringIO()
+    run_backtest(
+        rows, _Scores(), label_delay=HOUR, on_label=lambda *_: None,
+        day_of=day_function(dt.UTC), scores_out=buffer,
+    )  # fmt: skip
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerow(("transaction_id", "score", "decision"))
+    for n, row in enumerate(rows):
+        writer.writerow((row.transaction.id, _Scores.SCORES[n % 7], DECISIONS[n % 3]))
+    assert buffer.getvalue() == expected.getvalue()
 
 
 # --- helpers ---------------------------------------------------------------------------------
