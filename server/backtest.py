@@ -73,6 +73,16 @@ def label_hook(detector: LabelLearner) -> LabelHook:
     """
     learn = detector.learn_label
     merchant = detector.featurizer.learn_label if isinstance(detector, Detector) else None
+    slot = _slot(detector) if isinstance(detector, RulesFrom) else None
+    if slot is not None and slot.learner is not None:
+        # What `RulesFrom.learn_label` and `Detector.learn_label` come to, without their
+        # two calls a label (every row of a labelled file has one).
+        learn_inline = slot.learn_label
+
+        def to_model(tx: Transaction, is_fraud: bool, at: dt.datetime) -> None:
+            learn_inline(tx.id, is_fraud)
+
+        return to_model
 
     def on_label(tx: Transaction, is_fraud: bool, at: dt.datetime) -> None:
         if merchant is not None:
@@ -190,7 +200,9 @@ def run_backtest(
     score_at: Callable[[Transaction, float], Scored]
     score_at = getattr(scorer, "score_at", None) or (lambda tx, t: scorer.score(tx))
     due = pending.due
-    add = pending.add
+    # Looked at here, not through `due`, which has nothing for most rows.
+    queue, delay_us = pending.queue, pending.delay_us
+    enqueue = queue.append
     append_score, append_decision, append_day = scores.append, decisions.append, days.append
     append_account, append_label = accounts.append, labels.append
     next_time = times.popleft if times is not None else None
@@ -208,11 +220,12 @@ def run_backtest(
         if i == 0:
             out.first_event = tx.timestamp
         last_us = now_us
-        for _, (known, is_fraud, at_row) in due(now_us):
-            on_label(known, is_fraud, known.timestamp + label_delay)
-            out.labels_revealed += 1
-            if i - at_row > longest_wait:
-                longest_wait = i - at_row
+        if queue and queue[0][0] <= now_us:
+            for _, (known, is_fraud, at_row) in due(now_us):
+                on_label(known, is_fraud, known.timestamp + label_delay)
+                out.labels_revealed += 1
+                if i - at_row > longest_wait:
+                    longest_wait = i - at_row
         scored = score_at(tx, t)
         append_score(scored.score)
         append_decision(decision_code[scored.decision])
@@ -230,7 +243,7 @@ def run_backtest(
                 forget(tx.id)
         else:
             append_label(label)
-            add(now_us, (tx, label, i))
+            enqueue((now_us + delay_us, (tx, label, i)))  # `pending.add`
         if lines is not None:
             # As `csv.writer` writes it: an id with no character it would quote for as it
             # is, and the score's repr (~3,000 instructions a row fewer than `writerow`,

@@ -19,18 +19,21 @@ class DueLabels(Generic[T]):
     """Items queued with their transaction's time, handed back once `delay_us` has passed.
     Times are integer microseconds: exact, so "due" never drifts by a float rounding."""
 
-    __slots__ = ("_queue", "delay_us")
+    __slots__ = ("delay_us", "queue")
 
     def __init__(self, delay_us: int) -> None:
         self.delay_us = delay_us
-        self._queue: deque[tuple[int, T]] = deque()
+        # (due time, item), oldest first. A loop over every row may look at the first due
+        # time and append `(event_us + delay_us, item)` itself, sparing two calls a row
+        # (`backtest.run_backtest`): `add` and `due` are no more than that.
+        self.queue: deque[tuple[int, T]] = deque()
 
     def add(self, event_us: int, item: T) -> None:
-        self._queue.append((event_us + self.delay_us, item))
+        self.queue.append((event_us + self.delay_us, item))
 
     def due(self, now_us: int) -> list[tuple[int, T]]:
         """(due time, item) of every item due at or before `now_us`, oldest first."""
-        queue = self._queue
+        queue = self.queue
         if not queue or queue[0][0] > now_us:
             return []
         out = []
@@ -39,4 +42,4 @@ class DueLabels(Generic[T]):
         return out
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self.queue)
