@@ -16,6 +16,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -230,7 +231,7 @@ def run_backtest(
         append_score(scored.score)
         append_decision(decision_code[scored.decision])
         if scored.reasons:
-            reasons[i] = tuple(r.code for r in scored.reasons)
+            reasons[i] = tuple(map(_code, scored.reasons))
         append_day(day_of(now_us))
         account = account_index.get(tx.account_id)
         if account is None:
@@ -267,6 +268,7 @@ def run_backtest(
 
 
 _SCORES_BATCH = 4096
+_code = attrgetter("code")  # a reason's: in C, where a generator costs ~1,000 instructions
 
 
 def _csv_line(*fields: object) -> str:
