@@ -40,7 +40,10 @@ def score_groups(scores: Sequence[float], labels: Sequence[int]) -> list[tuple[f
     # about half what building and hashing (score, label) tuples does.
     totals = Counter(scores)
     frauds = Counter(compress(scores, labels))
-    return [(s, frauds[s], totals[s] - frauds[s]) for s in sorted(totals, reverse=True)]
+    # `get`, not `frauds[s]`: most scores have no fraud, and a Counter's missing key is a
+    # call of its Python `__missing__`.
+    fraud = frauds.get
+    return [(s, p := fraud(s, 0), totals[s] - p) for s in sorted(totals, reverse=True)]
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
