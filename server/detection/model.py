@@ -1334,7 +1334,8 @@ class ModelSlot:
         runs in the scoring process, not the reader, which had the more work to do
         (docs/backtest.md#throughput-and-memory)."""
         flags = self.flags
-        if flags.accounts:
+        # Most accounts were never flagged: one look-up, not a call of `recent`, for them.
+        if flags.accounts.get(account_id):
             recent = flags.recent(account_id, t)
             if recent is not _NO_FLAGS:  # most accounts: none, as packed already
                 raw = raw[:_FLAGS_AT] + _FLAGS.pack(*recent) + raw[_FLAGS_END:]
@@ -1365,10 +1366,13 @@ class ModelSlot:
             return None
         index, values = active_inputs(raw)
         logit = predictor.logit_active(index, values)
-        self._remember(tx_id, raw + _pack_logit(logit))  # the calibration learns from it
-        if self.learner is not None:
-            self.scored_inputs[tx_id] = pack_active(index, values)
-        p = sigmoid(predictor.calibrated(logit))
+        if self.memory is None:  # `_remember` without its call (a backtest has no limit)
+            self.remembered[tx_id] = raw + _pack_logit(logit)  # the calibration learns from it
+        else:
+            self._remember(tx_id, raw + _pack_logit(logit))
+        if self.learner is not None:  # `pack_active`, written out: once a row in a backtest
+            self.scored_inputs[tx_id] = _DOUBLES[len(values)].pack(*values) + bytes(index)
+        p = sigmoid(predictor.cal_a * logit + predictor.cal_b)  # `predictor.calibrated(logit)`
         score = round(p, 4)
         decision = decide(score)
         reasons = rules.reasons
@@ -1507,8 +1511,11 @@ class ModelSlot:
             return True
         if active is None:  # no model scored it: its inputs were never made
             learn_example(learner, x, is_fraud, weight)
-        else:
-            learn_example(learner, x, is_fraud, weight, unpack_active(active))
+        else:  # `learn_example` with `unpack_active(active)`, written out: once a label
+            if len(x) != _RAW_SIZE:  # `scored_logit`: a model scored it
+                learner.calibrate(_LOGIT.unpack_from(x, _RAW_SIZE)[0], is_fraud, weight)
+            k = len(active) // 9
+            learner.learn_active(active[8 * k :], _DOUBLES[k].unpack_from(active), is_fraud, weight)
         # A fresh snapshot every REFREEZE_EVERY labels: current enough (a few hundred labels
         # move the weights little), and refreezing per label would double the cost of learning.
         if learner.count % REFREEZE_EVERY == 0 and self.ready(learner.count, learner.frauds):
