@@ -987,6 +987,25 @@ def test_the_active_inputs_are_inputs_that_are_not_zero_to_the_bit() -> None:
     assert active_learner.to_dict() == dense_learner.to_dict()
 
 
+def test_a_label_of_weight_one_adds_its_inputs_to_the_scaling_sums_as_any_weight() -> None:
+    """Weight 1.0 (every label, unsampled) takes a shorter path in `learn_active`: its sums
+    and squares are still the running sums of weight * v and weight * v * v, to the bit."""
+    rng = random.Random(23)
+    learner = OnlineLogit()
+    n = len(FEATURE_NAMES)
+    sums, squares = [0.0] * n, [0.0] * n
+    for k in range(600):  # past the first 64 and two refreshes of the scales (every 256)
+        index, values = active_inputs(random_raw(rng))
+        weight = 1.0 if k % 4 else 2.5
+        learner.learn_active(index, values, k % 9 == 0, weight)
+        for i, v in zip(index, values, strict=True):
+            wv = weight * v
+            sums[i] += wv
+            squares[i] += wv * v
+    assert struct.pack(f"{n}d", *learner.sums) == struct.pack(f"{n}d", *sums)
+    assert struct.pack(f"{n}d", *learner.squares) == struct.pack(f"{n}d", *squares)
+
+
 def test_the_account_flags_filled_in_are_those_capture_packs() -> None:
     f = feats(600.0, 2, 20, 40.0, 5.0, 3, 9, 4, 5000.0, 1800.0, True, None, None)
     reasons = (Reason("card_testing", "…", weight=0.65),)

@@ -867,6 +867,13 @@ class OnlineLogit:
                 z = v * scale[i]
                 scaled.append(z)
                 margin += w[i] * z
+        elif weight == 1.0:  # every label when none is sampled out: 1.0 * v is v, to the bit
+            for i, v in zip(index, values, strict=True):
+                sums[i] += v
+                squares[i] += v * v
+                z = v * scale[i]
+                scaled.append(z)
+                margin += w[i] * z
         else:
             for i, v in zip(index, values, strict=True):
                 wv = weight * v
