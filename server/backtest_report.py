@@ -97,12 +97,18 @@ def build_report(
 
     `facts` (`rule_facts`): what the rule pack says of each reason code, for the rules
     table and the notes on rules that flood the file."""
-    labelled = [label >= 0 for label in outcome.labels]
-    scores = list(compress(outcome.scores, labelled))
-    labels = list(compress(outcome.labels, labelled))
-    days = list(compress(outcome.days, labelled))
-    accounts = list(compress(outcome.accounts, labelled))
-    decisions = list(compress(outcome.decisions, labelled))
+    if -1 in outcome.labels:
+        labelled = [label >= 0 for label in outcome.labels]
+        scores = list(compress(outcome.scores, labelled))
+        labels = list(compress(outcome.labels, labelled))
+        days = list(compress(outcome.days, labelled))
+        accounts = list(compress(outcome.accounts, labelled))
+        decisions = list(compress(outcome.decisions, labelled))
+    else:  # every row labelled, as a simulator's are: the columns as they are
+        labelled = [True] * len(outcome.labels)
+        scores, labels = outcome.scores.tolist(), outcome.labels.tolist()
+        days, accounts = outcome.days.tolist(), outcome.accounts.tolist()
+        decisions = list(outcome.decisions)
     alerted = [d >= ALERT for d in decisions]
 
     per_day = _per_day(days, accounts, scores, labels, alerted, k)

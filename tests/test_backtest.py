@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import functools
 import gzip
 import html
 import io
@@ -13,6 +14,7 @@ import math
 import random
 from decimal import Decimal
 from html.parser import HTMLParser
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -709,6 +711,23 @@ def _random_outcome(seed: int, in_day_order: bool = True, n: int = 600) -> backt
         outcome.accounts.append(rng.randrange(40))
         outcome.decisions.append(2 if score >= 0.8 else 1 if score >= 0.5 else 0)
     return outcome
+
+
+def test_a_report_of_every_row_labelled_is_that_of_the_labelled_rows_among_others() -> None:
+    # A file where every row is labelled takes the columns as they are; the unlabelled rows
+    # of another are left out: the same report from the same labelled rows.
+    mixed = _random_outcome(3)
+    for i in range(0, len(mixed.labels), 7):
+        mixed.reasons[i] = ("card_testing",) if i % 2 else ("new_merchant", "card_testing")
+    keep = [label >= 0 for label in mixed.labels]
+    assert not all(keep)
+    labelled = backtest.Outcome()
+    for name in ("scores", "labels", "days", "accounts", "decisions"):
+        getattr(labelled, name).extend(compress(getattr(mixed, name), keep))
+    at = list(compress(range(len(keep)), keep))
+    labelled.reasons = {at.index(i): codes for i, codes in mixed.reasons.items() if keep[i]}
+    report = functools.partial(build_report, k=5, review_threshold=0.65, block_threshold=0.8)
+    assert report(labelled, meta={}) == report(mixed, meta={})
 
 
 @pytest.mark.parametrize(("seed", "in_day_order"), [(0, True), (1, True), (2, False)])
