@@ -897,11 +897,28 @@ class Featurizer:
             "amount_z": z,
             "since_prev_s": t - state.last_t if n and t >= state.last_t else None,
         }
+        # Most accounts did nothing in the hour before (or ever): their windows hold this
+        # one alone, and learning it drops every older time (see `_recent`, `learn_recent`).
+        quiet = False
         if plan.recent:
             if day_only:
                 v.update(self._unknown_recent)
             else:
-                self._recent(state, t, amount, v)
+                times = state.recent_times
+                if not times or times[-1] <= t - HOUR:
+                    quiet = True
+                    v["account_count_1m"] = v["account_count_10m"] = v["account_count_1h"] = 1
+                    for name, scaled in plan.small_counts:
+                        small = (
+                            self.small_amount * (self.scale.scale or 1.0)
+                            if scaled
+                            else self.small_amount
+                        )
+                        v[name] = 1 if amount < small else 0
+                    if plan.recent_sums:
+                        v["account_sum_10m"] = v["account_sum_1h"] = amount + 0.0
+                else:
+                    self._recent(state, t, amount, v)
                 if coarse:  # the hour only: its 1 h window is kept
                     v.update(self._unknown_sub_hour)
         if plan.travel:
@@ -980,7 +997,14 @@ class Featurizer:
         state.m2 += delta * (x - mean)
         if t > state.last_t:
             state.last_t = t
-        if plan.recent:
+        if quiet:
+            times = state.recent_times
+            if times:
+                del times[:]
+                del state.recent_amounts[:]
+            times.append(t)
+            state.recent_amounts.append(amount)
+        elif plan.recent:
             state.learn_recent(t, amount)
         # A late event must not move the account back to where it was earlier.
         if tx.lat is not None and tx.lon is not None and (state.loc_t is None or t >= state.loc_t):
