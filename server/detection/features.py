@@ -349,6 +349,12 @@ def bucket_sum(buckets: array[float], bid: float, span: int) -> tuple[float, flo
 # --- state --------------------------------------------------------------------------------
 
 
+_SCAN_UP_TO = 8
+"""A sorted array of hashes up to this long is searched by a scan (`in`, ~170 instructions
+an item), a longer one by bisection (~1,300 and up): most accounts have one country and
+one device, and a few merchants."""
+
+
 def _seen(seen: array[int] | None, key: int, cap: int) -> tuple[array[int], bool | None]:
     """Remember `key` (a stable 32-bit hash) in a sorted array capped at `cap`; and was it
     new? None when novelty cannot be judged: nothing seen before, or the array is full (once
@@ -1096,36 +1102,63 @@ class Featurizer:
         return key
 
     def _novelty(self, state: AccountState, tx: Transaction, v: dict[str, Value]) -> None:
-        """First-seen flags; the values are remembered here too (they are this tx's own)."""
+        """First-seen flags; the values are remembered here too (they are this tx's own).
+
+        Most values were seen before: that case is tested here, written out (no call, no
+        tuple), by a scan of a short array (country and device: most accounts have one) or
+        a bisection of a longer one; `_seen` adds a new one."""
         kinds = self.plan.novelty
-        h = self._hash
-        cached = self.hashes.get
+        hashes = self.hashes
         if "merchant" in kinds:
-            key = cached(tx.merchant_id)
-            state.merchants, v["is_new_merchant"] = _seen(
-                state.merchants, h(tx.merchant_id) if key is None else key, MAX_MERCHANTS
-            )
+            key = hashes.get(tx.merchant_id)
+            if key is None:
+                key = self._hash(tx.merchant_id)
+            seen = state.merchants
+            if seen is not None and (
+                key in seen
+                if len(seen) <= _SCAN_UP_TO
+                else (i := bisect_left(seen, key)) < len(seen) and seen[i] == key
+            ):
+                v["is_new_merchant"] = False
+            else:
+                state.merchants, v["is_new_merchant"] = _seen(seen, key, MAX_MERCHANTS)
         if "country" in kinds:
             if tx.country is None:
                 v["is_new_country"] = None
             else:
-                key = cached(tx.country)
-                state.countries, v["is_new_country"] = _seen(
-                    state.countries, h(tx.country) if key is None else key, MAX_COUNTRIES
-                )
+                key = hashes.get(tx.country)
+                if key is None:
+                    key = self._hash(tx.country)
+                seen = state.countries
+                if seen is not None and (
+                    key in seen
+                    if len(seen) <= _SCAN_UP_TO
+                    else (i := bisect_left(seen, key)) < len(seen) and seen[i] == key
+                ):
+                    v["is_new_country"] = False
+                else:
+                    state.countries, v["is_new_country"] = _seen(seen, key, MAX_COUNTRIES)
         if "device" in kinds:
             if tx.device_id is None:
                 v["is_new_device"] = None
             else:
-                key = cached(tx.device_id)
-                state.devices, v["is_new_device"] = _seen(
-                    state.devices, h(tx.device_id) if key is None else key, MAX_DEVICES
-                )
+                key = hashes.get(tx.device_id)
+                if key is None:
+                    key = self._hash(tx.device_id)
+                seen = state.devices
+                if seen is not None and (
+                    key in seen
+                    if len(seen) <= _SCAN_UP_TO
+                    else (i := bisect_left(seen, key)) < len(seen) and seen[i] == key
+                ):
+                    v["is_new_device"] = False
+                else:
+                    state.devices, v["is_new_device"] = _seen(seen, key, MAX_DEVICES)
         if "mcc" in kinds:
             if tx.mcc is None:
                 v["is_new_mcc"] = None
             else:
-                state.mccs, v["is_new_mcc"] = _seen(state.mccs, h(tx.mcc), MAX_MCCS)
+                state.mccs, v["is_new_mcc"] = _seen(state.mccs, self._hash(tx.mcc), MAX_MCCS)
 
     def _distinct(
         self, state: AccountState, tx: Transaction, t: float, v: dict[str, Value]
