@@ -591,19 +591,6 @@ class Plan:
         )
 
 
-def _learn_tiers(
-    state: KeyState, tiers: tuple[tuple[str, float, int], ...], t: float, amount: float
-) -> None:
-    for tier, width, keep in tiers:
-        buckets = getattr(state, tier)
-        if buckets is None:
-            buckets = array("d")
-            setattr(state, tier, buckets)
-        bucket_add(buckets, t // width, amount, keep)
-    if t > state.last_t:
-        state.last_t = t
-
-
 AMOUNT_BUCKETS_PER_E = 40
 """Amount buckets: log1p(amount) in steps of 1/40, so each is about 2.5 % wide: fine enough
 for a step at any amount (the handbook-style stream's frauds start at exactly 220), ~1,400
@@ -962,7 +949,7 @@ class Featurizer:
             hours = None if merchant is None else merchant.hour
             v["is_new_payee"] = not hours or hours[-3] <= t // HOUR - NEW_PAYEE_HOURS
         if plan.keyed:
-            self._keyed(state, tx, t, amount, v)
+            self._keyed(state, merchant, tx, t, amount, v)
         if plan.amount_risk:
             v["amount_fraud_rate"] = _amount_risk(self.amounts, amount_bucket(amount), t)
         if plan.hour_risk:
@@ -1179,14 +1166,23 @@ class Featurizer:
                 v["distinct_countries_24h"] = count
 
     def _keyed(
-        self, account: AccountState, tx: Transaction, t: float, amount: float, v: dict[str, Value]
+        self,
+        account: AccountState,
+        merchant: KeyState | None,
+        tx: Transaction,
+        t: float,
+        amount: float,
+        v: dict[str, Value],
     ) -> None:
+        """`merchant`: the merchant's state as `values_one` found it (None: none yet)."""
         # Only the entities with a tier in use, their tiers' widths looked up once (`Plan`):
         # with the default rules and the model that is the merchants' hour tier alone.
         for states_name, field, windows, tiers in self.plan.keyed:
             state: KeyState
             if field is None:
                 state = account
+            elif merchant is not None and field == "merchant_id":
+                state = merchant
             else:
                 key = getattr(tx, field)
                 if key is None:
@@ -1208,7 +1204,14 @@ class Featurizer:
                 count, total = bucket_sum(buckets, t // width, span)
                 v[count_name] = int(count) + 1
                 v[sum_name] = total + amount
-            _learn_tiers(state, tiers, t, amount)
+            for tier, width, keep in tiers:  # learnt
+                buckets = getattr(state, tier)
+                if buckets is None:
+                    setattr(state, tier, array("d", (t // width, 1.0, amount)))
+                else:
+                    bucket_add(buckets, t // width, amount, keep)
+            if t > state.last_t:
+                state.last_t = t
 
     # -- labels, eviction --------------------------------------------------------------------
 
