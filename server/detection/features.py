@@ -627,12 +627,11 @@ def _unlearn_amount(amounts: dict[int, list[float]], bucket: int, t: float, is_f
         counts[1] = max(frauds - weight, 0.0)
 
 
-def _mcc_amount_z(stats: dict[str, list[float]], mcc: str, amount: float) -> float | None:
-    """How unusual `amount` is for `mcc` (its z-score in log(1 + amount) against the MCC's
-    earlier transactions, None under MCC_MIN_COUNT of them), then `amount` learnt. A $10
-    fuel purchase where fuel runs $60 is as unusual as a $300 one: fraud at a category
-    picks its own amounts, whoever the card's holder is."""
-    x = log1p(amount) if amount > 0 else 0.0
+def _mcc_amount_z(stats: dict[str, list[float]], mcc: str, x: float) -> float | None:
+    """How unusual an amount is for `mcc` (its z-score in `x`, log(1 + amount) (0 for an
+    amount of 0), against the MCC's earlier transactions, None under MCC_MIN_COUNT of them),
+    then the amount learnt. A $10 fuel purchase where fuel runs $60 is as unusual as a $300
+    one: fraud at a category picks its own amounts, whoever the card's holder is."""
     s = stats.get(mcc)
     if s is None:
         if len(stats) >= MAX_MCC_STATS:
@@ -650,12 +649,10 @@ def _mcc_amount_z(stats: dict[str, list[float]], mcc: str, amount: float) -> flo
     return z
 
 
-def _amount_risk(amounts: dict[int, list[float]], bucket: int, t: float) -> float:
-    """Frauds over labels + 1 in `bucket` as of `t`: 0 with none, shrunk towards 0 when few
-    (one fraud out of one label is 0.5, not certainty)."""
-    counts = amounts.get(bucket)
-    if counts is None:
-        return 0.0
+def _decayed_rate(counts: list[float], t: float) -> float:
+    """Frauds over labels + 1 in an amount's or an hour's bucket (`counts`: [labels, frauds,
+    time of the last]) as of `t`, shrunk towards 0 when few (one fraud out of one label is
+    0.5, not certainty). A bucket with no labels has 0 (no call)."""
     labels, frauds, last = counts
     keep = 0.5 ** ((t - last) / AMOUNT_HALF_LIFE_S) if t > last else 1.0
     return frauds * keep / (labels * keep + 1.0)
@@ -880,9 +877,10 @@ class Featurizer:
         else:
             std = 0.0
             z = None
+        hour = tx.timestamp.hour
         v: dict[str, Value] = {
             "amount": amount,
-            "local_hour": None if day_only else tx.timestamp.hour,
+            "local_hour": None if day_only else hour,
             "history": n,
             "mean": mean,
             "std": std,
@@ -950,15 +948,20 @@ class Featurizer:
             v["is_new_payee"] = not hours or hours[-3] <= t // HOUR - NEW_PAYEE_HOURS
         if plan.keyed:
             self._keyed(state, merchant, tx, t, amount, v)
+        # log(1 + amount) once, for the amount's bucket (`amount_bucket`) and its MCC's z.
+        log_amount = log1p(amount) if amount > 0 and (plan.amount_risk or plan.mcc_amounts) else 0.0
         if plan.amount_risk:
-            v["amount_fraud_rate"] = _amount_risk(self.amounts, amount_bucket(amount), t)
+            counts = self.amounts.get(int(log_amount * AMOUNT_BUCKETS_PER_E))
+            v["amount_fraud_rate"] = 0.0 if counts is None else _decayed_rate(counts, t)
         if plan.hour_risk:
-            v["hour_fraud_rate"] = (
-                None if day_only else _amount_risk(self.hours, tx.timestamp.hour, t)
-            )
+            if day_only:
+                v["hour_fraud_rate"] = None
+            else:
+                counts = self.hours.get(hour)
+                v["hour_fraud_rate"] = 0.0 if counts is None else _decayed_rate(counts, t)
         if plan.mcc_amounts:
             v["mcc_amount_z"] = (
-                None if tx.mcc is None else _mcc_amount_z(self.mcc_amounts, tx.mcc, amount)
+                None if tx.mcc is None else _mcc_amount_z(self.mcc_amounts, tx.mcc, log_amount)
             )
         if plan.scale:
             scale = self.scale
