@@ -196,6 +196,36 @@ def test_a_stream_of_hours_only_reads_no_minute() -> None:
     assert values["account_count_1h"] == 6 and values["local_hour"] == 7
 
 
+def test_a_coarse_stream_gets_finer_and_never_coarser_again() -> None:
+    """The timestamp's resolution only gets finer: a stream of dates whose first timestamp
+    past midnight is on the hour reads hours from then on (the hour window and time of day
+    known, the minute unknown); one with minutes or seconds reads every window again, and a
+    later run of midnights does not make it coarse again."""
+    midnight = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+
+    def at(when: dt.datetime, account: str = "acct-1") -> Transaction:
+        return make_tx(timestamp=when, account_id=account)
+
+    det = Detector()
+    for i in range(100):  # the stream's first payments, other customers: dates only
+        det.score(at(midnight, f"c-{i}"))
+    dated = det.featurizer.values_one(at(midnight + dt.timedelta(days=1)))
+    assert dated["local_hour"] is None and dated["account_count_1h"] is None
+    # A timestamp on the hour: hours from now on.
+    det.score(at(midnight + dt.timedelta(days=2, hours=3), "c-x"))
+    hourly = det.featurizer.values_one(at(midnight + dt.timedelta(days=2, hours=5)))
+    assert hourly["local_hour"] == 5 and hourly["account_count_1h"] == 1
+    assert hourly["account_count_1m"] is None
+    # A timestamp with minutes: every window again, for good, even for payments at
+    # midnight again (five at one instant are five in a minute).
+    det.score(at(midnight + dt.timedelta(days=2, hours=6, minutes=7), "c-y"))
+    again = midnight + dt.timedelta(days=4)
+    burst = [det.score(at(again)) for _ in range(5)]
+    assert "velocity_1m" in codes(burst[-1])
+    fine = det.featurizer.values_one(at(again))
+    assert fine["account_count_1m"] == 6 and fine["local_hour"] == 0
+
+
 def test_velocity_1m_uses_event_time_window() -> None:
     det = Detector()
     for s in (0, 15, 30, 45):
