@@ -1121,3 +1121,27 @@ async def test_text_over_its_limit_is_too_long_as_in_ingest(client: TestClient) 
         client, {"transaction_id": "long-1", "label": "fraud", "source": "s" * 101}
     )
     assert (status, answer["error"]["code"]) == (400, "too_long")
+
+
+async def test_a_label_of_another_json_type_is_refused_naming_it(client: TestClient) -> None:
+    # An array or object is no label either: refused as the field's problem, not a 500 (a
+    # list or dict cannot be looked up in a set of strings).
+    await post_batch(client, [tx("typed")])
+    for value in (["fraud"], {"is": "fraud"}, True, 1, None):
+        status, answer = await post_labels(client, {"transaction_id": "typed", "label": value})
+        assert status == 400, (value, answer)
+        assert answer["error"]["field"] == "label", value
+    status, answer = await post_labels(
+        client,
+        [
+            {"transaction_id": "typed", "label": ["fraud"]},
+            {"transaction_id": "typed", "label": "fraud"},
+        ],
+    )
+    assert status == 200
+    assert answer["results"][0]["error"]["code"] == "invalid_field"
+    assert answer["results"][1] == {
+        "transaction_id": "typed",
+        "label": "fraud",
+        "status": "created",
+    }

@@ -140,7 +140,7 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
         )
     _within("transaction_id", tx_id, MAX_ID_LENGTH)
     label = item.get("label")
-    if label not in LABELS:
+    if not isinstance(label, str) or label not in LABELS:  # a list or dict is unhashable
         raise LabelError("invalid_field", "'label' must be 'fraud' or 'legitimate'", "label")
     source = item.get("source", default_source)
     if not isinstance(source, str) or not source:
