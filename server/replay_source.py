@@ -479,6 +479,8 @@ def compile_fast_row(
         # `_check_timestamp`: an offset (a `timezone`'s, or another zone's for this time).
         "    if type(timestamp.tzinfo) is not timezone and timestamp.utcoffset() is None:",
         "        return None",
+        "    if not 1 < timestamp.year < 9999:",  # `out_of_range`
+        "        return None",
         "    if lat is not None and not -90.0 <= lat <= 90.0:",
         "        return None",
         "    if lon is not None and not -180.0 <= lon <= 180.0:",

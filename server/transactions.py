@@ -476,6 +476,8 @@ def _check_timestamp(timestamp: dt.datetime, now: dt.datetime | None) -> None:
     # (records built in code) are asked.
     if tz is None or (type(tz) is not dt.timezone and timestamp.utcoffset() is None):
         raise _invalid("invalid_field", _TIMESTAMP_FORMAT, "timestamp")
+    if (wrong := out_of_range("timestamp", timestamp)) is not None:
+        raise _invalid("invalid_field", wrong, "timestamp")
     if now is NO_CLOCK:
         return
     if now is None:
@@ -483,6 +485,15 @@ def _check_timestamp(timestamp: dt.datetime, now: dt.datetime | None) -> None:
     ahead = too_far_ahead("timestamp", timestamp, now)
     if ahead is not None:
         raise _invalid("invalid_field", f"{ahead}; check the sender's clock", "timestamp")
+
+
+def out_of_range(name: str, at: dt.datetime) -> str | None:
+    """Why `name` = `at` is refused for its year, if it is 0001 or 9999: its moment may lie
+    outside what a datetime holds once read in UTC or in another zone (a label's time, a
+    backtest's days), where 0001-01-01T00:00:00+01:00 failed with OverflowError."""
+    if 1 < at.year < 9999:
+        return None
+    return f"'{name}': the year {at.year:04d} is out of range; send one from 0002 to 9998"
 
 
 def too_far_ahead(name: str, at: dt.datetime, now: dt.datetime) -> str | None:

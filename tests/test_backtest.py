@@ -1036,3 +1036,24 @@ def test_rule_notes_thresholds() -> None:
     assert noted(row(5000, 0.25)) == 0  # right half as often as its score says: not under
     assert noted(row(5000, 0.0, score=None)) == 0  # no declared score: the model
     assert noted(row(5000, 0.004, score=0.01)) == 1  # a weak rule right once in 250
+
+
+@pytest.mark.parametrize("parallel", ["off", "on"])
+def test_a_row_in_the_first_or_last_year_is_an_invalid_row_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], parallel: str
+) -> None:
+    # 0001-01-01T00:00:00+01:00 is in the year 0 in UTC: its day had no date, and the
+    # report's per-day metrics failed with "ValueError: ordinal must be >= 1".
+    data = tmp_path / "edges.csv"
+    data.write_text(
+        "id,timestamp,account_id,merchant_id,amount,is_fraud\n"
+        "t1,0001-01-01T00:00:00+01:00,a1,m,1.00,0\n"
+        "t2,9999-12-31T23:59:59-23:59,a1,m,1.00,1\n"
+        "t3,2026-03-01T10:00:00Z,a1,m,1.00,1\n"
+    )
+    code = main(["backtest", str(data), "--label", "is_fraud", "--parallel", parallel])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "line 2: 'timestamp': the year 0001 is out of range; send one from 0002 to 9998" in out
+    assert "line 3: 'timestamp': the year 9999 is out of range" in out
+    assert "1 labelled transaction over 1 day" in out

@@ -1145,3 +1145,16 @@ async def test_a_label_of_another_json_type_is_refused_naming_it(client: TestCli
         "label": "fraud",
         "status": "created",
     }
+
+
+async def test_a_labelled_at_in_the_first_year_is_refused_naming_it(client: TestClient) -> None:
+    # Read in UTC it would be the year 0, which a datetime cannot hold: it answered 500.
+    await post_batch(client, [tx("year")])
+    label = {"transaction_id": "year", "label": "fraud", "labelled_at": "0001-01-01T00:00:00+01:00"}
+    status, answer = await post_labels(client, label)
+    assert status == 400
+    assert answer["error"] == {
+        "code": "invalid_field",
+        "message": "'labelled_at': the year 0001 is out of range; send one from 0002 to 9998",
+        "field": "labelled_at",
+    }

@@ -361,6 +361,21 @@ def test_timestamps_may_not_run_ahead_of_the_clock() -> None:
     assert far.timestamp.year == 9500
 
 
+@pytest.mark.parametrize("now", [None, NO_CLOCK])
+def test_the_first_and_last_years_are_refused(now: dt.datetime | None) -> None:
+    # 0001-01-01T00:00:00+01:00 is a moment of the year 0 in UTC, which a datetime cannot
+    # hold: accepted, it made any label of the transaction a 500 and a backtest a traceback.
+    for text in ("0001-01-01T00:00:00+01:00", "0001-12-31T23:59:59Z", "9999-01-01T00:00:00Z"):
+        error = refusal(record(timestamp=text), now=now)
+        assert error == {
+            "code": "invalid_field",
+            "message": f"'timestamp': the year {text[:4]} is out of range; send one from "
+            "0002 to 9998",
+            "field": "timestamp",
+        }
+    assert parse_transaction(record(timestamp="0002-01-01T00:00:00+23:59"), now=now)
+
+
 def test_nesting_is_capped() -> None:
     def nested(levels: int) -> str:
         # The record itself is one level.

@@ -17,6 +17,7 @@ from server.transactions import (
     MAX_ID_LENGTH,
     nests_deeper_than,
     no_such_moment,
+    out_of_range,
     parse_rfc3339,
     text_problem,
     too_far_ahead,
@@ -167,6 +168,8 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
             "e.g. 2026-03-02T09:00:00Z",
             "labelled_at",
         )
+    if (wrong := out_of_range("labelled_at", at)) is not None:
+        raise LabelError("invalid_field", wrong, "labelled_at")
     ahead = too_far_ahead("labelled_at", at, now)
     if ahead is not None:
         message = f"{ahead}: a label cannot be known before it is sent"
