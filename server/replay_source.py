@@ -56,7 +56,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 """Other names of the guaranteed fields, compared without case or punctuation (TX_AMOUNT is
 "txamount"): a column is taken by one of them only where the field has no column of its
-own name and no --map, never if it is the label, and the source's notes say so."""
+own name and no --map, never if it is the label, and the source's notes say so. Every
+field's own name is compared so too, first: `Amount`, `ID`, `Device ID` are taken."""
 Format = Literal["csv", "ndjson"]
 TimeUnit = Literal["auto", "s", "ms", "us", "ns", "h", "d"]
 TIME_UNITS: tuple[TimeUnit, ...] = ("auto", "s", "ms", "us", "ns", "h", "d")
@@ -286,6 +287,11 @@ or days) than Unix time: the summary says so (`Source.notes`)."""
 _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds",
                "h": "hours", "d": "days"}  # fmt: skip
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _normal(name: str) -> str:
+    """A column's name as ALIASES compares it: lower case, letters and digits only."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 class NoSuchMoment(ValueError):
@@ -662,17 +668,18 @@ class Source:
         )
 
     def _by_alias(self, columns: Iterable[str]) -> dict[str, str]:
-        """Columns taken for a guaranteed field by another of its names (ALIASES)."""
+        """Columns taken for a field by its name in another case or punctuation, or for a
+        guaranteed field by another of its names (ALIASES)."""
         mapping, names = self.options.mapping, set(columns)
         taken = {mapping.get(field, field) for field in FIELDS} | {self.options.label}
         normal: dict[str, str] = {}
         for name in columns:
-            normal.setdefault(re.sub(r"[^a-z0-9]", "", name.lower()), name)
+            normal.setdefault(_normal(name), name)
         found: dict[str, str] = {}
-        for field, aliases in ALIASES.items():
+        for field in FIELDS:
             if field in mapping or field in names:
                 continue
-            for alias in aliases:
+            for alias in (_normal(field), *ALIASES.get(field, ())):
                 column = normal.get(alias)
                 if column is not None and column not in taken:
                     found[field] = column

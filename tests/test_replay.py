@@ -138,6 +138,35 @@ def test_guaranteed_fields_are_found_by_their_other_names(tmp_path: Path, name: 
     )
 
 
+@pytest.mark.parametrize("name", ["tx.csv", "tx.ndjson"])
+def test_a_field_s_name_in_another_case_or_punctuation_is_its_column(
+    tmp_path: Path, name: str
+) -> None:
+    # A spreadsheet's header: ID was ignored (ids became row numbers) and Timestamp and
+    # Amount were "no column", while Account_ID was taken by name.
+    header = ["ID", "Timestamp", "Account_ID", "Merchant Id", "Amount", "Country", "Is_Fraud"]
+    row = ["x-1", "2026-03-02T09:00:00Z", "c-1", "m-1", "5.00", "FR", "1"]
+    if name.endswith(".csv"):
+        path = write_csv(tmp_path / name, header, [row])
+    else:
+        path = tmp_path / name
+        path.write_text(json.dumps(dict(zip(header, row, strict=True))) + "\n")
+    with Source(path, SourceOptions(mapping={}, label="Is_Fraud")) as source:
+        items = list(source)
+        notes = source.notes()
+    (tx,) = transactions(items)
+    assert (tx.id, tx.account_id, tx.merchant_id, tx.amount, tx.country) == (
+        "x-1", "c-1", "m-1", Decimal("5.00"), "FR",
+    )  # fmt: skip
+    assert tx.timestamp == dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    assert [item.label for item in items if isinstance(item, Row)] == [True]
+    assert notes[0] == (
+        "columns taken by name: id=ID, timestamp=Timestamp, account_id=Account_ID, "
+        "merchant_id=Merchant Id, amount=Amount, country=Country "
+        "(--map FIELD=COLUMN to choose others)"
+    )
+
+
 def test_a_field_s_own_column_a_map_and_the_label_come_before_other_names(
     tmp_path: Path,
 ) -> None:
