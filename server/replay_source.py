@@ -181,7 +181,9 @@ def add_source_flags(parser: argparse.ArgumentParser) -> None:
         choices=["csv", "ndjson"],
         help="default: from the file name (.csv; .ndjson, .jsonl, .json), else from its content",
     )
-    parser.add_argument("--delimiter", default=",", help="CSV delimiter (default ',')")
+    parser.add_argument(
+        "--delimiter", default=",", help="CSV delimiter (default ','; tab or \\t for a tab)"
+    )
     parser.add_argument(
         "--currency", default="USD", help="currency of rows without one (default USD)"
     )
@@ -234,16 +236,23 @@ def parse_timezone(name: str) -> dt.tzinfo:
         ) from None
 
 
+_TAB_NAMES = ("\\t", "tab", "TAB")
+"""What --delimiter takes for a tab besides the character itself, which a shell makes
+hard to type (`--delimiter $'\\t'` in bash)."""
+_OTHER_DELIMITERS = ";\t|"
+
+
 def source_options(args: argparse.Namespace, label: str | None = None) -> SourceOptions:
-    if len(args.delimiter) != 1:
-        raise SourceError(f"--delimiter must be one character, got {args.delimiter!r}")
+    delimiter = "\t" if args.delimiter in _TAB_NAMES else args.delimiter
+    if len(delimiter) != 1:
+        raise SourceError(f"--delimiter must be one character or tab, got {delimiter!r}")
     return SourceOptions(
         mapping=parse_mapping(args.map),
         label=label,
         timezone=parse_timezone(args.timezone),
         time_unit=args.time_unit,
         default_currency=args.currency,
-        delimiter=args.delimiter,
+        delimiter=delimiter,
         format=args.format,
         round_amounts=not args.exact_amounts,
     )
@@ -705,6 +714,7 @@ class Source:
             raise SourceError(
                 f"{self.path} has no column for {', '.join(missing)}; columns: "
                 f"{', '.join(columns)}; map one with --map FIELD=COLUMN"
+                + self._delimiter_hint(columns)
             )
         label = self.options.label
         if label is not None and label not in index:
@@ -719,6 +729,19 @@ class Source:
                 f"--map {read_as[label]}=<another column> or rename the column"
             )
         return plan
+
+    def _delimiter_hint(self, columns: Sequence[str]) -> str:
+        """For a header read as one column: the delimiter it seems to have, if another."""
+        if self.format != "csv" or len(columns) != 1:
+            return ""
+        found = [d for d in _OTHER_DELIMITERS if d in columns[0] and d != self.options.delimiter]
+        if not found:
+            return ""
+        flag = "--delimiter tab" if found[0] == "\t" else f"--delimiter '{found[0]}'"
+        return (
+            f"; the header is one column split at {self.options.delimiter!r}, and it holds "
+            f"{found[0]!r}: if that is the file's delimiter, say so with {flag}"
+        )
 
     def _csv(self, text: IO[str]) -> Iterator[Row | RowError]:
         delimiter = self.options.delimiter

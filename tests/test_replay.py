@@ -712,6 +712,29 @@ def test_delimiter_and_format_flags(tmp_path: Path) -> None:
     assert transactions(items)[0].amount == Decimal("2.5")
 
 
+@pytest.mark.parametrize(("sep", "flag"), [(";", "--delimiter ';'"), ("\t", "--delimiter tab")])
+def test_a_header_read_as_one_column_names_the_delimiter_it_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sep: str, flag: str
+) -> None:
+    # A European spreadsheet's export, or a .tsv: "no column for timestamp, …" alone sent
+    # the reader to --map, with every column there.
+    path = tmp_path / "export.csv"
+    path.write_text(
+        sep.join(["id", "timestamp", "account_id", "merchant_id", "amount"]) + "\n"
+        + sep.join(["x", "2026-03-02T09:00:00Z", "a", "m", "5.00"]) + "\n"
+    )  # fmt: skip
+    assert main(["replay", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert f"holds {sep!r}: if that is the file's delimiter, say so with {flag}" in error
+    shown = "tab" if sep == "\t" else sep
+    assert main(["replay", str(path), "--delimiter", shown]) == 0
+    assert "1 row read, 1 scored, 0 invalid" in capsys.readouterr().out
+    # A header of one column with no other delimiter in it gets no guess.
+    path.write_text("amount\n5.00\n")
+    assert main(["replay", str(path)]) == 2
+    assert "delimiter" not in capsys.readouterr().err
+
+
 def test_a_header_only_file_says_nothing_was_scored(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
