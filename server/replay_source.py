@@ -361,6 +361,20 @@ _JSON_CONVERT: dict[str, Callable[[Any], Any]] = {
 }
 
 
+_EXPECTED = {
+    "timestamp": "an RFC 3339 date-time (2026-03-02T09:00:00Z), 'YYYY-MM-DD HH:MM:SS' or Unix "
+    "time; a date alone is not taken",
+    "amount": "a decimal number such as 1234.50, without a currency sign or thousands separators",
+    "lat": "a decimal number of degrees",
+    "lon": "a decimal number of degrees",
+}
+
+
+def unreadable(field: str, value: Any) -> str:
+    """A cell that cannot be converted for `field`: its value, and what the field takes."""
+    return f"'{field}': cannot read {value!r}, expected {_EXPECTED.get(field, 'text')}"
+
+
 def parse_label(value: Any) -> bool | None:
     """A label cell as fraud (True) / legitimate (False); None when empty or unreadable."""
     if value == "0":  # the usual cells first: this runs for every row
@@ -820,7 +834,7 @@ class Source:
             except NoSuchMoment as exc:
                 return RowError(line, str(exc), field)
             except (ValueError, ArithmeticError):
-                return RowError(line, f"'{field}': cannot read {cell!r}", field)
+                return RowError(line, unreadable(field, cell), field)
             label = parse_label(cells[label_at]) if label_at >= 0 else None
             if label is None and label_at >= 0 and cells[label_at].strip():
                 self._label_unread(cells[label_at])
@@ -857,7 +871,7 @@ class Source:
                 yield RowError(line, str(exc), field)
                 continue
             except (ValueError, ArithmeticError):
-                yield RowError(line, f"'{field}': cannot read {value!r}", field)
+                yield RowError(line, unreadable(field, value), field)
                 continue
             label = None
             if label_key is not None:

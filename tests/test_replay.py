@@ -235,7 +235,46 @@ def test_a_date_that_does_not_exist_is_named_as_ingest_names_it(tmp_path: Path, 
         ("timestamp", "'timestamp': 2026-02-29 is not a date"),
         ("timestamp", "'timestamp': 24:00:00 is not a time of day"),
         ("timestamp", "'timestamp': +25:00 is not a UTC offset"),
-        ("timestamp", "'timestamp': cannot read '2026-03-02T09:00:00 noon'"),  # not the form
+        (
+            "timestamp",
+            "'timestamp': cannot read '2026-03-02T09:00:00 noon', expected an RFC 3339 "
+            "date-time (2026-03-02T09:00:00Z), 'YYYY-MM-DD HH:MM:SS' or Unix time; a date "
+            "alone is not taken",
+        ),  # not the form: the message gives the forms taken
+    ]
+
+
+@pytest.mark.parametrize("name", ["f.csv", "f.ndjson"])
+def test_a_cell_that_cannot_be_read_says_what_its_field_takes(tmp_path: Path, name: str) -> None:
+    # An outsider's export: a currency sign, thousands separators, a date without its time.
+    # "cannot read '$12.50'" alone left them to guess what the column should hold.
+    header = ["id", "timestamp", "account_id", "merchant_id", "amount"]
+    rows = [
+        ["x1", "2026-03-02T09:00:00Z", "c-1", "t-1", "$12.50"],
+        ["x2", "2026-03-02T09:00:00Z", "c-1", "t-1", "1,234.00"],
+        ["x3", "2026-03-02", "c-1", "t-1", "5.00"],
+    ]
+    if name.endswith(".csv"):
+        path = write_csv(tmp_path / name, header, rows)
+    else:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(dict(zip(header, r, strict=True))) + "\n" for r in rows))
+    items = read(path, mapping={})
+    amount = (
+        ", expected a decimal number such as 1234.50, without a currency sign or thousands "
+        "separators"
+    )
+    first = 2 if name.endswith(".csv") else 1  # the header is line 1
+    assert [(e.line, e.field, e.message) for e in items if isinstance(e, RowError)] == [
+        (first, "amount", "'amount': cannot read '$12.50'" + amount),
+        (first + 1, "amount", "'amount': cannot read '1,234.00'" + amount),
+        (
+            first + 2,
+            "timestamp",
+            "'timestamp': cannot read '2026-03-02', expected an RFC 3339 date-time "
+            "(2026-03-02T09:00:00Z), 'YYYY-MM-DD HH:MM:SS' or Unix time; a date alone is not "
+            "taken",
+        ),
     ]
 
 
