@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import csv
 import datetime as dt
 import gzip
@@ -14,7 +15,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import islice
+from itertools import count, islice
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
 
@@ -303,6 +304,10 @@ def _normal(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+_HANDLERS = count()
+"""Numbers for each `Source`'s decoding error handler (`Source._replacing`)."""
+
+
 class NoSuchMoment(ValueError):
     """A date-time in the right form for a date or time that does not exist: the row's
     error says which, as ingest's does, rather than only that it cannot be read."""
@@ -564,6 +569,7 @@ class Source:
         # the first few distinct values, for the notes.
         self.labels_unread = 0
         self._unread_values: list[str] = []
+        self._not_utf8 = [0]  # byte sequences read as U+FFFD (`_replacing`)
         self.by_alias: dict[str, str] = {}
         self._raw: io.BufferedReader = open(path, "rb")  # noqa: SIM115 (closed by close())
         try:
@@ -574,7 +580,7 @@ class Source:
             )
             self.format: Format = options.format or self._guess_format()
             self._text = io.TextIOWrapper(
-                self._binary, encoding="utf-8-sig", errors="replace", newline=""
+                self._binary, encoding="utf-8-sig", errors=self._replacing(), newline=""
             )
         except BaseException:
             self._raw.close()
@@ -583,6 +589,23 @@ class Source:
         parse_time = timestamp_parser(options.timezone, options.time_unit, self._time_unit)
         self._csv_conv = {**_CSV_CONVERT, "timestamp": parse_time}
         self._json_conv = {**_JSON_CONVERT, "timestamp": parse_time}
+
+    def _replacing(self) -> str:
+        """The name of a decoding error handler that reads what is not UTF-8 as U+FFFD, as
+        "replace" does, and counts it for the notes: a Latin-1 export's Café and Cafè would
+        both be Caf\ufffd, one merchant, without a word."""
+        # The handler is registered for good: it holds a counter, not the source.
+        counter = self._not_utf8
+
+        def replace(exc: UnicodeError) -> tuple[str, int]:
+            if not isinstance(exc, UnicodeDecodeError):
+                raise exc
+            counter[0] += 1
+            return "\ufffd", exc.end
+
+        name = f"fraudwatch.replay_source.{next(_HANDLERS)}"
+        codecs.register_error(name, replace)
+        return name
 
     def _guess_format(self) -> Format:
         suffixes = [s.lower() for s in self.path.suffixes]
@@ -636,6 +659,14 @@ class Source:
                 f"{counted(self.labels_unread, 'label cell')} {is_are} not a label "
                 f"({', '.join(values[:3])}{', …' if len(values) > 3 else ''}) and {was_were} "
                 "read as unlabelled: labels are 1/0, true/false, yes/no or fraud/legit"
+            )
+        if not_utf8 := self._not_utf8[0]:
+            notes.append(
+                f"{counted(not_utf8, 'byte sequence')} of the file "
+                f"{'is' if not_utf8 == 1 else 'are'} not UTF-8 and "
+                f"{'was' if not_utf8 == 1 else 'were'} read as U+FFFD, so ids and names "
+                "differing there run together: if the file is in another encoding, convert "
+                "it first (iconv -f WINDOWS-1252 -t UTF-8 for a Latin-1 or Windows export)"
             )
         if self.amounts_rounded:
             notes.append(

@@ -505,6 +505,45 @@ def test_label_cells_that_are_no_label_are_named(
         assert source.labels_unread == 3
 
 
+@pytest.mark.parametrize(
+    ("name", "parallel"), [("f.csv", "off"), ("f.csv", "on"), ("f.ndjson", "off")]
+)
+def test_bytes_that_are_not_utf8_are_counted_in_the_notes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, parallel: str
+) -> None:
+    # A Latin-1 export: Café and Cafè are both read as Caf\ufffd, one merchant, and nothing
+    # said so.
+    lines = ["id,timestamp,account_id,merchant_id,amount"] if name.endswith(".csv") else []
+    for i, merchant in enumerate(["Caf\xe9", "Caf\xe8", "Cafe"]):
+        if name.endswith(".csv"):
+            lines.append(f"x{i},2026-03-02T09:00:0{i}Z,c-1,{merchant},5.00")
+        else:
+            lines.append(
+                f'{{"id": "x{i}", "timestamp": "2026-03-02T09:00:0{i}Z", "account_id": "c-1", '
+                f'"merchant_id": "{merchant}", "amount": 5}}'
+            )
+    path = tmp_path / name
+    path.write_bytes("\n".join(lines).encode("latin-1") + b"\n")
+    assert main(["replay", str(path), "--parallel", parallel]) == 0
+    out = capsys.readouterr().out
+    assert "3 rows read, 3 scored, 0 invalid" in out
+    assert (
+        "2 byte sequences of the file are not UTF-8 and were read as U+FFFD, so ids and names "
+        "differing there run together: if the file is in another encoding, convert it first"
+    ) in out
+    with Source(path, SourceOptions(mapping={})) as source:
+        assert [tx.merchant_id for tx in transactions(list(source))] == [
+            "Caf\ufffd", "Caf\ufffd", "Cafe",
+        ]  # fmt: skip
+        assert len(source.notes()) == 1
+    path.write_bytes(
+        "\n".join(lines).encode("latin-1").replace(b"\xe9", b"e").replace(b"\xe8", b"e") + b"\n"
+    )
+    with Source(path, SourceOptions(mapping={})) as source:
+        list(source)
+        assert source.notes() == []
+
+
 def test_counts_of_one_take_the_singular(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
