@@ -842,6 +842,10 @@ class Source:
             self.rows_read += 1
             line_num = split + reader.line_num
             row = fast_row(cells, line_num, self.rows_read)
+            if row is None and not any(cells):
+                # Delimiters only: a spreadsheet's empty row, no more a row than a blank line.
+                self.rows_read -= 1
+                continue
             yield general_row(cells, line_num) if row is None else row
 
     def _csv_general(

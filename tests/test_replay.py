@@ -278,6 +278,22 @@ def test_a_cell_that_cannot_be_read_says_what_its_field_takes(tmp_path: Path, na
     ]
 
 
+def test_a_row_of_delimiters_only_is_no_row_as_a_blank_line_is_not(tmp_path: Path) -> None:
+    # A spreadsheet saved as CSV ends with ",,,," for each row it once formatted: each was
+    # an invalid row, "'timestamp' is required", counted and numbered.
+    path = tmp_path / "f.csv"
+    path.write_text(
+        "timestamp,account_id,merchant_id,amount\n2026-03-02T09:00:00Z,a,m,5.00\n,,,\n\n"
+        '2026-03-02T09:00:01Z,a,m,6.00\n,,,\n"",,,\n2026-03-02T09:00:02Z,,m,7.00\n'
+    )
+    with Source(path, SourceOptions(mapping={})) as source:
+        items = list(source)
+        assert source.rows_read == 3
+    assert [tx.id for tx in transactions(items)] == ["1", "2"]
+    (error,) = [item for item in items if isinstance(item, RowError)]
+    assert (error.line, error.field) == (8, "account_id")
+
+
 def test_unreadable_ndjson_lines_are_counted(tmp_path: Path) -> None:
     path = tmp_path / "f.ndjson"
     good = {"id": "a", "timestamp": "2026-03-02T09:00:00Z", "account_id": "c", "merchant_id": "m",
