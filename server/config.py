@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
+from server.transactions import is_currency_code
+
 ENV_PREFIX = "FRAUDWATCH_"
 _ORIGIN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[^/\s:@\[\]]+)(:[0-9]{1,5})?")
 _DISPOSITION = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -266,6 +268,12 @@ class Settings:
             )
         if self.state_ttl_days < 31:
             raise ConfigError(f"Setting 'state_ttl_days' must be >= 31, got {self.state_ttl_days}")
+        if not is_currency_code(self.default_currency):
+            # Given to every transaction sent without one, where ingest would refuse it.
+            raise ConfigError(
+                "Setting 'default_currency' must be an ISO 4217 code like USD, "
+                f"got {self.default_currency!r}"
+            )
         if self.pipeline not in ("batched", "naive"):
             raise ConfigError(
                 f"Setting 'pipeline' must be 'batched' or 'naive', got {self.pipeline!r}"

@@ -33,6 +33,7 @@ from server.transactions import (
     QUANTA,
     InvalidTransaction,
     Transaction,
+    is_currency_code,
     missing_moment,
     round_amount,
     validate_transaction,
@@ -247,6 +248,9 @@ def source_options(args: argparse.Namespace, label: str | None = None) -> Source
     delimiter = "\t" if args.delimiter in _TAB_NAMES else args.delimiter
     if len(delimiter) != 1:
         raise SourceError(f"--delimiter must be one character or tab, got {delimiter!r}")
+    if not is_currency_code(args.currency):
+        # Every row without a currency gets it, and would be refused (or scored) with it.
+        raise SourceError(f"--currency must be an ISO 4217 code like USD, got {args.currency!r}")
     return SourceOptions(
         mapping=parse_mapping(args.map),
         label=label,

@@ -549,6 +549,12 @@ def _units(currency: str) -> int:
     return units
 
 
+def is_currency_code(code: str) -> bool:
+    """Whether `code` has the form of an ISO 4217 code (USD), as a transaction's must: for
+    the settings that give one to transactions without (`default_currency`, `--currency`)."""
+    return _CURRENCY.fullmatch(code) is not None
+
+
 def round_amount(amount: Decimal, currency: str) -> Decimal:
     """`amount` rounded half-even to the currency's minor units (for files exported through
     float, like 57.950001; the ingest API refuses such amounts instead)."""

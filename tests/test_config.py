@@ -41,6 +41,9 @@ def test_api_key_from_environment() -> None:
         ({"FRAUDWATCH_REVIEW_THRESHOLD": "0.9", "FRAUDWATCH_BLOCK_THRESHOLD": "0.5"}, "threshold"),
         ({"FRAUDWATCH_PIPELINE": "turbo"}, "pipeline"),
         ({"FRAUDWATCH_BATCH_MAX": "0"}, "batch_max"),
+        # Given to every transaction sent without a currency, which ingest would refuse.
+        ({"FRAUDWATCH_DEFAULT_CURRENCY": "usd"}, "default_currency"),
+        ({"FRAUDWATCH_DEFAULT_CURRENCY": "US Dollar"}, "default_currency"),
     ],
 )
 def test_bad_values_name_the_setting(env: dict[str, str], named: str) -> None:

@@ -829,6 +829,19 @@ def test_a_header_read_as_one_column_names_the_delimiter_it_holds(
     assert "delimiter" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["replay", "backtest"])
+def test_a_default_currency_that_is_no_code_is_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    # --currency usd was given to every row without one: scored so in-process, and every
+    # row refused by the server with --target, the run ending 0.
+    path = write_csv(tmp_path / "f.csv", HEADER, ROWS)
+    flags = [*MAP_FLAGS, *(["--label", "TX_FRAUD"] if command == "backtest" else [])]
+    assert main([command, str(path), *flags, "--currency", "usd"]) == 2
+    assert "--currency must be an ISO 4217 code like USD, got 'usd'" in capsys.readouterr().err
+    assert main([command, str(path), *flags, "--currency", "EUR"]) == 0
+
+
 def test_a_header_only_file_says_nothing_was_scored(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
