@@ -29,6 +29,7 @@ from server.progress import Progress
 from server.read_ahead import ReadAhead, RulesSpec, open_source
 from server.replay import Scorer, add_detector_flags, detector_from_args, paused_gc
 from server.replay_source import (
+    FILE_HELP,
     Row,
     RowErrors,
     Source,
@@ -289,6 +290,8 @@ def register(commands: Any) -> None:
         description="Replay FILE in event time in-process, reveal each label only after "
         "--label-delay of event time, and report ROC AUC, average precision, precision@k "
         "and card precision@k, overall and per calendar day. See docs/backtest.md.",
+        epilog=f"{FILE_HELP} Labels: 1/0, true/false, yes/no or fraud/legit (any case); an "
+        "empty or other cell leaves its row unlabelled, scored but left out of the metrics.",
     )
     add_source_flags(parser)
     parser.add_argument(

@@ -25,6 +25,7 @@ from server.detection.verdict import Scored
 from server.progress import Progress
 from server.read_ahead import open_source
 from server.replay_source import (
+    FILE_HELP,
     Row,
     RowError,
     RowErrors,
@@ -424,6 +425,7 @@ def register(commands: Any) -> None:
         help="stream a CSV or NDJSON file through the detector or into a running server",
         description="Stream FILE through the same pipeline: in-process through a Detector "
         "(default), or into a running server with --target. See docs/backtest.md.",
+        epilog=FILE_HELP,
     )
     add_source_flags(parser)
     parser.add_argument("--target", metavar="URL", help="post to this server's ingest API")

@@ -154,6 +154,19 @@ class SourceOptions:
 # --- flags shared by `replay` and `backtest` -------------------------------------------------
 
 
+FILE_HELP = (
+    "FILE needs columns (in NDJSON, keys) for timestamp, account_id, merchant_id and amount "
+    "(and id, else ids are row numbers), in any case or punctuation (Amount, Account ID) or "
+    "by a common other name (TX_AMOUNT, amt, customer_id, ...), or given with --map. Columns "
+    "named like another field (currency, country, mcc, channel, device_id, ip, lat, lon) are "
+    "read too; the rest are ignored. Timestamps: RFC 3339 (2026-03-02T09:00:00Z), "
+    "'YYYY-MM-DD HH:MM:SS' in --timezone, or Unix time (--time-unit); a date alone is "
+    "refused. Amounts: decimal numbers (1234.50), no currency sign or thousands separators. "
+    "Rows that cannot be read are skipped and listed with their line."
+)
+"""What an outsider's file must hold, for the `--help` of `replay` and `backtest`."""
+
+
 def add_source_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, metavar="FILE", help="CSV or NDJSON, optionally .gz")
     parser.add_argument(

@@ -842,6 +842,21 @@ def test_a_default_currency_that_is_no_code_is_refused_up_front(
     assert main([command, str(path), *flags, "--currency", "EUR"]) == 0
 
 
+@pytest.mark.parametrize("command", ["replay", "backtest"])
+def test_help_says_what_a_file_must_hold(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    # An outsider with a file of their own: the flags alone did not say which columns are
+    # needed, in which forms, nor (backtest) which label cells count.
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "FILE needs columns (in NDJSON, keys) for timestamp, account_id, merchant_id and amount"
+        in out
+    )
+    assert "Timestamps: RFC 3339 (2026-03-02T09:00:00Z), 'YYYY-MM-DD HH:MM:SS' in --timezone" in out
+    assert ("Labels: 1/0, true/false, yes/no or fraud/legit" in out) == (command == "backtest")
+
+
 def test_a_header_only_file_says_nothing_was_scored(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
