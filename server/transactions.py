@@ -83,6 +83,9 @@ _JSON_KIND = {
     "array": "an array",
     "object": "an object",
 }
+MAX_ZERO_DECIMALS = 20
+"""Decimal places a zero amount may be written with (0.00 is fine, 0e-999999999 is not):
+the store writes amounts out in full, and that one is a gigabyte of zeros."""
 QUANTA = {units: Decimal(1).scaleb(-units) for units in range(5)}
 """The smallest amount of a currency with so many minor units."""
 # Wide enough that quantizing anything below MAX_AMOUNT is exact, whatever the thread's context.
@@ -521,6 +524,16 @@ def _check_amount(amount: Decimal, currency: str, units: int) -> None:
         raise _invalid(
             "invalid_field",
             f"'amount' has more decimal places than {currency} allows ({units})",
+            "amount",
+        )
+    # Only a zero can get here with its exponent this low: any other value of that many
+    # places has more decimals than a currency allows. A short text (0e-999999999) that
+    # writes out long would fail its whole batch's commit, after a gigabyte of zeros.
+    if amount.adjusted() < -MAX_ZERO_DECIMALS:
+        raise _invalid(
+            "invalid_field",
+            f"'amount' is 0 written with {-amount.adjusted():,} decimal places; at most "
+            f"{MAX_ZERO_DECIMALS} are taken",
             "amount",
         )
 

@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
+from server.state import STORE
 from server.transactions import (
     DEFAULT_MINOR_UNITS,
     MAX_DEPTH,
@@ -117,6 +118,9 @@ def test_what_is_not_a_json_object_is_refused(
         (0.001, "more decimal places"),
         ("1e-400", "more decimal places"),
         ("0.1000000000000000000000000000001", "more decimal places"),
+        # A zero of any exponent fits every currency; written out, this one is 1 GB.
+        ("0e-999999999", "'amount' is 0 written with 999,999,999 decimal places; at most 20"),
+        ("0E-21", "is 0 written with 21 decimal places"),
     ],
 )
 def test_bad_amounts_are_refused_naming_amount(value: Any, message: str) -> None:
@@ -147,6 +151,7 @@ def test_out_of_range_json_numbers_are_refused_naming_amount(raw_amount: str) ->
         ("0.01", "EUR", "0.01"),
         (0, "USD", "0"),  # a zero-value authorization (card check)
         ("0.00", "USD", "0.00"),
+        ("0E-20", "USD", "0E-20"),
         ("999999999999999.99", "USD", "999999999999999.99"),
     ],
 )
@@ -593,6 +598,20 @@ async def test_a_batch_answers_each_record_in_order(client: TestClient) -> None:
     # The same records as NDJSON get the same answers.
     status, again = await post(client, "\n".join(records), NDJSON)
     assert again["results"] == results
+
+
+async def test_a_zero_written_long_is_refused_and_its_batch_stored(client: TestClient) -> None:
+    # 0e-999999999 passed validation and wrote out as a gigabyte of zeros in the store's
+    # amount column: the commit failed ("string or blob too big") and every transaction of
+    # its detection batch, this request's neighbours too, was answered 500 and not stored.
+    raw = json.dumps([tx("z-1"), tx("z-2", amount="@"), tx("z-3")])
+    status, answer = await post(client, raw.replace('"@"', "0e-999999999"))
+    assert status == 200, answer
+    results = answer["results"]
+    assert results[1]["error"]["field"] == "amount"
+    assert [results[0]["transaction_id"], results[2]["transaction_id"]] == ["z-1", "z-3"]
+    times = await client.app[STORE].event_times(["z-1", "z-2", "z-3"])  # type: ignore[index]
+    assert set(times) == {"z-1", "z-3"}
 
 
 async def test_refusals_are_counted(client: TestClient) -> None:
