@@ -1158,3 +1158,25 @@ async def test_a_labelled_at_in_the_first_year_is_refused_naming_it(client: Test
         "message": "'labelled_at': the year 0001 is out of range; send one from 0002 to 9998",
         "field": "labelled_at",
     }
+
+
+async def test_a_stored_transaction_of_the_year_0_in_utc_takes_its_label(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # Ingest took 0001-01-01T00:00:00+01:00 until it refused the year 0001: a database kept
+    # from then holds its event time, before the first moment a datetime has, and a label
+    # for it answered 500 (OverflowError) whatever its labelled_at.
+    settings = make_settings(tmp_path)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    await post_batch(client, [tx("y0")])
+    old = '{"id": "y0", "timestamp": "0001-01-01T00:00:00+01:00", "account_id": "a", ' + (
+        '"merchant_id": "m", "amount": 1.00, "currency": "USD"}'
+    )
+    damage(settings.db_path, "y0", "transaction_json", old)
+    damage(settings.db_path, "y0", "event_time_us", -62_135_600_400 * 10**6)
+    status, answer = await post_labels(client, {"transaction_id": "y0", "label": "fraud"})
+    assert (status, answer) == (
+        200,
+        {"transaction_id": "y0", "label": "fraud", "status": "created"},
+    )
+    await client.close()

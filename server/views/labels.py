@@ -201,7 +201,12 @@ async def _not_before_transactions(
         if time_us is None:  # not_found, from the store
             kept.append((i, label))
             continue
-        happened = _EPOCH + dt.timedelta(microseconds=time_us)
+        try:
+            happened = _EPOCH + dt.timedelta(microseconds=time_us)
+        except OverflowError:
+            # Stored before ingest refused the year 0001: before any labelled_at there is.
+            kept.append((i, label))
+            continue
         if dt.datetime.fromisoformat(label.labelled_at) >= happened:
             kept.append((i, label))
         elif items[i].get("labelled_at") is None:
