@@ -25,6 +25,7 @@ from server.auth import create_user, load_or_create_api_key
 from server.config import ConfigError, Settings, load_settings
 from server.detection.rules import load_rules
 from server.store.base import ApiKey
+from server.store.errors import DatabaseUnusable
 from server.store.sqlite import SqliteStore
 
 T = TypeVar("T")
@@ -314,6 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DatabaseUnusable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         hint = " (is another server on that port?)" if exc.errno == errno.EADDRINUSE else ""
         print(f"error: {exc.strerror or exc}{hint}", file=sys.stderr)

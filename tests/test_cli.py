@@ -115,6 +115,24 @@ def test_bad_setting_is_reported_not_a_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("command", [["serve"], ["keys", "list"]])
+def test_a_database_file_that_is_no_database_is_an_error_not_a_traceback(
+    tmp_path: Path, command: list[str]
+) -> None:
+    if command == ["serve"]:
+        command = ["serve", "--port", str(free_port())]
+    # Another file under the database's name (or a damaged header): every command that
+    # opens the store ended in a traceback, "sqlite3.DatabaseError: file is not a database".
+    (tmp_path / "fraudwatch.db").write_bytes(b"not SQLite at all\n" * 300)
+    done = fraudwatch(*command, "--data-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert (
+        f"error: Database {tmp_path / 'fraudwatch.db'} cannot be opened: file is not a "
+        "database (another file under that name, or a damaged one;"
+    ) in done.stderr
+
+
 @pytest.mark.parametrize("command", ["serve", "demo"])
 def test_a_port_in_use_fails_before_any_banner(tmp_path: Path, command: str) -> None:
     # The banner says "serving at this URL, with this key"; with the port taken by another

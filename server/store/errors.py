@@ -25,3 +25,9 @@ class StoredRowDamaged(Exception):
         super().__init__(f"{what}: {problem}")
         self.what = what
         self.problem = problem
+
+
+class DatabaseUnusable(Exception):
+    """The database file cannot be opened as fraudwatch's at all: not a SQLite database
+    (another file under its name), or damaged in its header. Said with the file's path, at
+    start, rather than as a traceback."""

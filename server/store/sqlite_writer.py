@@ -35,7 +35,7 @@ from server.store.base import (
     StoredRecord,
     utc_stamp,
 )
-from server.store.errors import StoredRowDamaged
+from server.store.errors import DatabaseUnusable, StoredRowDamaged
 from server.store.migrations import migrate
 from server.store.sqlite_rows import encode_verdict, pack_inputs
 from server.transactions import encode_transaction
@@ -185,6 +185,14 @@ class Writer:
             conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             migrate(conn)
             (auto_vacuum,) = conn.execute("PRAGMA auto_vacuum").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise  # locks, disk, permissions: the surroundings, not the file
+            raise DatabaseUnusable(
+                f"Database {path} cannot be opened: {exc} (another file under that name, or "
+                "a damaged one; restore it from a backup, docs/operations.md#backup-and-restore)"
+            ) from exc
         except BaseException:
             conn.close()
             raise
