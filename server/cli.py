@@ -320,7 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:
         hint = " (is another server on that port?)" if exc.errno == errno.EADDRINUSE else ""
-        print(f"error: {exc.strerror or exc}{hint}", file=sys.stderr)
+        # The file it is about: "File exists" alone left the operator to guess (a data dir
+        # that is a file, a key file unreadable).
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}{hint}", file=sys.stderr)
         return 1
     return 1
 

@@ -133,6 +133,21 @@ def test_a_database_file_that_is_no_database_is_an_error_not_a_traceback(
     ) in done.stderr
 
 
+@pytest.mark.parametrize("command", [["serve"], ["keys", "list"]])
+def test_a_data_dir_that_is_a_file_is_named_in_the_error(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # "error: File exists" (or "Not a directory") alone: which file, the operator had to guess.
+    data = tmp_path / "data"
+    data.write_text("not a directory")
+    if command == ["serve"]:
+        command = ["serve", "--port", str(free_port())]
+    done = fraudwatch(*command, "--data-dir", str(data))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: {data}"), done.stderr
+
+
 @pytest.mark.parametrize("command", ["serve", "demo"])
 def test_a_port_in_use_fails_before_any_banner(tmp_path: Path, command: str) -> None:
     # The banner says "serving at this URL, with this key"; with the port taken by another
