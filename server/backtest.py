@@ -391,6 +391,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(line, file=out)
     for path in [*([args.scores_out] if args.scores_out else []), *args.report]:
         print(f"wrote {path}", file=out)
+    if errors.count and not n:
+        # Every row refused: every metric undefined, and a script must not take the run for
+        # one that measured something.
+        print(
+            f"error: no row of {args.file} could be read (see the invalid rows above)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

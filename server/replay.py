@@ -485,5 +485,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 1
     for line in summary.lines(where, speed):
         print(line, file=out)
+    if summary.rows_read and summary.errors.count == summary.rows_read:
+        # Every row refused here: the columns or their forms are not what they should be,
+        # and a script must not take the run for one that went through.
+        print(
+            f"error: no row of {args.file} could be read (see the invalid rows above)",
+            file=sys.stderr,
+        )
+        return 1
     # Rows the server never took (a request refused whole, or no answer) fail the run.
     return 1 if summary.stopped or summary.failed else 0

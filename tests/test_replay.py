@@ -492,7 +492,7 @@ def test_replay_and_backtest_say_how_many_amounts_were_rounded(
     out = capsys.readouterr().out
     assert "3 rows read, 3 scored, 0 invalid" in out
     assert "3 amounts had more decimals than their currency allows" in out
-    assert main(["replay", str(path), *MAP_FLAGS, "--exact-amounts"]) == 0
+    assert main(["replay", str(path), *MAP_FLAGS, "--exact-amounts"]) == 1  # no row read
     assert "3 rows read, 0 scored, 3 invalid" in capsys.readouterr().out
     flags = [*MAP_FLAGS, "--label", "TX_FRAUD", "--label-delay", "0s"]
     assert main(["backtest", str(path), *flags]) == 0
@@ -855,6 +855,26 @@ def test_help_says_what_a_file_must_hold(capsys: pytest.CaptureFixture[str], com
     )
     assert "Timestamps: RFC 3339 (2026-03-02T09:00:00Z), 'YYYY-MM-DD HH:MM:SS' in --timezone" in out
     assert ("Labels: 1/0, true/false, yes/no or fraud/legit" in out) == (command == "backtest")
+
+
+@pytest.mark.parametrize("command", ["replay", "backtest"])
+def test_a_file_of_which_no_row_can_be_read_fails_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    # Dates without times in every row: "0 labelled transactions", every metric "-", and
+    # exit status 0, which a script took for a run that measured something.
+    header = ["id", "timestamp", "account_id", "merchant_id", "amount", "is_fraud"]
+    rows = [[f"x{i}", "2026-03-02", "a", "m", "5.00", "0"] for i in range(3)]
+    path = write_csv(tmp_path / "dates.csv", header, rows)
+    flags = ["--label", "is_fraud"] if command == "backtest" else []
+    assert main([command, str(path), *flags]) == 1
+    captured = capsys.readouterr()
+    assert "3 invalid rows" in captured.out
+    assert f"error: no row of {path} could be read (see the invalid rows above)" in captured.err
+    # One row read is a run: it goes through.
+    rows[1][1] = "2026-03-02 09:00:00"
+    path = write_csv(tmp_path / "dates.csv", header, rows)
+    assert main([command, str(path), *flags]) == 0
 
 
 def test_a_header_only_file_says_nothing_was_scored(
