@@ -413,6 +413,8 @@ def parse_label(value: Any) -> bool | None:
             return True
         if text in _FALSE:
             return False
+        if _NUMBER.fullmatch(text) and (number := Decimal(text)) in (0, 1):
+            return bool(number)  # 1.00, 0.000: a spreadsheet's or a float column's export
     return None
 
 

@@ -560,6 +560,17 @@ def test_bytes_that_are_not_utf8_are_counted_in_the_notes(
         assert source.notes() == []
 
 
+def test_label_cells_of_0_and_1_with_decimals_are_labels(tmp_path: Path) -> None:
+    # 1.0 was a label and 1.00 was not: a column exported with two decimals was unlabelled.
+    cells = ["1.00", "0.000", "1.", " 1.0 ", "0", "2.00", "0.5", "1e0"]
+    rows = [[*ROWS[0][:7], cell, *ROWS[0][8:]] for cell in cells]
+    for i, row in enumerate(rows):
+        row[0] = f"x{i}"
+    items = read(write_csv(tmp_path / "f.csv", HEADER, rows), label="TX_FRAUD")
+    labels = [item.label for item in items if isinstance(item, Row)]
+    assert labels == [True, False, True, True, False, None, None, None]
+
+
 def test_counts_of_one_take_the_singular(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
