@@ -906,6 +906,13 @@ class Source:
             if not raw.strip():
                 continue
             self.rows_read += 1
+            if self.rows_read == 1 and raw.lstrip().startswith("["):
+                # A JSON array (a .json export), each of its lines refused as "not a JSON
+                # object": nothing to do but convert the file.
+                raise SourceError(
+                    f"{self.path} is a JSON array: one JSON object per line (NDJSON) is read; "
+                    f"convert it first, e.g. jq -c '.[]' {self.path} > rows.ndjson"
+                )
             try:
                 obj = _json_object.decode(raw)
             except msgspec.DecodeError as exc:

@@ -294,6 +294,24 @@ def test_a_row_of_delimiters_only_is_no_row_as_a_blank_line_is_not(tmp_path: Pat
     assert (error.line, error.field) == (8, "account_id")
 
 
+@pytest.mark.parametrize("parallel", ["off", "on"])
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_json_array_file_is_refused_with_how_to_convert_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], indent: int | None, parallel: str
+) -> None:
+    # A .json export holding one array: every line was an invalid row ("Expected `object`,
+    # got `array`", then "got `str`" for each line of a pretty-printed one).
+    good = {"id": "a", "timestamp": "2026-03-02T09:00:00Z", "account_id": "c",
+            "merchant_id": "m", "amount": 5}  # fmt: skip
+    path = tmp_path / "export.json"
+    path.write_text("\n" + json.dumps([good, {**good, "id": "b"}], indent=indent) + "\n")
+    assert main(["replay", str(path), "--parallel", parallel]) == 2
+    assert (
+        f"error: {path} is a JSON array: one JSON object per line (NDJSON) is read; convert "
+        f"it first, e.g. jq -c '.[]' {path} > rows.ndjson"
+    ) in capsys.readouterr().err
+
+
 def test_unreadable_ndjson_lines_are_counted(tmp_path: Path) -> None:
     path = tmp_path / "f.ndjson"
     good = {"id": "a", "timestamp": "2026-03-02T09:00:00Z", "account_id": "c", "merchant_id": "m",
