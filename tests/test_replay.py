@@ -826,6 +826,20 @@ async def test_replay_command_into_a_running_server_paced(
     assert "alerts 3 " in out
 
 
+@pytest.mark.parametrize("target", ["127.0.0.1:8000", "localhost", "ftp://127.0.0.1:8000"])
+def test_a_target_that_is_no_http_url_is_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    # "--target 127.0.0.1:8000" (no scheme) was tried 8 times over ~22 s, each failing with
+    # "NonHttpUrlClientError", before the run stopped.
+    path = write_csv(tmp_path / "f.csv", HEADER, ROWS)
+    assert main(["replay", str(path), *MAP_FLAGS, "--target", target, "--api-key", "k"]) == 2
+    assert (
+        f"error: --target must be the server's base URL, http://HOST:PORT or https://HOST, "
+        f"got {target!r}"
+    ) in capsys.readouterr().err
+
+
 def test_delimiter_and_format_flags(tmp_path: Path) -> None:
     path = tmp_path / "export.txt"
     path.write_text("timestamp;account_id;merchant_id;amount\n2026-03-02 09:00:00;a;m;1,5\n"
