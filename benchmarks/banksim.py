@@ -43,10 +43,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,16 +53,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results_file import commit, write_results  # noqa: E402
-from streams import (  # noqa: E402
-    K,
-    compare_window,
-    fit_baselines,
-    print_window,
-    run_backtest,
-)
-
-from server.metrics_offline import top_k  # noqa: E402
+import streams  # noqa: E402
+from results_file import commit  # noqa: E402
 
 COLUMNS = ("step", "customer", "age", "gender", "zipcodeOri", "merchant", "zipMerchant",
            "category", "amount", "fraud")  # fmt: skip
@@ -239,15 +228,6 @@ def write_csv(stream: Stream, path: Path) -> None:
             )
 
 
-def save(stream: Stream, path: Path) -> None:
-    np.savez(path, **{k: getattr(stream, k) for k in Stream.__dataclass_fields__})
-
-
-def load(path: Path) -> Stream:
-    z = np.load(path)
-    return Stream(**{k: z[k] for k in Stream.__dataclass_fields__})
-
-
 def _running_count(key: np.ndarray) -> np.ndarray:
     """Rows of the same key so far, this one included."""
     n = len(key)
@@ -296,23 +276,6 @@ def features(stream: Stream, merchants: bool = True) -> np.ndarray:
     return np.hstack([out, one_hot])
 
 
-def split(
-    stream: Stream, train_from: int, train_days: int, delay_days: int, test_days: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """sparkov.py's split: train rows; test rows, each test day leaving out the customers
-    with a fraud known by then."""
-    days = stream.days
-    train = np.flatnonzero((days >= train_from) & (days < train_from + train_days))
-    test_from = train_from + train_days + delay_days
-    test = []
-    for j in range(test_days):
-        known_until = train_from + train_days + j
-        known = np.unique(stream.customer[(days < known_until) & (stream.fraud == 1)])
-        rows = np.flatnonzero(days == test_from + j)
-        test.append(rows[~np.isin(stream.customer[rows], known)])
-    return train, np.concatenate(test)
-
-
 def same_day_rank(stream: Stream) -> np.ndarray:
     """Per row, how many of its customer's rows came earlier on the same day (0 = first)."""
     n = len(stream.step)
@@ -329,15 +292,8 @@ def same_day_rank(stream: Stream) -> np.ndarray:
 def breakdown(
     stream: Stream, rows: np.ndarray, scores: np.ndarray, flagged: np.ndarray
 ) -> dict[str, dict[str, Any]]:
-    """Among `rows`' frauds, per group: count, share alerted, share in its day's top 100."""
-    in_top = np.zeros(len(rows), dtype=bool)
-    by_day: dict[int, list[int]] = defaultdict(list)
-    for j, d in enumerate(stream.days[rows].tolist()):
-        by_day[d].append(j)
-    for members in by_day.values():
-        for m in top_k(scores[members].tolist(), K):
-            in_top[members[m]] = True
-    fraud = stream.fraud[rows] == 1
+    """Among `rows`' frauds, per group with one: count, share alerted, share in its day's
+    top 100."""
     category = stream.category[rows]
     amount = stream.amount[rows]
     earlier = _earlier_frauds(stream)[rows]
@@ -350,19 +306,11 @@ def breakdown(
         "victim's later frauds": earlier > 0,
         "all": np.ones(len(rows), dtype=bool),
     }
-    out = {}
-    for name, mask in groups.items():
-        mine = mask & fraud
-        k = int(mine.sum())
-        if not k:
-            continue
-        out[name] = {
-            "frauds": k,
-            "flagged": round(float(flagged[mine].mean()), 4),
-            "top_100": round(float(in_top[mine].mean()), 4),
-            "legit_flagged": int((mask & ~fraud & flagged).sum()),
-        }
-    return out
+    fraud = stream.fraud[rows] == 1
+    shares = streams.group_shares(
+        groups, fraud, flagged, streams.in_day_top(stream.days[rows], scores)
+    )
+    return {name: g for name, g in shares.items() if g["frauds"]}
 
 
 def _earlier_frauds(stream: Stream) -> np.ndarray:
@@ -375,32 +323,6 @@ def _earlier_frauds(stream: Stream) -> np.ndarray:
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, n], strict=True):
         out[order[lo:hi]] = np.r_[0, np.cumsum(y[lo:hi])[:-1]]
     return out
-
-
-def read_scores(path: Path, n: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Scores and alerts (review or block) per row, by row number; unscored rows count 0."""
-    scores, alerts = np.zeros(n), np.zeros(n, dtype=bool)
-    seen = np.zeros(n, dtype=bool)
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        for tx_id, score, decision in reader:
-            i = int(tx_id) - 1
-            scores[i], alerts[i], seen[i] = float(score), decision != "allow", True
-    return scores, alerts, np.flatnonzero(~seen).tolist()
-
-
-def baselines(
-    x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, trees: int
-) -> dict[str, tuple[np.ndarray, float]]:
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-
-    models = {
-        "logistic_regression": LogisticRegression(random_state=0, max_iter=1000),
-        "random_forest": RandomForestClassifier(n_estimators=trees, random_state=0, n_jobs=1),
-    }
-    return fit_baselines(x, labels, train, test, models)
 
 
 def same_day(stream: Stream, scored: dict[str, Any]) -> dict[str, Any]:
@@ -425,16 +347,6 @@ def same_day(stream: Stream, scored: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def backtest(
-    data: Path, work: Path, model: str, delay_days: int, mapping: Sequence[str], tag: str
-) -> tuple[dict[str, Any], Path, float]:
-    report, scores = work / f"report-{tag}.json", work / f"scores-{tag}.csv"
-    started = time.perf_counter()
-    result = run_backtest(data, report, scores, "fraud", delay_days, model, mapping,
-                          ("--time-unit", "d"))  # fmt: skip
-    return result, scores, time.perf_counter() - started
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=180)
@@ -443,32 +355,17 @@ def main() -> int:
                         help="rows and frauds as a share of the file's (594,643 and 7,200 "
                         "over 180 days)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-days", type=int, default=28)
-    parser.add_argument("--delay-days", type=int, default=7, help="also the backtest's")
-    parser.add_argument("--test-days", type=int, default=14)
-    parser.add_argument("--trees", type=int, default=100)
-    parser.add_argument("--keep", type=Path, help="write (or reuse) banksim.csv here and keep it")
+    streams.add_common_options(parser, "banksim", train_days=28, test_days=14)
     opts = parser.parse_args()
-    train_from = opts.days - opts.train_days - opts.delay_days - opts.test_days
-    if train_from < 1:
-        raise SystemExit(f"--days {opts.days} leaves no day before training")
+    train_from = streams.first_train_day(opts, 1)
     begun = time.perf_counter()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = opts.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        data, saved = work / "banksim.csv", work / "banksim.npz"
-        started = time.perf_counter()
-        if data.exists() and saved.exists():
-            stream = load(saved)
-            how = f"read from {saved}"
-        else:
-            stream = generate(opts.days, opts.customers, opts.scale, opts.seed)
-            generated = time.perf_counter() - started
-            write_csv(stream, data)
-            save(stream, saved)
-            how = (f"generated in {generated:.0f} s, written in "
-                   f"{time.perf_counter() - started - generated:.0f} s")  # fmt: skip
+    with streams.work_dir(opts.keep) as work:
+        data = work / "banksim.csv"
+        stream, how = streams.generated_or_kept(
+            data, work / "banksim.npz",
+            lambda: generate(opts.days, opts.customers, opts.scale, opts.seed), write_csv, Stream,
+        )  # fmt: skip
         n = len(stream.step)
         labels = stream.fraud.astype(int)
         frauds = int(labels.sum())
@@ -514,58 +411,28 @@ def main() -> int:
 
         no_mcc = tuple(m for m in MAPPING if not m.startswith("mcc="))
         runs = {"on": ("on", MAPPING), "on_no_mcc": ("on", no_mcc), "off": ("off", MAPPING)}
-        reports, scored, wall = {}, {}, {}
-        for tag, (model, mapping) in runs.items():
-            reports[tag], path, wall[tag] = backtest(data, work, model, opts.delay_days,
-                                                     mapping, f"model-{tag}")  # fmt: skip
-            scored[tag] = read_scores(path, n)
-            o = reports[tag]["overall"]
-            print(
-                f"backtest {tag}: AP {o['average_precision']}, ROC AUC {o['roc_auc']}, "
-                f"card P@100 {o['card_precision_at_k']} (of {o['card_precision_at_k_ceiling']}), "
-                f"alerts {o['alerts']:,} (precision {o['alert_precision']}, recall "
-                f"{o['alert_recall']}); {reports[tag]['throughput']['tx_per_s']:,} tx/s, "
-                f"{wall[tag]:.0f} s wall; {len(scored[tag][2])} rows not scored"
-            )
-        meta["backtest_notes"] = reports["on"]["meta"].get("notes")
-        meta["invalid_rows"] = reports["on"]["meta"].get("invalid_rows")
-        print(f"notes: {meta['backtest_notes']}; invalid {meta['invalid_rows']}")
+        backtests = streams.run_backtests(
+            data, work, runs, "fraud", opts.delay_days,
+            lambda path: streams.read_scores(path, n, streams.row_number), ("--time-unit", "d"),
+        )  # fmt: skip
+        meta |= backtests.notes()
 
         started = time.perf_counter()
         x = features(stream)
-        train, test = split(stream, train_from, opts.train_days, opts.delay_days, opts.test_days)
-        models = baselines(x, labels, train, test, opts.trees)
-        test_from = train_from + opts.train_days + opts.delay_days
-        print(
-            f"baselines: trained on days {train_from}-{train_from + opts.train_days - 1} "
-            f"({len(train):,} tx, {int(labels[train].sum()):,} frauds), tested on days "
-            f"{test_from}-{test_from + opts.test_days - 1} ({len(test):,} tx, "
-            f"{int(labels[test].sum()):,} frauds); features and fits "
-            f"{time.perf_counter() - started:.0f} s"
+        split = streams.baseline_split(
+            stream.days, stream.customer, stream.fraud, train_from, opts, 0
         )
+        models = streams.notebook_baselines(x, labels, split, opts.trees, max_iter=1000)
+        print(split.describe(labels, time.perf_counter() - started))
 
-        t_days, t_cards = stream.days[test].tolist(), stream.customer[test].tolist()
-        t_labels = labels[test].tolist()
-        window, patterns = compare_window(
-            runs, scored, models, test, (t_days, t_cards, t_labels),
+        window, patterns = streams.compare_window(
+            runs, backtests.scored, models, split.test, (stream.days, stream.customer, labels),
             lambda rows, scores, alerts: breakdown(stream, rows, scores, alerts),
         )  # fmt: skip
-        print_window(
-            {f"fraudwatch {tag}, all days": reports[tag]["overall"] for tag in runs},
-            window, (test_from, test_from + opts.test_days - 1),
-        )  # fmt: skip
+        streams.print_window(backtests.overall(), window, split.test_days)
+        streams.print_patterns(window, patterns, 32)
 
-        print("\nfrauds alerted (baselines: p >= 0.5) / in a day's top 100, test days:")
-        for group in patterns["random_forest_test_days"]:
-            cells = []
-            for name in window:
-                g = patterns[f"{name}_test_days"].get(group)
-                cells.append(f"{g['flagged']:.2f}/{g['top_100']:.2f}" if g else "-")
-            count = patterns["random_forest_test_days"][group]["frauds"]
-            print(f"  {group:32} {count:>5}  " + "  ".join(cells))
-        print("  columns: " + ", ".join(window))
-
-        days_tied = {tag: same_day(stream, scored[tag]) for tag in runs}
+        days_tied = {tag: same_day(stream, backtests.scored[tag]) for tag in runs}
         print("\nsame-day payments (fraudwatch on, all days): rows, mean score, alerted")
         for place, row in days_tied["on"].items():
             cells = "  ".join(
@@ -574,32 +441,19 @@ def main() -> int:
             )
             print(f"  {place:30} {cells}")
 
-        runtime = time.perf_counter() - begun
-        path = write_results(
+        streams.write_stream_results(
             "banksim",
             {
                 "data": meta,
-                "mapping": {tag: list(m) for tag, (_, m) in runs.items()},
-                "overall": {t: reports[t]["overall"] for t in reports},
-                "backtest_meta": {t: reports[t]["meta"] for t in reports},
-                "throughput": {t: reports[t]["throughput"] for t in reports},
-                "backtest_wall_s": {t: round(s) for t, s in wall.items()},
-                "split": {
-                    "train_days": [train_from, train_from + opts.train_days - 1],
-                    "delay_days": opts.delay_days,
-                    "test_days": [test_from, test_from + opts.test_days - 1],
-                    "train_rows": len(train),
-                    "test_rows": len(test),
-                    "test_frauds": int(labels[test].sum()),
-                },
+                **backtests.figures(),
+                "split": split.figures(labels),
                 "features": [*FEATURES, "merchant one-hot (50)"],
                 "test_window": window,
                 "patterns": patterns,
                 "same_day": days_tied,
-                "runtime_s": round(runtime),
             },
+            begun,
         )
-        print(f"\nruntime {runtime:.0f} s; results: {path}")
     return 0
 
 

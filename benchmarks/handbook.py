@@ -46,7 +46,6 @@ import csv
 import datetime as dt
 import random
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -59,12 +58,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results_file import write_results  # noqa: E402
-from streams import K, fit_baselines, print_window, ranking, run_backtest  # noqa: E402
-
-from server.metrics_offline import (  # noqa: E402
-    top_k,
-)
+import streams  # noqa: E402
 
 COLUMNS = ("TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT",
            "TX_TIME_SECONDS", "TX_TIME_DAYS", "TX_FRAUD", "TX_FRAUD_SCENARIO")  # fmt: skip
@@ -291,13 +285,7 @@ def scenario_recall(
     """Per scenario, among `rows`: frauds, the share `flagged`, the share in a day's top 100.
     For legitimate ones, counts, and how many of the flagged are `stale` (after_compromise)."""
     days = stream.days
-    by_day: dict[int, list[int]] = defaultdict(list)
-    for j, i in enumerate(rows):
-        by_day[days[i]].append(j)
-    in_top = [False] * len(rows)
-    for members in by_day.values():
-        for m in top_k([scores[j] for j in members], K):
-            in_top[members[m]] = True
+    in_top = streams.in_day_top(np.array([days[i] for i in rows]), np.asarray(scores)).tolist()
     out = {}
     for scenario, name in SCENARIOS.items():
         mine = [j for j, i in enumerate(rows) if stream.scenarios[i] == scenario]
@@ -322,30 +310,13 @@ def scenario_recall(
 
 def backtest(data: Path, work: Path, model: str, delay_days: int) -> tuple[dict[str, Any], Path]:
     report, scores = work / f"report-model-{model}.json", work / f"scores-model-{model}.csv"
-    return run_backtest(data, report, scores, "TX_FRAUD", delay_days, model, MAPPING), scores
-
-
-def read_scores(path: Path, n: int) -> tuple[list[float], list[bool], list[int]]:
-    """Scores and alerts (review or block) by TRANSACTION_ID, and the ids not scored.
-
-    The validation refuses an amount of 0.00, which the handbook's generator writes now and
-    then (a negative draw redrawn from U(0, 2 mean) and rounded): such a row gets no score.
-    Here it counts as scored 0 and not alerted, as a refused payment would be.
-    """
-    scores, alerts = [0.0] * n, [False] * n
-    seen = [False] * n
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        for tx_id, score, decision in reader:
-            i = int(tx_id)
-            scores[i], alerts[i], seen[i] = float(score), decision != "allow", True
-    return scores, alerts, [i for i in range(n) if not seen[i]]
+    result = streams.run_backtest(data, report, scores, "TX_FRAUD", delay_days, model, MAPPING)
+    return result, scores
 
 
 def baselines(
-    x: np.ndarray, labels: Sequence[int], train: list[int], test: list[int], trees: int
-) -> dict[str, tuple[list[float], float]]:
+    x: np.ndarray, labels: Sequence[int], split: streams.Split, trees: int
+) -> dict[str, tuple[np.ndarray, float]]:
     """Each baseline's test scores and fit time (the handbook's classifiers, seed 0)."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
@@ -357,8 +328,7 @@ def baselines(
         # n_jobs=1: the machine is shared; the forest is the same whatever n_jobs.
         "random_forest": RandomForestClassifier(n_estimators=trees, random_state=0, n_jobs=1),
     }
-    fitted = fit_baselines(x, labels, train, test, models)
-    return {name: (scores.tolist(), fit_s) for name, (scores, fit_s) in fitted.items()}
+    return streams.fit_baselines(x, labels, split.train, split.test, models)
 
 
 def main() -> int:
@@ -369,21 +339,13 @@ def main() -> int:
     parser.add_argument("--start", default="2018-04-01")
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0, help="0: the handbook's own seeds")
-    parser.add_argument("--train-days", type=int, default=7)
-    parser.add_argument("--delay-days", type=int, default=7, help="also the backtest's")
-    parser.add_argument("--test-days", type=int, default=7)
-    parser.add_argument("--trees", type=int, default=100)
-    parser.add_argument("--keep", type=Path, help="write (or reuse) handbook.csv here and keep it")
+    streams.add_common_options(parser, "handbook", train_days=7, test_days=7)
     opts = parser.parse_args()
     start = dt.datetime.fromisoformat(opts.start)
-    train_from = opts.days - opts.train_days - opts.delay_days - opts.test_days
-    if train_from < max(WINDOWS):
-        raise SystemExit(f"--days {opts.days} leaves {train_from} days before training, want 30")
+    train_from = streams.first_train_day(opts, max(WINDOWS))
     begun = time.perf_counter()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = opts.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with streams.work_dir(opts.keep) as work:
         data = work / "handbook.csv"
         started = time.perf_counter()
         if data.exists():
@@ -419,8 +381,11 @@ def main() -> int:
         for model in ("on", "off"):
             started = time.perf_counter()
             reports[model], path = backtest(data, work, model, opts.delay_days)
-            scores, alerts, unscored = read_scores(path, n)
-            scored[model] = scores, alerts
+            # The validation refuses an amount of 0.00, which the handbook's generator writes
+            # now and then (a negative draw redrawn from U(0, 2 mean) and rounded): such a
+            # row gets no score, and counts as scored 0 and not alerted.
+            scored[model] = streams.read_scores(path, n, int)
+            unscored = scored[model][2]
             o = reports[model]["overall"]
             print(
                 f"backtest --model {model}: AP {o['average_precision']}, ROC AUC {o['roc_auc']}, "
@@ -442,42 +407,23 @@ def main() -> int:
         started = time.perf_counter()
         x = features(stream, opts.delay_days)
         train, test = split(stream, train_from, opts.train_days, opts.delay_days, opts.test_days)
-        models = baselines(x, stream.frauds, train, test, opts.trees)
-        test_from = train_from + opts.train_days + opts.delay_days
-        print(
-            f"baselines: trained on days {train_from + 1}-{train_from + opts.train_days} "
-            f"({len(train):,} tx, {sum(stream.frauds[i] for i in train):,} frauds), tested on "
-            f"days {test_from + 1}-{test_from + opts.test_days} ({len(test):,} tx, "
-            f"{sum(stream.frauds[i] for i in test):,} frauds, known-fraud customers left out); "
-            f"features and fits {time.perf_counter() - started:.0f} s"
-        )
+        train_test = streams.Split.of(train, test, train_from, opts)
+        labels = np.array(stream.frauds)
+        models = baselines(x, stream.frauds, train_test, opts.trees)
+        took = time.perf_counter() - started
+        print(train_test.describe(labels, took, ", known-fraud customers left out"))
 
-        days = stream.days
-        t_days = [days[i] for i in test]
-        t_cards = [stream.customers[i] for i in test]
-        t_labels = [stream.frauds[i] for i in test]
-        window: dict[str, dict[str, Any]] = {}
-        recall: dict[str, dict[str, Any]] = {}
-        everything = range(n)
         stale = after_compromise(stream)
-        for model in ("on", "off"):
-            name = "fraudwatch_model_on" if model == "on" else "fraudwatch_model_off"
-            scores, alerts = scored[model]
-            t_scores = [scores[i] for i in test]
-            window[name] = ranking(t_days, t_cards, t_scores, t_labels)
-            recall[f"{name}_all_days"] = scenario_recall(stream, everything, scores, alerts, stale)
-            recall[f"{name}_test_days"] = scenario_recall(
-                stream, test, t_scores, [alerts[i] for i in test], stale
-            )
-        for name, (t_scores, fit_s) in models.items():
-            window[name] = ranking(t_days, t_cards, t_scores, t_labels) | {"fit_s": round(fit_s, 1)}
-            recall[f"{name}_test_days"] = scenario_recall(
-                stream, test, t_scores, [s >= 0.5 for s in t_scores], stale
-            )
-
-        print_window(
+        window, recall = streams.compare_window(
+            ("on", "off"), scored, models, train_test.test,
+            (np.array(stream.days), np.array(stream.customers), labels),
+            lambda rows, scores, alerts: scenario_recall(
+                stream, rows.tolist(), scores.tolist(), alerts.tolist(), stale
+            ),
+        )  # fmt: skip
+        streams.print_window(
             {f"fraudwatch --model {m}, all days": reports[m]["overall"] for m in ("on", "off")},
-            window, (test_from + 1, test_from + opts.test_days), width=34,
+            window, train_test.test_days, width=34,
         )  # fmt: skip
         print("\nper scenario: share of frauds alerted (baselines: p >= 0.5) / in a day's top 100")
         for name, table in recall.items():
@@ -493,27 +439,17 @@ def main() -> int:
                 f"compromise had ended; in top 100 {legit['top_100']:,})"
             )
 
-        runtime = time.perf_counter() - begun
-        path = write_results(
+        streams.write_stream_results(
             "handbook",
             {
                 "data": meta,
-                "overall": {m: reports[m]["overall"] for m in reports},
-                "backtest_meta": {m: reports[m]["meta"] for m in reports},
-                "throughput": {m: reports[m]["throughput"] for m in reports},
-                "split": {
-                    "train_days": [train_from + 1, train_from + opts.train_days],
-                    "delay_days": opts.delay_days,
-                    "test_days": [test_from + 1, test_from + opts.test_days],
-                    "train_rows": len(train),
-                    "test_rows": len(test),
-                },
+                **streams.report_figures(reports),
+                "split": train_test.figures(None),
                 "test_window": window,
                 "scenario_recall": recall,
-                "runtime_s": round(runtime),
             },
+            begun,
         )
-        print(f"\nruntime {runtime:.0f} s; results: {path}")
     return 0
 
 

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import backtest  # noqa: E402
 import handbook  # noqa: E402
+import streams  # noqa: E402
 from model import model_inputs, window_metrics  # noqa: E402
 from results_file import write_results  # noqa: E402
 
@@ -85,7 +86,7 @@ def handbook_case(work: Path) -> tuple[list[list[float]], list[int], list[int], 
     learn = [n for n, d in enumerate(days) if d <= 46]
 
     def metrics(scores: Sequence[float]) -> dict[str, float | None]:
-        return handbook.ranking(
+        return streams.ranking(
             [days[i] for i in test], [cards[i] for i in test], scores, [labels[i] for i in test]
         )
 

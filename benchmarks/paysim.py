@@ -46,10 +46,8 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,21 +57,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results_file import commit, write_results  # noqa: E402
-from streams import (  # noqa: E402
-    K,
-    compare_window,
-    fit_baselines,
-    print_window,
-    ranking,
-    run_backtest,
-)
-
-from server.metrics_offline import average_precision, roc_auc, top_k  # noqa: E402
+import streams  # noqa: E402
+from results_file import commit  # noqa: E402
 
 COLUMNS = ("step", "type", "amount", "nameOrig", "oldbalanceOrg", "newbalanceOrig",
            "nameDest", "oldbalanceDest", "newbalanceDest", "isFraud", "isFlaggedFraud")  # fmt: skip
-MAPPING = ("account_id=nameOrig", "merchant_id=nameDest", "mcc=type")
+MAPPING = ("account_id=nameOrig", "merchant_id=nameDest", "mcc=type", "timestamp=step")
 TYPES = ("CASH_IN", "CASH_OUT", "DEBIT", "PAYMENT", "TRANSFER")
 CASH_IN, CASH_OUT, DEBIT, PAYMENT, TRANSFER = range(len(TYPES))
 SHARES = (0.220, 0.352, 0.0065, 0.338, 0.0835)
@@ -242,15 +231,6 @@ def write_csv(stream: Stream, path: Path) -> None:
                              names[d], f"{od:.2f}", f"{nd:.2f}", y, fl))  # fmt: skip
 
 
-def save(stream: Stream, path: Path) -> None:
-    np.savez(path, **{k: getattr(stream, k) for k in Stream.__dataclass_fields__})
-
-
-def load(path: Path) -> Stream:
-    z = np.load(path)
-    return Stream(**{k: z[k] for k in Stream.__dataclass_fields__})
-
-
 FEATURES = ("amount", *(f"type_{t}" for t in TYPES), "hour", "orig_count", "dest_count",
             "dest_count_24h")  # fmt: skip
 
@@ -288,35 +268,10 @@ def features(stream: Stream) -> np.ndarray:
     return out
 
 
-def split(
-    stream: Stream, train_from: int, train_days: int, delay_days: int, test_days: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """sparkov.py's split: train rows; test rows, each test day leaving out the accounts
-    with a fraud known by then."""
-    days = stream.days
-    train = np.flatnonzero((days >= train_from) & (days < train_from + train_days))
-    test_from = train_from + train_days + delay_days
-    test = []
-    for j in range(test_days):
-        known_until = train_from + train_days + j
-        known = np.unique(stream.orig[(days < known_until) & (stream.fraud == 1)])
-        rows = np.flatnonzero(days == test_from + j)
-        test.append(rows[~np.isin(stream.orig[rows], known)])
-    return train, np.concatenate(test)
-
-
 def breakdown(
     stream: Stream, rows: np.ndarray, scores: np.ndarray, flagged: np.ndarray
 ) -> dict[str, dict[str, Any]]:
     """Among `rows`' frauds, per group: count, share alerted, share in its day's top 100."""
-    in_top = np.zeros(len(rows), dtype=bool)
-    by_day: dict[int, list[int]] = defaultdict(list)
-    for j, d in enumerate(stream.days[rows].tolist()):
-        by_day[d].append(j)
-    for members in by_day.values():
-        for m in top_k(scores[members].tolist(), K):
-            in_top[members[m]] = True
-    fraud = stream.fraud[rows] == 1
     hour = stream.step[rows] % DAY_STEPS
     amount = stream.amount[rows]
     role = stream.role[rows]
@@ -331,43 +286,10 @@ def breakdown(
         "hours 08-23": hour >= 8,
         "all": np.ones(len(rows), dtype=bool),
     }
-    out = {}
-    for name, mask in groups.items():
-        mine = mask & fraud
-        k = int(mine.sum())
-        out[name] = {
-            "frauds": k,
-            "flagged": round(float(flagged[mine].mean()), 4) if k else None,
-            "top_100": round(float(in_top[mine].mean()), 4) if k else None,
-            "legit_flagged": int((mask & ~fraud & flagged).sum()),
-        }
-    return out
-
-
-def read_scores(path: Path, n: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Scores and alerts (review or block) per row, by row number; unscored rows count 0."""
-    scores, alerts = np.zeros(n), np.zeros(n, dtype=bool)
-    seen = np.zeros(n, dtype=bool)
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        for tx_id, score, decision in reader:
-            i = int(tx_id) - 1
-            scores[i], alerts[i], seen[i] = float(score), decision != "allow", True
-    return scores, alerts, np.flatnonzero(~seen).tolist()
-
-
-def baselines(
-    x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, trees: int
-) -> dict[str, tuple[np.ndarray, float]]:
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-
-    models = {
-        "logistic_regression": LogisticRegression(random_state=0, max_iter=1000),
-        "random_forest": RandomForestClassifier(n_estimators=trees, random_state=0, n_jobs=1),
-    }
-    return fit_baselines(x, labels, train, test, models)
+    fraud = stream.fraud[rows] == 1
+    return streams.group_shares(
+        groups, fraud, flagged, streams.in_day_top(stream.days[rows], scores)
+    )
 
 
 def inflow(stream: Stream) -> np.ndarray:
@@ -387,16 +309,13 @@ def inflow(stream: Stream) -> np.ndarray:
 
 
 def residual_signals(
-    stream: Stream, x: np.ndarray, scores: np.ndarray, train: np.ndarray, test: np.ndarray
+    stream: Stream, x: np.ndarray, scores: np.ndarray, split: streams.Split
 ) -> dict[str, dict[str, float | None]]:
     """What our score leaves out: a logistic regression (seed 0) on the logit of our score
     alone, then with one input added, trained and tested on the baselines' split. An input
     that raises the test AP carries fraud signal our inputs do not see."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    p = np.clip(scores, 1e-6, 1 - 1e-6)
-    logit = np.log(p / (1 - p))[:, None]
+    train = split.train
+    logit = streams.score_logit(scores)
     types = x[:, 1 : 1 + len(TYPES)]
     # The type's fraud rate among the labels known before the training days end (what a
     # learnt per-type rate would hold then): fraud / (labels + 1).
@@ -428,20 +347,7 @@ def residual_signals(
             logit, x, type_rate, new_dest * log_amount, received
         ],
     }  # fmt: skip
-    out = {}
-    for name, parts in groups.items():
-        z = np.hstack(parts)
-        scaler = StandardScaler().fit(z[train])
-        model = LogisticRegression(random_state=0, max_iter=1000)
-        model.fit(scaler.transform(z[train]), labels[train])
-        q = model.predict_proba(scaler.transform(z[test]))[:, 1]
-        ap = average_precision(q.tolist(), labels[test].tolist())
-        auc = roc_auc(q.tolist(), labels[test].tolist())
-        out[name] = {
-            "average_precision": None if ap is None else round(ap, 4),
-            "roc_auc": None if auc is None else round(auc, 4),
-        }
-    return out
+    return streams.residual_fits(groups, labels, split)
 
 
 def reweighted(
@@ -465,7 +371,7 @@ def reweighted(
     }
     t_days, t_cards, t_labels = stream.days[test].tolist(), cards[test].tolist(), labels[test]
     return {
-        name: ranking(t_days, t_cards, v[test].tolist(), t_labels.tolist())
+        name: streams.ranking(t_days, t_cards, v[test].tolist(), t_labels.tolist())
         for name, v in variants.items()
     }
 
@@ -543,18 +449,8 @@ def online_estimate(
                 model.learn_one(z[i], bool(labels[i]), weight)
         frozen = model.freeze()
         scores = [frozen.predict_proba(z[i]) for i in test.tolist()]
-        out[name] = ranking(t_days, t_cards, scores, t_labels.tolist())
+        out[name] = streams.ranking(t_days, t_cards, scores, t_labels.tolist())
     return out
-
-
-def backtest(
-    data: Path, work: Path, model: str, delay_days: int, mapping: Sequence[str], tag: str
-) -> tuple[dict[str, Any], Path, float]:
-    report, scores = work / f"report-{tag}.json", work / f"scores-{tag}.csv"
-    started = time.perf_counter()
-    result = run_backtest(data, report, scores, "isFraud", delay_days, model,
-                          (*mapping, "timestamp=step"), ("--time-unit", "h"))  # fmt: skip
-    return result, scores, time.perf_counter() - started
 
 
 def main() -> int:
@@ -567,35 +463,21 @@ def main() -> int:
                         help="the CASH_OUT's nameOrig a fresh id, not the mule's (as in "
                         "Kaggle's file)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-days", type=int, default=14)
-    parser.add_argument("--delay-days", type=int, default=7, help="also the backtest's")
-    parser.add_argument("--test-days", type=int, default=7)
-    parser.add_argument("--trees", type=int, default=100)
-    parser.add_argument("--keep", type=Path, help="write (or reuse) paysim.csv here and keep it")
+    streams.add_common_options(parser, "paysim", train_days=14, test_days=7)
     parser.add_argument("--inputs", action="store_true",
                         help="also estimate candidate model inputs with the online learner "
                         "on the detector's own inputs (about a minute more)")  # fmt: skip
     opts = parser.parse_args()
-    train_from = opts.days - opts.train_days - opts.delay_days - opts.test_days
-    if train_from < 1:
-        raise SystemExit(f"--days {opts.days} leaves no day before training")
+    train_from = streams.first_train_day(opts, 1)
     begun = time.perf_counter()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = opts.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        data, saved = work / "paysim.csv", work / "paysim.npz"
-        started = time.perf_counter()
-        if data.exists() and saved.exists():
-            stream = load(saved)
-            how = f"read from {saved}"
-        else:
-            stream = generate(opts.days, opts.rows, opts.fraud_rate, opts.kaggle_names, opts.seed)
-            generated = time.perf_counter() - started
-            write_csv(stream, data)
-            save(stream, saved)
-            how = (f"generated in {generated:.0f} s, written in "
-                   f"{time.perf_counter() - started - generated:.0f} s")  # fmt: skip
+    with streams.work_dir(opts.keep) as work:
+        data = work / "paysim.csv"
+        stream, how = streams.generated_or_kept(
+            data, work / "paysim.npz",
+            lambda: generate(opts.days, opts.rows, opts.fraud_rate, opts.kaggle_names, opts.seed),
+            write_csv, Stream,
+        )  # fmt: skip
         n = len(stream.step)
         frauds = int(stream.fraud.sum())
         orig_names = stream.names[stream.orig]
@@ -626,55 +508,33 @@ def main() -> int:
 
         no_mcc = tuple(m for m in MAPPING if not m.startswith("mcc="))
         runs = {"on": ("on", MAPPING), "on_no_mcc": ("on", no_mcc), "off": ("off", MAPPING)}
-        reports, scored, wall = {}, {}, {}
-        for tag, (model, mapping) in runs.items():
-            reports[tag], path, wall[tag] = backtest(data, work, model, opts.delay_days,
-                                                     mapping, f"model-{tag}")  # fmt: skip
-            scored[tag] = read_scores(path, n)
-            o = reports[tag]["overall"]
-            print(
-                f"backtest {tag}: AP {o['average_precision']}, ROC AUC {o['roc_auc']}, "
-                f"card P@100 {o['card_precision_at_k']} (of {o['card_precision_at_k_ceiling']}), "
-                f"alerts {o['alerts']:,} (precision {o['alert_precision']}, recall "
-                f"{o['alert_recall']}); {reports[tag]['throughput']['tx_per_s']:,} tx/s, "
-                f"{wall[tag]:.0f} s wall; {len(scored[tag][2])} rows not scored"
-            )
-        meta["backtest_notes"] = reports["on"]["meta"].get("notes")
-        meta["invalid_rows"] = reports["on"]["meta"].get("invalid_rows")
-        print(f"notes: {meta['backtest_notes']}; invalid {meta['invalid_rows']}")
+        backtests = streams.run_backtests(
+            data, work, runs, "isFraud", opts.delay_days,
+            lambda path: streams.read_scores(path, n, streams.row_number), ("--time-unit", "h"),
+        )  # fmt: skip
+        scored = backtests.scored
+        meta |= backtests.notes()
 
         started = time.perf_counter()
         x = features(stream)
-        train, test = split(stream, train_from, opts.train_days, opts.delay_days, opts.test_days)
         labels = stream.fraud.astype(int)
-        models = baselines(x, labels, train, test, opts.trees)
-        test_from = train_from + opts.train_days + opts.delay_days
-        print(
-            f"baselines: trained on days {train_from + 1}-{train_from + opts.train_days} "
-            f"({len(train):,} tx, {int(labels[train].sum()):,} frauds), tested on days "
-            f"{test_from + 1}-{test_from + opts.test_days} ({len(test):,} tx, "
-            f"{int(labels[test].sum()):,} frauds); features and fits "
-            f"{time.perf_counter() - started:.0f} s"
-        )
+        split = streams.baseline_split(stream.days, stream.orig, stream.fraud, train_from, opts)
+        models = streams.notebook_baselines(x, labels, split, opts.trees, max_iter=1000)
+        print(split.describe(labels, time.perf_counter() - started))
 
         _, cards = np.unique(orig_names, return_inverse=True)
-        t_days, t_cards = stream.days[test].tolist(), cards[test].tolist()
-        t_labels = labels[test].tolist()
-        window, patterns = compare_window(
-            runs, scored, models, test, (t_days, t_cards, t_labels),
+        window, patterns = streams.compare_window(
+            runs, scored, models, split.test, (stream.days, cards, labels),
             lambda rows, scores, alerts: breakdown(stream, rows, scores, alerts),
         )  # fmt: skip
-        print_window(
-            {f"fraudwatch {tag}, all days": reports[tag]["overall"] for tag in runs},
-            window, (test_from + 1, test_from + opts.test_days),
-        )  # fmt: skip
-        residual = residual_signals(stream, x, scored["on"][0], train, test)
+        streams.print_window(backtests.overall(), window, split.test_days)
+        residual = residual_signals(stream, x, scored["on"][0], split)
         print("\nwhat fraudwatch on's score leaves out (logistic regression on it and one "
               "more input; test days):")  # fmt: skip
         for name, m in residual.items():
             print(f"  {name:62}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}")
 
-        scaled = reweighted(stream, x, scored["on"][0], train, test, cards)
+        scaled = reweighted(stream, x, scored["on"][0], split.train, split.test, cards)
         print("\nfraudwatch on's scores reweighted (test days):")
         for name, m in scaled.items():
             print(f"  {name:62}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}"
@@ -683,8 +543,8 @@ def main() -> int:
         estimate = None
         if opts.inputs:
             started = time.perf_counter()
-            learnt = test_from - opts.delay_days
-            estimate = online_estimate(data, stream, x, test, cards, opts.delay_days, learnt)
+            learnt = train_from + opts.train_days
+            estimate = online_estimate(data, stream, x, split.test, cards, opts.delay_days, learnt)
             took = time.perf_counter() - started
             print(f"\nthe online model with a candidate input (labels of days 1-{learnt} "
                   f"learnt, frozen; test days; {took:.0f} s):")  # fmt: skip
@@ -692,45 +552,23 @@ def main() -> int:
                 print(f"  {name:62}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}"
                       f"{m['card_precision_at_100']:>12.3f}")  # fmt: skip
 
-        print("\nfrauds alerted (baselines: p >= 0.5) / in a day's top 100, test days:")
-        for group in patterns["random_forest_test_days"]:
-            cells = []
-            for name in window:
-                g = patterns[f"{name}_test_days"][group]
-                if g["frauds"]:
-                    cells.append(f"{g['flagged']:.2f}/{g['top_100']:.2f}")
-            count = patterns["random_forest_test_days"][group]["frauds"]
-            print(f"  {group:32} {count:>5}  " + "  ".join(cells))
-        print("  columns: " + ", ".join(window))
+        streams.print_patterns(window, patterns, 32)
 
-        runtime = time.perf_counter() - begun
-        path = write_results(
+        streams.write_stream_results(
             "paysim",
             {
                 "data": meta,
-                "mapping": {tag: [*m, "timestamp=step"] for tag, (_, m) in runs.items()},
-                "overall": {t: reports[t]["overall"] for t in reports},
-                "backtest_meta": {t: reports[t]["meta"] for t in reports},
-                "throughput": {t: reports[t]["throughput"] for t in reports},
-                "backtest_wall_s": {t: round(s) for t, s in wall.items()},
-                "split": {
-                    "train_days": [train_from + 1, train_from + opts.train_days],
-                    "delay_days": opts.delay_days,
-                    "test_days": [test_from + 1, test_from + opts.test_days],
-                    "train_rows": len(train),
-                    "test_rows": len(test),
-                    "test_frauds": int(labels[test].sum()),
-                },
+                **backtests.figures(),
+                "split": split.figures(labels),
                 "features": list(FEATURES),
                 "test_window": window,
                 "patterns": patterns,
                 "residual_signals": {"of": "on", "test_window": residual},
                 "reweighted": {"of": "on", "test_window": scaled},
                 "online_estimate": estimate,
-                "runtime_s": round(runtime),
             },
+            begun,
         )
-        print(f"\nruntime {runtime:.0f} s; results: {path}")
     return 0
 
 

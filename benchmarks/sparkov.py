@@ -48,9 +48,7 @@ import argparse
 import csv
 import datetime as dt
 import sys
-import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,20 +59,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from results_file import write_results  # noqa: E402
-from streams import (  # noqa: E402
-    K,
-    compare_window,
-    fit_baselines,
-    print_window,
-    run_backtest,
-)
-
-from server.metrics_offline import (  # noqa: E402
-    average_precision,
-    roc_auc,
-    top_k,
-)
+import streams  # noqa: E402
 
 COLUMNS = ("", "trans_date_trans_time", "cc_num", "merchant", "category", "amt", "first", "last",
            "gender", "street", "city", "state", "zip", "lat", "long", "city_pop", "job", "dob",
@@ -467,37 +452,11 @@ def features(stream: Stream) -> np.ndarray:
     return out
 
 
-def split(
-    stream: Stream, train_from: int, train_days: int, delay_days: int, test_days: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """handbook.py's split: train rows; test rows, each test day leaving out the cards with a
-    fraud known by then (in the training set, or on a day at least `delay_days` earlier)."""
-    days = stream.days
-    train = np.flatnonzero((days >= train_from) & (days < train_from + train_days))
-    test_from = train_from + train_days + delay_days
-    test = []
-    for j in range(test_days):
-        known_until = train_from + train_days + j  # labels of days before this one are known
-        known = np.unique(stream.card[(days < known_until) & (stream.fraud == 1)])
-        rows = np.flatnonzero(days == test_from + j)
-        test.append(rows[~np.isin(stream.card[rows], known)])
-    return train, np.concatenate(test)
-
-
 def breakdown(
     stream: Stream, rows: np.ndarray, scores: np.ndarray, flagged: np.ndarray
 ) -> dict[str, dict[str, Any]]:
     """Among `rows`' frauds, per category and per hour band: count, share flagged, share in
     its day's top 100 (of `rows`)."""
-    days = stream.days[rows]
-    in_top = np.zeros(len(rows), dtype=bool)
-    by_day: dict[int, list[int]] = defaultdict(list)
-    for j, d in enumerate(days.tolist()):
-        by_day[d].append(j)
-    for members in by_day.values():
-        for m in top_k(scores[members].tolist(), K):
-            in_top[members[m]] = True
-    fraud = stream.fraud[rows] == 1
     hour = (stream.seconds[rows] % DAY_S) // 3600
     groups = {f"category {c}": stream.category[rows] == i for i, c in enumerate(CATEGORIES)}
     groups |= {
@@ -507,66 +466,19 @@ def breakdown(
         "amount < 200": stream.amount[rows] < 200,
         "all": np.ones(len(rows), dtype=bool),
     }
-    out = {}
-    for name, mask in groups.items():
-        mine = mask & fraud
-        n = int(mine.sum())
-        out[name] = {
-            "frauds": n,
-            "flagged": round(float(flagged[mine].mean()), 4) if n else None,
-            "top_100": round(float(in_top[mine].mean()), 4) if n else None,
-            "legit_flagged": int((mask & ~fraud & flagged).sum()),
-        }
-    return out
-
-
-def backtest(data: Path, work: Path, model: str, delay_days: int, mapping: Sequence[str],
-             tag: str) -> tuple[dict[str, Any], Path, float]:  # fmt: skip
-    report, scores = work / f"report-{tag}.json", work / f"scores-{tag}.csv"
-    started = time.perf_counter()
-    result = run_backtest(data, report, scores, "is_fraud", delay_days, model, mapping)
-    return result, scores, time.perf_counter() - started
-
-
-def read_scores(path: Path, ids: list[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Scores and alerts (review or block) per row; rows without a score count as 0."""
-    index = {tx: i for i, tx in enumerate(ids)}
-    scores, alerts = np.zeros(len(ids)), np.zeros(len(ids), dtype=bool)
-    seen = np.zeros(len(ids), dtype=bool)
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        for tx_id, score, decision in reader:
-            i = index[tx_id]
-            scores[i], alerts[i], seen[i] = float(score), decision != "allow", True
-    return scores, alerts, np.flatnonzero(~seen).tolist()
-
-
-def baselines(
-    x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, trees: int
-) -> dict[str, tuple[np.ndarray, float]]:
-    """Each baseline's test scores and fit time (scikit-learn defaults, seed 0)."""
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-
-    models = {
-        "logistic_regression": LogisticRegression(random_state=0),
-        "random_forest": RandomForestClassifier(n_estimators=trees, random_state=0, n_jobs=1),
-    }
-    return fit_baselines(x, labels, train, test, models)
+    fraud = stream.fraud[rows] == 1
+    return streams.group_shares(
+        groups, fraud, flagged, streams.in_day_top(stream.days[rows], scores)
+    )
 
 
 def residual_signals(
-    stream: Stream, x: np.ndarray, scores: np.ndarray, train: np.ndarray, test: np.ndarray
+    stream: Stream, x: np.ndarray, scores: np.ndarray, split: streams.Split
 ) -> dict[str, dict[str, float | None]]:
     """What our score leaves out: a logistic regression (seed 0) on the logit of our score
     alone, then with one signal group added, trained and tested on the baselines' split. A
     group that raises the test AP carries fraud signal our inputs do not see."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    p = np.clip(scores, 1e-6, 1 - 1e-6)
-    logit = np.log(p / (1 - p))[:, None]
+    logit = streams.score_logit(scores)
     hours = np.eye(24)[(stream.seconds % DAY_S) // 3600]
     categories = x[:, 1 : 1 + len(CATEGORIES)]
     cards = x[:, -2 * len(WINDOWS) :]
@@ -578,23 +490,7 @@ def residual_signals(
         "score + hour + category": [logit, hours, categories],
         "score + hour + category + the notebook features": [logit, hours, categories, x],
     }
-    labels = stream.fraud.astype(int)
-    out = {}
-    for name, parts in groups.items():
-        z = np.hstack(parts)
-        scaler = StandardScaler().fit(z[train])
-        model = LogisticRegression(random_state=0, max_iter=1000)
-        model.fit(scaler.transform(z[train]), labels[train])
-        q = model.predict_proba(scaler.transform(z[test]))[:, 1]
-        ap, auc = (
-            average_precision(q.tolist(), labels[test].tolist()),
-            roc_auc(q.tolist(), labels[test].tolist()),
-        )
-        out[name] = {
-            "average_precision": None if ap is None else round(ap, 4),
-            "roc_auc": None if auc is None else round(auc, 4),
-        }
-    return out
+    return streams.residual_fits(groups, stream.fraud.astype(int), split)
 
 
 def early_days(report: dict[str, Any], first: int) -> list[dict[str, Any]]:
@@ -614,23 +510,15 @@ def main() -> int:
                         help="the run each customer's one fraud episode is placed in (Kaggle's "
                         "two years): longer than --days keeps Kaggle's fraud rate")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-days", type=int, default=28)
-    parser.add_argument("--delay-days", type=int, default=7, help="also the backtest's")
-    parser.add_argument("--test-days", type=int, default=14)
-    parser.add_argument("--trees", type=int, default=100)
+    streams.add_common_options(parser, "sparkov", train_days=28, test_days=14)
     parser.add_argument("--no-location", action="store_true",
                         help="also run --model on without lat/lon mapped")  # fmt: skip
-    parser.add_argument("--keep", type=Path, help="write (or reuse) sparkov.csv here and keep it")
     opts = parser.parse_args()
     start = dt.datetime.fromisoformat(opts.start)
-    train_from = opts.days - opts.train_days - opts.delay_days - opts.test_days
-    if train_from < max(WINDOWS):
-        raise SystemExit(f"--days {opts.days} leaves {train_from} days before training, want 30")
+    train_from = streams.first_train_day(opts, max(WINDOWS))
     begun = time.perf_counter()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = opts.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with streams.work_dir(opts.keep) as work:
         data, saved = work / "sparkov.csv", work / "sparkov.npz"
         started = time.perf_counter()
         if data.exists() and saved.exists():
@@ -672,95 +560,49 @@ def main() -> int:
         if opts.no_location:
             runs["on_no_location"] = ("on", tuple(m for m in MAPPING if m.split("=")[0]
                                                   not in ("lat", "lon")))  # fmt: skip
-        reports, scored, wall = {}, {}, {}
-        for tag, (model, mapping) in runs.items():
-            reports[tag], path, wall[tag] = backtest(data, work, model, opts.delay_days,
-                                                     mapping, f"model-{tag}")  # fmt: skip
-            scores, alerts, unscored = read_scores(path, ids)
-            scored[tag] = scores, alerts, unscored
-            o = reports[tag]["overall"]
-            print(
-                f"backtest {tag}: AP {o['average_precision']}, ROC AUC {o['roc_auc']}, "
-                f"card P@100 {o['card_precision_at_k']} (of {o['card_precision_at_k_ceiling']}), "
-                f"alerts {o['alerts']:,} (precision {o['alert_precision']}, recall "
-                f"{o['alert_recall']}); {reports[tag]['throughput']['tx_per_s']:,} tx/s, "
-                f"{wall[tag]:.0f} s wall; {len(unscored)} rows not scored"
-            )
-        meta["backtest_notes"] = reports["on"]["meta"].get("notes")
-        meta["invalid_rows"] = reports["on"]["meta"].get("invalid_rows")
-        meta["invalid_examples"] = reports["on"]["meta"].get("invalid_examples")
-        print(f"notes: {meta['backtest_notes']}; invalid {meta['invalid_rows']}")
+        row = {tx: i for i, tx in enumerate(ids)}
+        backtests = streams.run_backtests(
+            data, work, runs, "is_fraud", opts.delay_days,
+            lambda path: streams.read_scores(path, n, row.__getitem__),
+        )  # fmt: skip
+        meta |= backtests.notes("invalid_examples")
 
         started = time.perf_counter()
         x = features(stream)
-        train, test = split(stream, train_from, opts.train_days, opts.delay_days, opts.test_days)
         labels = stream.fraud.astype(int)
-        models = baselines(x, labels, train, test, opts.trees)
-        test_from = train_from + opts.train_days + opts.delay_days
-        print(
-            f"baselines: trained on days {train_from + 1}-{train_from + opts.train_days} "
-            f"({len(train):,} tx, {int(labels[train].sum()):,} frauds), tested on days "
-            f"{test_from + 1}-{test_from + opts.test_days} ({len(test):,} tx, "
-            f"{int(labels[test].sum()):,} frauds, known-fraud cards left out); features and "
-            f"fits {time.perf_counter() - started:.0f} s"
-        )
+        split = streams.baseline_split(stream.days, stream.card, stream.fraud, train_from, opts)
+        models = streams.notebook_baselines(x, labels, split, opts.trees)
+        took = time.perf_counter() - started
+        print(split.describe(labels, took, ", known-fraud cards left out"))
 
-        t_days = stream.days[test].tolist()
-        t_cards = stream.card[test].tolist()
-        t_labels = labels[test].tolist()
-        window, patterns = compare_window(
-            runs, scored, models, test, (t_days, t_cards, t_labels),
+        window, patterns = streams.compare_window(
+            runs, backtests.scored, models, split.test, (stream.days, stream.card, labels),
             lambda rows, scores, alerts: breakdown(stream, rows, scores, alerts),
         )  # fmt: skip
-        print_window(
-            {f"fraudwatch {tag}, all days": reports[tag]["overall"] for tag in runs},
-            window, (test_from + 1, test_from + opts.test_days),
-        )  # fmt: skip
+        streams.print_window(backtests.overall(), window, split.test_days)
         residual_of = "on_no_location" if "on_no_location" in runs else "on"
-        residual = residual_signals(stream, x, scored[residual_of][0], train, test)
+        residual = residual_signals(stream, x, backtests.scored[residual_of][0], split)
         print(f"\nwhat fraudwatch {residual_of}'s score leaves out (logistic regression on it "
               "and one more signal group; test days):")  # fmt: skip
         for name, m in residual.items():
             print(f"  {name:50}{m['average_precision']:>7.3f}{m['roc_auc']:>9.3f}")
 
-        print("\nfrauds alerted (baselines: p >= 0.5) / in a day's top 100, test days:")
-        for group in patterns["random_forest_test_days"]:
-            cells = []
-            for name in window:
-                g = patterns[f"{name}_test_days"][group]
-                if g["frauds"]:
-                    cells.append(f"{g['flagged']:.2f}/{g['top_100']:.2f}")
-            count = patterns["random_forest_test_days"][group]["frauds"]
-            print(f"  {group:26} {count:>5}  " + "  ".join(cells))
-        print("  columns: " + ", ".join(window))
+        streams.print_patterns(window, patterns, 26)
 
-        runtime = time.perf_counter() - begun
-        path = write_results(
+        streams.write_stream_results(
             "sparkov",
             {
                 "data": meta,
-                "mapping": {tag: list(m) for tag, (_, m) in runs.items()},
-                "overall": {t: reports[t]["overall"] for t in reports},
-                "backtest_meta": {t: reports[t]["meta"] for t in reports},
-                "throughput": {t: reports[t]["throughput"] for t in reports},
-                "backtest_wall_s": {t: round(s) for t, s in wall.items()},
-                "early_days": {t: early_days(reports[t], 28) for t in reports},
-                "split": {
-                    "train_days": [train_from + 1, train_from + opts.train_days],
-                    "delay_days": opts.delay_days,
-                    "test_days": [test_from + 1, test_from + opts.test_days],
-                    "train_rows": len(train),
-                    "test_rows": len(test),
-                    "test_frauds": int(labels[test].sum()),
-                },
+                **backtests.figures(),
+                "early_days": {t: early_days(backtests.reports[t], 28) for t in runs},
+                "split": split.figures(labels),
                 "features": list(FEATURES),
                 "test_window": window,
                 "patterns": patterns,
                 "residual_signals": {"of": residual_of, "test_window": residual},
-                "runtime_s": round(runtime),
             },
+            begun,
         )
-        print(f"\nruntime {runtime:.0f} s; results: {path}")
     return 0
 
 
