@@ -219,6 +219,27 @@ async def test_single_label_errors_have_their_status(client: TestClient) -> None
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "empty_body"
 
 
+async def test_json_that_is_only_pythons_is_malformed_and_a_blank_id_invalid(
+    client: TestClient,
+) -> None:
+    """NaN, Infinity and a number past Python's digit limit are refused as malformed JSON,
+    as ingest refuses them, in words that are not Python's; an id of blanks is an invalid
+    field, not a transaction the store looks for."""
+    headers = {**BOOTSTRAP, "Content-Type": "application/json"}
+    for body, words in (
+        (b'{"transaction_id": "a", "label": NaN}', "NaN is not a JSON value"),
+        (b'{"transaction_id": "a", "label": -Infinity}', "-Infinity is not a JSON value"),
+        (b'{"transaction_id": "a", "label": ' + b"7" * 5000 + b"}", "a number of 5,000 digits"),
+    ):
+        resp = await client.post("/api/v1/labels", data=body, headers=headers)
+        error = (await resp.json())["error"]
+        assert (resp.status, error["code"]) == (400, "malformed_json"), error
+        assert words in error["message"] and "sys." not in error["message"], error
+    status, answer = await post_labels(client, {"transaction_id": " ", "label": "fraud"})
+    assert (status, answer["error"]["code"]) == (400, "invalid_field"), answer
+    assert answer["error"]["field"] == "transaction_id"
+
+
 async def _both_answers(
     client: TestClient, transactions: bytes, labels: bytes
 ) -> list[tuple[int, dict[str, Any]]]:

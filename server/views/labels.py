@@ -72,10 +72,29 @@ def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
+def _no_constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are Python's, not JSON's: ingest refuses them as
+    # malformed, and so do labels.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _int(text: str) -> int:
+    # Python's own limit (4,300 digits) would answer "use sys.set_int_max_str_digits()".
+    if len(text) > MAX_INT_DIGITS:
+        raise ValueError(f"a number of {len(text):,} digits")
+    return int(text)
+
+
+MAX_INT_DIGITS = 100
+"""No label field is a number: one longer than this is refused as malformed JSON."""
+
+
 def _loads(data: bytes) -> Any:
     # The json module for its pairs hook: a label naming a key twice is refused, as a
     # transaction is (parsers disagree on which one wins). Labels are not a hot path.
-    return json.loads(data, object_pairs_hook=_keys_once)
+    return json.loads(
+        data, object_pairs_hook=_keys_once, parse_constant=_no_constant, parse_int=_int
+    )
 
 
 def _malformed(exc: ValueError) -> str:
@@ -133,7 +152,7 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
             fields=missing,
         )
     tx_id = item.get("transaction_id")
-    if not isinstance(tx_id, str) or not tx_id:
+    if not isinstance(tx_id, str) or not tx_id.strip():  # blank: no transaction has it
         raise LabelError(
             "invalid_field",
             f"'transaction_id' must be a non-empty string of at most {MAX_ID_LENGTH} characters",
