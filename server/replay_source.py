@@ -325,6 +325,28 @@ _HANDLERS = count()
 """Numbers for each `Source`'s decoding error handler (`Source._replacing`)."""
 
 
+LISTED_CHARS = 300
+"""An error lists a header's columns up to about this many characters."""
+
+
+def listed(columns: Sequence[str]) -> str:
+    """A header's columns for an error message: a character that is not printable escaped
+    (a binary file's first line would otherwise write control codes to the terminal), and
+    the list cut at about LISTED_CHARS, saying how many columns there are."""
+    shown: list[str] = []
+    size = 0
+    for name in columns:
+        text = name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+        if size + len(text) > LISTED_CHARS:
+            count = f"{len(columns):,} column{'s' if len(columns) > 1 else ''}"
+            if not shown:
+                return f"{text[:LISTED_CHARS]}… ({count})"
+            return f"{', '.join(shown)}, … ({count})"
+        shown.append(text)
+        size += len(text) + 2
+    return ", ".join(shown)
+
+
 class NoSuchMoment(ValueError):
     """A date-time in the right form for a date or time that does not exist: the row's
     error says which, as ingest's does, rather than only that it cannot be read."""
@@ -771,19 +793,19 @@ class Source:
             elif field in self.options.mapping:
                 raise SourceError(
                     f"--map {field}={column}: no column {column!r} in {self.path}; "
-                    f"columns: {', '.join(columns)}"
+                    f"columns: {listed(columns)}"
                 )
         missing = [f for f in REQUIRED if f not in dict(plan)]
         if missing:
             raise SourceError(
                 f"{self.path} has no column for {', '.join(missing)}; columns: "
-                f"{', '.join(columns)}; map one with --map FIELD=COLUMN"
+                f"{listed(columns)}; map one with --map FIELD=COLUMN"
                 + self._delimiter_hint(columns)
             )
         label = self.options.label
         if label is not None and label not in index:
             raise SourceError(
-                f"label column {label!r} is not in {self.path}; columns: {', '.join(columns)}"
+                f"label column {label!r} is not in {self.path}; columns: {listed(columns)}"
             )
         read_as = {self.options.mapping.get(field, field): field for field in FIELDS}
         if label is not None and label in read_as:

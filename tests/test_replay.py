@@ -872,6 +872,26 @@ def test_a_header_read_as_one_column_names_the_delimiter_it_holds(
     assert "delimiter" not in capsys.readouterr().err
 
 
+def test_a_binary_files_header_is_shown_escaped_and_cut(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A zip or a spreadsheet's binary given to replay: its first "line" went into the error
+    # as it was, control codes (a terminal's escapes among them) and all, however long.
+    path = tmp_path / "export.csv"
+    path.write_bytes(b"PK\x03\x04\x1b[2J" + bytes(range(1, 10)) + b"x" * 5000 + b"\n1,2\n")
+    assert main(["replay", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert "no column for" in error and "\\x1b[2J" in error, error
+    assert all(c.isprintable() for c in error.rstrip("\n")), repr(error)
+    assert len(error) < 800 and "… (1 column)" in error, error
+    # Many columns: the first ones, and how many there are.
+    path.write_text(",".join(f"column_{i}" for i in range(200)) + "\n")
+    assert main(["replay", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert "columns: column_0, column_1," in error and ", … (200 columns)" in error, error
+    assert len(error) < 800, error
+
+
 @pytest.mark.parametrize("command", ["replay", "backtest"])
 def test_a_default_currency_that_is_no_code_is_refused_up_front(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
