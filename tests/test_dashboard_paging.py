@@ -302,3 +302,90 @@ async def test_a_live_alert_listed_above_the_focused_row_leaves_it_where_it_was_
     assert abs(await row_top(alice, cursor_id) - top) <= 1
     await expect(box).to_be_focused()
     assert alice.problems == []
+
+
+# The first row wholly in view under the table's sticky header: its id and its top on screen.
+TOP_ROW = """() => {
+    const head = document.querySelector("#alerts-table thead th").getBoundingClientRect();
+    for (const row of document.querySelectorAll("#alert-rows tr[data-id]")) {
+        const box = row.getBoundingClientRect();
+        if (box.top >= head.bottom - 1) return { id: row.dataset.id, top: Math.round(box.top) };
+    }
+    return null;
+}"""
+
+
+async def top_row(alice: Analyst) -> dict[str, Any]:
+    row: dict[str, Any] = await alice.page.evaluate(TOP_ROW)
+    assert row is not None
+    return row
+
+
+async def test_alerts_listed_above_a_table_scrolled_down_leave_the_rows_in_view_in_place(
+    browser: Browser, server: TestServer, http: aiohttp.ClientSession, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    total = await a_long_queue(alice, server, http)
+    rowcount = page.locator("#alerts-table")
+    paused = page.locator("#alerts-paused")
+    above = page.locator("#new-above-button")
+
+    # Scrolled down the queue with the wheel, then the pointer gone (to the header, say):
+    # nobody is working in the table, and it does not hold.
+    box = await page.locator("#table-wrap").bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + 300, box["y"] + 200)
+    await page.mouse.wheel(0, 1500)
+    await eventually(
+        lambda: page.evaluate("document.querySelector('#table-wrap').scrollTop > 0"), True
+    )
+    await page.mouse.move(5, 5)
+    await expect(paused).to_be_hidden()
+    await expect(above).to_be_hidden()
+    reading = await top_row(alice)
+
+    # A critical alert (a block of 1,299.00) sorts above the medium card tests, out of sight:
+    # the rows in view stay where they were (they moved down a row with each), and the page
+    # says a new one came above them.
+    late = await ingest(
+        impossible_travel("acct-late", "Shop", T0 + dt.timedelta(days=1), "1299.00")
+    )
+    await expect(rowcount).to_have_attribute("aria-rowcount", str(total + 2))
+    assert await top_row(alice) == reading
+    await expect(above).to_have_text("1 new above — show")
+
+    # The pointer holds the table while it is on it; let go, the release lists what waited
+    # above the view, and the rows in view stay put there too.
+    await page.mouse.move(box["x"] + 300, box["y"] + 200)
+    await expect(paused).to_have_text("Paused")
+    later = await ingest(
+        impossible_travel("acct-later", "Shop", T0 + dt.timedelta(days=2), "1299.00")
+    )
+    await expect(paused).to_have_text("Paused · 1 new")
+    await page.mouse.move(5, 5)
+    await expect(rowcount).to_have_attribute("aria-rowcount", str(total + 3))
+    assert await top_row(alice) == reading
+    await expect(above).to_have_text("2 new above — show")
+
+    # The button shows the first of them; scrolled to, they are seen and it goes.
+    await above.click()
+    await expect(alice.row(late[0])).to_be_in_viewport()
+    await expect(alice.row(later[0])).to_be_in_viewport()
+    await expect(above).to_be_hidden()
+    assert alice.problems == []
+
+
+async def test_a_table_at_its_top_still_shows_new_alerts_at_the_top(
+    browser: Browser, server: TestServer, http: aiohttp.ClientSession, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    await a_long_queue(alice, server, http)
+    late = await ingest(
+        impossible_travel("acct-late", "Shop", T0 + dt.timedelta(days=1), "1299.00")
+    )
+    await expect(alice.rows.first).to_have_attribute("data-id", late[0])
+    await expect(alice.row(late[0])).to_be_in_viewport()
+    await expect(page.locator("#new-above-button")).to_be_hidden()
+    assert alice.problems == []

@@ -72,6 +72,7 @@ export class AlertTable {
     this._fromTop = false; // the analyst's own new view, shown from its top (setView)
     this._kept = null; // the id of the cursor's row, kept listed though the page let it go
     this._unmatched = new Set(); // listed ids held in place that the view no longer matches
+    this._above = new Set(); // listed ids that arrived above the view scrolled down: unseen
     this._frozen = false;
     this._frame = 0;
     this._scrollFrame = 0;
@@ -132,6 +133,7 @@ export class AlertTable {
     this._stale = true;
     this._forced = true;
     this._fromTop = true;
+    this._above.clear();
     this.wrap.scrollTop = 0;
     this._requestFrame();
   }
@@ -212,6 +214,10 @@ export class AlertTable {
     this._scrollFrame = requestAnimationFrame(() => {
       this._scrollFrame = 0;
       this._paint(new Set());
+      const above = this._above.size;
+      if (!above) return;
+      this._pruneAbove();
+      if (this._above.size !== above) this.onRender(this._counts());
     });
   }
 
@@ -324,6 +330,7 @@ export class AlertTable {
     let refocus = false;
     if (this._reset) {
       this._reset = false;
+      this._above.clear();
       this._touched.clear();
       this._rows.clear();
       refocus = this.tbody.contains(document.activeElement);
@@ -338,9 +345,14 @@ export class AlertTable {
       const before = this._list;
       const at = this._positions.get(this.cursorId);
       const offset = this._fromTop ? null : this._offsetInSight(at, refocus);
+      const anchor = offset === null && !this._fromTop ? this._anchorInView() : null;
+      // Before the rebuild empties _waiting: what the release lists is new too.
+      const arrived = keep ? [...this._added, ...this._waiting] : [];
       this._rebuild();
       if (keep) place = this._keepPlace(before, at);
       if (offset !== null) this._keepOnScreen(place?.id ?? this.cursorId, offset);
+      else if (anchor) this._keepOnScreen(anchor.id, anchor.offset);
+      this._noteArrivedAbove(arrived);
       this._touched.clear();
     } else if (this._stale) {
       this._adopt();
@@ -349,6 +361,7 @@ export class AlertTable {
     }
     const highlight = !initial && fresh <= HIGHLIGHT_MAX_ROWS ? this._added : new Set();
     this._paint(highlight);
+    if (this._above.size) this._pruneAbove();
     if (place) this.setCursor(place.id, { scroll: false, focus: place.focus });
     else if (refocus && document.activeElement === this.wrap) {
       this._rows.get(this.cursorId)?.tr.focus({ preventScroll: true });
@@ -372,6 +385,7 @@ export class AlertTable {
       held: this.store.size + kept,
       waiting: this._waiting.size,
       letGo: this._letGo,
+      above: this._above.size,
     };
   }
 
@@ -449,6 +463,60 @@ export class AlertTable {
     const offset = index * this._rowPx - this.wrap.scrollTop;
     const room = this.wrap.clientHeight - this._headPx;
     return offset + this._rowPx > 0 && offset < room ? offset : null;
+  }
+
+  // A table scrolled down that nobody is working in: the rows the analyst is reading stay
+  // where they are on screen, as the browser's scroll anchoring keeps a real list, however
+  // many alerts are listed above them (a live one, the release of a held table, one resolved
+  // by someone else leaving from above). They moved down a row with each, out of sight in a
+  // burst. The anchor is the top row in view that did not change itself (a row resolved
+  // meanwhile leaves its place); at the very top nothing is anchored, and new alerts show
+  // there (_noteArrivedAbove counts the others).
+  _anchorInView() {
+    const top = this.wrap.scrollTop;
+    const n = this._list.length;
+    if (top <= 0 || !n) return null;
+    const first = Math.min(n - 1, Math.floor(top / this._rowPx));
+    const room = this.wrap.clientHeight - this._headPx;
+    const last = Math.min(n, Math.ceil((top + room) / this._rowPx));
+    let at = first;
+    for (let i = first; i < last; i += 1) {
+      if (!this._touched.has(this._list[i].alert.id)) {
+        at = i;
+        break;
+      }
+    }
+    return { id: this._list[at].alert.id, offset: at * this._rowPx - top };
+  }
+
+  // Alerts newly listed wholly above the view: the analyst does not see them arrive, so the
+  // page says how many (`3 new above`) until they are scrolled to (or shown: showAbove).
+  _noteArrivedAbove(ids) {
+    const top = this.wrap.scrollTop;
+    if (top <= 0) return;
+    for (const id of ids) {
+      const at = this._positions.get(id);
+      if (at !== undefined && (at + 1) * this._rowPx <= top) this._above.add(id);
+    }
+  }
+
+  // Those listed above the view any more: scrolled into it (or past), or gone from the list.
+  _pruneAbove() {
+    const top = this.wrap.scrollTop;
+    for (const id of this._above) {
+      const at = this._positions.get(id);
+      if (at === undefined || (at + 1) * this._rowPx > top) this._above.delete(id);
+    }
+  }
+
+  // The "new above" button: the view scrolls up to the highest of them.
+  showAbove() {
+    let first = Infinity;
+    for (const id of this._above) first = Math.min(first, this._positions.get(id) ?? Infinity);
+    this._above.clear();
+    if (first !== Infinity) this.wrap.scrollTop = first * this._rowPx;
+    this._paint(new Set());
+    this.onRender(this._counts());
   }
 
   // The row `id` back at `offset` from the top of the view, where the cursor's row was (the

@@ -62,6 +62,8 @@ const summary = $("#alerts-summary");
 const paused = $("#alerts-paused");
 const pausedButton = $("#paused-button");
 const pausedAction = $("#paused-button .paused-action");
+const newAbove = $("#new-above");
+const newAboveButton = $("#new-above-button");
 const empty = $("#alerts-empty");
 const staleNote = $("#stale-note");
 const tableWrap = $("#table-wrap");
@@ -235,7 +237,15 @@ function renderPaused(waiting, letGo) {
   paused.replaceChildren(...spans.flatMap((span, i) => (i ? [" ", span] : [span])));
 }
 
-function renderSummary({ listed, matching, held, waiting, letGo }) {
+// Scrolled down, the rows in view stay put as alerts are listed above them (AlertTable):
+// this says that they came, and shows the first of them.
+function renderAbove(above) {
+  newAboveButton.hidden = above === 0;
+  const text = `${formatCount(above)} new above`;
+  if (above > 0 && newAbove.textContent !== text) setText(newAbove, text);
+}
+
+function renderSummary({ listed, matching, held, waiting, letGo, above }) {
   const filtered = isFiltered(filters.view);
   empty.hidden = listed > 0;
   setText(
@@ -245,6 +255,7 @@ function renderSummary({ listed, matching, held, waiting, letGo }) {
       : "No open alerts. New ones appear here as they are raised.",
   );
   renderPaused(waiting, letGo);
+  renderAbove(above);
   bulk.update();
   scheduleLocalCounts();
   if (held === 0) {
@@ -616,6 +627,8 @@ pausedButton.addEventListener("click", () => {
   if (!tableWrap.contains(document.activeElement)) tableWrap.focus({ preventScroll: true });
   releaseHold();
 });
+
+newAboveButton.addEventListener("click", () => table.showAbove());
 
 // "Next": the server picks and claims the most urgent unowned alert; open it to work on.
 async function takeNext() {
