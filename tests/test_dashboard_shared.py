@@ -3,13 +3,14 @@ reopen, each made on the server and seen live by a second analyst; bulk assign-t
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Route, expect
 
 from tests.browser_support import (
     OWNER,
@@ -164,4 +165,42 @@ async def test_presence_shows_who_else_is_looking_on_the_row_and_in_the_drawer(
     await expect(alice.row(first).locator(".presence")).to_have_text("viewing: bob")
     await bob.page.context.close()
     await expect(alice.row(first).locator(".presence")).to_have_count(0)
+    assert alice.problems == []
+
+
+async def test_next_pressed_again_before_the_answer_claims_one_alert(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids = [
+        (await ingest(impossible_travel(f"acct-{k}", "Shop", T0 + dt.timedelta(hours=k))))[0]
+        for k in range(3)
+    ]
+    for alert_id in ids:
+        await expect(alice.row(alert_id)).to_be_visible()
+    claims: list[str] = []
+
+    async def slow(route: Route) -> None:
+        # A slow network: the answer takes a second, and the analyst presses again.
+        claims.append(route.request.url)
+        await asyncio.sleep(1)
+        await route.continue_()
+
+    await page.route("**/api/v1/alerts/next", slow)
+    await page.locator("body").click(position={"x": 5, "y": 5})
+    await alice.press("n", "n")
+    await page.get_by_role("button", name="Take next").click()
+    await expect(alice.drawer.locator("h2")).to_have_text("Account acct-0")
+    await expect(alice.cell(ids[0], OWNER)).to_have_text("alice (you)")
+    # A held n repeats: the repeats claim nothing either.
+    await alice.drawer.get_by_role("button", name="Close details").click()
+    await page.evaluate(
+        """() => document.body.dispatchEvent(
+            new KeyboardEvent("keydown", { key: "n", repeat: true, bubbles: true }))"""
+    )
+    await page.wait_for_timeout(1500)
+    assert len(claims) == 1, claims
+    for alert_id in ids[1:]:
+        await expect(alice.cell(alert_id, OWNER)).to_have_text("—")
     assert alice.problems == []

@@ -631,10 +631,21 @@ pausedButton.addEventListener("click", () => {
 newAboveButton.addEventListener("click", () => table.showAbove());
 
 // "Next": the server picks and claims the most urgent unowned alert; open it to work on.
+// One claim at a time: n pressed again before the answer (a slow network, an impatient
+// second press, the button clicked twice) claimed a second alert, and a third, each taken
+// from the others' queue while the drawer showed only the last.
+let taking = false;
 async function takeNext() {
-  if (!canAct) return;
-  const alert = await actions.next();
-  if (alert) openDetails(store.get(alert.id) ?? alert);
+  if (!canAct || taking) return;
+  taking = true;
+  nextButton.setAttribute("aria-busy", "true");
+  try {
+    const alert = await actions.next();
+    if (alert) openDetails(store.get(alert.id) ?? alert);
+  } finally {
+    taking = false;
+    nextButton.removeAttribute("aria-busy");
+  }
 }
 const nextButton = $("#next-button");
 nextButton.hidden = !canAct;
@@ -721,7 +732,8 @@ const shortcutKeys = installShortcuts({
   f: onCheckedOr("fraud", (alert) => resolve(alert, "fraud", refocusAfter(alert))),
   l: onCheckedOr("legitimate", (alert) => resolve(alert, "legitimate", refocusAfter(alert))),
   x: () => withCurrent((alert) => canAct && table.toggleSelected(alert.id)),
-  n: () => takeNext(),
+  // Held down, n repeats: each repeat claimed one more alert.
+  n: (event) => event.repeat || takeNext(),
   c: () => writeNote(),
   u: () => canAct && actions.undo(),
   "/": () => filters.focusSearch(),
