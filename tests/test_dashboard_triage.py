@@ -1526,3 +1526,53 @@ async def test_an_alert_whose_stored_row_is_damaged_is_said_so_not_retried(
     await expect(alice.row(damaged)).to_have_count(0)
     await expect(page.locator("#notices")).not_to_contain_text("Could not")
     assert alice.problems == []
+
+
+async def test_the_bulk_bar_moves_no_row_under_the_pointer(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids = [
+        (await ingest(impossible_travel(f"acct-{k}", "Shop", T0 + dt.timedelta(hours=k))))[0]
+        for k in range(4)
+    ]
+    await expect(alice.rows).to_have_count(4)
+    bar = page.locator("#bulk-bar")
+
+    async def tops() -> list[float]:
+        return [(await alice.row(alert_id).bounding_box() or {})["y"] for alert_id in ids]
+
+    before = await tops()
+    check = await alice.row(ids[2]).get_by_role("checkbox").bounding_box()
+    assert check is not None
+    x, y = check["x"] + check["width"] / 2, check["y"] + check["height"] / 2
+
+    # The first tick shows the bar: over the column headings, beside the header checkbox,
+    # with every row where it was. It took a line above the table and moved them all down.
+    await page.mouse.click(x, y)
+    await expect(bar).to_contain_text("1 selected")
+    assert await tops() == before
+    head = await page.locator("#alerts-table thead").bounding_box()
+    over = await bar.bounding_box()
+    select_all = await page.locator("#select-all").bounding_box()
+    assert head is not None and over is not None and select_all is not None
+    assert abs(over["y"] - head["y"]) <= 1 and over["y"] + over["height"] <= before[0] + 1
+    assert over["x"] >= select_all["x"] + select_all["width"]
+
+    # A second click where the first was unticks the same box. It landed on the row above,
+    # and opened its details.
+    await page.mouse.click(x, y)
+    await expect(bar).to_be_hidden()
+    assert await tops() == before
+    await expect(alice.drawer).to_be_hidden()
+    await expect(alice.row(ids[1]).get_by_role("checkbox")).not_to_be_checked()
+
+    # The header checkbox and the bar's buttons stay in reach.
+    await page.locator("#select-all").click()
+    await expect(bar).to_contain_text("4 selected")
+    await bar.get_by_role("button", name="Acknowledge").click()
+    await expect(page.locator("#notices")).to_contain_text("Acknowledged 4 of 4")
+    for alert_id in ids:
+        await expect(alice.cell(alert_id, STATUS)).to_have_text("Acknowledged")
+    assert alice.problems == []

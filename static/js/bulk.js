@@ -18,6 +18,11 @@ export class BulkBar {
     this.notices = notices;
     this.count = bar.querySelector("#bulk-count");
     this.progress = bar.querySelector("#bulk-progress");
+    // The bar lies over the column headings (app.css): it follows their place and height as
+    // the layout changes (the drawer, the window, a zoom, the paused pill taking a line on a
+    // phone): the panel's parts above the table move it, the table's own box sizes it.
+    const observer = new ResizeObserver(() => this._place());
+    for (const part of bar.parentElement.children) if (part !== bar) observer.observe(part);
 
     bar.addEventListener("click", (event) => {
       const button = event.target.closest("button[data-bulk]");
@@ -71,10 +76,29 @@ export class BulkBar {
   // After every selection change and every table render.
   update() {
     const n = this.table.selected.size;
+    const showing = this.bar.hidden && n > 0;
     this.bar.hidden = n === 0;
+    if (showing) this._place();
     setText(this.count, `${formatCount(n)} selected`);
     const listed = this.table.length;
     this.selectAll.checked = n > 0 && n >= Math.min(listed, SELECT_ALL_MAX);
     this.selectAll.indeterminate = n > 0 && !this.selectAll.checked;
+  }
+
+  // Over the table's header row, from just right of the header checkbox (still there to
+  // select every listed alert, or none). CSSOM, not a style attribute: the page's CSP.
+  _place() {
+    if (this.bar.hidden) return;
+    const panel = this.bar.offsetParent;
+    const head = this.table.table.tHead?.getBoundingClientRect();
+    if (!panel || !head) return;
+    const origin = panel.getBoundingClientRect();
+    const wrap = this.table.wrap;
+    const top = wrap.getBoundingClientRect().top + wrap.clientTop - origin.top - panel.clientTop;
+    const box = this.selectAll.getBoundingClientRect();
+    const left = box.width ? Math.max(0, box.right - origin.left - panel.clientLeft + 6) : 0;
+    this.bar.style.setProperty("--bulk-top", `${top}px`);
+    this.bar.style.setProperty("--bulk-left", `${Math.round(left)}px`);
+    this.bar.style.setProperty("--bulk-height", `${head.height}px`);
   }
 }
