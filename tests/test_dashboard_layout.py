@@ -1410,3 +1410,45 @@ async def test_the_date_range_behind_its_button_by_keyboard(
     await expect(me.drawer).to_be_visible()
     await expect(button).to_have_text("Event time: 3/4 00:30–18:30")
     assert me.problems == []
+
+
+async def test_opening_and_closing_the_drawer_moves_no_row_under_the_pointer(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # Beside the drawer the toolbar takes a line more at 1536 px and under 1100: the rows
+    # moved 26 to 38 px down as it opened, and a second click opened the row above.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    batch = [
+        t
+        for k in range(14)
+        for t in impossible_travel(f"acct-{k:02d}", "Shop", T0 + dt.timedelta(hours=k))
+    ]
+    await ingest(batch)
+    await expect(page.locator("#alerts-table")).to_have_attribute("aria-rowcount", "15")
+    for width, height in ((1024, 700), (1100, 800), (1536, 900)):
+        await page.set_viewport_size({"width": width, "height": height})
+        await next_frames(page)
+        row_id = await alice.rows.nth(3).get_attribute("data-id")
+        assert row_id is not None
+        account = await alice.cell(row_id, ACCOUNT).inner_text()
+        row = alice.row(row_id)
+        before = await row.bounding_box()
+        assert before is not None
+        x, y = before["x"] + 150, before["y"] + 10
+        await page.mouse.click(x, y)
+        await expect(alice.drawer.locator("h2")).to_have_text(f"Account {account}")
+        opened = await row.bounding_box()
+        assert opened is not None and abs(opened["y"] - before["y"]) <= 1, (width, opened)
+        # A second click there (a double click, say) is on the same row.
+        await page.mouse.click(x, y)
+        await expect(alice.drawer.locator("h2")).to_have_text(f"Account {account}")
+        await expect(alice.row(row_id)).to_have_class(re.compile(r"\bis-cursor\b"))
+        # And closed, the rows are back where they were.
+        await page.mouse.move(5, 5)
+        await alice.press("Escape")
+        await expect(alice.drawer).to_be_hidden()
+        closed = await row.bounding_box()
+        assert closed is not None and abs(closed["y"] - before["y"]) <= 1, (width, closed)
+        await alice.press("Escape")
+    assert alice.problems == []

@@ -236,6 +236,14 @@ export class AlertTable {
     this.onCursor(id);
   }
 
+  // The table's top moved by `by` pixels on screen (the layout above it changed): the view
+  // moves with it, so the rows stay where they were. A short list has no room to: it moves.
+  keepRowsStill(by) {
+    if (Math.abs(by) < 0.5) return;
+    this.wrap.scrollTop += by;
+    this._paint(new Set());
+  }
+
   // The table grew shorter under the keyboard's row (a notice took room, notices.js): the row
   // stays in sight, as PageDown left it at the edge. Rows the keyboard is not on stay put.
   keepFocusedRowInSight() {

@@ -44,6 +44,7 @@ export class Drawer {
     this.onAction = () => {};
     this.onSelect = () => {};
     this.onClose = () => {};
+    this.onBeforeToggle = () => {}; // about to open or close: the layout is still as it was
     this.onNote = () => {};
     this.forms = { note: noteForm(), assign: assignForm() };
     // What was typed but not sent in those forms, per alert, while the drawer shows another:
@@ -125,6 +126,7 @@ export class Drawer {
 
   open(alert, { focus = true } = {}) {
     const wasOpen = this.isOpen;
+    if (!wasOpen) this.onBeforeToggle();
     this.show(alert);
     this._place();
     this.root.hidden = false;
@@ -155,6 +157,7 @@ export class Drawer {
 
   close() {
     if (!this.isOpen) return;
+    this.onBeforeToggle();
     this.root.hidden = true;
     document.body.classList.remove("has-drawer");
     this.onViewing(null);
