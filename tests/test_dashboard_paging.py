@@ -373,6 +373,9 @@ async def test_alerts_listed_above_a_table_scrolled_down_leave_the_rows_in_view_
     await expect(alice.row(late[0])).to_be_in_viewport()
     await expect(alice.row(later[0])).to_be_in_viewport()
     await expect(above).to_be_hidden()
+    # The keyboard stays with the table (not fallen to the page with the button), free.
+    await expect(page.locator("#table-wrap")).to_be_focused()
+    await expect(paused).to_be_hidden()
     assert alice.problems == []
 
 

@@ -628,7 +628,12 @@ pausedButton.addEventListener("click", () => {
   releaseHold();
 });
 
-newAboveButton.addEventListener("click", () => table.showAbove());
+// The button goes once they are shown: the keyboard stays with the table, as after the
+// paused pill, rather than fall to the page.
+newAboveButton.addEventListener("click", () => {
+  tableWrap.focus({ preventScroll: true });
+  table.showAbove();
+});
 
 // "Next": the server picks and claims the most urgent unowned alert; open it to work on.
 // One claim at a time: n pressed again before the answer (a slow network, an impatient
