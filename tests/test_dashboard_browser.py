@@ -197,6 +197,47 @@ async def test_conflict_names_the_owner_without_blocking(
     assert bob.problems == []
 
 
+async def test_a_held_action_key_acts_once(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    """Held down, a key repeats: `x` ticked and unticked the row in turn, and each repeat
+    of `a` sent the server one more acknowledgement. Movement keys still repeat."""
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids = [
+        (await ingest(impossible_travel(f"acct-{k}", "Shop", T0 + dt.timedelta(hours=k))))[0]
+        for k in range(3)
+    ]
+    for alert_id in ids:
+        await expect(alice.row(alert_id)).to_be_visible()
+    await page.mouse.move(5, 5)
+    await alice.press("j")
+    first = await alice.focused_row_id()
+    for _ in range(2):  # the second keydown of a key still down is a repeat
+        await page.keyboard.down("x")
+    await page.keyboard.up("x")
+    await expect(alice.row(first).get_by_role("checkbox")).to_be_checked()
+    await alice.press("x")
+    await expect(alice.row(first).get_by_role("checkbox")).not_to_be_checked()
+    acks: list[str] = []
+    page.on("request", lambda r: acks.append(r.url) if r.url.endswith("/ack") else None)
+    for _ in range(3):
+        await page.keyboard.down("a")
+    await page.keyboard.up("a")
+    await expect(alice.cell(first, STATUS)).to_have_text("Acknowledged")
+    await page.wait_for_timeout(500)  # time for a repeat's call to be sent
+    statuses = [await alice.cell(alert_id, STATUS).inner_text() for alert_id in ids]
+    assert statuses.count("Acknowledged") == 1, statuses
+    assert len(acks) == 1, acks
+    # j held moves on, as a held arrow key does.
+    before = await alice.focused_row_id()
+    for _ in range(2):
+        await page.keyboard.down("j")
+    await page.keyboard.up("j")
+    assert await alice.focused_row_id() not in (before, None)
+    assert alice.problems == []
+
+
 async def test_notices_name_the_alert_the_page_already_knows_is_taken(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

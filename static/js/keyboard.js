@@ -60,6 +60,11 @@ const SETTLE_MS = 1000;
 // Keys that neither run shortcuts nor belong to a dialog: they keep working while settling.
 const PASSING_KEYS = new Set(["Tab", "Shift", "CapsLock", "Control", "Alt", "Meta"]);
 
+// Keys that act on an alert, once per press: held down, a key repeats, and each repeat
+// ticked and unticked a row in turn (x) or sent the server the same call again (a, u).
+// Keys that move the cursor (j, k, the arrows, the page keys) repeat as they always do.
+const ONCE_KEYS = new Set(["a", "f", "l", "x", "n", "c", "u"]);
+
 // Returns {settle}: call it when the page closes a dialog the analyst did not close.
 export function installShortcuts(handlers) {
   let settleUntil = 0;
@@ -86,6 +91,10 @@ export function installShortcuts(handlers) {
       }
       if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
       if (event.isComposing || isTyping(event.target)) return;
+      if (event.repeat && ONCE_KEYS.has(event.key)) {
+        event.preventDefault();
+        return;
+      }
       if (performance.now() < settleUntil && !PASSING_KEYS.has(event.key)) {
         settleUntil = performance.now() + SETTLE_MS;
         event.preventDefault();
