@@ -29,6 +29,7 @@ from tests.browser_support import (
     Analyst,
     Ingest,
     analyst_http,
+    animations_done,
     card_testing,
     eventually,
     impossible_travel,
@@ -1451,4 +1452,44 @@ async def test_opening_and_closing_the_drawer_moves_no_row_under_the_pointer(
         closed = await row.bounding_box()
         assert closed is not None and abs(closed["y"] - before["y"]) <= 1, (width, closed)
         await alice.press("Escape")
+    assert alice.problems == []
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "short"), [(1024, 700, True), (1280, 720, True), (1366, 768, False)]
+)
+async def test_the_bulk_bar_beside_the_drawer_shows_every_button(
+    browser: Browser, server: TestServer, ingest: Ingest, width: int, height: int, short: bool
+) -> None:
+    """Over the column headings beside the drawer, the bar had room for four of its five
+    buttons at 1280 px and three at 1024 (559 px for 758 of words), the rest past its edge
+    until scrolled sideways. Narrow, it says them short, as the rows' own buttons do; their
+    names stay the long ones."""
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    await page.set_viewport_size({"width": width, "height": height})
+    ids = [
+        (await ingest(impossible_travel(f"acct-{k}", "Shop", T0 + dt.timedelta(hours=k))))[0]
+        for k in range(3)
+    ]
+    await expect(alice.rows).to_have_count(3)
+    await alice.cell(ids[0], ACCOUNT).click()
+    await expect(alice.drawer).to_be_visible()
+    await alice.row(ids[1]).get_by_role("checkbox").click()
+    bar = page.locator("#bulk-bar")
+    await expect(bar).to_contain_text("1 selected")
+    await animations_done(page)
+    scroll, room, right = await bar.evaluate(
+        "b => [b.scrollWidth, b.clientWidth, b.getBoundingClientRect().right]"
+    )
+    assert scroll <= room, (scroll, room)
+    names = ["Acknowledge", "Resolve fraud…", "Resolve legitimate…", "Clear selection"]
+    for name in names:
+        button = bar.get_by_role("button", name=name, exact=True)
+        box = await button.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= right, (name, box, right)
+        words = await button.inner_text()
+        assert (words != name) == short, (name, words)
+    await bar.get_by_role("button", name="Clear selection").click()
+    await expect(bar).to_be_hidden()
     assert alice.problems == []
