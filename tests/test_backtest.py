@@ -32,7 +32,7 @@ from server.backtest import (
 from server.backtest_report import build_report, rule_notes
 from server.cli import main
 from server.detection.detector import Detector
-from server.detection.model import ModelSlot, OnlineLogit
+from server.detection.model import ModelSlot, OnlineLogit, active_inputs
 from server.detection.verdict import Scored
 from server.metrics_offline import (
     average_precision,
@@ -440,6 +440,63 @@ def test_a_model_memory_too_small_for_the_label_delay_is_reported(
     assert meta["model_memory"] is None
     assert main([*args, "--model-memory", str(wait + 1), "--report", str(small)]) == 0
     assert json.loads(small.read_text())["meta"]["inputs_let_go"] == 0
+
+
+class _InputsScored(ModelSlot):
+    """A model slot that records the inputs of each transaction it scores, in order."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scored: list[tuple[str, tuple[tuple[int, ...], tuple[float, ...]]]] = []
+
+    def rescore(self, tx_id: str, raw: bytes, *args: Any, **kwargs: Any) -> Scored | None:
+        index, values = active_inputs(raw)
+        self.scored.append((tx_id, (tuple(index), tuple(values))))
+        return super().rescore(tx_id, raw, *args, **kwargs)
+
+
+class _LabelsLearnt(OnlineLogit):
+    """A learner that records the inputs and label of each example it learns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.learnt: list[tuple[tuple[tuple[int, ...], tuple[float, ...]], bool]] = []
+
+    def learn_active(self, index: Any, values: Any, is_fraud: bool, weight: float = 1.0) -> None:
+        self.learnt.append(((tuple(index), tuple(values)), is_fraud))
+        super().learn_active(index, values, is_fraud, weight)
+
+
+@pytest.mark.parametrize("ready", [False, True], ids=["rules-only", "model-scoring"])
+def test_a_repeated_id_has_its_label_learnt_from_its_latest_row_only(ready: bool) -> None:
+    # "dup" three times, each while the label of the one before is still to come (1 h):
+    # every later row replaces the inputs kept under that id, so an earlier row's label
+    # must not be learnt from them (it was: the later row's inputs, the earlier's label).
+    minute = dt.timedelta(minutes=1)
+    plan = [("a", 0, True), ("dup", 10, True), ("dup", 20, False), ("b", 30, False),
+            ("c", 75, True), ("dup", 78, True), ("d", 180, False), ("e", 300, False)]  # fmt: skip
+    rows = [
+        Row(i + 2, txn(tx_id, T0 + at * minute, amount=f"{20 + 7 * i}.00"), label)
+        for i, (tx_id, at, label) in enumerate(plan)
+    ]
+    learner = _LabelsLearnt()
+    slot = _InputsScored(
+        memory=None, learner=learner, min_labels=10_000,
+        predictor=OnlineLogit().freeze() if ready else None,
+    )  # fmt: skip
+    detector = Detector(model=slot)
+    outcome = run_backtest(
+        rows, detector, label_delay=HOUR, on_label=label_hook(detector),
+        day_of=day_function(dt.UTC),
+    )  # fmt: skip
+    inputs = [x for _, x in slot.scored]
+    assert [tx_id for tx_id, _ in slot.scored] == [tx_id for tx_id, _, _ in plan]
+    assert len(set(inputs)) == len(inputs)  # each row's own: told apart below
+    # The last "dup" (row 5) is learnt from its own inputs; rows 1 and 2 are not learnt.
+    assert learner.learnt == [(inputs[i], rows[i].label) for i in (0, 3, 4, 5, 6)]
+    assert outcome.labels_revealed == 7
+    assert (slot.repeated, slot.repeated_example, slot.superseded) == (2, "dup", {})
+    assert slot.remembered.keys() == {"e"}
 
 
 def test_rows_out_of_order_are_refused_by_the_engine() -> None:

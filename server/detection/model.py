@@ -1347,8 +1347,11 @@ class ModelSlot:
         "min_labels",
         "predictor",
         "remembered",
+        "repeated",
+        "repeated_example",
         "sampler",
         "scored_inputs",
+        "superseded",
     )
 
     def __init__(
@@ -1384,6 +1387,15 @@ class ModelSlot:
         # rule.
         self.given: OrderedDict[str, tuple[bool, float | None]] = OrderedDict()
         self.given_max = GIVEN_MAX if memory is None else memory
+        # Transactions scored under the id of one still remembered (its label not yet
+        # learnt): a backtest's file with an id twice. The later row's inputs replace the
+        # earlier's, so, learning inline, the earlier row's label is not learnt (`superseded`:
+        # how many labels of each such id to pass over, oldest first) and the latest row's
+        # label is learnt from its own inputs. Found by the look-up `_remember` makes anyway,
+        # so only within the label's delay: a repeat after it is learnt is its own row.
+        self.repeated = 0
+        self.repeated_example: str | None = None
+        self.superseded: dict[str, int] = {}
         self.flags = AccountFlags()
         self.sampler = NegativeSampler(negative_ratio)
 
@@ -1438,7 +1450,10 @@ class ModelSlot:
         index, values = active_inputs(raw)
         logit = predictor.logit_active(index, values)
         if self.memory is None:  # `_remember` without its call (a backtest has no limit)
-            self.remembered[tx_id] = raw + _pack_logit(logit)  # the calibration learns from it
+            remembered = self.remembered
+            if tx_id in remembered:
+                self._repeat(tx_id)
+            remembered[tx_id] = raw + _pack_logit(logit)  # the calibration learns from it
         else:
             self._remember(tx_id, raw + _pack_logit(logit))
         if self.learner is not None:  # `pack_active`, written out: once a row in a backtest
@@ -1459,6 +1474,8 @@ class ModelSlot:
 
     def _remember(self, tx_id: str, raw: bytes) -> None:
         remembered = self.remembered
+        if tx_id in remembered:
+            self._repeat(tx_id)
         remembered[tx_id] = raw
         memory = self.memory
         if memory is not None and len(remembered) > memory:
@@ -1467,6 +1484,15 @@ class ModelSlot:
             oldest, _ = remembered.popitem(last=False)
             self.scored_inputs.pop(oldest, None)
             self.evicted += 1
+
+    def _repeat(self, tx_id: str) -> None:
+        """`tx_id` is scored again while its earlier inputs wait for their label."""
+        self.repeated += 1
+        if self.repeated_example is None:
+            self.repeated_example = tx_id
+        self.remembered.move_to_end(tx_id)  # kept as long as the latest row needs
+        if self.learner is not None:  # a trainer's labels come by `pop_examples`, not here
+            self.superseded[tx_id] = self.superseded.get(tx_id, 0) + 1
 
     def forget(self, tx_id: str) -> None:
         """Let go of `tx_id`'s inputs at once: no label will come for it (a backtest's
@@ -1569,10 +1595,19 @@ class ModelSlot:
 
     def learn_label(self, tx_id: str, is_fraud: bool) -> bool:
         """Learn inline (no trainer thread: backtests). False if the inputs are gone
-        (`memory` let go of them, or the model read nothing of it: a list decided it)."""
+        (`memory` let go of them, or the model read nothing of it: a list decided it), or
+        are a later row's of the same id (`_repeat`): that row's label is learnt from them."""
         learner = self.learner
         if learner is None:
             raise RuntimeError("this ModelSlot has no learner: labels go to its trainer")
+        superseded = self.superseded
+        if superseded and tx_id in superseded:
+            # An earlier row's label: the inputs kept are a later row's (`_repeat`).
+            if superseded[tx_id] == 1:
+                del superseded[tx_id]
+            else:
+                superseded[tx_id] -= 1
+            return False
         x = self.remembered.pop(tx_id, None)
         active = self.scored_inputs.pop(tx_id, None)
         if x is None:
