@@ -40,6 +40,7 @@ from server.replay_source import (
     source_options,
 )
 from server.transactions import Transaction
+from server.wording import counted
 
 DECISIONS = ("allow", "review", "block")
 REPORT_SUFFIXES = (".json", ".html")
@@ -360,6 +361,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         with paused_gc():
             detector, outcome, errors, late = _score_file(args, options, delay)
             scored_s = time.perf_counter() - started
+            errors.notes += _repeat_notes(detector)
             report = build_report(
                 outcome,
                 k=args.k,
@@ -524,6 +526,20 @@ def _slot(detector: Scorer) -> ModelSlot | None:
     """The model of a backtest's detector, if it has one."""
     built = detector.detector if isinstance(detector, RulesFrom) else detector
     return built.model if isinstance(built, Detector) else None
+
+
+def _repeat_notes(detector: Scorer) -> list[str]:
+    """The note on ids the file has more than once, as the model found them (`_repeat`)."""
+    model = _slot(detector)
+    if model is None or not model.repeated:
+        return []
+    n = model.repeated
+    return [
+        f"{counted(n, 'row')} repeated the id of an earlier row whose label was not yet "
+        f"known (first: {model.repeated_example!r}): the model learnt each such id's label "
+        "from its latest row only, and --scores-out has the id more than once; repeats "
+        "after the earlier row's label was learnt are not counted (docs/backtest.md)"
+    ]
 
 
 def _meta(

@@ -1114,3 +1114,41 @@ def test_a_row_in_the_first_or_last_year_is_an_invalid_row_not_a_traceback(
     assert "line 2: 'timestamp': the year 0001 is out of range; send one from 0002 to 9998" in out
     assert "line 3: 'timestamp': the year 9999 is out of range" in out
     assert "1 labelled transaction over 1 day" in out
+
+
+@pytest.mark.parametrize("parallel", ["off", "on"])
+def test_ids_the_file_repeats_are_noted_with_a_count_and_an_example(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], parallel: str
+) -> None:
+    # 40 simulated rows a few minutes apart, the first five's ids used again at rows 21-25:
+    # all well within the label delay. The run said nothing of it.
+    stream = Simulator(seed=5, rate=1 / 30, start=T0, accounts=20).generate(40)
+    ids = [f"dup{i % 5}" if i < 5 or 20 <= i < 25 else f"t{i}" for i in range(len(stream))]
+    data, scores, report = tmp_path / "dups.csv", tmp_path / "s.csv", tmp_path / "r.json"
+    with data.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "timestamp", "account_id", "merchant_id", "amount", "is_fraud"])
+        for tx_id, item in zip(ids, stream, strict=True):
+            tx = item.transaction
+            writer.writerow([tx_id, tx.timestamp.isoformat(), tx.account_id, tx.merchant_id,
+                             tx.amount, int(item.is_fraud)])  # fmt: skip
+    args = ["backtest", str(data), "--label", "is_fraud", "--parallel", parallel]
+    code = main([*args, "--scores-out", str(scores), "--report", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    note = (
+        "5 rows repeated the id of an earlier row whose label was not yet known (first: "
+        "'dup0'): the model learnt each such id's label from its latest row only, and "
+        "--scores-out has the id more than once"
+    )
+    assert note in out
+    notes = json.loads(report.read_text())["meta"]["notes"]
+    printed = [line for line in out.splitlines() if note in line]
+    assert [n for n in notes if note in n] == printed and len(printed) == 1
+    with scores.open(newline="") as f:
+        assert [row[0] for row in csv.reader(f)][1:] == ids  # every row scored, as documented
+
+    # Labels known at once (no delay): each is learnt before its id comes again, from its
+    # own row, so there is nothing to say (the limit docs/backtest.md states).
+    assert main([*args, "--label-delay", "0"]) == 0
+    assert "repeated the id" not in capsys.readouterr().out
