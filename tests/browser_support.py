@@ -264,6 +264,18 @@ async def sign_in(
     return analyst
 
 
+async def listed_alerts(analyst: Analyst, ingest: Ingest, count: int) -> list[str]:
+    """`count` impossible-travel alerts at "Shop" on accounts acct-0, acct-1, … an hour
+    apart, from T0: their ids, once each row is on `analyst`'s page."""
+    ids = [
+        (await ingest(impossible_travel(f"acct-{k}", "Shop", T0 + dt.timedelta(hours=k))))[0]
+        for k in range(count)
+    ]
+    for alert_id in ids:
+        await expect(analyst.row(alert_id)).to_be_visible()
+    return ids
+
+
 T = TypeVar("T")
 
 

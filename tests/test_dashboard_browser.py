@@ -26,6 +26,7 @@ from tests.browser_support import (
     animations_done,
     eventually,
     impossible_travel,
+    listed_alerts,
     screenshot,
     sign_in,
     tx,
@@ -204,12 +205,7 @@ async def test_a_held_action_key_acts_once(
     of `a` sent the server one more acknowledgement. Movement keys still repeat."""
     alice = await sign_in(browser, server, "alice")
     page = alice.page
-    ids = [
-        (await ingest(impossible_travel(f"acct-{k}", "Shop", T0 + dt.timedelta(hours=k))))[0]
-        for k in range(3)
-    ]
-    for alert_id in ids:
-        await expect(alice.row(alert_id)).to_be_visible()
+    ids = await listed_alerts(alice, ingest, 3)
     await page.mouse.move(5, 5)
     await alice.press("j")
     first = await alice.focused_row_id()

@@ -33,6 +33,7 @@ from tests.browser_support import (
     card_testing,
     eventually,
     impossible_travel,
+    listed_alerts,
     lower_store_cap,
     next_frames,
     sign_in,
@@ -1468,11 +1469,7 @@ async def test_the_bulk_bar_beside_the_drawer_shows_every_button(
     alice = await sign_in(browser, server, "alice")
     page = alice.page
     await page.set_viewport_size({"width": width, "height": height})
-    ids = [
-        (await ingest(impossible_travel(f"acct-{k}", "Shop", T0 + dt.timedelta(hours=k))))[0]
-        for k in range(3)
-    ]
-    await expect(alice.rows).to_have_count(3)
+    ids = await listed_alerts(alice, ingest, 3)
     await alice.cell(ids[0], ACCOUNT).click()
     await expect(alice.drawer).to_be_visible()
     await alice.row(ids[1]).get_by_role("checkbox").click()

@@ -19,6 +19,7 @@ from tests.browser_support import (
     Ingest,
     animations_done,
     impossible_travel,
+    listed_alerts,
     screenshot,
     sign_in,
     travel_at_night,
@@ -173,12 +174,7 @@ async def test_next_pressed_again_before_the_answer_claims_one_alert(
 ) -> None:
     alice = await sign_in(browser, server, "alice")
     page = alice.page
-    ids = [
-        (await ingest(impossible_travel(f"acct-{k}", "Shop", T0 + dt.timedelta(hours=k))))[0]
-        for k in range(3)
-    ]
-    for alert_id in ids:
-        await expect(alice.row(alert_id)).to_be_visible()
+    ids = await listed_alerts(alice, ingest, 3)
     claims: list[str] = []
 
     async def slow(route: Route) -> None:

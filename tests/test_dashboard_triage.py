@@ -30,6 +30,7 @@ from tests.browser_support import (
     card_testing,
     eventually,
     impossible_travel,
+    listed_alerts,
     sign_in,
     travel_at_night,
 )
@@ -1533,11 +1534,7 @@ async def test_the_bulk_bar_moves_no_row_under_the_pointer(
 ) -> None:
     alice = await sign_in(browser, server, "alice")
     page = alice.page
-    ids = [
-        (await ingest(impossible_travel(f"acct-{k}", "Shop", T0 + dt.timedelta(hours=k))))[0]
-        for k in range(4)
-    ]
-    await expect(alice.rows).to_have_count(4)
+    ids = await listed_alerts(alice, ingest, 4)
     bar = page.locator("#bulk-bar")
 
     async def tops() -> list[float]:
