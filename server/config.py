@@ -8,6 +8,7 @@ them all and a test keeps the two in step.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -191,6 +192,15 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        if not self.host.strip():
+            # An empty host listens on every address: say 0.0.0.0 (or ::) for that.
+            raise ConfigError("Setting 'host' must not be empty (0.0.0.0 listens on every address)")
+        if self.api_key is not None and not self.api_key.strip():
+            # An empty key is no key: the server would start with no bootstrap key at all.
+            raise ConfigError(
+                "Setting 'api_key' must not be empty (leave it unset to have one generated "
+                "in DATA_DIR/api-key)"
+            )
         if not 0 < self.port < 65536:
             raise ConfigError(f"Setting 'port' must be 1-65535, got {self.port}")
         if not 0 <= self.review_threshold <= self.block_threshold <= 1:
@@ -206,6 +216,8 @@ class Settings:
             "ingest_timeout",
             "store_busy_timeout",
             "ws_stall_seconds",
+            # 0 would drop every socket at its first ping, before any pong could come back.
+            "ws_heartbeat",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"Setting '{name}' must be > 0, got {getattr(self, name)}")
@@ -330,8 +342,14 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if target is float:
             if isinstance(value, bool):
                 raise ValueError("expected a number")
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                # TOML and float() both take nan and inf, which every check below lets pass.
+                raise ValueError("expected a finite number")
+            return number
         if target is Path:
+            if not isinstance(value, str | os.PathLike):
+                raise ValueError("expected a path, as a string")
             return Path(value).expanduser()
         if isinstance(value, (dict, list)):
             raise ValueError("expected a single value")

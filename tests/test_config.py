@@ -64,6 +64,37 @@ def test_file_errors_are_clear(tmp_path: Path) -> None:
         load_settings({}, env={}, config_file=broken)
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        # Not a string: Path() raised TypeError, which reached the operator as a traceback.
+        ("data_dir = 5", "Setting 'data_dir' from config file .*expected a path"),
+        ('rules_path = ["a.toml"]', "Setting 'rules_path' from config file .*expected a path"),
+        # TOML's nan and inf passed every range check below them.
+        ("rate = nan", "Setting 'rate' from config file .*expected a finite number"),
+        ("retention_days = inf", "Setting 'retention_days' .*expected a finite number"),
+        # 0 closed every dashboard's socket at its first ping.
+        ("ws_heartbeat = 0", "Setting 'ws_heartbeat' must be > 0"),
+        # Listened on every address, and printed the URL as http://:8000/.
+        ('host = ""', "Setting 'host' must not be empty"),
+        # Started with no bootstrap key at all, and printed an empty one.
+        ('api_key = ""', "Setting 'api_key' must not be empty"),
+    ],
+)
+def test_bad_file_values_name_the_setting(tmp_path: Path, line: str, message: str) -> None:
+    config = tmp_path / "fraudwatch.toml"
+    config.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_settings({}, env={}, config_file=config)
+
+
+def test_non_finite_numbers_from_the_environment_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"Setting 'rate' from environment .*finite"):
+        load_settings({}, env={"FRAUDWATCH_RATE": "nan"})
+    with pytest.raises(ConfigError, match=r"Setting 'state_ttl_days' .*finite"):
+        load_settings({}, env={"FRAUDWATCH_STATE_TTL_DAYS": "inf"})
+
+
 def test_every_setting_is_documented() -> None:
     text = DOCS.read_text(encoding="utf-8")
     missing = [name for name in setting_names() if f"`{name}`" not in text]
