@@ -126,6 +126,17 @@ def _keys(args: argparse.Namespace) -> int:
     def ring(store: SqliteStore) -> KeyRing:
         return KeyRing(store, None, settings.api_key_cache_ttl)
 
+    data_dir = settings.data_dir
+    missing = not settings.db_path.exists() and (data_dir.is_dir() or not data_dir.exists())
+    if args.keys_command != "create" and missing:
+        # Opening the store would create an empty database in a mistyped --data-dir, list
+        # no keys and answer a revoke with "no live API key": say what is wrong instead.
+        # (A data_dir that is a file is named by the store's own error.)
+        print(
+            f"error: no database at {settings.db_path}: is the data directory right?",
+            file=sys.stderr,
+        )
+        return 2
     if args.keys_command == "create":
         key = asyncio.run(
             _in_store(settings, lambda store: ring(store).create(args.name, args.scopes.split(",")))

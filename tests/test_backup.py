@@ -9,6 +9,7 @@ import os
 import re
 import sqlite3
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -198,9 +199,14 @@ async def test_a_session_survives_the_restore(tmp_path: Path) -> None:
         assert restored.stop() == 0
 
 
+def make_database(data: Path) -> subprocess.CompletedProcess[str]:
+    # `keys list` no longer makes one in a data directory without it.
+    return fraudwatch("keys", "create", "backups", "--scopes", "backup", "--data-dir", str(data))
+
+
 def test_a_destination_that_is_not_empty_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert fraudwatch("keys", "list", "--data-dir", str(data)).returncode == 0  # a database
+    assert make_database(data).returncode == 0
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "precious.txt").write_text("keep me", encoding="utf-8")
@@ -234,7 +240,7 @@ def test_no_database_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
 
 def test_temporary_files_are_skipped_and_strangers_named(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert fraudwatch("keys", "list", "--data-dir", str(data)).returncode == 0
+    assert make_database(data).returncode == 0
     (data / "model.json").write_text("{}", encoding="utf-8")
     (data / "model.json.tmp").write_text("{half", encoding="utf-8")
     (data / "detector-state.msgpack.bad").write_bytes(b"damaged")
@@ -254,7 +260,7 @@ def test_temporary_files_are_skipped_and_strangers_named(tmp_path: Path) -> None
 
 def test_the_copy_is_checked_and_a_bad_one_is_not_reported_as_a_backup(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert fraudwatch("keys", "list", "--data-dir", str(data)).returncode == 0
+    assert make_database(data).returncode == 0
     db = data / DB_NAME
     with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
         conn.execute("CREATE TABLE ballast (n INTEGER PRIMARY KEY, text TEXT)")

@@ -91,6 +91,19 @@ def test_keys_command_errors(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
 
 
+def test_keys_list_and_revoke_need_an_existing_database(tmp_path: Path) -> None:
+    create_key(tmp_path / "data", "feeder", "ingest")
+    typo = tmp_path / "dat"
+    for args in (("list",), ("revoke", "feeder")):
+        done = fraudwatch("keys", *args, "--data-dir", str(typo))
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert f"no database at {typo / 'fraudwatch.db'}" in done.stderr, args
+    # Nothing was made in the mistyped directory, and the real key is still live.
+    assert not typo.exists()
+    listed = fraudwatch("keys", "list", "--data-dir", str(tmp_path / "data"))
+    assert listed.stdout.splitlines()[1].endswith("active")
+
+
 # --- scopes in a running server -----------------------------------------------------------
 
 
