@@ -249,6 +249,9 @@ def test_missing_path_and_empty_directory_are_errors(tmp_path: Path) -> None:
         (('severity = "high"', 'severity = "urgent"'), "rule 'big': severity must be one of"),
         (("score = 0.6", "score = 1.5"), "rule 'big': score must be a number in [0, 1]"),
         (("value = 100", 'value = "100"'), "rule 'big': amount >= needs a number"),
+        # TOML's nan compares false with everything: the rule would load and never fire.
+        (("value = 100", "value = nan"), "rule 'big': amount >= needs a number, got nan"),
+        (('op = ">=", value = 100', 'op = "in", value = [100, nan]'), "'in' on amount needs"),
         (("{currency}", "{currencyy}"), "rule 'big': reason template: unknown placeholder"),
         (("{currency}", "{amount.__class__}"), "unknown placeholder {amount.__class__}"),
         (("all = ", "every = "), "rule 'big': unknown key 'every'"),

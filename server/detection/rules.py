@@ -433,6 +433,12 @@ def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_value(value: object) -> TypeGuard[int | float]:
+    """A number a clause can compare with: TOML's nan compares false with everything, so a
+    rule holding it would load and never fire."""
+    return _is_number(value) and value == value
+
+
 def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
     if not isinstance(raw, dict):
         errors.append(f"{where}: must be a table")
@@ -621,10 +627,10 @@ def _compile_leaf(
             errors.append(f"{where}: {feature} is true or false: use == or != with true/false")
             return None
     elif op in ("in", "not in"):
-        if not isinstance(value, list) or not value or not all(_is_number(x) for x in value):
+        if not isinstance(value, list) or not value or not all(_is_value(x) for x in value):
             errors.append(f"{where}: '{op}' on {feature} needs a non-empty array of numbers")
             return None
-    elif not _is_number(value):
+    elif not _is_value(value):
         errors.append(f"{where}: {feature} {op} needs a number, got {value!r}")
         return None
     leaves.append(Leaf(str(feature), str(op), value))
