@@ -34,6 +34,7 @@ import sqlite3
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -431,6 +432,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         data_dir = settings.data_dir
         if args.server:
             url = args.server.rstrip("/")
+            parts = urllib.parse.urlsplit(url)
+            try:
+                _ = parts.port  # raises on a port that is not a number
+            except ValueError:
+                parts = urllib.parse.urlsplit("")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                # Else urllib's ValueError, a traceback, once DEST had been made.
+                raise ConfigError(
+                    f"--server {args.server!r} is not a URL like http://127.0.0.1:8000"
+                )
         else:
             # The server running on this data dir says where it listens (server.json), even
             # when started with another --port than the settings'.

@@ -204,6 +204,20 @@ def make_database(data: Path) -> subprocess.CompletedProcess[str]:
     return fraudwatch("keys", "create", "backups", "--scopes", "backup", "--data-dir", str(data))
 
 
+def test_a_server_that_is_not_a_url_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert make_database(data).returncode == 0
+    dest = tmp_path / "dest"
+    for server in ("notaurl", "127.0.0.1:8000", "http://127.0.0.1:port"):
+        done = fraudwatch("backup", str(dest), "--data-dir", str(data), "--server", server)
+        assert done.returncode == 2, (server, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert done.stderr.strip() == (
+            f"error: --server {server!r} is not a URL like http://127.0.0.1:8000"
+        )
+        assert not dest.exists()
+
+
 def test_a_destination_that_is_not_empty_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert make_database(data).returncode == 0
