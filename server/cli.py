@@ -277,12 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.command == "demo"
                 else _settings(args)
             )
+            # Bad rule files stop the start here, with every problem listed, before anything
+            # is written to the data directory.
+            load_rules(settings.rules_path)
             if settings.api_key is None:
                 settings = dataclasses.replace(
                     settings, api_key=load_or_create_api_key(settings.data_dir)
                 )
-            # Bad rule files stop the start here, with every problem listed.
-            load_rules(settings.rules_path)
             # A port in use stops it here too, before a banner says it serves there.
             sockets = listen(settings.host, settings.port)
             with contextlib.ExitStack() as bound:

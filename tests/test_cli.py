@@ -166,6 +166,29 @@ def test_a_port_in_use_fails_before_any_banner(tmp_path: Path, command: str) -> 
     assert not (tmp_path / "data" / "fraudwatch.db").exists()  # nothing was started
 
 
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_bad_rules_stop_the_start_before_the_data_dir_is_touched(
+    tmp_path: Path, command: str
+) -> None:
+    # The rules were checked after the bootstrap key was written: a first start with a bad
+    # rule file left a data directory holding a key no server had ever used.
+    rules = tmp_path / "fraud.toml"
+    rules.write_text(
+        '[[rules]]\nname = "big"\nscore = 0.6\nseverity = "hgh"\n'
+        'all = [{ feature = "amount", op = ">=", value = 100 }]\nreason = "x"\n'
+    )
+    data = tmp_path / "data"
+    env = {**os.environ, "FRAUDWATCH_RULES_PATH": str(rules)}
+    done = fraudwatch(command, "--port", str(free_port()), "--data-dir", str(data), env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == "", done.stdout
+    assert done.stderr.strip() == (
+        f"error: {rules}: rule 'big': severity must be one of low, medium, high, critical, "
+        "got 'hgh'"
+    )
+    assert not data.exists()
+
+
 @contextlib.contextmanager
 def running_demo(data_dir: Path, port: int) -> Iterator[dict[str, str]]:
     """`fraudwatch demo` in its own process; yields its banner, stops it with SIGTERM."""
