@@ -261,6 +261,11 @@ def test_missing_path_and_empty_directory_are_errors(tmp_path: Path) -> None:
         (("{amount:,.2f}", "{amount:,.2f|lots}"), "bad format ',.2f|lots' for {amount}"),
         (("{currency}", "{settings.smal_amount}"), "unknown setting {settings.smal_amount}"),
         (("{currency}", "{settings}"), "rule 'big': reason template: unknown placeholder"),
+        # A rule's name is its reasons' code: the dashboard took a rule named model for the
+        # model (listed last, its figures as percentages), and rule=block_list found both.
+        (('name = "big"', 'name = "model"'), "rule 'model': name 'model' is reserved"),
+        (('name = "big"', 'name = "block_list"'), "name 'block_list' is reserved"),
+        (('name = "big"', 'name = "allow_list"'), "name 'allow_list' is reserved"),
         (("{currency}", "{settings.small_amount:,.2f|x}"), "bad format ',.2f|x' for {settings"),
     ],
 )

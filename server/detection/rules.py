@@ -74,6 +74,10 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+RESERVED_CODES = ("allow_list", "block_list", "model")
+"""Reason codes given by the lists and the model, so no rule may be named so."""
+
+
 class RulesError(ValueError):
     """Rule files that cannot be loaded; `errors` has one line per problem."""
 
@@ -452,6 +456,13 @@ def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
     name = raw.get("name")
     if "name" in raw and (not isinstance(name, str) or not name.isidentifier()):
         errors.append(f"{where}: name must be letters, digits and underscores, got {name!r}")
+    elif name in RESERVED_CODES:
+        # A rule's name is its reasons' code: these are the lists' and the model's, which the
+        # dashboard and the alert filter tell apart by it.
+        errors.append(
+            f"{where}: name {name!r} is reserved for the reasons fraudwatch gives itself "
+            f"({', '.join(RESERVED_CODES)})"
+        )
     score = raw.get("score")
     if "score" in raw and (not _is_number(score) or not 0.0 <= score <= 1.0):
         errors.append(f"{where}: score must be a number in [0, 1], got {score!r}")
