@@ -22,7 +22,7 @@ from aiohttp import web
 from server import backtest, backup, replay, server_file
 from server.api_keys import SCOPES, KeyRing
 from server.auth import create_user, load_or_create_api_key
-from server.config import ConfigError, Settings, load_settings
+from server.config import ConfigError, Settings, load_settings, unknown_environment
 from server.detection.rules import load_rules
 from server.store.base import ApiKey
 from server.store.errors import DatabaseUnusable
@@ -277,6 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.command == "demo"
                 else _settings(args)
             )
+            for name in unknown_environment():
+                print(
+                    f"warning: environment {name} is not a setting, and is ignored "
+                    "(docs/settings.md lists them)",
+                    file=sys.stderr,
+                )
             # Bad rule files stop the start here, with every problem listed, before anything
             # is written to the data directory.
             load_rules(settings.rules_path)

@@ -360,6 +360,14 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         ) from None
 
 
+def unknown_environment(env: Mapping[str, str] | None = None) -> list[str]:
+    """`FRAUDWATCH_*` variables that name no setting: a typo there (FRAUDWATCH_RETENTION_DAY)
+    would otherwise leave the default in force without a word."""
+    env = os.environ if env is None else env
+    known = {ENV_PREFIX + name.upper() for name in setting_names()} | {ENV_PREFIX + "CONFIG"}
+    return sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
+
+
 def load_settings(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,

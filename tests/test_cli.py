@@ -156,7 +156,11 @@ def test_a_port_in_use_fails_before_any_banner(tmp_path: Path, command: str) -> 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = fraudwatch(command, "--port", str(port), "--data-dir", str(tmp_path / "data"))
+        # Without FRAUDWATCH_* variables that name no setting (the screenshot tests'), which
+        # would add a warning to stderr.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDWATCH_")}
+        data = str(tmp_path / "data")
+        done = fraudwatch(command, "--port", str(port), "--data-dir", data, env=env)
     assert done.returncode == 1
     assert done.stdout == "", done.stdout
     assert done.stderr.strip() == (
@@ -187,6 +191,24 @@ def test_bad_rules_stop_the_start_before_the_data_dir_is_touched(
         "got 'hgh'"
     )
     assert not data.exists()
+
+
+def test_an_environment_variable_that_names_no_setting_is_warned_about(tmp_path: Path) -> None:
+    # FRAUDWATCH_RETENTION_DAY=30 in a unit file kept every transaction, without a word.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDWATCH_")}
+    env |= {"FRAUDWATCH_RETENTION_DAY": "30", "FRAUDWATCH_RETENTION_DAYS": "30"}
+    with socket.socket() as taken:  # the start then stops right after its checks
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = fraudwatch("serve", "--port", str(port), "--data-dir", str(tmp_path), env=env)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == (
+        "warning: environment FRAUDWATCH_RETENTION_DAY is not a setting, and is ignored "
+        "(docs/settings.md lists them)"
+    )
+    assert "FRAUDWATCH_RETENTION_DAYS" not in done.stderr
+    assert "cannot listen on" in done.stderr.splitlines()[1]
 
 
 @contextlib.contextmanager
