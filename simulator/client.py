@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import email.utils
+import itertools
+import random
 import signal
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -23,10 +26,20 @@ INGEST_PATH = "/api/v1/transactions"
 # that fell behind catches up in several requests instead of one the server refuses.
 MAX_BATCH = 5000
 FLAGGED = frozenset({"review", "block"})
+# What the server may answer while it restarts, is overloaded or sits behind a proxy that
+# lost it: "not answered; send it again" (docs/api.md). Every other 4xx is about the data
+# or the request, and the same request would get the same answer.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# A 500 is a bug of the server's (docs/api.md: "do not loop"), but a deploy can fix it: a
+# few tries, then the batch is reported as refused so the feed moves on.
+TRIES_ON_500 = 3
+# A Retry-After beyond this is taken as a mistake, not as an order to sleep for hours.
+RETRY_AFTER_MAX_S = 300.0
 
 
 class TargetRefused(Exception):
-    """The server rejected our credentials; retrying cannot help."""
+    """The server rejected our credentials, or the URL is not its ingest API; retrying
+    cannot help."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,71 +54,239 @@ class ClientOptions:
     merchants: int = 300
     fraud_rate: float = 0.02
     report_s: float = 5.0
+    # Transactions held while the server does not answer: ~1.3 KB each in this process,
+    # so ~130 MB, about 5.5 minutes of a 300 tx/s feed. Past it, new ones are dropped.
+    max_backlog: int = 100_000
+    retry_base_s: float = 0.5
+    retry_max_s: float = 30.0
+    # After --duration or Ctrl-C: how long to keep trying to deliver what is held.
+    drain_s: float = 30.0
 
 
 @dataclass
 class ClientStats:
-    sent: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    failed: int = 0
+    generated: int = 0
+    sent: int = 0  # distinct transactions posted at least once
+    resent: int = 0  # posted again after a try that got no final answer
+    stored: int = 0  # answered with a verdict: stored (once, whatever the re-sends)
+    refused: int = 0  # answered with an error: not stored, and not re-sent
+    dropped: int = 0  # never delivered: over max_backlog, or still held at the end
     fraud_sent: int = 0
     fraud_flagged: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
+    waiting: int = 0
     last_error: str | None = None
 
     def line(self, elapsed: float) -> str:
         decisions = " ".join(f"{k}={v}" for k, v in sorted(self.decisions.items())) or "-"
         text = (
-            f"[{elapsed:7.1f}s] sent={self.sent} ({self.sent / max(elapsed, 1e-9):.1f}/s) "
-            f"accepted={self.accepted} rejected={self.rejected} failed={self.failed} "
-            f"decisions: {decisions} fraud flagged={self.fraud_flagged}/{self.fraud_sent}"
+            f"[{elapsed:7.1f}s] generated={self.generated} sent={self.sent} "
+            f"({self.sent / max(elapsed, 1e-9):.1f}/s) stored={self.stored} "
+            f"resent={self.resent} refused={self.refused} dropped={self.dropped} "
+            f"waiting={self.waiting} decisions: {decisions} "
+            f"fraud flagged={self.fraud_flagged}/{self.fraud_sent}"
         )
         return text + (f" last error: {self.last_error}" if self.last_error else "")
 
 
+class Retry(Exception):
+    """The request got no final answer: send the same transactions again, after `after`
+    seconds if the server said so."""
+
+    def __init__(self, reason: str, after: float | None = None, *, status: int = 0) -> None:
+        super().__init__(reason)
+        self.after = after
+        self.status = status
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
+    if seconds != seconds:  # nan
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+
+
+def backoff(failures: int, options: ClientOptions, rng: random.Random) -> float:
+    """Capped exponential backoff with jitter (half to all of the step), so that many
+    clients cut off by one restart do not all come back in the same instant."""
+    step: float = min(options.retry_max_s, options.retry_base_s * 2.0 ** max(failures - 1, 0))
+    return step * rng.uniform(0.5, 1.0)
+
+
 def _tally(stats: ClientStats, batch: list[Labeled], reply: Any) -> None:
     results = reply.get("results") if isinstance(reply, dict) else None
-    if not isinstance(results, list):
-        # An ingest that queues instead of scoring inline has no verdicts to give back.
-        stats.accepted += len(batch)
-        return
-    for item, result in zip(batch, results, strict=False):
+    if not isinstance(results, list) or len(results) != len(batch):
+        # Not the ingest API's answer (a proxy's page?): what was stored is unknown, and
+        # re-sending is safe.
+        raise Retry("the answer has no result per transaction")
+    for item, result in zip(batch, results, strict=True):
         decision = result.get("decision") if isinstance(result, dict) else None
         if isinstance(decision, str):
-            stats.accepted += 1
+            stats.stored += 1
             stats.decisions[decision] += 1
             if item.is_fraud and decision in FLAGGED:
                 stats.fraud_flagged += 1
         else:
-            stats.rejected += 1
+            # An answer about this record (id_conflict, invalid_field, stored_row_damaged):
+            # final until the record changes, so it is reported, not re-sent.
+            stats.refused += 1
+            error = result.get("error") if isinstance(result, dict) else None
+            stats.last_error = f"{item.transaction.id} refused: {error or result}"[:300]
 
 
 async def _post(
-    session: aiohttp.ClientSession, url: str, batch: list[Labeled], stats: ClientStats
+    session: aiohttp.ClientSession,
+    url: str,
+    batch: list[Labeled],
+    stats: ClientStats,
+    *,
+    tries: int,
 ) -> None:
-    stats.sent += len(batch)
-    stats.fraud_sent += sum(1 for item in batch if item.is_fraud)
+    """Post one batch and tally its answer; Retry when it got no final answer."""
     try:
         async with session.post(url, data=ndjson(batch)) as response:
             if response.status in (401, 403):
                 raise TargetRefused(f"{url} answered {response.status}: check --api-key")
+            if response.status in (404, 405):
+                raise TargetRefused(
+                    f"{url} answered {response.status}: check --target, the server's base "
+                    f"URL ({INGEST_PATH} is added to it)"
+                )
+            if response.status in RETRY_STATUSES or (
+                response.status >= 500 and (response.status != 500 or tries < TRIES_ON_500)
+            ):
+                raise Retry(
+                    f"HTTP {response.status}: {(await response.text())[:200]}",
+                    retry_after(response.headers.get("Retry-After")),
+                    status=response.status,
+                )
             if response.status >= 300:
-                stats.failed += len(batch)
-                stats.last_error = f"HTTP {response.status}: {(await response.text())[:200]}"
+                # 400/409/413/422 (or a 500 that stayed): the same request would get the
+                # same answer. Reported and counted; the feed goes on with the next batch.
+                stats.refused += len(batch)
+                stats.last_error = (
+                    f"HTTP {response.status}, {len(batch)} transactions refused "
+                    f"({batch[0].transaction.id} .. {batch[-1].transaction.id}): "
+                    f"{(await response.text())[:200]}"
+                )
                 return
-            _tally(stats, batch, await response.json(content_type=None))
+            reply = await response.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        # Keep going: the server may be restarting, and the next tick brings a new batch.
-        stats.failed += len(batch)
-        stats.last_error = f"{type(exc).__name__}: {exc}"
+        # Connection refused or reset, a timeout, a cut answer: the server may have stored
+        # some or all of the batch. The same ids again are safe: it keeps their first copy.
+        raise Retry(f"{type(exc).__name__}: {exc}") from exc
+    _tally(stats, batch, reply)
+
+
+class Sender:
+    """Delivers held transactions in order: the oldest batch is re-sent until it gets a
+    final answer, and no later one is posted before it."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, options: ClientOptions, out: TextIO
+    ) -> None:
+        self.session = session
+        self.url = url
+        self.options = options
+        self.out = out
+        self.backlog: deque[Labeled] = deque()
+        self.stats = ClientStats()
+        self.failures = 0  # tries of the oldest batch that got no final answer
+        self.tries_500 = 0
+        self.next_try = 0.0
+        self.rng = random.Random()
+        self.unanswered = 0  # how many at the backlog's head a try may have stored
+        self.why = ""  # why the oldest batch is still held
+
+    def hold(self, batch: list[Labeled]) -> None:
+        stats = self.stats
+        stats.generated += len(batch)
+        room = max(self.options.max_backlog - len(self.backlog), 0)
+        if len(batch) > room:
+            lost = batch[room:]
+            stats.dropped += len(lost)
+            print(
+                f"dropping {len(lost)} transactions ({lost[0].transaction.id} .. "
+                f"{lost[-1].transaction.id}): {len(self.backlog)} already wait for the "
+                f"server (--max-backlog {self.options.max_backlog})",
+                file=self.out,
+                flush=True,
+            )
+            batch = batch[:room]
+        self.backlog.extend(batch)
+        stats.waiting = len(self.backlog)
+
+    async def deliver(self) -> None:
+        """Post held batches, oldest first, until none is left or one gets no final answer
+        (then wait out its backoff before the next call tries it again)."""
+        stats = self.stats
+        while self.backlog and time.monotonic() >= self.next_try:
+            batch = list(itertools.islice(self.backlog, MAX_BATCH))
+            first = batch[self.unanswered :]
+            stats.sent += len(first)
+            stats.resent += len(batch) - len(first)
+            stats.fraud_sent += sum(1 for item in first if item.is_fraud)
+            self.unanswered = len(batch)
+            try:
+                await _post(self.session, self.url, batch, stats, tries=self.tries_500 + 1)
+            except Retry as retry:
+                self.failures += 1
+                if retry.status == 500:
+                    self.tries_500 += 1
+                wait = retry.after if retry.after is not None else 0.0
+                wait = max(wait, backoff(self.failures, self.options, self.rng))
+                self.next_try = time.monotonic() + wait
+                self.why = str(retry)
+                stats.last_error = f"{retry} (retrying {len(batch)} in {wait:.1f}s)"
+                return
+            for _ in batch:
+                self.backlog.popleft()
+            self.unanswered = 0
+            self.failures = self.tries_500 = 0
+            stats.waiting = len(self.backlog)
+
+    def give_up(self) -> None:
+        if self.backlog:
+            self.stats.dropped += len(self.backlog)
+            print(
+                f"gave up on {len(self.backlog)} transactions the server never answered "
+                f"({self.backlog[0].transaction.id} .. {self.backlog[-1].transaction.id}); "
+                f"{self.failures} tries; last: {self.why}",
+                file=self.out,
+                flush=True,
+            )
+            self.backlog.clear()
+        self.stats.waiting = 0
+
+
+async def _pause(seconds: float, event: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=max(seconds, 0.0))
 
 
 async def run_client(
-    options: ClientOptions, *, stop: asyncio.Event | None = None, out: TextIO = sys.stdout
+    options: ClientOptions,
+    *,
+    stop: asyncio.Event | None = None,
+    abandon: asyncio.Event | None = None,
+    out: TextIO = sys.stdout,
 ) -> ClientStats:
-    """Post batches every `batch_ms` until `duration` passes or `stop` is set."""
+    """Post batches every `batch_ms` until `duration` passes or `stop` is set, then keep
+    delivering what is held for up to `drain_s` (or until `abandon` is set)."""
     stop = stop or asyncio.Event()
+    abandon = abandon or asyncio.Event()
     sim = Simulator(
         seed=options.seed,
         accounts=options.accounts,
@@ -118,21 +299,23 @@ async def run_client(
         "Authorization": f"Bearer {options.api_key}",
         "Content-Type": "application/x-ndjson",
     }
-    stats = ClientStats()
     began = time.monotonic()
     next_report = began + options.report_s
+    # Above the server's ingest_timeout (10 s), so its 503 comes before our timeout.
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+        sender = Sender(session, url, options, out)
+        stats = sender.stats
         while True:
             elapsed = time.monotonic() - began
             finished = stop.is_set() or (
                 options.duration is not None and elapsed >= options.duration
             )
             # Event time is wall time: the simulator started "now", so everything up to now
-            # is exactly `rate` per second of real time, whatever the ticks' jitter.
-            batch = sim.generate_until(dt.datetime.now(dt.UTC))
-            for i in range(0, len(batch), MAX_BATCH):
-                await _post(session, url, batch[i : i + MAX_BATCH], stats)
+            # is exactly `rate` per second of real time, whatever the ticks' jitter (or
+            # however long a request took).
+            sender.hold(sim.generate_until(dt.datetime.now(dt.UTC)))
+            await sender.deliver()
             if time.monotonic() >= next_report:
                 print(stats.line(time.monotonic() - began), file=out, flush=True)
                 stats.last_error = None
@@ -142,8 +325,15 @@ async def run_client(
             delay = options.batch_ms / 1000
             if options.duration is not None:
                 delay = min(delay, max(0.0, began + options.duration - time.monotonic()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            await _pause(delay, stop)
+        deadline = time.monotonic() + options.drain_s
+        while sender.backlog and not abandon.is_set():
+            wait = sender.next_try - time.monotonic()
+            if time.monotonic() + max(wait, 0.0) > deadline:
+                break
+            await _pause(wait, abandon)
+            await sender.deliver()
+        sender.give_up()
     print("done " + stats.line(time.monotonic() - began), file=out, flush=True)
     return stats
 
@@ -173,6 +363,20 @@ def parse_args(argv: Sequence[str] | None = None) -> ClientOptions:
     parser.add_argument(
         "--fraud-rate", type=float, default=0.02, help="Share of fraudulent transactions."
     )
+    parser.add_argument(
+        "--max-backlog",
+        type=int,
+        default=100_000,
+        help="Transactions held while the server does not answer (~1.3 KB each); past "
+        "it, new ones are dropped and said so.",
+    )
+    parser.add_argument(
+        "--drain-s",
+        type=float,
+        default=30.0,
+        help="After --duration or Ctrl-C, seconds to keep delivering what is held "
+        "(a second Ctrl-C gives up at once).",
+    )
     args = parser.parse_args(argv)
     if not args.rate > 0:
         parser.error("--rate must be > 0")
@@ -182,6 +386,10 @@ def parse_args(argv: Sequence[str] | None = None) -> ClientOptions:
         parser.error("--batch-ms must be > 0")
     if args.duration is not None and args.duration < 0:
         parser.error("--duration must be >= 0")
+    if args.max_backlog < 1:
+        parser.error("--max-backlog must be >= 1")
+    if not args.drain_s >= 0:
+        parser.error("--drain-s must be >= 0")
     return ClientOptions(
         target=args.target,
         api_key=args.api_key,
@@ -192,20 +400,28 @@ def parse_args(argv: Sequence[str] | None = None) -> ClientOptions:
         accounts=args.accounts,
         merchants=args.merchants,
         fraud_rate=args.fraud_rate,
+        max_backlog=args.max_backlog,
+        drain_s=args.drain_s,
     )
 
 
 async def _main(options: ClientOptions) -> ClientStats:
     stop = asyncio.Event()
+    abandon = asyncio.Event()
+
+    def on_signal() -> None:
+        (abandon if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
-        # Ctrl-C ends the current tick cleanly (session closed, summary printed) instead of
-        # cancelling a request halfway; Windows has no add_signal_handler and gets the default.
+        # Ctrl-C ends the current tick cleanly and delivers what is held (session closed,
+        # summary printed) instead of cancelling a request halfway; a second one stops
+        # waiting for the server. Windows has no add_signal_handler and gets the default.
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     try:
-        return await run_client(options, stop=stop)
+        return await run_client(options, stop=stop, abandon=abandon)
     finally:
         for sig in signals:
             with contextlib.suppress(NotImplementedError):
