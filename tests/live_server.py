@@ -64,10 +64,12 @@ def _healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def live_server(data_dir: Path, **settings: Any) -> Iterator[LiveServer]:
-    """`fraudwatch serve` on a free port with FRAUDWATCH_* `settings`, healthy on entry.
-    Killed on exit if the test left it running."""
-    port = free_port()
+def live_server(
+    data_dir: Path, *, port: int | None = None, **settings: Any
+) -> Iterator[LiveServer]:
+    """`fraudwatch serve` on `port` (default: a free one) with FRAUDWATCH_* `settings`,
+    healthy on entry. Killed on exit if the test left it running."""
+    port = port or free_port()
     env = {**os.environ, "FRAUDWATCH_API_KEY": API_KEY}
     env.update({f"FRAUDWATCH_{name.upper()}": str(value) for name, value in settings.items()})
     log = data_dir.parent / f"server-{port}.log"
@@ -90,9 +92,13 @@ def live_server(data_dir: Path, **settings: Any) -> Iterator[LiveServer]:
         proc.wait(timeout=30)
 
 
-async def start_live(data_dir: Path, stack: contextlib.ExitStack, **settings: Any) -> LiveServer:
+async def start_live(
+    data_dir: Path, stack: contextlib.ExitStack, *, port: int | None = None, **settings: Any
+) -> LiveServer:
     """live_server() from async code: starting takes a second of blocking polls."""
-    return await asyncio.to_thread(stack.enter_context, live_server(data_dir, **settings))
+    return await asyncio.to_thread(
+        stack.enter_context, live_server(data_dir, port=port, **settings)
+    )
 
 
 async def post_transactions(url: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

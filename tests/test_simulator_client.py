@@ -1,0 +1,180 @@
+"""The standalone client against servers that go away, refuse or come back: what it re-sends,
+in what order, and what it reports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import signal
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from simulator.client import ClientOptions, ClientStats, retry_after, run_client
+from tests.conftest import API_KEY
+from tests.live_server import start_live
+from tests.test_cli import free_port
+
+BODIES = web.AppKey("bodies", list)
+ANSWERS = web.AppKey("answers", list)
+POSTED = web.AppKey("posted", asyncio.Event)
+
+
+def stored_ids(db: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+        return [row[0] for row in conn.execute("SELECT id FROM transactions")]
+
+
+async def wait_stored(db: Path, more_than: int) -> int:
+    for _ in range(600):
+        if db.exists():
+            count = len(await asyncio.to_thread(stored_ids, db))
+            if count > more_than:
+                return count
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no more than {more_than} stored in 30 s")
+
+
+async def test_every_transaction_is_stored_once_across_sigterm_and_sigkill(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    stop = asyncio.Event()
+    out = io.StringIO()
+    options = ClientOptions(
+        target=f"http://127.0.0.1:{port}",
+        api_key=API_KEY,
+        rate=150.0,
+        batch_ms=50.0,
+        retry_base_s=0.05,
+        retry_max_s=0.5,
+        report_s=3600.0,
+    )
+    with contextlib.ExitStack() as stack:
+        server = await start_live(data, stack, port=port)
+        task = asyncio.create_task(run_client(options, stop=stop, out=out))
+        count = await wait_stored(server.db, 50)
+        # A clean stop mid-feed: in-flight requests answered, then connections refused
+        # until the new process listens.
+        assert await asyncio.to_thread(server.stop, signal.SIGTERM) == 0
+        server = await start_live(data, stack, port=port)
+        count = await wait_stored(server.db, count + 50)
+        # A crash: a batch may be committed without its answer reaching the client.
+        await asyncio.to_thread(server.stop, signal.SIGKILL)
+        server = await start_live(data, stack, port=port)
+        await wait_stored(server.db, count + 50)
+        stop.set()
+        stats: ClientStats = await asyncio.wait_for(task, timeout=60)
+        ids = await asyncio.to_thread(stored_ids, server.db)
+        server.stop()
+
+    assert stats.dropped == stats.refused == 0, out.getvalue()
+    # Each generated transaction stored exactly once (the id is the primary key, so the
+    # count of numbers 1..n is what says none is missing), and answered once with its verdict.
+    numbers = sorted(int(i.rsplit("-", 1)[1]) for i in ids)
+    assert numbers == list(range(1, stats.generated + 1))
+    assert stats.stored == stats.sent == stats.generated
+    assert stats.resent > 0  # the restarts did reach the client: it re-sent what it held
+
+
+def scripted_ingest(*answers: tuple[int, dict[str, str]]) -> web.Application:
+    """Answers each post with the next (status, headers) of `answers`, then with verdicts."""
+
+    async def ingest(request: web.Request) -> web.Response:
+        body = await request.read()
+        request.app[BODIES].append(body)
+        request.app[POSTED].set()
+        if request.app[ANSWERS]:
+            status, headers = request.app[ANSWERS].pop(0)
+            return web.json_response({"error": {"code": "x"}}, status=status, headers=headers)
+        lines = body.splitlines()
+        return web.json_response({"results": [{"decision": "allow"} for _ in lines]})
+
+    app = web.Application()
+    app[BODIES] = []
+    app[ANSWERS] = list(answers)
+    app[POSTED] = asyncio.Event()
+    app.router.add_post("/api/v1/transactions", ingest)
+    return app
+
+
+async def next_post(app: web.Application) -> None:
+    app[POSTED].clear()
+    await asyncio.wait_for(app[POSTED].wait(), timeout=30)
+
+
+async def test_a_503_is_resent_whole_and_first_and_a_409_is_reported_not_resent(
+    aiohttp_server: Any,
+) -> None:
+    app = scripted_ingest((503, {"Retry-After": "0"}), (502, {}), (409, {}))
+    server = await aiohttp_server(app)
+    options = ClientOptions(
+        target=str(server.make_url("/")),
+        api_key="k",
+        rate=200.0,
+        batch_ms=50.0,
+        retry_base_s=0.01,
+        retry_max_s=0.02,
+        report_s=3600.0,
+    )
+    stop = asyncio.Event()
+    out = io.StringIO()
+    task = asyncio.create_task(run_client(options, stop=stop, out=out))
+    while len(app[BODIES]) < 6:
+        await next_post(app)
+    stop.set()
+    stats = await asyncio.wait_for(task, timeout=30)
+
+    first, second, third = (body.splitlines() for body in app[BODIES][:3])
+    # The 503 and the 502 ask for the same transactions again: same bytes, first in line
+    # (what came meanwhile may ride along behind them), then the 409 is final for its
+    # batch: never posted again, and the feed goes on after it.
+    assert second[: len(first)] == first and third[: len(second)] == second
+    later = [line for body in app[BODIES][3:] for line in body.splitlines()]
+    assert not set(later) & set(third)
+    assert stats.refused == len(third)
+    assert stats.stored == len(later) == stats.generated - len(third)
+    assert stats.resent == len(first) + len(second) and stats.dropped == 0
+    assert "HTTP 409" in out.getvalue() and f"{len(third)} transactions refused" in out.getvalue()
+
+
+async def test_past_max_backlog_new_transactions_are_dropped_and_said_so(
+    aiohttp_server: Any,
+) -> None:
+    app = scripted_ingest(*[(503, {})] * 10_000)
+    server = await aiohttp_server(app)
+    options = ClientOptions(
+        target=str(server.make_url("/")),
+        api_key="k",
+        rate=500.0,
+        batch_ms=20.0,
+        retry_base_s=0.01,
+        retry_max_s=0.02,
+        max_backlog=40,
+        drain_s=0.0,
+        report_s=3600.0,
+    )
+    stop = asyncio.Event()
+    out = io.StringIO()
+    task = asyncio.create_task(run_client(options, stop=stop, out=out))
+    while "dropping" not in out.getvalue():  # it keeps retrying meanwhile
+        await next_post(app)
+    stop.set()
+    stats = await asyncio.wait_for(task, timeout=30)
+    # Never more than the cap in memory (or in a request), the oldest kept first in line.
+    assert max(len(body.splitlines()) for body in app[BODIES]) <= 40
+    assert app[BODIES][0].splitlines()[0] == app[BODIES][-1].splitlines()[0]
+    assert stats.stored == 0 and stats.dropped == stats.generated > 40
+    assert "(--max-backlog 40)" in out.getvalue() and "gave up on 40 transactions" in out.getvalue()
+
+
+def test_retry_after_reads_seconds_and_dates_and_refuses_nonsense() -> None:
+    assert retry_after("1") == 1.0
+    assert retry_after("86400") == 300.0  # capped: a mistake, not an order
+    assert retry_after("-5") == 0.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past
+    assert retry_after(None) is None and retry_after("soon") is None and retry_after("nan") is None
