@@ -172,6 +172,34 @@ async def test_past_max_backlog_new_transactions_are_dropped_and_said_so(
     assert "(--max-backlog 40)" in out.getvalue() and "gave up on 40 transactions" in out.getvalue()
 
 
+async def test_a_500_is_tried_three_times_then_reported(aiohttp_server: Any) -> None:
+    app = scripted_ingest((500, {}), (500, {}), (500, {}))
+    server = await aiohttp_server(app)
+    options = ClientOptions(
+        target=str(server.make_url("/")),
+        api_key="k",
+        rate=200.0,
+        batch_ms=50.0,
+        retry_base_s=0.01,
+        retry_max_s=0.02,
+        report_s=3600.0,
+    )
+    stop = asyncio.Event()
+    out = io.StringIO()
+    task = asyncio.create_task(run_client(options, stop=stop, out=out))
+    while len(app[BODIES]) < 5:
+        await next_post(app)
+    stop.set()
+    stats = await asyncio.wait_for(task, timeout=30)
+    # A bug of the server's: a deploy may fix it, a loop would not. Third time, reported.
+    gave_up = app[BODIES][2].splitlines()
+    later = [line for body in app[BODIES][3:] for line in body.splitlines()]
+    assert app[BODIES][1].startswith(app[BODIES][0]) and app[BODIES][2].startswith(app[BODIES][1])
+    assert not set(later) & set(gave_up)
+    assert stats.refused == len(gave_up) and stats.stored == len(later)
+    assert "HTTP 500" in out.getvalue()
+
+
 def test_retry_after_reads_seconds_and_dates_and_refuses_nonsense() -> None:
     assert retry_after("1") == 1.0
     assert retry_after("86400") == 300.0  # capped: a mistake, not an order
