@@ -58,7 +58,7 @@ class ClientOptions:
     # (measured with tracemalloc), so ~60 MB, 5.5 minutes of a 300 tx/s feed. Past it,
     # new ones are dropped.
     max_backlog: int = 100_000
-    retry_base_s: float = 0.5
+    retry_base_s: float = 1.0
     retry_max_s: float = 30.0
     # After --duration or Ctrl-C: how long to keep trying to deliver what is held.
     drain_s: float = 30.0
