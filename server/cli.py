@@ -1,4 +1,4 @@
-"""The `fraudwatch` command: demo, serve, users, keys, backup, replay, backtest."""
+"""The `fraudwatch` command: demo, serve, users, keys, backup, replay, backtest, rules."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from server import backtest, backup, replay, server_file
+from server import backtest, backup, replay, rules_check, server_file
 from server.api_keys import SCOPES, KeyRing
 from server.auth import create_user, load_or_create_api_key
 from server.config import ConfigError, Settings, load_settings, unknown_environment
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup.register(commands)
     replay.register(commands)
     backtest.register(commands)
+    rules_check.register(commands)
     return parser
 
 
@@ -270,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return backtest.run(args)
     if args.command == "backup":
         return backup.run(args)
+    if args.command == "rules":
+        return rules_check.run(args)
     try:
         if args.command in ("demo", "serve"):
             settings = (

@@ -26,6 +26,7 @@ DOCS = {
     ("backup",): "docs/operations.md",
     ("replay",): "docs/backtest.md",
     ("backtest",): "docs/backtest.md",
+    ("rules", "check"): "docs/rules.md",
 }
 SHARED = {"--help", "--data-dir", "--config"}
 

@@ -1,0 +1,101 @@
+"""`fraudwatch rules check` as rule authors run it: a real process, real files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from server.detection.rules import default_pack, load_rules
+from tests.test_cli import fraudwatch
+
+GOOD = (
+    '[[rules]]\nname = "big"\nscore = 0.6\nseverity = "high"\n'
+    'all = [{ feature = "amount", op = ">=", value = 100 }]\nreason = "big"\n'
+)
+BLOCK = (
+    '[[lists]]\nname = "stolen"\naction = "block"\nfield = "device_id"\n'
+    'entries = [{ value = "dev-1" }]\n'
+)
+BAD = (
+    '[[rules]]\nname = "huge"\nscore = 0.6\nseverity = "hgh"\n'
+    'all = [{ feature = "amout", op = ">=", value = 100 }]\nreason = "x"\n'
+)
+
+
+def _env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDWATCH_")}
+    return env | {f"FRAUDWATCH_{name.upper()}": value for name, value in settings.items()}
+
+
+def test_without_files_it_checks_the_pack_a_server_would_load(tmp_path: Path) -> None:
+    done = fraudwatch("rules", "check", env=_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    pack = load_rules()
+    assert done.stdout.splitlines() == [
+        f"ok: {len(pack.rules)} rule(s), 0 list(s) from 1 file(s): {default_pack()}",
+        "rules: " + ", ".join(rule.name for rule in pack.rules),
+        f"rules_version: {pack.version}",
+    ]
+    assert done.stderr == ""
+
+
+def test_without_files_it_checks_the_rules_path_setting(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.toml").write_text(GOOD)
+    (rules / "b.toml").write_text(BLOCK)
+    config = tmp_path / "fraudwatch.toml"
+    config.write_text(f"rules_path = {str(rules)!r}\n")
+    expected = load_rules(rules).version
+    for done in (
+        fraudwatch("rules", "check", env=_env(rules_path=str(rules))),
+        fraudwatch("rules", "check", "--config", str(config), env=_env()),
+    ):
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [
+            f"ok: 1 rule(s), 1 list(s) from 2 file(s): {rules / 'a.toml'}, {rules / 'b.toml'}",
+            "rules: big",
+            "lists: stolen",
+            f"rules_version: {expected}",
+        ]
+
+
+def test_files_given_are_checked_as_one_set_with_a_directorys_version(tmp_path: Path) -> None:
+    # The files of a directory, named in the order the server reads them: the version is
+    # the one a server with rules_path = that directory records on each verdict.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.toml").write_text(GOOD)
+    (rules / "b.toml").write_text(BLOCK)
+    done = fraudwatch("rules", "check", str(rules / "a.toml"), str(rules / "b.toml"), env=_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"rules_version: {load_rules(rules).version}"
+
+
+def test_every_problem_is_listed_and_the_exit_status_is_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BAD)
+    dup = tmp_path / "dup.toml"
+    dup.write_text(GOOD)
+    again = tmp_path / "again.toml"
+    again.write_text(GOOD)
+    missing = tmp_path / "nope.toml"
+    done = fraudwatch("rules", "check", str(bad), str(missing), str(dup), str(again), env=_env())
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"{missing}: no such file or directory",
+        f"{bad}: rule 'huge': severity must be one of low, medium, high, critical, got 'hgh'",
+        f"{bad}: rule 'huge': unknown feature 'amout' (see docs/rules.md for the list)",
+        f"{again}: rule 'big': duplicate name (also in {dup})",
+        "error: 4 problem(s); a server would refuse these rules",
+    ]
+
+
+def test_a_bad_setting_is_exit_2_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "fraudwatch.toml"
+    config.write_text("rules_path = 5\n")
+    done = fraudwatch("rules", "check", "--config", str(config), env=_env())
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: Setting 'rules_path' from config file")
+    assert "Traceback" not in done.stderr
