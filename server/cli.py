@@ -24,6 +24,7 @@ from server.api_keys import SCOPES, KeyRing
 from server.auth import create_user, load_or_create_api_key
 from server.config import ConfigError, Settings, load_settings, unknown_environment
 from server.detection.rules import load_rules
+from server.rules_reload import reload_on_sighup
 from server.store.base import ApiKey
 from server.store.errors import DatabaseUnusable
 from server.store.sqlite import SqliteStore
@@ -253,8 +254,10 @@ def _run(settings: Settings, sockets: list[socket.socket], banner: Sequence[str]
     for line in banner:
         print(line, flush=True)
     tune_gc()
+    app = create_app(settings)
+    app.cleanup_ctx.append(reload_on_sighup)
     web.run_app(
-        create_app(settings),
+        app,
         sock=sockets,
         print=None,
         shutdown_timeout=10,

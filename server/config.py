@@ -156,7 +156,8 @@ class Settings:
         None,
         "Rule file, or directory of *.toml rule files, the detector scores with (see "
         "docs/rules.md). Unset: the default pack shipped with fraudwatch. An admin's "
-        "POST /api/v1/rules/reload re-reads it without a restart.",
+        "POST /api/v1/rules/reload, or a SIGHUP to the server process, re-reads it without "
+        "a restart.",
     )
     state_snapshot_interval: float = _s(
         300.0,

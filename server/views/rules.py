@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from aiohttp import web
 
-from server.detection.rules import RulesError, describe, load_rules
-from server.state import DETECTOR, SETTINGS
+from server import rules_reload
+from server.detection.rules import RulesError, describe
+from server.state import DETECTOR
 from server.views.api import permitted
 from server.views.responses import error_body, json_response
-
-log = logging.getLogger(__name__)
 
 
 def _summary(app: web.Application) -> dict[str, object]:
@@ -53,26 +49,19 @@ async def reload_rules(request: web.Request) -> web.Response:
     if isinstance(who, web.Response):
         return who
     app = request.app
-    detector = app[DETECTOR]
-    previous = detector.rules_version
-    try:
-        # Reading and compiling happen off the event loop; the swap itself is one assignment
-        # between two batches, so a batch is scored by one rule set from start to end.
-        ruleset = await asyncio.to_thread(load_rules, app[SETTINGS].rules_path)
-    except RulesError as exc:
-        log.warning("rules reload by %s refused: %s", who.name, "; ".join(exc.errors))
+    previous = app[DETECTOR].rules_version
+    outcome = await rules_reload.reload_rules(app, who.name)
+    if isinstance(outcome, RulesError):
         return json_response(
             {
                 **error_body(
                     "invalid_rules",
-                    f"{len(exc.errors)} problem(s) in the rule files; the rules in use "
+                    f"{len(outcome.errors)} problem(s) in the rule files; the rules in use "
                     f"({previous}) are unchanged",
                 ),
-                "errors": exc.errors,
+                "errors": outcome.errors,
                 "rules_version": previous,
             },
             status=400,
         )
-    detector.use_rules(ruleset)
-    log.warning("rules reloaded by %s: %s -> %s", who.name, previous, ruleset.version)
     return json_response({**_summary(app), "previous_version": previous})
