@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, expect
 
+from server.app import create_app
 from server.auth import create_user
-from server.state import STORE
+from server.config import Settings
+from server.detection.rules import load_rules
+from server.state import DETECTOR, STORE
 from tests.browser_support import PASSWORD, VIEWPORT, screenshot
+from tests.conftest import API_KEY
 
 pytestmark = pytest.mark.browser
 
@@ -81,4 +86,65 @@ async def test_the_admin_page_is_for_admins_only(browser: Browser, server: TestS
     await expect(page.get_by_role("link", name="Admin")).to_have_count(0)  # analysts see no link
     response = await page.goto("/admin")
     assert response is not None and response.status == 403
+    await context.close()
+
+
+RULE = (
+    '[[rules]]\nname = "big"\nscore = 0.6\nseverity = "high"\n'
+    'all = [{{ feature = "amount", op = ">=", value = {threshold} }}]\nreason = "big"\n'
+)
+
+
+async def test_an_admin_reloads_the_rules_and_sees_the_problems(
+    browser: Browser, aiohttp_server: Any, tmp_path: Path
+) -> None:
+    rules = tmp_path / "fraud.toml"
+    rules.write_text(RULE.format(threshold=100))
+    first = load_rules(rules).version
+    settings = Settings(data_dir=tmp_path / "data", api_key=API_KEY, rules_path=rules)
+    server: TestServer = await aiohttp_server(create_app(settings))
+    await create_user(server.app[STORE], "root", PASSWORD, "admin")
+    context = await browser.new_context(base_url=str(server.make_url("/")), viewport=VIEWPORT)
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    await page.goto("/login")
+    await page.get_by_label("Username").fill("root")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.goto("/admin")
+    version = page.locator("#rules-version")
+    status = page.locator("#admin-status")
+    listed = page.get_by_role("list", name="Problems in the rule files")
+    await expect(version).to_have_text(first)
+
+    rules.write_text(RULE.format(threshold=500))
+    second = load_rules(rules).version
+    await page.get_by_role("button", name="Reload rules").click()
+    await expect(status).to_have_text(f"Rules reloaded: {first} → {second} (1 rule).")
+    await expect(version).to_have_text(second)
+    assert server.app[DETECTOR].rules_version == second
+
+    rules.write_text(RULE.format(threshold=500).replace('"high"', '"hgh"') + "oops = 1\n")
+    await page.get_by_role("button", name="Reload rules").click()
+    await expect(status).to_have_text(
+        f"2 problem(s) in the rule files; the rules in use ({second}) are unchanged"
+    )
+    await expect(status).to_have_attribute("data-kind", "error")
+    await expect(listed.get_by_role("listitem")).to_have_text(
+        [
+            f"{rules}: rule 'big': unknown key 'oops' (all, any, description, name, observed, "
+            "reason, score, severity, threshold, unit)",
+            f"{rules}: rule 'big': severity must be one of low, medium, high, critical, got 'hgh'",
+        ]
+    )
+    await expect(version).to_have_text(second)
+    assert server.app[DETECTOR].rules_version == second
+
+    # Fixed: the problems go, and the same version (the bytes are the first file's) says so.
+    rules.write_text(RULE.format(threshold=100))
+    await page.get_by_role("button", name="Reload rules").click()
+    await expect(status).to_have_text(f"Rules reloaded: {second} → {first} (1 rule).")
+    await expect(listed).to_be_hidden()
+    assert problems == []
     await context.close()

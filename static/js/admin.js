@@ -1,7 +1,8 @@
-// The admin page: list, add, re-role and remove users; show the running settings.
+// The admin page: list, add, re-role and remove users; reload the rules; show the running
+// settings.
 // Everything from the server is written with textContent (dom.js), never as HTML.
 
-import { deleteUser, getSettings, listUsers, putUser } from "./api.js";
+import { deleteUser, getRules, getSettings, listUsers, putUser, reloadRules } from "./api.js";
 import { h, setText } from "./dom.js";
 import { formatDateTime } from "./format.js";
 
@@ -11,6 +12,9 @@ const status = document.getElementById("admin-status");
 const userRows = document.getElementById("user-rows");
 const settingRows = document.getElementById("setting-rows");
 const form = document.getElementById("add-user");
+const rulesVersion = document.getElementById("rules-version");
+const reloadButton = document.getElementById("reload-rules");
+const rulesProblems = document.getElementById("rules-problems");
 
 function say(text, kind = "ok") {
   status.dataset.kind = kind;
@@ -94,6 +98,43 @@ async function loadSettings() {
   }
 }
 
+function showProblems(lines) {
+  rulesProblems.replaceChildren(...lines.map((line) => h("li", { text: line })));
+  rulesProblems.hidden = lines.length === 0;
+}
+
+async function loadRules() {
+  try {
+    setText(rulesVersion, (await getRules()).rules_version);
+  } catch (error) {
+    failed(error);
+  }
+}
+
+reloadButton.addEventListener("click", async () => {
+  reloadButton.disabled = true;
+  try {
+    const rules = await reloadRules();
+    setText(rulesVersion, rules.rules_version);
+    showProblems([]);
+    const count = `${rules.rules.length} rule${rules.rules.length === 1 ? "" : "s"}`;
+    say(
+      rules.rules_version === rules.previous_version
+        ? `Rules reloaded: unchanged, ${rules.rules_version} (${count}).`
+        : `Rules reloaded: ${rules.previous_version} → ${rules.rules_version} (${count}).`,
+    );
+  } catch (error) {
+    if (error.code === "invalid_rules") {
+      // The server keeps the rules it had: show which, and every problem in the files.
+      if (error.body?.rules_version) setText(rulesVersion, error.body.rules_version);
+      showProblems(Array.isArray(error.body?.errors) ? error.body.errors.map(String) : []);
+    }
+    failed(error);
+  } finally {
+    reloadButton.disabled = false;
+  }
+});
+
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const data = new FormData(form);
@@ -113,4 +154,5 @@ form.addEventListener("submit", async (event) => {
 });
 
 loadUsers();
+loadRules();
 loadSettings();

@@ -141,3 +141,14 @@ export function deleteUser(name) {
 export function getSettings() {
   return request("GET", "/api/v1/settings");
 }
+
+// {rules_version, files, rules, settings, lists}
+export function getRules() {
+  return request("GET", "/api/v1/rules");
+}
+
+// The same object as getRules() plus previous_version. A refused reload is an ApiError
+// with code "invalid_rules" whose body holds `errors`, one line per problem.
+export function reloadRules() {
+  return request("POST", "/api/v1/rules/reload", {});
+}
