@@ -33,7 +33,7 @@ async def reload_rules(app: web.Application, by: str) -> RuleSet | RulesError:
         )
         return exc
     detector.use_rules(ruleset)
-    log.warning("rules reloaded by %s: %s -> %s", by, previous, ruleset.version)
+    log.info("rules reloaded by %s: %s -> %s", by, previous, ruleset.version)
     return ruleset
 
 
