@@ -23,7 +23,6 @@ from server import backtest, backup, replay, rules_check, server_file
 from server.api_keys import SCOPES, KeyRing
 from server.auth import create_user, load_or_create_api_key
 from server.config import ConfigError, Settings, load_settings, unknown_environment
-from server.detection.rules import load_rules
 from server.rules_reload import reload_on_sighup
 from server.store.base import ApiKey
 from server.store.errors import DatabaseUnusable
@@ -88,14 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+def _settings(
+    args: argparse.Namespace, sources: dict[str, str] | None = None, **overrides: Any
+) -> Settings:
     flags = {
         name: getattr(args, name, None)
         for name in ("host", "port", "data_dir", "rate", "seed")
         if getattr(args, name, None) is not None
     }
     flags.update(overrides)
-    return load_settings(flags, config_file=args.config)
+    return load_settings(flags, config_file=args.config, sources=sources)
 
 
 async def _in_store(settings: Settings, job: Callable[[SqliteStore], Awaitable[T]]) -> T:
@@ -278,10 +279,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rules_check.run(args)
     try:
         if args.command in ("demo", "serve"):
+            sources: dict[str, str] = {}
             settings = (
-                _settings(args, simulator=True, simulator_labels=True)
+                _settings(args, sources, simulator=True, simulator_labels=True)
                 if args.command == "demo"
-                else _settings(args)
+                else _settings(args, sources)
             )
             for name in unknown_environment():
                 print(
@@ -291,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             # Bad rule files stop the start here, with every problem listed, before anything
             # is written to the data directory.
-            load_rules(settings.rules_path)
+            rules_check.configured_rules(settings, sources)
             if settings.api_key is None:
                 settings = dataclasses.replace(
                     settings, api_key=load_or_create_api_key(settings.data_dir)

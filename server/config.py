@@ -373,8 +373,12 @@ def load_settings(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     config_file: Path | None = None,
+    sources: dict[str, str] | None = None,
 ) -> Settings:
-    """Build Settings from the layers; unknown names in the file are errors, not ignored."""
+    """Build Settings from the layers; unknown names in the file are errors, not ignored.
+    `sources`, if given, is filled with where each setting not left at its default came
+    from ("environment FRAUDWATCH_PORT"), for a message about its value found later."""
+    sources = {} if sources is None else sources
     env = os.environ if env is None else env
     names = set(setting_names())
     values: dict[str, Any] = {}
@@ -392,14 +396,17 @@ def load_settings(
             name = key.replace("-", "_")
             if name not in names:
                 raise ConfigError(f"Config file {path}: unknown setting '{key}'")
-            values[name] = _coerce(name, value, f"config file {path}")
+            sources[name] = f"config file {path}"
+            values[name] = _coerce(name, value, sources[name])
     for name in names:
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None and raw != "":
-            values[name] = _coerce(name, raw, f"environment {ENV_PREFIX}{name.upper()}")
+            sources[name] = f"environment {ENV_PREFIX}{name.upper()}"
+            values[name] = _coerce(name, raw, sources[name])
     for name, value in (flags or {}).items():
         if value is not None:
             if name not in names:
                 raise ConfigError(f"Unknown setting '{name}'")
-            values[name] = _coerce(name, value, f"flag --{name.replace('_', '-')}")
+            sources[name] = f"flag --{name.replace('_', '-')}"
+            values[name] = _coerce(name, value, sources[name])
     return Settings(**values)

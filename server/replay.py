@@ -21,7 +21,7 @@ from typing import Any, Protocol, TextIO
 import aiohttp
 
 from server.detection.detector import Detector
-from server.detection.rules import load_rules
+from server.detection.rules import RulesPathError, load_rules
 from server.detection.verdict import Scored
 from server.progress import Progress
 from server.read_ahead import open_source
@@ -415,6 +415,8 @@ def detector_from_args(args: argparse.Namespace) -> Detector:
             block_threshold=args.block_threshold,
             rules=load_rules(args.rules) if args.rules is not None else None,
         )
+    except RulesPathError as exc:  # the flag's value names no rule file: name the flag
+        raise SourceError(f"--rules: {exc}") from None
     except ValueError as exc:  # RulesError included: it lists every problem
         raise SourceError(str(exc)) from None
 

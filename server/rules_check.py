@@ -7,8 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from server.config import ConfigError, load_settings
-from server.detection.rules import RulesError, RuleSet, default_pack, load_files, rule_files
+from server.config import ConfigError, Settings, load_settings
+from server.detection.rules import (
+    RulesError,
+    RuleSet,
+    RulesPathError,
+    load_files,
+    load_rules,
+    rule_files,
+)
 
 
 def register(commands: Any) -> None:
@@ -34,16 +41,20 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Exit codes: 0 the rules load; 1 they do not (every problem listed); 2 a bad setting."""
+    """Exit codes: 0 the rules load; 1 they do not (every problem listed); 2 a bad setting,
+    or a rules_path naming no rule file."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
-        paths = args.files or [load_settings(config_file=args.config).rules_path or default_pack()]
-    except ConfigError as exc:
+        if args.files:
+            ruleset = check(args.files)
+        else:
+            sources: dict[str, str] = {}
+            settings = load_settings(config_file=args.config, sources=sources)
+            ruleset = configured_rules(settings, sources)
+    except ConfigError as exc:  # rules_path from the settings names nothing: exit 2
         print(f"error: {exc}", file=err)
         return 2
-    try:
-        ruleset = check(paths)
     except RulesError as exc:
         for line in exc.errors:
             print(line, file=err)
@@ -55,6 +66,17 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     for line in summary(ruleset):
         print(line, file=out)
     return 0
+
+
+def configured_rules(settings: Settings, sources: dict[str, str]) -> RuleSet:
+    """The rules `settings` make a server load (`load_settings` filled `sources`). A
+    `rules_path` that names no rule file is a ConfigError naming the setting and where it
+    was set; a problem in the files a RulesError."""
+    try:
+        return load_rules(settings.rules_path)
+    except RulesPathError as exc:
+        where = sources.get("rules_path", "the settings")
+        raise ConfigError(f"Setting 'rules_path' from {where}: {exc}") from None
 
 
 def check(paths: list[Path]) -> RuleSet:

@@ -290,3 +290,40 @@ def test_package_imports_cleanly() -> None:
     assert done.returncode == 0
     assert "demo" in done.stdout and "serve" in done.stdout and "users" in done.stdout
     assert asyncio.iscoroutinefunction(authenticate)
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+@pytest.mark.parametrize("given_by", ["environment", "config file"])
+def test_a_rules_path_that_names_no_file_names_the_setting(
+    tmp_path: Path, command: str, given_by: str
+) -> None:
+    # It said "error: /nope: no such file or directory", and left the operator to find out
+    # which of their settings, files or flags held /nope.
+    missing = tmp_path / "nope"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDWATCH_")}
+    args = [command, "--port", str(free_port()), "--data-dir", str(tmp_path / "data")]
+    if given_by == "environment":
+        env["FRAUDWATCH_RULES_PATH"] = str(missing)
+        where = "environment FRAUDWATCH_RULES_PATH"
+    else:
+        config = tmp_path / "fraudwatch.toml"
+        config.write_text(f"rules_path = {str(missing)!r}\n")
+        args += ["--config", str(config)]
+        where = f"config file {config}"
+    done = fraudwatch(*args, env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"error: Setting 'rules_path' from {where}: {missing}: no such file or directory"
+    )
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("command", [["replay"], ["backtest", "--label", "is_fraud"]])
+def test_a_rules_flag_that_names_no_file_names_the_flag(tmp_path: Path, command: list[str]) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = fraudwatch(command[0], str(rows), *command[1:], "--rules", str(empty))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: --rules: {empty}: no *.toml rule files in this directory"

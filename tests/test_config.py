@@ -139,3 +139,22 @@ def test_the_model_settings_default_to_what_the_model_does_without_them() -> Non
     settings = Settings()
     for name in ("memory", "min_labels", "min_frauds", "negative_ratio"):
         assert getattr(settings, f"model_{name}") == defaults[name].default, name
+
+
+def test_sources_say_where_each_setting_given_came_from(tmp_path: Path) -> None:
+    config = tmp_path / "fraudwatch.toml"
+    config.write_text('rules_path = "/etc/rules"\nport = 8001\nseed = 3\n')
+    sources: dict[str, str] = {}
+    settings = load_settings(
+        {"seed": 4},
+        env={"FRAUDWATCH_PORT": "8002"},
+        config_file=config,
+        sources=sources,
+    )
+    assert (settings.port, settings.seed, settings.rules_path) == (8002, 4, Path("/etc/rules"))
+    # The layer whose value is in force; a setting left at its default has no entry.
+    assert sources == {
+        "rules_path": f"config file {config}",
+        "port": "environment FRAUDWATCH_PORT",
+        "seed": "flag --seed",
+    }

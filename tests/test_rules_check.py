@@ -99,3 +99,13 @@ def test_a_bad_setting_is_exit_2_naming_it(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("error: Setting 'rules_path' from config file")
     assert "Traceback" not in done.stderr
+
+
+def test_a_rules_path_setting_that_names_no_file_is_exit_2_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    done = fraudwatch("rules", "check", env=_env(rules_path=str(missing)))
+    assert done.returncode == 2
+    assert done.stderr == (
+        "error: Setting 'rules_path' from environment FRAUDWATCH_RULES_PATH: "
+        f"{missing}: no such file or directory\n"
+    )

@@ -86,6 +86,11 @@ class RulesError(ValueError):
         self.errors = list(errors)
 
 
+class RulesPathError(RulesError):
+    """The path itself names no rule file (missing, or a directory without *.toml): a
+    setting's or a flag's value, which the caller names."""
+
+
 @dataclass(frozen=True, slots=True)
 class Leaf:
     feature: str
@@ -247,10 +252,10 @@ def rule_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.glob("*.toml") if p.is_file())
         if not files:
-            raise RulesError([f"{path}: no *.toml rule files in this directory"])
+            raise RulesPathError([f"{path}: no *.toml rule files in this directory"])
         return files
     if not path.exists():
-        raise RulesError([f"{path}: no such file or directory"])
+        raise RulesPathError([f"{path}: no such file or directory"])
     return [path]
 
 
