@@ -36,6 +36,7 @@ from server.state import (
     HUB,
     LABEL_CHANGES,
     QUEUE,
+    RULES_RELOAD,
     SCORECARD,
     SETTINGS,
     STATE_SAVER,
@@ -407,6 +408,7 @@ def create_app(settings: Settings) -> web.Application:
         )
         app[TRAINER] = Trainer(slot, settings.data_dir / "model.json")
     app[SCORECARD] = Scorecard()
+    app[RULES_RELOAD] = asyncio.Lock()
     app[DETECTOR] = Detector(
         review_threshold=settings.review_threshold,
         block_threshold=settings.block_threshold,

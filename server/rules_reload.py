@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server.detection.rules import RulesError, RuleSet, load_rules
-from server.state import DETECTOR, SETTINGS
+from server.state import DETECTOR, RULES_RELOAD, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -18,23 +18,28 @@ log = logging.getLogger(__name__)
 async def reload_rules(app: web.Application, by: str) -> RuleSet | RulesError:
     """Re-read the `rules_path` files and score with them from the next batch on; on any
     error the rules in use stay as they were. `by` says who asked, for the log."""
-    detector = app[DETECTOR]
-    previous = detector.rules_version
-    try:
-        # Reading and compiling happen off the event loop; the swap itself is one assignment
-        # between two batches, so a batch is scored by one rule set from start to end.
-        ruleset = await asyncio.to_thread(load_rules, app[SETTINGS].rules_path)
-    except RulesError as exc:
-        log.warning(
-            "rules reload by %s refused, the rules in use (%s) are kept: %s",
-            by,
-            previous,
-            "; ".join(exc.errors),
-        )
-        return exc
-    detector.use_rules(ruleset)
-    log.info("rules reloaded by %s: %s -> %s", by, previous, ruleset.version)
-    return ruleset
+    # One at a time, in the order asked: two overlapping reloads (a SIGHUP during an
+    # admin's POST) each read the files in a thread, and the one to finish last would win,
+    # which could be the one that read the older file.
+    async with app[RULES_RELOAD]:
+        detector = app[DETECTOR]
+        previous = detector.rules_version
+        try:
+            # Reading and compiling happen off the event loop; the swap itself is one
+            # assignment between two batches, so a batch is scored by one rule set from
+            # start to end.
+            ruleset = await asyncio.to_thread(load_rules, app[SETTINGS].rules_path)
+        except RulesError as exc:
+            log.warning(
+                "rules reload by %s refused, the rules in use (%s) are kept: %s",
+                by,
+                previous,
+                "; ".join(exc.errors),
+            )
+            return exc
+        detector.use_rules(ruleset)
+        log.info("rules reloaded by %s: %s -> %s", by, previous, ruleset.version)
+        return ruleset
 
 
 async def reload_on_sighup(app: web.Application) -> AsyncIterator[None]:

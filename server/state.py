@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from server.auth import Authenticator
@@ -27,3 +29,5 @@ TRAINER = web.AppKey("trainer", Trainer)  # absent when the 'model' setting is o
 SCORECARD = web.AppKey("scorecard", Scorecard)
 STATE_SAVER = web.AppKey("state_saver", StateSaver)
 LABEL_CHANGES = web.AppKey("label_changes", LabelChanges)
+# One rules reload at a time (server/rules_reload.py): an admin's POST and a SIGHUP overlap.
+RULES_RELOAD = web.AppKey("rules_reload", asyncio.Lock)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
+from server import rules_reload
 from server.app import create_app
 from server.auth import create_user
-from server.state import STORE
+from server.detection.rules import RuleSet, load_rules
+from server.state import DETECTOR, STORE
 from tests.conftest import AUTH, Login, make_settings, tx
 
 BIG = """
@@ -193,3 +198,34 @@ async def test_a_reload_bands_severities_by_the_new_loss_settings(
     assert await _severity(client, "t6", "2000.00") == "high"  # the bands in use stay
     listed = await (await client.get("/api/v1/rules", headers=AUTH)).json()
     assert listed["settings"]["critical_loss"] == 5000
+
+
+async def test_overlapping_reloads_end_with_the_rules_read_last(
+    aiohttp_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload asked while another reads the files waits for it: each read its files in a
+    thread, and the one to finish last won, which could be the earlier one, holding the
+    older file. Here the first read is slow: it reads the old file, then stalls until the
+    second reload has put the new one in use (a second at most, the time a waiting second
+    reload never gets)."""
+    client, path = await _app(aiohttp_client, tmp_path)
+    app = client.server.app
+    old = load_rules(path.parent)
+    path.write_text(BIG.format(threshold=100))
+    new = load_rules(path.parent)
+    reads = iter([old, new])
+
+    def load(rules_path: Any) -> RuleSet:
+        ruleset = next(reads)
+        if ruleset is old:
+            deadline = time.monotonic() + 1.0
+            while app[DETECTOR].rules_version != new.version and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return ruleset
+
+    monkeypatch.setattr(rules_reload, "load_rules", load)
+    first = asyncio.create_task(rules_reload.reload_rules(app, "first"))
+    await asyncio.sleep(0.05)  # the first is reading
+    second = asyncio.create_task(rules_reload.reload_rules(app, "second"))
+    assert await first is old and await second is new
+    assert app[DETECTOR].rules_version == new.version != old.version
