@@ -59,6 +59,14 @@ async def test_users_are_created_changed_and_removed_with_clear_errors(
     status, body = await put("root", {"role": "viewer"})
     assert (status, body["error"]["code"]) == (409, "own_role")
     assert (await put("bob", {"role": "analyst", "password": "long enough pw"}))[0] == 201
+    # A misspelt password is refused, not dropped: the role changed and the old password
+    # kept, answered 200, while the admin believed it reset.
+    status, body = await put("bob", {"role": "analyst", "pasword": "a new long one"})
+    assert (status, body["error"]["code"], body["error"]["field"]) == (
+        400,
+        "unknown_field",
+        "pasword",
+    )
 
     # bob logs in and opens the live feed; a role change makes his socket reconnect.
     bob = await aiohttp_client(client.server)

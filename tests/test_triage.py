@@ -181,11 +181,26 @@ async def test_who_may_do_what(client: TestClient, login: Login, aiohttp_client:
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "malformed_json"
     status, answer = await act(client, alice, alert_id, "notes", ["text"])
     assert (status, answer["error"]["code"]) == (400, "invalid_body")
-    for action in ("unack", "reopen", "notes", "assign"):
-        status, answer = await act(
-            client, alice, "no-such-alert", action, {"text": "x", "owner": "bob"}
-        )
+    for action, body in (
+        ("unack", None),
+        ("reopen", None),
+        ("notes", {"text": "x"}),
+        ("assign", {"owner": "bob"}),
+    ):
+        status, answer = await act(client, alice, "no-such-alert", action, body)
         assert (status, answer["error"]["code"]) == (404, "not_found"), action
+    # A field an action does not take is refused, not dropped: a misspelt note would be
+    # lost and the alert resolved without it, answered 200.
+    for action, body, field in (
+        ("resolve", {"disposition": "fraud", "notes": "same ring as #12"}, "notes"),
+        ("reopen", {"note": "wrong call", "reason": "x"}, "reason"),
+        ("notes", {"text": "x", "pinned": True}, "pinned"),
+        ("assign", {"owner": "bob", "text": "x"}, "text"),
+    ):
+        status, answer = await act(client, alice, alert_id, action, body)
+        error = answer["error"]
+        assert (status, error["code"], error["field"]) == (400, "unknown_field", field), action
+        assert f"Unknown field {field!r}" in error["message"], error
     # CSRF is checked on every one of them.
     resp = await client.post(f"/api/v1/alerts/{alert_id}/unack")
     assert resp.status == 403 and (await resp.json())["error"]["code"] == "csrf"

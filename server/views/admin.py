@@ -45,7 +45,7 @@ async def put_user(request: web.Request) -> web.Response:
     if isinstance(who, web.Response):
         return who
     name = request.match_info["name"]
-    body = await json_object(request)
+    body = await json_object(request, ("role", "password"))
     if isinstance(body, web.Response):
         return body
     role, password = body.get("role"), body.get("password")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -19,10 +20,12 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
 
 
 async def json_object(
-    request: web.Request, *, allow_empty: bool = False
+    request: web.Request, fields: Collection[str], *, allow_empty: bool = False
 ) -> dict[str, Any] | web.Response:
-    """The request's body as a JSON object, or the 400 to answer instead. With
-    `allow_empty`, an empty body is `{}`."""
+    """The request's body as a JSON object of `fields` only, or the 400 to answer instead.
+    With `allow_empty`, an empty body is `{}`. Another field is refused (`unknown_field`),
+    as a label's is: a misspelt `note` or `password` would otherwise be dropped, and the
+    action done without it, answered 200."""
     if allow_empty:
         raw = await request.read()
         if not raw.strip():
@@ -33,6 +36,11 @@ async def json_object(
         return json_error(400, "malformed_json", "Send a JSON object")
     if not isinstance(body, dict):
         return json_error(400, "invalid_body", "Send a JSON object")
+    unknown = sorted(set(body).difference(fields))
+    if unknown:
+        names = ", ".join(repr(name) for name in sorted(fields))
+        message = f"Unknown field {unknown[0]!r}; fields are {names}"
+        return json_error(400, "unknown_field", message, unknown[0])
     return body
 
 

@@ -109,7 +109,7 @@ async def assign(request: web.Request) -> web.Response:
     who = await _analyst(request)
     if isinstance(who, web.Response):
         return who
-    body = await json_object(request)
+    body = await json_object(request, ("owner",))
     if isinstance(body, web.Response):
         return body
     owner = body.get("owner")
@@ -141,7 +141,7 @@ async def resolve(request: web.Request) -> web.Response:
     who = await _analyst(request)
     if isinstance(who, web.Response):
         return who
-    body = await json_object(request)
+    body = await json_object(request, ("disposition", "note"))
     if isinstance(body, web.Response):
         return body
     allowed = request.app[SETTINGS].disposition_names
@@ -186,7 +186,7 @@ async def reopen(request: web.Request) -> web.Response:
     who = await _analyst(request)
     if isinstance(who, web.Response):
         return who
-    body = await json_object(request, allow_empty=True)
+    body = await json_object(request, ("note",), allow_empty=True)
     if isinstance(body, web.Response):
         return body
     note = _text(body, "note", required=False)
@@ -201,7 +201,7 @@ async def add_note(request: web.Request) -> web.Response:
     who = await _analyst(request)
     if isinstance(who, web.Response):
         return who
-    body = await json_object(request)
+    body = await json_object(request, ("text",))
     if isinstance(body, web.Response):
         return body
     text = _text(body, "text", required=True)
