@@ -398,6 +398,10 @@ def load_settings(
                 raise ConfigError(f"Config file {path}: unknown setting '{key}'")
             sources[name] = f"config file {path}"
             values[name] = _coerce(name, value, sources[name])
+            if isinstance(values[name], Path) and not values[name].is_absolute():
+                # Relative to the file, not to wherever the server was started from (`/`
+                # under systemd): a file and the folders it names move together.
+                values[name] = path.parent / values[name]
     for name in names:
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None and raw != "":

@@ -158,3 +158,21 @@ def test_sources_say_where_each_setting_given_came_from(tmp_path: Path) -> None:
         "port": "environment FRAUDWATCH_PORT",
         "seed": "flag --seed",
     }
+
+
+def test_a_relative_path_in_the_file_is_relative_to_the_file(tmp_path: Path) -> None:
+    """Under systemd the server starts in `/`: `data_dir = "data"` in /etc/fraudwatch's file
+    made /data. A path in the file is the file's folder's; from the environment or a flag,
+    the working directory's, as a shell user expects."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    config = folder / "fraudwatch.toml"
+    config.write_text('data_dir = "data"\nrules_path = "rules/pack.toml"\n')
+    settings = load_settings({}, env={}, config_file=config)
+    assert settings.data_dir == folder / "data"
+    assert settings.rules_path == folder / "rules" / "pack.toml"
+    config.write_text(f'data_dir = "{tmp_path / "abs"}"\n')
+    assert load_settings({}, env={}, config_file=config).data_dir == tmp_path / "abs"
+    env = {"FRAUDWATCH_DATA_DIR": "here"}
+    assert load_settings({}, env=env, config_file=config).data_dir == Path("here")
+    assert load_settings({"data_dir": "there"}, env={}).data_dir == Path("there")
