@@ -296,10 +296,12 @@ def test_duplicate_names_across_files_are_errors(tmp_path: Path) -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     text = RULE.replace("amount", "amout") + RULE.replace('"big"', '"b2"').replace("0.6", "2")
-    errors = errors_of(text + "\n[oops]\n")
+    errors = errors_of(text + "\n[oops]\n[pack]\n")
     # The feature (in the clause and in the template), the score, the stray table.
-    assert len(errors) == 4, errors
+    assert len(errors) == 5, errors
     assert "unknown top-level key 'oops'" in errors[0]
+    # `pack` was taken and ignored: a table of nothing the loader reads.
+    assert "unknown top-level key 'pack' (rules, lists, settings)" in errors[1]
     assert sum("rule 'big': " in e for e in errors) == 2
     assert sum("rule 'b2': score" in e for e in errors) == 1
 
@@ -582,6 +584,7 @@ def test_block_wins_over_allow_and_rules_still_explain() -> None:
         (('action = "block"', 'action = "deny"'), "list 'stolen_devices': action must be"),
         (("2026-03-02T13:00:00Z", "2026-03-02T13:00:00"), "expires needs an offset"),
         (('"dev-forever",', '"dev-bad",'), "duplicate value 'dev-bad'"),
+        (('note = "ring 42"', "note = 42"), "entry #1 (dev-bad): 'note' must be a string"),
     ],
 )
 def test_list_validation(change: tuple[str, str], problem: str) -> None:

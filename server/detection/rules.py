@@ -302,8 +302,8 @@ def compile_sources(sources: Sequence[tuple[str, bytes]]) -> RuleSet:
         except tomllib.TOMLDecodeError as exc:
             errors.append(f"{name}: not valid TOML: {exc}")
             continue
-        for key in sorted(data.keys() - {"rules", "lists", "settings", "pack"}):
-            errors.append(f"{name}: unknown top-level key '{key}' (rules, lists, settings, pack)")
+        for key in sorted(data.keys() - {"rules", "lists", "settings"}):
+            errors.append(f"{name}: unknown top-level key '{key}' (rules, lists, settings)")
         settings = data.get("settings", {})
         if not isinstance(settings, dict):
             errors.append(f"{name}: [settings] must be a table")
@@ -420,7 +420,12 @@ def _compile_list(raw: object, where: str, errors: list[str]) -> ValueList | Non
         expires = _expiry(item.get("expires"), f"{at} ({value})", errors)
         if value in entries:
             errors.append(f"{at}: duplicate value {value!r}")
-        entries[value] = ListEntry(value, expires, str(item.get("note", "")))
+        note = item.get("note", "")
+        if not isinstance(note, str):
+            # Shown to analysts in the list's reason as written: 5 would read "(5)".
+            errors.append(f"{at} ({value}): 'note' must be a string")
+            continue
+        entries[value] = ListEntry(value, expires, note)
     if len(errors) > before:
         return None
     return ValueList(str(raw["name"]), action, str(field_name), entries)  # type: ignore[arg-type]
