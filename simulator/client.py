@@ -307,33 +307,41 @@ async def run_client(
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
         sender = Sender(session, url, options, out)
         stats = sender.stats
-        while True:
-            elapsed = time.monotonic() - began
-            finished = stop.is_set() or (
-                options.duration is not None and elapsed >= options.duration
-            )
-            # Event time is wall time: the simulator started "now", so everything up to now
-            # is exactly `rate` per second of real time, whatever the ticks' jitter (or
-            # however long a request took).
-            sender.hold(sim.generate_until(dt.datetime.now(dt.UTC)))
-            await sender.deliver()
-            if time.monotonic() >= next_report:
-                print(stats.line(time.monotonic() - began), file=out, flush=True)
-                stats.last_error = None
-                next_report += options.report_s
-            if finished:
-                break
-            delay = options.batch_ms / 1000
-            if options.duration is not None:
-                delay = min(delay, max(0.0, began + options.duration - time.monotonic()))
-            await _pause(delay, stop)
-        deadline = time.monotonic() + options.drain_s
-        while sender.backlog and not abandon.is_set():
-            wait = sender.next_try - time.monotonic()
-            if time.monotonic() + max(wait, 0.0) > deadline:
-                break
-            await _pause(wait, abandon)
-            await sender.deliver()
+        try:
+            while True:
+                elapsed = time.monotonic() - began
+                finished = stop.is_set() or (
+                    options.duration is not None and elapsed >= options.duration
+                )
+                # Event time is wall time: the simulator started "now", so everything up to now
+                # is exactly `rate` per second of real time, whatever the ticks' jitter (or
+                # however long a request took).
+                sender.hold(sim.generate_until(dt.datetime.now(dt.UTC)))
+                await sender.deliver()
+                if time.monotonic() >= next_report:
+                    print(stats.line(time.monotonic() - began), file=out, flush=True)
+                    stats.last_error = None
+                    next_report += options.report_s
+                if finished:
+                    break
+                delay = options.batch_ms / 1000
+                if options.duration is not None:
+                    delay = min(delay, max(0.0, began + options.duration - time.monotonic()))
+                await _pause(delay, stop)
+            deadline = time.monotonic() + options.drain_s
+            while sender.backlog and not abandon.is_set():
+                wait = sender.next_try - time.monotonic()
+                if time.monotonic() + max(wait, 0.0) > deadline:
+                    break
+                await _pause(wait, abandon)
+                await sender.deliver()
+        except TargetRefused as exc:
+            # The key or the address is wrong: nothing held will be taken. Count it as
+            # dropped, and say so, as at any other end.
+            sender.why = str(exc)
+            sender.give_up()
+            print("done " + stats.line(time.monotonic() - began), file=out, flush=True)
+            raise
         sender.give_up()
     print("done " + stats.line(time.monotonic() - began), file=out, flush=True)
     return stats

@@ -11,9 +11,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
-from simulator.client import ClientOptions, ClientStats, retry_after, run_client
+from simulator.client import ClientOptions, ClientStats, TargetRefused, retry_after, run_client
 from tests.conftest import API_KEY
 from tests.live_server import start_live
 from tests.test_cli import free_port
@@ -206,3 +207,29 @@ def test_retry_after_reads_seconds_and_dates_and_refuses_nonsense() -> None:
     assert retry_after("-5") == 0.0
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past
     assert retry_after(None) is None and retry_after("soon") is None and retry_after("nan") is None
+
+
+async def test_a_refused_key_ends_the_feed_counting_what_was_held_as_dropped(
+    aiohttp_server: Any,
+) -> None:
+    # The key revoked while the server was down: what the client held was never counted,
+    # its summary not printed, only "error: ... answered 401".
+    app = scripted_ingest((503, {}), (503, {}), (401, {}))
+    server = await aiohttp_server(app)
+    options = ClientOptions(
+        target=str(server.make_url("/")),
+        api_key="k",
+        rate=200.0,
+        batch_ms=50.0,
+        retry_base_s=0.01,
+        retry_max_s=0.02,
+        report_s=3600.0,
+    )
+    out = io.StringIO()
+    with pytest.raises(TargetRefused, match="answered 401"):
+        await asyncio.wait_for(run_client(options, out=out), timeout=30)
+    held = len(app[BODIES][-1].splitlines())
+    text = out.getvalue()
+    assert f"gave up on {held} transactions" in text and "check --api-key" in text, text
+    done = text.splitlines()[-1]
+    assert done.startswith("done ") and f"dropped={held} " in done and "stored=0 " in done, done
