@@ -429,6 +429,7 @@ def create_app(settings: Settings) -> web.Application:
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(web_dir("templates")), autoescape=True)
     app.router.add_get("/", pages.index)
     app.router.add_get("/admin", pages.admin)
+    app.router.add_get("/favicon.ico", pages.favicon)
     app.router.add_get("/login", pages.login_form)
     app.router.add_post("/login", pages.login)
     app.router.add_post("/logout", pages.logout)

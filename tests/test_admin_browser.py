@@ -86,6 +86,13 @@ async def test_the_admin_page_is_for_admins_only(browser: Browser, server: TestS
     await expect(page.get_by_role("link", name="Admin")).to_have_count(0)  # analysts see no link
     response = await page.goto("/admin")
     assert response is not None and response.status == 403
+    # A page in the console's look with the way back, not a line of plain text.
+    await expect(page.get_by_text("Only admins can open the admin page")).to_be_visible()
+    await expect(page.get_by_text("Signed in as alice (analyst).")).to_be_visible()
+    await page.get_by_role("link", name="Back to the alerts").click()
+    await expect(page).to_have_url(str(server.make_url("/")))
+    icon = await page.request.get("/favicon.ico", max_redirects=0)
+    assert (icon.status, icon.headers["location"]) == (301, "/static/favicon.svg")
     await context.close()
 
 

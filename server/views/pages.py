@@ -40,12 +40,30 @@ async def admin(request: web.Request) -> web.Response:
     if who is None:
         raise web.HTTPSeeOther("/login")
     if not who.can("admin"):
-        raise web.HTTPForbidden(text="Only admins can open the admin page.")
+        # A page, not a line of plain text: an analyst who follows a link here gets the
+        # way back, in the console's own look (a bare text answer also sent the browser
+        # after /favicon.ico).
+        return aiohttp_jinja2.render_template(
+            "forbidden.html",
+            request,
+            {
+                "user": {"name": who.name, "role": who.role},
+                "message": "Only admins can open the admin page: it manages users, keys "
+                "and the rules.",
+            },
+            status=403,
+        )
     return aiohttp_jinja2.render_template(
         "admin.html",
         request,
         {"user": {"name": who.name, "role": who.role}, "csrf_token": who.csrf},
     )
+
+
+async def favicon(request: web.Request) -> web.Response:
+    """/favicon.ico, which a browser asks for where a page names no icon (a JSON or text
+    answer opened in a tab): the console's icon, not a 404 in its console."""
+    raise web.HTTPMovedPermanently("/static/favicon.svg")
 
 
 async def login_form(request: web.Request) -> web.Response:
