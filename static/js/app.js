@@ -747,8 +747,7 @@ const shortcutKeys = installShortcuts({
   f: onCheckedOr("fraud", (alert) => resolve(alert, "fraud", refocusAfter(alert))),
   l: onCheckedOr("legitimate", (alert) => resolve(alert, "legitimate", refocusAfter(alert))),
   x: () => withCurrent((alert) => canAct && table.toggleSelected(alert.id)),
-  // Held down, n repeats: each repeat claimed one more alert.
-  n: (event) => event.repeat || takeNext(),
+  n: () => takeNext(), // a held n's repeats are dropped with every acting key's (keyboard.js)
   c: () => writeNote(),
   u: () => canAct && actions.undo(),
   "/": () => filters.focusSearch(),
