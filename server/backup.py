@@ -34,7 +34,6 @@ import sqlite3
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from server import atomic_file, server_file
-from server.config import ConfigError, Settings, load_settings
+from server.config import ConfigError, Settings, is_base_url, load_settings
 
 DB_NAME = "fraudwatch.db"
 DATA_FILES: tuple[tuple[str, str], ...] = (
@@ -432,12 +431,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         data_dir = settings.data_dir
         if args.server:
             url = args.server.rstrip("/")
-            parts = urllib.parse.urlsplit(url)
-            try:
-                _ = parts.port  # raises on a port that is not a number
-            except ValueError:
-                parts = urllib.parse.urlsplit("")
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            if not is_base_url(url):
                 # Else urllib's ValueError, a traceback, once DEST had been made.
                 raise ConfigError(
                     f"--server {args.server!r} is not a URL like http://127.0.0.1:8000"

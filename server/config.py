@@ -12,6 +12,7 @@ import math
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,6 +360,18 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         raise ConfigError(
             f"Setting '{name}' from {source}: {value!r} is not valid ({exc})"
         ) from None
+
+
+def is_base_url(url: str) -> bool:
+    """Whether `url` is a server's base URL, http(s)://HOST[:PORT][/...]: what a command that
+    talks to a server (`replay --target`, `backup --server`) checks before any request,
+    where urllib would fail each try the same way, or with a traceback."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        _ = parts.port  # raises on a port that is not a number, or out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def unknown_environment(env: Mapping[str, str] | None = None) -> list[str]:

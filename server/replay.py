@@ -10,7 +10,6 @@ import json
 import os
 import sys
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, Protocol, TextIO
 
 import aiohttp
 
+from server.config import is_base_url
 from server.detection.detector import Detector
 from server.detection.rules import RulesPathError, load_rules
 from server.detection.verdict import Scored
@@ -454,14 +454,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         api_key = args.api_key or os.environ.get("FRAUDWATCH_API_KEY")
         if args.target and not api_key:
             raise SourceError("--target needs --api-key (or FRAUDWATCH_API_KEY)")
-        if args.target:
-            target = urllib.parse.urlsplit(args.target)
-            if target.scheme not in ("http", "https") or not target.netloc:
-                # Else tried 8 times over ~22 s, each failing the same way.
-                raise SourceError(
-                    f"--target must be the server's base URL, http://HOST:PORT or "
-                    f"https://HOST, got {args.target!r}"
-                )
+        if args.target and not is_base_url(args.target):
+            # Else tried 8 times over ~22 s, each failing the same way.
+            raise SourceError(
+                f"--target must be the server's base URL, http://HOST:PORT or "
+                f"https://HOST, got {args.target!r}"
+            )
         if args.batch < 1:
             raise SourceError(f"--batch must be >= 1, got {args.batch}")
         detector = None if args.target else detector_from_args(args)
