@@ -103,6 +103,21 @@ def scripted_ingest(*answers: tuple[int, dict[str, str]]) -> web.Application:
     return app
 
 
+def scripted_options(server: Any, **overrides: Any) -> ClientOptions:
+    """A client of `scripted_ingest`'s server: 200 tx/s in 50 ms ticks, retries within
+    tens of milliseconds, no progress lines."""
+    settings: dict[str, Any] = {
+        "target": str(server.make_url("/")),
+        "api_key": "k",
+        "rate": 200.0,
+        "batch_ms": 50.0,
+        "retry_base_s": 0.01,
+        "retry_max_s": 0.02,
+        "report_s": 3600.0,
+    }
+    return ClientOptions(**{**settings, **overrides})
+
+
 async def next_post(app: web.Application) -> None:
     app[POSTED].clear()
     await asyncio.wait_for(app[POSTED].wait(), timeout=30)
@@ -113,15 +128,7 @@ async def test_a_503_is_resent_whole_and_first_and_a_409_is_reported_not_resent(
 ) -> None:
     app = scripted_ingest((503, {"Retry-After": "0"}), (502, {}), (409, {}))
     server = await aiohttp_server(app)
-    options = ClientOptions(
-        target=str(server.make_url("/")),
-        api_key="k",
-        rate=200.0,
-        batch_ms=50.0,
-        retry_base_s=0.01,
-        retry_max_s=0.02,
-        report_s=3600.0,
-    )
+    options = scripted_options(server)
     stop = asyncio.Event()
     out = io.StringIO()
     task = asyncio.create_task(run_client(options, stop=stop, out=out))
@@ -148,17 +155,7 @@ async def test_past_max_backlog_new_transactions_are_dropped_and_said_so(
 ) -> None:
     app = scripted_ingest(*[(503, {})] * 10_000)
     server = await aiohttp_server(app)
-    options = ClientOptions(
-        target=str(server.make_url("/")),
-        api_key="k",
-        rate=500.0,
-        batch_ms=20.0,
-        retry_base_s=0.01,
-        retry_max_s=0.02,
-        max_backlog=40,
-        drain_s=0.0,
-        report_s=3600.0,
-    )
+    options = scripted_options(server, rate=500.0, batch_ms=20.0, max_backlog=40, drain_s=0.0)
     stop = asyncio.Event()
     out = io.StringIO()
     task = asyncio.create_task(run_client(options, stop=stop, out=out))
@@ -176,15 +173,7 @@ async def test_past_max_backlog_new_transactions_are_dropped_and_said_so(
 async def test_a_500_is_tried_three_times_then_reported(aiohttp_server: Any) -> None:
     app = scripted_ingest((500, {}), (500, {}), (500, {}))
     server = await aiohttp_server(app)
-    options = ClientOptions(
-        target=str(server.make_url("/")),
-        api_key="k",
-        rate=200.0,
-        batch_ms=50.0,
-        retry_base_s=0.01,
-        retry_max_s=0.02,
-        report_s=3600.0,
-    )
+    options = scripted_options(server)
     stop = asyncio.Event()
     out = io.StringIO()
     task = asyncio.create_task(run_client(options, stop=stop, out=out))
@@ -216,15 +205,7 @@ async def test_a_refused_key_ends_the_feed_counting_what_was_held_as_dropped(
     # its summary not printed, only "error: ... answered 401".
     app = scripted_ingest((503, {}), (503, {}), (401, {}))
     server = await aiohttp_server(app)
-    options = ClientOptions(
-        target=str(server.make_url("/")),
-        api_key="k",
-        rate=200.0,
-        batch_ms=50.0,
-        retry_base_s=0.01,
-        retry_max_s=0.02,
-        report_s=3600.0,
-    )
+    options = scripted_options(server)
     out = io.StringIO()
     with pytest.raises(TargetRefused, match="answered 401"):
         await asyncio.wait_for(run_client(options, out=out), timeout=30)
