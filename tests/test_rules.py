@@ -299,9 +299,10 @@ def test_every_problem_is_reported_at_once() -> None:
     errors = errors_of(text + "\n[oops]\n[pack]\n")
     # The feature (in the clause and in the template), the score, the stray table.
     assert len(errors) == 5, errors
-    assert "unknown top-level key 'oops'" in errors[0]
+    # The stray tables last, where the file has them.
+    assert "unknown top-level key 'oops'" in errors[3]
     # `pack` was taken and ignored: a table of nothing the loader reads.
-    assert "unknown top-level key 'pack' (rules, lists, settings)" in errors[1]
+    assert "unknown top-level key 'pack' (rules, lists, settings)" in errors[4]
     assert sum("rule 'big': " in e for e in errors) == 2
     assert sum("rule 'b2': score" in e for e in errors) == 1
 

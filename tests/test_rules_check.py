@@ -109,3 +109,28 @@ def test_a_rules_path_setting_that_names_no_file_is_exit_2_naming_it(tmp_path: P
         "error: Setting 'rules_path' from environment FRAUDWATCH_RULES_PATH: "
         f"{missing}: no such file or directory\n"
     )
+
+
+def test_problems_are_listed_in_the_file_s_order(tmp_path: Path) -> None:
+    # Read top to bottom, as the author wrote it: a list first, then a rule, then the
+    # settings and a stray table. They came grouped (stray keys, settings, rules, lists),
+    # and a table's unknown keys in alphabetical order.
+    path = tmp_path / "order.toml"
+    path.write_text(
+        '[[lists]]\nname = "vip"\naction = "allo"\nfield = "device_id"\nentries = []\n\n'
+        '[[rules]]\nname = "r"\nscore = 2\nseverity = "high"\nzulu = 1\nalpha = 2\n'
+        'all = [{ feature = "amount", op = ">=", value = 100 }]\nreason = "x"\n\n'
+        "[settings]\nsmall_amount = -1\n\n[extra]\nx = 1\n"
+    )
+    done = fraudwatch("rules", "check", str(path), env=_env())
+    assert done.returncode == 1
+    keys = "all, any, description, name, observed, reason, score, severity, threshold, unit"
+    assert done.stderr.splitlines() == [
+        f"{path}: list 'vip': action must be 'allow' or 'block', got 'allo'",
+        f"{path}: rule 'r': unknown key 'zulu' ({keys})",
+        f"{path}: rule 'r': unknown key 'alpha' ({keys})",
+        f"{path}: rule 'r': score must be a number in [0, 1], got 2",
+        f"{path}: [settings]: small_amount must be a number > 0, got -1",
+        f"{path}: unknown top-level key 'extra' (rules, lists, settings)",
+        "error: 6 problem(s); a server would refuse these rules",
+    ]

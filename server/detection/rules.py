@@ -302,28 +302,21 @@ def compile_sources(sources: Sequence[tuple[str, bytes]]) -> RuleSet:
         except tomllib.TOMLDecodeError as exc:
             errors.append(f"{name}: not valid TOML: {exc}")
             continue
-        for key in sorted(data.keys() - {"rules", "lists", "settings"}):
-            errors.append(f"{name}: unknown top-level key '{key}' (rules, lists, settings)")
-        settings = data.get("settings", {})
-        if not isinstance(settings, dict):
-            errors.append(f"{name}: [settings] must be a table")
-        else:
-            for key, value in settings.items():
-                if key not in SETTINGS:
-                    errors.append(
-                        f"{name}: [settings]: unknown setting '{key}' ({', '.join(SETTINGS)})"
-                    )
-                elif not _is_number(value) or not isfinite(value) or value <= 0:
-                    bad_settings = True
-                    errors.append(f"{name}: [settings]: {key} must be a number > 0, got {value!r}")
-                elif key in set_in and set_in[key][0] != value:
-                    bad_settings = True
-                    errors.append(f"{name}: [settings]: {key} {value} conflicts with "
-                                  f"{set_in[key][0]} set in {set_in[key][1]}")  # fmt: skip
-                else:
-                    set_in[key] = (float(value), name)
-        rules += _named_tables(data, "rules", "rule", name, seen_rules, _compile_rule, errors)
-        lists += _named_tables(data, "lists", "list", name, seen_lists, _compile_list, errors)
+        # Top to bottom, as the author wrote it (a TOML table keeps its keys' order): the
+        # problems are listed in the file's order, not grouped by kind.
+        for key in data:
+            if key == "rules":
+                rules += _named_tables(
+                    data, "rules", "rule", name, seen_rules, _compile_rule, errors
+                )
+            elif key == "lists":
+                lists += _named_tables(
+                    data, "lists", "list", name, seen_lists, _compile_list, errors
+                )
+            elif key == "settings":
+                bad_settings |= _read_settings(data["settings"], name, set_in, errors)
+            else:
+                errors.append(f"{name}: unknown top-level key '{key}' (rules, lists, settings)")
     # A setting may be set in any file of the set (or left at its default): its value is
     # known once every file is read, and is written into the templates that name it.
     values = {key: set_in[key][0] if key in set_in else SETTING_DEFAULTS[key] for key in SETTINGS}
@@ -350,6 +343,30 @@ def compile_sources(sources: Sequence[tuple[str, bytes]]) -> RuleSet:
         files=tuple(name for name, _ in sources),
         features=features,
     )
+
+
+def _read_settings(
+    settings: object, file: str, set_in: dict[str, tuple[float, str]], errors: list[str]
+) -> bool:
+    """One file's [settings] into `set_in`; True when a value is bad (then the bands are
+    not compared: their error is already said)."""
+    if not isinstance(settings, dict):
+        errors.append(f"{file}: [settings] must be a table")
+        return False
+    bad = False
+    for key, value in settings.items():
+        if key not in SETTINGS:
+            errors.append(f"{file}: [settings]: unknown setting '{key}' ({', '.join(SETTINGS)})")
+        elif not _is_number(value) or not isfinite(value) or value <= 0:
+            bad = True
+            errors.append(f"{file}: [settings]: {key} must be a number > 0, got {value!r}")
+        elif key in set_in and set_in[key][0] != value:
+            bad = True
+            errors.append(f"{file}: [settings]: {key} {value} conflicts with "
+                          f"{set_in[key][0]} set in {set_in[key][1]}")  # fmt: skip
+        else:
+            set_in[key] = (float(value), file)
+    return bad
 
 
 T = TypeVar("T")
@@ -389,7 +406,7 @@ def _compile_list(raw: object, where: str, errors: list[str]) -> ValueList | Non
         errors.append(f"{where}: must be a table")
         return None
     before = len(errors)
-    for key in sorted(raw.keys() - LIST_KEYS):
+    for key in [k for k in raw if k not in LIST_KEYS]:
         errors.append(f"{where}: unknown key '{key}' ({', '.join(sorted(LIST_KEYS))})")
     for key in ("name", "action", "field", "entries"):
         if key not in raw:
@@ -411,7 +428,7 @@ def _compile_list(raw: object, where: str, errors: list[str]) -> ValueList | Non
         if not isinstance(item, dict):
             errors.append(f"{at}: must be a string or {{value, expires, note}}")
             continue
-        for key in sorted(item.keys() - {"value", "expires", "note"}):
+        for key in [k for k in item if k not in ("value", "expires", "note")]:
             errors.append(f"{at}: unknown key '{key}' (value, expires, note)")
         value = item.get("value")
         if not isinstance(value, str) or not value:
@@ -463,7 +480,7 @@ def _compile_rule(raw: object, where: str, errors: list[str]) -> Rule | None:
         errors.append(f"{where}: must be a table")
         return None
     before = len(errors)
-    for key in sorted(raw.keys() - RULE_KEYS):
+    for key in [k for k in raw if k not in RULE_KEYS]:
         errors.append(f"{where}: unknown key '{key}' ({', '.join(sorted(RULE_KEYS))})")
     for key in ("name", "score", "severity", "reason"):
         if key not in raw:
@@ -636,7 +653,7 @@ def _compile_leaf(
     raw: dict[str, Any], where: str, errors: list[str], leaves: list[Leaf]
 ) -> Cond | None:
     before = len(errors)
-    for key in sorted(raw.keys() - {"feature", "op", "value"}):
+    for key in [k for k in raw if k not in ("feature", "op", "value")]:
         errors.append(f"{where}: unknown key '{key}' in a clause (feature, op, value)")
     feature, op = raw.get("feature"), raw.get("op")
     if feature not in FEATURES:
