@@ -38,6 +38,7 @@ from server.state import (
     QUEUE,
     RULES_RELOAD,
     SCORECARD,
+    SETTING_SOURCES,
     SETTINGS,
     STATE_SAVER,
     STATS,
@@ -386,8 +387,10 @@ async def _naive_ingest(request: web.Request, transactions: list[Transaction]) -
     return await naive.submit(transactions, app[DETECTOR], app[STORE], app[HUB])
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the application from settings; nothing is opened until it starts."""
+def create_app(settings: Settings, sources: dict[str, str] | None = None) -> web.Application:
+    """Build the application from settings; nothing is opened until it starts. `sources`
+    says where each setting came from (`load_settings` fills it), for messages that name
+    a setting's origin."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         # security_headers outermost: the JSON errors built by `errors` get the headers too.
@@ -395,6 +398,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     stats = Stats()
     app[SETTINGS] = settings
+    app[SETTING_SOURCES] = dict(sources or {})
     app[STATS] = stats
     app[HUB] = Hub(stats, settings.ws_queue_max, stall_seconds=settings.ws_stall_seconds)
     app[QUEUE] = TxQueue(settings.queue_max)

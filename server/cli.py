@@ -245,7 +245,12 @@ def listen(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-def _run(settings: Settings, sockets: list[socket.socket], banner: Sequence[str]) -> None:
+def _run(
+    settings: Settings,
+    sources: dict[str, str],
+    sockets: list[socket.socket],
+    banner: Sequence[str],
+) -> None:
     from server.app import create_app
 
     logging.basicConfig(
@@ -255,7 +260,7 @@ def _run(settings: Settings, sockets: list[socket.socket], banner: Sequence[str]
     for line in banner:
         print(line, flush=True)
     tune_gc()
-    app = create_app(settings)
+    app = create_app(settings, sources)
     app.cleanup_ctx.append(reload_on_sighup)
     web.run_app(
         app,
@@ -313,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # Where `fraudwatch backup` finds this server to ask it for a snapshot.
                 server_file.write(settings.data_dir, settings.host, port)
                 bound.callback(server_file.remove, settings.data_dir)
-                _run(settings, sockets, banner)
+                _run(settings, sources, sockets, banner)
             return 0
         if args.command == "users":
             settings = _settings(args)

@@ -10,9 +10,21 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server.detection.rules import RulesError, RuleSet, load_rules
-from server.state import DETECTOR, RULES_RELOAD, SETTINGS
+from server.state import DETECTOR, RULES_RELOAD, SETTING_SOURCES, SETTINGS
 
 log = logging.getLogger(__name__)
+
+
+def rules_origin(app: web.Application) -> str:
+    """What a reload reads and where that was set, for its refusal: `rules file
+    /etc/fw/fraud.toml (rules_path from environment FRAUDWATCH_RULES_PATH)`. The operator
+    who sees the refusal may not be the one who set the path, nor know in which layer."""
+    path = app[SETTINGS].rules_path
+    if path is None:
+        return "the default pack (rules_path is not set)"
+    kind = "rules directory" if path.is_dir() else "rules file"
+    where = app[SETTING_SOURCES].get("rules_path")
+    return f"{kind} {path} (rules_path from {where or 'the settings'})"
 
 
 async def reload_rules(app: web.Application, by: str) -> RuleSet | RulesError:
@@ -31,9 +43,10 @@ async def reload_rules(app: web.Application, by: str) -> RuleSet | RulesError:
             ruleset = await asyncio.to_thread(load_rules, app[SETTINGS].rules_path)
         except RulesError as exc:
             log.warning(
-                "rules reload by %s refused, the rules in use (%s) are kept: %s",
+                "rules reload by %s refused, the rules in use (%s) are kept: %s: %s",
                 by,
                 previous,
+                rules_origin(app),
                 "; ".join(exc.errors),
             )
             return exc

@@ -29,5 +29,8 @@ TRAINER = web.AppKey("trainer", Trainer)  # absent when the 'model' setting is o
 SCORECARD = web.AppKey("scorecard", Scorecard)
 STATE_SAVER = web.AppKey("state_saver", StateSaver)
 LABEL_CHANGES = web.AppKey("label_changes", LabelChanges)
+# Where each setting not left at its default came from ("environment FRAUDWATCH_PORT"),
+# as load_settings found it: a message about a value read later names its source.
+SETTING_SOURCES = web.AppKey("setting_sources", dict[str, str])
 # One rules reload at a time (server/rules_reload.py): an admin's POST and a SIGHUP overlap.
 RULES_RELOAD = web.AppKey("rules_reload", asyncio.Lock)

@@ -135,7 +135,8 @@ async def test_an_admin_reloads_the_rules_and_sees_the_problems(
     rules.write_text(RULE.format(threshold=500).replace('"high"', '"hgh"') + "oops = 1\n")
     await page.get_by_role("button", name="Reload rules").click()
     await expect(status).to_have_text(
-        f"2 problem(s) in the rule files; the rules in use ({second}) are unchanged"
+        f"2 problem(s) in rules file {rules} (rules_path from the settings); the rules in "
+        f"use ({second}) are unchanged"
     )
     await expect(status).to_have_attribute("data-kind", "error")
     await expect(listed.get_by_role("listitem")).to_have_text(

@@ -28,11 +28,14 @@ reason = "Amount {{amount:,.2f}} at or above {{threshold:,.2f}}"
 """
 
 
-async def _app(aiohttp_client: Any, tmp_path: Path) -> tuple[TestClient, Path]:
+async def _app(
+    aiohttp_client: Any, tmp_path: Path, sources: dict[str, str] | None = None
+) -> tuple[TestClient, Path]:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "big.toml").write_text(BIG.format(threshold=1000))
-    client = await aiohttp_client(create_app(make_settings(tmp_path, rules_path=rules)))
+    settings = make_settings(tmp_path, rules_path=rules)
+    client = await aiohttp_client(create_app(settings, sources))
     return client, rules / "big.toml"
 
 
@@ -80,12 +83,37 @@ async def test_a_bad_file_answers_400_and_keeps_the_rules_in_use(
     body = await resp.json()
     assert body["error"]["code"] == "invalid_rules"
     assert body["rules_version"] == version
+    # Built without the settings' sources (as tests build it): the path, and no guess.
+    assert body["error"]["message"] == (
+        f"1 problem(s) in rules directory {path.parent} (rules_path from the settings); "
+        f"the rules in use ({version}) are unchanged"
+    )
     assert body["errors"] == [
         f"{path}: rule 'big_amount': unknown feature 'amonut' (see docs/rules.md for the list)"
     ]
     still = await _verdict(client, "t2", "5000.00")
     assert still["rules_version"] == version
     assert still["decision"] == "block"  # the old threshold of 1000 still applies
+
+
+@pytest.mark.parametrize(
+    "source", ["environment FRAUDWATCH_RULES_PATH", "config file /etc/fraudwatch.toml"]
+)
+async def test_a_refused_reload_names_where_rules_path_was_set(
+    aiohttp_client: Any, tmp_path: Path, source: str
+) -> None:
+    # The admin who reloads may not be the operator who set rules_path: the refusal says
+    # which file was read and where its path came from, as `serve` resolved it.
+    client, path = await _app(aiohttp_client, tmp_path, {"rules_path": source})
+    version = (await _verdict(client, "t1", "10.00"))["rules_version"]
+    path.write_text(BIG.format(threshold=100).replace('"critical"', '"dire"'))
+    csrf = await _log_in(client, "root", "admin")
+    resp = await client.post("/api/v1/rules/reload", headers={"X-CSRF-Token": csrf})
+    assert resp.status == 400
+    assert (await resp.json())["error"]["message"] == (
+        f"1 problem(s) in rules directory {path.parent} (rules_path from {source}); the rules "
+        f"in use ({version}) are unchanged"
+    )
 
 
 async def test_only_admins_may_reload(

@@ -58,9 +58,13 @@ async def test_sighup_reloads_the_rules_and_a_broken_file_keeps_them(tmp_path: P
         _until(lambda: "refused" in server.output(), "the refusal in the log")
         assert server.proc.poll() is None
         assert _version(server) == second
+        # Where the path came from, as `serve` resolved it: the operator who sees the log
+        # may not be the one who set it, nor know whether in a file, a unit's environment
+        # or a flag.
         assert (
             "WARNING server.rules_reload: "
             f"rules reload by SIGHUP refused, the rules in use ({second}) are kept: "
+            f"rules file {rules} (rules_path from environment FRAUDWATCH_RULES_PATH): "
             f"{rules}: rule 'big': severity must be one of low, medium, high, critical, "
             "got 'hgh'"
         ) in server.output()

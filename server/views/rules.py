@@ -56,8 +56,8 @@ async def reload_rules(request: web.Request) -> web.Response:
             {
                 **error_body(
                     "invalid_rules",
-                    f"{len(outcome.errors)} problem(s) in the rule files; the rules in use "
-                    f"({previous}) are unchanged",
+                    f"{len(outcome.errors)} problem(s) in {rules_reload.rules_origin(app)}; "
+                    f"the rules in use ({previous}) are unchanged",
                 ),
                 "errors": outcome.errors,
                 "rules_version": previous,
