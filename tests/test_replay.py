@@ -459,6 +459,29 @@ def test_replay_in_process_scores_in_file_order() -> None:
     assert summary.errors.count == 1
 
 
+@pytest.mark.parametrize("parallel", ["off", "on"])
+def test_replay_in_process_counts_rows_whose_id_an_earlier_row_had(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], parallel: str
+) -> None:
+    # An export joined twice, or ids reused across days: each row is still scored, but
+    # the summary said nothing, where a server would have answered 409 or the first verdict.
+    rows = [[*row[:4], f"{i}.00", "", "", "0", "0"]
+            for i, row in enumerate(_card_testing_rows(6), start=1)]  # fmt: skip
+    rows[3][0] = rows[1][0]  # line 5 repeats line 3's id
+    rows[5][0] = rows[0][0]  # line 7 repeats line 2's
+    # An invalid row is not scored, so its id is no repeat.
+    rows.append([rows[2][0], "bad", "c", "t", "1", "", "", "0", "0"])
+    path = write_csv(tmp_path / "dup.csv", HEADER, rows)
+    assert main(["replay", str(path), *MAP_FLAGS, "--parallel", parallel]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("7 rows read, 6 scored, 1 invalid")
+    assert "  2 repeated ids: rows scored again under an id an earlier row had (first: line 5, " \
+        "'r-1')" in lines  # fmt: skip
+    unique = write_csv(tmp_path / "unique.csv", HEADER, _card_testing_rows(6))
+    assert main(["replay", str(unique), *MAP_FLAGS, "--parallel", parallel]) == 0
+    assert "repeated id" not in capsys.readouterr().out
+
+
 def test_replay_paces_event_time() -> None:
     t0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
     items: list[Row | RowError] = [
