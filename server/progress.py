@@ -68,6 +68,13 @@ class Progress:
         elif self._drawn:
             self._draw(time.monotonic(), final=True)
 
+    def abandon(self) -> None:
+        """Stop without a final state (the work failed): end a bar's line, so that what
+        is printed next starts on its own."""
+        if self._tty and self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+
     def _share(self) -> float | None:
         if self.total:
             return min(1.0, self.done / self.total)

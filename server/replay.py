@@ -69,6 +69,10 @@ class TargetUnavailable(Exception):
     """A batch got no answer after every retry: the rest would fare no better."""
 
 
+class TargetDown(Exception):
+    """No request of the replay got an answer: there was nothing to summarize."""
+
+
 @dataclass
 class ReplaySummary:
     rows_read: int = 0
@@ -82,6 +86,7 @@ class ReplaySummary:
     split_requests: int = 0
     last_error: str | None = None
     stopped: str | None = None  # why a replay into a server gave up early
+    answered: bool = False  # the server gave some request a final answer
     decisions: Counter[str] = field(default_factory=Counter)
     # In process: rows whose id an earlier row had, and the first of them (line, id).
     repeated_ids: int = 0
@@ -294,6 +299,7 @@ async def _send(
                         f"base URL ({INGEST_PATH} is added to it)"
                     )
                 if response.status == 413:
+                    summary.answered = True
                     return _error_message(await response.text())
                 if response.status >= 500 or response.status == 429:
                     # Busy, shutting down or store trouble: worth another try. Ids make a
@@ -305,8 +311,10 @@ async def _send(
                     # Refused as a whole: other batches may still pass.
                     summary.last_error = f"HTTP {response.status}: {(await response.text())[:200]}"
                     summary.failed += len(batch)
+                    summary.answered = True
                     return None
                 reply = await response.json(content_type=None)
+                summary.answered = True
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             summary.last_error = f"{type(exc).__name__}: {exc}"
             continue
@@ -500,6 +508,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 with paused_gc():
                     rows = chain.from_iterable(source.chunks())
                     summary = replay_in_process(rows, detector, speed=speed, progress=progress)
+            if summary.stopped is not None and not summary.answered:
+                # Not a replay that stopped part way: nothing reached the server, and a
+                # summary (its "event time" span, its decisions of 0) would read as a run.
+                progress.abandon()
+                raise TargetDown(
+                    f"{summary.stopped}; is a server running at {args.target.rstrip('/')}? "
+                    "Nothing was replayed."
+                )
             summary.rows_read = source.rows_read
             summary.errors.notes = source.notes()
             progress.update(source.rows_read)
@@ -507,7 +523,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except TargetRefused as exc:
+    except (TargetRefused, TargetDown) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

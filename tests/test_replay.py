@@ -42,6 +42,7 @@ from server.state import STORE
 from server.transactions import Transaction
 from tests.conftest import API_KEY, make_settings
 from tests.live_server import live_server
+from tests.test_cli import free_port
 
 HEADER = ["TX_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "country", "lat",
           "TX_FRAUD", "TX_FRAUD_SCENARIO"]  # fmt: skip
@@ -828,6 +829,29 @@ async def test_replay_to_a_server_that_is_gone_stops_early(
     assert summary.stopped is not None and "no answer" in summary.stopped
     assert summary.failed == 3
     assert "sent 3, answered 0;" in "\n".join(summary.lines("target", None))
+
+
+def test_a_replay_to_a_server_that_is_down_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No server listening: it printed the full summary, "0 scored", "decisions: allow=0"
+    # and "event time: … → … at speed max", as if the file had been replayed.
+    monkeypatch.setattr("server.replay.RETRIES", 2)
+    port = free_port()
+    path = write_csv(tmp_path / "f.csv", HEADER, _card_testing_rows(5))
+    argv = ["replay", str(path), *MAP_FLAGS, "--target", f"http://127.0.0.1:{port}",
+            "--api-key", API_KEY]  # fmt: skip
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and "event time" not in err, err
+    assert err.startswith(
+        f"error: no answer from http://127.0.0.1:{port}/api/v1/transactions after 2 tries: "
+        "ClientConnectorError: "
+    ), err
+    assert err.endswith(
+        f"; is a server running at http://127.0.0.1:{port}? Nothing was replayed.\n"
+    ), err
 
 
 async def test_replay_command_into_a_running_server_paced(
