@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import email.utils
 import itertools
+import json
 import random
 import signal
 import sys
@@ -68,10 +69,12 @@ class ClientOptions:
 class ClientStats:
     generated: int = 0
     sent: int = 0  # distinct transactions posted at least once
-    resent: int = 0  # posted again after a try that got no final answer
+    resent: int = 0  # posted again after a try that got no final answer (not a 413's split)
     stored: int = 0  # answered with a verdict: stored (once, whatever the re-sends)
     refused: int = 0  # answered with an error: not stored, and not re-sent
-    dropped: int = 0  # never delivered: over max_backlog, or still held at the end
+    # Never delivered: over max_backlog, alone over the server's request limit, or still
+    # held at the end.
+    dropped: int = 0
     fraud_sent: int = 0
     fraud_flagged: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
@@ -88,6 +91,11 @@ class ClientStats:
             f"fraud flagged={self.fraud_flagged}/{self.fraud_sent}"
         )
         return text + (f" last error: {self.last_error}" if self.last_error else "")
+
+
+class TooLarge(Exception):
+    """The server refused the request as over its body or record limit (413), storing
+    none of it: the same transactions in smaller requests may pass."""
 
 
 class Retry(Exception):
@@ -173,8 +181,10 @@ async def _post(
                     retry_after(response.headers.get("Retry-After")),
                     status=response.status,
                 )
+            if response.status == 413:
+                raise TooLarge(_error_message(await response.text()))
             if response.status >= 300:
-                # 400/409/413/422 (or a 500 that stayed): the same request would get the
+                # 400/409/422 (or a 500 that stayed): the same request would get the
                 # same answer. Reported and counted; the feed goes on with the next batch.
                 stats.refused += len(batch)
                 stats.last_error = (
@@ -189,6 +199,16 @@ async def _post(
         # some or all of the batch. The same ids again are safe: it keeps their first copy.
         raise Retry(f"{type(exc).__name__}: {exc}") from exc
     _tally(stats, batch, reply)
+
+
+def _error_message(text: str) -> str:
+    """The message of the API's JSON error, or the start of whatever else was answered
+    (aiohttp's own 413 is plain text)."""
+    try:
+        error = json.loads(text)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        error = None
+    return error if isinstance(error, str) else text[:200]
 
 
 class Sender:
@@ -209,6 +229,10 @@ class Sender:
         self.next_try = 0.0
         self.rng = random.Random()
         self.unanswered = 0  # how many at the backlog's head a try may have stored
+        self.posted = 0  # how many at the backlog's head were posted at least once
+        # Most transactions a request carries: halved by each 413 (a server with a smaller
+        # body limit than ours), then kept, so that later batches do not meet it again.
+        self.batch_max = MAX_BATCH
         self.why = ""  # why the oldest batch is still held
 
     def hold(self, batch: list[Labeled]) -> None:
@@ -234,14 +258,35 @@ class Sender:
         (then wait out its backoff before the next call tries it again)."""
         stats = self.stats
         while self.backlog and time.monotonic() >= self.next_try:
-            batch = list(itertools.islice(self.backlog, MAX_BATCH))
-            first = batch[self.unanswered :]
+            batch = list(itertools.islice(self.backlog, self.batch_max))
+            first = batch[self.posted :]
             stats.sent += len(first)
-            stats.resent += len(batch) - len(first)
             stats.fraud_sent += sum(1 for item in first if item.is_fraud)
+            stats.resent += min(self.unanswered, len(batch))
+            self.posted = max(self.posted, len(batch))
             self.unanswered = len(batch)
             try:
                 await _post(self.session, self.url, batch, stats, tries=self.tries_500 + 1)
+            except TooLarge as exc:
+                # A final answer: the server stored none of it. Halves go next, the first
+                # half first (in order), and are not re-sends of a batch that went
+                # unanswered: `resent` does not count them.
+                self.unanswered = 0
+                self.failures = self.tries_500 = 0
+                if len(batch) > 1:
+                    self.batch_max = (len(batch) + 1) // 2
+                    continue
+                # No request can carry it: it is never delivered.
+                stats.dropped += 1
+                stats.last_error = f"{batch[0].transaction.id} over the request limit: {exc}"
+                print(
+                    f"dropping {batch[0].transaction.id}: alone over the server's request "
+                    f"limit (HTTP 413: {exc})",
+                    file=self.out,
+                    flush=True,
+                )
+                self._answered(1)
+                continue
             except Retry as retry:
                 self.failures += 1
                 if retry.status == 500:
@@ -252,11 +297,16 @@ class Sender:
                 self.why = str(retry)
                 stats.last_error = f"{retry} (retrying {len(batch)} in {wait:.1f}s)"
                 return
-            for _ in batch:
-                self.backlog.popleft()
-            self.unanswered = 0
-            self.failures = self.tries_500 = 0
-            stats.waiting = len(self.backlog)
+            self._answered(len(batch))
+
+    def _answered(self, n: int) -> None:
+        """The oldest `n` held got a final answer: they leave the backlog."""
+        for _ in range(n):
+            self.backlog.popleft()
+        self.posted = max(self.posted - n, 0)
+        self.unanswered = 0
+        self.failures = self.tries_500 = 0
+        self.stats.waiting = len(self.backlog)
 
     def give_up(self) -> None:
         if self.backlog:

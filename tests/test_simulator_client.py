@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import signal
 import sqlite3
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.test_cli import free_port
 BODIES = web.AppKey("bodies", list)
 ANSWERS = web.AppKey("answers", list)
 POSTED = web.AppKey("posted", asyncio.Event)
+STATUSES = web.AppKey("statuses", list)
 
 
 def stored_ids(db: Path) -> list[str]:
@@ -82,8 +84,21 @@ async def test_every_transaction_is_stored_once_across_sigterm_and_sigkill(
     assert stats.resent > 0  # the restarts did reach the client: it re-sent what it held
 
 
-def scripted_ingest(*answers: tuple[int, dict[str, str]]) -> web.Application:
-    """Answers each post with the next (status, headers) of `answers`, then with verdicts."""
+def scripted_ingest(
+    *answers: tuple[int, dict[str, str]], client_max_size: int = 1024**2
+) -> web.Application:
+    """Answers each post with the next (status, headers) of `answers`, then with verdicts.
+    A body over `client_max_size` gets aiohttp's own 413, and is not kept in BODIES."""
+
+    @web.middleware
+    async def statuses(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            request.app[STATUSES].append(exc.status)
+            raise
+        request.app[STATUSES].append(response.status)
+        return response
 
     async def ingest(request: web.Request) -> web.Response:
         body = await request.read()
@@ -95,7 +110,8 @@ def scripted_ingest(*answers: tuple[int, dict[str, str]]) -> web.Application:
         lines = body.splitlines()
         return web.json_response({"results": [{"decision": "allow"} for _ in lines]})
 
-    app = web.Application()
+    app = web.Application(client_max_size=client_max_size, middlewares=[statuses])
+    app[STATUSES] = []
     app[BODIES] = []
     app[ANSWERS] = list(answers)
     app[POSTED] = asyncio.Event()
@@ -214,3 +230,51 @@ async def test_a_refused_key_ends_the_feed_counting_what_was_held_as_dropped(
     assert f"gave up on {held} transactions" in text and "check --api-key" in text, text
     done = text.splitlines()[-1]
     assert done.startswith("done ") and f"dropped={held} " in done and "stored=0 " in done, done
+
+
+def _numbers(bodies: list[bytes]) -> list[int]:
+    return [
+        int(json.loads(line)["id"].rsplit("-", 1)[1]) for b in bodies for line in b.splitlines()
+    ]
+
+
+async def test_a_batch_over_the_server_s_body_limit_is_split_in_halves_and_all_stored(
+    aiohttp_server: Any,
+) -> None:
+    # A server taking 2,500-byte bodies, ~7 transactions, and ~20 generated a tick: each
+    # request was answered 413 and its transactions counted as refused, never stored.
+    app = scripted_ingest(client_max_size=2500)
+    server = await aiohttp_server(app)
+    options = scripted_options(server, rate=400.0)
+    stop = asyncio.Event()
+    out = io.StringIO()
+    task = asyncio.create_task(run_client(options, stop=stop, out=out))
+    while len(app[BODIES]) < 12:
+        await next_post(app)
+    stop.set()
+    stats = await asyncio.wait_for(task, timeout=30)
+    assert 413 in app[STATUSES]
+    assert max(len(body) for body in app[BODIES]) <= 2500
+    # Every transaction stored once, in the order made.
+    assert _numbers(app[BODIES]) == list(range(1, stats.generated + 1)), out.getvalue()
+    assert stats.stored == stats.sent == stats.generated
+    # The halves are no re-sends of an unanswered batch: `resent` stays for those.
+    assert stats.resent == stats.refused == stats.dropped == 0, out.getvalue()
+
+
+async def test_a_transaction_alone_over_the_body_limit_is_dropped_and_said_so(
+    aiohttp_server: Any,
+) -> None:
+    app = scripted_ingest(client_max_size=150)  # a transaction is ~350 bytes
+    server = await aiohttp_server(app)
+    options = scripted_options(server, duration=0.3)
+    out = io.StringIO()
+    stats = await asyncio.wait_for(run_client(options, out=out), timeout=30)
+    text = out.getvalue()
+    assert app[BODIES] == [] and set(app[STATUSES]) == {413}
+    assert stats.dropped == stats.generated > 0 and stats.stored == 0
+    assert stats.refused == stats.resent == 0
+    # Each one named, with the server's words.
+    assert text.count("alone over the server's request limit (HTTP 413: Maximum request body "
+                      "size 150 exceeded") == stats.generated, text  # fmt: skip
+    assert text.splitlines()[0].startswith("dropping tx-7-"), text
