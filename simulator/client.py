@@ -488,12 +488,23 @@ async def _main(options: ClientOptions) -> ClientStats:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status: 0 every transaction generated was stored; 1 some were not (refused by
+    the server, or dropped); 2 the key or the URL was refused (or a bad flag)."""
     options = parse_args(argv)
     try:
-        asyncio.run(_main(options))
+        stats = asyncio.run(_main(options))
     except TargetRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    lost = stats.refused + stats.dropped
+    if lost:
+        # A script or a CI job running the feed must not take a lossy run for a good one.
+        print(
+            f"error: {lost} transactions were never stored: {stats.refused} refused, "
+            f"{stats.dropped} dropped (see above)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import io
 import json
+import re
 import signal
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +280,44 @@ async def test_a_transaction_alone_over_the_body_limit_is_dropped_and_said_so(
     assert text.count("alone over the server's request limit (HTTP 413: Maximum request body "
                       "size 150 exceeded") == stats.generated, text  # fmt: skip
     assert text.splitlines()[0].startswith("dropping tx-7-"), text
+
+
+async def _simulator(server: Any, *flags: str) -> tuple[int, str, str]:
+    """`python -m simulator` as a process: its exit status, stdout and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulator", "--target", str(server.make_url("/")),
+        "--api-key", "k", "--rate", "100", "--batch-ms", "50", "--duration", "0.5",
+        "--drain-s", "0", *flags,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize(
+    ("app", "status", "reason"),
+    [
+        (scripted_ingest, 0, None),
+        (lambda: scripted_ingest((409, {})), 1, "refused"),
+        (lambda: scripted_ingest(client_max_size=150), 1, "dropped"),
+    ],
+)
+async def test_the_exit_status_says_whether_every_transaction_was_delivered(
+    aiohttp_server: Any, app: Any, status: int, reason: str | None
+) -> None:
+    # A script or a CI job running the feed saw exit 0 whatever was lost on the way.
+    server = await aiohttp_server(app())
+    code, out, err = await _simulator(server)
+    assert code == status, out + err
+    done = out.splitlines()[-1]
+    assert done.startswith("done "), out
+    counts = {k: int(v) for k, v in re.findall(r" (refused|dropped)=(\d+)", done)}
+    if reason is None:
+        assert err == "" and counts == {"refused": 0, "dropped": 0}, out + err
+    else:
+        assert counts[reason] > 0 and counts[({"refused", "dropped"} - {reason}).pop()] == 0
+        assert err == (
+            f"error: {counts[reason]} transactions were never stored: "
+            f"{counts['refused']} refused, {counts['dropped']} dropped (see above)\n"
+        ), err
