@@ -1,14 +1,22 @@
-"""Accessibility in a real Chromium: skip links."""
+"""Accessibility in a real Chromium: skip links, and triage by the keyboard alone."""
 
 from __future__ import annotations
 
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from server.auth import create_user
 from server.state import STORE
-from tests.browser_support import PASSWORD, VIEWPORT, Ingest, listed_alerts, sign_in
+from tests.browser_support import (
+    PASSWORD,
+    STATUS,
+    VIEWPORT,
+    Ingest,
+    analyst_http,
+    listed_alerts,
+    sign_in,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -91,3 +99,164 @@ async def test_every_other_page_has_a_skip_link_to_its_main_content(
     await login.goto("/login")
     await expect(login.get_by_label("Username")).to_be_focused()  # autofocus: the link is behind
     await check_skip_link(login, "Skip to main content", "main", back=True)
+
+
+async def tab_to(page: Page, target: Locator, key: str = "Tab", limit: int = 60) -> None:
+    """Press `key` until `target` has focus, as a keyboard user would reach it."""
+    path = []
+    for _ in range(limit):
+        if await target.evaluate("(el) => el === document.activeElement"):
+            return
+        path.append(await focused(page))
+        await page.keyboard.press(key)
+    raise AssertionError(f"{limit} × {key} never reached {target}: {' → '.join(path)}")
+
+
+async def stops_inside(page: Page, dialog: Locator, key: str, presses: int) -> list[str]:
+    """Press `key` `presses` times in the open `dialog`: where focus was after each, every
+    one of them asserted to be in the dialog."""
+    seen = []
+    for _ in range(presses):
+        await page.keyboard.press(key)
+        where = await focused(page)
+        assert await dialog.evaluate("(d) => d.contains(document.activeElement)"), (
+            f"{key} left the dialog for {where}, after {' → '.join(seen)}"
+        )
+        seen.append(where)
+    return seen
+
+
+async def test_tab_and_shift_tab_stay_inside_each_dialog(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    await listed_alerts(alice, ingest, 2)
+
+    # The resolve dialog: four stops (the chosen answer, the note, Cancel, Resolve), round
+    # and round both ways.
+    await alice.press("j", "f")
+    dialog = page.locator("#resolve-dialog")  # named after the answer chosen, which changes
+    await expect(dialog).to_have_accessible_name("Resolve as fraud")
+    await expect(page.locator("#resolve-note")).to_be_focused()
+    forward = await stops_inside(page, dialog, "Tab", 8)
+    assert forward[:4] == [
+        'button "Cancel"',
+        "button#resolve-confirm",
+        'input ""',
+        "textarea#resolve-note",
+    ], forward
+    assert forward[4:] == forward[:4], forward
+    # Legitimate chosen (arrow keys in the group): Shift+Tab from the note stops on it, the
+    # group's one stop, and from it wraps round to the last button.
+    await page.keyboard.press("Shift+Tab")
+    await page.keyboard.press("ArrowDown")
+    await expect(dialog.get_by_role("radio", name="Legitimate")).to_be_focused()
+    await expect(dialog.get_by_role("radio", name="Legitimate")).to_be_checked()
+    backward = await stops_inside(page, dialog, "Shift+Tab", 8)
+    assert backward[:4] == [
+        "button#resolve-confirm",
+        'button "Cancel"',
+        "textarea#resolve-note",
+        'input ""',
+    ], backward
+    assert backward[4:] == backward[:4], backward
+    await alice.press("Escape")
+    await expect(dialog).to_be_hidden()
+
+    # The shortcuts list has one button: Tab and Shift+Tab stay on it.
+    await alice.press("?")
+    shortcuts = page.get_by_role("dialog", name="Keyboard shortcuts")
+    await expect(shortcuts).to_be_visible()
+    assert await stops_inside(page, shortcuts, "Tab", 3) == ['button "Close"'] * 3
+    assert await stops_inside(page, shortcuts, "Shift+Tab", 2) == ['button "Close"'] * 2
+    await alice.press("Escape")
+    await expect(shortcuts).to_be_hidden()
+    assert alice.problems == []
+
+
+async def test_triage_by_keyboard_alone_gives_focus_back_to_what_opened_a_dialog(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids = await listed_alerts(alice, ingest, 2)
+
+    # A row opens the resolve dialog (f); Cancel, reached by Tab, gives focus back to it.
+    await alice.press("j")
+    assert await alice.focused_row_id() == ids[0]
+    await alice.press("f")
+    dialog = page.get_by_role("dialog", name="Resolve as fraud")
+    await expect(dialog).to_be_visible()
+    await tab_to(page, dialog.get_by_role("button", name="Cancel"))
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    assert await alice.focused_row_id() == ids[0]
+
+    # So does the top bar's Shortcuts button, reached by Shift+Tab, its list closed by Esc.
+    shortcuts_button = page.get_by_role("button", name="Shortcuts")
+    await tab_to(page, shortcuts_button, key="Shift+Tab")
+    await alice.press("Enter")
+    await expect(page.get_by_role("dialog", name="Keyboard shortcuts")).to_be_visible()
+    await alice.press("Escape")
+    await expect(shortcuts_button).to_be_focused()
+
+    # Back to the queue (j); Enter opens the details, Tab reaches the drawer's Fraud…
+    # button, Enter opens the dialog with the note in hand, Enter resolves.
+    await alice.press("j")
+    target = await alice.focused_row_id()
+    assert target in ids
+    await alice.press("Enter")
+    await expect(alice.drawer).to_be_visible()
+    await tab_to(page, alice.drawer.get_by_role("button", name="Fraud…"))
+    await alice.press("Enter")
+    await expect(dialog).to_be_visible()
+    await expect(page.locator("#resolve-note")).to_be_focused()
+    await page.keyboard.type("Card reported stolen")
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await expect(alice.cell(target, STATUS)).to_have_text("Resolved Fraud")
+    # Its opener went with the alert's open state: focus is on the drawer that held it,
+    # and Esc closes the drawer with focus back in the table, on the cursor's row.
+    await expect(alice.drawer).to_be_focused()
+    await alice.press("Escape")
+    await expect(alice.drawer).to_be_hidden()
+    assert await alice.focused_row_id() in ids
+    session, _ = await analyst_http(server, "bob")
+    async with session, session.get(server.make_url(f"/api/v1/alerts/{target}")) as r:
+        alert = (await r.json())["alert"]
+    assert (alert["status"], alert["disposition"], alert["note"]) == (
+        "resolved",
+        "fraud",
+        "Card reported stolen",
+    )
+    assert alice.problems == []
+
+
+async def test_bulk_resolve_and_sign_out_by_keyboard_alone(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids = await listed_alerts(alice, ingest, 3)
+
+    # x selects; the bulk bar's Resolve fraud… is reached by Shift+Tab from the table.
+    await alice.press("j", "x", "j", "x")
+    bar = page.locator("#bulk-bar")
+    await expect(bar).to_contain_text("2 selected")
+    await tab_to(page, bar.get_by_role("button", name="Resolve fraud…"), key="Shift+Tab")
+    await alice.press("Enter")
+    dialog = page.get_by_role("dialog", name="Resolve 2 alerts as fraud")
+    await expect(dialog).to_be_visible()
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await expect(bar).to_be_hidden()
+    for alert_id in ids[:2]:
+        await expect(alice.cell(alert_id, STATUS)).to_have_text("Resolved Fraud")
+    # The bar went with the button that had focus: the keyboard is back in the table.
+    assert await page.evaluate("document.activeElement.closest('#table-wrap') !== null")
+
+    await tab_to(page, page.get_by_role("button", name="Sign out"), key="Shift+Tab")
+    await alice.press("Enter")
+    await expect(page).to_have_url(str(server.make_url("/login")))
+    assert alice.problems == []

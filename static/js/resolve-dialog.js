@@ -1,6 +1,7 @@
-// The resolve dialog: a native <dialog> (focus trap and Esc for free) that asks for a
-// disposition (preselected by whichever button or key opened it) and an optional note, and
-// answers with {disposition, note} or null. Enter confirms; Shift+Enter starts a new line.
+// The resolve dialog: a native modal <dialog> (Esc for free; Tab kept inside and focus given
+// back by dialog-focus.js) that asks for a disposition (preselected by whichever button or
+// key opened it) and an optional note, and answers with {disposition, note} or null. Enter
+// confirms; Shift+Enter starts a new line.
 //
 // With a `submit` callback the dialog stays open while the call runs, and after a failure
 // worth retrying it shows why, with the note still there: an analyst's write-up must not be
@@ -8,12 +9,14 @@
 // note is typed, the dialog stays open with it and offers to add it to the alert's notes
 // (taken()).
 
+import { keepTabInside } from "./dialog-focus.js";
 import { h } from "./dom.js";
 import { capitalize, formatMoney } from "./format.js";
 
 export class ResolveDialog {
   constructor(dialog) {
     this.dialog = dialog;
+    keepTabInside(dialog);
     this.form = dialog.querySelector("form");
     this.title = dialog.querySelector("#resolve-title");
     this.summary = dialog.querySelector("#resolve-summary");
