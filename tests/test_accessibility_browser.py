@@ -1,9 +1,14 @@
-"""Accessibility in a real Chromium: skip links, and triage by the keyboard alone."""
+"""Accessibility in a real Chromium: skip links, triage by the keyboard alone, and axe-core's
+checks of every page in its main states, light and dark, wide and narrow."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Locator, Page, expect
 
 from server.auth import create_user
@@ -11,11 +16,16 @@ from server.state import STORE
 from tests.browser_support import (
     PASSWORD,
     STATUS,
+    T0,
     VIEWPORT,
     Ingest,
     analyst_http,
+    animations_done,
+    card_testing,
     listed_alerts,
     sign_in,
+    travel_at_night,
+    tx,
 )
 
 pytestmark = pytest.mark.browser
@@ -260,3 +270,175 @@ async def test_bulk_resolve_and_sign_out_by_keyboard_alone(
     await alice.press("Enter")
     await expect(page).to_have_url(str(server.make_url("/login")))
     assert alice.problems == []
+
+
+# axe-core's impacts, least to most: minor, moderate, serious, critical. The last two fail.
+FAILING = {"serious", "critical"}
+PHONE = {"width": 390, "height": 844}
+SCHEMES = ["light", "dark"]
+
+
+async def axe(page: Page, state: str) -> dict[str, Any]:
+    """axe-core's checks (every rule it runs by default: WCAG 2.x A and AA, best practices)
+    on `page` as it is now, asserting that none found a serious or critical violation; the
+    assertion names each with its elements. Returns axe's results."""
+    results = await Axe().run(page, options={"resultTypes": ["violations"]})
+    response: dict[str, Any] = results.response
+    failing = [v for v in response["violations"] if v["impact"] in FAILING]
+    assert not failing, f"axe on {state}: " + "; ".join(
+        f"{v['id']} ({v['impact']}: {v['help']}) at "
+        + ", ".join(" ".join(node["target"]) for node in v["nodes"])
+        for v in failing
+    )
+    return response
+
+
+async def in_scheme(page: Page, scheme: str) -> None:
+    """The page is in `scheme`: axe checks the dark theme's contrast, not the light one's
+    twice."""
+    dark = await page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches")
+    assert dark == (scheme == "dark")
+
+
+async def a_queue(alice: Any, ingest: Ingest) -> list[str]:
+    """Alerts of each severity, one acknowledged by alice: every pill and status drawn."""
+    critical = await ingest(travel_at_night("acct-night"))
+    medium = await ingest(card_testing("acct-ct", n=3))
+    high = await listed_alerts(alice, ingest, 2)
+    await expect(alice.row(critical[0])).to_be_visible()
+    await alice.row(high[0]).get_by_role("button", name="Acknowledge").click()
+    await expect(alice.cell(high[0], STATUS)).to_have_text("Acknowledged")
+    await animations_done(alice.page)
+    return [*critical, *high, *medium]
+
+
+async def test_axe_catches_what_it_is_meant_to(browser: Browser, server: TestServer) -> None:
+    # The checks below pass only if axe ran: a control without a name on a page it passes
+    # must fail it, with the element named.
+    context = await browser.new_context(base_url=str(server.make_url("/")), viewport=VIEWPORT)
+    page = await context.new_page()
+    await page.goto("/login")
+    await axe(page, "the sign-in page")
+    await page.evaluate(
+        """() => document.querySelector("form").append(
+            Object.assign(document.createElement("button"), {id: "nameless"}))"""
+    )
+    with pytest.raises(AssertionError, match=r"button-name \(critical: .*\) at #nameless"):
+        await axe(page, "the sign-in page with a nameless button")
+    await context.close()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+async def test_axe_finds_nothing_serious_on_the_dashboard(
+    browser: Browser, server: TestServer, ingest: Ingest, scheme: str
+) -> None:
+    alice = await sign_in(browser, server, "alice", color_scheme=scheme)
+    page = alice.page
+    await in_scheme(page, scheme)
+    await expect(page.locator("#alerts-empty")).to_be_visible()
+    await axe(page, "the empty queue")
+
+    ids = await a_queue(alice, ingest)
+    await alice.row(ids[0]).locator(".row-select").check()
+    await expect(page.locator("#bulk-bar")).to_be_visible()
+    await page.locator("#notify-menu summary").click()
+    await axe(page, "the queue, a row selected, the notifications menu open")
+    await page.keyboard.press("Escape")
+
+    await alice.row(ids[1]).locator("td").nth(2).click()
+    await expect(alice.drawer).to_be_visible()
+    await expect(alice.drawer.locator("#drawer-body")).not_to_be_empty()
+    await animations_done(page)
+    await axe(page, "the drawer open")
+
+    await alice.drawer.get_by_role("button", name="Fraud…").click()
+    await expect(page.get_by_role("dialog", name="Resolve as fraud")).to_be_visible()
+    await axe(page, "the resolve dialog open over the drawer")
+    await page.keyboard.press("Escape")
+
+    await page.get_by_role("button", name="Shortcuts").click()
+    await expect(page.get_by_role("dialog", name="Keyboard shortcuts")).to_be_visible()
+    await axe(page, "the shortcuts list open")
+    assert alice.problems == []
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+async def test_axe_finds_nothing_serious_at_a_phones_width(
+    browser: Browser, server: TestServer, ingest: Ingest, scheme: str
+) -> None:
+    alice = await sign_in(browser, server, "alice", color_scheme=scheme)
+    page = alice.page
+    await page.set_viewport_size(PHONE)
+    ids = await a_queue(alice, ingest)
+    await axe(page, f"the queue at {PHONE}")
+    await alice.row(ids[1]).locator("td").nth(2).click()
+    await expect(alice.drawer).to_be_visible()
+    await expect(alice.drawer.locator("#drawer-body")).not_to_be_empty()
+    await animations_done(page)
+    await axe(page, f"the drawer open at {PHONE}")
+    await alice.drawer.get_by_role("button", name="Legitimate…").click()
+    await expect(page.get_by_role("dialog", name="Resolve as legitimate")).to_be_visible()
+    await axe(page, f"the resolve dialog open at {PHONE}")
+    assert alice.problems == []
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+async def test_axe_finds_nothing_serious_in_the_scorecard_and_delivery_panels(
+    browser: Browser,
+    server: TestServer,
+    ingest: Ingest,
+    http: aiohttp.ClientSession,
+    scheme: str,
+) -> None:
+    alice = await sign_in(browser, server, "alice", color_scheme=scheme)
+    page = alice.page
+    await ingest(card_testing("acct-ct", n=4))
+    ordinary = [tx(f"ok-{i}", "acct-ok", T0, 30.0 + i, "m-grocer") for i in range(2)]
+    await ingest(ordinary)
+    labels = [{"transaction_id": f"acct-ct-ct{i}", "label": "fraud"} for i in range(4)]
+    labels += [{"transaction_id": t["id"], "label": "legitimate"} for t in ordinary]
+    async with http.post(server.make_url("/api/v1/labels"), json=labels) as r:
+        assert r.status == 200, await r.text()
+    scorecard = page.locator("#scorecard")
+    await expect(scorecard).to_be_visible(timeout=10_000)
+    await scorecard.locator("summary").click()
+    await expect(page.locator("#scorecard-rows tr")).to_have_count(2)
+    await axe(page, "the scorecard open")
+    await scorecard.locator("summary").click()
+    await page.locator("#integrity summary").click()
+    await expect(page.locator("#integrity-hint")).to_be_visible()
+    await axe(page, "the delivery integrity panel open")
+    assert alice.problems == []
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+async def test_axe_finds_nothing_serious_on_the_other_pages(
+    browser: Browser, server: TestServer, scheme: str
+) -> None:
+    context = await browser.new_context(
+        base_url=str(server.make_url("/")), viewport=VIEWPORT, color_scheme=scheme
+    )
+    login = await context.new_page()
+    await login.goto("/login")
+    await in_scheme(login, scheme)
+    await axe(login, "the sign-in page")
+    await login.get_by_label("Username").fill("alice")
+    await login.get_by_label("Password").fill("not the password")
+    await login.get_by_role("button", name="Sign in").click()
+    await expect(login.get_by_role("alert")).to_be_visible()
+    await axe(login, "the sign-in page after a wrong password")
+    await context.close()
+
+    await create_user(server.app[STORE], "root", PASSWORD, "admin")
+    for viewport in (VIEWPORT, PHONE):
+        admin = await signed_in_page(
+            browser, server, "root", "/admin", color_scheme=scheme, viewport=viewport
+        )
+        await expect(admin.locator("#user-rows tr")).to_have_count(3)
+        await expect(admin.locator("#setting-rows tr").first).to_be_visible()
+        await expect(admin.locator("#rules-version")).not_to_have_text("…")
+        await axe(admin, f"the admin page at {viewport}")
+
+    forbidden = await signed_in_page(browser, server, "alice", "/admin", color_scheme=scheme)
+    await expect(forbidden.get_by_text("Only admins can open the admin page")).to_be_visible()
+    await axe(forbidden, "the 403 page")
