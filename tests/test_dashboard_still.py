@@ -1,20 +1,22 @@
 """The queue's rows hold still on screen while the page around them changes: the drawer
-opening and closing."""
+opening and closing, the first counters arriving."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from tests.browser_support import (
     ACCOUNT,
     Analyst,
     Ingest,
     animations_done,
+    eventually,
     listed_alerts,
     next_frames,
     sign_in,
@@ -88,3 +90,76 @@ async def test_opening_and_closing_the_drawer_moves_no_row(
         moves[width] = (moved(before, opened), moved(before, closed))
     assert all(max(move) <= 1 for move in moves.values()), str(moves)
     assert me.problems == []
+
+
+class HeldStats:
+    """The page's socket with the server's `stats` messages held back until `release()`,
+    each saying a latency (the test server's quiet seconds have none), and hello saying
+    none: the page as it loads before its first counters."""
+
+    def __init__(self) -> None:
+        self.ws: WebSocketRoute | None = None
+        self.held: list[str] = []
+        self.released = False
+
+    def route(self, ws: WebSocketRoute) -> None:
+        self.ws = ws
+        self.held.clear()
+        self.released = False
+
+        def forward(message: str | bytes) -> None:
+            data = json.loads(message)
+            if data["type"] == "hello" and data.get("stats"):
+                data["stats"]["latency_ms"] = None
+            elif data["type"] == "stats":
+                data["latency_ms"] = {"p50": 20.7, "p99": 230.0}
+                if not self.released:
+                    self.held.append(json.dumps(data))
+                    return
+            ws.send(json.dumps(data))
+
+        ws.connect_to_server().on_message(forward)
+
+    def release(self) -> None:
+        assert self.ws is not None and self.held, "no stats message held"
+        self.released = True
+        for message in self.held:
+            self.ws.send(message)
+        self.held.clear()
+
+
+async def test_the_first_counters_move_no_row(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # From 1536 to 1740 px or so the server latency card's subtitle took a second line once
+    # the first stats message gave it its p50: the counters grew and the rows moved 9 px.
+    # (At 1440 another card's subtitle takes two lines already.)
+    stats = HeldStats()
+
+    async def hold_stats(page: Page) -> None:
+        await page.route_web_socket("**/ws*", stats.route)
+
+    me = await sign_in(browser, server, "alice", before_load=hold_stats)
+    page = me.page
+    await listed_alerts(me, ingest, 3)
+    p50 = page.locator("#latency-p50")
+    moves: dict[int, float] = {}
+    for width, height in [(1440, 900), (1536, 864), (1600, 900), (1680, 1050), (1920, 1080)]:
+        await page.set_viewport_size({"width": width, "height": height})
+        await page.reload()
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        await expect(me.rows).to_have_count(3)
+        await expect(p50).to_be_hidden()
+        # A stats message comes each second: one held is the page's first.
+        await eventually(lambda: has_held(stats), True)
+        before = await row_tops(page, f"stats-{width}-before")
+        stats.release()
+        await expect(p50).to_have_text("p50 20.7 ms")
+        after = await row_tops(page, f"stats-{width}-after")
+        moves[width] = moved(before, after)
+    assert all(move <= 1 for move in moves.values()), str(moves)
+    assert me.problems == []
+
+
+async def has_held(stats: HeldStats) -> bool:
+    return bool(stats.held)
