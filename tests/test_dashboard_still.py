@@ -1,8 +1,9 @@
 """The queue's rows hold still on screen while the page around them changes: the drawer
-opening and closing, the first counters arriving."""
+opening and closing, the first counters arriving, the paused pill showing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -13,10 +14,12 @@ from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from tests.browser_support import (
     ACCOUNT,
+    T0,
     Analyst,
     Ingest,
     animations_done,
     eventually,
+    impossible_travel,
     listed_alerts,
     next_frames,
     sign_in,
@@ -163,3 +166,38 @@ async def test_the_first_counters_move_no_row(
 
 async def has_held(stats: HeldStats) -> bool:
     return bool(stats.held)
+
+
+async def test_the_paused_pill_moves_no_row_on_a_phone(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # On a phone Take next and Saved views take the panel head's second line, and the pill,
+    # showing as the pointer came onto the table, took a third of its own: the rows moved
+    # 32 px down under it, and back up as it went.
+    me = await short_queue(browser, server, ingest)
+    page = me.page
+    paused = page.locator("#paused-button")
+    moves: dict[int, tuple[float, float, float]] = {}
+    for k, width in enumerate([360, 390, 430]):
+        await page.set_viewport_size({"width": width, "height": 844})
+        first = me.rows.nth(0)
+        await first.scroll_into_view_if_needed()
+        await expect(paused).to_be_hidden()
+        before = await row_tops(page, f"phone-{width}-free")
+        box = await first.bounding_box()
+        assert box is not None
+        await page.mouse.move(box["x"] + 40, box["y"] + box["height"] / 2)
+        await expect(page.locator("#alerts-paused")).to_have_text("Paused")
+        held = await row_tops(page, f"phone-{width}-held")
+        # A new alert waits: the pill says so, and is longer.
+        at = T0 + dt.timedelta(days=1 + k)
+        await ingest(impossible_travel(f"acct-new-{k}", "Shop", at))
+        await expect(page.locator("#alerts-paused")).to_have_text("Paused · 1 new")
+        waiting = await row_tops(page, f"phone-{width}-waiting")
+        await page.mouse.move(5, 5)
+        await expect(paused).to_be_hidden()
+        free = await row_tops(page, f"phone-{width}-free-again")
+        moves[width] = (moved(before, held), moved(before, waiting), moved(before, free))
+        await page.evaluate("() => scrollTo(0, 0)")
+    assert all(max(move) <= 1 for move in moves.values()), str(moves)
+    assert me.problems == []
