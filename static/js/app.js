@@ -665,8 +665,9 @@ drawer.onClose = () => {
   updateHold();
   focusTable();
 };
-// Beside the drawer the toolbar is laid out anew, a line taller at 1536 px and under 1100:
-// opened by a click, the drawer moved every row 26 to 38 px under the pointer, and a second
+// Beside the drawer the toolbar is laid out anew. With no filter set the CSS keeps its height
+// (tests/test_dashboard_still.py); with filters set it can still gain or lose a line, and a
+// drawer opened by a click then moved every row 26 to 38 px under the pointer, so a second
 // click (a double click) opened the row above. The rows stay where they were on screen.
 let tableTop = 0;
 drawer.onBeforeToggle = () => {
