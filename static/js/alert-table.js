@@ -269,6 +269,31 @@ export class AlertTable {
     return alert;
   }
 
+  // The details close on an alert that changed so that it leaves its place (resolved from the
+  // drawer, to the end of the queue; out of the view): the cursor steps now to the alert that
+  // will take that place, as the release would put it (_keepPlace), while the row stays drawn
+  // where it is until the table is released. Left to the release, the cursor landed on the
+  // resolved row or on the next one, as the release and the keyboard's return raced.
+  leaveMovedAlert() {
+    const id = this.cursorId;
+    const at = this._positions.get(id);
+    if (at === undefined || !this._touched.has(id)) return;
+    const current = (i) => this.store.entry(this._list[i].alert.id) ?? this._list[i];
+    const steady = (i) => (this._touched.has(this._list[i].alert.id) ? null : current(i));
+    let next = null;
+    for (let i = at + 1; i < this._list.length && next === null; i += 1) next = steady(i);
+    let prev = null;
+    for (let i = at - 1; i >= 0 && prev === null; i -= 1) prev = steady(i);
+    const entry = this.store.entry(id);
+    const inPlace =
+      entry !== undefined &&
+      this.filter(entry.alert) &&
+      (next === null || this.compare(entry, next) < 0) &&
+      (prev === null || this.compare(prev, entry) < 0);
+    const target = next ?? prev;
+    if (!inPlace && target !== null) this.setCursor(target.alert.id, { scroll: false });
+  }
+
   // A page of rows for PageDown/PageUp: the rows the viewport shows whole, less one, so the
   // row the cursor leaves stays in sight at the edge it scrolls to, as a browser's page does.
   get pageRows() {

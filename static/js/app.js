@@ -662,6 +662,7 @@ drawer.onSelect = (id) => {
   if (alert) openDetails(alert);
 };
 drawer.onClose = () => {
+  table.leaveMovedAlert();
   updateHold();
   focusTable();
 };
