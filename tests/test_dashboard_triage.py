@@ -1614,3 +1614,25 @@ async def test_esc_after_resolving_in_the_drawer_leaves_the_cursor_on_the_next_a
     await eventually(lambda: listed(alice), [*queue[:2], *queue[3:], later, queue[2]])
     await expect(cursor).to_have_attribute("data-id", queue[4])
     assert alice.problems == []
+
+
+async def test_f_on_an_alert_you_resolved_says_you_once(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: working down a held queue, the analyst reached rows they had resolved: each f or l
+    # said "is already resolved by analyst" (their own name, read as someone else's), and
+    # every press stacked one more copy of it until four filled the corner.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    queue = await six_in_a_queue(alice, ingest)
+    await alice.press("j")
+    await resolve_legitimate(alice, queue[0])
+    await alice.press("f")
+    text = "Alert for account acct-q0 (Shop · $1,299.00) is already resolved by you."
+    notice = page.locator(".notice", has_text="is already resolved")
+    await expect(notice).to_have_text(re.compile(re.escape(text)))
+    await alice.press("l")
+    await alice.press("a")
+    await expect(page.get_by_role("dialog", name=re.compile("^Resolve"))).to_be_hidden()
+    await expect(notice).to_have_count(1)
+    assert alice.problems == []

@@ -6,7 +6,7 @@
 
 import { workable } from "./alert-row.js";
 import * as api from "./api.js";
-import { describeAlert } from "./format.js";
+import { describeAlert, holderName } from "./format.js";
 
 // No answer at all, or the server's own failure: the same request may well succeed later.
 // Not an alert whose stored row is damaged: the same request meets the same row.
@@ -238,7 +238,7 @@ export class Actions {
     const now = error.body?.alert;
     const text = now?.status
       ? `Alert for ${describeAlert(now)} is already ${now.status}` +
-        `${now.owner ? ` by ${now.owner}` : ""}.`
+        `${now.owner ? ` by ${holderName(now.owner, this.me)}` : ""}.`
       : `Alert for ${describeAlert(alert)}: ${error.message}`;
     this.notices.show(text, { kind: "warning" });
   }

@@ -16,7 +16,7 @@ import { keepTabInside } from "./dialog-focus.js";
 import { h, setText } from "./dom.js";
 import { Drawer } from "./drawer.js";
 import { FilterBar } from "./filter-bar.js";
-import { describeAlert, formatClock, formatCount } from "./format.js";
+import { describeAlert, formatClock, formatCount, holderName } from "./format.js";
 import { holdWhileWorking } from "./hold.js";
 import { IntegrityPanel } from "./integrity.js";
 import { ScorecardPanel } from "./scorecard.js";
@@ -557,10 +557,13 @@ function openDetails(alert, { focus = true } = {}) {
   updateHold();
 }
 
+// One notice, replaced by the next: f, l or a pressed again on such a row (working down a
+// held queue onto one's own resolved rows) stacked copies of it until four filled the corner.
 function explainNoAction(alert) {
-  const who = alert.owner ? ` by ${alert.owner}` : "";
+  const who = alert.owner ? ` by ${holderName(alert.owner, me)}` : "";
   notices.show(`Alert for ${describeAlert(alert)} is already ${alert.status}${who}.`, {
     kind: "info",
+    key: "no-action",
   });
 }
 

@@ -96,6 +96,12 @@ export function describeAlert(alert) {
   return `account ${alert.account_id}${detail ? ` (${detail})` : ""}`;
 }
 
+// Who holds an alert, in a sentence: "you" for the analyst's own, as the owner column says
+// "(you)". A notice that named them ("already resolved by analyst") read as someone else.
+export function holderName(owner, me) {
+  return owner === me ? "you" : owner;
+}
+
 // 24-hour clock whatever the locale: unambiguous, and the column stays narrow.
 const timeOfDay = new Intl.DateTimeFormat(undefined, {
   hour: "2-digit",
