@@ -1636,3 +1636,30 @@ async def test_f_on_an_alert_you_resolved_says_you_once(
     await expect(page.get_by_role("dialog", name=re.compile("^Resolve"))).to_be_hidden()
     await expect(notice).to_have_count(1)
     assert alice.problems == []
+
+
+async def test_the_nothing_listed_notice_goes_once_alerts_are_listed(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: j on a search that matched nothing said "No alerts listed: the filters match none.
+    # Clear filters to see the queue."; Clear filters listed 241 alerts and the notice still
+    # said so, for its full time. So did "nothing to act on yet" as the first alerts came in.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    notice = page.locator(".notice", has_text="No alerts listed")
+    await alice.press("j")
+    await expect(notice).to_have_text(re.compile("^No alerts listed: nothing to act on yet"))
+    await three_alerts(ingest)
+    await expect(alice.rows).to_have_count(3)
+    await expect(notice).to_have_count(0)
+
+    await alice.press("/")
+    await page.keyboard.type("-nothing-like-it")
+    await expect(alice.rows).to_have_count(0)
+    await alice.press("Escape")
+    await alice.press("j")
+    await expect(notice).to_have_text(re.compile("^No alerts listed: the filters match none"))
+    await page.get_by_role("button", name="Clear filters").click()
+    await expect(alice.rows).to_have_count(3)
+    await expect(notice).to_have_count(0)
+    assert alice.problems == []
