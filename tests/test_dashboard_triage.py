@@ -1663,3 +1663,30 @@ async def test_the_nothing_listed_notice_goes_once_alerts_are_listed(
     await expect(alice.rows).to_have_count(3)
     await expect(notice).to_have_count(0)
     assert alice.problems == []
+
+
+async def test_a_note_draft_in_the_drawer_outlives_a_reload(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: half-way through a note, the analyst reloaded the page (the tab had been open all
+    # night); the drawer's note box came back empty and the note was gone.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    await six_in_a_queue(alice, ingest)
+    drawer = alice.drawer
+    note = drawer.get_by_label("New note")
+    await alice.press("j", "Enter", "c")
+    await expect(drawer.locator("h2")).to_have_text("Account acct-q0")
+    await expect(note).to_be_focused()
+    await page.keyboard.type("Called the cardholder, no answer")
+
+    await page.reload()
+    await expect(alice.rows).to_have_count(6)
+    await alice.press("j", "Enter")
+    await expect(drawer.locator("h2")).to_have_text("Account acct-q0")
+    await expect(note).to_have_value("Called the cardholder, no answer")
+    # It is that alert's draft only.
+    await alice.press("j")
+    await expect(drawer.locator("h2")).to_have_text("Account acct-q1")
+    await expect(note).to_have_value("")
+    assert alice.problems == []

@@ -50,7 +50,13 @@ export class Drawer {
     // What was typed but not sent in those forms, per alert, while the drawer shows another:
     // j/k past an alert (to compare it with the next, say) must not throw a half-written
     // note away, nor leave it in the box under another alert.
-    this._drafts = new Map(); // alert id -> {note: "…", assign: "…"}
+    // They outlive a reload of the tab too (sessionStorage, per analyst): a reload mid-note
+    // (F5, a stale page's reload prompt, a crashed tab brought back) threw the note away.
+    this._drafts = loadDrafts(me); // alert id -> {note: "…", assign: "…"}
+    window.addEventListener("pagehide", () => {
+      if (this.isOpen) this._putDraftsAside();
+      saveDrafts(me, this._drafts);
+    });
     this.onAssign = () => {};
     this._auditFor = null;
     this._audit = null;
@@ -371,5 +377,27 @@ export class Drawer {
     if (this._historyNode && this.alert) {
       this._historyNode.replaceChildren(...historyTimeline(this.alert, this._audit));
     }
+  }
+}
+
+// Drafts by analyst, in this tab's sessionStorage: kept across a reload, gone with the tab,
+// and never shown to someone else signing in on it. Storage refused: only the reload loses.
+const DRAFTS_KEY = "fraudwatch.drafts.";
+
+function loadDrafts(me) {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(DRAFTS_KEY + me) ?? "[]");
+    return new Map(Array.isArray(saved) ? saved : []);
+  } catch {
+    return new Map();
+  }
+}
+
+function saveDrafts(me, drafts) {
+  try {
+    if (drafts.size) sessionStorage.setItem(DRAFTS_KEY + me, JSON.stringify([...drafts]));
+    else sessionStorage.removeItem(DRAFTS_KEY + me);
+  } catch {
+    // A full or refused storage: the drafts go with the page, as before.
   }
 }
