@@ -1631,7 +1631,11 @@ async def test_f_on_an_alert_you_resolved_says_you_once(
     text = "Alert for account acct-q0 (Shop · $1,299.00) is already resolved by you."
     notice = page.locator(".notice", has_text="is already resolved")
     await expect(notice).to_have_text(re.compile(re.escape(text)))
+    # A refused f drops the keys of the next second (keyboard.js, SETTLE_MS = 1000): the
+    # analyst who has read the notice presses again after that, and this wait stays.
+    await page.wait_for_timeout(1100)
     await alice.press("l")
+    await page.wait_for_timeout(1100)
     await alice.press("a")
     await expect(page.get_by_role("dialog", name=re.compile("^Resolve"))).to_be_hidden()
     await expect(notice).to_have_count(1)
@@ -1689,4 +1693,38 @@ async def test_a_note_draft_in_the_drawer_outlives_a_reload(
     await alice.press("j")
     await expect(drawer.locator("h2")).to_have_text("Account acct-q1")
     await expect(note).to_have_value("")
+    assert alice.problems == []
+
+
+async def test_keys_typed_for_a_resolve_dialog_that_never_opened_run_no_shortcuts(
+    browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
+) -> None:
+    # QA: f on an alert someone else had resolved opened no dialog, only a notice; the note
+    # typed on for it without looking ("no known fraud") fell on the shortcuts: n took the
+    # next alert in the analyst's name and c opened the drawer's note box on it.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    queue = await six_in_a_queue(alice, ingest)
+    await alice.press("j", "j")
+    assert await alice.focused_row_id() == queue[1]
+    await bob_resolves(server, queue[1])
+    await expect(alice.cell(queue[1], STATUS)).to_have_text("Resolved Legitimate")
+    await alice.press("f")
+    await expect(page.locator("#notices")).to_contain_text("is already resolved by bob")
+    await page.keyboard.type("no known fraud")
+    await alice.press("Enter")
+    # A barrier, as for a dialog closed under the analyst: an alert raised now is drawn after
+    # the keys' handlers ran (a claim would have left the page before it was posted).
+    await ingest(impossible_travel("acct-q6", "Shop", T0 + dt.timedelta(hours=6)))
+    await expect(page.locator("#alerts-paused")).to_have_text("Paused · 1 new")
+    await expect(alice.drawer).to_be_hidden()
+    await expect(page.get_by_role("dialog")).to_have_count(0)
+    assert await alice.focused_row_id() == queue[1]
+    async with http.get(server.make_url("/api/v1/alerts?status=acknowledged")) as r:
+        assert (await r.json())["alerts"] == [], "nothing taken in Alice's name"
+
+    # Once the keyboard has been still a moment (keyboard.js, SETTLE_MS = 1000), keys work.
+    await page.wait_for_timeout(1100)
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[2]
     assert alice.problems == []

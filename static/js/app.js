@@ -580,6 +580,10 @@ function resolve(alert, disposition, refocus) {
   if (!canAct) return;
   if (!workable(alert, me)) {
     explainNoAction(alert);
+    // No dialog opened: the note typed on for it, without looking, would run shortcuts (n
+    // claims an alert, u reopens the last one resolved). Dropped, as for a dialog the page
+    // closed itself, until the keyboard has been still a second.
+    shortcutKeys.settle();
     return;
   }
   actions.resolve(alert, disposition, refocus);
