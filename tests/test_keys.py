@@ -183,6 +183,35 @@ async def test_revoked_in_process_is_refused_at_once(aiohttp_client: Any, tmp_pa
     assert (await client.get("/api/v1/alerts", headers=bearer(key))).status == 401
 
 
+async def test_a_401_says_what_was_wrong_with_the_credentials(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # A feed whose key was revoked was told "send 'Authorization: Bearer <api key>'", which
+    # it was doing: the answer now says the key itself is not accepted.
+    key = create_key(tmp_path, "ci", "ingest")
+    client = await server(aiohttp_client, tmp_path, api_key_cache_ttl=0)
+    assert await client.app[AUTH].keys.revoke("ci")  # type: ignore[index]
+
+    async def refusal(headers: dict[str, str]) -> str:
+        resp = await client.post("/api/v1/transactions", json=tx("t-1"), headers=headers)
+        assert resp.status == 401
+        error = (await resp.json())["error"]
+        assert error["code"] == "unauthorized"
+        return str(error["message"])
+
+    for sent in (key, "fw_never-issued"):
+        assert "API key not accepted: unknown or revoked" in await refusal(bearer(sent))
+    assert "'Basic' scheme" in await refusal({"Authorization": "Basic YWxpY2U6cHc="})
+    # A bare key (no "Bearer ") is not echoed back.
+    bare = await refusal({"Authorization": key})
+    assert "(no scheme)" in bare
+    assert key not in bare
+    assert await refusal({}) == "Log in, or send 'Authorization: Bearer <api key>'"
+    ws = await client.get("/ws", headers=bearer(key))
+    assert ws.status == 401
+    assert "unknown or revoked" in (await ws.json())["error"]["message"]
+
+
 def fraudwatch_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "server", *args]
 

@@ -28,7 +28,7 @@ from server.transactions import (
     parse_transaction,
     split_array,
 )
-from server.views.responses import error_body, json_error, json_response
+from server.views.responses import error_body, json_error, json_response, unauthorized
 from server.wording import size_in_words
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,6 @@ _ERROR_STATUS = {"id_conflict": 409, "stored_row_damaged": 500}
 _STATUSES = set(get_args(AlertStatus))
 
 
-def _unauthorized() -> web.Response:
-    return json_error(401, "unauthorized", "Log in, or send 'Authorization: Bearer <api key>'")
-
-
 async def permitted(
     request: web.Request, permission: Permission, refusal: str, *, changes: bool = False
 ) -> Principal | web.Response:
@@ -53,7 +49,7 @@ async def permitted(
     A request that `changes` state from a browser session must carry its CSRF token."""
     who = await request.app[AUTH].principal(request)
     if who is None:
-        return _unauthorized()
+        return unauthorized(request)
     if not who.can(permission):
         return json_error(403, "forbidden", refusal)
     if changes and not csrf_ok(request, who):

@@ -48,3 +48,29 @@ def json_error(
     status: int, code: str, message: str, field: str | None = None, **extra: Any
 ) -> web.Response:
     return json_response({**error_body(code, message, field), **extra}, status=status)
+
+
+def unauthorized(request: web.Request) -> web.Response:
+    """401, saying what was wrong with the credentials sent: a client sending a revoked key
+    was told to send a key, which it was doing."""
+    header = request.headers.get("Authorization", "").strip()
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        message = (
+            "API key not accepted: unknown or revoked (`fraudwatch keys list` shows which); "
+            "send a live key as 'Authorization: Bearer <api key>'"
+        )
+    elif header:
+        # Named only when it reads as a scheme: a bare key sent without "Bearer " is not
+        # echoed back into the answer (and a proxy's log).
+        named = (
+            f"{scheme!r} scheme"
+            if token and scheme.isalpha() and len(scheme) <= 20
+            else "no scheme"
+        )
+        message = (
+            f"Authorization header not understood ({named}): send 'Authorization: Bearer <api key>'"
+        )
+    else:
+        message = "Log in, or send 'Authorization: Bearer <api key>'"
+    return json_error(401, "unauthorized", message)

@@ -24,7 +24,7 @@ from server.auth import Authenticator, Permission, Principal
 from server.hub import Hub, Subscriber
 from server.ratelimit import TokenBucket
 from server.state import AUTH, HUB, SETTINGS, STORE
-from server.views.responses import json_error
+from server.views.responses import json_error, unauthorized
 
 log = logging.getLogger(__name__)
 REPLAY_PAGE = 500
@@ -57,7 +57,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         return json_error(403, "bad_origin", "WebSocket origin not allowed")
     who = await auth.principal(request)
     if who is None:
-        return json_error(401, "unauthorized", "Log in, or send 'Authorization: Bearer <api key>'")
+        return unauthorized(request)
     if not who.can("read"):
         return json_error(403, "forbidden", "The live feed needs the 'read' scope")
     since: int | None = None
