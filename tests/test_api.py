@@ -11,7 +11,7 @@ import sqlite3
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
@@ -79,6 +79,39 @@ async def test_ingest_requires_the_api_key(client: TestClient) -> None:
         "/api/v1/transactions", json=tx("t-1"), headers={"Authorization": "Bearer nope"}
     )
     assert bad.status == 401
+
+
+async def test_ndjson_run_together_or_uploaded_as_a_form_says_how_to_send_it(
+    client: TestClient,
+) -> None:
+    # `curl -d @batch.ndjson` drops the file's newlines and `curl -F file=@…` wraps it in
+    # multipart: both were answered "trailing characters" or told to send NDJSON, which
+    # the sender believed it was doing.
+    lines = [json.dumps(tx("r-1")), json.dumps(tx("r-2"))]
+    ndjson = {**AUTH, "Content-Type": "application/x-ndjson"}
+    resp = await client.post("/api/v1/transactions", data="".join(lines), headers=ndjson)
+    assert resp.status == 200
+    [entry] = (await resp.json())["results"]
+    assert entry["error"]["code"] == "malformed_json"
+    assert "several JSON objects on one line" in entry["error"]["message"]
+    assert "--data-binary @FILE" in entry["error"]["message"]
+    # curl -d's own content type: the whole request, one 400, the same advice.
+    form = {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}
+    resp = await client.post("/api/v1/transactions", data=" ".join(lines), headers=form)
+    assert resp.status == 400
+    assert "--data-binary @FILE" in (await resp.json())["error"]["message"]
+
+    upload = FormData()
+    upload.add_field("file", "\n".join(lines) + "\n", filename="batch.ndjson")
+    resp = await client.post("/api/v1/transactions", data=upload, headers=AUTH)
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["code"] == "malformed_json"
+    assert "multipart/form-data upload (curl -F) is not taken" in error["message"]
+    assert "Content-Type: application/x-ndjson" not in error["message"]
+    # Nothing was half taken: sent properly, both are new.
+    resp = await client.post("/api/v1/transactions", data="\n".join(lines), headers=ndjson)
+    assert [r["transaction_id"] for r in (await resp.json())["results"]] == ["r-1", "r-2"]
 
 
 async def test_batch_answers_each_record_in_order(client: TestClient) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
@@ -190,6 +191,26 @@ async def test_a_default_labelled_at_is_never_before_the_transaction(client: Tes
     assert (status, answer["status"]) == (200, "created")
     stored = await client.app[STORE].get_labels(["fast"])  # type: ignore[index]
     assert stored["fast"].labelled_at == ahead.isoformat().replace("+00:00", "Z")
+
+
+async def test_labels_run_together_or_uploaded_as_a_form_say_how_to_send_them(
+    client: TestClient,
+) -> None:
+    await post_batch(client, [tx("t-1"), tx("t-2")])
+    lines = [
+        json.dumps({"transaction_id": "t-1", "label": "fraud"}),
+        json.dumps({"transaction_id": "t-2", "label": "fraud"}),
+    ]
+    ndjson = {**BOOTSTRAP, "Content-Type": "application/x-ndjson"}
+    resp = await client.post("/api/v1/labels", data="".join(lines), headers=ndjson)
+    [entry] = (await resp.json())["results"]
+    assert entry["error"]["code"] == "malformed_json"
+    assert "--data-binary @FILE" in entry["error"]["message"]
+    upload = FormData()
+    upload.add_field("file", "\n".join(lines) + "\n", filename="labels.ndjson")
+    resp = await client.post("/api/v1/labels", data=upload, headers=BOOTSTRAP)
+    assert resp.status == 400
+    assert "(curl -F) is not taken" in (await resp.json())["error"]["message"]
 
 
 async def test_single_label_errors_have_their_status(client: TestClient) -> None:

@@ -65,6 +65,28 @@ NDJSON_HINT = (
     "; one JSON object per line is NDJSON: send it with Content-Type: application/x-ndjson"
 )
 ARRAY_HINT = "; a JSON array is not NDJSON: send it with Content-Type: application/json"
+# `curl -d @file` drops a file's newlines, so NDJSON arrives as objects run together.
+RUN_ON_HINT = (
+    "; several JSON objects on one line: NDJSON takes one per line (curl -d drops a file's "
+    "newlines: send the file with --data-binary @FILE)"
+)
+MULTIPART_HINT = (
+    "; a multipart/form-data upload (curl -F) is not taken: send the file itself as the "
+    "body, with --data-binary @FILE and its Content-Type"
+)
+_RUN_ON = re.compile(rb"}\s*{")
+
+
+def malformed_hint(content_type: str, text: bytes) -> str:
+    """What to add to a `malformed_json` message about `text` (a body, or an NDJSON line)
+    when the way it was sent, not its JSON, is the likely cause."""
+    if content_type.startswith("multipart/"):
+        return MULTIPART_HINT
+    if content_type not in NDJSON_TYPES and looks_ndjson(text):
+        return NDJSON_HINT
+    if _RUN_ON.search(text):
+        return RUN_ON_HINT
+    return ""
 
 
 def _split_body(body: bytes, content_type: str) -> tuple[list[bytes | msgspec.Raw], bool]:
@@ -149,10 +171,15 @@ async def ingest(request: web.Request) -> web.Response:
             else r
             for r in results
         ]
+    else:
+        for i, r in enumerate(results):
+            if isinstance(r, FieldError) and r.code == "malformed_json":
+                raw = records[i]
+                text = raw if isinstance(raw, bytes) else bytes(raw)
+                if hint := malformed_hint(request.content_type, text):
+                    results[i] = FieldError(r.code, r.message + hint, r.field)
     if not is_batch:
         only = results[0]
-        if isinstance(only, FieldError) and only.code == "malformed_json" and looks_ndjson(body):
-            only = FieldError(only.code, only.message + NDJSON_HINT, only.field)
         if isinstance(only, FieldError):
             status = _ERROR_STATUS.get(only.code, 400)
             return json_response({"error": only.as_dict()}, status=status)

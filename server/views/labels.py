@@ -24,9 +24,8 @@ from server.transactions import (
 )
 from server.views.api import (
     ARRAY_HINT,
-    NDJSON_HINT,
     NDJSON_TYPES,
-    looks_ndjson,
+    malformed_hint,
     permitted,
     too_many_records,
 )
@@ -103,7 +102,7 @@ def _malformed(exc: ValueError) -> str:
     return f"Malformed JSON: {'not UTF-8' if isinstance(exc, UnicodeDecodeError) else exc}"
 
 
-def _ndjson(raw: bytes) -> list[Any]:
+def _ndjson(raw: bytes, content_type: str) -> list[Any]:
     """One item per line that is not blank, as ingest splits NDJSON."""
     items: list[Any] = []
     for line in raw.split(b"\n"):
@@ -111,7 +110,7 @@ def _ndjson(raw: bytes) -> list[Any]:
             try:
                 items.append(_loads(line))
             except ValueError as exc:
-                items.append(_Unparsed(_malformed(exc)))
+                items.append(_Unparsed(_malformed(exc) + malformed_hint(content_type, line)))
     return items
 
 
@@ -257,13 +256,13 @@ async def post_labels(request: web.Request) -> web.Response:
     ndjson = request.content_type in NDJSON_TYPES
     if ndjson:
         # As ingest takes a batch: one client sends both the same way.
-        items, is_batch = _ndjson(raw), True
+        items, is_batch = _ndjson(raw, request.content_type), True
     else:
         try:
             body: Any = _loads(raw)
         except ValueError as exc:
             # NDJSON sent under another content type: said so, as ingest says it.
-            hint = NDJSON_HINT if looks_ndjson(raw) else ""
+            hint = malformed_hint(request.content_type, raw)
             return json_error(400, "malformed_json", _malformed(exc) + hint)
         is_batch = isinstance(body, list)
         items = body if is_batch else [body]
