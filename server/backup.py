@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import sqlite3
 import sys
 import time
@@ -366,7 +367,12 @@ def _size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def report_lines(result: BackupResult, data_dir: Path, dest: Path) -> list[str]:
+def report_lines(
+    result: BackupResult, data_dir: Path, dest: Path, config: Path | None = None
+) -> list[str]:
+    """What `fraudwatch backup` prints. `config`, the settings file the backup read, is in
+    the restore command: without it the restored server would run with the default
+    thresholds and rule pack, not the ones the backed-up server scored with."""
     db = result.database
     assert db is not None
     width = max(len(name) for name in [DB_NAME, *(f.name for f in result.files)])
@@ -386,7 +392,9 @@ def report_lines(result: BackupResult, data_dir: Path, dest: Path) -> list[str]:
     total = db.size + sum(f.size for f in result.files)
     lines.append(
         f"backup complete: {1 + len(result.files)} files, {_size(total)} in "
-        f"{result.seconds:.2f} s; restore with: fraudwatch serve --data-dir {dest}"
+        f"{result.seconds:.2f} s; restore with: fraudwatch serve "
+        f"{'' if config is None else f'--config {shlex.quote(str(config))} '}"
+        f"--data-dir {shlex.quote(str(dest))}"
     )
     return lines
 
@@ -464,7 +472,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    for line in report_lines(result, data_dir, args.dest):
+    config = args.config or (
+        Path(os.environ["FRAUDWATCH_CONFIG"]) if os.environ.get("FRAUDWATCH_CONFIG") else None
+    )
+    for line in report_lines(result, data_dir, args.dest, config):
         print(line, file=out)
     if result.state is not None and result.state.warn:
         print(

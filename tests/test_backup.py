@@ -218,6 +218,26 @@ def test_a_server_that_is_not_a_url_is_refused_before_anything_is_made(tmp_path:
         assert not dest.exists()
 
 
+def test_the_restore_command_keeps_the_settings_file(tmp_path: Path) -> None:
+    # Restored as printed without it, a server ran with the default thresholds and rule
+    # pack: the backed-up one's settings silently gone.
+    data = tmp_path / "data"
+    assert make_database(data).returncode == 0
+    config = tmp_path / "etc dir" / "fraudwatch.toml"
+    config.parent.mkdir()
+    config.write_text('data_dir = "../data"\nreview_threshold = 0.55\n', encoding="utf-8")
+    dest = tmp_path / "dest"
+    done = fraudwatch("backup", str(dest), "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].endswith(
+        f"; restore with: fraudwatch serve --config '{config}' --data-dir {dest}"
+    )
+    plain = fraudwatch("backup", str(tmp_path / "plain"), "--data-dir", str(data))
+    assert plain.stdout.splitlines()[-1].endswith(
+        f"; restore with: fraudwatch serve --data-dir {tmp_path / 'plain'}"
+    )
+
+
 def test_a_destination_that_is_not_empty_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert make_database(data).returncode == 0
