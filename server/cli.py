@@ -153,7 +153,14 @@ def _keys(args: argparse.Namespace) -> int:
         return 0
     if args.keys_command == "revoke":
         if not asyncio.run(_in_store(settings, lambda store: ring(store).revoke(args.name))):
-            print(f"error: no live API key named {args.name!r}", file=sys.stderr)
+            keys = asyncio.run(_in_store(settings, lambda store: store.list_api_keys()))
+            gone = next((k for k in keys if k.name == args.name and k.revoked_at), None)
+            problem = f"already revoked at {gone.revoked_at}" if gone else "no such key"
+            print(
+                f"error: no live API key named {args.name!r}: {problem} "
+                "(see `fraudwatch keys list`)",
+                file=sys.stderr,
+            )
             return 1
         print(
             f"API key {args.name!r} revoked; a running server refuses it within "

@@ -80,10 +80,11 @@ def test_keys_command_errors(tmp_path: Path) -> None:
         (("create", "c i", "--scopes", "read"), 2, "key name must be"),
         (("create", "ci"), 2, "--scopes"),
         (("create", "taken", "--scopes", "read"), 2, "already exists"),
-        (("revoke", "nobody"), 1, "no live API key named 'nobody'"),
+        (("revoke", "nobody"), 1, "no live API key named 'nobody': no such key"),
         (("revoke", "taken"), 0, ""),
-        (("revoke", "taken"), 1, "no live API key"),  # revoking twice
-        (("create", "taken", "--scopes", "read"), 2, "already exists"),  # names are not reused
+        (("revoke", "taken"), 1, "no live API key named 'taken': already revoked at 20"),
+        # Names are not reused; "already exists" contradicted `keys list`'s "revoked".
+        (("create", "taken", "--scopes", "read"), 2, "belongs to a key revoked at 20"),
     ):
         done = fraudwatch("keys", *args, "--data-dir", str(tmp_path))
         assert done.returncode == code, (args, done.stderr)

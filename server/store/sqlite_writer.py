@@ -574,6 +574,14 @@ class Writer:
             try:
                 conn.execute(_INSERT_API_KEY, (name, key_hash, ",".join(scopes), utc_stamp()))
             except sqlite3.IntegrityError:
+                sql = "SELECT revoked_at FROM api_keys WHERE name = ?"
+                row = conn.execute(sql, (name,)).fetchone()
+                if row is not None and row[0] is not None:
+                    # `keys list` shows it revoked: "already exists" read as a contradiction.
+                    raise NameTaken(
+                        f"the name {name!r} belongs to a key revoked at {row[0]}, and names "
+                        "are not reused (the audit trail keeps them apart): choose another"
+                    ) from None
                 raise NameTaken(f"an API key named {name!r} already exists") from None
 
     def revoke_api_key(self, name: str) -> bool:
