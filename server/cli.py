@@ -123,6 +123,16 @@ async def _with_store(settings: Settings, name: str, password: str, role: str | 
         await store.close()
 
 
+def _new_database_note(settings: Settings) -> None:
+    # Right before a first `serve`, but a mistyped --data-dir does it too: the user or key
+    # then works nowhere, and the server's 401 does not say why.
+    print(
+        f"note: {settings.db_path} did not exist and was created: if a server already runs, "
+        "check --data-dir (or --config): it uses another database",
+        file=sys.stderr,
+    )
+
+
 def _keys(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
@@ -146,6 +156,8 @@ def _keys(args: argparse.Namespace) -> int:
         )
         # The key alone on stdout, so `KEY=$(fraudwatch keys create ...)` works.
         print(key)
+        if missing:
+            _new_database_note(settings)
         print(
             f"API key {args.name!r} created; it is shown only this once (only its hash is kept).",
             file=sys.stderr,
@@ -345,8 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if again != password:
                     print("error: passwords differ", file=sys.stderr)
                     return 2
+            created = not settings.db_path.exists()
             role = asyncio.run(_with_store(settings, args.name, password, args.role))
             print(f"user {args.name} ({role}) saved in {settings.db_path}")
+            if created:
+                _new_database_note(settings)
             return 0
         if args.command == "keys":
             return _keys(args)

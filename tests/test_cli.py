@@ -41,6 +41,26 @@ def get(url: str, key: str | None = None) -> Any:
         return json.loads(resp.read())
 
 
+def test_users_and_keys_say_when_they_made_a_new_database(tmp_path: Path) -> None:
+    # A mistyped --data-dir made a database of its own, silently: the user then could not
+    # log in and the key was refused by the server that runs on the real one.
+    data = str(tmp_path / "data")
+    add = ("users", "add", "carol", "--password-stdin", "--data-dir", data)
+    first = fraudwatch(*add, input="s3cret-enough\n")
+    assert first.returncode == 0, first.stderr
+    note = f"note: {tmp_path / 'data' / 'fraudwatch.db'} did not exist and was created"
+    assert note in first.stderr
+    again = fraudwatch(*add, input="s3cret-enough\n")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == ""
+    other = str(tmp_path / "other")
+    key = fraudwatch("keys", "create", "ci", "--scopes", "read", "--data-dir", other)
+    assert key.returncode == 0, key.stderr
+    assert "did not exist and was created" in key.stderr
+    key = fraudwatch("keys", "create", "ci2", "--scopes", "read", "--data-dir", other)
+    assert "did not exist" not in key.stderr
+
+
 async def test_users_add_stores_a_hash_that_logs_in(tmp_path: Path) -> None:
     done = fraudwatch(
         "users",
