@@ -340,11 +340,19 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if target is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError("expected a whole number")
-            return int(value)
+            try:
+                return int(value)
+            except ValueError:
+                # Not Python's "invalid literal for int() with base 10: 'eighty'".
+                raise ValueError("expected a whole number") from None
         if target is float:
             if isinstance(value, bool):
                 raise ValueError("expected a number")
-            number = float(value)
+            try:
+                number = float(value)
+            except ValueError:
+                # Not Python's "could not convert string to float: 'high'".
+                raise ValueError("expected a number") from None
             if not math.isfinite(number):
                 # TOML and float() both take nan and inf, which every check below lets pass.
                 raise ValueError("expected a finite number")

@@ -51,6 +51,20 @@ def test_bad_values_name_the_setting(env: dict[str, str], named: str) -> None:
         load_settings({}, env=env)
 
 
+def test_a_value_of_the_wrong_kind_is_explained_in_our_words() -> None:
+    # settings.md shows this message; Python's "invalid literal for int() with base 10"
+    # and "could not convert string to float" followed it instead.
+    with pytest.raises(ConfigError) as port:
+        load_settings({}, env={"FRAUDWATCH_PORT": "eighty"})
+    assert str(port.value) == (
+        "Setting 'port' from environment FRAUDWATCH_PORT: 'eighty' is not valid "
+        "(expected a whole number)"
+    )
+    with pytest.raises(ConfigError) as threshold:
+        load_settings({}, env={"FRAUDWATCH_REVIEW_THRESHOLD": "high"})
+    assert str(threshold.value).endswith("'high' is not valid (expected a number)")
+
+
 def test_file_errors_are_clear(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("prot = 1\n")
