@@ -126,6 +126,38 @@ def test_users_add_without_a_terminal_or_a_password_says_so(tmp_path: Path) -> N
     assert "--password-stdin" in done.stderr
 
 
+def test_a_second_server_on_a_data_directory_is_refused(tmp_path: Path) -> None:
+    # Another --port let a second server share the database; its snapshot and model then
+    # overwrote the first's, and its stop removed server.json, hiding the first from backup.
+    from tests.live_server import live_server  # it imports this module
+
+    data = tmp_path / "data"
+    with live_server(data) as first:
+        recorded = (data / "server.json").read_text(encoding="utf-8")
+        argv = ["serve", "--data-dir", str(data), "--port", str(free_port())]
+        try:
+            second = subprocess.run(
+                [sys.executable, "-m", "server", *argv],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+        except subprocess.TimeoutExpired:
+            raise AssertionError("a second server started on the same data directory") from None
+        assert second.returncode == 2
+        assert second.stdout == ""
+        assert second.stderr.strip() == (
+            f"error: a server already runs on data directory {data} (pid {first.proc.pid}, "
+            f"{first.url}/): two would overwrite each other's detector state and model. Stop "
+            "it first, or give this one another --data-dir"
+        )
+        assert (data / "server.json").read_text(encoding="utf-8") == recorded
+        assert first.stop() == 0
+    # Once it has stopped, the data directory is free again.
+    with live_server(data):
+        pass
+
+
 def test_bad_setting_is_reported_not_a_traceback(tmp_path: Path) -> None:
     done = fraudwatch(
         "serve", "--data-dir", str(tmp_path), env={**os.environ, "FRAUDWATCH_PORT": "eighty"}
