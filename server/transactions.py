@@ -393,8 +393,14 @@ def _malformed(data: bytes, exc: Exception) -> InvalidTransaction:
                     f"'{key}' contains a lone UTF-16 surrogate, which is not text",
                     key,
                 )
-    detail = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+    detail = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else _decode_detail(exc)
     return _invalid("malformed_json", f"Malformed JSON: {detail}")
+
+
+def _decode_detail(exc: Exception) -> str:
+    # msgspec starts with "JSON is malformed: ", which after ours read "Malformed JSON: JSON
+    # is malformed: trailing characters (byte 112)".
+    return str(exc).removeprefix("JSON is malformed: ")
 
 
 def _has_surrogate(value: Any) -> bool:
@@ -635,7 +641,7 @@ def split_array(body: bytes) -> list[bytes | msgspec.Raw]:
     except RecursionError:
         raise _invalid("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except msgspec.DecodeError as exc:
-        error = _invalid("malformed_json", f"Malformed JSON: {exc}")
+        error = _invalid("malformed_json", f"Malformed JSON: {_decode_detail(exc)}")
     # msgspec will not even skip a lone surrogate escape. Mask every surrogate escape with one
     # of the same length, split that, and cut the same spans out of the real body: the record
     # holding it is then refused on its own, naming its field.

@@ -93,6 +93,8 @@ async def test_ndjson_run_together_or_uploaded_as_a_form_says_how_to_send_it(
     assert resp.status == 200
     [entry] = (await resp.json())["results"]
     assert entry["error"]["code"] == "malformed_json"
+    # msgspec's own "JSON is malformed: " is not repeated after ours.
+    assert entry["error"]["message"].startswith("Malformed JSON: trailing characters (byte ")
     assert "several JSON objects on one line" in entry["error"]["message"]
     assert "--data-binary @FILE" in entry["error"]["message"]
     # curl -d's own content type: the whole request, one 400, the same advice.
