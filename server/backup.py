@@ -142,6 +142,7 @@ def classify(data_dir: Path) -> tuple[list[str], list[str], list[str]]:
             name.startswith(DB_NAME)
             or name.endswith(_TRANSIENT_SUFFIXES)
             or name == server_file.NAME  # the running server's address, not its state
+            or name == server_file.LOCK_NAME  # held by the running server, empty
         ):
             transient.append(name)
         else:

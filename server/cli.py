@@ -10,7 +10,6 @@ import errno
 import gc
 import getpass
 import logging
-import os
 import secrets
 import socket
 import sys
@@ -319,16 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Bad rule files stop the start here, with every problem listed, before anything
             # is written to the data directory.
             rules_check.configured_rules(settings, sources)
-            other = server_file.running_server(settings.data_dir)
-            if other is not None and other.pid != os.getpid():
-                # A second server (another --port) shared the database and overwrote the
-                # first's detector snapshot, model and server.json, whose removal at its stop
-                # then hid the first from `fraudwatch backup`.
+            # One server per data directory: a second (another --port) shared the database
+            # and overwrote the first's detector snapshot, model and server.json, whose
+            # removal at its stop then hid the first from `fraudwatch backup`. The lock is
+            # held until this process exits.
+            if server_file.hold(settings.data_dir) is None:
+                other = server_file.running_server(settings.data_dir, check_alive=False)
+                which = f" (pid {other.pid}, http://{other.host}:{other.port}/)" if other else ""
                 print(
-                    f"error: a server already runs on data directory {settings.data_dir} "
-                    f"(pid {other.pid}, http://{other.host}:{other.port}/): two would "
-                    "overwrite each other's detector state and model. Stop it first, or "
-                    "give this one another --data-dir",
+                    f"error: a server already runs on data directory {settings.data_dir}"
+                    f"{which}: two would overwrite each other's detector state and model. "
+                    "Stop it first, or give this one another --data-dir",
                     file=sys.stderr,
                 )
                 return 2

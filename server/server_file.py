@@ -4,11 +4,18 @@ tools that talk to it (`fraudwatch backup` asks it for a fresh detector snapshot
 Written by `serve` and `demo` once their port is bound, removed when they stop. A server
 killed without its cleanup leaves the file behind: its pid then names no process, and
 `running_server` ignores it.
+
+DATA_DIR/server.lock is what keeps a second server off the directory: `hold` takes an
+exclusive lock on it for the life of the process. The kernel drops the lock when the
+process ends, killed or crashed included, so unlike a pid in server.json it can neither
+go stale nor name a process that later reused the pid, and two servers started in the
+same instant cannot both have it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -17,12 +24,26 @@ from typing import NamedTuple
 from server import atomic_file
 
 NAME = "server.json"
+LOCK_NAME = "server.lock"
 
 
 class RunningServer(NamedTuple):
     host: str
     port: int
     pid: int
+
+
+def hold(data_dir: Path) -> int | None:
+    """Take `data_dir` for this process: an exclusive lock on its server.lock, held until
+    the process exits (keep the returned descriptor open). None: another process has it."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def write(data_dir: Path, host: str, port: int) -> Path:

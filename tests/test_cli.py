@@ -158,6 +158,41 @@ def test_a_second_server_on_a_data_directory_is_refused(tmp_path: Path) -> None:
         pass
 
 
+def test_the_data_directory_is_held_by_a_lock_not_by_a_pid(tmp_path: Path) -> None:
+    # A server still starting has no server.json yet; a crashed one leaves a server.json whose
+    # pid another process may have taken since. The lock decides, not the file.
+    from server import server_file
+    from tests.live_server import live_server  # it imports this module
+
+    data = tmp_path / "data"
+    held = server_file.hold(data)
+    assert held is not None
+    port = str(free_port())
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "server", "serve", "--data-dir", str(data), "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert second.returncode == 2
+        assert second.stderr.strip() == (
+            f"error: a server already runs on data directory {data}: two would overwrite "
+            "each other's detector state and model. Stop it first, or give this one another "
+            "--data-dir"
+        )
+    finally:
+        os.close(held)
+    # A stale server.json naming a live process (this one) does not keep a server out.
+    (data / "server.json").write_text(
+        json.dumps({"host": "127.0.0.1", "port": 9, "pid": os.getpid()}), encoding="utf-8"
+    )
+    with live_server(data) as server:
+        recorded = json.loads((data / "server.json").read_text(encoding="utf-8"))
+        assert recorded["pid"] == server.proc.pid
+        assert server.stop() == 0
+
+
 def test_bad_setting_is_reported_not_a_traceback(tmp_path: Path) -> None:
     done = fraudwatch(
         "serve", "--data-dir", str(tmp_path), env={**os.environ, "FRAUDWATCH_PORT": "eighty"}
