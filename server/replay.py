@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import os
 import sys
 import time
@@ -35,6 +34,7 @@ from server.replay_source import (
     source_options,
 )
 from server.transactions import Transaction, encode_transaction
+from server.views.responses import error_message
 from server.wording import counted
 
 INGEST_PATH = "/api/v1/transactions"
@@ -300,7 +300,7 @@ async def _send(
                     )
                 if response.status == 413:
                     summary.answered = True
-                    return _error_message(await response.text())
+                    return error_message(await response.text())
                 if response.status >= 500 or response.status == 429:
                     # Busy, shutting down or store trouble: worth another try. Ids make a
                     # repeat harmless (the server answers a known id with its first verdict).
@@ -322,15 +322,6 @@ async def _send(
         return None
     summary.failed += len(batch)
     raise TargetUnavailable(f"no answer from {url} after {RETRIES} tries: {summary.last_error}")
-
-
-def _error_message(text: str) -> str:
-    """The message of the API's JSON error, or the start of whatever else was answered."""
-    try:
-        error = json.loads(text)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        error = None
-    return error if isinstance(error, str) else text[:200]
 
 
 def _retry_after(value: str | None) -> float:

@@ -8,7 +8,6 @@ import contextlib
 import datetime as dt
 import email.utils
 import itertools
-import json
 import random
 import signal
 import sys
@@ -20,6 +19,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from server.views.responses import error_message
 from simulator.generator import Labeled, Simulator, ndjson
 
 INGEST_PATH = "/api/v1/transactions"
@@ -182,7 +182,7 @@ async def _post(
                     status=response.status,
                 )
             if response.status == 413:
-                raise TooLarge(_error_message(await response.text()))
+                raise TooLarge(error_message(await response.text()))
             if response.status >= 300:
                 # 400/409/422 (or a 500 that stayed): the same request would get the
                 # same answer. Reported and counted; the feed goes on with the next batch.
@@ -199,16 +199,6 @@ async def _post(
         # some or all of the batch. The same ids again are safe: it keeps their first copy.
         raise Retry(f"{type(exc).__name__}: {exc}") from exc
     _tally(stats, batch, reply)
-
-
-def _error_message(text: str) -> str:
-    """The message of the API's JSON error, or the start of whatever else was answered
-    (aiohttp's own 413 is plain text)."""
-    try:
-        error = json.loads(text)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        error = None
-    return error if isinstance(error, str) else text[:200]
 
 
 class Sender:

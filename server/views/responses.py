@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from typing import Any
 
@@ -42,6 +43,16 @@ async def json_object(
         message = f"Unknown field {unknown[0]!r}; fields are {names}"
         return json_error(400, "unknown_field", message, unknown[0])
     return body
+
+
+def error_message(text: str) -> str:
+    """What a client shows of an answer: the message of this error shape, or the start of
+    whatever else was answered (aiohttp's own 413 is plain text)."""
+    try:
+        error = json.loads(text)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        error = None
+    return error if isinstance(error, str) else text[:200]
 
 
 def json_error(
