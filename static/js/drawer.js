@@ -18,6 +18,7 @@ import {
 } from "./alert-details.js";
 import { h, setText } from "./dom.js";
 import { formatAge, formatMoney } from "./format.js";
+import { loadPref, savePref } from "./prefs.js";
 import { relatedAlerts } from "./related.js";
 
 export class Drawer {
@@ -382,22 +383,9 @@ export class Drawer {
 
 // Drafts by analyst, in this tab's sessionStorage: kept across a reload, gone with the tab,
 // and never shown to someone else signing in on it. Storage refused: only the reload loses.
-const DRAFTS_KEY = "fraudwatch.drafts.";
-
 function loadDrafts(me) {
-  try {
-    const saved = JSON.parse(sessionStorage.getItem(DRAFTS_KEY + me) ?? "[]");
-    return new Map(Array.isArray(saved) ? saved : []);
-  } catch {
-    return new Map();
-  }
+  const saved = loadPref(`drafts.${me}`, [], { tab: true });
+  return new Map(Array.isArray(saved) ? saved : []);
 }
 
-function saveDrafts(me, drafts) {
-  try {
-    if (drafts.size) sessionStorage.setItem(DRAFTS_KEY + me, JSON.stringify([...drafts]));
-    else sessionStorage.removeItem(DRAFTS_KEY + me);
-  } catch {
-    // A full or refused storage: the drafts go with the page, as before.
-  }
-}
+const saveDrafts = (me, drafts) => savePref(`drafts.${me}`, [...drafts], { tab: true });
