@@ -12,7 +12,7 @@ from server.detection.rules import (
     RulesError,
     RuleSet,
     RulesPathError,
-    load_files,
+    compile_sources,
     load_rules,
     rule_files,
 )
@@ -81,22 +81,41 @@ def configured_rules(settings: Settings, sources: dict[str, str]) -> RuleSet:
 
 def check(paths: list[Path]) -> RuleSet:
     """The rule set `paths` make together (a directory: its *.toml, sorted by name), or
-    RulesError naming every problem, a missing path's included."""
-    files: list[Path] = []
-    errors: list[str] = []
-    for path in paths:
+    RulesError naming every problem, a missing path's included, in the order the paths
+    were given (then each file's own order)."""
+    sources: list[tuple[str, bytes]] = []
+    given: dict[str, int] = {}  # each file's name: the index of the path that named it
+    problems: list[tuple[int, str]] = []
+    for index, path in enumerate(paths):
         try:
-            files += rule_files(path)
+            files = rule_files(path)
         except RulesError as exc:
-            errors += exc.errors
+            problems += [(index, line) for line in exc.errors]
+            continue
+        for f in files:
+            try:
+                sources.append((str(f), f.read_bytes()))
+            except OSError as exc:  # as load_files says it, but the others are checked too
+                problems.append((index, f"{f}: cannot read: {exc.strerror}"))
+                continue
+            given.setdefault(str(f), index)
     try:
-        ruleset = load_files(files)
+        ruleset = compile_sources(sources)
     except RulesError as exc:
-        errors += exc.errors
-    if errors:
-        # The files that exist are checked too: every problem is listed in one run.
-        raise RulesError(errors)
+        problems += [(_given_as(line, given, len(paths)), line) for line in exc.errors]
+    if problems:
+        # The files that exist are checked too: every problem is listed in one run. A
+        # missing path's problem was found first; it is listed where the path was named.
+        problems.sort(key=lambda problem: problem[0])  # stable: each file's order kept
+        raise RulesError([line for _, line in problems])
     return ruleset
+
+
+def _given_as(problem: str, given: dict[str, int], last: int) -> int:
+    """The index of the path whose file `problem` names (it starts `FILE: `); the longest
+    name that matches, as one file's name may begin another's."""
+    names = [name for name in given if problem.startswith(name + ": ")]
+    return given[max(names, key=len)] if names else last
 
 
 def summary(ruleset: RuleSet) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from server.detection.rules import default_pack, load_rules
@@ -84,9 +85,9 @@ def test_every_problem_is_listed_and_the_exit_status_is_1(tmp_path: Path) -> Non
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.splitlines() == [
-        f"{missing}: no such file or directory",
         f"{bad}: rule 'huge': severity must be one of low, medium, high, critical, got 'hgh'",
         f"{bad}: rule 'huge': unknown feature 'amout' (see docs/rules.md for the list)",
+        f"{missing}: no such file or directory",
         f"{again}: rule 'big': duplicate name (also in {dup})",
         "error: 4 problem(s); a server would refuse these rules",
     ]
@@ -133,4 +134,53 @@ def test_problems_are_listed_in_the_file_s_order(tmp_path: Path) -> None:
         f"{path}: [settings]: small_amount must be a number > 0, got -1",
         f"{path}: unknown top-level key 'extra' (rules, lists, settings)",
         "error: 6 problem(s); a server would refuse these rules",
+    ]
+
+
+def test_problems_are_reported_in_the_order_the_files_were_given(tmp_path: Path) -> None:
+    # `rules check A missing B`: the missing file's line came first, before A's, as if it
+    # had been named first; the author reads the list against the command line.
+    first = tmp_path / "first.toml"
+    first.write_text(BAD.replace("huge", "one"))
+    missing = tmp_path / "missing.toml"
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.toml").write_text(GOOD)
+    (rules / "b.toml").write_text("x\n")  # not TOML
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    last = tmp_path / "last.toml"
+    last.write_text(GOOD)  # `big` again: a duplicate of the directory's
+    args = [str(p) for p in (first, missing, rules, empty, last)]
+    done = fraudwatch("rules", "check", *args, env=_env())
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"{first}: rule 'one': severity must be one of low, medium, high, critical, got 'hgh'",
+        f"{first}: rule 'one': unknown feature 'amout' (see docs/rules.md for the list)",
+        f"{missing}: no such file or directory",
+        f"{rules / 'b.toml'}: not valid TOML: Expected '=' after a key in a key/value pair "
+        "(at line 1, column 2)",
+        f"{empty}: no *.toml rule files in this directory",
+        f"{last}: rule 'big': duplicate name (also in {rules / 'a.toml'})",
+        "error: 6 problem(s); a server would refuse these rules",
+    ]
+
+
+def test_a_file_that_cannot_be_read_does_not_hide_the_others_problems(tmp_path: Path) -> None:
+    # A path that exists but cannot be read (here a socket; unreadable permissions do the
+    # same to a user other than root) stopped the check there: the other files' problems
+    # were not listed.
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BAD)
+    unreadable = tmp_path / "sock.toml"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(unreadable))
+        done = fraudwatch("rules", "check", str(unreadable), str(bad), env=_env())
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith(f"{unreadable}: cannot read: "), lines
+    assert lines[1:] == [
+        f"{bad}: rule 'huge': severity must be one of low, medium, high, critical, got 'hgh'",
+        f"{bad}: rule 'huge': unknown feature 'amout' (see docs/rules.md for the list)",
+        "error: 3 problem(s); a server would refuse these rules",
     ]
