@@ -10,6 +10,7 @@ import errno
 import gc
 import getpass
 import logging
+import os
 import secrets
 import socket
 import sys
@@ -65,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["analyst", "admin", "viewer"],
         help="a new user's role (default analyst); unset, a reset keeps the user's role",
     )
-    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin, one line (the way without a terminal)",
+    )
 
     keys = commands.add_parser("keys", help="manage API keys for machine clients")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -214,6 +219,22 @@ def _demo_password(settings: Settings) -> str:
     return password
 
 
+def has_terminal() -> bool:
+    """Whether getpass can ask on a terminal without echoing: this process has a
+    controlling terminal (/dev/tty opens, where getpass prompts and reads whatever stdin
+    is), or stdin is one."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        return True
+    if os.name != "posix":  # getpass reads the console there
+        return True
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
 # Allocations between two collections of the youngest generation (CPython's default: 700).
 GC_GEN0_THRESHOLD = 50_000
 
@@ -357,16 +378,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = _settings(args)
             if args.password_stdin:
                 password = sys.stdin.readline().rstrip("\n")
+            elif not has_terminal():
+                # A script, cron, a container run without -t: getpass would warn that it
+                # cannot hide the input, prompt on stderr and read stdin. Say how instead.
+                print(
+                    "error: no terminal to ask for the password on: give it on stdin with "
+                    f"--password-stdin (one line: printf '%s\\n' \"$PASSWORD\" | fraudwatch "
+                    f"users add {args.name} --password-stdin)",
+                    file=sys.stderr,
+                )
+                return 2
             else:
                 try:
                     password = getpass.getpass(f"Password for {args.name}: ")
                     again = getpass.getpass("Again: ")
-                except EOFError:  # no terminal, and stdin ended: a script, cron, `< /dev/null`
-                    print(
-                        "\nerror: no password given: run it on a terminal, or pipe the "
-                        "password in with --password-stdin",
-                        file=sys.stderr,
-                    )
+                except EOFError:  # Ctrl-D at a prompt
+                    print("\nerror: no password given", file=sys.stderr)
                     return 2
                 if again != password:
                     print("error: passwords differ", file=sys.stderr)

@@ -118,12 +118,88 @@ def test_users_add_refuses_a_short_password(tmp_path: Path) -> None:
     assert "at least 8" in done.stderr
 
 
-def test_users_add_without_a_terminal_or_a_password_says_so(tmp_path: Path) -> None:
-    # Run from a script without --password-stdin: getpass falls back to stdin, which ends.
-    done = fraudwatch("users", "add", "erin", "--data-dir", str(tmp_path), input="")
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert "--password-stdin" in done.stderr
+def test_users_add_without_a_terminal_is_one_error_saying_how_to_give_the_password(
+    tmp_path: Path,
+) -> None:
+    # Run from a script, cron or a container without a terminal, and without
+    # --password-stdin: getpass warned that it could not control echo, prompted twice,
+    # then the error came. Now the missing terminal is found first: one line, and nothing
+    # is read or written (no database made).
+    for stdin in (subprocess.DEVNULL, None):
+        done = subprocess.run(
+            [sys.executable, "-m", "server", "users", "add", "erin", "--data-dir", str(tmp_path)],
+            stdin=stdin,
+            input="s3cret-enough\ns3cret-enough\n" if stdin is None else None,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            start_new_session=True,  # no controlling terminal, whoever runs the tests
+        )
+        assert done.returncode == 2
+        assert done.stdout == ""
+        assert done.stderr == (
+            "error: no terminal to ask for the password on: give it on stdin with "
+            "--password-stdin (one line: printf '%s\\n' \"$PASSWORD\" | fraudwatch users add "
+            "erin --password-stdin)\n"
+        ), done.stderr
+        assert not (tmp_path / "fraudwatch.db").exists()
+
+
+def on_a_terminal(argv: list[str], exchange: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    """`fraudwatch ARGV` with a pseudo-terminal as its controlling terminal (as an
+    operator's shell gives): each (prompt, answer) of `exchange` waits for the prompt, then
+    types the answer. Its exit status, and everything the terminal showed."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    take_terminal = (
+        "import fcntl, os, sys, termios; os.setsid(); fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'server', *sys.argv[1:]])"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", take_terminal, *argv], stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    shown = b""
+
+    def until(text: bytes) -> None:
+        nonlocal shown
+        while text not in shown:
+            ready, _, _ = select.select([master], [], [], 30)
+            assert ready, shown
+            shown += os.read(master, 1024)
+
+    try:
+        for prompt, answer in exchange:
+            until(prompt)
+            os.write(master, answer)
+        code = proc.wait(timeout=30)
+        with contextlib.suppress(OSError):  # EIO once the child has closed its side
+            while select.select([master], [], [], 0)[0] and (more := os.read(master, 1024)):
+                shown += more
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(master)
+    return code, shown
+
+
+async def test_users_add_on_a_terminal_asks_for_the_password_twice(tmp_path: Path) -> None:
+    # The check for a terminal must not refuse one: both prompts, and no echo.
+    argv = ["users", "add", "erin", "--data-dir", str(tmp_path)]
+    answers = [(b"Password for erin: ", b"s3cret-enough\n"), (b"Again: ", b"s3cret-enough\n")]
+    code, shown = await asyncio.to_thread(on_a_terminal, argv, answers)
+    assert code == 0, shown
+    assert b"user erin (analyst) saved in" in shown
+    assert b"s3cret-enough" not in shown and b"Warning" not in shown, shown
+    store = SqliteStore(tmp_path / "fraudwatch.db")
+    await store.start(lambda _: None)
+    try:
+        assert await authenticate(store, "erin", "s3cret-enough") == "analyst"
+    finally:
+        await store.close()
 
 
 def test_a_second_server_on_a_data_directory_is_refused(tmp_path: Path) -> None:
