@@ -45,6 +45,11 @@ TICK_S = 0.05
 # server's Retry-After): about 22 s in all, so a replay outlives a restart of its server.
 RETRIES = 8
 RETRY_WAIT_MAX_S = 5.0
+# Until the server has answered a request (any HTTP status), a connection that cannot be
+# made (refused, a host name that does not resolve) is tried this many times, 0.5 and 1 s
+# apart: nothing listens there, and 22 s of tries only put the error off. A server that
+# has answered and then refuses connections is restarting: it gets every try.
+FIRST_CONNECT_TRIES = 3
 FLAGGED = ("review", "block")
 
 
@@ -87,6 +92,7 @@ class ReplaySummary:
     last_error: str | None = None
     stopped: str | None = None  # why a replay into a server gave up early
     answered: bool = False  # the server gave some request a final answer
+    reached: bool = False  # the server answered some request, if only with a 503
     decisions: Counter[str] = field(default_factory=Counter)
     # In process: rows whose id an earlier row had, and the first of them (line, id).
     repeated_ids: int = 0
@@ -290,6 +296,7 @@ async def _send(
             await asyncio.sleep(max(wait, min(0.25 * 2**attempt, RETRY_WAIT_MAX_S)))
         try:
             async with session.post(url, data=body) as response:
+                summary.reached = True
                 if response.status in (401, 403):
                     raise TargetRefused(f"{url} answered {response.status}: check --api-key")
                 if response.status in (404, 405):
@@ -317,6 +324,17 @@ async def _send(
                 summary.answered = True
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             summary.last_error = f"{type(exc).__name__}: {exc}"
+            tries = attempt + 1
+            if (
+                isinstance(exc, aiohttp.ClientConnectorError)
+                and not summary.reached
+                and tries >= FIRST_CONNECT_TRIES
+            ):
+                summary.failed += len(batch)
+                raise TargetUnavailable(
+                    f"cannot connect to {url} ({tries} tries, 0.5 and 1 s apart): "
+                    f"{summary.last_error}"
+                ) from None
             continue
         _tally(summary, batch, reply)
         return None

@@ -819,24 +819,44 @@ async def test_a_replay_whose_rows_the_server_never_took_fails(
         "20; last error: HTTP 400: request refused by the gateway" in out  # fmt: skip
 
 
-async def test_replay_to_a_server_that_is_gone_stops_early(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_server_that_goes_away_mid_replay_is_tried_the_full_retries(
+    aiohttp_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("server.replay.RETRIES", 2)
-    path = write_csv(tmp_path / "f.csv", HEADER, ROWS)
+    # It answered the first batch, then stopped listening (a restart, a crash): connection
+    # refused from then on is worth every try, not the few a server that never answered
+    # gets. (Short waits for the test; the count is the rule.)
+    monkeypatch.setattr("server.replay.RETRIES", 5)
+    monkeypatch.setattr("server.replay.RETRY_WAIT_MAX_S", 0.01)
+
+    async def answer_then_go(request: web.Request) -> web.Response:
+        lines = (await request.read()).splitlines()
+        for site in list(server.runner.sites):
+            await site.stop()  # no more connections; this one is answered and closed
+        response = web.json_response({"results": [{"decision": "allow"} for _ in lines]})
+        response.force_close()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/api/v1/transactions", answer_then_go)
+    server = await aiohttp_server(app)
+    path = write_csv(tmp_path / "f.csv", HEADER, _card_testing_rows(6))
     with Source(path, SourceOptions(mapping=MAPPING)) as source:
-        summary = await replay_to_target(source, "http://127.0.0.1:9", API_KEY)
-    assert summary.stopped is not None and "no answer" in summary.stopped
-    assert summary.failed == 3
-    assert "sent 3, answered 0;" in "\n".join(summary.lines("target", None))
+        summary = await replay_to_target(source, str(server.make_url("/")), API_KEY, batch_size=2)
+    url = str(server.make_url("/api/v1/transactions"))
+    assert summary.stopped is not None
+    assert summary.stopped.startswith(f"no answer from {url} after 5 tries: ClientConnectorError")
+    # The batch that got no answer failed; the replay stopped before the third.
+    assert summary.decisions["allow"] == 2 and summary.failed == 2
+    assert "sent 4, answered 2;" in "\n".join(summary.lines("target", None))
 
 
 def test_a_replay_to_a_server_that_is_down_is_one_error_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # No server listening: it printed the full summary, "0 scored", "decisions: allow=0"
-    # and "event time: … → … at speed max", as if the file had been replayed.
-    monkeypatch.setattr("server.replay.RETRIES", 2)
+    # and "event time: … → … at speed max", as if the file had been replayed. Then it
+    # printed one line, but only after 8 tries over ~22 s: connection refused at the first
+    # request is now tried 3 times (0.5 and 1 s apart), as nothing there has ever answered.
     port = free_port()
     path = write_csv(tmp_path / "f.csv", HEADER, _card_testing_rows(5))
     argv = ["replay", str(path), *MAP_FLAGS, "--target", f"http://127.0.0.1:{port}",
@@ -846,8 +866,8 @@ def test_a_replay_to_a_server_that_is_down_is_one_error_line(
     assert out == ""
     assert err.count("\n") == 1 and "event time" not in err, err
     assert err.startswith(
-        f"error: no answer from http://127.0.0.1:{port}/api/v1/transactions after 2 tries: "
-        "ClientConnectorError: "
+        f"error: cannot connect to http://127.0.0.1:{port}/api/v1/transactions (3 tries, "
+        "0.5 and 1 s apart): ClientConnectorError: Cannot connect to host "
     ), err
     assert err.endswith(
         f"; is a server running at http://127.0.0.1:{port}? Nothing was replayed.\n"
