@@ -36,11 +36,22 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 TRIES_ON_500 = 3
 # A Retry-After beyond this is taken as a mistake, not as an order to sleep for hours.
 RETRY_AFTER_MAX_S = 300.0
+# Until the server has answered a request (any HTTP status), a connection that cannot be
+# made (refused, a host name that does not resolve) is tried this many times, 0.5 and 1 s
+# apart, then the feed stops: nothing listens there (`fraudwatch replay` does the same). A
+# server that has answered and then refuses connections is restarting: it is waited for.
+FIRST_CONNECT_TRIES = 3
+FIRST_CONNECT_WAIT_S = 0.5
 
 
 class TargetRefused(Exception):
     """The server rejected our credentials, or the URL is not its ingest API; retrying
     cannot help."""
+
+
+class TargetDown(Exception):
+    """Nothing listens at the target: no connection was made in FIRST_CONNECT_TRIES tries,
+    and none ever had been."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,10 +113,18 @@ class Retry(Exception):
     """The request got no final answer: send the same transactions again, after `after`
     seconds if the server said so."""
 
-    def __init__(self, reason: str, after: float | None = None, *, status: int = 0) -> None:
+    def __init__(
+        self,
+        reason: str,
+        after: float | None = None,
+        *,
+        status: int = 0,
+        unreachable: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.after = after
         self.status = status
+        self.unreachable = unreachable  # no connection could be made
 
 
 def retry_after(value: str | None) -> float | None:
@@ -194,6 +213,8 @@ async def _post(
                 )
                 return
             reply = await response.json(content_type=None)
+    except aiohttp.ClientConnectorError as exc:  # refused, or a name that does not resolve
+        raise Retry(f"{type(exc).__name__}: {exc}", unreachable=True) from exc
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         # Connection refused or reset, a timeout, a cut answer: the server may have stored
         # some or all of the batch. The same ids again are safe: it keeps their first copy.
@@ -224,6 +245,7 @@ class Sender:
         # body limit than ours), then kept, so that later batches do not meet it again.
         self.batch_max = MAX_BATCH
         self.why = ""  # why the oldest batch is still held
+        self.reached = False  # the server has answered a request, if only with a 503
 
     def hold(self, batch: list[Labeled]) -> None:
         stats = self.stats
@@ -257,7 +279,9 @@ class Sender:
             self.unanswered = len(batch)
             try:
                 await _post(self.session, self.url, batch, stats, tries=self.tries_500 + 1)
+                self.reached = True
             except TooLarge as exc:
+                self.reached = True
                 # A final answer: the server stored none of it. Halves go next, the first
                 # half first (in order), and are not re-sends of a batch that went
                 # unanswered: `resent` does not count them.
@@ -279,12 +303,22 @@ class Sender:
                 continue
             except Retry as retry:
                 self.failures += 1
+                self.why = str(retry)
                 if retry.status == 500:
                     self.tries_500 += 1
-                wait = retry.after if retry.after is not None else 0.0
-                wait = max(wait, backoff(self.failures, self.options, self.rng))
+                self.reached = self.reached or not retry.unreachable
+                if not self.reached:
+                    if self.failures >= FIRST_CONNECT_TRIES:
+                        raise TargetDown(
+                            f"cannot connect to {self.url} ({self.failures} tries, 0.5 and 1 "
+                            f"s apart): {retry}; is a server running at "
+                            f"{self.options.target.rstrip('/')}?"
+                        ) from None
+                    wait = FIRST_CONNECT_WAIT_S * 2 ** (self.failures - 1)
+                else:
+                    wait = retry.after if retry.after is not None else 0.0
+                    wait = max(wait, backoff(self.failures, self.options, self.rng))
                 self.next_try = time.monotonic() + wait
-                self.why = str(retry)
                 stats.last_error = f"{retry} (retrying {len(batch)} in {wait:.1f}s)"
                 return
             self._answered(len(batch))
@@ -375,10 +409,11 @@ async def run_client(
                     break
                 await _pause(wait, abandon)
                 await sender.deliver()
-        except TargetRefused as exc:
+        except (TargetRefused, TargetDown) as exc:
             # The key or the address is wrong: nothing held will be taken. Count it as
             # dropped, and say so, as at any other end.
-            sender.why = str(exc)
+            if isinstance(exc, TargetRefused):
+                sender.why = str(exc)
             sender.give_up()
             print("done " + stats.line(time.monotonic() - began), file=out, flush=True)
             raise
@@ -479,11 +514,12 @@ async def _main(options: ClientOptions) -> ClientStats:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit status: 0 every transaction generated was stored; 1 some were not (refused by
-    the server, or dropped); 2 the key or the URL was refused (or a bad flag)."""
+    the server, or dropped); 2 the key or the URL was refused, or nothing listens there (or
+    a bad flag)."""
     options = parse_args(argv)
     try:
         stats = asyncio.run(_main(options))
-    except TargetRefused as exc:
+    except (TargetRefused, TargetDown) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -321,3 +321,34 @@ async def test_the_exit_status_says_whether_every_transaction_was_delivered(
             f"error: {counts[reason]} transactions were never stored: "
             f"{counts['refused']} refused, {counts['dropped']} dropped (see above)\n"
         ), err
+
+
+async def test_no_server_at_the_target_is_an_error_naming_it_within_three_tries() -> None:
+    # Nothing listening when the feed starts (a wrong port, no server started): it retried
+    # for ever with backoff, holding and then dropping what it made, until stopped. As
+    # `fraudwatch replay` does, connection refused before the server ever answered is tried
+    # 3 times, 0.5 and 1 s apart, then the feed stops, counting what it held as dropped.
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulator", "--target", url, "--api-key", "k",
+        "--rate", "100", "--batch-ms", "50",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 2, (out, err)
+    text, error = out.decode(), err.decode()
+    assert error.count("\n") == 1 and error.startswith(
+        f"error: cannot connect to {url}/api/v1/transactions (3 tries, 0.5 and 1 s apart): "
+        "ClientConnectorError: Cannot connect to host "
+    ), error
+    assert error.endswith(f"; is a server running at {url}?\n"), error
+    gave_up, done = text.splitlines()
+    held = int(re.findall(r"^gave up on (\d+) transactions", gave_up)[0])
+    assert "; 3 tries; last: ClientConnectorError" in gave_up, gave_up
+    assert done.startswith("done ") and f"dropped={held} " in done and "stored=0 " in done
+    assert f"generated={held} " in done  # every one counted
