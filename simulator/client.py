@@ -42,6 +42,9 @@ RETRY_AFTER_MAX_S = 300.0
 # server that has answered and then refuses connections is restarting: it is waited for.
 FIRST_CONNECT_TRIES = 3
 FIRST_CONNECT_WAIT_S = 0.5
+# Transactions alone over the server's request limit named one a line; the rest are
+# counted, and totalled at the end (a tiny limit drops every one, at the feed's rate).
+NAMED_DROPS = 3
 
 
 class TargetRefused(Exception):
@@ -246,6 +249,11 @@ class Sender:
         self.batch_max = MAX_BATCH
         self.why = ""  # why the oldest batch is still held
         self.reached = False  # the server has answered a request, if only with a 503
+        # Dropped alone over the request limit: how many, the first and last ids, and the
+        # server's last word on it.
+        self.too_large = 0
+        self.too_large_ids = ("", "")
+        self.too_large_why = ""
 
     def hold(self, batch: list[Labeled]) -> None:
         stats = self.stats
@@ -291,14 +299,7 @@ class Sender:
                     self.batch_max = (len(batch) + 1) // 2
                     continue
                 # No request can carry it: it is never delivered.
-                stats.dropped += 1
-                stats.last_error = f"{batch[0].transaction.id} over the request limit: {exc}"
-                print(
-                    f"dropping {batch[0].transaction.id}: alone over the server's request "
-                    f"limit (HTTP 413: {exc})",
-                    file=self.out,
-                    flush=True,
-                )
+                self._too_large(batch[0].transaction.id, str(exc))
                 self._answered(1)
                 continue
             except Retry as retry:
@@ -323,6 +324,25 @@ class Sender:
                 return
             self._answered(len(batch))
 
+    def _too_large(self, id: str, why: str) -> None:
+        """Transaction `id` alone is over the server's request limit: dropped, and named
+        while fewer than NAMED_DROPS were."""
+        self.stats.dropped += 1
+        self.stats.last_error = f"{id} over the request limit: {why}"
+        self.too_large += 1
+        self.too_large_ids = (self.too_large_ids[0] or id, id)
+        self.too_large_why = why
+        if self.too_large <= NAMED_DROPS:
+            line = f"dropping {id}: alone over the server's request limit (HTTP 413: {why})"
+        elif self.too_large == NAMED_DROPS + 1:
+            line = (
+                f"dropping {id} and any more alone over the server's request limit without "
+                "naming them: they are counted under dropped, and totalled at the end"
+            )
+        else:
+            return
+        print(line, file=self.out, flush=True)
+
     def _answered(self, n: int) -> None:
         """The oldest `n` held got a final answer: they leave the backlog."""
         for _ in range(n):
@@ -333,6 +353,14 @@ class Sender:
         self.stats.waiting = len(self.backlog)
 
     def give_up(self) -> None:
+        if self.too_large > NAMED_DROPS:
+            first, last = self.too_large_ids
+            print(
+                f"dropped {self.too_large} transactions alone over the server's request "
+                f"limit in all ({first} .. {last}); last: HTTP 413: {self.too_large_why}",
+                file=self.out,
+                flush=True,
+            )
         if self.backlog:
             self.stats.dropped += len(self.backlog)
             print(

@@ -264,22 +264,37 @@ async def test_a_batch_over_the_server_s_body_limit_is_split_in_halves_and_all_s
     assert stats.resent == stats.refused == stats.dropped == 0, out.getvalue()
 
 
-async def test_a_transaction_alone_over_the_body_limit_is_dropped_and_said_so(
+async def test_transactions_alone_over_the_body_limit_are_dropped_the_first_few_named(
     aiohttp_server: Any,
 ) -> None:
+    # A server whose limit no single transaction fits: every one was named on a line of its
+    # own, 200 lines a second at this rate, burying everything else. The first 3 are
+    # named, then one line says the rest are counted, and the end gives the total.
     app = scripted_ingest(client_max_size=150)  # a transaction is ~350 bytes
     server = await aiohttp_server(app)
     options = scripted_options(server, duration=0.3)
     out = io.StringIO()
     stats = await asyncio.wait_for(run_client(options, out=out), timeout=30)
-    text = out.getvalue()
+    lines = out.getvalue().splitlines()
     assert app[BODIES] == [] and set(app[STATUSES]) == {413}
-    assert stats.dropped == stats.generated > 0 and stats.stored == 0
+    assert stats.dropped == stats.generated > 3 and stats.stored == 0
     assert stats.refused == stats.resent == 0
-    # Each one named, with the server's words.
-    assert text.count("alone over the server's request limit (HTTP 413: Maximum request body "
-                      "size 150 exceeded") == stats.generated, text  # fmt: skip
-    assert text.splitlines()[0].startswith("dropping tx-7-"), text
+    prefix = re.findall(r"^dropping (tx-7-\w+-)1: ", lines[0])[0]  # the run's id prefix
+    ids = [f"{prefix}{n}" for n in range(1, stats.generated + 1)]  # in the order made
+    # The server's own words, which name its limit.
+    said = "HTTP 413: Maximum request body size 150 exceeded"
+    for line, id in zip(lines[:3], ids, strict=False):
+        assert line.startswith(f"dropping {id}: alone over the server's request limit ({said}")
+    assert lines[3] == (
+        f"dropping {ids[3]} and any more alone over the server's request limit without "
+        "naming them: they are counted under dropped, and totalled at the end"
+    )
+    assert lines[4].startswith(
+        f"dropped {stats.generated} transactions alone over the server's request limit in "
+        f"all ({ids[0]} .. {ids[-1]}); last: {said}"
+    ), lines[4]
+    assert lines[5].startswith("done ") and f" dropped={stats.generated} " in lines[5]
+    assert len(lines) == 6, lines
 
 
 async def _simulator(server: Any, *flags: str) -> tuple[int, str, str]:
