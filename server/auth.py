@@ -64,11 +64,21 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-async def create_user(store: Store, name: str, password: str, role: Role) -> None:
+def check_user_name(name: str) -> None:
+    """Raises ValueError unless `name` can be a user's."""
     if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError("user name must be 1-64 letters, digits, '-' or '_'")
+
+
+def check_password(password: str) -> None:
+    """Raises ValueError unless `password` is long enough."""
     if len(password) < 8:
         raise ValueError("password must be at least 8 characters")
+
+
+async def create_user(store: Store, name: str, password: str, role: Role) -> None:
+    check_user_name(name)
+    check_password(password)
     # Argon2 is deliberately slow: keep it off the event loop.
     digest = await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
     await store.add_user(name, digest, role)

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from server import backtest, backup, replay, rules_check, server_file
-from server.api_keys import SCOPES, KeyRing
-from server.auth import create_user, load_or_create_api_key
+from server.api_keys import SCOPES, KeyRing, check_name, parse_scopes
+from server.auth import check_password, check_user_name, create_user, load_or_create_api_key
 from server.config import ConfigError, Settings, load_settings, unknown_environment
 from server.rules_reload import reload_on_sighup
 from server.store.base import ApiKey
@@ -156,6 +156,9 @@ def _keys(args: argparse.Namespace) -> int:
         )
         return 2
     if args.keys_command == "create":
+        # Before the store is opened: a refused name or scope must not leave a database.
+        check_name(args.name)
+        parse_scopes(args.scopes)
         key = asyncio.run(
             _in_store(settings, lambda store: ring(store).create(args.name, args.scopes.split(",")))
         )
@@ -376,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "users":
             settings = _settings(args)
+            # Checked before asking, and before the store is opened: a refusal must not leave
+            # a new database behind in a mistyped --data-dir.
+            check_user_name(args.name)
             if args.password_stdin:
                 password = sys.stdin.readline().rstrip("\n")
             elif not has_terminal():
@@ -398,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if again != password:
                     print("error: passwords differ", file=sys.stderr)
                     return 2
+            check_password(password)
             created = not settings.db_path.exists()
             role = asyncio.run(_with_store(settings, args.name, password, args.role))
             print(f"user {args.name} ({role}) saved in {settings.db_path}")

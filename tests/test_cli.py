@@ -110,6 +110,27 @@ async def test_a_password_reset_keeps_the_role_unless_one_is_given(tmp_path: Pat
     assert "user bo (analyst)" in new.stdout  # a new user without --role is an analyst
 
 
+@pytest.mark.parametrize(
+    ("argv", "stdin", "error"),
+    [
+        (["users", "add", "dave", "--password-stdin"], "short\n", "at least 8"),
+        (["users", "add", "bad name", "--password-stdin"], "s3cret-enough\n", "user name"),
+        (["keys", "create", "ci", "--scopes", "bogus"], "", "unknown scope 'bogus'"),
+        (["keys", "create", "bad name", "--scopes", "read"], "", "key name"),
+    ],
+)
+def test_a_refused_name_password_or_scope_creates_no_database(
+    tmp_path: Path, argv: list[str], stdin: str, error: str
+) -> None:
+    # With a mistyped --data-dir, the refusal still left a new, empty database behind
+    # (and the directory), without the "did not exist and was created" note.
+    data = tmp_path / "data"
+    done = fraudwatch(*argv, "--data-dir", str(data), input=stdin)
+    assert done.returncode == 2
+    assert error in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not data.exists()
+
+
 def test_users_add_refuses_a_short_password(tmp_path: Path) -> None:
     done = fraudwatch(
         "users", "add", "dave", "--password-stdin", "--data-dir", str(tmp_path), input="short\n"
