@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from server.config import is_base_url
 from server.views.responses import error_message
 from simulator.generator import Labeled, Simulator, ndjson
 
@@ -490,6 +491,12 @@ def parse_args(argv: Sequence[str] | None = None) -> ClientOptions:
         "(a second Ctrl-C gives up at once).",
     )
     args = parser.parse_args(argv)
+    if not is_base_url(args.target):
+        # Else posted to again and again, each try failing the same way.
+        parser.error(
+            f"--target must be the server's base URL, http://HOST:PORT or https://HOST, "
+            f"got {args.target!r}"
+        )
     if not args.rate > 0:
         parser.error("--rate must be > 0")
     if args.accounts is not None and args.accounts < 1:

@@ -793,3 +793,19 @@ def test_dataset_writes_the_stream_with_its_labels(tmp_path: Path) -> None:
         assert (row["is_fraud"], row["scenario"]) == (str(int(item.is_fraud)), item.scenario or "")
     with pytest.raises(SystemExit):
         dataset.parse_args(["--out", "x.csv", "--start", "2026-03-02T12:00:00"])
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1:8000", "localhost", "ftp://127.0.0.1:8000"])
+def test_a_target_that_is_no_http_url_is_refused_up_front(
+    target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--target 127.0.0.1:8000` (no scheme) was posted to again and again, each try failing
+    # with NonHttpUrlClientError, until --duration ended and everything counted dropped.
+    # `fraudwatch replay --target` refuses it before anything is sent; so does this.
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--target", target, "--api-key", "k"])
+    assert exited.value.code == 2
+    assert (
+        f"error: --target must be the server's base URL, http://HOST:PORT or https://HOST, "
+        f"got {target!r}"
+    ) in capsys.readouterr().err
