@@ -393,14 +393,32 @@ def _malformed(data: bytes, exc: Exception) -> InvalidTransaction:
                     f"'{key}' contains a lone UTF-16 surrogate, which is not text",
                     key,
                 )
-    detail = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else _decode_detail(exc)
-    return _invalid("malformed_json", f"Malformed JSON: {detail}")
+    return _invalid("malformed_json", malformed_message(exc))
 
 
-def _decode_detail(exc: Exception) -> str:
+def malformed_message(exc: Exception) -> str:
+    """The message of a `malformed_json` error for what msgspec (or UTF-8 decoding) raised:
+    `Malformed JSON: trailing characters (byte 112)`, `Malformed JSON: not UTF-8`."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "Malformed JSON: not UTF-8"
     # msgspec starts with "JSON is malformed: ", which after ours read "Malformed JSON: JSON
     # is malformed: trailing characters (byte 112)".
-    return str(exc).removeprefix("JSON is malformed: ")
+    return f"Malformed JSON: {str(exc).removeprefix('JSON is malformed: ')}"
+
+
+def why_not_json(data: bytes) -> str | None:
+    """Ingest's `malformed_json` message for `data`, or None when ingest reads it as JSON.
+    For another parser's refusal (the labels API's) to be said in ingest's words."""
+    # Ingest's own decoders: where msgspec says it broke depends on what it was reading for.
+    decoder = _raw_list if data.lstrip().startswith(b"[") else _members
+    try:
+        data.decode()
+        decoder.decode(data)
+    except msgspec.ValidationError:
+        return None  # JSON, only not an array or an object: not a `malformed_json`
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return malformed_message(exc)
+    return None
 
 
 def _has_surrogate(value: Any) -> bool:
@@ -641,7 +659,7 @@ def split_array(body: bytes) -> list[bytes | msgspec.Raw]:
     except RecursionError:
         raise _invalid("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except msgspec.DecodeError as exc:
-        error = _invalid("malformed_json", f"Malformed JSON: {_decode_detail(exc)}")
+        error = _invalid("malformed_json", malformed_message(exc))
     # msgspec will not even skip a lone surrogate escape. Mask every surrogate escape with one
     # of the same length, split that, and cut the same spans out of the real body: the record
     # holding it is then refused on its own, naming its field.

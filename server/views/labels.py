@@ -21,6 +21,7 @@ from server.transactions import (
     parse_rfc3339,
     text_problem,
     too_far_ahead,
+    why_not_json,
 )
 from server.views.api import (
     ARRAY_HINT,
@@ -96,10 +97,11 @@ def _loads(data: bytes) -> Any:
     )
 
 
-def _malformed(exc: ValueError) -> str:
-    # Where it broke (json's "Expecting ',' delimiter: line 1 column 61 (char 60)"); bytes
-    # that are not UTF-8 in ingest's words, not the codec's.
-    return f"Malformed JSON: {'not UTF-8' if isinstance(exc, UnicodeDecodeError) else exc}"
+def _malformed(exc: ValueError, data: bytes) -> str:
+    # Ingest's words for where it broke ("invalid character (byte 60)"), not json's
+    # ("Expecting ',' delimiter: line 1 column 61 (char 60)"): one client posts both. Ours
+    # only for what ingest's parser takes and this one refuses (a number of 5,000 digits).
+    return why_not_json(data) or f"Malformed JSON: {exc}"
 
 
 def _ndjson(raw: bytes, content_type: str) -> list[Any]:
@@ -110,7 +112,7 @@ def _ndjson(raw: bytes, content_type: str) -> list[Any]:
             try:
                 items.append(_loads(line))
             except ValueError as exc:
-                items.append(_Unparsed(_malformed(exc) + malformed_hint(content_type, line)))
+                items.append(_Unparsed(_malformed(exc, line) + malformed_hint(content_type, line)))
     return items
 
 
@@ -263,7 +265,7 @@ async def post_labels(request: web.Request) -> web.Response:
         except ValueError as exc:
             # NDJSON sent under another content type: said so, as ingest says it.
             hint = malformed_hint(request.content_type, raw)
-            return json_error(400, "malformed_json", _malformed(exc) + hint)
+            return json_error(400, "malformed_json", _malformed(exc, raw) + hint)
         is_batch = isinstance(body, list)
         items = body if is_batch else [body]
     if not items:
