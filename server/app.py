@@ -75,13 +75,20 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if not request.path.startswith("/api/") or exc.status < 400:
+        # /healthz answers JSON too, to load balancers and scripts.
+        if exc.status < 400 or not (request.path.startswith("/api/") or request.path == "/healthz"):
             raise
         if exc.status == 413:
             # aiohttp's, from reading a body over client_max_size (max_body_bytes).
             records = _BULK_RECORDS.get(request.path)
             return api.body_too_large(request.app[SETTINGS].max_body_bytes, records)
-        response = json_response(api.error_for_status(exc.status, exc.reason), status=exc.status)
+        message = exc.reason
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            # aiohttp's reason alone ("Method Not Allowed") leaves the caller to find the
+            # Allow header; the message says it in words, as every other error does.
+            taken = ", ".join(sorted(exc.allowed_methods))
+            message = f"{exc.method} is not allowed on {request.path}: it takes {taken}"
+        response = json_response(api.error_for_status(exc.status, message), status=exc.status)
         # A 405 must say which methods the resource takes (RFC 9110, 15.5.6).
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]

@@ -509,6 +509,31 @@ async def test_api_errors_are_json(client: TestClient) -> None:
     assert resp.headers["Allow"] == "POST"
 
 
+async def test_a_wrong_method_is_answered_in_the_error_shape_saying_what_the_path_takes(
+    client: TestClient,
+) -> None:
+    # The 405's message was aiohttp's reason alone, "Method Not Allowed", and /healthz, a
+    # JSON endpoint load balancers and scripts call, answered it as text.
+    for method, path, allow in (
+        ("GET", "/api/v1/transactions", "POST"),
+        ("PUT", "/api/v1/labels", "POST"),
+        ("DELETE", "/api/v1/alerts", "GET,HEAD"),
+        ("POST", "/healthz", "GET,HEAD"),
+    ):
+        resp = await client.request(method, path, headers=AUTH)
+        assert resp.status == 405
+        assert resp.headers["Allow"] == allow
+        assert resp.content_type == "application/json", (path, await resp.text())
+        error = (await resp.json())["error"]
+        assert error["code"] == "method_not_allowed"
+        assert error["message"] == (
+            f"{method} is not allowed on {path}: it takes {allow.replace(',', ', ')}"
+        )
+    # Pages keep aiohttp's own answer: a person's browser never sends these.
+    page = await client.request("PUT", "/login")
+    assert (page.status, page.content_type) == (405, "text/plain")
+
+
 async def test_pages_carry_security_headers_and_static_revalidates(client: TestClient) -> None:
     login = await client.get("/login")
     assert login.status == 200
