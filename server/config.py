@@ -321,10 +321,62 @@ def setting_help() -> dict[str, str]:
     return {f.name: f.metadata["help"] for f in dataclasses.fields(Settings)}
 
 
-def _coerce(name: str, value: Any, source: str) -> Any:
+def _target(name: str) -> Any:
     hint = get_type_hints(Settings)[name]
     kinds = [a for a in get_args(hint) if a is not type(None)] or [hint]
-    target = kinds[0]
+    # A Literal's arguments are its values, all strings here ('batched', 'naive').
+    return str if isinstance(kinds[0], str) else kinds[0]
+
+
+# What a TOML value of each type may set, and the words for each type.
+_TOML_TAKES: dict[Any, tuple[type, ...]] = {
+    int: (int,),
+    float: (int, float),
+    bool: (bool,),
+    str: (str,),
+    Path: (str,),
+}
+_EXPECTED = {
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    Path: "a path, as a string",
+}
+_TOML_TYPE = {bool: "a boolean", int: "a whole number", float: "a decimal number", str: "a string"}
+
+
+def _fits(target: Any, value: Any) -> bool:
+    # TOML's true is Python's bool, which is an int: not a number here.
+    return isinstance(value, _TOML_TAKES[target]) and (
+        target is bool or not isinstance(value, bool)
+    )
+
+
+def _check_toml_type(key: str, name: str, value: Any, source: str) -> None:
+    """Refuse a value of the settings file whose TOML type is not its setting's: the file
+    says what it means (`port = "8109"` is text), where an environment variable is always
+    text, read as its setting. A value that would pass without its quotes says so."""
+    target = _target(name)
+    if _fits(target, value):
+        return
+    if isinstance(value, dict | list):
+        return  # _coerce's "expected a single value" / "expected a path"
+    got = _TOML_TYPE.get(type(value), "a date or time")
+    reason = f"expected {_EXPECTED[target]}, not {got}"
+    if isinstance(value, str):
+        try:
+            unquoted = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            unquoted = None
+        if unquoted is not None and _fits(target, unquoted):
+            reason += f": write {key} = {value.strip()}, without quotes"
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)
+    raise ConfigError(f"Setting '{name}' from {source}: {shown} is not valid ({reason})")
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    target = _target(name)
     if value is None:
         return None
     try:
@@ -418,6 +470,7 @@ def load_settings(
             if name not in names:
                 raise ConfigError(f"Config file {path}: unknown setting '{key}'")
             sources[name] = f"config file {path}"
+            _check_toml_type(key, name, value, sources[name])
             values[name] = _coerce(name, value, sources[name])
             if isinstance(values[name], Path) and not values[name].is_absolute():
                 # Relative to the file, not to wherever the server was started from (`/`

@@ -102,6 +102,43 @@ def test_bad_file_values_name_the_setting(tmp_path: Path, line: str, message: st
         load_settings({}, env={}, config_file=config)
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        # Read as 8109 and started: the file said something else than the operator meant
+        # to write, and every other mistyped value in it would pass the same way.
+        ('port = "8109"', "'8109' is not valid (expected a whole number, not a string: "
+         "write port = 8109, without quotes)"),
+        ('simulator = "false"', "'false' is not valid (expected true or false, not a string: "
+         "write simulator = false, without quotes)"),
+        ('rate = "fast"', "'fast' is not valid (expected a number, not a string)"),
+        ("batch_max = 2000.0", "2000.0 is not valid (expected a whole number, not a decimal "
+         "number)"),
+        ('port = "true"', "'true' is not valid (expected a whole number, not a string)"),
+        ("port = false", "false is not valid (expected a whole number, not a boolean)"),
+        ("cookie_secure = 1", "1 is not valid (expected true or false, not a whole number)"),
+        ("host = 127", "127 is not valid (expected a string, not a whole number)"),
+        ("api_key = true", "true is not valid (expected a string, not a boolean)"),
+    ],
+)  # fmt: skip
+def test_a_file_value_of_the_wrong_toml_type_is_refused(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    config = tmp_path / "fraudwatch.toml"
+    config.write_text(line + "\n")
+    name = line.split(" =")[0]
+    with pytest.raises(ConfigError) as refused:
+        load_settings({}, env={}, config_file=config)
+    assert str(refused.value) == f"Setting '{name}' from config file {config}: {expected}"
+
+
+def test_environment_values_are_text_and_read_as_their_setting() -> None:
+    # An environment variable has no type of its own: a number there is read as one.
+    env = {"FRAUDWATCH_PORT": "8109", "FRAUDWATCH_SIMULATOR": "false", "FRAUDWATCH_RATE": "5"}
+    settings = load_settings({}, env=env)
+    assert (settings.port, settings.simulator, settings.rate) == (8109, False, 5.0)
+
+
 def test_non_finite_numbers_from_the_environment_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"Setting 'rate' from environment .*finite"):
         load_settings({}, env={"FRAUDWATCH_RATE": "nan"})
