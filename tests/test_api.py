@@ -106,14 +106,91 @@ async def test_ndjson_run_together_or_uploaded_as_a_form_says_how_to_send_it(
     upload = FormData()
     upload.add_field("file", "\n".join(lines) + "\n", filename="batch.ndjson")
     resp = await client.post("/api/v1/transactions", data=upload, headers=AUTH)
-    assert resp.status == 400
+    # Not a body of a type the API reads (it was a 400 malformed_json until 415s came).
+    assert resp.status == 415
     error = (await resp.json())["error"]
-    assert error["code"] == "malformed_json"
+    assert error["code"] == "unsupported_media_type"
     assert "multipart/form-data upload (curl -F) is not taken" in error["message"]
     assert "Content-Type: application/x-ndjson" not in error["message"]
     # Nothing was half taken: sent properly, both are new.
     resp = await client.post("/api/v1/transactions", data="\n".join(lines), headers=ndjson)
     assert [r["transaction_id"] for r in (await resp.json())["results"]] == ["r-1", "r-2"]
+
+
+async def test_a_body_of_a_type_not_taken_is_refused_415_saying_what_is(
+    client: TestClient,
+) -> None:
+    # text/plain was read as JSON (and answered 200), application/xml answered "Malformed
+    # JSON: invalid character (byte 0)": an integrator wants the status that says "wrong
+    # type", with what was received and what is taken.
+    record = json.dumps(tx("mt-1")).encode()
+    accepted = [
+        "application/json",
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+        "application/x-www-form-urlencoded",
+    ]
+    for path in ("/api/v1/transactions", "/api/v1/labels"):
+        for content_type, body in (
+            ("text/plain", record),
+            ("application/xml", b"<transaction id='mt-1'/>"),
+            ("text/csv; charset=utf-8", b"id,amount\nmt-1,5\n"),
+        ):
+            headers = {**AUTH, "Content-Type": content_type}
+            resp = await client.post(path, data=body, headers=headers)
+            assert resp.status == 415, (path, content_type, await resp.text())
+            error = (await resp.json())["error"]
+            received = content_type.split(";")[0]
+            assert error == {
+                "code": "unsupported_media_type",
+                "message": f"Content-Type {received} is not taken: send JSON as "
+                "application/json, or NDJSON as application/x-ndjson. Nothing of this "
+                "request was accepted.",
+                "field": None,
+                "content_type": received,
+                "accepted": accepted,
+            }
+        # curl -F: a form upload, with what to send instead.
+        upload = FormData()
+        upload.add_field("file", record, filename="batch.json")
+        resp = await client.post(path, data=upload, headers=AUTH)
+        assert resp.status == 415
+        error = (await resp.json())["error"]
+        assert error["content_type"] == "multipart/form-data"
+        assert "(curl -F) is not taken: send the file itself as the body" in error["message"]
+    # Nothing of them was taken: the transaction is new when sent as JSON.
+    resp = await client.post("/api/v1/transactions", data=record, headers={**AUTH})
+    assert resp.status == 200 and (await resp.json())["transaction_id"] == "mt-1"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,  # no Content-Type at all (urllib, requests with bytes)
+        "application/octet-stream",  # what some clients send for bytes of no stated type
+        "application/x-www-form-urlencoded",  # curl -d, as the README posts
+        "application/json; charset=utf-8",
+        "application/vnd.acme.transaction+json",  # RFC 6839: JSON by its suffix
+    ],
+)
+async def test_json_is_taken_under_the_types_clients_send_it_with(
+    client: TestClient, content_type: str | None
+) -> None:
+    record = json.dumps(tx(f"ct-{content_type}")).encode()
+    if content_type is None:
+        resp = await client.post(
+            "/api/v1/transactions",
+            data=record,
+            headers=AUTH,
+            skip_auto_headers=["Content-Type"],
+        )
+    else:
+        headers = {**AUTH, "Content-Type": content_type}
+        resp = await client.post("/api/v1/transactions", data=record, headers=headers)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["transaction_id"] == f"ct-{content_type}"
 
 
 async def test_batch_answers_each_record_in_order(client: TestClient) -> None:

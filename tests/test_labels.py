@@ -209,7 +209,7 @@ async def test_labels_run_together_or_uploaded_as_a_form_say_how_to_send_them(
     upload = FormData()
     upload.add_field("file", "\n".join(lines) + "\n", filename="labels.ndjson")
     resp = await client.post("/api/v1/labels", data=upload, headers=BOOTSTRAP)
-    assert resp.status == 400
+    assert resp.status == 415
     assert "(curl -F) is not taken" in (await resp.json())["error"]["message"]
 
 

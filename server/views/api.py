@@ -70,18 +70,52 @@ RUN_ON_HINT = (
     "; several JSON objects on one line: NDJSON takes one per line (curl -d drops a file's "
     "newlines: send the file with --data-binary @FILE)"
 )
-MULTIPART_HINT = (
-    "; a multipart/form-data upload (curl -F) is not taken: send the file itself as the "
-    "body, with --data-binary @FILE and its Content-Type"
-)
 _RUN_ON = re.compile(rb"}\s*{")
+# The bulk endpoints read a body as JSON (an object or an array) under these, besides any
+# `application/*+json` (RFC 6839) and the NDJSON types. curl -d sends the form type, and the
+# README's first example is such a command; the generic type is what some clients send for
+# bytes with no stated type, and aiohttp's reading of a request without Content-Type.
+JSON_TYPES = frozenset(
+    {"application/json", "application/x-www-form-urlencoded", "application/octet-stream"}
+)
+ACCEPTED_TYPES = (
+    "application/json",
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+    "application/x-www-form-urlencoded",
+)
+_SEND = "JSON as application/json, or NDJSON as application/x-ndjson"
+
+
+def unsupported_media_type(request: web.Request) -> web.Response | None:
+    """The 415 for a body whose Content-Type the bulk endpoints do not read (text/plain,
+    XML, a form upload), or None. A body sent as XML was answered "Malformed JSON: invalid
+    character (byte 0)", and one sent as text/plain was read as JSON and taken."""
+    content_type = request.content_type
+    if (
+        content_type in JSON_TYPES
+        or content_type in NDJSON_TYPES
+        or (content_type.startswith("application/") and content_type.endswith("+json"))
+    ):
+        return None
+    shown = content_type[:100]
+    if content_type.startswith("multipart/"):
+        message = (
+            "A multipart/form-data upload (curl -F) is not taken: send the file itself as the "
+            f"body, with --data-binary @FILE and its Content-Type ({_SEND})."
+        )
+    else:
+        message = f"Content-Type {shown} is not taken: send {_SEND}."
+    body = error_body("unsupported_media_type", f"{message} Nothing of this request was accepted.")
+    body["error"].update(content_type=shown, accepted=list(ACCEPTED_TYPES))
+    return json_response(body, status=415)
 
 
 def malformed_hint(content_type: str, text: bytes) -> str:
     """What to add to a `malformed_json` message about `text` (a body, or an NDJSON line)
     when the way it was sent, not its JSON, is the likely cause."""
-    if content_type.startswith("multipart/"):
-        return MULTIPART_HINT
     if content_type not in NDJSON_TYPES and looks_ndjson(text):
         return NDJSON_HINT
     if _RUN_ON.search(text):
@@ -105,6 +139,8 @@ async def ingest(request: web.Request) -> web.Response:
     who = await permitted(request, "ingest", "Ingest needs an API key with the 'ingest' scope")
     if isinstance(who, web.Response):
         return who
+    if (refused := unsupported_media_type(request)) is not None:
+        return refused
     body = await request.read()
     if body.startswith(_BOM):
         # Windows tools (PowerShell's UTF8 encoding, Notepad) start a file with one; JSON

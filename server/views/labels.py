@@ -29,6 +29,7 @@ from server.views.api import (
     malformed_hint,
     permitted,
     too_many_records,
+    unsupported_media_type,
 )
 from server.views.responses import error_body, json_error, json_response
 
@@ -246,6 +247,8 @@ async def post_labels(request: web.Request) -> web.Response:
     who = await permitted(request, "labels", "Sending labels needs an API key with 'labels'")
     if isinstance(who, web.Response):
         return who
+    if (refused := unsupported_media_type(request)) is not None:
+        return refused  # as ingest refuses it: one client sends both
     raw = await request.read()
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]  # as ingest: PowerShell and Notepad start a file with one
