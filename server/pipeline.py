@@ -71,6 +71,7 @@ class TxQueue:
         self._items: deque[Submission] = deque()
         self._size = 0
         self._closed = False
+        self._closing = asyncio.Event()
         self._not_empty = asyncio.Event()
         self._space = asyncio.Condition()
         self._wake_putters: asyncio.Task[None] | None = None
@@ -100,9 +101,14 @@ class TxQueue:
             self._size += len(sub)
         self._not_empty.set()
 
+    async def wait_closed(self) -> None:
+        """Until close() is called."""
+        await self._closing.wait()
+
     def close(self) -> None:
         """Refuse new submissions; what is queued is still handed out."""
         self._closed = True
+        self._closing.set()
         self._not_empty.set()
         # Feeds waiting for room hear it now, not when the loop next takes a batch (which
         # may be a while if it is retrying a failing store).

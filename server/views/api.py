@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
@@ -134,6 +135,34 @@ def _split_body(body: bytes, content_type: str) -> tuple[list[bytes | msgspec.Ra
     return [body], False
 
 
+async def read_body(request: web.Request) -> bytes | None:
+    """The request's body, or None once the server is shutting down (intake closed) before
+    all of it came: the caller answers `shutting_down`. When shutdown starts aiohttp stops
+    reading its connections, so a body still coming in then (a large batch on a slow link)
+    never completes: the request waited for it until cancelled at the shutdown timeout,
+    10 s on, and its client got no answer."""
+    queue = request.app[QUEUE]
+    if queue.closed:
+        return None
+    if request.content.is_eof():
+        return await request.read()  # all of it is here: the usual case, no race to run
+    reading = asyncio.ensure_future(request.read())
+    closing = asyncio.ensure_future(queue.wait_closed())
+    try:
+        await asyncio.wait((reading, closing), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closing.cancel()
+        if not reading.done():
+            reading.cancel()
+    if not reading.done():
+        return None  # cancelled above: the rest of the body is not coming
+    return reading.result()  # or aiohttp's 413, over max_body_bytes
+
+
+def shutting_down() -> web.Response:
+    return json_error(503, "shutting_down", "The server is shutting down; retry shortly")
+
+
 async def ingest(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     who = await permitted(request, "ingest", "Ingest needs an API key with the 'ingest' scope")
@@ -141,7 +170,9 @@ async def ingest(request: web.Request) -> web.Response:
         return who
     if (refused := unsupported_media_type(request)) is not None:
         return refused
-    body = await request.read()
+    body = await read_body(request)
+    if body is None:
+        return shutting_down()
     if body.startswith(_BOM):
         # Windows tools (PowerShell's UTF8 encoding, Notepad) start a file with one; JSON
         # parsers may ignore it (RFC 8259, 8.1), and the labels API and replay's reader do.
@@ -176,7 +207,7 @@ async def ingest(request: web.Request) -> web.Response:
         try:
             verdicts = await _submit(request, [tx for _, tx in valid])
         except IntakeClosed:
-            return json_error(503, "shutting_down", "The server is shutting down; retry shortly")
+            return shutting_down()
         except StoreUnavailable as exc:
             # Whatever was queued is kept and stored once the store is back (guarantees.md).
             return store_unavailable(exc, "re-sending the same ids is safe")

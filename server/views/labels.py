@@ -28,6 +28,8 @@ from server.views.api import (
     NDJSON_TYPES,
     malformed_hint,
     permitted,
+    read_body,
+    shutting_down,
     too_many_records,
     unsupported_media_type,
 )
@@ -249,7 +251,9 @@ async def post_labels(request: web.Request) -> web.Response:
         return who
     if (refused := unsupported_media_type(request)) is not None:
         return refused  # as ingest refuses it: one client sends both
-    raw = await request.read()
+    raw = await read_body(request)
+    if raw is None:
+        return shutting_down()
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]  # as ingest: PowerShell and Notepad start a file with one
     if not raw.strip():
