@@ -10,12 +10,16 @@ import pytest
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, expect
 
+from server.auth import create_user
+from server.state import STORE
 from tests.browser_support import (
     MERCHANT,
     OWNER,
+    PASSWORD,
     T0,
     Analyst,
     Ingest,
+    analyst_http,
     card_testing,
     eventually,
     impossible_travel,
@@ -320,3 +324,79 @@ async def test_saved_views_are_kept_in_this_browser(
     stored = await page.evaluate("() => localStorage.getItem('fraudwatch.views')")
     assert stored == "[]"
     assert alice.problems == []
+
+
+async def test_the_open_alert_lives_in_the_url_across_a_reload_back_and_a_shared_link(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # Analysts: a reload closed the details drawer, and a link to an alert could not be sent.
+    alice = await sign_in(browser, server, "alice", path="/?severity=critical,high")
+    page = alice.page
+    ids = await four_kinds(ingest)
+    await shows(alice, [ids["critical"], ids["high_travel"]])
+    travel = ids["high_travel"]
+
+    # Opened, the alert joins the filters in the address bar.
+    await alice.cell(travel, MERCHANT).click()
+    await expect(alice.drawer).to_contain_text("Account acct-travel")
+    await expect(page).to_have_url(re.compile(rf"/\?severity=critical,high&alert={travel}$"))
+
+    # A reload opens it again, the filters kept; Esc closes it and takes it out of the URL.
+    await page.reload()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(alice.drawer).to_be_visible()
+    await expect(alice.drawer).to_contain_text("Account acct-travel")
+    await shows(alice, [ids["critical"], travel])
+    await expect(alice.drawer).to_be_focused()
+    await alice.press("Escape")
+    await expect(alice.drawer).to_be_hidden()
+    await expect(page).to_have_url(re.compile(r"/\?severity=critical,high$"))
+
+    # Opening is one step in the history (j moving the drawer along replaces it): Back
+    # closes the drawer and stays on the dashboard, with the filters; Forward opens it again.
+    await alice.cell(ids["critical"], MERCHANT).click()
+    await expect(alice.drawer).to_contain_text("Account acct-night")
+    await expect(page).to_have_url(re.compile(rf"&alert={ids['critical']}$"))
+    await alice.press("j")
+    await expect(alice.drawer).to_contain_text("Account acct-travel")
+    await expect(page).to_have_url(re.compile(rf"/\?severity=critical,high&alert={travel}$"))
+    await page.go_back()
+    await expect(alice.drawer).to_be_hidden()
+    await expect(page).to_have_url(re.compile(r"/\?severity=critical,high$"))
+    await expect(alice.rows).to_have_count(2)
+    await page.go_forward()
+    await expect(alice.drawer).to_contain_text("Account acct-travel")
+    await expect(page).to_have_url(re.compile(rf"&alert={travel}$"))
+    # Closed by its button after Forward: out of the URL, and Back leaves the drawer shut.
+    await alice.drawer.get_by_role("button", name="Close details").click()
+    await expect(page).to_have_url(re.compile(r"/\?severity=critical,high$"))
+
+    # A link to an alert resolved before the page loaded (not among the alerts it loads)
+    # opens it all the same, for anyone who may read alerts: a viewer too.
+    session, csrf = await analyst_http(server, "bob")
+    async with (
+        session,
+        session.post(
+            server.make_url(f"/api/v1/alerts/{ids['medium']}/resolve"),
+            json={"disposition": "legitimate"},
+            headers={"X-CSRF-Token": csrf},
+        ) as r,
+    ):
+        assert r.status == 200, await r.text()
+    await create_user(server.app[STORE], "vic", PASSWORD, "viewer")
+    vic = await sign_in(browser, server, "vic", path=f"/?alert={ids['medium']}")
+    await expect(vic.drawer).to_be_visible()
+    await expect(vic.drawer).to_contain_text("Account acct-velo")
+    await expect(vic.drawer.locator("#drawer-actions")).to_contain_text("Resolved")
+
+    # An id the server does not know (mistyped, or gone with retention): a calm notice, no
+    # drawer, and the address cleaned of it.
+    await page.goto("/?status=open&alert=no-such-alert")
+    await expect(page.locator("#notices")).to_contain_text(
+        "The alert in the link (no-such-alert) is not on the server"
+    )
+    await expect(page.locator("#notices .notice-info")).to_have_count(1)
+    await expect(page).to_have_url(re.compile(r"/\?status=open$"))
+    await expect(alice.drawer).to_be_hidden()
+    assert alice.problems == []
+    assert vic.problems == []

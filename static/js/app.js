@@ -5,6 +5,7 @@
 // seq, then open /ws?since=<seq>; the socket keeps the last applied seq and resumes from it.
 
 import { Actions } from "./actions.js";
+import { DrawerAddress, alertInAddress } from "./address.js";
 import * as api from "./api.js";
 import { AlertStore } from "./alert-store.js";
 import { workable } from "./alert-row.js";
@@ -119,6 +120,8 @@ const filters = new FilterBar($("#filters"), {
   onChange: applyView,
   onLeave: () => focusTable(),
 });
+// The drawer's alert beside the filters in the address bar (openFromAddress, below).
+const address = new DrawerAddress({ query: () => filters.query, onChange: openFromAddress });
 const views = new SavedViews($("#views-menu"), {
   currentQuery: () => filters.query,
   apply: (query) => filters.applyQuery(query),
@@ -619,6 +622,7 @@ const VIEWING_SETTLE_MS = 250;
 let viewing = null;
 let viewingTimer = 0;
 drawer.onViewing = (id) => {
+  address.show(id);
   viewing = id;
   clearTimeout(viewingTimer);
   viewingTimer = setTimeout(() => socket.send({ type: "viewing", alert_id: viewing }), VIEWING_SETTLE_MS);
@@ -793,9 +797,49 @@ setInterval(() => {
   renderStale();
 }, 1000);
 
+// The alert in the address bar (address.js): after a reload, from a shared link, or Back and
+// Forward. One the page does not hold (resolved before it loaded, say) comes from the
+// server; one the server does not know is said calmly, and leaves the address.
+async function openFromAddress(id) {
+  if (!id) {
+    drawer.close();
+    return;
+  }
+  if (drawer.alertId === id) return;
+  let alert = store.get(id);
+  if (!alert) {
+    try {
+      alert = (await api.getAlert(id)).alert;
+    } catch (error) {
+      if (!(error instanceof api.ApiError)) console.error("Dashboard: opening an alert failed:", error);
+      if (error.unauthenticated) {
+        signedOut();
+        return;
+      }
+      const named = id.length > 40 ? `${id.slice(0, 40)}…` : id;
+      const text =
+        error.status === 404
+          ? `The alert in the link (${named}) is not on the server: the link may be mistyped, or from another server.`
+          : `Could not open the alert in the link (${named}): ${error.message}`;
+      notices.show(text, { kind: error.status === 404 ? "info" : "error", key: "address" });
+      if (alertInAddress() === id && !drawer.isOpen) address.show(null);
+      return;
+    }
+    // The analyst moved on meanwhile (Back, another alert opened).
+    if (alertInAddress() !== id) return;
+    store.merge(alert);
+    alert = store.get(id) ?? alert;
+  }
+  openDetails(alert);
+}
+
 async function main() {
   applyView(filters.view);
-  if (await loadSnapshot()) socket.start();
+  if (await loadSnapshot()) {
+    socket.start();
+    const id = alertInAddress();
+    if (id) openFromAddress(id);
+  }
 }
 
 main();

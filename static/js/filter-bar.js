@@ -1,8 +1,10 @@
 // The filter toolbar: search, severity and status chips, rule, owner, sort and the event time
 // range (behind a button beside the drawer on a laptop, see app.css). It reads and
 // writes the view in the address bar (replaceState: filtering is not navigation, so Back
-// still leaves the page), and reports every change.
+// still leaves the page), beside the alert the drawer shows (address.js), and reports every
+// change.
 
+import { addressFor, alertInAddress } from "./address.js";
 import { h } from "./dom.js";
 import { ruleLabel } from "./format.js";
 import { emptyView, isFiltered, normalizeInstant, parseView, serializeView } from "./view.js";
@@ -201,8 +203,7 @@ export class FilterBar {
 
   _commit(view) {
     this.view = view;
-    const url = `${location.pathname}${serializeView(view)}${location.hash}`;
-    history.replaceState(history.state, "", url);
+    history.replaceState(history.state, "", addressFor(serializeView(view), alertInAddress()));
     this._show();
     this.onChange(view);
   }
