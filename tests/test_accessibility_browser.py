@@ -67,16 +67,19 @@ async def focused(page: Page) -> str:
 async def check_skip_link(page: Page, words: str, target: str, back: bool = False) -> None:
     """The page's first Tab stop (its last, from the page's autofocused field, if `back`)
     is a link named `words`, off screen until focused; Enter moves focus to `target`, and
-    the next Tab to a control inside it."""
+    the next Tab to a control inside it. The address stays as it was: no `#target` left in
+    it for a copied link to carry (it did, `/#alerts-panel`)."""
     link = page.get_by_role("link", name=words)
     await expect(link).to_have_count(1)
     await expect(link).not_to_be_in_viewport()
+    address = page.url
     await page.keyboard.press("Shift+Tab" if back else "Tab")
     await expect(link).to_be_focused()
     await expect(link).to_be_in_viewport(ratio=1)
     await page.keyboard.press("Enter")
     await expect(page.locator(target)).to_be_focused()
     await expect(link).not_to_be_in_viewport()
+    assert page.url == address
     await page.keyboard.press("Tab")
     inside = await page.evaluate(
         "(target) => document.querySelector(target).contains(document.activeElement)", target
