@@ -569,7 +569,7 @@ HEAD = """() => {
       summary: box(document.getElementById("alerts-summary")),
       pill: box(pill),
       next: box(document.getElementById("next-button")),
-      views: box(document.querySelector("#views-menu > summary")),
+      views: box(document.getElementById("views-button")),
     },
     panel: box(document.getElementById("alerts-panel")),
     drawer: drawer.hidden ? null : box(drawer),

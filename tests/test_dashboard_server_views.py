@@ -85,7 +85,7 @@ async def test_resolved_view_loads_resolved_alerts_from_the_server(
     page = alice.page
     await expect(alice.rows).to_have_count(1)
     menu = page.locator("#views-menu")
-    await menu.locator("summary").click()
+    await menu.get_by_role("button", name="Saved views").click()
     await menu.get_by_role("link", name="Resolved, newest first").click()
     await expect(page).to_have_url(re.compile(r"/\?status=resolved&sort=newest$"))
     await page.mouse.move(5, 5)
@@ -125,7 +125,7 @@ async def test_leaving_the_resolved_view_leaves_the_alerts_it_loaded(
     await expect_rows(alice, [waiting, today])
 
     views = page.locator("#views-menu")
-    await views.locator("summary").click()
+    await views.get_by_role("button", name="Saved views").click()
     await views.get_by_role("link", name="Resolved, newest first").click()
     await page.mouse.move(5, 5)
     await expect_rows(alice, [reopened, today, earlier])
@@ -138,7 +138,7 @@ async def test_leaving_the_resolved_view_leaves_the_alerts_it_loaded(
     await expect_rows(alice, [today, earlier])
 
     # Back to Everything: what it would show had the resolved view never been opened.
-    await views.locator("summary").click()
+    await views.get_by_role("button", name="Saved views").click()
     await views.get_by_role("link", name="Everything").click()
     await page.mouse.move(5, 5)
     await expect(page).to_have_url(re.compile(r"/$"))
@@ -174,7 +174,7 @@ async def test_a_server_views_answer_shows_while_the_table_is_held(
     # The pointer rests on the table (which holds it) when the server answers: what the view
     # asked for shows all the same, rather than waiting as "new".
     views = page.locator("#views-menu")
-    await views.locator("summary").click()
+    await views.get_by_role("button", name="Saved views").click()
     await views.get_by_role("link", name="Resolved, newest first").click()
     await page.locator("#table-wrap").hover()
     await expect(page.locator("#alerts-paused")).to_have_text("Paused")

@@ -286,7 +286,7 @@ async def test_saved_views_are_kept_in_this_browser(
     await page.get_by_role("group", name="Status").get_by_role("button", name="Open").click()
     await page.get_by_role("group", name="Severity").get_by_role("button", name="Critical").click()
     menu = page.locator("#views-menu")
-    await menu.locator("summary").click()
+    await menu.get_by_role("button", name="Saved views").click()
     # Demo: with no view saved yet the menu listed a stray "null" under the built-in ones.
     await expect(menu.locator("#view-list")).to_have_text(BUILT_IN_VIEWS)
     await page.get_by_label("Name for the current view").fill("Critical, open")
@@ -299,7 +299,7 @@ async def test_saved_views_are_kept_in_this_browser(
     await expect(alice.rows).to_have_count(4)
 
     # Applied from the menu without a reload; kept across one.
-    await menu.locator("summary").click()
+    await menu.get_by_role("button", name="Saved views").click()
     await saved.click()
     await expect(alice.rows).to_have_count(1)
     await expect(alice.row(ids["critical"])).to_be_visible()
@@ -310,14 +310,14 @@ async def test_saved_views_are_kept_in_this_browser(
     await expect(page).to_have_url(re.compile(r"/\?status=open&severity=critical$"))
     await page.goto("/")
     await expect(alice.rows).to_have_count(4)
-    await menu.locator("summary").click()
+    await menu.get_by_role("button", name="Saved views").click()
     await expect(saved).to_be_visible()
 
     # A built-in view, then deleting ours.
     await menu.get_by_role("link", name="Unowned critical and high").click()
     await expect(page).to_have_url(re.compile(r"/\?status=open&severity=critical,high$"))
     await expect(alice.rows).to_have_count(2)  # the card test is medium
-    await menu.locator("summary").click()
+    await menu.get_by_role("button", name="Saved views").click()
     await menu.get_by_role("button", name="Delete saved view Critical, open").click()
     await expect(saved).to_have_count(0)
     await expect(menu.locator("#view-list")).to_have_text(BUILT_IN_VIEWS)
@@ -400,3 +400,63 @@ async def test_the_open_alert_lives_in_the_url_across_a_reload_back_and_a_shared
     await expect(alice.drawer).to_be_hidden()
     assert alice.problems == []
     assert vic.problems == []
+
+
+async def test_saved_views_is_a_menu_button_by_role_and_by_the_keyboard(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # Screen-reader users heard a disclosure triangle, not a button, and nothing said whether
+    # its menu was open.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    await four_kinds(ingest)
+    await expect(alice.rows).to_have_count(4)
+    button = page.get_by_role("button", name="Saved views")
+    await expect(button).to_have_count(1)
+    await expect(button).to_have_attribute("aria-expanded", "false")
+    panel = page.locator(f"#{await button.get_attribute('aria-controls')}")
+    await expect(panel).to_be_hidden()
+    views = panel.get_by_role("link")
+
+    # Enter opens it with the keyboard on the first view; ↓ and ↑ go through them; Esc
+    # closes it with the keyboard back on the button (and the table left alone).
+    await button.focus()
+    await alice.press("Enter")
+    await expect(button).to_have_attribute("aria-expanded", "true")
+    await expect(panel).to_be_visible()
+    await expect(views.first).to_be_focused()
+    await alice.press("ArrowDown")
+    await expect(views.nth(1)).to_be_focused()
+    await alice.press("ArrowUp", "ArrowUp")
+    await expect(views.last).to_be_focused()
+    await alice.press("Escape")
+    await expect(panel).to_be_hidden()
+    await expect(button).to_have_attribute("aria-expanded", "false")
+    await expect(button).to_be_focused()
+
+    # Space and ↓ open it too; Tab out of it closes it, as does a click elsewhere.
+    await alice.press(" ")
+    await expect(views.first).to_be_focused()
+    await alice.press("Escape")
+    await alice.press("ArrowDown")
+    await expect(button).to_have_attribute("aria-expanded", "true")
+    await expect(views.first).to_be_focused()
+    for _ in range(12):
+        await alice.press("Tab")
+        if not await panel.evaluate("(p) => p.contains(document.activeElement)"):
+            break
+    await expect(panel).to_be_hidden()
+    await expect(button).to_have_attribute("aria-expanded", "false")
+    await button.click()
+    await expect(panel).to_be_visible()
+    # One menu open at a time: the notifications menu closes it.
+    await page.locator("#notify-menu summary").click()
+    await expect(panel).to_be_hidden()
+    await expect(button).to_have_attribute("aria-expanded", "false")
+    await page.mouse.click(5, 5)
+    await expect(page.locator("#notify-menu")).not_to_have_attribute("open", "")
+    await button.click()
+    await expect(panel).to_be_visible()
+    await page.mouse.click(5, 5)
+    await expect(panel).to_be_hidden()
+    assert alice.problems == []

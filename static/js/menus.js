@@ -1,21 +1,30 @@
-// Disclosure menus: a <details> whose panel floats over the page (notifications, saved
-// views, delivery integrity). One open at a time; a click elsewhere or Esc closes it, and
-// Esc hands focus back to its button.
+// Menus: panels that float over the page. Most are a <details> (notifications, delivery
+// integrity); Saved views is a button (MenuButton, below). One open at a time; a click
+// elsewhere or Esc closes it, and Esc hands focus back to its button.
 
-export function installMenus(selector = "details.menu, details.integrity") {
-  const openMenus = () => [...document.querySelectorAll(selector)].filter((menu) => menu.open);
+const DETAILS = "details.menu, details.integrity";
+const menuButtons = new Set();
 
+const openDetails = (selector = DETAILS) =>
+  [...document.querySelectorAll(selector)].filter((menu) => menu.open);
+
+export function installMenus(selector = DETAILS) {
   document.addEventListener("pointerdown", (event) => {
-    for (const menu of openMenus()) if (!menu.contains(event.target)) menu.open = false;
+    for (const menu of openDetails(selector)) if (!menu.contains(event.target)) menu.open = false;
   });
   // Capture phase, registered before the shortcuts: an Esc that closes a menu does nothing else.
   document.addEventListener(
     "keydown",
     (event) => {
       if (event.key !== "Escape" || event.defaultPrevented) return;
-      const [menu] = openMenus();
-      if (!menu) return;
+      const [menu] = openDetails(selector);
+      const button = [...menuButtons].find((item) => item.isOpen);
+      if (!menu && !button) return;
       event.preventDefault();
+      if (button) {
+        button.close({ focus: true });
+        return;
+      }
       menu.open = false;
       menu.querySelector("summary")?.focus();
     },
@@ -26,8 +35,79 @@ export function installMenus(selector = "details.menu, details.integrity") {
     "toggle",
     (event) => {
       if (!event.target.matches?.(selector) || !event.target.open) return;
-      for (const menu of openMenus()) if (menu !== event.target) menu.open = false;
+      for (const menu of openDetails(selector)) if (menu !== event.target) menu.open = false;
+      for (const button of menuButtons) button.close();
     },
     { capture: true },
   );
+}
+
+// A menu button: a <button aria-expanded aria-controls> and the panel it shows and hides.
+// A <summary> is announced as a disclosure triangle, not a button, in some screen readers.
+// Not role="menu": the panel holds a text field and a Save button beside its links, which a
+// menu may not; by the keyboard it works as a menu button does. Enter, Space or ↓ open it
+// with the keyboard on its first link (↑: its last), ↑ and ↓ move through its links, Esc
+// closes it with the keyboard back on the button, and Tab out of it or a click elsewhere
+// closes it.
+export class MenuButton {
+  constructor(button, panel, { onOpen = () => {} } = {}) {
+    this.button = button;
+    this.panel = panel;
+    this.onOpen = onOpen;
+    menuButtons.add(this);
+    button.addEventListener("click", () => {
+      if (this.isOpen) this.close();
+      else this.open();
+    });
+    button.addEventListener("keydown", (event) => {
+      if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+      event.preventDefault();
+      this.open({ last: event.key === "ArrowUp" });
+    });
+    panel.addEventListener("keydown", (event) => {
+      if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+      const links = this._links();
+      const at = links.indexOf(document.activeElement);
+      if (at < 0) return;
+      event.preventDefault();
+      const step = event.key === "ArrowDown" ? 1 : -1;
+      links[(at + step + links.length) % links.length].focus();
+    });
+    panel.addEventListener("focusout", (event) => {
+      const to = event.relatedTarget;
+      if (to && !panel.contains(to) && to !== button) this.close();
+    });
+    document.addEventListener("pointerdown", (event) => {
+      if (this.isOpen && !panel.contains(event.target) && !button.contains(event.target)) {
+        this.close();
+      }
+    });
+  }
+
+  get isOpen() {
+    return this.button.getAttribute("aria-expanded") === "true";
+  }
+
+  open({ last = false } = {}) {
+    if (!this.isOpen) {
+      for (const menu of openDetails()) menu.open = false;
+      for (const other of menuButtons) if (other !== this) other.close();
+      this.panel.hidden = false;
+      this.button.setAttribute("aria-expanded", "true");
+      this.onOpen();
+    }
+    const links = this._links();
+    (last ? links.at(-1) : links[0])?.focus();
+  }
+
+  close({ focus = false } = {}) {
+    if (!this.isOpen) return;
+    this.panel.hidden = true;
+    this.button.setAttribute("aria-expanded", "false");
+    if (focus) this.button.focus();
+  }
+
+  _links() {
+    return [...this.panel.querySelectorAll("a[href]")];
+  }
 }

@@ -3,6 +3,7 @@
 // copied and shared.
 
 import { h } from "./dom.js";
+import { MenuButton } from "./menus.js";
 import { loadPref, savePref } from "./prefs.js";
 
 const BUILT_IN = [
@@ -30,6 +31,9 @@ export class SavedViews {
     this.apply = apply;
     this.notices = notices;
     this.saved = loadSaved();
+    const button = menu.querySelector("#views-button");
+    const panel = menu.querySelector("#views-panel");
+    this.button = new MenuButton(button, panel, { onOpen: () => this.render() });
 
     this.saveButton.addEventListener("click", () => this.saveCurrent());
     this.nameInput.addEventListener("keydown", (event) => {
@@ -48,12 +52,9 @@ export class SavedViews {
       if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
       event.preventDefault();
       this.apply(link.dataset.query);
-      this.menu.open = false;
+      this.button.close();
       // The closed menu takes the focused link with it: hand the keyboard to the table.
       onChosen();
-    });
-    menu.addEventListener("toggle", () => {
-      if (menu.open) this.render();
     });
     this.render();
   }
