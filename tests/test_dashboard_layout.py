@@ -773,6 +773,77 @@ async def test_notices_leave_the_queue_s_controls_clear(
     assert me.problems == []
 
 
+# The drawer's note form (its box and button) and the field the keyboard is in: in the
+# drawer body's view, and under any notice or not.
+NOTE_BOX = """() => {
+  const form = document.getElementById("note-text").closest("form").getBoundingClientRect();
+  const body = document.getElementById("drawer-body").getBoundingClientRect();
+  const notices = [...document.querySelectorAll("#notices .notice")].map((n) =>
+    n.getBoundingClientRect(),
+  );
+  const over = (b) =>
+    Math.min(b.right, form.right) - Math.max(b.left, form.left) > 0 &&
+    Math.min(b.bottom, form.bottom) - Math.max(b.top, form.top) > 0;
+  return {
+    focused: document.activeElement?.id ?? null,
+    inView: form.top >= body.top - 1 && form.bottom <= Math.min(body.bottom, innerHeight) + 1,
+    covered: notices.some(over),
+    notices: notices.length,
+  };
+}"""
+
+
+async def test_notices_never_cover_the_drawers_note_box(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # Analysts: after a bulk acknowledge with a conflict (its notice stays until dismissed),
+    # the note box of the alert they opened next lay under the notice as they typed.
+    ids = await queue_of_twenty(ingest)
+    bob, csrf = await analyst_http(server, "bob")
+    async with (
+        bob,
+        bob.post(
+            server.make_url(f"/api/v1/alerts/{ids[0]}/ack"), headers={"X-CSRF-Token": csrf}
+        ) as r,
+    ):
+        assert r.status == 200, await r.text()
+    await create_user(server.app[STORE], "analyst", PASSWORD, "analyst")
+    me = await sign_in(browser, server, "analyst")
+    page = me.page
+    await every_alert_listed(me, ids)
+    await page.locator("#select-all").check()
+    await page.locator("#bulk-bar").get_by_role("button", name="Acknowledge").click()
+    notice = page.locator(".notice", has_text="1 conflict")
+    await expect(notice).to_be_visible(timeout=30_000)  # twenty calls, one after another
+
+    await me.press("j", "Enter")
+    await expect(me.drawer).to_be_visible()
+    await me.press("c")
+    await expect(page.locator("#note-text")).to_be_focused()
+    await page.keyboard.type("Called the cardholder")
+    expected = {"focused": "note-text", "inView": True, "covered": False, "notices": 1}
+    for width, height in [(1440, 900), (1366, 768), (1024, 700), (960, 800), (390, 844)]:
+        await page.set_viewport_size({"width": width, "height": height})
+        await next_frames(page)
+        # Out of the box and back (c), as after reading the drawer: it is scrolled into view.
+        await me.press("Escape", "c")
+        await expect(page.locator("#note-text")).to_be_focused()
+        await next_frames(page)
+        await eventually(lambda: page.evaluate(NOTE_BOX), expected)
+        if SHOTS:
+            await page.screenshot(path=str(Path(SHOTS) / f"note-box-{width}x{height}.png"))
+    await expect(page.locator("#note-text")).to_have_value("Called the cardholder")
+    # Dismissed, the drawer takes its room back.
+    await notice.get_by_role("button", name="Dismiss").click()
+    await eventually(
+        lambda: page.evaluate(
+            "() => getComputedStyle(document.getElementById('drawer-body')).marginBottom"
+        ),
+        "0px",
+    )
+    assert me.problems == []
+
+
 # The footer's items (delivery, scorecard, version), how many lines each one's words take,
 # and the drawer, in the window.
 FOOTER = """() => ({

@@ -51,7 +51,10 @@ const canAct = ["analyst", "admin"].includes(meta("fw-role"));
 
 const clock = new Clock();
 const store = new AlertStore({ capacity: STORE_CAPACITY });
-const notices = new Notices($("#notices"), { keepClear: $("#table-wrap") });
+const notices = new Notices($("#notices"), {
+  keepClear: $("#table-wrap"),
+  drawer: $("#drawer-body"),
+});
 const announcer = new Announcer($("#announcer"));
 const counters = new Counters($("#stats"), { clock });
 const socket = new LiveSocket({ path: "/ws" });
@@ -598,7 +601,10 @@ table.onAction = (action, alert) => {
 };
 table.onOpen = (alert) => openDetails(alert);
 table.onSelection = () => bulk.update();
-notices.onRoom = () => table.keepFocusedRowInSight();
+notices.onRoom = () => {
+  table.keepFocusedRowInSight();
+  drawer.keepFieldInView();
+};
 
 table.onCursor = (id) => {
   if (drawer.isOpen && id !== drawer.alertId) {

@@ -267,12 +267,13 @@ export class Drawer {
   _renderAccountHistory() {
     if (!this._accountNode || !this.alert) return;
     this._accountNode.replaceChildren(accountHistorySection(this.alert, this._accountHistory));
-    this._keepFieldInView();
+    this.keepFieldInView();
   }
 
   // The account's history and the notes arrive after the drawer opens, above the note box
-  // (and in it): a field the analyst is typing in must not slide out of sight under them.
-  _keepFieldInView() {
+  // (and in it): a field the analyst is typing in must not slide out of sight under them,
+  // nor stay under the room the drawer gives notices (notices.js).
+  keepFieldInView() {
     const active = document.activeElement;
     if (this._fields().some(([, field]) => field === active)) {
       active.scrollIntoView({ block: "nearest" });
@@ -355,7 +356,7 @@ export class Drawer {
     const opts = { me: this.me, canAct: this.canAct, forms: this.forms };
     this._notesNode.replaceChildren(notesSection(this.alert, this._notes, opts));
     this._refocus(focused);
-    this._keepFieldInView();
+    this.keepFieldInView();
   }
 
   _focusedField() {

@@ -16,10 +16,18 @@ export class Notices {
   // bottom-right, where the last rows' Ack / Fraud / Legitimate buttons were (after every
   // single resolve, the Undo notice over the next rows' buttons): while any shows, the
   // table gives up the room under them (--notice-room, app.css) rather than lie beneath.
-  constructor(container, { keepClear = null } = {}) {
+  //
+  // `drawer`: the details drawer's body, which notices must leave clear too: its note box
+  // and Assign to field are at its foot when the keyboard is in them (scrolled into view),
+  // where notices lay over them as the analyst typed. While notices lie over the drawer it
+  // gives up the room under them (--notice-room-drawer, app.css), and onRoom keeps the
+  // field in view.
+  constructor(container, { keepClear = null, drawer = null } = {}) {
     this.container = container;
     this.keepClear = keepClear;
+    this.drawer = drawer;
     this._room = 0;
+    this._drawerRoom = 0;
     this._frame = 0;
     // Called once the room has changed: the table it shortened keeps the keyboard's row in
     // sight (app.js).
@@ -32,6 +40,7 @@ export class Notices {
       });
       observer.observe(container);
       observer.observe(keepClear);
+      if (drawer) observer.observe(drawer);
       // Where the page scrolls, where the table starts decides which edge they take.
       addEventListener("scroll", () => this._place(), { passive: true });
     }
@@ -50,9 +59,15 @@ export class Notices {
   // they take the top of the screen, over what is above the table, and the bottom again
   // once the table reaches up to them: the edge where they would cover less of it.
   // Elsewhere, and with no notices, the bottom.
+  // Over the open drawer (a phone's, as wide as the screen), the bottom: at the top they
+  // lay over its title, close button and actions, and the drawer gives up its foot instead.
   _place() {
     let top = false;
-    if (this.container.childElementCount && matchMedia(PAGE_SCROLLS).matches) {
+    if (
+      this.container.childElementCount &&
+      matchMedia(PAGE_SCROLLS).matches &&
+      !this._overDrawer(this.container.getBoundingClientRect())
+    ) {
       const table = this.keepClear.getBoundingClientRect();
       const reach = this._reach() + ROOM_GAP_PX;
       top = reach - table.top < table.bottom - (innerHeight - reach);
@@ -67,7 +82,9 @@ export class Notices {
   // table is as tall as the window less the room the notices take from its bottom.
   _fit() {
     this._frame = 0;
+    this._place();
     let room = 0;
+    let drawerRoom = 0;
     if (this.container.childElementCount) {
       const box = this.container.getBoundingClientRect();
       if (matchMedia(PAGE_SCROLLS).matches) {
@@ -77,13 +94,28 @@ export class Notices {
         const beside = box.left >= table.right || box.right <= table.left;
         if (!beside) room = table.bottom + this._room - box.top + ROOM_GAP_PX;
       }
+      // The drawer's foot, under notices at the bottom (_place keeps them there over it).
+      if (this._overDrawer(box) && !this.container.classList.contains("is-top")) {
+        const body = this.drawer.getBoundingClientRect();
+        drawerRoom = body.bottom + this._drawerRoom - box.top + ROOM_GAP_PX;
+      }
     }
     room = Math.max(0, Math.ceil(room));
-    this._place();
-    if (room === this._room) return;
+    drawerRoom = Math.max(0, Math.ceil(drawerRoom));
+    if (room === this._room && drawerRoom === this._drawerRoom) return;
+    const style = document.documentElement.style;
+    if (room !== this._room) style.setProperty("--notice-room", `${room}px`);
+    if (drawerRoom !== this._drawerRoom) style.setProperty("--notice-room-drawer", `${drawerRoom}px`);
     this._room = room;
-    document.documentElement.style.setProperty("--notice-room", `${room}px`);
+    this._drawerRoom = drawerRoom;
     this.onRoom();
+  }
+
+  // Whether notices in `box` lie across the open drawer's body, side to side.
+  _overDrawer(box) {
+    if (!this.drawer?.getClientRects().length) return false;
+    const body = this.drawer.getBoundingClientRect();
+    return box.right > body.left && box.left < body.right;
   }
 
   // kind: "info" | "warning" | "error". `sticky` notices stay until dismissed. `details`
