@@ -445,6 +445,10 @@ async def test_axe_finds_nothing_serious_on_the_other_pages(
         await expect(admin.locator("#setting-rows tr").first).to_be_visible()
         await expect(admin.locator("#rules-version")).not_to_have_text("…")
         await axe(admin, f"the admin page at {viewport}")
+        await admin.get_by_role("button", name="Remove alice").click()
+        await expect(admin.get_by_role("dialog", name="Remove alice?")).to_be_visible()
+        await axe(admin, f"the admin page's remove dialog at {viewport}")
+        await admin.keyboard.press("Escape")
 
     forbidden = await signed_in_page(browser, server, "alice", "/admin", color_scheme=scheme)
     await expect(forbidden.get_by_text("Only admins can open the admin page")).to_be_visible()

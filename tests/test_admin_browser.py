@@ -59,11 +59,38 @@ async def test_an_admin_manages_users_and_sees_settings(
     await expect(page.locator("#admin-status")).to_have_text("bob is now an admin.")
     assert (await server.app[STORE].get_user("bob")).role == "admin"  # type: ignore[union-attr]
 
-    page.once("dialog", lambda dialog: dialog.accept())
-    await page.get_by_role("button", name="Remove alice").click()
+    # Removing asks first, in the page (it was the browser's own window.confirm), as the
+    # dashboard's resolve dialog does: the keyboard on Cancel and kept in the dialog, Esc
+    # and Cancel leave the user be, with the keyboard back on the button that asked.
+    remove = page.get_by_role("button", name="Remove alice")
+    await remove.click()
+    dialog = page.get_by_role("dialog", name="Remove alice?")
+    await expect(dialog).to_be_visible()
+    await expect(dialog).to_contain_text("Their sessions end at once")
+    cancel = dialog.get_by_role("button", name="Cancel")
+    await expect(cancel).to_be_focused()
+    for _ in range(3):
+        await page.keyboard.press("Tab")
+        assert await dialog.evaluate("(d) => d.contains(document.activeElement)")
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await expect(remove).to_be_focused()
+    await remove.press("Enter")
+    await expect(cancel).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await expect(remove).to_be_focused()
+    assert await server.app[STORE].get_user("alice") is not None
+    await expect(users).to_have_count(4)
+
+    await remove.click()
+    await dialog.get_by_role("button", name="Remove", exact=True).click()
+    await expect(dialog).to_be_hidden()
     await expect(page.locator("#admin-status")).to_have_text("alice was removed.")
     await expect(users).to_have_count(3)
     assert await server.app[STORE].get_user("alice") is None
+    # The button went with the row: the keyboard is on the next one's, not lost to the page.
+    await expect(page.get_by_role("button", name="Remove bob")).to_be_focused()
 
     settings = page.locator("#setting-rows")
     await expect(page.get_by_role("row", name="review_threshold")).to_contain_text("0.5")

@@ -3,6 +3,7 @@
 // Everything from the server is written with textContent (dom.js), never as HTML.
 
 import { deleteUser, getRules, getSettings, listUsers, putUser, reloadRules } from "./api.js";
+import { keepTabInside } from "./dialog-focus.js";
 import { h, setText } from "./dom.js";
 import { formatDateTime } from "./format.js";
 
@@ -15,6 +16,8 @@ const form = document.getElementById("add-user");
 const rulesVersion = document.getElementById("rules-version");
 const reloadButton = document.getElementById("reload-rules");
 const rulesProblems = document.getElementById("rules-problems");
+const removeDialog = document.getElementById("remove-dialog");
+keepTabInside(removeDialog);
 
 function say(text, kind = "ok") {
   status.dataset.kind = kind;
@@ -55,7 +58,9 @@ function removeButton(user) {
     disabled: user.name === me,
   });
   button.addEventListener("click", async () => {
-    if (!window.confirm(`Remove ${user.name}? Their sessions end at once.`)) return;
+    if (!(await confirmRemove(user))) return;
+    // The button goes with its row: the keyboard goes on to the next row's, as a list does.
+    const at = removeButtons().indexOf(button);
     try {
       await deleteUser(user.name);
       say(`${user.name} was removed.`);
@@ -63,8 +68,35 @@ function removeButton(user) {
       failed(error);
     }
     await loadUsers();
+    if (!button.isConnected && at >= 0) {
+      const buttons = removeButtons();
+      (buttons[at] ?? buttons.at(-1) ?? document.getElementById("main")).focus();
+    }
   });
   return button;
+}
+
+const removeButtons = () => [...userRows.querySelectorAll("button:not([disabled])")];
+
+// Asks in the page, as the dashboard's resolve dialog does (it was window.confirm, which
+// looks like neither and stops every script on the page): the keyboard starts on Cancel,
+// Tab stays inside (dialog-focus.js), Esc or Cancel says no, and closing gives focus back
+// to the button that asked. True to remove.
+function confirmRemove(user) {
+  setText(removeDialog.querySelector("#remove-title"), `Remove ${user.name}?`);
+  setText(
+    removeDialog.querySelector("#remove-text"),
+    `Their sessions end at once, and they can no longer sign in. Their name stays in the ` +
+      `alerts' history.`,
+  );
+  removeDialog.returnValue = "";
+  return new Promise((resolve) => {
+    removeDialog.addEventListener("close", () => resolve(removeDialog.returnValue === "remove"), {
+      once: true,
+    });
+    removeDialog.showModal();
+    removeDialog.querySelector("#remove-cancel").focus();
+  });
 }
 
 async function loadUsers() {
