@@ -88,6 +88,10 @@ class Simulator:
     `accounts=None` sizes the population so that a card is used about six times a day, as
     real cards are: ~740,000 accounts at 50 tx/s. Accounts are built on first use, so the
     size costs nothing until they shop.
+
+    Without `start` the stream is live: event time is wall time, from now, or from `history`
+    ago when that is given (then `generate_until(now)` first gives that much of the past,
+    and the stream goes on in wall time from there: the demo's warm-up).
     """
 
     def __init__(
@@ -98,7 +102,13 @@ class Simulator:
         fraud_rate: float = 0.02,
         rate: float = 50.0,
         start: dt.datetime | None = None,
+        history: dt.timedelta | None = None,
     ) -> None:
+        if history is not None and (start is not None or history < dt.timedelta(0)):
+            raise ValueError(
+                f"history must be a duration >= 0, and only for a live stream (no start), got "
+                f"{history!r}" + (" with a start" if start is not None else "")
+            )
         if not rate > 0 or not math.isfinite(rate):
             raise ValueError(f"rate must be a positive number of transactions/s, got {rate}")
         if not 0 <= fraud_rate <= MAX_FRAUD_RATE:
@@ -135,7 +145,10 @@ class Simulator:
         self._legit_episode_rate = legit_episodes
 
         # "Now" is read after the population is built so a live stream starts without a backlog.
+        live = start_us is None
         now_us = _to_us(dt.datetime.now(dt.UTC), "start") if start_us is None else start_us
+        # A live stream that began `history` ago: its past comes out first.
+        begin_us = now_us - history // dt.timedelta(microseconds=1) if history else now_us
         self._pending: list[tuple[int, int, Planned | int, Iterator[Planned | int]]] = []
         self._planned = 0  # heap tie-breaker: equal times come out in planning order
         self._away: dict[int, int] = {}
@@ -147,16 +160,18 @@ class Simulator:
         # again had every transaction refused until it passed the previous run's count. A
         # live stream's ids carry its start (milliseconds, base 36); a stream with `start`
         # given is a function of its arguments, ids included.
-        run = "" if start_us is not None else f"{_base36(now_us // 1000)}-"
+        run = f"{_base36(now_us // 1000)}-" if live else ""
         self.id_prefix = f"tx-{seed}-{run}"
-        self._preroll(now_us)
-        if start_us is None:
+        self._preroll(begin_us)
+        if live and not history:
             # Again after the pre-roll (up to a second): its few transactions due in between
             # come out first, rather than a second of everyday traffic all at once.
-            now_us = _to_us(dt.datetime.now(dt.UTC), "start")
-        self._next_normal = now_us + self._gap(self._arrival_rate)
-        self._next_fraud = now_us + self._gap(fraud_episodes)
-        self._next_legit = now_us + self._gap(legit_episodes)
+            begin_us = _to_us(dt.datetime.now(dt.UTC), "start")
+        # Where the stream begins: `start`, or a live one's start (`history` ago).
+        self.start = _EPOCH + dt.timedelta(microseconds=begin_us)
+        self._next_normal = begin_us + self._gap(self._arrival_rate)
+        self._next_fraud = begin_us + self._gap(fraud_episodes)
+        self._next_legit = begin_us + self._gap(legit_episodes)
 
     def generate(self, n: int) -> list[Labeled]:
         """The next `n` transactions in event-time order."""

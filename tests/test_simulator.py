@@ -117,6 +117,24 @@ def test_start_defaults_to_now() -> None:
     assert before <= first < before + dt.timedelta(seconds=5)
 
 
+def test_a_live_stream_with_history_began_that_long_ago() -> None:
+    # The demo's warm-up: the stream's last minutes first, then on in wall time, with a live
+    # stream's ids (they carry the run, so a restarted demo reuses none).
+    before = dt.datetime.now(dt.UTC)
+    sim = Simulator(seed=1, rate=20.0, history=dt.timedelta(minutes=5))
+    after = dt.datetime.now(dt.UTC)
+    assert before - dt.timedelta(minutes=5) <= sim.start <= after - dt.timedelta(minutes=5)
+    past = sim.generate_until(after)
+    assert past[0].transaction.timestamp < before - dt.timedelta(minutes=4)
+    assert 4_000 < len(past) < 8_000  # ~20 a second for 300 s, shaped by the hour and week
+    assert all(item.transaction.timestamp <= after for item in past)
+    assert past[0].transaction.id.startswith("tx-1-") and past[0].transaction.id.count("-") == 3
+    later = sim.generate_until(after + dt.timedelta(seconds=30))
+    assert later and later[0].transaction.timestamp > after
+    ids = [item.transaction.id for item in past + later]
+    assert len(set(ids)) == len(ids)
+
+
 def test_every_transaction_validates(long_run: tuple[Simulator, list[Labeled]]) -> None:
     sim, batch = long_run
     ids = set()
@@ -618,6 +636,7 @@ def test_legit_small_tickets_do_not_look_like_card_testing(
         {"merchants": 1},
         {"accounts": 0},
         {"start": dt.datetime(2026, 1, 1)},
+        {"history": dt.timedelta(minutes=5)},  # with a start: a live stream's only
     ],
 )
 def test_invalid_arguments_are_refused(kwargs: dict[str, Any]) -> None:
