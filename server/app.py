@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import aiohttp_jinja2
@@ -54,6 +55,7 @@ from server.store.sqlite import SqliteStore
 from server.transactions import Transaction
 from server.views import admin, api, labels, pages, rules, snapshots, triage, ws
 from server.views.responses import error_body, json_response
+from simulator import Labeled
 
 log = logging.getLogger(__name__)
 
@@ -305,13 +307,29 @@ async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     from simulator import Simulator
 
+    history = await _history_to_score(app)
     feed = SimulatorFeed(
-        Simulator(seed=settings.seed, fraud_rate=settings.fraud_rate, rate=settings.rate),
+        Simulator(
+            seed=settings.seed,
+            fraud_rate=settings.fraud_rate,
+            rate=settings.rate,
+            history=dt.timedelta(seconds=history) if history else None,
+        ),
         scorecard=app[SCORECARD],
         label_delay=settings.simulator_label_delay if settings.simulator_labels else None,
     )
     app[SIMULATOR_FEED] = feed
-    task = asyncio.create_task(feed.run(app[QUEUE]), name="simulator-feed")
+
+    async def simulate() -> None:
+        # In the background, not in start-up: the server answers (and the dashboard shows
+        # the past's alerts as they are raised) meanwhile, and a Ctrl-C then is an ordinary
+        # shutdown, which drains the loop and saves the state.
+        if history:
+            await _warm_up(app, feed, history)
+        feed.live.set()
+        await feed.run(app[QUEUE])
+
+    task = asyncio.create_task(simulate(), name="simulator-feed")
     labeller = asyncio.create_task(_simulator_labels(app, feed), name="simulator-labels")
     yield
     for each in (labeller, task):
@@ -321,27 +339,74 @@ async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
             await each
 
 
+HISTORY_MAX_TRANSACTIONS = 15_000
+"""The most transactions the simulator's warm-up scores: `simulator_history` at the default
+rate (300 s at 50 tx/s), and less time at a faster one (50 s at 300 tx/s), so that a fast
+`--rate` does not make the demo's first seconds slower."""
+
+
+async def _history_to_score(app: web.Application) -> float:
+    """Seconds of the simulated stream's past to score before going live: none on a store
+    that holds transactions already (a restart: the detector's state and the model are the
+    last run's, and another past would be a second history over the first)."""
+    settings = app[SETTINGS]
+    if not settings.simulator_history or await app[STORE].last_position() is not None:
+        return 0.0
+    return min(settings.simulator_history, HISTORY_MAX_TRANSACTIONS / settings.rate)
+
+
+async def _warm_up(app: web.Application, feed: SimulatorFeed, history: float) -> None:
+    """Score the simulated stream's recent past before going live (see SimulatorFeed.warm_up)."""
+    started = time.monotonic()
+    log.info("simulator: scoring the stream's last %.0f s before going live", history)
+    done = await feed.warm_up(
+        app[QUEUE], lambda: dt.datetime.now(dt.UTC), lambda due, at: _learn_truth(app, due, at)
+    )
+    trainer = app.get(TRAINER)
+    if trainer is not None:
+        # What it learnt in use from the first live transaction on.
+        await trainer.idle.wait()
+    model = trainer is not None and trainer.slot.predictor is not None
+    log.info(
+        "simulator: live; the last %.0f s scored in %.1f s: %d transactions, %d alerts, "
+        "%d of %d frauds alerted; model %s",
+        history,
+        time.monotonic() - started,
+        done.transactions,
+        done.alerts,
+        done.frauds_alerted,
+        done.frauds,
+        "in use" if model else "not in use yet",
+    )
+
+
+async def _learn_truth(app: web.Application, due: list[Labeled], at: dt.datetime) -> None:
+    """The simulator's ground truth of `due`, stored and learnt as labels known at `at`."""
+    # The scorecard had this truth from the feed already.
+    await apply_labels(
+        app[STORE], app.get(TRAINER), None, truth_labels(due, at), app[LABEL_CHANGES], app[STATS]
+    )
+
+
 async def _simulator_labels(app: web.Application, feed: SimulatorFeed) -> None:
-    """Once a second, the ground truth that has become due, stored and learnt as labels."""
+    """Once a second, the ground truth that has become due, stored and learnt as labels;
+    from when the stream is live (the warm-up hands out the past's itself, in order)."""
     if feed.label_delay is None:
         return
+    await feed.live.wait()
     while True:
         await asyncio.sleep(1.0)
         now = dt.datetime.now(dt.UTC)
         due = feed.due_labels(now)
         if not due:
             continue
-        batch = truth_labels(due, now)
         try:
-            # The scorecard had this truth from the feed already.
-            await apply_labels(
-                app[STORE], app.get(TRAINER), None, batch, app[LABEL_CHANGES], app[STATS]
-            )
+            await _learn_truth(app, due, now)
         except StoreUnavailable as exc:
-            log.warning("simulator labels not stored (%s); %d dropped", exc.cause, len(batch))
+            log.warning("simulator labels not stored (%s); %d dropped", exc.cause, len(due))
         except Exception:
             # Demo ground truth only: never worth stopping the feed or the shutdown for.
-            log.exception("simulator labels failed; %d dropped", len(batch))
+            log.exception("simulator labels failed; %d dropped", len(due))
 
 
 async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -148,6 +148,13 @@ class Settings:
     simulator_label_delay: float = _s(
         30.0, "Seconds after a simulated transaction before its ground-truth label is sent."
     )
+    simulator_history: float = _s(
+        300.0,
+        "Seconds of the simulated stream's recent past that the built-in simulator scores "
+        "first, as fast as it can, when the store holds no transaction yet (a fresh demo), "
+        "then goes live: alerts and a model that has learnt from the start. At most 15,000 "
+        "transactions. 0: none.",
+    )
     dispositions: str = _s(
         "fraud,legitimate,duplicate",
         "Comma-separated outcomes an analyst may resolve an alert with (lower-case names: "
@@ -243,6 +250,7 @@ class Settings:
             "model_min_frauds",
             "model_negative_ratio",
             "simulator_label_delay",
+            "simulator_history",
             "state_replay_max",
         ):
             if getattr(self, name) < 0:

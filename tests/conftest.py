@@ -27,7 +27,13 @@ T0 = dt.datetime(2026, 3, 2, 14, 0, tzinfo=dt.UTC)
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"data_dir": data_dir, "api_key": API_KEY, "batch_wait_ms": 2.0}
+    # No warm-up for the built-in simulator unless a test asks: its tests are about the feed.
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "api_key": API_KEY,
+        "batch_wait_ms": 2.0,
+        "simulator_history": 0.0,
+    }
     values.update(overrides)
     return Settings(**values)
 

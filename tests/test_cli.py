@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -396,8 +398,18 @@ def test_an_environment_variable_that_names_no_setting_is_warned_about(tmp_path:
 
 
 @contextlib.contextmanager
-def running_demo(data_dir: Path, port: int) -> Iterator[dict[str, str]]:
-    """`fraudwatch demo` in its own process; yields its banner, stops it with SIGTERM."""
+def running_demo(
+    data_dir: Path,
+    port: int,
+    *,
+    rate: float = 300,
+    env: dict[str, str] | None = None,
+    output: list[str] | None = None,
+    stop: signal.Signals = signal.SIGTERM,
+) -> Iterator[dict[str, str]]:
+    """`fraudwatch demo` in its own process; yields its banner, stops it with `stop`. Its
+    output lines go to `output` as they come (`env`: FRAUDWATCH_* settings to add)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDWATCH_")}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -407,16 +419,19 @@ def running_demo(data_dir: Path, port: int) -> Iterator[dict[str, str]]:
             "--port",
             str(port),
             "--rate",
-            "300",
+            str(rate),
             "--data-dir",
             str(data_dir),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**environ, **(env or {})},
     )
     assert proc.stdout is not None
-    output: list[str] = []
+    output = [] if output is None else output
+    # Keeps reading so the server never blocks on a full pipe; started after the banner.
+    drain = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
     try:
         banner: dict[str, str] = {}
         deadline = time.monotonic() + 30
@@ -427,13 +442,13 @@ def running_demo(data_dir: Path, port: int) -> Iterator[dict[str, str]]:
             output.append(line)
             key, _, value = line.strip().partition(":")
             banner[key.strip()] = value.strip()
-        # Keep reading so the server never blocks on a full pipe.
-        drain = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
         drain.start()
         yield banner
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         code = proc.wait(timeout=30)
+        if drain.is_alive():
+            drain.join(timeout=10)  # its last lines (what the stop logged)
         proc.stdout.close()
     assert code == 0, "".join(output)
     assert "Traceback" not in "".join(output), "".join(output)
@@ -466,6 +481,84 @@ def test_demo_runs_alerts_arrive_and_survive_a_restart(tmp_path: Path) -> None:
         assert (again["API key"], again["login"]) == (key, banner["login"])
         after = _wait_for(lambda: get(f"{url}/api/v1/alerts?limit=1000", key)["alerts"])
         assert {a["id"] for a in after} >= {a["id"] for a in first}
+
+
+def _stored(data_dir: Path, before: float) -> tuple[int, int]:
+    """Transactions in the demo's SQLite file: in all, and with an event time before
+    `before` (Unix seconds)."""
+    db = sqlite3.connect(f"file:{data_dir / 'fraudwatch.db'}?mode=ro", uri=True)
+    try:
+        (total,) = db.execute("SELECT count(*) FROM transactions").fetchone()
+        (earlier,) = db.execute(
+            "SELECT count(*) FROM transactions WHERE event_time_us < ?", (int(before * 1e6),)
+        ).fetchone()
+    finally:
+        db.close()
+    return total, earlier
+
+
+# A minute of the stream's past, five times the demo's share of fraud: enough frauds of every
+# kind to be sure of several, and a few seconds of warm-up.
+WARM_UP = {"FRAUDWATCH_SIMULATOR_HISTORY": "60", "FRAUDWATCH_FRAUD_RATE": "0.1"}
+
+
+def test_a_fresh_demo_opens_on_the_alerts_of_its_recent_past_with_the_model_in_use(
+    tmp_path: Path,
+) -> None:
+    # A fresh demo showed nothing for its first ~16 s and about ten alerts in its first
+    # minute, of one or two scenarios, all medium: every account was new to the detector,
+    # and the model waited for labels that came 30 s after the transactions. It now scores
+    # the stream's last minutes first (the real simulator through the real detector), so
+    # that the first alerts are there as the dashboard opens, and learns their labels.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.time()
+    output: list[str] = []
+    with running_demo(tmp_path, port, rate=50, env=WARM_UP, output=output) as banner:
+        key = banner["API key"]
+        first = _wait_for(lambda: get(f"{url}/api/v1/alerts?limit=1000", key)["alerts"], 90)
+        # Alerts on transactions from before the demo was started: its past, scored.
+        assert any(
+            dt.datetime.fromisoformat(a["transaction"]["timestamp"]).timestamp() < started
+            for a in first
+        ), [a["transaction"]["timestamp"] for a in first]
+        _wait_for(lambda: any("simulator: live" in line for line in output), 90)
+        card = get(f"{url}/api/v1/scorecard", key)
+        alerts = get(f"{url}/api/v1/alerts?limit=1000", key)["alerts"]
+    assert card["model"]["active"], card["model"]
+    caught = {
+        s["scenario"]
+        for s in card["scorecard"]["scenarios"]
+        if s["kind"] == "fraud" and s["alerts"]
+    }
+    assert len(caught) >= 3, card["scorecard"]["scenarios"]
+    assert len({a["severity"] for a in alerts}) >= 2, [a["severity"] for a in alerts]
+    total, before_start = _stored(tmp_path, started)
+    assert before_start > 0 and total > before_start
+
+
+def test_a_warm_up_stopped_by_ctrl_c_stops_cleanly_and_is_not_scored_again(
+    tmp_path: Path,
+) -> None:
+    # The warm-up is five minutes of the stream: a Ctrl-C in the middle stops the demo as
+    # any Ctrl-C does (state saved, exit 0), and a restart on the same data directory goes
+    # live at once, without scoring a second past over the first.
+    port = free_port()
+    env = {"FRAUDWATCH_SIMULATOR_HISTORY": "300"}
+    output: list[str] = []
+    with running_demo(tmp_path, port, rate=50, env=env, output=output, stop=signal.SIGINT):
+        _wait_for(lambda: any("scoring the stream's last 300 s" in line for line in output))
+        _wait_for(lambda: (tmp_path / "fraudwatch.db").exists() and _stored(tmp_path, 0)[0])
+    assert any("detector state saved" in line for line in output), output
+    restarted = time.time()
+    stored, _ = _stored(tmp_path, restarted)
+    assert stored > 0
+    again: list[str] = []
+    with running_demo(tmp_path, port, rate=50, env=env, output=again):
+        # Live: transactions from after the restart come in.
+        _wait_for(lambda: _stored(tmp_path, time.time())[0] > stored)
+        assert _stored(tmp_path, restarted)[1] == stored  # nothing new in the past
+    assert not any("scoring the stream's last" in line for line in again), again
 
 
 def test_package_imports_cleanly() -> None:

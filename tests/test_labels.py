@@ -644,6 +644,42 @@ async def test_simulator_ground_truth_becomes_labels_only_when_enabled(
     assert not feed.pending_labels
 
 
+async def test_a_fresh_simulated_server_learns_its_recent_past_as_it_happened(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # The demo's warm-up: the stream's last seconds scored first, each label learnt at the
+    # event time it became due (30 s after its transaction), not all at once when the
+    # warm-up got to the end: the model then is the one a server running all along would
+    # have, and it is in use when the stream goes live.
+    from server.app import SIMULATOR_FEED
+
+    settings = make_settings(
+        tmp_path, simulator=True, rate=50.0, fraud_rate=0.2, simulator_labels=True,
+        simulator_history=60.0, model_min_labels=100, model_min_frauds=5,
+    )  # fmt: skip
+    started = dt.datetime.now(dt.UTC)
+    client: TestClient = await aiohttp_client(create_app(settings))
+    app = client.app
+    feed = app[SIMULATOR_FEED]  # type: ignore[index]
+    await asyncio.wait_for(feed.live.wait(), 120)
+    assert app[TRAINER].slot.predictor is not None  # type: ignore[index]
+    store = app[STORE]  # type: ignore[index]
+    labels = await store.recent_labels(100_000)
+    assert labels and {label.source for label in labels} == {"simulator"}
+    times = await store.event_times([label.transaction_id for label in labels])
+    known = {
+        label.transaction_id: dt.datetime.fromisoformat(label.labelled_at).timestamp()
+        for label in labels
+    }
+    late = [at - times[tx_id] / 1e6 for tx_id, at in known.items()]
+    # Due 30 s after the transaction, handed out at the end of its 10 s step.
+    assert all(30 <= delay <= 30 + 10 + 1e-3 for delay in late), (min(late), max(late))
+    # The past: transactions from before the server started, labelled back then.
+    assert min(times.values()) / 1e6 < started.timestamp() - 50
+    assert min(known.values()) < started.timestamp() - 10
+    await client.close()
+
+
 async def test_labels_teach_the_live_detector_which_merchants_are_compromised(
     client: TestClient,
 ) -> None:
