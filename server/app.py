@@ -325,7 +325,11 @@ async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
         # the past's alerts as they are raised) meanwhile, and a Ctrl-C then is an ordinary
         # shutdown, which drains the loop and saves the state.
         if history:
-            await _warm_up(app, feed, history)
+            try:
+                await _warm_up(app, feed, history)
+            except Exception:
+                # A demo's nicety only: never worth a stream that does not go live.
+                log.exception("simulator: warm-up failed; going live without the rest of it")
         feed.live.set()
         await feed.run(app[QUEUE])
 
@@ -360,7 +364,7 @@ async def _warm_up(app: web.Application, feed: SimulatorFeed, history: float) ->
     started = time.monotonic()
     log.info("simulator: scoring the stream's last %.0f s before going live", history)
     done = await feed.warm_up(
-        app[QUEUE], lambda: dt.datetime.now(dt.UTC), lambda due, at: _learn_truth(app, due, at)
+        app[QUEUE], lambda: dt.datetime.now(dt.UTC), lambda due, at: _hand_out(app, due, at)
     )
     trainer = app.get(TRAINER)
     if trainer is not None:
@@ -380,12 +384,23 @@ async def _warm_up(app: web.Application, feed: SimulatorFeed, history: float) ->
     )
 
 
-async def _learn_truth(app: web.Application, due: list[Labeled], at: dt.datetime) -> None:
+async def _hand_out(app: web.Application, due: list[Labeled], at: dt.datetime) -> None:
     """The simulator's ground truth of `due`, stored and learnt as labels known at `at`."""
-    # The scorecard had this truth from the feed already.
-    await apply_labels(
-        app[STORE], app.get(TRAINER), None, truth_labels(due, at), app[LABEL_CHANGES], app[STATS]
-    )
+    try:
+        # The scorecard had this truth from the feed already.
+        await apply_labels(
+            app[STORE],
+            app.get(TRAINER),
+            None,
+            truth_labels(due, at),
+            app[LABEL_CHANGES],
+            app[STATS],
+        )
+    except StoreUnavailable as exc:
+        log.warning("simulator labels not stored (%s); %d dropped", exc.cause, len(due))
+    except Exception:
+        # Demo ground truth only: never worth stopping the feed or the shutdown for.
+        log.exception("simulator labels failed; %d dropped", len(due))
 
 
 async def _simulator_labels(app: web.Application, feed: SimulatorFeed) -> None:
@@ -398,15 +413,8 @@ async def _simulator_labels(app: web.Application, feed: SimulatorFeed) -> None:
         await asyncio.sleep(1.0)
         now = dt.datetime.now(dt.UTC)
         due = feed.due_labels(now)
-        if not due:
-            continue
-        try:
-            await _learn_truth(app, due, now)
-        except StoreUnavailable as exc:
-            log.warning("simulator labels not stored (%s); %d dropped", exc.cause, len(due))
-        except Exception:
-            # Demo ground truth only: never worth stopping the feed or the shutdown for.
-            log.exception("simulator labels failed; %d dropped", len(due))
+        if due:
+            await _hand_out(app, due, now)
 
 
 async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -680,6 +680,39 @@ async def test_a_fresh_simulated_server_learns_its_recent_past_as_it_happened(
     await client.close()
 
 
+async def test_a_warm_up_whose_labels_fail_still_goes_live(
+    aiohttp_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The warm-up is the demo's nicety: a store that refuses the labels (here a trigger on
+    # the real file) costs the labels, logged, and the stream still goes live.
+    from server.app import SIMULATOR_FEED
+    from server.store.sqlite import SqliteStore
+
+    settings = make_settings(
+        tmp_path, simulator=True, rate=50.0, simulator_labels=True, simulator_history=30.0
+    )
+    store = SqliteStore(settings.db_path)
+    await store.start(lambda _events: None)
+    await store.close()
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as db:
+        db.execute(
+            "CREATE TRIGGER no_labels BEFORE INSERT ON labels "
+            "BEGIN SELECT RAISE(ABORT, 'labels refused'); END"
+        )
+        db.commit()
+    client: TestClient = await aiohttp_client(create_app(settings))
+    feed = client.app[SIMULATOR_FEED]  # type: ignore[index]
+    await asyncio.wait_for(feed.live.wait(), 120)
+    produced = feed.produced
+
+    async def live() -> bool:
+        return bool(feed.produced > produced)
+
+    await _until(live, polls=100)
+    assert "simulator labels failed" in caplog.text or "simulator labels not stored" in caplog.text
+    await client.close()
+
+
 async def test_labels_teach_the_live_detector_which_merchants_are_compromised(
     client: TestClient,
 ) -> None:

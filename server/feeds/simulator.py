@@ -23,6 +23,7 @@ WARM_UP_STEP = dt.timedelta(seconds=10)
 the model learns the past in order, 10 s late at most beyond `label_delay`."""
 
 WARM_UP_CAUGHT_UP = dt.timedelta(seconds=1)
+"""How near the wall clock the warm-up stops: the live feed's first tick takes the rest."""
 
 
 @dataclass(slots=True)
@@ -87,7 +88,6 @@ class SimulatorFeed:
         loop = asyncio.get_running_loop()
         done = WarmUp()
         t = self.simulator.start
-        # Within a second of the clock, the live feed's next tick takes the rest.
         while (now := clock()) - t > WARM_UP_CAUGHT_UP:
             t = min(t + WARM_UP_STEP, now)
             batch = self.simulator.generate_until(t)
