@@ -20,6 +20,7 @@ FIELDS = ("id", "timestamp", "account_id", "merchant_id", "amount", "currency", 
 LABELS = ("is_fraud", "scenario")
 DEFAULT_START = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 _CHUNK = dt.timedelta(hours=6)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def write_csv(
@@ -71,6 +72,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fraud-rate", type=float, default=0.02)
     parser.add_argument("--accounts", type=int, default=None, help="Default: sized from --rate.")
     parser.add_argument("--merchants", type=int, default=300)
+    parser.add_argument(
+        "--drift",
+        action="store_true",
+        help="Fraud tactics change at seeded change points and come in waves "
+        "(docs/simulator.md, Drift). Off by default.",
+    )
     args = parser.parse_args(argv)
     if args.start.tzinfo is None:
         parser.error("--start needs an offset, e.g. 2026-03-01T00:00:00+00:00")
@@ -89,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fraud_rate=args.fraud_rate,
             rate=args.rate,
             start=args.start,
+            drift=args.drift,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -99,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with opener(path, "wt", newline="", encoding="utf-8") as out:
         rows, frauds = write_csv(sim, out, args.start, until)
     print(f"{path}: {rows:,} transactions, {frauds:,} fraudulent ({frauds / max(rows, 1):.2%})")
+    if sim.drift is not None:
+        for scenario, points in sim.drift.change_points.items():
+            moments = [_EPOCH + dt.timedelta(microseconds=t) for t in points]
+            print(f"drift: {scenario} changes at {', '.join(m.isoformat() for m in moments)}")
     return 0
 
 

@@ -21,6 +21,7 @@ from simulator.accounts import (
     default_accounts,
     name_pool,
 )
+from simulator.drift import Drift
 from simulator.population import Population, build_population
 from simulator.scenarios import (
     FRAUD,
@@ -92,6 +93,11 @@ class Simulator:
     Without `start` the stream is live: event time is wall time, from now, or from `history`
     ago when that is given (then `generate_until(now)` first gives that much of the past,
     and the stream goes on in wall time from there: the demo's warm-up).
+
+    `drift=True` makes the fraud non-stationary (simulator/drift.py): each fraud scenario's
+    tactic changes at seeded change points, and each scenario's share of the episodes comes
+    in waves, with the fraud share still `fraud_rate`. Off, the stream is the one it always
+    was.
     """
 
     def __init__(
@@ -103,6 +109,7 @@ class Simulator:
         rate: float = 50.0,
         start: dt.datetime | None = None,
         history: dt.timedelta | None = None,
+        drift: bool = False,
     ) -> None:
         if history is not None and (start is not None or history < dt.timedelta(0)):
             raise ValueError(
@@ -149,6 +156,16 @@ class Simulator:
         now_us = _to_us(dt.datetime.now(dt.UTC), "start") if start_us is None else start_us
         # A live stream that began `history` ago: its past comes out first.
         begin_us = now_us - history // dt.timedelta(microseconds=1) if history else now_us
+        self.drift: Drift | None = None
+        if drift:
+            self.drift = self._planner.drift = Drift(
+                seed, begin_us, [(s.name, len(s.variants)) for s in FRAUD + LEGIT]
+            )
+            # Fraud episodes begin at the rate that keeps the fraud share at `fraud_rate` for
+            # the mix and tactics of the moment (`_fraud_episode_rate_at`): candidates are
+            # drawn at a rate no mix can exceed and thinned (`_run`).
+            smallest = min(min(s.fraud_txs, *s.variants) for s in FRAUD if s.weight > 0)
+            self._fraud_episode_rate = rate * fraud_rate / smallest
         self._pending: list[tuple[int, int, Planned | int, Iterator[Planned | int]]] = []
         self._planned = 0  # heap tie-breaker: equal times come out in planning order
         self._away: dict[int, int] = {}
@@ -188,9 +205,29 @@ class Simulator:
             return _NEVER // 2
         return int(self._rng.expovariate(rate) * SECOND)
 
+    def _weights(self, kind: tuple[Scenario, ...], at_us: int) -> list[float]:
+        """Each scenario's relative frequency among episodes begun at `at_us`."""
+        if self.drift is None:
+            return [s.weight for s in kind]
+        return [s.weight * self.drift.multiplier(s.name, at_us) for s in kind]
+
+    def _fraud_episode_rate_at(self, at_us: int) -> float:
+        """With drift: the fraud episodes a second that keep the fraud share at `fraud_rate`
+        for the scenarios' shares and tactics at `at_us`."""
+        assert self.drift is not None
+        weights = self._weights(FRAUD, at_us)
+        frauds = 0.0
+        for scenario, weight in zip(FRAUD, weights, strict=True):
+            stage = self.drift.stage(scenario.name, at_us)
+            size = scenario.variants[stage - 1] if stage else scenario.fraud_txs
+            frauds += weight * size
+        if frauds <= 0:
+            return 0.0
+        return self.rate * self.fraud_rate * sum(weights) / frauds
+
     def _start_episode(self, kind: tuple[Scenario, ...], at_us: int) -> None:
         rng = self._rng
-        weights = [s.weight for s in kind]
+        weights = self._weights(kind, at_us)
         # Pruned in place: the hot loop holds a reference to this dict.
         for index in [i for i, until in self._away.items() if until < at_us]:
             del self._away[index]
@@ -234,8 +271,14 @@ class Simulator:
         every scenario), so a very busy stream reaches its full mix a few days in instead of
         spending minutes here.
         """
-        total = sum(s.weight for s in FRAUD)
-        rates = [self._fraud_episode_rate * s.weight / total for s in FRAUD]
+        if self.drift is None:
+            total = sum(s.weight for s in FRAUD)
+            rates = [self._fraud_episode_rate * s.weight / total for s in FRAUD]
+        else:
+            # The mix of the stream's first instant, for the whole lead (a few days at most).
+            weights = self._weights(FRAUD, start_us)
+            at_start = self._fraud_episode_rate_at(start_us)
+            rates = [at_start * w / sum(weights) for w in weights]
         expected = sum(r * s.lead_us / SECOND for r, s in zip(rates, FRAUD, strict=True))
         scale = min(1.0, PREROLL_EPISODES / expected) if expected > 0 else 0.0
         self._planner.horizon_us = start_us
@@ -314,7 +357,13 @@ class Simulator:
                 if starts > limit_us:
                     break
                 if self._next_fraud <= self._next_legit:
-                    self._start_episode(FRAUD, starts)
+                    # With drift, a candidate start is kept with the share the rate of the
+                    # moment is of the rate candidates come at (thinning).
+                    if self.drift is None or (
+                        rng_random() * self._fraud_episode_rate
+                        < self._fraud_episode_rate_at(starts)
+                    ):
+                        self._start_episode(FRAUD, starts)
                     self._next_fraud = starts + self._gap(self._fraud_episode_rate)
                 else:
                     self._start_episode(LEGIT, starts)

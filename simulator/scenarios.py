@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from simulator.accounts import DAY_S, HOURLY_ACTIVITY, Account, Accounts
+from simulator.drift import Drift
 from simulator.geo import CITIES, City, distance_km
 from simulator.population import (
     HIGH_VALUE_SCALE,
@@ -42,6 +43,8 @@ COLLUSIVE_TXS = (1, 2)
 BUST_OUT_HISTORY = (4, 9)
 BUST_OUT_SPREE = (5, 10)
 NEW_PHONE_TXS = (2, 5)
+# Drift only (docs/simulator.md, "Drift"): an amount outlier split into a few purchases.
+SPLIT_OUTLIER_TXS = (2, 3)
 
 
 def _mean(bounds: tuple[int, int]) -> float:
@@ -95,6 +98,8 @@ class Planner:
     population: Population
     accounts: Accounts
     probe_shops: tuple[Merchant, ...] = field(init=False)
+    # Everyday web shops: neither the probe shops nor the high-value ones.
+    plain_ecom: tuple[Merchant, ...] = field(init=False)
     high_value_ecom: tuple[Merchant, ...] = field(init=False)
     high_value_shops: dict[City, tuple[Merchant, ...]] = field(init=False)
     far_shop_cities: dict[City, tuple[City, ...]] = field(init=False)
@@ -106,11 +111,17 @@ class Planner:
     # Transactions before this instant are not wanted: the stream starts there. Long
     # episodes planned as if begun in the past skip building them (and their accounts).
     horizon_us: int = 0
+    # When each scenario's tactic changes (None: never, the default).
+    drift: Drift | None = None
 
     def __post_init__(self) -> None:
         pop = self.population
         self.probe_shops = tuple(m for m in pop.ecom if m.mcc in PROBE_MCCS) or pop.ecom
         self.high_value_ecom = tuple(m for m in pop.ecom if m.scale >= HIGH_VALUE_SCALE) or pop.ecom
+        self.plain_ecom = (
+            tuple(m for m in pop.ecom if m.mcc not in PROBE_MCCS and m.scale < HIGH_VALUE_SCALE)
+            or pop.ecom
+        )
         self.high_value_shops = {
             city: hv
             for city, shops in pop.card_present.items()
@@ -132,6 +143,17 @@ class Planner:
             city: tuple(m for m in shops if m.channel == "atm")
             for city, shops in pop.card_present.items()
         }
+
+    def stage(self, scenario: str, at_us: int) -> int:
+        """The tactic an episode of `scenario` begun at `at_us` uses: 0 the original, 1 or 2
+        a later variant (with drift only)."""
+        return 0 if self.drift is None else self.drift.stage(scenario, at_us)
+
+    def domestic_city(self, account: Account) -> City:
+        """Another city of the cardholder's country with shops (theirs, if none)."""
+        others = [c for c in self.home_cities if c.country == account.city.country]
+        others = [c for c in others if c is not account.city] or [account.city]
+        return self.rng.choice(others)
 
     def pick_account(self) -> Account:
         # Uniform over accounts, not weighted by activity: a quiet card is as easy to steal.
@@ -170,16 +192,27 @@ Plan = Callable[[Planner, int], Episode | None]
 
 
 def card_testing(p: Planner, t0: int) -> Episode:
+    stage = p.stage("card_testing", t0)
     a, rng = p.pick_account(), p.rng
     origin = p.foreign_city(a)
     dev, ip = device_id(rng), ip_in(p.population, origin, rng)
-    shop = rng.choice(p.probe_shops)
+    # Drift: once the digital-goods and donation shops add checks, the bots probe at
+    # everyday web shops with somewhat larger, slower probes (stage 1), then spread them
+    # over several shops minutes apart (stage 2, "low and slow"). Still a stolen card tried
+    # again and again from a foreign device before a cash-out.
+    shops: tuple[Merchant, ...]
+    if stage == 0:
+        shops, cents_range, gap_s = (rng.choice(p.probe_shops),), (50, 300), (3.0, 20.0)
+    elif stage == 1:
+        shops, cents_range, gap_s = (rng.choice(p.plain_ecom),), (100, 900), (20.0, 90.0)
+    else:
+        shops, cents_range, gap_s = p.plain_ecom, (100, 1500), (60.0, 300.0)
     events, t = [], t0
     for _ in range(rng.randint(*CARD_TESTING_PROBES)):
-        events.append(
-            Planned(t, a, shop, rng.randint(50, 300), origin, dev, ip, True, "card_testing")
-        )
-        t += int(rng.uniform(3, 20) * SECOND)
+        shop = shops[0] if len(shops) == 1 else rng.choice(shops)
+        amount = rng.randint(*cents_range)
+        events.append(Planned(t, a, shop, amount, origin, dev, ip, True, "card_testing"))
+        t += int(rng.uniform(*gap_s) * SECOND)
     # The cash-out follows once a probe has proved the card live.
     t += int(rng.uniform(1, 10) * MINUTE)
     big = rng.choice(p.high_value_ecom)
@@ -189,15 +222,26 @@ def card_testing(p: Planner, t0: int) -> Episode:
 
 
 def account_takeover(p: Planner, t0: int) -> Episode:
+    stage = p.stage("account_takeover", t0)
     a, rng = p.pick_account(), p.rng
-    origin = p.foreign_city(a)
+    # Drift: once logins from abroad are challenged, takeovers come through a residential
+    # proxy in the cardholder's country (stage 1), then in their own city, with smaller
+    # amounts spread over more time (stage 2). The device is still one the account never
+    # used, and the spending still several times its norm.
+    if stage == 0:
+        origin = p.foreign_city(a)
+    elif stage == 1:
+        origin = p.domestic_city(a)
+    else:
+        origin = a.city
     dev, ip = device_id(rng), ip_in(p.population, origin, rng)
+    times, gap_min = ((5.0, 20.0), (1.0, 20.0)) if stage < 2 else ((3.0, 10.0), (20.0, 120.0))
     events, t = [], t0
     for _ in range(rng.randint(*TAKEOVER_TXS)):
         m = rng.choice(p.high_value_ecom if rng.random() < 0.7 else p.population.ecom)
-        amount = cents(a.typical * rng.uniform(5, 20))
+        amount = cents(a.typical * rng.uniform(*times))
         events.append(Planned(t, a, m, amount, origin, dev, ip, True, "account_takeover"))
-        t += int(rng.uniform(1, 20) * MINUTE)
+        t += int(rng.uniform(*gap_min) * MINUTE)
     return Episode(events)
 
 
@@ -210,9 +254,15 @@ def impossible_travel(p: Planner, t0: int) -> Episode | None:
     home = p.home_shop(a)
     events = [Planned(t0, a, home, p.usual_ticket(a, home), a.city, None, None, False, None)]
     dest = rng.choice(far)
-    t = t0 + int(rng.uniform(10, 55) * MINUTE)
+    # Drift: the cloned cards go to cashers who take cash at ATMs and buy resaleable goods
+    # (stage 1), a little later after the genuine purchase: still too far, too soon.
+    cash_out = p.stage("impossible_travel", t0) > 0
+    shops = p.population.card_present[dest]
+    if cash_out:
+        shops = p.high_value_shops.get(dest, ()) + p.atms[dest] or shops
+    t = t0 + int(rng.uniform(*((30, 120) if cash_out else (10, 55))) * MINUTE)
     for _ in range(rng.randint(*CLONED_CARD_TXS)):
-        shop = rng.choice(p.population.card_present[dest])
+        shop = rng.choice(shops)
         amount = ticket(shop, a.typical * rng.uniform(1, 5))
         events.append(Planned(t, a, shop, amount, dest, None, None, True, "impossible_travel"))
         t += int(rng.uniform(2, 15) * MINUTE)
@@ -223,7 +273,11 @@ def velocity_burst(p: Planner, t0: int) -> Episode:
     a, rng = p.pick_account(), p.rng
     # A bot with the card details, behind a proxy near the cardholder so geography looks fine.
     dev, ip = device_id(rng), ip_in(p.population, a.city, rng)
-    window = rng.uniform(60, 120) * SECOND
+    # Drift: once bursts within a minute are stopped, the bot spreads its purchases over
+    # 10-30 minutes (stage 1), then over 1-3 hours (stage 2): still one new device buying
+    # again and again, far faster than the cardholder ever does.
+    stage = p.stage("velocity_burst", t0)
+    window = rng.uniform(*((60, 120), (600, 1800), (3600, 10800))[stage]) * SECOND
     times = sorted(t0 + int(rng.random() * window) for _ in range(rng.randint(*BURST_TXS)))
     events = []
     for t in times:
@@ -236,10 +290,22 @@ def velocity_burst(p: Planner, t0: int) -> Episode:
 def amount_outlier(p: Planner, t0: int) -> Episode:
     a, rng = p.pick_account(), p.rng
     # Known device, home location: only the amount gives it away.
-    m = p.big_ticket_merchant(a)
-    dev, ip = p.known_channel(a, m)
-    amount = cents(a.typical * rng.uniform(10, 40))
-    return Episode([Planned(t0, a, m, amount, a.city, dev, ip, True, "amount_outlier")])
+    if p.stage("amount_outlier", t0) == 0:
+        m = p.big_ticket_merchant(a)
+        dev, ip = p.known_channel(a, m)
+        amount = cents(a.typical * rng.uniform(10, 40))
+        return Episode([Planned(t0, a, m, amount, a.city, dev, ip, True, "amount_outlier")])
+    # Drift: once single big tickets are reviewed, the same take is split into 2-3 purchases
+    # of 4-12x the norm at high-value merchants within a few hours: each one smaller, the
+    # account's spending over the hours as far out of line as before.
+    events, t = [], t0
+    for _ in range(rng.randint(*SPLIT_OUTLIER_TXS)):
+        m = p.big_ticket_merchant(a)
+        dev, ip = p.known_channel(a, m)
+        amount = cents(a.typical * rng.uniform(4, 12))
+        events.append(Planned(t, a, m, amount, a.city, dev, ip, True, "amount_outlier"))
+        t += int(rng.uniform(10, 90) * MINUTE)
+    return Episode(events)
 
 
 def _local_s(t_us: int, city: City) -> int:
@@ -248,10 +314,14 @@ def _local_s(t_us: int, city: City) -> int:
 
 def night_spree(p: Planner, t0: int) -> Episode:
     rng, pop = p.rng, p.population
+    # A spree starts between `begin` and `begin + 2` local time and ends by `end`. Drift:
+    # once purchases in the small hours are reviewed, the thieves shop in the evening
+    # (20:00-23:00), among more genuine shoppers, with the same big tickets one after another.
+    begin, end_h = (1, 4) if p.stage("night_spree", t0) == 0 else (20, 23)
 
     def wait_s(city: City) -> int:
         local = _local_s(t0, city)
-        return 0 if 1 * 3600 <= local < 3 * 3600 else (3600 - local) % DAY_S
+        return 0 if begin * 3600 <= local < (begin + 2) * 3600 else (begin * 3600 - local) % DAY_S
 
     # Pick among the accounts whose night starts soonest, so an episode lands within the hour
     # instead of up to a day later (the stream the server shows is short-lived).
@@ -261,7 +331,7 @@ def night_spree(p: Planner, t0: int) -> Episode:
     a = p.accounts[index]
     wait = waits[a.city]  # `soonest`, unless the population is too small to live everywhere
     start = t0 if wait == 0 else t0 + wait * SECOND + int(rng.uniform(0, 90) * MINUTE)
-    end = start + (4 * 3600 - _local_s(start, a.city)) * SECOND
+    end = start + (end_h * 3600 - _local_s(start, a.city)) * SECOND
     times = sorted(
         start + int(rng.random() * (end - start)) for _ in range(rng.randint(*NIGHT_TXS))
     )
@@ -300,7 +370,9 @@ def _compromised_merchant(p: Planner, t0: int) -> Iterator[Planned | int]:
     # day or so every card used there is copied. The visits themselves are genuine
     # (is_fraud False) and carry the scenario's name only so a scorecard can find the common
     # point of purchase; the later uses of the copies are the fraud.
-    skimmed = rng.random() < 0.6
+    # Drift: as chip cards make copied stripes worth less, skimmers on terminals and ATMs
+    # give way to scripts on web shops (e-skimming): 60 % skimmed at first, 20 % after.
+    skimmed = rng.random() < (0.6 if p.stage("compromised_merchant", t0) == 0 else 0.2)
     point = rng.choice(pop.card_present[p.pick_city()] if skimmed else pop.ecom)
     window = rng.uniform(2, 36) * HOUR
     # The copies are sold as one batch after the window closes; buyers use them over 2 days.
@@ -369,6 +441,8 @@ def _compromised_merchant(p: Planner, t0: int) -> Iterator[Planned | int]:
 SHELL_MCCS = ("5999", "5964", "5732", "5944")
 SHELL_SUFFIXES = ("Goods", "Supply", "Trading", "Outlet")
 ROUND_PRICES = (100, 150, 200, 250, 300, 400, 500, 750, 1000)
+# Drift: what a ring charges once round amounts are flagged, prices a real shop could ask.
+SHOP_PRICES = (39.99, 59.99, 89.99, 129.99, 179.99, 249.99, 349.99)
 
 
 def shell_merchant(p: Planner) -> Merchant:
@@ -384,8 +458,11 @@ def shell_merchant(p: Planner) -> Merchant:
 def collusive_merchant(p: Planner, t0: int) -> Episode:
     rng, pop, accounts = p.rng, p.population, p.accounts
     # The merchant is in on it: cards of mules and of freshly opened or dormant accounts are
-    # charged there in a burst, and the money leaves before any chargeback.
-    in_person = rng.random() < 0.2
+    # charged there in a burst, and the money leaves before any chargeback. Drift: once round
+    # amounts are flagged, rings charge shop-like prices (stage 1); once new web shops are
+    # watched, most move to complicit shops in person (stage 2, 60 % against 20 %).
+    stage = p.stage("collusive_merchant", t0)
+    in_person = rng.random() < (0.6 if stage == 2 else 0.2)
     city = p.pick_city()
     if in_person:
         merchant = rng.choice(pop.card_present[city])
@@ -394,7 +471,7 @@ def collusive_merchant(p: Planner, t0: int) -> Episode:
     # A ring shares a few phones and connections, and charges one round price or near it.
     devices = [device_id(rng) for _ in range(rng.randint(1, 3))]
     ips = [ip_in(pop, city, rng) for _ in range(rng.randint(1, 2))]
-    base = rng.choice(ROUND_PRICES)
+    base: float = rng.choice(ROUND_PRICES if stage == 0 else SHOP_PRICES)
     window = rng.uniform(1, 6) * HOUR
     events = []
     for _ in range(rng.randint(*COLLUSIVE_ACCOUNTS)):
@@ -409,7 +486,8 @@ def collusive_merchant(p: Planner, t0: int) -> Episode:
             a = p.pick_account()
         t = t0 + int(rng.random() * window)
         for _ in range(rng.randint(*COLLUSIVE_TXS)):
-            dollars = base if rng.random() < 0.7 else base + rng.randint(-20, 20)
+            jitter = 20 if stage == 0 else 10
+            dollars = base if rng.random() < 0.7 else base + rng.randint(-jitter, jitter)
             if in_person:
                 dev, ip, where = None, None, city
             else:
@@ -437,7 +515,10 @@ def _bust_out(p: Planner, t0: int) -> Iterator[Planned | int]:
     # A purchase on the history's last day lands before its 21:00, so a spree at least a day
     # after the span follows the whole history.
     start = t0 + span + int(rng.uniform(1, 2.5) * DAY)
-    length = int(rng.uniform(1, 8) * HOUR)
+    # Drift: once sprees within hours are stopped, the spree is spread over 1-3 days, with
+    # more of it taken as cash (stage 1): still far more, far faster than the history.
+    slow = p.stage("bust_out", t0) > 0
+    length = int(rng.uniform(*((24, 72) if slow else (1, 8))) * HOUR)
     if start + length < horizon:
         return  # over before the stream starts: no account opened, nothing more drawn
     index = accounts.open()
@@ -465,7 +546,7 @@ def _bust_out(p: Planner, t0: int) -> Iterator[Planned | int]:
         if t < horizon:
             continue
         a = accounts[index]
-        if p.atms[city] and rng.random() < 0.2:
+        if p.atms[city] and rng.random() < (0.4 if slow else 0.2):
             m = rng.choice(p.atms[city])
             amount = atm_cents(min(1000.0, a.typical * rng.uniform(5, 15)))
         else:
@@ -541,16 +622,51 @@ class Scenario(NamedTuple):
     # at T also holds the episodes started in [T - lead, T), so that its first days have the
     # same mix (and fraud share) as any later day.
     lead_us: int = 0
+    # With drift: the expected fraudulent transactions per episode of each later variant of
+    # the tactic (stage 1, 2); as many as the scenario has variants.
+    variants: tuple[float, ...] = ()
 
 
 FRAUD: tuple[Scenario, ...] = (
-    Scenario("card_testing", card_testing, 1.0, _mean(CARD_TESTING_PROBES) + 1, 0, HOUR),
-    Scenario("account_takeover", account_takeover, 1.5, _mean(TAKEOVER_TXS), 0, HOUR),
-    Scenario("impossible_travel", impossible_travel, 1.0, _mean(CLONED_CARD_TXS), 1, 2 * HOUR),
-    Scenario("velocity_burst", velocity_burst, 0.8, _mean(BURST_TXS), 0, 2 * MINUTE),
-    Scenario("amount_outlier", amount_outlier, 1.2, 1.0),
+    Scenario(
+        "card_testing",
+        card_testing,
+        1.0,
+        _mean(CARD_TESTING_PROBES) + 1,
+        0,
+        HOUR,
+        (_mean(CARD_TESTING_PROBES) + 1,) * 2,
+    ),
+    Scenario(
+        "account_takeover",
+        account_takeover,
+        1.5,
+        _mean(TAKEOVER_TXS),
+        0,
+        HOUR,
+        (_mean(TAKEOVER_TXS),) * 2,
+    ),
+    Scenario(
+        "impossible_travel",
+        impossible_travel,
+        1.0,
+        _mean(CLONED_CARD_TXS),
+        1,
+        2 * HOUR,
+        (_mean(CLONED_CARD_TXS),),
+    ),
+    Scenario(
+        "velocity_burst",
+        velocity_burst,
+        0.8,
+        _mean(BURST_TXS),
+        0,
+        2 * MINUTE,
+        (_mean(BURST_TXS),) * 2,
+    ),
+    Scenario("amount_outlier", amount_outlier, 1.2, 1.0, 0, 0, (_mean(SPLIT_OUTLIER_TXS),)),
     # Some city's night is always near, so a spree starts within two hours and lasts three.
-    Scenario("night_spree", night_spree, 1.0, _mean(NIGHT_TXS), 0, 6 * HOUR),
+    Scenario("night_spree", night_spree, 1.0, _mean(NIGHT_TXS), 0, 6 * HOUR, (_mean(NIGHT_TXS),)),
     Scenario(
         "compromised_merchant",
         compromised_merchant,
@@ -558,6 +674,7 @@ FRAUD: tuple[Scenario, ...] = (
         _mean(COMPROMISE_VICTIMS) * _mean(COMPROMISED_USES),
         _mean(COMPROMISE_VICTIMS),
         6 * DAY,
+        (_mean(COMPROMISE_VICTIMS) * _mean(COMPROMISED_USES),),
     ),
     Scenario(
         "collusive_merchant",
@@ -566,8 +683,17 @@ FRAUD: tuple[Scenario, ...] = (
         _mean(COLLUSIVE_ACCOUNTS) * _mean(COLLUSIVE_TXS),
         0,
         7 * HOUR,
+        (_mean(COLLUSIVE_ACCOUNTS) * _mean(COLLUSIVE_TXS),) * 2,
     ),
-    Scenario("bust_out", bust_out, 0.6, _mean(BUST_OUT_SPREE), _mean(BUST_OUT_HISTORY), 9 * DAY),
+    Scenario(
+        "bust_out",
+        bust_out,
+        0.6,
+        _mean(BUST_OUT_SPREE),
+        _mean(BUST_OUT_HISTORY),
+        9 * DAY,
+        (_mean(BUST_OUT_SPREE),),
+    ),
 )
 LEGIT: tuple[Scenario, ...] = (
     Scenario("legit_travel", legit_travel, 1.0, 0.0, _mean(TRIP_TXS), 32 * HOUR),
