@@ -44,9 +44,10 @@ START = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 FLOOR_TX_S = 20_000
 
 
-def generate(path: Path, rows: int, seed: int, rate: float) -> dict[str, Any]:
-    """The labelled CSV; returns what it holds."""
-    sim = Simulator(seed=seed, rate=rate, start=START)
+def generate(path: Path, rows: int, seed: int, rate: float, drift: bool = False) -> dict[str, Any]:
+    """The labelled CSV; returns what it holds. `drift`: the simulator's non-stationary
+    fraud (docs/simulator.md, "Drift"), off by default."""
+    sim = Simulator(seed=seed, rate=rate, start=START, drift=drift)
     frauds = 0
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -72,18 +73,20 @@ def generate(path: Path, rows: int, seed: int, rate: float) -> dict[str, Any]:
         "frauds": frauds,
         "seed": seed,
         "rate": rate,
+        "drift": drift,
         "bytes": path.stat().st_size,
     }
 
 
 def labelled_rows(
-    work: Path, rows: int = 300_000, seed: int = 7, rate: float = 0.116
+    work: Path, rows: int = 300_000, seed: int = 7, rate: float = 0.116, drift: bool = False
 ) -> tuple[Path, list[Row]]:
-    """`work`/labelled.csv, generated if it is not there yet, and its rows as the backtest
-    reads them (every column named like a field; `is_fraud` the label)."""
-    data = work / "labelled.csv"
+    """`work`/labelled.csv (labelled-drift.csv with the simulator's drift), generated if it
+    is not there yet, and its rows as the backtest reads them (every column named like a
+    field; `is_fraud` the label)."""
+    data = work / ("labelled-drift.csv" if drift else "labelled.csv")
     if not data.exists():
-        print("data:", generate(data, rows, seed, rate))
+        print("data:", generate(data, rows, seed, rate, drift))
     with Source(data, SourceOptions(mapping={}, label="is_fraud")) as source:
         return data, [item for item in source if isinstance(item, Row)]
 

@@ -261,13 +261,18 @@ def main() -> int:
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="write (or reuse) labelled.csv here and keep it")
+    parser.add_argument(
+        "--drift",
+        action="store_true",
+        help="the simulator's drifting fraud (docs/simulator.md); labelled-drift.csv in --keep",
+    )
     parser.add_argument("--cost-only", action="store_true", help="only the µs per transaction")
     opts = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         work = opts.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        data, rows = labelled_rows(work, opts.rows, opts.seed, opts.rate)
+        data, rows = labelled_rows(work, opts.rows, opts.seed, opts.rate, opts.drift)
         print(f"{len(rows):,} rows, {sum(r.label or 0 for r in rows):,} frauds")
 
         figures = cost(rows, opts.repeat)
@@ -355,6 +360,7 @@ def main() -> int:
         path = write_results(
             "model",
             {
+                "data": {"seed": opts.seed, "rate": opts.rate, "drift": opts.drift},
                 "cost_us": figures,
                 "overall": {m: reports[m]["overall"] for m in reports},
                 "throughput": {m: reports[m]["throughput"] for m in reports},
