@@ -355,8 +355,11 @@ async def test_axe_finds_nothing_serious_on_the_dashboard(
     await alice.row(ids[1]).locator("td").nth(2).click()
     await expect(alice.drawer).to_be_visible()
     await expect(alice.drawer.locator("#drawer-body")).not_to_be_empty()
+    # The drawer holds the table: a critical alert waits, the paused pill in danger colours.
+    await ingest(travel_at_night("acct-night-2"))
+    await expect(page.locator("#paused-button.is-urgent")).to_contain_text("1 critical")
     await animations_done(page)
-    await axe(page, "the drawer open")
+    await axe(page, "the drawer open, a critical alert waiting")
 
     await alice.drawer.get_by_role("button", name="Fraud…").click()
     await expect(page.get_by_role("dialog", name="Resolve as fraud")).to_be_visible()

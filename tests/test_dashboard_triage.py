@@ -1454,7 +1454,7 @@ async def test_enter_in_the_resolve_dialog_holds_the_table_only_for_the_keyboard
     assert focused is not None
     await resolve_legitimate(alice, focused)
     [later] = await ingest(travel_at_night("acct-q-later", T0 + dt.timedelta(days=2)))
-    await expect(paused).to_have_text("Paused · 1 new")
+    await expect(paused).to_have_text("Paused · 1 new · 1 critical")
     await expect(alice.row(later)).to_have_count(0)
     assert alice.problems == []
 

@@ -33,6 +33,10 @@ const FALLBACK_ROW_PX = 53;
 // every second: a row lagging ten seconds behind it would read as a different alert.
 const AGE_EVERY_MS = 1_000;
 
+// What the paused pill and the "new above" button call urgent: a critical alert nobody has
+// taken yet (acknowledged, someone is on it; resolved, it is done).
+export const urgent = (alert) => alert?.severity === "critical" && alert.status === "open";
+
 export class AlertTable {
   constructor({ wrap, table, tbody, spacers, store, me, canAct, clock, onRender = () => {} }) {
     this.wrap = wrap;
@@ -61,6 +65,7 @@ export class AlertTable {
     this._dirty = new Set();
     this._added = new Set();
     this._waiting = new Set(); // held: ids of alerts the page holds that would join the list
+    this._waitingUrgent = new Set(); // those of them that are urgent (critical, open)
     this._letGo = 0; // alerts that arrived since the list was built and the page let go of
     this._sinceMs = -Infinity; // the newest created_at the page had seen when it was built
     this._pending = new Set();
@@ -410,6 +415,7 @@ export class AlertTable {
   // What the summary says, consistent with the rows: `listed` is every row in the list, `matching`
   // only those the view matches now (a row held in place after it stopped matching is drawn
   // but not counted), and `held` the alerts the page has, the row kept for the cursor too.
+  // `urgent`: how many of those waiting are urgent (critical, and nobody has taken them).
   _counts() {
     const kept = this._kept !== null && !this.store.get(this._kept) ? 1 : 0;
     return {
@@ -417,6 +423,7 @@ export class AlertTable {
       matching: this._list.length - this._unmatched.size,
       held: this.store.size + kept,
       waiting: this._waiting.size,
+      urgent: this._waitingUrgent.size,
       letGo: this._letGo,
       above: this._above.size,
     };
@@ -436,6 +443,7 @@ export class AlertTable {
     this._positions = new Map();
     list.forEach((entry, i) => this._positions.set(entry.alert.id, i));
     this._waiting.clear();
+    this._waitingUrgent.clear();
     this._letGo = 0;
     this._sinceMs = this.store.newestMs;
     this._unmatched.clear();
@@ -593,6 +601,8 @@ export class AlertTable {
     const alert = this.store.get(id);
     if (alert && this.filter(alert)) this._waiting.add(id);
     else this._waiting.delete(id);
+    if (this._waiting.has(id) && urgent(alert)) this._waitingUrgent.add(id);
+    else this._waitingUrgent.delete(id);
   }
 
   // "M more on the server": the alerts that arrived since the list was built, that the view

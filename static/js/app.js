@@ -68,6 +68,7 @@ const summary = $("#alerts-summary");
 const paused = $("#alerts-paused");
 const pausedButton = $("#paused-button");
 const pausedAction = $("#paused-button .paused-action");
+const heldAnnouncer = $("#held-announcer");
 const newAbove = $("#new-above");
 const newAboveButton = $("#new-above-button");
 const empty = $("#alerts-empty");
@@ -79,6 +80,7 @@ let signedOutAlready = false;
 let lastSessionCheck = 0;
 let heldByMe = 0;
 let localTimer = 0;
+let urgentWaiting = 0;
 
 const table = new AlertTable({
   wrap: tableWrap,
@@ -233,16 +235,35 @@ async function loadFromServer(view, { force = false } = {}) {
 // Past the page's memory cap a held table keeps only what the page holds, and says how many
 // more arrived meanwhile: they are on the server (a time range brings them back). Each part
 // in a span that keeps to one line, so a narrow line breaks between them (app.css).
-function renderPaused(waiting, letGo) {
+// How many of those waiting are critical and nobody's yet is said too, the pill in the
+// danger colours: working by the keyboard holds the table for hours, and the pill read
+// `Paused · 35 new` over 17 critical alerts unseen.
+function renderPaused(waiting, letGo, urgentNow) {
   pausedButton.hidden = !table.frozen;
   const parts = ["Paused"];
   if (waiting > 0 || letGo > 0) parts[0] += ` · ${formatCount(waiting)} new`;
+  if (urgentNow > 0) parts.push(`· ${formatCount(urgentNow)} critical`);
   if (letGo > 0) parts.push(`· ${formatCount(letGo)} more on the server`);
+  pausedButton.classList.toggle("is-urgent", urgentNow > 0);
+  announceUrgent(urgentNow);
   // Nothing waiting, it lets the table move again; else it shows what waits.
   setText(pausedAction, waiting > 0 ? "— show" : "— resume");
   if (paused.textContent === parts.join(" ")) return;
   const spans = parts.map((part) => h("span", { text: part }));
   paused.replaceChildren(...spans.flatMap((span, i) => (i ? [" ", span] : [span])));
+}
+
+// Once per hold, as the first critical alert starts to wait, a screen reader hears it (a
+// polite region of its own: the new-alerts count must not overwrite it). One per alert
+// would talk over the analyst's work; the pill has the count. Emptied when none waits, so
+// the next hold's first is heard again.
+function announceUrgent(urgentNow) {
+  if (urgentNow > 0 && urgentWaiting === 0) {
+    setText(heldAnnouncer, "Critical alert waiting while the table is paused.");
+  } else if (urgentNow === 0 && urgentWaiting > 0) {
+    setText(heldAnnouncer, "");
+  }
+  urgentWaiting = urgentNow;
 }
 
 // Scrolled down, the rows in view stay put as alerts are listed above them (AlertTable):
@@ -253,7 +274,7 @@ function renderAbove(above) {
   if (above > 0 && newAbove.textContent !== text) setText(newAbove, text);
 }
 
-function renderSummary({ listed, matching, held, waiting, letGo, above }) {
+function renderSummary({ listed, matching, held, waiting, urgent, letGo, above }) {
   const filtered = isFiltered(filters.view);
   empty.hidden = listed > 0;
   // Its advice is spent once rows are listed (Clear filters pressed, the first alerts in):
@@ -265,7 +286,7 @@ function renderSummary({ listed, matching, held, waiting, letGo, above }) {
       ? "No alerts match these filters."
       : "No open alerts. New ones appear here as they are raised.",
   );
-  renderPaused(waiting, letGo);
+  renderPaused(waiting, letGo, urgent);
   renderAbove(above);
   bulk.update();
   scheduleLocalCounts();
