@@ -256,6 +256,10 @@ async def test_cursor_keeps_its_place_when_the_resolved_row_moves_away(
     await eventually(lambda: listed(alice), [*queue[:2], *queue[3:], queue[2]])
     cursor = alice.page.locator("#alert-rows tr.is-cursor")
     await expect(cursor).to_have_attribute("data-id", queue[3])
+    # The analyst has not been on that alert: j lands on it rather than skipping it, and
+    # goes on from there.
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[3]
     await alice.press("j")
     assert await alice.focused_row_id() == queue[4]
     assert alice.problems == []
@@ -1606,6 +1610,9 @@ async def test_esc_after_resolving_in_the_drawer_leaves_the_cursor_on_the_next_a
     [later] = await ingest(impossible_travel("acct-q6", "Shop", T0 + dt.timedelta(hours=6)))
     await expect(page.locator("#alerts-paused")).to_have_text("Paused · 1 new")
     assert await listed(alice) == queue
+    assert await alice.focused_row_id() == queue[3]
+    # j lands on it (the analyst has not been on it), the next j moves on.
+    await alice.press("j")
     assert await alice.focused_row_id() == queue[3]
     await alice.press("j")
     assert await alice.focused_row_id() == queue[4]

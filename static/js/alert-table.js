@@ -57,6 +57,9 @@ export class AlertTable {
     this.lasting = () => true; // the part of the filter no change to an alert can alter
     this.compare = () => 0;
     this.cursorId = null;
+    // The alert the page put the cursor on (the one that took the place of an alert that
+    // moved away), until the analyst moves to it or acts on it: see moveCursor.
+    this._placedId = null;
     this.selected = new Set();
 
     this._list = []; // store entries ({alert, createdMs}) in display order
@@ -228,7 +231,12 @@ export class AlertTable {
 
   // ---- the cursor and the selection -----------------------------------------------------
 
-  setCursor(id, { focus = false, scroll = true } = {}) {
+  // `placed`: the page, not the analyst, put the cursor there (see moveCursor). Any other
+  // move to another alert forgets that; giving the same alert focus again (focusTable) does
+  // not.
+  setCursor(id, { focus = false, scroll = true, placed = false } = {}) {
+    if (placed) this._placedId = id;
+    else if (this.cursorId !== id) this._placedId = null;
     if (this.cursorId !== id) {
       this._rows.get(this.cursorId)?.tr.classList.remove("is-cursor");
       this.cursorId = id;
@@ -260,9 +268,15 @@ export class AlertTable {
   // j/k: the next or previous listed alert, focused. From no cursor, both start at the top.
   // PageDown/PageUp move by pageRows. The row is drawn (scrolled into view) before it is
   // focused: focus on a row the window has not drawn would fall to the page.
+  // A cursor the page placed (on the alert that took the place of one that moved away: the
+  // analyst resolved it and closed the details, or released the table) stands in the gap
+  // before that alert, which the analyst has not been on yet: j lands on it rather than
+  // moving past it (a habitual j after Esc skipped an alert every time), and k goes to the
+  // one before the gap. Once moved to, or acted on (cursorSeen), it is an ordinary cursor.
   moveCursor(delta) {
     const at = this._positions.get(this.cursorId) ?? -1;
-    return this.moveCursorTo(at + delta);
+    const from = delta > 0 && at >= 0 && this._placedId === this.cursorId ? at - 1 : at;
+    return this.moveCursorTo(from + delta);
   }
 
   // Home/End: the first or last listed alert; any index is clamped to the list.
@@ -270,8 +284,14 @@ export class AlertTable {
     const n = this._list.length;
     if (!n) return null;
     const alert = this._list[Math.max(0, Math.min(n - 1, index))].alert;
+    this._placedId = null;
     this.setCursor(alert.id, { focus: true });
     return alert;
+  }
+
+  // The analyst acted on the cursor's alert (opened it, a key on it): no longer just placed.
+  cursorSeen() {
+    this._placedId = null;
   }
 
   // The details close on an alert that changed so that it leaves its place (resolved from the
@@ -296,7 +316,9 @@ export class AlertTable {
       (next === null || this.compare(entry, next) < 0) &&
       (prev === null || this.compare(prev, entry) < 0);
     const target = next ?? prev;
-    if (!inPlace && target !== null) this.setCursor(target.alert.id, { scroll: false });
+    if (!inPlace && target !== null) {
+      this.setCursor(target.alert.id, { scroll: false, placed: true });
+    }
   }
 
   // A page of rows for PageDown/PageUp: the rows the viewport shows whole, less one, so the
@@ -400,7 +422,7 @@ export class AlertTable {
     const highlight = !initial && fresh <= HIGHLIGHT_MAX_ROWS ? this._added : new Set();
     this._paint(highlight);
     if (this._above.size) this._pruneAbove();
-    if (place) this.setCursor(place.id, { scroll: false, focus: place.focus });
+    if (place) this.setCursor(place.id, { scroll: false, focus: place.focus, placed: true });
     else if (refocus && document.activeElement === this.wrap) {
       this._rows.get(this.cursorId)?.tr.focus({ preventScroll: true });
     }

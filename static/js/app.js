@@ -583,6 +583,7 @@ function currentAlert() {
 
 function openDetails(alert, { focus = true } = {}) {
   table.setCursor(alert.id, { scroll: table.indexOf(alert.id) >= 0 });
+  table.cursorSeen();
   drawer.open(alert, { focus });
   updateHold();
 }
@@ -737,6 +738,7 @@ function withCurrent(fn) {
     else notices.show("Pick an alert first: j and k move through the list.", { key: "pick" });
     return;
   }
+  table.cursorSeen();
   fn(alert);
 }
 
