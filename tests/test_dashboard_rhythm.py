@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, expect
 
 from tests.browser_support import (
+    STATUS,
     T0,
     Analyst,
     Ingest,
@@ -145,4 +146,91 @@ async def test_the_paused_pill_says_how_many_waiting_alerts_are_critical(
     await critical(ingest, "acct-c3")
     await expect(paused).to_have_text("Paused · 1 new · 1 critical")
     await eventually(lambda: said(alice), ["Critical alert waiting while the table is paused."] * 2)
+    assert alice.problems == []
+
+
+async def test_esc_after_resolving_in_the_drawer_lets_in_what_waited_and_j_takes_the_next(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # The rhythm from the top of the queue: j, Enter, l, Enter, Esc, and again.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    queue = await a_queue(alice, ingest, 6)
+    paused = page.locator("#alerts-paused")
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[0]
+    await resolve_in_the_drawer(alice, "acct-r00")
+    crit = await critical(ingest, "acct-crit")
+    await expect(paused).to_have_text(re.compile(r"^Paused · 1 new"))
+    top = await row_top(alice, queue[0])
+
+    # Esc: the analyst has finished with the alert. What waited is listed in its place, the
+    # resolved row goes to the end, and the cursor is on the alert now at the top of the
+    # queue, the critical one, where the resolved row was on screen. The keyboard is still in
+    # the table, which holds still again.
+    await alice.press("Escape")
+    await expect(alice.drawer).to_be_hidden()
+    await eventually(lambda: drawn(alice), [crit, *queue[1:], queue[0]])
+    await expect(page.locator("#alert-rows tr.is-cursor")).to_have_attribute("data-id", crit)
+    await eventually(alice.focused_row_id, crit)
+    assert abs(await row_top(alice, crit) - top) <= 1
+    await expect(paused).to_have_text("Paused")
+
+    # j lands on it: the analyst has not been on it yet. Then the rhythm again.
+    await alice.press("j")
+    assert await alice.focused_row_id() == crit
+    await resolve_in_the_drawer(alice, "acct-crit")
+    await alice.press("Escape")
+    await eventually(alice.focused_row_id, queue[1])
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[1]
+    await resolve_in_the_drawer(alice, "acct-r01")
+    await alice.press("Escape")
+    await eventually(alice.focused_row_id, queue[2])
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[2], "no alert skipped"
+    # Having been on it, the next j moves on as always.
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[3]
+    await alice.press("k")
+    assert await alice.focused_row_id() == queue[2]
+    for alert_id in (queue[0], queue[1], crit):
+        await expect(alice.cell(alert_id, STATUS)).to_have_text("Resolved Legitimate")
+    assert alice.problems == []
+
+
+async def test_finishing_an_alert_down_the_queue_keeps_its_place_on_screen(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # Scrolled down the queue: the critical alerts that waited sort above the view, and the
+    # panel head says so, urgently; the cursor's row stays where the analyst was looking.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    queue = await a_queue(alice, ingest, 30)
+    paused = page.locator("#alerts-paused")
+    # Down past the first screen, then back up into the middle of the view (at its foot, the
+    # Undo notice's room, taken from the table as the drawer closes, would lift the row).
+    await alice.press(*["j"] * 16, *["k"] * 5)
+    assert await alice.focused_row_id() == queue[10]
+    assert await page.locator("#table-wrap").evaluate("(el) => el.scrollTop") > 0
+    await resolve_in_the_drawer(alice, "acct-r10")
+    await critical(ingest, "acct-c1")
+    await critical(ingest, "acct-c2")
+    await expect(paused).to_have_text(re.compile(r"^Paused · 2 new"))
+    top = await row_top(alice, queue[10])
+
+    await alice.press("Escape")
+    await expect(alice.drawer).to_be_hidden()
+    await expect(page.locator("#alert-rows tr.is-cursor")).to_have_attribute("data-id", queue[11])
+    await eventually(alice.focused_row_id, queue[11])
+    assert abs(await row_top(alice, queue[11]) - top) <= 1
+    # Two critical alerts listed above it and the resolved one gone from there: the 13th
+    # listed (aria-rowindex counts from 1, the heading row).
+    await expect(alice.row(queue[11])).to_have_attribute("aria-rowindex", "14")
+    above = page.get_by_role("button", name="2 new above · 2 critical — show")
+    await expect(above).to_be_visible()
+    await expect(above).to_have_class(re.compile(r"\bis-urgent\b"))
+    await expect(paused).to_have_text("Paused")
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[11]
     assert alice.problems == []

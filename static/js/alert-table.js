@@ -76,6 +76,7 @@ export class AlertTable {
     this._reset = true;
     this._stale = true;
     this._forced = false;
+    this._releasing = false; // a held table's one release, the keyboard still in it: finished()
     this._keepCursor = false; // see refreshView
     this._fromTop = false; // the analyst's own new view, shown from its top (setView)
     this._kept = null; // the id of the cursor's row, kept listed though the page let it go
@@ -321,6 +322,27 @@ export class AlertTable {
     }
   }
 
+  // The details closed on the cursor's alert, resolved while they were open: the analyst has
+  // finished with it, and is back at the queue before picking the next. The natural moment
+  // for a table the keyboard has held for an hour to catch up, once: what waited is listed
+  // in its place, the resolved row goes to its own, and the cursor is at its place in the
+  // queue (_keepPlace), its row where the resolved one was on screen (_offsetInSight). Then
+  // the table holds still again, the keyboard still in it. Drawn now, not on the next frame:
+  // the key after the Esc must find the rows where they are shown. Returns whether it did.
+  finished() {
+    const id = this.cursorId;
+    if (!this._frozen || !this._touched.has(id)) return false;
+    if ((this.store.get(id) ?? this.alert(id))?.status !== "resolved") return false;
+    if (this._kept) this._touched.add(this._kept);
+    this._stale = true;
+    this._releasing = true;
+    cancelAnimationFrame(this._frame);
+    clearTimeout(this._timer);
+    this._timer = 0;
+    this._render();
+    return true;
+  }
+
   // A page of rows for PageDown/PageUp: the rows the viewport shows whole, less one, so the
   // row the cursor leaves stays in sight at the edge it scrolls to, as a browser's page does.
   get pageRows() {
@@ -399,7 +421,7 @@ export class AlertTable {
     }
     const fresh = this._added.size;
     let place = null;
-    if (this._stale && (!this._frozen || initial || this._forced)) {
+    if (this._stale && (!this._frozen || initial || this._forced || this._releasing)) {
       // The analyst's own new view starts afresh; anything else keeps their place.
       const keep = !initial && !this._forced;
       const before = this._list;
@@ -437,9 +459,12 @@ export class AlertTable {
   // What the summary says, consistent with the rows: `listed` is every row in the list, `matching`
   // only those the view matches now (a row held in place after it stopped matching is drawn
   // but not counted), and `held` the alerts the page has, the row kept for the cursor too.
-  // `urgent`: how many of those waiting are urgent (critical, and nobody has taken them).
+  // `urgent` and `aboveUrgent`: how many of those waiting, and of those listed above the
+  // view unseen, are urgent (critical, and nobody has taken them).
   _counts() {
     const kept = this._kept !== null && !this.store.get(this._kept) ? 1 : 0;
+    let aboveUrgent = 0;
+    for (const id of this._above) if (urgent(this.alert(id))) aboveUrgent += 1;
     return {
       listed: this._list.length,
       matching: this._list.length - this._unmatched.size,
@@ -448,6 +473,7 @@ export class AlertTable {
       urgent: this._waitingUrgent.size,
       letGo: this._letGo,
       above: this._above.size,
+      aboveUrgent,
     };
   }
 
@@ -460,6 +486,7 @@ export class AlertTable {
     this._kept = kept?.alert.id ?? null;
     this._keepCursor = false;
     this._fromTop = false;
+    this._releasing = false;
     list.sort(this.compare);
     this._list = list;
     this._positions = new Map();
@@ -478,7 +505,8 @@ export class AlertTable {
   // view still matches it (see refreshView). Once kept, it stays through any rebuild until
   // the table is released: a search typed with the drawer open must not drop it either.
   _keeping() {
-    if (!this._frozen || !(this._keepCursor || this._kept === this.cursorId)) return null;
+    if (this._releasing || !this._frozen) return null;
+    if (!(this._keepCursor || this._kept === this.cursorId)) return null;
     const entry = this._list[this._positions.get(this.cursorId)];
     if (!entry || this.store.get(entry.alert.id) || !this.filter(entry.alert)) return null;
     return entry;
@@ -487,7 +515,11 @@ export class AlertTable {
   // The cursor's alert changed and moved away (resolved to the end of the queue, or out of
   // the view): the cursor keeps its place in the queue, on the alert that took it, so the
   // analyst goes on from where they were rather than from wherever that alert went. The
-  // neighbours that mark the place are the nearest that did not change themselves.
+  // neighbours that mark the place are the nearest that did not change themselves. The place
+  // is right after the one before it (the top of the queue, with none): the next alert, or
+  // one that waited and sorts in there, as a critical alert raised meanwhile does at the top
+  // of a queue worked from the top. Taking the next alert always, the cursor went past it,
+  // and the view moved with the cursor's row: the critical alerts were above it, out of sight.
   _keepPlace(before, at) {
     const id = this.cursorId;
     if (at === undefined || !this._touched.has(id)) return null;
@@ -504,8 +536,11 @@ export class AlertTable {
       now !== undefined &&
       (next === null || now < this._positions.get(next)) &&
       (prev === null || now > this._positions.get(prev));
-    const target = next ?? prev;
-    if (inPlace || target === null) return null;
+    if (inPlace) return null;
+    const after = prev === null ? 0 : this._positions.get(prev) + 1;
+    let target = this._list[after]?.alert.id ?? null;
+    if (target === null || target === id) target = next ?? prev;
+    if (target === null) return null;
     const focus = this._rows.get(id)?.tr.contains(document.activeElement) ?? false;
     return { id: target, focus };
   }

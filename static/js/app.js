@@ -267,14 +267,16 @@ function announceUrgent(urgentNow) {
 }
 
 // Scrolled down, the rows in view stay put as alerts are listed above them (AlertTable):
-// this says that they came, and shows the first of them.
-function renderAbove(above) {
+// this says that they came, and how many are critical, and shows the first of them.
+function renderAbove(above, aboveUrgent) {
   newAboveButton.hidden = above === 0;
-  const text = `${formatCount(above)} new above`;
+  newAboveButton.classList.toggle("is-urgent", aboveUrgent > 0);
+  let text = `${formatCount(above)} new above`;
+  if (aboveUrgent > 0) text += ` · ${formatCount(aboveUrgent)} critical`;
   if (above > 0 && newAbove.textContent !== text) setText(newAbove, text);
 }
 
-function renderSummary({ listed, matching, held, waiting, urgent, letGo, above }) {
+function renderSummary({ listed, matching, held, waiting, urgent, letGo, above, aboveUrgent }) {
   const filtered = isFiltered(filters.view);
   empty.hidden = listed > 0;
   // Its advice is spent once rows are listed (Clear filters pressed, the first alerts in):
@@ -287,7 +289,7 @@ function renderSummary({ listed, matching, held, waiting, urgent, letGo, above }
       : "No open alerts. New ones appear here as they are raised.",
   );
   renderPaused(waiting, letGo, urgent);
-  renderAbove(above);
+  renderAbove(above, aboveUrgent);
   bulk.update();
   scheduleLocalCounts();
   if (held === 0) {
@@ -703,8 +705,10 @@ drawer.onSelect = (id) => {
   const alert = store.get(id);
   if (alert) openDetails(alert);
 };
+// Closed on an alert resolved in them, the table lets in what waited (table.finished);
+// closed on one that moved otherwise, the cursor steps to the alert that took its place.
 drawer.onClose = () => {
-  table.leaveMovedAlert();
+  if (!table.finished()) table.leaveMovedAlert();
   updateHold();
   focusTable();
 };
