@@ -234,3 +234,43 @@ async def test_finishing_an_alert_down_the_queue_keeps_its_place_on_screen(
     await alice.press("j")
     assert await alice.focused_row_id() == queue[11]
     assert alice.problems == []
+
+
+async def test_j_at_the_end_of_a_held_list_says_what_waits(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    queue = await a_queue(alice, ingest, 4)
+    paused = page.locator("#alerts-paused")
+    await alice.press("j", "End")
+    assert await alice.focused_row_id() == queue[-1]
+    crit = await critical(ingest, "acct-crit")
+    await ingest(impossible_travel("acct-h", "Shop", T0 + dt.timedelta(days=1)))
+    await expect(paused).to_have_text(re.compile(r"^Paused · 2 new"))
+
+    # j on the last row: the notice says why nothing moved, once however often it is pressed.
+    notice = page.locator("#notices .notice", has_text="Last alert listed")
+    await alice.press("j")
+    await expect(notice).to_have_text(
+        re.compile(r"^Last alert listed — 2 new waiting, 1 critical: Esc shows them\.")
+    )
+    await alice.press("j", "j", "ArrowDown")
+    await expect(notice).to_have_count(1)
+    assert await alice.focused_row_id() == queue[-1]
+
+    # With the drawer open, Esc closes it first.
+    await alice.press("Enter")
+    await expect(alice.drawer).to_be_visible()
+    await alice.press("j")
+    await expect(notice).to_have_text(
+        re.compile(
+            r"^Last alert listed — 2 new waiting, 1 critical: "
+            r"Esc closes the details, and Esc again shows them\."
+        )
+    )
+    await expect(notice).to_have_count(1)
+    await alice.press("Escape", "Escape")
+    await expect(paused).to_be_hidden()
+    await expect(alice.rows.first).to_have_attribute("data-id", crit)
+    assert alice.problems == []

@@ -295,6 +295,13 @@ export class AlertTable {
     this._placedId = null;
   }
 
+  // The cursor is on the last alert listed, there by the analyst's own doing: the next j
+  // has nowhere to go.
+  get atEnd() {
+    const at = this._positions.get(this.cursorId);
+    return at !== undefined && at === this._list.length - 1 && this._placedId !== this.cursorId;
+  }
+
   // The details close on an alert that changed so that it leaves its place (resolved from the
   // drawer, to the end of the queue; out of the view): the cursor steps now to the alert that
   // will take that place, as the release would put it (_keepPlace), while the row stays drawn

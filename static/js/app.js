@@ -81,6 +81,7 @@ let lastSessionCheck = 0;
 let heldByMe = 0;
 let localTimer = 0;
 let urgentWaiting = 0;
+let counts = { waiting: 0, urgent: 0 };
 
 const table = new AlertTable({
   wrap: tableWrap,
@@ -240,6 +241,7 @@ async function loadFromServer(view, { force = false } = {}) {
 // `Paused · 35 new` over 17 critical alerts unseen.
 function renderPaused(waiting, letGo, urgentNow) {
   pausedButton.hidden = !table.frozen;
+  if (!table.frozen) notices.clear("list-end");
   const parts = ["Paused"];
   if (waiting > 0 || letGo > 0) parts[0] += ` · ${formatCount(waiting)} new`;
   if (urgentNow > 0) parts.push(`· ${formatCount(urgentNow)} critical`);
@@ -277,6 +279,7 @@ function renderAbove(above, aboveUrgent) {
 }
 
 function renderSummary({ listed, matching, held, waiting, urgent, letGo, above, aboveUrgent }) {
+  counts = { waiting, urgent };
   const filtered = isFiltered(filters.view);
   empty.hidden = listed > 0;
   // Its advice is spent once rows are listed (Clear filters pressed, the first alerts in):
@@ -748,9 +751,26 @@ function withCurrent(fn) {
 
 // j and k on an empty list said nothing at all: the analyst could not tell a dead key from
 // an empty queue.
-function moveCursor(delta) {
+function moveCursor(delta, event) {
   if (!table.length) sayNothingListed();
-  else table.moveCursor(delta);
+  else moveOn(delta, event);
+}
+
+// j (↓, PageDown, Space) on the last alert listed said nothing either, while a held table
+// kept new alerts (critical ones too) out of the list below it. Once per press: a held key's
+// repeats leave the notice showing, and a press replaces it rather than adding a copy.
+function moveOn(delta, event) {
+  const stuck = delta > 0 && table.atEnd;
+  table.moveCursor(delta);
+  if (!stuck || (event?.repeat && notices.has("list-end"))) return;
+  const { waiting, urgent } = counts;
+  let text = "Last alert listed.";
+  if (table.frozen && waiting > 0) {
+    const critical = urgent > 0 ? `, ${formatCount(urgent)} critical` : "";
+    const how = drawer.isOpen ? "Esc closes the details, and Esc again shows them" : "Esc shows them";
+    text = `Last alert listed — ${formatCount(waiting)} new waiting${critical}: ${how}.`;
+  }
+  notices.show(text, { key: "list-end" });
 }
 
 // c: the note box of the alert in the drawer, or of the current one (the drawer opens on it).
@@ -785,15 +805,15 @@ const inTable = (move) => (event) => (tableWrap.contains(event.target) ? move(ev
 
 installMenus();
 const shortcutKeys = installShortcuts({
-  j: () => moveCursor(1),
-  k: () => moveCursor(-1),
-  ArrowDown: inTable(() => table.moveCursor(1)),
+  j: (event) => moveCursor(1, event),
+  k: (event) => moveCursor(-1, event),
+  ArrowDown: inTable((event) => moveOn(1, event)),
   ArrowUp: inTable(() => table.moveCursor(-1)),
-  PageDown: inTable(() => table.moveCursor(table.pageRows)),
+  PageDown: inTable((event) => moveOn(table.pageRows, event)),
   PageUp: inTable(() => table.moveCursor(-table.pageRows)),
   Home: inTable(() => table.moveCursorTo(0)),
   End: inTable(() => table.moveCursorTo(table.length - 1)),
-  " ": inTable((event) => table.moveCursor(event.shiftKey ? -table.pageRows : table.pageRows)),
+  " ": inTable((event) => moveOn(event.shiftKey ? -table.pageRows : table.pageRows, event)),
   Enter: () => withCurrent((alert) => openDetails(alert)),
   a: onCheckedOr("ack", acknowledge),
   f: onCheckedOr("fraud", (alert) => resolve(alert, "fraud", refocusAfter(alert))),
