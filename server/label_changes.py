@@ -149,7 +149,8 @@ class LabelChanges:
     def _apply(self, changes: Sequence[LabelChange], marks: LabelMarks | None) -> set[str]:
         """Synchronously (a snapshot frame sees all of a chunk or none of it): each change,
         into the parts of the state whose mark is before it (all of them without `marks`);
-        the label it replaced taken back first. Moves `progress.labels` past the chunk."""
+        the label it replaced taken back first, and a withdrawal (no label) only that.
+        Moves `progress.labels` past the chunk."""
         featurizer = self.featurizer
         damaged: dict[str, str] = {}
         for change in changes:
@@ -176,6 +177,8 @@ class LabelChanges:
                 featurizer.unlearn_label(
                     tx.merchant_id, _stamp(was_at), was == "fraud", amount, hour, merchant=merchant
                 )
+            if change.label is None or change.labelled_at is None:
+                continue  # withdrawn (an alert reopened): no label to count in its place
             featurizer.learn_label(
                 tx.merchant_id,
                 _stamp(change.labelled_at),

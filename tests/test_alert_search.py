@@ -323,7 +323,8 @@ async def test_a_rule_reads_its_own_range_of_reason_codes(
 
 async def _as_schema_9(path: Path) -> None:
     """A store as fraudwatch left it before migration 10, with the mixed alerts in it: no
-    merchant_id column nor its index, no alert_reasons, schema version 9."""
+    merchant_id column nor its index, no alert_reasons, no resolution_labels, schema
+    version 9."""
     store = SqliteStore(path)
     await store.start(_ignore)
     for batch in mixed_records():
@@ -336,6 +337,7 @@ async def _as_schema_9(path: Path) -> None:
         conn.execute("DROP INDEX alerts_by_owner")
         conn.execute("DROP INDEX alerts_by_event")
         conn.execute("ALTER TABLE alerts DROP COLUMN event_time_us")
+        conn.execute("DROP TABLE resolution_labels")  # (14 copies label_changes as it finds it)
         conn.execute("DELETE FROM schema_migrations WHERE version > 9")
         assert schema_version(conn) == 9
 

@@ -792,6 +792,85 @@ async def test_every_label_change_is_logged_in_commit_order_and_pruned_by_seq(
     assert [c.seq for c in await store.label_changes_after(0, 100)] == [5, 6]
 
 
+async def test_reopening_withdraws_the_label_its_resolution_gave_and_logs_it(
+    db_path: Path,
+) -> None:
+    first = SqliteStore(db_path)
+    await first.start(Recorder())
+    await first.write_batch(make_batch(0, 10))  # alerts al-00000, -03, -06, -09
+    await first.add_labels([label(6, "legitimate", source="chargeback", scenario="normal")])
+    before = await first.get_labels(["tx-00006"])
+    resolved, gave = await first.resolve_labelled("al-00003", "alice", "fraud", None)
+    _, replaced = await first.resolve_labelled("al-00006", "alice", "fraud", None)
+    await first.resolve_labelled("al-00009", "alice", "fraud", None)
+    await first.add_labels([label(9, source="chargeback")])  # the same label, sent: its own
+    assert gave is not None and replaced is not None
+    assert (gave.status, replaced.status) == ("created", "updated")
+    await first.close()
+
+    # What to withdraw is stored: a restart in between changes nothing.
+    store = SqliteStore(db_path)
+    await store.start(Recorder())
+    try:
+        event, withdrawal = await store.reopen_labelled("al-00003", "bob", "mis-click")
+        assert event.alert.status == "open"
+        assert withdrawal is not None and withdrawal.restored is None
+        assert withdrawal.transaction_id == "tx-00003"
+        assert withdrawal.withdrawn == ("fraud", resolved.alert.updated_at)
+        assert await store.get_labels(["tx-00003"]) == {}
+        _, back = await store.reopen_labelled("al-00006", "bob", None)
+        assert back is not None and back.restored == before["tx-00006"]
+        assert await store.get_labels(["tx-00006"]) == before
+        _, kept = await store.reopen_labelled("al-00009", "bob", None)
+        assert kept is None and (await store.get_labels(["tx-00009"]))["tx-00009"].label == "fraud"
+
+        changes = await store.label_changes_after(0, 100)
+        assert [(c.transaction_id, c.label, c.replaced and c.replaced[0]) for c in changes] == [
+            ("tx-00006", "legitimate", None),
+            ("tx-00003", "fraud", None),
+            ("tx-00006", "fraud", "legitimate"),
+            ("tx-00009", "fraud", None),
+            ("tx-00003", None, "fraud"),  # withdrawn: no label in its place
+            ("tx-00006", "legitimate", "fraud"),  # the chargeback's, put back
+        ]
+        assert changes[4].labelled_at is None and changes[4].replaced_seq == changes[1].seq
+        assert changes[5].labelled_at == "2026-02-07T12:00:00Z"
+        assert changes[5].replaced_seq == changes[2].seq
+        # Resolved again: a first label again, which a reopen withdraws again.
+        _, again = await store.resolve_labelled("al-00003", "alice", "legitimate", None)
+        assert again is not None and again.status == "created"
+        _, withdrawn = await store.reopen_labelled("al-00003", "alice", None)
+        assert withdrawn is not None and withdrawn.withdrawn[0] == "legitimate"
+        # Reopened twice, it was resolved once: nothing more to withdraw.
+        await store.resolve("al-00003", "alice", "duplicate", None)
+        _, none = await store.reopen_labelled("al-00003", "alice", None)
+        assert none is None
+    finally:
+        await store.close()
+
+
+def test_migration_14_keeps_the_log_of_label_changes_and_never_reuses_a_seq(
+    db_path: Path,
+) -> None:
+    db_path.parent.mkdir()
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        migrate(conn, [m for m in MIGRATIONS if m.version < 14])
+        for tx_id in ("a", "b", "c"):
+            conn.execute(
+                "INSERT INTO label_changes (transaction_id, label, labelled_at) "
+                "VALUES (?, 'fraud', '2026-02-07T12:00:00Z')",
+                (tx_id,),
+            )
+        conn.execute("DELETE FROM label_changes WHERE seq = 3")  # retention took the newest
+        assert migrate(conn) == [14]
+        rows = conn.execute("SELECT seq, transaction_id, label FROM label_changes").fetchall()
+        assert rows == [(1, "a", "fraud"), (2, "b", "fraud")]
+        conn.execute("INSERT INTO label_changes (transaction_id) VALUES ('d')")  # a withdrawal
+        assert conn.execute("SELECT max(seq) FROM label_changes").fetchone() == (4,)
+        with pytest.raises(sqlite3.IntegrityError):  # a label is known from some time
+            conn.execute("INSERT INTO label_changes (transaction_id, label) VALUES ('e', 'fraud')")
+
+
 async def test_model_inputs_are_kept_with_their_transaction_and_layout(db_path: Path) -> None:
     first = SqliteStore(db_path)
     await first.start(Recorder())

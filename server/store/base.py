@@ -212,19 +212,33 @@ class LabelOutcome(NamedTuple):
 
 class LabelChange(NamedTuple):
     """One change of a transaction's label, as stored (`Store.label_changes_after`): its
-    place in the order changes were committed (`seq`), the label it set, and the label it
-    replaced with that one's `labelled_at` (None: the transaction had none). `transaction`
-    is the stored transaction's JSON, None if it is no longer stored (pruned since).
-    `replaced_seq`: the seq of the change that set the replaced label (None: not known,
-    as for a change stored before fraudwatch kept it)."""
+    place in the order changes were committed (`seq`), the label it set (None with its
+    `labelled_at`: a withdrawal, which left the transaction without a label), and the label
+    it replaced with that one's `labelled_at` (None: the transaction had none).
+    `transaction` is the stored transaction's JSON, None if it is no longer stored (pruned
+    since). `replaced_seq`: the seq of the change that set the replaced label (None: not
+    known, as for a change stored before fraudwatch kept it)."""
 
     seq: int
     transaction_id: str
-    label: LabelValue
-    labelled_at: str
+    label: LabelValue | None
+    labelled_at: str | None
     replaced: tuple[LabelValue, str] | None
     transaction: bytes | None
     replaced_seq: int | None = None
+
+
+class LabelWithdrawal(NamedTuple):
+    """What reopening an alert did to its transaction's label (`Store.reopen_labelled`): it
+    took back the label the alert's resolution gave (`withdrawn`: that label and its
+    `labelled_at`, as `LabelOutcome.replaced` names one), and put back the label that
+    resolution had replaced (`restored`, as it was stored: source, `labelled_at`,
+    scenario), or left the transaction with none (None)."""
+
+    transaction_id: str
+    account_id: str
+    withdrawn: tuple[LabelValue, str]
+    restored: Label | None
 
 
 class Note(msgspec.Struct, kw_only=True):
@@ -359,8 +373,21 @@ class Store(Protocol):
         Raises InvalidAssignee, AlertNotFound or AlertConflict. Durable on return."""
 
     async def reopen(self, alert_id: str, user: str, note: str | None) -> AlertEvent:
-        """Put a resolved alert back in the queue (open, no owner, no disposition). Raises
-        AlertConflict when it is not resolved. Durable on return."""
+        """Put a resolved alert back in the queue (open, no owner, no disposition), and
+        withdraw the label its resolution gave (`reopen_labelled`). Raises AlertConflict
+        when it is not resolved. Durable on return."""
+
+    async def reopen_labelled(
+        self, alert_id: str, user: str, note: str | None
+    ) -> tuple[AlertEvent, LabelWithdrawal | None]:
+        """`reopen`, and in the same commit the withdrawal of the label the resolution gave,
+        if the transaction's label is still that one: the label the resolution replaced is
+        put back as it was stored (or the transaction is left with none), and the change is
+        in the log of label changes (`label_changes_after`), as a correction's is. None:
+        no label withdrawn (the resolution gave none: a `duplicate`, or the transaction had
+        that label already; or a label sent for the transaction since, `add_labels`, the
+        same one or another, is the transaction's own now; or the alert was resolved before
+        the store kept what a resolution labelled)."""
 
     async def add_note(self, alert_id: str, user: str, text: str) -> tuple[Note, AlertEvent]:
         """Append a note (any status); the alert's updated_at moves, as an alert_updated
@@ -388,14 +415,17 @@ class Store(Protocol):
     async def add_labels(self, labels: Sequence[Label]) -> list[LabelOutcome]:
         """Store labels in one durable transaction, one outcome each, in order: `created`,
         `unchanged` (the same label was already there: a re-send), `updated` (the label
-        changed: the latest wins), or `not_found` (no such transaction; nothing stored)."""
+        changed: the latest wins), or `not_found` (no such transaction; nothing stored).
+        A label for a transaction whose label an analyst's resolution gave, `unchanged` or
+        `updated`, makes the label the sender's: `reopen_labelled` no longer withdraws it."""
 
     async def get_labels(self, transaction_ids: Collection[str]) -> dict[str, Label]: ...
 
     async def label_changes_after(self, seq: int, limit: int) -> list[LabelChange]:
         """Up to `limit` label changes after `seq`, in the order they were committed: every
-        `created` or `updated` outcome of `add_labels` and `resolve_labelled` is one, in the
-        same commit as the label. A later commit's changes come after an earlier one's."""
+        `created` or `updated` outcome of `add_labels` and `resolve_labelled`, and every
+        withdrawal of `reopen_labelled`, is one, in the same commit as the label. A later
+        commit's changes come after an earlier one's."""
 
     async def last_label_change(self) -> int:
         """The seq of the newest label change stored; 0 when there has been none."""
@@ -483,6 +513,7 @@ __all__ = [
     "LabelOutcome",
     "LabelStatus",
     "LabelValue",
+    "LabelWithdrawal",
     "ModelInputs",
     "NameTaken",
     "Note",

@@ -333,6 +333,57 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX alerts_by_event ON alerts (event_time_us, created_at, id)",
         ),
     ),
+    Migration(
+        14,
+        "a reopened alert's label withdrawn: the label each resolution gave, and a change to none",
+        (
+            # Reopening an alert takes back the label its resolution gave, if that is still
+            # the transaction's (server/store/sqlite_writer.py, `reopen`). What it needs is
+            # kept from the resolution on: which change of the log set the label, and the
+            # label it replaced, whole, to be put back (NULL was_label: it had none). One
+            # row per resolution that changed a label; gone once the alert is reopened, or
+            # once a label sent for the transaction makes the label its own.
+            """
+            CREATE TABLE resolution_labels (
+                alert_id TEXT PRIMARY KEY REFERENCES alerts (id),
+                transaction_id TEXT NOT NULL,
+                change_seq INTEGER NOT NULL,
+                was_label TEXT CHECK (was_label IN ('fraud', 'legitimate')),
+                was_source TEXT,
+                was_labelled_at TEXT,
+                was_received_at TEXT,
+                was_scenario TEXT
+            )
+            """,
+            "CREATE INDEX resolution_labels_by_transaction ON resolution_labels (transaction_id)",
+            # A withdrawal that leaves the transaction without a label is a change to none:
+            # `label` and `labelled_at` NULL. SQLite cannot drop a NOT NULL, so the log is
+            # copied into a table without it (at most two snapshots' worth: pruned after
+            # each), keeping each seq and the last one handed out (sqlite_sequence), which
+            # may be past the newest row if retention deleted it: a seq is never reused.
+            """
+            CREATE TABLE label_changes_new (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                transaction_id TEXT NOT NULL,
+                label TEXT CHECK (label IN ('fraud', 'legitimate')),
+                labelled_at TEXT,
+                replaced_label TEXT CHECK (replaced_label IN ('fraud', 'legitimate')),
+                replaced_at TEXT,
+                replaced_seq INTEGER,
+                CHECK ((label IS NULL) = (labelled_at IS NULL))
+            )
+            """,
+            "INSERT INTO label_changes_new (seq, transaction_id, label, labelled_at, "
+            "replaced_label, replaced_at, replaced_seq) SELECT seq, transaction_id, label, "
+            "labelled_at, replaced_label, replaced_at, replaced_seq FROM label_changes",
+            "DELETE FROM sqlite_sequence WHERE name = 'label_changes_new'",
+            "INSERT INTO sqlite_sequence (name, seq) "
+            "SELECT 'label_changes_new', seq FROM sqlite_sequence WHERE name = 'label_changes'",
+            "DROP TABLE label_changes",
+            "ALTER TABLE label_changes_new RENAME TO label_changes",
+            "CREATE INDEX label_changes_by_transaction ON label_changes (transaction_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -32,6 +32,7 @@ from server.store.base import (
     Label,
     LabelChange,
     LabelOutcome,
+    LabelWithdrawal,
     ModelInputs,
     Note,
     Role,
@@ -417,7 +418,15 @@ class SqliteStore:
         return await self._write(lambda writer: writer.assign(alert_id, user, owner, force))
 
     async def reopen(self, alert_id: str, user: str, note: str | None) -> AlertEvent:
-        """Put a resolved alert back in the queue. Durable on return."""
+        """Put a resolved alert back in the queue, withdrawing the label its resolution
+        gave (`reopen_labelled`). Durable on return."""
+        event, _ = await self.reopen_labelled(alert_id, user, note)
+        return event
+
+    async def reopen_labelled(
+        self, alert_id: str, user: str, note: str | None
+    ) -> tuple[AlertEvent, LabelWithdrawal | None]:
+        """`reopen`, and the label it withdrew (None: none; see `Store.reopen_labelled`)."""
         return await self._write(lambda writer: writer.reopen(alert_id, user, note))
 
     async def add_note(self, alert_id: str, user: str, text: str) -> tuple[Note, AlertEvent]:

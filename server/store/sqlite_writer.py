@@ -29,6 +29,7 @@ from server.store.base import (
     Label,
     LabelOutcome,
     LabelValue,
+    LabelWithdrawal,
     NameTaken,
     Note,
     Role,
@@ -121,6 +122,13 @@ _UPSERT_LABEL = (
 _INSERT_LABEL_CHANGE = (
     "INSERT INTO label_changes (transaction_id, label, labelled_at, replaced_label, replaced_at, "
     "replaced_seq) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_LABEL_ROW = (
+    "SELECT label, source, labelled_at, received_at, scenario FROM labels WHERE transaction_id = ?"
+)
+_INSERT_RESOLUTION_LABEL = (
+    "INSERT OR REPLACE INTO resolution_labels (alert_id, transaction_id, change_seq, was_label, "
+    "was_source, was_labelled_at, was_received_at, was_scenario) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_SESSION = "INSERT INTO sessions (id_hash, user, created_at, expires_at) VALUES (?, ?, ?, ?)"
 
@@ -385,13 +393,37 @@ class Writer:
                     source=f"analyst:{user}",
                     labelled_at=changed.updated_at,
                 )
+                was = self._conn.execute(_LABEL_ROW, (current.transaction_id,)).fetchone()
                 (outcome,) = self._store_labels([label], changed.updated_at)
+                if outcome.status in ("created", "updated"):
+                    # What a reopen needs to take this label back: the change that set it,
+                    # and the label it replaced, whole (source, receipt and all).
+                    (seq,) = self._conn.execute(
+                        "SELECT change_seq FROM labels WHERE transaction_id = ?",
+                        (current.transaction_id,),
+                    ).fetchone()
+                    self._conn.execute(
+                        _INSERT_RESOLUTION_LABEL,
+                        (alert_id, current.transaction_id, seq, *(was or (None,) * 5)),
+                    )
         self._publish([event])
         return event, outcome
 
     def add_labels(self, labels: Sequence[Label]) -> list[LabelOutcome]:
-        with self._durable(), self._transaction():
-            return self._store_labels(labels, utc_stamp())
+        with self._durable(), self._transaction() as conn:
+            outcomes = self._store_labels(labels, utc_stamp())
+            # A label sent for a transaction an analyst's resolution labelled, the same
+            # label (`unchanged`) or another, makes the label the sender's too: reopening
+            # that alert no longer withdraws it.
+            sent = [label.transaction_id for label, outcome in zip(labels, outcomes, strict=True)
+                    if outcome.status != "not_found"]  # fmt: skip
+            if sent:
+                conn.execute(
+                    "DELETE FROM resolution_labels "
+                    "WHERE transaction_id IN (SELECT value FROM json_each(?))",
+                    (_encode(sent).decode(),),
+                )
+            return outcomes
 
     def _store_labels(self, labels: Sequence[Label], now: str) -> list[LabelOutcome]:
         """In the caller's transaction: one outcome per label, in order."""
@@ -485,7 +517,9 @@ class Writer:
         self._publish([event])
         return event
 
-    def reopen(self, alert_id: str, user: str, note: str | None) -> AlertEvent:
+    def reopen(
+        self, alert_id: str, user: str, note: str | None
+    ) -> tuple[AlertEvent, LabelWithdrawal | None]:
         with self._durable(), self._transaction():
             current = self._current(alert_id)
             if current.status != "resolved":
@@ -500,14 +534,58 @@ class Writer:
                 note=None,
                 updated_at=utc_stamp(),
             )
+            withdrawal = self._withdraw_resolution_label(alert_id, current.account_id)
             detail: dict[str, object] = {
                 "disposition": current.disposition,
                 "resolved_by": current.owner,
                 "note": note,
+                "label_withdrawn": None if withdrawal is None else withdrawal.withdrawn[0],
+                "label_restored": None
+                if withdrawal is None or withdrawal.restored is None
+                else withdrawal.restored.label,
             }
             event = self._change(current, changed, user, "reopen", detail)
         self._publish([event])
-        return event
+        return event, withdrawal
+
+    def _withdraw_resolution_label(self, alert_id: str, account_id: str) -> LabelWithdrawal | None:
+        """In the caller's transaction: take back the label the alert's resolution gave, if
+        it is still the transaction's (the labels row was set by that resolution's change),
+        putting back the label it replaced, or none; logged as a label change."""
+        conn = self._conn
+        found = conn.execute(
+            "DELETE FROM resolution_labels WHERE alert_id = ? RETURNING transaction_id, "
+            "change_seq, was_label, was_source, was_labelled_at, was_received_at, was_scenario",
+            (alert_id,),
+        ).fetchall()  # all: a RETURNING statement left unfinished would stay open
+        if not found:
+            return None
+        ((tx_id, seq, was, was_source, was_at, was_received, was_scenario),) = found
+        now = conn.execute(
+            "SELECT label, labelled_at FROM labels WHERE transaction_id = ? AND change_seq = ?",
+            (tx_id, seq),
+        ).fetchone()
+        if now is None:
+            return None  # another label replaced it since (a chargeback): that one stays
+        label, labelled_at = now
+        change = conn.execute(
+            _INSERT_LABEL_CHANGE, (tx_id, was, was_at, label, labelled_at, seq)
+        ).lastrowid
+        if was is None:
+            conn.execute("DELETE FROM labels WHERE transaction_id = ?", (tx_id,))
+            restored = None
+        else:
+            conn.execute(
+                _UPSERT_LABEL, (tx_id, was, was_source, was_at, was_received, was_scenario, change)
+            )
+            restored = Label(
+                transaction_id=tx_id,
+                label=was,
+                source=was_source,
+                labelled_at=was_at,
+                scenario=was_scenario,
+            )
+        return LabelWithdrawal(tx_id, account_id, (label, labelled_at), restored)
 
     def add_note(self, alert_id: str, user: str, text: str) -> tuple[Note, AlertEvent]:
         with self._durable(), self._transaction() as conn:
