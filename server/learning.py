@@ -33,7 +33,7 @@ from server.detection.model import (
 from server.label_changes import LabelChanges
 from server.scorecard import Scorecard
 from server.stats import Stats
-from server.store.base import Label, LabelOutcome, LabelValue, Store
+from server.store.base import Label, LabelOutcome, LabelValue, LabelWithdrawal, Store
 from server.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,25 @@ class Trainer:
             self.idle.clear()
             self._queue.put(examples)
         return sum(weight > 0 for _, _, weight in examples), without
+
+    async def take_back(
+        self, withdrawn: Sequence[tuple[str, bool]], store: Store | None = None
+    ) -> int:
+        """On the loop: queue the take-back of labels withdrawn with none in their place
+        (by transaction id, was it fraud?: an alert reopened), with the weight each was
+        learnt with (`ModelSlot.withdrawn_examples`), their inputs from memory or the
+        `store`. Returns how many are queued."""
+        slot = self.slot
+        need = [(tx_id, was) for tx_id, was in withdrawn if slot.kept(tx_id) is None]
+        stored = {} if store is None or not need else await _stored_inputs(store, need, len(need))
+        examples, missing = slot.withdrawn_examples(withdrawn, stored)
+        if missing:
+            log.warning("%d withdrawn labels not taken back by the model: no inputs", missing)
+        if examples:
+            self._pending += 1
+            self.idle.clear()
+            self._queue.put(examples)
+        return len(examples)
 
     def _run(self) -> None:
         learner = self.learner
@@ -413,6 +432,55 @@ async def learn_stored_labels(
             log.exception("%d stored labels not taken in by %s", len(labels), what)
     if stats is not None:
         stats.labels_not_learnt += len(not_learnt)
+
+
+async def withdraw_label(
+    store: Store,
+    trainer: Trainer | None,
+    scorecard: Scorecard | None,
+    changes: LabelChanges | None,
+    withdrawal: LabelWithdrawal,
+    stats: Stats | None = None,
+) -> None:
+    """A label withdrawn (`Store.reopen_labelled`: an alert reopened), already stored: taken
+    back by the model, the scorecard and merchant risk as a corrected label's replaced one
+    is, so that they are as if it had never been given. The label it had replaced, put
+    back, is learnt again in its place (`learn_stored_labels`, with the withdrawn label as
+    the one replaced); with none, the model takes the label back with the weight it was
+    learnt with (`Trainer.take_back`), the scorecard stops counting the transaction, and
+    merchant risk takes in the store's log, whose change says what to take back.
+
+    Never raises, as `learn_stored_labels`: the withdrawal is committed."""
+    tx_id = withdrawal.transaction_id
+    if withdrawal.restored is not None:
+        replaced = {tx_id: withdrawal.withdrawn}
+        await learn_stored_labels(
+            store, trainer, scorecard, changes, [withdrawal.restored], stats, replaced
+        )
+        return
+    was = withdrawal.withdrawn[0] == "fraud"
+    failed = False
+
+    async def model() -> None:
+        if trainer is not None:
+            await trainer.take_back([(tx_id, was)], store)
+
+    async def count() -> None:
+        if scorecard is not None:
+            scorecard.withdraw_truth(tx_id)
+
+    async def absorb() -> None:
+        nonlocal failed
+        failed |= tx_id in await absorb_labels(store, changes, None, ())
+
+    for step, what in ((model, "the model"), (count, "the scorecard"), (absorb, "merchant risk")):
+        try:
+            await step()
+        except Exception:
+            failed = True
+            log.exception("the withdrawn label of %s not taken back by %s", tx_id, what)
+    if failed and stats is not None:
+        stats.labels_not_learnt += 1
 
 
 REBUILD_LABELS = 50_000

@@ -5,7 +5,8 @@ A verdict and its label may arrive in either order (the simulator's ground truth
 before the verdict, a chargeback days after); each is held until the other comes, within
 bounds, then counted once. A later label for a counted transaction is a correction: its
 old label is taken out and the new one counted, so the figures are what counting the
-latest labels from scratch gives (a restart's rebuild), in whatever order they came.
+latest labels from scratch gives (a restart's rebuild), in whatever order they came; a
+label withdrawn (an alert reopened) is taken out with nothing in its place.
 Time is event time: alerts per hour are over the span of the labelled transactions'
 timestamps, and a detection delay is from an episode's first fraudulent transaction to its
 first alerted one.
@@ -162,6 +163,23 @@ class Scorecard:
             _put(self._truths, tx_id, (is_fraud, scenario), self.max_waiting)
         else:
             self._count(tx_id, *verdict, is_fraud, scenario)
+
+    def withdraw_truth(self, tx_id: str) -> None:
+        """A label withdrawn with none in its place (an alert reopened): the transaction is
+        no longer counted, nor waits for its verdict, as if its label had never come. The
+        event-time span is then that of the transactions still counted."""
+        self._truths.pop(tx_id, None)
+        counted = self._counted.pop(tx_id, None)
+        if counted is None:
+            return
+        self._uncount(counted)
+        if not self.counted:
+            self._first = self._last = None
+        elif counted[0] in (self._first, self._last) and self.counted == len(self._counted):
+            # (Past `max_waiting` counted, the oldest are no longer here to measure: the
+            # span is left as it was, as for a correction.)
+            times = [t for t, *_ in self._counted.values()]
+            self._first, self._last = min(times), max(times)
 
     def _count(
         self,

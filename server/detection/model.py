@@ -1563,6 +1563,30 @@ class ModelSlot:
                 examples.append((x, is_fraud, w))
         return examples, missing
 
+    def withdrawn_examples(
+        self, withdrawn: Iterable[tuple[str, bool]], stored: Mapping[str, tuple[str, bytes]]
+    ) -> tuple[list[tuple[bytes, bool, float]], int]:
+        """The take-backs of labels withdrawn with nothing in their place (by transaction
+        id: was it fraud?; an alert reopened): as a correction's take-back, the inputs
+        (remembered, else `stored`) with the negative of the weight the label was learnt
+        with, none if it was left out or learnt without inputs. The transaction's `given`
+        goes: the model holds nothing of it any more. Also how many could not be taken back
+        for want of inputs this model can read (they stay counted)."""
+        examples: list[tuple[bytes, bool, float]] = []
+        missing = 0
+        for tx_id, was in withdrawn:
+            x = self.remembered.get(tx_id)
+            if x is None:
+                found = stored.get(tx_id)
+                x = None if found is None else remembered_entry(*found)
+            given = self.given.get(tx_id)
+            if x is not None:
+                self._take_back(examples, x, tx_id, not was, {tx_id: was})
+            elif given is None or given[1] is not None:
+                missing += 1  # something was learnt, or may have been: not taken back
+            self.given.pop(tx_id, None)
+        return examples, missing
+
     def _give(self, tx_id: str, is_fraud: bool, weight: float | None) -> float | None:
         given = self.given
         given.pop(tx_id, None)

@@ -15,7 +15,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from server.auth import Principal
-from server.learning import learn_stored_labels
+from server.learning import learn_stored_labels, withdraw_label
 from server.state import LABEL_CHANGES, SCORECARD, SETTINGS, STATS, STORE, TRAINER
 from server.store.base import (
     AlertConflict,
@@ -193,8 +193,25 @@ async def reopen(request: web.Request) -> web.Response:
     if isinstance(note, web.Response):
         return note
     alert_id = request.match_info["alert_id"]
-    store = request.app[STORE]
-    return await _apply(request, alert_id, lambda: store.reopen(alert_id, who.name, note))
+    app = request.app
+
+    async def change() -> AlertEvent:
+        event, withdrawal = await app[STORE].reopen_labelled(alert_id, who.name, note)
+        if withdrawal is not None:
+            # The store took back the label the resolution gave, in the same commit: the
+            # model, the scorecard and merchant risk take it back too (a mistaken "fraud"
+            # undone must not go on teaching them).
+            await withdraw_label(
+                app[STORE],
+                app.get(TRAINER),
+                app[SCORECARD],
+                app[LABEL_CHANGES],
+                withdrawal,
+                app[STATS],
+            )
+        return event
+
+    return await _apply(request, alert_id, change)
 
 
 async def add_note(request: web.Request) -> web.Response:
