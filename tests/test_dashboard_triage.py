@@ -1142,6 +1142,106 @@ async def test_bulk_resolve_keeps_the_note_and_retries_what_failed(
     assert alice.problems == []
 
 
+async def test_u_undoes_a_bulk_resolve_but_what_others_changed_meanwhile(
+    browser: Browser, server: TestServer, ingest: Ingest, http: aiohttp.ClientSession
+) -> None:
+    """A bulk resolve's notice offers Undo as a single resolve's does: u (or the button)
+    reopens the alerts that resolve resolved, and only those; one another analyst changed
+    meanwhile is left as they left it, and the notice says so, with any call that failed."""
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids = await selected_travel_alerts(alice, ingest, "u", 4, ticked=3)
+    await page.locator("#bulk-bar").get_by_role("button", name="Resolve fraud").click()
+    await alice.press("Enter")
+    notice = page.locator('#notices .notice[data-key="bulk"]')
+    await expect(notice.locator(".notice-text")).to_have_text("Resolved as fraud 3 of 3.")
+    await expect(notice.get_by_role("button", name="Undo (u)")).to_be_visible()
+
+    # Bob reopens the second and resolves it as legitimate before alice undoes hers.
+    bob, csrf = await analyst_http(server, "bob")
+    async with bob:
+        for action, body in (("reopen", {}), ("resolve", {"disposition": "legitimate"})):
+            url = server.make_url(f"/api/v1/alerts/{ids[1]}/{action}")
+            async with bob.post(url, json=body, headers={"X-CSRF-Token": csrf}) as r:
+                assert r.status == 200, await r.text()
+    await expect(alice.cell(ids[1], STATUS)).to_have_text("Resolved Legitimate")
+
+    await alice.press("u")
+    await expect(alice.cell(ids[0], STATUS)).to_have_text("Open")
+    await expect(alice.cell(ids[2], STATUS)).to_have_text("Open")
+    await expect(notice.locator(".notice-text")).to_have_text(
+        "Reopened 2 of the 3 alerts just resolved. 1 changed by others meanwhile, left as it is."
+    )
+    await expect(notice.locator("li")).to_have_text(
+        ["Account acct-u1: resolved as legitimate by bob meanwhile, left as it is"]
+    )
+    await expect(alice.cell(ids[1], STATUS)).to_have_text("Resolved Legitimate")
+    await expect(alice.cell(ids[3], STATUS)).to_have_text("Open")  # never part of it
+    statuses = {}
+    for alert_id in ids:
+        async with http.get(server.make_url(f"/api/v1/alerts/{alert_id}")) as r:
+            statuses[alert_id] = (await r.json())["alert"]["status"]
+    assert list(statuses.values()) == ["open", "resolved", "open", "open"]
+    # Once is enough, as for a single resolve.
+    await notice.get_by_role("button", name="Dismiss").click()
+    await alice.press("u")
+    await expect(page.locator(".notice", has_text="Nothing to undo")).to_be_visible()
+
+    # The button does the same; a reopen that fails is named, the rest reopened.
+    for alert_id in (ids[0], ids[2], ids[3]):
+        await alice.row(alert_id).get_by_role("checkbox").check()
+    await page.locator("#bulk-bar").get_by_role("button", name="Resolve fraud").click()
+    await alice.press("Enter")
+    await expect(notice.locator(".notice-text")).to_have_text("Resolved as fraud 3 of 3.")
+    await page.route(f"**/api/v1/alerts/{ids[2]}/reopen", answer_busy)
+    await notice.get_by_role("button", name="Undo (u)").click()
+    await expect(notice.locator(".notice-text")).to_have_text(
+        "Reopened 2 of the 3 alerts just resolved. 1 failed."
+    )
+    await expect(notice.locator("li")).to_have_text(
+        ["Account acct-u2: not reopened, The store is busy."]
+    )
+    await expect(alice.cell(ids[0], STATUS)).to_have_text("Open")
+    await expect(alice.cell(ids[2], STATUS)).to_have_text("Resolved Fraud")
+    await expect(alice.cell(ids[3], STATUS)).to_have_text("Open")
+    assert alice.problems == []
+
+
+async def test_a_bulk_resolve_with_conflicts_offers_to_undo_what_went_through(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    """Its summary stays until dismissed, naming the conflict: the undo is a notice of its
+    own, timed as a single resolve's, and reopens the alerts that were resolved alone."""
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids = await selected_travel_alerts(alice, ingest, "w", 3)
+    bob, csrf = await analyst_http(server, "bob")
+    async with bob:
+        url = server.make_url(f"/api/v1/alerts/{ids[0]}/ack")
+        async with bob.post(url, json={}, headers={"X-CSRF-Token": csrf}) as r:
+            assert r.status == 200, await r.text()
+    await expect(alice.cell(ids[0], OWNER)).to_have_text("bob")
+    await page.locator("#bulk-bar").get_by_role("button", name="Resolve fraud").click()
+    await alice.press("Enter")
+    summary = page.locator('#notices .notice[data-key="bulk"]')
+    await expect(summary.locator(".notice-text")).to_have_text(
+        "Resolved as fraud 2 of 3. 1 conflict."
+    )
+    await expect(summary.get_by_role("button", name="Undo (u)")).to_have_count(0)
+    undo = page.locator('#notices .notice[data-key="undo"]')
+    await expect(undo.locator(".notice-text")).to_have_text("Resolved as fraud: 2 alerts.")
+    await expect(page.get_by_role("dialog")).to_be_hidden()
+    await alice.press("u")
+    await expect(alice.cell(ids[1], STATUS)).to_have_text("Open")
+    await expect(alice.cell(ids[2], STATUS)).to_have_text("Open")
+    await expect(alice.cell(ids[0], STATUS)).to_have_text("Acknowledged")
+    await expect(undo).to_be_hidden()
+    await expect(summary.locator(".notice-text")).to_have_text(
+        "Reopened 2 of the 2 alerts just resolved."
+    )
+    assert alice.problems == []
+
+
 async def test_bulk_resolve_given_up_keeps_what_failed_selected(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

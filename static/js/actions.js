@@ -29,7 +29,9 @@ export class Actions {
     this.busy = false;
     this._bulk = null; // the bulk resolve whose dialog is open
     this._single = null; // the single resolve whose dialog is open: {alert, addNote}
-    this._undoable = null; // the alert id the undo notice would reopen
+    // The latest resolve u would undo, while its notice (`key`) shows: {key, alerts, bulk},
+    // `alerts` as the resolve's answers left them.
+    this._undo = null;
   }
 
   acknowledge(alert) {
@@ -52,18 +54,30 @@ export class Actions {
   // at once. Its notice says what was resolved and offers to reopen it, with a button and
   // with u, for as long as the notice shows.
   _offerUndo(alert, disposition) {
-    this._undoable = alert.id;
+    const offer = { key: "undo", alerts: [alert], bulk: false };
+    this._undo = offer;
     this.notices.show(`Resolved as ${disposition}: alert for ${describeAlert(alert)}.`, {
       key: "undo",
-      action: { text: "Undo (u)", run: () => this.undo() },
+      action: this._undoAction(offer),
     });
   }
 
-  // u: reopens the alert just resolved, while its notice shows. Returns whether it did.
-  undo() {
-    const alert = this.notices.has("undo") ? this.store.get(this._undoable) : null;
-    this.notices.clear("undo");
-    this._undoable = null;
+  // The notice's button undoes the resolve it tells of; u, the latest.
+  _undoAction(offer) {
+    return { text: "Undo (u)", run: () => this.undo(offer) };
+  }
+
+  // u: reopens what the resolve just made resolved (one alert, or a bulk resolve's), while
+  // its notice shows. Returns whether there was anything to undo.
+  undo(offer = this._undo) {
+    const live = offer && this.notices.has(offer.key) ? offer : null;
+    if (live) this.notices.clear(live.key);
+    if (offer === this._undo) this._undo = null;
+    if (live?.bulk) {
+      this._undoBulk(live.alerts);
+      return true;
+    }
+    const alert = live ? this.store.get(live.alerts[0].id) : null;
     if (!alert || alert.status !== "resolved") {
       this.notices.show("Nothing to undo: u reopens the alert you just resolved.", {
         key: "undo-none",
@@ -74,6 +88,62 @@ export class Actions {
       if (outcome.ok) this.notices.show(`Reopened: alert for ${describeAlert(outcome.alert)}.`);
     });
     return true;
+  }
+
+  // A bulk resolve undone: reopens the alerts it resolved that are still as it left them
+  // (resolved, by whom, as what, and not changed since: `updated_at`), one call each as it
+  // resolved them; one another analyst has changed meanwhile (reopened, resolved again,
+  // noted) is left as it is, and the summary names it, with any call that failed.
+  async _undoBulk(resolved) {
+    const still = [];
+    const changed = [];
+    for (const mine of resolved) {
+      const now = this.store.get(mine.id) ?? mine;
+      const same =
+        now.status === "resolved" &&
+        now.owner === mine.owner &&
+        now.disposition === mine.disposition &&
+        now.updated_at === mine.updated_at;
+      (same ? still : changed).push(now);
+    }
+    const results = still.length
+      ? await this._each(still, (alert) => api.reopenAlert(alert.id), () => {})
+      : [];
+    const done = results.filter((r) => r.ok).length;
+    const conflicts = results.filter((r) => r.conflict);
+    const failed = results.filter((r) => !r.ok && !r.conflict);
+    const skipped = still.length - results.length;
+    const n = resolved.length;
+    const parts = [`Reopened ${done} of the ${n} alert${n > 1 ? "s" : ""} just resolved.`];
+    if (changed.length) {
+      const them = changed.length > 1 ? "they are" : "it is";
+      parts.push(`${changed.length} changed by others meanwhile, left as ${them}.`);
+    }
+    if (conflicts.length)
+      parts.push(`${conflicts.length} conflict${conflicts.length > 1 ? "s" : ""}.`);
+    if (failed.length) parts.push(`${failed.length} failed.`);
+    if (skipped) parts.push(`${skipped} not tried.`);
+    const by = (now) => (now.owner ? ` by ${holderName(now.owner, this.me)}` : "");
+    const details = [
+      ...changed.map((now) => {
+        let what = now.status === "open" ? "reopened" : `${now.status}${by(now)}`;
+        if (now.status === "resolved" && now.disposition) {
+          what = `resolved as ${now.disposition}${by(now)}`;
+        }
+        return `Account ${now.account_id}: ${what} meanwhile, left as it is`;
+      }),
+      ...[...conflicts, ...failed].map((r) => {
+        const now = r.error.body?.alert;
+        const why = r.conflict && now?.status ? `already ${now.status}${by(now)}` : r.error.message;
+        return `Account ${r.alert.account_id}: not reopened, ${why}`;
+      }),
+    ];
+    this.notices.show(parts.join(" "), {
+      kind: details.length ? "warning" : "info",
+      sticky: details.length > 0,
+      key: "bulk",
+      details,
+    });
   }
 
   addNote(alert, text) {
@@ -315,8 +385,35 @@ export class Actions {
     if (!results.size) return null;
     const done = [...results.values()];
     // All taken by others: bulkMeanwhile's notice said so, there is nothing to summarise.
-    if (bulk.targets.length) this._summarise(`Resolved as ${disposition}`, alerts, done);
+    if (bulk.targets.length) {
+      // Undone as a single resolve is, for as long as its notice would show: all resolved,
+      // from the summary; with conflicts or failures the summary stays until dismissed, and
+      // a notice of its own, timed as the single resolve's, offers to reopen those that
+      // went through.
+      const resolved = done.filter((r) => r.ok).map((r) => r.alert);
+      const sticky = done.some((r) => !r.ok);
+      const offer = resolved.length
+        ? { key: sticky ? "undo" : "bulk", alerts: resolved, bulk: true }
+        : null;
+      const action = offer && !sticky ? this._undoAction(offer) : null;
+      this._summarise(`Resolved as ${disposition}`, alerts, done, action);
+      if (offer) this._offerBulkUndo(offer, disposition);
+    }
     return done;
+  }
+
+  _offerBulkUndo(offer, disposition) {
+    this._undo = offer;
+    if (offer.key !== "undo") {
+      this.notices.clear("undo"); // an older single resolve's offer: u now undoes this one
+      return;
+    }
+    const n = offer.alerts.length;
+    const what = n === 1 ? `alert for ${describeAlert(offer.alerts[0])}` : `${n} alerts`;
+    this.notices.show(`Resolved as ${disposition}: ${what}.`, {
+      key: "undo",
+      action: this._undoAction(offer),
+    });
   }
 
   // The live feed changed alerts while the bulk resolve dialog is open and not waiting for
@@ -401,6 +498,7 @@ export class Actions {
 
   // Nothing left for a bulk resolve to do: others took every alert it was about.
   _allTaken(bulk) {
+    if (this._undo?.key === "bulk") this._undo = null; // its notice goes
     const left = [...bulk.results.values()].filter((r) => r.left);
     let text;
     if (left.every((r) => r.left === "resolved")) {
@@ -438,7 +536,9 @@ export class Actions {
     return results;
   }
 
-  _summarise(verb, alerts, results) {
+  // `action`: a button for the notice (a bulk resolve's Undo).
+  _summarise(verb, alerts, results, action = null) {
+    if (this._undo?.key === "bulk") this._undo = null; // its notice goes
     const done = results.filter((r) => r.ok).length;
     const conflicts = results.filter((r) => r.conflict);
     const failed = results.filter((r) => !r.ok && !r.conflict);
@@ -460,6 +560,7 @@ export class Actions {
       sticky: details.length > 0,
       key: "bulk",
       details,
+      action,
     });
   }
 }

@@ -7,7 +7,7 @@
 //   Enter   open the details             f  resolve fraud     /  search
 //   Esc     close the details            l  resolve legit     ?  this list
 //   n       take the next alert          c  write a note (the drawer's note box)
-//   u       undo the resolve just made (reopen it, while its notice shows)
+//   u       undo the resolve just made (reopen it, or a bulk resolve's, while its notice shows)
 //   PageDown / PageUp   a page of alerts down / up    Home / End   the first / last alert
 //   ↓ / ↑   next / previous alert, as j / k       Space / Shift+Space   as PageDown / PageUp
 //
