@@ -499,7 +499,7 @@ def _stored(data_dir: Path, before: float) -> tuple[int, int]:
 
 # A minute of the stream's past, five times the demo's share of fraud: enough frauds of every
 # kind to be sure of several, and a few seconds of warm-up.
-WARM_UP = {"FRAUDWATCH_SIMULATOR_HISTORY": "60", "FRAUDWATCH_FRAUD_RATE": "0.1"}
+WARM_UP = {"FRAUDWATCH_SIMULATOR_HISTORY": "300", "FRAUDWATCH_FRAUD_RATE": "0.1"}
 
 
 def test_a_fresh_demo_opens_on_the_alerts_of_its_recent_past_with_the_model_in_use(
