@@ -71,6 +71,23 @@ CSP = (
 )
 
 
+def _is_api(path: str) -> bool:
+    return path.startswith("/api/") or path == "/api"
+
+
+async def _no_endpoint(request: web.Request) -> str:
+    """The 404 message for an API path no route matches: the path, and the likeliest fix."""
+    path = request.path
+    stripped = path.rstrip("/")
+    if stripped != path and stripped:
+        match = await request.app.router.resolve(request.clone(rel_url=stripped))
+        if match.http_exception is None or match.http_exception.status == 405:
+            return f"No API endpoint at {path}: did you mean {stripped} (no trailing slash)?"
+    if not path.startswith("/api/v1/"):
+        return f"No API endpoint at {path}: the API's paths start /api/v1/ (docs/api.md)"
+    return f"No API endpoint at {path}: docs/api.md lists the endpoints"
+
+
 @web.middleware
 async def errors(request: web.Request, handler: api.Handler) -> web.StreamResponse:
     """API callers always get the JSON error shape, even for aiohttp's own 404/405/413."""
@@ -78,7 +95,7 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
         return await handler(request)
     except web.HTTPException as exc:
         # /healthz answers JSON too, to load balancers and scripts.
-        if exc.status < 400 or not (request.path.startswith("/api/") or request.path == "/healthz"):
+        if exc.status < 400 or not (_is_api(request.path) or request.path == "/healthz"):
             raise
         if exc.status == 413:
             # aiohttp's, from reading a body over client_max_size (max_body_bytes).
@@ -90,6 +107,10 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
             # Allow header; the message says it in words, as every other error does.
             taken = ", ".join(sorted(exc.allowed_methods))
             message = f"{exc.method} is not allowed on {request.path}: it takes {taken}"
+        elif isinstance(exc, web.HTTPNotFound):
+            # No route (handlers answer their own 404s, naming what is missing): "Not
+            # Found" alone left the caller to find the typo, the version or the slash.
+            message = await _no_endpoint(request)
         response = json_response(api.error_for_status(exc.status, message), status=exc.status)
         # A 405 must say which methods the resource takes (RFC 9110, 15.5.6).
         if "Allow" in exc.headers:

@@ -611,6 +611,30 @@ async def test_a_wrong_method_is_answered_in_the_error_shape_saying_what_the_pat
     assert (page.status, page.content_type) == (405, "text/plain")
 
 
+async def test_an_unknown_api_path_is_answered_in_the_error_shape_naming_the_path(
+    client: TestClient,
+) -> None:
+    # The 404 said aiohttp's reason alone, "Not Found", and `/api` (no slash) answered it
+    # as text: an integrator with a typo or another version in the URL had to guess which.
+    for method, path, hint in (
+        ("GET", "/api/v1/transaction/x", "docs/api.md lists the endpoints"),
+        ("POST", "/api/v2/transactions", "the API's paths start /api/v1/"),
+        ("GET", "/api/v1/alerts/", "did you mean /api/v1/alerts (no trailing slash)?"),
+        ("POST", "/api/v1/transactions/", "did you mean /api/v1/transactions"),
+        ("GET", "/api", "the API's paths start /api/v1/"),
+    ):
+        resp = await client.request(method, path, headers=AUTH)
+        assert resp.status == 404, path
+        assert resp.content_type == "application/json", (path, await resp.text())
+        error = (await resp.json())["error"]
+        assert error["code"] == "not_found"
+        assert error["message"].startswith(f"No API endpoint at {path}: "), error
+        assert hint in error["message"], error
+    # A page keeps aiohttp's own answer, a person's browser reading it.
+    page = await client.get("/no-such-page")
+    assert (page.status, page.content_type) == (404, "text/plain")
+
+
 async def test_pages_carry_security_headers_and_static_revalidates(client: TestClient) -> None:
     login = await client.get("/login")
     assert login.status == 200
