@@ -6,6 +6,7 @@ import argparse
 import codecs
 import csv
 import datetime as dt
+import errno
 import gzip
 import io
 import os
@@ -73,6 +74,23 @@ _json_object = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
 
 class SourceError(Exception):
     """The file or the flags cannot be used at all (as opposed to one bad row)."""
+
+
+# Why a file cannot be opened, in words: Python's own (`[Errno 2] No such file or
+# directory: '/nope.csv'`) reads as a crash. Other errors say their strerror.
+_CANNOT_READ = {
+    errno.ENOENT: "no such file",
+    errno.EISDIR: "it is a directory",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+def cannot_read(path: Path, exc: OSError) -> OSError:
+    """The OSError to raise for `path` failing to open: its message, `cannot read PATH:
+    WHY`, is the command line's error (an OSError still: the exit status stays 1)."""
+    why = _CANNOT_READ.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
+    return OSError(f"cannot read {path}: {why}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,7 +630,10 @@ class Source:
         self._unread_values: list[str] = []
         self._not_utf8 = [0]  # byte sequences read as U+FFFD (`_replacing`)
         self.by_alias: dict[str, str] = {}
-        self._raw: io.BufferedReader = open(path, "rb")  # noqa: SIM115 (closed by close())
+        try:
+            self._raw: io.BufferedReader = open(path, "rb")  # noqa: SIM115 (closed by close())
+        except OSError as exc:
+            raise cannot_read(path, exc) from None
         try:
             self._size = os.fstat(self._raw.fileno()).st_size
             gzipped = self._raw.peek(2)[:2] == b"\x1f\x8b"

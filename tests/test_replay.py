@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import csv
 import datetime as dt
+import errno
 import gzip
 import io
 import json
@@ -35,6 +36,7 @@ from server.replay_source import (
     Source,
     SourceError,
     SourceOptions,
+    cannot_read,
     parse_mapping,
     parse_timezone,
 )
@@ -1048,3 +1050,26 @@ async def test_a_replay_outlives_a_restart_of_its_server(
     await second.close()
     with contextlib.closing(sqlite3.connect(settings.db_path)) as conn:
         assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (40,)
+
+
+@pytest.mark.parametrize("command", ["replay", "backtest"])
+@pytest.mark.parametrize("parallel", ["off", "on"])
+def test_a_file_that_cannot_be_read_is_one_line_naming_it_and_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, parallel: str
+) -> None:
+    # It was Python's own `error: [Errno 2] No such file or directory: '/nope.csv'`.
+    flags = ["--parallel", parallel, *(["--label", "is_fraud"] if command == "backtest" else [])]
+    missing = tmp_path / "nope.csv"
+    assert main([command, str(missing), *flags]) == 1
+    assert capsys.readouterr().err == f"error: cannot read {missing}: no such file\n"
+    assert main([command, str(tmp_path), *flags]) == 1
+    assert capsys.readouterr().err == f"error: cannot read {tmp_path}: it is a directory\n"
+
+
+def test_why_a_file_cannot_be_read_is_said_in_words() -> None:
+    # Tests run as root here, whom no file mode stops: the wording is checked directly.
+    path = Path("/data/tx.csv")
+    denied = PermissionError(errno.EACCES, "Permission denied", str(path))
+    assert str(cannot_read(path, denied)) == f"cannot read {path}: permission denied"
+    other = OSError(errno.EIO, "Input/output error", str(path))
+    assert str(cannot_read(path, other)) == f"cannot read {path}: input/output error"
