@@ -74,6 +74,9 @@ class ClientOptions:
     # (measured with tracemalloc), so ~60 MB, 5.5 minutes of a 300 tx/s feed. Past it,
     # new ones are dropped.
     max_backlog: int = 100_000
+    # Past max_backlog, one line when it fills, then the count dropped since at most this
+    # often: each tick's drop was a line of its own, 5 a second at --batch-ms 200.
+    backlog_report_s: float = 5.0
     retry_base_s: float = 1.0
     retry_max_s: float = 30.0
     # After --duration or Ctrl-C: how long to keep trying to deliver what is held.
@@ -255,6 +258,13 @@ class Sender:
         self.too_large = 0
         self.too_large_ids = ("", "")
         self.too_large_why = ""
+        # Dropped past max_backlog since the last line said so: how many, the first and
+        # last ids; whether the backlog is full (its first drop said), and when the last
+        # line was printed.
+        self.full = False
+        self.over = 0
+        self.over_ids = ("", "")
+        self.over_said = 0.0
 
     def hold(self, batch: list[Labeled]) -> None:
         stats = self.stats
@@ -263,16 +273,51 @@ class Sender:
         if len(batch) > room:
             lost = batch[room:]
             stats.dropped += len(lost)
+            self._over_backlog(lost)
+            batch = batch[:room]
+        elif self.full:
+            # Room again: the server caught up. What this episode dropped since its last
+            # line is said now, and the next time the backlog fills is said at once.
+            self._say_over_backlog()
+            self.full = False
+        self.backlog.extend(batch)
+        stats.waiting = len(self.backlog)
+
+    def _over_backlog(self, lost: list[Labeled]) -> None:
+        """`lost` dropped past max_backlog: named when the backlog fills, then counted, and
+        said at most every `backlog_report_s`."""
+        now = time.monotonic()
+        if not self.full:
+            self.full = True
+            self.over_said = now
             print(
                 f"dropping {len(lost)} transactions ({lost[0].transaction.id} .. "
                 f"{lost[-1].transaction.id}): {len(self.backlog)} already wait for the "
-                f"server (--max-backlog {self.options.max_backlog})",
+                f"server (--max-backlog {self.options.max_backlog}); more are counted, not "
+                f"named, one line at most every {self.options.backlog_report_s:g} s",
                 file=self.out,
                 flush=True,
             )
-            batch = batch[:room]
-        self.backlog.extend(batch)
-        stats.waiting = len(self.backlog)
+            return
+        self.over += len(lost)
+        self.over_ids = (self.over_ids[0] or lost[0].transaction.id, lost[-1].transaction.id)
+        if now - self.over_said >= self.options.backlog_report_s:
+            self._say_over_backlog()
+
+    def _say_over_backlog(self) -> None:
+        """Print how many were dropped past max_backlog since the last line, if any."""
+        if self.over:
+            first, last = self.over_ids
+            print(
+                f"dropped {self.over} more over --max-backlog {self.options.max_backlog} "
+                f"since the last line ({first} .. {last}); {len(self.backlog)} wait for "
+                "the server",
+                file=self.out,
+                flush=True,
+            )
+        self.over = 0
+        self.over_ids = ("", "")
+        self.over_said = time.monotonic()
 
     async def deliver(self) -> None:
         """Post held batches, oldest first, until none is left or one gets no final answer
@@ -354,6 +399,7 @@ class Sender:
         self.stats.waiting = len(self.backlog)
 
     def give_up(self) -> None:
+        self._say_over_backlog()
         if self.too_large > NAMED_DROPS:
             first, last = self.too_large_ids
             print(

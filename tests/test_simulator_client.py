@@ -188,6 +188,45 @@ async def test_past_max_backlog_new_transactions_are_dropped_and_said_so(
     assert "(--max-backlog 40)" in out.getvalue() and "gave up on 40 transactions" in out.getvalue()
 
 
+@pytest.mark.parametrize("every_s", [3600.0, 0.0])
+async def test_drops_past_max_backlog_are_said_once_then_counted_at_most_every_interval(
+    aiohttp_server: Any, every_s: float
+) -> None:
+    # Each tick's drop was a line of its own: 5 a second at --batch-ms 200, for as long as
+    # the server was away. Now one line when the backlog fills, then one at most every
+    # `backlog_report_s` (5 s) with the count dropped since, the rest before `done`.
+    app = scripted_ingest(*[(503, {})] * 10_000)
+    server = await aiohttp_server(app)
+    options = scripted_options(
+        server, rate=500.0, batch_ms=20.0, max_backlog=40, drain_s=0.0, backlog_report_s=every_s
+    )
+    stop = asyncio.Event()
+    out = io.StringIO()
+    task = asyncio.create_task(run_client(options, stop=stop, out=out))
+    while "dropping" not in out.getvalue():
+        await next_post(app)
+    for _ in range(10):  # ten more ticks, each dropping all it makes
+        await next_post(app)
+    stop.set()
+    stats = await asyncio.wait_for(task, timeout=30)
+
+    lines = out.getvalue().splitlines()
+    first = [line for line in lines if line.startswith("dropping ")]
+    since = [line for line in lines if line.startswith("dropped ")]
+    assert len(first) == 1 and first[0].endswith(
+        f"(--max-backlog 40); more are counted, not named, one line at most every {every_s:g} s"
+    )
+    counted = [int(re.findall(r"^dropping (\d+) ", first[0])[0])]
+    counted += [int(re.findall(r"^dropped (\d+) more over --max-backlog ", x)[0]) for x in since]
+    if every_s:
+        assert len(since) == 1  # the rest, totalled before the end
+    else:
+        assert len(since) >= 10  # one a tick: the interval is 0
+    # Every transaction dropped is in a line, once; with the 40 given up on at the end.
+    assert sum(counted) + 40 == stats.dropped == stats.generated
+    assert "gave up on 40 transactions" in out.getvalue()
+
+
 async def test_a_500_is_tried_three_times_then_reported(aiohttp_server: Any) -> None:
     app = scripted_ingest((500, {}), (500, {}), (500, {}))
     server = await aiohttp_server(app)
