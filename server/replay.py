@@ -46,10 +46,16 @@ TICK_S = 0.05
 RETRIES = 8
 RETRY_WAIT_MAX_S = 5.0
 # Until the server has answered a request (any HTTP status), a connection that cannot be
-# made (refused, a host name that does not resolve) is tried this many times, 0.5 and 1 s
-# apart: nothing listens there, and 22 s of tries only put the error off. A server that
-# has answered and then refuses connections is restarting: it gets every try.
+# made (refused, a host name that does not resolve, not made within CONNECT_TIMEOUT_S:
+# packets dropped) is tried this many times, 0.5 and 1 s apart: nothing listens there, and
+# 22 s of tries only put the error off. A server that has answered and then refuses
+# connections is restarting: it gets every try.
 FIRST_CONNECT_TRIES = 3
+# A request's answer may take a while (a big batch, a busy server), its connection should
+# not: without a connect timeout, each try to a host that drops packets (a firewall, a
+# wrong address on a routed network) waited the whole REQUEST_TIMEOUT_S.
+REQUEST_TIMEOUT_S = 120.0
+CONNECT_TIMEOUT_S = 10.0
 FLAGGED = ("review", "block")
 
 
@@ -326,7 +332,8 @@ async def _send(
             summary.last_error = f"{type(exc).__name__}: {exc}"
             tries = attempt + 1
             if (
-                isinstance(exc, aiohttp.ClientConnectorError)
+                # Refused, unresolved, or not made within the connect timeout.
+                isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
                 and not summary.reached
                 and tries >= FIRST_CONNECT_TRIES
             ):
@@ -373,13 +380,15 @@ async def replay_to_target(
     speed: float | None = None,
     batch_size: int = 1000,
     progress: Progress | None = None,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> ReplaySummary:
-    """POST valid rows as NDJSON batches to `target`, one request in flight to keep order."""
+    """POST valid rows as NDJSON batches to `target`, one request in flight to keep order.
+    A connection not made within `connect_timeout_s` is a try that failed."""
     summary = ReplaySummary()
     pacer = Pacer(speed) if speed is not None else None
     url = target.rstrip("/") + INGEST_PATH
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/x-ndjson"}
-    timeout = aiohttp.ClientTimeout(total=120)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S, sock_connect=connect_timeout_s)
     batch: list[Row] = []
     in_flight: asyncio.Task[None] | None = None
     start = time.perf_counter()

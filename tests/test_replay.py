@@ -10,8 +10,10 @@ import errno
 import gzip
 import io
 import json
+import socket
 import sqlite3
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -874,6 +876,42 @@ def test_a_replay_to_a_server_that_is_down_is_one_error_line(
     assert err.endswith(
         f"; is a server running at http://127.0.0.1:{port}? Nothing was replayed.\n"
     ), err
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[int]:
+    """A port whose listener's queue is full: the kernel drops each further SYN, as a host
+    behind a dropping firewall does, so a connection neither opens nor is refused."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        with contextlib.ExitStack() as held:
+            for _ in range(4):  # never accepted: they fill the queue
+                sock = held.enter_context(socket.socket())
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    sock.connect(("127.0.0.1", port))
+            yield port
+
+
+async def test_a_target_that_drops_packets_is_given_up_on_after_three_connect_timeouts(
+    tmp_path: Path,
+) -> None:
+    # Only ClientTimeout(total=120) bounded a try: each of 8 tries to a host that drops
+    # packets waited 120 s. A connection not made within the connect timeout (10 s by
+    # default; short here) is now one that cannot be made: 3 tries, as a refused one.
+    path = write_csv(tmp_path / "f.csv", HEADER, _card_testing_rows(5))
+    with blackhole() as port, Source(path, SourceOptions(mapping=MAPPING)) as source:
+        summary = await replay_to_target(
+            source, f"http://127.0.0.1:{port}", API_KEY, connect_timeout_s=0.2
+        )
+    assert summary.stopped is not None and not summary.answered
+    assert summary.stopped.startswith(
+        f"cannot connect to http://127.0.0.1:{port}/api/v1/transactions (3 tries, 0.5 and 1 s "
+        "apart): ConnectionTimeoutError: "
+    ), summary.stopped
+    assert summary.failed == 5
 
 
 async def test_replay_command_into_a_running_server_paced(
