@@ -70,8 +70,7 @@ class TxQueue:
         self.maxsize = maxsize
         self._items: deque[Submission] = deque()
         self._size = 0
-        self._closed = False
-        self._closing = asyncio.Event()
+        self._closed = asyncio.Event()
         self._not_empty = asyncio.Event()
         self._space = asyncio.Condition()
         self._wake_putters: asyncio.Task[None] | None = None
@@ -85,17 +84,17 @@ class TxQueue:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._closed.is_set()
 
     async def put(self, sub: Submission) -> None:
-        if self._closed:
+        if self.closed:
             raise IntakeClosed
         async with self._space:
             # An oversized submission still goes in when the queue is empty, or it never would.
             await self._space.wait_for(
-                lambda: self._closed or self._size == 0 or self._size + len(sub) <= self.maxsize
+                lambda: self.closed or self._size == 0 or self._size + len(sub) <= self.maxsize
             )
-            if self._closed:
+            if self.closed:
                 raise IntakeClosed
             self._items.append(sub)
             self._size += len(sub)
@@ -103,12 +102,11 @@ class TxQueue:
 
     async def wait_closed(self) -> None:
         """Until close() is called."""
-        await self._closing.wait()
+        await self._closed.wait()
 
     def close(self) -> None:
         """Refuse new submissions; what is queued is still handed out."""
-        self._closed = True
-        self._closing.set()
+        self._closed.set()
         self._not_empty.set()
         # Feeds waiting for room hear it now, not when the loop next takes a batch (which
         # may be a while if it is retrying a failing store).
@@ -139,12 +137,12 @@ class TxQueue:
         next one, as many transactions a batch as before."""
         idle = not self._items
         while not self._items:
-            if self._closed:
+            if self.closed:
                 return []
             await self._not_empty.wait()
         batch: list[Submission] = []
         count = self._take(batch, 0, limit)
-        if count < limit and not self._closed and not idle:
+        if count < limit and not self.closed and not idle:
             await asyncio.sleep(wait)
             count = self._take(batch, count, limit)
         async with self._space:
