@@ -351,7 +351,14 @@ _EXPECTED = {
     str: "a string",
     Path: "a path, as a string",
 }
-_TOML_TYPE = {bool: "a boolean", int: "a whole number", float: "a decimal number", str: "a string"}
+_TOML_TYPE = {
+    bool: "a boolean",
+    int: "a whole number",
+    float: "a decimal number",
+    str: "a string",
+    list: "an array",
+    dict: "a table",
+}
 
 
 def _fits(target: Any, value: Any) -> bool:
@@ -368,8 +375,6 @@ def _check_toml_type(key: str, name: str, value: Any, source: str) -> None:
     target = _target(name)
     if _fits(target, value):
         return
-    if isinstance(value, dict | list):
-        return  # _coerce's "expected a single value" / "expected a path"
     got = _TOML_TYPE.get(type(value), "a date or time")
     reason = f"expected {_EXPECTED[target]}, not {got}"
     if isinstance(value, str):
@@ -421,8 +426,6 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if not isinstance(value, str | os.PathLike):
                 raise ValueError("expected a path, as a string")
             return Path(value).expanduser()
-        if isinstance(value, (dict, list)):
-            raise ValueError("expected a single value")
         return str(value)
     except ValueError as exc:
         raise ConfigError(

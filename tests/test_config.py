@@ -119,6 +119,10 @@ def test_bad_file_values_name_the_setting(tmp_path: Path, line: str, message: st
         ("cookie_secure = 1", "1 is not valid (expected true or false, not a whole number)"),
         ("host = 127", "127 is not valid (expected a string, not a whole number)"),
         ("api_key = true", "true is not valid (expected a string, not a boolean)"),
+        # An array or a table was a TypeError from int() or float(), with a traceback.
+        ("port = [8109]", "[8109] is not valid (expected a whole number, not an array)"),
+        ("rate = {per_second = 5}", "{'per_second': 5} is not valid (expected a number, not a "
+         "table)"),
     ],
 )  # fmt: skip
 def test_a_file_value_of_the_wrong_toml_type_is_refused(
