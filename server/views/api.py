@@ -59,8 +59,12 @@ async def permitted(
 
 
 _BOM = b"\xef\xbb\xbf"  # the UTF-8 byte order mark
-NDJSON_TYPES = frozenset(
-    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+# In the order a 415 lists them (ACCEPTED_TYPES): the one to use first.
+NDJSON_TYPES = (
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
 )
 NDJSON_HINT = (
     "; one JSON object per line is NDJSON: send it with Content-Type: application/x-ndjson"
@@ -79,14 +83,8 @@ _RUN_ON = re.compile(rb"}\s*{")
 JSON_TYPES = frozenset(
     {"application/json", "application/x-www-form-urlencoded", "application/octet-stream"}
 )
-ACCEPTED_TYPES = (
-    "application/json",
-    "application/x-ndjson",
-    "application/ndjson",
-    "application/jsonl",
-    "application/x-jsonlines",
-    "application/x-www-form-urlencoded",
-)
+# What a 415 lists as taken (`accepted`): all but the generic type, which says nothing.
+ACCEPTED_TYPES = ("application/json", *NDJSON_TYPES, "application/x-www-form-urlencoded")
 _SEND = "JSON as application/json, or NDJSON as application/x-ndjson"
 
 
