@@ -134,8 +134,10 @@ def _split_body(body: bytes, content_type: str) -> tuple[list[bytes | msgspec.Ra
 
 
 async def read_body(request: web.Request) -> bytes | None:
-    """The request's body, or None once the server is shutting down (intake closed) before
-    all of it came: the caller answers `shutting_down`. When shutdown starts aiohttp stops
+    """The request's body, or None once the server is shutting down (intake closed), whether
+    or not all of it came: the caller answers `shutting_down`, as docs/guarantees.md says
+    for any ingest or labels request that comes to read its body from then on (ingest's
+    would be refused at the queue anyway). When shutdown starts aiohttp stops
     reading its connections, so a body still coming in then (a large batch on a slow link)
     never completes: the request waited for it until cancelled at the shutdown timeout,
     10 s on, and its client got no answer."""
