@@ -34,7 +34,7 @@ from server.replay_source import (
     source_options,
 )
 from server.transactions import Transaction, encode_transaction
-from server.views.responses import error_message
+from server.views.responses import FIRST_CONNECT_TRIES, cannot_connect, error_message
 from server.wording import counted
 
 INGEST_PATH = "/api/v1/transactions"
@@ -45,12 +45,10 @@ TICK_S = 0.05
 # server's Retry-After): about 22 s in all, so a replay outlives a restart of its server.
 RETRIES = 8
 RETRY_WAIT_MAX_S = 5.0
-# Until the server has answered a request (any HTTP status), a connection that cannot be
-# made (refused, a host name that does not resolve, not made within CONNECT_TIMEOUT_S:
-# packets dropped) is tried this many times, 0.5 and 1 s apart: nothing listens there, and
-# 22 s of tries only put the error off. A server that has answered and then refuses
-# connections is restarting: it gets every try.
-FIRST_CONNECT_TRIES = 3
+# Until the server has answered a request, a connection that cannot be made (refused, a
+# host name that does not resolve, or not made within CONNECT_TIMEOUT_S: packets dropped)
+# is tried FIRST_CONNECT_TRIES times (server/views/responses.py), not RETRIES: the waits
+# above begin as `first_connect_wait` does, 0.5 and 1 s.
 # A request's answer may take a while (a big batch, a busy server), its connection should
 # not: without a connect timeout, each try to a host that drops packets (a firewall, a
 # wrong address on a routed network) waited the whole REQUEST_TIMEOUT_S.
@@ -338,10 +336,7 @@ async def _send(
                 and tries >= FIRST_CONNECT_TRIES
             ):
                 summary.failed += len(batch)
-                raise TargetUnavailable(
-                    f"cannot connect to {url} ({tries} tries, 0.5 and 1 s apart): "
-                    f"{summary.last_error}"
-                ) from None
+                raise TargetUnavailable(cannot_connect(url, tries, summary.last_error)) from None
             continue
         _tally(summary, batch, reply)
         return None

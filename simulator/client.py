@@ -20,7 +20,12 @@ from typing import Any, TextIO
 import aiohttp
 
 from server.config import is_base_url
-from server.views.responses import error_message
+from server.views.responses import (
+    FIRST_CONNECT_TRIES,
+    cannot_connect,
+    error_message,
+    first_connect_wait,
+)
 from simulator.generator import Labeled, Simulator, ndjson
 
 INGEST_PATH = "/api/v1/transactions"
@@ -37,12 +42,9 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 TRIES_ON_500 = 3
 # A Retry-After beyond this is taken as a mistake, not as an order to sleep for hours.
 RETRY_AFTER_MAX_S = 300.0
-# Until the server has answered a request (any HTTP status), a connection that cannot be
-# made (refused, a host name that does not resolve) is tried this many times, 0.5 and 1 s
-# apart, then the feed stops: nothing listens there (`fraudwatch replay` does the same). A
-# server that has answered and then refuses connections is restarting: it is waited for.
-FIRST_CONNECT_TRIES = 3
-FIRST_CONNECT_WAIT_S = 0.5
+# Until the server has answered a request, a connection that cannot be made (refused, a
+# host name that does not resolve) is tried FIRST_CONNECT_TRIES times, then the feed stops,
+# by `fraudwatch replay`'s rule (server/views/responses.py).
 # Transactions alone over the server's request limit named one a line; the rest are
 # counted, and totalled at the end (a tiny limit drops every one, at the feed's rate).
 NAMED_DROPS = 3
@@ -357,11 +359,10 @@ class Sender:
                 if not self.reached:
                     if self.failures >= FIRST_CONNECT_TRIES:
                         raise TargetDown(
-                            f"cannot connect to {self.url} ({self.failures} tries, 0.5 and 1 "
-                            f"s apart): {retry}; is a server running at "
-                            f"{self.options.target.rstrip('/')}?"
+                            f"{cannot_connect(self.url, self.failures, retry)}; is a server "
+                            f"running at {self.options.target.rstrip('/')}?"
                         ) from None
-                    wait = FIRST_CONNECT_WAIT_S * 2 ** (self.failures - 1)
+                    wait = first_connect_wait(self.failures)
                 else:
                     wait = retry.after if retry.after is not None else 0.0
                     wait = max(wait, backoff(self.failures, self.options, self.rng))

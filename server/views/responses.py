@@ -55,6 +55,30 @@ def error_message(text: str) -> str:
     return error if isinstance(error, str) else text[:200]
 
 
+# A client of the ingest API (`fraudwatch replay --target`, the simulator's client): until
+# the server has answered a request (any HTTP status), a connection that cannot be made
+# (refused, a host name that does not resolve) is tried FIRST_CONNECT_TRIES times,
+# `first_connect_wait` apart, then the client stops: nothing listens there, and a long
+# retry only puts the error off. A server that has answered and then refuses connections
+# is restarting: it gets every try.
+FIRST_CONNECT_TRIES = 3
+FIRST_CONNECT_WAIT_S = 0.5
+
+
+def first_connect_wait(failures: int) -> float:
+    """Seconds to wait after the `failures`-th connection in a row not made: 0.5, then 1."""
+    return FIRST_CONNECT_WAIT_S * 2.0 ** (failures - 1)
+
+
+def cannot_connect(url: str, tries: int, error: object) -> str:
+    """The error of a client that made no connection to `url` in `tries` tries, saying how
+    far apart they were: `cannot connect to URL (3 tries, 0.5 and 1 s apart): ERROR`."""
+    waits = [f"{first_connect_wait(n):g}" for n in range(1, tries)]
+    if len(waits) > 1:
+        waits[-2:] = [f"{waits[-2]} and {waits[-1]}"]
+    return f"cannot connect to {url} ({tries} tries, {', '.join(waits)} s apart): {error}"
+
+
 def json_error(
     status: int, code: str, message: str, field: str | None = None, **extra: Any
 ) -> web.Response:
