@@ -85,11 +85,7 @@ def main() -> int:
 
     drift = Simulator(seed=opts.seed, rate=opts.rate, start=START, drift=True).drift
     assert drift is not None
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    changes = {
-        name: [epoch + dt.timedelta(microseconds=t) for t in points]
-        for name, points in drift.change_points.items()
-    }
+    changes = drift.change_moments()
     runs = {
         "drift": recall(
             opts.drift / "labelled-drift.csv", opts.drift / "scores-model-on.csv", changes

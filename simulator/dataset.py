@@ -20,7 +20,6 @@ FIELDS = ("id", "timestamp", "account_id", "merchant_id", "amount", "currency", 
 LABELS = ("is_fraud", "scenario")
 DEFAULT_START = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 _CHUNK = dt.timedelta(hours=6)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def write_csv(
@@ -108,8 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows, frauds = write_csv(sim, out, args.start, until)
     print(f"{path}: {rows:,} transactions, {frauds:,} fraudulent ({frauds / max(rows, 1):.2%})")
     if sim.drift is not None:
-        for scenario, points in sim.drift.change_points.items():
-            moments = [_EPOCH + dt.timedelta(microseconds=t) for t in points]
+        for scenario, moments in sim.drift.change_moments().items():
             print(f"drift: {scenario} changes at {', '.join(m.isoformat() for m in moments)}")
     return 0
 

@@ -14,6 +14,7 @@ the stream it made before drift existed.
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import math
 import random
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 SECOND = 1_000_000
 DAY = 86_400 * SECOND
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 # The change points fall within these days from the stream's start: after the first few
 # days (a stream starts with the tactics everyone knows) and before its last ones (a
@@ -79,6 +81,13 @@ class Drift:
         span = (LAST_CHANGE_DAY - FIRST_CHANGE_DAY) / count
         days = [FIRST_CHANGE_DAY + i * span + rng.random() * span for i in range(count)]
         return tuple(start_us + int(day * DAY) for day in days)
+
+    def change_moments(self) -> dict[str, list[dt.datetime]]:
+        """`change_points` as UTC datetimes: when each fraud scenario's tactic changes."""
+        return {
+            name: [_EPOCH + dt.timedelta(microseconds=t) for t in points]
+            for name, points in self.change_points.items()
+        }
 
     def stage(self, name: str, at_us: int) -> int:
         """Which tactic `name` uses for an episode begun at `at_us`: 0 the original, 1 the

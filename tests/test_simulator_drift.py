@@ -43,8 +43,7 @@ def drift_month() -> tuple[Simulator, list[Labeled]]:
 
 def change(sim: Simulator, scenario: str, n: int = 0) -> dt.datetime:
     assert sim.drift is not None
-    at_us = sim.drift.change_points[scenario][n]
-    return START + dt.timedelta(microseconds=at_us - sim.drift.start_us)
+    return sim.drift.change_moments()[scenario][n]
 
 
 def frauds(
