@@ -20,6 +20,7 @@ from simulator.scenarios import FRAUD, LEGIT
 
 START = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
+END = START + dt.timedelta(days=30)
 
 
 def fingerprint(batch: list[Labeled]) -> list[tuple[bytes, bool, str | None]]:
@@ -38,7 +39,7 @@ def month(seed: int = 21) -> Simulator:
 @pytest.fixture(scope="module")
 def drift_month() -> tuple[Simulator, list[Labeled]]:
     sim = month()
-    return sim, sim.generate_until(START + dt.timedelta(days=30))
+    return sim, sim.generate_until(END)
 
 
 def change(sim: Simulator, scenario: str, n: int = 0) -> dt.datetime:
@@ -56,6 +57,19 @@ def frauds(
         and item.scenario == scenario
         and since <= item.transaction.timestamp < until
     ]
+
+
+def before_after(
+    drift_month: tuple[Simulator, list[Labeled]],
+    scenario: str,
+    settle: dt.timedelta,
+    until: dt.datetime = END,
+) -> tuple[list[Labeled], list[Labeled]]:
+    """`scenario`'s frauds before its first change point, and from `settle` after it (an
+    episode begun before the change may run on past it) until `until`."""
+    sim, batch = drift_month
+    first = change(sim, scenario)
+    return frauds(batch, scenario, START, first), frauds(batch, scenario, first + settle, until)
 
 
 def episodes(items: list[Labeled]) -> list[list[Labeled]]:
@@ -137,7 +151,7 @@ def test_card_testing_moves_off_the_probe_shops(
     first, second = change(sim, "card_testing", 0), change(sim, "card_testing", 1)
     before = frauds(batch, "card_testing", START, first)
     after = frauds(batch, "card_testing", first + 2 * HOUR, second)
-    later = frauds(batch, "card_testing", second + 2 * HOUR, START + dt.timedelta(days=30))
+    later = frauds(batch, "card_testing", second + 2 * HOUR, END)
     assert len(before) > 100 and len(after) > 100 and len(later) > 100
     # Probes at digital goods and donations, then at everyday web shops, larger and slower.
     assert sum(i.transaction.mcc in PROBE_MCCS for i in before) > 0.8 * len(before)
@@ -161,9 +175,7 @@ def test_takeovers_come_through_a_domestic_proxy(
     drift_month: tuple[Simulator, list[Labeled]],
 ) -> None:
     sim, batch = drift_month
-    first = change(sim, "account_takeover")
-    before = frauds(batch, "account_takeover", START, first)
-    after = frauds(batch, "account_takeover", first + 2 * HOUR, START + dt.timedelta(days=30))
+    before, after = before_after(drift_month, "account_takeover", 2 * HOUR)
     assert len(before) > 50 and len(after) > 50
 
     def abroad(item: Labeled) -> bool:
@@ -180,12 +192,8 @@ def test_takeovers_come_through_a_domestic_proxy(
 def test_velocity_bursts_spread_over_more_minutes(
     drift_month: tuple[Simulator, list[Labeled]],
 ) -> None:
-    sim, batch = drift_month
-    first = change(sim, "velocity_burst")
-    before = episodes(frauds(batch, "velocity_burst", START, first))
-    after = episodes(
-        frauds(batch, "velocity_burst", first + 4 * HOUR, change(sim, "velocity_burst", 1))
-    )
+    second = change(drift_month[0], "velocity_burst", 1)
+    before, after = map(episodes, before_after(drift_month, "velocity_burst", 4 * HOUR, second))
     assert len(before) >= 5 and len(after) > 20
 
     def span_s(episode: list[Labeled]) -> float:
@@ -200,13 +208,8 @@ def test_velocity_bursts_spread_over_more_minutes(
 def test_night_sprees_move_to_the_evening(
     drift_month: tuple[Simulator, list[Labeled]],
 ) -> None:
-    sim, batch = drift_month
-    first = change(sim, "night_spree")
     # An episode waits up to a day for its city's night (or evening) to come.
-    before = frauds(batch, "night_spree", START, first)
-    after = frauds(
-        batch, "night_spree", first + dt.timedelta(days=1), START + dt.timedelta(days=30)
-    )
+    before, after = before_after(drift_month, "night_spree", dt.timedelta(days=1))
     assert len(before) > 50 and len(after) > 50
     assert {i.transaction.timestamp.hour for i in before} <= {1, 2, 3}
     assert {i.transaction.timestamp.hour for i in after} <= {20, 21, 22}
@@ -215,10 +218,7 @@ def test_night_sprees_move_to_the_evening(
 def test_collusive_rings_change_their_price_points(
     drift_month: tuple[Simulator, list[Labeled]],
 ) -> None:
-    sim, batch = drift_month
-    first = change(sim, "collusive_merchant")
-    before = frauds(batch, "collusive_merchant", START, first)
-    after = frauds(batch, "collusive_merchant", first + 8 * HOUR, START + dt.timedelta(days=30))
+    before, after = before_after(drift_month, "collusive_merchant", 8 * HOUR)
     assert len(before) > 50 and len(after) > 50
 
     def shop_price(item: Labeled) -> bool:
@@ -229,12 +229,7 @@ def test_collusive_rings_change_their_price_points(
 
 
 def test_amount_outliers_are_split(drift_month: tuple[Simulator, list[Labeled]]) -> None:
-    sim, batch = drift_month
-    first = change(sim, "amount_outlier")
-    before = episodes(frauds(batch, "amount_outlier", START, first))
-    after = episodes(
-        frauds(batch, "amount_outlier", first + 4 * HOUR, START + dt.timedelta(days=30))
-    )
+    before, after = map(episodes, before_after(drift_month, "amount_outlier", 4 * HOUR))
     assert len(before) > 20 and len(after) > 20
     assert {len(e) for e in before} == {1}
     assert {len(e) for e in after} <= {2, 3} and statistics.mean(len(e) for e in after) > 2
