@@ -336,15 +336,20 @@ async def test_transactions_alone_over_the_body_limit_are_dropped_the_first_few_
     assert len(lines) == 6, lines
 
 
-async def _simulator(server: Any, *flags: str) -> tuple[int, str, str]:
-    """`python -m simulator` as a process: its exit status, stdout and stderr."""
+async def _simulator(target: str, *flags: str) -> tuple[int, str, str]:
+    """`python -m simulator --target TARGET` as a process: its exit status, stdout and
+    stderr."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulator", "--target", str(server.make_url("/")),
-        "--api-key", "k", "--rate", "100", "--batch-ms", "50", "--duration", "0.5",
-        "--drain-s", "0", *flags,
+        sys.executable, "-m", "simulator", "--target", target, "--api-key", "k",
+        "--rate", "100", "--batch-ms", "50", *flags,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -362,7 +367,9 @@ async def test_the_exit_status_says_whether_every_transaction_was_delivered(
 ) -> None:
     # A script or a CI job running the feed saw exit 0 whatever was lost on the way.
     server = await aiohttp_server(app())
-    code, out, err = await _simulator(server)
+    code, out, err = await _simulator(
+        str(server.make_url("/")), "--duration", "0.5", "--drain-s", "0"
+    )
     assert code == status, out + err
     done = out.splitlines()[-1]
     assert done.startswith("done "), out
@@ -383,19 +390,8 @@ async def test_no_server_at_the_target_is_an_error_naming_it_within_three_tries(
     # `fraudwatch replay` does, connection refused before the server ever answered is tried
     # 3 times, 0.5 and 1 s apart, then the feed stops, counting what it held as dropped.
     url = f"http://127.0.0.1:{free_port()}"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulator", "--target", url, "--api-key", "k",
-        "--rate", "100", "--batch-ms", "50",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 2, (out, err)
-    text, error = out.decode(), err.decode()
+    code, text, error = await _simulator(url)
+    assert code == 2, (text, error)
     assert error.count("\n") == 1 and error.startswith(
         f"error: cannot connect to {url}/api/v1/transactions (3 tries, 0.5 and 1 s apart): "
         "ClientConnectorError: Cannot connect to host "
