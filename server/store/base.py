@@ -236,7 +236,6 @@ class LabelWithdrawal(NamedTuple):
     scenario), or left the transaction with none (None)."""
 
     transaction_id: str
-    account_id: str
     withdrawn: tuple[LabelValue, str]
     restored: Label | None
 

@@ -534,7 +534,7 @@ class Writer:
                 note=None,
                 updated_at=utc_stamp(),
             )
-            withdrawal = self._withdraw_resolution_label(alert_id, current.account_id)
+            withdrawal = self._withdraw_resolution_label(alert_id)
             detail: dict[str, object] = {
                 "disposition": current.disposition,
                 "resolved_by": current.owner,
@@ -548,7 +548,7 @@ class Writer:
         self._publish([event])
         return event, withdrawal
 
-    def _withdraw_resolution_label(self, alert_id: str, account_id: str) -> LabelWithdrawal | None:
+    def _withdraw_resolution_label(self, alert_id: str) -> LabelWithdrawal | None:
         """In the caller's transaction: take back the label the alert's resolution gave, if
         it is still the transaction's (the labels row was set by that resolution's change),
         putting back the label it replaced, or none; logged as a label change."""
@@ -585,7 +585,7 @@ class Writer:
                 labelled_at=was_at,
                 scenario=was_scenario,
             )
-        return LabelWithdrawal(tx_id, account_id, (label, labelled_at), restored)
+        return LabelWithdrawal(tx_id, (label, labelled_at), restored)
 
     def add_note(self, alert_id: str, user: str, text: str) -> tuple[Note, AlertEvent]:
         with self._durable(), self._transaction() as conn:
