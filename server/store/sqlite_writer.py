@@ -414,15 +414,12 @@ class Writer:
             outcomes = self._store_labels(labels, utc_stamp())
             # A label sent for a transaction an analyst's resolution labelled, the same
             # label (`unchanged`) or another, makes the label the sender's too: reopening
-            # that alert no longer withdraws it.
-            sent = [label.transaction_id for label, outcome in zip(labels, outcomes, strict=True)
-                    if outcome.status != "not_found"]  # fmt: skip
-            if sent:
-                conn.execute(
-                    "DELETE FROM resolution_labels "
-                    "WHERE transaction_id IN (SELECT value FROM json_each(?))",
-                    (_encode(sent).decode(),),
-                )
+            # that alert no longer withdraws it. (One `not_found` has no alert, nor a row.)
+            conn.execute(
+                "DELETE FROM resolution_labels "
+                "WHERE transaction_id IN (SELECT value FROM json_each(?))",
+                (_encode([label.transaction_id for label in labels]).decode(),),
+            )
             return outcomes
 
     def _store_labels(self, labels: Sequence[Label], now: str) -> list[LabelOutcome]:
