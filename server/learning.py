@@ -135,10 +135,7 @@ class Trainer:
             self.status.labels_from_store += looked_up - without
             examples += more
         self.status.labels_without_inputs += without
-        if examples:
-            self._pending += 1
-            self.idle.clear()
-            self._queue.put(examples)
+        self._put(examples)
         return sum(weight > 0 for _, _, weight in examples), without
 
     async def take_back(
@@ -154,11 +151,15 @@ class Trainer:
         examples, missing = slot.withdrawn_examples(withdrawn, stored)
         if missing:
             log.warning("%d withdrawn labels not taken back by the model: no inputs", missing)
+        self._put(examples)
+        return len(examples)
+
+    def _put(self, examples: list[Example]) -> None:
+        """Hand `examples` (if any) to the thread; `idle` is clear until it has learnt them."""
         if examples:
             self._pending += 1
             self.idle.clear()
             self._queue.put(examples)
-        return len(examples)
 
     def _run(self) -> None:
         learner = self.learner
