@@ -6,17 +6,17 @@ after the resolution, or before it, stays. On the real app over a real SQLite fi
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
+from server.config import Settings
 from server.detection.features import AMOUNT_HALF_LIFE_S
 from server.state import DETECTOR, STORE, TRAINER
 from tests.conftest import AUTH as BOOTSTRAP
-from tests.conftest import Login, make_settings, tx
+from tests.conftest import Login, tx
 from tests.test_api import post_batch, raise_alert
 from tests.test_labels import post_labels
 
@@ -239,17 +239,17 @@ async def test_a_label_given_before_the_resolution_is_not_withdrawn(
 
 
 async def test_a_restart_between_resolve_and_reopen_still_withdraws_the_label(
-    aiohttp_client: Any, tmp_path: Path, login: Login
+    aiohttp_client: Any, client: TestClient, settings: Settings, login: Login
 ) -> None:
-    settings = make_settings(tmp_path)
-    first: TestClient = await aiohttp_client(create_app(settings))
-    csrf = await login("alice", session=first)
-    alert_id, tx_id = await _labelled_case(first)
-    model, merchants, scorecard = _model(first), _merchants(first), await _scorecard(first)
-    await _act(first, csrf, alert_id, "resolve", disposition="fraud")
-    await first.app[TRAINER].idle.wait()  # type: ignore[index]
-    assert _model(first) != same(model)
-    await first.close()
+    # `client` is the app before the restart: the one `login` signs in on (no third app
+    # over the same data dir).
+    csrf = await login("alice")
+    alert_id, tx_id = await _labelled_case(client)
+    model, merchants, scorecard = _model(client), _merchants(client), await _scorecard(client)
+    await _act(client, csrf, alert_id, "resolve", disposition="fraud")
+    await client.app[TRAINER].idle.wait()  # type: ignore[index]
+    assert _model(client) != same(model)
+    await client.close()
 
     again: TestClient = await aiohttp_client(create_app(settings))
     # Learnt before the restart: the model file and merchant risk's snapshot hold it.
