@@ -109,20 +109,14 @@ export class Actions {
     const results = still.length
       ? await this._each(still, (alert) => api.reopenAlert(alert.id), () => {})
       : [];
-    const done = results.filter((r) => r.ok).length;
-    const conflicts = results.filter((r) => r.conflict);
-    const failed = results.filter((r) => !r.ok && !r.conflict);
-    const skipped = still.length - results.length;
+    const { done, conflicts, failed, counts } = this._tally(results, still.length);
     const n = resolved.length;
     const parts = [`Reopened ${done} of the ${n} alert${n > 1 ? "s" : ""} just resolved.`];
     if (changed.length) {
       const them = changed.length > 1 ? "they are" : "it is";
       parts.push(`${changed.length} changed by others meanwhile, left as ${them}.`);
     }
-    if (conflicts.length)
-      parts.push(`${conflicts.length} conflict${conflicts.length > 1 ? "s" : ""}.`);
-    if (failed.length) parts.push(`${failed.length} failed.`);
-    if (skipped) parts.push(`${skipped} not tried.`);
+    parts.push(...counts);
     const by = (now) => (now.owner ? ` by ${holderName(now.owner, this.me)}` : "");
     const details = [
       ...changed.map((now) => {
@@ -536,18 +530,26 @@ export class Actions {
     return results;
   }
 
+  // How the calls for `tried` alerts went (`_each`'s results): how many went through, the
+  // conflicts and the failures, and the summary's sentences counting those and the calls
+  // not made.
+  _tally(results, tried) {
+    const conflicts = results.filter((r) => r.conflict);
+    const failed = results.filter((r) => !r.ok && !r.conflict);
+    const skipped = tried - results.length;
+    const counts = [];
+    if (conflicts.length)
+      counts.push(`${conflicts.length} conflict${conflicts.length > 1 ? "s" : ""}.`);
+    if (failed.length) counts.push(`${failed.length} failed.`);
+    if (skipped) counts.push(`${skipped} not tried.`);
+    return { done: results.filter((r) => r.ok).length, conflicts, failed, counts };
+  }
+
   // `action`: a button for the notice (a bulk resolve's Undo).
   _summarise(verb, alerts, results, action = null) {
     if (this._undo?.key === "bulk") this._undo = null; // its notice goes
-    const done = results.filter((r) => r.ok).length;
-    const conflicts = results.filter((r) => r.conflict);
-    const failed = results.filter((r) => !r.ok && !r.conflict);
-    const skipped = alerts.length - results.length;
-    const parts = [`${verb} ${done} of ${alerts.length}.`];
-    if (conflicts.length)
-      parts.push(`${conflicts.length} conflict${conflicts.length > 1 ? "s" : ""}.`);
-    if (failed.length) parts.push(`${failed.length} failed.`);
-    if (skipped) parts.push(`${skipped} not tried.`);
+    const { done, conflicts, failed, counts } = this._tally(results, alerts.length);
+    const parts = [`${verb} ${done} of ${alerts.length}.`, ...counts];
     const details = [...conflicts, ...failed].map((r) => {
       // A 409 carries the winning state: say who holds it rather than echo the id.
       const now = r.error.body?.alert;
