@@ -1581,7 +1581,7 @@ class ModelSlot:
                 x = None if found is None else remembered_entry(*found)
             given = self.given.get(tx_id)
             if x is not None:
-                self._take_back(examples, x, tx_id, not was, {tx_id: was})
+                self._take_back_label(examples, x, tx_id, was)
             elif given is None or given[1] is not None:
                 missing += 1  # something was learnt, or may have been: not taken back
             self.given.pop(tx_id, None)
@@ -1604,9 +1604,16 @@ class ModelSlot:
         is_fraud: bool,
         replaced: Mapping[str, bool],
     ) -> None:
+        """The take-back of the label `is_fraud` replaced, if it replaced another."""
         was = replaced.get(tx_id)
-        if was is None or was == is_fraud:
-            return
+        if was is not None and was != is_fraud:
+            self._take_back_label(examples, x, tx_id, was)
+
+    def _take_back_label(
+        self, examples: list[tuple[bytes, bool, float]], x: bytes, tx_id: str, was: bool
+    ) -> None:
+        """The label `was` taken back with the weight it was learnt with (none if the model
+        holds nothing of it)."""
         given = self.given.get(tx_id)
         if given is None:
             w = self.sampler.taken_back(tx_id, was)  # not known here: the sampler's rule
