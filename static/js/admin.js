@@ -84,11 +84,6 @@ const removeButtons = () => [...userRows.querySelectorAll("button:not([disabled]
 // to the button that asked. True to remove.
 function confirmRemove(user) {
   setText(removeDialog.querySelector("#remove-title"), `Remove ${user.name}?`);
-  setText(
-    removeDialog.querySelector("#remove-text"),
-    `Their sessions end at once, and they can no longer sign in. Their name stays in the ` +
-      `alerts' history.`,
-  );
   removeDialog.returnValue = "";
   return new Promise((resolve) => {
     removeDialog.addEventListener("close", () => resolve(removeDialog.returnValue === "remove"), {
