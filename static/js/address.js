@@ -17,24 +17,16 @@ const PARAM = "alert";
 // page's, and going back over it would load the page again.
 const MARK = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 
-function otherParts(search) {
-  return search
-    .replace(/^\?/, "")
-    .split("&")
-    .filter((part) => part && part !== PARAM && !part.startsWith(`${PARAM}=`));
+// The alert id in the address bar, or null.
+export function alertInAddress() {
+  return new URLSearchParams(location.search).get(PARAM) || null;
 }
 
-// The alert id in `search` (location.search by default), or null.
-export function alertInAddress(search = location.search) {
-  const id = new URLSearchParams(search).get(PARAM);
-  return id ? id : null;
-}
-
-// The address for the view's query string (`?q=…`, or "") with `alertId` open (or none).
+// The address for the view's query string (`?q=…`, or "": serializeView's, which never holds
+// an alert) with `alertId` open (or none).
 export function addressFor(query, alertId) {
-  const parts = otherParts(query);
-  if (alertId) parts.push(`${PARAM}=${encodeURIComponent(alertId)}`);
-  return `${location.pathname}${parts.length ? `?${parts.join("&")}` : ""}${location.hash}`;
+  const alert = alertId ? `${query ? "&" : "?"}${PARAM}=${encodeURIComponent(alertId)}` : "";
+  return `${location.pathname}${query}${alert}${location.hash}`;
 }
 
 export class DrawerAddress {
