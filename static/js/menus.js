@@ -5,19 +5,18 @@
 const DETAILS = "details.menu, details.integrity";
 const menuButtons = new Set();
 
-const openDetails = (selector = DETAILS) =>
-  [...document.querySelectorAll(selector)].filter((menu) => menu.open);
+const openDetails = () => [...document.querySelectorAll(DETAILS)].filter((menu) => menu.open);
 
-export function installMenus(selector = DETAILS) {
+export function installMenus() {
   document.addEventListener("pointerdown", (event) => {
-    for (const menu of openDetails(selector)) if (!menu.contains(event.target)) menu.open = false;
+    for (const menu of openDetails()) if (!menu.contains(event.target)) menu.open = false;
   });
   // Capture phase, registered before the shortcuts: an Esc that closes a menu does nothing else.
   document.addEventListener(
     "keydown",
     (event) => {
       if (event.key !== "Escape" || event.defaultPrevented) return;
-      const [menu] = openDetails(selector);
+      const [menu] = openDetails();
       const button = [...menuButtons].find((item) => item.isOpen);
       if (!menu && !button) return;
       event.preventDefault();
@@ -34,8 +33,8 @@ export function installMenus(selector = DETAILS) {
   document.addEventListener(
     "toggle",
     (event) => {
-      if (!event.target.matches?.(selector) || !event.target.open) return;
-      for (const menu of openDetails(selector)) if (menu !== event.target) menu.open = false;
+      if (!event.target.matches?.(DETAILS) || !event.target.open) return;
+      for (const menu of openDetails()) if (menu !== event.target) menu.open = false;
       for (const button of menuButtons) button.close();
     },
     { capture: true },
