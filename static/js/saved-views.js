@@ -23,7 +23,6 @@ function loadSaved() {
 
 export class SavedViews {
   constructor(menu, { currentQuery, apply, notices, onChosen = () => {} }) {
-    this.menu = menu;
     this.list = menu.querySelector("#view-list");
     this.nameInput = menu.querySelector("#view-name");
     this.saveButton = menu.querySelector("#view-save");
