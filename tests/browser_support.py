@@ -276,6 +276,34 @@ async def listed_alerts(analyst: Analyst, ingest: Ingest, count: int) -> list[st
     return ids
 
 
+async def listed(analyst: Analyst) -> list[str]:
+    """The ids of the rows drawn, in the table's order, read in one go (a row re-rendered
+    meanwhile cannot stall it)."""
+    ids: list[str] = await analyst.rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
+    return ids
+
+
+async def row_top(analyst: Analyst, alert_id: str) -> float:
+    """Where the row is on screen: its top, in the page's pixels."""
+    box = await analyst.row(alert_id).bounding_box()
+    assert box is not None
+    return float(box["y"])
+
+
+async def resolve_in_the_drawer(analyst: Analyst, account: str) -> None:
+    """Enter, l, Enter on the focused row: the drawer open on it, the alert resolved as
+    legitimate, the keyboard back in the drawer."""
+    await analyst.press("Enter")
+    await expect(analyst.drawer.locator("h2")).to_have_text(f"Account {account}")
+    await analyst.press("l")
+    dialog = analyst.page.get_by_role("dialog", name=re.compile("^Resolve"))
+    await expect(dialog).to_be_visible()
+    await analyst.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await expect(analyst.drawer.get_by_text("Resolved", exact=True).first).to_be_visible()
+    await expect(analyst.drawer).to_be_focused()
+
+
 T = TypeVar("T")
 
 

@@ -25,6 +25,7 @@ from tests.browser_support import (
     eventually,
     impossible_travel,
     post_ndjson,
+    row_top,
     sign_in,
 )
 
@@ -84,13 +85,6 @@ async def focus(alice: Analyst) -> dict[str, Any]:
 async def focused_at(alice: Analyst, index: int) -> None:
     """The keyboard is on the cursor's row, `index` in the list, in sight."""
     await eventually(lambda: focus(alice), {"index": index, "cursor": True, "inSight": True})
-
-
-async def row_top(alice: Analyst, row_id: str) -> float:
-    """Where the row is on screen: its top, in the page's pixels."""
-    box = await alice.row(row_id).bounding_box()
-    assert box is not None
-    return float(box["y"])
 
 
 async def test_page_keys_move_the_cursor_and_keep_focus_and_the_hold(

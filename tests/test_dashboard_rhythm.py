@@ -25,6 +25,9 @@ from tests.browser_support import (
     Ingest,
     eventually,
     impossible_travel,
+    listed,
+    resolve_in_the_drawer,
+    row_top,
     sign_in,
     travel_at_night,
 )
@@ -43,39 +46,13 @@ async def a_queue(alice: Analyst, ingest: Ingest, n: int) -> list[str]:
     ids = await ingest(transactions)
     assert len(ids) == n
     await expect(alice.page.locator("#alerts-table")).to_have_attribute("aria-rowcount", str(n + 1))
-    assert (await drawn(alice))[: min(n, 6)] == ids[: min(n, 6)], "one severity: oldest first"
-    return ids
-
-
-async def drawn(analyst: Analyst) -> list[str]:
-    """The ids of the rows drawn, in the table's order."""
-    ids: list[str] = await analyst.rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
+    assert (await listed(alice))[: min(n, 6)] == ids[: min(n, 6)], "one severity: oldest first"
     return ids
 
 
 async def critical(ingest: Ingest, name: str) -> str:
     [alert_id] = await ingest(travel_at_night(name))
     return alert_id
-
-
-async def row_top(alice: Analyst, alert_id: str) -> float:
-    box = await alice.row(alert_id).bounding_box()
-    assert box is not None
-    return float(box["y"])
-
-
-async def resolve_in_the_drawer(alice: Analyst, account: str) -> None:
-    """Enter, l, Enter on the focused row: the drawer open on it, the alert resolved as
-    legitimate, the keyboard back in the drawer."""
-    await alice.press("Enter")
-    await expect(alice.drawer.locator("h2")).to_have_text(f"Account {account}")
-    await alice.press("l")
-    dialog = alice.page.get_by_role("dialog", name=re.compile("^Resolve"))
-    await expect(dialog).to_be_visible()
-    await alice.press("Enter")
-    await expect(dialog).to_be_hidden()
-    await expect(alice.drawer.get_by_text("Resolved", exact=True).first).to_be_visible()
-    await expect(alice.drawer).to_be_focused()
 
 
 # Every change to the screen reader's announcement of what waits, in order.
@@ -170,7 +147,7 @@ async def test_esc_after_resolving_in_the_drawer_lets_in_what_waited_and_j_takes
     # the table, which holds still again.
     await alice.press("Escape")
     await expect(alice.drawer).to_be_hidden()
-    await eventually(lambda: drawn(alice), [crit, *queue[1:], queue[0]])
+    await eventually(lambda: listed(alice), [crit, *queue[1:], queue[0]])
     await expect(page.locator("#alert-rows tr.is-cursor")).to_have_attribute("data-id", crit)
     await eventually(alice.focused_row_id, crit)
     assert abs(await row_top(alice, crit) - top) <= 1

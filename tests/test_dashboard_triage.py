@@ -30,7 +30,9 @@ from tests.browser_support import (
     card_testing,
     eventually,
     impossible_travel,
+    listed,
     listed_alerts,
+    resolve_in_the_drawer,
     sign_in,
     travel_at_night,
 )
@@ -367,11 +369,6 @@ async def test_shortcuts_list_holds_the_table(
     await alice.press("j")
     assert await alice.focused_row_id() == queue[3]
     assert alice.problems == []
-
-
-async def listed(analyst: Analyst) -> list[str]:
-    ids: list[str] = await analyst.rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
-    return ids
 
 
 async def answer_busy(route: Route) -> None:
@@ -1688,15 +1685,9 @@ async def test_esc_after_resolving_in_the_drawer_leaves_the_cursor_on_the_next_a
     alice = await sign_in(browser, server, "alice")
     page = alice.page
     queue = await six_in_a_queue(alice, ingest)
-    await alice.press("j", "j", "j", "Enter")
-    await expect(alice.drawer.locator("h2")).to_have_text("Account acct-q2")
-    await alice.press("l")
-    dialog = page.get_by_role("dialog", name=re.compile("^Resolve"))
-    await expect(dialog).to_be_visible()
-    await alice.press("Enter")
-    await expect(dialog).to_be_hidden()
+    await alice.press("j", "j", "j")
+    await resolve_in_the_drawer(alice, "acct-q2")
     await expect(alice.cell(queue[2], STATUS)).to_have_text("Resolved Legitimate")
-    await expect(alice.drawer).to_be_focused()
 
     # Esc: the drawer closes on an alert the analyst has finished, so the table catches up
     # once (the resolved row goes to the end), the keyboard is on the next alert, and the

@@ -23,6 +23,7 @@ from tests.browser_support import (
     card_testing,
     eventually,
     impossible_travel,
+    listed,
     sign_in,
     travel_at_night,
     tx,
@@ -50,12 +51,6 @@ async def four_kinds(ingest: Ingest) -> dict[str, str]:
     [ids["medium"]] = await ingest(velocity("acct-velo", T0 + dt.timedelta(hours=1)))
     [ids["critical"]] = await ingest(travel_at_night("acct-night"))
     [ids["card"]] = await ingest(card_testing("acct-card", at=T0 + dt.timedelta(hours=2)))
-    return ids
-
-
-async def listed(alice: Analyst) -> list[str | None]:
-    """The rows' alert ids, read in one go (a row re-rendered meanwhile cannot stall it)."""
-    ids: list[str | None] = await alice.rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
     return ids
 
 
