@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, Route, async_playwright, expect
 
 from server.app import create_app
 from server.auth import create_user
@@ -302,6 +302,33 @@ async def resolve_in_the_drawer(analyst: Analyst, account: str) -> None:
     await expect(dialog).to_be_hidden()
     await expect(analyst.drawer.get_by_text("Resolved", exact=True).first).to_be_visible()
     await expect(analyst.drawer).to_be_focused()
+
+
+async def focused(page: Page) -> str:
+    """The focused element, as `tag#id`, or its text where it has no id."""
+    described: str = await page.evaluate(
+        """() => {
+            const el = document.activeElement;
+            if (!el || el === document.body) return "body";
+            const name = el.id ? `#${el.id}` : ` "${(el.textContent || "").trim().slice(0, 30)}"`;
+            return el.tagName.toLowerCase() + name;
+        }"""
+    )
+    return described
+
+
+async def stops_inside(page: Page, dialog: Locator, key: str, presses: int) -> list[str]:
+    """Press `key` `presses` times in the open `dialog`: where focus was after each, every
+    one of them asserted to be in the dialog."""
+    seen = []
+    for _ in range(presses):
+        await page.keyboard.press(key)
+        where = await focused(page)
+        assert await dialog.evaluate("(d) => d.contains(document.activeElement)"), (
+            f"{key} left the dialog for {where}, after {' → '.join(seen)}"
+        )
+        seen.append(where)
+    return seen
 
 
 T = TypeVar("T")

@@ -23,8 +23,10 @@ from tests.browser_support import (
     animations_done,
     card_testing,
     eventually,
+    focused,
     listed_alerts,
     sign_in,
+    stops_inside,
     travel_at_night,
     tx,
 )
@@ -49,19 +51,6 @@ async def signed_in_page(
     await expect(page).to_have_url(str(server.make_url("/")))
     await page.goto(path)
     return page
-
-
-async def focused(page: Page) -> str:
-    """The focused element, as `tag#id`, or its text where it has no id."""
-    described: str = await page.evaluate(
-        """() => {
-            const el = document.activeElement;
-            if (!el || el === document.body) return "body";
-            const name = el.id ? `#${el.id}` : ` "${(el.textContent || "").trim().slice(0, 30)}"`;
-            return el.tagName.toLowerCase() + name;
-        }"""
-    )
-    return described
 
 
 async def check_skip_link(page: Page, words: str, target: str, back: bool = False) -> None:
@@ -124,20 +113,6 @@ async def tab_to(page: Page, target: Locator, key: str = "Tab", limit: int = 60)
         path.append(await focused(page))
         await page.keyboard.press(key)
     raise AssertionError(f"{limit} × {key} never reached {target}: {' → '.join(path)}")
-
-
-async def stops_inside(page: Page, dialog: Locator, key: str, presses: int) -> list[str]:
-    """Press `key` `presses` times in the open `dialog`: where focus was after each, every
-    one of them asserted to be in the dialog."""
-    seen = []
-    for _ in range(presses):
-        await page.keyboard.press(key)
-        where = await focused(page)
-        assert await dialog.evaluate("(d) => d.contains(document.activeElement)"), (
-            f"{key} left the dialog for {where}, after {' → '.join(seen)}"
-        )
-        seen.append(where)
-    return seen
 
 
 async def test_tab_and_shift_tab_stay_inside_each_dialog(

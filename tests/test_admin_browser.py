@@ -14,7 +14,7 @@ from server.auth import create_user
 from server.config import Settings
 from server.detection.rules import load_rules
 from server.state import DETECTOR, STORE
-from tests.browser_support import PASSWORD, VIEWPORT, screenshot
+from tests.browser_support import PASSWORD, VIEWPORT, screenshot, stops_inside
 from tests.conftest import API_KEY
 
 pytestmark = pytest.mark.browser
@@ -69,9 +69,7 @@ async def test_an_admin_manages_users_and_sees_settings(
     await expect(dialog).to_contain_text("Their sessions end at once")
     cancel = dialog.get_by_role("button", name="Cancel")
     await expect(cancel).to_be_focused()
-    for _ in range(3):
-        await page.keyboard.press("Tab")
-        assert await dialog.evaluate("(d) => d.contains(document.activeElement)")
+    await stops_inside(page, dialog, "Tab", 3)
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
     await expect(remove).to_be_focused()
