@@ -199,6 +199,19 @@ async def analyst_http(server: TestServer, name: str) -> tuple[aiohttp.ClientSes
     return session, match.group(1)
 
 
+async def bob_resolves(server: TestServer, *alert_ids: str) -> None:
+    """Bob resolves these alerts as legitimate, from his own session."""
+    bob, csrf = await analyst_http(server, "bob")
+    async with bob:
+        for alert_id in alert_ids:
+            async with bob.post(
+                server.make_url(f"/api/v1/alerts/{alert_id}/resolve"),
+                json={"disposition": "legitimate"},
+                headers={"X-CSRF-Token": csrf},
+            ) as r:
+                assert r.status == 200, await r.text()
+
+
 class Analyst:
     """One signed-in browser context, and every script error or CSP refusal it logged."""
 

@@ -27,6 +27,7 @@ from tests.browser_support import (
     Analyst,
     Ingest,
     analyst_http,
+    bob_resolves,
     card_testing,
     eventually,
     impossible_travel,
@@ -1283,19 +1284,6 @@ async def test_bulk_resolve_given_up_keeps_what_failed_selected(
     await expect(alice.cell(ids[1], STATUS)).to_have_text("Resolved Fraud")
     await expect(bar).to_be_hidden()
     assert alice.problems == []
-
-
-async def bob_resolves(server: TestServer, *alert_ids: str) -> None:
-    """Bob resolves these alerts as legitimate, from his own session."""
-    bob, csrf = await analyst_http(server, "bob")
-    async with bob:
-        for alert_id in alert_ids:
-            async with bob.post(
-                server.make_url(f"/api/v1/alerts/{alert_id}/resolve"),
-                json={"disposition": "legitimate"},
-                headers={"X-CSRF-Token": csrf},
-            ) as r:
-                assert r.status == 200, await r.text()
 
 
 async def test_bulk_resolve_dialog_follows_what_others_resolve_meanwhile(

@@ -19,7 +19,7 @@ from tests.browser_support import (
     T0,
     Analyst,
     Ingest,
-    analyst_http,
+    bob_resolves,
     card_testing,
     eventually,
     impossible_travel,
@@ -368,16 +368,7 @@ async def test_the_open_alert_lives_in_the_url_across_a_reload_back_and_a_shared
 
     # A link to an alert resolved before the page loaded (not among the alerts it loads)
     # opens it all the same, for anyone who may read alerts: a viewer too.
-    session, csrf = await analyst_http(server, "bob")
-    async with (
-        session,
-        session.post(
-            server.make_url(f"/api/v1/alerts/{ids['medium']}/resolve"),
-            json={"disposition": "legitimate"},
-            headers={"X-CSRF-Token": csrf},
-        ) as r,
-    ):
-        assert r.status == 200, await r.text()
+    await bob_resolves(server, ids["medium"])
     await create_user(server.app[STORE], "vic", PASSWORD, "viewer")
     vic = await sign_in(browser, server, "vic", path=f"/?alert={ids['medium']}")
     await expect(vic.drawer).to_be_visible()
