@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Request, expect
 
 from server.auth import create_user
 from server.state import STORE
@@ -445,4 +445,49 @@ async def test_saved_views_is_a_menu_button_by_role_and_by_the_keyboard(
     await expect(panel).to_be_visible()
     await page.mouse.click(5, 5)
     await expect(panel).to_be_hidden()
+    assert alice.problems == []
+
+
+async def test_a_linked_alert_opens_in_the_drawer_without_joining_a_view_it_is_not_in(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: a link to an alert resolved before the page loaded put it at the end of the
+    # Everything view (every unresolved alert, and what the feed brings), where it stayed
+    # after the drawer closed, and the page asked the server for it twice.
+    ids = await four_kinds(ingest)
+    medium = ids["medium"]
+    await bob_resolves(server, medium)
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    await shows(alice, [ids["critical"], ids["high_travel"], ids["card"]])
+    asked: list[str] = []
+
+    def count(request: Request) -> None:
+        if request.url.endswith(f"/api/v1/alerts/{medium}"):
+            asked.append(request.url)
+
+    page.on("request", count)
+
+    await page.goto(f"/?alert={medium}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(alice.drawer).to_contain_text("Account acct-velo")
+    await expect(alice.drawer.locator(".history")).to_contain_text("bob")
+    await shows(alice, [ids["critical"], ids["high_travel"], ids["card"]])
+    await expect(page.locator("#alerts-summary")).to_contain_text("3 shown")
+
+    # The keys act on the drawer's alert all the same: it is resolved, by bob.
+    await alice.press("f")
+    await expect(page.locator("#notices")).to_contain_text(
+        "Alert for account acct-velo (m-steam · $19.99) is already resolved by bob."
+    )
+    await expect(page.get_by_role("dialog")).to_have_count(0)
+
+    # Closed, it leaves nothing behind in the list, the table let go.
+    await alice.drawer.get_by_role("button", name="Close details").click()
+    await expect(alice.drawer).to_be_hidden()
+    await page.mouse.move(5, 5)
+    await expect(page.locator("#paused-button")).to_be_hidden()
+    await shows(alice, [ids["critical"], ids["high_travel"], ids["card"]])
+    await expect(page.locator("#alerts-summary")).to_contain_text("3 shown")
+    assert len(asked) == 1, asked
     assert alice.problems == []

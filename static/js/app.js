@@ -580,16 +580,17 @@ function focusTable() {
 // The focused row's alert, else the cursor's: the drawer's while it is open, else only one
 // listed. A search or filter that hides the cursor's alert keeps the cursor on it (to come
 // back to), and a, f, l and Enter acted on that alert, out of sight.
+// The drawer's alert may be one the page does not hold (opened from a link): its own copy.
 function currentAlert() {
   const id = document.activeElement?.closest?.("tr[data-id]")?.dataset.id ?? table.cursorId;
   if (!id || (!drawer.isOpen && table.indexOf(id) < 0)) return null;
-  return table.alert(id);
+  return table.alert(id) ?? (drawer.alertId === id ? drawer.alert : null);
 }
 
-function openDetails(alert, { focus = true } = {}) {
+function openDetails(alert, { focus = true, details = null } = {}) {
   table.setCursor(alert.id, { scroll: table.indexOf(alert.id) >= 0 });
   table.cursorSeen();
-  drawer.open(alert, { focus });
+  drawer.open(alert, { focus, details });
   updateHold();
 }
 
@@ -860,9 +861,11 @@ async function openFromAddress(id) {
   }
   if (drawer.alertId === id) return;
   let alert = store.get(id);
+  let details = null;
   if (!alert) {
     try {
-      alert = (await api.getAlert(id)).alert;
+      details = await api.getAlert(id);
+      alert = details.alert;
     } catch (error) {
       if (!(error instanceof api.ApiError)) console.error("Dashboard: opening an alert failed:", error);
       if (error.unauthenticated) {
@@ -880,10 +883,19 @@ async function openFromAddress(id) {
     }
     // The analyst moved on meanwhile (Back, another alert opened).
     if (alertInAddress() !== id) return;
-    store.merge(alert);
-    alert = store.get(id) ?? alert;
+    // The page holds every unresolved alert, so one it lacked (past its cap) joins them and
+    // is listed where the view puts it, if it does. A resolved one is the drawer's alone:
+    // the page's own views list what the feed brought and what a view asked the server for,
+    // not what a link opened (at the end of Everything, after the drawer had closed). The
+    // feed brings it in if it changes, as it would any alert.
+    if (alert.status !== "resolved") {
+      store.merge(alert);
+      alert = store.get(id) ?? alert;
+    }
   }
-  openDetails(alert);
+  // What the server answered (audit trail and notes) is the drawer's: not asked for again.
+  const known = details && details.alert.updated_at === alert.updated_at ? details : null;
+  openDetails(alert, { details: known });
 }
 
 async function main() {

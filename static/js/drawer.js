@@ -131,10 +131,12 @@ export class Drawer {
     return this.isOpen ? (this.alert?.id ?? null) : null;
   }
 
-  open(alert, { focus = true } = {}) {
+  // `details`: the server's answer for this alert (GET /api/v1/alerts/{id}: its audit trail
+  // and notes), when the caller has it already: the drawer does not ask for it again.
+  open(alert, { focus = true, details = null } = {}) {
     const wasOpen = this.isOpen;
     if (!wasOpen) this.onBeforeToggle();
-    this.show(alert);
+    this.show(alert, details);
     this._place();
     this.root.hidden = false;
     document.body.classList.add("has-drawer");
@@ -172,8 +174,8 @@ export class Drawer {
     this.onClose();
   }
 
-  // Another alert in the open drawer (the cursor moved).
-  show(alert) {
+  // Another alert in the open drawer (the cursor moved). `details`: as for open().
+  show(alert, details = null) {
     const same = this.alert?.id === alert.id;
     if (!same) this._putDraftsAside();
     this.alert = alert;
@@ -183,13 +185,15 @@ export class Drawer {
       this._takeDraftsBack(alert.id);
       this.body.scrollTop = 0;
     }
+    const stale = !same || this._auditFor !== alert.updated_at;
+    if (stale && details) this._takeAudit(alert, details);
     // The body is rebuilt on every change to the alert (the forms are moved, not rebuilt):
     // keep the keyboard where it was.
     const focused = this._focusedField();
     if (!same && this.isOpen) this.onViewing(alert.id);
     this._render();
     if (same) this._refocus(focused);
-    if (!same || this._auditFor !== alert.updated_at) this._fetchAudit(alert);
+    if (stale && !details) this._fetchAudit(alert);
     if (!same) this._fetchHistory(alert);
   }
 
@@ -278,6 +282,15 @@ export class Drawer {
     if (this._fields().some(([, field]) => field === active)) {
       active.scrollIntoView({ block: "nearest" });
     }
+  }
+
+  // The audit trail and notes as given (`data`, the server's answer for `alert`); a fetch
+  // still under way for an older state is dropped.
+  _takeAudit(alert, data) {
+    ++this._auditToken;
+    this._auditFor = alert.updated_at;
+    this._audit = Array.isArray(data.audit) ? data.audit : [];
+    this._notes = Array.isArray(data.notes) ? data.notes : [];
   }
 
   async _fetchAudit(alert) {
