@@ -542,8 +542,8 @@ async def test_critical_notifications_are_opt_in_rate_limited_and_silenced(
     alice = await sign_in(browser, server, "alice", before_load=stub)
     page = alice.page
     notes = "() => window.__notes.map((n) => ({title: n.title, closed: n.closed}))"
-    menu = page.locator("#notify-menu")
-    await expect(menu.locator("summary")).to_have_text(re.compile(r"Notifications\s+off"))
+    menu = page.locator("#notify-button")
+    await expect(menu).to_have_text(re.compile(r"Notifications\s+off"))
 
     # Off by default: a critical alert makes no noise.
     [quiet] = await ingest(travel_at_night("acct-quiet"))
@@ -551,10 +551,10 @@ async def test_critical_notifications_are_opt_in_rate_limited_and_silenced(
     await after_due_timers(page)
     assert await page.evaluate(notes) == []
 
-    await menu.locator("summary").click()
+    await menu.click()
     await page.get_by_label("Show a desktop notification").check()
     await page.get_by_label("Play a sound").check()
-    await expect(menu.locator("summary")).to_have_text(re.compile(r"sound \+ desktop"))
+    await expect(menu).to_have_text(re.compile(r"sound \+ desktop"))
     assert await page.evaluate("() => window.__beeps") == 2, "a two-tone preview"
     stored = await page.evaluate("() => localStorage.getItem('fraudwatch.notify')")
     assert json.loads(stored) == {"sound": True, "desktop": True}

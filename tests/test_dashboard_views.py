@@ -436,11 +436,11 @@ async def test_saved_views_is_a_menu_button_by_role_and_by_the_keyboard(
     await button.click()
     await expect(panel).to_be_visible()
     # One menu open at a time: the notifications menu closes it.
-    await page.locator("#notify-menu summary").click()
+    await page.locator("#notify-button").click()
     await expect(panel).to_be_hidden()
     await expect(button).to_have_attribute("aria-expanded", "false")
     await page.mouse.click(5, 5)
-    await expect(page.locator("#notify-menu")).not_to_have_attribute("open", "")
+    await expect(page.locator("#notify-panel")).to_be_hidden()
     await button.click()
     await expect(panel).to_be_visible()
     await page.mouse.click(5, 5)
@@ -490,4 +490,67 @@ async def test_a_linked_alert_opens_in_the_drawer_without_joining_a_view_it_is_n
     await shows(alice, [ids["critical"], ids["high_travel"], ids["card"]])
     await expect(page.locator("#alerts-summary")).to_contain_text("3 shown")
     assert len(asked) == 1, asked
+    assert alice.problems == []
+
+
+async def test_notifications_is_a_menu_button_by_role_and_by_the_keyboard(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # Saved views became a menu button; Notifications was still a <summary>, announced as a
+    # disclosure triangle, its panel reached by Tab alone and ↓ doing nothing.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    await four_kinds(ingest)
+    await expect(alice.rows).to_have_count(4)
+    button = page.get_by_role("button", name=re.compile(r"^Notifications"))
+    await expect(button).to_have_count(1)
+    await expect(button).to_have_attribute("aria-expanded", "false")
+    panel = page.locator(f"#{await button.get_attribute('aria-controls')}")
+    await expect(panel).to_be_hidden()
+    sound = panel.get_by_label("Play a sound")
+    desktop = panel.get_by_label("Show a desktop notification")
+
+    # Enter opens it with the keyboard on the first choice; ↓ and ↑ go through them (round
+    # the end); Space ticks the one focused; Esc closes it, the keyboard back on the button.
+    await button.focus()
+    await alice.press("Enter")
+    await expect(button).to_have_attribute("aria-expanded", "true")
+    await expect(panel).to_be_visible()
+    await expect(sound).to_be_focused()
+    await alice.press("ArrowDown")
+    await expect(desktop).to_be_focused()
+    await alice.press("ArrowDown")
+    await expect(sound).to_be_focused()
+    await alice.press("ArrowUp")
+    await expect(desktop).to_be_focused()
+    await alice.press("ArrowUp", " ")
+    await expect(sound).to_be_checked()
+    await expect(button).to_have_text(re.compile(r"Notifications\s+sound$"))
+    await alice.press("Escape")
+    await expect(panel).to_be_hidden()
+    await expect(button).to_have_attribute("aria-expanded", "false")
+    await expect(button).to_be_focused()
+
+    # Space and ↓ open it too (↑ on the last choice); Tab out of it closes it.
+    await alice.press(" ")
+    await expect(sound).to_be_focused()
+    await alice.press("Escape", "ArrowUp")
+    await expect(button).to_have_attribute("aria-expanded", "true")
+    await expect(desktop).to_be_focused()
+    await alice.press("Tab")
+    await expect(panel).to_be_hidden()
+    await expect(button).to_have_attribute("aria-expanded", "false")
+
+    # One menu open at a time, either way round; a click elsewhere closes it.
+    await button.click()
+    await expect(panel).to_be_visible()
+    views = page.get_by_role("button", name="Saved views")
+    await views.click()
+    await expect(panel).to_be_hidden()
+    await expect(views).to_have_attribute("aria-expanded", "true")
+    await button.click()
+    await expect(views).to_have_attribute("aria-expanded", "false")
+    await expect(panel).to_be_visible()
+    await page.mouse.click(5, 5)
+    await expect(panel).to_be_hidden()
     assert alice.problems == []

@@ -22,7 +22,7 @@ import { holdWhileWorking } from "./hold.js";
 import { IntegrityPanel } from "./integrity.js";
 import { ScorecardPanel } from "./scorecard.js";
 import { installShortcuts } from "./keyboard.js";
-import { installMenus } from "./menus.js";
+import { MenuButton, installMenus } from "./menus.js";
 import { Announcer, Notices } from "./notices.js";
 import { CriticalAlerts } from "./notify.js";
 import { ResolveDialog } from "./resolve-dialog.js";
@@ -134,6 +134,7 @@ const views = new SavedViews($("#views-menu"), {
   notices,
   onChosen: () => focusTable(),
 });
+new MenuButton($("#notify-button"), $("#notify-panel"), { items: 'input[type="checkbox"]' });
 const critical = new CriticalAlerts({
   soundBox: $("#notify-sound"),
   desktopBox: $("#notify-desktop"),

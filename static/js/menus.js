@@ -1,8 +1,9 @@
-// Menus: panels that float over the page. Most are a <details> (notifications, delivery
-// integrity); Saved views is a button (MenuButton, below). One open at a time; a click
-// elsewhere or Esc closes it, and Esc hands focus back to its button.
+// Menus and panels that float over the page. Saved views and Notifications are menu buttons
+// (MenuButton, below); the footer's delivery and detection panels are disclosures, a
+// <details> each: a summary that shows a panel of figures, nothing to choose from. One open
+// at a time; a click elsewhere or Esc closes it, and Esc hands focus back to its button.
 
-const DETAILS = "details.menu, details.integrity";
+const DETAILS = "details.integrity";
 const menuButtons = new Set();
 
 const openDetails = () => [...document.querySelectorAll(DETAILS)].filter((menu) => menu.open);
@@ -43,16 +44,17 @@ export function installMenus() {
 
 // A menu button: a <button aria-expanded aria-controls> and the panel it shows and hides.
 // A <summary> is announced as a disclosure triangle, not a button, in some screen readers.
-// Not role="menu": the panel holds a text field and a Save button beside its links, which a
-// menu may not; by the keyboard it works as a menu button does. Enter, Space or ↓ open it
-// with the keyboard on its first link (↑: its last), ↑ and ↓ move through its links, Esc
-// closes it with the keyboard back on the button, and Tab out of it or a click elsewhere
-// closes it.
+// Not role="menu": Saved views' panel holds a text field and a Save button beside its links,
+// Notifications' two checkboxes, which a menu may not; by the keyboard it works as a menu
+// button does. Enter, Space or ↓ open it with the keyboard on its first item (↑: its last),
+// ↑ and ↓ move through its items (`items`, a selector: links by default), Esc closes it
+// with the keyboard back on the button, and Tab out of it or a click elsewhere closes it.
 export class MenuButton {
-  constructor(button, panel, { onOpen = () => {} } = {}) {
+  constructor(button, panel, { onOpen = () => {}, items = "a[href]" } = {}) {
     this.button = button;
     this.panel = panel;
     this.onOpen = onOpen;
+    this.items = items;
     menuButtons.add(this);
     button.addEventListener("click", () => {
       if (this.isOpen) this.close();
@@ -107,6 +109,6 @@ export class MenuButton {
   }
 
   _links() {
-    return [...this.panel.querySelectorAll("a[href]")];
+    return [...this.panel.querySelectorAll(this.items)];
   }
 }
