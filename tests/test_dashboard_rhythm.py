@@ -176,6 +176,66 @@ async def test_esc_after_resolving_in_the_drawer_lets_in_what_waited_and_j_takes
     assert alice.problems == []
 
 
+async def test_a_resolve_from_the_table_lets_in_what_waited_and_nothing_else_does(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # QA: working from the table alone (j, l, Enter, and again, never the drawer) never let
+    # the table go: only the drawer's close after a resolve did, or Esc. The pill counted
+    # the critical alerts waiting for as long as the analyst worked.
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    queue = await a_queue(alice, ingest, 6)
+    paused = page.locator("#alerts-paused")
+    dialog = page.get_by_role("dialog", name=re.compile("^Resolve"))
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[0]
+    crit = await critical(ingest, "acct-crit")
+    await expect(paused).to_have_text("Paused · 1 new · 1 critical")
+    top = await row_top(alice, queue[0])
+
+    # l, Enter: once the server has answered (the dialog holds the keys until then), what
+    # waited is listed in its place, the resolved row goes to the end, and the cursor is on
+    # the alert now at the top of the queue, where the resolved row was on screen.
+    await alice.press("l")
+    await expect(dialog).to_be_visible()
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await eventually(lambda: listed(alice), [crit, *queue[1:], queue[0]])
+    await expect(page.locator("#alert-rows tr.is-cursor")).to_have_attribute("data-id", crit)
+    await eventually(alice.focused_row_id, crit)
+    assert abs(await row_top(alice, crit) - top) <= 1
+    # The table holds still again for the keys to come: an alert raised now waits.
+    await expect(paused).to_have_text("Paused")
+    [later] = await ingest(travel_at_night("acct-later", T0 + dt.timedelta(days=1)))
+    await expect(paused).to_have_text("Paused · 1 new · 1 critical")
+
+    # j lands on the alert the cursor was put on; an acknowledge (answered whenever the
+    # server answers, perhaps between two keys) lets nothing in; nor do j and k.
+    await alice.press("j")
+    assert await alice.focused_row_id() == crit
+    await alice.press("a")
+    await expect(alice.cell(crit, STATUS)).to_have_text("Acknowledged")
+    await alice.press("j", "k")
+    assert await alice.focused_row_id() == crit
+    await expect(paused).to_have_text("Paused · 1 new · 1 critical")
+    assert await listed(alice) == [crit, *queue[1:], queue[0]]
+
+    # The next resolve from the table lets it in, and j goes on from the alert that took
+    # the resolved one's place.
+    await alice.press("f")
+    await expect(dialog).to_be_visible()
+    await alice.press("Enter")
+    await expect(dialog).to_be_hidden()
+    await eventually(lambda: listed(alice), [later, *queue[1:], crit, queue[0]])
+    await eventually(alice.focused_row_id, later)
+    await expect(paused).to_have_text("Paused")
+    await alice.press("j")
+    assert await alice.focused_row_id() == later
+    await alice.press("j")
+    assert await alice.focused_row_id() == queue[1]
+    assert alice.problems == []
+
+
 async def test_finishing_an_alert_down_the_queue_keeps_its_place_on_screen(
     browser: Browser, server: TestServer, ingest: Ingest
 ) -> None:

@@ -91,12 +91,20 @@ async def test_keyboard_only_triage_of_three_alerts(
     await alice.press("Enter")
     await expect(dialog).to_be_hidden()
     await expect(alice.cell(first, STATUS)).to_have_text("Resolved Fraud")
-    assert await alice.focused_row_id() == first, "focus comes back to the row"
+    # The analyst has finished it: it goes to the end of the queue, and the keyboard to the
+    # queue, at the resolved one's place (_keepPlace's rule: after the nearest alert above
+    # that did not change, the first listed here, as the critical one was acknowledged).
+    await eventually(lambda: listed(alice), [critical, second, first])
 
-    # k goes back up, j j comes down again; l resolves as legitimate, with a typed note.
+    async def moved_on() -> bool:
+        return await alice.focused_row_id() in (critical, second)
+
+    await eventually(moved_on, True)
+
+    # k goes back up, j comes down again; l resolves as legitimate, with a typed note.
     await alice.press("k")
     assert await alice.focused_row_id() == critical
-    await alice.press("j", "j")
+    await alice.press("j")
     assert await alice.focused_row_id() == second
     await alice.press("l")
     await expect(dialog.get_by_role("radio", name="Legitimate")).to_be_checked()
@@ -123,7 +131,7 @@ async def test_u_undoes_the_resolve_just_made(
     resolved, and u (or its button) puts the alert back in the queue."""
     alice = await sign_in(browser, server, "alice")
     page = alice.page
-    critical, first, _ = await three_alerts(ingest)
+    critical, first, third = await three_alerts(ingest)
     await expect(alice.row(first)).to_be_visible()
     await alice.press("j", "j")
     assert await alice.focused_row_id() == first
@@ -135,7 +143,8 @@ async def test_u_undoes_the_resolve_just_made(
     await expect(notice).to_contain_text("alert for account acct-high-1 (First Ltd")
     await expect(notice.get_by_role("button", name="Undo (u)")).to_be_visible()
 
-    await eventually(alice.focused_row_id, first)
+    # The keyboard is on the alert that took the resolved one's place (the third).
+    await eventually(alice.focused_row_id, third)
     await alice.press("u")
     await expect(alice.cell(first, STATUS)).to_have_text("Open")
     await expect(notice).to_be_hidden()
@@ -150,7 +159,7 @@ async def test_u_undoes_the_resolve_just_made(
     await expect(page.locator(".notice", has_text="Nothing to undo")).to_be_visible()
 
     # The notice's button does the same, for the mouse.
-    await eventually(alice.focused_row_id, first)
+    await eventually(alice.focused_row_id, third)
     await alice.press("k")
     assert await alice.focused_row_id() == critical
     await alice.press("l")
@@ -233,15 +242,24 @@ async def six_in_a_queue(alice: Analyst, ingest: Ingest) -> list[str]:
     return queue
 
 
-async def resolve_legitimate(alice: Analyst, alert_id: str) -> None:
-    """l, Enter on the focused row."""
+async def resolve_legitimate(alice: Analyst, alert_id: str, then: str | None = None) -> None:
+    """l, Enter on the focused row (`alert_id`): resolved, it goes to its place in the queue
+    and the keyboard is on `then`, the alert that took its place (when given; else on
+    another row)."""
     await alice.press("l")
     await expect(alice.page.get_by_role("dialog", name=re.compile("^Resolve"))).to_be_visible()
     await alice.press("Enter")
     await expect(alice.cell(alert_id, STATUS)).to_have_text("Resolved Legitimate")
-    # The dialog hands focus back to the row once it has closed: keys pressed before that
+    # Focus comes back to the table once the dialog has closed: keys pressed before that
     # would land outside the table.
-    await eventually(alice.focused_row_id, alert_id)
+    if then is not None:
+        await eventually(alice.focused_row_id, then)
+        return
+
+    async def elsewhere() -> bool:
+        return await alice.focused_row_id() not in (None, alert_id)
+
+    await eventually(elsewhere, True)
 
 
 async def test_cursor_keeps_its_place_when_the_resolved_row_moves_away(
@@ -251,10 +269,10 @@ async def test_cursor_keeps_its_place_when_the_resolved_row_moves_away(
     queue = await six_in_a_queue(alice, ingest)
     await alice.press("j", "j", "j")
     assert await alice.focused_row_id() == queue[2]
-    await resolve_legitimate(alice, queue[2])
+    await resolve_legitimate(alice, queue[2], then=queue[3])
 
-    # Esc releases the table: the resolved row goes to the end, the cursor stays put, on
-    # the alert that took its place.
+    # The resolve let the table catch up (and Esc releases it): the resolved row goes to
+    # the end, the cursor stays put, on the alert that took its place.
     await alice.press("Escape")
     await eventually(lambda: listed(alice), [*queue[:2], *queue[3:], queue[2]])
     cursor = alice.page.locator("#alert-rows tr.is-cursor")
@@ -353,10 +371,11 @@ async def test_shortcuts_list_holds_the_table(
     page = alice.page
     queue = await six_in_a_queue(alice, ingest)
     await alice.press("j", "j", "j")
-    await resolve_legitimate(alice, queue[2])
+    await resolve_legitimate(alice, queue[2], then=queue[3])
+    moved = [*queue[:2], *queue[3:], queue[2]]
 
     # Like the resolve dialog, the list holds the rows: closing it gives focus back to the
-    # resolved row, still where it was, and j goes on to the next alert.
+    # alert that took the resolved one's place, still where it was, and j lands on it.
     overlay = page.get_by_role("dialog", name="Keyboard shortcuts")
     await alice.press("?")
     await expect(overlay).to_be_visible()
@@ -364,7 +383,7 @@ async def test_shortcuts_list_holds_the_table(
     # table counts it as waiting; a released one would list it and re-sort the rest.
     await ingest(impossible_travel("acct-q6", "Shop", T0 + dt.timedelta(hours=6)))
     await expect(page.locator("#alerts-paused")).to_have_text("Paused · 1 new")
-    assert await listed(alice) == queue
+    assert await listed(alice) == moved
     await alice.press("Escape")
     await expect(overlay).to_be_hidden()
     await alice.press("j")
@@ -613,7 +632,7 @@ async def test_a_held_enter_that_confirmed_the_dialog_does_not_open_the_details(
     await expect(dialog).to_be_visible()
     await page.keyboard.down("Enter")
     await expect(alice.cell(queue[0], STATUS)).to_have_text("Resolved Fraud")
-    await eventually(alice.focused_row_id, queue[0])
+    await eventually(alice.focused_row_id, queue[1])
     # The keyboard's repeat: the same key, down again and again until it is let go.
     for _ in range(3):
         await page.keyboard.down("Enter")
@@ -1714,7 +1733,10 @@ async def test_f_on_an_alert_you_resolved_says_you_once(
     page = alice.page
     queue = await six_in_a_queue(alice, ingest)
     await alice.press("j")
-    await resolve_legitimate(alice, queue[0])
+    await resolve_legitimate(alice, queue[0], then=queue[1])
+    # Back on it, at the end of the queue.
+    await alice.press("End")
+    assert await alice.focused_row_id() == queue[0]
     await alice.press("f")
     text = "Alert for account acct-q0 (Shop · $1,299.00) is already resolved by you."
     notice = page.locator(".notice", has_text="is already resolved")

@@ -106,7 +106,11 @@ const drawer = new Drawer($("#drawer"), {
 // Rows hold still while the analyst works in the table, a dialog or the details drawer. The
 // shortcuts list counts as a dialog: a glance at it must not re-sort the queue behind it,
 // and closing it gives focus back to the row the analyst left.
-const { update: updateHold, release: releaseHold } = holdWhileWorking(
+const {
+  update: updateHold,
+  release: releaseHold,
+  pointerHolds,
+} = holdWhileWorking(
   tableWrap,
   table,
   () => dialog.isOpen || drawer.isOpen || shortcuts.open,
@@ -611,7 +615,13 @@ function acknowledge(alert) {
   else if (alert.owner !== me || alert.status === "resolved") explainNoAction(alert);
 }
 
-function resolve(alert, disposition, refocus) {
+// Resolved from the table (f or l, the drawer closed), the analyst has finished that alert,
+// as when the details close on one resolved in them: the table lets in what waited, once,
+// the cursor at its place in the queue where the resolved row was on screen, and holds
+// still again (table.finished). Working from the table alone never let it go. Now, as the
+// dialog closes on the server's answer: the dialog held the keys until then, so no key of a
+// sequence is pressed between the answer and the rows moving. Not under the pointer.
+async function resolve(alert, disposition, refocus) {
   if (!canAct) return;
   if (!workable(alert, me)) {
     explainNoAction(alert);
@@ -621,7 +631,9 @@ function resolve(alert, disposition, refocus) {
     shortcutKeys.settle();
     return;
   }
-  actions.resolve(alert, disposition, refocus);
+  const fromTable = !drawer.isOpen;
+  const outcome = await actions.resolve(alert, disposition, refocus);
+  if (fromTable && outcome?.ok && !drawer.isOpen && !pointerHolds()) table.finished();
 }
 
 table.onAction = (action, alert) => {

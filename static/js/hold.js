@@ -111,5 +111,7 @@ export function holdWhileWorking(container, table, alsoHold = () => false) {
     keyboardInside = false;
     update();
   };
-  return { update, release };
+  // Whether the pointer holds the table: rows must not move under it, whatever else let go.
+  const pointerHolds = () => pointerInside;
+  return { update, release, pointerHolds };
 }
