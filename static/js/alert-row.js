@@ -62,6 +62,18 @@ function createdMs(alert) {
   return Number.isNaN(ms) ? Number.NaN : ms;
 }
 
+// An alert raised this long or more after its transaction's event time was scored late: the
+// demo's warm-up scores the stream's last minutes at start, a replay scores the past, a feed
+// catches up after an outage. A live alert is raised within a second or so of its event.
+const LATE_MS = 60_000;
+
+// How long after its transaction the alert was raised (ms), when that makes it late; else
+// null. Both times are the server's data, not the browser's clock.
+export function raisedLateBy(alert) {
+  const lag = createdMs(alert) - Date.parse(alert.transaction?.timestamp);
+  return Number.isFinite(lag) && lag >= LATE_MS ? lag : null;
+}
+
 // How long the alert has been waiting (from when the server raised it), or, once resolved,
 // how long it took. Rows re-run this on a timer to keep ages current.
 export function ageText(alert, now) {
@@ -75,20 +87,25 @@ export function ageText(alert, now) {
 // The first cell's text: event time (the transaction's own clock), the date when not
 // today, and the alert's age. The cell itself, with its checkbox, belongs to the table.
 // The date is a part of its own: where the line is short it gives way, not the age.
+// An alert raised late (raisedLateBy) says so before them, `raised late · 12 s`: its age
+// counts its wait in the queue, and read under its event time it passed for the
+// transaction's, minutes younger than it was. That mark gives way first, before the date
+// (which says as much of an older one); its title and the drawer say by how much.
 export function timeContent(alert, now) {
   const iso = alert.transaction?.timestamp;
   const { time, date } = formatEventTime(iso);
+  const lag = raisedLateBy(alert);
+  const after = lag === null ? "" : `, ${formatAge(lag)} after its transaction`;
+  const raised = `Alert raised ${alert.created_at}${after}`;
   return h("span", { className: "time-text" }, [
     h("time", { datetime: iso, title: `Event time ${iso}`, text: time }),
     " ",
     h("span", { className: "cell-sub" }, [
+      lag === null ? null : h("span", { className: "late", title: raised, text: "raised late ·" }),
+      lag === null ? null : " ",
       date ? h("span", { className: "date", text: `${date} ·` }) : null,
       date ? " " : null,
-      h("span", {
-        className: "age",
-        title: `Alert raised ${alert.created_at}`,
-        text: ageText(alert, now),
-      }),
+      h("span", { className: "age", title: raised, text: ageText(alert, now) }),
     ]),
   ]);
 }

@@ -16,6 +16,7 @@ import {
   section,
   transactionSection,
 } from "./alert-details.js";
+import { raisedLateBy } from "./alert-row.js";
 import { h, setText } from "./dom.js";
 import { formatAge, formatMoney } from "./format.js";
 import { loadPref, savePref } from "./prefs.js";
@@ -315,16 +316,23 @@ export class Drawer {
     if (this.isOpen && this.alert) this._renderSub();
   }
 
+  // "raised 12 s ago", and for an alert raised late (the demo's warm-up, a replay) by how
+  // much: ", 5 min after its transaction". Read alone, the wait passed for the
+  // transaction's age.
   _renderSub() {
     const alert = this.alert;
     const tx = alert.transaction ?? {};
     const raised = Date.parse(alert.created_at);
+    const lag = raisedLateBy(alert);
+    const after = lag === null ? "" : `, ${formatAge(lag)} after its transaction`;
     setText(
       this.sub,
       [
         tx.merchant_name || tx.merchant_id,
         formatMoney(tx.amount, tx.currency),
-        Number.isFinite(raised) ? `raised ${formatAge(this.clock.now() - raised)} ago` : null,
+        Number.isFinite(raised)
+          ? `raised ${formatAge(this.clock.now() - raised)} ago${after}`
+          : null,
       ]
         .filter(Boolean)
         .join(" · "),
