@@ -984,6 +984,45 @@ SUBTITLES = """() => [...document.querySelectorAll("#stats .stat-sub")].map((sub
 })"""
 
 
+# The search box's placeholder: how wide it is in the field's font, the room the field's
+# padding leaves it, and where the "/" hint starts (it sits over the field's right end).
+PLACEHOLDER = """() => {
+  const field = document.getElementById("filter-q");
+  const style = getComputedStyle(field);
+  const context = document.createElement("canvas").getContext("2d");
+  context.font = style.font;
+  const box = field.getBoundingClientRect();
+  const left = box.left + field.clientLeft + parseFloat(style.paddingLeft);
+  const right = box.left + field.clientLeft + field.clientWidth - parseFloat(style.paddingRight);
+  const hint = document.querySelector(".search-key");
+  return {
+    text: field.placeholder,
+    needs: context.measureText(field.placeholder).width,
+    room: right - left,
+    hintLeft: hint.getClientRects().length ? hint.getBoundingClientRect().left : null,
+    textRight: left + context.measureText(field.placeholder).width,
+  };
+}"""
+
+
+async def test_the_search_placeholder_reads_whole(browser: Browser, server: TestServer) -> None:
+    # QA: at 1280 px the box showed "Search account, merchant, i", the rest under the "/"
+    # hint: the field was 218 px for 206 of words, and its 30 px of room for the hint on the
+    # right was lost to input[type="search"]'s 10 px, which came later in the sheet.
+    me = await sign_in(browser, server, "alice")
+    for width, height in [(1024, 700), (1280, 720), (1366, 768), (1440, 900), (390, 844)]:
+        await me.page.set_viewport_size({"width": width, "height": height})
+        await next_frames(me.page)
+        figures = await me.page.evaluate(PLACEHOLDER)
+        if SHOTS:
+            await me.page.screenshot(path=str(Path(SHOTS) / f"search-{width}x{height}.png"))
+        assert figures["text"] == "Search account, merchant, id"
+        assert figures["needs"] <= figures["room"], (width, figures)
+        if figures["hintLeft"] is not None:
+            assert figures["textRight"] <= figures["hintLeft"], (width, figures)
+    assert me.problems == []
+
+
 async def test_counter_subtitles_read_whole_from_1280_px(
     browser: Browser, server: TestServer
 ) -> None:
