@@ -506,9 +506,19 @@ async def test_a_narrow_drawer_holds_its_content(
 
 # How many lines the paused pill's text takes.
 PILL_LINES = """() => {
-  const range = document.createRange();
-  range.selectNodeContents(document.getElementById("alerts-paused"));
-  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+  // The lines its words take: text in sight only (a part a phone hides is 1 px, clipped).
+  const lines = (el) => {
+    const tops = new Set();
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.parentElement.getBoundingClientRect().width <= 1) continue;
+      const range = document.createRange();
+      range.selectNodeContents(node);
+      for (const r of range.getClientRects()) tops.add(Math.round(r.top));
+    }
+    return tops.size;
+  };
+  return lines(document.getElementById("alerts-paused"));
 }"""
 
 
@@ -556,10 +566,17 @@ HEAD = """() => {
     const r = el.getBoundingClientRect();
     return { left: r.left, top: r.top, right: r.right, bottom: r.bottom };
   };
+  // The lines its words take: text in sight only (a part a phone hides is 1 px, clipped).
   const lines = (el) => {
-    const range = document.createRange();
-    range.selectNodeContents(el);
-    return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+    const tops = new Set();
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.parentElement.getBoundingClientRect().width <= 1) continue;
+      const range = document.createRange();
+      range.selectNodeContents(node);
+      for (const r of range.getClientRects()) tops.add(Math.round(r.top));
+    }
+    return tops.size;
   };
   const pill = document.getElementById("paused-button");
   const drawer = document.getElementById("drawer");

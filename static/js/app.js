@@ -257,6 +257,14 @@ function renderPaused(waiting, letGo, urgentNow) {
   setText(pausedAction, waiting > 0 ? "— show" : "— resume");
   if (paused.textContent === parts.join(" ")) return;
   const spans = parts.map((part) => h("span", { text: part }));
+  // On a phone held upright `Paused · ` goes from sight (app.css), the counts staying: the
+  // pill then keeps to the heading's line. Its name keeps every word.
+  if (parts[0] !== "Paused") {
+    spans[0].replaceChildren(
+      h("span", { className: "paused-lead", text: "Paused · " }),
+      parts[0].slice("Paused · ".length),
+    );
+  }
   paused.replaceChildren(...spans.flatMap((span, i) => (i ? [" ", span] : [span])));
 }
 
