@@ -29,6 +29,7 @@ import { ResolveDialog } from "./resolve-dialog.js";
 import { SavedViews } from "./saved-views.js";
 import { LiveSocket, backoffDelay } from "./socket.js";
 import { Counters } from "./stats.js";
+import { keepToolbarHeight } from "./toolbar-height.js";
 import { comparator, describeSort, isFiltered, lastingMatcher, matcher } from "./view.js";
 
 // Ten thousand open alerts is a bad day, not a broken page: the table only draws what is on
@@ -130,6 +131,8 @@ const filters = new FilterBar($("#filters"), {
   onChange: applyView,
   onLeave: () => focusTable(),
 });
+// One height, the drawer open or closed: the rows below stay where they are.
+const measureToolbar = keepToolbarHeight($("#filters"));
 // The drawer's alert beside the filters in the address bar (openFromAddress, below).
 const address = new DrawerAddress({ query: () => filters.query, onChange: openFromAddress });
 const views = new SavedViews($("#views-menu"), {
@@ -746,6 +749,7 @@ drawer.onBeforeToggle = () => {
   tableTop = tableWrap.getBoundingClientRect().top;
 };
 drawer.root.addEventListener("drawer-toggle", () => {
+  measureToolbar();
   table.keepRowsStill(tableWrap.getBoundingClientRect().top - tableTop);
 });
 critical.onOpen = (alert) => openDetails(store.get(alert.id) ?? alert);
