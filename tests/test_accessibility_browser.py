@@ -431,3 +431,57 @@ async def test_axe_finds_nothing_serious_on_the_other_pages(
     forbidden = await signed_in_page(browser, server, "alice", "/admin", color_scheme=scheme)
     await expect(forbidden.get_by_text("Only admins can open the admin page")).to_be_visible()
     await axe(forbidden, "the 403 page")
+
+
+# What axe leaves to a person (its "incomplete" results) in the main states, by rule and
+# element: only what docs/dashboard.md (Checked by axe-core) explains may be there. The
+# table's spacer rows (hidden, or aria-hidden while they stand in for the rows not drawn),
+# one cell each, end axe's walk down the last column before it reaches a row: with them
+# removed from the page it reports nothing. Under 1200 px the open alerts' counts by
+# severity end in an ellipsis in their card (its title has them whole): axe finds the
+# part cut off under nothing it can name.
+KNOWN_INCOMPLETE = {
+    ("th-has-data-cells", "#alerts-table"),
+    ("color-contrast", ".sev-count-medium"),
+}
+
+
+async def incomplete(page: Page) -> set[tuple[str, str]]:
+    results = await Axe().run(page, options={"resultTypes": ["incomplete"]})
+    return {
+        (rule["id"], " ".join(map(str, node["target"])))
+        for rule in results.response["incomplete"]
+        for node in rule["nodes"]
+    }
+
+
+async def test_axe_leaves_nothing_unexplained_to_check_by_hand(
+    browser: Browser, server: TestServer, ingest: Ingest
+) -> None:
+    # The account history's chart drew its labels (the largest amount, the first and last
+    # times) as SVG text, which axe cannot check against the page behind it, shrunk with
+    # the chart to 9 or 10 px in a narrow drawer. They are text beside the chart now.
+    found: dict[str, set[tuple[str, str]]] = {}
+    alice = await sign_in(browser, server, "alice")
+    page = alice.page
+    ids = await a_queue(alice, ingest)
+    found["the queue"] = await incomplete(page)
+    await alice.row(ids[1]).locator("td").nth(2).click()
+    await expect(alice.drawer.locator("svg.amount-chart")).to_be_visible()
+    await animations_done(page)
+    found["the drawer, with the account's history"] = await incomplete(page)
+    await page.set_viewport_size({"width": 1024, "height": 700})
+    await animations_done(page)
+    found["the drawer at 1024 px"] = await incomplete(page)
+
+    login = await (await browser.new_context(base_url=str(server.make_url("/")))).new_page()
+    await login.goto("/login")
+    found["the sign-in page"] = await incomplete(login)
+    await create_user(server.app[STORE], "root", PASSWORD, "admin")
+    admin = await signed_in_page(browser, server, "root", "/admin")
+    await expect(admin.locator("#user-rows tr")).to_have_count(3)
+    await expect(admin.locator("#rules-version")).not_to_have_text("…")
+    found["the admin page"] = await incomplete(admin)
+    unexplained = {state: sorted(f - KNOWN_INCOMPLETE) for state, f in found.items()}
+    assert unexplained == {state: [] for state in found}, unexplained
+    assert alice.problems == []

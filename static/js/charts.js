@@ -1,7 +1,7 @@
 // Small inline-SVG charts, built node by node: header sparklines, a reason's observed value
 // against its threshold, and an account's amounts over time. No library, no HTML strings.
 
-import { svg } from "./dom.js";
+import { h, svg } from "./dom.js";
 
 const SPARK_W = 300;
 const SPARK_H = 40;
@@ -134,14 +134,16 @@ export function thresholdBar(observed, threshold) {
 }
 
 // Amounts over time for one account's alerts on this page; `current` is drawn larger. The
-// labels give the scale: the largest amount, and the first and last times.
+// labels give the scale: the largest amount over the chart, the first and last times under
+// it. They are text beside the SVG, not in it: SVG text shrank with the chart (to 9 px in a
+// 384 px drawer), and a contrast checker cannot tell what lies behind it.
 export function amountChart(points, currentId, { label, money, time }) {
   const w = 400;
-  const h = 96;
+  const height = 64;
   const left = 8;
   const right = 8;
-  const top = 16;
-  const bottom = 22;
+  const top = 6;
+  const bottom = 6;
   const valid = points.filter((p) => Number.isFinite(p.at) && Number.isFinite(p.amount));
   if (valid.length < 2) return null;
   const t0 = Math.min(...valid.map((p) => p.at));
@@ -150,7 +152,7 @@ export function amountChart(points, currentId, { label, money, time }) {
   const scale = peak > 0 ? peak : 1;
   const x = (at) =>
     left + (t1 > t0 ? ((at - t0) / (t1 - t0)) * (w - left - right) : (w - left - right) / 2);
-  const y = (amount) => h - bottom - (amount / scale) * (h - top - bottom);
+  const y = (amount) => height - bottom - (amount / scale) * (height - top - bottom);
   const dots = valid.map((p) =>
     svg("circle", {
       className: p.id === currentId ? "ac-dot ac-current" : "ac-dot",
@@ -159,23 +161,22 @@ export function amountChart(points, currentId, { label, money, time }) {
       r: p.id === currentId ? 4.5 : 3,
     }),
   );
-  const baseline = h - bottom;
-  return svg(
+  const baseline = height - bottom;
+  const chart = svg(
     "svg",
-    { className: "amount-chart", viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": label },
+    { className: "amount-chart", viewBox: `0 0 ${w} ${height}`, role: "img", "aria-label": label },
     [
       svg("line", { className: "ac-axis", x1: left, x2: w - right, y1: baseline, y2: baseline }),
       svg("line", { className: "ac-axis ac-grid", x1: left, x2: w - right, y1: top, y2: top }),
-      svg("text", { className: "ac-label", x: left, y: top - 4, text: `max ${money(peak)}` }),
-      svg("text", { className: "ac-label", x: left, y: h - 6, text: time(t0) }),
-      svg("text", {
-        className: "ac-label",
-        x: w - right,
-        y: h - 6,
-        "text-anchor": "end",
-        text: time(t1),
-      }),
       ...dots,
     ],
   );
+  return h("div", { className: "amount-chart-box" }, [
+    h("p", { className: "ac-label", text: `max ${money(peak)}` }),
+    chart,
+    h("p", { className: "ac-label ac-times" }, [
+      h("span", { text: time(t0) }),
+      h("span", { text: time(t1) }),
+    ]),
+  ]);
 }
