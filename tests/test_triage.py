@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
@@ -176,7 +177,9 @@ async def test_who_may_do_what(client: TestClient, login: Login, aiohttp_client:
         assert (status, answer["error"]["code"], answer["error"]["field"]) == (400, code, "text")
         assert "required text" not in answer["error"]["message"]
     resp = await client.post(
-        f"/api/v1/alerts/{alert_id}/notes", data="{not json", headers={"X-CSRF-Token": alice}
+        f"/api/v1/alerts/{alert_id}/notes",
+        data="{not json",
+        headers={"X-CSRF-Token": alice, "Content-Type": "application/json"},
     )
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "malformed_json"
     status, answer = await act(client, alice, alert_id, "notes", ["text"])
@@ -204,6 +207,130 @@ async def test_who_may_do_what(client: TestClient, login: Login, aiohttp_client:
     # CSRF is checked on every one of them.
     resp = await client.post(f"/api/v1/alerts/{alert_id}/unack")
     assert resp.status == 403 and (await resp.json())["error"]["code"] == "csrf"
+
+
+async def test_every_json_body_is_read_as_ingest_reads_one(
+    client: TestClient, login: Login
+) -> None:
+    # The triage and user endpoints read any body as JSON whatever its Content-Type said
+    # (a note sent as text/plain was taken) and answered every bad body "Send a JSON
+    # object". Now they refuse a type as ingest and labels do, and say what was wrong.
+    admin = await login("ada", role="admin")
+    alert_id = await one_alert(client)
+    endpoints: list[tuple[str, str, dict[str, Any], str]] = [
+        ("POST", f"/api/v1/alerts/{alert_id}/assign", {"owner": "ada"}, "'owner'"),
+        (
+            "POST",
+            f"/api/v1/alerts/{alert_id}/resolve",
+            {"disposition": "fraud"},
+            "'disposition', 'note'",
+        ),
+        ("POST", f"/api/v1/alerts/{alert_id}/reopen", {"note": "x"}, "'note'"),
+        ("POST", f"/api/v1/alerts/{alert_id}/notes", {"text": "x"}, "'text'"),
+        (
+            "PUT",
+            "/api/v1/users/bob",
+            {"role": "analyst", "password": "long enough pw"},
+            "'password', 'role'",
+        ),
+    ]
+
+    async def send(
+        method: str, path: str, data: Any, content_type: str | None
+    ) -> tuple[int, dict[str, Any]]:
+        headers = {"X-CSRF-Token": admin}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        resp = await client.request(method, path, data=data, headers=headers)
+        return resp.status, await resp.json()
+
+    ingest = await client.post(
+        "/api/v1/transactions",
+        data=b'{"id": "t", oops}',
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    ingests_words = (await ingest.json())["error"]["message"]
+    assert ingests_words.startswith("Malformed JSON: "), ingests_words
+    for method, path, body, fields in endpoints:
+        for content_type in ("text/plain", "application/xml", "text/csv"):
+            status, answer = await send(method, path, json.dumps(body), content_type)
+            error = answer["error"]
+            assert (status, error["code"]) == (415, "unsupported_media_type"), (path, answer)
+            assert error["content_type"] == content_type
+            assert error["accepted"] == ["application/json", "application/x-www-form-urlencoded"]
+            assert error["message"] == (
+                f"Content-Type {content_type} is not taken: send a JSON object as "
+                "application/json. Nothing was changed."
+            )
+        upload = FormData()
+        upload.add_field("file", json.dumps(body), filename="body.json")
+        status, answer = await send(method, path, upload, None)
+        assert (status, answer["error"]["code"]) == (415, "unsupported_media_type"), path
+        assert "(curl -F) is not taken" in answer["error"]["message"]
+        # Bad bodies, each named: in ingest's words where it is not JSON.
+        status, answer = await send(method, path, b'{"id": "t", oops}', "application/json")
+        assert (status, answer["error"]) == (
+            400,
+            {"code": "malformed_json", "message": ingests_words, "field": None},
+        ), path
+        status, answer = await send(method, path, json.dumps([body]), "application/json")
+        assert (status, answer["error"]) == (
+            400,
+            {
+                "code": "invalid_body",
+                "message": f"The body is a JSON array: send a JSON object (fields: {fields})",
+                "field": None,
+            },
+        ), path
+        name = next(iter(body))
+        twice = f'{{"{name}": "a", "{name}": "b"}}'
+        status, answer = await send(method, path, twice, "application/json")
+        assert (status, answer["error"]) == (
+            400,
+            {
+                "code": "duplicate_key",
+                "message": f"Key {name!r} appears more than once",
+                "field": name,
+            },
+        ), path
+    status, answer = await send("POST", endpoints[3][1], b"", "application/json")
+    assert (status, answer["error"]) == (
+        400,
+        {
+            "code": "empty_body",
+            "message": "The body is empty: send a JSON object (fields: 'text')",
+            "field": None,
+        },
+    )
+    # Nothing of the above changed anything.
+    resp = await client.get(f"/api/v1/alerts/{alert_id}", headers={"X-CSRF-Token": admin})
+    alert = (await resp.json())["alert"]
+    assert (alert["status"], alert["owner"]) == ("open", None)
+    assert (await client.get("/api/v1/users")).status == 200
+    users = (await (await client.get("/api/v1/users")).json())["users"]
+    assert "bob" not in [user["name"] for user in users]
+
+    # Taken as JSON, as ingest takes it: curl -d's form type, no type, the generic bytes
+    # type, application/json and any application/...+json (with a byte order mark too).
+    path = endpoints[3][1]
+    for i, content_type in enumerate(
+        (
+            "application/x-www-form-urlencoded",
+            None,
+            "application/octet-stream",
+            "application/json; charset=utf-8",
+            "application/vnd.fraudwatch+json",
+        )
+    ):
+        data = ("\ufeff" if i == 3 else "") + json.dumps({"text": f"note {i}"})
+        resp = await client.post(
+            path,
+            data=data.encode(),
+            headers={"X-CSRF-Token": admin}
+            | ({} if content_type is None else {"Content-Type": content_type}),
+            skip_auto_headers=["Content-Type"] if content_type is None else (),
+        )
+        assert resp.status == 201, (content_type, await resp.text())
 
 
 async def test_next_takes_the_most_urgent_unowned_alert_once(

@@ -18,7 +18,8 @@ from server.auth import Principal, create_user
 from server.state import HUB, SETTINGS, STORE
 from server.store.base import Role
 from server.views.api import permitted
-from server.views.responses import json_error, json_object, json_response
+from server.views.bodies import json_object
+from server.views.responses import json_error, json_response
 
 log = logging.getLogger(__name__)
 ROLES = get_args(Role)

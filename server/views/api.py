@@ -29,6 +29,7 @@ from server.transactions import (
     parse_transaction,
     split_array,
 )
+from server.views.bodies import BOM, NDJSON_TYPES, unsupported_media_type
 from server.views.responses import error_body, json_error, json_response, unauthorized
 from server.wording import size_in_words
 
@@ -58,14 +59,6 @@ async def permitted(
     return who
 
 
-_BOM = b"\xef\xbb\xbf"  # the UTF-8 byte order mark
-# In the order a 415 lists them (ACCEPTED_TYPES): the one to use first.
-NDJSON_TYPES = (
-    "application/x-ndjson",
-    "application/ndjson",
-    "application/jsonl",
-    "application/x-jsonlines",
-)
 NDJSON_HINT = (
     "; one JSON object per line is NDJSON: send it with Content-Type: application/x-ndjson"
 )
@@ -76,40 +69,6 @@ RUN_ON_HINT = (
     "newlines: send the file with --data-binary @FILE)"
 )
 _RUN_ON = re.compile(rb"}\s*{")
-# The bulk endpoints read a body as JSON (an object or an array) under these, besides any
-# `application/*+json` (RFC 6839) and the NDJSON types. curl -d sends the form type, and the
-# README's first example is such a command; the generic type is what some clients send for
-# bytes with no stated type, and aiohttp's reading of a request without Content-Type.
-JSON_TYPES = frozenset(
-    {"application/json", "application/x-www-form-urlencoded", "application/octet-stream"}
-)
-# What a 415 lists as taken (`accepted`): all but the generic type, which says nothing.
-ACCEPTED_TYPES = ("application/json", *NDJSON_TYPES, "application/x-www-form-urlencoded")
-_SEND = "JSON as application/json, or NDJSON as application/x-ndjson"
-
-
-def unsupported_media_type(request: web.Request) -> web.Response | None:
-    """The 415 for a body whose Content-Type the bulk endpoints do not read (text/plain,
-    XML, a form upload), or None. A body sent as XML was answered "Malformed JSON: invalid
-    character (byte 0)", and one sent as text/plain was read as JSON and taken."""
-    content_type = request.content_type
-    if (
-        content_type in JSON_TYPES
-        or content_type in NDJSON_TYPES
-        or (content_type.startswith("application/") and content_type.endswith("+json"))
-    ):
-        return None
-    shown = content_type[:100]
-    if content_type.startswith("multipart/"):
-        message = (
-            "A multipart/form-data upload (curl -F) is not taken: send the file itself as the "
-            f"body, with --data-binary @FILE and its Content-Type ({_SEND})."
-        )
-    else:
-        message = f"Content-Type {shown} is not taken: send {_SEND}."
-    body = error_body("unsupported_media_type", f"{message} Nothing of this request was accepted.")
-    body["error"].update(content_type=shown, accepted=list(ACCEPTED_TYPES))
-    return json_response(body, status=415)
 
 
 def malformed_hint(content_type: str, text: bytes) -> str:
@@ -168,15 +127,15 @@ async def ingest(request: web.Request) -> web.Response:
     who = await permitted(request, "ingest", "Ingest needs an API key with the 'ingest' scope")
     if isinstance(who, web.Response):
         return who
-    if (refused := unsupported_media_type(request)) is not None:
+    if (refused := unsupported_media_type(request, bulk=True)) is not None:
         return refused
     body = await read_body(request)
     if body is None:
         return shutting_down()
-    if body.startswith(_BOM):
+    if body.startswith(BOM):
         # Windows tools (PowerShell's UTF8 encoding, Notepad) start a file with one; JSON
         # parsers may ignore it (RFC 8259, 8.1), and the labels API and replay's reader do.
-        body = body[len(_BOM) :]
+        body = body[len(BOM) :]
     if not body.strip():
         return json_error(400, "empty_body", "Send a JSON object, a JSON array or NDJSON")
     try:

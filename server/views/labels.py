@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any, cast
 
 import msgspec
@@ -15,22 +14,27 @@ from server.store.base import LABELS, Label, LabelValue, Store
 from server.transactions import (
     MAX_DEPTH,
     MAX_ID_LENGTH,
-    nests_deeper_than,
     no_such_moment,
     out_of_range,
     parse_rfc3339,
     text_problem,
     too_far_ahead,
-    why_not_json,
 )
 from server.views.api import (
     ARRAY_HINT,
-    NDJSON_TYPES,
     malformed_hint,
     permitted,
     read_body,
     shutting_down,
     too_many_records,
+)
+from server.views.bodies import (
+    BOM,
+    NDJSON_TYPES,
+    DuplicateKey,
+    loads,
+    malformed,
+    too_deep,
     unsupported_media_type,
 )
 from server.views.responses import error_body, json_error, json_response
@@ -38,7 +42,6 @@ from server.views.responses import error_body, json_error, json_response
 MAX_LABELS = 10_000
 MAX_SOURCE_LENGTH = 100
 FIELDS = frozenset({"transaction_id", "label", "source", "labelled_at"})
-_BOM = b"\xef\xbb\xbf"  # the UTF-8 byte order mark
 _NOT_A_LINE = frozenset({"invalid_body", "malformed_json"})  # ingest's, for an array as NDJSON
 
 
@@ -50,14 +53,6 @@ class LabelError(ValueError):
         self.body["error"].update(extra)
 
 
-class _DuplicateKey(dict[str, Any]):
-    """An object that named `key` twice: refused as a label."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__()
-        self.key = key
-
-
 class _Unparsed:
     """An NDJSON line that is not JSON: refused as its own label's entry, as ingest refuses
     such a line, the request's other labels taken."""
@@ -66,56 +61,15 @@ class _Unparsed:
         self.message = message
 
 
-def _keys_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            return _DuplicateKey(key)
-        seen[key] = value
-    return seen
-
-
-def _no_constant(name: str) -> Any:
-    # NaN, Infinity and -Infinity are Python's, not JSON's: ingest refuses them as
-    # malformed, and so do labels.
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _int(text: str) -> int:
-    # Python's own limit (4,300 digits) would answer "use sys.set_int_max_str_digits()".
-    if len(text) > MAX_INT_DIGITS:
-        raise ValueError(f"a number of {len(text):,} digits")
-    return int(text)
-
-
-MAX_INT_DIGITS = 100
-"""No label field is a number: one longer than this is refused as malformed JSON."""
-
-
-def _loads(data: bytes) -> Any:
-    # The json module for its pairs hook: a label naming a key twice is refused, as a
-    # transaction is (parsers disagree on which one wins). Labels are not a hot path.
-    return json.loads(
-        data, object_pairs_hook=_keys_once, parse_constant=_no_constant, parse_int=_int
-    )
-
-
-def _malformed(exc: ValueError, data: bytes) -> str:
-    # Ingest's words for where it broke ("invalid character (byte 60)"), not json's
-    # ("Expecting ',' delimiter: line 1 column 61 (char 60)"): one client posts both. Ours
-    # only for what ingest's parser takes and this one refuses (a number of 5,000 digits).
-    return why_not_json(data) or f"Malformed JSON: {exc}"
-
-
 def _ndjson(raw: bytes, content_type: str) -> list[Any]:
     """One item per line that is not blank, as ingest splits NDJSON."""
     items: list[Any] = []
     for line in raw.split(b"\n"):
         if line.strip():
             try:
-                items.append(_loads(line))
+                items.append(loads(line))
             except ValueError as exc:
-                items.append(_Unparsed(_malformed(exc, line) + malformed_hint(content_type, line)))
+                items.append(_Unparsed(malformed(exc, line) + malformed_hint(content_type, line)))
     return items
 
 
@@ -133,7 +87,7 @@ def parse_label(item: Any, default_source: str, now: dt.datetime) -> Label:
     """One label from its JSON; raises LabelError naming the field at fault."""
     if isinstance(item, _Unparsed):
         raise LabelError("malformed_json", item.message)
-    if isinstance(item, _DuplicateKey):
+    if isinstance(item, DuplicateKey):
         raise LabelError("duplicate_key", f"Key {item.key!r} appears more than once", item.key)
     if not isinstance(item, dict):
         raise LabelError("invalid_body", "Each label must be a JSON object")
@@ -249,16 +203,16 @@ async def post_labels(request: web.Request) -> web.Response:
     who = await permitted(request, "labels", "Sending labels needs an API key with 'labels'")
     if isinstance(who, web.Response):
         return who
-    if (refused := unsupported_media_type(request)) is not None:
+    if (refused := unsupported_media_type(request, bulk=True)) is not None:
         return refused  # as ingest refuses it: one client sends both
     raw = await read_body(request)
     if raw is None:
         return shutting_down()
-    if raw.startswith(_BOM):
-        raw = raw[len(_BOM) :]  # as ingest: PowerShell and Notepad start a file with one
+    if raw.startswith(BOM):
+        raw = raw[len(BOM) :]  # as ingest: PowerShell and Notepad start a file with one
     if not raw.strip():
         return json_error(400, "empty_body", "Send a JSON object, a JSON array or NDJSON")
-    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and nests_deeper_than(raw, MAX_DEPTH):
+    if too_deep(raw):
         # Ingest's code and limit. A label has no nested values, so this is the request's
         # fault as a whole; json would otherwise answer past ~1,000 levels only.
         return json_error(400, "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
@@ -268,11 +222,11 @@ async def post_labels(request: web.Request) -> web.Response:
         items, is_batch = _ndjson(raw, request.content_type), True
     else:
         try:
-            body: Any = _loads(raw)
+            body: Any = loads(raw)
         except ValueError as exc:
             # NDJSON sent under another content type: said so, as ingest says it.
             hint = malformed_hint(request.content_type, raw)
-            return json_error(400, "malformed_json", _malformed(exc, raw) + hint)
+            return json_error(400, "malformed_json", malformed(exc, raw) + hint)
         is_batch = isinstance(body, list)
         items = body if is_batch else [body]
     if not items:

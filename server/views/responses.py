@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -18,31 +17,6 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "field": field}}
-
-
-async def json_object(
-    request: web.Request, fields: Collection[str], *, allow_empty: bool = False
-) -> dict[str, Any] | web.Response:
-    """The request's body as a JSON object of `fields` only, or the 400 to answer instead.
-    With `allow_empty`, an empty body is `{}`. Another field is refused (`unknown_field`),
-    as a label's is: a misspelt `note` or `password` would otherwise be dropped, and the
-    action done without it, answered 200."""
-    if allow_empty:
-        raw = await request.read()
-        if not raw.strip():
-            return {}
-    try:
-        body: Any = await request.json(loads=msgspec.json.decode)
-    except (msgspec.DecodeError, ValueError):
-        return json_error(400, "malformed_json", "Send a JSON object")
-    if not isinstance(body, dict):
-        return json_error(400, "invalid_body", "Send a JSON object")
-    unknown = sorted(set(body).difference(fields))
-    if unknown:
-        names = ", ".join(repr(name) for name in sorted(fields))
-        message = f"Unknown field {unknown[0]!r}; fields are {names}"
-        return json_error(400, "unknown_field", message, unknown[0])
-    return body
 
 
 def error_message(text: str) -> str:

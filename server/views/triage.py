@@ -26,7 +26,8 @@ from server.store.base import (
     LabelValue,
 )
 from server.views.api import permitted
-from server.views.responses import json_error, json_object, json_response
+from server.views.bodies import json_object
+from server.views.responses import json_error, json_response
 
 MAX_NOTE_LENGTH = 2000
 MAX_USER_NAME = 64
