@@ -60,6 +60,7 @@ from simulator import Labeled
 log = logging.getLogger(__name__)
 
 SESSION_MIDDLEWARE = web.AppKey("session_middleware", object)
+STATIC_DIR = web_dir("static")
 SIMULATOR_FEED = web.AppKey("simulator_feed", SimulatorFeed)
 
 # What each bulk endpoint takes many of, for its 413s' wording.
@@ -172,13 +173,43 @@ def _secure(response: web.StreamResponse) -> None:
 
 
 @web.middleware
-async def revalidate_static(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+async def static_files(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    """Static files revalidate, and one that is not there is a short 404 naming it."""
+    if not request.path.startswith("/static/"):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except (web.HTTPNotFound, web.HTTPForbidden):  # outside static/, or a directory
+        response = await _no_static_file(request)
+    else:
+        # aiohttp's FileResponse finds out only when sent that there is no file, and then
+        # answers 404 with an empty application/octet-stream body: nothing to go on.
+        filename = request.match_info.get("filename", "")
+        if isinstance(response, web.FileResponse) and not await asyncio.to_thread(
+            (STATIC_DIR / filename).is_file
+        ):
+            response = await _no_static_file(request)
     # ES modules import each other by plain URL, so they cannot carry a version: make the
     # browser revalidate (ETag/Last-Modified) so a deploy never runs a mix of old and new.
-    response = await handler(request)
-    if request.path.startswith("/static/"):
-        response.headers["Cache-Control"] = "no-cache"
+    response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+async def _no_static_file(request: web.Request) -> web.Response:
+    """404 in text, naming the path, and the file of that name elsewhere under /static/
+    when there is one (`/static/app.js`: did you mean /static/js/app.js?), as an API path
+    that is not there is answered with the path and the likeliest fix."""
+    name = request.path.rsplit("/", 1)[-1]
+
+    def elsewhere() -> list[str]:
+        if not name or name.startswith("."):
+            return []
+        found = (p for p in STATIC_DIR.rglob(name) if p.is_file())
+        return sorted("/static/" + p.relative_to(STATIC_DIR).as_posix() for p in found)
+
+    others = [path for path in await asyncio.to_thread(elsewhere) if path != request.path]
+    hint = f": did you mean {others[0]}?" if others else ""
+    return web.Response(status=404, text=f"No file at {request.path}{hint}\n")
 
 
 @web.middleware
@@ -495,7 +526,7 @@ def create_app(settings: Settings, sources: dict[str, str] | None = None) -> web
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         # security_headers outermost: the JSON errors built by `errors` get the headers too.
-        middlewares=[security_headers, errors, revalidate_static, sessions],
+        middlewares=[security_headers, errors, static_files, sessions],
     )
     stats = Stats()
     app[SETTINGS] = settings
@@ -555,7 +586,7 @@ def create_app(settings: Settings, sources: dict[str, str] | None = None) -> web
     app.router.add_get("/api/v1/scorecard", labels.get_scorecard)
     app.router.add_get("/api/v1/rules", rules.get_rules)
     app.router.add_post("/api/v1/rules/reload", rules.reload_rules)
-    app.router.add_static("/static", web_dir("static"))
+    app.router.add_static("/static", STATIC_DIR)
 
     app.cleanup_ctx.extend(
         [

@@ -635,6 +635,33 @@ async def test_an_unknown_api_path_is_answered_in_the_error_shape_naming_the_pat
     assert (page.status, page.content_type) == (404, "text/plain")
 
 
+async def test_a_missing_static_file_is_a_short_404_naming_the_path(
+    client: TestClient,
+) -> None:
+    # It was a 404 with an empty application/octet-stream body (aiohttp's FileResponse
+    # finding no file): a browser's console or curl showed nothing to go on.
+    for path, hint in (
+        ("/static/nope.js", ""),
+        ("/static/js/nope.js", ""),
+        ("/static/app.js", ": did you mean /static/js/app.js?"),
+        ("/static/css/app.js", ": did you mean /static/js/app.js?"),
+    ):
+        for method in ("GET", "HEAD"):
+            resp = await client.request(method, path)
+            assert (resp.status, resp.content_type) == (404, "text/plain"), (method, path)
+            assert resp.charset == "utf-8"
+            # Security headers as on any answer; a 404 is never cached as the file.
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+            assert resp.headers["Cache-Control"] == "no-cache"
+        assert await (await client.get(path)).text() == f"No file at {path}{hint}\n"
+    # A directory is no file either (aiohttp answered 403 Forbidden).
+    resp = await client.get("/static/js")
+    assert (resp.status, await resp.text()) == (404, "No file at /static/js\n")
+    # The files that are there are served as before.
+    script = await client.get("/static/js/app.js")
+    assert (script.status, script.content_type) == (200, "application/javascript")
+
+
 async def test_pages_carry_security_headers_and_static_revalidates(client: TestClient) -> None:
     login = await client.get("/login")
     assert login.status == 200
