@@ -21,6 +21,7 @@ import aiohttp
 
 from server.config import is_base_url
 from server.views.responses import (
+    CONNECT_TIMEOUT_S,
     FIRST_CONNECT_TRIES,
     cannot_connect,
     error_message,
@@ -43,8 +44,12 @@ TRIES_ON_500 = 3
 # A Retry-After beyond this is taken as a mistake, not as an order to sleep for hours.
 RETRY_AFTER_MAX_S = 300.0
 # Until the server has answered a request, a connection that cannot be made (refused, a
-# host name that does not resolve) is tried FIRST_CONNECT_TRIES times, then the feed stops,
-# by `fraudwatch replay`'s rule (server/views/responses.py).
+# host name that does not resolve, or not made within CONNECT_TIMEOUT_S) is tried
+# FIRST_CONNECT_TRIES times, then the feed stops, by `fraudwatch replay`'s rule
+# (server/views/responses.py).
+# A request's time in all: above the server's ingest_timeout (10 s), so its 503 comes
+# before this timeout.
+REQUEST_TIMEOUT_S = 30.0
 # Transactions alone over the server's request limit named one a line; the rest are
 # counted, and totalled at the end (a tiny limit drops every one, at the feed's rate).
 NAMED_DROPS = 3
@@ -83,6 +88,9 @@ class ClientOptions:
     retry_max_s: float = 30.0
     # After --duration or Ctrl-C: how long to keep trying to deliver what is held.
     drain_s: float = 30.0
+    # A connection not made within this is one that cannot be made (a host or firewall
+    # dropping packets): replay's. A request has REQUEST_TIMEOUT_S in all.
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
 
 
 @dataclass
@@ -222,7 +230,8 @@ async def _post(
                 )
                 return
             reply = await response.json(content_type=None)
-    except aiohttp.ClientConnectorError as exc:  # refused, or a name that does not resolve
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        # Refused, a name that does not resolve, or not made within the connect timeout.
         raise Retry(f"{type(exc).__name__}: {exc}", unreachable=True) from exc
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         # Connection refused or reset, a timeout, a cut answer: the server may have stored
@@ -452,8 +461,7 @@ async def run_client(
     }
     began = time.monotonic()
     next_report = began + options.report_s
-    # Above the server's ingest_timeout (10 s), so its 503 comes before our timeout.
-    timeout = aiohttp.ClientTimeout(total=30)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S, sock_connect=options.connect_timeout_s)
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
         sender = Sender(session, url, options, out)
         stats = sender.stats

@@ -17,10 +17,19 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from simulator.client import ClientOptions, ClientStats, TargetRefused, retry_after, run_client
+from server.replay import CONNECT_TIMEOUT_S
+from simulator.client import (
+    ClientOptions,
+    ClientStats,
+    TargetDown,
+    TargetRefused,
+    retry_after,
+    run_client,
+)
 from tests.conftest import API_KEY
 from tests.live_server import start_live
 from tests.test_cli import free_port
+from tests.test_replay import blackhole
 
 BODIES = web.AppKey("bodies", list)
 ANSWERS = web.AppKey("answers", list)
@@ -402,3 +411,28 @@ async def test_no_server_at_the_target_is_an_error_naming_it_within_three_tries(
     assert "; 3 tries; last: ClientConnectorError" in gave_up, gave_up
     assert done.startswith("done ") and f"dropped={held} " in done and "stored=0 " in done
     assert f"generated={held} " in done  # every one counted
+
+
+async def test_a_target_that_drops_packets_is_given_up_on_after_three_connect_timeouts() -> None:
+    # The client had no connect timeout of its own: each try to a host that drops packets (a
+    # firewall, a wrong address on a routed network) waited out the request's 30 s, and
+    # counted as a server that had gone away, retried with backoff until --duration ran out.
+    # As `fraudwatch replay --target` does, a connection not made within the connect timeout
+    # (10 s, replay's; short here) is one that cannot be made: 3 tries, then the feed stops.
+    assert ClientOptions(target="http://x", api_key="k").connect_timeout_s == CONNECT_TIMEOUT_S
+    with blackhole() as port:
+        url = f"http://127.0.0.1:{port}"
+        options = ClientOptions(
+            target=url, api_key=API_KEY, rate=20, duration=60, connect_timeout_s=0.2
+        )
+        out = io.StringIO()
+        with pytest.raises(TargetDown) as stopped:
+            await asyncio.wait_for(run_client(options, out=out), timeout=30)
+    assert str(stopped.value).startswith(
+        f"cannot connect to {url}/api/v1/transactions (3 tries, 0.5 and 1 s apart): "
+        "ConnectionTimeoutError: "
+    ), stopped.value
+    assert str(stopped.value).endswith(f"; is a server running at {url}?")
+    gave_up, done = out.getvalue().splitlines()
+    assert "; 3 tries; last: ConnectionTimeoutError" in gave_up, gave_up
+    assert done.startswith("done ") and "stored=0 " in done

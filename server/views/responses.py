@@ -37,6 +37,11 @@ def error_message(text: str) -> str:
 # is restarting: it gets every try.
 FIRST_CONNECT_TRIES = 3
 FIRST_CONNECT_WAIT_S = 0.5
+# A request's answer may take a while (a big batch, a busy server), its connection should
+# not: without a connect timeout, each try to a host that drops packets (a firewall, a
+# wrong address on a routed network) waited out the whole request's timeout. A connection
+# not made within this is one that cannot be made, by the rule above.
+CONNECT_TIMEOUT_S = 10.0
 
 
 def first_connect_wait(failures: int) -> float:
