@@ -6,7 +6,6 @@ import argparse
 import codecs
 import csv
 import datetime as dt
-import errno
 import gzip
 import io
 import os
@@ -22,6 +21,7 @@ from typing import IO, Any, Literal, NamedTuple
 
 import msgspec
 
+from server import wording
 from server.transactions import (
     AMOUNT_CONTEXT,
     DEFAULT_MINOR_UNITS,
@@ -76,21 +76,11 @@ class SourceError(Exception):
     """The file or the flags cannot be used at all (as opposed to one bad row)."""
 
 
-# Why a file cannot be opened, in words: Python's own (`[Errno 2] No such file or
-# directory: '/nope.csv'`) reads as a crash. Other errors say their strerror.
-_CANNOT_READ = {
-    errno.ENOENT: "no such file",
-    errno.EISDIR: "it is a directory",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-}
-
-
 def cannot_read(path: Path, exc: OSError) -> OSError:
     """The OSError to raise for `path` failing to open: its message, `cannot read PATH:
-    WHY`, is the command line's error (an OSError still: the exit status stays 1)."""
-    why = _CANNOT_READ.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
-    return OSError(f"cannot read {path}: {why}")
+    WHY` (server/wording.py), is the command line's error (an OSError still: the exit
+    status stays 1)."""
+    return OSError(wording.cannot_read(path, exc))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from server.detection.rules import (
     load_rules,
     rule_files,
 )
+from server.wording import cannot_read
 
 
 def register(commands: Any) -> None:
@@ -96,7 +97,7 @@ def check(paths: list[Path]) -> RuleSet:
             try:
                 sources.append((str(f), f.read_bytes()))
             except OSError as exc:  # as load_files says it, but the others are checked too
-                problems.append((index, f"{f}: cannot read: {exc.strerror}"))
+                problems.append((index, cannot_read(f, exc)))
                 continue
             given.setdefault(str(f), index)
     try:

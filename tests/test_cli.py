@@ -590,7 +590,7 @@ def test_a_rules_path_that_names_no_file_names_the_setting(
     done = fraudwatch(*args, env=env)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"error: Setting 'rules_path' from {where}: {missing}: no such file or directory"
+        f"error: Setting 'rules_path' from {where}: cannot read {missing}: no such file"
     )
     assert not (tmp_path / "data").exists()
 

@@ -87,7 +87,7 @@ def test_every_problem_is_listed_and_the_exit_status_is_1(tmp_path: Path) -> Non
     assert done.stderr.splitlines() == [
         f"{bad}: rule 'huge': severity must be one of low, medium, high, critical, got 'hgh'",
         f"{bad}: rule 'huge': unknown feature 'amout' (see docs/rules.md for the list)",
-        f"{missing}: no such file or directory",
+        f"cannot read {missing}: no such file",
         f"{again}: rule 'big': duplicate name (also in {dup})",
         "error: 4 problem(s); a server would refuse these rules",
     ]
@@ -102,13 +102,26 @@ def test_a_bad_setting_is_exit_2_naming_it(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_missing_file_is_said_as_replay_and_backtest_say_it(tmp_path: Path) -> None:
+    # It said `MISSING: no such file or directory`, its own words for what replay and
+    # backtest say `cannot read MISSING: no such file`; a directory given as a file is
+    # read as a directory of rule files, so only a missing one is said so here.
+    missing = tmp_path / "MISSING.toml"
+    done = fraudwatch("rules", "check", str(missing), env=_env())
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"cannot read {missing}: no such file\nerror: 1 problem(s); a server would refuse "
+        "these rules\n"
+    )
+
+
 def test_a_rules_path_setting_that_names_no_file_is_exit_2_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     done = fraudwatch("rules", "check", env=_env(rules_path=str(missing)))
     assert done.returncode == 2
     assert done.stderr == (
         "error: Setting 'rules_path' from environment FRAUDWATCH_RULES_PATH: "
-        f"{missing}: no such file or directory\n"
+        f"cannot read {missing}: no such file\n"
     )
 
 
@@ -157,7 +170,7 @@ def test_problems_are_reported_in_the_order_the_files_were_given(tmp_path: Path)
     assert done.stderr.splitlines() == [
         f"{first}: rule 'one': severity must be one of low, medium, high, critical, got 'hgh'",
         f"{first}: rule 'one': unknown feature 'amout' (see docs/rules.md for the list)",
-        f"{missing}: no such file or directory",
+        f"cannot read {missing}: no such file",
         f"{rules / 'b.toml'}: not valid TOML: Expected '=' after a key in a key/value pair "
         "(at line 1, column 2)",
         f"{empty}: no *.toml rule files in this directory",
@@ -178,7 +191,8 @@ def test_a_file_that_cannot_be_read_does_not_hide_the_others_problems(tmp_path: 
         done = fraudwatch("rules", "check", str(unreadable), str(bad), env=_env())
     assert done.returncode == 1
     lines = done.stderr.splitlines()
-    assert lines[0].startswith(f"{unreadable}: cannot read: "), lines
+    # In replay's and backtest's words, from one helper: `cannot read PATH: why`.
+    assert lines[0] == f"cannot read {unreadable}: no such device or address", lines
     assert lines[1:] == [
         f"{bad}: rule 'huge': severity must be one of low, medium, high, critical, got 'hgh'",
         f"{bad}: rule 'huge': unknown feature 'amout' (see docs/rules.md for the list)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import operator
+import stat
 import string
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +25,7 @@ from server.detection.features import DEFAULT_SMALL_AMOUNT, FEATURE_UNITS, FEATU
 from server.detection.severity import CRITICAL_LOSS, DEFAULT_BANDS, HIGH_LOSS, LossBands
 from server.detection.verdict import UNITS, Reason, Severity, beyond_cap
 from server.transactions import Transaction
+from server.wording import cannot_read
 
 # Bump when what the engine computes for the same files changes.
 ENGINE = "rules-3"
@@ -249,13 +251,15 @@ def default_pack() -> Path:
 
 def rule_files(path: Path) -> list[Path]:
     """A file, or every *.toml in a directory (sorted by name)."""
-    if path.is_dir():
+    try:
+        is_dir = stat.S_ISDIR(path.stat().st_mode)
+    except OSError as exc:  # not there, or a directory on the way not searchable
+        raise RulesPathError([cannot_read(path, exc)]) from None
+    if is_dir:
         files = sorted(p for p in path.glob("*.toml") if p.is_file())
         if not files:
             raise RulesPathError([f"{path}: no *.toml rule files in this directory"])
         return files
-    if not path.exists():
-        raise RulesPathError([f"{path}: no such file or directory"])
     return [path]
 
 
@@ -276,7 +280,7 @@ def load_files(files: Sequence[Path]) -> RuleSet:
         try:
             sources.append((str(f), f.read_bytes()))
         except OSError as exc:
-            errors.append(f"{f}: cannot read: {exc.strerror}")
+            errors.append(cannot_read(f, exc))
     if errors:
         raise RulesError(errors)
     return compile_sources(sources)
