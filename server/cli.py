@@ -29,6 +29,7 @@ from server.store.base import ApiKey
 from server.store.errors import DatabaseUnusable
 from server.store.sqlite import SqliteStore
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEMO_USER = "analyst"
 
@@ -305,13 +306,66 @@ def _run(
     tune_gc()
     app = create_app(settings, sources)
     app.cleanup_ctx.append(reload_on_sighup)
-    web.run_app(
+    serve(app, sockets)
+
+
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+def serve(app: web.Application, sockets: Sequence[socket.socket]) -> None:
+    """Run `app` on `sockets` until SIGINT or SIGTERM, then stop it: as aiohttp's
+    `web.run_app` does, but a signal during start-up still closes what start-up opened.
+    run_app starts the app (`runner.setup()`: its cleanup contexts, the store, the model,
+    the detector's state rebuilt from the store) before the `try` whose `finally` cleans up,
+    so a Ctrl-C while a large store was replayed exited 0 without a word, the store never
+    closed."""
+    loop = asyncio.new_event_loop()
+    main = loop.create_task(_serve(app, sockets))
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass  # the runner's handlers raise GracefulExit on SIGINT and SIGTERM
+    finally:
+        try:
+            if not main.done():
+                main.cancel()  # into wherever it waits: its `finally` stops the app
+                with contextlib.suppress(asyncio.CancelledError):
+                    loop.run_until_complete(main)
+        finally:
+            # As run_app: whatever tasks are left are cancelled before the loop closes.
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+async def _serve(app: web.Application, sockets: Sequence[socket.socket]) -> None:
+    runner = web.AppRunner(
         app,
-        sock=sockets,
-        print=None,
-        shutdown_timeout=10,
+        handle_signals=True,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         access_log=None,
+        keepalive_timeout=75.0,  # run_app's
     )
+    serving = False
+    try:
+        await runner.setup()
+        for sock in sockets:
+            await web.SockSite(runner, sock).start()
+        serving = True
+        await asyncio.Future()  # until a signal: GracefulExit, then this task is cancelled
+    except asyncio.CancelledError:
+        if not serving:
+            log.info("stopped while starting: closing what start-up had opened")
+        raise
+    finally:
+        # Also after a failed or interrupted start: the cleanup contexts that were entered
+        # are exited (the store closed), in reverse order, and only those.
+        await runner.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -125,6 +125,13 @@ async def _replay(
             max_rows,
             REPLAY_DAYS,
         )
+    # Said before it starts: on a large store it takes a while, and nothing else is said
+    # meanwhile (the server is not serving yet).
+    log.info(
+        "detector state: %s from the store (at most %d transactions); serving after that",
+        "rebuilding" if marks is None else "replaying",
+        min(max_rows, until - start),
+    )
     started = time.monotonic()
     read = partly = skipped = damaged = 0
     apply = _Apply(detector, marks, positions)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import io
 import itertools
 import json
+import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +22,16 @@ from aiohttp import WSCloseCode, WSMsgType
 from aiohttp.test_utils import TestClient
 
 from server.pipeline import IntakeClosed, Submission, TxQueue
-from tests.conftest import AUTH, tx
-from tests.live_server import BASE, Loader, alert_ids, start_live, stored_verdicts
+from tests.conftest import API_KEY, AUTH, tx
+from tests.live_server import (
+    BASE,
+    Loader,
+    alert_ids,
+    post_transactions,
+    start_live,
+    stored_verdicts,
+)
+from tests.test_cli import free_port
 from tests.test_faults import alert_run, small_window
 from tests.test_pipeline import txs
 
@@ -60,6 +73,53 @@ async def test_sigterm_stores_every_answered_transaction_and_exits_cleanly(
     assert stored_verdicts(server.db, list(answered)) == answered
     raised = {v["alert_id"] for v in answered.values() if v["alert_id"]}
     assert raised and raised <= alert_ids(server.db)
+
+
+async def test_sigint_while_starting_closes_what_start_up_had_opened(tmp_path: Path) -> None:
+    # aiohttp's run_app starts the app (its cleanup contexts: the store, the model, the
+    # detector's state) before the try whose `finally` cleans up: a Ctrl-C while the
+    # detector's state was rebuilt from a large store exited 0 without a word, the store
+    # never closed (its WAL and shared-memory files left beside the database).
+    data = tmp_path / "data"
+    with contextlib.ExitStack() as stack:
+        server = await start_live(data, stack)
+        records = [
+            tx(f"s-{i}", f"acct-{i % 500}", at=BASE + dt.timedelta(seconds=i % 3000))
+            for i in range(20_000)
+        ]
+        for start in range(0, len(records), 5000):
+            await post_transactions(server.url, records[start : start + 5000])
+        assert await asyncio.to_thread(server.stop) == 0
+    # Without its snapshot the next start rebuilds the state from the 20,000: seconds.
+    (data / "detector-state.msgpack").unlink()
+    log = tmp_path / "restart.log"
+    env = {**os.environ, "FRAUDWATCH_API_KEY": API_KEY}
+    command = [sys.executable, "-m", "server", "serve", "--port", str(free_port())]
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *command, "--data-dir", str(data), stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "detector state: rebuilding from the store" not in log.read_text():
+            assert proc.returncode is None and time.monotonic() < deadline, log.read_text()
+            await asyncio.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(proc.wait(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    output = log.read_text()
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    # The store was closed as at any stop: its WAL checkpointed into the database and
+    # removed, and the server's address file with it.
+    assert sorted(p.name for p in data.iterdir() if p.name.startswith("fraudwatch.db")) == [
+        "fraudwatch.db"
+    ], output
+    assert not (data / "server.json").exists()
+    assert "stopped while starting: closing what start-up had opened" in output, output
 
 
 async def test_a_stalled_dashboard_does_not_hold_up_shutdown(tmp_path: Path) -> None:
